@@ -1,0 +1,68 @@
+# The two commands a newcomer needs are `make demo` and `make test`; each
+# installs what it needs first (`make deps`).
+
+SHELL := /bin/bash
+GO ?= go
+# Every module of the workspace (go.work), for go test/vet.
+MODULES := platform proto services/product services/inventory services/order gateway loadtest deploy/local
+PKGS := $(addsuffix /...,$(addprefix ./,$(MODULES)))
+BIN := $(CURDIR)/.bin
+PROTOC_GEN_GO_VERSION := v1.36.11
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+PROTOS := $(shell find proto -name '*.proto' | sort)
+
+export GOTOOLCHAIN := local
+
+.PHONY: demo test up deps proto proto-check lint bench loadtest
+
+## demo: start the whole platform on this machine and fire a flash-sale burst at it
+demo: deps
+	$(GO) run ./loadtest/cmd/demo $(ARGS)
+
+## test: every unit and integration test, with the race detector
+test: deps
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## up: run the platform locally until interrupted (gateway on FLASHSALE_HTTP_ADDR)
+up: deps
+	$(GO) run ./deploy/local/cmd/up
+
+## deps: install redis-server and PostgreSQL through apt when they are missing
+deps:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-benchmark >/dev/null || missing="$$missing redis-tools"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	id postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; \
+		else echo "need root or sudo to install:$$missing (apt-get install$$missing)"; exit 1; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+## proto: regenerate the gRPC code from proto/ with pinned generators
+proto:
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler"; exit 1; }
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	cd proto && PATH=$(BIN):$$PATH protoc -I . \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		$(patsubst proto/%,%,$(PROTOS))
+
+## proto-check: fail when the committed generated code is stale
+proto-check: proto
+	@git diff --exit-code --stat -- proto || { echo "generated code in proto/ is stale: run make proto and commit"; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard proto); \
+	if [ -n "$$untracked" ]; then echo "untracked generated files: $$untracked"; exit 1; fi
+
+## lint: gofmt and go vet
+lint:
+	@unformatted=$$(gofmt -l $(MODULES)); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## bench: inventory strategies against the redis-benchmark ceiling
+bench: deps
+	$(GO) run ./loadtest/cmd/bench $(ARGS)

@@ -1,0 +1,51 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/config"
+)
+
+func TestDefaultsAndValues(t *testing.T) {
+	env := config.FromMap(map[string]string{"A": "x", "N": "42", "D": "1.5s", "B": "true", "L": "a, b,,c", "EMPTY": " "})
+	if got := env.String("A", "d"); got != "x" {
+		t.Errorf("String = %q", got)
+	}
+	if got := env.String("EMPTY", "d"); got != "d" {
+		t.Errorf("blank variable should fall back to default, got %q", got)
+	}
+	if got := env.Int("N", 1); got != 42 {
+		t.Errorf("Int = %d", got)
+	}
+	if got := env.Duration("D", 0); got != 1500*time.Millisecond {
+		t.Errorf("Duration = %v", got)
+	}
+	if got := env.Bool("B", false); !got {
+		t.Errorf("Bool = %v", got)
+	}
+	if got := strings.Join(env.List("L", nil), "|"); got != "a|b|c" {
+		t.Errorf("List = %q", got)
+	}
+	if err := env.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEveryBadValueIsNamed(t *testing.T) {
+	env := config.FromMap(map[string]string{"N": "many", "D": "soon", "B": "perhaps"})
+	env.Int("N", 1)
+	env.Duration("D", time.Second)
+	env.Bool("B", false)
+	env.Check(false, "PORT must be positive")
+	err := env.Err()
+	if err == nil {
+		t.Fatal("no error for bad values")
+	}
+	for _, want := range []string{"N=", "D=", "B=", "PORT must be positive"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+}

@@ -1,0 +1,151 @@
+// Package errcode is the platform's error vocabulary across gRPC: the codes
+// of the public API's error table, and the one table per service that maps
+// its domain errors to them. The gateway turns a code into an HTTP status.
+package errcode
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Code is an error code of the public API (API.md's error table).
+type Code string
+
+// The codes of API.md.
+const (
+	InvalidArgument   Code = "INVALID_ARGUMENT"
+	Unauthenticated   Code = "UNAUTHENTICATED"
+	Forbidden         Code = "FORBIDDEN"
+	NotFound          Code = "NOT_FOUND"
+	SoldOut           Code = "SOLD_OUT"
+	LimitExceeded     Code = "LIMIT_EXCEEDED"
+	ActivityNotActive Code = "ACTIVITY_NOT_ACTIVE"
+	Conflict          Code = "CONFLICT"
+	RateLimited       Code = "RATE_LIMITED"
+	Unavailable       Code = "UNAVAILABLE"
+	Internal          Code = "INTERNAL"
+)
+
+// domain names the ErrorInfo entries this package writes.
+const domain = "flashsale"
+
+var grpcCodes = map[Code]codes.Code{
+	InvalidArgument:   codes.InvalidArgument,
+	Unauthenticated:   codes.Unauthenticated,
+	Forbidden:         codes.PermissionDenied,
+	NotFound:          codes.NotFound,
+	SoldOut:           codes.FailedPrecondition,
+	LimitExceeded:     codes.FailedPrecondition,
+	ActivityNotActive: codes.FailedPrecondition,
+	Conflict:          codes.FailedPrecondition,
+	RateLimited:       codes.ResourceExhausted,
+	Unavailable:       codes.Unavailable,
+	Internal:          codes.Internal,
+}
+
+// fromGRPC is the code of a status that carries no ErrorInfo (errors made
+// by gRPC itself, such as deadlines and unreachable servers).
+var fromGRPC = map[codes.Code]Code{
+	codes.InvalidArgument:    InvalidArgument,
+	codes.Unauthenticated:    Unauthenticated,
+	codes.PermissionDenied:   Forbidden,
+	codes.NotFound:           NotFound,
+	codes.FailedPrecondition: Conflict,
+	codes.AlreadyExists:      Conflict,
+	codes.Aborted:            Conflict,
+	codes.ResourceExhausted:  RateLimited,
+	codes.Unavailable:        Unavailable,
+	codes.DeadlineExceeded:   Unavailable,
+	codes.Canceled:           Unavailable,
+}
+
+// Rule maps one domain error (matched with errors.Is) to a code.
+type Rule struct {
+	Err  error
+	Code Code
+}
+
+// Table is a service's mapping of domain errors to codes. The first
+// matching rule wins.
+type Table []Rule
+
+// Status converts err to a gRPC status error carrying the code as
+// ErrorInfo. Errors no rule matches become INTERNAL with a generic message,
+// so internals never leak to callers; context errors become UNAVAILABLE.
+func (t Table) Status(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, r := range t {
+		if errors.Is(err, r.Err) {
+			return New(r.Code, err.Error())
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return New(Unavailable, "deadline exceeded or canceled")
+	}
+	return New(Internal, "internal error")
+}
+
+// Domain converts a status error received from another service back into
+// this service's domain error with the same code, wrapped with the remote
+// message. Errors without a matching rule are returned unchanged.
+func (t Table) Domain(err error) error {
+	if err == nil {
+		return nil
+	}
+	c := Of(err)
+	for _, r := range t {
+		if r.Code == c {
+			return &remoteError{domain: r.Err, msg: status.Convert(err).Message()}
+		}
+	}
+	return err
+}
+
+type remoteError struct {
+	domain error
+	msg    string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.domain }
+
+// New makes a status error with the code and message.
+func New(c Code, msg string) error {
+	gc, ok := grpcCodes[c]
+	if !ok {
+		gc = codes.Unknown
+	}
+	st := status.New(gc, msg)
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: string(c), Domain: domain}); err == nil {
+		st = withInfo
+	}
+	return st.Err()
+}
+
+// Of returns the code of a status error: its ErrorInfo reason when it has
+// one, else a code derived from the gRPC code. Non-status errors are
+// INTERNAL.
+func Of(err error) Code {
+	st, ok := status.FromError(err)
+	if !ok {
+		return Internal
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == domain {
+			return Code(info.GetReason())
+		}
+	}
+	if c, ok := fromGRPC[st.Code()]; ok {
+		return c
+	}
+	return Internal
+}

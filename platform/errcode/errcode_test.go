@@ -1,0 +1,67 @@
+package errcode_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/flashsale/flashsale/platform/errcode"
+)
+
+var (
+	errSoldOut = errors.New("sold out")
+	errSecret  = errors.New("pq: password authentication failed for user admin")
+)
+
+var table = errcode.Table{{Err: errSoldOut, Code: errcode.SoldOut}}
+
+func TestStatusRoundTrip(t *testing.T) {
+	st := table.Status(fmt.Errorf("reserve activity 9: %w", errSoldOut))
+	if got := errcode.Of(st); got != errcode.SoldOut {
+		t.Fatalf("Of = %s, want SOLD_OUT", got)
+	}
+	if got := status.Code(st); got != codes.FailedPrecondition {
+		t.Fatalf("grpc code = %s", got)
+	}
+	back := table.Domain(st)
+	if !errors.Is(back, errSoldOut) {
+		t.Fatalf("Domain(%v) does not match errSoldOut", back)
+	}
+	if !strings.Contains(back.Error(), "activity 9") {
+		t.Fatalf("remote message lost: %q", back)
+	}
+}
+
+func TestUnknownErrorsDoNotLeak(t *testing.T) {
+	st := table.Status(errSecret)
+	if got := errcode.Of(st); got != errcode.Internal {
+		t.Fatalf("Of = %s, want INTERNAL", got)
+	}
+	if strings.Contains(st.Error(), "password") {
+		t.Fatalf("internal detail leaked: %v", st)
+	}
+}
+
+func TestPlainGRPCErrors(t *testing.T) {
+	tests := []struct {
+		err  error
+		want errcode.Code
+	}{
+		{status.Error(codes.Unavailable, "connection refused"), errcode.Unavailable},
+		{status.Error(codes.DeadlineExceeded, "slow"), errcode.Unavailable},
+		{status.Error(codes.NotFound, "x"), errcode.NotFound},
+		{status.Error(codes.DataLoss, "x"), errcode.Internal},
+		{table.Status(context.DeadlineExceeded), errcode.Unavailable},
+		{errors.New("not a status"), errcode.Internal},
+	}
+	for _, tt := range tests {
+		if got := errcode.Of(tt.err); got != tt.want {
+			t.Errorf("Of(%v) = %s, want %s", tt.err, got, tt.want)
+		}
+	}
+}

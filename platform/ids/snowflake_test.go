@@ -1,0 +1,71 @@
+package ids_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/ids"
+)
+
+func TestNextIsUniqueAndIncreasingUnderConcurrency(t *testing.T) {
+	// A frozen clock forces every id into the same few milliseconds, the
+	// hardest case for the sequence field.
+	c := clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
+	g, err := ids.NewGenerator(7, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, per = 16, 2000
+	out := make([][]int64, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for range per {
+				out[w] = append(out[w], g.Next())
+			}
+		})
+	}
+	wg.Wait()
+	seen := make(map[int64]bool, workers*per)
+	for _, ids := range out {
+		for i, id := range ids {
+			if seen[id] {
+				t.Fatalf("duplicate id %d", id)
+			}
+			seen[id] = true
+			if i > 0 && id <= ids[i-1] {
+				t.Fatalf("ids not increasing within a goroutine: %d after %d", id, ids[i-1])
+			}
+		}
+	}
+}
+
+func TestClockGoingBackwardsNeverRepeats(t *testing.T) {
+	start := time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+	c := clock.NewManual(start)
+	g, _ := ids.NewGenerator(1, c)
+	a := g.Next()
+	c.Set(start.Add(-time.Second))
+	b := g.Next()
+	if b <= a {
+		t.Fatalf("got %d after %d, want a larger id", b, a)
+	}
+}
+
+func TestTimeRoundTrips(t *testing.T) {
+	at := time.Date(2026, 11, 11, 0, 0, 0, 123e6, time.UTC)
+	g, _ := ids.NewGenerator(3, clock.NewManual(at))
+	if got := ids.Time(g.Next()); !got.Equal(at) {
+		t.Fatalf("Time(id) = %v, want %v", got, at)
+	}
+}
+
+func TestNodeRange(t *testing.T) {
+	for _, node := range []int64{-1, 1024} {
+		if _, err := ids.NewGenerator(node, clock.Real{}); err == nil {
+			t.Errorf("node %d accepted", node)
+		}
+	}
+}

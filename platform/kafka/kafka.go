@@ -1,0 +1,143 @@
+// Package kafka holds the platform's kafka-go conventions: producers that
+// wait for every in-sync replica (acks=all), W3C trace context carried in
+// message headers, topic creation, and consumer-group lag.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// NewWriter returns a synchronous producer for topic: acks=all, messages
+// partitioned by key hash (so one order's events stay in order), and a short
+// batch window, so concurrent requests share a produce request without any
+// one of them waiting long.
+func NewWriter(brokers []string, topic string) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:         kafka.TCP(brokers...),
+		Topic:        topic,
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    1000,
+		BatchTimeout: 2 * time.Millisecond,
+		MaxAttempts:  3,
+		WriteTimeout: 5 * time.Second,
+		ReadTimeout:  5 * time.Second,
+	}
+}
+
+// headerCarrier adapts kafka headers to OpenTelemetry's propagation.
+type headerCarrier struct{ headers *[]kafka.Header }
+
+func (c headerCarrier) Get(key string) string {
+	for _, h := range *c.headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func (c headerCarrier) Set(key, value string) {
+	for i, h := range *c.headers {
+		if h.Key == key {
+			(*c.headers)[i].Value = []byte(value)
+			return
+		}
+	}
+	*c.headers = append(*c.headers, kafka.Header{Key: key, Value: []byte(value)})
+}
+
+func (c headerCarrier) Keys() []string {
+	keys := make([]string, len(*c.headers))
+	for i, h := range *c.headers {
+		keys[i] = h.Key
+	}
+	return keys
+}
+
+var _ propagation.TextMapCarrier = headerCarrier{}
+
+// InjectTrace writes the trace context of ctx into msg's headers.
+func InjectTrace(ctx context.Context, msg *kafka.Message) {
+	otel.GetTextMapPropagator().Inject(ctx, headerCarrier{&msg.Headers})
+}
+
+// ExtractTrace returns ctx carrying the trace context found in msg's headers.
+func ExtractTrace(ctx context.Context, msg *kafka.Message) context.Context {
+	return otel.GetTextMapPropagator().Extract(ctx, headerCarrier{&msg.Headers})
+}
+
+// EnsureTopics creates the topics that do not exist yet. Real clusters
+// usually disable automatic creation; the partition count is what bounds
+// consumer parallelism.
+func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics ...string) error {
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	req := &kafka.CreateTopicsRequest{}
+	for _, t := range topics {
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: -1})
+	}
+	resp, err := c.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("kafka: create topics: %w", err)
+	}
+	for t, err := range resp.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("kafka: create topic %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// Lag returns how many messages of topic the consumer group has not
+// committed yet, summed over partitions. A partition the group never
+// committed counts from its first offset.
+func Lag(ctx context.Context, brokers []string, group, topic string) (int64, error) {
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return 0, fmt.Errorf("kafka: metadata: %w", err)
+	}
+	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
+		return 0, fmt.Errorf("kafka: topic %s not found", topic)
+	}
+	var parts []int
+	var reqs []kafka.OffsetRequest
+	for _, p := range md.Topics[0].Partitions {
+		parts = append(parts, p.ID)
+		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+	}
+	offs, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return 0, fmt.Errorf("kafka: list offsets: %w", err)
+	}
+	committed, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err != nil {
+		return 0, fmt.Errorf("kafka: offset fetch: %w", err)
+	}
+	if committed.Error != nil {
+		return 0, fmt.Errorf("kafka: offset fetch: %w", committed.Error)
+	}
+	done := map[int]int64{}
+	for _, p := range committed.Topics[topic] {
+		done[p.Partition] = p.CommittedOffset
+	}
+	var lag int64
+	for _, p := range offs.Topics[topic] {
+		if p.Error != nil {
+			return 0, fmt.Errorf("kafka: offsets of %s/%d: %w", topic, p.Partition, p.Error)
+		}
+		from := done[p.Partition]
+		if from < p.FirstOffset {
+			from = p.FirstOffset
+		}
+		lag += p.LastOffset - from
+	}
+	return lag, nil
+}

@@ -1,0 +1,201 @@
+// Package localstack starts the platform's real dependencies on one machine:
+// a redis-server and a PostgreSQL server as child processes in a temporary
+// directory on free loopback ports, and an in-process Kafka-protocol broker
+// (franz-go's kfake) that clients reach over TCP like a real broker.
+//
+// The demo, `make up` and every integration test use it, so what the tests
+// exercise is what the demo runs. Everything it starts is torn down by Close,
+// and, should the process die without calling Close, by the kernel: each
+// child is started with a parent-death signal, and the next Start removes
+// directories left behind by dead owners.
+package localstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Config says what the stack must hold before Start returns.
+type Config struct {
+	// Databases are created in Postgres (each service owns one).
+	Databases []string
+	// Topics are created in the broker with Partitions partitions each.
+	Topics     []string
+	Partitions int
+	// Logger receives progress messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Stack is a running set of dependencies.
+type Stack struct {
+	// RedisAddr is host:port of the redis-server.
+	RedisAddr string
+	// KafkaBrokers are the broker addresses (host:port).
+	KafkaBrokers []string
+
+	dir      string
+	pgPort   int
+	pgUser   string
+	procs    *procRunner
+	redis    *child
+	postgres *child
+	kafka    *kfake.Cluster
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// PostgresURL is the connection URL of database db.
+func (s *Stack) PostgresURL(db string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", s.pgUser, s.pgPort, db)
+}
+
+// Kafka is the in-process broker, exposed so tests can inject broker
+// failures through kfake's control hooks.
+func (s *Stack) Kafka() *kfake.Cluster { return s.kafka }
+
+// Dir is the stack's temporary directory (logs live there).
+func (s *Stack) Dir() string { return s.dir }
+
+const dirPrefix = "flashsale-stack-"
+
+// Start brings the stack up. On error, whatever was started is stopped.
+func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 1
+	}
+	// Find every binary before starting anything, so a missing one is
+	// reported at once with what to install.
+	redisBin, err := findRedis()
+	if err != nil {
+		return nil, err
+	}
+	pgBins, err := findPostgres()
+	if err != nil {
+		return nil, err
+	}
+	removeStaleDirs()
+
+	dir, err := os.MkdirTemp("", dirPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("localstack: temp dir: %w", err)
+	}
+	// The Postgres server may run as another user, who must reach its
+	// data directory below this one.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("localstack: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return nil, fmt.Errorf("localstack: %w", err)
+	}
+	s := &Stack{dir: dir, procs: newProcRunner()}
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
+
+	started := time.Now()
+	if err := s.startRedis(ctx, redisBin); err != nil {
+		return nil, err
+	}
+	log.Info("redis ready", "addr", s.RedisAddr)
+	if err := s.startPostgres(ctx, pgBins, cfg.Databases); err != nil {
+		return nil, err
+	}
+	log.Info("postgres ready", "url", s.PostgresURL("postgres"))
+	if err := s.startKafka(ctx, cfg.Topics, cfg.Partitions); err != nil {
+		return nil, err
+	}
+	log.Info("kafka broker ready", "brokers", strings.Join(s.KafkaBrokers, ","), "took", time.Since(started).Round(time.Millisecond))
+	return s, nil
+}
+
+// Close stops everything and removes the temporary directory. It is safe
+// to call more than once.
+func (s *Stack) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.kafka != nil {
+			s.kafka.Close()
+		}
+		if s.postgres != nil {
+			// SIGINT is Postgres's "fast shutdown": it ends sessions
+			// and exits without waiting for clients.
+			errs = append(errs, s.postgres.stop(syscall.SIGINT))
+		}
+		if s.redis != nil {
+			errs = append(errs, s.redis.stop(syscall.SIGTERM))
+		}
+		s.procs.close()
+		errs = append(errs, os.RemoveAll(s.dir))
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// RunTests is a TestMain body: it starts a stack, hands it to set, runs the
+// tests and tears the stack down, also when the run is interrupted. A stack
+// that cannot start fails the run with the reason; it never skips.
+func RunTests(m *testing.M, cfg Config, set func(*Stack)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	s, err := Start(ctx, cfg)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "localstack:", err)
+		os.Exit(1)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		_ = s.Close()
+		os.Exit(130)
+	}()
+	set(s)
+	code := m.Run()
+	signal.Stop(sigs)
+	if err := s.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "localstack: close:", err)
+	}
+	os.Exit(code)
+}
+
+// removeStaleDirs deletes stack directories whose owning process is gone
+// (a test binary killed with SIGKILL cannot clean up after itself).
+func removeStaleDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "owner.pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || processAlive(pid) {
+			continue
+		}
+		_ = os.RemoveAll(d)
+	}
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
