@@ -636,6 +636,7 @@ type OrderPlaced struct {
 	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	ExpiresAt      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,9,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	LineId         int64                  `protobuf:"varint,10,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"` // id of the order's single line
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -733,6 +734,13 @@ func (x *OrderPlaced) GetIdempotencyKey() string {
 	return ""
 }
 
+func (x *OrderPlaced) GetLineId() int64 {
+	if x != nil {
+		return x.LineId
+	}
+	return 0
+}
+
 var File_order_v1_order_proto protoreflect.FileDescriptor
 
 const file_order_v1_order_proto_rawDesc = "" +
@@ -779,7 +787,7 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"\x11ListOrdersRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\"G\n" +
 	"\x12ListOrdersResponse\x121\n" +
-	"\x06orders\x18\x01 \x03(\v2\x19.flashsale.order.v1.OrderR\x06orders\"\xd3\x02\n" +
+	"\x06orders\x18\x01 \x03(\v2\x19.flashsale.order.v1.OrderR\x06orders\"\xec\x02\n" +
 	"\vOrderPlaced\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x03R\aorderId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\x03R\x06userId\x12\x1f\n" +
@@ -793,7 +801,9 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"expires_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12'\n" +
-	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey*\xf7\x01\n" +
+	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\x12\x17\n" +
+	"\aline_id\x18\n" +
+	" \x01(\x03R\x06lineId*\xf7\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ORDER_STATUS_PROCESSING\x10\x01\x12 \n" +
