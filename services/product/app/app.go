@@ -1,0 +1,186 @@
+// Package app wires the product service: Postgres, the inventory client,
+// the catalog service, its gRPC server and its admin HTTP server.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/ids"
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/serve"
+	"github.com/flashsale/flashsale/platform/telemetry"
+	productv1 "github.com/flashsale/flashsale/proto/product/v1"
+	"github.com/flashsale/flashsale/services/product"
+	productgrpc "github.com/flashsale/flashsale/services/product/grpc"
+	"github.com/flashsale/flashsale/services/product/postgres"
+)
+
+// Config is the product service's configuration. Zero durations, a nil
+// Clock and a nil Logger take the defaults of ConfigFromEnv.
+type Config struct {
+	// GRPCAddr and AdminAddr are where to listen unless GRPCListener and
+	// AdminListener are given (tests and the demo hand in listeners).
+	GRPCAddr, AdminAddr         string
+	GRPCListener, AdminListener net.Listener
+	Logger                      *slog.Logger
+	Clock                       clock.Clock
+
+	// PostgresURL is the catalog database; PostgresMaxConns bounds its
+	// pool.
+	PostgresURL      string
+	PostgresMaxConns int32
+	// InventoryAddr is the inventory service's gRPC target;
+	// InventoryTimeout bounds each call to it.
+	InventoryAddr    string
+	InventoryTimeout time.Duration
+	// NodeID is this replica's snowflake node (0..1023), distinct per
+	// replica so that ids never collide.
+	NodeID int64
+	// ActivityTTL, StockTTL and CatalogTTL are the in-process cache
+	// lifetimes (see product.Config).
+	ActivityTTL, StockTTL, CatalogTTL time.Duration
+}
+
+// Defaults of the settings.
+const (
+	DefaultGRPCAddr         = ":9101"
+	DefaultAdminAddr        = ":9201"
+	DefaultInventoryAddr    = "127.0.0.1:9102"
+	DefaultPostgresURL      = "postgres://flashsale@127.0.0.1:5432/products?sslmode=disable"
+	DefaultPostgresMaxConns = 20
+	DefaultInventoryTimeout = 2 * time.Second
+	DefaultActivityTTL      = 30 * time.Second
+	DefaultStockTTL         = 200 * time.Millisecond
+	DefaultCatalogTTL       = time.Second
+)
+
+// ConfigFromEnv reads the FLASHSALE_* variables; problems are collected in
+// env (check env.Err()).
+func ConfigFromEnv(env *config.Env) Config {
+	cfg := Config{
+		GRPCAddr:         env.String("FLASHSALE_GRPC_ADDR", DefaultGRPCAddr),
+		AdminAddr:        env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
+		Clock:            clock.Real{},
+		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
+		PostgresMaxConns: int32(env.Int("FLASHSALE_POSTGRES_MAX_CONNS", DefaultPostgresMaxConns)),
+		InventoryAddr:    env.String("FLASHSALE_INVENTORY_ADDR", DefaultInventoryAddr),
+		InventoryTimeout: env.Duration("FLASHSALE_INVENTORY_TIMEOUT", DefaultInventoryTimeout),
+		NodeID:           env.Int("FLASHSALE_NODE_ID", 0),
+		ActivityTTL:      env.Duration("FLASHSALE_ACTIVITY_CACHE_TTL", DefaultActivityTTL),
+		StockTTL:         env.Duration("FLASHSALE_STOCK_CACHE_TTL", DefaultStockTTL),
+		CatalogTTL:       env.Duration("FLASHSALE_CATALOG_CACHE_TTL", DefaultCatalogTTL),
+	}
+	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
+	env.Check(cfg.InventoryTimeout > 0, "FLASHSALE_INVENTORY_TIMEOUT=%s: must be positive", cfg.InventoryTimeout)
+	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= 1023, "FLASHSALE_NODE_ID=%d: must be 0..1023", cfg.NodeID)
+	env.Check(cfg.ActivityTTL > 0, "FLASHSALE_ACTIVITY_CACHE_TTL=%s: must be positive", cfg.ActivityTTL)
+	env.Check(cfg.StockTTL > 0, "FLASHSALE_STOCK_CACHE_TTL=%s: must be positive", cfg.StockTTL)
+	env.Check(cfg.CatalogTTL > 0, "FLASHSALE_CATALOG_CACHE_TTL=%s: must be positive", cfg.CatalogTTL)
+	return cfg
+}
+
+// withDefaults fills the zero settings.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	if c.PostgresMaxConns == 0 {
+		c.PostgresMaxConns = DefaultPostgresMaxConns
+	}
+	if c.InventoryTimeout == 0 {
+		c.InventoryTimeout = DefaultInventoryTimeout
+	}
+	if c.ActivityTTL == 0 {
+		c.ActivityTTL = DefaultActivityTTL
+	}
+	if c.StockTTL == 0 {
+		c.StockTTL = DefaultStockTTL
+	}
+	if c.CatalogTTL == 0 {
+		c.CatalogTTL = DefaultCatalogTTL
+	}
+	return c
+}
+
+// Run applies the schema and serves until ctx ends. The inventory service
+// need not be up yet: /readyz reports it until it is.
+func Run(ctx context.Context, cfg Config) error {
+	cfg = cfg.withDefaults()
+	log := cfg.Logger
+
+	gen, err := ids.NewGenerator(cfg.NodeID, cfg.Clock)
+	if err != nil {
+		return fmt.Errorf("product: %w", err)
+	}
+	pool, err := pgplatform.Dial(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
+	if err != nil {
+		return fmt.Errorf("product: %w", err)
+	}
+	defer pool.Close()
+	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
+		return fmt.Errorf("product: %w", err)
+	}
+	invConn, err := rpc.Dial(cfg.InventoryAddr)
+	if err != nil {
+		return fmt.Errorf("product: inventory: %w", err)
+	}
+	defer invConn.Close()
+
+	svc := product.NewService(product.Config{
+		Store:       postgres.New(pool),
+		Inventory:   productgrpc.NewInventory(invConn, cfg.InventoryTimeout),
+		IDs:         gen,
+		Clock:       cfg.Clock,
+		ActivityTTL: cfg.ActivityTTL,
+		StockTTL:    cfg.StockTTL,
+		CatalogTTL:  cfg.CatalogTTL,
+	})
+
+	reg := telemetry.NewRegistry()
+	srv := rpc.NewServer(log, reg, productgrpc.Errors)
+	productv1.RegisterProductServiceServer(srv, productgrpc.NewServer(svc))
+	invHealth := healthpb.NewHealthClient(invConn)
+	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
+		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
+		"inventory": func(ctx context.Context) error {
+			resp, err := invHealth.Check(ctx, &healthpb.HealthCheckRequest{})
+			if err != nil {
+				return err
+			}
+			if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				return fmt.Errorf("inventory is %s", resp.GetStatus())
+			}
+			return nil
+		},
+	})
+
+	grpcLis, err := serve.Listen(cfg.GRPCListener, cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("product: %w", err)
+	}
+	adminLis, err := serve.Listen(cfg.AdminListener, cfg.AdminAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("product: %w", err)
+	}
+	log.Info("product service serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(), "inventory", cfg.InventoryAddr)
+	return serve.Process{
+		Log:           log,
+		GRPC:          srv,
+		GRPCListener:  grpcLis,
+		Admin:         admin,
+		AdminListener: adminLis,
+	}.Run(ctx)
+}

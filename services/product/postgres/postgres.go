@@ -1,0 +1,144 @@
+// Package postgres stores the catalog in PostgreSQL: products with their
+// regular stock and the activities carved out of it.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flashsale/flashsale/services/product"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations is the schema, for platform/postgres.Migrate.
+var Migrations = mustSub(migrations, "migrations")
+
+func mustSub(f fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(f, dir)
+	if err != nil {
+		panic(err) // the directory is embedded at build time
+	}
+	return sub
+}
+
+// Store implements product.Store on a connection pool.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a store on pool, whose schema is Migrations.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// CreateProduct records p.
+func (s *Store) CreateProduct(ctx context.Context, p product.Product) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO products (sku_id, title, price, stock) VALUES ($1, $2, $3, $4)`,
+		p.SKUID, p.Title, p.Price, p.Stock)
+	if err != nil {
+		return fmt.Errorf("insert product: %w", err)
+	}
+	return nil
+}
+
+// Product returns the product, or product.ErrNotFound.
+func (s *Store) Product(ctx context.Context, skuID int64) (product.Product, error) {
+	p := product.Product{SKUID: skuID}
+	err := s.pool.QueryRow(ctx, `SELECT title, price, stock FROM products WHERE sku_id = $1`, skuID).
+		Scan(&p.Title, &p.Price, &p.Stock)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return product.Product{}, fmt.Errorf("product %d: %w", skuID, product.ErrNotFound)
+	}
+	if err != nil {
+		return product.Product{}, fmt.Errorf("select product %d: %w", skuID, err)
+	}
+	return p, nil
+}
+
+// CreateActivity takes a.Stock units from the product with one conditional
+// UPDATE (the row lock it holds until commit serialises concurrent
+// activities on one product, and the condition makes overselling the
+// product impossible), inserts the activity, and commits only after
+// preheat succeeded. The product row stays locked during preheat, which is
+// acceptable for an admin operation and is what keeps the stock exact.
+//
+// If the commit itself fails after a successful preheat, the inventory
+// service holds stock for an activity id nobody knows; that id is never
+// reused, so the keys are inert.
+func (s *Store) CreateActivity(ctx context.Context, a product.Activity, preheat func(context.Context) error) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE products SET stock = stock - $2 WHERE sku_id = $1 AND stock >= $2`, a.SKUID, a.Stock)
+		if err != nil {
+			return fmt.Errorf("take stock: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return s.whyNoStock(ctx, tx, a)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO activities (activity_id, sku_id, price, stock, per_user_limit, starts_at, ends_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			a.ID, a.SKUID, a.Price, a.Stock, a.PerUserLimit, a.StartsAt, a.EndsAt); err != nil {
+			return fmt.Errorf("insert activity: %w", err)
+		}
+		return preheat(ctx)
+	})
+}
+
+// whyNoStock tells apart the two reasons the conditional UPDATE matched no
+// row.
+func (s *Store) whyNoStock(ctx context.Context, tx pgx.Tx, a product.Activity) error {
+	var stock int64
+	err := tx.QueryRow(ctx, `SELECT stock FROM products WHERE sku_id = $1`, a.SKUID).Scan(&stock)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("product %d: %w", a.SKUID, product.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("select product %d: %w", a.SKUID, err)
+	}
+	return fmt.Errorf("%w: activity asks for %d units, product %d has %d", product.ErrInsufficientStock, a.Stock, a.SKUID, stock)
+}
+
+const activityColumns = `a.activity_id, a.sku_id, p.title, a.price, a.stock, a.per_user_limit, a.starts_at, a.ends_at`
+
+func scanActivity(row pgx.Row) (product.Activity, error) {
+	var a product.Activity
+	err := row.Scan(&a.ID, &a.SKUID, &a.Title, &a.Price, &a.Stock, &a.PerUserLimit, &a.StartsAt, &a.EndsAt)
+	a.StartsAt, a.EndsAt = a.StartsAt.UTC(), a.EndsAt.UTC()
+	return a, err
+}
+
+// Activity returns the activity, or product.ErrNotFound.
+func (s *Store) Activity(ctx context.Context, id int64) (product.Activity, error) {
+	a, err := scanActivity(s.pool.QueryRow(ctx, `SELECT `+activityColumns+`
+		FROM activities a JOIN products p USING (sku_id) WHERE a.activity_id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return product.Activity{}, fmt.Errorf("activity %d: %w", id, product.ErrNotFound)
+	}
+	if err != nil {
+		return product.Activity{}, fmt.Errorf("select activity %d: %w", id, err)
+	}
+	return a, nil
+}
+
+// Activities returns the limit latest starting activities, ordered by
+// start time (then id).
+func (s *Store) Activities(ctx context.Context, limit int) ([]product.Activity, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+activityColumns+`
+		FROM activities a JOIN products p USING (sku_id)
+		ORDER BY a.starts_at DESC, a.activity_id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("select activities: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (product.Activity, error) { return scanActivity(r) })
+	if err != nil {
+		return nil, fmt.Errorf("select activities: %w", err)
+	}
+	slices.Reverse(list)
+	return list, nil
+}

@@ -1,0 +1,147 @@
+// Package product is the catalog: products with their regular stock, and
+// flash-sale activities, each carved out of one product's stock and
+// preheated into the inventory service before anyone can buy.
+//
+// The package holds the types, the rules and the interfaces it needs from
+// its adapters (Store for Postgres, Inventory for the inventory service);
+// it imports no adapter.
+package product
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Domain outcomes. Adapters map them to API error codes in one table.
+var (
+	// ErrInvalid is a request that breaks a validation rule.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrNotFound is an unknown product or activity.
+	ErrNotFound = errors.New("not found")
+	// ErrInsufficientStock is an activity asking for more units than its
+	// product has left.
+	ErrInsufficientStock = errors.New("insufficient product stock")
+	// ErrUnavailable is a dependency (the inventory service) that could
+	// not do its part, so nothing was changed.
+	ErrUnavailable = errors.New("dependency unavailable")
+)
+
+// Limits of the validation rules.
+const (
+	MaxTitleRunes   = 200
+	MaxPrice        = 10_000_000_000 // cents: 100 million in the currency's unit
+	MaxStock        = 1_000_000_000
+	MaxPerUserLimit = 1000
+)
+
+// Product is a sellable SKU with its regular stock.
+type Product struct {
+	SKUID int64
+	Title string
+	Price int64 // cents
+	Stock int64 // units not allocated to any activity
+}
+
+// Activity is a flash sale of Stock units of one product at Price between
+// StartsAt (inclusive) and EndsAt (exclusive). Everything but Remaining is
+// fixed when the activity is created.
+type Activity struct {
+	ID           int64
+	SKUID        int64
+	Title        string // the product's title
+	Price        int64  // cents
+	Stock        int64  // units allocated to the sale
+	Remaining    int64  // units the inventory service still holds
+	PerUserLimit int64
+	StartsAt     time.Time
+	EndsAt       time.Time
+}
+
+// Status is where an activity stands at a given time.
+type Status int
+
+// Activity statuses, in the order an activity usually goes through them.
+const (
+	StatusUpcoming Status = iota + 1
+	StatusActive
+	StatusSoldOut
+	StatusEnded
+)
+
+// String returns the API name of s.
+func (s Status) String() string {
+	switch s {
+	case StatusUpcoming:
+		return "UPCOMING"
+	case StatusActive:
+		return "ACTIVE"
+	case StatusSoldOut:
+		return "SOLD_OUT"
+	case StatusEnded:
+		return "ENDED"
+	}
+	return fmt.Sprintf("Status(%d)", int(s))
+}
+
+// Status returns the activity's status at now. The window decides first:
+// an activity that has not started is UPCOMING even with no stock left,
+// and one that has ended is ENDED whatever remains.
+func (a Activity) Status(now time.Time) Status {
+	switch {
+	case now.Before(a.StartsAt):
+		return StatusUpcoming
+	case !now.Before(a.EndsAt):
+		return StatusEnded
+	case a.Remaining <= 0:
+		return StatusSoldOut
+	default:
+		return StatusActive
+	}
+}
+
+// Validate checks a product about to be created.
+func (p Product) Validate() error {
+	switch n := utf8.RuneCountInString(p.Title); {
+	case !utf8.ValidString(p.Title):
+		return fmt.Errorf("%w: title is not valid UTF-8", ErrInvalid)
+	case strings.TrimSpace(p.Title) == "":
+		return fmt.Errorf("%w: title is required", ErrInvalid)
+	case n > MaxTitleRunes:
+		return fmt.Errorf("%w: title has %d characters, at most %d allowed", ErrInvalid, n, MaxTitleRunes)
+	}
+	if p.Price < 1 || p.Price > MaxPrice {
+		return fmt.Errorf("%w: price %d cents out of range 1..%d", ErrInvalid, p.Price, int64(MaxPrice))
+	}
+	if p.Stock < 0 || p.Stock > MaxStock {
+		return fmt.Errorf("%w: stock %d out of range 0..%d", ErrInvalid, p.Stock, MaxStock)
+	}
+	return nil
+}
+
+// Validate checks an activity about to be created from product p at now.
+// Whether p still has a.Stock units is the store's decision, taken
+// atomically with the deduction.
+func (a Activity) Validate(p Product, now time.Time) error {
+	if a.Price < 1 || a.Price > p.Price {
+		return fmt.Errorf("%w: price %d cents out of range 1..%d (the product's price)", ErrInvalid, a.Price, p.Price)
+	}
+	if a.Stock < 1 || a.Stock > MaxStock {
+		return fmt.Errorf("%w: stock %d out of range 1..%d", ErrInvalid, a.Stock, MaxStock)
+	}
+	if a.PerUserLimit < 1 || a.PerUserLimit > MaxPerUserLimit {
+		return fmt.Errorf("%w: per_user_limit %d out of range 1..%d", ErrInvalid, a.PerUserLimit, MaxPerUserLimit)
+	}
+	if a.StartsAt.IsZero() || a.EndsAt.IsZero() {
+		return fmt.Errorf("%w: starts_at and ends_at are required", ErrInvalid)
+	}
+	if !a.StartsAt.Before(a.EndsAt) {
+		return fmt.Errorf("%w: starts_at %s is not before ends_at %s", ErrInvalid, a.StartsAt.Format(time.RFC3339), a.EndsAt.Format(time.RFC3339))
+	}
+	if !a.EndsAt.After(now) {
+		return fmt.Errorf("%w: ends_at %s is not in the future", ErrInvalid, a.EndsAt.Format(time.RFC3339))
+	}
+	return nil
+}
