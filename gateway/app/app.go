@@ -1,0 +1,204 @@
+// Package app wires the gateway process: configuration from the
+// environment, gRPC connections to product and order, Redis for the shared
+// per-user limits, and the HTTP server.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/flashsale/flashsale/gateway"
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/redisclient"
+	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/serve"
+	"github.com/flashsale/flashsale/platform/telemetry"
+	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	productv1 "github.com/flashsale/flashsale/proto/product/v1"
+)
+
+// Config is the gateway process's configuration.
+type Config struct {
+	// HTTPAddr is where the API listens unless HTTPListener is set.
+	HTTPAddr     string
+	HTTPListener net.Listener
+	Logger       *slog.Logger
+	Clock        clock.Clock
+
+	// ProductAddr and OrderAddr are gRPC targets of the services.
+	ProductAddr string
+	OrderAddr   string
+	// RedisAddr holds the per-user rate limits.
+	RedisAddr string
+
+	// JWTSecret signs and verifies bearer tokens (at least 32 bytes). It
+	// may be empty only with DevTokens, which then uses a random secret
+	// for the life of the process.
+	JWTSecret string
+	// DevTokens enables POST /api/v1/dev/token (demo and development).
+	DevTokens bool
+
+	// RouteLimit is each API route's local token bucket.
+	RouteLimit gateway.Limit
+	// SeckillRouteLimit is the seckill route's local token bucket.
+	SeckillRouteLimit gateway.Limit
+	// SeckillUserLimit is each user's limit on the seckill route, shared
+	// by every replica through Redis.
+	SeckillUserLimit gateway.Limit
+
+	// SoldOutTTL is how long a sold-out activity is refused locally.
+	SoldOutTTL time.Duration
+	// CacheTTL is the lifetime of cached activities and products.
+	CacheTTL time.Duration
+	// CallTimeout bounds each gRPC call.
+	CallTimeout time.Duration
+	// MaxBodyBytes bounds request bodies.
+	MaxBodyBytes int64
+	// Grace bounds the graceful shutdown (default 10s).
+	Grace time.Duration
+}
+
+// minSecretLen is the shortest HS256 secret accepted: 256 bits, the size
+// of the hash, as RFC 7518 requires.
+const minSecretLen = 32
+
+// ConfigFromEnv reads the FLASHSALE_* variables, with defaults, and
+// validates them; env.Err() reports every problem.
+func ConfigFromEnv(env *config.Env) Config {
+	cfg := Config{
+		HTTPAddr:    env.String("FLASHSALE_HTTP_ADDR", "127.0.0.1:8080"),
+		ProductAddr: env.String("FLASHSALE_PRODUCT_ADDR", "127.0.0.1:9101"),
+		OrderAddr:   env.String("FLASHSALE_ORDER_ADDR", "127.0.0.1:9103"),
+		RedisAddr:   env.String("FLASHSALE_REDIS_ADDR", "127.0.0.1:6379"),
+		JWTSecret:   env.String("FLASHSALE_JWT_SECRET", ""),
+		DevTokens:   env.Bool("FLASHSALE_DEV_TOKENS", false),
+		RouteLimit: gateway.Limit{
+			RPS:   int(env.Int("FLASHSALE_RATE_ROUTE_RPS", 2000)),
+			Burst: int(env.Int("FLASHSALE_RATE_ROUTE_BURST", 4000)),
+		},
+		SeckillRouteLimit: gateway.Limit{
+			RPS:   int(env.Int("FLASHSALE_RATE_SECKILL_RPS", 5000)),
+			Burst: int(env.Int("FLASHSALE_RATE_SECKILL_BURST", 10000)),
+		},
+		SeckillUserLimit: gateway.Limit{
+			RPS:   int(env.Int("FLASHSALE_RATE_USER_RPS", 5)),
+			Burst: int(env.Int("FLASHSALE_RATE_USER_BURST", 10)),
+		},
+		SoldOutTTL:   env.Duration("FLASHSALE_SOLD_OUT_TTL", gateway.DefaultSoldOutTTL),
+		CacheTTL:     env.Duration("FLASHSALE_CACHE_TTL", gateway.DefaultCacheTTL),
+		CallTimeout:  env.Duration("FLASHSALE_CALL_TIMEOUT", gateway.DefaultCallTimeout),
+		MaxBodyBytes: env.Int("FLASHSALE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes),
+	}
+	env.Check(cfg.JWTSecret != "" || cfg.DevTokens, "FLASHSALE_JWT_SECRET is required unless FLASHSALE_DEV_TOKENS=true")
+	env.Check(cfg.JWTSecret == "" || len(cfg.JWTSecret) >= minSecretLen, "FLASHSALE_JWT_SECRET must be at least %d bytes", minSecretLen)
+	for name, l := range map[string]gateway.Limit{"ROUTE": cfg.RouteLimit, "SECKILL": cfg.SeckillRouteLimit, "USER": cfg.SeckillUserLimit} {
+		env.Check(l.RPS >= 0 && l.Burst >= 0, "FLASHSALE_RATE_%s_RPS and _BURST must not be negative", name)
+	}
+	env.Check(cfg.SoldOutTTL > 0, "FLASHSALE_SOLD_OUT_TTL must be positive")
+	env.Check(cfg.CacheTTL > 0, "FLASHSALE_CACHE_TTL must be positive")
+	env.Check(cfg.CallTimeout > 0, "FLASHSALE_CALL_TIMEOUT must be positive")
+	env.Check(cfg.MaxBodyBytes > 0, "FLASHSALE_MAX_BODY_BYTES must be positive")
+	return cfg
+}
+
+// Run serves the API until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	secret, err := jwtSecret(cfg)
+	if err != nil {
+		return err
+	}
+	rdb, err := redisclient.Dial(ctx, cfg.RedisAddr, 0)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer rdb.Close()
+	productConn, err := rpc.Dial(cfg.ProductAddr)
+	if err != nil {
+		return fmt.Errorf("gateway: product: %w", err)
+	}
+	defer productConn.Close()
+	orderConn, err := rpc.Dial(cfg.OrderAddr)
+	if err != nil {
+		return fmt.Errorf("gateway: order: %w", err)
+	}
+	defer orderConn.Close()
+
+	gw, err := gateway.New(gateway.Options{
+		Product:  productv1.NewProductServiceClient(productConn),
+		Order:    orderv1.NewOrderServiceClient(orderConn),
+		Redis:    rdb,
+		Logger:   log,
+		Clock:    cfg.Clock,
+		Registry: telemetry.NewRegistry(),
+		Ready: map[string]telemetry.Check{
+			"product": grpcHealth(productConn),
+			"order":   grpcHealth(orderConn),
+			"redis":   func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		},
+		JWTSecret:         secret,
+		DevTokens:         cfg.DevTokens,
+		RouteLimit:        cfg.RouteLimit,
+		SeckillRouteLimit: cfg.SeckillRouteLimit,
+		SeckillUserLimit:  cfg.SeckillUserLimit,
+		SoldOutTTL:        cfg.SoldOutTTL,
+		CacheTTL:          cfg.CacheTTL,
+		CallTimeout:       cfg.CallTimeout,
+		MaxBodyBytes:      cfg.MaxBodyBytes,
+	})
+	if err != nil {
+		return err
+	}
+	lis, err := serve.Listen(cfg.HTTPListener, cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	grace := cfg.Grace
+	if grace <= 0 {
+		grace = 10 * time.Second
+	}
+	log.Info("gateway serving", "addr", lis.Addr().String(), "dev_tokens", cfg.DevTokens)
+	return telemetry.ServeHTTP(ctx, log, lis, gw, grace)
+}
+
+// jwtSecret is the configured secret, or in dev mode without one a random
+// secret: tokens then come only from the dev endpoint of this process.
+func jwtSecret(cfg Config) ([]byte, error) {
+	switch {
+	case cfg.JWTSecret != "":
+		return []byte(cfg.JWTSecret), nil
+	case cfg.DevTokens:
+		b := make([]byte, minSecretLen)
+		_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms.
+		return b, nil
+	default:
+		return nil, errors.New("gateway: a JWT secret is required unless dev tokens are enabled")
+	}
+}
+
+// grpcHealth checks a downstream through the standard gRPC health service.
+func grpcHealth(cc *grpc.ClientConn) telemetry.Check {
+	client := healthpb.NewHealthClient(cc)
+	return func(ctx context.Context) error {
+		resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return err
+		}
+		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("%s: %s", cc.Target(), resp.GetStatus())
+		}
+		return nil
+	}
+}

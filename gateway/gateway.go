@@ -1,0 +1,215 @@
+// Package gateway is the platform's HTTP/JSON edge (API.md): a middleware
+// chain on net/http (request id, tracing, access log and metrics, panic
+// recovery, bearer-token auth, local and Redis-shared rate limits, body
+// limits and strict JSON decoding), the routes that call the product and
+// order services over gRPC with a timeout per call, and the one table that
+// turns API error codes into HTTP statuses.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/platform/cache"
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/telemetry"
+	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	productv1 "github.com/flashsale/flashsale/proto/product/v1"
+)
+
+// Options configure a Gateway. Product, Order and JWTSecret are required;
+// zero values elsewhere take the defaults documented on each field.
+type Options struct {
+	Product productv1.ProductServiceClient
+	Order   orderv1.OrderServiceClient
+	// Redis holds the per-user rate limits shared by every replica; nil
+	// disables them.
+	Redis redis.UniversalClient
+	// Logger gets the access log and failures (default: discard).
+	Logger *slog.Logger
+	// Clock drives token expiry, local rate limits, caches, activity
+	// windows and sold-out flags (default: the wall clock).
+	Clock clock.Clock
+	// Registry receives the gateway's metrics and is served on /metrics
+	// (default: a new telemetry registry).
+	Registry *prometheus.Registry
+	// Ready are the checks of /readyz (downstreams, Redis).
+	Ready map[string]telemetry.Check
+
+	// JWTSecret signs and verifies HS256 bearer tokens.
+	JWTSecret []byte
+	// DevTokens enables POST /api/v1/dev/token, which mints a token for
+	// anyone: demo and development only.
+	DevTokens bool
+	// DevTokenTTL is the lifetime of dev tokens (default 24h).
+	DevTokenTTL time.Duration
+
+	// RouteLimit is every API route's local token bucket; zero RPS
+	// disables it.
+	RouteLimit Limit
+	// SeckillRouteLimit replaces RouteLimit on the seckill route.
+	SeckillRouteLimit Limit
+	// SeckillUserLimit limits each user on the seckill route across
+	// replicas (in Redis); zero RPS disables it.
+	SeckillUserLimit Limit
+	// UserLimitPrefix prefixes the Redis keys of per-user limits
+	// (default "gw:seckill:user:").
+	UserLimitPrefix string
+
+	// SoldOutTTL is how long an activity that order reported sold out is
+	// refused locally (default 1s): short, so stock released by expired
+	// or cancelled orders can still be sold.
+	SoldOutTTL time.Duration
+	// CacheTTL is the lifetime of cached activities and products
+	// (default 1s).
+	CacheTTL time.Duration
+	// CallTimeout bounds each downstream call (default 2s).
+	CallTimeout time.Duration
+	// MaxBodyBytes bounds request bodies (default 64 KiB).
+	MaxBodyBytes int64
+}
+
+// Defaults of Options.
+const (
+	DefaultDevTokenTTL     = 24 * time.Hour
+	DefaultUserLimitPrefix = "gw:seckill:user:"
+	DefaultSoldOutTTL      = time.Second
+	DefaultCacheTTL        = time.Second
+	DefaultCallTimeout     = 2 * time.Second
+	DefaultMaxBodyBytes    = 64 << 10
+)
+
+// Gateway is the HTTP handler of the public API.
+type Gateway struct {
+	opts     Options
+	log      *slog.Logger
+	clock    clock.Clock
+	product  productv1.ProductServiceClient
+	order    orderv1.OrderServiceClient
+	auth     *authenticator
+	users    *userLimiter
+	metrics  *metrics
+	soldOut  *soldOutFlags
+	activity *cache.Loader[int64, *productv1.Activity]
+	products *cache.Loader[int64, *productv1.Product]
+	mux      *http.ServeMux
+	handler  http.Handler
+}
+
+// New returns the gateway for opts.
+func New(opts Options) (*Gateway, error) {
+	if opts.Product == nil || opts.Order == nil {
+		return nil, errors.New("gateway: product and order clients are required")
+	}
+	if len(opts.JWTSecret) == 0 {
+		return nil, errors.New("gateway: a JWT secret is required")
+	}
+	opts = withDefaults(opts)
+	g := &Gateway{
+		opts:    opts,
+		log:     opts.Logger,
+		clock:   opts.Clock,
+		product: opts.Product,
+		order:   opts.Order,
+		auth:    newAuthenticator(opts.JWTSecret, opts.Clock),
+		users:   newUserLimiter(opts.Redis, opts.SeckillUserLimit, opts.UserLimitPrefix),
+		soldOut: newSoldOutFlags(opts.Clock, opts.SoldOutTTL),
+		mux:     http.NewServeMux(),
+	}
+	m, err := newMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	g.metrics = m
+	g.activity = cache.New(opts.CacheTTL, opts.Clock, func(ctx context.Context, id int64) (*productv1.Activity, error) {
+		ctx, cancel := g.callCtx(ctx)
+		defer cancel()
+		return g.product.GetActivity(ctx, &productv1.GetActivityRequest{ActivityId: id})
+	})
+	g.products = cache.New(opts.CacheTTL, opts.Clock, func(ctx context.Context, id int64) (*productv1.Product, error) {
+		ctx, cancel := g.callCtx(ctx)
+		defer cancel()
+		return g.product.GetProduct(ctx, &productv1.GetProductRequest{SkuId: id})
+	})
+	g.routes()
+	g.handler = g.withRequestID(g.observe(g.recoverPanics(http.HandlerFunc(g.dispatch))))
+	return g, nil
+}
+
+func withDefaults(o Options) Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Registry == nil {
+		o.Registry = telemetry.NewRegistry()
+	}
+	if o.DevTokenTTL <= 0 {
+		o.DevTokenTTL = DefaultDevTokenTTL
+	}
+	if o.UserLimitPrefix == "" {
+		o.UserLimitPrefix = DefaultUserLimitPrefix
+	}
+	if o.SoldOutTTL <= 0 {
+		o.SoldOutTTL = DefaultSoldOutTTL
+	}
+	if o.CacheTTL <= 0 {
+		o.CacheTTL = DefaultCacheTTL
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.SeckillRouteLimit == (Limit{}) {
+		o.SeckillRouteLimit = o.RouteLimit
+	}
+	return o
+}
+
+// ServeHTTP serves the API.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.ServeHTTP(w, r) }
+
+// routes registers every endpoint of API.md that the gateway serves.
+func (g *Gateway) routes() {
+	api := g.opts.RouteLimit
+	if g.opts.DevTokens {
+		g.route("POST /api/v1/dev/token", routeSpec{access: public, limit: api}, g.devToken)
+	}
+	g.route("POST /admin/v1/products", routeSpec{access: adminOnly, limit: api}, g.createProduct)
+	g.route("POST /admin/v1/activities", routeSpec{access: adminOnly, limit: api}, g.createActivity)
+	g.route("GET /api/v1/products/{sku_id}", routeSpec{access: public, limit: api}, g.getProduct)
+	g.route("GET /api/v1/activities", routeSpec{access: public, limit: api}, g.listActivities)
+	g.route("GET /api/v1/activities/{activity_id}", routeSpec{access: public, limit: api}, g.getActivity)
+	g.route("POST /api/v1/seckill/orders", routeSpec{
+		access: userOnly, limit: g.opts.SeckillRouteLimit, perUser: g.users,
+	}, g.placeSeckillOrder)
+	g.route("GET /api/v1/orders/{order_id}", routeSpec{access: userOnly, limit: api}, g.getOrder)
+	g.route("GET /api/v1/orders", routeSpec{access: userOnly, limit: api}, g.listOrders)
+
+	// Probes and scrapes are never rate limited: a gateway that sheds
+	// load must still look alive and be observable.
+	ops := telemetry.AdminHandler(g.opts.Registry, g.opts.Ready)
+	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
+		g.route(p, routeSpec{access: public}, func(w http.ResponseWriter, r *http.Request) error {
+			ops.ServeHTTP(w, r)
+			return nil
+		})
+	}
+}
+
+// callCtx bounds one downstream call, so a slow dependency costs a
+// request at most CallTimeout instead of holding it (and its goroutine
+// and connection) indefinitely.
+func (g *Gateway) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, g.opts.CallTimeout)
+}

@@ -1,0 +1,314 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/telemetry"
+)
+
+// routeUnmatched labels requests that matched no route.
+const routeUnmatched = "unmatched"
+
+// requestInfo is filled in by the inner layers (the route, the caller)
+// and read by the outer ones (access log, metrics) once the request is
+// done.
+type requestInfo struct {
+	route  string
+	userID int64
+}
+
+type requestInfoKey struct{}
+
+func infoOf(ctx context.Context) *requestInfo {
+	if ri, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
+		return ri
+	}
+	return &requestInfo{}
+}
+
+// recorder remembers the status and size of an answer.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (rec *recorder) WriteHeader(code int) {
+	if rec.status == 0 {
+		rec.status = code
+	}
+	rec.ResponseWriter.WriteHeader(code)
+}
+
+func (rec *recorder) Write(b []byte) (int, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	n, err := rec.ResponseWriter.Write(b)
+	rec.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
+
+// maxRequestIDLen bounds client-chosen request ids, which end up in every
+// log line of the request.
+const maxRequestIDLen = 128
+
+// withRequestID keeps the caller's X-Request-Id (or makes one), echoes it
+// on the answer and puts it in the context, so every log line of the
+// request, here and downstream, can be found by it.
+func (g *Gateway) withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(telemetry.WithRequestID(r.Context(), id)))
+	})
+}
+
+// validRequestID accepts ids of visible ASCII only, so a client cannot
+// forge log lines or bloat them.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
+	return hex.EncodeToString(b[:])
+}
+
+// metrics are the gateway's Prometheus series.
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_http_requests_total", Help: "HTTP requests answered, by route and status.",
+		}, []string{"route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "gateway_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("gateway: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+var tracer = otel.Tracer("github.com/flashsale/flashsale/gateway")
+
+// observe starts the request's trace span (continuing the caller's trace
+// when it sent one), then logs and counts the request once it is done. It
+// sits outside recoverPanics, so a request that panicked is logged and
+// counted with the 500 it got.
+func (g *Gateway) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		info := &requestInfo{route: routeUnmatched}
+		ctx = context.WithValue(ctx, requestInfoKey{}, info)
+		rec := &recorder{ResponseWriter: w}
+
+		next.ServeHTTP(rec, r.WithContext(ctx))
+
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		elapsed := time.Since(start)
+		span.SetName(info.route)
+		span.SetAttributes(attribute.String("http.route", info.route), attribute.Int("http.status_code", rec.status))
+		g.metrics.requests.WithLabelValues(info.route, strconv.Itoa(rec.status)).Inc()
+		g.metrics.latency.WithLabelValues(info.route).Observe(elapsed.Seconds())
+
+		level := slog.LevelInfo
+		if info.route == "GET /healthz" || info.route == "GET /readyz" || info.route == "GET /metrics" {
+			level = slog.LevelDebug
+		}
+		attrs := []slog.Attr{
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", info.route),
+			slog.Int("status", rec.status), slog.Int("bytes", rec.bytes),
+			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000), slog.String("remote", r.RemoteAddr),
+		}
+		if info.userID != 0 {
+			attrs = append(attrs, slog.Int64("user_id", info.userID))
+		}
+		g.log.LogAttrs(ctx, level, "http request", attrs...)
+	})
+}
+
+// recoverPanics turns a panic into a 500 INTERNAL answer whose body says
+// nothing about the cause; the cause and stack go to the log.
+func (g *Gateway) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			p := recover()
+			if p == nil {
+				return
+			}
+			if p == http.ErrAbortHandler {
+				// The server's own way of aborting a response; it
+				// must reach net/http, which hangs up quietly.
+				panic(p)
+			}
+			g.log.ErrorContext(r.Context(), "panic serving request", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			if rec, ok := w.(*recorder); ok && rec.status != 0 {
+				// Part of the answer is out; all that is left is
+				// to cut the connection so the client sees a
+				// failure, not a truncated success.
+				panic(http.ErrAbortHandler)
+			}
+			writeJSON(w, http.StatusInternalServerError, errorBody{Error: errorDetail{Code: errcode.Internal, Message: "internal error"}})
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// dispatch routes the request. ServeMux answers unknown paths and wrong
+// methods in plain text; those answers are rewritten into the API's JSON
+// errors.
+func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request) {
+	if h, pattern := g.mux.Handler(r); pattern == "" {
+		h.ServeHTTP(&muxErrorWriter{ResponseWriter: w, log: g.log, r: r}, r)
+		return
+	}
+	g.mux.ServeHTTP(w, r)
+}
+
+// muxErrorWriter replaces ServeMux's plain-text 404 and 405 answers by
+// JSON error bodies, keeping their status and Allow header; other answers
+// (path-cleaning redirects) pass through.
+type muxErrorWriter struct {
+	http.ResponseWriter
+	log      *slog.Logger
+	r        *http.Request
+	replaced bool
+}
+
+func (w *muxErrorWriter) WriteHeader(code int) {
+	switch code {
+	case http.StatusNotFound:
+		w.replaced = true
+		writeError(w.ResponseWriter, w.r, w.log, errorf(errcode.NotFound, "no such endpoint"))
+	case http.StatusMethodNotAllowed:
+		w.replaced = true
+		writeError(w.ResponseWriter, w.r, w.log, &Error{
+			Code: errcode.InvalidArgument, Status: http.StatusMethodNotAllowed,
+			Message: "method " + w.r.Method + " is not allowed here (allowed: " + w.Header().Get("Allow") + ")",
+		})
+	default:
+		w.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (w *muxErrorWriter) Write(b []byte) (int, error) {
+	if w.replaced {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// routeSpec says what a route requires before its handler runs.
+type routeSpec struct {
+	access access
+	// limit is the route's own local token bucket.
+	limit Limit
+	// perUser, when set, limits each caller across replicas.
+	perUser *userLimiter
+}
+
+// handlerFunc is a route's handler; an error it returns is answered
+// through the error table.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// route registers h behind the route's middleware, in the order of the
+// hot path: auth, the route's bucket, the caller's limit, the body limit.
+func (g *Gateway) route(pattern string, spec routeSpec, h handlerFunc) {
+	b := newBucket(spec.limit, g.clock)
+	g.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		infoOf(r.Context()).route = pattern
+		ctx, err := g.admit(r, spec, b)
+		if err != nil {
+			writeError(w, r, g.log, err)
+			return
+		}
+		r = r.WithContext(ctx)
+		r.Body = http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes)
+		if err := h(w, r); err != nil {
+			writeError(w, r, g.log, err)
+		}
+	})
+}
+
+// admit authenticates the caller and applies the rate limits, returning
+// the request's context with the caller in it. Authentication comes first,
+// so anonymous floods cannot spend the tokens of real buyers.
+func (g *Gateway) admit(r *http.Request, spec routeSpec, b *bucket) (context.Context, error) {
+	ctx := r.Context()
+	if spec.access != public {
+		p, err := g.auth.authenticate(r)
+		if err != nil {
+			return nil, err
+		}
+		if spec.access == adminOnly && p.Role != RoleAdmin {
+			return nil, errorf(errcode.Forbidden, "this endpoint needs an admin token")
+		}
+		infoOf(ctx).userID = p.UserID
+		ctx = withPrincipal(ctx, p)
+	}
+	if err := b.take(); err != nil {
+		return nil, err
+	}
+	if spec.perUser != nil {
+		lctx, cancel := g.callCtx(ctx)
+		err := spec.perUser.allow(lctx, callerOf(ctx).UserID)
+		cancel()
+		if ge := (*Error)(nil); errors.As(err, &ge) {
+			return nil, err
+		}
+		if err != nil {
+			// The shared limit is a second line of defence behind
+			// the local bucket; losing Redis must not stop every
+			// sale, so the request goes on and the failure is
+			// logged (and /readyz reports Redis).
+			g.log.WarnContext(ctx, "per-user rate limit unavailable, admitting the request", "err", err)
+		}
+	}
+	return ctx, nil
+}

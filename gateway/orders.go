@@ -1,0 +1,55 @@
+package gateway
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/flashsale/flashsale/platform/errcode"
+	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+)
+
+// getOrder answers one of the caller's orders. Order refuses (FORBIDDEN)
+// an order that belongs to someone else; the gateway checks the owner
+// again, so no answer of another user's order can slip through.
+func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseID("order_id", r.PathValue("order_id"))
+	if err != nil {
+		return err
+	}
+	caller := callerOf(r.Context()).UserID
+	ctx, cancel := g.callCtx(r.Context())
+	defer cancel()
+	o, err := g.order.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: id, UserId: caller})
+	if err != nil {
+		return err
+	}
+	if o.GetUserId() != caller {
+		return errorf(errcode.Forbidden, "this order belongs to another user")
+	}
+	writeJSON(w, http.StatusOK, viewOrder(o))
+	return nil
+}
+
+type ordersResponse struct {
+	Orders []orderView `json:"orders"`
+}
+
+func (g *Gateway) listOrders(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := g.callCtx(r.Context())
+	defer cancel()
+	resp, err := g.order.ListOrders(ctx, &orderv1.ListOrdersRequest{UserId: callerOf(r.Context()).UserID})
+	if err != nil {
+		return err
+	}
+	out := ordersResponse{Orders: make([]orderView, 0, len(resp.GetOrders()))}
+	for _, o := range resp.GetOrders() {
+		out.Orders = append(out.Orders, viewOrder(o))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// orderStatus is the API name of an order status (PROCESSING, PAID...).
+func orderStatus(s orderv1.OrderStatus) string {
+	return strings.TrimPrefix(s.String(), "ORDER_STATUS_")
+}
