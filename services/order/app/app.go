@@ -1,0 +1,249 @@
+// Package app wires the order service: Postgres, Redis, Kafka, the
+// inventory and product clients, the domain service, its gRPC server, the
+// order-writer consumer and the admin HTTP server. main, the demo launcher
+// and tests all start the service through Run.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/ids"
+	pkafka "github.com/flashsale/flashsale/platform/kafka"
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/redisclient"
+	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/serve"
+	"github.com/flashsale/flashsale/platform/telemetry"
+	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	"github.com/flashsale/flashsale/services/order"
+	ordergrpc "github.com/flashsale/flashsale/services/order/grpc"
+	orderkafka "github.com/flashsale/flashsale/services/order/kafka"
+	"github.com/flashsale/flashsale/services/order/postgres"
+	orderredis "github.com/flashsale/flashsale/services/order/redis"
+)
+
+// Config is the order service's configuration. Zero values take the
+// defaults below (a nil Logger discards, a nil Clock is the wall clock).
+type Config struct {
+	// GRPCAddr and AdminAddr are where to listen unless GRPCListener and
+	// AdminListener are given (tests and the demo hand in listeners).
+	GRPCAddr, AdminAddr         string
+	GRPCListener, AdminListener net.Listener
+	Logger                      *slog.Logger
+	// Clock decides activity windows, creation times and payment
+	// deadlines.
+	Clock clock.Clock
+
+	// PostgresURL is the orders database; PostgresMaxConns bounds its pool.
+	PostgresURL      string
+	PostgresMaxConns int32
+	// RedisAddr holds the pending (in-flight) order records.
+	RedisAddr string
+	// KafkaBrokers carry orders.placed and orders.placed.dlq, created at
+	// start with KafkaPartitions partitions when missing.
+	KafkaBrokers    []string
+	KafkaPartitions int
+	// InventoryAddr and ProductAddr are gRPC targets; RPCTimeout bounds
+	// each call to them.
+	InventoryAddr, ProductAddr string
+	RPCTimeout                 time.Duration
+	// PaymentWindow is how long a buyer has to pay an order.
+	PaymentWindow time.Duration
+	// ActivityTTL is how long an activity read from product is cached.
+	ActivityTTL time.Duration
+	// NodeID is this replica's snowflake node (0..1023), distinct per
+	// replica so that order ids never collide.
+	NodeID int64
+	// ConsumerBatchSize and ConsumerBatchWait bound a consumer batch: it
+	// is written at that many messages or that long after its first.
+	ConsumerBatchSize int
+	ConsumerBatchWait time.Duration
+	// ConsumerAfterWrite is the consumer's hook between a batch's write
+	// and its commit (see orderkafka.ConsumerConfig.AfterWrite); nil in
+	// production.
+	ConsumerAfterWrite func(ctx context.Context, stored int) error
+}
+
+// Defaults of the settings.
+const (
+	DefaultGRPCAddr          = ":9103"
+	DefaultAdminAddr         = ":9203"
+	DefaultPostgresURL       = "postgres://flashsale@127.0.0.1:5432/orders?sslmode=disable"
+	DefaultPostgresMaxConns  = 20
+	DefaultRedisAddr         = "127.0.0.1:6379"
+	DefaultKafkaBroker       = "127.0.0.1:9092"
+	DefaultKafkaPartitions   = 4
+	DefaultInventoryAddr     = "127.0.0.1:9102"
+	DefaultProductAddr       = "127.0.0.1:9101"
+	DefaultRPCTimeout        = 2 * time.Second
+	DefaultPaymentWindow     = 15 * time.Minute
+	DefaultActivityTTL       = time.Second
+	DefaultConsumerBatchSize = 500
+	DefaultConsumerBatchWait = 20 * time.Millisecond
+)
+
+// ConfigFromEnv reads the FLASHSALE_* variables; problems are collected in
+// env (check env.Err()).
+func ConfigFromEnv(env *config.Env) Config {
+	cfg := Config{
+		GRPCAddr:          env.String("FLASHSALE_GRPC_ADDR", DefaultGRPCAddr),
+		AdminAddr:         env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
+		Clock:             clock.Real{},
+		PostgresURL:       env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
+		PostgresMaxConns:  int32(env.Int("FLASHSALE_POSTGRES_MAX_CONNS", DefaultPostgresMaxConns)),
+		RedisAddr:         env.String("FLASHSALE_REDIS_ADDR", DefaultRedisAddr),
+		KafkaBrokers:      env.List("FLASHSALE_KAFKA_BROKERS", []string{DefaultKafkaBroker}),
+		KafkaPartitions:   int(env.Int("FLASHSALE_KAFKA_PARTITIONS", DefaultKafkaPartitions)),
+		InventoryAddr:     env.String("FLASHSALE_INVENTORY_ADDR", DefaultInventoryAddr),
+		ProductAddr:       env.String("FLASHSALE_PRODUCT_ADDR", DefaultProductAddr),
+		RPCTimeout:        env.Duration("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
+		PaymentWindow:     env.Duration("FLASHSALE_PAYMENT_WINDOW", DefaultPaymentWindow),
+		ActivityTTL:       env.Duration("FLASHSALE_ACTIVITY_CACHE_TTL", DefaultActivityTTL),
+		NodeID:            env.Int("FLASHSALE_NODE_ID", 0),
+		ConsumerBatchSize: int(env.Int("FLASHSALE_CONSUMER_BATCH_SIZE", DefaultConsumerBatchSize)),
+		ConsumerBatchWait: env.Duration("FLASHSALE_CONSUMER_BATCH_WAIT", DefaultConsumerBatchWait),
+	}
+	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
+	_, _, err := net.SplitHostPort(cfg.RedisAddr)
+	env.Check(err == nil, "FLASHSALE_REDIS_ADDR=%q: not host:port", cfg.RedisAddr)
+	env.Check(len(cfg.KafkaBrokers) > 0, "FLASHSALE_KAFKA_BROKERS: at least one broker is needed")
+	env.Check(cfg.KafkaPartitions >= 1, "FLASHSALE_KAFKA_PARTITIONS=%d: must be at least 1", cfg.KafkaPartitions)
+	env.Check(cfg.RPCTimeout > 0, "FLASHSALE_RPC_TIMEOUT=%s: must be positive", cfg.RPCTimeout)
+	env.Check(cfg.PaymentWindow > 0, "FLASHSALE_PAYMENT_WINDOW=%s: must be positive", cfg.PaymentWindow)
+	env.Check(cfg.ActivityTTL > 0, "FLASHSALE_ACTIVITY_CACHE_TTL=%s: must be positive", cfg.ActivityTTL)
+	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= 1023, "FLASHSALE_NODE_ID=%d: must be 0..1023", cfg.NodeID)
+	env.Check(cfg.ConsumerBatchSize >= 1 && cfg.ConsumerBatchSize <= 10000, "FLASHSALE_CONSUMER_BATCH_SIZE=%d: must be 1..10000", cfg.ConsumerBatchSize)
+	env.Check(cfg.ConsumerBatchWait > 0, "FLASHSALE_CONSUMER_BATCH_WAIT=%s: must be positive", cfg.ConsumerBatchWait)
+	return cfg
+}
+
+// withDefaults fills the zero settings.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	if c.PostgresMaxConns == 0 {
+		c.PostgresMaxConns = DefaultPostgresMaxConns
+	}
+	if c.KafkaPartitions == 0 {
+		c.KafkaPartitions = DefaultKafkaPartitions
+	}
+	if c.RPCTimeout == 0 {
+		c.RPCTimeout = DefaultRPCTimeout
+	}
+	if c.PaymentWindow == 0 {
+		c.PaymentWindow = DefaultPaymentWindow
+	}
+	if c.ActivityTTL == 0 {
+		c.ActivityTTL = DefaultActivityTTL
+	}
+	if c.ConsumerBatchSize == 0 {
+		c.ConsumerBatchSize = DefaultConsumerBatchSize
+	}
+	if c.ConsumerBatchWait == 0 {
+		c.ConsumerBatchWait = DefaultConsumerBatchWait
+	}
+	return c
+}
+
+// Run applies the schema, creates the topics and serves gRPC while the
+// consumer writes orders, until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	cfg = cfg.withDefaults()
+	log := cfg.Logger
+
+	gen, err := ids.NewGenerator(cfg.NodeID, cfg.Clock)
+	if err != nil {
+		return fmt.Errorf("order: %w", err)
+	}
+	pool, err := pgplatform.Dial(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
+	if err != nil {
+		return fmt.Errorf("order: %w", err)
+	}
+	defer pool.Close()
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		return fmt.Errorf("order: %w", err)
+	}
+	rdb, err := redisclient.Dial(ctx, cfg.RedisAddr, 0)
+	if err != nil {
+		return fmt.Errorf("order: %w", err)
+	}
+	defer rdb.Close()
+	if err := pkafka.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ); err != nil {
+		return fmt.Errorf("order: %w", err)
+	}
+	timeout := ordergrpc.CallTimeout(cfg.RPCTimeout)
+	invConn, err := rpc.Dial(cfg.InventoryAddr, timeout)
+	if err != nil {
+		return fmt.Errorf("order: inventory: %w", err)
+	}
+	defer invConn.Close()
+	prodConn, err := rpc.Dial(cfg.ProductAddr, timeout)
+	if err != nil {
+		return fmt.Errorf("order: product: %w", err)
+	}
+	defer prodConn.Close()
+
+	store := postgres.NewStore(pool)
+	pending := orderredis.NewPending(rdb, "", orderredis.DefaultTTL)
+	pub := orderkafka.NewPublisher(cfg.KafkaBrokers, orderkafka.TopicPlaced)
+	defer pub.Close()
+	svc := order.NewService(order.Config{
+		Inventory:     ordergrpc.NewInventory(invConn),
+		Activities:    ordergrpc.NewActivities(prodConn),
+		Publisher:     pub,
+		Store:         store,
+		Pending:       pending,
+		Clock:         cfg.Clock,
+		NextID:        gen.Next,
+		PaymentWindow: cfg.PaymentWindow,
+		ActivityTTL:   cfg.ActivityTTL,
+		Logger:        log,
+	})
+	consumer := orderkafka.NewConsumer(orderkafka.ConsumerConfig{
+		Brokers:    cfg.KafkaBrokers,
+		Store:      store,
+		Pending:    pending,
+		Logger:     log,
+		BatchSize:  cfg.ConsumerBatchSize,
+		BatchWait:  cfg.ConsumerBatchWait,
+		AfterWrite: cfg.ConsumerAfterWrite,
+	})
+
+	reg := telemetry.NewRegistry()
+	srv := rpc.NewServer(log, reg, ordergrpc.Errors)
+	orderv1.RegisterOrderServiceServer(srv, ordergrpc.NewServer(svc))
+	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
+		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
+		"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+	})
+
+	grpcLis, err := serve.Listen(cfg.GRPCListener, cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("order: %w", err)
+	}
+	adminLis, err := serve.Listen(cfg.AdminListener, cfg.AdminAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("order: %w", err)
+	}
+	log.Info("order service serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(),
+		"inventory", cfg.InventoryAddr, "product", cfg.ProductAddr)
+	return serve.Process{
+		Log:           log,
+		GRPC:          srv,
+		GRPCListener:  grpcLis,
+		Admin:         admin,
+		AdminListener: adminLis,
+		Workers:       []func(context.Context) error{consumer.Run},
+	}.Run(ctx)
+}

@@ -1,0 +1,113 @@
+// Package grpc adapts the order service to gRPC: the OrderService server,
+// and the clients of the inventory and product services that the domain
+// sees as order.Inventory and order.Activities.
+package grpc
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flashsale/flashsale/platform/errcode"
+	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	"github.com/flashsale/flashsale/services/order"
+)
+
+// Errors maps the domain's errors to API codes (and, for clients, back).
+var Errors = errcode.Table{
+	{Err: order.ErrNotFound, Code: errcode.NotFound},
+	{Err: order.ErrForbidden, Code: errcode.Forbidden},
+	{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
+	{Err: order.ErrSoldOut, Code: errcode.SoldOut},
+	{Err: order.ErrLimitExceeded, Code: errcode.LimitExceeded},
+	{Err: order.ErrActivityNotActive, Code: errcode.ActivityNotActive},
+	{Err: order.ErrUnavailable, Code: errcode.Unavailable},
+}
+
+// Server implements orderv1.OrderServiceServer over the domain service.
+// Its handlers return domain errors; the rpc server maps them by Errors.
+type Server struct {
+	orderv1.UnimplementedOrderServiceServer
+	svc *order.Service
+}
+
+// NewServer returns the server of svc.
+func NewServer(svc *order.Service) *Server { return &Server{svc: svc} }
+
+// PlaceSeckillOrder reserves and publishes a flash-sale order.
+func (s *Server) PlaceSeckillOrder(ctx context.Context, req *orderv1.PlaceSeckillOrderRequest) (*orderv1.PlaceSeckillOrderResponse, error) {
+	id, err := s.svc.PlaceSeckillOrder(ctx, req.GetUserId(), req.GetActivityId(), req.GetQuantity(), req.GetIdempotencyKey())
+	if err != nil {
+		return nil, err
+	}
+	return &orderv1.PlaceSeckillOrderResponse{OrderId: id, Status: orderv1.OrderStatus_ORDER_STATUS_PROCESSING}, nil
+}
+
+// GetOrder returns one order, stored or in flight.
+func (s *Server) GetOrder(ctx context.Context, req *orderv1.GetOrderRequest) (*orderv1.Order, error) {
+	o, err := s.svc.GetOrder(ctx, req.GetOrderId(), req.GetUserId())
+	if err != nil {
+		return nil, err
+	}
+	return toProto(o), nil
+}
+
+// ListOrders returns a user's orders, newest first.
+func (s *Server) ListOrders(ctx context.Context, req *orderv1.ListOrdersRequest) (*orderv1.ListOrdersResponse, error) {
+	orders, err := s.svc.ListOrders(ctx, req.GetUserId())
+	if err != nil {
+		return nil, err
+	}
+	resp := &orderv1.ListOrdersResponse{Orders: make([]*orderv1.Order, len(orders))}
+	for i, o := range orders {
+		resp.Orders[i] = toProto(o)
+	}
+	return resp, nil
+}
+
+var statuses = map[order.Status]orderv1.OrderStatus{
+	order.StatusProcessing:        orderv1.OrderStatus_ORDER_STATUS_PROCESSING,
+	order.StatusPendingPayment:    orderv1.OrderStatus_ORDER_STATUS_PENDING_PAYMENT,
+	order.StatusPaid:              orderv1.OrderStatus_ORDER_STATUS_PAID,
+	order.StatusCancelled:         orderv1.OrderStatus_ORDER_STATUS_CANCELLED,
+	order.StatusExpired:           orderv1.OrderStatus_ORDER_STATUS_EXPIRED,
+	order.StatusPartiallyRefunded: orderv1.OrderStatus_ORDER_STATUS_PARTIALLY_REFUNDED,
+	order.StatusRefunded:          orderv1.OrderStatus_ORDER_STATUS_REFUNDED,
+}
+
+var kinds = map[order.Kind]orderv1.OrderKind{
+	order.KindSeckill: orderv1.OrderKind_ORDER_KIND_SECKILL,
+	order.KindRegular: orderv1.OrderKind_ORDER_KIND_REGULAR,
+}
+
+func toProto(o order.Order) *orderv1.Order {
+	m := &orderv1.Order{
+		OrderId:    o.ID,
+		UserId:     o.UserID,
+		Kind:       kinds[o.Kind],
+		Status:     statuses[o.Status],
+		ActivityId: o.ActivityID,
+		Total:      o.Total,
+		Discount:   o.Discount,
+		Payable:    o.Payable,
+		CreatedAt:  timestamp(o.CreatedAt),
+		ExpiresAt:  timestamp(o.ExpiresAt),
+		PaidAt:     timestamp(o.PaidAt),
+	}
+	for _, l := range o.Lines {
+		m.Lines = append(m.Lines, &orderv1.OrderLine{
+			LineId: l.ID, SkuId: l.SKUID, Quantity: l.Quantity, UnitPrice: l.UnitPrice,
+			Amount: l.Amount, Discount: l.Discount, Payable: l.Payable,
+		})
+	}
+	return m
+}
+
+// timestamp leaves a zero time (not paid yet) unset.
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}

@@ -1,0 +1,288 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	pkafka "github.com/flashsale/flashsale/platform/kafka"
+	"github.com/flashsale/flashsale/services/order"
+	"github.com/flashsale/flashsale/services/order/event"
+)
+
+// OrderWriter stores orders, skipping those already stored, and returns
+// how many were new (the Postgres store).
+type OrderWriter interface {
+	Insert(ctx context.Context, orders []order.Order) (int, error)
+}
+
+// PendingDeleter drops in-flight records once their orders are stored.
+type PendingDeleter interface {
+	Delete(ctx context.Context, ps ...order.Placed) error
+}
+
+// Headers the consumer adds to a dead-lettered message, beside the
+// original ones.
+const (
+	HeaderDLQReason    = "dlq-reason"
+	HeaderDLQTopic     = "dlq-source-topic"
+	HeaderDLQPartition = "dlq-source-partition"
+	HeaderDLQOffset    = "dlq-source-offset"
+	HeaderDLQGroup     = "dlq-source-group"
+)
+
+// ConsumerConfig configures a Consumer. Zero values take the defaults.
+type ConsumerConfig struct {
+	Brokers []string
+	// Topic (default orders.placed), DLQTopic (orders.placed.dlq) and
+	// Group (order-writer).
+	Topic, DLQTopic, Group string
+	Store                  OrderWriter
+	Pending                PendingDeleter
+	Logger                 *slog.Logger
+	// A batch closes at BatchSize messages (default 500) or BatchWait
+	// after its first message (default 20ms), whichever comes first.
+	BatchSize int
+	BatchWait time.Duration
+	// RetryMin and RetryMax bound the backoff between attempts of a
+	// failed write (defaults 50ms and 5s).
+	RetryMin, RetryMax time.Duration
+	// AfterWrite, when set, runs after a batch is stored and before its
+	// offsets are committed. An error stops the consumer there, without
+	// committing, as a crash would (the kill test uses it).
+	AfterWrite func(ctx context.Context, stored int) error
+}
+
+// Consumer turns OrderPlaced events into PENDING_PAYMENT orders.
+type Consumer struct {
+	cfg    ConsumerConfig
+	tracer trace.Tracer
+}
+
+// attemptTimeout bounds one write attempt, which runs detached from the
+// consumer's context so that a stop finishes the batch in hand.
+const attemptTimeout = 30 * time.Second
+
+// NewConsumer returns a consumer; Run starts it.
+func NewConsumer(cfg ConsumerConfig) *Consumer {
+	if cfg.Topic == "" {
+		cfg.Topic = TopicPlaced
+	}
+	if cfg.DLQTopic == "" {
+		cfg.DLQTopic = TopicPlacedDLQ
+	}
+	if cfg.Group == "" {
+		cfg.Group = GroupWriter
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.BatchWait <= 0 {
+		cfg.BatchWait = 20 * time.Millisecond
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 50 * time.Millisecond
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Consumer{cfg: cfg, tracer: otel.Tracer("github.com/flashsale/flashsale/services/order/kafka")}
+}
+
+// Run consumes until ctx ends, then finishes the batch in hand (stores and
+// commits it) and returns nil. Offsets are committed only after their
+// messages are stored or dead-lettered, so a crash at any point loses
+// nothing; what it repeats, the idempotent insert absorbs.
+func (c *Consumer) Run(ctx context.Context) error {
+	r := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:           c.cfg.Brokers,
+		GroupID:           c.cfg.Group,
+		Topic:             c.cfg.Topic,
+		MinBytes:          1,
+		MaxBytes:          10 << 20,
+		MaxWait:           100 * time.Millisecond,
+		QueueCapacity:     c.cfg.BatchSize,
+		CommitInterval:    0, // commits are synchronous and explicit
+		StartOffset:       kafkago.FirstOffset,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		JoinGroupBackoff:  500 * time.Millisecond,
+		ReadBackoffMin:    20 * time.Millisecond,
+		ReadBackoffMax:    500 * time.Millisecond,
+		ErrorLogger: kafkago.LoggerFunc(func(msg string, args ...any) {
+			c.cfg.Logger.Warn("kafka reader: " + fmt.Sprintf(msg, args...))
+		}),
+	})
+	defer r.Close()
+	dlq := pkafka.NewWriter(c.cfg.Brokers, c.cfg.DLQTopic)
+	defer dlq.Close()
+	for {
+		batch, err := c.fetch(ctx, r)
+		if len(batch) > 0 {
+			if perr := c.process(ctx, r, dlq, batch); perr != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return perr
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("order consumer: fetch: %w", err)
+		}
+	}
+}
+
+// fetch blocks for a first message, then gathers more until the batch is
+// full or BatchWait has passed. A stop while gathering closes the batch.
+func (c *Consumer) fetch(ctx context.Context, r *kafkago.Reader) ([]kafkago.Message, error) {
+	first, err := r.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch := append(make([]kafkago.Message, 0, c.cfg.BatchSize), first)
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.BatchWait)
+	defer cancel()
+	for len(batch) < c.cfg.BatchSize {
+		m, err := r.FetchMessage(wctx)
+		if err != nil {
+			// The deadline (or the stop) ends the batch; a message
+			// not yet handed out stays in the reader's queue.
+			break
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// process stores a batch and commits it: dead letters first, then the
+// orders in one transaction, then the pending records, then the offsets.
+func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.Writer, batch []kafkago.Message) error {
+	var (
+		placed []order.Placed
+		orders []order.Order
+		dead   []kafkago.Message
+		links  []trace.Link
+		seen   = make(map[int64]bool, len(batch))
+	)
+	for i := range batch {
+		m := &batch[i]
+		p, err := event.Unmarshal(m.Value)
+		if err == nil {
+			err = p.Validate()
+		}
+		if err != nil {
+			c.cfg.Logger.Warn("poison message to the dead-letter topic", "topic", m.Topic,
+				"partition", m.Partition, "offset", m.Offset, "err", err)
+			dead = append(dead, c.deadLetter(*m, err))
+			continue
+		}
+		if sc := trace.SpanContextFromContext(pkafka.ExtractTrace(ctx, m)); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+		if seen[p.OrderID] {
+			continue
+		}
+		seen[p.OrderID] = true
+		placed = append(placed, p)
+		orders = append(orders, p.Order(order.StatusPendingPayment))
+	}
+
+	// The span links every request whose order is in the batch.
+	sctx, span := c.tracer.Start(ctx, "order-writer batch", trace.WithLinks(links...),
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.Int("messages", len(batch)), attribute.Int("dead", len(dead))))
+	defer span.End()
+
+	if len(dead) > 0 {
+		if err := c.retry(sctx, "dead-letter", func(actx context.Context) error {
+			return dlq.WriteMessages(actx, dead...)
+		}); err != nil {
+			span.SetStatus(codes.Error, err.Error())
+			return err
+		}
+	}
+	var stored int
+	if err := c.retry(sctx, "store orders", func(actx context.Context) error {
+		n, err := c.cfg.Store.Insert(actx, orders)
+		stored = n
+		return err
+	}); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return err
+	}
+	span.SetAttributes(attribute.Int("stored", stored))
+	// A record left behind only shows a stored order as PROCESSING until
+	// it expires, and readers look at Postgres first.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(sctx), attemptTimeout)
+	if err := c.cfg.Pending.Delete(dctx, placed...); err != nil {
+		c.cfg.Logger.WarnContext(sctx, "pending records not deleted", "orders", len(placed), "err", err)
+	}
+	cancel()
+	if c.cfg.AfterWrite != nil {
+		if err := c.cfg.AfterWrite(sctx, stored); err != nil {
+			return fmt.Errorf("order consumer: after write: %w", err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(sctx), attemptTimeout)
+	defer cancel()
+	if err := r.CommitMessages(cctx, batch...); err != nil {
+		// The batch is stored: if the offsets are lost (a rebalance
+		// moved the partition), the next owner redelivers it and the
+		// insert skips what is there.
+		c.cfg.Logger.WarnContext(sctx, "commit failed; the batch will be redelivered", "messages", len(batch), "err", err)
+	}
+	return nil
+}
+
+// deadLetter returns m for the dead-letter topic, with headers saying why
+// and where it came from.
+func (c *Consumer) deadLetter(m kafkago.Message, why error) kafkago.Message {
+	headers := append(append([]kafkago.Header(nil), m.Headers...),
+		kafkago.Header{Key: HeaderDLQReason, Value: []byte(why.Error())},
+		kafkago.Header{Key: HeaderDLQTopic, Value: []byte(m.Topic)},
+		kafkago.Header{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(m.Partition))},
+		kafkago.Header{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
+		kafkago.Header{Key: HeaderDLQGroup, Value: []byte(c.cfg.Group)},
+	)
+	return kafkago.Message{Key: m.Key, Value: m.Value, Headers: headers}
+}
+
+// retry runs op until it succeeds, with exponential backoff, until ctx
+// ends. Each attempt runs detached from ctx (bounded by attemptTimeout) so
+// that a stop does not cut a write short; a stop only ends the retries.
+func (c *Consumer) retry(ctx context.Context, what string, op func(context.Context) error) error {
+	wait := c.cfg.RetryMin
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptTimeout)
+		err := op(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		c.cfg.Logger.WarnContext(ctx, "order consumer: retrying", "step", what, "attempt", attempt, "wait", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("order consumer: %s: %w", what, errors.Join(err, ctx.Err()))
+		case <-t.C:
+		}
+		wait = min(2*wait, c.cfg.RetryMax)
+	}
+}

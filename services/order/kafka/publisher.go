@@ -1,0 +1,53 @@
+// Package kafka moves orders through the event log: the Publisher puts
+// OrderPlaced on orders.placed, and the Consumer (group order-writer)
+// writes those events to Postgres in batches and sends what it cannot
+// read to orders.placed.dlq.
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	pkafka "github.com/flashsale/flashsale/platform/kafka"
+	"github.com/flashsale/flashsale/services/order"
+	"github.com/flashsale/flashsale/services/order/event"
+)
+
+// The topics and the consumer group of the order path.
+const (
+	TopicPlaced    = "orders.placed"
+	TopicPlacedDLQ = "orders.placed.dlq"
+	GroupWriter    = "order-writer"
+)
+
+// Publisher implements order.Publisher with a synchronous acks=all
+// producer.
+type Publisher struct {
+	w *kafkago.Writer
+}
+
+// NewPublisher returns a publisher to topic.
+func NewPublisher(brokers []string, topic string) *Publisher {
+	return &Publisher{w: pkafka.NewWriter(brokers, topic)}
+}
+
+// Publish writes p keyed by its order id, with the trace context of ctx in
+// the headers, and returns once every in-sync replica has it.
+func (p *Publisher) Publish(ctx context.Context, pl order.Placed) error {
+	b, err := event.Marshal(pl)
+	if err != nil {
+		return fmt.Errorf("publish order %d: %w", pl.OrderID, err)
+	}
+	msg := kafkago.Message{Key: []byte(strconv.FormatInt(pl.OrderID, 10)), Value: b}
+	pkafka.InjectTrace(ctx, &msg)
+	if err := p.w.WriteMessages(ctx, msg); err != nil {
+		return fmt.Errorf("publish order %d: %w", pl.OrderID, err)
+	}
+	return nil
+}
+
+// Close flushes and closes the producer.
+func (p *Publisher) Close() error { return p.w.Close() }

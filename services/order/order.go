@@ -1,0 +1,186 @@
+// Package order is the order service's domain: orders and their lines, the
+// flash-sale ("seckill") placement rules, the sentinel errors callers match,
+// and the interfaces of what the service needs from the outside (stock,
+// activities, the event log, the order store and the in-flight records).
+// It imports no adapter; postgres/, redis/, kafka/ and grpc/ implement the
+// interfaces and app/ wires them.
+package order
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors. Adapters wrap them with %w and the failed operation;
+// the gRPC server maps them to API codes through one table.
+var (
+	// ErrNotFound means the order (or the activity it names) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrForbidden means the order exists but belongs to someone else.
+	ErrForbidden = errors.New("forbidden")
+	// ErrInvalid means a request or an event breaks a validation rule.
+	ErrInvalid = errors.New("invalid")
+	// ErrSoldOut means the activity has no stock left.
+	ErrSoldOut = errors.New("sold out")
+	// ErrLimitExceeded means the buyer would pass the per-user limit.
+	ErrLimitExceeded = errors.New("per-user limit exceeded")
+	// ErrActivityNotActive means the sale has not started or has ended.
+	ErrActivityNotActive = errors.New("activity not active")
+	// ErrUnavailable means a dependency failed; the caller may retry.
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// Status is where an order stands in its life cycle. The values are the
+// API's and the orders.status column's.
+type Status string
+
+// The order states (DESIGN.md "Order state machine and expiry").
+const (
+	// StatusProcessing: the order is reserved and on its way to Postgres.
+	StatusProcessing Status = "PROCESSING"
+	// StatusPendingPayment: the order is stored and waits for payment.
+	StatusPendingPayment    Status = "PENDING_PAYMENT"
+	StatusPaid              Status = "PAID"
+	StatusCancelled         Status = "CANCELLED"
+	StatusExpired           Status = "EXPIRED"
+	StatusPartiallyRefunded Status = "PARTIALLY_REFUNDED"
+	StatusRefunded          Status = "REFUNDED"
+)
+
+// Kind tells flash-sale orders from regular ones.
+type Kind string
+
+// The order kinds.
+const (
+	KindSeckill Kind = "SECKILL"
+	KindRegular Kind = "REGULAR"
+)
+
+// Line is one SKU of an order. Money is int64 cents: Amount is
+// UnitPrice × Quantity and Payable is Amount − Discount.
+type Line struct {
+	ID        int64
+	SKUID     int64
+	Quantity  int64
+	UnitPrice int64
+	Amount    int64
+	Discount  int64
+	Payable   int64
+}
+
+// Order is an order with its lines. Total, Discount and Payable are the
+// sums over the lines. PaidAt is zero until the order is paid; ActivityID
+// is zero for regular orders.
+type Order struct {
+	ID             int64
+	UserID         int64
+	Kind           Kind
+	Status         Status
+	ActivityID     int64
+	Lines          []Line
+	Total          int64
+	Discount       int64
+	Payable        int64
+	IdempotencyKey string
+	CreatedAt      time.Time
+	ExpiresAt      time.Time
+	PaidAt         time.Time
+}
+
+// Limits of a seckill request.
+const (
+	// MaxQuantity bounds one request's quantity.
+	MaxQuantity = 1000
+	// MaxIdempotencyKey bounds the idempotency key's length in bytes.
+	MaxIdempotencyKey = 128
+)
+
+// Placed is the OrderPlaced event: a reserved flash-sale order of one line,
+// published to Kafka and kept in Redis until the consumer has stored it.
+type Placed struct {
+	OrderID        int64
+	LineID         int64
+	UserID         int64
+	ActivityID     int64
+	SKUID          int64
+	Quantity       int64
+	UnitPrice      int64
+	IdempotencyKey string
+	CreatedAt      time.Time
+	ExpiresAt      time.Time
+}
+
+// Validate reports why p cannot become an order, wrapping ErrInvalid. The
+// consumer sends an event that fails it to the dead-letter topic.
+func (p Placed) Validate() error {
+	switch {
+	case p.OrderID <= 0 || p.LineID <= 0 || p.UserID <= 0 || p.ActivityID <= 0 || p.SKUID <= 0:
+		return fmt.Errorf("%w: order, line, user, activity and sku ids must be positive", ErrInvalid)
+	case p.Quantity < 1 || p.Quantity > MaxQuantity:
+		return fmt.Errorf("%w: quantity %d outside 1..%d", ErrInvalid, p.Quantity, MaxQuantity)
+	case p.UnitPrice < 0 || p.UnitPrice > (1<<62)/MaxQuantity:
+		// The bound keeps UnitPrice × Quantity far from overflowing.
+		return fmt.Errorf("%w: unit price %d out of range", ErrInvalid, p.UnitPrice)
+	case p.IdempotencyKey == "" || len(p.IdempotencyKey) > MaxIdempotencyKey:
+		return fmt.Errorf("%w: idempotency key must have 1..%d bytes", ErrInvalid, MaxIdempotencyKey)
+	case p.CreatedAt.IsZero() || !p.ExpiresAt.After(p.CreatedAt):
+		return fmt.Errorf("%w: expiry must come after creation", ErrInvalid)
+	}
+	return nil
+}
+
+// Order returns the order p describes, in status st. A seckill order has
+// no discount: the activity price is already the sale price.
+func (p Placed) Order(st Status) Order {
+	amount := p.UnitPrice * p.Quantity
+	return Order{
+		ID:         p.OrderID,
+		UserID:     p.UserID,
+		Kind:       KindSeckill,
+		Status:     st,
+		ActivityID: p.ActivityID,
+		Lines: []Line{{
+			ID: p.LineID, SKUID: p.SKUID, Quantity: p.Quantity, UnitPrice: p.UnitPrice,
+			Amount: amount, Payable: amount,
+		}},
+		Total:          amount,
+		Payable:        amount,
+		IdempotencyKey: p.IdempotencyKey,
+		CreatedAt:      p.CreatedAt,
+		ExpiresAt:      p.ExpiresAt,
+	}
+}
+
+// Activity is what the service needs to know of a flash sale.
+type Activity struct {
+	ID           int64
+	SKUID        int64
+	Price        int64
+	PerUserLimit int64
+	StartsAt     time.Time
+	EndsAt       time.Time
+}
+
+// ActiveAt reports whether the sale window holds t: StartsAt <= t < EndsAt.
+func (a Activity) ActiveAt(t time.Time) bool {
+	return !t.Before(a.StartsAt) && t.Before(a.EndsAt)
+}
+
+// Reservation asks the inventory to hold stock for one order.
+type Reservation struct {
+	ActivityID     int64
+	UserID         int64
+	Quantity       int64
+	OrderID        int64
+	IdempotencyKey string
+	ExpiresAt      time.Time
+}
+
+// Reserved is the inventory's answer. OrderID is the id the reservation
+// belongs to: on a replay (Replayed) it is the first request's.
+type Reserved struct {
+	OrderID   int64
+	Replayed  bool
+	Remaining int64
+}

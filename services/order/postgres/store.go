@@ -1,0 +1,232 @@
+// Package postgres stores orders in PostgreSQL. The schema lives in
+// migrations/ (embedded, applied by Migrate at start); see
+// migrations/001_orders.sql for the tables, their CHECKs and indexes.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/services/order"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate brings the schema up to date.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("order migrations: %w", err)
+	}
+	return postgres.Migrate(ctx, pool, sub)
+}
+
+// Store implements order.Store and the consumer's batch insert.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore returns a Store on pool.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Insert stores orders that are not stored yet, in one transaction with
+// one multi-row insert per table, and returns how many were new. Orders
+// whose id (or user, kind and idempotency key) is already stored are
+// skipped with their lines, so delivering an event twice is harmless.
+func (s *Store) Insert(ctx context.Context, orders []order.Order) (int, error) {
+	if len(orders) == 0 {
+		return 0, nil
+	}
+	var o orderColumns
+	var l lineColumns
+	for _, ord := range orders {
+		o.add(ord)
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("insert orders: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	rows, err := tx.Query(ctx, `
+		INSERT INTO orders (order_id, user_id, kind, status, activity_id, total, discount, payable,
+		                    idempotency_key, created_at, expires_at)
+		SELECT id, u, k, st, NULLIF(a, 0), t, d, p, key, c, e
+		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+		            $7::bigint[], $8::bigint[], $9::text[], $10::timestamptz[], $11::timestamptz[])
+		     AS x(id, u, k, st, a, t, d, p, key, c, e)
+		ON CONFLICT DO NOTHING
+		RETURNING order_id`,
+		o.id, o.user, o.kind, o.status, o.activity, o.total, o.discount, o.payable, o.key, o.created, o.expires)
+	if err != nil {
+		return 0, fmt.Errorf("insert orders: %w", err)
+	}
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, fmt.Errorf("insert orders: %w", err)
+	}
+	fresh := make(map[int64]bool, len(inserted))
+	for _, id := range inserted {
+		fresh[id] = true
+	}
+	for _, ord := range orders {
+		if fresh[ord.ID] {
+			l.add(ord)
+			// A duplicate within the batch must not add its lines twice.
+			fresh[ord.ID] = false
+		}
+	}
+	if len(l.id) > 0 {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO order_lines (line_id, order_id, sku_id, quantity, unit_price, amount, discount, payable)
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+			                     $6::bigint[], $7::bigint[], $8::bigint[])`,
+			l.id, l.order, l.sku, l.qty, l.price, l.amount, l.discount, l.payable); err != nil {
+			return 0, fmt.Errorf("insert order lines: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("insert orders: commit: %w", err)
+	}
+	return len(inserted), nil
+}
+
+// orderColumns holds orders as one array per column, the shape unnest
+// turns back into rows.
+type orderColumns struct {
+	id, user, activity, total, discount, payable []int64
+	kind, status, key                            []string
+	created, expires                             []time.Time
+}
+
+func (c *orderColumns) add(o order.Order) {
+	c.id = append(c.id, o.ID)
+	c.user = append(c.user, o.UserID)
+	c.kind = append(c.kind, string(o.Kind))
+	c.status = append(c.status, string(o.Status))
+	c.activity = append(c.activity, o.ActivityID)
+	c.total = append(c.total, o.Total)
+	c.discount = append(c.discount, o.Discount)
+	c.payable = append(c.payable, o.Payable)
+	c.key = append(c.key, o.IdempotencyKey)
+	c.created = append(c.created, o.CreatedAt)
+	c.expires = append(c.expires, o.ExpiresAt)
+}
+
+type lineColumns struct {
+	id, order, sku, qty, price, amount, discount, payable []int64
+}
+
+func (c *lineColumns) add(o order.Order) {
+	for _, l := range o.Lines {
+		c.id = append(c.id, l.ID)
+		c.order = append(c.order, o.ID)
+		c.sku = append(c.sku, l.SKUID)
+		c.qty = append(c.qty, l.Quantity)
+		c.price = append(c.price, l.UnitPrice)
+		c.amount = append(c.amount, l.Amount)
+		c.discount = append(c.discount, l.Discount)
+		c.payable = append(c.payable, l.Payable)
+	}
+}
+
+const orderSelect = `SELECT order_id, user_id, kind, status, coalesce(activity_id, 0), total, discount, payable,
+	idempotency_key, created_at, expires_at, paid_at FROM orders `
+
+// Order returns a stored order with its lines, or order.ErrNotFound.
+func (s *Store) Order(ctx context.Context, id int64) (order.Order, error) {
+	found, err := s.query(ctx, orderSelect+`WHERE order_id = $1`, id)
+	if err != nil {
+		return order.Order{}, fmt.Errorf("order %d: %w", id, err)
+	}
+	if len(found) == 0 {
+		return order.Order{}, fmt.Errorf("order %d: %w", id, order.ErrNotFound)
+	}
+	return found[0], nil
+}
+
+// UserOrders returns up to limit of the user's stored orders, newest first.
+func (s *Store) UserOrders(ctx context.Context, userID int64, limit int) ([]order.Order, error) {
+	found, err := s.query(ctx, orderSelect+`WHERE user_id = $1 ORDER BY created_at DESC, order_id DESC LIMIT $2`, userID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("orders of user %d: %w", userID, err)
+	}
+	return found, nil
+}
+
+// query reads the orders that sql (orderSelect plus a condition) selects,
+// then their lines in one more query.
+func (s *Store) query(ctx context.Context, sql string, args ...any) ([]order.Order, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	orders, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (order.Order, error) {
+		var o order.Order
+		var kind, status string
+		var paid *time.Time
+		err := r.Scan(&o.ID, &o.UserID, &kind, &status, &o.ActivityID, &o.Total, &o.Discount, &o.Payable,
+			&o.IdempotencyKey, &o.CreatedAt, &o.ExpiresAt, &paid)
+		o.Kind, o.Status = order.Kind(kind), order.Status(status)
+		if paid != nil {
+			o.PaidAt = *paid
+		}
+		return o, err
+	})
+	if err != nil || len(orders) == 0 {
+		return nil, err
+	}
+	ids := make([]int64, len(orders))
+	at := make(map[int64]int, len(orders))
+	for i, o := range orders {
+		ids[i] = o.ID
+		at[o.ID] = i
+	}
+	rows, err = s.pool.Query(ctx, `SELECT order_id, line_id, sku_id, quantity, unit_price, amount, discount, payable
+		FROM order_lines WHERE order_id = ANY($1) ORDER BY line_id`, ids)
+	if err != nil {
+		return nil, err
+	}
+	var l order.Line
+	var orderID int64
+	_, err = pgx.ForEachRow(rows, []any{&orderID, &l.ID, &l.SKUID, &l.Quantity, &l.UnitPrice, &l.Amount, &l.Discount, &l.Payable}, func() error {
+		i := at[orderID]
+		orders[i].Lines = append(orders[i].Lines, l)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return orders, nil
+}
+
+// ActivityStats sums up an activity's orders that still hold stock (all
+// but CANCELLED, EXPIRED and REFUNDED ones).
+type ActivityStats struct {
+	Orders int64
+	Units  int64
+	// MaxUserUnits is the most units one user holds, to check the limit.
+	MaxUserUnits int64
+}
+
+// ActivityStats returns the activity's aggregates.
+func (s *Store) ActivityStats(ctx context.Context, activityID int64) (ActivityStats, error) {
+	var st ActivityStats
+	err := s.pool.QueryRow(ctx, `
+		SELECT coalesce(sum(n), 0), coalesce(sum(units), 0), coalesce(max(units), 0)
+		FROM (SELECT o.user_id, count(DISTINCT o.order_id) AS n, sum(l.quantity) AS units
+		      FROM orders o JOIN order_lines l ON l.order_id = o.order_id
+		      WHERE o.activity_id = $1 AND o.status NOT IN ('CANCELLED', 'EXPIRED', 'REFUNDED')
+		      GROUP BY o.user_id) AS per_user`, activityID).Scan(&st.Orders, &st.Units, &st.MaxUserUnits)
+	if err != nil {
+		return ActivityStats{}, fmt.Errorf("stats of activity %d: %w", activityID, err)
+	}
+	return st, nil
+}

@@ -1,0 +1,149 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flashsale/flashsale/platform/localstack"
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/services/order"
+	"github.com/flashsale/flashsale/services/order/postgres"
+)
+
+var stack *localstack.Stack
+
+func TestMain(m *testing.M) {
+	localstack.RunTests(m, localstack.Config{Databases: []string{"orders"}}, func(s *localstack.Stack) { stack = s })
+}
+
+// MustPool returns a pool on the migrated orders database.
+func MustPool(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	ctx := context.Background()
+	pool, err := pgplatform.Dial(ctx, stack.PostgresURL("orders"), 8)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		tb.Fatal(err)
+	}
+	return pool
+}
+
+var nextID atomic.Int64
+
+func init() { nextID.Store(time.Now().UnixNano() / 1000) }
+
+var created = time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+
+// placed returns a fresh valid event of user for activity.
+func placed(user, activity, qty int64) order.Placed {
+	id := nextID.Add(2)
+	return order.Placed{OrderID: id, LineID: id + 1, UserID: user, ActivityID: activity, SKUID: 9,
+		Quantity: qty, UnitPrice: 1250, IdempotencyKey: "key-" + time.Unix(0, id).String(),
+		CreatedAt: created.Add(time.Duration(id%1000) * time.Second), ExpiresAt: created.Add(time.Hour)}
+}
+
+func TestInsertIsIdempotent(t *testing.T) {
+	pool := MustPool(t)
+	s := postgres.NewStore(pool)
+	ctx := context.Background()
+	a, b := placed(1, 100, 1), placed(2, 100, 2)
+	dupKey := placed(1, 100, 1)
+	dupKey.IdempotencyKey = a.IdempotencyKey
+
+	tests := []struct {
+		name   string
+		orders []order.Order
+		want   int
+	}{
+		{"new orders, one twice in the batch", []order.Order{
+			a.Order(order.StatusPendingPayment), b.Order(order.StatusPendingPayment), a.Order(order.StatusPendingPayment)}, 2},
+		{"the same orders again", []order.Order{a.Order(order.StatusPendingPayment), b.Order(order.StatusPendingPayment)}, 0},
+		{"another id with a used idempotency key", []order.Order{dupKey.Order(order.StatusPendingPayment)}, 0},
+		{"empty batch", nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.Insert(ctx, tt.orders)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Fatalf("inserted: got %d, want %d", got, tt.want)
+			}
+		})
+	}
+	var orders, lines int
+	if err := pool.QueryRow(ctx, `SELECT count(*), (SELECT count(*) FROM order_lines WHERE order_id = ANY($1))
+		FROM orders WHERE order_id = ANY($1)`, []int64{a.OrderID, b.OrderID, dupKey.OrderID}).Scan(&orders, &lines); err != nil {
+		t.Fatal(err)
+	}
+	if orders != 2 || lines != 2 {
+		t.Fatalf("rows: got %d orders and %d lines, want 2 and 2", orders, lines)
+	}
+	got, err := s.Order(ctx, b.OrderID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := b.Order(order.StatusPendingPayment)
+	if got.ID != want.ID || got.UserID != 2 || got.Kind != order.KindSeckill || got.Status != order.StatusPendingPayment ||
+		got.Total != 2500 || got.Payable != 2500 || len(got.Lines) != 1 || got.Lines[0] != want.Lines[0] ||
+		!got.CreatedAt.Equal(want.CreatedAt) || !got.PaidAt.IsZero() {
+		t.Fatalf("stored order: got %+v, want %+v", got, want)
+	}
+	if _, err := s.Order(ctx, dupKey.OrderID); !errors.Is(err, order.ErrNotFound) {
+		t.Fatalf("order skipped for its key: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestInsertRejectsBrokenMoneyAtomically(t *testing.T) {
+	pool := MustPool(t)
+	s := postgres.NewStore(pool)
+	ctx := context.Background()
+	good := placed(3, 101, 1)
+	bad := placed(3, 101, 1).Order(order.StatusPendingPayment)
+	bad.Lines[0].Amount++ // amount must be unit_price × quantity
+	if _, err := s.Insert(ctx, []order.Order{good.Order(order.StatusPendingPayment), bad}); err == nil {
+		t.Fatal("a line whose amount is not price × quantity was stored")
+	}
+	if _, err := s.Order(ctx, good.OrderID); !errors.Is(err, order.ErrNotFound) {
+		t.Fatalf("the good order of a failed batch: got %v, want ErrNotFound (one transaction)", err)
+	}
+}
+
+func TestUserOrdersAndActivityStats(t *testing.T) {
+	pool := MustPool(t)
+	s := postgres.NewStore(pool)
+	ctx := context.Background()
+	const activity = 102
+	var batch []order.Order
+	var ids []int64
+	for _, p := range []order.Placed{placed(10, activity, 1), placed(10, activity, 2), placed(11, activity, 1)} {
+		batch = append(batch, p.Order(order.StatusPendingPayment))
+		ids = append(ids, p.OrderID)
+	}
+	if _, err := s.Insert(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.UserOrders(ctx, 10, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != ids[1] || got[1].ID != ids[0] || len(got[0].Lines) != 1 {
+		t.Fatalf("user 10's orders: got %+v, want %d then %d with their lines", got, ids[1], ids[0])
+	}
+	st, err := s.ActivityStats(ctx, activity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (postgres.ActivityStats{Orders: 3, Units: 4, MaxUserUnits: 3}); st != want {
+		t.Fatalf("stats: got %+v, want %+v", st, want)
+	}
+}

@@ -1,0 +1,148 @@
+// Package redis keeps the in-flight orders in Redis: for each order that
+// was published but is not stored in Postgres yet, its OrderPlaced bytes
+// under order:pending:<order id>, and per user a sorted set of those ids
+// (order:pending:user:<user id>, scored by creation time in milliseconds)
+// so that a user's list includes them. Both expire: a record outlives the
+// consumer's lag by far, and a stale one only shows a PROCESSING order
+// that Postgres already answers for.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/services/order"
+	"github.com/flashsale/flashsale/services/order/event"
+)
+
+// DefaultTTL is how long a pending record lives when nothing deletes it.
+const DefaultTTL = time.Hour
+
+// maxUserPending bounds how many in-flight orders of one user are read.
+const maxUserPending = 100
+
+// Pending implements order.Pending on Redis.
+type Pending struct {
+	rdb    goredis.Cmdable
+	prefix string
+	ttl    time.Duration
+}
+
+// NewPending returns the store. prefix is put before every key (tests use
+// it to stay apart; services pass ""); ttl <= 0 means DefaultTTL.
+func NewPending(rdb goredis.Cmdable, prefix string, ttl time.Duration) *Pending {
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	return &Pending{rdb: rdb, prefix: prefix, ttl: ttl}
+}
+
+func (s *Pending) key(orderID int64) string {
+	return s.prefix + "order:pending:" + strconv.FormatInt(orderID, 10)
+}
+
+func (s *Pending) userKey(userID int64) string {
+	return s.prefix + "order:pending:user:" + strconv.FormatInt(userID, 10)
+}
+
+// Put records p as in flight.
+func (s *Pending) Put(ctx context.Context, p order.Placed) error {
+	b, err := event.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("put pending %d: %w", p.OrderID, err)
+	}
+	uk := s.userKey(p.UserID)
+	score := float64(p.CreatedAt.UnixMilli())
+	_, err = s.rdb.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
+		pipe.Set(ctx, s.key(p.OrderID), b, s.ttl)
+		pipe.ZAdd(ctx, uk, goredis.Z{Score: score, Member: p.OrderID})
+		// Ids whose records have expired are trimmed here, so the set
+		// stays as small as the user's orders in flight.
+		pipe.ZRemRangeByScore(ctx, uk, "-inf", "("+strconv.FormatInt(p.CreatedAt.Add(-s.ttl).UnixMilli(), 10))
+		pipe.Expire(ctx, uk, s.ttl)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put pending %d: %w", p.OrderID, err)
+	}
+	return nil
+}
+
+// Get returns the pending record of orderID, or order.ErrNotFound.
+func (s *Pending) Get(ctx context.Context, orderID int64) (order.Placed, error) {
+	b, err := s.rdb.Get(ctx, s.key(orderID)).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return order.Placed{}, fmt.Errorf("pending %d: %w", orderID, order.ErrNotFound)
+	}
+	if err != nil {
+		return order.Placed{}, fmt.Errorf("get pending %d: %w", orderID, err)
+	}
+	p, err := event.Unmarshal(b)
+	if err != nil {
+		return order.Placed{}, fmt.Errorf("get pending %d: %w", orderID, err)
+	}
+	return p, nil
+}
+
+// UserPending returns the user's in-flight orders, newest first.
+func (s *Pending) UserPending(ctx context.Context, userID int64) ([]order.Placed, error) {
+	uk := s.userKey(userID)
+	ids, err := s.rdb.ZRevRange(ctx, uk, 0, maxUserPending-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("user %d pending: %w", userID, err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = s.prefix + "order:pending:" + id
+	}
+	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("user %d pending: %w", userID, err)
+	}
+	var out []order.Placed
+	var gone []any
+	for i, v := range vals {
+		str, ok := v.(string)
+		if !ok {
+			gone = append(gone, ids[i])
+			continue
+		}
+		p, err := event.Unmarshal([]byte(str))
+		if err != nil {
+			return nil, fmt.Errorf("user %d pending %s: %w", userID, ids[i], err)
+		}
+		out = append(out, p)
+	}
+	if len(gone) > 0 {
+		// Stored orders leave their id behind only when the consumer's
+		// best-effort delete failed; dropping it here is equally optional.
+		_ = s.rdb.ZRem(ctx, uk, gone...).Err()
+	}
+	return out, nil
+}
+
+// Delete drops the records of ps.
+func (s *Pending) Delete(ctx context.Context, ps ...order.Placed) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
+		for _, p := range ps {
+			pipe.Del(ctx, s.key(p.OrderID))
+			pipe.ZRem(ctx, s.userKey(p.UserID), p.OrderID)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete %d pending records: %w", len(ps), err)
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/services/order"
+	orderredis "github.com/flashsale/flashsale/services/order/redis"
+)
+
+var stack *localstack.Stack
+
+func TestMain(m *testing.M) {
+	localstack.RunTests(m, localstack.Config{}, func(s *localstack.Stack) { stack = s })
+}
+
+// MustPending returns a pending store under a prefix of its own.
+func MustPending(tb testing.TB, ttl time.Duration) (*orderredis.Pending, *goredis.Client) {
+	tb.Helper()
+	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})
+	tb.Cleanup(func() { rdb.Close() })
+	return orderredis.NewPending(rdb, tb.Name()+":", ttl), rdb
+}
+
+var at = time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+
+func event(id, user int64, created time.Time) order.Placed {
+	return order.Placed{OrderID: id, LineID: id + 1, UserID: user, ActivityID: 1, SKUID: 2, Quantity: 1,
+		UnitPrice: 300, IdempotencyKey: "k", CreatedAt: created, ExpiresAt: created.Add(time.Hour)}
+}
+
+func TestPendingLifecycle(t *testing.T) {
+	s, _ := MustPending(t, time.Hour)
+	ctx := context.Background()
+	first, second, other := event(10, 1, at), event(20, 1, at.Add(time.Second)), event(30, 2, at)
+	for _, p := range []order.Placed{first, second, other} {
+		if err := s.Put(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Get(ctx, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.CreatedAt.Equal(second.CreatedAt) || got.UserID != 1 || got.LineID != 21 || got.UnitPrice != 300 {
+		t.Fatalf("get: got %+v, want %+v", got, second)
+	}
+	list, err := s.UserPending(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].OrderID != 20 || list[1].OrderID != 10 {
+		t.Fatalf("user 1 pending: got %+v, want orders 20 then 10", list)
+	}
+	if err := s.Delete(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, 20); !errors.Is(err, order.ErrNotFound) {
+		t.Fatalf("deleted record: got %v, want ErrNotFound", err)
+	}
+	list, err = s.UserPending(ctx, 1)
+	if err != nil || len(list) != 1 || list[0].OrderID != 10 {
+		t.Fatalf("user 1 pending after delete: got %+v %v, want order 10", list, err)
+	}
+}
+
+func TestPendingForgetsExpiredRecords(t *testing.T) {
+	s, rdb := MustPending(t, time.Hour)
+	ctx := context.Background()
+	if err := s.Put(ctx, event(40, 5, at)); err != nil {
+		t.Fatal(err)
+	}
+	ttl, err := rdb.TTL(ctx, t.Name()+":order:pending:user:5").Result()
+	if err != nil || ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("user set ttl: got %s (%v), want up to an hour", ttl, err)
+	}
+	// The record expires on its own (as it does an hour after a lost
+	// delete); the user's list must not hold on to its id.
+	if err := rdb.Del(ctx, t.Name()+":order:pending:40").Err(); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.UserPending(ctx, 5)
+	if err != nil || len(list) != 0 {
+		t.Fatalf("got %+v %v, want no pending orders", list, err)
+	}
+	n, err := rdb.ZCard(ctx, t.Name()+":order:pending:user:5").Result()
+	if err != nil || n != 0 {
+		t.Fatalf("user set: got %d members (%v), want 0", n, err)
+	}
+}

@@ -1,0 +1,263 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/cache"
+	"github.com/flashsale/flashsale/platform/clock"
+)
+
+// Inventory holds the flash-sale stock (the inventory service).
+type Inventory interface {
+	// Reserve takes stock for r atomically: idempotency by key, the
+	// per-user limit and the stock check. It fails with ErrSoldOut,
+	// ErrLimitExceeded, ErrNotFound (activity not preheated) or
+	// ErrUnavailable.
+	Reserve(ctx context.Context, r Reservation) (Reserved, error)
+	// Release gives an order's reserved stock back; releasing twice, or
+	// releasing what was never reserved, is harmless.
+	Release(ctx context.Context, activityID, orderID int64) error
+}
+
+// Activities finds flash-sale activities (the product service).
+type Activities interface {
+	// Activity fails with ErrNotFound for an unknown id.
+	Activity(ctx context.Context, id int64) (Activity, error)
+}
+
+// Publisher puts OrderPlaced on the event log, durably (acks=all) before
+// it returns.
+type Publisher interface {
+	Publish(ctx context.Context, p Placed) error
+}
+
+// Store reads persisted orders.
+type Store interface {
+	// Order fails with ErrNotFound when the order is not stored (yet).
+	Order(ctx context.Context, id int64) (Order, error)
+	// UserOrders returns up to limit of the user's orders, newest first.
+	UserOrders(ctx context.Context, userID int64, limit int) ([]Order, error)
+}
+
+// Pending keeps the orders that are published but not yet stored, so that
+// readers see them as PROCESSING in the meantime.
+type Pending interface {
+	Put(ctx context.Context, p Placed) error
+	// Get fails with ErrNotFound when there is no record for id.
+	Get(ctx context.Context, id int64) (Placed, error)
+	// UserPending returns the user's in-flight orders.
+	UserPending(ctx context.Context, userID int64) ([]Placed, error)
+	// Delete drops the records of ps; missing ones are ignored.
+	Delete(ctx context.Context, ps ...Placed) error
+}
+
+// Config holds the Service's dependencies and settings.
+type Config struct {
+	Inventory  Inventory
+	Activities Activities
+	Publisher  Publisher
+	Store      Store
+	Pending    Pending
+	Clock      clock.Clock
+	// NextID hands out order and line ids (a snowflake generator's Next).
+	NextID func() int64
+	// PaymentWindow is how long a buyer has to pay (default 15m).
+	PaymentWindow time.Duration
+	// ActivityTTL is how long an activity stays cached (default 1s).
+	ActivityTTL time.Duration
+	Logger      *slog.Logger
+}
+
+// ListLimit bounds how many stored orders ListOrders returns.
+const ListLimit = 100
+
+// releaseTimeout bounds a compensating release, which must run even when
+// the caller has gone.
+const releaseTimeout = 5 * time.Second
+
+// Service places flash-sale orders and serves their state.
+type Service struct {
+	cfg        Config
+	activities *cache.Loader[int64, Activity]
+}
+
+// NewService returns a Service over cfg.
+func NewService(cfg Config) *Service {
+	if cfg.PaymentWindow <= 0 {
+		cfg.PaymentWindow = 15 * time.Minute
+	}
+	if cfg.ActivityTTL <= 0 {
+		cfg.ActivityTTL = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{
+		cfg: cfg,
+		// Every request of a sale reads the same activity: a short-lived
+		// in-process copy takes that load off the product service, and a
+		// second of staleness only delays an edit of the window.
+		activities: cache.New(cfg.ActivityTTL, cfg.Clock, cfg.Activities.Activity),
+	}
+}
+
+// PlaceSeckillOrder reserves qty units of the activity for the user and
+// publishes the order, which reaches Postgres asynchronously. It returns
+// the order id; the same idemKey returns the first request's id. Nothing
+// stays reserved unless the order is on its way: when the publish fails
+// the reservation is released and the error is ErrUnavailable.
+func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty int64, idemKey string) (int64, error) {
+	const op = "place seckill order"
+	switch {
+	case userID <= 0 || activityID <= 0:
+		return 0, fmt.Errorf("%s: %w: user and activity ids must be positive", op, ErrInvalid)
+	case qty < 1 || qty > MaxQuantity:
+		return 0, fmt.Errorf("%s: %w: quantity %d outside 1..%d", op, ErrInvalid, qty, MaxQuantity)
+	case idemKey == "" || len(idemKey) > MaxIdempotencyKey:
+		return 0, fmt.Errorf("%s: %w: idempotency key must have 1..%d bytes", op, ErrInvalid, MaxIdempotencyKey)
+	}
+	act, err := s.activities.Get(ctx, activityID)
+	if err != nil {
+		return 0, fmt.Errorf("%s: activity %d: %w", op, activityID, err)
+	}
+	now := s.cfg.Clock.Now()
+	if !act.ActiveAt(now) {
+		return 0, fmt.Errorf("%s: activity %d runs %s..%s: %w", op, activityID,
+			act.StartsAt.Format(time.RFC3339), act.EndsAt.Format(time.RFC3339), ErrActivityNotActive)
+	}
+	if qty > act.PerUserLimit {
+		return 0, fmt.Errorf("%s: quantity %d over the limit of %d: %w", op, qty, act.PerUserLimit, ErrLimitExceeded)
+	}
+	p := Placed{
+		OrderID: s.cfg.NextID(), LineID: s.cfg.NextID(),
+		UserID: userID, ActivityID: activityID, SKUID: act.SKUID,
+		Quantity: qty, UnitPrice: act.Price, IdempotencyKey: idemKey,
+		CreatedAt: now, ExpiresAt: now.Add(s.cfg.PaymentWindow),
+	}
+	res, err := s.cfg.Inventory.Reserve(ctx, Reservation{
+		ActivityID: activityID, UserID: userID, Quantity: qty,
+		OrderID: p.OrderID, IdempotencyKey: idemKey, ExpiresAt: p.ExpiresAt,
+	})
+	if err != nil {
+		if !definite(err) {
+			// The reservation may have been made before the answer was
+			// lost. Releasing our own fresh id undoes it or does nothing.
+			s.release(ctx, p, "reserve failed")
+		}
+		return 0, fmt.Errorf("%s: reserve: %w", op, err)
+	}
+	if res.Replayed {
+		return res.OrderID, nil
+	}
+	if err := s.cfg.Pending.Put(ctx, p); err != nil {
+		s.release(ctx, p, "pending record failed")
+		return 0, fmt.Errorf("%s: pending record: %v: %w", op, err, ErrUnavailable)
+	}
+	if err := s.cfg.Publisher.Publish(ctx, p); err != nil {
+		s.release(ctx, p, "publish failed")
+		if derr := s.cfg.Pending.Delete(context.WithoutCancel(ctx), p); derr != nil {
+			s.cfg.Logger.WarnContext(ctx, "pending record left behind", "order_id", p.OrderID, "err", derr)
+		}
+		return 0, fmt.Errorf("%s: publish: %v: %w", op, err, ErrUnavailable)
+	}
+	return p.OrderID, nil
+}
+
+// definite reports whether err is an answer of the inventory, after which
+// nothing was reserved, rather than a failure that leaves it unknown.
+func definite(err error) bool {
+	for _, e := range []error{ErrSoldOut, ErrLimitExceeded, ErrNotFound, ErrActivityNotActive, ErrInvalid} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// release gives p's stock back after a failed placement. It runs detached
+// from the caller's context, which may be what ended. A release that fails
+// too is logged: the reservation's own expiry gives the stock back then.
+func (s *Service) release(ctx context.Context, p Placed, why string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if err := s.cfg.Inventory.Release(rctx, p.ActivityID, p.OrderID); err != nil {
+		s.cfg.Logger.ErrorContext(ctx, "release after failed placement", "why", why,
+			"order_id", p.OrderID, "activity_id", p.ActivityID, "err", err)
+	}
+}
+
+// GetOrder returns the order: the stored one, or, while it is in flight,
+// the PROCESSING order its event describes. userID, when not zero, must
+// own it (ErrForbidden otherwise).
+func (s *Service) GetOrder(ctx context.Context, orderID, userID int64) (Order, error) {
+	const op = "get order"
+	if orderID <= 0 || userID < 0 {
+		return Order{}, fmt.Errorf("%s: %w: ids must be positive", op, ErrInvalid)
+	}
+	o, err := s.find(ctx, orderID)
+	if err != nil {
+		return Order{}, fmt.Errorf("%s %d: %w", op, orderID, err)
+	}
+	if userID != 0 && o.UserID != userID {
+		return Order{}, fmt.Errorf("%s %d: %w", op, orderID, ErrForbidden)
+	}
+	return o, nil
+}
+
+func (s *Service) find(ctx context.Context, orderID int64) (Order, error) {
+	o, err := s.cfg.Store.Order(ctx, orderID)
+	if !errors.Is(err, ErrNotFound) {
+		return o, err
+	}
+	p, err := s.cfg.Pending.Get(ctx, orderID)
+	if err == nil {
+		return p.Order(StatusProcessing), nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return Order{}, err
+	}
+	// The consumer stores an order before it drops the pending record, so
+	// an order that left Redis between the two reads is in Postgres now.
+	return s.cfg.Store.Order(ctx, orderID)
+}
+
+// ListOrders returns the user's orders newest first: the in-flight ones
+// and up to ListLimit stored ones.
+func (s *Service) ListOrders(ctx context.Context, userID int64) ([]Order, error) {
+	const op = "list orders"
+	if userID <= 0 {
+		return nil, fmt.Errorf("%s: %w: user id must be positive", op, ErrInvalid)
+	}
+	// Pending first: an order stored in between then shows up in the
+	// stored list rather than in neither.
+	pending, err := s.cfg.Pending.UserPending(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	stored, err := s.cfg.Store.UserOrders(ctx, userID, ListLimit)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	seen := make(map[int64]bool, len(stored))
+	for _, o := range stored {
+		seen[o.ID] = true
+	}
+	out := stored
+	for _, p := range pending {
+		if !seen[p.OrderID] {
+			out = append(out, p.Order(StatusProcessing))
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.After(out[j].CreatedAt)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out, nil
+}

@@ -1,0 +1,358 @@
+package order_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/services/order"
+)
+
+var start = time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+
+// fakes is an in-memory world for the Service: an inventory that counts
+// reservations, a publisher that can fail, and map-backed stores.
+type fakes struct {
+	mu         sync.Mutex
+	activities map[int64]order.Activity
+	reserved   map[int64]order.Reservation // by order id
+	byKey      map[string]int64
+	reserveErr error
+	published  []order.Placed
+	publishErr error
+	pending    map[int64]order.Placed
+	stored     map[int64]order.Order
+}
+
+func newFakes() *fakes {
+	return &fakes{
+		activities: map[int64]order.Activity{7: {ID: 7, SKUID: 70, Price: 990, PerUserLimit: 2,
+			StartsAt: start, EndsAt: start.Add(time.Hour)}},
+		reserved: map[int64]order.Reservation{}, byKey: map[string]int64{},
+		pending: map[int64]order.Placed{}, stored: map[int64]order.Order{},
+	}
+}
+
+func (f *fakes) Activity(_ context.Context, id int64) (order.Activity, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a, ok := f.activities[id]
+	if !ok {
+		return order.Activity{}, order.ErrNotFound
+	}
+	return a, nil
+}
+
+func (f *fakes) Reserve(_ context.Context, r order.Reservation) (order.Reserved, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reserveErr != nil {
+		return order.Reserved{}, f.reserveErr
+	}
+	if id, ok := f.byKey[r.IdempotencyKey]; ok {
+		return order.Reserved{OrderID: id, Replayed: true}, nil
+	}
+	f.byKey[r.IdempotencyKey] = r.OrderID
+	f.reserved[r.OrderID] = r
+	return order.Reserved{OrderID: r.OrderID}, nil
+}
+
+func (f *fakes) Release(_ context.Context, _, orderID int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r, ok := f.reserved[orderID]; ok {
+		delete(f.byKey, r.IdempotencyKey)
+		delete(f.reserved, orderID)
+	}
+	return nil
+}
+
+func (f *fakes) Publish(_ context.Context, p order.Placed) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.publishErr != nil {
+		return f.publishErr
+	}
+	f.published = append(f.published, p)
+	return nil
+}
+
+func (f *fakes) Put(_ context.Context, p order.Placed) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pending[p.OrderID] = p
+	return nil
+}
+
+func (f *fakes) Get(_ context.Context, id int64) (order.Placed, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.pending[id]
+	if !ok {
+		return order.Placed{}, order.ErrNotFound
+	}
+	return p, nil
+}
+
+func (f *fakes) UserPending(_ context.Context, userID int64) ([]order.Placed, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []order.Placed
+	for _, p := range f.pending {
+		if p.UserID == userID {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakes) Delete(_ context.Context, ps ...order.Placed) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range ps {
+		delete(f.pending, p.OrderID)
+	}
+	return nil
+}
+
+func (f *fakes) Order(_ context.Context, id int64) (order.Order, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	o, ok := f.stored[id]
+	if !ok {
+		return order.Order{}, order.ErrNotFound
+	}
+	return o, nil
+}
+
+func (f *fakes) UserOrders(_ context.Context, userID int64, _ int) ([]order.Order, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []order.Order
+	for _, o := range f.stored {
+		if o.UserID == userID {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// store moves a pending order to the store, as the consumer does.
+func (f *fakes) store(id int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stored[id] = f.pending[id].Order(order.StatusPendingPayment)
+	delete(f.pending, id)
+}
+
+// MustService returns a service over f with a manual clock at start.
+func MustService(tb testing.TB, f *fakes) (*order.Service, *clock.Manual) {
+	tb.Helper()
+	clk := clock.NewManual(start)
+	var mu sync.Mutex
+	next := int64(1000)
+	return order.NewService(order.Config{
+		Inventory: f, Activities: f, Publisher: f, Store: f, Pending: f, Clock: clk,
+		NextID: func() int64 {
+			mu.Lock()
+			defer mu.Unlock()
+			next++
+			return next
+		},
+		PaymentWindow: 15 * time.Minute,
+	}), clk
+}
+
+func TestPlaceSeckillOrderRejects(t *testing.T) {
+	tests := []struct {
+		name     string
+		user     int64
+		activity int64
+		qty      int64
+		key      string
+		at       time.Time
+		want     error
+	}{
+		{"zero quantity", 1, 7, 0, "k", start, order.ErrInvalid},
+		{"quantity over 1000", 1, 7, 1001, "k", start, order.ErrInvalid},
+		{"empty key", 1, 7, 1, "", start, order.ErrInvalid},
+		{"key over 128 bytes", 1, 7, 1, strings.Repeat("k", 129), start, order.ErrInvalid},
+		{"no user", 0, 7, 1, "k", start, order.ErrInvalid},
+		{"unknown activity", 1, 8, 1, "k", start, order.ErrNotFound},
+		{"before the start", 1, 7, 1, "k", start.Add(-time.Nanosecond), order.ErrActivityNotActive},
+		{"at the end", 1, 7, 1, "k", start.Add(time.Hour), order.ErrActivityNotActive},
+		{"over the per-user limit", 1, 7, 3, "k", start, order.ErrLimitExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakes()
+			svc, clk := MustService(t, f)
+			clk.Set(tt.at)
+			_, err := svc.PlaceSeckillOrder(context.Background(), tt.user, tt.activity, tt.qty, tt.key)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			if got := len(f.reserved) + len(f.published); got != 0 {
+				t.Fatalf("rejected request reserved or published %d things", got)
+			}
+		})
+	}
+}
+
+func TestPlaceSeckillOrderPublishesOnceAndServesProcessing(t *testing.T) {
+	f := newFakes()
+	svc, _ := MustService(t, f)
+	ctx := context.Background()
+	id, err := svc.PlaceSeckillOrder(ctx, 42, 7, 2, "key-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := svc.PlaceSeckillOrder(ctx, 42, 7, 2, "key-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != id || len(f.published) != 1 {
+		t.Fatalf("replay: got id %d and %d publishes, want id %d and 1 publish", again, len(f.published), id)
+	}
+	got, err := svc.GetOrder(ctx, id, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := order.Line{ID: got.Lines[0].ID, SKUID: 70, Quantity: 2, UnitPrice: 990, Amount: 1980, Payable: 1980}
+	if got.Status != order.StatusProcessing || got.Lines[0] != want || got.Payable != 1980 ||
+		!got.ExpiresAt.Equal(start.Add(15*time.Minute)) {
+		t.Fatalf("in-flight order: got %+v, want PROCESSING with line %+v expiring 15m after %s", got, want, start)
+	}
+	f.store(id)
+	got, err = svc.GetOrder(ctx, id, 0)
+	if err != nil || got.Status != order.StatusPendingPayment {
+		t.Fatalf("stored order: got %v %v, want PENDING_PAYMENT", got.Status, err)
+	}
+	if _, err := svc.GetOrder(ctx, id, 43); !errors.Is(err, order.ErrForbidden) {
+		t.Fatalf("someone else's order: got %v, want ErrForbidden", err)
+	}
+	if _, err := svc.GetOrder(ctx, id+100, 42); !errors.Is(err, order.ErrNotFound) {
+		t.Fatalf("unknown order: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestPlaceSeckillOrderReleasesWhatCannotBePublished(t *testing.T) {
+	f := newFakes()
+	f.publishErr = errors.New("broker down")
+	svc, _ := MustService(t, f)
+	_, err := svc.PlaceSeckillOrder(context.Background(), 42, 7, 1, "key-1")
+	if !errors.Is(err, order.ErrUnavailable) {
+		t.Fatalf("got %v, want ErrUnavailable", err)
+	}
+	if len(f.reserved) != 0 || len(f.pending) != 0 {
+		t.Fatalf("after a failed publish: %d reservations and %d pending records left, want none", len(f.reserved), len(f.pending))
+	}
+}
+
+func TestPlaceSeckillOrderReleasesAnUnknownReserveOutcome(t *testing.T) {
+	tests := []struct {
+		name        string
+		err         error
+		wantRelease bool
+	}{
+		{"sold out is an answer", order.ErrSoldOut, false},
+		{"a lost answer may hide a reservation", order.ErrUnavailable, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakes()
+			f.reserveErr = tt.err
+			rel := &releaseSpy{Inventory: f}
+			svc := order.NewService(order.Config{
+				Inventory: rel, Activities: f, Publisher: f, Store: f, Pending: f,
+				Clock: clock.NewManual(start), NextID: func() int64 { return 5 },
+			})
+			_, err := svc.PlaceSeckillOrder(context.Background(), 42, 7, 1, "key-1")
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("got %v, want %v", err, tt.err)
+			}
+			if got := rel.released; got != tt.wantRelease {
+				t.Fatalf("released: got %v, want %v", got, tt.wantRelease)
+			}
+		})
+	}
+}
+
+type releaseSpy struct {
+	order.Inventory
+	released bool
+}
+
+func (s *releaseSpy) Release(ctx context.Context, activityID, orderID int64) error {
+	s.released = true
+	return s.Inventory.Release(ctx, activityID, orderID)
+}
+
+func TestListOrdersMergesInFlightAndStored(t *testing.T) {
+	f := newFakes()
+	svc, clk := MustService(t, f)
+	ctx := context.Background()
+	var ids []int64
+	for _, key := range []string{"a", "b", "c"} {
+		id, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		clk.Advance(time.Second)
+	}
+	f.store(ids[0])
+	got, err := svc.ListOrders(ctx, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotIDs []int64
+	for _, o := range got {
+		gotIDs = append(gotIDs, o.ID)
+	}
+	want := []int64{ids[2], ids[1], ids[0]}
+	if len(gotIDs) != len(want) || gotIDs[0] != want[0] || gotIDs[1] != want[1] || gotIDs[2] != want[2] {
+		t.Fatalf("got %v, want newest first %v", gotIDs, want)
+	}
+	if got[0].Status != order.StatusProcessing || got[2].Status != order.StatusPendingPayment {
+		t.Fatalf("statuses: got %s and %s, want PROCESSING and PENDING_PAYMENT", got[0].Status, got[2].Status)
+	}
+}
+
+func TestPlacedValidate(t *testing.T) {
+	valid := order.Placed{OrderID: 1, LineID: 2, UserID: 3, ActivityID: 4, SKUID: 5, Quantity: 1, UnitPrice: 100,
+		IdempotencyKey: "k", CreatedAt: start, ExpiresAt: start.Add(time.Minute)}
+	tests := []struct {
+		name   string
+		change func(*order.Placed)
+		valid  bool
+	}{
+		{"valid", func(*order.Placed) {}, true},
+		{"free item", func(p *order.Placed) { p.UnitPrice = 0 }, true},
+		{"no order id", func(p *order.Placed) { p.OrderID = 0 }, false},
+		{"no line id", func(p *order.Placed) { p.LineID = 0 }, false},
+		{"zero quantity", func(p *order.Placed) { p.Quantity = 0 }, false},
+		{"negative price", func(p *order.Placed) { p.UnitPrice = -1 }, false},
+		{"overflowing price", func(p *order.Placed) { p.UnitPrice = 1 << 60 }, false},
+		{"no key", func(p *order.Placed) { p.IdempotencyKey = "" }, false},
+		{"no creation time", func(p *order.Placed) { p.CreatedAt = time.Time{} }, false},
+		{"expires before creation", func(p *order.Placed) { p.ExpiresAt = start }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := valid
+			tt.change(&p)
+			err := p.Validate()
+			if got := err == nil; got != tt.valid {
+				t.Fatalf("valid: got %v (%v), want %v", got, err, tt.valid)
+			}
+			if err != nil && !errors.Is(err, order.ErrInvalid) {
+				t.Fatalf("got %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
