@@ -122,7 +122,7 @@ func TestUserOrdersAndActivityStats(t *testing.T) {
 	pool := MustPool(t)
 	s := postgres.NewStore(pool)
 	ctx := context.Background()
-	const activity = 102
+	activity := nextID.Add(2)
 	var batch []order.Order
 	var ids []int64
 	for _, p := range []order.Placed{placed(10, activity, 1), placed(10, activity, 2), placed(11, activity, 1)} {
