@@ -1,0 +1,146 @@
+package gateway_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func TestAuthentication(t *testing.T) {
+	tg := MustGateway(t, gatewayConfig{})
+	now := tg.clock.Now()
+	valid := func(claims jwt.MapClaims) jwt.MapClaims {
+		c := jwt.MapClaims{"sub": "42", "role": "user", "exp": now.Add(time.Hour).Unix()}
+		for k, v := range claims {
+			c[k] = v
+		}
+		return c
+	}
+	otherSecret := []byte("not-the-gateway-secret-not-the-gateway-secret")
+	tests := []struct {
+		name   string
+		header string
+		want   int
+	}{
+		{"missing", "", http.StatusUnauthorized},
+		{"not bearer", "Basic dXNlcjpwYXNz", http.StatusUnauthorized},
+		{"empty bearer", "Bearer ", http.StatusUnauthorized},
+		{"malformed", "Bearer not.a.jwt", http.StatusUnauthorized},
+		{"garbage", "Bearer %%%", http.StatusUnauthorized},
+		{"expired", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, valid(jwt.MapClaims{"exp": now.Add(-time.Minute).Unix()})), http.StatusUnauthorized},
+		{"no exp", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"sub": "42", "role": "user"}), http.StatusUnauthorized},
+		{"forged signature", "Bearer " + signToken(t, jwt.SigningMethodHS256, otherSecret, valid(nil)), http.StatusUnauthorized},
+		{"alg none", "Bearer " + signToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, valid(nil)), http.StatusUnauthorized},
+		{"alg HS512", "Bearer " + signToken(t, jwt.SigningMethodHS512, testSecret, valid(nil)), http.StatusUnauthorized},
+		{"sub not digits", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, valid(jwt.MapClaims{"sub": "alice"})), http.StatusUnauthorized},
+		{"sub missing", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"exp": now.Add(time.Hour).Unix()}), http.StatusUnauthorized},
+		{"sub negative", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, valid(jwt.MapClaims{"sub": "-42"})), http.StatusUnauthorized},
+		// A valid token passes auth and meets the next check: the
+		// order id "x" is not a number.
+		{"valid user", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, valid(nil)), http.StatusBadRequest},
+		{"valid lower-case scheme", "bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, valid(nil)), http.StatusBadRequest},
+		{"valid admin", "Bearer " + signToken(t, jwt.SigningMethodHS256, testSecret, valid(jwt.MapClaims{"role": "admin"})), http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := request{method: http.MethodGet, path: "/api/v1/orders/x"}
+			if tt.header != "" {
+				req.header = map[string]string{"Authorization": tt.header}
+			}
+			got := tg.do(t, req)
+			if got.status != tt.want {
+				t.Fatalf("status = %d (%s), want %d", got.status, got.body, tt.want)
+			}
+			wantCode := map[int]string{http.StatusUnauthorized: "UNAUTHENTICATED", http.StatusBadRequest: "INVALID_ARGUMENT"}[tt.want]
+			if code := got.code(t); code != wantCode {
+				t.Fatalf("code = %s, want %s", code, wantCode)
+			}
+		})
+	}
+	if n := tg.calls.Load(); n != 0 {
+		t.Fatalf("%d downstream calls, want 0", n)
+	}
+}
+
+func TestTokenExpiresWithTheClock(t *testing.T) {
+	tg := MustGateway(t, gatewayConfig{})
+	token := tg.token(t, 7, "user")
+	req := request{method: http.MethodGet, path: "/api/v1/orders/x", token: token}
+	if got := tg.do(t, req); got.status != http.StatusBadRequest {
+		t.Fatalf("fresh token: status = %d, want 400 (past auth)", got.status)
+	}
+	tg.clock.Advance(2 * time.Hour)
+	if got := tg.do(t, req); got.status != http.StatusUnauthorized {
+		t.Fatalf("expired token: status = %d, want 401", got.status)
+	}
+}
+
+func TestAdminRoutesNeedTheAdminRole(t *testing.T) {
+	tg := MustGateway(t, gatewayConfig{})
+	tests := []struct {
+		name     string
+		path     string
+		token    string
+		want     int
+		wantCode string
+	}{
+		{"products without token", "/admin/v1/products", "", http.StatusUnauthorized, "UNAUTHENTICATED"},
+		{"products with user token", "/admin/v1/products", tg.token(t, 1, "user"), http.StatusForbidden, "FORBIDDEN"},
+		{"products with no role", "/admin/v1/products", tg.token(t, 1, ""), http.StatusForbidden, "FORBIDDEN"},
+		{"activities with user token", "/admin/v1/activities", tg.token(t, 1, "user"), http.StatusForbidden, "FORBIDDEN"},
+		// The admin passes and meets body validation.
+		{"products with admin token", "/admin/v1/products", tg.token(t, 1, "admin"), http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"activities with admin token", "/admin/v1/activities", tg.token(t, 1, "admin"), http.StatusBadRequest, "INVALID_ARGUMENT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tg.do(t, request{method: http.MethodPost, path: tt.path, token: tt.token, body: `{}`})
+			if got.status != tt.want || got.code(t) != tt.wantCode {
+				t.Fatalf("got %d %s, want %d %s", got.status, got.body, tt.want, tt.wantCode)
+			}
+		})
+	}
+	if n := tg.calls.Load(); n != 0 {
+		t.Fatalf("%d downstream calls, want 0", n)
+	}
+}
+
+func TestDevTokens(t *testing.T) {
+	off := MustGateway(t, gatewayConfig{})
+	if got := off.do(t, request{method: http.MethodPost, path: "/api/v1/dev/token", body: `{"user_id":"42","role":"user"}`}); got.status != http.StatusNotFound {
+		t.Fatalf("dev token with dev mode off: status = %d, want 404", got.status)
+	}
+
+	on := MustGateway(t, gatewayConfig{opts: devMode()})
+	tests := []struct {
+		body     string
+		want     int
+		wantNext int // status of an admin call with the token
+	}{
+		{`{"user_id":"42","role":"user"}`, http.StatusOK, http.StatusForbidden},
+		{`{"user_id":"42"}`, http.StatusOK, http.StatusForbidden},
+		{`{"user_id":"43","role":"admin"}`, http.StatusOK, http.StatusBadRequest},
+		{`{"user_id":"42","role":"root"}`, http.StatusBadRequest, 0},
+		{`{"user_id":42}`, http.StatusBadRequest, 0},
+		{`{"role":"user"}`, http.StatusBadRequest, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.body, func(t *testing.T) {
+			got := on.do(t, request{method: http.MethodPost, path: "/api/v1/dev/token", body: tt.body})
+			if got.status != tt.want {
+				t.Fatalf("status = %d (%s), want %d", got.status, got.body, tt.want)
+			}
+			if tt.want != http.StatusOK {
+				return
+			}
+			var out struct{ Token string }
+			got.decode(t, &out)
+			next := on.do(t, request{method: http.MethodPost, path: "/admin/v1/products", token: out.Token, body: `{}`})
+			if next.status != tt.wantNext {
+				t.Fatalf("admin call with the token: status = %d (%s), want %d", next.status, next.body, tt.wantNext)
+			}
+		})
+	}
+}

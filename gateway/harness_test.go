@@ -1,0 +1,200 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+
+	"github.com/flashsale/flashsale/gateway"
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/rpc"
+	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	productv1 "github.com/flashsale/flashsale/proto/product/v1"
+)
+
+// deadTarget is a gRPC target nothing listens on: tests whose requests
+// must never leave the gateway point it there and count the calls.
+const deadTarget = "127.0.0.1:1"
+
+var testSecret = []byte("0123456789abcdef0123456789abcdef-gateway-tests")
+
+// testGateway is a gateway served over real HTTP, whose downstream gRPC
+// calls are counted by a client interceptor.
+type testGateway struct {
+	gw    *gateway.Gateway
+	url   string
+	clock *clock.Manual
+	calls atomic.Int64
+}
+
+// gatewayConfig says where the gateway's downstreams are and how it is
+// set up; Options.Product, Order and JWTSecret are filled in.
+type gatewayConfig struct {
+	productAddr, orderAddr string
+	opts                   gateway.Options
+}
+
+// MustGateway starts a gateway for cfg with a manual clock set to now.
+func MustGateway(tb testing.TB, cfg gatewayConfig) *testGateway {
+	tb.Helper()
+	tg := &testGateway{clock: clock.NewManual(time.Now())}
+	count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		tg.calls.Add(1)
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	dial := func(target string) *grpc.ClientConn {
+		if target == "" {
+			target = deadTarget
+		}
+		cc, err := rpc.Dial(target, grpc.WithChainUnaryInterceptor(count))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { cc.Close() })
+		return cc
+	}
+	opts := cfg.opts
+	opts.Product = productv1.NewProductServiceClient(dial(cfg.productAddr))
+	opts.Order = orderv1.NewOrderServiceClient(dial(cfg.orderAddr))
+	opts.JWTSecret = testSecret
+	if opts.Clock == nil {
+		opts.Clock = tg.clock
+	}
+	gw, err := gateway.New(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := httptest.NewServer(gw)
+	tb.Cleanup(srv.Close)
+	tg.gw, tg.url = gw, srv.URL
+	return tg
+}
+
+// MustRedis returns a client of the stack's Redis.
+func MustRedis(tb testing.TB) *redis.Client {
+	tb.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: stack.RedisAddr})
+	tb.Cleanup(func() { rdb.Close() })
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return rdb
+}
+
+// token signs a valid token for the user and role.
+func (tg *testGateway) token(tb testing.TB, userID int64, role string) string {
+	tb.Helper()
+	return signToken(tb, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{
+		"sub": jsonID(userID), "role": role, "exp": tg.clock.Now().Add(time.Hour).Unix(),
+	})
+}
+
+func signToken(tb testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	tb.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func jsonID(id int64) string {
+	b, _ := json.Marshal(id)
+	return string(b)
+}
+
+// request is one HTTP request to the gateway.
+type request struct {
+	method, path, token, body string
+	header                    map[string]string
+}
+
+// answer is the gateway's answer.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// apiError is the API's error body.
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// code is the error code of the answer's body ("" for a success).
+func (a answer) code(tb testing.TB) string {
+	tb.Helper()
+	if a.status < 300 {
+		return ""
+	}
+	var e apiError
+	if err := json.Unmarshal(a.body, &e); err != nil {
+		tb.Fatalf("status %d: body %q is not an API error: %v", a.status, a.body, err)
+	}
+	if e.Error.Code == "" || e.Error.Message == "" {
+		tb.Fatalf("status %d: error body %q lacks code or message", a.status, a.body)
+	}
+	return e.Error.Code
+}
+
+// decode reads a 2xx answer's JSON body into v.
+func (a answer) decode(tb testing.TB, v any) {
+	tb.Helper()
+	if a.status/100 != 2 {
+		tb.Fatalf("status %d, body %s", a.status, a.body)
+	}
+	if err := json.Unmarshal(a.body, v); err != nil {
+		tb.Fatalf("body %q: %v", a.body, err)
+	}
+}
+
+// do sends req.
+func (tg *testGateway) do(tb testing.TB, req request) answer {
+	tb.Helper()
+	var body io.Reader
+	if req.body != "" {
+		body = strings.NewReader(req.body)
+	}
+	hr, err := http.NewRequest(req.method, tg.url+req.path, body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if req.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+req.token)
+	}
+	for k, v := range req.header {
+		hr.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return answer{status: resp.StatusCode, header: resp.Header, body: raw}
+}
+
+// seckill is a flash-sale buy with an idempotency key.
+func seckill(token, key, body string) request {
+	return request{method: http.MethodPost, path: "/api/v1/seckill/orders", token: token, body: body,
+		header: map[string]string{"Idempotency-Key": key}}
+}
+
+// devMode are options with the dev token endpoint on.
+func devMode() gateway.Options { return gateway.Options{DevTokens: true} }

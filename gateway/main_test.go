@@ -1,0 +1,19 @@
+package gateway_test
+
+import (
+	"testing"
+
+	"github.com/flashsale/flashsale/platform/localstack"
+)
+
+// stack is the real Redis, Postgres and Kafka-protocol broker the tests
+// and the downstream services they start run against.
+var stack *localstack.Stack
+
+func TestMain(m *testing.M) {
+	localstack.RunTests(m, localstack.Config{
+		Databases:  []string{"products", "orders"},
+		Topics:     []string{"orders.placed", "orders.placed.dlq"},
+		Partitions: 2,
+	}, func(s *localstack.Stack) { stack = s })
+}
