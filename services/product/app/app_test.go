@@ -317,10 +317,20 @@ func TestCreateActivityRejectsInvalid(t *testing.T) {
 }
 
 func TestCreateActivityTakesStockAndPreheats(t *testing.T) {
-	e := MustStart(t, clock.Real{})
+	// The clock stands still, so the caches never expire by themselves:
+	// the reads after CreateActivity see its effects only because it
+	// invalidates them.
+	c := clock.NewManual(time.Now())
+	e := MustStart(t, c)
 	ctx := context.Background()
 	p := MustProduct(t, e, 1000)
-	a, err := e.product.CreateActivity(ctx, activityRequest(p, 100, time.Now()))
+	if _, err := e.product.GetProduct(ctx, &productv1.GetProductRequest{SkuId: p.GetSkuId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.product.ListActivities(ctx, &productv1.ListActivitiesRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := e.product.CreateActivity(ctx, activityRequest(p, 100, c.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}
