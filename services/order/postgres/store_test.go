@@ -47,7 +47,7 @@ func placed(user, activity, qty int64) order.Placed {
 	id := nextID.Add(2)
 	return order.Placed{OrderID: id, LineID: id + 1, UserID: user, ActivityID: activity, SKUID: 9,
 		Quantity: qty, UnitPrice: 1250, IdempotencyKey: "key-" + time.Unix(0, id).String(),
-		CreatedAt: created.Add(time.Duration(id%1000) * time.Second), ExpiresAt: created.Add(time.Hour)}
+		CreatedAt: created.Add(time.Duration(id) * time.Microsecond), ExpiresAt: created.Add(time.Duration(id)*time.Microsecond + time.Hour)}
 }
 
 func TestInsertIsIdempotent(t *testing.T) {
@@ -125,19 +125,20 @@ func TestUserOrdersAndActivityStats(t *testing.T) {
 	activity := nextID.Add(2)
 	var batch []order.Order
 	var ids []int64
-	for _, p := range []order.Placed{placed(10, activity, 1), placed(10, activity, 2), placed(11, activity, 1)} {
+	user, other := nextID.Add(2), nextID.Add(2)
+	for _, p := range []order.Placed{placed(user, activity, 1), placed(user, activity, 2), placed(other, activity, 1)} {
 		batch = append(batch, p.Order(order.StatusPendingPayment))
 		ids = append(ids, p.OrderID)
 	}
 	if _, err := s.Insert(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.UserOrders(ctx, 10, 100)
+	got, err := s.UserOrders(ctx, user, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || got[0].ID != ids[1] || got[1].ID != ids[0] || len(got[0].Lines) != 1 {
-		t.Fatalf("user 10's orders: got %+v, want %d then %d with their lines", got, ids[1], ids[0])
+		t.Fatalf("the user's orders: got %+v, want %d then %d with their lines", got, ids[1], ids[0])
 	}
 	st, err := s.ActivityStats(ctx, activity)
 	if err != nil {
