@@ -1,0 +1,92 @@
+// Package app wires the inventory service: Redis, the domain, the gRPC
+// server and the admin endpoints. main, the demo launcher and tests all
+// start the service through Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/redisclient"
+	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/serve"
+	"github.com/flashsale/flashsale/platform/telemetry"
+	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	"github.com/flashsale/flashsale/services/inventory"
+	invgrpc "github.com/flashsale/flashsale/services/inventory/grpc"
+	invredis "github.com/flashsale/flashsale/services/inventory/redis"
+)
+
+// Config is the inventory service's configuration.
+type Config struct {
+	// GRPCAddr and AdminAddr are where to listen when no listener is
+	// handed in.
+	GRPCAddr, AdminAddr string
+	// GRPCListener and AdminListener, when set, are served instead
+	// (tests and the demo listen on free ports themselves).
+	GRPCListener, AdminListener net.Listener
+	// Logger receives the service's logs; nil discards them.
+	Logger *slog.Logger
+	// RedisAddr is host:port of the Redis that holds the stock.
+	RedisAddr string
+	// RedisPoolSize is the number of Redis connections (0: go-redis's
+	// default of ten per CPU).
+	RedisPoolSize int
+}
+
+// ConfigFromEnv reads the FLASHSALE_* variables, with defaults, and
+// records invalid values in env (check env.Err()).
+func ConfigFromEnv(env *config.Env) Config {
+	cfg := Config{
+		GRPCAddr:      env.String("FLASHSALE_GRPC_ADDR", ":9102"),
+		AdminAddr:     env.String("FLASHSALE_ADMIN_ADDR", ":9202"),
+		RedisAddr:     env.String("FLASHSALE_REDIS_ADDR", "127.0.0.1:6379"),
+		RedisPoolSize: int(env.Int("FLASHSALE_REDIS_POOL_SIZE", 0)),
+	}
+	env.Check(cfg.RedisPoolSize >= 0, "FLASHSALE_REDIS_POOL_SIZE=%d: must not be negative", cfg.RedisPoolSize)
+	_, _, err := net.SplitHostPort(cfg.RedisAddr)
+	env.Check(err == nil, "FLASHSALE_REDIS_ADDR=%q: not host:port", cfg.RedisAddr)
+	return cfg
+}
+
+// Run serves the inventory service until ctx ends.
+func Run(ctx context.Context, cfg Config) (err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rdb, err := redisclient.Dial(ctx, cfg.RedisAddr, cfg.RedisPoolSize)
+	if err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	defer rdb.Close()
+
+	grpcLis, err := serve.Listen(cfg.GRPCListener, cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("inventory: grpc: %w", err)
+	}
+	adminLis, err := serve.Listen(cfg.AdminListener, cfg.AdminAddr)
+	if err != nil {
+		return errors.Join(fmt.Errorf("inventory: admin: %w", err), grpcLis.Close())
+	}
+
+	reg := telemetry.NewRegistry()
+	srv := rpc.NewServer(log, reg, invgrpc.Errors)
+	inventoryv1.RegisterInventoryServiceServer(srv, invgrpc.NewServer(inventory.NewService(invredis.NewStore(rdb))))
+	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
+		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+	})
+
+	log.Info("inventory serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(), "redis", cfg.RedisAddr)
+	return serve.Process{
+		Log:           log,
+		GRPC:          srv,
+		GRPCListener:  grpcLis,
+		Admin:         admin,
+		AdminListener: adminLis,
+	}.Run(ctx)
+}

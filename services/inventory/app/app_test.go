@@ -1,0 +1,207 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/rpc"
+	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	"github.com/flashsale/flashsale/services/inventory/app"
+)
+
+var stack *localstack.Stack
+
+func TestMain(m *testing.M) {
+	localstack.RunTests(m, localstack.Config{}, func(s *localstack.Stack) { stack = s })
+}
+
+// MustRun starts the service on free ports and returns a client and the
+// admin base URL; the service stops, and must stop cleanly, at cleanup.
+func MustRun(tb testing.TB) (inventoryv1.InventoryServiceClient, string) {
+	tb.Helper()
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	adminLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, app.Config{GRPCListener: grpcLis, AdminListener: adminLis, RedisAddr: stack.RedisAddr, RedisPoolSize: 8})
+	}()
+	cc, err := rpc.Dial(grpcLis.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		cc.Close()
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+	})
+	return inventoryv1.NewInventoryServiceClient(cc), "http://" + adminLis.Addr().String()
+}
+
+func TestReserveOverGRPC(t *testing.T) {
+	client, _ := MustRun(t)
+	ctx := context.Background()
+	clk := clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
+	deadline := timestamppb.New(clk.Now().Add(15 * time.Minute))
+	const act = 501
+	reserve := func(user, qty, order int64, key string) func() (proto.Message, error) {
+		return func() (proto.Message, error) {
+			return client.Reserve(ctx, &inventoryv1.ReserveRequest{
+				ActivityId: act, UserId: user, Quantity: qty, OrderId: order, IdempotencyKey: key, ExpiresAt: deadline,
+			})
+		}
+	}
+
+	steps := []struct {
+		name     string
+		call     func() (proto.Message, error)
+		wantCode errcode.Code  // "" for success
+		want     proto.Message // the answer, for successes
+	}{
+		{"reserve before preheat", reserve(1, 1, 10, "a"), errcode.NotFound, nil},
+		{"preheat", func() (proto.Message, error) {
+			return client.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: act, Stock: 2, PerUserLimit: 1})
+		}, "", &inventoryv1.PreheatResponse{Remaining: 2}},
+		{"reserve", reserve(1, 1, 11, "a"), "", &inventoryv1.ReserveResponse{OrderId: 11, Remaining: 1}},
+		{"replay", reserve(1, 1, 12, "a"), "", &inventoryv1.ReserveResponse{OrderId: 11, Replayed: true, Remaining: 1}},
+		{"over the limit", reserve(1, 1, 13, "b"), errcode.LimitExceeded, nil},
+		{"last unit", reserve(2, 1, 14, "a"), "", &inventoryv1.ReserveResponse{OrderId: 14}},
+		{"sold out", reserve(3, 1, 15, "a"), errcode.SoldOut, nil},
+		{"invalid quantity", reserve(4, 0, 16, "a"), errcode.InvalidArgument, nil},
+		{"missing deadline", func() (proto.Message, error) {
+			return client.Reserve(ctx, &inventoryv1.ReserveRequest{ActivityId: act, UserId: 5, Quantity: 1, OrderId: 17, IdempotencyKey: "a"})
+		}, errcode.InvalidArgument, nil},
+		{"get reservation", func() (proto.Message, error) {
+			return client.GetReservation(ctx, &inventoryv1.GetReservationRequest{ActivityId: act, OrderId: 11})
+		}, "", &inventoryv1.Reservation{
+			ActivityId: act, OrderId: 11, UserId: 1, Quantity: 1,
+			Status: inventoryv1.ReservationStatus_RESERVATION_STATUS_RESERVED, ExpiresAt: deadline,
+		}},
+		{"unknown reservation", func() (proto.Message, error) {
+			return client.GetReservation(ctx, &inventoryv1.GetReservationRequest{ActivityId: act, OrderId: 99})
+		}, errcode.NotFound, nil},
+		{"confirm", func() (proto.Message, error) {
+			return client.Confirm(ctx, &inventoryv1.ConfirmRequest{ActivityId: act, OrderId: 11})
+		}, "", &inventoryv1.ConfirmResponse{}},
+		{"release confirmed", func() (proto.Message, error) {
+			return client.Release(ctx, &inventoryv1.ReleaseRequest{ActivityId: act, OrderId: 11})
+		}, errcode.Conflict, nil},
+		{"release", func() (proto.Message, error) {
+			return client.Release(ctx, &inventoryv1.ReleaseRequest{ActivityId: act, OrderId: 14})
+		}, "", &inventoryv1.ReleaseResponse{Released: true}},
+		{"release again", func() (proto.Message, error) {
+			return client.Release(ctx, &inventoryv1.ReleaseRequest{ActivityId: act, OrderId: 14})
+		}, "", &inventoryv1.ReleaseResponse{Released: false}},
+		{"confirm released", func() (proto.Message, error) {
+			return client.Confirm(ctx, &inventoryv1.ConfirmRequest{ActivityId: act, OrderId: 14})
+		}, errcode.Conflict, nil},
+		{"stock", func() (proto.Message, error) {
+			return client.GetStock(ctx, &inventoryv1.GetStockRequest{ActivityId: act})
+		}, "", &inventoryv1.GetStockResponse{Remaining: 1, Total: 2}},
+		{"stock of unknown activity", func() (proto.Message, error) {
+			return client.GetStock(ctx, &inventoryv1.GetStockRequest{ActivityId: act + 1})
+		}, errcode.NotFound, nil},
+	}
+	for _, st := range steps {
+		resp, err := st.call()
+		if st.wantCode != "" {
+			if got := errcode.Of(err); err == nil || got != st.wantCode {
+				t.Errorf("%s: got %v (code %s), want code %s", st.name, err, got, st.wantCode)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", st.name, err)
+			continue
+		}
+		if !proto.Equal(resp, st.want) {
+			t.Errorf("%s: got {%v}, want {%v}", st.name, resp, st.want)
+		}
+	}
+}
+
+func TestAdminReadyzChecksRedis(t *testing.T) {
+	_, admin := MustRun(t)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: got %d, want 200", path, resp.StatusCode)
+		}
+	}
+}
+
+func TestRunFailsWithoutRedis(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := lis.Addr().String()
+	lis.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = app.Run(ctx, app.Config{GRPCAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", RedisAddr: closed})
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run with Redis down: got %v, want a dial error", err)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    app.Config
+		wantErr bool
+	}{
+		{
+			name: "defaults",
+			env:  map[string]string{},
+			want: app.Config{GRPCAddr: ":9102", AdminAddr: ":9202", RedisAddr: "127.0.0.1:6379"},
+		},
+		{
+			name: "set",
+			env: map[string]string{
+				"FLASHSALE_GRPC_ADDR": "127.0.0.1:1", "FLASHSALE_ADMIN_ADDR": "127.0.0.1:2",
+				"FLASHSALE_REDIS_ADDR": "redis:6380", "FLASHSALE_REDIS_POOL_SIZE": "128",
+			},
+			want: app.Config{GRPCAddr: "127.0.0.1:1", AdminAddr: "127.0.0.1:2", RedisAddr: "redis:6380", RedisPoolSize: 128},
+		},
+		{name: "negative pool", env: map[string]string{"FLASHSALE_REDIS_POOL_SIZE": "-1"}, wantErr: true},
+		{name: "pool not a number", env: map[string]string{"FLASHSALE_REDIS_POOL_SIZE": "many"}, wantErr: true},
+		{name: "redis addr without port", env: map[string]string{"FLASHSALE_REDIS_ADDR": "redis"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := config.FromMap(tt.env)
+			got := app.ConfigFromEnv(env)
+			if err := env.Err(); (err != nil) != tt.wantErr {
+				t.Fatalf("err: got %v, want error %v", err, tt.wantErr)
+			}
+			if !tt.wantErr && got != tt.want {
+				t.Errorf("config: got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}

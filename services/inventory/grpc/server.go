@@ -1,0 +1,127 @@
+// Package grpc serves the inventory domain as inventoryv1.InventoryService.
+// Handlers translate messages and return domain errors; the platform's rpc
+// server maps them to API error codes through Errors.
+package grpc
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flashsale/flashsale/platform/errcode"
+	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	"github.com/flashsale/flashsale/services/inventory"
+)
+
+// Errors maps the inventory's domain errors to API error codes. Clients in
+// other services see only the codes and map them to their own errors.
+var Errors = errcode.Table{
+	{Err: inventory.ErrSoldOut, Code: errcode.SoldOut},
+	{Err: inventory.ErrLimitExceeded, Code: errcode.LimitExceeded},
+	{Err: inventory.ErrNotPreheated, Code: errcode.NotFound},
+	{Err: inventory.ErrReservationNotFound, Code: errcode.NotFound},
+	{Err: inventory.ErrAlreadyConfirmed, Code: errcode.Conflict},
+	{Err: inventory.ErrAlreadyReleased, Code: errcode.Conflict},
+	{Err: inventory.ErrInvalid, Code: errcode.InvalidArgument},
+}
+
+// Inventory is what the server needs of the domain; *inventory.Service
+// implements it.
+type Inventory interface {
+	Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (int64, error)
+	Reserve(ctx context.Context, r inventory.ReserveRequest) (inventory.ReserveResult, error)
+	Release(ctx context.Context, activityID, orderID int64) (bool, error)
+	Confirm(ctx context.Context, activityID, orderID int64) error
+	Stock(ctx context.Context, activityID int64) (inventory.Stock, error)
+	Reservation(ctx context.Context, activityID, orderID int64) (inventory.Reservation, error)
+}
+
+// Server implements inventoryv1.InventoryServiceServer.
+type Server struct {
+	inventoryv1.UnimplementedInventoryServiceServer
+	inv Inventory
+}
+
+// NewServer returns a server over inv.
+func NewServer(inv Inventory) *Server { return &Server{inv: inv} }
+
+// Preheat implements inventoryv1.InventoryServiceServer.
+func (s *Server) Preheat(ctx context.Context, req *inventoryv1.PreheatRequest) (*inventoryv1.PreheatResponse, error) {
+	remaining, err := s.inv.Preheat(ctx, req.GetActivityId(), req.GetStock(), req.GetPerUserLimit())
+	if err != nil {
+		return nil, err
+	}
+	return &inventoryv1.PreheatResponse{Remaining: remaining}, nil
+}
+
+// Reserve implements inventoryv1.InventoryServiceServer.
+func (s *Server) Reserve(ctx context.Context, req *inventoryv1.ReserveRequest) (*inventoryv1.ReserveResponse, error) {
+	// A missing deadline stays the zero time, which validation rejects.
+	var expiresAt time.Time
+	if req.GetExpiresAt() != nil {
+		expiresAt = req.GetExpiresAt().AsTime()
+	}
+	res, err := s.inv.Reserve(ctx, inventory.ReserveRequest{
+		ActivityID:     req.GetActivityId(),
+		UserID:         req.GetUserId(),
+		Quantity:       req.GetQuantity(),
+		OrderID:        req.GetOrderId(),
+		IdempotencyKey: req.GetIdempotencyKey(),
+		ExpiresAt:      expiresAt,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &inventoryv1.ReserveResponse{OrderId: res.OrderID, Replayed: res.Replayed, Remaining: res.Remaining}, nil
+}
+
+// Release implements inventoryv1.InventoryServiceServer.
+func (s *Server) Release(ctx context.Context, req *inventoryv1.ReleaseRequest) (*inventoryv1.ReleaseResponse, error) {
+	released, err := s.inv.Release(ctx, req.GetActivityId(), req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	return &inventoryv1.ReleaseResponse{Released: released}, nil
+}
+
+// Confirm implements inventoryv1.InventoryServiceServer.
+func (s *Server) Confirm(ctx context.Context, req *inventoryv1.ConfirmRequest) (*inventoryv1.ConfirmResponse, error) {
+	if err := s.inv.Confirm(ctx, req.GetActivityId(), req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	return &inventoryv1.ConfirmResponse{}, nil
+}
+
+// GetStock implements inventoryv1.InventoryServiceServer.
+func (s *Server) GetStock(ctx context.Context, req *inventoryv1.GetStockRequest) (*inventoryv1.GetStockResponse, error) {
+	st, err := s.inv.Stock(ctx, req.GetActivityId())
+	if err != nil {
+		return nil, err
+	}
+	return &inventoryv1.GetStockResponse{Remaining: st.Remaining, Total: st.Total}, nil
+}
+
+// GetReservation implements inventoryv1.InventoryServiceServer.
+func (s *Server) GetReservation(ctx context.Context, req *inventoryv1.GetReservationRequest) (*inventoryv1.Reservation, error) {
+	r, err := s.inv.Reservation(ctx, req.GetActivityId(), req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	return &inventoryv1.Reservation{
+		ActivityId: r.ActivityID,
+		OrderId:    r.OrderID,
+		UserId:     r.UserID,
+		Quantity:   r.Quantity,
+		Status:     statuses[r.Status],
+		ExpiresAt:  timestamppb.New(r.ExpiresAt),
+	}, nil
+}
+
+// statuses maps domain statuses to the proto enum; anything else reads as
+// UNSPECIFIED.
+var statuses = map[inventory.Status]inventoryv1.ReservationStatus{
+	inventory.StatusReserved:  inventoryv1.ReservationStatus_RESERVATION_STATUS_RESERVED,
+	inventory.StatusConfirmed: inventoryv1.ReservationStatus_RESERVATION_STATUS_CONFIRMED,
+	inventory.StatusReleased:  inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED,
+}

@@ -1,0 +1,231 @@
+// Package inventory is the flash-sale stock domain: reservations, their
+// statuses, the rules every request must pass before it reaches the store,
+// and the outcomes callers act on, as sentinel errors.
+//
+// The store (Redis, one Lua script per operation) enforces the rules that
+// need shared state atomically: idempotency, the per-user limit, the stock
+// check and the reservation's state machine. This package checks what can
+// be checked without state, so malformed requests never reach Redis.
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Outcomes of inventory operations. Callers match them with errors.Is; the
+// gRPC adapter maps them to API error codes.
+var (
+	// ErrSoldOut means the activity has less stock left than requested.
+	ErrSoldOut = errors.New("sold out")
+	// ErrLimitExceeded means the buyer would hold more units of the
+	// activity than its per-user limit allows.
+	ErrLimitExceeded = errors.New("per-user limit exceeded")
+	// ErrNotPreheated means the activity's stock was never loaded, so
+	// inventory does not know the activity.
+	ErrNotPreheated = errors.New("activity not preheated")
+	// ErrReservationNotFound means no reservation exists for the order.
+	ErrReservationNotFound = errors.New("reservation not found")
+	// ErrAlreadyConfirmed means a release was refused because the
+	// reservation is paid for; its stock is sold for good.
+	ErrAlreadyConfirmed = errors.New("reservation already confirmed")
+	// ErrAlreadyReleased means a confirmation was refused because the
+	// reservation's stock was given back (the order expired or was
+	// cancelled before the payment arrived).
+	ErrAlreadyReleased = errors.New("reservation already released")
+	// ErrInvalid means a request is malformed.
+	ErrInvalid = errors.New("invalid argument")
+)
+
+// Limits of a request. A flash sale sells few units per buyer; the bounds
+// keep every count far inside the range Lua's numbers (doubles) hold
+// exactly.
+const (
+	MaxQuantity          = 1000
+	MaxStock             = 1_000_000_000
+	MaxIdempotencyKeyLen = 128
+)
+
+// Status is where a reservation is in its life: RESERVED until it is either
+// CONFIRMED (paid) or RELEASED (expired or cancelled). Both ends are final.
+type Status string
+
+// The reservation statuses; the values are what the store records.
+const (
+	StatusReserved  Status = "RESERVED"
+	StatusConfirmed Status = "CONFIRMED"
+	StatusReleased  Status = "RELEASED"
+)
+
+// Reservation is the stock one order holds in one activity.
+type Reservation struct {
+	ActivityID     int64
+	OrderID        int64
+	UserID         int64
+	Quantity       int64
+	Status         Status
+	IdempotencyKey string
+	// ExpiresAt is the payment deadline: the score of the order's entry in
+	// the activity's expiry queue.
+	ExpiresAt time.Time
+}
+
+// ReserveRequest asks for stock for one order.
+type ReserveRequest struct {
+	ActivityID int64
+	UserID     int64
+	Quantity   int64
+	// OrderID is the caller's fresh order id; the reservation is stored
+	// under it.
+	OrderID int64
+	// IdempotencyKey is the buyer's key: a replay with the same user and
+	// key answers with the first order id instead of reserving again.
+	IdempotencyKey string
+	// ExpiresAt is the payment deadline, computed by the caller from its
+	// clock, so the store never reads time itself.
+	ExpiresAt time.Time
+}
+
+// ReserveResult is the answer to a ReserveRequest.
+type ReserveResult struct {
+	// OrderID is the order the reservation belongs to: the first one when
+	// the request was a replay.
+	OrderID int64
+	// Replayed is true when an earlier request with the same idempotency
+	// key or order id had already reserved, so nothing changed.
+	Replayed bool
+	// Remaining is the activity's stock left after the request.
+	Remaining int64
+}
+
+// Stock is an activity's stock.
+type Stock struct {
+	Remaining int64
+	Total     int64
+}
+
+// Validate checks the request without looking at any state.
+func (r ReserveRequest) Validate() error {
+	if err := validateIDs(namedID{"activity", r.ActivityID}, namedID{"user", r.UserID}, namedID{"order", r.OrderID}); err != nil {
+		return err
+	}
+	if r.Quantity < 1 || r.Quantity > MaxQuantity {
+		return fmt.Errorf("%w: quantity %d is outside 1..%d", ErrInvalid, r.Quantity, MaxQuantity)
+	}
+	if err := validateIdempotencyKey(r.IdempotencyKey); err != nil {
+		return err
+	}
+	if r.ExpiresAt.UnixMilli() <= 0 {
+		return fmt.Errorf("%w: expires_at is required", ErrInvalid)
+	}
+	return nil
+}
+
+// namedID is an id with the name an error message calls it by.
+type namedID struct {
+	name string
+	id   int64
+}
+
+// validateIDs checks that every id is positive: ids are snowflakes, and
+// zero is what an unset field reads as.
+func validateIDs(ids ...namedID) error {
+	for _, n := range ids {
+		if n.id <= 0 {
+			return fmt.Errorf("%w: %s id %d must be positive", ErrInvalid, n.name, n.id)
+		}
+	}
+	return nil
+}
+
+// validateIdempotencyKey accepts 1..128 printable ASCII characters, so a
+// key is safe in logs, headers and the store's "<user>:<key>" field names.
+func validateIdempotencyKey(key string) error {
+	if len(key) == 0 || len(key) > MaxIdempotencyKeyLen {
+		return fmt.Errorf("%w: idempotency key must have 1..%d characters, got %d", ErrInvalid, MaxIdempotencyKeyLen, len(key))
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x20 || c > 0x7e {
+			return fmt.Errorf("%w: idempotency key has a non-printable character at byte %d", ErrInvalid, i)
+		}
+	}
+	return nil
+}
+
+// Store keeps stock and reservations and enforces the rules that need
+// state, each operation atomically. The Redis adapter implements it.
+type Store interface {
+	Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (remaining int64, err error)
+	Reserve(ctx context.Context, r ReserveRequest) (ReserveResult, error)
+	Release(ctx context.Context, activityID, orderID int64) (released bool, err error)
+	Confirm(ctx context.Context, activityID, orderID int64) error
+	Stock(ctx context.Context, activityID int64) (Stock, error)
+	Reservation(ctx context.Context, activityID, orderID int64) (Reservation, error)
+}
+
+// Service validates requests and hands them to the store.
+type Service struct {
+	store Store
+}
+
+// NewService returns a Service over store.
+func NewService(store Store) *Service { return &Service{store: store} }
+
+// Preheat loads an activity's stock and per-user limit. Repeating it never
+// resets stock that has already been sold.
+func (s *Service) Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (int64, error) {
+	if err := validateIDs(namedID{"activity", activityID}); err != nil {
+		return 0, fmt.Errorf("preheat: %w", err)
+	}
+	if stock < 0 || stock > MaxStock {
+		return 0, fmt.Errorf("preheat: %w: stock %d is outside 0..%d", ErrInvalid, stock, MaxStock)
+	}
+	if perUserLimit < 1 {
+		return 0, fmt.Errorf("preheat: %w: per-user limit %d must be positive", ErrInvalid, perUserLimit)
+	}
+	return s.store.Preheat(ctx, activityID, stock, perUserLimit)
+}
+
+// Reserve takes stock for one order, or answers a replay with the first
+// order's id.
+func (s *Service) Reserve(ctx context.Context, r ReserveRequest) (ReserveResult, error) {
+	if err := r.Validate(); err != nil {
+		return ReserveResult{}, fmt.Errorf("reserve: %w", err)
+	}
+	return s.store.Reserve(ctx, r)
+}
+
+// Release gives a reservation's stock and the buyer's limit back. It
+// reports false when the reservation was already released.
+func (s *Service) Release(ctx context.Context, activityID, orderID int64) (bool, error) {
+	if err := validateIDs(namedID{"activity", activityID}, namedID{"order", orderID}); err != nil {
+		return false, fmt.Errorf("release: %w", err)
+	}
+	return s.store.Release(ctx, activityID, orderID)
+}
+
+// Confirm marks a reservation as paid, so it can never be released.
+func (s *Service) Confirm(ctx context.Context, activityID, orderID int64) error {
+	if err := validateIDs(namedID{"activity", activityID}, namedID{"order", orderID}); err != nil {
+		return fmt.Errorf("confirm: %w", err)
+	}
+	return s.store.Confirm(ctx, activityID, orderID)
+}
+
+// Stock returns an activity's remaining and total stock.
+func (s *Service) Stock(ctx context.Context, activityID int64) (Stock, error) {
+	if err := validateIDs(namedID{"activity", activityID}); err != nil {
+		return Stock{}, fmt.Errorf("stock: %w", err)
+	}
+	return s.store.Stock(ctx, activityID)
+}
+
+// Reservation returns the reservation of an order.
+func (s *Service) Reservation(ctx context.Context, activityID, orderID int64) (Reservation, error) {
+	if err := validateIDs(namedID{"activity", activityID}, namedID{"order", orderID}); err != nil {
+		return Reservation{}, fmt.Errorf("reservation: %w", err)
+	}
+	return s.store.Reservation(ctx, activityID, orderID)
+}

@@ -1,0 +1,138 @@
+package inventory_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/services/inventory"
+)
+
+var deadline = time.Date(2026, 11, 11, 0, 15, 0, 0, time.UTC)
+
+func validRequest() inventory.ReserveRequest {
+	return inventory.ReserveRequest{
+		ActivityID: 1, UserID: 2, Quantity: 1, OrderID: 3, IdempotencyKey: "key", ExpiresAt: deadline,
+	}
+}
+
+func TestReserveRequestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(r *inventory.ReserveRequest)
+		valid  bool
+	}{
+		{"valid", func(r *inventory.ReserveRequest) {}, true},
+		{"zero activity", func(r *inventory.ReserveRequest) { r.ActivityID = 0 }, false},
+		{"negative user", func(r *inventory.ReserveRequest) { r.UserID = -1 }, false},
+		{"zero order", func(r *inventory.ReserveRequest) { r.OrderID = 0 }, false},
+		{"zero quantity", func(r *inventory.ReserveRequest) { r.Quantity = 0 }, false},
+		{"max quantity", func(r *inventory.ReserveRequest) { r.Quantity = inventory.MaxQuantity }, true},
+		{"quantity above max", func(r *inventory.ReserveRequest) { r.Quantity = inventory.MaxQuantity + 1 }, false},
+		{"empty key", func(r *inventory.ReserveRequest) { r.IdempotencyKey = "" }, false},
+		{"128-char key", func(r *inventory.ReserveRequest) { r.IdempotencyKey = strings.Repeat("k", 128) }, true},
+		{"129-char key", func(r *inventory.ReserveRequest) { r.IdempotencyKey = strings.Repeat("k", 129) }, false},
+		{"key with space and symbols", func(r *inventory.ReserveRequest) { r.IdempotencyKey = "a b:c/~" }, true},
+		{"key with newline", func(r *inventory.ReserveRequest) { r.IdempotencyKey = "a\nb" }, false},
+		{"key with non-ASCII", func(r *inventory.ReserveRequest) { r.IdempotencyKey = "ключ" }, false},
+		{"missing deadline", func(r *inventory.ReserveRequest) { r.ExpiresAt = time.Time{} }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := validRequest()
+			tt.modify(&r)
+			err := r.Validate()
+			if got := err == nil; got != tt.valid {
+				t.Fatalf("valid: got %v (%v), want %v", got, err, tt.valid)
+			}
+			if err != nil && !errors.Is(err, inventory.ErrInvalid) {
+				t.Errorf("err: got %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// recordingStore counts the calls that reach it.
+type recordingStore struct{ calls int }
+
+func (s *recordingStore) Preheat(context.Context, int64, int64, int64) (int64, error) {
+	s.calls++
+	return 0, nil
+}
+
+func (s *recordingStore) Reserve(context.Context, inventory.ReserveRequest) (inventory.ReserveResult, error) {
+	s.calls++
+	return inventory.ReserveResult{}, nil
+}
+
+func (s *recordingStore) Release(context.Context, int64, int64) (bool, error) {
+	s.calls++
+	return true, nil
+}
+
+func (s *recordingStore) Confirm(context.Context, int64, int64) error {
+	s.calls++
+	return nil
+}
+
+func (s *recordingStore) Stock(context.Context, int64) (inventory.Stock, error) {
+	s.calls++
+	return inventory.Stock{}, nil
+}
+
+func (s *recordingStore) Reservation(context.Context, int64, int64) (inventory.Reservation, error) {
+	s.calls++
+	return inventory.Reservation{}, nil
+}
+
+func TestServiceValidatesBeforeTheStore(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		call  func(s *inventory.Service) error
+		valid bool
+	}{
+		{"preheat", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 100, 1); return err }, true},
+		{"preheat zero stock", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 0, 1); return err }, true},
+		{"preheat zero activity", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 0, 100, 1); return err }, false},
+		{"preheat negative stock", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, -1, 1); return err }, false},
+		{"preheat stock above max", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, inventory.MaxStock+1, 1); return err }, false},
+		{"preheat zero limit", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 100, 0); return err }, false},
+		{"reserve", func(s *inventory.Service) error { _, err := s.Reserve(ctx, validRequest()); return err }, true},
+		{"reserve invalid", func(s *inventory.Service) error {
+			r := validRequest()
+			r.Quantity = 0
+			_, err := s.Reserve(ctx, r)
+			return err
+		}, false},
+		{"release", func(s *inventory.Service) error { _, err := s.Release(ctx, 1, 2); return err }, true},
+		{"release zero order", func(s *inventory.Service) error { _, err := s.Release(ctx, 1, 0); return err }, false},
+		{"confirm", func(s *inventory.Service) error { return s.Confirm(ctx, 1, 2) }, true},
+		{"confirm zero activity", func(s *inventory.Service) error { return s.Confirm(ctx, 0, 2) }, false},
+		{"stock", func(s *inventory.Service) error { _, err := s.Stock(ctx, 1); return err }, true},
+		{"stock negative activity", func(s *inventory.Service) error { _, err := s.Stock(ctx, -5); return err }, false},
+		{"reservation", func(s *inventory.Service) error { _, err := s.Reservation(ctx, 1, 2); return err }, true},
+		{"reservation zero order", func(s *inventory.Service) error { _, err := s.Reservation(ctx, 1, 0); return err }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := &recordingStore{}
+			err := tt.call(inventory.NewService(store))
+			wantCalls := 0
+			if tt.valid {
+				wantCalls = 1
+			}
+			if store.calls != wantCalls {
+				t.Errorf("store calls: got %d, want %d", store.calls, wantCalls)
+			}
+			if tt.valid && err != nil {
+				t.Errorf("err: got %v, want nil", err)
+			}
+			if !tt.valid && !errors.Is(err, inventory.ErrInvalid) {
+				t.Errorf("err: got %v, want ErrInvalid", err)
+			}
+		})
+	}
+}

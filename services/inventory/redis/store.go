@@ -1,0 +1,287 @@
+// Package redis keeps flash-sale stock in Redis. Each operation is one Lua
+// script, so its checks and writes happen atomically on the server in one
+// round trip, and scripts run by SHA (EVALSHA) once Redis has them.
+//
+// Every key of an activity carries the hash tag {act:<id>}, so all keys a
+// script touches live in one hash slot and the scripts run unchanged on
+// Redis Cluster:
+//
+//	{act:ID}:meta           hash: total, limit
+//	{act:ID}:stock          integer: units left
+//	{act:ID}:bought         hash: user id -> units held
+//	{act:ID}:idem           hash: "<user>:<idempotency key>" -> order id
+//	{act:ID}:res:<orderID>  hash: user, qty, status, idem, expires_at_ms
+//	{act:ID}:expiry         sorted set: order id scored by payment deadline (unix ms)
+//
+// The expiry sorted set is the delay queue of reserved orders; the set
+// ActivitiesKey lists every preheated activity so an expiry worker can find
+// the queues.
+package redis
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/services/inventory"
+)
+
+// ReserveScript is the Lua source of Reserve, exported so a benchmark can
+// run the very same script through redis-benchmark as the throughput
+// ceiling of the hot path.
+//
+// Keys, in order (all of one activity; ReserveKeys builds them):
+//
+//	KEYS[1] {act:ID}:meta, KEYS[2] {act:ID}:stock, KEYS[3] {act:ID}:bought,
+//	KEYS[4] {act:ID}:idem, KEYS[5] {act:ID}:res:<orderID>, KEYS[6] {act:ID}:expiry
+//
+// Arguments: ARGV[1] user id, ARGV[2] quantity, ARGV[3] order id,
+// ARGV[4] idempotency key, ARGV[5] payment deadline in unix milliseconds.
+// It returns {outcome, order id, remaining} with outcome one of RESERVED,
+// REPLAYED, NOT_PREHEATED, LIMIT_EXCEEDED, SOLD_OUT.
+//
+// For redis-benchmark, preheat the activity with a large stock and limit
+// and pass __rand_int__ for the user, the order id, the key and the order
+// id in KEYS[5], e.g.
+//
+//	redis-benchmark -r 1000000000 -n 200000 EVAL "$SCRIPT" 6 \
+//	  '{act:1}:meta' '{act:1}:stock' '{act:1}:bought' '{act:1}:idem' \
+//	  '{act:1}:res:__rand_int__' '{act:1}:expiry' \
+//	  __rand_int__ 1 __rand_int__ __rand_int__ 1893456000000
+//
+// redis-benchmark draws each placeholder independently, so the record's key
+// and the order id differ there; the script never derives one from the
+// other, so the work per call is the same as in production.
+//
+//go:embed reserve.lua
+var ReserveScript string
+
+var (
+	//go:embed release.lua
+	releaseSource string
+	//go:embed confirm.lua
+	confirmSource string
+	//go:embed preheat.lua
+	preheatSource string
+	//go:embed stock.lua
+	stockSource string
+
+	reserveScript = goredis.NewScript(ReserveScript)
+	releaseScript = goredis.NewScript(releaseSource)
+	confirmScript = goredis.NewScript(confirmSource)
+	preheatScript = goredis.NewScript(preheatSource)
+	stockScript   = goredis.NewScript(stockSource)
+)
+
+// ActivitiesKey is the set of preheated activity ids. It is global (no hash
+// tag): Preheat adds to it in a call of its own, off the hot path.
+const ActivitiesKey = "inventory:activities"
+
+// activityKeys are the key names of one activity.
+type activityKeys struct {
+	tag, meta, stock, bought, idem, expiry string
+}
+
+func keysOf(activityID int64) activityKeys {
+	tag := "{act:" + strconv.FormatInt(activityID, 10) + "}"
+	return activityKeys{
+		tag:    tag,
+		meta:   tag + ":meta",
+		stock:  tag + ":stock",
+		bought: tag + ":bought",
+		idem:   tag + ":idem",
+		expiry: tag + ":expiry",
+	}
+}
+
+func (k activityKeys) reservation(orderID int64) string {
+	return k.tag + ":res:" + strconv.FormatInt(orderID, 10)
+}
+
+// ReserveKeys returns the KEYS of ReserveScript for an order, in order.
+func ReserveKeys(activityID, orderID int64) []string {
+	k := keysOf(activityID)
+	return []string{k.meta, k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry}
+}
+
+// ExpiryKey is the name of an activity's expiry queue: a sorted set of
+// reserved order ids scored by their payment deadline in unix milliseconds.
+func ExpiryKey(activityID int64) string { return keysOf(activityID).expiry }
+
+// Store is the inventory store on Redis. It is safe for concurrent use.
+type Store struct {
+	rdb goredis.UniversalClient
+}
+
+// NewStore returns a Store on rdb (a client or a cluster client).
+func NewStore(rdb goredis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// Preheat loads an activity's stock and per-user limit and registers the
+// activity in ActivitiesKey. Stock already there is kept, so a repeated
+// preheat never resets sold stock. It returns the remaining stock.
+func (s *Store) Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (int64, error) {
+	k := keysOf(activityID)
+	remaining, err := preheatScript.Run(ctx, s.rdb, []string{k.meta, k.stock}, stock, perUserLimit).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("preheat activity %d: %w", activityID, err)
+	}
+	if err := s.rdb.SAdd(ctx, ActivitiesKey, activityID).Err(); err != nil {
+		return 0, fmt.Errorf("preheat activity %d: register: %w", activityID, err)
+	}
+	return remaining, nil
+}
+
+// Reserve runs ReserveScript for r. A replay (same user and idempotency
+// key, or same order id) answers with the first order id and Replayed set.
+// On ErrSoldOut and ErrLimitExceeded the result still carries Remaining.
+func (s *Store) Reserve(ctx context.Context, r inventory.ReserveRequest) (inventory.ReserveResult, error) {
+	reply, err := reserveScript.Run(ctx, s.rdb, ReserveKeys(r.ActivityID, r.OrderID),
+		r.UserID, r.Quantity, r.OrderID, r.IdempotencyKey, r.ExpiresAt.UnixMilli()).Slice()
+	if err != nil {
+		return inventory.ReserveResult{}, fmt.Errorf("reserve activity %d order %d: %w", r.ActivityID, r.OrderID, err)
+	}
+	outcome, orderID, remaining, err := parseReserveReply(reply)
+	if err != nil {
+		return inventory.ReserveResult{}, fmt.Errorf("reserve activity %d order %d: %w", r.ActivityID, r.OrderID, err)
+	}
+	res := inventory.ReserveResult{OrderID: orderID, Remaining: remaining}
+	switch outcome {
+	case "RESERVED":
+		return res, nil
+	case "REPLAYED":
+		res.Replayed = true
+		return res, nil
+	case "NOT_PREHEATED":
+		err = inventory.ErrNotPreheated
+	case "LIMIT_EXCEEDED":
+		err = inventory.ErrLimitExceeded
+	case "SOLD_OUT":
+		err = inventory.ErrSoldOut
+	default:
+		err = fmt.Errorf("unexpected outcome %q", outcome)
+	}
+	return res, fmt.Errorf("reserve activity %d user %d: %w", r.ActivityID, r.UserID, err)
+}
+
+func parseReserveReply(reply []any) (outcome string, orderID, remaining int64, err error) {
+	if len(reply) != 3 {
+		return "", 0, 0, fmt.Errorf("unexpected reply %v", reply)
+	}
+	outcome, ok1 := reply[0].(string)
+	order, ok2 := reply[1].(string)
+	remaining, ok3 := reply[2].(int64)
+	if !ok1 || !ok2 || !ok3 {
+		return "", 0, 0, fmt.Errorf("unexpected reply %v", reply)
+	}
+	orderID, err = strconv.ParseInt(order, 10, 64)
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("order id in reply: %w", err)
+	}
+	return outcome, orderID, remaining, nil
+}
+
+// Release gives a reserved order's stock and the buyer's limit back,
+// forgets the buyer's idempotency key (so a retry with it may reserve
+// again) and takes the order off the expiry queue. It reports false when
+// the reservation was already released; a confirmed reservation fails with
+// ErrAlreadyConfirmed and is left alone.
+func (s *Store) Release(ctx context.Context, activityID, orderID int64) (bool, error) {
+	k := keysOf(activityID)
+	outcome, err := releaseScript.Run(ctx, s.rdb,
+		[]string{k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry}, orderID).Text()
+	if err != nil {
+		return false, fmt.Errorf("release activity %d order %d: %w", activityID, orderID, err)
+	}
+	switch outcome {
+	case "RELEASED":
+		return true, nil
+	case "ALREADY_RELEASED":
+		return false, nil
+	case "CONFIRMED":
+		err = inventory.ErrAlreadyConfirmed
+	case "NOT_FOUND":
+		err = inventory.ErrReservationNotFound
+	default:
+		err = fmt.Errorf("unexpected outcome %q", outcome)
+	}
+	return false, fmt.Errorf("release activity %d order %d: %w", activityID, orderID, err)
+}
+
+// Confirm marks a reserved order as paid and takes it off the expiry queue.
+// Confirming twice is harmless; a released reservation fails with
+// ErrAlreadyReleased.
+func (s *Store) Confirm(ctx context.Context, activityID, orderID int64) error {
+	k := keysOf(activityID)
+	outcome, err := confirmScript.Run(ctx, s.rdb, []string{k.reservation(orderID), k.expiry}, orderID).Text()
+	if err != nil {
+		return fmt.Errorf("confirm activity %d order %d: %w", activityID, orderID, err)
+	}
+	switch outcome {
+	case "CONFIRMED":
+		return nil
+	case "RELEASED":
+		err = inventory.ErrAlreadyReleased
+	case "NOT_FOUND":
+		err = inventory.ErrReservationNotFound
+	default:
+		err = fmt.Errorf("unexpected outcome %q", outcome)
+	}
+	return fmt.Errorf("confirm activity %d order %d: %w", activityID, orderID, err)
+}
+
+// Stock returns an activity's remaining and total stock.
+func (s *Store) Stock(ctx context.Context, activityID int64) (inventory.Stock, error) {
+	k := keysOf(activityID)
+	reply, err := stockScript.Run(ctx, s.rdb, []string{k.meta, k.stock}).Slice()
+	if err != nil {
+		return inventory.Stock{}, fmt.Errorf("stock of activity %d: %w", activityID, err)
+	}
+	if len(reply) == 1 && reply[0] == "NOT_PREHEATED" {
+		return inventory.Stock{}, fmt.Errorf("stock of activity %d: %w", activityID, inventory.ErrNotPreheated)
+	}
+	if len(reply) == 3 {
+		remaining, ok1 := reply[1].(int64)
+		total, ok2 := reply[2].(int64)
+		if ok1 && ok2 {
+			return inventory.Stock{Remaining: remaining, Total: total}, nil
+		}
+	}
+	return inventory.Stock{}, fmt.Errorf("stock of activity %d: unexpected reply %v", activityID, reply)
+}
+
+// Reservation returns the reservation of an order.
+func (s *Store) Reservation(ctx context.Context, activityID, orderID int64) (inventory.Reservation, error) {
+	fields, err := s.rdb.HGetAll(ctx, keysOf(activityID).reservation(orderID)).Result()
+	if err != nil {
+		return inventory.Reservation{}, fmt.Errorf("reservation of order %d: %w", orderID, err)
+	}
+	if len(fields) == 0 {
+		return inventory.Reservation{}, fmt.Errorf("reservation of order %d in activity %d: %w", orderID, activityID, inventory.ErrReservationNotFound)
+	}
+	var errs []error
+	parse := func(name string) int64 {
+		n, err := strconv.ParseInt(fields[name], 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("field %s: %w", name, err))
+		}
+		return n
+	}
+	r := inventory.Reservation{
+		ActivityID:     activityID,
+		OrderID:        orderID,
+		UserID:         parse("user"),
+		Quantity:       parse("qty"),
+		Status:         inventory.Status(fields["status"]),
+		IdempotencyKey: fields["idem"],
+		ExpiresAt:      time.UnixMilli(parse("expires_at_ms")),
+	}
+	if err := errors.Join(errs...); err != nil {
+		return inventory.Reservation{}, fmt.Errorf("reservation of order %d: %w", orderID, err)
+	}
+	return r, nil
+}

@@ -1,0 +1,713 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/services/inventory"
+	invredis "github.com/flashsale/flashsale/services/inventory/redis"
+)
+
+var stack *localstack.Stack
+
+func TestMain(m *testing.M) {
+	localstack.RunTests(m, localstack.Config{}, func(s *localstack.Stack) { stack = s })
+}
+
+// nextActivity hands every test its own activity id, so tests share the
+// Redis server without sharing keys.
+var nextActivity atomic.Int64
+
+func newActivityID() int64 { return 1000 + nextActivity.Add(1) }
+
+// deadlineClock is the callers' clock: deadlines come from it, never from
+// Redis.
+var deadlineClock = clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
+
+func deadline() time.Time { return deadlineClock.Now().Add(15 * time.Minute) }
+
+// MustStore returns a store and a raw client on the test Redis.
+func MustStore(tb testing.TB) (*invredis.Store, *goredis.Client) {
+	tb.Helper()
+	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr, PoolSize: 64})
+	tb.Cleanup(func() { rdb.Close() })
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		tb.Fatalf("redis: %v", err)
+	}
+	return invredis.NewStore(rdb), rdb
+}
+
+// MustPreheat preheats a fresh activity and returns its id.
+func MustPreheat(tb testing.TB, s *invredis.Store, stock, limit int64) int64 {
+	tb.Helper()
+	id := newActivityID()
+	got, err := s.Preheat(context.Background(), id, stock, limit)
+	if err != nil || got != stock {
+		tb.Fatalf("preheat %d: got %d, %v; want %d", id, got, err, stock)
+	}
+	return id
+}
+
+// MustReserve reserves and fails the test on any error.
+func MustReserve(tb testing.TB, s *invredis.Store, r inventory.ReserveRequest) inventory.ReserveResult {
+	tb.Helper()
+	res, err := s.Reserve(context.Background(), r)
+	if err != nil {
+		tb.Fatalf("reserve %+v: %v", r, err)
+	}
+	return res
+}
+
+func request(activity, user, qty, order int64, key string) inventory.ReserveRequest {
+	return inventory.ReserveRequest{
+		ActivityID: activity, UserID: user, Quantity: qty, OrderID: order,
+		IdempotencyKey: key, ExpiresAt: deadline(),
+	}
+}
+
+// MustStock returns the remaining stock of an activity.
+func MustStock(tb testing.TB, s *invredis.Store, activity int64) int64 {
+	tb.Helper()
+	st, err := s.Stock(context.Background(), activity)
+	if err != nil {
+		tb.Fatalf("stock of %d: %v", activity, err)
+	}
+	return st.Remaining
+}
+
+// snapshot renders every key of an activity and its value, to show that an
+// operation changed nothing.
+func snapshot(tb testing.TB, rdb *goredis.Client, activity int64) string {
+	tb.Helper()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, fmt.Sprintf("{act:%d}*", activity)).Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		var v any
+		switch typ := rdb.Type(ctx, k).Val(); typ {
+		case "string":
+			v = rdb.Get(ctx, k).Val()
+		case "hash":
+			v = rdb.HGetAll(ctx, k).Val()
+		case "zset":
+			v = rdb.ZRangeWithScores(ctx, k, 0, -1).Val()
+		default:
+			tb.Fatalf("key %s has unexpected type %s", k, typ)
+		}
+		fmt.Fprintf(&b, "%s=%v\n", k, v)
+	}
+	return b.String()
+}
+
+func TestPreheatTwiceKeepsSoldStock(t *testing.T) {
+	s, rdb := MustStore(t)
+	ctx := context.Background()
+	act := MustPreheat(t, s, 10, 5)
+	MustReserve(t, s, request(act, 1, 3, 1, "k"))
+
+	remaining, err := s.Preheat(ctx, act, 50, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if remaining != 7 {
+		t.Errorf("remaining after second preheat: got %d, want 7", remaining)
+	}
+	st, err := s.Stock(ctx, act)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (inventory.Stock{Remaining: 7, Total: 10}); st != want {
+		t.Errorf("stock: got %+v, want %+v", st, want)
+	}
+	// The limit is the one setting a second preheat changes: user 2 may
+	// now buy 2, not 3.
+	if _, err := s.Reserve(ctx, request(act, 2, 3, 2, "k")); !errors.Is(err, inventory.ErrLimitExceeded) {
+		t.Errorf("reserve 3 under the new limit 2: got %v, want ErrLimitExceeded", err)
+	}
+	isMember, err := rdb.SIsMember(ctx, invredis.ActivitiesKey, act).Result()
+	if err != nil || !isMember {
+		t.Errorf("activity %d in %s: got %v (%v), want true", act, invredis.ActivitiesKey, isMember, err)
+	}
+}
+
+func TestReserveRules(t *testing.T) {
+	type want struct {
+		err       error
+		orderID   int64
+		replayed  bool
+		remaining int64
+	}
+	tests := []struct {
+		name         string
+		stock, limit int64
+		before       []inventory.ReserveRequest // reserved successfully first
+		req          func(act int64) inventory.ReserveRequest
+		want         want
+		wantStock    int64
+	}{
+		{
+			name: "decrements stock", stock: 10, limit: 5,
+			req:       func(a int64) inventory.ReserveRequest { return request(a, 1, 3, 100, "k") },
+			want:      want{orderID: 100, remaining: 7},
+			wantStock: 7,
+		},
+		{
+			name: "takes the last units", stock: 3, limit: 5,
+			req:       func(a int64) inventory.ReserveRequest { return request(a, 1, 3, 100, "k") },
+			want:      want{orderID: 100, remaining: 0},
+			wantStock: 0,
+		},
+		{
+			name: "sold out when stock is short", stock: 2, limit: 5,
+			req:       func(a int64) inventory.ReserveRequest { return request(a, 1, 3, 100, "k") },
+			want:      want{err: inventory.ErrSoldOut, orderID: 100, remaining: 2},
+			wantStock: 2,
+		},
+		{
+			name: "sold out when stock is gone", stock: 1, limit: 5,
+			before:    []inventory.ReserveRequest{request(0, 1, 1, 1, "a")},
+			req:       func(a int64) inventory.ReserveRequest { return request(a, 2, 1, 100, "k") },
+			want:      want{err: inventory.ErrSoldOut, orderID: 100, remaining: 0},
+			wantStock: 0,
+		},
+		{
+			name: "limit within one request", stock: 10, limit: 2,
+			req:       func(a int64) inventory.ReserveRequest { return request(a, 1, 3, 100, "k") },
+			want:      want{err: inventory.ErrLimitExceeded, orderID: 100, remaining: 10},
+			wantStock: 10,
+		},
+		{
+			name: "limit across orders and keys of one user", stock: 10, limit: 2,
+			before:    []inventory.ReserveRequest{request(0, 1, 1, 1, "a"), request(0, 1, 1, 2, "b")},
+			req:       func(a int64) inventory.ReserveRequest { return request(a, 1, 1, 100, "c") },
+			want:      want{err: inventory.ErrLimitExceeded, orderID: 100, remaining: 8},
+			wantStock: 8,
+		},
+		{
+			name: "limit is per user", stock: 10, limit: 1,
+			before:    []inventory.ReserveRequest{request(0, 1, 1, 1, "a")},
+			req:       func(a int64) inventory.ReserveRequest { return request(a, 2, 1, 100, "a") },
+			want:      want{orderID: 100, remaining: 8},
+			wantStock: 8,
+		},
+		{
+			name: "limit is checked before stock", stock: 1, limit: 1,
+			before:    []inventory.ReserveRequest{request(0, 1, 1, 1, "a")},
+			req:       func(a int64) inventory.ReserveRequest { return request(a, 1, 1, 100, "b") },
+			want:      want{err: inventory.ErrLimitExceeded, orderID: 100, remaining: 0},
+			wantStock: 0,
+		},
+		{
+			name: "same key replays the first order", stock: 10, limit: 5,
+			before:    []inventory.ReserveRequest{request(0, 1, 2, 1, "k")},
+			req:       func(a int64) inventory.ReserveRequest { return request(a, 1, 2, 100, "k") },
+			want:      want{orderID: 1, replayed: true, remaining: 8},
+			wantStock: 8,
+		},
+		{
+			name: "same key replays even once sold out and at the limit", stock: 1, limit: 1,
+			before:    []inventory.ReserveRequest{request(0, 1, 1, 1, "k")},
+			req:       func(a int64) inventory.ReserveRequest { return request(a, 1, 1, 100, "k") },
+			want:      want{orderID: 1, replayed: true, remaining: 0},
+			wantStock: 0,
+		},
+		{
+			name: "same key of another user is a new purchase", stock: 10, limit: 5,
+			before:    []inventory.ReserveRequest{request(0, 1, 2, 1, "k")},
+			req:       func(a int64) inventory.ReserveRequest { return request(a, 2, 2, 100, "k") },
+			want:      want{orderID: 100, remaining: 6},
+			wantStock: 6,
+		},
+		{
+			name: "same order id twice reserves once", stock: 10, limit: 5,
+			before:    []inventory.ReserveRequest{request(0, 1, 2, 100, "a")},
+			req:       func(a int64) inventory.ReserveRequest { return request(a, 1, 2, 100, "b") },
+			want:      want{orderID: 100, replayed: true, remaining: 8},
+			wantStock: 8,
+		},
+	}
+	s, _ := MustStore(t)
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			act := MustPreheat(t, s, tt.stock, tt.limit)
+			for _, b := range tt.before {
+				b.ActivityID = act
+				MustReserve(t, s, b)
+			}
+			res, err := s.Reserve(ctx, tt.req(act))
+			got := want{err: err, orderID: res.OrderID, replayed: res.Replayed, remaining: res.Remaining}
+			if !errors.Is(err, tt.want.err) || (tt.want.err == nil && err != nil) {
+				t.Fatalf("err: got %v, want %v", err, tt.want.err)
+			}
+			got.err = tt.want.err
+			if got != tt.want {
+				t.Errorf("result: got %+v, want %+v", got, tt.want)
+			}
+			if stock := MustStock(t, s, act); stock != tt.wantStock {
+				t.Errorf("stock: got %d, want %d", stock, tt.wantStock)
+			}
+		})
+	}
+}
+
+func TestReserveUnknownActivity(t *testing.T) {
+	s, rdb := MustStore(t)
+	act := newActivityID()
+	_, err := s.Reserve(context.Background(), request(act, 1, 1, 1, "k"))
+	if !errors.Is(err, inventory.ErrNotPreheated) {
+		t.Fatalf("reserve in unknown activity: got %v, want ErrNotPreheated", err)
+	}
+	if snap := snapshot(t, rdb, act); snap != "" {
+		t.Errorf("reserve in an unknown activity wrote keys:\n%s", snap)
+	}
+	if _, err := s.Stock(context.Background(), act); !errors.Is(err, inventory.ErrNotPreheated) {
+		t.Errorf("stock of unknown activity: got %v, want ErrNotPreheated", err)
+	}
+}
+
+func TestReserveWritesRecordAndExpiryEntry(t *testing.T) {
+	s, rdb := MustStore(t)
+	ctx := context.Background()
+	act := MustPreheat(t, s, 10, 5)
+	// A snowflake-sized id must survive the script (Lua numbers are
+	// doubles and would round it).
+	const order = int64(7_394_482_190_554_112_001)
+	req := request(act, 42, 2, order, "key-1")
+	MustReserve(t, s, req)
+
+	got, err := s.Reservation(ctx, act, order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := inventory.Reservation{
+		ActivityID: act, OrderID: order, UserID: 42, Quantity: 2,
+		Status: inventory.StatusReserved, IdempotencyKey: "key-1", ExpiresAt: req.ExpiresAt,
+	}
+	if !got.ExpiresAt.Equal(want.ExpiresAt) {
+		t.Errorf("expires at: got %v, want %v", got.ExpiresAt, want.ExpiresAt)
+	}
+	got.ExpiresAt = want.ExpiresAt
+	if got != want {
+		t.Errorf("reservation: got %+v, want %+v", got, want)
+	}
+	score, err := rdb.ZScore(ctx, invredis.ExpiryKey(act), strconv.FormatInt(order, 10)).Result()
+	if err != nil {
+		t.Fatalf("expiry entry: %v", err)
+	}
+	if int64(score) != req.ExpiresAt.UnixMilli() {
+		t.Errorf("expiry score: got %d, want the caller's deadline %d", int64(score), req.ExpiresAt.UnixMilli())
+	}
+	if _, err := s.Reservation(ctx, act, order+1); !errors.Is(err, inventory.ErrReservationNotFound) {
+		t.Errorf("unknown reservation: got %v, want ErrReservationNotFound", err)
+	}
+}
+
+func TestReleaseRestoresStockAndLimit(t *testing.T) {
+	s, rdb := MustStore(t)
+	ctx := context.Background()
+	act := MustPreheat(t, s, 5, 2)
+	MustReserve(t, s, request(act, 1, 2, 1, "k"))
+
+	released, err := s.Release(ctx, act, 1)
+	if err != nil || !released {
+		t.Fatalf("release: got %v, %v; want true", released, err)
+	}
+	if got := MustStock(t, s, act); got != 5 {
+		t.Errorf("stock after release: got %d, want 5", got)
+	}
+	if n := rdb.ZCard(ctx, invredis.ExpiryKey(act)).Val(); n != 0 {
+		t.Errorf("expiry entries after release: got %d, want 0", n)
+	}
+	r, err := s.Reservation(ctx, act, 1)
+	if err != nil || r.Status != inventory.StatusReleased {
+		t.Errorf("status after release: got %q (%v), want RELEASED", r.Status, err)
+	}
+	// The buyer's limit is back and the key is forgotten: a retry with the
+	// same key reserves afresh under a new order.
+	res := MustReserve(t, s, request(act, 1, 2, 2, "k"))
+	if want := (inventory.ReserveResult{OrderID: 2, Remaining: 3}); res != want {
+		t.Errorf("reserve after release: got %+v, want %+v", res, want)
+	}
+}
+
+func TestReleaseTransitions(t *testing.T) {
+	tests := []struct {
+		name         string
+		setup        func(t *testing.T, s *invredis.Store, act int64)
+		wantReleased bool
+		wantErr      error
+	}{
+		{
+			name: "double release is harmless",
+			setup: func(t *testing.T, s *invredis.Store, act int64) {
+				MustReserve(t, s, request(act, 1, 1, 1, "k"))
+				if ok, err := s.Release(context.Background(), act, 1); !ok || err != nil {
+					t.Fatalf("first release: %v %v", ok, err)
+				}
+			},
+			wantReleased: false,
+		},
+		{
+			name: "release after confirm is refused",
+			setup: func(t *testing.T, s *invredis.Store, act int64) {
+				MustReserve(t, s, request(act, 1, 1, 1, "k"))
+				if err := s.Confirm(context.Background(), act, 1); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantErr: inventory.ErrAlreadyConfirmed,
+		},
+		{
+			name:    "release of an unknown order",
+			setup:   func(t *testing.T, s *invredis.Store, act int64) {},
+			wantErr: inventory.ErrReservationNotFound,
+		},
+	}
+	s, rdb := MustStore(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			act := MustPreheat(t, s, 5, 2)
+			tt.setup(t, s, act)
+			before := snapshot(t, rdb, act)
+			released, err := s.Release(context.Background(), act, 1)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("err: got %v, want %v", err, tt.wantErr)
+			}
+			if released != tt.wantReleased {
+				t.Errorf("released: got %v, want %v", released, tt.wantReleased)
+			}
+			if after := snapshot(t, rdb, act); after != before {
+				t.Errorf("release changed state:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
+
+func TestConfirmTransitions(t *testing.T) {
+	tests := []struct {
+		name       string
+		setup      func(t *testing.T, s *invredis.Store, act int64)
+		wantErr    error
+		wantStatus inventory.Status
+	}{
+		{
+			name:       "confirm a reservation",
+			setup:      func(t *testing.T, s *invredis.Store, act int64) { MustReserve(t, s, request(act, 1, 1, 1, "k")) },
+			wantStatus: inventory.StatusConfirmed,
+		},
+		{
+			name: "confirm twice is harmless",
+			setup: func(t *testing.T, s *invredis.Store, act int64) {
+				MustReserve(t, s, request(act, 1, 1, 1, "k"))
+				if err := s.Confirm(context.Background(), act, 1); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantStatus: inventory.StatusConfirmed,
+		},
+		{
+			name: "confirm after release is refused",
+			setup: func(t *testing.T, s *invredis.Store, act int64) {
+				MustReserve(t, s, request(act, 1, 1, 1, "k"))
+				if _, err := s.Release(context.Background(), act, 1); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantErr:    inventory.ErrAlreadyReleased,
+			wantStatus: inventory.StatusReleased,
+		},
+		{
+			name:    "confirm an unknown order",
+			setup:   func(t *testing.T, s *invredis.Store, act int64) {},
+			wantErr: inventory.ErrReservationNotFound,
+		},
+	}
+	s, rdb := MustStore(t)
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			act := MustPreheat(t, s, 5, 2)
+			tt.setup(t, s, act)
+			stockBefore := MustStock(t, s, act)
+			err := s.Confirm(ctx, act, 1)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("err: got %v, want %v", err, tt.wantErr)
+			}
+			if got := MustStock(t, s, act); got != stockBefore {
+				t.Errorf("stock: got %d, want %d (confirm never moves stock)", got, stockBefore)
+			}
+			if tt.wantStatus == "" {
+				return
+			}
+			r, err := s.Reservation(ctx, act, 1)
+			if err != nil || r.Status != tt.wantStatus {
+				t.Errorf("status: got %q (%v), want %q", r.Status, err, tt.wantStatus)
+			}
+			if n := rdb.ZCard(ctx, invredis.ExpiryKey(act)).Val(); n != 0 {
+				t.Errorf("expiry entries: got %d, want 0 (a confirmed or released order never expires)", n)
+			}
+		})
+	}
+}
+
+// crc16 is Redis Cluster's key hash (CRC-16/XMODEM).
+func crc16(s string) uint16 {
+	var crc uint16
+	for i := 0; i < len(s); i++ {
+		crc ^= uint16(s[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+// keySlot is CLUSTER KEYSLOT: the hash of the key's first non-empty {tag},
+// or of the whole key.
+func keySlot(key string) uint16 {
+	if open := strings.IndexByte(key, '{'); open >= 0 {
+		if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
+			key = key[open+1 : open+1+end]
+		}
+	}
+	return crc16(key) % 16384
+}
+
+func TestKeySlotMatchesRedisCluster(t *testing.T) {
+	// Slots published in the Redis Cluster specification and by CLUSTER
+	// KEYSLOT on a cluster node.
+	tests := []struct {
+		key  string
+		want uint16
+	}{
+		{"foo", 12182},
+		{"bar", 5061},
+		{"{foo}:anything", 12182},
+		{"{bar}:res:1", 5061},
+	}
+	for _, tt := range tests {
+		if got := keySlot(tt.key); got != tt.want {
+			t.Errorf("keySlot(%q): got %d, want %d", tt.key, got, tt.want)
+		}
+	}
+	if got := crc16("123456789"); got != 0x31C3 {
+		t.Errorf("crc16 check value: got %#x, want 0x31c3", got)
+	}
+}
+
+func TestActivityKeysShareOneSlot(t *testing.T) {
+	s, rdb := MustStore(t)
+	ctx := context.Background()
+	act := MustPreheat(t, s, 10, 5)
+	tag := fmt.Sprintf("{act:%d}", act)
+	want := keySlot(tag)
+
+	for _, k := range append(invredis.ReserveKeys(act, 1), invredis.ExpiryKey(act)) {
+		if !strings.HasPrefix(k, tag+":") || keySlot(k) != want {
+			t.Errorf("key %q: slot %d, want prefix %s and slot %d", k, keySlot(k), tag, want)
+		}
+	}
+	// Run every script, then check every key they created in Redis.
+	MustReserve(t, s, request(act, 1, 1, 1, "a"))
+	MustReserve(t, s, request(act, 2, 1, 2, "b"))
+	if err := s.Confirm(ctx, act, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Release(ctx, act, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stock(ctx, act); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := rdb.Keys(ctx, fmt.Sprintf("*act:%d*", act)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) < 6 {
+		t.Fatalf("keys of the activity: got %v, want at least meta, stock, bought, idem, two reservations and expiry", keys)
+	}
+	for _, k := range keys {
+		if keySlot(k) != want {
+			t.Errorf("key %q is in slot %d, want %d", k, keySlot(k), want)
+		}
+	}
+}
+
+func TestScriptsRunBySHA(t *testing.T) {
+	s, rdb := MustStore(t)
+	ctx := context.Background()
+	act := MustPreheat(t, s, 10, 5)
+	MustReserve(t, s, request(act, 1, 1, 1, "a"))
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	MustReserve(t, s, request(act, 2, 1, 2, "b"))
+	MustReserve(t, s, request(act, 3, 1, 3, "c"))
+	stats := rdb.Info(ctx, "commandstats").Val()
+	if !strings.Contains(stats, "cmdstat_evalsha:calls=2,") {
+		t.Errorf("two reserves after the first: want two EVALSHA calls, commandstats:\n%s", stats)
+	}
+	if strings.Contains(stats, "cmdstat_eval:") {
+		t.Errorf("a reserve sent the script body (EVAL) although Redis has it, commandstats:\n%s", stats)
+	}
+}
+
+func TestReserveConcurrentBuyersNeverOversell(t *testing.T) {
+	const (
+		stock   = 1000
+		users   = 3000
+		buyers  = 5000
+		twiceTo = 1000 // users 1..1000 also buy with a second key
+	)
+	s, rdb := MustStore(t)
+	ctx := context.Background()
+	act := MustPreheat(t, s, stock, 1)
+
+	// Requests: every user buys once with key "first"; users 1..1000 buy
+	// again with key "second"; users 1001..2000 replay "first" under a new
+	// order id, as a client retrying a timed-out call would.
+	reqs := make([]inventory.ReserveRequest, 0, buyers)
+	for u := int64(1); u <= users; u++ {
+		reqs = append(reqs, request(act, u, 1, u, "first"))
+	}
+	for u := int64(1); u <= twiceTo; u++ {
+		reqs = append(reqs, request(act, u, 1, 10_000+u, "second"))
+	}
+	for u := int64(twiceTo + 1); u <= 2*twiceTo; u++ {
+		reqs = append(reqs, request(act, u, 1, 20_000+u, "first"))
+	}
+
+	// Shuffle, so second purchases and replays race the first ones instead
+	// of starting after them.
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
+
+	results := make([]inventory.ReserveResult, len(reqs))
+	errs := make([]error, len(reqs))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Go(func() {
+			<-start
+			results[i], errs[i] = s.Reserve(ctx, r)
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	fresh := map[int64]int{}       // user -> fresh reservations
+	orders := map[string][]int64{} // "user:key" -> order ids answered
+	freshByKey := map[string]int{} // "user:key" -> fresh answers
+	var reserved int
+	for i, r := range reqs {
+		res, err := results[i], errs[i]
+		if err != nil {
+			if !errors.Is(err, inventory.ErrSoldOut) && !errors.Is(err, inventory.ErrLimitExceeded) {
+				t.Fatalf("request %+v: unexpected error %v", r, err)
+			}
+			continue
+		}
+		if res.Remaining < 0 {
+			t.Errorf("request %+v: remaining %d below zero", r, res.Remaining)
+		}
+		pair := fmt.Sprintf("%d:%s", r.UserID, r.IdempotencyKey)
+		orders[pair] = append(orders[pair], res.OrderID)
+		if !res.Replayed {
+			reserved++
+			fresh[r.UserID]++
+			freshByKey[pair]++
+			if res.OrderID != r.OrderID {
+				t.Errorf("fresh reservation of %+v answered order %d", r, res.OrderID)
+			}
+		}
+	}
+	if reserved != stock {
+		t.Errorf("fresh reservations: got %d, want %d", reserved, stock)
+	}
+	for u, n := range fresh {
+		if n > 1 {
+			t.Errorf("user %d reserved %d times, limit 1", u, n)
+		}
+	}
+	for pair, ids := range orders {
+		for _, id := range ids {
+			if id != ids[0] {
+				t.Errorf("key %s answered orders %v, want one order", pair, ids)
+				break
+			}
+		}
+		if freshByKey[pair] != 1 {
+			t.Errorf("key %s: %d fresh answers among %d successes, want exactly 1", pair, freshByKey[pair], len(ids))
+		}
+	}
+
+	// The store agrees: nothing left, nothing below zero, one unit per buyer.
+	if got := MustStock(t, s, act); got != 0 {
+		t.Errorf("stock left: got %d, want 0", got)
+	}
+	bought := rdb.HGetAll(ctx, fmt.Sprintf("{act:%d}:bought", act)).Val()
+	var units int
+	for u, v := range bought {
+		n, _ := strconv.Atoi(v)
+		if n != 1 {
+			t.Errorf("user %s holds %s units, limit 1", u, v)
+		}
+		units += n
+	}
+	if units != stock {
+		t.Errorf("units held: got %d, want %d", units, stock)
+	}
+	resKeys, err := rdb.Keys(ctx, fmt.Sprintf("{act:%d}:res:*", act)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qty int
+	for _, k := range resKeys {
+		n, _ := strconv.Atoi(rdb.HGet(ctx, k, "qty").Val())
+		qty += n
+	}
+	if len(resKeys) != stock || qty != stock {
+		t.Errorf("reservations: got %d records holding %d units, want %d and %d", len(resKeys), qty, stock, stock)
+	}
+	if n := rdb.ZCard(ctx, invredis.ExpiryKey(act)).Val(); n != stock {
+		t.Errorf("expiry entries: got %d, want %d", n, stock)
+	}
+}
+
+func BenchmarkReserve(b *testing.B) {
+	s, _ := MustStore(b)
+	act := MustPreheat(b, s, inventory.MaxStock, 1)
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n := next.Add(1)
+			if _, err := s.Reserve(context.Background(), request(act, n, 1, n, "k")); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
