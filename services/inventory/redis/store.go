@@ -138,7 +138,9 @@ func (s *Store) Preheat(ctx context.Context, activityID, stock, perUserLimit int
 
 // Reserve runs ReserveScript for r. A replay (same user and idempotency
 // key, or same order id) answers with the first order id and Replayed set.
-// On ErrSoldOut and ErrLimitExceeded the result still carries Remaining.
+// An order id is never reserved twice, even after its reservation was
+// released: callers take a fresh order id for every new attempt. On
+// ErrSoldOut and ErrLimitExceeded the result still carries Remaining.
 func (s *Store) Reserve(ctx context.Context, r inventory.ReserveRequest) (inventory.ReserveResult, error) {
 	reply, err := reserveScript.Run(ctx, s.rdb, ReserveKeys(r.ActivityID, r.OrderID),
 		r.UserID, r.Quantity, r.OrderID, r.IdempotencyKey, r.ExpiresAt.UnixMilli()).Slice()
