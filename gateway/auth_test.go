@@ -59,7 +59,7 @@ func TestAuthentication(t *testing.T) {
 			}
 		})
 	}
-	if n := tg.calls.Load(); n != 0 {
+	if n := tg.calls(); n != 0 {
 		t.Fatalf("%d downstream calls, want 0", n)
 	}
 }
@@ -102,7 +102,7 @@ func TestAdminRoutesNeedTheAdminRole(t *testing.T) {
 			}
 		})
 	}
-	if n := tg.calls.Load(); n != 0 {
+	if n := tg.calls(); n != 0 {
 		t.Fatalf("%d downstream calls, want 0", n)
 	}
 }

@@ -31,11 +31,15 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef-gateway-tests")
 // testGateway is a gateway served over real HTTP, whose downstream gRPC
 // calls are counted by a client interceptor.
 type testGateway struct {
-	gw    *gateway.Gateway
-	url   string
-	clock *clock.Manual
-	calls atomic.Int64
+	gw           *gateway.Gateway
+	url          string
+	clock        *clock.Manual
+	productCalls atomic.Int64
+	orderCalls   atomic.Int64
 }
+
+// calls is the number of downstream calls so far.
+func (tg *testGateway) calls() int64 { return tg.productCalls.Load() + tg.orderCalls.Load() }
 
 // gatewayConfig says where the gateway's downstreams are and how it is
 // set up; Options.Product, Order and JWTSecret are filled in.
@@ -48,13 +52,13 @@ type gatewayConfig struct {
 func MustGateway(tb testing.TB, cfg gatewayConfig) *testGateway {
 	tb.Helper()
 	tg := &testGateway{clock: clock.NewManual(time.Now())}
-	count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		tg.calls.Add(1)
-		return invoker(ctx, method, req, reply, cc, opts...)
-	}
-	dial := func(target string) *grpc.ClientConn {
+	dial := func(target string, calls *atomic.Int64) *grpc.ClientConn {
 		if target == "" {
 			target = deadTarget
+		}
+		count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			calls.Add(1)
+			return invoker(ctx, method, req, reply, cc, opts...)
 		}
 		cc, err := rpc.Dial(target, grpc.WithChainUnaryInterceptor(count))
 		if err != nil {
@@ -64,8 +68,8 @@ func MustGateway(tb testing.TB, cfg gatewayConfig) *testGateway {
 		return cc
 	}
 	opts := cfg.opts
-	opts.Product = productv1.NewProductServiceClient(dial(cfg.productAddr))
-	opts.Order = orderv1.NewOrderServiceClient(dial(cfg.orderAddr))
+	opts.Product = productv1.NewProductServiceClient(dial(cfg.productAddr, &tg.productCalls))
+	opts.Order = orderv1.NewOrderServiceClient(dial(cfg.orderAddr, &tg.orderCalls))
 	opts.JWTSecret = testSecret
 	if opts.Clock == nil {
 		opts.Clock = tg.clock

@@ -52,7 +52,7 @@ func TestRouteBucket(t *testing.T) {
 	if got := statuses(2); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after 1s: statuses = %v, want %v", got, want)
 	}
-	if n := tg.calls.Load(); n != 0 {
+	if n := tg.calls(); n != 0 {
 		t.Fatalf("%d downstream calls, want 0", n)
 	}
 }
@@ -118,7 +118,7 @@ func TestPerUserLimitIsSharedAcrossReplicas(t *testing.T) {
 			}
 		}
 	}
-	if n := a.calls.Load() + b.calls.Load(); n != 0 {
+	if n := a.calls() + b.calls(); n != 0 {
 		t.Fatalf("%d downstream calls, want 0", n)
 	}
 }

@@ -55,7 +55,7 @@ func TestSeckillRequestValidation(t *testing.T) {
 			}
 		})
 	}
-	if n := tg.calls.Load(); n != 0 {
+	if n := tg.calls(); n != 0 {
 		t.Fatalf("%d downstream calls, want 0", n)
 	}
 }
@@ -95,7 +95,7 @@ func TestPathAndBodyValidation(t *testing.T) {
 			}
 		})
 	}
-	if n := tg.calls.Load(); n != 0 {
+	if n := tg.calls(); n != 0 {
 		t.Fatalf("%d downstream calls, want 0", n)
 	}
 }

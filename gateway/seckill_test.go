@@ -1,0 +1,321 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/gateway"
+	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+)
+
+var digits = regexp.MustCompile(`^[1-9][0-9]*$`)
+
+// MustProduct creates a product through the admin API.
+func (tg *testGateway) MustProduct(tb testing.TB, admin string, price, stock int64) string {
+	tb.Helper()
+	got := tg.do(tb, request{method: http.MethodPost, path: "/admin/v1/products", token: admin,
+		body: fmt.Sprintf(`{"title":"phone","price":%d,"stock":%d}`, price, stock)})
+	if got.status != http.StatusCreated {
+		tb.Fatalf("create product: %d %s", got.status, got.body)
+	}
+	var out struct {
+		SKUID string `json:"sku_id"`
+	}
+	got.decode(tb, &out)
+	if !digits.MatchString(out.SKUID) {
+		tb.Fatalf("sku_id %q is not a string of digits", out.SKUID)
+	}
+	return out.SKUID
+}
+
+// MustActivity creates a flash sale of sku through the admin API.
+func (tg *testGateway) MustActivity(tb testing.TB, admin, sku string, stock, limit int64, starts, ends time.Time) string {
+	tb.Helper()
+	got := tg.do(tb, request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: fmt.Sprintf(
+		`{"sku_id":%q,"price":9900,"stock":%d,"per_user_limit":%d,"starts_at":%q,"ends_at":%q}`,
+		sku, stock, limit, starts.Format(time.RFC3339Nano), ends.Format(time.RFC3339Nano))})
+	if got.status != http.StatusCreated {
+		tb.Fatalf("create activity: %d %s", got.status, got.body)
+	}
+	var out struct {
+		ActivityID string `json:"activity_id"`
+	}
+	got.decode(tb, &out)
+	if !digits.MatchString(out.ActivityID) {
+		tb.Fatalf("activity_id %q is not a string of digits", out.ActivityID)
+	}
+	return out.ActivityID
+}
+
+type activityJSON struct {
+	ActivityID   string    `json:"activity_id"`
+	SKUID        string    `json:"sku_id"`
+	Price        int64     `json:"price"`
+	Stock        int64     `json:"stock"`
+	Remaining    int64     `json:"remaining"`
+	PerUserLimit int64     `json:"per_user_limit"`
+	StartsAt     time.Time `json:"starts_at"`
+	EndsAt       time.Time `json:"ends_at"`
+	Status       string    `json:"status"`
+}
+
+type orderJSON struct {
+	OrderID string `json:"order_id"`
+	UserID  string `json:"user_id"`
+	Kind    string `json:"kind"`
+	Status  string `json:"status"`
+	Lines   []struct {
+		LineID    string `json:"line_id"`
+		SKUID     string `json:"sku_id"`
+		Quantity  int64  `json:"quantity"`
+		UnitPrice int64  `json:"unit_price"`
+		Amount    int64  `json:"amount"`
+		Discount  int64  `json:"discount"`
+		Payable   int64  `json:"payable"`
+	} `json:"lines"`
+	Total      int64      `json:"total"`
+	Discount   int64      `json:"discount"`
+	Payable    int64      `json:"payable"`
+	Promotions []struct{} `json:"promotions"`
+	CreatedAt  *time.Time `json:"created_at"`
+	PaidAt     *time.Time `json:"paid_at"`
+}
+
+type seckillJSON struct {
+	OrderID string `json:"order_id"`
+	Status  string `json:"status"`
+}
+
+func TestSeckillThroughHTTP(t *testing.T) {
+	svc := MustServices(t)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.productAddr, orderAddr: svc.orderAddr})
+	admin := tg.token(t, 1, "admin")
+	alice, bob := tg.token(t, 101, "user"), tg.token(t, 102, "user")
+	now := tg.clock.Now()
+
+	sku := tg.MustProduct(t, admin, 19900, 100)
+	var p struct {
+		SKUID string `json:"sku_id"`
+		Title string `json:"title"`
+		Price int64  `json:"price"`
+		Stock int64  `json:"stock"`
+	}
+	tg.do(t, request{method: http.MethodGet, path: "/api/v1/products/" + sku}).decode(t, &p)
+	if p.SKUID != sku || p.Title != "phone" || p.Price != 19900 || p.Stock != 100 {
+		t.Fatalf("product = %+v", p)
+	}
+
+	act := tg.MustActivity(t, admin, sku, 3, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	var a activityJSON
+	tg.do(t, request{method: http.MethodGet, path: "/api/v1/activities/" + act}).decode(t, &a)
+	want := activityJSON{ActivityID: act, SKUID: sku, Price: 9900, Stock: 3, Remaining: 3, PerUserLimit: 1,
+		StartsAt: now.Add(-time.Minute).UTC().Truncate(time.Microsecond), EndsAt: now.Add(time.Hour).UTC().Truncate(time.Microsecond), Status: "ACTIVE"}
+	a.StartsAt, a.EndsAt = a.StartsAt.Truncate(time.Microsecond), a.EndsAt.Truncate(time.Microsecond)
+	if a != want {
+		t.Fatalf("activity = %+v, want %+v", a, want)
+	}
+	var list struct{ Activities []activityJSON }
+	tg.do(t, request{method: http.MethodGet, path: "/api/v1/activities"}).decode(t, &list)
+	found := false
+	for _, x := range list.Activities {
+		found = found || x.ActivityID == act
+	}
+	if !found {
+		t.Fatalf("activity %s missing from the list %+v", act, list.Activities)
+	}
+
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	got := tg.do(t, seckill(alice, "alice-1", body))
+	if got.status != http.StatusAccepted {
+		t.Fatalf("buy: %d %s", got.status, got.body)
+	}
+	var placed seckillJSON
+	got.decode(t, &placed)
+	if !digits.MatchString(placed.OrderID) || placed.Status != "PROCESSING" {
+		t.Fatalf("buy answered %+v, want a digit id and PROCESSING", placed)
+	}
+
+	// The same key replays the same order; a new key meets the limit.
+	var replay seckillJSON
+	tg.do(t, seckill(alice, "alice-1", body)).decode(t, &replay)
+	if replay.OrderID != placed.OrderID {
+		t.Fatalf("replay order id = %s, want %s", replay.OrderID, placed.OrderID)
+	}
+	if got := tg.do(t, seckill(alice, "alice-2", body)); got.status != http.StatusConflict || got.code(t) != "LIMIT_EXCEEDED" {
+		t.Fatalf("second buy: %d %s, want 409 LIMIT_EXCEEDED", got.status, got.body)
+	}
+
+	// Only the owner reads the order.
+	var o orderJSON
+	tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders/" + placed.OrderID, token: alice}).decode(t, &o)
+	if o.OrderID != placed.OrderID || o.UserID != "101" || o.Kind != "SECKILL" || len(o.Lines) != 1 || o.Promotions == nil {
+		t.Fatalf("order = %+v", o)
+	}
+	if l := o.Lines[0]; l.SKUID != sku || l.Quantity != 1 || l.UnitPrice != 9900 || l.Amount != 9900 || l.Payable != l.Amount-l.Discount {
+		t.Fatalf("order line = %+v", l)
+	}
+	if o.Total != 9900 || o.Payable != o.Total-o.Discount || o.PaidAt != nil {
+		t.Fatalf("order totals = %+v", o)
+	}
+	if got := tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders/" + placed.OrderID, token: bob}); got.status != http.StatusForbidden || got.code(t) != "FORBIDDEN" {
+		t.Fatalf("bob reads alice's order: %d %s, want 403 FORBIDDEN", got.status, got.body)
+	}
+
+	// The list is the caller's, once the order is stored.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var orders struct{ Orders []orderJSON }
+		tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders", token: alice}).decode(t, &orders)
+		if len(orders.Orders) == 1 && orders.Orders[0].OrderID == placed.OrderID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's orders = %+v, want her one order", orders.Orders)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var none struct{ Orders []orderJSON }
+	tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders", token: bob}).decode(t, &none)
+	if none.Orders == nil || len(none.Orders) != 0 {
+		t.Fatalf("bob's orders = %+v, want an empty list", none.Orders)
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	svc := MustServices(t)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.productAddr, orderAddr: svc.orderAddr})
+	admin, user := tg.token(t, 1, "admin"), tg.token(t, 201, "user")
+	now := tg.clock.Now()
+	const unknown = "987654321987"
+	tests := []struct {
+		name string
+		req  request
+	}{
+		{"product", request{method: http.MethodGet, path: "/api/v1/products/" + unknown}},
+		{"activity", request{method: http.MethodGet, path: "/api/v1/activities/" + unknown}},
+		{"order", request{method: http.MethodGet, path: "/api/v1/orders/" + unknown, token: user}},
+		{"seckill on unknown activity", seckill(user, "k", `{"activity_id":"`+unknown+`","quantity":1}`)},
+		{"activity of unknown product", request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: fmt.Sprintf(
+			`{"sku_id":%q,"price":1,"stock":1,"per_user_limit":1,"starts_at":%q,"ends_at":%q}`,
+			unknown, now.Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tg.do(t, tt.req)
+			if got.status != http.StatusNotFound || got.code(t) != "NOT_FOUND" {
+				t.Fatalf("got %d %s, want 404 NOT_FOUND", got.status, got.body)
+			}
+		})
+	}
+	if n := tg.orderCalls.Load(); n != 1 {
+		t.Fatalf("%d calls to order, want 1 (GetOrder): the unknown activity is refused at the gateway", n)
+	}
+}
+
+func TestActivityWindowIsCheckedWithTheGatewayClock(t *testing.T) {
+	svc := MustServices(t)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.productAddr, orderAddr: svc.orderAddr})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	sku := tg.MustProduct(t, admin, 19900, 10)
+	later := tg.MustActivity(t, admin, sku, 2, 1, now.Add(time.Hour), now.Add(2*time.Hour))
+	running := tg.MustActivity(t, admin, sku, 2, 1, now.Add(-time.Minute), now.Add(time.Hour))
+
+	buy := func(act, key string) answer {
+		// A fresh token each time, valid whatever the clock says.
+		return tg.do(t, seckill(tg.token(t, 301, "user"), key, fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)))
+	}
+	if got := buy(later, "k1"); got.status != http.StatusConflict || got.code(t) != "ACTIVITY_NOT_ACTIVE" {
+		t.Fatalf("before start: %d %s, want 409 ACTIVITY_NOT_ACTIVE", got.status, got.body)
+	}
+	// Past the end on the gateway's clock; the order service's clock
+	// would still let it through.
+	tg.clock.Advance(2 * time.Hour)
+	if got := buy(running, "k2"); got.status != http.StatusConflict || got.code(t) != "ACTIVITY_NOT_ACTIVE" {
+		t.Fatalf("after end: %d %s, want 409 ACTIVITY_NOT_ACTIVE", got.status, got.body)
+	}
+	if n := tg.orderCalls.Load(); n != 0 {
+		t.Fatalf("%d calls to order, want 0", n)
+	}
+	stock, err := svc.inventory.GetStock(context.Background(), &inventoryv1.GetStockRequest{ActivityId: mustParse(t, running)})
+	if err != nil || stock.GetRemaining() != 2 {
+		t.Fatalf("stock of the running activity = %v (%v), want 2 untouched", stock, err)
+	}
+}
+
+func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
+	svc := MustServices(t)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.productAddr, orderAddr: svc.orderAddr,
+		opts: gateway.Options{SoldOutTTL: time.Second}})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	sku := tg.MustProduct(t, admin, 19900, 10)
+	act := tg.MustActivity(t, admin, sku, 1, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	buy := func(user int64) answer {
+		return tg.do(t, seckill(tg.token(t, user, "user"), fmt.Sprint("key-", user), body))
+	}
+
+	first := buy(401)
+	if first.status != http.StatusAccepted {
+		t.Fatalf("first buy: %d %s", first.status, first.body)
+	}
+	if got := buy(402); got.status != http.StatusConflict || got.code(t) != "SOLD_OUT" {
+		t.Fatalf("second buy: %d %s, want 409 SOLD_OUT from order", got.status, got.body)
+	}
+	before := tg.orderCalls.Load()
+
+	// The flood after the sell-out is refused locally.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[string]int{}
+	for u := range int64(50) {
+		wg.Go(func() {
+			got := buy(500 + u)
+			mu.Lock()
+			statuses[fmt.Sprint(got.status, " ", got.code(t))]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if statuses["409 SOLD_OUT"] != 50 {
+		t.Fatalf("flood answers = %v, want 50×409 SOLD_OUT", statuses)
+	}
+	if after := tg.orderCalls.Load(); after != before {
+		t.Fatalf("order called %d times during the flood, want 0", after-before)
+	}
+
+	// Stock comes back (the first order is released); once the flag
+	// has lapsed the activity sells again.
+	var placed seckillJSON
+	first.decode(t, &placed)
+	if _, err := svc.inventory.Release(context.Background(), &inventoryv1.ReleaseRequest{
+		ActivityId: mustParse(t, act), OrderId: mustParse(t, placed.OrderID),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := buy(600); got.status != http.StatusConflict || got.code(t) != "SOLD_OUT" {
+		t.Fatalf("within the flag's TTL: %d %s, want 409 SOLD_OUT", got.status, got.body)
+	}
+	tg.clock.Advance(time.Second)
+	if got := buy(601); got.status != http.StatusAccepted {
+		t.Fatalf("after the flag lapsed: %d %s, want 202", got.status, got.body)
+	}
+	if n := tg.orderCalls.Load() - before; n != 1 {
+		t.Fatalf("order called %d times after the sell-out, want 1", n)
+	}
+}
+
+func mustParse(tb testing.TB, id string) int64 {
+	tb.Helper()
+	var n int64
+	if _, err := fmt.Sscan(id, &n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
