@@ -1,0 +1,49 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/telemetry"
+)
+
+// Main is the body of every binary's main function: it reads the
+// configuration with load (plus FLASHSALE_LOG_LEVEL and
+// FLASHSALE_OTLP_ENDPOINT), refuses to start on any invalid value, sets up
+// JSON logging and tracing, and calls run until SIGINT or SIGTERM. It exits
+// with status 1 and the reason when something fails.
+func Main[C any](service string, load func(*config.Env) C, run func(context.Context, C, *slog.Logger) error) {
+	if err := mainErr(service, load, run); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", service, err)
+		os.Exit(1)
+	}
+}
+
+func mainErr[C any](service string, load func(*config.Env) C, run func(context.Context, C, *slog.Logger) error) error {
+	env := config.FromEnv()
+	var level slog.Level
+	levelName := env.String("FLASHSALE_LOG_LEVEL", "info")
+	env.Check(level.UnmarshalText([]byte(levelName)) == nil, "FLASHSALE_LOG_LEVEL=%q: not a level (debug, info, warn, error)", levelName)
+	otlp := env.String("FLASHSALE_OTLP_ENDPOINT", "")
+	cfg := load(env)
+	if err := env.Err(); err != nil {
+		return err
+	}
+	log := telemetry.NewLogger(os.Stderr, service, level)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	shutdown, err := telemetry.SetupTracing(ctx, otlp)
+	if err != nil {
+		return err
+	}
+	// Flush spans on the way out; there is nothing left to report a
+	// failure to.
+	defer shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
+	return run(ctx, cfg, log)
+}
