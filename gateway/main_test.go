@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"testing"
 
+	"github.com/flashsale/flashsale/gateway/internal/servicetest"
 	"github.com/flashsale/flashsale/platform/localstack"
 )
 
@@ -11,9 +12,5 @@ import (
 var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
-	localstack.RunTests(m, localstack.Config{
-		Databases:  []string{"products", "orders"},
-		Topics:     []string{"orders.placed", "orders.placed.dlq"},
-		Partitions: 2,
-	}, func(s *localstack.Stack) { stack = s })
+	localstack.RunTests(m, servicetest.StackConfig(), func(s *localstack.Stack) { stack = s })
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/gateway"
+	"github.com/flashsale/flashsale/gateway/internal/servicetest"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 )
 
@@ -18,38 +19,33 @@ var digits = regexp.MustCompile(`^[1-9][0-9]*$`)
 // MustProduct creates a product through the admin API.
 func (tg *testGateway) MustProduct(tb testing.TB, admin string, price, stock int64) string {
 	tb.Helper()
-	got := tg.do(tb, request{method: http.MethodPost, path: "/admin/v1/products", token: admin,
-		body: fmt.Sprintf(`{"title":"phone","price":%d,"stock":%d}`, price, stock)})
-	if got.status != http.StatusCreated {
-		tb.Fatalf("create product: %d %s", got.status, got.body)
-	}
-	var out struct {
-		SKUID string `json:"sku_id"`
-	}
-	got.decode(tb, &out)
-	if !digits.MatchString(out.SKUID) {
-		tb.Fatalf("sku_id %q is not a string of digits", out.SKUID)
-	}
-	return out.SKUID
+	return tg.mustCreate(tb, admin, "/admin/v1/products", "sku_id",
+		fmt.Sprintf(`{"title":"phone","price":%d,"stock":%d}`, price, stock))
 }
 
 // MustActivity creates a flash sale of sku through the admin API.
 func (tg *testGateway) MustActivity(tb testing.TB, admin, sku string, stock, limit int64, starts, ends time.Time) string {
 	tb.Helper()
-	got := tg.do(tb, request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: fmt.Sprintf(
+	return tg.mustCreate(tb, admin, "/admin/v1/activities", "activity_id", fmt.Sprintf(
 		`{"sku_id":%q,"price":9900,"stock":%d,"per_user_limit":%d,"starts_at":%q,"ends_at":%q}`,
-		sku, stock, limit, starts.Format(time.RFC3339Nano), ends.Format(time.RFC3339Nano))})
+		sku, stock, limit, starts.Format(time.RFC3339Nano), ends.Format(time.RFC3339Nano)))
+}
+
+// mustCreate posts body to an admin path and returns the id field of its
+// 201 answer.
+func (tg *testGateway) mustCreate(tb testing.TB, admin, path, idField, body string) string {
+	tb.Helper()
+	got := tg.do(tb, request{method: http.MethodPost, path: path, token: admin, body: body})
 	if got.status != http.StatusCreated {
-		tb.Fatalf("create activity: %d %s", got.status, got.body)
+		tb.Fatalf("POST %s: %d %s", path, got.status, got.body)
 	}
-	var out struct {
-		ActivityID string `json:"activity_id"`
-	}
+	var out map[string]any
 	got.decode(tb, &out)
-	if !digits.MatchString(out.ActivityID) {
-		tb.Fatalf("activity_id %q is not a string of digits", out.ActivityID)
+	id, _ := out[idField].(string)
+	if !digits.MatchString(id) {
+		tb.Fatalf("POST %s: %s %v is not a string of digits", path, idField, out[idField])
 	}
-	return out.ActivityID
+	return id
 }
 
 type activityJSON struct {
@@ -92,8 +88,8 @@ type seckillJSON struct {
 }
 
 func TestSeckillThroughHTTP(t *testing.T) {
-	svc := MustServices(t)
-	tg := MustGateway(t, gatewayConfig{productAddr: svc.productAddr, orderAddr: svc.orderAddr})
+	svc := servicetest.MustStart(t, stack)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr})
 	admin := tg.token(t, 1, "admin")
 	alice, bob := tg.token(t, 101, "user"), tg.token(t, 102, "user")
 	now := tg.clock.Now()
@@ -187,8 +183,8 @@ func TestSeckillThroughHTTP(t *testing.T) {
 }
 
 func TestNotFound(t *testing.T) {
-	svc := MustServices(t)
-	tg := MustGateway(t, gatewayConfig{productAddr: svc.productAddr, orderAddr: svc.orderAddr})
+	svc := servicetest.MustStart(t, stack)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr})
 	admin, user := tg.token(t, 1, "admin"), tg.token(t, 201, "user")
 	now := tg.clock.Now()
 	const unknown = "987654321987"
@@ -218,8 +214,8 @@ func TestNotFound(t *testing.T) {
 }
 
 func TestActivityWindowIsCheckedWithTheGatewayClock(t *testing.T) {
-	svc := MustServices(t)
-	tg := MustGateway(t, gatewayConfig{productAddr: svc.productAddr, orderAddr: svc.orderAddr})
+	svc := servicetest.MustStart(t, stack)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr})
 	admin := tg.token(t, 1, "admin")
 	now := tg.clock.Now()
 	sku := tg.MustProduct(t, admin, 19900, 10)
@@ -242,15 +238,15 @@ func TestActivityWindowIsCheckedWithTheGatewayClock(t *testing.T) {
 	if n := tg.orderCalls.Load(); n != 0 {
 		t.Fatalf("%d calls to order, want 0", n)
 	}
-	stock, err := svc.inventory.GetStock(context.Background(), &inventoryv1.GetStockRequest{ActivityId: mustParse(t, running)})
+	stock, err := svc.Inventory.GetStock(context.Background(), &inventoryv1.GetStockRequest{ActivityId: mustParse(t, running)})
 	if err != nil || stock.GetRemaining() != 2 {
 		t.Fatalf("stock of the running activity = %v (%v), want 2 untouched", stock, err)
 	}
 }
 
 func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
-	svc := MustServices(t)
-	tg := MustGateway(t, gatewayConfig{productAddr: svc.productAddr, orderAddr: svc.orderAddr,
+	svc := servicetest.MustStart(t, stack)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
 		opts: gateway.Options{SoldOutTTL: time.Second}})
 	admin := tg.token(t, 1, "admin")
 	now := tg.clock.Now()
@@ -294,7 +290,7 @@ func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 	// has lapsed the activity sells again.
 	var placed seckillJSON
 	first.decode(t, &placed)
-	if _, err := svc.inventory.Release(context.Background(), &inventoryv1.ReleaseRequest{
+	if _, err := svc.Inventory.Release(context.Background(), &inventoryv1.ReleaseRequest{
 		ActivityId: mustParse(t, act), OrderId: mustParse(t, placed.OrderID),
 	}); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,176 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/gateway"
+	"github.com/flashsale/flashsale/gateway/app"
+	"github.com/flashsale/flashsale/gateway/internal/servicetest"
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/localstack"
+)
+
+var stack *localstack.Stack
+
+func TestMain(m *testing.M) {
+	localstack.RunTests(m, servicetest.StackConfig(), func(s *localstack.Stack) { stack = s })
+}
+
+const secret = "0123456789abcdef0123456789abcdef"
+
+func TestConfigFromEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+		check   func(app.Config) bool
+	}{
+		{"defaults", map[string]string{"FLASHSALE_JWT_SECRET": secret}, "", func(c app.Config) bool {
+			return c.HTTPAddr == "127.0.0.1:8080" && c.ProductAddr == "127.0.0.1:9101" && c.OrderAddr == "127.0.0.1:9103" &&
+				c.RedisAddr == "127.0.0.1:6379" && !c.DevTokens && c.SoldOutTTL == time.Second && c.CacheTTL == time.Second &&
+				c.CallTimeout == 2*time.Second && c.MaxBodyBytes == 64<<10 &&
+				c.SeckillUserLimit == gateway.Limit{RPS: 5, Burst: 10}
+		}},
+		{"overrides", map[string]string{
+			"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_HTTP_ADDR": ":9999", "FLASHSALE_RATE_SECKILL_RPS": "7",
+			"FLASHSALE_RATE_SECKILL_BURST": "8", "FLASHSALE_SOLD_OUT_TTL": "250ms",
+		}, "", func(c app.Config) bool {
+			return c.HTTPAddr == ":9999" && c.SeckillRouteLimit == gateway.Limit{RPS: 7, Burst: 8} && c.SoldOutTTL == 250*time.Millisecond
+		}},
+		{"dev mode needs no secret", map[string]string{"FLASHSALE_DEV_TOKENS": "true"}, "", func(c app.Config) bool { return c.DevTokens }},
+		{"secret required", map[string]string{}, "FLASHSALE_JWT_SECRET is required", nil},
+		{"secret too short", map[string]string{"FLASHSALE_JWT_SECRET": "short"}, "at least 32 bytes", nil},
+		{"negative rate", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_RATE_USER_RPS": "-1"}, "FLASHSALE_RATE_USER_RPS", nil},
+		{"bad duration", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_CALL_TIMEOUT": "soon"}, "FLASHSALE_CALL_TIMEOUT", nil},
+		{"zero sold-out ttl", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_SOLD_OUT_TTL": "0s"}, "FLASHSALE_SOLD_OUT_TTL", nil},
+		{"bad bool", map[string]string{"FLASHSALE_DEV_TOKENS": "maybe"}, "FLASHSALE_DEV_TOKENS", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := config.FromMap(tt.env)
+			cfg := app.ConfigFromEnv(env)
+			err := env.Err()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(cfg) {
+				t.Fatalf("config = %+v", cfg)
+			}
+		})
+	}
+}
+
+func TestRunRefusesToStartWithoutSecret(t *testing.T) {
+	err := app.Run(context.Background(), app.Config{RedisAddr: stack.RedisAddr, HTTPListener: servicetest.MustListen(t)})
+	if err == nil || !strings.Contains(err.Error(), "JWT secret") {
+		t.Fatalf("Run = %v, want a JWT secret error", err)
+	}
+}
+
+// MustGateway runs the gateway process on a free port and returns its
+// base URL once /healthz answers.
+func MustGateway(tb testing.TB, cfg app.Config) string {
+	tb.Helper()
+	lis := servicetest.MustListen(tb)
+	cfg.HTTPListener = lis
+	cfg.RedisAddr = stack.RedisAddr
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx, cfg) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+	})
+	base := "http://" + lis.Addr().String()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if status, _ := call(tb, http.MethodGet, base+"/healthz", "", ""); status == http.StatusOK {
+			return base
+		}
+		if time.Now().After(deadline) {
+			tb.Fatal("gateway /healthz not 200 after 10s")
+		}
+	}
+}
+
+// call sends a request and returns the answer's status and body, or
+// status 0 when the request fails.
+func call(tb testing.TB, method, url, token, body string) (int, string) {
+	tb.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewBufferString(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+func TestReadinessFollowsTheDownstreams(t *testing.T) {
+	down := MustGateway(t, app.Config{JWTSecret: secret, ProductAddr: "127.0.0.1:1", OrderAddr: "127.0.0.1:1"})
+	if status, _ := call(t, http.MethodGet, down+"/healthz", "", ""); status != http.StatusOK {
+		t.Fatalf("/healthz with downstreams down = %d, want 200 (alive)", status)
+	}
+	if status, body := call(t, http.MethodGet, down+"/readyz", "", ""); status != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz with downstreams down = %d %s, want 503", status, body)
+	}
+
+	svc := servicetest.MustStart(t, stack)
+	up := MustGateway(t, app.Config{JWTSecret: secret, ProductAddr: svc.ProductAddr, OrderAddr: svc.OrderAddr})
+	if status, body := call(t, http.MethodGet, up+"/readyz", "", ""); status != http.StatusOK {
+		t.Fatalf("/readyz with everything up = %d %s, want 200", status, body)
+	}
+}
+
+func TestDevModeEndToEnd(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	base := MustGateway(t, app.Config{DevTokens: true, ProductAddr: svc.ProductAddr, OrderAddr: svc.OrderAddr})
+
+	status, body := call(t, http.MethodPost, base+"/api/v1/dev/token", "", `{"user_id":"1","role":"admin"}`)
+	if status != http.StatusOK {
+		t.Fatalf("dev token: %d %s", status, body)
+	}
+	var tok struct{ Token string }
+	if err := json.Unmarshal([]byte(body), &tok); err != nil || tok.Token == "" {
+		t.Fatalf("dev token body %s: %v", body, err)
+	}
+	status, body = call(t, http.MethodPost, base+"/admin/v1/products", tok.Token, `{"title":"kettle","price":2500,"stock":5}`)
+	if status != http.StatusCreated {
+		t.Fatalf("create product with a dev admin token: %d %s", status, body)
+	}
+	var created struct {
+		SKUID string `json:"sku_id"`
+	}
+	if err := json.Unmarshal([]byte(body), &created); err != nil {
+		t.Fatal(err)
+	}
+	status, body = call(t, http.MethodGet, base+"/api/v1/products/"+created.SKUID, "", "")
+	if status != http.StatusOK || !strings.Contains(body, `"title":"kettle"`) {
+		t.Fatalf("read product: %d %s", status, body)
+	}
+	status, body = call(t, http.MethodGet, base+"/metrics", "", "")
+	if status != http.StatusOK || !strings.Contains(body, `gateway_http_requests_total{route="POST /admin/v1/products",status="201"} 1`) {
+		t.Fatalf("/metrics: %d, lacks the product creation", status)
+	}
+}
