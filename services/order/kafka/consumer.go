@@ -19,10 +19,12 @@ import (
 	"github.com/flashsale/flashsale/services/order/event"
 )
 
-// OrderWriter stores orders, skipping those already stored, and returns
-// how many were new (the Postgres store).
+// OrderWriter stores orders in one transaction (the Postgres store). It
+// skips those already stored and returns how many were new, and the
+// conflicts: orders it refused because another order id holds their
+// idempotency key.
 type OrderWriter interface {
-	Insert(ctx context.Context, orders []order.Order) (int, error)
+	Insert(ctx context.Context, orders []order.Order) (stored int, conflicts []order.Order, err error)
 }
 
 // PendingDeleter drops in-flight records once their orders are stored.
@@ -178,7 +180,7 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		orders []order.Order
 		dead   []kafkago.Message
 		links  []trace.Link
-		seen   = make(map[int64]bool, len(batch))
+		source = make(map[int64]kafkago.Message, len(batch)) // by order id
 	)
 	for i := range batch {
 		m := &batch[i]
@@ -195,10 +197,10 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		if sc := trace.SpanContextFromContext(pkafka.ExtractTrace(ctx, m)); sc.IsValid() {
 			links = append(links, trace.Link{SpanContext: sc})
 		}
-		if seen[p.OrderID] {
+		if _, seen := source[p.OrderID]; seen {
 			continue
 		}
-		seen[p.OrderID] = true
+		source[p.OrderID] = *m
 		placed = append(placed, p)
 		orders = append(orders, p.Order(order.StatusPendingPayment))
 	}
@@ -217,16 +219,36 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 			return err
 		}
 	}
-	var stored int
+	var (
+		stored    int
+		conflicts []order.Order
+	)
 	if err := c.retry(sctx, "store orders", func(actx context.Context) error {
-		n, err := c.cfg.Store.Insert(actx, orders)
-		stored = n
+		var err error
+		stored, conflicts, err = c.cfg.Store.Insert(actx, orders)
 		return err
 	}); err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		return err
 	}
-	span.SetAttributes(attribute.Int("stored", stored))
+	span.SetAttributes(attribute.Int("stored", stored), attribute.Int("conflicts", len(conflicts)))
+	if len(conflicts) > 0 {
+		// A second order for one buyer's request: its stock is reserved
+		// under an id no order has, so it must stay visible to operators.
+		var msgs []kafkago.Message
+		for _, o := range conflicts {
+			c.cfg.Logger.ErrorContext(sctx, "order refused: its idempotency key belongs to another order",
+				"order_id", o.ID, "user_id", o.UserID, "activity_id", o.ActivityID)
+			msgs = append(msgs, c.deadLetter(source[o.ID], fmt.Errorf("%w: idempotency key %q of user %d is another order's",
+				order.ErrInvalid, o.IdempotencyKey, o.UserID)))
+		}
+		if err := c.retry(sctx, "dead-letter conflicts", func(actx context.Context) error {
+			return dlq.WriteMessages(actx, msgs...)
+		}); err != nil {
+			span.SetStatus(codes.Error, err.Error())
+			return err
+		}
+	}
 	// A record left behind only shows a stored order as PROCESSING until
 	// it expires, and readers look at Postgres first.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(sctx), attemptTimeout)

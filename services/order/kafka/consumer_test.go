@@ -227,19 +227,24 @@ func TestConsumerDeadLettersPoisonAndGoesOn(t *testing.T) {
 	before, after := placed(2), placed(2)
 	invalid := placed(2)
 	invalid.Quantity = 0
+	// A second order for the request of the first: valid alone, refused
+	// by the store.
+	second := placed(2)
+	second.IdempotencyKey = before.IdempotencyKey
 	poison := []kafkago.Message{
 		{Key: []byte("garbage"), Value: []byte{0xff, 0xff, 0xff}},
 		message(t, invalid),
+		message(t, second),
 	}
 	// One key puts every message on one partition, in this order.
-	msgs := []kafkago.Message{message(t, before), poison[0], poison[1], message(t, after)}
+	msgs := []kafkago.Message{message(t, before), poison[0], poison[1], message(t, after), poison[2]}
 	for i := range msgs {
 		msgs[i].Key = []byte("same-partition")
 	}
 	MustProduce(t, w.topic, msgs...)
 	start(t, w.consumer(w.store, nil))
 	waitDrained(t, w)
-	if o, _ := rows(t, w, []int64{before.OrderID, after.OrderID, invalid.OrderID}); o != 2 {
+	if o, _ := rows(t, w, []int64{before.OrderID, after.OrderID, invalid.OrderID, second.OrderID}); o != 2 {
 		t.Fatalf("got %d orders, want the 2 valid ones", o)
 	}
 
@@ -247,6 +252,7 @@ func TestConsumerDeadLettersPoisonAndGoesOn(t *testing.T) {
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	offsets := []int64{1, 2, 4}
 	for i, want := range poison {
 		m, err := r.ReadMessage(ctx)
 		if err != nil {
@@ -258,8 +264,8 @@ func TestConsumerDeadLettersPoisonAndGoesOn(t *testing.T) {
 		}
 		if string(m.Value) != string(want.Value) || h[orderkafka.HeaderDLQTopic] != w.topic ||
 			h[orderkafka.HeaderDLQReason] == "" || h[orderkafka.HeaderDLQGroup] != w.group ||
-			h[orderkafka.HeaderDLQOffset] != fmt.Sprint(i+1) {
-			t.Fatalf("dead letter %d: got value %x headers %v, want the poison message from %s offset %d", i, m.Value, h, w.topic, i+1)
+			h[orderkafka.HeaderDLQOffset] != fmt.Sprint(offsets[i]) {
+			t.Fatalf("dead letter %d: got value %x headers %v, want the poison message from %s offset %d", i, m.Value, h, w.topic, offsets[i])
 		}
 	}
 }
@@ -271,10 +277,10 @@ type flakyStore struct {
 	calls    atomic.Int64
 }
 
-func (s *flakyStore) Insert(ctx context.Context, orders []order.Order) (int, error) {
+func (s *flakyStore) Insert(ctx context.Context, orders []order.Order) (int, []order.Order, error) {
 	s.calls.Add(1)
 	if s.failures.Add(-1) >= 0 {
-		return 0, errors.New("connection refused")
+		return 0, nil, errors.New("connection refused")
 	}
 	return s.OrderWriter.Insert(ctx, orders)
 }

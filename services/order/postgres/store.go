@@ -8,6 +8,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,12 +39,14 @@ type Store struct {
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 // Insert stores orders that are not stored yet, in one transaction with
-// one multi-row insert per table, and returns how many were new. Orders
-// whose id (or user, kind and idempotency key) is already stored are
-// skipped with their lines, so delivering an event twice is harmless.
-func (s *Store) Insert(ctx context.Context, orders []order.Order) (int, error) {
+// one multi-row insert per table, and returns how many were new. An order
+// whose id is already stored is skipped with its lines, so delivering an
+// event twice is harmless. An order whose user, kind, activity and
+// idempotency key another order id holds is skipped too and returned in
+// conflicts, since it is a second order for one request.
+func (s *Store) Insert(ctx context.Context, orders []order.Order) (stored int, conflicts []order.Order, err error) {
 	if len(orders) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	var o orderColumns
 	var l lineColumns
@@ -52,7 +55,7 @@ func (s *Store) Insert(ctx context.Context, orders []order.Order) (int, error) {
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("insert orders: %w", err)
+		return 0, nil, fmt.Errorf("insert orders: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 	rows, err := tx.Query(ctx, `
@@ -66,22 +69,31 @@ func (s *Store) Insert(ctx context.Context, orders []order.Order) (int, error) {
 		RETURNING order_id`,
 		o.id, o.user, o.kind, o.status, o.activity, o.total, o.discount, o.payable, o.key, o.created, o.expires)
 	if err != nil {
-		return 0, fmt.Errorf("insert orders: %w", err)
+		return 0, nil, fmt.Errorf("insert orders: %w", err)
 	}
 	inserted, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return 0, fmt.Errorf("insert orders: %w", err)
+		return 0, nil, fmt.Errorf("insert orders: %w", err)
 	}
 	fresh := make(map[int64]bool, len(inserted))
 	for _, id := range inserted {
 		fresh[id] = true
 	}
+	var skipped []int64
 	for _, ord := range orders {
-		if fresh[ord.ID] {
+		isNew, ok := fresh[ord.ID]
+		switch {
+		case isNew:
 			l.add(ord)
 			// A duplicate within the batch must not add its lines twice.
 			fresh[ord.ID] = false
+		case !ok:
+			skipped = append(skipped, ord.ID)
 		}
+	}
+	conflicts, err = s.conflicts(ctx, tx, orders, skipped)
+	if err != nil {
+		return 0, nil, err
 	}
 	if len(l.id) > 0 {
 		if _, err := tx.Exec(ctx, `
@@ -89,13 +101,41 @@ func (s *Store) Insert(ctx context.Context, orders []order.Order) (int, error) {
 			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
 			                     $6::bigint[], $7::bigint[], $8::bigint[])`,
 			l.id, l.order, l.sku, l.qty, l.price, l.amount, l.discount, l.payable); err != nil {
-			return 0, fmt.Errorf("insert order lines: %w", err)
+			return 0, nil, fmt.Errorf("insert order lines: %w", err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("insert orders: commit: %w", err)
+		return 0, nil, fmt.Errorf("insert orders: commit: %w", err)
 	}
-	return len(inserted), nil
+	return len(inserted), conflicts, nil
+}
+
+// conflicts returns the orders among skipped whose id is not stored: what
+// kept them out was the idempotency key.
+func (s *Store) conflicts(ctx context.Context, tx pgx.Tx, orders []order.Order, skipped []int64) ([]order.Order, error) {
+	if len(skipped) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT order_id FROM orders WHERE order_id = ANY($1)`, skipped)
+	if err != nil {
+		return nil, fmt.Errorf("insert orders: %w", err)
+	}
+	present, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("insert orders: %w", err)
+	}
+	done := make(map[int64]bool, len(present))
+	for _, id := range present {
+		done[id] = true
+	}
+	var out []order.Order
+	for _, o := range orders {
+		if !done[o.ID] && slices.Contains(skipped, o.ID) {
+			done[o.ID] = true // report each order once
+			out = append(out, o)
+		}
+	}
+	return out, nil
 }
 
 // orderColumns holds orders as one array per column, the shape unnest

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,26 +58,35 @@ func TestInsertIsIdempotent(t *testing.T) {
 	a, b := placed(1, 100, 1), placed(2, 100, 2)
 	dupKey := placed(1, 100, 1)
 	dupKey.IdempotencyKey = a.IdempotencyKey
+	otherActivity := placed(1, 200, 1)
+	otherActivity.IdempotencyKey = a.IdempotencyKey
 
 	tests := []struct {
-		name   string
-		orders []order.Order
-		want   int
+		name          string
+		orders        []order.Order
+		want          int
+		wantConflicts []int64
 	}{
 		{"new orders, one twice in the batch", []order.Order{
-			a.Order(order.StatusPendingPayment), b.Order(order.StatusPendingPayment), a.Order(order.StatusPendingPayment)}, 2},
-		{"the same orders again", []order.Order{a.Order(order.StatusPendingPayment), b.Order(order.StatusPendingPayment)}, 0},
-		{"another id with a used idempotency key", []order.Order{dupKey.Order(order.StatusPendingPayment)}, 0},
-		{"empty batch", nil, 0},
+			a.Order(order.StatusPendingPayment), b.Order(order.StatusPendingPayment), a.Order(order.StatusPendingPayment)}, 2, nil},
+		{"the same orders again", []order.Order{a.Order(order.StatusPendingPayment), b.Order(order.StatusPendingPayment)}, 0, nil},
+		{"another id with a used idempotency key", []order.Order{
+			dupKey.Order(order.StatusPendingPayment), a.Order(order.StatusPendingPayment)}, 0, []int64{dupKey.OrderID}},
+		{"the same key in another activity", []order.Order{otherActivity.Order(order.StatusPendingPayment)}, 1, nil},
+		{"empty batch", nil, 0, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := s.Insert(ctx, tt.orders)
+			got, conflicts, err := s.Insert(ctx, tt.orders)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
-				t.Fatalf("inserted: got %d, want %d", got, tt.want)
+			var gotConflicts []int64
+			for _, o := range conflicts {
+				gotConflicts = append(gotConflicts, o.ID)
+			}
+			if got != tt.want || fmt.Sprint(gotConflicts) != fmt.Sprint(tt.wantConflicts) {
+				t.Fatalf("inserted: got %d, conflicts %v, want %d, conflicts %v", got, gotConflicts, tt.want, tt.wantConflicts)
 			}
 		})
 	}
@@ -110,7 +120,7 @@ func TestInsertRejectsBrokenMoneyAtomically(t *testing.T) {
 	good := placed(3, 101, 1)
 	bad := placed(3, 101, 1).Order(order.StatusPendingPayment)
 	bad.Lines[0].Amount++ // amount must be unit_price × quantity
-	if _, err := s.Insert(ctx, []order.Order{good.Order(order.StatusPendingPayment), bad}); err == nil {
+	if _, _, err := s.Insert(ctx, []order.Order{good.Order(order.StatusPendingPayment), bad}); err == nil {
 		t.Fatal("a line whose amount is not price × quantity was stored")
 	}
 	if _, err := s.Order(ctx, good.OrderID); !errors.Is(err, order.ErrNotFound) {
@@ -130,7 +140,7 @@ func TestUserOrdersAndActivityStats(t *testing.T) {
 		batch = append(batch, p.Order(order.StatusPendingPayment))
 		ids = append(ids, p.OrderID)
 	}
-	if _, err := s.Insert(ctx, batch); err != nil {
+	if _, _, err := s.Insert(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.UserOrders(ctx, user, 100)

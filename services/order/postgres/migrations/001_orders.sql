@@ -15,9 +15,11 @@ CREATE TABLE orders (
     expires_at      timestamptz NOT NULL CHECK (expires_at > created_at),
     paid_at         timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT now(),
-    -- A second guard behind the inventory's idempotency: one order per
-    -- buyer and key, whatever the order id.
-    UNIQUE (user_id, kind, idempotency_key),
+    -- A second guard behind the inventory's idempotency, in the same scope
+    -- (a buyer's key within one activity): one order per buyer, activity
+    -- and key, whatever the order id. Regular orders (activity NULL) get
+    -- one per buyer and key.
+    UNIQUE NULLS NOT DISTINCT (user_id, kind, activity_id, idempotency_key),
     CHECK (kind <> 'SECKILL' OR activity_id IS NOT NULL),
     CHECK ((status = 'PENDING_PAYMENT' OR status = 'CANCELLED' OR status = 'EXPIRED') = (paid_at IS NULL))
 );

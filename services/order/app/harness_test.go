@@ -1,0 +1,279 @@
+package app_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	pkafka "github.com/flashsale/flashsale/platform/kafka"
+	"github.com/flashsale/flashsale/platform/localstack"
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/rpc"
+	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	productv1 "github.com/flashsale/flashsale/proto/product/v1"
+	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
+	"github.com/flashsale/flashsale/services/order/app"
+	orderkafka "github.com/flashsale/flashsale/services/order/kafka"
+	productapp "github.com/flashsale/flashsale/services/product/app"
+)
+
+var stack *localstack.Stack
+
+func TestMain(m *testing.M) {
+	localstack.RunTests(m, localstack.Config{
+		Databases:  []string{"orders", "products"},
+		Topics:     []string{orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ},
+		Partitions: 4,
+	}, func(s *localstack.Stack) { stack = s })
+}
+
+// nodes gives every service of the run its own snowflake node: services
+// on manual clocks set to the same instant must never make equal ids.
+var nodes atomic.Int64
+
+// userIDs hands out user ids no earlier run against the same database
+// used (-count=N reuses one stack).
+var userIDs atomic.Int64
+
+func init() { userIDs.Store(time.Now().UnixMicro()) }
+
+// newUsers returns the first of n fresh user ids.
+func newUsers(n int64) int64 { return userIDs.Add(n) - n + 1 }
+
+// platform is the three services of one test, each on its own ports: the
+// real inventory and product services and the order service under test.
+type platform struct {
+	clock     *clock.Manual
+	order     orderv1.OrderServiceClient
+	product   productv1.ProductServiceClient
+	inventory inventoryv1.InventoryServiceClient
+	db        *pgxpool.Pool
+}
+
+// MustPlatform starts inventory, product and order (order and product on
+// a manual clock at the current time) and waits until they are ready.
+func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
+	tb.Helper()
+	p := &platform{clock: clock.NewManual(time.Now().UTC().Truncate(time.Millisecond))}
+
+	invGRPC, invAdmin := MustListen(tb), MustListen(tb)
+	MustRun(tb, invAdmin, func(ctx context.Context) error {
+		return inventoryapp.Run(ctx, inventoryapp.Config{GRPCListener: invGRPC, AdminListener: invAdmin, RedisAddr: stack.RedisAddr})
+	})
+	prodGRPC, prodAdmin := MustListen(tb), MustListen(tb)
+	MustRun(tb, prodAdmin, func(ctx context.Context) error {
+		return productapp.Run(ctx, productapp.Config{GRPCListener: prodGRPC, AdminListener: prodAdmin, Clock: p.clock,
+			PostgresURL: stack.PostgresURL("products"), InventoryAddr: invGRPC.Addr().String(), NodeID: nodes.Add(1)})
+	})
+	ordGRPC, ordAdmin := MustListen(tb), MustListen(tb)
+	cfg := app.Config{
+		GRPCListener: ordGRPC, AdminListener: ordAdmin, Clock: p.clock,
+		PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr, KafkaBrokers: stack.KafkaBrokers,
+		InventoryAddr: invGRPC.Addr().String(), ProductAddr: prodGRPC.Addr().String(), NodeID: nodes.Add(1),
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	MustRun(tb, ordAdmin, func(ctx context.Context) error { return app.Run(ctx, cfg) })
+
+	p.order = orderv1.NewOrderServiceClient(MustDial(tb, ordGRPC.Addr().String()))
+	p.product = productv1.NewProductServiceClient(MustDial(tb, prodGRPC.Addr().String()))
+	p.inventory = inventoryv1.NewInventoryServiceClient(MustDial(tb, invGRPC.Addr().String()))
+	pool, err := pgplatform.Dial(context.Background(), stack.PostgresURL("orders"), 4)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	p.db = pool
+	return p
+}
+
+// MustListen listens on a free loopback port.
+func MustListen(tb testing.TB) net.Listener {
+	tb.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return lis
+}
+
+// MustRun runs run until the test ends (failing the test if it returns an
+// error) and returns once /readyz on admin answers 200.
+func MustRun(tb testing.TB, admin net.Listener, run func(context.Context) error) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+	})
+	url := "http://" + admin.Addr().String() + "/readyz"
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			tb.Fatalf("Run returned before it was ready: %v", err)
+		default:
+		}
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+	}
+	tb.Fatalf("%s not ready after 30s", url)
+}
+
+// MustDial returns a client connection to addr, closed when the test ends.
+func MustDial(tb testing.TB, addr string) *grpc.ClientConn {
+	tb.Helper()
+	cc, err := rpc.Dial(addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// MustActivity creates a product and an activity of stock units at 99.00
+// with the per-user limit, running from startsIn to an hour later.
+func (p *platform) MustActivity(tb testing.TB, stock, limit int64, startsIn time.Duration) *productv1.Activity {
+	tb.Helper()
+	ctx := context.Background()
+	prod, err := p.product.CreateProduct(ctx, &productv1.CreateProductRequest{Title: "Phone", Price: 199_00, Stock: stock})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	starts := p.clock.Now().Add(startsIn)
+	a, err := p.product.CreateActivity(ctx, &productv1.CreateActivityRequest{
+		SkuId: prod.GetSkuId(), Price: 99_00, Stock: stock, PerUserLimit: limit,
+		StartsAt: timestamppb.New(starts), EndsAt: timestamppb.New(starts.Add(time.Hour)),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
+
+// MustDrain waits until the order-writer group has committed everything
+// on orders.placed.
+func MustDrain(tb testing.TB) {
+	tb.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		lag, err := pkafka.Lag(context.Background(), stack.KafkaBrokers, orderkafka.GroupWriter, orderkafka.TopicPlaced)
+		if err == nil && lag == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("order-writer never caught up: lag %d (%v)", lag, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// produced watches the broker's produce requests to orders.placed: it
+// counts the records per key (order id), and while failing is set it
+// answers them with an error instead of storing them.
+type produced struct {
+	mu      sync.Mutex
+	keys    map[int64]int
+	failing atomic.Bool
+	stopped atomic.Bool
+}
+
+// MustWatchProduce installs the watch on the test's broker until the test
+// ends.
+func MustWatchProduce(tb testing.TB) *produced {
+	tb.Helper()
+	w := &produced{keys: map[int64]int{}}
+	c := stack.Kafka()
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if w.stopped.Load() {
+			c.DropControl()
+			return nil, nil, false
+		}
+		c.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		w.count(pr)
+		if !w.failing.Load() {
+			return nil, nil, false
+		}
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, t := range pr.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic = t.Topic
+			for _, part := range t.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = part.Partition
+				rp.ErrorCode = kerr.NotEnoughReplicas.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+	tb.Cleanup(func() { w.stopped.Store(true) })
+	return w
+}
+
+func (w *produced) count(pr *kmsg.ProduceRequest) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, t := range pr.Topics {
+		if t.Topic != orderkafka.TopicPlaced {
+			continue
+		}
+		for _, part := range t.Partitions {
+			var b kmsg.RecordBatch
+			if err := b.ReadFrom(part.Records); err != nil {
+				continue
+			}
+			recs, err := kfake.BatchRecords(b)
+			if err != nil {
+				continue
+			}
+			for _, r := range recs {
+				if id, err := strconv.ParseInt(string(r.Key), 10, 64); err == nil {
+					w.keys[id]++
+				}
+			}
+		}
+	}
+}
+
+// Count returns how many records with key orderID were produced.
+func (w *produced) Count(orderID int64) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.keys[orderID]
+}
+
+// IDs returns every order id produced so far.
+func (w *produced) IDs() []int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var ids []int64
+	for id := range w.keys {
+		ids = append(ids, id)
+	}
+	return ids
+}
