@@ -6,7 +6,7 @@ require (
 	github.com/flashsale/flashsale/platform v0.0.0
 	github.com/flashsale/flashsale/proto v0.0.0
 	github.com/flashsale/flashsale/services/inventory v0.0.0
-	github.com/flashsale/flashsale/services/product v0.0.0-00010101000000-000000000000
+	github.com/flashsale/flashsale/services/product v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/segmentio/kafka-go v0.4.51
