@@ -25,6 +25,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type MarkOutcome int32
+
+const (
+	MarkOutcome_MARK_OUTCOME_UNSPECIFIED MarkOutcome = 0
+	MarkOutcome_MARK_OUTCOME_MARKED      MarkOutcome = 1 // store the order
+	MarkOutcome_MARK_OUTCOME_DROP        MarkOutcome = 2 // released as unpublished: do not store the order
+	MarkOutcome_MARK_OUTCOME_NOT_FOUND   MarkOutcome = 3 // no such reservation: do not store the order
+)
+
+// Enum value maps for MarkOutcome.
+var (
+	MarkOutcome_name = map[int32]string{
+		0: "MARK_OUTCOME_UNSPECIFIED",
+		1: "MARK_OUTCOME_MARKED",
+		2: "MARK_OUTCOME_DROP",
+		3: "MARK_OUTCOME_NOT_FOUND",
+	}
+	MarkOutcome_value = map[string]int32{
+		"MARK_OUTCOME_UNSPECIFIED": 0,
+		"MARK_OUTCOME_MARKED":      1,
+		"MARK_OUTCOME_DROP":        2,
+		"MARK_OUTCOME_NOT_FOUND":   3,
+	}
+)
+
+func (x MarkOutcome) Enum() *MarkOutcome {
+	p := new(MarkOutcome)
+	*p = x
+	return p
+}
+
+func (x MarkOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MarkOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_inventory_v1_inventory_proto_enumTypes[0].Descriptor()
+}
+
+func (MarkOutcome) Type() protoreflect.EnumType {
+	return &file_inventory_v1_inventory_proto_enumTypes[0]
+}
+
+func (x MarkOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MarkOutcome.Descriptor instead.
+func (MarkOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{0}
+}
+
 type ReservationStatus int32
 
 const (
@@ -61,11 +113,11 @@ func (x ReservationStatus) String() string {
 }
 
 func (ReservationStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_inventory_v1_inventory_proto_enumTypes[0].Descriptor()
+	return file_inventory_v1_inventory_proto_enumTypes[1].Descriptor()
 }
 
 func (ReservationStatus) Type() protoreflect.EnumType {
-	return &file_inventory_v1_inventory_proto_enumTypes[0]
+	return &file_inventory_v1_inventory_proto_enumTypes[1]
 }
 
 func (x ReservationStatus) Number() protoreflect.EnumNumber {
@@ -74,7 +126,7 @@ func (x ReservationStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReservationStatus.Descriptor instead.
 func (ReservationStatus) EnumDescriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{0}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{1}
 }
 
 type PreheatRequest struct {
@@ -326,9 +378,15 @@ func (x *ReserveResponse) GetRemaining() int64 {
 }
 
 type ReleaseRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ActivityId    int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
-	OrderId       int64                  `protobuf:"varint,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ActivityId int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
+	OrderId    int64                  `protobuf:"varint,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// unpublished says the caller could not publish the order's event (the
+	// publish failed or timed out, so the event may or may not be in Kafka).
+	// The release then happens only if no consumer has marked the
+	// reservation ordered (FAILED_PRECONDITION with CONFLICT otherwise: the
+	// order exists), and a late delivery of the event is dropped.
+	Unpublished   bool `protobuf:"varint,3,opt,name=unpublished,proto3" json:"unpublished,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -375,6 +433,13 @@ func (x *ReleaseRequest) GetOrderId() int64 {
 		return x.OrderId
 	}
 	return 0
+}
+
+func (x *ReleaseRequest) GetUnpublished() bool {
+	if x != nil {
+		return x.Unpublished
+	}
+	return false
 }
 
 type ReleaseResponse struct {
@@ -509,6 +574,146 @@ func (*ConfirmResponse) Descriptor() ([]byte, []int) {
 	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{7}
 }
 
+type OrderRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActivityId    int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
+	OrderId       int64                  `protobuf:"varint,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OrderRef) Reset() {
+	*x = OrderRef{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderRef) ProtoMessage() {}
+
+func (x *OrderRef) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderRef.ProtoReflect.Descriptor instead.
+func (*OrderRef) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *OrderRef) GetActivityId() int64 {
+	if x != nil {
+		return x.ActivityId
+	}
+	return 0
+}
+
+func (x *OrderRef) GetOrderId() int64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+type MarkOrderedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Orders        []*OrderRef            `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkOrderedRequest) Reset() {
+	*x = MarkOrderedRequest{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkOrderedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkOrderedRequest) ProtoMessage() {}
+
+func (x *MarkOrderedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkOrderedRequest.ProtoReflect.Descriptor instead.
+func (*MarkOrderedRequest) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *MarkOrderedRequest) GetOrders() []*OrderRef {
+	if x != nil {
+		return x.Orders
+	}
+	return nil
+}
+
+type MarkOrderedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Outcomes      []MarkOutcome          `protobuf:"varint,1,rep,packed,name=outcomes,proto3,enum=flashsale.inventory.v1.MarkOutcome" json:"outcomes,omitempty"` // one per request order, same order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkOrderedResponse) Reset() {
+	*x = MarkOrderedResponse{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkOrderedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkOrderedResponse) ProtoMessage() {}
+
+func (x *MarkOrderedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkOrderedResponse.ProtoReflect.Descriptor instead.
+func (*MarkOrderedResponse) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *MarkOrderedResponse) GetOutcomes() []MarkOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
 type GetStockRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ActivityId    int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
@@ -518,7 +723,7 @@ type GetStockRequest struct {
 
 func (x *GetStockRequest) Reset() {
 	*x = GetStockRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[8]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -530,7 +735,7 @@ func (x *GetStockRequest) String() string {
 func (*GetStockRequest) ProtoMessage() {}
 
 func (x *GetStockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[8]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -543,7 +748,7 @@ func (x *GetStockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStockRequest.ProtoReflect.Descriptor instead.
 func (*GetStockRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{8}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetStockRequest) GetActivityId() int64 {
@@ -563,7 +768,7 @@ type GetStockResponse struct {
 
 func (x *GetStockResponse) Reset() {
 	*x = GetStockResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[9]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +780,7 @@ func (x *GetStockResponse) String() string {
 func (*GetStockResponse) ProtoMessage() {}
 
 func (x *GetStockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[9]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +793,7 @@ func (x *GetStockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStockResponse.ProtoReflect.Descriptor instead.
 func (*GetStockResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{9}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetStockResponse) GetRemaining() int64 {
@@ -615,7 +820,7 @@ type GetReservationRequest struct {
 
 func (x *GetReservationRequest) Reset() {
 	*x = GetReservationRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[10]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +832,7 @@ func (x *GetReservationRequest) String() string {
 func (*GetReservationRequest) ProtoMessage() {}
 
 func (x *GetReservationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[10]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +845,7 @@ func (x *GetReservationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReservationRequest.ProtoReflect.Descriptor instead.
 func (*GetReservationRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{10}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetReservationRequest) GetActivityId() int64 {
@@ -671,7 +876,7 @@ type Reservation struct {
 
 func (x *Reservation) Reset() {
 	*x = Reservation{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[11]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +888,7 @@ func (x *Reservation) String() string {
 func (*Reservation) ProtoMessage() {}
 
 func (x *Reservation) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[11]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +901,7 @@ func (x *Reservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reservation.ProtoReflect.Descriptor instead.
 func (*Reservation) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{11}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Reservation) GetActivityId() int64 {
@@ -765,18 +970,27 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x0fReserveResponse\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x03R\aorderId\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\x12\x1c\n" +
-	"\tremaining\x18\x03 \x01(\x03R\tremaining\"L\n" +
+	"\tremaining\x18\x03 \x01(\x03R\tremaining\"n\n" +
 	"\x0eReleaseRequest\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\x03R\n" +
 	"activityId\x12\x19\n" +
-	"\border_id\x18\x02 \x01(\x03R\aorderId\"-\n" +
+	"\border_id\x18\x02 \x01(\x03R\aorderId\x12 \n" +
+	"\vunpublished\x18\x03 \x01(\bR\vunpublished\"-\n" +
 	"\x0fReleaseResponse\x12\x1a\n" +
 	"\breleased\x18\x01 \x01(\bR\breleased\"L\n" +
 	"\x0eConfirmRequest\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\x03R\n" +
 	"activityId\x12\x19\n" +
 	"\border_id\x18\x02 \x01(\x03R\aorderId\"\x11\n" +
-	"\x0fConfirmResponse\"2\n" +
+	"\x0fConfirmResponse\"F\n" +
+	"\bOrderRef\x12\x1f\n" +
+	"\vactivity_id\x18\x01 \x01(\x03R\n" +
+	"activityId\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\x03R\aorderId\"N\n" +
+	"\x12MarkOrderedRequest\x128\n" +
+	"\x06orders\x18\x01 \x03(\v2 .flashsale.inventory.v1.OrderRefR\x06orders\"V\n" +
+	"\x13MarkOrderedResponse\x12?\n" +
+	"\boutcomes\x18\x01 \x03(\x0e2#.flashsale.inventory.v1.MarkOutcomeR\boutcomes\"2\n" +
 	"\x0fGetStockRequest\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\x03R\n" +
 	"activityId\"F\n" +
@@ -795,17 +1009,23 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\bquantity\x18\x04 \x01(\x03R\bquantity\x12A\n" +
 	"\x06status\x18\x05 \x01(\x0e2).flashsale.inventory.v1.ReservationStatusR\x06status\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\x9b\x01\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*w\n" +
+	"\vMarkOutcome\x12\x1c\n" +
+	"\x18MARK_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13MARK_OUTCOME_MARKED\x10\x01\x12\x15\n" +
+	"\x11MARK_OUTCOME_DROP\x10\x02\x12\x1a\n" +
+	"\x16MARK_OUTCOME_NOT_FOUND\x10\x03*\x9b\x01\n" +
 	"\x11ReservationStatus\x12\"\n" +
 	"\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bRESERVATION_STATUS_RESERVED\x10\x01\x12 \n" +
 	"\x1cRESERVATION_STATUS_CONFIRMED\x10\x02\x12\x1f\n" +
-	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\xc7\x04\n" +
+	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\xaf\x05\n" +
 	"\x10InventoryService\x12Z\n" +
 	"\aPreheat\x12&.flashsale.inventory.v1.PreheatRequest\x1a'.flashsale.inventory.v1.PreheatResponse\x12Z\n" +
 	"\aReserve\x12&.flashsale.inventory.v1.ReserveRequest\x1a'.flashsale.inventory.v1.ReserveResponse\x12Z\n" +
 	"\aRelease\x12&.flashsale.inventory.v1.ReleaseRequest\x1a'.flashsale.inventory.v1.ReleaseResponse\x12Z\n" +
-	"\aConfirm\x12&.flashsale.inventory.v1.ConfirmRequest\x1a'.flashsale.inventory.v1.ConfirmResponse\x12]\n" +
+	"\aConfirm\x12&.flashsale.inventory.v1.ConfirmRequest\x1a'.flashsale.inventory.v1.ConfirmResponse\x12f\n" +
+	"\vMarkOrdered\x12*.flashsale.inventory.v1.MarkOrderedRequest\x1a+.flashsale.inventory.v1.MarkOrderedResponse\x12]\n" +
 	"\bGetStock\x12'.flashsale.inventory.v1.GetStockRequest\x1a(.flashsale.inventory.v1.GetStockResponse\x12d\n" +
 	"\x0eGetReservation\x12-.flashsale.inventory.v1.GetReservationRequest\x1a#.flashsale.inventory.v1.ReservationB?Z=github.com/flashsale/flashsale/proto/inventory/v1;inventoryv1b\x06proto3"
 
@@ -821,45 +1041,53 @@ func file_inventory_v1_inventory_proto_rawDescGZIP() []byte {
 	return file_inventory_v1_inventory_proto_rawDescData
 }
 
-var file_inventory_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_inventory_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_inventory_v1_inventory_proto_goTypes = []any{
-	(ReservationStatus)(0),        // 0: flashsale.inventory.v1.ReservationStatus
-	(*PreheatRequest)(nil),        // 1: flashsale.inventory.v1.PreheatRequest
-	(*PreheatResponse)(nil),       // 2: flashsale.inventory.v1.PreheatResponse
-	(*ReserveRequest)(nil),        // 3: flashsale.inventory.v1.ReserveRequest
-	(*ReserveResponse)(nil),       // 4: flashsale.inventory.v1.ReserveResponse
-	(*ReleaseRequest)(nil),        // 5: flashsale.inventory.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),       // 6: flashsale.inventory.v1.ReleaseResponse
-	(*ConfirmRequest)(nil),        // 7: flashsale.inventory.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),       // 8: flashsale.inventory.v1.ConfirmResponse
-	(*GetStockRequest)(nil),       // 9: flashsale.inventory.v1.GetStockRequest
-	(*GetStockResponse)(nil),      // 10: flashsale.inventory.v1.GetStockResponse
-	(*GetReservationRequest)(nil), // 11: flashsale.inventory.v1.GetReservationRequest
-	(*Reservation)(nil),           // 12: flashsale.inventory.v1.Reservation
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(MarkOutcome)(0),              // 0: flashsale.inventory.v1.MarkOutcome
+	(ReservationStatus)(0),        // 1: flashsale.inventory.v1.ReservationStatus
+	(*PreheatRequest)(nil),        // 2: flashsale.inventory.v1.PreheatRequest
+	(*PreheatResponse)(nil),       // 3: flashsale.inventory.v1.PreheatResponse
+	(*ReserveRequest)(nil),        // 4: flashsale.inventory.v1.ReserveRequest
+	(*ReserveResponse)(nil),       // 5: flashsale.inventory.v1.ReserveResponse
+	(*ReleaseRequest)(nil),        // 6: flashsale.inventory.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),       // 7: flashsale.inventory.v1.ReleaseResponse
+	(*ConfirmRequest)(nil),        // 8: flashsale.inventory.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),       // 9: flashsale.inventory.v1.ConfirmResponse
+	(*OrderRef)(nil),              // 10: flashsale.inventory.v1.OrderRef
+	(*MarkOrderedRequest)(nil),    // 11: flashsale.inventory.v1.MarkOrderedRequest
+	(*MarkOrderedResponse)(nil),   // 12: flashsale.inventory.v1.MarkOrderedResponse
+	(*GetStockRequest)(nil),       // 13: flashsale.inventory.v1.GetStockRequest
+	(*GetStockResponse)(nil),      // 14: flashsale.inventory.v1.GetStockResponse
+	(*GetReservationRequest)(nil), // 15: flashsale.inventory.v1.GetReservationRequest
+	(*Reservation)(nil),           // 16: flashsale.inventory.v1.Reservation
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_inventory_v1_inventory_proto_depIdxs = []int32{
-	13, // 0: flashsale.inventory.v1.ReserveRequest.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 1: flashsale.inventory.v1.Reservation.status:type_name -> flashsale.inventory.v1.ReservationStatus
-	13, // 2: flashsale.inventory.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 3: flashsale.inventory.v1.InventoryService.Preheat:input_type -> flashsale.inventory.v1.PreheatRequest
-	3,  // 4: flashsale.inventory.v1.InventoryService.Reserve:input_type -> flashsale.inventory.v1.ReserveRequest
-	5,  // 5: flashsale.inventory.v1.InventoryService.Release:input_type -> flashsale.inventory.v1.ReleaseRequest
-	7,  // 6: flashsale.inventory.v1.InventoryService.Confirm:input_type -> flashsale.inventory.v1.ConfirmRequest
-	9,  // 7: flashsale.inventory.v1.InventoryService.GetStock:input_type -> flashsale.inventory.v1.GetStockRequest
-	11, // 8: flashsale.inventory.v1.InventoryService.GetReservation:input_type -> flashsale.inventory.v1.GetReservationRequest
-	2,  // 9: flashsale.inventory.v1.InventoryService.Preheat:output_type -> flashsale.inventory.v1.PreheatResponse
-	4,  // 10: flashsale.inventory.v1.InventoryService.Reserve:output_type -> flashsale.inventory.v1.ReserveResponse
-	6,  // 11: flashsale.inventory.v1.InventoryService.Release:output_type -> flashsale.inventory.v1.ReleaseResponse
-	8,  // 12: flashsale.inventory.v1.InventoryService.Confirm:output_type -> flashsale.inventory.v1.ConfirmResponse
-	10, // 13: flashsale.inventory.v1.InventoryService.GetStock:output_type -> flashsale.inventory.v1.GetStockResponse
-	12, // 14: flashsale.inventory.v1.InventoryService.GetReservation:output_type -> flashsale.inventory.v1.Reservation
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	17, // 0: flashsale.inventory.v1.ReserveRequest.expires_at:type_name -> google.protobuf.Timestamp
+	10, // 1: flashsale.inventory.v1.MarkOrderedRequest.orders:type_name -> flashsale.inventory.v1.OrderRef
+	0,  // 2: flashsale.inventory.v1.MarkOrderedResponse.outcomes:type_name -> flashsale.inventory.v1.MarkOutcome
+	1,  // 3: flashsale.inventory.v1.Reservation.status:type_name -> flashsale.inventory.v1.ReservationStatus
+	17, // 4: flashsale.inventory.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	2,  // 5: flashsale.inventory.v1.InventoryService.Preheat:input_type -> flashsale.inventory.v1.PreheatRequest
+	4,  // 6: flashsale.inventory.v1.InventoryService.Reserve:input_type -> flashsale.inventory.v1.ReserveRequest
+	6,  // 7: flashsale.inventory.v1.InventoryService.Release:input_type -> flashsale.inventory.v1.ReleaseRequest
+	8,  // 8: flashsale.inventory.v1.InventoryService.Confirm:input_type -> flashsale.inventory.v1.ConfirmRequest
+	11, // 9: flashsale.inventory.v1.InventoryService.MarkOrdered:input_type -> flashsale.inventory.v1.MarkOrderedRequest
+	13, // 10: flashsale.inventory.v1.InventoryService.GetStock:input_type -> flashsale.inventory.v1.GetStockRequest
+	15, // 11: flashsale.inventory.v1.InventoryService.GetReservation:input_type -> flashsale.inventory.v1.GetReservationRequest
+	3,  // 12: flashsale.inventory.v1.InventoryService.Preheat:output_type -> flashsale.inventory.v1.PreheatResponse
+	5,  // 13: flashsale.inventory.v1.InventoryService.Reserve:output_type -> flashsale.inventory.v1.ReserveResponse
+	7,  // 14: flashsale.inventory.v1.InventoryService.Release:output_type -> flashsale.inventory.v1.ReleaseResponse
+	9,  // 15: flashsale.inventory.v1.InventoryService.Confirm:output_type -> flashsale.inventory.v1.ConfirmResponse
+	12, // 16: flashsale.inventory.v1.InventoryService.MarkOrdered:output_type -> flashsale.inventory.v1.MarkOrderedResponse
+	14, // 17: flashsale.inventory.v1.InventoryService.GetStock:output_type -> flashsale.inventory.v1.GetStockResponse
+	16, // 18: flashsale.inventory.v1.InventoryService.GetReservation:output_type -> flashsale.inventory.v1.Reservation
+	12, // [12:19] is the sub-list for method output_type
+	5,  // [5:12] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_inventory_v1_inventory_proto_init() }
@@ -872,8 +1100,8 @@ func file_inventory_v1_inventory_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inventory_v1_inventory_proto_rawDesc), len(file_inventory_v1_inventory_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   12,
+			NumEnums:      2,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

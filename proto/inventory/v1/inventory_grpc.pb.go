@@ -26,6 +26,7 @@ const (
 	InventoryService_Reserve_FullMethodName        = "/flashsale.inventory.v1.InventoryService/Reserve"
 	InventoryService_Release_FullMethodName        = "/flashsale.inventory.v1.InventoryService/Release"
 	InventoryService_Confirm_FullMethodName        = "/flashsale.inventory.v1.InventoryService/Confirm"
+	InventoryService_MarkOrdered_FullMethodName    = "/flashsale.inventory.v1.InventoryService/MarkOrdered"
 	InventoryService_GetStock_FullMethodName       = "/flashsale.inventory.v1.InventoryService/GetStock"
 	InventoryService_GetReservation_FullMethodName = "/flashsale.inventory.v1.InventoryService/GetReservation"
 )
@@ -45,6 +46,12 @@ type InventoryServiceClient interface {
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// Confirm marks a reservation as paid so that it can never be released.
 	Confirm(ctx context.Context, in *ConfirmRequest, opts ...grpc.CallOption) (*ConfirmResponse, error)
+	// MarkOrdered is called by the order consumer before it stores a batch
+	// of orders. It marks each reservation as backed by a stored order, so
+	// that an unpublished release (ReleaseRequest.unpublished) can no longer
+	// take its stock back, and tells which events must be dropped because
+	// their reservation was already released as unpublished.
+	MarkOrdered(ctx context.Context, in *MarkOrderedRequest, opts ...grpc.CallOption) (*MarkOrderedResponse, error)
 	GetStock(ctx context.Context, in *GetStockRequest, opts ...grpc.CallOption) (*GetStockResponse, error)
 	GetReservation(ctx context.Context, in *GetReservationRequest, opts ...grpc.CallOption) (*Reservation, error)
 }
@@ -97,6 +104,16 @@ func (c *inventoryServiceClient) Confirm(ctx context.Context, in *ConfirmRequest
 	return out, nil
 }
 
+func (c *inventoryServiceClient) MarkOrdered(ctx context.Context, in *MarkOrderedRequest, opts ...grpc.CallOption) (*MarkOrderedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkOrderedResponse)
+	err := c.cc.Invoke(ctx, InventoryService_MarkOrdered_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *inventoryServiceClient) GetStock(ctx context.Context, in *GetStockRequest, opts ...grpc.CallOption) (*GetStockResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetStockResponse)
@@ -132,6 +149,12 @@ type InventoryServiceServer interface {
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// Confirm marks a reservation as paid so that it can never be released.
 	Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error)
+	// MarkOrdered is called by the order consumer before it stores a batch
+	// of orders. It marks each reservation as backed by a stored order, so
+	// that an unpublished release (ReleaseRequest.unpublished) can no longer
+	// take its stock back, and tells which events must be dropped because
+	// their reservation was already released as unpublished.
+	MarkOrdered(context.Context, *MarkOrderedRequest) (*MarkOrderedResponse, error)
 	GetStock(context.Context, *GetStockRequest) (*GetStockResponse, error)
 	GetReservation(context.Context, *GetReservationRequest) (*Reservation, error)
 	mustEmbedUnimplementedInventoryServiceServer()
@@ -155,6 +178,9 @@ func (UnimplementedInventoryServiceServer) Release(context.Context, *ReleaseRequ
 }
 func (UnimplementedInventoryServiceServer) Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Confirm not implemented")
+}
+func (UnimplementedInventoryServiceServer) MarkOrdered(context.Context, *MarkOrderedRequest) (*MarkOrderedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkOrdered not implemented")
 }
 func (UnimplementedInventoryServiceServer) GetStock(context.Context, *GetStockRequest) (*GetStockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStock not implemented")
@@ -255,6 +281,24 @@ func _InventoryService_Confirm_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InventoryService_MarkOrdered_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkOrderedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).MarkOrdered(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_MarkOrdered_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).MarkOrdered(ctx, req.(*MarkOrderedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _InventoryService_GetStock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetStockRequest)
 	if err := dec(in); err != nil {
@@ -313,6 +357,10 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Confirm",
 			Handler:    _InventoryService_Confirm_Handler,
+		},
+		{
+			MethodName: "MarkOrdered",
+			Handler:    _InventoryService_MarkOrdered_Handler,
 		},
 		{
 			MethodName: "GetStock",
