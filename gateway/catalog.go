@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 
+	"github.com/flashsale/flashsale/gateway/api"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
 
@@ -23,7 +24,7 @@ func (g *Gateway) getProduct(w http.ResponseWriter, r *http.Request) error {
 }
 
 type activitiesResponse struct {
-	Activities []activityView `json:"activities"`
+	Activities []api.Activity `json:"activities"`
 }
 
 func (g *Gateway) listActivities(w http.ResponseWriter, r *http.Request) error {
@@ -33,7 +34,7 @@ func (g *Gateway) listActivities(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := activitiesResponse{Activities: make([]activityView, 0, len(resp.GetActivities()))}
+	out := activitiesResponse{Activities: make([]api.Activity, 0, len(resp.GetActivities()))}
 	for _, a := range resp.GetActivities() {
 		out.Activities = append(out.Activities, viewActivity(a))
 	}

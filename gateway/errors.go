@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
+	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/platform/errcode"
 )
 
@@ -60,16 +61,6 @@ func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 // errorf makes an Error with the code and message.
 func errorf(c errcode.Code, msg string) *Error { return &Error{Code: c, Message: msg} }
 
-// errorBody is the body of every non-2xx answer.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    errcode.Code `json:"code"`
-	Message string       `json:"message"`
-}
-
 // writeError answers err: an *Error as it is, a downstream gRPC status by
 // its errcode, anything else as INTERNAL. Internal and unavailable causes
 // are logged, never sent.
@@ -100,7 +91,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(retryAfter), 10))
 	}
-	writeJSON(w, st, errorBody{Error: errorDetail{Code: code, Message: msg}})
+	writeJSON(w, st, api.ErrorBody{Error: api.ErrorDetail{Code: string(code), Message: msg}})
 }
 
 // retryAfterSeconds rounds d up to whole seconds, at least one, since

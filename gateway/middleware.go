@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/platform/errcode"
 	"github.com/flashsale/flashsale/platform/telemetry"
 )
@@ -194,7 +195,7 @@ func (g *Gateway) recoverPanics(next http.Handler) http.Handler {
 				// failure, not a truncated success.
 				panic(http.ErrAbortHandler)
 			}
-			writeJSON(w, http.StatusInternalServerError, errorBody{Error: errorDetail{Code: errcode.Internal, Message: "internal error"}})
+			writeJSON(w, http.StatusInternalServerError, api.ErrorBody{Error: api.ErrorDetail{Code: string(errcode.Internal), Message: "internal error"}})
 		}()
 		next.ServeHTTP(w, r)
 	})

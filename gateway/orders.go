@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/platform/errcode"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 )
@@ -31,7 +32,7 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) error {
 }
 
 type ordersResponse struct {
-	Orders []orderView `json:"orders"`
+	Orders []api.Order `json:"orders"`
 }
 
 func (g *Gateway) listOrders(w http.ResponseWriter, r *http.Request) error {
@@ -41,7 +42,7 @@ func (g *Gateway) listOrders(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := ordersResponse{Orders: make([]orderView, 0, len(resp.GetOrders()))}
+	out := ordersResponse{Orders: make([]api.Order, 0, len(resp.GetOrders()))}
 	for _, o := range resp.GetOrders() {
 		out.Orders = append(out.Orders, viewOrder(o))
 	}

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/errcode"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
@@ -19,11 +20,6 @@ const (
 type seckillRequest struct {
 	ActivityID *string `json:"activity_id"`
 	Quantity   *int64  `json:"quantity"`
-}
-
-type seckillResponse struct {
-	OrderID string `json:"order_id"`
-	Status  string `json:"status"`
 }
 
 // placeSeckillOrder is the hot path. Everything that can refuse a request
@@ -67,7 +63,7 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 		}
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, seckillResponse{OrderID: formatID(resp.GetOrderId()), Status: orderStatus(resp.GetStatus())})
+	writeJSON(w, http.StatusAccepted, api.SeckillAccepted{OrderID: formatID(resp.GetOrderId()), Status: orderStatus(resp.GetStatus())})
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/gateway"
+	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/gateway/internal/servicetest"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 )
@@ -48,45 +49,6 @@ func (tg *testGateway) mustCreate(tb testing.TB, admin, path, idField, body stri
 	return id
 }
 
-type activityJSON struct {
-	ActivityID   string    `json:"activity_id"`
-	SKUID        string    `json:"sku_id"`
-	Price        int64     `json:"price"`
-	Stock        int64     `json:"stock"`
-	Remaining    int64     `json:"remaining"`
-	PerUserLimit int64     `json:"per_user_limit"`
-	StartsAt     time.Time `json:"starts_at"`
-	EndsAt       time.Time `json:"ends_at"`
-	Status       string    `json:"status"`
-}
-
-type orderJSON struct {
-	OrderID string `json:"order_id"`
-	UserID  string `json:"user_id"`
-	Kind    string `json:"kind"`
-	Status  string `json:"status"`
-	Lines   []struct {
-		LineID    string `json:"line_id"`
-		SKUID     string `json:"sku_id"`
-		Quantity  int64  `json:"quantity"`
-		UnitPrice int64  `json:"unit_price"`
-		Amount    int64  `json:"amount"`
-		Discount  int64  `json:"discount"`
-		Payable   int64  `json:"payable"`
-	} `json:"lines"`
-	Total      int64      `json:"total"`
-	Discount   int64      `json:"discount"`
-	Payable    int64      `json:"payable"`
-	Promotions []struct{} `json:"promotions"`
-	CreatedAt  *time.Time `json:"created_at"`
-	PaidAt     *time.Time `json:"paid_at"`
-}
-
-type seckillJSON struct {
-	OrderID string `json:"order_id"`
-	Status  string `json:"status"`
-}
-
 func TestSeckillThroughHTTP(t *testing.T) {
 	svc := servicetest.MustStart(t, stack)
 	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr})
@@ -107,15 +69,15 @@ func TestSeckillThroughHTTP(t *testing.T) {
 	}
 
 	act := tg.MustActivity(t, admin, sku, 3, 1, now.Add(-time.Minute), now.Add(time.Hour))
-	var a activityJSON
+	var a api.Activity
 	tg.do(t, request{method: http.MethodGet, path: "/api/v1/activities/" + act}).decode(t, &a)
-	want := activityJSON{ActivityID: act, SKUID: sku, Price: 9900, Stock: 3, Remaining: 3, PerUserLimit: 1,
+	want := api.Activity{ActivityID: act, SKUID: sku, Title: "phone", Price: 9900, Stock: 3, Remaining: 3, PerUserLimit: 1,
 		StartsAt: now.Add(-time.Minute).UTC().Truncate(time.Microsecond), EndsAt: now.Add(time.Hour).UTC().Truncate(time.Microsecond), Status: "ACTIVE"}
 	a.StartsAt, a.EndsAt = a.StartsAt.Truncate(time.Microsecond), a.EndsAt.Truncate(time.Microsecond)
 	if a != want {
 		t.Fatalf("activity = %+v, want %+v", a, want)
 	}
-	var list struct{ Activities []activityJSON }
+	var list struct{ Activities []api.Activity }
 	tg.do(t, request{method: http.MethodGet, path: "/api/v1/activities"}).decode(t, &list)
 	found := false
 	for _, x := range list.Activities {
@@ -130,14 +92,14 @@ func TestSeckillThroughHTTP(t *testing.T) {
 	if got.status != http.StatusAccepted {
 		t.Fatalf("buy: %d %s", got.status, got.body)
 	}
-	var placed seckillJSON
+	var placed api.SeckillAccepted
 	got.decode(t, &placed)
 	if !digits.MatchString(placed.OrderID) || placed.Status != "PROCESSING" {
 		t.Fatalf("buy answered %+v, want a digit id and PROCESSING", placed)
 	}
 
 	// The same key replays the same order; a new key meets the limit.
-	var replay seckillJSON
+	var replay api.SeckillAccepted
 	tg.do(t, seckill(alice, "alice-1", body)).decode(t, &replay)
 	if replay.OrderID != placed.OrderID {
 		t.Fatalf("replay order id = %s, want %s", replay.OrderID, placed.OrderID)
@@ -147,7 +109,7 @@ func TestSeckillThroughHTTP(t *testing.T) {
 	}
 
 	// Only the owner reads the order.
-	var o orderJSON
+	var o api.Order
 	tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders/" + placed.OrderID, token: alice}).decode(t, &o)
 	if o.OrderID != placed.OrderID || o.UserID != "101" || o.Kind != "SECKILL" || len(o.Lines) != 1 || o.Promotions == nil {
 		t.Fatalf("order = %+v", o)
@@ -165,7 +127,7 @@ func TestSeckillThroughHTTP(t *testing.T) {
 	// The list is the caller's, once the order is stored.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		var orders struct{ Orders []orderJSON }
+		var orders struct{ Orders []api.Order }
 		tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders", token: alice}).decode(t, &orders)
 		if len(orders.Orders) == 1 && orders.Orders[0].OrderID == placed.OrderID {
 			break
@@ -175,7 +137,7 @@ func TestSeckillThroughHTTP(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var none struct{ Orders []orderJSON }
+	var none struct{ Orders []api.Order }
 	tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders", token: bob}).decode(t, &none)
 	if none.Orders == nil || len(none.Orders) != 0 {
 		t.Fatalf("bob's orders = %+v, want an empty list", none.Orders)
@@ -288,7 +250,7 @@ func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 
 	// Stock comes back (the first order is released); once the flag
 	// has lapsed the activity sells again.
-	var placed seckillJSON
+	var placed api.SeckillAccepted
 	first.decode(t, &placed)
 	if _, err := svc.Inventory.Release(context.Background(), &inventoryv1.ReleaseRequest{
 		ActivityId: mustParse(t, act), OrderId: mustParse(t, placed.OrderID),

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/flashsale/flashsale/gateway/api"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
@@ -21,35 +22,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// The types below are the JSON shapes of API.md: ids as strings of
-// digits, money as integer cents, times in RFC 3339 (UTC).
+// The views below turn gRPC messages into the JSON shapes of package api.
 
-type productView struct {
-	SKUID string `json:"sku_id"`
-	Title string `json:"title"`
-	Price int64  `json:"price"`
-	Stock int64  `json:"stock"`
+func viewProduct(p *productv1.Product) api.Product {
+	return api.Product{SKUID: formatID(p.GetSkuId()), Title: p.GetTitle(), Price: p.GetPrice(), Stock: p.GetStock()}
 }
 
-func viewProduct(p *productv1.Product) productView {
-	return productView{SKUID: formatID(p.GetSkuId()), Title: p.GetTitle(), Price: p.GetPrice(), Stock: p.GetStock()}
-}
-
-type activityView struct {
-	ActivityID   string    `json:"activity_id"`
-	SKUID        string    `json:"sku_id"`
-	Title        string    `json:"title,omitempty"`
-	Price        int64     `json:"price"`
-	Stock        int64     `json:"stock"`
-	Remaining    int64     `json:"remaining"`
-	PerUserLimit int64     `json:"per_user_limit"`
-	StartsAt     time.Time `json:"starts_at"`
-	EndsAt       time.Time `json:"ends_at"`
-	Status       string    `json:"status"`
-}
-
-func viewActivity(a *productv1.Activity) activityView {
-	return activityView{
+func viewActivity(a *productv1.Activity) api.Activity {
+	return api.Activity{
 		ActivityID:   formatID(a.GetActivityId()),
 		SKUID:        formatID(a.GetSkuId()),
 		Title:        a.GetTitle(),
@@ -63,52 +43,20 @@ func viewActivity(a *productv1.Activity) activityView {
 	}
 }
 
-type orderLineView struct {
-	LineID    string `json:"line_id"`
-	SKUID     string `json:"sku_id"`
-	Quantity  int64  `json:"quantity"`
-	UnitPrice int64  `json:"unit_price"`
-	Amount    int64  `json:"amount"`
-	Discount  int64  `json:"discount"`
-	Payable   int64  `json:"payable"`
-}
-
-type promotionView struct {
-	ID     string `json:"id"`
-	Kind   string `json:"kind"`
-	Amount int64  `json:"amount"`
-}
-
-type orderView struct {
-	OrderID    string          `json:"order_id"`
-	UserID     string          `json:"user_id"`
-	Kind       string          `json:"kind"`
-	Status     string          `json:"status"`
-	ActivityID string          `json:"activity_id,omitempty"`
-	Lines      []orderLineView `json:"lines"`
-	Total      int64           `json:"total"`
-	Discount   int64           `json:"discount"`
-	Payable    int64           `json:"payable"`
-	Promotions []promotionView `json:"promotions"`
-	CreatedAt  *time.Time      `json:"created_at,omitempty"`
-	ExpiresAt  *time.Time      `json:"expires_at,omitempty"`
-	PaidAt     *time.Time      `json:"paid_at,omitempty"`
-}
-
-func viewOrder(o *orderv1.Order) orderView {
-	v := orderView{
+func viewOrder(o *orderv1.Order) api.Order {
+	v := api.Order{
 		OrderID:  formatID(o.GetOrderId()),
 		UserID:   formatID(o.GetUserId()),
 		Kind:     strings.TrimPrefix(o.GetKind().String(), "ORDER_KIND_"),
 		Status:   orderStatus(o.GetStatus()),
-		Lines:    make([]orderLineView, 0, len(o.GetLines())),
+		Lines:    make([]api.OrderLine, 0, len(o.GetLines())),
 		Total:    o.GetTotal(),
 		Discount: o.GetDiscount(),
 		Payable:  o.GetPayable(),
 		// Promotions come with the marketing service; until then an
 		// order has none, sent as an empty list so clients can range
 		// over it.
-		Promotions: []promotionView{},
+		Promotions: []api.Promotion{},
 		CreatedAt:  optionalTime(o.GetCreatedAt()),
 		ExpiresAt:  optionalTime(o.GetExpiresAt()),
 		PaidAt:     optionalTime(o.GetPaidAt()),
@@ -117,7 +65,7 @@ func viewOrder(o *orderv1.Order) orderView {
 		v.ActivityID = formatID(o.GetActivityId())
 	}
 	for _, l := range o.GetLines() {
-		v.Lines = append(v.Lines, orderLineView{
+		v.Lines = append(v.Lines, api.OrderLine{
 			LineID:    formatID(l.GetLineId()),
 			SKUID:     formatID(l.GetSkuId()),
 			Quantity:  l.GetQuantity(),

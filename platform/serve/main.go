@@ -34,7 +34,7 @@ func mainErr[C any](service string, load func(*config.Env) C, run func(context.C
 	if err := env.Err(); err != nil {
 		return err
 	}
-	log := telemetry.NewLogger(os.Stderr, service, level)
+	log := telemetry.NewLogger(os.Stderr, level).With("service", service)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -25,11 +25,13 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// NewLogger returns a JSON logger for service writing to w. Records logged
-// with a context get trace_id, span_id and request_id attributes.
-func NewLogger(w io.Writer, service string, level slog.Level) *slog.Logger {
+// NewLogger returns a JSON logger writing to w. Records logged with a
+// context get trace_id, span_id and request_id attributes. Callers add the
+// service name with With("service", name), once per service, so that a
+// process hosting several services (the demo) labels each.
+func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
-	return slog.New(&contextHandler{Handler: h}).With("service", service)
+	return slog.New(&contextHandler{Handler: h})
 }
 
 type contextHandler struct{ slog.Handler }

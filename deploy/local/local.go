@@ -1,0 +1,256 @@
+// Package local runs the whole platform in one process on a local stack
+// (platform/localstack): inventory, product, order and the gateway, each
+// through the same app.Run its own binary uses, on free loopback ports with
+// static discovery. `make up`, `make demo` and the end-to-end tests use it.
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	gwapp "github.com/flashsale/flashsale/gateway/app"
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/localstack"
+	invapp "github.com/flashsale/flashsale/services/inventory/app"
+	orderapp "github.com/flashsale/flashsale/services/order/app"
+	productapp "github.com/flashsale/flashsale/services/product/app"
+)
+
+// Kafka topics and databases of the platform.
+const (
+	TopicOrdersPlaced = "orders.placed"
+	TopicOrdersDLQ    = "orders.placed.dlq"
+	ConsumerGroup     = "order-writer"
+	DBProduct         = "product"
+	DBOrders          = "orders"
+)
+
+// StackConfig is what the platform needs from the local stack.
+func StackConfig(log *slog.Logger) localstack.Config {
+	return localstack.Config{
+		Databases:  []string{DBProduct, DBOrders},
+		Topics:     []string{TopicOrdersPlaced, TopicOrdersDLQ},
+		Partitions: 8,
+		Logger:     log,
+	}
+}
+
+// Options adjust the platform. The zero value runs it with the services'
+// defaults, dev tokens on and the gateway on a free port.
+type Options struct {
+	Logger *slog.Logger
+	Clock  clock.Clock
+	// HTTPAddr is the gateway's address; empty picks a free loopback port.
+	HTTPAddr string
+	// JWTSecret signs tokens; empty makes a random one.
+	JWTSecret string
+	// Adjust, when set, may change any service's configuration before it
+	// starts (tests use it for short payment windows or tight limits).
+	AdjustGateway   func(*gwapp.Config)
+	AdjustOrder     func(*orderapp.Config)
+	AdjustProduct   func(*productapp.Config)
+	AdjustInventory func(*invapp.Config)
+}
+
+// Platform is a running platform.
+type Platform struct {
+	// GatewayURL is the gateway's base URL (http://host:port).
+	GatewayURL string
+	// JWTSecret is the secret the gateway verifies tokens with.
+	JWTSecret string
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errs   []error
+	failed chan struct{}
+	once   sync.Once
+}
+
+// Up starts every service on stack and returns once the gateway is ready.
+func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform, err error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	clk := opts.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	secret := opts.JWTSecret
+	if secret == "" {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		secret = hex.EncodeToString(b)
+	}
+	defaults := config.FromMap(nil)
+	var lis listeners
+	defer func() {
+		if err != nil {
+			lis.closeAll()
+		}
+	}()
+
+	inv := invapp.ConfigFromEnv(defaults)
+	inv.GRPCListener, inv.AdminListener = lis.take(), lis.take()
+	inv.Logger = log.With("service", "inventory")
+	inv.RedisAddr = stack.RedisAddr
+
+	prod := productapp.ConfigFromEnv(defaults)
+	prod.GRPCListener, prod.AdminListener = lis.take(), lis.take()
+	prod.Logger, prod.Clock = log.With("service", "product"), clk
+	prod.PostgresURL = stack.PostgresURL(DBProduct)
+	prod.InventoryAddr = addr(inv.GRPCListener)
+
+	ord := orderapp.ConfigFromEnv(defaults)
+	ord.GRPCListener, ord.AdminListener = lis.take(), lis.take()
+	ord.Logger, ord.Clock = log.With("service", "order"), clk
+	ord.PostgresURL = stack.PostgresURL(DBOrders)
+	ord.RedisAddr = stack.RedisAddr
+	ord.KafkaBrokers = stack.KafkaBrokers
+	ord.InventoryAddr = addr(inv.GRPCListener)
+	ord.ProductAddr = addr(prod.GRPCListener)
+
+	gw := gwapp.ConfigFromEnv(defaults)
+	if opts.HTTPAddr != "" {
+		l, err := net.Listen("tcp", opts.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("local: gateway listen: %w", err)
+		}
+		lis.add(l)
+		gw.HTTPListener = l
+	} else {
+		gw.HTTPListener = lis.take()
+	}
+	gw.Logger, gw.Clock = log.With("service", "gateway"), clk
+	gw.RedisAddr = stack.RedisAddr
+	gw.ProductAddr = addr(prod.GRPCListener)
+	gw.OrderAddr = addr(ord.GRPCListener)
+	gw.JWTSecret = secret
+	gw.DevTokens = true
+	if lis.err != nil {
+		return nil, fmt.Errorf("local: listen: %w", lis.err)
+	}
+
+	if opts.AdjustInventory != nil {
+		opts.AdjustInventory(&inv)
+	}
+	if opts.AdjustProduct != nil {
+		opts.AdjustProduct(&prod)
+	}
+	if opts.AdjustOrder != nil {
+		opts.AdjustOrder(&ord)
+	}
+	if opts.AdjustGateway != nil {
+		opts.AdjustGateway(&gw)
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p := &Platform{GatewayURL: "http://" + addr(gw.HTTPListener), JWTSecret: secret, cancel: cancel, failed: make(chan struct{})}
+	p.run(runCtx, "inventory", func(ctx context.Context) error { return invapp.Run(ctx, inv) })
+	p.run(runCtx, "product", func(ctx context.Context) error { return productapp.Run(ctx, prod) })
+	p.run(runCtx, "order", func(ctx context.Context) error { return orderapp.Run(ctx, ord) })
+	p.run(runCtx, "gateway", func(ctx context.Context) error { return gwapp.Run(ctx, gw) })
+
+	if err := p.waitReady(ctx); err != nil {
+		return nil, errors.Join(err, p.Close())
+	}
+	log.Info("platform ready", "gateway", p.GatewayURL)
+	return p, nil
+}
+
+func (p *Platform) run(ctx context.Context, name string, fn func(context.Context) error) {
+	p.wg.Go(func() {
+		err := fn(ctx)
+		if err != nil && ctx.Err() == nil {
+			p.mu.Lock()
+			p.errs = append(p.errs, fmt.Errorf("%s: %w", name, err))
+			p.mu.Unlock()
+			p.once.Do(func() { close(p.failed) })
+		}
+	})
+}
+
+// Failed is closed when a service stops with an error before Close.
+func (p *Platform) Failed() <-chan struct{} { return p.failed }
+
+// Err returns the errors services stopped with.
+func (p *Platform) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return errors.Join(p.errs...)
+}
+
+// Close stops every service (gracefully: in-flight requests and the
+// consumer's current batch finish) and waits for them.
+func (p *Platform) Close() error {
+	p.cancel()
+	p.wg.Wait()
+	return p.Err()
+}
+
+func (p *Platform) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.GatewayURL+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.failed:
+			return fmt.Errorf("local: a service failed to start: %w", p.Err())
+		case <-ctx.Done():
+			return fmt.Errorf("local: gateway not ready: %w (last: %v)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// listeners opens loopback listeners on free ports and remembers the
+// first error, so a run of takes is checked once.
+type listeners struct {
+	all []net.Listener
+	err error
+}
+
+func (l *listeners) take() net.Listener {
+	if l.err != nil {
+		return nil
+	}
+	n, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		l.err = err
+		return nil
+	}
+	l.add(n)
+	return n
+}
+
+func (l *listeners) add(n net.Listener) { l.all = append(l.all, n) }
+
+func (l *listeners) closeAll() {
+	for _, n := range l.all {
+		n.Close()
+	}
+}
+
+func addr(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}

@@ -1,0 +1,83 @@
+// Package api holds the JSON shapes of the gateway's HTTP contract
+// (docs/api.md): ids are strings of decimal digits, money is integer cents,
+// times are RFC 3339. The gateway writes them and clients (the load replay,
+// the tests) read them, so both sides share one definition.
+package api
+
+import "time"
+
+// Product is a catalog product.
+type Product struct {
+	SKUID string `json:"sku_id"`
+	Title string `json:"title"`
+	Price int64  `json:"price"`
+	Stock int64  `json:"stock"`
+}
+
+// Activity is a flash sale. Status is UPCOMING, ACTIVE, SOLD_OUT or ENDED.
+type Activity struct {
+	ActivityID   string    `json:"activity_id"`
+	SKUID        string    `json:"sku_id"`
+	Title        string    `json:"title,omitempty"`
+	Price        int64     `json:"price"`
+	Stock        int64     `json:"stock"`
+	Remaining    int64     `json:"remaining"`
+	PerUserLimit int64     `json:"per_user_limit"`
+	StartsAt     time.Time `json:"starts_at"`
+	EndsAt       time.Time `json:"ends_at"`
+	Status       string    `json:"status"`
+}
+
+// SeckillAccepted is the 202 answer of a flash-sale buy.
+type SeckillAccepted struct {
+	OrderID string `json:"order_id"`
+	Status  string `json:"status"`
+}
+
+// OrderLine is one line of an order: Amount = UnitPrice × Quantity and
+// Payable = Amount − Discount ≥ 0.
+type OrderLine struct {
+	LineID    string `json:"line_id"`
+	SKUID     string `json:"sku_id"`
+	Quantity  int64  `json:"quantity"`
+	UnitPrice int64  `json:"unit_price"`
+	Amount    int64  `json:"amount"`
+	Discount  int64  `json:"discount"`
+	Payable   int64  `json:"payable"`
+}
+
+// Promotion is a discount applied to an order.
+type Promotion struct {
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Amount int64  `json:"amount"`
+}
+
+// Order is an order; its Total, Discount and Payable are the sums over its
+// lines.
+type Order struct {
+	OrderID    string      `json:"order_id"`
+	UserID     string      `json:"user_id"`
+	Kind       string      `json:"kind"`
+	Status     string      `json:"status"`
+	ActivityID string      `json:"activity_id,omitempty"`
+	Lines      []OrderLine `json:"lines"`
+	Total      int64       `json:"total"`
+	Discount   int64       `json:"discount"`
+	Payable    int64       `json:"payable"`
+	Promotions []Promotion `json:"promotions"`
+	CreatedAt  *time.Time  `json:"created_at,omitempty"`
+	ExpiresAt  *time.Time  `json:"expires_at,omitempty"`
+	PaidAt     *time.Time  `json:"paid_at,omitempty"`
+}
+
+// ErrorBody is every non-2xx answer's body.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail names the error: Code is one of the error table's codes.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}

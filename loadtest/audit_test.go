@@ -1,0 +1,70 @@
+package loadtest
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/flashsale/flashsale/gateway/api"
+)
+
+// books returns settled books for a sale of stock units with limit 1 in
+// which the given orders (order id → user) were stored.
+func books(stock int64, stored map[string]int64) *SeckillBooks {
+	b := &SeckillBooks{Activity: api.Activity{Stock: stock, PerUserLimit: 1}, StoredOrders: stored, StoredRows: len(stored), UnitsByUser: map[int64]int64{}}
+	var sold int64
+	for _, u := range stored {
+		b.UnitsByUser[u]++
+		sold++
+	}
+	b.Activity.Remaining = stock - sold
+	return b
+}
+
+func failed(checks []Check) []string {
+	var out []string
+	for _, c := range checks {
+		if !c.OK {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+func TestAuditSeckill(t *testing.T) {
+	good := map[string]int64{"1": 10, "2": 11}
+	tests := []struct {
+		name  string
+		res   *BurstResult
+		books *SeckillBooks
+		want  string // substring of the one failing check, "" when all pass
+	}{
+		{"clean sale", &BurstResult{Orders: good, DemandUnits: 5}, books(2, good), ""},
+		{"undersold", &BurstResult{Orders: good, DemandUnits: 5}, books(3, good), "min(stock, demand)"},
+		{"accepted order lost", &BurstResult{Orders: map[string]int64{"1": 10, "2": 11, "3": 12}, DemandUnits: 3}, books(2, good), "exactly the accepted"},
+		{"order stored that nobody was told of", &BurstResult{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, books(1, map[string]int64{"1": 10, "9": 19}), "exactly the accepted"},
+		{"replay answered with a new order", &BurstResult{Orders: good, DemandUnits: 2, ReplayMismatches: 1}, books(2, good), "Idempotency-Key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := strings.Join(failed(AuditSeckill(tt.res, tt.books)), "; ")
+			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
+				t.Fatalf("failing checks = %q, want one matching %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAuditCatchesLimitAndStockViolations(t *testing.T) {
+	stored := map[string]int64{"1": 10, "2": 10}
+	b := books(2, stored)
+	got := strings.Join(failed(AuditSeckill(&BurstResult{Orders: stored, DemandUnits: 1}, b)), "; ")
+	if !strings.Contains(got, "per-user limit") {
+		t.Fatalf("two units for a limit-1 user not caught: %q", got)
+	}
+	b = books(2, map[string]int64{"1": 10})
+	b.Activity.Remaining = 5 // more than stock minus sold: stock appeared from nowhere
+	got = strings.Join(failed(AuditSeckill(&BurstResult{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, b)), "; ")
+	if !strings.Contains(got, "stock conserved") {
+		t.Fatalf("unconserved stock not caught: %q", got)
+	}
+}

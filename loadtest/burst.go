@@ -1,0 +1,265 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// User is a virtual buyer with its own token.
+type User struct {
+	ID    int64
+	Token string
+}
+
+// Outcome classifies one buy attempt.
+type Outcome string
+
+// The outcomes of a buy attempt.
+const (
+	Accepted      Outcome = "accepted"
+	Replayed      Outcome = "replayed" // a repeated Idempotency-Key answered with the first order id
+	SoldOut       Outcome = "sold_out"
+	LimitExceeded Outcome = "limited"
+	RateLimited   Outcome = "rate_limited"
+	NotActive     Outcome = "not_active"
+	Failed        Outcome = "errors"
+)
+
+// Outcomes lists the outcomes in report order.
+var Outcomes = []Outcome{Accepted, Replayed, SoldOut, LimitExceeded, RateLimited, NotActive, Failed}
+
+// BurstConfig describes a flash-sale burst: every user tries at least once,
+// the remaining attempts go to random users, all fired by Concurrency
+// workers as fast as the gateway answers.
+type BurstConfig struct {
+	ActivityID  string
+	Users       []User
+	Attempts    int
+	Concurrency int
+	Quantity    int64
+	// ReplayShare of the attempts repeat the user's previous
+	// Idempotency-Key, as a client retrying after a timeout would.
+	ReplayShare float64
+	Seed        uint64
+	// Progress, when set, receives a one-line live display.
+	Progress io.Writer
+}
+
+// BurstResult is what the burst saw.
+type BurstResult struct {
+	Counts  map[Outcome]int
+	Latency *hdrhistogram.Histogram // microseconds, every attempt
+	Elapsed time.Duration
+	// Orders maps each accepted order id to its buyer.
+	Orders map[string]int64
+	// ReplayMismatches counts replays answered with another order id.
+	ReplayMismatches int
+	// DemandUnits is what the users asked for, counting each user's
+	// attempts that reached the sale (not rate-limited, not failed), capped
+	// per user by limit: the units the sale could have sold with
+	// unlimited stock.
+	DemandUnits int64
+	// ErrorSamples are a few of the unexpected errors.
+	ErrorSamples []string
+}
+
+type attempt struct {
+	user   int
+	replay bool
+}
+
+func (c BurstConfig) schedule() []attempt {
+	r := rand.New(rand.NewPCG(c.Seed, c.Seed^0x9e3779b97f4a7c15))
+	n := max(c.Attempts, len(c.Users))
+	plan := make([]attempt, 0, n)
+	for i := range c.Users {
+		plan = append(plan, attempt{user: i})
+	}
+	for len(plan) < n {
+		plan = append(plan, attempt{user: r.IntN(len(c.Users)), replay: r.Float64() < c.ReplayShare})
+	}
+	r.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
+	return plan
+}
+
+// userState is one virtual user's memory across its attempts. Attempts of
+// one user may run concurrently, so it is guarded.
+type userState struct {
+	mu       sync.Mutex
+	lastKey  string
+	lastID   string // order id answered to lastKey, if accepted
+	reached  int64  // units asked in attempts that reached the sale
+	attempts int
+}
+
+// RunBurst fires the burst and classifies every answer.
+func RunBurst(ctx context.Context, cl *Client, cfg BurstConfig, limit int64) (*BurstResult, error) {
+	if len(cfg.Users) == 0 || cfg.Concurrency <= 0 || cfg.Quantity <= 0 {
+		return nil, errors.New("burst: need users, concurrency and quantity")
+	}
+	plan := cfg.schedule()
+	states := make([]userState, len(cfg.Users))
+	res := &BurstResult{Counts: map[Outcome]int{}, Orders: map[string]int64{}}
+	var mu sync.Mutex // guards res
+	var done atomic.Int64
+	next := make(chan attempt)
+	hists := make([]*hdrhistogram.Histogram, cfg.Concurrency)
+
+	start := time.Now()
+	stopProgress := progress(cfg.Progress, &done, len(plan), start)
+	var wg sync.WaitGroup
+	for w := range cfg.Concurrency {
+		h := hdrhistogram.New(1, 60_000_000, 3)
+		hists[w] = h
+		wg.Go(func() {
+			for a := range next {
+				u := &states[a.user]
+				u.mu.Lock()
+				key, replay := u.lastKey, a.replay && u.lastKey != ""
+				if !replay {
+					u.attempts++
+					key = "k" + strconv.FormatInt(cfg.Users[a.user].ID, 10) + "-" + strconv.Itoa(u.attempts)
+				}
+				u.mu.Unlock()
+
+				t0 := time.Now()
+				order, err := cl.Seckill(ctx, cfg.Users[a.user].Token, cfg.ActivityID, cfg.Quantity, key)
+				_ = h.RecordValue(max(time.Since(t0).Microseconds(), 1))
+				out := classify(err)
+
+				u.mu.Lock()
+				mismatch := false
+				if replay && out == Accepted && u.lastID != "" {
+					// The same key must give the same order, never a second one.
+					if order.OrderID == u.lastID {
+						out = Replayed
+					} else {
+						mismatch = true
+					}
+				}
+				if out == Accepted || out == SoldOut || out == LimitExceeded {
+					u.reached += cfg.Quantity
+				}
+				if !replay {
+					u.lastKey, u.lastID = key, ""
+				}
+				if out == Accepted && key == u.lastKey {
+					u.lastID = order.OrderID
+				}
+				u.mu.Unlock()
+
+				mu.Lock()
+				res.Counts[out]++
+				if out == Accepted {
+					res.Orders[order.OrderID] = cfg.Users[a.user].ID
+				}
+				if mismatch {
+					res.ReplayMismatches++
+				}
+				if out == Failed && len(res.ErrorSamples) < 5 {
+					res.ErrorSamples = append(res.ErrorSamples, err.Error())
+				}
+				mu.Unlock()
+				done.Add(1)
+			}
+		})
+	}
+	for _, a := range plan {
+		select {
+		case next <- a:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(next)
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	stopProgress()
+
+	res.Latency = hdrhistogram.New(1, 60_000_000, 3)
+	for _, h := range hists {
+		res.Latency.Merge(h)
+	}
+	for i := range states {
+		res.DemandUnits += min(states[i].reached, limit)
+	}
+	return res, ctx.Err()
+}
+
+func classify(err error) Outcome {
+	if err == nil {
+		return Accepted
+	}
+	var api *APIError
+	if !errors.As(err, &api) {
+		return Failed
+	}
+	switch api.Code {
+	case "SOLD_OUT":
+		return SoldOut
+	case "LIMIT_EXCEEDED":
+		return LimitExceeded
+	case "RATE_LIMITED":
+		return RateLimited
+	case "ACTIVITY_NOT_ACTIVE":
+		return NotActive
+	}
+	return Failed
+}
+
+// progress prints "done/total rate" on one line every 250ms until stopped.
+func progress(w io.Writer, done *atomic.Int64, total int, start time.Time) func() {
+	if w == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				n := done.Load()
+				fmt.Fprintf(w, "\r  %d/%d attempts  %.0f req/s  \n", n, total, float64(n)/time.Since(start).Seconds())
+				return
+			case <-t.C:
+				n := done.Load()
+				fmt.Fprintf(w, "\r  %d/%d attempts  %.0f req/s  ", n, total, float64(n)/time.Since(start).Seconds())
+			}
+		}
+	}()
+	return func() { close(stop); <-finished }
+}
+
+// Throughput is completed attempts per second.
+func (r *BurstResult) Throughput() float64 {
+	total := 0
+	for _, n := range r.Counts {
+		total += n
+	}
+	return float64(total) / r.Elapsed.Seconds()
+}
+
+// AcceptedIDs returns the accepted order ids, sorted.
+func (r *BurstResult) AcceptedIDs() []string {
+	ids := make([]string, 0, len(r.Orders))
+	for id := range r.Orders {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}

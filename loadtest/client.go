@@ -1,0 +1,161 @@
+// Package loadtest drives the gateway's HTTP API the way buyers and admins
+// do, measures what it sees, and audits the platform's books afterwards.
+// The demo, `make loadtest` and the end-to-end tests share it.
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/flashsale/flashsale/gateway/api"
+)
+
+// Client speaks the gateway's HTTP API (API.md).
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// NewClient returns a client for the gateway at base (e.g.
+// http://127.0.0.1:8080) whose connection pool fits maxConns concurrent
+// requests, so a burst does not spend its time opening connections.
+func NewClient(base string, maxConns int) *Client {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        maxConns,
+		MaxIdleConnsPerHost: maxConns,
+		MaxConnsPerHost:     maxConns,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &Client{base: base, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// APIError is a non-2xx answer of the gateway.
+type APIError struct {
+	Status     int
+	Code       string
+	Message    string
+	RetryAfter string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Do sends a JSON request and decodes a 2xx answer into out (when not nil).
+// Non-2xx answers are returned as *APIError.
+func (c *Client) Do(ctx context.Context, method, path, token string, headers map[string]string, in, out any) (int, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return 0, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e api.ErrorBody
+		_ = json.Unmarshal(raw, &e)
+		return resp.StatusCode, &APIError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, RetryAfter: resp.Header.Get("Retry-After")}
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: decode %q: %w", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// DevToken asks the gateway's dev endpoint for a token.
+func (c *Client) DevToken(ctx context.Context, userID int64, role string) (string, error) {
+	var out struct {
+		Token string `json:"token"`
+	}
+	_, err := c.Do(ctx, http.MethodPost, "/api/v1/dev/token", "", nil,
+		map[string]string{"user_id": strconv.FormatInt(userID, 10), "role": role}, &out)
+	return out.Token, err
+}
+
+// CreateProduct creates a product (admin token).
+func (c *Client) CreateProduct(ctx context.Context, admin, title string, price, stock int64) (string, error) {
+	var out struct {
+		SKUID string `json:"sku_id"`
+	}
+	_, err := c.Do(ctx, http.MethodPost, "/admin/v1/products", admin, nil,
+		map[string]any{"title": title, "price": price, "stock": stock}, &out)
+	return out.SKUID, err
+}
+
+// CreateActivity creates a flash sale (admin token); its stock is in Redis
+// when this returns.
+func (c *Client) CreateActivity(ctx context.Context, admin string, a api.Activity) (string, error) {
+	var out struct {
+		ActivityID string `json:"activity_id"`
+	}
+	_, err := c.Do(ctx, http.MethodPost, "/admin/v1/activities", admin, nil, map[string]any{
+		"sku_id": a.SKUID, "price": a.Price, "stock": a.Stock, "per_user_limit": a.PerUserLimit,
+		"starts_at": a.StartsAt.Format(time.RFC3339Nano), "ends_at": a.EndsAt.Format(time.RFC3339Nano),
+	}, &out)
+	return out.ActivityID, err
+}
+
+// GetActivity reads an activity with its remaining stock.
+func (c *Client) GetActivity(ctx context.Context, id string) (api.Activity, error) {
+	var a api.Activity
+	_, err := c.Do(ctx, http.MethodGet, "/api/v1/activities/"+id, "", nil, nil, &a)
+	return a, err
+}
+
+// Seckill tries to buy quantity units of activity.
+func (c *Client) Seckill(ctx context.Context, token, activityID string, quantity int64, idemKey string) (api.SeckillAccepted, error) {
+	var out api.SeckillAccepted
+	_, err := c.Do(ctx, http.MethodPost, "/api/v1/seckill/orders", token,
+		map[string]string{"Idempotency-Key": idemKey},
+		map[string]any{"activity_id": activityID, "quantity": quantity}, &out)
+	return out, err
+}
+
+// GetOrder reads one of the caller's orders.
+func (c *Client) GetOrder(ctx context.Context, token, orderID string) (api.Order, error) {
+	var o api.Order
+	_, err := c.Do(ctx, http.MethodGet, "/api/v1/orders/"+orderID, token, nil, nil, &o)
+	return o, err
+}
+
+// ListOrders lists the caller's orders.
+func (c *Client) ListOrders(ctx context.Context, token string) ([]api.Order, error) {
+	var out struct {
+		Orders []api.Order `json:"orders"`
+	}
+	_, err := c.Do(ctx, http.MethodGet, "/api/v1/orders", token, nil, nil, &out)
+	return out.Orders, err
+}

@@ -1,0 +1,327 @@
+// Command bench is `make bench`: it measures ways of taking one unit of a
+// hot item's stock, in one run on this machine, against the ceiling of
+// redis-benchmark running our reservation script straight on Redis:
+//
+//   - ceiling: redis-benchmark EVALSHA of the Reserve script, no Go at all;
+//   - Reserve through the inventory service (gRPC → Go → Lua), the hot path;
+//   - Reserve through the Go Redis adapter, without gRPC;
+//   - Postgres conditional UPDATE on one hot row (optimistic, the naive way);
+//   - Postgres SELECT … FOR UPDATE then UPDATE (pessimistic).
+//
+// Every strategy runs with the same number of concurrent clients for the
+// same time, and each is printed as a ratio to the ceiling.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/jackc/pgx/v5/pgxpool"
+	goredis "github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/rpc"
+	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	"github.com/flashsale/flashsale/services/inventory"
+	invapp "github.com/flashsale/flashsale/services/inventory/app"
+	invredis "github.com/flashsale/flashsale/services/inventory/redis"
+)
+
+// result is one strategy's measurement.
+type result struct {
+	name     string
+	ops      int64
+	elapsed  time.Duration
+	p50, p99 time.Duration
+}
+
+func (r result) perSec() float64 { return float64(r.ops) / r.elapsed.Seconds() }
+
+func main() {
+	duration := flag.Duration("duration", 8*time.Second, "how long each strategy runs")
+	clients := flag.Int("clients", 64, "concurrent clients per strategy")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *duration, *clients); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, d time.Duration, clients int) error {
+	if _, err := exec.LookPath("redis-benchmark"); err != nil {
+		return fmt.Errorf("redis-benchmark not found: install it with `make deps` or `apt-get install redis-tools`")
+	}
+	stack, err := localstack.Start(ctx, localstack.Config{Databases: []string{"bench"}})
+	if err != nil {
+		return err
+	}
+	defer stack.Close()
+	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr, PoolSize: clients})
+	defer rdb.Close()
+	store := invredis.NewStore(rdb)
+
+	fmt.Printf("Each strategy: %d concurrent clients for %s, on %d CPUs.\n\n", clients, d, cpus())
+	var results []result
+
+	ceiling, err := redisBenchmark(ctx, stack.RedisAddr, store, d, clients)
+	if err != nil {
+		return err
+	}
+	results = append(results, ceiling)
+
+	svc, err := throughService(ctx, stack.RedisAddr, store, d, clients)
+	if err != nil {
+		return err
+	}
+	results = append(results, svc)
+
+	adapter, err := throughAdapter(ctx, store, d, clients)
+	if err != nil {
+		return err
+	}
+	results = append(results, adapter)
+
+	pool, err := postgres.Dial(ctx, stack.PostgresURL("bench"), int32(clients))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	for _, s := range []pgStrategy{conditionalUpdate, selectForUpdate} {
+		r, err := postgresDecrement(ctx, pool, s, d, clients)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+
+	fmt.Printf("| strategy | reservations/s | ratio to ceiling | p50 | p99 |\n|---|---:|---:|---:|---:|\n")
+	for _, r := range results {
+		lat := func(v time.Duration) string {
+			if v == 0 {
+				return "n/a"
+			}
+			return v.Round(10 * time.Microsecond).String()
+		}
+		fmt.Printf("| %s | %.0f | %.3f | %s | %s |\n", r.name, r.perSec(), r.perSec()/ceiling.perSec(), lat(r.p50), lat(r.p99))
+	}
+	return nil
+}
+
+func cpus() int { return runtime.NumCPU() }
+
+// benchActivity preheats an activity whose stock and limit never run out
+// within a run, so every call does the full reservation.
+func benchActivity(ctx context.Context, store *invredis.Store, id int64) error {
+	_, err := store.Preheat(ctx, id, 1<<50, 1<<50)
+	return err
+}
+
+// redisBenchmark runs the Reserve script with redis-benchmark (EVALSHA, as
+// go-redis runs it) and reads its CSV report.
+func redisBenchmark(ctx context.Context, addr string, store *invredis.Store, d time.Duration, clients int) (result, error) {
+	const activity = 1
+	if err := benchActivity(ctx, store, activity); err != nil {
+		return result{}, err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rdb.Close()
+	sha, err := rdb.ScriptLoad(ctx, invredis.ReserveScript).Result()
+	if err != nil {
+		return result{}, err
+	}
+	keys := invredis.ReserveKeys(activity, 0)
+	keys[4] = strings.TrimSuffix(keys[4], "0") + "__rand_int__"
+	deadline := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	// Calibrate the request count to the duration with a short run.
+	n := 20000
+	args := func(n int) []string {
+		a := []string{"-h", host, "-p", port, "-c", strconv.Itoa(clients), "-n", strconv.Itoa(n), "-r", "1000000000", "--csv",
+			"EVALSHA", sha, strconv.Itoa(len(keys))}
+		a = append(a, keys...)
+		return append(a, "__rand_int__", "1", "__rand_int__", "__rand_int__", deadline)
+	}
+	probe, err := runRedisBenchmark(ctx, args(n))
+	if err != nil {
+		return result{}, err
+	}
+	n = max(int(probe*d.Seconds()), n)
+	t0 := time.Now()
+	rps, err := runRedisBenchmark(ctx, args(n))
+	if err != nil {
+		return result{}, err
+	}
+	return result{name: "ceiling: redis-benchmark EVALSHA reserve.lua", ops: int64(rps * time.Since(t0).Seconds()), elapsed: time.Since(t0)}, nil
+}
+
+func runRedisBenchmark(ctx context.Context, args []string) (float64, error) {
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, "redis-benchmark", args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("redis-benchmark: %w: %s", err, errb.String())
+	}
+	recs, err := csv.NewReader(&out).ReadAll()
+	if err != nil || len(recs) < 2 || len(recs[1]) < 2 {
+		return 0, fmt.Errorf("redis-benchmark: unexpected output %q", out.String())
+	}
+	return strconv.ParseFloat(recs[1][1], 64)
+}
+
+// drive runs op from clients goroutines for d and measures each call.
+func drive(ctx context.Context, name string, d time.Duration, clients int, op func(ctx context.Context, worker int, i int64) error) (result, error) {
+	// Calls get ctx without a deadline and the loop checks the time
+	// itself, so no call is cut short mid-flight and counted as an error.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hists := make([]*hdrhistogram.Histogram, clients)
+	var ops atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for w := range clients {
+		h := hdrhistogram.New(1, 10_000_000, 3)
+		hists[w] = h
+		wg.Go(func() {
+			for i := int64(0); ctx.Err() == nil && time.Since(t0) < d; i++ {
+				s := time.Now()
+				if err := op(ctx, w, i); err != nil {
+					if ctx.Err() == nil {
+						once.Do(func() { firstErr = err; cancel() })
+					}
+					return
+				}
+				_ = h.RecordValue(max(time.Since(s).Microseconds(), 1))
+				ops.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(t0)
+	if firstErr != nil {
+		return result{}, fmt.Errorf("%s: %w", name, firstErr)
+	}
+	all := hdrhistogram.New(1, 10_000_000, 3)
+	for _, h := range hists {
+		all.Merge(h)
+	}
+	us := func(q float64) time.Duration { return time.Duration(all.ValueAtQuantile(q)) * time.Microsecond }
+	return result{name: name, ops: ops.Load(), elapsed: elapsed, p50: us(50), p99: us(99)}, nil
+}
+
+// orderID makes distinct order and user ids per worker and call.
+func orderID(worker int, i int64) int64 { return int64(worker+1)<<40 | i }
+
+func throughService(ctx context.Context, redisAddr string, store *invredis.Store, d time.Duration, clients int) (result, error) {
+	const activity = 2
+	if err := benchActivity(ctx, store, activity); err != nil {
+		return result{}, err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	adm, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	svcCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- invapp.Run(svcCtx, invapp.Config{GRPCListener: lis, AdminListener: adm, RedisAddr: redisAddr,
+			RedisPoolSize: clients, Logger: slog.New(slog.DiscardHandler)})
+	}()
+	defer func() { stop(); <-done }()
+	cc, err := rpc.Dial(lis.Addr().String())
+	if err != nil {
+		return result{}, err
+	}
+	defer cc.Close()
+	client := inventoryv1.NewInventoryServiceClient(cc)
+	deadline := timestamppb.New(time.Now().Add(time.Hour))
+	return drive(ctx, "Reserve through the inventory service (gRPC)", d, clients, func(ctx context.Context, w int, i int64) error {
+		id := orderID(w, i)
+		_, err := client.Reserve(ctx, &inventoryv1.ReserveRequest{ActivityId: activity, UserId: id, Quantity: 1,
+			OrderId: id, IdempotencyKey: strconv.FormatInt(id, 36), ExpiresAt: deadline})
+		return err
+	})
+}
+
+func throughAdapter(ctx context.Context, store *invredis.Store, d time.Duration, clients int) (result, error) {
+	const activity = 3
+	if err := benchActivity(ctx, store, activity); err != nil {
+		return result{}, err
+	}
+	deadline := time.Now().Add(time.Hour)
+	return drive(ctx, "Reserve through the Go Redis adapter (no gRPC)", d, clients, func(ctx context.Context, w int, i int64) error {
+		id := orderID(w, i)
+		_, err := store.Reserve(ctx, inventory.ReserveRequest{ActivityID: activity, UserID: id, Quantity: 1,
+			OrderID: id, IdempotencyKey: strconv.FormatInt(id, 36), ExpiresAt: deadline})
+		return err
+	})
+}
+
+// pgStrategy is one way of taking a unit from a hot Postgres row.
+type pgStrategy struct {
+	name string
+	take func(ctx context.Context, pool *pgxpool.Pool) error
+}
+
+var conditionalUpdate = pgStrategy{
+	name: "Postgres conditional UPDATE, one hot row",
+	take: func(ctx context.Context, pool *pgxpool.Pool) error {
+		_, err := pool.Exec(ctx, "UPDATE bench_stock SET stock = stock - 1 WHERE id = 1 AND stock >= 1")
+		return err
+	},
+}
+
+var selectForUpdate = pgStrategy{
+	name: "Postgres SELECT … FOR UPDATE + UPDATE, one hot row",
+	take: func(ctx context.Context, pool *pgxpool.Pool) error {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+		var stock int64
+		if err := tx.QueryRow(ctx, "SELECT stock FROM bench_stock WHERE id = 1 FOR UPDATE").Scan(&stock); err != nil {
+			return err
+		}
+		if stock >= 1 {
+			if _, err := tx.Exec(ctx, "UPDATE bench_stock SET stock = $1 WHERE id = 1", stock-1); err != nil {
+				return err
+			}
+		}
+		return tx.Commit(ctx)
+	},
+}
+
+func postgresDecrement(ctx context.Context, pool *pgxpool.Pool, s pgStrategy, d time.Duration, clients int) (result, error) {
+	if _, err := pool.Exec(ctx, `DROP TABLE IF EXISTS bench_stock;
+		CREATE TABLE bench_stock (id int PRIMARY KEY, stock bigint NOT NULL CHECK (stock >= 0));
+		INSERT INTO bench_stock VALUES (1, 1000000000000)`); err != nil {
+		return result{}, err
+	}
+	return drive(ctx, s.name, d, clients, func(ctx context.Context, _ int, _ int64) error { return s.take(ctx, pool) })
+}

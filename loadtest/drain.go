@@ -1,0 +1,33 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/kafka"
+)
+
+// WaitDrained waits until consumer group has committed every message of
+// topic, three polls in a row, so that an audit reads settled books.
+func WaitDrained(ctx context.Context, brokers []string, group, topic string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for zeroes := 0; zeroes < 3; {
+		lag, err := kafka.Lag(ctx, brokers, group, topic)
+		if err == nil && lag == 0 {
+			zeroes++
+		} else {
+			zeroes = 0
+		}
+		if time.Now().After(deadline) {
+			return errors.Join(fmt.Errorf("%s not drained by group %s after %s (lag %d)", topic, group, timeout, lag), err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
+}
