@@ -35,6 +35,11 @@ var (
 	// reservation's stock was given back (the order expired or was
 	// cancelled before the payment arrived).
 	ErrAlreadyReleased = errors.New("reservation already released")
+	// ErrAlreadyOrdered means an unpublished release was refused because
+	// the order consumer has marked the reservation ordered: the event
+	// the caller thought lost did reach the log, the order is stored (or
+	// about to be), and its stock stays taken.
+	ErrAlreadyOrdered = errors.New("reservation already ordered")
 	// ErrInvalid means a request is malformed.
 	ErrInvalid = errors.New("invalid argument")
 )
@@ -46,6 +51,9 @@ const (
 	MaxQuantity          = 1000
 	MaxStock             = 1_000_000_000
 	MaxIdempotencyKeyLen = 128
+	// MaxMarkOrdered bounds the orders of one MarkOrdered call, so one
+	// call stays one modest Redis pipeline.
+	MaxMarkOrdered = 1000
 )
 
 // Status is where a reservation is in its life: RESERVED until it is either
@@ -70,7 +78,39 @@ type Reservation struct {
 	// ExpiresAt is the payment deadline: the score of the order's entry in
 	// the activity's expiry queue.
 	ExpiresAt time.Time
+	// Ordered is set once the order consumer has marked the reservation
+	// (MarkOrdered): its order is stored, so an unpublished release can no
+	// longer take the stock back.
+	Ordered bool
+	// Unpublished is set when the reservation was released as unpublished
+	// (the placing service could not publish the order's event): a late
+	// delivery of that event must not become an order.
+	Unpublished bool
 }
+
+// OrderRef names the reservation of one order.
+type OrderRef struct {
+	ActivityID int64
+	OrderID    int64
+}
+
+// MarkOutcome is what MarkOrdered answers for one order: whether the order
+// consumer may store it.
+type MarkOutcome string
+
+// The outcomes of MarkOrdered; the values are what the store's script
+// returns.
+const (
+	// MarkMarked: the reservation is marked ordered (or was released by
+	// expiry or cancellation after it had been); store the order.
+	MarkMarked MarkOutcome = "MARKED"
+	// MarkDrop: the reservation was released as unpublished, so the buyer
+	// was told the order failed and its stock may be sold again; do not
+	// store the order.
+	MarkDrop MarkOutcome = "DROP"
+	// MarkNotFound: no reservation backs the order; do not store it.
+	MarkNotFound MarkOutcome = "NOT_FOUND"
+)
 
 // ReserveRequest asks for stock for one order.
 type ReserveRequest struct {
@@ -160,6 +200,8 @@ type Store interface {
 	Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (remaining int64, err error)
 	Reserve(ctx context.Context, r ReserveRequest) (ReserveResult, error)
 	Release(ctx context.Context, activityID, orderID int64) (released bool, err error)
+	ReleaseUnpublished(ctx context.Context, activityID, orderID int64) (released bool, err error)
+	MarkOrdered(ctx context.Context, refs []OrderRef) ([]MarkOutcome, error)
 	Confirm(ctx context.Context, activityID, orderID int64) error
 	Stock(ctx context.Context, activityID int64) (Stock, error)
 	Reservation(ctx context.Context, activityID, orderID int64) (Reservation, error)
@@ -204,6 +246,38 @@ func (s *Service) Release(ctx context.Context, activityID, orderID int64) (bool,
 		return false, fmt.Errorf("release: %w", err)
 	}
 	return s.store.Release(ctx, activityID, orderID)
+}
+
+// ReleaseUnpublished is the release of a caller that could not publish the
+// order's event, and cannot know whether the event reached the log anyway
+// (a timeout after the broker appended it). It fails with
+// ErrAlreadyOrdered, changing nothing, when the order consumer has already
+// marked the reservation ordered. Otherwise it releases as Release does and
+// records the release as unpublished, so that MarkOrdered tells the
+// consumer to drop a late delivery of the event.
+func (s *Service) ReleaseUnpublished(ctx context.Context, activityID, orderID int64) (bool, error) {
+	if err := validateIDs(namedID{"activity", activityID}, namedID{"order", orderID}); err != nil {
+		return false, fmt.Errorf("release unpublished: %w", err)
+	}
+	return s.store.ReleaseUnpublished(ctx, activityID, orderID)
+}
+
+// MarkOrdered marks the reservations of orders the order consumer is about
+// to store and answers, in the same order, whether each may be stored.
+// Marking is idempotent, so a redelivered batch gets the same answers.
+func (s *Service) MarkOrdered(ctx context.Context, refs []OrderRef) ([]MarkOutcome, error) {
+	if len(refs) > MaxMarkOrdered {
+		return nil, fmt.Errorf("mark ordered: %w: %d orders, at most %d per call", ErrInvalid, len(refs), MaxMarkOrdered)
+	}
+	for i, r := range refs {
+		if err := validateIDs(namedID{"activity", r.ActivityID}, namedID{"order", r.OrderID}); err != nil {
+			return nil, fmt.Errorf("mark ordered: order #%d: %w", i, err)
+		}
+	}
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	return s.store.MarkOrdered(ctx, refs)
 }
 
 // Confirm marks a reservation as paid, so it can never be released.

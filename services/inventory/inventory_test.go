@@ -72,6 +72,16 @@ func (s *recordingStore) Release(context.Context, int64, int64) (bool, error) {
 	return true, nil
 }
 
+func (s *recordingStore) ReleaseUnpublished(context.Context, int64, int64) (bool, error) {
+	s.calls++
+	return true, nil
+}
+
+func (s *recordingStore) MarkOrdered(_ context.Context, refs []inventory.OrderRef) ([]inventory.MarkOutcome, error) {
+	s.calls++
+	return make([]inventory.MarkOutcome, len(refs)), nil
+}
+
 func (s *recordingStore) Confirm(context.Context, int64, int64) error {
 	s.calls++
 	return nil
@@ -85,6 +95,23 @@ func (s *recordingStore) Stock(context.Context, int64) (inventory.Stock, error) 
 func (s *recordingStore) Reservation(context.Context, int64, int64) (inventory.Reservation, error) {
 	s.calls++
 	return inventory.Reservation{}, nil
+}
+
+// refs returns n valid order references.
+func refs(n int) []inventory.OrderRef {
+	out := make([]inventory.OrderRef, n)
+	for i := range out {
+		out[i] = inventory.OrderRef{ActivityID: 1, OrderID: int64(i + 1)}
+	}
+	return out
+}
+
+func TestMarkOrderedOfNothingSkipsTheStore(t *testing.T) {
+	store := &recordingStore{}
+	got, err := inventory.NewService(store).MarkOrdered(context.Background(), nil)
+	if err != nil || len(got) != 0 || store.calls != 0 {
+		t.Fatalf("mark nothing: got %v, %v and %d store calls; want no outcomes, no error, no call", got, err, store.calls)
+	}
 }
 
 func TestServiceValidatesBeforeTheStore(t *testing.T) {
@@ -109,6 +136,28 @@ func TestServiceValidatesBeforeTheStore(t *testing.T) {
 		}, false},
 		{"release", func(s *inventory.Service) error { _, err := s.Release(ctx, 1, 2); return err }, true},
 		{"release zero order", func(s *inventory.Service) error { _, err := s.Release(ctx, 1, 0); return err }, false},
+		{"release unpublished", func(s *inventory.Service) error { _, err := s.ReleaseUnpublished(ctx, 1, 2); return err }, true},
+		{"release unpublished zero activity", func(s *inventory.Service) error { _, err := s.ReleaseUnpublished(ctx, 0, 2); return err }, false},
+		{"mark ordered", func(s *inventory.Service) error {
+			_, err := s.MarkOrdered(ctx, refs(inventory.MaxMarkOrdered))
+			return err
+		}, true},
+		{"mark ordered too many", func(s *inventory.Service) error {
+			_, err := s.MarkOrdered(ctx, refs(inventory.MaxMarkOrdered+1))
+			return err
+		}, false},
+		{"mark ordered zero order id", func(s *inventory.Service) error {
+			r := refs(3)
+			r[2].OrderID = 0
+			_, err := s.MarkOrdered(ctx, r)
+			return err
+		}, false},
+		{"mark ordered negative activity", func(s *inventory.Service) error {
+			r := refs(3)
+			r[0].ActivityID = -1
+			_, err := s.MarkOrdered(ctx, r)
+			return err
+		}, false},
 		{"confirm", func(s *inventory.Service) error { return s.Confirm(ctx, 1, 2) }, true},
 		{"confirm zero activity", func(s *inventory.Service) error { return s.Confirm(ctx, 0, 2) }, false},
 		{"stock", func(s *inventory.Service) error { _, err := s.Stock(ctx, 1); return err }, true},

@@ -117,6 +117,34 @@ func TestReserveOverGRPC(t *testing.T) {
 		{"stock", func() (proto.Message, error) {
 			return client.GetStock(ctx, &inventoryv1.GetStockRequest{ActivityId: act})
 		}, "", &inventoryv1.GetStockResponse{Remaining: 1, Total: 2}},
+		{"reserve to mark", reserve(6, 1, 18, "a"), "", &inventoryv1.ReserveResponse{OrderId: 18}},
+		{"mark ordered", func() (proto.Message, error) {
+			return client.MarkOrdered(ctx, &inventoryv1.MarkOrderedRequest{Orders: []*inventoryv1.OrderRef{
+				{ActivityId: act, OrderId: 18}, {ActivityId: act, OrderId: 99}, {ActivityId: act, OrderId: 14},
+			}})
+		}, "", &inventoryv1.MarkOrderedResponse{Outcomes: []inventoryv1.MarkOutcome{
+			inventoryv1.MarkOutcome_MARK_OUTCOME_MARKED, inventoryv1.MarkOutcome_MARK_OUTCOME_NOT_FOUND,
+			inventoryv1.MarkOutcome_MARK_OUTCOME_MARKED,
+		}}},
+		{"mark ordered with an order id missing", func() (proto.Message, error) {
+			return client.MarkOrdered(ctx, &inventoryv1.MarkOrderedRequest{Orders: []*inventoryv1.OrderRef{{ActivityId: act}}})
+		}, errcode.InvalidArgument, nil},
+		{"unpublished release of an ordered reservation", func() (proto.Message, error) {
+			return client.Release(ctx, &inventoryv1.ReleaseRequest{ActivityId: act, OrderId: 18, Unpublished: true})
+		}, errcode.Conflict, nil},
+		{"stock after the refused release", func() (proto.Message, error) {
+			return client.GetStock(ctx, &inventoryv1.GetStockRequest{ActivityId: act})
+		}, "", &inventoryv1.GetStockResponse{Remaining: 0, Total: 2}},
+		{"plain release of an ordered reservation", func() (proto.Message, error) {
+			return client.Release(ctx, &inventoryv1.ReleaseRequest{ActivityId: act, OrderId: 18})
+		}, "", &inventoryv1.ReleaseResponse{Released: true}},
+		{"reserve to release unpublished", reserve(7, 1, 19, "a"), "", &inventoryv1.ReserveResponse{OrderId: 19}},
+		{"unpublished release", func() (proto.Message, error) {
+			return client.Release(ctx, &inventoryv1.ReleaseRequest{ActivityId: act, OrderId: 19, Unpublished: true})
+		}, "", &inventoryv1.ReleaseResponse{Released: true}},
+		{"mark after the unpublished release", func() (proto.Message, error) {
+			return client.MarkOrdered(ctx, &inventoryv1.MarkOrderedRequest{Orders: []*inventoryv1.OrderRef{{ActivityId: act, OrderId: 19}}})
+		}, "", &inventoryv1.MarkOrderedResponse{Outcomes: []inventoryv1.MarkOutcome{inventoryv1.MarkOutcome_MARK_OUTCOME_DROP}}},
 		{"stock of unknown activity", func() (proto.Message, error) {
 			return client.GetStock(ctx, &inventoryv1.GetStockRequest{ActivityId: act + 1})
 		}, errcode.NotFound, nil},

@@ -23,6 +23,8 @@ var Errors = errcode.Table{
 	{Err: inventory.ErrReservationNotFound, Code: errcode.NotFound},
 	{Err: inventory.ErrAlreadyConfirmed, Code: errcode.Conflict},
 	{Err: inventory.ErrAlreadyReleased, Code: errcode.Conflict},
+	// The order exists: the placing service answers its buyer with it.
+	{Err: inventory.ErrAlreadyOrdered, Code: errcode.Conflict},
 	{Err: inventory.ErrInvalid, Code: errcode.InvalidArgument},
 }
 
@@ -32,6 +34,8 @@ type Inventory interface {
 	Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (int64, error)
 	Reserve(ctx context.Context, r inventory.ReserveRequest) (inventory.ReserveResult, error)
 	Release(ctx context.Context, activityID, orderID int64) (bool, error)
+	ReleaseUnpublished(ctx context.Context, activityID, orderID int64) (bool, error)
+	MarkOrdered(ctx context.Context, refs []inventory.OrderRef) ([]inventory.MarkOutcome, error)
 	Confirm(ctx context.Context, activityID, orderID int64) error
 	Stock(ctx context.Context, activityID int64) (inventory.Stock, error)
 	Reservation(ctx context.Context, activityID, orderID int64) (inventory.Reservation, error)
@@ -76,9 +80,14 @@ func (s *Server) Reserve(ctx context.Context, req *inventoryv1.ReserveRequest) (
 	return &inventoryv1.ReserveResponse{OrderId: res.OrderID, Replayed: res.Replayed, Remaining: res.Remaining}, nil
 }
 
-// Release implements inventoryv1.InventoryServiceServer.
+// Release implements inventoryv1.InventoryServiceServer. An unpublished
+// release is refused with CONFLICT once the reservation is marked ordered.
 func (s *Server) Release(ctx context.Context, req *inventoryv1.ReleaseRequest) (*inventoryv1.ReleaseResponse, error) {
-	released, err := s.inv.Release(ctx, req.GetActivityId(), req.GetOrderId())
+	release := s.inv.Release
+	if req.GetUnpublished() {
+		release = s.inv.ReleaseUnpublished
+	}
+	released, err := release(ctx, req.GetActivityId(), req.GetOrderId())
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +100,30 @@ func (s *Server) Confirm(ctx context.Context, req *inventoryv1.ConfirmRequest) (
 		return nil, err
 	}
 	return &inventoryv1.ConfirmResponse{}, nil
+}
+
+// MarkOrdered implements inventoryv1.InventoryServiceServer.
+func (s *Server) MarkOrdered(ctx context.Context, req *inventoryv1.MarkOrderedRequest) (*inventoryv1.MarkOrderedResponse, error) {
+	refs := make([]inventory.OrderRef, len(req.GetOrders()))
+	for i, o := range req.GetOrders() {
+		refs[i] = inventory.OrderRef{ActivityID: o.GetActivityId(), OrderID: o.GetOrderId()}
+	}
+	outcomes, err := s.inv.MarkOrdered(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	resp := &inventoryv1.MarkOrderedResponse{Outcomes: make([]inventoryv1.MarkOutcome, len(outcomes))}
+	for i, o := range outcomes {
+		resp.Outcomes[i] = markOutcomes[o]
+	}
+	return resp, nil
+}
+
+// markOutcomes maps domain outcomes to the proto enum.
+var markOutcomes = map[inventory.MarkOutcome]inventoryv1.MarkOutcome{
+	inventory.MarkMarked:   inventoryv1.MarkOutcome_MARK_OUTCOME_MARKED,
+	inventory.MarkDrop:     inventoryv1.MarkOutcome_MARK_OUTCOME_DROP,
+	inventory.MarkNotFound: inventoryv1.MarkOutcome_MARK_OUTCOME_NOT_FOUND,
 }
 
 // GetStock implements inventoryv1.InventoryServiceServer.

@@ -21,6 +21,7 @@ func TestErrorsMapDomainErrorsToCodes(t *testing.T) {
 		{inventory.ErrReservationNotFound, errcode.NotFound},
 		{inventory.ErrAlreadyConfirmed, errcode.Conflict},
 		{inventory.ErrAlreadyReleased, errcode.Conflict},
+		{inventory.ErrAlreadyOrdered, errcode.Conflict},
 		{inventory.ErrInvalid, errcode.InvalidArgument},
 		{errors.New("redis: connection refused"), errcode.Internal},
 	}

@@ -2,18 +2,34 @@
 -- atomically. Releasing twice is harmless; a confirmed (paid) reservation
 -- is never released.
 --
+-- An unpublished release (ARGV[2] = '1') comes from a caller that could not
+-- publish the order's event and cannot tell whether it reached the log
+-- anyway. It is refused, changing nothing, once the order consumer has
+-- marked the reservation ordered (mark_ordered.lua): the order exists.
+-- Otherwise it records unpublished=1, so that a late delivery of the event
+-- is dropped; even on a reservation released before, because its caller
+-- tells the buyer the order failed. A plain release ignores the ordered
+-- mark: expiry and cancellation release stored orders.
+--
 -- KEYS[1] {act:ID}:stock, KEYS[2] {act:ID}:bought, KEYS[3] {act:ID}:idem,
 -- KEYS[4] {act:ID}:res:<order>, KEYS[5] {act:ID}:expiry
--- ARGV[1] order id
+-- ARGV[1] order id, ARGV[2] '1' for an unpublished release, else '0'
 --
--- Returns RELEASED, ALREADY_RELEASED, CONFIRMED or NOT_FOUND.
-local r = redis.call('HMGET', KEYS[4], 'user', 'qty', 'status', 'idem')
-local user, qty, status, idem = r[1], r[2], r[3], r[4]
+-- Returns RELEASED, ALREADY_RELEASED, CONFIRMED, ORDERED or NOT_FOUND.
+local r = redis.call('HMGET', KEYS[4], 'user', 'qty', 'status', 'idem', 'ordered')
+local user, qty, status, idem, ordered = r[1], r[2], r[3], r[4], r[5]
 if not status then
   return 'NOT_FOUND'
 end
+local unpublished = ARGV[2] == '1'
+if unpublished and ordered == '1' then
+  return 'ORDERED'
+end
 if status == 'CONFIRMED' then
   return 'CONFIRMED'
+end
+if unpublished then
+  redis.call('HSET', KEYS[4], 'unpublished', '1')
 end
 if status == 'RELEASED' then
   return 'ALREADY_RELEASED'

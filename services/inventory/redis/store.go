@@ -10,7 +10,9 @@
 //	{act:ID}:stock          integer: units left
 //	{act:ID}:bought         hash: user id -> units held
 //	{act:ID}:idem           hash: "<user>:<idempotency key>" -> order id
-//	{act:ID}:res:<orderID>  hash: user, qty, status, idem, expires_at_ms
+//	{act:ID}:res:<orderID>  hash: user, qty, status, idem, expires_at_ms,
+//	                        ordered (1 once MarkOrdered ran),
+//	                        unpublished (1 once released as unpublished)
 //	{act:ID}:expiry         sorted set: order id scored by payment deadline (unix ms)
 //
 // The expiry sorted set is the delay queue of reserved orders; the set
@@ -70,12 +72,15 @@ var (
 	preheatSource string
 	//go:embed stock.lua
 	stockSource string
+	//go:embed mark_ordered.lua
+	markOrderedSource string
 
-	reserveScript = goredis.NewScript(ReserveScript)
-	releaseScript = goredis.NewScript(releaseSource)
-	confirmScript = goredis.NewScript(confirmSource)
-	preheatScript = goredis.NewScript(preheatSource)
-	stockScript   = goredis.NewScript(stockSource)
+	reserveScript     = goredis.NewScript(ReserveScript)
+	releaseScript     = goredis.NewScript(releaseSource)
+	confirmScript     = goredis.NewScript(confirmSource)
+	preheatScript     = goredis.NewScript(preheatSource)
+	stockScript       = goredis.NewScript(stockSource)
+	markOrderedScript = goredis.NewScript(markOrderedSource)
 )
 
 // ActivitiesKey is the set of preheated activity ids. It is global (no hash
@@ -191,11 +196,29 @@ func parseReserveReply(reply []any) (outcome string, orderID, remaining int64, e
 // forgets the buyer's idempotency key (so a retry with it may reserve
 // again) and takes the order off the expiry queue. It reports false when
 // the reservation was already released; a confirmed reservation fails with
-// ErrAlreadyConfirmed and is left alone.
+// ErrAlreadyConfirmed and is left alone. It ignores the ordered mark:
+// expiry and cancellation release stored orders.
 func (s *Store) Release(ctx context.Context, activityID, orderID int64) (bool, error) {
+	return s.release(ctx, activityID, orderID, false)
+}
+
+// ReleaseUnpublished releases as Release does for a caller that could not
+// publish the order's event, and records the release as unpublished so
+// that MarkOrdered answers MarkDrop for a late delivery. When the
+// reservation is already marked ordered it fails with ErrAlreadyOrdered
+// and changes nothing.
+func (s *Store) ReleaseUnpublished(ctx context.Context, activityID, orderID int64) (bool, error) {
+	return s.release(ctx, activityID, orderID, true)
+}
+
+func (s *Store) release(ctx context.Context, activityID, orderID int64, unpublished bool) (bool, error) {
 	k := keysOf(activityID)
+	flag := "0"
+	if unpublished {
+		flag = "1"
+	}
 	outcome, err := releaseScript.Run(ctx, s.rdb,
-		[]string{k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry}, orderID).Text()
+		[]string{k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry}, orderID, flag).Text()
 	if err != nil {
 		return false, fmt.Errorf("release activity %d order %d: %w", activityID, orderID, err)
 	}
@@ -206,12 +229,58 @@ func (s *Store) Release(ctx context.Context, activityID, orderID int64) (bool, e
 		return false, nil
 	case "CONFIRMED":
 		err = inventory.ErrAlreadyConfirmed
+	case "ORDERED":
+		err = inventory.ErrAlreadyOrdered
 	case "NOT_FOUND":
 		err = inventory.ErrReservationNotFound
 	default:
 		err = fmt.Errorf("unexpected outcome %q", outcome)
 	}
 	return false, fmt.Errorf("release activity %d order %d: %w", activityID, orderID, err)
+}
+
+// MarkOrdered runs the mark script for every order of refs in one
+// pipeline (one round trip; on Redis Cluster, one per node) and returns
+// the outcomes in the order of refs. The script is sent by SHA; when Redis
+// has lost it (a restart, SCRIPT FLUSH) it is loaded and the whole batch
+// runs again, which marking's idempotency makes harmless.
+func (s *Store) MarkOrdered(ctx context.Context, refs []inventory.OrderRef) ([]inventory.MarkOutcome, error) {
+	cmds, err := s.markPipeline(ctx, refs)
+	if goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err := markOrderedScript.Load(ctx, s.rdb).Err(); err != nil {
+			return nil, fmt.Errorf("mark %d orders: load script: %w", len(refs), err)
+		}
+		cmds, err = s.markPipeline(ctx, refs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mark %d orders: %w", len(refs), err)
+	}
+	outcomes := make([]inventory.MarkOutcome, len(refs))
+	for i, cmd := range cmds {
+		text, err := cmd.Text()
+		switch o := inventory.MarkOutcome(text); {
+		case err != nil:
+			return nil, fmt.Errorf("mark order %d of activity %d: %w", refs[i].OrderID, refs[i].ActivityID, err)
+		case o == inventory.MarkMarked || o == inventory.MarkDrop || o == inventory.MarkNotFound:
+			outcomes[i] = o
+		default:
+			return nil, fmt.Errorf("mark order %d of activity %d: unexpected outcome %q", refs[i].OrderID, refs[i].ActivityID, o)
+		}
+	}
+	return outcomes, nil
+}
+
+// markPipeline sends one EVALSHA of the mark script per order. The error is
+// the first failed command's.
+func (s *Store) markPipeline(ctx context.Context, refs []inventory.OrderRef) ([]*goredis.Cmd, error) {
+	cmds := make([]*goredis.Cmd, len(refs))
+	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, r := range refs {
+			cmds[i] = markOrderedScript.EvalSha(ctx, p, []string{keysOf(r.ActivityID).reservation(r.OrderID)})
+		}
+		return nil
+	})
+	return cmds, err
 }
 
 // Confirm marks a reserved order as paid and takes it off the expiry queue.
@@ -281,6 +350,8 @@ func (s *Store) Reservation(ctx context.Context, activityID, orderID int64) (inv
 		Status:         inventory.Status(fields["status"]),
 		IdempotencyKey: fields["idem"],
 		ExpiresAt:      time.UnixMilli(parse("expires_at_ms")),
+		Ordered:        fields["ordered"] == "1",
+		Unpublished:    fields["unpublished"] == "1",
 	}
 	if err := errors.Join(errs...); err != nil {
 		return inventory.Reservation{}, fmt.Errorf("reservation of order %d: %w", orderID, err)

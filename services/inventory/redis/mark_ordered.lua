@@ -1,0 +1,23 @@
+-- MarkOrdered marks one order's reservation as backing a stored order,
+-- atomically with respect to an unpublished release of it (release.lua):
+-- of the two, whichever runs first decides whether the order exists.
+-- Marking is idempotent. The order consumer runs it once per event of a
+-- batch, in one pipeline, before it stores the batch.
+--
+-- KEYS[1] {act:ID}:res:<order>
+--
+-- Returns MARKED (store the order), DROP (released as unpublished: the
+-- buyer was told the order failed) or NOT_FOUND (no reservation).
+local r = redis.call('HMGET', KEYS[1], 'status', 'unpublished')
+local status, unpublished = r[1], r[2]
+if not status then
+  return 'NOT_FOUND'
+end
+if status == 'RELEASED' and unpublished == '1' then
+  return 'DROP'
+end
+-- A reservation released otherwise (expiry or cancellation after an
+-- earlier delivery was stored) still backs an order that must be stored;
+-- the mark records that an order exists.
+redis.call('HSET', KEYS[1], 'ordered', '1')
+return 'MARKED'
