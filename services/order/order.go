@@ -29,6 +29,11 @@ var (
 	ErrActivityNotActive = errors.New("activity not active")
 	// ErrUnavailable means a dependency failed; the caller may retry.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrAlreadyOrdered means the inventory refused to release the stock
+	// of an order whose publish failed, because the order consumer had
+	// already marked it ordered: the event did reach the log despite the
+	// error, and the order exists.
+	ErrAlreadyOrdered = errors.New("already ordered")
 )
 
 // Status is where an order stands in its life cycle. The values are the
@@ -176,6 +181,22 @@ type Reservation struct {
 	IdempotencyKey string
 	ExpiresAt      time.Time
 }
+
+// MarkOutcome is the inventory's answer when the order consumer marks the
+// reservation of an event it is about to store.
+type MarkOutcome int
+
+// The outcomes of marking an event's reservation.
+const (
+	// MarkStore: the reservation is marked ordered; store the order.
+	MarkStore MarkOutcome = iota + 1
+	// MarkReleasedUnpublished: the placing service could not publish the
+	// event and released its stock, telling the buyer the order failed;
+	// this is a late delivery, and storing it would sell the stock twice.
+	MarkReleasedUnpublished
+	// MarkNoReservation: no reservation backs the event, so no stock does.
+	MarkNoReservation
+)
 
 // Reserved is the inventory's answer. OrderID is the id the reservation
 // belongs to: on a replay (Replayed) it is the first request's.

@@ -19,9 +19,14 @@ type Inventory interface {
 	// ErrLimitExceeded, ErrNotFound (activity not preheated) or
 	// ErrUnavailable.
 	Reserve(ctx context.Context, r Reservation) (Reserved, error)
-	// Release gives an order's reserved stock back; releasing twice, or
-	// releasing what was never reserved, is harmless.
-	Release(ctx context.Context, activityID, orderID int64) error
+	// ReleaseUnpublished gives back the reserved stock of an order whose
+	// event was not published, or may not have been (a publish that
+	// failed after the broker appended it). It fails with
+	// ErrAlreadyOrdered, releasing nothing, when the order consumer has
+	// already marked the reservation ordered; otherwise the inventory
+	// records the release so that a late delivery of the event is dropped.
+	// Releasing twice, or what was never reserved, is harmless.
+	ReleaseUnpublished(ctx context.Context, activityID, orderID int64) error
 }
 
 // Activities finds flash-sale activities (the product service).
@@ -110,7 +115,9 @@ func NewService(cfg Config) *Service {
 // publishes the order, which reaches Postgres asynchronously. It returns
 // the order id; the same idemKey returns the first request's id. Nothing
 // stays reserved unless the order is on its way: when the publish fails
-// the reservation is released and the error is ErrUnavailable.
+// the reservation is released as unpublished and the error is
+// ErrUnavailable, unless the inventory answers that the consumer already
+// took the order (the publish did land), which makes it a success.
 func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty int64, idemKey string) (int64, error) {
 	const op = "place seckill order"
 	switch {
@@ -146,8 +153,9 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 	if err != nil {
 		if !definite(err) {
 			// The reservation may have been made before the answer was
-			// lost. Releasing our own fresh id undoes it or does nothing.
-			s.release(ctx, p, "reserve failed")
+			// lost. Releasing our own fresh id undoes it or does nothing;
+			// nothing was published, so no consumer can have marked it.
+			_ = s.release(ctx, p, "reserve failed")
 		}
 		return 0, fmt.Errorf("%s: reserve: %w", op, err)
 	}
@@ -155,15 +163,32 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 		return res.OrderID, nil
 	}
 	if err := s.cfg.Pending.Put(ctx, p); err != nil {
-		s.release(ctx, p, "pending record failed")
+		_ = s.release(ctx, p, "pending record failed")
 		return 0, fmt.Errorf("%s: pending record: %v: %w", op, err, ErrUnavailable)
 	}
-	if err := s.cfg.Publisher.Publish(ctx, p); err != nil {
-		s.release(ctx, p, "publish failed")
-		if derr := s.cfg.Pending.Delete(context.WithoutCancel(ctx), p); derr != nil {
-			s.cfg.Logger.WarnContext(ctx, "pending record left behind", "order_id", p.OrderID, "err", derr)
+	if perr := s.cfg.Publisher.Publish(ctx, p); perr != nil {
+		// The error may be ambiguous: a timeout after the broker appended
+		// the event. The inventory decides atomically between this
+		// release and the consumer's mark, so either the order stands
+		// (and keeps its stock) or the stock goes back and a late
+		// delivery is dropped; never both.
+		rerr := s.release(ctx, p, "publish failed")
+		if errors.Is(rerr, ErrAlreadyOrdered) {
+			s.cfg.Logger.InfoContext(ctx, "publish reported an error but the order was consumed",
+				"order_id", p.OrderID, "publish_err", perr)
+			return p.OrderID, nil
 		}
-		return 0, fmt.Errorf("%s: publish: %v: %w", op, err, ErrUnavailable)
+		if rerr == nil {
+			if derr := s.cfg.Pending.Delete(context.WithoutCancel(ctx), p); derr != nil {
+				s.cfg.Logger.WarnContext(ctx, "pending record left behind", "order_id", p.OrderID, "err", derr)
+			}
+		}
+		// When the release failed too, whether the order exists is
+		// unknown until the event is consumed (then it is stored and
+		// keeps its stock) or the reservation expires: the expiry worker
+		// releases it then. The pending record stays meanwhile, so a
+		// stored order shows as PROCESSING rather than missing.
+		return 0, fmt.Errorf("%s: publish: %v: %w", op, perr, ErrUnavailable)
 	}
 	return p.OrderID, nil
 }
@@ -179,16 +204,20 @@ func definite(err error) bool {
 	return false
 }
 
-// release gives p's stock back after a failed placement. It runs detached
-// from the caller's context, which may be what ended. A release that fails
-// too is logged: the reservation's own expiry gives the stock back then.
-func (s *Service) release(ctx context.Context, p Placed, why string) {
+// release gives p's stock back after a failed placement, as unpublished:
+// p's event was not published or may not have been. It runs detached from
+// the caller's context, which may be what ended. A failure other than
+// ErrAlreadyOrdered is logged loudly, for the reservation then stays taken
+// until its payment deadline passes and the expiry worker releases it.
+func (s *Service) release(ctx context.Context, p Placed, why string) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	if err := s.cfg.Inventory.Release(rctx, p.ActivityID, p.OrderID); err != nil {
-		s.cfg.Logger.ErrorContext(ctx, "release after failed placement", "why", why,
-			"order_id", p.OrderID, "activity_id", p.ActivityID, "err", err)
+	err := s.cfg.Inventory.ReleaseUnpublished(rctx, p.ActivityID, p.OrderID)
+	if err != nil && !errors.Is(err, ErrAlreadyOrdered) {
+		s.cfg.Logger.ErrorContext(ctx, "release after failed placement failed: stock held until the reservation expires",
+			"why", why, "order_id", p.OrderID, "activity_id", p.ActivityID, "err", err)
 	}
+	return err
 }
 
 // GetOrder returns the order: the stored one, or, while it is in flight,

@@ -3,6 +3,7 @@ package order_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ type fakes struct {
 	reserved   map[int64]order.Reservation // by order id
 	byKey      map[string]int64
 	reserveErr error
+	releaseErr error // answered by ReleaseUnpublished instead of releasing
 	published  []order.Placed
 	publishErr error
 	pending    map[int64]order.Placed
@@ -61,9 +63,12 @@ func (f *fakes) Reserve(_ context.Context, r order.Reservation) (order.Reserved,
 	return order.Reserved{OrderID: r.OrderID}, nil
 }
 
-func (f *fakes) Release(_ context.Context, _, orderID int64) error {
+func (f *fakes) ReleaseUnpublished(_ context.Context, _, orderID int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.releaseErr != nil {
+		return f.releaseErr
+	}
 	if r, ok := f.reserved[orderID]; ok {
 		delete(f.byKey, r.IdempotencyKey)
 		delete(f.reserved, orderID)
@@ -240,16 +245,37 @@ func TestPlaceSeckillOrderPublishesOnceAndServesProcessing(t *testing.T) {
 	}
 }
 
-func TestPlaceSeckillOrderReleasesWhatCannotBePublished(t *testing.T) {
-	f := newFakes()
-	f.publishErr = errors.New("broker down")
-	svc, _ := MustService(t, f)
-	_, err := svc.PlaceSeckillOrder(context.Background(), 42, 7, 1, "key-1")
-	if !errors.Is(err, order.ErrUnavailable) {
-		t.Fatalf("got %v, want ErrUnavailable", err)
+func TestPlaceSeckillOrderAfterAFailedPublish(t *testing.T) {
+	tests := []struct {
+		name         string
+		releaseErr   error
+		wantErr      error // nil: the buyer gets the order id
+		wantReserved int   // reservations left
+		wantPending  int   // pending records left
+	}{
+		{"the release wins: nothing is left", nil, order.ErrUnavailable, 0, 0},
+		{"the consumer took the order: it stands", fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), nil, 1, 1},
+		{"the release fails too: the reservation waits for its expiry", fmt.Errorf("inventory: %w", order.ErrUnavailable),
+			order.ErrUnavailable, 1, 1},
 	}
-	if len(f.reserved) != 0 || len(f.pending) != 0 {
-		t.Fatalf("after a failed publish: %d reservations and %d pending records left, want none", len(f.reserved), len(f.pending))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakes()
+			f.publishErr = errors.New("broker timed out")
+			f.releaseErr = tt.releaseErr
+			svc, _ := MustService(t, f)
+			id, err := svc.PlaceSeckillOrder(context.Background(), 42, 7, 1, "key-1")
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("err: got %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr == nil && f.reserved[id].OrderID != id {
+				t.Fatalf("order id: got %d, want the reserved order's", id)
+			}
+			if len(f.reserved) != tt.wantReserved || len(f.pending) != tt.wantPending {
+				t.Fatalf("left: got %d reservations and %d pending records, want %d and %d",
+					len(f.reserved), len(f.pending), tt.wantReserved, tt.wantPending)
+			}
+		})
 	}
 }
 
@@ -287,9 +313,9 @@ type releaseSpy struct {
 	released bool
 }
 
-func (s *releaseSpy) Release(ctx context.Context, activityID, orderID int64) error {
+func (s *releaseSpy) ReleaseUnpublished(ctx context.Context, activityID, orderID int64) error {
 	s.released = true
-	return s.Inventory.Release(ctx, activityID, orderID)
+	return s.Inventory.ReleaseUnpublished(ctx, activityID, orderID)
 }
 
 func TestListOrdersMergesInFlightAndStored(t *testing.T) {

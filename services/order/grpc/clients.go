@@ -26,6 +26,10 @@ var (
 		{Err: order.ErrNotFound, Code: errcode.NotFound},
 		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
 		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
+		// Only an unpublished release answers CONFLICT on the order path:
+		// the reservation is marked ordered (or paid, which it can only
+		// be once ordered), so the order exists.
+		{Err: order.ErrAlreadyOrdered, Code: errcode.Conflict},
 	}
 	productErrors = errcode.Table{
 		{Err: order.ErrNotFound, Code: errcode.NotFound},
@@ -56,12 +60,55 @@ func (i *Inventory) Reserve(ctx context.Context, r order.Reservation) (order.Res
 	return order.Reserved{OrderID: resp.GetOrderId(), Replayed: resp.GetReplayed(), Remaining: resp.GetRemaining()}, nil
 }
 
-// Release gives an order's stock back.
-func (i *Inventory) Release(ctx context.Context, activityID, orderID int64) error {
-	if _, err := i.c.Release(ctx, &inventoryv1.ReleaseRequest{ActivityId: activityID, OrderId: orderID}); err != nil {
-		return fmt.Errorf("inventory release: %w", inventoryErrors.Domain(err))
+// ReleaseUnpublished gives back the stock of an order whose event may not
+// have been published; it fails with order.ErrAlreadyOrdered when the
+// order consumer has already marked the reservation.
+func (i *Inventory) ReleaseUnpublished(ctx context.Context, activityID, orderID int64) error {
+	_, err := i.c.Release(ctx, &inventoryv1.ReleaseRequest{ActivityId: activityID, OrderId: orderID, Unpublished: true})
+	if err != nil {
+		return fmt.Errorf("inventory release unpublished: %w", inventoryErrors.Domain(err))
 	}
 	return nil
+}
+
+// maxMarkPerCall is the most orders the inventory marks in one
+// MarkOrdered call (its MaxMarkOrdered); MarkOrdered splits larger
+// batches.
+const maxMarkPerCall = 1000
+
+// MarkOrdered marks the reservations of events the consumer is about to
+// store and returns, in the order of ps, whether each may be stored.
+func (i *Inventory) MarkOrdered(ctx context.Context, ps []order.Placed) ([]order.MarkOutcome, error) {
+	out := make([]order.MarkOutcome, 0, len(ps))
+	for first := 0; first < len(ps); first += maxMarkPerCall {
+		chunk := ps[first:min(first+maxMarkPerCall, len(ps))]
+		req := &inventoryv1.MarkOrderedRequest{Orders: make([]*inventoryv1.OrderRef, len(chunk))}
+		for j, p := range chunk {
+			req.Orders[j] = &inventoryv1.OrderRef{ActivityId: p.ActivityID, OrderId: p.OrderID}
+		}
+		resp, err := i.c.MarkOrdered(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("inventory mark ordered: %w", inventoryErrors.Domain(err))
+		}
+		if len(resp.GetOutcomes()) != len(chunk) {
+			return nil, fmt.Errorf("inventory mark ordered: %d outcomes for %d orders", len(resp.GetOutcomes()), len(chunk))
+		}
+		for j, o := range resp.GetOutcomes() {
+			m, ok := markOutcomes[o]
+			if !ok {
+				return nil, fmt.Errorf("inventory mark ordered: order %d: unknown outcome %s", chunk[j].OrderID, o)
+			}
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// markOutcomes maps the inventory's answers to the domain's.
+var markOutcomes = map[inventoryv1.MarkOutcome]order.MarkOutcome{
+	inventoryv1.MarkOutcome_MARK_OUTCOME_MARKED:    order.MarkStore,
+	inventoryv1.MarkOutcome_MARK_OUTCOME_DROP:      order.MarkReleasedUnpublished,
+	inventoryv1.MarkOutcome_MARK_OUTCOME_NOT_FOUND: order.MarkNoReservation,
 }
 
 // Activities implements order.Activities with the product service.
