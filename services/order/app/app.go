@@ -68,6 +68,11 @@ type Config struct {
 	// and its commit (see orderkafka.ConsumerConfig.AfterWrite); nil in
 	// production.
 	ConsumerAfterWrite func(ctx context.Context, stored int) error
+	// WrapPublisher, when set, wraps the Kafka publisher the service
+	// places orders with (tests use it to make a publish that lands fail
+	// anyway, as a timeout after the broker's append would); nil in
+	// production.
+	WrapPublisher func(order.Publisher) order.Publisher
 }
 
 // Defaults of the settings.
@@ -197,10 +202,15 @@ func Run(ctx context.Context, cfg Config) error {
 	pending := orderredis.NewPending(rdb, "", orderredis.DefaultTTL)
 	pub := orderkafka.NewPublisher(cfg.KafkaBrokers, orderkafka.TopicPlaced)
 	defer pub.Close()
+	var publisher order.Publisher = pub
+	if cfg.WrapPublisher != nil {
+		publisher = cfg.WrapPublisher(pub)
+	}
+	inv := ordergrpc.NewInventory(invConn)
 	svc := order.NewService(order.Config{
-		Inventory:     ordergrpc.NewInventory(invConn),
+		Inventory:     inv,
 		Activities:    ordergrpc.NewActivities(prodConn),
-		Publisher:     pub,
+		Publisher:     publisher,
 		Store:         store,
 		Pending:       pending,
 		Clock:         cfg.Clock,
@@ -213,6 +223,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Brokers:    cfg.KafkaBrokers,
 		Store:      store,
 		Pending:    pending,
+		Inventory:  inv,
 		Logger:     log,
 		BatchSize:  cfg.ConsumerBatchSize,
 		BatchWait:  cfg.ConsumerBatchWait,

@@ -2,8 +2,6 @@ package app_test
 
 import (
 	"context"
-	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,19 +12,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/clock"
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
 	"github.com/flashsale/flashsale/platform/localstack"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
-	"github.com/flashsale/flashsale/platform/rpc"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
-	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
 	"github.com/flashsale/flashsale/services/order/app"
+	"github.com/flashsale/flashsale/services/order/internal/servicetest"
 	orderkafka "github.com/flashsale/flashsale/services/order/kafka"
 	productapp "github.com/flashsale/flashsale/services/product/app"
 )
@@ -70,29 +66,26 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	tb.Helper()
 	p := &platform{clock: clock.NewManual(time.Now().UTC().Truncate(time.Millisecond))}
 
-	invGRPC, invAdmin := MustListen(tb), MustListen(tb)
-	MustRun(tb, invAdmin, func(ctx context.Context) error {
-		return inventoryapp.Run(ctx, inventoryapp.Config{GRPCListener: invGRPC, AdminListener: invAdmin, RedisAddr: stack.RedisAddr})
-	})
-	prodGRPC, prodAdmin := MustListen(tb), MustListen(tb)
-	MustRun(tb, prodAdmin, func(ctx context.Context) error {
+	invAddr := servicetest.MustInventory(tb, stack.RedisAddr)
+	prodGRPC, prodAdmin := servicetest.MustListen(tb), servicetest.MustListen(tb)
+	servicetest.MustRun(tb, prodAdmin, func(ctx context.Context) error {
 		return productapp.Run(ctx, productapp.Config{GRPCListener: prodGRPC, AdminListener: prodAdmin, Clock: p.clock,
-			PostgresURL: stack.PostgresURL("products"), InventoryAddr: invGRPC.Addr().String(), NodeID: nodes.Add(1)})
+			PostgresURL: stack.PostgresURL("products"), InventoryAddr: invAddr, NodeID: nodes.Add(1)})
 	})
-	ordGRPC, ordAdmin := MustListen(tb), MustListen(tb)
+	ordGRPC, ordAdmin := servicetest.MustListen(tb), servicetest.MustListen(tb)
 	cfg := app.Config{
 		GRPCListener: ordGRPC, AdminListener: ordAdmin, Clock: p.clock,
 		PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr, KafkaBrokers: stack.KafkaBrokers,
-		InventoryAddr: invGRPC.Addr().String(), ProductAddr: prodGRPC.Addr().String(), NodeID: nodes.Add(1),
+		InventoryAddr: invAddr, ProductAddr: prodGRPC.Addr().String(), NodeID: nodes.Add(1),
 	}
 	if configure != nil {
 		configure(&cfg)
 	}
-	MustRun(tb, ordAdmin, func(ctx context.Context) error { return app.Run(ctx, cfg) })
+	servicetest.MustRun(tb, ordAdmin, func(ctx context.Context) error { return app.Run(ctx, cfg) })
 
-	p.order = orderv1.NewOrderServiceClient(MustDial(tb, ordGRPC.Addr().String()))
-	p.product = productv1.NewProductServiceClient(MustDial(tb, prodGRPC.Addr().String()))
-	p.inventory = inventoryv1.NewInventoryServiceClient(MustDial(tb, invGRPC.Addr().String()))
+	p.order = orderv1.NewOrderServiceClient(servicetest.MustDial(tb, ordGRPC.Addr().String()))
+	p.product = productv1.NewProductServiceClient(servicetest.MustDial(tb, prodGRPC.Addr().String()))
+	p.inventory = inventoryv1.NewInventoryServiceClient(servicetest.MustDial(tb, invAddr))
 	pool, err := pgplatform.Dial(context.Background(), stack.PostgresURL("orders"), 4)
 	if err != nil {
 		tb.Fatal(err)
@@ -100,57 +93,6 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	tb.Cleanup(pool.Close)
 	p.db = pool
 	return p
-}
-
-// MustListen listens on a free loopback port.
-func MustListen(tb testing.TB) net.Listener {
-	tb.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return lis
-}
-
-// MustRun runs run until the test ends (failing the test if it returns an
-// error) and returns once /readyz on admin answers 200.
-func MustRun(tb testing.TB, admin net.Listener, run func(context.Context) error) {
-	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("Run: %v", err)
-		}
-	})
-	url := "http://" + admin.Addr().String() + "/readyz"
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-done:
-			tb.Fatalf("Run returned before it was ready: %v", err)
-		default:
-		}
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-	}
-	tb.Fatalf("%s not ready after 30s", url)
-}
-
-// MustDial returns a client connection to addr, closed when the test ends.
-func MustDial(tb testing.TB, addr string) *grpc.ClientConn {
-	tb.Helper()
-	cc, err := rpc.Dial(addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cc.Close() })
-	return cc
 }
 
 // MustActivity creates a product and an activity of stock units at 99.00

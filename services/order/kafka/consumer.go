@@ -27,6 +27,15 @@ type OrderWriter interface {
 	Insert(ctx context.Context, orders []order.Order) (stored int, conflicts []order.Order, err error)
 }
 
+// Marker is the inventory as the consumer needs it: before a batch is
+// stored, MarkOrdered marks every event's reservation as backing a stored
+// order and answers, in the order of ps, whether the event may be stored.
+// The mark is what makes the placing service's release of an order whose
+// publish failed (ambiguously) lose the race instead of overselling.
+type Marker interface {
+	MarkOrdered(ctx context.Context, ps []order.Placed) ([]order.MarkOutcome, error)
+}
+
 // PendingDeleter drops in-flight records once their orders are stored.
 type PendingDeleter interface {
 	Delete(ctx context.Context, ps ...order.Placed) error
@@ -42,6 +51,16 @@ const (
 	HeaderDLQGroup     = "dlq-source-group"
 )
 
+// Reasons (HeaderDLQReason) of the events the inventory says not to store.
+const (
+	// ReasonReleasedUnpublished: the placing service could not publish the
+	// event, released its stock and told the buyer the order failed; the
+	// event arrived anyway.
+	ReasonReleasedUnpublished = "reservation released as unpublished"
+	// ReasonNoReservation: no reservation backs the event.
+	ReasonNoReservation = "no reservation"
+)
+
 // ConsumerConfig configures a Consumer. Zero values take the defaults.
 type ConsumerConfig struct {
 	Brokers []string
@@ -50,13 +69,16 @@ type ConsumerConfig struct {
 	Topic, DLQTopic, Group string
 	Store                  OrderWriter
 	Pending                PendingDeleter
-	Logger                 *slog.Logger
+	// Inventory marks each batch's reservations before the batch is
+	// stored.
+	Inventory Marker
+	Logger    *slog.Logger
 	// A batch closes at BatchSize messages (default 500) or BatchWait
 	// after its first message (default 20ms), whichever comes first.
 	BatchSize int
 	BatchWait time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts of a
-	// failed write (defaults 50ms and 5s).
+	// failed write or mark (defaults 50ms and 5s).
 	RetryMin, RetryMax time.Duration
 	// AfterWrite, when set, runs after a batch is stored and before its
 	// offsets are committed. An error stops the consumer there, without
@@ -64,7 +86,8 @@ type ConsumerConfig struct {
 	AfterWrite func(ctx context.Context, stored int) error
 }
 
-// Consumer turns OrderPlaced events into PENDING_PAYMENT orders.
+// Consumer turns OrderPlaced events into PENDING_PAYMENT orders, each
+// only once the inventory has marked its reservation ordered.
 type Consumer struct {
 	cfg    ConsumerConfig
 	tracer trace.Tracer
@@ -172,8 +195,10 @@ func (c *Consumer) fetch(ctx context.Context, r *kafkago.Reader) ([]kafkago.Mess
 	return batch, nil
 }
 
-// process stores a batch and commits it: dead letters first, then the
-// orders in one transaction, then the pending records, then the offsets.
+// process stores a batch and commits it: the inventory's marks first,
+// then dead letters (poison, and events the inventory says not to store),
+// then the orders in one transaction, then the pending records, then the
+// offsets.
 func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.Writer, batch []kafkago.Message) error {
 	var (
 		placed []order.Placed
@@ -202,14 +227,46 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		}
 		source[p.OrderID] = *m
 		placed = append(placed, p)
-		orders = append(orders, p.Order(order.StatusPendingPayment))
 	}
 
 	// The span links every request whose order is in the batch.
 	sctx, span := c.tracer.Start(ctx, "order-writer batch", trace.WithLinks(links...),
 		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.Int("messages", len(batch)), attribute.Int("dead", len(dead))))
+		trace.WithAttributes(attribute.Int("messages", len(batch)), attribute.Int("poison", len(dead))))
 	defer span.End()
+
+	// Marking first means an order is stored only once its reservation
+	// can no longer be released as unpublished; a redelivered batch is
+	// marked again, which changes nothing.
+	var outcomes []order.MarkOutcome
+	if len(placed) > 0 {
+		if err := c.retry(sctx, "mark ordered", func(actx context.Context) error {
+			var err error
+			outcomes, err = c.cfg.Inventory.MarkOrdered(actx, placed)
+			if err == nil && len(outcomes) != len(placed) {
+				err = fmt.Errorf("inventory answered %d outcomes for %d orders", len(outcomes), len(placed))
+			}
+			return err
+		}); err != nil {
+			span.SetStatus(codes.Error, err.Error())
+			return err
+		}
+	}
+	for i, p := range placed {
+		var reason string
+		switch outcomes[i] {
+		case order.MarkStore:
+			orders = append(orders, p.Order(order.StatusPendingPayment))
+			continue
+		case order.MarkReleasedUnpublished:
+			reason = ReasonReleasedUnpublished
+		default: // order.MarkNoReservation
+			reason = ReasonNoReservation
+		}
+		c.cfg.Logger.WarnContext(sctx, "order not stored: "+reason, "order_id", p.OrderID, "activity_id", p.ActivityID)
+		dead = append(dead, c.deadLetter(source[p.OrderID], errors.New(reason)))
+	}
+	span.SetAttributes(attribute.Int("dead", len(dead)))
 
 	if len(dead) > 0 {
 		if err := c.retry(sctx, "dead-letter", func(actx context.Context) error {
@@ -250,7 +307,8 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		}
 	}
 	// A record left behind only shows a stored order as PROCESSING until
-	// it expires, and readers look at Postgres first.
+	// it expires, and readers look at Postgres first. The records of
+	// dropped events go too: those orders will never exist.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(sctx), attemptTimeout)
 	if err := c.cfg.Pending.Delete(dctx, placed...); err != nil {
 		c.cfg.Logger.WarnContext(sctx, "pending records not deleted", "orders", len(placed), "err", err)

@@ -13,12 +13,17 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	goredis "github.com/redis/go-redis/v9"
 	kafkago "github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/flashsale/flashsale/platform/errcode"
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
 	"github.com/flashsale/flashsale/platform/localstack"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	"github.com/flashsale/flashsale/services/order"
 	"github.com/flashsale/flashsale/services/order/event"
+	ordergrpc "github.com/flashsale/flashsale/services/order/grpc"
+	"github.com/flashsale/flashsale/services/order/internal/servicetest"
 	orderkafka "github.com/flashsale/flashsale/services/order/kafka"
 	"github.com/flashsale/flashsale/services/order/postgres"
 	orderredis "github.com/flashsale/flashsale/services/order/redis"
@@ -31,16 +36,21 @@ func TestMain(m *testing.M) {
 }
 
 // world is what one consumer test runs against: topics and a group of its
-// own, the real store and pending records.
+// own, the real store and pending records, and the real inventory service
+// with an activity of its own.
 type world struct {
 	topic, dlq, group string
 	pool              *pgxpool.Pool
 	store             *postgres.Store
 	pending           *orderredis.Pending
+	inventory         inventoryv1.InventoryServiceClient
+	marker            *ordergrpc.Inventory
+	activity          int64
 }
 
 // MustWorld creates the test's topics (4 partitions, the dead-letter topic
-// 1) and returns its world.
+// 1), starts an inventory service with a preheated activity and returns
+// the world.
 func MustWorld(tb testing.TB) *world {
 	tb.Helper()
 	ctx := context.Background()
@@ -64,14 +74,25 @@ func MustWorld(tb testing.TB) *world {
 	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})
 	tb.Cleanup(func() { rdb.Close() })
 	w.pool, w.store, w.pending = pool, postgres.NewStore(pool), orderredis.NewPending(rdb, name+":", time.Hour)
+	cc := servicetest.MustDial(tb, servicetest.MustInventory(tb, stack.RedisAddr))
+	w.inventory, w.marker, w.activity = inventoryv1.NewInventoryServiceClient(cc), ordergrpc.NewInventory(cc), nextID.Add(2)
+	if _, err := w.inventory.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: w.activity, Stock: 1_000_000, PerUserLimit: 1_000_000}); err != nil {
+		tb.Fatal(err)
+	}
 	return w
 }
 
-// consumer returns a consumer of w's topics writing through store.
+// consumer returns a consumer of w's topics writing through store, marking
+// with w's inventory.
 func (w *world) consumer(store orderkafka.OrderWriter, afterWrite func(context.Context, int) error) *orderkafka.Consumer {
+	return w.consumerMarking(w.marker, store, afterWrite)
+}
+
+// consumerMarking returns a consumer of w's topics marking with marker.
+func (w *world) consumerMarking(marker orderkafka.Marker, store orderkafka.OrderWriter, afterWrite func(context.Context, int) error) *orderkafka.Consumer {
 	return orderkafka.NewConsumer(orderkafka.ConsumerConfig{
 		Brokers: stack.KafkaBrokers, Topic: w.topic, DLQTopic: w.dlq, Group: w.group,
-		Store: store, Pending: w.pending, BatchSize: 20, BatchWait: 20 * time.Millisecond,
+		Store: store, Pending: w.pending, Inventory: marker, BatchSize: 20, BatchWait: 20 * time.Millisecond,
 		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, AfterWrite: afterWrite,
 	})
 }
@@ -99,10 +120,27 @@ func init() { nextID.Store(time.Now().UnixNano() / 1000) }
 
 var created = time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
 
-func placed(user int64) order.Placed {
+// unreserved returns a new order of user in w's activity, with no
+// reservation behind it.
+func (w *world) unreserved(user int64) order.Placed {
 	id := nextID.Add(2)
-	return order.Placed{OrderID: id, LineID: id + 1, UserID: user, ActivityID: 500, SKUID: 9, Quantity: 1,
+	return order.Placed{OrderID: id, LineID: id + 1, UserID: user, ActivityID: w.activity, SKUID: 9, Quantity: 1,
 		UnitPrice: 990, IdempotencyKey: "k" + strconv.FormatInt(id, 10), CreatedAt: created, ExpiresAt: created.Add(time.Hour)}
+}
+
+// placed returns a new order of user in w's activity, reserved in the
+// inventory as the order service does before it publishes.
+func (w *world) placed(tb testing.TB, user int64) order.Placed {
+	tb.Helper()
+	p := w.unreserved(user)
+	_, err := w.inventory.Reserve(context.Background(), &inventoryv1.ReserveRequest{
+		ActivityId: p.ActivityID, UserId: p.UserID, Quantity: p.Quantity, OrderId: p.OrderID,
+		IdempotencyKey: p.IdempotencyKey, ExpiresAt: timestamppb.New(p.ExpiresAt),
+	})
+	if err != nil {
+		tb.Fatalf("reserve order %d: %v", p.OrderID, err)
+	}
+	return p
 }
 
 // MustProduce writes raw values keyed by key to topic.
@@ -122,6 +160,12 @@ func message(tb testing.TB, p order.Placed) kafkago.Message {
 		tb.Fatal(err)
 	}
 	return kafkago.Message{Key: []byte(strconv.FormatInt(p.OrderID, 10)), Value: b}
+}
+
+// MustReadDeadLetters reads the first n messages of w's dead-letter topic.
+func MustReadDeadLetters(tb testing.TB, w *world, n int) []kafkago.Message {
+	tb.Helper()
+	return servicetest.MustReadDeadLetters(tb, stack.KafkaBrokers, w.dlq, w.group+"-dlq", n, func(kafkago.Message) bool { return true })
 }
 
 // waitDrained waits until the group has committed everything in topic.
@@ -154,7 +198,7 @@ func rows(tb testing.TB, w *world, ids []int64) (orders, lines int) {
 func TestConsumerStoresAnEventDeliveredTwiceOnce(t *testing.T) {
 	w := MustWorld(t)
 	ctx := context.Background()
-	p := placed(1)
+	p := w.placed(t, 1)
 	if err := w.pending.Put(ctx, p); err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +223,7 @@ func TestConsumerKilledBetweenWriteAndCommitLosesAndDuplicatesNothing(t *testing
 	var msgs []kafkago.Message
 	var ids []int64
 	for i := range n {
-		p := placed(int64(i%7 + 1))
+		p := w.placed(t, int64(i%7+1))
 		msgs = append(msgs, message(t, p))
 		ids = append(ids, p.OrderID)
 	}
@@ -224,12 +268,12 @@ func TestConsumerKilledBetweenWriteAndCommitLosesAndDuplicatesNothing(t *testing
 
 func TestConsumerDeadLettersPoisonAndGoesOn(t *testing.T) {
 	w := MustWorld(t)
-	before, after := placed(2), placed(2)
-	invalid := placed(2)
+	before, after := w.placed(t, 2), w.placed(t, 2)
+	invalid := w.placed(t, 2)
 	invalid.Quantity = 0
 	// A second order for the request of the first: valid alone, refused
 	// by the store.
-	second := placed(2)
+	second := w.placed(t, 2)
 	second.IdempotencyKey = before.IdempotencyKey
 	poison := []kafkago.Message{
 		{Key: []byte("garbage"), Value: []byte{0xff, 0xff, 0xff}},
@@ -248,21 +292,10 @@ func TestConsumerDeadLettersPoisonAndGoesOn(t *testing.T) {
 		t.Fatalf("got %d orders, want the 2 valid ones", o)
 	}
 
-	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: stack.KafkaBrokers, Topic: w.dlq, Partition: 0, MaxWait: 50 * time.Millisecond})
-	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	offsets := []int64{1, 2, 4}
-	for i, want := range poison {
-		m, err := r.ReadMessage(ctx)
-		if err != nil {
-			t.Fatalf("dead letter %d: %v", i, err)
-		}
-		h := map[string]string{}
-		for _, x := range m.Headers {
-			h[x.Key] = string(x.Value)
-		}
-		if string(m.Value) != string(want.Value) || h[orderkafka.HeaderDLQTopic] != w.topic ||
+	for i, m := range MustReadDeadLetters(t, w, len(poison)) {
+		h := servicetest.Headers(m)
+		if string(m.Value) != string(poison[i].Value) || h[orderkafka.HeaderDLQTopic] != w.topic ||
 			h[orderkafka.HeaderDLQReason] == "" || h[orderkafka.HeaderDLQGroup] != w.group ||
 			h[orderkafka.HeaderDLQOffset] != fmt.Sprint(offsets[i]) {
 			t.Fatalf("dead letter %d: got value %x headers %v, want the poison message from %s offset %d", i, m.Value, h, w.topic, offsets[i])
@@ -270,45 +303,153 @@ func TestConsumerDeadLettersPoisonAndGoesOn(t *testing.T) {
 	}
 }
 
+func TestConsumerStoresOnlyWhatTheInventoryMarks(t *testing.T) {
+	w := MustWorld(t)
+	ctx := context.Background()
+	release := func(p order.Placed, unpublished bool) {
+		t.Helper()
+		if _, err := w.inventory.Release(ctx, &inventoryv1.ReleaseRequest{
+			ActivityId: p.ActivityID, OrderId: p.OrderID, Unpublished: unpublished}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reserved := w.placed(t, 4)
+	// Expiry released it after its event was sent: the order stands.
+	expired := w.placed(t, 4)
+	release(expired, false)
+	// The order service could not publish it and told the buyer so.
+	unpublished := w.placed(t, 4)
+	release(unpublished, true)
+	unknown := w.unreserved(4)
+	all := []order.Placed{reserved, expired, unpublished, unknown}
+	var msgs []kafkago.Message
+	for _, p := range all {
+		if err := w.pending.Put(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		m := message(t, p)
+		m.Key = []byte("same-partition") // keeps the dead letters in order
+		msgs = append(msgs, m)
+	}
+	stock := MustStock(t, w)
+	MustProduce(t, w.topic, msgs...)
+	start(t, w.consumer(w.store, nil))
+	waitDrained(t, w)
+
+	for _, tt := range []struct {
+		p      order.Placed
+		stored bool
+	}{{reserved, true}, {expired, true}, {unpublished, false}, {unknown, false}} {
+		if o, l := rows(t, w, []int64{tt.p.OrderID}); o != l || (o == 1) != tt.stored {
+			t.Errorf("order %d: got %d orders and %d lines, want stored %v", tt.p.OrderID, o, l, tt.stored)
+		}
+		if _, err := w.pending.Get(ctx, tt.p.OrderID); !errors.Is(err, order.ErrNotFound) {
+			t.Errorf("pending record of order %d: got %v, want ErrNotFound", tt.p.OrderID, err)
+		}
+	}
+	wantReasons := []string{orderkafka.ReasonReleasedUnpublished, orderkafka.ReasonNoReservation}
+	for i, m := range MustReadDeadLetters(t, w, 2) {
+		if h := servicetest.Headers(m); string(m.Value) != string(msgs[2+i].Value) || h[orderkafka.HeaderDLQReason] != wantReasons[i] ||
+			h[orderkafka.HeaderDLQOffset] != fmt.Sprint(2+i) {
+			t.Errorf("dead letter %d: got headers %v, want the event at offset %d with reason %q", i, h, 2+i, wantReasons[i])
+		}
+	}
+	// The stored order is marked: its stock can no longer be released as
+	// unpublished.
+	_, err := w.inventory.Release(ctx, &inventoryv1.ReleaseRequest{ActivityId: reserved.ActivityID, OrderId: reserved.OrderID, Unpublished: true})
+	if got := errcode.Of(err); got != errcode.Conflict {
+		t.Errorf("unpublished release of the stored order: got %v, want CONFLICT", err)
+	}
+	if got := MustStock(t, w); got != stock {
+		t.Errorf("stock: got %d, want %d (the consumer never moves stock)", got, stock)
+	}
+}
+
+// MustStock returns the remaining stock of w's activity.
+func MustStock(tb testing.TB, w *world) int64 {
+	tb.Helper()
+	st, err := w.inventory.GetStock(context.Background(), &inventoryv1.GetStockRequest{ActivityId: w.activity})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st.GetRemaining()
+}
+
+// failures makes a dependency fail its first calls.
+type failures struct {
+	left  atomic.Int64 // calls still to fail
+	calls atomic.Int64
+}
+
+// fail counts a call and reports whether it must fail.
+func (f *failures) fail() bool {
+	f.calls.Add(1)
+	return f.left.Add(-1) >= 0
+}
+
+// flakyMarker fails its first calls, as an unreachable inventory would.
+type flakyMarker struct {
+	orderkafka.Marker
+	failures
+}
+
+func (m *flakyMarker) MarkOrdered(ctx context.Context, ps []order.Placed) ([]order.MarkOutcome, error) {
+	if m.fail() {
+		return nil, errors.New("inventory unreachable")
+	}
+	return m.Marker.MarkOrdered(ctx, ps)
+}
+
 // flakyStore fails its first writes, as a Postgres failover would.
 type flakyStore struct {
 	orderkafka.OrderWriter
-	failures atomic.Int64
-	calls    atomic.Int64
+	failures
 }
 
 func (s *flakyStore) Insert(ctx context.Context, orders []order.Order) (int, []order.Order, error) {
-	s.calls.Add(1)
-	if s.failures.Add(-1) >= 0 {
+	if s.fail() {
 		return 0, nil, errors.New("connection refused")
 	}
 	return s.OrderWriter.Insert(ctx, orders)
 }
 
-func TestConsumerRetriesAFailedWriteBeforeCommitting(t *testing.T) {
-	w := MustWorld(t)
-	p := placed(3)
-	store := &flakyStore{OrderWriter: w.store}
-	store.failures.Store(3)
-	var lagAtWrite atomic.Int64
-	lagAtWrite.Store(-1)
-	MustProduce(t, w.topic, message(t, p))
-	start(t, w.consumer(store, func(ctx context.Context, _ int) error {
-		lag, err := pkafka.Lag(ctx, stack.KafkaBrokers, w.group, w.topic)
-		if err != nil {
-			return err
-		}
-		lagAtWrite.Store(lag)
-		return nil
-	}))
-	waitDrained(t, w)
-	if got := store.calls.Load(); got != 4 {
-		t.Fatalf("insert attempts: got %d, want 4 (3 failures, then success)", got)
+func TestConsumerRetriesFailuresBeforeCommitting(t *testing.T) {
+	tests := []struct {
+		name                     string
+		markFailures, writeFails int64
+		wantMarks, wantWrites    int64 // attempts when the write succeeds
+	}{
+		{"a failed write", 0, 3, 1, 4},
+		{"an unreachable inventory, before any write", 3, 0, 4, 1},
 	}
-	if got := lagAtWrite.Load(); got != 1 {
-		t.Fatalf("lag when the write succeeded: got %d, want 1 (nothing committed before)", got)
-	}
-	if o, _ := rows(t, w, []int64{p.OrderID}); o != 1 {
-		t.Fatalf("got %d orders, want 1", o)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := MustWorld(t)
+			p := w.placed(t, 3)
+			marker := &flakyMarker{Marker: w.marker}
+			marker.left.Store(tt.markFailures)
+			store := &flakyStore{OrderWriter: w.store}
+			store.left.Store(tt.writeFails)
+			var marks, writes, lag atomic.Int64
+			lag.Store(-1)
+			MustProduce(t, w.topic, message(t, p))
+			start(t, w.consumerMarking(marker, store, func(ctx context.Context, _ int) error {
+				marks.Store(marker.calls.Load())
+				writes.Store(store.calls.Load())
+				n, err := pkafka.Lag(ctx, stack.KafkaBrokers, w.group, w.topic)
+				lag.Store(n)
+				return err
+			}))
+			waitDrained(t, w)
+			if m, wr := marks.Load(), writes.Load(); m != tt.wantMarks || wr != tt.wantWrites {
+				t.Fatalf("attempts when stored: got %d marks and %d writes, want %d and %d", m, wr, tt.wantMarks, tt.wantWrites)
+			}
+			if got := lag.Load(); got != 1 {
+				t.Fatalf("lag when the write succeeded: got %d, want 1 (nothing committed before)", got)
+			}
+			if o, _ := rows(t, w, []int64{p.OrderID}); o != 1 {
+				t.Fatalf("got %d orders, want 1", o)
+			}
+		})
 	}
 }

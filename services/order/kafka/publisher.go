@@ -1,7 +1,9 @@
 // Package kafka moves orders through the event log: the Publisher puts
 // OrderPlaced on orders.placed, and the Consumer (group order-writer)
-// writes those events to Postgres in batches and sends what it cannot
-// read to orders.placed.dlq.
+// has the inventory mark each batch's reservations ordered, writes the
+// marked events to Postgres in batches and sends to orders.placed.dlq what
+// it cannot read and what the inventory says not to store (a late event
+// whose stock was released as unpublished, or one without a reservation).
 package kafka
 
 import (
