@@ -133,6 +133,10 @@ func (f *fields) text(field string, v *string, maxLen int) string {
 	return *v
 }
 
+// Times must lie in these years (UTC), so that every stored time can be
+// written back as RFC 3339 and as a protobuf Timestamp.
+const minYear, maxYear = 2000, 9999
+
 // time returns the required RFC 3339 time field.
 func (f *fields) time(field string, v *string) time.Time {
 	if v == nil {
@@ -142,6 +146,10 @@ func (f *fields) time(field string, v *string) time.Time {
 	t, err := time.Parse(time.RFC3339Nano, *v)
 	if err != nil {
 		f.fail(field, "must be an RFC 3339 time")
+		return t
+	}
+	if y := t.UTC().Year(); y < minYear || y > maxYear {
+		f.fail(field, fmt.Sprintf("must be between the years %d and %d (UTC)", minYear, maxYear))
 	}
 	return t
 }

@@ -53,7 +53,8 @@ type Options struct {
 	// RouteLimit is every API route's local token bucket; zero RPS
 	// disables it.
 	RouteLimit Limit
-	// SeckillRouteLimit replaces RouteLimit on the seckill route.
+	// SeckillRouteLimit replaces RouteLimit on the seckill route; left
+	// zero, the seckill route gets RouteLimit too.
 	SeckillRouteLimit Limit
 	// SeckillUserLimit limits each user on the seckill route across
 	// replicas (in Redis); zero RPS disables it.
@@ -85,6 +86,11 @@ const (
 	DefaultMaxBodyBytes    = 64 << 10
 )
 
+// acceptedKeyTTL is how long an accepted flash-sale request is remembered
+// for retries: longer than any client retries, short enough that the keys
+// of a day's sales clean themselves up.
+const acceptedKeyTTL = 24 * time.Hour
+
 // Gateway is the HTTP handler of the public API.
 type Gateway struct {
 	opts     Options
@@ -96,6 +102,7 @@ type Gateway struct {
 	users    *userLimiter
 	metrics  *metrics
 	soldOut  *soldOutFlags
+	accepted *acceptedKeys
 	activity *cache.Loader[int64, *productv1.Activity]
 	products *cache.Loader[int64, *productv1.Product]
 	mux      *http.ServeMux
@@ -120,7 +127,10 @@ func New(opts Options) (*Gateway, error) {
 		auth:    newAuthenticator(opts.JWTSecret, opts.Clock),
 		users:   newUserLimiter(opts.Redis, opts.SeckillUserLimit, opts.UserLimitPrefix),
 		soldOut: newSoldOutFlags(opts.Clock, opts.SoldOutTTL),
-		mux:     http.NewServeMux(),
+		accepted: &acceptedKeys{rdb: opts.Redis, ttl: acceptedKeyTTL, log: func(ctx context.Context, msg string, args ...any) {
+			opts.Logger.WarnContext(ctx, msg, args...)
+		}},
+		mux: http.NewServeMux(),
 	}
 	m, err := newMetrics(opts.Registry)
 	if err != nil {

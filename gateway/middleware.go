@@ -212,9 +212,11 @@ func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request) {
 	g.mux.ServeHTTP(w, r)
 }
 
-// muxErrorWriter replaces ServeMux's plain-text 404 and 405 answers by
-// JSON error bodies, keeping their status and Allow header; other answers
-// (path-cleaning redirects) pass through.
+// muxErrorWriter replaces ServeMux's plain-text answers by JSON error
+// bodies: 404 and 405 keep their status (and Allow header), and the
+// redirects it makes to clean a path (/../ and the like) become 404s, since no
+// API path needs cleaning and every non-2xx answer must carry the JSON
+// error body.
 type muxErrorWriter struct {
 	http.ResponseWriter
 	log      *slog.Logger
@@ -224,7 +226,8 @@ type muxErrorWriter struct {
 
 func (w *muxErrorWriter) WriteHeader(code int) {
 	switch code {
-	case http.StatusNotFound:
+	case http.StatusNotFound, http.StatusMovedPermanently, http.StatusPermanentRedirect:
+		w.Header().Del("Location")
 		w.replaced = true
 		writeError(w.ResponseWriter, w.r, w.log, errorf(errcode.NotFound, "no such endpoint"))
 	case http.StatusMethodNotAllowed:

@@ -1,9 +1,13 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/platform/clock"
@@ -25,7 +29,9 @@ type seckillRequest struct {
 // placeSeckillOrder is the hot path. Everything that can refuse a request
 // without the order service does so first, cheapest first: the header,
 // the body, the local sold-out flag, the cached activity's window. Only
-// then does the request reach order (and through it Redis).
+// then does the request reach order (and through it Redis). A refusal by
+// flag or window is first checked against the keys this gateway accepted
+// before, so a client retrying an accepted request still gets its order.
 func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) error {
 	key := r.Header.Get("Idempotency-Key")
 	if key == "" || len(key) > maxIdempotencyKeyLen {
@@ -42,29 +48,80 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 		return f.err
 	}
 	ctx := r.Context()
+	user := callerOf(ctx).UserID
+	refuse := func(refusal error) error {
+		if orderID, ok := g.accepted.lookup(ctx, activityID, user, key); ok {
+			writeJSON(w, http.StatusAccepted, api.SeckillAccepted{OrderID: formatID(orderID), Status: "PROCESSING"})
+			return nil
+		}
+		return refusal
+	}
 	if g.soldOut.marked(activityID) {
-		return errorf(errcode.SoldOut, "sold out")
+		return refuse(errorf(errcode.SoldOut, "sold out"))
 	}
 	act, err := g.activity.Get(ctx, activityID)
 	if err != nil {
 		return err
 	}
 	if now := g.clock.Now(); now.Before(act.GetStartsAt().AsTime()) || !now.Before(act.GetEndsAt().AsTime()) {
-		return errorf(errcode.ActivityNotActive, "the flash sale is not running now")
+		return refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"))
 	}
 	cctx, cancel := g.callCtx(ctx)
 	defer cancel()
 	resp, err := g.order.PlaceSeckillOrder(cctx, &orderv1.PlaceSeckillOrderRequest{
-		UserId: callerOf(ctx).UserID, ActivityId: activityID, Quantity: quantity, IdempotencyKey: key,
+		UserId: user, ActivityId: activityID, Quantity: quantity, IdempotencyKey: key,
 	})
 	if err != nil {
-		if errcode.Of(err) == errcode.SoldOut {
+		// Only a one-unit refusal proves no unit is left; a larger
+		// request may fail while smaller ones still fit.
+		if errcode.Of(err) == errcode.SoldOut && quantity == 1 {
 			g.soldOut.mark(activityID)
 		}
 		return err
 	}
+	g.accepted.remember(ctx, activityID, user, key, resp.GetOrderId())
 	writeJSON(w, http.StatusAccepted, api.SeckillAccepted{OrderID: formatID(resp.GetOrderId()), Status: orderStatus(resp.GetStatus())})
 	return nil
+}
+
+// acceptedKeys remembers, in Redis, which order each accepted
+// (activity, user, key) got, so that a retry refused by a local shortcut
+// (sold-out flag, closed window) is answered with its order as API.md
+// promises. Only accepted requests are written (at most the stock of a
+// sale), and a refusal costs one GET, like the per-user rate limit it
+// follows. Without Redis the shortcuts refuse retries too.
+type acceptedKeys struct {
+	rdb redis.UniversalClient
+	ttl time.Duration
+	log func(ctx context.Context, msg string, args ...any)
+}
+
+func (a *acceptedKeys) name(activityID, user int64, key string) string {
+	return "gw:accepted:{act:" + formatID(activityID) + "}:" + formatID(user) + ":" + key
+}
+
+func (a *acceptedKeys) remember(ctx context.Context, activityID, user int64, key string, orderID int64) {
+	if a.rdb == nil {
+		return
+	}
+	if err := a.rdb.Set(ctx, a.name(activityID, user, key), orderID, a.ttl).Err(); err != nil {
+		a.log(ctx, "remember accepted key", "err", err)
+	}
+}
+
+func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key string) (int64, bool) {
+	if a.rdb == nil {
+		return 0, false
+	}
+	v, err := a.rdb.Get(ctx, a.name(activityID, user, key)).Result()
+	if err != nil {
+		if err != redis.Nil {
+			a.log(ctx, "look up accepted key", "err", err)
+		}
+		return 0, false
+	}
+	id, err := strconv.ParseInt(v, 10, 64)
+	return id, err == nil
 }
 
 // soldOutFlags remember, per activity, that order answered SOLD_OUT, so

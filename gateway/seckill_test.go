@@ -209,7 +209,7 @@ func TestActivityWindowIsCheckedWithTheGatewayClock(t *testing.T) {
 func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 	svc := servicetest.MustStart(t, stack)
 	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
-		opts: gateway.Options{SoldOutTTL: time.Second}})
+		opts: gateway.Options{SoldOutTTL: time.Second, Redis: MustRedis(t)}})
 	admin := tg.token(t, 1, "admin")
 	now := tg.clock.Now()
 	sku := tg.MustProduct(t, admin, 19900, 10)
@@ -248,10 +248,25 @@ func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 		t.Fatalf("order called %d times during the flood, want 0", after-before)
 	}
 
-	// Stock comes back (the first order is released); once the flag
-	// has lapsed the activity sells again.
+	// A retry of the accepted request is answered with its order, flag
+	// or not (API.md: the same key returns the same order id).
 	var placed api.SeckillAccepted
 	first.decode(t, &placed)
+	var retried api.SeckillAccepted
+	if got := buy(401); got.status != http.StatusAccepted {
+		t.Fatalf("retry of the accepted key while flagged: %d %s, want 202", got.status, got.body)
+	} else {
+		got.decode(t, &retried)
+	}
+	if retried.OrderID != placed.OrderID {
+		t.Fatalf("retry answered order %s, want %s", retried.OrderID, placed.OrderID)
+	}
+	if after := tg.orderCalls.Load(); after != before {
+		t.Fatalf("the retry called order %d times, want 0", after-before)
+	}
+
+	// Stock comes back (the first order is released); once the flag
+	// has lapsed the activity sells again.
 	if _, err := svc.Inventory.Release(context.Background(), &inventoryv1.ReleaseRequest{
 		ActivityId: mustParse(t, act), OrderId: mustParse(t, placed.OrderID),
 	}); err != nil {
@@ -266,6 +281,49 @@ func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 	}
 	if n := tg.orderCalls.Load() - before; n != 1 {
 		t.Fatalf("order called %d times after the sell-out, want 1", n)
+	}
+}
+
+func TestAcceptedRetryAfterTheSaleEnded(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		opts: gateway.Options{Redis: MustRedis(t)}})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 5, 1, now.Add(-time.Minute), now.Add(10*time.Minute))
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	buyer := tg.token(t, 701, "user")
+
+	var placed, retried api.SeckillAccepted
+	tg.do(t, seckill(buyer, "once", body)).decode(t, &placed)
+	tg.clock.Advance(20 * time.Minute)
+	got := tg.do(t, seckill(buyer, "once", body))
+	if got.status != http.StatusAccepted {
+		t.Fatalf("retry after the end: %d %s, want 202 with the first order", got.status, got.body)
+	}
+	got.decode(t, &retried)
+	if retried.OrderID != placed.OrderID {
+		t.Fatalf("retry answered order %s, want %s", retried.OrderID, placed.OrderID)
+	}
+	if got := tg.do(t, seckill(buyer, "another", body)); got.status != http.StatusConflict || got.code(t) != "ACTIVITY_NOT_ACTIVE" {
+		t.Fatalf("new key after the end: %d %s, want 409 ACTIVITY_NOT_ACTIVE", got.status, got.body)
+	}
+}
+
+func TestLargeRequestDoesNotFlagRemainingStockSoldOut(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 3, 5, now.Add(-time.Minute), now.Add(time.Hour))
+	buy := func(user, qty int64) answer {
+		return tg.do(t, seckill(tg.token(t, user, "user"), "k", fmt.Sprintf(`{"activity_id":%q,"quantity":%d}`, act, qty)))
+	}
+	if got := buy(801, 5); got.status != http.StatusConflict || got.code(t) != "SOLD_OUT" {
+		t.Fatalf("5 of 3 units: %d %s, want 409 SOLD_OUT", got.status, got.body)
+	}
+	if got := buy(802, 1); got.status != http.StatusAccepted {
+		t.Fatalf("1 of the 3 units left: %d %s, want 202", got.status, got.body)
 	}
 }
 

@@ -82,6 +82,8 @@ func TestPathAndBodyValidation(t *testing.T) {
 		{"product with unknown field", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: `{"title":"t","price":1,"stock":1,"color":"red"}`}},
 		{"activity without window", request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: `{` + activity + `}`}},
 		{"activity with bad time", request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: `{` + activity + `,"starts_at":"tomorrow","ends_at":"2030-01-02T00:00:00Z"}`}},
+		{"activity ending after the year 9999 in UTC", request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: `{` + activity + `,"starts_at":"2030-01-01T00:00:00Z","ends_at":"9999-12-31T23:59:59-01:00"}`}},
+		{"activity starting before the year 2000", request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: `{` + activity + `,"starts_at":"1999-12-31T23:59:59Z","ends_at":"2030-01-02T00:00:00Z"}`}},
 		{"activity ending before start", request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: `{` + activity + `,"starts_at":"2030-01-02T00:00:00Z","ends_at":"2030-01-01T00:00:00Z"}`}},
 		{"activity with numeric sku", request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: `{"sku_id":1,"price":100,"stock":10,"per_user_limit":1,` + window + `}`}},
 		{"activity with zero limit", request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: `{"sku_id":"1","price":100,"stock":10,"per_user_limit":0,` + window + `}`}},

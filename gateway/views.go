@@ -13,13 +13,24 @@ import (
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
 
-// writeJSON answers v with the status.
+// internalBody is the answer when a response cannot be encoded.
+var internalBody = []byte(`{"error":{"code":"INTERNAL","message":"internal error"}}` + "\n")
+
+// writeJSON answers v with the status. It encodes before writing the
+// status, so a value that cannot be encoded becomes a 500 rather than a
+// success with an empty body.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, internalBody
+	} else {
+		b = append(b, '\n')
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	// The status is sent; a failed write means the client went away and
 	// there is no one left to tell.
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(b)
 }
 
 // The views below turn gRPC messages into the JSON shapes of package api.

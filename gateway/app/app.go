@@ -177,8 +177,10 @@ func Run(ctx context.Context, cfg Config) error {
 // secret: tokens then come only from the dev endpoint of this process.
 func jwtSecret(cfg Config) ([]byte, error) {
 	switch {
-	case cfg.JWTSecret != "":
+	case len(cfg.JWTSecret) >= minSecretLen:
 		return []byte(cfg.JWTSecret), nil
+	case cfg.JWTSecret != "":
+		return nil, fmt.Errorf("gateway: the JWT secret must be at least %d bytes", minSecretLen)
 	case cfg.DevTokens:
 		b := make([]byte, minSecretLen)
 		_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms.
