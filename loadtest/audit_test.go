@@ -10,7 +10,7 @@ import (
 // books returns settled books for a sale of stock units with limit 1 in
 // which the given orders (order id → user) were stored.
 func books(stock int64, stored map[string]int64) *SeckillBooks {
-	b := &SeckillBooks{Activity: api.Activity{Stock: stock, PerUserLimit: 1}, StoredOrders: stored, StoredRows: len(stored), UnitsByUser: map[int64]int64{}}
+	b := &SeckillBooks{Activity: api.Activity{Stock: stock, PerUserLimit: 1}, StoredOrders: stored, UnitsByUser: map[int64]int64{}}
 	var sold int64
 	for _, u := range stored {
 		b.UnitsByUser[u]++
@@ -43,6 +43,8 @@ func TestAuditSeckill(t *testing.T) {
 		{"accepted order lost", &BurstResult{Orders: map[string]int64{"1": 10, "2": 11, "3": 12}, DemandUnits: 3}, books(2, good), "exactly the accepted"},
 		{"order stored that nobody was told of", &BurstResult{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, books(1, map[string]int64{"1": 10, "9": 19}), "exactly the accepted"},
 		{"replay answered with a new order", &BurstResult{Orders: good, DemandUnits: 2, ReplayMismatches: 1}, books(2, good), "Idempotency-Key"},
+		{"one order id handed to two keys", &BurstResult{Orders: good, DemandUnits: 2, DuplicateIDs: 1}, books(2, good), "exactly the accepted"},
+		{"an attempt never answered", &BurstResult{Orders: good, DemandUnits: 2, Counts: map[Outcome]int{Failed: 1}}, books(2, good), "every attempt was answered"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,6 +53,15 @@ func TestAuditSeckill(t *testing.T) {
 				t.Fatalf("failing checks = %q, want one matching %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestAuditCatchesMalformedOrders(t *testing.T) {
+	b := books(2, map[string]int64{"1": 10, "2": 11})
+	b.MalformedOrders = 1
+	got := strings.Join(failed(AuditSeckill(&BurstResult{Orders: map[string]int64{"1": 10, "2": 11}, DemandUnits: 2}, b)), "; ")
+	if !strings.Contains(got, "exactly the accepted") {
+		t.Fatalf("an order without exactly one line not caught: %q", got)
 	}
 }
 

@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/flashsale/flashsale/gateway/api"
 )
 
 // User is a virtual buyer with its own token.
@@ -62,8 +63,11 @@ type BurstResult struct {
 	Elapsed time.Duration
 	// Orders maps each accepted order id to its buyer.
 	Orders map[string]int64
-	// ReplayMismatches counts replays answered with another order id.
+	// ReplayMismatches counts keys answered with two different orders,
+	// or refused after they had been accepted.
 	ReplayMismatches int
+	// DuplicateIDs counts order ids handed to two different keys.
+	DuplicateIDs int
 	// DemandUnits is what the users asked for, counting each user's
 	// attempts that reached the sale (not rate-limited, not failed), capped
 	// per user by limit: the units the sale could have sold with
@@ -95,12 +99,16 @@ func (c BurstConfig) schedule() []attempt {
 // userState is one virtual user's memory across its attempts. Attempts of
 // one user may run concurrently, so it is guarded.
 type userState struct {
-	mu       sync.Mutex
-	lastKey  string
-	lastID   string // order id answered to lastKey, if accepted
-	reached  int64  // units asked in attempts that reached the sale
-	attempts int
+	mu      sync.Mutex
+	keys    int               // keys used so far
+	orders  map[string]string // Idempotency-Key → the order it was answered with
+	reached int64             // units asked in attempts that reached the sale
 }
+
+// retries is how often an attempt that failed (a transport error or a
+// 5xx) is repeated with the same key, as a client that got no answer
+// would: its order may exist, and only a retry tells.
+const retries = 3
 
 // RunBurst fires the burst and classifies every answer.
 func RunBurst(ctx context.Context, cl *Client, cfg BurstConfig, limit int64) (*BurstResult, error) {
@@ -123,45 +131,57 @@ func RunBurst(ctx context.Context, cl *Client, cfg BurstConfig, limit int64) (*B
 		hists[w] = h
 		wg.Go(func() {
 			for a := range next {
+				user := cfg.Users[a.user]
 				u := &states[a.user]
 				u.mu.Lock()
-				key, replay := u.lastKey, a.replay && u.lastKey != ""
+				replay := a.replay && u.keys > 0
 				if !replay {
-					u.attempts++
-					key = "k" + strconv.FormatInt(cfg.Users[a.user].ID, 10) + "-" + strconv.Itoa(u.attempts)
+					u.keys++
 				}
+				key := "k" + strconv.FormatInt(user.ID, 10) + "-" + strconv.Itoa(u.keys)
 				u.mu.Unlock()
 
 				t0 := time.Now()
-				order, err := cl.Seckill(ctx, cfg.Users[a.user].Token, cfg.ActivityID, cfg.Quantity, key)
+				var order api.SeckillAccepted
+				var err error
+				for try := 0; try <= retries; try++ {
+					order, err = cl.Seckill(ctx, user.Token, cfg.ActivityID, cfg.Quantity, key)
+					if classify(err) != Failed || ctx.Err() != nil {
+						break
+					}
+					time.Sleep(time.Duration(50<<try) * time.Millisecond)
+				}
 				_ = h.RecordValue(max(time.Since(t0).Microseconds(), 1))
 				out := classify(err)
 
 				u.mu.Lock()
+				known := u.orders[key]
 				mismatch := false
-				if replay && out == Accepted && u.lastID != "" {
-					// The same key must give the same order, never a second one.
-					if order.OrderID == u.lastID {
-						out = Replayed
-					} else {
-						mismatch = true
+				switch {
+				case out == Accepted && known == "":
+					if u.orders == nil {
+						u.orders = map[string]string{}
 					}
+					u.orders[key] = order.OrderID
+				case out == Accepted && known == order.OrderID:
+					out = Replayed
+				case out == Accepted:
+					mismatch = true // one key, two orders
+				case known != "" && out != RateLimited && out != Failed:
+					mismatch = true // an accepted key refused on retry
 				}
-				if out == Accepted || out == SoldOut || out == LimitExceeded {
+				if !replay && (out == Accepted || out == SoldOut || out == LimitExceeded) {
 					u.reached += cfg.Quantity
-				}
-				if !replay {
-					u.lastKey, u.lastID = key, ""
-				}
-				if out == Accepted && key == u.lastKey {
-					u.lastID = order.OrderID
 				}
 				u.mu.Unlock()
 
 				mu.Lock()
 				res.Counts[out]++
 				if out == Accepted {
-					res.Orders[order.OrderID] = cfg.Users[a.user].ID
+					if _, dup := res.Orders[order.OrderID]; dup {
+						res.DuplicateIDs++
+					}
+					res.Orders[order.OrderID] = user.ID
 				}
 				if mismatch {
 					res.ReplayMismatches++
@@ -252,14 +272,4 @@ func (r *BurstResult) Throughput() float64 {
 		total += n
 	}
 	return float64(total) / r.Elapsed.Seconds()
-}
-
-// AcceptedIDs returns the accepted order ids, sorted.
-func (r *BurstResult) AcceptedIDs() []string {
-	ids := make([]string, 0, len(r.Orders))
-	for id := range r.Orders {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
 }

@@ -69,8 +69,3 @@ func (g *Generator) Next() int64 {
 	g.last = ms
 	return ms<<(nodeBits+seqBits) | g.node<<seqBits | g.seq
 }
-
-// Time returns the creation time encoded in id.
-func Time(id int64) time.Time {
-	return Epoch.Add(time.Duration(id>>(nodeBits+seqBits)) * time.Millisecond)
-}

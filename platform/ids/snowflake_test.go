@@ -54,14 +54,6 @@ func TestClockGoingBackwardsNeverRepeats(t *testing.T) {
 	}
 }
 
-func TestTimeRoundTrips(t *testing.T) {
-	at := time.Date(2026, 11, 11, 0, 0, 0, 123e6, time.UTC)
-	g, _ := ids.NewGenerator(3, clock.NewManual(at))
-	if got := ids.Time(g.Next()); !got.Equal(at) {
-		t.Fatalf("Time(id) = %v, want %v", got, at)
-	}
-}
-
 func TestNodeRange(t *testing.T) {
 	for _, node := range []int64{-1, 1024} {
 		if _, err := ids.NewGenerator(node, clock.Real{}); err == nil {

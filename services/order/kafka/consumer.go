@@ -132,12 +132,15 @@ func NewConsumer(cfg ConsumerConfig) *Consumer {
 // nothing; what it repeats, the idempotent insert absorbs.
 func (c *Consumer) Run(ctx context.Context) error {
 	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:           c.cfg.Brokers,
-		GroupID:           c.cfg.Group,
-		Topic:             c.cfg.Topic,
-		MinBytes:          1,
-		MaxBytes:          10 << 20,
-		MaxWait:           100 * time.Millisecond,
+		Brokers:  c.cfg.Brokers,
+		GroupID:  c.cfg.Group,
+		Topic:    c.cfg.Topic,
+		MinBytes: 1,
+		MaxBytes: 10 << 20,
+		// MaxWait only bounds an idle fetch (one returns as soon as a
+		// message arrives); too short, and a busy machine turns idle
+		// fetches into client-side i/o timeouts and reconnects.
+		MaxWait:           time.Second,
 		QueueCapacity:     c.cfg.BatchSize,
 		CommitInterval:    0, // commits are synchronous and explicit
 		StartOffset:       kafkago.FirstOffset,
