@@ -83,11 +83,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 	// Find every binary before starting anything, so a missing one is
 	// reported at once with what to install.
-	redisBin, err := findRedis()
+	redisBin, err := findRedis(redisDirs)
 	if err != nil {
 		return nil, err
 	}
-	pgBins, err := findPostgres()
+	pgBins, err := findPostgres(postgresDirs())
 	if err != nil {
 		return nil, err
 	}

@@ -18,11 +18,15 @@ import (
 
 type pgBinaries struct{ initdb, postgres string }
 
-func findPostgres() (pgBinaries, error) {
-	// Debian installs the server binaries outside PATH, one directory per
-	// major version; prefer the newest.
+// postgresDirs are searched after PATH. Debian installs the server
+// binaries outside PATH, one directory per major version; the newest wins.
+func postgresDirs() []string {
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
+	return dirs
+}
+
+func findPostgres(dirs []string) (pgBinaries, error) {
 	initdb, err1 := lookBin("initdb", dirs...)
 	postgres, err2 := lookBin("postgres", dirs...)
 	if err := errors.Join(err1, err2); err != nil {

@@ -15,8 +15,11 @@ import (
 
 const installHint = "install it with `make deps` or `apt-get install redis-server postgresql`"
 
-func findRedis() (string, error) {
-	p, err := lookBin("redis-server", "/usr/bin", "/usr/local/bin")
+// redisDirs are searched after PATH.
+var redisDirs = []string{"/usr/bin", "/usr/local/bin"}
+
+func findRedis(dirs []string) (string, error) {
+	p, err := lookBin("redis-server", dirs...)
 	if err != nil {
 		return "", fmt.Errorf("localstack: redis-server not found: %s", installHint)
 	}
