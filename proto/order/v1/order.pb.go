@@ -244,6 +244,7 @@ type Order struct {
 	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	PaidAt        *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=paid_at,json=paidAt,proto3" json:"paid_at,omitempty"`
+	Payment       *OrderPayment          `protobuf:"bytes,13,opt,name=payment,proto3" json:"payment,omitempty"` // the payment that paid it, if any
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -362,6 +363,253 @@ func (x *Order) GetPaidAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Order) GetPayment() *OrderPayment {
+	if x != nil {
+		return x.Payment
+	}
+	return nil
+}
+
+type OrderPayment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PaymentId     int64                  `protobuf:"varint,1,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
+	Channel       string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OrderPayment) Reset() {
+	*x = OrderPayment{}
+	mi := &file_order_v1_order_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderPayment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderPayment) ProtoMessage() {}
+
+func (x *OrderPayment) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderPayment.ProtoReflect.Descriptor instead.
+func (*OrderPayment) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *OrderPayment) GetPaymentId() int64 {
+	if x != nil {
+		return x.PaymentId
+	}
+	return 0
+}
+
+func (x *OrderPayment) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *OrderPayment) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+type CancelOrderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	UserId        int64                  `protobuf:"varint,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"` // must own the order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOrderRequest) Reset() {
+	*x = CancelOrderRequest{}
+	mi := &file_order_v1_order_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOrderRequest) ProtoMessage() {}
+
+func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOrderRequest.ProtoReflect.Descriptor instead.
+func (*CancelOrderRequest) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CancelOrderRequest) GetOrderId() int64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+func (x *CancelOrderRequest) GetUserId() int64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+type MarkPaidRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	PaymentId     int64                  `protobuf:"varint,2,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
+	Channel       string                 `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	Amount        int64                  `protobuf:"varint,4,opt,name=amount,proto3" json:"amount,omitempty"` // cents; must equal the order's payable amount
+	PaidAt        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=paid_at,json=paidAt,proto3" json:"paid_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkPaidRequest) Reset() {
+	*x = MarkPaidRequest{}
+	mi := &file_order_v1_order_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkPaidRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkPaidRequest) ProtoMessage() {}
+
+func (x *MarkPaidRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkPaidRequest.ProtoReflect.Descriptor instead.
+func (*MarkPaidRequest) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *MarkPaidRequest) GetOrderId() int64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+func (x *MarkPaidRequest) GetPaymentId() int64 {
+	if x != nil {
+		return x.PaymentId
+	}
+	return 0
+}
+
+func (x *MarkPaidRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *MarkPaidRequest) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+func (x *MarkPaidRequest) GetPaidAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PaidAt
+	}
+	return nil
+}
+
+type MarkPaidResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Accepted      bool                   `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"` // false: the order was not payable; refund the payment
+	Order         *Order                 `protobuf:"bytes,2,opt,name=order,proto3" json:"order,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkPaidResponse) Reset() {
+	*x = MarkPaidResponse{}
+	mi := &file_order_v1_order_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkPaidResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkPaidResponse) ProtoMessage() {}
+
+func (x *MarkPaidResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkPaidResponse.ProtoReflect.Descriptor instead.
+func (*MarkPaidResponse) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *MarkPaidResponse) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
+func (x *MarkPaidResponse) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
 type PlaceSeckillOrderRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	UserId         int64                  `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -374,7 +622,7 @@ type PlaceSeckillOrderRequest struct {
 
 func (x *PlaceSeckillOrderRequest) Reset() {
 	*x = PlaceSeckillOrderRequest{}
-	mi := &file_order_v1_order_proto_msgTypes[2]
+	mi := &file_order_v1_order_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +634,7 @@ func (x *PlaceSeckillOrderRequest) String() string {
 func (*PlaceSeckillOrderRequest) ProtoMessage() {}
 
 func (x *PlaceSeckillOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[2]
+	mi := &file_order_v1_order_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +647,7 @@ func (x *PlaceSeckillOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceSeckillOrderRequest.ProtoReflect.Descriptor instead.
 func (*PlaceSeckillOrderRequest) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{2}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PlaceSeckillOrderRequest) GetUserId() int64 {
@@ -440,7 +688,7 @@ type PlaceSeckillOrderResponse struct {
 
 func (x *PlaceSeckillOrderResponse) Reset() {
 	*x = PlaceSeckillOrderResponse{}
-	mi := &file_order_v1_order_proto_msgTypes[3]
+	mi := &file_order_v1_order_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +700,7 @@ func (x *PlaceSeckillOrderResponse) String() string {
 func (*PlaceSeckillOrderResponse) ProtoMessage() {}
 
 func (x *PlaceSeckillOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[3]
+	mi := &file_order_v1_order_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +713,7 @@ func (x *PlaceSeckillOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceSeckillOrderResponse.ProtoReflect.Descriptor instead.
 func (*PlaceSeckillOrderResponse) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{3}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PlaceSeckillOrderResponse) GetOrderId() int64 {
@@ -493,7 +741,7 @@ type GetOrderRequest struct {
 
 func (x *GetOrderRequest) Reset() {
 	*x = GetOrderRequest{}
-	mi := &file_order_v1_order_proto_msgTypes[4]
+	mi := &file_order_v1_order_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +753,7 @@ func (x *GetOrderRequest) String() string {
 func (*GetOrderRequest) ProtoMessage() {}
 
 func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[4]
+	mi := &file_order_v1_order_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +766,7 @@ func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderRequest) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{4}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetOrderRequest) GetOrderId() int64 {
@@ -544,7 +792,7 @@ type ListOrdersRequest struct {
 
 func (x *ListOrdersRequest) Reset() {
 	*x = ListOrdersRequest{}
-	mi := &file_order_v1_order_proto_msgTypes[5]
+	mi := &file_order_v1_order_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +804,7 @@ func (x *ListOrdersRequest) String() string {
 func (*ListOrdersRequest) ProtoMessage() {}
 
 func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[5]
+	mi := &file_order_v1_order_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +817,7 @@ func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersRequest.ProtoReflect.Descriptor instead.
 func (*ListOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{5}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListOrdersRequest) GetUserId() int64 {
@@ -588,7 +836,7 @@ type ListOrdersResponse struct {
 
 func (x *ListOrdersResponse) Reset() {
 	*x = ListOrdersResponse{}
-	mi := &file_order_v1_order_proto_msgTypes[6]
+	mi := &file_order_v1_order_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +848,7 @@ func (x *ListOrdersResponse) String() string {
 func (*ListOrdersResponse) ProtoMessage() {}
 
 func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[6]
+	mi := &file_order_v1_order_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +861,7 @@ func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersResponse.ProtoReflect.Descriptor instead.
 func (*ListOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{6}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListOrdersResponse) GetOrders() []*Order {
@@ -643,7 +891,7 @@ type OrderPlaced struct {
 
 func (x *OrderPlaced) Reset() {
 	*x = OrderPlaced{}
-	mi := &file_order_v1_order_proto_msgTypes[7]
+	mi := &file_order_v1_order_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +903,7 @@ func (x *OrderPlaced) String() string {
 func (*OrderPlaced) ProtoMessage() {}
 
 func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[7]
+	mi := &file_order_v1_order_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +916,7 @@ func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderPlaced.ProtoReflect.Descriptor instead.
 func (*OrderPlaced) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{7}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OrderPlaced) GetOrderId() int64 {
@@ -754,7 +1002,7 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"unit_price\x18\x04 \x01(\x03R\tunitPrice\x12\x16\n" +
 	"\x06amount\x18\x05 \x01(\x03R\x06amount\x12\x1a\n" +
 	"\bdiscount\x18\x06 \x01(\x03R\bdiscount\x12\x18\n" +
-	"\apayable\x18\a \x01(\x03R\apayable\"\xf4\x03\n" +
+	"\apayable\x18\a \x01(\x03R\apayable\"\xb0\x04\n" +
 	"\x05Order\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x03R\aorderId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\x03R\x06userId\x121\n" +
@@ -771,7 +1019,26 @@ const file_order_v1_order_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"expires_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x123\n" +
-	"\apaid_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x06paidAt\"\x99\x01\n" +
+	"\apaid_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x06paidAt\x12:\n" +
+	"\apayment\x18\r \x01(\v2 .flashsale.order.v1.OrderPaymentR\apayment\"_\n" +
+	"\fOrderPayment\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\x01 \x01(\x03R\tpaymentId\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\"H\n" +
+	"\x12CancelOrderRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\x03R\aorderId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\x03R\x06userId\"\xb2\x01\n" +
+	"\x0fMarkPaidRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\x03R\aorderId\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\x02 \x01(\x03R\tpaymentId\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12\x16\n" +
+	"\x06amount\x18\x04 \x01(\x03R\x06amount\x123\n" +
+	"\apaid_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06paidAt\"_\n" +
+	"\x10MarkPaidResponse\x12\x1a\n" +
+	"\baccepted\x18\x01 \x01(\bR\baccepted\x12/\n" +
+	"\x05order\x18\x02 \x01(\v2\x19.flashsale.order.v1.OrderR\x05order\"\x99\x01\n" +
 	"\x18PlaceSeckillOrderRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12\x1f\n" +
 	"\vactivity_id\x18\x02 \x01(\x03R\n" +
@@ -816,12 +1083,14 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"\tOrderKind\x12\x1a\n" +
 	"\x16ORDER_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ORDER_KIND_SECKILL\x10\x01\x12\x16\n" +
-	"\x12ORDER_KIND_REGULAR\x10\x022\xa9\x02\n" +
+	"\x12ORDER_KIND_REGULAR\x10\x022\xd2\x03\n" +
 	"\fOrderService\x12p\n" +
 	"\x11PlaceSeckillOrder\x12,.flashsale.order.v1.PlaceSeckillOrderRequest\x1a-.flashsale.order.v1.PlaceSeckillOrderResponse\x12J\n" +
 	"\bGetOrder\x12#.flashsale.order.v1.GetOrderRequest\x1a\x19.flashsale.order.v1.Order\x12[\n" +
 	"\n" +
-	"ListOrders\x12%.flashsale.order.v1.ListOrdersRequest\x1a&.flashsale.order.v1.ListOrdersResponseB7Z5github.com/flashsale/flashsale/proto/order/v1;orderv1b\x06proto3"
+	"ListOrders\x12%.flashsale.order.v1.ListOrdersRequest\x1a&.flashsale.order.v1.ListOrdersResponse\x12P\n" +
+	"\vCancelOrder\x12&.flashsale.order.v1.CancelOrderRequest\x1a\x19.flashsale.order.v1.Order\x12U\n" +
+	"\bMarkPaid\x12#.flashsale.order.v1.MarkPaidRequest\x1a$.flashsale.order.v1.MarkPaidResponseB7Z5github.com/flashsale/flashsale/proto/order/v1;orderv1b\x06proto3"
 
 var (
 	file_order_v1_order_proto_rawDescOnce sync.Once
@@ -836,42 +1105,53 @@ func file_order_v1_order_proto_rawDescGZIP() []byte {
 }
 
 var file_order_v1_order_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_order_v1_order_proto_goTypes = []any{
 	(OrderStatus)(0),                  // 0: flashsale.order.v1.OrderStatus
 	(OrderKind)(0),                    // 1: flashsale.order.v1.OrderKind
 	(*OrderLine)(nil),                 // 2: flashsale.order.v1.OrderLine
 	(*Order)(nil),                     // 3: flashsale.order.v1.Order
-	(*PlaceSeckillOrderRequest)(nil),  // 4: flashsale.order.v1.PlaceSeckillOrderRequest
-	(*PlaceSeckillOrderResponse)(nil), // 5: flashsale.order.v1.PlaceSeckillOrderResponse
-	(*GetOrderRequest)(nil),           // 6: flashsale.order.v1.GetOrderRequest
-	(*ListOrdersRequest)(nil),         // 7: flashsale.order.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),        // 8: flashsale.order.v1.ListOrdersResponse
-	(*OrderPlaced)(nil),               // 9: flashsale.order.v1.OrderPlaced
-	(*timestamppb.Timestamp)(nil),     // 10: google.protobuf.Timestamp
+	(*OrderPayment)(nil),              // 4: flashsale.order.v1.OrderPayment
+	(*CancelOrderRequest)(nil),        // 5: flashsale.order.v1.CancelOrderRequest
+	(*MarkPaidRequest)(nil),           // 6: flashsale.order.v1.MarkPaidRequest
+	(*MarkPaidResponse)(nil),          // 7: flashsale.order.v1.MarkPaidResponse
+	(*PlaceSeckillOrderRequest)(nil),  // 8: flashsale.order.v1.PlaceSeckillOrderRequest
+	(*PlaceSeckillOrderResponse)(nil), // 9: flashsale.order.v1.PlaceSeckillOrderResponse
+	(*GetOrderRequest)(nil),           // 10: flashsale.order.v1.GetOrderRequest
+	(*ListOrdersRequest)(nil),         // 11: flashsale.order.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),        // 12: flashsale.order.v1.ListOrdersResponse
+	(*OrderPlaced)(nil),               // 13: flashsale.order.v1.OrderPlaced
+	(*timestamppb.Timestamp)(nil),     // 14: google.protobuf.Timestamp
 }
 var file_order_v1_order_proto_depIdxs = []int32{
 	1,  // 0: flashsale.order.v1.Order.kind:type_name -> flashsale.order.v1.OrderKind
 	0,  // 1: flashsale.order.v1.Order.status:type_name -> flashsale.order.v1.OrderStatus
 	2,  // 2: flashsale.order.v1.Order.lines:type_name -> flashsale.order.v1.OrderLine
-	10, // 3: flashsale.order.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	10, // 4: flashsale.order.v1.Order.expires_at:type_name -> google.protobuf.Timestamp
-	10, // 5: flashsale.order.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
-	0,  // 6: flashsale.order.v1.PlaceSeckillOrderResponse.status:type_name -> flashsale.order.v1.OrderStatus
-	3,  // 7: flashsale.order.v1.ListOrdersResponse.orders:type_name -> flashsale.order.v1.Order
-	10, // 8: flashsale.order.v1.OrderPlaced.created_at:type_name -> google.protobuf.Timestamp
-	10, // 9: flashsale.order.v1.OrderPlaced.expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 10: flashsale.order.v1.OrderService.PlaceSeckillOrder:input_type -> flashsale.order.v1.PlaceSeckillOrderRequest
-	6,  // 11: flashsale.order.v1.OrderService.GetOrder:input_type -> flashsale.order.v1.GetOrderRequest
-	7,  // 12: flashsale.order.v1.OrderService.ListOrders:input_type -> flashsale.order.v1.ListOrdersRequest
-	5,  // 13: flashsale.order.v1.OrderService.PlaceSeckillOrder:output_type -> flashsale.order.v1.PlaceSeckillOrderResponse
-	3,  // 14: flashsale.order.v1.OrderService.GetOrder:output_type -> flashsale.order.v1.Order
-	8,  // 15: flashsale.order.v1.OrderService.ListOrders:output_type -> flashsale.order.v1.ListOrdersResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 3: flashsale.order.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	14, // 4: flashsale.order.v1.Order.expires_at:type_name -> google.protobuf.Timestamp
+	14, // 5: flashsale.order.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
+	4,  // 6: flashsale.order.v1.Order.payment:type_name -> flashsale.order.v1.OrderPayment
+	14, // 7: flashsale.order.v1.MarkPaidRequest.paid_at:type_name -> google.protobuf.Timestamp
+	3,  // 8: flashsale.order.v1.MarkPaidResponse.order:type_name -> flashsale.order.v1.Order
+	0,  // 9: flashsale.order.v1.PlaceSeckillOrderResponse.status:type_name -> flashsale.order.v1.OrderStatus
+	3,  // 10: flashsale.order.v1.ListOrdersResponse.orders:type_name -> flashsale.order.v1.Order
+	14, // 11: flashsale.order.v1.OrderPlaced.created_at:type_name -> google.protobuf.Timestamp
+	14, // 12: flashsale.order.v1.OrderPlaced.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 13: flashsale.order.v1.OrderService.PlaceSeckillOrder:input_type -> flashsale.order.v1.PlaceSeckillOrderRequest
+	10, // 14: flashsale.order.v1.OrderService.GetOrder:input_type -> flashsale.order.v1.GetOrderRequest
+	11, // 15: flashsale.order.v1.OrderService.ListOrders:input_type -> flashsale.order.v1.ListOrdersRequest
+	5,  // 16: flashsale.order.v1.OrderService.CancelOrder:input_type -> flashsale.order.v1.CancelOrderRequest
+	6,  // 17: flashsale.order.v1.OrderService.MarkPaid:input_type -> flashsale.order.v1.MarkPaidRequest
+	9,  // 18: flashsale.order.v1.OrderService.PlaceSeckillOrder:output_type -> flashsale.order.v1.PlaceSeckillOrderResponse
+	3,  // 19: flashsale.order.v1.OrderService.GetOrder:output_type -> flashsale.order.v1.Order
+	12, // 20: flashsale.order.v1.OrderService.ListOrders:output_type -> flashsale.order.v1.ListOrdersResponse
+	3,  // 21: flashsale.order.v1.OrderService.CancelOrder:output_type -> flashsale.order.v1.Order
+	7,  // 22: flashsale.order.v1.OrderService.MarkPaid:output_type -> flashsale.order.v1.MarkPaidResponse
+	18, // [18:23] is the sub-list for method output_type
+	13, // [13:18] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_order_v1_order_proto_init() }
@@ -885,7 +1165,7 @@ func file_order_v1_order_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_order_v1_order_proto_rawDesc), len(file_order_v1_order_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,8 @@ const (
 	OrderService_PlaceSeckillOrder_FullMethodName = "/flashsale.order.v1.OrderService/PlaceSeckillOrder"
 	OrderService_GetOrder_FullMethodName          = "/flashsale.order.v1.OrderService/GetOrder"
 	OrderService_ListOrders_FullMethodName        = "/flashsale.order.v1.OrderService/ListOrders"
+	OrderService_CancelOrder_FullMethodName       = "/flashsale.order.v1.OrderService/CancelOrder"
+	OrderService_MarkPaid_FullMethodName          = "/flashsale.order.v1.OrderService/MarkPaid"
 )
 
 // OrderServiceClient is the client API for OrderService service.
@@ -36,6 +38,16 @@ type OrderServiceClient interface {
 	PlaceSeckillOrder(ctx context.Context, in *PlaceSeckillOrderRequest, opts ...grpc.CallOption) (*PlaceSeckillOrderResponse, error)
 	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*Order, error)
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
+	// CancelOrder moves the owner's PENDING_PAYMENT order to CANCELLED (one
+	// conditional UPDATE) and releases its stock. Any other state is
+	// CONFLICT, except CANCELLED, which answers the order unchanged.
+	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*Order, error)
+	// MarkPaid is called by the payment service when money arrived: it
+	// moves PENDING_PAYMENT to PAID (one conditional UPDATE) and confirms the
+	// reservation. When the order is no longer payable (expired, cancelled,
+	// or already paid by another payment) it answers accepted = false and
+	// changes nothing, and the payment service refunds the money.
+	MarkPaid(ctx context.Context, in *MarkPaidRequest, opts ...grpc.CallOption) (*MarkPaidResponse, error)
 }
 
 type orderServiceClient struct {
@@ -76,6 +88,26 @@ func (c *orderServiceClient) ListOrders(ctx context.Context, in *ListOrdersReque
 	return out, nil
 }
 
+func (c *orderServiceClient) CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*Order, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Order)
+	err := c.cc.Invoke(ctx, OrderService_CancelOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orderServiceClient) MarkPaid(ctx context.Context, in *MarkPaidRequest, opts ...grpc.CallOption) (*MarkPaidResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkPaidResponse)
+	err := c.cc.Invoke(ctx, OrderService_MarkPaid_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrderServiceServer is the server API for OrderService service.
 // All implementations must embed UnimplementedOrderServiceServer
 // for forward compatibility.
@@ -85,6 +117,16 @@ type OrderServiceServer interface {
 	PlaceSeckillOrder(context.Context, *PlaceSeckillOrderRequest) (*PlaceSeckillOrderResponse, error)
 	GetOrder(context.Context, *GetOrderRequest) (*Order, error)
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
+	// CancelOrder moves the owner's PENDING_PAYMENT order to CANCELLED (one
+	// conditional UPDATE) and releases its stock. Any other state is
+	// CONFLICT, except CANCELLED, which answers the order unchanged.
+	CancelOrder(context.Context, *CancelOrderRequest) (*Order, error)
+	// MarkPaid is called by the payment service when money arrived: it
+	// moves PENDING_PAYMENT to PAID (one conditional UPDATE) and confirms the
+	// reservation. When the order is no longer payable (expired, cancelled,
+	// or already paid by another payment) it answers accepted = false and
+	// changes nothing, and the payment service refunds the money.
+	MarkPaid(context.Context, *MarkPaidRequest) (*MarkPaidResponse, error)
 	mustEmbedUnimplementedOrderServiceServer()
 }
 
@@ -103,6 +145,12 @@ func (UnimplementedOrderServiceServer) GetOrder(context.Context, *GetOrderReques
 }
 func (UnimplementedOrderServiceServer) ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListOrders not implemented")
+}
+func (UnimplementedOrderServiceServer) CancelOrder(context.Context, *CancelOrderRequest) (*Order, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelOrder not implemented")
+}
+func (UnimplementedOrderServiceServer) MarkPaid(context.Context, *MarkPaidRequest) (*MarkPaidResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkPaid not implemented")
 }
 func (UnimplementedOrderServiceServer) mustEmbedUnimplementedOrderServiceServer() {}
 func (UnimplementedOrderServiceServer) testEmbeddedByValue()                      {}
@@ -179,6 +227,42 @@ func _OrderService_ListOrders_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderService_CancelOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderServiceServer).CancelOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrderService_CancelOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderServiceServer).CancelOrder(ctx, req.(*CancelOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrderService_MarkPaid_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkPaidRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderServiceServer).MarkPaid(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrderService_MarkPaid_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderServiceServer).MarkPaid(ctx, req.(*MarkPaidRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OrderService_ServiceDesc is the grpc.ServiceDesc for OrderService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -197,6 +281,14 @@ var OrderService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListOrders",
 			Handler:    _OrderService_ListOrders_Handler,
+		},
+		{
+			MethodName: "CancelOrder",
+			Handler:    _OrderService_CancelOrder_Handler,
+		},
+		{
+			MethodName: "MarkPaid",
+			Handler:    _OrderService_MarkPaid_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
