@@ -1,0 +1,90 @@
+// Package resilience holds the gRPC client's defences against a failing
+// downstream: a circuit breaker per downstream (sony/gobreaker) as a unary
+// client interceptor, so a dead or overloaded service is answered
+// UNAVAILABLE at once instead of tying up every caller for a full timeout,
+// and is probed again after a pause.
+package resilience
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// BreakerConfig tunes a breaker. Zero values take the defaults.
+type BreakerConfig struct {
+	// Name names the downstream in errors and state changes.
+	Name string
+	// Failures is how many consecutive failed calls open the breaker
+	// (default 5).
+	Failures uint32
+	// OpenFor is how long an open breaker refuses calls before letting
+	// probes through (half-open; default 5s).
+	OpenFor time.Duration
+	// Probes is how many calls a half-open breaker lets through; that
+	// many successes close it, one failure opens it again (default 1).
+	Probes uint32
+	// OnStateChange, when set, is told every transition (metrics, logs).
+	OnStateChange func(name string, from, to gobreaker.State)
+}
+
+// Defaults of BreakerConfig.
+const (
+	DefaultFailures = 5
+	DefaultOpenFor  = 5 * time.Second
+	DefaultProbes   = 1
+)
+
+// Breaker returns a unary client interceptor that runs every call through
+// one circuit breaker. Only failures that say the downstream is in trouble
+// count: UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN and
+// RESOURCE_EXHAUSTED. Domain answers (NOT_FOUND, a sold-out
+// FAILED_PRECONDITION...) are successes, and a caller's own cancellation is
+// not counted at all. While the breaker is open, calls fail at once with
+// UNAVAILABLE.
+func Breaker(cfg BreakerConfig) grpc.UnaryClientInterceptor {
+	if cfg.Failures == 0 {
+		cfg.Failures = DefaultFailures
+	}
+	if cfg.OpenFor <= 0 {
+		cfg.OpenFor = DefaultOpenFor
+	}
+	if cfg.Probes == 0 {
+		cfg.Probes = DefaultProbes
+	}
+	failures := cfg.Failures
+	cb := gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        cfg.Name,
+		MaxRequests: cfg.Probes,
+		Timeout:     cfg.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= failures
+		},
+		OnStateChange: cfg.OnStateChange,
+		IsSuccessful:  func(err error) bool { return !troubled(err) },
+		IsExcluded:    func(err error) bool { return status.Code(err) == codes.Canceled },
+	})
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		_, err := cb.Execute(func() (struct{}, error) {
+			return struct{}{}, invoker(ctx, method, req, reply, cc, opts...)
+		})
+		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+			return status.Errorf(codes.Unavailable, "%s: circuit breaker %s", cfg.Name, err)
+		}
+		return err
+	}
+}
+
+// troubled reports whether err says the downstream itself is failing.
+func troubled(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
