@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/ids"
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
@@ -73,6 +74,9 @@ type Config struct {
 	// anyway, as a timeout after the broker's append would); nil in
 	// production.
 	WrapPublisher func(order.Publisher) order.Publisher
+	// Discovery says where Consul is (FLASHSALE_CONSUL_ADDR); empty
+	// means static addresses and no registration.
+	Discovery discovery.Config
 }
 
 // Defaults of the settings.
@@ -113,6 +117,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		NodeID:            env.Int("FLASHSALE_NODE_ID", 0),
 		ConsumerBatchSize: int(env.Int("FLASHSALE_CONSUMER_BATCH_SIZE", DefaultConsumerBatchSize)),
 		ConsumerBatchWait: env.Duration("FLASHSALE_CONSUMER_BATCH_WAIT", DefaultConsumerBatchWait),
+		Discovery:         discovery.ConfigFromEnv(env),
 	}
 	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
 	_, _, err := net.SplitHostPort(cfg.RedisAddr)
@@ -186,13 +191,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := pkafka.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ); err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
+	consul, err := discovery.Open(cfg.Discovery, log)
+	if err != nil {
+		return fmt.Errorf("order: %w", err)
+	}
 	timeout := ordergrpc.CallTimeout(cfg.RPCTimeout)
-	invConn, err := rpc.Dial(cfg.InventoryAddr, timeout)
+	invConn, err := consul.Dial(cfg.InventoryAddr, timeout)
 	if err != nil {
 		return fmt.Errorf("order: inventory: %w", err)
 	}
 	defer invConn.Close()
-	prodConn, err := rpc.Dial(cfg.ProductAddr, timeout)
+	prodConn, err := consul.Dial(cfg.ProductAddr, timeout)
 	if err != nil {
 		return fmt.Errorf("order: product: %w", err)
 	}
@@ -231,6 +240,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 
 	reg := telemetry.NewRegistry()
+	reg.MustRegister(newLagCollector(cfg.KafkaBrokers, orderkafka.GroupWriter, orderkafka.TopicPlaced))
 	srv := rpc.NewServer(log, reg, ordergrpc.Errors)
 	orderv1.RegisterOrderServiceServer(srv, ordergrpc.NewServer(svc))
 	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
@@ -255,6 +265,6 @@ func Run(ctx context.Context, cfg Config) error {
 		GRPCListener:  grpcLis,
 		Admin:         admin,
 		AdminListener: adminLis,
-		Workers:       []func(context.Context) error{consumer.Run},
+		Workers:       []func(context.Context) error{consumer.Run, consul.Announce("order", grpcLis)},
 	}.Run(ctx)
 }
