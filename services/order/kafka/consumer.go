@@ -208,7 +208,7 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		orders []order.Order
 		dead   []kafkago.Message
 		links  []trace.Link
-		traced []context.Context // each message's trace context
+		traced []context.Context                             // each message's trace context
 		source = make(map[int64]kafkago.Message, len(batch)) // by order id
 	)
 	for i := range batch {
