@@ -1,0 +1,3 @@
+-- Databases of the services beside the image's POSTGRES_DB (products).
+-- A service with a database of its own adds its line here.
+CREATE DATABASE orders;
