@@ -98,9 +98,10 @@ type Endpoint struct {
 }
 
 // Endpoints returns where a FLASHSALE_* value points: host:port,
-// comma-separated brokers, URLs and consul:// targets. Values that name no
+// comma-separated brokers, URLs, dns:/// and consul:// targets. Values that name no
 // endpoint (durations, numbers, booleans, secrets) return none.
 func Endpoints(name, value string) ([]Endpoint, error) {
+	value = strings.TrimPrefix(value, "dns:///")
 	switch {
 	case strings.HasPrefix(value, "consul://"):
 		return []Endpoint{{Consul: true, Host: strings.TrimPrefix(value, "consul://")}}, nil
