@@ -50,38 +50,14 @@ func (r *consulResolver) Close() {
 	r.wg.Wait()
 }
 
-// follow asks Consul for service's passing instances, again and again,
-// each query blocking until the answer differs from the last one (its
-// index moves), and hands every new list to cc.
+// follow asks Consul for service's passing instances with blocking
+// queries and hands every new list to cc.
 func (c *Consul) follow(ctx context.Context, service string, cc resolver.ClientConn) {
-	var (
-		index uint64
-		last  []string
-		wait  = c.retryMin
-	)
-	for ctx.Err() == nil {
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: blockWait}).WithContext(ctx)
+	var last []string
+	c.watch(ctx, "health of "+service, func(q *api.QueryOptions) (*api.QueryMeta, error) {
 		entries, meta, err := c.api.Health().Service(service, "", true, q)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			c.log.Warn("consul resolver: query failed", "service", service, "wait", wait, "err", err)
-			cc.ReportError(err)
-			if !sleep(ctx, wait) {
-				return
-			}
-			wait = min(2*wait, c.retryMax)
-			continue
-		}
-		wait = c.retryMin
-		// Consul's rule for blocking queries: an index that goes
-		// backwards (a snapshot restore, a new leader) restarts the
-		// watch from zero.
-		if meta.LastIndex < index {
-			index = 0
-		} else {
-			index = meta.LastIndex
+			return nil, err
 		}
 		addrs := make([]string, 0, len(entries))
 		for _, e := range entries {
@@ -93,7 +69,7 @@ func (c *Consul) follow(ctx context.Context, service string, cc resolver.ClientC
 		}
 		slices.Sort(addrs)
 		if last != nil && slices.Equal(addrs, last) {
-			continue
+			return meta, nil
 		}
 		last = addrs
 		state := resolver.State{Endpoints: make([]resolver.Endpoint, len(addrs))}
@@ -105,5 +81,6 @@ func (c *Consul) follow(ctx context.Context, service string, cc resolver.ClientC
 		if err := cc.UpdateState(state); err != nil {
 			c.log.Debug("consul resolver: balancer refused the update", "service", service, "instances", len(addrs), "err", err)
 		}
-	}
+		return meta, nil
+	}, cc.ReportError)
 }
