@@ -267,6 +267,9 @@ func (e *Expirer) RunOnce(ctx context.Context) (int, error) {
 		groups[outcomes[i]] = append(groups[outcomes[i]], en)
 	}
 	var errs []error
+	if g := groups[keep]; len(g) > 0 {
+		errs = append(errs, fmt.Errorf("%d entries left claimed after failures, retried when their lease lapses", len(g)))
+	}
 	if g := groups[ack]; len(g) > 0 {
 		errs = append(errs, e.cfg.Queue.Ack(ctx, g))
 	}
