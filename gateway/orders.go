@@ -31,6 +31,28 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// cancelOrder cancels one of the caller's orders while it waits for
+// payment and answers it CANCELLED. Order decides ownership and state
+// (FORBIDDEN, CONFLICT); cancelling a cancelled order answers it again.
+func (g *Gateway) cancelOrder(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseID("order_id", r.PathValue("order_id"))
+	if err != nil {
+		return err
+	}
+	caller := callerOf(r.Context()).UserID
+	ctx, cancel := g.callCtx(r.Context())
+	defer cancel()
+	o, err := g.order.CancelOrder(ctx, &orderv1.CancelOrderRequest{OrderId: id, UserId: caller})
+	if err != nil {
+		return err
+	}
+	if o.GetUserId() != caller {
+		return errorf(errcode.Forbidden, "this order belongs to another user")
+	}
+	writeJSON(w, http.StatusOK, viewOrder(o))
+	return nil
+}
+
 type ordersResponse struct {
 	Orders []api.Order `json:"orders"`
 }
