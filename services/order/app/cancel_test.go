@@ -96,17 +96,11 @@ func TestCancelOrder(t *testing.T) {
 }
 
 func TestCancelRacingExpiryEndsInExactlyOneState(t *testing.T) {
-	p := MustPlatform(t, withoutExpiry)
-	dueAt := p.clock.Now().Add(time.Minute)
 	const n = 300
-	s := MustSeedDue(t, p, n, dueAt, true)
+	p, s, dueAt := MustSeededPlatform(t, n)
 	rdb := MustRedis(t)
-	workers := []*worker{p.newWorker(s.activity, func(c *order.ExpirerConfig) { c.Batch = 10 }), p.newWorker(s.activity, func(c *order.ExpirerConfig) { c.Batch = 10 })}
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, w := range workers {
-		wg.Go(func() { _ = w.Run(ctx) })
-	}
+	smallBatches := func(c *order.ExpirerConfig) { c.Batch = 10 }
+	stop := runWorkers(p.newWorker(s.activity, smallBatches), p.newWorker(s.activity, smallBatches))
 	p.clock.Set(dueAt)
 	answers := make([]error, n)
 	var cancels sync.WaitGroup
@@ -121,7 +115,6 @@ func TestCancelRacingExpiryEndsInExactlyOneState(t *testing.T) {
 		return due+claimed == 0, "entries left in the queue"
 	})
 	stop()
-	wg.Wait()
 
 	won := map[orderv1.OrderStatus]int{}
 	for i, o := range s.orders {

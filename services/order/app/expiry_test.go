@@ -305,27 +305,43 @@ func (w *worker) MustRunOnce(tb testing.TB) int {
 // withoutExpiry runs the order service with no expiry worker of its own.
 func withoutExpiry(c *app.Config) { c.ExpiryDisabled = true }
 
-func TestExpiryWorkersNeverProcessAnEntryTwice(t *testing.T) {
-	p := MustPlatform(t, withoutExpiry)
+// MustSeededPlatform starts a platform whose order service runs no expiry
+// worker, with n stored orders due a minute from its clock's now.
+func MustSeededPlatform(tb testing.TB, n int) (*platform, seeded, time.Time) {
+	tb.Helper()
+	p := MustPlatform(tb, withoutExpiry)
 	dueAt := p.clock.Now().Add(time.Minute)
-	s := MustSeedDue(t, p, 2000, dueAt, true)
-	workers := make([]*worker, 4)
-	for i := range workers {
-		workers[i] = p.newWorker(s.activity, func(c *order.ExpirerConfig) { c.Batch = 50 })
-	}
+	return p, MustSeedDue(tb, p, n, dueAt, true), dueAt
+}
+
+// runWorkers runs workers until the returned stop is called; stop waits
+// for them to return.
+func runWorkers(workers ...*worker) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(func() { _ = w.Run(ctx) })
 	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+func TestExpiryWorkersNeverProcessAnEntryTwice(t *testing.T) {
+	p, s, dueAt := MustSeededPlatform(t, 2000)
+	workers := make([]*worker, 4)
+	for i := range workers {
+		workers[i] = p.newWorker(s.activity, func(c *order.ExpirerConfig) { c.Batch = 50 })
+	}
+	stop := runWorkers(workers...)
 	rdb := MustRedis(t)
 	p.clock.Set(dueAt)
 	MustEventually(t, 2*time.Minute, func() (bool, string) {
 		due, claimed := queued(t, rdb, s.activity)
 		return due+claimed == 0, fmt.Sprintf("%d due and %d claimed entries left", due, claimed)
 	})
-	cancel()
-	wg.Wait()
+	stop()
 
 	claims, releases := map[int64]int{}, map[int64]int{}
 	busy := 0
@@ -369,10 +385,8 @@ func (c crashAfterUpdate) EndUnpaid(ctx context.Context, ids []int64, to order.S
 }
 
 func TestAWorkerKilledMidBatchLosesNothing(t *testing.T) {
-	p := MustPlatform(t, withoutExpiry)
-	dueAt := p.clock.Now().Add(time.Minute)
 	const n = 300
-	s := MustSeedDue(t, p, n, dueAt, true)
+	p, s, dueAt := MustSeededPlatform(t, n)
 	rdb := MustRedis(t)
 	p.clock.Set(dueAt)
 
