@@ -34,6 +34,10 @@ type statKey struct{ endpoint, outcome string }
 type second struct {
 	arrivals, completions int
 	all, seckill          *hdrhistogram.Histogram
+	// answered holds the latencies of the answers received this second,
+	// for the live display (all and seckill are by scheduled second,
+	// which is only complete once the backlog has drained).
+	recent *hdrhistogram.Histogram
 	// answered counts seckill requests the platform answered (not
 	// rate-limited, not failed) by scheduled second.
 	answered int
@@ -61,7 +65,8 @@ func newRecorder(start time.Time) *recorder {
 func (r *recorder) sec(t time.Time) *second {
 	i := max(int(t.Sub(r.start)/time.Second), 0)
 	for len(r.secs) <= i {
-		r.secs = append(r.secs, &second{all: hdrhistogram.New(1, histMax, 2), seckill: hdrhistogram.New(1, histMax, 2)})
+		r.secs = append(r.secs, &second{all: hdrhistogram.New(1, histMax, 2), seckill: hdrhistogram.New(1, histMax, 2),
+			recent: hdrhistogram.New(1, histMax, 2)})
 	}
 	return r.secs[i]
 }
@@ -85,7 +90,9 @@ func (r *recorder) done(endpoint, outcome string, scheduled, answered time.Time)
 		r.hists[k] = h
 	}
 	_ = h.RecordValue(us)
-	r.sec(answered).completions++
+	a := r.sec(answered)
+	a.completions++
+	_ = a.recent.RecordValue(us)
 	s := r.sec(scheduled)
 	_ = s.all.RecordValue(us)
 	if endpoint == EndpointSeckill {
@@ -116,8 +123,8 @@ func (r *recorder) payment(channel, status string) {
 	r.payments[channel][status]++
 }
 
-// live returns the last full second's arrivals, completions and p99 (ms)
-// for the progress line.
+// live returns the last full second's arrivals, completions and the p99
+// (ms) of its answers, for the progress line.
 func (r *recorder) live(now time.Time) (arrivals, completions int, p99 float64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -126,7 +133,7 @@ func (r *recorder) live(now time.Time) (arrivals, completions int, p99 float64) 
 		return 0, 0, 0
 	}
 	s := r.secs[i]
-	return s.arrivals, s.completions, ms(s.all.ValueAtQuantile(99))
+	return s.arrivals, s.completions, ms(s.recent.ValueAtQuantile(99))
 }
 
 func ms(us int64) float64 { return float64(us) / 1000 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -23,24 +24,56 @@ import (
 	"github.com/flashsale/flashsale/platform/telemetry"
 )
 
+// exit is the process's status, set by realMain so that its deferred
+// calls (the profile, the platform's shutdown) run before the exit.
+var exit int
+
 func main() {
+	realMain()
+	os.Exit(exit)
+}
+
+func realMain() {
 	scenario := flag.String("scenario", "loadtest/scenarios/double11.yaml", "scenario file")
 	out := flag.String("out", "loadtest/out", "directory for report.json and report.html")
 	ceiling := flag.Bool("ceiling", true, "measure the redis-benchmark ceiling after the replay")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole process (platform and load generator) here")
 	flag.Parse()
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+			os.Exit(1)
+		}
+		defer stopProfile()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ok, err := run(ctx, *scenario, *out, *ceiling)
-	if err != nil {
+	switch {
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "demo:", err)
-		os.Exit(1)
-	}
-	if !ok {
+		exit = 1
+	case !ok:
 		fmt.Println("\nRESULT: FAIL")
-		os.Exit(1)
+		exit = 1
+	default:
+		fmt.Println("\nRESULT: PASS")
 	}
-	fmt.Println("\nRESULT: PASS")
+}
+
+// startCPUProfile profiles the process until the returned func is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func run(ctx context.Context, path, out string, ceiling bool) (bool, error) {
