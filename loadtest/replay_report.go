@@ -52,8 +52,12 @@ func PrintReplay(w io.Writer, res *ReplayResult) {
 	fmt.Fprintf(w, "Buyers after the sale: paid %d (failed %d), cancelled %d (failed %d), refunded %d (failed %d), abandoned %d, skipped (endpoint not available) %d\n",
 		f.Paid, f.PayFailed, f.Cancelled, f.CancelFailed, f.Refunded, f.RefundFailed, f.Abandoned, f.Skipped)
 	c := res.Capacity
-	fmt.Fprintf(w, "\nCapacity: %.0f flash-sale requests/s answered with p99 %.1f ms (best %ds window from t=%ds, bound p99 ≤ %.0f ms)\n",
-		c.PerSec, c.P99, c.Window, c.From, c.P99Bound)
+	if c.PerSec == 0 {
+		fmt.Fprintf(w, "\nCapacity: no %ds window of flash-sale answers had p99 ≤ %.0f ms\n", c.Window, c.P99Bound)
+	} else {
+		fmt.Fprintf(w, "\nCapacity: %.0f flash-sale requests/s answered with p99 %.1f ms (best %ds window from t=%ds, bound p99 ≤ %.0f ms)\n",
+			c.PerSec, c.P99, c.Window, c.From, c.P99Bound)
+	}
 	if res.Ceiling != nil && res.Ceiling.PerSec > 0 {
 		fmt.Fprintf(w, "Ceiling: %s %.0f/s in the same run; ratio %.3f\n", res.Ceiling.Name, res.Ceiling.PerSec, c.PerSec/res.Ceiling.PerSec)
 	}
