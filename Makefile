@@ -15,9 +15,16 @@ export GOTOOLCHAIN := local
 
 .PHONY: demo test up deps proto proto-check lint bench loadtest static
 
-## demo: start the whole platform on this machine and fire a flash-sale burst at it
+SCENARIO ?= loadtest/scenarios/double11.yaml
+TARGET ?= http://127.0.0.1:8080
+
+## demo: start the whole platform on this machine, replay the Double-11 scenario and audit it
 demo: deps
-	$(GO) run ./loadtest/cmd/demo $(ARGS)
+	$(GO) run ./loadtest/cmd/demo -scenario $(SCENARIO) $(ARGS)
+
+## loadtest: replay SCENARIO against the running gateway at TARGET (dev tokens on) and audit it
+loadtest:
+	$(GO) run ./loadtest/cmd/loadtest -scenario $(SCENARIO) -target $(TARGET) $(ARGS)
 
 ## test: every unit and integration test, with the race detector
 test: deps
@@ -27,13 +34,14 @@ test: deps
 up: deps
 	$(GO) run ./deploy/local/cmd/up
 
-## deps: install redis-server and PostgreSQL through apt when they are missing
+## deps: install redis-server, PostgreSQL and chromium (the report test renders HTML) through apt when missing
 deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-benchmark >/dev/null || missing="$$missing redis-tools"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	id postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; \

@@ -226,6 +226,7 @@ func (g *Gateway) routes() {
 	}, g.placeSeckillOrder)
 	g.route("GET /api/v1/orders/{order_id}", routeSpec{access: userOnly, limit: api}, g.getOrder)
 	g.route("GET /api/v1/orders", routeSpec{access: userOnly, limit: api}, g.listOrders)
+	g.route("POST /api/v1/orders/{order_id}/cancel", routeSpec{access: userOnly, limit: api}, g.cancelOrder)
 
 	// Probes and scrapes are never rate limited: a gateway that sheds
 	// load must still look alive and be observable.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -13,6 +14,24 @@ import (
 // an order that belongs to someone else; the gateway checks the owner
 // again, so no answer of another user's order can slip through.
 func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) error {
+	return g.ownOrder(w, r, func(ctx context.Context, id, caller int64) (*orderv1.Order, error) {
+		return g.order.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: id, UserId: caller})
+	})
+}
+
+// cancelOrder cancels one of the caller's orders while it waits for
+// payment and answers it CANCELLED. Order decides ownership and state
+// (FORBIDDEN, CONFLICT); cancelling a cancelled order answers it again.
+func (g *Gateway) cancelOrder(w http.ResponseWriter, r *http.Request) error {
+	return g.ownOrder(w, r, func(ctx context.Context, id, caller int64) (*orderv1.Order, error) {
+		return g.order.CancelOrder(ctx, &orderv1.CancelOrderRequest{OrderId: id, UserId: caller})
+	})
+}
+
+// ownOrder calls order for the path's order on behalf of the caller and
+// answers the order it returns, after checking that it is the caller's.
+func (g *Gateway) ownOrder(w http.ResponseWriter, r *http.Request,
+	call func(ctx context.Context, id, caller int64) (*orderv1.Order, error)) error {
 	id, err := parseID("order_id", r.PathValue("order_id"))
 	if err != nil {
 		return err
@@ -20,7 +39,7 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) error {
 	caller := callerOf(r.Context()).UserID
 	ctx, cancel := g.callCtx(r.Context())
 	defer cancel()
-	o, err := g.order.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: id, UserId: caller})
+	o, err := call(ctx, id, caller)
 	if err != nil {
 		return err
 	}

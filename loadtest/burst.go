@@ -96,8 +96,8 @@ func (c BurstConfig) schedule() []attempt {
 	return plan
 }
 
-// userState is one virtual user's memory across its attempts. Attempts of
-// one user may run concurrently, so it is guarded.
+// userState is one virtual user's memory across its attempts on one sale.
+// Attempts of one user may run concurrently, so it is guarded.
 type userState struct {
 	mu      sync.Mutex
 	keys    int               // keys used so far
@@ -110,15 +110,113 @@ type userState struct {
 // would: its order may exist, and only a retry tells.
 const retries = 3
 
+// saleLedger remembers one flash sale's buy attempts across users: which
+// key each attempt used, what each key was answered, and the result the
+// audit checks. The burst and the replay both keep their books in it.
+type saleLedger struct {
+	users  []User
+	states []userState
+	mu     sync.Mutex // guards res
+	res    *BurstResult
+}
+
+func newSaleLedger(users []User) *saleLedger {
+	return &saleLedger{users: users, states: make([]userState, len(users)),
+		res: &BurstResult{Counts: map[Outcome]int{}, Orders: map[string]int64{}}}
+}
+
+// nextKey returns the Idempotency-Key of user's next attempt: the
+// previous one again when replay is asked and there is one.
+func (l *saleLedger) nextKey(user int, replay bool) (key string, replayed bool) {
+	u := &l.states[user]
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	replayed = replay && u.keys > 0
+	if !replayed {
+		u.keys++
+	}
+	return "k" + strconv.FormatInt(l.users[user].ID, 10) + "-" + strconv.Itoa(u.keys), replayed
+}
+
+// buy sends one attempt, repeating it with the same key after a failure.
+func buy(ctx context.Context, cl *Client, token, activityID string, quantity int64, key string) (api.SeckillAccepted, error) {
+	var order api.SeckillAccepted
+	var err error
+	for try := 0; try <= retries; try++ {
+		order, err = cl.Seckill(ctx, token, activityID, quantity, key)
+		if classify(err) != Failed || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(50<<try) * time.Millisecond)
+	}
+	return order, err
+}
+
+// settle books an attempt's answer and returns its outcome: Replayed
+// when the key had already been answered with this order.
+func (l *saleLedger) settle(user int, key string, replayed bool, quantity int64, order api.SeckillAccepted, err error) Outcome {
+	out := classify(err)
+	u := &l.states[user]
+	u.mu.Lock()
+	known := u.orders[key]
+	mismatch := false
+	switch {
+	case out == Accepted && known == "":
+		if u.orders == nil {
+			u.orders = map[string]string{}
+		}
+		u.orders[key] = order.OrderID
+	case out == Accepted && known == order.OrderID:
+		out = Replayed
+	case out == Accepted:
+		mismatch = true // one key, two orders
+	case known != "" && out != RateLimited && out != Failed:
+		mismatch = true // an accepted key refused on retry
+	}
+	if !replayed && (out == Accepted || out == SoldOut || out == LimitExceeded) {
+		u.reached += quantity
+	}
+	u.mu.Unlock()
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	res := l.res
+	res.Counts[out]++
+	if out == Accepted {
+		if _, dup := res.Orders[order.OrderID]; dup {
+			res.DuplicateIDs++
+		}
+		res.Orders[order.OrderID] = l.users[user].ID
+	}
+	if mismatch {
+		res.ReplayMismatches++
+	}
+	if out == Failed && len(res.ErrorSamples) < 5 {
+		res.ErrorSamples = append(res.ErrorSamples, err.Error())
+	}
+	return out
+}
+
+// result closes the books: each user's demand counts up to limit.
+func (l *saleLedger) result(limit int64) *BurstResult {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.res.DemandUnits = 0
+	for i := range l.states {
+		l.states[i].mu.Lock()
+		l.res.DemandUnits += min(l.states[i].reached, limit)
+		l.states[i].mu.Unlock()
+	}
+	return l.res
+}
+
 // RunBurst fires the burst and classifies every answer.
 func RunBurst(ctx context.Context, cl *Client, cfg BurstConfig, limit int64) (*BurstResult, error) {
 	if len(cfg.Users) == 0 || cfg.Concurrency <= 0 || cfg.Quantity <= 0 {
 		return nil, errors.New("burst: need users, concurrency and quantity")
 	}
 	plan := cfg.schedule()
-	states := make([]userState, len(cfg.Users))
-	res := &BurstResult{Counts: map[Outcome]int{}, Orders: map[string]int64{}}
-	var mu sync.Mutex // guards res
+	ledger := newSaleLedger(cfg.Users)
 	var done atomic.Int64
 	next := make(chan attempt)
 	hists := make([]*hdrhistogram.Histogram, cfg.Concurrency)
@@ -131,65 +229,11 @@ func RunBurst(ctx context.Context, cl *Client, cfg BurstConfig, limit int64) (*B
 		hists[w] = h
 		wg.Go(func() {
 			for a := range next {
-				user := cfg.Users[a.user]
-				u := &states[a.user]
-				u.mu.Lock()
-				replay := a.replay && u.keys > 0
-				if !replay {
-					u.keys++
-				}
-				key := "k" + strconv.FormatInt(user.ID, 10) + "-" + strconv.Itoa(u.keys)
-				u.mu.Unlock()
-
+				key, replayed := ledger.nextKey(a.user, a.replay)
 				t0 := time.Now()
-				var order api.SeckillAccepted
-				var err error
-				for try := 0; try <= retries; try++ {
-					order, err = cl.Seckill(ctx, user.Token, cfg.ActivityID, cfg.Quantity, key)
-					if classify(err) != Failed || ctx.Err() != nil {
-						break
-					}
-					time.Sleep(time.Duration(50<<try) * time.Millisecond)
-				}
+				order, err := buy(ctx, cl, cfg.Users[a.user].Token, cfg.ActivityID, cfg.Quantity, key)
 				_ = h.RecordValue(max(time.Since(t0).Microseconds(), 1))
-				out := classify(err)
-
-				u.mu.Lock()
-				known := u.orders[key]
-				mismatch := false
-				switch {
-				case out == Accepted && known == "":
-					if u.orders == nil {
-						u.orders = map[string]string{}
-					}
-					u.orders[key] = order.OrderID
-				case out == Accepted && known == order.OrderID:
-					out = Replayed
-				case out == Accepted:
-					mismatch = true // one key, two orders
-				case known != "" && out != RateLimited && out != Failed:
-					mismatch = true // an accepted key refused on retry
-				}
-				if !replay && (out == Accepted || out == SoldOut || out == LimitExceeded) {
-					u.reached += cfg.Quantity
-				}
-				u.mu.Unlock()
-
-				mu.Lock()
-				res.Counts[out]++
-				if out == Accepted {
-					if _, dup := res.Orders[order.OrderID]; dup {
-						res.DuplicateIDs++
-					}
-					res.Orders[order.OrderID] = user.ID
-				}
-				if mismatch {
-					res.ReplayMismatches++
-				}
-				if out == Failed && len(res.ErrorSamples) < 5 {
-					res.ErrorSamples = append(res.ErrorSamples, err.Error())
-				}
-				mu.Unlock()
+				ledger.settle(a.user, key, replayed, cfg.Quantity, order, err)
 				done.Add(1)
 			}
 		})
@@ -205,15 +249,13 @@ func RunBurst(ctx context.Context, cl *Client, cfg BurstConfig, limit int64) (*B
 	}
 	close(next)
 	wg.Wait()
+	res := ledger.result(limit)
 	res.Elapsed = time.Since(start)
 	stopProgress()
 
 	res.Latency = hdrhistogram.New(1, 60_000_000, 3)
 	for _, h := range hists {
 		res.Latency.Merge(h)
-	}
-	for i := range states {
-		res.DemandUnits += min(states[i].reached, limit)
 	}
 	return res, ctx.Err()
 }

@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	github.com/flashsale/flashsale/deploy/local v0.0.0
-	github.com/flashsale/flashsale/gateway v0.0.0 // indirect
+	github.com/flashsale/flashsale/gateway v0.0.0
 	github.com/flashsale/flashsale/platform v0.0.0
 	github.com/flashsale/flashsale/proto v0.0.0
 	github.com/flashsale/flashsale/services/inventory v0.0.0
@@ -27,6 +27,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/redis/go-redis/v9 v9.23.0
 	google.golang.org/protobuf v1.36.12
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
@@ -43,6 +44,7 @@ require (
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.20.1 // indirect
+	github.com/kr/text v0.2.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/pierrec/lz4/v4 v4.1.26 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect

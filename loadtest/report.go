@@ -34,8 +34,11 @@ func PrintChecks(w io.Writer, checks []Check) bool {
 	fmt.Fprintln(w, "\nChecks:")
 	for _, c := range checks {
 		mark := "PASS"
-		if !c.OK {
+		switch {
+		case !c.OK:
 			mark, ok = "FAIL", false
+		case c.Skipped:
+			mark = "SKIP"
 		}
 		fmt.Fprintf(w, "  %s  %s (%s)\n", mark, c.Name, c.Detail)
 	}

@@ -54,7 +54,23 @@ const (
 	// MaxMarkOrdered bounds the orders of one MarkOrdered call, so one
 	// call stays one modest Redis pipeline.
 	MaxMarkOrdered = 1000
+	// MaxDueEntries bounds the entries one ClaimDue takes and one AckDue
+	// or RequeueDue settles, so each call stays a few short scripts.
+	MaxDueEntries = 1000
 )
+
+// DueEntry is an entry of an activity's expiry queue that a worker has
+// claimed: the order whose payment deadline passed, and the claim's lease.
+type DueEntry struct {
+	ActivityID int64
+	OrderID    int64
+	// DueAt is the entry's score in the queue when it was claimed: the
+	// payment deadline, or the time a requeue or a lapsed lease set.
+	DueAt time.Time
+	// LeaseUntil is when the claim lapses and the entry goes back to the
+	// queue. It also names the claim: settling it needs the same value.
+	LeaseUntil time.Time
+}
 
 // Status is where a reservation is in its life: RESERVED until it is either
 // CONFIRMED (paid) or RELEASED (expired or cancelled). Both ends are final.
@@ -205,6 +221,14 @@ type Store interface {
 	Confirm(ctx context.Context, activityID, orderID int64) error
 	Stock(ctx context.Context, activityID int64) (Stock, error)
 	Reservation(ctx context.Context, activityID, orderID int64) (Reservation, error)
+	// ClaimDue takes up to limit entries due at now from the expiry
+	// queues of activityIDs (every preheated activity when empty), leased
+	// until leaseUntil.
+	ClaimDue(ctx context.Context, activityIDs []int64, now time.Time, limit int, leaseUntil time.Time) ([]DueEntry, error)
+	// SettleDue ends claims that are still the caller's: it acknowledges
+	// them when requeueAt is zero, else puts them back due at requeueAt.
+	// It reports per entry whether the claim was settled.
+	SettleDue(ctx context.Context, entries []DueEntry, requeueAt time.Time) ([]bool, error)
 }
 
 // Service validates requests and hands them to the store.
@@ -302,4 +326,63 @@ func (s *Service) Reservation(ctx context.Context, activityID, orderID int64) (R
 		return Reservation{}, fmt.Errorf("reservation: %w", err)
 	}
 	return s.store.Reservation(ctx, activityID, orderID)
+}
+
+// ClaimDue takes up to limit entries due at now off the expiry queues of
+// activityIDs (of every preheated activity when empty) for one worker,
+// under a lease of the given length. No other claim gets an entry while
+// its lease holds; when the lease lapses unsettled (the worker died), a
+// later claim takes the entry again. now comes from the caller's clock.
+func (s *Service) ClaimDue(ctx context.Context, activityIDs []int64, now time.Time, limit int, lease time.Duration) ([]DueEntry, error) {
+	for _, id := range activityIDs {
+		if err := validateIDs(namedID{"activity", id}); err != nil {
+			return nil, fmt.Errorf("claim due: %w", err)
+		}
+	}
+	switch {
+	case now.UnixMilli() <= 0:
+		return nil, fmt.Errorf("claim due: %w: now is required", ErrInvalid)
+	case limit < 1 || limit > MaxDueEntries:
+		return nil, fmt.Errorf("claim due: %w: limit %d is outside 1..%d", ErrInvalid, limit, MaxDueEntries)
+	case lease < time.Millisecond:
+		return nil, fmt.Errorf("claim due: %w: lease %s must be at least 1ms", ErrInvalid, lease)
+	}
+	return s.store.ClaimDue(ctx, activityIDs, now, limit, now.Add(lease))
+}
+
+// AckDue removes claimed entries whose work is done and reports, per
+// entry, whether the claim was still the caller's.
+func (s *Service) AckDue(ctx context.Context, entries []DueEntry) ([]bool, error) {
+	if err := validateDue(entries); err != nil {
+		return nil, fmt.Errorf("ack due: %w", err)
+	}
+	return s.store.SettleDue(ctx, entries, time.Time{})
+}
+
+// RequeueDue puts claimed entries back in their queues, due at dueAt, and
+// reports, per entry, whether the claim was still the caller's.
+func (s *Service) RequeueDue(ctx context.Context, entries []DueEntry, dueAt time.Time) ([]bool, error) {
+	if err := validateDue(entries); err != nil {
+		return nil, fmt.Errorf("requeue due: %w", err)
+	}
+	if dueAt.UnixMilli() <= 0 {
+		return nil, fmt.Errorf("requeue due: %w: due_at is required", ErrInvalid)
+	}
+	return s.store.SettleDue(ctx, entries, dueAt)
+}
+
+// validateDue checks entries handed back to be settled.
+func validateDue(entries []DueEntry) error {
+	if len(entries) > MaxDueEntries {
+		return fmt.Errorf("%w: %d entries, at most %d per call", ErrInvalid, len(entries), MaxDueEntries)
+	}
+	for i, e := range entries {
+		if err := validateIDs(namedID{"activity", e.ActivityID}, namedID{"order", e.OrderID}); err != nil {
+			return fmt.Errorf("entry #%d: %w", i, err)
+		}
+		if e.LeaseUntil.UnixMilli() <= 0 {
+			return fmt.Errorf("%w: entry #%d: lease_until is required", ErrInvalid, i)
+		}
+	}
+	return nil
 }

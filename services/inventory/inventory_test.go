@@ -97,6 +97,25 @@ func (s *recordingStore) Reservation(context.Context, int64, int64) (inventory.R
 	return inventory.Reservation{}, nil
 }
 
+func (s *recordingStore) ClaimDue(context.Context, []int64, time.Time, int, time.Time) ([]inventory.DueEntry, error) {
+	s.calls++
+	return nil, nil
+}
+
+func (s *recordingStore) SettleDue(_ context.Context, entries []inventory.DueEntry, _ time.Time) ([]bool, error) {
+	s.calls++
+	return make([]bool, len(entries)), nil
+}
+
+// dueEntries returns n valid claimed entries.
+func dueEntries(n int) []inventory.DueEntry {
+	out := make([]inventory.DueEntry, n)
+	for i := range out {
+		out[i] = inventory.DueEntry{ActivityID: 1, OrderID: int64(i + 1), DueAt: deadline, LeaseUntil: deadline.Add(time.Minute)}
+	}
+	return out
+}
+
 // refs returns n valid order references.
 func refs(n int) []inventory.OrderRef {
 	out := make([]inventory.OrderRef, n)
@@ -164,6 +183,50 @@ func TestServiceValidatesBeforeTheStore(t *testing.T) {
 		{"stock negative activity", func(s *inventory.Service) error { _, err := s.Stock(ctx, -5); return err }, false},
 		{"reservation", func(s *inventory.Service) error { _, err := s.Reservation(ctx, 1, 2); return err }, true},
 		{"reservation zero order", func(s *inventory.Service) error { _, err := s.Reservation(ctx, 1, 0); return err }, false},
+		{"claim due", func(s *inventory.Service) error {
+			_, err := s.ClaimDue(ctx, nil, deadline, inventory.MaxDueEntries, time.Minute)
+			return err
+		}, true},
+		{"claim due in named activities", func(s *inventory.Service) error {
+			_, err := s.ClaimDue(ctx, []int64{1, 2}, deadline, 1, time.Millisecond)
+			return err
+		}, true},
+		{"claim due zero activity", func(s *inventory.Service) error {
+			_, err := s.ClaimDue(ctx, []int64{1, 0}, deadline, 10, time.Minute)
+			return err
+		}, false},
+		{"claim due without now", func(s *inventory.Service) error {
+			_, err := s.ClaimDue(ctx, nil, time.Time{}, 10, time.Minute)
+			return err
+		}, false},
+		{"claim due zero limit", func(s *inventory.Service) error { _, err := s.ClaimDue(ctx, nil, deadline, 0, time.Minute); return err }, false},
+		{"claim due limit above max", func(s *inventory.Service) error {
+			_, err := s.ClaimDue(ctx, nil, deadline, inventory.MaxDueEntries+1, time.Minute)
+			return err
+		}, false},
+		{"claim due without lease", func(s *inventory.Service) error { _, err := s.ClaimDue(ctx, nil, deadline, 10, 0); return err }, false},
+		{"ack due", func(s *inventory.Service) error {
+			_, err := s.AckDue(ctx, dueEntries(inventory.MaxDueEntries))
+			return err
+		}, true},
+		{"ack due too many", func(s *inventory.Service) error {
+			_, err := s.AckDue(ctx, dueEntries(inventory.MaxDueEntries+1))
+			return err
+		}, false},
+		{"ack due without lease", func(s *inventory.Service) error {
+			e := dueEntries(2)
+			e[1].LeaseUntil = time.Time{}
+			_, err := s.AckDue(ctx, e)
+			return err
+		}, false},
+		{"requeue due", func(s *inventory.Service) error { _, err := s.RequeueDue(ctx, dueEntries(3), deadline); return err }, true},
+		{"requeue due zero order", func(s *inventory.Service) error {
+			e := dueEntries(3)
+			e[0].OrderID = 0
+			_, err := s.RequeueDue(ctx, e, deadline)
+			return err
+		}, false},
+		{"requeue due without due time", func(s *inventory.Service) error { _, err := s.RequeueDue(ctx, dueEntries(3), time.Time{}); return err }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

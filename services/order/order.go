@@ -34,6 +34,9 @@ var (
 	// already marked it ordered: the event did reach the log despite the
 	// error, and the order exists.
 	ErrAlreadyOrdered = errors.New("already ordered")
+	// ErrConflict means the order's state does not allow the request:
+	// cancelling a paid or expired order, or one still being placed.
+	ErrConflict = errors.New("conflict")
 )
 
 // Status is where an order stands in its life cycle. The values are the

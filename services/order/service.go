@@ -68,7 +68,10 @@ type Config struct {
 	Publisher  Publisher
 	Store      Store
 	Pending    Pending
-	Clock      clock.Clock
+	// Transitions and Releaser end unpaid orders (CancelOrder).
+	Transitions Transitions
+	Releaser    Releaser
+	Clock       clock.Clock
 	// NextID hands out order and line ids (a snowflake generator's Next).
 	NextID func() int64
 	// PaymentWindow is how long a buyer has to pay (default 15m).

@@ -13,19 +13,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/csv"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +32,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/rpc"
@@ -65,9 +62,6 @@ func main() {
 }
 
 func run(ctx context.Context, d time.Duration, clients int) error {
-	if _, err := exec.LookPath("redis-benchmark"); err != nil {
-		return fmt.Errorf("redis-benchmark not found: install it with `make deps` or `apt-get install redis-tools`")
-	}
 	stack, err := localstack.Start(ctx, localstack.Config{Databases: []string{"bench"}})
 	if err != nil {
 		return err
@@ -80,10 +74,11 @@ func run(ctx context.Context, d time.Duration, clients int) error {
 	fmt.Printf("Each strategy: %d concurrent clients for %s, on %d CPUs.\n\n", clients, d, cpus())
 	var results []result
 
-	ceiling, err := redisBenchmark(ctx, stack.RedisAddr, store, d, clients)
+	c, err := loadtest.MeasureCeiling(ctx, stack.RedisAddr, d, clients)
 	if err != nil {
 		return err
 	}
+	ceiling := result{name: "ceiling: " + c.Name, perSec: c.PerSec}
 	results = append(results, ceiling)
 
 	svc, err := throughService(ctx, stack.RedisAddr, store, d, clients)
@@ -131,57 +126,6 @@ func cpus() int { return runtime.NumCPU() }
 func benchActivity(ctx context.Context, store *invredis.Store, id int64) error {
 	_, err := store.Preheat(ctx, id, 1<<50, 1<<50)
 	return err
-}
-
-// redisBenchmark runs the Reserve script with redis-benchmark (EVALSHA, as
-// go-redis runs it) and reads its CSV report.
-func redisBenchmark(ctx context.Context, addr string, store *invredis.Store, d time.Duration, clients int) (result, error) {
-	const activity = 1
-	if err := benchActivity(ctx, store, activity); err != nil {
-		return result{}, err
-	}
-	host, port, _ := net.SplitHostPort(addr)
-	rdb := goredis.NewClient(&goredis.Options{Addr: addr})
-	defer rdb.Close()
-	sha, err := rdb.ScriptLoad(ctx, invredis.ReserveScript).Result()
-	if err != nil {
-		return result{}, err
-	}
-	keys := invredis.ReserveKeys(activity, 0)
-	keys[4] = strings.TrimSuffix(keys[4], "0") + "__rand_int__"
-	deadline := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
-	// Calibrate the request count to the duration with a short run.
-	n := 20000
-	args := func(n int) []string {
-		a := []string{"-h", host, "-p", port, "-c", strconv.Itoa(clients), "-n", strconv.Itoa(n), "-r", "1000000000", "--csv",
-			"EVALSHA", sha, strconv.Itoa(len(keys))}
-		a = append(a, keys...)
-		return append(a, "__rand_int__", "1", "__rand_int__", "__rand_int__", deadline)
-	}
-	probe, err := runRedisBenchmark(ctx, args(n))
-	if err != nil {
-		return result{}, err
-	}
-	n = max(int(probe*d.Seconds()), n)
-	rps, err := runRedisBenchmark(ctx, args(n))
-	if err != nil {
-		return result{}, err
-	}
-	return result{name: "ceiling: redis-benchmark EVALSHA reserve.lua", perSec: rps}, nil
-}
-
-func runRedisBenchmark(ctx context.Context, args []string) (float64, error) {
-	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(ctx, "redis-benchmark", args...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("redis-benchmark: %w: %s", err, errb.String())
-	}
-	recs, err := csv.NewReader(&out).ReadAll()
-	if err != nil || len(recs) < 2 || len(recs[1]) < 2 {
-		return 0, fmt.Errorf("redis-benchmark: unexpected output %q", out.String())
-	}
-	return strconv.ParseFloat(recs[1][1], 64)
 }
 
 // drive runs op from clients goroutines for d and measures each call.

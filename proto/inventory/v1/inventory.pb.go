@@ -12,6 +12,7 @@ package inventoryv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -870,6 +871,8 @@ type Reservation struct {
 	Quantity      int64                  `protobuf:"varint,4,opt,name=quantity,proto3" json:"quantity,omitempty"`
 	Status        ReservationStatus      `protobuf:"varint,5,opt,name=status,proto3,enum=flashsale.inventory.v1.ReservationStatus" json:"status,omitempty"`
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Ordered       bool                   `protobuf:"varint,7,opt,name=ordered,proto3" json:"ordered,omitempty"`         // the order consumer marked it: its order is stored or about to be
+	Unpublished   bool                   `protobuf:"varint,8,opt,name=unpublished,proto3" json:"unpublished,omitempty"` // released as unpublished: no order will ever be stored for it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -946,11 +949,392 @@ func (x *Reservation) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Reservation) GetOrdered() bool {
+	if x != nil {
+		return x.Ordered
+	}
+	return false
+}
+
+func (x *Reservation) GetUnpublished() bool {
+	if x != nil {
+		return x.Unpublished
+	}
+	return false
+}
+
+type ClaimDueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActivityIds   []int64                `protobuf:"varint,1,rep,packed,name=activity_ids,json=activityIds,proto3" json:"activity_ids,omitempty"` // empty: every preheated activity
+	Now           *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=now,proto3" json:"now,omitempty"`
+	Limit         int32                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"` // 1..1000 entries in all
+	Lease         *durationpb.Duration   `protobuf:"bytes,4,opt,name=lease,proto3" json:"lease,omitempty"`  // how long the claim is the caller's alone
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimDueRequest) Reset() {
+	*x = ClaimDueRequest{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimDueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimDueRequest) ProtoMessage() {}
+
+func (x *ClaimDueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimDueRequest.ProtoReflect.Descriptor instead.
+func (*ClaimDueRequest) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ClaimDueRequest) GetActivityIds() []int64 {
+	if x != nil {
+		return x.ActivityIds
+	}
+	return nil
+}
+
+func (x *ClaimDueRequest) GetNow() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Now
+	}
+	return nil
+}
+
+func (x *ClaimDueRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ClaimDueRequest) GetLease() *durationpb.Duration {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+// DueEntry is one claimed order of an activity's expiry queue.
+type DueEntry struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ActivityId int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
+	OrderId    int64                  `protobuf:"varint,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	DueAt      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"` // its score in the queue when claimed
+	// lease_until is when the claim lapses; it also tells this claim from a
+	// later one, so AckDue and RequeueDue pass it back.
+	LeaseUntil    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=lease_until,json=leaseUntil,proto3" json:"lease_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DueEntry) Reset() {
+	*x = DueEntry{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DueEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DueEntry) ProtoMessage() {}
+
+func (x *DueEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DueEntry.ProtoReflect.Descriptor instead.
+func (*DueEntry) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DueEntry) GetActivityId() int64 {
+	if x != nil {
+		return x.ActivityId
+	}
+	return 0
+}
+
+func (x *DueEntry) GetOrderId() int64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+func (x *DueEntry) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
+func (x *DueEntry) GetLeaseUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LeaseUntil
+	}
+	return nil
+}
+
+type ClaimDueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*DueEntry            `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimDueResponse) Reset() {
+	*x = ClaimDueResponse{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimDueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimDueResponse) ProtoMessage() {}
+
+func (x *ClaimDueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimDueResponse.ProtoReflect.Descriptor instead.
+func (*ClaimDueResponse) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ClaimDueResponse) GetEntries() []*DueEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type AckDueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*DueEntry            `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckDueRequest) Reset() {
+	*x = AckDueRequest{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckDueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckDueRequest) ProtoMessage() {}
+
+func (x *AckDueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckDueRequest.ProtoReflect.Descriptor instead.
+func (*AckDueRequest) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AckDueRequest) GetEntries() []*DueEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type AckDueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Acked         []bool                 `protobuf:"varint,1,rep,packed,name=acked,proto3" json:"acked,omitempty"` // per entry; false: the claim was no longer the caller's
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckDueResponse) Reset() {
+	*x = AckDueResponse{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckDueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckDueResponse) ProtoMessage() {}
+
+func (x *AckDueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckDueResponse.ProtoReflect.Descriptor instead.
+func (*AckDueResponse) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AckDueResponse) GetAcked() []bool {
+	if x != nil {
+		return x.Acked
+	}
+	return nil
+}
+
+type RequeueDueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*DueEntry            `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"` // at most 1000
+	DueAt         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequeueDueRequest) Reset() {
+	*x = RequeueDueRequest{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequeueDueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequeueDueRequest) ProtoMessage() {}
+
+func (x *RequeueDueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequeueDueRequest.ProtoReflect.Descriptor instead.
+func (*RequeueDueRequest) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RequeueDueRequest) GetEntries() []*DueEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *RequeueDueRequest) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
+type RequeueDueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requeued      []bool                 `protobuf:"varint,1,rep,packed,name=requeued,proto3" json:"requeued,omitempty"` // per entry; false: the claim was no longer the caller's
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequeueDueResponse) Reset() {
+	*x = RequeueDueResponse{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequeueDueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequeueDueResponse) ProtoMessage() {}
+
+func (x *RequeueDueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequeueDueResponse.ProtoReflect.Descriptor instead.
+func (*RequeueDueResponse) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RequeueDueResponse) GetRequeued() []bool {
+	if x != nil {
+		return x.Requeued
+	}
+	return nil
+}
+
 var File_inventory_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	"\x1cinventory/v1/inventory.proto\x12\x16flashsale.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n" +
+	"\x1cinventory/v1/inventory.proto\x12\x16flashsale.inventory.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n" +
 	"\x0ePreheatRequest\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\x03R\n" +
 	"activityId\x12\x14\n" +
@@ -1000,7 +1384,7 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x15GetReservationRequest\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\x03R\n" +
 	"activityId\x12\x19\n" +
-	"\border_id\x18\x02 \x01(\x03R\aorderId\"\xfc\x01\n" +
+	"\border_id\x18\x02 \x01(\x03R\aorderId\"\xb8\x02\n" +
 	"\vReservation\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\x03R\n" +
 	"activityId\x12\x19\n" +
@@ -1009,7 +1393,32 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\bquantity\x18\x04 \x01(\x03R\bquantity\x12A\n" +
 	"\x06status\x18\x05 \x01(\x0e2).flashsale.inventory.v1.ReservationStatusR\x06status\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*w\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x18\n" +
+	"\aordered\x18\a \x01(\bR\aordered\x12 \n" +
+	"\vunpublished\x18\b \x01(\bR\vunpublished\"\xa9\x01\n" +
+	"\x0fClaimDueRequest\x12!\n" +
+	"\factivity_ids\x18\x01 \x03(\x03R\vactivityIds\x12,\n" +
+	"\x03now\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03now\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\x12/\n" +
+	"\x05lease\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x05lease\"\xb6\x01\n" +
+	"\bDueEntry\x12\x1f\n" +
+	"\vactivity_id\x18\x01 \x01(\x03R\n" +
+	"activityId\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\x03R\aorderId\x121\n" +
+	"\x06due_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12;\n" +
+	"\vlease_until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"leaseUntil\"N\n" +
+	"\x10ClaimDueResponse\x12:\n" +
+	"\aentries\x18\x01 \x03(\v2 .flashsale.inventory.v1.DueEntryR\aentries\"K\n" +
+	"\rAckDueRequest\x12:\n" +
+	"\aentries\x18\x01 \x03(\v2 .flashsale.inventory.v1.DueEntryR\aentries\"&\n" +
+	"\x0eAckDueResponse\x12\x14\n" +
+	"\x05acked\x18\x01 \x03(\bR\x05acked\"\x82\x01\n" +
+	"\x11RequeueDueRequest\x12:\n" +
+	"\aentries\x18\x01 \x03(\v2 .flashsale.inventory.v1.DueEntryR\aentries\x121\n" +
+	"\x06due_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\"0\n" +
+	"\x12RequeueDueResponse\x12\x1a\n" +
+	"\brequeued\x18\x01 \x03(\bR\brequeued*w\n" +
 	"\vMarkOutcome\x12\x1c\n" +
 	"\x18MARK_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13MARK_OUTCOME_MARKED\x10\x01\x12\x15\n" +
@@ -1019,7 +1428,7 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bRESERVATION_STATUS_RESERVED\x10\x01\x12 \n" +
 	"\x1cRESERVATION_STATUS_CONFIRMED\x10\x02\x12\x1f\n" +
-	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\xaf\x05\n" +
+	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\xcc\a\n" +
 	"\x10InventoryService\x12Z\n" +
 	"\aPreheat\x12&.flashsale.inventory.v1.PreheatRequest\x1a'.flashsale.inventory.v1.PreheatResponse\x12Z\n" +
 	"\aReserve\x12&.flashsale.inventory.v1.ReserveRequest\x1a'.flashsale.inventory.v1.ReserveResponse\x12Z\n" +
@@ -1027,7 +1436,11 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\aConfirm\x12&.flashsale.inventory.v1.ConfirmRequest\x1a'.flashsale.inventory.v1.ConfirmResponse\x12f\n" +
 	"\vMarkOrdered\x12*.flashsale.inventory.v1.MarkOrderedRequest\x1a+.flashsale.inventory.v1.MarkOrderedResponse\x12]\n" +
 	"\bGetStock\x12'.flashsale.inventory.v1.GetStockRequest\x1a(.flashsale.inventory.v1.GetStockResponse\x12d\n" +
-	"\x0eGetReservation\x12-.flashsale.inventory.v1.GetReservationRequest\x1a#.flashsale.inventory.v1.ReservationB?Z=github.com/flashsale/flashsale/proto/inventory/v1;inventoryv1b\x06proto3"
+	"\x0eGetReservation\x12-.flashsale.inventory.v1.GetReservationRequest\x1a#.flashsale.inventory.v1.Reservation\x12]\n" +
+	"\bClaimDue\x12'.flashsale.inventory.v1.ClaimDueRequest\x1a(.flashsale.inventory.v1.ClaimDueResponse\x12W\n" +
+	"\x06AckDue\x12%.flashsale.inventory.v1.AckDueRequest\x1a&.flashsale.inventory.v1.AckDueResponse\x12c\n" +
+	"\n" +
+	"RequeueDue\x12).flashsale.inventory.v1.RequeueDueRequest\x1a*.flashsale.inventory.v1.RequeueDueResponseB?Z=github.com/flashsale/flashsale/proto/inventory/v1;inventoryv1b\x06proto3"
 
 var (
 	file_inventory_v1_inventory_proto_rawDescOnce sync.Once
@@ -1042,7 +1455,7 @@ func file_inventory_v1_inventory_proto_rawDescGZIP() []byte {
 }
 
 var file_inventory_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_inventory_v1_inventory_proto_goTypes = []any{
 	(MarkOutcome)(0),              // 0: flashsale.inventory.v1.MarkOutcome
 	(ReservationStatus)(0),        // 1: flashsale.inventory.v1.ReservationStatus
@@ -1061,33 +1474,55 @@ var file_inventory_v1_inventory_proto_goTypes = []any{
 	(*GetStockResponse)(nil),      // 14: flashsale.inventory.v1.GetStockResponse
 	(*GetReservationRequest)(nil), // 15: flashsale.inventory.v1.GetReservationRequest
 	(*Reservation)(nil),           // 16: flashsale.inventory.v1.Reservation
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*ClaimDueRequest)(nil),       // 17: flashsale.inventory.v1.ClaimDueRequest
+	(*DueEntry)(nil),              // 18: flashsale.inventory.v1.DueEntry
+	(*ClaimDueResponse)(nil),      // 19: flashsale.inventory.v1.ClaimDueResponse
+	(*AckDueRequest)(nil),         // 20: flashsale.inventory.v1.AckDueRequest
+	(*AckDueResponse)(nil),        // 21: flashsale.inventory.v1.AckDueResponse
+	(*RequeueDueRequest)(nil),     // 22: flashsale.inventory.v1.RequeueDueRequest
+	(*RequeueDueResponse)(nil),    // 23: flashsale.inventory.v1.RequeueDueResponse
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
 }
 var file_inventory_v1_inventory_proto_depIdxs = []int32{
-	17, // 0: flashsale.inventory.v1.ReserveRequest.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 0: flashsale.inventory.v1.ReserveRequest.expires_at:type_name -> google.protobuf.Timestamp
 	10, // 1: flashsale.inventory.v1.MarkOrderedRequest.orders:type_name -> flashsale.inventory.v1.OrderRef
 	0,  // 2: flashsale.inventory.v1.MarkOrderedResponse.outcomes:type_name -> flashsale.inventory.v1.MarkOutcome
 	1,  // 3: flashsale.inventory.v1.Reservation.status:type_name -> flashsale.inventory.v1.ReservationStatus
-	17, // 4: flashsale.inventory.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 5: flashsale.inventory.v1.InventoryService.Preheat:input_type -> flashsale.inventory.v1.PreheatRequest
-	4,  // 6: flashsale.inventory.v1.InventoryService.Reserve:input_type -> flashsale.inventory.v1.ReserveRequest
-	6,  // 7: flashsale.inventory.v1.InventoryService.Release:input_type -> flashsale.inventory.v1.ReleaseRequest
-	8,  // 8: flashsale.inventory.v1.InventoryService.Confirm:input_type -> flashsale.inventory.v1.ConfirmRequest
-	11, // 9: flashsale.inventory.v1.InventoryService.MarkOrdered:input_type -> flashsale.inventory.v1.MarkOrderedRequest
-	13, // 10: flashsale.inventory.v1.InventoryService.GetStock:input_type -> flashsale.inventory.v1.GetStockRequest
-	15, // 11: flashsale.inventory.v1.InventoryService.GetReservation:input_type -> flashsale.inventory.v1.GetReservationRequest
-	3,  // 12: flashsale.inventory.v1.InventoryService.Preheat:output_type -> flashsale.inventory.v1.PreheatResponse
-	5,  // 13: flashsale.inventory.v1.InventoryService.Reserve:output_type -> flashsale.inventory.v1.ReserveResponse
-	7,  // 14: flashsale.inventory.v1.InventoryService.Release:output_type -> flashsale.inventory.v1.ReleaseResponse
-	9,  // 15: flashsale.inventory.v1.InventoryService.Confirm:output_type -> flashsale.inventory.v1.ConfirmResponse
-	12, // 16: flashsale.inventory.v1.InventoryService.MarkOrdered:output_type -> flashsale.inventory.v1.MarkOrderedResponse
-	14, // 17: flashsale.inventory.v1.InventoryService.GetStock:output_type -> flashsale.inventory.v1.GetStockResponse
-	16, // 18: flashsale.inventory.v1.InventoryService.GetReservation:output_type -> flashsale.inventory.v1.Reservation
-	12, // [12:19] is the sub-list for method output_type
-	5,  // [5:12] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	24, // 4: flashsale.inventory.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 5: flashsale.inventory.v1.ClaimDueRequest.now:type_name -> google.protobuf.Timestamp
+	25, // 6: flashsale.inventory.v1.ClaimDueRequest.lease:type_name -> google.protobuf.Duration
+	24, // 7: flashsale.inventory.v1.DueEntry.due_at:type_name -> google.protobuf.Timestamp
+	24, // 8: flashsale.inventory.v1.DueEntry.lease_until:type_name -> google.protobuf.Timestamp
+	18, // 9: flashsale.inventory.v1.ClaimDueResponse.entries:type_name -> flashsale.inventory.v1.DueEntry
+	18, // 10: flashsale.inventory.v1.AckDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
+	18, // 11: flashsale.inventory.v1.RequeueDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
+	24, // 12: flashsale.inventory.v1.RequeueDueRequest.due_at:type_name -> google.protobuf.Timestamp
+	2,  // 13: flashsale.inventory.v1.InventoryService.Preheat:input_type -> flashsale.inventory.v1.PreheatRequest
+	4,  // 14: flashsale.inventory.v1.InventoryService.Reserve:input_type -> flashsale.inventory.v1.ReserveRequest
+	6,  // 15: flashsale.inventory.v1.InventoryService.Release:input_type -> flashsale.inventory.v1.ReleaseRequest
+	8,  // 16: flashsale.inventory.v1.InventoryService.Confirm:input_type -> flashsale.inventory.v1.ConfirmRequest
+	11, // 17: flashsale.inventory.v1.InventoryService.MarkOrdered:input_type -> flashsale.inventory.v1.MarkOrderedRequest
+	13, // 18: flashsale.inventory.v1.InventoryService.GetStock:input_type -> flashsale.inventory.v1.GetStockRequest
+	15, // 19: flashsale.inventory.v1.InventoryService.GetReservation:input_type -> flashsale.inventory.v1.GetReservationRequest
+	17, // 20: flashsale.inventory.v1.InventoryService.ClaimDue:input_type -> flashsale.inventory.v1.ClaimDueRequest
+	20, // 21: flashsale.inventory.v1.InventoryService.AckDue:input_type -> flashsale.inventory.v1.AckDueRequest
+	22, // 22: flashsale.inventory.v1.InventoryService.RequeueDue:input_type -> flashsale.inventory.v1.RequeueDueRequest
+	3,  // 23: flashsale.inventory.v1.InventoryService.Preheat:output_type -> flashsale.inventory.v1.PreheatResponse
+	5,  // 24: flashsale.inventory.v1.InventoryService.Reserve:output_type -> flashsale.inventory.v1.ReserveResponse
+	7,  // 25: flashsale.inventory.v1.InventoryService.Release:output_type -> flashsale.inventory.v1.ReleaseResponse
+	9,  // 26: flashsale.inventory.v1.InventoryService.Confirm:output_type -> flashsale.inventory.v1.ConfirmResponse
+	12, // 27: flashsale.inventory.v1.InventoryService.MarkOrdered:output_type -> flashsale.inventory.v1.MarkOrderedResponse
+	14, // 28: flashsale.inventory.v1.InventoryService.GetStock:output_type -> flashsale.inventory.v1.GetStockResponse
+	16, // 29: flashsale.inventory.v1.InventoryService.GetReservation:output_type -> flashsale.inventory.v1.Reservation
+	19, // 30: flashsale.inventory.v1.InventoryService.ClaimDue:output_type -> flashsale.inventory.v1.ClaimDueResponse
+	21, // 31: flashsale.inventory.v1.InventoryService.AckDue:output_type -> flashsale.inventory.v1.AckDueResponse
+	23, // 32: flashsale.inventory.v1.InventoryService.RequeueDue:output_type -> flashsale.inventory.v1.RequeueDueResponse
+	23, // [23:33] is the sub-list for method output_type
+	13, // [13:23] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_inventory_v1_inventory_proto_init() }
@@ -1101,7 +1536,7 @@ func file_inventory_v1_inventory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inventory_v1_inventory_proto_rawDesc), len(file_inventory_v1_inventory_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

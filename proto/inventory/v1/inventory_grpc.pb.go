@@ -29,6 +29,9 @@ const (
 	InventoryService_MarkOrdered_FullMethodName    = "/flashsale.inventory.v1.InventoryService/MarkOrdered"
 	InventoryService_GetStock_FullMethodName       = "/flashsale.inventory.v1.InventoryService/GetStock"
 	InventoryService_GetReservation_FullMethodName = "/flashsale.inventory.v1.InventoryService/GetReservation"
+	InventoryService_ClaimDue_FullMethodName       = "/flashsale.inventory.v1.InventoryService/ClaimDue"
+	InventoryService_AckDue_FullMethodName         = "/flashsale.inventory.v1.InventoryService/AckDue"
+	InventoryService_RequeueDue_FullMethodName     = "/flashsale.inventory.v1.InventoryService/RequeueDue"
 )
 
 // InventoryServiceClient is the client API for InventoryService service.
@@ -54,6 +57,19 @@ type InventoryServiceClient interface {
 	MarkOrdered(ctx context.Context, in *MarkOrderedRequest, opts ...grpc.CallOption) (*MarkOrderedResponse, error)
 	GetStock(ctx context.Context, in *GetStockRequest, opts ...grpc.CallOption) (*GetStockResponse, error)
 	GetReservation(ctx context.Context, in *GetReservationRequest, opts ...grpc.CallOption) (*Reservation, error)
+	// ClaimDue is the expiry queue's take: it moves up to limit entries due
+	// at now (payment deadline <= now) from the queue into a claimed set
+	// under a lease, atomically per activity, so that no two workers get the
+	// same entry. Claims whose lease lapsed (their worker died) go back to
+	// the queue first. The caller passes now from its clock; the inventory
+	// never reads time itself.
+	ClaimDue(ctx context.Context, in *ClaimDueRequest, opts ...grpc.CallOption) (*ClaimDueResponse, error)
+	// AckDue removes claimed entries whose work is done. An entry whose
+	// lease lapsed and was claimed again is left to its new claimer.
+	AckDue(ctx context.Context, in *AckDueRequest, opts ...grpc.CallOption) (*AckDueResponse, error)
+	// RequeueDue puts claimed entries back in the queue, due at due_at (an
+	// order not stored yet is looked at again a little later).
+	RequeueDue(ctx context.Context, in *RequeueDueRequest, opts ...grpc.CallOption) (*RequeueDueResponse, error)
 }
 
 type inventoryServiceClient struct {
@@ -134,6 +150,36 @@ func (c *inventoryServiceClient) GetReservation(ctx context.Context, in *GetRese
 	return out, nil
 }
 
+func (c *inventoryServiceClient) ClaimDue(ctx context.Context, in *ClaimDueRequest, opts ...grpc.CallOption) (*ClaimDueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClaimDueResponse)
+	err := c.cc.Invoke(ctx, InventoryService_ClaimDue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) AckDue(ctx context.Context, in *AckDueRequest, opts ...grpc.CallOption) (*AckDueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckDueResponse)
+	err := c.cc.Invoke(ctx, InventoryService_AckDue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) RequeueDue(ctx context.Context, in *RequeueDueRequest, opts ...grpc.CallOption) (*RequeueDueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequeueDueResponse)
+	err := c.cc.Invoke(ctx, InventoryService_RequeueDue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InventoryServiceServer is the server API for InventoryService service.
 // All implementations must embed UnimplementedInventoryServiceServer
 // for forward compatibility.
@@ -157,6 +203,19 @@ type InventoryServiceServer interface {
 	MarkOrdered(context.Context, *MarkOrderedRequest) (*MarkOrderedResponse, error)
 	GetStock(context.Context, *GetStockRequest) (*GetStockResponse, error)
 	GetReservation(context.Context, *GetReservationRequest) (*Reservation, error)
+	// ClaimDue is the expiry queue's take: it moves up to limit entries due
+	// at now (payment deadline <= now) from the queue into a claimed set
+	// under a lease, atomically per activity, so that no two workers get the
+	// same entry. Claims whose lease lapsed (their worker died) go back to
+	// the queue first. The caller passes now from its clock; the inventory
+	// never reads time itself.
+	ClaimDue(context.Context, *ClaimDueRequest) (*ClaimDueResponse, error)
+	// AckDue removes claimed entries whose work is done. An entry whose
+	// lease lapsed and was claimed again is left to its new claimer.
+	AckDue(context.Context, *AckDueRequest) (*AckDueResponse, error)
+	// RequeueDue puts claimed entries back in the queue, due at due_at (an
+	// order not stored yet is looked at again a little later).
+	RequeueDue(context.Context, *RequeueDueRequest) (*RequeueDueResponse, error)
 	mustEmbedUnimplementedInventoryServiceServer()
 }
 
@@ -187,6 +246,15 @@ func (UnimplementedInventoryServiceServer) GetStock(context.Context, *GetStockRe
 }
 func (UnimplementedInventoryServiceServer) GetReservation(context.Context, *GetReservationRequest) (*Reservation, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetReservation not implemented")
+}
+func (UnimplementedInventoryServiceServer) ClaimDue(context.Context, *ClaimDueRequest) (*ClaimDueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClaimDue not implemented")
+}
+func (UnimplementedInventoryServiceServer) AckDue(context.Context, *AckDueRequest) (*AckDueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AckDue not implemented")
+}
+func (UnimplementedInventoryServiceServer) RequeueDue(context.Context, *RequeueDueRequest) (*RequeueDueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequeueDue not implemented")
 }
 func (UnimplementedInventoryServiceServer) mustEmbedUnimplementedInventoryServiceServer() {}
 func (UnimplementedInventoryServiceServer) testEmbeddedByValue()                          {}
@@ -335,6 +403,60 @@ func _InventoryService_GetReservation_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InventoryService_ClaimDue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClaimDueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).ClaimDue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_ClaimDue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).ClaimDue(ctx, req.(*ClaimDueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_AckDue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckDueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).AckDue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_AckDue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).AckDue(ctx, req.(*AckDueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_RequeueDue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequeueDueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).RequeueDue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_RequeueDue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).RequeueDue(ctx, req.(*RequeueDueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InventoryService_ServiceDesc is the grpc.ServiceDesc for InventoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -369,6 +491,18 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetReservation",
 			Handler:    _InventoryService_GetReservation_Handler,
+		},
+		{
+			MethodName: "ClaimDue",
+			Handler:    _InventoryService_ClaimDue_Handler,
+		},
+		{
+			MethodName: "AckDue",
+			Handler:    _InventoryService_AckDue_Handler,
+		},
+		{
+			MethodName: "RequeueDue",
+			Handler:    _InventoryService_RequeueDue_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

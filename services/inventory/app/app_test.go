@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/clock"
@@ -69,6 +70,22 @@ func TestReserveOverGRPC(t *testing.T) {
 			return client.Reserve(ctx, &inventoryv1.ReserveRequest{
 				ActivityId: act, UserId: user, Quantity: qty, OrderId: order, IdempotencyKey: key, ExpiresAt: deadline,
 			})
+		}
+	}
+
+	claim := func(now time.Time, limit int32) func() (proto.Message, error) {
+		return func() (proto.Message, error) {
+			return client.ClaimDue(ctx, &inventoryv1.ClaimDueRequest{
+				ActivityIds: []int64{act}, Now: timestamppb.New(now), Limit: limit, Lease: durationpb.New(time.Minute),
+			})
+		}
+	}
+	due := func(order int64, dueAt, leaseUntil time.Time) *inventoryv1.DueEntry {
+		return &inventoryv1.DueEntry{ActivityId: act, OrderId: order, DueAt: timestamppb.New(dueAt), LeaseUntil: timestamppb.New(leaseUntil)}
+	}
+	ack := func(e *inventoryv1.DueEntry) func() (proto.Message, error) {
+		return func() (proto.Message, error) {
+			return client.AckDue(ctx, &inventoryv1.AckDueRequest{Entries: []*inventoryv1.DueEntry{e}})
 		}
 	}
 
@@ -146,6 +163,32 @@ func TestReserveOverGRPC(t *testing.T) {
 		{"mark after the unpublished release", func() (proto.Message, error) {
 			return client.MarkOrdered(ctx, &inventoryv1.MarkOrderedRequest{Orders: []*inventoryv1.OrderRef{{ActivityId: act, OrderId: 19}}})
 		}, "", &inventoryv1.MarkOrderedResponse{Outcomes: []inventoryv1.MarkOutcome{inventoryv1.MarkOutcome_MARK_OUTCOME_DROP}}},
+		{"reservation released as unpublished", func() (proto.Message, error) {
+			return client.GetReservation(ctx, &inventoryv1.GetReservationRequest{ActivityId: act, OrderId: 19})
+		}, "", &inventoryv1.Reservation{
+			ActivityId: act, OrderId: 19, UserId: 7, Quantity: 1,
+			Status: inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED, ExpiresAt: deadline, Unpublished: true,
+		}},
+		{"reserve to expire", reserve(8, 1, 20, "a"), "", &inventoryv1.ReserveResponse{OrderId: 20}},
+		{"claim before the deadline", claim(deadline.AsTime().Add(-time.Millisecond), 10), "", &inventoryv1.ClaimDueResponse{}},
+		{"claim at the deadline", claim(deadline.AsTime(), 10), "", &inventoryv1.ClaimDueResponse{Entries: []*inventoryv1.DueEntry{
+			due(20, deadline.AsTime(), deadline.AsTime().Add(time.Minute)),
+		}}},
+		{"requeue", func() (proto.Message, error) {
+			return client.RequeueDue(ctx, &inventoryv1.RequeueDueRequest{
+				Entries: []*inventoryv1.DueEntry{due(20, deadline.AsTime(), deadline.AsTime().Add(time.Minute))},
+				DueAt:   timestamppb.New(deadline.AsTime().Add(10 * time.Second)),
+			})
+		}, "", &inventoryv1.RequeueDueResponse{Requeued: []bool{true}}},
+		{"ack of the requeued claim", ack(due(20, deadline.AsTime(), deadline.AsTime().Add(time.Minute))), "",
+			&inventoryv1.AckDueResponse{Acked: []bool{false}}},
+		{"claim the requeued entry", claim(deadline.AsTime().Add(10*time.Second), 10), "", &inventoryv1.ClaimDueResponse{Entries: []*inventoryv1.DueEntry{
+			due(20, deadline.AsTime().Add(10*time.Second), deadline.AsTime().Add(70*time.Second)),
+		}}},
+		{"ack", ack(due(20, deadline.AsTime().Add(10*time.Second), deadline.AsTime().Add(70*time.Second))), "",
+			&inventoryv1.AckDueResponse{Acked: []bool{true}}},
+		{"claim with no limit", claim(deadline.AsTime(), 0), errcode.InvalidArgument, nil},
+		{"ack without a lease", ack(&inventoryv1.DueEntry{ActivityId: act, OrderId: 20}), errcode.InvalidArgument, nil},
 		{"stock of unknown activity", func() (proto.Message, error) {
 			return client.GetStock(ctx, &inventoryv1.GetStockRequest{ActivityId: act + 1})
 		}, errcode.NotFound, nil},

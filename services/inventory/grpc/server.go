@@ -39,6 +39,9 @@ type Inventory interface {
 	Confirm(ctx context.Context, activityID, orderID int64) error
 	Stock(ctx context.Context, activityID int64) (inventory.Stock, error)
 	Reservation(ctx context.Context, activityID, orderID int64) (inventory.Reservation, error)
+	ClaimDue(ctx context.Context, activityIDs []int64, now time.Time, limit int, lease time.Duration) ([]inventory.DueEntry, error)
+	AckDue(ctx context.Context, entries []inventory.DueEntry) ([]bool, error)
+	RequeueDue(ctx context.Context, entries []inventory.DueEntry, dueAt time.Time) ([]bool, error)
 }
 
 // Server implements inventoryv1.InventoryServiceServer.
@@ -61,18 +64,13 @@ func (s *Server) Preheat(ctx context.Context, req *inventoryv1.PreheatRequest) (
 
 // Reserve implements inventoryv1.InventoryServiceServer.
 func (s *Server) Reserve(ctx context.Context, req *inventoryv1.ReserveRequest) (*inventoryv1.ReserveResponse, error) {
-	// A missing deadline stays the zero time, which validation rejects.
-	var expiresAt time.Time
-	if req.GetExpiresAt() != nil {
-		expiresAt = req.GetExpiresAt().AsTime()
-	}
 	res, err := s.inv.Reserve(ctx, inventory.ReserveRequest{
 		ActivityID:     req.GetActivityId(),
 		UserID:         req.GetUserId(),
 		Quantity:       req.GetQuantity(),
 		OrderID:        req.GetOrderId(),
 		IdempotencyKey: req.GetIdempotencyKey(),
-		ExpiresAt:      expiresAt,
+		ExpiresAt:      timeOf(req.GetExpiresAt()),
 	})
 	if err != nil {
 		return nil, err
@@ -142,13 +140,70 @@ func (s *Server) GetReservation(ctx context.Context, req *inventoryv1.GetReserva
 		return nil, err
 	}
 	return &inventoryv1.Reservation{
-		ActivityId: r.ActivityID,
-		OrderId:    r.OrderID,
-		UserId:     r.UserID,
-		Quantity:   r.Quantity,
-		Status:     statuses[r.Status],
-		ExpiresAt:  timestamppb.New(r.ExpiresAt),
+		ActivityId:  r.ActivityID,
+		OrderId:     r.OrderID,
+		UserId:      r.UserID,
+		Quantity:    r.Quantity,
+		Status:      statuses[r.Status],
+		ExpiresAt:   timestamppb.New(r.ExpiresAt),
+		Ordered:     r.Ordered,
+		Unpublished: r.Unpublished,
 	}, nil
+}
+
+// ClaimDue implements inventoryv1.InventoryServiceServer.
+func (s *Server) ClaimDue(ctx context.Context, req *inventoryv1.ClaimDueRequest) (*inventoryv1.ClaimDueResponse, error) {
+	entries, err := s.inv.ClaimDue(ctx, req.GetActivityIds(), timeOf(req.GetNow()), int(req.GetLimit()), req.GetLease().AsDuration())
+	if err != nil {
+		return nil, err
+	}
+	resp := &inventoryv1.ClaimDueResponse{Entries: make([]*inventoryv1.DueEntry, len(entries))}
+	for i, e := range entries {
+		resp.Entries[i] = &inventoryv1.DueEntry{
+			ActivityId: e.ActivityID, OrderId: e.OrderID,
+			DueAt: timestamppb.New(e.DueAt), LeaseUntil: timestamppb.New(e.LeaseUntil),
+		}
+	}
+	return resp, nil
+}
+
+// AckDue implements inventoryv1.InventoryServiceServer.
+func (s *Server) AckDue(ctx context.Context, req *inventoryv1.AckDueRequest) (*inventoryv1.AckDueResponse, error) {
+	acked, err := s.inv.AckDue(ctx, dueEntries(req.GetEntries()))
+	if err != nil {
+		return nil, err
+	}
+	return &inventoryv1.AckDueResponse{Acked: acked}, nil
+}
+
+// RequeueDue implements inventoryv1.InventoryServiceServer.
+func (s *Server) RequeueDue(ctx context.Context, req *inventoryv1.RequeueDueRequest) (*inventoryv1.RequeueDueResponse, error) {
+	requeued, err := s.inv.RequeueDue(ctx, dueEntries(req.GetEntries()), timeOf(req.GetDueAt()))
+	if err != nil {
+		return nil, err
+	}
+	return &inventoryv1.RequeueDueResponse{Requeued: requeued}, nil
+}
+
+// dueEntries turns entries handed back by a worker into domain entries.
+func dueEntries(in []*inventoryv1.DueEntry) []inventory.DueEntry {
+	out := make([]inventory.DueEntry, len(in))
+	for i, e := range in {
+		out[i] = inventory.DueEntry{
+			ActivityID: e.GetActivityId(), OrderID: e.GetOrderId(),
+			DueAt: timeOf(e.GetDueAt()), LeaseUntil: timeOf(e.GetLeaseUntil()),
+		}
+	}
+	return out
+}
+
+// timeOf leaves a missing timestamp the zero time, which validation
+// rejects where a time is required.
+func timeOf(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return ts.AsTime()
 }
 
 // statuses maps domain statuses to the proto enum; anything else reads as

@@ -14,10 +14,12 @@
 //	                        ordered (1 once MarkOrdered ran),
 //	                        unpublished (1 once released as unpublished)
 //	{act:ID}:expiry         sorted set: order id scored by payment deadline (unix ms)
+//	{act:ID}:claimed        sorted set: order id scored by its claim's lease deadline (unix ms)
 //
-// The expiry sorted set is the delay queue of reserved orders; the set
-// ActivitiesKey lists every preheated activity so an expiry worker can find
-// the queues.
+// The expiry sorted set is the delay queue of reserved orders; an expiry
+// worker's claim moves due entries into the claimed set until it settles
+// them (see due.go). The set ActivitiesKey lists every preheated activity
+// so an expiry worker can find the queues.
 package redis
 
 import (
@@ -89,18 +91,19 @@ const ActivitiesKey = "inventory:activities"
 
 // activityKeys are the key names of one activity.
 type activityKeys struct {
-	tag, meta, stock, bought, idem, expiry string
+	tag, meta, stock, bought, idem, expiry, claimed string
 }
 
 func keysOf(activityID int64) activityKeys {
 	tag := "{act:" + strconv.FormatInt(activityID, 10) + "}"
 	return activityKeys{
-		tag:    tag,
-		meta:   tag + ":meta",
-		stock:  tag + ":stock",
-		bought: tag + ":bought",
-		idem:   tag + ":idem",
-		expiry: tag + ":expiry",
+		tag:     tag,
+		meta:    tag + ":meta",
+		stock:   tag + ":stock",
+		bought:  tag + ":bought",
+		idem:    tag + ":idem",
+		expiry:  tag + ":expiry",
+		claimed: tag + ":claimed",
 	}
 }
 

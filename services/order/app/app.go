@@ -69,6 +69,15 @@ type Config struct {
 	// and its commit (see orderkafka.ConsumerConfig.AfterWrite); nil in
 	// production.
 	ConsumerAfterWrite func(ctx context.Context, stored int) error
+	// ExpiryPoll, ExpiryBatch and ExpiryLease tune the expiry worker (see
+	// order.ExpirerConfig); ExpiryWorkers is how many run in this process.
+	ExpiryPoll    time.Duration
+	ExpiryBatch   int
+	ExpiryLease   time.Duration
+	ExpiryWorkers int
+	// ExpiryDisabled runs no expiry worker (tests that drive their own);
+	// false in production.
+	ExpiryDisabled bool
 	// WrapPublisher, when set, wraps the Kafka publisher the service
 	// places orders with (tests use it to make a publish that lands fail
 	// anyway, as a timeout after the broker's append would); nil in
@@ -95,6 +104,7 @@ const (
 	DefaultActivityTTL       = time.Second
 	DefaultConsumerBatchSize = 500
 	DefaultConsumerBatchWait = 20 * time.Millisecond
+	DefaultExpiryWorkers     = 1
 )
 
 // ConfigFromEnv reads the FLASHSALE_* variables; problems are collected in
@@ -117,6 +127,10 @@ func ConfigFromEnv(env *config.Env) Config {
 		NodeID:            env.Int("FLASHSALE_NODE_ID", 0),
 		ConsumerBatchSize: int(env.Int("FLASHSALE_CONSUMER_BATCH_SIZE", DefaultConsumerBatchSize)),
 		ConsumerBatchWait: env.Duration("FLASHSALE_CONSUMER_BATCH_WAIT", DefaultConsumerBatchWait),
+		ExpiryPoll:        env.Duration("FLASHSALE_EXPIRY_POLL_INTERVAL", order.DefaultExpiryPoll),
+		ExpiryBatch:       int(env.Int("FLASHSALE_EXPIRY_BATCH", order.DefaultExpiryBatch)),
+		ExpiryLease:       env.Duration("FLASHSALE_EXPIRY_LEASE", order.DefaultExpiryLease),
+		ExpiryWorkers:     int(env.Int("FLASHSALE_EXPIRY_WORKERS", DefaultExpiryWorkers)),
 		Discovery:         discovery.ConfigFromEnv(env),
 	}
 	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
@@ -130,6 +144,10 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= 1023, "FLASHSALE_NODE_ID=%d: must be 0..1023", cfg.NodeID)
 	env.Check(cfg.ConsumerBatchSize >= 1 && cfg.ConsumerBatchSize <= 10000, "FLASHSALE_CONSUMER_BATCH_SIZE=%d: must be 1..10000", cfg.ConsumerBatchSize)
 	env.Check(cfg.ConsumerBatchWait > 0, "FLASHSALE_CONSUMER_BATCH_WAIT=%s: must be positive", cfg.ConsumerBatchWait)
+	env.Check(cfg.ExpiryPoll > 0, "FLASHSALE_EXPIRY_POLL_INTERVAL=%s: must be positive", cfg.ExpiryPoll)
+	env.Check(cfg.ExpiryBatch >= 1 && cfg.ExpiryBatch <= 1000, "FLASHSALE_EXPIRY_BATCH=%d: must be 1..1000", cfg.ExpiryBatch)
+	env.Check(cfg.ExpiryLease >= time.Second, "FLASHSALE_EXPIRY_LEASE=%s: must be at least 1s", cfg.ExpiryLease)
+	env.Check(cfg.ExpiryWorkers >= 1 && cfg.ExpiryWorkers <= 64, "FLASHSALE_EXPIRY_WORKERS=%d: must be 1..64", cfg.ExpiryWorkers)
 	return cfg
 }
 
@@ -162,11 +180,15 @@ func (c Config) withDefaults() Config {
 	if c.ConsumerBatchWait == 0 {
 		c.ConsumerBatchWait = DefaultConsumerBatchWait
 	}
+	if c.ExpiryWorkers == 0 {
+		c.ExpiryWorkers = DefaultExpiryWorkers
+	}
 	return c
 }
 
 // Run applies the schema, creates the topics and serves gRPC while the
-// consumer writes orders, until ctx ends.
+// consumer writes orders and the expiry workers expire unpaid ones, until
+// ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
@@ -222,6 +244,8 @@ func Run(ctx context.Context, cfg Config) error {
 		Publisher:     publisher,
 		Store:         store,
 		Pending:       pending,
+		Transitions:   store,
+		Releaser:      inv,
 		Clock:         cfg.Clock,
 		NextID:        gen.Next,
 		PaymentWindow: cfg.PaymentWindow,
@@ -238,6 +262,17 @@ func Run(ctx context.Context, cfg Config) error {
 		BatchWait:  cfg.ConsumerBatchWait,
 		AfterWrite: cfg.ConsumerAfterWrite,
 	})
+
+	workers := []func(context.Context) error{consumer.Run}
+	if !cfg.ExpiryDisabled {
+		expirer := order.NewExpirer(order.ExpirerConfig{
+			Queue: ordergrpc.NewDueQueue(invConn), Orders: store, Stock: inv, Clock: cfg.Clock,
+			Batch: cfg.ExpiryBatch, Lease: cfg.ExpiryLease, Poll: cfg.ExpiryPoll, Logger: log,
+		})
+		for range cfg.ExpiryWorkers {
+			workers = append(workers, expirer.Run)
+		}
+	}
 
 	reg := telemetry.NewRegistry()
 	reg.MustRegister(newLagCollector(cfg.KafkaBrokers, orderkafka.GroupWriter, orderkafka.TopicPlaced))
@@ -265,6 +300,6 @@ func Run(ctx context.Context, cfg Config) error {
 		GRPCListener:  grpcLis,
 		Admin:         admin,
 		AdminListener: adminLis,
-		Workers:       []func(context.Context) error{consumer.Run, consul.Announce("order", grpcLis)},
+		Workers:       append(workers, consul.Announce("order", grpcLis)),
 	}.Run(ctx)
 }

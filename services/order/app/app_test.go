@@ -350,8 +350,16 @@ func TestConfigFromEnv(t *testing.T) {
 			return c.PaymentWindow == 15*time.Minute && c.GRPCAddr == ":9103" && c.AdminAddr == ":9203" &&
 				c.InventoryAddr == "127.0.0.1:9102" && c.ProductAddr == "127.0.0.1:9101" &&
 				len(c.KafkaBrokers) == 1 && c.KafkaBrokers[0] == "127.0.0.1:9092" &&
-				c.ConsumerBatchSize == 500 && c.ConsumerBatchWait == 20*time.Millisecond
+				c.ConsumerBatchSize == 500 && c.ConsumerBatchWait == 20*time.Millisecond &&
+				c.ExpiryPoll == time.Second && c.ExpiryBatch == 500 && c.ExpiryLease == 30*time.Second && c.ExpiryWorkers == 1
 		}},
+		{"expiry set", map[string]string{"FLASHSALE_EXPIRY_POLL_INTERVAL": "50ms", "FLASHSALE_EXPIRY_BATCH": "1000",
+			"FLASHSALE_EXPIRY_LEASE": "1m", "FLASHSALE_EXPIRY_WORKERS": "4"}, false, func(c app.Config) bool {
+			return c.ExpiryPoll == 50*time.Millisecond && c.ExpiryBatch == 1000 && c.ExpiryLease == time.Minute && c.ExpiryWorkers == 4
+		}},
+		{"expiry batch above the claim limit", map[string]string{"FLASHSALE_EXPIRY_BATCH": "1001"}, true, nil},
+		{"expiry lease under a second", map[string]string{"FLASHSALE_EXPIRY_LEASE": "500ms"}, true, nil},
+		{"no expiry worker", map[string]string{"FLASHSALE_EXPIRY_WORKERS": "0"}, true, nil},
 		{"set", map[string]string{"FLASHSALE_PAYMENT_WINDOW": "2m", "FLASHSALE_KAFKA_BROKERS": "a:1, b:2", "FLASHSALE_NODE_ID": "7"}, false,
 			func(c app.Config) bool {
 				return c.PaymentWindow == 2*time.Minute && len(c.KafkaBrokers) == 2 && c.KafkaBrokers[1] == "b:2" && c.NodeID == 7

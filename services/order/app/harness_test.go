@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/clock"
@@ -57,7 +58,10 @@ type platform struct {
 	order     orderv1.OrderServiceClient
 	product   productv1.ProductServiceClient
 	inventory inventoryv1.InventoryServiceClient
-	db        *pgxpool.Pool
+	// invConn is the connection behind inventory, for the order
+	// service's own inventory clients in tests that run them in process.
+	invConn *grpc.ClientConn
+	db      *pgxpool.Pool
 }
 
 // MustPlatform starts inventory, product and order (order and product on
@@ -85,7 +89,8 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 
 	p.order = orderv1.NewOrderServiceClient(servicetest.MustDial(tb, ordGRPC.Addr().String()))
 	p.product = productv1.NewProductServiceClient(servicetest.MustDial(tb, prodGRPC.Addr().String()))
-	p.inventory = inventoryv1.NewInventoryServiceClient(servicetest.MustDial(tb, invAddr))
+	p.invConn = servicetest.MustDial(tb, invAddr)
+	p.inventory = inventoryv1.NewInventoryServiceClient(p.invConn)
 	pool, err := pgplatform.Dial(context.Background(), stack.PostgresURL("orders"), 4)
 	if err != nil {
 		tb.Fatal(err)

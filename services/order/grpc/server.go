@@ -23,6 +23,7 @@ var Errors = errcode.Table{
 	{Err: order.ErrLimitExceeded, Code: errcode.LimitExceeded},
 	{Err: order.ErrActivityNotActive, Code: errcode.ActivityNotActive},
 	{Err: order.ErrUnavailable, Code: errcode.Unavailable},
+	{Err: order.ErrConflict, Code: errcode.Conflict},
 }
 
 // Server implements orderv1.OrderServiceServer over the domain service.
@@ -64,6 +65,15 @@ func (s *Server) ListOrders(ctx context.Context, req *orderv1.ListOrdersRequest)
 		resp.Orders[i] = toProto(o)
 	}
 	return resp, nil
+}
+
+// CancelOrder cancels the owner's order while it waits for payment.
+func (s *Server) CancelOrder(ctx context.Context, req *orderv1.CancelOrderRequest) (*orderv1.Order, error) {
+	o, err := s.svc.CancelOrder(ctx, req.GetOrderId(), req.GetUserId())
+	if err != nil {
+		return nil, err
+	}
+	return toProto(o), nil
 }
 
 var statuses = map[order.Status]orderv1.OrderStatus{

@@ -1,0 +1,81 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/gateway/internal/servicetest"
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+)
+
+func TestCancelOrderThroughHTTP(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr})
+	admin := tg.token(t, 1, "admin")
+	alice, bob := tg.token(t, 301, "user"), tg.token(t, 302, "user")
+	now := tg.clock.Now()
+	sku := tg.MustProduct(t, admin, 19900, 100)
+	act := tg.MustActivity(t, admin, sku, 3, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	var mine, theirs api.SeckillAccepted
+	tg.do(t, seckill(alice, "cancel-1", body)).decode(t, &mine)
+	tg.do(t, seckill(bob, "cancel-2", body)).decode(t, &theirs)
+	for _, o := range []struct{ id, token string }{{mine.OrderID, alice}, {theirs.OrderID, bob}} {
+		mustOrderStatus(t, tg, o.id, o.token, "PENDING_PAYMENT")
+	}
+	cancelPath := func(id string) string { return "/api/v1/orders/" + id + "/cancel" }
+
+	if got := tg.do(t, request{method: http.MethodPost, path: cancelPath(mine.OrderID)}); got.status != http.StatusUnauthorized {
+		t.Fatalf("cancel without a token: %d %s, want 401", got.status, got.body)
+	}
+	if got := tg.do(t, request{method: http.MethodPost, path: cancelPath(mine.OrderID), token: bob}); got.status != http.StatusForbidden || got.code(t) != "FORBIDDEN" {
+		t.Fatalf("bob cancels alice's order: %d %s, want 403 FORBIDDEN", got.status, got.body)
+	}
+	if got := tg.do(t, request{method: http.MethodPost, path: cancelPath("abc"), token: alice}); got.status != http.StatusBadRequest {
+		t.Fatalf("cancel a malformed id: %d %s, want 400", got.status, got.body)
+	}
+	for _, attempt := range []string{"cancel", "cancel again"} {
+		var o api.Order
+		tg.do(t, request{method: http.MethodPost, path: cancelPath(mine.OrderID), token: alice}).decode(t, &o)
+		if o.OrderID != mine.OrderID || o.Status != "CANCELLED" || o.UserID != "301" {
+			t.Fatalf("%s: got %+v, want alice's order CANCELLED", attempt, o)
+		}
+	}
+	mustOrderStatus(t, tg, mine.OrderID, alice, "CANCELLED")
+	mustOrderStatus(t, tg, theirs.OrderID, bob, "PENDING_PAYMENT")
+
+	// Bob pays (payment is its own service; the row moves as its
+	// MarkPaid moves it), and a paid order cannot be cancelled.
+	db, err := pgplatform.Dial(context.Background(), stack.PostgresURL("orders"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(context.Background(), `UPDATE orders SET status = 'PAID', paid_at = now() WHERE order_id = $1`, theirs.OrderID); err != nil {
+		t.Fatal(err)
+	}
+	if got := tg.do(t, request{method: http.MethodPost, path: cancelPath(theirs.OrderID), token: bob}); got.status != http.StatusConflict || got.code(t) != "CONFLICT" {
+		t.Fatalf("cancel a paid order: %d %s, want 409 CONFLICT", got.status, got.body)
+	}
+}
+
+// mustOrderStatus waits until the owner's order shows status.
+func mustOrderStatus(tb testing.TB, tg *testGateway, id, token, status string) {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var o api.Order
+		tg.do(tb, request{method: http.MethodGet, path: "/api/v1/orders/" + id, token: token}).decode(tb, &o)
+		if o.Status == status {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("order %s: status %s, want %s", id, o.Status, status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,67 @@
+// Command loadtest is `make loadtest SCENARIO=… TARGET=…`: it replays a
+// scenario against any running gateway that serves dev tokens, audits the
+// books through the API (or through Postgres when
+// FLASHSALE_AUDIT_POSTGRES_URL names the orders database) and writes the
+// report. With FLASHSALE_BENCH_REDIS_ADDR it also measures the
+// redis-benchmark ceiling on that Redis. It exits non-zero when a check
+// fails.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/postgres"
+)
+
+func main() {
+	scenario := flag.String("scenario", "loadtest/scenarios/double11.yaml", "scenario file")
+	target := flag.String("target", "http://127.0.0.1:8080", "gateway base URL")
+	out := flag.String("out", "loadtest/out", "directory for report.json and report.html")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ok, err := run(ctx, *scenario, strings.TrimRight(*target, "/"), *out)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+	if !ok {
+		fmt.Println("\nRESULT: FAIL")
+		os.Exit(1)
+	}
+	fmt.Println("\nRESULT: PASS")
+}
+
+func run(ctx context.Context, path, target, out string) (bool, error) {
+	env := config.FromEnv()
+	pgURL := env.String("FLASHSALE_AUDIT_POSTGRES_URL", "")
+	redisAddr := env.String("FLASHSALE_BENCH_REDIS_ADDR", "")
+	if err := env.Err(); err != nil {
+		return false, err
+	}
+	sc, err := loadtest.LoadScenario(path)
+	if err != nil {
+		return false, err
+	}
+	cfg := loadtest.SessionConfig{Scenario: sc, Client: loadtest.NewClient(target, 512), Target: target,
+		RedisAddr: redisAddr, OutDir: out, Out: os.Stdout}
+	if pgURL != "" {
+		pool, err := postgres.Dial(ctx, pgURL, 4)
+		if err != nil {
+			return false, err
+		}
+		defer pool.Close()
+		cfg.Orders = pool
+	}
+	_, ok, err := loadtest.RunSession(ctx, cfg)
+	return ok, err
+}

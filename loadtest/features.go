@@ -1,0 +1,91 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Feature is an optional part of the API a scenario phase needs (payment,
+// cancel, refunds, regular checkout, marketing, channel switches). The
+// replay probes each one before it starts: a phase whose endpoint the
+// gateway does not serve is reported as skipped, never simulated.
+type Feature struct {
+	Name      string `json:"name"`
+	Endpoint  string `json:"endpoint"`
+	Available bool   `json:"available"`
+	// Reason says why the feature is off, e.g. "skipped: endpoint not
+	// available (404)".
+	Reason string `json:"reason,omitempty"`
+}
+
+// The optional features.
+const (
+	FeaturePay        = "pay"
+	FeatureCancel     = "cancel"
+	FeatureRefund     = "refund"
+	FeatureCheckout   = "checkout"
+	FeaturePromotions = "promotions"
+	FeatureCoupons    = "coupons"
+	FeatureChannels   = "channels"
+)
+
+// probe is a harmless request that reaches a feature's handler when the
+// gateway serves it: an unknown order, an empty body, an unknown channel.
+// The handler answers it with a 4xx of its own; only the router's answer
+// (404 "no such endpoint", or 405 when another method owns the path)
+// means the endpoint does not exist.
+type probe struct {
+	name, method, path, endpoint string
+	admin                        bool
+	body                         any
+}
+
+var probes = []probe{
+	{FeaturePay, http.MethodPost, "/api/v1/orders/0/pay", "POST /api/v1/orders/{order_id}/pay", false, map[string]any{}},
+	{FeatureCancel, http.MethodPost, "/api/v1/orders/0/cancel", "POST /api/v1/orders/{order_id}/cancel", false, map[string]any{}},
+	{FeatureRefund, http.MethodPost, "/api/v1/orders/0/refunds", "POST /api/v1/orders/{order_id}/refunds", false, map[string]any{}},
+	{FeatureCheckout, http.MethodPost, "/api/v1/orders", "POST /api/v1/orders", false, map[string]any{}},
+	{FeaturePromotions, http.MethodPost, "/admin/v1/promotions", "POST /admin/v1/promotions", true, map[string]any{}},
+	{FeatureCoupons, http.MethodPost, "/admin/v1/coupon-templates", "POST /admin/v1/coupon-templates", true, map[string]any{}},
+	{FeatureChannels, http.MethodPut, "/admin/v1/channels/replay-probe", "PUT /admin/v1/channels/{channel}", true, map[string]any{}},
+}
+
+// noEndpointMessage is the gateway router's message for a path it does
+// not serve (gateway/middleware.go).
+const noEndpointMessage = "no such endpoint"
+
+// endpointMissing reports whether err is the router's answer for an
+// endpoint the gateway does not serve, and its status.
+func endpointMissing(err error) (int, bool) {
+	var e *APIError
+	if !errors.As(err, &e) {
+		return 0, false
+	}
+	if e.Status == http.StatusNotFound && e.Message == noEndpointMessage || e.Status == http.StatusMethodNotAllowed {
+		return e.Status, true
+	}
+	return 0, false
+}
+
+// ProbeFeatures asks the gateway which optional endpoints it serves.
+func ProbeFeatures(ctx context.Context, cl *Client, user, admin string) (map[string]Feature, error) {
+	out := map[string]Feature{}
+	for _, p := range probes {
+		tok := user
+		if p.admin {
+			tok = admin
+		}
+		_, err := cl.Do(ctx, p.method, p.path, tok, map[string]string{"Idempotency-Key": "replay-probe"}, p.body, nil)
+		f := Feature{Name: p.name, Endpoint: p.endpoint, Available: true}
+		var answer *APIError
+		if status, missing := endpointMissing(err); missing {
+			f.Available, f.Reason = false, fmt.Sprintf("skipped: endpoint not available (%d)", status)
+		} else if err != nil && !errors.As(err, &answer) {
+			return nil, fmt.Errorf("probe %s: %w", p.endpoint, err)
+		}
+		out[p.name] = f
+	}
+	return out, nil
+}

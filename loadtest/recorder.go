@@ -1,0 +1,258 @@
+package loadtest
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Endpoints of the replay, as the report names them.
+const (
+	EndpointProduct    = "GET product"
+	EndpointActivity   = "GET activity"
+	EndpointActivities = "GET activities"
+	EndpointSeckill    = "POST seckill"
+	EndpointOrder      = "GET order"
+	EndpointPay        = "POST pay"
+	EndpointCancel     = "POST cancel"
+	EndpointRefund     = "POST refund"
+	EndpointCheckout   = "POST checkout"
+	EndpointChannel    = "PUT channel"
+)
+
+// histMax bounds recorded latencies (microseconds): a minute.
+const histMax = 60_000_000
+
+// statKey names one endpoint's outcome.
+type statKey struct{ endpoint, outcome string }
+
+// second holds what happened in one second of the replay: arrivals are
+// counted at their scheduled time, completions when answered, and
+// latencies under the second the request was due.
+type second struct {
+	arrivals, completions int
+	all, seckill          *hdrhistogram.Histogram
+	// answered holds the latencies of the answers received this second,
+	// for the live display (all and seckill are by scheduled second,
+	// which is only complete once the backlog has drained).
+	recent *hdrhistogram.Histogram
+	// answered counts seckill requests the platform answered (not
+	// rate-limited, not failed) by scheduled second.
+	answered int
+	accepted int
+}
+
+// recorder collects the replay's measurements. Latency is always counted
+// from the request's scheduled send time, so a request that waited for a
+// connection or a late timer is charged the wait (no coordinated
+// omission).
+type recorder struct {
+	mu       sync.Mutex
+	start    time.Time
+	hists    map[statKey]*hdrhistogram.Histogram
+	secs     []*second
+	stock    map[string][]StockPoint
+	payments map[string]map[string]int
+}
+
+func newRecorder(start time.Time) *recorder {
+	return &recorder{start: start, hists: map[statKey]*hdrhistogram.Histogram{},
+		stock: map[string][]StockPoint{}, payments: map[string]map[string]int{}}
+}
+
+func (r *recorder) sec(t time.Time) *second {
+	i := max(int(t.Sub(r.start)/time.Second), 0)
+	for len(r.secs) <= i {
+		r.secs = append(r.secs, &second{all: hdrhistogram.New(1, histMax, 2), seckill: hdrhistogram.New(1, histMax, 2),
+			recent: hdrhistogram.New(1, histMax, 2)})
+	}
+	return r.secs[i]
+}
+
+// arrive counts a request due at scheduled.
+func (r *recorder) arrive(scheduled time.Time) {
+	r.mu.Lock()
+	r.sec(scheduled).arrivals++
+	r.mu.Unlock()
+}
+
+// done records an answer to a request due at scheduled.
+func (r *recorder) done(endpoint, outcome string, scheduled, answered time.Time) {
+	us := max(answered.Sub(scheduled).Microseconds(), 1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := statKey{endpoint, outcome}
+	h := r.hists[k]
+	if h == nil {
+		h = hdrhistogram.New(1, histMax, 3)
+		r.hists[k] = h
+	}
+	_ = h.RecordValue(us)
+	a := r.sec(answered)
+	a.completions++
+	_ = a.recent.RecordValue(us)
+	s := r.sec(scheduled)
+	_ = s.all.RecordValue(us)
+	if endpoint == EndpointSeckill {
+		_ = s.seckill.RecordValue(us)
+		if outcome != string(RateLimited) && outcome != string(Failed) {
+			s.answered++
+		}
+		if outcome == string(Accepted) {
+			s.accepted++
+		}
+	}
+}
+
+// stockAt records an activity's remaining stock.
+func (r *recorder) stockAt(activity string, t time.Time, remaining int64) {
+	r.mu.Lock()
+	r.stock[activity] = append(r.stock[activity], StockPoint{T: t.Sub(r.start).Seconds(), Remaining: remaining})
+	r.mu.Unlock()
+}
+
+// payment counts a payment answer by channel and status.
+func (r *recorder) payment(channel, status string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.payments[channel] == nil {
+		r.payments[channel] = map[string]int{}
+	}
+	r.payments[channel][status]++
+}
+
+// live returns the last full second's arrivals, completions and the p99
+// (ms) of its answers, for the progress line.
+func (r *recorder) live(now time.Time) (arrivals, completions int, p99 float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := int(now.Sub(r.start)/time.Second) - 1
+	if i < 0 || i >= len(r.secs) {
+		return 0, 0, 0
+	}
+	s := r.secs[i]
+	return s.arrivals, s.completions, ms(s.recent.ValueAtQuantile(99))
+}
+
+func ms(us int64) float64 { return float64(us) / 1000 }
+
+// EndpointStat is the latency of one endpoint's outcome, in milliseconds.
+type EndpointStat struct {
+	Endpoint string  `json:"endpoint"`
+	Outcome  string  `json:"outcome"`
+	Count    int64   `json:"count"`
+	P50      float64 `json:"p50_ms"`
+	P90      float64 `json:"p90_ms"`
+	P99      float64 `json:"p99_ms"`
+	P999     float64 `json:"p999_ms"`
+	Max      float64 `json:"max_ms"`
+}
+
+// SecondStat is one second of the replay.
+type SecondStat struct {
+	T           int     `json:"t"`
+	Arrivals    int     `json:"arrivals"`
+	Completions int     `json:"completions"`
+	P50         float64 `json:"p50_ms"`
+	P99         float64 `json:"p99_ms"`
+	P999        float64 `json:"p999_ms"`
+	// SeckillAnswered counts flash-sale buys due this second that the
+	// platform answered (accepted, sold out, limited, not active).
+	SeckillAnswered int     `json:"seckill_answered"`
+	SeckillAccepted int     `json:"seckill_accepted"`
+	SeckillP99      float64 `json:"seckill_p99_ms"`
+}
+
+// StockPoint is an activity's remaining stock at T seconds.
+type StockPoint struct {
+	T         float64 `json:"t"`
+	Remaining int64   `json:"remaining"`
+}
+
+// Capacity is the best flash-sale throughput the platform sustained with
+// a tail latency within the bound: the highest rate of answered buys over
+// any window of consecutive seconds whose p99 stayed within P99Bound.
+type Capacity struct {
+	Window   int     `json:"window_s"`
+	P99Bound float64 `json:"p99_bound_ms"`
+	// PerSec is answered buys per second in that window (0 when no
+	// window qualified); P99 is its p99 and From its first second.
+	PerSec float64 `json:"answered_per_s"`
+	P99    float64 `json:"p99_ms"`
+	From   int     `json:"from_s"`
+}
+
+func (r *recorder) endpointStats() []EndpointStat {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]EndpointStat, 0, len(r.hists))
+	for k, h := range r.hists {
+		out = append(out, EndpointStat{Endpoint: k.endpoint, Outcome: k.outcome, Count: h.TotalCount(),
+			P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
+			P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max())})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Endpoint != out[j].Endpoint {
+			return out[i].Endpoint < out[j].Endpoint
+		}
+		return out[i].Count > out[j].Count
+	})
+	return out
+}
+
+func (r *recorder) seconds() []SecondStat {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]SecondStat, len(r.secs))
+	for i, s := range r.secs {
+		out[i] = SecondStat{T: i, Arrivals: s.arrivals, Completions: s.completions,
+			P50: ms(s.all.ValueAtQuantile(50)), P99: ms(s.all.ValueAtQuantile(99)), P999: ms(s.all.ValueAtQuantile(99.9)),
+			SeckillAnswered: s.answered, SeckillAccepted: s.accepted, SeckillP99: ms(s.seckill.ValueAtQuantile(99))}
+	}
+	return out
+}
+
+// capacity finds the best window of the flash-sale answers.
+func (r *recorder) capacity(window int, p99Bound float64) Capacity {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	best := Capacity{Window: window, P99Bound: p99Bound}
+	for from := 0; from+window <= len(r.secs); from++ {
+		h := hdrhistogram.New(1, histMax, 2)
+		n := 0
+		for _, s := range r.secs[from : from+window] {
+			h.Merge(s.seckill)
+			n += s.answered
+		}
+		rate, p99 := float64(n)/float64(window), ms(h.ValueAtQuantile(99))
+		if h.TotalCount() > 0 && p99 <= p99Bound && rate > best.PerSec {
+			best.PerSec, best.P99, best.From = rate, p99, from
+		}
+	}
+	return best
+}
+
+func (r *recorder) stockSeries() map[string][]StockPoint {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string][]StockPoint, len(r.stock))
+	for k, v := range r.stock {
+		out[k] = append([]StockPoint(nil), v...)
+	}
+	return out
+}
+
+func (r *recorder) paymentCounts() map[string]map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]map[string]int, len(r.payments))
+	for ch, m := range r.payments {
+		out[ch] = map[string]int{}
+		for st, n := range m {
+			out[ch][st] = n
+		}
+	}
+	return out
+}

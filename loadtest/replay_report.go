@@ -1,0 +1,270 @@
+package loadtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"html"
+	"html/template"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// PrintReplay writes the replay's text report: phases, features,
+// endpoints by outcome with latency percentiles, sales, follow-ups and the
+// capacity figure.
+func PrintReplay(w io.Writer, res *ReplayResult) {
+	fmt.Fprintf(w, "\nReplay %s against %s: %d users, %.1fs\n", res.Scenario, res.Target, res.Users, res.ElapsedS)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nphase\tkind\tfrom\tto\tpeak/s\tsent\tstatus")
+	for _, p := range res.Phases {
+		fmt.Fprintf(tw, "%s\t%s\t%.0fs\t%.0fs\t%.0f\t%d\t%s\n", p.Name, p.Kind, p.StartS, p.EndS, p.PeakRPS, p.Sent, p.Status)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nOptional endpoints:")
+	for _, f := range res.Features {
+		status := "available"
+		if !f.Available {
+			status = f.Reason
+		}
+		fmt.Fprintf(w, "  %-11s %-40s %s\n", f.Name, f.Endpoint, status)
+	}
+	for _, f := range res.Faults {
+		fmt.Fprintf(w, "  fault %s: %s\n", f.Fault, f.Status)
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\nendpoint\toutcome\tcount\tp50 ms\tp90 ms\tp99 ms\tp999 ms\tmax ms\t")
+	for _, e := range res.Endpoints {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", e.Endpoint, e.Outcome, e.Count, e.P50, e.P90, e.P99, e.P999, e.Max)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nFlash sales:")
+	for _, a := range res.Activities {
+		s := res.Sales[a.Key]
+		fmt.Fprintf(w, "  %-14s stock %6d  limit %d  accepted %6d  replays %5d  sold out %7d  limited %6d  not active %6d  rate limited %6d  errors %d\n",
+			a.Key, a.Stock, a.PerUserLimit, a.Accepted, s.Counts[Replayed], s.Counts[SoldOut], s.Counts[LimitExceeded],
+			s.Counts[NotActive], s.Counts[RateLimited], s.Counts[Failed])
+	}
+	f := res.FollowUps
+	fmt.Fprintf(w, "Buyers after the sale: paid %d (failed %d), cancelled %d (failed %d), refunded %d (failed %d), abandoned %d, skipped (endpoint not available) %d\n",
+		f.Paid, f.PayFailed, f.Cancelled, f.CancelFailed, f.Refunded, f.RefundFailed, f.Abandoned, f.Skipped)
+	c := res.Capacity
+	if c.PerSec == 0 {
+		fmt.Fprintf(w, "\nCapacity: no %ds window of flash-sale answers had p99 ≤ %.0f ms\n", c.Window, c.P99Bound)
+	} else {
+		fmt.Fprintf(w, "\nCapacity: %.0f flash-sale requests/s answered with p99 %.1f ms (best %ds window from t=%ds, bound p99 ≤ %.0f ms)\n",
+			c.PerSec, c.P99, c.Window, c.From, c.P99Bound)
+	}
+	if res.Ceiling != nil && res.Ceiling.PerSec > 0 {
+		fmt.Fprintf(w, "Ceiling: %s %.0f/s in the same run; ratio %.3f\n", res.Ceiling.Name, res.Ceiling.PerSec, c.PerSec/res.Ceiling.PerSec)
+	}
+}
+
+// WriteReplayJSON writes the result, checks included, as indented JSON.
+func WriteReplayJSON(path string, res *ReplayResult) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// WriteReplayHTML writes a self-contained HTML page: tables and charts as
+// inline SVG, no script and nothing fetched from elsewhere.
+func WriteReplayHTML(w io.Writer, res *ReplayResult) error {
+	return reportPage.Execute(w, map[string]any{
+		"R":      res,
+		"Charts": charts(res),
+	})
+}
+
+// series is one line of a chart.
+type series struct {
+	name   string
+	xs, ys []float64
+}
+
+var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"}
+
+const chartW, chartH, padL, padB, padT, padR = 720.0, 260.0, 56.0, 28.0, 28.0, 150.0
+
+// lineChart draws series as polylines on shared axes.
+func lineChart(title, unit string, ss []series) template.HTML {
+	var xmax, ymax float64
+	for _, s := range ss {
+		for i := range s.xs {
+			xmax, ymax = math.Max(xmax, s.xs[i]), math.Max(ymax, s.ys[i])
+		}
+	}
+	xmax, ymax = math.Max(xmax, 1), niceCeil(ymax)
+	x := func(v float64) float64 { return padL + v/xmax*(chartW-padL-padR) }
+	y := func(v float64) float64 { return chartH - padB - v/ymax*(chartH-padB-padT) }
+	var b strings.Builder
+	chartFrame(&b, title)
+	for i := 0; i <= 4; i++ {
+		v := ymax * float64(i) / 4
+		fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%.0f" y="%.1f" text-anchor="end" font-size="11">%s</text>`,
+			padL, chartW-padR, y(v), y(v), padL-4, y(v)+4, fmtNum(v))
+	}
+	for i := 0; i <= 5; i++ {
+		v := xmax * float64(i) / 5
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" font-size="11">%.0fs</text>`, x(v), chartH-padB+16, v)
+	}
+	fmt.Fprintf(&b, `<text x="12" y="%.0f" font-size="11" transform="rotate(-90 12 %.0f)" text-anchor="middle">%s</text>`,
+		chartH/2, chartH/2, html.EscapeString(unit))
+	for i, s := range ss {
+		color := palette[i%len(palette)]
+		var pts strings.Builder
+		for j := range s.xs {
+			fmt.Fprintf(&pts, "%.1f,%.1f ", x(s.xs[j]), y(s.ys[j]))
+		}
+		fmt.Fprintf(&b, `<polyline class="series" fill="none" stroke="%s" stroke-width="2" points="%s"/>`, color, pts.String())
+		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/><text x="%.0f" y="%.0f" font-size="12">%s</text>`,
+			chartW-padR+10, padT+float64(i)*18, color, chartW-padR+26, padT+float64(i)*18+11, html.EscapeString(s.name))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+// barChart draws one horizontal bar per label.
+func barChart(title string, labels []string, values []float64) template.HTML {
+	var b strings.Builder
+	h := padT + 22*float64(len(labels)) + 10
+	fmt.Fprintf(&b, `<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f">`, chartW, h, chartW, h)
+	fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="14" font-weight="bold">%s</text>`, padL, html.EscapeString(title))
+	vmax := 1.0
+	for _, v := range values {
+		vmax = math.Max(vmax, v)
+	}
+	const labelW = 230.0
+	for i, l := range labels {
+		yy := padT + 22*float64(i)
+		w := values[i] / vmax * (chartW - labelW - 90)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" font-size="12">%s</text><rect class="bar" x="%.0f" y="%.0f" width="%.1f" height="16" fill="%s"/><text x="%.1f" y="%.0f" font-size="12">%s</text>`,
+			labelW-6, yy+12, html.EscapeString(l), labelW, yy, math.Max(w, 1), palette[i%len(palette)], labelW+w+6, yy+12, fmtNum(values[i]))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+func chartFrame(b *strings.Builder, title string) {
+	fmt.Fprintf(b, `<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f">`, chartW, chartH, chartW, chartH)
+	fmt.Fprintf(b, `<rect x="%.0f" y="%.0f" width="%.0f" height="%.0f" fill="#fafafa" stroke="#999"/>`, padL, padT, chartW-padL-padR, chartH-padB-padT)
+	fmt.Fprintf(b, `<text x="%.0f" y="18" font-size="14" font-weight="bold">%s</text>`, padL, html.EscapeString(title))
+}
+
+// niceCeil rounds v up to 1, 2 or 5 times a power of ten.
+func niceCeil(v float64) float64 {
+	if v <= 0 {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if v <= m*p {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+func fmtNum(v float64) string {
+	if v == math.Trunc(v) {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+// namedChart is a chart with a note shown under it.
+type namedChart struct {
+	SVG  template.HTML
+	Note string
+}
+
+func charts(res *ReplayResult) []namedChart {
+	var ts, arr, comp, p50, p99, p999 []float64
+	for _, s := range res.Seconds {
+		ts = append(ts, float64(s.T))
+		arr, comp = append(arr, float64(s.Arrivals)), append(comp, float64(s.Completions))
+		p50, p99, p999 = append(p50, s.P50), append(p99, s.P99), append(p999, s.P999)
+	}
+	out := []namedChart{
+		{SVG: lineChart("Arrivals (scheduled) vs completions", "requests/s", []series{{"arrivals", ts, arr}, {"completions", ts, comp}})},
+		{SVG: lineChart("Latency from the scheduled send time", "ms", []series{{"p50", ts, p50}, {"p99", ts, p99}, {"p99.9", ts, p999}})},
+	}
+	var labels []string
+	var counts []float64
+	for _, e := range res.Endpoints {
+		labels, counts = append(labels, e.Endpoint+" · "+e.Outcome), append(counts, float64(e.Count))
+	}
+	out = append(out, namedChart{SVG: barChart("Outcomes by endpoint", labels, counts)})
+	var stock []series
+	keys := make([]string, 0, len(res.Stock))
+	for k := range res.Stock {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		s := series{name: k}
+		for _, p := range res.Stock[k] {
+			s.xs, s.ys = append(s.xs, p.T), append(s.ys, float64(p.Remaining))
+		}
+		stock = append(stock, s)
+	}
+	out = append(out, namedChart{SVG: lineChart("Remaining stock per flash sale", "units", stock)})
+	labels, counts = nil, nil
+	channels := make([]string, 0, len(res.Payments))
+	for ch := range res.Payments {
+		channels = append(channels, ch)
+	}
+	slices.Sort(channels)
+	for _, ch := range channels {
+		statuses := make([]string, 0, len(res.Payments[ch]))
+		for st := range res.Payments[ch] {
+			statuses = append(statuses, st)
+		}
+		slices.Sort(statuses)
+		for _, st := range statuses {
+			labels, counts = append(labels, ch+" · "+st), append(counts, float64(res.Payments[ch][st]))
+		}
+	}
+	pay := namedChart{SVG: barChart("Payments per channel", labels, counts)}
+	if len(labels) == 0 {
+		pay.Note = "No payments: " + featureOf(res, FeaturePay).Reason
+	}
+	return append(out, pay)
+}
+
+var reportPage = template.Must(template.New("report").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Replay {{.R.Scenario}}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fff}
+table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+td.n{text-align:right}.PASS{color:#080}.FAIL{color:#c00;font-weight:bold}.SKIP{color:#888}
+.chart{display:block;margin:12px 0}.note{color:#888;font-size:13px}
+</style></head><body>
+<h1>Replay {{.R.Scenario}}</h1>
+<p>Target {{.R.Target}}, {{.R.Users}} users, started {{.R.StartedAt.Format "2006-01-02 15:04:05"}}, {{printf "%.1f" .R.ElapsedS}} s.
+Capacity: <b>{{printf "%.0f" .R.Capacity.PerSec}}</b> flash-sale requests/s answered with p99 {{printf "%.1f" .R.Capacity.P99}} ms
+(best {{.R.Capacity.Window}} s window, bound {{printf "%.0f" .R.Capacity.P99Bound}} ms){{with .R.Ceiling}};
+ceiling {{.Name}} {{printf "%.0f" .PerSec}}/s{{end}}.</p>
+<h2>Checks</h2><table><tr><th></th><th>check</th><th>detail</th></tr>
+{{range .R.Checks}}<tr><td class="{{if not .OK}}FAIL{{else if .Skipped}}SKIP{{else}}PASS{{end}}">{{if not .OK}}FAIL{{else if .Skipped}}SKIP{{else}}PASS{{end}}</td><td>{{.Name}}</td><td>{{.Detail}}</td></tr>
+{{end}}</table>
+<h2>Charts</h2>
+{{range .Charts}}{{.SVG}}{{with .Note}}<p class="note">{{.}}</p>{{end}}{{end}}
+<h2>Phases</h2><table><tr><th>phase</th><th>kind</th><th>from</th><th>to</th><th>peak/s</th><th>sent</th><th>status</th></tr>
+{{range .R.Phases}}<tr><td>{{.Name}}</td><td>{{.Kind}}</td><td class="n">{{.StartS}}s</td><td class="n">{{.EndS}}s</td><td class="n">{{.PeakRPS}}</td><td class="n">{{.Sent}}</td><td>{{.Status}}</td></tr>
+{{end}}</table>
+<h2>Optional endpoints</h2><table>{{range .R.Features}}<tr><td>{{.Name}}</td><td>{{.Endpoint}}</td><td>{{if .Available}}available{{else}}{{.Reason}}{{end}}</td></tr>{{end}}
+{{range .R.Faults}}<tr><td>fault</td><td>{{.Fault}}</td><td>{{.Status}}</td></tr>{{end}}</table>
+<h2>Endpoints</h2><table><tr><th>endpoint</th><th>outcome</th><th>count</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>
+{{range .R.Endpoints}}<tr><td>{{.Endpoint}}</td><td>{{.Outcome}}</td><td class="n">{{.Count}}</td><td class="n">{{printf "%.1f" .P50}}</td><td class="n">{{printf "%.1f" .P90}}</td><td class="n">{{printf "%.1f" .P99}}</td><td class="n">{{printf "%.1f" .P999}}</td><td class="n">{{printf "%.1f" .Max}}</td></tr>
+{{end}}</table>
+<h2>Flash sales</h2><table><tr><th>sale</th><th>activity</th><th>stock</th><th>limit</th><th>accepted</th></tr>
+{{range .R.Activities}}<tr><td>{{.Key}}</td><td>{{.ActivityID}}</td><td class="n">{{.Stock}}</td><td class="n">{{.PerUserLimit}}</td><td class="n">{{.Accepted}}</td></tr>
+{{end}}</table>
+</body></html>
+`))

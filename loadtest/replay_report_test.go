@@ -1,0 +1,117 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sampleResult is a small replay result with every chart's data.
+func sampleResult() *ReplayResult {
+	res := &ReplayResult{Scenario: "sample", Target: "http://gw", Users: 10, ElapsedS: 10,
+		Stock:    map[string][]StockPoint{"phone-sale": {{0, 100}, {3, 60}, {6, 0}}},
+		Payments: map[string]map[string]int{"alipay": {"SUCCEEDED": 7}, "wechat": {"SUCCEEDED": 3, "FAILED": 1}},
+		Endpoints: []EndpointStat{{Endpoint: EndpointSeckill, Outcome: "accepted", Count: 100, P50: 2, P99: 9},
+			{Endpoint: EndpointSeckill, Outcome: "sold_out", Count: 900, P50: 1, P99: 4}},
+		Checks: []Check{{Name: "stock conserved", OK: true}, {Name: "payments", OK: true, Skipped: true, Detail: "skipped"}},
+		Sales:  map[string]*BurstResult{},
+	}
+	for i := range 10 {
+		res.Seconds = append(res.Seconds, SecondStat{T: i, Arrivals: 100 * i, Completions: 95 * i, P50: 1, P99: float64(i), P999: float64(2 * i)})
+	}
+	return res
+}
+
+func mustChromium(tb testing.TB) string {
+	tb.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	tb.Fatal("chromium not found: `make deps` installs it (apt-get install chromium)")
+	return ""
+}
+
+// render runs headless Chromium on page with extra flags and returns its
+// standard output.
+func render(tb testing.TB, page string, flags ...string) []byte {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--user-data-dir=" + tb.TempDir()}, flags...)
+	cmd := exec.CommandContext(ctx, mustChromium(tb), append(args, "file://"+page)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	return out
+}
+
+func TestReportHTMLRendersCharts(t *testing.T) {
+	dir := t.TempDir()
+	page := filepath.Join(dir, "report.html")
+	var buf bytes.Buffer
+	if err := WriteReplayHTML(&buf, sampleResult()); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{" src=", "<link", "@import"} {
+		if strings.Contains(buf.String(), ref) {
+			t.Fatalf("the report refers to something outside itself (%q)", ref)
+		}
+	}
+	if err := os.WriteFile(page, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	dom := string(render(t, page, "--dump-dom"))
+	if got := strings.Count(dom, `<svg class="chart"`); got != 5 {
+		t.Errorf("rendered DOM has %d charts, want 5", got)
+	}
+	if got := strings.Count(dom, `<polyline class="series"`); got < 6 {
+		t.Errorf("rendered DOM has %d chart lines, want at least 6 (2 rates, 3 percentiles, 1 stock)", got)
+	}
+	if got := strings.Count(dom, `class="bar"`); got != 5 {
+		t.Errorf("rendered DOM has %d bars, want 5 (2 outcomes, 3 payment kinds)", got)
+	}
+
+	shot := filepath.Join(dir, "shot.png")
+	render(t, page, "--screenshot="+shot, "--window-size=1000,1600", "--hide-scrollbars")
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first series colour (#1f77b4) must be painted: charts drawn,
+	// not a blank page.
+	blue, ink := 0, 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			r, g, bl = r>>8, g>>8, bl>>8
+			if r < 240 || g < 240 || bl < 240 {
+				ink++
+			}
+			if r < 60 && g > 100 && g < 140 && bl > 160 && bl < 200 {
+				blue++
+			}
+		}
+	}
+	if blue < 200 || ink < b.Dx()*b.Dy()/100 {
+		t.Fatalf("screenshot looks blank: %d chart-blue pixels, %d non-white of %d", blue, ink, b.Dx()*b.Dy())
+	}
+}

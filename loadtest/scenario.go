@@ -1,0 +1,324 @@
+package loadtest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Scenario is a Double-11 load script (loadtest/scenarios/README.md): the
+// catalog to create, the buyers, and the phases that drive them over time.
+// Every offset is relative to the replay's start (t = 0), the moment the
+// catalog exists and the buyers are signed in.
+type Scenario struct {
+	Name string `yaml:"name"`
+	// Seed makes a replay's arrivals and choices repeatable.
+	Seed    uint64    `yaml:"seed"`
+	Users   Users     `yaml:"users"`
+	Catalog Catalog   `yaml:"catalog"`
+	Phases  []Phase   `yaml:"phases"`
+	Payment Payment   `yaml:"payment"`
+	Faults  []Fault   `yaml:"faults"`
+	Drain   *Duration `yaml:"drain"`
+}
+
+// Users is the buyer population: Count users with consecutive ids from
+// FirstID, each signed in with its own dev token.
+type Users struct {
+	Count   int   `yaml:"count"`
+	FirstID int64 `yaml:"first_id"`
+}
+
+// Catalog is what the admin creates before the replay starts.
+type Catalog struct {
+	Products   []Product      `yaml:"products"`
+	Activities []ActivitySpec `yaml:"activities"`
+	// Promotions and Coupons are created through the marketing admin
+	// API when the gateway serves it.
+	Promotions []Promotion `yaml:"promotions"`
+	Coupons    []Coupon    `yaml:"coupons"`
+}
+
+// Product is a catalog product; Key names it inside the scenario.
+type Product struct {
+	Key   string `yaml:"key"`
+	Title string `yaml:"title"`
+	Price int64  `yaml:"price"`
+	Stock int64  `yaml:"stock"`
+}
+
+// ActivitySpec is a flash sale of a product.
+type ActivitySpec struct {
+	Key          string   `yaml:"key"`
+	Product      string   `yaml:"product"`
+	Price        int64    `yaml:"price"`
+	Stock        int64    `yaml:"stock"`
+	PerUserLimit int64    `yaml:"per_user_limit"`
+	StartsIn     Duration `yaml:"starts_in"`
+	Lasts        Duration `yaml:"lasts"`
+}
+
+// Promotion is a marketing promotion, passed to POST /admin/v1/promotions
+// as its fields say (docs/api.md, marketing chapter).
+type Promotion struct {
+	Kind   string         `yaml:"kind"`
+	Fields map[string]any `yaml:"fields"`
+}
+
+// Coupon is a coupon template handed to a share of the users.
+type Coupon struct {
+	Threshold int64   `yaml:"threshold"`
+	Amount    int64   `yaml:"amount"`
+	Share     float64 `yaml:"share"`
+}
+
+// Phase kinds.
+const (
+	PhaseBrowse    = "browse"    // product, activity and list reads
+	PhaseCountdown = "countdown" // polling the flash sales' detail
+	PhaseSeckill   = "seckill"   // flash-sale buys
+	PhaseCheckout  = "checkout"  // regular cart orders
+)
+
+// Phase drives arrivals of one kind from Start for Ramp+Hold: the arrival
+// rate goes linearly from RateFrom to Rate over Ramp, then holds Rate.
+type Phase struct {
+	Name     string   `yaml:"name"`
+	Kind     string   `yaml:"kind"`
+	Start    Duration `yaml:"start"`
+	Ramp     Duration `yaml:"ramp"`
+	Hold     Duration `yaml:"hold"`
+	RateFrom float64  `yaml:"rate_from"`
+	Rate     float64  `yaml:"rate"`
+	// Activities are the flash sales a seckill or countdown phase aims
+	// at (all of them when empty).
+	Activities []string `yaml:"activities"`
+	// Quantity is the units per flash-sale buy (default 1).
+	Quantity int64 `yaml:"quantity"`
+	// ReplayShare of seckill buys repeat the user's previous
+	// Idempotency-Key, as a client retrying after a timeout does.
+	ReplayShare float64 `yaml:"replay_share"`
+	// Lines bounds the lines of a checkout's cart (default 1..3).
+	Lines [2]int `yaml:"lines"`
+	// CouponShare of checkouts use one of the user's coupons.
+	CouponShare float64 `yaml:"coupon_share"`
+}
+
+// End is when the phase's last arrival is due.
+func (p Phase) End() time.Duration { return p.Start.D() + p.Ramp.D() + p.Hold.D() }
+
+// RateAt is the arrival rate (per second) at offset t of the replay.
+func (p Phase) RateAt(t time.Duration) float64 {
+	rel := t - p.Start.D()
+	switch {
+	case rel < 0 || t >= p.End():
+		return 0
+	case rel < p.Ramp.D():
+		return p.RateFrom + (p.Rate-p.RateFrom)*float64(rel)/float64(p.Ramp.D())
+	}
+	return p.Rate
+}
+
+// Payment is what buyers do with an accepted order: PayShare pay after
+// Delay through a channel drawn from Channels (weights), CancelShare
+// cancel after Delay, the rest abandon it to expire. RefundShare of the
+// paid orders ask for a partial refund of one unit.
+type Payment struct {
+	PayShare    float64        `yaml:"pay_share"`
+	CancelShare float64        `yaml:"cancel_share"`
+	RefundShare float64        `yaml:"refund_share"`
+	Delay       [2]Duration    `yaml:"delay"`
+	Channels    map[string]int `yaml:"channels"`
+}
+
+// Fault modes.
+const (
+	FaultDown = "down"
+	FaultSlow = "slow"
+)
+
+// Fault takes a payment channel down (or makes it slow, adding Latency)
+// at At for Lasts, through PUT /admin/v1/channels/{channel}.
+type Fault struct {
+	Channel string   `yaml:"channel"`
+	Mode    string   `yaml:"mode"`
+	At      Duration `yaml:"at"`
+	Lasts   Duration `yaml:"lasts"`
+	Latency Duration `yaml:"latency"`
+}
+
+// Duration is a time.Duration written as "1m30s" in YAML.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 30s or 1m30s", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// LoadScenario reads and validates a scenario file. Unknown fields are
+// errors, so a misspelt key never silently falls back to a default.
+func LoadScenario(path string) (*Scenario, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("scenario: %w", err)
+	}
+	sc, err := ParseScenario(raw)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", path, err)
+	}
+	return sc, nil
+}
+
+// ParseScenario decodes and validates a scenario.
+func ParseScenario(raw []byte) (*Scenario, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	var sc Scenario
+	if err := dec.Decode(&sc); err != nil {
+		return nil, err
+	}
+	sc.defaults()
+	if err := sc.Validate(); err != nil {
+		return nil, err
+	}
+	return &sc, nil
+}
+
+func (sc *Scenario) defaults() {
+	if sc.Users.FirstID == 0 {
+		sc.Users.FirstID = 100_000
+	}
+	for i := range sc.Phases {
+		p := &sc.Phases[i]
+		if p.Quantity == 0 {
+			p.Quantity = 1
+		}
+		if p.Lines == [2]int{} {
+			p.Lines = [2]int{1, 3}
+		}
+	}
+	if sc.Drain == nil {
+		d := Duration(20 * time.Second)
+		sc.Drain = &d
+	}
+}
+
+// Validate reports every problem of the scenario, each naming its field.
+func (sc *Scenario) Validate() error {
+	var errs []error
+	check := func(ok bool, field, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+		}
+	}
+	check(sc.Name != "", "name", "is required")
+	check(sc.Users.Count > 0, "users.count", "must be positive, got %d", sc.Users.Count)
+	check(sc.Users.FirstID > 1, "users.first_id", "must be above 1 (user 1 is the admin), got %d", sc.Users.FirstID)
+
+	products := map[string]bool{}
+	for i, p := range sc.Catalog.Products {
+		f := fmt.Sprintf("catalog.products[%d]", i)
+		check(p.Key != "", f+".key", "is required")
+		check(!products[p.Key], f+".key", "%q is used twice", p.Key)
+		products[p.Key] = true
+		check(p.Title != "", f+".title", "is required")
+		check(p.Price > 0, f+".price", "must be positive cents, got %d", p.Price)
+		check(p.Stock >= 0, f+".stock", "must not be negative, got %d", p.Stock)
+	}
+	activities := map[string]bool{}
+	for i, a := range sc.Catalog.Activities {
+		f := fmt.Sprintf("catalog.activities[%d]", i)
+		check(a.Key != "", f+".key", "is required")
+		check(!activities[a.Key], f+".key", "%q is used twice", a.Key)
+		activities[a.Key] = true
+		check(products[a.Product], f+".product", "%q is not a key of catalog.products", a.Product)
+		check(a.Price > 0, f+".price", "must be positive cents, got %d", a.Price)
+		check(a.Stock > 0, f+".stock", "must be positive, got %d", a.Stock)
+		check(a.PerUserLimit > 0, f+".per_user_limit", "must be positive, got %d", a.PerUserLimit)
+		check(a.StartsIn >= 0, f+".starts_in", "must not be negative")
+		check(a.Lasts > 0, f+".lasts", "must be positive")
+	}
+	for i, p := range sc.Catalog.Promotions {
+		check(p.Kind != "", fmt.Sprintf("catalog.promotions[%d].kind", i), "is required")
+	}
+	for i, c := range sc.Catalog.Coupons {
+		f := fmt.Sprintf("catalog.coupons[%d]", i)
+		check(c.Amount > 0, f+".amount", "must be positive cents, got %d", c.Amount)
+		check(c.Threshold >= c.Amount, f+".threshold", "must be at least the amount %d, got %d", c.Amount, c.Threshold)
+		check(c.Share > 0 && c.Share <= 1, f+".share", "must be in (0, 1], got %g", c.Share)
+	}
+
+	check(len(sc.Phases) > 0, "phases", "at least one phase is required")
+	names := map[string]bool{}
+	for i, p := range sc.Phases {
+		f := fmt.Sprintf("phases[%d]", i)
+		check(p.Name != "", f+".name", "is required")
+		check(!names[p.Name], f+".name", "%q is used twice", p.Name)
+		names[p.Name] = true
+		switch p.Kind {
+		case PhaseBrowse, PhaseCheckout:
+			check(len(sc.Catalog.Products) > 0, f+".kind", "%s needs catalog.products", p.Kind)
+		case PhaseCountdown, PhaseSeckill:
+			check(len(sc.Catalog.Activities) > 0, f+".kind", "%s needs catalog.activities", p.Kind)
+		default:
+			check(false, f+".kind", "must be one of browse, countdown, seckill, checkout; got %q", p.Kind)
+		}
+		check(p.Start >= 0, f+".start", "must not be negative")
+		check(p.Ramp >= 0 && p.Hold >= 0 && p.Ramp+p.Hold > 0, f+".ramp/hold", "must not be negative and must add up to more than zero")
+		check(p.Rate > 0, f+".rate", "must be a positive arrival rate per second, got %g", p.Rate)
+		check(p.RateFrom >= 0, f+".rate_from", "must not be negative, got %g", p.RateFrom)
+		for j, a := range p.Activities {
+			check(activities[a], fmt.Sprintf("%s.activities[%d]", f, j), "%q is not a key of catalog.activities", a)
+		}
+		check(p.Quantity > 0, f+".quantity", "must be positive, got %d", p.Quantity)
+		check(p.ReplayShare >= 0 && p.ReplayShare < 1, f+".replay_share", "must be in [0, 1), got %g", p.ReplayShare)
+		check(p.Lines[0] >= 1 && p.Lines[1] >= p.Lines[0], f+".lines", "must be [min, max] with 1 <= min <= max, got %v", p.Lines)
+		check(p.CouponShare >= 0 && p.CouponShare <= 1, f+".coupon_share", "must be in [0, 1], got %g", p.CouponShare)
+	}
+
+	pay := sc.Payment
+	check(pay.PayShare >= 0 && pay.CancelShare >= 0 && pay.PayShare+pay.CancelShare <= 1,
+		"payment.pay_share/cancel_share", "must not be negative and must add up to at most 1, got %g + %g", pay.PayShare, pay.CancelShare)
+	check(pay.RefundShare >= 0 && pay.RefundShare <= 1, "payment.refund_share", "must be in [0, 1], got %g", pay.RefundShare)
+	check(pay.Delay[0] >= 0 && pay.Delay[1] >= pay.Delay[0], "payment.delay", "must be [min, max] with 0 <= min <= max")
+	weight := 0
+	for ch, w := range pay.Channels {
+		check(w >= 0, "payment.channels."+ch, "weight must not be negative, got %d", w)
+		weight += w
+	}
+	check(pay.PayShare == 0 || weight > 0, "payment.channels", "need a positive weight when pay_share is above 0")
+	for i, ft := range sc.Faults {
+		f := fmt.Sprintf("faults[%d]", i)
+		check(ft.Channel != "", f+".channel", "is required")
+		check(ft.Mode == FaultDown || ft.Mode == FaultSlow, f+".mode", "must be down or slow, got %q", ft.Mode)
+		check(ft.At >= 0, f+".at", "must not be negative")
+		check(ft.Lasts > 0, f+".lasts", "must be positive")
+		check(ft.Mode != FaultSlow || ft.Latency > 0, f+".latency", "must be positive for a slow channel")
+	}
+	check(*sc.Drain > 0, "drain", "must be positive")
+	return errors.Join(errs...)
+}
+
+// End is when the scenario's last arrival is due.
+func (sc *Scenario) End() time.Duration {
+	var end time.Duration
+	for _, p := range sc.Phases {
+		end = max(end, p.End())
+	}
+	for _, f := range sc.Faults {
+		end = max(end, f.At.D()+f.Lasts.D())
+	}
+	return end
+}

@@ -1,0 +1,84 @@
+package loadtest
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestShippedScenariosParse(t *testing.T) {
+	paths, err := filepath.Glob("scenarios/*.yaml")
+	if err != nil || len(paths) < 2 {
+		t.Fatalf("scenarios: %v, %v", paths, err)
+	}
+	for _, p := range paths {
+		sc, err := LoadScenario(p)
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		if sc.End() <= 0 {
+			t.Errorf("%s: ends at %s", p, sc.End())
+		}
+	}
+}
+
+// valid is a minimal scenario the table below breaks one field at a time.
+const valid = `
+name: t
+users: {count: 10}
+catalog:
+  products: [{key: p, title: P, price: 100, stock: 10}]
+  activities: [{key: a, product: p, price: 50, stock: 5, per_user_limit: 1, starts_in: 1s, lasts: 1m}]
+phases:
+  - {name: s, kind: seckill, start: 0s, ramp: 1s, hold: 2s, rate: 10, activities: [a]}
+payment: {pay_share: 0.5, delay: [1s, 2s], channels: {alipay: 1}}
+`
+
+func TestScenarioValidationNamesTheField(t *testing.T) {
+	tests := []struct {
+		name, from, to, want string
+	}{
+		{"unknown field", "name: t", "name: t\nnmae: x", "field nmae not found"},
+		{"no users", "count: 10", "count: 0", "users.count"},
+		{"activity of an unknown product", "product: p", "product: q", "catalog.activities[0].product"},
+		{"limit zero", "per_user_limit: 1", "per_user_limit: 0", "catalog.activities[0].per_user_limit"},
+		{"bad kind", "kind: seckill", "kind: shopping", "phases[0].kind"},
+		{"bad duration", "hold: 2s", "hold: two", "not a duration"},
+		{"unknown activity in a phase", "activities: [a]}", "activities: [b]}", "phases[0].activities[0]"},
+		{"zero rate", "rate: 10", "rate: 0", "phases[0].rate"},
+		{"shares above one", "pay_share: 0.5", "pay_share: 0.5, cancel_share: 0.6", "payment.pay_share/cancel_share"},
+		{"pay without channels", "channels: {alipay: 1}", "channels: {}", "payment.channels"},
+		{"delay backwards", "delay: [1s, 2s]", "delay: [3s, 2s]", "payment.delay"},
+		{"slow fault without latency", "phases:", "faults: [{channel: alipay, mode: slow, at: 1s, lasts: 1s}]\nphases:", "faults[0].latency"},
+	}
+	if _, err := ParseScenario([]byte(valid)); err != nil {
+		t.Fatalf("the valid scenario: %v", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw := strings.Replace(valid, tt.from, tt.to, 1)
+			if raw == valid {
+				t.Fatalf("%q not in the scenario", tt.from)
+			}
+			_, err := ParseScenario([]byte(raw))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want one naming %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPhaseRate(t *testing.T) {
+	p := Phase{Start: Duration(10 * time.Second), Ramp: Duration(10 * time.Second), Hold: Duration(5 * time.Second), RateFrom: 100, Rate: 300}
+	tests := []struct {
+		at   time.Duration
+		want float64
+	}{{5 * time.Second, 0}, {10 * time.Second, 100}, {15 * time.Second, 200}, {20 * time.Second, 300}, {24 * time.Second, 300}, {25 * time.Second, 0}}
+	for _, tt := range tests {
+		if got := p.RateAt(tt.at); got != tt.want {
+			t.Errorf("RateAt(%s) = %g, want %g", tt.at, got, tt.want)
+		}
+	}
+}

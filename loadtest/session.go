@@ -1,0 +1,98 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// SessionConfig is one replay with its audit and reports, as `make demo`
+// and `make loadtest` run it.
+type SessionConfig struct {
+	Scenario *Scenario
+	Client   *Client
+	Target   string
+	// Drained, when set, waits until the platform has written every
+	// accepted order (the demo watches the Kafka consumer's lag). Without
+	// it the audit polls the API until every accepted order is listed.
+	Drained func(ctx context.Context) error
+	// Orders, when set, is the orders database the audit reads;
+	// otherwise it reads through the API.
+	Orders *pgxpool.Pool
+	// RedisAddr, when set, is where the redis-benchmark ceiling is
+	// measured after the replay, for the capacity ratio.
+	RedisAddr string
+	// OutDir receives report.json and report.html.
+	OutDir string
+	Out    io.Writer
+}
+
+// settleTimeout bounds the wait for accepted orders to be listed when the
+// audit reads through the API.
+const settleTimeout = 2 * time.Minute
+
+// RunSession replays the scenario, audits the books, writes the reports
+// and returns the result; ok is false when any check failed.
+func RunSession(ctx context.Context, cfg SessionConfig) (res *ReplayResult, ok bool, err error) {
+	out := cfg.Out
+	fmt.Fprintf(out, "Replaying %s against %s\n", cfg.Scenario.Name, cfg.Target)
+	res, err = RunReplay(ctx, cfg.Client, cfg.Scenario, ReplayOptions{Target: cfg.Target, Progress: out})
+	if err != nil {
+		return nil, false, err
+	}
+	t0 := time.Now()
+	if cfg.Drained != nil {
+		fmt.Fprint(out, "\nWaiting for every accepted order to be written… ")
+		if err := cfg.Drained(ctx); err != nil {
+			return nil, false, err
+		}
+	} else {
+		fmt.Fprint(out, "\nWaiting for every accepted order to be listed by the API… ")
+	}
+	orders, err := WaitOrdersSettled(ctx, cfg.Client, res, settleTimeout)
+	if err != nil {
+		return nil, false, err
+	}
+	fmt.Fprintf(out, "done in %s\n", time.Since(t0).Round(time.Millisecond))
+	if res.Checks, err = AuditReplay(ctx, cfg.Client, res, orders, cfg.Orders); err != nil {
+		return nil, false, err
+	}
+	if cfg.RedisAddr != "" {
+		fmt.Fprintln(out, "Measuring the redis-benchmark ceiling on the same machine…")
+		if res.Ceiling, err = MeasureCeiling(ctx, cfg.RedisAddr, 5*time.Second, 64); err != nil {
+			return nil, false, err
+		}
+	}
+	PrintReplay(out, res)
+	ok = PrintChecks(out, res.Checks)
+	if cfg.OutDir != "" {
+		if err := writeReports(cfg.OutDir, res); err != nil {
+			return nil, false, err
+		}
+		fmt.Fprintf(out, "\nReports: %s, %s\n", filepath.Join(cfg.OutDir, "report.json"), filepath.Join(cfg.OutDir, "report.html"))
+	}
+	return res, ok, nil
+}
+
+func writeReports(dir string, res *ReplayResult) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := WriteReplayJSON(filepath.Join(dir, "report.json"), res); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "report.html"))
+	if err != nil {
+		return err
+	}
+	if err := WriteReplayHTML(f, res); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

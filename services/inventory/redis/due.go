@@ -1,0 +1,125 @@
+package redis
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/services/inventory"
+)
+
+var (
+	//go:embed claim_due.lua
+	claimDueSource string
+	//go:embed settle_due.lua
+	settleDueSource string
+
+	claimDueScript  = goredis.NewScript(claimDueSource)
+	settleDueScript = goredis.NewScript(settleDueSource)
+)
+
+// ClaimedKey is the name of an activity's claimed set: the entries of its
+// expiry queue that workers hold, scored by their lease deadline in unix
+// milliseconds.
+func ClaimedKey(activityID int64) string { return keysOf(activityID).claimed }
+
+// ClaimDue takes up to limit due entries from the expiry queues of
+// activityIDs, or of every activity in ActivitiesKey when activityIDs is
+// empty, one script per activity until the limit is reached. The
+// activities are visited in random order, so one activity with a large
+// backlog cannot keep the others' entries waiting call after call.
+func (s *Store) ClaimDue(ctx context.Context, activityIDs []int64, now time.Time, limit int, leaseUntil time.Time) ([]inventory.DueEntry, error) {
+	if len(activityIDs) == 0 {
+		all, err := s.activities(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("claim due: %w", err)
+		}
+		activityIDs = all
+	}
+	activityIDs = append([]int64(nil), activityIDs...)
+	rand.Shuffle(len(activityIDs), func(i, j int) { activityIDs[i], activityIDs[j] = activityIDs[j], activityIDs[i] })
+	var out []inventory.DueEntry
+	for _, act := range activityIDs {
+		if len(out) >= limit {
+			break
+		}
+		k := keysOf(act)
+		reply, err := claimDueScript.Run(ctx, s.rdb, []string{k.expiry, k.claimed},
+			now.UnixMilli(), limit-len(out), leaseUntil.UnixMilli()).StringSlice()
+		if err != nil {
+			return out, fmt.Errorf("claim due in activity %d: %w", act, err)
+		}
+		for i := 0; i+1 < len(reply); i += 2 {
+			order, err1 := strconv.ParseInt(reply[i], 10, 64)
+			due, err2 := strconv.ParseFloat(reply[i+1], 64)
+			if err1 != nil || err2 != nil {
+				return out, fmt.Errorf("claim due in activity %d: unexpected entry %q scored %q", act, reply[i], reply[i+1])
+			}
+			out = append(out, inventory.DueEntry{
+				ActivityID: act, OrderID: order, DueAt: time.UnixMilli(int64(due)), LeaseUntil: leaseUntil,
+			})
+		}
+	}
+	return out, nil
+}
+
+// activities reads ActivitiesKey.
+func (s *Store) activities(ctx context.Context) ([]int64, error) {
+	members, err := s.rdb.SMembers(ctx, ActivitiesKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("activities: %w", err)
+	}
+	ids := make([]int64, 0, len(members))
+	for _, m := range members {
+		id, err := strconv.ParseInt(m, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("activities: member %q: %w", m, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// SettleDue acknowledges claimed entries (requeueAt zero) or puts them
+// back due at requeueAt, one script per activity, and reports per entry,
+// in the order of entries, whether the claim was still the caller's.
+func (s *Store) SettleDue(ctx context.Context, entries []inventory.DueEntry, requeueAt time.Time) ([]bool, error) {
+	byActivity := map[int64][]int{}
+	var order []int64
+	for i, e := range entries {
+		if _, ok := byActivity[e.ActivityID]; !ok {
+			order = append(order, e.ActivityID)
+		}
+		byActivity[e.ActivityID] = append(byActivity[e.ActivityID], i)
+	}
+	due := ""
+	if !requeueAt.IsZero() {
+		due = strconv.FormatInt(requeueAt.UnixMilli(), 10)
+	}
+	settled := make([]bool, len(entries))
+	for _, act := range order {
+		at := byActivity[act]
+		args := make([]any, 0, 1+2*len(at))
+		args = append(args, due)
+		for _, i := range at {
+			args = append(args, entries[i].OrderID, entries[i].LeaseUntil.UnixMilli())
+		}
+		k := keysOf(act)
+		reply, err := settleDueScript.Run(ctx, s.rdb, []string{k.expiry, k.claimed}, args...).Int64Slice()
+		if err != nil {
+			return nil, fmt.Errorf("settle %d due entries of activity %d: %w", len(at), act, err)
+		}
+		if len(reply) != len(at) {
+			return nil, fmt.Errorf("settle due entries of activity %d: %d answers for %d entries", act, len(reply), len(at))
+		}
+		for j, i := range at {
+			settled[i] = reply[j] == 1
+		}
+	}
+	return settled, nil
+}

@@ -1,0 +1,58 @@
+package order
+
+import (
+	"context"
+	"fmt"
+)
+
+// CancelOrder cancels the user's order while it waits for payment: one
+// conditional UPDATE from PENDING_PAYMENT to CANCELLED, then the stock
+// goes back (which also takes the order off the expiry queue). It fails
+// with ErrForbidden for someone else's order and ErrConflict when the
+// order is paid, expired, or still being placed; a cancelled order is
+// answered as it is, so a retried cancel succeeds.
+func (s *Service) CancelOrder(ctx context.Context, orderID, userID int64) (Order, error) {
+	const op = "cancel order"
+	if orderID <= 0 || userID <= 0 {
+		return Order{}, fmt.Errorf("%s: %w: order and user ids must be positive", op, ErrInvalid)
+	}
+	o, err := s.find(ctx, orderID)
+	if err != nil {
+		return Order{}, fmt.Errorf("%s %d: %w", op, orderID, err)
+	}
+	if o.UserID != userID {
+		return Order{}, fmt.Errorf("%s %d: %w", op, orderID, ErrForbidden)
+	}
+	switch o.Status {
+	case StatusProcessing:
+		return Order{}, fmt.Errorf("%s %d: %w: the order is still being placed; cancel it once it is PENDING_PAYMENT",
+			op, orderID, ErrConflict)
+	case StatusPendingPayment:
+		moved, err := s.cfg.Transitions.EndUnpaid(ctx, []int64{orderID}, StatusCancelled)
+		if err != nil {
+			return Order{}, fmt.Errorf("%s %d: %w", op, orderID, err)
+		}
+		if len(moved) == 1 {
+			o.Status = StatusCancelled
+			break
+		}
+		// Expiry or a payment moved it first; answer by the winner.
+		if o, err = s.cfg.Store.Order(ctx, orderID); err != nil {
+			return Order{}, fmt.Errorf("%s %d: %w", op, orderID, err)
+		}
+	}
+	if o.Status != StatusCancelled {
+		return Order{}, fmt.Errorf("%s %d: %w: the order is %s", op, orderID, ErrConflict, o.Status)
+	}
+	// The stock goes back only once the order has left PENDING_PAYMENT,
+	// so a payment can never land on released stock. Releasing is
+	// idempotent, so cancelling again finishes an earlier cancel's
+	// release that failed; if this one fails, the order's expiry entry is
+	// still queued and the expiry worker releases the stock at the
+	// deadline.
+	if err := s.cfg.Releaser.Release(ctx, o.ActivityID, orderID); err != nil {
+		s.cfg.Logger.WarnContext(ctx, "release after cancel failed; the expiry worker releases it at the deadline",
+			"order_id", orderID, "activity_id", o.ActivityID, "err", err)
+	}
+	return o, nil
+}

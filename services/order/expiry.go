@@ -1,0 +1,362 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
+)
+
+// DueEntry is an order whose payment deadline passed, claimed from the
+// inventory's expiry queue by one worker under a lease.
+type DueEntry struct {
+	ActivityID int64
+	OrderID    int64
+	// DueAt is when the entry fell due: the payment deadline, or the time
+	// a requeue or a lapsed lease set.
+	DueAt time.Time
+	// LeaseUntil is when the claim lapses and another worker may take the
+	// entry; it names the claim when the entry is settled.
+	LeaseUntil time.Time
+}
+
+// DueQueue is the expiry queue (the inventory keeps it next to the stock,
+// so that a reservation and its entry are written in one script).
+type DueQueue interface {
+	// Claim takes up to limit entries due at now from the queues of
+	// activityIDs (every activity's when empty), for this worker alone
+	// until the lease lapses.
+	Claim(ctx context.Context, activityIDs []int64, now time.Time, limit int, lease time.Duration) ([]DueEntry, error)
+	// Ack removes entries whose work is done.
+	Ack(ctx context.Context, entries []DueEntry) error
+	// Requeue puts entries back, due at at.
+	Requeue(ctx context.Context, entries []DueEntry, at time.Time) error
+}
+
+// Transitions moves stored orders between states, each move one
+// conditional UPDATE, so that of two racing moves exactly one wins.
+type Transitions interface {
+	// EndUnpaid moves those of ids that are PENDING_PAYMENT to to
+	// (CANCELLED or EXPIRED) and returns the ids it moved.
+	EndUnpaid(ctx context.Context, ids []int64, to Status) ([]int64, error)
+	// Statuses returns the status of every stored order among ids.
+	Statuses(ctx context.Context, ids []int64) (map[int64]Status, error)
+}
+
+// Releaser gives back the stock of an order that ended unpaid.
+type Releaser interface {
+	// Release is idempotent; it fails with ErrConflict, releasing
+	// nothing, when the reservation is confirmed (paid).
+	Release(ctx context.Context, activityID, orderID int64) error
+}
+
+// ReservationStatus is where an order's reservation stands in the
+// inventory.
+type ReservationStatus string
+
+// The reservation statuses.
+const (
+	ReservationReserved  ReservationStatus = "RESERVED"
+	ReservationConfirmed ReservationStatus = "CONFIRMED"
+	ReservationReleased  ReservationStatus = "RELEASED"
+)
+
+// ReservationState is what the expiry worker needs to know of a
+// reservation whose order is not stored.
+type ReservationState struct {
+	Status    ReservationStatus
+	ExpiresAt time.Time
+	// Ordered: the order consumer marked it, so its order is stored or
+	// about to be.
+	Ordered bool
+	// Unpublished: it was released as unpublished, so no order will ever
+	// be stored for it.
+	Unpublished bool
+}
+
+// ExpiryStock is what the expiry worker needs of the inventory.
+type ExpiryStock interface {
+	Releaser
+	// ReleaseUnpublished is Inventory.ReleaseUnpublished.
+	ReleaseUnpublished(ctx context.Context, activityID, orderID int64) error
+	// Reservation fails with ErrNotFound when nothing was reserved.
+	Reservation(ctx context.Context, activityID, orderID int64) (ReservationState, error)
+}
+
+// ExpirerConfig holds an Expirer's dependencies and settings. Zero
+// settings take the defaults below.
+type ExpirerConfig struct {
+	Queue  DueQueue
+	Orders Transitions
+	Stock  ExpiryStock
+	// Clock says what is due: a manual clock in tests moves deadlines
+	// past without waiting.
+	Clock clock.Clock
+	// Activities limits the worker to these activities' queues; empty
+	// means every preheated activity.
+	Activities []int64
+	// Batch is how many entries one claim takes (at most 1000).
+	Batch int
+	// Lease is how long a claim is the worker's alone: longer than a
+	// batch takes, short enough that a crashed worker's entries are
+	// retried soon.
+	Lease time.Duration
+	// Poll is how long the worker waits after a claim that was not full.
+	Poll time.Duration
+	// RequeueDelay is how long an entry whose order is not stored yet
+	// waits before it is looked at again.
+	RequeueDelay time.Duration
+	// OrphanAfter is how long after its deadline a reservation whose
+	// order never reached Postgres is given up: its event was lost along
+	// with the compensating release (see Service.PlaceSeckillOrder), and
+	// it is released as unpublished.
+	OrphanAfter time.Duration
+	// Parallel bounds the releases in flight within a batch.
+	Parallel int
+	Logger   *slog.Logger
+}
+
+// Defaults of the Expirer's settings.
+const (
+	DefaultExpiryBatch        = 500
+	DefaultExpiryLease        = 30 * time.Second
+	DefaultExpiryPoll         = time.Second
+	DefaultExpiryRequeueDelay = time.Second
+	DefaultExpiryOrphanAfter  = 10 * time.Minute
+	DefaultExpiryParallel     = 16
+)
+
+// Expirer moves orders past their payment deadline from PENDING_PAYMENT to
+// EXPIRED and gives their stock back. Any number of Expirers, in any
+// number of processes, may run at once: a claim hands each due entry to
+// one of them, and every step is idempotent, so an entry retried after a
+// crash is finished, never done twice.
+type Expirer struct {
+	cfg ExpirerConfig
+}
+
+// NewExpirer returns an Expirer over cfg.
+func NewExpirer(cfg ExpirerConfig) *Expirer {
+	defaults := []struct {
+		v *time.Duration
+		d time.Duration
+	}{
+		{&cfg.Lease, DefaultExpiryLease}, {&cfg.Poll, DefaultExpiryPoll},
+		{&cfg.RequeueDelay, DefaultExpiryRequeueDelay}, {&cfg.OrphanAfter, DefaultExpiryOrphanAfter},
+	}
+	for _, d := range defaults {
+		if *d.v <= 0 {
+			*d.v = d.d
+		}
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultExpiryBatch
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = DefaultExpiryParallel
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Expirer{cfg: cfg}
+}
+
+// Run expires due orders until ctx ends. A full batch is followed by the
+// next claim at once, so a backlog drains at the speed of the work; a
+// partial one by a wait of Poll. Failures are logged and retried: their
+// claims lapse and come back.
+func (e *Expirer) Run(ctx context.Context) error {
+	for {
+		n, err := e.RunOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			e.cfg.Logger.WarnContext(ctx, "expiry batch failed; its entries are retried when their lease lapses", "err", err)
+		}
+		if n == e.cfg.Batch && err == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(e.cfg.Poll):
+		}
+	}
+}
+
+// settlement is what becomes of a claimed entry.
+type settlement int
+
+const (
+	// keep leaves the entry claimed after a failure: the lease lapses and
+	// a later claim retries it.
+	keep settlement = iota
+	ack
+	// requeue looks at the entry again after RequeueDelay.
+	requeue
+	// park looks at it again after OrphanAfter: something is stuck that
+	// a person should look at, and retrying every second would not help.
+	park
+)
+
+// RunOnce claims one batch of due entries and settles it, returning how
+// many entries it claimed. One conditional UPDATE expires the batch's
+// orders that are still PENDING_PAYMENT; then each entry is settled by
+// its order's state:
+//
+//   - expired now, or found EXPIRED or CANCELLED: release the stock, then
+//     acknowledge. Releasing again is harmless, and it finishes the work
+//     of a worker or a cancel that died between its UPDATE and its release.
+//   - PAID or later: acknowledge; the payment confirmed the reservation.
+//   - not stored: the order consumer is behind, so look again shortly,
+//     never drop; unless the reservation says no order will come.
+func (e *Expirer) RunOnce(ctx context.Context) (int, error) {
+	now := e.cfg.Clock.Now()
+	entries, err := e.cfg.Queue.Claim(ctx, e.cfg.Activities, now, e.cfg.Batch, e.cfg.Lease)
+	if err != nil || len(entries) == 0 {
+		return len(entries), err
+	}
+	ids := make([]int64, len(entries))
+	for i, en := range entries {
+		ids[i] = en.OrderID
+	}
+	expired, err := e.cfg.Orders.EndUnpaid(ctx, ids, StatusExpired)
+	if err != nil {
+		return len(entries), fmt.Errorf("expire %d orders: %w", len(ids), err)
+	}
+	won := make(map[int64]bool, len(expired))
+	for _, id := range expired {
+		won[id] = true
+	}
+	var others []int64
+	for _, id := range ids {
+		if !won[id] {
+			others = append(others, id)
+		}
+	}
+	statuses := map[int64]Status{}
+	if len(others) > 0 {
+		if statuses, err = e.cfg.Orders.Statuses(ctx, others); err != nil {
+			return len(entries), fmt.Errorf("expire: statuses of %d orders: %w", len(others), err)
+		}
+	}
+	for _, id := range expired {
+		statuses[id] = StatusExpired
+	}
+
+	outcomes := make([]settlement, len(entries))
+	sem := make(chan struct{}, e.cfg.Parallel)
+	var wg sync.WaitGroup
+	for i, en := range entries {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			st, stored := statuses[en.OrderID]
+			outcomes[i] = e.settle(ctx, en, st, stored, now)
+		})
+	}
+	wg.Wait()
+
+	groups := map[settlement][]DueEntry{}
+	for i, en := range entries {
+		groups[outcomes[i]] = append(groups[outcomes[i]], en)
+	}
+	var errs []error
+	if g := groups[keep]; len(g) > 0 {
+		errs = append(errs, fmt.Errorf("%d entries left claimed after failures, retried when their lease lapses", len(g)))
+	}
+	if g := groups[ack]; len(g) > 0 {
+		errs = append(errs, e.cfg.Queue.Ack(ctx, g))
+	}
+	if g := groups[requeue]; len(g) > 0 {
+		errs = append(errs, e.cfg.Queue.Requeue(ctx, g, now.Add(e.cfg.RequeueDelay)))
+	}
+	if g := groups[park]; len(g) > 0 {
+		errs = append(errs, e.cfg.Queue.Requeue(ctx, g, now.Add(e.cfg.OrphanAfter)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return len(entries), fmt.Errorf("expire: settle: %w", err)
+	}
+	return len(entries), nil
+}
+
+// settle decides one entry, given its order's stored status (stored false
+// when there is no row).
+func (e *Expirer) settle(ctx context.Context, en DueEntry, st Status, stored bool, now time.Time) settlement {
+	switch {
+	case !stored:
+		return e.unstored(ctx, en, now)
+	case st == StatusExpired || st == StatusCancelled:
+		return e.release(ctx, en)
+	case st == StatusPendingPayment:
+		// Stored between the UPDATE and the read of its status.
+		return requeue
+	default:
+		return ack
+	}
+}
+
+// release gives an order's stock back after it ended unpaid.
+func (e *Expirer) release(ctx context.Context, en DueEntry) settlement {
+	err := e.cfg.Stock.Release(ctx, en.ActivityID, en.OrderID)
+	switch {
+	case err == nil:
+		return ack
+	case errors.Is(err, ErrConflict):
+		// Paid and ended unpaid at once: the payment side confirmed a
+		// reservation whose order it lost the race for. The stock stays
+		// sold; the payment service refunds the money.
+		e.cfg.Logger.ErrorContext(ctx, "order ended unpaid but its reservation is confirmed",
+			"order_id", en.OrderID, "activity_id", en.ActivityID)
+		return ack
+	default:
+		e.cfg.Logger.WarnContext(ctx, "release of an ended order failed; retried when the claim lapses",
+			"order_id", en.OrderID, "activity_id", en.ActivityID, "err", err)
+		return keep
+	}
+}
+
+// unstored decides an entry whose order has no row (yet).
+func (e *Expirer) unstored(ctx context.Context, en DueEntry, now time.Time) settlement {
+	r, err := e.cfg.Stock.Reservation(ctx, en.ActivityID, en.OrderID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return ack // nothing was reserved, so nothing is held
+	case err != nil:
+		e.cfg.Logger.WarnContext(ctx, "reservation of an unstored due order unreadable; retried when the claim lapses",
+			"order_id", en.OrderID, "err", err)
+		return keep
+	case r.Unpublished:
+		// The placing service could not publish the order and gave the
+		// stock back; the consumer drops the event if it ever comes.
+		return ack
+	case now.Before(r.ExpiresAt.Add(e.cfg.OrphanAfter)):
+		// The consumer is behind; it may even store the order after its
+		// deadline, and the next look expires it then.
+		return requeue
+	case r.Status != ReservationReserved || r.Ordered:
+		e.cfg.Logger.ErrorContext(ctx, "order still not stored long after its deadline",
+			"order_id", en.OrderID, "activity_id", en.ActivityID, "reservation", r.Status, "ordered", r.Ordered)
+		return park
+	}
+	// The event never reached the consumer: its publish failed, and so
+	// did the release that should have followed. Releasing as unpublished
+	// decides atomically against a late consumer's mark.
+	err = e.cfg.Stock.ReleaseUnpublished(ctx, en.ActivityID, en.OrderID)
+	switch {
+	case err == nil:
+		e.cfg.Logger.WarnContext(ctx, "released the stock of an order that never reached the store",
+			"order_id", en.OrderID, "activity_id", en.ActivityID)
+		return ack
+	case errors.Is(err, ErrAlreadyOrdered):
+		return requeue
+	default:
+		e.cfg.Logger.WarnContext(ctx, "unpublished release of an orphaned reservation failed", "order_id", en.OrderID, "err", err)
+		return keep
+	}
+}
