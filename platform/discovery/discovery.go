@@ -31,8 +31,9 @@ type Config struct {
 	// disables Consul.
 	ConsulAddr string
 	// AdvertiseHost is the host other services reach this process on
-	// (default: the host name, which is the container's name under
-	// docker compose and the pod's under Kubernetes).
+	// (default: the first non-loopback IPv4 address of the machine, which
+	// is the container's address under docker compose and the pod's under
+	// Kubernetes; then the host name).
 	AdvertiseHost string
 	// CheckInterval is how often Consul checks the gRPC health service
 	// (default 5s).
@@ -156,8 +157,8 @@ func (c *Consul) registration(service string, lis net.Listener) (*api.AgentServi
 	}
 	host := c.cfg.AdvertiseHost
 	if host == "" {
-		if host, err = os.Hostname(); err != nil {
-			return nil, fmt.Errorf("discovery: host name: %w", err)
+		if host, err = advertiseHost(); err != nil {
+			return nil, err
 		}
 	}
 	addr := net.JoinHostPort(host, portStr)
@@ -173,6 +174,25 @@ func (c *Consul) registration(service string, lis net.Listener) (*api.AgentServi
 			DeregisterCriticalServiceAfter: deregisterAfter,
 		},
 	}, nil
+}
+
+// advertiseHost is the machine's first non-loopback IPv4 address, or its
+// host name when it has none. A container's host name (its id under
+// docker compose) is not always resolvable by the others; its address is.
+func advertiseHost() (string, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+				return ipn.IP.String(), nil
+			}
+		}
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("discovery: no address to advertise: %w", err)
+	}
+	return host, nil
 }
 
 // retry runs op until it succeeds or ctx ends, backing off exponentially.

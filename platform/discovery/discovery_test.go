@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -270,5 +271,28 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Without FLASHSALE_ADVERTISE_HOST an instance advertises an address the
+// others can dial: not loopback, and its check targets the same place.
+func TestAnnounceAdvertisesAReachableAddress(t *testing.T) {
+	f := mustStartFakeConsul(t)
+	c := mustOpen(t, f)
+	c.cfg.AdvertiseHost = ""
+	lis, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	reg, err := c.registration("order", lis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := net.ParseIP(reg.Address); ip != nil && ip.IsLoopback() {
+		t.Errorf("advertised %s, a loopback address", reg.Address)
+	}
+	if got, want := reg.Check.GRPC, net.JoinHostPort(reg.Address, strconv.Itoa(reg.Port)); got != want {
+		t.Errorf("check target %s, want the advertised %s", got, want)
 	}
 }
