@@ -59,10 +59,16 @@ func TestMarkPaid(t *testing.T) {
 	}{
 		{name: "pending order is paid and confirmed", paymentID: 5, wantAcc: true, wantStatus: order.StatusPaid, wantConf: 1},
 		{name: "a retry of the same payment is accepted and confirms again", paymentID: 5,
-			setup:   func(f *fakes, o order.Order) { o.Status, o.PaymentID, o.PaidAt = order.StatusPaid, 5, paidAt; f.stored[o.ID] = o },
+			setup: func(f *fakes, o order.Order) {
+				o.Status, o.PaymentID, o.PaidAt = order.StatusPaid, 5, paidAt
+				f.stored[o.ID] = o
+			},
 			wantAcc: true, wantStatus: order.StatusPaid, wantConf: 1},
 		{name: "paid by another payment", paymentID: 6,
-			setup:   func(f *fakes, o order.Order) { o.Status, o.PaymentID, o.PaidAt = order.StatusPaid, 5, paidAt; f.stored[o.ID] = o },
+			setup: func(f *fakes, o order.Order) {
+				o.Status, o.PaymentID, o.PaidAt = order.StatusPaid, 5, paidAt
+				f.stored[o.ID] = o
+			},
 			wantAcc: false, wantStatus: order.StatusPaid},
 		{name: "expired", paymentID: 5,
 			setup:   func(f *fakes, o order.Order) { o.Status = order.StatusExpired; f.stored[o.ID] = o },
