@@ -175,7 +175,7 @@ type Ledger interface {
 	// RefundDone records the channel's refund number and moves the
 	// payment to REFUNDED.
 	RefundDone(ctx context.Context, r Refund, refundNo string) error
-	// Stuck returns up to limit PAYING payments created in [from, to).
+	// Stuck returns up to limit PAYING payments created in [from, to].
 	Stuck(ctx context.Context, from, to time.Time, limit int) ([]Payment, error)
 	// Unsettled returns up to limit SUCCEEDED payments whose order has not
 	// answered yet or that wait for their refund.

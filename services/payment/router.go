@@ -180,7 +180,7 @@ func (r *Router) state(rt *route) ChannelState {
 	b := breakerName(rt.breaker.State())
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rate, lat := rt.health()
+	rate, lat := rt.health(r.cfg.TripCalls)
 	return ChannelState{Name: rt.name, Weight: rt.weight, Enabled: rt.enabled, Breaker: b,
 		SuccessRate: rate, Latency: lat, Calls: len(rt.recent)}
 }
@@ -196,10 +196,12 @@ func breakerName(s gobreaker.State) string {
 	}
 }
 
-// health is the success rate and mean latency of the recent calls; a
-// channel without calls counts as healthy. Callers hold r.mu.
-func (rt *route) health() (float64, time.Duration) {
-	if len(rt.recent) == 0 {
+// health is the success rate and mean latency of the recent calls. Under
+// minCalls calls say too little to judge, and the channel counts as
+// healthy: its breaker, which trips on as many calls, is what cuts off a
+// channel that fails from the start. Callers hold r.mu.
+func (rt *route) health(minCalls uint32) (float64, time.Duration) {
+	if len(rt.recent) == 0 || len(rt.recent) < int(minCalls) {
 		return 1, 0
 	}
 	ok, total := 0, time.Duration(0)
@@ -214,19 +216,21 @@ func (rt *route) health() (float64, time.Duration) {
 
 // score is the channel's share of traffic: weight × success rate ×
 // a latency factor that halves at LatencyRef. A half-open channel gets a
-// tenth, enough for its probes; an open or disabled one none. Callers
+// tenth of its weight, enough for its probes; an open or disabled one
+// none. Callers
 // hold r.mu.
 func (r *Router) score(rt *route, breaker gobreaker.State) float64 {
 	if !rt.enabled || rt.weight == 0 || breaker == gobreaker.StateOpen {
 		return 0
 	}
-	rate, lat := rt.health()
-	ref := float64(r.cfg.LatencyRef)
-	s := float64(rt.weight) * rate * ref / (ref + float64(lat))
 	if breaker == gobreaker.StateHalfOpen {
-		s /= 10
+		// The window still holds the failures that opened the breaker;
+		// the probes decide now, not the window.
+		return float64(rt.weight) / 10
 	}
-	return s
+	rate, lat := rt.health(r.cfg.TripCalls)
+	ref := float64(r.cfg.LatencyRef)
+	return float64(rt.weight) * rate * ref / (ref + float64(lat))
 }
 
 // Candidates returns the channels to try, in order: the preferred one
@@ -250,7 +254,7 @@ func (r *Router) Candidates(preferred string) ([]string, error) {
 		if !ok {
 			return nil, fmt.Errorf("route: %w: unknown channel %q", ErrInvalid, preferred)
 		}
-		if rate, _ := rt.health(); rt.enabled && states[preferred] == gobreaker.StateClosed && rate >= r.cfg.HealthyRate {
+		if rate, _ := rt.health(r.cfg.TripCalls); rt.enabled && states[preferred] == gobreaker.StateClosed && rate >= r.cfg.HealthyRate {
 			out = append(out, preferred)
 		}
 	}

@@ -177,9 +177,9 @@ func (l *Ledger) RefundDone(ctx context.Context, r payment.Refund, refundNo stri
 	})
 }
 
-// Stuck returns PAYING payments created in [from, to), oldest first.
+// Stuck returns PAYING payments created in [from, to], oldest first.
 func (l *Ledger) Stuck(ctx context.Context, from, to time.Time, limit int) ([]payment.Payment, error) {
-	found, err := l.query(ctx, `WHERE status = 'PAYING' AND created_at >= $1 AND created_at < $2
+	found, err := l.query(ctx, `WHERE status = 'PAYING' AND created_at >= $1 AND created_at <= $2
 		ORDER BY created_at LIMIT $3`, from, to, limit)
 	if err != nil {
 		return nil, fmt.Errorf("stuck payments: %w", err)
