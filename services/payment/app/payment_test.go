@@ -176,23 +176,36 @@ func TestPaymentAfterExpiryIsRefunded(t *testing.T) {
 	}
 }
 
-// mustExpire does what the expiry worker does: one conditional update
-// from PENDING_PAYMENT to EXPIRED, then, if it won, the release of the
-// stock. It reports whether it won.
-func mustExpire(tb testing.TB, p *platform, o order) bool {
-	tb.Helper()
+// expire does what the expiry worker does: one conditional update from
+// PENDING_PAYMENT to EXPIRED, then, if it won, the release of the stock.
+func expire(p *platform, o order) error {
 	tag, err := p.orders.Exec(context.Background(), `UPDATE orders SET status = 'EXPIRED', updated_at = now()
 		WHERE order_id = $1 AND status = 'PENDING_PAYMENT'`, o.ID)
-	if err != nil {
+	if err != nil || tag.RowsAffected() == 0 {
+		return err
+	}
+	_, err = p.inventory.Release(context.Background(), &inventoryv1.ReleaseRequest{ActivityId: o.ActivityID, OrderId: o.ID})
+	return err
+}
+
+// mustExpire expires the order; it must win.
+func mustExpire(tb testing.TB, p *platform, o order) {
+	tb.Helper()
+	if err := expire(p, o); err != nil {
 		tb.Fatal(err)
 	}
-	if tag.RowsAffected() == 0 {
-		return false
+	if st := p.orderStatus(tb, o); st != expired {
+		tb.Fatalf("order %s after expiring it, want EXPIRED", st)
 	}
-	if _, err := p.inventory.Release(context.Background(), &inventoryv1.ReleaseRequest{ActivityId: o.ActivityID, OrderId: o.ID}); err != nil {
-		tb.Fatal(err)
+}
+
+// tradeNo is the channel's trade of a payment.
+func tradeNo(tb testing.TB, p *platform, pay *paymentv1.Payment) string {
+	tr, ok := p.sim.Trade(pay.GetChannel(), formatID(pay.GetPaymentId()))
+	if !ok {
+		tb.Errorf("no trade for payment %d", pay.GetPaymentId())
 	}
-	return true
+	return tr.TradeNo
 }
 
 func TestDroppedCallbackRepairedByQuery(t *testing.T) {
@@ -273,21 +286,26 @@ func channelState(tb testing.TB, p *platform, name string) *paymentv1.Channel {
 }
 
 func TestOutageShiftsRoutingAndBreakerRecovers(t *testing.T) {
-	p := MustPlatform(t, func(c *app.Config) { c.Router.OpenFor = 300 * time.Millisecond })
+	p := MustPlatform(t, func(c *app.Config) { c.Router.OpenFor = time.Second })
 	ctx := context.Background()
 	if err := p.sim.SetBehaviour("alipay", channelsim.Behaviour{Down: true}); err != nil {
 		t.Fatal(err)
 	}
 	orders := p.MustOrders(t, 14)
 	// Buyers prefer alipay; while it is down every payment still goes
-	// through, on the other channels, and alipay's breaker opens.
-	for _, o := range orders[:10] {
+	// through, on the other channels, and alipay's breaker opens after
+	// TripCalls (5) failures.
+	opened := 0
+	for i, o := range orders[:10] {
 		if pay := p.MustPay(t, o, "alipay"); pay.GetChannel() == "alipay" {
 			t.Fatalf("order %d paid through alipay during its outage", o.ID)
 		}
+		if opened == 0 && channelState(t, p, "alipay").GetBreaker() == payment.BreakerOpen {
+			opened = i + 1
+		}
 	}
-	if c := channelState(t, p, "alipay"); c.GetBreaker() != payment.BreakerOpen {
-		t.Fatalf("alipay breaker %s after the outage, want open", c.GetBreaker())
+	if opened != 5 {
+		t.Fatalf("alipay breaker opened after %d payments, want 5", opened)
 	}
 	// Back up: after OpenFor the breaker lets a probe through. Only
 	// alipay is enabled, so the next payment is the probe.
@@ -338,8 +356,21 @@ func TestPaymentRacesExpiry(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for i, o := range orders {
-		wg.Go(func() { p.MustBuyerPays(t, pays[i]) })
-		wg.Go(func() { mustExpire(t, p, o) })
+		// t.Fatal may not be called off the test's goroutine: these
+		// report with t.Error.
+		wg.Go(func() {
+			if _, err := p.sim.Pay(pays[i].GetChannel(), tradeNo(t, p, pays[i])); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			// Staggered, so that the callback wins some races and the
+			// expiry others.
+			time.Sleep(time.Duration(i%20) * 20 * time.Millisecond)
+			if err := expire(p, o); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 	wg.Wait()
 	var paidN, expiredN int
