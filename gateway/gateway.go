@@ -20,6 +20,7 @@ import (
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
 
@@ -28,6 +29,8 @@ import (
 type Options struct {
 	Product productv1.ProductServiceClient
 	Order   orderv1.OrderServiceClient
+	// Payment serves the payment routes; nil leaves them out.
+	Payment paymentv1.PaymentServiceClient
 	// Redis holds the per-user rate limits shared by every replica; nil
 	// disables them.
 	Redis redis.UniversalClient
@@ -206,6 +209,9 @@ func (g *Gateway) routes() {
 	g.route("GET /api/v1/orders/{order_id}", routeSpec{access: userOnly, limit: api}, g.getOrder)
 	g.route("GET /api/v1/orders", routeSpec{access: userOnly, limit: api}, g.listOrders)
 	g.route("POST /api/v1/orders/{order_id}/cancel", routeSpec{access: userOnly, limit: api}, g.cancelOrder)
+	if g.opts.Payment != nil {
+		g.paymentRoutes()
+	}
 
 	// Probes and scrapes are never rate limited: a gateway that sheds
 	// load must still look alive and be observable.

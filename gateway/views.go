@@ -75,6 +75,9 @@ func viewOrder(o *orderv1.Order) api.Order {
 	if o.GetActivityId() != 0 {
 		v.ActivityID = formatID(o.GetActivityId())
 	}
+	if pay := o.GetPayment(); pay != nil {
+		v.Payment = &api.OrderPayment{PaymentID: formatID(pay.GetPaymentId()), Channel: pay.GetChannel(), Status: pay.GetStatus()}
+	}
 	for _, l := range o.GetLines() {
 		v.Lines = append(v.Lines, api.OrderLine{
 			LineID:    formatID(l.GetLineId()),

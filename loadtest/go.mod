@@ -17,8 +17,10 @@ replace (
 	github.com/flashsale/flashsale/gateway => ../gateway
 	github.com/flashsale/flashsale/platform => ../platform
 	github.com/flashsale/flashsale/proto => ../proto
+	github.com/flashsale/flashsale/services/channelsim => ../services/channelsim
 	github.com/flashsale/flashsale/services/inventory => ../services/inventory
 	github.com/flashsale/flashsale/services/order => ../services/order
+	github.com/flashsale/flashsale/services/payment => ../services/payment
 	github.com/flashsale/flashsale/services/product => ../services/product
 )
 
@@ -34,6 +36,8 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/flashsale/flashsale/services/channelsim v0.0.0 // indirect
+	github.com/flashsale/flashsale/services/payment v0.0.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-redis/redis_rate/v10 v10.0.1 // indirect
@@ -52,6 +56,7 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/segmentio/kafka-go v0.4.51 // indirect
+	github.com/sony/gobreaker/v2 v2.4.0 // indirect
 	github.com/twmb/franz-go v1.21.7 // indirect
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260515175617-8268a5d078c0 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.13.1 // indirect

@@ -5,8 +5,10 @@ go 1.26.0
 require (
 	github.com/flashsale/flashsale/gateway v0.0.0
 	github.com/flashsale/flashsale/platform v0.0.0
+	github.com/flashsale/flashsale/services/channelsim v0.0.0
 	github.com/flashsale/flashsale/services/inventory v0.0.0
 	github.com/flashsale/flashsale/services/order v0.0.0
+	github.com/flashsale/flashsale/services/payment v0.0.0
 	github.com/flashsale/flashsale/services/product v0.0.0
 )
 
@@ -34,6 +36,7 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/redis/go-redis/v9 v9.23.0 // indirect
 	github.com/segmentio/kafka-go v0.4.51 // indirect
+	github.com/sony/gobreaker/v2 v2.4.0 // indirect
 	github.com/twmb/franz-go v1.21.7 // indirect
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260515175617-8268a5d078c0 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.13.1 // indirect
@@ -64,7 +67,9 @@ replace (
 	github.com/flashsale/flashsale/gateway => ../../gateway
 	github.com/flashsale/flashsale/platform => ../../platform
 	github.com/flashsale/flashsale/proto => ../../proto
+	github.com/flashsale/flashsale/services/channelsim => ../../services/channelsim
 	github.com/flashsale/flashsale/services/inventory => ../../services/inventory
 	github.com/flashsale/flashsale/services/order => ../../services/order
+	github.com/flashsale/flashsale/services/payment => ../../services/payment
 	github.com/flashsale/flashsale/services/product => ../../services/product
 )

@@ -69,6 +69,37 @@ type Order struct {
 	CreatedAt  *time.Time  `json:"created_at,omitempty"`
 	ExpiresAt  *time.Time  `json:"expires_at,omitempty"`
 	PaidAt     *time.Time  `json:"paid_at,omitempty"`
+	// Payment is the payment that paid the order; absent until paid.
+	Payment *OrderPayment `json:"payment,omitempty"`
+}
+
+// OrderPayment names the payment of a paid order.
+type OrderPayment struct {
+	PaymentID string `json:"payment_id"`
+	Channel   string `json:"channel"`
+	Status    string `json:"status"`
+}
+
+// Payment is a payment of an order. Status is PAYING, SUCCEEDED, FAILED
+// or REFUNDED; PayURL is where the buyer confirms at the channel.
+type Payment struct {
+	PaymentID string `json:"payment_id"`
+	OrderID   string `json:"order_id"`
+	Channel   string `json:"channel"`
+	Amount    int64  `json:"amount"`
+	Status    string `json:"status"`
+	PayURL    string `json:"pay_url,omitempty"`
+}
+
+// Channel is a payment channel's routing state, the answer of
+// PUT /admin/v1/channels/{channel}.
+type Channel struct {
+	Channel     string  `json:"channel"`
+	Weight      int64   `json:"weight"`
+	Enabled     bool    `json:"enabled"`
+	Breaker     string  `json:"breaker"`
+	SuccessRate float64 `json:"success_rate"`
+	LatencyMS   float64 `json:"latency_ms"`
 }
 
 // ErrorBody is every non-2xx answer's body.

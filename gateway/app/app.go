@@ -23,6 +23,7 @@ import (
 	"github.com/flashsale/flashsale/platform/serve"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	// ProductAddr and OrderAddr are gRPC targets of the services.
 	ProductAddr string
 	OrderAddr   string
+	// PaymentAddr is the payment service's gRPC target; empty leaves the
+	// payment routes out.
+	PaymentAddr string
 	// RedisAddr holds the per-user rate limits.
 	RedisAddr string
 
@@ -78,6 +82,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		HTTPAddr:    env.String("FLASHSALE_HTTP_ADDR", "127.0.0.1:8080"),
 		ProductAddr: env.String("FLASHSALE_PRODUCT_ADDR", "127.0.0.1:9101"),
 		OrderAddr:   env.String("FLASHSALE_ORDER_ADDR", "127.0.0.1:9103"),
+		PaymentAddr: env.String("FLASHSALE_PAYMENT_ADDR", "127.0.0.1:9104"),
 		RedisAddr:   env.String("FLASHSALE_REDIS_ADDR", "127.0.0.1:6379"),
 		JWTSecret:   env.String("FLASHSALE_JWT_SECRET", ""),
 		DevTokens:   env.Bool("FLASHSALE_DEV_TOKENS", false),
@@ -135,19 +140,31 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("gateway: order: %w", err)
 	}
 	defer orderConn.Close()
+	ready := map[string]telemetry.Check{
+		"product": grpcHealth(productConn),
+		"order":   grpcHealth(orderConn),
+		"redis":   func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+	}
+	var payment paymentv1.PaymentServiceClient
+	if cfg.PaymentAddr != "" {
+		paymentConn, err := rpc.Dial(cfg.PaymentAddr)
+		if err != nil {
+			return fmt.Errorf("gateway: payment: %w", err)
+		}
+		defer paymentConn.Close()
+		payment = paymentv1.NewPaymentServiceClient(paymentConn)
+		ready["payment"] = grpcHealth(paymentConn)
+	}
 
 	gw, err := gateway.New(gateway.Options{
-		Product:  productv1.NewProductServiceClient(productConn),
-		Order:    orderv1.NewOrderServiceClient(orderConn),
-		Redis:    rdb,
-		Logger:   log,
-		Clock:    cfg.Clock,
-		Registry: telemetry.NewRegistry(),
-		Ready: map[string]telemetry.Check{
-			"product": grpcHealth(productConn),
-			"order":   grpcHealth(orderConn),
-			"redis":   func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		},
+		Product:           productv1.NewProductServiceClient(productConn),
+		Order:             orderv1.NewOrderServiceClient(orderConn),
+		Payment:           payment,
+		Redis:             rdb,
+		Logger:            log,
+		Clock:             cfg.Clock,
+		Registry:          telemetry.NewRegistry(),
+		Ready:             ready,
 		JWTSecret:         secret,
 		DevTokens:         cfg.DevTokens,
 		RouteLimit:        cfg.RouteLimit,

@@ -78,8 +78,8 @@ type Line struct {
 }
 
 // Order is an order with its lines. Total, Discount and Payable are the
-// sums over the lines. PaidAt is zero until the order is paid; ActivityID
-// is zero for regular orders.
+// sums over the lines. PaidAt, PaymentID and PaymentChannel are zero until
+// the order is paid; ActivityID is zero for regular orders.
 type Order struct {
 	ID             int64
 	UserID         int64
@@ -94,6 +94,8 @@ type Order struct {
 	CreatedAt      time.Time
 	ExpiresAt      time.Time
 	PaidAt         time.Time
+	PaymentID      int64
+	PaymentChannel string
 }
 
 // Limits of a seckill request.
