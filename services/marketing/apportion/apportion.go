@@ -75,9 +75,19 @@ func Split(amount int64, weights []int64) ([]int64, error) {
 	return shares, nil
 }
 
-// mulDiv returns a×w/sum rounded down, for 0 <= a <= sum and 0 <= w <=
-// sum, sum > 0. The product is computed in 128 bits; the quotient is at
-// most w, so it fits.
+// Scale returns amount×num/den rounded down, for a rate num/den between 0
+// and 1 (a percentage in basis points is Scale(amount, bp, 10000)). The
+// product is computed in 128 bits, so it cannot overflow.
+func Scale(amount, num, den int64) (int64, error) {
+	if amount < 0 || num < 0 || den <= 0 || num > den {
+		return 0, fmt.Errorf("%w: scaling %d by %d/%d", ErrInvalid, amount, num, den)
+	}
+	return mulDiv(num, amount, den), nil
+}
+
+// mulDiv returns a×w/sum rounded down, for 0 <= a <= sum and 0 <= w,
+// sum > 0. The product is computed in 128 bits; the quotient is at most
+// w, so it fits.
 func mulDiv(a, w, sum int64) int64 {
 	hi, lo := bits.Mul64(uint64(a), uint64(w))
 	q, _ := bits.Div64(hi, lo, uint64(sum))

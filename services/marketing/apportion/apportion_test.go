@@ -132,3 +132,28 @@ func TestRefund(t *testing.T) {
 		}
 	}
 }
+
+func TestScale(t *testing.T) {
+	tests := []struct {
+		name             string
+		amount, num, den int64
+		want             int64
+		wantErr          bool
+	}{
+		{"10% of 19.99 rounds down", 19_99, 1000, 10000, 1_99, false},
+		{"all", 5, 7, 7, 5, false},
+		{"nothing", 5, 0, 7, 0, false},
+		{"no overflow", math.MaxInt64, 9999, 10000, math.MaxInt64/10000*9999 + (math.MaxInt64%10000)*9999/10000, false},
+		{"rate above one", 5, 8, 7, 0, true},
+		{"negative amount", -5, 1, 2, 0, true},
+		{"zero denominator", 5, 0, 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := apportion.Scale(tt.amount, tt.num, tt.den)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Fatalf("Scale(%d, %d, %d) = %d, %v; want %d, error %v", tt.amount, tt.num, tt.den, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
