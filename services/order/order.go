@@ -75,8 +75,9 @@ type Line struct {
 }
 
 // Order is an order with its lines. Total, Discount and Payable are the
-// sums over the lines. PaidAt is zero until the order is paid; ActivityID
-// is zero for regular orders.
+// sums over the lines, Discount also the sum of Promotions. PaidAt is zero
+// until the order is paid; ActivityID is zero for regular orders, CouponID
+// for orders without a coupon.
 type Order struct {
 	ID             int64
 	UserID         int64
@@ -87,10 +88,21 @@ type Order struct {
 	Total          int64
 	Discount       int64
 	Payable        int64
+	Promotions     []Promotion
+	CouponID       int64
 	IdempotencyKey string
 	CreatedAt      time.Time
 	ExpiresAt      time.Time
 	PaidAt         time.Time
+}
+
+// Promotion is a promotion (or coupon) that took Amount off an order.
+// Kind is the marketing service's: SKU_DISCOUNT, FULL_REDUCTION or
+// COUPON.
+type Promotion struct {
+	ID     int64
+	Kind   string
+	Amount int64
 }
 
 // Limits of a seckill request.

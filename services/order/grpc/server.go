@@ -23,6 +23,7 @@ var Errors = errcode.Table{
 	{Err: order.ErrLimitExceeded, Code: errcode.LimitExceeded},
 	{Err: order.ErrActivityNotActive, Code: errcode.ActivityNotActive},
 	{Err: order.ErrUnavailable, Code: errcode.Unavailable},
+	{Err: order.ErrConflict, Code: errcode.Conflict},
 }
 
 // Server implements orderv1.OrderServiceServer over the domain service.
@@ -94,6 +95,10 @@ func toProto(o order.Order) *orderv1.Order {
 		CreatedAt:  timestamp(o.CreatedAt),
 		ExpiresAt:  timestamp(o.ExpiresAt),
 		PaidAt:     timestamp(o.PaidAt),
+		CouponId:   o.CouponID,
+	}
+	for _, p := range o.Promotions {
+		m.Promotions = append(m.Promotions, &orderv1.OrderPromotion{Id: p.ID, Kind: p.Kind, Amount: p.Amount})
 	}
 	for _, l := range o.Lines {
 		m.Lines = append(m.Lines, &orderv1.OrderLine{
