@@ -87,7 +87,7 @@ func newRegularService(c *checkout) *order.Service {
 	var next int64
 	return order.NewService(order.Config{
 		Activities: newFakes(), Catalog: c, Pricing: c, Regular: c,
-		Clock: clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)),
+		Clock:  clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)),
 		NextID: func() int64 { next++; return next },
 	})
 }
