@@ -63,6 +63,7 @@ replace (
 
 require (
 	github.com/flashsale/flashsale/services/inventory v0.0.0
+	github.com/flashsale/flashsale/services/marketing v0.0.0
 	github.com/flashsale/flashsale/services/order v0.0.0
 	github.com/flashsale/flashsale/services/product v0.0.0
 )
@@ -72,3 +73,5 @@ replace (
 	github.com/flashsale/flashsale/services/order => ../services/order
 	github.com/flashsale/flashsale/services/product => ../services/product
 )
+
+replace github.com/flashsale/flashsale/services/marketing => ../services/marketing
