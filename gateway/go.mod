@@ -59,6 +59,7 @@ require (
 replace (
 	github.com/flashsale/flashsale/platform => ../platform
 	github.com/flashsale/flashsale/proto => ../proto
+	github.com/flashsale/flashsale/services/marketing => ../services/marketing
 )
 
 require (
@@ -73,5 +74,3 @@ replace (
 	github.com/flashsale/flashsale/services/order => ../services/order
 	github.com/flashsale/flashsale/services/product => ../services/product
 )
-
-replace github.com/flashsale/flashsale/services/marketing => ../services/marketing

@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	github.com/flashsale/flashsale/deploy/local v0.0.0
-	github.com/flashsale/flashsale/gateway v0.0.0 // indirect
+	github.com/flashsale/flashsale/gateway v0.0.0
 	github.com/flashsale/flashsale/platform v0.0.0
 	github.com/flashsale/flashsale/proto v0.0.0
 	github.com/flashsale/flashsale/services/inventory v0.0.0
@@ -18,6 +18,7 @@ replace (
 	github.com/flashsale/flashsale/platform => ../platform
 	github.com/flashsale/flashsale/proto => ../proto
 	github.com/flashsale/flashsale/services/inventory => ../services/inventory
+	github.com/flashsale/flashsale/services/marketing => ../services/marketing
 	github.com/flashsale/flashsale/services/order => ../services/order
 	github.com/flashsale/flashsale/services/product => ../services/product
 )
@@ -33,6 +34,7 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/flashsale/flashsale/services/marketing v0.0.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-redis/redis_rate/v10 v10.0.1 // indirect

@@ -1,5 +1,6 @@
 // Package local runs the whole platform in one process on a local stack
-// (platform/localstack): inventory, product, order and the gateway, each
+// (platform/localstack): inventory, product, marketing, order and the
+// gateway, each
 // through the same app.Run its own binary uses, on free loopback ports with
 // static discovery. `make up`, `make demo` and the end-to-end tests use it.
 package local
@@ -21,6 +22,7 @@ import (
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
 	invapp "github.com/flashsale/flashsale/services/inventory/app"
+	marketingapp "github.com/flashsale/flashsale/services/marketing/app"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 	productapp "github.com/flashsale/flashsale/services/product/app"
 )
@@ -32,12 +34,13 @@ const (
 	ConsumerGroup     = "order-writer"
 	DBProduct         = "product"
 	DBOrders          = "orders"
+	DBMarketing       = "marketing"
 )
 
 // StackConfig is what the platform needs from the local stack.
 func StackConfig(log *slog.Logger) localstack.Config {
 	return localstack.Config{
-		Databases:  []string{DBProduct, DBOrders},
+		Databases:  []string{DBProduct, DBOrders, DBMarketing},
 		Topics:     []string{TopicOrdersPlaced, TopicOrdersDLQ},
 		Partitions: 8,
 		Logger:     log,
@@ -59,6 +62,7 @@ type Options struct {
 	AdjustOrder     func(*orderapp.Config)
 	AdjustProduct   func(*productapp.Config)
 	AdjustInventory func(*invapp.Config)
+	AdjustMarketing func(*marketingapp.Config)
 }
 
 // Platform is a running platform.
@@ -111,6 +115,11 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	prod.PostgresURL = stack.PostgresURL(DBProduct)
 	prod.InventoryAddr = addr(inv.GRPCListener)
 
+	mkt := marketingapp.ConfigFromEnv(defaults)
+	mkt.GRPCListener, mkt.AdminListener = lis.take(), lis.take()
+	mkt.Logger, mkt.Clock = log.With("service", "marketing"), clk
+	mkt.PostgresURL = stack.PostgresURL(DBMarketing)
+
 	ord := orderapp.ConfigFromEnv(defaults)
 	ord.GRPCListener, ord.AdminListener = lis.take(), lis.take()
 	ord.Logger, ord.Clock = log.With("service", "order"), clk
@@ -119,6 +128,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	ord.KafkaBrokers = stack.KafkaBrokers
 	ord.InventoryAddr = addr(inv.GRPCListener)
 	ord.ProductAddr = addr(prod.GRPCListener)
+	ord.MarketingAddr = addr(mkt.GRPCListener)
 
 	gw := gwapp.ConfigFromEnv(defaults)
 	if opts.HTTPAddr != "" {
@@ -135,6 +145,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	gw.RedisAddr = stack.RedisAddr
 	gw.ProductAddr = addr(prod.GRPCListener)
 	gw.OrderAddr = addr(ord.GRPCListener)
+	gw.MarketingAddr = addr(mkt.GRPCListener)
 	gw.JWTSecret = secret
 	gw.DevTokens = true
 	if lis.err != nil {
@@ -147,6 +158,9 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	if opts.AdjustProduct != nil {
 		opts.AdjustProduct(&prod)
 	}
+	if opts.AdjustMarketing != nil {
+		opts.AdjustMarketing(&mkt)
+	}
 	if opts.AdjustOrder != nil {
 		opts.AdjustOrder(&ord)
 	}
@@ -158,6 +172,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	p := &Platform{GatewayURL: "http://" + addr(gw.HTTPListener), JWTSecret: secret, cancel: cancel, failed: make(chan struct{})}
 	p.run(runCtx, "inventory", func(ctx context.Context) error { return invapp.Run(ctx, inv) })
 	p.run(runCtx, "product", func(ctx context.Context) error { return productapp.Run(ctx, prod) })
+	p.run(runCtx, "marketing", func(ctx context.Context) error { return marketingapp.Run(ctx, mkt) })
 	p.run(runCtx, "order", func(ctx context.Context) error { return orderapp.Run(ctx, ord) })
 	p.run(runCtx, "gateway", func(ctx context.Context) error { return gwapp.Run(ctx, gw) })
 

@@ -60,7 +60,6 @@ replace (
 	github.com/flashsale/flashsale/platform => ../../platform
 	github.com/flashsale/flashsale/proto => ../../proto
 	github.com/flashsale/flashsale/services/inventory => ../inventory
+	github.com/flashsale/flashsale/services/marketing => ../marketing
 	github.com/flashsale/flashsale/services/product => ../product
 )
-
-replace github.com/flashsale/flashsale/services/marketing => ../marketing
