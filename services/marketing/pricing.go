@@ -1,6 +1,7 @@
 package marketing
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -133,18 +134,8 @@ func activeByID(promotions []Promotion, now time.Time) []Promotion {
 			out = append(out, p)
 		}
 	}
-	slices.SortFunc(out, func(a, b Promotion) int { return compareInt64(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b Promotion) int { return cmp.Compare(a.ID, b.ID) })
 	return out
-}
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // skuDiscounts applies step 1.

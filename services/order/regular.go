@@ -176,8 +176,11 @@ func (s *Service) price(ctx context.Context, userID int64, lines []CartLine, cou
 	return o, nil
 }
 
-// validateCart checks a regular cart: a user, 1..MaxCartLines lines with
-// distinct SKUs and quantities 1..MaxQuantity, no negative coupon id.
+// validateCart checks what the order service needs of a regular cart: a
+// user, a coupon id that is not negative, and 1..MaxCartLines lines (which
+// bounds the price look-ups). The lines themselves (distinct SKUs,
+// quantities) are checked by the marketing service's quote, which every
+// cart goes through before anything is reserved.
 func validateCart(userID int64, lines []CartLine, couponID int64) error {
 	switch {
 	case userID <= 0:
@@ -186,18 +189,6 @@ func validateCart(userID int64, lines []CartLine, couponID int64) error {
 		return fmt.Errorf("%w: coupon id must be positive", ErrInvalid)
 	case len(lines) < 1 || len(lines) > MaxCartLines:
 		return fmt.Errorf("%w: %d lines, want 1..%d", ErrInvalid, len(lines), MaxCartLines)
-	}
-	seen := make(map[int64]bool, len(lines))
-	for _, l := range lines {
-		switch {
-		case l.SKUID <= 0:
-			return fmt.Errorf("%w: sku id %d is not positive", ErrInvalid, l.SKUID)
-		case seen[l.SKUID]:
-			return fmt.Errorf("%w: sku %d listed twice", ErrInvalid, l.SKUID)
-		case l.Quantity < 1 || l.Quantity > MaxQuantity:
-			return fmt.Errorf("%w: quantity %d of sku %d outside 1..%d", ErrInvalid, l.Quantity, l.SKUID, MaxQuantity)
-		}
-		seen[l.SKUID] = true
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,7 +25,7 @@ const uniqueViolation = "23505"
 // collide with ours and this transaction rolls back).
 func (s *Store) ReserveStock(ctx context.Context, orderID int64, lines []product.StockLine) (bool, error) {
 	sorted := slices.Clone(lines)
-	slices.SortFunc(sorted, func(a, b product.StockLine) int { return cmpInt64(a.SKUID, b.SKUID) })
+	slices.SortFunc(sorted, func(a, b product.StockLine) int { return cmp.Compare(a.SKUID, b.SKUID) })
 	replayed := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stock_reservations WHERE order_id = $1)`, orderID).Scan(&replayed); err != nil {
@@ -41,7 +42,7 @@ func (s *Store) ReserveStock(ctx context.Context, orderID int64, lines []product
 				return fmt.Errorf("take stock of sku %d: %w", l.SKUID, err)
 			}
 			if tag.RowsAffected() == 0 {
-				return s.whySoldOut(ctx, tx, l)
+				return whyShort(ctx, tx, l.SKUID, l.Quantity, product.ErrSoldOut)
 			}
 			skus[i], qtys[i] = l.SKUID, l.Quantity
 		}
@@ -62,20 +63,6 @@ func (s *Store) ReserveStock(ctx context.Context, orderID int64, lines []product
 	return replayed, nil
 }
 
-// whySoldOut tells apart the two reasons the conditional UPDATE matched
-// no row.
-func (s *Store) whySoldOut(ctx context.Context, tx pgx.Tx, l product.StockLine) error {
-	var stock int64
-	err := tx.QueryRow(ctx, `SELECT stock FROM products WHERE sku_id = $1`, l.SKUID).Scan(&stock)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("product %d: %w", l.SKUID, product.ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("select product %d: %w", l.SKUID, err)
-	}
-	return fmt.Errorf("%w: %d units of sku %d wanted, %d left", product.ErrSoldOut, l.Quantity, l.SKUID, stock)
-}
-
 // ReleaseStock marks the order's reservation released and gives its units
 // back, in one transaction; a released or missing reservation matches no
 // row, so releasing twice gives back nothing more.
@@ -91,7 +78,7 @@ func (s *Store) ReleaseStock(ctx context.Context, orderID int64) (bool, error) {
 		if err != nil {
 			return fmt.Errorf("release reservation: %w", err)
 		}
-		slices.SortFunc(lines, func(a, b product.StockLine) int { return cmpInt64(a.SKUID, b.SKUID) })
+		slices.SortFunc(lines, func(a, b product.StockLine) int { return cmp.Compare(a.SKUID, b.SKUID) })
 		for _, l := range lines {
 			if _, err := tx.Exec(ctx, `UPDATE products SET stock = stock + $2 WHERE sku_id = $1`, l.SKUID, l.Quantity); err != nil {
 				return fmt.Errorf("give back stock of sku %d: %w", l.SKUID, err)
@@ -101,14 +88,4 @@ func (s *Store) ReleaseStock(ctx context.Context, orderID int64) (bool, error) {
 		return nil
 	})
 	return released, err
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
