@@ -17,6 +17,7 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/flashsale/flashsale/proto v0.0.0 // indirect
+	github.com/flashsale/flashsale/services/marketing v0.0.0
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-redis/redis_rate/v10 v10.0.1 // indirect
@@ -69,6 +70,7 @@ replace (
 	github.com/flashsale/flashsale/proto => ../../proto
 	github.com/flashsale/flashsale/services/channelsim => ../../services/channelsim
 	github.com/flashsale/flashsale/services/inventory => ../../services/inventory
+	github.com/flashsale/flashsale/services/marketing => ../../services/marketing
 	github.com/flashsale/flashsale/services/order => ../../services/order
 	github.com/flashsale/flashsale/services/payment => ../../services/payment
 	github.com/flashsale/flashsale/services/product => ../../services/product

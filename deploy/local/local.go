@@ -1,7 +1,8 @@
 // Package local runs the whole platform in one process on a local stack
-// (platform/localstack): inventory, product, order, payment, the payment
-// channel simulator and the gateway, each through the same Run its own
-// binary uses, on free loopback ports with static discovery. `make up`, `make demo` and the end-to-end tests use it.
+// (platform/localstack): inventory, product, marketing, order, payment,
+// the payment channel simulator and the gateway, each through the same
+// app.Run its own binary uses, on free loopback ports with static
+// discovery. `make up`, `make demo` and the end-to-end tests use it.
 package local
 
 import (
@@ -22,6 +23,7 @@ import (
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/services/channelsim"
 	invapp "github.com/flashsale/flashsale/services/inventory/app"
+	marketingapp "github.com/flashsale/flashsale/services/marketing/app"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 	payapp "github.com/flashsale/flashsale/services/payment/app"
 	productapp "github.com/flashsale/flashsale/services/product/app"
@@ -35,12 +37,13 @@ const (
 	DBProduct         = "product"
 	DBOrders          = "orders"
 	DBPayment         = "payment"
+	DBMarketing       = "marketing"
 )
 
 // StackConfig is what the platform needs from the local stack.
 func StackConfig(log *slog.Logger) localstack.Config {
 	return localstack.Config{
-		Databases:  []string{DBProduct, DBOrders, DBPayment},
+		Databases:  []string{DBProduct, DBOrders, DBPayment, DBMarketing},
 		Topics:     []string{TopicOrdersPlaced, TopicOrdersDLQ},
 		Partitions: 8,
 		Logger:     log,
@@ -64,6 +67,7 @@ type Options struct {
 	AdjustInventory func(*invapp.Config)
 	AdjustPayment   func(*payapp.Config)
 	AdjustChannels  func(*channelsim.Config)
+	AdjustMarketing func(*marketingapp.Config)
 }
 
 // Platform is a running platform.
@@ -119,6 +123,11 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	prod.PostgresURL = stack.PostgresURL(DBProduct)
 	prod.InventoryAddr = addr(inv.GRPCListener)
 
+	mkt := marketingapp.ConfigFromEnv(defaults)
+	mkt.GRPCListener, mkt.AdminListener = lis.take(), lis.take()
+	mkt.Logger, mkt.Clock = log.With("service", "marketing"), clk
+	mkt.PostgresURL = stack.PostgresURL(DBMarketing)
+
 	ord := orderapp.ConfigFromEnv(defaults)
 	ord.GRPCListener, ord.AdminListener = lis.take(), lis.take()
 	ord.Logger, ord.Clock = log.With("service", "order"), clk
@@ -127,6 +136,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	ord.KafkaBrokers = stack.KafkaBrokers
 	ord.InventoryAddr = addr(inv.GRPCListener)
 	ord.ProductAddr = addr(prod.GRPCListener)
+	ord.MarketingAddr = addr(mkt.GRPCListener)
 
 	simLis := lis.take()
 	pay := payapp.ConfigFromEnv(defaults)
@@ -152,6 +162,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	gw.ProductAddr = addr(prod.GRPCListener)
 	gw.OrderAddr = addr(ord.GRPCListener)
 	gw.PaymentAddr = addr(pay.GRPCListener)
+	gw.MarketingAddr = addr(mkt.GRPCListener)
 	gw.JWTSecret = secret
 	gw.DevTokens = true
 	if lis.err != nil {
@@ -163,6 +174,9 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	}
 	if opts.AdjustProduct != nil {
 		opts.AdjustProduct(&prod)
+	}
+	if opts.AdjustMarketing != nil {
+		opts.AdjustMarketing(&mkt)
 	}
 	if opts.AdjustOrder != nil {
 		opts.AdjustOrder(&ord)
@@ -191,6 +205,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	p := &Platform{GatewayURL: "http://" + addr(gw.HTTPListener), JWTSecret: secret, Channels: sim, cancel: cancel, failed: make(chan struct{})}
 	p.run(runCtx, "inventory", func(ctx context.Context) error { return invapp.Run(ctx, inv) })
 	p.run(runCtx, "product", func(ctx context.Context) error { return productapp.Run(ctx, prod) })
+	p.run(runCtx, "marketing", func(ctx context.Context) error { return marketingapp.Run(ctx, mkt) })
 	p.run(runCtx, "order", func(ctx context.Context) error { return orderapp.Run(ctx, ord) })
 	p.run(runCtx, "channelsim", func(ctx context.Context) error { return sim.Serve(ctx, simLis) })
 	p.run(runCtx, "payment", func(ctx context.Context) error { return payapp.Run(ctx, pay) })

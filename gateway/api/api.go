@@ -37,7 +37,7 @@ type SeckillAccepted struct {
 // OrderLine is one line of an order: Amount = UnitPrice × Quantity and
 // Payable = Amount − Discount ≥ 0.
 type OrderLine struct {
-	LineID    string `json:"line_id"`
+	LineID    string `json:"line_id,omitempty"` // none in a quote
 	SKUID     string `json:"sku_id"`
 	Quantity  int64  `json:"quantity"`
 	UnitPrice int64  `json:"unit_price"`
@@ -56,16 +56,17 @@ type Promotion struct {
 // Order is an order; its Total, Discount and Payable are the sums over its
 // lines.
 type Order struct {
-	OrderID    string      `json:"order_id"`
+	OrderID    string      `json:"order_id,omitempty"` // none in a quote
 	UserID     string      `json:"user_id"`
 	Kind       string      `json:"kind"`
-	Status     string      `json:"status"`
+	Status     string      `json:"status,omitempty"` // none in a quote
 	ActivityID string      `json:"activity_id,omitempty"`
 	Lines      []OrderLine `json:"lines"`
 	Total      int64       `json:"total"`
 	Discount   int64       `json:"discount"`
 	Payable    int64       `json:"payable"`
 	Promotions []Promotion `json:"promotions"`
+	CouponID   string      `json:"coupon_id,omitempty"`
 	CreatedAt  *time.Time  `json:"created_at,omitempty"`
 	ExpiresAt  *time.Time  `json:"expires_at,omitempty"`
 	PaidAt     *time.Time  `json:"paid_at,omitempty"`
@@ -100,6 +101,34 @@ type Channel struct {
 	Breaker     string  `json:"breaker"`
 	SuccessRate float64 `json:"success_rate"`
 	LatencyMS   float64 `json:"latency_ms"`
+}
+
+// PromotionCreated answers POST /admin/v1/promotions.
+type PromotionCreated struct {
+	PromotionID string `json:"promotion_id"`
+}
+
+// CouponTemplateCreated answers POST /admin/v1/coupon-templates.
+type CouponTemplateCreated struct {
+	TemplateID string `json:"template_id"`
+}
+
+// Coupon is a user's coupon. Status is AVAILABLE, USED or EXPIRED;
+// OrderID is set while an order holds it.
+type Coupon struct {
+	CouponID   string    `json:"coupon_id"`
+	TemplateID string    `json:"template_id"`
+	Threshold  int64     `json:"threshold"`
+	Amount     int64     `json:"amount"`
+	ValidFrom  time.Time `json:"valid_from"`
+	ValidUntil time.Time `json:"valid_until"`
+	Status     string    `json:"status"`
+	OrderID    string    `json:"order_id,omitempty"`
+}
+
+// Coupons answers GET /api/v1/coupons.
+type Coupons struct {
+	Coupons []Coupon `json:"coupons"`
 }
 
 // ErrorBody is every non-2xx answer's body.

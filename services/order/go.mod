@@ -23,6 +23,7 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/flashsale/flashsale/services/marketing v0.0.0
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
@@ -59,5 +60,6 @@ replace (
 	github.com/flashsale/flashsale/platform => ../../platform
 	github.com/flashsale/flashsale/proto => ../../proto
 	github.com/flashsale/flashsale/services/inventory => ../inventory
+	github.com/flashsale/flashsale/services/marketing => ../marketing
 	github.com/flashsale/flashsale/services/product => ../product
 )

@@ -79,7 +79,11 @@ type Config struct {
 	// Transitions and Releaser end unpaid orders (CancelOrder).
 	Transitions Transitions
 	Releaser    Releaser
-	Clock       clock.Clock
+	// Catalog, Pricing and Regular serve regular orders (regular.go).
+	Catalog Catalog
+	Pricing Pricing
+	Regular RegularStore
+	Clock   clock.Clock
 	// NextID hands out order and line ids (a snowflake generator's Next).
 	NextID func() int64
 	// PaymentWindow is how long a buyer has to pay (default 15m).

@@ -121,6 +121,10 @@ func toProto(o order.Order) *orderv1.Order {
 		CreatedAt:  timestamp(o.CreatedAt),
 		ExpiresAt:  timestamp(o.ExpiresAt),
 		PaidAt:     timestamp(o.PaidAt),
+		CouponId:   o.CouponID,
+	}
+	for _, p := range o.Promotions {
+		m.Promotions = append(m.Promotions, &orderv1.OrderPromotion{Id: p.ID, Kind: p.Kind, Amount: p.Amount})
 	}
 	if o.PaymentID != 0 {
 		// Only a payment that succeeded is ever recorded on an order.

@@ -178,7 +178,7 @@ func (c *lineColumns) add(o order.Order) {
 }
 
 const orderSelect = `SELECT order_id, user_id, kind, status, coalesce(activity_id, 0), total, discount, payable,
-	idempotency_key, created_at, expires_at, paid_at, coalesce(payment_id, 0), coalesce(payment_channel, '') FROM orders `
+	idempotency_key, created_at, expires_at, paid_at, coalesce(payment_id, 0), coalesce(payment_channel, ''), coalesce(coupon_id, 0) FROM orders `
 
 // Order returns a stored order with its lines, or order.ErrNotFound.
 func (s *Store) Order(ctx context.Context, id int64) (order.Order, error) {
@@ -227,7 +227,7 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]order.Ord
 		var kind, status string
 		var paid *time.Time
 		err := r.Scan(&o.ID, &o.UserID, &kind, &status, &o.ActivityID, &o.Total, &o.Discount, &o.Payable,
-			&o.IdempotencyKey, &o.CreatedAt, &o.ExpiresAt, &paid, &o.PaymentID, &o.PaymentChannel)
+			&o.IdempotencyKey, &o.CreatedAt, &o.ExpiresAt, &paid, &o.PaymentID, &o.PaymentChannel, &o.CouponID)
 		o.Kind, o.Status = order.Kind(kind), order.Status(status)
 		if paid != nil {
 			o.PaidAt = *paid
@@ -256,6 +256,9 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]order.Ord
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := s.promotions(ctx, orders, ids, at); err != nil {
 		return nil, err
 	}
 	return orders, nil
