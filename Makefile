@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 GO ?= go
 # Every module of the workspace (go.work), for go test/vet.
-MODULES := platform proto services/product services/inventory services/order gateway loadtest deploy/local deploy/check
+MODULES := platform proto services/product services/inventory services/order services/channelsim services/payment services/marketing gateway loadtest deploy/local deploy/check
 PKGS := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 BIN := $(CURDIR)/.bin
 PROTOC_GEN_GO_VERSION := v1.36.11

@@ -21,7 +21,9 @@ import (
 	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/telemetry"
+	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
 
@@ -30,6 +32,11 @@ import (
 type Options struct {
 	Product productv1.ProductServiceClient
 	Order   orderv1.OrderServiceClient
+	// Payment serves the payment routes; nil leaves them out.
+	Payment paymentv1.PaymentServiceClient
+	// Marketing serves promotions and coupons; nil answers their routes
+	// UNAVAILABLE.
+	Marketing marketingv1.MarketingServiceClient
 	// Redis holds the per-user rate limits shared by every replica; nil
 	// disables them.
 	Redis redis.UniversalClient
@@ -227,6 +234,15 @@ func (g *Gateway) routes() {
 	g.route("GET /api/v1/orders/{order_id}", routeSpec{access: userOnly, limit: api}, g.getOrder)
 	g.route("GET /api/v1/orders", routeSpec{access: userOnly, limit: api}, g.listOrders)
 	g.route("POST /api/v1/orders/{order_id}/cancel", routeSpec{access: userOnly, limit: api}, g.cancelOrder)
+	if g.opts.Payment != nil {
+		g.paymentRoutes()
+	}
+	g.route("POST /api/v1/orders/quote", routeSpec{access: userOnly, limit: api}, g.quoteOrder)
+	g.route("POST /api/v1/orders", routeSpec{access: userOnly, limit: api}, g.createOrder)
+	g.route("POST /admin/v1/promotions", routeSpec{access: adminOnly, limit: api}, g.needsMarketing(g.createPromotion))
+	g.route("POST /admin/v1/coupon-templates", routeSpec{access: adminOnly, limit: api}, g.needsMarketing(g.createCouponTemplate))
+	g.route("POST /api/v1/coupons/{template_id}/claim", routeSpec{access: userOnly, limit: api}, g.needsMarketing(g.claimCoupon))
+	g.route("GET /api/v1/coupons", routeSpec{access: userOnly, limit: api}, g.needsMarketing(g.listCoupons))
 
 	// Probes and scrapes are never rate limited: a gateway that sheds
 	// load must still look alive and be observable.

@@ -74,10 +74,12 @@ require (
 replace (
 	github.com/flashsale/flashsale/platform => ../platform
 	github.com/flashsale/flashsale/proto => ../proto
+	github.com/flashsale/flashsale/services/marketing => ../services/marketing
 )
 
 require (
 	github.com/flashsale/flashsale/services/inventory v0.0.0
+	github.com/flashsale/flashsale/services/marketing v0.0.0
 	github.com/flashsale/flashsale/services/order v0.0.0
 	github.com/flashsale/flashsale/services/product v0.0.0
 	github.com/sony/gobreaker/v2 v2.4.0

@@ -18,6 +18,7 @@ import (
 	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/rpc"
+	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
@@ -31,21 +32,24 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef-gateway-tests")
 // testGateway is a gateway served over real HTTP, whose downstream gRPC
 // calls are counted by a client interceptor.
 type testGateway struct {
-	gw           *gateway.Gateway
-	url          string
-	clock        *clock.Manual
-	productCalls atomic.Int64
-	orderCalls   atomic.Int64
+	gw             *gateway.Gateway
+	url            string
+	clock          *clock.Manual
+	productCalls   atomic.Int64
+	orderCalls     atomic.Int64
+	marketingCalls atomic.Int64
 }
 
 // calls is the number of downstream calls so far.
-func (tg *testGateway) calls() int64 { return tg.productCalls.Load() + tg.orderCalls.Load() }
+func (tg *testGateway) calls() int64 {
+	return tg.productCalls.Load() + tg.orderCalls.Load() + tg.marketingCalls.Load()
+}
 
 // gatewayConfig says where the gateway's downstreams are and how it is
-// set up; Options.Product, Order and JWTSecret are filled in.
+// set up; Options.Product, Order, Marketing and JWTSecret are filled in.
 type gatewayConfig struct {
-	productAddr, orderAddr string
-	opts                   gateway.Options
+	productAddr, orderAddr, marketingAddr string
+	opts                                  gateway.Options
 }
 
 // MustGateway starts a gateway for cfg with a manual clock set to now.
@@ -70,6 +74,7 @@ func MustGateway(tb testing.TB, cfg gatewayConfig) *testGateway {
 	opts := cfg.opts
 	opts.Product = productv1.NewProductServiceClient(dial(cfg.productAddr, &tg.productCalls))
 	opts.Order = orderv1.NewOrderServiceClient(dial(cfg.orderAddr, &tg.orderCalls))
+	opts.Marketing = marketingv1.NewMarketingServiceClient(dial(cfg.marketingAddr, &tg.marketingCalls))
 	opts.JWTSecret = testSecret
 	if opts.Clock == nil {
 		opts.Clock = tg.clock

@@ -37,9 +37,9 @@ type seckillRequest struct {
 // flag or window is first checked against the keys this gateway accepted
 // before, so a client retrying an accepted request still gets its order.
 func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) error {
-	key := r.Header.Get("Idempotency-Key")
-	if key == "" || len(key) > maxIdempotencyKeyLen {
-		return errorf(errcode.InvalidArgument, "header Idempotency-Key is required (1 to 128 characters)")
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return err
 	}
 	var req seckillRequest
 	if err := decodeJSON(r, &req); err != nil {
@@ -172,4 +172,13 @@ func (s *soldOutFlags) marked(activityID int64) bool {
 	}
 	s.mu.Unlock()
 	return false
+}
+
+// idempotencyKey returns the request's required Idempotency-Key header.
+func idempotencyKey(r *http.Request) (string, error) {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" || len(key) > maxIdempotencyKeyLen {
+		return "", errorf(errcode.InvalidArgument, "header Idempotency-Key is required (1 to 128 characters)")
+	}
+	return key, nil
 }

@@ -56,18 +56,17 @@ func viewActivity(a *productv1.Activity) api.Activity {
 
 func viewOrder(o *orderv1.Order) api.Order {
 	v := api.Order{
-		OrderID:  formatID(o.GetOrderId()),
+		OrderID:  optionalID(o.GetOrderId()),
 		UserID:   formatID(o.GetUserId()),
 		Kind:     strings.TrimPrefix(o.GetKind().String(), "ORDER_KIND_"),
-		Status:   orderStatus(o.GetStatus()),
+		Status:   optionalStatus(o.GetStatus()),
 		Lines:    make([]api.OrderLine, 0, len(o.GetLines())),
 		Total:    o.GetTotal(),
 		Discount: o.GetDiscount(),
 		Payable:  o.GetPayable(),
-		// Promotions come with the marketing service; until then an
-		// order has none, sent as an empty list so clients can range
-		// over it.
-		Promotions: []api.Promotion{},
+		// An order without promotions sends an empty list, so clients
+		// can range over it.
+		Promotions: make([]api.Promotion, 0, len(o.GetPromotions())),
 		CreatedAt:  optionalTime(o.GetCreatedAt()),
 		ExpiresAt:  optionalTime(o.GetExpiresAt()),
 		PaidAt:     optionalTime(o.GetPaidAt()),
@@ -75,9 +74,16 @@ func viewOrder(o *orderv1.Order) api.Order {
 	if o.GetActivityId() != 0 {
 		v.ActivityID = formatID(o.GetActivityId())
 	}
+	if pay := o.GetPayment(); pay != nil {
+		v.Payment = &api.OrderPayment{PaymentID: formatID(pay.GetPaymentId()), Channel: pay.GetChannel(), Status: pay.GetStatus()}
+	}
+	v.CouponID = optionalID(o.GetCouponId())
+	for _, p := range o.GetPromotions() {
+		v.Promotions = append(v.Promotions, api.Promotion{ID: formatID(p.GetId()), Kind: p.GetKind(), Amount: p.GetAmount()})
+	}
 	for _, l := range o.GetLines() {
 		v.Lines = append(v.Lines, api.OrderLine{
-			LineID:    formatID(l.GetLineId()),
+			LineID:    optionalID(l.GetLineId()),
 			SKUID:     formatID(l.GetSkuId()),
 			Quantity:  l.GetQuantity(),
 			UnitPrice: l.GetUnitPrice(),
@@ -87,6 +93,23 @@ func viewOrder(o *orderv1.Order) api.Order {
 		})
 	}
 	return v
+}
+
+// optionalID is empty for a zero id (a quote has no order or line ids),
+// so the field is omitted.
+func optionalID(id int64) string {
+	if id == 0 {
+		return ""
+	}
+	return formatID(id)
+}
+
+// optionalStatus is empty for an unset status (a quote's).
+func optionalStatus(s orderv1.OrderStatus) string {
+	if s == orderv1.OrderStatus_ORDER_STATUS_UNSPECIFIED {
+		return ""
+	}
+	return orderStatus(s)
 }
 
 func utc(ts *timestamppb.Timestamp) time.Time { return ts.AsTime().UTC() }

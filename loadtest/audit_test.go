@@ -17,6 +17,21 @@ func books(stock int64, stored map[string]int64) *SeckillBooks {
 		sold++
 	}
 	b.Activity.Remaining = stock - sold
+	b.EverSold = sold
+	return b
+}
+
+// oversold makes the books hold more than the stock (with the remaining
+// stock agreeing, so only the oversell check can catch it).
+func oversold(b *SeckillBooks) *SeckillBooks {
+	b.Activity.Remaining = 0
+	return b
+}
+
+// resold adds a cancelled order (its unit was then sold again).
+func resold(b *SeckillBooks) *SeckillBooks {
+	b.StoredOrders["3"] = 12
+	b.EverSold++
 	return b
 }
 
@@ -39,7 +54,10 @@ func TestAuditSeckill(t *testing.T) {
 		want  string // substring of the one failing check, "" when all pass
 	}{
 		{"clean sale", &BurstResult{Orders: good, DemandUnits: 5}, books(2, good), ""},
-		{"undersold", &BurstResult{Orders: good, DemandUnits: 5}, books(3, good), "min(stock, demand)"},
+		{"undersold", &BurstResult{Orders: good, DemandUnits: 5}, books(3, good), "none undersold"},
+		{"oversold", &BurstResult{Orders: good, DemandUnits: 5}, oversold(books(1, good)), "none oversold"},
+		{"cancelled stock sold again", &BurstResult{Orders: map[string]int64{"1": 10, "2": 11, "3": 12}, DemandUnits: 5},
+			resold(books(2, map[string]int64{"1": 10, "2": 11})), ""},
 		{"accepted order lost", &BurstResult{Orders: map[string]int64{"1": 10, "2": 11, "3": 12}, DemandUnits: 3}, books(2, good), "exactly the accepted"},
 		{"order stored that nobody was told of", &BurstResult{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, books(1, map[string]int64{"1": 10, "9": 19}), "exactly the accepted"},
 		{"replay answered with a new order", &BurstResult{Orders: good, DemandUnits: 2, ReplayMismatches: 1}, books(2, good), "Idempotency-Key"},

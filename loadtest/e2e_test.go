@@ -256,10 +256,13 @@ func TestReplayAuditPasses(t *testing.T) {
 	if !ok {
 		t.Fatal("session not ok")
 	}
-	// Before mug-sale starts its buyers are told so; both sales sell out.
+	// Before mug-sale starts its buyers are told so; both sales sell out
+	// (stock that cancellations give back is sold again, so a sale may
+	// accept more orders than its stock; the audit above checks that
+	// what is held never exceeds it).
 	for _, a := range res.Activities {
-		if int64(a.Accepted) != a.Stock {
-			t.Errorf("%s: accepted %d, want the whole stock %d", a.Key, a.Accepted, a.Stock)
+		if int64(a.Accepted) < a.Stock {
+			t.Errorf("%s: accepted %d, want at least the whole stock %d", a.Key, a.Accepted, a.Stock)
 		}
 	}
 	if res.Sales["mug-sale"].Counts[loadtest.NotActive] == 0 {

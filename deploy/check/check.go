@@ -20,8 +20,11 @@ import (
 
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/services/channelsim"
 	invapp "github.com/flashsale/flashsale/services/inventory/app"
+	marketingapp "github.com/flashsale/flashsale/services/marketing/app"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
+	paymentapp "github.com/flashsale/flashsale/services/payment/app"
 	productapp "github.com/flashsale/flashsale/services/product/app"
 )
 
@@ -31,18 +34,43 @@ type Binary struct {
 	Service string
 	// Load reads its configuration (the app's ConfigFromEnv).
 	Load func(*config.Env)
-	// ServesGRPC says whether it serves gRPC (FLASHSALE_GRPC_ADDR) and
-	// registers in Consul; the gateway serves HTTP only.
+	// ServesGRPC says whether it serves gRPC (FLASHSALE_GRPC_ADDR) with
+	// its admin port on FLASHSALE_ADMIN_ADDR; the others serve HTTP on
+	// HTTPVar.
 	ServesGRPC bool
+	// HTTPVar names the listen address of an HTTP-only service, and
+	// Probe the path its health probe reads there.
+	HTTPVar, Probe string
+	// Metrics says whether it serves /metrics (on its admin port, or on
+	// HTTPVar's).
+	Metrics bool
+}
+
+// grpcService is a service of the standard shape: gRPC, plus /readyz and
+// /metrics on its admin port.
+func grpcService(name string, load func(*config.Env)) Binary {
+	return Binary{Service: name, Load: load, ServesGRPC: true, Probe: "/readyz", Metrics: true}
 }
 
 // Binaries are the services' commands by package directory. A new
 // service adds its line.
 var Binaries = map[string]Binary{
-	"services/inventory/cmd/inventory": {"inventory", func(e *config.Env) { invapp.ConfigFromEnv(e) }, true},
-	"services/product/cmd/product":     {"product", func(e *config.Env) { productapp.ConfigFromEnv(e) }, true},
-	"services/order/cmd/order":         {"order", func(e *config.Env) { orderapp.ConfigFromEnv(e) }, true},
-	"gateway/cmd/gateway":              {"gateway", func(e *config.Env) { gwapp.ConfigFromEnv(e) }, false},
+	"services/inventory/cmd/inventory":   grpcService("inventory", func(e *config.Env) { invapp.ConfigFromEnv(e) }),
+	"services/product/cmd/product":       grpcService("product", func(e *config.Env) { productapp.ConfigFromEnv(e) }),
+	"services/order/cmd/order":           grpcService("order", func(e *config.Env) { orderapp.ConfigFromEnv(e) }),
+	"services/payment/cmd/payment":       grpcService("payment", func(e *config.Env) { paymentapp.ConfigFromEnv(e) }),
+	"services/marketing/cmd/marketing":   grpcService("marketing", func(e *config.Env) { marketingapp.ConfigFromEnv(e) }),
+	"gateway/cmd/gateway":                {Service: "gateway", Load: func(e *config.Env) { gwapp.ConfigFromEnv(e) }, HTTPVar: "FLASHSALE_HTTP_ADDR", Probe: "/readyz", Metrics: true},
+	"services/channelsim/cmd/channelsim": {Service: "channelsim", Load: func(e *config.Env) { channelsim.ConfigFromEnv(e) }, HTTPVar: "FLASHSALE_CHANNELSIM_ADDR", Probe: "/admin/channels"},
+}
+
+// ProbeVar is the variable holding the port b's health probe and
+// /metrics are on.
+func (b Binary) ProbeVar() string {
+	if b.ServesGRPC {
+		return "FLASHSALE_ADMIN_ADDR"
+	}
+	return b.HTTPVar
 }
 
 // mainVars are read by serve.Main, which every service's main calls,

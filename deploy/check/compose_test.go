@@ -188,7 +188,7 @@ func goServices(t *testing.T, f composeFile) []goService {
 func listenPorts(t *testing.T, g goService) map[string]int {
 	t.Helper()
 	ports := map[string]int{}
-	for _, v := range []string{"FLASHSALE_GRPC_ADDR", "FLASHSALE_ADMIN_ADDR", "FLASHSALE_HTTP_ADDR"} {
+	for _, v := range []string{"FLASHSALE_GRPC_ADDR", "FLASHSALE_ADMIN_ADDR", g.bin.HTTPVar} {
 		if a, ok := g.s.Environment[v]; ok {
 			p, err := Port(a)
 			if err != nil {
@@ -236,14 +236,14 @@ func TestComposeServicesMatchTheirConfiguration(t *testing.T) {
 					t.Error("FLASHSALE_ADMIN_ADDR is not set")
 				}
 			}
-			probe := ports["FLASHSALE_ADMIN_ADDR"]
-			if !g.bin.ServesGRPC {
-				probe = ports["FLASHSALE_HTTP_ADDR"]
+			probe, ok := ports[g.bin.ProbeVar()]
+			if !ok {
+				t.Errorf("%s is not set: the service would listen on its default, unknown to the file", g.bin.ProbeVar())
 			}
 			if hc := g.s.Healthcheck; hc != nil && len(hc.Test) == 3 {
 				u, err := url.Parse(hc.Test[2])
-				if err != nil || hc.Test[1] != "/healthcheck" || u.Port() != fmt.Sprint(probe) || u.Path != "/readyz" {
-					t.Errorf("healthcheck %v, want /healthcheck on http://127.0.0.1:%d/readyz", hc.Test, probe)
+				if err != nil || hc.Test[1] != "/healthcheck" || u.Port() != fmt.Sprint(probe) || u.Path != g.bin.Probe {
+					t.Errorf("healthcheck %v, want /healthcheck on http://127.0.0.1:%d%s", hc.Test, probe, g.bin.Probe)
 				}
 			} else {
 				t.Errorf("healthcheck %v, want [CMD /healthcheck URL]", g.s.Healthcheck)
@@ -271,8 +271,8 @@ func TestComposeServicesMatchTheirConfiguration(t *testing.T) {
 	}
 }
 
-// Prometheus scrapes every Go service's metrics port, and nothing that
-// is not there.
+// Prometheus scrapes every Go service's metrics port (the gateway serves
+// /metrics on its API port), and nothing that is not there.
 func TestPrometheusScrapesEveryService(t *testing.T) {
 	root, f := MustCompose(t)
 	raw, err := os.ReadFile(filepath.Join(root, "deploy", "prometheus.yml"))
@@ -297,11 +297,10 @@ func TestPrometheusScrapesEveryService(t *testing.T) {
 		}
 	}
 	for _, g := range goServices(t, f) {
-		ports := listenPorts(t, g)
-		metrics := ports["FLASHSALE_ADMIN_ADDR"]
-		if !g.bin.ServesGRPC {
-			metrics = ports["FLASHSALE_HTTP_ADDR"] // the gateway serves /metrics on its API port
+		if !g.bin.Metrics {
+			continue
 		}
+		metrics := listenPorts(t, g)[g.bin.ProbeVar()]
 		if want := fmt.Sprintf("%s:%d", g.name, metrics); !slices.Contains(targets, want) {
 			t.Errorf("prometheus does not scrape %s", want)
 		}

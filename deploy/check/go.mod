@@ -5,8 +5,11 @@ go 1.26.0
 require (
 	github.com/flashsale/flashsale/gateway v0.0.0
 	github.com/flashsale/flashsale/platform v0.0.0
+	github.com/flashsale/flashsale/services/channelsim v0.0.0
 	github.com/flashsale/flashsale/services/inventory v0.0.0
+	github.com/flashsale/flashsale/services/marketing v0.0.0
 	github.com/flashsale/flashsale/services/order v0.0.0
+	github.com/flashsale/flashsale/services/payment v0.0.0-00010101000000-000000000000
 	github.com/flashsale/flashsale/services/product v0.0.0
 	gopkg.in/yaml.v3 v3.0.1
 )
@@ -78,7 +81,10 @@ replace (
 	github.com/flashsale/flashsale/gateway => ../../gateway
 	github.com/flashsale/flashsale/platform => ../../platform
 	github.com/flashsale/flashsale/proto => ../../proto
+	github.com/flashsale/flashsale/services/channelsim => ../../services/channelsim
 	github.com/flashsale/flashsale/services/inventory => ../../services/inventory
+	github.com/flashsale/flashsale/services/marketing => ../../services/marketing
 	github.com/flashsale/flashsale/services/order => ../../services/order
+	github.com/flashsale/flashsale/services/payment => ../../services/payment
 	github.com/flashsale/flashsale/services/product => ../../services/product
 )

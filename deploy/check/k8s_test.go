@@ -203,10 +203,14 @@ func TestK8sWorkloads(t *testing.T) {
 			for _, p := range c.Ports {
 				ports = append(ports, p.Name)
 			}
+			ready, live := "/readyz", "/healthz"
+			if b, ok := binaryOf(c.Name); ok && b.Probe != "/readyz" {
+				ready, live = b.Probe, b.Probe // a service without health endpoints
+			}
 			for _, pr := range []struct {
 				name, path string
 				probe      *k8sProbe
-			}{{"readiness", "/readyz", c.ReadinessProbe}, {"liveness", "/healthz", c.LivenessProbe}} {
+			}{{"readiness", ready, c.ReadinessProbe}, {"liveness", live, c.LivenessProbe}} {
 				if pr.probe == nil || pr.probe.HTTPGet == nil {
 					t.Errorf("no %s probe", pr.name)
 					continue

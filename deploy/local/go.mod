@@ -5,8 +5,10 @@ go 1.26.0
 require (
 	github.com/flashsale/flashsale/gateway v0.0.0
 	github.com/flashsale/flashsale/platform v0.0.0
+	github.com/flashsale/flashsale/services/channelsim v0.0.0
 	github.com/flashsale/flashsale/services/inventory v0.0.0
 	github.com/flashsale/flashsale/services/order v0.0.0
+	github.com/flashsale/flashsale/services/payment v0.0.0
 	github.com/flashsale/flashsale/services/product v0.0.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0
@@ -20,6 +22,7 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/fatih/color v1.16.0 // indirect
 	github.com/flashsale/flashsale/proto v0.0.0 // indirect
+	github.com/flashsale/flashsale/services/marketing v0.0.0
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-redis/redis_rate/v10 v10.0.1 // indirect
@@ -81,7 +84,10 @@ replace (
 	github.com/flashsale/flashsale/gateway => ../../gateway
 	github.com/flashsale/flashsale/platform => ../../platform
 	github.com/flashsale/flashsale/proto => ../../proto
+	github.com/flashsale/flashsale/services/channelsim => ../../services/channelsim
 	github.com/flashsale/flashsale/services/inventory => ../../services/inventory
+	github.com/flashsale/flashsale/services/marketing => ../../services/marketing
 	github.com/flashsale/flashsale/services/order => ../../services/order
+	github.com/flashsale/flashsale/services/payment => ../../services/payment
 	github.com/flashsale/flashsale/services/product => ../../services/product
 )

@@ -1,7 +1,8 @@
 // Package local runs the whole platform in one process on a local stack
-// (platform/localstack): inventory, product, order and the gateway, each
-// through the same app.Run its own binary uses, on free loopback ports with
-// static discovery. `make up`, `make demo` and the end-to-end tests use it.
+// (platform/localstack): inventory, product, marketing, order, payment,
+// the payment channel simulator and the gateway, each through the same
+// app.Run its own binary uses, on free loopback ports with static
+// discovery. `make up`, `make demo` and the end-to-end tests use it.
 package local
 
 import (
@@ -20,8 +21,11 @@ import (
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/services/channelsim"
 	invapp "github.com/flashsale/flashsale/services/inventory/app"
+	marketingapp "github.com/flashsale/flashsale/services/marketing/app"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
+	payapp "github.com/flashsale/flashsale/services/payment/app"
 	productapp "github.com/flashsale/flashsale/services/product/app"
 )
 
@@ -32,12 +36,14 @@ const (
 	ConsumerGroup     = "order-writer"
 	DBProduct         = "product"
 	DBOrders          = "orders"
+	DBPayment         = "payment"
+	DBMarketing       = "marketing"
 )
 
 // StackConfig is what the platform needs from the local stack.
 func StackConfig(log *slog.Logger) localstack.Config {
 	return localstack.Config{
-		Databases:  []string{DBProduct, DBOrders},
+		Databases:  []string{DBProduct, DBOrders, DBPayment, DBMarketing},
 		Topics:     []string{TopicOrdersPlaced, TopicOrdersDLQ},
 		Partitions: 8,
 		Logger:     log,
@@ -59,6 +65,9 @@ type Options struct {
 	AdjustOrder     func(*orderapp.Config)
 	AdjustProduct   func(*productapp.Config)
 	AdjustInventory func(*invapp.Config)
+	AdjustPayment   func(*payapp.Config)
+	AdjustChannels  func(*channelsim.Config)
+	AdjustMarketing func(*marketingapp.Config)
 }
 
 // Platform is a running platform.
@@ -67,6 +76,9 @@ type Platform struct {
 	GatewayURL string
 	// JWTSecret is the secret the gateway verifies tokens with.
 	JWTSecret string
+	// Channels is the payment channel simulator: the demo and tests
+	// change channels' behaviour and pay as buyers through it.
+	Channels *channelsim.Simulator
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -111,6 +123,11 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	prod.PostgresURL = stack.PostgresURL(DBProduct)
 	prod.InventoryAddr = addr(inv.GRPCListener)
 
+	mkt := marketingapp.ConfigFromEnv(defaults)
+	mkt.GRPCListener, mkt.AdminListener = lis.take(), lis.take()
+	mkt.Logger, mkt.Clock = log.With("service", "marketing"), clk
+	mkt.PostgresURL = stack.PostgresURL(DBMarketing)
+
 	ord := orderapp.ConfigFromEnv(defaults)
 	ord.GRPCListener, ord.AdminListener = lis.take(), lis.take()
 	ord.Logger, ord.Clock = log.With("service", "order"), clk
@@ -119,6 +136,15 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	ord.KafkaBrokers = stack.KafkaBrokers
 	ord.InventoryAddr = addr(inv.GRPCListener)
 	ord.ProductAddr = addr(prod.GRPCListener)
+	ord.MarketingAddr = addr(mkt.GRPCListener)
+
+	simLis := lis.take()
+	pay := payapp.ConfigFromEnv(defaults)
+	pay.GRPCListener, pay.AdminListener = lis.take(), lis.take()
+	pay.Logger, pay.Clock = log.With("service", "payment"), clk
+	pay.PostgresURL = stack.PostgresURL(DBPayment)
+	pay.OrderAddr = addr(ord.GRPCListener)
+	pay.ChannelsURL = "http://" + addr(simLis)
 
 	gw := gwapp.ConfigFromEnv(defaults)
 	if opts.HTTPAddr != "" {
@@ -135,6 +161,8 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	gw.RedisAddr = stack.RedisAddr
 	gw.ProductAddr = addr(prod.GRPCListener)
 	gw.OrderAddr = addr(ord.GRPCListener)
+	gw.PaymentAddr = addr(pay.GRPCListener)
+	gw.MarketingAddr = addr(mkt.GRPCListener)
 	gw.JWTSecret = secret
 	gw.DevTokens = true
 	if lis.err != nil {
@@ -147,18 +175,40 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	if opts.AdjustProduct != nil {
 		opts.AdjustProduct(&prod)
 	}
+	if opts.AdjustMarketing != nil {
+		opts.AdjustMarketing(&mkt)
+	}
 	if opts.AdjustOrder != nil {
 		opts.AdjustOrder(&ord)
+	}
+	if opts.AdjustPayment != nil {
+		opts.AdjustPayment(&pay)
 	}
 	if opts.AdjustGateway != nil {
 		opts.AdjustGateway(&gw)
 	}
+	simCfg := channelsim.Config{
+		Channels:  pay.Channels,
+		NotifyURL: "http://" + addr(gw.HTTPListener) + "/api/v1/payments/callbacks",
+		Clock:     clk,
+		Logger:    log.With("service", "channelsim"),
+	}
+	if opts.AdjustChannels != nil {
+		opts.AdjustChannels(&simCfg)
+	}
+	sim, err := channelsim.New(simCfg)
+	if err != nil {
+		return nil, fmt.Errorf("local: %w", err)
+	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p := &Platform{GatewayURL: "http://" + addr(gw.HTTPListener), JWTSecret: secret, cancel: cancel, failed: make(chan struct{})}
+	p := &Platform{GatewayURL: "http://" + addr(gw.HTTPListener), JWTSecret: secret, Channels: sim, cancel: cancel, failed: make(chan struct{})}
 	p.run(runCtx, "inventory", func(ctx context.Context) error { return invapp.Run(ctx, inv) })
 	p.run(runCtx, "product", func(ctx context.Context) error { return productapp.Run(ctx, prod) })
+	p.run(runCtx, "marketing", func(ctx context.Context) error { return marketingapp.Run(ctx, mkt) })
 	p.run(runCtx, "order", func(ctx context.Context) error { return orderapp.Run(ctx, ord) })
+	p.run(runCtx, "channelsim", func(ctx context.Context) error { return sim.Serve(ctx, simLis) })
+	p.run(runCtx, "payment", func(ctx context.Context) error { return payapp.Run(ctx, pay) })
 	p.run(runCtx, "gateway", func(ctx context.Context) error { return gwapp.Run(ctx, gw) })
 
 	if err := p.waitReady(ctx); err != nil {

@@ -37,7 +37,7 @@ type SeckillAccepted struct {
 // OrderLine is one line of an order: Amount = UnitPrice × Quantity and
 // Payable = Amount − Discount ≥ 0.
 type OrderLine struct {
-	LineID    string `json:"line_id"`
+	LineID    string `json:"line_id,omitempty"` // none in a quote
 	SKUID     string `json:"sku_id"`
 	Quantity  int64  `json:"quantity"`
 	UnitPrice int64  `json:"unit_price"`
@@ -56,19 +56,79 @@ type Promotion struct {
 // Order is an order; its Total, Discount and Payable are the sums over its
 // lines.
 type Order struct {
-	OrderID    string      `json:"order_id"`
+	OrderID    string      `json:"order_id,omitempty"` // none in a quote
 	UserID     string      `json:"user_id"`
 	Kind       string      `json:"kind"`
-	Status     string      `json:"status"`
+	Status     string      `json:"status,omitempty"` // none in a quote
 	ActivityID string      `json:"activity_id,omitempty"`
 	Lines      []OrderLine `json:"lines"`
 	Total      int64       `json:"total"`
 	Discount   int64       `json:"discount"`
 	Payable    int64       `json:"payable"`
 	Promotions []Promotion `json:"promotions"`
+	CouponID   string      `json:"coupon_id,omitempty"`
 	CreatedAt  *time.Time  `json:"created_at,omitempty"`
 	ExpiresAt  *time.Time  `json:"expires_at,omitempty"`
 	PaidAt     *time.Time  `json:"paid_at,omitempty"`
+	// Payment is the payment that paid the order; absent until paid.
+	Payment *OrderPayment `json:"payment,omitempty"`
+}
+
+// OrderPayment names the payment of a paid order.
+type OrderPayment struct {
+	PaymentID string `json:"payment_id"`
+	Channel   string `json:"channel"`
+	Status    string `json:"status"`
+}
+
+// Payment is a payment of an order. Status is PAYING, SUCCEEDED, FAILED
+// or REFUNDED; PayURL is where the buyer confirms at the channel.
+type Payment struct {
+	PaymentID string `json:"payment_id"`
+	OrderID   string `json:"order_id"`
+	Channel   string `json:"channel"`
+	Amount    int64  `json:"amount"`
+	Status    string `json:"status"`
+	PayURL    string `json:"pay_url,omitempty"`
+}
+
+// Channel is a payment channel's routing state, the answer of
+// PUT /admin/v1/channels/{channel}.
+type Channel struct {
+	Channel     string  `json:"channel"`
+	Weight      int64   `json:"weight"`
+	Enabled     bool    `json:"enabled"`
+	Breaker     string  `json:"breaker"`
+	SuccessRate float64 `json:"success_rate"`
+	LatencyMS   float64 `json:"latency_ms"`
+}
+
+// PromotionCreated answers POST /admin/v1/promotions.
+type PromotionCreated struct {
+	PromotionID string `json:"promotion_id"`
+}
+
+// CouponTemplateCreated answers POST /admin/v1/coupon-templates.
+type CouponTemplateCreated struct {
+	TemplateID string `json:"template_id"`
+}
+
+// Coupon is a user's coupon. Status is AVAILABLE, USED or EXPIRED;
+// OrderID is set while an order holds it.
+type Coupon struct {
+	CouponID   string    `json:"coupon_id"`
+	TemplateID string    `json:"template_id"`
+	Threshold  int64     `json:"threshold"`
+	Amount     int64     `json:"amount"`
+	ValidFrom  time.Time `json:"valid_from"`
+	ValidUntil time.Time `json:"valid_until"`
+	Status     string    `json:"status"`
+	OrderID    string    `json:"order_id,omitempty"`
+}
+
+// Coupons answers GET /api/v1/coupons.
+type Coupons struct {
+	Coupons []Coupon `json:"coupons"`
 }
 
 // ErrorBody is every non-2xx answer's body.

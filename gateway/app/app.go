@@ -26,7 +26,9 @@ import (
 	"github.com/flashsale/flashsale/platform/resilience"
 	"github.com/flashsale/flashsale/platform/serve"
 	"github.com/flashsale/flashsale/platform/telemetry"
+	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
 
@@ -41,6 +43,13 @@ type Config struct {
 	// ProductAddr and OrderAddr are gRPC targets of the services.
 	ProductAddr string
 	OrderAddr   string
+	// PaymentAddr is the payment service's gRPC target; empty leaves the
+	// payment routes out.
+	PaymentAddr string
+	// MarketingAddr is the marketing service's gRPC target; empty runs
+	// the gateway without promotions and coupons (their routes answer
+	// UNAVAILABLE).
+	MarketingAddr string
 	// RedisAddr holds the per-user rate limits.
 	RedisAddr string
 
@@ -95,12 +104,14 @@ const minSecretLen = 32
 // validates them; env.Err() reports every problem.
 func ConfigFromEnv(env *config.Env) Config {
 	cfg := Config{
-		HTTPAddr:    env.String("FLASHSALE_HTTP_ADDR", "127.0.0.1:8080"),
-		ProductAddr: env.String("FLASHSALE_PRODUCT_ADDR", "127.0.0.1:9101"),
-		OrderAddr:   env.String("FLASHSALE_ORDER_ADDR", "127.0.0.1:9103"),
-		RedisAddr:   env.String("FLASHSALE_REDIS_ADDR", "127.0.0.1:6379"),
-		JWTSecret:   env.String("FLASHSALE_JWT_SECRET", ""),
-		DevTokens:   env.Bool("FLASHSALE_DEV_TOKENS", false),
+		HTTPAddr:      env.String("FLASHSALE_HTTP_ADDR", "127.0.0.1:8080"),
+		ProductAddr:   env.String("FLASHSALE_PRODUCT_ADDR", "127.0.0.1:9101"),
+		OrderAddr:     env.String("FLASHSALE_ORDER_ADDR", "127.0.0.1:9103"),
+		PaymentAddr:   env.String("FLASHSALE_PAYMENT_ADDR", "127.0.0.1:9104"),
+		RedisAddr:     env.String("FLASHSALE_REDIS_ADDR", "127.0.0.1:6379"),
+		JWTSecret:     env.String("FLASHSALE_JWT_SECRET", ""),
+		DevTokens:     env.Bool("FLASHSALE_DEV_TOKENS", false),
+		MarketingAddr: env.String("FLASHSALE_MARKETING_ADDR", "127.0.0.1:9105"),
 		RouteLimit: gateway.Limit{
 			RPS:   int(env.Int("FLASHSALE_RATE_ROUTE_RPS", 2000)),
 			Burst: int(env.Int("FLASHSALE_RATE_ROUTE_BURST", 4000)),
@@ -179,19 +190,42 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer orderConn.Close()
+	ready := map[string]telemetry.Check{
+		"product": grpcHealth(productConn),
+		"order":   grpcHealth(orderConn),
+		"redis":   func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+	}
+	var payment paymentv1.PaymentServiceClient
+	if cfg.PaymentAddr != "" {
+		paymentConn, err := dial("payment", cfg.PaymentAddr)
+		if err != nil {
+			return err
+		}
+		defer paymentConn.Close()
+		payment = paymentv1.NewPaymentServiceClient(paymentConn)
+		ready["payment"] = grpcHealth(paymentConn)
+	}
+	var marketing marketingv1.MarketingServiceClient
+	if cfg.MarketingAddr != "" {
+		marketingConn, err := dial("marketing", cfg.MarketingAddr)
+		if err != nil {
+			return err
+		}
+		defer marketingConn.Close()
+		marketing = marketingv1.NewMarketingServiceClient(marketingConn)
+		ready["marketing"] = grpcHealth(marketingConn)
+	}
 
 	gw, err := gateway.New(gateway.Options{
-		Product:  productv1.NewProductServiceClient(productConn),
-		Order:    orderv1.NewOrderServiceClient(orderConn),
-		Redis:    rdb,
-		Logger:   log,
-		Clock:    cfg.Clock,
-		Registry: reg,
-		Ready: map[string]telemetry.Check{
-			"product": grpcHealth(productConn),
-			"order":   grpcHealth(orderConn),
-			"redis":   func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		},
+		Product:           productv1.NewProductServiceClient(productConn),
+		Order:             orderv1.NewOrderServiceClient(orderConn),
+		Payment:           payment,
+		Marketing:         marketing,
+		Redis:             rdb,
+		Logger:            log,
+		Clock:             cfg.Clock,
+		Registry:          reg,
+		Ready:             ready,
 		JWTSecret:         secret,
 		DevTokens:         cfg.DevTokens,
 		RouteLimit:        cfg.RouteLimit,

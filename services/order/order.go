@@ -34,8 +34,9 @@ var (
 	// already marked it ordered: the event did reach the log despite the
 	// error, and the order exists.
 	ErrAlreadyOrdered = errors.New("already ordered")
-	// ErrConflict means the order's state does not allow the request:
-	// cancelling a paid or expired order, or one still being placed.
+	// ErrConflict means the request conflicts with the state of what it
+	// names: cancelling a paid or expired order, or one still being
+	// placed; a coupon that is used, or does not apply to the cart.
 	ErrConflict = errors.New("conflict")
 )
 
@@ -78,8 +79,10 @@ type Line struct {
 }
 
 // Order is an order with its lines. Total, Discount and Payable are the
-// sums over the lines. PaidAt is zero until the order is paid; ActivityID
-// is zero for regular orders.
+// sums over the lines, Discount also the sum of Promotions. PaidAt,
+// PaymentID and PaymentChannel are zero until the order is paid;
+// ActivityID is zero for regular orders, CouponID for orders without a
+// coupon.
 type Order struct {
 	ID             int64
 	UserID         int64
@@ -90,10 +93,23 @@ type Order struct {
 	Total          int64
 	Discount       int64
 	Payable        int64
+	Promotions     []Promotion
+	CouponID       int64
 	IdempotencyKey string
 	CreatedAt      time.Time
 	ExpiresAt      time.Time
 	PaidAt         time.Time
+	PaymentID      int64
+	PaymentChannel string
+}
+
+// Promotion is a promotion (or coupon) that took Amount off an order.
+// Kind is the marketing service's: SKU_DISCOUNT, FULL_REDUCTION or
+// COUPON.
+type Promotion struct {
+	ID     int64
+	Kind   string
+	Amount int64
 }
 
 // Limits of a seckill request.

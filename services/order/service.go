@@ -27,6 +27,10 @@ type Inventory interface {
 	// records the release so that a late delivery of the event is dropped.
 	// Releasing twice, or what was never reserved, is harmless.
 	ReleaseUnpublished(ctx context.Context, activityID, orderID int64) error
+	// Confirm marks the order's reservation paid, so that it is never
+	// released. Confirming twice is harmless; it fails with
+	// ErrStockReleased when the stock was already given back.
+	Confirm(ctx context.Context, activityID, orderID int64) error
 }
 
 // Activities finds flash-sale activities (the product service).
@@ -47,6 +51,10 @@ type Store interface {
 	Order(ctx context.Context, id int64) (Order, error)
 	// UserOrders returns up to limit of the user's orders, newest first.
 	UserOrders(ctx context.Context, userID int64, limit int) ([]Order, error)
+	// MarkPaid moves the order from PENDING_PAYMENT to PAID by p, with one
+	// conditional update, when its payable amount is p.Amount. It returns
+	// the order as it stands afterwards, whoever changed it.
+	MarkPaid(ctx context.Context, p Paid) (Order, error)
 }
 
 // Pending keeps the orders that are published but not yet stored, so that
@@ -71,7 +79,11 @@ type Config struct {
 	// Transitions and Releaser end unpaid orders (CancelOrder).
 	Transitions Transitions
 	Releaser    Releaser
-	Clock       clock.Clock
+	// Catalog, Pricing and Regular serve regular orders (regular.go).
+	Catalog Catalog
+	Pricing Pricing
+	Regular RegularStore
+	Clock   clock.Clock
 	// NextID hands out order and line ids (a snowflake generator's Next).
 	NextID func() int64
 	// PaymentWindow is how long a buyer has to pay (default 15m).

@@ -28,6 +28,8 @@ type fakes struct {
 	publishErr error
 	pending    map[int64]order.Placed
 	stored     map[int64]order.Order
+	confirmed  map[int64]int // confirmations by order id
+	confirmErr error
 }
 
 func newFakes() *fakes {
@@ -35,7 +37,7 @@ func newFakes() *fakes {
 		activities: map[int64]order.Activity{7: {ID: 7, SKUID: 70, Price: 990, PerUserLimit: 2,
 			StartsAt: start, EndsAt: start.Add(time.Hour)}},
 		reserved: map[int64]order.Reservation{}, byKey: map[string]int64{},
-		pending: map[int64]order.Placed{}, stored: map[int64]order.Order{},
+		pending: map[int64]order.Placed{}, stored: map[int64]order.Order{}, confirmed: map[int64]int{},
 	}
 }
 

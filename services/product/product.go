@@ -24,6 +24,9 @@ var (
 	// ErrInsufficientStock is an activity asking for more units than its
 	// product has left.
 	ErrInsufficientStock = errors.New("insufficient product stock")
+	// ErrSoldOut is a regular order asking for more units of a SKU than
+	// its stock holds.
+	ErrSoldOut = errors.New("sold out")
 	// ErrUnavailable is a dependency (the inventory service) that could
 	// not do its part, so nothing was changed.
 	ErrUnavailable = errors.New("dependency unavailable")
@@ -35,6 +38,9 @@ const (
 	MaxPrice        = 10_000_000_000 // cents: 100 million in the currency's unit
 	MaxStock        = 1_000_000_000
 	MaxPerUserLimit = 1000
+	// MaxStockLines bounds the lines of one stock reservation (a regular
+	// order's lines).
+	MaxStockLines = 100
 )
 
 // Product is a sellable SKU with its regular stock.
@@ -142,6 +148,33 @@ func (a Activity) Validate(p Product, now time.Time) error {
 	}
 	if !a.EndsAt.After(now) {
 		return fmt.Errorf("%w: ends_at %s is not in the future", ErrInvalid, a.EndsAt.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// StockLine is a quantity of one SKU's regular stock.
+type StockLine struct {
+	SKUID    int64
+	Quantity int64
+}
+
+// ValidateStockLines checks the lines of a reservation: 1..MaxStockLines
+// lines, each SKU once, positive ids and quantities 1..MaxStock.
+func ValidateStockLines(lines []StockLine) error {
+	if len(lines) < 1 || len(lines) > MaxStockLines {
+		return fmt.Errorf("%w: %d lines, want 1..%d", ErrInvalid, len(lines), MaxStockLines)
+	}
+	seen := make(map[int64]bool, len(lines))
+	for _, l := range lines {
+		switch {
+		case l.SKUID <= 0:
+			return fmt.Errorf("%w: sku id %d is not positive", ErrInvalid, l.SKUID)
+		case seen[l.SKUID]:
+			return fmt.Errorf("%w: sku %d listed twice", ErrInvalid, l.SKUID)
+		case l.Quantity < 1 || l.Quantity > MaxStock:
+			return fmt.Errorf("%w: quantity %d of sku %d outside 1..%d", ErrInvalid, l.Quantity, l.SKUID, MaxStock)
+		}
+		seen[l.SKUID] = true
 	}
 	return nil
 }

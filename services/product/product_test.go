@@ -127,3 +127,30 @@ func TestStatusString(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateStockLines(t *testing.T) {
+	many := make([]product.StockLine, product.MaxStockLines+1)
+	for i := range many {
+		many[i] = product.StockLine{SKUID: int64(i + 1), Quantity: 1}
+	}
+	tests := []struct {
+		name    string
+		lines   []product.StockLine
+		wantErr bool
+	}{
+		{"valid", []product.StockLine{{SKUID: 1, Quantity: 2}, {SKUID: 2, Quantity: product.MaxStock}}, false},
+		{"no lines", nil, true},
+		{"too many lines", many, true},
+		{"sku twice", []product.StockLine{{SKUID: 1, Quantity: 1}, {SKUID: 1, Quantity: 1}}, true},
+		{"zero quantity", []product.StockLine{{SKUID: 1, Quantity: 0}}, true},
+		{"bad sku", []product.StockLine{{SKUID: -1, Quantity: 1}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := product.ValidateStockLines(tt.lines)
+			if got := errors.Is(err, product.ErrInvalid); got != tt.wantErr || (err != nil && !got) {
+				t.Fatalf("ValidateStockLines() = %v, want ErrInvalid: %v", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -27,6 +27,13 @@ type Store interface {
 	// Activities returns up to limit activities, the latest starting ones,
 	// ordered by start time (Remaining unset).
 	Activities(ctx context.Context, limit int) ([]Activity, error)
+	// ReserveStock takes every line's units from its product for the
+	// order, all or nothing (ErrSoldOut, ErrNotFound); replayed is true,
+	// and nothing is taken, when the order has reserved before.
+	ReserveStock(ctx context.Context, orderID int64, lines []StockLine) (replayed bool, err error)
+	// ReleaseStock gives back what the order reserved, once; released is
+	// false when nothing was held.
+	ReleaseStock(ctx context.Context, orderID int64) (released bool, err error)
 }
 
 // Inventory holds flash-sale stock (the inventory service).
@@ -198,4 +205,35 @@ func (s *Service) ListActivities(ctx context.Context) ([]Activity, error) {
 // Status returns a's status now, by the service's clock.
 func (s *Service) Status(a Activity) Status {
 	return a.Status(s.clock.Now())
+}
+
+// ReserveStock takes the regular stock of a regular order's lines. The
+// products' cached stock figures are dropped on this replica.
+func (s *Service) ReserveStock(ctx context.Context, orderID int64, lines []StockLine) (bool, error) {
+	if orderID <= 0 {
+		return false, fmt.Errorf("reserve stock: %w: order id must be positive", ErrInvalid)
+	}
+	if err := ValidateStockLines(lines); err != nil {
+		return false, fmt.Errorf("reserve stock for order %d: %w", orderID, err)
+	}
+	replayed, err := s.store.ReserveStock(ctx, orderID, lines)
+	if err != nil {
+		return false, fmt.Errorf("reserve stock for order %d: %w", orderID, err)
+	}
+	for _, l := range lines {
+		s.products.Invalidate(l.SKUID)
+	}
+	return replayed, nil
+}
+
+// ReleaseStock gives back the order's reserved regular stock.
+func (s *Service) ReleaseStock(ctx context.Context, orderID int64) (bool, error) {
+	if orderID <= 0 {
+		return false, fmt.Errorf("release stock: %w: order id must be positive", ErrInvalid)
+	}
+	released, err := s.store.ReleaseStock(ctx, orderID)
+	if err != nil {
+		return false, fmt.Errorf("release stock of order %d: %w", orderID, err)
+	}
+	return released, nil
 }

@@ -1,5 +1,5 @@
-// Package servicetest starts the platform's real product, inventory and
-// order services, each through its app.Run, for the gateway's integration
+// Package servicetest starts the platform's real product, inventory,
+// marketing and order services, each through its app.Run, for the gateway's integration
 // tests, so those tests exercise what production runs instead of fakes.
 package servicetest
 
@@ -15,6 +15,7 @@ import (
 	"github.com/flashsale/flashsale/platform/rpc"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
+	marketingapp "github.com/flashsale/flashsale/services/marketing/app"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 	productapp "github.com/flashsale/flashsale/services/product/app"
 )
@@ -22,17 +23,17 @@ import (
 // Services are the running services: the gRPC addresses the gateway
 // dials, and an inventory client for tests to look at (and move) stock.
 type Services struct {
-	ProductAddr, OrderAddr string
-	Inventory              inventoryv1.InventoryServiceClient
+	ProductAddr, OrderAddr, MarketingAddr string
+	Inventory                             inventoryv1.InventoryServiceClient
 }
 
 // nodes gives every service of the run its own snowflake node, so ids
 // never collide between tests.
 var nodes atomic.Int64
 
-// MustStart starts inventory, product and order on the stack (which must
-// hold the databases "products" and "orders"); they stop when the test
-// ends.
+// MustStart starts inventory, product, marketing and order on the stack
+// (which must hold the databases "products", "orders" and "marketing");
+// they stop when the test ends.
 func MustStart(tb testing.TB, stack *localstack.Stack) Services {
 	tb.Helper()
 	invGRPC, invAdmin := MustListen(tb), MustListen(tb)
@@ -47,6 +48,13 @@ func MustStart(tb testing.TB, stack *localstack.Stack) Services {
 			NodeID: nodes.Add(1),
 		})
 	})
+	mktGRPC, mktAdmin := MustListen(tb), MustListen(tb)
+	MustRun(tb, "marketing", mktAdmin, func(ctx context.Context) error {
+		return marketingapp.Run(ctx, marketingapp.Config{
+			GRPCListener: mktGRPC, AdminListener: mktAdmin,
+			PostgresURL: stack.PostgresURL("marketing"), NodeID: nodes.Add(1),
+		})
+	})
 	ordGRPC, ordAdmin := MustListen(tb), MustListen(tb)
 	MustRun(tb, "order", ordAdmin, func(ctx context.Context) error {
 		return orderapp.Run(ctx, orderapp.Config{
@@ -54,7 +62,7 @@ func MustStart(tb testing.TB, stack *localstack.Stack) Services {
 			PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr,
 			KafkaBrokers: stack.KafkaBrokers, KafkaPartitions: 2,
 			InventoryAddr: invGRPC.Addr().String(), ProductAddr: prodGRPC.Addr().String(),
-			NodeID: nodes.Add(1),
+			MarketingAddr: mktGRPC.Addr().String(), NodeID: nodes.Add(1),
 		})
 	})
 	cc, err := rpc.Dial(invGRPC.Addr().String())
@@ -63,9 +71,10 @@ func MustStart(tb testing.TB, stack *localstack.Stack) Services {
 	}
 	tb.Cleanup(func() { cc.Close() })
 	return Services{
-		ProductAddr: prodGRPC.Addr().String(),
-		OrderAddr:   ordGRPC.Addr().String(),
-		Inventory:   inventoryv1.NewInventoryServiceClient(cc),
+		ProductAddr:   prodGRPC.Addr().String(),
+		OrderAddr:     ordGRPC.Addr().String(),
+		MarketingAddr: mktGRPC.Addr().String(),
+		Inventory:     inventoryv1.NewInventoryServiceClient(cc),
 	}
 }
 
@@ -115,7 +124,7 @@ func MustRun(tb testing.TB, name string, admin net.Listener, run func(context.Co
 // databases and the order topics.
 func StackConfig() localstack.Config {
 	return localstack.Config{
-		Databases:  []string{"products", "orders"},
+		Databases:  []string{"products", "orders", "marketing"},
 		Topics:     []string{"orders.placed", "orders.placed.dlq"},
 		Partitions: 2,
 	}

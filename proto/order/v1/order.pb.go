@@ -244,7 +244,9 @@ type Order struct {
 	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	PaidAt        *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=paid_at,json=paidAt,proto3" json:"paid_at,omitempty"`
-	Payment       *OrderPayment          `protobuf:"bytes,13,opt,name=payment,proto3" json:"payment,omitempty"` // the payment that paid it, if any
+	Payment       *OrderPayment          `protobuf:"bytes,13,opt,name=payment,proto3" json:"payment,omitempty"`                    // the payment that paid it, if any
+	Promotions    []*OrderPromotion      `protobuf:"bytes,14,rep,name=promotions,proto3" json:"promotions,omitempty"`              // in stacking order
+	CouponId      int64                  `protobuf:"varint,15,opt,name=coupon_id,json=couponId,proto3" json:"coupon_id,omitempty"` // the coupon the order consumed, 0 for none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -370,6 +372,201 @@ func (x *Order) GetPayment() *OrderPayment {
 	return nil
 }
 
+func (x *Order) GetPromotions() []*OrderPromotion {
+	if x != nil {
+		return x.Promotions
+	}
+	return nil
+}
+
+func (x *Order) GetCouponId() int64 {
+	if x != nil {
+		return x.CouponId
+	}
+	return 0
+}
+
+// OrderPromotion is a promotion (or coupon) that took money off an order.
+type OrderPromotion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"` // SKU_DISCOUNT, FULL_REDUCTION or COUPON
+	Amount        int64                  `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OrderPromotion) Reset() {
+	*x = OrderPromotion{}
+	mi := &file_order_v1_order_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderPromotion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderPromotion) ProtoMessage() {}
+
+func (x *OrderPromotion) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderPromotion.ProtoReflect.Descriptor instead.
+func (*OrderPromotion) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *OrderPromotion) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *OrderPromotion) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *OrderPromotion) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+type RegularOrderLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SkuId         int64                  `protobuf:"varint,1,opt,name=sku_id,json=skuId,proto3" json:"sku_id,omitempty"`
+	Quantity      int64                  `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegularOrderLine) Reset() {
+	*x = RegularOrderLine{}
+	mi := &file_order_v1_order_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegularOrderLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegularOrderLine) ProtoMessage() {}
+
+func (x *RegularOrderLine) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegularOrderLine.ProtoReflect.Descriptor instead.
+func (*RegularOrderLine) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RegularOrderLine) GetSkuId() int64 {
+	if x != nil {
+		return x.SkuId
+	}
+	return 0
+}
+
+func (x *RegularOrderLine) GetQuantity() int64 {
+	if x != nil {
+		return x.Quantity
+	}
+	return 0
+}
+
+type RegularOrderRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	UserId         int64                  `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Lines          []*RegularOrderLine    `protobuf:"bytes,2,rep,name=lines,proto3" json:"lines,omitempty"`
+	CouponId       int64                  `protobuf:"varint,3,opt,name=coupon_id,json=couponId,proto3" json:"coupon_id,omitempty"`                  // 0: no coupon
+	IdempotencyKey string                 `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"` // required by CreateRegularOrder
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RegularOrderRequest) Reset() {
+	*x = RegularOrderRequest{}
+	mi := &file_order_v1_order_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegularOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegularOrderRequest) ProtoMessage() {}
+
+func (x *RegularOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegularOrderRequest.ProtoReflect.Descriptor instead.
+func (*RegularOrderRequest) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RegularOrderRequest) GetUserId() int64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *RegularOrderRequest) GetLines() []*RegularOrderLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *RegularOrderRequest) GetCouponId() int64 {
+	if x != nil {
+		return x.CouponId
+	}
+	return 0
+}
+
+func (x *RegularOrderRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
 type OrderPayment struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PaymentId     int64                  `protobuf:"varint,1,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
@@ -381,7 +578,7 @@ type OrderPayment struct {
 
 func (x *OrderPayment) Reset() {
 	*x = OrderPayment{}
-	mi := &file_order_v1_order_proto_msgTypes[2]
+	mi := &file_order_v1_order_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +590,7 @@ func (x *OrderPayment) String() string {
 func (*OrderPayment) ProtoMessage() {}
 
 func (x *OrderPayment) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[2]
+	mi := &file_order_v1_order_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +603,7 @@ func (x *OrderPayment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderPayment.ProtoReflect.Descriptor instead.
 func (*OrderPayment) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{2}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *OrderPayment) GetPaymentId() int64 {
@@ -440,7 +637,7 @@ type CancelOrderRequest struct {
 
 func (x *CancelOrderRequest) Reset() {
 	*x = CancelOrderRequest{}
-	mi := &file_order_v1_order_proto_msgTypes[3]
+	mi := &file_order_v1_order_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +649,7 @@ func (x *CancelOrderRequest) String() string {
 func (*CancelOrderRequest) ProtoMessage() {}
 
 func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[3]
+	mi := &file_order_v1_order_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +662,7 @@ func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrderRequest.ProtoReflect.Descriptor instead.
 func (*CancelOrderRequest) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{3}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CancelOrderRequest) GetOrderId() int64 {
@@ -495,7 +692,7 @@ type MarkPaidRequest struct {
 
 func (x *MarkPaidRequest) Reset() {
 	*x = MarkPaidRequest{}
-	mi := &file_order_v1_order_proto_msgTypes[4]
+	mi := &file_order_v1_order_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +704,7 @@ func (x *MarkPaidRequest) String() string {
 func (*MarkPaidRequest) ProtoMessage() {}
 
 func (x *MarkPaidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[4]
+	mi := &file_order_v1_order_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +717,7 @@ func (x *MarkPaidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkPaidRequest.ProtoReflect.Descriptor instead.
 func (*MarkPaidRequest) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{4}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MarkPaidRequest) GetOrderId() int64 {
@@ -568,7 +765,7 @@ type MarkPaidResponse struct {
 
 func (x *MarkPaidResponse) Reset() {
 	*x = MarkPaidResponse{}
-	mi := &file_order_v1_order_proto_msgTypes[5]
+	mi := &file_order_v1_order_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +777,7 @@ func (x *MarkPaidResponse) String() string {
 func (*MarkPaidResponse) ProtoMessage() {}
 
 func (x *MarkPaidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[5]
+	mi := &file_order_v1_order_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +790,7 @@ func (x *MarkPaidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkPaidResponse.ProtoReflect.Descriptor instead.
 func (*MarkPaidResponse) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{5}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *MarkPaidResponse) GetAccepted() bool {
@@ -622,7 +819,7 @@ type PlaceSeckillOrderRequest struct {
 
 func (x *PlaceSeckillOrderRequest) Reset() {
 	*x = PlaceSeckillOrderRequest{}
-	mi := &file_order_v1_order_proto_msgTypes[6]
+	mi := &file_order_v1_order_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +831,7 @@ func (x *PlaceSeckillOrderRequest) String() string {
 func (*PlaceSeckillOrderRequest) ProtoMessage() {}
 
 func (x *PlaceSeckillOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[6]
+	mi := &file_order_v1_order_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +844,7 @@ func (x *PlaceSeckillOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceSeckillOrderRequest.ProtoReflect.Descriptor instead.
 func (*PlaceSeckillOrderRequest) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{6}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PlaceSeckillOrderRequest) GetUserId() int64 {
@@ -688,7 +885,7 @@ type PlaceSeckillOrderResponse struct {
 
 func (x *PlaceSeckillOrderResponse) Reset() {
 	*x = PlaceSeckillOrderResponse{}
-	mi := &file_order_v1_order_proto_msgTypes[7]
+	mi := &file_order_v1_order_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +897,7 @@ func (x *PlaceSeckillOrderResponse) String() string {
 func (*PlaceSeckillOrderResponse) ProtoMessage() {}
 
 func (x *PlaceSeckillOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[7]
+	mi := &file_order_v1_order_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +910,7 @@ func (x *PlaceSeckillOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceSeckillOrderResponse.ProtoReflect.Descriptor instead.
 func (*PlaceSeckillOrderResponse) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{7}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PlaceSeckillOrderResponse) GetOrderId() int64 {
@@ -741,7 +938,7 @@ type GetOrderRequest struct {
 
 func (x *GetOrderRequest) Reset() {
 	*x = GetOrderRequest{}
-	mi := &file_order_v1_order_proto_msgTypes[8]
+	mi := &file_order_v1_order_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +950,7 @@ func (x *GetOrderRequest) String() string {
 func (*GetOrderRequest) ProtoMessage() {}
 
 func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[8]
+	mi := &file_order_v1_order_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +963,7 @@ func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderRequest) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{8}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetOrderRequest) GetOrderId() int64 {
@@ -792,7 +989,7 @@ type ListOrdersRequest struct {
 
 func (x *ListOrdersRequest) Reset() {
 	*x = ListOrdersRequest{}
-	mi := &file_order_v1_order_proto_msgTypes[9]
+	mi := &file_order_v1_order_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +1001,7 @@ func (x *ListOrdersRequest) String() string {
 func (*ListOrdersRequest) ProtoMessage() {}
 
 func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[9]
+	mi := &file_order_v1_order_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +1014,7 @@ func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersRequest.ProtoReflect.Descriptor instead.
 func (*ListOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{9}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListOrdersRequest) GetUserId() int64 {
@@ -836,7 +1033,7 @@ type ListOrdersResponse struct {
 
 func (x *ListOrdersResponse) Reset() {
 	*x = ListOrdersResponse{}
-	mi := &file_order_v1_order_proto_msgTypes[10]
+	mi := &file_order_v1_order_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +1045,7 @@ func (x *ListOrdersResponse) String() string {
 func (*ListOrdersResponse) ProtoMessage() {}
 
 func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[10]
+	mi := &file_order_v1_order_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +1058,7 @@ func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersResponse.ProtoReflect.Descriptor instead.
 func (*ListOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{10}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListOrdersResponse) GetOrders() []*Order {
@@ -891,7 +1088,7 @@ type OrderPlaced struct {
 
 func (x *OrderPlaced) Reset() {
 	*x = OrderPlaced{}
-	mi := &file_order_v1_order_proto_msgTypes[11]
+	mi := &file_order_v1_order_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1100,7 @@ func (x *OrderPlaced) String() string {
 func (*OrderPlaced) ProtoMessage() {}
 
 func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[11]
+	mi := &file_order_v1_order_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1113,7 @@ func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderPlaced.ProtoReflect.Descriptor instead.
 func (*OrderPlaced) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{11}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OrderPlaced) GetOrderId() int64 {
@@ -1002,7 +1199,7 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"unit_price\x18\x04 \x01(\x03R\tunitPrice\x12\x16\n" +
 	"\x06amount\x18\x05 \x01(\x03R\x06amount\x12\x1a\n" +
 	"\bdiscount\x18\x06 \x01(\x03R\bdiscount\x12\x18\n" +
-	"\apayable\x18\a \x01(\x03R\apayable\"\xb0\x04\n" +
+	"\apayable\x18\a \x01(\x03R\apayable\"\x91\x05\n" +
 	"\x05Order\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x03R\aorderId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\x03R\x06userId\x121\n" +
@@ -1020,7 +1217,23 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x123\n" +
 	"\apaid_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x06paidAt\x12:\n" +
-	"\apayment\x18\r \x01(\v2 .flashsale.order.v1.OrderPaymentR\apayment\"_\n" +
+	"\apayment\x18\r \x01(\v2 .flashsale.order.v1.OrderPaymentR\apayment\x12B\n" +
+	"\n" +
+	"promotions\x18\x0e \x03(\v2\".flashsale.order.v1.OrderPromotionR\n" +
+	"promotions\x12\x1b\n" +
+	"\tcoupon_id\x18\x0f \x01(\x03R\bcouponId\"L\n" +
+	"\x0eOrderPromotion\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06amount\x18\x03 \x01(\x03R\x06amount\"E\n" +
+	"\x10RegularOrderLine\x12\x15\n" +
+	"\x06sku_id\x18\x01 \x01(\x03R\x05skuId\x12\x1a\n" +
+	"\bquantity\x18\x02 \x01(\x03R\bquantity\"\xb0\x01\n" +
+	"\x13RegularOrderRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12:\n" +
+	"\x05lines\x18\x02 \x03(\v2$.flashsale.order.v1.RegularOrderLineR\x05lines\x12\x1b\n" +
+	"\tcoupon_id\x18\x03 \x01(\x03R\bcouponId\x12'\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\"_\n" +
 	"\fOrderPayment\x12\x1d\n" +
 	"\n" +
 	"payment_id\x18\x01 \x01(\x03R\tpaymentId\x12\x18\n" +
@@ -1083,14 +1296,16 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"\tOrderKind\x12\x1a\n" +
 	"\x16ORDER_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ORDER_KIND_SECKILL\x10\x01\x12\x16\n" +
-	"\x12ORDER_KIND_REGULAR\x10\x022\xd2\x03\n" +
+	"\x12ORDER_KIND_REGULAR\x10\x022\x85\x05\n" +
 	"\fOrderService\x12p\n" +
 	"\x11PlaceSeckillOrder\x12,.flashsale.order.v1.PlaceSeckillOrderRequest\x1a-.flashsale.order.v1.PlaceSeckillOrderResponse\x12J\n" +
 	"\bGetOrder\x12#.flashsale.order.v1.GetOrderRequest\x1a\x19.flashsale.order.v1.Order\x12[\n" +
 	"\n" +
 	"ListOrders\x12%.flashsale.order.v1.ListOrdersRequest\x1a&.flashsale.order.v1.ListOrdersResponse\x12P\n" +
 	"\vCancelOrder\x12&.flashsale.order.v1.CancelOrderRequest\x1a\x19.flashsale.order.v1.Order\x12U\n" +
-	"\bMarkPaid\x12#.flashsale.order.v1.MarkPaidRequest\x1a$.flashsale.order.v1.MarkPaidResponseB7Z5github.com/flashsale/flashsale/proto/order/v1;orderv1b\x06proto3"
+	"\bMarkPaid\x12#.flashsale.order.v1.MarkPaidRequest\x1a$.flashsale.order.v1.MarkPaidResponse\x12W\n" +
+	"\x11QuoteRegularOrder\x12'.flashsale.order.v1.RegularOrderRequest\x1a\x19.flashsale.order.v1.Order\x12X\n" +
+	"\x12CreateRegularOrder\x12'.flashsale.order.v1.RegularOrderRequest\x1a\x19.flashsale.order.v1.OrderB7Z5github.com/flashsale/flashsale/proto/order/v1;orderv1b\x06proto3"
 
 var (
 	file_order_v1_order_proto_rawDescOnce sync.Once
@@ -1105,53 +1320,62 @@ func file_order_v1_order_proto_rawDescGZIP() []byte {
 }
 
 var file_order_v1_order_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_order_v1_order_proto_goTypes = []any{
 	(OrderStatus)(0),                  // 0: flashsale.order.v1.OrderStatus
 	(OrderKind)(0),                    // 1: flashsale.order.v1.OrderKind
 	(*OrderLine)(nil),                 // 2: flashsale.order.v1.OrderLine
 	(*Order)(nil),                     // 3: flashsale.order.v1.Order
-	(*OrderPayment)(nil),              // 4: flashsale.order.v1.OrderPayment
-	(*CancelOrderRequest)(nil),        // 5: flashsale.order.v1.CancelOrderRequest
-	(*MarkPaidRequest)(nil),           // 6: flashsale.order.v1.MarkPaidRequest
-	(*MarkPaidResponse)(nil),          // 7: flashsale.order.v1.MarkPaidResponse
-	(*PlaceSeckillOrderRequest)(nil),  // 8: flashsale.order.v1.PlaceSeckillOrderRequest
-	(*PlaceSeckillOrderResponse)(nil), // 9: flashsale.order.v1.PlaceSeckillOrderResponse
-	(*GetOrderRequest)(nil),           // 10: flashsale.order.v1.GetOrderRequest
-	(*ListOrdersRequest)(nil),         // 11: flashsale.order.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),        // 12: flashsale.order.v1.ListOrdersResponse
-	(*OrderPlaced)(nil),               // 13: flashsale.order.v1.OrderPlaced
-	(*timestamppb.Timestamp)(nil),     // 14: google.protobuf.Timestamp
+	(*OrderPromotion)(nil),            // 4: flashsale.order.v1.OrderPromotion
+	(*RegularOrderLine)(nil),          // 5: flashsale.order.v1.RegularOrderLine
+	(*RegularOrderRequest)(nil),       // 6: flashsale.order.v1.RegularOrderRequest
+	(*OrderPayment)(nil),              // 7: flashsale.order.v1.OrderPayment
+	(*CancelOrderRequest)(nil),        // 8: flashsale.order.v1.CancelOrderRequest
+	(*MarkPaidRequest)(nil),           // 9: flashsale.order.v1.MarkPaidRequest
+	(*MarkPaidResponse)(nil),          // 10: flashsale.order.v1.MarkPaidResponse
+	(*PlaceSeckillOrderRequest)(nil),  // 11: flashsale.order.v1.PlaceSeckillOrderRequest
+	(*PlaceSeckillOrderResponse)(nil), // 12: flashsale.order.v1.PlaceSeckillOrderResponse
+	(*GetOrderRequest)(nil),           // 13: flashsale.order.v1.GetOrderRequest
+	(*ListOrdersRequest)(nil),         // 14: flashsale.order.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),        // 15: flashsale.order.v1.ListOrdersResponse
+	(*OrderPlaced)(nil),               // 16: flashsale.order.v1.OrderPlaced
+	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
 }
 var file_order_v1_order_proto_depIdxs = []int32{
 	1,  // 0: flashsale.order.v1.Order.kind:type_name -> flashsale.order.v1.OrderKind
 	0,  // 1: flashsale.order.v1.Order.status:type_name -> flashsale.order.v1.OrderStatus
 	2,  // 2: flashsale.order.v1.Order.lines:type_name -> flashsale.order.v1.OrderLine
-	14, // 3: flashsale.order.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	14, // 4: flashsale.order.v1.Order.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 5: flashsale.order.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
-	4,  // 6: flashsale.order.v1.Order.payment:type_name -> flashsale.order.v1.OrderPayment
-	14, // 7: flashsale.order.v1.MarkPaidRequest.paid_at:type_name -> google.protobuf.Timestamp
-	3,  // 8: flashsale.order.v1.MarkPaidResponse.order:type_name -> flashsale.order.v1.Order
-	0,  // 9: flashsale.order.v1.PlaceSeckillOrderResponse.status:type_name -> flashsale.order.v1.OrderStatus
-	3,  // 10: flashsale.order.v1.ListOrdersResponse.orders:type_name -> flashsale.order.v1.Order
-	14, // 11: flashsale.order.v1.OrderPlaced.created_at:type_name -> google.protobuf.Timestamp
-	14, // 12: flashsale.order.v1.OrderPlaced.expires_at:type_name -> google.protobuf.Timestamp
-	8,  // 13: flashsale.order.v1.OrderService.PlaceSeckillOrder:input_type -> flashsale.order.v1.PlaceSeckillOrderRequest
-	10, // 14: flashsale.order.v1.OrderService.GetOrder:input_type -> flashsale.order.v1.GetOrderRequest
-	11, // 15: flashsale.order.v1.OrderService.ListOrders:input_type -> flashsale.order.v1.ListOrdersRequest
-	5,  // 16: flashsale.order.v1.OrderService.CancelOrder:input_type -> flashsale.order.v1.CancelOrderRequest
-	6,  // 17: flashsale.order.v1.OrderService.MarkPaid:input_type -> flashsale.order.v1.MarkPaidRequest
-	9,  // 18: flashsale.order.v1.OrderService.PlaceSeckillOrder:output_type -> flashsale.order.v1.PlaceSeckillOrderResponse
-	3,  // 19: flashsale.order.v1.OrderService.GetOrder:output_type -> flashsale.order.v1.Order
-	12, // 20: flashsale.order.v1.OrderService.ListOrders:output_type -> flashsale.order.v1.ListOrdersResponse
-	3,  // 21: flashsale.order.v1.OrderService.CancelOrder:output_type -> flashsale.order.v1.Order
-	7,  // 22: flashsale.order.v1.OrderService.MarkPaid:output_type -> flashsale.order.v1.MarkPaidResponse
-	18, // [18:23] is the sub-list for method output_type
-	13, // [13:18] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	17, // 3: flashsale.order.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	17, // 4: flashsale.order.v1.Order.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 5: flashsale.order.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
+	7,  // 6: flashsale.order.v1.Order.payment:type_name -> flashsale.order.v1.OrderPayment
+	4,  // 7: flashsale.order.v1.Order.promotions:type_name -> flashsale.order.v1.OrderPromotion
+	5,  // 8: flashsale.order.v1.RegularOrderRequest.lines:type_name -> flashsale.order.v1.RegularOrderLine
+	17, // 9: flashsale.order.v1.MarkPaidRequest.paid_at:type_name -> google.protobuf.Timestamp
+	3,  // 10: flashsale.order.v1.MarkPaidResponse.order:type_name -> flashsale.order.v1.Order
+	0,  // 11: flashsale.order.v1.PlaceSeckillOrderResponse.status:type_name -> flashsale.order.v1.OrderStatus
+	3,  // 12: flashsale.order.v1.ListOrdersResponse.orders:type_name -> flashsale.order.v1.Order
+	17, // 13: flashsale.order.v1.OrderPlaced.created_at:type_name -> google.protobuf.Timestamp
+	17, // 14: flashsale.order.v1.OrderPlaced.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 15: flashsale.order.v1.OrderService.PlaceSeckillOrder:input_type -> flashsale.order.v1.PlaceSeckillOrderRequest
+	13, // 16: flashsale.order.v1.OrderService.GetOrder:input_type -> flashsale.order.v1.GetOrderRequest
+	14, // 17: flashsale.order.v1.OrderService.ListOrders:input_type -> flashsale.order.v1.ListOrdersRequest
+	8,  // 18: flashsale.order.v1.OrderService.CancelOrder:input_type -> flashsale.order.v1.CancelOrderRequest
+	9,  // 19: flashsale.order.v1.OrderService.MarkPaid:input_type -> flashsale.order.v1.MarkPaidRequest
+	6,  // 20: flashsale.order.v1.OrderService.QuoteRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
+	6,  // 21: flashsale.order.v1.OrderService.CreateRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
+	12, // 22: flashsale.order.v1.OrderService.PlaceSeckillOrder:output_type -> flashsale.order.v1.PlaceSeckillOrderResponse
+	3,  // 23: flashsale.order.v1.OrderService.GetOrder:output_type -> flashsale.order.v1.Order
+	15, // 24: flashsale.order.v1.OrderService.ListOrders:output_type -> flashsale.order.v1.ListOrdersResponse
+	3,  // 25: flashsale.order.v1.OrderService.CancelOrder:output_type -> flashsale.order.v1.Order
+	10, // 26: flashsale.order.v1.OrderService.MarkPaid:output_type -> flashsale.order.v1.MarkPaidResponse
+	3,  // 27: flashsale.order.v1.OrderService.QuoteRegularOrder:output_type -> flashsale.order.v1.Order
+	3,  // 28: flashsale.order.v1.OrderService.CreateRegularOrder:output_type -> flashsale.order.v1.Order
+	22, // [22:29] is the sub-list for method output_type
+	15, // [15:22] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_order_v1_order_proto_init() }
@@ -1165,7 +1389,7 @@ func file_order_v1_order_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_order_v1_order_proto_rawDesc), len(file_order_v1_order_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,11 +22,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	OrderService_PlaceSeckillOrder_FullMethodName = "/flashsale.order.v1.OrderService/PlaceSeckillOrder"
-	OrderService_GetOrder_FullMethodName          = "/flashsale.order.v1.OrderService/GetOrder"
-	OrderService_ListOrders_FullMethodName        = "/flashsale.order.v1.OrderService/ListOrders"
-	OrderService_CancelOrder_FullMethodName       = "/flashsale.order.v1.OrderService/CancelOrder"
-	OrderService_MarkPaid_FullMethodName          = "/flashsale.order.v1.OrderService/MarkPaid"
+	OrderService_PlaceSeckillOrder_FullMethodName  = "/flashsale.order.v1.OrderService/PlaceSeckillOrder"
+	OrderService_GetOrder_FullMethodName           = "/flashsale.order.v1.OrderService/GetOrder"
+	OrderService_ListOrders_FullMethodName         = "/flashsale.order.v1.OrderService/ListOrders"
+	OrderService_CancelOrder_FullMethodName        = "/flashsale.order.v1.OrderService/CancelOrder"
+	OrderService_MarkPaid_FullMethodName           = "/flashsale.order.v1.OrderService/MarkPaid"
+	OrderService_QuoteRegularOrder_FullMethodName  = "/flashsale.order.v1.OrderService/QuoteRegularOrder"
+	OrderService_CreateRegularOrder_FullMethodName = "/flashsale.order.v1.OrderService/CreateRegularOrder"
 )
 
 // OrderServiceClient is the client API for OrderService service.
@@ -48,6 +50,15 @@ type OrderServiceClient interface {
 	// or already paid by another payment) it answers accepted = false and
 	// changes nothing, and the payment service refunds the money.
 	MarkPaid(ctx context.Context, in *MarkPaidRequest, opts ...grpc.CallOption) (*MarkPaidResponse, error)
+	// QuoteRegularOrder prices a regular cart (catalog prices, then the
+	// marketing service's promotions and coupon) without creating anything.
+	// The answer has no id and no status.
+	QuoteRegularOrder(ctx context.Context, in *RegularOrderRequest, opts ...grpc.CallOption) (*Order, error)
+	// CreateRegularOrder prices the cart, reserves its regular stock in the
+	// catalog, consumes the coupon and stores a REGULAR order
+	// PENDING_PAYMENT with its apportioned lines. The same user and
+	// idempotency key answer the first order.
+	CreateRegularOrder(ctx context.Context, in *RegularOrderRequest, opts ...grpc.CallOption) (*Order, error)
 }
 
 type orderServiceClient struct {
@@ -108,6 +119,26 @@ func (c *orderServiceClient) MarkPaid(ctx context.Context, in *MarkPaidRequest, 
 	return out, nil
 }
 
+func (c *orderServiceClient) QuoteRegularOrder(ctx context.Context, in *RegularOrderRequest, opts ...grpc.CallOption) (*Order, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Order)
+	err := c.cc.Invoke(ctx, OrderService_QuoteRegularOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orderServiceClient) CreateRegularOrder(ctx context.Context, in *RegularOrderRequest, opts ...grpc.CallOption) (*Order, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Order)
+	err := c.cc.Invoke(ctx, OrderService_CreateRegularOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrderServiceServer is the server API for OrderService service.
 // All implementations must embed UnimplementedOrderServiceServer
 // for forward compatibility.
@@ -127,6 +158,15 @@ type OrderServiceServer interface {
 	// or already paid by another payment) it answers accepted = false and
 	// changes nothing, and the payment service refunds the money.
 	MarkPaid(context.Context, *MarkPaidRequest) (*MarkPaidResponse, error)
+	// QuoteRegularOrder prices a regular cart (catalog prices, then the
+	// marketing service's promotions and coupon) without creating anything.
+	// The answer has no id and no status.
+	QuoteRegularOrder(context.Context, *RegularOrderRequest) (*Order, error)
+	// CreateRegularOrder prices the cart, reserves its regular stock in the
+	// catalog, consumes the coupon and stores a REGULAR order
+	// PENDING_PAYMENT with its apportioned lines. The same user and
+	// idempotency key answer the first order.
+	CreateRegularOrder(context.Context, *RegularOrderRequest) (*Order, error)
 	mustEmbedUnimplementedOrderServiceServer()
 }
 
@@ -151,6 +191,12 @@ func (UnimplementedOrderServiceServer) CancelOrder(context.Context, *CancelOrder
 }
 func (UnimplementedOrderServiceServer) MarkPaid(context.Context, *MarkPaidRequest) (*MarkPaidResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MarkPaid not implemented")
+}
+func (UnimplementedOrderServiceServer) QuoteRegularOrder(context.Context, *RegularOrderRequest) (*Order, error) {
+	return nil, status.Error(codes.Unimplemented, "method QuoteRegularOrder not implemented")
+}
+func (UnimplementedOrderServiceServer) CreateRegularOrder(context.Context, *RegularOrderRequest) (*Order, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateRegularOrder not implemented")
 }
 func (UnimplementedOrderServiceServer) mustEmbedUnimplementedOrderServiceServer() {}
 func (UnimplementedOrderServiceServer) testEmbeddedByValue()                      {}
@@ -263,6 +309,42 @@ func _OrderService_MarkPaid_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderService_QuoteRegularOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegularOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderServiceServer).QuoteRegularOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrderService_QuoteRegularOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderServiceServer).QuoteRegularOrder(ctx, req.(*RegularOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrderService_CreateRegularOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegularOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderServiceServer).CreateRegularOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrderService_CreateRegularOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderServiceServer).CreateRegularOrder(ctx, req.(*RegularOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OrderService_ServiceDesc is the grpc.ServiceDesc for OrderService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -289,6 +371,14 @@ var OrderService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MarkPaid",
 			Handler:    _OrderService_MarkPaid_Handler,
+		},
+		{
+			MethodName: "QuoteRegularOrder",
+			Handler:    _OrderService_QuoteRegularOrder_Handler,
+		},
+		{
+			MethodName: "CreateRegularOrder",
+			Handler:    _OrderService_CreateRegularOrder_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -576,6 +576,242 @@ func (x *ListActivitiesResponse) GetActivities() []*Activity {
 	return nil
 }
 
+type StockLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SkuId         int64                  `protobuf:"varint,1,opt,name=sku_id,json=skuId,proto3" json:"sku_id,omitempty"`
+	Quantity      int64                  `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StockLine) Reset() {
+	*x = StockLine{}
+	mi := &file_product_v1_product_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StockLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StockLine) ProtoMessage() {}
+
+func (x *StockLine) ProtoReflect() protoreflect.Message {
+	mi := &file_product_v1_product_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StockLine.ProtoReflect.Descriptor instead.
+func (*StockLine) Descriptor() ([]byte, []int) {
+	return file_product_v1_product_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *StockLine) GetSkuId() int64 {
+	if x != nil {
+		return x.SkuId
+	}
+	return 0
+}
+
+func (x *StockLine) GetQuantity() int64 {
+	if x != nil {
+		return x.Quantity
+	}
+	return 0
+}
+
+type ReserveStockRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Lines         []*StockLine           `protobuf:"bytes,2,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveStockRequest) Reset() {
+	*x = ReserveStockRequest{}
+	mi := &file_product_v1_product_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveStockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveStockRequest) ProtoMessage() {}
+
+func (x *ReserveStockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_product_v1_product_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveStockRequest.ProtoReflect.Descriptor instead.
+func (*ReserveStockRequest) Descriptor() ([]byte, []int) {
+	return file_product_v1_product_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReserveStockRequest) GetOrderId() int64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+func (x *ReserveStockRequest) GetLines() []*StockLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+type ReserveStockResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replayed      bool                   `protobuf:"varint,1,opt,name=replayed,proto3" json:"replayed,omitempty"` // the order had reserved already; nothing was taken now
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveStockResponse) Reset() {
+	*x = ReserveStockResponse{}
+	mi := &file_product_v1_product_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveStockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveStockResponse) ProtoMessage() {}
+
+func (x *ReserveStockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_product_v1_product_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveStockResponse.ProtoReflect.Descriptor instead.
+func (*ReserveStockResponse) Descriptor() ([]byte, []int) {
+	return file_product_v1_product_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReserveStockResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+type ReleaseStockRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseStockRequest) Reset() {
+	*x = ReleaseStockRequest{}
+	mi := &file_product_v1_product_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseStockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseStockRequest) ProtoMessage() {}
+
+func (x *ReleaseStockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_product_v1_product_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseStockRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseStockRequest) Descriptor() ([]byte, []int) {
+	return file_product_v1_product_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReleaseStockRequest) GetOrderId() int64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+type ReleaseStockResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Released      bool                   `protobuf:"varint,1,opt,name=released,proto3" json:"released,omitempty"` // false: nothing was held for the order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseStockResponse) Reset() {
+	*x = ReleaseStockResponse{}
+	mi := &file_product_v1_product_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseStockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseStockResponse) ProtoMessage() {}
+
+func (x *ReleaseStockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_product_v1_product_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseStockResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseStockResponse) Descriptor() ([]byte, []int) {
+	return file_product_v1_product_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReleaseStockResponse) GetReleased() bool {
+	if x != nil {
+		return x.Released
+	}
+	return false
+}
+
 var File_product_v1_product_proto protoreflect.FileDescriptor
 
 const file_product_v1_product_proto_rawDesc = "" +
@@ -619,20 +855,34 @@ const file_product_v1_product_proto_rawDesc = "" +
 	"\x16ListActivitiesResponse\x12>\n" +
 	"\n" +
 	"activities\x18\x01 \x03(\v2\x1e.flashsale.product.v1.ActivityR\n" +
-	"activities*\xa4\x01\n" +
+	"activities\">\n" +
+	"\tStockLine\x12\x15\n" +
+	"\x06sku_id\x18\x01 \x01(\x03R\x05skuId\x12\x1a\n" +
+	"\bquantity\x18\x02 \x01(\x03R\bquantity\"g\n" +
+	"\x13ReserveStockRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\x03R\aorderId\x125\n" +
+	"\x05lines\x18\x02 \x03(\v2\x1f.flashsale.product.v1.StockLineR\x05lines\"2\n" +
+	"\x14ReserveStockResponse\x12\x1a\n" +
+	"\breplayed\x18\x01 \x01(\bR\breplayed\"0\n" +
+	"\x13ReleaseStockRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\x03R\aorderId\"2\n" +
+	"\x14ReleaseStockResponse\x12\x1a\n" +
+	"\breleased\x18\x01 \x01(\bR\breleased*\xa4\x01\n" +
 	"\x0eActivityStatus\x12\x1f\n" +
 	"\x1bACTIVITY_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ACTIVITY_STATUS_UPCOMING\x10\x01\x12\x1a\n" +
 	"\x16ACTIVITY_STATUS_ACTIVE\x10\x02\x12\x1c\n" +
 	"\x18ACTIVITY_STATUS_SOLD_OUT\x10\x03\x12\x19\n" +
-	"\x15ACTIVITY_STATUS_ENDED\x10\x042\xe7\x03\n" +
+	"\x15ACTIVITY_STATUS_ENDED\x10\x042\xb5\x05\n" +
 	"\x0eProductService\x12Z\n" +
 	"\rCreateProduct\x12*.flashsale.product.v1.CreateProductRequest\x1a\x1d.flashsale.product.v1.Product\x12T\n" +
 	"\n" +
 	"GetProduct\x12'.flashsale.product.v1.GetProductRequest\x1a\x1d.flashsale.product.v1.Product\x12]\n" +
 	"\x0eCreateActivity\x12+.flashsale.product.v1.CreateActivityRequest\x1a\x1e.flashsale.product.v1.Activity\x12W\n" +
 	"\vGetActivity\x12(.flashsale.product.v1.GetActivityRequest\x1a\x1e.flashsale.product.v1.Activity\x12k\n" +
-	"\x0eListActivities\x12+.flashsale.product.v1.ListActivitiesRequest\x1a,.flashsale.product.v1.ListActivitiesResponseB;Z9github.com/flashsale/flashsale/proto/product/v1;productv1b\x06proto3"
+	"\x0eListActivities\x12+.flashsale.product.v1.ListActivitiesRequest\x1a,.flashsale.product.v1.ListActivitiesResponse\x12e\n" +
+	"\fReserveStock\x12).flashsale.product.v1.ReserveStockRequest\x1a*.flashsale.product.v1.ReserveStockResponse\x12e\n" +
+	"\fReleaseStock\x12).flashsale.product.v1.ReleaseStockRequest\x1a*.flashsale.product.v1.ReleaseStockResponseB;Z9github.com/flashsale/flashsale/proto/product/v1;productv1b\x06proto3"
 
 var (
 	file_product_v1_product_proto_rawDescOnce sync.Once
@@ -647,7 +897,7 @@ func file_product_v1_product_proto_rawDescGZIP() []byte {
 }
 
 var file_product_v1_product_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_product_v1_product_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_product_v1_product_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_product_v1_product_proto_goTypes = []any{
 	(ActivityStatus)(0),            // 0: flashsale.product.v1.ActivityStatus
 	(*Product)(nil),                // 1: flashsale.product.v1.Product
@@ -658,30 +908,40 @@ var file_product_v1_product_proto_goTypes = []any{
 	(*GetActivityRequest)(nil),     // 6: flashsale.product.v1.GetActivityRequest
 	(*ListActivitiesRequest)(nil),  // 7: flashsale.product.v1.ListActivitiesRequest
 	(*ListActivitiesResponse)(nil), // 8: flashsale.product.v1.ListActivitiesResponse
-	(*timestamppb.Timestamp)(nil),  // 9: google.protobuf.Timestamp
+	(*StockLine)(nil),              // 9: flashsale.product.v1.StockLine
+	(*ReserveStockRequest)(nil),    // 10: flashsale.product.v1.ReserveStockRequest
+	(*ReserveStockResponse)(nil),   // 11: flashsale.product.v1.ReserveStockResponse
+	(*ReleaseStockRequest)(nil),    // 12: flashsale.product.v1.ReleaseStockRequest
+	(*ReleaseStockResponse)(nil),   // 13: flashsale.product.v1.ReleaseStockResponse
+	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
 }
 var file_product_v1_product_proto_depIdxs = []int32{
-	9,  // 0: flashsale.product.v1.Activity.starts_at:type_name -> google.protobuf.Timestamp
-	9,  // 1: flashsale.product.v1.Activity.ends_at:type_name -> google.protobuf.Timestamp
+	14, // 0: flashsale.product.v1.Activity.starts_at:type_name -> google.protobuf.Timestamp
+	14, // 1: flashsale.product.v1.Activity.ends_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: flashsale.product.v1.Activity.status:type_name -> flashsale.product.v1.ActivityStatus
-	9,  // 3: flashsale.product.v1.CreateActivityRequest.starts_at:type_name -> google.protobuf.Timestamp
-	9,  // 4: flashsale.product.v1.CreateActivityRequest.ends_at:type_name -> google.protobuf.Timestamp
+	14, // 3: flashsale.product.v1.CreateActivityRequest.starts_at:type_name -> google.protobuf.Timestamp
+	14, // 4: flashsale.product.v1.CreateActivityRequest.ends_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: flashsale.product.v1.ListActivitiesResponse.activities:type_name -> flashsale.product.v1.Activity
-	2,  // 6: flashsale.product.v1.ProductService.CreateProduct:input_type -> flashsale.product.v1.CreateProductRequest
-	3,  // 7: flashsale.product.v1.ProductService.GetProduct:input_type -> flashsale.product.v1.GetProductRequest
-	5,  // 8: flashsale.product.v1.ProductService.CreateActivity:input_type -> flashsale.product.v1.CreateActivityRequest
-	6,  // 9: flashsale.product.v1.ProductService.GetActivity:input_type -> flashsale.product.v1.GetActivityRequest
-	7,  // 10: flashsale.product.v1.ProductService.ListActivities:input_type -> flashsale.product.v1.ListActivitiesRequest
-	1,  // 11: flashsale.product.v1.ProductService.CreateProduct:output_type -> flashsale.product.v1.Product
-	1,  // 12: flashsale.product.v1.ProductService.GetProduct:output_type -> flashsale.product.v1.Product
-	4,  // 13: flashsale.product.v1.ProductService.CreateActivity:output_type -> flashsale.product.v1.Activity
-	4,  // 14: flashsale.product.v1.ProductService.GetActivity:output_type -> flashsale.product.v1.Activity
-	8,  // 15: flashsale.product.v1.ProductService.ListActivities:output_type -> flashsale.product.v1.ListActivitiesResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	9,  // 6: flashsale.product.v1.ReserveStockRequest.lines:type_name -> flashsale.product.v1.StockLine
+	2,  // 7: flashsale.product.v1.ProductService.CreateProduct:input_type -> flashsale.product.v1.CreateProductRequest
+	3,  // 8: flashsale.product.v1.ProductService.GetProduct:input_type -> flashsale.product.v1.GetProductRequest
+	5,  // 9: flashsale.product.v1.ProductService.CreateActivity:input_type -> flashsale.product.v1.CreateActivityRequest
+	6,  // 10: flashsale.product.v1.ProductService.GetActivity:input_type -> flashsale.product.v1.GetActivityRequest
+	7,  // 11: flashsale.product.v1.ProductService.ListActivities:input_type -> flashsale.product.v1.ListActivitiesRequest
+	10, // 12: flashsale.product.v1.ProductService.ReserveStock:input_type -> flashsale.product.v1.ReserveStockRequest
+	12, // 13: flashsale.product.v1.ProductService.ReleaseStock:input_type -> flashsale.product.v1.ReleaseStockRequest
+	1,  // 14: flashsale.product.v1.ProductService.CreateProduct:output_type -> flashsale.product.v1.Product
+	1,  // 15: flashsale.product.v1.ProductService.GetProduct:output_type -> flashsale.product.v1.Product
+	4,  // 16: flashsale.product.v1.ProductService.CreateActivity:output_type -> flashsale.product.v1.Activity
+	4,  // 17: flashsale.product.v1.ProductService.GetActivity:output_type -> flashsale.product.v1.Activity
+	8,  // 18: flashsale.product.v1.ProductService.ListActivities:output_type -> flashsale.product.v1.ListActivitiesResponse
+	11, // 19: flashsale.product.v1.ProductService.ReserveStock:output_type -> flashsale.product.v1.ReserveStockResponse
+	13, // 20: flashsale.product.v1.ProductService.ReleaseStock:output_type -> flashsale.product.v1.ReleaseStockResponse
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_product_v1_product_proto_init() }
@@ -695,7 +955,7 @@ func file_product_v1_product_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_product_v1_product_proto_rawDesc), len(file_product_v1_product_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

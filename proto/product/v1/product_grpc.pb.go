@@ -27,6 +27,8 @@ const (
 	ProductService_CreateActivity_FullMethodName = "/flashsale.product.v1.ProductService/CreateActivity"
 	ProductService_GetActivity_FullMethodName    = "/flashsale.product.v1.ProductService/GetActivity"
 	ProductService_ListActivities_FullMethodName = "/flashsale.product.v1.ProductService/ListActivities"
+	ProductService_ReserveStock_FullMethodName   = "/flashsale.product.v1.ProductService/ReserveStock"
+	ProductService_ReleaseStock_FullMethodName   = "/flashsale.product.v1.ProductService/ReleaseStock"
 )
 
 // ProductServiceClient is the client API for ProductService service.
@@ -40,6 +42,15 @@ type ProductServiceClient interface {
 	CreateActivity(ctx context.Context, in *CreateActivityRequest, opts ...grpc.CallOption) (*Activity, error)
 	GetActivity(ctx context.Context, in *GetActivityRequest, opts ...grpc.CallOption) (*Activity, error)
 	ListActivities(ctx context.Context, in *ListActivitiesRequest, opts ...grpc.CallOption) (*ListActivitiesResponse, error)
+	// ReserveStock takes the regular stock of a regular order's lines, all
+	// or nothing, with one conditional UPDATE per SKU (SOLD_OUT when a SKU
+	// has too few units, NOT_FOUND for an unknown SKU). Repeating it for the
+	// same order takes nothing more and answers the same.
+	ReserveStock(ctx context.Context, in *ReserveStockRequest, opts ...grpc.CallOption) (*ReserveStockResponse, error)
+	// ReleaseStock gives back what ReserveStock took for the order
+	// (cancelled, expired, refunded, or a failed checkout). Repeating it,
+	// or releasing an order that reserved nothing, is harmless.
+	ReleaseStock(ctx context.Context, in *ReleaseStockRequest, opts ...grpc.CallOption) (*ReleaseStockResponse, error)
 }
 
 type productServiceClient struct {
@@ -100,6 +111,26 @@ func (c *productServiceClient) ListActivities(ctx context.Context, in *ListActiv
 	return out, nil
 }
 
+func (c *productServiceClient) ReserveStock(ctx context.Context, in *ReserveStockRequest, opts ...grpc.CallOption) (*ReserveStockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReserveStockResponse)
+	err := c.cc.Invoke(ctx, ProductService_ReserveStock_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *productServiceClient) ReleaseStock(ctx context.Context, in *ReleaseStockRequest, opts ...grpc.CallOption) (*ReleaseStockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseStockResponse)
+	err := c.cc.Invoke(ctx, ProductService_ReleaseStock_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProductServiceServer is the server API for ProductService service.
 // All implementations must embed UnimplementedProductServiceServer
 // for forward compatibility.
@@ -111,6 +142,15 @@ type ProductServiceServer interface {
 	CreateActivity(context.Context, *CreateActivityRequest) (*Activity, error)
 	GetActivity(context.Context, *GetActivityRequest) (*Activity, error)
 	ListActivities(context.Context, *ListActivitiesRequest) (*ListActivitiesResponse, error)
+	// ReserveStock takes the regular stock of a regular order's lines, all
+	// or nothing, with one conditional UPDATE per SKU (SOLD_OUT when a SKU
+	// has too few units, NOT_FOUND for an unknown SKU). Repeating it for the
+	// same order takes nothing more and answers the same.
+	ReserveStock(context.Context, *ReserveStockRequest) (*ReserveStockResponse, error)
+	// ReleaseStock gives back what ReserveStock took for the order
+	// (cancelled, expired, refunded, or a failed checkout). Repeating it,
+	// or releasing an order that reserved nothing, is harmless.
+	ReleaseStock(context.Context, *ReleaseStockRequest) (*ReleaseStockResponse, error)
 	mustEmbedUnimplementedProductServiceServer()
 }
 
@@ -135,6 +175,12 @@ func (UnimplementedProductServiceServer) GetActivity(context.Context, *GetActivi
 }
 func (UnimplementedProductServiceServer) ListActivities(context.Context, *ListActivitiesRequest) (*ListActivitiesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListActivities not implemented")
+}
+func (UnimplementedProductServiceServer) ReserveStock(context.Context, *ReserveStockRequest) (*ReserveStockResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReserveStock not implemented")
+}
+func (UnimplementedProductServiceServer) ReleaseStock(context.Context, *ReleaseStockRequest) (*ReleaseStockResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseStock not implemented")
 }
 func (UnimplementedProductServiceServer) mustEmbedUnimplementedProductServiceServer() {}
 func (UnimplementedProductServiceServer) testEmbeddedByValue()                        {}
@@ -247,6 +293,42 @@ func _ProductService_ListActivities_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProductService_ReserveStock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReserveStockRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProductServiceServer).ReserveStock(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProductService_ReserveStock_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProductServiceServer).ReserveStock(ctx, req.(*ReserveStockRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProductService_ReleaseStock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseStockRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProductServiceServer).ReleaseStock(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProductService_ReleaseStock_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProductServiceServer).ReleaseStock(ctx, req.(*ReleaseStockRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ProductService_ServiceDesc is the grpc.ServiceDesc for ProductService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -273,6 +355,14 @@ var ProductService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListActivities",
 			Handler:    _ProductService_ListActivities_Handler,
+		},
+		{
+			MethodName: "ReserveStock",
+			Handler:    _ProductService_ReserveStock_Handler,
+		},
+		{
+			MethodName: "ReleaseStock",
+			Handler:    _ProductService_ReleaseStock_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

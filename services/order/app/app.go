@@ -53,7 +53,10 @@ type Config struct {
 	// InventoryAddr and ProductAddr are gRPC targets; RPCTimeout bounds
 	// each call to them.
 	InventoryAddr, ProductAddr string
-	RPCTimeout                 time.Duration
+	// MarketingAddr is the marketing service's gRPC target, which prices
+	// regular orders and holds their coupons.
+	MarketingAddr string
+	RPCTimeout    time.Duration
 	// PaymentWindow is how long a buyer has to pay an order.
 	PaymentWindow time.Duration
 	// ActivityTTL is how long an activity read from product is cached.
@@ -99,6 +102,7 @@ const (
 	DefaultKafkaPartitions   = 4
 	DefaultInventoryAddr     = "127.0.0.1:9102"
 	DefaultProductAddr       = "127.0.0.1:9101"
+	DefaultMarketingAddr     = "127.0.0.1:9105"
 	DefaultRPCTimeout        = 2 * time.Second
 	DefaultPaymentWindow     = 15 * time.Minute
 	DefaultActivityTTL       = time.Second
@@ -121,6 +125,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		KafkaPartitions:   int(env.Int("FLASHSALE_KAFKA_PARTITIONS", DefaultKafkaPartitions)),
 		InventoryAddr:     env.String("FLASHSALE_INVENTORY_ADDR", DefaultInventoryAddr),
 		ProductAddr:       env.String("FLASHSALE_PRODUCT_ADDR", DefaultProductAddr),
+		MarketingAddr:     env.String("FLASHSALE_MARKETING_ADDR", DefaultMarketingAddr),
 		RPCTimeout:        env.Duration("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
 		PaymentWindow:     env.Duration("FLASHSALE_PAYMENT_WINDOW", DefaultPaymentWindow),
 		ActivityTTL:       env.Duration("FLASHSALE_ACTIVITY_CACHE_TTL", DefaultActivityTTL),
@@ -164,6 +169,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KafkaPartitions == 0 {
 		c.KafkaPartitions = DefaultKafkaPartitions
+	}
+	if c.MarketingAddr == "" {
+		c.MarketingAddr = DefaultMarketingAddr
 	}
 	if c.RPCTimeout == 0 {
 		c.RPCTimeout = DefaultRPCTimeout
@@ -228,6 +236,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("order: product: %w", err)
 	}
 	defer prodConn.Close()
+	mktConn, err := rpc.Dial(cfg.MarketingAddr, timeout)
+	if err != nil {
+		return fmt.Errorf("order: marketing: %w", err)
+	}
+	defer mktConn.Close()
 
 	store := postgres.NewStore(pool)
 	pending := orderredis.NewPending(rdb, "", orderredis.DefaultTTL)
@@ -246,6 +259,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Pending:       pending,
 		Transitions:   store,
 		Releaser:      inv,
+		Catalog:       ordergrpc.NewCatalog(prodConn),
+		Pricing:       ordergrpc.NewPricing(mktConn),
+		Regular:       store,
 		Clock:         cfg.Clock,
 		NextID:        gen.Next,
 		PaymentWindow: cfg.PaymentWindow,
@@ -293,7 +309,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("order: %w", err)
 	}
 	log.Info("order service serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(),
-		"inventory", cfg.InventoryAddr, "product", cfg.ProductAddr)
+		"inventory", cfg.InventoryAddr, "product", cfg.ProductAddr, "marketing", cfg.MarketingAddr)
 	return serve.Process{
 		Log:           log,
 		GRPC:          srv,

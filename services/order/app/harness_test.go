@@ -32,7 +32,7 @@ var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
 	localstack.RunTests(m, localstack.Config{
-		Databases:  []string{"orders", "products"},
+		Databases:  []string{"orders", "products", "marketing"},
 		Topics:     []string{orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ},
 		Partitions: 4,
 	}, func(s *localstack.Stack) { stack = s })

@@ -31,6 +31,13 @@ var (
 		// be once ordered), so the order exists.
 		{Err: order.ErrAlreadyOrdered, Code: errcode.Conflict},
 	}
+	// A confirmation answers CONFLICT only for a released reservation.
+	confirmErrors = errcode.Table{
+		{Err: order.ErrStockReleased, Code: errcode.Conflict},
+		{Err: order.ErrNotFound, Code: errcode.NotFound},
+		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
+		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
+	}
 	productErrors = errcode.Table{
 		{Err: order.ErrNotFound, Code: errcode.NotFound},
 		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
@@ -67,6 +74,14 @@ func (i *Inventory) ReleaseUnpublished(ctx context.Context, activityID, orderID 
 	_, err := i.c.Release(ctx, &inventoryv1.ReleaseRequest{ActivityId: activityID, OrderId: orderID, Unpublished: true})
 	if err != nil {
 		return fmt.Errorf("inventory release unpublished: %w", inventoryErrors.Domain(err))
+	}
+	return nil
+}
+
+// Confirm marks an order's reservation paid.
+func (i *Inventory) Confirm(ctx context.Context, activityID, orderID int64) error {
+	if _, err := i.c.Confirm(ctx, &inventoryv1.ConfirmRequest{ActivityId: activityID, OrderId: orderID}); err != nil {
+		return fmt.Errorf("inventory confirm: %w", confirmErrors.Domain(err))
 	}
 	return nil
 }

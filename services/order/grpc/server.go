@@ -76,6 +76,23 @@ func (s *Server) CancelOrder(ctx context.Context, req *orderv1.CancelOrderReques
 	return toProto(o), nil
 }
 
+// MarkPaid records that a payment paid its order, or answers that the
+// order is not payable by it.
+func (s *Server) MarkPaid(ctx context.Context, req *orderv1.MarkPaidRequest) (*orderv1.MarkPaidResponse, error) {
+	var paidAt time.Time
+	if req.GetPaidAt() != nil {
+		paidAt = req.GetPaidAt().AsTime()
+	}
+	o, accepted, err := s.svc.MarkPaid(ctx, order.Paid{
+		OrderID: req.GetOrderId(), PaymentID: req.GetPaymentId(), Channel: req.GetChannel(),
+		Amount: req.GetAmount(), PaidAt: paidAt,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &orderv1.MarkPaidResponse{Accepted: accepted, Order: toProto(o)}, nil
+}
+
 var statuses = map[order.Status]orderv1.OrderStatus{
 	order.StatusProcessing:        orderv1.OrderStatus_ORDER_STATUS_PROCESSING,
 	order.StatusPendingPayment:    orderv1.OrderStatus_ORDER_STATUS_PENDING_PAYMENT,
@@ -104,6 +121,14 @@ func toProto(o order.Order) *orderv1.Order {
 		CreatedAt:  timestamp(o.CreatedAt),
 		ExpiresAt:  timestamp(o.ExpiresAt),
 		PaidAt:     timestamp(o.PaidAt),
+		CouponId:   o.CouponID,
+	}
+	for _, p := range o.Promotions {
+		m.Promotions = append(m.Promotions, &orderv1.OrderPromotion{Id: p.ID, Kind: p.Kind, Amount: p.Amount})
+	}
+	if o.PaymentID != 0 {
+		// Only a payment that succeeded is ever recorded on an order.
+		m.Payment = &orderv1.OrderPayment{PaymentId: o.PaymentID, Channel: o.PaymentChannel, Status: "SUCCEEDED"}
 	}
 	for _, l := range o.Lines {
 		m.Lines = append(m.Lines, &orderv1.OrderLine{

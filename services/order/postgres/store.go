@@ -178,7 +178,7 @@ func (c *lineColumns) add(o order.Order) {
 }
 
 const orderSelect = `SELECT order_id, user_id, kind, status, coalesce(activity_id, 0), total, discount, payable,
-	idempotency_key, created_at, expires_at, paid_at FROM orders `
+	idempotency_key, created_at, expires_at, paid_at, coalesce(payment_id, 0), coalesce(payment_channel, ''), coalesce(coupon_id, 0) FROM orders `
 
 // Order returns a stored order with its lines, or order.ErrNotFound.
 func (s *Store) Order(ctx context.Context, id int64) (order.Order, error) {
@@ -190,6 +190,20 @@ func (s *Store) Order(ctx context.Context, id int64) (order.Order, error) {
 		return order.Order{}, fmt.Errorf("order %d: %w", id, order.ErrNotFound)
 	}
 	return found[0], nil
+}
+
+// MarkPaid moves the order from PENDING_PAYMENT to PAID by p when its
+// payable amount is p.Amount, in one conditional update, and returns the
+// order as it stands afterwards: a loser of a race with expiry, cancel or
+// another payment sees the winner's state.
+func (s *Store) MarkPaid(ctx context.Context, p order.Paid) (order.Order, error) {
+	if _, err := s.pool.Exec(ctx, `
+		UPDATE orders SET status = 'PAID', paid_at = $3, payment_id = $2, payment_channel = $4, updated_at = now()
+		WHERE order_id = $1 AND status = 'PENDING_PAYMENT' AND payable = $5`,
+		p.OrderID, p.PaymentID, p.PaidAt, p.Channel, p.Amount); err != nil {
+		return order.Order{}, fmt.Errorf("mark order %d paid: %w", p.OrderID, err)
+	}
+	return s.Order(ctx, p.OrderID)
 }
 
 // UserOrders returns up to limit of the user's stored orders, newest first.
@@ -213,7 +227,7 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]order.Ord
 		var kind, status string
 		var paid *time.Time
 		err := r.Scan(&o.ID, &o.UserID, &kind, &status, &o.ActivityID, &o.Total, &o.Discount, &o.Payable,
-			&o.IdempotencyKey, &o.CreatedAt, &o.ExpiresAt, &paid)
+			&o.IdempotencyKey, &o.CreatedAt, &o.ExpiresAt, &paid, &o.PaymentID, &o.PaymentChannel, &o.CouponID)
 		o.Kind, o.Status = order.Kind(kind), order.Status(status)
 		if paid != nil {
 			o.PaidAt = *paid
@@ -242,6 +256,9 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]order.Ord
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := s.promotions(ctx, orders, ids, at); err != nil {
 		return nil, err
 	}
 	return orders, nil

@@ -19,6 +19,7 @@ var Errors = errcode.Table{
 	{Err: product.ErrInvalid, Code: errcode.InvalidArgument},
 	{Err: product.ErrNotFound, Code: errcode.NotFound},
 	{Err: product.ErrInsufficientStock, Code: errcode.Conflict},
+	{Err: product.ErrSoldOut, Code: errcode.SoldOut},
 	{Err: product.ErrUnavailable, Code: errcode.Unavailable},
 }
 
@@ -86,6 +87,28 @@ func (s *Server) ListActivities(ctx context.Context, _ *productv1.ListActivities
 		resp.Activities[i] = s.activityToProto(a)
 	}
 	return resp, nil
+}
+
+// ReserveStock takes a regular order's stock.
+func (s *Server) ReserveStock(ctx context.Context, req *productv1.ReserveStockRequest) (*productv1.ReserveStockResponse, error) {
+	lines := make([]product.StockLine, len(req.GetLines()))
+	for i, l := range req.GetLines() {
+		lines[i] = product.StockLine{SKUID: l.GetSkuId(), Quantity: l.GetQuantity()}
+	}
+	replayed, err := s.svc.ReserveStock(ctx, req.GetOrderId(), lines)
+	if err != nil {
+		return nil, err
+	}
+	return &productv1.ReserveStockResponse{Replayed: replayed}, nil
+}
+
+// ReleaseStock gives back a regular order's stock.
+func (s *Server) ReleaseStock(ctx context.Context, req *productv1.ReleaseStockRequest) (*productv1.ReleaseStockResponse, error) {
+	released, err := s.svc.ReleaseStock(ctx, req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	return &productv1.ReleaseStockResponse{Released: released}, nil
 }
 
 func productToProto(p product.Product) *productv1.Product {

@@ -79,7 +79,7 @@ func (s *Store) CreateActivity(ctx context.Context, a product.Activity, preheat 
 			return fmt.Errorf("take stock: %w", err)
 		}
 		if tag.RowsAffected() == 0 {
-			return s.whyNoStock(ctx, tx, a)
+			return whyShort(ctx, tx, a.SKUID, a.Stock, product.ErrInsufficientStock)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO activities (activity_id, sku_id, price, stock, per_user_limit, starts_at, ends_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
@@ -90,18 +90,19 @@ func (s *Store) CreateActivity(ctx context.Context, a product.Activity, preheat 
 	})
 }
 
-// whyNoStock tells apart the two reasons the conditional UPDATE matched no
-// row.
-func (s *Store) whyNoStock(ctx context.Context, tx pgx.Tx, a product.Activity) error {
+// whyShort tells apart the two reasons a conditional UPDATE taking want
+// units of the SKU matched no row: an unknown product, or too little
+// stock, reported as short.
+func whyShort(ctx context.Context, tx pgx.Tx, skuID, want int64, short error) error {
 	var stock int64
-	err := tx.QueryRow(ctx, `SELECT stock FROM products WHERE sku_id = $1`, a.SKUID).Scan(&stock)
+	err := tx.QueryRow(ctx, `SELECT stock FROM products WHERE sku_id = $1`, skuID).Scan(&stock)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("product %d: %w", a.SKUID, product.ErrNotFound)
+		return fmt.Errorf("product %d: %w", skuID, product.ErrNotFound)
 	}
 	if err != nil {
-		return fmt.Errorf("select product %d: %w", a.SKUID, err)
+		return fmt.Errorf("select product %d: %w", skuID, err)
 	}
-	return fmt.Errorf("%w: activity asks for %d units, product %d has %d", product.ErrInsufficientStock, a.Stock, a.SKUID, stock)
+	return fmt.Errorf("%w: %d units of product %d wanted, %d left", short, want, skuID, stock)
 }
 
 const activityColumns = `a.activity_id, a.sku_id, p.title, a.price, a.stock, a.per_user_limit, a.starts_at, a.ends_at`

@@ -1,0 +1,557 @@
+// Package channelsim simulates external payment channels (alipay, wechat,
+// unionpay, or any configured set) behind one HTTP server with the API of
+// package wire: create a payment (which answers a pay URL), the buyer's
+// confirmation in the "wallet", signed asynchronous notifications to the
+// merchant that may arrive late, twice or never, query, refund and a
+// statement for reconciliation. Each channel's latency, failure rate,
+// outages and notification faults change at runtime through an admin
+// endpoint, so the payment service can be tested against the failures real
+// channels have. Times come from an injectable clock and faults from a
+// seeded random source, so a test decides what happens.
+package channelsim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/telemetry"
+	"github.com/flashsale/flashsale/services/channelsim/wire"
+)
+
+// Channel names a simulated channel and the secret it signs notifications
+// with.
+type Channel struct {
+	Name   string
+	Secret string
+}
+
+// Window is a span of time, on the simulator's clock, during which a
+// channel is down.
+type Window struct {
+	From  time.Time `json:"from"`
+	Until time.Time `json:"until"`
+}
+
+// Behaviour is how a channel misbehaves. The zero value is a perfect
+// channel. Rates are probabilities in [0, 1].
+type Behaviour struct {
+	// LatencyMS delays every merchant and wallet call.
+	LatencyMS int64 `json:"latency_ms"`
+	// FailureRate is the share of calls answered 503.
+	FailureRate float64 `json:"failure_rate"`
+	// Down answers every call 503 until cleared.
+	Down bool `json:"down"`
+	// Outages answer every call 503 while the clock is inside one.
+	Outages []Window `json:"outages,omitempty"`
+	// NotifyDelayMS delays each notification's first delivery.
+	NotifyDelayMS int64 `json:"notify_delay_ms"`
+	// NotifyDropRate is the share of notifications never sent at all.
+	NotifyDropRate float64 `json:"notify_drop_rate"`
+	// NotifyDuplicateRate is the share of notifications delivered twice.
+	NotifyDuplicateRate float64 `json:"notify_duplicate_rate"`
+}
+
+func (b Behaviour) validate() error {
+	rates := []float64{b.FailureRate, b.NotifyDropRate, b.NotifyDuplicateRate}
+	if slices.ContainsFunc(rates, func(r float64) bool { return r < 0 || r > 1 }) {
+		return errors.New("rates must be within [0, 1]")
+	}
+	if b.LatencyMS < 0 || b.NotifyDelayMS < 0 {
+		return errors.New("delays must not be negative")
+	}
+	return nil
+}
+
+// down reports whether the channel is out of service at t.
+func (b Behaviour) down(t time.Time) bool {
+	return b.Down || slices.ContainsFunc(b.Outages, func(w Window) bool { return !t.Before(w.From) && t.Before(w.Until) })
+}
+
+// Config configures a Simulator.
+type Config struct {
+	// Channels are the simulated channels (default: DefaultChannels).
+	Channels []Channel
+	// NotifyURL is the merchant's callback base: a channel's
+	// notifications are posted to NotifyURL + "/" + channel name.
+	NotifyURL string
+	// BaseURL is the simulator's own address, the base of pay URLs; Run
+	// and Serve set it from the listener when it is empty.
+	BaseURL string
+	// Clock stamps trades and decides outage windows (default: wall
+	// clock).
+	Clock clock.Clock
+	// Seed seeds the faults' random source.
+	Seed uint64
+	// NotifyAttempts bounds the deliveries of one notification that the
+	// merchant does not answer 2xx (default 5); NotifyBackoff is the wait
+	// before the first retry, doubled for each next one (default 200ms).
+	NotifyAttempts int
+	NotifyBackoff  time.Duration
+	// HTTPClient posts notifications (default: a client with a 5s
+	// timeout).
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// DefaultChannels are the channels of a default simulator. Their secrets
+// are for development only.
+var DefaultChannels = []Channel{
+	{Name: "alipay", Secret: "alipay-dev-secret"},
+	{Name: "wechat", Secret: "wechat-dev-secret"},
+	{Name: "unionpay", Secret: "unionpay-dev-secret"},
+}
+
+// Stats count what happened to one channel's notifications.
+type Stats struct {
+	Notified   int // notifications made (one per paid trade)
+	Delivered  int // deliveries answered 2xx, duplicates included
+	Duplicated int // notifications delivered a second time on purpose
+	Dropped    int // notifications never sent on purpose
+	Failed     int // deliveries not answered 2xx
+}
+
+type trade struct {
+	wire.Trade
+	refundRef string
+}
+
+type channelState struct {
+	Channel
+	behaviour Behaviour
+	trades    map[string]*trade // by trade number
+	byRef     map[string]string // merchant ref → trade number
+	stats     Stats
+}
+
+// Simulator is the channels' server. It is safe for concurrent use.
+type Simulator struct {
+	cfg      Config
+	log      *slog.Logger
+	mux      *http.ServeMux
+	mu       sync.Mutex
+	rnd      *rand.Rand
+	channels map[string]*channelState
+	seq      int64
+	ctx      context.Context
+	cancel   context.CancelFunc
+	inflight sync.WaitGroup
+}
+
+// New returns a simulator of cfg.Channels.
+func New(cfg Config) (*Simulator, error) {
+	if len(cfg.Channels) == 0 {
+		cfg.Channels = DefaultChannels
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.NotifyAttempts <= 0 {
+		cfg.NotifyAttempts = 5
+	}
+	if cfg.NotifyBackoff <= 0 {
+		cfg.NotifyBackoff = 200 * time.Millisecond
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Simulator{
+		cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
+		rnd:      rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		channels: map[string]*channelState{},
+	}
+	for _, c := range cfg.Channels {
+		if c.Name == "" || c.Secret == "" {
+			return nil, errors.New("channelsim: every channel needs a name and a secret")
+		}
+		if _, dup := s.channels[c.Name]; dup {
+			return nil, fmt.Errorf("channelsim: channel %q configured twice", c.Name)
+		}
+		s.channels[c.Name] = &channelState{Channel: c, trades: map[string]*trade{}, byRef: map[string]string{}}
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.mux.HandleFunc("POST /{channel}/payments", s.gated(s.create))
+	s.mux.HandleFunc("GET /{channel}/payments", s.gated(s.query))
+	s.mux.HandleFunc("POST /{channel}/wallet/{trade_no}", s.gated(s.wallet))
+	s.mux.HandleFunc("POST /{channel}/refunds", s.gated(s.refund))
+	s.mux.HandleFunc("GET /{channel}/statement", s.gated(s.statement))
+	s.mux.HandleFunc("GET /admin/channels", s.getBehaviours)
+	s.mux.HandleFunc("PUT /admin/channels/{channel}", s.putBehaviour)
+	return s, nil
+}
+
+// ServeHTTP serves the channels' API and the admin endpoint.
+func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Serve serves lis until ctx ends, then stops delivering notifications.
+func (s *Simulator) Serve(ctx context.Context, lis net.Listener) error {
+	s.mu.Lock()
+	if s.cfg.BaseURL == "" {
+		s.cfg.BaseURL = "http://" + lis.Addr().String()
+	}
+	s.mu.Unlock()
+	s.log.Info("channel simulator serving", "addr", lis.Addr().String(), "notify", s.cfg.NotifyURL)
+	err := telemetry.ServeHTTP(ctx, s.log, lis, s, 5*time.Second)
+	s.Close()
+	return err
+}
+
+// Close stops notification deliveries and waits for those under way.
+func (s *Simulator) Close() {
+	s.cancel()
+	s.inflight.Wait()
+}
+
+// SetBehaviour changes how a channel behaves from now on.
+func (s *Simulator) SetBehaviour(channel string, b Behaviour) error {
+	if err := b.validate(); err != nil {
+		return fmt.Errorf("channelsim: %s: %w", channel, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.channels[channel]
+	if !ok {
+		return fmt.Errorf("channelsim: unknown channel %q", channel)
+	}
+	c.behaviour = b
+	return nil
+}
+
+// Stats returns the notification counts of a channel.
+func (s *Simulator) Stats(channel string) Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.channels[channel]; ok {
+		return c.stats
+	}
+	return Stats{}
+}
+
+// Trade returns the trade the merchant created with ref on channel.
+func (s *Simulator) Trade(channel, ref string) (wire.Trade, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.channels[channel]
+	if !ok {
+		return wire.Trade{}, false
+	}
+	t, ok := c.trades[c.byRef[ref]]
+	if !ok {
+		return wire.Trade{}, false
+	}
+	return s.view(t), true
+}
+
+// Pay is the buyer confirming trade tradeNo in the wallet, in process: it
+// bypasses the channel's latency and faults, which apply to the HTTP
+// wallet call only.
+func (s *Simulator) Pay(channel, tradeNo string) (wire.Trade, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pay(channel, tradeNo)
+}
+
+// apiError is an answer of the channel API other than 2xx.
+type apiError struct {
+	status int
+	body   wire.Error
+}
+
+func (e *apiError) Error() string { return e.body.Code + ": " + e.body.Message }
+
+func fail(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, body: wire.Error{Code: code, Message: fmt.Sprintf(format, args...)}}
+}
+
+// gated applies the channel's latency, outages and failure rate before h,
+// as a real channel's network and backend would.
+func (s *Simulator) gated(h func(c *channelState, r *http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("channel")
+		s.mu.Lock()
+		c, ok := s.channels[name]
+		var b Behaviour
+		var unlucky bool
+		if ok {
+			b = c.behaviour
+			unlucky = b.FailureRate > 0 && s.rnd.Float64() < b.FailureRate
+		}
+		now := s.cfg.Clock.Now()
+		s.mu.Unlock()
+		if !ok {
+			writeJSON(w, http.StatusNotFound, wire.Error{Code: wire.CodeNotFound, Message: "unknown channel " + name})
+			return
+		}
+		if b.LatencyMS > 0 {
+			select {
+			case <-time.After(time.Duration(b.LatencyMS) * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if b.down(now) || unlucky {
+			writeJSON(w, http.StatusServiceUnavailable, wire.Error{Code: wire.CodeUnavailable, Message: name + " is unavailable"})
+			return
+		}
+		out, err := h(c, r)
+		if ae := (*apiError)(nil); errors.As(err, &ae) {
+			writeJSON(w, ae.status, ae.body)
+			return
+		}
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, wire.Error{Code: wire.CodeInvalid, Message: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func (s *Simulator) create(c *channelState, r *http.Request) (any, error) {
+	var req wire.CreatePayment
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		return nil, fmt.Errorf("malformed body: %w", err)
+	}
+	if req.MerchantRef == "" || req.Amount <= 0 {
+		return nil, fail(http.StatusBadRequest, wire.CodeInvalid, "merchant_ref and a positive amount are required")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if no, ok := c.byRef[req.MerchantRef]; ok {
+		t := c.trades[no]
+		if t.Amount != req.Amount {
+			return nil, fail(http.StatusConflict, wire.CodeState, "merchant_ref %s was created with another amount", req.MerchantRef)
+		}
+		return s.view(t), nil
+	}
+	s.seq++
+	no := fmt.Sprintf("%s-%d", c.Name, s.seq)
+	c.trades[no] = &trade{Trade: wire.Trade{
+		TradeNo: no, MerchantRef: req.MerchantRef, Channel: c.Name, Amount: req.Amount,
+		Status: wire.TradeWaitPay, CreatedAt: s.cfg.Clock.Now(),
+	}}
+	c.byRef[req.MerchantRef] = no
+	return s.view(c.trades[no]), nil
+}
+
+// view returns t as the API shows it; callers hold s.mu.
+func (s *Simulator) view(t *trade) wire.Trade {
+	v := t.Trade
+	v.PayURL = s.cfg.BaseURL + "/" + t.Channel + "/wallet/" + t.TradeNo
+	if t.PaidAt != nil {
+		at := *t.PaidAt
+		v.PaidAt = &at
+	}
+	return v
+}
+
+func (s *Simulator) query(c *channelState, r *http.Request) (any, error) {
+	ref := r.URL.Query().Get("merchant_ref")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := c.trades[c.byRef[ref]]
+	if !ok {
+		return nil, fail(http.StatusNotFound, wire.CodeNotFound, "no trade with merchant_ref %q", ref)
+	}
+	return s.view(t), nil
+}
+
+func (s *Simulator) wallet(c *channelState, r *http.Request) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pay(c.Name, r.PathValue("trade_no"))
+}
+
+// pay marks the trade paid and notifies the merchant; paying a paid trade
+// again answers it unchanged. Callers hold s.mu.
+func (s *Simulator) pay(channel, tradeNo string) (wire.Trade, error) {
+	c, ok := s.channels[channel]
+	if !ok {
+		return wire.Trade{}, fail(http.StatusNotFound, wire.CodeNotFound, "unknown channel %q", channel)
+	}
+	t, ok := c.trades[tradeNo]
+	if !ok {
+		return wire.Trade{}, fail(http.StatusNotFound, wire.CodeNotFound, "no trade %q", tradeNo)
+	}
+	if t.Status != wire.TradeWaitPay {
+		return s.view(t), nil
+	}
+	now := s.cfg.Clock.Now()
+	t.Status, t.PaidAt = wire.TradePaid, &now
+	c.stats.Notified++
+	n := wire.Notification{
+		NotifyID: "n-" + t.TradeNo, Channel: c.Name, TradeNo: t.TradeNo, MerchantRef: t.MerchantRef,
+		Amount: t.Amount, Status: wire.TradePaid, PaidAt: now,
+	}
+	b := c.behaviour
+	switch {
+	case b.NotifyDropRate > 0 && s.rnd.Float64() < b.NotifyDropRate:
+		c.stats.Dropped++
+	default:
+		copies := 1
+		if b.NotifyDuplicateRate > 0 && s.rnd.Float64() < b.NotifyDuplicateRate {
+			c.stats.Duplicated++
+			copies = 2
+		}
+		s.inflight.Add(1)
+		go s.notify(c, n, time.Duration(b.NotifyDelayMS)*time.Millisecond, copies)
+	}
+	return s.view(t), nil
+}
+
+// notify delivers n copies times after delay, retrying each delivery the
+// merchant does not answer 2xx with a doubling backoff.
+func (s *Simulator) notify(c *channelState, n wire.Notification, delay time.Duration, copies int) {
+	defer s.inflight.Done()
+	body, err := json.Marshal(n)
+	if err != nil {
+		s.log.Error("notification not encodable", "err", err)
+		return
+	}
+	sig := wire.Sign([]byte(c.Secret), body)
+	if !s.sleep(delay) {
+		return
+	}
+	for range copies {
+		backoff := s.cfg.NotifyBackoff
+		for attempt := 1; attempt <= s.cfg.NotifyAttempts; attempt++ {
+			ok := s.post(c.Name, body, sig)
+			s.mu.Lock()
+			if ok {
+				c.stats.Delivered++
+			} else {
+				c.stats.Failed++
+			}
+			s.mu.Unlock()
+			if ok || attempt == s.cfg.NotifyAttempts || !s.sleep(backoff) {
+				break
+			}
+			backoff *= 2
+		}
+	}
+}
+
+// sleep waits d unless the simulator closes first.
+func (s *Simulator) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return s.ctx.Err() == nil
+	}
+	select {
+	case <-time.After(d):
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+func (s *Simulator) post(channel string, body []byte, sig string) bool {
+	req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, s.cfg.NotifyURL+"/"+channel, bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(wire.SignatureHeader, sig)
+	resp, err := s.cfg.HTTPClient.Do(req)
+	if err != nil {
+		s.log.Warn("notification not delivered", "channel", channel, "err", err)
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode/100 == 2
+}
+
+func (s *Simulator) refund(c *channelState, r *http.Request) (any, error) {
+	var req wire.RefundRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		return nil, fmt.Errorf("malformed body: %w", err)
+	}
+	if req.RefundRef == "" {
+		return nil, fail(http.StatusBadRequest, wire.CodeInvalid, "refund_ref is required")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := c.trades[req.TradeNo]
+	if !ok {
+		return nil, fail(http.StatusNotFound, wire.CodeNotFound, "no trade %q", req.TradeNo)
+	}
+	switch {
+	case t.Status == wire.TradeRefunded && t.refundRef == req.RefundRef:
+	case t.Status != wire.TradePaid:
+		return nil, fail(http.StatusConflict, wire.CodeState, "trade %s is %s", t.TradeNo, t.Status)
+	case req.Amount != t.Amount:
+		return nil, fail(http.StatusBadRequest, wire.CodeInvalid, "only full refunds: amount %d, trade %d", req.Amount, t.Amount)
+	default:
+		t.Status, t.refundRef, t.RefundNo = wire.TradeRefunded, req.RefundRef, "r-"+t.TradeNo
+	}
+	return wire.Refund{RefundNo: t.RefundNo, RefundRef: t.refundRef, TradeNo: t.TradeNo, Amount: t.Amount}, nil
+}
+
+func (s *Simulator) statement(c *channelState, _ *http.Request) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := wire.Statement{Channel: c.Name, Trades: []wire.Trade{}}
+	for _, t := range c.trades {
+		if t.Status != wire.TradeWaitPay {
+			st.Trades = append(st.Trades, s.view(t))
+		}
+	}
+	slices.SortFunc(st.Trades, func(a, b wire.Trade) int { return a.PaidAt.Compare(*b.PaidAt) })
+	return st, nil
+}
+
+func (s *Simulator) getBehaviours(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	out := make(map[string]Behaviour, len(s.channels))
+	for name, c := range s.channels {
+		out[name] = c.behaviour
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Simulator) putBehaviour(w http.ResponseWriter, r *http.Request) {
+	var b Behaviour
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		writeJSON(w, http.StatusBadRequest, wire.Error{Code: wire.CodeInvalid, Message: err.Error()})
+		return
+	}
+	name := r.PathValue("channel")
+	s.mu.Lock()
+	_, known := s.channels[name]
+	s.mu.Unlock()
+	if !known {
+		writeJSON(w, http.StatusNotFound, wire.Error{Code: wire.CodeNotFound, Message: "unknown channel " + name})
+		return
+	}
+	if err := s.SetBehaviour(name, b); err != nil {
+		writeJSON(w, http.StatusBadRequest, wire.Error{Code: wire.CodeInvalid, Message: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"code":"INTERNAL","message":"encoding failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

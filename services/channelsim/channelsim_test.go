@@ -1,0 +1,260 @@
+package channelsim_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/services/channelsim"
+	"github.com/flashsale/flashsale/services/channelsim/wire"
+)
+
+// merchant records the notifications posted to it, answering each with
+// status (200 unless set).
+type merchant struct {
+	mu     sync.Mutex
+	got    []wire.Notification
+	bad    int // deliveries whose signature did not verify
+	status int
+	calls  int
+}
+
+func (m *merchant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	if m.status != 0 {
+		w.WriteHeader(m.status)
+		return
+	}
+	if !wire.Verify([]byte("alipay-dev-secret"), body, r.Header.Get(wire.SignatureHeader)) || r.URL.Path != "/cb/alipay" {
+		m.bad++
+	}
+	var n wire.Notification
+	_ = json.Unmarshal(body, &n)
+	m.got = append(m.got, n)
+}
+
+func (m *merchant) notifications() ([]wire.Notification, int, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]wire.Notification(nil), m.got...), m.bad, m.calls
+}
+
+type fixture struct {
+	sim   *channelsim.Simulator
+	url   string
+	clock *clock.Manual
+	merch *merchant
+}
+
+// MustSimulator serves a simulator of the default channels notifying a
+// recording merchant, until the test ends.
+func MustSimulator(tb testing.TB) *fixture {
+	tb.Helper()
+	m := &merchant{}
+	ms := httptest.NewServer(m)
+	tb.Cleanup(ms.Close)
+	clk := clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
+	sim, err := channelsim.New(channelsim.Config{
+		NotifyURL: ms.URL + "/cb", Clock: clk, Seed: 42, NotifyBackoff: time.Millisecond, NotifyAttempts: 3,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sim.Serve(ctx, lis) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Error(err)
+		}
+	})
+	return &fixture{sim: sim, url: "http://" + lis.Addr().String(), clock: clk, merch: m}
+}
+
+// call sends body (JSON unless nil) and decodes the answer into out,
+// returning the status.
+func (f *fixture) call(tb testing.TB, method, path string, body, out any) int {
+	tb.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, f.url+path, rd)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		_ = json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+func (f *fixture) mustCreate(tb testing.TB, ref string, amount int64) wire.Trade {
+	tb.Helper()
+	var t wire.Trade
+	if st := f.call(tb, "POST", "/alipay/payments", wire.CreatePayment{MerchantRef: ref, Amount: amount}, &t); st != 200 {
+		tb.Fatalf("create: status %d", st)
+	}
+	return t
+}
+
+// waitFor polls cond until it holds or ten seconds pass.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestPayNotifiesSigned(t *testing.T) {
+	f := MustSimulator(t)
+	tr := f.mustCreate(t, "p1", 990)
+	if again := f.mustCreate(t, "p1", 990); again.TradeNo != tr.TradeNo {
+		t.Fatalf("second create with one ref made trade %s, want %s", again.TradeNo, tr.TradeNo)
+	}
+	var paid wire.Trade
+	if st := f.call(t, "POST", tr.PayURL[len(f.url):], nil, &paid); st != 200 || paid.Status != wire.TradePaid {
+		t.Fatalf("wallet pay: status %d, trade %+v", st, paid)
+	}
+	waitFor(t, "the notification", func() bool { n, _, _ := f.merch.notifications(); return len(n) == 1 })
+	got, bad, _ := f.merch.notifications()
+	if bad != 0 {
+		t.Errorf("%d notifications had a bad signature or path", bad)
+	}
+	if n := got[0]; n.TradeNo != tr.TradeNo || n.MerchantRef != "p1" || n.Amount != 990 || n.Status != wire.TradePaid || !n.PaidAt.Equal(f.clock.Now()) {
+		t.Errorf("notification = %+v", n)
+	}
+	var q wire.Trade
+	if st := f.call(t, "GET", "/alipay/payments?merchant_ref=p1", nil, &q); st != 200 || q.Status != wire.TradePaid {
+		t.Errorf("query: status %d, trade %+v", st, q)
+	}
+}
+
+func TestNotificationFaults(t *testing.T) {
+	tests := []struct {
+		name       string
+		behaviour  channelsim.Behaviour
+		status     int // the merchant's answer
+		wantCalls  int
+		wantStats  channelsim.Stats
+		wantGotten int
+	}{
+		{"duplicated", channelsim.Behaviour{NotifyDuplicateRate: 1}, 0, 2,
+			channelsim.Stats{Notified: 1, Delivered: 2, Duplicated: 1}, 2},
+		{"dropped", channelsim.Behaviour{NotifyDropRate: 1}, 0, 0,
+			channelsim.Stats{Notified: 1, Dropped: 1}, 0},
+		{"merchant failing: retried up to the attempts", channelsim.Behaviour{}, 500, 3,
+			channelsim.Stats{Notified: 1, Failed: 3}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := MustSimulator(t)
+			f.merch.status = tt.status
+			if err := f.sim.SetBehaviour("alipay", tt.behaviour); err != nil {
+				t.Fatal(err)
+			}
+			tr := f.mustCreate(t, "p", 100)
+			if _, err := f.sim.Pay("alipay", tr.TradeNo); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the deliveries", func() bool {
+				s := f.sim.Stats("alipay")
+				return s.Delivered+s.Failed+s.Dropped >= max(tt.wantCalls, 1)
+			})
+			f.sim.Close()
+			if got := f.sim.Stats("alipay"); got != tt.wantStats {
+				t.Errorf("stats = %+v, want %+v", got, tt.wantStats)
+			}
+			got, _, calls := f.merch.notifications()
+			if calls != tt.wantCalls || len(got) != tt.wantGotten {
+				t.Errorf("merchant got %d calls, %d notifications; want %d, %d", calls, len(got), tt.wantCalls, tt.wantGotten)
+			}
+		})
+	}
+}
+
+func TestRefundIdempotentAndStatement(t *testing.T) {
+	f := MustSimulator(t)
+	tr := f.mustCreate(t, "p", 500)
+	var ref wire.Refund
+	if st := f.call(t, "POST", "/alipay/refunds", wire.RefundRequest{TradeNo: tr.TradeNo, RefundRef: "r1", Amount: 500}, &ref); st != http.StatusConflict {
+		t.Fatalf("refund of an unpaid trade: status %d, want 409", st)
+	}
+	if _, err := f.sim.Pay("alipay", tr.TradeNo); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if st := f.call(t, "POST", "/alipay/refunds", wire.RefundRequest{TradeNo: tr.TradeNo, RefundRef: "r1", Amount: 500}, &ref); st != 200 {
+			t.Fatalf("refund: status %d", st)
+		}
+	}
+	if st := f.call(t, "POST", "/alipay/refunds", wire.RefundRequest{TradeNo: tr.TradeNo, RefundRef: "r2", Amount: 500}, nil); st != http.StatusConflict {
+		t.Errorf("a second refund under another ref: status %d, want 409", st)
+	}
+	f.mustCreate(t, "unpaid", 1)
+	var st wire.Statement
+	f.call(t, "GET", "/alipay/statement", nil, &st)
+	if len(st.Trades) != 1 || st.Trades[0].Status != wire.TradeRefunded || st.Trades[0].RefundNo != ref.RefundNo {
+		t.Errorf("statement = %+v, want the one refunded trade", st)
+	}
+}
+
+func TestOutagesAndFailures(t *testing.T) {
+	f := MustSimulator(t)
+	now := f.clock.Now()
+	create := func() int {
+		return f.call(t, "POST", "/alipay/payments", wire.CreatePayment{MerchantRef: "x", Amount: 1}, nil)
+	}
+	// Through the admin endpoint, as an operator or the demo would.
+	b := channelsim.Behaviour{Outages: []channelsim.Window{{From: now.Add(time.Minute), Until: now.Add(2 * time.Minute)}}}
+	if st := f.call(t, "PUT", "/admin/channels/alipay", b, nil); st != 200 {
+		t.Fatalf("admin put: status %d", st)
+	}
+	steps := []struct {
+		at   time.Duration
+		want int
+	}{{0, 200}, {time.Minute, 503}, {90 * time.Second, 503}, {2 * time.Minute, 200}}
+	for _, s := range steps {
+		f.clock.Set(now.Add(s.at))
+		if got := create(); got != s.want {
+			t.Errorf("at +%s: status %d, want %d", s.at, got, s.want)
+		}
+	}
+	if st := f.call(t, "PUT", "/admin/channels/alipay", channelsim.Behaviour{FailureRate: 2}, nil); st != 400 {
+		t.Errorf("a rate over 1: status %d, want 400", st)
+	}
+	if st := f.call(t, "PUT", "/admin/channels/nope", channelsim.Behaviour{}, nil); st != 404 {
+		t.Errorf("unknown channel: status %d, want 404", st)
+	}
+	f.call(t, "PUT", "/admin/channels/alipay", channelsim.Behaviour{FailureRate: 0.5}, nil)
+	failed := 0
+	for range 200 {
+		if create() == 503 {
+			failed++
+		}
+	}
+	if failed < 60 || failed > 140 {
+		t.Errorf("%d of 200 calls failed at a failure rate of 0.5", failed)
+	}
+}

@@ -1,0 +1,73 @@
+package channelsim
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/serve"
+)
+
+// ServerConfig is the simulator process's configuration: where it listens
+// and the simulator's own settings.
+type ServerConfig struct {
+	// Addr is where to listen unless Listener is given.
+	Addr     string
+	Listener net.Listener
+	Config
+}
+
+// DefaultAddr is the simulator's default listen address.
+const DefaultAddr = ":9301"
+
+// ConfigFromEnv reads FLASHSALE_CHANNELSIM_ADDR, FLASHSALE_NOTIFY_URL (the
+// gateway's callback base), FLASHSALE_CHANNELSIM_BASE_URL,
+// FLASHSALE_CHANNELSIM_SEED and FLASHSALE_CHANNELS, a list of name=secret
+// pairs; problems are collected in env.
+func ConfigFromEnv(env *config.Env) ServerConfig {
+	cfg := ServerConfig{
+		Addr: env.String("FLASHSALE_CHANNELSIM_ADDR", DefaultAddr),
+		Config: Config{
+			NotifyURL: env.String("FLASHSALE_NOTIFY_URL", "http://127.0.0.1:8080/api/v1/payments/callbacks"),
+			BaseURL:   env.String("FLASHSALE_CHANNELSIM_BASE_URL", ""),
+			Seed:      uint64(env.Int("FLASHSALE_CHANNELSIM_SEED", 1)),
+		},
+	}
+	cfg.Channels = ParseChannels(env, "FLASHSALE_CHANNELS")
+	_, err := url.Parse(cfg.NotifyURL)
+	env.Check(err == nil && strings.HasPrefix(cfg.NotifyURL, "http"), "FLASHSALE_NOTIFY_URL=%q: not an http URL", cfg.NotifyURL)
+	return cfg
+}
+
+// ParseChannels reads the variable name as name=secret pairs (default:
+// DefaultChannels). The payment service reads the same variable, so both
+// sides agree on the secrets.
+func ParseChannels(env *config.Env, name string) []Channel {
+	var def []string
+	for _, c := range DefaultChannels {
+		def = append(def, c.Name+"="+c.Secret)
+	}
+	var out []Channel
+	for _, pair := range env.List(name, def) {
+		n, secret, ok := strings.Cut(pair, "=")
+		env.Check(ok && n != "" && secret != "", "%s: %q is not name=secret", name, pair)
+		out = append(out, Channel{Name: n, Secret: secret})
+	}
+	return out
+}
+
+// Run serves a simulator of cfg until ctx ends.
+func Run(ctx context.Context, cfg ServerConfig) error {
+	sim, err := New(cfg.Config)
+	if err != nil {
+		return err
+	}
+	lis, err := serve.Listen(cfg.Listener, cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("channelsim: %w", err)
+	}
+	return sim.Serve(ctx, lis)
+}

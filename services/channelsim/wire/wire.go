@@ -1,0 +1,121 @@
+// Package wire is the HTTP API of the payment channels that the channel
+// simulator plays (alipay, wechat, unionpay): the JSON bodies, the trade
+// states and the signature of asynchronous notifications. The payment
+// service's channel client speaks it, so both sides share one definition.
+package wire
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
+
+// SignatureHeader carries the hex HMAC-SHA256 of a notification's raw body
+// under the channel's secret.
+const SignatureHeader = "X-Signature"
+
+// Sign returns the signature of body under secret.
+func Sign(secret, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Verify reports whether sig is body's signature under secret, in
+// constant time so that a forger learns nothing from timing.
+func Verify(secret, body []byte, sig string) bool {
+	got, err := hex.DecodeString(sig)
+	if err != nil || len(secret) == 0 {
+		return false
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return hmac.Equal(got, m.Sum(nil))
+}
+
+// TradeStatus is where a trade stands at the channel.
+type TradeStatus string
+
+// The trade states: WAIT_PAY until the buyer pays (PAID), then REFUNDED
+// once the merchant refunded it.
+const (
+	TradeWaitPay  TradeStatus = "WAIT_PAY"
+	TradePaid     TradeStatus = "PAID"
+	TradeRefunded TradeStatus = "REFUNDED"
+)
+
+// CreatePayment is the body of POST /{channel}/payments. MerchantRef is
+// the merchant's payment id: creating twice with one ref returns the first
+// trade.
+type CreatePayment struct {
+	MerchantRef string `json:"merchant_ref"`
+	Amount      int64  `json:"amount"`
+	Subject     string `json:"subject"`
+}
+
+// Trade is a payment at the channel.
+type Trade struct {
+	TradeNo     string      `json:"trade_no"`
+	MerchantRef string      `json:"merchant_ref"`
+	Channel     string      `json:"channel"`
+	Amount      int64       `json:"amount"`
+	Status      TradeStatus `json:"status"`
+	// PayURL is where the buyer confirms: POST to it pays the trade.
+	PayURL    string     `json:"pay_url"`
+	CreatedAt time.Time  `json:"created_at"`
+	PaidAt    *time.Time `json:"paid_at,omitempty"`
+	// RefundNo names the refund of a REFUNDED trade.
+	RefundNo string `json:"refund_no,omitempty"`
+}
+
+// RefundRequest is the body of POST /{channel}/refunds: a full refund of
+// a paid trade. RefundRef is the merchant's refund id: refunding twice
+// with one ref returns the first refund.
+type RefundRequest struct {
+	TradeNo   string `json:"trade_no"`
+	RefundRef string `json:"refund_ref"`
+	Amount    int64  `json:"amount"`
+}
+
+// Refund is the answer to a RefundRequest.
+type Refund struct {
+	RefundNo  string `json:"refund_no"`
+	RefundRef string `json:"refund_ref"`
+	TradeNo   string `json:"trade_no"`
+	Amount    int64  `json:"amount"`
+}
+
+// Notification is the body of the asynchronous callback a channel posts to
+// the merchant when a trade is paid. NotifyID is the same on every retry
+// and duplicate of one notification.
+type Notification struct {
+	NotifyID    string      `json:"notify_id"`
+	Channel     string      `json:"channel"`
+	TradeNo     string      `json:"trade_no"`
+	MerchantRef string      `json:"merchant_ref"`
+	Amount      int64       `json:"amount"`
+	Status      TradeStatus `json:"status"`
+	PaidAt      time.Time   `json:"paid_at"`
+}
+
+// Statement is the answer of GET /{channel}/statement: every trade that
+// was paid (and possibly refunded since), for reconciliation.
+type Statement struct {
+	Channel string  `json:"channel"`
+	Trades  []Trade `json:"trades"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error codes of the channel API.
+const (
+	CodeNotFound    = "NOT_FOUND"
+	CodeInvalid     = "INVALID"
+	CodeUnavailable = "SYSTEM_BUSY"
+	CodeState       = "TRADE_STATE_ERROR"
+)

@@ -1,0 +1,141 @@
+// Package app wires the marketing service: Postgres, the domain service,
+// its gRPC server and its admin HTTP server. main, the local platform and
+// tests all start the service through Run.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/ids"
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/serve"
+	"github.com/flashsale/flashsale/platform/telemetry"
+	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
+	"github.com/flashsale/flashsale/services/marketing"
+	marketinggrpc "github.com/flashsale/flashsale/services/marketing/grpc"
+	"github.com/flashsale/flashsale/services/marketing/postgres"
+)
+
+// Config is the marketing service's configuration. Zero values take the
+// defaults below (a nil Logger discards, a nil Clock is the wall clock).
+type Config struct {
+	// GRPCAddr and AdminAddr are where to listen unless GRPCListener and
+	// AdminListener are given (tests and the local platform hand in
+	// listeners).
+	GRPCAddr, AdminAddr         string
+	GRPCListener, AdminListener net.Listener
+	Logger                      *slog.Logger
+	// Clock decides promotion and coupon windows.
+	Clock clock.Clock
+
+	// PostgresURL is the marketing database; PostgresMaxConns bounds its
+	// pool.
+	PostgresURL      string
+	PostgresMaxConns int32
+	// NodeID is this replica's snowflake node (0..1023), distinct per
+	// replica so that ids never collide.
+	NodeID int64
+	// PromotionTTL is how long the live promotions are cached.
+	PromotionTTL time.Duration
+}
+
+// Defaults of the settings.
+const (
+	DefaultGRPCAddr         = ":9105"
+	DefaultAdminAddr        = ":9205"
+	DefaultPostgresURL      = "postgres://flashsale@127.0.0.1:5432/marketing?sslmode=disable"
+	DefaultPostgresMaxConns = 20
+	DefaultPromotionTTL     = time.Second
+)
+
+// ConfigFromEnv reads the FLASHSALE_* variables; problems are collected in
+// env (check env.Err()).
+func ConfigFromEnv(env *config.Env) Config {
+	cfg := Config{
+		GRPCAddr:         env.String("FLASHSALE_GRPC_ADDR", DefaultGRPCAddr),
+		AdminAddr:        env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
+		Clock:            clock.Real{},
+		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
+		PostgresMaxConns: int32(env.Int("FLASHSALE_POSTGRES_MAX_CONNS", DefaultPostgresMaxConns)),
+		NodeID:           env.Int("FLASHSALE_NODE_ID", 0),
+		PromotionTTL:     env.Duration("FLASHSALE_PROMOTION_CACHE_TTL", DefaultPromotionTTL),
+	}
+	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
+	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= 1023, "FLASHSALE_NODE_ID=%d: must be 0..1023", cfg.NodeID)
+	env.Check(cfg.PromotionTTL > 0, "FLASHSALE_PROMOTION_CACHE_TTL=%s: must be positive", cfg.PromotionTTL)
+	return cfg
+}
+
+// withDefaults fills the zero settings.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	if c.PostgresMaxConns == 0 {
+		c.PostgresMaxConns = DefaultPostgresMaxConns
+	}
+	if c.PromotionTTL == 0 {
+		c.PromotionTTL = DefaultPromotionTTL
+	}
+	return c
+}
+
+// Run applies the schema and serves until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	cfg = cfg.withDefaults()
+	log := cfg.Logger
+
+	gen, err := ids.NewGenerator(cfg.NodeID, cfg.Clock)
+	if err != nil {
+		return fmt.Errorf("marketing: %w", err)
+	}
+	pool, err := pgplatform.Dial(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
+	if err != nil {
+		return fmt.Errorf("marketing: %w", err)
+	}
+	defer pool.Close()
+	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
+		return fmt.Errorf("marketing: %w", err)
+	}
+	svc := marketing.NewService(marketing.Config{
+		Store:        postgres.New(pool),
+		IDs:          gen,
+		Clock:        cfg.Clock,
+		PromotionTTL: cfg.PromotionTTL,
+	})
+
+	reg := telemetry.NewRegistry()
+	srv := rpc.NewServer(log, reg, marketinggrpc.Errors)
+	marketingv1.RegisterMarketingServiceServer(srv, marketinggrpc.NewServer(svc))
+	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
+		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
+	})
+
+	grpcLis, err := serve.Listen(cfg.GRPCListener, cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("marketing: %w", err)
+	}
+	adminLis, err := serve.Listen(cfg.AdminListener, cfg.AdminAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("marketing: %w", err)
+	}
+	log.Info("marketing service serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String())
+	return serve.Process{
+		Log:           log,
+		GRPC:          srv,
+		GRPCListener:  grpcLis,
+		Admin:         admin,
+		AdminListener: adminLis,
+	}.Run(ctx)
+}

@@ -1,0 +1,288 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/ids"
+	"github.com/flashsale/flashsale/platform/localstack"
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/services/marketing"
+	"github.com/flashsale/flashsale/services/marketing/postgres"
+)
+
+var stack *localstack.Stack
+
+func TestMain(m *testing.M) {
+	localstack.RunTests(m, localstack.Config{Databases: []string{"marketing"}}, func(s *localstack.Stack) { stack = s })
+}
+
+// gen hands out ids distinct across the tests of this package.
+var gen, _ = ids.NewGenerator(1, clock.Real{})
+
+var now = time.Now().UTC().Truncate(time.Microsecond)
+
+// MustStore returns a store on the migrated test database.
+func MustStore(tb testing.TB) *postgres.Store {
+	tb.Helper()
+	ctx := context.Background()
+	pool, err := pgplatform.Dial(ctx, stack.PostgresURL("marketing"), 40)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
+		tb.Fatal(err)
+	}
+	return postgres.New(pool)
+}
+
+// MustTemplate creates a template of total coupons, perUser per user,
+// valid for the hour around now.
+func MustTemplate(tb testing.TB, s *postgres.Store, total, perUser int64) marketing.CouponTemplate {
+	tb.Helper()
+	t := marketing.CouponTemplate{ID: gen.Next(), Threshold: 99_00, Amount: 10_00, Total: total, PerUserLimit: perUser,
+		ValidFrom: now.Add(-time.Hour), ValidUntil: now.Add(time.Hour)}
+	if err := s.CreateCouponTemplate(context.Background(), t); err != nil {
+		tb.Fatal(err)
+	}
+	return t
+}
+
+// MustClaim claims a coupon of the template for the user.
+func MustClaim(tb testing.TB, s *postgres.Store, templateID, userID int64) marketing.Coupon {
+	tb.Helper()
+	c, err := s.ClaimCoupon(context.Background(), templateID, userID, gen.Next(), now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func TestConcurrentClaimsNeverExceedIssue(t *testing.T) {
+	s := MustStore(t)
+	ctx := context.Background()
+	const total, perUser, users, attemptsPerUser = 50, 3, 40, 5
+	tmpl := MustTemplate(t, s, total, perUser)
+
+	var mu sync.Mutex
+	claimed := map[int64]int{}
+	var wg sync.WaitGroup
+	for u := range users {
+		user := int64(1000 + u)
+		for range attemptsPerUser {
+			wg.Go(func() {
+				_, err := s.ClaimCoupon(ctx, tmpl.ID, user, gen.Next(), now)
+				switch {
+				case err == nil:
+					mu.Lock()
+					claimed[user]++
+					mu.Unlock()
+				case errors.Is(err, marketing.ErrCouponsExhausted), errors.Is(err, marketing.ErrClaimLimit):
+				default:
+					t.Errorf("claim: %v", err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	var got int
+	for user, n := range claimed {
+		if n > perUser {
+			t.Errorf("user %d claimed %d coupons, the limit is %d", user, n, perUser)
+		}
+		got += n
+		list, err := s.UserCoupons(ctx, user, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != n {
+			t.Errorf("user %d holds %d coupons, claimed %d", user, len(list), n)
+		}
+	}
+	// 40 users × 3 allowed = 120 wanted, so every coupon must go.
+	if got != total {
+		t.Fatalf("%d coupons claimed, want exactly the %d issued", got, total)
+	}
+	if _, err := s.ClaimCoupon(ctx, tmpl.ID, 1, gen.Next(), now); !errors.Is(err, marketing.ErrCouponsExhausted) {
+		t.Fatalf("claim after the last = %v, want ErrCouponsExhausted", err)
+	}
+}
+
+func TestConcurrentClaimsOfOneUserStopAtTheLimit(t *testing.T) {
+	s := MustStore(t)
+	const perUser = 2
+	tmpl := MustTemplate(t, s, 1000, perUser)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var ok, limited int
+	for range 30 {
+		wg.Go(func() {
+			_, err := s.ClaimCoupon(context.Background(), tmpl.ID, 7, gen.Next(), now)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, marketing.ErrClaimLimit):
+				limited++
+			default:
+				t.Errorf("claim: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if ok != perUser || limited != 30-perUser {
+		t.Fatalf("%d claims succeeded and %d hit the limit, want %d and %d", ok, limited, perUser, 30-perUser)
+	}
+	// The refused claims were rolled back: the template counts two.
+	MustClaim(t, s, tmpl.ID, 8)
+}
+
+func TestClaimRefusals(t *testing.T) {
+	s := MustStore(t)
+	ctx := context.Background()
+	later := marketing.CouponTemplate{ID: gen.Next(), Amount: 1, Total: 1, PerUserLimit: 1, ValidFrom: now.Add(time.Hour), ValidUntil: now.Add(2 * time.Hour)}
+	if err := s.CreateCouponTemplate(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	one := MustTemplate(t, s, 1, 1)
+	MustClaim(t, s, one.ID, 1)
+	tests := []struct {
+		name       string
+		templateID int64
+		at         time.Time
+		want       error
+	}{
+		{"unknown template", gen.Next(), now, marketing.ErrNotFound},
+		{"before the window", later.ID, now, marketing.ErrNotClaimable},
+		{"at the window's end", later.ID, later.ValidUntil, marketing.ErrNotClaimable},
+		{"none left", one.ID, now, marketing.ErrCouponsExhausted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := s.ClaimCoupon(ctx, tt.templateID, 2, gen.Next(), tt.at); !errors.Is(err, tt.want) {
+				t.Fatalf("claim = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestConsumeAndRelease(t *testing.T) {
+	s := MustStore(t)
+	ctx := context.Background()
+	tmpl := MustTemplate(t, s, 10, 5)
+	const user = 42
+	c := MustClaim(t, s, tmpl.ID, user)
+	other := MustClaim(t, s, tmpl.ID, user)
+	order, secondOrder := gen.Next(), gen.Next()
+
+	used, err := s.ConsumeCoupon(ctx, user, c.ID, order, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used.Status != marketing.CouponUsed || used.OrderID != order {
+		t.Fatalf("consumed coupon = %+v, want USED by order %d", used, order)
+	}
+	again, err := s.ConsumeCoupon(ctx, user, c.ID, order, now)
+	if err != nil || !reflect.DeepEqual(again, used) {
+		t.Fatalf("consuming again for the same order = %+v, %v; want %+v, nil", again, err, used)
+	}
+	refusals := []struct {
+		name                string
+		user, coupon, order int64
+		at                  time.Time
+		want                error
+	}{
+		{"another order", user, c.ID, secondOrder, now, marketing.ErrCouponUsed},
+		{"a second coupon for the order", user, other.ID, order, now, marketing.ErrCouponUsed},
+		{"someone else's coupon", user + 1, other.ID, secondOrder, now, marketing.ErrNotFound},
+		{"past its window", user, other.ID, secondOrder, tmpl.ValidUntil, marketing.ErrCouponNotApplicable},
+	}
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := s.ConsumeCoupon(ctx, tt.user, tt.coupon, tt.order, tt.at); !errors.Is(err, tt.want) {
+				t.Fatalf("consume = %v, want %v", err, tt.want)
+			}
+		})
+	}
+
+	id, err := s.ReleaseCoupon(ctx, order)
+	if err != nil || id != c.ID {
+		t.Fatalf("release = %d, %v; want %d", id, err, c.ID)
+	}
+	if id, err := s.ReleaseCoupon(ctx, order); err != nil || id != 0 {
+		t.Fatalf("second release = %d, %v; want 0, nil", id, err)
+	}
+	back, err := s.Coupon(ctx, user, c.ID)
+	if err != nil || back.Status != marketing.CouponAvailable || back.OrderID != 0 {
+		t.Fatalf("released coupon = %+v, %v; want AVAILABLE without order", back, err)
+	}
+	if _, err := s.ConsumeCoupon(ctx, user, c.ID, secondOrder, now); err != nil {
+		t.Fatalf("a released coupon serves another order: %v", err)
+	}
+}
+
+func TestConcurrentConsumptionHasOneWinner(t *testing.T) {
+	s := MustStore(t)
+	tmpl := MustTemplate(t, s, 1, 1)
+	c := MustClaim(t, s, tmpl.ID, 9)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	winners := 0
+	for range 20 {
+		wg.Go(func() {
+			_, err := s.ConsumeCoupon(context.Background(), 9, c.ID, gen.Next(), now)
+			if err != nil && !errors.Is(err, marketing.ErrCouponUsed) {
+				t.Errorf("consume: %v", err)
+			}
+			if err == nil {
+				mu.Lock()
+				winners++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if winners != 1 {
+		t.Fatalf("%d orders consumed one coupon, want 1", winners)
+	}
+}
+
+func TestPromotionsRoundTrip(t *testing.T) {
+	s := MustStore(t)
+	ctx := context.Background()
+	fr := marketing.Promotion{ID: gen.Next(), Kind: marketing.KindFullReduction,
+		Tiers:    []marketing.Tier{{Threshold: 99_00, Off: 9_00}, {Threshold: 199_00, Off: 30_00}},
+		StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour)}
+	sd := marketing.Promotion{ID: gen.Next(), Kind: marketing.KindSKUDiscount, SKUIDs: []int64{5, 6}, RateBP: 9000,
+		StartsAt: now.Add(-time.Hour), EndsAt: now.Add(2 * time.Hour)}
+	ended := marketing.Promotion{ID: gen.Next(), Kind: marketing.KindSKUDiscount, SKUIDs: []int64{5}, RateBP: 5000,
+		StartsAt: now.Add(-2 * time.Hour), EndsAt: now}
+	for _, p := range []marketing.Promotion{fr, sd, ended} {
+		if err := s.CreatePromotion(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := s.Promotions(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[int64]marketing.Promotion{}
+	for _, p := range list {
+		found[p.ID] = p
+	}
+	for _, want := range []marketing.Promotion{fr, sd} {
+		if got := found[want.ID]; !reflect.DeepEqual(got, want) {
+			t.Errorf("promotion read back = %+v, want %+v", got, want)
+		}
+	}
+	if _, ok := found[ended.ID]; ok {
+		t.Errorf("an ended promotion is listed")
+	}
+}

@@ -1,0 +1,149 @@
+package grpc
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc"
+
+	"github.com/flashsale/flashsale/platform/errcode"
+	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
+	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	productv1 "github.com/flashsale/flashsale/proto/product/v1"
+	"github.com/flashsale/flashsale/services/order"
+)
+
+var (
+	// catalogErrors maps the product service's answers on the regular
+	// order path.
+	catalogErrors = errcode.Table{
+		{Err: order.ErrSoldOut, Code: errcode.SoldOut},
+		{Err: order.ErrNotFound, Code: errcode.NotFound},
+		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
+		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
+	}
+	// marketingErrors maps the marketing service's answers: CONFLICT is a
+	// coupon that is used or does not apply.
+	marketingErrors = errcode.Table{
+		{Err: order.ErrConflict, Code: errcode.Conflict},
+		{Err: order.ErrNotFound, Code: errcode.NotFound},
+		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
+		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
+	}
+)
+
+// Catalog implements order.Catalog with the product service.
+type Catalog struct {
+	c productv1.ProductServiceClient
+}
+
+// NewCatalog returns a client on cc.
+func NewCatalog(cc grpc.ClientConnInterface) *Catalog {
+	return &Catalog{c: productv1.NewProductServiceClient(cc)}
+}
+
+// Price returns the SKU's regular price.
+func (c *Catalog) Price(ctx context.Context, skuID int64) (int64, error) {
+	p, err := c.c.GetProduct(ctx, &productv1.GetProductRequest{SkuId: skuID})
+	if err != nil {
+		return 0, fmt.Errorf("product %d: %w", skuID, catalogErrors.Domain(err))
+	}
+	return p.GetPrice(), nil
+}
+
+// ReserveStock takes the lines' regular stock for the order.
+func (c *Catalog) ReserveStock(ctx context.Context, orderID int64, lines []order.CartLine) error {
+	req := &productv1.ReserveStockRequest{OrderId: orderID, Lines: make([]*productv1.StockLine, len(lines))}
+	for i, l := range lines {
+		req.Lines[i] = &productv1.StockLine{SkuId: l.SKUID, Quantity: l.Quantity}
+	}
+	if _, err := c.c.ReserveStock(ctx, req); err != nil {
+		return fmt.Errorf("product reserve stock: %w", catalogErrors.Domain(err))
+	}
+	return nil
+}
+
+// ReleaseStock gives back the order's regular stock.
+func (c *Catalog) ReleaseStock(ctx context.Context, orderID int64) error {
+	if _, err := c.c.ReleaseStock(ctx, &productv1.ReleaseStockRequest{OrderId: orderID}); err != nil {
+		return fmt.Errorf("product release stock: %w", catalogErrors.Domain(err))
+	}
+	return nil
+}
+
+// Pricing implements order.Pricing with the marketing service.
+type Pricing struct {
+	c marketingv1.MarketingServiceClient
+}
+
+// NewPricing returns a client on cc.
+func NewPricing(cc grpc.ClientConnInterface) *Pricing {
+	return &Pricing{c: marketingv1.NewMarketingServiceClient(cc)}
+}
+
+// Quote prices the lines and returns them as an order's lines, sums and
+// promotions.
+func (p *Pricing) Quote(ctx context.Context, userID int64, lines []order.Line, couponID, orderID int64) (order.Order, error) {
+	req := &marketingv1.QuoteRequest{UserId: userID, CouponId: couponID, OrderId: orderID,
+		Lines: make([]*marketingv1.CartLine, len(lines))}
+	for i, l := range lines {
+		req.Lines[i] = &marketingv1.CartLine{SkuId: l.SKUID, Quantity: l.Quantity, UnitPrice: l.UnitPrice}
+	}
+	q, err := p.c.Quote(ctx, req)
+	if err != nil {
+		return order.Order{}, fmt.Errorf("marketing quote: %w", marketingErrors.Domain(err))
+	}
+	o := order.Order{Total: q.GetTotal(), Discount: q.GetDiscount(), Payable: q.GetPayable(), CouponID: q.GetCouponId()}
+	for _, l := range q.GetLines() {
+		o.Lines = append(o.Lines, order.Line{SKUID: l.GetSkuId(), Quantity: l.GetQuantity(), UnitPrice: l.GetUnitPrice(),
+			Amount: l.GetAmount(), Discount: l.GetDiscount(), Payable: l.GetPayable()})
+	}
+	for _, a := range q.GetPromotions() {
+		kind := strings.TrimPrefix(a.GetKind().String(), "PROMOTION_KIND_")
+		o.Promotions = append(o.Promotions, order.Promotion{ID: a.GetId(), Kind: kind, Amount: a.GetAmount()})
+	}
+	return o, nil
+}
+
+// ConsumeCoupon marks the coupon used by the order.
+func (p *Pricing) ConsumeCoupon(ctx context.Context, userID, couponID, orderID int64) error {
+	if _, err := p.c.ConsumeCoupon(ctx, &marketingv1.ConsumeCouponRequest{UserId: userID, CouponId: couponID, OrderId: orderID}); err != nil {
+		return fmt.Errorf("marketing consume coupon: %w", marketingErrors.Domain(err))
+	}
+	return nil
+}
+
+// ReleaseCoupon gives back the coupon the order consumed.
+func (p *Pricing) ReleaseCoupon(ctx context.Context, orderID int64) error {
+	if _, err := p.c.ReleaseCoupon(ctx, &marketingv1.ReleaseCouponRequest{OrderId: orderID}); err != nil {
+		return fmt.Errorf("marketing release coupon: %w", marketingErrors.Domain(err))
+	}
+	return nil
+}
+
+// QuoteRegularOrder prices a regular cart.
+func (s *Server) QuoteRegularOrder(ctx context.Context, req *orderv1.RegularOrderRequest) (*orderv1.Order, error) {
+	o, err := s.svc.QuoteRegularOrder(ctx, req.GetUserId(), cartLines(req), req.GetCouponId())
+	if err != nil {
+		return nil, err
+	}
+	return toProto(o), nil
+}
+
+// CreateRegularOrder creates a regular order.
+func (s *Server) CreateRegularOrder(ctx context.Context, req *orderv1.RegularOrderRequest) (*orderv1.Order, error) {
+	o, err := s.svc.CreateRegularOrder(ctx, req.GetUserId(), cartLines(req), req.GetCouponId(), req.GetIdempotencyKey())
+	if err != nil {
+		return nil, err
+	}
+	return toProto(o), nil
+}
+
+func cartLines(req *orderv1.RegularOrderRequest) []order.CartLine {
+	lines := make([]order.CartLine, len(req.GetLines()))
+	for i, l := range req.GetLines() {
+		lines[i] = order.CartLine{SKUID: l.GetSkuId(), Quantity: l.GetQuantity()}
+	}
+	return lines
+}

@@ -1,0 +1,68 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrStockReleased means the inventory refused to confirm a reservation
+// whose stock was already given back (the order expired or was cancelled).
+var ErrStockReleased = errors.New("reservation already released")
+
+// Paid is the payment service's word that the money of an order arrived.
+type Paid struct {
+	OrderID   int64
+	PaymentID int64
+	Channel   string
+	// Amount is what the buyer paid, in cents; only the order's payable
+	// amount pays it.
+	Amount int64
+	PaidAt time.Time
+}
+
+// MarkPaid records that payment p paid its order: PENDING_PAYMENT becomes
+// PAID in one conditional update, then the reservation is confirmed so no
+// expiry can release the stock. It reports accepted when the order is paid
+// by p, now or by an earlier call (a retry is harmless and confirms
+// again). It reports not accepted, changing nothing, when the order is no
+// longer payable by p: expired, cancelled, paid by another payment, or the
+// amount is not the order's; the payment service refunds the money then.
+// An order the inventory cannot confirm for a moment stays PAID and the
+// call fails with ErrUnavailable, so the payment service calls again.
+func (s *Service) MarkPaid(ctx context.Context, p Paid) (Order, bool, error) {
+	const op = "mark paid"
+	switch {
+	case p.OrderID <= 0 || p.PaymentID <= 0:
+		return Order{}, false, fmt.Errorf("%s: %w: order and payment ids must be positive", op, ErrInvalid)
+	case p.Channel == "" || p.Amount < 0 || p.PaidAt.IsZero():
+		return Order{}, false, fmt.Errorf("%s: %w: channel, amount and paid_at are required", op, ErrInvalid)
+	}
+	o, err := s.cfg.Store.MarkPaid(ctx, p)
+	if err != nil {
+		return Order{}, false, fmt.Errorf("%s %d: %w", op, p.OrderID, err)
+	}
+	if o.Status != StatusPaid || o.PaymentID != p.PaymentID {
+		s.cfg.Logger.InfoContext(ctx, "payment refused: order not payable by it",
+			"order_id", o.ID, "status", o.Status, "payment_id", p.PaymentID, "paid_by", o.PaymentID,
+			"amount", p.Amount, "payable", o.Payable)
+		return o, false, nil
+	}
+	if o.Kind != KindSeckill {
+		return o, true, nil
+	}
+	err = s.cfg.Inventory.Confirm(ctx, o.ActivityID, o.ID)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrStockReleased) || errors.Is(err, ErrNotFound):
+		// Expiry and cancel release stock only after their own
+		// conditional update won, which this order's PAID forbids;
+		// reaching here means the books disagree and a human must look.
+		s.cfg.Logger.ErrorContext(ctx, "paid order's reservation cannot be confirmed",
+			"order_id", o.ID, "activity_id", o.ActivityID, "payment_id", p.PaymentID, "err", err)
+	default:
+		return Order{}, false, fmt.Errorf("%s %d: confirm: %v: %w", op, p.OrderID, err, ErrUnavailable)
+	}
+	return o, true, nil
+}

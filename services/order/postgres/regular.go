@@ -1,0 +1,96 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/flashsale/flashsale/services/order"
+)
+
+// InsertRegular stores a regular order, its lines and its promotions in
+// one transaction. The orders table's unique (user, kind, activity, key)
+// makes a second order for one key impossible: when it is taken, nothing
+// is stored and the order holding it is returned.
+func (s *Store) InsertRegular(ctx context.Context, o order.Order) (order.Order, bool, error) {
+	created := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO orders (order_id, user_id, kind, status, total, discount, payable,
+				idempotency_key, created_at, expires_at, coupon_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11::bigint, 0))
+			ON CONFLICT DO NOTHING`,
+			o.ID, o.UserID, string(o.Kind), string(o.Status), o.Total, o.Discount, o.Payable,
+			o.IdempotencyKey, o.CreatedAt, o.ExpiresAt, o.CouponID)
+		if err != nil {
+			return fmt.Errorf("insert order: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil
+		}
+		var l lineColumns
+		l.add(o)
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO order_lines (line_id, order_id, sku_id, quantity, unit_price, amount, discount, payable)
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+			                     $6::bigint[], $7::bigint[], $8::bigint[])`,
+			l.id, l.order, l.sku, l.qty, l.price, l.amount, l.discount, l.payable); err != nil {
+			return fmt.Errorf("insert order lines: %w", err)
+		}
+		ids, kinds, amounts := make([]int64, len(o.Promotions)), make([]string, len(o.Promotions)), make([]int64, len(o.Promotions))
+		for i, p := range o.Promotions {
+			ids[i], kinds[i], amounts[i] = p.ID, p.Kind, p.Amount
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO order_promotions (order_id, position, promotion_id, kind, amount)
+			SELECT $1, ord - 1, id, k, a FROM unnest($2::bigint[], $3::text[], $4::bigint[]) WITH ORDINALITY AS x(id, k, a, ord)`,
+			o.ID, ids, kinds, amounts); err != nil {
+			return fmt.Errorf("insert order promotions: %w", err)
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		return order.Order{}, false, err
+	}
+	if created {
+		return o, true, nil
+	}
+	prev, err := s.RegularByKey(ctx, o.UserID, o.IdempotencyKey)
+	if err != nil {
+		return order.Order{}, false, fmt.Errorf("order %d conflicts, but no order holds its key: %w", o.ID, err)
+	}
+	return prev, false, nil
+}
+
+// RegularByKey returns the user's regular order with the idempotency key.
+func (s *Store) RegularByKey(ctx context.Context, userID int64, key string) (order.Order, error) {
+	found, err := s.query(ctx, orderSelect+`WHERE user_id = $1 AND kind = 'REGULAR' AND idempotency_key = $2`, userID, key)
+	if err != nil {
+		return order.Order{}, fmt.Errorf("regular order of user %d by key: %w", userID, err)
+	}
+	if len(found) == 0 {
+		return order.Order{}, fmt.Errorf("regular order of user %d by key: %w", userID, order.ErrNotFound)
+	}
+	return found[0], nil
+}
+
+// promotions fills the orders' promotions, in stacking order.
+func (s *Store) promotions(ctx context.Context, orders []order.Order, ids []int64, at map[int64]int) error {
+	rows, err := s.pool.Query(ctx, `SELECT order_id, promotion_id, kind, amount FROM order_promotions
+		WHERE order_id = ANY($1) ORDER BY order_id, position`, ids)
+	if err != nil {
+		return err
+	}
+	var p order.Promotion
+	var orderID int64
+	_, err = pgx.ForEachRow(rows, []any{&orderID, &p.ID, &p.Kind, &p.Amount}, func() error {
+		i, ok := at[orderID]
+		if !ok {
+			return errors.New("promotion of an order not asked for")
+		}
+		orders[i].Promotions = append(orders[i].Promotions, p)
+		return nil
+	})
+	return err
+}

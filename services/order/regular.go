@@ -1,0 +1,190 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// CartLine is a line of a regular cart: a SKU and how many units.
+type CartLine struct {
+	SKUID    int64
+	Quantity int64
+}
+
+// MaxCartLines bounds the lines of a regular order.
+const MaxCartLines = 100
+
+// Catalog is what regular orders need of the product service.
+type Catalog interface {
+	// Price returns the SKU's regular unit price (ErrNotFound).
+	Price(ctx context.Context, skuID int64) (int64, error)
+	// ReserveStock takes the lines' regular stock for the order, all or
+	// nothing (ErrSoldOut, ErrNotFound); repeating it for the same order
+	// takes nothing more.
+	ReserveStock(ctx context.Context, orderID int64, lines []CartLine) error
+	// ReleaseStock gives back what the order reserved; repeating it is
+	// harmless.
+	ReleaseStock(ctx context.Context, orderID int64) error
+}
+
+// Pricing is the marketing service.
+type Pricing interface {
+	// Quote prices lines (SKU, quantity, unit price) for the user with the
+	// active promotions and the coupon (0: none), each discount
+	// apportioned to the lines. It answers an order whose Lines,
+	// Promotions, CouponID and sums are set. orderID, when set, lets a
+	// coupon that order already consumed count. A coupon that does not
+	// apply fails with ErrConflict.
+	Quote(ctx context.Context, userID int64, lines []Line, couponID, orderID int64) (Order, error)
+	// ConsumeCoupon marks the user's coupon used by the order; repeating
+	// it for the same order is harmless.
+	ConsumeCoupon(ctx context.Context, userID, couponID, orderID int64) error
+	// ReleaseCoupon makes the coupon the order consumed available again;
+	// repeating it is harmless.
+	ReleaseCoupon(ctx context.Context, orderID int64) error
+}
+
+// RegularStore stores regular orders (Postgres).
+type RegularStore interface {
+	// InsertRegular stores o with its lines and promotions. When the
+	// user's idempotency key already has an order, it stores nothing and
+	// answers that order with created = false.
+	InsertRegular(ctx context.Context, o Order) (stored Order, created bool, err error)
+	// RegularByKey returns the user's regular order with the key, or
+	// ErrNotFound.
+	RegularByKey(ctx context.Context, userID int64, key string) (Order, error)
+}
+
+// QuoteRegularOrder prices the cart as CreateRegularOrder would, without
+// reserving or storing anything.
+func (s *Service) QuoteRegularOrder(ctx context.Context, userID int64, lines []CartLine, couponID int64) (Order, error) {
+	const op = "quote regular order"
+	if err := validateCart(userID, lines, couponID); err != nil {
+		return Order{}, fmt.Errorf("%s: %w", op, err)
+	}
+	o, err := s.price(ctx, userID, lines, couponID, 0)
+	if err != nil {
+		return Order{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return o, nil
+}
+
+// CreateRegularOrder prices the cart, reserves its regular stock,
+// consumes the coupon and stores a REGULAR order PENDING_PAYMENT; it
+// expires after the payment window like any order. The same user and key
+// answer the first order. A step that fails undoes the earlier ones, so a
+// failed checkout holds neither stock nor coupon.
+func (s *Service) CreateRegularOrder(ctx context.Context, userID int64, lines []CartLine, couponID int64, idemKey string) (Order, error) {
+	const op = "create regular order"
+	if err := validateCart(userID, lines, couponID); err != nil {
+		return Order{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if idemKey == "" || len(idemKey) > MaxIdempotencyKey {
+		return Order{}, fmt.Errorf("%s: %w: idempotency key must have 1..%d bytes", op, ErrInvalid, MaxIdempotencyKey)
+	}
+	if s.cfg.Catalog == nil || s.cfg.Pricing == nil || s.cfg.Regular == nil {
+		return Order{}, fmt.Errorf("%s: regular orders are not configured: %w", op, ErrUnavailable)
+	}
+	prev, err := s.cfg.Regular.RegularByKey(ctx, userID, idemKey)
+	if err == nil {
+		return prev, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return Order{}, fmt.Errorf("%s: %w", op, err)
+	}
+
+	orderID := s.cfg.NextID()
+	o, err := s.price(ctx, userID, lines, couponID, orderID)
+	if err != nil {
+		return Order{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := s.cfg.Catalog.ReserveStock(ctx, orderID, lines); err != nil {
+		s.undoRegular(ctx, orderID, false)
+		return Order{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if couponID != 0 {
+		if err := s.cfg.Pricing.ConsumeCoupon(ctx, userID, couponID, orderID); err != nil {
+			s.undoRegular(ctx, orderID, true)
+			return Order{}, fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	// Postgres keeps microseconds: the answer equals every later read.
+	now := s.cfg.Clock.Now().Truncate(time.Microsecond)
+	o.ID, o.UserID, o.Kind, o.Status = orderID, userID, KindRegular, StatusPendingPayment
+	o.IdempotencyKey, o.CreatedAt, o.ExpiresAt = idemKey, now, now.Add(s.cfg.PaymentWindow)
+	for i := range o.Lines {
+		o.Lines[i].ID = s.cfg.NextID()
+	}
+	stored, created, err := s.cfg.Regular.InsertRegular(ctx, o)
+	if err != nil {
+		s.undoRegular(ctx, orderID, true)
+		return Order{}, fmt.Errorf("%s: store: %v: %w", op, err, ErrUnavailable)
+	}
+	if !created {
+		// A concurrent attempt with the same key stored its order first;
+		// this attempt's stock and coupon go back.
+		s.undoRegular(ctx, orderID, true)
+	}
+	return stored, nil
+}
+
+// undoRegular gives back what a failed checkout of orderID took: its
+// stock, and its coupon when it may have consumed one. Both releases are
+// keyed by the order id, so they never touch another order's stock or
+// coupon, and they run detached from the caller's context, which may be
+// what ended. A failure is logged: the stock then stays reserved until an
+// operator releases it.
+func (s *Service) undoRegular(ctx context.Context, orderID int64, coupon bool) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if err := s.cfg.Catalog.ReleaseStock(rctx, orderID); err != nil {
+		s.cfg.Logger.ErrorContext(ctx, "release of a failed regular order's stock failed", "order_id", orderID, "err", err)
+	}
+	if !coupon {
+		return
+	}
+	if err := s.cfg.Pricing.ReleaseCoupon(rctx, orderID); err != nil {
+		s.cfg.Logger.ErrorContext(ctx, "release of a failed regular order's coupon failed", "order_id", orderID, "err", err)
+	}
+}
+
+// price looks up the lines' unit prices and has the marketing service
+// price the cart.
+func (s *Service) price(ctx context.Context, userID int64, lines []CartLine, couponID, orderID int64) (Order, error) {
+	if s.cfg.Catalog == nil || s.cfg.Pricing == nil {
+		return Order{}, fmt.Errorf("regular orders are not configured: %w", ErrUnavailable)
+	}
+	priced := make([]Line, len(lines))
+	for i, l := range lines {
+		price, err := s.cfg.Catalog.Price(ctx, l.SKUID)
+		if err != nil {
+			return Order{}, fmt.Errorf("price of sku %d: %w", l.SKUID, err)
+		}
+		priced[i] = Line{SKUID: l.SKUID, Quantity: l.Quantity, UnitPrice: price}
+	}
+	o, err := s.cfg.Pricing.Quote(ctx, userID, priced, couponID, orderID)
+	if err != nil {
+		return Order{}, fmt.Errorf("quote: %w", err)
+	}
+	o.UserID, o.Kind = userID, KindRegular
+	return o, nil
+}
+
+// validateCart checks what the order service needs of a regular cart: a
+// user, a coupon id that is not negative, and 1..MaxCartLines lines (which
+// bounds the price look-ups). The lines themselves (distinct SKUs,
+// quantities) are checked by the marketing service's quote, which every
+// cart goes through before anything is reserved.
+func validateCart(userID int64, lines []CartLine, couponID int64) error {
+	switch {
+	case userID <= 0:
+		return fmt.Errorf("%w: user id must be positive", ErrInvalid)
+	case couponID < 0:
+		return fmt.Errorf("%w: coupon id must be positive", ErrInvalid)
+	case len(lines) < 1 || len(lines) > MaxCartLines:
+		return fmt.Errorf("%w: %d lines, want 1..%d", ErrInvalid, len(lines), MaxCartLines)
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package order_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/services/order"
+)
+
+// checkout fakes the catalog, the marketing service and the regular
+// store, records what is held, and fails the step named by failAt.
+type checkout struct {
+	failAt   string
+	stock    map[int64]bool // orders holding stock
+	coupons  map[int64]bool // orders holding the coupon
+	byKey    map[string]order.Order
+	conflict *order.Order // answered by InsertRegular when set
+}
+
+func newCheckout(failAt string) *checkout {
+	return &checkout{failAt: failAt, stock: map[int64]bool{}, coupons: map[int64]bool{}, byKey: map[string]order.Order{}}
+}
+
+var errBoom = errors.New("boom")
+
+func (c *checkout) Price(context.Context, int64) (int64, error) { return 10_00, nil }
+
+func (c *checkout) ReserveStock(_ context.Context, orderID int64, _ []order.CartLine) error {
+	if c.failAt == "reserve" {
+		return order.ErrSoldOut
+	}
+	c.stock[orderID] = true
+	return nil
+}
+
+func (c *checkout) ReleaseStock(_ context.Context, orderID int64) error {
+	delete(c.stock, orderID)
+	return nil
+}
+
+func (c *checkout) Quote(_ context.Context, _ int64, lines []order.Line, couponID, _ int64) (order.Order, error) {
+	o := order.Order{CouponID: couponID}
+	for _, l := range lines {
+		amount := l.UnitPrice * l.Quantity
+		o.Lines = append(o.Lines, order.Line{SKUID: l.SKUID, Quantity: l.Quantity, UnitPrice: l.UnitPrice, Amount: amount, Payable: amount})
+		o.Total += amount
+	}
+	o.Payable = o.Total
+	return o, nil
+}
+
+func (c *checkout) ConsumeCoupon(_ context.Context, _, _, orderID int64) error {
+	if c.failAt == "consume" {
+		return order.ErrConflict
+	}
+	c.coupons[orderID] = true
+	return nil
+}
+
+func (c *checkout) ReleaseCoupon(_ context.Context, orderID int64) error {
+	delete(c.coupons, orderID)
+	return nil
+}
+
+func (c *checkout) InsertRegular(_ context.Context, o order.Order) (order.Order, bool, error) {
+	switch {
+	case c.failAt == "insert":
+		return order.Order{}, false, errBoom
+	case c.conflict != nil:
+		return *c.conflict, false, nil
+	}
+	c.byKey[o.IdempotencyKey] = o
+	return o, true, nil
+}
+
+func (c *checkout) RegularByKey(_ context.Context, _ int64, key string) (order.Order, error) {
+	if o, ok := c.byKey[key]; ok {
+		return o, nil
+	}
+	return order.Order{}, order.ErrNotFound
+}
+
+func newRegularService(c *checkout) *order.Service {
+	var next int64
+	return order.NewService(order.Config{
+		Activities: newFakes(), Catalog: c, Pricing: c, Regular: c,
+		Clock:  clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)),
+		NextID: func() int64 { next++; return next },
+	})
+}
+
+func TestCreateRegularOrderUndoesAFailedCheckout(t *testing.T) {
+	lines := []order.CartLine{{SKUID: 1, Quantity: 2}}
+	tests := []struct {
+		failAt  string
+		wantErr error
+	}{
+		{"reserve", order.ErrSoldOut},
+		{"consume", order.ErrConflict},
+		{"insert", order.ErrUnavailable},
+		{"", nil},
+	}
+	for _, tt := range tests {
+		t.Run("fail at "+tt.failAt, func(t *testing.T) {
+			c := newCheckout(tt.failAt)
+			o, err := newRegularService(c).CreateRegularOrder(context.Background(), 7, lines, 99, "key")
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("CreateRegularOrder error = %v, want %v", err, tt.wantErr)
+			}
+			wantHeld := 0
+			if tt.wantErr == nil {
+				wantHeld = 1
+				if o.Status != order.StatusPendingPayment || o.Kind != order.KindRegular || o.Payable != 20_00 || o.Lines[0].ID == 0 {
+					t.Fatalf("order = %+v, want a PENDING_PAYMENT REGULAR order of 20.00 with line ids", o)
+				}
+			}
+			if len(c.stock) != wantHeld || len(c.coupons) != wantHeld {
+				t.Fatalf("%d orders hold stock and %d a coupon, want %d each", len(c.stock), len(c.coupons), wantHeld)
+			}
+		})
+	}
+}
+
+func TestCreateRegularOrderLosingARaceGivesItsHoldBack(t *testing.T) {
+	c := newCheckout("")
+	winner := order.Order{ID: 1000, Status: order.StatusPendingPayment}
+	c.conflict = &winner
+	got, err := newRegularService(c).CreateRegularOrder(context.Background(), 7, []order.CartLine{{SKUID: 1, Quantity: 1}}, 99, "key")
+	if err != nil || got.ID != winner.ID {
+		t.Fatalf("CreateRegularOrder = %d, %v; want the winner %d", got.ID, err, winner.ID)
+	}
+	if len(c.stock) != 0 || len(c.coupons) != 0 {
+		t.Fatalf("the loser still holds stock %v and coupons %v", c.stock, c.coupons)
+	}
+}
+
+func TestCreateRegularOrderValidates(t *testing.T) {
+	svc := newRegularService(newCheckout(""))
+	tests := []struct {
+		name  string
+		user  int64
+		lines []order.CartLine
+		key   string
+	}{
+		{"no user", 0, []order.CartLine{{SKUID: 1, Quantity: 1}}, "k"},
+		{"no lines", 7, nil, "k"},
+		{"too many lines", 7, make([]order.CartLine, order.MaxCartLines+1), "k"},
+		{"no key", 7, []order.CartLine{{SKUID: 1, Quantity: 1}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := svc.CreateRegularOrder(context.Background(), tt.user, tt.lines, 0, tt.key); !errors.Is(err, order.ErrInvalid) {
+				t.Fatalf("error = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,228 @@
+// Package app wires the payment service: the Postgres ledger, the order
+// service client, one channel client per configured channel, the router,
+// the domain service with its sweep and reconciliation worker, its gRPC
+// server and the admin HTTP server. main, the demo launcher and tests all
+// start the service through Run.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/ids"
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/serve"
+	"github.com/flashsale/flashsale/platform/telemetry"
+	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
+	"github.com/flashsale/flashsale/services/channelsim"
+	ordergrpc "github.com/flashsale/flashsale/services/order/grpc"
+	"github.com/flashsale/flashsale/services/payment"
+	"github.com/flashsale/flashsale/services/payment/channel"
+	paymentgrpc "github.com/flashsale/flashsale/services/payment/grpc"
+	"github.com/flashsale/flashsale/services/payment/postgres"
+)
+
+// Config is the payment service's configuration. Zero values take the
+// defaults below (a nil Logger discards, a nil Clock is the wall clock).
+type Config struct {
+	// GRPCAddr and AdminAddr are where to listen unless GRPCListener and
+	// AdminListener are given.
+	GRPCAddr, AdminAddr         string
+	GRPCListener, AdminListener net.Listener
+	Logger                      *slog.Logger
+	// Clock stamps payments and decides when a PAYING payment is stuck.
+	Clock clock.Clock
+
+	// PostgresURL is the ledger's database; PostgresMaxConns bounds its
+	// pool.
+	PostgresURL      string
+	PostgresMaxConns int32
+	// OrderAddr is the order service's gRPC target; RPCTimeout bounds each
+	// call to it.
+	OrderAddr  string
+	RPCTimeout time.Duration
+	// ChannelsURL is the channels' API base (the simulator's URL);
+	// Channels name them with their notification secrets; ChannelTimeout
+	// bounds each call to a channel.
+	ChannelsURL    string
+	Channels       []channelsim.Channel
+	ChannelTimeout time.Duration
+	// Router tunes routing and the breakers (its Channels and Clock are
+	// filled from the fields above).
+	Router payment.RouterConfig
+	// QueryAfter is how long a payment stays PAYING before its channel is
+	// asked; SweepEvery and ReconcileEvery pace the worker.
+	QueryAfter     time.Duration
+	SweepEvery     time.Duration
+	ReconcileEvery time.Duration
+	// NodeID is this replica's snowflake node (0..1023).
+	NodeID int64
+}
+
+// Defaults of the settings.
+const (
+	DefaultGRPCAddr         = ":9104"
+	DefaultAdminAddr        = ":9204"
+	DefaultPostgresURL      = "postgres://flashsale@127.0.0.1:5432/payment?sslmode=disable"
+	DefaultPostgresMaxConns = 20
+	DefaultOrderAddr        = "127.0.0.1:9103"
+	DefaultRPCTimeout       = 2 * time.Second
+	DefaultChannelsURL      = "http://127.0.0.1:9301"
+	DefaultChannelTimeout   = 2 * time.Second
+	DefaultQueryAfter       = 30 * time.Second
+	DefaultSweepEvery       = 5 * time.Second
+	DefaultReconcileEvery   = time.Minute
+)
+
+// ConfigFromEnv reads the FLASHSALE_* variables; problems are collected in
+// env (check env.Err()).
+func ConfigFromEnv(env *config.Env) Config {
+	cfg := Config{
+		GRPCAddr:         env.String("FLASHSALE_GRPC_ADDR", DefaultGRPCAddr),
+		AdminAddr:        env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
+		Clock:            clock.Real{},
+		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
+		PostgresMaxConns: int32(env.Int("FLASHSALE_POSTGRES_MAX_CONNS", DefaultPostgresMaxConns)),
+		OrderAddr:        env.String("FLASHSALE_ORDER_ADDR", DefaultOrderAddr),
+		RPCTimeout:       env.Duration("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
+		ChannelsURL:      env.String("FLASHSALE_CHANNELS_URL", DefaultChannelsURL),
+		Channels:         channelsim.ParseChannels(env, "FLASHSALE_CHANNELS"),
+		ChannelTimeout:   env.Duration("FLASHSALE_CHANNEL_TIMEOUT", DefaultChannelTimeout),
+		Router: payment.RouterConfig{
+			OpenFor: env.Duration("FLASHSALE_BREAKER_OPEN_FOR", 5*time.Second),
+			Seed:    uint64(env.Int("FLASHSALE_ROUTER_SEED", 1)),
+		},
+		QueryAfter:     env.Duration("FLASHSALE_QUERY_AFTER", DefaultQueryAfter),
+		SweepEvery:     env.Duration("FLASHSALE_SWEEP_EVERY", DefaultSweepEvery),
+		ReconcileEvery: env.Duration("FLASHSALE_RECONCILE_EVERY", DefaultReconcileEvery),
+		NodeID:         env.Int("FLASHSALE_NODE_ID", 0),
+	}
+	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
+	u, err := url.Parse(cfg.ChannelsURL)
+	env.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "FLASHSALE_CHANNELS_URL=%q: not an http URL", cfg.ChannelsURL)
+	for name, d := range map[string]time.Duration{
+		"FLASHSALE_RPC_TIMEOUT": cfg.RPCTimeout, "FLASHSALE_CHANNEL_TIMEOUT": cfg.ChannelTimeout,
+		"FLASHSALE_BREAKER_OPEN_FOR": cfg.Router.OpenFor, "FLASHSALE_QUERY_AFTER": cfg.QueryAfter,
+		"FLASHSALE_SWEEP_EVERY": cfg.SweepEvery, "FLASHSALE_RECONCILE_EVERY": cfg.ReconcileEvery,
+	} {
+		env.Check(d > 0, "%s=%s: must be positive", name, d)
+	}
+	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= 1023, "FLASHSALE_NODE_ID=%d: must be 0..1023", cfg.NodeID)
+	return cfg
+}
+
+// withDefaults fills the zero settings.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	if c.PostgresMaxConns == 0 {
+		c.PostgresMaxConns = DefaultPostgresMaxConns
+	}
+	if c.RPCTimeout == 0 {
+		c.RPCTimeout = DefaultRPCTimeout
+	}
+	if c.ChannelsURL == "" {
+		c.ChannelsURL = DefaultChannelsURL
+	}
+	if len(c.Channels) == 0 {
+		c.Channels = channelsim.DefaultChannels
+	}
+	if c.ChannelTimeout == 0 {
+		c.ChannelTimeout = DefaultChannelTimeout
+	}
+	if c.QueryAfter == 0 {
+		c.QueryAfter = DefaultQueryAfter
+	}
+	if c.SweepEvery == 0 {
+		c.SweepEvery = DefaultSweepEvery
+	}
+	if c.ReconcileEvery == 0 {
+		c.ReconcileEvery = DefaultReconcileEvery
+	}
+	return c
+}
+
+// Run applies the schema and serves gRPC while the worker sweeps stuck
+// payments and reconciles, until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	cfg = cfg.withDefaults()
+	log := cfg.Logger
+
+	gen, err := ids.NewGenerator(cfg.NodeID, cfg.Clock)
+	if err != nil {
+		return fmt.Errorf("payment: %w", err)
+	}
+	channels := make(map[string]payment.Channel, len(cfg.Channels))
+	rc := cfg.Router
+	rc.Channels, rc.Clock = nil, cfg.Clock
+	for _, c := range cfg.Channels {
+		channels[c.Name] = channel.New(c.Name, cfg.ChannelsURL, c.Secret, cfg.ChannelTimeout)
+		rc.Channels = append(rc.Channels, c.Name)
+	}
+	router, err := payment.NewRouter(rc)
+	if err != nil {
+		return err
+	}
+	pool, err := pgplatform.Dial(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
+	if err != nil {
+		return fmt.Errorf("payment: %w", err)
+	}
+	defer pool.Close()
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		return fmt.Errorf("payment: %w", err)
+	}
+	orderConn, err := rpc.Dial(cfg.OrderAddr, ordergrpc.CallTimeout(cfg.RPCTimeout))
+	if err != nil {
+		return fmt.Errorf("payment: order: %w", err)
+	}
+	defer orderConn.Close()
+
+	svc := payment.NewService(payment.Config{
+		Ledger:     postgres.NewLedger(pool),
+		Orders:     paymentgrpc.NewOrders(orderConn),
+		Channels:   channels,
+		Router:     router,
+		Clock:      cfg.Clock,
+		NextID:     gen.Next,
+		QueryAfter: cfg.QueryAfter,
+		Logger:     log,
+	})
+	reg := telemetry.NewRegistry()
+	srv := rpc.NewServer(log, reg, paymentgrpc.Errors)
+	paymentv1.RegisterPaymentServiceServer(srv, paymentgrpc.NewServer(svc))
+	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
+		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
+	})
+	grpcLis, err := serve.Listen(cfg.GRPCListener, cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("payment: %w", err)
+	}
+	adminLis, err := serve.Listen(cfg.AdminListener, cfg.AdminAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("payment: %w", err)
+	}
+	log.Info("payment service serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(),
+		"order", cfg.OrderAddr, "channels", cfg.ChannelsURL)
+	return serve.Process{
+		Log:           log,
+		GRPC:          srv,
+		GRPCListener:  grpcLis,
+		Admin:         admin,
+		AdminListener: adminLis,
+		Workers: []func(context.Context) error{func(ctx context.Context) error {
+			return svc.Run(ctx, cfg.SweepEvery, cfg.ReconcileEvery)
+		}},
+	}.Run(ctx)
+}

@@ -1,0 +1,301 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/localstack"
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/rpc"
+	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
+	productv1 "github.com/flashsale/flashsale/proto/product/v1"
+	"github.com/flashsale/flashsale/services/channelsim"
+	"github.com/flashsale/flashsale/services/channelsim/wire"
+	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
+	orderapp "github.com/flashsale/flashsale/services/order/app"
+	"github.com/flashsale/flashsale/services/payment/app"
+	productapp "github.com/flashsale/flashsale/services/product/app"
+)
+
+var stack *localstack.Stack
+
+func TestMain(m *testing.M) {
+	localstack.RunTests(m, localstack.Config{
+		Databases:  []string{"orders", "products", "payment"},
+		Topics:     []string{"orders.placed", "orders.placed.dlq"},
+		Partitions: 4,
+	}, func(s *localstack.Stack) { stack = s })
+}
+
+// nodes gives every service of the run its own snowflake node.
+var nodes atomic.Int64
+
+// users hands out user ids no earlier run against the same databases
+// used.
+var users atomic.Int64
+
+func init() { users.Store(time.Now().UnixMicro()) }
+
+func mustListen(tb testing.TB) net.Listener {
+	tb.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return lis
+}
+
+// mustRun runs run until the test ends and returns once ready answers 200.
+func mustRun(tb testing.TB, ready string, run func(context.Context) error) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("run: %v", err)
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			tb.Fatalf("stopped before it was ready: %v", err)
+		default:
+		}
+		if resp, err := http.Get(ready); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return
+			}
+		}
+	}
+	tb.Fatalf("%s not ready after 30s", ready)
+}
+
+func mustDial(tb testing.TB, addr string) *grpc.ClientConn {
+	tb.Helper()
+	cc, err := rpc.Dial(addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// platform is one test's services: the real inventory, product and order
+// services, the channel simulator as an HTTP server, and the payment
+// service under test on a manual clock. Callbacks reach payment through a
+// forwarder that does what the gateway's callback route does.
+type platform struct {
+	clock     *clock.Manual
+	sim       *channelsim.Simulator
+	simURL    string
+	order     orderv1.OrderServiceClient
+	product   productv1.ProductServiceClient
+	inventory inventoryv1.InventoryServiceClient
+	payment   paymentv1.PaymentServiceClient
+	orders    *pgxpool.Pool // the orders database
+	ledger    *pgxpool.Pool // the payment database
+}
+
+// MustPlatform starts every service; configure may adjust payment's
+// configuration.
+func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
+	tb.Helper()
+	p := &platform{clock: clock.NewManual(time.Now().UTC().Truncate(time.Millisecond))}
+
+	invGRPC, invAdmin := mustListen(tb), mustListen(tb)
+	mustRun(tb, "http://"+invAdmin.Addr().String()+"/readyz", func(ctx context.Context) error {
+		return inventoryapp.Run(ctx, inventoryapp.Config{GRPCListener: invGRPC, AdminListener: invAdmin, RedisAddr: stack.RedisAddr})
+	})
+	prodGRPC, prodAdmin := mustListen(tb), mustListen(tb)
+	mustRun(tb, "http://"+prodAdmin.Addr().String()+"/readyz", func(ctx context.Context) error {
+		return productapp.Run(ctx, productapp.Config{GRPCListener: prodGRPC, AdminListener: prodAdmin,
+			PostgresURL: stack.PostgresURL("products"), InventoryAddr: invGRPC.Addr().String(), NodeID: nodes.Add(1)})
+	})
+	ordGRPC, ordAdmin := mustListen(tb), mustListen(tb)
+	mustRun(tb, "http://"+ordAdmin.Addr().String()+"/readyz", func(ctx context.Context) error {
+		return orderapp.Run(ctx, orderapp.Config{GRPCListener: ordGRPC, AdminListener: ordAdmin,
+			PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr, KafkaBrokers: stack.KafkaBrokers,
+			InventoryAddr: invGRPC.Addr().String(), ProductAddr: prodGRPC.Addr().String(), NodeID: nodes.Add(1)})
+	})
+
+	payGRPC, payAdmin := mustListen(tb), mustListen(tb)
+	forwarder := mustListen(tb)
+	p.payment = paymentv1.NewPaymentServiceClient(mustDial(tb, payGRPC.Addr().String()))
+	mustRun(tb, "http://"+forwarder.Addr().String()+"/", func(ctx context.Context) error {
+		srv := &http.Server{Handler: http.HandlerFunc(p.forward)}
+		go func() { <-ctx.Done(); srv.Close() }()
+		if err := srv.Serve(forwarder); err != http.ErrServerClosed {
+			return err
+		}
+		return nil
+	})
+	simLis := mustListen(tb)
+	sim, err := channelsim.New(channelsim.Config{
+		NotifyURL: "http://" + forwarder.Addr().String() + "/callbacks", Clock: p.clock, Seed: 7,
+		NotifyBackoff: 10 * time.Millisecond,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.sim, p.simURL = sim, "http://"+simLis.Addr().String()
+	mustRun(tb, p.simURL+"/admin/channels", func(ctx context.Context) error { return sim.Serve(ctx, simLis) })
+
+	cfg := app.Config{
+		GRPCListener: payGRPC, AdminListener: payAdmin, Clock: p.clock,
+		PostgresURL: stack.PostgresURL("payment"), OrderAddr: ordGRPC.Addr().String(),
+		ChannelsURL: p.simURL, NodeID: nodes.Add(1),
+		QueryAfter: time.Hour, SweepEvery: 20 * time.Millisecond, ReconcileEvery: time.Hour,
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	mustRun(tb, "http://"+payAdmin.Addr().String()+"/readyz", func(ctx context.Context) error { return app.Run(ctx, cfg) })
+
+	p.order = orderv1.NewOrderServiceClient(mustDial(tb, ordGRPC.Addr().String()))
+	p.product = productv1.NewProductServiceClient(mustDial(tb, prodGRPC.Addr().String()))
+	p.inventory = inventoryv1.NewInventoryServiceClient(mustDial(tb, invGRPC.Addr().String()))
+	p.orders = mustPool(tb, "orders")
+	p.ledger = mustPool(tb, "payment")
+	return p
+}
+
+func mustPool(tb testing.TB, db string) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := pgplatform.Dial(context.Background(), stack.PostgresURL(db), 8)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
+// forward hands a channel's callback to payment, answering 200 on success
+// and 401 on a bad signature, as the gateway's route does.
+func (p *platform) forward(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	_, err := p.payment.HandleCallback(r.Context(), &paymentv1.CallbackRequest{
+		Channel: r.URL.Path[len("/callbacks/"):], Body: body, Signature: r.Header.Get(wire.SignatureHeader),
+	})
+	if err != nil {
+		w.WriteHeader(http.StatusUnauthorized)
+	}
+}
+
+// order is a stored PENDING_PAYMENT order of a fresh user.
+type order struct {
+	ID, UserID, ActivityID, Payable int64
+}
+
+// MustOrders creates an activity of n units and places one order of one
+// unit for each of n fresh users, and waits until all are stored.
+func (p *platform) MustOrders(tb testing.TB, n int) []order {
+	tb.Helper()
+	ctx := context.Background()
+	prod, err := p.product.CreateProduct(ctx, &productv1.CreateProductRequest{Title: "Phone", Price: 199_00, Stock: int64(n)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now()
+	a, err := p.product.CreateActivity(ctx, &productv1.CreateActivityRequest{
+		SkuId: prod.GetSkuId(), Price: 99_00, Stock: int64(n), PerUserLimit: 1,
+		StartsAt: timestamppb.New(now.Add(-time.Minute)), EndsAt: timestamppb.New(now.Add(time.Hour)),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	first := users.Add(int64(n)) - int64(n) + 1
+	out := make([]order, n)
+	for i := range out {
+		user := first + int64(i)
+		resp, err := p.order.PlaceSeckillOrder(ctx, &orderv1.PlaceSeckillOrderRequest{
+			UserId: user, ActivityId: a.GetActivityId(), Quantity: 1, IdempotencyKey: "k",
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[i] = order{ID: resp.GetOrderId(), UserID: user, ActivityID: a.GetActivityId(), Payable: 99_00}
+	}
+	for _, o := range out {
+		waitFor(tb, "order stored", func() bool { return p.orderStatus(tb, o) == orderv1.OrderStatus_ORDER_STATUS_PENDING_PAYMENT })
+	}
+	return out
+}
+
+func (p *platform) orderStatus(tb testing.TB, o order) orderv1.OrderStatus {
+	tb.Helper()
+	m, err := p.order.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: o.ID, UserId: o.UserID})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m.GetStatus()
+}
+
+func (p *platform) MustPay(tb testing.TB, o order, channel string) *paymentv1.Payment {
+	tb.Helper()
+	pay, err := p.payment.Pay(context.Background(), &paymentv1.PayRequest{OrderId: o.ID, UserId: o.UserID, Channel: channel})
+	if err != nil {
+		tb.Fatalf("pay order %d through %s: %v", o.ID, channel, err)
+	}
+	return pay
+}
+
+// MustBuyerPays confirms the payment in the channel's wallet over HTTP,
+// as the buyer's app would.
+func (p *platform) MustBuyerPays(tb testing.TB, pay *paymentv1.Payment) {
+	tb.Helper()
+	resp, err := http.Post(pay.GetPayUrl(), "application/json", bytes.NewReader(nil))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		tb.Fatalf("wallet pay %s: status %d", pay.GetPayUrl(), resp.StatusCode)
+	}
+}
+
+func (p *platform) paymentStatus(tb testing.TB, id int64) paymentv1.PaymentStatus {
+	tb.Helper()
+	m, err := p.payment.GetPayment(context.Background(), &paymentv1.GetPaymentRequest{PaymentId: id})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m.GetStatus()
+}
+
+func (p *platform) reservation(tb testing.TB, o order) inventoryv1.ReservationStatus {
+	tb.Helper()
+	r, err := p.inventory.GetReservation(context.Background(), &inventoryv1.GetReservationRequest{ActivityId: o.ActivityID, OrderId: o.ID})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r.GetStatus()
+}
+
+// waitFor polls cond until it holds or twenty seconds pass.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

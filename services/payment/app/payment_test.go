@@ -1,0 +1,403 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/errcode"
+	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
+	"github.com/flashsale/flashsale/services/channelsim"
+	"github.com/flashsale/flashsale/services/channelsim/wire"
+	"github.com/flashsale/flashsale/services/payment"
+	"github.com/flashsale/flashsale/services/payment/app"
+)
+
+const (
+	paying    = paymentv1.PaymentStatus_PAYMENT_STATUS_PAYING
+	succeeded = paymentv1.PaymentStatus_PAYMENT_STATUS_SUCCEEDED
+	refunded  = paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED
+	paid      = orderv1.OrderStatus_ORDER_STATUS_PAID
+	expired   = orderv1.OrderStatus_ORDER_STATUS_EXPIRED
+	confirmed = inventoryv1.ReservationStatus_RESERVATION_STATUS_CONFIRMED
+	released  = inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED
+)
+
+// refundsOf counts the ledger's refunds of a payment.
+func (p *platform) refundsOf(tb testing.TB, paymentID int64) int {
+	tb.Helper()
+	var n int
+	if err := p.ledger.QueryRow(context.Background(), `SELECT count(*) FROM refunds WHERE payment_id = $1 AND done_at IS NOT NULL`,
+		paymentID).Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+func TestPayThenCallbackPaysTheOrder(t *testing.T) {
+	p := MustPlatform(t, nil)
+	// Every notification arrives twice: the second must change nothing.
+	if err := p.sim.SetBehaviour("alipay", channelsim.Behaviour{NotifyDuplicateRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	o := p.MustOrders(t, 1)[0]
+	pay := p.MustPay(t, o, "alipay")
+	if pay.GetStatus() != paying || pay.GetChannel() != "alipay" || pay.GetAmount() != o.Payable || pay.GetPayUrl() == "" {
+		t.Fatalf("Pay = %+v, want PAYING through alipay for %d with a pay URL", pay, o.Payable)
+	}
+	if again := p.MustPay(t, o, "alipay"); again.GetPaymentId() != pay.GetPaymentId() {
+		t.Errorf("a retry made payment %d, want the open %d", again.GetPaymentId(), pay.GetPaymentId())
+	}
+	p.MustBuyerPays(t, pay)
+	waitFor(t, "both deliveries", func() bool { return p.sim.Stats("alipay").Delivered == 2 })
+	if got := p.paymentStatus(t, pay.GetPaymentId()); got != succeeded {
+		t.Errorf("payment %s, want SUCCEEDED", got)
+	}
+	m, err := p.order.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: o.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.GetStatus() != paid || m.GetPayment().GetPaymentId() != pay.GetPaymentId() || m.GetPayment().GetChannel() != "alipay" {
+		t.Errorf("order %s paid by %+v, want PAID by payment %d", m.GetStatus(), m.GetPayment(), pay.GetPaymentId())
+	}
+	if got := p.reservation(t, o); got != confirmed {
+		t.Errorf("reservation %s, want CONFIRMED", got)
+	}
+	if n := p.refundsOf(t, pay.GetPaymentId()); n != 0 {
+		t.Errorf("%d refunds, want none", n)
+	}
+	// Paying a paid order answers its payment.
+	if again := p.MustPay(t, o, "wechat"); again.GetPaymentId() != pay.GetPaymentId() || again.GetStatus() != succeeded {
+		t.Errorf("paying a paid order = %+v, want payment %d SUCCEEDED", again, pay.GetPaymentId())
+	}
+}
+
+func TestCallbacksForgedAndReplayed(t *testing.T) {
+	p := MustPlatform(t, nil)
+	o := p.MustOrders(t, 1)[0]
+	pay := p.MustPay(t, o, "wechat")
+	p.MustBuyerPays(t, pay)
+	waitFor(t, "the order paid", func() bool { return p.orderStatus(t, o) == paid })
+	tr, ok := p.sim.Trade("wechat", formatID(pay.GetPaymentId()))
+	if !ok {
+		t.Fatal("no trade at the channel")
+	}
+	body, _ := json.Marshal(wire.Notification{NotifyID: "n", Channel: "wechat", TradeNo: tr.TradeNo,
+		MerchantRef: formatID(pay.GetPaymentId()), Amount: tr.Amount, Status: wire.TradePaid, PaidAt: *tr.PaidAt})
+	tests := []struct {
+		name    string
+		channel string
+		sig     string
+		want    errcode.Code
+	}{
+		{"no signature", "wechat", "", errcode.Unauthenticated},
+		{"signed with another channel's secret", "wechat", wire.Sign([]byte("alipay-dev-secret"), body), errcode.Unauthenticated},
+		{"signed for another channel", "alipay", wire.Sign([]byte("alipay-dev-secret"), body), errcode.InvalidArgument},
+		{"garbage signature", "wechat", "not-hex", errcode.Unauthenticated},
+		{"replay of a genuine notification", "wechat", wire.Sign([]byte("wechat-dev-secret"), body), ""},
+		{"unknown channel", "paypal", "x", errcode.NotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := p.payment.HandleCallback(context.Background(), &paymentv1.CallbackRequest{Channel: tt.channel, Body: body, Signature: tt.sig})
+			got := errcode.Code("")
+			if err != nil {
+				got = errcode.Of(err)
+			}
+			if got != tt.want {
+				t.Errorf("HandleCallback: %v (code %q), want %q", err, got, tt.want)
+			}
+		})
+	}
+	if got := p.paymentStatus(t, pay.GetPaymentId()); got != succeeded {
+		t.Errorf("payment %s after forged and replayed callbacks, want SUCCEEDED", got)
+	}
+	if n := p.refundsOf(t, pay.GetPaymentId()); n != 0 {
+		t.Errorf("%d refunds, want none", n)
+	}
+	// Someone else cannot read the payment.
+	_, err := p.payment.GetPayment(context.Background(), &paymentv1.GetPaymentRequest{PaymentId: pay.GetPaymentId(), UserId: o.UserID + 1})
+	if errcode.Of(err) != errcode.Forbidden {
+		t.Errorf("GetPayment by another user: %v, want FORBIDDEN", err)
+	}
+}
+
+func TestSecondPaymentThroughAnotherChannelIsRefunded(t *testing.T) {
+	p := MustPlatform(t, nil)
+	o := p.MustOrders(t, 1)[0]
+	first, second := p.MustPay(t, o, "alipay"), p.MustPay(t, o, "unionpay")
+	if first.GetPaymentId() == second.GetPaymentId() {
+		t.Fatal("one payment for two channels")
+	}
+	p.MustBuyerPays(t, first)
+	waitFor(t, "the order paid", func() bool { return p.orderStatus(t, o) == paid })
+	p.MustBuyerPays(t, second)
+	waitFor(t, "the second payment refunded", func() bool { return p.paymentStatus(t, second.GetPaymentId()) == refunded })
+	if got := p.paymentStatus(t, first.GetPaymentId()); got != succeeded {
+		t.Errorf("first payment %s, want SUCCEEDED", got)
+	}
+	if tr, _ := p.sim.Trade("unionpay", formatID(second.GetPaymentId())); tr.Status != wire.TradeRefunded {
+		t.Errorf("unionpay trade %s, want REFUNDED at the channel", tr.Status)
+	}
+	if n := p.refundsOf(t, second.GetPaymentId()); n != 1 {
+		t.Errorf("%d refunds of the second payment, want 1", n)
+	}
+}
+
+func TestPaymentAfterExpiryIsRefunded(t *testing.T) {
+	p := MustPlatform(t, nil)
+	o := p.MustOrders(t, 1)[0]
+	pay := p.MustPay(t, o, "alipay")
+	mustExpire(t, p, o)
+	p.MustBuyerPays(t, pay)
+	waitFor(t, "the late payment refunded", func() bool { return p.paymentStatus(t, pay.GetPaymentId()) == refunded })
+	if got := p.orderStatus(t, o); got != expired {
+		t.Errorf("order %s, want it still EXPIRED", got)
+	}
+	if got := p.reservation(t, o); got != released {
+		t.Errorf("reservation %s, want RELEASED", got)
+	}
+	var reason string
+	if err := p.ledger.QueryRow(context.Background(), `SELECT reason FROM refunds WHERE payment_id = $1`, pay.GetPaymentId()).Scan(&reason); err != nil {
+		t.Fatal(err)
+	}
+	if reason != "order EXPIRED" {
+		t.Errorf("refund reason %q, want %q", reason, "order EXPIRED")
+	}
+	_, err := p.payment.Pay(context.Background(), &paymentv1.PayRequest{OrderId: o.ID, UserId: o.UserID, Channel: "auto"})
+	if errcode.Of(err) != errcode.Conflict {
+		t.Errorf("paying an expired order: %v, want CONFLICT", err)
+	}
+}
+
+// expire does what the expiry worker does: one conditional update from
+// PENDING_PAYMENT to EXPIRED, then, if it won, the release of the stock.
+func expire(p *platform, o order) error {
+	tag, err := p.orders.Exec(context.Background(), `UPDATE orders SET status = 'EXPIRED', updated_at = now()
+		WHERE order_id = $1 AND status = 'PENDING_PAYMENT'`, o.ID)
+	if err != nil || tag.RowsAffected() == 0 {
+		return err
+	}
+	_, err = p.inventory.Release(context.Background(), &inventoryv1.ReleaseRequest{ActivityId: o.ActivityID, OrderId: o.ID})
+	return err
+}
+
+// mustExpire expires the order; it must win.
+func mustExpire(tb testing.TB, p *platform, o order) {
+	tb.Helper()
+	if err := expire(p, o); err != nil {
+		tb.Fatal(err)
+	}
+	if st := p.orderStatus(tb, o); st != expired {
+		tb.Fatalf("order %s after expiring it, want EXPIRED", st)
+	}
+}
+
+// tradeNo is the channel's trade of a payment.
+func tradeNo(tb testing.TB, p *platform, pay *paymentv1.Payment) string {
+	tr, ok := p.sim.Trade(pay.GetChannel(), formatID(pay.GetPaymentId()))
+	if !ok {
+		tb.Errorf("no trade for payment %d", pay.GetPaymentId())
+	}
+	return tr.TradeNo
+}
+
+func TestDroppedCallbackRepairedByQuery(t *testing.T) {
+	p := MustPlatform(t, func(c *app.Config) { c.QueryAfter = time.Minute })
+	if err := p.sim.SetBehaviour("alipay", channelsim.Behaviour{NotifyDropRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	o := p.MustOrders(t, 1)[0]
+	pay := p.MustPay(t, o, "alipay")
+	p.MustBuyerPays(t, pay)
+	if got := p.sim.Stats("alipay").Dropped; got != 1 {
+		t.Fatalf("dropped %d notifications, want 1", got)
+	}
+	// The sweep runs all along, but the payment is not stuck until a
+	// minute has passed on the service's clock.
+	time.Sleep(100 * time.Millisecond)
+	if got := p.paymentStatus(t, pay.GetPaymentId()); got != paying {
+		t.Fatalf("payment %s before QueryAfter, want PAYING", got)
+	}
+	p.clock.Advance(time.Minute)
+	waitFor(t, "the sweep to settle the payment", func() bool { return p.orderStatus(t, o) == paid })
+	if got := p.paymentStatus(t, pay.GetPaymentId()); got != succeeded {
+		t.Errorf("payment %s, want SUCCEEDED", got)
+	}
+}
+
+func TestDroppedCallbackRepairedByReconciliation(t *testing.T) {
+	p := MustPlatform(t, nil)
+	if err := p.sim.SetBehaviour("unionpay", channelsim.Behaviour{NotifyDropRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	o := p.MustOrders(t, 2)
+	lost, fine := p.MustPay(t, o[0], "unionpay"), p.MustPay(t, o[1], "wechat")
+	p.MustBuyerPays(t, lost)
+	p.MustBuyerPays(t, fine)
+	waitFor(t, "the wechat payment", func() bool { return p.orderStatus(t, o[1]) == paid })
+	resp, err := p.payment.Reconcile(context.Background(), &paymentv1.ReconcileRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]int64{}
+	for _, r := range resp.GetReports() {
+		got[r.GetChannel()] = r.GetRepaired()
+		if len(r.GetUnknown())+len(r.GetMismatched()) > 0 {
+			t.Errorf("%s: unknown %v, mismatched %v; want none", r.GetChannel(), r.GetUnknown(), r.GetMismatched())
+		}
+	}
+	if !slices.Equal(got["unionpay"], []int64{lost.GetPaymentId()}) || len(got["wechat"]) != 0 || len(got["alipay"]) != 0 {
+		t.Errorf("repaired %v, want only unionpay's payment %d", got, lost.GetPaymentId())
+	}
+	if st := p.orderStatus(t, o[0]); st != paid {
+		t.Errorf("order %s after reconciliation, want PAID", st)
+	}
+	again, err := p.payment.Reconcile(context.Background(), &paymentv1.ReconcileRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range again.GetReports() {
+		if len(r.GetRepaired()) != 0 {
+			t.Errorf("a second reconciliation repaired %v on %s, want nothing", r.GetRepaired(), r.GetChannel())
+		}
+	}
+}
+
+func channelState(tb testing.TB, p *platform, name string) *paymentv1.Channel {
+	tb.Helper()
+	resp, err := p.payment.ListChannels(context.Background(), &paymentv1.ListChannelsRequest{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, c := range resp.GetChannels() {
+		if c.GetName() == name {
+			return c
+		}
+	}
+	tb.Fatalf("no channel %s", name)
+	return nil
+}
+
+func TestOutageShiftsRoutingAndBreakerRecovers(t *testing.T) {
+	p := MustPlatform(t, func(c *app.Config) { c.Router.OpenFor = time.Second })
+	ctx := context.Background()
+	if err := p.sim.SetBehaviour("alipay", channelsim.Behaviour{Down: true}); err != nil {
+		t.Fatal(err)
+	}
+	orders := p.MustOrders(t, 14)
+	// Buyers prefer alipay; while it is down every payment still goes
+	// through, on the other channels, and alipay's breaker opens after
+	// TripCalls (5) failures.
+	opened := 0
+	for i, o := range orders[:10] {
+		if pay := p.MustPay(t, o, "alipay"); pay.GetChannel() == "alipay" {
+			t.Fatalf("order %d paid through alipay during its outage", o.ID)
+		}
+		if opened == 0 && channelState(t, p, "alipay").GetBreaker() == payment.BreakerOpen {
+			opened = i + 1
+		}
+	}
+	if opened != 5 {
+		t.Fatalf("alipay breaker opened after %d payments, want 5", opened)
+	}
+	// Back up: after OpenFor the breaker lets a probe through. Only
+	// alipay is enabled, so the next payment is the probe.
+	if err := p.sim.SetBehaviour("alipay", channelsim.Behaviour{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "half-open", func() bool { return channelState(t, p, "alipay").GetBreaker() == payment.BreakerHalfOpen })
+	for _, ch := range []string{"wechat", "unionpay"} {
+		if _, err := p.payment.UpdateChannel(ctx, &paymentv1.UpdateChannelRequest{Channel: ch, Weight: 100, Enabled: false}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pay := p.MustPay(t, orders[10], "auto"); pay.GetChannel() != "alipay" {
+		t.Errorf("probe went through %s, want alipay", pay.GetChannel())
+	}
+	if c := channelState(t, p, "alipay"); c.GetBreaker() != payment.BreakerClosed {
+		t.Fatalf("alipay breaker %s after a good probe, want closed", c.GetBreaker())
+	}
+	for _, ch := range []string{"wechat", "unionpay"} {
+		if _, err := p.payment.UpdateChannel(ctx, &paymentv1.UpdateChannelRequest{Channel: ch, Weight: 100, Enabled: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Healthy again, the buyers' preference is honoured.
+	for _, o := range orders[11:] {
+		if pay := p.MustPay(t, o, "alipay"); pay.GetChannel() != "alipay" {
+			t.Errorf("order %d paid through %s, want the preferred alipay", o.ID, pay.GetChannel())
+		}
+	}
+	_, err := p.payment.UpdateChannel(ctx, &paymentv1.UpdateChannelRequest{Channel: "paypal", Weight: 1, Enabled: true})
+	if errcode.Of(err) != errcode.NotFound {
+		t.Errorf("UpdateChannel of an unknown channel: %v, want NOT_FOUND", err)
+	}
+}
+
+// TestPaymentRacesExpiry pays many orders while an expiry races each
+// payment's settlement. Whoever wins, every order ends in exactly one
+// state, its reservation agrees, money that came late is refunded once,
+// and the stock adds up.
+func TestPaymentRacesExpiry(t *testing.T) {
+	const n = 40
+	p := MustPlatform(t, nil)
+	orders := p.MustOrders(t, n)
+	pays := make([]*paymentv1.Payment, n)
+	channels := []string{"alipay", "wechat", "unionpay", "auto"}
+	for i, o := range orders {
+		pays[i] = p.MustPay(t, o, channels[i%len(channels)])
+	}
+	var wg sync.WaitGroup
+	for i, o := range orders {
+		// t.Fatal may not be called off the test's goroutine: these
+		// report with t.Error.
+		wg.Go(func() {
+			if _, err := p.sim.Pay(pays[i].GetChannel(), tradeNo(t, p, pays[i])); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			// Staggered, so that the callback wins some races and the
+			// expiry others.
+			time.Sleep(time.Duration(i%20) * 20 * time.Millisecond)
+			if err := expire(p, o); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	var paidN, expiredN int
+	for i, o := range orders {
+		id := pays[i].GetPaymentId()
+		waitFor(t, "the payment settled", func() bool {
+			st := p.paymentStatus(t, id)
+			return st == refunded || (st == succeeded && p.orderStatus(t, o) == paid)
+		})
+		st, ost, res := p.paymentStatus(t, id), p.orderStatus(t, o), p.reservation(t, o)
+		switch {
+		case ost == paid && st == succeeded && res == confirmed:
+			paidN++
+		case ost == expired && st == refunded && res == released && p.refundsOf(t, id) == 1:
+			expiredN++
+		default:
+			t.Errorf("order %d: order %s, payment %s, reservation %s, refunds %d", o.ID, ost, st, res, p.refundsOf(t, id))
+		}
+	}
+	stock, err := p.inventory.GetStock(context.Background(), &inventoryv1.GetStockRequest{ActivityId: orders[0].ActivityID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stock.GetRemaining() + int64(paidN); got != n {
+		t.Errorf("remaining %d + paid %d = %d, want the initial %d", stock.GetRemaining(), paidN, got, n)
+	}
+	t.Logf("%d paid, %d expired and refunded", paidN, expiredN)
+}
+
+func formatID(id int64) string { return strconv.FormatInt(id, 10) }

@@ -1,0 +1,156 @@
+// Package channel is the payment service's client of an external payment
+// channel's HTTP API (package wire of the channel simulator, which plays
+// alipay, wechat and unionpay): it implements payment.Channel for one
+// channel.
+package channel
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/flashsale/flashsale/services/channelsim/wire"
+	"github.com/flashsale/flashsale/services/payment"
+)
+
+// maxBody bounds what is read of a channel's answer.
+const maxBody = 4 << 20
+
+// Client talks to one channel.
+type Client struct {
+	name   string
+	base   string
+	secret []byte
+	http   *http.Client
+}
+
+// New returns the client of channel name at base URL base (the channel's
+// API lives under base/name), verifying notifications with secret; each
+// call is bounded by timeout.
+func New(name, base, secret string, timeout time.Duration) *Client {
+	return &Client{name: name, base: base + "/" + name, secret: []byte(secret), http: &http.Client{Timeout: timeout}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %w", c.name, path, err, payment.ErrUnavailable)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %w", c.name, path, err, payment.ErrUnavailable)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e wire.Error
+		_ = json.Unmarshal(b, &e)
+		kind := payment.ErrUnavailable
+		switch resp.StatusCode {
+		case http.StatusNotFound:
+			kind = payment.ErrNotFound
+		case http.StatusBadRequest:
+			kind = payment.ErrInvalid
+		case http.StatusConflict:
+			kind = payment.ErrConflict
+		}
+		return fmt.Errorf("%s %s: %d %s %s: %w", c.name, path, resp.StatusCode, e.Code, e.Message, kind)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s: malformed answer: %v: %w", c.name, path, err, payment.ErrUnavailable)
+	}
+	return nil
+}
+
+// Create opens the trade of p.
+func (c *Client) Create(ctx context.Context, p payment.Payment) (payment.Trade, error) {
+	var t wire.Trade
+	err := c.do(ctx, http.MethodPost, "/payments", wire.CreatePayment{
+		MerchantRef: strconv.FormatInt(p.ID, 10), Amount: p.Amount, Subject: "order " + strconv.FormatInt(p.OrderID, 10),
+	}, &t)
+	if err != nil {
+		return payment.Trade{}, err
+	}
+	return trade(t)
+}
+
+// Query returns the trade of a payment.
+func (c *Client) Query(ctx context.Context, paymentID int64) (payment.Trade, error) {
+	var t wire.Trade
+	if err := c.do(ctx, http.MethodGet, "/payments?merchant_ref="+url.QueryEscape(strconv.FormatInt(paymentID, 10)), nil, &t); err != nil {
+		return payment.Trade{}, err
+	}
+	return trade(t)
+}
+
+// Refund refunds a paid trade in full, idempotently by refundID.
+func (c *Client) Refund(ctx context.Context, tradeNo string, refundID, amount int64) (string, error) {
+	var r wire.Refund
+	err := c.do(ctx, http.MethodPost, "/refunds", wire.RefundRequest{
+		TradeNo: tradeNo, RefundRef: strconv.FormatInt(refundID, 10), Amount: amount,
+	}, &r)
+	return r.RefundNo, err
+}
+
+// Statement lists the channel's paid and refunded trades.
+func (c *Client) Statement(ctx context.Context) ([]payment.Trade, error) {
+	var st wire.Statement
+	if err := c.do(ctx, http.MethodGet, "/statement", nil, &st); err != nil {
+		return nil, err
+	}
+	out := make([]payment.Trade, 0, len(st.Trades))
+	for _, t := range st.Trades {
+		pt, err := trade(t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pt)
+	}
+	return out, nil
+}
+
+// Notification verifies a callback and returns the trade it reports.
+func (c *Client) Notification(body []byte, signature string) (payment.Trade, error) {
+	if !wire.Verify(c.secret, body, signature) {
+		return payment.Trade{}, fmt.Errorf("%s notification: %w", c.name, payment.ErrUnauthenticated)
+	}
+	var n wire.Notification
+	if err := json.Unmarshal(body, &n); err != nil {
+		return payment.Trade{}, fmt.Errorf("%s notification: %v: %w", c.name, err, payment.ErrInvalid)
+	}
+	if n.Channel != c.name {
+		return payment.Trade{}, fmt.Errorf("%s notification: %w: it names channel %q", c.name, payment.ErrInvalid, n.Channel)
+	}
+	paidAt := n.PaidAt
+	return trade(wire.Trade{TradeNo: n.TradeNo, MerchantRef: n.MerchantRef, Amount: n.Amount, Status: n.Status, PaidAt: &paidAt})
+}
+
+func trade(t wire.Trade) (payment.Trade, error) {
+	id, err := strconv.ParseInt(t.MerchantRef, 10, 64)
+	if err != nil {
+		return payment.Trade{}, fmt.Errorf("trade %s: merchant_ref %q: %w", t.TradeNo, t.MerchantRef, payment.ErrInvalid)
+	}
+	out := payment.Trade{TradeNo: t.TradeNo, PaymentID: id, Amount: t.Amount, Status: payment.TradeStatus(t.Status), PayURL: t.PayURL}
+	if t.PaidAt != nil {
+		out.PaidAt = *t.PaidAt
+	}
+	return out, nil
+}

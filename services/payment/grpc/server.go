@@ -1,0 +1,167 @@
+// Package grpc adapts the payment service to gRPC: the PaymentService
+// server, and the client of the order service that the domain sees as
+// payment.Orders.
+package grpc
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flashsale/flashsale/platform/errcode"
+	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
+	"github.com/flashsale/flashsale/services/payment"
+)
+
+// Errors maps the domain's errors to API codes.
+var Errors = errcode.Table{
+	{Err: payment.ErrNotFound, Code: errcode.NotFound},
+	{Err: payment.ErrForbidden, Code: errcode.Forbidden},
+	{Err: payment.ErrInvalid, Code: errcode.InvalidArgument},
+	{Err: payment.ErrConflict, Code: errcode.Conflict},
+	{Err: payment.ErrUnauthenticated, Code: errcode.Unauthenticated},
+	{Err: payment.ErrUnavailable, Code: errcode.Unavailable},
+}
+
+// Server implements paymentv1.PaymentServiceServer over the domain
+// service.
+type Server struct {
+	paymentv1.UnimplementedPaymentServiceServer
+	svc *payment.Service
+}
+
+// NewServer returns the server of svc.
+func NewServer(svc *payment.Service) *Server { return &Server{svc: svc} }
+
+// Pay starts paying an order.
+func (s *Server) Pay(ctx context.Context, req *paymentv1.PayRequest) (*paymentv1.Payment, error) {
+	p, err := s.svc.Pay(ctx, req.GetOrderId(), req.GetUserId(), req.GetChannel())
+	if err != nil {
+		return nil, err
+	}
+	return toProto(p), nil
+}
+
+// GetPayment returns one payment.
+func (s *Server) GetPayment(ctx context.Context, req *paymentv1.GetPaymentRequest) (*paymentv1.Payment, error) {
+	p, err := s.svc.Payment(ctx, req.GetPaymentId(), req.GetUserId())
+	if err != nil {
+		return nil, err
+	}
+	return toProto(p), nil
+}
+
+// HandleCallback settles a channel's notification.
+func (s *Server) HandleCallback(ctx context.Context, req *paymentv1.CallbackRequest) (*paymentv1.CallbackResponse, error) {
+	if err := s.svc.HandleCallback(ctx, req.GetChannel(), req.GetBody(), req.GetSignature()); err != nil {
+		return nil, err
+	}
+	return &paymentv1.CallbackResponse{}, nil
+}
+
+// UpdateChannel changes a channel's routing settings.
+func (s *Server) UpdateChannel(_ context.Context, req *paymentv1.UpdateChannelRequest) (*paymentv1.Channel, error) {
+	st, err := s.svc.Router().Set(req.GetChannel(), req.GetWeight(), req.GetEnabled())
+	if err != nil {
+		return nil, err
+	}
+	return channelProto(st), nil
+}
+
+// ListChannels reports every channel's routing state.
+func (s *Server) ListChannels(context.Context, *paymentv1.ListChannelsRequest) (*paymentv1.ListChannelsResponse, error) {
+	resp := &paymentv1.ListChannelsResponse{}
+	for _, st := range s.svc.Router().States() {
+		resp.Channels = append(resp.Channels, channelProto(st))
+	}
+	return resp, nil
+}
+
+// Reconcile runs reconciliation now.
+func (s *Server) Reconcile(ctx context.Context, _ *paymentv1.ReconcileRequest) (*paymentv1.ReconcileResponse, error) {
+	reports, err := s.svc.Reconcile(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &paymentv1.ReconcileResponse{}
+	for _, r := range reports {
+		resp.Reports = append(resp.Reports, &paymentv1.ReconcileReport{
+			Channel: r.Channel, Checked: int64(r.Checked), Repaired: r.Repaired, Unknown: r.Unknown, Mismatched: r.Mismatched,
+		})
+	}
+	return resp, nil
+}
+
+func channelProto(st payment.ChannelState) *paymentv1.Channel {
+	return &paymentv1.Channel{
+		Name: st.Name, Weight: st.Weight, Enabled: st.Enabled, Breaker: st.Breaker,
+		SuccessRate: st.SuccessRate, LatencyMs: float64(st.Latency) / float64(time.Millisecond), Calls: int64(st.Calls),
+	}
+}
+
+var statuses = map[payment.Status]paymentv1.PaymentStatus{
+	payment.StatusPaying:    paymentv1.PaymentStatus_PAYMENT_STATUS_PAYING,
+	payment.StatusSucceeded: paymentv1.PaymentStatus_PAYMENT_STATUS_SUCCEEDED,
+	payment.StatusFailed:    paymentv1.PaymentStatus_PAYMENT_STATUS_FAILED,
+	payment.StatusRefunded:  paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED,
+}
+
+func toProto(p payment.Payment) *paymentv1.Payment {
+	m := &paymentv1.Payment{
+		PaymentId: p.ID, OrderId: p.OrderID, UserId: p.UserID, Channel: p.Channel, Amount: p.Amount,
+		Status: statuses[p.Status], PayUrl: p.PayURL, CreatedAt: timestamppb.New(p.CreatedAt),
+	}
+	if !p.PaidAt.IsZero() {
+		m.PaidAt = timestamppb.New(p.PaidAt)
+	}
+	return m
+}
+
+// orderErrors turns the order service's codes back into domain errors.
+var orderErrors = errcode.Table{
+	{Err: payment.ErrNotFound, Code: errcode.NotFound},
+	{Err: payment.ErrForbidden, Code: errcode.Forbidden},
+	{Err: payment.ErrInvalid, Code: errcode.InvalidArgument},
+	{Err: payment.ErrUnavailable, Code: errcode.Unavailable},
+}
+
+// Orders implements payment.Orders with the order service.
+type Orders struct {
+	c orderv1.OrderServiceClient
+}
+
+// NewOrders returns a client on cc.
+func NewOrders(cc grpc.ClientConnInterface) *Orders {
+	return &Orders{c: orderv1.NewOrderServiceClient(cc)}
+}
+
+// Order returns the user's order.
+func (o *Orders) Order(ctx context.Context, orderID, userID int64) (payment.Order, error) {
+	m, err := o.c.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: orderID, UserId: userID})
+	if err != nil {
+		return payment.Order{}, orderErrors.Domain(err)
+	}
+	return payment.Order{
+		ID: m.GetOrderId(), UserID: m.GetUserId(), Payable: m.GetPayable(),
+		Status: orderStatus(m.GetStatus()), PaymentID: m.GetPayment().GetPaymentId(),
+	}, nil
+}
+
+// MarkPaid tells the order service that p's money arrived.
+func (o *Orders) MarkPaid(ctx context.Context, p payment.Payment) (bool, string, error) {
+	resp, err := o.c.MarkPaid(ctx, &orderv1.MarkPaidRequest{
+		OrderId: p.OrderID, PaymentId: p.ID, Channel: p.Channel, Amount: p.Amount, PaidAt: timestamppb.New(p.PaidAt),
+	})
+	if err != nil {
+		return false, "", orderErrors.Domain(err)
+	}
+	return resp.GetAccepted(), orderStatus(resp.GetOrder().GetStatus()), nil
+}
+
+func orderStatus(s orderv1.OrderStatus) string {
+	return strings.TrimPrefix(s.String(), "ORDER_STATUS_")
+}

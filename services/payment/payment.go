@@ -1,0 +1,183 @@
+// Package payment is the payment service's domain: payments of orders
+// through external channels, their ledger states, the routing of a payment
+// to a channel by weight and health behind a circuit breaker per channel,
+// the settlement of a channel's word that money arrived (from a callback,
+// an active query or reconciliation), and the automatic refund of money
+// that arrived for an order no longer payable. It imports no adapter;
+// postgres/, channel/ and grpc/ implement its interfaces and app/ wires
+// them.
+package payment
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Adapters wrap them with %w and the failed operation;
+// the gRPC server maps them to API codes through one table.
+var (
+	// ErrNotFound means the payment (or the order, or the channel) does
+	// not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrForbidden means the payment or order belongs to someone else.
+	ErrForbidden = errors.New("forbidden")
+	// ErrInvalid means a request breaks a validation rule.
+	ErrInvalid = errors.New("invalid")
+	// ErrConflict means the order is not payable in its state.
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable means no channel could take the payment, or a
+	// dependency failed; the caller may retry.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrUnauthenticated means a callback's signature does not verify.
+	ErrUnauthenticated = errors.New("bad signature")
+)
+
+// Status is where a payment stands in the ledger.
+type Status string
+
+// The ledger states: PAYING until the channel says the money arrived
+// (SUCCEEDED) or the channel refused the payment (FAILED); REFUNDED once
+// money that arrived for an order that was no longer payable went back.
+const (
+	StatusPaying    Status = "PAYING"
+	StatusSucceeded Status = "SUCCEEDED"
+	StatusFailed    Status = "FAILED"
+	StatusRefunded  Status = "REFUNDED"
+)
+
+// Outcome is the order service's answer to a succeeded payment.
+type Outcome string
+
+// The outcomes: none yet, the order is paid by this payment, or the order
+// was not payable by it (and the money goes back).
+const (
+	OutcomeNone     Outcome = ""
+	OutcomeAccepted Outcome = "ACCEPTED"
+	OutcomeRefused  Outcome = "REFUSED"
+)
+
+// Payment is one attempt to pay an order through one channel. Amount is
+// cents. TradeNo and PayURL are the channel's once it created the trade.
+type Payment struct {
+	ID        int64
+	OrderID   int64
+	UserID    int64
+	Channel   string
+	Amount    int64
+	Status    Status
+	TradeNo   string
+	PayURL    string
+	CreatedAt time.Time
+	PaidAt    time.Time
+	Outcome   Outcome
+}
+
+// Refund gives the money of a payment back. One payment has at most one
+// refund (a full one); Done is set once the channel confirmed it.
+type Refund struct {
+	ID        int64
+	PaymentID int64
+	Amount    int64
+	Reason    string
+	RefundNo  string
+	CreatedAt time.Time
+	Done      bool
+}
+
+// TradeStatus is a trade's state at the channel.
+type TradeStatus string
+
+// The trade states.
+const (
+	TradeWaitPay  TradeStatus = "WAIT_PAY"
+	TradePaid     TradeStatus = "PAID"
+	TradeRefunded TradeStatus = "REFUNDED"
+)
+
+// Trade is a channel's view of a payment.
+type Trade struct {
+	TradeNo   string
+	PaymentID int64
+	Amount    int64
+	Status    TradeStatus
+	PayURL    string
+	PaidAt    time.Time
+}
+
+// Channel is one external payment channel.
+type Channel interface {
+	// Create opens the trade of p (idempotent by p.ID) and returns it
+	// with its pay URL.
+	Create(ctx context.Context, p Payment) (Trade, error)
+	// Query returns the trade of payment id; ErrNotFound when the
+	// channel has none.
+	Query(ctx context.Context, paymentID int64) (Trade, error)
+	// Refund gives a paid trade's amount back, idempotently by refundID,
+	// and returns the channel's refund number.
+	Refund(ctx context.Context, tradeNo string, refundID, amount int64) (string, error)
+	// Statement lists every trade that was paid (and maybe refunded).
+	Statement(ctx context.Context) ([]Trade, error)
+	// Notification verifies a callback's signature (ErrUnauthenticated
+	// otherwise) and returns the trade it reports.
+	Notification(body []byte, signature string) (Trade, error)
+}
+
+// Order is what payment needs to know of an order.
+type Order struct {
+	ID      int64
+	UserID  int64
+	Payable int64
+	// Status is the order service's state name (PENDING_PAYMENT, PAID...).
+	Status string
+	// PaymentID is the payment that paid the order, if any.
+	PaymentID int64
+}
+
+// Order states payment acts on.
+const (
+	OrderPendingPayment = "PENDING_PAYMENT"
+	OrderPaid           = "PAID"
+)
+
+// Orders is the order service.
+type Orders interface {
+	// Order returns the order; userID must own it (ErrForbidden).
+	Order(ctx context.Context, orderID, userID int64) (Order, error)
+	// MarkPaid tells the order service that p's money arrived. It
+	// answers accepted when the order is paid by p (now or before), and
+	// otherwise the order's state, which makes p's money a refund.
+	MarkPaid(ctx context.Context, p Payment) (accepted bool, orderStatus string, err error)
+}
+
+// Ledger stores payments and refunds. Every state change is conditional
+// on the state it leaves, so concurrent callbacks, queries and
+// reconciliation settle a payment once.
+type Ledger interface {
+	Create(ctx context.Context, p Payment) error
+	// Started records the channel's trade of a PAYING payment.
+	Started(ctx context.Context, id int64, tradeNo, payURL string) error
+	// Payment fails with ErrNotFound for an unknown id.
+	Payment(ctx context.Context, id int64) (Payment, error)
+	// Open returns the order's PAYING payment through channel that has a
+	// trade, or ErrNotFound.
+	Open(ctx context.Context, orderID int64, channel string) (Payment, error)
+	// Succeed moves a PAYING or FAILED payment to SUCCEEDED and reports
+	// whether it did.
+	Succeed(ctx context.Context, id int64, tradeNo string, paidAt time.Time) (bool, error)
+	// Fail moves a PAYING payment to FAILED.
+	Fail(ctx context.Context, id int64) error
+	// SetOutcome records the order service's answer once.
+	SetOutcome(ctx context.Context, id int64, o Outcome) error
+	// AddRefund stores r unless the payment has a refund already, and
+	// returns the payment's refund.
+	AddRefund(ctx context.Context, r Refund) (Refund, error)
+	// RefundDone records the channel's refund number and moves the
+	// payment to REFUNDED.
+	RefundDone(ctx context.Context, r Refund, refundNo string) error
+	// Stuck returns up to limit PAYING payments created in [from, to].
+	Stuck(ctx context.Context, from, to time.Time, limit int) ([]Payment, error)
+	// Unsettled returns up to limit SUCCEEDED payments whose order has not
+	// answered yet or that wait for their refund.
+	Unsettled(ctx context.Context, limit int) ([]Payment, error)
+}

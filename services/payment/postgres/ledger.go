@@ -1,0 +1,199 @@
+// Package postgres keeps the payment ledger in PostgreSQL. The schema lives
+// in migrations/ (embedded, applied by Migrate at start).
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/services/payment"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate brings the schema up to date.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("payment migrations: %w", err)
+	}
+	return postgres.Migrate(ctx, pool, sub)
+}
+
+// Ledger implements payment.Ledger.
+type Ledger struct {
+	pool *pgxpool.Pool
+}
+
+// NewLedger returns a Ledger on pool.
+func NewLedger(pool *pgxpool.Pool) *Ledger { return &Ledger{pool: pool} }
+
+// Create stores a new payment.
+func (l *Ledger) Create(ctx context.Context, p payment.Payment) error {
+	_, err := l.pool.Exec(ctx, `INSERT INTO payments (payment_id, order_id, user_id, channel, amount, status, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, p.ID, p.OrderID, p.UserID, p.Channel, p.Amount, string(p.Status), p.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("create payment %d: %w", p.ID, err)
+	}
+	return nil
+}
+
+// Started records the channel's trade of a payment.
+func (l *Ledger) Started(ctx context.Context, id int64, tradeNo, payURL string) error {
+	_, err := l.pool.Exec(ctx, `UPDATE payments SET trade_no = $2, pay_url = $3, updated_at = now()
+		WHERE payment_id = $1 AND trade_no IS NULL`, id, tradeNo, payURL)
+	if err != nil {
+		return fmt.Errorf("start payment %d: %w", id, err)
+	}
+	return nil
+}
+
+const paymentSelect = `SELECT payment_id, order_id, user_id, channel, amount, status, coalesce(trade_no, ''),
+	coalesce(pay_url, ''), created_at, paid_at, coalesce(order_outcome, '') FROM payments `
+
+func (l *Ledger) query(ctx context.Context, sql string, args ...any) ([]payment.Payment, error) {
+	rows, err := l.pool.Query(ctx, paymentSelect+sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.Payment, error) {
+		var p payment.Payment
+		var status, outcome string
+		var paid *time.Time
+		err := r.Scan(&p.ID, &p.OrderID, &p.UserID, &p.Channel, &p.Amount, &status, &p.TradeNo, &p.PayURL,
+			&p.CreatedAt, &paid, &outcome)
+		p.Status, p.Outcome = payment.Status(status), payment.Outcome(outcome)
+		if paid != nil {
+			p.PaidAt = *paid
+		}
+		return p, err
+	})
+}
+
+func (l *Ledger) one(ctx context.Context, what string, sql string, args ...any) (payment.Payment, error) {
+	found, err := l.query(ctx, sql, args...)
+	if err != nil {
+		return payment.Payment{}, fmt.Errorf("%s: %w", what, err)
+	}
+	if len(found) == 0 {
+		return payment.Payment{}, fmt.Errorf("%s: %w", what, payment.ErrNotFound)
+	}
+	return found[0], nil
+}
+
+// Payment returns a payment, or payment.ErrNotFound.
+func (l *Ledger) Payment(ctx context.Context, id int64) (payment.Payment, error) {
+	return l.one(ctx, fmt.Sprintf("payment %d", id), `WHERE payment_id = $1`, id)
+}
+
+// Open returns the order's newest PAYING payment through channel that has
+// a trade.
+func (l *Ledger) Open(ctx context.Context, orderID int64, channel string) (payment.Payment, error) {
+	return l.one(ctx, fmt.Sprintf("open payment of order %d", orderID),
+		`WHERE order_id = $1 AND channel = $2 AND status = 'PAYING' AND trade_no IS NOT NULL
+		 ORDER BY created_at DESC, payment_id DESC LIMIT 1`, orderID, channel)
+}
+
+// Succeed moves a PAYING or FAILED payment to SUCCEEDED.
+func (l *Ledger) Succeed(ctx context.Context, id int64, tradeNo string, paidAt time.Time) (bool, error) {
+	tag, err := l.pool.Exec(ctx, `UPDATE payments SET status = 'SUCCEEDED', paid_at = $3,
+		trade_no = coalesce(trade_no, NULLIF($2, '')), updated_at = now()
+		WHERE payment_id = $1 AND status IN ('PAYING', 'FAILED')`, id, tradeNo, paidAt)
+	if err != nil {
+		return false, fmt.Errorf("succeed payment %d: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Fail moves a PAYING payment to FAILED.
+func (l *Ledger) Fail(ctx context.Context, id int64) error {
+	if _, err := l.pool.Exec(ctx, `UPDATE payments SET status = 'FAILED', updated_at = now()
+		WHERE payment_id = $1 AND status = 'PAYING'`, id); err != nil {
+		return fmt.Errorf("fail payment %d: %w", id, err)
+	}
+	return nil
+}
+
+// SetOutcome records the order's answer unless one is recorded.
+func (l *Ledger) SetOutcome(ctx context.Context, id int64, o payment.Outcome) error {
+	if _, err := l.pool.Exec(ctx, `UPDATE payments SET order_outcome = $2, updated_at = now()
+		WHERE payment_id = $1 AND order_outcome IS NULL`, id, string(o)); err != nil {
+		return fmt.Errorf("outcome of payment %d: %w", id, err)
+	}
+	return nil
+}
+
+// AddRefund stores r unless its payment has a refund, and returns the
+// payment's refund.
+func (l *Ledger) AddRefund(ctx context.Context, r payment.Refund) (payment.Refund, error) {
+	if _, err := l.pool.Exec(ctx, `INSERT INTO refunds (refund_id, payment_id, amount, reason, created_at)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payment_id) DO NOTHING`,
+		r.ID, r.PaymentID, r.Amount, r.Reason, r.CreatedAt); err != nil {
+		return payment.Refund{}, fmt.Errorf("add refund of payment %d: %w", r.PaymentID, err)
+	}
+	return l.Refund(ctx, r.PaymentID)
+}
+
+// Refund returns the refund of a payment, or payment.ErrNotFound.
+func (l *Ledger) Refund(ctx context.Context, paymentID int64) (payment.Refund, error) {
+	var r payment.Refund
+	var no *string
+	err := l.pool.QueryRow(ctx, `SELECT refund_id, payment_id, amount, reason, refund_no, created_at
+		FROM refunds WHERE payment_id = $1`, paymentID).Scan(&r.ID, &r.PaymentID, &r.Amount, &r.Reason, &no, &r.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return payment.Refund{}, fmt.Errorf("refund of payment %d: %w", paymentID, payment.ErrNotFound)
+	}
+	if err != nil {
+		return payment.Refund{}, fmt.Errorf("refund of payment %d: %w", paymentID, err)
+	}
+	if no != nil {
+		r.RefundNo, r.Done = *no, true
+	}
+	return r, nil
+}
+
+// RefundDone records the channel's refund and moves the payment to
+// REFUNDED, in one transaction.
+func (l *Ledger) RefundDone(ctx context.Context, r payment.Refund, refundNo string) error {
+	return pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE refunds SET refund_no = $2, done_at = now()
+			WHERE refund_id = $1 AND done_at IS NULL`, r.ID, refundNo); err != nil {
+			return fmt.Errorf("refund %d done: %w", r.ID, err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE payments SET status = 'REFUNDED', updated_at = now()
+			WHERE payment_id = $1 AND status = 'SUCCEEDED'`, r.PaymentID); err != nil {
+			return fmt.Errorf("refund %d done: %w", r.ID, err)
+		}
+		return nil
+	})
+}
+
+// Stuck returns PAYING payments created in [from, to], oldest first.
+func (l *Ledger) Stuck(ctx context.Context, from, to time.Time, limit int) ([]payment.Payment, error) {
+	found, err := l.query(ctx, `WHERE status = 'PAYING' AND created_at >= $1 AND created_at <= $2
+		ORDER BY created_at LIMIT $3`, from, to, limit)
+	if err != nil {
+		return nil, fmt.Errorf("stuck payments: %w", err)
+	}
+	return found, nil
+}
+
+// Unsettled returns SUCCEEDED payments without the order's answer or
+// waiting for their refund.
+func (l *Ledger) Unsettled(ctx context.Context, limit int) ([]payment.Payment, error) {
+	found, err := l.query(ctx, `WHERE status = 'SUCCEEDED' AND (order_outcome IS NULL OR order_outcome = 'REFUSED')
+		ORDER BY payment_id LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("unsettled payments: %w", err)
+	}
+	return found, nil
+}

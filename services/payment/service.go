@@ -1,0 +1,390 @@
+package payment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
+)
+
+// Config holds the Service's dependencies and settings.
+type Config struct {
+	Ledger   Ledger
+	Orders   Orders
+	Channels map[string]Channel
+	Router   *Router
+	Clock    clock.Clock
+	// NextID hands out payment and refund ids (a snowflake generator's
+	// Next).
+	NextID func() int64
+	// QueryAfter is how long a payment stays PAYING before the sweep asks
+	// its channel (default 30s); QueryFor is how long after its creation
+	// the sweep keeps asking (default 24h).
+	QueryAfter, QueryFor time.Duration
+	Logger               *slog.Logger
+}
+
+// sweepBatch bounds the payments one sweep step handles.
+const sweepBatch = 500
+
+// Service takes payments and settles them.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// NewService returns a Service over cfg.
+func NewService(cfg Config) *Service {
+	if cfg.QueryAfter <= 0 {
+		cfg.QueryAfter = 30 * time.Second
+	}
+	if cfg.QueryFor <= 0 {
+		cfg.QueryFor = 24 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	return &Service{cfg: cfg, log: cfg.Logger}
+}
+
+// Router is the service's router, for the admin endpoints.
+func (s *Service) Router() *Router { return s.cfg.Router }
+
+// Pay starts paying the user's order through the preferred channel while
+// it is healthy, else through the channel the router picks; a channel that
+// fails to open the trade hands over to the next candidate. A retry through
+// the same channel answers the open payment again; paying an order that
+// this user's payment already paid answers that payment. It fails with
+// ErrConflict when the order is not payable and ErrUnavailable when no
+// channel took the payment.
+func (s *Service) Pay(ctx context.Context, orderID, userID int64, preferred string) (Payment, error) {
+	const op = "pay"
+	if orderID <= 0 || userID <= 0 {
+		return Payment{}, fmt.Errorf("%s: %w: order and user ids must be positive", op, ErrInvalid)
+	}
+	o, err := s.cfg.Orders.Order(ctx, orderID, userID)
+	if err != nil {
+		return Payment{}, fmt.Errorf("%s: order %d: %w", op, orderID, err)
+	}
+	if o.UserID != userID {
+		return Payment{}, fmt.Errorf("%s: order %d: %w", op, orderID, ErrForbidden)
+	}
+	if o.Status == OrderPaid && o.PaymentID != 0 {
+		if p, err := s.cfg.Ledger.Payment(ctx, o.PaymentID); err == nil {
+			return p, nil
+		}
+	}
+	if o.Status != OrderPendingPayment {
+		return Payment{}, fmt.Errorf("%s: order %d is %s: %w", op, orderID, o.Status, ErrConflict)
+	}
+	candidates, err := s.cfg.Router.Candidates(preferred)
+	if err != nil {
+		return Payment{}, fmt.Errorf("%s: %w", op, err)
+	}
+	var errs []error
+	for _, ch := range candidates {
+		p, err := s.payThrough(ctx, o, ch)
+		if err == nil {
+			return p, nil
+		}
+		errs = append(errs, err)
+	}
+	return Payment{}, fmt.Errorf("%s: order %d: %w: %w", op, orderID, errors.Join(errs...), ErrUnavailable)
+}
+
+func (s *Service) payThrough(ctx context.Context, o Order, ch string) (Payment, error) {
+	if p, err := s.cfg.Ledger.Open(ctx, o.ID, ch); err == nil {
+		return p, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return Payment{}, err
+	}
+	p := Payment{
+		ID: s.cfg.NextID(), OrderID: o.ID, UserID: o.UserID, Channel: ch, Amount: o.Payable,
+		Status: StatusPaying, CreatedAt: s.cfg.Clock.Now(),
+	}
+	if err := s.cfg.Ledger.Create(ctx, p); err != nil {
+		return Payment{}, err
+	}
+	t, err := s.cfg.Router.Call(ch, func() (Trade, error) { return s.cfg.Channels[ch].Create(ctx, p) })
+	if err != nil {
+		// The trade may exist at the channel all the same (an answer
+		// lost on the way); the buyer never saw its pay URL, and should
+		// money arrive anyway, the sweep or reconciliation settles it.
+		if ferr := s.cfg.Ledger.Fail(context.WithoutCancel(ctx), p.ID); ferr != nil {
+			s.log.WarnContext(ctx, "failed payment left PAYING", "payment_id", p.ID, "err", ferr)
+		}
+		return Payment{}, fmt.Errorf("%s: %w", ch, err)
+	}
+	if err := s.cfg.Ledger.Started(ctx, p.ID, t.TradeNo, t.PayURL); err != nil {
+		return Payment{}, err
+	}
+	p.TradeNo, p.PayURL = t.TradeNo, t.PayURL
+	return p, nil
+}
+
+// Payment returns a payment; userID, when not zero, must own it.
+func (s *Service) Payment(ctx context.Context, id, userID int64) (Payment, error) {
+	if id <= 0 || userID < 0 {
+		return Payment{}, fmt.Errorf("get payment: %w: ids must be positive", ErrInvalid)
+	}
+	p, err := s.cfg.Ledger.Payment(ctx, id)
+	if err != nil {
+		return Payment{}, fmt.Errorf("get payment %d: %w", id, err)
+	}
+	if userID != 0 && p.UserID != userID {
+		return Payment{}, fmt.Errorf("get payment %d: %w", id, ErrForbidden)
+	}
+	return p, nil
+}
+
+// HandleCallback settles a channel's signed notification. A repeat (or a
+// replay of a captured one) finds the payment settled and changes nothing.
+// It fails with ErrUnauthenticated when the signature does not verify.
+func (s *Service) HandleCallback(ctx context.Context, channel string, body []byte, signature string) error {
+	const op = "callback"
+	ch, ok := s.cfg.Channels[channel]
+	if !ok {
+		return fmt.Errorf("%s: %w: unknown channel %q", op, ErrNotFound, channel)
+	}
+	t, err := ch.Notification(body, signature)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, channel, err)
+	}
+	p, err := s.cfg.Ledger.Payment(ctx, t.PaymentID)
+	if errors.Is(err, ErrNotFound) {
+		// Signed by the channel, yet not ours: answering an error would
+		// only make the channel retry. Reconciliation reports it.
+		s.log.WarnContext(ctx, "callback for an unknown payment", "channel", channel, "payment_id", t.PaymentID, "trade_no", t.TradeNo)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, channel, err)
+	}
+	if p.Channel != channel || p.Amount != t.Amount {
+		return fmt.Errorf("%s %s: %w: payment %d is %d cents through %s, the notification says %d",
+			op, channel, ErrInvalid, p.ID, p.Amount, p.Channel, t.Amount)
+	}
+	if t.Status == TradeWaitPay {
+		return nil
+	}
+	return s.settle(ctx, p, t)
+}
+
+// settle acts on the channel's word that p's money arrived (trade t): the
+// ledger moves to SUCCEEDED, the order service is told, and when it
+// refuses the order the money is refunded. Every step is conditional or
+// idempotent, so callbacks, the sweep and reconciliation may settle one
+// payment concurrently and any number of times; a failed step is taken up
+// again by the next callback or sweep.
+func (s *Service) settle(ctx context.Context, p Payment, t Trade) error {
+	const op = "settle"
+	if p.Status == StatusPaying || p.Status == StatusFailed {
+		if _, err := s.cfg.Ledger.Succeed(ctx, p.ID, t.TradeNo, t.PaidAt); err != nil {
+			return fmt.Errorf("%s %d: %w", op, p.ID, err)
+		}
+		var err error
+		if p, err = s.cfg.Ledger.Payment(ctx, p.ID); err != nil {
+			return fmt.Errorf("%s %d: %w", op, p.ID, err)
+		}
+	}
+	if p.Status != StatusSucceeded {
+		return nil
+	}
+	reason := ""
+	if p.Outcome == OutcomeNone {
+		accepted, orderStatus, err := s.cfg.Orders.MarkPaid(ctx, p)
+		if err != nil {
+			return fmt.Errorf("%s %d: mark order %d paid: %w", op, p.ID, p.OrderID, err)
+		}
+		p.Outcome = OutcomeAccepted
+		if !accepted {
+			p.Outcome = OutcomeRefused
+			reason = "order " + orderStatus
+		}
+		if err := s.cfg.Ledger.SetOutcome(ctx, p.ID, p.Outcome); err != nil {
+			return fmt.Errorf("%s %d: %w", op, p.ID, err)
+		}
+	}
+	if p.Outcome != OutcomeRefused {
+		return nil
+	}
+	if reason == "" {
+		reason = "order not payable"
+	}
+	return s.refund(ctx, p, reason)
+}
+
+// refund gives p's money back through its channel and records it. The
+// refund row is made once per payment and its id is the channel's refund
+// reference, so a refund retried after any failure is made once.
+func (s *Service) refund(ctx context.Context, p Payment, reason string) error {
+	r, err := s.cfg.Ledger.AddRefund(ctx, Refund{
+		ID: s.cfg.NextID(), PaymentID: p.ID, Amount: p.Amount, Reason: reason, CreatedAt: s.cfg.Clock.Now(),
+	})
+	if err != nil {
+		return fmt.Errorf("refund %d: %w", p.ID, err)
+	}
+	if r.Done {
+		return nil
+	}
+	no, err := s.cfg.Channels[p.Channel].Refund(ctx, p.TradeNo, r.ID, r.Amount)
+	if err != nil {
+		return fmt.Errorf("refund %d through %s: %w", p.ID, p.Channel, err)
+	}
+	if err := s.cfg.Ledger.RefundDone(ctx, r, no); err != nil {
+		return fmt.Errorf("refund %d: %w", p.ID, err)
+	}
+	s.log.InfoContext(ctx, "payment refunded", "payment_id", p.ID, "order_id", p.OrderID, "channel", p.Channel,
+		"amount", p.Amount, "reason", r.Reason)
+	return nil
+}
+
+// SweepReport counts what a sweep did.
+type SweepReport struct {
+	// Queried payments were PAYING past QueryAfter; Settled of them had
+	// been paid at the channel (their callback is late or lost).
+	Queried, Settled int
+	// Resumed payments had succeeded without their order's answer or
+	// their refund (a crash or failure midway) and were settled again.
+	Resumed int
+	// Failed steps, which the next sweep retries.
+	Failed int
+}
+
+// Sweep asks the channels about payments stuck in PAYING, settling those
+// that were paid, and finishes settlements left midway.
+func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
+	var rep SweepReport
+	now := s.cfg.Clock.Now()
+	stuck, err := s.cfg.Ledger.Stuck(ctx, now.Add(-s.cfg.QueryFor), now.Add(-s.cfg.QueryAfter), sweepBatch)
+	if err != nil {
+		return rep, fmt.Errorf("sweep: %w", err)
+	}
+	for _, p := range stuck {
+		rep.Queried++
+		t, err := s.cfg.Channels[p.Channel].Query(ctx, p.ID)
+		switch {
+		case errors.Is(err, ErrNotFound), err == nil && t.Status == TradeWaitPay:
+			continue
+		case err != nil:
+			rep.Failed++
+			s.log.WarnContext(ctx, "query failed", "payment_id", p.ID, "channel", p.Channel, "err", err)
+			continue
+		}
+		if err := s.settle(ctx, p, t); err != nil {
+			rep.Failed++
+			s.log.WarnContext(ctx, "settle after query failed", "payment_id", p.ID, "err", err)
+			continue
+		}
+		rep.Settled++
+	}
+	unsettled, err := s.cfg.Ledger.Unsettled(ctx, sweepBatch)
+	if err != nil {
+		return rep, fmt.Errorf("sweep: %w", err)
+	}
+	for _, p := range unsettled {
+		if err := s.settle(ctx, p, Trade{TradeNo: p.TradeNo, PaymentID: p.ID, Amount: p.Amount, Status: TradePaid, PaidAt: p.PaidAt}); err != nil {
+			rep.Failed++
+			s.log.WarnContext(ctx, "resumed settlement failed", "payment_id", p.ID, "err", err)
+			continue
+		}
+		rep.Resumed++
+	}
+	return rep, nil
+}
+
+// ReconcileReport is what reconciliation found on one channel's statement.
+type ReconcileReport struct {
+	Channel string
+	// Checked is the number of trades on the statement.
+	Checked int
+	// Repaired payments were paid at the channel while the ledger still
+	// had them PAYING or FAILED ("paid but not opened"): now settled.
+	Repaired []int64
+	// Unknown trades name no payment of the ledger.
+	Unknown []int64
+	// Mismatched payments disagree with the channel in amount, or the
+	// channel refunded what the ledger does not hold refunded; they need
+	// a human.
+	Mismatched []int64
+}
+
+// Reconcile compares every channel's statement with the ledger and
+// settles what the channel took but the ledger missed.
+func (s *Service) Reconcile(ctx context.Context) ([]ReconcileReport, error) {
+	var out []ReconcileReport
+	for _, st := range s.cfg.Router.States() {
+		rep, err := s.reconcile(ctx, st.Name)
+		if err != nil {
+			return out, err
+		}
+		if len(rep.Repaired)+len(rep.Unknown)+len(rep.Mismatched) > 0 {
+			s.log.WarnContext(ctx, "reconciliation found differences", "channel", rep.Channel, "checked", rep.Checked,
+				"repaired", rep.Repaired, "unknown", rep.Unknown, "mismatched", rep.Mismatched)
+		}
+		out = append(out, rep)
+	}
+	return out, nil
+}
+
+func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileReport, error) {
+	rep := ReconcileReport{Channel: channel}
+	trades, err := s.cfg.Channels[channel].Statement(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("reconcile %s: %w", channel, err)
+	}
+	for _, t := range trades {
+		rep.Checked++
+		p, err := s.cfg.Ledger.Payment(ctx, t.PaymentID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			rep.Unknown = append(rep.Unknown, t.PaymentID)
+			continue
+		case err != nil:
+			return rep, fmt.Errorf("reconcile %s: %w", channel, err)
+		}
+		switch {
+		case p.Amount != t.Amount || p.Channel != channel:
+			rep.Mismatched = append(rep.Mismatched, p.ID)
+		case p.Status == StatusPaying || p.Status == StatusFailed:
+			if err := s.settle(ctx, p, t); err != nil {
+				return rep, fmt.Errorf("reconcile %s: %w", channel, err)
+			}
+			rep.Repaired = append(rep.Repaired, p.ID)
+		case t.Status == TradeRefunded && p.Status != StatusRefunded:
+			rep.Mismatched = append(rep.Mismatched, p.ID)
+		}
+	}
+	return rep, nil
+}
+
+// Run sweeps every sweepEvery and reconciles every reconcileEvery until
+// ctx ends. Failures are logged; the next round retries.
+func (s *Service) Run(ctx context.Context, sweepEvery, reconcileEvery time.Duration) error {
+	sweep := time.NewTicker(sweepEvery)
+	defer sweep.Stop()
+	reconcile := time.NewTicker(reconcileEvery)
+	defer reconcile.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sweep.C:
+			if rep, err := s.Sweep(ctx); err != nil {
+				s.log.WarnContext(ctx, "sweep failed", "err", err)
+			} else if rep.Settled+rep.Resumed+rep.Failed > 0 {
+				s.log.InfoContext(ctx, "sweep", "queried", rep.Queried, "settled", rep.Settled, "resumed", rep.Resumed, "failed", rep.Failed)
+			}
+		case <-reconcile.C:
+			if _, err := s.Reconcile(ctx); err != nil {
+				s.log.WarnContext(ctx, "reconciliation failed", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/flashsale/flashsale/services/product"
+)
+
+func TestConcurrentReservationsNeverOversell(t *testing.T) {
+	s, _ := MustStore(t)
+	ctx := context.Background()
+	const stock, orders = 25, 60
+	a, b := MustProduct(t, s, stock), MustProduct(t, s, 1000)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	taken := 0
+	for range orders {
+		wg.Go(func() {
+			// Lines listed in both orders, so locks are taken in id order
+			// whatever the request's order.
+			lines := []product.StockLine{{SKUID: b.SKUID, Quantity: 1}, {SKUID: a.SKUID, Quantity: 1}}
+			if newID()%2 == 0 {
+				lines[0], lines[1] = lines[1], lines[0]
+			}
+			_, err := s.ReserveStock(ctx, newID(), lines)
+			switch {
+			case err == nil:
+				mu.Lock()
+				taken++
+				mu.Unlock()
+			case !errors.Is(err, product.ErrSoldOut):
+				t.Errorf("reserve: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if taken != stock {
+		t.Fatalf("%d orders reserved %d units, want exactly %d", taken, taken, stock)
+	}
+	for _, want := range []struct {
+		sku  int64
+		left int64
+	}{{a.SKUID, 0}, {b.SKUID, 1000 - stock}} {
+		p, err := s.Product(ctx, want.sku)
+		if err != nil || p.Stock != want.left {
+			t.Fatalf("sku %d has %d left (%v), want %d: a sold-out order must take nothing", want.sku, p.Stock, err, want.left)
+		}
+	}
+}
+
+func TestReserveAndReleaseAreIdempotent(t *testing.T) {
+	s, _ := MustStore(t)
+	ctx := context.Background()
+	p := MustProduct(t, s, 10)
+	order := newID()
+	lines := []product.StockLine{{SKUID: p.SKUID, Quantity: 4}}
+	steps := []struct {
+		name      string
+		do        func() (bool, error)
+		wantFlag  bool
+		wantStock int64
+	}{
+		{"reserve", func() (bool, error) { return s.ReserveStock(ctx, order, lines) }, false, 6},
+		{"reserve again", func() (bool, error) { return s.ReserveStock(ctx, order, lines) }, true, 6},
+		{"release", func() (bool, error) { return s.ReleaseStock(ctx, order) }, true, 10},
+		{"release again", func() (bool, error) { return s.ReleaseStock(ctx, order) }, false, 10},
+		{"release what was never reserved", func() (bool, error) { return s.ReleaseStock(ctx, newID()) }, false, 10},
+	}
+	for _, st := range steps {
+		flag, err := st.do()
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		got, _ := s.Product(ctx, p.SKUID)
+		if flag != st.wantFlag || got.Stock != st.wantStock {
+			t.Fatalf("%s: flag %v, stock %d; want %v, %d", st.name, flag, got.Stock, st.wantFlag, st.wantStock)
+		}
+	}
+}
+
+func TestReserveRefusals(t *testing.T) {
+	s, _ := MustStore(t)
+	ctx := context.Background()
+	p := MustProduct(t, s, 3)
+	tests := []struct {
+		name  string
+		lines []product.StockLine
+		want  error
+	}{
+		{"more than the stock", []product.StockLine{{SKUID: p.SKUID, Quantity: 4}}, product.ErrSoldOut},
+		{"unknown sku", []product.StockLine{{SKUID: p.SKUID, Quantity: 1}, {SKUID: newID(), Quantity: 1}}, product.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := s.ReserveStock(ctx, newID(), tt.lines); !errors.Is(err, tt.want) {
+				t.Fatalf("reserve = %v, want %v", err, tt.want)
+			}
+			if got, _ := s.Product(ctx, p.SKUID); got.Stock != 3 {
+				t.Fatalf("stock %d after a refused reservation, want 3", got.Stock)
+			}
+		})
+	}
+}
