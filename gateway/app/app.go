@@ -82,10 +82,11 @@ type Config struct {
 	// SeckillClosed and CatalogCacheOnly are the degrade switches'
 	// positions when Consul holds none (see gateway.Settings).
 	SeckillClosed, CatalogCacheOnly bool
-	// BreakerFailures consecutive failed calls open a downstream's
-	// circuit breaker for BreakerOpenFor (zero: the defaults).
-	BreakerFailures uint32
-	BreakerOpenFor  time.Duration
+	// A downstream's circuit breaker opens for BreakerOpenFor once
+	// BreakerFailurePercent of at least BreakerMinRequests calls in a
+	// window failed (zero: the defaults of resilience.BreakerConfig).
+	BreakerMinRequests, BreakerFailurePercent uint32
+	BreakerOpenFor                            time.Duration
 	// Discovery says where Consul is; with it, ProductAddr and OrderAddr
 	// may be consul://product and consul://order, and the settings under
 	// SettingsPrefix in Consul KV override the ones above.
@@ -129,11 +130,12 @@ func ConfigFromEnv(env *config.Env) Config {
 		CallTimeout:  env.Duration("FLASHSALE_CALL_TIMEOUT", gateway.DefaultCallTimeout),
 		MaxBodyBytes: env.Int("FLASHSALE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes),
 
-		SeckillClosed:    env.Bool("FLASHSALE_SECKILL_CLOSED", false),
-		CatalogCacheOnly: env.Bool("FLASHSALE_CATALOG_CACHE_ONLY", false),
-		BreakerFailures:  uint32(env.Int("FLASHSALE_BREAKER_FAILURES", resilience.DefaultFailures)),
-		BreakerOpenFor:   env.Duration("FLASHSALE_BREAKER_OPEN_FOR", resilience.DefaultOpenFor),
-		Discovery:        discovery.ConfigFromEnv(env),
+		SeckillClosed:         env.Bool("FLASHSALE_SECKILL_CLOSED", false),
+		CatalogCacheOnly:      env.Bool("FLASHSALE_CATALOG_CACHE_ONLY", false),
+		BreakerMinRequests:    uint32(env.Int("FLASHSALE_BREAKER_MIN_REQUESTS", resilience.DefaultMinRequests)),
+		BreakerFailurePercent: uint32(env.Int("FLASHSALE_BREAKER_FAILURE_PERCENT", resilience.DefaultFailurePercent)),
+		BreakerOpenFor:        env.Duration("FLASHSALE_BREAKER_OPEN_FOR", resilience.DefaultOpenFor),
+		Discovery:             discovery.ConfigFromEnv(env),
 	}
 	env.Check(cfg.JWTSecret != "" || cfg.DevTokens, "FLASHSALE_JWT_SECRET is required unless FLASHSALE_DEV_TOKENS=true")
 	env.Check(cfg.JWTSecret == "" || len(cfg.JWTSecret) >= minSecretLen, "FLASHSALE_JWT_SECRET must be at least %d bytes", minSecretLen)
@@ -144,7 +146,8 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(cfg.CacheTTL > 0, "FLASHSALE_CACHE_TTL must be positive")
 	env.Check(cfg.CallTimeout > 0, "FLASHSALE_CALL_TIMEOUT must be positive")
 	env.Check(cfg.MaxBodyBytes > 0, "FLASHSALE_MAX_BODY_BYTES must be positive")
-	env.Check(cfg.BreakerFailures >= 1 && cfg.BreakerFailures <= 1000, "FLASHSALE_BREAKER_FAILURES must be 1..1000")
+	env.Check(cfg.BreakerMinRequests >= 1 && cfg.BreakerMinRequests <= 100000, "FLASHSALE_BREAKER_MIN_REQUESTS must be 1..100000")
+	env.Check(cfg.BreakerFailurePercent >= 1 && cfg.BreakerFailurePercent <= 100, "FLASHSALE_BREAKER_FAILURE_PERCENT must be 1..100")
 	env.Check(cfg.BreakerOpenFor > 0, "FLASHSALE_BREAKER_OPEN_FOR must be positive")
 	return cfg
 }
@@ -172,7 +175,8 @@ func Run(ctx context.Context, cfg Config) error {
 	breakers := newBreakerGauge(reg, log)
 	dial := func(name, target string) (*grpc.ClientConn, error) {
 		cc, err := consul.Dial(target, grpc.WithChainUnaryInterceptor(resilience.Breaker(resilience.BreakerConfig{
-			Name: name, Failures: cfg.BreakerFailures, OpenFor: cfg.BreakerOpenFor, OnStateChange: breakers.record,
+			Name: name, MinRequests: cfg.BreakerMinRequests, FailurePercent: cfg.BreakerFailurePercent,
+			OpenFor: cfg.BreakerOpenFor, OnStateChange: breakers.record,
 		})))
 		if err != nil {
 			return nil, fmt.Errorf("gateway: %s: %w", name, err)

@@ -56,14 +56,14 @@ func MustFakeProduct(tb testing.TB, f *fakeProduct) string {
 	return lis.Addr().String()
 }
 
-// A failing product service opens its breaker: after BreakerFailures
+// A failing product service opens its breaker: after BreakerMinRequests
 // failures the gateway answers 503 without calling it, the state shows
 // on /metrics, and the order breaker stays closed.
 func TestBreakerCutsOffAFailingDownstream(t *testing.T) {
 	f := &fakeProduct{}
 	f.failing.Store(true)
 	base := MustGateway(t, app.Config{JWTSecret: secret, ProductAddr: MustFakeProduct(t, f), OrderAddr: "127.0.0.1:1",
-		BreakerFailures: 3, BreakerOpenFor: time.Hour})
+		BreakerMinRequests: 3, BreakerOpenFor: time.Hour})
 	for i := range 10 {
 		// Distinct ids: the gateway's cache never holds a failure, but
 		// this keeps every request a real miss.

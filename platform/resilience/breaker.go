@@ -20,9 +20,15 @@ import (
 type BreakerConfig struct {
 	// Name names the downstream in errors and state changes.
 	Name string
-	// Failures is how many consecutive failed calls open the breaker
-	// (default 5).
-	Failures uint32
+	// The breaker opens once, within one Window (default 10s), at least
+	// MinRequests calls were made (default 20) and at least
+	// FailurePercent of them failed (default 50). A rate rather than a
+	// run of failures: under a flash-sale spike a handful of calls in a
+	// row may time out while the downstream is fine, and cutting it off
+	// then would turn a few slow answers into seconds of refusals.
+	MinRequests    uint32
+	FailurePercent uint32
+	Window         time.Duration
 	// OpenFor is how long an open breaker refuses calls before letting
 	// probes through (half-open; default 5s).
 	OpenFor time.Duration
@@ -35,9 +41,11 @@ type BreakerConfig struct {
 
 // Defaults of BreakerConfig.
 const (
-	DefaultFailures = 5
-	DefaultOpenFor  = 5 * time.Second
-	DefaultProbes   = 1
+	DefaultMinRequests    = 20
+	DefaultFailurePercent = 50
+	DefaultWindow         = 10 * time.Second
+	DefaultOpenFor        = 5 * time.Second
+	DefaultProbes         = 1
 )
 
 // Breaker returns a unary client interceptor that runs every call through
@@ -48,8 +56,14 @@ const (
 // not counted at all. While the breaker is open, calls fail at once with
 // UNAVAILABLE.
 func Breaker(cfg BreakerConfig) grpc.UnaryClientInterceptor {
-	if cfg.Failures == 0 {
-		cfg.Failures = DefaultFailures
+	if cfg.MinRequests == 0 {
+		cfg.MinRequests = DefaultMinRequests
+	}
+	if cfg.FailurePercent == 0 || cfg.FailurePercent > 100 {
+		cfg.FailurePercent = DefaultFailurePercent
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultWindow
 	}
 	if cfg.OpenFor <= 0 {
 		cfg.OpenFor = DefaultOpenFor
@@ -57,13 +71,14 @@ func Breaker(cfg BreakerConfig) grpc.UnaryClientInterceptor {
 	if cfg.Probes == 0 {
 		cfg.Probes = DefaultProbes
 	}
-	failures := cfg.Failures
+	minRequests, percent := cfg.MinRequests, cfg.FailurePercent
 	cb := gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        cfg.Name,
 		MaxRequests: cfg.Probes,
+		Interval:    cfg.Window,
 		Timeout:     cfg.OpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.ConsecutiveFailures >= failures
+			return c.Requests >= minRequests && uint64(c.TotalFailures)*100 >= uint64(c.Requests)*uint64(percent)
 		},
 		OnStateChange: cfg.OnStateChange,
 		IsSuccessful:  func(err error) bool { return !troubled(err) },

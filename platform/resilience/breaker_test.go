@@ -68,7 +68,7 @@ func TestBreakerOpensOnTroubleRefusesFastAndRecovers(t *testing.T) {
 	d, addr := mustStartDownstream(t)
 	var tr transitions
 	cc, err := rpc.Dial(addr, grpc.WithChainUnaryInterceptor(Breaker(BreakerConfig{
-		Name: "product", Failures: 3, OpenFor: 50 * time.Millisecond, OnStateChange: tr.record,
+		Name: "product", MinRequests: 13, FailurePercent: 20, OpenFor: 50 * time.Millisecond, OnStateChange: tr.record,
 	})))
 	if err != nil {
 		t.Fatal(err)
@@ -93,8 +93,8 @@ func TestBreakerOpensOnTroubleRefusesFastAndRecovers(t *testing.T) {
 		t.Fatalf("calls reaching the server = %d, want 10", got)
 	}
 
-	// Three failures in a row open it; the fourth call is refused
-	// without reaching the server.
+	// Ten successes and three failures make 13 calls, 23% failed: that
+	// opens it, and the next call is refused without reaching the server.
 	d.answer.Store(codes.Unavailable)
 	for range 3 {
 		if got := status.Code(call()); got != codes.Unavailable {
@@ -127,7 +127,7 @@ func TestBreakerOpensOnTroubleRefusesFastAndRecovers(t *testing.T) {
 func TestBreakerIgnoresTheCallersCancellation(t *testing.T) {
 	d, addr := mustStartDownstream(t)
 	var tr transitions
-	cc, err := rpc.Dial(addr, grpc.WithChainUnaryInterceptor(Breaker(BreakerConfig{Name: "order", Failures: 1, OnStateChange: tr.record})))
+	cc, err := rpc.Dial(addr, grpc.WithChainUnaryInterceptor(Breaker(BreakerConfig{Name: "order", MinRequests: 1, FailurePercent: 1, OnStateChange: tr.record})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +138,35 @@ func TestBreakerIgnoresTheCallersCancellation(t *testing.T) {
 		if got := status.Code(err); got != codes.Canceled {
 			t.Fatalf("code %v, want Canceled", got)
 		}
+	}
+	if got := tr.list(); got != "" {
+		t.Errorf("transitions = %q, want none", got)
+	}
+}
+
+// Failures below the rate keep the breaker closed: a few timeouts in a
+// busy spike do not cut a healthy downstream off.
+func TestBreakerToleratesFailuresBelowTheRate(t *testing.T) {
+	d, addr := mustStartDownstream(t)
+	var tr transitions
+	cc, err := rpc.Dial(addr, grpc.WithChainUnaryInterceptor(Breaker(BreakerConfig{Name: "order", MinRequests: 10, FailurePercent: 50, OnStateChange: tr.record})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	client := healthpb.NewHealthClient(cc)
+	for i := range 40 {
+		// Three failures in a row, then seven successes, again and
+		// again: 30% failed, under the 50% that opens it.
+		if i%10 < 3 {
+			d.answer.Store(codes.DeadlineExceeded)
+		} else {
+			d.answer.Store(codes.OK)
+		}
+		_, _ = client.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	}
+	if got := d.calls.Load(); got != 40 {
+		t.Errorf("calls reaching the server = %d, want all 40", got)
 	}
 	if got := tr.list(); got != "" {
 		t.Errorf("transitions = %q, want none", got)
