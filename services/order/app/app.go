@@ -85,6 +85,10 @@ type Config struct {
 	// anyway, as a timeout after the broker's append would); nil in
 	// production.
 	WrapPublisher func(order.Publisher) order.Publisher
+	// WrapPending, when set, wraps the Redis store of in-flight orders the
+	// service places and serves orders with (tests use it to see a replay
+	// waiting for the first request's order); nil in production.
+	WrapPending func(order.Pending) order.Pending
 }
 
 // Defaults of the settings.
@@ -241,13 +245,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.WrapPublisher != nil {
 		publisher = cfg.WrapPublisher(pub)
 	}
+	var placing order.Pending = pending
+	if cfg.WrapPending != nil {
+		placing = cfg.WrapPending(pending)
+	}
 	inv := ordergrpc.NewInventory(invConn)
 	svc := order.NewService(order.Config{
 		Inventory:     inv,
 		Activities:    ordergrpc.NewActivities(prodConn),
 		Publisher:     publisher,
 		Store:         store,
-		Pending:       pending,
+		Pending:       placing,
 		Transitions:   store,
 		Releaser:      inv,
 		Catalog:       ordergrpc.NewCatalog(prodConn),
