@@ -242,6 +242,7 @@ func Run(ctx context.Context, cfg Config) error {
 		publisher = cfg.WrapPublisher(pub)
 	}
 	inv := ordergrpc.NewInventory(invConn)
+	catalog, pricing := ordergrpc.NewCatalog(prodConn), ordergrpc.NewPricing(mktConn)
 	svc := order.NewService(order.Config{
 		Inventory:     inv,
 		Activities:    ordergrpc.NewActivities(prodConn),
@@ -250,8 +251,8 @@ func Run(ctx context.Context, cfg Config) error {
 		Pending:       pending,
 		Transitions:   store,
 		Releaser:      inv,
-		Catalog:       ordergrpc.NewCatalog(prodConn),
-		Pricing:       ordergrpc.NewPricing(mktConn),
+		Catalog:       catalog,
+		Pricing:       pricing,
 		Regular:       store,
 		Clock:         cfg.Clock,
 		NextID:        gen.Next,
@@ -275,6 +276,7 @@ func Run(ctx context.Context, cfg Config) error {
 		expirer := order.NewExpirer(order.ExpirerConfig{
 			Queue: ordergrpc.NewDueQueue(invConn), Orders: store, Stock: inv, Clock: cfg.Clock,
 			Batch: cfg.ExpiryBatch, Lease: cfg.ExpiryLease, Poll: cfg.ExpiryPoll, Logger: log,
+			Regular: store, Catalog: catalog, Pricing: pricing,
 		})
 		for range cfg.ExpiryWorkers {
 			workers = append(workers, expirer.Run)
