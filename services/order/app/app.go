@@ -250,6 +250,7 @@ func Run(ctx context.Context, cfg Config) error {
 		placing = cfg.WrapPending(pending)
 	}
 	inv := ordergrpc.NewInventory(invConn)
+	catalog, pricing := ordergrpc.NewCatalog(prodConn), ordergrpc.NewPricing(mktConn)
 	svc := order.NewService(order.Config{
 		Inventory:     inv,
 		Activities:    ordergrpc.NewActivities(prodConn),
@@ -258,8 +259,8 @@ func Run(ctx context.Context, cfg Config) error {
 		Pending:       placing,
 		Transitions:   store,
 		Releaser:      inv,
-		Catalog:       ordergrpc.NewCatalog(prodConn),
-		Pricing:       ordergrpc.NewPricing(mktConn),
+		Catalog:       catalog,
+		Pricing:       pricing,
 		Regular:       store,
 		Clock:         cfg.Clock,
 		NextID:        gen.Next,
@@ -283,6 +284,7 @@ func Run(ctx context.Context, cfg Config) error {
 		expirer := order.NewExpirer(order.ExpirerConfig{
 			Queue: ordergrpc.NewDueQueue(invConn), Orders: store, Stock: inv, Clock: cfg.Clock,
 			Batch: cfg.ExpiryBatch, Lease: cfg.ExpiryLease, Poll: cfg.ExpiryPoll, Logger: log,
+			Regular: store, Catalog: catalog, Pricing: pricing,
 		})
 		for range cfg.ExpiryWorkers {
 			workers = append(workers, expirer.Run)
