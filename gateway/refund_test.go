@@ -1,27 +1,20 @@
 package gateway_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/gateway/internal/servicetest"
-	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 )
 
 func TestRefundRoute(t *testing.T) {
 	svc := servicetest.MustStart(t, stack)
 	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr})
-	admin := tg.token(t, 1, "admin")
 	alice, bob := tg.token(t, 401, "user"), tg.token(t, 402, "user")
-	now := tg.clock.Now()
-	sku := tg.MustProduct(t, admin, 19900, 100)
-	act := tg.MustActivity(t, admin, sku, 3, 1, now.Add(-time.Minute), now.Add(time.Hour))
 	var mine api.SeckillAccepted
-	tg.do(t, seckill(alice, "refund-1", fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act))).decode(t, &mine)
+	tg.do(t, seckill(alice, "refund-1", fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, tg.MustOpenActivity(t)))).decode(t, &mine)
 	mustOrderStatus(t, tg, mine.OrderID, alice, "PENDING_PAYMENT")
 	var o api.Order
 	tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders/" + mine.OrderID, token: alice}).decode(t, &o)
@@ -64,17 +57,9 @@ func TestRefundRoute(t *testing.T) {
 		})
 	}
 
-	// A paid order without a recorded payment (the row is moved by hand
-	// here; payment is its own service) has nothing to refund through:
-	// CONFLICT, and the order stays as it is.
-	db, err := pgplatform.Dial(context.Background(), stack.PostgresURL("orders"), 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(context.Background(), `UPDATE orders SET status = 'PAID', paid_at = now() WHERE order_id = $1`, mine.OrderID); err != nil {
-		t.Fatal(err)
-	}
+	// A paid order without a recorded payment has nothing to refund
+	// through: CONFLICT, and the order stays as it is.
+	mustMarkPaidByHand(t, mine.OrderID)
 	if got := tg.do(t, request{method: http.MethodPost, path: path, token: alice, body: good}); got.status != http.StatusConflict {
 		t.Errorf("refund of a paid order without a payment: %d %s, want 409", got.status, got.body)
 	}
