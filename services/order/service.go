@@ -88,7 +88,14 @@ type Config struct {
 	Catalog Catalog
 	Pricing Pricing
 	Regular RegularStore
-	Clock   clock.Clock
+	// Refunds, Payments and Limits serve refunds (refund.go).
+	Refunds  RefundStore
+	Payments Payments
+	Limits   LimitRestorer
+	// RefundRetryAfter is how long a refund stays PENDING before the
+	// refund sweep takes it up (default 10s).
+	RefundRetryAfter time.Duration
+	Clock            clock.Clock
 	// NextID hands out order and line ids (a snowflake generator's Next).
 	NextID func() int64
 	// PaymentWindow is how long a buyer has to pay (default 15m).
@@ -100,6 +107,12 @@ type Config struct {
 	ReplayWait time.Duration
 	Logger     *slog.Logger
 }
+
+// DefaultRefundRetryAfter is how long a refund stays PENDING before the
+// refund sweep retries it: long enough that the sweep rarely races the
+// request that recorded it (which is harmless, every step being
+// idempotent), short enough that a buyer waits seconds, not hours.
+const DefaultRefundRetryAfter = 10 * time.Second
 
 // ListLimit bounds how many stored orders ListOrders returns.
 const ListLimit = 100
@@ -139,6 +152,9 @@ func NewService(cfg Config) *Service {
 	}
 	if cfg.ReplayWait <= 0 {
 		cfg.ReplayWait = DefaultReplayWait
+	}
+	if cfg.RefundRetryAfter <= 0 {
+		cfg.RefundRetryAfter = DefaultRefundRetryAfter
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
