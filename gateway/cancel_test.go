@@ -15,12 +15,8 @@ import (
 func TestCancelOrderThroughHTTP(t *testing.T) {
 	svc := servicetest.MustStart(t, stack)
 	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr})
-	admin := tg.token(t, 1, "admin")
 	alice, bob := tg.token(t, 301, "user"), tg.token(t, 302, "user")
-	now := tg.clock.Now()
-	sku := tg.MustProduct(t, admin, 19900, 100)
-	act := tg.MustActivity(t, admin, sku, 3, 1, now.Add(-time.Minute), now.Add(time.Hour))
-	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, tg.MustOpenActivity(t))
 	var mine, theirs api.SeckillAccepted
 	tg.do(t, seckill(alice, "cancel-1", body)).decode(t, &mine)
 	tg.do(t, seckill(bob, "cancel-2", body)).decode(t, &theirs)
@@ -48,18 +44,34 @@ func TestCancelOrderThroughHTTP(t *testing.T) {
 	mustOrderStatus(t, tg, mine.OrderID, alice, "CANCELLED")
 	mustOrderStatus(t, tg, theirs.OrderID, bob, "PENDING_PAYMENT")
 
-	// Bob pays (payment is its own service; the row moves as its
-	// MarkPaid moves it), and a paid order cannot be cancelled.
-	db, err := pgplatform.Dial(context.Background(), stack.PostgresURL("orders"), 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(context.Background(), `UPDATE orders SET status = 'PAID', paid_at = now() WHERE order_id = $1`, theirs.OrderID); err != nil {
-		t.Fatal(err)
-	}
+	// Bob pays, and a paid order cannot be cancelled.
+	mustMarkPaidByHand(t, theirs.OrderID)
 	if got := tg.do(t, request{method: http.MethodPost, path: cancelPath(theirs.OrderID), token: bob}); got.status != http.StatusConflict || got.code(t) != "CONFLICT" {
 		t.Fatalf("cancel a paid order: %d %s, want 409 CONFLICT", got.status, got.body)
+	}
+}
+
+// MustOpenActivity creates a product and a flash sale of it (3 units, one
+// per buyer) open for the next hour, and returns the activity's id.
+func (tg *testGateway) MustOpenActivity(tb testing.TB) string {
+	tb.Helper()
+	admin := tg.token(tb, 1, "admin")
+	now := tg.clock.Now()
+	sku := tg.MustProduct(tb, admin, 19900, 100)
+	return tg.MustActivity(tb, admin, sku, 3, 1, now.Add(-time.Minute), now.Add(time.Hour))
+}
+
+// mustMarkPaidByHand moves the order's row to PAID as MarkPaid would,
+// without a payment: payment is its own service, not started here.
+func mustMarkPaidByHand(tb testing.TB, orderID string) {
+	tb.Helper()
+	db, err := pgplatform.Dial(context.Background(), stack.PostgresURL("orders"), 2)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(context.Background(), `UPDATE orders SET status = 'PAID', paid_at = now() WHERE order_id = $1`, orderID); err != nil {
+		tb.Fatal(err)
 	}
 }
 

@@ -234,6 +234,7 @@ func (g *Gateway) routes() {
 	g.route("GET /api/v1/orders/{order_id}", routeSpec{access: userOnly, limit: api}, g.getOrder)
 	g.route("GET /api/v1/orders", routeSpec{access: userOnly, limit: api}, g.listOrders)
 	g.route("POST /api/v1/orders/{order_id}/cancel", routeSpec{access: userOnly, limit: api}, g.cancelOrder)
+	g.route("POST /api/v1/orders/{order_id}/refunds", routeSpec{access: userOnly, limit: api}, g.refundOrder)
 	if g.opts.Payment != nil {
 		g.paymentRoutes()
 	}

@@ -50,6 +50,62 @@ func (g *Gateway) ownOrder(w http.ResponseWriter, r *http.Request,
 	return nil
 }
 
+type refundLineRequest struct {
+	LineID   *string `json:"line_id"`
+	Quantity *int64  `json:"quantity"`
+}
+
+type refundRequest struct {
+	Lines []refundLineRequest `json:"lines"`
+}
+
+// refundOrder refunds units of the caller's paid order, line by line.
+// Order decides ownership, state and what is left to refund (FORBIDDEN,
+// CONFLICT); the gateway checks the owner of the answer again.
+func (g *Gateway) refundOrder(w http.ResponseWriter, r *http.Request) error {
+	id, err := parseID("order_id", r.PathValue("order_id"))
+	if err != nil {
+		return err
+	}
+	var body refundRequest
+	if err := decodeJSON(r, &body); err != nil {
+		return err
+	}
+	if len(body.Lines) < 1 || len(body.Lines) > maxCartLines {
+		return errorf(errcode.InvalidArgument, "lines must hold 1 to 100 lines")
+	}
+	caller := callerOf(r.Context()).UserID
+	req := &orderv1.RefundOrderRequest{OrderId: id, UserId: caller, Lines: make([]*orderv1.RefundLine, len(body.Lines))}
+	var f fields
+	for i, l := range body.Lines {
+		req.Lines[i] = &orderv1.RefundLine{
+			LineId:   f.id("lines[].line_id", l.LineID),
+			Quantity: f.int("lines[].quantity", l.Quantity, 1, maxCartQuantity),
+		}
+	}
+	if f.err != nil {
+		return f.err
+	}
+	ctx, cancel := g.callCtx(r.Context())
+	defer cancel()
+	resp, err := g.order.RefundOrder(ctx, req)
+	if err != nil {
+		return err
+	}
+	if resp.GetOrder().GetUserId() != caller {
+		return errorf(errcode.Forbidden, "this order belongs to another user")
+	}
+	out := api.Refund{
+		RefundID: formatID(resp.GetRefundId()), OrderID: formatID(id), Amount: resp.GetAmount(), Status: resp.GetStatus(),
+		Lines: make([]api.RefundedLine, 0, len(resp.GetLines())), Order: viewOrder(resp.GetOrder()),
+	}
+	for _, l := range resp.GetLines() {
+		out.Lines = append(out.Lines, api.RefundedLine{LineID: formatID(l.GetLineId()), Quantity: l.GetQuantity(), Amount: l.GetAmount()})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 type ordersResponse struct {
 	Orders []api.Order `json:"orders"`
 }

@@ -70,6 +70,7 @@ func viewOrder(o *orderv1.Order) api.Order {
 		CreatedAt:  optionalTime(o.GetCreatedAt()),
 		ExpiresAt:  optionalTime(o.GetExpiresAt()),
 		PaidAt:     optionalTime(o.GetPaidAt()),
+		Refunded:   o.GetRefunded(),
 	}
 	if o.GetActivityId() != 0 {
 		v.ActivityID = formatID(o.GetActivityId())
@@ -83,13 +84,15 @@ func viewOrder(o *orderv1.Order) api.Order {
 	}
 	for _, l := range o.GetLines() {
 		v.Lines = append(v.Lines, api.OrderLine{
-			LineID:    optionalID(l.GetLineId()),
-			SKUID:     formatID(l.GetSkuId()),
-			Quantity:  l.GetQuantity(),
-			UnitPrice: l.GetUnitPrice(),
-			Amount:    l.GetAmount(),
-			Discount:  l.GetDiscount(),
-			Payable:   l.GetPayable(),
+			LineID:           optionalID(l.GetLineId()),
+			SKUID:            formatID(l.GetSkuId()),
+			Quantity:         l.GetQuantity(),
+			UnitPrice:        l.GetUnitPrice(),
+			Amount:           l.GetAmount(),
+			Discount:         l.GetDiscount(),
+			Payable:          l.GetPayable(),
+			RefundedQuantity: l.GetRefundedQuantity(),
+			Refunded:         l.GetRefunded(),
 		})
 	}
 	return v

@@ -145,6 +145,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	pay.PostgresURL = stack.PostgresURL(DBPayment)
 	pay.OrderAddr = addr(ord.GRPCListener)
 	pay.ChannelsURL = "http://" + addr(simLis)
+	ord.PaymentAddr = addr(pay.GRPCListener)
 
 	gw := gwapp.ConfigFromEnv(defaults)
 	if opts.HTTPAddr != "" {

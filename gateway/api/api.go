@@ -35,15 +35,18 @@ type SeckillAccepted struct {
 }
 
 // OrderLine is one line of an order: Amount = UnitPrice × Quantity and
-// Payable = Amount − Discount ≥ 0.
+// Payable = Amount − Discount ≥ 0. RefundedQuantity units of it were
+// refunded, for Refunded ≤ Payable (both omitted while zero).
 type OrderLine struct {
-	LineID    string `json:"line_id,omitempty"` // none in a quote
-	SKUID     string `json:"sku_id"`
-	Quantity  int64  `json:"quantity"`
-	UnitPrice int64  `json:"unit_price"`
-	Amount    int64  `json:"amount"`
-	Discount  int64  `json:"discount"`
-	Payable   int64  `json:"payable"`
+	LineID           string `json:"line_id,omitempty"` // none in a quote
+	SKUID            string `json:"sku_id"`
+	Quantity         int64  `json:"quantity"`
+	UnitPrice        int64  `json:"unit_price"`
+	Amount           int64  `json:"amount"`
+	Discount         int64  `json:"discount"`
+	Payable          int64  `json:"payable"`
+	RefundedQuantity int64  `json:"refunded_quantity,omitempty"`
+	Refunded         int64  `json:"refunded,omitempty"`
 }
 
 // Promotion is a discount applied to an order.
@@ -72,6 +75,31 @@ type Order struct {
 	PaidAt     *time.Time  `json:"paid_at,omitempty"`
 	// Payment is the payment that paid the order; absent until paid.
 	Payment *OrderPayment `json:"payment,omitempty"`
+	// Refunded is what the order's refunds returned, the sum over its
+	// lines; omitted while zero.
+	Refunded int64 `json:"refunded,omitempty"`
+}
+
+// Refund answers POST /api/v1/orders/{order_id}/refunds. Amount is the
+// sum of the lines' amounts, each from the apportionment of the line's
+// discount over its units. Status is SUCCEEDED once the money is back
+// through the channel that took it, PENDING while the platform is still
+// returning it (it finishes on its own). Order is the order afterwards,
+// PARTIALLY_REFUNDED or REFUNDED.
+type Refund struct {
+	RefundID string         `json:"refund_id"`
+	OrderID  string         `json:"order_id"`
+	Amount   int64          `json:"amount"`
+	Status   string         `json:"status"`
+	Lines    []RefundedLine `json:"lines"`
+	Order    Order          `json:"order"`
+}
+
+// RefundedLine is one line of a refund.
+type RefundedLine struct {
+	LineID   string `json:"line_id"`
+	Quantity int64  `json:"quantity"`
+	Amount   int64  `json:"amount"`
 }
 
 // OrderPayment names the payment of a paid order.

@@ -124,7 +124,8 @@ type Stats struct {
 
 type trade struct {
 	wire.Trade
-	refundRef string
+	// refunds indexes Trade.Refunds by the merchant's refund ref.
+	refunds map[string]int
 }
 
 type channelState struct {
@@ -355,6 +356,7 @@ func (s *Simulator) view(t *trade) wire.Trade {
 		at := *t.PaidAt
 		v.PaidAt = &at
 	}
+	v.Refunds = slices.Clone(t.Refunds)
 	return v
 }
 
@@ -487,16 +489,35 @@ func (s *Simulator) refund(c *channelState, r *http.Request) (any, error) {
 	if !ok {
 		return nil, fail(http.StatusNotFound, wire.CodeNotFound, "no trade %q", req.TradeNo)
 	}
+	if i, ok := t.refunds[req.RefundRef]; ok {
+		if t.Refunds[i].Amount != req.Amount {
+			return nil, fail(http.StatusConflict, wire.CodeState, "refund_ref %s was refunded with another amount", req.RefundRef)
+		}
+		return t.Refunds[i], nil
+	}
 	switch {
-	case t.Status == wire.TradeRefunded && t.refundRef == req.RefundRef:
 	case t.Status != wire.TradePaid:
 		return nil, fail(http.StatusConflict, wire.CodeState, "trade %s is %s", t.TradeNo, t.Status)
-	case req.Amount != t.Amount:
-		return nil, fail(http.StatusBadRequest, wire.CodeInvalid, "only full refunds: amount %d, trade %d", req.Amount, t.Amount)
-	default:
-		t.Status, t.refundRef, t.RefundNo = wire.TradeRefunded, req.RefundRef, "r-"+t.TradeNo
+	case req.Amount <= 0:
+		return nil, fail(http.StatusBadRequest, wire.CodeInvalid, "a refund needs a positive amount")
+	case t.Refunded+req.Amount > t.Amount:
+		return nil, fail(http.StatusConflict, wire.CodeState, "refund of %d: trade %s has %d of %d left",
+			req.Amount, t.TradeNo, t.Amount-t.Refunded, t.Amount)
 	}
-	return wire.Refund{RefundNo: t.RefundNo, RefundRef: t.refundRef, TradeNo: t.TradeNo, Amount: t.Amount}, nil
+	done := wire.Refund{
+		RefundNo: fmt.Sprintf("r-%s-%d", t.TradeNo, len(t.Refunds)+1), RefundRef: req.RefundRef,
+		TradeNo: t.TradeNo, Amount: req.Amount,
+	}
+	if t.refunds == nil {
+		t.refunds = map[string]int{}
+	}
+	t.refunds[req.RefundRef] = len(t.Refunds)
+	t.Refunds = append(t.Refunds, done)
+	t.Refunded += req.Amount
+	if t.Refunded == t.Amount {
+		t.Status = wire.TradeRefunded
+	}
+	return done, nil
 }
 
 func (s *Simulator) statement(c *channelState, _ *http.Request) (any, error) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -215,8 +216,78 @@ func TestRefundIdempotentAndStatement(t *testing.T) {
 	f.mustCreate(t, "unpaid", 1)
 	var st wire.Statement
 	f.call(t, "GET", "/alipay/statement", nil, &st)
-	if len(st.Trades) != 1 || st.Trades[0].Status != wire.TradeRefunded || st.Trades[0].RefundNo != ref.RefundNo {
-		t.Errorf("statement = %+v, want the one refunded trade", st)
+	if len(st.Trades) != 1 || st.Trades[0].Status != wire.TradeRefunded || st.Trades[0].Refunded != 500 ||
+		len(st.Trades[0].Refunds) != 1 || st.Trades[0].Refunds[0] != ref {
+		t.Errorf("statement = %+v, want the one refunded trade with refund %+v", st, ref)
+	}
+}
+
+func TestPartialRefunds(t *testing.T) {
+	f := MustSimulator(t)
+	tr := f.mustCreate(t, "p", 1000)
+	if _, err := f.sim.Pay("alipay", tr.TradeNo); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name         string
+		ref          string
+		amount       int64
+		wantStatus   int
+		wantRefunded int64
+		wantTrade    wire.TradeStatus
+	}{
+		{"first part", "a", 300, http.StatusOK, 300, wire.TradePaid},
+		{"repeat of the first part", "a", 300, http.StatusOK, 300, wire.TradePaid},
+		{"same ref, another amount", "a", 301, http.StatusConflict, 300, wire.TradePaid},
+		{"zero", "z", 0, http.StatusBadRequest, 300, wire.TradePaid},
+		{"more than is left", "b", 701, http.StatusConflict, 300, wire.TradePaid},
+		{"second part", "b", 650, http.StatusOK, 950, wire.TradePaid},
+		{"the rest", "c", 50, http.StatusOK, 1000, wire.TradeRefunded},
+		{"repeat after the trade is refunded", "b", 650, http.StatusOK, 1000, wire.TradeRefunded},
+		{"a cent more", "d", 1, http.StatusConflict, 1000, wire.TradeRefunded},
+	}
+	for _, s := range steps {
+		if got := f.call(t, "POST", "/alipay/refunds", wire.RefundRequest{TradeNo: tr.TradeNo, RefundRef: s.ref, Amount: s.amount}, nil); got != s.wantStatus {
+			t.Errorf("%s: status %d, want %d", s.name, got, s.wantStatus)
+		}
+		got, _ := f.sim.Trade("alipay", "p")
+		if got.Refunded != s.wantRefunded || got.Status != s.wantTrade {
+			t.Errorf("%s: trade %s refunded %d, want %s refunded %d", s.name, got.Status, got.Refunded, s.wantTrade, s.wantRefunded)
+		}
+	}
+	var st wire.Statement
+	f.call(t, "GET", "/alipay/statement", nil, &st)
+	var sum int64
+	for _, r := range st.Trades[0].Refunds {
+		sum += r.Amount
+	}
+	if len(st.Trades[0].Refunds) != 3 || sum != 1000 {
+		t.Errorf("statement refunds %+v, want three adding up to 1000", st.Trades[0].Refunds)
+	}
+}
+
+func TestConcurrentRefundsNeverExceedTheTrade(t *testing.T) {
+	f := MustSimulator(t)
+	tr := f.mustCreate(t, "p", 1000)
+	if _, err := f.sim.Pay("alipay", tr.TradeNo); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			b, _ := json.Marshal(wire.RefundRequest{TradeNo: tr.TradeNo, RefundRef: strconv.Itoa(i), Amount: 70})
+			resp, err := http.Post(f.url+"/alipay/refunds", "application/json", bytes.NewReader(b))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	got, _ := f.sim.Trade("alipay", "p")
+	if got.Refunded != 980 || len(got.Refunds) != 14 {
+		t.Errorf("trade refunded %d in %d refunds, want 980 in 14 (fourteen of 70 fit in 1000)", got.Refunded, len(got.Refunds))
 	}
 }
 

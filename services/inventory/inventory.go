@@ -40,6 +40,13 @@ var (
 	// the caller thought lost did reach the log, the order is stored (or
 	// about to be), and its stock stays taken.
 	ErrAlreadyOrdered = errors.New("reservation already ordered")
+	// ErrNotConfirmed means a refund asked to restore the limit of a
+	// reservation that is not paid for: a released one gave its limit
+	// back already, a reserved one has nothing to refund.
+	ErrNotConfirmed = errors.New("reservation not confirmed")
+	// ErrRestoreTooMany means the refunds of an order would give more
+	// units back to the buyer's limit than the order reserved.
+	ErrRestoreTooMany = errors.New("more units restored than reserved")
 	// ErrInvalid means a request is malformed.
 	ErrInvalid = errors.New("invalid argument")
 )
@@ -221,6 +228,9 @@ type Store interface {
 	Confirm(ctx context.Context, activityID, orderID int64) error
 	Stock(ctx context.Context, activityID int64) (Stock, error)
 	Reservation(ctx context.Context, activityID, orderID int64) (Reservation, error)
+	// RestoreLimit gives quantity units of a confirmed reservation back to
+	// its buyer's limit, once per refund id (false on a repeat).
+	RestoreLimit(ctx context.Context, activityID, orderID, refundID, quantity int64) (bool, error)
 	// ClaimDue takes up to limit entries due at now from the expiry
 	// queues of activityIDs (every preheated activity when empty), leased
 	// until leaseUntil.
@@ -326,6 +336,19 @@ func (s *Service) Reservation(ctx context.Context, activityID, orderID int64) (R
 		return Reservation{}, fmt.Errorf("reservation: %w", err)
 	}
 	return s.store.Reservation(ctx, activityID, orderID)
+}
+
+// RestoreLimit gives quantity units of a refunded order back to its
+// buyer's per-user limit, so that after a full refund the buyer may buy
+// again. It is idempotent by refundID and reports false on a repeat.
+func (s *Service) RestoreLimit(ctx context.Context, activityID, orderID, refundID, quantity int64) (bool, error) {
+	if err := validateIDs(namedID{"activity", activityID}, namedID{"order", orderID}, namedID{"refund", refundID}); err != nil {
+		return false, fmt.Errorf("restore limit: %w", err)
+	}
+	if quantity < 1 || quantity > MaxQuantity {
+		return false, fmt.Errorf("restore limit: %w: quantity %d is outside 1..%d", ErrInvalid, quantity, MaxQuantity)
+	}
+	return s.store.RestoreLimit(ctx, activityID, orderID, refundID, quantity)
 }
 
 // ClaimDue takes up to limit entries due at now off the expiry queues of

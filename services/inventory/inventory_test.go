@@ -97,6 +97,11 @@ func (s *recordingStore) Reservation(context.Context, int64, int64) (inventory.R
 	return inventory.Reservation{}, nil
 }
 
+func (s *recordingStore) RestoreLimit(context.Context, int64, int64, int64, int64) (bool, error) {
+	s.calls++
+	return true, nil
+}
+
 func (s *recordingStore) ClaimDue(context.Context, []int64, time.Time, int, time.Time) ([]inventory.DueEntry, error) {
 	s.calls++
 	return nil, nil
@@ -183,6 +188,9 @@ func TestServiceValidatesBeforeTheStore(t *testing.T) {
 		{"stock negative activity", func(s *inventory.Service) error { _, err := s.Stock(ctx, -5); return err }, false},
 		{"reservation", func(s *inventory.Service) error { _, err := s.Reservation(ctx, 1, 2); return err }, true},
 		{"reservation zero order", func(s *inventory.Service) error { _, err := s.Reservation(ctx, 1, 0); return err }, false},
+		{"restore limit", func(s *inventory.Service) error { _, err := s.RestoreLimit(ctx, 1, 2, 3, 1); return err }, true},
+		{"restore limit zero refund", func(s *inventory.Service) error { _, err := s.RestoreLimit(ctx, 1, 2, 0, 1); return err }, false},
+		{"restore limit zero quantity", func(s *inventory.Service) error { _, err := s.RestoreLimit(ctx, 1, 2, 3, 0); return err }, false},
 		{"claim due", func(s *inventory.Service) error {
 			_, err := s.ClaimDue(ctx, nil, deadline, inventory.MaxDueEntries, time.Minute)
 			return err

@@ -6,11 +6,12 @@ import (
 )
 
 // CancelOrder cancels the user's order while it waits for payment: one
-// conditional UPDATE from PENDING_PAYMENT to CANCELLED, then the stock
-// goes back (which also takes the order off the expiry queue). It fails
-// with ErrForbidden for someone else's order and ErrConflict when the
-// order is paid, expired, or still being placed; a cancelled order is
-// answered as it is, so a retried cancel succeeds.
+// conditional UPDATE from PENDING_PAYMENT to CANCELLED, then what it
+// holds goes back: a flash-sale order's reservation (which also takes it
+// off the expiry queue), a regular order's product stock and coupon. It
+// fails with ErrForbidden for someone else's order and ErrConflict when
+// the order is paid, expired, or still being placed; a cancelled order
+// is answered as it is, so a retried cancel succeeds.
 func (s *Service) CancelOrder(ctx context.Context, orderID, userID int64) (Order, error) {
 	const op = "cancel order"
 	if orderID <= 0 || userID <= 0 {
@@ -44,15 +45,34 @@ func (s *Service) CancelOrder(ctx context.Context, orderID, userID int64) (Order
 	if o.Status != StatusCancelled {
 		return Order{}, fmt.Errorf("%s %d: %w: the order is %s", op, orderID, ErrConflict, o.Status)
 	}
-	// The stock goes back only once the order has left PENDING_PAYMENT,
-	// so a payment can never land on released stock. Releasing is
-	// idempotent, so cancelling again finishes an earlier cancel's
-	// release that failed; if this one fails, the order's expiry entry is
-	// still queued and the expiry worker releases the stock at the
-	// deadline.
+	// What the order holds goes back only once it has left
+	// PENDING_PAYMENT, so a payment can never land on released stock.
+	// Releasing is idempotent, so cancelling again finishes an earlier
+	// cancel's release that failed.
+	if o.Kind == KindRegular {
+		s.giveBackCancelled(ctx, o)
+		return o, nil
+	}
+	// If this release fails, the order's expiry entry is still queued and
+	// the expiry worker releases the stock at the deadline.
 	if err := s.cfg.Releaser.Release(ctx, o.ActivityID, orderID); err != nil {
 		s.cfg.Logger.WarnContext(ctx, "release after cancel failed; the expiry worker releases it at the deadline",
 			"order_id", orderID, "activity_id", o.ActivityID, "err", err)
 	}
 	return o, nil
+}
+
+// giveBackCancelled releases the product stock and the coupon of a
+// cancelled regular order and marks them given back. If either step
+// fails the order stays unmarked, and the expiry worker's next sweep
+// gives them back.
+func (s *Service) giveBackCancelled(ctx context.Context, o Order) {
+	err := giveBackRegular(ctx, s.cfg.Catalog, s.cfg.Pricing, RegularHold{OrderID: o.ID, CouponID: o.CouponID})
+	if err == nil {
+		err = s.cfg.Regular.MarkRegularReleased(ctx, []int64{o.ID})
+	}
+	if err != nil {
+		s.cfg.Logger.WarnContext(ctx, "give back after cancel failed; the expiry worker's sweep gives it back",
+			"order_id", o.ID, "err", err)
+	}
 }

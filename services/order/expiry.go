@@ -117,7 +117,13 @@ type ExpirerConfig struct {
 	OrphanAfter time.Duration
 	// Parallel bounds the releases in flight within a batch.
 	Parallel int
-	Logger   *slog.Logger
+	// Regular, when set, has the worker expire regular orders too and
+	// give back their product stock (Catalog) and coupons (Pricing); see
+	// RunRegularOnce. Batch bounds those batches as well.
+	Regular RegularEnds
+	Catalog Catalog
+	Pricing Pricing
+	Logger  *slog.Logger
 }
 
 // Defaults of the Expirer's settings.
@@ -165,10 +171,12 @@ func NewExpirer(cfg ExpirerConfig) *Expirer {
 	return &Expirer{cfg: cfg}
 }
 
-// Run expires due orders until ctx ends. A full batch is followed by the
-// next claim at once, so a backlog drains at the speed of the work; a
-// partial one by a wait of Poll. Failures are logged and retried: their
-// claims lapse and come back.
+// Run expires due orders until ctx ends: each round a batch of the
+// queue's (RunOnce), then one of regular orders (RunRegularOnce). A full
+// batch is followed by the next round at once, so a backlog drains at the
+// speed of the work; otherwise the worker waits Poll. Failures are logged
+// and retried: their claims lapse and come back, and unreleased regular
+// orders are swept again.
 func (e *Expirer) Run(ctx context.Context) error {
 	for {
 		n, err := e.RunOnce(ctx)
@@ -178,7 +186,14 @@ func (e *Expirer) Run(ctx context.Context) error {
 		if err != nil {
 			e.cfg.Logger.WarnContext(ctx, "expiry batch failed; its entries are retried when their lease lapses", "err", err)
 		}
-		if n == e.cfg.Batch && err == nil {
+		r, rerr := e.RunRegularOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if rerr != nil {
+			e.cfg.Logger.WarnContext(ctx, "regular expiry failed; retried at the next sweep", "err", rerr)
+		}
+		if (n == e.cfg.Batch && err == nil) || (r == e.cfg.Batch && rerr == nil) {
 			continue
 		}
 		select {
@@ -250,17 +265,11 @@ func (e *Expirer) RunOnce(ctx context.Context) (int, error) {
 	}
 
 	outcomes := make([]settlement, len(entries))
-	sem := make(chan struct{}, e.cfg.Parallel)
-	var wg sync.WaitGroup
-	for i, en := range entries {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			st, stored := statuses[en.OrderID]
-			outcomes[i] = e.settle(ctx, en, st, stored, now)
-		})
-	}
-	wg.Wait()
+	e.inParallel(len(entries), func(i int) {
+		en := entries[i]
+		st, stored := statuses[en.OrderID]
+		outcomes[i] = e.settle(ctx, en, st, stored, now)
+	})
 
 	groups := map[settlement][]DueEntry{}
 	for i, en := range entries {
@@ -359,4 +368,19 @@ func (e *Expirer) unstored(ctx context.Context, en DueEntry, now time.Time) sett
 		e.cfg.Logger.WarnContext(ctx, "unpublished release of an orphaned reservation failed", "order_id", en.OrderID, "err", err)
 		return keep
 	}
+}
+
+// inParallel calls f(0) … f(n-1), at most Parallel of them at once, and
+// returns when all have returned.
+func (e *Expirer) inParallel(n int, f func(i int)) {
+	sem := make(chan struct{}, e.cfg.Parallel)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f(i)
+		})
+	}
+	wg.Wait()
 }

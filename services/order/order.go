@@ -67,15 +67,18 @@ const (
 )
 
 // Line is one SKU of an order. Money is int64 cents: Amount is
-// UnitPrice × Quantity and Payable is Amount − Discount.
+// UnitPrice × Quantity and Payable is Amount − Discount. RefundedQuantity
+// units of it are refunded, for Refunded cents (at most Payable).
 type Line struct {
-	ID        int64
-	SKUID     int64
-	Quantity  int64
-	UnitPrice int64
-	Amount    int64
-	Discount  int64
-	Payable   int64
+	ID               int64
+	SKUID            int64
+	Quantity         int64
+	UnitPrice        int64
+	Amount           int64
+	Discount         int64
+	Payable          int64
+	RefundedQuantity int64
+	Refunded         int64
 }
 
 // Order is an order with its lines. Total, Discount and Payable are the
@@ -101,6 +104,9 @@ type Order struct {
 	PaidAt         time.Time
 	PaymentID      int64
 	PaymentChannel string
+	// Refunded is what the order's refunds returned, the sum over its
+	// lines.
+	Refunded int64
 }
 
 // Promotion is a promotion (or coupon) that took Amount off an order.

@@ -55,6 +55,9 @@ type RegularStore interface {
 	// RegularByKey returns the user's regular order with the key, or
 	// ErrNotFound.
 	RegularByKey(ctx context.Context, userID int64, key string) (Order, error)
+	// RegularReleases marks a cancelled order's stock and coupon given
+	// back, so the expiry worker's sweep leaves it alone.
+	RegularReleases
 }
 
 // QuoteRegularOrder prices the cart as CreateRegularOrder would, without
@@ -73,7 +76,8 @@ func (s *Service) QuoteRegularOrder(ctx context.Context, userID int64, lines []C
 
 // CreateRegularOrder prices the cart, reserves its regular stock,
 // consumes the coupon and stores a REGULAR order PENDING_PAYMENT; it
-// expires after the payment window like any order. The same user and key
+// expires after the payment window like any order (Expirer.RunRegularOnce),
+// which gives its stock and coupon back. The same user and key
 // answer the first order. A step that fails undoes the earlier ones, so a
 // failed checkout holds neither stock nor coupon.
 func (s *Service) CreateRegularOrder(ctx context.Context, userID int64, lines []CartLine, couponID int64, idemKey string) (Order, error) {

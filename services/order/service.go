@@ -61,6 +61,11 @@ type Store interface {
 // readers see them as PROCESSING in the meantime.
 type Pending interface {
 	Put(ctx context.Context, p Placed) error
+	// MarkPublished records that the order's event is on the event log,
+	// for as long as its pending record lives.
+	MarkPublished(ctx context.Context, orderID int64) error
+	// Published reports whether MarkPublished recorded the order.
+	Published(ctx context.Context, orderID int64) (bool, error)
 	// Get fails with ErrNotFound when there is no record for id.
 	Get(ctx context.Context, id int64) (Placed, error)
 	// UserPending returns the user's in-flight orders.
@@ -83,15 +88,31 @@ type Config struct {
 	Catalog Catalog
 	Pricing Pricing
 	Regular RegularStore
-	Clock   clock.Clock
+	// Refunds, Payments and Limits serve refunds (refund.go).
+	Refunds  RefundStore
+	Payments Payments
+	Limits   LimitRestorer
+	// RefundRetryAfter is how long a refund stays PENDING before the
+	// refund sweep takes it up (default 10s).
+	RefundRetryAfter time.Duration
+	Clock            clock.Clock
 	// NextID hands out order and line ids (a snowflake generator's Next).
 	NextID func() int64
 	// PaymentWindow is how long a buyer has to pay (default 15m).
 	PaymentWindow time.Duration
 	// ActivityTTL is how long an activity stays cached (default 1s).
 	ActivityTTL time.Duration
-	Logger      *slog.Logger
+	// ReplayWait bounds how long a replayed request waits for the first
+	// request's order to be on its way (default DefaultReplayWait).
+	ReplayWait time.Duration
+	Logger     *slog.Logger
 }
+
+// DefaultRefundRetryAfter is how long a refund stays PENDING before the
+// refund sweep retries it: long enough that the sweep rarely races the
+// request that recorded it (which is harmless, every step being
+// idempotent), short enough that a buyer waits seconds, not hours.
+const DefaultRefundRetryAfter = 10 * time.Second
 
 // ListLimit bounds how many stored orders ListOrders returns.
 const ListLimit = 100
@@ -99,6 +120,21 @@ const ListLimit = 100
 // releaseTimeout bounds a compensating release, which must run even when
 // the caller has gone.
 const releaseTimeout = 5 * time.Second
+
+// placeTimeout bounds the rest of a placement once the stock is reserved:
+// the pending record, the publish and the published mark. They run
+// detached from the caller's context, because a client that gives up (the
+// gateway's call timeout) retries with the same key, and that retry is
+// answered with this order: aborting its publish would lose it.
+const placeTimeout = 10 * time.Second
+
+// DefaultReplayWait is how long a replayed request waits by default for
+// the first request's order to be published or stored. It matches the
+// gateway's call timeout: waiting longer only answers a client that left.
+const DefaultReplayWait = 2 * time.Second
+
+// replayPoll is how often a waiting replay looks at the first order again.
+const replayPoll = 15 * time.Millisecond
 
 // Service places flash-sale orders and serves their state.
 type Service struct {
@@ -114,6 +150,12 @@ func NewService(cfg Config) *Service {
 	if cfg.ActivityTTL <= 0 {
 		cfg.ActivityTTL = time.Second
 	}
+	if cfg.ReplayWait <= 0 {
+		cfg.ReplayWait = DefaultReplayWait
+	}
+	if cfg.RefundRetryAfter <= 0 {
+		cfg.RefundRetryAfter = DefaultRefundRetryAfter
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,7 +170,8 @@ func NewService(cfg Config) *Service {
 
 // PlaceSeckillOrder reserves qty units of the activity for the user and
 // publishes the order, which reaches Postgres asynchronously. It returns
-// the order id; the same idemKey returns the first request's id. Nothing
+// the order id; the same idemKey returns the first request's id once that
+// order is published or stored (ErrUnavailable if it never is). Nothing
 // stays reserved unless the order is on its way: when the publish fails
 // the reservation is released as unpublished and the error is
 // ErrUnavailable, unless the inventory answers that the consumer already
@@ -175,13 +218,18 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 		return 0, fmt.Errorf("%s: reserve: %w", op, err)
 	}
 	if res.Replayed {
+		if err := s.awaitReplayed(ctx, res.OrderID); err != nil {
+			return 0, fmt.Errorf("%s: replay of order %d: %w", op, res.OrderID, err)
+		}
 		return res.OrderID, nil
 	}
-	if err := s.cfg.Pending.Put(ctx, p); err != nil {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), placeTimeout)
+	defer cancel()
+	if err := s.cfg.Pending.Put(pctx, p); err != nil {
 		_ = s.release(ctx, p, "pending record failed")
 		return 0, fmt.Errorf("%s: pending record: %v: %w", op, err, ErrUnavailable)
 	}
-	if perr := s.cfg.Publisher.Publish(ctx, p); perr != nil {
+	if perr := s.cfg.Publisher.Publish(pctx, p); perr != nil {
 		// The error may be ambiguous: a timeout after the broker appended
 		// the event. The inventory decides atomically between this
 		// release and the consumer's mark, so either the order stands
@@ -194,7 +242,7 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 			return p.OrderID, nil
 		}
 		if rerr == nil {
-			if derr := s.cfg.Pending.Delete(context.WithoutCancel(ctx), p); derr != nil {
+			if derr := s.cfg.Pending.Delete(pctx, p); derr != nil {
 				s.cfg.Logger.WarnContext(ctx, "pending record left behind", "order_id", p.OrderID, "err", derr)
 			}
 		}
@@ -205,7 +253,76 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 		// stored order shows as PROCESSING rather than missing.
 		return 0, fmt.Errorf("%s: publish: %v: %w", op, perr, ErrUnavailable)
 	}
+	if err := s.cfg.Pending.MarkPublished(pctx, p.OrderID); err != nil {
+		s.cfg.Logger.WarnContext(ctx, "published mark failed: replays wait for the stored order",
+			"order_id", p.OrderID, "err", err)
+	}
 	return p.OrderID, nil
+}
+
+// errGone says that a replayed request's order is neither published nor
+// stored and its pending record is gone: the first request failed and
+// released it.
+var errGone = errors.New("the first request's order was released")
+
+// awaitReplayed returns once the order a replayed request is answered
+// with is on its way: published (marked so) or stored. A replay can
+// arrive while the first request is still publishing, and that publish
+// may yet fail and release the order; answering its id before then could
+// hand the buyer an order that never exists. It fails with ErrUnavailable
+// (the client retries; after a release its key reserves afresh) when the
+// order was released or is not on its way within ReplayWait.
+func (s *Service) awaitReplayed(ctx context.Context, orderID int64) error {
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.ReplayWait)
+	defer cancel()
+	tick := time.NewTicker(replayPoll)
+	defer tick.Stop()
+	seen := false // whether the first request's pending record was seen
+	for {
+		done, err := s.onItsWay(wctx, orderID, &seen)
+		if err != nil {
+			return fmt.Errorf("%v: %w", err, ErrUnavailable)
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("not on its way after %s: %v: %w", s.cfg.ReplayWait, wctx.Err(), ErrUnavailable)
+		case <-tick.C:
+		}
+	}
+}
+
+// onItsWay reports whether orderID is published or stored, and sets *seen
+// once its pending record was there. The first request writes that record
+// right after its reservation and deletes it only after a release (the
+// consumer deletes it after storing the order, which the read of the store
+// that follows then finds), so a record seen and gone while nothing is
+// stored fails with errGone. A record not seen yet may not be written yet.
+func (s *Service) onItsWay(ctx context.Context, orderID int64, seen *bool) (bool, error) {
+	published, err := s.cfg.Pending.Published(ctx, orderID)
+	if err != nil || published {
+		return published, err
+	}
+	_, err = s.cfg.Pending.Get(ctx, orderID)
+	switch {
+	case err == nil:
+		*seen = true
+	case !errors.Is(err, ErrNotFound):
+		return false, err
+	}
+	gone := err != nil
+	_, err = s.cfg.Store.Order(ctx, orderID)
+	switch {
+	case err == nil:
+		return true, nil
+	case !errors.Is(err, ErrNotFound):
+		return false, err
+	case gone && *seen:
+		return false, errGone
+	}
+	return false, nil
 }
 
 // definite reports whether err is an answer of the inventory, after which

@@ -26,6 +26,12 @@ type fakes struct {
 	releaseErr error // answered by ReleaseUnpublished instead of releasing
 	published  []order.Placed
 	publishErr error
+	// onPublish, when set, runs before each publish, outside the lock, and
+	// its error fails the publish.
+	onPublish  func(ctx context.Context, p order.Placed) error
+	marked     map[int64]bool // published marks by order id
+	markErr    error
+	markReads  int // calls of Published
 	pending    map[int64]order.Placed
 	stored     map[int64]order.Order
 	confirmed  map[int64]int // confirmations by order id
@@ -38,6 +44,7 @@ func newFakes() *fakes {
 			StartsAt: start, EndsAt: start.Add(time.Hour)}},
 		reserved: map[int64]order.Reservation{}, byKey: map[string]int64{},
 		pending: map[int64]order.Placed{}, stored: map[int64]order.Order{}, confirmed: map[int64]int{},
+		marked: map[int64]bool{},
 	}
 }
 
@@ -78,7 +85,16 @@ func (f *fakes) ReleaseUnpublished(_ context.Context, _, orderID int64) error {
 	return nil
 }
 
-func (f *fakes) Publish(_ context.Context, p order.Placed) error {
+func (f *fakes) Publish(ctx context.Context, p order.Placed) error {
+	if f.onPublish != nil {
+		if err := f.onPublish(ctx, p); err != nil {
+			return err
+		}
+	}
+	// A real producer gives up with its context.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.publishErr != nil {
@@ -93,6 +109,23 @@ func (f *fakes) Put(_ context.Context, p order.Placed) error {
 	defer f.mu.Unlock()
 	f.pending[p.OrderID] = p
 	return nil
+}
+
+func (f *fakes) MarkPublished(_ context.Context, id int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.markErr != nil {
+		return f.markErr
+	}
+	f.marked[id] = true
+	return nil
+}
+
+func (f *fakes) Published(_ context.Context, id int64) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.markReads++
+	return f.marked[id], nil
 }
 
 func (f *fakes) Get(_ context.Context, id int64) (order.Placed, error) {
@@ -156,13 +189,14 @@ func (f *fakes) store(id int64) {
 	delete(f.pending, id)
 }
 
-// MustService returns a service over f with a manual clock at start.
-func MustService(tb testing.TB, f *fakes) (*order.Service, *clock.Manual) {
+// MustService returns a service over f with a manual clock at start;
+// configure, when given, changes its config first.
+func MustService(tb testing.TB, f *fakes, configure ...func(*order.Config)) (*order.Service, *clock.Manual) {
 	tb.Helper()
 	clk := clock.NewManual(start)
 	var mu sync.Mutex
 	next := int64(1000)
-	return order.NewService(order.Config{
+	cfg := order.Config{
 		Inventory: f, Activities: f, Publisher: f, Store: f, Pending: f, Clock: clk,
 		NextID: func() int64 {
 			mu.Lock()
@@ -171,7 +205,11 @@ func MustService(tb testing.TB, f *fakes) (*order.Service, *clock.Manual) {
 			return next
 		},
 		PaymentWindow: 15 * time.Minute,
-	}), clk
+	}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	return order.NewService(cfg), clk
 }
 
 func TestPlaceSeckillOrderRejects(t *testing.T) {
@@ -382,5 +420,151 @@ func TestPlacedValidate(t *testing.T) {
 				t.Fatalf("got %v, want ErrInvalid", err)
 			}
 		})
+	}
+}
+
+// MustEventually fails the test when cond does not hold within 10s.
+func MustEventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: not after 10s", what)
+		}
+	}
+}
+
+// result is the outcome of one PlaceSeckillOrder call.
+type result struct {
+	id  int64
+	err error
+}
+
+func TestReplayDuringTheFirstPublish(t *testing.T) {
+	errBroker := errors.New("broker timed out")
+	tests := []struct {
+		name       string
+		publishErr error // the first publish's outcome once it is let go
+		releaseErr error
+		storeFirst bool // the consumer stores the order before the publish answers
+		markErr    error
+		storeAfter bool          // the consumer stores the order after the first answer
+		wait       time.Duration // the replay's wait
+		wantFirst  error         // nil: the first request gets its order id
+		wantReplay error         // nil: the replay gets the first order id
+		wantRetry  string        // what a later retry with the key gets: "first", "fresh" or "unavailable"
+	}{
+		{"published: the replay answers the first order", nil, nil, false, nil, false, time.Minute,
+			nil, nil, "first"},
+		{"publish failed and released: the replay is told to retry", errBroker, nil, false, nil, false, time.Minute,
+			order.ErrUnavailable, order.ErrUnavailable, "fresh"},
+		{"publish failed after the consumer stored the order: it stands", errBroker,
+			fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), true, nil, false, time.Minute,
+			nil, nil, "first"},
+		{"the mark failed: the replay waits for the stored order", nil, nil, false, errors.New("redis down"), true,
+			time.Minute, nil, nil, "first"},
+		{"the release failed too: the replay gives up after its wait", errBroker,
+			fmt.Errorf("inventory: %w", order.ErrUnavailable), false, nil, false, 50 * time.Millisecond,
+			order.ErrUnavailable, order.ErrUnavailable, "unavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakes()
+			f.releaseErr, f.markErr = tt.releaseErr, tt.markErr
+			letGo := make(chan struct{})
+			f.onPublish = func(_ context.Context, p order.Placed) error {
+				<-letGo
+				if tt.storeFirst {
+					f.store(p.OrderID)
+				}
+				return tt.publishErr
+			}
+			svc, _ := MustService(t, f, func(c *order.Config) { c.ReplayWait = tt.wait })
+			ctx := context.Background()
+			first, replay := make(chan result, 1), make(chan result, 1)
+			place := func(out chan<- result) {
+				id, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1")
+				out <- result{id, err}
+			}
+			go place(first)
+			var firstID int64
+			MustEventually(t, "the first request's pending record", func() bool {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				for id := range f.pending {
+					firstID = id
+				}
+				return firstID != 0
+			})
+			go place(replay)
+			// Two reads of the mark: the replay has looked at the order
+			// once in full while its publish is still held.
+			MustEventually(t, "the replay polling", func() bool {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				return f.markReads >= 2
+			})
+			select {
+			case r := <-replay:
+				t.Fatalf("replay answered %d (%v) while the first publish was held", r.id, r.err)
+			default:
+			}
+			close(letGo)
+
+			got := <-first
+			if !errors.Is(got.err, tt.wantFirst) || (tt.wantFirst == nil && (got.err != nil || got.id != firstID)) {
+				t.Fatalf("first: got %d (%v), want %d (%v)", got.id, got.err, firstID, tt.wantFirst)
+			}
+			if tt.storeAfter {
+				f.store(firstID)
+			}
+			got = <-replay
+			if !errors.Is(got.err, tt.wantReplay) || (tt.wantReplay == nil && (got.err != nil || got.id != firstID)) {
+				t.Fatalf("replay: got %d (%v), want %d (%v)", got.id, got.err, firstID, tt.wantReplay)
+			}
+
+			f.onPublish = nil
+			id, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1")
+			switch tt.wantRetry {
+			case "first":
+				if err != nil || id != firstID {
+					t.Fatalf("retry: got %d (%v), want the first order %d", id, err, firstID)
+				}
+			case "fresh":
+				if err != nil || id == firstID || f.reserved[id].OrderID != id || len(f.reserved) != 1 {
+					t.Fatalf("retry: got %d (%v) with reservations %v, want one fresh order", id, err, f.reserved)
+				}
+			case "unavailable":
+				if !errors.Is(err, order.ErrUnavailable) {
+					t.Fatalf("retry: got %d (%v), want ErrUnavailable", id, err)
+				}
+			}
+		})
+	}
+}
+
+func TestPlacementOutlivesTheCaller(t *testing.T) {
+	f := newFakes()
+	svc, _ := MustService(t, f)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The caller gives up (the gateway's call timeout) while the event is
+	// being published: the publish carries on, for the retry is answered
+	// with this order.
+	f.onPublish = func(context.Context, order.Placed) error {
+		cancel()
+		return nil
+	}
+	id, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1")
+	if err != nil {
+		t.Fatalf("place: got %v, want the order id", err)
+	}
+	if len(f.published) != 1 || f.published[0].OrderID != id || !f.marked[id] || len(f.reserved) != 1 {
+		t.Fatalf("got %d publishes (%v), mark %v and %d reservations, want order %d published, marked and reserved",
+			len(f.published), f.published, f.marked[id], len(f.reserved), id)
+	}
+	f.onPublish = nil
+	again, err := svc.PlaceSeckillOrder(context.Background(), 42, 7, 1, "key-1")
+	if err != nil || again != id {
+		t.Fatalf("retry: got %d (%v), want %d", again, err, id)
 	}
 }

@@ -6,6 +6,7 @@ require (
 	github.com/flashsale/flashsale/platform v0.0.0
 	github.com/flashsale/flashsale/proto v0.0.0
 	github.com/flashsale/flashsale/services/channelsim v0.0.0
+	github.com/flashsale/flashsale/services/marketing v0.0.0
 	github.com/flashsale/flashsale/services/order v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
 	google.golang.org/grpc v1.85.0
@@ -52,6 +53,7 @@ replace (
 	github.com/flashsale/flashsale/proto => ../../proto
 	github.com/flashsale/flashsale/services/channelsim => ../channelsim
 	github.com/flashsale/flashsale/services/inventory => ../inventory
+	github.com/flashsale/flashsale/services/marketing => ../marketing
 	github.com/flashsale/flashsale/services/order => ../order
 	github.com/flashsale/flashsale/services/product => ../product
 )

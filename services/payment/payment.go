@@ -38,7 +38,8 @@ type Status string
 
 // The ledger states: PAYING until the channel says the money arrived
 // (SUCCEEDED) or the channel refused the payment (FAILED); REFUNDED once
-// money that arrived for an order that was no longer payable went back.
+// all of its money went back: money that arrived for an order that was
+// no longer payable, or an order refunded in full.
 const (
 	StatusPaying    Status = "PAYING"
 	StatusSucceeded Status = "SUCCEEDED"
@@ -71,10 +72,14 @@ type Payment struct {
 	CreatedAt time.Time
 	PaidAt    time.Time
 	Outcome   Outcome
+	// Refunded is the sum of the payment's refunds, at most Amount.
+	Refunded int64
 }
 
-// Refund gives the money of a payment back. One payment has at most one
-// refund (a full one); Done is set once the channel confirmed it.
+// Refund gives money of a payment back: the automatic full refund of a
+// payment whose order refused it (one at most), or one of the refunds of
+// an order refunded line by line (their ids are the order service's).
+// Done is set once the channel confirmed it.
 type Refund struct {
 	ID        int64
 	PaymentID int64
@@ -103,6 +108,8 @@ type Trade struct {
 	Status    TradeStatus
 	PayURL    string
 	PaidAt    time.Time
+	// Refunded is the sum of the trade's refunds at the channel.
+	Refunded int64
 }
 
 // Channel is one external payment channel.
@@ -113,8 +120,9 @@ type Channel interface {
 	// Query returns the trade of payment id; ErrNotFound when the
 	// channel has none.
 	Query(ctx context.Context, paymentID int64) (Trade, error)
-	// Refund gives a paid trade's amount back, idempotently by refundID,
-	// and returns the channel's refund number.
+	// Refund gives amount of a paid trade back, idempotently by
+	// refundID, and returns the channel's refund number. A trade takes
+	// several refunds that add up to no more than its amount.
 	Refund(ctx context.Context, tradeNo string, refundID, amount int64) (string, error)
 	// Statement lists every trade that was paid (and maybe refunded).
 	Statement(ctx context.Context) ([]Trade, error)
@@ -169,11 +177,18 @@ type Ledger interface {
 	Fail(ctx context.Context, id int64) error
 	// SetOutcome records the order service's answer once.
 	SetOutcome(ctx context.Context, id int64, o Outcome) error
-	// AddRefund stores r unless the payment has a refund already, and
-	// returns the payment's refund.
+	// AddRefund stores r, the automatic full refund of a refused
+	// payment, unless the payment has one already, and returns the
+	// payment's automatic refund.
 	AddRefund(ctx context.Context, r Refund) (Refund, error)
-	// RefundDone records the channel's refund number and moves the
-	// payment to REFUNDED.
+	// AddOrderRefund stores r, one of an order's refunds, unless its id
+	// is stored already, and returns it. It fails with ErrConflict when
+	// the payment is not paid and accepted, or the refunds would add up
+	// to more than it paid, and when the id names another refund.
+	AddOrderRefund(ctx context.Context, r Refund) (Refund, error)
+	// RefundDone records the channel's refund number and, once every
+	// refund of the payment is done and they add up to its amount, moves
+	// the payment to REFUNDED.
 	RefundDone(ctx context.Context, r Refund, refundNo string) error
 	// Stuck returns up to limit PAYING payments created in [from, to].
 	Stuck(ctx context.Context, from, to time.Time, limit int) ([]Payment, error)

@@ -230,19 +230,53 @@ func (s *Service) refund(ctx context.Context, p Payment, reason string) error {
 	if err != nil {
 		return fmt.Errorf("refund %d: %w", p.ID, err)
 	}
+	_, err = s.returnMoney(ctx, p, r)
+	return err
+}
+
+// RefundPayment returns amount of a paid payment through the channel that
+// took it, as refund refundID of the order service. The refund is
+// recorded before the channel is asked and its id is the channel's refund
+// reference, so a call repeated after any failure refunds once; a refund
+// done already is answered as it is. It fails with ErrConflict when the
+// payment did not pay its order or has less than amount left to refund,
+// and with ErrUnavailable when the channel did not answer: the caller
+// repeats the call later.
+func (s *Service) RefundPayment(ctx context.Context, paymentID, refundID, amount int64) (Refund, error) {
+	const op = "refund payment"
+	if paymentID <= 0 || refundID <= 0 || amount <= 0 {
+		return Refund{}, fmt.Errorf("%s: %w: payment and refund ids and the amount must be positive", op, ErrInvalid)
+	}
+	p, err := s.cfg.Ledger.Payment(ctx, paymentID)
+	if err != nil {
+		return Refund{}, fmt.Errorf("%s %d: %w", op, paymentID, err)
+	}
+	r, err := s.cfg.Ledger.AddOrderRefund(ctx, Refund{
+		ID: refundID, PaymentID: paymentID, Amount: amount, Reason: "order refund", CreatedAt: s.cfg.Clock.Now(),
+	})
+	if err != nil {
+		return Refund{}, fmt.Errorf("%s %d: %w", op, paymentID, err)
+	}
+	return s.returnMoney(ctx, p, r)
+}
+
+// returnMoney asks p's channel to pay refund r back, unless it is done,
+// and records the channel's answer.
+func (s *Service) returnMoney(ctx context.Context, p Payment, r Refund) (Refund, error) {
 	if r.Done {
-		return nil
+		return r, nil
 	}
 	no, err := s.cfg.Channels[p.Channel].Refund(ctx, p.TradeNo, r.ID, r.Amount)
 	if err != nil {
-		return fmt.Errorf("refund %d through %s: %w", p.ID, p.Channel, err)
+		return Refund{}, fmt.Errorf("refund %d of payment %d through %s: %w", r.ID, p.ID, p.Channel, err)
 	}
 	if err := s.cfg.Ledger.RefundDone(ctx, r, no); err != nil {
-		return fmt.Errorf("refund %d: %w", p.ID, err)
+		return Refund{}, fmt.Errorf("refund %d of payment %d: %w", r.ID, p.ID, err)
 	}
 	s.log.InfoContext(ctx, "payment refunded", "payment_id", p.ID, "order_id", p.OrderID, "channel", p.Channel,
-		"amount", p.Amount, "reason", r.Reason)
-	return nil
+		"refund_id", r.ID, "amount", r.Amount, "reason", r.Reason)
+	r.RefundNo, r.Done = no, true
+	return r, nil
 }
 
 // SweepReport counts what a sweep did.
@@ -357,7 +391,9 @@ func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileRepor
 				return rep, fmt.Errorf("reconcile %s: %w", channel, err)
 			}
 			rep.Repaired = append(rep.Repaired, p.ID)
-		case t.Status == TradeRefunded && p.Status != StatusRefunded:
+		case t.Status == TradeRefunded && p.Status != StatusRefunded, t.Refunded > p.Refunded:
+			// The ledger records a refund before the channel is asked, so
+			// the channel never holds more refunded than the ledger does.
 			rep.Mismatched = append(rep.Mismatched, p.ID)
 		}
 	}

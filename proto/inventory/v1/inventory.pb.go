@@ -1330,6 +1330,118 @@ func (x *RequeueDueResponse) GetRequeued() []bool {
 	return nil
 }
 
+type RestoreLimitRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActivityId    int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
+	OrderId       int64                  `protobuf:"varint,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	RefundId      int64                  `protobuf:"varint,3,opt,name=refund_id,json=refundId,proto3" json:"refund_id,omitempty"` // makes the call idempotent
+	Quantity      int64                  `protobuf:"varint,4,opt,name=quantity,proto3" json:"quantity,omitempty"`                 // units to give back to the buyer's limit
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreLimitRequest) Reset() {
+	*x = RestoreLimitRequest{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreLimitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreLimitRequest) ProtoMessage() {}
+
+func (x *RestoreLimitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreLimitRequest.ProtoReflect.Descriptor instead.
+func (*RestoreLimitRequest) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RestoreLimitRequest) GetActivityId() int64 {
+	if x != nil {
+		return x.ActivityId
+	}
+	return 0
+}
+
+func (x *RestoreLimitRequest) GetOrderId() int64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+func (x *RestoreLimitRequest) GetRefundId() int64 {
+	if x != nil {
+		return x.RefundId
+	}
+	return 0
+}
+
+func (x *RestoreLimitRequest) GetQuantity() int64 {
+	if x != nil {
+		return x.Quantity
+	}
+	return 0
+}
+
+type RestoreLimitResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Restored      bool                   `protobuf:"varint,1,opt,name=restored,proto3" json:"restored,omitempty"` // false when this refund_id had restored them already
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreLimitResponse) Reset() {
+	*x = RestoreLimitResponse{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreLimitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreLimitResponse) ProtoMessage() {}
+
+func (x *RestoreLimitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreLimitResponse.ProtoReflect.Descriptor instead.
+func (*RestoreLimitResponse) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RestoreLimitResponse) GetRestored() bool {
+	if x != nil {
+		return x.Restored
+	}
+	return false
+}
+
 var File_inventory_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_inventory_v1_inventory_proto_rawDesc = "" +
@@ -1418,7 +1530,15 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\aentries\x18\x01 \x03(\v2 .flashsale.inventory.v1.DueEntryR\aentries\x121\n" +
 	"\x06due_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\"0\n" +
 	"\x12RequeueDueResponse\x12\x1a\n" +
-	"\brequeued\x18\x01 \x03(\bR\brequeued*w\n" +
+	"\brequeued\x18\x01 \x03(\bR\brequeued\"\x8a\x01\n" +
+	"\x13RestoreLimitRequest\x12\x1f\n" +
+	"\vactivity_id\x18\x01 \x01(\x03R\n" +
+	"activityId\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\x03R\aorderId\x12\x1b\n" +
+	"\trefund_id\x18\x03 \x01(\x03R\brefundId\x12\x1a\n" +
+	"\bquantity\x18\x04 \x01(\x03R\bquantity\"2\n" +
+	"\x14RestoreLimitResponse\x12\x1a\n" +
+	"\brestored\x18\x01 \x01(\bR\brestored*w\n" +
 	"\vMarkOutcome\x12\x1c\n" +
 	"\x18MARK_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13MARK_OUTCOME_MARKED\x10\x01\x12\x15\n" +
@@ -1428,7 +1548,7 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bRESERVATION_STATUS_RESERVED\x10\x01\x12 \n" +
 	"\x1cRESERVATION_STATUS_CONFIRMED\x10\x02\x12\x1f\n" +
-	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\xcc\a\n" +
+	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\xb7\b\n" +
 	"\x10InventoryService\x12Z\n" +
 	"\aPreheat\x12&.flashsale.inventory.v1.PreheatRequest\x1a'.flashsale.inventory.v1.PreheatResponse\x12Z\n" +
 	"\aReserve\x12&.flashsale.inventory.v1.ReserveRequest\x1a'.flashsale.inventory.v1.ReserveResponse\x12Z\n" +
@@ -1440,7 +1560,8 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\bClaimDue\x12'.flashsale.inventory.v1.ClaimDueRequest\x1a(.flashsale.inventory.v1.ClaimDueResponse\x12W\n" +
 	"\x06AckDue\x12%.flashsale.inventory.v1.AckDueRequest\x1a&.flashsale.inventory.v1.AckDueResponse\x12c\n" +
 	"\n" +
-	"RequeueDue\x12).flashsale.inventory.v1.RequeueDueRequest\x1a*.flashsale.inventory.v1.RequeueDueResponseB?Z=github.com/flashsale/flashsale/proto/inventory/v1;inventoryv1b\x06proto3"
+	"RequeueDue\x12).flashsale.inventory.v1.RequeueDueRequest\x1a*.flashsale.inventory.v1.RequeueDueResponse\x12i\n" +
+	"\fRestoreLimit\x12+.flashsale.inventory.v1.RestoreLimitRequest\x1a,.flashsale.inventory.v1.RestoreLimitResponseB?Z=github.com/flashsale/flashsale/proto/inventory/v1;inventoryv1b\x06proto3"
 
 var (
 	file_inventory_v1_inventory_proto_rawDescOnce sync.Once
@@ -1455,7 +1576,7 @@ func file_inventory_v1_inventory_proto_rawDescGZIP() []byte {
 }
 
 var file_inventory_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_inventory_v1_inventory_proto_goTypes = []any{
 	(MarkOutcome)(0),              // 0: flashsale.inventory.v1.MarkOutcome
 	(ReservationStatus)(0),        // 1: flashsale.inventory.v1.ReservationStatus
@@ -1481,23 +1602,25 @@ var file_inventory_v1_inventory_proto_goTypes = []any{
 	(*AckDueResponse)(nil),        // 21: flashsale.inventory.v1.AckDueResponse
 	(*RequeueDueRequest)(nil),     // 22: flashsale.inventory.v1.RequeueDueRequest
 	(*RequeueDueResponse)(nil),    // 23: flashsale.inventory.v1.RequeueDueResponse
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
+	(*RestoreLimitRequest)(nil),   // 24: flashsale.inventory.v1.RestoreLimitRequest
+	(*RestoreLimitResponse)(nil),  // 25: flashsale.inventory.v1.RestoreLimitResponse
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 27: google.protobuf.Duration
 }
 var file_inventory_v1_inventory_proto_depIdxs = []int32{
-	24, // 0: flashsale.inventory.v1.ReserveRequest.expires_at:type_name -> google.protobuf.Timestamp
+	26, // 0: flashsale.inventory.v1.ReserveRequest.expires_at:type_name -> google.protobuf.Timestamp
 	10, // 1: flashsale.inventory.v1.MarkOrderedRequest.orders:type_name -> flashsale.inventory.v1.OrderRef
 	0,  // 2: flashsale.inventory.v1.MarkOrderedResponse.outcomes:type_name -> flashsale.inventory.v1.MarkOutcome
 	1,  // 3: flashsale.inventory.v1.Reservation.status:type_name -> flashsale.inventory.v1.ReservationStatus
-	24, // 4: flashsale.inventory.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	24, // 5: flashsale.inventory.v1.ClaimDueRequest.now:type_name -> google.protobuf.Timestamp
-	25, // 6: flashsale.inventory.v1.ClaimDueRequest.lease:type_name -> google.protobuf.Duration
-	24, // 7: flashsale.inventory.v1.DueEntry.due_at:type_name -> google.protobuf.Timestamp
-	24, // 8: flashsale.inventory.v1.DueEntry.lease_until:type_name -> google.protobuf.Timestamp
+	26, // 4: flashsale.inventory.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	26, // 5: flashsale.inventory.v1.ClaimDueRequest.now:type_name -> google.protobuf.Timestamp
+	27, // 6: flashsale.inventory.v1.ClaimDueRequest.lease:type_name -> google.protobuf.Duration
+	26, // 7: flashsale.inventory.v1.DueEntry.due_at:type_name -> google.protobuf.Timestamp
+	26, // 8: flashsale.inventory.v1.DueEntry.lease_until:type_name -> google.protobuf.Timestamp
 	18, // 9: flashsale.inventory.v1.ClaimDueResponse.entries:type_name -> flashsale.inventory.v1.DueEntry
 	18, // 10: flashsale.inventory.v1.AckDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
 	18, // 11: flashsale.inventory.v1.RequeueDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
-	24, // 12: flashsale.inventory.v1.RequeueDueRequest.due_at:type_name -> google.protobuf.Timestamp
+	26, // 12: flashsale.inventory.v1.RequeueDueRequest.due_at:type_name -> google.protobuf.Timestamp
 	2,  // 13: flashsale.inventory.v1.InventoryService.Preheat:input_type -> flashsale.inventory.v1.PreheatRequest
 	4,  // 14: flashsale.inventory.v1.InventoryService.Reserve:input_type -> flashsale.inventory.v1.ReserveRequest
 	6,  // 15: flashsale.inventory.v1.InventoryService.Release:input_type -> flashsale.inventory.v1.ReleaseRequest
@@ -1508,18 +1631,20 @@ var file_inventory_v1_inventory_proto_depIdxs = []int32{
 	17, // 20: flashsale.inventory.v1.InventoryService.ClaimDue:input_type -> flashsale.inventory.v1.ClaimDueRequest
 	20, // 21: flashsale.inventory.v1.InventoryService.AckDue:input_type -> flashsale.inventory.v1.AckDueRequest
 	22, // 22: flashsale.inventory.v1.InventoryService.RequeueDue:input_type -> flashsale.inventory.v1.RequeueDueRequest
-	3,  // 23: flashsale.inventory.v1.InventoryService.Preheat:output_type -> flashsale.inventory.v1.PreheatResponse
-	5,  // 24: flashsale.inventory.v1.InventoryService.Reserve:output_type -> flashsale.inventory.v1.ReserveResponse
-	7,  // 25: flashsale.inventory.v1.InventoryService.Release:output_type -> flashsale.inventory.v1.ReleaseResponse
-	9,  // 26: flashsale.inventory.v1.InventoryService.Confirm:output_type -> flashsale.inventory.v1.ConfirmResponse
-	12, // 27: flashsale.inventory.v1.InventoryService.MarkOrdered:output_type -> flashsale.inventory.v1.MarkOrderedResponse
-	14, // 28: flashsale.inventory.v1.InventoryService.GetStock:output_type -> flashsale.inventory.v1.GetStockResponse
-	16, // 29: flashsale.inventory.v1.InventoryService.GetReservation:output_type -> flashsale.inventory.v1.Reservation
-	19, // 30: flashsale.inventory.v1.InventoryService.ClaimDue:output_type -> flashsale.inventory.v1.ClaimDueResponse
-	21, // 31: flashsale.inventory.v1.InventoryService.AckDue:output_type -> flashsale.inventory.v1.AckDueResponse
-	23, // 32: flashsale.inventory.v1.InventoryService.RequeueDue:output_type -> flashsale.inventory.v1.RequeueDueResponse
-	23, // [23:33] is the sub-list for method output_type
-	13, // [13:23] is the sub-list for method input_type
+	24, // 23: flashsale.inventory.v1.InventoryService.RestoreLimit:input_type -> flashsale.inventory.v1.RestoreLimitRequest
+	3,  // 24: flashsale.inventory.v1.InventoryService.Preheat:output_type -> flashsale.inventory.v1.PreheatResponse
+	5,  // 25: flashsale.inventory.v1.InventoryService.Reserve:output_type -> flashsale.inventory.v1.ReserveResponse
+	7,  // 26: flashsale.inventory.v1.InventoryService.Release:output_type -> flashsale.inventory.v1.ReleaseResponse
+	9,  // 27: flashsale.inventory.v1.InventoryService.Confirm:output_type -> flashsale.inventory.v1.ConfirmResponse
+	12, // 28: flashsale.inventory.v1.InventoryService.MarkOrdered:output_type -> flashsale.inventory.v1.MarkOrderedResponse
+	14, // 29: flashsale.inventory.v1.InventoryService.GetStock:output_type -> flashsale.inventory.v1.GetStockResponse
+	16, // 30: flashsale.inventory.v1.InventoryService.GetReservation:output_type -> flashsale.inventory.v1.Reservation
+	19, // 31: flashsale.inventory.v1.InventoryService.ClaimDue:output_type -> flashsale.inventory.v1.ClaimDueResponse
+	21, // 32: flashsale.inventory.v1.InventoryService.AckDue:output_type -> flashsale.inventory.v1.AckDueResponse
+	23, // 33: flashsale.inventory.v1.InventoryService.RequeueDue:output_type -> flashsale.inventory.v1.RequeueDueResponse
+	25, // 34: flashsale.inventory.v1.InventoryService.RestoreLimit:output_type -> flashsale.inventory.v1.RestoreLimitResponse
+	24, // [24:35] is the sub-list for method output_type
+	13, // [13:24] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1536,7 +1661,7 @@ func file_inventory_v1_inventory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inventory_v1_inventory_proto_rawDesc), len(file_inventory_v1_inventory_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	InventoryService_ClaimDue_FullMethodName       = "/flashsale.inventory.v1.InventoryService/ClaimDue"
 	InventoryService_AckDue_FullMethodName         = "/flashsale.inventory.v1.InventoryService/AckDue"
 	InventoryService_RequeueDue_FullMethodName     = "/flashsale.inventory.v1.InventoryService/RequeueDue"
+	InventoryService_RestoreLimit_FullMethodName   = "/flashsale.inventory.v1.InventoryService/RestoreLimit"
 )
 
 // InventoryServiceClient is the client API for InventoryService service.
@@ -70,6 +71,13 @@ type InventoryServiceClient interface {
 	// RequeueDue puts claimed entries back in the queue, due at due_at (an
 	// order not stored yet is looked at again a little later).
 	RequeueDue(ctx context.Context, in *RequeueDueRequest, opts ...grpc.CallOption) (*RequeueDueResponse, error)
+	// RestoreLimit gives a refunded order's units back to its buyer's
+	// per-user limit (not to the stock: refunded goods are not sold again
+	// in the sale). Only a confirmed reservation's units are restored, at
+	// most its quantity in all; a repeat with the same refund_id restores
+	// nothing more. CONFLICT answers a reservation that is not confirmed or
+	// has fewer units left to restore.
+	RestoreLimit(ctx context.Context, in *RestoreLimitRequest, opts ...grpc.CallOption) (*RestoreLimitResponse, error)
 }
 
 type inventoryServiceClient struct {
@@ -180,6 +188,16 @@ func (c *inventoryServiceClient) RequeueDue(ctx context.Context, in *RequeueDueR
 	return out, nil
 }
 
+func (c *inventoryServiceClient) RestoreLimit(ctx context.Context, in *RestoreLimitRequest, opts ...grpc.CallOption) (*RestoreLimitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RestoreLimitResponse)
+	err := c.cc.Invoke(ctx, InventoryService_RestoreLimit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InventoryServiceServer is the server API for InventoryService service.
 // All implementations must embed UnimplementedInventoryServiceServer
 // for forward compatibility.
@@ -216,6 +234,13 @@ type InventoryServiceServer interface {
 	// RequeueDue puts claimed entries back in the queue, due at due_at (an
 	// order not stored yet is looked at again a little later).
 	RequeueDue(context.Context, *RequeueDueRequest) (*RequeueDueResponse, error)
+	// RestoreLimit gives a refunded order's units back to its buyer's
+	// per-user limit (not to the stock: refunded goods are not sold again
+	// in the sale). Only a confirmed reservation's units are restored, at
+	// most its quantity in all; a repeat with the same refund_id restores
+	// nothing more. CONFLICT answers a reservation that is not confirmed or
+	// has fewer units left to restore.
+	RestoreLimit(context.Context, *RestoreLimitRequest) (*RestoreLimitResponse, error)
 	mustEmbedUnimplementedInventoryServiceServer()
 }
 
@@ -255,6 +280,9 @@ func (UnimplementedInventoryServiceServer) AckDue(context.Context, *AckDueReques
 }
 func (UnimplementedInventoryServiceServer) RequeueDue(context.Context, *RequeueDueRequest) (*RequeueDueResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RequeueDue not implemented")
+}
+func (UnimplementedInventoryServiceServer) RestoreLimit(context.Context, *RestoreLimitRequest) (*RestoreLimitResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RestoreLimit not implemented")
 }
 func (UnimplementedInventoryServiceServer) mustEmbedUnimplementedInventoryServiceServer() {}
 func (UnimplementedInventoryServiceServer) testEmbeddedByValue()                          {}
@@ -457,6 +485,24 @@ func _InventoryService_RequeueDue_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InventoryService_RestoreLimit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestoreLimitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).RestoreLimit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_RestoreLimit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).RestoreLimit(ctx, req.(*RestoreLimitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InventoryService_ServiceDesc is the grpc.ServiceDesc for InventoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -503,6 +549,10 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RequeueDue",
 			Handler:    _InventoryService_RequeueDue_Handler,
+		},
+		{
+			MethodName: "RestoreLimit",
+			Handler:    _InventoryService_RestoreLimit_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

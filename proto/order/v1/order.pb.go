@@ -139,16 +139,18 @@ func (OrderKind) EnumDescriptor() ([]byte, []int) {
 }
 
 type OrderLine struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LineId        int64                  `protobuf:"varint,1,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
-	SkuId         int64                  `protobuf:"varint,2,opt,name=sku_id,json=skuId,proto3" json:"sku_id,omitempty"`
-	Quantity      int64                  `protobuf:"varint,3,opt,name=quantity,proto3" json:"quantity,omitempty"`
-	UnitPrice     int64                  `protobuf:"varint,4,opt,name=unit_price,json=unitPrice,proto3" json:"unit_price,omitempty"` // cents
-	Amount        int64                  `protobuf:"varint,5,opt,name=amount,proto3" json:"amount,omitempty"`                        // unit_price × quantity
-	Discount      int64                  `protobuf:"varint,6,opt,name=discount,proto3" json:"discount,omitempty"`
-	Payable       int64                  `protobuf:"varint,7,opt,name=payable,proto3" json:"payable,omitempty"` // amount − discount
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	LineId           int64                  `protobuf:"varint,1,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	SkuId            int64                  `protobuf:"varint,2,opt,name=sku_id,json=skuId,proto3" json:"sku_id,omitempty"`
+	Quantity         int64                  `protobuf:"varint,3,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	UnitPrice        int64                  `protobuf:"varint,4,opt,name=unit_price,json=unitPrice,proto3" json:"unit_price,omitempty"` // cents
+	Amount           int64                  `protobuf:"varint,5,opt,name=amount,proto3" json:"amount,omitempty"`                        // unit_price × quantity
+	Discount         int64                  `protobuf:"varint,6,opt,name=discount,proto3" json:"discount,omitempty"`
+	Payable          int64                  `protobuf:"varint,7,opt,name=payable,proto3" json:"payable,omitempty"`                                           // amount − discount
+	RefundedQuantity int64                  `protobuf:"varint,8,opt,name=refunded_quantity,json=refundedQuantity,proto3" json:"refunded_quantity,omitempty"` // units refunded so far
+	Refunded         int64                  `protobuf:"varint,9,opt,name=refunded,proto3" json:"refunded,omitempty"`                                         // cents refunded so far
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *OrderLine) Reset() {
@@ -230,6 +232,20 @@ func (x *OrderLine) GetPayable() int64 {
 	return 0
 }
 
+func (x *OrderLine) GetRefundedQuantity() int64 {
+	if x != nil {
+		return x.RefundedQuantity
+	}
+	return 0
+}
+
+func (x *OrderLine) GetRefunded() int64 {
+	if x != nil {
+		return x.Refunded
+	}
+	return 0
+}
+
 type Order struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OrderId       int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -247,6 +263,7 @@ type Order struct {
 	Payment       *OrderPayment          `protobuf:"bytes,13,opt,name=payment,proto3" json:"payment,omitempty"`                    // the payment that paid it, if any
 	Promotions    []*OrderPromotion      `protobuf:"bytes,14,rep,name=promotions,proto3" json:"promotions,omitempty"`              // in stacking order
 	CouponId      int64                  `protobuf:"varint,15,opt,name=coupon_id,json=couponId,proto3" json:"coupon_id,omitempty"` // the coupon the order consumed, 0 for none
+	Refunded      int64                  `protobuf:"varint,16,opt,name=refunded,proto3" json:"refunded,omitempty"`                 // cents refunded so far, the sum over the lines
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -382,6 +399,13 @@ func (x *Order) GetPromotions() []*OrderPromotion {
 func (x *Order) GetCouponId() int64 {
 	if x != nil {
 		return x.CouponId
+	}
+	return 0
+}
+
+func (x *Order) GetRefunded() int64 {
+	if x != nil {
+		return x.Refunded
 	}
 	return 0
 }
@@ -1186,11 +1210,259 @@ func (x *OrderPlaced) GetLineId() int64 {
 	return 0
 }
 
+type RefundLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LineId        int64                  `protobuf:"varint,1,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	Quantity      int64                  `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundLine) Reset() {
+	*x = RefundLine{}
+	mi := &file_order_v1_order_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundLine) ProtoMessage() {}
+
+func (x *RefundLine) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundLine.ProtoReflect.Descriptor instead.
+func (*RefundLine) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RefundLine) GetLineId() int64 {
+	if x != nil {
+		return x.LineId
+	}
+	return 0
+}
+
+func (x *RefundLine) GetQuantity() int64 {
+	if x != nil {
+		return x.Quantity
+	}
+	return 0
+}
+
+type RefundOrderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	UserId        int64                  `protobuf:"varint,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"` // must own the order
+	Lines         []*RefundLine          `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`                  // distinct lines, each quantity >= 1
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundOrderRequest) Reset() {
+	*x = RefundOrderRequest{}
+	mi := &file_order_v1_order_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundOrderRequest) ProtoMessage() {}
+
+func (x *RefundOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundOrderRequest.ProtoReflect.Descriptor instead.
+func (*RefundOrderRequest) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RefundOrderRequest) GetOrderId() int64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+func (x *RefundOrderRequest) GetUserId() int64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *RefundOrderRequest) GetLines() []*RefundLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+type RefundedLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LineId        int64                  `protobuf:"varint,1,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
+	Quantity      int64                  `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	Amount        int64                  `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"` // cents, from the per-unit apportionment
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundedLine) Reset() {
+	*x = RefundedLine{}
+	mi := &file_order_v1_order_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundedLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundedLine) ProtoMessage() {}
+
+func (x *RefundedLine) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundedLine.ProtoReflect.Descriptor instead.
+func (*RefundedLine) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RefundedLine) GetLineId() int64 {
+	if x != nil {
+		return x.LineId
+	}
+	return 0
+}
+
+func (x *RefundedLine) GetQuantity() int64 {
+	if x != nil {
+		return x.Quantity
+	}
+	return 0
+}
+
+func (x *RefundedLine) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+type RefundOrderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RefundId      int64                  `protobuf:"varint,1,opt,name=refund_id,json=refundId,proto3" json:"refund_id,omitempty"`
+	Amount        int64                  `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"` // the sum over the lines
+	Lines         []*RefundedLine        `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
+	Status        string                 `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"` // PENDING (the money is on its way) or SUCCEEDED
+	Order         *Order                 `protobuf:"bytes,5,opt,name=order,proto3" json:"order,omitempty"`   // the order after the refund
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundOrderResponse) Reset() {
+	*x = RefundOrderResponse{}
+	mi := &file_order_v1_order_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundOrderResponse) ProtoMessage() {}
+
+func (x *RefundOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundOrderResponse.ProtoReflect.Descriptor instead.
+func (*RefundOrderResponse) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RefundOrderResponse) GetRefundId() int64 {
+	if x != nil {
+		return x.RefundId
+	}
+	return 0
+}
+
+func (x *RefundOrderResponse) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+func (x *RefundOrderResponse) GetLines() []*RefundedLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *RefundOrderResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *RefundOrderResponse) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
 var File_order_v1_order_proto protoreflect.FileDescriptor
 
 const file_order_v1_order_proto_rawDesc = "" +
 	"\n" +
-	"\x14order/v1/order.proto\x12\x12flashsale.order.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x01\n" +
+	"\x14order/v1/order.proto\x12\x12flashsale.order.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x02\n" +
 	"\tOrderLine\x12\x17\n" +
 	"\aline_id\x18\x01 \x01(\x03R\x06lineId\x12\x15\n" +
 	"\x06sku_id\x18\x02 \x01(\x03R\x05skuId\x12\x1a\n" +
@@ -1199,7 +1471,9 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"unit_price\x18\x04 \x01(\x03R\tunitPrice\x12\x16\n" +
 	"\x06amount\x18\x05 \x01(\x03R\x06amount\x12\x1a\n" +
 	"\bdiscount\x18\x06 \x01(\x03R\bdiscount\x12\x18\n" +
-	"\apayable\x18\a \x01(\x03R\apayable\"\x91\x05\n" +
+	"\apayable\x18\a \x01(\x03R\apayable\x12+\n" +
+	"\x11refunded_quantity\x18\b \x01(\x03R\x10refundedQuantity\x12\x1a\n" +
+	"\brefunded\x18\t \x01(\x03R\brefunded\"\xad\x05\n" +
 	"\x05Order\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x03R\aorderId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\x03R\x06userId\x121\n" +
@@ -1221,7 +1495,8 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"\n" +
 	"promotions\x18\x0e \x03(\v2\".flashsale.order.v1.OrderPromotionR\n" +
 	"promotions\x12\x1b\n" +
-	"\tcoupon_id\x18\x0f \x01(\x03R\bcouponId\"L\n" +
+	"\tcoupon_id\x18\x0f \x01(\x03R\bcouponId\x12\x1a\n" +
+	"\brefunded\x18\x10 \x01(\x03R\brefunded\"L\n" +
 	"\x0eOrderPromotion\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
@@ -1283,7 +1558,25 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"expires_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12'\n" +
 	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\x12\x17\n" +
 	"\aline_id\x18\n" +
-	" \x01(\x03R\x06lineId*\xf7\x01\n" +
+	" \x01(\x03R\x06lineId\"A\n" +
+	"\n" +
+	"RefundLine\x12\x17\n" +
+	"\aline_id\x18\x01 \x01(\x03R\x06lineId\x12\x1a\n" +
+	"\bquantity\x18\x02 \x01(\x03R\bquantity\"~\n" +
+	"\x12RefundOrderRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\x03R\aorderId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\x03R\x06userId\x124\n" +
+	"\x05lines\x18\x03 \x03(\v2\x1e.flashsale.order.v1.RefundLineR\x05lines\"[\n" +
+	"\fRefundedLine\x12\x17\n" +
+	"\aline_id\x18\x01 \x01(\x03R\x06lineId\x12\x1a\n" +
+	"\bquantity\x18\x02 \x01(\x03R\bquantity\x12\x16\n" +
+	"\x06amount\x18\x03 \x01(\x03R\x06amount\"\xcb\x01\n" +
+	"\x13RefundOrderResponse\x12\x1b\n" +
+	"\trefund_id\x18\x01 \x01(\x03R\brefundId\x12\x16\n" +
+	"\x06amount\x18\x02 \x01(\x03R\x06amount\x126\n" +
+	"\x05lines\x18\x03 \x03(\v2 .flashsale.order.v1.RefundedLineR\x05lines\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12/\n" +
+	"\x05order\x18\x05 \x01(\v2\x19.flashsale.order.v1.OrderR\x05order*\xf7\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ORDER_STATUS_PROCESSING\x10\x01\x12 \n" +
@@ -1296,7 +1589,7 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"\tOrderKind\x12\x1a\n" +
 	"\x16ORDER_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ORDER_KIND_SECKILL\x10\x01\x12\x16\n" +
-	"\x12ORDER_KIND_REGULAR\x10\x022\x85\x05\n" +
+	"\x12ORDER_KIND_REGULAR\x10\x022\xe5\x05\n" +
 	"\fOrderService\x12p\n" +
 	"\x11PlaceSeckillOrder\x12,.flashsale.order.v1.PlaceSeckillOrderRequest\x1a-.flashsale.order.v1.PlaceSeckillOrderResponse\x12J\n" +
 	"\bGetOrder\x12#.flashsale.order.v1.GetOrderRequest\x1a\x19.flashsale.order.v1.Order\x12[\n" +
@@ -1305,7 +1598,8 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"\vCancelOrder\x12&.flashsale.order.v1.CancelOrderRequest\x1a\x19.flashsale.order.v1.Order\x12U\n" +
 	"\bMarkPaid\x12#.flashsale.order.v1.MarkPaidRequest\x1a$.flashsale.order.v1.MarkPaidResponse\x12W\n" +
 	"\x11QuoteRegularOrder\x12'.flashsale.order.v1.RegularOrderRequest\x1a\x19.flashsale.order.v1.Order\x12X\n" +
-	"\x12CreateRegularOrder\x12'.flashsale.order.v1.RegularOrderRequest\x1a\x19.flashsale.order.v1.OrderB7Z5github.com/flashsale/flashsale/proto/order/v1;orderv1b\x06proto3"
+	"\x12CreateRegularOrder\x12'.flashsale.order.v1.RegularOrderRequest\x1a\x19.flashsale.order.v1.Order\x12^\n" +
+	"\vRefundOrder\x12&.flashsale.order.v1.RefundOrderRequest\x1a'.flashsale.order.v1.RefundOrderResponseB7Z5github.com/flashsale/flashsale/proto/order/v1;orderv1b\x06proto3"
 
 var (
 	file_order_v1_order_proto_rawDescOnce sync.Once
@@ -1320,7 +1614,7 @@ func file_order_v1_order_proto_rawDescGZIP() []byte {
 }
 
 var file_order_v1_order_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_order_v1_order_proto_goTypes = []any{
 	(OrderStatus)(0),                  // 0: flashsale.order.v1.OrderStatus
 	(OrderKind)(0),                    // 1: flashsale.order.v1.OrderKind
@@ -1339,43 +1633,52 @@ var file_order_v1_order_proto_goTypes = []any{
 	(*ListOrdersRequest)(nil),         // 14: flashsale.order.v1.ListOrdersRequest
 	(*ListOrdersResponse)(nil),        // 15: flashsale.order.v1.ListOrdersResponse
 	(*OrderPlaced)(nil),               // 16: flashsale.order.v1.OrderPlaced
-	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
+	(*RefundLine)(nil),                // 17: flashsale.order.v1.RefundLine
+	(*RefundOrderRequest)(nil),        // 18: flashsale.order.v1.RefundOrderRequest
+	(*RefundedLine)(nil),              // 19: flashsale.order.v1.RefundedLine
+	(*RefundOrderResponse)(nil),       // 20: flashsale.order.v1.RefundOrderResponse
+	(*timestamppb.Timestamp)(nil),     // 21: google.protobuf.Timestamp
 }
 var file_order_v1_order_proto_depIdxs = []int32{
 	1,  // 0: flashsale.order.v1.Order.kind:type_name -> flashsale.order.v1.OrderKind
 	0,  // 1: flashsale.order.v1.Order.status:type_name -> flashsale.order.v1.OrderStatus
 	2,  // 2: flashsale.order.v1.Order.lines:type_name -> flashsale.order.v1.OrderLine
-	17, // 3: flashsale.order.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	17, // 4: flashsale.order.v1.Order.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 5: flashsale.order.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
+	21, // 3: flashsale.order.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	21, // 4: flashsale.order.v1.Order.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 5: flashsale.order.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
 	7,  // 6: flashsale.order.v1.Order.payment:type_name -> flashsale.order.v1.OrderPayment
 	4,  // 7: flashsale.order.v1.Order.promotions:type_name -> flashsale.order.v1.OrderPromotion
 	5,  // 8: flashsale.order.v1.RegularOrderRequest.lines:type_name -> flashsale.order.v1.RegularOrderLine
-	17, // 9: flashsale.order.v1.MarkPaidRequest.paid_at:type_name -> google.protobuf.Timestamp
+	21, // 9: flashsale.order.v1.MarkPaidRequest.paid_at:type_name -> google.protobuf.Timestamp
 	3,  // 10: flashsale.order.v1.MarkPaidResponse.order:type_name -> flashsale.order.v1.Order
 	0,  // 11: flashsale.order.v1.PlaceSeckillOrderResponse.status:type_name -> flashsale.order.v1.OrderStatus
 	3,  // 12: flashsale.order.v1.ListOrdersResponse.orders:type_name -> flashsale.order.v1.Order
-	17, // 13: flashsale.order.v1.OrderPlaced.created_at:type_name -> google.protobuf.Timestamp
-	17, // 14: flashsale.order.v1.OrderPlaced.expires_at:type_name -> google.protobuf.Timestamp
-	11, // 15: flashsale.order.v1.OrderService.PlaceSeckillOrder:input_type -> flashsale.order.v1.PlaceSeckillOrderRequest
-	13, // 16: flashsale.order.v1.OrderService.GetOrder:input_type -> flashsale.order.v1.GetOrderRequest
-	14, // 17: flashsale.order.v1.OrderService.ListOrders:input_type -> flashsale.order.v1.ListOrdersRequest
-	8,  // 18: flashsale.order.v1.OrderService.CancelOrder:input_type -> flashsale.order.v1.CancelOrderRequest
-	9,  // 19: flashsale.order.v1.OrderService.MarkPaid:input_type -> flashsale.order.v1.MarkPaidRequest
-	6,  // 20: flashsale.order.v1.OrderService.QuoteRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
-	6,  // 21: flashsale.order.v1.OrderService.CreateRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
-	12, // 22: flashsale.order.v1.OrderService.PlaceSeckillOrder:output_type -> flashsale.order.v1.PlaceSeckillOrderResponse
-	3,  // 23: flashsale.order.v1.OrderService.GetOrder:output_type -> flashsale.order.v1.Order
-	15, // 24: flashsale.order.v1.OrderService.ListOrders:output_type -> flashsale.order.v1.ListOrdersResponse
-	3,  // 25: flashsale.order.v1.OrderService.CancelOrder:output_type -> flashsale.order.v1.Order
-	10, // 26: flashsale.order.v1.OrderService.MarkPaid:output_type -> flashsale.order.v1.MarkPaidResponse
-	3,  // 27: flashsale.order.v1.OrderService.QuoteRegularOrder:output_type -> flashsale.order.v1.Order
-	3,  // 28: flashsale.order.v1.OrderService.CreateRegularOrder:output_type -> flashsale.order.v1.Order
-	22, // [22:29] is the sub-list for method output_type
-	15, // [15:22] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	21, // 13: flashsale.order.v1.OrderPlaced.created_at:type_name -> google.protobuf.Timestamp
+	21, // 14: flashsale.order.v1.OrderPlaced.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 15: flashsale.order.v1.RefundOrderRequest.lines:type_name -> flashsale.order.v1.RefundLine
+	19, // 16: flashsale.order.v1.RefundOrderResponse.lines:type_name -> flashsale.order.v1.RefundedLine
+	3,  // 17: flashsale.order.v1.RefundOrderResponse.order:type_name -> flashsale.order.v1.Order
+	11, // 18: flashsale.order.v1.OrderService.PlaceSeckillOrder:input_type -> flashsale.order.v1.PlaceSeckillOrderRequest
+	13, // 19: flashsale.order.v1.OrderService.GetOrder:input_type -> flashsale.order.v1.GetOrderRequest
+	14, // 20: flashsale.order.v1.OrderService.ListOrders:input_type -> flashsale.order.v1.ListOrdersRequest
+	8,  // 21: flashsale.order.v1.OrderService.CancelOrder:input_type -> flashsale.order.v1.CancelOrderRequest
+	9,  // 22: flashsale.order.v1.OrderService.MarkPaid:input_type -> flashsale.order.v1.MarkPaidRequest
+	6,  // 23: flashsale.order.v1.OrderService.QuoteRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
+	6,  // 24: flashsale.order.v1.OrderService.CreateRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
+	18, // 25: flashsale.order.v1.OrderService.RefundOrder:input_type -> flashsale.order.v1.RefundOrderRequest
+	12, // 26: flashsale.order.v1.OrderService.PlaceSeckillOrder:output_type -> flashsale.order.v1.PlaceSeckillOrderResponse
+	3,  // 27: flashsale.order.v1.OrderService.GetOrder:output_type -> flashsale.order.v1.Order
+	15, // 28: flashsale.order.v1.OrderService.ListOrders:output_type -> flashsale.order.v1.ListOrdersResponse
+	3,  // 29: flashsale.order.v1.OrderService.CancelOrder:output_type -> flashsale.order.v1.Order
+	10, // 30: flashsale.order.v1.OrderService.MarkPaid:output_type -> flashsale.order.v1.MarkPaidResponse
+	3,  // 31: flashsale.order.v1.OrderService.QuoteRegularOrder:output_type -> flashsale.order.v1.Order
+	3,  // 32: flashsale.order.v1.OrderService.CreateRegularOrder:output_type -> flashsale.order.v1.Order
+	20, // 33: flashsale.order.v1.OrderService.RefundOrder:output_type -> flashsale.order.v1.RefundOrderResponse
+	26, // [26:34] is the sub-list for method output_type
+	18, // [18:26] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_order_v1_order_proto_init() }
@@ -1389,7 +1692,7 @@ func file_order_v1_order_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_order_v1_order_proto_rawDesc), len(file_order_v1_order_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	OrderService_MarkPaid_FullMethodName           = "/flashsale.order.v1.OrderService/MarkPaid"
 	OrderService_QuoteRegularOrder_FullMethodName  = "/flashsale.order.v1.OrderService/QuoteRegularOrder"
 	OrderService_CreateRegularOrder_FullMethodName = "/flashsale.order.v1.OrderService/CreateRegularOrder"
+	OrderService_RefundOrder_FullMethodName        = "/flashsale.order.v1.OrderService/RefundOrder"
 )
 
 // OrderServiceClient is the client API for OrderService service.
@@ -59,6 +60,16 @@ type OrderServiceClient interface {
 	// PENDING_PAYMENT with its apportioned lines. The same user and
 	// idempotency key answer the first order.
 	CreateRegularOrder(ctx context.Context, in *RegularOrderRequest, opts ...grpc.CallOption) (*Order, error)
+	// RefundOrder refunds units of the owner's PAID or PARTIALLY_REFUNDED
+	// order, line by line: the amounts come from the apportionment, the
+	// refund is recorded with the lines' refunded quantities in one
+	// transaction, the order moves to PARTIALLY_REFUNDED or REFUNDED, and
+	// the payment service returns the money through the channel that took
+	// it. FORBIDDEN for someone else's order, CONFLICT for an order in
+	// another state or more units than are left, INVALID_ARGUMENT for a
+	// malformed request. A refund whose money could not be returned yet is
+	// answered PENDING and finished by the order service's refund sweep.
+	RefundOrder(ctx context.Context, in *RefundOrderRequest, opts ...grpc.CallOption) (*RefundOrderResponse, error)
 }
 
 type orderServiceClient struct {
@@ -139,6 +150,16 @@ func (c *orderServiceClient) CreateRegularOrder(ctx context.Context, in *Regular
 	return out, nil
 }
 
+func (c *orderServiceClient) RefundOrder(ctx context.Context, in *RefundOrderRequest, opts ...grpc.CallOption) (*RefundOrderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RefundOrderResponse)
+	err := c.cc.Invoke(ctx, OrderService_RefundOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrderServiceServer is the server API for OrderService service.
 // All implementations must embed UnimplementedOrderServiceServer
 // for forward compatibility.
@@ -167,6 +188,16 @@ type OrderServiceServer interface {
 	// PENDING_PAYMENT with its apportioned lines. The same user and
 	// idempotency key answer the first order.
 	CreateRegularOrder(context.Context, *RegularOrderRequest) (*Order, error)
+	// RefundOrder refunds units of the owner's PAID or PARTIALLY_REFUNDED
+	// order, line by line: the amounts come from the apportionment, the
+	// refund is recorded with the lines' refunded quantities in one
+	// transaction, the order moves to PARTIALLY_REFUNDED or REFUNDED, and
+	// the payment service returns the money through the channel that took
+	// it. FORBIDDEN for someone else's order, CONFLICT for an order in
+	// another state or more units than are left, INVALID_ARGUMENT for a
+	// malformed request. A refund whose money could not be returned yet is
+	// answered PENDING and finished by the order service's refund sweep.
+	RefundOrder(context.Context, *RefundOrderRequest) (*RefundOrderResponse, error)
 	mustEmbedUnimplementedOrderServiceServer()
 }
 
@@ -197,6 +228,9 @@ func (UnimplementedOrderServiceServer) QuoteRegularOrder(context.Context, *Regul
 }
 func (UnimplementedOrderServiceServer) CreateRegularOrder(context.Context, *RegularOrderRequest) (*Order, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateRegularOrder not implemented")
+}
+func (UnimplementedOrderServiceServer) RefundOrder(context.Context, *RefundOrderRequest) (*RefundOrderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RefundOrder not implemented")
 }
 func (UnimplementedOrderServiceServer) mustEmbedUnimplementedOrderServiceServer() {}
 func (UnimplementedOrderServiceServer) testEmbeddedByValue()                      {}
@@ -345,6 +379,24 @@ func _OrderService_CreateRegularOrder_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderService_RefundOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RefundOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderServiceServer).RefundOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrderService_RefundOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderServiceServer).RefundOrder(ctx, req.(*RefundOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OrderService_ServiceDesc is the grpc.ServiceDesc for OrderService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -379,6 +431,10 @@ var OrderService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateRegularOrder",
 			Handler:    _OrderService_CreateRegularOrder_Handler,
+		},
+		{
+			MethodName: "RefundOrder",
+			Handler:    _OrderService_RefundOrder_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

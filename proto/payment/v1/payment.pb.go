@@ -785,6 +785,134 @@ func (x *ReconcileReport) GetMismatched() []int64 {
 	return nil
 }
 
+type RefundPaymentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PaymentId     int64                  `protobuf:"varint,1,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
+	RefundId      int64                  `protobuf:"varint,2,opt,name=refund_id,json=refundId,proto3" json:"refund_id,omitempty"` // the caller's refund id, the channel's refund reference
+	Amount        int64                  `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`                     // cents, positive
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundPaymentRequest) Reset() {
+	*x = RefundPaymentRequest{}
+	mi := &file_payment_v1_payment_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundPaymentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundPaymentRequest) ProtoMessage() {}
+
+func (x *RefundPaymentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_payment_v1_payment_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundPaymentRequest.ProtoReflect.Descriptor instead.
+func (*RefundPaymentRequest) Descriptor() ([]byte, []int) {
+	return file_payment_v1_payment_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RefundPaymentRequest) GetPaymentId() int64 {
+	if x != nil {
+		return x.PaymentId
+	}
+	return 0
+}
+
+func (x *RefundPaymentRequest) GetRefundId() int64 {
+	if x != nil {
+		return x.RefundId
+	}
+	return 0
+}
+
+func (x *RefundPaymentRequest) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+type RefundPaymentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RefundId      int64                  `protobuf:"varint,1,opt,name=refund_id,json=refundId,proto3" json:"refund_id,omitempty"`
+	PaymentId     int64                  `protobuf:"varint,2,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
+	Amount        int64                  `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	RefundNo      string                 `protobuf:"bytes,4,opt,name=refund_no,json=refundNo,proto3" json:"refund_no,omitempty"` // the channel's refund number
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefundPaymentResponse) Reset() {
+	*x = RefundPaymentResponse{}
+	mi := &file_payment_v1_payment_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefundPaymentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefundPaymentResponse) ProtoMessage() {}
+
+func (x *RefundPaymentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_payment_v1_payment_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefundPaymentResponse.ProtoReflect.Descriptor instead.
+func (*RefundPaymentResponse) Descriptor() ([]byte, []int) {
+	return file_payment_v1_payment_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RefundPaymentResponse) GetRefundId() int64 {
+	if x != nil {
+		return x.RefundId
+	}
+	return 0
+}
+
+func (x *RefundPaymentResponse) GetPaymentId() int64 {
+	if x != nil {
+		return x.PaymentId
+	}
+	return 0
+}
+
+func (x *RefundPaymentResponse) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+func (x *RefundPaymentResponse) GetRefundNo() string {
+	if x != nil {
+		return x.RefundNo
+	}
+	return ""
+}
+
 var File_payment_v1_payment_proto protoreflect.FileDescriptor
 
 const file_payment_v1_payment_proto_rawDesc = "" +
@@ -842,13 +970,24 @@ const file_payment_v1_payment_proto_rawDesc = "" +
 	"\aunknown\x18\x04 \x03(\x03R\aunknown\x12\x1e\n" +
 	"\n" +
 	"mismatched\x18\x05 \x03(\x03R\n" +
-	"mismatched*\xa0\x01\n" +
+	"mismatched\"j\n" +
+	"\x14RefundPaymentRequest\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\x01 \x01(\x03R\tpaymentId\x12\x1b\n" +
+	"\trefund_id\x18\x02 \x01(\x03R\brefundId\x12\x16\n" +
+	"\x06amount\x18\x03 \x01(\x03R\x06amount\"\x88\x01\n" +
+	"\x15RefundPaymentResponse\x12\x1b\n" +
+	"\trefund_id\x18\x01 \x01(\x03R\brefundId\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\x02 \x01(\x03R\tpaymentId\x12\x16\n" +
+	"\x06amount\x18\x03 \x01(\x03R\x06amount\x12\x1b\n" +
+	"\trefund_no\x18\x04 \x01(\tR\brefundNo*\xa0\x01\n" +
 	"\rPaymentStatus\x12\x1e\n" +
 	"\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PAYMENT_STATUS_PAYING\x10\x01\x12\x1c\n" +
 	"\x18PAYMENT_STATUS_SUCCEEDED\x10\x02\x12\x19\n" +
 	"\x15PAYMENT_STATUS_FAILED\x10\x03\x12\x1b\n" +
-	"\x17PAYMENT_STATUS_REFUNDED\x10\x042\xb0\x04\n" +
+	"\x17PAYMENT_STATUS_REFUNDED\x10\x042\x9a\x05\n" +
 	"\x0ePaymentService\x12F\n" +
 	"\x03Pay\x12 .flashsale.payment.v1.PayRequest\x1a\x1d.flashsale.payment.v1.Payment\x12T\n" +
 	"\n" +
@@ -856,7 +995,8 @@ const file_payment_v1_payment_proto_rawDesc = "" +
 	"\x0eHandleCallback\x12%.flashsale.payment.v1.CallbackRequest\x1a&.flashsale.payment.v1.CallbackResponse\x12Z\n" +
 	"\rUpdateChannel\x12*.flashsale.payment.v1.UpdateChannelRequest\x1a\x1d.flashsale.payment.v1.Channel\x12e\n" +
 	"\fListChannels\x12).flashsale.payment.v1.ListChannelsRequest\x1a*.flashsale.payment.v1.ListChannelsResponse\x12\\\n" +
-	"\tReconcile\x12&.flashsale.payment.v1.ReconcileRequest\x1a'.flashsale.payment.v1.ReconcileResponseB;Z9github.com/flashsale/flashsale/proto/payment/v1;paymentv1b\x06proto3"
+	"\tReconcile\x12&.flashsale.payment.v1.ReconcileRequest\x1a'.flashsale.payment.v1.ReconcileResponse\x12h\n" +
+	"\rRefundPayment\x12*.flashsale.payment.v1.RefundPaymentRequest\x1a+.flashsale.payment.v1.RefundPaymentResponseB;Z9github.com/flashsale/flashsale/proto/payment/v1;paymentv1b\x06proto3"
 
 var (
 	file_payment_v1_payment_proto_rawDescOnce sync.Once
@@ -871,7 +1011,7 @@ func file_payment_v1_payment_proto_rawDescGZIP() []byte {
 }
 
 var file_payment_v1_payment_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_payment_v1_payment_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_payment_v1_payment_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_payment_v1_payment_proto_goTypes = []any{
 	(PaymentStatus)(0),            // 0: flashsale.payment.v1.PaymentStatus
 	(*Payment)(nil),               // 1: flashsale.payment.v1.Payment
@@ -886,12 +1026,14 @@ var file_payment_v1_payment_proto_goTypes = []any{
 	(*ReconcileRequest)(nil),      // 10: flashsale.payment.v1.ReconcileRequest
 	(*ReconcileResponse)(nil),     // 11: flashsale.payment.v1.ReconcileResponse
 	(*ReconcileReport)(nil),       // 12: flashsale.payment.v1.ReconcileReport
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*RefundPaymentRequest)(nil),  // 13: flashsale.payment.v1.RefundPaymentRequest
+	(*RefundPaymentResponse)(nil), // 14: flashsale.payment.v1.RefundPaymentResponse
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_payment_v1_payment_proto_depIdxs = []int32{
 	0,  // 0: flashsale.payment.v1.Payment.status:type_name -> flashsale.payment.v1.PaymentStatus
-	13, // 1: flashsale.payment.v1.Payment.created_at:type_name -> google.protobuf.Timestamp
-	13, // 2: flashsale.payment.v1.Payment.paid_at:type_name -> google.protobuf.Timestamp
+	15, // 1: flashsale.payment.v1.Payment.created_at:type_name -> google.protobuf.Timestamp
+	15, // 2: flashsale.payment.v1.Payment.paid_at:type_name -> google.protobuf.Timestamp
 	7,  // 3: flashsale.payment.v1.ListChannelsResponse.channels:type_name -> flashsale.payment.v1.Channel
 	12, // 4: flashsale.payment.v1.ReconcileResponse.reports:type_name -> flashsale.payment.v1.ReconcileReport
 	2,  // 5: flashsale.payment.v1.PaymentService.Pay:input_type -> flashsale.payment.v1.PayRequest
@@ -900,14 +1042,16 @@ var file_payment_v1_payment_proto_depIdxs = []int32{
 	6,  // 8: flashsale.payment.v1.PaymentService.UpdateChannel:input_type -> flashsale.payment.v1.UpdateChannelRequest
 	8,  // 9: flashsale.payment.v1.PaymentService.ListChannels:input_type -> flashsale.payment.v1.ListChannelsRequest
 	10, // 10: flashsale.payment.v1.PaymentService.Reconcile:input_type -> flashsale.payment.v1.ReconcileRequest
-	1,  // 11: flashsale.payment.v1.PaymentService.Pay:output_type -> flashsale.payment.v1.Payment
-	1,  // 12: flashsale.payment.v1.PaymentService.GetPayment:output_type -> flashsale.payment.v1.Payment
-	5,  // 13: flashsale.payment.v1.PaymentService.HandleCallback:output_type -> flashsale.payment.v1.CallbackResponse
-	7,  // 14: flashsale.payment.v1.PaymentService.UpdateChannel:output_type -> flashsale.payment.v1.Channel
-	9,  // 15: flashsale.payment.v1.PaymentService.ListChannels:output_type -> flashsale.payment.v1.ListChannelsResponse
-	11, // 16: flashsale.payment.v1.PaymentService.Reconcile:output_type -> flashsale.payment.v1.ReconcileResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
+	13, // 11: flashsale.payment.v1.PaymentService.RefundPayment:input_type -> flashsale.payment.v1.RefundPaymentRequest
+	1,  // 12: flashsale.payment.v1.PaymentService.Pay:output_type -> flashsale.payment.v1.Payment
+	1,  // 13: flashsale.payment.v1.PaymentService.GetPayment:output_type -> flashsale.payment.v1.Payment
+	5,  // 14: flashsale.payment.v1.PaymentService.HandleCallback:output_type -> flashsale.payment.v1.CallbackResponse
+	7,  // 15: flashsale.payment.v1.PaymentService.UpdateChannel:output_type -> flashsale.payment.v1.Channel
+	9,  // 16: flashsale.payment.v1.PaymentService.ListChannels:output_type -> flashsale.payment.v1.ListChannelsResponse
+	11, // 17: flashsale.payment.v1.PaymentService.Reconcile:output_type -> flashsale.payment.v1.ReconcileResponse
+	14, // 18: flashsale.payment.v1.PaymentService.RefundPayment:output_type -> flashsale.payment.v1.RefundPaymentResponse
+	12, // [12:19] is the sub-list for method output_type
+	5,  // [5:12] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -924,7 +1068,7 @@ func file_payment_v1_payment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_payment_v1_payment_proto_rawDesc), len(file_payment_v1_payment_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	PaymentService_UpdateChannel_FullMethodName  = "/flashsale.payment.v1.PaymentService/UpdateChannel"
 	PaymentService_ListChannels_FullMethodName   = "/flashsale.payment.v1.PaymentService/ListChannels"
 	PaymentService_Reconcile_FullMethodName      = "/flashsale.payment.v1.PaymentService/Reconcile"
+	PaymentService_RefundPayment_FullMethodName  = "/flashsale.payment.v1.PaymentService/RefundPayment"
 )
 
 // PaymentServiceClient is the client API for PaymentService service.
@@ -50,6 +51,11 @@ type PaymentServiceClient interface {
 	// Reconcile compares the channels' statements with the ledger and
 	// repairs payments the channel took but the ledger missed.
 	Reconcile(ctx context.Context, in *ReconcileRequest, opts ...grpc.CallOption) (*ReconcileResponse, error)
+	// RefundPayment returns part or all of a paid payment's money through
+	// the channel that took it. It is idempotent by refund_id: a repeat
+	// answers the first refund and refunds nothing more. The refunds of a
+	// payment never add up to more than it paid (CONFLICT).
+	RefundPayment(ctx context.Context, in *RefundPaymentRequest, opts ...grpc.CallOption) (*RefundPaymentResponse, error)
 }
 
 type paymentServiceClient struct {
@@ -120,6 +126,16 @@ func (c *paymentServiceClient) Reconcile(ctx context.Context, in *ReconcileReque
 	return out, nil
 }
 
+func (c *paymentServiceClient) RefundPayment(ctx context.Context, in *RefundPaymentRequest, opts ...grpc.CallOption) (*RefundPaymentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RefundPaymentResponse)
+	err := c.cc.Invoke(ctx, PaymentService_RefundPayment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PaymentServiceServer is the server API for PaymentService service.
 // All implementations must embed UnimplementedPaymentServiceServer
 // for forward compatibility.
@@ -139,6 +155,11 @@ type PaymentServiceServer interface {
 	// Reconcile compares the channels' statements with the ledger and
 	// repairs payments the channel took but the ledger missed.
 	Reconcile(context.Context, *ReconcileRequest) (*ReconcileResponse, error)
+	// RefundPayment returns part or all of a paid payment's money through
+	// the channel that took it. It is idempotent by refund_id: a repeat
+	// answers the first refund and refunds nothing more. The refunds of a
+	// payment never add up to more than it paid (CONFLICT).
+	RefundPayment(context.Context, *RefundPaymentRequest) (*RefundPaymentResponse, error)
 	mustEmbedUnimplementedPaymentServiceServer()
 }
 
@@ -166,6 +187,9 @@ func (UnimplementedPaymentServiceServer) ListChannels(context.Context, *ListChan
 }
 func (UnimplementedPaymentServiceServer) Reconcile(context.Context, *ReconcileRequest) (*ReconcileResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Reconcile not implemented")
+}
+func (UnimplementedPaymentServiceServer) RefundPayment(context.Context, *RefundPaymentRequest) (*RefundPaymentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RefundPayment not implemented")
 }
 func (UnimplementedPaymentServiceServer) mustEmbedUnimplementedPaymentServiceServer() {}
 func (UnimplementedPaymentServiceServer) testEmbeddedByValue()                        {}
@@ -296,6 +320,24 @@ func _PaymentService_Reconcile_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PaymentService_RefundPayment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RefundPaymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PaymentServiceServer).RefundPayment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PaymentService_RefundPayment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PaymentServiceServer).RefundPayment(ctx, req.(*RefundPaymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PaymentService_ServiceDesc is the grpc.ServiceDesc for PaymentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -326,6 +368,10 @@ var PaymentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Reconcile",
 			Handler:    _PaymentService_Reconcile_Handler,
+		},
+		{
+			MethodName: "RefundPayment",
+			Handler:    _PaymentService_RefundPayment_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -38,7 +38,8 @@ func Verify(secret, body []byte, sig string) bool {
 type TradeStatus string
 
 // The trade states: WAIT_PAY until the buyer pays (PAID), then REFUNDED
-// once the merchant refunded it.
+// once the merchant's refunds add up to the whole amount; a trade partly
+// refunded stays PAID with Refunded below Amount.
 const (
 	TradeWaitPay  TradeStatus = "WAIT_PAY"
 	TradePaid     TradeStatus = "PAID"
@@ -65,13 +66,17 @@ type Trade struct {
 	PayURL    string     `json:"pay_url"`
 	CreatedAt time.Time  `json:"created_at"`
 	PaidAt    *time.Time `json:"paid_at,omitempty"`
-	// RefundNo names the refund of a REFUNDED trade.
-	RefundNo string `json:"refund_no,omitempty"`
+	// Refunded is the sum of the trade's refunds, at most Amount.
+	Refunded int64 `json:"refunded,omitempty"`
+	// Refunds are the trade's refunds, oldest first.
+	Refunds []Refund `json:"refunds,omitempty"`
 }
 
-// RefundRequest is the body of POST /{channel}/refunds: a full refund of
-// a paid trade. RefundRef is the merchant's refund id: refunding twice
-// with one ref returns the first refund.
+// RefundRequest is the body of POST /{channel}/refunds: a refund of part
+// or all of a paid trade. A trade takes several refunds as long as they
+// add up to no more than its amount. RefundRef is the merchant's refund
+// id: refunding twice with one ref returns the first refund and refunds
+// nothing more.
 type RefundRequest struct {
 	TradeNo   string `json:"trade_no"`
 	RefundRef string `json:"refund_ref"`

@@ -25,6 +25,8 @@ var Errors = errcode.Table{
 	{Err: inventory.ErrAlreadyReleased, Code: errcode.Conflict},
 	// The order exists: the placing service answers its buyer with it.
 	{Err: inventory.ErrAlreadyOrdered, Code: errcode.Conflict},
+	{Err: inventory.ErrNotConfirmed, Code: errcode.Conflict},
+	{Err: inventory.ErrRestoreTooMany, Code: errcode.Conflict},
 	{Err: inventory.ErrInvalid, Code: errcode.InvalidArgument},
 }
 
@@ -39,6 +41,7 @@ type Inventory interface {
 	Confirm(ctx context.Context, activityID, orderID int64) error
 	Stock(ctx context.Context, activityID int64) (inventory.Stock, error)
 	Reservation(ctx context.Context, activityID, orderID int64) (inventory.Reservation, error)
+	RestoreLimit(ctx context.Context, activityID, orderID, refundID, quantity int64) (bool, error)
 	ClaimDue(ctx context.Context, activityIDs []int64, now time.Time, limit int, lease time.Duration) ([]inventory.DueEntry, error)
 	AckDue(ctx context.Context, entries []inventory.DueEntry) ([]bool, error)
 	RequeueDue(ctx context.Context, entries []inventory.DueEntry, dueAt time.Time) ([]bool, error)
@@ -212,4 +215,13 @@ var statuses = map[inventory.Status]inventoryv1.ReservationStatus{
 	inventory.StatusReserved:  inventoryv1.ReservationStatus_RESERVATION_STATUS_RESERVED,
 	inventory.StatusConfirmed: inventoryv1.ReservationStatus_RESERVATION_STATUS_CONFIRMED,
 	inventory.StatusReleased:  inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED,
+}
+
+// RestoreLimit implements inventoryv1.InventoryServiceServer.
+func (s *Server) RestoreLimit(ctx context.Context, req *inventoryv1.RestoreLimitRequest) (*inventoryv1.RestoreLimitResponse, error) {
+	restored, err := s.inv.RestoreLimit(ctx, req.GetActivityId(), req.GetOrderId(), req.GetRefundId(), req.GetQuantity())
+	if err != nil {
+		return nil, err
+	}
+	return &inventoryv1.RestoreLimitResponse{Restored: restored}, nil
 }

@@ -12,7 +12,9 @@
 //	{act:ID}:idem           hash: "<user>:<idempotency key>" -> order id
 //	{act:ID}:res:<orderID>  hash: user, qty, status, idem, expires_at_ms,
 //	                        ordered (1 once MarkOrdered ran),
-//	                        unpublished (1 once released as unpublished)
+//	                        unpublished (1 once released as unpublished),
+//	                        restored (units a refund gave back to the limit),
+//	                        refund:<refundID> (units that refund restored)
 //	{act:ID}:expiry         sorted set: order id scored by payment deadline (unix ms)
 //	{act:ID}:claimed        sorted set: order id scored by its claim's lease deadline (unix ms)
 //
@@ -76,6 +78,8 @@ var (
 	stockSource string
 	//go:embed mark_ordered.lua
 	markOrderedSource string
+	//go:embed restore_limit.lua
+	restoreLimitSource string
 
 	reserveScript     = goredis.NewScript(ReserveScript)
 	releaseScript     = goredis.NewScript(releaseSource)
@@ -83,6 +87,7 @@ var (
 	preheatScript     = goredis.NewScript(preheatSource)
 	stockScript       = goredis.NewScript(stockSource)
 	markOrderedScript = goredis.NewScript(markOrderedSource)
+	restoreScript     = goredis.NewScript(restoreLimitSource)
 )
 
 // ActivitiesKey is the set of preheated activity ids. It is global (no hash
@@ -306,6 +311,35 @@ func (s *Store) Confirm(ctx context.Context, activityID, orderID int64) error {
 		err = fmt.Errorf("unexpected outcome %q", outcome)
 	}
 	return fmt.Errorf("confirm activity %d order %d: %w", activityID, orderID, err)
+}
+
+// RestoreLimit gives quantity units of a refunded, confirmed order back to
+// its buyer's per-user limit, once per refund id: it reports false when
+// refundID restored them already. It fails with ErrReservationNotFound,
+// ErrNotConfirmed for a reservation that is not paid, and
+// ErrRestoreTooMany when the order's refunds would restore more units than
+// it reserved.
+func (s *Store) RestoreLimit(ctx context.Context, activityID, orderID, refundID, quantity int64) (bool, error) {
+	k := keysOf(activityID)
+	outcome, err := restoreScript.Run(ctx, s.rdb, []string{k.bought, k.reservation(orderID)}, refundID, quantity).Text()
+	if err != nil {
+		return false, fmt.Errorf("restore limit of activity %d order %d: %w", activityID, orderID, err)
+	}
+	switch outcome {
+	case "RESTORED":
+		return true, nil
+	case "ALREADY_RESTORED":
+		return false, nil
+	case "NOT_FOUND":
+		err = inventory.ErrReservationNotFound
+	case "NOT_CONFIRMED":
+		err = inventory.ErrNotConfirmed
+	case "TOO_MANY":
+		err = inventory.ErrRestoreTooMany
+	default:
+		err = fmt.Errorf("unexpected outcome %q", outcome)
+	}
+	return false, fmt.Errorf("restore limit of activity %d order %d refund %d: %w", activityID, orderID, refundID, err)
 }
 
 // Stock returns an activity's remaining and total stock.

@@ -56,7 +56,13 @@ type Config struct {
 	// MarketingAddr is the marketing service's gRPC target, which prices
 	// regular orders and holds their coupons.
 	MarketingAddr string
-	RPCTimeout    time.Duration
+	// PaymentAddr is the payment service's gRPC target, which returns
+	// refunded money through the channel that took it.
+	PaymentAddr string
+	RPCTimeout  time.Duration
+	// RefundSweepEvery paces the refund sweep; RefundRetryAfter is how
+	// long a refund stays PENDING before the sweep takes it up.
+	RefundSweepEvery, RefundRetryAfter time.Duration
 	// PaymentWindow is how long a buyer has to pay an order.
 	PaymentWindow time.Duration
 	// ActivityTTL is how long an activity read from product is cached.
@@ -86,6 +92,10 @@ type Config struct {
 	// anyway, as a timeout after the broker's append would); nil in
 	// production.
 	WrapPublisher func(order.Publisher) order.Publisher
+	// WrapPending, when set, wraps the Redis store of in-flight orders the
+	// service places and serves orders with (tests use it to see a replay
+	// waiting for the first request's order); nil in production.
+	WrapPending func(order.Pending) order.Pending
 	// Discovery says where Consul is (FLASHSALE_CONSUL_ADDR); empty
 	// means static addresses and no registration.
 	Discovery discovery.Config
@@ -103,6 +113,8 @@ const (
 	DefaultInventoryAddr     = "127.0.0.1:9102"
 	DefaultProductAddr       = "127.0.0.1:9101"
 	DefaultMarketingAddr     = "127.0.0.1:9105"
+	DefaultPaymentAddr       = "127.0.0.1:9104"
+	DefaultRefundSweepEvery  = 5 * time.Second
 	DefaultRPCTimeout        = 2 * time.Second
 	DefaultPaymentWindow     = 15 * time.Minute
 	DefaultActivityTTL       = time.Second
@@ -126,6 +138,9 @@ func ConfigFromEnv(env *config.Env) Config {
 		InventoryAddr:     env.String("FLASHSALE_INVENTORY_ADDR", DefaultInventoryAddr),
 		ProductAddr:       env.String("FLASHSALE_PRODUCT_ADDR", DefaultProductAddr),
 		MarketingAddr:     env.String("FLASHSALE_MARKETING_ADDR", DefaultMarketingAddr),
+		PaymentAddr:       env.String("FLASHSALE_PAYMENT_ADDR", DefaultPaymentAddr),
+		RefundSweepEvery:  env.Duration("FLASHSALE_REFUND_SWEEP_EVERY", DefaultRefundSweepEvery),
+		RefundRetryAfter:  env.Duration("FLASHSALE_REFUND_RETRY_AFTER", order.DefaultRefundRetryAfter),
 		RPCTimeout:        env.Duration("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
 		PaymentWindow:     env.Duration("FLASHSALE_PAYMENT_WINDOW", DefaultPaymentWindow),
 		ActivityTTL:       env.Duration("FLASHSALE_ACTIVITY_CACHE_TTL", DefaultActivityTTL),
@@ -144,6 +159,8 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(len(cfg.KafkaBrokers) > 0, "FLASHSALE_KAFKA_BROKERS: at least one broker is needed")
 	env.Check(cfg.KafkaPartitions >= 1, "FLASHSALE_KAFKA_PARTITIONS=%d: must be at least 1", cfg.KafkaPartitions)
 	env.Check(cfg.RPCTimeout > 0, "FLASHSALE_RPC_TIMEOUT=%s: must be positive", cfg.RPCTimeout)
+	env.Check(cfg.RefundSweepEvery > 0, "FLASHSALE_REFUND_SWEEP_EVERY=%s: must be positive", cfg.RefundSweepEvery)
+	env.Check(cfg.RefundRetryAfter > 0, "FLASHSALE_REFUND_RETRY_AFTER=%s: must be positive", cfg.RefundRetryAfter)
 	env.Check(cfg.PaymentWindow > 0, "FLASHSALE_PAYMENT_WINDOW=%s: must be positive", cfg.PaymentWindow)
 	env.Check(cfg.ActivityTTL > 0, "FLASHSALE_ACTIVITY_CACHE_TTL=%s: must be positive", cfg.ActivityTTL)
 	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= 1023, "FLASHSALE_NODE_ID=%d: must be 0..1023", cfg.NodeID)
@@ -173,8 +190,14 @@ func (c Config) withDefaults() Config {
 	if c.MarketingAddr == "" {
 		c.MarketingAddr = DefaultMarketingAddr
 	}
+	if c.PaymentAddr == "" {
+		c.PaymentAddr = DefaultPaymentAddr
+	}
 	if c.RPCTimeout == 0 {
 		c.RPCTimeout = DefaultRPCTimeout
+	}
+	if c.RefundSweepEvery == 0 {
+		c.RefundSweepEvery = DefaultRefundSweepEvery
 	}
 	if c.PaymentWindow == 0 {
 		c.PaymentWindow = DefaultPaymentWindow
@@ -241,6 +264,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("order: marketing: %w", err)
 	}
 	defer mktConn.Close()
+	payConn, err := rpc.Dial(cfg.PaymentAddr, timeout)
+	if err != nil {
+		return fmt.Errorf("order: payment: %w", err)
+	}
+	defer payConn.Close()
 
 	store := postgres.NewStore(pool)
 	pending := orderredis.NewPending(rdb, "", orderredis.DefaultTTL)
@@ -250,23 +278,32 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.WrapPublisher != nil {
 		publisher = cfg.WrapPublisher(pub)
 	}
+	var placing order.Pending = pending
+	if cfg.WrapPending != nil {
+		placing = cfg.WrapPending(pending)
+	}
 	inv := ordergrpc.NewInventory(invConn)
+	catalog, pricing := ordergrpc.NewCatalog(prodConn), ordergrpc.NewPricing(mktConn)
 	svc := order.NewService(order.Config{
-		Inventory:     inv,
-		Activities:    ordergrpc.NewActivities(prodConn),
-		Publisher:     publisher,
-		Store:         store,
-		Pending:       pending,
-		Transitions:   store,
-		Releaser:      inv,
-		Catalog:       ordergrpc.NewCatalog(prodConn),
-		Pricing:       ordergrpc.NewPricing(mktConn),
-		Regular:       store,
-		Clock:         cfg.Clock,
-		NextID:        gen.Next,
-		PaymentWindow: cfg.PaymentWindow,
-		ActivityTTL:   cfg.ActivityTTL,
-		Logger:        log,
+		Inventory:        inv,
+		Activities:       ordergrpc.NewActivities(prodConn),
+		Publisher:        publisher,
+		Store:            store,
+		Pending:          placing,
+		Transitions:      store,
+		Releaser:         inv,
+		Catalog:          catalog,
+		Pricing:          pricing,
+		Regular:          store,
+		Refunds:          store,
+		Payments:         ordergrpc.NewPayments(payConn),
+		Limits:           inv,
+		RefundRetryAfter: cfg.RefundRetryAfter,
+		Clock:            cfg.Clock,
+		NextID:           gen.Next,
+		PaymentWindow:    cfg.PaymentWindow,
+		ActivityTTL:      cfg.ActivityTTL,
+		Logger:           log,
 	})
 	consumer := orderkafka.NewConsumer(orderkafka.ConsumerConfig{
 		Brokers:    cfg.KafkaBrokers,
@@ -279,11 +316,14 @@ func Run(ctx context.Context, cfg Config) error {
 		AfterWrite: cfg.ConsumerAfterWrite,
 	})
 
-	workers := []func(context.Context) error{consumer.Run}
+	workers := []func(context.Context) error{consumer.Run, func(ctx context.Context) error {
+		return svc.RunRefundSweep(ctx, cfg.RefundSweepEvery)
+	}}
 	if !cfg.ExpiryDisabled {
 		expirer := order.NewExpirer(order.ExpirerConfig{
 			Queue: ordergrpc.NewDueQueue(invConn), Orders: store, Stock: inv, Clock: cfg.Clock,
 			Batch: cfg.ExpiryBatch, Lease: cfg.ExpiryLease, Poll: cfg.ExpiryPoll, Logger: log,
+			Regular: store, Catalog: catalog, Pricing: pricing,
 		})
 		for range cfg.ExpiryWorkers {
 			workers = append(workers, expirer.Run)
@@ -309,7 +349,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("order: %w", err)
 	}
 	log.Info("order service serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(),
-		"inventory", cfg.InventoryAddr, "product", cfg.ProductAddr, "marketing", cfg.MarketingAddr)
+		"inventory", cfg.InventoryAddr, "product", cfg.ProductAddr, "marketing", cfg.MarketingAddr, "payment", cfg.PaymentAddr)
 	return serve.Process{
 		Log:           log,
 		GRPC:          srv,

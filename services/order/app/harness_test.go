@@ -58,10 +58,11 @@ type platform struct {
 	order     orderv1.OrderServiceClient
 	product   productv1.ProductServiceClient
 	inventory inventoryv1.InventoryServiceClient
-	// invConn is the connection behind inventory, for the order
-	// service's own inventory clients in tests that run them in process.
-	invConn *grpc.ClientConn
-	db      *pgxpool.Pool
+	// invConn and prodConn are the connections behind inventory and
+	// product, for the order service's own clients in tests that run
+	// them in process.
+	invConn, prodConn *grpc.ClientConn
+	db                *pgxpool.Pool
 }
 
 // MustPlatform starts inventory, product and order (order and product on
@@ -88,7 +89,8 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	servicetest.MustRun(tb, ordAdmin, func(ctx context.Context) error { return app.Run(ctx, cfg) })
 
 	p.order = orderv1.NewOrderServiceClient(servicetest.MustDial(tb, ordGRPC.Addr().String()))
-	p.product = productv1.NewProductServiceClient(servicetest.MustDial(tb, prodGRPC.Addr().String()))
+	p.prodConn = servicetest.MustDial(tb, prodGRPC.Addr().String())
+	p.product = productv1.NewProductServiceClient(p.prodConn)
 	p.invConn = servicetest.MustDial(tb, invAddr)
 	p.inventory = inventoryv1.NewInventoryServiceClient(p.invConn)
 	pool, err := pgplatform.Dial(context.Background(), stack.PostgresURL("orders"), 4)

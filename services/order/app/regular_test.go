@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/errcode"
@@ -22,19 +23,29 @@ import (
 type regularPlatform struct {
 	*platform
 	marketing marketingv1.MarketingServiceClient
+	// mktConn is the connection behind marketing, for the order
+	// service's own client in tests that run it in process.
+	mktConn *grpc.ClientConn
 }
 
 // MustRegularPlatform starts marketing, then the platform with order
-// pointed at it.
-func MustRegularPlatform(tb testing.TB) *regularPlatform {
+// pointed at it; configure, when given, changes the order service's
+// settings.
+func MustRegularPlatform(tb testing.TB, configure ...func(*app.Config)) *regularPlatform {
 	tb.Helper()
 	grpcLis, adminLis := servicetest.MustListen(tb), servicetest.MustListen(tb)
 	servicetest.MustRun(tb, adminLis, func(ctx context.Context) error {
 		return marketingapp.Run(ctx, marketingapp.Config{GRPCListener: grpcLis, AdminListener: adminLis,
 			PostgresURL: stack.PostgresURL("marketing"), NodeID: nodes.Add(1)})
 	})
-	p := MustPlatform(tb, func(c *app.Config) { c.MarketingAddr = grpcLis.Addr().String() })
-	return &regularPlatform{platform: p, marketing: marketingv1.NewMarketingServiceClient(servicetest.MustDial(tb, grpcLis.Addr().String()))}
+	p := MustPlatform(tb, func(c *app.Config) {
+		c.MarketingAddr = grpcLis.Addr().String()
+		for _, f := range configure {
+			f(c)
+		}
+	})
+	conn := servicetest.MustDial(tb, grpcLis.Addr().String())
+	return &regularPlatform{platform: p, marketing: marketingv1.NewMarketingServiceClient(conn), mktConn: conn}
 }
 
 // MustProducts creates products at the prices, stock units each.

@@ -38,6 +38,14 @@ var (
 		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
 		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
 	}
+	// A restore answers CONFLICT for a reservation that is not confirmed
+	// or has fewer units left, NOT_FOUND when there is none.
+	restoreErrors = errcode.Table{
+		{Err: order.ErrConflict, Code: errcode.Conflict},
+		{Err: order.ErrNotFound, Code: errcode.NotFound},
+		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
+		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
+	}
 	productErrors = errcode.Table{
 		{Err: order.ErrNotFound, Code: errcode.NotFound},
 		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
@@ -82,6 +90,17 @@ func (i *Inventory) ReleaseUnpublished(ctx context.Context, activityID, orderID 
 func (i *Inventory) Confirm(ctx context.Context, activityID, orderID int64) error {
 	if _, err := i.c.Confirm(ctx, &inventoryv1.ConfirmRequest{ActivityId: activityID, OrderId: orderID}); err != nil {
 		return fmt.Errorf("inventory confirm: %w", confirmErrors.Domain(err))
+	}
+	return nil
+}
+
+// RestoreLimit gives a refunded order's units back to its buyer's limit.
+func (i *Inventory) RestoreLimit(ctx context.Context, activityID, orderID, refundID, quantity int64) error {
+	_, err := i.c.RestoreLimit(ctx, &inventoryv1.RestoreLimitRequest{
+		ActivityId: activityID, OrderId: orderID, RefundId: refundID, Quantity: quantity,
+	})
+	if err != nil {
+		return fmt.Errorf("inventory restore limit: %w", restoreErrors.Domain(err))
 	}
 	return nil
 }

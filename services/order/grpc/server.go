@@ -93,6 +93,23 @@ func (s *Server) MarkPaid(ctx context.Context, req *orderv1.MarkPaidRequest) (*o
 	return &orderv1.MarkPaidResponse{Accepted: accepted, Order: toProto(o)}, nil
 }
 
+// RefundOrder refunds units of the owner's paid order.
+func (s *Server) RefundOrder(ctx context.Context, req *orderv1.RefundOrderRequest) (*orderv1.RefundOrderResponse, error) {
+	lines := make([]order.RefundLine, len(req.GetLines()))
+	for i, l := range req.GetLines() {
+		lines[i] = order.RefundLine{LineID: l.GetLineId(), Quantity: l.GetQuantity()}
+	}
+	r, o, err := s.svc.RefundOrder(ctx, req.GetOrderId(), req.GetUserId(), lines)
+	if err != nil {
+		return nil, err
+	}
+	resp := &orderv1.RefundOrderResponse{RefundId: r.ID, Amount: r.Amount, Status: string(r.Status), Order: toProto(o)}
+	for _, l := range r.Lines {
+		resp.Lines = append(resp.Lines, &orderv1.RefundedLine{LineId: l.LineID, Quantity: l.Quantity, Amount: l.Amount})
+	}
+	return resp, nil
+}
+
 var statuses = map[order.Status]orderv1.OrderStatus{
 	order.StatusProcessing:        orderv1.OrderStatus_ORDER_STATUS_PROCESSING,
 	order.StatusPendingPayment:    orderv1.OrderStatus_ORDER_STATUS_PENDING_PAYMENT,
@@ -122,6 +139,7 @@ func toProto(o order.Order) *orderv1.Order {
 		ExpiresAt:  timestamp(o.ExpiresAt),
 		PaidAt:     timestamp(o.PaidAt),
 		CouponId:   o.CouponID,
+		Refunded:   o.Refunded,
 	}
 	for _, p := range o.Promotions {
 		m.Promotions = append(m.Promotions, &orderv1.OrderPromotion{Id: p.ID, Kind: p.Kind, Amount: p.Amount})
@@ -134,6 +152,7 @@ func toProto(o order.Order) *orderv1.Order {
 		m.Lines = append(m.Lines, &orderv1.OrderLine{
 			LineId: l.ID, SkuId: l.SKUID, Quantity: l.Quantity, UnitPrice: l.UnitPrice,
 			Amount: l.Amount, Discount: l.Discount, Payable: l.Payable,
+			RefundedQuantity: l.RefundedQuantity, Refunded: l.Refunded,
 		})
 	}
 	return m

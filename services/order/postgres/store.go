@@ -178,7 +178,7 @@ func (c *lineColumns) add(o order.Order) {
 }
 
 const orderSelect = `SELECT order_id, user_id, kind, status, coalesce(activity_id, 0), total, discount, payable,
-	idempotency_key, created_at, expires_at, paid_at, coalesce(payment_id, 0), coalesce(payment_channel, ''), coalesce(coupon_id, 0) FROM orders `
+	idempotency_key, created_at, expires_at, paid_at, coalesce(payment_id, 0), coalesce(payment_channel, ''), coalesce(coupon_id, 0), refunded FROM orders `
 
 // Order returns a stored order with its lines, or order.ErrNotFound.
 func (s *Store) Order(ctx context.Context, id int64) (order.Order, error) {
@@ -227,7 +227,7 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]order.Ord
 		var kind, status string
 		var paid *time.Time
 		err := r.Scan(&o.ID, &o.UserID, &kind, &status, &o.ActivityID, &o.Total, &o.Discount, &o.Payable,
-			&o.IdempotencyKey, &o.CreatedAt, &o.ExpiresAt, &paid, &o.PaymentID, &o.PaymentChannel, &o.CouponID)
+			&o.IdempotencyKey, &o.CreatedAt, &o.ExpiresAt, &paid, &o.PaymentID, &o.PaymentChannel, &o.CouponID, &o.Refunded)
 		o.Kind, o.Status = order.Kind(kind), order.Status(status)
 		if paid != nil {
 			o.PaidAt = *paid
@@ -243,14 +243,15 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]order.Ord
 		ids[i] = o.ID
 		at[o.ID] = i
 	}
-	rows, err = s.pool.Query(ctx, `SELECT order_id, line_id, sku_id, quantity, unit_price, amount, discount, payable
-		FROM order_lines WHERE order_id = ANY($1) ORDER BY line_id`, ids)
+	rows, err = s.pool.Query(ctx, `SELECT order_id, line_id, sku_id, quantity, unit_price, amount, discount, payable,
+		refunded_quantity, refunded FROM order_lines WHERE order_id = ANY($1) ORDER BY line_id`, ids)
 	if err != nil {
 		return nil, err
 	}
 	var l order.Line
 	var orderID int64
-	_, err = pgx.ForEachRow(rows, []any{&orderID, &l.ID, &l.SKUID, &l.Quantity, &l.UnitPrice, &l.Amount, &l.Discount, &l.Payable}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&orderID, &l.ID, &l.SKUID, &l.Quantity, &l.UnitPrice, &l.Amount, &l.Discount, &l.Payable,
+		&l.RefundedQuantity, &l.Refunded}, func() error {
 		i := at[orderID]
 		orders[i].Lines = append(orders[i].Lines, l)
 		return nil

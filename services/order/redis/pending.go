@@ -2,9 +2,12 @@
 // was published but is not stored in Postgres yet, its OrderPlaced bytes
 // under order:pending:<order id>, and per user a sorted set of those ids
 // (order:pending:user:<user id>, scored by creation time in milliseconds)
-// so that a user's list includes them. Both expire: a record outlives the
-// consumer's lag by far, and a stale one only shows a PROCESSING order
-// that Postgres already answers for.
+// so that a user's list includes them. Once the event is on the log, a
+// small mark under order:published:<order id> says so, for replayed
+// requests to tell an order on its way from one whose publish may still
+// fail. All expire: a record outlives the consumer's lag by far, and a
+// stale one only shows a PROCESSING order that Postgres already answers
+// for.
 package redis
 
 import (
@@ -50,6 +53,10 @@ func (s *Pending) userKey(userID int64) string {
 	return s.prefix + "order:pending:user:" + strconv.FormatInt(userID, 10)
 }
 
+func (s *Pending) publishedKey(orderID int64) string {
+	return s.prefix + "order:published:" + strconv.FormatInt(orderID, 10)
+}
+
 // Put records p as in flight.
 func (s *Pending) Put(ctx context.Context, p order.Placed) error {
 	b, err := event.Marshal(p)
@@ -71,6 +78,25 @@ func (s *Pending) Put(ctx context.Context, p order.Placed) error {
 		return fmt.Errorf("put pending %d: %w", p.OrderID, err)
 	}
 	return nil
+}
+
+// MarkPublished records that orderID's event is published, for as long as
+// a pending record lives. The consumer leaves the mark to expire: it only
+// ever says something true.
+func (s *Pending) MarkPublished(ctx context.Context, orderID int64) error {
+	if err := s.rdb.Set(ctx, s.publishedKey(orderID), 1, s.ttl).Err(); err != nil {
+		return fmt.Errorf("mark %d published: %w", orderID, err)
+	}
+	return nil
+}
+
+// Published reports whether MarkPublished recorded orderID.
+func (s *Pending) Published(ctx context.Context, orderID int64) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.publishedKey(orderID)).Result()
+	if err != nil {
+		return false, fmt.Errorf("published %d: %w", orderID, err)
+	}
+	return n == 1, nil
 }
 
 // Get returns the pending record of orderID, or order.ErrNotFound.

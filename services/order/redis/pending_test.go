@@ -93,3 +93,26 @@ func TestPendingForgetsExpiredRecords(t *testing.T) {
 		t.Fatalf("user set: got %d members (%v), want 0", n, err)
 	}
 }
+
+func TestPendingPublishedMark(t *testing.T) {
+	s, rdb := MustPending(t, time.Minute)
+	ctx := context.Background()
+	if got, err := s.Published(ctx, 50); err != nil || got {
+		t.Fatalf("before the mark: got %v (%v), want false", got, err)
+	}
+	if err := s.MarkPublished(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		id   int64
+		want bool
+	}{{50, true}, {51, false}} {
+		if got, err := s.Published(ctx, tt.id); err != nil || got != tt.want {
+			t.Fatalf("order %d published: got %v (%v), want %v", tt.id, got, err, tt.want)
+		}
+	}
+	ttl, err := rdb.TTL(ctx, t.Name()+":order:published:50").Result()
+	if err != nil || ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("mark ttl: got %s (%v), want up to the records' minute", ttl, err)
+	}
+}

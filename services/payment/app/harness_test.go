@@ -19,12 +19,14 @@ import (
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/rpc"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 	"github.com/flashsale/flashsale/services/channelsim"
 	"github.com/flashsale/flashsale/services/channelsim/wire"
 	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
+	marketingapp "github.com/flashsale/flashsale/services/marketing/app"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 	"github.com/flashsale/flashsale/services/payment/app"
 	productapp "github.com/flashsale/flashsale/services/product/app"
@@ -34,7 +36,7 @@ var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
 	localstack.RunTests(m, localstack.Config{
-		Databases:  []string{"orders", "products", "payment"},
+		Databases:  []string{"orders", "products", "payment", "marketing"},
 		Topics:     []string{"orders.placed", "orders.placed.dlq"},
 		Partitions: 4,
 	}, func(s *localstack.Stack) { stack = s })
@@ -96,9 +98,9 @@ func mustDial(tb testing.TB, addr string) *grpc.ClientConn {
 	return cc
 }
 
-// platform is one test's services: the real inventory, product and order
-// services, the channel simulator as an HTTP server, and the payment
-// service under test on a manual clock. Callbacks reach payment through a
+// platform is one test's services: the real inventory, product, marketing
+// and order services, the channel simulator as an HTTP server, and the
+// payment service under test on a manual clock. Callbacks reach payment through a
 // forwarder that does what the gateway's callback route does.
 type platform struct {
 	clock     *clock.Manual
@@ -107,6 +109,7 @@ type platform struct {
 	order     orderv1.OrderServiceClient
 	product   productv1.ProductServiceClient
 	inventory inventoryv1.InventoryServiceClient
+	marketing marketingv1.MarketingServiceClient
 	payment   paymentv1.PaymentServiceClient
 	orders    *pgxpool.Pool // the orders database
 	ledger    *pgxpool.Pool // the payment database
@@ -127,14 +130,23 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 		return productapp.Run(ctx, productapp.Config{GRPCListener: prodGRPC, AdminListener: prodAdmin,
 			PostgresURL: stack.PostgresURL("products"), InventoryAddr: invGRPC.Addr().String(), NodeID: nodes.Add(1)})
 	})
+	mktGRPC, mktAdmin := mustListen(tb), mustListen(tb)
+	mustRun(tb, "http://"+mktAdmin.Addr().String()+"/readyz", func(ctx context.Context) error {
+		return marketingapp.Run(ctx, marketingapp.Config{GRPCListener: mktGRPC, AdminListener: mktAdmin,
+			PostgresURL: stack.PostgresURL("marketing"), NodeID: nodes.Add(1)})
+	})
+	// Order refunds through payment, which is started last: the order
+	// service dials it lazily.
+	payGRPC, payAdmin := mustListen(tb), mustListen(tb)
 	ordGRPC, ordAdmin := mustListen(tb), mustListen(tb)
 	mustRun(tb, "http://"+ordAdmin.Addr().String()+"/readyz", func(ctx context.Context) error {
 		return orderapp.Run(ctx, orderapp.Config{GRPCListener: ordGRPC, AdminListener: ordAdmin,
 			PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr, KafkaBrokers: stack.KafkaBrokers,
-			InventoryAddr: invGRPC.Addr().String(), ProductAddr: prodGRPC.Addr().String(), NodeID: nodes.Add(1)})
+			InventoryAddr: invGRPC.Addr().String(), ProductAddr: prodGRPC.Addr().String(),
+			MarketingAddr: mktGRPC.Addr().String(), PaymentAddr: payGRPC.Addr().String(),
+			RefundSweepEvery: 20 * time.Millisecond, RefundRetryAfter: 200 * time.Millisecond, NodeID: nodes.Add(1)})
 	})
 
-	payGRPC, payAdmin := mustListen(tb), mustListen(tb)
 	forwarder := mustListen(tb)
 	p.payment = paymentv1.NewPaymentServiceClient(mustDial(tb, payGRPC.Addr().String()))
 	mustRun(tb, "http://"+forwarder.Addr().String()+"/", func(ctx context.Context) error {
@@ -170,6 +182,7 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	p.order = orderv1.NewOrderServiceClient(mustDial(tb, ordGRPC.Addr().String()))
 	p.product = productv1.NewProductServiceClient(mustDial(tb, prodGRPC.Addr().String()))
 	p.inventory = inventoryv1.NewInventoryServiceClient(mustDial(tb, invGRPC.Addr().String()))
+	p.marketing = marketingv1.NewMarketingServiceClient(mustDial(tb, mktGRPC.Addr().String()))
 	p.orders = mustPool(tb, "orders")
 	p.ledger = mustPool(tb, "payment")
 	return p

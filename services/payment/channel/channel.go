@@ -101,7 +101,7 @@ func (c *Client) Query(ctx context.Context, paymentID int64) (payment.Trade, err
 	return trade(t)
 }
 
-// Refund refunds a paid trade in full, idempotently by refundID.
+// Refund refunds amount of a paid trade, idempotently by refundID.
 func (c *Client) Refund(ctx context.Context, tradeNo string, refundID, amount int64) (string, error) {
 	var r wire.Refund
 	err := c.do(ctx, http.MethodPost, "/refunds", wire.RefundRequest{
@@ -148,7 +148,10 @@ func trade(t wire.Trade) (payment.Trade, error) {
 	if err != nil {
 		return payment.Trade{}, fmt.Errorf("trade %s: merchant_ref %q: %w", t.TradeNo, t.MerchantRef, payment.ErrInvalid)
 	}
-	out := payment.Trade{TradeNo: t.TradeNo, PaymentID: id, Amount: t.Amount, Status: payment.TradeStatus(t.Status), PayURL: t.PayURL}
+	out := payment.Trade{
+		TradeNo: t.TradeNo, PaymentID: id, Amount: t.Amount, Status: payment.TradeStatus(t.Status),
+		PayURL: t.PayURL, Refunded: t.Refunded,
+	}
 	if t.PaidAt != nil {
 		out.PaidAt = *t.PaidAt
 	}

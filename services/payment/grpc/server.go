@@ -96,6 +96,15 @@ func (s *Server) Reconcile(ctx context.Context, _ *paymentv1.ReconcileRequest) (
 	return resp, nil
 }
 
+// RefundPayment returns money of a paid payment through its channel.
+func (s *Server) RefundPayment(ctx context.Context, req *paymentv1.RefundPaymentRequest) (*paymentv1.RefundPaymentResponse, error) {
+	r, err := s.svc.RefundPayment(ctx, req.GetPaymentId(), req.GetRefundId(), req.GetAmount())
+	if err != nil {
+		return nil, err
+	}
+	return &paymentv1.RefundPaymentResponse{RefundId: r.ID, PaymentId: r.PaymentID, Amount: r.Amount, RefundNo: r.RefundNo}, nil
+}
+
 func channelProto(st payment.ChannelState) *paymentv1.Channel {
 	return &paymentv1.Channel{
 		Name: st.Name, Weight: st.Weight, Enabled: st.Enabled, Breaker: st.Breaker,

@@ -58,7 +58,7 @@ func (l *Ledger) Started(ctx context.Context, id int64, tradeNo, payURL string) 
 }
 
 const paymentSelect = `SELECT payment_id, order_id, user_id, channel, amount, status, coalesce(trade_no, ''),
-	coalesce(pay_url, ''), created_at, paid_at, coalesce(order_outcome, '') FROM payments `
+	coalesce(pay_url, ''), created_at, paid_at, coalesce(order_outcome, ''), refunded FROM payments `
 
 func (l *Ledger) query(ctx context.Context, sql string, args ...any) ([]payment.Payment, error) {
 	rows, err := l.pool.Query(ctx, paymentSelect+sql, args...)
@@ -70,7 +70,7 @@ func (l *Ledger) query(ctx context.Context, sql string, args ...any) ([]payment.
 		var status, outcome string
 		var paid *time.Time
 		err := r.Scan(&p.ID, &p.OrderID, &p.UserID, &p.Channel, &p.Amount, &status, &p.TradeNo, &p.PayURL,
-			&p.CreatedAt, &paid, &outcome)
+			&p.CreatedAt, &paid, &outcome, &p.Refunded)
 		p.Status, p.Outcome = payment.Status(status), payment.Outcome(outcome)
 		if paid != nil {
 			p.PaidAt = *paid
@@ -132,28 +132,85 @@ func (l *Ledger) SetOutcome(ctx context.Context, id int64, o payment.Outcome) er
 	return nil
 }
 
-// AddRefund stores r unless its payment has a refund, and returns the
-// payment's refund.
+// AddRefund stores r, the automatic full refund of a payment whose order
+// refused it, unless the payment has one already, and returns the
+// payment's automatic refund. The payment's refunded sum moves in the same
+// transaction.
 func (l *Ledger) AddRefund(ctx context.Context, r payment.Refund) (payment.Refund, error) {
-	if _, err := l.pool.Exec(ctx, `INSERT INTO refunds (refund_id, payment_id, amount, reason, created_at)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payment_id) DO NOTHING`,
-		r.ID, r.PaymentID, r.Amount, r.Reason, r.CreatedAt); err != nil {
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO refunds (refund_id, payment_id, amount, reason, created_at, kind)
+			VALUES ($1, $2, $3, $4, $5, 'REFUSED') ON CONFLICT (payment_id) WHERE kind = 'REFUSED' DO NOTHING`,
+			r.ID, r.PaymentID, r.Amount, r.Reason, r.CreatedAt)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE payments SET refunded = refunded + $2, updated_at = now() WHERE payment_id = $1`,
+			r.PaymentID, r.Amount)
+		return err
+	})
+	if err != nil {
 		return payment.Refund{}, fmt.Errorf("add refund of payment %d: %w", r.PaymentID, err)
 	}
-	return l.Refund(ctx, r.PaymentID)
+	return l.refund(ctx, fmt.Sprintf("refund of payment %d", r.PaymentID), `payment_id = $1 AND kind = 'REFUSED'`, r.PaymentID)
 }
 
-// Refund returns the refund of a payment, or payment.ErrNotFound.
+// AddOrderRefund stores r, one of an order's refunds, and adds its amount
+// to the payment's refunded sum, in one transaction. The sum moves by a
+// conditional UPDATE (a paid, accepted payment with r.Amount left), so
+// concurrent refunds can never return more than was paid: a refund that
+// would is refused with payment.ErrConflict and nothing is stored. A
+// refund id stored already answers that refund, unless it names another
+// payment or amount (payment.ErrConflict).
+func (l *Ledger) AddOrderRefund(ctx context.Context, r payment.Refund) (payment.Refund, error) {
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO refunds (refund_id, payment_id, amount, reason, created_at, kind)
+			VALUES ($1, $2, $3, $4, $5, 'ORDER') ON CONFLICT (refund_id) DO NOTHING`,
+			r.ID, r.PaymentID, r.Amount, r.Reason, r.CreatedAt)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		tag, err = tx.Exec(ctx, `UPDATE payments SET refunded = refunded + $2, updated_at = now()
+			WHERE payment_id = $1 AND status = 'SUCCEEDED' AND order_outcome = 'ACCEPTED' AND refunded + $2 <= amount`,
+			r.PaymentID, r.Amount)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%w: payment %d is not a paid payment with %d cents left to refund", payment.ErrConflict, r.PaymentID, r.Amount)
+		}
+		return nil
+	})
+	if err != nil {
+		return payment.Refund{}, fmt.Errorf("add refund %d of payment %d: %w", r.ID, r.PaymentID, err)
+	}
+	got, err := l.refund(ctx, fmt.Sprintf("refund %d", r.ID), `refund_id = $1`, r.ID)
+	if err != nil {
+		return payment.Refund{}, err
+	}
+	if got.PaymentID != r.PaymentID || got.Amount != r.Amount {
+		return payment.Refund{}, fmt.Errorf("refund %d: %w: it refunds %d of payment %d, not %d of payment %d",
+			r.ID, payment.ErrConflict, got.Amount, got.PaymentID, r.Amount, r.PaymentID)
+	}
+	return got, nil
+}
+
+// Refund returns the automatic refund of a payment, or
+// payment.ErrNotFound.
 func (l *Ledger) Refund(ctx context.Context, paymentID int64) (payment.Refund, error) {
+	return l.refund(ctx, fmt.Sprintf("refund of payment %d", paymentID), `payment_id = $1 AND kind = 'REFUSED'`, paymentID)
+}
+
+// refund reads the one refund that cond (with $1 = arg) selects.
+func (l *Ledger) refund(ctx context.Context, what, cond string, arg int64) (payment.Refund, error) {
 	var r payment.Refund
 	var no *string
 	err := l.pool.QueryRow(ctx, `SELECT refund_id, payment_id, amount, reason, refund_no, created_at
-		FROM refunds WHERE payment_id = $1`, paymentID).Scan(&r.ID, &r.PaymentID, &r.Amount, &r.Reason, &no, &r.CreatedAt)
+		FROM refunds WHERE `+cond, arg).Scan(&r.ID, &r.PaymentID, &r.Amount, &r.Reason, &no, &r.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return payment.Refund{}, fmt.Errorf("refund of payment %d: %w", paymentID, payment.ErrNotFound)
+		return payment.Refund{}, fmt.Errorf("%s: %w", what, payment.ErrNotFound)
 	}
 	if err != nil {
-		return payment.Refund{}, fmt.Errorf("refund of payment %d: %w", paymentID, err)
+		return payment.Refund{}, fmt.Errorf("%s: %w", what, err)
 	}
 	if no != nil {
 		r.RefundNo, r.Done = *no, true
@@ -161,16 +218,23 @@ func (l *Ledger) Refund(ctx context.Context, paymentID int64) (payment.Refund, e
 	return r, nil
 }
 
-// RefundDone records the channel's refund and moves the payment to
-// REFUNDED, in one transaction.
+// RefundDone records the channel's refund and, once every refund of the
+// payment is done and they add up to its amount, moves the payment to
+// REFUNDED, in one transaction. Its first statement takes the payment's
+// row lock, so two refunds finishing at once see each other's done mark
+// and one of them moves the payment.
 func (l *Ledger) RefundDone(ctx context.Context, r payment.Refund, refundNo string) error {
 	return pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE payments SET updated_at = now() WHERE payment_id = $1`, r.PaymentID); err != nil {
+			return fmt.Errorf("refund %d done: %w", r.ID, err)
+		}
 		if _, err := tx.Exec(ctx, `UPDATE refunds SET refund_no = $2, done_at = now()
 			WHERE refund_id = $1 AND done_at IS NULL`, r.ID, refundNo); err != nil {
 			return fmt.Errorf("refund %d done: %w", r.ID, err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE payments SET status = 'REFUNDED', updated_at = now()
-			WHERE payment_id = $1 AND status = 'SUCCEEDED'`, r.PaymentID); err != nil {
+			WHERE payment_id = $1 AND status = 'SUCCEEDED' AND refunded = amount
+			  AND NOT EXISTS (SELECT 1 FROM refunds WHERE payment_id = $1 AND done_at IS NULL)`, r.PaymentID); err != nil {
 			return fmt.Errorf("refund %d done: %w", r.ID, err)
 		}
 		return nil

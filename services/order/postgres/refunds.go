@@ -1,0 +1,158 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/flashsale/flashsale/services/order"
+)
+
+// RecordRefund stores r with its lines' amounts and moves the order, in
+// one transaction of conditional updates and no SELECT … FOR UPDATE:
+//
+//  1. the order's row moves only when it is the user's PAID or
+//     PARTIALLY_REFUNDED order; its row lock, held until commit, makes
+//     refunds of one order take turns, so each later statement here sees
+//     every earlier refund of the order;
+//  2. each line adds its units only while they fit (refunded_quantity +
+//     k <= quantity), which returns the units refunded before, the `done`
+//     the apportionment prices the k units after;
+//  3. the order adds the amounts and becomes REFUNDED when no line has
+//     units left, else PARTIALLY_REFUNDED;
+//  4. the refund and its lines are inserted PENDING.
+//
+// Any refusal rolls everything back, so an over-refund changes nothing.
+func (s *Store) RecordRefund(ctx context.Context, r order.Refund) (order.Refund, order.Order, error) {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `UPDATE orders SET updated_at = now()
+			WHERE order_id = $1 AND user_id = $2 AND status IN ('PAID', 'PARTIALLY_REFUNDED') AND payment_id IS NOT NULL
+			RETURNING payment_id`, r.OrderID, r.UserID).Scan(&r.PaymentID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: order %d is not a paid order of user %d", order.ErrConflict, r.OrderID, r.UserID)
+		}
+		if err != nil {
+			return err
+		}
+		r.Amount = 0
+		lineIDs, qtys, amounts := make([]int64, len(r.Lines)), make([]int64, len(r.Lines)), make([]int64, len(r.Lines))
+		for i, rl := range r.Lines {
+			amount, err := refundLine(ctx, tx, r.OrderID, rl)
+			if err != nil {
+				return err
+			}
+			r.Lines[i].Amount = amount
+			r.Amount += amount
+			lineIDs[i], qtys[i], amounts[i] = rl.LineID, rl.Quantity, amount
+		}
+		var status string
+		if err := tx.QueryRow(ctx, `UPDATE orders SET refunded = refunded + $2, updated_at = now(),
+				status = CASE WHEN EXISTS (SELECT 1 FROM order_lines WHERE order_id = $1 AND refunded_quantity < quantity)
+				              THEN 'PARTIALLY_REFUNDED' ELSE 'REFUNDED' END
+			WHERE order_id = $1 RETURNING status`, r.OrderID, r.Amount).Scan(&status); err != nil {
+			return err
+		}
+		r.Status, r.Completes = order.RefundPending, order.Status(status) == order.StatusRefunded
+		if _, err := tx.Exec(ctx, `INSERT INTO order_refunds (refund_id, order_id, payment_id, amount, status, completes, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			r.ID, r.OrderID, r.PaymentID, r.Amount, string(r.Status), r.Completes, r.CreatedAt); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO order_refund_lines (refund_id, line_id, quantity, amount)
+			SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[])`, r.ID, lineIDs, qtys, amounts)
+		return err
+	})
+	if err != nil {
+		return order.Refund{}, order.Order{}, fmt.Errorf("record refund of order %d: %w", r.OrderID, err)
+	}
+	o, err := s.Order(ctx, r.OrderID)
+	if err != nil {
+		return order.Refund{}, order.Order{}, err
+	}
+	return r, o, nil
+}
+
+// refundLine adds rl's units to its line when they fit and returns what
+// they cost the buyer.
+func refundLine(ctx context.Context, tx pgx.Tx, orderID int64, rl order.RefundLine) (int64, error) {
+	l := order.Line{ID: rl.LineID}
+	var done int64
+	err := tx.QueryRow(ctx, `UPDATE order_lines SET refunded_quantity = refunded_quantity + $3
+		WHERE line_id = $1 AND order_id = $2 AND refunded_quantity + $3 <= quantity
+		RETURNING unit_price, quantity, discount, refunded_quantity - $3`, rl.LineID, orderID, rl.Quantity).
+		Scan(&l.UnitPrice, &l.Quantity, &l.Discount, &done)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("%w: line %d of order %d has fewer than %d units left to refund", order.ErrConflict, rl.LineID, orderID, rl.Quantity)
+	}
+	if err != nil {
+		return 0, err
+	}
+	amount, err := order.RefundAmount(l, done, rl.Quantity)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE order_lines SET refunded = refunded + $2 WHERE line_id = $1`, rl.LineID, amount); err != nil {
+		return 0, err
+	}
+	return amount, nil
+}
+
+// RefundSucceeded marks a PENDING refund SUCCEEDED.
+func (s *Store) RefundSucceeded(ctx context.Context, refundID int64, at time.Time) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE order_refunds SET status = 'SUCCEEDED', done_at = $2
+		WHERE refund_id = $1 AND status = 'PENDING'`, refundID, at); err != nil {
+		return fmt.Errorf("refund %d succeeded: %w", refundID, err)
+	}
+	return nil
+}
+
+// PendingRefunds returns up to limit PENDING refunds created at or before
+// before, oldest first, without their lines.
+func (s *Store) PendingRefunds(ctx context.Context, before time.Time, limit int) ([]order.Refund, error) {
+	rows, err := s.pool.Query(ctx, `SELECT r.refund_id, r.order_id, o.user_id, r.payment_id, r.amount, r.completes, r.created_at
+		FROM order_refunds r JOIN orders o ON o.order_id = r.order_id
+		WHERE r.status = 'PENDING' AND r.created_at <= $1 ORDER BY r.created_at LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("pending refunds: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (order.Refund, error) {
+		r := order.Refund{Status: order.RefundPending}
+		err := row.Scan(&r.ID, &r.OrderID, &r.UserID, &r.PaymentID, &r.Amount, &r.Completes, &r.CreatedAt)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pending refunds: %w", err)
+	}
+	return out, nil
+}
+
+// Refunds returns the order's refunds with their lines, oldest first.
+func (s *Store) Refunds(ctx context.Context, orderID int64) ([]order.Refund, error) {
+	rows, err := s.pool.Query(ctx, `SELECT r.refund_id, r.order_id, o.user_id, r.payment_id, r.amount, r.status, r.completes,
+			r.created_at, l.line_id, l.quantity, l.amount
+		FROM order_refunds r JOIN orders o ON o.order_id = r.order_id JOIN order_refund_lines l ON l.refund_id = r.refund_id
+		WHERE r.order_id = $1 ORDER BY r.created_at, r.refund_id, l.line_id`, orderID)
+	if err != nil {
+		return nil, fmt.Errorf("refunds of order %d: %w", orderID, err)
+	}
+	var out []order.Refund
+	var r order.Refund
+	var status string
+	var l order.RefundLine
+	_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.OrderID, &r.UserID, &r.PaymentID, &r.Amount, &status, &r.Completes,
+		&r.CreatedAt, &l.LineID, &l.Quantity, &l.Amount}, func() error {
+		if n := len(out); n == 0 || out[n-1].ID != r.ID {
+			r.Status, r.Lines = order.RefundStatus(status), nil
+			out = append(out, r)
+		}
+		out[len(out)-1].Lines = append(out[len(out)-1].Lines, l)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("refunds of order %d: %w", orderID, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,277 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flashsale/flashsale/services/marketing/apportion"
+)
+
+// RefundStatus is where a refund stands: PENDING from the moment it is
+// recorded until its money is back with the buyer (and, for the refund
+// that completes the order, the coupon and the purchase limit are back
+// too), then SUCCEEDED.
+type RefundStatus string
+
+// The refund states.
+const (
+	RefundPending   RefundStatus = "PENDING"
+	RefundSucceeded RefundStatus = "SUCCEEDED"
+)
+
+// RefundLine is Quantity units of one line of a refund; Amount is what
+// they cost the buyer, set when the refund is recorded.
+type RefundLine struct {
+	LineID   int64
+	Quantity int64
+	Amount   int64
+}
+
+// Refund gives units of a paid order back. Amount is the sum of its
+// lines' amounts; PaymentID is the payment whose channel returns it.
+// Completes is set on the refund that refunded the order's last unit.
+type Refund struct {
+	ID        int64
+	OrderID   int64
+	UserID    int64
+	PaymentID int64
+	Lines     []RefundLine
+	Amount    int64
+	Status    RefundStatus
+	Completes bool
+	CreatedAt time.Time
+}
+
+// Payments is the payment service.
+type Payments interface {
+	// Refund returns amount of the payment through the channel that took
+	// it, idempotently by refundID.
+	Refund(ctx context.Context, paymentID, refundID, amount int64) error
+}
+
+// LimitRestorer gives a refunded flash-sale order's units back to its
+// buyer's per-user limit (the inventory service).
+type LimitRestorer interface {
+	// RestoreLimit is idempotent by refundID. It fails with ErrConflict
+	// when the reservation is not confirmed or has fewer units left, and
+	// ErrNotFound when there is no reservation.
+	RestoreLimit(ctx context.Context, activityID, orderID, refundID, quantity int64) error
+}
+
+// RefundStore records refunds (Postgres).
+type RefundStore interface {
+	// RecordRefund stores r PENDING with its lines' amounts (from
+	// RefundAmount), adds the units and amounts to the order's lines and
+	// moves the order to PARTIALLY_REFUNDED or REFUNDED, in one
+	// transaction of conditional updates. It fails with ErrConflict,
+	// changing nothing, when the order is not the user's PAID or
+	// PARTIALLY_REFUNDED order or a line has fewer units left than asked.
+	// It returns the refund as recorded and the order after it.
+	RecordRefund(ctx context.Context, r Refund) (Refund, Order, error)
+	// RefundSucceeded marks a PENDING refund SUCCEEDED.
+	RefundSucceeded(ctx context.Context, refundID int64, at time.Time) error
+	// PendingRefunds returns up to limit PENDING refunds created at or
+	// before before, oldest first, without their lines.
+	PendingRefunds(ctx context.Context, before time.Time, limit int) ([]Refund, error)
+}
+
+// RefundAmount is what refunding k more units of line l costs when done
+// units of it are refunded already: the line's discount is split over its
+// units by the apportionment rule and refunds take units in a fixed
+// order, so the answer is the same every time and the refunds of all
+// units add up to the line's payable amount exactly.
+func RefundAmount(l Line, done, k int64) (int64, error) {
+	amount, err := apportion.Refund(l.UnitPrice, l.Quantity, l.Discount, done, k)
+	if err != nil {
+		return 0, fmt.Errorf("%w: line %d: %v", ErrConflict, l.ID, err)
+	}
+	return amount, nil
+}
+
+// refundSweepBatch bounds the refunds one sweep finishes.
+const refundSweepBatch = 100
+
+// RefundOrder refunds units of the user's paid order, line by line. The
+// refund is recorded first (amounts from the apportionment, the lines'
+// refunded quantities and the order's state in one transaction), then the
+// payment service returns the money through the channel that took it,
+// and when the refund completes the order the coupon goes back and a
+// flash-sale buyer's purchase limit is restored. When any of that fails
+// the refund is answered PENDING and the refund sweep finishes it: every
+// step is idempotent by the refund id. It fails with ErrForbidden for
+// someone else's order, ErrConflict when the order is not PAID or
+// PARTIALLY_REFUNDED or a line has fewer units left than asked (nothing
+// changes then), and ErrInvalid for a malformed request.
+func (s *Service) RefundOrder(ctx context.Context, orderID, userID int64, lines []RefundLine) (Refund, Order, error) {
+	const op = "refund order"
+	if err := validateRefund(orderID, userID, lines); err != nil {
+		return Refund{}, Order{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if s.cfg.Refunds == nil || s.cfg.Payments == nil {
+		return Refund{}, Order{}, fmt.Errorf("%s: refunds are not configured: %w", op, ErrUnavailable)
+	}
+	o, err := s.find(ctx, orderID)
+	if err != nil {
+		return Refund{}, Order{}, fmt.Errorf("%s %d: %w", op, orderID, err)
+	}
+	if o.UserID != userID {
+		return Refund{}, Order{}, fmt.Errorf("%s %d: %w", op, orderID, ErrForbidden)
+	}
+	if o.Status != StatusPaid && o.Status != StatusPartiallyRefunded {
+		return Refund{}, Order{}, fmt.Errorf("%s %d: %w: the order is %s", op, orderID, ErrConflict, o.Status)
+	}
+	for _, rl := range lines {
+		i := o.line(rl.LineID)
+		if i < 0 {
+			return Refund{}, Order{}, fmt.Errorf("%s %d: %w: line %d is not a line of the order", op, orderID, ErrInvalid, rl.LineID)
+		}
+		if left := o.Lines[i].Quantity - o.Lines[i].RefundedQuantity; rl.Quantity > left {
+			return Refund{}, Order{}, fmt.Errorf("%s %d: %w: line %d has %d units left to refund, not %d",
+				op, orderID, ErrConflict, rl.LineID, left, rl.Quantity)
+		}
+	}
+	r := Refund{
+		ID: s.cfg.NextID(), OrderID: orderID, UserID: userID, Lines: append([]RefundLine(nil), lines...),
+		Status: RefundPending, CreatedAt: s.cfg.Clock.Now().Truncate(time.Microsecond),
+	}
+	r, after, err := s.cfg.Refunds.RecordRefund(ctx, r)
+	if err != nil {
+		return Refund{}, Order{}, fmt.Errorf("%s %d: %w", op, orderID, err)
+	}
+	if err := s.finishRefund(ctx, r, after); err != nil {
+		s.cfg.Logger.WarnContext(ctx, "refund recorded, its money not returned yet; the refund sweep finishes it",
+			"order_id", orderID, "refund_id", r.ID, "amount", r.Amount, "err", err)
+		return r, after, nil
+	}
+	r.Status = RefundSucceeded
+	return r, after, nil
+}
+
+// line returns the index of the order's line id, or -1.
+func (o Order) line(id int64) int {
+	for i, l := range o.Lines {
+		if l.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// validateRefund checks a refund request without looking at any state.
+func validateRefund(orderID, userID int64, lines []RefundLine) error {
+	switch {
+	case orderID <= 0 || userID <= 0:
+		return fmt.Errorf("%w: order and user ids must be positive", ErrInvalid)
+	case len(lines) < 1 || len(lines) > MaxCartLines:
+		return fmt.Errorf("%w: %d lines, want 1..%d", ErrInvalid, len(lines), MaxCartLines)
+	}
+	seen := make(map[int64]bool, len(lines))
+	for _, l := range lines {
+		switch {
+		case l.LineID <= 0:
+			return fmt.Errorf("%w: line ids must be positive", ErrInvalid)
+		case l.Quantity < 1 || l.Quantity > MaxQuantity:
+			return fmt.Errorf("%w: quantity %d outside 1..%d", ErrInvalid, l.Quantity, MaxQuantity)
+		case seen[l.LineID]:
+			return fmt.Errorf("%w: line %d named twice", ErrInvalid, l.LineID)
+		}
+		seen[l.LineID] = true
+	}
+	return nil
+}
+
+// finishRefund does what follows a recorded refund, each step idempotent
+// by the refund id, and marks the refund SUCCEEDED once all are done: the
+// money goes back through the payment's channel; the refund that
+// completes the order gives its coupon back and restores the flash-sale
+// buyer's purchase limit for all of the order's units.
+func (s *Service) finishRefund(ctx context.Context, r Refund, o Order) error {
+	if r.Amount > 0 {
+		if err := s.cfg.Payments.Refund(ctx, r.PaymentID, r.ID, r.Amount); err != nil {
+			return fmt.Errorf("return the money: %w", err)
+		}
+	}
+	if r.Completes {
+		if o.CouponID != 0 && s.cfg.Pricing != nil {
+			if err := s.cfg.Pricing.ReleaseCoupon(ctx, o.ID); err != nil {
+				return fmt.Errorf("give the coupon back: %w", err)
+			}
+		}
+		if o.Kind == KindSeckill && s.cfg.Limits != nil {
+			if err := s.restoreLimit(ctx, r, o); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.cfg.Refunds.RefundSucceeded(ctx, r.ID, s.cfg.Clock.Now()); err != nil {
+		return fmt.Errorf("mark refund %d succeeded: %w", r.ID, err)
+	}
+	return nil
+}
+
+// restoreLimit gives the units of a fully refunded flash-sale order back
+// to its buyer's limit. A definite refusal (no confirmed reservation with
+// the units left) means the books disagree: it is logged for a human and
+// does not hold the refund back, since asking again cannot change it.
+func (s *Service) restoreLimit(ctx context.Context, r Refund, o Order) error {
+	var units int64
+	for _, l := range o.Lines {
+		units += l.Quantity
+	}
+	err := s.cfg.Limits.RestoreLimit(ctx, o.ActivityID, o.ID, r.ID, units)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound):
+		s.cfg.Logger.ErrorContext(ctx, "refunded order's purchase limit cannot be restored",
+			"order_id", o.ID, "activity_id", o.ActivityID, "refund_id", r.ID, "err", err)
+		return nil
+	}
+	return fmt.Errorf("restore the purchase limit: %w", err)
+}
+
+// SweepRefunds finishes refunds left PENDING for longer than the
+// configured RefundRetryAfter (a channel that was down, a crash between
+// recording a refund and returning its money) and reports how many it
+// finished.
+func (s *Service) SweepRefunds(ctx context.Context) (int, error) {
+	pending, err := s.cfg.Refunds.PendingRefunds(ctx, s.cfg.Clock.Now().Add(-s.cfg.RefundRetryAfter), refundSweepBatch)
+	if err != nil {
+		return 0, fmt.Errorf("sweep refunds: %w", err)
+	}
+	finished := 0
+	for _, r := range pending {
+		o, err := s.cfg.Store.Order(ctx, r.OrderID)
+		if err == nil {
+			err = s.finishRefund(ctx, r, o)
+		}
+		if err != nil {
+			s.cfg.Logger.WarnContext(ctx, "pending refund not finished; retried next sweep",
+				"order_id", r.OrderID, "refund_id", r.ID, "err", err)
+			continue
+		}
+		finished++
+	}
+	return finished, nil
+}
+
+// RunRefundSweep sweeps every interval until ctx ends. Failures are
+// logged; the next sweep retries.
+func (s *Service) RunRefundSweep(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if n, err := s.SweepRefunds(ctx); err != nil {
+				s.cfg.Logger.WarnContext(ctx, "refund sweep failed", "err", err)
+			} else if n > 0 {
+				s.cfg.Logger.InfoContext(ctx, "refund sweep finished refunds", "finished", n)
+			}
+		}
+	}
+}
