@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 GO ?= go
 # Every module of the workspace (go.work), for go test/vet.
-MODULES := platform proto services/product services/inventory services/order services/channelsim services/payment services/marketing gateway loadtest deploy/local
+MODULES := platform proto services/product services/inventory services/order services/channelsim services/payment services/marketing gateway loadtest deploy/local deploy/check
 PKGS := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 BIN := $(CURDIR)/.bin
 PROTOC_GEN_GO_VERSION := v1.36.11
@@ -13,7 +13,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 
 export GOTOOLCHAIN := local
 
-.PHONY: demo test up deps proto proto-check lint bench loadtest
+.PHONY: demo test up deps proto proto-check lint bench loadtest static
 
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
@@ -74,3 +74,11 @@ lint:
 ## bench: inventory strategies against the redis-benchmark ceiling
 bench: deps
 	$(GO) run ./loadtest/cmd/bench $(ARGS)
+
+## static: build every command as the Dockerfile does (CGO_ENABLED=0, static), into .bin/static
+static:
+	@mkdir -p $(BIN)/static
+	@for dir in $$(git ls-files --cached --others --exclude-standard '*/cmd/*/main.go' | xargs -n1 dirname | sort -u); do \
+		echo "CGO_ENABLED=0 go build ./$$dir"; \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $(BIN)/static/ ./$$dir || exit 1; \
+	done

@@ -1,9 +1,13 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
+	"time"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/platform/cache"
+	"github.com/flashsale/flashsale/platform/errcode"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
 
@@ -15,7 +19,7 @@ func (g *Gateway) getProduct(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := g.products.Get(r.Context(), id)
+	p, err := g.productOf(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -49,10 +53,32 @@ func (g *Gateway) getActivity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	a, err := g.activity.Get(r.Context(), id)
+	a, err := g.activityOf(r.Context(), id)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, viewActivity(a))
 	return nil
+}
+
+// activityOf reads an activity through the cache, or, with the
+// CatalogCacheOnly switch on, from the cache alone.
+func (g *Gateway) activityOf(ctx context.Context, id int64) (*productv1.Activity, error) {
+	return cachedRead(ctx, g, g.activity, id, "activity")
+}
+
+// productOf reads a product the same way.
+func (g *Gateway) productOf(ctx context.Context, id int64) (*productv1.Product, error) {
+	return cachedRead(ctx, g, g.products, id, "product")
+}
+
+func cachedRead[V any](ctx context.Context, g *Gateway, c *cache.Loader[int64, V], id int64, what string) (V, error) {
+	if !g.cacheOnly.Load() {
+		return c.Get(ctx, id)
+	}
+	if v, ok := c.Cached(id); ok {
+		return v, nil
+	}
+	var zero V
+	return zero, &Error{Code: errcode.Unavailable, Message: what + " details are served from cache only right now, retry later", RetryAfter: time.Second}
 }

@@ -63,7 +63,7 @@ func errorf(c errcode.Code, msg string) *Error { return &Error{Code: c, Message:
 
 // writeError answers err: an *Error as it is, a downstream gRPC status by
 // its errcode, anything else as INTERNAL. Internal and unavailable causes
-// are logged, never sent.
+// from downstream are logged, never sent.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var (
 		code       errcode.Code
@@ -84,7 +84,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if st == 0 {
 		st = StatusOf(code)
 	}
-	if generic, ok := genericMessages[code]; ok {
+	// The gateway's own errors carry no internals (a degrade switch says
+	// why it refused); only downstream causes are replaced and logged.
+	if generic, ok := genericMessages[code]; ok && ge == nil {
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "code", string(code), "err", err)
 		msg = generic
 	}

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,6 +83,10 @@ type Options struct {
 	CallTimeout time.Duration
 	// MaxBodyBytes bounds request bodies (default 64 KiB).
 	MaxBodyBytes int64
+
+	// SeckillClosed and CatalogCacheOnly are the degrade switches'
+	// initial positions (see Settings); Apply changes them at run time.
+	SeckillClosed, CatalogCacheOnly bool
 }
 
 // Defaults of Options.
@@ -114,6 +120,14 @@ type Gateway struct {
 	products *cache.Loader[int64, *productv1.Product]
 	mux      *http.ServeMux
 	handler  http.Handler
+
+	// settingsMu guards settings and the bucket lists; the switches are
+	// atomics, read on every request without the lock.
+	settingsMu    sync.Mutex
+	settings      Settings
+	buckets       map[limitKind][]*bucket
+	seckillClosed atomic.Bool
+	cacheOnly     atomic.Bool
 }
 
 // New returns the gateway for opts.
@@ -137,8 +151,15 @@ func New(opts Options) (*Gateway, error) {
 		accepted: &acceptedKeys{rdb: opts.Redis, ttl: acceptedKeyTTL, log: func(ctx context.Context, msg string, args ...any) {
 			opts.Logger.WarnContext(ctx, msg, args...)
 		}},
-		mux: http.NewServeMux(),
+		mux:     http.NewServeMux(),
+		buckets: map[limitKind][]*bucket{},
+		settings: Settings{
+			SeckillClosed: opts.SeckillClosed, CatalogCacheOnly: opts.CatalogCacheOnly,
+			Route: opts.RouteLimit, Seckill: opts.SeckillRouteLimit, User: opts.SeckillUserLimit,
+		},
 	}
+	g.seckillClosed.Store(opts.SeckillClosed)
+	g.cacheOnly.Store(opts.CatalogCacheOnly)
 	m, err := newMetrics(opts.Registry)
 	if err != nil {
 		return nil, err
@@ -198,7 +219,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.
 
 // routes registers every endpoint of API.md that the gateway serves.
 func (g *Gateway) routes() {
-	api := g.opts.RouteLimit
+	api := routeLimit
 	if g.opts.DevTokens {
 		g.route("POST /api/v1/dev/token", routeSpec{access: public, limit: api}, g.devToken)
 	}
@@ -208,7 +229,7 @@ func (g *Gateway) routes() {
 	g.route("GET /api/v1/activities", routeSpec{access: public, limit: api}, g.listActivities)
 	g.route("GET /api/v1/activities/{activity_id}", routeSpec{access: public, limit: api}, g.getActivity)
 	g.route("POST /api/v1/seckill/orders", routeSpec{
-		access: userOnly, limit: g.opts.SeckillRouteLimit, perUser: g.users,
+		access: userOnly, limit: seckillLimit, perUser: g.users,
 	}, g.placeSeckillOrder)
 	g.route("GET /api/v1/orders/{order_id}", routeSpec{access: userOnly, limit: api}, g.getOrder)
 	g.route("GET /api/v1/orders", routeSpec{access: userOnly, limit: api}, g.listOrders)

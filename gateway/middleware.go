@@ -251,8 +251,8 @@ func (w *muxErrorWriter) Write(b []byte) (int, error) {
 // routeSpec says what a route requires before its handler runs.
 type routeSpec struct {
 	access access
-	// limit is the route's own local token bucket.
-	limit Limit
+	// limit is which limit the route's own local token bucket follows.
+	limit limitKind
 	// perUser, when set, limits each caller across replicas.
 	perUser *userLimiter
 }
@@ -264,7 +264,10 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // route registers h behind the route's middleware, in the order of the
 // hot path: auth, the route's bucket, the caller's limit, the body limit.
 func (g *Gateway) route(pattern string, spec routeSpec, h handlerFunc) {
-	b := newBucket(spec.limit, g.clock)
+	g.settingsMu.Lock()
+	b := newBucket(g.limitOf(spec.limit), g.clock)
+	g.buckets[spec.limit] = append(g.buckets[spec.limit], b)
+	g.settingsMu.Unlock()
 	g.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		infoOf(r.Context()).route = pattern
 		ctx, err := g.admit(r, spec, b)

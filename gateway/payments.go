@@ -12,7 +12,7 @@ import (
 
 // paymentRoutes registers the payment endpoints of API.md.
 func (g *Gateway) paymentRoutes() {
-	api := g.opts.RouteLimit
+	api := routeLimit
 	g.route("POST /api/v1/orders/{order_id}/pay", routeSpec{access: userOnly, limit: api}, g.pay)
 	g.route("GET /api/v1/payments/{payment_id}", routeSpec{access: userOnly, limit: api}, g.getPayment)
 	// Channels carry no token: the payment service checks each

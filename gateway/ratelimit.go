@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -22,26 +23,40 @@ type Limit struct {
 
 // bucket is a local token bucket for one route. Each gateway replica has
 // its own, so it protects this process (and what is behind it) from more
-// than it can take, without a network hop.
+// than it can take, without a network hop. Its limit can change at run
+// time (Consul KV); a nil limiter means no limit.
 type bucket struct {
-	lim   *rate.Limiter
+	lim   atomic.Pointer[rate.Limiter]
 	clock clock.Clock
 }
 
 func newBucket(l Limit, c clock.Clock) *bucket {
+	b := &bucket{clock: c}
+	b.set(l)
+	return b
+}
+
+// set replaces the bucket's limit; a changed limit starts with a full
+// bucket.
+func (b *bucket) set(l Limit) {
 	if l.RPS <= 0 {
-		return nil
+		b.lim.Store(nil)
+		return
 	}
-	return &bucket{lim: rate.NewLimiter(rate.Limit(l.RPS), max(l.Burst, 1)), clock: c}
+	if cur := b.lim.Load(); cur != nil && cur.Limit() == rate.Limit(l.RPS) && cur.Burst() == max(l.Burst, 1) {
+		return
+	}
+	b.lim.Store(rate.NewLimiter(rate.Limit(l.RPS), max(l.Burst, 1)))
 }
 
 // take spends a token, or says how long until one is there.
 func (b *bucket) take() error {
-	if b == nil {
+	lim := b.lim.Load()
+	if lim == nil {
 		return nil
 	}
 	now := b.clock.Now()
-	res := b.lim.ReserveN(now, 1)
+	res := lim.ReserveN(now, 1)
 	if delay := res.DelayFrom(now); delay > 0 {
 		// The request is refused, not delayed: give the token back so
 		// refused requests do not push the bucket further into debt.
@@ -54,21 +69,32 @@ func (b *bucket) take() error {
 // userLimiter limits each user across every gateway replica: the bucket
 // lives in Redis (GCRA in one Lua script), so a user who spreads requests
 // over replicas gets no more than one replica would give.
+// Its limit can change at run time; a nil limit means no limit.
 type userLimiter struct {
 	lim    *redis_rate.Limiter
-	limit  redis_rate.Limit
+	limit  atomic.Pointer[redis_rate.Limit]
 	prefix string
 }
 
 func newUserLimiter(rdb redis.UniversalClient, l Limit, prefix string) *userLimiter {
-	if rdb == nil || l.RPS <= 0 {
+	if rdb == nil {
 		return nil
 	}
-	return &userLimiter{
-		lim:    redis_rate.NewLimiter(rdb),
-		limit:  redis_rate.Limit{Rate: l.RPS, Burst: max(l.Burst, 1), Period: time.Second},
-		prefix: prefix,
+	u := &userLimiter{lim: redis_rate.NewLimiter(rdb), prefix: prefix}
+	u.set(l)
+	return u
+}
+
+// set replaces the per-user limit.
+func (u *userLimiter) set(l Limit) {
+	if u == nil {
+		return
 	}
+	if l.RPS <= 0 {
+		u.limit.Store(nil)
+		return
+	}
+	u.limit.Store(&redis_rate.Limit{Rate: l.RPS, Burst: max(l.Burst, 1), Period: time.Second})
 }
 
 // allow spends one of the user's tokens.
@@ -76,7 +102,11 @@ func (u *userLimiter) allow(ctx context.Context, userID int64) error {
 	if u == nil {
 		return nil
 	}
-	res, err := u.lim.Allow(ctx, u.prefix+formatID(userID), u.limit)
+	limit := u.limit.Load()
+	if limit == nil {
+		return nil
+	}
+	res, err := u.lim.Allow(ctx, u.prefix+formatID(userID), *limit)
 	if err != nil {
 		return fmt.Errorf("user rate limit: %w", err)
 	}

@@ -15,6 +15,10 @@ import (
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 )
 
+// closedRetryAfter is the Retry-After of a closed flash-sale entry: long
+// enough that a crowd does not hammer a switched-off entry.
+const closedRetryAfter = 30 * time.Second
+
 // Bounds of a flash-sale request.
 const (
 	maxIdempotencyKeyLen = 128
@@ -56,10 +60,13 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 		}
 		return refusal
 	}
+	if g.seckillClosed.Load() {
+		return refuse(&Error{Code: errcode.Unavailable, Message: "flash sales are closed for now, retry later", RetryAfter: closedRetryAfter})
+	}
 	if g.soldOut.marked(activityID) {
 		return refuse(errorf(errcode.SoldOut, "sold out"))
 	}
-	act, err := g.activity.Get(ctx, activityID)
+	act, err := g.activityOf(ctx, activityID)
 	if err != nil {
 		return err
 	}

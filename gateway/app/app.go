@@ -1,6 +1,7 @@
 // Package app wires the gateway process: configuration from the
-// environment, gRPC connections to product and order, Redis for the shared
-// per-user limits, and the HTTP server.
+// environment, gRPC connections to product and order (through Consul when
+// configured, each behind a circuit breaker), Redis for the shared per-user
+// limits, the settings watched in Consul KV, and the HTTP server.
 package app
 
 import (
@@ -12,14 +13,17 @@ import (
 	"net"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/redisclient"
-	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/resilience"
 	"github.com/flashsale/flashsale/platform/serve"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
@@ -74,7 +78,24 @@ type Config struct {
 	MaxBodyBytes int64
 	// Grace bounds the graceful shutdown (default 10s).
 	Grace time.Duration
+
+	// SeckillClosed and CatalogCacheOnly are the degrade switches'
+	// positions when Consul holds none (see gateway.Settings).
+	SeckillClosed, CatalogCacheOnly bool
+	// A downstream's circuit breaker opens for BreakerOpenFor once
+	// BreakerFailurePercent of at least BreakerMinRequests calls in a
+	// window failed (zero: the defaults of resilience.BreakerConfig).
+	BreakerMinRequests, BreakerFailurePercent uint32
+	BreakerOpenFor                            time.Duration
+	// Discovery says where Consul is; with it, ProductAddr and OrderAddr
+	// may be consul://product and consul://order, and the settings under
+	// SettingsPrefix in Consul KV override the ones above.
+	Discovery discovery.Config
 }
+
+// SettingsPrefix is where the gateway's settings live in Consul KV (keys
+// gateway.KeySeckillClosed and the others under it).
+const SettingsPrefix = "flashsale/gateway/"
 
 // minSecretLen is the shortest HS256 secret accepted: 256 bits, the size
 // of the hash, as RFC 7518 requires.
@@ -108,6 +129,13 @@ func ConfigFromEnv(env *config.Env) Config {
 		CacheTTL:     env.Duration("FLASHSALE_CACHE_TTL", gateway.DefaultCacheTTL),
 		CallTimeout:  env.Duration("FLASHSALE_CALL_TIMEOUT", gateway.DefaultCallTimeout),
 		MaxBodyBytes: env.Int("FLASHSALE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes),
+
+		SeckillClosed:         env.Bool("FLASHSALE_SECKILL_CLOSED", false),
+		CatalogCacheOnly:      env.Bool("FLASHSALE_CATALOG_CACHE_ONLY", false),
+		BreakerMinRequests:    uint32(env.Int("FLASHSALE_BREAKER_MIN_REQUESTS", resilience.DefaultMinRequests)),
+		BreakerFailurePercent: uint32(env.Int("FLASHSALE_BREAKER_FAILURE_PERCENT", resilience.DefaultFailurePercent)),
+		BreakerOpenFor:        env.Duration("FLASHSALE_BREAKER_OPEN_FOR", resilience.DefaultOpenFor),
+		Discovery:             discovery.ConfigFromEnv(env),
 	}
 	env.Check(cfg.JWTSecret != "" || cfg.DevTokens, "FLASHSALE_JWT_SECRET is required unless FLASHSALE_DEV_TOKENS=true")
 	env.Check(cfg.JWTSecret == "" || len(cfg.JWTSecret) >= minSecretLen, "FLASHSALE_JWT_SECRET must be at least %d bytes", minSecretLen)
@@ -118,6 +146,9 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(cfg.CacheTTL > 0, "FLASHSALE_CACHE_TTL must be positive")
 	env.Check(cfg.CallTimeout > 0, "FLASHSALE_CALL_TIMEOUT must be positive")
 	env.Check(cfg.MaxBodyBytes > 0, "FLASHSALE_MAX_BODY_BYTES must be positive")
+	env.Check(cfg.BreakerMinRequests >= 1 && cfg.BreakerMinRequests <= 100000, "FLASHSALE_BREAKER_MIN_REQUESTS must be 1..100000")
+	env.Check(cfg.BreakerFailurePercent >= 1 && cfg.BreakerFailurePercent <= 100, "FLASHSALE_BREAKER_FAILURE_PERCENT must be 1..100")
+	env.Check(cfg.BreakerOpenFor > 0, "FLASHSALE_BREAKER_OPEN_FOR must be positive")
 	return cfg
 }
 
@@ -136,14 +167,31 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	defer rdb.Close()
-	productConn, err := rpc.Dial(cfg.ProductAddr)
+	consul, err := discovery.Open(cfg.Discovery, log)
 	if err != nil {
-		return fmt.Errorf("gateway: product: %w", err)
+		return fmt.Errorf("gateway: %w", err)
+	}
+	reg := telemetry.NewRegistry()
+	breakers := newBreakerGauge(reg, log)
+	dial := func(name, target string) (*grpc.ClientConn, error) {
+		cc, err := consul.Dial(target, grpc.WithChainUnaryInterceptor(resilience.Breaker(resilience.BreakerConfig{
+			Name: name, MinRequests: cfg.BreakerMinRequests, FailurePercent: cfg.BreakerFailurePercent,
+			OpenFor: cfg.BreakerOpenFor, OnStateChange: breakers.record,
+		})))
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %s: %w", name, err)
+		}
+		breakers.record(name, gobreaker.StateClosed, gobreaker.StateClosed)
+		return cc, nil
+	}
+	productConn, err := dial("product", cfg.ProductAddr)
+	if err != nil {
+		return err
 	}
 	defer productConn.Close()
-	orderConn, err := rpc.Dial(cfg.OrderAddr)
+	orderConn, err := dial("order", cfg.OrderAddr)
 	if err != nil {
-		return fmt.Errorf("gateway: order: %w", err)
+		return err
 	}
 	defer orderConn.Close()
 	ready := map[string]telemetry.Check{
@@ -153,9 +201,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var payment paymentv1.PaymentServiceClient
 	if cfg.PaymentAddr != "" {
-		paymentConn, err := rpc.Dial(cfg.PaymentAddr)
+		paymentConn, err := dial("payment", cfg.PaymentAddr)
 		if err != nil {
-			return fmt.Errorf("gateway: payment: %w", err)
+			return err
 		}
 		defer paymentConn.Close()
 		payment = paymentv1.NewPaymentServiceClient(paymentConn)
@@ -163,9 +211,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var marketing marketingv1.MarketingServiceClient
 	if cfg.MarketingAddr != "" {
-		marketingConn, err := rpc.Dial(cfg.MarketingAddr)
+		marketingConn, err := dial("marketing", cfg.MarketingAddr)
 		if err != nil {
-			return fmt.Errorf("gateway: marketing: %w", err)
+			return err
 		}
 		defer marketingConn.Close()
 		marketing = marketingv1.NewMarketingServiceClient(marketingConn)
@@ -180,7 +228,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Redis:             rdb,
 		Logger:            log,
 		Clock:             cfg.Clock,
-		Registry:          telemetry.NewRegistry(),
+		Registry:          reg,
 		Ready:             ready,
 		JWTSecret:         secret,
 		DevTokens:         cfg.DevTokens,
@@ -191,6 +239,8 @@ func Run(ctx context.Context, cfg Config) error {
 		CacheTTL:          cfg.CacheTTL,
 		CallTimeout:       cfg.CallTimeout,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
+		SeckillClosed:     cfg.SeckillClosed,
+		CatalogCacheOnly:  cfg.CatalogCacheOnly,
 	})
 	if err != nil {
 		return err
@@ -203,8 +253,22 @@ func Run(ctx context.Context, cfg Config) error {
 	if grace <= 0 {
 		grace = 10 * time.Second
 	}
-	log.Info("gateway serving", "addr", lis.Addr().String(), "dev_tokens", cfg.DevTokens)
-	return telemetry.ServeHTTP(ctx, log, lis, gw, grace)
+	log.Info("gateway serving", "addr", lis.Addr().String(), "dev_tokens", cfg.DevTokens, "consul", consul != nil)
+	fallback := gw.Settings()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return telemetry.ServeHTTP(ctx, log, lis, gw, grace) })
+	g.Go(func() error {
+		return consul.WatchPrefix(ctx, SettingsPrefix, func(kv map[string]string) {
+			s, err := gateway.ParseSettings(kv, fallback)
+			if err != nil {
+				log.Error("gateway settings in consul: keeping the fallback for bad keys", "err", err)
+			}
+			gw.Apply(s)
+			log.Info("gateway settings applied", "seckill_closed", s.SeckillClosed, "catalog_cache_only", s.CatalogCacheOnly,
+				"route", s.Route, "seckill", s.Seckill, "user", s.User)
+		})
+	})
+	return g.Wait()
 }
 
 // jwtSecret is the configured secret, or in dev mode without one a random

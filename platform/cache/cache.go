@@ -63,6 +63,16 @@ func (l *Loader[K, V]) Get(ctx context.Context, k K) (V, error) {
 	return v.(V), nil
 }
 
+// Cached returns the last value loaded for k, however old, without
+// loading: a degraded reader serves what it has rather than call a
+// struggling source.
+func (l *Loader[K, V]) Cached(k K) (V, bool) {
+	l.mu.RLock()
+	e, ok := l.entries[k]
+	l.mu.RUnlock()
+	return e.val, ok
+}
+
 // Invalidate drops k, so the next Get loads it again.
 func (l *Loader[K, V]) Invalidate(k K) {
 	l.mu.Lock()

@@ -67,3 +67,26 @@ func TestExpiryAndErrors(t *testing.T) {
 		t.Fatalf("invalidated value served: got %d", v)
 	}
 }
+
+func TestCachedServesStaleValuesWithoutLoading(t *testing.T) {
+	clk := clock.NewManual(time.Unix(0, 0))
+	var loads atomic.Int64
+	c := cache.New(time.Second, clk, func(_ context.Context, k int) (int, error) {
+		loads.Add(1)
+		return k * 2, nil
+	})
+	if _, ok := c.Cached(1); ok {
+		t.Fatal("Cached of a key never loaded reported a value")
+	}
+	if _, err := c.Get(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	v, ok := c.Cached(1)
+	if !ok || v != 2 {
+		t.Errorf("Cached(1) an hour after its load = %d, %v; want 2, true", v, ok)
+	}
+	if got := loads.Load(); got != 1 {
+		t.Errorf("loads = %d, want 1", got)
+	}
+}

@@ -21,9 +21,13 @@ type Env struct {
 // FromEnv reads the process environment.
 func FromEnv() *Env { return &Env{lookup: os.LookupEnv} }
 
+// FromFunc reads variables through lookup (os.LookupEnv's signature);
+// tests use it to see which variables a configuration reads.
+func FromFunc(lookup func(string) (string, bool)) *Env { return &Env{lookup: lookup} }
+
 // FromMap reads a fixed set of variables (for tests).
 func FromMap(m map[string]string) *Env {
-	return &Env{lookup: func(k string) (string, bool) { v, ok := m[k]; return v, ok }}
+	return FromFunc(func(k string) (string, bool) { v, ok := m[k]; return v, ok })
 }
 
 func (e *Env) raw(name string) (string, bool) {

@@ -49,3 +49,20 @@ func TestEveryBadValueIsNamed(t *testing.T) {
 		}
 	}
 }
+
+func TestFromFuncSeesEveryRead(t *testing.T) {
+	var read []string
+	env := config.FromFunc(func(name string) (string, bool) {
+		read = append(read, name)
+		return "7", name == "SET"
+	})
+	if got := env.Int("SET", 1); got != 7 {
+		t.Errorf("Int(SET) = %d, want 7", got)
+	}
+	if got := env.Int("UNSET", 1); got != 1 {
+		t.Errorf("Int(UNSET) = %d, want the default 1", got)
+	}
+	if got, want := strings.Join(read, ","), "SET,UNSET"; got != want {
+		t.Errorf("read = %q, want %q", got, want)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 
 	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
@@ -36,6 +37,9 @@ type Config struct {
 	// RedisPoolSize is the number of Redis connections (0: go-redis's
 	// default of ten per CPU).
 	RedisPoolSize int
+	// Discovery says where Consul is (FLASHSALE_CONSUL_ADDR); empty
+	// means static addresses and no registration.
+	Discovery discovery.Config
 }
 
 // ConfigFromEnv reads the FLASHSALE_* variables, with defaults, and
@@ -46,6 +50,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		AdminAddr:     env.String("FLASHSALE_ADMIN_ADDR", ":9202"),
 		RedisAddr:     env.String("FLASHSALE_REDIS_ADDR", "127.0.0.1:6379"),
 		RedisPoolSize: int(env.Int("FLASHSALE_REDIS_POOL_SIZE", 0)),
+		Discovery:     discovery.ConfigFromEnv(env),
 	}
 	env.Check(cfg.RedisPoolSize >= 0, "FLASHSALE_REDIS_POOL_SIZE=%d: must not be negative", cfg.RedisPoolSize)
 	_, _, err := net.SplitHostPort(cfg.RedisAddr)
@@ -58,6 +63,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	consul, err := discovery.Open(cfg.Discovery, log)
+	if err != nil {
+		return fmt.Errorf("inventory: %w", err)
 	}
 	rdb, err := redisclient.Dial(ctx, cfg.RedisAddr, cfg.RedisPoolSize)
 	if err != nil {
@@ -76,7 +85,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	reg := telemetry.NewRegistry()
 	srv := rpc.NewServer(log, reg, invgrpc.Errors)
-	inventoryv1.RegisterInventoryServiceServer(srv, invgrpc.NewServer(inventory.NewService(invredis.NewStore(rdb))))
+	store := invredis.NewStore(rdb)
+	inventoryv1.RegisterInventoryServiceServer(srv, invgrpc.NewServer(inventory.NewService(store)))
+	reg.MustRegister(newStockCollector(rdb, store))
 	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
 		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 	})
@@ -88,5 +99,6 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		GRPCListener:  grpcLis,
 		Admin:         admin,
 		AdminListener: adminLis,
+		Workers:       []func(context.Context) error{consul.Announce("inventory", grpcLis)},
 	}.Run(ctx)
 }

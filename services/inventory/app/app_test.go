@@ -14,6 +14,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/errcode"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/rpc"
@@ -239,6 +240,9 @@ func TestRunFailsWithoutRedis(t *testing.T) {
 	}
 }
 
+// noConsul is the discovery configuration without FLASHSALE_CONSUL_ADDR.
+var noConsul = discovery.Config{CheckInterval: discovery.DefaultCheckInterval}
+
 func TestConfigFromEnv(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -249,7 +253,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{
 			name: "defaults",
 			env:  map[string]string{},
-			want: app.Config{GRPCAddr: ":9102", AdminAddr: ":9202", RedisAddr: "127.0.0.1:6379"},
+			want: app.Config{GRPCAddr: ":9102", AdminAddr: ":9202", RedisAddr: "127.0.0.1:6379", Discovery: noConsul},
 		},
 		{
 			name: "set",
@@ -257,7 +261,7 @@ func TestConfigFromEnv(t *testing.T) {
 				"FLASHSALE_GRPC_ADDR": "127.0.0.1:1", "FLASHSALE_ADMIN_ADDR": "127.0.0.1:2",
 				"FLASHSALE_REDIS_ADDR": "redis:6380", "FLASHSALE_REDIS_POOL_SIZE": "128",
 			},
-			want: app.Config{GRPCAddr: "127.0.0.1:1", AdminAddr: "127.0.0.1:2", RedisAddr: "redis:6380", RedisPoolSize: 128},
+			want: app.Config{GRPCAddr: "127.0.0.1:1", AdminAddr: "127.0.0.1:2", RedisAddr: "redis:6380", RedisPoolSize: 128, Discovery: noConsul},
 		},
 		{name: "negative pool", env: map[string]string{"FLASHSALE_REDIS_POOL_SIZE": "-1"}, wantErr: true},
 		{name: "pool not a number", env: map[string]string{"FLASHSALE_REDIS_POOL_SIZE": "many"}, wantErr: true},

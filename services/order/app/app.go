@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/ids"
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
@@ -95,6 +96,9 @@ type Config struct {
 	// service places and serves orders with (tests use it to see a replay
 	// waiting for the first request's order); nil in production.
 	WrapPending func(order.Pending) order.Pending
+	// Discovery says where Consul is (FLASHSALE_CONSUL_ADDR); empty
+	// means static addresses and no registration.
+	Discovery discovery.Config
 }
 
 // Defaults of the settings.
@@ -147,6 +151,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		ExpiryBatch:       int(env.Int("FLASHSALE_EXPIRY_BATCH", order.DefaultExpiryBatch)),
 		ExpiryLease:       env.Duration("FLASHSALE_EXPIRY_LEASE", order.DefaultExpiryLease),
 		ExpiryWorkers:     int(env.Int("FLASHSALE_EXPIRY_WORKERS", DefaultExpiryWorkers)),
+		Discovery:         discovery.ConfigFromEnv(env),
 	}
 	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
 	_, _, err := net.SplitHostPort(cfg.RedisAddr)
@@ -239,13 +244,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := pkafka.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ); err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
+	consul, err := discovery.Open(cfg.Discovery, log)
+	if err != nil {
+		return fmt.Errorf("order: %w", err)
+	}
 	timeout := ordergrpc.CallTimeout(cfg.RPCTimeout)
-	invConn, err := rpc.Dial(cfg.InventoryAddr, timeout)
+	invConn, err := consul.Dial(cfg.InventoryAddr, timeout)
 	if err != nil {
 		return fmt.Errorf("order: inventory: %w", err)
 	}
 	defer invConn.Close()
-	prodConn, err := rpc.Dial(cfg.ProductAddr, timeout)
+	prodConn, err := consul.Dial(cfg.ProductAddr, timeout)
 	if err != nil {
 		return fmt.Errorf("order: product: %w", err)
 	}
@@ -322,6 +331,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	reg := telemetry.NewRegistry()
+	reg.MustRegister(newLagCollector(cfg.KafkaBrokers, orderkafka.GroupWriter, orderkafka.TopicPlaced))
 	srv := rpc.NewServer(log, reg, ordergrpc.Errors)
 	orderv1.RegisterOrderServiceServer(srv, ordergrpc.NewServer(svc))
 	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
@@ -346,6 +356,6 @@ func Run(ctx context.Context, cfg Config) error {
 		GRPCListener:  grpcLis,
 		Admin:         admin,
 		AdminListener: adminLis,
-		Workers:       workers,
+		Workers:       append(workers, consul.Announce("order", grpcLis)),
 	}.Run(ctx)
 }

@@ -208,6 +208,7 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		orders []order.Order
 		dead   []kafkago.Message
 		links  []trace.Link
+		traced []context.Context                             // each message's trace context
 		source = make(map[int64]kafkago.Message, len(batch)) // by order id
 	)
 	for i := range batch {
@@ -222,8 +223,9 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 			dead = append(dead, c.deadLetter(*m, err))
 			continue
 		}
-		if sc := trace.SpanContextFromContext(pkafka.ExtractTrace(ctx, m)); sc.IsValid() {
-			links = append(links, trace.Link{SpanContext: sc})
+		if mctx := pkafka.ExtractTrace(ctx, m); trace.SpanContextFromContext(mctx).IsValid() {
+			links = append(links, trace.Link{SpanContext: trace.SpanContextFromContext(mctx)})
+			traced = append(traced, mctx)
 		}
 		if _, seen := source[p.OrderID]; seen {
 			continue
@@ -237,6 +239,14 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.Int("messages", len(batch)), attribute.Int("poison", len(dead))))
 	defer span.End()
+	// Each message also gets a span in its own request's trace, so one
+	// trace follows an order from the gateway through Kafka into the
+	// batch that stored it; it links to the batch span and ends with it.
+	for _, mctx := range traced {
+		_, ms := c.tracer.Start(mctx, c.cfg.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithLinks(trace.LinkFromContext(sctx)))
+		defer ms.End()
+	}
 
 	// Marking first means an order is stored only once its reservation
 	// can no longer be released as unpublished; a redelivered batch is

@@ -453,3 +453,35 @@ func TestConsumerRetriesFailuresBeforeCommitting(t *testing.T) {
 		})
 	}
 }
+
+// A stop in the middle of a batch finishes it: the batch in hand is
+// stored and committed, Run returns nil, and the rest waits for the next
+// consumer.
+func TestConsumerStopFinishesTheBatchInHand(t *testing.T) {
+	w := MustWorld(t)
+	const n = 60
+	var msgs []kafkago.Message
+	for i := range n {
+		msgs = append(msgs, message(t, w.placed(t, int64(i%5+1))))
+	}
+	MustProduce(t, w.topic, msgs...)
+	var stored atomic.Int64
+	inBatch := make(chan struct{})
+	var once sync.Once
+	stop := start(t, w.consumer(w.store, func(ctx context.Context, n int) error {
+		once.Do(func() {
+			stored.Store(int64(n))
+			close(inBatch)
+			<-ctx.Done() // the stop arrives while the batch is in hand
+		})
+		return nil
+	}))
+	<-inBatch
+	if err := stop(); err != nil {
+		t.Fatalf("Run after a stop = %v, want nil", err)
+	}
+	lag, err := pkafka.Lag(context.Background(), stack.KafkaBrokers, w.group, w.topic)
+	if got, want := lag, n-stored.Load(); err != nil || got != want {
+		t.Fatalf("lag after the stop = %d (%v), want %d: the batch in hand (%d) committed, nothing more", got, err, want, stored.Load())
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/ids"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/rpc"
@@ -48,6 +49,9 @@ type Config struct {
 	// ActivityTTL, StockTTL and CatalogTTL are the in-process cache
 	// lifetimes (see product.Config).
 	ActivityTTL, StockTTL, CatalogTTL time.Duration
+	// Discovery says where Consul is (FLASHSALE_CONSUL_ADDR); empty
+	// means static addresses and no registration.
+	Discovery discovery.Config
 }
 
 // Defaults of the settings.
@@ -78,6 +82,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		ActivityTTL:      env.Duration("FLASHSALE_ACTIVITY_CACHE_TTL", DefaultActivityTTL),
 		StockTTL:         env.Duration("FLASHSALE_STOCK_CACHE_TTL", DefaultStockTTL),
 		CatalogTTL:       env.Duration("FLASHSALE_CATALOG_CACHE_TTL", DefaultCatalogTTL),
+		Discovery:        discovery.ConfigFromEnv(env),
 	}
 	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
 	env.Check(cfg.InventoryTimeout > 0, "FLASHSALE_INVENTORY_TIMEOUT=%s: must be positive", cfg.InventoryTimeout)
@@ -132,7 +137,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
 		return fmt.Errorf("product: %w", err)
 	}
-	invConn, err := rpc.Dial(cfg.InventoryAddr)
+	consul, err := discovery.Open(cfg.Discovery, log)
+	if err != nil {
+		return fmt.Errorf("product: %w", err)
+	}
+	invConn, err := consul.Dial(cfg.InventoryAddr)
 	if err != nil {
 		return fmt.Errorf("product: inventory: %w", err)
 	}
@@ -182,5 +191,6 @@ func Run(ctx context.Context, cfg Config) error {
 		GRPCListener:  grpcLis,
 		Admin:         admin,
 		AdminListener: adminLis,
+		Workers:       []func(context.Context) error{consul.Announce("product", grpcLis)},
 	}.Run(ctx)
 }

@@ -1,0 +1,377 @@
+package check
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+type composeFile struct {
+	Services map[string]composeService `yaml:"services"`
+	Volumes  map[string]any            `yaml:"volumes"`
+}
+
+type composeService struct {
+	Image string `yaml:"image"`
+	Build *struct {
+		Context string            `yaml:"context"`
+		Args    map[string]string `yaml:"args"`
+	} `yaml:"build"`
+	Environment map[string]string `yaml:"environment"`
+	Ports       []string          `yaml:"ports"`
+	Volumes     []string          `yaml:"volumes"`
+	DependsOn   map[string]struct {
+		Condition string `yaml:"condition"`
+	} `yaml:"depends_on"`
+	Healthcheck *struct {
+		Test    []string `yaml:"test"`
+		Disable bool     `yaml:"disable"`
+	} `yaml:"healthcheck"`
+	Profiles []string `yaml:"profiles"`
+}
+
+// infraPorts are the ports the infrastructure images listen on inside
+// the compose network (their defaults, or the compose file's settings).
+var infraPorts = map[string][]int{
+	"postgres":       {5432},
+	"redis":          {6379},
+	"kafka":          {9092},
+	"consul":         {8500},
+	"otel-collector": {4317, 4318, 8888, 13133},
+	"jaeger":         {4317, 16686},
+	"prometheus":     {9090},
+	"grafana":        {3000},
+}
+
+// MustCompose parses docker-compose.yml with ${VAR:-default} resolved.
+func MustCompose(tb testing.TB) (string, composeFile) {
+	tb.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var f composeFile
+	if err := yaml.Unmarshal([]byte(Interpolate(string(raw))), &f); err != nil {
+		tb.Fatalf("docker-compose.yml: %v", err)
+	}
+	if len(f.Services) == 0 {
+		tb.Fatal("docker-compose.yml has no services")
+	}
+	return root, f
+}
+
+// job reports whether s runs to completion on demand (it sits behind a
+// profile, as the load replay does) rather than as a service.
+func (s composeService) job() bool { return len(s.Profiles) > 0 }
+
+// command is the package directory a built service runs.
+func (s composeService) command() string {
+	if s.Build == nil {
+		return ""
+	}
+	return s.Build.Args["CMD"]
+}
+
+func TestComposeImagesArePinnedOrBuilt(t *testing.T) {
+	_, f := MustCompose(t)
+	for name, s := range f.Services {
+		switch {
+		case s.Image != "" && s.Build != nil:
+			t.Errorf("%s: both image and build", name)
+		case s.Image != "":
+			if !Pinned(s.Image) {
+				t.Errorf("%s: image %q is not pinned to a version", name, s.Image)
+			}
+		case s.Build == nil:
+			t.Errorf("%s: neither image nor build", name)
+		case s.Build.Context != ".":
+			t.Errorf("%s: build context %q, want the repository root (the one Dockerfile)", name, s.Build.Context)
+		case s.command() == "":
+			t.Errorf("%s: build without a CMD argument", name)
+		}
+	}
+}
+
+// Every built service and job runs a command of the repository.
+func TestComposeCommandsExist(t *testing.T) {
+	root, f := MustCompose(t)
+	for name, s := range f.Services {
+		if cmd := s.command(); cmd != "" && !IsCommand(root, cmd) {
+			t.Errorf("%s: %s is not a main package", name, cmd)
+		}
+	}
+}
+
+func TestComposeHealthchecksAndDependencies(t *testing.T) {
+	_, f := MustCompose(t)
+	healthy := func(name string) bool {
+		s, ok := f.Services[name]
+		return ok && s.Healthcheck != nil && !s.Healthcheck.Disable && len(s.Healthcheck.Test) > 1
+	}
+	for name, s := range f.Services {
+		if !healthy(name) && !s.job() {
+			t.Errorf("%s: no healthcheck", name)
+		}
+		for dep, d := range s.DependsOn {
+			if _, ok := f.Services[dep]; !ok {
+				t.Errorf("%s depends on %s, which is not a service", name, dep)
+			}
+			switch d.Condition {
+			case "service_healthy":
+				if !healthy(dep) {
+					t.Errorf("%s waits for %s to be healthy, which has no healthcheck", name, dep)
+				}
+			case "service_started", "service_completed_successfully":
+			default:
+				t.Errorf("%s depends on %s without a condition (%q)", name, dep, d.Condition)
+			}
+		}
+	}
+}
+
+func TestComposeVolumesAreNamed(t *testing.T) {
+	_, f := MustCompose(t)
+	for name, s := range f.Services {
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, "./") {
+				continue // a configuration file of the repository
+			}
+			if _, ok := f.Volumes[src]; !ok {
+				t.Errorf("%s mounts %q, which is not a named volume", name, src)
+			}
+		}
+	}
+}
+
+// goService is a compose service running one of Binaries.
+type goService struct {
+	name string
+	s    composeService
+	bin  Binary
+}
+
+func goServices(t *testing.T, f composeFile) []goService {
+	t.Helper()
+	var out []goService
+	for name, s := range f.Services {
+		if s.job() || s.command() == "" {
+			continue
+		}
+		bin, ok := Binaries[s.command()]
+		if !ok {
+			t.Errorf("%s runs %s, which check.Binaries does not list", name, s.command())
+			continue
+		}
+		if bin.Service != name {
+			t.Errorf("compose service %s runs %s's binary; the names must agree (Consul, Prometheus and the docs use them)", name, bin.Service)
+		}
+		out = append(out, goService{name, s, bin})
+	}
+	slices.SortFunc(out, func(a, b goService) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
+// listenPorts are the ports a Go service listens on, from its settings.
+func listenPorts(t *testing.T, g goService) map[string]int {
+	t.Helper()
+	ports := map[string]int{}
+	for _, v := range []string{"FLASHSALE_GRPC_ADDR", "FLASHSALE_ADMIN_ADDR", g.bin.HTTPVar} {
+		if a, ok := g.s.Environment[v]; ok {
+			p, err := Port(a)
+			if err != nil {
+				t.Errorf("%s: %s=%q: %v", g.name, v, a, err)
+				continue
+			}
+			ports[v] = p
+		}
+	}
+	return ports
+}
+
+// Each Go service's environment is exactly what its ConfigFromEnv reads
+// and accepts, it listens where its healthcheck probes, and every address
+// it dials is a service of the file listening on that port (or, for
+// consul://, a service that registers in Consul).
+func TestComposeServicesMatchTheirConfiguration(t *testing.T) {
+	_, f := MustCompose(t)
+	services := goServices(t, f)
+	if len(services) < len(Binaries) {
+		t.Errorf("compose runs %d of the %d services", len(services), len(Binaries))
+	}
+	listening := map[string][]int{}
+	for h, ps := range infraPorts {
+		listening[h] = ps
+	}
+	registers := map[string]bool{}
+	for _, g := range services {
+		for _, p := range listenPorts(t, g) {
+			listening[g.name] = append(listening[g.name], p)
+		}
+		registers[g.name] = g.bin.ServesGRPC && g.s.Environment["FLASHSALE_CONSUL_ADDR"] != ""
+	}
+	for _, g := range services {
+		t.Run(g.name, func(t *testing.T) {
+			for _, p := range g.bin.CheckEnv(g.s.Environment) {
+				t.Error(p)
+			}
+			ports := listenPorts(t, g)
+			if g.bin.ServesGRPC {
+				if _, ok := ports["FLASHSALE_GRPC_ADDR"]; !ok {
+					t.Error("FLASHSALE_GRPC_ADDR is not set: the service would listen on its default, unknown to the file")
+				}
+				if _, ok := ports["FLASHSALE_ADMIN_ADDR"]; !ok {
+					t.Error("FLASHSALE_ADMIN_ADDR is not set")
+				}
+			}
+			probe, ok := ports[g.bin.ProbeVar()]
+			if !ok {
+				t.Errorf("%s is not set: the service would listen on its default, unknown to the file", g.bin.ProbeVar())
+			}
+			if hc := g.s.Healthcheck; hc != nil && len(hc.Test) == 3 {
+				u, err := url.Parse(hc.Test[2])
+				if err != nil || hc.Test[1] != "/healthcheck" || u.Port() != fmt.Sprint(probe) || u.Path != g.bin.Probe {
+					t.Errorf("healthcheck %v, want /healthcheck on http://127.0.0.1:%d%s", hc.Test, probe, g.bin.Probe)
+				}
+			} else {
+				t.Errorf("healthcheck %v, want [CMD /healthcheck URL]", g.s.Healthcheck)
+			}
+			for name, value := range g.s.Environment {
+				eps, err := Endpoints(name, value)
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				for _, ep := range eps {
+					switch {
+					case ep.Consul && !registers[ep.Host]:
+						t.Errorf("%s=%s: no service %s registers in Consul", name, value, ep.Host)
+					case ep.Consul:
+						if _, ok := g.s.DependsOn[ep.Host]; !ok {
+							t.Errorf("%s=%s: depends_on lacks %s", name, value, ep.Host)
+						}
+					case !slices.Contains(listening[ep.Host], ep.Port):
+						t.Errorf("%s=%s: nothing in the file listens on %s:%d", name, value, ep.Host, ep.Port)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Prometheus scrapes every Go service's metrics port (the gateway serves
+// /metrics on its API port), and nothing that is not there.
+func TestPrometheusScrapesEveryService(t *testing.T) {
+	root, f := MustCompose(t)
+	raw, err := os.ReadFile(filepath.Join(root, "deploy", "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prom struct {
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(raw, &prom); err != nil {
+		t.Fatal(err)
+	}
+	var targets []string
+	for _, sc := range prom.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			targets = append(targets, st.Targets...)
+		}
+	}
+	for _, g := range goServices(t, f) {
+		if !g.bin.Metrics {
+			continue
+		}
+		metrics := listenPorts(t, g)[g.bin.ProbeVar()]
+		if want := fmt.Sprintf("%s:%d", g.name, metrics); !slices.Contains(targets, want) {
+			t.Errorf("prometheus does not scrape %s", want)
+		}
+	}
+	for _, target := range targets {
+		host, _, _ := strings.Cut(target, ":")
+		if _, ok := f.Services[host]; !ok {
+			t.Errorf("prometheus scrapes %s, which is not a compose service", target)
+		}
+	}
+}
+
+// Grafana's dashboard reads the provisioned datasource and charts what
+// issue 6 lists.
+func TestGrafanaDashboardIsProvisioned(t *testing.T) {
+	root, _ := MustCompose(t)
+	raw, err := os.ReadFile(filepath.Join(root, "deploy", "grafana", "provisioning", "datasources", "prometheus.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds struct {
+		Datasources []struct {
+			UID  string `yaml:"uid"`
+			Type string `yaml:"type"`
+			URL  string `yaml:"url"`
+		} `yaml:"datasources"`
+	}
+	if err := yaml.Unmarshal(raw, &ds); err != nil {
+		t.Fatal(err)
+	}
+	uids := map[string]bool{}
+	for _, d := range ds.Datasources {
+		uids[d.UID] = true
+	}
+	raw, err = os.ReadFile(filepath.Join(root, "deploy", "grafana", "dashboards", "flashsale.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title      string `json:"title"`
+			Datasource struct {
+				UID string `json:"uid"`
+			} `json:"datasource"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	var exprs []string
+	for _, p := range dash.Panels {
+		if !uids[p.Datasource.UID] {
+			t.Errorf("panel %q reads datasource %q, which is not provisioned", p.Title, p.Datasource.UID)
+		}
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
+		}
+	}
+	all := strings.Join(exprs, "\n")
+	for _, metric := range []string{
+		"gateway_http_requests_total", "gateway_http_request_duration_seconds_bucket", "order_consumer_lag_messages",
+		"inventory_stock_remaining", "payment_payments_total", "gateway_circuit_breaker_state",
+	} {
+		if !regexp.MustCompile(`\b` + metric + `\b`).MatchString(all) {
+			t.Errorf("no panel charts %s", metric)
+		}
+	}
+}

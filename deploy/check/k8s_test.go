@@ -1,0 +1,389 @@
+package check
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// k8sObject is the part of a manifest the checks read.
+type k8sObject struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	Metadata   struct {
+		Name      string            `yaml:"name"`
+		Namespace string            `yaml:"namespace"`
+		Labels    map[string]string `yaml:"labels"`
+	} `yaml:"metadata"`
+	Data       map[string]string `yaml:"data"`
+	StringData map[string]string `yaml:"stringData"`
+	Spec       struct {
+		// Workloads.
+		Replicas *int `yaml:"replicas"`
+		Selector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"selector"`
+		Template struct {
+			Metadata struct {
+				Labels map[string]string `yaml:"labels"`
+			} `yaml:"metadata"`
+			Spec struct {
+				Containers []k8sContainer `yaml:"containers"`
+			} `yaml:"spec"`
+		} `yaml:"template"`
+		// Services.
+		ClusterIP string           `yaml:"clusterIP"`
+		Ports     []k8sServicePort `yaml:"ports"`
+		// HorizontalPodAutoscalers.
+		ScaleTargetRef struct {
+			Kind string `yaml:"kind"`
+			Name string `yaml:"name"`
+		} `yaml:"scaleTargetRef"`
+		MinReplicas int `yaml:"minReplicas"`
+		MaxReplicas int `yaml:"maxReplicas"`
+	} `yaml:"spec"`
+	// Service selectors are a plain map, which the workloads' selector
+	// field cannot hold; they are decoded separately.
+	serviceSelector map[string]string
+}
+
+type k8sServicePort struct {
+	Name       string `yaml:"name"`
+	Port       int    `yaml:"port"`
+	TargetPort string `yaml:"targetPort"`
+}
+
+type k8sContainer struct {
+	Name  string `yaml:"name"`
+	Image string `yaml:"image"`
+	Ports []struct {
+		Name          string `yaml:"name"`
+		ContainerPort int    `yaml:"containerPort"`
+	} `yaml:"ports"`
+	EnvFrom []struct {
+		ConfigMapRef struct {
+			Name string `yaml:"name"`
+		} `yaml:"configMapRef"`
+	} `yaml:"envFrom"`
+	Env []struct {
+		Name      string `yaml:"name"`
+		Value     string `yaml:"value"`
+		ValueFrom *struct {
+			SecretKeyRef *struct {
+				Name string `yaml:"name"`
+				Key  string `yaml:"key"`
+			} `yaml:"secretKeyRef"`
+			FieldRef *struct {
+				FieldPath string `yaml:"fieldPath"`
+			} `yaml:"fieldRef"`
+		} `yaml:"valueFrom"`
+	} `yaml:"env"`
+	Resources struct {
+		Requests map[string]string `yaml:"requests"`
+		Limits   map[string]string `yaml:"limits"`
+	} `yaml:"resources"`
+	ReadinessProbe *k8sProbe `yaml:"readinessProbe"`
+	LivenessProbe  *k8sProbe `yaml:"livenessProbe"`
+}
+
+type k8sProbe struct {
+	HTTPGet *struct {
+		Path string `yaml:"path"`
+		Port string `yaml:"port"`
+	} `yaml:"httpGet"`
+}
+
+// MustManifests parses every document of deploy/k8s/*.yaml.
+func MustManifests(tb testing.TB) []k8sObject {
+	tb.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(root, "deploy", "k8s", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("no manifests in deploy/k8s (%v)", err)
+	}
+	var out []k8sObject
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		for {
+			var node yaml.Node
+			if err := dec.Decode(&node); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				tb.Fatalf("%s: %v", f, err)
+			}
+			var o k8sObject
+			if err := node.Decode(&o); err != nil {
+				tb.Fatalf("%s: %v", f, err)
+			}
+			if o.Kind == "Service" {
+				var svc struct {
+					Spec struct {
+						Selector map[string]string `yaml:"selector"`
+					} `yaml:"spec"`
+				}
+				if err := node.Decode(&svc); err != nil {
+					tb.Fatalf("%s: %v", f, err)
+				}
+				o.serviceSelector = svc.Spec.Selector
+			}
+			if o.Kind == "" || o.Metadata.Name == "" {
+				tb.Fatalf("%s: a document without kind or name", f)
+			}
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func byKind(objs []k8sObject, kinds ...string) []k8sObject {
+	var out []k8sObject
+	for _, o := range objs {
+		if slices.Contains(kinds, o.Kind) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func find(objs []k8sObject, kind, name string) (k8sObject, bool) {
+	for _, o := range objs {
+		if o.Kind == kind && o.Metadata.Name == name {
+			return o, true
+		}
+	}
+	return k8sObject{}, false
+}
+
+// Every workload runs a pinned image with requests and limits, readiness
+// on /readyz and liveness on /healthz at a port it declares, and labels
+// its pods as its selector expects.
+func TestK8sWorkloads(t *testing.T) {
+	objs := MustManifests(t)
+	workloads := byKind(objs, "Deployment", "StatefulSet")
+	var names []string
+	for _, w := range workloads {
+		names = append(names, w.Metadata.Name)
+		t.Run(w.Metadata.Name, func(t *testing.T) {
+			if w.Metadata.Namespace != "flashsale" {
+				t.Errorf("namespace %q, want flashsale", w.Metadata.Namespace)
+			}
+			for k, v := range w.Spec.Selector.MatchLabels {
+				if w.Spec.Template.Metadata.Labels[k] != v {
+					t.Errorf("selector %s=%s does not match the pod labels %v", k, v, w.Spec.Template.Metadata.Labels)
+				}
+			}
+			if len(w.Spec.Template.Spec.Containers) != 1 {
+				t.Fatalf("%d containers, want 1", len(w.Spec.Template.Spec.Containers))
+			}
+			c := w.Spec.Template.Spec.Containers[0]
+			if !Pinned(c.Image) {
+				t.Errorf("image %q is not pinned", c.Image)
+			}
+			for _, r := range []string{"cpu", "memory"} {
+				if c.Resources.Requests[r] == "" || c.Resources.Limits[r] == "" {
+					t.Errorf("no %s request and limit", r)
+				}
+			}
+			var ports []string
+			for _, p := range c.Ports {
+				ports = append(ports, p.Name)
+			}
+			ready, live := "/readyz", "/healthz"
+			if b, ok := binaryOf(c.Name); ok && b.Probe != "/readyz" {
+				ready, live = b.Probe, b.Probe // a service without health endpoints
+			}
+			for _, pr := range []struct {
+				name, path string
+				probe      *k8sProbe
+			}{{"readiness", ready, c.ReadinessProbe}, {"liveness", live, c.LivenessProbe}} {
+				if pr.probe == nil || pr.probe.HTTPGet == nil {
+					t.Errorf("no %s probe", pr.name)
+					continue
+				}
+				if pr.probe.HTTPGet.Path != pr.path || !slices.Contains(ports, pr.probe.HTTPGet.Port) {
+					t.Errorf("%s probe %s on port %q, want %s on one of %v", pr.name, pr.probe.HTTPGet.Path, pr.probe.HTTPGet.Port, pr.path, ports)
+				}
+			}
+		})
+	}
+	for _, b := range Binaries {
+		if !slices.Contains(names, b.Service) {
+			t.Errorf("no workload runs %s", b.Service)
+		}
+	}
+}
+
+// Each workload's environment (its own variables, the shared ConfigMap
+// and the secrets it references) is accepted by its binary's
+// ConfigFromEnv; its own variables are all read; every variable of the
+// shared ConfigMap is read by some binary; and every in-cluster address
+// names a Service port.
+func TestK8sEnvironmentMatchesTheConfiguration(t *testing.T) {
+	objs := MustManifests(t)
+	read := map[string]bool{}
+	shared := map[string]bool{}
+	for _, w := range byKind(objs, "Deployment", "StatefulSet") {
+		c := w.Spec.Template.Spec.Containers[0]
+		bin, ok := binaryOf(c.Name)
+		if !ok {
+			t.Errorf("%s: check.Binaries lists no such service", c.Name)
+			continue
+		}
+		env := map[string]string{}
+		own := map[string]string{}
+		for _, ef := range c.EnvFrom {
+			cm, ok := find(objs, "ConfigMap", ef.ConfigMapRef.Name)
+			if !ok {
+				t.Errorf("%s: ConfigMap %s does not exist", c.Name, ef.ConfigMapRef.Name)
+				continue
+			}
+			for k, v := range cm.Data {
+				env[k] = v
+				shared[k] = true
+			}
+		}
+		for _, e := range c.Env {
+			v := e.Value
+			switch {
+			case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+				sec, ok := find(objs, "Secret", e.ValueFrom.SecretKeyRef.Name)
+				if !ok || sec.StringData[e.ValueFrom.SecretKeyRef.Key] == "" {
+					t.Errorf("%s: %s: secret %s has no key %s", c.Name, e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+				}
+				v = sec.StringData[e.ValueFrom.SecretKeyRef.Key]
+			case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
+				v = "0" // a pod's ordinal
+			}
+			env[e.Name], own[e.Name] = v, v
+		}
+		names, err := bin.Reads(env)
+		if err != nil {
+			t.Errorf("%s refuses its configuration: %v", c.Name, err)
+		}
+		for _, n := range names {
+			read[n] = true
+		}
+		for name := range own {
+			if !slices.Contains(names, name) {
+				t.Errorf("%s: %s is set but never read", c.Name, name)
+			}
+		}
+		for name, value := range own {
+			eps, err := Endpoints(name, value)
+			if err != nil {
+				t.Errorf("%s: %v", c.Name, err)
+			}
+			for _, ep := range eps {
+				host, _, _ := strings.Cut(ep.Host, ".")
+				if !strings.HasSuffix(ep.Host, ".svc.cluster.local") {
+					continue // a managed service outside the cluster
+				}
+				svc, ok := find(objs, "Service", host)
+				if !ok || !slices.ContainsFunc(svc.Spec.Ports, func(p k8sServicePort) bool { return p.Port == ep.Port }) {
+					t.Errorf("%s: %s=%s: no Service %s with port %d", c.Name, name, value, host, ep.Port)
+				}
+			}
+		}
+	}
+	for name := range shared {
+		if !read[name] {
+			t.Errorf("the shared ConfigMap sets %s, which no service reads", name)
+		}
+	}
+}
+
+func binaryOf(service string) (Binary, bool) {
+	for _, b := range Binaries {
+		if b.Service == service {
+			return b, true
+		}
+	}
+	return Binary{}, false
+}
+
+// Services select a workload's pods and target ports its container
+// declares; the gRPC services are headless, so clients balance per call.
+func TestK8sServices(t *testing.T) {
+	objs := MustManifests(t)
+	for _, s := range byKind(objs, "Service") {
+		var target *k8sObject
+		for _, w := range byKind(objs, "Deployment", "StatefulSet") {
+			match := len(s.serviceSelector) > 0
+			for k, v := range s.serviceSelector {
+				match = match && w.Spec.Template.Metadata.Labels[k] == v
+			}
+			if match {
+				target = &w
+			}
+		}
+		if target == nil {
+			t.Errorf("service %s selects no workload", s.Metadata.Name)
+			continue
+		}
+		c := target.Spec.Template.Spec.Containers[0]
+		for _, p := range s.Spec.Ports {
+			if !slices.ContainsFunc(c.Ports, func(cp struct {
+				Name          string `yaml:"name"`
+				ContainerPort int    `yaml:"containerPort"`
+			}) bool {
+				return cp.Name == p.TargetPort && cp.ContainerPort == p.Port
+			}) {
+				t.Errorf("service %s port %d targets %q, which %s does not declare on that port", s.Metadata.Name, p.Port, p.TargetPort, c.Name)
+			}
+		}
+		if b, ok := binaryOf(s.Metadata.Name); ok && b.ServesGRPC && s.Spec.ClusterIP != "None" {
+			t.Errorf("service %s serves gRPC but is not headless", s.Metadata.Name)
+		}
+	}
+}
+
+// The gateway and order scale horizontally; order never past the
+// partitions of orders.placed.
+func TestK8sAutoscalers(t *testing.T) {
+	objs := MustManifests(t)
+	hpas := byKind(objs, "HorizontalPodAutoscaler")
+	for _, want := range []string{"gateway", "order"} {
+		h, ok := find(hpas, "HorizontalPodAutoscaler", want)
+		if !ok {
+			t.Errorf("no autoscaler for %s", want)
+			continue
+		}
+		if _, ok := find(objs, h.Spec.ScaleTargetRef.Kind, h.Spec.ScaleTargetRef.Name); !ok {
+			t.Errorf("autoscaler %s targets %s %s, which does not exist", want, h.Spec.ScaleTargetRef.Kind, h.Spec.ScaleTargetRef.Name)
+		}
+		if h.Spec.MinReplicas < 2 || h.Spec.MaxReplicas <= h.Spec.MinReplicas {
+			t.Errorf("autoscaler %s: %d..%d replicas, want at least 2 and room to grow", want, h.Spec.MinReplicas, h.Spec.MaxReplicas)
+		}
+	}
+	order, _ := find(objs, "StatefulSet", "order")
+	h, _ := find(hpas, "HorizontalPodAutoscaler", "order")
+	for _, e := range order.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "FLASHSALE_KAFKA_PARTITIONS" && e.Value != "" && h.Spec.MaxReplicas > atoi(t, e.Value) {
+			t.Errorf("order scales to %d replicas but orders.placed has %s partitions", h.Spec.MaxReplicas, e.Value)
+		}
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

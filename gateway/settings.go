@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Settings are what operators change on a running gateway: the degrade
+// switches and the rate limits. They start from Options (the environment)
+// and follow Consul KV when it is configured (see ParseSettings).
+type Settings struct {
+	// SeckillClosed closes the flash-sale entry: POST
+	// /api/v1/seckill/orders answers 503 UNAVAILABLE before reaching any
+	// service, except for a retry of a request this gateway accepted.
+	SeckillClosed bool
+	// CatalogCacheOnly answers product and activity reads (the detail
+	// pages and the seckill path's activity check) from the gateway's
+	// cache alone, however old, and 503 for what it never loaded: the
+	// product service is left alone to recover.
+	CatalogCacheOnly bool
+	// Route, Seckill and User are the local per-route buckets, the
+	// seckill route's bucket and the shared per-user limit.
+	Route, Seckill, User Limit
+}
+
+// The keys of Settings under the gateway's Consul KV prefix
+// (flashsale/gateway/): booleans as "true"/"false", limits as "RPS/BURST"
+// (e.g. "2000/4000"; "0/0" lifts the limit, except that rate/seckill
+// "0/0" means "as rate/route", as in Options).
+const (
+	KeySeckillClosed    = "seckill_closed"
+	KeyCatalogCacheOnly = "catalog_cache_only"
+	KeyRateRoute        = "rate/route"
+	KeyRateSeckill      = "rate/seckill"
+	KeyRateUser         = "rate/user"
+)
+
+// ParseSettings returns fallback overridden by the keys present in kv. A
+// key that is absent keeps the fallback (the environment's value); a key
+// that does not parse keeps it too, and is reported in the error, so one
+// typo in Consul never switches anything the operator did not mean to.
+func ParseSettings(kv map[string]string, fallback Settings) (Settings, error) {
+	s := fallback
+	var errs []error
+	for key, dst := range map[string]*bool{KeySeckillClosed: &s.SeckillClosed, KeyCatalogCacheOnly: &s.CatalogCacheOnly} {
+		if v, ok := kv[key]; ok {
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: not a boolean", key, v))
+				continue
+			}
+			*dst = b
+		}
+	}
+	for key, dst := range map[string]*Limit{KeyRateRoute: &s.Route, KeyRateSeckill: &s.Seckill, KeyRateUser: &s.User} {
+		if v, ok := kv[key]; ok {
+			l, err := parseLimit(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", key, v, err))
+				continue
+			}
+			*dst = l
+		}
+	}
+	return s, errors.Join(errs...)
+}
+
+// parseLimit reads "RPS/BURST".
+func parseLimit(v string) (Limit, error) {
+	rps, burst, ok := strings.Cut(strings.TrimSpace(v), "/")
+	r, err1 := strconv.Atoi(rps)
+	b, err2 := strconv.Atoi(burst)
+	if !ok || err1 != nil || err2 != nil || r < 0 || b < 0 {
+		return Limit{}, errors.New(`not "RPS/BURST" with non-negative integers`)
+	}
+	return Limit{RPS: r, Burst: b}, nil
+}
+
+// limitKind says which of the Settings' limits a route's bucket follows.
+type limitKind int
+
+const (
+	noLimit limitKind = iota
+	routeLimit
+	seckillLimit
+)
+
+// Apply switches the gateway to s at once, for every request that starts
+// after it returns.
+func (g *Gateway) Apply(s Settings) {
+	if s.Seckill == (Limit{}) {
+		s.Seckill = s.Route
+	}
+	g.settingsMu.Lock()
+	defer g.settingsMu.Unlock()
+	g.settings = s
+	g.seckillClosed.Store(s.SeckillClosed)
+	g.cacheOnly.Store(s.CatalogCacheOnly)
+	for _, b := range g.buckets[routeLimit] {
+		b.set(s.Route)
+	}
+	for _, b := range g.buckets[seckillLimit] {
+		b.set(s.Seckill)
+	}
+	g.users.set(s.User)
+}
+
+// Settings returns the settings in force.
+func (g *Gateway) Settings() Settings {
+	g.settingsMu.Lock()
+	defer g.settingsMu.Unlock()
+	return g.settings
+}
+
+// limitOf is the limit a route's bucket starts with.
+func (g *Gateway) limitOf(k limitKind) Limit {
+	switch k {
+	case routeLimit:
+		return g.settings.Route
+	case seckillLimit:
+		return g.settings.Seckill
+	}
+	return Limit{}
+}
