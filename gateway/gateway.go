@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
@@ -116,6 +117,9 @@ type Gateway struct {
 	metrics  *metrics
 	soldOut  *soldOutFlags
 	accepted *acceptedKeys
+	// placing joins concurrent repeats of one flash-sale request (same
+	// activity, user and key) to the call already in flight.
+	placing  singleflight.Group
 	activity *cache.Loader[int64, *productv1.Activity]
 	products *cache.Loader[int64, *productv1.Product]
 	mux      *http.ServeMux

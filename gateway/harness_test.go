@@ -50,6 +50,9 @@ func (tg *testGateway) calls() int64 {
 type gatewayConfig struct {
 	productAddr, orderAddr, marketingAddr string
 	opts                                  gateway.Options
+	// afterCall, when set, runs after each downstream call has been
+	// answered and before the gateway sees the answer.
+	afterCall func(method string)
 }
 
 // MustGateway starts a gateway for cfg with a manual clock set to now.
@@ -62,7 +65,11 @@ func MustGateway(tb testing.TB, cfg gatewayConfig) *testGateway {
 		}
 		count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 			calls.Add(1)
-			return invoker(ctx, method, req, reply, cc, opts...)
+			err := invoker(ctx, method, req, reply, cc, opts...)
+			if cfg.afterCall != nil {
+				cfg.afterCall(method)
+			}
+			return err
 		}
 		cc, err := rpc.Dial(target, grpc.WithChainUnaryInterceptor(count))
 		if err != nil {

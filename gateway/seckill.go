@@ -35,7 +35,10 @@ type seckillRequest struct {
 // the body, the local sold-out flag, the cached activity's window. Only
 // then does the request reach order (and through it Redis). A refusal by
 // flag or window is first checked against the keys this gateway accepted
-// before, so a client retrying an accepted request still gets its order.
+// before, so a client retrying an accepted request still gets its order;
+// and a repeat that arrives while the first request is still in flight in
+// this gateway waits for it and gets its answer (a double click must not
+// be refused by a flag that the first request's own sale raised).
 func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) error {
 	key, err := idempotencyKey(r)
 	if err != nil {
@@ -53,12 +56,24 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 	}
 	ctx := r.Context()
 	user := callerOf(ctx).UserID
-	refuse := func(refusal error) error {
+	v, err, _ := g.placing.Do(formatID(activityID)+":"+formatID(user)+":"+key, func() (any, error) {
+		return g.placeSeckill(ctx, activityID, user, quantity, key)
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, v.(api.SeckillAccepted))
+	return nil
+}
+
+// placeSeckill decides one flash-sale request: refused locally, answered
+// from the accepted keys, or placed through the order service.
+func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity int64, key string) (api.SeckillAccepted, error) {
+	refuse := func(refusal error) (api.SeckillAccepted, error) {
 		if orderID, ok := g.accepted.lookup(ctx, activityID, user, key); ok {
-			writeJSON(w, http.StatusAccepted, api.SeckillAccepted{OrderID: formatID(orderID), Status: "PROCESSING"})
-			return nil
+			return api.SeckillAccepted{OrderID: formatID(orderID), Status: "PROCESSING"}, nil
 		}
-		return refusal
+		return api.SeckillAccepted{}, refusal
 	}
 	if g.seckillClosed.Load() {
 		return refuse(&Error{Code: errcode.Unavailable, Message: "flash sales are closed for now, retry later", RetryAfter: closedRetryAfter})
@@ -68,7 +83,7 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 	}
 	act, err := g.activityOf(ctx, activityID)
 	if err != nil {
-		return err
+		return api.SeckillAccepted{}, err
 	}
 	if now := g.clock.Now(); now.Before(act.GetStartsAt().AsTime()) || !now.Before(act.GetEndsAt().AsTime()) {
 		return refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"))
@@ -84,11 +99,10 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 		if errcode.Of(err) == errcode.SoldOut && quantity == 1 {
 			g.soldOut.mark(activityID)
 		}
-		return err
+		return api.SeckillAccepted{}, err
 	}
 	g.accepted.remember(ctx, activityID, user, key, resp.GetOrderId())
-	writeJSON(w, http.StatusAccepted, api.SeckillAccepted{OrderID: formatID(resp.GetOrderId()), Status: orderStatus(resp.GetStatus())})
-	return nil
+	return api.SeckillAccepted{OrderID: formatID(resp.GetOrderId()), Status: orderStatus(resp.GetStatus())}, nil
 }
 
 // acceptedKeys remembers, in Redis, which order each accepted

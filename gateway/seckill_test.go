@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -281,6 +283,53 @@ func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 	}
 	if n := tg.orderCalls.Load() - before; n != 1 {
 		t.Fatalf("order called %d times after the sell-out, want 1", n)
+	}
+}
+
+// A repeat that arrives while the first request is still in flight, after
+// the sale it took the last unit of has raised the sold-out flag, gets the
+// first request's order (a double click), not SOLD_OUT.
+func TestRepeatWhileTheFirstIsInFlightGetsItsOrder(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	hold, held := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		opts: gateway.Options{Redis: MustRedis(t)},
+		afterCall: func(method string) {
+			// Only the first order call is held; sync.Once would make
+			// the others wait for it too.
+			if strings.HasSuffix(method, "/PlaceSeckillOrder") && first.CompareAndSwap(false, true) {
+				close(held)
+				<-hold
+			}
+		}})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 1, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	buyer := tg.token(t, 901, "user")
+
+	answers := make(chan answer, 2)
+	go func() { answers <- tg.do(t, seckill(buyer, "double-click", body)) }()
+	<-held // the first request took the unit; its answer is held back
+	if got := tg.do(t, seckill(tg.token(t, 902, "user"), "k", body)); got.code(t) != "SOLD_OUT" {
+		t.Fatalf("another buyer: %d %s, want SOLD_OUT (which raises the flag)", got.status, got.body)
+	}
+	go func() { answers <- tg.do(t, seckill(buyer, "double-click", body)) }()
+	time.Sleep(50 * time.Millisecond) // let the repeat join the first request
+	close(hold)
+	var ids []string
+	for range 2 {
+		got := <-answers
+		if got.status != http.StatusAccepted {
+			t.Fatalf("double click: %d %s, want 202 for both", got.status, got.body)
+		}
+		var a api.SeckillAccepted
+		got.decode(t, &a)
+		ids = append(ids, a.OrderID)
+	}
+	if ids[0] != ids[1] {
+		t.Fatalf("double click answered orders %v, want one", ids)
 	}
 }
 
