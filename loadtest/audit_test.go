@@ -3,6 +3,7 @@ package loadtest
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flashsale/flashsale/gateway/api"
 )
@@ -95,5 +96,69 @@ func TestAuditCatchesLimitAndStockViolations(t *testing.T) {
 	got = strings.Join(failed(AuditSeckill(&BurstResult{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, b)), "; ")
 	if !strings.Contains(got, "stock conserved") {
 		t.Fatalf("unconserved stock not caught: %q", got)
+	}
+}
+
+func TestAuditPayments(t *testing.T) {
+	paid := func(id, payment string) api.Order {
+		return api.Order{OrderID: id, Status: "PAID", Payment: &api.OrderPayment{PaymentID: payment, Channel: "alipay", Status: "SUCCEEDED"}}
+	}
+	unpaid := func(id, status string) api.Order { return api.Order{OrderID: id, Status: status} }
+	pay := func(id, status string) PaymentRecord {
+		return PaymentRecord{PaymentID: id, Channel: "alipay", Status: status}
+	}
+	tests := []struct {
+		name      string
+		order     api.Order
+		payments  []PaymentRecord
+		cancelled bool
+		want      string // substring of the one failing check, "" when all pass
+	}{
+		{"paid once", paid("1", "p1"), []PaymentRecord{pay("p1", "SUCCEEDED")}, false, ""},
+		{"paid twice, the second refunded", paid("1", "p1"), []PaymentRecord{pay("p1", "SUCCEEDED"), pay("p2", "REFUNDED")}, false, ""},
+		{"expired, the late money refunded", unpaid("1", "EXPIRED"), []PaymentRecord{pay("p1", "REFUNDED")}, false, ""},
+		{"cancelled as the buyer was told", unpaid("1", "CANCELLED"), nil, true, ""},
+		{"paid twice, both kept", paid("1", "p1"), []PaymentRecord{pay("p1", "SUCCEEDED"), pay("p2", "SUCCEEDED")}, false, "exactly one successful"},
+		{"paid by a payment it does not name", paid("1", "p2"), []PaymentRecord{pay("p1", "SUCCEEDED")}, false, "exactly one successful"},
+		{"paid without money", paid("1", "p1"), []PaymentRecord{pay("p1", "PAYING")}, false, "exactly one successful"},
+		{"expired, the late money kept", unpaid("1", "EXPIRED"), []PaymentRecord{pay("p1", "SUCCEEDED")}, false, "no money kept"},
+		{"cancelled for the buyer, then paid", paid("1", "p1"), []PaymentRecord{pay("p1", "SUCCEEDED")}, true, "two final states"},
+		{"expired and naming a payment", api.Order{OrderID: "1", Status: "EXPIRED", Payment: &api.OrderPayment{PaymentID: "p1"}},
+			[]PaymentRecord{pay("p1", "REFUNDED")}, false, "two final states"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := &ReplayResult{Features: []Feature{{Name: FeaturePay, Available: true}}, Regular: map[string]int64{"1": 10},
+				trails: map[string]*trail{"1": {cancelled: tt.cancelled}}}
+			b := &Books{Orders: map[string]api.Order{"1": tt.order}, Payments: map[string][]PaymentRecord{"1": tt.payments}}
+			got := strings.Join(failed(auditPayments(res, b)), "; ")
+			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
+				t.Fatalf("failing checks = %q, want one matching %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAuditExpiry(t *testing.T) {
+	now := time.Now()
+	at := func(d time.Duration) *time.Time { t := now.Add(d); return &t }
+	tests := []struct {
+		name  string
+		order api.Order
+		ok    bool
+	}{
+		{"expired", api.Order{Status: "EXPIRED", ExpiresAt: at(-time.Minute)}, true},
+		{"pending, not due", api.Order{Status: "PENDING_PAYMENT", ExpiresAt: at(time.Minute)}, true},
+		{"pending, just due", api.Order{Status: "PENDING_PAYMENT", ExpiresAt: at(-time.Second)}, true},
+		{"pending long past its window", api.Order{Kind: "REGULAR", Status: "PENDING_PAYMENT", ExpiresAt: at(-time.Minute)}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := &ReplayResult{Regular: map[string]int64{"1": 10}}
+			c := auditExpiry(res, map[string]api.Order{"1": tt.order}, now)
+			if c.OK != tt.ok {
+				t.Fatalf("ok = %v, want %v (%s)", c.OK, tt.ok, c.Detail)
+			}
+		})
 	}
 }
