@@ -26,7 +26,9 @@ type SeckillBooks struct {
 	Activity api.Activity
 	// StoredOrders maps each stored order id to its buyer.
 	StoredOrders map[string]int64
-	// UnitsByUser sums stored quantities per buyer.
+	// UnitsByUser sums stored quantities per buyer that count towards
+	// the purchase limit: not released, not refunded in full (a full
+	// refund gives the limit back).
 	UnitsByUser map[int64]int64
 	// MalformedOrders counts stored flash-sale orders without exactly one
 	// line.
@@ -42,11 +44,14 @@ func newSeckillBooks() *SeckillBooks {
 	return &SeckillBooks{StoredOrders: map[string]int64{}, UnitsByUser: map[int64]int64{}, Units: map[string]int64{}}
 }
 
-// held is the units the stored orders hold: paid or awaiting payment.
+// held is the units the stored orders hold: paid (refunded or not: a
+// refund returns money, not stock) or awaiting payment.
 func (b *SeckillBooks) held() int64 {
 	var n int64
-	for _, u := range b.UnitsByUser {
-		n += u
+	for status, u := range b.Units {
+		if !released(status) {
+			n += u
+		}
 	}
 	return n
 }
@@ -103,7 +108,7 @@ func (b *SeckillBooks) add(orderID string, userID int64, status string, lines, u
 	b.StoredOrders[orderID] = userID
 	b.EverSold += units
 	b.Units[status] += units
-	if !released(status) {
+	if !released(status) && status != "REFUNDED" {
 		b.UnitsByUser[userID] += units
 	}
 }

@@ -35,9 +35,17 @@ type OrderStates struct {
 	// Payments counts the orders' payments per final status.
 	Payments map[string]int `json:"payments"`
 	// LateRefunds are refunded payments of orders that expired or were
-	// cancelled; DuplicateRefunds those of orders another payment paid.
+	// cancelled; DuplicateRefunds those of orders another payment paid;
+	// BuyerRefunds the payments of orders their buyers had refunded in
+	// full.
 	LateRefunds      int `json:"late_refunds"`
 	DuplicateRefunds int `json:"duplicate_refunds"`
+	BuyerRefunds     int `json:"buyer_refunds"`
+}
+
+// names reports whether o names payment p as the one that paid it.
+func names(o api.Order, p PaymentRecord) bool {
+	return o.Payment != nil && o.Payment.PaymentID == p.PaymentID
 }
 
 // accepted lists the ids of the orders the replay had accepted.
@@ -149,12 +157,13 @@ func orderStates(res *ReplayResult, b *Books) *OrderStates {
 				final[p.Channel] = map[string]int{}
 			}
 			final[p.Channel][p.Status]++
-			if p.Status != "REFUNDED" {
-				continue
-			}
-			if slices.Contains(paidStatuses, o.Status) {
+			switch {
+			case p.Status != "REFUNDED":
+			case names(o, p):
+				st.BuyerRefunds++
+			case slices.Contains(paidStatuses, o.Status):
 				st.DuplicateRefunds++
-			} else {
+			default:
 				st.LateRefunds++
 			}
 		}
@@ -178,7 +187,7 @@ var paidStatuses = []string{"PAID", "PARTIALLY_REFUNDED", "REFUNDED"}
 // exactly one successful unrefunded payment, the one it names; no unpaid
 // order keeps money; and no order ended in two final states.
 func auditPayments(res *ReplayResult, b *Books) []Check {
-	one := Check{Name: "every paid order has exactly one successful unrefunded payment, the one it names"}
+	one := Check{Name: "every paid order has exactly one successful unrefunded payment, the one it names (refunded with the order when the buyer had it refunded in full)"}
 	kept := Check{Name: "no money kept for an unpaid order (late and duplicate payments refunded)"}
 	twice := Check{Name: "no order in two final states"}
 	if f := featureOf(res, FeaturePay); !f.Available {
@@ -198,22 +207,34 @@ func auditPayments(res *ReplayResult, b *Books) []Check {
 		if !ok {
 			continue // the stored-once checks name missing orders
 		}
+		// The payment an order names stays SUCCEEDED until its buyer
+		// has the order refunded in full; every other payment of it
+		// must not keep money.
 		var succeeded []string
-		refunded := 0
+		refunded, namedRefunded := 0, false
 		for _, p := range b.Payments[id] {
-			switch p.Status {
-			case "SUCCEEDED":
+			switch {
+			case p.Status == "SUCCEEDED":
 				succeeded = append(succeeded, p.PaymentID)
-			case "REFUNDED":
+			case p.Status == "REFUNDED" && names(o, p):
+				namedRefunded = true
+			case p.Status == "REFUNDED":
 				refunded++
 			}
 		}
 		t := res.trails[id]
 		switch {
+		case o.Status == "REFUNDED":
+			paid++
+			duplicate += refunded
+			if len(succeeded) > 1 || len(succeeded) == 1 && !names(o, PaymentRecord{PaymentID: succeeded[0]}) || len(succeeded) == 0 && !namedRefunded {
+				wrongPaid++
+				note(0, fmt.Sprintf("order %s is REFUNDED with successful payments %v, naming %+v", id, succeeded, o.Payment))
+			}
 		case slices.Contains(paidStatuses, o.Status):
 			paid++
 			duplicate += refunded
-			if len(succeeded) != 1 || o.Payment == nil || o.Payment.PaymentID != succeeded[0] {
+			if len(succeeded) != 1 || !names(o, PaymentRecord{PaymentID: succeeded[0]}) {
 				wrongPaid++
 				note(0, fmt.Sprintf("order %s is %s with successful payments %v, naming %+v", id, o.Status, succeeded, o.Payment))
 			}
@@ -235,11 +256,9 @@ func auditPayments(res *ReplayResult, b *Books) []Check {
 		case !slices.Contains(paidStatuses, o.Status) && o.Payment != nil:
 			both++
 			note(2, fmt.Sprintf("order %s is %s and names payment %s", id, o.Status, o.Payment.PaymentID))
-		case o.Status == "PAID" && o.Payment != nil && slices.ContainsFunc(b.Payments[id], func(p PaymentRecord) bool {
-			return p.PaymentID == o.Payment.PaymentID && p.Status == "REFUNDED"
-		}):
+		case o.Status != "REFUNDED" && namedRefunded:
 			both++
-			note(2, fmt.Sprintf("order %s is PAID by payment %s, which was refunded", id, o.Payment.PaymentID))
+			note(2, fmt.Sprintf("order %s is %s by payment %s, which was refunded in full", id, o.Status, o.Payment.PaymentID))
 		}
 	}
 	if !one.Skipped {

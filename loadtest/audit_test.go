@@ -11,10 +11,11 @@ import (
 // books returns settled books for a sale of stock units with limit 1 in
 // which the given orders (order id → user) were stored.
 func books(stock int64, stored map[string]int64) *SeckillBooks {
-	b := &SeckillBooks{Activity: api.Activity{Stock: stock, PerUserLimit: 1}, StoredOrders: stored, UnitsByUser: map[int64]int64{}}
+	b := &SeckillBooks{Activity: api.Activity{Stock: stock, PerUserLimit: 1}, StoredOrders: stored, UnitsByUser: map[int64]int64{}, Units: map[string]int64{}}
 	var sold int64
 	for _, u := range stored {
 		b.UnitsByUser[u]++
+		b.Units["PAID"]++
 		sold++
 	}
 	b.Activity.Remaining = stock - sold
@@ -84,6 +85,19 @@ func TestAuditCatchesMalformedOrders(t *testing.T) {
 	}
 }
 
+// A full refund gives the buyer's limit back: the unit still counts as
+// sold against the stock, not against the limit.
+func TestRefundedOrderLeavesTheLimit(t *testing.T) {
+	b := newSeckillBooks()
+	b.Activity = api.Activity{Stock: 3, PerUserLimit: 1, Remaining: 1}
+	b.add("1", 10, "REFUNDED", 1, 1)
+	b.add("2", 10, "PAID", 1, 1)
+	res := &BurstResult{Orders: map[string]int64{"1": 10, "2": 10}, DemandUnits: 2}
+	if got := failed(AuditSeckill(res, b)); len(got) != 0 {
+		t.Fatalf("failing checks = %q, want none", got)
+	}
+}
+
 func TestAuditCatchesLimitAndStockViolations(t *testing.T) {
 	stored := map[string]int64{"1": 10, "2": 10}
 	b := books(2, stored)
@@ -118,6 +132,13 @@ func TestAuditPayments(t *testing.T) {
 		{"paid twice, the second refunded", paid("1", "p1"), []PaymentRecord{pay("p1", "SUCCEEDED"), pay("p2", "REFUNDED")}, false, ""},
 		{"expired, the late money refunded", unpaid("1", "EXPIRED"), []PaymentRecord{pay("p1", "REFUNDED")}, false, ""},
 		{"cancelled as the buyer was told", unpaid("1", "CANCELLED"), nil, true, ""},
+		{"refunded in full at the buyer's request", api.Order{OrderID: "1", Status: "REFUNDED", Payment: &api.OrderPayment{PaymentID: "p1"}},
+			[]PaymentRecord{pay("p1", "REFUNDED")}, false, ""},
+		{"partially refunded, the payment kept", api.Order{OrderID: "1", Status: "PARTIALLY_REFUNDED", Payment: &api.OrderPayment{PaymentID: "p1"}},
+			[]PaymentRecord{pay("p1", "SUCCEEDED")}, false, ""},
+		{"paid, its payment refunded in full", paid("1", "p1"), []PaymentRecord{pay("p1", "REFUNDED")}, false, "two final states"},
+		{"refunded in full, a duplicate kept", api.Order{OrderID: "1", Status: "REFUNDED", Payment: &api.OrderPayment{PaymentID: "p1"}},
+			[]PaymentRecord{pay("p1", "REFUNDED"), pay("p2", "SUCCEEDED")}, false, "exactly one successful"},
 		{"paid twice, both kept", paid("1", "p1"), []PaymentRecord{pay("p1", "SUCCEEDED"), pay("p2", "SUCCEEDED")}, false, "exactly one successful"},
 		{"paid by a payment it does not name", paid("1", "p2"), []PaymentRecord{pay("p1", "SUCCEEDED")}, false, "exactly one successful"},
 		{"paid without money", paid("1", "p1"), []PaymentRecord{pay("p1", "PAYING")}, false, "exactly one successful"},

@@ -667,9 +667,15 @@ func pickChannel(rng *rand.Rand, weights map[string]int) string {
 // settled waits until an order has left PROCESSING (the consumer stored
 // it) and returns it.
 func (r *replay) settled(ctx context.Context, u User, orderID string) (api.Order, error) {
+	return r.await(ctx, u, orderID, func(o api.Order) bool { return o.Status != "PROCESSING" })
+}
+
+// await reads an order until done says so (or about 20 seconds pass) and
+// returns the last read.
+func (r *replay) await(ctx context.Context, u User, orderID string, done func(api.Order) bool) (api.Order, error) {
 	for i := 0; ; i++ {
 		o, err := withRetryAfter(ctx, func() (api.Order, error) { return r.cl.GetOrder(ctx, u.Token, orderID) })
-		if err != nil || o.Status != "PROCESSING" || i == 100 {
+		if err != nil || done(o) || i == 100 {
 			return o, err
 		}
 		select {
@@ -738,9 +744,13 @@ func (r *replay) pay(ctx context.Context, u User, orderID string, plan payPlan) 
 		r.count(func(f *FollowUps) { f.Skipped++ })
 		return
 	}
-	err = r.call(ctx, EndpointRefund, time.Now(), http.MethodPost, "/api/v1/orders/"+orderID+"/refunds", u.Token,
-		map[string]string{"Idempotency-Key": "refund-" + orderID},
-		map[string]any{"lines": []map[string]any{{"line_id": o.Lines[0].LineID, "quantity": 1}}}, nil)
+	// The callback settles the payment asynchronously: the buyer asks
+	// for the refund once the order shows paid.
+	if _, err = r.await(ctx, u, orderID, func(o api.Order) bool { return o.Status == "PAID" }); err == nil {
+		err = r.call(ctx, EndpointRefund, time.Now(), http.MethodPost, "/api/v1/orders/"+orderID+"/refunds", u.Token,
+			map[string]string{"Idempotency-Key": "refund-" + orderID},
+			map[string]any{"lines": []map[string]any{{"line_id": o.Lines[0].LineID, "quantity": 1}}}, nil)
+	}
 	r.count(func(f *FollowUps) {
 		if err != nil {
 			f.RefundFailed++

@@ -83,8 +83,8 @@ func printPayments(w io.Writer, res *ReplayResult) {
 	}
 	if o := res.Orders; o != nil {
 		fmt.Fprintf(w, "Orders at the end: %s; flash-sale units released %d\n", counts(o.ByStatus), o.ReleasedUnits)
-		fmt.Fprintf(w, "Payments at the end: %s; automatic refunds %d (late %d, duplicate %d)\n",
-			counts(o.Payments), o.LateRefunds+o.DuplicateRefunds, o.LateRefunds, o.DuplicateRefunds)
+		fmt.Fprintf(w, "Payments at the end: %s; automatic refunds %d (late %d, duplicate %d); refunded in full with their order %d\n",
+			counts(o.Payments), o.LateRefunds+o.DuplicateRefunds, o.LateRefunds, o.DuplicateRefunds, o.BuyerRefunds)
 	}
 }
 
@@ -304,7 +304,7 @@ ceiling {{.Name}} {{printf "%.0f" .PerSec}}/s{{end}}.</p>
 {{range .R.Channels}}<tr><td>{{.Channel}}</td><td class="n">{{.Opened}}</td><td class="n">{{printf "%.1f" .PayP50}}</td><td class="n">{{printf "%.1f" .PayP99}}</td><td class="n">{{.Confirmed}}</td><td class="n">{{printf "%.1f" .WalletP50}}</td><td class="n">{{printf "%.1f" .WalletP99}}</td><td>{{range $k, $v := .Final}}{{$k}} {{$v}} {{end}}</td></tr>
 {{end}}</table>
 {{with .R.Orders}}<p>Orders at the end: {{range $k, $v := .ByStatus}}{{$k}} {{$v}}; {{end}}flash-sale units released {{.ReleasedUnits}}.
-Automatic refunds: {{.LateRefunds}} late, {{.DuplicateRefunds}} duplicate.</p>{{end}}
+Automatic refunds: {{.LateRefunds}} late, {{.DuplicateRefunds}} duplicate; refunded in full with their order: {{.BuyerRefunds}}.</p>{{end}}
 <h2>Flash sales</h2><table><tr><th>sale</th><th>activity</th><th>stock</th><th>limit</th><th>accepted</th></tr>
 {{range .R.Activities}}<tr><td>{{.Key}}</td><td>{{.ActivityID}}</td><td class="n">{{.Stock}}</td><td class="n">{{.PerUserLimit}}</td><td class="n">{{.Accepted}}</td></tr>
 {{end}}</table>
