@@ -26,7 +26,9 @@ type SeckillBooks struct {
 	Activity api.Activity
 	// StoredOrders maps each stored order id to its buyer.
 	StoredOrders map[string]int64
-	// UnitsByUser sums stored quantities per buyer.
+	// UnitsByUser sums stored quantities per buyer that count towards
+	// the purchase limit: not released, not refunded in full (a full
+	// refund gives the limit back).
 	UnitsByUser map[int64]int64
 	// MalformedOrders counts stored flash-sale orders without exactly one
 	// line.
@@ -34,6 +36,24 @@ type SeckillBooks struct {
 	// EverSold sums the units of every stored order, released or not:
 	// stock that a cancellation gave back may be sold twice.
 	EverSold int64
+	// Units sums the stored orders' units by order status.
+	Units map[string]int64
+}
+
+func newSeckillBooks() *SeckillBooks {
+	return &SeckillBooks{StoredOrders: map[string]int64{}, UnitsByUser: map[int64]int64{}, Units: map[string]int64{}}
+}
+
+// held is the units the stored orders hold: paid (refunded or not: a
+// refund returns money, not stock) or awaiting payment.
+func (b *SeckillBooks) held() int64 {
+	var n int64
+	for status, u := range b.Units {
+		if !released(status) {
+			n += u
+		}
+	}
+	return n
 }
 
 // catalogSettle bounds how long the API's activity may lag Redis: the
@@ -42,71 +62,77 @@ const catalogSettle = 3 * time.Second
 
 // ReadSeckillBooks loads the books of activity from the orders database,
 // then reads the activity through the API until its remaining stock
-// reflects what was sold. Cancelled and expired orders are stored but
-// hold no units: their stock is back in the sale.
+// reflects what the orders hold. Cancelled and expired orders are stored
+// but hold no units: their stock is back in the sale.
 func ReadSeckillBooks(ctx context.Context, cl *Client, orders *pgxpool.Pool, activityID string) (*SeckillBooks, error) {
 	id, err := strconv.ParseInt(activityID, 10, 64)
 	if err != nil {
 		return nil, fmt.Errorf("audit: activity id %q: %w", activityID, err)
 	}
+	return settleBooks(ctx, cl, activityID, func() (*SeckillBooks, error) { return queryBooks(ctx, orders, id) })
+}
+
+func queryBooks(ctx context.Context, orders *pgxpool.Pool, activityID int64) (*SeckillBooks, error) {
 	rows, err := orders.Query(ctx, `SELECT o.order_id, o.user_id, o.status, COUNT(l.line_id), COALESCE(SUM(l.quantity), 0)
 		FROM orders o LEFT JOIN order_lines l ON l.order_id = o.order_id
-		WHERE o.activity_id = $1 GROUP BY o.order_id, o.user_id, o.status`, id)
+		WHERE o.activity_id = $1 GROUP BY o.order_id, o.user_id, o.status`, activityID)
 	if err != nil {
 		return nil, fmt.Errorf("audit: orders: %w", err)
 	}
 	defer rows.Close()
-	b := &SeckillBooks{StoredOrders: map[string]int64{}, UnitsByUser: map[int64]int64{}}
-	var sold int64
+	b := newSeckillBooks()
 	for rows.Next() {
 		var orderID, userID, lines, units int64
 		var status string
 		if err := rows.Scan(&orderID, &userID, &status, &lines, &units); err != nil {
 			return nil, fmt.Errorf("audit: scan: %w", err)
 		}
-		sold += b.add(strconv.FormatInt(orderID, 10), userID, status, lines, units)
+		b.add(strconv.FormatInt(orderID, 10), userID, status, lines, units)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("audit: orders: %w", err)
 	}
-	return b, b.settle(ctx, cl, activityID, sold)
+	return b, nil
 }
 
 // released reports whether an order's stock went back to the sale
 // (cancelled by the buyer or expired unpaid).
 func released(status string) bool { return status == "CANCELLED" || status == "EXPIRED" }
 
-// add books one stored order and returns the units it holds: none once
-// its stock was released.
-func (b *SeckillBooks) add(orderID string, userID int64, status string, lines, units int64) int64 {
+// add books one stored order; once its stock was released it holds no
+// units.
+func (b *SeckillBooks) add(orderID string, userID int64, status string, lines, units int64) {
 	if lines != 1 {
 		b.MalformedOrders++
 	}
 	b.StoredOrders[orderID] = userID
 	b.EverSold += units
-	if released(status) {
-		return 0
+	b.Units[status] += units
+	if !released(status) && status != "REFUNDED" {
+		b.UnitsByUser[userID] += units
 	}
-	b.UnitsByUser[userID] += units
-	return units
 }
 
-// settle reads the activity through the API until its remaining stock
-// reflects sold (or catalogSettle passes, leaving the check to fail).
-func (b *SeckillBooks) settle(ctx context.Context, cl *Client, activityID string, sold int64) error {
-	var err error
+// settleBooks reads the books and the activity (through the API, whose
+// catalog cache lags) until the remaining stock reflects what the orders
+// hold, or catalogSettle passes, leaving the check to fail. Both are read
+// again each time, so an order expiring meanwhile only costs a round.
+func settleBooks(ctx context.Context, cl *Client, activityID string, read func() (*SeckillBooks, error)) (*SeckillBooks, error) {
 	deadline := time.Now().Add(catalogSettle)
 	for {
-		b.Activity, err = cl.GetActivity(ctx, activityID)
+		b, err := read()
 		if err != nil {
-			return fmt.Errorf("audit: activity: %w", err)
+			return nil, err
 		}
-		if b.Activity.Remaining == b.Activity.Stock-sold || time.Now().After(deadline) {
-			return nil
+		if b.Activity, err = cl.GetActivity(ctx, activityID); err != nil {
+			return nil, fmt.Errorf("audit: activity: %w", err)
+		}
+		if b.Activity.Remaining == b.Activity.Stock-b.held() || time.Now().After(deadline) {
+			return b, nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -117,10 +143,9 @@ func (b *SeckillBooks) settle(ctx context.Context, cl *Client, activityID string
 // stored exactly once (and nothing else stored).
 func AuditSeckill(res *BurstResult, b *SeckillBooks) []Check {
 	stock, limit := b.Activity.Stock, b.Activity.PerUserLimit
-	var sold int64
+	sold := b.held()
 	maxUser, maxUnits := int64(0), int64(0)
 	for u, n := range b.UnitsByUser {
-		sold += n
 		if n > maxUnits {
 			maxUser, maxUnits = u, n
 		}
@@ -136,9 +161,13 @@ func AuditSeckill(res *BurstResult, b *SeckillBooks) []Check {
 		Detail: fmt.Sprintf("held %d, ever sold %d, stock %d, demand %d",
 			sold, b.EverSold, stock, res.DemandUnits),
 	}, {
-		Name:   "stock conserved (remaining = stock - sold)",
-		OK:     b.Activity.Remaining == stock-sold && b.Activity.Remaining >= 0,
-		Detail: fmt.Sprintf("remaining %d, stock %d, sold %d", b.Activity.Remaining, stock, sold),
+		// Whatever is neither paid for nor awaiting payment is back on
+		// sale: expired and cancelled orders' units are in remaining.
+		Name: "stock conserved (stock = paid + pending + remaining; expired and cancelled back in remaining)",
+		OK:   b.Activity.Remaining == stock-sold && b.Activity.Remaining >= 0,
+		Detail: fmt.Sprintf("stock %d, paid %d + pending %d + remaining %d = %d; released %d (expired %d, cancelled %d)",
+			stock, sold-b.Units["PENDING_PAYMENT"], b.Units["PENDING_PAYMENT"], b.Activity.Remaining, sold+b.Activity.Remaining,
+			b.Units["EXPIRED"]+b.Units["CANCELLED"], b.Units["EXPIRED"], b.Units["CANCELLED"]),
 	}, {
 		Name:   "nobody above the per-user limit",
 		OK:     maxUnits <= limit,

@@ -45,15 +45,44 @@ func ReadAllOrders(ctx context.Context, cl *Client, users []User) (map[string]ap
 	return out, <-errs
 }
 
-// WaitOrdersSettled reads every user's orders until each accepted order
-// is listed and out of PROCESSING, or timeout passes (leaving the audit
-// to name the missing ones). It returns the last read.
-func WaitOrdersSettled(ctx context.Context, cl *Client, res *ReplayResult, timeout time.Duration) (map[string]api.Order, error) {
+// expiryHorizon is how far ahead the audit waits for unpaid orders to
+// expire: a payment window this short (the demo's) is waited out, a
+// production one (minutes) leaves its orders pending.
+const expiryHorizon = time.Minute
+
+// expiryGrace is how long past its deadline an unpaid order is waited
+// for; one still pending then is stuck, and the audit names it.
+const expiryGrace = 15 * time.Second
+
+// Books is what the audit reads back: every user's orders as the API
+// lists them, and the payments of the replay's orders.
+type Books struct {
+	Orders   map[string]api.Order
+	Payments map[string][]PaymentRecord // by order id
+}
+
+// WaitBooksSettled reads the books until every accepted order is listed
+// and out of PROCESSING, every unpaid order due within expiryHorizon has
+// expired, and the payment checks hold (callbacks and automatic refunds
+// are asynchronous), or until timeout passes, leaving the audit to name
+// what is wrong. It returns the last read. Payments come from the
+// payment database when payments is not nil, otherwise through the API.
+func WaitBooksSettled(ctx context.Context, cl *Client, res *ReplayResult, payments *pgxpool.Pool, timeout time.Duration) (*Books, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		orders, err := ReadAllOrders(ctx, cl, res.UsersList)
-		if err != nil || time.Now().After(deadline) || settledAll(res, orders) {
-			return orders, err
+		if err != nil {
+			return nil, err
+		}
+		b := &Books{Orders: orders}
+		last := time.Now().After(deadline)
+		if settledAll(res, orders) && !expiring(orders, time.Now()) || last {
+			if b.Payments, err = ReadPayments(ctx, cl, res, orders, payments); err != nil {
+				return nil, err
+			}
+			if last || allOK(auditPayments(res, b)) {
+				return b, nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -61,6 +90,54 @@ func WaitOrdersSettled(ctx context.Context, cl *Client, res *ReplayResult, timeo
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// expiring reports whether an unpaid order falls due within the horizon
+// or is overdue by less than the grace.
+func expiring(orders map[string]api.Order, now time.Time) bool {
+	for _, o := range orders {
+		if o.Status == "PENDING_PAYMENT" && o.ExpiresAt != nil && o.ExpiresAt.Before(now.Add(expiryHorizon)) && o.ExpiresAt.After(now.Add(-expiryGrace)) {
+			return true
+		}
+	}
+	return false
+}
+
+// auditExpiry checks that no accepted order is still unpaid more than
+// the grace past its payment deadline.
+func auditExpiry(res *ReplayResult, orders map[string]api.Order, now time.Time) Check {
+	c := Check{Name: "every unpaid order past its payment window has expired"}
+	overdue := map[string]int{}
+	pending := 0
+	var example string
+	for _, id := range accepted(res) {
+		o, ok := orders[id]
+		if !ok || o.Status != "PENDING_PAYMENT" {
+			continue
+		}
+		pending++
+		if o.ExpiresAt != nil && o.ExpiresAt.Before(now.Add(-expiryGrace)) {
+			overdue[o.Kind]++
+			if example == "" {
+				example = fmt.Sprintf("%s order %s due %s", o.Kind, id, now.Sub(*o.ExpiresAt).Round(time.Second))
+			}
+		}
+	}
+	c.OK = len(overdue) == 0
+	c.Detail = fmt.Sprintf("%d still pending, overdue by more than %s: %s", pending, expiryGrace, counts(overdue))
+	if example != "" {
+		c.Detail += ", e.g. " + example + " ago"
+	}
+	return c
+}
+
+func allOK(checks []Check) bool {
+	for _, c := range checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return true
 }
 
 func settledAll(res *ReplayResult, orders map[string]api.Order) bool {
@@ -83,31 +160,33 @@ func settledAll(res *ReplayResult, orders map[string]api.Order) bool {
 // AuditReplay checks the platform's books after a replay drained. The
 // stored orders come from Postgres when pool is not nil and from the API
 // otherwise; orders are every user's orders as the API lists them.
-func AuditReplay(ctx context.Context, cl *Client, res *ReplayResult, orders map[string]api.Order, pool *pgxpool.Pool) ([]Check, error) {
+func AuditReplay(ctx context.Context, cl *Client, res *ReplayResult, books *Books, pool *pgxpool.Pool) ([]Check, error) {
 	var checks []Check
+	orders := books.Orders
+	res.Orders = orderStates(res, books)
 	for _, a := range res.Activities {
-		var books *SeckillBooks
+		var sale *SeckillBooks
 		var err error
 		if pool != nil {
-			books, err = ReadSeckillBooks(ctx, cl, pool, a.ActivityID)
+			sale, err = ReadSeckillBooks(ctx, cl, pool, a.ActivityID)
 		} else {
-			books, err = seckillBooksFromAPI(ctx, cl, orders, a.ActivityID)
+			sale, err = seckillBooksFromAPI(ctx, cl, orders, a.ActivityID)
 		}
 		if err != nil {
 			return nil, err
 		}
-		for _, c := range AuditSeckill(res.Sales[a.Key], books) {
+		res.Orders.ReleasedUnits += sale.Units["EXPIRED"] + sale.Units["CANCELLED"]
+		for _, c := range AuditSeckill(res.Sales[a.Key], sale) {
 			c.Name = a.Key + ": " + c.Name
 			checks = append(checks, c)
 		}
 	}
-	checks = append(checks, auditRegular(res, orders), auditLines(orders), auditPayments(res))
-	return checks, nil
+	checks = append(checks, auditRegular(res, orders), auditCoupons(res, orders), auditLines(orders), auditExpiry(res, orders, time.Now()))
+	return append(checks, auditPayments(res, books)...), nil
 }
 
 func seckillBooksFromAPI(ctx context.Context, cl *Client, orders map[string]api.Order, activityID string) (*SeckillBooks, error) {
-	b := &SeckillBooks{StoredOrders: map[string]int64{}, UnitsByUser: map[int64]int64{}}
-	var sold int64
+	b := newSeckillBooks()
 	for _, o := range orders {
 		if o.ActivityID != activityID {
 			continue
@@ -120,9 +199,9 @@ func seckillBooksFromAPI(ctx context.Context, cl *Client, orders map[string]api.
 		for _, l := range o.Lines {
 			units += l.Quantity
 		}
-		sold += b.add(o.OrderID, user, o.Status, int64(len(o.Lines)), units)
+		b.add(o.OrderID, user, o.Status, int64(len(o.Lines)), units)
 	}
-	return b, b.settle(ctx, cl, activityID, sold)
+	return settleBooks(ctx, cl, activityID, func() (*SeckillBooks, error) { return b, nil })
 }
 
 // auditRegular checks that every accepted cart checkout is listed once,
@@ -187,19 +266,6 @@ func linesAddUp(o api.Order) string {
 		return fmt.Sprintf("order total/discount/payable %d/%d/%d != lines %d/%d/%d", o.Total, o.Discount, o.Payable, total, discount, payable)
 	}
 	return ""
-}
-
-// auditPayments is the payment ledger's check: it needs each order's
-// payment as the API will show it, so it is reported as skipped, with the
-// reason, until the payment service lands.
-func auditPayments(res *ReplayResult) Check {
-	c := Check{Name: "every paid order has exactly one successful unrefunded payment", OK: true, Skipped: true}
-	if f := featureOf(res, FeaturePay); !f.Available {
-		c.Detail = f.Reason
-	} else {
-		c.Detail = fmt.Sprintf("the pay endpoint is served (%d paid) but orders do not show their payment yet", res.FollowUps.Paid)
-	}
-	return c
 }
 
 func featureOf(res *ReplayResult, name string) Feature {

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flashsale/flashsale/gateway/api"
 )
@@ -10,10 +11,11 @@ import (
 // books returns settled books for a sale of stock units with limit 1 in
 // which the given orders (order id → user) were stored.
 func books(stock int64, stored map[string]int64) *SeckillBooks {
-	b := &SeckillBooks{Activity: api.Activity{Stock: stock, PerUserLimit: 1}, StoredOrders: stored, UnitsByUser: map[int64]int64{}}
+	b := &SeckillBooks{Activity: api.Activity{Stock: stock, PerUserLimit: 1}, StoredOrders: stored, UnitsByUser: map[int64]int64{}, Units: map[string]int64{}}
 	var sold int64
 	for _, u := range stored {
 		b.UnitsByUser[u]++
+		b.Units["PAID"]++
 		sold++
 	}
 	b.Activity.Remaining = stock - sold
@@ -83,6 +85,19 @@ func TestAuditCatchesMalformedOrders(t *testing.T) {
 	}
 }
 
+// A full refund gives the buyer's limit back: the unit still counts as
+// sold against the stock, not against the limit.
+func TestRefundedOrderLeavesTheLimit(t *testing.T) {
+	b := newSeckillBooks()
+	b.Activity = api.Activity{Stock: 3, PerUserLimit: 1, Remaining: 1}
+	b.add("1", 10, "REFUNDED", 1, 1)
+	b.add("2", 10, "PAID", 1, 1)
+	res := &BurstResult{Orders: map[string]int64{"1": 10, "2": 10}, DemandUnits: 2}
+	if got := failed(AuditSeckill(res, b)); len(got) != 0 {
+		t.Fatalf("failing checks = %q, want none", got)
+	}
+}
+
 func TestAuditCatchesLimitAndStockViolations(t *testing.T) {
 	stored := map[string]int64{"1": 10, "2": 10}
 	b := books(2, stored)
@@ -95,5 +110,76 @@ func TestAuditCatchesLimitAndStockViolations(t *testing.T) {
 	got = strings.Join(failed(AuditSeckill(&BurstResult{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, b)), "; ")
 	if !strings.Contains(got, "stock conserved") {
 		t.Fatalf("unconserved stock not caught: %q", got)
+	}
+}
+
+func TestAuditPayments(t *testing.T) {
+	paid := func(id, payment string) api.Order {
+		return api.Order{OrderID: id, Status: "PAID", Payment: &api.OrderPayment{PaymentID: payment, Channel: "alipay", Status: "SUCCEEDED"}}
+	}
+	unpaid := func(id, status string) api.Order { return api.Order{OrderID: id, Status: status} }
+	pay := func(id, status string) PaymentRecord {
+		return PaymentRecord{PaymentID: id, Channel: "alipay", Status: status}
+	}
+	tests := []struct {
+		name      string
+		order     api.Order
+		payments  []PaymentRecord
+		cancelled bool
+		want      string // substring of the one failing check, "" when all pass
+	}{
+		{"paid once", paid("1", "p1"), []PaymentRecord{pay("p1", "SUCCEEDED")}, false, ""},
+		{"paid twice, the second refunded", paid("1", "p1"), []PaymentRecord{pay("p1", "SUCCEEDED"), pay("p2", "REFUNDED")}, false, ""},
+		{"expired, the late money refunded", unpaid("1", "EXPIRED"), []PaymentRecord{pay("p1", "REFUNDED")}, false, ""},
+		{"cancelled as the buyer was told", unpaid("1", "CANCELLED"), nil, true, ""},
+		{"refunded in full at the buyer's request", api.Order{OrderID: "1", Status: "REFUNDED", Payment: &api.OrderPayment{PaymentID: "p1"}},
+			[]PaymentRecord{pay("p1", "REFUNDED")}, false, ""},
+		{"partially refunded, the payment kept", api.Order{OrderID: "1", Status: "PARTIALLY_REFUNDED", Payment: &api.OrderPayment{PaymentID: "p1"}},
+			[]PaymentRecord{pay("p1", "SUCCEEDED")}, false, ""},
+		{"paid, its payment refunded in full", paid("1", "p1"), []PaymentRecord{pay("p1", "REFUNDED")}, false, "two final states"},
+		{"refunded in full, a duplicate kept", api.Order{OrderID: "1", Status: "REFUNDED", Payment: &api.OrderPayment{PaymentID: "p1"}},
+			[]PaymentRecord{pay("p1", "REFUNDED"), pay("p2", "SUCCEEDED")}, false, "exactly one successful"},
+		{"paid twice, both kept", paid("1", "p1"), []PaymentRecord{pay("p1", "SUCCEEDED"), pay("p2", "SUCCEEDED")}, false, "exactly one successful"},
+		{"paid by a payment it does not name", paid("1", "p2"), []PaymentRecord{pay("p1", "SUCCEEDED")}, false, "exactly one successful"},
+		{"paid without money", paid("1", "p1"), []PaymentRecord{pay("p1", "PAYING")}, false, "exactly one successful"},
+		{"expired, the late money kept", unpaid("1", "EXPIRED"), []PaymentRecord{pay("p1", "SUCCEEDED")}, false, "no money kept"},
+		{"cancelled for the buyer, then paid", paid("1", "p1"), []PaymentRecord{pay("p1", "SUCCEEDED")}, true, "two final states"},
+		{"expired and naming a payment", api.Order{OrderID: "1", Status: "EXPIRED", Payment: &api.OrderPayment{PaymentID: "p1"}},
+			[]PaymentRecord{pay("p1", "REFUNDED")}, false, "two final states"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := &ReplayResult{Features: []Feature{{Name: FeaturePay, Available: true}}, Regular: map[string]int64{"1": 10},
+				trails: map[string]*trail{"1": {cancelled: tt.cancelled}}}
+			b := &Books{Orders: map[string]api.Order{"1": tt.order}, Payments: map[string][]PaymentRecord{"1": tt.payments}}
+			got := strings.Join(failed(auditPayments(res, b)), "; ")
+			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
+				t.Fatalf("failing checks = %q, want one matching %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAuditExpiry(t *testing.T) {
+	now := time.Now()
+	at := func(d time.Duration) *time.Time { t := now.Add(d); return &t }
+	tests := []struct {
+		name  string
+		order api.Order
+		ok    bool
+	}{
+		{"expired", api.Order{Status: "EXPIRED", ExpiresAt: at(-time.Minute)}, true},
+		{"pending, not due", api.Order{Status: "PENDING_PAYMENT", ExpiresAt: at(time.Minute)}, true},
+		{"pending, just due", api.Order{Status: "PENDING_PAYMENT", ExpiresAt: at(-time.Second)}, true},
+		{"pending long past its window", api.Order{Kind: "REGULAR", Status: "PENDING_PAYMENT", ExpiresAt: at(-time.Minute)}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := &ReplayResult{Regular: map[string]int64{"1": 10}}
+			c := auditExpiry(res, map[string]api.Order{"1": tt.order}, now)
+			if c.OK != tt.ok {
+				t.Fatalf("ok = %v, want %v (%s)", c.OK, tt.ok, c.Detail)
+			}
+		})
 	}
 }

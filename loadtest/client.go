@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flashsale/flashsale/gateway/api"
@@ -50,8 +51,13 @@ func (e *APIError) Error() string {
 }
 
 // Do sends a JSON request and decodes a 2xx answer into out (when not nil).
-// Non-2xx answers are returned as *APIError.
+// Non-2xx answers are returned as *APIError. A path that is a whole URL
+// (a channel's pay URL) is requested as it is.
 func (c *Client) Do(ctx context.Context, method, path, token string, headers map[string]string, in, out any) (int, error) {
+	url := c.base + path
+	if strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://") {
+		url = path
+	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -60,7 +66,7 @@ func (c *Client) Do(ctx context.Context, method, path, token string, headers map
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return 0, err
 	}

@@ -18,10 +18,15 @@ import (
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
+	orderapp "github.com/flashsale/flashsale/services/order/app"
 )
 
 // The whole platform runs once for this package, on the shared harness,
-// exactly as `make demo` runs it.
+// exactly as `make demo` runs it, with a payment window short enough
+// that the replay's abandoned orders expire and its late payers are
+// refunded.
+const paymentWindow = 10 * time.Second
+
 var (
 	stack    *localstack.Stack
 	platform *local.Platform
@@ -32,7 +37,7 @@ func TestMain(m *testing.M) {
 		stack = s
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		p, err := local.Up(ctx, s, local.Options{})
+		p, err := local.Up(ctx, s, local.Options{AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = paymentWindow }})
 		if err != nil {
 			panic(err)
 		}
@@ -68,9 +73,9 @@ func mustSale(tb testing.TB, cl *loadtest.Client, stock, limit int64) string {
 	return id
 }
 
-func mustPool(tb testing.TB) *pgxpool.Pool {
+func mustPool(tb testing.TB, db string) *pgxpool.Pool {
 	tb.Helper()
-	pool, err := postgres.Dial(context.Background(), stack.PostgresURL(local.DBOrders), 2)
+	pool, err := postgres.Dial(context.Background(), stack.PostgresURL(db), 2)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -181,7 +186,7 @@ func TestBurstAuditPasses(t *testing.T) {
 	if err := loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	books, err := loadtest.ReadSeckillBooks(ctx, cl, mustPool(t), act)
+	books, err := loadtest.ReadSeckillBooks(ctx, cl, mustPool(t, local.DBOrders), act)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,14 +226,23 @@ catalog:
   activities:
     - {key: phone-sale, product: phone, price: 50000, stock: 80, per_user_limit: 1, starts_in: 1s, lasts: 10m}
     - {key: mug-sale, product: mug, price: 900, stock: 60, per_user_limit: 2, starts_in: 3s, lasts: 10m}
+  promotions:
+    - {kind: FULL_REDUCTION, tiers: [{threshold: 50000, off: 5000}]}
+    - {kind: SKU_DISCOUNT, products: [mug], rate_bp: 9000}
+  coupons:
+    - {threshold: 3000, amount: 500, share: 0.5}
 phases:
   - {name: browse, kind: browse, start: 0s, hold: 5s, rate: 50}
   - {name: countdown, kind: countdown, start: 0s, hold: 1s, rate: 50}
   - {name: spike, kind: seckill, start: 0s, ramp: 1s, hold: 4s, rate_from: 50, rate: 300, replay_share: 0.1}
-  - {name: checkout, kind: checkout, start: 1s, hold: 2s, rate: 5}
-payment: {pay_share: 0.6, cancel_share: 0.2, refund_share: 0.5, delay: [100ms, 200ms], channels: {alipay: 1, wechat: 1}}
-faults: [{channel: alipay, mode: down, at: 1s, lasts: 1s}]
-drain: 5s
+  - {name: checkout, kind: checkout, start: 1s, hold: 3s, rate: 15, coupon_share: 0.8}
+payment: {pay_share: 0.6, cancel_share: 0.2, late_share: 0.2, duplicate_share: 0.2, refund_share: 0.5,
+          delay: [100ms, 200ms], channels: {alipay: 1, wechat: 1}}
+faults:
+  - {channel: alipay, mode: down, at: 1s, lasts: 1s}
+  - {channel: wechat, mode: slow, at: 2s, lasts: 1s, latency: 300ms}
+  - {channel: wechat, mode: failing, at: 3s, lasts: 1s, failure_rate: 0.2}
+drain: 20s
 `
 
 func TestReplayAuditPasses(t *testing.T) {
@@ -240,7 +254,8 @@ func TestReplayAuditPasses(t *testing.T) {
 	cl := loadtest.NewClient(platform.GatewayURL, 64)
 	dir := t.TempDir()
 	res, ok, err := loadtest.RunSession(ctx, loadtest.SessionConfig{
-		Scenario: sc, Client: cl, Target: platform.GatewayURL, Orders: mustPool(t), OutDir: dir, Out: io.Discard,
+		Scenario: sc, Client: cl, Target: platform.GatewayURL, OutDir: dir, Out: io.Discard,
+		Orders: mustPool(t, local.DBOrders), Payments: mustPool(t, local.DBPayment), SimulatorURL: platform.ChannelsURL,
 		Drained: func(ctx context.Context) error {
 			return loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, time.Minute)
 		},
@@ -278,6 +293,25 @@ func TestReplayAuditPasses(t *testing.T) {
 	for _, p := range res.Phases {
 		if p.Kind == loadtest.PhaseCheckout && p.Status != "ran" && p.Sent != 0 {
 			t.Errorf("skipped phase %s sent %d requests", p.Name, p.Sent)
+		}
+	}
+	// Every fault was applied and lifted; buyers paid (some late, some
+	// twice), cancelled and abandoned; the platform expired the abandoned
+	// orders and refunded the late and the duplicate money.
+	for _, f := range res.Faults {
+		if f.Status != "applied and lifted" {
+			t.Errorf("fault %s: %s", f.Fault, f.Status)
+		}
+	}
+	fu, st := res.FollowUps, res.Orders
+	for name, n := range map[string]int64{
+		"paid": fu.Paid, "paid late": fu.LatePaid, "paid twice": fu.Duplicated, "cancelled": fu.Cancelled,
+		"PAID": int64(st.ByStatus["PAID"]), "EXPIRED": int64(st.ByStatus["EXPIRED"]), "CANCELLED": int64(st.ByStatus["CANCELLED"]),
+		"late refunds": int64(st.LateRefunds), "duplicate refunds": int64(st.DuplicateRefunds), "released units": st.ReleasedUnits,
+		"coupons used": res.Coupons.Used,
+	} {
+		if n == 0 {
+			t.Errorf("%s: none (follow-ups %+v, orders %+v, coupons %+v)", name, fu, st, res.Coupons)
 		}
 	}
 	for _, name := range []string{"report.json", "report.html"} {

@@ -7,8 +7,9 @@ require (
 	github.com/flashsale/flashsale/gateway v0.0.0
 	github.com/flashsale/flashsale/platform v0.0.0
 	github.com/flashsale/flashsale/proto v0.0.0
+	github.com/flashsale/flashsale/services/channelsim v0.0.0
 	github.com/flashsale/flashsale/services/inventory v0.0.0
-	github.com/flashsale/flashsale/services/order v0.0.0 // indirect
+	github.com/flashsale/flashsale/services/order v0.0.0
 	github.com/flashsale/flashsale/services/product v0.0.0 // indirect
 )
 
@@ -39,7 +40,6 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/fatih/color v1.16.0 // indirect
-	github.com/flashsale/flashsale/services/channelsim v0.0.0 // indirect
 	github.com/flashsale/flashsale/services/marketing v0.0.0 // indirect
 	github.com/flashsale/flashsale/services/payment v0.0.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect

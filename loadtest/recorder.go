@@ -16,6 +16,7 @@ const (
 	EndpointSeckill    = "POST seckill"
 	EndpointOrder      = "GET order"
 	EndpointPay        = "POST pay"
+	EndpointWallet     = "POST wallet" // the buyer confirming at the channel's pay URL
 	EndpointCancel     = "POST cancel"
 	EndpointRefund     = "POST refund"
 	EndpointCheckout   = "POST checkout"
@@ -55,11 +56,13 @@ type recorder struct {
 	secs     []*second
 	stock    map[string][]StockPoint
 	payments map[string]map[string]int
+	// channels holds payment latencies by channel and step (pay, wallet).
+	channels map[statKey]*hdrhistogram.Histogram
 }
 
 func newRecorder(start time.Time) *recorder {
 	return &recorder{start: start, hists: map[statKey]*hdrhistogram.Histogram{},
-		stock: map[string][]StockPoint{}, payments: map[string]map[string]int{}}
+		stock: map[string][]StockPoint{}, payments: map[string]map[string]int{}, channels: map[statKey]*hdrhistogram.Histogram{}}
 }
 
 func (r *recorder) sec(t time.Time) *second {
@@ -83,13 +86,7 @@ func (r *recorder) done(endpoint, outcome string, scheduled, answered time.Time)
 	us := max(answered.Sub(scheduled).Microseconds(), 1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	k := statKey{endpoint, outcome}
-	h := r.hists[k]
-	if h == nil {
-		h = hdrhistogram.New(1, histMax, 3)
-		r.hists[k] = h
-	}
-	_ = h.RecordValue(us)
+	_ = histOf(r.hists, statKey{endpoint, outcome}).RecordValue(us)
 	a := r.sec(answered)
 	a.completions++
 	_ = a.recent.RecordValue(us)
@@ -121,6 +118,30 @@ func (r *recorder) payment(channel, status string) {
 		r.payments[channel] = map[string]int{}
 	}
 	r.payments[channel][status]++
+}
+
+// Payment steps whose latency is kept per channel.
+const (
+	stepPay    = "pay"    // POST /api/v1/orders/{id}/pay, the trade created at the channel
+	stepWallet = "wallet" // the buyer's confirmation at the channel's pay URL
+)
+
+// channelLatency records how long a payment step took on channel.
+func (r *recorder) channelLatency(channel, step string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_ = histOf(r.channels, statKey{channel, step}).RecordValue(max(d.Microseconds(), 1))
+}
+
+// histOf returns m's histogram for k, made on first use; callers hold
+// r.mu.
+func histOf(m map[statKey]*hdrhistogram.Histogram, k statKey) *hdrhistogram.Histogram {
+	h := m[k]
+	if h == nil {
+		h = hdrhistogram.New(1, histMax, 3)
+		m[k] = h
+	}
+	return h
 }
 
 // live returns the last full second's arrivals, completions and the p99
@@ -241,6 +262,47 @@ func (r *recorder) stockSeries() map[string][]StockPoint {
 	for k, v := range r.stock {
 		out[k] = append([]StockPoint(nil), v...)
 	}
+	return out
+}
+
+// ChannelStat is one payment channel in the replay: how many payments
+// the platform opened on it and buyers confirmed, the latencies of both
+// steps (ms), and, after the audit, its payments' final statuses.
+type ChannelStat struct {
+	Channel   string  `json:"channel"`
+	Opened    int64   `json:"opened"`
+	Confirmed int64   `json:"confirmed"`
+	PayP50    float64 `json:"pay_p50_ms"`
+	PayP99    float64 `json:"pay_p99_ms"`
+	WalletP50 float64 `json:"wallet_p50_ms"`
+	WalletP99 float64 `json:"wallet_p99_ms"`
+	// Final maps a payment status (SUCCEEDED, REFUNDED, FAILED, PAYING)
+	// to the number of the channel's payments that ended in it.
+	Final map[string]int `json:"final,omitempty"`
+}
+
+func (r *recorder) channelStats() []ChannelStat {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	byName := map[string]*ChannelStat{}
+	for k, h := range r.channels {
+		c := byName[k.endpoint]
+		if c == nil {
+			c = &ChannelStat{Channel: k.endpoint}
+			byName[k.endpoint] = c
+		}
+		p50, p99 := ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(99))
+		if k.outcome == stepPay {
+			c.Opened, c.PayP50, c.PayP99 = h.TotalCount(), p50, p99
+		} else {
+			c.Confirmed, c.WalletP50, c.WalletP99 = h.TotalCount(), p50, p99
+		}
+	}
+	out := make([]ChannelStat, 0, len(byName))
+	for _, c := range byName {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Channel < out[j].Channel })
 	return out
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/services/channelsim"
 )
 
 // ReplayOptions adjust a replay.
@@ -29,6 +31,10 @@ type ReplayOptions struct {
 	// p99 within CapacityP99 (defaults 5s and 50ms).
 	CapacityWindow int
 	CapacityP99    time.Duration
+	// Simulator, when set, is the channel simulator's admin API (its
+	// PUT /admin/channels/{channel}): slow and failing faults need it and
+	// are reported as skipped without it.
+	Simulator *Client
 }
 
 // PhaseStat is what one phase did.
@@ -58,11 +64,38 @@ type ActivityStat struct {
 	Accepted     int    `json:"accepted"`
 }
 
-// FollowUps counts what buyers did with accepted orders.
+// FollowUps counts what buyers did with accepted orders. Paid counts
+// orders whose payment the buyer confirmed at the channel; LatePaid of
+// them confirmed after the order expired, Duplicated paid through a
+// second channel too. LateCutOff are late payers whose order would
+// expire after the drain, who abandon it instead.
 type FollowUps struct {
 	Paid, PayFailed, Cancelled, CancelFailed, Refunded, RefundFailed, Abandoned int64
+	LatePaid, Duplicated, LateCutOff                                            int64
 	// Skipped counts follow-ups drawn whose endpoint is not available.
 	Skipped int64
+}
+
+// CouponStats counts the scenario's coupons: templates created, coupons
+// the buyers claimed (and claims refused), and checkouts that used one
+// (and those refused with it, then placed without it).
+type CouponStats struct {
+	Templates   int   `json:"templates"`
+	Claimed     int64 `json:"claimed"`
+	ClaimFailed int64 `json:"claim_failed"`
+	Used        int64 `json:"used"`
+	Refused     int64 `json:"refused"`
+}
+
+// trail is what the replay did with one accepted order, for the audit.
+type trail struct {
+	user User
+	// payments are the payment ids the pay answers named.
+	payments []string
+	// cancelled is set when the buyer's cancel was answered 200.
+	cancelled bool
+	// coupon is the coupon the checkout used.
+	coupon string
 }
 
 // ReplayResult is everything a replay measured, ready for the report and
@@ -82,13 +115,19 @@ type ReplayResult struct {
 	Stock      map[string][]StockPoint   `json:"stock"`
 	Payments   map[string]map[string]int `json:"payments"`
 	FollowUps  FollowUps                 `json:"follow_ups"`
-	Capacity   Capacity                  `json:"capacity"`
-	Ceiling    *Ceiling                  `json:"ceiling,omitempty"`
-	Checks     []Check                   `json:"checks"`
-	Sales      map[string]*BurstResult   `json:"-"`
-	Regular    map[string]int64          `json:"-"`
-	UsersList  []User                    `json:"-"`
-	limits     map[string]int64
+	Channels   []ChannelStat             `json:"channels"`
+	Coupons    CouponStats               `json:"coupons"`
+	// Orders is the final state of the accepted orders, as the audit
+	// read them.
+	Orders    *OrderStates            `json:"orders,omitempty"`
+	Capacity  Capacity                `json:"capacity"`
+	Ceiling   *Ceiling                `json:"ceiling,omitempty"`
+	Checks    []Check                 `json:"checks"`
+	Sales     map[string]*BurstResult `json:"-"`
+	Regular   map[string]int64        `json:"-"`
+	UsersList []User                  `json:"-"`
+	limits    map[string]int64
+	trails    map[string]*trail
 }
 
 // replay is one run in progress.
@@ -104,17 +143,26 @@ type replay struct {
 	ledgers  map[string]*saleLedger
 	rec      *recorder
 	start    time.Time
-	inflight atomic.Int64
-	accepted atomic.Int64
-	requests sync.WaitGroup
-	follow   sync.WaitGroup
-	followMu sync.Mutex
-	fu       FollowUps
-	regMu    sync.Mutex
-	regular  map[string]int64
-	checkout atomic.Int64
-	phases   []PhaseStat
-	faults   []FaultStat
+	// followEnd is when follow-ups must be done: the last arrival plus
+	// the drain.
+	followEnd time.Time
+	trailMu   sync.Mutex
+	trails    map[string]*trail
+	couponMu  sync.Mutex
+	coupons   map[int][]heldCoupon // by user index
+	cs        CouponStats
+	prices    []int64 // product prices in catalog order
+	inflight  atomic.Int64
+	accepted  atomic.Int64
+	requests  sync.WaitGroup
+	follow    sync.WaitGroup
+	followMu  sync.Mutex
+	fu        FollowUps
+	regMu     sync.Mutex
+	regular   map[string]int64
+	checkout  atomic.Int64
+	phases    []PhaseStat
+	faults    []FaultStat
 }
 
 // RunReplay signs the scenario's users in, creates its catalog, drives
@@ -127,7 +175,8 @@ func RunReplay(ctx context.Context, cl *Client, sc *Scenario, opts ReplayOptions
 	if opts.CapacityP99 <= 0 {
 		opts.CapacityP99 = 50 * time.Millisecond
 	}
-	r := &replay{sc: sc, cl: cl, opts: opts, acts: map[string]*ActivityStat{}, ledgers: map[string]*saleLedger{}, regular: map[string]int64{}}
+	r := &replay{sc: sc, cl: cl, opts: opts, acts: map[string]*ActivityStat{}, ledgers: map[string]*saleLedger{}, regular: map[string]int64{},
+		trails: map[string]*trail{}, coupons: map[int][]heldCoupon{}}
 	if err := r.setup(ctx); err != nil {
 		return nil, err
 	}
@@ -161,8 +210,10 @@ func (r *replay) setup(ctx context.Context) error {
 		}
 		skuOf[p.Key] = id
 		r.skus = append(r.skus, id)
+		r.prices = append(r.prices, p.Price)
 	}
 	r.setupMarketing(ctx, skuOf)
+	r.setupChannels(ctx)
 
 	// The schedule starts once every activity exists: a second per ten
 	// activities is plenty for the admin calls.
@@ -181,32 +232,140 @@ func (r *replay) setup(ctx context.Context) error {
 }
 
 // setupMarketing creates the scenario's promotions and coupon templates
-// when the gateway serves marketing; a refusal turns the feature off with
-// the reason, so the report says why instead of the replay failing.
+// when the gateway serves marketing, and has a share of the buyers claim
+// coupons. A refusal turns the feature off with the reason, so the report
+// says why instead of the replay failing. Everything is valid from a
+// minute ago for a day, so the whole replay sees it.
 func (r *replay) setupMarketing(ctx context.Context, skuOf map[string]string) {
-	create := func(feature, path string, body map[string]any) {
+	from, until := time.Now().Add(-time.Minute).UTC(), time.Now().Add(24*time.Hour).UTC()
+	create := func(feature, path string, body map[string]any, out any) bool {
 		f := r.features[feature]
 		if !f.Available {
-			return
+			return false
 		}
-		if _, err := r.cl.Do(ctx, http.MethodPost, path, r.admin, nil, body, nil); err != nil {
+		if _, err := r.cl.Do(ctx, http.MethodPost, path, r.admin, nil, body, out); err != nil {
 			f.Available, f.Reason = false, "skipped: setup failed: "+err.Error()
 			r.features[feature] = f
+			return false
 		}
+		return true
 	}
 	for _, p := range r.sc.Catalog.Promotions {
-		body := map[string]any{"kind": p.Kind}
-		for k, v := range p.Fields {
-			if s, ok := v.(string); ok && skuOf[s] != "" {
-				v = skuOf[s] // product keys become sku ids
+		body := map[string]any{"kind": p.Kind, "starts_at": from, "ends_at": until}
+		if len(p.Products) > 0 {
+			skus := make([]string, len(p.Products))
+			for i, k := range p.Products {
+				skus[i] = skuOf[k]
 			}
-			body[k] = v
+			body["sku_ids"] = skus
 		}
-		create(FeaturePromotions, "/admin/v1/promotions", body)
+		if p.Kind == PromotionSKUDiscount {
+			body["rate_bp"] = p.RateBP
+		} else {
+			body["tiers"] = p.Tiers
+		}
+		create(FeaturePromotions, "/admin/v1/promotions", body, nil)
 	}
+	rng := rand.New(rand.NewPCG(r.sc.Seed, 0xc0))
 	for _, c := range r.sc.Catalog.Coupons {
-		create(FeatureCoupons, "/admin/v1/coupon-templates", map[string]any{"threshold": c.Threshold, "amount": c.Amount})
+		var claimers []int
+		for i := range r.users {
+			if rng.Float64() < c.Share {
+				claimers = append(claimers, i)
+			}
+		}
+		if len(claimers) == 0 {
+			continue
+		}
+		var tpl api.CouponTemplateCreated
+		if !create(FeatureCoupons, "/admin/v1/coupon-templates", map[string]any{
+			"threshold": c.Threshold, "amount": c.Amount, "total": len(claimers), "per_user_limit": 1,
+			"valid_from": from, "valid_until": until,
+		}, &tpl) {
+			continue
+		}
+		r.cs.Templates++
+		r.claim(ctx, tpl.TemplateID, c.Threshold, claimers)
 	}
+}
+
+// heldCoupon is a coupon a buyer claimed and has not used yet.
+type heldCoupon struct {
+	id        string
+	threshold int64
+}
+
+// claim has each of the users claim one coupon of the template, 32 at a
+// time, waiting out rate limits as SignIn does.
+func (r *replay) claim(ctx context.Context, templateID string, threshold int64, users []int) {
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for _, i := range users {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c, err := withRetryAfter(ctx, func() (api.Coupon, error) {
+				var c api.Coupon
+				_, err := r.cl.Do(ctx, http.MethodPost, "/api/v1/coupons/"+templateID+"/claim", r.users[i].Token, nil, nil, &c)
+				return c, err
+			})
+			r.couponMu.Lock()
+			defer r.couponMu.Unlock()
+			if err != nil {
+				r.cs.ClaimFailed++
+				return
+			}
+			r.cs.Claimed++
+			r.coupons[i] = append(r.coupons[i], heldCoupon{id: c.CouponID, threshold: threshold})
+		})
+	}
+	wg.Wait()
+}
+
+// takeCoupon hands out one of the user's coupons whose threshold the
+// cart's list price clears twice over (promotions come off first, and a
+// coupon below its threshold is refused), or "" when there is none.
+func (r *replay) takeCoupon(user int, listTotal int64) (heldCoupon, bool) {
+	r.couponMu.Lock()
+	defer r.couponMu.Unlock()
+	held := r.coupons[user]
+	for i, c := range held {
+		if listTotal >= 2*c.threshold {
+			r.coupons[user] = append(held[:i:i], held[i+1:]...)
+			return c, true
+		}
+	}
+	return heldCoupon{}, false
+}
+
+func (r *replay) giveBackCoupon(user int, c heldCoupon) {
+	r.couponMu.Lock()
+	r.coupons[user] = append(r.coupons[user], c)
+	r.couponMu.Unlock()
+}
+
+// setupChannels sets each scenario channel's routing weight, enabled,
+// so that routing follows the scenario; a refusal turns the channel
+// switches off with the reason.
+func (r *replay) setupChannels(ctx context.Context) {
+	if !r.features[FeatureChannels].Available || r.sc.Payment.PayShare == 0 {
+		return
+	}
+	for _, ch := range slices.Sorted(maps.Keys(r.sc.Payment.Channels)) {
+		if err := r.switchChannel(ctx, ch, true); err != nil {
+			r.features[FeatureChannels] = Feature{Name: FeatureChannels, Endpoint: r.features[FeatureChannels].Endpoint,
+				Reason: "skipped: setup failed: " + err.Error()}
+			return
+		}
+	}
+}
+
+// switchChannel turns a payment channel on or off in the platform's
+// routing, with its scenario weight.
+func (r *replay) switchChannel(ctx context.Context, channel string, enabled bool) error {
+	_, err := r.cl.Do(ctx, http.MethodPut, "/admin/v1/channels/"+channel, r.admin, nil,
+		map[string]any{"weight": r.sc.Payment.Channels[channel], "enabled": enabled}, nil)
+	return err
 }
 
 // needs is the feature a phase kind depends on ("" when none).
@@ -225,6 +384,12 @@ func (r *replay) run(ctx context.Context) {
 	if d := time.Until(r.start); d > 0 {
 		time.Sleep(d)
 	}
+	// Follow-ups (payments, cancels) run until the drain time is up; a
+	// follow-up still waiting then is cut off, so none outlives the
+	// replay and races the audit.
+	r.followEnd = r.start.Add(r.sc.End() + r.sc.Drain.D())
+	followCtx, cancelFollow := context.WithDeadline(ctx, r.followEnd)
+	defer cancelFollow()
 	stopBackground := r.background(ctx)
 	for i, p := range r.sc.Phases {
 		stats[i] = PhaseStat{Name: p.Name, Kind: p.Kind, Status: "ran", StartS: p.Start.D().Seconds(), EndS: p.End().Seconds(), PeakRPS: max(p.Rate, p.RateFrom)}
@@ -232,19 +397,12 @@ func (r *replay) run(ctx context.Context) {
 			stats[i].Status = r.features[f].Reason
 			continue
 		}
-		dispatchers.Go(func() { r.dispatch(ctx, i, p, &sent[i]) })
+		dispatchers.Go(func() { r.dispatch(followCtx, i, p, &sent[i]) })
 	}
 	faults := r.scheduleFaults(ctx)
 	dispatchers.Wait()
 	r.requests.Wait()
-	// Follow-ups (payments, cancels) run until the drain time is up.
-	waited := make(chan struct{})
-	go func() { r.follow.Wait(); close(waited) }()
-	select {
-	case <-waited:
-	case <-time.After(r.sc.Drain.D()):
-	case <-ctx.Done():
-	}
+	r.follow.Wait()
 	faults()
 	stopBackground()
 	for i := range stats {
@@ -294,6 +452,7 @@ type arrival struct {
 	user     int
 	activity string
 	replay   bool
+	coupon   bool
 	roll     float64
 	skus     []int
 	quantity []int64
@@ -309,6 +468,7 @@ func (r *replay) draw(rng *rand.Rand, p Phase) arrival {
 	}
 	a.activity = acts[rng.IntN(len(acts))]
 	if p.Kind == PhaseCheckout {
+		a.coupon = rng.Float64() < p.CouponShare
 		n := p.Lines[0] + rng.IntN(p.Lines[1]-p.Lines[0]+1)
 		for _, k := range rng.Perm(len(r.skus))[:min(n, len(r.skus))] {
 			a.skus = append(a.skus, k)
@@ -373,25 +533,77 @@ func (r *replay) seckill(ctx context.Context, p Phase, a arrival, due time.Time)
 
 func (r *replay) placeRegular(ctx context.Context, a arrival, due time.Time) {
 	lines := make([]map[string]any, len(a.skus))
+	var list int64
 	for i, k := range a.skus {
 		lines[i] = map[string]any{"sku_id": r.skus[k], "quantity": a.quantity[i]}
+		list += r.prices[k] * a.quantity[i]
 	}
 	user := r.users[a.user]
 	key := "c" + strconv.FormatInt(user.ID, 10) + "-" + strconv.FormatInt(r.checkout.Add(1), 10)
+	body := map[string]any{"lines": lines}
+	coupon, withCoupon := heldCoupon{}, false
+	if a.coupon {
+		if coupon, withCoupon = r.takeCoupon(a.user, list); withCoupon {
+			body["coupon_id"] = coupon.id
+		}
+	}
 	var o api.Order
 	err := r.call(ctx, EndpointCheckout, due, http.MethodPost, "/api/v1/orders", user.Token,
-		map[string]string{"Idempotency-Key": key}, map[string]any{"lines": lines}, &o)
-	if err == nil {
-		r.regMu.Lock()
-		r.regular[o.OrderID] = user.ID
-		r.regMu.Unlock()
-		r.followUp(ctx, user, o.OrderID)
+		map[string]string{"Idempotency-Key": key}, body, &o)
+	if withCoupon && err != nil {
+		// The coupon stays the buyer's; one the cart does not reach
+		// (CONFLICT) is dropped from the cart, as a buyer would.
+		r.giveBackCoupon(a.user, coupon)
+		if outcomeOf(err) == "conflict" {
+			r.couponMu.Lock()
+			r.cs.Refused++
+			r.couponMu.Unlock()
+			delete(body, "coupon_id")
+			withCoupon = false
+			err = r.call(ctx, EndpointCheckout, due, http.MethodPost, "/api/v1/orders", user.Token,
+				map[string]string{"Idempotency-Key": key + "-plain"}, body, &o)
+		}
 	}
+	if err != nil {
+		return
+	}
+	r.regMu.Lock()
+	r.regular[o.OrderID] = user.ID
+	r.regMu.Unlock()
+	if withCoupon {
+		r.couponMu.Lock()
+		r.cs.Used++
+		r.couponMu.Unlock()
+		r.note(o.OrderID, user, func(t *trail) { t.coupon = coupon.id })
+	}
+	r.followUp(ctx, user, o.OrderID)
+}
+
+// note records what the replay did with an order, for the audit.
+func (r *replay) note(orderID string, u User, fn func(*trail)) {
+	r.trailMu.Lock()
+	defer r.trailMu.Unlock()
+	t := r.trails[orderID]
+	if t == nil {
+		t = &trail{user: u}
+		r.trails[orderID] = t
+	}
+	fn(t)
+}
+
+// payPlan is how a buyer pays: through channel (a preference), also
+// through a second channel when duplicate, confirming in the wallet only
+// after the order expired when late; refund asks a partial refund after.
+type payPlan struct {
+	channel         string
+	late, duplicate bool
+	refund          bool
 }
 
 // followUp decides, from the order id and the seed, what the buyer does
 // with an accepted order, and does it after the scenario's delay.
 func (r *replay) followUp(ctx context.Context, u User, orderID string) {
+	r.note(orderID, u, func(*trail) {})
 	h := fnv.New64a()
 	h.Write([]byte(orderID))
 	rng := rand.New(rand.NewPCG(r.sc.Seed, h.Sum64()))
@@ -404,9 +616,10 @@ func (r *replay) followUp(ctx context.Context, u User, orderID string) {
 	switch {
 	case roll < pay.PayShare:
 		feature = FeaturePay
-		ch := pickChannel(rng, pay.Channels)
-		refund := rng.Float64() < pay.RefundShare
-		act = func(ctx context.Context) { r.pay(ctx, u, orderID, ch, refund) }
+		kind := rng.Float64()
+		plan := payPlan{channel: pickChannel(rng, pay.Channels), late: kind < pay.LateShare,
+			duplicate: kind >= pay.LateShare && kind < pay.LateShare+pay.DuplicateShare, refund: rng.Float64() < pay.RefundShare}
+		act = func(ctx context.Context) { r.pay(ctx, u, orderID, plan) }
 	case roll < pay.PayShare+pay.CancelShare:
 		feature = FeatureCancel
 		act = func(ctx context.Context) { r.cancel(ctx, u, orderID) }
@@ -454,9 +667,15 @@ func pickChannel(rng *rand.Rand, weights map[string]int) string {
 // settled waits until an order has left PROCESSING (the consumer stored
 // it) and returns it.
 func (r *replay) settled(ctx context.Context, u User, orderID string) (api.Order, error) {
+	return r.await(ctx, u, orderID, func(o api.Order) bool { return o.Status != "PROCESSING" })
+}
+
+// await reads an order until done says so (or about 20 seconds pass) and
+// returns the last read.
+func (r *replay) await(ctx context.Context, u User, orderID string, done func(api.Order) bool) (api.Order, error) {
 	for i := 0; ; i++ {
 		o, err := withRetryAfter(ctx, func() (api.Order, error) { return r.cl.GetOrder(ctx, u.Token, orderID) })
-		if err != nil || o.Status != "PROCESSING" || i == 100 {
+		if err != nil || done(o) || i == 100 {
 			return o, err
 		}
 		select {
@@ -467,36 +686,71 @@ func (r *replay) settled(ctx context.Context, u User, orderID string) (api.Order
 	}
 }
 
-func (r *replay) pay(ctx context.Context, u User, orderID, channel string, refund bool) {
+// lateSlack is how long after an order's expiry a late payer confirms,
+// so that the expiry worker has run.
+const lateSlack = 2 * time.Second
+
+func (r *replay) pay(ctx context.Context, u User, orderID string, plan payPlan) {
 	o, err := r.settled(ctx, u, orderID)
-	if err != nil {
+	if err != nil || o.Status != "PENDING_PAYMENT" {
 		r.count(func(f *FollowUps) { f.PayFailed++ })
 		return
 	}
-	var p struct {
-		PaymentID string `json:"payment_id"`
-		Channel   string `json:"channel"`
-		Status    string `json:"status"`
-	}
-	err = r.call(ctx, EndpointPay, time.Now(), http.MethodPost, "/api/v1/orders/"+orderID+"/pay", u.Token,
-		map[string]string{"Idempotency-Key": "pay-" + orderID}, map[string]any{"channel": channel}, &p)
-	if err != nil {
-		r.rec.payment(channel, outcomeOf(err))
+	first, ok := r.open(ctx, u, orderID, plan.channel)
+	if !ok {
 		r.count(func(f *FollowUps) { f.PayFailed++ })
 		return
 	}
-	r.rec.payment(p.Channel, p.Status)
-	r.count(func(f *FollowUps) { f.Paid++ })
-	if !refund || len(o.Lines) == 0 {
+	payments := []api.Payment{first}
+	if plan.duplicate {
+		if p, ok := r.open(ctx, u, orderID, r.otherChannel(first.Channel)); ok && p.PaymentID != first.PaymentID {
+			payments = append(payments, p)
+		}
+	}
+	if plan.late {
+		if o.ExpiresAt == nil || o.ExpiresAt.Add(lateSlack).After(r.followEnd) {
+			r.count(func(f *FollowUps) { f.LateCutOff++ })
+			return
+		}
+		select {
+		case <-ctx.Done():
+			r.count(func(f *FollowUps) { f.PayFailed++ })
+			return
+		case <-time.After(time.Until(o.ExpiresAt.Add(lateSlack))):
+		}
+	}
+	confirmed := 0
+	for _, p := range payments {
+		if r.confirm(ctx, p) {
+			confirmed++
+		}
+	}
+	r.count(func(f *FollowUps) {
+		switch {
+		case confirmed == 0:
+			f.PayFailed++
+			return
+		case plan.late:
+			f.LatePaid++
+		case len(payments) > 1:
+			f.Duplicated++
+		}
+		f.Paid++
+	})
+	if confirmed == 0 || plan.late || !plan.refund || len(o.Lines) == 0 {
 		return
 	}
 	if !r.features[FeatureRefund].Available {
 		r.count(func(f *FollowUps) { f.Skipped++ })
 		return
 	}
-	err = r.call(ctx, EndpointRefund, time.Now(), http.MethodPost, "/api/v1/orders/"+orderID+"/refunds", u.Token,
-		map[string]string{"Idempotency-Key": "refund-" + orderID},
-		map[string]any{"lines": []map[string]any{{"line_id": o.Lines[0].LineID, "quantity": 1}}}, nil)
+	// The callback settles the payment asynchronously: the buyer asks
+	// for the refund once the order shows paid.
+	if _, err = r.await(ctx, u, orderID, func(o api.Order) bool { return o.Status == "PAID" }); err == nil {
+		err = r.call(ctx, EndpointRefund, time.Now(), http.MethodPost, "/api/v1/orders/"+orderID+"/refunds", u.Token,
+			map[string]string{"Idempotency-Key": "refund-" + orderID},
+			map[string]any{"lines": []map[string]any{{"line_id": o.Lines[0].LineID, "quantity": 1}}}, nil)
+	}
 	r.count(func(f *FollowUps) {
 		if err != nil {
 			f.RefundFailed++
@@ -506,10 +760,69 @@ func (r *replay) pay(ctx context.Context, u User, orderID, channel string, refun
 	})
 }
 
+// open asks the platform to pay an order through channel (a preference
+// the router may override) and returns the payment it opened.
+func (r *replay) open(ctx context.Context, u User, orderID, channel string) (api.Payment, bool) {
+	var p api.Payment
+	t0 := time.Now()
+	err := r.call(ctx, EndpointPay, t0, http.MethodPost, "/api/v1/orders/"+orderID+"/pay", u.Token,
+		nil, map[string]any{"channel": channel}, &p)
+	if err != nil {
+		r.rec.payment(channel, outcomeOf(err))
+		return p, false
+	}
+	r.rec.payment(p.Channel, p.Status)
+	r.rec.channelLatency(p.Channel, stepPay, time.Since(t0))
+	r.note(orderID, u, func(t *trail) { t.payments = append(t.payments, p.PaymentID) })
+	return p, true
+}
+
+// confirmAttempts bounds a buyer's tries at the wallet while the channel
+// answers 503 (down, failing), a second apart.
+const confirmAttempts = 5
+
+// confirm is the buyer paying at the channel's pay URL; the channel then
+// notifies the platform. A payment already settled needs nothing.
+func (r *replay) confirm(ctx context.Context, p api.Payment) bool {
+	if p.Status != "PAYING" || p.PayURL == "" {
+		return p.Status == "SUCCEEDED"
+	}
+	for attempt := 1; ; attempt++ {
+		t0 := time.Now()
+		err := r.call(ctx, EndpointWallet, t0, http.MethodPost, p.PayURL, "", nil, nil, nil)
+		if err == nil {
+			r.rec.channelLatency(p.Channel, stepWallet, time.Since(t0))
+			return true
+		}
+		if attempt == confirmAttempts {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// otherChannel is a scenario channel other than ch, for a duplicate
+// payment.
+func (r *replay) otherChannel(ch string) string {
+	for _, c := range slices.Sorted(maps.Keys(r.sc.Payment.Channels)) {
+		if c != ch {
+			return c
+		}
+	}
+	return ch
+}
+
 func (r *replay) cancel(ctx context.Context, u User, orderID string) {
 	_, err := r.settled(ctx, u, orderID)
 	if err == nil {
 		err = r.call(ctx, EndpointCancel, time.Now(), http.MethodPost, "/api/v1/orders/"+orderID+"/cancel", u.Token, nil, nil, nil)
+	}
+	if err == nil {
+		r.note(orderID, u, func(t *trail) { t.cancelled = true })
 	}
 	r.count(func(f *FollowUps) {
 		if err != nil {
@@ -520,35 +833,66 @@ func (r *replay) cancel(ctx context.Context, u User, orderID string) {
 	})
 }
 
-// scheduleFaults switches payment channels off (or slow) and back on at
-// the scenario's times; it returns a func that waits for the switches.
+// scheduleFaults applies the scenario's faults and lifts them at their
+// times; it returns a func that waits for the last lift. A down channel
+// is switched off in the platform's routing; slow and failing ones are
+// set at the channel simulator, and restored to what they were.
 func (r *replay) scheduleFaults(ctx context.Context) func() {
 	var wg sync.WaitGroup
 	r.faults = make([]FaultStat, len(r.sc.Faults))
 	for i, f := range r.sc.Faults {
 		name := fmt.Sprintf("%s %s at %s for %s", f.Channel, f.Mode, f.At.D(), f.Lasts.D())
-		if ft := r.features[FeatureChannels]; !ft.Available {
-			r.faults[i] = FaultStat{Fault: name, Status: ft.Reason}
+		var apply, lift func(context.Context) error
+		switch {
+		case f.Mode == FaultDown && !r.features[FeatureChannels].Available:
+			r.faults[i] = FaultStat{Fault: name, Status: r.features[FeatureChannels].Reason}
 			continue
-		}
-		on, off := map[string]any{"enabled": false}, map[string]any{"enabled": true}
-		if f.Mode == FaultSlow {
-			on, off = map[string]any{"latency_ms": f.Latency.D().Milliseconds()}, map[string]any{"latency_ms": 0}
+		case f.Mode == FaultDown:
+			apply = func(ctx context.Context) error { return r.switchChannel(ctx, f.Channel, false) }
+			lift = func(ctx context.Context) error { return r.switchChannel(ctx, f.Channel, true) }
+		case r.opts.Simulator == nil:
+			r.faults[i] = FaultStat{Fault: name, Status: "skipped: no channel simulator admin URL (FLASHSALE_CHANNELSIM_URL)"}
+			continue
+		default:
+			var saved channelsim.Behaviour
+			apply = func(ctx context.Context) error {
+				var all map[string]channelsim.Behaviour
+				if _, err := r.opts.Simulator.Do(ctx, http.MethodGet, "/admin/channels", "", nil, nil, &all); err != nil {
+					return err
+				}
+				saved = all[f.Channel]
+				b := saved
+				if f.Mode == FaultSlow {
+					b.LatencyMS = f.Latency.D().Milliseconds()
+				} else {
+					b.FailureRate = f.FailureRate
+				}
+				_, err := r.opts.Simulator.Do(ctx, http.MethodPut, "/admin/channels/"+f.Channel, "", nil, b, nil)
+				return err
+			}
+			lift = func(ctx context.Context) error {
+				_, err := r.opts.Simulator.Do(ctx, http.MethodPut, "/admin/channels/"+f.Channel, "", nil, saved, nil)
+				return err
+			}
 		}
 		wg.Go(func() {
 			status := "applied and lifted"
 			for _, step := range []struct {
-				at   time.Duration
-				body map[string]any
-			}{{f.At.D(), on}, {f.At.D() + f.Lasts.D(), off}} {
+				at time.Duration
+				do func(context.Context) error
+			}{{f.At.D(), apply}, {f.At.D() + f.Lasts.D(), lift}} {
 				select {
 				case <-ctx.Done():
+					r.faults[i] = FaultStat{Fault: name, Status: "interrupted"}
 					return
 				case <-time.After(time.Until(r.start.Add(step.at))):
 				}
-				err := r.call(ctx, EndpointChannel, time.Now(), http.MethodPut, "/admin/v1/channels/"+f.Channel, r.admin, nil, step.body, nil)
+				t0 := time.Now()
+				err := step.do(ctx)
+				r.rec.done(EndpointChannel, outcomeOf(err), t0, time.Now())
 				if err != nil {
 					status = "failed: " + err.Error()
+					break
 				}
 			}
 			r.faults[i] = FaultStat{Fault: name, Status: status}
@@ -626,7 +970,7 @@ func (r *replay) printProgress(final bool) {
 func (r *replay) result() *ReplayResult {
 	res := &ReplayResult{
 		Scenario: r.sc.Name, Target: r.opts.Target, StartedAt: r.start, ElapsedS: time.Since(r.start).Seconds(),
-		Users: len(r.users), Phases: r.phases, Faults: r.faults,
+		Users: len(r.users), Phases: r.phases, Faults: r.faults, Channels: r.rec.channelStats(), trails: r.trails,
 		Endpoints: r.rec.endpointStats(), Seconds: r.rec.seconds(), Stock: r.rec.stockSeries(), Payments: r.rec.paymentCounts(),
 		Capacity: r.rec.capacity(r.opts.CapacityWindow, float64(r.opts.CapacityP99.Microseconds())/1000),
 		Sales:    map[string]*BurstResult{}, Regular: r.regular, UsersList: r.users, limits: map[string]int64{},
@@ -634,6 +978,9 @@ func (r *replay) result() *ReplayResult {
 	r.followMu.Lock()
 	res.FollowUps = r.fu
 	r.followMu.Unlock()
+	r.couponMu.Lock()
+	res.Coupons = r.cs
+	r.couponMu.Unlock()
 	for _, p := range probes {
 		res.Features = append(res.Features, r.features[p.name])
 	}

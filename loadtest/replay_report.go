@@ -6,6 +6,7 @@ import (
 	"html"
 	"html/template"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -49,8 +50,13 @@ func PrintReplay(w io.Writer, res *ReplayResult) {
 			s.Counts[NotActive], s.Counts[RateLimited], s.Counts[Failed])
 	}
 	f := res.FollowUps
-	fmt.Fprintf(w, "Buyers after the sale: paid %d (failed %d), cancelled %d (failed %d), refunded %d (failed %d), abandoned %d, skipped (endpoint not available) %d\n",
-		f.Paid, f.PayFailed, f.Cancelled, f.CancelFailed, f.Refunded, f.RefundFailed, f.Abandoned, f.Skipped)
+	fmt.Fprintf(w, "Buyers after the sale: paid %d (of them %d late, %d twice; failed %d), cancelled %d (failed %d), asked refunds %d (failed %d), abandoned %d, late payers cut off by the drain %d, skipped (endpoint not available) %d\n",
+		f.Paid, f.LatePaid, f.Duplicated, f.PayFailed, f.Cancelled, f.CancelFailed, f.Refunded, f.RefundFailed, f.Abandoned, f.LateCutOff, f.Skipped)
+	if c := res.Coupons; c.Templates > 0 {
+		fmt.Fprintf(w, "Coupons: %d templates, %d claimed (%d refused), %d used in checkouts, %d refused below threshold\n",
+			c.Templates, c.Claimed, c.ClaimFailed, c.Used, c.Refused)
+	}
+	printPayments(w, res)
 	c := res.Capacity
 	if c.PerSec == 0 {
 		fmt.Fprintf(w, "\nCapacity: no %ds window of flash-sale answers had p99 ≤ %.0f ms\n", c.Window, c.P99Bound)
@@ -61,6 +67,37 @@ func PrintReplay(w io.Writer, res *ReplayResult) {
 	if res.Ceiling != nil && res.Ceiling.PerSec > 0 {
 		fmt.Fprintf(w, "Ceiling: %s %.0f/s in the same run; ratio %.3f\n", res.Ceiling.Name, res.Ceiling.PerSec, c.PerSec/res.Ceiling.PerSec)
 	}
+}
+
+// printPayments writes the per-channel payment table and where the
+// accepted orders ended.
+func printPayments(w io.Writer, res *ReplayResult) {
+	if len(res.Channels) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "\nchannel\topened\tpay p50 ms\tpay p99 ms\tconfirmed\twallet p50 ms\twallet p99 ms\tsucceeded\trefunded\tfailed\tpaying\t")
+		for _, c := range res.Channels {
+			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%d\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t\n", c.Channel, c.Opened, c.PayP50, c.PayP99,
+				c.Confirmed, c.WalletP50, c.WalletP99, c.Final["SUCCEEDED"], c.Final["REFUNDED"], c.Final["FAILED"], c.Final["PAYING"])
+		}
+		tw.Flush()
+	}
+	if o := res.Orders; o != nil {
+		fmt.Fprintf(w, "Orders at the end: %s; flash-sale units released %d\n", counts(o.ByStatus), o.ReleasedUnits)
+		fmt.Fprintf(w, "Payments at the end: %s; automatic refunds %d (late %d, duplicate %d); refunded in full with their order %d\n",
+			counts(o.Payments), o.LateRefunds+o.DuplicateRefunds, o.LateRefunds, o.DuplicateRefunds, o.BuyerRefunds)
+	}
+}
+
+// counts writes a status → count map in a stable order.
+func counts(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", strings.ToLower(k), m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // WriteReplayJSON writes the result, checks included, as indented JSON.
@@ -263,6 +300,11 @@ ceiling {{.Name}} {{printf "%.0f" .PerSec}}/s{{end}}.</p>
 <h2>Endpoints</h2><table><tr><th>endpoint</th><th>outcome</th><th>count</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>
 {{range .R.Endpoints}}<tr><td>{{.Endpoint}}</td><td>{{.Outcome}}</td><td class="n">{{.Count}}</td><td class="n">{{printf "%.1f" .P50}}</td><td class="n">{{printf "%.1f" .P90}}</td><td class="n">{{printf "%.1f" .P99}}</td><td class="n">{{printf "%.1f" .P999}}</td><td class="n">{{printf "%.1f" .Max}}</td></tr>
 {{end}}</table>
+<h2>Payments per channel</h2><table><tr><th>channel</th><th>opened</th><th>pay p50 ms</th><th>pay p99 ms</th><th>confirmed</th><th>wallet p50 ms</th><th>wallet p99 ms</th><th>final statuses</th></tr>
+{{range .R.Channels}}<tr><td>{{.Channel}}</td><td class="n">{{.Opened}}</td><td class="n">{{printf "%.1f" .PayP50}}</td><td class="n">{{printf "%.1f" .PayP99}}</td><td class="n">{{.Confirmed}}</td><td class="n">{{printf "%.1f" .WalletP50}}</td><td class="n">{{printf "%.1f" .WalletP99}}</td><td>{{range $k, $v := .Final}}{{$k}} {{$v}} {{end}}</td></tr>
+{{end}}</table>
+{{with .R.Orders}}<p>Orders at the end: {{range $k, $v := .ByStatus}}{{$k}} {{$v}}; {{end}}flash-sale units released {{.ReleasedUnits}}.
+Automatic refunds: {{.LateRefunds}} late, {{.DuplicateRefunds}} duplicate; refunded in full with their order: {{.BuyerRefunds}}.</p>{{end}}
 <h2>Flash sales</h2><table><tr><th>sale</th><th>activity</th><th>stock</th><th>limit</th><th>accepted</th></tr>
 {{range .R.Activities}}<tr><td>{{.Key}}</td><td>{{.ActivityID}}</td><td class="n">{{.Stock}}</td><td class="n">{{.PerUserLimit}}</td><td class="n">{{.Accepted}}</td></tr>
 {{end}}</table>

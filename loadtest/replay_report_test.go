@@ -21,6 +21,9 @@ func sampleResult() *ReplayResult {
 			{Endpoint: EndpointSeckill, Outcome: "sold_out", Count: 900, P50: 1, P99: 4}},
 		Checks: []Check{{Name: "stock conserved", OK: true}, {Name: "payments", OK: true, Skipped: true, Detail: "skipped"}},
 		Sales:  map[string]*BurstResult{},
+		Channels: []ChannelStat{{Channel: "alipay", Opened: 8, Confirmed: 7, PayP50: 12, PayP99: 30, WalletP50: 2, WalletP99: 5,
+			Final: map[string]int{"SUCCEEDED": 6, "REFUNDED": 1}}},
+		Orders: &OrderStates{ByStatus: map[string]int{"PAID": 6, "EXPIRED": 3}, ReleasedUnits: 3, LateRefunds: 1},
 	}
 	for i := range 10 {
 		res.Seconds = append(res.Seconds, SecondStat{T: i, Arrivals: 100 * i, Completions: 95 * i, P50: 1, P99: float64(i), P999: float64(2 * i)})
@@ -74,6 +77,11 @@ func TestReportHTMLRendersCharts(t *testing.T) {
 	}
 
 	dom := string(render(t, page, "--dump-dom"))
+	for _, want := range []string{"<td>alipay</td>", "REFUNDED 1", "1 late, 0 duplicate"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("rendered DOM lacks the payments' %q", want)
+		}
+	}
 	if got := strings.Count(dom, `<svg class="chart"`); got != 5 {
 		t.Errorf("rendered DOM has %d charts, want 5", got)
 	}

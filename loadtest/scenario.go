@@ -62,14 +62,33 @@ type ActivitySpec struct {
 	Lasts        Duration `yaml:"lasts"`
 }
 
-// Promotion is a marketing promotion, passed to POST /admin/v1/promotions
-// as its fields say (docs/api.md, marketing chapter).
+// Promotion is a marketing promotion, created through
+// POST /admin/v1/promotions (docs/api.md, Marketing) and running for the
+// whole replay. A SKU_DISCOUNT sells Products at RateBP / 10000 of their
+// price; a FULL_REDUCTION takes a tier's Off off carts of Products (every
+// product when empty) reaching its Threshold.
 type Promotion struct {
-	Kind   string         `yaml:"kind"`
-	Fields map[string]any `yaml:"fields"`
+	Kind     string   `yaml:"kind"`
+	Products []string `yaml:"products"`
+	RateBP   int64    `yaml:"rate_bp"`
+	Tiers    []Tier   `yaml:"tiers"`
 }
 
-// Coupon is a coupon template handed to a share of the users.
+// Tier is a full reduction's "spend Threshold, take Off off".
+type Tier struct {
+	Threshold int64 `yaml:"threshold" json:"threshold"`
+	Off       int64 `yaml:"off" json:"off"`
+}
+
+// Promotion kinds.
+const (
+	PromotionSKUDiscount   = "SKU_DISCOUNT"
+	PromotionFullReduction = "FULL_REDUCTION"
+)
+
+// Coupon is a coupon template (POST /admin/v1/coupon-templates): Share
+// of the users each claim one coupon of it before the replay starts, and
+// checkouts use them (Phase.CouponShare).
 type Coupon struct {
 	Threshold int64   `yaml:"threshold"`
 	Amount    int64   `yaml:"amount"`
@@ -125,30 +144,42 @@ func (p Phase) RateAt(t time.Duration) float64 {
 
 // Payment is what buyers do with an accepted order: PayShare pay after
 // Delay through a channel drawn from Channels (weights), CancelShare
-// cancel after Delay, the rest abandon it to expire. RefundShare of the
-// paid orders ask for a partial refund of one unit.
+// cancel after Delay, the rest abandon it to expire. Of the payers,
+// LateShare confirm in the wallet only after the order expired and
+// DuplicateShare pay through a second channel too: the platform must
+// refund both kinds of money. RefundShare of the paid orders ask for a
+// partial refund of one unit. Channels' weights are also the routing
+// weights the replay sets (PUT /admin/v1/channels/{channel}).
 type Payment struct {
-	PayShare    float64        `yaml:"pay_share"`
-	CancelShare float64        `yaml:"cancel_share"`
-	RefundShare float64        `yaml:"refund_share"`
-	Delay       [2]Duration    `yaml:"delay"`
-	Channels    map[string]int `yaml:"channels"`
+	PayShare       float64        `yaml:"pay_share"`
+	CancelShare    float64        `yaml:"cancel_share"`
+	LateShare      float64        `yaml:"late_share"`
+	DuplicateShare float64        `yaml:"duplicate_share"`
+	RefundShare    float64        `yaml:"refund_share"`
+	Delay          [2]Duration    `yaml:"delay"`
+	Channels       map[string]int `yaml:"channels"`
 }
 
-// Fault modes.
+// Fault modes. A down channel is switched off in the platform's routing
+// (PUT /admin/v1/channels/{channel}); slow and failing are how the
+// channel itself behaves, set at the channel simulator
+// (PUT /admin/channels/{channel}).
 const (
-	FaultDown = "down"
-	FaultSlow = "slow"
+	FaultDown    = "down"
+	FaultSlow    = "slow"
+	FaultFailing = "failing"
 )
 
-// Fault takes a payment channel down (or makes it slow, adding Latency)
-// at At for Lasts, through PUT /admin/v1/channels/{channel}.
+// Fault takes a payment channel down, makes it slow (adding Latency to
+// every call) or failing (answering FailureRate of the calls 503) at At
+// for Lasts.
 type Fault struct {
-	Channel string   `yaml:"channel"`
-	Mode    string   `yaml:"mode"`
-	At      Duration `yaml:"at"`
-	Lasts   Duration `yaml:"lasts"`
-	Latency Duration `yaml:"latency"`
+	Channel     string   `yaml:"channel"`
+	Mode        string   `yaml:"mode"`
+	At          Duration `yaml:"at"`
+	Lasts       Duration `yaml:"lasts"`
+	Latency     Duration `yaml:"latency"`
+	FailureRate float64  `yaml:"failure_rate"`
 }
 
 // Duration is a time.Duration written as "1m30s" in YAML.
@@ -251,7 +282,24 @@ func (sc *Scenario) Validate() error {
 		check(a.Lasts > 0, f+".lasts", "must be positive")
 	}
 	for i, p := range sc.Catalog.Promotions {
-		check(p.Kind != "", fmt.Sprintf("catalog.promotions[%d].kind", i), "is required")
+		f := fmt.Sprintf("catalog.promotions[%d]", i)
+		for j, k := range p.Products {
+			check(products[k], fmt.Sprintf("%s.products[%d]", f, j), "%q is not a key of catalog.products", k)
+		}
+		switch p.Kind {
+		case PromotionSKUDiscount:
+			check(len(p.Products) > 0, f+".products", "a SKU_DISCOUNT needs at least one product")
+			check(p.RateBP >= 1 && p.RateBP <= 9999, f+".rate_bp", "must be in 1..9999 (9000 is 90%%), got %d", p.RateBP)
+			check(len(p.Tiers) == 0, f+".tiers", "are for a FULL_REDUCTION")
+		case PromotionFullReduction:
+			check(len(p.Tiers) >= 1 && len(p.Tiers) <= 10, f+".tiers", "a FULL_REDUCTION needs 1 to 10 tiers, got %d", len(p.Tiers))
+			for j, t := range p.Tiers {
+				check(t.Off >= 1 && t.Off <= t.Threshold, fmt.Sprintf("%s.tiers[%d]", f, j), "needs 1 <= off <= threshold, got off %d, threshold %d", t.Off, t.Threshold)
+			}
+			check(p.RateBP == 0, f+".rate_bp", "is for a SKU_DISCOUNT")
+		default:
+			check(false, f+".kind", "must be SKU_DISCOUNT or FULL_REDUCTION, got %q", p.Kind)
+		}
 	}
 	for i, c := range sc.Catalog.Coupons {
 		f := fmt.Sprintf("catalog.coupons[%d]", i)
@@ -292,6 +340,9 @@ func (sc *Scenario) Validate() error {
 	check(pay.PayShare >= 0 && pay.CancelShare >= 0 && pay.PayShare+pay.CancelShare <= 1,
 		"payment.pay_share/cancel_share", "must not be negative and must add up to at most 1, got %g + %g", pay.PayShare, pay.CancelShare)
 	check(pay.RefundShare >= 0 && pay.RefundShare <= 1, "payment.refund_share", "must be in [0, 1], got %g", pay.RefundShare)
+	check(pay.LateShare >= 0 && pay.DuplicateShare >= 0 && pay.LateShare+pay.DuplicateShare <= 1,
+		"payment.late_share/duplicate_share", "must not be negative and must add up to at most 1, got %g + %g", pay.LateShare, pay.DuplicateShare)
+	check(pay.DuplicateShare == 0 || len(pay.Channels) >= 2, "payment.duplicate_share", "a second payment needs a second channel in payment.channels")
 	check(pay.Delay[0] >= 0 && pay.Delay[1] >= pay.Delay[0], "payment.delay", "must be [min, max] with 0 <= min <= max")
 	weight := 0
 	for ch, w := range pay.Channels {
@@ -302,10 +353,13 @@ func (sc *Scenario) Validate() error {
 	for i, ft := range sc.Faults {
 		f := fmt.Sprintf("faults[%d]", i)
 		check(ft.Channel != "", f+".channel", "is required")
-		check(ft.Mode == FaultDown || ft.Mode == FaultSlow, f+".mode", "must be down or slow, got %q", ft.Mode)
+		check(ft.Mode == FaultDown || ft.Mode == FaultSlow || ft.Mode == FaultFailing, f+".mode", "must be down, slow or failing, got %q", ft.Mode)
+		_, weighted := pay.Channels[ft.Channel]
+		check(ft.Mode != FaultDown || weighted, f+".channel", "%q needs a weight in payment.channels to come back with", ft.Channel)
 		check(ft.At >= 0, f+".at", "must not be negative")
 		check(ft.Lasts > 0, f+".lasts", "must be positive")
 		check(ft.Mode != FaultSlow || ft.Latency > 0, f+".latency", "must be positive for a slow channel")
+		check(ft.Mode != FaultFailing || ft.FailureRate > 0 && ft.FailureRate <= 1, f+".failure_rate", "must be in (0, 1] for a failing channel, got %g", ft.FailureRate)
 	}
 	check(*sc.Drain > 0, "drain", "must be positive")
 	return errors.Join(errs...)

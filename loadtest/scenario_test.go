@@ -52,6 +52,17 @@ func TestScenarioValidationNamesTheField(t *testing.T) {
 		{"pay without channels", "channels: {alipay: 1}", "channels: {}", "payment.channels"},
 		{"delay backwards", "delay: [1s, 2s]", "delay: [3s, 2s]", "payment.delay"},
 		{"slow fault without latency", "phases:", "faults: [{channel: alipay, mode: slow, at: 1s, lasts: 1s}]\nphases:", "faults[0].latency"},
+		{"failing fault without a rate", "phases:", "faults: [{channel: alipay, mode: failing, at: 1s, lasts: 1s}]\nphases:", "faults[0].failure_rate"},
+		{"down fault of an unweighted channel", "phases:", "faults: [{channel: wechat, mode: down, at: 1s, lasts: 1s}]\nphases:", "faults[0].channel"},
+		{"unknown fault mode", "phases:", "faults: [{channel: alipay, mode: flaky, at: 1s, lasts: 1s}]\nphases:", "faults[0].mode"},
+		{"late and duplicate above one", "pay_share: 0.5", "pay_share: 0.5, late_share: 0.6, duplicate_share: 0.5", "payment.late_share/duplicate_share"},
+		{"duplicate with one channel", "pay_share: 0.5", "pay_share: 0.5, duplicate_share: 0.1", "payment.duplicate_share"},
+		{"unknown promotion kind", "activities: [{key: a", "promotions: [{kind: BOGO}]\n  activities: [{key: a", "catalog.promotions[0].kind"},
+		{"discount without products", "activities: [{key: a", "promotions: [{kind: SKU_DISCOUNT, rate_bp: 9000}]\n  activities: [{key: a", "catalog.promotions[0].products"},
+		{"discount rate out of range", "activities: [{key: a", "promotions: [{kind: SKU_DISCOUNT, products: [p], rate_bp: 10000}]\n  activities: [{key: a", "catalog.promotions[0].rate_bp"},
+		{"promotion of an unknown product", "activities: [{key: a", "promotions: [{kind: SKU_DISCOUNT, products: [q], rate_bp: 9000}]\n  activities: [{key: a", "catalog.promotions[0].products[0]"},
+		{"reduction above its threshold", "activities: [{key: a", "promotions: [{kind: FULL_REDUCTION, tiers: [{threshold: 100, off: 200}]}]\n  activities: [{key: a", "catalog.promotions[0].tiers[0]"},
+		{"reduction without tiers", "activities: [{key: a", "promotions: [{kind: FULL_REDUCTION}]\n  activities: [{key: a", "catalog.promotions[0].tiers"},
 	}
 	if _, err := ParseScenario([]byte(valid)); err != nil {
 		t.Fatalf("the valid scenario: %v", err)

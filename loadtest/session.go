@@ -21,9 +21,14 @@ type SessionConfig struct {
 	// accepted order (the demo watches the Kafka consumer's lag). Without
 	// it the audit polls the API until every accepted order is listed.
 	Drained func(ctx context.Context) error
-	// Orders, when set, is the orders database the audit reads;
-	// otherwise it reads through the API.
-	Orders *pgxpool.Pool
+	// Orders and Payments, when set, are the orders and payment
+	// databases the audit reads; otherwise it reads through the API.
+	Orders   *pgxpool.Pool
+	Payments *pgxpool.Pool
+	// SimulatorURL, when set, is the payment channel simulator's base
+	// URL: slow and failing channel faults are set through its admin
+	// API, and are reported as skipped without it.
+	SimulatorURL string
 	// RedisAddr, when set, is where the redis-benchmark ceiling is
 	// measured after the replay, for the capacity ratio.
 	RedisAddr string
@@ -32,8 +37,8 @@ type SessionConfig struct {
 	Out    io.Writer
 }
 
-// settleTimeout bounds the wait for accepted orders to be listed when the
-// audit reads through the API.
+// settleTimeout bounds the wait for the books to settle: accepted orders
+// listed, due expiries done, payments settled and refunded.
 const settleTimeout = 2 * time.Minute
 
 // RunSession replays the scenario, audits the books, writes the reports
@@ -41,7 +46,11 @@ const settleTimeout = 2 * time.Minute
 func RunSession(ctx context.Context, cfg SessionConfig) (res *ReplayResult, ok bool, err error) {
 	out := cfg.Out
 	fmt.Fprintf(out, "Replaying %s against %s\n", cfg.Scenario.Name, cfg.Target)
-	res, err = RunReplay(ctx, cfg.Client, cfg.Scenario, ReplayOptions{Target: cfg.Target, Progress: out})
+	opts := ReplayOptions{Target: cfg.Target, Progress: out}
+	if cfg.SimulatorURL != "" {
+		opts.Simulator = NewClient(cfg.SimulatorURL, 4)
+	}
+	res, err = RunReplay(ctx, cfg.Client, cfg.Scenario, opts)
 	if err != nil {
 		return nil, false, err
 	}
@@ -54,12 +63,13 @@ func RunSession(ctx context.Context, cfg SessionConfig) (res *ReplayResult, ok b
 	} else {
 		fmt.Fprint(out, "\nWaiting for every accepted order to be listed by the API… ")
 	}
-	orders, err := WaitOrdersSettled(ctx, cfg.Client, res, settleTimeout)
+	fmt.Fprint(out, "then for due expiries, payment callbacks and refunds… ")
+	books, err := WaitBooksSettled(ctx, cfg.Client, res, cfg.Payments, settleTimeout)
 	if err != nil {
 		return nil, false, err
 	}
 	fmt.Fprintf(out, "done in %s\n", time.Since(t0).Round(time.Millisecond))
-	if res.Checks, err = AuditReplay(ctx, cfg.Client, res, orders, cfg.Orders); err != nil {
+	if res.Checks, err = AuditReplay(ctx, cfg.Client, res, books, cfg.Orders); err != nil {
 		return nil, false, err
 	}
 	if cfg.RedisAddr != "" {

@@ -79,6 +79,9 @@ type Platform struct {
 	// Channels is the payment channel simulator: the demo and tests
 	// change channels' behaviour and pay as buyers through it.
 	Channels *channelsim.Simulator
+	// ChannelsURL is the simulator's base URL (its channel API, pay URLs
+	// and admin endpoint).
+	ChannelsURL string
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -203,7 +206,8 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p := &Platform{GatewayURL: "http://" + addr(gw.HTTPListener), JWTSecret: secret, Channels: sim, cancel: cancel, failed: make(chan struct{})}
+	p := &Platform{GatewayURL: "http://" + addr(gw.HTTPListener), JWTSecret: secret, Channels: sim, ChannelsURL: "http://" + addr(simLis),
+		cancel: cancel, failed: make(chan struct{})}
 	p.run(runCtx, "inventory", func(ctx context.Context) error { return invapp.Run(ctx, inv) })
 	p.run(runCtx, "product", func(ctx context.Context) error { return productapp.Run(ctx, prod) })
 	p.run(runCtx, "marketing", func(ctx context.Context) error { return marketingapp.Run(ctx, mkt) })

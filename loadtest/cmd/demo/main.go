@@ -1,7 +1,7 @@
 // Command demo is `make demo`: it starts the whole platform on this machine,
 // replays a Double-11 scenario (loadtest/scenarios/double11.yaml by
 // default) against it over HTTP, waits until every accepted order has been
-// written, audits the books, measures the redis-benchmark ceiling and
+// written and every due order has expired, audits the books, measures the redis-benchmark ceiling and
 // prints the report (text here; JSON and HTML under -out). It exits
 // non-zero when a check fails.
 package main
@@ -19,10 +19,16 @@ import (
 
 	"github.com/flashsale/flashsale/deploy/local"
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/telemetry"
+	orderapp "github.com/flashsale/flashsale/services/order/app"
 )
+
+// defaultPaymentWindow is the demo's payment window: short enough that
+// abandoned orders expire during the replay.
+const defaultPaymentWindow = 20 * time.Second
 
 // exit is the process's status, set by realMain so that its deferred
 // calls (the profile, the platform's shutdown) run before the exit.
@@ -81,6 +87,14 @@ func run(ctx context.Context, path, out string, ceiling bool) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// Unpaid orders expire within the replay, so the report shows
+	// expiries and late payments refunded.
+	env := config.FromEnv()
+	window := env.Duration("FLASHSALE_PAYMENT_WINDOW", defaultPaymentWindow)
+	env.Check(window > 0, "FLASHSALE_PAYMENT_WINDOW=%s: must be positive", window)
+	if err := env.Err(); err != nil {
+		return false, err
+	}
 	// Services log warnings and errors only; the report is the output.
 	log := telemetry.NewLogger(os.Stderr, slog.LevelWarn)
 	fmt.Println("Starting redis-server, postgres and the Kafka-protocol broker…")
@@ -89,24 +103,30 @@ func run(ctx context.Context, path, out string, ceiling bool) (bool, error) {
 		return false, err
 	}
 	defer stack.Close()
-	p, err := local.Up(ctx, stack, local.Options{Logger: log})
+	p, err := local.Up(ctx, stack, local.Options{Logger: log,
+		AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = window }})
 	if err != nil {
 		return false, err
 	}
 	defer p.Close()
-	fmt.Printf("Platform up: gateway %s\n", p.GatewayURL)
+	fmt.Printf("Platform up: gateway %s, channel simulator %s, payment window %s\n", p.GatewayURL, p.ChannelsURL, window)
 
 	pool, err := postgres.Dial(ctx, stack.PostgresURL(local.DBOrders), 4)
 	if err != nil {
 		return false, err
 	}
 	defer pool.Close()
+	payments, err := postgres.Dial(ctx, stack.PostgresURL(local.DBPayment), 4)
+	if err != nil {
+		return false, err
+	}
+	defer payments.Close()
 	cfg := loadtest.SessionConfig{
 		Scenario: sc, Client: loadtest.NewClient(p.GatewayURL, 512), Target: p.GatewayURL,
 		Drained: func(ctx context.Context) error {
 			return loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, 2*time.Minute)
 		},
-		Orders: pool, OutDir: out, Out: os.Stdout,
+		Orders: pool, Payments: payments, SimulatorURL: p.ChannelsURL, OutDir: out, Out: os.Stdout,
 	}
 	if ceiling {
 		cfg.RedisAddr = stack.RedisAddr

@@ -1,10 +1,12 @@
 // Command loadtest is `make loadtest SCENARIO=… TARGET=…`: it replays a
 // scenario against any running gateway that serves dev tokens, audits the
 // books through the API (or through Postgres when
-// FLASHSALE_AUDIT_POSTGRES_URL names the orders database) and writes the
-// report. With FLASHSALE_BENCH_REDIS_ADDR it also measures the
-// redis-benchmark ceiling on that Redis. It exits non-zero when a check
-// fails.
+// FLASHSALE_AUDIT_POSTGRES_URL names the orders database and
+// FLASHSALE_AUDIT_PAYMENT_POSTGRES_URL the payment one) and writes the
+// report. Slow and failing channel faults need the channel simulator's
+// URL in FLASHSALE_CHANNELSIM_URL and are reported as skipped without it.
+// With FLASHSALE_BENCH_REDIS_ADDR it also measures the redis-benchmark
+// ceiling on that Redis. It exits non-zero when a check fails.
 package main
 
 import (
@@ -15,6 +17,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/platform/config"
@@ -44,6 +48,8 @@ func main() {
 func run(ctx context.Context, path, target, out string) (bool, error) {
 	env := config.FromEnv()
 	pgURL := env.String("FLASHSALE_AUDIT_POSTGRES_URL", "")
+	paymentURL := env.String("FLASHSALE_AUDIT_PAYMENT_POSTGRES_URL", "")
+	simURL := strings.TrimRight(env.String("FLASHSALE_CHANNELSIM_URL", ""), "/")
 	redisAddr := env.String("FLASHSALE_BENCH_REDIS_ADDR", "")
 	if err := env.Err(); err != nil {
 		return false, err
@@ -53,14 +59,20 @@ func run(ctx context.Context, path, target, out string) (bool, error) {
 		return false, err
 	}
 	cfg := loadtest.SessionConfig{Scenario: sc, Client: loadtest.NewClient(target, 512), Target: target,
-		RedisAddr: redisAddr, OutDir: out, Out: os.Stdout}
-	if pgURL != "" {
-		pool, err := postgres.Dial(ctx, pgURL, 4)
+		RedisAddr: redisAddr, SimulatorURL: simURL, OutDir: out, Out: os.Stdout}
+	for _, db := range []struct {
+		url  string
+		pool **pgxpool.Pool
+	}{{pgURL, &cfg.Orders}, {paymentURL, &cfg.Payments}} {
+		if db.url == "" {
+			continue
+		}
+		pool, err := postgres.Dial(ctx, db.url, 4)
 		if err != nil {
 			return false, err
 		}
 		defer pool.Close()
-		cfg.Orders = pool
+		*db.pool = pool
 	}
 	_, ok, err := loadtest.RunSession(ctx, cfg)
 	return ok, err
