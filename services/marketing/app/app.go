@@ -39,7 +39,7 @@ type Config struct {
 	// pool.
 	PostgresURL      string
 	PostgresMaxConns int32
-	// NodeID is this replica's snowflake node (0..1023), distinct per
+	// NodeID is this replica's replica number for ids (0..127), distinct per
 	// replica so that ids never collide.
 	NodeID int64
 	// PromotionTTL is how long the live promotions are cached.
@@ -68,7 +68,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		PromotionTTL:     env.Duration("FLASHSALE_PROMOTION_CACHE_TTL", DefaultPromotionTTL),
 	}
 	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
-	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= 1023, "FLASHSALE_NODE_ID=%d: must be 0..1023", cfg.NodeID)
+	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= ids.MaxReplica, "FLASHSALE_NODE_ID=%d: must be 0..%d", cfg.NodeID, ids.MaxReplica)
 	env.Check(cfg.PromotionTTL > 0, "FLASHSALE_PROMOTION_CACHE_TTL=%s: must be positive", cfg.PromotionTTL)
 	return cfg
 }
@@ -95,7 +95,7 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
 
-	gen, err := ids.NewGenerator(cfg.NodeID, cfg.Clock)
+	gen, err := ids.NewGenerator(ids.SpaceMarketing, cfg.NodeID, cfg.Clock)
 	if err != nil {
 		return fmt.Errorf("marketing: %w", err)
 	}

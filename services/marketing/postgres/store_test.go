@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 }
 
 // gen hands out ids distinct across the tests of this package.
-var gen, _ = ids.NewGenerator(1, clock.Real{})
+var gen, _ = ids.NewGenerator(ids.SpaceMarketing, 1, clock.Real{})
 
 var now = time.Now().UTC().Truncate(time.Microsecond)
 

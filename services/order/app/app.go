@@ -67,7 +67,7 @@ type Config struct {
 	PaymentWindow time.Duration
 	// ActivityTTL is how long an activity read from product is cached.
 	ActivityTTL time.Duration
-	// NodeID is this replica's snowflake node (0..1023), distinct per
+	// NodeID is this replica's replica number for ids (0..127), distinct per
 	// replica so that order ids never collide.
 	NodeID int64
 	// ConsumerBatchSize and ConsumerBatchWait bound a consumer batch: it
@@ -163,7 +163,7 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(cfg.RefundRetryAfter > 0, "FLASHSALE_REFUND_RETRY_AFTER=%s: must be positive", cfg.RefundRetryAfter)
 	env.Check(cfg.PaymentWindow > 0, "FLASHSALE_PAYMENT_WINDOW=%s: must be positive", cfg.PaymentWindow)
 	env.Check(cfg.ActivityTTL > 0, "FLASHSALE_ACTIVITY_CACHE_TTL=%s: must be positive", cfg.ActivityTTL)
-	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= 1023, "FLASHSALE_NODE_ID=%d: must be 0..1023", cfg.NodeID)
+	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= ids.MaxReplica, "FLASHSALE_NODE_ID=%d: must be 0..%d", cfg.NodeID, ids.MaxReplica)
 	env.Check(cfg.ConsumerBatchSize >= 1 && cfg.ConsumerBatchSize <= 10000, "FLASHSALE_CONSUMER_BATCH_SIZE=%d: must be 1..10000", cfg.ConsumerBatchSize)
 	env.Check(cfg.ConsumerBatchWait > 0, "FLASHSALE_CONSUMER_BATCH_WAIT=%s: must be positive", cfg.ConsumerBatchWait)
 	env.Check(cfg.ExpiryPoll > 0, "FLASHSALE_EXPIRY_POLL_INTERVAL=%s: must be positive", cfg.ExpiryPoll)
@@ -224,7 +224,7 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
 
-	gen, err := ids.NewGenerator(cfg.NodeID, cfg.Clock)
+	gen, err := ids.NewGenerator(ids.SpaceOrder, cfg.NodeID, cfg.Clock)
 	if err != nil {
 		return fmt.Errorf("order: %w", err)
 	}

@@ -366,7 +366,7 @@ func TestConfigFromEnv(t *testing.T) {
 			}},
 		{"bad window", map[string]string{"FLASHSALE_PAYMENT_WINDOW": "soon"}, true, nil},
 		{"negative window", map[string]string{"FLASHSALE_PAYMENT_WINDOW": "-1m"}, true, nil},
-		{"node out of range", map[string]string{"FLASHSALE_NODE_ID": "1024"}, true, nil},
+		{"node out of range", map[string]string{"FLASHSALE_NODE_ID": "128"}, true, nil},
 		{"redis without port", map[string]string{"FLASHSALE_REDIS_ADDR": "localhost"}, true, nil},
 		{"zero batch", map[string]string{"FLASHSALE_CONSUMER_BATCH_SIZE": "0"}, true, nil},
 	}

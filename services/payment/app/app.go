@@ -62,7 +62,7 @@ type Config struct {
 	QueryAfter     time.Duration
 	SweepEvery     time.Duration
 	ReconcileEvery time.Duration
-	// NodeID is this replica's snowflake node (0..1023).
+	// NodeID is this replica's replica number for ids (0..127).
 	NodeID int64
 }
 
@@ -114,7 +114,7 @@ func ConfigFromEnv(env *config.Env) Config {
 	} {
 		env.Check(d > 0, "%s=%s: must be positive", name, d)
 	}
-	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= 1023, "FLASHSALE_NODE_ID=%d: must be 0..1023", cfg.NodeID)
+	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= ids.MaxReplica, "FLASHSALE_NODE_ID=%d: must be 0..%d", cfg.NodeID, ids.MaxReplica)
 	return cfg
 }
 
@@ -159,7 +159,7 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
 
-	gen, err := ids.NewGenerator(cfg.NodeID, cfg.Clock)
+	gen, err := ids.NewGenerator(ids.SpacePayment, cfg.NodeID, cfg.Clock)
 	if err != nil {
 		return fmt.Errorf("payment: %w", err)
 	}

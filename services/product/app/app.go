@@ -43,7 +43,7 @@ type Config struct {
 	// InventoryTimeout bounds each call to it.
 	InventoryAddr    string
 	InventoryTimeout time.Duration
-	// NodeID is this replica's snowflake node (0..1023), distinct per
+	// NodeID is this replica's replica number for ids (0..127), distinct per
 	// replica so that ids never collide.
 	NodeID int64
 	// ActivityTTL, StockTTL and CatalogTTL are the in-process cache
@@ -86,7 +86,7 @@ func ConfigFromEnv(env *config.Env) Config {
 	}
 	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
 	env.Check(cfg.InventoryTimeout > 0, "FLASHSALE_INVENTORY_TIMEOUT=%s: must be positive", cfg.InventoryTimeout)
-	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= 1023, "FLASHSALE_NODE_ID=%d: must be 0..1023", cfg.NodeID)
+	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= ids.MaxReplica, "FLASHSALE_NODE_ID=%d: must be 0..%d", cfg.NodeID, ids.MaxReplica)
 	env.Check(cfg.ActivityTTL > 0, "FLASHSALE_ACTIVITY_CACHE_TTL=%s: must be positive", cfg.ActivityTTL)
 	env.Check(cfg.StockTTL > 0, "FLASHSALE_STOCK_CACHE_TTL=%s: must be positive", cfg.StockTTL)
 	env.Check(cfg.CatalogTTL > 0, "FLASHSALE_CATALOG_CACHE_TTL=%s: must be positive", cfg.CatalogTTL)
@@ -125,7 +125,7 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
 
-	gen, err := ids.NewGenerator(cfg.NodeID, cfg.Clock)
+	gen, err := ids.NewGenerator(ids.SpaceProduct, cfg.NodeID, cfg.Clock)
 	if err != nil {
 		return fmt.Errorf("product: %w", err)
 	}

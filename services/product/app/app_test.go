@@ -544,7 +544,7 @@ func TestConfigFromEnv(t *testing.T) {
 			}
 			return nil
 		}},
-		{"node out of range", map[string]string{"FLASHSALE_NODE_ID": "1024"}, "FLASHSALE_NODE_ID", nil},
+		{"node out of range", map[string]string{"FLASHSALE_NODE_ID": "128"}, "FLASHSALE_NODE_ID", nil},
 		{"bad duration", map[string]string{"FLASHSALE_STOCK_CACHE_TTL": "soon"}, "FLASHSALE_STOCK_CACHE_TTL", nil},
 		{"zero ttl", map[string]string{"FLASHSALE_CATALOG_CACHE_TTL": "0s"}, "FLASHSALE_CATALOG_CACHE_TTL", nil},
 		{"no connections", map[string]string{"FLASHSALE_POSTGRES_MAX_CONNS": "0"}, "FLASHSALE_POSTGRES_MAX_CONNS", nil},

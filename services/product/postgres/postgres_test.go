@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 }
 
 // gen hands out ids distinct across the tests of this package.
-var gen, _ = ids.NewGenerator(1, clock.Real{})
+var gen, _ = ids.NewGenerator(ids.SpaceProduct, 1, clock.Real{})
 
 func newID() int64 { return gen.Next() }
 
