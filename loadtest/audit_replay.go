@@ -3,8 +3,11 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -181,7 +184,7 @@ func AuditReplay(ctx context.Context, cl *Client, res *ReplayResult, books *Book
 			checks = append(checks, c)
 		}
 	}
-	checks = append(checks, auditRegular(res, orders), auditCoupons(res, orders), auditLines(orders), auditExpiry(res, orders, time.Now()))
+	checks = append(checks, auditRegular(res, orders), auditCoupons(res, orders), auditLines(orders), auditRefunds(orders), auditExpiry(res, orders, time.Now()))
 	return append(checks, auditPayments(res, books)...), nil
 }
 
@@ -242,6 +245,79 @@ func auditLines(orders map[string]api.Order) Check {
 		c.Detail += ", e.g. " + bad[0]
 	}
 	return c
+}
+
+// auditRefunds checks that refunds balance to the cent on every refunded
+// order: its lines' refunds add up to the order's, no line returns more
+// units or money than it had, a REFUNDED order returned exactly what was
+// payable and a PARTIALLY_REFUNDED one less. Its detail shows one partial
+// refund worked through, so the report shows the books balancing.
+func auditRefunds(orders map[string]api.Order) Check {
+	c := Check{Name: "refunds balance to the cent (lines add up to the order; full = payable; partial < payable)"}
+	var bad []string
+	refunded, partial := 0, 0
+	example := ""
+	for _, id := range slices.Sorted(maps.Keys(orders)) {
+		o := orders[id]
+		if o.Refunded == 0 && o.Status != "REFUNDED" && o.Status != "PARTIALLY_REFUNDED" {
+			continue
+		}
+		refunded++
+		if err := refundsBalance(o); err != "" {
+			bad = append(bad, o.OrderID+": "+err)
+			continue
+		}
+		if o.Status == "PARTIALLY_REFUNDED" {
+			partial++
+			if example == "" {
+				example = refundExample(o)
+			}
+		}
+	}
+	c.OK = len(bad) == 0
+	c.Detail = fmt.Sprintf("%d refunded orders (%d partly), %d wrong", refunded, partial, len(bad))
+	if len(bad) > 0 {
+		c.Detail += ", e.g. " + bad[0]
+	}
+	if example != "" {
+		c.Detail += "; e.g. " + example
+	}
+	return c
+}
+
+// refundsBalance returns what is wrong with an order's refunds, "" when
+// nothing is.
+func refundsBalance(o api.Order) string {
+	var sum int64
+	for _, l := range o.Lines {
+		if l.RefundedQuantity < 0 || l.RefundedQuantity > l.Quantity || l.Refunded < 0 || l.Refunded > l.Payable {
+			return fmt.Sprintf("line %s refunded %d units for %d of %d units for %d", l.LineID, l.RefundedQuantity, l.Refunded, l.Quantity, l.Payable)
+		}
+		if l.RefundedQuantity == l.Quantity && l.Refunded != l.Payable {
+			return fmt.Sprintf("line %s refunded in full for %d, payable %d", l.LineID, l.Refunded, l.Payable)
+		}
+		sum += l.Refunded
+	}
+	switch {
+	case sum != o.Refunded:
+		return fmt.Sprintf("lines refunded %d, order %d", sum, o.Refunded)
+	case o.Status == "REFUNDED" && o.Refunded != o.Payable:
+		return fmt.Sprintf("REFUNDED for %d of %d payable", o.Refunded, o.Payable)
+	case o.Status == "PARTIALLY_REFUNDED" && (o.Refunded <= 0 || o.Refunded >= o.Payable):
+		return fmt.Sprintf("PARTIALLY_REFUNDED for %d of %d payable", o.Refunded, o.Payable)
+	}
+	return ""
+}
+
+// refundExample describes a partial refund line by line.
+func refundExample(o api.Order) string {
+	var parts []string
+	for _, l := range o.Lines {
+		if l.RefundedQuantity > 0 {
+			parts = append(parts, fmt.Sprintf("%d of %d units (payable %d) returned %d", l.RefundedQuantity, l.Quantity, l.Payable, l.Refunded))
+		}
+	}
+	return fmt.Sprintf("order %s paid %d: %s; refunded %d, kept %d", o.OrderID, o.Payable, strings.Join(parts, ", "), o.Refunded, o.Payable-o.Refunded)
 }
 
 // linesAddUp returns what is wrong with an order's money, "" when

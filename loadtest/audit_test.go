@@ -183,3 +183,40 @@ func TestAuditExpiry(t *testing.T) {
 		})
 	}
 }
+
+func TestAuditRefunds(t *testing.T) {
+	line := func(qty, payable, refQty, refunded int64) api.OrderLine {
+		return api.OrderLine{LineID: "1", Quantity: qty, Payable: payable, RefundedQuantity: refQty, Refunded: refunded}
+	}
+	order := func(status string, refunded int64, lines ...api.OrderLine) api.Order {
+		o := api.Order{OrderID: "9", Status: status, Refunded: refunded, Lines: lines}
+		for _, l := range lines {
+			o.Payable += l.Payable
+		}
+		return o
+	}
+	tests := []struct {
+		name  string
+		order api.Order
+		ok    bool
+	}{
+		{"1 of 3 units back", order("PARTIALLY_REFUNDED", 935, line(3, 2807, 1, 935)), true},
+		{"all units back", order("REFUNDED", 2807, line(3, 2807, 3, 2807)), true},
+		{"lines and order disagree", order("PARTIALLY_REFUNDED", 936, line(3, 2807, 1, 935)), false},
+		{"more back than payable", order("REFUNDED", 2808, line(3, 2807, 3, 2808)), false},
+		{"all units back but not all money", order("PARTIALLY_REFUNDED", 2806, line(3, 2807, 3, 2806)), false},
+		{"REFUNDED short of payable", order("REFUNDED", 935, line(3, 2807, 1, 935)), false},
+		{"partial that returned everything", order("PARTIALLY_REFUNDED", 2807, line(3, 2807, 2, 2807)), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := auditRefunds(map[string]api.Order{"9": tt.order})
+			if c.OK != tt.ok {
+				t.Fatalf("OK = %v (%s), want %v", c.OK, c.Detail, tt.ok)
+			}
+		})
+	}
+	if c := auditRefunds(map[string]api.Order{"9": order("PARTIALLY_REFUNDED", 935, line(3, 2807, 1, 935))}); !strings.Contains(c.Detail, "1 of 3 units (payable 2807) returned 935; refunded 935, kept 1872") {
+		t.Fatalf("the detail does not work the partial refund through: %s", c.Detail)
+	}
+}
