@@ -11,6 +11,12 @@
 -- tells the buyer the order failed. A plain release ignores the ordered
 -- mark: expiry and cancellation release stored orders.
 --
+-- Only an unpublished release forgets the buyer's idempotency key, so that
+-- a retry with it (the buyer was told the order failed) may reserve again.
+-- After a plain release the key keeps answering the first order: the
+-- buyer was told it exists, and repeating the request must name it, never
+-- reserve a second time.
+--
 -- KEYS[1] {act:ID}:stock, KEYS[2] {act:ID}:bought, KEYS[3] {act:ID}:idem,
 -- KEYS[4] {act:ID}:res:<order>, KEYS[5] {act:ID}:expiry
 -- ARGV[1] order id, ARGV[2] '1' for an unpublished release, else '0'
@@ -28,8 +34,12 @@ end
 if status == 'CONFIRMED' then
   return 'CONFIRMED'
 end
+local idemField = user .. ':' .. idem
 if unpublished then
   redis.call('HSET', KEYS[4], 'unpublished', '1')
+  if redis.call('HGET', KEYS[3], idemField) == ARGV[1] then
+    redis.call('HDEL', KEYS[3], idemField)
+  end
 end
 if status == 'RELEASED' then
   return 'ALREADY_RELEASED'
@@ -38,12 +48,6 @@ end
 redis.call('INCRBY', KEYS[1], qty)
 if redis.call('HINCRBY', KEYS[2], user, -tonumber(qty)) <= 0 then
   redis.call('HDEL', KEYS[2], user)
-end
--- Forget the buyer's key, so a retry with it may reserve again; only if
--- it still points at this order.
-local idemField = user .. ':' .. idem
-if redis.call('HGET', KEYS[3], idemField) == ARGV[1] then
-  redis.call('HDEL', KEYS[3], idemField)
 end
 redis.call('HSET', KEYS[4], 'status', 'RELEASED')
 redis.call('ZREM', KEYS[5], ARGV[1])

@@ -340,11 +340,32 @@ func TestReleaseRestoresStockAndLimit(t *testing.T) {
 	if err != nil || r.Status != inventory.StatusReleased {
 		t.Errorf("status after release: got %q (%v), want RELEASED", r.Status, err)
 	}
-	// The buyer's limit is back and the key is forgotten: a retry with the
-	// same key reserves afresh under a new order.
+	// The buyer was told the order exists, so the key keeps naming it: a
+	// repeat answers the first order and reserves nothing.
+	res := MustReserve(t, s, request(act, 1, 2, 2, "k"))
+	if want := (inventory.ReserveResult{OrderID: 1, Replayed: true, Remaining: 5}); res != want {
+		t.Errorf("repeat after release: got %+v, want %+v", res, want)
+	}
+	// The buyer's limit is back: another key reserves afresh.
+	res = MustReserve(t, s, request(act, 1, 2, 3, "k2"))
+	if want := (inventory.ReserveResult{OrderID: 3, Remaining: 3}); res != want {
+		t.Errorf("reserve with a new key after release: got %+v, want %+v", res, want)
+	}
+}
+
+// An unpublished release (the buyer was told the order failed) forgets the
+// key, so a retry with it reserves afresh.
+func TestUnpublishedReleaseForgetsTheKey(t *testing.T) {
+	s, _ := MustStore(t)
+	ctx := context.Background()
+	act := MustPreheat(t, s, 5, 2)
+	MustReserve(t, s, request(act, 1, 2, 1, "k"))
+	if released, err := s.ReleaseUnpublished(ctx, act, 1); err != nil || !released {
+		t.Fatalf("unpublished release: got %v, %v; want true", released, err)
+	}
 	res := MustReserve(t, s, request(act, 1, 2, 2, "k"))
 	if want := (inventory.ReserveResult{OrderID: 2, Remaining: 3}); res != want {
-		t.Errorf("reserve after release: got %+v, want %+v", res, want)
+		t.Errorf("retry after an unpublished release: got %+v, want %+v", res, want)
 	}
 }
 
