@@ -71,22 +71,22 @@ func ReadPayments(ctx context.Context, cl *Client, res *ReplayResult, orders map
 		orderID, paymentID string
 		user               User
 	}
-	var todo []lookup
+	var pending []lookup
 	for id, t := range res.trails {
 		ids := slices.Clone(t.payments)
 		if o, ok := orders[id]; ok && o.Payment != nil && !slices.Contains(ids, o.Payment.PaymentID) {
 			ids = append(ids, o.Payment.PaymentID)
 		}
 		for _, p := range ids {
-			todo = append(todo, lookup{id, p, t.user})
+			pending = append(pending, lookup{id, p, t.user})
 		}
 	}
 	var mu sync.Mutex
 	out := map[string][]PaymentRecord{}
-	errs := make(chan error, len(todo))
+	errs := make(chan error, len(pending))
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
-	for _, l := range todo {
+	for _, l := range pending {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
