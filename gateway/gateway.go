@@ -21,6 +21,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
@@ -143,6 +144,12 @@ func New(opts Options) (*Gateway, error) {
 		return nil, errors.New("gateway: a JWT secret is required")
 	}
 	opts = withDefaults(opts)
+	// Every buy spends a per-user token and every accepted one writes its
+	// key: concurrent buys share pipelines instead of a round trip each.
+	var hot redis.Cmdable
+	if opts.Redis != nil {
+		hot = redisclient.Coalesced(opts.Redis)
+	}
 	g := &Gateway{
 		opts:    opts,
 		log:     opts.Logger,
@@ -150,9 +157,9 @@ func New(opts Options) (*Gateway, error) {
 		product: opts.Product,
 		order:   opts.Order,
 		auth:    newAuthenticator(opts.JWTSecret, opts.Clock),
-		users:   newUserLimiter(opts.Redis, opts.SeckillUserLimit, opts.UserLimitPrefix),
+		users:   newUserLimiter(hot, opts.SeckillUserLimit, opts.UserLimitPrefix),
 		soldOut: newSoldOutFlags(opts.Clock, opts.SoldOutTTL),
-		accepted: &acceptedKeys{rdb: opts.Redis, ttl: acceptedKeyTTL, log: func(ctx context.Context, msg string, args ...any) {
+		accepted: &acceptedKeys{rdb: hot, ttl: acceptedKeyTTL, log: func(ctx context.Context, msg string, args ...any) {
 			opts.Logger.WarnContext(ctx, msg, args...)
 		}},
 		mux:     http.NewServeMux(),

@@ -76,7 +76,7 @@ type userLimiter struct {
 	prefix string
 }
 
-func newUserLimiter(rdb redis.UniversalClient, l Limit, prefix string) *userLimiter {
+func newUserLimiter(rdb redis.Cmdable, l Limit, prefix string) *userLimiter {
 	if rdb == nil {
 		return nil
 	}

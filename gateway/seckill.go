@@ -112,7 +112,7 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 // sale), and a refusal costs one GET, like the per-user rate limit it
 // follows. Without Redis the shortcuts refuse retries too.
 type acceptedKeys struct {
-	rdb redis.UniversalClient
+	rdb redis.Cmdable
 	ttl time.Duration
 	log func(ctx context.Context, msg string, args ...any)
 }

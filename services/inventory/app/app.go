@@ -85,7 +85,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	reg := telemetry.NewRegistry()
 	srv := rpc.NewServer(log, reg, invgrpc.Errors)
-	store := invredis.NewStore(rdb)
+	store := invredis.NewStore(redisclient.Coalesced(rdb))
 	inventoryv1.RegisterInventoryServiceServer(srv, invgrpc.NewServer(inventory.NewService(store)))
 	reg.MustRegister(newStockCollector(rdb, store))
 	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{

@@ -128,11 +128,12 @@ func ExpiryKey(activityID int64) string { return keysOf(activityID).expiry }
 
 // Store is the inventory store on Redis. It is safe for concurrent use.
 type Store struct {
-	rdb goredis.UniversalClient
+	rdb goredis.Cmdable
 }
 
-// NewStore returns a Store on rdb (a client or a cluster client).
-func NewStore(rdb goredis.UniversalClient) *Store { return &Store{rdb: rdb} }
+// NewStore returns a Store on rdb: a client, a cluster client, or (on
+// the hot path) one's auto-pipeliner, redisclient.Coalesced.
+func NewStore(rdb goredis.Cmdable) *Store { return &Store{rdb: rdb} }
 
 // Preheat loads an activity's stock and per-user limit and registers the
 // activity in ActivitiesKey. Stock already there is kept, so a repeated

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/services/inventory"
 	invredis "github.com/flashsale/flashsale/services/inventory/redis"
 )
@@ -603,14 +605,57 @@ func TestScriptsRunBySHA(t *testing.T) {
 	}
 }
 
+// pipelineSizes records the length of every pipeline a client sends.
+type pipelineSizes struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (p *pipelineSizes) DialHook(next goredis.DialHook) goredis.DialHook          { return next }
+func (p *pipelineSizes) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook { return next }
+func (p *pipelineSizes) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		p.mu.Lock()
+		p.sizes = append(p.sizes, len(cmds))
+		p.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+// largest is the longest pipeline sent so far.
+func (p *pipelineSizes) largest() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Max(append(p.sizes, 0))
+}
+
+// The stampede runs twice: on a plain client (one round trip per
+// reserve) and on the auto-pipeliner the service uses, where concurrent
+// reserves leave together in one pipeline and must still each get their
+// own, correct answer.
 func TestReserveConcurrentBuyersNeverOversell(t *testing.T) {
+	t.Run("plain", func(t *testing.T) {
+		s, rdb := MustStore(t)
+		testStampede(t, s, rdb)
+	})
+	t.Run("coalesced", func(t *testing.T) {
+		_, rdb := MustStore(t)
+		var sizes pipelineSizes
+		rdb.AddHook(&sizes)
+		testStampede(t, invredis.NewStore(redisclient.Coalesced(rdb)), rdb)
+		if got := sizes.largest(); got < 2 {
+			t.Errorf("largest pipeline of 5,000 concurrent reserves: got %d commands, want several", got)
+		}
+	})
+}
+
+func testStampede(t *testing.T, s *invredis.Store, rdb *goredis.Client) {
 	const (
 		stock   = 1000
 		users   = 3000
 		buyers  = 5000
 		twiceTo = 1000 // users 1..1000 also buy with a second key
 	)
-	s, rdb := MustStore(t)
 	ctx := context.Background()
 	act := MustPreheat(t, s, stock, 1)
 

@@ -271,7 +271,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer payConn.Close()
 
 	store := postgres.NewStore(pool)
-	pending := orderredis.NewPending(rdb, "", orderredis.DefaultTTL)
+	pending := orderredis.NewPending(redisclient.Coalesced(rdb), "", orderredis.DefaultTTL)
 	pub := orderkafka.NewPublisher(cfg.KafkaBrokers, orderkafka.TopicPlaced)
 	defer pub.Close()
 	var publisher order.Publisher = pub
