@@ -32,6 +32,10 @@ type SessionConfig struct {
 	// RedisAddr, when set, is where the redis-benchmark ceiling is
 	// measured after the replay, for the capacity ratio.
 	RedisAddr string
+	// AroundReplay, when set, is called as the replay starts; the func it
+	// returns is called as the replay ends, before the drain and the
+	// audit (the demo profiles the spike alone this way).
+	AroundReplay func() (end func())
 	// OutDir receives report.json and report.html.
 	OutDir string
 	Out    io.Writer
@@ -50,7 +54,12 @@ func RunSession(ctx context.Context, cfg SessionConfig) (res *ReplayResult, ok b
 	if cfg.SimulatorURL != "" {
 		opts.Simulator = NewClient(cfg.SimulatorURL, 4)
 	}
+	end := func() {}
+	if cfg.AroundReplay != nil {
+		end = cfg.AroundReplay()
+	}
 	res, err = RunReplay(ctx, cfg.Client, cfg.Scenario, opts)
+	end()
 	if err != nil {
 		return nil, false, err
 	}

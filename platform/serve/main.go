@@ -25,6 +25,7 @@ func Main[C any](service string, load func(*config.Env) C, run func(context.Cont
 }
 
 func mainErr[C any](service string, load func(*config.Env) C, run func(context.Context, C, *slog.Logger) error) error {
+	TuneGC()
 	env := config.FromEnv()
 	var level slog.Level
 	levelName := env.String("FLASHSALE_LOG_LEVEL", "info")

@@ -22,6 +22,7 @@ import (
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/serve"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 )
@@ -35,6 +36,7 @@ const defaultPaymentWindow = 20 * time.Second
 var exit int
 
 func main() {
+	serve.TuneGC()
 	realMain()
 	os.Exit(exit)
 }
@@ -43,20 +45,12 @@ func realMain() {
 	scenario := flag.String("scenario", "loadtest/scenarios/double11.yaml", "scenario file")
 	out := flag.String("out", "loadtest/out", "directory for report.json and report.html")
 	ceiling := flag.Bool("ceiling", true, "measure the redis-benchmark ceiling after the replay")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole process (platform and load generator) here")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the replay (platform and load generator, without start-up, drain and audit) here")
 	flag.Parse()
-	if *cpuProfile != "" {
-		stopProfile, err := startCPUProfile(*cpuProfile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "demo:", err)
-			os.Exit(1)
-		}
-		defer stopProfile()
-	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ok, err := run(ctx, *scenario, *out, *ceiling)
+	ok, err := run(ctx, *scenario, *out, *ceiling, *cpuProfile)
 	switch {
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -69,20 +63,47 @@ func realMain() {
 	}
 }
 
-// startCPUProfile profiles the process until the returned func is called.
-func startCPUProfile(path string) (func(), error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
+// measureReplay returns the session's AroundReplay: it prints the CPU
+// time this process (every service and the load generator; Redis and
+// Postgres are child processes outside it) spent during the replay and,
+// with a profile path, writes a CPU profile of the replay alone.
+func measureReplay(profilePath string) (func() (end func()), error) {
+	var f *os.File
+	if profilePath != "" {
+		var err error
+		if f, err = os.Create(profilePath); err != nil {
+			return nil, err
+		}
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() (end func()) {
+		if f != nil {
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintln(os.Stderr, "demo: cpu profile:", err)
+			}
+		}
+		before, start := cpuTime(), time.Now()
+		return func() {
+			used, wall := cpuTime()-before, time.Since(start)
+			if f != nil {
+				pprof.StopCPUProfile()
+				f.Close()
+			}
+			fmt.Printf("\nCPU of the platform process during the replay: %s in %s of wall time (%.2f cores)\n",
+				used.Round(time.Millisecond), wall.Round(time.Millisecond), used.Seconds()/wall.Seconds())
+		}
+	}, nil
 }
 
-func run(ctx context.Context, path, out string, ceiling bool) (bool, error) {
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func run(ctx context.Context, path, out string, ceiling bool, profilePath string) (bool, error) {
 	sc, err := loadtest.LoadScenario(path)
 	if err != nil {
 		return false, err
@@ -130,6 +151,9 @@ func run(ctx context.Context, path, out string, ceiling bool) (bool, error) {
 	}
 	if ceiling {
 		cfg.RedisAddr = stack.RedisAddr
+	}
+	if cfg.AroundReplay, err = measureReplay(profilePath); err != nil {
+		return false, err
 	}
 	_, ok, err := loadtest.RunSession(ctx, cfg)
 	return ok, err

@@ -14,6 +14,7 @@ import (
 	"github.com/flashsale/flashsale/deploy/local"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/serve"
 	"github.com/flashsale/flashsale/platform/telemetry"
 )
 
@@ -25,6 +26,7 @@ func main() {
 }
 
 func run() error {
+	serve.TuneGC()
 	env := config.FromEnv()
 	addr := env.String("FLASHSALE_HTTP_ADDR", "127.0.0.1:8080")
 	secret := env.String("FLASHSALE_JWT_SECRET", "")
