@@ -27,6 +27,7 @@ import (
 	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/channel"
 	paymentgrpc "github.com/flashsale/flashsale/services/payment/grpc"
+	"github.com/flashsale/flashsale/services/payment/metrics"
 	"github.com/flashsale/flashsale/services/payment/postgres"
 )
 
@@ -198,6 +199,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer orderConn.Close()
 
+	reg := telemetry.NewRegistry()
 	svc := payment.NewService(payment.Config{
 		Ledger:     postgres.NewLedger(pool),
 		Orders:     paymentgrpc.NewOrders(orderConn),
@@ -207,8 +209,8 @@ func Run(ctx context.Context, cfg Config) error {
 		NextID:     gen.Next,
 		QueryAfter: cfg.QueryAfter,
 		Logger:     log,
+		Observer:   metrics.New(reg, router),
 	})
-	reg := telemetry.NewRegistry()
 	srv := rpc.NewServer(log, reg, paymentgrpc.Errors)
 	paymentv1.RegisterPaymentServiceServer(srv, paymentgrpc.NewServer(svc))
 	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
