@@ -77,7 +77,9 @@ func TestMetricsCountPaymentsRefundsAndCallbacks(t *testing.T) {
 		return series("payment_callbacks_total", "channel", channel, "result", result)
 	}
 	breaker := func(channel string) func() float64 {
-		return func() float64 { return p.metric(t, "payment_channel_breaker_state", map[string]string{"channel": channel}) }
+		return func() float64 {
+			return p.metric(t, "payment_channel_breaker_state", map[string]string{"channel": channel})
+		}
 	}
 	// waitAt waits until the series reaches want; a count past it fails
 	// at once, since counters only grow.
