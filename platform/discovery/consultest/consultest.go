@@ -288,3 +288,22 @@ func (f *Server) Passing(id string) bool {
 	inst, ok := f.services[id]
 	return ok && inst.passing
 }
+
+// MustAwaitPassing waits up to ten seconds for an instance of service
+// whose gRPC check dials addr to be registered and passing, and returns
+// its id; it fails the test otherwise.
+func (f *Server) MustAwaitPassing(tb testing.TB, service, addr string) string {
+	tb.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		f.mu.Lock()
+		for id, inst := range f.services {
+			if inst.reg.Name == service && inst.reg.Check.GRPC == addr && inst.passing {
+				f.mu.Unlock()
+				return id
+			}
+		}
+		f.mu.Unlock()
+	}
+	tb.Fatalf("no instance of %s checked at %s passing after 10s (registered: %v)", service, addr, f.Registered())
+	return ""
+}

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -23,13 +22,7 @@ func TestRegistersInConsul(t *testing.T) {
 	consul := consultest.MustStart(t)
 	disc := discovery.Config{ConsulAddr: consul.Addr(), AdvertiseHost: "127.0.0.1", CheckInterval: 50 * time.Millisecond}
 	addr, stop := mustRun(t, func(c *app.Config) { c.Discovery = disc })
-	_, port, _ := net.SplitHostPort(addr)
-	id := "marketing-127.0.0.1-" + port
-	waitFor(t, "marketing registered with a passing check", func() bool { return consul.Passing(id) })
-	reg, _ := consul.Registration(id)
-	if reg.Name != "marketing" || reg.Check == nil || reg.Check.GRPC != addr {
-		t.Errorf("registration %+v, want service marketing checked over gRPC at %s", reg, addr)
-	}
+	id := consul.MustAwaitPassing(t, "marketing", addr)
 
 	c, err := discovery.Open(disc, nil)
 	if err != nil {
@@ -47,15 +40,5 @@ func TestRegistersInConsul(t *testing.T) {
 	stop()
 	if got := consul.Registered(); slices.Contains(got, id) {
 		t.Errorf("registered after stop: %v, want %s gone", got, id)
-	}
-}
-
-// waitFor polls cond until it holds or ten seconds pass.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }

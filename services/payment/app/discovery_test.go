@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -26,13 +25,7 @@ func TestRegistersInConsulAndFindsOrderThere(t *testing.T) {
 		c.OrderAddr = "consul://order"
 		addr = c.GRPCListener.Addr().String()
 	})
-	_, port, _ := net.SplitHostPort(addr)
-	id := "payment-127.0.0.1-" + port
-	waitFor(t, "payment registered with a passing check", func() bool { return consul.Passing(id) })
-	reg, _ := consul.Registration(id)
-	if reg.Name != "payment" || reg.Check == nil || reg.Check.GRPC != addr {
-		t.Errorf("registration %+v, want service payment checked over gRPC at %s", reg, addr)
-	}
+	id := consul.MustAwaitPassing(t, "payment", addr)
 
 	o := p.MustOrders(t, 1)[0]
 	p.MustBuyerPays(t, p.MustPay(t, o, "alipay"))
