@@ -124,6 +124,9 @@ func TestComposeHealthchecksAndDependencies(t *testing.T) {
 		if !healthy(name) && !s.job() {
 			t.Errorf("%s: no healthcheck", name)
 		}
+		if waitsFor(f, name, name) {
+			t.Errorf("%s waits for itself through depends_on: compose refuses the cycle", name)
+		}
 		for dep, d := range s.DependsOn {
 			if _, ok := f.Services[dep]; !ok {
 				t.Errorf("%s depends on %s, which is not a service", name, dep)
@@ -259,7 +262,11 @@ func TestComposeServicesMatchTheirConfiguration(t *testing.T) {
 					case ep.Consul && !registers[ep.Host]:
 						t.Errorf("%s=%s: no service %s registers in Consul", name, value, ep.Host)
 					case ep.Consul:
-						if _, ok := g.s.DependsOn[ep.Host]; !ok {
+						// Two services that call each other cannot both
+						// wait for the other (compose refuses the cycle):
+						// one of them resolves the other through Consul
+						// once it registers.
+						if _, ok := g.s.DependsOn[ep.Host]; !ok && !waitsFor(f, ep.Host, g.name) {
 							t.Errorf("%s=%s: depends_on lacks %s", name, value, ep.Host)
 						}
 					case !slices.Contains(listening[ep.Host], ep.Port):
@@ -269,6 +276,26 @@ func TestComposeServicesMatchTheirConfiguration(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitsFor reports whether service a starts only after b, through its
+// depends_on or theirs.
+func waitsFor(f composeFile, a, b string) bool {
+	seen := map[string]bool{}
+	var walk func(string) bool
+	walk = func(s string) bool {
+		if seen[s] {
+			return false
+		}
+		seen[s] = true
+		for dep := range f.Services[s].DependsOn {
+			if dep == b || walk(dep) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(a)
 }
 
 // Prometheus scrapes every Go service's metrics port (the gateway serves
@@ -369,9 +396,83 @@ func TestGrafanaDashboardIsProvisioned(t *testing.T) {
 	for _, metric := range []string{
 		"gateway_http_requests_total", "gateway_http_request_duration_seconds_bucket", "order_consumer_lag_messages",
 		"inventory_stock_remaining", "payment_payments_total", "gateway_circuit_breaker_state",
+		"payment_channel_breaker_state", "payment_refunds_total", "payment_callbacks_total",
 	} {
 		if !regexp.MustCompile(`\b` + metric + `\b`).MatchString(all) {
 			t.Errorf("no panel charts %s", metric)
+		}
+	}
+	// A panel querying a name no code exports draws nothing, silently.
+	code := mustServiceSources(t, root)
+	for _, expr := range exprs {
+		for _, metric := range queriedMetrics(expr) {
+			if !strings.Contains(code, `"`+metric+`"`) {
+				t.Errorf("a panel queries %s (%s), which no service registers", metric, expr)
+			}
+		}
+	}
+}
+
+var (
+	promRange   = regexp.MustCompile(`\[[^\]]*\]`)
+	promLabels  = regexp.MustCompile(`\b(by|without)\s*\([^)]*\)|\{[^}]*\}`)
+	promName    = regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	histoSuffix = regexp.MustCompile(`_(bucket|sum|count)$`)
+)
+
+// queriedMetrics returns the metric names a PromQL expression reads: its
+// identifiers, less ranges, label lists and functions (a name followed by
+// "("), with a histogram's _bucket, _sum and _count suffixes taken off,
+// since the code names the histogram.
+func queriedMetrics(expr string) []string {
+	expr = promLabels.ReplaceAllString(promRange.ReplaceAllString(expr, ""), "")
+	var out []string
+	for _, loc := range promName.FindAllStringIndex(expr, -1) {
+		rest := strings.TrimLeft(expr[loc[1]:], " ")
+		name := expr[loc[0]:loc[1]]
+		if strings.HasPrefix(rest, "(") || !strings.Contains(name, "_") {
+			continue // a function, or a keyword such as sum
+		}
+		out = append(out, histoSuffix.ReplaceAllString(name, ""))
+	}
+	return out
+}
+
+// mustServiceSources is the non-test Go source of everything that serves
+// metrics (the services, the gateway and the platform's gRPC server), for
+// looking up the metric names they register.
+func mustServiceSources(tb testing.TB, root string) string {
+	tb.Helper()
+	var b strings.Builder
+	for _, dir := range []string{"services", "gateway", "platform"} {
+		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			src, err := os.ReadFile(path)
+			b.Write(src)
+			return err
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return b.String()
+}
+
+func TestQueriedMetrics(t *testing.T) {
+	tests := []struct {
+		expr string
+		want []string
+	}{
+		{"sum by (channel, status) (rate(payment_payments_total[1m]))", []string{"payment_payments_total"}},
+		{"histogram_quantile(0.99, sum by (route, le) (rate(gateway_http_request_duration_seconds_bucket[1m])))", []string{"gateway_http_request_duration_seconds"}},
+		{"max by (activity_id) (inventory_stock_remaining)", []string{"inventory_stock_remaining"}},
+		{`sum(rate(a_total{job="x_y"}[5m])) / sum without (instance_id) (b_count)`, []string{"a_total", "b"}},
+	}
+	for _, tt := range tests {
+		if got := queriedMetrics(tt.expr); !slices.Equal(got, tt.want) {
+			t.Errorf("queriedMetrics(%q) = %v, want %v", tt.expr, got, tt.want)
 		}
 	}
 }

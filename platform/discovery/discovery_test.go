@@ -16,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/discovery/consultest"
 )
 
 // testServer is one instance of a gRPC service: the standard health
@@ -66,9 +67,9 @@ func (s *testServer) stop(t *testing.T) {
 // kill stops serving without deregistering, as a crash would.
 func (s *testServer) kill() { s.srv.Stop() }
 
-func mustOpen(t *testing.T, f *fakeConsul) *Consul {
+func mustOpen(t *testing.T, f *consultest.Server) *Consul {
 	t.Helper()
-	c, err := Open(Config{ConsulAddr: f.addr(), AdvertiseHost: "127.0.0.1", CheckInterval: 20 * time.Millisecond}, nil)
+	c, err := Open(Config{ConsulAddr: f.Addr(), AdvertiseHost: "127.0.0.1", CheckInterval: 20 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func callsReach(t *testing.T, cc *grpc.ClientConn, all []*testServer, want ...*t
 // one that dies without deregistering (its health check fails), and reach
 // one that starts later.
 func TestResolverFollowsInstancesComingAndGoing(t *testing.T) {
-	f := mustStartFakeConsul(t)
+	f := consultest.MustStart(t)
 	c := mustOpen(t, f)
 	s1, s2, s3 := mustStartServer(t, c, "echo"), mustStartServer(t, c, "echo"), mustStartServer(t, c, "echo")
 	other := mustStartServer(t, c, "other")
@@ -147,7 +148,7 @@ func TestResolverFollowsInstancesComingAndGoing(t *testing.T) {
 // Several clients share one agent without disturbing each other, under
 // the race detector.
 func TestResolverManyClients(t *testing.T) {
-	f := mustStartFakeConsul(t)
+	f := consultest.MustStart(t)
 	c := mustOpen(t, f)
 	s1, s2 := mustStartServer(t, c, "echo"), mustStartServer(t, c, "echo")
 	var wg sync.WaitGroup
@@ -166,13 +167,13 @@ func TestResolverManyClients(t *testing.T) {
 }
 
 func TestAnnounceRegistersAGRPCCheckAndDeregisters(t *testing.T) {
-	f := mustStartFakeConsul(t)
+	f := consultest.MustStart(t)
 	c := mustOpen(t, f)
 	s := mustStartServer(t, c, "inventory")
 	_, port, _ := net.SplitHostPort(s.lis.Addr().String())
 	id := "inventory-127.0.0.1-" + port
-	waitFor(t, "registration", func() bool { return slices.Equal(f.registered(), []string{id}) })
-	reg, _ := f.registration(id)
+	waitFor(t, "registration", func() bool { return slices.Equal(f.Registered(), []string{id}) })
+	reg, _ := f.Registration(id)
 	if got, want := reg.Check.GRPC, "127.0.0.1:"+port; got != want {
 		t.Errorf("check target = %q, want %q", got, want)
 	}
@@ -180,16 +181,16 @@ func TestAnnounceRegistersAGRPCCheckAndDeregisters(t *testing.T) {
 		t.Errorf("deregister after = %q, want %q", got, want)
 	}
 	s.stop(t)
-	if got := f.registered(); len(got) != 0 {
+	if got := f.Registered(); len(got) != 0 {
 		t.Errorf("registered after stop = %v, want none", got)
 	}
 }
 
 func TestWatchPrefixFollowsKeysAndDeletes(t *testing.T) {
-	f := mustStartFakeConsul(t)
+	f := consultest.MustStart(t)
 	c := mustOpen(t, f)
-	f.put("flashsale/gateway/seckill_closed", "true")
-	f.put("flashsale/other/x", "1")
+	f.Put("flashsale/gateway/seckill_closed", "true")
+	f.Put("flashsale/other/x", "1")
 	got := make(chan map[string]string, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -201,9 +202,9 @@ func TestWatchPrefixFollowsKeysAndDeletes(t *testing.T) {
 		want   map[string]string
 	}{
 		{"initial", func() {}, map[string]string{"seckill_closed": "true"}},
-		{"put", func() { f.put("flashsale/gateway/rate/seckill", "100/200") }, map[string]string{"seckill_closed": "true", "rate/seckill": "100/200"}},
-		{"unrelated", func() { f.put("flashsale/other/x", "2"); f.put("flashsale/gateway/seckill_closed", "false") }, map[string]string{"seckill_closed": "false", "rate/seckill": "100/200"}},
-		{"delete", func() { f.del("flashsale/gateway/seckill_closed") }, map[string]string{"rate/seckill": "100/200"}},
+		{"put", func() { f.Put("flashsale/gateway/rate/seckill", "100/200") }, map[string]string{"seckill_closed": "true", "rate/seckill": "100/200"}},
+		{"unrelated", func() { f.Put("flashsale/other/x", "2"); f.Put("flashsale/gateway/seckill_closed", "false") }, map[string]string{"seckill_closed": "false", "rate/seckill": "100/200"}},
+		{"delete", func() { f.Delete("flashsale/gateway/seckill_closed") }, map[string]string{"rate/seckill": "100/200"}},
 	}
 	for _, st := range steps {
 		st.change()
@@ -277,7 +278,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // Without FLASHSALE_ADVERTISE_HOST an instance advertises an address the
 // others can dial: not loopback, and its check targets the same place.
 func TestAnnounceAdvertisesAReachableAddress(t *testing.T) {
-	f := mustStartFakeConsul(t)
+	f := consultest.MustStart(t)
 	c := mustOpen(t, f)
 	c.cfg.AdvertiseHost = ""
 	lis, err := net.Listen("tcp", ":0")

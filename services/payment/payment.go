@@ -188,8 +188,9 @@ type Ledger interface {
 	AddOrderRefund(ctx context.Context, r Refund) (Refund, error)
 	// RefundDone records the channel's refund number and, once every
 	// refund of the payment is done and they add up to its amount, moves
-	// the payment to REFUNDED.
-	RefundDone(ctx context.Context, r Refund, refundNo string) error
+	// the payment to REFUNDED. It reports whether this call marked the
+	// refund done (false when another call had).
+	RefundDone(ctx context.Context, r Refund, refundNo string) (bool, error)
 	// Stuck returns up to limit PAYING payments created in [from, to].
 	Stuck(ctx context.Context, from, to time.Time, limit int) ([]Payment, error)
 	// Unsettled returns up to limit SUCCEEDED payments whose order has not

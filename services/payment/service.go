@@ -25,6 +25,9 @@ type Config struct {
 	// the sweep keeps asking (default 24h).
 	QueryAfter, QueryFor time.Duration
 	Logger               *slog.Logger
+	// Observer hears of settled payments, refunds and callbacks (nil:
+	// nobody listens).
+	Observer Observer
 }
 
 // sweepBatch bounds the payments one sweep step handles.
@@ -49,6 +52,9 @@ func NewService(cfg Config) *Service {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
 	}
 	return &Service{cfg: cfg, log: cfg.Logger}
 }
@@ -118,6 +124,8 @@ func (s *Service) payThrough(ctx context.Context, o Order, ch string) (Payment, 
 		// money arrive anyway, the sweep or reconciliation settles it.
 		if ferr := s.cfg.Ledger.Fail(context.WithoutCancel(ctx), p.ID); ferr != nil {
 			s.log.WarnContext(ctx, "failed payment left PAYING", "payment_id", p.ID, "err", ferr)
+		} else {
+			s.cfg.Observer.Settled(ch, StatusFailed)
 		}
 		return Payment{}, fmt.Errorf("%s: %w", ch, err)
 	}
@@ -147,33 +155,53 @@ func (s *Service) Payment(ctx context.Context, id, userID int64) (Payment, error
 // replay of a captured one) finds the payment settled and changes nothing.
 // It fails with ErrUnauthenticated when the signature does not verify.
 func (s *Service) HandleCallback(ctx context.Context, channel string, body []byte, signature string) error {
+	result, err := s.handleCallback(ctx, channel, body, signature)
+	if result == CallbackUnknownChannel {
+		channel = ""
+	}
+	s.cfg.Observer.Callback(channel, result)
+	return err
+}
+
+func (s *Service) handleCallback(ctx context.Context, channel string, body []byte, signature string) (CallbackResult, error) {
 	const op = "callback"
 	ch, ok := s.cfg.Channels[channel]
 	if !ok {
-		return fmt.Errorf("%s: %w: unknown channel %q", op, ErrNotFound, channel)
+		return CallbackUnknownChannel, fmt.Errorf("%s: %w: unknown channel %q", op, ErrNotFound, channel)
 	}
 	t, err := ch.Notification(body, signature)
+	if errors.Is(err, ErrUnauthenticated) {
+		return CallbackBadSignature, fmt.Errorf("%s %s: %w", op, channel, err)
+	}
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", op, channel, err)
+		return CallbackMalformed, fmt.Errorf("%s %s: %w", op, channel, err)
 	}
 	p, err := s.cfg.Ledger.Payment(ctx, t.PaymentID)
 	if errors.Is(err, ErrNotFound) {
 		// Signed by the channel, yet not ours: answering an error would
 		// only make the channel retry. Reconciliation reports it.
 		s.log.WarnContext(ctx, "callback for an unknown payment", "channel", channel, "payment_id", t.PaymentID, "trade_no", t.TradeNo)
-		return nil
+		return CallbackUnknownPayment, nil
 	}
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", op, channel, err)
+		return CallbackFailed, fmt.Errorf("%s %s: %w", op, channel, err)
 	}
 	if p.Channel != channel || p.Amount != t.Amount {
-		return fmt.Errorf("%s %s: %w: payment %d is %d cents through %s, the notification says %d",
+		return CallbackMismatch, fmt.Errorf("%s %s: %w: payment %d is %d cents through %s, the notification says %d",
 			op, channel, ErrInvalid, p.ID, p.Amount, p.Channel, t.Amount)
 	}
 	if t.Status == TradeWaitPay {
-		return nil
+		return CallbackWaiting, nil
 	}
-	return s.settle(ctx, p, t)
+	succeeded, err := s.settle(ctx, p, t)
+	switch {
+	case err != nil:
+		return CallbackFailed, err
+	case succeeded:
+		return CallbackAccepted, nil
+	default:
+		return CallbackDuplicate, nil
+	}
 }
 
 // settle acts on the channel's word that p's money arrived (trade t): the
@@ -181,43 +209,46 @@ func (s *Service) HandleCallback(ctx context.Context, channel string, body []byt
 // refuses the order the money is refunded. Every step is conditional or
 // idempotent, so callbacks, the sweep and reconciliation may settle one
 // payment concurrently and any number of times; a failed step is taken up
-// again by the next callback or sweep.
-func (s *Service) settle(ctx context.Context, p Payment, t Trade) error {
+// again by the next callback or sweep. It reports whether this call moved
+// the payment to SUCCEEDED (of concurrent settlers, exactly one does).
+func (s *Service) settle(ctx context.Context, p Payment, t Trade) (succeeded bool, err error) {
 	const op = "settle"
 	if p.Status == StatusPaying || p.Status == StatusFailed {
-		if _, err := s.cfg.Ledger.Succeed(ctx, p.ID, t.TradeNo, t.PaidAt); err != nil {
-			return fmt.Errorf("%s %d: %w", op, p.ID, err)
+		if succeeded, err = s.cfg.Ledger.Succeed(ctx, p.ID, t.TradeNo, t.PaidAt); err != nil {
+			return false, fmt.Errorf("%s %d: %w", op, p.ID, err)
 		}
-		var err error
+		if succeeded {
+			s.cfg.Observer.Settled(p.Channel, StatusSucceeded)
+		}
 		if p, err = s.cfg.Ledger.Payment(ctx, p.ID); err != nil {
-			return fmt.Errorf("%s %d: %w", op, p.ID, err)
+			return succeeded, fmt.Errorf("%s %d: %w", op, p.ID, err)
 		}
 	}
 	if p.Status != StatusSucceeded {
-		return nil
+		return succeeded, nil
 	}
 	reason := ""
 	if p.Outcome == OutcomeNone {
 		accepted, orderStatus, err := s.cfg.Orders.MarkPaid(ctx, p)
 		if err != nil {
-			return fmt.Errorf("%s %d: mark order %d paid: %w", op, p.ID, p.OrderID, err)
+			return succeeded, fmt.Errorf("%s %d: mark order %d paid: %w", op, p.ID, p.OrderID, err)
 		}
 		p.Outcome = OutcomeAccepted
 		if !accepted {
 			p.Outcome = OutcomeRefused
-			reason = "order " + orderStatus
+			reason = reasonOrderState + orderStatus
 		}
 		if err := s.cfg.Ledger.SetOutcome(ctx, p.ID, p.Outcome); err != nil {
-			return fmt.Errorf("%s %d: %w", op, p.ID, err)
+			return succeeded, fmt.Errorf("%s %d: %w", op, p.ID, err)
 		}
 	}
 	if p.Outcome != OutcomeRefused {
-		return nil
+		return succeeded, nil
 	}
 	if reason == "" {
-		reason = "order not payable"
+		reason = reasonNotPayable
 	}
-	return s.refund(ctx, p, reason)
+	return succeeded, s.refund(ctx, p, reason)
 }
 
 // refund gives p's money back through its channel and records it. The
@@ -252,7 +283,7 @@ func (s *Service) RefundPayment(ctx context.Context, paymentID, refundID, amount
 		return Refund{}, fmt.Errorf("%s %d: %w", op, paymentID, err)
 	}
 	r, err := s.cfg.Ledger.AddOrderRefund(ctx, Refund{
-		ID: refundID, PaymentID: paymentID, Amount: amount, Reason: "order refund", CreatedAt: s.cfg.Clock.Now(),
+		ID: refundID, PaymentID: paymentID, Amount: amount, Reason: reasonOrderRefund, CreatedAt: s.cfg.Clock.Now(),
 	})
 	if err != nil {
 		return Refund{}, fmt.Errorf("%s %d: %w", op, paymentID, err)
@@ -270,8 +301,12 @@ func (s *Service) returnMoney(ctx context.Context, p Payment, r Refund) (Refund,
 	if err != nil {
 		return Refund{}, fmt.Errorf("refund %d of payment %d through %s: %w", r.ID, p.ID, p.Channel, err)
 	}
-	if err := s.cfg.Ledger.RefundDone(ctx, r, no); err != nil {
+	done, err := s.cfg.Ledger.RefundDone(ctx, r, no)
+	if err != nil {
 		return Refund{}, fmt.Errorf("refund %d of payment %d: %w", r.ID, p.ID, err)
+	}
+	if done {
+		s.cfg.Observer.Refunded(p.Channel, refundKind(r.Reason))
 	}
 	s.log.InfoContext(ctx, "payment refunded", "payment_id", p.ID, "order_id", p.OrderID, "channel", p.Channel,
 		"refund_id", r.ID, "amount", r.Amount, "reason", r.Reason)
@@ -311,7 +346,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 			s.log.WarnContext(ctx, "query failed", "payment_id", p.ID, "channel", p.Channel, "err", err)
 			continue
 		}
-		if err := s.settle(ctx, p, t); err != nil {
+		if _, err := s.settle(ctx, p, t); err != nil {
 			rep.Failed++
 			s.log.WarnContext(ctx, "settle after query failed", "payment_id", p.ID, "err", err)
 			continue
@@ -323,7 +358,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		return rep, fmt.Errorf("sweep: %w", err)
 	}
 	for _, p := range unsettled {
-		if err := s.settle(ctx, p, Trade{TradeNo: p.TradeNo, PaymentID: p.ID, Amount: p.Amount, Status: TradePaid, PaidAt: p.PaidAt}); err != nil {
+		if _, err := s.settle(ctx, p, Trade{TradeNo: p.TradeNo, PaymentID: p.ID, Amount: p.Amount, Status: TradePaid, PaidAt: p.PaidAt}); err != nil {
 			rep.Failed++
 			s.log.WarnContext(ctx, "resumed settlement failed", "payment_id", p.ID, "err", err)
 			continue
@@ -387,7 +422,7 @@ func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileRepor
 		case p.Amount != t.Amount || p.Channel != channel:
 			rep.Mismatched = append(rep.Mismatched, p.ID)
 		case p.Status == StatusPaying || p.Status == StatusFailed:
-			if err := s.settle(ctx, p, t); err != nil {
+			if _, err := s.settle(ctx, p, t); err != nil {
 				return rep, fmt.Errorf("reconcile %s: %w", channel, err)
 			}
 			rep.Repaired = append(rep.Repaired, p.ID)

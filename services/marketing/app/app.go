@@ -12,6 +12,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/ids"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/rpc"
@@ -44,6 +45,10 @@ type Config struct {
 	NodeID int64
 	// PromotionTTL is how long the live promotions are cached.
 	PromotionTTL time.Duration
+	// Discovery says where Consul is (FLASHSALE_CONSUL_ADDR): with it the
+	// service registers as "marketing" so that order and the gateway find
+	// it as "consul://marketing"; empty means no registration.
+	Discovery discovery.Config
 }
 
 // Defaults of the settings.
@@ -66,6 +71,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		PostgresMaxConns: int32(env.Int("FLASHSALE_POSTGRES_MAX_CONNS", DefaultPostgresMaxConns)),
 		NodeID:           env.Int("FLASHSALE_NODE_ID", 0),
 		PromotionTTL:     env.Duration("FLASHSALE_PROMOTION_CACHE_TTL", DefaultPromotionTTL),
+		Discovery:        discovery.ConfigFromEnv(env),
 	}
 	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
 	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= ids.MaxReplica, "FLASHSALE_NODE_ID=%d: must be 0..%d", cfg.NodeID, ids.MaxReplica)
@@ -107,6 +113,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
 		return fmt.Errorf("marketing: %w", err)
 	}
+	consul, err := discovery.Open(cfg.Discovery, log)
+	if err != nil {
+		return fmt.Errorf("marketing: %w", err)
+	}
 	svc := marketing.NewService(marketing.Config{
 		Store:        postgres.New(pool),
 		IDs:          gen,
@@ -137,5 +147,6 @@ func Run(ctx context.Context, cfg Config) error {
 		GRPCListener:  grpcLis,
 		Admin:         admin,
 		AdminListener: adminLis,
+		Workers:       []func(context.Context) error{consul.Announce("marketing", grpcLis)},
 	}.Run(ctx)
 }

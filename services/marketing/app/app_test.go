@@ -38,6 +38,20 @@ var nodes atomic.Int64
 // serves.
 func MustService(tb testing.TB) marketingv1.MarketingServiceClient {
 	tb.Helper()
+	addr, _ := mustRun(tb, nil)
+	cc, err := rpc.Dial(addr, grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	return marketingv1.NewMarketingServiceClient(cc)
+}
+
+// mustRun runs the service on free ports with a manual clock at t0, and
+// configure's changes, until the test ends or stop is called; it returns
+// the gRPC address.
+func mustRun(tb testing.TB, configure func(*app.Config)) (addr string, stop func()) {
+	tb.Helper()
 	var lis [2]net.Listener
 	for i := range lis {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -46,24 +60,22 @@ func MustService(tb testing.TB) marketingv1.MarketingServiceClient {
 		}
 		lis[i] = l
 	}
+	cfg := app.Config{GRPCListener: lis[0], AdminListener: lis[1], Clock: clock.NewManual(t0),
+		PostgresURL: stack.PostgresURL("marketing"), NodeID: nodes.Add(1)}
+	if configure != nil {
+		configure(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, app.Config{GRPCListener: lis[0], AdminListener: lis[1], Clock: clock.NewManual(t0),
-			PostgresURL: stack.PostgresURL("marketing"), NodeID: nodes.Add(1)})
-	}()
-	tb.Cleanup(func() {
+	go func() { done <- app.Run(ctx, cfg) }()
+	stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			tb.Errorf("Run: %v", err)
 		}
 	})
-	cc, err := rpc.Dial(lis[0].Addr().String(), grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cc.Close() })
-	return marketingv1.NewMarketingServiceClient(cc)
+	tb.Cleanup(stop)
+	return lis[0].Addr().String(), stop
 }
 
 func callCtx(tb testing.TB) context.Context {
@@ -237,6 +249,8 @@ func TestConfigFromEnv(t *testing.T) {
 		{"bad pool", map[string]string{"FLASHSALE_POSTGRES_MAX_CONNS": "0"}, "FLASHSALE_POSTGRES_MAX_CONNS"},
 		{"bad node", map[string]string{"FLASHSALE_NODE_ID": "2000"}, "FLASHSALE_NODE_ID"},
 		{"bad ttl", map[string]string{"FLASHSALE_PROMOTION_CACHE_TTL": "-1s"}, "FLASHSALE_PROMOTION_CACHE_TTL"},
+		{"consul", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500"}, ""},
+		{"bad consul", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul"}, "FLASHSALE_CONSUL_ADDR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -248,6 +262,9 @@ func TestConfigFromEnv(t *testing.T) {
 				t.Fatalf("defaults: %+v, %v", cfg, err)
 			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 				t.Fatalf("error = %v, want one naming %s", err, tt.wantErr)
+			}
+			if got, want := cfg.Discovery.ConsulAddr, tt.env["FLASHSALE_CONSUL_ADDR"]; tt.wantErr == "" && got != want {
+				t.Errorf("Discovery.ConsulAddr = %q, want %q", got, want)
 			}
 		})
 	}

@@ -259,12 +259,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("order: product: %w", err)
 	}
 	defer prodConn.Close()
-	mktConn, err := rpc.Dial(cfg.MarketingAddr, timeout)
+	mktConn, err := consul.Dial(cfg.MarketingAddr, timeout)
 	if err != nil {
 		return fmt.Errorf("order: marketing: %w", err)
 	}
 	defer mktConn.Close()
-	payConn, err := rpc.Dial(cfg.PaymentAddr, timeout)
+	payConn, err := consul.Dial(cfg.PaymentAddr, timeout)
 	if err != nil {
 		return fmt.Errorf("order: payment: %w", err)
 	}

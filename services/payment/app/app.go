@@ -15,6 +15,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/ids"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/rpc"
@@ -26,6 +27,7 @@ import (
 	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/channel"
 	paymentgrpc "github.com/flashsale/flashsale/services/payment/grpc"
+	"github.com/flashsale/flashsale/services/payment/metrics"
 	"github.com/flashsale/flashsale/services/payment/postgres"
 )
 
@@ -64,6 +66,10 @@ type Config struct {
 	ReconcileEvery time.Duration
 	// NodeID is this replica's replica number for ids (0..127).
 	NodeID int64
+	// Discovery says where Consul is (FLASHSALE_CONSUL_ADDR): with it the
+	// service registers as "payment" and OrderAddr may be
+	// "consul://order"; empty means static addresses and no registration.
+	Discovery discovery.Config
 }
 
 // Defaults of the settings.
@@ -103,6 +109,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		SweepEvery:     env.Duration("FLASHSALE_SWEEP_EVERY", DefaultSweepEvery),
 		ReconcileEvery: env.Duration("FLASHSALE_RECONCILE_EVERY", DefaultReconcileEvery),
 		NodeID:         env.Int("FLASHSALE_NODE_ID", 0),
+		Discovery:      discovery.ConfigFromEnv(env),
 	}
 	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
 	u, err := url.Parse(cfg.ChannelsURL)
@@ -182,12 +189,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := postgres.Migrate(ctx, pool); err != nil {
 		return fmt.Errorf("payment: %w", err)
 	}
-	orderConn, err := rpc.Dial(cfg.OrderAddr, ordergrpc.CallTimeout(cfg.RPCTimeout))
+	consul, err := discovery.Open(cfg.Discovery, log)
+	if err != nil {
+		return fmt.Errorf("payment: %w", err)
+	}
+	orderConn, err := consul.Dial(cfg.OrderAddr, ordergrpc.CallTimeout(cfg.RPCTimeout))
 	if err != nil {
 		return fmt.Errorf("payment: order: %w", err)
 	}
 	defer orderConn.Close()
 
+	reg := telemetry.NewRegistry()
 	svc := payment.NewService(payment.Config{
 		Ledger:     postgres.NewLedger(pool),
 		Orders:     paymentgrpc.NewOrders(orderConn),
@@ -197,8 +209,8 @@ func Run(ctx context.Context, cfg Config) error {
 		NextID:     gen.Next,
 		QueryAfter: cfg.QueryAfter,
 		Logger:     log,
+		Observer:   metrics.New(reg, router),
 	})
-	reg := telemetry.NewRegistry()
 	srv := rpc.NewServer(log, reg, paymentgrpc.Errors)
 	paymentv1.RegisterPaymentServiceServer(srv, paymentgrpc.NewServer(svc))
 	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
@@ -223,6 +235,6 @@ func Run(ctx context.Context, cfg Config) error {
 		AdminListener: adminLis,
 		Workers: []func(context.Context) error{func(ctx context.Context) error {
 			return svc.Run(ctx, cfg.SweepEvery, cfg.ReconcileEvery)
-		}},
+		}, consul.Announce("payment", grpcLis)},
 	}.Run(ctx)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,18 +61,20 @@ func mustListen(tb testing.TB) net.Listener {
 	return lis
 }
 
-// mustRun runs run until the test ends and returns once ready answers 200.
-func mustRun(tb testing.TB, ready string, run func(context.Context) error) {
+// mustRun runs run until the test ends and returns once ready answers 200,
+// with a stop that ends the run sooner and waits for it.
+func mustRun(tb testing.TB, ready string, run func(context.Context) error) (stop func()) {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx) }()
-	tb.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			tb.Errorf("run: %v", err)
 		}
 	})
+	tb.Cleanup(stop)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		select {
 		case err := <-done:
@@ -81,11 +84,12 @@ func mustRun(tb testing.TB, ready string, run func(context.Context) error) {
 		if resp, err := http.Get(ready); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode < 500 {
-				return
+				return stop
 			}
 		}
 	}
 	tb.Fatalf("%s not ready after 30s", ready)
+	return stop
 }
 
 func mustDial(tb testing.TB, addr string) *grpc.ClientConn {
@@ -113,13 +117,32 @@ type platform struct {
 	payment   paymentv1.PaymentServiceClient
 	orders    *pgxpool.Pool // the orders database
 	ledger    *pgxpool.Pool // the payment database
+	// admin is the payment service's admin base URL (/metrics, /readyz).
+	admin string
+	// stopPayment stops the payment service before the test ends.
+	stopPayment func()
 }
 
 // MustPlatform starts every service; configure may adjust payment's
-// configuration.
+// configuration. The order service registers in the Consul that payment's
+// Discovery names, if any, so that payment may reach it as
+// "consul://order".
 func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	tb.Helper()
 	p := &platform{clock: clock.NewManual(time.Now().UTC().Truncate(time.Millisecond))}
+	payGRPC, payAdmin := mustListen(tb), mustListen(tb)
+	ordGRPC, ordAdmin := mustListen(tb), mustListen(tb)
+	simLis := mustListen(tb)
+	p.simURL = "http://" + simLis.Addr().String()
+	cfg := app.Config{
+		GRPCListener: payGRPC, AdminListener: payAdmin, Clock: p.clock,
+		PostgresURL: stack.PostgresURL("payment"), OrderAddr: ordGRPC.Addr().String(),
+		ChannelsURL: p.simURL, NodeID: nodes.Add(1),
+		QueryAfter: time.Hour, SweepEvery: 20 * time.Millisecond, ReconcileEvery: time.Hour,
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
 
 	invGRPC, invAdmin := mustListen(tb), mustListen(tb)
 	mustRun(tb, "http://"+invAdmin.Addr().String()+"/readyz", func(ctx context.Context) error {
@@ -137,14 +160,13 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	})
 	// Order refunds through payment, which is started last: the order
 	// service dials it lazily.
-	payGRPC, payAdmin := mustListen(tb), mustListen(tb)
-	ordGRPC, ordAdmin := mustListen(tb), mustListen(tb)
 	mustRun(tb, "http://"+ordAdmin.Addr().String()+"/readyz", func(ctx context.Context) error {
 		return orderapp.Run(ctx, orderapp.Config{GRPCListener: ordGRPC, AdminListener: ordAdmin,
 			PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr, KafkaBrokers: stack.KafkaBrokers,
 			InventoryAddr: invGRPC.Addr().String(), ProductAddr: prodGRPC.Addr().String(),
 			MarketingAddr: mktGRPC.Addr().String(), PaymentAddr: payGRPC.Addr().String(),
-			RefundSweepEvery: 20 * time.Millisecond, RefundRetryAfter: 200 * time.Millisecond, NodeID: nodes.Add(1)})
+			RefundSweepEvery: 20 * time.Millisecond, RefundRetryAfter: 200 * time.Millisecond, NodeID: nodes.Add(1),
+			Discovery: cfg.Discovery})
 	})
 
 	forwarder := mustListen(tb)
@@ -157,7 +179,6 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 		}
 		return nil
 	})
-	simLis := mustListen(tb)
 	sim, err := channelsim.New(channelsim.Config{
 		NotifyURL: "http://" + forwarder.Addr().String() + "/callbacks", Clock: p.clock, Seed: 7,
 		NotifyBackoff: 10 * time.Millisecond,
@@ -165,19 +186,11 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p.sim, p.simURL = sim, "http://"+simLis.Addr().String()
+	p.sim = sim
 	mustRun(tb, p.simURL+"/admin/channels", func(ctx context.Context) error { return sim.Serve(ctx, simLis) })
 
-	cfg := app.Config{
-		GRPCListener: payGRPC, AdminListener: payAdmin, Clock: p.clock,
-		PostgresURL: stack.PostgresURL("payment"), OrderAddr: ordGRPC.Addr().String(),
-		ChannelsURL: p.simURL, NodeID: nodes.Add(1),
-		QueryAfter: time.Hour, SweepEvery: 20 * time.Millisecond, ReconcileEvery: time.Hour,
-	}
-	if configure != nil {
-		configure(&cfg)
-	}
-	mustRun(tb, "http://"+payAdmin.Addr().String()+"/readyz", func(ctx context.Context) error { return app.Run(ctx, cfg) })
+	p.admin = "http://" + payAdmin.Addr().String()
+	p.stopPayment = mustRun(tb, p.admin+"/readyz", func(ctx context.Context) error { return app.Run(ctx, cfg) })
 
 	p.order = orderv1.NewOrderServiceClient(mustDial(tb, ordGRPC.Addr().String()))
 	p.product = productv1.NewProductServiceClient(mustDial(tb, prodGRPC.Addr().String()))

@@ -222,16 +222,20 @@ func (l *Ledger) refund(ctx context.Context, what, cond string, arg int64) (paym
 // payment is done and they add up to its amount, moves the payment to
 // REFUNDED, in one transaction. Its first statement takes the payment's
 // row lock, so two refunds finishing at once see each other's done mark
-// and one of them moves the payment.
-func (l *Ledger) RefundDone(ctx context.Context, r payment.Refund, refundNo string) error {
-	return pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+// and one of them moves the payment. It reports whether this call marked
+// the refund done, so that a refund settled twice at once counts once.
+func (l *Ledger) RefundDone(ctx context.Context, r payment.Refund, refundNo string) (bool, error) {
+	var marked bool
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE payments SET updated_at = now() WHERE payment_id = $1`, r.PaymentID); err != nil {
 			return fmt.Errorf("refund %d done: %w", r.ID, err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE refunds SET refund_no = $2, done_at = now()
-			WHERE refund_id = $1 AND done_at IS NULL`, r.ID, refundNo); err != nil {
+		tag, err := tx.Exec(ctx, `UPDATE refunds SET refund_no = $2, done_at = now()
+			WHERE refund_id = $1 AND done_at IS NULL`, r.ID, refundNo)
+		if err != nil {
 			return fmt.Errorf("refund %d done: %w", r.ID, err)
 		}
+		marked = tag.RowsAffected() == 1
 		if _, err := tx.Exec(ctx, `UPDATE payments SET status = 'REFUNDED', updated_at = now()
 			WHERE payment_id = $1 AND status = 'SUCCEEDED' AND refunded = amount
 			  AND NOT EXISTS (SELECT 1 FROM refunds WHERE payment_id = $1 AND done_at IS NULL)`, r.PaymentID); err != nil {
@@ -239,6 +243,7 @@ func (l *Ledger) RefundDone(ctx context.Context, r payment.Refund, refundNo stri
 		}
 		return nil
 	})
+	return marked && err == nil, err
 }
 
 // Stuck returns PAYING payments created in [from, to], oldest first.

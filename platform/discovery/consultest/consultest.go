@@ -1,4 +1,9 @@
-package discovery
+// Package consultest is a stand-in for a Consul agent in tests: no agent
+// can be installed on the machines the tests run on, so Server speaks the
+// subset of Consul's HTTP API that platform/discovery uses, with Consul's
+// semantics for it. The discovery package's own tests and the services'
+// registration tests share it.
+package consultest
 
 import (
 	"context"
@@ -18,9 +23,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-// fakeConsul is a stand-in for a Consul agent: no agent can be installed
-// on this machine, so this small HTTP server speaks the subset of Consul's
-// HTTP API the package uses, with Consul's semantics for it:
+// Server is a stand-in for a Consul agent: a small HTTP server speaking
+// the subset of Consul's HTTP API that platform/discovery uses, with
+// Consul's semantics for it:
 //
 //   - PUT /v1/agent/service/register and /v1/agent/service/deregister/<id>;
 //   - registered gRPC checks are run like the agent runs them (the standard
@@ -30,32 +35,33 @@ import (
 //     as blocking queries: with ?index=N they wait until the state's index
 //     passes N (or ?wait elapses) and answer X-Consul-Index.
 //
-// Tests change keys directly (put, del), as `consul kv put` would.
+// Tests change keys directly (Put, Delete), as `consul kv put` would.
 //
 // Everything else answers 404, so a use of any other endpoint fails the
 // test instead of passing by accident.
-type fakeConsul struct {
+type Server struct {
 	*httptest.Server
-	t *testing.T
+	t testing.TB
 
 	mu       sync.Mutex
 	index    uint64
 	changed  chan struct{} // closed and replaced at every change
-	services map[string]*fakeInstance
+	services map[string]*instance
 	kv       map[string][]byte
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
 
-type fakeInstance struct {
+type instance struct {
 	reg     api.AgentServiceRegistration
 	passing bool
 	cancel  context.CancelFunc
 }
 
-func mustStartFakeConsul(t *testing.T) *fakeConsul {
+// MustStart starts a Server that stops when the test ends.
+func MustStart(t testing.TB) *Server {
 	t.Helper()
-	f := &fakeConsul{t: t, changed: make(chan struct{}), services: map[string]*fakeInstance{}, kv: map[string][]byte{}, stop: make(chan struct{})}
+	f := &Server{t: t, changed: make(chan struct{}), services: map[string]*instance{}, kv: map[string][]byte{}, stop: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/agent/service/register", f.register)
 	mux.HandleFunc("PUT /v1/agent/service/deregister/{id}", f.deregister)
@@ -70,17 +76,17 @@ func mustStartFakeConsul(t *testing.T) *fakeConsul {
 	return f
 }
 
-// addr is host:port of the fake agent.
-func (f *fakeConsul) addr() string { return strings.TrimPrefix(f.URL, "http://") }
+// Addr is host:port of the fake agent, for discovery.Config.ConsulAddr.
+func (f *Server) Addr() string { return strings.TrimPrefix(f.URL, "http://") }
 
 // bump records a change; the caller holds mu.
-func (f *fakeConsul) bump() {
+func (f *Server) bump() {
 	f.index++
 	close(f.changed)
 	f.changed = make(chan struct{})
 }
 
-func (f *fakeConsul) register(w http.ResponseWriter, r *http.Request) {
+func (f *Server) register(w http.ResponseWriter, r *http.Request) {
 	var reg api.AgentServiceRegistration
 	if err := json.NewDecoder(r.Body).Decode(&reg); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -96,7 +102,7 @@ func (f *fakeConsul) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	inst := &fakeInstance{reg: reg, cancel: cancel}
+	inst := &instance{reg: reg, cancel: cancel}
 	f.mu.Lock()
 	if old := f.services[reg.ID]; old != nil {
 		old.cancel()
@@ -109,7 +115,7 @@ func (f *fakeConsul) register(w http.ResponseWriter, r *http.Request) {
 
 // check runs the instance's gRPC health check every interval, as the
 // agent does; a new instance is critical until its first check passes.
-func (f *fakeConsul) check(ctx context.Context, inst *fakeInstance, interval time.Duration) {
+func (f *Server) check(ctx context.Context, inst *instance, interval time.Duration) {
 	cc, err := grpc.NewClient(inst.reg.Check.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		f.t.Errorf("fake consul: dial check %s: %v", inst.reg.Check.GRPC, err)
@@ -138,7 +144,7 @@ func (f *fakeConsul) check(ctx context.Context, inst *fakeInstance, interval tim
 	}
 }
 
-func (f *fakeConsul) deregister(w http.ResponseWriter, r *http.Request) {
+func (f *Server) deregister(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inst := f.services[r.PathValue("id")]
@@ -154,7 +160,7 @@ func (f *fakeConsul) deregister(w http.ResponseWriter, r *http.Request) {
 // block waits, for a request with ?index=N, until the index passes N or
 // ?wait (capped at a second, to keep tests quick) elapses, and returns the
 // index to answer with. The caller then reads the state under mu.
-func (f *fakeConsul) block(r *http.Request) {
+func (f *Server) block(r *http.Request) {
 	want, _ := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
 	wait := time.Second
 	if d, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && d < wait {
@@ -180,7 +186,7 @@ func (f *fakeConsul) block(r *http.Request) {
 	}
 }
 
-func (f *fakeConsul) health(w http.ResponseWriter, r *http.Request) {
+func (f *Server) health(w http.ResponseWriter, r *http.Request) {
 	if _, ok := r.URL.Query()["passing"]; !ok {
 		http.Error(w, "the resolver asks for passing instances only", http.StatusBadRequest)
 		return
@@ -203,7 +209,7 @@ func (f *fakeConsul) health(w http.ResponseWriter, r *http.Request) {
 	f.answer(w, idx, out)
 }
 
-func (f *fakeConsul) kvGet(w http.ResponseWriter, r *http.Request) {
+func (f *Server) kvGet(w http.ResponseWriter, r *http.Request) {
 	if _, ok := r.URL.Query()["recurse"]; !ok {
 		http.Error(w, "the watcher lists prefixes only", http.StatusBadRequest)
 		return
@@ -227,7 +233,7 @@ func (f *fakeConsul) kvGet(w http.ResponseWriter, r *http.Request) {
 	f.answer(w, idx, out)
 }
 
-func (f *fakeConsul) answer(w http.ResponseWriter, idx uint64, body any) {
+func (f *Server) answer(w http.ResponseWriter, idx uint64, body any) {
 	w.Header().Set("X-Consul-Index", strconv.FormatUint(idx, 10))
 	w.Header().Set("Content-Type", "application/json")
 	if err := json.NewEncoder(w).Encode(body); err != nil {
@@ -235,24 +241,24 @@ func (f *fakeConsul) answer(w http.ResponseWriter, idx uint64, body any) {
 	}
 }
 
-// put sets key, as `consul kv put` would.
-func (f *fakeConsul) put(key, value string) {
+// Put sets key, as `consul kv put` would.
+func (f *Server) Put(key, value string) {
 	f.mu.Lock()
 	f.kv[key] = []byte(value)
 	f.bump()
 	f.mu.Unlock()
 }
 
-// del deletes key, as `consul kv delete` would.
-func (f *fakeConsul) del(key string) {
+// Delete deletes key, as `consul kv delete` would.
+func (f *Server) Delete(key string) {
 	f.mu.Lock()
 	delete(f.kv, key)
 	f.bump()
 	f.mu.Unlock()
 }
 
-// registered returns the ids of the registered instances.
-func (f *fakeConsul) registered() []string {
+// Registered returns the ids of the registered instances.
+func (f *Server) Registered() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ids := make([]string, 0, len(f.services))
@@ -263,8 +269,8 @@ func (f *fakeConsul) registered() []string {
 	return ids
 }
 
-// registration returns the registration of id.
-func (f *fakeConsul) registration(id string) (api.AgentServiceRegistration, bool) {
+// Registration returns the registration of id.
+func (f *Server) Registration(id string) (api.AgentServiceRegistration, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	inst, ok := f.services[id]
@@ -272,4 +278,32 @@ func (f *fakeConsul) registration(id string) (api.AgentServiceRegistration, bool
 		return api.AgentServiceRegistration{}, false
 	}
 	return inst.reg, true
+}
+
+// Passing reports whether instance id is registered and its last gRPC
+// health check answered SERVING, as Consul's health endpoint would.
+func (f *Server) Passing(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	inst, ok := f.services[id]
+	return ok && inst.passing
+}
+
+// MustAwaitPassing waits up to ten seconds for an instance of service
+// whose gRPC check dials addr to be registered and passing, and returns
+// its id; it fails the test otherwise.
+func (f *Server) MustAwaitPassing(tb testing.TB, service, addr string) string {
+	tb.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		f.mu.Lock()
+		for id, inst := range f.services {
+			if inst.reg.Name == service && inst.reg.Check.GRPC == addr && inst.passing {
+				f.mu.Unlock()
+				return id
+			}
+		}
+		f.mu.Unlock()
+	}
+	tb.Fatalf("no instance of %s checked at %s passing after 10s (registered: %v)", service, addr, f.Registered())
+	return ""
 }

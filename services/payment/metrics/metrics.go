@@ -1,0 +1,96 @@
+// Package metrics publishes the payment service's Prometheus metrics: it
+// implements payment.Observer with counters, and reads the router's
+// breakers at scrape time. The Grafana dashboard (deploy/grafana) charts
+// them; docs/operations.md says where.
+package metrics
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flashsale/flashsale/services/payment"
+)
+
+// Metrics counts what the payment service settles.
+type Metrics struct {
+	payments  *prometheus.CounterVec
+	refunds   *prometheus.CounterVec
+	callbacks *prometheus.CounterVec
+}
+
+// New registers the payment metrics on reg and returns the observer that
+// moves them. Every channel's payment counters start at zero, so the
+// first payment of a channel shows in rate() instead of starting the
+// series.
+func New(reg prometheus.Registerer, router *payment.Router) *Metrics {
+	m := &Metrics{
+		payments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "payment_payments_total",
+			Help: "Payments that reached a final state, by channel and status (succeeded, failed).",
+		}, []string{"channel", "status"}),
+		refunds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "payment_refunds_total",
+			Help: "Refunds the channel confirmed, by channel and reason (buyer, duplicate, late, refused).",
+		}, []string{"channel", "reason"}),
+		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "payment_callbacks_total",
+			Help: "Channel callbacks handled, by channel and result (accepted, duplicate, bad_signature...).",
+		}, []string{"channel", "result"}),
+	}
+	reg.MustRegister(m.payments, m.refunds, m.callbacks, &breakers{
+		router: router,
+		desc: prometheus.NewDesc("payment_channel_breaker_state",
+			"Circuit breaker state per payment channel: 0 closed, 1 half-open, 2 open.", []string{"channel"}, nil),
+	})
+	for _, st := range router.States() {
+		for _, s := range []payment.Status{payment.StatusSucceeded, payment.StatusFailed} {
+			m.payments.WithLabelValues(st.Name, status(s))
+		}
+	}
+	return m
+}
+
+// status is a ledger state as a label value.
+func status(s payment.Status) string { return strings.ToLower(string(s)) }
+
+// Settled counts a payment that reached a final state.
+func (m *Metrics) Settled(channel string, s payment.Status) {
+	m.payments.WithLabelValues(channel, status(s)).Inc()
+}
+
+// Refunded counts a refund the channel confirmed.
+func (m *Metrics) Refunded(channel string, kind payment.RefundKind) {
+	m.refunds.WithLabelValues(channel, string(kind)).Inc()
+}
+
+// Callback counts a handled callback.
+func (m *Metrics) Callback(channel string, result payment.CallbackResult) {
+	m.callbacks.WithLabelValues(channel, string(result)).Inc()
+}
+
+// breakers reports each channel's breaker state when scraped. The router
+// holds the breakers and an open one turns half-open by the passing of
+// time, not by an event, so reading them at scrape time is what keeps the
+// gauge true.
+type breakers struct {
+	router *payment.Router
+	desc   *prometheus.Desc
+}
+
+func (b *breakers) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc }
+
+func (b *breakers) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range b.router.States() {
+		ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, breakerValue[st.Breaker], st.Name)
+	}
+}
+
+// breakerValue numbers the states as the gateway's
+// gateway_circuit_breaker_state does (gobreaker's order), so one
+// dashboard panel reads both.
+var breakerValue = map[string]float64{
+	payment.BreakerClosed:   0,
+	payment.BreakerHalfOpen: 1,
+	payment.BreakerOpen:     2,
+}
