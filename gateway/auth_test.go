@@ -77,6 +77,43 @@ func TestTokenExpiresWithTheClock(t *testing.T) {
 	}
 }
 
+// Verified tokens are cached; the cache must not outlive a token's
+// validity window in either direction, nor accept an altered copy of a
+// token it holds.
+func TestVerifiedTokenStillObeysItsWindow(t *testing.T) {
+	tg := MustGateway(t, gatewayConfig{})
+	now := tg.clock.Now()
+	token := signToken(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{
+		"sub": "7", "role": "user", "nbf": now.Add(time.Minute).Unix(), "exp": now.Add(time.Hour).Unix(),
+	})
+	req := request{method: http.MethodGet, path: "/api/v1/orders/x", token: token}
+	altered := req
+	// A character inside the signature (every bit of it significant).
+	i, c := len(token)-10, byte('A')
+	if token[i] == c {
+		c = 'B'
+	}
+	altered.token = token[:i] + string(c) + token[i+1:]
+	steps := []struct {
+		name    string
+		advance time.Duration
+		req     request
+		want    int
+	}{
+		{"before nbf", 0, req, http.StatusUnauthorized},
+		{"valid", 2 * time.Minute, req, http.StatusBadRequest},
+		{"valid again (cached)", time.Minute, req, http.StatusBadRequest},
+		{"altered signature of a cached token", 0, altered, http.StatusUnauthorized},
+		{"expired although cached", time.Hour, req, http.StatusUnauthorized},
+	}
+	for _, st := range steps {
+		tg.clock.Advance(st.advance)
+		if got := tg.do(t, st.req); got.status != st.want {
+			t.Fatalf("%s: status = %d (%s), want %d", st.name, got.status, got.body, st.want)
+		}
+	}
+}
+
 func TestAdminRoutesNeedTheAdminRole(t *testing.T) {
 	tg := MustGateway(t, gatewayConfig{})
 	tests := []struct {
