@@ -18,13 +18,19 @@ import (
 // partitioned by key hash (so one order's events stay in order), and a short
 // batch window, so concurrent requests share a produce request without any
 // one of them waiting long.
+//
+// The batch size is a cap, not a target: within the 2 ms window a
+// partition gathers a few dozen messages even at 10,000 orders a second,
+// and kafka-go allocates room for a full batch each time it opens one,
+// so a cap of 1,000 cost a quarter of a megabyte per produce request
+// and showed up in the spike's profile (docs/performance.md).
 func NewWriter(brokers []string, topic string) *kafka.Writer {
 	return &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
 		Topic:        topic,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
-		BatchSize:    1000,
+		BatchSize:    100,
 		BatchTimeout: 2 * time.Millisecond,
 		MaxAttempts:  3,
 		WriteTimeout: 5 * time.Second,
