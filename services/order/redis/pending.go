@@ -65,17 +65,22 @@ func (s *Pending) Put(ctx context.Context, p order.Placed) error {
 	}
 	uk := s.userKey(p.UserID)
 	score := float64(p.CreatedAt.UnixMilli())
-	_, err = s.rdb.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
-		pipe.Set(ctx, s.key(p.OrderID), b, s.ttl)
-		pipe.ZAdd(ctx, uk, goredis.Z{Score: score, Member: p.OrderID})
+	// All four are sent before any answer is read: on the service's
+	// auto-pipeliner (redisclient.Coalesced) they join the batch other
+	// buys are in, rather than taking a pipeline and a round trip of
+	// their own.
+	cmds := []goredis.Cmder{
+		s.rdb.Set(ctx, s.key(p.OrderID), b, s.ttl),
+		s.rdb.ZAdd(ctx, uk, goredis.Z{Score: score, Member: p.OrderID}),
 		// Ids whose records have expired are trimmed here, so the set
 		// stays as small as the user's orders in flight.
-		pipe.ZRemRangeByScore(ctx, uk, "-inf", "("+strconv.FormatInt(p.CreatedAt.Add(-s.ttl).UnixMilli(), 10))
-		pipe.Expire(ctx, uk, s.ttl)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("put pending %d: %w", p.OrderID, err)
+		s.rdb.ZRemRangeByScore(ctx, uk, "-inf", "("+strconv.FormatInt(p.CreatedAt.Add(-s.ttl).UnixMilli(), 10)),
+		s.rdb.Expire(ctx, uk, s.ttl),
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return fmt.Errorf("put pending %d: %w", p.OrderID, err)
+		}
 	}
 	return nil
 }

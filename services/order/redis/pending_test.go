@@ -9,6 +9,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/services/order"
 	orderredis "github.com/flashsale/flashsale/services/order/redis"
 )
@@ -19,12 +20,28 @@ func TestMain(m *testing.M) {
 	localstack.RunTests(m, localstack.Config{}, func(s *localstack.Stack) { stack = s })
 }
 
-// MustPending returns a pending store under a prefix of its own.
+// MustPending returns a pending store under a prefix of its own, on the
+// auto-pipeliner the service uses, and the plain client under it.
 func MustPending(tb testing.TB, ttl time.Duration) (*orderredis.Pending, *goredis.Client) {
 	tb.Helper()
 	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})
 	tb.Cleanup(func() { rdb.Close() })
-	return orderredis.NewPending(rdb, tb.Name()+":", ttl), rdb
+	return orderredis.NewPending(redisclient.Coalesced(rdb), tb.Name()+":", ttl), rdb
+}
+
+// The store gives the same answers on a plain client, where each
+// command is a round trip of its own.
+func TestPendingOnAPlainClient(t *testing.T) {
+	_, rdb := MustPending(t, time.Hour)
+	s := orderredis.NewPending(rdb, t.Name()+":", time.Hour)
+	ctx := context.Background()
+	if err := s.Put(ctx, event(50, 6, at)); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.UserPending(ctx, 6)
+	if err != nil || len(list) != 1 || list[0].OrderID != 50 {
+		t.Fatalf("user 6 pending: got %+v %v, want order 50", list, err)
+	}
 }
 
 var at = time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
