@@ -265,7 +265,13 @@ func TestConfigFromEnv(t *testing.T) {
 		},
 		{name: "negative pool", env: map[string]string{"FLASHSALE_REDIS_POOL_SIZE": "-1"}, wantErr: true},
 		{name: "pool not a number", env: map[string]string{"FLASHSALE_REDIS_POOL_SIZE": "many"}, wantErr: true},
+		{
+			name: "redis cluster",
+			env:  map[string]string{"FLASHSALE_REDIS_ADDR": "r1:6379,r2:6379", "FLASHSALE_REDIS_CLUSTER": "true"},
+			want: app.Config{GRPCAddr: ":9102", AdminAddr: ":9202", RedisAddr: "r1:6379,r2:6379", RedisCluster: true, Discovery: noConsul},
+		},
 		{name: "redis addr without port", env: map[string]string{"FLASHSALE_REDIS_ADDR": "redis"}, wantErr: true},
+		{name: "redis list without the cluster flag", env: map[string]string{"FLASHSALE_REDIS_ADDR": "r1:6379,r2:6379"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
