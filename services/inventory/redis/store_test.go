@@ -24,7 +24,7 @@ import (
 var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
-	localstack.RunTests(m, localstack.Config{}, func(s *localstack.Stack) { stack = s })
+	localstack.RunTests(m, localstack.Config{RedisCluster: true}, func(s *localstack.Stack) { stack = s })
 }
 
 // nextActivity hands every test its own activity id, so tests share the
