@@ -17,7 +17,6 @@ import (
 
 	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/platform/clock"
-	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/rpc"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
@@ -108,18 +107,6 @@ func MustRedis(tb testing.TB) *redis.Client {
 	return rdb
 }
 
-// MustRedisCluster returns a client of the stack's Redis Cluster, dialed
-// as the gateway's app dials it.
-func MustRedisCluster(tb testing.TB) redis.UniversalClient {
-	tb.Helper()
-	rdb, err := redisclient.Dial(context.Background(), redisclient.Config{Addr: strings.Join(stack.RedisClusterAddrs, ","), Cluster: true}, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { rdb.Close() })
-	return rdb
-}
-
 // redisBackend is a Redis the gateway's shared state must work on.
 type redisBackend struct {
 	name string
@@ -130,7 +117,7 @@ type redisBackend struct {
 // Redis Cluster.
 func MustRedisBackends(tb testing.TB) []redisBackend {
 	tb.Helper()
-	return []redisBackend{{"single", MustRedis(tb)}, {"cluster", MustRedisCluster(tb)}}
+	return []redisBackend{{"single", MustRedis(tb)}, {"cluster", stack.RedisClusterClient(tb)}}
 }
 
 // token signs a valid token for the user and role.

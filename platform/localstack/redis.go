@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -162,4 +163,17 @@ func clusterReady(ctx context.Context, n *redis.Client) error {
 		return errors.New("cluster not formed yet:\n" + info)
 	}
 	return nil
+}
+
+// RedisClusterClient returns a client of the stack's Redis Cluster, seeded
+// with every node and closed when tb ends. The stack must have been
+// started with Config.RedisCluster.
+func (s *Stack) RedisClusterClient(tb testing.TB) *redis.ClusterClient {
+	tb.Helper()
+	if len(s.RedisClusterAddrs) == 0 {
+		tb.Fatal("localstack: no Redis Cluster: start the stack with Config{RedisCluster: true}")
+	}
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: s.RedisClusterAddrs})
+	tb.Cleanup(func() { rdb.Close() })
+	return rdb
 }

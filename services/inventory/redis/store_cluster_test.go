@@ -6,30 +6,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/services/inventory"
 	invredis "github.com/flashsale/flashsale/services/inventory/redis"
 )
-
-// MustCluster dials the test Redis Cluster the way the services do.
-func MustCluster(tb testing.TB) *goredis.ClusterClient {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rdb, err := redisclient.Dial(ctx, redisclient.Config{Addr: strings.Join(stack.RedisClusterAddrs, ","), Cluster: true}, 64)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { rdb.Close() })
-	return rdb.(*goredis.ClusterClient)
-}
 
 // backend is a Redis the store must behave the same on.
 type backend struct {
@@ -41,7 +25,7 @@ type backend struct {
 func MustBackends(tb testing.TB) []backend {
 	tb.Helper()
 	_, single := MustStore(tb)
-	return []backend{{"single", single}, {"cluster", MustCluster(tb)}}
+	return []backend{{"single", single}, {"cluster", stack.RedisClusterClient(tb)}}
 }
 
 // nodeOf is the address of the cluster primary holding key.
@@ -76,7 +60,7 @@ func activitiesOnEveryNode(tb testing.TB, cc *goredis.ClusterClient, perNode int
 // its tag's primary, and the test's slot function agrees with the
 // cluster's CLUSTER KEYSLOT.
 func TestActivitiesSpreadOverClusterNodes(t *testing.T) {
-	cc := MustCluster(t)
+	cc := stack.RedisClusterClient(t)
 	s := invredis.NewStore(cc)
 	ctx := context.Background()
 	acts := activitiesOnEveryNode(t, cc, 2)
@@ -88,14 +72,7 @@ func TestActivitiesSpreadOverClusterNodes(t *testing.T) {
 		if _, err := s.Preheat(ctx, act, 10, 2); err != nil {
 			t.Fatal(err)
 		}
-		MustReserve(t, s, request(act, 1, 1, 1, "a"))
-		MustReserve(t, s, request(act, 2, 1, 2, "b"))
-		if err := s.Confirm(ctx, act, 1); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Release(ctx, act, 2); err != nil {
-			t.Fatal(err)
-		}
+		MustRunEveryScript(t, s, act)
 		keys := append(invredis.ReserveKeys(act, 2), invredis.ClaimedKey(act))
 		for _, k := range keys {
 			slot, err := cc.ClusterKeySlot(ctx, k).Result()
@@ -115,8 +92,8 @@ func TestActivitiesSpreadOverClusterNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(stored) < 6 { // meta, stock, bought, idem, two reservations
-			t.Errorf("activity %d: keys on its primary %s: %v, want meta, stock, bought, idem and two reservations", act, node, stored)
+		if len(stored) < 8 {
+			t.Errorf("activity %d: keys on its primary %s: %v, want meta, stock, bought, idem, four reservations and expiry", act, node, stored)
 		}
 	}
 	if len(nodes) < 2 {
@@ -129,7 +106,7 @@ func TestActivitiesSpreadOverClusterNodes(t *testing.T) {
 // limit, sold out, release, confirm, and the multi-activity calls
 // (MarkOrdered's pipeline, ClaimDue and SettleDue) that cross nodes.
 func TestStoreRulesOnSingleNodeAndCluster(t *testing.T) {
-	acts := activitiesOnEveryNode(t, MustCluster(t), 1)
+	acts := activitiesOnEveryNode(t, stack.RedisClusterClient(t), 1)
 	for _, b := range MustBackends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			s := invredis.NewStore(b.rdb)
@@ -214,7 +191,7 @@ func TestStoreRulesOnSingleNodeAndCluster(t *testing.T) {
 // MarkOrdered's pipeline reloads its script when Redis lost it; on the
 // cluster the script must reach every primary the pipeline touches.
 func TestMarkOrderedLoadsAFlushedScriptOnEveryNode(t *testing.T) {
-	cc := MustCluster(t)
+	cc := stack.RedisClusterClient(t)
 	s := invredis.NewStore(cc)
 	ctx := context.Background()
 	var refs []inventory.OrderRef
@@ -257,7 +234,7 @@ func TestConcurrentBuyersOverEveryNodeNeverOversell(t *testing.T) {
 		buyers  = 4000
 		perNode = 2
 	)
-	acts := activitiesOnEveryNode(t, MustCluster(t), perNode)
+	acts := activitiesOnEveryNode(t, stack.RedisClusterClient(t), perNode)
 	for _, b := range MustBackends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			s := invredis.NewStore(b.rdb)
@@ -273,18 +250,7 @@ func TestConcurrentBuyersOverEveryNodeNeverOversell(t *testing.T) {
 				act := acts[rng.IntN(len(acts))]
 				reqs[i] = request(act, 1+rng.Int64N(users), 1+rng.Int64N(limit), int64(i+1), "k"+strconv.Itoa(i))
 			}
-			results := make([]inventory.ReserveResult, len(reqs))
-			errs := make([]error, len(reqs))
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			for i, r := range reqs {
-				wg.Go(func() {
-					<-start
-					results[i], errs[i] = s.Reserve(ctx, r)
-				})
-			}
-			close(start)
-			wg.Wait()
+			results, errs := reserveAtOnce(ctx, s, reqs)
 
 			sold := map[int64]int64{}          // activity -> units reserved
 			held := map[string]int64{}         // "activity:user" -> units

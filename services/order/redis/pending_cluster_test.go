@@ -4,36 +4,21 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/services/order"
 	orderredis "github.com/flashsale/flashsale/services/order/redis"
 )
-
-// MustCluster dials the test Redis Cluster the way the service does.
-func MustCluster(tb testing.TB) *goredis.ClusterClient {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rdb, err := redisclient.Dial(ctx, redisclient.Config{Addr: strings.Join(stack.RedisClusterAddrs, ","), Cluster: true}, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { rdb.Close() })
-	return rdb.(*goredis.ClusterClient)
-}
 
 // The pending records work the same on one server and on Redis Cluster,
 // where one user's orders hash to different slots: Put's and Delete's
 // pipelines and UserPending's reads cross primaries.
 func TestPendingOnSingleNodeAndCluster(t *testing.T) {
 	_, single := MustPending(t, time.Hour)
-	cc := MustCluster(t)
+	cc := stack.RedisClusterClient(t)
 	// Both backends use one prefix: they are different servers, and the
 	// key names checked against the cluster's slots are the ones used.
 	prefix := t.Name() + ":"
