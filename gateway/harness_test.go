@@ -107,6 +107,19 @@ func MustRedis(tb testing.TB) *redis.Client {
 	return rdb
 }
 
+// redisBackend is a Redis the gateway's shared state must work on.
+type redisBackend struct {
+	name string
+	rdb  redis.UniversalClient
+}
+
+// MustRedisBackends returns the stack's single Redis server and its
+// Redis Cluster.
+func MustRedisBackends(tb testing.TB) []redisBackend {
+	tb.Helper()
+	return []redisBackend{{"single", MustRedis(tb)}, {"cluster", stack.RedisClusterClient(tb)}}
+}
+
 // token signs a valid token for the user and role.
 func (tg *testGateway) token(tb testing.TB, userID int64, role string) string {
 	tb.Helper()

@@ -12,5 +12,8 @@ import (
 var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
-	localstack.RunTests(m, servicetest.StackConfig(), func(s *localstack.Stack) { stack = s })
+	cfg := servicetest.StackConfig()
+	// The per-user limits and accepted keys are also tested on a cluster.
+	cfg.RedisCluster = true
+	localstack.RunTests(m, cfg, func(s *localstack.Stack) { stack = s })
 }

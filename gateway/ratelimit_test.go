@@ -80,46 +80,51 @@ func TestRouteBucketUnderConcurrency(t *testing.T) {
 	}
 }
 
+// The limit holds on one Redis server and on Redis Cluster alike: its
+// script touches one key.
 func TestPerUserLimitIsSharedAcrossReplicas(t *testing.T) {
-	rdb := MustRedis(t)
-	opts := gateway.Options{
-		Redis:            rdb,
-		UserLimitPrefix:  "test:" + t.Name() + ":",
-		SeckillUserLimit: gateway.Limit{RPS: 1, Burst: 2},
-	}
-	a := MustGateway(t, gatewayConfig{opts: opts})
-	b := MustGateway(t, gatewayConfig{opts: opts})
-	alice, bob := a.token(t, 21, "user"), a.token(t, 22, "user")
+	for _, backend := range MustRedisBackends(t) {
+		t.Run(backend.name, func(t *testing.T) {
+			opts := gateway.Options{
+				Redis:            backend.rdb,
+				UserLimitPrefix:  "test:" + t.Name() + ":",
+				SeckillUserLimit: gateway.Limit{RPS: 1, Burst: 2},
+			}
+			a := MustGateway(t, gatewayConfig{opts: opts})
+			b := MustGateway(t, gatewayConfig{opts: opts})
+			alice, bob := a.token(t, 21, "user"), a.token(t, 22, "user")
 
-	// Two replicas share alice's two tokens: her third request is
-	// refused whichever replica gets it.
-	tests := []struct {
-		gw    *testGateway
-		token string
-		want  int
-	}{
-		{a, alice, http.StatusBadRequest},
-		{b, alice, http.StatusBadRequest},
-		{a, alice, http.StatusTooManyRequests},
-		{b, alice, http.StatusTooManyRequests},
-		{b, bob, http.StatusBadRequest},
-	}
-	for i, tt := range tests {
-		got := tt.gw.do(t, seckill(tt.token, "k", admittedBody))
-		if got.status != tt.want {
-			t.Fatalf("request %d: status = %d (%s), want %d", i, got.status, got.body, tt.want)
-		}
-		if got.status == http.StatusTooManyRequests {
-			if got.code(t) != "RATE_LIMITED" {
-				t.Fatalf("request %d: code %s, want RATE_LIMITED", i, got.code(t))
+			// Two replicas share alice's two tokens: her third request is
+			// refused whichever replica gets it.
+			tests := []struct {
+				gw    *testGateway
+				token string
+				want  int
+			}{
+				{a, alice, http.StatusBadRequest},
+				{b, alice, http.StatusBadRequest},
+				{a, alice, http.StatusTooManyRequests},
+				{b, alice, http.StatusTooManyRequests},
+				{b, bob, http.StatusBadRequest},
 			}
-			if ra, err := strconv.Atoi(got.header.Get("Retry-After")); err != nil || ra < 1 {
-				t.Fatalf("request %d: Retry-After = %q, want whole seconds >= 1", i, got.header.Get("Retry-After"))
+			for i, tt := range tests {
+				got := tt.gw.do(t, seckill(tt.token, "k", admittedBody))
+				if got.status != tt.want {
+					t.Fatalf("request %d: status = %d (%s), want %d", i, got.status, got.body, tt.want)
+				}
+				if got.status == http.StatusTooManyRequests {
+					if got.code(t) != "RATE_LIMITED" {
+						t.Fatalf("request %d: code %s, want RATE_LIMITED", i, got.code(t))
+					}
+					if ra, err := strconv.Atoi(got.header.Get("Retry-After")); err != nil || ra < 1 {
+						t.Fatalf("request %d: Retry-After = %q, want whole seconds >= 1", i, got.header.Get("Retry-After"))
+					}
+				}
 			}
-		}
-	}
-	if n := a.calls() + b.calls(); n != 0 {
-		t.Fatalf("%d downstream calls, want 0", n)
+			if n := a.calls() + b.calls(); n != 0 {
+				t.Fatalf("%d downstream calls, want 0", n)
+			}
+		})
 	}
 }
 

@@ -333,29 +333,35 @@ func TestRepeatWhileTheFirstIsInFlightGetsItsOrder(t *testing.T) {
 	}
 }
 
+// The accepted key (one key per request) answers the retry on one Redis
+// server and on Redis Cluster alike.
 func TestAcceptedRetryAfterTheSaleEnded(t *testing.T) {
 	svc := servicetest.MustStart(t, stack)
-	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
-		opts: gateway.Options{Redis: MustRedis(t)}})
-	admin := tg.token(t, 1, "admin")
-	now := tg.clock.Now()
-	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 5, 1, now.Add(-time.Minute), now.Add(10*time.Minute))
-	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
-	buyer := tg.token(t, 701, "user")
+	for _, b := range MustRedisBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+				opts: gateway.Options{Redis: b.rdb}})
+			admin := tg.token(t, 1, "admin")
+			now := tg.clock.Now()
+			act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 5, 1, now.Add(-time.Minute), now.Add(10*time.Minute))
+			body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+			buyer := tg.token(t, 701, "user")
 
-	var placed, retried api.SeckillAccepted
-	tg.do(t, seckill(buyer, "once", body)).decode(t, &placed)
-	tg.clock.Advance(20 * time.Minute)
-	got := tg.do(t, seckill(buyer, "once", body))
-	if got.status != http.StatusAccepted {
-		t.Fatalf("retry after the end: %d %s, want 202 with the first order", got.status, got.body)
-	}
-	got.decode(t, &retried)
-	if retried.OrderID != placed.OrderID {
-		t.Fatalf("retry answered order %s, want %s", retried.OrderID, placed.OrderID)
-	}
-	if got := tg.do(t, seckill(buyer, "another", body)); got.status != http.StatusConflict || got.code(t) != "ACTIVITY_NOT_ACTIVE" {
-		t.Fatalf("new key after the end: %d %s, want 409 ACTIVITY_NOT_ACTIVE", got.status, got.body)
+			var placed, retried api.SeckillAccepted
+			tg.do(t, seckill(buyer, "once", body)).decode(t, &placed)
+			tg.clock.Advance(20 * time.Minute)
+			got := tg.do(t, seckill(buyer, "once", body))
+			if got.status != http.StatusAccepted {
+				t.Fatalf("retry after the end: %d %s, want 202 with the first order", got.status, got.body)
+			}
+			got.decode(t, &retried)
+			if retried.OrderID != placed.OrderID {
+				t.Fatalf("retry answered order %s, want %s", retried.OrderID, placed.OrderID)
+			}
+			if got := tg.do(t, seckill(buyer, "another", body)); got.status != http.StatusConflict || got.code(t) != "ACTIVITY_NOT_ACTIVE" {
+				t.Fatalf("new key after the end: %d %s, want 409 ACTIVITY_NOT_ACTIVE", got.status, got.body)
+			}
+		})
 	}
 }
 

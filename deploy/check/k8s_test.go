@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/redisclient"
 )
 
 // k8sObject is the part of a manifest the checks read.
@@ -386,4 +389,23 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// Kubernetes runs against a managed Redis Cluster (DESIGN.md): the shared
+// ConfigMap must ask for the cluster client and name its nodes in a form
+// the services accept.
+func TestK8sRedisIsACluster(t *testing.T) {
+	cm, ok := find(MustManifests(t), "ConfigMap", "flashsale-common")
+	if !ok {
+		t.Fatal("no ConfigMap flashsale-common")
+	}
+	env := config.FromMap(cm.Data)
+	cfg := redisclient.ConfigFromEnv(env)
+	if err := env.Err(); err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := cfg.Addrs()
+	if !cfg.Cluster || err != nil || len(addrs) == 0 {
+		t.Fatalf("redis: cluster %v, nodes %v (%v); want the cluster client and at least one node", cfg.Cluster, addrs, err)
+	}
 }

@@ -50,8 +50,11 @@ type Config struct {
 	// the gateway without promotions and coupons (their routes answer
 	// UNAVAILABLE).
 	MarketingAddr string
-	// RedisAddr holds the per-user rate limits.
-	RedisAddr string
+	// RedisAddr holds the per-user rate limits and accepted keys:
+	// host:port, or with RedisCluster a comma-separated list of Redis
+	// Cluster nodes (redisclient.Config).
+	RedisAddr    string
+	RedisCluster bool
 
 	// JWTSecret signs and verifies bearer tokens (at least 32 bytes). It
 	// may be empty only with DevTokens, which then uses a random secret
@@ -104,12 +107,14 @@ const minSecretLen = 32
 // ConfigFromEnv reads the FLASHSALE_* variables, with defaults, and
 // validates them; env.Err() reports every problem.
 func ConfigFromEnv(env *config.Env) Config {
+	redisCfg := redisclient.ConfigFromEnv(env)
 	cfg := Config{
 		HTTPAddr:      env.String("FLASHSALE_HTTP_ADDR", "127.0.0.1:8080"),
 		ProductAddr:   env.String("FLASHSALE_PRODUCT_ADDR", "127.0.0.1:9101"),
 		OrderAddr:     env.String("FLASHSALE_ORDER_ADDR", "127.0.0.1:9103"),
 		PaymentAddr:   env.String("FLASHSALE_PAYMENT_ADDR", "127.0.0.1:9104"),
-		RedisAddr:     env.String("FLASHSALE_REDIS_ADDR", "127.0.0.1:6379"),
+		RedisAddr:     redisCfg.Addr,
+		RedisCluster:  redisCfg.Cluster,
 		JWTSecret:     env.String("FLASHSALE_JWT_SECRET", ""),
 		DevTokens:     env.Bool("FLASHSALE_DEV_TOKENS", false),
 		MarketingAddr: env.String("FLASHSALE_MARKETING_ADDR", "127.0.0.1:9105"),
@@ -162,7 +167,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	rdb, err := redisclient.Dial(ctx, cfg.RedisAddr, 0)
+	rdb, err := redisclient.Dial(ctx, redisclient.Config{Addr: cfg.RedisAddr, Cluster: cfg.RedisCluster}, 0)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}

@@ -51,6 +51,10 @@ func TestConfigFromEnv(t *testing.T) {
 		{"bad duration", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_CALL_TIMEOUT": "soon"}, "FLASHSALE_CALL_TIMEOUT", nil},
 		{"zero sold-out ttl", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_SOLD_OUT_TTL": "0s"}, "FLASHSALE_SOLD_OUT_TTL", nil},
 		{"bad bool", map[string]string{"FLASHSALE_DEV_TOKENS": "maybe"}, "FLASHSALE_DEV_TOKENS", nil},
+		{"redis cluster", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_REDIS_ADDR": "r1:6379,r2:6379", "FLASHSALE_REDIS_CLUSTER": "true"}, "",
+			func(c app.Config) bool { return c.RedisAddr == "r1:6379,r2:6379" && c.RedisCluster }},
+		{"redis list without the cluster flag", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_REDIS_ADDR": "r1:6379,r2:6379"}, "FLASHSALE_REDIS_CLUSTER=true", nil},
+		{"redis without port", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_REDIS_ADDR": "redis"}, "FLASHSALE_REDIS_ADDR", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,12 +22,12 @@ func TestHelperOwner(t *testing.T) {
 	if os.Getenv("LOCALSTACK_HELPER_OWNER") != "1" {
 		return
 	}
-	s, err := localstack.Start(context.Background(), localstack.Config{})
+	s, err := localstack.Start(context.Background(), localstack.Config{RedisCluster: true})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	fmt.Println("stack", s.RedisAddr, s.Dir())
+	fmt.Println("stack", strings.Join(append([]string{s.RedisAddr}, s.RedisClusterAddrs...), ","), s.Dir())
 	select {} // wait to be killed
 }
 
@@ -44,32 +44,36 @@ func TestServersDieWithTheirOwner(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var redisAddr, dir string
+	var redisAddrs []string
+	var dir string
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "stack" {
-			redisAddr, dir = f[1], f[2]
+			redisAddrs, dir = strings.Split(f[1], ","), f[2]
 			break
 		}
 	}
-	if redisAddr == "" {
+	if len(redisAddrs) == 0 {
 		_ = cmd.Process.Kill()
 		t.Fatalf("the owner did not start a stack: %v", sc.Err())
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
 
+	// The single server and every node of the cluster must go.
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", redisAddr, 100*time.Millisecond)
-		if err != nil {
-			break
+	for _, addr := range redisAddrs {
+		for {
+			c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+			if err != nil {
+				break
+			}
+			c.Close()
+			if time.Now().After(deadline) {
+				t.Fatalf("redis-server at %s still answers 10s after its owner was killed", addr)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server at %s still answers 10s after its owner was killed", redisAddr)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 
 	s, err := localstack.Start(context.Background(), localstack.Config{})

@@ -1,7 +1,8 @@
 // Package localstack starts the platform's real dependencies on one machine:
-// a redis-server and a PostgreSQL server as child processes in a temporary
-// directory on free loopback ports, and an in-process Kafka-protocol broker
-// (franz-go's kfake) that clients reach over TCP like a real broker.
+// a redis-server (and, on request, a three-node Redis Cluster) and a
+// PostgreSQL server as child processes in a temporary directory on free
+// loopback ports, and an in-process Kafka-protocol broker (franz-go's
+// kfake) that clients reach over TCP like a real broker.
 //
 // The demo, `make up` and every integration test use it, so what the tests
 // exercise is what the demo runs. Everything it starts is torn down by Close,
@@ -35,6 +36,10 @@ type Config struct {
 	// Topics are created in the broker with Partitions partitions each.
 	Topics     []string
 	Partitions int
+	// RedisCluster also starts a three-node Redis Cluster (beside the
+	// single redis-server), for tests that must show the scripts and
+	// pipelines work across slots and nodes. Only they pay for it.
+	RedisCluster bool
 	// Logger receives progress messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -43,6 +48,9 @@ type Config struct {
 type Stack struct {
 	// RedisAddr is host:port of the redis-server.
 	RedisAddr string
+	// RedisClusterAddrs are host:port of the Redis Cluster's primaries
+	// when Config.RedisCluster asked for one, else empty.
+	RedisClusterAddrs []string
 	// KafkaBrokers are the broker addresses (host:port).
 	KafkaBrokers []string
 
@@ -53,6 +61,8 @@ type Stack struct {
 	redis    *child
 	postgres *child
 	kafka    *kfake.Cluster
+	// clusterNodes are the Redis Cluster's servers, if any.
+	clusterNodes []*child
 
 	closeOnce sync.Once
 	closeErr  error
@@ -117,6 +127,12 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	log.Info("redis ready", "addr", s.RedisAddr)
+	if cfg.RedisCluster {
+		if err := s.startRedisCluster(ctx, redisBin); err != nil {
+			return nil, err
+		}
+		log.Info("redis cluster ready", "addrs", strings.Join(s.RedisClusterAddrs, ","))
+	}
 	if err := s.startPostgres(ctx, pgBins, cfg.Databases); err != nil {
 		return nil, err
 	}
@@ -140,6 +156,9 @@ func (s *Stack) Close() error {
 			// SIGINT is Postgres's "fast shutdown": it ends sessions
 			// and exits without waiting for clients.
 			errs = append(errs, s.postgres.stop(syscall.SIGINT))
+		}
+		for _, c := range s.clusterNodes {
+			errs = append(errs, c.stop(syscall.SIGTERM))
 		}
 		if s.redis != nil {
 			errs = append(errs, s.redis.stop(syscall.SIGTERM))

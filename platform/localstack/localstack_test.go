@@ -2,7 +2,10 @@ package localstack_test
 
 import (
 	"context"
+	"net"
 	"os"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,5 +64,62 @@ func TestStackStartsAndTearsDown(t *testing.T) {
 	}
 	if err := rdb.Ping(ctx).Err(); err == nil {
 		t.Fatal("redis still answers after Close")
+	}
+}
+
+// A stack asked for a Redis Cluster has every slot served by one of its
+// primaries, and Close stops all of them.
+func TestStackStartsARedisCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := localstack.Start(ctx, localstack.Config{RedisCluster: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if len(s.RedisClusterAddrs) != 3 {
+		t.Fatalf("cluster addresses: got %v, want 3", s.RedisClusterAddrs)
+	}
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: s.RedisClusterAddrs[:1]})
+	shards, err := rdb.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	covered, owners := 0, map[string]bool{}
+	for _, sh := range shards {
+		covered += sh.End - sh.Start + 1
+		owners[sh.Nodes[0].Addr] = true
+	}
+	if covered != 16384 || len(owners) != 3 {
+		t.Fatalf("slots: %d covered by %d primaries, want 16384 by 3", covered, len(owners))
+	}
+	// Keys hashing to every primary are written through the one seed.
+	for i := range 64 {
+		if err := rdb.Set(ctx, "k"+strconv.Itoa(i), i, 0).Err(); err != nil {
+			t.Fatalf("set through the cluster client: %v", err)
+		}
+	}
+	var used atomic.Int32 // ForEachMaster calls in parallel
+	err = rdb.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		n, err := c.DBSize(ctx).Result()
+		if n > 0 {
+			used.Add(1)
+		}
+		return err
+	})
+	if err != nil || used.Load() != 3 {
+		t.Fatalf("primaries holding keys: got %d (%v), want all 3", used.Load(), err)
+	}
+	// The client would keep reloading the slot map from stopped nodes.
+	rdb.Close()
+
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	for _, addr := range s.RedisClusterAddrs {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("cluster node %s still accepts connections after Close", addr)
+		}
 	}
 }

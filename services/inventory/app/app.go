@@ -32,8 +32,11 @@ type Config struct {
 	GRPCListener, AdminListener net.Listener
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
-	// RedisAddr is host:port of the Redis that holds the stock.
-	RedisAddr string
+	// RedisAddr is host:port of the Redis that holds the stock or, with
+	// RedisCluster, a comma-separated list of Redis Cluster nodes
+	// (redisclient.Config).
+	RedisAddr    string
+	RedisCluster bool
 	// RedisPoolSize is the number of Redis connections (0: go-redis's
 	// default of ten per CPU).
 	RedisPoolSize int
@@ -45,16 +48,16 @@ type Config struct {
 // ConfigFromEnv reads the FLASHSALE_* variables, with defaults, and
 // records invalid values in env (check env.Err()).
 func ConfigFromEnv(env *config.Env) Config {
+	redisCfg := redisclient.ConfigFromEnv(env)
 	cfg := Config{
 		GRPCAddr:      env.String("FLASHSALE_GRPC_ADDR", ":9102"),
 		AdminAddr:     env.String("FLASHSALE_ADMIN_ADDR", ":9202"),
-		RedisAddr:     env.String("FLASHSALE_REDIS_ADDR", "127.0.0.1:6379"),
+		RedisAddr:     redisCfg.Addr,
+		RedisCluster:  redisCfg.Cluster,
 		RedisPoolSize: int(env.Int("FLASHSALE_REDIS_POOL_SIZE", 0)),
 		Discovery:     discovery.ConfigFromEnv(env),
 	}
 	env.Check(cfg.RedisPoolSize >= 0, "FLASHSALE_REDIS_POOL_SIZE=%d: must not be negative", cfg.RedisPoolSize)
-	_, _, err := net.SplitHostPort(cfg.RedisAddr)
-	env.Check(err == nil, "FLASHSALE_REDIS_ADDR=%q: not host:port", cfg.RedisAddr)
 	return cfg
 }
 
@@ -68,7 +71,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
-	rdb, err := redisclient.Dial(ctx, cfg.RedisAddr, cfg.RedisPoolSize)
+	rdb, err := redisclient.Dial(ctx, redisclient.Config{Addr: cfg.RedisAddr, Cluster: cfg.RedisCluster}, cfg.RedisPoolSize)
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}

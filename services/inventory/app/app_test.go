@@ -3,8 +3,12 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,12 +29,20 @@ import (
 var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
-	localstack.RunTests(m, localstack.Config{}, func(s *localstack.Stack) { stack = s })
+	localstack.RunTests(m, localstack.Config{RedisCluster: true}, func(s *localstack.Stack) { stack = s })
 }
 
-// MustRun starts the service on free ports and returns a client and the
-// admin base URL; the service stops, and must stop cleanly, at cleanup.
+// MustRun starts the service on free ports on the stack's single Redis
+// and returns a client and the admin base URL; the service stops, and
+// must stop cleanly, at cleanup.
 func MustRun(tb testing.TB) (inventoryv1.InventoryServiceClient, string) {
+	tb.Helper()
+	return MustRunOn(tb, app.Config{RedisAddr: stack.RedisAddr, RedisPoolSize: 8})
+}
+
+// MustRunOn is MustRun on the Redis that redis names (its Redis fields
+// are used).
+func MustRunOn(tb testing.TB, redis app.Config) (inventoryv1.InventoryServiceClient, string) {
 	tb.Helper()
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,7 +55,9 @@ func MustRun(tb testing.TB) (inventoryv1.InventoryServiceClient, string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- app.Run(ctx, app.Config{GRPCListener: grpcLis, AdminListener: adminLis, RedisAddr: stack.RedisAddr, RedisPoolSize: 8})
+		cfg := redis
+		cfg.GRPCListener, cfg.AdminListener = grpcLis, adminLis
+		done <- app.Run(ctx, cfg)
 	}()
 	cc, err := rpc.Dial(grpcLis.Addr().String())
 	if err != nil {
@@ -265,7 +279,13 @@ func TestConfigFromEnv(t *testing.T) {
 		},
 		{name: "negative pool", env: map[string]string{"FLASHSALE_REDIS_POOL_SIZE": "-1"}, wantErr: true},
 		{name: "pool not a number", env: map[string]string{"FLASHSALE_REDIS_POOL_SIZE": "many"}, wantErr: true},
+		{
+			name: "redis cluster",
+			env:  map[string]string{"FLASHSALE_REDIS_ADDR": "r1:6379,r2:6379", "FLASHSALE_REDIS_CLUSTER": "true"},
+			want: app.Config{GRPCAddr: ":9102", AdminAddr: ":9202", RedisAddr: "r1:6379,r2:6379", RedisCluster: true, Discovery: noConsul},
+		},
 		{name: "redis addr without port", env: map[string]string{"FLASHSALE_REDIS_ADDR": "redis"}, wantErr: true},
+		{name: "redis list without the cluster flag", env: map[string]string{"FLASHSALE_REDIS_ADDR": "r1:6379,r2:6379"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -278,5 +298,49 @@ func TestConfigFromEnv(t *testing.T) {
 				t.Errorf("config: got %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// With FLASHSALE_REDIS_CLUSTER the service runs on Redis Cluster:
+// activities whose keys live on different primaries sell over gRPC, and
+// the stock gauge reads each from its primary.
+func TestRunOnRedisCluster(t *testing.T) {
+	client, admin := MustRunOn(t, app.Config{RedisAddr: strings.Join(stack.RedisClusterAddrs, ","), RedisCluster: true})
+	ctx := context.Background()
+	cc := stack.RedisClusterClient(t)
+	byNode := map[string]int64{} // primary -> an activity whose keys it holds
+	for act := int64(7001); len(byNode) < len(stack.RedisClusterAddrs); act++ {
+		node, err := cc.MasterForKey(ctx, "{act:"+strconv.FormatInt(act, 10)+"}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := byNode[node.Options().Addr]; !ok {
+			byNode[node.Options().Addr] = act
+		}
+	}
+	deadline := timestamppb.New(time.Now().Add(time.Hour))
+	for _, act := range byNode {
+		if _, err := client.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: act, Stock: 5, PerUserLimit: 2}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := client.Reserve(ctx, &inventoryv1.ReserveRequest{ActivityId: act, UserId: 1, Quantity: 2, OrderId: act, IdempotencyKey: "k", ExpiresAt: deadline})
+		if err != nil || res.GetRemaining() != 3 {
+			t.Fatalf("reserve in activity %d: %v (%v), want 3 left", act, res, err)
+		}
+	}
+	resp, err := http.Get(admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, act := range byNode {
+		want := fmt.Sprintf(`inventory_stock_remaining{activity_id="%d"} 3`, act)
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }

@@ -26,7 +26,7 @@ import (
 var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
-	localstack.RunTests(m, localstack.Config{}, func(s *localstack.Stack) { stack = s })
+	localstack.RunTests(m, localstack.Config{RedisCluster: true}, func(s *localstack.Stack) { stack = s })
 }
 
 // nextActivity hands every test its own activity id, so tests share the
@@ -88,6 +88,25 @@ func MustStock(tb testing.TB, s *invredis.Store, activity int64) int64 {
 		tb.Fatalf("stock of %d: %v", activity, err)
 	}
 	return st.Remaining
+}
+
+// reserveAtOnce sends every request from a goroutine of its own, all
+// released together so they race, and returns the answers in the order
+// of reqs.
+func reserveAtOnce(ctx context.Context, s *invredis.Store, reqs []inventory.ReserveRequest) ([]inventory.ReserveResult, []error) {
+	results := make([]inventory.ReserveResult, len(reqs))
+	errs := make([]error, len(reqs))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Go(func() {
+			<-start
+			results[i], errs[i] = s.Reserve(ctx, r)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return results, errs
 }
 
 // snapshot renders every key of an activity and its value, to show that an
@@ -540,6 +559,33 @@ func TestKeySlotMatchesRedisCluster(t *testing.T) {
 	}
 }
 
+// MustRunEveryScript runs each of the store's scripts on act (preheated
+// with at least four units and a limit of one or more): afterwards it
+// holds meta, stock, bought, idem, four reservations and an expiry entry.
+func MustRunEveryScript(tb testing.TB, s *invredis.Store, act int64) {
+	tb.Helper()
+	ctx := context.Background()
+	MustReserve(tb, s, request(act, 1, 1, 1, "a"))
+	MustReserve(tb, s, request(act, 2, 1, 2, "b"))
+	if err := s.Confirm(ctx, act, 1); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := s.Release(ctx, act, 2); err != nil {
+		tb.Fatal(err)
+	}
+	MustReserve(tb, s, request(act, 3, 1, 3, "c"))
+	if _, err := s.MarkOrdered(ctx, []inventory.OrderRef{{ActivityID: act, OrderID: 1}, {ActivityID: act, OrderID: 3}}); err != nil {
+		tb.Fatal(err)
+	}
+	MustReserve(tb, s, request(act, 4, 1, 4, "d"))
+	if _, err := s.ReleaseUnpublished(ctx, act, 4); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := s.Stock(ctx, act); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 func TestActivityKeysShareOneSlot(t *testing.T) {
 	s, rdb := MustStore(t)
 	ctx := context.Background()
@@ -553,25 +599,7 @@ func TestActivityKeysShareOneSlot(t *testing.T) {
 		}
 	}
 	// Run every script, then check every key they created in Redis.
-	MustReserve(t, s, request(act, 1, 1, 1, "a"))
-	MustReserve(t, s, request(act, 2, 1, 2, "b"))
-	if err := s.Confirm(ctx, act, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Release(ctx, act, 2); err != nil {
-		t.Fatal(err)
-	}
-	MustReserve(t, s, request(act, 3, 1, 3, "c"))
-	if _, err := s.MarkOrdered(ctx, []inventory.OrderRef{{ActivityID: act, OrderID: 1}, {ActivityID: act, OrderID: 3}}); err != nil {
-		t.Fatal(err)
-	}
-	MustReserve(t, s, request(act, 4, 1, 4, "d"))
-	if _, err := s.ReleaseUnpublished(ctx, act, 4); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Stock(ctx, act); err != nil {
-		t.Fatal(err)
-	}
+	MustRunEveryScript(t, s, act)
 	keys, err := rdb.Keys(ctx, fmt.Sprintf("*act:%d*", act)).Result()
 	if err != nil {
 		t.Fatal(err)
@@ -677,18 +705,7 @@ func testStampede(t *testing.T, s *invredis.Store, rdb *goredis.Client) {
 	// of starting after them.
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
 
-	results := make([]inventory.ReserveResult, len(reqs))
-	errs := make([]error, len(reqs))
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i, r := range reqs {
-		wg.Go(func() {
-			<-start
-			results[i], errs[i] = s.Reserve(ctx, r)
-		})
-	}
-	close(start)
-	wg.Wait()
+	results, errs := reserveAtOnce(ctx, s, reqs)
 
 	fresh := map[int64]int{}       // user -> fresh reservations
 	orders := map[string][]int64{} // "user:key" -> order ids answered

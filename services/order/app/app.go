@@ -44,8 +44,11 @@ type Config struct {
 	// PostgresURL is the orders database; PostgresMaxConns bounds its pool.
 	PostgresURL      string
 	PostgresMaxConns int32
-	// RedisAddr holds the pending (in-flight) order records.
-	RedisAddr string
+	// RedisAddr holds the pending (in-flight) order records: host:port,
+	// or with RedisCluster a comma-separated list of Redis Cluster nodes
+	// (redisclient.Config).
+	RedisAddr    string
+	RedisCluster bool
 	// KafkaBrokers carry orders.placed and orders.placed.dlq, created at
 	// start with KafkaPartitions partitions when missing.
 	KafkaBrokers    []string
@@ -107,7 +110,6 @@ const (
 	DefaultAdminAddr         = ":9203"
 	DefaultPostgresURL       = "postgres://flashsale@127.0.0.1:5432/orders?sslmode=disable"
 	DefaultPostgresMaxConns  = 20
-	DefaultRedisAddr         = "127.0.0.1:6379"
 	DefaultKafkaBroker       = "127.0.0.1:9092"
 	DefaultKafkaPartitions   = 4
 	DefaultInventoryAddr     = "127.0.0.1:9102"
@@ -126,13 +128,15 @@ const (
 // ConfigFromEnv reads the FLASHSALE_* variables; problems are collected in
 // env (check env.Err()).
 func ConfigFromEnv(env *config.Env) Config {
+	redisCfg := redisclient.ConfigFromEnv(env)
 	cfg := Config{
 		GRPCAddr:          env.String("FLASHSALE_GRPC_ADDR", DefaultGRPCAddr),
 		AdminAddr:         env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
 		Clock:             clock.Real{},
 		PostgresURL:       env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
 		PostgresMaxConns:  int32(env.Int("FLASHSALE_POSTGRES_MAX_CONNS", DefaultPostgresMaxConns)),
-		RedisAddr:         env.String("FLASHSALE_REDIS_ADDR", DefaultRedisAddr),
+		RedisAddr:         redisCfg.Addr,
+		RedisCluster:      redisCfg.Cluster,
 		KafkaBrokers:      env.List("FLASHSALE_KAFKA_BROKERS", []string{DefaultKafkaBroker}),
 		KafkaPartitions:   int(env.Int("FLASHSALE_KAFKA_PARTITIONS", DefaultKafkaPartitions)),
 		InventoryAddr:     env.String("FLASHSALE_INVENTORY_ADDR", DefaultInventoryAddr),
@@ -154,8 +158,6 @@ func ConfigFromEnv(env *config.Env) Config {
 		Discovery:         discovery.ConfigFromEnv(env),
 	}
 	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
-	_, _, err := net.SplitHostPort(cfg.RedisAddr)
-	env.Check(err == nil, "FLASHSALE_REDIS_ADDR=%q: not host:port", cfg.RedisAddr)
 	env.Check(len(cfg.KafkaBrokers) > 0, "FLASHSALE_KAFKA_BROKERS: at least one broker is needed")
 	env.Check(cfg.KafkaPartitions >= 1, "FLASHSALE_KAFKA_PARTITIONS=%d: must be at least 1", cfg.KafkaPartitions)
 	env.Check(cfg.RPCTimeout > 0, "FLASHSALE_RPC_TIMEOUT=%s: must be positive", cfg.RPCTimeout)
@@ -236,7 +238,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := postgres.Migrate(ctx, pool); err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
-	rdb, err := redisclient.Dial(ctx, cfg.RedisAddr, 0)
+	rdb, err := redisclient.Dial(ctx, redisclient.Config{Addr: cfg.RedisAddr, Cluster: cfg.RedisCluster}, 0)
 	if err != nil {
 		return fmt.Errorf("order: %w", err)
 	}

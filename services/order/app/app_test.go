@@ -368,6 +368,9 @@ func TestConfigFromEnv(t *testing.T) {
 		{"negative window", map[string]string{"FLASHSALE_PAYMENT_WINDOW": "-1m"}, true, nil},
 		{"node out of range", map[string]string{"FLASHSALE_NODE_ID": "128"}, true, nil},
 		{"redis without port", map[string]string{"FLASHSALE_REDIS_ADDR": "localhost"}, true, nil},
+		{"redis cluster", map[string]string{"FLASHSALE_REDIS_ADDR": "r1:6379,r2:6379", "FLASHSALE_REDIS_CLUSTER": "true"}, false,
+			func(c app.Config) bool { return c.RedisAddr == "r1:6379,r2:6379" && c.RedisCluster }},
+		{"redis list without the cluster flag", map[string]string{"FLASHSALE_REDIS_ADDR": "r1:6379,r2:6379"}, true, nil},
 		{"zero batch", map[string]string{"FLASHSALE_CONSUMER_BATCH_SIZE": "0"}, true, nil},
 	}
 	for _, tt := range tests {

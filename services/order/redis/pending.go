@@ -130,23 +130,31 @@ func (s *Pending) UserPending(ctx context.Context, userID int64) ([]order.Placed
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = s.prefix + "order:pending:" + id
-	}
-	vals, err := s.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
+	// One GET per record in one pipeline, not MGET: the records hash to
+	// different slots, which MGET refuses on Redis Cluster (CROSSSLOT),
+	// while a cluster client splits a pipeline into one per primary.
+	gets := make([]*goredis.StringCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
+		for i, id := range ids {
+			gets[i] = pipe.Get(ctx, s.prefix+"order:pending:"+id)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, fmt.Errorf("user %d pending: %w", userID, err)
 	}
 	var out []order.Placed
 	var gone []any
-	for i, v := range vals {
-		str, ok := v.(string)
-		if !ok {
+	for i, get := range gets {
+		b, err := get.Bytes()
+		if errors.Is(err, goredis.Nil) {
 			gone = append(gone, ids[i])
 			continue
 		}
-		p, err := event.Unmarshal([]byte(str))
+		if err != nil {
+			return nil, fmt.Errorf("user %d pending %s: %w", userID, ids[i], err)
+		}
+		p, err := event.Unmarshal(b)
 		if err != nil {
 			return nil, fmt.Errorf("user %d pending %s: %w", userID, ids[i], err)
 		}

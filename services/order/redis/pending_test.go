@@ -17,7 +17,7 @@ import (
 var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
-	localstack.RunTests(m, localstack.Config{}, func(s *localstack.Stack) { stack = s })
+	localstack.RunTests(m, localstack.Config{RedisCluster: true}, func(s *localstack.Stack) { stack = s })
 }
 
 // MustPending returns a pending store under a prefix of its own, on the
