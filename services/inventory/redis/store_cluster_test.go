@@ -11,6 +11,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/services/inventory"
 	invredis "github.com/flashsale/flashsale/services/inventory/redis"
 )
@@ -227,78 +228,88 @@ func TestMarkOrderedLoadsAFlushedScriptOnEveryNode(t *testing.T) {
 // remain, and no buyer holds more than the limit. The same run on one
 // server shows the cluster changes nothing.
 func TestConcurrentBuyersOverEveryNodeNeverOversell(t *testing.T) {
-	const (
-		stock   = 150
-		limit   = 2
-		users   = 400
-		buyers  = 4000
-		perNode = 2
-	)
-	acts := activitiesOnEveryNode(t, stack.RedisClusterClient(t), perNode)
 	for _, b := range MustBackends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			s := invredis.NewStore(b.rdb)
-			ctx := context.Background()
-			for _, act := range acts {
-				if _, err := s.Preheat(ctx, act, stock, limit); err != nil {
-					t.Fatal(err)
-				}
-			}
-			rng := rand.New(rand.NewPCG(3, 4))
-			reqs := make([]inventory.ReserveRequest, buyers)
-			for i := range reqs {
-				act := acts[rng.IntN(len(acts))]
-				reqs[i] = request(act, 1+rng.Int64N(users), 1+rng.Int64N(limit), int64(i+1), "k"+strconv.Itoa(i))
-			}
-			results, errs := reserveAtOnce(ctx, s, reqs)
+		faces := []struct {
+			name string
+			rdb  goredis.Cmdable
+		}{{b.name, b.rdb}, {b.name + " coalesced", redisclient.Coalesced(b.rdb)}}
+		for _, face := range faces {
+			t.Run(face.name, func(t *testing.T) {
+				acts := activitiesOnEveryNode(t, stack.RedisClusterClient(t), 2)
+				testBuyersOverEveryNode(t, invredis.NewStore(face.rdb), b.rdb, acts)
+			})
+		}
+	}
+}
 
-			sold := map[int64]int64{}          // activity -> units reserved
-			held := map[string]int64{}         // "activity:user" -> units
-			refusedSoldOut := map[int64]bool{} // activity -> a one-unit request was refused as sold out
-			for i, r := range reqs {
-				switch err := errs[i]; {
-				case err == nil:
-					if results[i].Replayed {
-						t.Errorf("request %+v replayed with a fresh key", r)
-					}
-					sold[r.ActivityID] += r.Quantity
-					held[fmt.Sprintf("%d:%d", r.ActivityID, r.UserID)] += r.Quantity
-				case errors.Is(err, inventory.ErrSoldOut):
-					refusedSoldOut[r.ActivityID] = refusedSoldOut[r.ActivityID] || r.Quantity == 1
-				case errors.Is(err, inventory.ErrLimitExceeded):
-				default:
-					t.Fatalf("request %+v: %v", r, err)
-				}
+// testBuyersOverEveryNode runs the stampede through s; rdb is the plain
+// client under it, for reading the store's state afterwards.
+func testBuyersOverEveryNode(t *testing.T, s *invredis.Store, rdb goredis.UniversalClient, acts []int64) {
+	const (
+		stock  = 150
+		limit  = 2
+		users  = 400
+		buyers = 4000
+	)
+	ctx := context.Background()
+	for _, act := range acts {
+		if _, err := s.Preheat(ctx, act, stock, limit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	reqs := make([]inventory.ReserveRequest, buyers)
+	for i := range reqs {
+		act := acts[rng.IntN(len(acts))]
+		reqs[i] = request(act, 1+rng.Int64N(users), 1+rng.Int64N(limit), int64(i+1), "k"+strconv.Itoa(i))
+	}
+	results, errs := reserveAtOnce(ctx, s, reqs)
+
+	sold := map[int64]int64{}          // activity -> units reserved
+	held := map[string]int64{}         // "activity:user" -> units
+	refusedSoldOut := map[int64]bool{} // activity -> a one-unit request was refused as sold out
+	for i, r := range reqs {
+		switch err := errs[i]; {
+		case err == nil:
+			if results[i].Replayed {
+				t.Errorf("request %+v replayed with a fresh key", r)
 			}
-			for _, act := range acts {
-				left := MustStock(t, s, act)
-				if sold[act] > stock || sold[act]+left != stock {
-					t.Errorf("activity %d: %d units reserved and %d left, want at most %d reserved and the rest left", act, sold[act], left, stock)
-				}
-				if refusedSoldOut[act] && left != 0 {
-					t.Errorf("activity %d: a one-unit request was refused as sold out with %d left", act, left)
-				}
-				bought, err := b.rdb.HGetAll(ctx, "{act:"+strconv.FormatInt(act, 10)+"}:bought").Result()
-				if err != nil {
-					t.Fatal(err)
-				}
-				var units int64
-				for u, v := range bought {
-					n, _ := strconv.ParseInt(v, 10, 64)
-					if n > limit || n != held[fmt.Sprintf("%d:%s", act, u)] {
-						t.Errorf("activity %d user %s: store holds %d units, answers gave %d, limit %d", act, u, n, held[fmt.Sprintf("%d:%s", act, u)], limit)
-					}
-					units += n
-				}
-				if units != sold[act] {
-					t.Errorf("activity %d: buyers hold %d units, answers reserved %d", act, units, sold[act])
-				}
+			sold[r.ActivityID] += r.Quantity
+			held[fmt.Sprintf("%d:%d", r.ActivityID, r.UserID)] += r.Quantity
+		case errors.Is(err, inventory.ErrSoldOut):
+			refusedSoldOut[r.ActivityID] = refusedSoldOut[r.ActivityID] || r.Quantity == 1
+		case errors.Is(err, inventory.ErrLimitExceeded):
+		default:
+			t.Fatalf("request %+v: %v", r, err)
+		}
+	}
+	for _, act := range acts {
+		left := MustStock(t, s, act)
+		if sold[act] > stock || sold[act]+left != stock {
+			t.Errorf("activity %d: %d units reserved and %d left, want at most %d reserved and the rest left", act, sold[act], left, stock)
+		}
+		if refusedSoldOut[act] && left != 0 {
+			t.Errorf("activity %d: a one-unit request was refused as sold out with %d left", act, left)
+		}
+		bought, err := rdb.HGetAll(ctx, "{act:"+strconv.FormatInt(act, 10)+"}:bought").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var units int64
+		for u, v := range bought {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			if n > limit || n != held[fmt.Sprintf("%d:%s", act, u)] {
+				t.Errorf("activity %d user %s: store holds %d units, answers gave %d, limit %d", act, u, n, held[fmt.Sprintf("%d:%s", act, u)], limit)
 			}
-			for k, n := range held {
-				if n > limit {
-					t.Errorf("buyer %s reserved %d units, limit %d", k, n, limit)
-				}
-			}
-		})
+			units += n
+		}
+		if units != sold[act] {
+			t.Errorf("activity %d: buyers hold %d units, answers reserved %d", act, units, sold[act])
+		}
+	}
+	for k, n := range held {
+		if n > limit {
+			t.Errorf("buyer %s reserved %d units, limit %d", k, n, limit)
+		}
 	}
 }
