@@ -35,6 +35,7 @@ import (
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/rpc"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	"github.com/flashsale/flashsale/services/inventory"
@@ -87,11 +88,21 @@ func run(ctx context.Context, d time.Duration, clients int) error {
 	}
 	results = append(results, svc)
 
-	adapter, err := throughAdapter(ctx, store, d, clients)
-	if err != nil {
-		return err
+	// The adapter on the plain client (a round trip per call) and on the
+	// auto-pipeliner the service uses (concurrent calls share pipelines).
+	for i, a := range []struct {
+		name  string
+		store *invredis.Store
+	}{
+		{"Reserve through the Go Redis adapter (no gRPC)", store},
+		{"Reserve through the Go Redis adapter, auto-pipelined (no gRPC)", invredis.NewStore(redisclient.Coalesced(rdb))},
+	} {
+		adapter, err := throughAdapter(ctx, a.name, a.store, int64(3+i), d, clients)
+		if err != nil {
+			return err
+		}
+		results = append(results, adapter)
 	}
-	results = append(results, adapter)
 
 	pool, err := postgres.Dial(ctx, stack.PostgresURL("bench"), int32(clients))
 	if err != nil {
@@ -208,13 +219,12 @@ func throughService(ctx context.Context, redisAddr string, store *invredis.Store
 	})
 }
 
-func throughAdapter(ctx context.Context, store *invredis.Store, d time.Duration, clients int) (result, error) {
-	const activity = 3
+func throughAdapter(ctx context.Context, name string, store *invredis.Store, activity int64, d time.Duration, clients int) (result, error) {
 	if err := benchActivity(ctx, store, activity); err != nil {
 		return result{}, err
 	}
 	deadline := time.Now().Add(time.Hour)
-	return drive(ctx, "Reserve through the Go Redis adapter (no gRPC)", d, clients, func(ctx context.Context, w int, i int64) error {
+	return drive(ctx, name, d, clients, func(ctx context.Context, w int, i int64) error {
 		id := orderID(w, i)
 		_, err := store.Reserve(ctx, inventory.ReserveRequest{ActivityID: activity, UserID: id, Quantity: 1,
 			OrderID: id, IdempotencyKey: strconv.FormatInt(id, 36), ExpiresAt: deadline})
