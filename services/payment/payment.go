@@ -175,8 +175,9 @@ type Ledger interface {
 	Succeed(ctx context.Context, id int64, tradeNo string, paidAt time.Time) (bool, error)
 	// Fail moves a PAYING payment to FAILED.
 	Fail(ctx context.Context, id int64) error
-	// SetOutcome records the order service's answer once.
-	SetOutcome(ctx context.Context, id int64, o Outcome) error
+	// SetOutcome records the order service's answer once and returns the
+	// answer on record (a concurrent settler's, when it recorded first).
+	SetOutcome(ctx context.Context, id int64, o Outcome) (Outcome, error)
 	// AddRefund stores r, the automatic full refund of a refused
 	// payment, unless the payment has one already, and returns the
 	// payment's automatic refund.

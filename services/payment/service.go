@@ -233,14 +233,24 @@ func (s *Service) settle(ctx context.Context, p Payment, t Trade) (succeeded boo
 		if err != nil {
 			return succeeded, fmt.Errorf("%s %d: mark order %d paid: %w", op, p.ID, p.OrderID, err)
 		}
-		p.Outcome = OutcomeAccepted
+		outcome := OutcomeAccepted
 		if !accepted {
-			p.Outcome = OutcomeRefused
+			outcome = OutcomeRefused
 			reason = reasonOrderState + orderStatus
 		}
-		if err := s.cfg.Ledger.SetOutcome(ctx, p.ID, p.Outcome); err != nil {
+		// A settler that read the payment before a concurrent one
+		// recorded the order's answer asks the order again, possibly
+		// after the buyer had the order refunded, and hears a refusal.
+		// The answer on record is the one that stands: acting on a late
+		// refusal would refund money the order kept.
+		recorded, err := s.cfg.Ledger.SetOutcome(ctx, p.ID, outcome)
+		if err != nil {
 			return succeeded, fmt.Errorf("%s %d: %w", op, p.ID, err)
 		}
+		if recorded != outcome {
+			reason = ""
+		}
+		p.Outcome = recorded
 	}
 	if p.Outcome != OutcomeRefused {
 		return succeeded, nil

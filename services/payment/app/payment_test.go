@@ -17,6 +17,7 @@ import (
 	"github.com/flashsale/flashsale/services/channelsim/wire"
 	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/app"
+	paypostgres "github.com/flashsale/flashsale/services/payment/postgres"
 )
 
 const (
@@ -401,3 +402,31 @@ func TestPaymentRacesExpiry(t *testing.T) {
 }
 
 func formatID(id int64) string { return strconv.FormatInt(id, 10) }
+
+// A settler that read a payment before another recorded the order's answer
+// may hear a different answer from the order later (a refusal once the
+// buyer had the order refunded). The answer on record stands: the ledger
+// keeps the first and hands it to the late one, which then refunds nothing.
+func TestLateSettlerGetsTheRecordedOutcome(t *testing.T) {
+	p := MustPlatform(t, nil)
+	o := p.MustOrders(t, 1)[0]
+	pay := p.MustPay(t, o, "alipay")
+	p.MustBuyerPays(t, pay)
+	waitFor(t, "the payment to settle", func() bool { return p.paymentStatus(t, pay.GetPaymentId()) == succeeded })
+	ledger := paypostgres.NewLedger(p.ledger)
+	ctx := context.Background()
+	waitFor(t, "the order's answer to be recorded", func() bool {
+		got, err := ledger.Payment(ctx, pay.GetPaymentId())
+		return err == nil && got.Outcome == payment.OutcomeAccepted
+	})
+	got, err := ledger.SetOutcome(ctx, pay.GetPaymentId(), payment.OutcomeRefused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != payment.OutcomeAccepted {
+		t.Errorf("late REFUSED: recorded outcome %q, want the first answer %q", got, payment.OutcomeAccepted)
+	}
+	if n := p.refundsOf(t, pay.GetPaymentId()); n != 0 {
+		t.Errorf("%d refunds, want none", n)
+	}
+}

@@ -123,13 +123,21 @@ func (l *Ledger) Fail(ctx context.Context, id int64) error {
 	return nil
 }
 
-// SetOutcome records the order's answer unless one is recorded.
-func (l *Ledger) SetOutcome(ctx context.Context, id int64, o payment.Outcome) error {
-	if _, err := l.pool.Exec(ctx, `UPDATE payments SET order_outcome = $2, updated_at = now()
-		WHERE payment_id = $1 AND order_outcome IS NULL`, id, string(o)); err != nil {
-		return fmt.Errorf("outcome of payment %d: %w", id, err)
+// SetOutcome records the order's answer unless one is recorded, and
+// returns the answer on record: o, or the one a concurrent settler
+// recorded first. The second statement runs only when the conditional
+// UPDATE lost, and sees the winner's committed answer.
+func (l *Ledger) SetOutcome(ctx context.Context, id int64, o payment.Outcome) (payment.Outcome, error) {
+	var recorded string
+	err := l.pool.QueryRow(ctx, `UPDATE payments SET order_outcome = $2, updated_at = now()
+		WHERE payment_id = $1 AND order_outcome IS NULL RETURNING order_outcome`, id, string(o)).Scan(&recorded)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = l.pool.QueryRow(ctx, `SELECT coalesce(order_outcome, '') FROM payments WHERE payment_id = $1`, id).Scan(&recorded)
 	}
-	return nil
+	if err != nil {
+		return payment.OutcomeNone, fmt.Errorf("outcome of payment %d: %w", id, err)
+	}
+	return payment.Outcome(recorded), nil
 }
 
 // AddRefund stores r, the automatic full refund of a payment whose order
