@@ -6,6 +6,7 @@ package rpc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -103,7 +104,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duratio
 		s.log.Warn("grpc graceful stop timed out; stopping", "grace", grace)
 		s.Stop()
 	}
-	return <-errc
+	// A ctx that ends at once can stop the server before the goroutine
+	// above reached Serve, which then answers ErrServerStopped (and closes
+	// lis): that is the stop we asked for, not a failure.
+	if err := <-errc; !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return nil
 }
 
 // Dial returns a client connection to target (host:port or any gRPC
