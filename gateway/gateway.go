@@ -21,7 +21,6 @@ import (
 
 	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
-	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
@@ -39,9 +38,11 @@ type Options struct {
 	// Marketing serves promotions and coupons; nil answers their routes
 	// UNAVAILABLE.
 	Marketing marketingv1.MarketingServiceClient
-	// Redis holds the per-user rate limits shared by every replica; nil
-	// disables them.
-	Redis redis.UniversalClient
+	// Redis holds the per-user rate limits shared by every replica and
+	// the accepted keys; nil disables them. The service passes its
+	// auto-pipeliner (redisclient.Coalesced), so concurrent buys share
+	// round trips.
+	Redis redis.Cmdable
 	// Logger gets the access log and failures (default: discard).
 	Logger *slog.Logger
 	// Clock drives token expiry, local rate limits, caches, activity
@@ -144,12 +145,6 @@ func New(opts Options) (*Gateway, error) {
 		return nil, errors.New("gateway: a JWT secret is required")
 	}
 	opts = withDefaults(opts)
-	// Every buy spends a per-user token and every accepted one writes its
-	// key: concurrent buys share pipelines instead of a round trip each.
-	var hot redis.Cmdable
-	if opts.Redis != nil {
-		hot = redisclient.Coalesced(opts.Redis)
-	}
 	g := &Gateway{
 		opts:    opts,
 		log:     opts.Logger,
@@ -157,9 +152,9 @@ func New(opts Options) (*Gateway, error) {
 		product: opts.Product,
 		order:   opts.Order,
 		auth:    newAuthenticator(opts.JWTSecret, opts.Clock),
-		users:   newUserLimiter(hot, opts.SeckillUserLimit, opts.UserLimitPrefix),
+		users:   newUserLimiter(opts.Redis, opts.SeckillUserLimit, opts.UserLimitPrefix),
 		soldOut: newSoldOutFlags(opts.Clock, opts.SoldOutTTL),
-		accepted: &acceptedKeys{rdb: hot, ttl: acceptedKeyTTL, log: func(ctx context.Context, msg string, args ...any) {
+		accepted: &acceptedKeys{rdb: opts.Redis, ttl: acceptedKeyTTL, log: func(ctx context.Context, msg string, args ...any) {
 			opts.Logger.WarnContext(ctx, msg, args...)
 		}},
 		mux:     http.NewServeMux(),

@@ -230,7 +230,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Order:             orderv1.NewOrderServiceClient(orderConn),
 		Payment:           payment,
 		Marketing:         marketing,
-		Redis:             rdb,
+		Redis:             redisclient.Coalesced(rdb),
 		Logger:            log,
 		Clock:             cfg.Clock,
 		Registry:          reg,
