@@ -32,6 +32,15 @@ type Server struct {
 	log    *slog.Logger
 }
 
+// streamWorkers is how many long-lived goroutines a server keeps for
+// running calls. Without them gRPC starts a goroutine per call, whose
+// small stack is grown (copied) as the handler goes deeper: 3% of the
+// CPU in the flash-sale profile (docs/performance.md). A worker keeps its
+// grown stack from call to call. Calls beyond the workers busy at the
+// time still get a goroutine each, so the number bounds memory, not
+// concurrency; it covers the calls a spike keeps in flight at once.
+const streamWorkers = 256
+
 // NewServer returns a server whose unary handlers' errors are mapped by
 // table. Register services on it, then call Serve.
 func NewServer(log *slog.Logger, reg prometheus.Registerer, table errcode.Table) *Server {
@@ -71,6 +80,7 @@ func NewServer(log *slog.Logger, reg prometheus.Registerer, table errcode.Table)
 		return resp, err
 	}
 	s := grpc.NewServer(
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
 		grpc.ChainUnaryInterceptor(unary),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
