@@ -61,6 +61,9 @@ const (
 	// MaxMarkOrdered bounds the orders of one MarkOrdered call, so one
 	// call stays one modest Redis pipeline.
 	MaxMarkOrdered = 1000
+	// MaxReserveBatch bounds the reservations of one ReserveBatch call,
+	// for the same reason.
+	MaxReserveBatch = 1000
 	// MaxDueEntries bounds the entries one ClaimDue takes and one AckDue
 	// or RequeueDue settles, so each call stays a few short scripts.
 	MaxDueEntries = 1000
@@ -163,6 +166,13 @@ type ReserveResult struct {
 	Remaining int64
 }
 
+// ReserveAnswer is one request's answer in a ReserveBatch: what Reserve
+// would have returned for it alone.
+type ReserveAnswer struct {
+	Result ReserveResult
+	Err    error
+}
+
 // Stock is an activity's stock.
 type Stock struct {
 	Remaining int64
@@ -222,6 +232,10 @@ func validateIdempotencyKey(key string) error {
 type Store interface {
 	Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (remaining int64, err error)
 	Reserve(ctx context.Context, r ReserveRequest) (ReserveResult, error)
+	// ReserveBatch reserves for each request as Reserve does, in one
+	// round trip, and answers in the order of rs. The error is for the
+	// batch as a whole (Redis unreachable): then none was answered.
+	ReserveBatch(ctx context.Context, rs []ReserveRequest) ([]ReserveAnswer, error)
 	Release(ctx context.Context, activityID, orderID int64) (released bool, err error)
 	ReleaseUnpublished(ctx context.Context, activityID, orderID int64) (released bool, err error)
 	MarkOrdered(ctx context.Context, refs []OrderRef) ([]MarkOutcome, error)
@@ -271,6 +285,38 @@ func (s *Service) Reserve(ctx context.Context, r ReserveRequest) (ReserveResult,
 		return ReserveResult{}, fmt.Errorf("reserve: %w", err)
 	}
 	return s.store.Reserve(ctx, r)
+}
+
+// ReserveBatch decides each request as Reserve does and answers in the
+// same order; a request that is invalid is refused on its own, the others
+// still reserve. It fails as a whole only when rs is empty or too long, or
+// the store cannot be reached.
+func (s *Service) ReserveBatch(ctx context.Context, rs []ReserveRequest) ([]ReserveAnswer, error) {
+	if len(rs) == 0 || len(rs) > MaxReserveBatch {
+		return nil, fmt.Errorf("reserve batch: %w: %d reservations, want 1..%d", ErrInvalid, len(rs), MaxReserveBatch)
+	}
+	answers := make([]ReserveAnswer, len(rs))
+	valid := make([]ReserveRequest, 0, len(rs))
+	at := make([]int, 0, len(rs)) // at[j] is the index in rs of valid[j]
+	for i, r := range rs {
+		if err := r.Validate(); err != nil {
+			answers[i].Err = fmt.Errorf("reserve: %w", err)
+			continue
+		}
+		valid = append(valid, r)
+		at = append(at, i)
+	}
+	if len(valid) == 0 {
+		return answers, nil
+	}
+	got, err := s.store.ReserveBatch(ctx, valid)
+	if err != nil {
+		return nil, err
+	}
+	for j, a := range got {
+		answers[at[j]] = a
+	}
+	return answers, nil
 }
 
 // Release gives a reservation's stock and the buyer's limit back. It

@@ -3,6 +3,7 @@ package inventory_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +56,10 @@ func TestReserveRequestValidate(t *testing.T) {
 }
 
 // recordingStore counts the calls that reach it.
-type recordingStore struct{ calls int }
+type recordingStore struct {
+	calls    int
+	reserved []inventory.ReserveRequest // what ReserveBatch was given
+}
 
 func (s *recordingStore) Preheat(context.Context, int64, int64, int64) (int64, error) {
 	s.calls++
@@ -65,6 +69,17 @@ func (s *recordingStore) Preheat(context.Context, int64, int64, int64) (int64, e
 func (s *recordingStore) Reserve(context.Context, inventory.ReserveRequest) (inventory.ReserveResult, error) {
 	s.calls++
 	return inventory.ReserveResult{}, nil
+}
+
+// ReserveBatch answers each request with its own order id.
+func (s *recordingStore) ReserveBatch(_ context.Context, rs []inventory.ReserveRequest) ([]inventory.ReserveAnswer, error) {
+	s.calls++
+	s.reserved = append(s.reserved, rs...)
+	out := make([]inventory.ReserveAnswer, len(rs))
+	for i, r := range rs {
+		out[i].Result.OrderID = r.OrderID
+	}
+	return out, nil
 }
 
 func (s *recordingStore) Release(context.Context, int64, int64) (bool, error) {
@@ -138,6 +153,35 @@ func TestMarkOrderedOfNothingSkipsTheStore(t *testing.T) {
 	}
 }
 
+// An invalid request in a batch is refused on its own: the store sees
+// only the valid ones, and every answer stays at its request's place.
+func TestReserveBatchRefusesInvalidRequestsAlone(t *testing.T) {
+	reqs := make([]inventory.ReserveRequest, 4)
+	for i := range reqs {
+		reqs[i] = validRequest()
+		reqs[i].OrderID = int64(100 + i)
+	}
+	reqs[1].Quantity = 0
+	reqs[3].IdempotencyKey = ""
+	store := &recordingStore{}
+	got, err := inventory.NewService(store).ReserveBatch(context.Background(), reqs)
+	if err != nil {
+		t.Fatalf("batch with invalid requests: %v, want answers", err)
+	}
+	if len(store.reserved) != 2 || store.reserved[0].OrderID != 100 || store.reserved[1].OrderID != 102 {
+		t.Fatalf("store got %+v, want the valid orders 100 and 102", store.reserved)
+	}
+	for i, a := range got {
+		invalid := i == 1 || i == 3
+		switch {
+		case invalid && !errors.Is(a.Err, inventory.ErrInvalid):
+			t.Errorf("answer %d: got %v, want ErrInvalid", i, a.Err)
+		case !invalid && (a.Err != nil || a.Result.OrderID != reqs[i].OrderID):
+			t.Errorf("answer %d: got %+v, want order %d", i, a, reqs[i].OrderID)
+		}
+	}
+}
+
 func TestServiceValidatesBeforeTheStore(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
@@ -158,6 +202,15 @@ func TestServiceValidatesBeforeTheStore(t *testing.T) {
 			_, err := s.Reserve(ctx, r)
 			return err
 		}, false},
+		{"reserve batch", func(s *inventory.Service) error {
+			_, err := s.ReserveBatch(ctx, slices.Repeat([]inventory.ReserveRequest{validRequest()}, inventory.MaxReserveBatch))
+			return err
+		}, true},
+		{"reserve batch too long", func(s *inventory.Service) error {
+			_, err := s.ReserveBatch(ctx, slices.Repeat([]inventory.ReserveRequest{validRequest()}, inventory.MaxReserveBatch+1))
+			return err
+		}, false},
+		{"reserve batch empty", func(s *inventory.Service) error { _, err := s.ReserveBatch(ctx, nil); return err }, false},
 		{"release", func(s *inventory.Service) error { _, err := s.Release(ctx, 1, 2); return err }, true},
 		{"release zero order", func(s *inventory.Service) error { _, err := s.Release(ctx, 1, 0); return err }, false},
 		{"release unpublished", func(s *inventory.Service) error { _, err := s.ReleaseUnpublished(ctx, 1, 2); return err }, true},

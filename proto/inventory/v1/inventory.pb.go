@@ -378,6 +378,232 @@ func (x *ReserveResponse) GetRemaining() int64 {
 	return 0
 }
 
+type ReserveBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reservations  []*ReserveRequest      `protobuf:"bytes,1,rep,name=reservations,proto3" json:"reservations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveBatchRequest) Reset() {
+	*x = ReserveBatchRequest{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveBatchRequest) ProtoMessage() {}
+
+func (x *ReserveBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveBatchRequest.ProtoReflect.Descriptor instead.
+func (*ReserveBatchRequest) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReserveBatchRequest) GetReservations() []*ReserveRequest {
+	if x != nil {
+		return x.Reservations
+	}
+	return nil
+}
+
+// ReserveAnswer is one reservation's answer in a batch.
+type ReserveAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Answer:
+	//
+	//	*ReserveAnswer_Reserved
+	//	*ReserveAnswer_Error
+	Answer        isReserveAnswer_Answer `protobuf_oneof:"answer"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveAnswer) Reset() {
+	*x = ReserveAnswer{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveAnswer) ProtoMessage() {}
+
+func (x *ReserveAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveAnswer.ProtoReflect.Descriptor instead.
+func (*ReserveAnswer) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ReserveAnswer) GetAnswer() isReserveAnswer_Answer {
+	if x != nil {
+		return x.Answer
+	}
+	return nil
+}
+
+func (x *ReserveAnswer) GetReserved() *ReserveResponse {
+	if x != nil {
+		if x, ok := x.Answer.(*ReserveAnswer_Reserved); ok {
+			return x.Reserved
+		}
+	}
+	return nil
+}
+
+func (x *ReserveAnswer) GetError() *ReserveError {
+	if x != nil {
+		if x, ok := x.Answer.(*ReserveAnswer_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isReserveAnswer_Answer interface {
+	isReserveAnswer_Answer()
+}
+
+type ReserveAnswer_Reserved struct {
+	Reserved *ReserveResponse `protobuf:"bytes,1,opt,name=reserved,proto3,oneof"` // what Reserve would have returned
+}
+
+type ReserveAnswer_Error struct {
+	Error *ReserveError `protobuf:"bytes,2,opt,name=error,proto3,oneof"` // what Reserve would have failed with
+}
+
+func (*ReserveAnswer_Reserved) isReserveAnswer_Answer() {}
+
+func (*ReserveAnswer_Error) isReserveAnswer_Answer() {}
+
+// ReserveError is a refused or failed reservation: the API error code
+// (SOLD_OUT, LIMIT_EXCEEDED, NOT_FOUND, INVALID_ARGUMENT, ...) and message
+// of the status Reserve would have returned.
+type ReserveError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveError) Reset() {
+	*x = ReserveError{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveError) ProtoMessage() {}
+
+func (x *ReserveError) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveError.ProtoReflect.Descriptor instead.
+func (*ReserveError) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReserveError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ReserveError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type ReserveBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Answers       []*ReserveAnswer       `protobuf:"bytes,1,rep,name=answers,proto3" json:"answers,omitempty"` // one per reservation, same order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveBatchResponse) Reset() {
+	*x = ReserveBatchResponse{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveBatchResponse) ProtoMessage() {}
+
+func (x *ReserveBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveBatchResponse.ProtoReflect.Descriptor instead.
+func (*ReserveBatchResponse) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReserveBatchResponse) GetAnswers() []*ReserveAnswer {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
 type ReleaseRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	ActivityId int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
@@ -394,7 +620,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[4]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +632,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[4]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +645,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{4}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReleaseRequest) GetActivityId() int64 {
@@ -452,7 +678,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[5]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +690,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[5]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +703,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{5}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReleaseResponse) GetReleased() bool {
@@ -497,7 +723,7 @@ type ConfirmRequest struct {
 
 func (x *ConfirmRequest) Reset() {
 	*x = ConfirmRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[6]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +735,7 @@ func (x *ConfirmRequest) String() string {
 func (*ConfirmRequest) ProtoMessage() {}
 
 func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[6]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +748,7 @@ func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{6}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ConfirmRequest) GetActivityId() int64 {
@@ -547,7 +773,7 @@ type ConfirmResponse struct {
 
 func (x *ConfirmResponse) Reset() {
 	*x = ConfirmResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[7]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +785,7 @@ func (x *ConfirmResponse) String() string {
 func (*ConfirmResponse) ProtoMessage() {}
 
 func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[7]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +798,7 @@ func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{7}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{11}
 }
 
 type OrderRef struct {
@@ -585,7 +811,7 @@ type OrderRef struct {
 
 func (x *OrderRef) Reset() {
 	*x = OrderRef{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[8]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +823,7 @@ func (x *OrderRef) String() string {
 func (*OrderRef) ProtoMessage() {}
 
 func (x *OrderRef) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[8]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +836,7 @@ func (x *OrderRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderRef.ProtoReflect.Descriptor instead.
 func (*OrderRef) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{8}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OrderRef) GetActivityId() int64 {
@@ -636,7 +862,7 @@ type MarkOrderedRequest struct {
 
 func (x *MarkOrderedRequest) Reset() {
 	*x = MarkOrderedRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[9]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +874,7 @@ func (x *MarkOrderedRequest) String() string {
 func (*MarkOrderedRequest) ProtoMessage() {}
 
 func (x *MarkOrderedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[9]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +887,7 @@ func (x *MarkOrderedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkOrderedRequest.ProtoReflect.Descriptor instead.
 func (*MarkOrderedRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{9}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MarkOrderedRequest) GetOrders() []*OrderRef {
@@ -680,7 +906,7 @@ type MarkOrderedResponse struct {
 
 func (x *MarkOrderedResponse) Reset() {
 	*x = MarkOrderedResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[10]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +918,7 @@ func (x *MarkOrderedResponse) String() string {
 func (*MarkOrderedResponse) ProtoMessage() {}
 
 func (x *MarkOrderedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[10]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +931,7 @@ func (x *MarkOrderedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkOrderedResponse.ProtoReflect.Descriptor instead.
 func (*MarkOrderedResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{10}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MarkOrderedResponse) GetOutcomes() []MarkOutcome {
@@ -724,7 +950,7 @@ type GetStockRequest struct {
 
 func (x *GetStockRequest) Reset() {
 	*x = GetStockRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[11]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +962,7 @@ func (x *GetStockRequest) String() string {
 func (*GetStockRequest) ProtoMessage() {}
 
 func (x *GetStockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[11]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +975,7 @@ func (x *GetStockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStockRequest.ProtoReflect.Descriptor instead.
 func (*GetStockRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{11}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetStockRequest) GetActivityId() int64 {
@@ -769,7 +995,7 @@ type GetStockResponse struct {
 
 func (x *GetStockResponse) Reset() {
 	*x = GetStockResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[12]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +1007,7 @@ func (x *GetStockResponse) String() string {
 func (*GetStockResponse) ProtoMessage() {}
 
 func (x *GetStockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[12]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +1020,7 @@ func (x *GetStockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStockResponse.ProtoReflect.Descriptor instead.
 func (*GetStockResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{12}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetStockResponse) GetRemaining() int64 {
@@ -821,7 +1047,7 @@ type GetReservationRequest struct {
 
 func (x *GetReservationRequest) Reset() {
 	*x = GetReservationRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[13]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1059,7 @@ func (x *GetReservationRequest) String() string {
 func (*GetReservationRequest) ProtoMessage() {}
 
 func (x *GetReservationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[13]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1072,7 @@ func (x *GetReservationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReservationRequest.ProtoReflect.Descriptor instead.
 func (*GetReservationRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{13}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetReservationRequest) GetActivityId() int64 {
@@ -879,7 +1105,7 @@ type Reservation struct {
 
 func (x *Reservation) Reset() {
 	*x = Reservation{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[14]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +1117,7 @@ func (x *Reservation) String() string {
 func (*Reservation) ProtoMessage() {}
 
 func (x *Reservation) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[14]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +1130,7 @@ func (x *Reservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reservation.ProtoReflect.Descriptor instead.
 func (*Reservation) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{14}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Reservation) GetActivityId() int64 {
@@ -975,7 +1201,7 @@ type ClaimDueRequest struct {
 
 func (x *ClaimDueRequest) Reset() {
 	*x = ClaimDueRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[15]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1213,7 @@ func (x *ClaimDueRequest) String() string {
 func (*ClaimDueRequest) ProtoMessage() {}
 
 func (x *ClaimDueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[15]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1226,7 @@ func (x *ClaimDueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimDueRequest.ProtoReflect.Descriptor instead.
 func (*ClaimDueRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{15}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ClaimDueRequest) GetActivityIds() []int64 {
@@ -1046,7 +1272,7 @@ type DueEntry struct {
 
 func (x *DueEntry) Reset() {
 	*x = DueEntry{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[16]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1284,7 @@ func (x *DueEntry) String() string {
 func (*DueEntry) ProtoMessage() {}
 
 func (x *DueEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[16]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1297,7 @@ func (x *DueEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DueEntry.ProtoReflect.Descriptor instead.
 func (*DueEntry) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{16}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DueEntry) GetActivityId() int64 {
@@ -1111,7 +1337,7 @@ type ClaimDueResponse struct {
 
 func (x *ClaimDueResponse) Reset() {
 	*x = ClaimDueResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[17]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1349,7 @@ func (x *ClaimDueResponse) String() string {
 func (*ClaimDueResponse) ProtoMessage() {}
 
 func (x *ClaimDueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[17]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1362,7 @@ func (x *ClaimDueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimDueResponse.ProtoReflect.Descriptor instead.
 func (*ClaimDueResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{17}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ClaimDueResponse) GetEntries() []*DueEntry {
@@ -1155,7 +1381,7 @@ type AckDueRequest struct {
 
 func (x *AckDueRequest) Reset() {
 	*x = AckDueRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[18]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1393,7 @@ func (x *AckDueRequest) String() string {
 func (*AckDueRequest) ProtoMessage() {}
 
 func (x *AckDueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[18]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1406,7 @@ func (x *AckDueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckDueRequest.ProtoReflect.Descriptor instead.
 func (*AckDueRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{18}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AckDueRequest) GetEntries() []*DueEntry {
@@ -1199,7 +1425,7 @@ type AckDueResponse struct {
 
 func (x *AckDueResponse) Reset() {
 	*x = AckDueResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[19]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1437,7 @@ func (x *AckDueResponse) String() string {
 func (*AckDueResponse) ProtoMessage() {}
 
 func (x *AckDueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[19]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1450,7 @@ func (x *AckDueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckDueResponse.ProtoReflect.Descriptor instead.
 func (*AckDueResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{19}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AckDueResponse) GetAcked() []bool {
@@ -1244,7 +1470,7 @@ type RequeueDueRequest struct {
 
 func (x *RequeueDueRequest) Reset() {
 	*x = RequeueDueRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[20]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1482,7 @@ func (x *RequeueDueRequest) String() string {
 func (*RequeueDueRequest) ProtoMessage() {}
 
 func (x *RequeueDueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[20]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1495,7 @@ func (x *RequeueDueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueDueRequest.ProtoReflect.Descriptor instead.
 func (*RequeueDueRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{20}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RequeueDueRequest) GetEntries() []*DueEntry {
@@ -1295,7 +1521,7 @@ type RequeueDueResponse struct {
 
 func (x *RequeueDueResponse) Reset() {
 	*x = RequeueDueResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[21]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1533,7 @@ func (x *RequeueDueResponse) String() string {
 func (*RequeueDueResponse) ProtoMessage() {}
 
 func (x *RequeueDueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[21]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1546,7 @@ func (x *RequeueDueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueDueResponse.ProtoReflect.Descriptor instead.
 func (*RequeueDueResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{21}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RequeueDueResponse) GetRequeued() []bool {
@@ -1342,7 +1568,7 @@ type RestoreLimitRequest struct {
 
 func (x *RestoreLimitRequest) Reset() {
 	*x = RestoreLimitRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[22]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1580,7 @@ func (x *RestoreLimitRequest) String() string {
 func (*RestoreLimitRequest) ProtoMessage() {}
 
 func (x *RestoreLimitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[22]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1593,7 @@ func (x *RestoreLimitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreLimitRequest.ProtoReflect.Descriptor instead.
 func (*RestoreLimitRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{22}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RestoreLimitRequest) GetActivityId() int64 {
@@ -1407,7 +1633,7 @@ type RestoreLimitResponse struct {
 
 func (x *RestoreLimitResponse) Reset() {
 	*x = RestoreLimitResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[23]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1645,7 @@ func (x *RestoreLimitResponse) String() string {
 func (*RestoreLimitResponse) ProtoMessage() {}
 
 func (x *RestoreLimitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[23]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1658,7 @@ func (x *RestoreLimitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreLimitResponse.ProtoReflect.Descriptor instead.
 func (*RestoreLimitResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{23}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RestoreLimitResponse) GetRestored() bool {
@@ -1466,7 +1692,18 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x0fReserveResponse\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x03R\aorderId\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\x12\x1c\n" +
-	"\tremaining\x18\x03 \x01(\x03R\tremaining\"n\n" +
+	"\tremaining\x18\x03 \x01(\x03R\tremaining\"a\n" +
+	"\x13ReserveBatchRequest\x12J\n" +
+	"\freservations\x18\x01 \x03(\v2&.flashsale.inventory.v1.ReserveRequestR\freservations\"\x9e\x01\n" +
+	"\rReserveAnswer\x12E\n" +
+	"\breserved\x18\x01 \x01(\v2'.flashsale.inventory.v1.ReserveResponseH\x00R\breserved\x12<\n" +
+	"\x05error\x18\x02 \x01(\v2$.flashsale.inventory.v1.ReserveErrorH\x00R\x05errorB\b\n" +
+	"\x06answer\"<\n" +
+	"\fReserveError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"W\n" +
+	"\x14ReserveBatchResponse\x12?\n" +
+	"\aanswers\x18\x01 \x03(\v2%.flashsale.inventory.v1.ReserveAnswerR\aanswers\"n\n" +
 	"\x0eReleaseRequest\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\x03R\n" +
 	"activityId\x12\x19\n" +
@@ -1548,10 +1785,11 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bRESERVATION_STATUS_RESERVED\x10\x01\x12 \n" +
 	"\x1cRESERVATION_STATUS_CONFIRMED\x10\x02\x12\x1f\n" +
-	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\xb7\b\n" +
+	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\xa2\t\n" +
 	"\x10InventoryService\x12Z\n" +
 	"\aPreheat\x12&.flashsale.inventory.v1.PreheatRequest\x1a'.flashsale.inventory.v1.PreheatResponse\x12Z\n" +
-	"\aReserve\x12&.flashsale.inventory.v1.ReserveRequest\x1a'.flashsale.inventory.v1.ReserveResponse\x12Z\n" +
+	"\aReserve\x12&.flashsale.inventory.v1.ReserveRequest\x1a'.flashsale.inventory.v1.ReserveResponse\x12i\n" +
+	"\fReserveBatch\x12+.flashsale.inventory.v1.ReserveBatchRequest\x1a,.flashsale.inventory.v1.ReserveBatchResponse\x12Z\n" +
 	"\aRelease\x12&.flashsale.inventory.v1.ReleaseRequest\x1a'.flashsale.inventory.v1.ReleaseResponse\x12Z\n" +
 	"\aConfirm\x12&.flashsale.inventory.v1.ConfirmRequest\x1a'.flashsale.inventory.v1.ConfirmResponse\x12f\n" +
 	"\vMarkOrdered\x12*.flashsale.inventory.v1.MarkOrderedRequest\x1a+.flashsale.inventory.v1.MarkOrderedResponse\x12]\n" +
@@ -1576,7 +1814,7 @@ func file_inventory_v1_inventory_proto_rawDescGZIP() []byte {
 }
 
 var file_inventory_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_inventory_v1_inventory_proto_goTypes = []any{
 	(MarkOutcome)(0),              // 0: flashsale.inventory.v1.MarkOutcome
 	(ReservationStatus)(0),        // 1: flashsale.inventory.v1.ReservationStatus
@@ -1584,70 +1822,80 @@ var file_inventory_v1_inventory_proto_goTypes = []any{
 	(*PreheatResponse)(nil),       // 3: flashsale.inventory.v1.PreheatResponse
 	(*ReserveRequest)(nil),        // 4: flashsale.inventory.v1.ReserveRequest
 	(*ReserveResponse)(nil),       // 5: flashsale.inventory.v1.ReserveResponse
-	(*ReleaseRequest)(nil),        // 6: flashsale.inventory.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),       // 7: flashsale.inventory.v1.ReleaseResponse
-	(*ConfirmRequest)(nil),        // 8: flashsale.inventory.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),       // 9: flashsale.inventory.v1.ConfirmResponse
-	(*OrderRef)(nil),              // 10: flashsale.inventory.v1.OrderRef
-	(*MarkOrderedRequest)(nil),    // 11: flashsale.inventory.v1.MarkOrderedRequest
-	(*MarkOrderedResponse)(nil),   // 12: flashsale.inventory.v1.MarkOrderedResponse
-	(*GetStockRequest)(nil),       // 13: flashsale.inventory.v1.GetStockRequest
-	(*GetStockResponse)(nil),      // 14: flashsale.inventory.v1.GetStockResponse
-	(*GetReservationRequest)(nil), // 15: flashsale.inventory.v1.GetReservationRequest
-	(*Reservation)(nil),           // 16: flashsale.inventory.v1.Reservation
-	(*ClaimDueRequest)(nil),       // 17: flashsale.inventory.v1.ClaimDueRequest
-	(*DueEntry)(nil),              // 18: flashsale.inventory.v1.DueEntry
-	(*ClaimDueResponse)(nil),      // 19: flashsale.inventory.v1.ClaimDueResponse
-	(*AckDueRequest)(nil),         // 20: flashsale.inventory.v1.AckDueRequest
-	(*AckDueResponse)(nil),        // 21: flashsale.inventory.v1.AckDueResponse
-	(*RequeueDueRequest)(nil),     // 22: flashsale.inventory.v1.RequeueDueRequest
-	(*RequeueDueResponse)(nil),    // 23: flashsale.inventory.v1.RequeueDueResponse
-	(*RestoreLimitRequest)(nil),   // 24: flashsale.inventory.v1.RestoreLimitRequest
-	(*RestoreLimitResponse)(nil),  // 25: flashsale.inventory.v1.RestoreLimitResponse
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 27: google.protobuf.Duration
+	(*ReserveBatchRequest)(nil),   // 6: flashsale.inventory.v1.ReserveBatchRequest
+	(*ReserveAnswer)(nil),         // 7: flashsale.inventory.v1.ReserveAnswer
+	(*ReserveError)(nil),          // 8: flashsale.inventory.v1.ReserveError
+	(*ReserveBatchResponse)(nil),  // 9: flashsale.inventory.v1.ReserveBatchResponse
+	(*ReleaseRequest)(nil),        // 10: flashsale.inventory.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),       // 11: flashsale.inventory.v1.ReleaseResponse
+	(*ConfirmRequest)(nil),        // 12: flashsale.inventory.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),       // 13: flashsale.inventory.v1.ConfirmResponse
+	(*OrderRef)(nil),              // 14: flashsale.inventory.v1.OrderRef
+	(*MarkOrderedRequest)(nil),    // 15: flashsale.inventory.v1.MarkOrderedRequest
+	(*MarkOrderedResponse)(nil),   // 16: flashsale.inventory.v1.MarkOrderedResponse
+	(*GetStockRequest)(nil),       // 17: flashsale.inventory.v1.GetStockRequest
+	(*GetStockResponse)(nil),      // 18: flashsale.inventory.v1.GetStockResponse
+	(*GetReservationRequest)(nil), // 19: flashsale.inventory.v1.GetReservationRequest
+	(*Reservation)(nil),           // 20: flashsale.inventory.v1.Reservation
+	(*ClaimDueRequest)(nil),       // 21: flashsale.inventory.v1.ClaimDueRequest
+	(*DueEntry)(nil),              // 22: flashsale.inventory.v1.DueEntry
+	(*ClaimDueResponse)(nil),      // 23: flashsale.inventory.v1.ClaimDueResponse
+	(*AckDueRequest)(nil),         // 24: flashsale.inventory.v1.AckDueRequest
+	(*AckDueResponse)(nil),        // 25: flashsale.inventory.v1.AckDueResponse
+	(*RequeueDueRequest)(nil),     // 26: flashsale.inventory.v1.RequeueDueRequest
+	(*RequeueDueResponse)(nil),    // 27: flashsale.inventory.v1.RequeueDueResponse
+	(*RestoreLimitRequest)(nil),   // 28: flashsale.inventory.v1.RestoreLimitRequest
+	(*RestoreLimitResponse)(nil),  // 29: flashsale.inventory.v1.RestoreLimitResponse
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
 }
 var file_inventory_v1_inventory_proto_depIdxs = []int32{
-	26, // 0: flashsale.inventory.v1.ReserveRequest.expires_at:type_name -> google.protobuf.Timestamp
-	10, // 1: flashsale.inventory.v1.MarkOrderedRequest.orders:type_name -> flashsale.inventory.v1.OrderRef
-	0,  // 2: flashsale.inventory.v1.MarkOrderedResponse.outcomes:type_name -> flashsale.inventory.v1.MarkOutcome
-	1,  // 3: flashsale.inventory.v1.Reservation.status:type_name -> flashsale.inventory.v1.ReservationStatus
-	26, // 4: flashsale.inventory.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	26, // 5: flashsale.inventory.v1.ClaimDueRequest.now:type_name -> google.protobuf.Timestamp
-	27, // 6: flashsale.inventory.v1.ClaimDueRequest.lease:type_name -> google.protobuf.Duration
-	26, // 7: flashsale.inventory.v1.DueEntry.due_at:type_name -> google.protobuf.Timestamp
-	26, // 8: flashsale.inventory.v1.DueEntry.lease_until:type_name -> google.protobuf.Timestamp
-	18, // 9: flashsale.inventory.v1.ClaimDueResponse.entries:type_name -> flashsale.inventory.v1.DueEntry
-	18, // 10: flashsale.inventory.v1.AckDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
-	18, // 11: flashsale.inventory.v1.RequeueDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
-	26, // 12: flashsale.inventory.v1.RequeueDueRequest.due_at:type_name -> google.protobuf.Timestamp
-	2,  // 13: flashsale.inventory.v1.InventoryService.Preheat:input_type -> flashsale.inventory.v1.PreheatRequest
-	4,  // 14: flashsale.inventory.v1.InventoryService.Reserve:input_type -> flashsale.inventory.v1.ReserveRequest
-	6,  // 15: flashsale.inventory.v1.InventoryService.Release:input_type -> flashsale.inventory.v1.ReleaseRequest
-	8,  // 16: flashsale.inventory.v1.InventoryService.Confirm:input_type -> flashsale.inventory.v1.ConfirmRequest
-	11, // 17: flashsale.inventory.v1.InventoryService.MarkOrdered:input_type -> flashsale.inventory.v1.MarkOrderedRequest
-	13, // 18: flashsale.inventory.v1.InventoryService.GetStock:input_type -> flashsale.inventory.v1.GetStockRequest
-	15, // 19: flashsale.inventory.v1.InventoryService.GetReservation:input_type -> flashsale.inventory.v1.GetReservationRequest
-	17, // 20: flashsale.inventory.v1.InventoryService.ClaimDue:input_type -> flashsale.inventory.v1.ClaimDueRequest
-	20, // 21: flashsale.inventory.v1.InventoryService.AckDue:input_type -> flashsale.inventory.v1.AckDueRequest
-	22, // 22: flashsale.inventory.v1.InventoryService.RequeueDue:input_type -> flashsale.inventory.v1.RequeueDueRequest
-	24, // 23: flashsale.inventory.v1.InventoryService.RestoreLimit:input_type -> flashsale.inventory.v1.RestoreLimitRequest
-	3,  // 24: flashsale.inventory.v1.InventoryService.Preheat:output_type -> flashsale.inventory.v1.PreheatResponse
-	5,  // 25: flashsale.inventory.v1.InventoryService.Reserve:output_type -> flashsale.inventory.v1.ReserveResponse
-	7,  // 26: flashsale.inventory.v1.InventoryService.Release:output_type -> flashsale.inventory.v1.ReleaseResponse
-	9,  // 27: flashsale.inventory.v1.InventoryService.Confirm:output_type -> flashsale.inventory.v1.ConfirmResponse
-	12, // 28: flashsale.inventory.v1.InventoryService.MarkOrdered:output_type -> flashsale.inventory.v1.MarkOrderedResponse
-	14, // 29: flashsale.inventory.v1.InventoryService.GetStock:output_type -> flashsale.inventory.v1.GetStockResponse
-	16, // 30: flashsale.inventory.v1.InventoryService.GetReservation:output_type -> flashsale.inventory.v1.Reservation
-	19, // 31: flashsale.inventory.v1.InventoryService.ClaimDue:output_type -> flashsale.inventory.v1.ClaimDueResponse
-	21, // 32: flashsale.inventory.v1.InventoryService.AckDue:output_type -> flashsale.inventory.v1.AckDueResponse
-	23, // 33: flashsale.inventory.v1.InventoryService.RequeueDue:output_type -> flashsale.inventory.v1.RequeueDueResponse
-	25, // 34: flashsale.inventory.v1.InventoryService.RestoreLimit:output_type -> flashsale.inventory.v1.RestoreLimitResponse
-	24, // [24:35] is the sub-list for method output_type
-	13, // [13:24] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	30, // 0: flashsale.inventory.v1.ReserveRequest.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 1: flashsale.inventory.v1.ReserveBatchRequest.reservations:type_name -> flashsale.inventory.v1.ReserveRequest
+	5,  // 2: flashsale.inventory.v1.ReserveAnswer.reserved:type_name -> flashsale.inventory.v1.ReserveResponse
+	8,  // 3: flashsale.inventory.v1.ReserveAnswer.error:type_name -> flashsale.inventory.v1.ReserveError
+	7,  // 4: flashsale.inventory.v1.ReserveBatchResponse.answers:type_name -> flashsale.inventory.v1.ReserveAnswer
+	14, // 5: flashsale.inventory.v1.MarkOrderedRequest.orders:type_name -> flashsale.inventory.v1.OrderRef
+	0,  // 6: flashsale.inventory.v1.MarkOrderedResponse.outcomes:type_name -> flashsale.inventory.v1.MarkOutcome
+	1,  // 7: flashsale.inventory.v1.Reservation.status:type_name -> flashsale.inventory.v1.ReservationStatus
+	30, // 8: flashsale.inventory.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	30, // 9: flashsale.inventory.v1.ClaimDueRequest.now:type_name -> google.protobuf.Timestamp
+	31, // 10: flashsale.inventory.v1.ClaimDueRequest.lease:type_name -> google.protobuf.Duration
+	30, // 11: flashsale.inventory.v1.DueEntry.due_at:type_name -> google.protobuf.Timestamp
+	30, // 12: flashsale.inventory.v1.DueEntry.lease_until:type_name -> google.protobuf.Timestamp
+	22, // 13: flashsale.inventory.v1.ClaimDueResponse.entries:type_name -> flashsale.inventory.v1.DueEntry
+	22, // 14: flashsale.inventory.v1.AckDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
+	22, // 15: flashsale.inventory.v1.RequeueDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
+	30, // 16: flashsale.inventory.v1.RequeueDueRequest.due_at:type_name -> google.protobuf.Timestamp
+	2,  // 17: flashsale.inventory.v1.InventoryService.Preheat:input_type -> flashsale.inventory.v1.PreheatRequest
+	4,  // 18: flashsale.inventory.v1.InventoryService.Reserve:input_type -> flashsale.inventory.v1.ReserveRequest
+	6,  // 19: flashsale.inventory.v1.InventoryService.ReserveBatch:input_type -> flashsale.inventory.v1.ReserveBatchRequest
+	10, // 20: flashsale.inventory.v1.InventoryService.Release:input_type -> flashsale.inventory.v1.ReleaseRequest
+	12, // 21: flashsale.inventory.v1.InventoryService.Confirm:input_type -> flashsale.inventory.v1.ConfirmRequest
+	15, // 22: flashsale.inventory.v1.InventoryService.MarkOrdered:input_type -> flashsale.inventory.v1.MarkOrderedRequest
+	17, // 23: flashsale.inventory.v1.InventoryService.GetStock:input_type -> flashsale.inventory.v1.GetStockRequest
+	19, // 24: flashsale.inventory.v1.InventoryService.GetReservation:input_type -> flashsale.inventory.v1.GetReservationRequest
+	21, // 25: flashsale.inventory.v1.InventoryService.ClaimDue:input_type -> flashsale.inventory.v1.ClaimDueRequest
+	24, // 26: flashsale.inventory.v1.InventoryService.AckDue:input_type -> flashsale.inventory.v1.AckDueRequest
+	26, // 27: flashsale.inventory.v1.InventoryService.RequeueDue:input_type -> flashsale.inventory.v1.RequeueDueRequest
+	28, // 28: flashsale.inventory.v1.InventoryService.RestoreLimit:input_type -> flashsale.inventory.v1.RestoreLimitRequest
+	3,  // 29: flashsale.inventory.v1.InventoryService.Preheat:output_type -> flashsale.inventory.v1.PreheatResponse
+	5,  // 30: flashsale.inventory.v1.InventoryService.Reserve:output_type -> flashsale.inventory.v1.ReserveResponse
+	9,  // 31: flashsale.inventory.v1.InventoryService.ReserveBatch:output_type -> flashsale.inventory.v1.ReserveBatchResponse
+	11, // 32: flashsale.inventory.v1.InventoryService.Release:output_type -> flashsale.inventory.v1.ReleaseResponse
+	13, // 33: flashsale.inventory.v1.InventoryService.Confirm:output_type -> flashsale.inventory.v1.ConfirmResponse
+	16, // 34: flashsale.inventory.v1.InventoryService.MarkOrdered:output_type -> flashsale.inventory.v1.MarkOrderedResponse
+	18, // 35: flashsale.inventory.v1.InventoryService.GetStock:output_type -> flashsale.inventory.v1.GetStockResponse
+	20, // 36: flashsale.inventory.v1.InventoryService.GetReservation:output_type -> flashsale.inventory.v1.Reservation
+	23, // 37: flashsale.inventory.v1.InventoryService.ClaimDue:output_type -> flashsale.inventory.v1.ClaimDueResponse
+	25, // 38: flashsale.inventory.v1.InventoryService.AckDue:output_type -> flashsale.inventory.v1.AckDueResponse
+	27, // 39: flashsale.inventory.v1.InventoryService.RequeueDue:output_type -> flashsale.inventory.v1.RequeueDueResponse
+	29, // 40: flashsale.inventory.v1.InventoryService.RestoreLimit:output_type -> flashsale.inventory.v1.RestoreLimitResponse
+	29, // [29:41] is the sub-list for method output_type
+	17, // [17:29] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_inventory_v1_inventory_proto_init() }
@@ -1655,13 +1903,17 @@ func file_inventory_v1_inventory_proto_init() {
 	if File_inventory_v1_inventory_proto != nil {
 		return
 	}
+	file_inventory_v1_inventory_proto_msgTypes[5].OneofWrappers = []any{
+		(*ReserveAnswer_Reserved)(nil),
+		(*ReserveAnswer_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inventory_v1_inventory_proto_rawDesc), len(file_inventory_v1_inventory_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

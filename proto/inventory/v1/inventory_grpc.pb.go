@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	InventoryService_Preheat_FullMethodName        = "/flashsale.inventory.v1.InventoryService/Preheat"
 	InventoryService_Reserve_FullMethodName        = "/flashsale.inventory.v1.InventoryService/Reserve"
+	InventoryService_ReserveBatch_FullMethodName   = "/flashsale.inventory.v1.InventoryService/ReserveBatch"
 	InventoryService_Release_FullMethodName        = "/flashsale.inventory.v1.InventoryService/Release"
 	InventoryService_Confirm_FullMethodName        = "/flashsale.inventory.v1.InventoryService/Confirm"
 	InventoryService_MarkOrdered_FullMethodName    = "/flashsale.inventory.v1.InventoryService/MarkOrdered"
@@ -45,6 +46,12 @@ type InventoryServiceClient interface {
 	// Reserve takes stock for one order: idempotency, per-user limit, stock
 	// check and decrement, reservation record and expiry entry, atomically.
 	Reserve(ctx context.Context, in *ReserveRequest, opts ...grpc.CallOption) (*ReserveResponse, error)
+	// ReserveBatch is Reserve for up to 1000 orders in one call. Each is
+	// decided on its own, exactly as by Reserve, and answered in the order
+	// asked; one failing does not fail the others. The placing service
+	// gathers the buys that arrive while its previous batch is on the wire,
+	// so a spike costs a few calls instead of one per buy.
+	ReserveBatch(ctx context.Context, in *ReserveBatchRequest, opts ...grpc.CallOption) (*ReserveBatchResponse, error)
 	// Release gives a reservation's stock back. Releasing twice is harmless;
 	// releasing a confirmed reservation fails with FAILED_PRECONDITION.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
@@ -102,6 +109,16 @@ func (c *inventoryServiceClient) Reserve(ctx context.Context, in *ReserveRequest
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReserveResponse)
 	err := c.cc.Invoke(ctx, InventoryService_Reserve_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) ReserveBatch(ctx context.Context, in *ReserveBatchRequest, opts ...grpc.CallOption) (*ReserveBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReserveBatchResponse)
+	err := c.cc.Invoke(ctx, InventoryService_ReserveBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -208,6 +225,12 @@ type InventoryServiceServer interface {
 	// Reserve takes stock for one order: idempotency, per-user limit, stock
 	// check and decrement, reservation record and expiry entry, atomically.
 	Reserve(context.Context, *ReserveRequest) (*ReserveResponse, error)
+	// ReserveBatch is Reserve for up to 1000 orders in one call. Each is
+	// decided on its own, exactly as by Reserve, and answered in the order
+	// asked; one failing does not fail the others. The placing service
+	// gathers the buys that arrive while its previous batch is on the wire,
+	// so a spike costs a few calls instead of one per buy.
+	ReserveBatch(context.Context, *ReserveBatchRequest) (*ReserveBatchResponse, error)
 	// Release gives a reservation's stock back. Releasing twice is harmless;
 	// releasing a confirmed reservation fails with FAILED_PRECONDITION.
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
@@ -256,6 +279,9 @@ func (UnimplementedInventoryServiceServer) Preheat(context.Context, *PreheatRequ
 }
 func (UnimplementedInventoryServiceServer) Reserve(context.Context, *ReserveRequest) (*ReserveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Reserve not implemented")
+}
+func (UnimplementedInventoryServiceServer) ReserveBatch(context.Context, *ReserveBatchRequest) (*ReserveBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReserveBatch not implemented")
 }
 func (UnimplementedInventoryServiceServer) Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
@@ -337,6 +363,24 @@ func _InventoryService_Reserve_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(InventoryServiceServer).Reserve(ctx, req.(*ReserveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_ReserveBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReserveBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).ReserveBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_ReserveBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).ReserveBatch(ctx, req.(*ReserveBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -517,6 +561,10 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Reserve",
 			Handler:    _InventoryService_Reserve_Handler,
+		},
+		{
+			MethodName: "ReserveBatch",
+			Handler:    _InventoryService_ReserveBatch_Handler,
 		},
 		{
 			MethodName: "Release",

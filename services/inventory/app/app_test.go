@@ -225,6 +225,71 @@ func TestReserveOverGRPC(t *testing.T) {
 	}
 }
 
+// A batch answers each reservation as Reserve would, at its place: the
+// refusals as the codes Reserve fails with, without failing the others.
+func TestReserveBatchOverGRPC(t *testing.T) {
+	client, _ := MustRun(t)
+	ctx := context.Background()
+	deadline := timestamppb.New(time.Date(2026, 11, 11, 0, 15, 0, 0, time.UTC))
+	const act = 601
+	if _, err := client.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: act, Stock: 2, PerUserLimit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	reservation := func(user, qty, order int64, key string) *inventoryv1.ReserveRequest {
+		return &inventoryv1.ReserveRequest{ActivityId: act, UserId: user, Quantity: qty, OrderId: order, IdempotencyKey: key, ExpiresAt: deadline}
+	}
+	tests := []struct {
+		name     string
+		req      *inventoryv1.ReserveRequest
+		want     *inventoryv1.ReserveResponse // nil when refused
+		wantCode errcode.Code
+	}{
+		{"reserve", reservation(1, 1, 21, "a"), &inventoryv1.ReserveResponse{OrderId: 21, Remaining: 1}, ""},
+		{"replay", reservation(1, 1, 22, "a"), &inventoryv1.ReserveResponse{OrderId: 21, Replayed: true, Remaining: 1}, ""},
+		{"over the limit", reservation(1, 1, 23, "b"), nil, errcode.LimitExceeded},
+		{"invalid quantity", reservation(4, 0, 24, "a"), nil, errcode.InvalidArgument},
+		{"last unit", reservation(2, 1, 25, "a"), &inventoryv1.ReserveResponse{OrderId: 25}, ""},
+		{"sold out", reservation(3, 1, 26, "a"), nil, errcode.SoldOut},
+		{"not preheated", &inventoryv1.ReserveRequest{ActivityId: act + 1, UserId: 1, Quantity: 1, OrderId: 27, IdempotencyKey: "a", ExpiresAt: deadline}, nil, errcode.NotFound},
+	}
+	req := &inventoryv1.ReserveBatchRequest{}
+	for _, tt := range tests {
+		req.Reservations = append(req.Reservations, tt.req)
+	}
+	resp, err := client.ReserveBatch(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetAnswers()) != len(tests) {
+		t.Fatalf("answers: got %d, want %d", len(resp.GetAnswers()), len(tests))
+	}
+	for i, tt := range tests {
+		a := resp.GetAnswers()[i]
+		if tt.want != nil {
+			if !proto.Equal(a.GetReserved(), tt.want) {
+				t.Errorf("%s: got {%v}, want {%v}", tt.name, a, tt.want)
+			}
+			continue
+		}
+		if got := errcode.Code(a.GetError().GetCode()); got != tt.wantCode || a.GetError().GetMessage() == "" {
+			t.Errorf("%s: got {%v}, want code %s with a message", tt.name, a, tt.wantCode)
+		}
+	}
+	if got, err := client.GetStock(ctx, &inventoryv1.GetStockRequest{ActivityId: act}); err != nil || got.GetRemaining() != 0 {
+		t.Errorf("stock after the batch: got %v, %v; want 0 left", got, err)
+	}
+
+	for _, n := range []int{0, 1001} {
+		req := &inventoryv1.ReserveBatchRequest{}
+		for i := range n {
+			req.Reservations = append(req.Reservations, reservation(int64(100+i), 1, int64(1000+i), "a"))
+		}
+		if _, err := client.ReserveBatch(ctx, req); errcode.Of(err) != errcode.InvalidArgument {
+			t.Errorf("batch of %d: got %v, want INVALID_ARGUMENT", n, err)
+		}
+	}
+}
+
 func TestAdminReadyzChecksRedis(t *testing.T) {
 	_, admin := MustRun(t)
 	for _, path := range []string{"/healthz", "/readyz"} {

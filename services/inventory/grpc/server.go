@@ -7,6 +7,7 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/errcode"
@@ -35,6 +36,7 @@ var Errors = errcode.Table{
 type Inventory interface {
 	Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (int64, error)
 	Reserve(ctx context.Context, r inventory.ReserveRequest) (inventory.ReserveResult, error)
+	ReserveBatch(ctx context.Context, rs []inventory.ReserveRequest) ([]inventory.ReserveAnswer, error)
 	Release(ctx context.Context, activityID, orderID int64) (bool, error)
 	ReleaseUnpublished(ctx context.Context, activityID, orderID int64) (bool, error)
 	MarkOrdered(ctx context.Context, refs []inventory.OrderRef) ([]inventory.MarkOutcome, error)
@@ -67,18 +69,52 @@ func (s *Server) Preheat(ctx context.Context, req *inventoryv1.PreheatRequest) (
 
 // Reserve implements inventoryv1.InventoryServiceServer.
 func (s *Server) Reserve(ctx context.Context, req *inventoryv1.ReserveRequest) (*inventoryv1.ReserveResponse, error) {
-	res, err := s.inv.Reserve(ctx, inventory.ReserveRequest{
+	res, err := s.inv.Reserve(ctx, reserveRequestOf(req))
+	if err != nil {
+		return nil, err
+	}
+	return reserveResponseOf(res), nil
+}
+
+// ReserveBatch implements inventoryv1.InventoryServiceServer. Each
+// reservation's refusal travels as the code and message its own Reserve
+// call would have failed with, mapped by the same table.
+func (s *Server) ReserveBatch(ctx context.Context, req *inventoryv1.ReserveBatchRequest) (*inventoryv1.ReserveBatchResponse, error) {
+	rs := make([]inventory.ReserveRequest, len(req.GetReservations()))
+	for i, r := range req.GetReservations() {
+		rs[i] = reserveRequestOf(r)
+	}
+	answers, err := s.inv.ReserveBatch(ctx, rs)
+	if err != nil {
+		return nil, err
+	}
+	out := &inventoryv1.ReserveBatchResponse{Answers: make([]*inventoryv1.ReserveAnswer, len(answers))}
+	for i, a := range answers {
+		if a.Err != nil {
+			st := status.Convert(Errors.Status(a.Err))
+			out.Answers[i] = &inventoryv1.ReserveAnswer{Answer: &inventoryv1.ReserveAnswer_Error{
+				Error: &inventoryv1.ReserveError{Code: string(errcode.Of(st.Err())), Message: st.Message()},
+			}}
+			continue
+		}
+		out.Answers[i] = &inventoryv1.ReserveAnswer{Answer: &inventoryv1.ReserveAnswer_Reserved{Reserved: reserveResponseOf(a.Result)}}
+	}
+	return out, nil
+}
+
+func reserveRequestOf(req *inventoryv1.ReserveRequest) inventory.ReserveRequest {
+	return inventory.ReserveRequest{
 		ActivityID:     req.GetActivityId(),
 		UserID:         req.GetUserId(),
 		Quantity:       req.GetQuantity(),
 		OrderID:        req.GetOrderId(),
 		IdempotencyKey: req.GetIdempotencyKey(),
 		ExpiresAt:      timeOf(req.GetExpiresAt()),
-	})
-	if err != nil {
-		return nil, err
 	}
-	return &inventoryv1.ReserveResponse{OrderId: res.OrderID, Replayed: res.Replayed, Remaining: res.Remaining}, nil
+}
+
+func reserveResponseOf(res inventory.ReserveResult) *inventoryv1.ReserveResponse {
+	return &inventoryv1.ReserveResponse{OrderId: res.OrderID, Replayed: res.Replayed, Remaining: res.Remaining}
 }
 
 // Release implements inventoryv1.InventoryServiceServer. An unpublished

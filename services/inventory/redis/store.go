@@ -156,22 +156,51 @@ func (s *Store) Preheat(ctx context.Context, activityID, stock, perUserLimit int
 // released: callers take a fresh order id for every new attempt. On
 // ErrSoldOut and ErrLimitExceeded the result still carries Remaining.
 func (s *Store) Reserve(ctx context.Context, r inventory.ReserveRequest) (inventory.ReserveResult, error) {
-	reply, err := reserveScript.Run(ctx, s.rdb, ReserveKeys(r.ActivityID, r.OrderID),
-		r.UserID, r.Quantity, r.OrderID, r.IdempotencyKey, r.ExpiresAt.UnixMilli()).Slice()
+	a := answerReserve(r, reserveScript.Run(ctx, s.rdb, ReserveKeys(r.ActivityID, r.OrderID), reserveArgs(r)...))
+	return a.Result, a.Err
+}
+
+// ReserveBatch runs ReserveScript for every request of rs in one pipeline
+// (one round trip; on Redis Cluster, one per node) and answers each as
+// Reserve would, in the order of rs. Each script is atomic on its own, so
+// a batch decides exactly what the same requests sent one by one in that
+// order would.
+func (s *Store) ReserveBatch(ctx context.Context, rs []inventory.ReserveRequest) ([]inventory.ReserveAnswer, error) {
+	cmds, err := s.evalEach(ctx, reserveScript, len(rs), func(i int) ([]string, []any) {
+		return ReserveKeys(rs[i].ActivityID, rs[i].OrderID), reserveArgs(rs[i])
+	})
 	if err != nil {
-		return inventory.ReserveResult{}, fmt.Errorf("reserve activity %d order %d: %w", r.ActivityID, r.OrderID, err)
+		return nil, fmt.Errorf("reserve %d orders: %w", len(rs), err)
+	}
+	answers := make([]inventory.ReserveAnswer, len(rs))
+	for i, cmd := range cmds {
+		answers[i] = answerReserve(rs[i], cmd)
+	}
+	return answers, nil
+}
+
+// reserveArgs are ReserveScript's ARGV for r.
+func reserveArgs(r inventory.ReserveRequest) []any {
+	return []any{r.UserID, r.Quantity, r.OrderID, r.IdempotencyKey, r.ExpiresAt.UnixMilli()}
+}
+
+// answerReserve reads ReserveScript's reply to r.
+func answerReserve(r inventory.ReserveRequest, cmd *goredis.Cmd) inventory.ReserveAnswer {
+	reply, err := cmd.Slice()
+	if err != nil {
+		return inventory.ReserveAnswer{Err: fmt.Errorf("reserve activity %d order %d: %w", r.ActivityID, r.OrderID, err)}
 	}
 	outcome, orderID, remaining, err := parseReserveReply(reply)
 	if err != nil {
-		return inventory.ReserveResult{}, fmt.Errorf("reserve activity %d order %d: %w", r.ActivityID, r.OrderID, err)
+		return inventory.ReserveAnswer{Err: fmt.Errorf("reserve activity %d order %d: %w", r.ActivityID, r.OrderID, err)}
 	}
 	res := inventory.ReserveResult{OrderID: orderID, Remaining: remaining}
 	switch outcome {
 	case "RESERVED":
-		return res, nil
+		return inventory.ReserveAnswer{Result: res}
 	case "REPLAYED":
 		res.Replayed = true
-		return res, nil
+		return inventory.ReserveAnswer{Result: res}
 	case "NOT_PREHEATED":
 		err = inventory.ErrNotPreheated
 	case "LIMIT_EXCEEDED":
@@ -181,7 +210,7 @@ func (s *Store) Reserve(ctx context.Context, r inventory.ReserveRequest) (invent
 	default:
 		err = fmt.Errorf("unexpected outcome %q", outcome)
 	}
-	return res, fmt.Errorf("reserve activity %d user %d: %w", r.ActivityID, r.UserID, err)
+	return inventory.ReserveAnswer{Result: res, Err: fmt.Errorf("reserve activity %d user %d: %w", r.ActivityID, r.UserID, err)}
 }
 
 func parseReserveReply(reply []any) (outcome string, orderID, remaining int64, err error) {
@@ -250,17 +279,11 @@ func (s *Store) release(ctx context.Context, activityID, orderID int64, unpublis
 
 // MarkOrdered runs the mark script for every order of refs in one
 // pipeline (one round trip; on Redis Cluster, one per node) and returns
-// the outcomes in the order of refs. The script is sent by SHA; when Redis
-// has lost it (a restart, SCRIPT FLUSH) it is loaded and the whole batch
-// runs again, which marking's idempotency makes harmless.
+// the outcomes in the order of refs.
 func (s *Store) MarkOrdered(ctx context.Context, refs []inventory.OrderRef) ([]inventory.MarkOutcome, error) {
-	cmds, err := s.markPipeline(ctx, refs)
-	if goredis.HasErrorPrefix(err, "NOSCRIPT") {
-		if err := markOrderedScript.Load(ctx, s.rdb).Err(); err != nil {
-			return nil, fmt.Errorf("mark %d orders: load script: %w", len(refs), err)
-		}
-		cmds, err = s.markPipeline(ctx, refs)
-	}
+	cmds, err := s.evalEach(ctx, markOrderedScript, len(refs), func(i int) ([]string, []any) {
+		return []string{keysOf(refs[i].ActivityID).reservation(refs[i].OrderID)}, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("mark %d orders: %w", len(refs), err)
 	}
@@ -279,17 +302,50 @@ func (s *Store) MarkOrdered(ctx context.Context, refs []inventory.OrderRef) ([]i
 	return outcomes, nil
 }
 
-// markPipeline sends one EVALSHA of the mark script per order. The error is
-// the first failed command's.
-func (s *Store) markPipeline(ctx context.Context, refs []inventory.OrderRef) ([]*goredis.Cmd, error) {
-	cmds := make([]*goredis.Cmd, len(refs))
-	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for i, r := range refs {
-			cmds[i] = markOrderedScript.EvalSha(ctx, p, []string{keysOf(r.ActivityID).reservation(r.OrderID)})
+// evalEach runs script n times in one pipeline, the i-th time with the
+// keys and arguments call(i) gives, and returns the commands to read the
+// replies from, in order. Scripts go by SHA; the calls that Redis answers
+// NOSCRIPT (it lost the script: a restart, SCRIPT FLUSH, a failover) did
+// not run, so the script is loaded and only those are sent again.
+func (s *Store) evalEach(ctx context.Context, script *goredis.Script, n int, call func(i int) ([]string, []any)) ([]*goredis.Cmd, error) {
+	cmds := make([]*goredis.Cmd, n)
+	send := func(indexes []int) error {
+		_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for _, i := range indexes {
+				keys, args := call(i)
+				cmds[i] = script.EvalSha(ctx, p, keys, args...)
+			}
+			return nil
+		})
+		return err
+	}
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	_ = send(all) // each command holds its own error, read below
+	var again []int
+	for i, cmd := range cmds {
+		if goredis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			again = append(again, i)
 		}
-		return nil
-	})
-	return cmds, err
+	}
+	if len(again) > 0 {
+		if err := script.Load(ctx, s.rdb).Err(); err != nil {
+			return nil, fmt.Errorf("load script: %w", err)
+		}
+		_ = send(again)
+	}
+	// A reply error (a script that failed) belongs to its call; any other
+	// error (a lost connection, the context) means the pipeline as a whole
+	// may not have run, which the caller must hear as such.
+	for _, cmd := range cmds {
+		var reply goredis.Error
+		if err := cmd.Err(); err != nil && !errors.As(err, &reply) {
+			return nil, err
+		}
+	}
+	return cmds, nil
 }
 
 // Confirm marks a reserved order as paid and takes it off the expiry queue.

@@ -223,6 +223,42 @@ func TestMarkOrderedLoadsAFlushedScriptOnEveryNode(t *testing.T) {
 	}
 }
 
+// A primary that lost the script (a restart, a failover) answers NOSCRIPT
+// to the calls of a batch sent to it, and those did not run; the calls
+// that went to the other primaries did. Only the lost ones are sent
+// again, so every reservation is answered as fresh, none as a replay of
+// itself.
+func TestReserveBatchLoadsAScriptOneNodeLost(t *testing.T) {
+	cc := stack.RedisClusterClient(t)
+	s := invredis.NewStore(cc)
+	ctx := context.Background()
+	acts := activitiesOnEveryNode(t, cc, 1)
+	var reqs []inventory.ReserveRequest
+	for i, act := range acts {
+		if _, err := s.Preheat(ctx, act, 5, 1); err != nil {
+			t.Fatal(err)
+		}
+		MustReserve(t, s, request(act, 1, 1, 1, "k")) // every primary has the script now
+		reqs = append(reqs, request(act, 2, 1, int64(100+i), "k"))
+	}
+	lost, err := cc.MasterForKey(ctx, "{act:"+strconv.FormatInt(acts[0], 10)+"}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lost.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	answers, err := s.ReserveBatch(ctx, reqs)
+	if err != nil {
+		t.Fatalf("batch after one primary lost the script: %v", err)
+	}
+	for i, a := range answers {
+		if a.Err != nil || a.Result.Replayed || a.Result.OrderID != reqs[i].OrderID || a.Result.Remaining != 3 {
+			t.Errorf("reserve %+v: got %+v, %v; want a fresh reservation of order %d with 3 left", reqs[i], a.Result, a.Err, reqs[i].OrderID)
+		}
+	}
+}
+
 // Thousands of concurrent buyers over activities on every primary: no
 // activity sells more than its stock, none is left unsold while buyers
 // remain, and no buyer holds more than the limit. The same run on one
@@ -230,21 +266,27 @@ func TestMarkOrderedLoadsAFlushedScriptOnEveryNode(t *testing.T) {
 func TestConcurrentBuyersOverEveryNodeNeverOversell(t *testing.T) {
 	for _, b := range MustBackends(t) {
 		faces := []struct {
-			name string
-			rdb  goredis.Cmdable
-		}{{b.name, b.rdb}, {b.name + " coalesced", redisclient.Coalesced(b.rdb)}}
+			name  string
+			rdb   goredis.Cmdable
+			batch int // reserveAtOnce's
+		}{
+			{b.name, b.rdb, 0},
+			{b.name + " coalesced", redisclient.Coalesced(b.rdb), 0},
+			{b.name + " batched", b.rdb, 40},
+		}
 		for _, face := range faces {
 			t.Run(face.name, func(t *testing.T) {
 				acts := activitiesOnEveryNode(t, stack.RedisClusterClient(t), 2)
-				testBuyersOverEveryNode(t, invredis.NewStore(face.rdb), b.rdb, acts)
+				testBuyersOverEveryNode(t, invredis.NewStore(face.rdb), b.rdb, acts, face.batch)
 			})
 		}
 	}
 }
 
 // testBuyersOverEveryNode runs the stampede through s; rdb is the plain
-// client under it, for reading the store's state afterwards.
-func testBuyersOverEveryNode(t *testing.T, s *invredis.Store, rdb goredis.UniversalClient, acts []int64) {
+// client under it, for reading the store's state afterwards, and batch
+// is reserveAtOnce's.
+func testBuyersOverEveryNode(t *testing.T, s *invredis.Store, rdb goredis.UniversalClient, acts []int64, batch int) {
 	const (
 		stock  = 150
 		limit  = 2
@@ -263,7 +305,7 @@ func testBuyersOverEveryNode(t *testing.T, s *invredis.Store, rdb goredis.Univer
 		act := acts[rng.IntN(len(acts))]
 		reqs[i] = request(act, 1+rng.Int64N(users), 1+rng.Int64N(limit), int64(i+1), "k"+strconv.Itoa(i))
 	}
-	results, errs := reserveAtOnce(ctx, s, reqs)
+	results, errs := reserveAtOnce(ctx, s, reqs, batch)
 
 	sold := map[int64]int64{}          // activity -> units reserved
 	held := map[string]int64{}         // "activity:user" -> units

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
@@ -92,16 +93,33 @@ func MustStock(tb testing.TB, s *invredis.Store, activity int64) int64 {
 
 // reserveAtOnce sends every request from a goroutine of its own, all
 // released together so they race, and returns the answers in the order
-// of reqs.
-func reserveAtOnce(ctx context.Context, s *invredis.Store, reqs []inventory.ReserveRequest) ([]inventory.ReserveResult, []error) {
+// of reqs. With batch > 0 the requests go in ReserveBatch calls of that
+// many instead, each call from a goroutine of its own.
+func reserveAtOnce(ctx context.Context, s *invredis.Store, reqs []inventory.ReserveRequest, batch int) ([]inventory.ReserveResult, []error) {
 	results := make([]inventory.ReserveResult, len(reqs))
 	errs := make([]error, len(reqs))
 	start := make(chan struct{})
 	var wg sync.WaitGroup
-	for i, r := range reqs {
+	if batch == 0 {
+		for i, r := range reqs {
+			wg.Go(func() {
+				<-start
+				results[i], errs[i] = s.Reserve(ctx, r)
+			})
+		}
+	}
+	for first := 0; batch > 0 && first < len(reqs); first += batch {
+		last := min(first+batch, len(reqs))
 		wg.Go(func() {
 			<-start
-			results[i], errs[i] = s.Reserve(ctx, r)
+			answers, err := s.ReserveBatch(ctx, reqs[first:last])
+			for i := first; i < last; i++ {
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				results[i], errs[i] = answers[i-first].Result, answers[i-first].Err
+			}
 		})
 	}
 	close(start)
@@ -266,26 +284,56 @@ func TestReserveRules(t *testing.T) {
 	}
 	s, _ := MustStore(t)
 	ctx := context.Background()
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			act := MustPreheat(t, s, tt.stock, tt.limit)
-			for _, b := range tt.before {
-				b.ActivityID = act
+	// Each case runs twice: one Reserve after another, and as one
+	// ReserveBatch of the earlier requests and the one under test, which
+	// must decide each exactly as the calls in that order would.
+	modes := []struct {
+		name string
+		run  func(t *testing.T, before []inventory.ReserveRequest, req inventory.ReserveRequest) (inventory.ReserveResult, error)
+	}{
+		{"one by one", func(t *testing.T, before []inventory.ReserveRequest, req inventory.ReserveRequest) (inventory.ReserveResult, error) {
+			for _, b := range before {
 				MustReserve(t, s, b)
 			}
-			res, err := s.Reserve(ctx, tt.req(act))
-			got := want{err: err, orderID: res.OrderID, replayed: res.Replayed, remaining: res.Remaining}
-			if !errors.Is(err, tt.want.err) || (tt.want.err == nil && err != nil) {
-				t.Fatalf("err: got %v, want %v", err, tt.want.err)
+			return s.Reserve(ctx, req)
+		}},
+		{"in one batch", func(t *testing.T, before []inventory.ReserveRequest, req inventory.ReserveRequest) (inventory.ReserveResult, error) {
+			answers, err := s.ReserveBatch(ctx, append(before, req))
+			if err != nil {
+				t.Fatalf("batch: %v", err)
 			}
-			got.err = tt.want.err
-			if got != tt.want {
-				t.Errorf("result: got %+v, want %+v", got, tt.want)
+			for i, a := range answers[:len(before)] {
+				if a.Err != nil {
+					t.Fatalf("earlier request %+v in the batch: %v", before[i], a.Err)
+				}
 			}
-			if stock := MustStock(t, s, act); stock != tt.wantStock {
-				t.Errorf("stock: got %d, want %d", stock, tt.wantStock)
-			}
-		})
+			last := answers[len(before)]
+			return last.Result, last.Err
+		}},
+	}
+	for _, mode := range modes {
+		for _, tt := range tests {
+			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
+				act := MustPreheat(t, s, tt.stock, tt.limit)
+				before := make([]inventory.ReserveRequest, len(tt.before))
+				for i, b := range tt.before {
+					b.ActivityID = act
+					before[i] = b
+				}
+				res, err := mode.run(t, before, tt.req(act))
+				got := want{err: err, orderID: res.OrderID, replayed: res.Replayed, remaining: res.Remaining}
+				if !errors.Is(err, tt.want.err) || (tt.want.err == nil && err != nil) {
+					t.Fatalf("err: got %v, want %v", err, tt.want.err)
+				}
+				got.err = tt.want.err
+				if got != tt.want {
+					t.Errorf("result: got %+v, want %+v", got, tt.want)
+				}
+				if stock := MustStock(t, s, act); stock != tt.wantStock {
+					t.Errorf("stock: got %d, want %d", stock, tt.wantStock)
+				}
+			})
+		}
 	}
 }
 
@@ -633,6 +681,25 @@ func TestScriptsRunBySHA(t *testing.T) {
 	}
 }
 
+// A batch that cannot reach Redis fails as a whole: no answer may read
+// as a refusal (SOLD_OUT) when nothing was decided.
+func TestReserveBatchWithoutRedisFailsAsAWhole(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nothing listens there now
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	answers, err := invredis.NewStore(rdb).ReserveBatch(context.Background(), []inventory.ReserveRequest{
+		request(1, 1, 1, 1, "a"), request(1, 2, 1, 2, "b"),
+	})
+	if err == nil || answers != nil {
+		t.Fatalf("batch without Redis: got %+v, %v; want no answers and an error", answers, err)
+	}
+}
+
 // pipelineSizes records the length of every pipeline a client sends.
 type pipelineSizes struct {
 	mu    sync.Mutex
@@ -664,20 +731,27 @@ func (p *pipelineSizes) largest() int {
 func TestReserveConcurrentBuyersNeverOversell(t *testing.T) {
 	t.Run("plain", func(t *testing.T) {
 		s, rdb := MustStore(t)
-		testStampede(t, s, rdb)
+		testStampede(t, s, rdb, 0)
 	})
 	t.Run("coalesced", func(t *testing.T) {
 		_, rdb := MustStore(t)
 		var sizes pipelineSizes
 		rdb.AddHook(&sizes)
-		testStampede(t, invredis.NewStore(redisclient.Coalesced(rdb)), rdb)
+		testStampede(t, invredis.NewStore(redisclient.Coalesced(rdb)), rdb, 0)
 		if got := sizes.largest(); got < 2 {
 			t.Errorf("largest pipeline of 5,000 concurrent reserves: got %d commands, want several", got)
 		}
 	})
+	// Batches of 50 racing each other, as the order service sends them.
+	t.Run("batched", func(t *testing.T) {
+		s, rdb := MustStore(t)
+		testStampede(t, s, rdb, 50)
+	})
 }
 
-func testStampede(t *testing.T, s *invredis.Store, rdb *goredis.Client) {
+// testStampede races 5,000 requests for 1,000 units; batch is
+// reserveAtOnce's.
+func testStampede(t *testing.T, s *invredis.Store, rdb *goredis.Client, batch int) {
 	const (
 		stock   = 1000
 		users   = 3000
@@ -705,7 +779,7 @@ func testStampede(t *testing.T, s *invredis.Store, rdb *goredis.Client) {
 	// of starting after them.
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
 
-	results, errs := reserveAtOnce(ctx, s, reqs)
+	results, errs := reserveAtOnce(ctx, s, reqs, batch)
 
 	fresh := map[int64]int{}       // user -> fresh reservations
 	orders := map[string][]int64{} // "user:key" -> order ids answered
