@@ -138,7 +138,7 @@ func TestOneTraceFromGatewayThroughKafkaToTheConsumer(t *testing.T) {
 		{"POST /api/v1/seckill/orders", trace.SpanKindServer},
 		{"flashsale.order.v1.OrderService/PlaceSeckillOrder", trace.SpanKindClient},
 		{"flashsale.order.v1.OrderService/PlaceSeckillOrder", trace.SpanKindServer},
-		{"flashsale.inventory.v1.InventoryService/Reserve", trace.SpanKindServer},
+		{"inventory reserve", trace.SpanKindClient},
 		{"orders.placed process", trace.SpanKindConsumer},
 	}
 	for _, w := range want {
@@ -149,6 +149,31 @@ func TestOneTraceFromGatewayThroughKafkaToTheConsumer(t *testing.T) {
 		if !found {
 			t.Errorf("the trace lacks %s span %q; it has: %s", w.kind, w.name, names(inTrace))
 		}
+	}
+	// Reservations travel in batches that serve many buys: the batch's
+	// span, in a trace of its own, links to the buy's reserve span, and
+	// the inventory's server span of the batch hangs under it.
+	var reserve trace.SpanContext
+	for _, s := range inTrace {
+		if s.Name == "inventory reserve" {
+			reserve = s.SpanContext
+		}
+	}
+	var batch trace.SpanContext
+	for _, s := range exp.GetSpans() {
+		for _, l := range s.Links {
+			if s.Name == "inventory reserve batch" && reserve.IsValid() && l.SpanContext.SpanID() == reserve.SpanID() {
+				batch = s.SpanContext
+			}
+		}
+	}
+	served := false
+	for _, s := range exp.GetSpans() {
+		served = served || (batch.IsValid() && s.SpanContext.TraceID() == batch.TraceID() &&
+			s.Name == "flashsale.inventory.v1.InventoryService/ReserveBatch" && s.SpanKind == trace.SpanKindServer)
+	}
+	if !served {
+		t.Errorf("no inventory ReserveBatch server span in a batch trace linked to the buy's reserve span; spans: %s", names(exp.GetSpans()))
 	}
 	// The consumer's span hangs under order's server span (through the
 	// Kafka headers), and links to the batch span in a trace of its own.

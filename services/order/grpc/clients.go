@@ -55,17 +55,20 @@ var (
 
 // Inventory implements order.Inventory with the inventory service.
 type Inventory struct {
-	c inventoryv1.InventoryServiceClient
+	c        inventoryv1.InventoryServiceClient
+	reserves *reserveBatcher
 }
 
 // NewInventory returns a client on cc.
 func NewInventory(cc grpc.ClientConnInterface) *Inventory {
-	return &Inventory{c: inventoryv1.NewInventoryServiceClient(cc)}
+	c := inventoryv1.NewInventoryServiceClient(cc)
+	return &Inventory{c: c, reserves: newReserveBatcher(c)}
 }
 
-// Reserve takes stock for one order.
+// Reserve takes stock for one order. Concurrent reservations travel
+// together in ReserveBatch calls (reserve_batch.go).
 func (i *Inventory) Reserve(ctx context.Context, r order.Reservation) (order.Reserved, error) {
-	resp, err := i.c.Reserve(ctx, &inventoryv1.ReserveRequest{
+	resp, err := i.reserves.reserve(ctx, &inventoryv1.ReserveRequest{
 		ActivityId: r.ActivityID, UserId: r.UserID, Quantity: r.Quantity,
 		OrderId: r.OrderID, IdempotencyKey: r.IdempotencyKey, ExpiresAt: timestamppb.New(r.ExpiresAt),
 	})

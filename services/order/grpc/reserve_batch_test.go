@@ -1,0 +1,213 @@
+package grpc_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/rpc"
+	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	"github.com/flashsale/flashsale/services/order"
+	ordergrpc "github.com/flashsale/flashsale/services/order/grpc"
+	"github.com/flashsale/flashsale/services/order/internal/servicetest"
+)
+
+var stack *localstack.Stack
+
+func TestMain(m *testing.M) {
+	localstack.RunTests(m, localstack.Config{}, func(s *localstack.Stack) { stack = s })
+}
+
+// nextActivity gives every test an activity of its own on the shared
+// Redis.
+var nextActivity atomic.Int64
+
+func init() { nextActivity.Store(time.Now().UnixMicro()) }
+
+// batchWatch sees every ReserveBatch the client sends and can hold them
+// back: while gate is open (nil) calls pass at once; a test closes the
+// gate to keep the batcher's slots busy.
+type batchWatch struct {
+	mu      sync.Mutex
+	calls   int
+	largest int
+	gate    chan struct{} // calls wait for it to be closed, when set
+	held    chan struct{} // receives once per call that is waiting at the gate
+	fail    error         // answered instead of sending, when set
+}
+
+func (w *batchWatch) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	batch, ok := req.(*inventoryv1.ReserveBatchRequest)
+	if !ok {
+		return invoke(ctx, method, req, reply, cc, opts...)
+	}
+	w.mu.Lock()
+	w.calls++
+	w.largest = max(w.largest, len(batch.GetReservations()))
+	gate, held, fail := w.gate, w.held, w.fail
+	w.mu.Unlock()
+	if gate != nil {
+		held <- struct{}{}
+		<-gate
+	}
+	if fail != nil {
+		return fail
+	}
+	return invoke(ctx, method, req, reply, cc, opts...)
+}
+
+// MustInventory runs the real inventory service and returns the order
+// service's client of it, whose ReserveBatch calls w sees, and a plain
+// client for checking the inventory's state.
+func MustInventory(tb testing.TB, w *batchWatch) (*ordergrpc.Inventory, inventoryv1.InventoryServiceClient) {
+	tb.Helper()
+	addr := servicetest.MustInventory(tb, stack.RedisAddr)
+	cc, err := rpc.Dial(addr, grpc.WithChainUnaryInterceptor(w.intercept))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	return ordergrpc.NewInventory(cc), inventoryv1.NewInventoryServiceClient(servicetest.MustDial(tb, addr))
+}
+
+// MustPreheat preheats a fresh activity and returns its id.
+func MustPreheat(tb testing.TB, inv inventoryv1.InventoryServiceClient, stock, limit int64) int64 {
+	tb.Helper()
+	id := nextActivity.Add(1)
+	if _, err := inv.Preheat(context.Background(), &inventoryv1.PreheatRequest{ActivityId: id, Stock: stock, PerUserLimit: limit}); err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+func reservation(activity, user, orderID int64) order.Reservation {
+	return order.Reservation{ActivityID: activity, UserID: user, Quantity: 1, OrderID: orderID,
+		IdempotencyKey: "k", ExpiresAt: time.Now().Add(15 * time.Minute)}
+}
+
+// A stampede of buys shares calls, and each buy still gets its own
+// answer: the stock's worth of fresh reservations under their own order
+// ids, the rest sold out, nothing oversold.
+func TestConcurrentReservesShareBatches(t *testing.T) {
+	var w batchWatch
+	inv, raw := MustInventory(t, &w)
+	const stock, buyers = 300, 2000
+	act := MustPreheat(t, raw, stock, 1)
+
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	results := make([]order.Reserved, buyers)
+	errs := make([]error, buyers)
+	for i := range buyers {
+		wg.Go(func() {
+			<-start
+			results[i], errs[i] = inv.Reserve(context.Background(), reservation(act, int64(i+1), int64(1_000_000+i)))
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	reserved := 0
+	for i := range buyers {
+		switch {
+		case errs[i] == nil:
+			reserved++
+			if results[i].OrderID != int64(1_000_000+i) || results[i].Replayed {
+				t.Errorf("buyer %d: got %+v, want a fresh reservation of its own order", i+1, results[i])
+			}
+		case !errors.Is(errs[i], order.ErrSoldOut):
+			t.Fatalf("buyer %d: %v", i+1, errs[i])
+		}
+	}
+	if reserved != stock {
+		t.Errorf("reserved: got %d, want %d", reserved, stock)
+	}
+	left, err := raw.GetStock(context.Background(), &inventoryv1.GetStockRequest{ActivityId: act})
+	if err != nil || left.GetRemaining() != 0 {
+		t.Errorf("stock left: got %v, %v; want 0", left, err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.calls >= buyers || w.largest < 2 {
+		t.Errorf("%d buys went in %d calls, the largest of %d; want them to share calls", buyers, w.calls, w.largest)
+	}
+}
+
+// A buy whose caller gives up while it waits for a free slot is never
+// sent, so nothing is reserved for an order its caller has already
+// given back; the buys on the wire are answered as usual.
+func TestReserveGivenUpBeforeItsBatchLeftIsNeverSent(t *testing.T) {
+	w := batchWatch{gate: make(chan struct{}), held: make(chan struct{})}
+	inv, raw := MustInventory(t, &w)
+	act := MustPreheat(t, raw, 10, 1)
+	ctx := context.Background()
+
+	// Two buys take both slots and are held on the wire.
+	onWire := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			_, err := inv.Reserve(ctx, reservation(act, int64(i+1), int64(100+i)))
+			onWire <- err
+		}()
+		<-w.held
+	}
+	// A third waits for a slot, and its caller gives up.
+	gone, giveUp := context.WithCancel(ctx)
+	third := make(chan error, 1)
+	go func() {
+		_, err := inv.Reserve(gone, reservation(act, 3, 102))
+		third <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let it queue; it must not leave
+	giveUp()
+	if err := <-third; !errors.Is(err, order.ErrUnavailable) {
+		t.Fatalf("buy given up: got %v, want ErrUnavailable", err)
+	}
+
+	w.mu.Lock()
+	gate := w.gate
+	w.gate = nil
+	w.mu.Unlock()
+	close(gate)
+	for range 2 {
+		if err := <-onWire; err != nil {
+			t.Errorf("buy on the wire: %v", err)
+		}
+	}
+	_, err := raw.GetReservation(ctx, &inventoryv1.GetReservationRequest{ActivityId: act, OrderId: 102})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("reservation of the buy given up: got %v, want NOT_FOUND (never sent)", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.calls != 2 {
+		t.Errorf("ReserveBatch calls: got %d, want 2 (the given-up buy never leaves)", w.calls)
+	}
+}
+
+// When the call fails as a whole, every buy in it hears the failure as
+// one that may or may not have reserved (so the order service releases
+// it), never as a refusal.
+func TestFailedBatchFailsEveryBuyInIt(t *testing.T) {
+	w := batchWatch{fail: status.Error(codes.Unavailable, "connection reset")}
+	inv, raw := MustInventory(t, &w)
+	act := MustPreheat(t, raw, 10, 1)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			_, err := inv.Reserve(context.Background(), reservation(act, int64(i+1), int64(200+i)))
+			if !errors.Is(err, order.ErrUnavailable) {
+				t.Errorf("buy %d in a failed call: got %v, want ErrUnavailable", i+1, err)
+			}
+		})
+	}
+	wg.Wait()
+}
