@@ -253,15 +253,33 @@ func TestReplayAuditPasses(t *testing.T) {
 	}
 	cl := loadtest.NewClient(platform.GatewayURL, 64)
 	dir := t.TempDir()
+	var ended *loadtest.ReplayResult
 	res, ok, err := loadtest.RunSession(ctx, loadtest.SessionConfig{
 		Scenario: sc, Client: cl, Target: platform.GatewayURL, OutDir: dir, Out: io.Discard,
 		Orders: mustPool(t, local.DBOrders), Payments: mustPool(t, local.DBPayment), SimulatorURL: platform.ChannelsURL,
 		Drained: func(ctx context.Context) error {
 			return loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, time.Minute)
 		},
+		AroundReplay: func() func(*loadtest.ReplayResult) {
+			return func(res *loadtest.ReplayResult) { ended = res }
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ended != res {
+		t.Error("AroundReplay's end was not handed the session's result")
+	}
+	// The answered buys, counted by second, are the buys of every
+	// outcome but rate-limited and failed, counted by outcome.
+	var answered int64
+	for _, e := range res.Endpoints {
+		if e.Endpoint == loadtest.EndpointSeckill && e.Outcome != string(loadtest.RateLimited) && e.Outcome != string(loadtest.Failed) {
+			answered += e.Count
+		}
+	}
+	if got := res.SeckillAnswered(); got == 0 || int64(got) != answered {
+		t.Errorf("answered buys: got %d, want %d (and some)", got, answered)
 	}
 	for _, c := range res.Checks {
 		if !c.OK {

@@ -130,6 +130,17 @@ type ReplayResult struct {
 	trails    map[string]*trail
 }
 
+// SeckillAnswered is how many flash-sale buys the platform answered:
+// every outcome but rate-limited and failed, as the capacity figure
+// counts them.
+func (r *ReplayResult) SeckillAnswered() int {
+	n := 0
+	for _, s := range r.Seconds {
+		n += s.SeckillAnswered
+	}
+	return n
+}
+
 // replay is one run in progress.
 type replay struct {
 	sc       *Scenario

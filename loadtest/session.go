@@ -34,8 +34,10 @@ type SessionConfig struct {
 	RedisAddr string
 	// AroundReplay, when set, is called as the replay starts; the func it
 	// returns is called as the replay ends, before the drain and the
-	// audit (the demo profiles the spike alone this way).
-	AroundReplay func() (end func())
+	// audit, with the replay's result (nil when the replay could not
+	// start). The demo profiles the spike alone this way, and charges
+	// the CPU it took to the answered buys.
+	AroundReplay func() (end func(*ReplayResult))
 	// OutDir receives report.json and report.html.
 	OutDir string
 	Out    io.Writer
@@ -54,12 +56,12 @@ func RunSession(ctx context.Context, cfg SessionConfig) (res *ReplayResult, ok b
 	if cfg.SimulatorURL != "" {
 		opts.Simulator = NewClient(cfg.SimulatorURL, 4)
 	}
-	end := func() {}
+	end := func(*ReplayResult) {}
 	if cfg.AroundReplay != nil {
 		end = cfg.AroundReplay()
 	}
 	res, err = RunReplay(ctx, cfg.Client, cfg.Scenario, opts)
-	end()
+	end(res)
 	if err != nil {
 		return nil, false, err
 	}

@@ -8,12 +8,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -64,10 +66,11 @@ func realMain() {
 }
 
 // measureReplay returns the session's AroundReplay: it prints the CPU
-// time this process (every service and the load generator; Redis and
-// Postgres are child processes outside it) spent during the replay and,
-// with a profile path, writes a CPU profile of the replay alone.
-func measureReplay(profilePath string) (func() (end func()), error) {
+// time used during the replay by this process (every service and the load
+// generator) and by the stack's Redis and Postgres, which are child
+// processes outside it, and what each took per answered buy. With a
+// profile path it also writes a CPU profile of the replay alone.
+func measureReplay(profilePath string, stack *localstack.Stack) (func() (end func(*loadtest.ReplayResult)), error) {
 	var f *os.File
 	if profilePath != "" {
 		var err error
@@ -75,23 +78,76 @@ func measureReplay(profilePath string) (func() (end func()), error) {
 			return nil, err
 		}
 	}
-	return func() (end func()) {
+	return func() (end func(*loadtest.ReplayResult)) {
 		if f != nil {
 			if err := pprof.StartCPUProfile(f); err != nil {
 				fmt.Fprintln(os.Stderr, "demo: cpu profile:", err)
 			}
 		}
+		serversBefore, serversErr := stack.ServerCPU()
 		before, start := cpuTime(), time.Now()
-		return func() {
+		return func(res *loadtest.ReplayResult) {
 			used, wall := cpuTime()-before, time.Since(start)
+			servers, err := stack.ServerCPU()
 			if f != nil {
 				pprof.StopCPUProfile()
 				f.Close()
 			}
-			fmt.Printf("\nCPU of the platform process during the replay: %s in %s of wall time (%.2f cores)\n",
-				used.Round(time.Millisecond), wall.Round(time.Millisecond), used.Seconds()/wall.Seconds())
+			parts := []cpuPart{{"platform process", used}}
+			if err = errors.Join(serversErr, err); err == nil {
+				d := servers.Sub(serversBefore)
+				parts = append(parts, cpuPart{"redis-server", d.Redis}, cpuPart{"postgres", d.Postgres})
+			}
+			buys := 0
+			if res != nil {
+				buys = res.SeckillAnswered()
+			}
+			fmt.Printf("\n%s\n", cpuLine(wall, parts, buys))
+			if err != nil {
+				fmt.Printf("Redis and Postgres CPU not measured: %v\n", err)
+			}
 		}
 	}, nil
+}
+
+// cpuPart is the CPU time one part of the platform used.
+type cpuPart struct {
+	name string
+	used time.Duration
+}
+
+// cpuLine says what each part used in wall time and in cores and, when
+// buys were answered, per answered buy. The replay's setup (signing the
+// buyers in, creating the catalog) and its other requests (browsing,
+// checkouts, payments) are charged to the buys too, so the figure per buy
+// is an upper bound, close for a scenario of buys alone.
+func cpuLine(wall time.Duration, parts []cpuPart, buys int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CPU during the replay (%.1f s):", wall.Seconds())
+	for i, p := range parts {
+		sep, unit := ",", ""
+		if i == 0 {
+			sep, unit = "", " cores"
+		}
+		fmt.Fprintf(&b, "%s %s %.1f s (%.2f%s)", sep, p.name, p.used.Seconds(), p.used.Seconds()/wall.Seconds(), unit)
+	}
+	if buys == 0 {
+		return b.String()
+	}
+	perBuy := func(used time.Duration) string {
+		return fmt.Sprintf("%.0f µs", float64(used.Microseconds())/float64(buys))
+	}
+	var total time.Duration
+	each := make([]string, len(parts))
+	for i, p := range parts {
+		total += p.used
+		each[i] = perBuy(p.used)
+	}
+	fmt.Fprintf(&b, "; per answered buy %s", strings.Join(each, " + "))
+	if len(parts) > 1 {
+		fmt.Fprintf(&b, " = %s", perBuy(total))
+	}
+	return b.String()
 }
 
 // cpuTime is the user and system CPU time this process has used.
@@ -152,7 +208,7 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	if ceiling {
 		cfg.RedisAddr = stack.RedisAddr
 	}
-	if cfg.AroundReplay, err = measureReplay(profilePath); err != nil {
+	if cfg.AroundReplay, err = measureReplay(profilePath, stack); err != nil {
 		return false, err
 	}
 	_, ok, err := loadtest.RunSession(ctx, cfg)
