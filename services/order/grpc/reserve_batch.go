@@ -67,13 +67,17 @@ func (b *reserveBatcher) reserve(ctx context.Context, req *inventoryv1.ReserveRe
 	call := &reserveCall{ctx: ctx, req: req, done: make(chan struct{})}
 	b.mu.Lock()
 	b.waiting = append(b.waiting, call)
+	// A free slot makes this caller the sender, even when what it takes
+	// turns out empty (its own context has ended): send gives the slot
+	// back.
+	sender := b.sending < maxBatchesInFlight
 	var batch []*reserveCall
-	if b.sending < maxBatchesInFlight {
+	if sender {
 		b.sending++
 		batch = b.takeLocked()
 	}
 	b.mu.Unlock()
-	if batch != nil {
+	if sender {
 		b.send(batch)
 	}
 	select {

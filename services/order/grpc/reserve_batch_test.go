@@ -193,6 +193,32 @@ func TestReserveGivenUpBeforeItsBatchLeftIsNeverSent(t *testing.T) {
 	}
 }
 
+// Buys that arrive with their context already ended are refused without
+// a call, and must not keep the slots they took: after more of them than
+// there are slots, a live buy still goes out.
+func TestEndedBuysLeaveTheSlotsFree(t *testing.T) {
+	var w batchWatch
+	inv, raw := MustInventory(t, &w)
+	act := MustPreheat(t, raw, 10, 1)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 5 {
+		if _, err := inv.Reserve(ended, reservation(act, int64(i+1), int64(300+i))); !errors.Is(err, order.ErrUnavailable) {
+			t.Fatalf("buy with an ended context: got %v, want ErrUnavailable", err)
+		}
+	}
+	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if got, err := inv.Reserve(ctx, reservation(act, 9, 399)); err != nil || got.OrderID != 399 {
+		t.Fatalf("live buy after ended ones: got %+v, %v; want order 399 reserved", got, err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.calls != 1 {
+		t.Errorf("ReserveBatch calls: got %d, want 1 (ended buys are never sent)", w.calls)
+	}
+}
+
 // When the call fails as a whole, every buy in it hears the failure as
 // one that may or may not have reserved (so the order service releases
 // it), never as a refusal.
