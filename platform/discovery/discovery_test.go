@@ -14,13 +14,14 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/discovery/consultest"
 )
 
 // testServer is one instance of a gRPC service: the standard health
-// service, counting the calls it answers, announced to Consul.
+// service, counting the test's calls it answers, announced to Consul.
 type testServer struct {
 	srv      *grpc.Server
 	lis      net.Listener
@@ -39,7 +40,12 @@ func mustStartServer(t *testing.T, c *Consul, service string) *testServer {
 	}
 	s := &testServer{lis: lis, done: make(chan error, 1)}
 	s.srv = grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		s.calls.Add(1)
+		// Consul's health checks call the same method every
+		// CheckInterval, on every instance, routed or not: only the
+		// test's own calls say where the resolver sends traffic.
+		if md, _ := metadata.FromIncomingContext(ctx); len(md.Get(testCallKey)) > 0 {
+			s.calls.Add(1)
+		}
 		return h(ctx, req)
 	}))
 	healthpb.RegisterHealthServer(s.srv, health.NewServer())
@@ -67,6 +73,9 @@ func (s *testServer) stop(t *testing.T) {
 // kill stops serving without deregistering, as a crash would.
 func (s *testServer) kill() { s.srv.Stop() }
 
+// testCallKey marks the test's calls in their metadata.
+const testCallKey = "x-test-call"
+
 func mustOpen(t *testing.T, f *consultest.Server) *Consul {
 	t.Helper()
 	c, err := Open(Config{ConsulAddr: f.Addr(), AdvertiseHost: "127.0.0.1", CheckInterval: 20 * time.Millisecond}, nil)
@@ -92,6 +101,7 @@ func callsReach(t *testing.T, cc *grpc.ClientConn, all []*testServer, want ...*t
 		failed := 0
 		for range 6 * len(all) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			ctx = metadata.AppendToOutgoingContext(ctx, testCallKey, "1")
 			if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
 				failed++
 			}
