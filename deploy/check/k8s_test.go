@@ -247,32 +247,12 @@ func TestK8sEnvironmentMatchesTheConfiguration(t *testing.T) {
 			t.Errorf("%s: check.Binaries lists no such service", c.Name)
 			continue
 		}
-		env := map[string]string{}
-		own := map[string]string{}
+		env, own := mustWorkloadEnv(t, objs, c)
 		for _, ef := range c.EnvFrom {
-			cm, ok := find(objs, "ConfigMap", ef.ConfigMapRef.Name)
-			if !ok {
-				t.Errorf("%s: ConfigMap %s does not exist", c.Name, ef.ConfigMapRef.Name)
-				continue
-			}
-			for k, v := range cm.Data {
-				env[k] = v
+			cm, _ := find(objs, "ConfigMap", ef.ConfigMapRef.Name)
+			for k := range cm.Data {
 				shared[k] = true
 			}
-		}
-		for _, e := range c.Env {
-			v := e.Value
-			switch {
-			case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
-				sec, ok := find(objs, "Secret", e.ValueFrom.SecretKeyRef.Name)
-				if !ok || sec.StringData[e.ValueFrom.SecretKeyRef.Key] == "" {
-					t.Errorf("%s: %s: secret %s has no key %s", c.Name, e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
-				}
-				v = sec.StringData[e.ValueFrom.SecretKeyRef.Key]
-			case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
-				v = "0" // a pod's ordinal
-			}
-			env[e.Name], own[e.Name] = v, v
 		}
 		names, err := bin.Reads(env)
 		if err != nil {
@@ -308,6 +288,39 @@ func TestK8sEnvironmentMatchesTheConfiguration(t *testing.T) {
 			t.Errorf("the shared ConfigMap sets %s, which no service reads", name)
 		}
 	}
+}
+
+// mustWorkloadEnv is the environment container c runs with: the
+// ConfigMaps it takes in whole, then its own variables (secrets resolved,
+// a pod ordinal read as 0), which own holds alone.
+func mustWorkloadEnv(t *testing.T, objs []k8sObject, c k8sContainer) (env, own map[string]string) {
+	t.Helper()
+	env, own = map[string]string{}, map[string]string{}
+	for _, ef := range c.EnvFrom {
+		cm, ok := find(objs, "ConfigMap", ef.ConfigMapRef.Name)
+		if !ok {
+			t.Errorf("%s: ConfigMap %s does not exist", c.Name, ef.ConfigMapRef.Name)
+			continue
+		}
+		for k, v := range cm.Data {
+			env[k] = v
+		}
+	}
+	for _, e := range c.Env {
+		v := e.Value
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			sec, ok := find(objs, "Secret", e.ValueFrom.SecretKeyRef.Name)
+			if !ok || sec.StringData[e.ValueFrom.SecretKeyRef.Key] == "" {
+				t.Errorf("%s: %s: secret %s has no key %s", c.Name, e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+			}
+			v = sec.StringData[e.ValueFrom.SecretKeyRef.Key]
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
+			v = "0" // a pod's ordinal
+		}
+		env[e.Name], own[e.Name] = v, v
+	}
+	return env, own
 }
 
 func binaryOf(service string) (Binary, bool) {
