@@ -56,6 +56,9 @@ type k8sObject struct {
 	// Service selectors are a plain map, which the workloads' selector
 	// field cannot hold; they are decoded separately.
 	serviceSelector map[string]string
+	// node is the whole document, for the kinds whose other fields only
+	// one test reads (NetworkPolicies).
+	node *yaml.Node
 }
 
 type k8sServicePort struct {
@@ -121,34 +124,42 @@ func MustManifests(tb testing.TB) []k8sObject {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		for {
-			var node yaml.Node
-			if err := dec.Decode(&node); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				tb.Fatalf("%s: %v", f, err)
-			}
-			var o k8sObject
-			if err := node.Decode(&o); err != nil {
-				tb.Fatalf("%s: %v", f, err)
-			}
-			if o.Kind == "Service" {
-				var svc struct {
-					Spec struct {
-						Selector map[string]string `yaml:"selector"`
-					} `yaml:"spec"`
-				}
-				if err := node.Decode(&svc); err != nil {
-					tb.Fatalf("%s: %v", f, err)
-				}
-				o.serviceSelector = svc.Spec.Selector
-			}
-			if o.Kind == "" || o.Metadata.Name == "" {
-				tb.Fatalf("%s: a document without kind or name", f)
-			}
-			out = append(out, o)
+		out = append(out, mustParseManifest(tb, f, raw)...)
+	}
+	return out
+}
+
+// mustParseManifest parses every document of one manifest file.
+func mustParseManifest(tb testing.TB, file string, raw []byte) []k8sObject {
+	tb.Helper()
+	var out []k8sObject
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	for {
+		var node yaml.Node
+		if err := dec.Decode(&node); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			tb.Fatalf("%s: %v", file, err)
 		}
+		o := k8sObject{node: &node}
+		if err := node.Decode(&o); err != nil {
+			tb.Fatalf("%s: %v", file, err)
+		}
+		if o.Kind == "Service" {
+			var svc struct {
+				Spec struct {
+					Selector map[string]string `yaml:"selector"`
+				} `yaml:"spec"`
+			}
+			if err := node.Decode(&svc); err != nil {
+				tb.Fatalf("%s: %v", file, err)
+			}
+			o.serviceSelector = svc.Spec.Selector
+		}
+		if o.Kind == "" || o.Metadata.Name == "" {
+			tb.Fatalf("%s: a document without kind or name", file)
+		}
+		out = append(out, o)
 	}
 	return out
 }
