@@ -334,6 +334,33 @@ func mustWorkloadEnv(t *testing.T, objs []k8sObject, c k8sContainer) (env, own m
 	return env, own
 }
 
+// k8sRun is a workload of the manifests running one of Binaries, with
+// the environment it gets and the settings its binary reads there.
+type k8sRun struct {
+	workload string
+	bin      Binary
+	env      map[string]string
+	reads    []string
+}
+
+// mustK8sRuns returns the workloads that run a binary of Binaries (those
+// that do not are TestK8sEnvironmentMatchesTheConfiguration's to report).
+func mustK8sRuns(t *testing.T, objs []k8sObject) []k8sRun {
+	t.Helper()
+	var out []k8sRun
+	for _, w := range byKind(objs, "Deployment", "StatefulSet") {
+		c := w.Spec.Template.Spec.Containers[0]
+		bin, ok := binaryOf(c.Name)
+		if !ok {
+			continue
+		}
+		env, _ := mustWorkloadEnv(t, objs, c)
+		reads, _ := bin.Reads(env)
+		out = append(out, k8sRun{workload: w.Metadata.Name, bin: bin, env: env, reads: reads})
+	}
+	return out
+}
+
 func binaryOf(service string) (Binary, bool) {
 	for _, b := range Binaries {
 		if b.Service == service {

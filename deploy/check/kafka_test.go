@@ -61,20 +61,12 @@ func TestKafkaDurabilityIsSetWhereTopicsAreMade(t *testing.T) {
 			checked = append(checked, "compose "+g.name)
 		}
 	}
-	objs := MustManifests(t)
-	for _, w := range byKind(objs, "Deployment", "StatefulSet") {
-		c := w.Spec.Template.Spec.Containers[0]
-		bin, ok := binaryOf(c.Name)
-		if !ok {
-			continue // TestK8sEnvironmentMatchesTheConfiguration reports it
+	for _, r := range mustK8sRuns(t, MustManifests(t)) {
+		for _, p := range checkDurability(r.env, r.reads) {
+			t.Errorf("k8s %s: %s", r.workload, p)
 		}
-		env, _ := mustWorkloadEnv(t, objs, c)
-		reads, _ := bin.Reads(env)
-		for _, p := range checkDurability(env, reads) {
-			t.Errorf("k8s %s: %s", c.Name, p)
-		}
-		if slices.Contains(reads, "FLASHSALE_KAFKA_BROKERS") {
-			checked = append(checked, "k8s "+c.Name)
+		if slices.Contains(r.reads, "FLASHSALE_KAFKA_BROKERS") {
+			checked = append(checked, "k8s "+r.workload)
 		}
 	}
 	// Order makes orders.placed: if it stopped reading the brokers, the

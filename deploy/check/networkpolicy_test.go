@@ -217,52 +217,41 @@ func k8sPods(objs []k8sObject) map[string]pod {
 func mustCalls(t *testing.T, objs []k8sObject, pods map[string]pod) map[edge]string {
 	t.Helper()
 	calls := map[edge]string{}
-	for _, w := range byKind(objs, "Deployment", "StatefulSet") {
-		c := w.Spec.Template.Spec.Containers[0]
-		bin, ok := binaryOf(c.Name)
-		if !ok {
-			continue // TestK8sEnvironmentMatchesTheConfiguration reports it
-		}
-		env, _ := mustWorkloadEnv(t, objs, c)
-		reads, _ := bin.Reads(env)
-		for _, name := range reads {
-			if !bin.dials(name) {
+	runs := mustK8sRuns(t, objs)
+	for _, r := range runs {
+		for _, name := range r.reads {
+			if !r.bin.dials(name) {
 				continue
 			}
-			if env[name] == "" {
-				t.Errorf("%s reads %s, which the manifests leave unset: it would dial its default, nothing in a pod", w.Metadata.Name, name)
+			if r.env[name] == "" {
+				t.Errorf("%s reads %s, which the manifests leave unset: it would dial its default, nothing in a pod", r.workload, name)
 				continue
 			}
-			eps, err := Endpoints(name, env[name])
+			eps, err := Endpoints(name, r.env[name])
 			if err != nil {
-				t.Errorf("%s: %v", w.Metadata.Name, err)
+				t.Errorf("%s: %v", r.workload, err)
 				continue
 			}
 			for _, ep := range eps {
 				to, port, ok := resolve(t, objs, pods, ep)
 				if ok {
-					calls[edge{w.Metadata.Name, to, port}] = fmt.Sprintf("%s=%s", name, env[name])
+					calls[edge{r.workload, to, port}] = fmt.Sprintf("%s=%s", name, r.env[name])
 				}
 			}
 		}
 	}
 	for _, ext := range externalCallers {
-		for _, w := range byKind(objs, "Deployment", "StatefulSet") {
-			bin, ok := binaryOf(w.Spec.Template.Spec.Containers[0].Name)
+		for _, r := range runs {
+			listen, ok := ext.to(r.bin)
 			if !ok {
 				continue
 			}
-			listen, ok := ext.to(bin)
-			if !ok {
-				continue
-			}
-			env, _ := mustWorkloadEnv(t, objs, w.Spec.Template.Spec.Containers[0])
-			port, err := Port(env[listen])
+			port, err := Port(r.env[listen])
 			if err != nil {
-				t.Errorf("%s: %s=%q: %v", w.Metadata.Name, listen, env[listen], err)
+				t.Errorf("%s: %s=%q: %v", r.workload, listen, r.env[listen], err)
 				continue
 			}
-			calls[edge{ext.pod.name, w.Metadata.Name, port}] = ext.why
+			calls[edge{ext.pod.name, r.workload, port}] = ext.why
 		}
 	}
 	return calls
