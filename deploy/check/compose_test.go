@@ -43,7 +43,9 @@ type composeService struct {
 var infraPorts = map[string][]int{
 	"postgres":       {5432},
 	"redis":          {6379},
-	"kafka":          {9092},
+	"kafka-1":        {9092},
+	"kafka-2":        {9092},
+	"kafka-3":        {9092},
 	"consul":         {8500},
 	"otel-collector": {4317, 4318, 8888, 13133},
 	"jaeger":         {4317, 16686},

@@ -56,6 +56,9 @@ type k8sObject struct {
 	// Service selectors are a plain map, which the workloads' selector
 	// field cannot hold; they are decoded separately.
 	serviceSelector map[string]string
+	// node is the whole document, for the kinds whose other fields only
+	// one test reads (NetworkPolicies).
+	node *yaml.Node
 }
 
 type k8sServicePort struct {
@@ -121,34 +124,42 @@ func MustManifests(tb testing.TB) []k8sObject {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		for {
-			var node yaml.Node
-			if err := dec.Decode(&node); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				tb.Fatalf("%s: %v", f, err)
-			}
-			var o k8sObject
-			if err := node.Decode(&o); err != nil {
-				tb.Fatalf("%s: %v", f, err)
-			}
-			if o.Kind == "Service" {
-				var svc struct {
-					Spec struct {
-						Selector map[string]string `yaml:"selector"`
-					} `yaml:"spec"`
-				}
-				if err := node.Decode(&svc); err != nil {
-					tb.Fatalf("%s: %v", f, err)
-				}
-				o.serviceSelector = svc.Spec.Selector
-			}
-			if o.Kind == "" || o.Metadata.Name == "" {
-				tb.Fatalf("%s: a document without kind or name", f)
-			}
-			out = append(out, o)
+		out = append(out, mustParseManifest(tb, f, raw)...)
+	}
+	return out
+}
+
+// mustParseManifest parses every document of one manifest file.
+func mustParseManifest(tb testing.TB, file string, raw []byte) []k8sObject {
+	tb.Helper()
+	var out []k8sObject
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	for {
+		var node yaml.Node
+		if err := dec.Decode(&node); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			tb.Fatalf("%s: %v", file, err)
 		}
+		o := k8sObject{node: &node}
+		if err := node.Decode(&o); err != nil {
+			tb.Fatalf("%s: %v", file, err)
+		}
+		if o.Kind == "Service" {
+			var svc struct {
+				Spec struct {
+					Selector map[string]string `yaml:"selector"`
+				} `yaml:"spec"`
+			}
+			if err := node.Decode(&svc); err != nil {
+				tb.Fatalf("%s: %v", file, err)
+			}
+			o.serviceSelector = svc.Spec.Selector
+		}
+		if o.Kind == "" || o.Metadata.Name == "" {
+			tb.Fatalf("%s: a document without kind or name", file)
+		}
+		out = append(out, o)
 	}
 	return out
 }
@@ -247,32 +258,12 @@ func TestK8sEnvironmentMatchesTheConfiguration(t *testing.T) {
 			t.Errorf("%s: check.Binaries lists no such service", c.Name)
 			continue
 		}
-		env := map[string]string{}
-		own := map[string]string{}
+		env, own := mustWorkloadEnv(t, objs, c)
 		for _, ef := range c.EnvFrom {
-			cm, ok := find(objs, "ConfigMap", ef.ConfigMapRef.Name)
-			if !ok {
-				t.Errorf("%s: ConfigMap %s does not exist", c.Name, ef.ConfigMapRef.Name)
-				continue
-			}
-			for k, v := range cm.Data {
-				env[k] = v
+			cm, _ := find(objs, "ConfigMap", ef.ConfigMapRef.Name)
+			for k := range cm.Data {
 				shared[k] = true
 			}
-		}
-		for _, e := range c.Env {
-			v := e.Value
-			switch {
-			case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
-				sec, ok := find(objs, "Secret", e.ValueFrom.SecretKeyRef.Name)
-				if !ok || sec.StringData[e.ValueFrom.SecretKeyRef.Key] == "" {
-					t.Errorf("%s: %s: secret %s has no key %s", c.Name, e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
-				}
-				v = sec.StringData[e.ValueFrom.SecretKeyRef.Key]
-			case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
-				v = "0" // a pod's ordinal
-			}
-			env[e.Name], own[e.Name] = v, v
 		}
 		names, err := bin.Reads(env)
 		if err != nil {
@@ -308,6 +299,66 @@ func TestK8sEnvironmentMatchesTheConfiguration(t *testing.T) {
 			t.Errorf("the shared ConfigMap sets %s, which no service reads", name)
 		}
 	}
+}
+
+// mustWorkloadEnv is the environment container c runs with: the
+// ConfigMaps it takes in whole, then its own variables (secrets resolved,
+// a pod ordinal read as 0), which own holds alone.
+func mustWorkloadEnv(t *testing.T, objs []k8sObject, c k8sContainer) (env, own map[string]string) {
+	t.Helper()
+	env, own = map[string]string{}, map[string]string{}
+	for _, ef := range c.EnvFrom {
+		cm, ok := find(objs, "ConfigMap", ef.ConfigMapRef.Name)
+		if !ok {
+			t.Errorf("%s: ConfigMap %s does not exist", c.Name, ef.ConfigMapRef.Name)
+			continue
+		}
+		for k, v := range cm.Data {
+			env[k] = v
+		}
+	}
+	for _, e := range c.Env {
+		v := e.Value
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			sec, ok := find(objs, "Secret", e.ValueFrom.SecretKeyRef.Name)
+			if !ok || sec.StringData[e.ValueFrom.SecretKeyRef.Key] == "" {
+				t.Errorf("%s: %s: secret %s has no key %s", c.Name, e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+			}
+			v = sec.StringData[e.ValueFrom.SecretKeyRef.Key]
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
+			v = "0" // a pod's ordinal
+		}
+		env[e.Name], own[e.Name] = v, v
+	}
+	return env, own
+}
+
+// k8sRun is a workload of the manifests running one of Binaries, with
+// the environment it gets and the settings its binary reads there.
+type k8sRun struct {
+	workload string
+	bin      Binary
+	env      map[string]string
+	reads    []string
+}
+
+// mustK8sRuns returns the workloads that run a binary of Binaries (those
+// that do not are TestK8sEnvironmentMatchesTheConfiguration's to report).
+func mustK8sRuns(t *testing.T, objs []k8sObject) []k8sRun {
+	t.Helper()
+	var out []k8sRun
+	for _, w := range byKind(objs, "Deployment", "StatefulSet") {
+		c := w.Spec.Template.Spec.Containers[0]
+		bin, ok := binaryOf(c.Name)
+		if !ok {
+			continue
+		}
+		env, _ := mustWorkloadEnv(t, objs, c)
+		reads, _ := bin.Reads(env)
+		out = append(out, k8sRun{workload: w.Metadata.Name, bin: bin, env: env, reads: reads})
+	}
+	return out
 }
 
 func binaryOf(service string) (Binary, bool) {

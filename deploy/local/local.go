@@ -136,7 +136,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	ord.Logger, ord.Clock = log.With("service", "order"), clk
 	ord.PostgresURL = stack.PostgresURL(DBOrders)
 	ord.RedisAddr = stack.RedisAddr
-	ord.KafkaBrokers = stack.KafkaBrokers
+	ord.KafkaBrokers, ord.KafkaDurability = stack.KafkaBrokers, stack.KafkaDurability
 	ord.InventoryAddr = addr(inv.GRPCListener)
 	ord.ProductAddr = addr(prod.GRPCListener)
 	ord.MarketingAddr = addr(mkt.GRPCListener)

@@ -5,7 +5,6 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -78,27 +77,6 @@ func InjectTrace(ctx context.Context, msg *kafka.Message) {
 // ExtractTrace returns ctx carrying the trace context found in msg's headers.
 func ExtractTrace(ctx context.Context, msg *kafka.Message) context.Context {
 	return otel.GetTextMapPropagator().Extract(ctx, headerCarrier{&msg.Headers})
-}
-
-// EnsureTopics creates the topics that do not exist yet. Real clusters
-// usually disable automatic creation; the partition count is what bounds
-// consumer parallelism.
-func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics ...string) error {
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	req := &kafka.CreateTopicsRequest{}
-	for _, t := range topics {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: -1})
-	}
-	resp, err := c.CreateTopics(ctx, req)
-	if err != nil {
-		return fmt.Errorf("kafka: create topics: %w", err)
-	}
-	for t, err := range resp.Errors {
-		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			return fmt.Errorf("kafka: create topic %s: %w", t, err)
-		}
-	}
-	return nil
 }
 
 // Lag returns how many messages of topic the consumer group has not

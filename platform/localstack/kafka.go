@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	pkafka "github.com/flashsale/flashsale/platform/kafka"
 )
 
 func (s *Stack) startKafka(_ context.Context, topics []string, partitions int) error {
@@ -18,5 +20,6 @@ func (s *Stack) startKafka(_ context.Context, topics []string, partitions int) e
 	}
 	s.kafka = c
 	s.KafkaBrokers = c.ListenAddrs()
+	s.KafkaDurability = pkafka.OneBroker
 	return nil
 }

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	pkafka "github.com/flashsale/flashsale/platform/kafka"
 )
 
 // Config says what the stack must hold before Start returns.
@@ -53,6 +55,10 @@ type Stack struct {
 	RedisClusterAddrs []string
 	// KafkaBrokers are the broker addresses (host:port).
 	KafkaBrokers []string
+	// KafkaDurability is the most the broker can give a topic: it is one
+	// broker, so one copy. Services creating topics on the stack use it
+	// instead of the production default, which one broker refuses.
+	KafkaDurability pkafka.Durability
 
 	dir      string
 	pgPort   int

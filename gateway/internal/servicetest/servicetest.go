@@ -60,7 +60,7 @@ func MustStart(tb testing.TB, stack *localstack.Stack) Services {
 		return orderapp.Run(ctx, orderapp.Config{
 			GRPCListener: ordGRPC, AdminListener: ordAdmin,
 			PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr,
-			KafkaBrokers: stack.KafkaBrokers, KafkaPartitions: 2,
+			KafkaBrokers: stack.KafkaBrokers, KafkaPartitions: 2, KafkaDurability: stack.KafkaDurability,
 			InventoryAddr: invGRPC.Addr().String(), ProductAddr: prodGRPC.Addr().String(),
 			MarketingAddr: mktGRPC.Addr().String(), NodeID: nodes.Add(1),
 		})

@@ -50,9 +50,12 @@ type Config struct {
 	RedisAddr    string
 	RedisCluster bool
 	// KafkaBrokers carry orders.placed and orders.placed.dlq, created at
-	// start with KafkaPartitions partitions when missing.
+	// start with KafkaPartitions partitions and KafkaDurability's
+	// replication and min.insync.replicas when missing (and checked to
+	// be at least that durable when present).
 	KafkaBrokers    []string
 	KafkaPartitions int
+	KafkaDurability pkafka.Durability
 	// InventoryAddr and ProductAddr are gRPC targets; RPCTimeout bounds
 	// each call to them.
 	InventoryAddr, ProductAddr string
@@ -139,6 +142,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		RedisCluster:      redisCfg.Cluster,
 		KafkaBrokers:      env.List("FLASHSALE_KAFKA_BROKERS", []string{DefaultKafkaBroker}),
 		KafkaPartitions:   int(env.Int("FLASHSALE_KAFKA_PARTITIONS", DefaultKafkaPartitions)),
+		KafkaDurability:   pkafka.DurabilityFromEnv(env),
 		InventoryAddr:     env.String("FLASHSALE_INVENTORY_ADDR", DefaultInventoryAddr),
 		ProductAddr:       env.String("FLASHSALE_PRODUCT_ADDR", DefaultProductAddr),
 		MarketingAddr:     env.String("FLASHSALE_MARKETING_ADDR", DefaultMarketingAddr),
@@ -188,6 +192,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KafkaPartitions == 0 {
 		c.KafkaPartitions = DefaultKafkaPartitions
+	}
+	if c.KafkaDurability == (pkafka.Durability{}) {
+		c.KafkaDurability = pkafka.DefaultDurability
 	}
 	if c.MarketingAddr == "" {
 		c.MarketingAddr = DefaultMarketingAddr
@@ -243,7 +250,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("order: %w", err)
 	}
 	defer rdb.Close()
-	if err := pkafka.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ); err != nil {
+	if err := pkafka.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, cfg.KafkaDurability, orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ); err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
 	consul, err := discovery.Open(cfg.Discovery, log)

@@ -3,15 +3,19 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/errcode"
+	pkafka "github.com/flashsale/flashsale/platform/kafka"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	"github.com/flashsale/flashsale/services/order/app"
+	"github.com/flashsale/flashsale/services/order/internal/servicetest"
+	orderkafka "github.com/flashsale/flashsale/services/order/kafka"
 	"github.com/flashsale/flashsale/services/order/postgres"
 )
 
@@ -339,6 +343,21 @@ func TestThousandsOfBuyersNeverOversell(t *testing.T) {
 	}
 }
 
+// Order creates its topics with the durability it is configured with, the
+// production one unless told otherwise: on the stack's single broker it
+// refuses to start rather than run on topics with fewer copies than that.
+func TestRunRefusesTopicsLessDurableThanConfigured(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := app.Run(ctx, app.Config{
+		GRPCListener: servicetest.MustListen(t), AdminListener: servicetest.MustListen(t),
+		PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr, KafkaBrokers: stack.KafkaBrokers,
+	})
+	if err == nil || !strings.Contains(err.Error(), orderkafka.TopicPlaced) || !strings.Contains(err.Error(), "FLASHSALE_KAFKA_REPLICATION") {
+		t.Fatalf("got %v, want %s refused for want of replicas, naming FLASHSALE_KAFKA_REPLICATION", err, orderkafka.TopicPlaced)
+	}
+}
+
 func TestConfigFromEnv(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -351,8 +370,12 @@ func TestConfigFromEnv(t *testing.T) {
 				c.InventoryAddr == "127.0.0.1:9102" && c.ProductAddr == "127.0.0.1:9101" &&
 				len(c.KafkaBrokers) == 1 && c.KafkaBrokers[0] == "127.0.0.1:9092" &&
 				c.ConsumerBatchSize == 500 && c.ConsumerBatchWait == 20*time.Millisecond &&
-				c.ExpiryPoll == time.Second && c.ExpiryBatch == 500 && c.ExpiryLease == 30*time.Second && c.ExpiryWorkers == 1
+				c.ExpiryPoll == time.Second && c.ExpiryBatch == 500 && c.ExpiryLease == 30*time.Second && c.ExpiryWorkers == 1 &&
+				c.KafkaDurability == pkafka.Durability{Replication: 3, MinInsync: 2}
 		}},
+		{"one kafka broker", map[string]string{"FLASHSALE_KAFKA_REPLICATION": "1", "FLASHSALE_KAFKA_MIN_INSYNC_REPLICAS": "1"}, false,
+			func(c app.Config) bool { return c.KafkaDurability == pkafka.OneBroker }},
+		{"more kafka replicas in sync than copies", map[string]string{"FLASHSALE_KAFKA_REPLICATION": "2", "FLASHSALE_KAFKA_MIN_INSYNC_REPLICAS": "3"}, true, nil},
 		{"expiry set", map[string]string{"FLASHSALE_EXPIRY_POLL_INTERVAL": "50ms", "FLASHSALE_EXPIRY_BATCH": "1000",
 			"FLASHSALE_EXPIRY_LEASE": "1m", "FLASHSALE_EXPIRY_WORKERS": "4"}, false, func(c app.Config) bool {
 			return c.ExpiryPoll == 50*time.Millisecond && c.ExpiryBatch == 1000 && c.ExpiryLease == time.Minute && c.ExpiryWorkers == 4

@@ -80,7 +80,8 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	ordGRPC, ordAdmin := servicetest.MustListen(tb), servicetest.MustListen(tb)
 	cfg := app.Config{
 		GRPCListener: ordGRPC, AdminListener: ordAdmin, Clock: p.clock,
-		PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr, KafkaBrokers: stack.KafkaBrokers,
+		PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr,
+		KafkaBrokers: stack.KafkaBrokers, KafkaDurability: stack.KafkaDurability,
 		InventoryAddr: invAddr, ProductAddr: prodGRPC.Addr().String(), NodeID: nodes.Add(1),
 	}
 	if configure != nil {

@@ -57,10 +57,10 @@ func MustWorld(tb testing.TB) *world {
 	// Names of their own keep repeated runs (-count) apart too.
 	name := tb.Name() + "-" + strconv.FormatInt(nextID.Add(2), 36)
 	w := &world{topic: "placed-" + name, dlq: "dlq-" + name, group: "writer-" + name}
-	if err := pkafka.EnsureTopics(ctx, stack.KafkaBrokers, 4, w.topic); err != nil {
+	if err := pkafka.EnsureTopics(ctx, stack.KafkaBrokers, 4, stack.KafkaDurability, w.topic); err != nil {
 		tb.Fatal(err)
 	}
-	if err := pkafka.EnsureTopics(ctx, stack.KafkaBrokers, 1, w.dlq); err != nil {
+	if err := pkafka.EnsureTopics(ctx, stack.KafkaBrokers, 1, stack.KafkaDurability, w.dlq); err != nil {
 		tb.Fatal(err)
 	}
 	pool, err := pgplatform.Dial(ctx, stack.PostgresURL("orders"), 8)

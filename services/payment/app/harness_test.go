@@ -162,7 +162,8 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	// service dials it lazily.
 	mustRun(tb, "http://"+ordAdmin.Addr().String()+"/readyz", func(ctx context.Context) error {
 		return orderapp.Run(ctx, orderapp.Config{GRPCListener: ordGRPC, AdminListener: ordAdmin,
-			PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr, KafkaBrokers: stack.KafkaBrokers,
+			PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr,
+			KafkaBrokers: stack.KafkaBrokers, KafkaDurability: stack.KafkaDurability,
 			InventoryAddr: invGRPC.Addr().String(), ProductAddr: prodGRPC.Addr().String(),
 			MarketingAddr: mktGRPC.Addr().String(), PaymentAddr: payGRPC.Addr().String(),
 			RefundSweepEvery: 20 * time.Millisecond, RefundRetryAfter: 200 * time.Millisecond, NodeID: nodes.Add(1),
