@@ -198,9 +198,9 @@ func TestQuoteAt100kLivePromotions(t *testing.T) {
 	if !reflect.DeepEqual(q.Applied, want) || q.Payable != 300_00 {
 		t.Fatalf("quote among 100,000 live promotions: applied %+v, payable %d; want %+v, payable 30000", q.Applied, q.Payable, want)
 	}
-	// Price with all 102,000 promotions in hand is the slow part of this
-	// test, so it checks a dozen random carts of up to ten lines (each SKU
-	// is named by about three live promotions).
+	// Price with every promotion in hand (about 102,000) is the slow
+	// part of this test, so it checks a dozen random carts of up to ten
+	// lines (each SKU is named by about three live promotions).
 	applied := 0
 	for range 12 {
 		lines := randomCart(r, 10, live)
