@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
 )
 
@@ -13,8 +12,10 @@ import (
 type Store interface {
 	// CreatePromotion records a promotion.
 	CreatePromotion(ctx context.Context, p Promotion) error
-	// Promotions returns the promotions that have not ended at now.
-	Promotions(ctx context.Context, now time.Time) ([]Promotion, error)
+	// LivePromotions returns every promotion active at now that names
+	// one of skuIDs or applies to every SKU: all of them, by an index,
+	// however many other promotions are live.
+	LivePromotions(ctx context.Context, skuIDs []int64, now time.Time) ([]Promotion, error)
 	// CreateCouponTemplate records a template.
 	CreateCouponTemplate(ctx context.Context, t CouponTemplate) error
 	// ClaimCoupon atomically counts one more coupon of the template as
@@ -50,31 +51,26 @@ type Config struct {
 	Store Store
 	IDs   IDs
 	Clock clock.Clock
-	// PromotionTTL is how long the list of promotions is cached. This
-	// replica sees its own new promotions at once; others within the TTL.
-	PromotionTTL time.Duration
 }
 
 // ListLimit bounds ListCoupons.
 const ListLimit = 200
 
 // Service is the marketing use cases.
+//
+// It keeps no copy of the promotions: each quote looks up its own cart's
+// by an index, so a promotion applies from the first quote after it is
+// recorded, on every replica (docs/marketing.md, "Finding a cart's
+// promotions", says why there is no cache in front).
 type Service struct {
-	store      Store
-	ids        IDs
-	clock      clock.Clock
-	promotions *cache.Loader[struct{}, []Promotion]
+	store Store
+	ids   IDs
+	clock clock.Clock
 }
 
 // NewService returns a service over cfg.
 func NewService(cfg Config) *Service {
-	s := &Service{store: cfg.Store, ids: cfg.IDs, clock: cfg.Clock}
-	// Every quote needs the live promotions; a short-lived copy keeps a
-	// busy checkout from reading the table on every cart.
-	s.promotions = cache.New(cfg.PromotionTTL, cfg.Clock, func(ctx context.Context, _ struct{}) ([]Promotion, error) {
-		return s.store.Promotions(ctx, s.clock.Now())
-	})
-	return s
+	return &Service{store: cfg.Store, ids: cfg.IDs, clock: cfg.Clock}
 }
 
 // CreatePromotion validates p and records it with a fresh id.
@@ -87,7 +83,6 @@ func (s *Service) CreatePromotion(ctx context.Context, p Promotion) (Promotion, 
 	if err := s.store.CreatePromotion(ctx, p); err != nil {
 		return Promotion{}, fmt.Errorf("create promotion: %w", err)
 	}
-	s.promotions.Invalidate(struct{}{})
 	return p, nil
 }
 
@@ -151,7 +146,12 @@ func (s *Service) Quote(ctx context.Context, userID int64, lines []Line, couponI
 	if err := ValidateLines(lines); err != nil {
 		return Quote{}, fmt.Errorf("%s: %w", op, err)
 	}
-	promotions, err := s.promotions.Get(ctx, struct{}{})
+	now := s.clock.Now()
+	skus := make([]int64, len(lines))
+	for i, l := range lines {
+		skus[i] = l.SKUID
+	}
+	promotions, err := s.store.LivePromotions(ctx, skus, now)
 	if err != nil {
 		return Quote{}, fmt.Errorf("%s: promotions: %w", op, err)
 	}
@@ -166,7 +166,7 @@ func (s *Service) Quote(ctx context.Context, userID int64, lines []Line, couponI
 		}
 		coupon = &c
 	}
-	q, err := Price(lines, promotions, coupon, s.clock.Now())
+	q, err := Price(lines, promotions, coupon, now)
 	if err != nil {
 		return Quote{}, fmt.Errorf("%s: %w", op, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
@@ -43,8 +42,6 @@ type Config struct {
 	// NodeID is this replica's replica number for ids (0..127), distinct per
 	// replica so that ids never collide.
 	NodeID int64
-	// PromotionTTL is how long the live promotions are cached.
-	PromotionTTL time.Duration
 	// Discovery says where Consul is (FLASHSALE_CONSUL_ADDR): with it the
 	// service registers as "marketing" so that order and the gateway find
 	// it as "consul://marketing"; empty means no registration.
@@ -57,7 +54,6 @@ const (
 	DefaultAdminAddr        = ":9205"
 	DefaultPostgresURL      = "postgres://flashsale@127.0.0.1:5432/marketing?sslmode=disable"
 	DefaultPostgresMaxConns = 20
-	DefaultPromotionTTL     = time.Second
 )
 
 // ConfigFromEnv reads the FLASHSALE_* variables; problems are collected in
@@ -70,12 +66,10 @@ func ConfigFromEnv(env *config.Env) Config {
 		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
 		PostgresMaxConns: int32(env.Int("FLASHSALE_POSTGRES_MAX_CONNS", DefaultPostgresMaxConns)),
 		NodeID:           env.Int("FLASHSALE_NODE_ID", 0),
-		PromotionTTL:     env.Duration("FLASHSALE_PROMOTION_CACHE_TTL", DefaultPromotionTTL),
 		Discovery:        discovery.ConfigFromEnv(env),
 	}
 	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
 	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= ids.MaxReplica, "FLASHSALE_NODE_ID=%d: must be 0..%d", cfg.NodeID, ids.MaxReplica)
-	env.Check(cfg.PromotionTTL > 0, "FLASHSALE_PROMOTION_CACHE_TTL=%s: must be positive", cfg.PromotionTTL)
 	return cfg
 }
 
@@ -89,9 +83,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PostgresMaxConns == 0 {
 		c.PostgresMaxConns = DefaultPostgresMaxConns
-	}
-	if c.PromotionTTL == 0 {
-		c.PromotionTTL = DefaultPromotionTTL
 	}
 	return c
 }
@@ -118,10 +109,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("marketing: %w", err)
 	}
 	svc := marketing.NewService(marketing.Config{
-		Store:        postgres.New(pool),
-		IDs:          gen,
-		Clock:        cfg.Clock,
-		PromotionTTL: cfg.PromotionTTL,
+		Store: postgres.New(pool),
+		IDs:   gen,
+		Clock: cfg.Clock,
 	})
 
 	reg := telemetry.NewRegistry()

@@ -248,7 +248,6 @@ func TestConfigFromEnv(t *testing.T) {
 		{"defaults", map[string]string{}, ""},
 		{"bad pool", map[string]string{"FLASHSALE_POSTGRES_MAX_CONNS": "0"}, "FLASHSALE_POSTGRES_MAX_CONNS"},
 		{"bad node", map[string]string{"FLASHSALE_NODE_ID": "2000"}, "FLASHSALE_NODE_ID"},
-		{"bad ttl", map[string]string{"FLASHSALE_PROMOTION_CACHE_TTL": "-1s"}, "FLASHSALE_PROMOTION_CACHE_TTL"},
 		{"consul", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500"}, ""},
 		{"bad consul", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul"}, "FLASHSALE_CONSUL_ADDR"},
 	}

@@ -34,10 +34,6 @@ func mustSub(f fs.FS, dir string) fs.FS {
 	return sub
 }
 
-// MaxPromotions bounds how many live promotions a quote considers, so a
-// forgotten pile of promotions cannot make every quote slow.
-const MaxPromotions = 1000
-
 // Store implements marketing.Store on a connection pool.
 type Store struct {
 	pool *pgxpool.Pool
@@ -46,7 +42,8 @@ type Store struct {
 // New returns a store on pool, whose schema is Migrations.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// CreatePromotion records p.
+// CreatePromotion records p and, in the same statement, the SKUs it names
+// in promotion_skus, the index LivePromotions looks them up by.
 func (s *Store) CreatePromotion(ctx context.Context, p marketing.Promotion) error {
 	thresholds := make([]int64, len(p.Tiers))
 	offs := make([]int64, len(p.Tiers))
@@ -57,9 +54,12 @@ func (s *Store) CreatePromotion(ctx context.Context, p marketing.Promotion) erro
 	if skus == nil {
 		skus = []int64{}
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO promotions
-		(promotion_id, kind, sku_ids, rate_bp, tier_thresholds, tier_offs, starts_at, ends_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+	_, err := s.pool.Exec(ctx, `WITH p AS (
+			INSERT INTO promotions (promotion_id, kind, sku_ids, rate_bp, tier_thresholds, tier_offs, starts_at, ends_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			RETURNING promotion_id, sku_ids, ends_at)
+		INSERT INTO promotion_skus (sku_id, ends_at, promotion_id)
+		SELECT DISTINCT sku_id, p.ends_at, p.promotion_id FROM p, unnest(p.sku_ids) AS sku_id`,
 		p.ID, string(p.Kind), skus, p.RateBP, thresholds, offs, p.StartsAt, p.EndsAt)
 	if err != nil {
 		return fmt.Errorf("insert promotion: %w", err)
@@ -67,13 +67,22 @@ func (s *Store) CreatePromotion(ctx context.Context, p marketing.Promotion) erro
 	return nil
 }
 
-// Promotions returns up to MaxPromotions promotions that have not ended at
-// now, the soonest ending first.
-func (s *Store) Promotions(ctx context.Context, now time.Time) ([]marketing.Promotion, error) {
-	rows, err := s.pool.Query(ctx, `SELECT promotion_id, kind, sku_ids, rate_bp, tier_thresholds, tier_offs, starts_at, ends_at
-		FROM promotions WHERE ends_at > $1 ORDER BY ends_at, promotion_id LIMIT $2`, now, MaxPromotions)
+const promotionColumns = `promotion_id, kind, sku_ids, rate_bp, tier_thresholds, tier_offs, starts_at, ends_at`
+
+// LivePromotions returns every promotion active at now that names one of
+// skuIDs or names none (it applies to every SKU), in no particular order.
+// Both halves are index lookups (migrations/002_promotion_skus.sql): the
+// rows read are the cart's own promotions, whatever else is live, and
+// nothing is left out for speed.
+func (s *Store) LivePromotions(ctx context.Context, skuIDs []int64, now time.Time) ([]marketing.Promotion, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+promotionColumns+` FROM promotions
+		WHERE promotion_id IN (SELECT promotion_id FROM promotion_skus WHERE sku_id = ANY($1) AND ends_at > $2)
+		  AND starts_at <= $2
+		UNION ALL
+		SELECT `+promotionColumns+` FROM promotions
+		WHERE cardinality(sku_ids) = 0 AND ends_at > $2 AND starts_at <= $2`, skuIDs, now)
 	if err != nil {
-		return nil, fmt.Errorf("select promotions: %w", err)
+		return nil, fmt.Errorf("select live promotions: %w", err)
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (marketing.Promotion, error) {
 		var p marketing.Promotion
@@ -91,7 +100,7 @@ func (s *Store) Promotions(ctx context.Context, now time.Time) ([]marketing.Prom
 		return p, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("select promotions: %w", err)
+		return nil, fmt.Errorf("select live promotions: %w", err)
 	}
 	return list, nil
 }

@@ -1,12 +1,16 @@
 package postgres_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/ids"
@@ -27,8 +31,8 @@ var gen, _ = ids.NewGenerator(ids.SpaceMarketing, 1, clock.Real{})
 
 var now = time.Now().UTC().Truncate(time.Microsecond)
 
-// MustStore returns a store on the migrated test database.
-func MustStore(tb testing.TB) *postgres.Store {
+// MustPool returns a pool on the migrated test database.
+func MustPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
 	ctx := context.Background()
 	pool, err := pgplatform.Dial(ctx, stack.PostgresURL("marketing"), 40)
@@ -39,7 +43,13 @@ func MustStore(tb testing.TB) *postgres.Store {
 	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
 		tb.Fatal(err)
 	}
-	return postgres.New(pool)
+	return pool
+}
+
+// MustStore returns a store on the migrated test database.
+func MustStore(tb testing.TB) *postgres.Store {
+	tb.Helper()
+	return postgres.New(MustPool(tb))
 }
 
 // MustTemplate creates a template of total coupons, perUser per user,
@@ -254,35 +264,56 @@ func TestConcurrentConsumptionHasOneWinner(t *testing.T) {
 	}
 }
 
-func TestPromotionsRoundTrip(t *testing.T) {
+func TestLivePromotions(t *testing.T) {
 	s := MustStore(t)
 	ctx := context.Background()
-	fr := marketing.Promotion{ID: gen.Next(), Kind: marketing.KindFullReduction,
-		Tiers:    []marketing.Tier{{Threshold: 99_00, Off: 9_00}, {Threshold: 199_00, Off: 30_00}},
-		StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour)}
-	sd := marketing.Promotion{ID: gen.Next(), Kind: marketing.KindSKUDiscount, SKUIDs: []int64{5, 6}, RateBP: 9000,
-		StartsAt: now.Add(-time.Hour), EndsAt: now.Add(2 * time.Hour)}
-	ended := marketing.Promotion{ID: gen.Next(), Kind: marketing.KindSKUDiscount, SKUIDs: []int64{5}, RateBP: 5000,
-		StartsAt: now.Add(-2 * time.Hour), EndsAt: now}
-	for _, p := range []marketing.Promotion{fr, sd, ended} {
+	at := MustEpoch()
+	sku := gen.Next()
+	live := func(p marketing.Promotion) marketing.Promotion {
+		p.ID, p.StartsAt, p.EndsAt = gen.Next(), at.Add(-time.Hour), at.Add(time.Hour)
+		return p
+	}
+	everySKU := live(marketing.Promotion{Kind: marketing.KindFullReduction,
+		Tiers: []marketing.Tier{{Threshold: 99_00, Off: 9_00}, {Threshold: 199_00, Off: 30_00}}})
+	discount := live(marketing.Promotion{Kind: marketing.KindSKUDiscount, SKUIDs: []int64{sku, sku + 1}, RateBP: 9000})
+	// Named twice, indexed once: a promotion is found once per quote.
+	twice := live(marketing.Promotion{Kind: marketing.KindSKUDiscount, SKUIDs: []int64{sku + 1, sku + 1}, RateBP: 8000})
+	someSKUs := live(marketing.Promotion{Kind: marketing.KindFullReduction, SKUIDs: []int64{sku + 2},
+		Tiers: []marketing.Tier{{Threshold: 10_00, Off: 1_00}}})
+	ended := live(marketing.Promotion{Kind: marketing.KindSKUDiscount, SKUIDs: []int64{sku}, RateBP: 5000})
+	ended.StartsAt, ended.EndsAt = at.Add(-2*time.Hour), at
+	endedEverySKU := live(everySKU)
+	endedEverySKU.StartsAt, endedEverySKU.EndsAt = at.Add(-2*time.Hour), at
+	notYet := live(marketing.Promotion{Kind: marketing.KindSKUDiscount, SKUIDs: []int64{sku}, RateBP: 5000})
+	notYet.StartsAt = at.Add(time.Microsecond)
+	notYetEverySKU := live(everySKU)
+	notYetEverySKU.StartsAt = at.Add(time.Microsecond)
+	otherSKU := live(marketing.Promotion{Kind: marketing.KindSKUDiscount, SKUIDs: []int64{sku + 3}, RateBP: 5000})
+	for _, p := range []marketing.Promotion{everySKU, discount, twice, someSKUs, ended, endedEverySKU, notYet, notYetEverySKU, otherSKU} {
 		if err := s.CreatePromotion(ctx, p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	list, err := s.Promotions(ctx, now)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		skus []int64
+		want []marketing.Promotion
+	}{
+		{"one SKU", []int64{sku}, []marketing.Promotion{everySKU, discount}},
+		{"a SKU named twice", []int64{sku + 1}, []marketing.Promotion{everySKU, discount, twice}},
+		{"two SKUs of one promotion", []int64{sku, sku + 1, sku + 2}, []marketing.Promotion{everySKU, discount, twice, someSKUs}},
+		{"a SKU without promotions", []int64{sku + 4}, []marketing.Promotion{everySKU}},
 	}
-	found := map[int64]marketing.Promotion{}
-	for _, p := range list {
-		found[p.ID] = p
-	}
-	for _, want := range []marketing.Promotion{fr, sd} {
-		if got := found[want.ID]; !reflect.DeepEqual(got, want) {
-			t.Errorf("promotion read back = %+v, want %+v", got, want)
-		}
-	}
-	if _, ok := found[ended.ID]; ok {
-		t.Errorf("an ended promotion is listed")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.LivePromotions(ctx, tt.skus, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.SortFunc(got, func(a, b marketing.Promotion) int { return cmp.Compare(a.ID, b.ID) })
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("live promotions of %v:\n got %+v\nwant %+v", tt.skus, got, tt.want)
+			}
+		})
 	}
 }
