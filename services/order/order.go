@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/flashsale/flashsale/platform/idempotency"
 )
 
 // Sentinel errors. Adapters wrap them with %w and the failed operation;
@@ -118,13 +120,17 @@ type Promotion struct {
 	Amount int64
 }
 
-// Limits of a seckill request.
-const (
-	// MaxQuantity bounds one request's quantity.
-	MaxQuantity = 1000
-	// MaxIdempotencyKey bounds the idempotency key's length in bytes.
-	MaxIdempotencyKey = 128
-)
+// MaxQuantity bounds one request's quantity.
+const MaxQuantity = 1000
+
+// checkKey applies the platform's rule for idempotency keys
+// (idempotency.CheckKey), as ErrInvalid.
+func checkKey(key string) error {
+	if err := idempotency.CheckKey(key); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
+}
 
 // Placed is the OrderPlaced event: a reserved flash-sale order of one line,
 // published to Kafka and kept in Redis until the consumer has stored it.
@@ -152,12 +158,10 @@ func (p Placed) Validate() error {
 	case p.UnitPrice < 0 || p.UnitPrice > (1<<62)/MaxQuantity:
 		// The bound keeps UnitPrice × Quantity far from overflowing.
 		return fmt.Errorf("%w: unit price %d out of range", ErrInvalid, p.UnitPrice)
-	case p.IdempotencyKey == "" || len(p.IdempotencyKey) > MaxIdempotencyKey:
-		return fmt.Errorf("%w: idempotency key must have 1..%d bytes", ErrInvalid, MaxIdempotencyKey)
 	case p.CreatedAt.IsZero() || !p.ExpiresAt.After(p.CreatedAt):
 		return fmt.Errorf("%w: expiry must come after creation", ErrInvalid)
 	}
-	return nil
+	return checkKey(p.IdempotencyKey)
 }
 
 // Order returns the order p describes, in status st. A seckill order has

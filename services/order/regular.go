@@ -85,8 +85,8 @@ func (s *Service) CreateRegularOrder(ctx context.Context, userID int64, lines []
 	if err := validateCart(userID, lines, couponID); err != nil {
 		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
-	if idemKey == "" || len(idemKey) > MaxIdempotencyKey {
-		return Order{}, fmt.Errorf("%s: %w: idempotency key must have 1..%d bytes", op, ErrInvalid, MaxIdempotencyKey)
+	if err := checkKey(idemKey); err != nil {
+		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
 	if s.cfg.Catalog == nil || s.cfg.Pricing == nil || s.cfg.Regular == nil {
 		return Order{}, fmt.Errorf("%s: regular orders are not configured: %w", op, ErrUnavailable)
