@@ -40,6 +40,12 @@ var (
 	// names: cancelling a paid or expired order, or one still being
 	// placed; a coupon that is used, or does not apply to the cart.
 	ErrConflict = errors.New("conflict")
+	// ErrKeyReused means the user's idempotency key already names another
+	// request (a different cart, other refund lines). Answering the first
+	// request would hide the client's mistake and acting on the second
+	// would do twice what one key promises once, so it is refused; it is
+	// an ErrInvalid, which every error table answers INVALID_ARGUMENT.
+	ErrKeyReused = fmt.Errorf("%w: the idempotency key was used for a different request", ErrInvalid)
 )
 
 // Status is where an order stands in its life cycle. The values are the

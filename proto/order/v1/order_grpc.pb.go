@@ -69,6 +69,7 @@ type OrderServiceClient interface {
 	// another state or more units than are left, INVALID_ARGUMENT for a
 	// malformed request. A refund whose money could not be returned yet is
 	// answered PENDING and finished by the order service's refund sweep.
+	// The idempotency key makes a retry answer the first refund.
 	RefundOrder(ctx context.Context, in *RefundOrderRequest, opts ...grpc.CallOption) (*RefundOrderResponse, error)
 }
 
@@ -197,6 +198,7 @@ type OrderServiceServer interface {
 	// another state or more units than are left, INVALID_ARGUMENT for a
 	// malformed request. A refund whose money could not be returned yet is
 	// answered PENDING and finished by the order service's refund sweep.
+	// The idempotency key makes a retry answer the first refund.
 	RefundOrder(context.Context, *RefundOrderRequest) (*RefundOrderResponse, error)
 	mustEmbedUnimplementedOrderServiceServer()
 }
