@@ -82,6 +82,11 @@ func TestRegularCheckoutThroughHTTP(t *testing.T) {
 	if again.OrderID != o.OrderID {
 		t.Fatalf("retry with the key answered order %s, want %s", again.OrderID, o.OrderID)
 	}
+	reused := create
+	reused.body = fmt.Sprintf(`{"lines":[{"sku_id":%q,"quantity":2}],"coupon_id":%q}`, skus[0], coupon.CouponID)
+	if got := tg.do(t, reused); got.status != http.StatusBadRequest || got.code(t) != "INVALID_ARGUMENT" {
+		t.Fatalf("the key again with another cart: %d %s, want 400 INVALID_ARGUMENT", got.status, got.body)
+	}
 	var stored api.Order
 	tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders/" + o.OrderID, token: carol}).decode(t, &stored)
 	if stored.Payable != o.Payable || len(stored.Promotions) != 2 {

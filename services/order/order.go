@@ -129,6 +129,27 @@ type Promotion struct {
 // MaxQuantity bounds one request's quantity.
 const MaxQuantity = 1000
 
+// sameUnits reports whether a repeated request asks for what the first
+// one did: whether asked and first name the same quantities of the same
+// ids (SKUs, order lines), in any order and each id once. unitsA and
+// unitsB read an id and its quantity.
+func sameUnits[A, B any](asked []A, first []B, unitsA func(A) (id, qty int64), unitsB func(B) (id, qty int64)) bool {
+	want := make(map[int64]int64, len(asked))
+	for _, a := range asked {
+		id, qty := unitsA(a)
+		want[id] = qty
+	}
+	if len(want) != len(asked) || len(first) != len(asked) {
+		return false
+	}
+	for _, b := range first {
+		if id, qty := unitsB(b); want[id] != qty {
+			return false
+		}
+	}
+	return true
+}
+
 // checkKey applies the platform's rule for idempotency keys
 // (idempotency.CheckKey), as ErrInvalid.
 func checkKey(key string) error {

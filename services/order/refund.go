@@ -185,15 +185,8 @@ func (s *Service) RefundOrder(ctx context.Context, orderID, userID int64, key st
 // for the same units of the same lines (in any order), else
 // ErrKeyReused.
 func repeatRefund(op string, first Refund, o Order, lines []RefundLine) (Refund, Order, error) {
-	asked := make(map[int64]int64, len(lines))
-	for _, l := range lines {
-		asked[l.LineID] = l.Quantity
-	}
-	same := len(first.Lines) == len(asked)
-	for _, l := range first.Lines {
-		same = same && asked[l.LineID] == l.Quantity
-	}
-	if !same {
+	units := func(l RefundLine) (int64, int64) { return l.LineID, l.Quantity }
+	if !sameUnits(lines, first.Lines, units, units) {
 		return Refund{}, Order{}, fmt.Errorf("%s %d: %w: it names refund %d of other lines", op, o.ID, ErrKeyReused, first.ID)
 	}
 	return first, o, nil

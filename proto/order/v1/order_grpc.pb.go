@@ -57,8 +57,9 @@ type OrderServiceClient interface {
 	QuoteRegularOrder(ctx context.Context, in *RegularOrderRequest, opts ...grpc.CallOption) (*Order, error)
 	// CreateRegularOrder prices the cart, reserves its regular stock in the
 	// catalog, consumes the coupon and stores a REGULAR order
-	// PENDING_PAYMENT with its apportioned lines. The same user and
-	// idempotency key answer the first order.
+	// PENDING_PAYMENT with its apportioned lines. The same user,
+	// idempotency key and cart answer the first order; the key with another
+	// cart is refused (INVALID_ARGUMENT).
 	CreateRegularOrder(ctx context.Context, in *RegularOrderRequest, opts ...grpc.CallOption) (*Order, error)
 	// RefundOrder refunds units of the owner's PAID or PARTIALLY_REFUNDED
 	// order, line by line: the amounts come from the apportionment, the
@@ -186,8 +187,9 @@ type OrderServiceServer interface {
 	QuoteRegularOrder(context.Context, *RegularOrderRequest) (*Order, error)
 	// CreateRegularOrder prices the cart, reserves its regular stock in the
 	// catalog, consumes the coupon and stores a REGULAR order
-	// PENDING_PAYMENT with its apportioned lines. The same user and
-	// idempotency key answer the first order.
+	// PENDING_PAYMENT with its apportioned lines. The same user,
+	// idempotency key and cart answer the first order; the key with another
+	// cart is refused (INVALID_ARGUMENT).
 	CreateRegularOrder(context.Context, *RegularOrderRequest) (*Order, error)
 	// RefundOrder refunds units of the owner's PAID or PARTIALLY_REFUNDED
 	// order, line by line: the amounts come from the apportionment, the

@@ -157,6 +157,12 @@ func TestRegularCheckout(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// The key names that cart: another cart under it is refused.
+	reused := &orderv1.RegularOrderRequest{UserId: user, CouponId: coupon.GetCouponId(), IdempotencyKey: "cart-1",
+		Lines: []*orderv1.RegularOrderLine{{SkuId: skus[0], Quantity: 2}, {SkuId: skus[1], Quantity: 1}, {SkuId: skus[2], Quantity: 1}}}
+	if _, err := p.order.CreateRegularOrder(ctx, reused); errcode.Of(err) != errcode.InvalidArgument {
+		t.Fatalf("the key again with another cart = %v, want INVALID_ARGUMENT", err)
+	}
 
 	// The coupon is used: another cart with it is refused, and neither
 	// its stock nor anything else is held.
