@@ -108,7 +108,7 @@ func TestRegularCheckout(t *testing.T) {
 		t.Fatal(err)
 	}
 	user := newUsers(1)
-	coupon, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId()})
+	coupon, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestRegularCheckout(t *testing.T) {
 		t.Fatalf("stock after retries and refusals = %v, want [9 9 9]", got)
 	}
 	// A coupon below its threshold is refused before anything is taken.
-	second, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId()})
+	second, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-2"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func (p *platform) MustCoupon(tb testing.TB, user, threshold, amount int64) int6
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId()})
+	c, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim"})
 	if err != nil {
 		tb.Fatal(err)
 	}
