@@ -299,7 +299,7 @@ func TestClaimKeyNamesOneCoupon(t *testing.T) {
 	s := MustStore(t)
 	ctx := context.Background()
 	tmpl := MustTemplate(t, s, 3, 2)
-	const user = 77
+	user := gen.Next() // a buyer of its own: the count below is the buyer's
 	claim := func(key string) (marketing.Coupon, error) {
 		return s.ClaimCoupon(ctx, tmpl.ID, user, gen.Next(), key, now)
 	}
