@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/gateway/internal/servicetest"
-	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 )
 
 func TestRefundRoute(t *testing.T) {
@@ -183,13 +181,6 @@ func TestRefundIdempotencyKey(t *testing.T) {
 // PENDING.
 func mustMarkPaidThrough(tb testing.TB, orderID string) {
 	tb.Helper()
-	db, err := pgplatform.Dial(context.Background(), stack.PostgresURL("orders"), 2)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(context.Background(), `UPDATE orders SET status = 'PAID', paid_at = now(),
-		payment_id = order_id, payment_channel = 'alipay' WHERE order_id = $1`, orderID); err != nil {
-		tb.Fatal(err)
-	}
+	mustUpdateOrder(tb, orderID, `UPDATE orders SET status = 'PAID', paid_at = now(),
+		payment_id = order_id, payment_channel = 'alipay' WHERE order_id = $1`)
 }
