@@ -65,12 +65,19 @@ func (tg *testGateway) MustOpenActivity(tb testing.TB) string {
 // without a payment: payment is its own service, not started here.
 func mustMarkPaidByHand(tb testing.TB, orderID string) {
 	tb.Helper()
+	mustUpdateOrder(tb, orderID, `UPDATE orders SET status = 'PAID', paid_at = now() WHERE order_id = $1`)
+}
+
+// mustUpdateOrder runs update, a statement on the orders database whose
+// $1 is the order's id.
+func mustUpdateOrder(tb testing.TB, orderID, update string) {
+	tb.Helper()
 	db, err := pgplatform.Dial(context.Background(), stack.PostgresURL("orders"), 2)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(context.Background(), `UPDATE orders SET status = 'PAID', paid_at = now() WHERE order_id = $1`, orderID); err != nil {
+	if _, err := db.Exec(context.Background(), update, orderID); err != nil {
 		tb.Fatal(err)
 	}
 }

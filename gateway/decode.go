@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/idempotency"
 )
 
 // decodeJSON reads exactly one JSON object into v, refusing unknown fields,
@@ -152,4 +153,18 @@ func (f *fields) time(field string, v *string) time.Time {
 		f.fail(field, fmt.Sprintf("must be between the years %d and %d (UTC)", minYear, maxYear))
 	}
 	return t
+}
+
+// idempotencyKey returns the request's required Idempotency-Key header,
+// checked by the platform's rule (docs/api.md, "Idempotency keys"), so
+// that no key reaches a service that would refuse or fail on it.
+func idempotencyKey(r *http.Request) (string, error) {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		return "", errorf(errcode.InvalidArgument, "header Idempotency-Key is required")
+	}
+	if err := idempotency.CheckKey(key); err != nil {
+		return "", errorf(errcode.InvalidArgument, "header Idempotency-Key: "+err.Error())
+	}
+	return key, nil
 }

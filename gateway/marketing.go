@@ -206,15 +206,22 @@ func (g *Gateway) createCouponTemplate(w http.ResponseWriter, r *http.Request) e
 	return nil
 }
 
-// claimCoupon claims one coupon of the template for the caller.
+// claimCoupon claims one coupon of the template for the caller; the
+// same Idempotency-Key answers the first claim's coupon.
 func (g *Gateway) claimCoupon(w http.ResponseWriter, r *http.Request) error {
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
 	id, err := parseID("template_id", r.PathValue("template_id"))
 	if err != nil {
 		return err
 	}
 	ctx, cancel := g.callCtx(r.Context())
 	defer cancel()
-	c, err := g.opts.Marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: callerOf(r.Context()).UserID, TemplateId: id})
+	c, err := g.opts.Marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{
+		UserId: callerOf(r.Context()).UserID, TemplateId: id, IdempotencyKey: key,
+	})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,13 +43,23 @@ func TestRegularCheckoutThroughHTTP(t *testing.T) {
 	tmpl := tg.mustCreate(t, admin, "/admin/v1/coupon-templates", "template_id", fmt.Sprintf(
 		`{"threshold":10000,"amount":1000,"total":5,"per_user_limit":1,"valid_from":%q,"valid_until":%q}`, from, until))
 
-	claim := request{method: http.MethodPost, path: "/api/v1/coupons/" + tmpl + "/claim", token: carol}
+	claim := func(key string) request {
+		return request{method: http.MethodPost, path: "/api/v1/coupons/" + tmpl + "/claim", token: carol,
+			header: map[string]string{"Idempotency-Key": key}}
+	}
 	var coupon api.Coupon
-	tg.do(t, claim).decode(t, &coupon)
+	tg.do(t, claim("claim-1")).decode(t, &coupon)
 	if coupon.Status != "AVAILABLE" || coupon.Amount != 10_00 || !digits.MatchString(coupon.CouponID) {
 		t.Fatalf("claimed coupon = %+v, want an AVAILABLE 10.00 coupon", coupon)
 	}
-	if got := tg.do(t, claim); got.status != http.StatusConflict || got.code(t) != "LIMIT_EXCEEDED" {
+	// A retry answers the coupon (201); a second claim meets the limit.
+	var retried api.Coupon
+	if got := tg.do(t, claim("claim-1")); got.status != http.StatusCreated {
+		t.Fatalf("retried claim: %d %s, want 201", got.status, got.body)
+	} else if got.decode(t, &retried); retried.CouponID != coupon.CouponID || retried.Status != coupon.Status {
+		t.Fatalf("retried claim = %+v, want the first coupon %+v", retried, coupon)
+	}
+	if got := tg.do(t, claim("claim-2")); got.status != http.StatusConflict || got.code(t) != "LIMIT_EXCEEDED" {
 		t.Fatalf("second claim: %d %s, want 409 LIMIT_EXCEEDED", got.status, got.body)
 	}
 
@@ -82,6 +93,11 @@ func TestRegularCheckoutThroughHTTP(t *testing.T) {
 	if again.OrderID != o.OrderID {
 		t.Fatalf("retry with the key answered order %s, want %s", again.OrderID, o.OrderID)
 	}
+	reused := create
+	reused.body = fmt.Sprintf(`{"lines":[{"sku_id":%q,"quantity":2}],"coupon_id":%q}`, skus[0], coupon.CouponID)
+	if got := tg.do(t, reused); got.status != http.StatusBadRequest || got.code(t) != "INVALID_ARGUMENT" {
+		t.Fatalf("the key again with another cart: %d %s, want 400 INVALID_ARGUMENT", got.status, got.body)
+	}
 	var stored api.Order
 	tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders/" + o.OrderID, token: carol}).decode(t, &stored)
 	if stored.Payable != o.Payable || len(stored.Promotions) != 2 {
@@ -111,10 +127,17 @@ func TestMarketingRoutesRefuse(t *testing.T) {
 		{"template without amount", request{method: http.MethodPost, path: "/admin/v1/coupon-templates", token: admin,
 			body: `{"threshold":0,"total":1,"per_user_limit":1,"valid_from":"2030-01-01T00:00:00Z","valid_until":"2030-01-02T00:00:00Z"}`},
 			http.StatusBadRequest, "INVALID_ARGUMENT"},
-		{"claim of a bad id", request{method: http.MethodPost, path: "/api/v1/coupons/x1/claim", token: user}, http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"claim of a bad id", request{method: http.MethodPost, path: "/api/v1/coupons/x1/claim", token: user,
+			header: map[string]string{"Idempotency-Key": "c1"}}, http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"claim without a key", request{method: http.MethodPost, path: "/api/v1/coupons/1/claim", token: user}, http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"claim with a key too long", request{method: http.MethodPost, path: "/api/v1/coupons/1/claim", token: user,
+			header: map[string]string{"Idempotency-Key": strings.Repeat("k", 129)}}, http.StatusBadRequest, "INVALID_ARGUMENT"},
 		{"coupons without a token", request{method: http.MethodGet, path: "/api/v1/coupons"}, http.StatusUnauthorized, "UNAUTHENTICATED"},
 		{"order without a key", request{method: http.MethodPost, path: "/api/v1/orders", token: user,
 			body: `{"lines":[{"sku_id":"1","quantity":1}]}`}, http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"order with a key that is not UTF-8", request{method: http.MethodPost, path: "/api/v1/orders", token: user,
+			header: map[string]string{"Idempotency-Key": "c\xff1"}, body: `{"lines":[{"sku_id":"1","quantity":1}]}`},
+			http.StatusBadRequest, "INVALID_ARGUMENT"},
 		{"quote without lines", request{method: http.MethodPost, path: "/api/v1/orders/quote", token: user,
 			body: `{"lines":[]}`}, http.StatusBadRequest, "INVALID_ARGUMENT"},
 		{"quote with a zero quantity", request{method: http.MethodPost, path: "/api/v1/orders/quote", token: user,

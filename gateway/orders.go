@@ -61,8 +61,14 @@ type refundRequest struct {
 
 // refundOrder refunds units of the caller's paid order, line by line.
 // Order decides ownership, state and what is left to refund (FORBIDDEN,
-// CONFLICT); the gateway checks the owner of the answer again.
+// CONFLICT); the gateway checks the owner of the answer again. The
+// required Idempotency-Key names the refund within the order: a retry
+// answers the first refund.
 func (g *Gateway) refundOrder(w http.ResponseWriter, r *http.Request) error {
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
 	id, err := parseID("order_id", r.PathValue("order_id"))
 	if err != nil {
 		return err
@@ -75,7 +81,7 @@ func (g *Gateway) refundOrder(w http.ResponseWriter, r *http.Request) error {
 		return errorf(errcode.InvalidArgument, "lines must hold 1 to 100 lines")
 	}
 	caller := callerOf(r.Context()).UserID
-	req := &orderv1.RefundOrderRequest{OrderId: id, UserId: caller, Lines: make([]*orderv1.RefundLine, len(body.Lines))}
+	req := &orderv1.RefundOrderRequest{OrderId: id, UserId: caller, IdempotencyKey: key, Lines: make([]*orderv1.RefundLine, len(body.Lines))}
 	var f fields
 	for i, l := range body.Lines {
 		req.Lines[i] = &orderv1.RefundLine{

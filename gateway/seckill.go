@@ -19,11 +19,8 @@ import (
 // enough that a crowd does not hammer a switched-off entry.
 const closedRetryAfter = 30 * time.Second
 
-// Bounds of a flash-sale request.
-const (
-	maxIdempotencyKeyLen = 128
-	maxSeckillQuantity   = 1000
-)
+// maxSeckillQuantity bounds a flash-sale request's quantity.
+const maxSeckillQuantity = 1000
 
 type seckillRequest struct {
 	ActivityID *string `json:"activity_id"`
@@ -186,13 +183,4 @@ func (s *soldOutFlags) marked(activityID int64) bool {
 	}
 	s.mu.Unlock()
 	return false
-}
-
-// idempotencyKey returns the request's required Idempotency-Key header.
-func idempotencyKey(r *http.Request) (string, error) {
-	key := r.Header.Get("Idempotency-Key")
-	if key == "" || len(key) > maxIdempotencyKeyLen {
-		return "", errorf(errcode.InvalidArgument, "header Idempotency-Key is required (1 to 128 characters)")
-	}
-	return key, nil
 }

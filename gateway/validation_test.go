@@ -17,6 +17,9 @@ func TestSeckillRequestValidation(t *testing.T) {
 	}{
 		{"missing idempotency key", request{method: http.MethodPost, path: "/api/v1/seckill/orders", token: token, body: `{"activity_id":"1","quantity":1}`}, http.StatusBadRequest},
 		{"idempotency key too long", seckill(token, strings.Repeat("k", 129), `{"activity_id":"1","quantity":1}`), http.StatusBadRequest},
+		{"idempotency key not UTF-8", seckill(token, "k\xff1", `{"activity_id":"1","quantity":1}`), http.StatusBadRequest},
+		{"idempotency key beyond ASCII", seckill(token, "clé", `{"activity_id":"1","quantity":1}`), http.StatusBadRequest},
+		{"idempotency key with a tab", seckill(token, "k\t1", `{"activity_id":"1","quantity":1}`), http.StatusBadRequest},
 		{"empty body", seckill(token, "k1", ""), http.StatusBadRequest},
 		{"malformed JSON", seckill(token, "k1", `{"activity_id":"1",`), http.StatusBadRequest},
 		{"not JSON", seckill(token, "k1", `activity_id=1&quantity=1`), http.StatusBadRequest},

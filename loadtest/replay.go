@@ -317,7 +317,10 @@ func (r *replay) claim(ctx context.Context, templateID string, threshold int64, 
 			defer func() { <-sem }()
 			c, err := withRetryAfter(ctx, func() (api.Coupon, error) {
 				var c api.Coupon
-				_, err := r.cl.Do(ctx, http.MethodPost, "/api/v1/coupons/"+templateID+"/claim", r.users[i].Token, nil, nil, &c)
+				// One claim per buyer and template: the key makes a retry
+				// answer the coupon instead of claiming another.
+				_, err := r.cl.Do(ctx, http.MethodPost, "/api/v1/coupons/"+templateID+"/claim", r.users[i].Token,
+					map[string]string{"Idempotency-Key": "claim-" + templateID}, nil, &c)
 				return c, err
 			})
 			r.couponMu.Lock()

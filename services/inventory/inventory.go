@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/flashsale/flashsale/platform/idempotency"
 )
 
 // Outcomes of inventory operations. Callers match them with errors.Is; the
@@ -55,9 +57,8 @@ var (
 // keep every count far inside the range Lua's numbers (doubles) hold
 // exactly.
 const (
-	MaxQuantity          = 1000
-	MaxStock             = 1_000_000_000
-	MaxIdempotencyKeyLen = 128
+	MaxQuantity = 1000
+	MaxStock    = 1_000_000_000
 	// MaxMarkOrdered bounds the orders of one MarkOrdered call, so one
 	// call stays one modest Redis pipeline.
 	MaxMarkOrdered = 1000
@@ -213,16 +214,11 @@ func validateIDs(ids ...namedID) error {
 	return nil
 }
 
-// validateIdempotencyKey accepts 1..128 printable ASCII characters, so a
-// key is safe in logs, headers and the store's "<user>:<key>" field names.
+// validateIdempotencyKey applies the platform's rule for keys: printable
+// ASCII, which keeps the store's "<user>:<key>" field names safe to log.
 func validateIdempotencyKey(key string) error {
-	if len(key) == 0 || len(key) > MaxIdempotencyKeyLen {
-		return fmt.Errorf("%w: idempotency key must have 1..%d characters, got %d", ErrInvalid, MaxIdempotencyKeyLen, len(key))
-	}
-	for i := 0; i < len(key); i++ {
-		if c := key[i]; c < 0x20 || c > 0x7e {
-			return fmt.Errorf("%w: idempotency key has a non-printable character at byte %d", ErrInvalid, i)
-		}
+	if err := idempotency.CheckKey(key); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/idempotency"
 )
 
 // Store keeps promotions, coupon templates and coupons (Postgres).
@@ -19,11 +20,13 @@ type Store interface {
 	// CreateCouponTemplate records a template.
 	CreateCouponTemplate(ctx context.Context, t CouponTemplate) error
 	// ClaimCoupon atomically counts one more coupon of the template as
-	// claimed, overall and by the user, and records it as couponID. It
-	// never lets the claims pass the template's total or the user's
-	// limit: ErrCouponsExhausted, ErrClaimLimit, ErrNotClaimable (outside
-	// the window at now), ErrNotFound.
-	ClaimCoupon(ctx context.Context, templateID, userID, couponID int64, now time.Time) (Coupon, error)
+	// claimed, overall and by the user, and records it as couponID with
+	// the idempotency key. It never lets the claims pass the template's
+	// total or the user's limit: ErrCouponsExhausted, ErrClaimLimit,
+	// ErrNotClaimable (outside the window at now), ErrNotFound. When the
+	// user already claimed a coupon of the template with the key, it
+	// claims nothing and returns that coupon, whatever the counts are.
+	ClaimCoupon(ctx context.Context, templateID, userID, couponID int64, key string, now time.Time) (Coupon, error)
 	// Coupon returns the user's coupon, or ErrNotFound (also when it is
 	// someone else's).
 	Coupon(ctx context.Context, userID, couponID int64) (Coupon, error)
@@ -105,15 +108,25 @@ func (s *Service) CreateCouponTemplate(ctx context.Context, t CouponTemplate) (C
 // equals every later read.
 func dbTime(t time.Time) time.Time { return t.Truncate(time.Microsecond).UTC() }
 
-// ClaimCoupon gives the user one coupon of the template.
-func (s *Service) ClaimCoupon(ctx context.Context, userID, templateID int64) (Coupon, error) {
+// ClaimCoupon gives the user one coupon of the template. The client's
+// idempotency key names the claim within the user's claims of the
+// template: a retry with it (a timeout, a double click) claims nothing
+// more and answers the coupon the first claim gave, with its status as
+// it stands, even once the template is exhausted or the user at the
+// limit. The key is kept with the coupon in Postgres.
+func (s *Service) ClaimCoupon(ctx context.Context, userID, templateID int64, key string) (Coupon, error) {
 	if userID <= 0 || templateID <= 0 {
 		return Coupon{}, fmt.Errorf("claim coupon: %w: user and template ids must be positive", ErrInvalid)
 	}
-	c, err := s.store.ClaimCoupon(ctx, templateID, userID, s.ids.Next(), s.clock.Now())
+	if err := idempotency.CheckKey(key); err != nil {
+		return Coupon{}, fmt.Errorf("claim coupon: %w: %v", ErrInvalid, err)
+	}
+	now := s.clock.Now()
+	c, err := s.store.ClaimCoupon(ctx, templateID, userID, s.ids.Next(), key, now)
 	if err != nil {
 		return Coupon{}, fmt.Errorf("claim coupon of template %d: %w", templateID, err)
 	}
+	c.Status = c.StatusAt(now)
 	return c, nil
 }
 

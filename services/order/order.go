@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/flashsale/flashsale/platform/idempotency"
 )
 
 // Sentinel errors. Adapters wrap them with %w and the failed operation;
@@ -38,6 +40,12 @@ var (
 	// names: cancelling a paid or expired order, or one still being
 	// placed; a coupon that is used, or does not apply to the cart.
 	ErrConflict = errors.New("conflict")
+	// ErrKeyReused means the user's idempotency key already names another
+	// request (a different cart, other refund lines). Answering the first
+	// request would hide the client's mistake and acting on the second
+	// would do twice what one key promises once, so it is refused; it is
+	// an ErrInvalid, which every error table answers INVALID_ARGUMENT.
+	ErrKeyReused = fmt.Errorf("%w: the idempotency key was used for a different request", ErrInvalid)
 )
 
 // Status is where an order stands in its life cycle. The values are the
@@ -118,13 +126,38 @@ type Promotion struct {
 	Amount int64
 }
 
-// Limits of a seckill request.
-const (
-	// MaxQuantity bounds one request's quantity.
-	MaxQuantity = 1000
-	// MaxIdempotencyKey bounds the idempotency key's length in bytes.
-	MaxIdempotencyKey = 128
-)
+// MaxQuantity bounds one request's quantity.
+const MaxQuantity = 1000
+
+// sameUnits reports whether a repeated request asks for what the first
+// one did: whether asked and first name the same quantities of the same
+// ids (SKUs, order lines), in any order and each id once. unitsA and
+// unitsB read an id and its quantity.
+func sameUnits[A, B any](asked []A, first []B, unitsA func(A) (id, qty int64), unitsB func(B) (id, qty int64)) bool {
+	want := make(map[int64]int64, len(asked))
+	for _, a := range asked {
+		id, qty := unitsA(a)
+		want[id] = qty
+	}
+	if len(want) != len(asked) || len(first) != len(asked) {
+		return false
+	}
+	for _, b := range first {
+		if id, qty := unitsB(b); want[id] != qty {
+			return false
+		}
+	}
+	return true
+}
+
+// checkKey applies the platform's rule for idempotency keys
+// (idempotency.CheckKey), as ErrInvalid.
+func checkKey(key string) error {
+	if err := idempotency.CheckKey(key); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
+}
 
 // Placed is the OrderPlaced event: a reserved flash-sale order of one line,
 // published to Kafka and kept in Redis until the consumer has stored it.
@@ -152,12 +185,10 @@ func (p Placed) Validate() error {
 	case p.UnitPrice < 0 || p.UnitPrice > (1<<62)/MaxQuantity:
 		// The bound keeps UnitPrice × Quantity far from overflowing.
 		return fmt.Errorf("%w: unit price %d out of range", ErrInvalid, p.UnitPrice)
-	case p.IdempotencyKey == "" || len(p.IdempotencyKey) > MaxIdempotencyKey:
-		return fmt.Errorf("%w: idempotency key must have 1..%d bytes", ErrInvalid, MaxIdempotencyKey)
 	case p.CreatedAt.IsZero() || !p.ExpiresAt.After(p.CreatedAt):
 		return fmt.Errorf("%w: expiry must come after creation", ErrInvalid)
 	}
-	return nil
+	return checkKey(p.IdempotencyKey)
 }
 
 // Order returns the order p describes, in status st. A seckill order has

@@ -32,16 +32,18 @@ type RefundLine struct {
 // Refund gives units of a paid order back. Amount is the sum of its
 // lines' amounts; PaymentID is the payment whose channel returns it.
 // Completes is set on the refund that refunded the order's last unit.
+// IdempotencyKey is the buyer's key for it, unique within the order.
 type Refund struct {
-	ID        int64
-	OrderID   int64
-	UserID    int64
-	PaymentID int64
-	Lines     []RefundLine
-	Amount    int64
-	Status    RefundStatus
-	Completes bool
-	CreatedAt time.Time
+	ID             int64
+	OrderID        int64
+	UserID         int64
+	PaymentID      int64
+	IdempotencyKey string
+	Lines          []RefundLine
+	Amount         int64
+	Status         RefundStatus
+	Completes      bool
+	CreatedAt      time.Time
 }
 
 // Payments is the payment service.
@@ -68,8 +70,15 @@ type RefundStore interface {
 	// transaction of conditional updates. It fails with ErrConflict,
 	// changing nothing, when the order is not the user's PAID or
 	// PARTIALLY_REFUNDED order or a line has fewer units left than asked.
-	// It returns the refund as recorded and the order after it.
-	RecordRefund(ctx context.Context, r Refund) (Refund, Order, error)
+	// It returns the refund as recorded and the order after it, with
+	// created set. When the order already has a refund with r's
+	// idempotency key (a concurrent duplicate recorded it first), it
+	// changes nothing and returns that refund as it stands and the
+	// order, with created unset.
+	RecordRefund(ctx context.Context, r Refund) (recorded Refund, after Order, created bool, err error)
+	// RefundByKey returns the user's refund of the order with the
+	// idempotency key, with its lines, or ErrNotFound.
+	RefundByKey(ctx context.Context, orderID, userID int64, key string) (Refund, error)
 	// RefundSucceeded marks a PENDING refund SUCCEEDED.
 	RefundSucceeded(ctx context.Context, refundID int64, at time.Time) error
 	// PendingRefunds returns up to limit PENDING refunds created at or
@@ -104,9 +113,17 @@ const refundSweepBatch = 100
 // someone else's order, ErrConflict when the order is not PAID or
 // PARTIALLY_REFUNDED or a line has fewer units left than asked (nothing
 // changes then), and ErrInvalid for a malformed request.
-func (s *Service) RefundOrder(ctx context.Context, orderID, userID int64, lines []RefundLine) (Refund, Order, error) {
+//
+// The client's idempotency key names the refund within the order: a
+// retry with the same key and lines (a timeout, a double click, a replay
+// after a restart) refunds nothing more and answers the first refund as
+// it stands now, its order too; the key with other lines fails with
+// ErrKeyReused. Postgres holds the key with the refund, so the answer
+// survives restarts and no two requests with one key refund twice,
+// however they interleave.
+func (s *Service) RefundOrder(ctx context.Context, orderID, userID int64, key string, lines []RefundLine) (Refund, Order, error) {
 	const op = "refund order"
-	if err := validateRefund(orderID, userID, lines); err != nil {
+	if err := validateRefund(orderID, userID, key, lines); err != nil {
 		return Refund{}, Order{}, fmt.Errorf("%s: %w", op, err)
 	}
 	if s.cfg.Refunds == nil || s.cfg.Payments == nil {
@@ -118,6 +135,15 @@ func (s *Service) RefundOrder(ctx context.Context, orderID, userID int64, lines 
 	}
 	if o.UserID != userID {
 		return Refund{}, Order{}, fmt.Errorf("%s %d: %w", op, orderID, ErrForbidden)
+	}
+	// A retry is answered before the checks below, which the first
+	// refund may have made fail (no units left, the order REFUNDED).
+	first, err := s.cfg.Refunds.RefundByKey(ctx, orderID, userID, key)
+	switch {
+	case err == nil:
+		return repeatRefund(op, first, o, lines)
+	case !errors.Is(err, ErrNotFound):
+		return Refund{}, Order{}, fmt.Errorf("%s %d: %w", op, orderID, err)
 	}
 	if o.Status != StatusPaid && o.Status != StatusPartiallyRefunded {
 		return Refund{}, Order{}, fmt.Errorf("%s %d: %w: the order is %s", op, orderID, ErrConflict, o.Status)
@@ -133,12 +159,17 @@ func (s *Service) RefundOrder(ctx context.Context, orderID, userID int64, lines 
 		}
 	}
 	r := Refund{
-		ID: s.cfg.NextID(), OrderID: orderID, UserID: userID, Lines: append([]RefundLine(nil), lines...),
+		ID: s.cfg.NextID(), OrderID: orderID, UserID: userID, IdempotencyKey: key, Lines: append([]RefundLine(nil), lines...),
 		Status: RefundPending, CreatedAt: s.cfg.Clock.Now().Truncate(time.Microsecond),
 	}
-	r, after, err := s.cfg.Refunds.RecordRefund(ctx, r)
+	r, after, created, err := s.cfg.Refunds.RecordRefund(ctx, r)
 	if err != nil {
 		return Refund{}, Order{}, fmt.Errorf("%s %d: %w", op, orderID, err)
+	}
+	if !created {
+		// A duplicate sent at the same time recorded the refund first;
+		// it also returns the money.
+		return repeatRefund(op, r, after, lines)
 	}
 	if err := s.finishRefund(ctx, r, after); err != nil {
 		s.cfg.Logger.WarnContext(ctx, "refund recorded, its money not returned yet; the refund sweep finishes it",
@@ -147,6 +178,18 @@ func (s *Service) RefundOrder(ctx context.Context, orderID, userID int64, lines 
 	}
 	r.Status = RefundSucceeded
 	return r, after, nil
+}
+
+// repeatRefund answers a request whose key already names the refund
+// first: that refund and the order as they stand, when the request asks
+// for the same units of the same lines (in any order), else
+// ErrKeyReused.
+func repeatRefund(op string, first Refund, o Order, lines []RefundLine) (Refund, Order, error) {
+	units := func(l RefundLine) (int64, int64) { return l.LineID, l.Quantity }
+	if !sameUnits(lines, first.Lines, units, units) {
+		return Refund{}, Order{}, fmt.Errorf("%s %d: %w: it names refund %d of other lines", op, o.ID, ErrKeyReused, first.ID)
+	}
+	return first, o, nil
 }
 
 // line returns the index of the order's line id, or -1.
@@ -160,7 +203,10 @@ func (o Order) line(id int64) int {
 }
 
 // validateRefund checks a refund request without looking at any state.
-func validateRefund(orderID, userID int64, lines []RefundLine) error {
+func validateRefund(orderID, userID int64, key string, lines []RefundLine) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
 	switch {
 	case orderID <= 0 || userID <= 0:
 		return fmt.Errorf("%w: order and user ids must be positive", ErrInvalid)

@@ -77,23 +77,24 @@ func (s *Service) QuoteRegularOrder(ctx context.Context, userID int64, lines []C
 // CreateRegularOrder prices the cart, reserves its regular stock,
 // consumes the coupon and stores a REGULAR order PENDING_PAYMENT; it
 // expires after the payment window like any order (Expirer.RunRegularOnce),
-// which gives its stock and coupon back. The same user and key
-// answer the first order. A step that fails undoes the earlier ones, so a
-// failed checkout holds neither stock nor coupon.
+// which gives its stock and coupon back. The same user, key and cart
+// answer the first order; the key with another cart fails with
+// ErrKeyReused. A step that fails undoes the earlier ones, so a failed
+// checkout holds neither stock nor coupon.
 func (s *Service) CreateRegularOrder(ctx context.Context, userID int64, lines []CartLine, couponID int64, idemKey string) (Order, error) {
 	const op = "create regular order"
 	if err := validateCart(userID, lines, couponID); err != nil {
 		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
-	if idemKey == "" || len(idemKey) > MaxIdempotencyKey {
-		return Order{}, fmt.Errorf("%s: %w: idempotency key must have 1..%d bytes", op, ErrInvalid, MaxIdempotencyKey)
+	if err := checkKey(idemKey); err != nil {
+		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
 	if s.cfg.Catalog == nil || s.cfg.Pricing == nil || s.cfg.Regular == nil {
 		return Order{}, fmt.Errorf("%s: regular orders are not configured: %w", op, ErrUnavailable)
 	}
 	prev, err := s.cfg.Regular.RegularByKey(ctx, userID, idemKey)
 	if err == nil {
-		return prev, nil
+		return repeatCheckout(op, prev, lines, couponID)
 	}
 	if !errors.Is(err, ErrNotFound) {
 		return Order{}, fmt.Errorf("%s: %w", op, err)
@@ -130,8 +131,22 @@ func (s *Service) CreateRegularOrder(ctx context.Context, userID int64, lines []
 		// A concurrent attempt with the same key stored its order first;
 		// this attempt's stock and coupon go back.
 		s.undoRegular(ctx, orderID, true)
+		return repeatCheckout(op, stored, lines, couponID)
 	}
 	return stored, nil
+}
+
+// repeatCheckout answers a checkout whose key already has an order: that
+// order when the cart is the same (the same SKUs and quantities, in any
+// order, and the same coupon), else ErrKeyReused.
+func repeatCheckout(op string, first Order, lines []CartLine, couponID int64) (Order, error) {
+	same := sameUnits(lines, first.Lines,
+		func(l CartLine) (int64, int64) { return l.SKUID, l.Quantity },
+		func(l Line) (int64, int64) { return l.SKUID, l.Quantity })
+	if !same || first.CouponID != couponID {
+		return Order{}, fmt.Errorf("%s: %w: it names order %d of another cart", op, ErrKeyReused, first.ID)
+	}
+	return first, nil
 }
 
 // undoRegular gives back what a failed checkout of orderID took: its

@@ -127,15 +127,71 @@ func TestCreateRegularOrderUndoesAFailedCheckout(t *testing.T) {
 }
 
 func TestCreateRegularOrderLosingARaceGivesItsHoldBack(t *testing.T) {
-	c := newCheckout("")
-	winner := order.Order{ID: 1000, Status: order.StatusPendingPayment}
-	c.conflict = &winner
-	got, err := newRegularService(c).CreateRegularOrder(context.Background(), 7, []order.CartLine{{SKUID: 1, Quantity: 1}}, 99, "key")
-	if err != nil || got.ID != winner.ID {
-		t.Fatalf("CreateRegularOrder = %d, %v; want the winner %d", got.ID, err, winner.ID)
+	winner := order.Order{ID: 1000, Status: order.StatusPendingPayment, CouponID: 99, Lines: []order.Line{{SKUID: 1, Quantity: 1}}}
+	tests := []struct {
+		name    string
+		cart    []order.CartLine
+		wantErr error
+	}{
+		{"the same cart", []order.CartLine{{SKUID: 1, Quantity: 1}}, nil},
+		{"another cart", []order.CartLine{{SKUID: 1, Quantity: 2}}, order.ErrKeyReused},
 	}
-	if len(c.stock) != 0 || len(c.coupons) != 0 {
-		t.Fatalf("the loser still holds stock %v and coupons %v", c.stock, c.coupons)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCheckout("")
+			c.conflict = &winner
+			got, err := newRegularService(c).CreateRegularOrder(context.Background(), 7, tt.cart, 99, "key")
+			if !errors.Is(err, tt.wantErr) || (err == nil && got.ID != winner.ID) {
+				t.Fatalf("CreateRegularOrder = %d, %v; want the winner %d or %v", got.ID, err, winner.ID, tt.wantErr)
+			}
+			if len(c.stock) != 0 || len(c.coupons) != 0 {
+				t.Fatalf("the loser still holds stock %v and coupons %v", c.stock, c.coupons)
+			}
+		})
+	}
+}
+
+// TestCreateRegularOrderKeyNamesOneCart repeats a checkout under its key:
+// the same cart, its lines in any order, answers the first order and
+// takes nothing more; another cart or coupon is refused with
+// ErrKeyReused, an ErrInvalid, and takes nothing either.
+func TestCreateRegularOrderKeyNamesOneCart(t *testing.T) {
+	c := newCheckout("")
+	svc := newRegularService(c)
+	ctx := context.Background()
+	cart := []order.CartLine{{SKUID: 1, Quantity: 2}, {SKUID: 2, Quantity: 1}}
+	first, err := svc.CreateRegularOrder(ctx, 7, cart, 99, "key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		cart    []order.CartLine
+		coupon  int64
+		wantErr error
+	}{
+		{"the same cart", cart, 99, nil},
+		{"its lines in another order", []order.CartLine{cart[1], cart[0]}, 99, nil},
+		{"another quantity", []order.CartLine{{SKUID: 1, Quantity: 3}, cart[1]}, 99, order.ErrKeyReused},
+		{"a line less", cart[:1], 99, order.ErrKeyReused},
+		{"a line more", append([]order.CartLine{{SKUID: 3, Quantity: 1}}, cart...), 99, order.ErrKeyReused},
+		{"a line twice", []order.CartLine{cart[0], cart[0]}, 99, order.ErrKeyReused},
+		{"another coupon", cart, 98, order.ErrKeyReused},
+		{"no coupon", cart, 0, order.ErrKeyReused},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := svc.CreateRegularOrder(ctx, 7, tt.cart, tt.coupon, "key")
+			if !errors.Is(err, tt.wantErr) || (err == nil && got.ID != first.ID) {
+				t.Fatalf("repeat = order %d, %v; want order %d or %v", got.ID, err, first.ID, tt.wantErr)
+			}
+			if err != nil && !errors.Is(err, order.ErrInvalid) {
+				t.Fatalf("%v is not an ErrInvalid", err)
+			}
+			if len(c.stock) != 1 || len(c.coupons) != 1 {
+				t.Fatalf("%d orders hold stock and %d a coupon, want the first only", len(c.stock), len(c.coupons))
+			}
+		})
 	}
 }
 

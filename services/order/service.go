@@ -183,8 +183,9 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 		return 0, fmt.Errorf("%s: %w: user and activity ids must be positive", op, ErrInvalid)
 	case qty < 1 || qty > MaxQuantity:
 		return 0, fmt.Errorf("%s: %w: quantity %d outside 1..%d", op, ErrInvalid, qty, MaxQuantity)
-	case idemKey == "" || len(idemKey) > MaxIdempotencyKey:
-		return 0, fmt.Errorf("%s: %w: idempotency key must have 1..%d bytes", op, ErrInvalid, MaxIdempotencyKey)
+	}
+	if err := checkKey(idemKey); err != nil {
+		return 0, fmt.Errorf("%s: %w", op, err)
 	}
 	act, err := s.activities.Get(ctx, activityID)
 	if err != nil {

@@ -1086,11 +1086,15 @@ func (x *Coupon) GetClaimedAt() *timestamppb.Timestamp {
 }
 
 type ClaimCouponRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        int64                  `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	TemplateId    int64                  `protobuf:"varint,2,opt,name=template_id,json=templateId,proto3" json:"template_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	UserId     int64                  `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	TemplateId int64                  `protobuf:"varint,2,opt,name=template_id,json=templateId,proto3" json:"template_id,omitempty"`
+	// Required, the client's Idempotency-Key, scoped to the user and the
+	// template: a claim with a key the user already claimed this template
+	// with answers that coupon as it stands and claims nothing.
+	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ClaimCouponRequest) Reset() {
@@ -1135,6 +1139,13 @@ func (x *ClaimCouponRequest) GetTemplateId() int64 {
 		return x.TemplateId
 	}
 	return 0
+}
+
+func (x *ClaimCouponRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
 }
 
 type ListCouponsRequest struct {
@@ -1469,11 +1480,12 @@ const file_marketing_v1_marketing_proto_rawDesc = "" +
 	"\border_id\x18\t \x01(\x03R\aorderId\x129\n" +
 	"\n" +
 	"claimed_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\tclaimedAt\"N\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tclaimedAt\"w\n" +
 	"\x12ClaimCouponRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12\x1f\n" +
 	"\vtemplate_id\x18\x02 \x01(\x03R\n" +
-	"templateId\"-\n" +
+	"templateId\x12'\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\"-\n" +
 	"\x12ListCouponsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\"O\n" +
 	"\x13ListCouponsResponse\x128\n" +

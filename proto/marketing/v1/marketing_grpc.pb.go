@@ -43,7 +43,8 @@ type MarketingServiceClient interface {
 	CreateCouponTemplate(ctx context.Context, in *CreateCouponTemplateRequest, opts ...grpc.CallOption) (*CouponTemplate, error)
 	// ClaimCoupon gives the user one coupon of the template: SOLD_OUT when
 	// all are claimed, LIMIT_EXCEEDED at the per-user limit, CONFLICT
-	// outside the template's window.
+	// outside the template's window. The idempotency key makes a retry
+	// answer the coupon the first claim gave.
 	ClaimCoupon(ctx context.Context, in *ClaimCouponRequest, opts ...grpc.CallOption) (*Coupon, error)
 	ListCoupons(ctx context.Context, in *ListCouponsRequest, opts ...grpc.CallOption) (*ListCouponsResponse, error)
 	// ConsumeCoupon marks the user's coupon used by the order; repeating it
@@ -145,7 +146,8 @@ type MarketingServiceServer interface {
 	CreateCouponTemplate(context.Context, *CreateCouponTemplateRequest) (*CouponTemplate, error)
 	// ClaimCoupon gives the user one coupon of the template: SOLD_OUT when
 	// all are claimed, LIMIT_EXCEEDED at the per-user limit, CONFLICT
-	// outside the template's window.
+	// outside the template's window. The idempotency key makes a retry
+	// answer the coupon the first claim gave.
 	ClaimCoupon(context.Context, *ClaimCouponRequest) (*Coupon, error)
 	ListCoupons(context.Context, *ListCouponsRequest) (*ListCouponsResponse, error)
 	// ConsumeCoupon marks the user's coupon used by the order; repeating it

@@ -1263,12 +1263,16 @@ func (x *RefundLine) GetQuantity() int64 {
 }
 
 type RefundOrderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OrderId       int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	UserId        int64                  `protobuf:"varint,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"` // must own the order
-	Lines         []*RefundLine          `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`                  // distinct lines, each quantity >= 1
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	OrderId int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	UserId  int64                  `protobuf:"varint,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"` // must own the order
+	Lines   []*RefundLine          `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`                  // distinct lines, each quantity >= 1
+	// Required, the client's Idempotency-Key, scoped to the order: the same
+	// key and lines answer the first refund as it stands now; the same key
+	// with other lines is refused (INVALID_ARGUMENT).
+	IdempotencyKey string `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RefundOrderRequest) Reset() {
@@ -1320,6 +1324,13 @@ func (x *RefundOrderRequest) GetLines() []*RefundLine {
 		return x.Lines
 	}
 	return nil
+}
+
+func (x *RefundOrderRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
 }
 
 type RefundedLine struct {
@@ -1562,11 +1573,12 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"\n" +
 	"RefundLine\x12\x17\n" +
 	"\aline_id\x18\x01 \x01(\x03R\x06lineId\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x03R\bquantity\"~\n" +
+	"\bquantity\x18\x02 \x01(\x03R\bquantity\"\xa7\x01\n" +
 	"\x12RefundOrderRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x03R\aorderId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\x03R\x06userId\x124\n" +
-	"\x05lines\x18\x03 \x03(\v2\x1e.flashsale.order.v1.RefundLineR\x05lines\"[\n" +
+	"\x05lines\x18\x03 \x03(\v2\x1e.flashsale.order.v1.RefundLineR\x05lines\x12'\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\"[\n" +
 	"\fRefundedLine\x12\x17\n" +
 	"\aline_id\x18\x01 \x01(\x03R\x06lineId\x12\x1a\n" +
 	"\bquantity\x18\x02 \x01(\x03R\bquantity\x12\x16\n" +

@@ -57,8 +57,9 @@ type OrderServiceClient interface {
 	QuoteRegularOrder(ctx context.Context, in *RegularOrderRequest, opts ...grpc.CallOption) (*Order, error)
 	// CreateRegularOrder prices the cart, reserves its regular stock in the
 	// catalog, consumes the coupon and stores a REGULAR order
-	// PENDING_PAYMENT with its apportioned lines. The same user and
-	// idempotency key answer the first order.
+	// PENDING_PAYMENT with its apportioned lines. The same user,
+	// idempotency key and cart answer the first order; the key with another
+	// cart is refused (INVALID_ARGUMENT).
 	CreateRegularOrder(ctx context.Context, in *RegularOrderRequest, opts ...grpc.CallOption) (*Order, error)
 	// RefundOrder refunds units of the owner's PAID or PARTIALLY_REFUNDED
 	// order, line by line: the amounts come from the apportionment, the
@@ -69,6 +70,7 @@ type OrderServiceClient interface {
 	// another state or more units than are left, INVALID_ARGUMENT for a
 	// malformed request. A refund whose money could not be returned yet is
 	// answered PENDING and finished by the order service's refund sweep.
+	// The idempotency key makes a retry answer the first refund.
 	RefundOrder(ctx context.Context, in *RefundOrderRequest, opts ...grpc.CallOption) (*RefundOrderResponse, error)
 }
 
@@ -185,8 +187,9 @@ type OrderServiceServer interface {
 	QuoteRegularOrder(context.Context, *RegularOrderRequest) (*Order, error)
 	// CreateRegularOrder prices the cart, reserves its regular stock in the
 	// catalog, consumes the coupon and stores a REGULAR order
-	// PENDING_PAYMENT with its apportioned lines. The same user and
-	// idempotency key answer the first order.
+	// PENDING_PAYMENT with its apportioned lines. The same user,
+	// idempotency key and cart answer the first order; the key with another
+	// cart is refused (INVALID_ARGUMENT).
 	CreateRegularOrder(context.Context, *RegularOrderRequest) (*Order, error)
 	// RefundOrder refunds units of the owner's PAID or PARTIALLY_REFUNDED
 	// order, line by line: the amounts come from the apportionment, the
@@ -197,6 +200,7 @@ type OrderServiceServer interface {
 	// another state or more units than are left, INVALID_ARGUMENT for a
 	// malformed request. A refund whose money could not be returned yet is
 	// answered PENDING and finished by the order service's refund sweep.
+	// The idempotency key makes a retry answer the first refund.
 	RefundOrder(context.Context, *RefundOrderRequest) (*RefundOrderResponse, error)
 	mustEmbedUnimplementedOrderServiceServer()
 }

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,7 +108,7 @@ func TestCheckoutFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	const user = 7
-	coupon, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId()})
+	coupon, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,11 +162,11 @@ func TestErrorCodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	coupon, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 1, TemplateId: tmpl.GetTemplateId()})
+	coupon, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 1, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 2, TemplateId: tmpl.GetTemplateId()}); err != nil {
+	if _, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 2, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-1"}); err != nil {
 		t.Fatal(err)
 	}
 	small := []*marketingv1.CartLine{{SkuId: 1, Quantity: 1, UnitPrice: 49_99}}
@@ -175,11 +176,15 @@ func TestErrorCodes(t *testing.T) {
 		want errcode.Code
 	}{
 		{"claim past the per-user limit", func() error {
-			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 1, TemplateId: tmpl.GetTemplateId()})
+			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 1, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-2"})
 			return err
 		}, errcode.SoldOut}, // the template is exhausted first: both coupons are out
+		{"claim without a key", func() error {
+			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 1, TemplateId: tmpl.GetTemplateId()})
+			return err
+		}, errcode.InvalidArgument},
 		{"claim of an unknown template", func() error {
-			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 1, TemplateId: 12345})
+			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 1, TemplateId: 12345, IdempotencyKey: "claim-3"})
 			return err
 		}, errcode.NotFound},
 		{"coupon below its threshold", func() error {
@@ -221,9 +226,10 @@ func TestClaimLimitOverGRPC(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	codes := map[errcode.Code]int{}
-	for range 10 {
+	for i := range 10 {
 		wg.Go(func() {
-			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 3, TemplateId: tmpl.GetTemplateId()})
+			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 3, TemplateId: tmpl.GetTemplateId(),
+				IdempotencyKey: "claim-" + strconv.Itoa(i)})
 			code := errcode.Code("OK")
 			if err != nil {
 				code = errcode.Of(err)
@@ -266,5 +272,46 @@ func TestConfigFromEnv(t *testing.T) {
 				t.Errorf("Discovery.ConsulAddr = %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// TestClaimRetriesOverGRPC is a buyer's client retrying a claim with its
+// Idempotency-Key: the retry answers the first coupon, even after the
+// template ran out, and copies sent at once take one coupon.
+func TestClaimRetriesOverGRPC(t *testing.T) {
+	c := MustService(t)
+	ctx := callCtx(t)
+	tmpl, err := c.CreateCouponTemplate(ctx, &marketingv1.CreateCouponTemplateRequest{
+		Amount: 1_00, Total: 2, PerUserLimit: 2,
+		ValidFrom: timestamppb.New(t0.Add(-time.Hour)), ValidUntil: timestamppb.New(t0.Add(time.Hour)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := &marketingv1.ClaimCouponRequest{UserId: 4, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "double-tap"}
+	ids := make([]int64, 8)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Go(func() {
+			got, err := c.ClaimCoupon(ctx, claim)
+			if err != nil {
+				t.Errorf("copy %d: %v", i, err)
+			}
+			ids[i] = got.GetCouponId()
+		})
+	}
+	wg.Wait()
+	for i, id := range ids {
+		if id != ids[0] {
+			t.Errorf("copy %d answered coupon %d, copy 0 coupon %d: want one coupon", i, id, ids[0])
+		}
+	}
+	// One coupon is left for someone else; then the retry still answers.
+	if _, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 5, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "k"}); err != nil {
+		t.Fatalf("the other buyer's claim: %v", err)
+	}
+	again, err := c.ClaimCoupon(ctx, claim)
+	if err != nil || again.GetCouponId() != ids[0] || again.GetStatus() != marketingv1.CouponStatus_COUPON_STATUS_AVAILABLE {
+		t.Fatalf("retry after the template ran out = %v, %v; want coupon %d AVAILABLE", again, err, ids[0])
 	}
 }

@@ -118,7 +118,7 @@ func (s *Server) CreateCouponTemplate(ctx context.Context, req *marketingv1.Crea
 
 // ClaimCoupon claims one coupon for the user.
 func (s *Server) ClaimCoupon(ctx context.Context, req *marketingv1.ClaimCouponRequest) (*marketingv1.Coupon, error) {
-	c, err := s.svc.ClaimCoupon(ctx, req.GetUserId(), req.GetTemplateId())
+	c, err := s.svc.ClaimCoupon(ctx, req.GetUserId(), req.GetTemplateId(), req.GetIdempotencyKey())
 	if err != nil {
 		return nil, err
 	}

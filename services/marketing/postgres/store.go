@@ -117,26 +117,45 @@ func (s *Store) CreateCouponTemplate(ctx context.Context, t marketing.CouponTemp
 	return nil
 }
 
-// ClaimCoupon claims one coupon in one transaction of three statements:
+// errKeyClaimed rolls back a claim whose key the user already claimed
+// the template with.
+var errKeyClaimed = errors.New("the idempotency key claimed a coupon already")
+
+// ClaimCoupon claims one coupon in one transaction of four statements:
 // a conditional UPDATE that counts the claim on the template only while
 // claimed < total (its row lock serialises the template's claims until
 // commit, and the condition is evaluated on the latest committed count,
-// so the total can never be passed), a conditional upsert that counts it
-// for the user only while under the per-user limit, and the coupon's
-// insert. Any refusal rolls all three back.
-func (s *Store) ClaimCoupon(ctx context.Context, templateID, userID, couponID int64, now time.Time) (marketing.Coupon, error) {
+// so the total can never be passed); a look for the user's coupon of the
+// template with the key, which ends a retry with that coupon (a
+// duplicate waited for the first claim's lock, so it sees the coupon,
+// also when the first claim took the last one and the UPDATE matched
+// nothing); a conditional upsert that counts the claim for the user only
+// while under the per-user limit; and the coupon's insert, whose UNIQUE
+// (user_id, template_id, idempotency_key) stands behind the look. Any
+// refusal, and a retry, rolls all of it back.
+func (s *Store) ClaimCoupon(ctx context.Context, templateID, userID, couponID int64, key string, now time.Time) (marketing.Coupon, error) {
 	c := marketing.Coupon{ID: couponID, TemplateID: templateID, UserID: userID, Status: marketing.CouponAvailable, ClaimedAt: now.UTC()}
+	var first marketing.Coupon
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var limit int64
 		err := tx.QueryRow(ctx, `UPDATE coupon_templates SET claimed = claimed + 1
 			WHERE template_id = $1 AND claimed < total AND valid_from <= $2 AND valid_until > $2
 			RETURNING threshold, amount, per_user_limit, valid_from, valid_until`, templateID, now).
 			Scan(&c.Threshold, &c.Amount, &limit, &c.ValidFrom, &c.ValidUntil)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return whyNotClaimed(ctx, tx, templateID, now)
-		}
-		if err != nil {
+		counted := err == nil
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("count claim: %w", err)
+		}
+		first, err = scanCoupon(tx.QueryRow(ctx, `SELECT `+couponColumns+` FROM coupons
+			WHERE user_id = $1 AND template_id = $2 AND idempotency_key = $3`, userID, templateID, key))
+		switch {
+		case err == nil:
+			return errKeyClaimed
+		case !errors.Is(err, pgx.ErrNoRows):
+			return fmt.Errorf("coupon by key: %w", err)
+		}
+		if !counted {
+			return whyNotClaimed(ctx, tx, templateID, now)
 		}
 		var mine int64
 		err = tx.QueryRow(ctx, `INSERT INTO coupon_claims AS c (template_id, user_id, claimed) VALUES ($1, $2, 1)
@@ -149,13 +168,16 @@ func (s *Store) ClaimCoupon(ctx context.Context, templateID, userID, couponID in
 			return fmt.Errorf("count user claim: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO coupons
-			(coupon_id, template_id, user_id, threshold, amount, valid_from, valid_until, status, claimed_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 'AVAILABLE', $8)`,
-			c.ID, templateID, userID, c.Threshold, c.Amount, c.ValidFrom, c.ValidUntil, c.ClaimedAt); err != nil {
+			(coupon_id, template_id, user_id, threshold, amount, valid_from, valid_until, status, claimed_at, idempotency_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 'AVAILABLE', $8, $9)`,
+			c.ID, templateID, userID, c.Threshold, c.Amount, c.ValidFrom, c.ValidUntil, c.ClaimedAt, key); err != nil {
 			return fmt.Errorf("insert coupon: %w", err)
 		}
 		return nil
 	})
+	if errors.Is(err, errKeyClaimed) {
+		return first, nil
+	}
 	if err != nil {
 		return marketing.Coupon{}, err
 	}

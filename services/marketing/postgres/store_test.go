@@ -6,6 +6,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -64,10 +65,13 @@ func MustTemplate(tb testing.TB, s *postgres.Store, total, perUser int64) market
 	return t
 }
 
+// newKey is an idempotency key no other claim has.
+func newKey() string { return "claim-" + strconv.FormatInt(gen.Next(), 10) }
+
 // MustClaim claims a coupon of the template for the user.
 func MustClaim(tb testing.TB, s *postgres.Store, templateID, userID int64) marketing.Coupon {
 	tb.Helper()
-	c, err := s.ClaimCoupon(context.Background(), templateID, userID, gen.Next(), now)
+	c, err := s.ClaimCoupon(context.Background(), templateID, userID, gen.Next(), newKey(), now)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -87,7 +91,7 @@ func TestConcurrentClaimsNeverExceedIssue(t *testing.T) {
 		user := int64(1000 + u)
 		for range attemptsPerUser {
 			wg.Go(func() {
-				_, err := s.ClaimCoupon(ctx, tmpl.ID, user, gen.Next(), now)
+				_, err := s.ClaimCoupon(ctx, tmpl.ID, user, gen.Next(), newKey(), now)
 				switch {
 				case err == nil:
 					mu.Lock()
@@ -119,7 +123,7 @@ func TestConcurrentClaimsNeverExceedIssue(t *testing.T) {
 	if got != total {
 		t.Fatalf("%d coupons claimed, want exactly the %d issued", got, total)
 	}
-	if _, err := s.ClaimCoupon(ctx, tmpl.ID, 1, gen.Next(), now); !errors.Is(err, marketing.ErrCouponsExhausted) {
+	if _, err := s.ClaimCoupon(ctx, tmpl.ID, 1, gen.Next(), newKey(), now); !errors.Is(err, marketing.ErrCouponsExhausted) {
 		t.Fatalf("claim after the last = %v, want ErrCouponsExhausted", err)
 	}
 }
@@ -133,7 +137,7 @@ func TestConcurrentClaimsOfOneUserStopAtTheLimit(t *testing.T) {
 	var ok, limited int
 	for range 30 {
 		wg.Go(func() {
-			_, err := s.ClaimCoupon(context.Background(), tmpl.ID, 7, gen.Next(), now)
+			_, err := s.ClaimCoupon(context.Background(), tmpl.ID, 7, gen.Next(), newKey(), now)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -176,7 +180,7 @@ func TestClaimRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := s.ClaimCoupon(ctx, tt.templateID, 2, gen.Next(), tt.at); !errors.Is(err, tt.want) {
+			if _, err := s.ClaimCoupon(ctx, tt.templateID, 2, gen.Next(), newKey(), tt.at); !errors.Is(err, tt.want) {
 				t.Fatalf("claim = %v, want %v", err, tt.want)
 			}
 		})
@@ -315,5 +319,64 @@ func TestLivePromotions(t *testing.T) {
 				t.Fatalf("live promotions of %v:\n got %+v\nwant %+v", tt.skus, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestClaimKeyNamesOneCoupon repeats claims under one key: a repeat takes
+// nothing and returns the first coupon, also once the template is
+// exhausted and the user at the limit; a new key is a new claim; copies
+// sent at once take one coupon.
+func TestClaimKeyNamesOneCoupon(t *testing.T) {
+	s := MustStore(t)
+	ctx := context.Background()
+	tmpl := MustTemplate(t, s, 3, 2)
+	user := gen.Next() // a buyer of its own: the count below is the buyer's
+	claim := func(key string) (marketing.Coupon, error) {
+		return s.ClaimCoupon(ctx, tmpl.ID, user, gen.Next(), key, now)
+	}
+	first, err := claim("tap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ten copies of a second claim at once.
+	answers := make([]marketing.Coupon, 10)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Go(func() {
+			c, err := claim("tap-2")
+			if err != nil {
+				t.Errorf("copy %d: %v", i, err)
+			}
+			answers[i] = c
+		})
+	}
+	wg.Wait()
+	for i, c := range answers {
+		if c.ID != answers[0].ID || c.ID == first.ID {
+			t.Errorf("copy %d answered coupon %d, copy 0 coupon %d: want one new coupon", i, c.ID, answers[0].ID)
+		}
+	}
+	// The user is at the limit and another user takes the last coupon
+	// (the third: the copies took one): the first key still answers its
+	// coupon.
+	MustClaim(t, s, tmpl.ID, user+1)
+	again, err := claim("tap")
+	if err != nil || !reflect.DeepEqual(again, first) {
+		t.Fatalf("repeat at the limit of an exhausted template = %+v, %v; want %+v", again, err, first)
+	}
+	if _, err := claim("tap-3"); !errors.Is(err, marketing.ErrCouponsExhausted) {
+		t.Errorf("a new key on an exhausted template = %v, want ErrCouponsExhausted", err)
+	}
+	// The key belongs to the user and the template.
+	other := MustTemplate(t, s, 1, 1)
+	if c, err := s.ClaimCoupon(ctx, other.ID, user, gen.Next(), "tap", now); err != nil || c.ID == first.ID {
+		t.Errorf("the key on another template = %+v, %v; want a coupon of its own", c, err)
+	}
+	list, err := s.UserCoupons(ctx, user, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 {
+		t.Errorf("the user holds %d coupons, want 3 (two of the template, one of the other)", len(list))
 	}
 }

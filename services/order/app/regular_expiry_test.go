@@ -42,7 +42,7 @@ func (p *regularPlatform) MustCoupon(tb testing.TB, user int64) int64 {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId()})
+	c, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim"})
 	if err != nil {
 		tb.Fatal(err)
 	}

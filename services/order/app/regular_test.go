@@ -108,7 +108,7 @@ func TestRegularCheckout(t *testing.T) {
 		t.Fatal(err)
 	}
 	user := newUsers(1)
-	coupon, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId()})
+	coupon, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +157,12 @@ func TestRegularCheckout(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// The key names that cart: another cart under it is refused.
+	reused := &orderv1.RegularOrderRequest{UserId: user, CouponId: coupon.GetCouponId(), IdempotencyKey: "cart-1",
+		Lines: []*orderv1.RegularOrderLine{{SkuId: skus[0], Quantity: 2}, {SkuId: skus[1], Quantity: 1}, {SkuId: skus[2], Quantity: 1}}}
+	if _, err := p.order.CreateRegularOrder(ctx, reused); errcode.Of(err) != errcode.InvalidArgument {
+		t.Fatalf("the key again with another cart = %v, want INVALID_ARGUMENT", err)
+	}
 
 	// The coupon is used: another cart with it is refused, and neither
 	// its stock nor anything else is held.
@@ -176,7 +182,7 @@ func TestRegularCheckout(t *testing.T) {
 		t.Fatalf("stock after retries and refusals = %v, want [9 9 9]", got)
 	}
 	// A coupon below its threshold is refused before anything is taken.
-	second, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId()})
+	second, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-2"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,7 +99,7 @@ func (s *Server) RefundOrder(ctx context.Context, req *orderv1.RefundOrderReques
 	for i, l := range req.GetLines() {
 		lines[i] = order.RefundLine{LineID: l.GetLineId(), Quantity: l.GetQuantity()}
 	}
-	r, o, err := s.svc.RefundOrder(ctx, req.GetOrderId(), req.GetUserId(), lines)
+	r, o, err := s.svc.RefundOrder(ctx, req.GetOrderId(), req.GetUserId(), req.GetIdempotencyKey(), lines)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,9 @@ import (
 	"github.com/flashsale/flashsale/services/order"
 )
 
+// errKeyTaken rolls back a RecordRefund whose key names a refund already.
+var errKeyTaken = errors.New("the idempotency key names a refund already")
+
 // RecordRefund stores r with its lines' amounts and moves the order, in
 // one transaction of conditional updates and no SELECT … FOR UPDATE:
 //
@@ -18,24 +21,39 @@ import (
 //     PARTIALLY_REFUNDED order; its row lock, held until commit, makes
 //     refunds of one order take turns, so each later statement here sees
 //     every earlier refund of the order;
-//  2. each line adds its units only while they fit (refunded_quantity +
+//  2. a refund of the order with r's idempotency key ends it, changing
+//     nothing: a duplicate waited in step 1 for the first request's
+//     transaction, so it sees that refund here, even when the first
+//     refund left no units (the order REFUNDED, step 1 matching nothing);
+//  3. each line adds its units only while they fit (refunded_quantity +
 //     k <= quantity), which returns the units refunded before, the `done`
 //     the apportionment prices the k units after;
-//  3. the order adds the amounts and becomes REFUNDED when no line has
+//  4. the order adds the amounts and becomes REFUNDED when no line has
 //     units left, else PARTIALLY_REFUNDED;
-//  4. the refund and its lines are inserted PENDING.
+//  5. the refund and its lines are inserted PENDING; the table's UNIQUE
+//     (order_id, idempotency_key) stands behind step 2.
 //
 // Any refusal rolls everything back, so an over-refund changes nothing.
-func (s *Store) RecordRefund(ctx context.Context, r order.Refund) (order.Refund, order.Order, error) {
+func (s *Store) RecordRefund(ctx context.Context, r order.Refund) (order.Refund, order.Order, bool, error) {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `UPDATE orders SET updated_at = now()
 			WHERE order_id = $1 AND user_id = $2 AND status IN ('PAID', 'PARTIALLY_REFUNDED') AND payment_id IS NOT NULL
 			RETURNING payment_id`, r.OrderID, r.UserID).Scan(&r.PaymentID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("%w: order %d is not a paid order of user %d", order.ErrConflict, r.OrderID, r.UserID)
-		}
-		if err != nil {
+		refundable := err == nil
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
+		}
+		var taken bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM order_refunds r JOIN orders o ON o.order_id = r.order_id
+			WHERE r.order_id = $1 AND o.user_id = $2 AND r.idempotency_key = $3)`,
+			r.OrderID, r.UserID, r.IdempotencyKey).Scan(&taken); err != nil {
+			return err
+		}
+		if taken {
+			return errKeyTaken
+		}
+		if !refundable {
+			return fmt.Errorf("%w: order %d is not a paid order of user %d", order.ErrConflict, r.OrderID, r.UserID)
 		}
 		r.Amount = 0
 		lineIDs, qtys, amounts := make([]int64, len(r.Lines)), make([]int64, len(r.Lines)), make([]int64, len(r.Lines))
@@ -56,23 +74,28 @@ func (s *Store) RecordRefund(ctx context.Context, r order.Refund) (order.Refund,
 			return err
 		}
 		r.Status, r.Completes = order.RefundPending, order.Status(status) == order.StatusRefunded
-		if _, err := tx.Exec(ctx, `INSERT INTO order_refunds (refund_id, order_id, payment_id, amount, status, completes, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			r.ID, r.OrderID, r.PaymentID, r.Amount, string(r.Status), r.Completes, r.CreatedAt); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO order_refunds (refund_id, order_id, payment_id, idempotency_key, amount, status, completes, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			r.ID, r.OrderID, r.PaymentID, r.IdempotencyKey, r.Amount, string(r.Status), r.Completes, r.CreatedAt); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO order_refund_lines (refund_id, line_id, quantity, amount)
 			SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[])`, r.ID, lineIDs, qtys, amounts)
 		return err
 	})
+	created := err == nil
+	recorded := r
+	if errors.Is(err, errKeyTaken) {
+		recorded, err = s.RefundByKey(ctx, r.OrderID, r.UserID, r.IdempotencyKey)
+	}
 	if err != nil {
-		return order.Refund{}, order.Order{}, fmt.Errorf("record refund of order %d: %w", r.OrderID, err)
+		return order.Refund{}, order.Order{}, false, fmt.Errorf("record refund of order %d: %w", r.OrderID, err)
 	}
 	o, err := s.Order(ctx, r.OrderID)
 	if err != nil {
-		return order.Refund{}, order.Order{}, err
+		return order.Refund{}, order.Order{}, false, err
 	}
-	return r, o, nil
+	return recorded, o, created, nil
 }
 
 // refundLine adds rl's units to its line when they fit and returns what
@@ -131,18 +154,43 @@ func (s *Store) PendingRefunds(ctx context.Context, before time.Time, limit int)
 
 // Refunds returns the order's refunds with their lines, oldest first.
 func (s *Store) Refunds(ctx context.Context, orderID int64) ([]order.Refund, error) {
-	rows, err := s.pool.Query(ctx, `SELECT r.refund_id, r.order_id, o.user_id, r.payment_id, r.amount, r.status, r.completes,
-			r.created_at, l.line_id, l.quantity, l.amount
-		FROM order_refunds r JOIN orders o ON o.order_id = r.order_id JOIN order_refund_lines l ON l.refund_id = r.refund_id
-		WHERE r.order_id = $1 ORDER BY r.created_at, r.refund_id, l.line_id`, orderID)
+	out, err := s.queryRefunds(ctx, `WHERE r.order_id = $1 ORDER BY r.created_at, r.refund_id, l.line_id`, orderID)
 	if err != nil {
 		return nil, fmt.Errorf("refunds of order %d: %w", orderID, err)
+	}
+	return out, nil
+}
+
+// RefundByKey returns the user's refund of the order with the
+// idempotency key, with its lines, or order.ErrNotFound. The UNIQUE
+// (order_id, idempotency_key) is its index.
+func (s *Store) RefundByKey(ctx context.Context, orderID, userID int64, key string) (order.Refund, error) {
+	found, err := s.queryRefunds(ctx, `WHERE r.order_id = $1 AND o.user_id = $2 AND r.idempotency_key = $3 ORDER BY l.line_id`,
+		orderID, userID, key)
+	if err != nil {
+		return order.Refund{}, fmt.Errorf("refund of order %d by key: %w", orderID, err)
+	}
+	if len(found) == 0 {
+		return order.Refund{}, fmt.Errorf("refund of order %d by key: %w", orderID, order.ErrNotFound)
+	}
+	return found[0], nil
+}
+
+// queryRefunds returns the refunds, with their lines, that where (a WHERE
+// and ORDER BY clause over refunds r, orders o and refund lines l, which
+// keeps each refund's lines together) selects.
+func (s *Store) queryRefunds(ctx context.Context, where string, args ...any) ([]order.Refund, error) {
+	rows, err := s.pool.Query(ctx, `SELECT r.refund_id, r.order_id, o.user_id, r.payment_id, coalesce(r.idempotency_key, ''),
+			r.amount, r.status, r.completes, r.created_at, l.line_id, l.quantity, l.amount
+		FROM order_refunds r JOIN orders o ON o.order_id = r.order_id JOIN order_refund_lines l ON l.refund_id = r.refund_id `+where, args...)
+	if err != nil {
+		return nil, err
 	}
 	var out []order.Refund
 	var r order.Refund
 	var status string
 	var l order.RefundLine
-	_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.OrderID, &r.UserID, &r.PaymentID, &r.Amount, &status, &r.Completes,
+	_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.OrderID, &r.UserID, &r.PaymentID, &r.IdempotencyKey, &r.Amount, &status, &r.Completes,
 		&r.CreatedAt, &l.LineID, &l.Quantity, &l.Amount}, func() error {
 		if n := len(out); n == 0 || out[n-1].ID != r.ID {
 			r.Status, r.Lines = order.RefundStatus(status), nil
@@ -151,8 +199,5 @@ func (s *Store) Refunds(ctx context.Context, orderID int64) ([]order.Refund, err
 		out[len(out)-1].Lines = append(out[len(out)-1].Lines, l)
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("refunds of order %d: %w", orderID, err)
-	}
-	return out, nil
+	return out, err
 }

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -40,8 +41,10 @@ func MustPaidOrder(tb testing.TB, s *postgres.Store, user int64, lines ...[3]int
 	return paid
 }
 
+// refundOf is a refund of the order's lines under a key of its own.
 func refundOf(o order.Order, lines ...order.RefundLine) order.Refund {
-	return order.Refund{ID: nextID.Add(1), OrderID: o.ID, UserID: o.UserID, Lines: lines, CreatedAt: created}
+	id := nextID.Add(1)
+	return order.Refund{ID: id, OrderID: o.ID, UserID: o.UserID, IdempotencyKey: "key-" + strconv.FormatInt(id, 10), Lines: lines, CreatedAt: created}
 }
 
 func TestRecordRefundAmountsComeFromTheApportionment(t *testing.T) {
@@ -64,9 +67,9 @@ func TestRecordRefundAmountsComeFromTheApportionment(t *testing.T) {
 	}
 	var sum int64
 	for _, st := range steps {
-		r, after, err := s.RecordRefund(ctx, refundOf(o, st.lines...))
-		if err != nil {
-			t.Fatalf("%s: %v", st.name, err)
+		r, after, fresh, err := s.RecordRefund(ctx, refundOf(o, st.lines...))
+		if err != nil || !fresh {
+			t.Fatalf("%s: recorded a new refund %v, %v", st.name, fresh, err)
 		}
 		var got []int64
 		for _, l := range r.Lines {
@@ -125,7 +128,7 @@ func TestRecordRefundRefusalsChangeNothing(t *testing.T) {
 	s := postgres.NewStore(MustPool(t))
 	ctx := context.Background()
 	o := MustPaidOrder(t, s, 2, [3]int64{3, 1000, 100}, [3]int64{1, 5000, 0})
-	if _, _, err := s.RecordRefund(ctx, refundOf(o, order.RefundLine{LineID: o.Lines[0].ID, Quantity: 2})); err != nil {
+	if _, _, _, err := s.RecordRefund(ctx, refundOf(o, order.RefundLine{LineID: o.Lines[0].ID, Quantity: 2})); err != nil {
 		t.Fatal(err)
 	}
 	before, err := s.Order(ctx, o.ID)
@@ -154,7 +157,7 @@ func TestRecordRefundRefusalsChangeNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, _, err := s.RecordRefund(ctx, tt.r); !errors.Is(err, order.ErrConflict) {
+			if _, _, _, err := s.RecordRefund(ctx, tt.r); !errors.Is(err, order.ErrConflict) {
 				t.Errorf("record: %v, want ErrConflict", err)
 			}
 		})
@@ -186,7 +189,7 @@ func TestConcurrentRefundsNeverExceedTheLine(t *testing.T) {
 			if i%10 == 9 {
 				line = o.Lines[1]
 			}
-			r, _, err := s.RecordRefund(ctx, refundOf(o, order.RefundLine{LineID: line.ID, Quantity: 1}))
+			r, _, _, err := s.RecordRefund(ctx, refundOf(o, order.RefundLine{LineID: line.ID, Quantity: 1}))
 			switch {
 			case err == nil:
 				mu.Lock()
@@ -215,5 +218,123 @@ func TestConcurrentRefundsNeverExceedTheLine(t *testing.T) {
 	}
 	if l := after.Lines[0]; l.RefundedQuantity != l.Quantity || l.Refunded != l.Payable {
 		t.Errorf("line refunded %d units for %d, want %d for %d", l.RefundedQuantity, l.Refunded, l.Quantity, l.Payable)
+	}
+}
+
+// TestRecordRefundKeyNamesOneRefund repeats refunds under one key: the
+// repeat records nothing and returns the first refund, also once the
+// first refund left the order nothing to refund; the key belongs to its
+// order and buyer; and it is read from the table by another process.
+func TestRecordRefundKeyNamesOneRefund(t *testing.T) {
+	s := postgres.NewStore(MustPool(t))
+	ctx := context.Background()
+	o := MustPaidOrder(t, s, 5, [3]int64{3, 1000, 100})
+	line := order.RefundLine{LineID: o.Lines[0].ID, Quantity: 1}
+	first, _, fresh, err := s.RecordRefund(ctx, refundOf(o, line))
+	if err != nil || !fresh {
+		t.Fatalf("first refund: recorded a new refund %v, %v", fresh, err)
+	}
+	repeat := func(r order.Refund, lines ...order.RefundLine) order.Refund {
+		t.Helper()
+		again := refundOf(o, lines...)
+		again.IdempotencyKey = r.IdempotencyKey
+		got, after, fresh, err := s.RecordRefund(ctx, again)
+		if err != nil || fresh || got.ID != r.ID || got.Amount != r.Amount || len(got.Lines) != len(r.Lines) || got.Lines[0] != r.Lines[0] {
+			t.Fatalf("repeat of refund %d: %+v, recorded a new refund %v, %v; want the first refund", r.ID, got, fresh, err)
+		}
+		if after.ID != o.ID {
+			t.Fatalf("repeat answered order %d, want %d", after.ID, o.ID)
+		}
+		return got
+	}
+	repeat(first, line)
+
+	// The last two units: the order is REFUNDED and a repeat of either
+	// refund still finds its refund, not a CONFLICT.
+	last, _, _, err := s.RecordRefund(ctx, refundOf(o, order.RefundLine{LineID: o.Lines[0].ID, Quantity: 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repeat(last, order.RefundLine{LineID: o.Lines[0].ID, Quantity: 2})
+	repeat(first, line)
+	after, err := s.Order(ctx, o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Status != order.StatusRefunded || after.Lines[0].RefundedQuantity != 3 || after.Refunded != o.Payable {
+		t.Errorf("order %s with %d units refunded for %d, want REFUNDED, 3 units, %d", after.Status,
+			after.Lines[0].RefundedQuantity, after.Refunded, o.Payable)
+	}
+	if refunds, _ := s.Refunds(ctx, o.ID); len(refunds) != 2 {
+		t.Errorf("%d refunds stored, want 2", len(refunds))
+	}
+
+	// Another buyer's key never names this order's refund.
+	if _, err := s.RefundByKey(ctx, o.ID, o.UserID+1, first.IdempotencyKey); !errors.Is(err, order.ErrNotFound) {
+		t.Errorf("refund by key for another buyer: %v, want ErrNotFound", err)
+	}
+	stranger := refundOf(o, line)
+	stranger.UserID, stranger.IdempotencyKey = o.UserID+1, first.IdempotencyKey
+	if _, _, _, err := s.RecordRefund(ctx, stranger); !errors.Is(err, order.ErrConflict) {
+		t.Errorf("another buyer's refund under the key: %v, want ErrConflict", err)
+	}
+	// A restarted service reads the key from the table.
+	restarted := postgres.NewStore(MustPool(t))
+	got, err := restarted.RefundByKey(ctx, o.ID, o.UserID, first.IdempotencyKey)
+	if err != nil || got.ID != first.ID || got.Status != order.RefundPending || got.Lines[0] != first.Lines[0] {
+		t.Errorf("refund by key after a restart: %+v, %v; want refund %d", got, err, first.ID)
+	}
+}
+
+// TestConcurrentRefundsWithOneKeyRecordOne sends one refund many times at
+// once under one key: one is recorded, every copy answers it, and the
+// line is refunded once.
+func TestConcurrentRefundsWithOneKeyRecordOne(t *testing.T) {
+	s := postgres.NewStore(MustPool(t))
+	ctx := context.Background()
+	o := MustPaidOrder(t, s, 6, [3]int64{10, 999, 777})
+	const copies = 20
+	key := "double-click"
+	var recorded, answered [copies]int64
+	var wg sync.WaitGroup
+	for i := range copies {
+		wg.Go(func() {
+			r := refundOf(o, order.RefundLine{LineID: o.Lines[0].ID, Quantity: 4})
+			r.IdempotencyKey = key
+			got, _, fresh, err := s.RecordRefund(ctx, r)
+			if err != nil {
+				t.Errorf("copy %d: %v", i, err)
+				return
+			}
+			if fresh {
+				recorded[i] = got.ID
+			}
+			answered[i] = got.ID
+		})
+	}
+	wg.Wait()
+	var first int64
+	for i := range copies {
+		if recorded[i] != 0 {
+			if first != 0 {
+				t.Errorf("refunds %d and %d recorded for one key", first, recorded[i])
+			}
+			first = recorded[i]
+		}
+	}
+	for i, id := range answered {
+		if id != first {
+			t.Errorf("copy %d answered refund %d, want %d", i, id, first)
+		}
+	}
+	after, err := s.Order(ctx, o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Lines[0].RefundedQuantity != 4 || after.Status != order.StatusPartiallyRefunded {
+		t.Errorf("order %s with %d units refunded, want PARTIALLY_REFUNDED with 4", after.Status, after.Lines[0].RefundedQuantity)
+	}
+	if refunds, _ := s.Refunds(ctx, o.ID); len(refunds) != 1 {
+		t.Errorf("%d refunds stored, want 1", len(refunds))
 	}
 }

@@ -121,6 +121,11 @@ type platform struct {
 	admin string
 	// stopPayment stops the payment service before the test ends.
 	stopPayment func()
+	// orderConfig is the order service's configuration without its
+	// listeners; stopOrder stops the running order service before the
+	// test ends, and runOrder starts another.
+	orderConfig orderapp.Config
+	stopOrder   func()
 }
 
 // MustPlatform starts every service; configure may adjust payment's
@@ -160,15 +165,14 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	})
 	// Order refunds through payment, which is started last: the order
 	// service dials it lazily.
-	mustRun(tb, "http://"+ordAdmin.Addr().String()+"/readyz", func(ctx context.Context) error {
-		return orderapp.Run(ctx, orderapp.Config{GRPCListener: ordGRPC, AdminListener: ordAdmin,
-			PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr,
-			KafkaBrokers: stack.KafkaBrokers, KafkaDurability: stack.KafkaDurability,
-			InventoryAddr: invGRPC.Addr().String(), ProductAddr: prodGRPC.Addr().String(),
-			MarketingAddr: mktGRPC.Addr().String(), PaymentAddr: payGRPC.Addr().String(),
-			RefundSweepEvery: 20 * time.Millisecond, RefundRetryAfter: 200 * time.Millisecond, NodeID: nodes.Add(1),
-			Discovery: cfg.Discovery})
-	})
+	p.orderConfig = orderapp.Config{
+		PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr, KafkaBrokers: stack.KafkaBrokers, KafkaDurability: stack.KafkaDurability,
+		InventoryAddr: invGRPC.Addr().String(), ProductAddr: prodGRPC.Addr().String(),
+		MarketingAddr: mktGRPC.Addr().String(), PaymentAddr: payGRPC.Addr().String(),
+		RefundSweepEvery: 20 * time.Millisecond, RefundRetryAfter: 200 * time.Millisecond,
+		Discovery: cfg.Discovery,
+	}
+	p.runOrder(tb, ordGRPC, ordAdmin)
 
 	forwarder := mustListen(tb)
 	p.payment = paymentv1.NewPaymentServiceClient(mustDial(tb, payGRPC.Addr().String()))
@@ -193,13 +197,28 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	p.admin = "http://" + payAdmin.Addr().String()
 	p.stopPayment = mustRun(tb, p.admin+"/readyz", func(ctx context.Context) error { return app.Run(ctx, cfg) })
 
-	p.order = orderv1.NewOrderServiceClient(mustDial(tb, ordGRPC.Addr().String()))
 	p.product = productv1.NewProductServiceClient(mustDial(tb, prodGRPC.Addr().String()))
 	p.inventory = inventoryv1.NewInventoryServiceClient(mustDial(tb, invGRPC.Addr().String()))
 	p.marketing = marketingv1.NewMarketingServiceClient(mustDial(tb, mktGRPC.Addr().String()))
 	p.orders = mustPool(tb, "orders")
 	p.ledger = mustPool(tb, "payment")
 	return p
+}
+
+// runOrder runs an order service of p.orderConfig serving on the
+// listeners, stops the one running before, if any, and points p.order at
+// the new one. The payment service keeps calling the order address it
+// started with, so a test that runs another order service on new
+// listeners asks payment for nothing that needs order afterwards.
+func (p *platform) runOrder(tb testing.TB, grpcLis, admin net.Listener) {
+	tb.Helper()
+	if p.stopOrder != nil {
+		p.stopOrder()
+	}
+	cfg := p.orderConfig
+	cfg.GRPCListener, cfg.AdminListener, cfg.NodeID = grpcLis, admin, nodes.Add(1)
+	p.stopOrder = mustRun(tb, "http://"+admin.Addr().String()+"/readyz", func(ctx context.Context) error { return orderapp.Run(ctx, cfg) })
+	p.order = orderv1.NewOrderServiceClient(mustDial(tb, grpcLis.Addr().String()))
 }
 
 func mustPool(tb testing.TB, db string) *pgxpool.Pool {

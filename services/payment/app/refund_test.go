@@ -2,7 +2,9 @@ package app_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,7 +35,7 @@ func (p *platform) MustCoupon(tb testing.TB, user, threshold, amount int64) int6
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId()})
+	c, err := p.marketing.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim"})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -88,9 +90,20 @@ func (p *platform) mustOrder(tb testing.TB, id int64) *orderv1.Order {
 	return o
 }
 
-// refund asks to refund quantity units of each line of lines.
+// refundKeys numbers the idempotency keys of refund, so that each of its
+// calls is a request of its own.
+var refundKeys atomic.Int64
+
+// refund asks to refund quantity units of each line of lines, under a
+// key no other request has.
 func (p *platform) refund(o *orderv1.Order, user int64, lines map[int64]int64) (*orderv1.RefundOrderResponse, error) {
-	req := &orderv1.RefundOrderRequest{OrderId: o.GetOrderId(), UserId: user}
+	return p.refundWithKey(o, user, "refund-"+strconv.FormatInt(refundKeys.Add(1), 10), lines)
+}
+
+// refundWithKey asks to refund quantity units of each line of lines under
+// the idempotency key.
+func (p *platform) refundWithKey(o *orderv1.Order, user int64, key string, lines map[int64]int64) (*orderv1.RefundOrderResponse, error) {
+	req := &orderv1.RefundOrderRequest{OrderId: o.GetOrderId(), UserId: user, IdempotencyKey: key}
 	for id, qty := range lines {
 		req.Lines = append(req.Lines, &orderv1.RefundLine{LineId: id, Quantity: qty})
 	}
@@ -320,4 +333,182 @@ func TestRefunds(t *testing.T) {
 			t.Errorf("payment %s, want REFUNDED", got)
 		}
 	})
+}
+
+// sameRefund reports whether two answers are the same refund: id,
+// amount, status and lines.
+func sameRefund(a, b *orderv1.RefundOrderResponse) bool {
+	if a.GetRefundId() != b.GetRefundId() || a.GetAmount() != b.GetAmount() || a.GetStatus() != b.GetStatus() ||
+		len(a.GetLines()) != len(b.GetLines()) {
+		return false
+	}
+	for i, l := range a.GetLines() {
+		m := b.GetLines()[i]
+		if l.GetLineId() != m.GetLineId() || l.GetQuantity() != m.GetQuantity() || l.GetAmount() != m.GetAmount() {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRefundRetries is a buyer's client retrying refunds with its
+// Idempotency-Key (docs/api.md, "Refunds"): a retry answers the first
+// refund as it stands and returns no more money, whenever it arrives and
+// however many arrive at once; the key with other lines is refused.
+func TestRefundRetries(t *testing.T) {
+	p := MustPlatform(t, nil)
+
+	t.Run("a retry after the refund completed answers it", func(t *testing.T) {
+		user := users.Add(1)
+		o := p.MustPaidRegularOrder(t, user, 0, "alipay", []int64{10_00, 25_00}, []int64{3, 1})
+		mugs, vase := o.GetLines()[0], o.GetLines()[1]
+		first, err := p.refundWithKey(o, user, "mug", map[int64]int64{mugs.GetLineId(): 2})
+		if err != nil || first.GetStatus() != "SUCCEEDED" || first.GetAmount() != 20_00 {
+			t.Fatalf("first refund: %+v, %v; want 20.00 SUCCEEDED", first, err)
+		}
+		again, err := p.refundWithKey(o, user, "mug", map[int64]int64{mugs.GetLineId(): 2})
+		if err != nil || !sameRefund(again, first) || again.GetOrder().GetStatus() != partiallyRefunded {
+			t.Fatalf("retry: %+v, %v; want the first refund %+v and the order PARTIALLY_REFUNDED", again, err, first)
+		}
+		// The rest of the order, and retries of both refunds once the
+		// order is REFUNDED (nothing is left to refund: a new request
+		// would be a CONFLICT, a retry is not).
+		rest, err := p.refundWithKey(o, user, "rest", map[int64]int64{mugs.GetLineId(): 1, vase.GetLineId(): 1})
+		if err != nil || rest.GetOrder().GetStatus() != orderRefunded {
+			t.Fatalf("refund of the rest: %+v, %v; want the order REFUNDED", rest, err)
+		}
+		for _, retry := range []struct {
+			key   string
+			lines map[int64]int64
+			want  *orderv1.RefundOrderResponse
+		}{
+			{"rest", map[int64]int64{vase.GetLineId(): 1, mugs.GetLineId(): 1}, rest},
+			{"mug", map[int64]int64{mugs.GetLineId(): 2}, first},
+		} {
+			got, err := p.refundWithKey(o, user, retry.key, retry.lines)
+			if err != nil || !sameRefund(got, retry.want) || got.GetOrder().GetStatus() != orderRefunded ||
+				got.GetOrder().GetRefunded() != o.GetPayable() {
+				t.Errorf("retry of %q after the order was refunded: %+v, %v; want %+v with the order REFUNDED",
+					retry.key, got, err, retry.want)
+			}
+		}
+		if got := p.tradeRefunded(t, "alipay", o.GetPayment().GetPaymentId()); got != o.GetPayable() {
+			t.Errorf("the channel refunded %d, want the %d paid once", got, o.GetPayable())
+		}
+	})
+
+	t.Run("the key with other lines is refused", func(t *testing.T) {
+		user := users.Add(1)
+		o := p.MustPaidRegularOrder(t, user, 0, "wechat", []int64{5_00, 8_00}, []int64{4, 1})
+		a, b := o.GetLines()[0].GetLineId(), o.GetLines()[1].GetLineId()
+		first, err := p.refundWithKey(o, user, "k", map[int64]int64{a: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, lines := range []map[int64]int64{{a: 2}, {b: 1}, {a: 1, b: 1}} {
+			if _, err := p.refundWithKey(o, user, "k", lines); errcode.Of(err) != errcode.InvalidArgument {
+				t.Errorf("the key again for %v: %v, want INVALID_ARGUMENT", lines, err)
+			}
+		}
+		// Without a key there is no refund to answer a retry with.
+		if _, err := p.refundWithKey(o, user, "", map[int64]int64{a: 1}); errcode.Of(err) != errcode.InvalidArgument {
+			t.Errorf("refund without a key: %v, want INVALID_ARGUMENT", err)
+		}
+		after := p.mustOrder(t, o.GetOrderId())
+		if after.GetRefunded() != first.GetAmount() || after.GetLines()[0].GetRefundedQuantity() != 1 || after.GetLines()[1].GetRefundedQuantity() != 0 {
+			t.Errorf("after the refusals: %v, want only the first refund's unit refunded", after)
+		}
+		if got := p.tradeRefunded(t, "wechat", o.GetPayment().GetPaymentId()); got != first.GetAmount() {
+			t.Errorf("the channel refunded %d, want %d", got, first.GetAmount())
+		}
+	})
+
+	t.Run("duplicates at once make one refund", func(t *testing.T) {
+		user := users.Add(1)
+		o := p.MustPaidRegularOrder(t, user, p.MustCoupon(t, user, 0, 1_01), "unionpay", []int64{3_33}, []int64{5})
+		line := o.GetLines()[0].GetLineId()
+		const copies = 10
+		answers := make([]*orderv1.RefundOrderResponse, copies)
+		var wg sync.WaitGroup
+		for i := range copies {
+			wg.Go(func() {
+				r, err := p.refundWithKey(o, user, "tap-tap", map[int64]int64{line: 2})
+				if err != nil {
+					t.Errorf("copy %d: %v", i, err)
+				}
+				answers[i] = r
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		for i, r := range answers {
+			if r.GetRefundId() != answers[0].GetRefundId() || r.GetAmount() != answers[0].GetAmount() {
+				t.Errorf("copy %d answered refund %d of %d, copy 0 refund %d of %d: want one refund",
+					i, r.GetRefundId(), r.GetAmount(), answers[0].GetRefundId(), answers[0].GetAmount())
+			}
+		}
+		waitFor(t, "the refund finished", func() bool { return p.pendingRefunds(t, o.GetOrderId()) == 0 })
+		if got := p.tradeRefunded(t, "unionpay", o.GetPayment().GetPaymentId()); got != answers[0].GetAmount() {
+			t.Errorf("the channel refunded %d, want the refund's %d once", got, answers[0].GetAmount())
+		}
+		if after := p.mustOrder(t, o.GetOrderId()); after.GetLines()[0].GetRefundedQuantity() != 2 || after.GetRefunded() != answers[0].GetAmount() {
+			t.Errorf("order with %d units refunded for %d, want 2 units for %d",
+				after.GetLines()[0].GetRefundedQuantity(), after.GetRefunded(), answers[0].GetAmount())
+		}
+	})
+
+	t.Run("a retry answers the refund's status as it stands", func(t *testing.T) {
+		user := users.Add(1)
+		o := p.MustPaidRegularOrder(t, user, 0, "wechat", []int64{6_00}, []int64{2})
+		line := o.GetLines()[0].GetLineId()
+		if err := p.sim.SetBehaviour("wechat", channelsim.Behaviour{Down: true}); err != nil {
+			t.Fatal(err)
+		}
+		first, err := p.refundWithKey(o, user, "late", map[int64]int64{line: 1})
+		if err != nil || first.GetStatus() != "PENDING" {
+			t.Fatalf("refund while the channel is down: %+v, %v; want PENDING", first, err)
+		}
+		again, err := p.refundWithKey(o, user, "late", map[int64]int64{line: 1})
+		if err != nil || !sameRefund(again, first) {
+			t.Fatalf("retry while the channel is down: %+v, %v; want the first refund, PENDING", again, err)
+		}
+		if err := p.sim.SetBehaviour("wechat", channelsim.Behaviour{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the sweep finished the refund", func() bool { return p.pendingRefunds(t, o.GetOrderId()) == 0 })
+		done, err := p.refundWithKey(o, user, "late", map[int64]int64{line: 1})
+		if err != nil || done.GetRefundId() != first.GetRefundId() || done.GetStatus() != "SUCCEEDED" {
+			t.Fatalf("retry after the sweep: %+v, %v; want refund %d SUCCEEDED", done, err, first.GetRefundId())
+		}
+		if got := p.tradeRefunded(t, "wechat", o.GetPayment().GetPaymentId()); got != first.GetAmount() {
+			t.Errorf("the channel refunded %d, want %d", got, first.GetAmount())
+		}
+	})
+}
+
+// TestRefundKeySurvivesRestart retries a refund against an order service
+// started after the one that made it: the key is kept with the refund in
+// Postgres, not in a process.
+func TestRefundKeySurvivesRestart(t *testing.T) {
+	p := MustPlatform(t, nil)
+	user := users.Add(1)
+	o := p.MustPaidRegularOrder(t, user, 0, "alipay", []int64{4_20}, []int64{3})
+	lines := map[int64]int64{o.GetLines()[0].GetLineId(): 1}
+	first, err := p.refundWithKey(o, user, "before-restart", lines)
+	if err != nil || first.GetStatus() != "SUCCEEDED" {
+		t.Fatalf("refund: %+v, %v; want SUCCEEDED", first, err)
+	}
+	p.runOrder(t, mustListen(t), mustListen(t))
+	again, err := p.refundWithKey(o, user, "before-restart", lines)
+	if err != nil || !sameRefund(again, first) {
+		t.Fatalf("retry after the restart: %+v, %v; want the first refund %+v", again, err, first)
+	}
+	if after := p.mustOrder(t, o.GetOrderId()); after.GetLines()[0].GetRefundedQuantity() != 1 {
+		t.Errorf("%d units refunded, want 1", after.GetLines()[0].GetRefundedQuantity())
+	}
+	if got := p.tradeRefunded(t, "alipay", o.GetPayment().GetPaymentId()); got != first.GetAmount() {
+		t.Errorf("the channel refunded %d, want %d", got, first.GetAmount())
+	}
 }
