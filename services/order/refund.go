@@ -1,9 +1,11 @@
 package order
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/flashsale/flashsale/services/marketing/apportion"
@@ -158,8 +160,11 @@ func (s *Service) RefundOrder(ctx context.Context, orderID, userID int64, key st
 				op, orderID, ErrConflict, rl.LineID, left, rl.Quantity)
 		}
 	}
+	// A refund lists its lines by line id, as the store reads them back,
+	// so its first answer and every retry's answer are the same.
+	byLine := slices.SortedFunc(slices.Values(lines), func(a, b RefundLine) int { return cmp.Compare(a.LineID, b.LineID) })
 	r := Refund{
-		ID: s.cfg.NextID(), OrderID: orderID, UserID: userID, IdempotencyKey: key, Lines: append([]RefundLine(nil), lines...),
+		ID: s.cfg.NextID(), OrderID: orderID, UserID: userID, IdempotencyKey: key, Lines: byLine,
 		Status: RefundPending, CreatedAt: s.cfg.Clock.Now().Truncate(time.Microsecond),
 	}
 	r, after, created, err := s.cfg.Refunds.RecordRefund(ctx, r)

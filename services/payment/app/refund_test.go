@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -104,8 +106,11 @@ func (p *platform) refund(o *orderv1.Order, user int64, lines map[int64]int64) (
 // the idempotency key.
 func (p *platform) refundWithKey(o *orderv1.Order, user int64, key string, lines map[int64]int64) (*orderv1.RefundOrderResponse, error) {
 	req := &orderv1.RefundOrderRequest{OrderId: o.GetOrderId(), UserId: user, IdempotencyKey: key}
-	for id, qty := range lines {
-		req.Lines = append(req.Lines, &orderv1.RefundLine{LineId: id, Quantity: qty})
+	// Highest line first: the answer lists the lines by line id whatever
+	// order the request names them in, so the first answer and a retry's
+	// (read back from the store) are the same.
+	for _, id := range slices.Sorted(maps.Keys(lines)) {
+		req.Lines = slices.Insert(req.Lines, 0, &orderv1.RefundLine{LineId: id, Quantity: lines[id]})
 	}
 	return p.order.RefundOrder(context.Background(), req)
 }
