@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/sweep"
 )
 
 // DueEntry is an order whose payment deadline passed, claimed from the
@@ -143,6 +144,8 @@ const (
 // crash is finished, never done twice.
 type Expirer struct {
 	cfg ExpirerConfig
+	// unreleased walks the ended regular orders whose give-back is due.
+	unreleased sweep.Cursor
 }
 
 // NewExpirer returns an Expirer over cfg.

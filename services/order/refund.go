@@ -84,8 +84,8 @@ type RefundStore interface {
 	// RefundSucceeded marks a PENDING refund SUCCEEDED.
 	RefundSucceeded(ctx context.Context, refundID int64, at time.Time) error
 	// PendingRefunds returns up to limit PENDING refunds created at or
-	// before before, oldest first, without their lines.
-	PendingRefunds(ctx context.Context, before time.Time, limit int) ([]Refund, error)
+	// before before with ids above after, by id, without their lines.
+	PendingRefunds(ctx context.Context, before time.Time, after int64, limit int) ([]Refund, error)
 }
 
 // RefundAmount is what refunding k more units of line l costs when done
@@ -286,12 +286,14 @@ func (s *Service) restoreLimit(ctx context.Context, r Refund, o Order) error {
 // SweepRefunds finishes refunds left PENDING for longer than the
 // configured RefundRetryAfter (a channel that was down, a crash between
 // recording a refund and returning its money) and reports how many it
-// finished.
+// finished. Each sweep takes the next page of them (platform/sweep), so
+// refunds that keep failing do not hold back the ones behind them.
 func (s *Service) SweepRefunds(ctx context.Context) (int, error) {
-	pending, err := s.cfg.Refunds.PendingRefunds(ctx, s.cfg.Clock.Now().Add(-s.cfg.RefundRetryAfter), refundSweepBatch)
+	pending, err := s.cfg.Refunds.PendingRefunds(ctx, s.cfg.Clock.Now().Add(-s.cfg.RefundRetryAfter), s.refundSweep.After(), refundSweepBatch)
 	if err != nil {
 		return 0, fmt.Errorf("sweep refunds: %w", err)
 	}
+	s.refundSweep.Read(refundIDs(pending), refundSweepBatch)
 	finished := 0
 	for _, r := range pending {
 		o, err := s.cfg.Store.Order(ctx, r.OrderID)
@@ -306,6 +308,15 @@ func (s *Service) SweepRefunds(ctx context.Context) (int, error) {
 		finished++
 	}
 	return finished, nil
+}
+
+// refundIDs lists the refunds' ids in order.
+func refundIDs(rs []Refund) []int64 {
+	ids := make([]int64, len(rs))
+	for i, r := range rs {
+		ids[i] = r.ID
+	}
+	return ids
 }
 
 // RunRefundSweep sweeps every interval until ctx ends. Failures are

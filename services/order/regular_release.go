@@ -33,8 +33,8 @@ type RegularEnds interface {
 	// conditional UPDATE, and returns the ids it moved.
 	ExpireRegular(ctx context.Context, now time.Time, limit int) ([]int64, error)
 	// UnreleasedRegular returns up to limit ended regular orders not yet
-	// marked released.
-	UnreleasedRegular(ctx context.Context, limit int) ([]RegularHold, error)
+	// marked released with ids above after, by id.
+	UnreleasedRegular(ctx context.Context, after int64, limit int) ([]RegularHold, error)
 }
 
 // giveBackRegular releases the product stock and the coupon of an ended
@@ -75,10 +75,17 @@ func (e *Expirer) RunRegularOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("expire regular orders: %w", err)
 	}
-	ended, err := e.cfg.Regular.UnreleasedRegular(ctx, e.cfg.Batch)
+	// The next page of them (platform/sweep): orders whose give-back
+	// keeps failing do not hold back the ones behind them.
+	ended, err := e.cfg.Regular.UnreleasedRegular(ctx, e.unreleased.After(), e.cfg.Batch)
 	if err != nil {
 		return len(expired), fmt.Errorf("regular orders to give back: %w", err)
 	}
+	ids := make([]int64, len(ended))
+	for i, h := range ended {
+		ids[i] = h.OrderID
+	}
+	e.unreleased.Read(ids, e.cfg.Batch)
 	done := make([]bool, len(ended))
 	e.inParallel(len(ended), func(i int) {
 		if err := giveBackRegular(ctx, e.cfg.Catalog, e.cfg.Pricing, ended[i]); err != nil {

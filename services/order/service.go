@@ -10,6 +10,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/sweep"
 )
 
 // Inventory holds the flash-sale stock (the inventory service).
@@ -138,8 +139,9 @@ const replayPoll = 15 * time.Millisecond
 
 // Service places flash-sale orders and serves their state.
 type Service struct {
-	cfg        Config
-	activities *cache.Loader[int64, Activity]
+	cfg         Config
+	activities  *cache.Loader[int64, Activity]
+	refundSweep sweep.Cursor
 }
 
 // NewService returns a Service over cfg.

@@ -133,11 +133,12 @@ func (s *Store) RefundSucceeded(ctx context.Context, refundID int64, at time.Tim
 }
 
 // PendingRefunds returns up to limit PENDING refunds created at or before
-// before, oldest first, without their lines.
-func (s *Store) PendingRefunds(ctx context.Context, before time.Time, limit int) ([]order.Refund, error) {
+// before with ids above after, by id, without their lines.
+func (s *Store) PendingRefunds(ctx context.Context, before time.Time, after int64, limit int) ([]order.Refund, error) {
 	rows, err := s.pool.Query(ctx, `SELECT r.refund_id, r.order_id, o.user_id, r.payment_id, r.amount, r.completes, r.created_at
 		FROM order_refunds r JOIN orders o ON o.order_id = r.order_id
-		WHERE r.status = 'PENDING' AND r.created_at <= $1 ORDER BY r.created_at LIMIT $2`, before, limit)
+		WHERE r.status = 'PENDING' AND r.created_at <= $1 AND r.refund_id > $2
+		ORDER BY r.refund_id LIMIT $3`, before, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pending refunds: %w", err)
 	}

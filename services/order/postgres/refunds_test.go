@@ -100,7 +100,7 @@ func TestRecordRefundAmountsComeFromTheApportionment(t *testing.T) {
 	if err != nil || len(refunds) != 3 {
 		t.Fatalf("refunds of the order: %d, %v; want 3", len(refunds), err)
 	}
-	pending, err := s.PendingRefunds(ctx, created, 1000)
+	pending, err := s.PendingRefunds(ctx, created, 0, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestRecordRefundAmountsComeFromTheApportionment(t *testing.T) {
 	if err := s.RefundSucceeded(ctx, refunds[0].ID, created); err != nil {
 		t.Fatal(err)
 	}
-	if pending, _ = s.PendingRefunds(ctx, created, 1000); containsRefund(pending, refunds[0].ID) {
+	if pending, _ = s.PendingRefunds(ctx, created, 0, 1000); containsRefund(pending, refunds[0].ID) {
 		t.Errorf("refund %d still pending after it succeeded", refunds[0].ID)
 	}
 }

@@ -39,13 +39,14 @@ func (s *Store) ExpireRegular(ctx context.Context, now time.Time, limit int) ([]
 }
 
 // UnreleasedRegular returns up to limit ended (EXPIRED or CANCELLED)
-// regular orders whose stock and coupon are not marked given back.
-func (s *Store) UnreleasedRegular(ctx context.Context, limit int) ([]order.RegularHold, error) {
+// regular orders whose stock and coupon are not marked given back, with
+// ids above after, by id.
+func (s *Store) UnreleasedRegular(ctx context.Context, after int64, limit int) ([]order.RegularHold, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT order_id, coalesce(coupon_id, 0) FROM orders
-		WHERE kind = 'REGULAR' AND status IN ('CANCELLED', 'EXPIRED') AND released_at IS NULL
+		WHERE kind = 'REGULAR' AND status IN ('CANCELLED', 'EXPIRED') AND released_at IS NULL AND order_id > $1
 		ORDER BY order_id
-		LIMIT $1`, limit)
+		LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("unreleased regular orders: %w", err)
 	}

@@ -1,0 +1,147 @@
+package order_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/services/order"
+)
+
+// refundBook is a refund store holding PENDING refunds, and a channel
+// that refuses the refunds of the payments in broken.
+type refundBook struct {
+	pending   []order.Refund // by id
+	succeeded map[int64]bool
+	broken    map[int64]bool
+}
+
+func (b *refundBook) RecordRefund(context.Context, order.Refund) (order.Refund, order.Order, bool, error) {
+	return order.Refund{}, order.Order{}, false, errors.New("not used")
+}
+
+func (b *refundBook) RefundByKey(context.Context, int64, int64, string) (order.Refund, error) {
+	return order.Refund{}, order.ErrNotFound
+}
+
+func (b *refundBook) RefundSucceeded(_ context.Context, refundID int64, _ time.Time) error {
+	b.succeeded[refundID] = true
+	return nil
+}
+
+func (b *refundBook) PendingRefunds(_ context.Context, _ time.Time, after int64, limit int) ([]order.Refund, error) {
+	var out []order.Refund
+	for _, r := range b.pending {
+		if !b.succeeded[r.ID] && r.ID > after && len(out) < limit {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (b *refundBook) Refund(_ context.Context, paymentID, _, _ int64) error {
+	if b.broken[paymentID] {
+		return errors.New("the channel refuses this trade")
+	}
+	return nil
+}
+
+// TestRefundSweepReachesRefundsBehindFailingOnes: a page's worth of
+// refunds the channel keeps refusing (a closed account, a trade under
+// dispute) sits at the front of the pending refunds; the sweep still
+// finishes every refund behind them, a page per sweep, instead of reading
+// the same failing page forever.
+func TestRefundSweepReachesRefundsBehindFailingOnes(t *testing.T) {
+	const failing, behind = 100, 150
+	f := newFakes()
+	book := &refundBook{succeeded: map[int64]bool{}, broken: map[int64]bool{}}
+	for i := range int64(failing + behind) {
+		id := 1 + i
+		f.stored[id] = order.Order{ID: id, Kind: order.KindRegular, Status: order.StatusRefunded}
+		book.pending = append(book.pending, order.Refund{ID: 10_000 + id, OrderID: id, PaymentID: 20_000 + id, Amount: 100})
+		if i < failing {
+			book.broken[20_000+id] = true
+		}
+	}
+	svc, _ := MustService(t, f, func(c *order.Config) { c.Refunds, c.Payments = book, book })
+	finished := 0
+	for range 4 { // a pass of pages of 100 over 250 refunds takes 3 sweeps
+		n, err := svc.SweepRefunds(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		finished += n
+	}
+	if finished != behind || len(book.succeeded) != behind {
+		t.Fatalf("4 sweeps finished %d refunds (%d marked), want the %d behind the %d failing ones",
+			finished, len(book.succeeded), behind, failing)
+	}
+}
+
+// endedBook is a store of ended regular orders and a catalogue that
+// refuses to take back the stock of the orders in broken.
+type endedBook struct {
+	mu       sync.Mutex
+	ended    []int64 // by id
+	released map[int64]bool
+	broken   map[int64]bool
+}
+
+func (b *endedBook) MarkRegularReleased(_ context.Context, ids []int64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, id := range ids {
+		b.released[id] = true
+	}
+	return nil
+}
+
+func (b *endedBook) ExpireRegular(context.Context, time.Time, int) ([]int64, error) { return nil, nil }
+
+func (b *endedBook) UnreleasedRegular(_ context.Context, after int64, limit int) ([]order.RegularHold, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []order.RegularHold
+	for _, id := range b.ended {
+		if !b.released[id] && id > after && len(out) < limit {
+			out = append(out, order.RegularHold{OrderID: id})
+		}
+	}
+	return out, nil
+}
+
+func (b *endedBook) Price(context.Context, int64) (int64, error) { return 0, order.ErrNotFound }
+
+func (b *endedBook) ReserveStock(context.Context, int64, []order.CartLine) error {
+	return errors.New("not used")
+}
+
+func (b *endedBook) ReleaseStock(_ context.Context, orderID int64) error {
+	if b.broken[orderID] {
+		return errors.New("the catalogue refuses this order's stock")
+	}
+	return nil
+}
+
+// TestRegularGiveBackReachesOrdersBehindFailingOnes is the same starvation
+// for the expiry worker's give-back of ended regular orders.
+func TestRegularGiveBackReachesOrdersBehindFailingOnes(t *testing.T) {
+	const batch, failing, behind = 10, 10, 25
+	book := &endedBook{released: map[int64]bool{}, broken: map[int64]bool{}}
+	for id := int64(1); id <= failing+behind; id++ {
+		book.ended = append(book.ended, id)
+		if id <= failing {
+			book.broken[id] = true
+		}
+	}
+	e := order.NewExpirer(order.ExpirerConfig{Regular: book, Catalog: book, Batch: batch, Clock: clock.NewManual(start)})
+	for range 4 { // a pass of pages of 10 over 35 orders takes 4 rounds
+		_, _ = e.RunRegularOnce(context.Background()) // the failing orders' errors
+	}
+	if len(book.released) != behind {
+		t.Fatalf("4 rounds gave back %d orders, want the %d behind the %d failing ones", len(book.released), behind, failing)
+	}
+}
