@@ -18,6 +18,9 @@ type Observer interface {
 	// is empty when it names no configured channel, so that a caller
 	// inventing names cannot grow the set of label values.
 	Callback(channel string, result CallbackResult)
+	// Reconciled reports n differences of kind that reconciliation found
+	// on channel's statement.
+	Reconciled(channel string, kind Difference, n int)
 }
 
 // RefundKind says why money went back.
@@ -75,6 +78,9 @@ const (
 	CallbackDuplicate CallbackResult = "duplicate"
 	// CallbackWaiting reported a trade still waiting for the buyer.
 	CallbackWaiting CallbackResult = "waiting"
+	// CallbackNotPaid reported a trade in another state than paid (closed,
+	// refunded, unknown to this code): it settles nothing.
+	CallbackNotPaid CallbackResult = "not_paid"
 	// CallbackBadSignature did not verify.
 	CallbackBadSignature CallbackResult = "bad_signature"
 	// CallbackMalformed verified but could not be read, or named another
@@ -82,7 +88,8 @@ const (
 	CallbackMalformed CallbackResult = "malformed"
 	// CallbackUnknownPayment named no payment of the ledger.
 	CallbackUnknownPayment CallbackResult = "unknown_payment"
-	// CallbackMismatch disagreed with the ledger on amount or channel.
+	// CallbackMismatch disagreed with the ledger on amount, channel or
+	// trade number.
 	CallbackMismatch CallbackResult = "mismatch"
 	// CallbackUnknownChannel came for a channel not configured.
 	CallbackUnknownChannel CallbackResult = "unknown_channel"
@@ -94,6 +101,7 @@ const (
 // nopObserver is the Observer of a service configured without one.
 type nopObserver struct{}
 
-func (nopObserver) Settled(string, Status)          {}
-func (nopObserver) Refunded(string, RefundKind)     {}
-func (nopObserver) Callback(string, CallbackResult) {}
+func (nopObserver) Settled(string, Status)             {}
+func (nopObserver) Refunded(string, RefundKind)        {}
+func (nopObserver) Callback(string, CallbackResult)    {}
+func (nopObserver) Reconciled(string, Difference, int) {}

@@ -197,4 +197,7 @@ type Ledger interface {
 	// Unsettled returns up to limit SUCCEEDED payments whose order has not
 	// answered yet or that wait for their refund.
 	Unsettled(ctx context.Context, limit int) ([]Payment, error)
+	// Paid returns the ids of the channel's SUCCEEDED and REFUNDED
+	// payments created at or after since.
+	Paid(ctx context.Context, channel string, since time.Time) ([]int64, error)
 }

@@ -24,7 +24,11 @@ type Config struct {
 	// its channel (default 30s); QueryFor is how long after its creation
 	// the sweep keeps asking (default 24h).
 	QueryAfter, QueryFor time.Duration
-	Logger               *slog.Logger
+	// ReconcileWindow is how far back reconciliation holds the ledger's
+	// paid payments against the statement (default 24h, a channel's
+	// statement day).
+	ReconcileWindow time.Duration
+	Logger          *slog.Logger
 	// Observer hears of settled payments, refunds and callbacks (nil:
 	// nobody listens).
 	Observer Observer
@@ -46,6 +50,9 @@ func NewService(cfg Config) *Service {
 	}
 	if cfg.QueryFor <= 0 {
 		cfg.QueryFor = 24 * time.Hour
+	}
+	if cfg.ReconcileWindow <= 0 {
+		cfg.ReconcileWindow = 24 * time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -186,12 +193,18 @@ func (s *Service) handleCallback(ctx context.Context, channel string, body []byt
 	if err != nil {
 		return CallbackFailed, fmt.Errorf("%s %s: %w", op, channel, err)
 	}
-	if p.Channel != channel || p.Amount != t.Amount {
-		return CallbackMismatch, fmt.Errorf("%s %s: %w: payment %d is %d cents through %s, the notification says %d",
-			op, channel, ErrInvalid, p.ID, p.Amount, p.Channel, t.Amount)
+	if err := ownTrade(p, channel, t); err != nil {
+		return CallbackMismatch, fmt.Errorf("%s %s: %w", op, channel, err)
 	}
-	if t.Status == TradeWaitPay {
+	switch t.Status {
+	case TradePaid:
+	case TradeWaitPay:
 		return CallbackWaiting, nil
+	default:
+		// A closed or refunded trade, or a status this code does not
+		// know, pays nothing: only an explicit PAID settles.
+		s.log.WarnContext(ctx, "callback with a trade that is not paid", "channel", channel, "payment_id", p.ID, "status", t.Status)
+		return CallbackNotPaid, nil
 	}
 	succeeded, err := s.settle(ctx, p, t)
 	switch {
@@ -204,8 +217,26 @@ func (s *Service) handleCallback(ctx context.Context, channel string, body []byt
 	}
 }
 
-// settle acts on the channel's word that p's money arrived (trade t): the
-// ledger moves to SUCCEEDED, the order service is told, and when it
+// ownTrade checks that trade t, reported by channel, is p's own: the
+// payment's channel and amount, and the trade number the channel gave
+// when it opened the trade (once the ledger holds it; the answer to the
+// opening call may have been lost). A signed notification or statement
+// line that fails it names another trade and settles nothing.
+func ownTrade(p Payment, channel string, t Trade) error {
+	switch {
+	case p.Channel != channel || p.Amount != t.Amount:
+		return fmt.Errorf("%w: payment %d is %d cents through %s, the channel says %d through %s",
+			ErrInvalid, p.ID, p.Amount, p.Channel, t.Amount, channel)
+	case p.TradeNo != "" && t.TradeNo != p.TradeNo:
+		return fmt.Errorf("%w: payment %d is trade %q at %s, the channel says trade %q",
+			ErrInvalid, p.ID, p.TradeNo, channel, t.TradeNo)
+	}
+	return nil
+}
+
+// settle acts on the channel's word that p's money arrived (trade t, p's
+// own trade with status PAID; anything else is refused with ErrInvalid):
+// the ledger moves to SUCCEEDED, the order service is told, and when it
 // refuses the order the money is refunded. Every step is conditional or
 // idempotent, so callbacks, the sweep and reconciliation may settle one
 // payment concurrently and any number of times; a failed step is taken up
@@ -213,6 +244,12 @@ func (s *Service) handleCallback(ctx context.Context, channel string, body []byt
 // the payment to SUCCEEDED (of concurrent settlers, exactly one does).
 func (s *Service) settle(ctx context.Context, p Payment, t Trade) (succeeded bool, err error) {
 	const op = "settle"
+	if err := ownTrade(p, p.Channel, t); err != nil {
+		return false, fmt.Errorf("%s: %w", op, err)
+	}
+	if t.Status != TradePaid {
+		return false, fmt.Errorf("%s %d: %w: trade %q is %s, not PAID", op, p.ID, ErrInvalid, t.TradeNo, t.Status)
+	}
 	if p.Status == StatusPaying || p.Status == StatusFailed {
 		if succeeded, err = s.cfg.Ledger.Succeed(ctx, p.ID, t.TradeNo, t.PaidAt); err != nil {
 			return false, fmt.Errorf("%s %d: %w", op, p.ID, err)
@@ -349,7 +386,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		rep.Queried++
 		t, err := s.cfg.Channels[p.Channel].Query(ctx, p.ID)
 		switch {
-		case errors.Is(err, ErrNotFound), err == nil && t.Status == TradeWaitPay:
+		case errors.Is(err, ErrNotFound), err == nil && t.Status != TradePaid:
 			continue
 		case err != nil:
 			rep.Failed++
@@ -388,14 +425,37 @@ type ReconcileReport struct {
 	Repaired []int64
 	// Unknown trades name no payment of the ledger.
 	Unknown []int64
-	// Mismatched payments disagree with the channel in amount, or the
-	// channel refunded what the ledger does not hold refunded; they need
-	// a human.
+	// Mismatched payments disagree with the channel in amount or trade
+	// number, the channel refunded what the ledger does not hold
+	// refunded, or the channel refunded a trade the ledger never saw
+	// paid; they need a human.
 	Mismatched []int64
+	// Unpaid payments are SUCCEEDED or REFUNDED in the ledger, yet the
+	// statement does not show their trade paid: the ledger holds money
+	// the channel never took ("opened but not paid"); they need a human.
+	Unpaid []int64
 }
 
-// Reconcile compares every channel's statement with the ledger and
-// settles what the channel took but the ledger missed.
+// Difference is a kind of disagreement between a channel's statement and
+// the ledger; the Observer counts each one reconciliation finds.
+type Difference string
+
+// The differences, one per field of ReconcileReport.
+const (
+	DiffRepaired   Difference = "repaired"
+	DiffUnknown    Difference = "unknown_trade"
+	DiffMismatched Difference = "mismatched"
+	DiffUnpaid     Difference = "unpaid_at_channel"
+)
+
+// Differences lists every Difference, for metrics that start at zero.
+var Differences = []Difference{DiffRepaired, DiffUnknown, DiffMismatched, DiffUnpaid}
+
+// Reconcile compares every channel's statement with the ledger both ways
+// and settles what the channel took but the ledger missed: statement →
+// ledger finds trades the ledger does not know, disagrees with or missed;
+// ledger → statement finds payments the ledger holds paid that the
+// channel never saw paid.
 func (s *Service) Reconcile(ctx context.Context) ([]ReconcileReport, error) {
 	var out []ReconcileReport
 	for _, st := range s.cfg.Router.States() {
@@ -403,9 +463,16 @@ func (s *Service) Reconcile(ctx context.Context) ([]ReconcileReport, error) {
 		if err != nil {
 			return out, err
 		}
-		if len(rep.Repaired)+len(rep.Unknown)+len(rep.Mismatched) > 0 {
+		for kind, ids := range map[Difference][]int64{
+			DiffRepaired: rep.Repaired, DiffUnknown: rep.Unknown, DiffMismatched: rep.Mismatched, DiffUnpaid: rep.Unpaid,
+		} {
+			if len(ids) > 0 {
+				s.cfg.Observer.Reconciled(rep.Channel, kind, len(ids))
+			}
+		}
+		if len(rep.Repaired)+len(rep.Unknown)+len(rep.Mismatched)+len(rep.Unpaid) > 0 {
 			s.log.WarnContext(ctx, "reconciliation found differences", "channel", rep.Channel, "checked", rep.Checked,
-				"repaired", rep.Repaired, "unknown", rep.Unknown, "mismatched", rep.Mismatched)
+				"repaired", rep.Repaired, "unknown", rep.Unknown, "mismatched", rep.Mismatched, "unpaid", rep.Unpaid)
 		}
 		out = append(out, rep)
 	}
@@ -414,12 +481,23 @@ func (s *Service) Reconcile(ctx context.Context) ([]ReconcileReport, error) {
 
 func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileReport, error) {
 	rep := ReconcileReport{Channel: channel}
+	// The ledger's paid payments are read before the statement: a payment
+	// the ledger holds paid was paid at the channel before, so a
+	// statement read after it shows the trade.
+	paid, err := s.cfg.Ledger.Paid(ctx, channel, s.cfg.Clock.Now().Add(-s.cfg.ReconcileWindow))
+	if err != nil {
+		return rep, fmt.Errorf("reconcile %s: %w", channel, err)
+	}
 	trades, err := s.cfg.Channels[channel].Statement(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("reconcile %s: %w", channel, err)
 	}
+	paidAtChannel := make(map[int64]bool, len(trades))
 	for _, t := range trades {
 		rep.Checked++
+		if t.Status == TradePaid || t.Status == TradeRefunded {
+			paidAtChannel[t.PaymentID] = true
+		}
 		p, err := s.cfg.Ledger.Payment(ctx, t.PaymentID)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -428,18 +506,25 @@ func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileRepor
 		case err != nil:
 			return rep, fmt.Errorf("reconcile %s: %w", channel, err)
 		}
+		unpaidInLedger := p.Status == StatusPaying || p.Status == StatusFailed
 		switch {
-		case p.Amount != t.Amount || p.Channel != channel:
+		case ownTrade(p, channel, t) != nil:
 			rep.Mismatched = append(rep.Mismatched, p.ID)
-		case p.Status == StatusPaying || p.Status == StatusFailed:
+		case unpaidInLedger && t.Status == TradePaid:
 			if _, err := s.settle(ctx, p, t); err != nil {
 				return rep, fmt.Errorf("reconcile %s: %w", channel, err)
 			}
 			rep.Repaired = append(rep.Repaired, p.ID)
-		case t.Status == TradeRefunded && p.Status != StatusRefunded, t.Refunded > p.Refunded:
+		case unpaidInLedger && t.Status == TradeRefunded,
+			t.Status == TradeRefunded && p.Status != StatusRefunded, t.Refunded > p.Refunded:
 			// The ledger records a refund before the channel is asked, so
 			// the channel never holds more refunded than the ledger does.
 			rep.Mismatched = append(rep.Mismatched, p.ID)
+		}
+	}
+	for _, id := range paid {
+		if !paidAtChannel[id] {
+			rep.Unpaid = append(rep.Unpaid, id)
 		}
 	}
 	return rep, nil

@@ -715,7 +715,8 @@ type ReconcileReport struct {
 	Checked       int64                  `protobuf:"varint,2,opt,name=checked,proto3" json:"checked,omitempty"`              // transactions on the statement
 	Repaired      []int64                `protobuf:"varint,3,rep,packed,name=repaired,proto3" json:"repaired,omitempty"`     // paid at the channel, PAYING in the ledger: settled now
 	Unknown       []int64                `protobuf:"varint,4,rep,packed,name=unknown,proto3" json:"unknown,omitempty"`       // on the statement, not in the ledger
-	Mismatched    []int64                `protobuf:"varint,5,rep,packed,name=mismatched,proto3" json:"mismatched,omitempty"` // amounts or states that disagree and were not repaired
+	Mismatched    []int64                `protobuf:"varint,5,rep,packed,name=mismatched,proto3" json:"mismatched,omitempty"` // amounts, trade numbers or states that disagree and were not repaired
+	Unpaid        []int64                `protobuf:"varint,6,rep,packed,name=unpaid,proto3" json:"unpaid,omitempty"`         // SUCCEEDED or REFUNDED in the ledger, not paid on the statement
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -781,6 +782,13 @@ func (x *ReconcileReport) GetUnknown() []int64 {
 func (x *ReconcileReport) GetMismatched() []int64 {
 	if x != nil {
 		return x.Mismatched
+	}
+	return nil
+}
+
+func (x *ReconcileReport) GetUnpaid() []int64 {
+	if x != nil {
+		return x.Unpaid
 	}
 	return nil
 }
@@ -962,7 +970,7 @@ const file_payment_v1_payment_proto_rawDesc = "" +
 	"\bchannels\x18\x01 \x03(\v2\x1d.flashsale.payment.v1.ChannelR\bchannels\"\x12\n" +
 	"\x10ReconcileRequest\"T\n" +
 	"\x11ReconcileResponse\x12?\n" +
-	"\areports\x18\x01 \x03(\v2%.flashsale.payment.v1.ReconcileReportR\areports\"\x9b\x01\n" +
+	"\areports\x18\x01 \x03(\v2%.flashsale.payment.v1.ReconcileReportR\areports\"\xb3\x01\n" +
 	"\x0fReconcileReport\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x18\n" +
 	"\achecked\x18\x02 \x01(\x03R\achecked\x12\x1a\n" +
@@ -970,7 +978,8 @@ const file_payment_v1_payment_proto_rawDesc = "" +
 	"\aunknown\x18\x04 \x03(\x03R\aunknown\x12\x1e\n" +
 	"\n" +
 	"mismatched\x18\x05 \x03(\x03R\n" +
-	"mismatched\"j\n" +
+	"mismatched\x12\x16\n" +
+	"\x06unpaid\x18\x06 \x03(\x03R\x06unpaid\"j\n" +
 	"\x14RefundPaymentRequest\x12\x1d\n" +
 	"\n" +
 	"payment_id\x18\x01 \x01(\x03R\tpaymentId\x12\x1b\n" +

@@ -430,3 +430,76 @@ func TestLateSettlerGetsTheRecordedOutcome(t *testing.T) {
 		t.Errorf("%d refunds, want none", n)
 	}
 }
+
+// TestOnlyItsOwnPaidTradePaysAPayment: a notification signed with the
+// channel's secret settles a payment only when it reports the payment's
+// own trade (the trade number the channel gave when it opened it) as
+// PAID. A closed or refunded trade, or another trade number, pays
+// nothing; and reconciliation, holding the ledger against the statement,
+// reports a payment the ledger holds paid that the channel never saw paid.
+func TestOnlyItsOwnPaidTradePaysAPayment(t *testing.T) {
+	p := MustPlatform(t, nil)
+	o := p.MustOrders(t, 1)[0]
+	pay := p.MustPay(t, o, "alipay")
+	tr, ok := p.sim.Trade("alipay", formatID(pay.GetPaymentId()))
+	if !ok || tr.Status != wire.TradeWaitPay {
+		t.Fatalf("trade %+v, %v; want one waiting for the buyer", tr, ok)
+	}
+	notify := func(tradeNo string, status wire.TradeStatus) error {
+		body, _ := json.Marshal(wire.Notification{NotifyID: "n-" + string(status), Channel: "alipay", TradeNo: tradeNo,
+			MerchantRef: formatID(pay.GetPaymentId()), Amount: tr.Amount, Status: status, PaidAt: time.Now()})
+		_, err := p.payment.HandleCallback(context.Background(), &paymentv1.CallbackRequest{
+			Channel: "alipay", Body: body, Signature: wire.Sign([]byte("alipay-dev-secret"), body)})
+		return err
+	}
+	for _, tt := range []struct {
+		name    string
+		tradeNo string
+		status  wire.TradeStatus
+		want    errcode.Code
+	}{
+		{"a closed trade", tr.TradeNo, "CLOSED", ""},
+		{"a refunded trade", tr.TradeNo, wire.TradeRefunded, ""},
+		{"a status nobody knows", tr.TradeNo, "TRADE_FINISHED_MAYBE", ""},
+		{"another trade number", "forged-" + tr.TradeNo, wire.TradePaid, errcode.InvalidArgument},
+	} {
+		got := errcode.Code("")
+		if err := notify(tt.tradeNo, tt.status); err != nil {
+			got = errcode.Of(err)
+		}
+		if got != tt.want {
+			t.Errorf("%s: code %q, want %q", tt.name, got, tt.want)
+		}
+		if st := p.paymentStatus(t, pay.GetPaymentId()); st != paying {
+			t.Errorf("%s: payment %s, want still PAYING", tt.name, st)
+		}
+	}
+	if st := p.orderStatus(t, o); st == paid {
+		t.Fatalf("order PAID by notifications that do not pay")
+	}
+	if got := p.metric(t, "payment_callbacks_total", map[string]string{"channel": "alipay", "result": "not_paid"}); got != 3 {
+		t.Errorf("not_paid callbacks %v, want 3", got)
+	}
+
+	// The ledger says SUCCEEDED (a bug, a hand edit, a forged callback
+	// before this fix) while the channel's trade is unpaid.
+	if _, err := p.ledger.Exec(context.Background(), `UPDATE payments SET status = 'SUCCEEDED', paid_at = now(), order_outcome = 'ACCEPTED' WHERE payment_id = $1`,
+		pay.GetPaymentId()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := p.payment.Reconcile(context.Background(), &paymentv1.ReconcileRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resp.GetReports() {
+		if r.GetChannel() == "alipay" && !slices.Contains(r.GetUnpaid(), pay.GetPaymentId()) {
+			t.Errorf("alipay reconciliation unpaid %v, want payment %d", r.GetUnpaid(), pay.GetPaymentId())
+		}
+	}
+	if got := p.metric(t, "payment_reconcile_differences_total", map[string]string{"channel": "alipay", "kind": "unpaid_at_channel"}); got < 1 {
+		t.Errorf("unpaid_at_channel differences %v, want at least 1", got)
+	}
+	if got := p.metric(t, "payment_reconcile_differences_total", map[string]string{"channel": "wechat", "kind": "mismatched"}); got != 0 {
+		t.Errorf("wechat mismatched differences %v, want 0 (a series that starts at zero)", got)
+	}
+}

@@ -91,6 +91,7 @@ func (s *Server) Reconcile(ctx context.Context, _ *paymentv1.ReconcileRequest) (
 	for _, r := range reports {
 		resp.Reports = append(resp.Reports, &paymentv1.ReconcileReport{
 			Channel: r.Channel, Checked: int64(r.Checked), Repaired: r.Repaired, Unknown: r.Unknown, Mismatched: r.Mismatched,
+			Unpaid: r.Unpaid,
 		})
 	}
 	return resp, nil

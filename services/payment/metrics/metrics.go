@@ -14,9 +14,10 @@ import (
 
 // Metrics counts what the payment service settles.
 type Metrics struct {
-	payments  *prometheus.CounterVec
-	refunds   *prometheus.CounterVec
-	callbacks *prometheus.CounterVec
+	payments    *prometheus.CounterVec
+	refunds     *prometheus.CounterVec
+	callbacks   *prometheus.CounterVec
+	differences *prometheus.CounterVec
 }
 
 // New registers the payment metrics on reg and returns the observer that
@@ -37,8 +38,13 @@ func New(reg prometheus.Registerer, router *payment.Router) *Metrics {
 			Name: "payment_callbacks_total",
 			Help: "Channel callbacks handled, by channel and result (accepted, duplicate, bad_signature...).",
 		}, []string{"channel", "result"}),
+		differences: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "payment_reconcile_differences_total",
+			Help: "Differences reconciliation found between a channel's statement and the ledger, by channel and kind " +
+				"(repaired, unknown_trade, mismatched, unpaid_at_channel); all but repaired need a human.",
+		}, []string{"channel", "kind"}),
 	}
-	reg.MustRegister(m.payments, m.refunds, m.callbacks, &breakers{
+	reg.MustRegister(m.payments, m.refunds, m.callbacks, m.differences, &breakers{
 		router: router,
 		desc: prometheus.NewDesc("payment_channel_breaker_state",
 			"Circuit breaker state per payment channel: 0 closed, 1 half-open, 2 open.", []string{"channel"}, nil),
@@ -46,6 +52,9 @@ func New(reg prometheus.Registerer, router *payment.Router) *Metrics {
 	for _, st := range router.States() {
 		for _, s := range []payment.Status{payment.StatusSucceeded, payment.StatusFailed} {
 			m.payments.WithLabelValues(st.Name, status(s))
+		}
+		for _, d := range payment.Differences {
+			m.differences.WithLabelValues(st.Name, string(d))
 		}
 	}
 	return m
@@ -67,6 +76,11 @@ func (m *Metrics) Refunded(channel string, kind payment.RefundKind) {
 // Callback counts a handled callback.
 func (m *Metrics) Callback(channel string, result payment.CallbackResult) {
 	m.callbacks.WithLabelValues(channel, string(result)).Inc()
+}
+
+// Reconciled counts differences reconciliation found.
+func (m *Metrics) Reconciled(channel string, kind payment.Difference, n int) {
+	m.differences.WithLabelValues(channel, string(kind)).Add(float64(n))
 }
 
 // breakers reports each channel's breaker state when scraped. The router

@@ -264,6 +264,21 @@ func (l *Ledger) Stuck(ctx context.Context, from, to time.Time, limit int) ([]pa
 	return found, nil
 }
 
+// Paid returns the ids of the channel's SUCCEEDED and REFUNDED payments
+// created at or after since.
+func (l *Ledger) Paid(ctx context.Context, channel string, since time.Time) ([]int64, error) {
+	rows, err := l.pool.Query(ctx, `SELECT payment_id FROM payments
+		WHERE channel = $1 AND created_at >= $2 AND status IN ('SUCCEEDED', 'REFUNDED') ORDER BY payment_id`, channel, since)
+	if err != nil {
+		return nil, fmt.Errorf("paid payments of %s: %w", channel, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("paid payments of %s: %w", channel, err)
+	}
+	return ids, nil
+}
+
 // Unsettled returns SUCCEEDED payments without the order's answer or
 // waiting for their refund.
 func (l *Ledger) Unsettled(ctx context.Context, limit int) ([]payment.Payment, error) {
