@@ -107,16 +107,36 @@ type k8sProbe struct {
 	} `yaml:"httpGet"`
 }
 
-// MustManifests parses every document of deploy/k8s/*.yaml.
+// MustManifests parses every document of deploy/k8s/*.yaml, what
+// `kubectl apply -f deploy/k8s` applies.
 func MustManifests(tb testing.TB) []k8sObject {
+	tb.Helper()
+	return mustManifestsIn(tb, filepath.Join("deploy", "k8s"))
+}
+
+// MustExampleSecrets parses deploy/k8s/secrets.example, the Secrets an
+// operator creates before applying the manifests, with their placeholder
+// values.
+func MustExampleSecrets(tb testing.TB) []k8sObject {
+	tb.Helper()
+	return mustManifestsIn(tb, filepath.Join("deploy", "k8s", "secrets.example"))
+}
+
+// operatorSecret stands for a value an operator generated: what a
+// Secret's REPLACE-ME becomes in a real deployment.
+const operatorSecret = "0f3a9c5e7b1d4f2a8c6e0b9d3f5a7c1e"
+
+// mustManifestsIn parses every document of dir/*.yaml (dir relative to
+// the repository's root).
+func mustManifestsIn(tb testing.TB, dir string) []k8sObject {
 	tb.Helper()
 	root, err := RepoRoot()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	files, err := filepath.Glob(filepath.Join(root, "deploy", "k8s", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(root, dir, "*.yaml"))
 	if err != nil || len(files) == 0 {
-		tb.Fatalf("no manifests in deploy/k8s (%v)", err)
+		tb.Fatalf("no manifests in %s (%v)", dir, err)
 	}
 	var out []k8sObject
 	for _, f := range files {
@@ -302,8 +322,9 @@ func TestK8sEnvironmentMatchesTheConfiguration(t *testing.T) {
 }
 
 // mustWorkloadEnv is the environment container c runs with: the
-// ConfigMaps it takes in whole, then its own variables (secrets resolved,
-// a pod ordinal read as 0), which own holds alone.
+// ConfigMaps it takes in whole, then its own variables (secrets resolved
+// from secrets.example as an operator fills them in, a pod ordinal read
+// as 0), which own holds alone.
 func mustWorkloadEnv(t *testing.T, objs []k8sObject, c k8sContainer) (env, own map[string]string) {
 	t.Helper()
 	env, own = map[string]string{}, map[string]string{}
@@ -321,11 +342,11 @@ func mustWorkloadEnv(t *testing.T, objs []k8sObject, c k8sContainer) (env, own m
 		v := e.Value
 		switch {
 		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
-			sec, ok := find(objs, "Secret", e.ValueFrom.SecretKeyRef.Name)
+			sec, ok := find(MustExampleSecrets(t), "Secret", e.ValueFrom.SecretKeyRef.Name)
 			if !ok || sec.StringData[e.ValueFrom.SecretKeyRef.Key] == "" {
-				t.Errorf("%s: %s: secret %s has no key %s", c.Name, e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+				t.Errorf("%s: %s: secrets.example has no secret %s with key %s", c.Name, e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
 			}
-			v = sec.StringData[e.ValueFrom.SecretKeyRef.Key]
+			v = strings.ReplaceAll(sec.StringData[e.ValueFrom.SecretKeyRef.Key], "REPLACE-ME", operatorSecret)
 		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
 			v = "0" // a pod's ordinal
 		}

@@ -60,7 +60,8 @@ type Config struct {
 	// may be empty only with DevTokens, which then uses a random secret
 	// for the life of the process.
 	JWTSecret string
-	// DevTokens enables POST /api/v1/dev/token (demo and development).
+	// DevTokens enables POST /api/v1/dev/token (demo and development); the
+	// environment turns it on with the development switch, FLASHSALE_DEV.
 	DevTokens bool
 
 	// RouteLimit is each API route's local token bucket.
@@ -115,8 +116,8 @@ func ConfigFromEnv(env *config.Env) Config {
 		PaymentAddr:   env.String("FLASHSALE_PAYMENT_ADDR", "127.0.0.1:9104"),
 		RedisAddr:     redisCfg.Addr,
 		RedisCluster:  redisCfg.Cluster,
-		JWTSecret:     env.String("FLASHSALE_JWT_SECRET", ""),
-		DevTokens:     env.Bool("FLASHSALE_DEV_TOKENS", false),
+		JWTSecret:     env.Secret("FLASHSALE_JWT_SECRET"),
+		DevTokens:     env.Dev(),
 		MarketingAddr: env.String("FLASHSALE_MARKETING_ADDR", "127.0.0.1:9105"),
 		RouteLimit: gateway.Limit{
 			RPS:   int(env.Int("FLASHSALE_RATE_ROUTE_RPS", 2000)),
@@ -142,7 +143,6 @@ func ConfigFromEnv(env *config.Env) Config {
 		BreakerOpenFor:        env.Duration("FLASHSALE_BREAKER_OPEN_FOR", resilience.DefaultOpenFor),
 		Discovery:             discovery.ConfigFromEnv(env),
 	}
-	env.Check(cfg.JWTSecret != "" || cfg.DevTokens, "FLASHSALE_JWT_SECRET is required unless FLASHSALE_DEV_TOKENS=true")
 	env.Check(cfg.JWTSecret == "" || len(cfg.JWTSecret) >= minSecretLen, "FLASHSALE_JWT_SECRET must be at least %d bytes", minSecretLen)
 	for name, l := range map[string]gateway.Limit{"ROUTE": cfg.RouteLimit, "SECKILL": cfg.SeckillRouteLimit, "USER": cfg.SeckillUserLimit} {
 		env.Check(l.RPS >= 0 && l.Burst >= 0, "FLASHSALE_RATE_%s_RPS and _BURST must not be negative", name)

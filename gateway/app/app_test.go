@@ -44,13 +44,15 @@ func TestConfigFromEnv(t *testing.T) {
 		}, "", func(c app.Config) bool {
 			return c.HTTPAddr == ":9999" && c.SeckillRouteLimit == gateway.Limit{RPS: 7, Burst: 8} && c.SoldOutTTL == 250*time.Millisecond
 		}},
-		{"dev mode needs no secret", map[string]string{"FLASHSALE_DEV_TOKENS": "true"}, "", func(c app.Config) bool { return c.DevTokens }},
+		{"dev mode needs no secret", map[string]string{"FLASHSALE_DEV": "true"}, "", func(c app.Config) bool { return c.DevTokens }},
+		{"no dev tokens outside dev mode", map[string]string{"FLASHSALE_JWT_SECRET": secret}, "", func(c app.Config) bool { return !c.DevTokens }},
+		{"public secret", map[string]string{"FLASHSALE_JWT_SECRET": "compose-dev-secret-change-me-0123456789"}, "public placeholder", nil},
 		{"secret required", map[string]string{}, "FLASHSALE_JWT_SECRET is required", nil},
 		{"secret too short", map[string]string{"FLASHSALE_JWT_SECRET": "short"}, "at least 32 bytes", nil},
 		{"negative rate", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_RATE_USER_RPS": "-1"}, "FLASHSALE_RATE_USER_RPS", nil},
 		{"bad duration", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_CALL_TIMEOUT": "soon"}, "FLASHSALE_CALL_TIMEOUT", nil},
 		{"zero sold-out ttl", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_SOLD_OUT_TTL": "0s"}, "FLASHSALE_SOLD_OUT_TTL", nil},
-		{"bad bool", map[string]string{"FLASHSALE_DEV_TOKENS": "maybe"}, "FLASHSALE_DEV_TOKENS", nil},
+		{"bad bool", map[string]string{"FLASHSALE_DEV": "maybe"}, "FLASHSALE_DEV=", nil},
 		{"redis cluster", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_REDIS_ADDR": "r1:6379,r2:6379", "FLASHSALE_REDIS_CLUSTER": "true"}, "",
 			func(c app.Config) bool { return c.RedisAddr == "r1:6379,r2:6379" && c.RedisCluster }},
 		{"redis list without the cluster flag", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_REDIS_ADDR": "r1:6379,r2:6379"}, "FLASHSALE_REDIS_CLUSTER=true", nil},

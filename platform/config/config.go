@@ -115,3 +115,47 @@ func (e *Env) Err() error {
 	}
 	return fmt.Errorf("invalid configuration: %w", errors.Join(e.errs...))
 }
+
+// DevVar names the one switch for development conveniences: the
+// gateway's dev token endpoint and the secrets printed in this repository
+// (the channel simulator's defaults, compose's JWT secret). A production
+// deployment leaves it unset, and then no process starts on a secret
+// anybody can read.
+const DevVar = "FLASHSALE_DEV"
+
+// Dev reports whether the development switch (DevVar) is on.
+func (e *Env) Dev() bool { return e.Bool(DevVar, false) }
+
+// publicMarks are what every secret printed in this repository contains
+// (the simulator's "alipay-dev-secret", compose's "...-change-me-...",
+// the example manifests' "REPLACE-ME"), and what placeholders commonly
+// contain.
+var publicMarks = []string{"dev-secret", "change-me", "changeme", "replace-me", "replace-with", "placeholder", "example"}
+
+// Public reports whether secret is one anybody can read: it contains one
+// of the marks the repository's own secrets and common placeholders
+// carry, in any case.
+func Public(secret string) bool {
+	s := strings.ToLower(secret)
+	for _, m := range publicMarks {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// Secret returns the secret in the variable. Outside development (DevVar)
+// it is required and must not be Public; in development it may be unset
+// ("", the caller then uses its development default) or public.
+func (e *Env) Secret(name string) string {
+	v, ok := e.raw(name)
+	switch {
+	case e.Dev():
+	case !ok:
+		e.errs = append(e.errs, fmt.Errorf("%s is required (%s=true allows the development defaults)", name, DevVar))
+	case Public(v):
+		e.errs = append(e.errs, fmt.Errorf("%s holds a public placeholder secret: set a secret of your own", name))
+	}
+	return v
+}

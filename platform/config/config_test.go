@@ -66,3 +66,30 @@ func TestFromFuncSeesEveryRead(t *testing.T) {
 		t.Errorf("read = %q, want %q", got, want)
 	}
 }
+
+// TestSecretsOutsideDevelopment: a production process needs a secret of
+// its own; the repository's public secrets serve development only.
+func TestSecretsOutsideDevelopment(t *testing.T) {
+	own := "4f9c1e0d7b2a4c8e9f6a3b5d1c7e2f0a"
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string // "" when no problem is expected
+	}{
+		{"own secret", map[string]string{"S": own}, ""},
+		{"missing", map[string]string{}, "S is required"},
+		{"simulator default", map[string]string{"S": "alipay=alipay-dev-secret"}, "public placeholder"},
+		{"compose default", map[string]string{"S": "compose-dev-secret-change-me-0123456789"}, "public placeholder"},
+		{"example manifest", map[string]string{"S": "REPLACE-ME-with-32-random-bytes-000000"}, "public placeholder"},
+		{"development, missing", map[string]string{config.DevVar: "true"}, ""},
+		{"development, public", map[string]string{config.DevVar: "true", "S": "alipay-dev-secret"}, ""},
+	}
+	for _, tt := range tests {
+		env := config.FromMap(tt.env)
+		env.Secret("S")
+		err := env.Err()
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}

@@ -42,16 +42,17 @@ func ConfigFromEnv(env *config.Env) ServerConfig {
 	return cfg
 }
 
-// ParseChannels reads the variable name as name=secret pairs (default:
-// DefaultChannels). The payment service reads the same variable, so both
-// sides agree on the secrets.
+// ParseChannels reads the variable name as name=secret pairs. The
+// payment service reads the same variable, so both sides agree on the
+// secrets. It is a secret (config.Env.Secret): outside development it is
+// required and no secret printed in this repository is accepted; in
+// development it defaults to DefaultChannels.
 func ParseChannels(env *config.Env, name string) []Channel {
-	var def []string
-	for _, c := range DefaultChannels {
-		def = append(def, c.Name+"="+c.Secret)
+	if env.Secret(name) == "" {
+		return DefaultChannels
 	}
 	var out []Channel
-	for _, pair := range env.List(name, def) {
+	for _, pair := range env.List(name, nil) {
 		n, secret, ok := strings.Cut(pair, "=")
 		env.Check(ok && n != "" && secret != "", "%s: %q is not name=secret", name, pair)
 		out = append(out, Channel{Name: n, Secret: secret})

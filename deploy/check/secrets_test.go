@@ -1,0 +1,80 @@
+package check
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/services/channelsim"
+)
+
+// secretVars are the variables the binaries read as secrets
+// (config.Env.Secret): a production process refuses to start without
+// them or on a value printed in this repository.
+var secretVars = []string{"FLASHSALE_JWT_SECRET", "FLASHSALE_CHANNELS"}
+
+// TestShippedSecretsAreRefused: no secret this repository prints can run
+// a production process. Each value the manifests, the compose file and
+// the simulator ship for a secret variable is put in the environment of
+// each binary that reads that variable, without the development switch,
+// and must be refused; and the applied manifests hold no Secret, which
+// `kubectl apply -f deploy/k8s` would write over the operator's.
+func TestShippedSecretsAreRefused(t *testing.T) {
+	shipped := map[string][]string{} // secret variable → values shipped for it
+	for _, s := range byKind(MustManifests(t), "Secret") {
+		t.Errorf("deploy/k8s applies Secret %s: it would overwrite the operator's (keep it in secrets.example)", s.Metadata.Name)
+	}
+	examples := MustExampleSecrets(t)
+	for _, w := range byKind(MustManifests(t), "Deployment", "StatefulSet") {
+		for _, e := range w.Spec.Template.Spec.Containers[0].Env {
+			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+				continue
+			}
+			if sec, ok := find(examples, "Secret", e.ValueFrom.SecretKeyRef.Name); ok {
+				shipped[e.Name] = append(shipped[e.Name], sec.StringData[e.ValueFrom.SecretKeyRef.Key])
+			}
+		}
+	}
+	_, f := MustCompose(t)
+	for _, s := range f.Services {
+		for name, v := range s.Environment {
+			if v = Interpolate(v); v != "" {
+				shipped[name] = append(shipped[name], v)
+			}
+		}
+	}
+	var defaults []string
+	for _, c := range channelsim.DefaultChannels {
+		defaults = append(defaults, c.Name+"="+c.Secret)
+	}
+	shipped["FLASHSALE_CHANNELS"] = append(shipped["FLASHSALE_CHANNELS"], strings.Join(defaults, ","))
+
+	for _, name := range secretVars {
+		if len(shipped[name]) == 0 {
+			t.Errorf("nothing ships a value for %s: is it still a secret the binaries read?", name)
+		}
+		readers := 0
+		for dir, b := range Binaries {
+			if read, _ := b.Reads(map[string]string{}); !slices.Contains(read, name) {
+				continue
+			}
+			readers++
+			for _, v := range shipped[name] {
+				env := map[string]string{name: v}
+				if _, err := b.Reads(env); err == nil || !strings.Contains(err.Error(), name) {
+					t.Errorf("%s starts with %s=%q outside development (%v)", dir, name, v, err)
+				}
+				dev := maps.Clone(env)
+				dev[config.DevVar] = "true"
+				if _, err := b.Reads(dev); err != nil && strings.Contains(err.Error(), name) {
+					t.Errorf("%s refuses %s=%q in development: %v", dir, name, v, err)
+				}
+			}
+		}
+		if readers == 0 {
+			t.Errorf("no binary reads %s", name)
+		}
+	}
+}
