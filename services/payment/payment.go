@@ -72,6 +72,9 @@ type Payment struct {
 	CreatedAt time.Time
 	PaidAt    time.Time
 	Outcome   Outcome
+	// RefusalReason is why the order refused the payment ("order
+	// EXPIRED"), recorded with Outcome; its refund gives it.
+	RefusalReason string
 	// Refunded is the sum of the payment's refunds, at most Amount.
 	Refunded int64
 }
@@ -175,9 +178,10 @@ type Ledger interface {
 	Succeed(ctx context.Context, id int64, tradeNo string, paidAt time.Time) (bool, error)
 	// Fail moves a PAYING payment to FAILED.
 	Fail(ctx context.Context, id int64) error
-	// SetOutcome records the order service's answer once and returns the
-	// answer on record (a concurrent settler's, when it recorded first).
-	SetOutcome(ctx context.Context, id int64, o Outcome) (Outcome, error)
+	// SetOutcome records the order service's answer and, for a refusal,
+	// the reason its refund gives, once, and returns the answer and reason
+	// on record (a concurrent settler's, when it recorded first).
+	SetOutcome(ctx context.Context, id int64, o Outcome, reason string) (Outcome, string, error)
 	// AddRefund stores r, the automatic full refund of a refused
 	// payment, unless the payment has one already, and returns the
 	// payment's automatic refund.

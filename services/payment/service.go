@@ -264,35 +264,32 @@ func (s *Service) settle(ctx context.Context, p Payment, t Trade) (succeeded boo
 	if p.Status != StatusSucceeded {
 		return succeeded, nil
 	}
-	reason := ""
 	if p.Outcome == OutcomeNone {
 		accepted, orderStatus, err := s.cfg.Orders.MarkPaid(ctx, p)
 		if err != nil {
 			return succeeded, fmt.Errorf("%s %d: mark order %d paid: %w", op, p.ID, p.OrderID, err)
 		}
-		outcome := OutcomeAccepted
+		outcome, reason := OutcomeAccepted, ""
 		if !accepted {
-			outcome = OutcomeRefused
-			reason = reasonOrderState + orderStatus
+			outcome, reason = OutcomeRefused, reasonOrderState+orderStatus
 		}
 		// A settler that read the payment before a concurrent one
 		// recorded the order's answer asks the order again, possibly
 		// after the buyer had the order refunded, and hears a refusal.
 		// The answer on record is the one that stands: acting on a late
-		// refusal would refund money the order kept.
-		recorded, err := s.cfg.Ledger.SetOutcome(ctx, p.ID, outcome)
-		if err != nil {
+		// refusal would refund money the order kept. The reason is
+		// recorded with it, so whoever makes the refund (this settler, a
+		// concurrent one, the sweep after a crash) gives the same reason.
+		if p.Outcome, p.RefusalReason, err = s.cfg.Ledger.SetOutcome(ctx, p.ID, outcome, reason); err != nil {
 			return succeeded, fmt.Errorf("%s %d: %w", op, p.ID, err)
 		}
-		if recorded != outcome {
-			reason = ""
-		}
-		p.Outcome = recorded
 	}
 	if p.Outcome != OutcomeRefused {
 		return succeeded, nil
 	}
+	reason := p.RefusalReason
 	if reason == "" {
+		// Refused before migration 003 kept the reason.
 		reason = reasonNotPayable
 	}
 	return succeeded, s.refund(ctx, p, reason)

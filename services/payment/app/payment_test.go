@@ -177,6 +177,44 @@ func TestPaymentAfterExpiryIsRefunded(t *testing.T) {
 	}
 }
 
+// TestResumedRefundKeepsTheOrdersReason: the settler that heard the
+// order refuse a late payment records the refusal and its reason, then
+// dies before the refund; the sweep that resumes the settlement refunds
+// with the order's reason, not a generic one. (Before the reason was
+// recorded, this is what made TestPaymentAfterExpiryIsRefunded flaky: a
+// sweep that came between the two steps of a live settler refunded with
+// "order not payable".)
+func TestResumedRefundKeepsTheOrdersReason(t *testing.T) {
+	p := MustPlatform(t, nil)
+	if err := p.sim.SetBehaviour("alipay", channelsim.Behaviour{NotifyDropRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	o := p.MustOrders(t, 1)[0]
+	pay := p.MustPay(t, o, "alipay")
+	mustExpire(t, p, o)
+	p.MustBuyerPays(t, pay)
+	tr, ok := p.sim.Trade("alipay", formatID(pay.GetPaymentId()))
+	if !ok || tr.Status != wire.TradePaid {
+		t.Fatalf("trade %+v, %v; want it paid", tr, ok)
+	}
+	// What the dead settler left: SUCCEEDED, the order's refusal recorded
+	// with its reason, no refund yet (one statement, so the sweep sees
+	// all of it or none).
+	if _, err := p.ledger.Exec(context.Background(), `UPDATE payments SET status = 'SUCCEEDED', trade_no = $2,
+		paid_at = now(), order_outcome = 'REFUSED', refusal_reason = 'order EXPIRED' WHERE payment_id = $1`,
+		pay.GetPaymentId(), tr.TradeNo); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the sweep to refund", func() bool { return p.paymentStatus(t, pay.GetPaymentId()) == refunded })
+	var reason string
+	if err := p.ledger.QueryRow(context.Background(), `SELECT reason FROM refunds WHERE payment_id = $1`, pay.GetPaymentId()).Scan(&reason); err != nil {
+		t.Fatal(err)
+	}
+	if reason != "order EXPIRED" {
+		t.Errorf("resumed refund reason %q, want the order's %q", reason, "order EXPIRED")
+	}
+}
+
 // expire does what the expiry worker does: one conditional update from
 // PENDING_PAYMENT to EXPIRED, then, if it won, the release of the stock.
 func expire(p *platform, o order) error {
@@ -419,12 +457,12 @@ func TestLateSettlerGetsTheRecordedOutcome(t *testing.T) {
 		got, err := ledger.Payment(ctx, pay.GetPaymentId())
 		return err == nil && got.Outcome == payment.OutcomeAccepted
 	})
-	got, err := ledger.SetOutcome(ctx, pay.GetPaymentId(), payment.OutcomeRefused)
+	got, reason, err := ledger.SetOutcome(ctx, pay.GetPaymentId(), payment.OutcomeRefused, "order REFUNDED")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != payment.OutcomeAccepted {
-		t.Errorf("late REFUSED: recorded outcome %q, want the first answer %q", got, payment.OutcomeAccepted)
+	if got != payment.OutcomeAccepted || reason != "" {
+		t.Errorf("late REFUSED: recorded outcome %q (%q), want the first answer %q", got, reason, payment.OutcomeAccepted)
 	}
 	if n := p.refundsOf(t, pay.GetPaymentId()); n != 0 {
 		t.Errorf("%d refunds, want none", n)

@@ -58,7 +58,7 @@ func (l *Ledger) Started(ctx context.Context, id int64, tradeNo, payURL string) 
 }
 
 const paymentSelect = `SELECT payment_id, order_id, user_id, channel, amount, status, coalesce(trade_no, ''),
-	coalesce(pay_url, ''), created_at, paid_at, coalesce(order_outcome, ''), refunded FROM payments `
+	coalesce(pay_url, ''), created_at, paid_at, coalesce(order_outcome, ''), coalesce(refusal_reason, ''), refunded FROM payments `
 
 func (l *Ledger) query(ctx context.Context, sql string, args ...any) ([]payment.Payment, error) {
 	rows, err := l.pool.Query(ctx, paymentSelect+sql, args...)
@@ -70,7 +70,7 @@ func (l *Ledger) query(ctx context.Context, sql string, args ...any) ([]payment.
 		var status, outcome string
 		var paid *time.Time
 		err := r.Scan(&p.ID, &p.OrderID, &p.UserID, &p.Channel, &p.Amount, &status, &p.TradeNo, &p.PayURL,
-			&p.CreatedAt, &paid, &outcome, &p.Refunded)
+			&p.CreatedAt, &paid, &outcome, &p.RefusalReason, &p.Refunded)
 		p.Status, p.Outcome = payment.Status(status), payment.Outcome(outcome)
 		if paid != nil {
 			p.PaidAt = *paid
@@ -123,21 +123,24 @@ func (l *Ledger) Fail(ctx context.Context, id int64) error {
 	return nil
 }
 
-// SetOutcome records the order's answer unless one is recorded, and
-// returns the answer on record: o, or the one a concurrent settler
-// recorded first. The second statement runs only when the conditional
-// UPDATE lost, and sees the winner's committed answer.
-func (l *Ledger) SetOutcome(ctx context.Context, id int64, o payment.Outcome) (payment.Outcome, error) {
-	var recorded string
-	err := l.pool.QueryRow(ctx, `UPDATE payments SET order_outcome = $2, updated_at = now()
-		WHERE payment_id = $1 AND order_outcome IS NULL RETURNING order_outcome`, id, string(o)).Scan(&recorded)
+// SetOutcome records the order's answer and its refusal reason unless an
+// answer is recorded, and returns the answer and reason on record: o and
+// reason, or those a concurrent settler recorded first. The second
+// statement runs only when the conditional UPDATE lost, and sees the
+// winner's committed answer.
+func (l *Ledger) SetOutcome(ctx context.Context, id int64, o payment.Outcome, reason string) (payment.Outcome, string, error) {
+	var recorded, recordedReason string
+	err := l.pool.QueryRow(ctx, `UPDATE payments SET order_outcome = $2, refusal_reason = NULLIF($3, ''), updated_at = now()
+		WHERE payment_id = $1 AND order_outcome IS NULL RETURNING order_outcome, coalesce(refusal_reason, '')`,
+		id, string(o), reason).Scan(&recorded, &recordedReason)
 	if errors.Is(err, pgx.ErrNoRows) {
-		err = l.pool.QueryRow(ctx, `SELECT coalesce(order_outcome, '') FROM payments WHERE payment_id = $1`, id).Scan(&recorded)
+		err = l.pool.QueryRow(ctx, `SELECT coalesce(order_outcome, ''), coalesce(refusal_reason, '') FROM payments
+			WHERE payment_id = $1`, id).Scan(&recorded, &recordedReason)
 	}
 	if err != nil {
-		return payment.OutcomeNone, fmt.Errorf("outcome of payment %d: %w", id, err)
+		return payment.OutcomeNone, "", fmt.Errorf("outcome of payment %d: %w", id, err)
 	}
-	return payment.Outcome(recorded), nil
+	return payment.Outcome(recorded), recordedReason, nil
 }
 
 // AddRefund stores r, the automatic full refund of a payment whose order
