@@ -51,6 +51,7 @@ func MeasureCeiling(ctx context.Context, addr string, d time.Duration, clients i
 	}
 	keys := invredis.ReserveKeys(ceilingActivity, 0)
 	keys[4] = strings.TrimSuffix(keys[4], "0") + "__rand_int__"
+	keys[6] = strings.TrimSuffix(keys[6], "0") + "__rand_int__"
 	deadline := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
 	args := func(n int) []string {
 		a := []string{"-h", host, "-p", port, "-c", strconv.Itoa(clients), "-n", strconv.Itoa(n), "-r", "1000000000", "--csv",

@@ -28,6 +28,11 @@ var (
 	// ErrNotPreheated means the activity's stock was never loaded, so
 	// inventory does not know the activity.
 	ErrNotPreheated = errors.New("activity not preheated")
+	// ErrGivenUp means a reservation arrived after a release of its order
+	// had found nothing: the caller gave up on the order (its deadline
+	// passed while the reservation waited in a batch), so nothing is
+	// reserved for it.
+	ErrGivenUp = errors.New("order given up before its reservation arrived")
 	// ErrReservationNotFound means no reservation exists for the order.
 	ErrReservationNotFound = errors.New("reservation not found")
 	// ErrAlreadyConfirmed means a release was refused because the

@@ -22,6 +22,8 @@ var Errors = errcode.Table{
 	{Err: inventory.ErrLimitExceeded, Code: errcode.LimitExceeded},
 	{Err: inventory.ErrNotPreheated, Code: errcode.NotFound},
 	{Err: inventory.ErrReservationNotFound, Code: errcode.NotFound},
+	// Only a reservation whose caller has left can hear it.
+	{Err: inventory.ErrGivenUp, Code: errcode.Conflict},
 	{Err: inventory.ErrAlreadyConfirmed, Code: errcode.Conflict},
 	{Err: inventory.ErrAlreadyReleased, Code: errcode.Conflict},
 	// The order exists: the placing service answers its buyer with it.

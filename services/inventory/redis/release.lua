@@ -17,14 +17,24 @@
 -- buyer was told it exists, and repeating the request must name it, never
 -- reserve a second time.
 --
+-- A release that finds no reservation leaves a tombstone (KEYS[6], for
+-- ARGV[3] ms) that reserve.lua respects: the reservation may still be on
+-- its way (a batch its caller gave up waiting for), and landing after the
+-- release it would hold a unit and the buyer's limit for an order that is
+-- never published. With the tombstone the order of arrival does not
+-- matter.
+--
 -- KEYS[1] {act:ID}:stock, KEYS[2] {act:ID}:bought, KEYS[3] {act:ID}:idem,
--- KEYS[4] {act:ID}:res:<order>, KEYS[5] {act:ID}:expiry
--- ARGV[1] order id, ARGV[2] '1' for an unpublished release, else '0'
+-- KEYS[4] {act:ID}:res:<order>, KEYS[5] {act:ID}:expiry,
+-- KEYS[6] {act:ID}:tomb:<order>
+-- ARGV[1] order id, ARGV[2] '1' for an unpublished release, else '0',
+-- ARGV[3] the tombstone's life in ms
 --
 -- Returns RELEASED, ALREADY_RELEASED, CONFIRMED, ORDERED or NOT_FOUND.
 local r = redis.call('HMGET', KEYS[4], 'user', 'qty', 'status', 'idem', 'ordered')
 local user, qty, status, idem, ordered = r[1], r[2], r[3], r[4], r[5]
 if not status then
+  redis.call('SET', KEYS[6], '1', 'PX', ARGV[3])
   return 'NOT_FOUND'
 end
 local unpublished = ARGV[2] == '1'

@@ -9,11 +9,12 @@
 -- KEYS[4] {act:ID}:idem          hash: "<user>:<key>" -> order id
 -- KEYS[5] {act:ID}:res:<order>   hash: user, qty, status, idem, expires_at_ms
 -- KEYS[6] {act:ID}:expiry        sorted set: order id scored by deadline (unix ms)
+-- KEYS[7] {act:ID}:tomb:<order>  string: the order was given up (release.lua)
 -- ARGV[1] user id, ARGV[2] quantity, ARGV[3] order id,
 -- ARGV[4] idempotency key, ARGV[5] payment deadline in unix ms
 --
 -- Returns {outcome, order id, remaining}; outcome is RESERVED, REPLAYED,
--- NOT_PREHEATED, LIMIT_EXCEEDED or SOLD_OUT.
+-- GIVEN_UP, NOT_PREHEATED, LIMIT_EXCEEDED or SOLD_OUT.
 local idemField = ARGV[1] .. ':' .. ARGV[4]
 
 -- A replay of the buyer's key answers with the first order, changing nothing.
@@ -24,6 +25,13 @@ end
 -- So does a retry of the same order under another key.
 if redis.call('EXISTS', KEYS[5]) == 1 then
   return {'REPLAYED', ARGV[3], tonumber(redis.call('GET', KEYS[2]) or '0')}
+end
+-- A release of this order arrived first (its caller gave up while the
+-- reservation was still on its way, in a batch): the order is dead, and
+-- reserving now would hold stock and the buyer's limit for an order that
+-- is never published.
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  return {'GIVEN_UP', ARGV[3], tonumber(redis.call('GET', KEYS[2]) or '0')}
 end
 
 local limit = redis.call('HGET', KEYS[1], 'limit')

@@ -44,20 +44,21 @@ import (
 // Keys, in order (all of one activity; ReserveKeys builds them):
 //
 //	KEYS[1] {act:ID}:meta, KEYS[2] {act:ID}:stock, KEYS[3] {act:ID}:bought,
-//	KEYS[4] {act:ID}:idem, KEYS[5] {act:ID}:res:<orderID>, KEYS[6] {act:ID}:expiry
+//	KEYS[4] {act:ID}:idem, KEYS[5] {act:ID}:res:<orderID>, KEYS[6] {act:ID}:expiry,
+//	KEYS[7] {act:ID}:tomb:<orderID>
 //
 // Arguments: ARGV[1] user id, ARGV[2] quantity, ARGV[3] order id,
 // ARGV[4] idempotency key, ARGV[5] payment deadline in unix milliseconds.
 // It returns {outcome, order id, remaining} with outcome one of RESERVED,
-// REPLAYED, NOT_PREHEATED, LIMIT_EXCEEDED, SOLD_OUT.
+// REPLAYED, GIVEN_UP, NOT_PREHEATED, LIMIT_EXCEEDED, SOLD_OUT.
 //
 // For redis-benchmark, preheat the activity with a large stock and limit
 // and pass __rand_int__ for the user, the order id, the key and the order
 // id in KEYS[5], e.g.
 //
-//	redis-benchmark -r 1000000000 -n 200000 EVAL "$SCRIPT" 6 \
+//	redis-benchmark -r 1000000000 -n 200000 EVAL "$SCRIPT" 7 \
 //	  '{act:1}:meta' '{act:1}:stock' '{act:1}:bought' '{act:1}:idem' \
-//	  '{act:1}:res:__rand_int__' '{act:1}:expiry' \
+//	  '{act:1}:res:__rand_int__' '{act:1}:expiry' '{act:1}:tomb:__rand_int__' \
 //	  __rand_int__ 1 __rand_int__ __rand_int__ 1893456000000
 //
 // redis-benchmark draws each placeholder independently, so the record's key
@@ -116,10 +117,21 @@ func (k activityKeys) reservation(orderID int64) string {
 	return k.tag + ":res:" + strconv.FormatInt(orderID, 10)
 }
 
+// tombstone is the key a release that found no reservation leaves for
+// the order (release.lua, reserve.lua).
+func (k activityKeys) tombstone(orderID int64) string {
+	return k.tag + ":tomb:" + strconv.FormatInt(orderID, 10)
+}
+
+// TombstoneTTL is how long a tombstone refuses its order's reservation:
+// far longer than a reservation can be on its way (a batch's deadline is
+// seconds), short enough that tombstones do not pile up.
+const TombstoneTTL = time.Hour
+
 // ReserveKeys returns the KEYS of ReserveScript for an order, in order.
 func ReserveKeys(activityID, orderID int64) []string {
 	k := keysOf(activityID)
-	return []string{k.meta, k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry}
+	return []string{k.meta, k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry, k.tombstone(orderID)}
 }
 
 // ExpiryKey is the name of an activity's expiry queue: a sorted set of
@@ -201,6 +213,8 @@ func answerReserve(r inventory.ReserveRequest, cmd *goredis.Cmd) inventory.Reser
 	case "REPLAYED":
 		res.Replayed = true
 		return inventory.ReserveAnswer{Result: res}
+	case "GIVEN_UP":
+		err = inventory.ErrGivenUp
 	case "NOT_PREHEATED":
 		err = inventory.ErrNotPreheated
 	case "LIMIT_EXCEEDED":
@@ -244,7 +258,9 @@ func (s *Store) Release(ctx context.Context, activityID, orderID int64) (bool, e
 // publish the order's event, and records the release as unpublished so
 // that MarkOrdered answers MarkDrop for a late delivery. When the
 // reservation is already marked ordered it fails with ErrAlreadyOrdered
-// and changes nothing.
+// and changes nothing. When there is no reservation (yet) it reports
+// false: the tombstone the release leaves refuses the reservation should
+// it still arrive, so nothing stays held either way.
 func (s *Store) ReleaseUnpublished(ctx context.Context, activityID, orderID int64) (bool, error) {
 	return s.release(ctx, activityID, orderID, true)
 }
@@ -256,7 +272,8 @@ func (s *Store) release(ctx context.Context, activityID, orderID int64, unpublis
 		flag = "1"
 	}
 	outcome, err := releaseScript.Run(ctx, s.rdb,
-		[]string{k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry}, orderID, flag).Text()
+		[]string{k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry, k.tombstone(orderID)},
+		orderID, flag, TombstoneTTL.Milliseconds()).Text()
 	if err != nil {
 		return false, fmt.Errorf("release activity %d order %d: %w", activityID, orderID, err)
 	}
@@ -270,6 +287,9 @@ func (s *Store) release(ctx context.Context, activityID, orderID int64, unpublis
 	case "ORDERED":
 		err = inventory.ErrAlreadyOrdered
 	case "NOT_FOUND":
+		if unpublished {
+			return false, nil
+		}
 		err = inventory.ErrReservationNotFound
 	default:
 		err = fmt.Errorf("unexpected outcome %q", outcome)

@@ -107,11 +107,6 @@ func TestReleaseUnpublishedAndTheOrderedMark(t *testing.T) {
 			want:  want{stock: 5, status: inventory.StatusReleased, unpublished: true},
 		},
 		{
-			name: "unpublished release of an unknown order", unpublished: true,
-			setup: func(t *testing.T, s *invredis.Store, act int64) {},
-			want:  want{err: inventory.ErrReservationNotFound, unchanged: true, stock: 5},
-		},
-		{
 			name:  "plain release ignores the ordered mark",
 			setup: func(t *testing.T, s *invredis.Store, act int64) { reserve(t, s, act); MustMark(t, s, act, 1) },
 			want:  want{released: true, stock: 5, status: inventory.StatusReleased, ordered: true},

@@ -438,6 +438,42 @@ func TestUnpublishedReleaseForgetsTheKey(t *testing.T) {
 	}
 }
 
+// A release that finds no reservation changes nothing but leaves a
+// tombstone, and the order's reservation, should it arrive after the
+// release (it was on its way in a batch whose caller gave up), then takes
+// neither stock nor the buyer's limit. The buyer's next attempt, a new
+// order, reserves as usual.
+func TestReleaseOfAnUnknownOrderLeavesATombstone(t *testing.T) {
+	s, rdb := MustStore(t)
+	ctx := context.Background()
+	act := MustPreheat(t, s, 5, 1)
+	before := snapshot(t, rdb, act)
+	if _, err := s.Release(ctx, act, 1); !errors.Is(err, inventory.ErrReservationNotFound) {
+		t.Fatalf("release of an unknown order: %v, want ErrReservationNotFound", err)
+	}
+	if released, err := s.ReleaseUnpublished(ctx, act, 2); err != nil || released {
+		t.Fatalf("unpublished release of an unknown order: %v, %v; want false and no error (nothing is held)", released, err)
+	}
+	tombs := fmt.Sprintf("{act:%d}:tomb:1=1\n{act:%d}:tomb:2=1\n", act, act)
+	if after := snapshot(t, rdb, act); after != before+tombs {
+		t.Errorf("the releases changed more than their tombstones:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if ttl := rdb.PTTL(ctx, fmt.Sprintf("{act:%d}:tomb:2", act)).Val(); ttl <= 0 || ttl > invredis.TombstoneTTL {
+		t.Errorf("tombstone lives %s, want up to %s", ttl, invredis.TombstoneTTL)
+	}
+	for _, order := range []int64{1, 2} {
+		if _, err := s.Reserve(ctx, request(act, 7, 1, order, fmt.Sprint("k", order))); !errors.Is(err, inventory.ErrGivenUp) {
+			t.Errorf("reservation of released order %d arriving late: %v, want ErrGivenUp", order, err)
+		}
+	}
+	if after := snapshot(t, rdb, act); after != before+tombs {
+		t.Errorf("the late reservations changed state:\nbefore:\n%s\nafter:\n%s", before+tombs, after)
+	}
+	if res := MustReserve(t, s, request(act, 7, 1, 3, "k3")); res.OrderID != 3 || res.Remaining != 4 {
+		t.Errorf("the buyer's next attempt: %+v, want order 3 reserved with 4 left", res)
+	}
+}
+
 func TestReleaseTransitions(t *testing.T) {
 	tests := []struct {
 		name         string
@@ -464,11 +500,6 @@ func TestReleaseTransitions(t *testing.T) {
 				}
 			},
 			wantErr: inventory.ErrAlreadyConfirmed,
-		},
-		{
-			name:    "release of an unknown order",
-			setup:   func(t *testing.T, s *invredis.Store, act int64) {},
-			wantErr: inventory.ErrReservationNotFound,
 		},
 	}
 	s, rdb := MustStore(t)

@@ -18,7 +18,15 @@ import (
 // order path acts on back into domain errors. Any other code stays a
 // status error, which the server reports as INTERNAL.
 var (
-	inventoryErrors = errcode.Table{
+	// An unpublished release answers CONFLICT when the reservation is
+	// marked ordered (or paid, which it can only be once ordered): the
+	// order exists.
+	inventoryErrors = append(errcode.Table{{Err: order.ErrAlreadyOrdered, Code: errcode.Conflict}}, stockErrors...)
+	// A reservation answers CONFLICT only when a release of its order came
+	// first (its caller gave the order up): nothing is held, and a retry
+	// is a new attempt with a new order id.
+	reserveErrors = append(errcode.Table{{Err: order.ErrUnavailable, Code: errcode.Conflict}}, stockErrors...)
+	stockErrors   = errcode.Table{
 		{Err: order.ErrSoldOut, Code: errcode.SoldOut},
 		{Err: order.ErrLimitExceeded, Code: errcode.LimitExceeded},
 		// An activity the inventory does not know was never preheated,
@@ -26,10 +34,6 @@ var (
 		{Err: order.ErrNotFound, Code: errcode.NotFound},
 		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
 		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
-		// Only an unpublished release answers CONFLICT on the order path:
-		// the reservation is marked ordered (or paid, which it can only
-		// be once ordered), so the order exists.
-		{Err: order.ErrAlreadyOrdered, Code: errcode.Conflict},
 	}
 	// A confirmation answers CONFLICT only for a released reservation.
 	confirmErrors = errcode.Table{
@@ -73,7 +77,7 @@ func (i *Inventory) Reserve(ctx context.Context, r order.Reservation) (order.Res
 		OrderId: r.OrderID, IdempotencyKey: r.IdempotencyKey, ExpiresAt: timestamppb.New(r.ExpiresAt),
 	})
 	if err != nil {
-		return order.Reserved{}, fmt.Errorf("inventory reserve: %w", inventoryErrors.Domain(err))
+		return order.Reserved{}, fmt.Errorf("inventory reserve: %w", reserveErrors.Domain(err))
 	}
 	return order.Reserved{OrderID: resp.GetOrderId(), Replayed: resp.GetReplayed(), Remaining: resp.GetRemaining()}, nil
 }

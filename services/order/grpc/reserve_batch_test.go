@@ -42,6 +42,8 @@ type batchWatch struct {
 	gate    chan struct{} // calls wait for it to be closed, when set
 	held    chan struct{} // receives once per call that is waiting at the gate
 	fail    error         // answered instead of sending, when set
+	// answered counts the calls the inventory has answered.
+	answered int
 }
 
 func (w *batchWatch) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
@@ -61,7 +63,11 @@ func (w *batchWatch) intercept(ctx context.Context, method string, req, reply an
 	if fail != nil {
 		return fail
 	}
-	return invoke(ctx, method, req, reply, cc, opts...)
+	err := invoke(ctx, method, req, reply, cc, opts...)
+	w.mu.Lock()
+	w.answered++
+	w.mu.Unlock()
+	return err
 }
 
 // MustInventory runs the real inventory service and returns the order
@@ -236,4 +242,89 @@ func TestFailedBatchFailsEveryBuyInIt(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// The interleaving of issue 11.2: a buy waits for a free slot, its batch
+// leaves (sent by the batcher, not by its caller), and while it is on the
+// wire the buy's deadline passes; the buy gives up and releases its order
+// as unpublished, and that release reaches Redis before the batch. The
+// release finds nothing and leaves a tombstone, so the batch's
+// reservation, landing after it, holds nothing: the unit stays for sale,
+// the buyer's limit stays free and a new attempt reserves at once.
+func TestReleaseThatOvertakesItsReservationLeavesNothingHeld(t *testing.T) {
+	first := make(chan struct{})
+	w := batchWatch{gate: first, held: make(chan struct{})}
+	inv, raw := MustInventory(t, &w)
+	act := MustPreheat(t, raw, 3, 1)
+	ctx := context.Background()
+
+	// Two buys take both slots and are held on the wire.
+	onWire := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			_, err := inv.Reserve(ctx, reservation(act, int64(i+1), int64(100+i)))
+			onWire <- err
+		}()
+		<-w.held
+	}
+	// A third waits for a slot.
+	deadline, cancel := context.WithCancel(ctx)
+	buy := make(chan error, 1)
+	go func() {
+		_, err := inv.Reserve(deadline, reservation(act, 7, 700))
+		buy <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let it queue
+	// The first two land; the third's batch leaves and is held.
+	second := make(chan struct{})
+	w.mu.Lock()
+	w.gate = second
+	w.mu.Unlock()
+	close(first)
+	for range 2 {
+		if err := <-onWire; err != nil {
+			t.Fatalf("buy on the wire: %v", err)
+		}
+	}
+	<-w.held
+	cancel() // the third buyer's deadline passes while its batch is out
+	if err := <-buy; !errors.Is(err, order.ErrUnavailable) {
+		t.Fatalf("buy whose deadline passed: got %v, want ErrUnavailable", err)
+	}
+	if err := inv.ReleaseUnpublished(ctx, act, 700); err != nil {
+		t.Fatalf("release as unpublished before the reservation arrived: %v, want success (nothing held)", err)
+	}
+	w.mu.Lock()
+	w.gate = nil
+	w.mu.Unlock()
+	close(second) // now its batch lands
+	waitForBatches(t, &w, 3)
+
+	if _, err := raw.GetReservation(ctx, &inventoryv1.GetReservationRequest{ActivityId: act, OrderId: 700}); status.Code(err) != codes.NotFound {
+		t.Errorf("reservation of the given-up order: %v, want NOT_FOUND", err)
+	}
+	left, err := raw.GetStock(ctx, &inventoryv1.GetStockRequest{ActivityId: act})
+	if err != nil || left.GetRemaining() != 1 {
+		t.Errorf("stock after the late reservation: %v, %v; want 1 (3 less the 2 bought)", left, err)
+	}
+	// The buyer tries again (a new attempt, a new order id): its limit of
+	// 1 is free.
+	if res, err := inv.Reserve(ctx, reservation(act, 7, 701)); err != nil || res.OrderID != 701 || res.Replayed {
+		t.Errorf("the buyer's next attempt: %+v, %v; want order 701 reserved", res, err)
+	}
+}
+
+// waitForBatches waits until the inventory has answered n ReserveBatch
+// calls.
+func waitForBatches(tb testing.TB, w *batchWatch, n int) {
+	tb.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		w.mu.Lock()
+		done := w.answered >= n
+		w.mu.Unlock()
+		if done {
+			return
+		}
+	}
+	tb.Fatalf("%d batches not answered within 10s", n)
 }
