@@ -34,6 +34,9 @@ var (
 	// ErrCouponUsed means the coupon is consumed by another order, or the
 	// order already consumed another coupon.
 	ErrCouponUsed = errors.New("coupon already used")
+	// ErrGivenUp is a use of a coupon for an order whose release came
+	// first: its caller gave the order up, so the coupon stays available.
+	ErrGivenUp = errors.New("order given up before its coupon was used")
 	// ErrCouponNotApplicable means the coupon cannot pay for this cart:
 	// below its threshold, or outside its validity window.
 	ErrCouponNotApplicable = errors.New("coupon not applicable")

@@ -27,6 +27,9 @@ var (
 	// ErrSoldOut is a regular order asking for more units of a SKU than
 	// its stock holds.
 	ErrSoldOut = errors.New("sold out")
+	// ErrGivenUp is a reserve of regular stock for an order whose release
+	// came first: its caller gave the order up, so nothing is taken.
+	ErrGivenUp = errors.New("order given up before its stock was reserved")
 	// ErrUnavailable is a dependency (the inventory service) that could
 	// not do its part, so nothing was changed.
 	ErrUnavailable = errors.New("dependency unavailable")

@@ -22,6 +22,8 @@ var Errors = errcode.Table{
 	{Err: marketing.ErrClaimLimit, Code: errcode.LimitExceeded},
 	{Err: marketing.ErrNotClaimable, Code: errcode.Conflict},
 	{Err: marketing.ErrCouponUsed, Code: errcode.Conflict},
+	// Only a caller that has left hears it.
+	{Err: marketing.ErrGivenUp, Code: errcode.Conflict},
 	{Err: marketing.ErrCouponNotApplicable, Code: errcode.Conflict},
 }
 

@@ -246,9 +246,20 @@ const uniqueViolation = "23505"
 // UPDATE; when it matches nothing, a read tells why (or that this order
 // already holds it, which is success).
 func (s *Store) ConsumeCoupon(ctx context.Context, userID, couponID, orderID int64, now time.Time) (marketing.Coupon, error) {
-	c, err := scanCoupon(s.pool.QueryRow(ctx, `UPDATE coupons SET status = 'USED', order_id = $3, used_at = $4
-		WHERE coupon_id = $1 AND user_id = $2 AND status = 'AVAILABLE' AND valid_from <= $4 AND valid_until > $4
-		RETURNING `+couponColumns, couponID, userID, orderID, now))
+	var c marketing.Coupon
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		givenUp, err := lockOrder(ctx, tx, orderID)
+		if err != nil || givenUp {
+			return err
+		}
+		c, err = scanCoupon(tx.QueryRow(ctx, `UPDATE coupons SET status = 'USED', order_id = $3, used_at = $4
+			WHERE coupon_id = $1 AND user_id = $2 AND status = 'AVAILABLE' AND valid_from <= $4 AND valid_until > $4
+			RETURNING `+couponColumns, couponID, userID, orderID, now))
+		return err
+	})
+	if err == nil && c.ID == 0 {
+		return marketing.Coupon{}, fmt.Errorf("order %d: %w", orderID, marketing.ErrGivenUp)
+	}
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
@@ -271,14 +282,35 @@ func (s *Store) ConsumeCoupon(ctx context.Context, userID, couponID, orderID int
 		c.ValidFrom.Format(time.RFC3339), c.ValidUntil.Format(time.RFC3339), marketing.ErrCouponNotApplicable)
 }
 
-// ReleaseCoupon makes the order's coupon available again.
+// lockOrder serialises the use and the release of one order's coupon
+// until tx ends (a transaction-scoped advisory lock on the order id) and
+// reports whether a release left the order's tombstone.
+func lockOrder(ctx context.Context, tx pgx.Tx, orderID int64) (givenUp bool, err error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, orderID); err != nil {
+		return false, fmt.Errorf("lock order %d: %w", orderID, err)
+	}
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM coupon_tombstones WHERE order_id = $1)`, orderID).Scan(&givenUp); err != nil {
+		return false, fmt.Errorf("tombstone of order %d: %w", orderID, err)
+	}
+	return givenUp, nil
+}
+
+// ReleaseCoupon makes the order's coupon available again. When the order
+// holds none it leaves a tombstone, so that a use for the order still on
+// its way (its caller gave the order up) is refused with ErrGivenUp.
 func (s *Store) ReleaseCoupon(ctx context.Context, orderID int64) (int64, error) {
 	var id int64
-	err := s.pool.QueryRow(ctx, `UPDATE coupons SET status = 'AVAILABLE', order_id = NULL, used_at = NULL
-		WHERE order_id = $1 RETURNING coupon_id`, orderID).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
-	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := lockOrder(ctx, tx, orderID); err != nil {
+			return err
+		}
+		err := tx.QueryRow(ctx, `UPDATE coupons SET status = 'AVAILABLE', order_id = NULL, used_at = NULL
+			WHERE order_id = $1 RETURNING coupon_id`, orderID).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			_, err = tx.Exec(ctx, `INSERT INTO coupon_tombstones (order_id) VALUES ($1) ON CONFLICT DO NOTHING`, orderID)
+		}
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("release coupon of order %d: %w", orderID, err)
 	}

@@ -87,8 +87,8 @@ func TestConcurrentClaimsNeverExceedIssue(t *testing.T) {
 	var mu sync.Mutex
 	claimed := map[int64]int{}
 	var wg sync.WaitGroup
-	for u := range users {
-		user := int64(1000 + u)
+	for range users {
+		user := gen.Next() // buyers of its own, so repeated runs on one database do not count each other's coupons
 		for range attemptsPerUser {
 			wg.Go(func() {
 				_, err := s.ClaimCoupon(ctx, tmpl.ID, user, gen.Next(), newKey(), now)
@@ -239,6 +239,49 @@ func TestConsumeAndRelease(t *testing.T) {
 	}
 	if _, err := s.ConsumeCoupon(ctx, user, c.ID, secondOrder, now); err != nil {
 		t.Fatalf("a released coupon serves another order: %v", err)
+	}
+}
+
+// A release that finds no coupon for its order leaves a tombstone: the
+// order's use of a coupon, arriving after it (the caller gave the order up
+// after an ambiguous use that was still running), is refused and the
+// coupon stays the buyer's. Raced both ways round, every coupon ends
+// AVAILABLE.
+func TestReleaseBeforeUseKeepsTheCoupon(t *testing.T) {
+	s := MustStore(t)
+	ctx := context.Background()
+	tmpl := MustTemplate(t, s, 50, 50)
+	user := gen.Next()
+	c := MustClaim(t, s, tmpl.ID, user)
+	late := gen.Next()
+	if id, err := s.ReleaseCoupon(ctx, late); err != nil || id != 0 {
+		t.Fatalf("release of an order holding no coupon = %d, %v; want 0, nil", id, err)
+	}
+	if _, err := s.ConsumeCoupon(ctx, user, c.ID, late, now); !errors.Is(err, marketing.ErrGivenUp) {
+		t.Fatalf("use after its order's release = %v, want ErrGivenUp", err)
+	}
+	var wg sync.WaitGroup
+	var coupons []int64
+	for range 20 {
+		c := MustClaim(t, s, tmpl.ID, user)
+		coupons = append(coupons, c.ID)
+		order := gen.Next()
+		wg.Go(func() {
+			if _, err := s.ConsumeCoupon(ctx, user, c.ID, order, now); err != nil && !errors.Is(err, marketing.ErrGivenUp) {
+				t.Errorf("use: %v", err)
+			}
+		})
+		wg.Go(func() {
+			if _, err := s.ReleaseCoupon(ctx, order); err != nil {
+				t.Errorf("release: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, id := range append(coupons, c.ID) {
+		if got, err := s.Coupon(ctx, user, id); err != nil || got.Status != marketing.CouponAvailable {
+			t.Errorf("coupon %d = %+v, %v; want AVAILABLE: its order was given up", id, got, err)
+		}
 	}
 }
 

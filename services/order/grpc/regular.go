@@ -22,6 +22,9 @@ var (
 		{Err: order.ErrNotFound, Code: errcode.NotFound},
 		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
 		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
+		// A reserve answers CONFLICT only when a release of its order came
+		// first (its caller gave the order up): nothing is taken.
+		{Err: order.ErrUnavailable, Code: errcode.Conflict},
 	}
 	// marketingErrors maps the marketing service's answers: CONFLICT is a
 	// coupon that is used or does not apply.

@@ -19,6 +19,7 @@ var Errors = errcode.Table{
 	{Err: product.ErrInvalid, Code: errcode.InvalidArgument},
 	{Err: product.ErrNotFound, Code: errcode.NotFound},
 	{Err: product.ErrInsufficientStock, Code: errcode.Conflict},
+	{Err: product.ErrGivenUp, Code: errcode.Conflict},
 	{Err: product.ErrSoldOut, Code: errcode.SoldOut},
 	{Err: product.ErrUnavailable, Code: errcode.Unavailable},
 }

@@ -28,11 +28,19 @@ func (s *Store) ReserveStock(ctx context.Context, orderID int64, lines []product
 	slices.SortFunc(sorted, func(a, b product.StockLine) int { return cmp.Compare(a.SKUID, b.SKUID) })
 	replayed := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stock_reservations WHERE order_id = $1)`, orderID).Scan(&replayed); err != nil {
+		if err := lockOrder(ctx, tx, orderID); err != nil {
+			return err
+		}
+		var givenUp bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stock_reservations WHERE order_id = $1),
+			EXISTS (SELECT 1 FROM stock_tombstones WHERE order_id = $1)`, orderID).Scan(&replayed, &givenUp); err != nil {
 			return fmt.Errorf("select reservation: %w", err)
 		}
 		if replayed {
 			return nil
+		}
+		if givenUp {
+			return fmt.Errorf("order %d: %w", orderID, product.ErrGivenUp)
 		}
 		skus := make([]int64, len(sorted))
 		qtys := make([]int64, len(sorted))
@@ -63,12 +71,32 @@ func (s *Store) ReserveStock(ctx context.Context, orderID int64, lines []product
 	return replayed, nil
 }
 
+// lockOrder serialises the reserve and the release of one order until tx
+// ends (a transaction-scoped advisory lock on the order id), so that a
+// release and a reserve racing each other see each other's rows.
+func lockOrder(ctx context.Context, tx pgx.Tx, orderID int64) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, orderID); err != nil {
+		return fmt.Errorf("lock order %d: %w", orderID, err)
+	}
+	return nil
+}
+
 // ReleaseStock marks the order's reservation released and gives its units
 // back, in one transaction; a released or missing reservation matches no
 // row, so releasing twice gives back nothing more.
 func (s *Store) ReleaseStock(ctx context.Context, orderID int64) (bool, error) {
 	released := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := lockOrder(ctx, tx, orderID); err != nil {
+			return err
+		}
+		// No reservation at all (not even a released one): the reserve may
+		// still be on its way; the tombstone makes it take nothing.
+		if _, err := tx.Exec(ctx, `INSERT INTO stock_tombstones (order_id)
+			SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM stock_reservations WHERE order_id = $1)
+			ON CONFLICT DO NOTHING`, orderID); err != nil {
+			return fmt.Errorf("tombstone: %w", err)
+		}
 		rows, err := tx.Query(ctx, `UPDATE stock_reservations SET released_at = now()
 			WHERE order_id = $1 AND released_at IS NULL RETURNING sku_id, quantity`, orderID)
 		if err != nil {

@@ -104,3 +104,46 @@ func TestReserveRefusals(t *testing.T) {
 		})
 	}
 }
+
+// A release that finds no reservation leaves a tombstone: the order's
+// reserve, arriving after it (the caller gave the order up after an
+// ambiguous reserve that was still running), takes nothing. Raced many
+// times both ways round, every order ends either reserved and released or
+// given up with nothing taken, and the stock is whole again.
+func TestReleaseBeforeReserveTakesNothing(t *testing.T) {
+	s, _ := MustStore(t)
+	ctx := context.Background()
+	p := MustProduct(t, s, 1000)
+	lines := []product.StockLine{{SKUID: p.SKUID, Quantity: 2}}
+
+	late := newID()
+	if released, err := s.ReleaseStock(ctx, late); err != nil || released {
+		t.Fatalf("release of an order never reserved: %v, %v; want false", released, err)
+	}
+	if _, err := s.ReserveStock(ctx, late, lines); !errors.Is(err, product.ErrGivenUp) {
+		t.Fatalf("reserve after its release: %v, want ErrGivenUp", err)
+	}
+	if got, _ := s.Product(ctx, p.SKUID); got.Stock != 1000 {
+		t.Fatalf("stock %d after a given-up reserve, want 1000", got.Stock)
+	}
+
+	const orders = 40
+	var wg sync.WaitGroup
+	for range orders {
+		id := newID()
+		wg.Go(func() {
+			if _, err := s.ReserveStock(ctx, id, lines); err != nil && !errors.Is(err, product.ErrGivenUp) {
+				t.Errorf("reserve %d: %v", id, err)
+			}
+		})
+		wg.Go(func() {
+			if _, err := s.ReleaseStock(ctx, id); err != nil {
+				t.Errorf("release %d: %v", id, err)
+			}
+		})
+	}
+	wg.Wait()
+	if got, _ := s.Product(ctx, p.SKUID); got.Stock != 1000 {
+		t.Errorf("stock %d after %d reserves raced with their releases, want all 1000 back", got.Stock, orders)
+	}
+}
