@@ -88,12 +88,22 @@ type ExpiryStock interface {
 	Reservation(ctx context.Context, activityID, orderID int64) (ReservationState, error)
 }
 
+// PublishedMarks reads the marks PlaceSeckillOrder writes once an order's
+// event is in the log (Pending.Published).
+type PublishedMarks interface {
+	Published(ctx context.Context, orderID int64) (bool, error)
+}
+
 // ExpirerConfig holds an Expirer's dependencies and settings. Zero
 // settings take the defaults below.
 type ExpirerConfig struct {
 	Queue  DueQueue
 	Orders Transitions
 	Stock  ExpiryStock
+	// Marks tells whether an order's event was published (the pending
+	// store): an order with the mark was accepted (202) and is in the
+	// log, so it is never given up, however far the consumer lags.
+	Marks PublishedMarks
 	// Clock says what is due: a manual clock in tests moves deadlines
 	// past without waiting.
 	Clock clock.Clock
@@ -112,9 +122,9 @@ type ExpirerConfig struct {
 	// waits before it is looked at again.
 	RequeueDelay time.Duration
 	// OrphanAfter is how long after its deadline a reservation whose
-	// order never reached Postgres is given up: its event was lost along
-	// with the compensating release (see Service.PlaceSeckillOrder), and
-	// it is released as unpublished.
+	// order never reached Postgres, and was never marked published, is
+	// given up: its event was lost along with the compensating release
+	// (see Service.PlaceSeckillOrder), and it is released as unpublished.
 	OrphanAfter time.Duration
 	// Parallel bounds the releases in flight within a batch.
 	Parallel int
@@ -354,6 +364,20 @@ func (e *Expirer) unstored(ctx context.Context, en DueEntry, now time.Time) sett
 	case r.Status != ReservationReserved || r.Ordered:
 		e.cfg.Logger.ErrorContext(ctx, "order still not stored long after its deadline",
 			"order_id", en.OrderID, "activity_id", en.ActivityID, "reservation", r.Status, "ordered", r.Ordered)
+		return park
+	}
+	published, err := e.cfg.Marks.Published(ctx, en.OrderID)
+	switch {
+	case err != nil:
+		e.cfg.Logger.WarnContext(ctx, "published mark of an unstored due order unreadable; retried when the claim lapses",
+			"order_id", en.OrderID, "err", err)
+		return keep
+	case published:
+		// Accepted (202) and in the log: the consumer stores it whatever
+		// its age, and a later look expires it. Giving it up here would
+		// drop an accepted order.
+		e.cfg.Logger.WarnContext(ctx, "accepted order still not stored long after its deadline: the consumer is far behind",
+			"order_id", en.OrderID, "activity_id", en.ActivityID)
 		return park
 	}
 	// The event never reached the consumer: its publish failed, and so

@@ -232,7 +232,18 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 		_ = s.release(ctx, p, "pending record failed")
 		return 0, fmt.Errorf("%s: pending record: %v: %w", op, err, ErrUnavailable)
 	}
-	if perr := s.cfg.Publisher.Publish(pctx, p); perr != nil {
+	perr := s.cfg.Publisher.Publish(pctx, p)
+	if perr == nil {
+		// The mark is what tells the expiry worker that the order was
+		// accepted and must wait for the consumer however long it lags;
+		// no order is answered 202 without it. A failed mark is handled
+		// like a failed publish: the release decides against the
+		// consumer whether the order stands.
+		if merr := s.cfg.Pending.MarkPublished(pctx, p.OrderID); merr != nil {
+			perr = fmt.Errorf("published mark: %w", merr)
+		}
+	}
+	if perr != nil {
 		// The error may be ambiguous: a timeout after the broker appended
 		// the event. The inventory decides atomically between this
 		// release and the consumer's mark, so either the order stands
@@ -255,10 +266,6 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 		// releases it then. The pending record stays meanwhile, so a
 		// stored order shows as PROCESSING rather than missing.
 		return 0, fmt.Errorf("%s: publish: %v: %w", op, perr, ErrUnavailable)
-	}
-	if err := s.cfg.Pending.MarkPublished(pctx, p.OrderID); err != nil {
-		s.cfg.Logger.WarnContext(ctx, "published mark failed: replays wait for the stored order",
-			"order_id", p.OrderID, "err", err)
 	}
 	return p.OrderID, nil
 }

@@ -460,8 +460,14 @@ func TestReplayDuringTheFirstPublish(t *testing.T) {
 		{"publish failed after the consumer stored the order: it stands", errBroker,
 			fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), true, nil, false, time.Minute,
 			nil, nil, "first"},
-		{"the mark failed: the replay waits for the stored order", nil, nil, false, errors.New("redis down"), true,
-			time.Minute, nil, nil, "first"},
+		// No order is accepted without its published mark (the expiry
+		// worker's proof that it must wait for the consumer): a failed mark
+		// is a failed publish.
+		{"the mark failed: released like a failed publish", nil, nil, false, errors.New("redis down"), false,
+			time.Minute, order.ErrUnavailable, order.ErrUnavailable, "fresh"},
+		{"the mark failed after the consumer stored the order: it stands", nil,
+			fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), true, errors.New("redis down"), false, time.Minute,
+			nil, nil, "first"},
 		{"the release failed too: the replay gives up after its wait", errBroker,
 			fmt.Errorf("inventory: %w", order.ErrUnavailable), false, nil, false, 50 * time.Millisecond,
 			order.ErrUnavailable, order.ErrUnavailable, "unavailable"},
@@ -522,7 +528,9 @@ func TestReplayDuringTheFirstPublish(t *testing.T) {
 				t.Fatalf("replay: got %d (%v), want %d (%v)", got.id, got.err, firstID, tt.wantReplay)
 			}
 
-			f.onPublish = nil
+			f.mu.Lock()
+			f.onPublish, f.markErr = nil, nil // the broker and Redis are well again
+			f.mu.Unlock()
 			id, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1")
 			switch tt.wantRetry {
 			case "first":

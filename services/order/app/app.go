@@ -330,7 +330,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}}
 	if !cfg.ExpiryDisabled {
 		expirer := order.NewExpirer(order.ExpirerConfig{
-			Queue: ordergrpc.NewDueQueue(invConn), Orders: store, Stock: inv, Clock: cfg.Clock,
+			Queue: ordergrpc.NewDueQueue(invConn), Orders: store, Stock: inv, Marks: pending, Clock: cfg.Clock,
 			Batch: cfg.ExpiryBatch, Lease: cfg.ExpiryLease, Poll: cfg.ExpiryPoll, Logger: log,
 			Regular: store, Catalog: catalog, Pricing: pricing,
 		})

@@ -19,6 +19,7 @@ import (
 	"github.com/flashsale/flashsale/services/order/app"
 	ordergrpc "github.com/flashsale/flashsale/services/order/grpc"
 	"github.com/flashsale/flashsale/services/order/postgres"
+	orderredis "github.com/flashsale/flashsale/services/order/redis"
 )
 
 // seedIDs hands out activity, order and line ids that no service of the
@@ -283,6 +284,7 @@ func (p *platform) newWorker(activity int64, configure func(*order.ExpirerConfig
 	}
 	cfg := order.ExpirerConfig{
 		Queue: w.queue, Orders: postgres.NewStore(p.db), Stock: w.stock, Clock: p.clock,
+		Marks:      p.marks,
 		Activities: []int64{activity}, Poll: 5 * time.Millisecond,
 	}
 	if configure != nil {
@@ -482,6 +484,14 @@ func TestEntriesWithNoOrderToComeAreSettled(t *testing.T) {
 			}, wantGone: true, wantReleased: true},
 		{name: "never published: released as unpublished after the grace", advance: orphanAfter,
 			wantGone: true, wantReleased: true},
+		// Issue 11.4: an accepted (202) order whose consumer lags far
+		// behind is never given up, however long after its deadline.
+		{name: "published but not stored yet: parked, stock kept", advance: 100 * orphanAfter,
+			before: func(s seeded) {
+				if err := orderredis.NewPending(rdb, "", 0).MarkPublished(ctx, s.orders[0].OrderID); err != nil {
+					t.Error(err)
+				}
+			}, wantGone: false, wantReleased: false},
 		{name: "marked ordered but never stored: parked, stock kept", advance: orphanAfter,
 			before: func(s seeded) {
 				if _, err := p.inventory.MarkOrdered(ctx, &inventoryv1.MarkOrderedRequest{Orders: []*inventoryv1.OrderRef{

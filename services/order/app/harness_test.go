@@ -22,9 +22,11 @@ import (
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
+	"github.com/flashsale/flashsale/services/order"
 	"github.com/flashsale/flashsale/services/order/app"
 	"github.com/flashsale/flashsale/services/order/internal/servicetest"
 	orderkafka "github.com/flashsale/flashsale/services/order/kafka"
+	orderredis "github.com/flashsale/flashsale/services/order/redis"
 	productapp "github.com/flashsale/flashsale/services/product/app"
 )
 
@@ -63,6 +65,8 @@ type platform struct {
 	// them in process.
 	invConn, prodConn *grpc.ClientConn
 	db                *pgxpool.Pool
+	// marks are the order service's published marks (its pending store).
+	marks order.PublishedMarks
 }
 
 // MustPlatform starts inventory, product and order (order and product on
@@ -70,6 +74,7 @@ type platform struct {
 func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	tb.Helper()
 	p := &platform{clock: clock.NewManual(time.Now().UTC().Truncate(time.Millisecond))}
+	p.marks = orderredis.NewPending(MustRedis(tb), "", 0)
 
 	invAddr := servicetest.MustInventory(tb, stack.RedisAddr)
 	prodGRPC, prodAdmin := servicetest.MustListen(tb), servicetest.MustListen(tb)

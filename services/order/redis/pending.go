@@ -85,11 +85,16 @@ func (s *Pending) Put(ctx context.Context, p order.Placed) error {
 	return nil
 }
 
-// MarkPublished records that orderID's event is published, for as long as
-// a pending record lives. The consumer leaves the mark to expire: it only
-// ever says something true.
+// MarkTTL is how long a published mark lives: the longest consumer lag
+// during which the expiry worker still knows an unstored order was
+// accepted and waits for it (order.ExpirerConfig.Marks).
+const MarkTTL = 24 * time.Hour
+
+// MarkPublished records that orderID's event is published, for MarkTTL.
+// The consumer leaves the mark to expire: it only ever says something
+// true.
 func (s *Pending) MarkPublished(ctx context.Context, orderID int64) error {
-	if err := s.rdb.Set(ctx, s.publishedKey(orderID), 1, s.ttl).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.publishedKey(orderID), 1, MarkTTL).Err(); err != nil {
 		return fmt.Errorf("mark %d published: %w", orderID, err)
 	}
 	return nil
