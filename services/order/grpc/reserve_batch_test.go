@@ -147,6 +147,31 @@ func TestConcurrentReservesShareBatches(t *testing.T) {
 	}
 }
 
+// holdBothSlots starts two buys (users 1 and 2, orders 100 and 101) that
+// take both of the batcher's slots and returns once both are held at w's
+// gate; their answers arrive on the channel when the gate opens.
+func holdBothSlots(inv *ordergrpc.Inventory, w *batchWatch, act int64) <-chan error {
+	onWire := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			_, err := inv.Reserve(context.Background(), reservation(act, int64(i+1), int64(100+i)))
+			onWire <- err
+		}()
+		<-w.held
+	}
+	return onWire
+}
+
+// queueBuy starts a buy under ctx and returns the channel of its answer.
+func queueBuy(ctx context.Context, inv *ordergrpc.Inventory, act, user, orderID int64) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		_, err := inv.Reserve(ctx, reservation(act, user, orderID))
+		out <- err
+	}()
+	return out
+}
+
 // A buy whose caller gives up while it waits for a free slot is never
 // sent, so nothing is reserved for an order its caller has already
 // given back; the buys on the wire are answered as usual.
@@ -156,22 +181,10 @@ func TestReserveGivenUpBeforeItsBatchLeftIsNeverSent(t *testing.T) {
 	act := MustPreheat(t, raw, 10, 1)
 	ctx := context.Background()
 
-	// Two buys take both slots and are held on the wire.
-	onWire := make(chan error, 2)
-	for i := range 2 {
-		go func() {
-			_, err := inv.Reserve(ctx, reservation(act, int64(i+1), int64(100+i)))
-			onWire <- err
-		}()
-		<-w.held
-	}
+	onWire := holdBothSlots(inv, &w, act)
 	// A third waits for a slot, and its caller gives up.
 	gone, giveUp := context.WithCancel(ctx)
-	third := make(chan error, 1)
-	go func() {
-		_, err := inv.Reserve(gone, reservation(act, 3, 102))
-		third <- err
-	}()
+	third := queueBuy(gone, inv, act, 3, 102)
 	time.Sleep(50 * time.Millisecond) // let it queue; it must not leave
 	giveUp()
 	if err := <-third; !errors.Is(err, order.ErrUnavailable) {
@@ -258,22 +271,10 @@ func TestReleaseThatOvertakesItsReservationLeavesNothingHeld(t *testing.T) {
 	act := MustPreheat(t, raw, 3, 1)
 	ctx := context.Background()
 
-	// Two buys take both slots and are held on the wire.
-	onWire := make(chan error, 2)
-	for i := range 2 {
-		go func() {
-			_, err := inv.Reserve(ctx, reservation(act, int64(i+1), int64(100+i)))
-			onWire <- err
-		}()
-		<-w.held
-	}
+	onWire := holdBothSlots(inv, &w, act)
 	// A third waits for a slot.
 	deadline, cancel := context.WithCancel(ctx)
-	buy := make(chan error, 1)
-	go func() {
-		_, err := inv.Reserve(deadline, reservation(act, 7, 700))
-		buy <- err
-	}()
+	buy := queueBuy(deadline, inv, act, 7, 700)
 	time.Sleep(50 * time.Millisecond) // let it queue
 	// The first two land; the third's batch leaves and is held.
 	second := make(chan struct{})
