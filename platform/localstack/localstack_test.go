@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/flashsale/flashsale/platform/ids"
 	"github.com/flashsale/flashsale/platform/localstack"
 )
 
@@ -121,5 +122,19 @@ func TestStackStartsARedisCluster(t *testing.T) {
 			c.Close()
 			t.Errorf("cluster node %s still accepts connections after Close", addr)
 		}
+	}
+}
+
+func TestNodeIDWrapsWithinTheReplicaRange(t *testing.T) {
+	seen := map[int64]bool{}
+	for range 3 * (ids.MaxReplica + 1) {
+		n := localstack.NodeID()
+		if n < 0 || n > ids.MaxReplica {
+			t.Fatalf("node id %d out of 0..%d", n, ids.MaxReplica)
+		}
+		seen[n] = true
+	}
+	if len(seen) != ids.MaxReplica+1 {
+		t.Fatalf("%d distinct node ids in three rounds, want %d", len(seen), ids.MaxReplica+1)
 	}
 }

@@ -28,27 +28,46 @@ func TestMain(m *testing.M) {
 	localstack.RunTests(m, localstack.Config{Databases: []string{"marketing"}}, func(s *localstack.Stack) { stack = s })
 }
 
+// t0 is where the first service's clock stands.
 var t0 = time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
 
-// nodes gives every service of the run its own snowflake node: their
-// manual clocks stand at the same instant, so one node would repeat ids.
-var nodes atomic.Int64
+// started counts the services the run started; each one's manual clock
+// stands that many hours after t0. -count=N runs the tests again against
+// one database, so a test's promotions and coupons must not be live at
+// another service's instant (an every-SKU reduction of an earlier run
+// would apply to this run's cart), and, the snowflake node numbers
+// wrapping (localstack.NodeID), two services must never make ids in the
+// same millisecond.
+var started atomic.Int64
 
-// MustService runs the service on free ports with a manual clock at t0
-// until the test ends, and returns a client whose calls wait until it
-// serves.
-func MustService(tb testing.TB) marketingv1.MarketingServiceClient {
+// users hands out user ids no earlier run against the database used.
+var users atomic.Int64
+
+func init() { users.Store(time.Now().UnixMicro()) }
+
+// window is a validity window around a service's instant that no other
+// service's instant falls into.
+func window(now time.Time) (from, until *timestamppb.Timestamp) {
+	return timestamppb.New(now.Add(-time.Minute)), timestamppb.New(now.Add(time.Minute))
+}
+
+// MustService runs the service on free ports with a manual clock at its
+// own instant until the test ends, and returns a client whose calls wait
+// until it serves, and the instant.
+func MustService(tb testing.TB) (marketingv1.MarketingServiceClient, time.Time) {
 	tb.Helper()
-	addr, _ := mustRun(tb, nil)
+	var now time.Time
+	addr, _ := mustRun(tb, func(c *app.Config) { now = c.Clock.Now() })
 	cc, err := rpc.Dial(addr, grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { cc.Close() })
-	return marketingv1.NewMarketingServiceClient(cc)
+	return marketingv1.NewMarketingServiceClient(cc), now
 }
 
-// mustRun runs the service on free ports with a manual clock at t0, and
+// mustRun runs the service on free ports with a manual clock at its own
+// instant, and
 // configure's changes, until the test ends or stop is called; it returns
 // the gRPC address.
 func mustRun(tb testing.TB, configure func(*app.Config)) (addr string, stop func()) {
@@ -61,8 +80,8 @@ func mustRun(tb testing.TB, configure func(*app.Config)) (addr string, stop func
 		}
 		lis[i] = l
 	}
-	cfg := app.Config{GRPCListener: lis[0], AdminListener: lis[1], Clock: clock.NewManual(t0),
-		PostgresURL: stack.PostgresURL("marketing"), NodeID: nodes.Add(1)}
+	cfg := app.Config{GRPCListener: lis[0], AdminListener: lis[1], Clock: clock.NewManual(t0.Add(time.Duration(started.Add(1)) * time.Hour)),
+		PostgresURL: stack.PostgresURL("marketing"), NodeID: localstack.NodeID()}
 	if configure != nil {
 		configure(&cfg)
 	}
@@ -90,9 +109,9 @@ func callCtx(tb testing.TB) context.Context {
 // a coupon, quotes a cart with it, an order consumes it and gives it
 // back.
 func TestCheckoutFlow(t *testing.T) {
-	c := MustService(t)
+	c, now := MustService(t)
 	ctx := callCtx(t)
-	from, until := timestamppb.New(t0.Add(-time.Hour)), timestamppb.New(t0.Add(time.Hour))
+	from, until := window(now)
 	fr, err := c.CreatePromotion(ctx, &marketingv1.CreatePromotionRequest{
 		Kind:     marketingv1.PromotionKind_PROMOTION_KIND_FULL_REDUCTION,
 		Tiers:    []*marketingv1.Tier{{Threshold: 99_00, Off: 9_00}},
@@ -107,7 +126,7 @@ func TestCheckoutFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const user = 7
+	user := users.Add(1)
 	coupon, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim"})
 	if err != nil {
 		t.Fatal(err)
@@ -153,20 +172,22 @@ func TestCheckoutFlow(t *testing.T) {
 }
 
 func TestErrorCodes(t *testing.T) {
-	c := MustService(t)
+	c, now := MustService(t)
 	ctx := callCtx(t)
-	from, until := timestamppb.New(t0.Add(-time.Hour)), timestamppb.New(t0.Add(time.Hour))
+	from, until := window(now)
+	user1 := users.Add(1)
+	user2 := users.Add(1)
 	tmpl, err := c.CreateCouponTemplate(ctx, &marketingv1.CreateCouponTemplateRequest{
 		Threshold: 50_00, Amount: 5_00, Total: 2, PerUserLimit: 1, ValidFrom: from, ValidUntil: until,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	coupon, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 1, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-1"})
+	coupon, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user1, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 2, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-1"}); err != nil {
+	if _, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user2, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-1"}); err != nil {
 		t.Fatal(err)
 	}
 	small := []*marketingv1.CartLine{{SkuId: 1, Quantity: 1, UnitPrice: 49_99}}
@@ -176,23 +197,23 @@ func TestErrorCodes(t *testing.T) {
 		want errcode.Code
 	}{
 		{"claim past the per-user limit", func() error {
-			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 1, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-2"})
+			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user1, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "claim-2"})
 			return err
 		}, errcode.SoldOut}, // the template is exhausted first: both coupons are out
 		{"claim without a key", func() error {
-			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 1, TemplateId: tmpl.GetTemplateId()})
+			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user1, TemplateId: tmpl.GetTemplateId()})
 			return err
 		}, errcode.InvalidArgument},
 		{"claim of an unknown template", func() error {
-			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 1, TemplateId: 12345, IdempotencyKey: "claim-3"})
+			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user1, TemplateId: 12345, IdempotencyKey: "claim-3"})
 			return err
 		}, errcode.NotFound},
 		{"coupon below its threshold", func() error {
-			_, err := c.Quote(ctx, &marketingv1.QuoteRequest{UserId: 1, Lines: small, CouponId: coupon.GetCouponId()})
+			_, err := c.Quote(ctx, &marketingv1.QuoteRequest{UserId: user1, Lines: small, CouponId: coupon.GetCouponId()})
 			return err
 		}, errcode.Conflict},
 		{"someone else's coupon", func() error {
-			_, err := c.Quote(ctx, &marketingv1.QuoteRequest{UserId: 2, Lines: small, CouponId: coupon.GetCouponId()})
+			_, err := c.Quote(ctx, &marketingv1.QuoteRequest{UserId: user2, Lines: small, CouponId: coupon.GetCouponId()})
 			return err
 		}, errcode.NotFound},
 		{"a promotion of unknown kind", func() error {
@@ -214,11 +235,13 @@ func TestErrorCodes(t *testing.T) {
 }
 
 func TestClaimLimitOverGRPC(t *testing.T) {
-	c := MustService(t)
+	c, now := MustService(t)
 	ctx := callCtx(t)
+	from, until := window(now)
+	user3 := users.Add(1)
 	tmpl, err := c.CreateCouponTemplate(ctx, &marketingv1.CreateCouponTemplateRequest{
 		Amount: 1_00, Total: 100, PerUserLimit: 2,
-		ValidFrom: timestamppb.New(t0.Add(-time.Hour)), ValidUntil: timestamppb.New(t0.Add(time.Hour)),
+		ValidFrom: from, ValidUntil: until,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +251,7 @@ func TestClaimLimitOverGRPC(t *testing.T) {
 	codes := map[errcode.Code]int{}
 	for i := range 10 {
 		wg.Go(func() {
-			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 3, TemplateId: tmpl.GetTemplateId(),
+			_, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user3, TemplateId: tmpl.GetTemplateId(),
 				IdempotencyKey: "claim-" + strconv.Itoa(i)})
 			code := errcode.Code("OK")
 			if err != nil {
@@ -279,16 +302,19 @@ func TestConfigFromEnv(t *testing.T) {
 // Idempotency-Key: the retry answers the first coupon, even after the
 // template ran out, and copies sent at once take one coupon.
 func TestClaimRetriesOverGRPC(t *testing.T) {
-	c := MustService(t)
+	c, now := MustService(t)
 	ctx := callCtx(t)
+	from, until := window(now)
+	user4 := users.Add(1)
+	user5 := users.Add(1)
 	tmpl, err := c.CreateCouponTemplate(ctx, &marketingv1.CreateCouponTemplateRequest{
 		Amount: 1_00, Total: 2, PerUserLimit: 2,
-		ValidFrom: timestamppb.New(t0.Add(-time.Hour)), ValidUntil: timestamppb.New(t0.Add(time.Hour)),
+		ValidFrom: from, ValidUntil: until,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	claim := &marketingv1.ClaimCouponRequest{UserId: 4, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "double-tap"}
+	claim := &marketingv1.ClaimCouponRequest{UserId: user4, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "double-tap"}
 	ids := make([]int64, 8)
 	var wg sync.WaitGroup
 	for i := range ids {
@@ -307,7 +333,7 @@ func TestClaimRetriesOverGRPC(t *testing.T) {
 		}
 	}
 	// One coupon is left for someone else; then the retry still answers.
-	if _, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: 5, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "k"}); err != nil {
+	if _, err := c.ClaimCoupon(ctx, &marketingv1.ClaimCouponRequest{UserId: user5, TemplateId: tmpl.GetTemplateId(), IdempotencyKey: "k"}); err != nil {
 		t.Fatalf("the other buyer's claim: %v", err)
 	}
 	again, err := c.ClaimCoupon(ctx, claim)

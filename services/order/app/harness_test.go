@@ -40,10 +40,6 @@ func TestMain(m *testing.M) {
 	}, func(s *localstack.Stack) { stack = s })
 }
 
-// nodes gives every service of the run its own snowflake node: services
-// on manual clocks set to the same instant must never make equal ids.
-var nodes atomic.Int64
-
 // userIDs hands out user ids no earlier run against the same database
 // used (-count=N reuses one stack).
 var userIDs atomic.Int64
@@ -80,14 +76,14 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	prodGRPC, prodAdmin := servicetest.MustListen(tb), servicetest.MustListen(tb)
 	servicetest.MustRun(tb, prodAdmin, func(ctx context.Context) error {
 		return productapp.Run(ctx, productapp.Config{GRPCListener: prodGRPC, AdminListener: prodAdmin, Clock: p.clock,
-			PostgresURL: stack.PostgresURL("products"), InventoryAddr: invAddr, NodeID: nodes.Add(1)})
+			PostgresURL: stack.PostgresURL("products"), InventoryAddr: invAddr, NodeID: localstack.NodeID()})
 	})
 	ordGRPC, ordAdmin := servicetest.MustListen(tb), servicetest.MustListen(tb)
 	cfg := app.Config{
 		GRPCListener: ordGRPC, AdminListener: ordAdmin, Clock: p.clock,
 		PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr,
 		KafkaBrokers: stack.KafkaBrokers, KafkaDurability: stack.KafkaDurability,
-		InventoryAddr: invAddr, ProductAddr: prodGRPC.Addr().String(), NodeID: nodes.Add(1),
+		InventoryAddr: invAddr, ProductAddr: prodGRPC.Addr().String(), NodeID: localstack.NodeID(),
 	}
 	if configure != nil {
 		configure(&cfg)

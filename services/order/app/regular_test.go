@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/localstack"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
@@ -36,7 +37,7 @@ func MustRegularPlatform(tb testing.TB, configure ...func(*app.Config)) *regular
 	grpcLis, adminLis := servicetest.MustListen(tb), servicetest.MustListen(tb)
 	servicetest.MustRun(tb, adminLis, func(ctx context.Context) error {
 		return marketingapp.Run(ctx, marketingapp.Config{GRPCListener: grpcLis, AdminListener: adminLis,
-			PostgresURL: stack.PostgresURL("marketing"), NodeID: nodes.Add(1)})
+			PostgresURL: stack.PostgresURL("marketing"), NodeID: localstack.NodeID()})
 	})
 	p := MustPlatform(tb, func(c *app.Config) {
 		c.MarketingAddr = grpcLis.Addr().String()

@@ -43,9 +43,6 @@ func TestMain(m *testing.M) {
 	}, func(s *localstack.Stack) { stack = s })
 }
 
-// nodes gives every service of the run its own snowflake node.
-var nodes atomic.Int64
-
 // users hands out user ids no earlier run against the same databases
 // used.
 var users atomic.Int64
@@ -142,7 +139,7 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	cfg := app.Config{
 		GRPCListener: payGRPC, AdminListener: payAdmin, Clock: p.clock,
 		PostgresURL: stack.PostgresURL("payment"), OrderAddr: ordGRPC.Addr().String(),
-		ChannelsURL: p.simURL, NodeID: nodes.Add(1),
+		ChannelsURL: p.simURL, NodeID: localstack.NodeID(),
 		QueryAfter: time.Hour, SweepEvery: 20 * time.Millisecond, ReconcileEvery: time.Hour,
 	}
 	if configure != nil {
@@ -156,12 +153,12 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	prodGRPC, prodAdmin := mustListen(tb), mustListen(tb)
 	mustRun(tb, "http://"+prodAdmin.Addr().String()+"/readyz", func(ctx context.Context) error {
 		return productapp.Run(ctx, productapp.Config{GRPCListener: prodGRPC, AdminListener: prodAdmin,
-			PostgresURL: stack.PostgresURL("products"), InventoryAddr: invGRPC.Addr().String(), NodeID: nodes.Add(1)})
+			PostgresURL: stack.PostgresURL("products"), InventoryAddr: invGRPC.Addr().String(), NodeID: localstack.NodeID()})
 	})
 	mktGRPC, mktAdmin := mustListen(tb), mustListen(tb)
 	mustRun(tb, "http://"+mktAdmin.Addr().String()+"/readyz", func(ctx context.Context) error {
 		return marketingapp.Run(ctx, marketingapp.Config{GRPCListener: mktGRPC, AdminListener: mktAdmin,
-			PostgresURL: stack.PostgresURL("marketing"), NodeID: nodes.Add(1)})
+			PostgresURL: stack.PostgresURL("marketing"), NodeID: localstack.NodeID()})
 	})
 	// Order refunds through payment, which is started last: the order
 	// service dials it lazily.
@@ -216,7 +213,7 @@ func (p *platform) runOrder(tb testing.TB, grpcLis, admin net.Listener) {
 		p.stopOrder()
 	}
 	cfg := p.orderConfig
-	cfg.GRPCListener, cfg.AdminListener, cfg.NodeID = grpcLis, admin, nodes.Add(1)
+	cfg.GRPCListener, cfg.AdminListener, cfg.NodeID = grpcLis, admin, localstack.NodeID()
 	p.stopOrder = mustRun(tb, "http://"+admin.Addr().String()+"/readyz", func(ctx context.Context) error { return orderapp.Run(ctx, cfg) })
 	p.order = orderv1.NewOrderServiceClient(mustDial(tb, grpcLis.Addr().String()))
 }

@@ -33,10 +33,6 @@ func TestMain(m *testing.M) {
 	localstack.RunTests(m, localstack.Config{Databases: []string{"products"}}, func(s *localstack.Stack) { stack = s })
 }
 
-// nodes gives every product service of the run its own snowflake node, so
-// services on manual clocks set to the same instant never make equal ids.
-var nodes atomic.Int64
-
 // MustListen listens on a free loopback port.
 func MustListen(tb testing.TB) net.Listener {
 	tb.Helper()
@@ -135,7 +131,7 @@ func MustStartProduct(tb testing.TB, c clock.Clock, invAddr string, inv inventor
 		Clock:         c,
 		PostgresURL:   stack.PostgresURL("products"),
 		InventoryAddr: invAddr,
-		NodeID:        nodes.Add(1),
+		NodeID:        localstack.NodeID(),
 	}
 	MustRun(tb, adminLis, "/readyz", func(ctx context.Context) error { return app.Run(ctx, cfg) })
 	return env{
@@ -410,7 +406,7 @@ func TestCreateActivityInventoryDown(t *testing.T) {
 	grpcLis, adminLis := MustListen(t), MustListen(t)
 	MustRun(t, adminLis, "/healthz", func(ctx context.Context) error {
 		return app.Run(ctx, app.Config{GRPCListener: grpcLis, AdminListener: adminLis, PostgresURL: stack.PostgresURL("products"),
-			InventoryAddr: deadAddr, NodeID: nodes.Add(1)})
+			InventoryAddr: deadAddr, NodeID: localstack.NodeID()})
 	})
 	e := env{product: productv1.NewProductServiceClient(MustDial(t, grpcLis.Addr().String())), db: MustDB(t)}
 	p := MustProduct(t, e, 50)
