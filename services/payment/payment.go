@@ -196,11 +196,13 @@ type Ledger interface {
 	// the payment to REFUNDED. It reports whether this call marked the
 	// refund done (false when another call had).
 	RefundDone(ctx context.Context, r Refund, refundNo string) (bool, error)
-	// Stuck returns up to limit PAYING payments created in [from, to].
-	Stuck(ctx context.Context, from, to time.Time, limit int) ([]Payment, error)
+	// Stuck returns up to limit PAYING payments created in [from, to]
+	// with ids above after, in id order.
+	Stuck(ctx context.Context, from, to time.Time, after int64, limit int) ([]Payment, error)
 	// Unsettled returns up to limit SUCCEEDED payments whose order has not
-	// answered yet or that wait for their refund.
-	Unsettled(ctx context.Context, limit int) ([]Payment, error)
+	// answered yet or that wait for their refund, with ids above after,
+	// in id order.
+	Unsettled(ctx context.Context, after int64, limit int) ([]Payment, error)
 	// Paid returns the ids of the channel's SUCCEEDED and REFUNDED
 	// payments created at or after since.
 	Paid(ctx context.Context, channel string, since time.Time) ([]int64, error)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/sweep"
 )
 
 // Config holds the Service's dependencies and settings.
@@ -41,6 +42,10 @@ const sweepBatch = 500
 type Service struct {
 	cfg Config
 	log *slog.Logger
+	// stuck and unsettled are where the sweep's passes stand: payments
+	// that stay PAYING (never paid) or keep failing to settle must not
+	// hide the ones behind them.
+	stuck, unsettled sweep.Cursor
 }
 
 // NewService returns a Service over cfg.
@@ -371,14 +376,17 @@ type SweepReport struct {
 }
 
 // Sweep asks the channels about payments stuck in PAYING, settling those
-// that were paid, and finishes settlements left midway.
+// that were paid, and finishes settlements left midway. Each round takes
+// the next page of each kind (platform/sweep), so a pass reaches every
+// candidate however many stay behind.
 func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	var rep SweepReport
 	now := s.cfg.Clock.Now()
-	stuck, err := s.cfg.Ledger.Stuck(ctx, now.Add(-s.cfg.QueryFor), now.Add(-s.cfg.QueryAfter), sweepBatch)
+	stuck, err := s.cfg.Ledger.Stuck(ctx, now.Add(-s.cfg.QueryFor), now.Add(-s.cfg.QueryAfter), s.stuck.After(), sweepBatch)
 	if err != nil {
 		return rep, fmt.Errorf("sweep: %w", err)
 	}
+	s.stuck.Read(paymentIDs(stuck), sweepBatch)
 	for _, p := range stuck {
 		rep.Queried++
 		t, err := s.cfg.Channels[p.Channel].Query(ctx, p.ID)
@@ -397,10 +405,11 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 		rep.Settled++
 	}
-	unsettled, err := s.cfg.Ledger.Unsettled(ctx, sweepBatch)
+	unsettled, err := s.cfg.Ledger.Unsettled(ctx, s.unsettled.After(), sweepBatch)
 	if err != nil {
 		return rep, fmt.Errorf("sweep: %w", err)
 	}
+	s.unsettled.Read(paymentIDs(unsettled), sweepBatch)
 	for _, p := range unsettled {
 		if _, err := s.settle(ctx, p, Trade{TradeNo: p.TradeNo, PaymentID: p.ID, Amount: p.Amount, Status: TradePaid, PaidAt: p.PaidAt}); err != nil {
 			rep.Failed++
@@ -410,6 +419,15 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		rep.Resumed++
 	}
 	return rep, nil
+}
+
+// paymentIDs returns the ids of ps, in their order.
+func paymentIDs(ps []Payment) []int64 {
+	ids := make([]int64, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
+	}
+	return ids
 }
 
 // ReconcileReport is what reconciliation found on one channel's statement.

@@ -258,9 +258,9 @@ func (l *Ledger) RefundDone(ctx context.Context, r payment.Refund, refundNo stri
 }
 
 // Stuck returns PAYING payments created in [from, to], oldest first.
-func (l *Ledger) Stuck(ctx context.Context, from, to time.Time, limit int) ([]payment.Payment, error) {
+func (l *Ledger) Stuck(ctx context.Context, from, to time.Time, after int64, limit int) ([]payment.Payment, error) {
 	found, err := l.query(ctx, `WHERE status = 'PAYING' AND created_at >= $1 AND created_at <= $2
-		ORDER BY created_at LIMIT $3`, from, to, limit)
+		AND payment_id > $3 ORDER BY payment_id LIMIT $4`, from, to, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("stuck payments: %w", err)
 	}
@@ -284,9 +284,9 @@ func (l *Ledger) Paid(ctx context.Context, channel string, since time.Time) ([]i
 
 // Unsettled returns SUCCEEDED payments without the order's answer or
 // waiting for their refund.
-func (l *Ledger) Unsettled(ctx context.Context, limit int) ([]payment.Payment, error) {
+func (l *Ledger) Unsettled(ctx context.Context, after int64, limit int) ([]payment.Payment, error) {
 	found, err := l.query(ctx, `WHERE status = 'SUCCEEDED' AND (order_outcome IS NULL OR order_outcome = 'REFUSED')
-		ORDER BY payment_id LIMIT $1`, limit)
+		AND payment_id > $1 ORDER BY payment_id LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("unsettled payments: %w", err)
 	}
