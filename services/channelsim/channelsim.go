@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,6 +104,10 @@ type Config struct {
 	// timeout).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// StatementPage is a statement page's size when the merchant asks
+	// for none (default wire.StatementPageMax); tests make it small to
+	// make every reconciliation read several pages.
+	StatementPage int
 }
 
 // DefaultChannels are the channels of a default simulator. Their secrets
@@ -163,6 +168,9 @@ func New(cfg Config) (*Simulator, error) {
 	}
 	if cfg.NotifyBackoff <= 0 {
 		cfg.NotifyBackoff = 200 * time.Millisecond
+	}
+	if cfg.StatementPage <= 0 || cfg.StatementPage > wire.StatementPageMax {
+		cfg.StatementPage = wire.StatementPageMax
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
@@ -520,17 +528,83 @@ func (s *Simulator) refund(c *channelState, r *http.Request) (any, error) {
 	return done, nil
 }
 
-func (s *Simulator) statement(c *channelState, _ *http.Request) (any, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := wire.Statement{Channel: c.Name, Trades: []wire.Trade{}}
-	for _, t := range c.trades {
-		if t.Status != wire.TradeWaitPay {
-			st.Trades = append(st.Trades, s.view(t))
+func (s *Simulator) statement(c *channelState, r *http.Request) (any, error) {
+	q := r.URL.Query()
+	var from statementKey
+	if v := q.Get("since"); v != "" {
+		since, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return nil, fail(http.StatusBadRequest, wire.CodeInvalid, "since: %v", err)
+		}
+		from.paidAt = since
+	}
+	after, err := parseCursor(q.Get("cursor"))
+	if err != nil {
+		return nil, fail(http.StatusBadRequest, wire.CodeInvalid, "cursor: %v", err)
+	}
+	limit := s.cfg.StatementPage
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > wire.StatementPageMax {
+			return nil, fail(http.StatusBadRequest, wire.CodeInvalid, "limit must be 1..%d", wire.StatementPageMax)
 		}
 	}
-	slices.SortFunc(st.Trades, func(a, b wire.Trade) int { return a.PaidAt.Compare(*b.PaidAt) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var page []wire.Trade
+	for _, t := range c.trades {
+		if t.Status == wire.TradeWaitPay || t.PaidAt == nil {
+			continue
+		}
+		k := statementKey{*t.PaidAt, t.TradeNo}
+		if k.paidAt.Before(from.paidAt) || (after != nil && k.compare(*after) <= 0) {
+			continue
+		}
+		page = append(page, s.view(t))
+	}
+	slices.SortFunc(page, func(a, b wire.Trade) int {
+		return statementKey{*a.PaidAt, a.TradeNo}.compare(statementKey{*b.PaidAt, b.TradeNo})
+	})
+	st := wire.Statement{Channel: c.Name, Trades: page}
+	if len(page) > limit {
+		st.Trades = page[:limit]
+		last := page[limit-1]
+		st.Next = statementKey{*last.PaidAt, last.TradeNo}.cursor()
+	}
+	if st.Trades == nil {
+		st.Trades = []wire.Trade{}
+	}
 	return st, nil
+}
+
+// statementKey orders a statement: payment time, then trade number.
+type statementKey struct {
+	paidAt  time.Time
+	tradeNo string
+}
+
+func (k statementKey) compare(o statementKey) int {
+	if c := k.paidAt.Compare(o.paidAt); c != 0 {
+		return c
+	}
+	return strings.Compare(k.tradeNo, o.tradeNo)
+}
+
+// cursor is the opaque cursor of the page after k: its time in Unix
+// nanoseconds and its trade number.
+func (k statementKey) cursor() string {
+	return strconv.FormatInt(k.paidAt.UnixNano(), 10) + "." + k.tradeNo
+}
+
+func parseCursor(v string) (*statementKey, error) {
+	if v == "" {
+		return nil, nil
+	}
+	ns, no, ok := strings.Cut(v, ".")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || no == "" {
+		return nil, fmt.Errorf("%q is not a cursor this channel gave", v)
+	}
+	return &statementKey{time.Unix(0, n).UTC(), no}, nil
 }
 
 func (s *Simulator) getBehaviours(w http.ResponseWriter, _ *http.Request) {

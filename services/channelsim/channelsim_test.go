@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -327,5 +330,71 @@ func TestOutagesAndFailures(t *testing.T) {
 	}
 	if failed < 60 || failed > 140 {
 		t.Errorf("%d of 200 calls failed at a failure rate of 0.5", failed)
+	}
+}
+
+// TestStatementPages: a statement is read page by page from a time on,
+// in payment order, and a page's cursor leads to exactly the trades after
+// it, however many trades share one instant.
+func TestStatementPages(t *testing.T) {
+	f := MustSimulator(t)
+	start := f.clock.Now()
+	var want []string
+	for i := range 7 {
+		tr := f.mustCreate(t, fmt.Sprintf("p%d", i), 100)
+		if _, err := f.sim.Pay("alipay", tr.TradeNo); err != nil {
+			t.Fatal(err)
+		}
+		if i >= 2 {
+			want = append(want, tr.TradeNo)
+		}
+		if i%2 == 1 { // pairs of trades paid at one instant
+			f.clock.Advance(time.Second)
+		}
+	}
+	f.mustCreate(t, "unpaid", 1)
+	since := start.Add(time.Second).Format(time.RFC3339Nano) // p0 and p1 were paid before
+	var got []string
+	pages, cursor := 0, ""
+	for {
+		var st wire.Statement
+		path := "/alipay/statement?limit=2&since=" + url.QueryEscape(since)
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		if code := f.call(t, "GET", path, nil, &st); code != http.StatusOK {
+			t.Fatalf("GET %s: status %d", path, code)
+		}
+		pages++
+		for _, tr := range st.Trades {
+			got = append(got, tr.TradeNo)
+		}
+		if st.Next == "" {
+			break
+		}
+		if pages > 10 {
+			t.Fatal("the cursor never ends")
+		}
+		cursor = st.Next
+	}
+	var whole wire.Statement
+	f.call(t, "GET", "/alipay/statement?since="+url.QueryEscape(since), nil, &whole)
+	var order []string
+	for i, tr := range whole.Trades {
+		order = append(order, tr.TradeNo)
+		if i > 0 && tr.PaidAt.Before(*whole.Trades[i-1].PaidAt) {
+			t.Errorf("statement not in payment order: %v", whole.Trades)
+		}
+	}
+	if whole.Next != "" || !slices.Equal(slices.Sorted(slices.Values(order)), slices.Sorted(slices.Values(want))) {
+		t.Fatalf("one-page statement since the second instant = %v (next %q), want %v", order, whole.Next, want)
+	}
+	if !slices.Equal(got, order) || pages != 3 {
+		t.Errorf("statement in pages of 2 = %v in %d pages, want %v in 3", got, pages, order)
+	}
+	for _, bad := range []string{"?since=yesterday", "?cursor=nonsense", "?cursor=12.", "?limit=0", "?limit=1001"} {
+		if code := f.call(t, "GET", "/alipay/statement"+bad, nil, nil); code != http.StatusBadRequest {
+			t.Errorf("GET statement%s: status %d, want 400", bad, code)
+		}
 	}
 }

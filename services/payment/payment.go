@@ -127,8 +127,10 @@ type Channel interface {
 	// refundID, and returns the channel's refund number. A trade takes
 	// several refunds that add up to no more than its amount.
 	Refund(ctx context.Context, tradeNo string, refundID, amount int64) (string, error)
-	// Statement lists every trade that was paid (and maybe refunded).
-	Statement(ctx context.Context) ([]Trade, error)
+	// Statement hands each page of the channel's statement to each, in
+	// order: the trades paid at or after since (and maybe refunded
+	// since). It stops at the first error.
+	Statement(ctx context.Context, since time.Time, each func([]Trade) error) error
 	// Notification verifies a callback's signature (ErrUnauthenticated
 	// otherwise) and returns the trade it reports.
 	Notification(body []byte, signature string) (Trade, error)
@@ -170,6 +172,8 @@ type Ledger interface {
 	Started(ctx context.Context, id int64, tradeNo, payURL string) error
 	// Payment fails with ErrNotFound for an unknown id.
 	Payment(ctx context.Context, id int64) (Payment, error)
+	// Payments returns those of ids the ledger holds, by id.
+	Payments(ctx context.Context, ids []int64) (map[int64]Payment, error)
 	// Open returns the order's PAYING payment through channel that has a
 	// trade, or ErrNotFound.
 	Open(ctx context.Context, orderID int64, channel string) (Payment, error)

@@ -498,44 +498,42 @@ func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileRepor
 	rep := ReconcileReport{Channel: channel}
 	// The ledger's paid payments are read before the statement: a payment
 	// the ledger holds paid was paid at the channel before, so a
-	// statement read after it shows the trade.
-	paid, err := s.cfg.Ledger.Paid(ctx, channel, s.cfg.Clock.Now().Add(-s.cfg.ReconcileWindow))
+	// statement read after it shows the trade. The statement starts
+	// statementSlack earlier than the ledger's window, so a channel clock
+	// behind ours still lists every trade of a payment in the window.
+	since := s.cfg.Clock.Now().Add(-s.cfg.ReconcileWindow)
+	paid, err := s.cfg.Ledger.Paid(ctx, channel, since)
 	if err != nil {
 		return rep, fmt.Errorf("reconcile %s: %w", channel, err)
 	}
-	trades, err := s.cfg.Channels[channel].Statement(ctx)
-	if err != nil {
-		return rep, fmt.Errorf("reconcile %s: %w", channel, err)
-	}
-	paidAtChannel := make(map[int64]bool, len(trades))
-	for _, t := range trades {
-		rep.Checked++
-		if t.Status == TradePaid || t.Status == TradeRefunded {
-			paidAtChannel[t.PaymentID] = true
+	paidAtChannel := make(map[int64]bool, len(paid))
+	err = s.cfg.Channels[channel].Statement(ctx, since.Add(-statementSlack), func(trades []Trade) error {
+		ids := make([]int64, len(trades))
+		for i, t := range trades {
+			ids[i] = t.PaymentID
 		}
-		p, err := s.cfg.Ledger.Payment(ctx, t.PaymentID)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			rep.Unknown = append(rep.Unknown, t.PaymentID)
-			continue
-		case err != nil:
-			return rep, fmt.Errorf("reconcile %s: %w", channel, err)
+		held, err := s.cfg.Ledger.Payments(ctx, ids)
+		if err != nil {
+			return err
 		}
-		unpaidInLedger := p.Status == StatusPaying || p.Status == StatusFailed
-		switch {
-		case ownTrade(p, channel, t) != nil:
-			rep.Mismatched = append(rep.Mismatched, p.ID)
-		case unpaidInLedger && t.Status == TradePaid:
-			if _, err := s.settle(ctx, p, t); err != nil {
-				return rep, fmt.Errorf("reconcile %s: %w", channel, err)
+		for _, t := range trades {
+			rep.Checked++
+			if t.Status == TradePaid || t.Status == TradeRefunded {
+				paidAtChannel[t.PaymentID] = true
 			}
-			rep.Repaired = append(rep.Repaired, p.ID)
-		case unpaidInLedger && t.Status == TradeRefunded,
-			t.Status == TradeRefunded && p.Status != StatusRefunded, t.Refunded > p.Refunded:
-			// The ledger records a refund before the channel is asked, so
-			// the channel never holds more refunded than the ledger does.
-			rep.Mismatched = append(rep.Mismatched, p.ID)
+			p, ok := held[t.PaymentID]
+			if !ok {
+				rep.Unknown = append(rep.Unknown, t.PaymentID)
+				continue
+			}
+			if err := s.compare(ctx, &rep, p, channel, t); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return rep, fmt.Errorf("reconcile %s: %w", channel, err)
 	}
 	for _, id := range paid {
 		if !paidAtChannel[id] {
@@ -543,6 +541,33 @@ func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileRepor
 		}
 	}
 	return rep, nil
+}
+
+// statementSlack is how much earlier than the ledger's window the
+// channel's statement is read: more than any clock difference between us
+// and a channel.
+const statementSlack = time.Hour
+
+// compare holds one trade of channel's statement against its payment p,
+// settling a payment the channel paid that the ledger still has unpaid
+// and adding what it cannot repair to rep.
+func (s *Service) compare(ctx context.Context, rep *ReconcileReport, p Payment, channel string, t Trade) error {
+	unpaidInLedger := p.Status == StatusPaying || p.Status == StatusFailed
+	switch {
+	case ownTrade(p, channel, t) != nil:
+		rep.Mismatched = append(rep.Mismatched, p.ID)
+	case unpaidInLedger && t.Status == TradePaid:
+		if _, err := s.settle(ctx, p, t); err != nil {
+			return err
+		}
+		rep.Repaired = append(rep.Repaired, p.ID)
+	case unpaidInLedger && t.Status == TradeRefunded,
+		t.Status == TradeRefunded && p.Status != StatusRefunded, t.Refunded > p.Refunded:
+		// The ledger records a refund before the channel is asked, so
+		// the channel never holds more refunded than the ledger does.
+		rep.Mismatched = append(rep.Mismatched, p.ID)
+	}
+	return nil
 }
 
 // Run sweeps every sweepEvery and reconciles every reconcileEvery until

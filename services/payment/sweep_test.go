@@ -85,7 +85,9 @@ func (unpaidChannel) Refund(context.Context, string, int64, int64) (string, erro
 	return "", errors.New("not used")
 }
 
-func (unpaidChannel) Statement(context.Context) ([]payment.Trade, error) { return nil, nil }
+func (unpaidChannel) Statement(context.Context, time.Time, func([]payment.Trade) error) error {
+	return nil
+}
 
 func (unpaidChannel) Notification([]byte, string) (payment.Trade, error) {
 	return payment.Trade{}, errors.New("not used")

@@ -104,12 +104,21 @@ type Notification struct {
 	PaidAt      time.Time   `json:"paid_at"`
 }
 
-// Statement is the answer of GET /{channel}/statement: every trade that
-// was paid (and possibly refunded since), for reconciliation.
+// Statement is a page of GET /{channel}/statement?since=&cursor=&limit=,
+// for reconciliation: the trades paid at or after since (RFC 3339; every
+// paid trade without it), possibly refunded since, in the order of their
+// payment time and trade number; at most limit of them (1..
+// StatementPageMax, default StatementPageMax). Next is the cursor of the
+// next page, empty on the last one: a day's statement of a big sale is
+// read page by page, never as one answer.
 type Statement struct {
 	Channel string  `json:"channel"`
 	Trades  []Trade `json:"trades"`
+	Next    string  `json:"next,omitempty"`
 }
+
+// StatementPageMax is the most trades one page of a statement holds.
+const StatementPageMax = 1000
 
 // Error is the body of every non-2xx answer.
 type Error struct {

@@ -183,7 +183,7 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	})
 	sim, err := channelsim.New(channelsim.Config{
 		NotifyURL: "http://" + forwarder.Addr().String() + "/callbacks", Clock: p.clock, Seed: 7,
-		NotifyBackoff: 10 * time.Millisecond,
+		NotifyBackoff: 10 * time.Millisecond, StatementPage: 2, // every reconciliation reads several pages
 	})
 	if err != nil {
 		tb.Fatal(err)

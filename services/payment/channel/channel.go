@@ -110,21 +110,34 @@ func (c *Client) Refund(ctx context.Context, tradeNo string, refundID, amount in
 	return r.RefundNo, err
 }
 
-// Statement lists the channel's paid and refunded trades.
-func (c *Client) Statement(ctx context.Context) ([]payment.Trade, error) {
-	var st wire.Statement
-	if err := c.do(ctx, http.MethodGet, "/statement", nil, &st); err != nil {
-		return nil, err
-	}
-	out := make([]payment.Trade, 0, len(st.Trades))
-	for _, t := range st.Trades {
-		pt, err := trade(t)
-		if err != nil {
-			return nil, err
+// Statement hands each page of the channel's statement of trades paid at
+// or after since to each, following the channel's cursors.
+func (c *Client) Statement(ctx context.Context, since time.Time, each func([]payment.Trade) error) error {
+	q := url.Values{"since": {since.UTC().Format(time.RFC3339Nano)}}
+	for {
+		var st wire.Statement
+		if err := c.do(ctx, http.MethodGet, "/statement?"+q.Encode(), nil, &st); err != nil {
+			return err
 		}
-		out = append(out, pt)
+		page := make([]payment.Trade, 0, len(st.Trades))
+		for _, t := range st.Trades {
+			pt, err := trade(t)
+			if err != nil {
+				return err
+			}
+			page = append(page, pt)
+		}
+		if err := each(page); err != nil {
+			return err
+		}
+		if st.Next == "" {
+			return nil
+		}
+		if st.Next == q.Get("cursor") || len(st.Trades) == 0 {
+			return fmt.Errorf("%s statement: cursor %q does not move: %w", c.name, st.Next, payment.ErrUnavailable)
+		}
+		q.Set("cursor", st.Next)
 	}
-	return out, nil
 }
 
 // Notification verifies a callback and returns the trade it reports.

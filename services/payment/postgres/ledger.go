@@ -95,6 +95,19 @@ func (l *Ledger) Payment(ctx context.Context, id int64) (payment.Payment, error)
 	return l.one(ctx, fmt.Sprintf("payment %d", id), `WHERE payment_id = $1`, id)
 }
 
+// Payments returns those of ids the ledger holds, by id.
+func (l *Ledger) Payments(ctx context.Context, ids []int64) (map[int64]payment.Payment, error) {
+	found, err := l.query(ctx, `WHERE payment_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("payments: %w", err)
+	}
+	out := make(map[int64]payment.Payment, len(found))
+	for _, p := range found {
+		out[p.ID] = p
+	}
+	return out, nil
+}
+
 // Open returns the order's newest PAYING payment through channel that has
 // a trade.
 func (l *Ledger) Open(ctx context.Context, orderID int64, channel string) (payment.Payment, error) {
