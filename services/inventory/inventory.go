@@ -68,8 +68,10 @@ const (
 	// call stays one modest Redis pipeline.
 	MaxMarkOrdered = 1000
 	// MaxReserveBatch bounds the reservations of one ReserveBatch call,
-	// for the same reason.
+	// and MaxReleaseBatch the releases of one ReleaseBatch call, for the
+	// same reason.
 	MaxReserveBatch = 1000
+	MaxReleaseBatch = 1000
 	// MaxDueEntries bounds the entries one ClaimDue takes and one AckDue
 	// or RequeueDue settles, so each call stays a few short scripts.
 	MaxDueEntries = 1000
@@ -179,6 +181,13 @@ type ReserveAnswer struct {
 	Err    error
 }
 
+// ReleaseAnswer is one order's answer in a ReleaseBatch: what Release
+// would have returned for it alone.
+type ReleaseAnswer struct {
+	Released bool
+	Err      error
+}
+
 // Stock is an activity's stock.
 type Stock struct {
 	Remaining int64
@@ -239,6 +248,10 @@ type Store interface {
 	ReserveBatch(ctx context.Context, rs []ReserveRequest) ([]ReserveAnswer, error)
 	Release(ctx context.Context, activityID, orderID int64) (released bool, err error)
 	ReleaseUnpublished(ctx context.Context, activityID, orderID int64) (released bool, err error)
+	// ReleaseBatch releases each order as Release does, in one round
+	// trip, and answers in the order of refs. The error is for the batch
+	// as a whole (Redis unreachable): then none was answered.
+	ReleaseBatch(ctx context.Context, refs []OrderRef) ([]ReleaseAnswer, error)
 	MarkOrdered(ctx context.Context, refs []OrderRef) ([]MarkOutcome, error)
 	Confirm(ctx context.Context, activityID, orderID int64) error
 	Stock(ctx context.Context, activityID int64) (Stock, error)
@@ -327,6 +340,36 @@ func (s *Service) Release(ctx context.Context, activityID, orderID int64) (bool,
 		return false, fmt.Errorf("release: %w", err)
 	}
 	return s.store.Release(ctx, activityID, orderID)
+}
+
+// ReleaseBatch releases each order as Release would, in one call, and
+// answers in the order of refs; an invalid reference fails alone.
+func (s *Service) ReleaseBatch(ctx context.Context, refs []OrderRef) ([]ReleaseAnswer, error) {
+	if len(refs) == 0 || len(refs) > MaxReleaseBatch {
+		return nil, fmt.Errorf("release batch: %w: %d orders, want 1..%d", ErrInvalid, len(refs), MaxReleaseBatch)
+	}
+	answers := make([]ReleaseAnswer, len(refs))
+	valid := make([]OrderRef, 0, len(refs))
+	at := make([]int, 0, len(refs)) // at[j] is the index in refs of valid[j]
+	for i, r := range refs {
+		if err := validateIDs(namedID{"activity", r.ActivityID}, namedID{"order", r.OrderID}); err != nil {
+			answers[i].Err = fmt.Errorf("release: %w", err)
+			continue
+		}
+		valid = append(valid, r)
+		at = append(at, i)
+	}
+	if len(valid) == 0 {
+		return answers, nil
+	}
+	got, err := s.store.ReleaseBatch(ctx, valid)
+	if err != nil {
+		return nil, err
+	}
+	for j, a := range got {
+		answers[at[j]] = a
+	}
+	return answers, nil
 }
 
 // ReleaseUnpublished is the release of a caller that could not publish the

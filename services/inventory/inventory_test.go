@@ -59,6 +59,7 @@ func TestReserveRequestValidate(t *testing.T) {
 type recordingStore struct {
 	calls    int
 	reserved []inventory.ReserveRequest // what ReserveBatch was given
+	released []inventory.OrderRef       // what ReleaseBatch was given
 }
 
 func (s *recordingStore) Preheat(context.Context, int64, int64, int64) (int64, error) {
@@ -90,6 +91,16 @@ func (s *recordingStore) Release(context.Context, int64, int64) (bool, error) {
 func (s *recordingStore) ReleaseUnpublished(context.Context, int64, int64) (bool, error) {
 	s.calls++
 	return true, nil
+}
+
+func (s *recordingStore) ReleaseBatch(_ context.Context, refs []inventory.OrderRef) ([]inventory.ReleaseAnswer, error) {
+	s.calls++
+	s.released = append(s.released, refs...)
+	out := make([]inventory.ReleaseAnswer, len(refs))
+	for i := range out {
+		out[i].Released = true
+	}
+	return out, nil
 }
 
 func (s *recordingStore) MarkOrdered(_ context.Context, refs []inventory.OrderRef) ([]inventory.MarkOutcome, error) {
@@ -182,6 +193,26 @@ func TestReserveBatchRefusesInvalidRequestsAlone(t *testing.T) {
 	}
 }
 
+// An invalid reference in a release batch fails on its own, as in a
+// reservation batch.
+func TestReleaseBatchRefusesInvalidReferencesAlone(t *testing.T) {
+	in := refs(4)
+	in[2].ActivityID = 0
+	store := &recordingStore{}
+	got, err := inventory.NewService(store).ReleaseBatch(context.Background(), in)
+	if err != nil {
+		t.Fatalf("batch with an invalid reference: %v, want answers", err)
+	}
+	if len(store.released) != 3 || store.released[2] != in[3] {
+		t.Fatalf("store got %+v, want the three valid references", store.released)
+	}
+	for i, a := range got {
+		if invalid := i == 2; invalid != errors.Is(a.Err, inventory.ErrInvalid) || invalid == a.Released {
+			t.Errorf("answer %d = %+v, want invalid %v", i, a, invalid)
+		}
+	}
+}
+
 func TestServiceValidatesBeforeTheStore(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
@@ -213,6 +244,15 @@ func TestServiceValidatesBeforeTheStore(t *testing.T) {
 		{"reserve batch empty", func(s *inventory.Service) error { _, err := s.ReserveBatch(ctx, nil); return err }, false},
 		{"release", func(s *inventory.Service) error { _, err := s.Release(ctx, 1, 2); return err }, true},
 		{"release zero order", func(s *inventory.Service) error { _, err := s.Release(ctx, 1, 0); return err }, false},
+		{"release batch", func(s *inventory.Service) error {
+			_, err := s.ReleaseBatch(ctx, refs(inventory.MaxReleaseBatch))
+			return err
+		}, true},
+		{"release batch too long", func(s *inventory.Service) error {
+			_, err := s.ReleaseBatch(ctx, refs(inventory.MaxReleaseBatch+1))
+			return err
+		}, false},
+		{"release batch empty", func(s *inventory.Service) error { _, err := s.ReleaseBatch(ctx, nil); return err }, false},
 		{"release unpublished", func(s *inventory.Service) error { _, err := s.ReleaseUnpublished(ctx, 1, 2); return err }, true},
 		{"release unpublished zero activity", func(s *inventory.Service) error { _, err := s.ReleaseUnpublished(ctx, 0, 2); return err }, false},
 		{"mark ordered", func(s *inventory.Service) error {

@@ -713,6 +713,177 @@ func (x *ReleaseResponse) GetReleased() bool {
 	return false
 }
 
+type ReleaseBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Orders        []*OrderRef            `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseBatchRequest) Reset() {
+	*x = ReleaseBatchRequest{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseBatchRequest) ProtoMessage() {}
+
+func (x *ReleaseBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseBatchRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseBatchRequest) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReleaseBatchRequest) GetOrders() []*OrderRef {
+	if x != nil {
+		return x.Orders
+	}
+	return nil
+}
+
+// ReleaseAnswer is one release's answer in a batch.
+type ReleaseAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Answer:
+	//
+	//	*ReleaseAnswer_Released
+	//	*ReleaseAnswer_Error
+	Answer        isReleaseAnswer_Answer `protobuf_oneof:"answer"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseAnswer) Reset() {
+	*x = ReleaseAnswer{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseAnswer) ProtoMessage() {}
+
+func (x *ReleaseAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseAnswer.ProtoReflect.Descriptor instead.
+func (*ReleaseAnswer) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReleaseAnswer) GetAnswer() isReleaseAnswer_Answer {
+	if x != nil {
+		return x.Answer
+	}
+	return nil
+}
+
+func (x *ReleaseAnswer) GetReleased() *ReleaseResponse {
+	if x != nil {
+		if x, ok := x.Answer.(*ReleaseAnswer_Released); ok {
+			return x.Released
+		}
+	}
+	return nil
+}
+
+func (x *ReleaseAnswer) GetError() *ReserveError {
+	if x != nil {
+		if x, ok := x.Answer.(*ReleaseAnswer_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isReleaseAnswer_Answer interface {
+	isReleaseAnswer_Answer()
+}
+
+type ReleaseAnswer_Released struct {
+	Released *ReleaseResponse `protobuf:"bytes,1,opt,name=released,proto3,oneof"` // what Release would have returned
+}
+
+type ReleaseAnswer_Error struct {
+	Error *ReserveError `protobuf:"bytes,2,opt,name=error,proto3,oneof"` // the code and message Release would have failed with
+}
+
+func (*ReleaseAnswer_Released) isReleaseAnswer_Answer() {}
+
+func (*ReleaseAnswer_Error) isReleaseAnswer_Answer() {}
+
+type ReleaseBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Answers       []*ReleaseAnswer       `protobuf:"bytes,1,rep,name=answers,proto3" json:"answers,omitempty"` // one per order, same order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseBatchResponse) Reset() {
+	*x = ReleaseBatchResponse{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseBatchResponse) ProtoMessage() {}
+
+func (x *ReleaseBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseBatchResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseBatchResponse) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReleaseBatchResponse) GetAnswers() []*ReleaseAnswer {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
 type ConfirmRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ActivityId    int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
@@ -723,7 +894,7 @@ type ConfirmRequest struct {
 
 func (x *ConfirmRequest) Reset() {
 	*x = ConfirmRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[10]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +906,7 @@ func (x *ConfirmRequest) String() string {
 func (*ConfirmRequest) ProtoMessage() {}
 
 func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[10]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +919,7 @@ func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{10}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ConfirmRequest) GetActivityId() int64 {
@@ -773,7 +944,7 @@ type ConfirmResponse struct {
 
 func (x *ConfirmResponse) Reset() {
 	*x = ConfirmResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[11]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +956,7 @@ func (x *ConfirmResponse) String() string {
 func (*ConfirmResponse) ProtoMessage() {}
 
 func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[11]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +969,7 @@ func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{11}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{14}
 }
 
 type OrderRef struct {
@@ -811,7 +982,7 @@ type OrderRef struct {
 
 func (x *OrderRef) Reset() {
 	*x = OrderRef{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[12]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +994,7 @@ func (x *OrderRef) String() string {
 func (*OrderRef) ProtoMessage() {}
 
 func (x *OrderRef) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[12]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +1007,7 @@ func (x *OrderRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderRef.ProtoReflect.Descriptor instead.
 func (*OrderRef) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{12}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *OrderRef) GetActivityId() int64 {
@@ -862,7 +1033,7 @@ type MarkOrderedRequest struct {
 
 func (x *MarkOrderedRequest) Reset() {
 	*x = MarkOrderedRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[13]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +1045,7 @@ func (x *MarkOrderedRequest) String() string {
 func (*MarkOrderedRequest) ProtoMessage() {}
 
 func (x *MarkOrderedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[13]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1058,7 @@ func (x *MarkOrderedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkOrderedRequest.ProtoReflect.Descriptor instead.
 func (*MarkOrderedRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{13}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MarkOrderedRequest) GetOrders() []*OrderRef {
@@ -906,7 +1077,7 @@ type MarkOrderedResponse struct {
 
 func (x *MarkOrderedResponse) Reset() {
 	*x = MarkOrderedResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[14]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1089,7 @@ func (x *MarkOrderedResponse) String() string {
 func (*MarkOrderedResponse) ProtoMessage() {}
 
 func (x *MarkOrderedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[14]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1102,7 @@ func (x *MarkOrderedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkOrderedResponse.ProtoReflect.Descriptor instead.
 func (*MarkOrderedResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{14}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MarkOrderedResponse) GetOutcomes() []MarkOutcome {
@@ -950,7 +1121,7 @@ type GetStockRequest struct {
 
 func (x *GetStockRequest) Reset() {
 	*x = GetStockRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[15]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1133,7 @@ func (x *GetStockRequest) String() string {
 func (*GetStockRequest) ProtoMessage() {}
 
 func (x *GetStockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[15]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1146,7 @@ func (x *GetStockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStockRequest.ProtoReflect.Descriptor instead.
 func (*GetStockRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{15}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetStockRequest) GetActivityId() int64 {
@@ -995,7 +1166,7 @@ type GetStockResponse struct {
 
 func (x *GetStockResponse) Reset() {
 	*x = GetStockResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[16]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1178,7 @@ func (x *GetStockResponse) String() string {
 func (*GetStockResponse) ProtoMessage() {}
 
 func (x *GetStockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[16]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1191,7 @@ func (x *GetStockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStockResponse.ProtoReflect.Descriptor instead.
 func (*GetStockResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{16}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetStockResponse) GetRemaining() int64 {
@@ -1047,7 +1218,7 @@ type GetReservationRequest struct {
 
 func (x *GetReservationRequest) Reset() {
 	*x = GetReservationRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[17]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1230,7 @@ func (x *GetReservationRequest) String() string {
 func (*GetReservationRequest) ProtoMessage() {}
 
 func (x *GetReservationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[17]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1243,7 @@ func (x *GetReservationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReservationRequest.ProtoReflect.Descriptor instead.
 func (*GetReservationRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{17}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetReservationRequest) GetActivityId() int64 {
@@ -1105,7 +1276,7 @@ type Reservation struct {
 
 func (x *Reservation) Reset() {
 	*x = Reservation{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[18]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1288,7 @@ func (x *Reservation) String() string {
 func (*Reservation) ProtoMessage() {}
 
 func (x *Reservation) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[18]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1301,7 @@ func (x *Reservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reservation.ProtoReflect.Descriptor instead.
 func (*Reservation) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{18}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Reservation) GetActivityId() int64 {
@@ -1201,7 +1372,7 @@ type ClaimDueRequest struct {
 
 func (x *ClaimDueRequest) Reset() {
 	*x = ClaimDueRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[19]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1384,7 @@ func (x *ClaimDueRequest) String() string {
 func (*ClaimDueRequest) ProtoMessage() {}
 
 func (x *ClaimDueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[19]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1397,7 @@ func (x *ClaimDueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimDueRequest.ProtoReflect.Descriptor instead.
 func (*ClaimDueRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{19}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ClaimDueRequest) GetActivityIds() []int64 {
@@ -1272,7 +1443,7 @@ type DueEntry struct {
 
 func (x *DueEntry) Reset() {
 	*x = DueEntry{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[20]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1455,7 @@ func (x *DueEntry) String() string {
 func (*DueEntry) ProtoMessage() {}
 
 func (x *DueEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[20]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1468,7 @@ func (x *DueEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DueEntry.ProtoReflect.Descriptor instead.
 func (*DueEntry) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{20}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DueEntry) GetActivityId() int64 {
@@ -1337,7 +1508,7 @@ type ClaimDueResponse struct {
 
 func (x *ClaimDueResponse) Reset() {
 	*x = ClaimDueResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[21]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1520,7 @@ func (x *ClaimDueResponse) String() string {
 func (*ClaimDueResponse) ProtoMessage() {}
 
 func (x *ClaimDueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[21]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1533,7 @@ func (x *ClaimDueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimDueResponse.ProtoReflect.Descriptor instead.
 func (*ClaimDueResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{21}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ClaimDueResponse) GetEntries() []*DueEntry {
@@ -1381,7 +1552,7 @@ type AckDueRequest struct {
 
 func (x *AckDueRequest) Reset() {
 	*x = AckDueRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[22]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1564,7 @@ func (x *AckDueRequest) String() string {
 func (*AckDueRequest) ProtoMessage() {}
 
 func (x *AckDueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[22]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1577,7 @@ func (x *AckDueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckDueRequest.ProtoReflect.Descriptor instead.
 func (*AckDueRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{22}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AckDueRequest) GetEntries() []*DueEntry {
@@ -1425,7 +1596,7 @@ type AckDueResponse struct {
 
 func (x *AckDueResponse) Reset() {
 	*x = AckDueResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[23]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1608,7 @@ func (x *AckDueResponse) String() string {
 func (*AckDueResponse) ProtoMessage() {}
 
 func (x *AckDueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[23]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1621,7 @@ func (x *AckDueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckDueResponse.ProtoReflect.Descriptor instead.
 func (*AckDueResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{23}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AckDueResponse) GetAcked() []bool {
@@ -1470,7 +1641,7 @@ type RequeueDueRequest struct {
 
 func (x *RequeueDueRequest) Reset() {
 	*x = RequeueDueRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[24]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1653,7 @@ func (x *RequeueDueRequest) String() string {
 func (*RequeueDueRequest) ProtoMessage() {}
 
 func (x *RequeueDueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[24]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1666,7 @@ func (x *RequeueDueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueDueRequest.ProtoReflect.Descriptor instead.
 func (*RequeueDueRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{24}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RequeueDueRequest) GetEntries() []*DueEntry {
@@ -1521,7 +1692,7 @@ type RequeueDueResponse struct {
 
 func (x *RequeueDueResponse) Reset() {
 	*x = RequeueDueResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[25]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1704,7 @@ func (x *RequeueDueResponse) String() string {
 func (*RequeueDueResponse) ProtoMessage() {}
 
 func (x *RequeueDueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[25]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1717,7 @@ func (x *RequeueDueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueDueResponse.ProtoReflect.Descriptor instead.
 func (*RequeueDueResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{25}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RequeueDueResponse) GetRequeued() []bool {
@@ -1568,7 +1739,7 @@ type RestoreLimitRequest struct {
 
 func (x *RestoreLimitRequest) Reset() {
 	*x = RestoreLimitRequest{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[26]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1751,7 @@ func (x *RestoreLimitRequest) String() string {
 func (*RestoreLimitRequest) ProtoMessage() {}
 
 func (x *RestoreLimitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[26]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1764,7 @@ func (x *RestoreLimitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreLimitRequest.ProtoReflect.Descriptor instead.
 func (*RestoreLimitRequest) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{26}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RestoreLimitRequest) GetActivityId() int64 {
@@ -1633,7 +1804,7 @@ type RestoreLimitResponse struct {
 
 func (x *RestoreLimitResponse) Reset() {
 	*x = RestoreLimitResponse{}
-	mi := &file_inventory_v1_inventory_proto_msgTypes[27]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1816,7 @@ func (x *RestoreLimitResponse) String() string {
 func (*RestoreLimitResponse) ProtoMessage() {}
 
 func (x *RestoreLimitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inventory_v1_inventory_proto_msgTypes[27]
+	mi := &file_inventory_v1_inventory_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1829,7 @@ func (x *RestoreLimitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreLimitResponse.ProtoReflect.Descriptor instead.
 func (*RestoreLimitResponse) Descriptor() ([]byte, []int) {
-	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{27}
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RestoreLimitResponse) GetRestored() bool {
@@ -1710,7 +1881,15 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\border_id\x18\x02 \x01(\x03R\aorderId\x12 \n" +
 	"\vunpublished\x18\x03 \x01(\bR\vunpublished\"-\n" +
 	"\x0fReleaseResponse\x12\x1a\n" +
-	"\breleased\x18\x01 \x01(\bR\breleased\"L\n" +
+	"\breleased\x18\x01 \x01(\bR\breleased\"O\n" +
+	"\x13ReleaseBatchRequest\x128\n" +
+	"\x06orders\x18\x01 \x03(\v2 .flashsale.inventory.v1.OrderRefR\x06orders\"\x9e\x01\n" +
+	"\rReleaseAnswer\x12E\n" +
+	"\breleased\x18\x01 \x01(\v2'.flashsale.inventory.v1.ReleaseResponseH\x00R\breleased\x12<\n" +
+	"\x05error\x18\x02 \x01(\v2$.flashsale.inventory.v1.ReserveErrorH\x00R\x05errorB\b\n" +
+	"\x06answer\"W\n" +
+	"\x14ReleaseBatchResponse\x12?\n" +
+	"\aanswers\x18\x01 \x03(\v2%.flashsale.inventory.v1.ReleaseAnswerR\aanswers\"L\n" +
 	"\x0eConfirmRequest\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\x03R\n" +
 	"activityId\x12\x19\n" +
@@ -1785,12 +1964,14 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bRESERVATION_STATUS_RESERVED\x10\x01\x12 \n" +
 	"\x1cRESERVATION_STATUS_CONFIRMED\x10\x02\x12\x1f\n" +
-	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\xa2\t\n" +
+	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\x8d\n" +
+	"\n" +
 	"\x10InventoryService\x12Z\n" +
 	"\aPreheat\x12&.flashsale.inventory.v1.PreheatRequest\x1a'.flashsale.inventory.v1.PreheatResponse\x12Z\n" +
 	"\aReserve\x12&.flashsale.inventory.v1.ReserveRequest\x1a'.flashsale.inventory.v1.ReserveResponse\x12i\n" +
 	"\fReserveBatch\x12+.flashsale.inventory.v1.ReserveBatchRequest\x1a,.flashsale.inventory.v1.ReserveBatchResponse\x12Z\n" +
-	"\aRelease\x12&.flashsale.inventory.v1.ReleaseRequest\x1a'.flashsale.inventory.v1.ReleaseResponse\x12Z\n" +
+	"\aRelease\x12&.flashsale.inventory.v1.ReleaseRequest\x1a'.flashsale.inventory.v1.ReleaseResponse\x12i\n" +
+	"\fReleaseBatch\x12+.flashsale.inventory.v1.ReleaseBatchRequest\x1a,.flashsale.inventory.v1.ReleaseBatchResponse\x12Z\n" +
 	"\aConfirm\x12&.flashsale.inventory.v1.ConfirmRequest\x1a'.flashsale.inventory.v1.ConfirmResponse\x12f\n" +
 	"\vMarkOrdered\x12*.flashsale.inventory.v1.MarkOrderedRequest\x1a+.flashsale.inventory.v1.MarkOrderedResponse\x12]\n" +
 	"\bGetStock\x12'.flashsale.inventory.v1.GetStockRequest\x1a(.flashsale.inventory.v1.GetStockResponse\x12d\n" +
@@ -1814,7 +1995,7 @@ func file_inventory_v1_inventory_proto_rawDescGZIP() []byte {
 }
 
 var file_inventory_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_inventory_v1_inventory_proto_goTypes = []any{
 	(MarkOutcome)(0),              // 0: flashsale.inventory.v1.MarkOutcome
 	(ReservationStatus)(0),        // 1: flashsale.inventory.v1.ReservationStatus
@@ -1828,74 +2009,83 @@ var file_inventory_v1_inventory_proto_goTypes = []any{
 	(*ReserveBatchResponse)(nil),  // 9: flashsale.inventory.v1.ReserveBatchResponse
 	(*ReleaseRequest)(nil),        // 10: flashsale.inventory.v1.ReleaseRequest
 	(*ReleaseResponse)(nil),       // 11: flashsale.inventory.v1.ReleaseResponse
-	(*ConfirmRequest)(nil),        // 12: flashsale.inventory.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),       // 13: flashsale.inventory.v1.ConfirmResponse
-	(*OrderRef)(nil),              // 14: flashsale.inventory.v1.OrderRef
-	(*MarkOrderedRequest)(nil),    // 15: flashsale.inventory.v1.MarkOrderedRequest
-	(*MarkOrderedResponse)(nil),   // 16: flashsale.inventory.v1.MarkOrderedResponse
-	(*GetStockRequest)(nil),       // 17: flashsale.inventory.v1.GetStockRequest
-	(*GetStockResponse)(nil),      // 18: flashsale.inventory.v1.GetStockResponse
-	(*GetReservationRequest)(nil), // 19: flashsale.inventory.v1.GetReservationRequest
-	(*Reservation)(nil),           // 20: flashsale.inventory.v1.Reservation
-	(*ClaimDueRequest)(nil),       // 21: flashsale.inventory.v1.ClaimDueRequest
-	(*DueEntry)(nil),              // 22: flashsale.inventory.v1.DueEntry
-	(*ClaimDueResponse)(nil),      // 23: flashsale.inventory.v1.ClaimDueResponse
-	(*AckDueRequest)(nil),         // 24: flashsale.inventory.v1.AckDueRequest
-	(*AckDueResponse)(nil),        // 25: flashsale.inventory.v1.AckDueResponse
-	(*RequeueDueRequest)(nil),     // 26: flashsale.inventory.v1.RequeueDueRequest
-	(*RequeueDueResponse)(nil),    // 27: flashsale.inventory.v1.RequeueDueResponse
-	(*RestoreLimitRequest)(nil),   // 28: flashsale.inventory.v1.RestoreLimitRequest
-	(*RestoreLimitResponse)(nil),  // 29: flashsale.inventory.v1.RestoreLimitResponse
-	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 31: google.protobuf.Duration
+	(*ReleaseBatchRequest)(nil),   // 12: flashsale.inventory.v1.ReleaseBatchRequest
+	(*ReleaseAnswer)(nil),         // 13: flashsale.inventory.v1.ReleaseAnswer
+	(*ReleaseBatchResponse)(nil),  // 14: flashsale.inventory.v1.ReleaseBatchResponse
+	(*ConfirmRequest)(nil),        // 15: flashsale.inventory.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),       // 16: flashsale.inventory.v1.ConfirmResponse
+	(*OrderRef)(nil),              // 17: flashsale.inventory.v1.OrderRef
+	(*MarkOrderedRequest)(nil),    // 18: flashsale.inventory.v1.MarkOrderedRequest
+	(*MarkOrderedResponse)(nil),   // 19: flashsale.inventory.v1.MarkOrderedResponse
+	(*GetStockRequest)(nil),       // 20: flashsale.inventory.v1.GetStockRequest
+	(*GetStockResponse)(nil),      // 21: flashsale.inventory.v1.GetStockResponse
+	(*GetReservationRequest)(nil), // 22: flashsale.inventory.v1.GetReservationRequest
+	(*Reservation)(nil),           // 23: flashsale.inventory.v1.Reservation
+	(*ClaimDueRequest)(nil),       // 24: flashsale.inventory.v1.ClaimDueRequest
+	(*DueEntry)(nil),              // 25: flashsale.inventory.v1.DueEntry
+	(*ClaimDueResponse)(nil),      // 26: flashsale.inventory.v1.ClaimDueResponse
+	(*AckDueRequest)(nil),         // 27: flashsale.inventory.v1.AckDueRequest
+	(*AckDueResponse)(nil),        // 28: flashsale.inventory.v1.AckDueResponse
+	(*RequeueDueRequest)(nil),     // 29: flashsale.inventory.v1.RequeueDueRequest
+	(*RequeueDueResponse)(nil),    // 30: flashsale.inventory.v1.RequeueDueResponse
+	(*RestoreLimitRequest)(nil),   // 31: flashsale.inventory.v1.RestoreLimitRequest
+	(*RestoreLimitResponse)(nil),  // 32: flashsale.inventory.v1.RestoreLimitResponse
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
 }
 var file_inventory_v1_inventory_proto_depIdxs = []int32{
-	30, // 0: flashsale.inventory.v1.ReserveRequest.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 0: flashsale.inventory.v1.ReserveRequest.expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: flashsale.inventory.v1.ReserveBatchRequest.reservations:type_name -> flashsale.inventory.v1.ReserveRequest
 	5,  // 2: flashsale.inventory.v1.ReserveAnswer.reserved:type_name -> flashsale.inventory.v1.ReserveResponse
 	8,  // 3: flashsale.inventory.v1.ReserveAnswer.error:type_name -> flashsale.inventory.v1.ReserveError
 	7,  // 4: flashsale.inventory.v1.ReserveBatchResponse.answers:type_name -> flashsale.inventory.v1.ReserveAnswer
-	14, // 5: flashsale.inventory.v1.MarkOrderedRequest.orders:type_name -> flashsale.inventory.v1.OrderRef
-	0,  // 6: flashsale.inventory.v1.MarkOrderedResponse.outcomes:type_name -> flashsale.inventory.v1.MarkOutcome
-	1,  // 7: flashsale.inventory.v1.Reservation.status:type_name -> flashsale.inventory.v1.ReservationStatus
-	30, // 8: flashsale.inventory.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	30, // 9: flashsale.inventory.v1.ClaimDueRequest.now:type_name -> google.protobuf.Timestamp
-	31, // 10: flashsale.inventory.v1.ClaimDueRequest.lease:type_name -> google.protobuf.Duration
-	30, // 11: flashsale.inventory.v1.DueEntry.due_at:type_name -> google.protobuf.Timestamp
-	30, // 12: flashsale.inventory.v1.DueEntry.lease_until:type_name -> google.protobuf.Timestamp
-	22, // 13: flashsale.inventory.v1.ClaimDueResponse.entries:type_name -> flashsale.inventory.v1.DueEntry
-	22, // 14: flashsale.inventory.v1.AckDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
-	22, // 15: flashsale.inventory.v1.RequeueDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
-	30, // 16: flashsale.inventory.v1.RequeueDueRequest.due_at:type_name -> google.protobuf.Timestamp
-	2,  // 17: flashsale.inventory.v1.InventoryService.Preheat:input_type -> flashsale.inventory.v1.PreheatRequest
-	4,  // 18: flashsale.inventory.v1.InventoryService.Reserve:input_type -> flashsale.inventory.v1.ReserveRequest
-	6,  // 19: flashsale.inventory.v1.InventoryService.ReserveBatch:input_type -> flashsale.inventory.v1.ReserveBatchRequest
-	10, // 20: flashsale.inventory.v1.InventoryService.Release:input_type -> flashsale.inventory.v1.ReleaseRequest
-	12, // 21: flashsale.inventory.v1.InventoryService.Confirm:input_type -> flashsale.inventory.v1.ConfirmRequest
-	15, // 22: flashsale.inventory.v1.InventoryService.MarkOrdered:input_type -> flashsale.inventory.v1.MarkOrderedRequest
-	17, // 23: flashsale.inventory.v1.InventoryService.GetStock:input_type -> flashsale.inventory.v1.GetStockRequest
-	19, // 24: flashsale.inventory.v1.InventoryService.GetReservation:input_type -> flashsale.inventory.v1.GetReservationRequest
-	21, // 25: flashsale.inventory.v1.InventoryService.ClaimDue:input_type -> flashsale.inventory.v1.ClaimDueRequest
-	24, // 26: flashsale.inventory.v1.InventoryService.AckDue:input_type -> flashsale.inventory.v1.AckDueRequest
-	26, // 27: flashsale.inventory.v1.InventoryService.RequeueDue:input_type -> flashsale.inventory.v1.RequeueDueRequest
-	28, // 28: flashsale.inventory.v1.InventoryService.RestoreLimit:input_type -> flashsale.inventory.v1.RestoreLimitRequest
-	3,  // 29: flashsale.inventory.v1.InventoryService.Preheat:output_type -> flashsale.inventory.v1.PreheatResponse
-	5,  // 30: flashsale.inventory.v1.InventoryService.Reserve:output_type -> flashsale.inventory.v1.ReserveResponse
-	9,  // 31: flashsale.inventory.v1.InventoryService.ReserveBatch:output_type -> flashsale.inventory.v1.ReserveBatchResponse
-	11, // 32: flashsale.inventory.v1.InventoryService.Release:output_type -> flashsale.inventory.v1.ReleaseResponse
-	13, // 33: flashsale.inventory.v1.InventoryService.Confirm:output_type -> flashsale.inventory.v1.ConfirmResponse
-	16, // 34: flashsale.inventory.v1.InventoryService.MarkOrdered:output_type -> flashsale.inventory.v1.MarkOrderedResponse
-	18, // 35: flashsale.inventory.v1.InventoryService.GetStock:output_type -> flashsale.inventory.v1.GetStockResponse
-	20, // 36: flashsale.inventory.v1.InventoryService.GetReservation:output_type -> flashsale.inventory.v1.Reservation
-	23, // 37: flashsale.inventory.v1.InventoryService.ClaimDue:output_type -> flashsale.inventory.v1.ClaimDueResponse
-	25, // 38: flashsale.inventory.v1.InventoryService.AckDue:output_type -> flashsale.inventory.v1.AckDueResponse
-	27, // 39: flashsale.inventory.v1.InventoryService.RequeueDue:output_type -> flashsale.inventory.v1.RequeueDueResponse
-	29, // 40: flashsale.inventory.v1.InventoryService.RestoreLimit:output_type -> flashsale.inventory.v1.RestoreLimitResponse
-	29, // [29:41] is the sub-list for method output_type
-	17, // [17:29] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	17, // 5: flashsale.inventory.v1.ReleaseBatchRequest.orders:type_name -> flashsale.inventory.v1.OrderRef
+	11, // 6: flashsale.inventory.v1.ReleaseAnswer.released:type_name -> flashsale.inventory.v1.ReleaseResponse
+	8,  // 7: flashsale.inventory.v1.ReleaseAnswer.error:type_name -> flashsale.inventory.v1.ReserveError
+	13, // 8: flashsale.inventory.v1.ReleaseBatchResponse.answers:type_name -> flashsale.inventory.v1.ReleaseAnswer
+	17, // 9: flashsale.inventory.v1.MarkOrderedRequest.orders:type_name -> flashsale.inventory.v1.OrderRef
+	0,  // 10: flashsale.inventory.v1.MarkOrderedResponse.outcomes:type_name -> flashsale.inventory.v1.MarkOutcome
+	1,  // 11: flashsale.inventory.v1.Reservation.status:type_name -> flashsale.inventory.v1.ReservationStatus
+	33, // 12: flashsale.inventory.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 13: flashsale.inventory.v1.ClaimDueRequest.now:type_name -> google.protobuf.Timestamp
+	34, // 14: flashsale.inventory.v1.ClaimDueRequest.lease:type_name -> google.protobuf.Duration
+	33, // 15: flashsale.inventory.v1.DueEntry.due_at:type_name -> google.protobuf.Timestamp
+	33, // 16: flashsale.inventory.v1.DueEntry.lease_until:type_name -> google.protobuf.Timestamp
+	25, // 17: flashsale.inventory.v1.ClaimDueResponse.entries:type_name -> flashsale.inventory.v1.DueEntry
+	25, // 18: flashsale.inventory.v1.AckDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
+	25, // 19: flashsale.inventory.v1.RequeueDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
+	33, // 20: flashsale.inventory.v1.RequeueDueRequest.due_at:type_name -> google.protobuf.Timestamp
+	2,  // 21: flashsale.inventory.v1.InventoryService.Preheat:input_type -> flashsale.inventory.v1.PreheatRequest
+	4,  // 22: flashsale.inventory.v1.InventoryService.Reserve:input_type -> flashsale.inventory.v1.ReserveRequest
+	6,  // 23: flashsale.inventory.v1.InventoryService.ReserveBatch:input_type -> flashsale.inventory.v1.ReserveBatchRequest
+	10, // 24: flashsale.inventory.v1.InventoryService.Release:input_type -> flashsale.inventory.v1.ReleaseRequest
+	12, // 25: flashsale.inventory.v1.InventoryService.ReleaseBatch:input_type -> flashsale.inventory.v1.ReleaseBatchRequest
+	15, // 26: flashsale.inventory.v1.InventoryService.Confirm:input_type -> flashsale.inventory.v1.ConfirmRequest
+	18, // 27: flashsale.inventory.v1.InventoryService.MarkOrdered:input_type -> flashsale.inventory.v1.MarkOrderedRequest
+	20, // 28: flashsale.inventory.v1.InventoryService.GetStock:input_type -> flashsale.inventory.v1.GetStockRequest
+	22, // 29: flashsale.inventory.v1.InventoryService.GetReservation:input_type -> flashsale.inventory.v1.GetReservationRequest
+	24, // 30: flashsale.inventory.v1.InventoryService.ClaimDue:input_type -> flashsale.inventory.v1.ClaimDueRequest
+	27, // 31: flashsale.inventory.v1.InventoryService.AckDue:input_type -> flashsale.inventory.v1.AckDueRequest
+	29, // 32: flashsale.inventory.v1.InventoryService.RequeueDue:input_type -> flashsale.inventory.v1.RequeueDueRequest
+	31, // 33: flashsale.inventory.v1.InventoryService.RestoreLimit:input_type -> flashsale.inventory.v1.RestoreLimitRequest
+	3,  // 34: flashsale.inventory.v1.InventoryService.Preheat:output_type -> flashsale.inventory.v1.PreheatResponse
+	5,  // 35: flashsale.inventory.v1.InventoryService.Reserve:output_type -> flashsale.inventory.v1.ReserveResponse
+	9,  // 36: flashsale.inventory.v1.InventoryService.ReserveBatch:output_type -> flashsale.inventory.v1.ReserveBatchResponse
+	11, // 37: flashsale.inventory.v1.InventoryService.Release:output_type -> flashsale.inventory.v1.ReleaseResponse
+	14, // 38: flashsale.inventory.v1.InventoryService.ReleaseBatch:output_type -> flashsale.inventory.v1.ReleaseBatchResponse
+	16, // 39: flashsale.inventory.v1.InventoryService.Confirm:output_type -> flashsale.inventory.v1.ConfirmResponse
+	19, // 40: flashsale.inventory.v1.InventoryService.MarkOrdered:output_type -> flashsale.inventory.v1.MarkOrderedResponse
+	21, // 41: flashsale.inventory.v1.InventoryService.GetStock:output_type -> flashsale.inventory.v1.GetStockResponse
+	23, // 42: flashsale.inventory.v1.InventoryService.GetReservation:output_type -> flashsale.inventory.v1.Reservation
+	26, // 43: flashsale.inventory.v1.InventoryService.ClaimDue:output_type -> flashsale.inventory.v1.ClaimDueResponse
+	28, // 44: flashsale.inventory.v1.InventoryService.AckDue:output_type -> flashsale.inventory.v1.AckDueResponse
+	30, // 45: flashsale.inventory.v1.InventoryService.RequeueDue:output_type -> flashsale.inventory.v1.RequeueDueResponse
+	32, // 46: flashsale.inventory.v1.InventoryService.RestoreLimit:output_type -> flashsale.inventory.v1.RestoreLimitResponse
+	34, // [34:47] is the sub-list for method output_type
+	21, // [21:34] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_inventory_v1_inventory_proto_init() }
@@ -1907,13 +2097,17 @@ func file_inventory_v1_inventory_proto_init() {
 		(*ReserveAnswer_Reserved)(nil),
 		(*ReserveAnswer_Error)(nil),
 	}
+	file_inventory_v1_inventory_proto_msgTypes[11].OneofWrappers = []any{
+		(*ReleaseAnswer_Released)(nil),
+		(*ReleaseAnswer_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inventory_v1_inventory_proto_rawDesc), len(file_inventory_v1_inventory_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

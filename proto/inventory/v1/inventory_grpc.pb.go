@@ -26,6 +26,7 @@ const (
 	InventoryService_Reserve_FullMethodName        = "/flashsale.inventory.v1.InventoryService/Reserve"
 	InventoryService_ReserveBatch_FullMethodName   = "/flashsale.inventory.v1.InventoryService/ReserveBatch"
 	InventoryService_Release_FullMethodName        = "/flashsale.inventory.v1.InventoryService/Release"
+	InventoryService_ReleaseBatch_FullMethodName   = "/flashsale.inventory.v1.InventoryService/ReleaseBatch"
 	InventoryService_Confirm_FullMethodName        = "/flashsale.inventory.v1.InventoryService/Confirm"
 	InventoryService_MarkOrdered_FullMethodName    = "/flashsale.inventory.v1.InventoryService/MarkOrdered"
 	InventoryService_GetStock_FullMethodName       = "/flashsale.inventory.v1.InventoryService/GetStock"
@@ -55,6 +56,13 @@ type InventoryServiceClient interface {
 	// Release gives a reservation's stock back. Releasing twice is harmless;
 	// releasing a confirmed reservation fails with FAILED_PRECONDITION.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
+	// ReleaseBatch is Release (never unpublished) for up to 1000 orders in
+	// one call and one Redis pipeline. Each is decided on its own, exactly
+	// as by Release, and answered in the order asked; one failing does not
+	// fail the others. The expiry worker releases a claimed batch of due
+	// orders with it, so 10,000 orders due at one instant cost ten calls,
+	// not 10,000.
+	ReleaseBatch(ctx context.Context, in *ReleaseBatchRequest, opts ...grpc.CallOption) (*ReleaseBatchResponse, error)
 	// Confirm marks a reservation as paid so that it can never be released.
 	Confirm(ctx context.Context, in *ConfirmRequest, opts ...grpc.CallOption) (*ConfirmResponse, error)
 	// MarkOrdered is called by the order consumer before it stores a batch
@@ -129,6 +137,16 @@ func (c *inventoryServiceClient) Release(ctx context.Context, in *ReleaseRequest
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReleaseResponse)
 	err := c.cc.Invoke(ctx, InventoryService_Release_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) ReleaseBatch(ctx context.Context, in *ReleaseBatchRequest, opts ...grpc.CallOption) (*ReleaseBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseBatchResponse)
+	err := c.cc.Invoke(ctx, InventoryService_ReleaseBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -234,6 +252,13 @@ type InventoryServiceServer interface {
 	// Release gives a reservation's stock back. Releasing twice is harmless;
 	// releasing a confirmed reservation fails with FAILED_PRECONDITION.
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
+	// ReleaseBatch is Release (never unpublished) for up to 1000 orders in
+	// one call and one Redis pipeline. Each is decided on its own, exactly
+	// as by Release, and answered in the order asked; one failing does not
+	// fail the others. The expiry worker releases a claimed batch of due
+	// orders with it, so 10,000 orders due at one instant cost ten calls,
+	// not 10,000.
+	ReleaseBatch(context.Context, *ReleaseBatchRequest) (*ReleaseBatchResponse, error)
 	// Confirm marks a reservation as paid so that it can never be released.
 	Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error)
 	// MarkOrdered is called by the order consumer before it stores a batch
@@ -285,6 +310,9 @@ func (UnimplementedInventoryServiceServer) ReserveBatch(context.Context, *Reserv
 }
 func (UnimplementedInventoryServiceServer) Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
+}
+func (UnimplementedInventoryServiceServer) ReleaseBatch(context.Context, *ReleaseBatchRequest) (*ReleaseBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseBatch not implemented")
 }
 func (UnimplementedInventoryServiceServer) Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Confirm not implemented")
@@ -399,6 +427,24 @@ func _InventoryService_Release_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(InventoryServiceServer).Release(ctx, req.(*ReleaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_ReleaseBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).ReleaseBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_ReleaseBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).ReleaseBatch(ctx, req.(*ReleaseBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -569,6 +615,10 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Release",
 			Handler:    _InventoryService_Release_Handler,
+		},
+		{
+			MethodName: "ReleaseBatch",
+			Handler:    _InventoryService_ReleaseBatch_Handler,
 		},
 		{
 			MethodName: "Confirm",

@@ -41,6 +41,7 @@ type Inventory interface {
 	ReserveBatch(ctx context.Context, rs []inventory.ReserveRequest) ([]inventory.ReserveAnswer, error)
 	Release(ctx context.Context, activityID, orderID int64) (bool, error)
 	ReleaseUnpublished(ctx context.Context, activityID, orderID int64) (bool, error)
+	ReleaseBatch(ctx context.Context, refs []inventory.OrderRef) ([]inventory.ReleaseAnswer, error)
 	MarkOrdered(ctx context.Context, refs []inventory.OrderRef) ([]inventory.MarkOutcome, error)
 	Confirm(ctx context.Context, activityID, orderID int64) error
 	Stock(ctx context.Context, activityID int64) (inventory.Stock, error)
@@ -93,15 +94,19 @@ func (s *Server) ReserveBatch(ctx context.Context, req *inventoryv1.ReserveBatch
 	out := &inventoryv1.ReserveBatchResponse{Answers: make([]*inventoryv1.ReserveAnswer, len(answers))}
 	for i, a := range answers {
 		if a.Err != nil {
-			st := status.Convert(Errors.Status(a.Err))
-			out.Answers[i] = &inventoryv1.ReserveAnswer{Answer: &inventoryv1.ReserveAnswer_Error{
-				Error: &inventoryv1.ReserveError{Code: string(errcode.Of(st.Err())), Message: st.Message()},
-			}}
+			out.Answers[i] = &inventoryv1.ReserveAnswer{Answer: &inventoryv1.ReserveAnswer_Error{Error: callError(a.Err)}}
 			continue
 		}
 		out.Answers[i] = &inventoryv1.ReserveAnswer{Answer: &inventoryv1.ReserveAnswer_Reserved{Reserved: reserveResponseOf(a.Result)}}
 	}
 	return out, nil
+}
+
+// callError is a batch member's failure as the code and message its own
+// call would have failed with, mapped by the same table.
+func callError(err error) *inventoryv1.ReserveError {
+	st := status.Convert(Errors.Status(err))
+	return &inventoryv1.ReserveError{Code: string(errcode.Of(st.Err())), Message: st.Message()}
 }
 
 func reserveRequestOf(req *inventoryv1.ReserveRequest) inventory.ReserveRequest {
@@ -131,6 +136,31 @@ func (s *Server) Release(ctx context.Context, req *inventoryv1.ReleaseRequest) (
 		return nil, err
 	}
 	return &inventoryv1.ReleaseResponse{Released: released}, nil
+}
+
+// ReleaseBatch implements inventoryv1.InventoryServiceServer. Each
+// release's failure travels as the code and message its own Release call
+// would have failed with.
+func (s *Server) ReleaseBatch(ctx context.Context, req *inventoryv1.ReleaseBatchRequest) (*inventoryv1.ReleaseBatchResponse, error) {
+	refs := make([]inventory.OrderRef, len(req.GetOrders()))
+	for i, r := range req.GetOrders() {
+		refs[i] = inventory.OrderRef{ActivityID: r.GetActivityId(), OrderID: r.GetOrderId()}
+	}
+	answers, err := s.inv.ReleaseBatch(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	out := &inventoryv1.ReleaseBatchResponse{Answers: make([]*inventoryv1.ReleaseAnswer, len(answers))}
+	for i, a := range answers {
+		if a.Err != nil {
+			out.Answers[i] = &inventoryv1.ReleaseAnswer{Answer: &inventoryv1.ReleaseAnswer_Error{Error: callError(a.Err)}}
+			continue
+		}
+		out.Answers[i] = &inventoryv1.ReleaseAnswer{Answer: &inventoryv1.ReleaseAnswer_Released{
+			Released: &inventoryv1.ReleaseResponse{Released: a.Released},
+		}}
+	}
+	return out, nil
 }
 
 // Confirm implements inventoryv1.InventoryServiceServer.

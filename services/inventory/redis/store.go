@@ -266,14 +266,42 @@ func (s *Store) ReleaseUnpublished(ctx context.Context, activityID, orderID int6
 }
 
 func (s *Store) release(ctx context.Context, activityID, orderID int64, unpublished bool) (bool, error) {
+	keys, args := releaseCall(activityID, orderID, unpublished)
+	outcome, err := releaseScript.Run(ctx, s.rdb, keys, args...).Text()
+	return answerRelease(activityID, orderID, unpublished, outcome, err)
+}
+
+// ReleaseBatch runs the release script for every order of refs in one
+// pipeline (one round trip; on Redis Cluster, one per node) and answers
+// in the order of refs, each as Release would have.
+func (s *Store) ReleaseBatch(ctx context.Context, refs []inventory.OrderRef) ([]inventory.ReleaseAnswer, error) {
+	cmds, err := s.evalEach(ctx, releaseScript, len(refs), func(i int) ([]string, []any) {
+		return releaseCall(refs[i].ActivityID, refs[i].OrderID, false)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("release %d orders: %w", len(refs), err)
+	}
+	answers := make([]inventory.ReleaseAnswer, len(refs))
+	for i, cmd := range cmds {
+		outcome, err := cmd.Text()
+		answers[i].Released, answers[i].Err = answerRelease(refs[i].ActivityID, refs[i].OrderID, false, outcome, err)
+	}
+	return answers, nil
+}
+
+// releaseCall is the release script's KEYS and ARGV for an order.
+func releaseCall(activityID, orderID int64, unpublished bool) ([]string, []any) {
 	k := keysOf(activityID)
 	flag := "0"
 	if unpublished {
 		flag = "1"
 	}
-	outcome, err := releaseScript.Run(ctx, s.rdb,
-		[]string{k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry, k.tombstone(orderID)},
-		orderID, flag, TombstoneTTL.Milliseconds()).Text()
+	return []string{k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry, k.tombstone(orderID)},
+		[]any{orderID, flag, TombstoneTTL.Milliseconds()}
+}
+
+// answerRelease reads the release script's reply for an order.
+func answerRelease(activityID, orderID int64, unpublished bool, outcome string, err error) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("release activity %d order %d: %w", activityID, orderID, err)
 	}

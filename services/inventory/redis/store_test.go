@@ -907,3 +907,64 @@ func BenchmarkReserve(b *testing.B) {
 		}
 	})
 }
+
+// TestReleaseBatchAnswersEachAsReleaseWould: one pipeline releases a
+// reserved order, an already released one, a confirmed one and one never
+// reserved, across two activities, and each answer and each effect is
+// what Release alone would have given.
+func TestReleaseBatchAnswersEachAsReleaseWould(t *testing.T) {
+	ctx := context.Background()
+	s, rdb := MustStore(t)
+	a, b := MustPreheat(t, s, 5, 2), MustPreheat(t, s, 5, 2)
+	MustReserve(t, s, request(a, 1, 2, 11, "k1"))
+	MustReserve(t, s, request(a, 2, 1, 12, "k2"))
+	if _, err := s.Release(ctx, a, 12); err != nil {
+		t.Fatal(err)
+	}
+	MustReserve(t, s, request(b, 3, 1, 21, "k3"))
+	if err := s.Confirm(ctx, b, 21); err != nil {
+		t.Fatal(err)
+	}
+	sizes := &pipelineSizes{}
+	rdb.AddHook(sizes)
+	got, err := s.ReleaseBatch(ctx, []inventory.OrderRef{{ActivityID: a, OrderID: 11}, {ActivityID: a, OrderID: 12},
+		{ActivityID: b, OrderID: 21}, {ActivityID: b, OrderID: 22}})
+	if err != nil || len(got) != 4 {
+		t.Fatalf("release batch: %v, %v", got, err)
+	}
+	want := []struct {
+		released bool
+		err      error
+	}{{true, nil}, {false, nil}, {false, inventory.ErrAlreadyConfirmed}, {false, inventory.ErrReservationNotFound}}
+	for i, w := range want {
+		if got[i].Released != w.released || !errors.Is(got[i].Err, w.err) || (w.err == nil && got[i].Err != nil) {
+			t.Errorf("answer %d = %+v, want released %v, err %v", i, got[i], w.released, w.err)
+		}
+	}
+	if n := sizes.largest(); n != 4 {
+		t.Errorf("largest pipeline %d commands, want the 4 releases in one", n)
+	}
+	if sa, sb := MustStock(t, s, a), MustStock(t, s, b); sa != 5 || sb != 4 {
+		t.Errorf("stock after the batch: %d and %d, want 5 (both reservations back) and 4 (the paid unit stays sold)", sa, sb)
+	}
+	// The release of the order never reserved left its tombstone, as a
+	// lone Release does: its reservation, arriving late, takes nothing.
+	if _, err := s.Reserve(ctx, request(b, 4, 1, 22, "k4")); !errors.Is(err, inventory.ErrGivenUp) {
+		t.Errorf("reservation after its release: %v, want ErrGivenUp", err)
+	}
+}
+
+func TestReleaseBatchWithoutRedisFailsAsAWhole(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nothing listens there now
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	answers, err := invredis.NewStore(rdb).ReleaseBatch(context.Background(), []inventory.OrderRef{{ActivityID: 1, OrderID: 1}})
+	if err == nil || answers != nil {
+		t.Fatalf("batch without Redis: got %+v, %v; want no answers and an error", answers, err)
+	}
+}
