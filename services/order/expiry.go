@@ -81,7 +81,12 @@ type ReservationState struct {
 
 // ExpiryStock is what the expiry worker needs of the inventory.
 type ExpiryStock interface {
-	Releaser
+	// ReleaseBatch gives back the stock of orders that ended unpaid, in
+	// one call, and answers per order in the same order: nil when it was
+	// released or nothing was held, ErrConflict when the reservation is
+	// confirmed (paid), another error when it failed. The error is for
+	// the call as a whole: then nothing was answered.
+	ReleaseBatch(ctx context.Context, orders []DueEntry) ([]error, error)
 	// ReleaseUnpublished is Inventory.ReleaseUnpublished.
 	ReleaseUnpublished(ctx context.Context, activityID, orderID int64) error
 	// Reservation fails with ErrNotFound when nothing was reserved.
@@ -230,6 +235,9 @@ const (
 	// park looks at it again after OrphanAfter: something is stuck that
 	// a person should look at, and retrying every second would not help.
 	park
+	// release gives the order's stock back, with the batch's other
+	// releases in one call, and then acknowledges it.
+	release
 )
 
 // RunOnce claims one batch of due entries and settles it, returning how
@@ -283,6 +291,7 @@ func (e *Expirer) RunOnce(ctx context.Context) (int, error) {
 		st, stored := statuses[en.OrderID]
 		outcomes[i] = e.settle(ctx, en, st, stored, now)
 	})
+	e.releaseAll(ctx, entries, outcomes)
 
 	groups := map[settlement][]DueEntry{}
 	for i, en := range entries {
@@ -314,7 +323,7 @@ func (e *Expirer) settle(ctx context.Context, en DueEntry, st Status, stored boo
 	case !stored:
 		return e.unstored(ctx, en, now)
 	case st == StatusExpired || st == StatusCancelled:
-		return e.release(ctx, en)
+		return release
 	case st == StatusPendingPayment:
 		// Stored between the UPDATE and the read of its status.
 		return requeue
@@ -323,23 +332,44 @@ func (e *Expirer) settle(ctx context.Context, en DueEntry, st Status, stored boo
 	}
 }
 
-// release gives an order's stock back after it ended unpaid.
-func (e *Expirer) release(ctx context.Context, en DueEntry) settlement {
-	err := e.cfg.Stock.Release(ctx, en.ActivityID, en.OrderID)
-	switch {
-	case err == nil:
-		return ack
-	case errors.Is(err, ErrConflict):
-		// Paid and ended unpaid at once: the payment side confirmed a
-		// reservation whose order it lost the race for. The stock stays
-		// sold; the payment service refunds the money.
-		e.cfg.Logger.ErrorContext(ctx, "order ended unpaid but its reservation is confirmed",
-			"order_id", en.OrderID, "activity_id", en.ActivityID)
-		return ack
-	default:
-		e.cfg.Logger.WarnContext(ctx, "release of an ended order failed; retried when the claim lapses",
-			"order_id", en.OrderID, "activity_id", en.ActivityID, "err", err)
-		return keep
+// releaseAll gives back, in one call, the stock of the entries whose
+// outcome is release, and settles each by its answer.
+func (e *Expirer) releaseAll(ctx context.Context, entries []DueEntry, outcomes []settlement) {
+	var ended []DueEntry
+	var at []int // at[j] is the index in entries of ended[j]
+	for i, o := range outcomes {
+		if o == release {
+			ended, at = append(ended, entries[i]), append(at, i)
+		}
+	}
+	if len(ended) == 0 {
+		return
+	}
+	answers, err := e.cfg.Stock.ReleaseBatch(ctx, ended)
+	if err != nil {
+		e.cfg.Logger.WarnContext(ctx, "release of ended orders failed; retried when their claims lapse",
+			"orders", len(ended), "err", err)
+		for _, i := range at {
+			outcomes[i] = keep
+		}
+		return
+	}
+	for j, en := range ended {
+		switch {
+		case answers[j] == nil:
+			outcomes[at[j]] = ack
+		case errors.Is(answers[j], ErrConflict):
+			// Paid and ended unpaid at once: the payment side confirmed a
+			// reservation whose order it lost the race for. The stock
+			// stays sold; the payment service refunds the money.
+			e.cfg.Logger.ErrorContext(ctx, "order ended unpaid but its reservation is confirmed",
+				"order_id", en.OrderID, "activity_id", en.ActivityID)
+			outcomes[at[j]] = ack
+		default:
+			e.cfg.Logger.WarnContext(ctx, "release of an ended order failed; retried when the claim lapses",
+				"order_id", en.OrderID, "activity_id", en.ActivityID, "err", answers[j])
+			outcomes[at[j]] = keep
+		}
 	}
 }
 

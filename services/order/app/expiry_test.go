@@ -261,11 +261,13 @@ type countingStock struct {
 	releases map[int64]int
 }
 
-func (s *countingStock) Release(ctx context.Context, activityID, orderID int64) error {
+func (s *countingStock) ReleaseBatch(ctx context.Context, orders []order.DueEntry) ([]error, error) {
 	s.mu.Lock()
-	s.releases[orderID]++
+	for _, en := range orders {
+		s.releases[en.OrderID]++
+	}
 	s.mu.Unlock()
-	return s.ExpiryStock.Release(ctx, activityID, orderID)
+	return s.ExpiryStock.ReleaseBatch(ctx, orders)
 }
 
 // worker is an expiry worker run in the test, with its counters.

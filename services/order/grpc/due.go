@@ -38,6 +38,48 @@ func (i *Inventory) Release(ctx context.Context, activityID, orderID int64) erro
 	return fmt.Errorf("inventory release: %w", err)
 }
 
+// maxReleasePerCall is the most orders the inventory releases in one
+// ReleaseBatch call (its MaxReleaseBatch); ReleaseBatch splits larger
+// batches.
+const maxReleasePerCall = 1000
+
+// ReleaseBatch gives back the stock of orders that ended unpaid, in
+// ReleaseBatch calls of at most maxReleasePerCall, and answers per order
+// as Release would. The error is for a call as a whole.
+func (i *Inventory) ReleaseBatch(ctx context.Context, orders []order.DueEntry) ([]error, error) {
+	out := make([]error, 0, len(orders))
+	for first := 0; first < len(orders); first += maxReleasePerCall {
+		chunk := orders[first:min(first+maxReleasePerCall, len(orders))]
+		req := &inventoryv1.ReleaseBatchRequest{Orders: make([]*inventoryv1.OrderRef, len(chunk))}
+		for j, en := range chunk {
+			req.Orders[j] = &inventoryv1.OrderRef{ActivityId: en.ActivityID, OrderId: en.OrderID}
+		}
+		resp, err := i.c.ReleaseBatch(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("inventory release batch: %w", releaseErrors.Domain(err))
+		}
+		if len(resp.GetAnswers()) != len(chunk) {
+			return nil, fmt.Errorf("inventory release batch: %d answers for %d orders", len(resp.GetAnswers()), len(chunk))
+		}
+		for j, a := range resp.GetAnswers() {
+			var err error
+			switch e := a.GetError(); {
+			case e != nil:
+				err = releaseErrors.Domain(errcode.New(errcode.Code(e.GetCode()), e.GetMessage()))
+				if errors.Is(err, order.ErrNotFound) {
+					err = nil // nothing reserved, nothing held
+				} else {
+					err = fmt.Errorf("inventory release order %d: %w", chunk[j].OrderID, err)
+				}
+			case a.GetReleased() == nil:
+				err = fmt.Errorf("inventory release order %d: an answer with neither a result nor an error", chunk[j].OrderID)
+			}
+			out = append(out, err)
+		}
+	}
+	return out, nil
+}
+
 // reservationStatuses maps the inventory's reservation statuses.
 var reservationStatuses = map[inventoryv1.ReservationStatus]order.ReservationStatus{
 	inventoryv1.ReservationStatus_RESERVATION_STATUS_RESERVED:  order.ReservationReserved,
