@@ -10,7 +10,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,19 +19,10 @@ import (
 	"github.com/flashsale/flashsale/services/marketing"
 )
 
-//go:embed migrations/*.sql
-var migrations embed.FS
-
 // Migrations is the schema, for platform/postgres.Migrate.
-var Migrations = mustSub(migrations, "migrations")
-
-func mustSub(f fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err) // the directory is embedded at build time
-	}
-	return sub
-}
+//
+//go:embed migrations/*.sql
+var Migrations embed.FS
 
 // Store implements marketing.Store on a connection pool.
 type Store struct {

@@ -68,7 +68,7 @@ func MustWorld(tb testing.TB) *world {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(pool.Close)
-	if err := postgres.Migrate(ctx, pool); err != nil {
+	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
 		tb.Fatal(err)
 	}
 	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})

@@ -7,28 +7,19 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/services/order"
 )
 
+// Migrations is the schema, for platform/postgres.Migrate.
+//
 //go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrate brings the schema up to date.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return fmt.Errorf("order migrations: %w", err)
-	}
-	return postgres.Migrate(ctx, pool, sub)
-}
+var Migrations embed.FS
 
 // Store implements order.Store and the consumer's batch insert.
 type Store struct {

@@ -186,7 +186,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("payment: %w", err)
 	}
 	defer pool.Close()
-	if err := postgres.Migrate(ctx, pool); err != nil {
+	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
 		return fmt.Errorf("payment: %w", err)
 	}
 	consul, err := discovery.Open(cfg.Discovery, log)

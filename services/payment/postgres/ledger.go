@@ -7,27 +7,18 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/services/payment"
 )
 
+// Migrations is the schema, for platform/postgres.Migrate.
+//
 //go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrate brings the schema up to date.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return fmt.Errorf("payment migrations: %w", err)
-	}
-	return postgres.Migrate(ctx, pool, sub)
-}
+var Migrations embed.FS
 
 // Ledger implements payment.Ledger.
 type Ledger struct {

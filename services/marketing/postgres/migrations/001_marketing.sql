@@ -1,3 +1,4 @@
+-- +goose Up
 -- Promotions, coupon templates and users' coupons. Money is bigint cents.
 
 -- A promotion is immutable once created. A SKU discount has a rate and

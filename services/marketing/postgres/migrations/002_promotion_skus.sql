@@ -1,3 +1,4 @@
+-- +goose Up
 -- A quote looks up the promotions of its cart's SKUs, not every live
 -- promotion: a Double-11 calendar holds 100,000 of them.
 --

@@ -1,3 +1,4 @@
+-- +goose Up
 -- A claim carries the client's Idempotency-Key, unique among the user's
 -- coupons of one template: a retried claim finds the coupon its key
 -- already got instead of taking another of the template's total. The key

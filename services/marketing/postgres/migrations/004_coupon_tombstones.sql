@@ -1,3 +1,4 @@
+-- +goose Up
 -- A release of an order's coupon that finds none leaves a tombstone, and
 -- using a coupon for a tombstoned order is refused: the release came from
 -- a caller that gave the order up after an ambiguous use (a timeout), and

@@ -1,3 +1,4 @@
+-- +goose Up
 -- Orders and their lines. Money is bigint cents. The CHECKs hold the money
 -- invariants of API.md so that no code path can store a broken order.
 CREATE TABLE orders (

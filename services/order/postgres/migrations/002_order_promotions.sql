@@ -1,3 +1,4 @@
+-- +goose Up
 -- Regular orders carry the promotions that priced them and the coupon
 -- they consumed. The amounts of an order's promotions add up to its
 -- discount (the service writes them in one transaction with the order).

@@ -1,3 +1,4 @@
+-- +goose Up
 -- The payment ledger. Money is bigint cents. Every state change is one
 -- conditional UPDATE on the state it leaves, so concurrent callbacks,
 -- queries and reconciliation settle a payment once.

@@ -1,3 +1,4 @@
+-- +goose Up
 -- Refunds of part of a payment: an order refunded line by line returns its
 -- money in several refunds through the channel that took it. A payment
 -- keeps the sum of its refunds in `refunded`, moved by the same

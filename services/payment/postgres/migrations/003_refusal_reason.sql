@@ -1,3 +1,4 @@
+-- +goose Up
 -- The order's refusal is recorded with the outcome, so whichever settler
 -- refunds a refused payment (the callback that heard the refusal, or the
 -- sweep resuming after a crash or a race) records the same reason

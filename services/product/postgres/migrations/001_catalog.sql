@@ -1,3 +1,4 @@
+-- +goose Up
 -- Products hold their regular stock; an activity's stock is taken out of
 -- it when the activity is created, so the two never count a unit twice.
 CREATE TABLE products (

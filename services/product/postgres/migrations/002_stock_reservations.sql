@@ -1,3 +1,4 @@
+-- +goose Up
 -- Regular orders' stock, taken from products.stock by a conditional
 -- UPDATE. One row per order and SKU makes reserving idempotent by order
 -- id; released_at makes releasing happen once.

@@ -1,3 +1,4 @@
+-- +goose Up
 -- A release that finds no reservation for its order leaves a tombstone,
 -- and a reservation of a tombstoned order takes nothing: the release came
 -- from a caller that gave the order up after an ambiguous reserve (a

@@ -1,3 +1,4 @@
+-- +goose Up
 -- The payment that paid an order: set together with status PAID by the one
 -- conditional update of MarkPaid, so an order names at most one payment.
 ALTER TABLE orders

@@ -1,3 +1,4 @@
+-- +goose Up
 -- A buyer's refund carries the client's Idempotency-Key, unique within its
 -- order (and so within its buyer): a retried refund request finds the
 -- refund its key already names instead of refunding more units. The key

@@ -1,3 +1,4 @@
+-- +goose Up
 -- Regular orders hold product stock and maybe a coupon. released_at marks
 -- that an ended (EXPIRED or CANCELLED) regular order gave them back: the
 -- expiry worker's sweep releases every ended regular order whose

@@ -1,3 +1,4 @@
+-- +goose Up
 -- Refunds of paid orders, by line and quantity. A line counts the units
 -- refunded and what they returned; an order what its lines returned. The
 -- CHECKs hold the books: no line refunds more units than it has or more
