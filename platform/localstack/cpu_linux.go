@@ -35,7 +35,7 @@ func (s *Stack) ServerCPU() (ServerCPU, error) {
 		}
 		cpu.Redis += d
 	}
-	if cpu.Postgres, err = t.childCPU(s.postgres); err != nil {
+	if cpu.Postgres, err = t.childCPU(s.postgresChild()); err != nil {
 		return ServerCPU{}, err
 	}
 	return cpu, nil

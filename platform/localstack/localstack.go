@@ -63,6 +63,9 @@ type Stack struct {
 	dir      string
 	pgPort   int
 	pgUser   string
+	pgBin    string
+	pgCred   *syscall.Credential
+	mu       sync.Mutex // guards postgres, which StartPostgres replaces
 	procs    *procRunner
 	redis    *child
 	postgres *child
@@ -158,10 +161,10 @@ func (s *Stack) Close() error {
 		if s.kafka != nil {
 			s.kafka.Close()
 		}
-		if s.postgres != nil {
+		if pg := s.postgresChild(); pg != nil {
 			// SIGINT is Postgres's "fast shutdown": it ends sessions
 			// and exits without waiting for clients.
-			errs = append(errs, s.postgres.stop(syscall.SIGINT))
+			errs = append(errs, pg.stop(syscall.SIGINT))
 		}
 		for _, c := range s.clusterNodes {
 			errs = append(errs, c.stop(syscall.SIGTERM))
