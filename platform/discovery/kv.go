@@ -2,6 +2,8 @@ package discovery
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"strings"
 
@@ -37,6 +39,22 @@ func (c *Consul) WatchPrefix(ctx context.Context, prefix string, apply func(map[
 	}, nil)
 	return nil
 }
+
+// Put sets key to value, for every watcher of its prefix. Without Consul
+// it fails with ErrNoConsul: a setting then lives in one process only.
+func (c *Consul) Put(ctx context.Context, key, value string) error {
+	if c == nil {
+		return ErrNoConsul
+	}
+	_, err := c.api.KV().Put(&api.KVPair{Key: key, Value: []byte(value)}, (&api.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("consul: put %s: %w", key, err)
+	}
+	return nil
+}
+
+// ErrNoConsul is Put's answer when no Consul is configured.
+var ErrNoConsul = errors.New("consul: not configured")
 
 // watch runs query as a Consul blocking query, again and again until ctx
 // ends: each run waits until the answer's index moves past the last one,

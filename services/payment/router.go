@@ -150,21 +150,55 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	return r, nil
 }
 
-// Set changes a channel's weight and whether it is used.
+// Set changes a channel's weight and whether it is used, in this process.
 func (r *Router) Set(name string, weight int64, enabled bool) (ChannelState, error) {
-	if weight < 0 || weight > 1_000_000 {
-		return ChannelState{}, fmt.Errorf("set channel %s: %w: weight %d outside 0..1000000", name, ErrInvalid, weight)
+	set := ChannelSetting{Weight: weight, Enabled: enabled}
+	if err := set.Validate(); err != nil {
+		return ChannelState{}, fmt.Errorf("set channel %s: %w", name, err)
 	}
 	r.mu.Lock()
 	rt, ok := r.routes[name]
 	if ok {
-		rt.weight, rt.enabled = weight, enabled
+		rt.weight, rt.enabled = set.Weight, set.Enabled
 	}
 	r.mu.Unlock()
 	if !ok {
 		return ChannelState{}, fmt.Errorf("set channel %s: %w", name, ErrNotFound)
 	}
 	return r.state(rt), nil
+}
+
+// Apply makes the config centre's settings the routing: each channel
+// named in settings takes its setting, every other one its default
+// (DefaultWeight, enabled), so a deleted key undoes its change. Settings
+// of channels this router does not have are reported and ignored.
+func (r *Router) Apply(settings map[string]ChannelSetting) error {
+	var unknown []string
+	for name := range settings {
+		if _, ok := r.routes[name]; !ok {
+			unknown = append(unknown, name)
+		}
+	}
+	r.mu.Lock()
+	for name, rt := range r.routes {
+		set, ok := settings[name]
+		if !ok {
+			set = ChannelSetting{Weight: DefaultWeight, Enabled: true}
+		}
+		rt.weight, rt.enabled = set.Weight, set.Enabled
+	}
+	r.mu.Unlock()
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return fmt.Errorf("settings of unknown channels %v ignored: %w", unknown, ErrNotFound)
+	}
+	return nil
+}
+
+// Has reports whether the router has a channel of that name.
+func (r *Router) Has(name string) bool {
+	_, ok := r.routes[name]
+	return ok
 }
 
 // States returns every channel's routing state, in configuration order.

@@ -8,6 +8,7 @@ package consultest
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -33,7 +34,8 @@ import (
 //     while its check answers SERVING;
 //   - GET /v1/health/service/<name>?passing and GET /v1/kv/<prefix>?recurse
 //     as blocking queries: with ?index=N they wait until the state's index
-//     passes N (or ?wait elapses) and answer X-Consul-Index.
+//     passes N (or ?wait elapses) and answer X-Consul-Index;
+//   - PUT /v1/kv/<key> with the value as the body.
 //
 // Tests change keys directly (Put, Delete), as `consul kv put` would.
 //
@@ -67,6 +69,7 @@ func MustStart(t testing.TB) *Server {
 	mux.HandleFunc("PUT /v1/agent/service/deregister/{id}", f.deregister)
 	mux.HandleFunc("GET /v1/health/service/{name}", f.health)
 	mux.HandleFunc("GET /v1/kv/{key...}", f.kvGet)
+	mux.HandleFunc("PUT /v1/kv/{key...}", f.kvPut)
 	f.Server = httptest.NewServer(mux)
 	t.Cleanup(func() {
 		close(f.stop)
@@ -231,6 +234,17 @@ func (f *Server) kvGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.answer(w, idx, out)
+}
+
+func (f *Server) kvPut(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f.Put(r.PathValue("key"), string(body))
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte("true"))
 }
 
 func (f *Server) answer(w http.ResponseWriter, idx uint64, body any) {

@@ -7,6 +7,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -212,7 +213,13 @@ func Run(ctx context.Context, cfg Config) error {
 		Observer:   metrics.New(reg, router),
 	})
 	srv := rpc.NewServer(log, reg, paymentgrpc.Errors)
-	paymentv1.RegisterPaymentServiceServer(srv, paymentgrpc.NewServer(svc))
+	var shared paymentgrpc.PutChannelSetting
+	if consul != nil {
+		shared = func(ctx context.Context, channel string, s payment.ChannelSetting) error {
+			return consul.Put(ctx, payment.ChannelSettingsPrefix+channel, s.Encode())
+		}
+	}
+	paymentv1.RegisterPaymentServiceServer(srv, paymentgrpc.NewServer(svc, shared))
 	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
 		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
 	})
@@ -235,6 +242,14 @@ func Run(ctx context.Context, cfg Config) error {
 		AdminListener: adminLis,
 		Workers: []func(context.Context) error{func(ctx context.Context) error {
 			return svc.Run(ctx, cfg.SweepEvery, cfg.ReconcileEvery)
-		}, consul.Announce("payment", grpcLis)},
+		}, consul.Announce("payment", grpcLis), func(ctx context.Context) error {
+			return consul.WatchPrefix(ctx, payment.ChannelSettingsPrefix, func(kv map[string]string) {
+				settings, err := payment.ParseChannelSettings(kv)
+				if err = errors.Join(err, router.Apply(settings)); err != nil {
+					log.Error("payment channel settings in consul: keys ignored", "err", err)
+				}
+				log.Info("payment channel settings applied", "settings", settings)
+			})
+		}},
 	}.Run(ctx)
 }

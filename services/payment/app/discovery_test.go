@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/discovery/consultest"
+	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
+	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/app"
 )
 
@@ -38,5 +41,59 @@ func TestRegistersInConsulAndFindsOrderThere(t *testing.T) {
 	}
 	if !slices.ContainsFunc(got, func(id string) bool { return strings.HasPrefix(id, "order-") }) {
 		t.Errorf("registered after stop: %v, want order's instance still there", got)
+	}
+}
+
+// TestChannelSettingsAreSharedThroughConsul: with Consul, a channel's
+// routing setting lives in Consul KV and every replica follows it: a
+// change made through one replica reaches the others, an operator's
+// `consul kv put` reaches all, a deleted key restores the default, a
+// replica started later starts from the shared settings, and a key that
+// does not parse changes nothing.
+func TestChannelSettingsAreSharedThroughConsul(t *testing.T) {
+	consul := consultest.MustStart(t)
+	p := MustPlatform(t, func(c *app.Config) {
+		c.Discovery = discovery.Config{ConsulAddr: consul.Addr(), AdvertiseHost: "127.0.0.1", CheckInterval: 50 * time.Millisecond}
+	})
+	other := p.runPaymentReplica(t)
+	ctx := context.Background()
+	setting := func(c paymentv1.PaymentServiceClient, name string) (int64, bool) {
+		resp, err := c.ListChannels(ctx, &paymentv1.ListChannelsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range resp.GetChannels() {
+			if ch.GetName() == name {
+				return ch.GetWeight(), ch.GetEnabled()
+			}
+		}
+		t.Fatalf("no channel %s", name)
+		return 0, false
+	}
+	follows := func(c paymentv1.PaymentServiceClient, name string, weight int64, enabled bool) func() bool {
+		return func() bool { w, e := setting(c, name); return w == weight && e == enabled }
+	}
+
+	if _, err := p.payment.UpdateChannel(ctx, &paymentv1.UpdateChannelRequest{Channel: "wechat", Weight: 7, Enabled: false}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the other replica following the change", follows(other, "wechat", 7, false))
+
+	consul.Put(payment.ChannelSettingsPrefix+"alipay", `{"weight":3,"enabled":true}`)
+	waitFor(t, "the first replica following the operator's key", follows(p.payment, "alipay", 3, true))
+	waitFor(t, "the other replica following the operator's key", follows(other, "alipay", 3, true))
+
+	consul.Delete(payment.ChannelSettingsPrefix + "wechat")
+	waitFor(t, "wechat back to its default", follows(other, "wechat", payment.DefaultWeight, true))
+
+	p.stopPayment()
+	later := p.runPaymentReplica(t)
+	waitFor(t, "a replica started later following the shared settings", follows(later, "alipay", 3, true))
+
+	consul.Put(payment.ChannelSettingsPrefix+"unionpay", "fast")
+	consul.Put(payment.ChannelSettingsPrefix+"alipay", `{"weight":4,"enabled":true}`)
+	waitFor(t, "the change after the bad key", follows(later, "alipay", 4, true))
+	if w, e := setting(later, "unionpay"); w != payment.DefaultWeight || !e {
+		t.Errorf("unionpay after a key that does not parse: weight %d enabled %v, want its default", w, e)
 	}
 }

@@ -118,6 +118,8 @@ type platform struct {
 	admin string
 	// stopPayment stops the payment service before the test ends.
 	stopPayment func()
+	// payConfig is the payment service's configuration, for more replicas.
+	payConfig app.Config
 	// orderConfig is the order service's configuration without its
 	// listeners; stopOrder stops the running order service before the
 	// test ends, and runOrder starts another.
@@ -193,6 +195,7 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 
 	p.admin = "http://" + payAdmin.Addr().String()
 	p.stopPayment = mustRun(tb, p.admin+"/readyz", func(ctx context.Context) error { return app.Run(ctx, cfg) })
+	p.payConfig = cfg
 
 	p.product = productv1.NewProductServiceClient(mustDial(tb, prodGRPC.Addr().String()))
 	p.inventory = inventoryv1.NewInventoryServiceClient(mustDial(tb, invGRPC.Addr().String()))
@@ -216,6 +219,18 @@ func (p *platform) runOrder(tb testing.TB, grpcLis, admin net.Listener) {
 	cfg.GRPCListener, cfg.AdminListener, cfg.NodeID = grpcLis, admin, localstack.NodeID()
 	p.stopOrder = mustRun(tb, "http://"+admin.Addr().String()+"/readyz", func(ctx context.Context) error { return orderapp.Run(ctx, cfg) })
 	p.order = orderv1.NewOrderServiceClient(mustDial(tb, grpcLis.Addr().String()))
+}
+
+// runPaymentReplica runs another payment service of the platform's
+// configuration on new listeners until the test ends, and returns a client
+// of it.
+func (p *platform) runPaymentReplica(tb testing.TB) paymentv1.PaymentServiceClient {
+	tb.Helper()
+	cfg := p.payConfig
+	grpcLis, admin := mustListen(tb), mustListen(tb)
+	cfg.GRPCListener, cfg.AdminListener, cfg.NodeID = grpcLis, admin, localstack.NodeID()
+	mustRun(tb, "http://"+admin.Addr().String()+"/readyz", func(ctx context.Context) error { return app.Run(ctx, cfg) })
+	return paymentv1.NewPaymentServiceClient(mustDial(tb, grpcLis.Addr().String()))
 }
 
 func mustPool(tb testing.TB, db string) *pgxpool.Pool {

@@ -5,6 +5,7 @@ package grpc
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -31,11 +32,20 @@ var Errors = errcode.Table{
 // service.
 type Server struct {
 	paymentv1.UnimplementedPaymentServiceServer
-	svc *payment.Service
+	svc    *payment.Service
+	shared PutChannelSetting
 }
 
-// NewServer returns the server of svc.
-func NewServer(svc *payment.Service) *Server { return &Server{svc: svc} }
+// PutChannelSetting stores a channel's setting where every replica of the
+// service follows it (the config centre, watched into Router.Apply).
+type PutChannelSetting func(ctx context.Context, channel string, s payment.ChannelSetting) error
+
+// NewServer returns the server of svc. With shared set, UpdateChannel
+// stores the change there for every replica (and applies it here at once);
+// without it, the change is this process's alone.
+func NewServer(svc *payment.Service, shared PutChannelSetting) *Server {
+	return &Server{svc: svc, shared: shared}
+}
 
 // Pay starts paying an order.
 func (s *Server) Pay(ctx context.Context, req *paymentv1.PayRequest) (*paymentv1.Payment, error) {
@@ -63,9 +73,23 @@ func (s *Server) HandleCallback(ctx context.Context, req *paymentv1.CallbackRequ
 	return &paymentv1.CallbackResponse{}, nil
 }
 
-// UpdateChannel changes a channel's routing settings.
-func (s *Server) UpdateChannel(_ context.Context, req *paymentv1.UpdateChannelRequest) (*paymentv1.Channel, error) {
-	st, err := s.svc.Router().Set(req.GetChannel(), req.GetWeight(), req.GetEnabled())
+// UpdateChannel changes a channel's routing settings: in the config
+// centre first, when there is one, so a change that every replica will not
+// follow is refused rather than made here alone.
+func (s *Server) UpdateChannel(ctx context.Context, req *paymentv1.UpdateChannelRequest) (*paymentv1.Channel, error) {
+	set := payment.ChannelSetting{Weight: req.GetWeight(), Enabled: req.GetEnabled()}
+	if err := set.Validate(); err != nil {
+		return nil, fmt.Errorf("update channel %s: %w", req.GetChannel(), err)
+	}
+	if !s.svc.Router().Has(req.GetChannel()) {
+		return nil, fmt.Errorf("update channel %s: %w", req.GetChannel(), payment.ErrNotFound)
+	}
+	if s.shared != nil {
+		if err := s.shared(ctx, req.GetChannel(), set); err != nil {
+			return nil, fmt.Errorf("update channel %s: %v: %w", req.GetChannel(), err, payment.ErrUnavailable)
+		}
+	}
+	st, err := s.svc.Router().Set(req.GetChannel(), set.Weight, set.Enabled)
 	if err != nil {
 		return nil, err
 	}
