@@ -77,26 +77,34 @@ type businessMetrics struct {
 // shows in rate() and increase() (an alert on "any increase" would miss
 // a series born at 1).
 func newBusinessMetrics(reg prometheus.Registerer) *businessMetrics {
-	byKind := func(name, help string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"kind"})
-	}
+	kindLabel := []string{"kind"}
 	m := &businessMetrics{
-		placed: byKind("order_orders_placed_total",
-			"Orders accepted for the buyer: a flash-sale order published (answered 202), a regular order stored; by kind."),
-		stored: byKind("order_orders_stored_total",
-			"Orders written to Postgres for the first time (flash sale: by the consumer), by kind."),
+		placed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_orders_placed_total",
+			Help: "Orders accepted for the buyer: a flash-sale order published (answered 202), a regular order stored; by kind.",
+		}, kindLabel),
+		stored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_orders_stored_total",
+			Help: "Orders written to Postgres for the first time (flash sale: by the consumer), by kind.",
+		}, kindLabel),
 		paid: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "order_orders_paid_total", Help: "Orders moved to PAID, by kind and channel.",
 		}, []string{"kind", "channel"}),
 		gmv: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "order_gmv_cents_total", Help: "Gross merchandise value: cents paid for orders moved to PAID, by kind and channel.",
 		}, []string{"kind", "channel"}),
-		expired:   byKind("order_orders_expired_total", "Orders moved from PENDING_PAYMENT to EXPIRED, by kind."),
-		cancelled: byKind("order_orders_cancelled_total", "Orders moved from PENDING_PAYMENT to CANCELLED, by kind."),
-		refundedUnits: byKind("order_refunded_units_total",
-			"Units of refunds that finished (money returned), by kind."),
-		refundedCents: byKind("order_refunded_cents_total",
-			"Cents of refunds that finished (money returned), by kind."),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_orders_expired_total", Help: "Orders moved from PENDING_PAYMENT to EXPIRED, by kind.",
+		}, kindLabel),
+		cancelled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_orders_cancelled_total", Help: "Orders moved from PENDING_PAYMENT to CANCELLED, by kind.",
+		}, kindLabel),
+		refundedUnits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_refunded_units_total", Help: "Units of refunds that finished (money returned), by kind.",
+		}, kindLabel),
+		refundedCents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_refunded_cents_total", Help: "Cents of refunds that finished (money returned), by kind.",
+		}, kindLabel),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "order_dead_letters_total",
 			Help: "Order events written to the dead-letter topic, by reason (poison, released_unpublished, no_reservation, key_conflict).",
