@@ -415,9 +415,9 @@ func TestGrafanaDashboardIsProvisioned(t *testing.T) {
 		}
 	}
 	// A panel querying a name no code exports draws nothing, silently.
-	names := registeredMetrics(t, root)
+	metrics := registeredMetrics(t, root)
 	for _, expr := range exprs {
-		for _, metric := range unregistered(expr, names) {
+		for _, metric := range unregistered(expr, metrics) {
 			t.Errorf("a panel queries %s (%s), which no service registers", metric, expr)
 		}
 	}

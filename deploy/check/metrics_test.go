@@ -22,21 +22,28 @@ type metricKind int
 
 const (
 	plainMetric     metricKind = iota // a counter or gauge: its name
-	histogramMetric                   // also name_bucket, name_sum, name_count
+	histogramMetric                   // also name_bucket (with le), name_sum, name_count
 )
+
+// metric is a registered metric: its kind and its label names.
+type metric struct {
+	kind   metricKind
+	labels []string
+}
 
 // promImport is the import path whose constructors name the metrics.
 const promImport = "github.com/prometheus/client_golang/prometheus"
 
-// registeredMetrics returns the metric names the Go code of the services,
-// the gateway and the platform constructs, read from the syntax tree
-// rather than by searching the text: the Name (with Namespace and
-// Subsystem) of every prometheus.CounterOpts, GaugeOpts, HistogramOpts
-// and SummaryOpts literal, and the first argument of every
-// prometheus.NewDesc call (the collectors that report at scrape time).
-// A name the code builds at run time cannot be read this way, so it is
-// reported as a problem rather than skipped: a new metric must be named
-// by a literal for the alerts and panels to be checked against it.
+// registeredMetrics returns the metrics the Go code of the services, the
+// gateway and the platform constructs, read from the syntax tree rather
+// than by searching the text: the Name (with Namespace and Subsystem) of
+// every prometheus.CounterOpts, GaugeOpts, HistogramOpts and SummaryOpts
+// literal, with the label names of the New…Vec call that takes it, and
+// the name and variable labels of every prometheus.NewDesc call (the
+// collectors that report at scrape time). A name or label list the code
+// builds at run time cannot be read this way, so it is reported as a
+// problem rather than skipped: a metric must be named by literals for the
+// alerts and panels to be checked against it.
 //
 // Why not the registries themselves: building each service's registry
 // means running the service (Postgres, Redis, Kafka, the other services),
@@ -44,9 +51,9 @@ const promImport = "github.com/prometheus/client_golang/prometheus"
 // source is down, so a registry scraped here could miss names the code
 // does export. The constructors are where a name is decided, whatever
 // answers at run time.
-func registeredMetrics(tb testing.TB, root string) map[string]metricKind {
+func registeredMetrics(tb testing.TB, root string) map[string]metric {
 	tb.Helper()
-	names := map[string]metricKind{}
+	metrics := map[string]metric{}
 	var problems []string
 	fset := token.NewFileSet()
 	for _, dir := range []string{"services", "gateway", "platform"} {
@@ -62,8 +69,39 @@ func registeredMetrics(tb testing.TB, root string) map[string]metricKind {
 			if local == "" {
 				return nil
 			}
+			problem := func(n ast.Node, err error) {
+				problems = append(problems, fmt.Sprintf("%s: %v", fset.Position(n.Pos()), err))
+			}
+			// The labels of each Vec's options, found at the call before
+			// the options literal inside it is visited.
+			vecLabels := map[*ast.CompositeLit][]string{}
 			ast.Inspect(f, func(n ast.Node) bool {
 				switch n := n.(type) {
+				case *ast.CallExpr:
+					switch {
+					case isVec(n.Fun, local) && len(n.Args) == 2:
+						opts, ok := n.Args[0].(*ast.CompositeLit)
+						if !ok {
+							problem(n, fmt.Errorf("the options of a Vec are not a literal"))
+							return true
+						}
+						labels, err := stringList(n.Args[1])
+						if err != nil {
+							problem(n, fmt.Errorf("labels: %w", err))
+						}
+						vecLabels[opts] = labels
+					case isSelector(n.Fun, local, "NewDesc") && len(n.Args) >= 3:
+						name, err := literal(n.Args[0])
+						if err != nil {
+							problem(n, fmt.Errorf("NewDesc: %w", err))
+							return true
+						}
+						labels, err := stringList(n.Args[2])
+						if err != nil {
+							problem(n, fmt.Errorf("NewDesc labels: %w", err))
+						}
+						metrics[name] = metric{kind: plainMetric, labels: labels}
+					}
 				case *ast.CompositeLit:
 					kind, ok := optsKind(n.Type, local)
 					if !ok {
@@ -71,20 +109,10 @@ func registeredMetrics(tb testing.TB, root string) map[string]metricKind {
 					}
 					name, err := optsName(n)
 					if err != nil {
-						problems = append(problems, fmt.Sprintf("%s: %v", fset.Position(n.Pos()), err))
+						problem(n, err)
 						return true
 					}
-					names[name] = kind
-				case *ast.CallExpr:
-					if !isSelector(n.Fun, local, "NewDesc") || len(n.Args) == 0 {
-						return true
-					}
-					name, err := literal(n.Args[0])
-					if err != nil {
-						problems = append(problems, fmt.Sprintf("%s: NewDesc: %v", fset.Position(n.Pos()), err))
-						return true
-					}
-					names[name] = plainMetric
+					metrics[name] = metric{kind: kind, labels: vecLabels[n]}
 				}
 				return true
 			})
@@ -95,9 +123,40 @@ func registeredMetrics(tb testing.TB, root string) map[string]metricKind {
 		}
 	}
 	for _, p := range problems {
-		tb.Errorf("metric name not readable: %s", p)
+		tb.Errorf("metric not readable: %s", p)
 	}
-	return names
+	return metrics
+}
+
+// isVec says whether e is one of the client's New…Vec constructors.
+func isVec(e ast.Expr, pkg string) bool {
+	for _, c := range []string{"NewCounterVec", "NewGaugeVec", "NewHistogramVec", "NewSummaryVec"} {
+		if isSelector(e, pkg, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// stringList is the value of a []string literal of string literals, or
+// of nil.
+func stringList(e ast.Expr) ([]string, error) {
+	if id, ok := e.(*ast.Ident); ok && id.Name == "nil" {
+		return nil, nil
+	}
+	lit, ok := e.(*ast.CompositeLit)
+	if !ok {
+		return nil, fmt.Errorf("%T is not a []string literal", e)
+	}
+	out := make([]string, 0, len(lit.Elts))
+	for _, el := range lit.Elts {
+		v, err := literal(el)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // importName is the name file f uses for the import path, "" when it
@@ -178,24 +237,60 @@ func literal(e ast.Expr) (string, error) {
 // histoSuffixes are the series a histogram or summary adds to its name.
 var histoSuffixes = []string{"_bucket", "_sum", "_count"}
 
-// unregistered returns the names of series expr reads that no code
-// registers: a name as registered, or a histogram's name plus one of its
-// suffixes.
-func unregistered(expr string, names map[string]metricKind) []string {
+var (
+	promSelector = regexp.MustCompile(`([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}`)
+	promMatcher  = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)`)
+	promGrouping = regexp.MustCompile(`\b(?:by|without)\s*\(([^)]*)\)`)
+)
+
+// unregistered returns what expr reads that no code registers: a series
+// name that is not a registered name (or a histogram's name plus one of
+// its suffixes), a label a selector matches on that its metric does not
+// have, and a label an aggregation groups by that not every metric of
+// expr has. A misspelt label matches nothing (or, negated, everything),
+// which an alert would never say.
+func unregistered(expr string, metrics map[string]metric) []string {
 	var out []string
+	labelsOf := map[string][]string{}
 	for _, series := range queriedMetrics(expr) {
-		if _, ok := names[series]; ok {
+		if m, ok := metrics[series]; ok {
+			labelsOf[series] = m.labels
 			continue
 		}
 		known := false
 		for _, suffix := range histoSuffixes {
 			base, cut := strings.CutSuffix(series, suffix)
-			if k, in := names[base]; cut && in && k == histogramMetric {
+			if m, in := metrics[base]; cut && in && m.kind == histogramMetric {
 				known = true
+				labelsOf[series] = m.labels
+				if suffix == "_bucket" {
+					labelsOf[series] = append(slices.Clone(m.labels), "le")
+				}
 			}
 		}
 		if !known {
 			out = append(out, series)
+		}
+	}
+	for _, sel := range promSelector.FindAllStringSubmatch(expr, -1) {
+		labels, ok := labelsOf[sel[1]]
+		if !ok {
+			continue // reported above, or a keyword such as by
+		}
+		for _, m := range promMatcher.FindAllStringSubmatch(sel[2], -1) {
+			if !slices.Contains(labels, m[1]) {
+				out = append(out, sel[1]+" label "+m[1])
+			}
+		}
+	}
+	for _, g := range promGrouping.FindAllStringSubmatch(expr, -1) {
+		for _, l := range strings.Split(g[1], ",") {
+			l = strings.TrimSpace(l)
+			for series, labels := range labelsOf {
+				if l != "" && !slices.Contains(labels, l) {
+					out = append(out, series+" label "+l)
+				}
+			}
 		}
 	}
 	return out
@@ -206,28 +301,32 @@ func TestRegisteredMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := registeredMetrics(t, root)
-	// One of each way a name is given: a CounterVec's options, a
-	// histogram's, a collector's Desc.
-	for name, kind := range map[string]metricKind{
-		"order_gmv_cents_total":                 plainMetric,
-		"gateway_http_request_duration_seconds": histogramMetric,
-		"inventory_expiry_due_entries":          plainMetric,
-		"payment_reconcile_differences_total":   plainMetric,
+	metrics := registeredMetrics(t, root)
+	// One of each way a metric is made: a CounterVec's options, a
+	// histogram's, a collector's Desc with labels and without.
+	for name, want := range map[string]metric{
+		"order_gmv_cents_total":                 {plainMetric, []string{"kind", "channel"}},
+		"gateway_http_request_duration_seconds": {histogramMetric, []string{"route"}},
+		"payment_channel_breaker_state":         {plainMetric, []string{"channel"}},
+		"inventory_expiry_due_entries":          {plainMetric, nil},
 	} {
-		if got, ok := names[name]; !ok || got != kind {
-			t.Errorf("%s: registered %v as %v, want %v", name, ok, got, kind)
+		if got, ok := metrics[name]; !ok || got.kind != want.kind || !slices.Equal(got.labels, want.labels) {
+			t.Errorf("%s: registered %v as %+v, want %+v", name, ok, got, want)
 		}
 	}
 	for _, tt := range []struct {
 		expr string
 		want []string
 	}{
-		{"rate(gateway_http_request_duration_seconds_bucket[1m])", nil},
+		{"histogram_quantile(0.99, sum by (route, le) (rate(gateway_http_request_duration_seconds_bucket[1m])))", nil},
 		{"order_gmv_cents_total_count", []string{"order_gmv_cents_total_count"}}, // a counter has no _count
 		{"sum(rate(order_gmv_cents[1m]))", []string{"order_gmv_cents"}},
+		{`sum by (channel) (rate(payment_payments_total{status="succeeded"}[5m]))`, nil},
+		{`sum by (chanel) (rate(payment_payments_total{state!="failed"}[5m]))`,
+			[]string{"payment_payments_total label state", "payment_payments_total label chanel"}},
+		{"sum by (le) (rate(gateway_http_request_duration_seconds_sum[1m]))", []string{"gateway_http_request_duration_seconds_sum label le"}},
 	} {
-		if got := unregistered(tt.expr, names); !slices.Equal(got, tt.want) {
+		if got := unregistered(tt.expr, metrics); !slices.Equal(got, tt.want) {
 			t.Errorf("unregistered(%q) = %v, want %v", tt.expr, got, tt.want)
 		}
 	}
@@ -263,7 +362,7 @@ func TestAlertsReadRegisteredMetrics(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &rules); err != nil {
 		t.Fatal(err)
 	}
-	names := registeredMetrics(t, root)
+	metrics := registeredMetrics(t, root)
 	anchors := markdownAnchors(t, filepath.Join(root, "docs", "operations.md"))
 	tests := alertTests(t, filepath.Join(root, "deploy", "prometheus", "alerts_test.yml"))
 	seen := 0
@@ -273,7 +372,7 @@ func TestAlertsReadRegisteredMetrics(t *testing.T) {
 				continue
 			}
 			seen++
-			for _, m := range unregistered(r.Expr, names) {
+			for _, m := range unregistered(r.Expr, metrics) {
 				t.Errorf("alert %s reads %s, which no service registers", r.Alert, m)
 			}
 			if r.For == "" {

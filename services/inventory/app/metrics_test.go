@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/clock"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	"github.com/flashsale/flashsale/services/inventory/app"
+	invredis "github.com/flashsale/flashsale/services/inventory/redis"
 )
 
 // The admin port reports each activity's remaining stock for Grafana.
@@ -50,13 +52,20 @@ func TestMetricsReportRemainingStock(t *testing.T) {
 // worker holds, and how long the oldest has waited: a claim takes its
 // entry out, a lapsed claim puts it back. The clock stands in the year
 // 2000, so the due entries other tests leave in the shared Redis (all
-// due after it) are not counted.
+// due after it) are not counted; this test's own are removed when it
+// ends, for the next run of it (-count).
 func TestMetricsReportTheExpiryBacklog(t *testing.T) {
 	t0 := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	clk := clock.NewManual(t0)
 	client, admin := MustRunOn(t, app.Config{RedisAddr: stack.RedisAddr, RedisPoolSize: 8, Clock: clk})
 	ctx := context.Background()
 	act := time.Now().UnixNano() // an activity of this run alone
+	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})
+	t.Cleanup(func() {
+		rdb.Del(ctx, invredis.ExpiryKey(act), invredis.ClaimedKey(act))
+		rdb.SRem(ctx, invredis.ActivitiesKey, act)
+		rdb.Close()
+	})
 	if _, err := client.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: act, Stock: 10, PerUserLimit: 5}); err != nil {
 		t.Fatal(err)
 	}

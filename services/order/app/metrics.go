@@ -77,16 +77,15 @@ type businessMetrics struct {
 // shows in rate() and increase() (an alert on "any increase" would miss
 // a series born at 1).
 func newBusinessMetrics(reg prometheus.Registerer) *businessMetrics {
-	kindLabel := []string{"kind"}
 	m := &businessMetrics{
 		placed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "order_orders_placed_total",
 			Help: "Orders accepted for the buyer: a flash-sale order published (answered 202), a regular order stored; by kind.",
-		}, kindLabel),
+		}, []string{"kind"}),
 		stored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "order_orders_stored_total",
 			Help: "Orders written to Postgres for the first time (flash sale: by the consumer), by kind.",
-		}, kindLabel),
+		}, []string{"kind"}),
 		paid: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "order_orders_paid_total", Help: "Orders moved to PAID, by kind and channel.",
 		}, []string{"kind", "channel"}),
@@ -95,16 +94,16 @@ func newBusinessMetrics(reg prometheus.Registerer) *businessMetrics {
 		}, []string{"kind", "channel"}),
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "order_orders_expired_total", Help: "Orders moved from PENDING_PAYMENT to EXPIRED, by kind.",
-		}, kindLabel),
+		}, []string{"kind"}),
 		cancelled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "order_orders_cancelled_total", Help: "Orders moved from PENDING_PAYMENT to CANCELLED, by kind.",
-		}, kindLabel),
+		}, []string{"kind"}),
 		refundedUnits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "order_refunded_units_total", Help: "Units of refunds that finished (money returned), by kind.",
-		}, kindLabel),
+		}, []string{"kind"}),
 		refundedCents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "order_refunded_cents_total", Help: "Cents of refunds that finished (money returned), by kind.",
-		}, kindLabel),
+		}, []string{"kind"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "order_dead_letters_total",
 			Help: "Order events written to the dead-letter topic, by reason (poison, released_unpublished, no_reservation, key_conflict).",
