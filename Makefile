@@ -13,7 +13,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 
 export GOTOOLCHAIN := local
 
-.PHONY: demo test up deps proto proto-check lint bench loadtest static
+.PHONY: demo test rules up deps proto proto-check lint bench loadtest static
 
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
@@ -26,9 +26,17 @@ demo: deps
 loadtest:
 	$(GO) run ./loadtest/cmd/loadtest -scenario $(SCENARIO) -target $(TARGET) $(ARGS)
 
-## test: every unit and integration test, with the race detector
-test: deps
+## test: every unit and integration test, with the race detector, and the alert rules' tests
+test: deps rules
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## rules: check the Prometheus configuration and alert rules and run their unit tests (promtool, from Debian's prometheus package)
+rules:
+	@if command -v promtool >/dev/null; then \
+		promtool check config deploy/prometheus.yml && \
+		promtool check rules deploy/prometheus/alerts.yml && \
+		promtool test rules deploy/prometheus/alerts_test.yml; \
+	else echo "rules: skipped: promtool not installed (apt-get install prometheus)"; fi
 
 ## up: run the platform locally until interrupted (gateway on FLASHSALE_HTTP_ADDR)
 up: deps

@@ -117,7 +117,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 
 	inv := invapp.ConfigFromEnv(defaults)
 	inv.GRPCListener, inv.AdminListener = lis.take(), lis.take()
-	inv.Logger = log.With("service", "inventory")
+	inv.Logger, inv.Clock = log.With("service", "inventory"), clk
 	inv.RedisAddr = stack.RedisAddr
 
 	prod := productapp.ConfigFromEnv(defaults)

@@ -35,6 +35,7 @@ func (s *Service) CancelOrder(ctx context.Context, orderID, userID int64) (Order
 		}
 		if len(moved) == 1 {
 			o.Status = StatusCancelled
+			s.cfg.Observer.Ended(o.Kind, StatusCancelled, 1)
 			break
 		}
 		// Expiry or a payment moved it first; answer by the winner.

@@ -139,7 +139,10 @@ type ExpirerConfig struct {
 	Regular RegularEnds
 	Catalog Catalog
 	Pricing Pricing
-	Logger  *slog.Logger
+	// Observer hears of the orders the worker expires and of the books
+	// disagreeing (nil: nobody).
+	Observer Observer
+	Logger   *slog.Logger
 }
 
 // Defaults of the Expirer's settings.
@@ -185,6 +188,9 @@ func NewExpirer(cfg ExpirerConfig) *Expirer {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = NopObserver{}
 	}
 	return &Expirer{cfg: cfg}
 }
@@ -265,6 +271,7 @@ func (e *Expirer) RunOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return len(entries), fmt.Errorf("expire %d orders: %w", len(ids), err)
 	}
+	e.cfg.Observer.Ended(KindSeckill, StatusExpired, len(expired))
 	won := make(map[int64]bool, len(expired))
 	for _, id := range expired {
 		won[id] = true
@@ -364,6 +371,7 @@ func (e *Expirer) releaseAll(ctx context.Context, entries []DueEntry, outcomes [
 			// stays sold; the payment service refunds the money.
 			e.cfg.Logger.ErrorContext(ctx, "order ended unpaid but its reservation is confirmed",
 				"order_id", en.OrderID, "activity_id", en.ActivityID)
+			e.cfg.Observer.Violated(InvariantEndedConfirmed)
 			outcomes[at[j]] = ack
 		default:
 			e.cfg.Logger.WarnContext(ctx, "release of an ended order failed; retried when the claim lapses",

@@ -39,9 +39,12 @@ func (s *Service) MarkPaid(ctx context.Context, p Paid) (Order, bool, error) {
 	case p.Channel == "" || p.Amount < 0 || p.PaidAt.IsZero():
 		return Order{}, false, fmt.Errorf("%s: %w: channel, amount and paid_at are required", op, ErrInvalid)
 	}
-	o, err := s.cfg.Store.MarkPaid(ctx, p)
+	o, moved, err := s.cfg.Store.MarkPaid(ctx, p)
 	if err != nil {
 		return Order{}, false, fmt.Errorf("%s %d: %w", op, p.OrderID, err)
+	}
+	if moved {
+		s.cfg.Observer.Paid(o.Kind, p.Channel, p.Amount)
 	}
 	if o.Status != StatusPaid || o.PaymentID != p.PaymentID {
 		s.cfg.Logger.InfoContext(ctx, "payment refused: order not payable by it",
@@ -61,6 +64,7 @@ func (s *Service) MarkPaid(ctx context.Context, p Paid) (Order, bool, error) {
 		// reaching here means the books disagree and a human must look.
 		s.cfg.Logger.ErrorContext(ctx, "paid order's reservation cannot be confirmed",
 			"order_id", o.ID, "activity_id", o.ActivityID, "payment_id", p.PaymentID, "err", err)
+		s.cfg.Observer.Violated(InvariantPaidUnconfirmed)
 	default:
 		return Order{}, false, fmt.Errorf("%s %d: confirm: %v: %w", op, p.OrderID, err, ErrUnavailable)
 	}

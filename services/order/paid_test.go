@@ -19,18 +19,19 @@ func (f *fakes) Confirm(_ context.Context, _, orderID int64) error {
 	return nil
 }
 
-func (f *fakes) MarkPaid(_ context.Context, p order.Paid) (order.Order, error) {
+func (f *fakes) MarkPaid(_ context.Context, p order.Paid) (order.Order, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	o, ok := f.stored[p.OrderID]
 	if !ok {
-		return order.Order{}, order.ErrNotFound
+		return order.Order{}, false, order.ErrNotFound
 	}
 	if o.Status == order.StatusPendingPayment && o.Payable == p.Amount {
 		o.Status, o.PaidAt, o.PaymentID, o.PaymentChannel = order.StatusPaid, p.PaidAt, p.PaymentID, p.Channel
 		f.stored[p.OrderID] = o
+		return o, true, nil
 	}
-	return o, nil
+	return o, false, nil
 }
 
 // MustStoredOrder places a one-unit order of activity 7 and stores it.

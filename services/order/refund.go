@@ -81,8 +81,9 @@ type RefundStore interface {
 	// RefundByKey returns the user's refund of the order with the
 	// idempotency key, with its lines, or ErrNotFound.
 	RefundByKey(ctx context.Context, orderID, userID int64, key string) (Refund, error)
-	// RefundSucceeded marks a PENDING refund SUCCEEDED.
-	RefundSucceeded(ctx context.Context, refundID int64, at time.Time) error
+	// RefundSucceeded marks a PENDING refund SUCCEEDED and returns its
+	// units; moved is false, changing nothing, when it was not PENDING.
+	RefundSucceeded(ctx context.Context, refundID int64, at time.Time) (units int64, moved bool, err error)
 	// PendingRefunds returns up to limit PENDING refunds created at or
 	// before before with ids above after, by id, without their lines.
 	PendingRefunds(ctx context.Context, before time.Time, after int64, limit int) ([]Refund, error)
@@ -256,8 +257,12 @@ func (s *Service) finishRefund(ctx context.Context, r Refund, o Order) error {
 			}
 		}
 	}
-	if err := s.cfg.Refunds.RefundSucceeded(ctx, r.ID, s.cfg.Clock.Now()); err != nil {
+	units, moved, err := s.cfg.Refunds.RefundSucceeded(ctx, r.ID, s.cfg.Clock.Now())
+	if err != nil {
 		return fmt.Errorf("mark refund %d succeeded: %w", r.ID, err)
+	}
+	if moved {
+		s.cfg.Observer.Refunded(o.Kind, units, r.Amount)
 	}
 	return nil
 }
@@ -278,6 +283,7 @@ func (s *Service) restoreLimit(ctx context.Context, r Refund, o Order) error {
 	case errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound):
 		s.cfg.Logger.ErrorContext(ctx, "refunded order's purchase limit cannot be restored",
 			"order_id", o.ID, "activity_id", o.ActivityID, "refund_id", r.ID, "err", err)
+		s.cfg.Observer.Violated(InvariantLimitUnrestored)
 		return nil
 	}
 	return fmt.Errorf("restore the purchase limit: %w", err)

@@ -27,9 +27,12 @@ func (b *refundBook) RefundByKey(context.Context, int64, int64, string) (order.R
 	return order.Refund{}, order.ErrNotFound
 }
 
-func (b *refundBook) RefundSucceeded(_ context.Context, refundID int64, _ time.Time) error {
+func (b *refundBook) RefundSucceeded(_ context.Context, refundID int64, _ time.Time) (int64, bool, error) {
+	if b.succeeded[refundID] {
+		return 0, false, nil
+	}
 	b.succeeded[refundID] = true
-	return nil
+	return 1, true, nil
 }
 
 func (b *refundBook) PendingRefunds(_ context.Context, _ time.Time, after int64, limit int) ([]order.Refund, error) {

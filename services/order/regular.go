@@ -133,6 +133,9 @@ func (s *Service) CreateRegularOrder(ctx context.Context, userID int64, lines []
 		s.undoRegular(ctx, orderID, true)
 		return repeatCheckout(op, stored, lines, couponID)
 	}
+	// A regular order is accepted and stored in the one insert.
+	s.cfg.Observer.Placed(KindRegular)
+	s.cfg.Observer.Stored(KindRegular, 1)
 	return stored, nil
 }
 

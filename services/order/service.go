@@ -54,8 +54,9 @@ type Store interface {
 	UserOrders(ctx context.Context, userID int64, limit int) ([]Order, error)
 	// MarkPaid moves the order from PENDING_PAYMENT to PAID by p, with one
 	// conditional update, when its payable amount is p.Amount. It returns
-	// the order as it stands afterwards, whoever changed it.
-	MarkPaid(ctx context.Context, p Paid) (Order, error)
+	// the order as it stands afterwards, whoever changed it, and whether
+	// this call's update moved it.
+	MarkPaid(ctx context.Context, p Paid) (o Order, moved bool, err error)
 }
 
 // Pending keeps the orders that are published but not yet stored, so that
@@ -97,6 +98,9 @@ type Config struct {
 	// refund sweep takes it up (default 10s).
 	RefundRetryAfter time.Duration
 	Clock            clock.Clock
+	// Observer hears of placed, paid, cancelled and refunded orders
+	// (nil: nobody).
+	Observer Observer
 	// NextID hands out order and line ids (a snowflake generator's Next).
 	NextID func() int64
 	// PaymentWindow is how long a buyer has to pay (default 15m).
@@ -160,6 +164,9 @@ func NewService(cfg Config) *Service {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = NopObserver{}
 	}
 	return &Service{
 		cfg: cfg,
@@ -253,6 +260,7 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 		if errors.Is(rerr, ErrAlreadyOrdered) {
 			s.cfg.Logger.InfoContext(ctx, "publish reported an error but the order was consumed",
 				"order_id", p.OrderID, "publish_err", perr)
+			s.cfg.Observer.Placed(KindSeckill)
 			return p.OrderID, nil
 		}
 		if rerr == nil {
@@ -267,6 +275,7 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 		// stored order shows as PROCESSING rather than missing.
 		return 0, fmt.Errorf("%s: publish: %v: %w", op, perr, ErrUnavailable)
 	}
+	s.cfg.Observer.Placed(KindSeckill)
 	return p.OrderID, nil
 }
 

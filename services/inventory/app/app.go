@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/redisclient"
@@ -43,6 +44,10 @@ type Config struct {
 	// Discovery says where Consul is (FLASHSALE_CONSUL_ADDR); empty
 	// means static addresses and no registration.
 	Discovery discovery.Config
+	// Clock says which expiry entries are due when /metrics reports the
+	// backlog (nil: the real clock). The queue's own scripts take their
+	// time from the callers.
+	Clock clock.Clock
 }
 
 // ConfigFromEnv reads the FLASHSALE_* variables, with defaults, and
@@ -90,7 +95,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	srv := rpc.NewServer(log, reg, invgrpc.Errors)
 	store := invredis.NewStore(redisclient.Coalesced(rdb))
 	inventoryv1.RegisterInventoryServiceServer(srv, invgrpc.NewServer(inventory.NewService(store)))
-	reg.MustRegister(newStockCollector(rdb, store))
+	clk := cfg.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	reg.MustRegister(newStockCollector(rdb, store, clk))
 	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
 		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 	})

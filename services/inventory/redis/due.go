@@ -123,3 +123,43 @@ func (s *Store) SettleDue(ctx context.Context, entries []inventory.DueEntry, req
 	}
 	return settled, nil
 }
+
+// Backlog is what an activity's expiry queue holds that is due and not
+// being worked on: entries past their deadline still in the queue, and
+// claims whose lease lapsed (their worker died or stalled).
+type Backlog struct {
+	Entries int64
+	// Oldest is the earliest of their deadlines (of a lapsed claim, its
+	// lease's end); zero when Entries is 0.
+	Oldest time.Time
+}
+
+// DueBacklog reads the activity's Backlog at now: two counts and two
+// first members of sorted sets under one hash tag, in one round trip.
+func (s *Store) DueBacklog(ctx context.Context, activityID int64, now time.Time) (Backlog, error) {
+	k := keysOf(activityID)
+	at := strconv.FormatInt(now.UnixMilli(), 10)
+	var (
+		due, lapsed         *goredis.IntCmd
+		firstDue, firstHeld *goredis.ZSliceCmd
+	)
+	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		due = p.ZCount(ctx, k.expiry, "-inf", at)
+		lapsed = p.ZCount(ctx, k.claimed, "-inf", at)
+		firstDue = p.ZRangeWithScores(ctx, k.expiry, 0, 0)
+		firstHeld = p.ZRangeWithScores(ctx, k.claimed, 0, 0)
+		return nil
+	})
+	if err != nil {
+		return Backlog{}, fmt.Errorf("expiry backlog of activity %d: %w", activityID, err)
+	}
+	b := Backlog{Entries: due.Val() + lapsed.Val()}
+	for _, first := range []*goredis.ZSliceCmd{firstDue, firstHeld} {
+		if z := first.Val(); len(z) == 1 && int64(z[0].Score) <= now.UnixMilli() {
+			if t := time.UnixMilli(int64(z[0].Score)); b.Oldest.IsZero() || t.Before(b.Oldest) {
+				b.Oldest = t
+			}
+		}
+	}
+	return b, nil
+}

@@ -93,6 +93,10 @@ type Config struct {
 	// ExpiryDisabled runs no expiry worker (tests that drive their own);
 	// false in production.
 	ExpiryDisabled bool
+	// ExpiryActivities limits the expiry worker to these activities'
+	// queues (tests that share one Redis with others); empty, every
+	// activity's, in production.
+	ExpiryActivities []int64
 	// WrapPublisher, when set, wraps the Kafka publisher the service
 	// places orders with (tests use it to make a publish that lands fail
 	// anyway, as a timeout after the broker's append would); nil in
@@ -279,6 +283,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer payConn.Close()
 
+	reg := telemetry.NewRegistry()
+	observer := newBusinessMetrics(reg)
 	store := postgres.NewStore(pool)
 	pending := orderredis.NewPending(redisclient.Coalesced(rdb), "", orderredis.DefaultTTL)
 	pub := orderkafka.NewPublisher(cfg.KafkaBrokers, orderkafka.TopicPlaced)
@@ -312,6 +318,7 @@ func Run(ctx context.Context, cfg Config) error {
 		NextID:           gen.Next,
 		PaymentWindow:    cfg.PaymentWindow,
 		ActivityTTL:      cfg.ActivityTTL,
+		Observer:         observer,
 		Logger:           log,
 	})
 	consumer := orderkafka.NewConsumer(orderkafka.ConsumerConfig{
@@ -319,6 +326,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Store:      store,
 		Pending:    pending,
 		Inventory:  inv,
+		Observer:   observer,
 		Logger:     log,
 		BatchSize:  cfg.ConsumerBatchSize,
 		BatchWait:  cfg.ConsumerBatchWait,
@@ -331,15 +339,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if !cfg.ExpiryDisabled {
 		expirer := order.NewExpirer(order.ExpirerConfig{
 			Queue: ordergrpc.NewDueQueue(invConn), Orders: store, Stock: inv, Marks: pending, Clock: cfg.Clock,
-			Batch: cfg.ExpiryBatch, Lease: cfg.ExpiryLease, Poll: cfg.ExpiryPoll, Logger: log,
-			Regular: store, Catalog: catalog, Pricing: pricing,
+			Activities: cfg.ExpiryActivities,
+			Batch:      cfg.ExpiryBatch, Lease: cfg.ExpiryLease, Poll: cfg.ExpiryPoll, Logger: log,
+			Regular: store, Catalog: catalog, Pricing: pricing, Observer: observer,
 		})
 		for range cfg.ExpiryWorkers {
 			workers = append(workers, expirer.Run)
 		}
 	}
 
-	reg := telemetry.NewRegistry()
 	reg.MustRegister(newLagCollector(cfg.KafkaBrokers, orderkafka.GroupWriter, orderkafka.TopicPlaced))
 	srv := rpc.NewServer(log, reg, ordergrpc.Errors)
 	orderv1.RegisterOrderServiceServer(srv, ordergrpc.NewServer(svc))

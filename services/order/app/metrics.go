@@ -2,11 +2,14 @@ package app
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
+	"github.com/flashsale/flashsale/services/order"
+	orderkafka "github.com/flashsale/flashsale/services/order/kafka"
 )
 
 // lagCollector reports, at scrape time, how many messages of topic the
@@ -49,4 +52,115 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(lag), c.group, c.topic)
 	}
 	c.failures.Collect(ch)
+}
+
+// businessMetrics counts the orders' business facts (order.Observer):
+// the counters the "Business" row of the Grafana dashboard and the alert
+// rules in deploy/prometheus/alerts.yml read. Each replica counts what it
+// did, so the platform's figure is the sum over replicas. Labels stay few:
+// kind (seckill, regular), the paying channel, the end state, the
+// dead-letter reason and the invariant. Money is int64 cents, exported as
+// a counter of cents.
+type businessMetrics struct {
+	placed, stored *prometheus.CounterVec
+	paid, gmv      *prometheus.CounterVec
+	expired        *prometheus.CounterVec
+	cancelled      *prometheus.CounterVec
+	refundedUnits  *prometheus.CounterVec
+	refundedCents  *prometheus.CounterVec
+	deadLetters    *prometheus.CounterVec
+	violations     *prometheus.CounterVec
+}
+
+// newBusinessMetrics registers the counters on reg. Every series whose
+// label values are known up front starts at zero, so its first count
+// shows in rate() and increase() (an alert on "any increase" would miss
+// a series born at 1).
+func newBusinessMetrics(reg prometheus.Registerer) *businessMetrics {
+	m := &businessMetrics{
+		placed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_orders_placed_total",
+			Help: "Orders accepted for the buyer: a flash-sale order published (answered 202), a regular order stored; by kind.",
+		}, []string{"kind"}),
+		stored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_orders_stored_total",
+			Help: "Orders written to Postgres for the first time (flash sale: by the consumer), by kind.",
+		}, []string{"kind"}),
+		paid: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_orders_paid_total", Help: "Orders moved to PAID, by kind and channel.",
+		}, []string{"kind", "channel"}),
+		gmv: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_gmv_cents_total", Help: "Gross merchandise value: cents paid for orders moved to PAID, by kind and channel.",
+		}, []string{"kind", "channel"}),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_orders_expired_total", Help: "Orders moved from PENDING_PAYMENT to EXPIRED, by kind.",
+		}, []string{"kind"}),
+		cancelled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_orders_cancelled_total", Help: "Orders moved from PENDING_PAYMENT to CANCELLED, by kind.",
+		}, []string{"kind"}),
+		refundedUnits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_refunded_units_total", Help: "Units of refunds that finished (money returned), by kind.",
+		}, []string{"kind"}),
+		refundedCents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_refunded_cents_total", Help: "Cents of refunds that finished (money returned), by kind.",
+		}, []string{"kind"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_dead_letters_total",
+			Help: "Order events written to the dead-letter topic, by reason (poison, released_unpublished, no_reservation, key_conflict).",
+		}, []string{"reason"}),
+		violations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_invariant_violations_total",
+			Help: "Times the books were found to disagree in a way only a person can settle, by invariant.",
+		}, []string{"invariant"}),
+	}
+	reg.MustRegister(m.placed, m.stored, m.paid, m.gmv, m.expired, m.cancelled,
+		m.refundedUnits, m.refundedCents, m.deadLetters, m.violations)
+	for _, k := range order.Kinds {
+		for _, c := range []*prometheus.CounterVec{m.placed, m.stored, m.expired, m.cancelled, m.refundedUnits, m.refundedCents} {
+			c.WithLabelValues(kind(k))
+		}
+	}
+	for _, r := range orderkafka.DeadLetterReasons {
+		m.deadLetters.WithLabelValues(r)
+	}
+	for _, inv := range order.Invariants {
+		m.violations.WithLabelValues(string(inv))
+	}
+	return m
+}
+
+// kind is an order kind as a label value.
+func kind(k order.Kind) string { return strings.ToLower(string(k)) }
+
+func (m *businessMetrics) Placed(k order.Kind) { m.placed.WithLabelValues(kind(k)).Inc() }
+
+func (m *businessMetrics) Stored(k order.Kind, n int) {
+	m.stored.WithLabelValues(kind(k)).Add(float64(n))
+}
+
+func (m *businessMetrics) Paid(k order.Kind, channel string, amount int64) {
+	m.paid.WithLabelValues(kind(k), channel).Inc()
+	m.gmv.WithLabelValues(kind(k), channel).Add(float64(amount))
+}
+
+func (m *businessMetrics) Ended(k order.Kind, to order.Status, n int) {
+	switch to {
+	case order.StatusExpired:
+		m.expired.WithLabelValues(kind(k)).Add(float64(n))
+	case order.StatusCancelled:
+		m.cancelled.WithLabelValues(kind(k)).Add(float64(n))
+	}
+}
+
+func (m *businessMetrics) Refunded(k order.Kind, units, amount int64) {
+	m.refundedUnits.WithLabelValues(kind(k)).Add(float64(units))
+	m.refundedCents.WithLabelValues(kind(k)).Add(float64(amount))
+}
+
+func (m *businessMetrics) DeadLettered(reason string, n int) {
+	m.deadLetters.WithLabelValues(reason).Add(float64(n))
+}
+
+func (m *businessMetrics) Violated(inv order.Invariant) {
+	m.violations.WithLabelValues(string(inv)).Inc()
 }

@@ -61,6 +61,19 @@ const (
 	ReasonNoReservation = "no reservation"
 )
 
+// Why an event was dead-lettered, as the Observer hears it: a short,
+// fixed label for each reason (the message's HeaderDLQReason has the
+// details).
+const (
+	DeadLetterPoison              = "poison"               // unreadable or invalid
+	DeadLetterReleasedUnpublished = "released_unpublished" // ReasonReleasedUnpublished
+	DeadLetterNoReservation       = "no_reservation"       // ReasonNoReservation
+	DeadLetterKeyConflict         = "key_conflict"         // another order holds its idempotency key
+)
+
+// DeadLetterReasons lists the labels above.
+var DeadLetterReasons = []string{DeadLetterPoison, DeadLetterReleasedUnpublished, DeadLetterNoReservation, DeadLetterKeyConflict}
+
 // ConsumerConfig configures a Consumer. Zero values take the defaults.
 type ConsumerConfig struct {
 	Brokers []string
@@ -72,7 +85,10 @@ type ConsumerConfig struct {
 	// Inventory marks each batch's reservations before the batch is
 	// stored.
 	Inventory Marker
-	Logger    *slog.Logger
+	// Observer hears of the orders stored and the events dead-lettered,
+	// once each is written (nil: nobody).
+	Observer order.Observer
+	Logger   *slog.Logger
 	// A batch closes at BatchSize messages (default 500) or BatchWait
 	// after its first message (default 20ms), whichever comes first.
 	BatchSize int
@@ -122,6 +138,9 @@ func NewConsumer(cfg ConsumerConfig) *Consumer {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = order.NopObserver{}
 	}
 	return &Consumer{cfg: cfg, tracer: otel.Tracer("github.com/flashsale/flashsale/services/order/kafka")}
 }
@@ -207,6 +226,7 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		placed []order.Placed
 		orders []order.Order
 		dead   []kafkago.Message
+		why    = map[string]int{} // dead letters by DeadLetter… label
 		links  []trace.Link
 		traced []context.Context                             // each message's trace context
 		source = make(map[int64]kafkago.Message, len(batch)) // by order id
@@ -221,6 +241,7 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 			c.cfg.Logger.Warn("poison message to the dead-letter topic", "topic", m.Topic,
 				"partition", m.Partition, "offset", m.Offset, "err", err)
 			dead = append(dead, c.deadLetter(*m, err))
+			why[DeadLetterPoison]++
 			continue
 		}
 		if mctx := pkafka.ExtractTrace(ctx, m); trace.SpanContextFromContext(mctx).IsValid() {
@@ -266,16 +287,17 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		}
 	}
 	for i, p := range placed {
-		var reason string
+		var reason, label string
 		switch outcomes[i] {
 		case order.MarkStore:
 			orders = append(orders, p.Order(order.StatusPendingPayment))
 			continue
 		case order.MarkReleasedUnpublished:
-			reason = ReasonReleasedUnpublished
+			reason, label = ReasonReleasedUnpublished, DeadLetterReleasedUnpublished
 		default: // order.MarkNoReservation
-			reason = ReasonNoReservation
+			reason, label = ReasonNoReservation, DeadLetterNoReservation
 		}
+		why[label]++
 		c.cfg.Logger.WarnContext(sctx, "order not stored: "+reason, "order_id", p.OrderID, "activity_id", p.ActivityID)
 		dead = append(dead, c.deadLetter(source[p.OrderID], errors.New(reason)))
 	}
@@ -287,6 +309,9 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		}); err != nil {
 			span.SetStatus(codes.Error, err.Error())
 			return err
+		}
+		for label, n := range why {
+			c.cfg.Observer.DeadLettered(label, n)
 		}
 	}
 	var (
@@ -302,6 +327,7 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		return err
 	}
 	span.SetAttributes(attribute.Int("stored", stored), attribute.Int("conflicts", len(conflicts)))
+	c.cfg.Observer.Stored(order.KindSeckill, stored)
 	if len(conflicts) > 0 {
 		// A second order for one buyer's request: its stock is reserved
 		// under an id no order has, so it must stay visible to operators.
@@ -318,6 +344,7 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 			span.SetStatus(codes.Error, err.Error())
 			return err
 		}
+		c.cfg.Observer.DeadLettered(DeadLetterKeyConflict, len(msgs))
 	}
 	// A record left behind only shows a stored order as PROCESSING until
 	// it expires, and readers look at Postgres first. The records of

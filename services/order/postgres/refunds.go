@@ -123,13 +123,19 @@ func refundLine(ctx context.Context, tx pgx.Tx, orderID int64, rl order.RefundLi
 	return amount, nil
 }
 
-// RefundSucceeded marks a PENDING refund SUCCEEDED.
-func (s *Store) RefundSucceeded(ctx context.Context, refundID int64, at time.Time) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE order_refunds SET status = 'SUCCEEDED', done_at = $2
-		WHERE refund_id = $1 AND status = 'PENDING'`, refundID, at); err != nil {
-		return fmt.Errorf("refund %d succeeded: %w", refundID, err)
+// RefundSucceeded marks a PENDING refund SUCCEEDED and returns its
+// units; moved is false when it was not PENDING.
+func (s *Store) RefundSucceeded(ctx context.Context, refundID int64, at time.Time) (units int64, moved bool, err error) {
+	err = s.pool.QueryRow(ctx, `UPDATE order_refunds SET status = 'SUCCEEDED', done_at = $2
+		WHERE refund_id = $1 AND status = 'PENDING'
+		RETURNING (SELECT coalesce(sum(quantity), 0) FROM order_refund_lines WHERE refund_id = $1)`, refundID, at).Scan(&units)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("refund %d succeeded: %w", refundID, err)
 	}
-	return nil
+	return units, true, nil
 }
 
 // PendingRefunds returns up to limit PENDING refunds created at or before

@@ -34,9 +34,15 @@ func MustPaidOrder(tb testing.TB, s *postgres.Store, user int64, lines ...[3]int
 	if _, _, err := s.InsertRegular(ctx, o); err != nil {
 		tb.Fatal(err)
 	}
-	paid, err := s.MarkPaid(ctx, order.Paid{OrderID: id, PaymentID: id + 999, Channel: "alipay", Amount: o.Payable, PaidAt: created})
-	if err != nil || paid.Status != order.StatusPaid {
-		tb.Fatalf("mark paid: %v, %v", paid.Status, err)
+	pay := order.Paid{OrderID: id, PaymentID: id + 999, Channel: "alipay", Amount: o.Payable, PaidAt: created}
+	paid, moved, err := s.MarkPaid(ctx, pay)
+	if err != nil || paid.Status != order.StatusPaid || !moved {
+		tb.Fatalf("mark paid: %v, moved %v, %v", paid.Status, moved, err)
+	}
+	// A retry finds the order PAID and moves nothing: the paid counter
+	// and GMV count each order once.
+	if again, moved, err := s.MarkPaid(ctx, pay); err != nil || again.Status != order.StatusPaid || moved {
+		tb.Fatalf("mark paid again: %v, moved %v, %v; want PAID, not moved", again.Status, moved, err)
 	}
 	return paid
 }
@@ -107,8 +113,15 @@ func TestRecordRefundAmountsComeFromTheApportionment(t *testing.T) {
 	if !containsRefund(pending, refunds[0].ID) {
 		t.Errorf("pending refunds do not hold refund %d", refunds[0].ID)
 	}
-	if err := s.RefundSucceeded(ctx, refunds[0].ID, created); err != nil {
-		t.Fatal(err)
+	var units int64
+	for _, l := range refunds[0].Lines {
+		units += l.Quantity
+	}
+	if got, moved, err := s.RefundSucceeded(ctx, refunds[0].ID, created); err != nil || !moved || got != units {
+		t.Fatalf("refund succeeded: %d units, moved %v, %v; want %d units, moved", got, moved, err, units)
+	}
+	if got, moved, err := s.RefundSucceeded(ctx, refunds[0].ID, created); err != nil || moved || got != 0 {
+		t.Errorf("refund succeeded again: %d units, moved %v, %v; want nothing moved", got, moved, err)
 	}
 	if pending, _ = s.PendingRefunds(ctx, created, 0, 1000); containsRefund(pending, refunds[0].ID) {
 		t.Errorf("refund %d still pending after it succeeded", refunds[0].ID)

@@ -185,16 +185,19 @@ func (s *Store) Order(ctx context.Context, id int64) (order.Order, error) {
 
 // MarkPaid moves the order from PENDING_PAYMENT to PAID by p when its
 // payable amount is p.Amount, in one conditional update, and returns the
-// order as it stands afterwards: a loser of a race with expiry, cancel or
-// another payment sees the winner's state.
-func (s *Store) MarkPaid(ctx context.Context, p order.Paid) (order.Order, error) {
-	if _, err := s.pool.Exec(ctx, `
+// order as it stands afterwards (a loser of a race with expiry, cancel or
+// another payment sees the winner's state) and whether the update moved
+// it.
+func (s *Store) MarkPaid(ctx context.Context, p order.Paid) (order.Order, bool, error) {
+	tag, err := s.pool.Exec(ctx, `
 		UPDATE orders SET status = 'PAID', paid_at = $3, payment_id = $2, payment_channel = $4, updated_at = now()
 		WHERE order_id = $1 AND status = 'PENDING_PAYMENT' AND payable = $5`,
-		p.OrderID, p.PaymentID, p.PaidAt, p.Channel, p.Amount); err != nil {
-		return order.Order{}, fmt.Errorf("mark order %d paid: %w", p.OrderID, err)
+		p.OrderID, p.PaymentID, p.PaidAt, p.Channel, p.Amount)
+	if err != nil {
+		return order.Order{}, false, fmt.Errorf("mark order %d paid: %w", p.OrderID, err)
 	}
-	return s.Order(ctx, p.OrderID)
+	o, err := s.Order(ctx, p.OrderID)
+	return o, tag.RowsAffected() == 1, err
 }
 
 // UserOrders returns up to limit of the user's stored orders, newest first.

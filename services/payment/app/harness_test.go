@@ -114,8 +114,9 @@ type platform struct {
 	payment   paymentv1.PaymentServiceClient
 	orders    *pgxpool.Pool // the orders database
 	ledger    *pgxpool.Pool // the payment database
-	// admin is the payment service's admin base URL (/metrics, /readyz).
-	admin string
+	// admin is the payment service's admin base URL (/metrics, /readyz),
+	// orderAdmin the running order service's.
+	admin, orderAdmin string
 	// stopPayment stops the payment service before the test ends.
 	stopPayment func()
 	// payConfig is the payment service's configuration, for more replicas.
@@ -217,6 +218,7 @@ func (p *platform) runOrder(tb testing.TB, grpcLis, admin net.Listener) {
 	}
 	cfg := p.orderConfig
 	cfg.GRPCListener, cfg.AdminListener, cfg.NodeID = grpcLis, admin, localstack.NodeID()
+	p.orderAdmin = "http://" + admin.Addr().String()
 	p.stopOrder = mustRun(tb, "http://"+admin.Addr().String()+"/readyz", func(ctx context.Context) error { return orderapp.Run(ctx, cfg) })
 	p.order = orderv1.NewOrderServiceClient(mustDial(tb, grpcLis.Addr().String()))
 }

@@ -16,10 +16,10 @@ import (
 	"github.com/flashsale/flashsale/services/payment/app"
 )
 
-// scrape reads the payment service's /metrics as Prometheus does.
-func (p *platform) scrape(tb testing.TB) map[string]*dto.MetricFamily {
+// scrape reads the /metrics of the service at admin as Prometheus does.
+func scrape(tb testing.TB, admin string) map[string]*dto.MetricFamily {
 	tb.Helper()
-	resp, err := http.Get(p.admin + "/metrics")
+	resp, err := http.Get(admin + "/metrics")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -32,11 +32,17 @@ func (p *platform) scrape(tb testing.TB) map[string]*dto.MetricFamily {
 	return families
 }
 
-// metric is the value of the series of name with exactly labels, or -1
-// when there is none.
+// metric is the value of the payment service's series of name with
+// exactly labels, or -1 when there is none.
 func (p *platform) metric(tb testing.TB, name string, labels map[string]string) float64 {
 	tb.Helper()
-	f, ok := p.scrape(tb)[name]
+	return metricAt(tb, p.admin, name, labels)
+}
+
+// metricAt is metric of the service at admin.
+func metricAt(tb testing.TB, admin, name string, labels map[string]string) float64 {
+	tb.Helper()
+	f, ok := scrape(tb, admin)[name]
 	if !ok {
 		return -1
 	}
@@ -185,5 +191,50 @@ func TestMetricsCountPaymentsRefundsAndCallbacks(t *testing.T) {
 	}
 	if got := breaker("alipay")(); got != 0 {
 		t.Errorf("alipay breaker = %v, want 0 (closed)", got)
+	}
+}
+
+// The order service's business counters follow a regular order through
+// payment and a partial refund: placed and stored once, paid once with
+// its amount as GMV, and the refund's units and cents once its money is
+// back.
+func TestOrderMetricsCountPaymentAndRefund(t *testing.T) {
+	p := MustPlatform(t, nil)
+	regular := map[string]string{"kind": "regular"}
+	read := func(name string, labels map[string]string) func() float64 {
+		return func() float64 { return metricAt(t, p.orderAdmin, name, labels) }
+	}
+	user := users.Add(1)
+	o := p.MustPaidRegularOrder(t, user, 0, "wechat", []int64{10_00, 7_50}, []int64{2, 1})
+	paid := map[string]string{"kind": "regular", "channel": "wechat"}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"order_orders_placed_total", regular, 1},
+		{"order_orders_stored_total", regular, 1},
+		{"order_orders_paid_total", paid, 1},
+		{"order_gmv_cents_total", paid, 27_50},
+		{"order_refunded_units_total", regular, 0},
+	} {
+		if got := read(c.name, c.labels)(); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+
+	// Two units of the first line come back: 20.00.
+	if _, err := p.refund(o, user, map[int64]int64{o.GetLines()[0].GetLineId(): 2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the refund's cents counted", func() bool { return read("order_refunded_cents_total", regular)() >= 20_00 })
+	if got := read("order_refunded_cents_total", regular)(); got != 20_00 {
+		t.Errorf("refunded cents = %v, want 2000", got)
+	}
+	if got := read("order_refunded_units_total", regular)(); got != 2 {
+		t.Errorf("refunded units = %v, want 2", got)
+	}
+	if got := read("order_gmv_cents_total", paid)(); got != 27_50 {
+		t.Errorf("GMV after the refund = %v, want 2750 (refunds are counted beside it)", got)
 	}
 }
