@@ -84,11 +84,28 @@ type Platform struct {
 	ChannelsURL string
 
 	cancel context.CancelFunc
+	runCtx context.Context
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	errs   []error
 	failed chan struct{}
 	once   sync.Once
+	order  orderProcess
+}
+
+// orderProcess is the order service the platform runs, which a fault
+// scenario may kill and start again (KillOrder, StartOrder).
+type orderProcess struct {
+	cfg                 orderapp.Config
+	grpcAddr, adminAddr string
+	// hook is the consumer hook the caller configured, if any.
+	hook   func(ctx context.Context, stored int) error
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+	// armed, when set, is closed by the next batch the consumer has
+	// written, which then waits for the kill instead of committing.
+	armed chan struct{}
 }
 
 // Up starts every service on stack and returns once the gateway is ready.
@@ -211,7 +228,12 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	p.run(runCtx, "inventory", func(ctx context.Context) error { return invapp.Run(ctx, inv) })
 	p.run(runCtx, "product", func(ctx context.Context) error { return productapp.Run(ctx, prod) })
 	p.run(runCtx, "marketing", func(ctx context.Context) error { return marketingapp.Run(ctx, mkt) })
-	p.run(runCtx, "order", func(ctx context.Context) error { return orderapp.Run(ctx, ord) })
+	p.runCtx = runCtx
+	p.order.grpcAddr, p.order.adminAddr = addr(ord.GRPCListener), addr(ord.AdminListener)
+	p.order.hook = ord.ConsumerAfterWrite
+	ord.ConsumerAfterWrite = p.order.afterWrite
+	p.order.cfg = ord
+	p.runOrder()
 	p.run(runCtx, "channelsim", func(ctx context.Context) error { return sim.Serve(ctx, simLis) })
 	p.run(runCtx, "payment", func(ctx context.Context) error { return payapp.Run(ctx, pay) })
 	p.run(runCtx, "gateway", func(ctx context.Context) error { return gwapp.Run(ctx, gw) })
@@ -226,6 +248,9 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 func (p *Platform) run(ctx context.Context, name string, fn func(context.Context) error) {
 	p.wg.Go(func() {
 		err := fn(ctx)
+		if name == "order" {
+			p.order.exited()
+		}
 		if err != nil && ctx.Err() == nil {
 			p.mu.Lock()
 			p.errs = append(p.errs, fmt.Errorf("%s: %w", name, err))
@@ -233,6 +258,87 @@ func (p *Platform) run(ctx context.Context, name string, fn func(context.Context
 			p.once.Do(func() { close(p.failed) })
 		}
 	})
+}
+
+// runOrder runs the order service of p.order.cfg under a context of its
+// own, so KillOrder can stop it alone.
+func (p *Platform) runOrder() {
+	ctx, cancel := context.WithCancel(p.runCtx)
+	p.order.mu.Lock()
+	p.order.cancel, p.order.done = cancel, make(chan struct{})
+	cfg := p.order.cfg
+	p.order.mu.Unlock()
+	p.run(ctx, "order", func(ctx context.Context) error { return orderapp.Run(ctx, cfg) })
+}
+
+func (o *orderProcess) exited() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	close(o.done)
+}
+
+// afterWrite is the consumer's hook between a batch's write and its
+// commit: when a kill is armed, the batch is stored but its offsets are
+// never committed, as when the process dies at that instant.
+func (o *orderProcess) afterWrite(ctx context.Context, stored int) error {
+	o.mu.Lock()
+	armed := o.armed
+	o.armed = nil
+	o.mu.Unlock()
+	if armed != nil {
+		close(armed)
+		<-ctx.Done()
+		return fmt.Errorf("killed between the batch's write and its commit: %w", ctx.Err())
+	}
+	if o.hook != nil {
+		return o.hook(ctx, stored)
+	}
+	return nil
+}
+
+// KillOrder stops the order service the way a crash does at the worst
+// moment for its consumer: it waits (up to wait) for the consumer to have
+// stored a batch, stops the service before that batch's offsets are
+// committed, and returns whether a batch was caught between its write and
+// its commit (false when no batch came within wait; the service is
+// stopped all the same). Buys answer UNAVAILABLE until StartOrder; the
+// caught batch is delivered again after it, and stored once.
+func (p *Platform) KillOrder(wait time.Duration) (midBatch bool) {
+	armed := make(chan struct{})
+	p.order.mu.Lock()
+	p.order.armed = armed
+	cancel, done := p.order.cancel, p.order.done
+	p.order.mu.Unlock()
+	select {
+	case <-armed:
+		midBatch = true
+	case <-time.After(wait):
+		p.order.mu.Lock()
+		p.order.armed = nil
+		p.order.mu.Unlock()
+	}
+	cancel()
+	<-done
+	return midBatch
+}
+
+// StartOrder starts the order service again after KillOrder, on the same
+// addresses, and returns once it is ready.
+func (p *Platform) StartOrder(ctx context.Context) error {
+	grpcLis, err := net.Listen("tcp", p.order.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("local: order listen: %w", err)
+	}
+	adminLis, err := net.Listen("tcp", p.order.adminAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("local: order listen: %w", err)
+	}
+	p.order.mu.Lock()
+	p.order.cfg.GRPCListener, p.order.cfg.AdminListener = grpcLis, adminLis
+	p.order.mu.Unlock()
+	p.runOrder()
+	return waitOK(ctx, "http://"+p.order.adminAddr+"/readyz", p.failed, p.Err)
 }
 
 // Failed is closed when a service stops with an error before Close.
@@ -254,10 +360,16 @@ func (p *Platform) Close() error {
 }
 
 func (p *Platform) waitReady(ctx context.Context) error {
+	return waitOK(ctx, p.GatewayURL+"/readyz", p.failed, p.Err)
+}
+
+// waitOK waits up to a minute until url answers 200, failing early when
+// failed closes (with errs's errors).
+func waitOK(ctx context.Context, url string, failed <-chan struct{}, errs func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.GatewayURL+"/readyz", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
@@ -266,10 +378,10 @@ func (p *Platform) waitReady(ctx context.Context) error {
 			}
 		}
 		select {
-		case <-p.failed:
-			return fmt.Errorf("local: a service failed to start: %w", p.Err())
+		case <-failed:
+			return fmt.Errorf("local: a service failed to start: %w", errs())
 		case <-ctx.Done():
-			return fmt.Errorf("local: gateway not ready: %w (last: %v)", ctx.Err(), err)
+			return fmt.Errorf("local: %s not ready: %w (last: %v)", url, ctx.Err(), err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
