@@ -20,15 +20,7 @@ import (
 // its commit, and started again. Every buy that was accepted (202) is
 // stored exactly once, and no more units are sold than the sale had.
 func TestOrderKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
-	p, err := local.Up(context.Background(), stack, local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
+	p := mustUp(t)
 	c := client{tb: t, base: p.GatewayURL}
 	admin := c.MustToken("1", "admin")
 	var prod struct {

@@ -27,6 +27,21 @@ func TestMain(m *testing.M) {
 	localstack.RunTests(m, local.StackConfig(nil), func(s *localstack.Stack) { stack = s })
 }
 
+// mustUp runs the platform on the stack until the test ends.
+func mustUp(t *testing.T) *local.Platform {
+	t.Helper()
+	p, err := local.Up(context.Background(), stack, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return p
+}
+
 // client talks JSON to the gateway.
 type client struct {
 	tb   testing.TB
@@ -80,15 +95,7 @@ func TestOneTraceFromGatewayThroughKafkaToTheConsumer(t *testing.T) {
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 
-	p, err := local.Up(context.Background(), stack, local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
+	p := mustUp(t)
 	c := client{tb: t, base: p.GatewayURL}
 	admin, buyer := c.MustToken("1", "admin"), c.MustToken("42", "user")
 	var prod struct {

@@ -306,24 +306,34 @@ func (s *Service) Reserve(ctx context.Context, r ReserveRequest) (ReserveResult,
 // still reserve. It fails as a whole only when rs is empty or too long, or
 // the store cannot be reached.
 func (s *Service) ReserveBatch(ctx context.Context, rs []ReserveRequest) ([]ReserveAnswer, error) {
-	if len(rs) == 0 || len(rs) > MaxReserveBatch {
-		return nil, fmt.Errorf("reserve batch: %w: %d reservations, want 1..%d", ErrInvalid, len(rs), MaxReserveBatch)
+	return batch(ctx, "reserve", rs, MaxReserveBatch, ReserveRequest.Validate, s.store.ReserveBatch,
+		func(err error) ReserveAnswer { return ReserveAnswer{Err: err} })
+}
+
+// batch validates each of items on its own, hands the valid ones to run
+// in one call and answers in the order of items, an invalid item with
+// refuse's answer for its error. It fails as a whole only when items is
+// empty or longer than most, or run fails.
+func batch[T, A any](ctx context.Context, op string, items []T, most int, validate func(T) error,
+	run func(context.Context, []T) ([]A, error), refuse func(error) A) ([]A, error) {
+	if len(items) == 0 || len(items) > most {
+		return nil, fmt.Errorf("%s batch: %w: %d items, want 1..%d", op, ErrInvalid, len(items), most)
 	}
-	answers := make([]ReserveAnswer, len(rs))
-	valid := make([]ReserveRequest, 0, len(rs))
-	at := make([]int, 0, len(rs)) // at[j] is the index in rs of valid[j]
-	for i, r := range rs {
-		if err := r.Validate(); err != nil {
-			answers[i].Err = fmt.Errorf("reserve: %w", err)
+	answers := make([]A, len(items))
+	valid := make([]T, 0, len(items))
+	at := make([]int, 0, len(items)) // at[j] is the index in items of valid[j]
+	for i, it := range items {
+		if err := validate(it); err != nil {
+			answers[i] = refuse(fmt.Errorf("%s: %w", op, err))
 			continue
 		}
-		valid = append(valid, r)
+		valid = append(valid, it)
 		at = append(at, i)
 	}
 	if len(valid) == 0 {
 		return answers, nil
 	}
-	got, err := s.store.ReserveBatch(ctx, valid)
+	got, err := run(ctx, valid)
 	if err != nil {
 		return nil, err
 	}
@@ -345,31 +355,13 @@ func (s *Service) Release(ctx context.Context, activityID, orderID int64) (bool,
 // ReleaseBatch releases each order as Release would, in one call, and
 // answers in the order of refs; an invalid reference fails alone.
 func (s *Service) ReleaseBatch(ctx context.Context, refs []OrderRef) ([]ReleaseAnswer, error) {
-	if len(refs) == 0 || len(refs) > MaxReleaseBatch {
-		return nil, fmt.Errorf("release batch: %w: %d orders, want 1..%d", ErrInvalid, len(refs), MaxReleaseBatch)
-	}
-	answers := make([]ReleaseAnswer, len(refs))
-	valid := make([]OrderRef, 0, len(refs))
-	at := make([]int, 0, len(refs)) // at[j] is the index in refs of valid[j]
-	for i, r := range refs {
-		if err := validateIDs(namedID{"activity", r.ActivityID}, namedID{"order", r.OrderID}); err != nil {
-			answers[i].Err = fmt.Errorf("release: %w", err)
-			continue
-		}
-		valid = append(valid, r)
-		at = append(at, i)
-	}
-	if len(valid) == 0 {
-		return answers, nil
-	}
-	got, err := s.store.ReleaseBatch(ctx, valid)
-	if err != nil {
-		return nil, err
-	}
-	for j, a := range got {
-		answers[at[j]] = a
-	}
-	return answers, nil
+	return batch(ctx, "release", refs, MaxReleaseBatch, OrderRef.validate, s.store.ReleaseBatch,
+		func(err error) ReleaseAnswer { return ReleaseAnswer{Err: err} })
+}
+
+// validate checks both ids of the reference.
+func (r OrderRef) validate() error {
+	return validateIDs(namedID{"activity", r.ActivityID}, namedID{"order", r.OrderID})
 }
 
 // ReleaseUnpublished is the release of a caller that could not publish the
@@ -394,7 +386,7 @@ func (s *Service) MarkOrdered(ctx context.Context, refs []OrderRef) ([]MarkOutco
 		return nil, fmt.Errorf("mark ordered: %w: %d orders, at most %d per call", ErrInvalid, len(refs), MaxMarkOrdered)
 	}
 	for i, r := range refs {
-		if err := validateIDs(namedID{"activity", r.ActivityID}, namedID{"order", r.OrderID}); err != nil {
+		if err := r.validate(); err != nil {
 			return nil, fmt.Errorf("mark ordered: order #%d: %w", i, err)
 		}
 	}

@@ -714,7 +714,8 @@ func TestScriptsRunBySHA(t *testing.T) {
 
 // A batch that cannot reach Redis fails as a whole: no answer may read
 // as a refusal (SOLD_OUT) when nothing was decided.
-func TestReserveBatchWithoutRedisFailsAsAWhole(t *testing.T) {
+// deadRedis returns a client of an address nothing listens on.
+func deadRedis(t *testing.T) *goredis.Client {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -723,7 +724,11 @@ func TestReserveBatchWithoutRedisFailsAsAWhole(t *testing.T) {
 	lis.Close() // nothing listens there now
 	rdb := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })
-	answers, err := invredis.NewStore(rdb).ReserveBatch(context.Background(), []inventory.ReserveRequest{
+	return rdb
+}
+
+func TestReserveBatchWithoutRedisFailsAsAWhole(t *testing.T) {
+	answers, err := invredis.NewStore(deadRedis(t)).ReserveBatch(context.Background(), []inventory.ReserveRequest{
 		request(1, 1, 1, 1, "a"), request(1, 2, 1, 2, "b"),
 	})
 	if err == nil || answers != nil {
@@ -955,15 +960,7 @@ func TestReleaseBatchAnswersEachAsReleaseWould(t *testing.T) {
 }
 
 func TestReleaseBatchWithoutRedisFailsAsAWhole(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close() // nothing listens there now
-	rdb := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
-	t.Cleanup(func() { rdb.Close() })
-	answers, err := invredis.NewStore(rdb).ReleaseBatch(context.Background(), []inventory.OrderRef{{ActivityID: 1, OrderID: 1}})
+	answers, err := invredis.NewStore(deadRedis(t)).ReleaseBatch(context.Background(), []inventory.OrderRef{{ActivityID: 1, OrderID: 1}})
 	if err == nil || answers != nil {
 		t.Fatalf("batch without Redis: got %+v, %v; want no answers and an error", answers, err)
 	}
