@@ -65,6 +65,7 @@ type Stack struct {
 	pgUser   string
 	procs    *procRunner
 	redis    *child
+	redisBin string
 	postgres *child
 	kafka    *kfake.Cluster
 	// clusterNodes are the Redis Cluster's servers, if any.
