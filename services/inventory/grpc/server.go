@@ -30,6 +30,8 @@ var Errors = errcode.Table{
 	{Err: inventory.ErrAlreadyOrdered, Code: errcode.Conflict},
 	{Err: inventory.ErrNotConfirmed, Code: errcode.Conflict},
 	{Err: inventory.ErrRestoreTooMany, Code: errcode.Conflict},
+	// Redis may have lost the sale's last writes: retry once rebuilt.
+	{Err: inventory.ErrFenced, Code: errcode.Unavailable},
 	{Err: inventory.ErrInvalid, Code: errcode.InvalidArgument},
 }
 
