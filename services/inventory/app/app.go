@@ -89,7 +89,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	reg := telemetry.NewRegistry()
 	srv := rpc.NewServer(log, reg, invgrpc.Errors)
 	store := invredis.NewStore(redisclient.Coalesced(rdb))
-	inventoryv1.RegisterInventoryServiceServer(srv, invgrpc.NewServer(inventory.NewService(store)))
+	inventoryv1.RegisterInventoryServiceServer(srv, invgrpc.NewServer(newRepairing(inventory.NewService(store), reg, log)))
 	reg.MustRegister(newStockCollector(rdb, store))
 	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
 		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
