@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -86,6 +87,36 @@ func heldUnits(t *testing.T, p *platform, act int64) (held, mostPerUser int64) {
 	return held, mostPerUser
 }
 
+// logLines keeps what a JSON slog handler writes, one record a line.
+type logLines struct {
+	mu    sync.Mutex
+	lines []map[string]any
+}
+
+func (l *logLines) Write(b []byte) (int, error) {
+	var rec map[string]any
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, rec)
+	return len(b), nil
+}
+
+// with returns the records whose message is msg.
+func (l *logLines) with(msg string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, r := range l.lines {
+		if r["msg"] == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // A burst of buys is stored in Postgres, then Redis dies having lost
 // those buys' writes (the AOF tail a crash with everysec loses: here cut
 // off exactly, so the loss is certain) and restarts. The sale is fenced
@@ -105,7 +136,9 @@ func TestRedisLossIsRepairedFromTheOrders(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = s.Close() }) // after the services' own cleanups
 	const settle = 5 * time.Second
+	logs := &logLines{}
 	p := MustPlatformOn(t, s, func(c *app.Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		c.ReconcileEvery, c.ReconcileSettle = 20*time.Millisecond, settle
 		c.ExpiryPoll = 20 * time.Millisecond
 	})
@@ -174,11 +207,28 @@ func TestRedisLossIsRepairedFromTheOrders(t *testing.T) {
 		t.Fatalf("buying from the fenced sale: %v, want UNAVAILABLE", err)
 	}
 	p.clock.Advance(settle)
+	const rebuiltMsg = "rebuilt a fenced flash sale from its stored orders"
 	MustEventually(t, 30*time.Second, func() (bool, string) {
-		f, err := p.inventory.FencedStock(ctx, &inventoryv1.FencedStockRequest{})
-		return err == nil && !slices.Contains(f.GetActivityIds(), act), fmt.Sprintf("fenced %v (%v)", f, err)
+		return len(logs.with(rebuiltMsg)) > 0, "no rebuild logged"
 	})
+	if f, err := p.inventory.FencedStock(ctx, &inventoryv1.FencedStockRequest{}); err != nil || slices.Contains(f.GetActivityIds(), act) {
+		t.Fatalf("fenced after the rebuild: %v (%v)", f, err)
+	}
 
+	// One rebuild, of everything the lost second took: 20 reservations,
+	// expiry entries and per-user counts (ten buyers back from 1 unit to
+	// 2, ten from none to 1), and the stock from 20 to 0.
+	rebuilds := logs.with(rebuiltMsg)
+	if len(rebuilds) != 1 {
+		t.Fatalf("%d rebuild log lines, want 1: %v", len(rebuilds), rebuilds)
+	}
+	want := map[string]float64{"activity_id": float64(act), "orders": 30, "stock_before": 20, "stock": 0,
+		"reservations_repaired": 20, "user_counts_repaired": 20, "expiry_entries_repaired": 20, "overheld": 0}
+	for k, v := range want {
+		if rebuilds[0][k] != v {
+			t.Errorf("rebuild %s = %v, want %v (%v)", k, rebuilds[0][k], v, rebuilds[0])
+		}
+	}
 	held, most := heldUnits(t, p, act)
 	if held != total || most > limit {
 		t.Fatalf("orders hold %d units (most per buyer %d), want %d (at most %d)", held, most, total, limit)
