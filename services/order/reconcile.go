@@ -169,8 +169,17 @@ func (r *StockReconciler) RunOnce(ctx context.Context) ([]int64, error) {
 		if ok {
 			rebuilt = append(rebuilt, id)
 		}
+		// Live now (rebuilt here or by another reconciler): fenced again
+		// later is another restart, timed afresh.
+		r.forget(id)
 	}
 	return rebuilt, errors.Join(errs...)
+}
+
+func (r *StockReconciler) forget(id int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.seen, id)
 }
 
 // settled records when each of fenced was first seen and returns those
