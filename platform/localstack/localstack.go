@@ -68,6 +68,7 @@ type Stack struct {
 	mu       sync.Mutex // guards postgres, which StartPostgres replaces
 	procs    *procRunner
 	redis    *child
+	redisBin string
 	postgres *child
 	kafka    *kfake.Cluster
 	// clusterNodes are the Redis Cluster's servers, if any.

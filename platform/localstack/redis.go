@@ -29,19 +29,26 @@ func findRedis(dirs []string) (string, error) {
 	return p, nil
 }
 
+// redisAOF is the main redis-server's persistence, as production runs
+// it: an append-only file fsynced once a second, so a crash (kill -9)
+// loses at most the last second of acknowledged writes, and no RDB
+// snapshots. The AOF lives in its own directory of the stack's.
+var redisAOF = []string{"--appendonly", "yes", "--appendfsync", "everysec", "--appenddirname", "redis-aof"}
+
 func (s *Stack) startRedis(ctx context.Context, bin string) error {
-	c, addr, err := s.spawnRedis(ctx, bin, "redis")
+	c, addr, err := s.spawnRedis(ctx, bin, "redis", redisAOF...)
 	if err != nil {
 		return err
 	}
-	s.redis, s.RedisAddr = c, addr
+	s.redisBin, s.redis, s.RedisAddr = bin, c, addr
 	return nil
 }
 
-// spawnRedis starts a redis-server without persistence on a free port,
-// retrying when another process took the port first, and waits until it
-// answers. name names its log file and, with extra arguments, any file
-// the server writes into the stack directory.
+// spawnRedis starts a redis-server on a free port, retrying when another
+// process took the port first, and waits until it answers. name names its
+// log file and, with extra arguments, any file the server writes into the
+// stack directory. Without persistence arguments in extra the server
+// keeps nothing on disk.
 func (s *Stack) spawnRedis(ctx context.Context, bin, name string, extra ...string) (*child, string, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -49,23 +56,34 @@ func (s *Stack) spawnRedis(ctx context.Context, bin, name string, extra ...strin
 		if err != nil {
 			return nil, "", fmt.Errorf("localstack: free port: %w", err)
 		}
-		args := append([]string{
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--dir", s.dir, "--save", "", "--appendonly", "no",
-			"--protected-mode", "no", "--daemonize", "no",
-			"--maxclients", "10000", "--loglevel", "warning",
-		}, extra...)
-		c, err := s.procs.spawn(name, filepath.Join(s.dir, name+".log"), exec.Command(bin, args...))
-		if err != nil {
-			return nil, "", err
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = waitRedis(ctx, c, addr); lastErr == nil {
+		c, addr, err := s.spawnRedisOn(ctx, bin, name, port, extra...)
+		if err == nil {
 			return c, addr, nil
 		}
-		_ = c.stop(syscall.SIGKILL)
+		lastErr = err
 	}
 	return nil, "", lastErr
+}
+
+// spawnRedisOn starts a redis-server on port and waits until it answers
+// (after loading its AOF, if it has one).
+func (s *Stack) spawnRedisOn(ctx context.Context, bin, name string, port int, extra ...string) (*child, string, error) {
+	args := append([]string{
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--dir", s.dir, "--save", "", "--appendonly", "no",
+		"--protected-mode", "no", "--daemonize", "no",
+		"--maxclients", "10000", "--loglevel", "warning",
+	}, extra...)
+	c, err := s.procs.spawn(name, filepath.Join(s.dir, name+".log"), exec.Command(bin, args...))
+	if err != nil {
+		return nil, "", err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if err := waitRedis(ctx, c, addr); err != nil {
+		_ = c.stop(syscall.SIGKILL)
+		return nil, "", err
+	}
+	return c, addr, nil
 }
 
 func waitRedis(ctx context.Context, c *child, addr string) error {

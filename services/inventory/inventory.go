@@ -54,6 +54,11 @@ var (
 	// ErrRestoreTooMany means the refunds of an order would give more
 	// units back to the buyer's limit than the order reserved.
 	ErrRestoreTooMany = errors.New("more units restored than reserved")
+	// ErrFenced means the activity's Redis state may have lost writes
+	// (Redis restarted from its AOF, or a replica took over) and is not
+	// rebuilt from the stored orders yet: nothing is sold from it until
+	// it is. Callers hear UNAVAILABLE and may retry shortly.
+	ErrFenced = errors.New("activity fenced until its stock is rebuilt")
 	// ErrInvalid means a request is malformed.
 	ErrInvalid = errors.New("invalid argument")
 )
@@ -75,7 +80,51 @@ const (
 	// MaxDueEntries bounds the entries one ClaimDue takes and one AckDue
 	// or RequeueDue settles, so each call stays a few short scripts.
 	MaxDueEntries = 1000
+	// MaxRebuildOrders bounds the orders of one RebuildStock call: one
+	// script writes them all, atomically, and holds Redis meanwhile.
+	MaxRebuildOrders = 50_000
 )
+
+// HeldOrder is one stored order of an activity as a rebuild restores it:
+// its reservation's status says what it holds (RESERVED and CONFIRMED
+// hold their units, RELEASED nothing).
+type HeldOrder struct {
+	OrderID        int64
+	UserID         int64
+	Quantity       int64
+	Status         Status
+	IdempotencyKey string
+	// ExpiresAt is the payment deadline: a RESERVED order's entry in the
+	// expiry queue.
+	ExpiresAt time.Time
+	// Restored is how many of its units refunds gave back to the buyer's
+	// limit.
+	Restored int64
+}
+
+// Rebuild is the truth a fenced activity's Redis state is rebuilt from:
+// its stock and limit, and every order stored for it.
+type Rebuild struct {
+	ActivityID   int64
+	Total        int64
+	PerUserLimit int64
+	Orders       []HeldOrder
+}
+
+// RebuildResult is what a rebuild repaired. Rebuilt is false when the
+// activity was not fenced (already rebuilt), and then nothing changed.
+type RebuildResult struct {
+	Rebuilt bool
+	// StockBefore is the stock key before (-1 when it was missing), Stock
+	// after: total less the units held.
+	StockBefore, Stock int64
+	// Reservations, UserCounts and ExpiryEntries count the records that
+	// differed from the truth and were rewritten.
+	Reservations, UserCounts, ExpiryEntries int64
+	// Overheld is how many units the stored orders hold beyond the total:
+	// a sale oversold before the rebuild (stock is set to 0).
+	Overheld int64
+}
 
 // DueEntry is an entry of an activity's expiry queue that a worker has
 // claimed: the order whose payment deadline passed, and the claim's lease.
@@ -267,6 +316,12 @@ type Store interface {
 	// them when requeueAt is zero, else puts them back due at requeueAt.
 	// It reports per entry whether the claim was settled.
 	SettleDue(ctx context.Context, entries []DueEntry, requeueAt time.Time) ([]bool, error)
+	// Fenced returns the activities whose state may have lost writes and
+	// is not rebuilt yet.
+	Fenced(ctx context.Context) ([]int64, error)
+	// RebuildStock rewrites a fenced activity's state from r and unfences
+	// it; a live activity is left alone.
+	RebuildStock(ctx context.Context, r Rebuild) (RebuildResult, error)
 }
 
 // Service validates requests and hands them to the store.
@@ -474,6 +529,61 @@ func (s *Service) RequeueDue(ctx context.Context, entries []DueEntry, dueAt time
 		return nil, fmt.Errorf("requeue due: %w: due_at is required", ErrInvalid)
 	}
 	return s.store.SettleDue(ctx, entries, dueAt)
+}
+
+// Fenced returns the activities that are fenced: Redis restarted or
+// failed over since their state was loaded or rebuilt, so they sell
+// nothing until RebuildStock rebuilds them.
+func (s *Service) Fenced(ctx context.Context) ([]int64, error) {
+	return s.store.Fenced(ctx)
+}
+
+// RebuildStock rewrites a fenced activity's stock, per-user counts,
+// reservations and expiry queue from its stored orders, atomically, and
+// unfences it. A live activity is left alone (Rebuilt false).
+func (s *Service) RebuildStock(ctx context.Context, r Rebuild) (RebuildResult, error) {
+	if err := r.validate(); err != nil {
+		return RebuildResult{}, fmt.Errorf("rebuild stock: %w", err)
+	}
+	return s.store.RebuildStock(ctx, r)
+}
+
+func (r Rebuild) validate() error {
+	if err := validateIDs(namedID{"activity", r.ActivityID}); err != nil {
+		return err
+	}
+	switch {
+	case r.Total < 0 || r.Total > MaxStock:
+		return fmt.Errorf("%w: total %d is outside 0..%d", ErrInvalid, r.Total, MaxStock)
+	case r.PerUserLimit < 1:
+		return fmt.Errorf("%w: per-user limit %d must be positive", ErrInvalid, r.PerUserLimit)
+	case len(r.Orders) > MaxRebuildOrders:
+		return fmt.Errorf("%w: %d orders, at most %d per rebuild", ErrInvalid, len(r.Orders), MaxRebuildOrders)
+	}
+	seen := make(map[int64]bool, len(r.Orders))
+	for i, o := range r.Orders {
+		if err := validateIDs(namedID{"order", o.OrderID}, namedID{"user", o.UserID}); err != nil {
+			return fmt.Errorf("order #%d: %w", i, err)
+		}
+		if seen[o.OrderID] {
+			return fmt.Errorf("%w: order %d appears twice", ErrInvalid, o.OrderID)
+		}
+		seen[o.OrderID] = true
+		if err := validateIdempotencyKey(o.IdempotencyKey); err != nil {
+			return fmt.Errorf("order %d: %w", o.OrderID, err)
+		}
+		switch {
+		case o.Quantity < 1 || o.Quantity > MaxQuantity:
+			return fmt.Errorf("%w: order %d: quantity %d is outside 1..%d", ErrInvalid, o.OrderID, o.Quantity, MaxQuantity)
+		case o.Status != StatusReserved && o.Status != StatusConfirmed && o.Status != StatusReleased:
+			return fmt.Errorf("%w: order %d: status %q", ErrInvalid, o.OrderID, o.Status)
+		case o.Restored < 0 || o.Restored > o.Quantity:
+			return fmt.Errorf("%w: order %d: %d units restored of %d", ErrInvalid, o.OrderID, o.Restored, o.Quantity)
+		case o.ExpiresAt.UnixMilli() <= 0:
+			return fmt.Errorf("%w: order %d: expires_at is required", ErrInvalid, o.OrderID)
+		}
+	}
+	return nil
 }
 
 // validateDue checks entries handed back to be settled.

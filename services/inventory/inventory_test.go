@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,29 @@ func (s *recordingStore) SettleDue(_ context.Context, entries []inventory.DueEnt
 	return make([]bool, len(entries)), nil
 }
 
+func (s *recordingStore) Fenced(context.Context) ([]int64, error) {
+	s.calls++
+	return nil, nil
+}
+
+func (s *recordingStore) RebuildStock(context.Context, inventory.Rebuild) (inventory.RebuildResult, error) {
+	s.calls++
+	return inventory.RebuildResult{Rebuilt: true}, nil
+}
+
+// rebuild returns a valid rebuild of n orders, changed by edit.
+func rebuild(n int, edit func(r *inventory.Rebuild)) inventory.Rebuild {
+	r := inventory.Rebuild{ActivityID: 1, Total: 10, PerUserLimit: 2}
+	for i := range n {
+		r.Orders = append(r.Orders, inventory.HeldOrder{OrderID: int64(i + 1), UserID: 7, Quantity: 1,
+			Status: inventory.StatusReserved, IdempotencyKey: "k" + strconv.Itoa(i), ExpiresAt: deadline})
+	}
+	if edit != nil {
+		edit(&r)
+	}
+	return r
+}
+
 // dueEntries returns n valid claimed entries.
 func dueEntries(n int) []inventory.DueEntry {
 	out := make([]inventory.DueEntry, n)
@@ -227,6 +251,32 @@ func TestServiceValidatesBeforeTheStore(t *testing.T) {
 		{"preheat stock above max", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, inventory.MaxStock+1, 1); return err }, false},
 		{"preheat zero limit", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 100, 0); return err }, false},
 		{"reserve", func(s *inventory.Service) error { _, err := s.Reserve(ctx, validRequest()); return err }, true},
+		{"rebuild", func(s *inventory.Service) error { _, err := s.RebuildStock(ctx, rebuild(3, nil)); return err }, true},
+		{"rebuild of nothing", func(s *inventory.Service) error { _, err := s.RebuildStock(ctx, rebuild(0, nil)); return err }, true},
+		{"rebuild zero activity", func(s *inventory.Service) error {
+			_, err := s.RebuildStock(ctx, rebuild(1, func(r *inventory.Rebuild) { r.ActivityID = 0 }))
+			return err
+		}, false},
+		{"rebuild zero limit", func(s *inventory.Service) error {
+			_, err := s.RebuildStock(ctx, rebuild(1, func(r *inventory.Rebuild) { r.PerUserLimit = 0 }))
+			return err
+		}, false},
+		{"rebuild an order twice", func(s *inventory.Service) error {
+			_, err := s.RebuildStock(ctx, rebuild(2, func(r *inventory.Rebuild) { r.Orders[1].OrderID = 1 }))
+			return err
+		}, false},
+		{"rebuild unknown status", func(s *inventory.Service) error {
+			_, err := s.RebuildStock(ctx, rebuild(1, func(r *inventory.Rebuild) { r.Orders[0].Status = "PAID" }))
+			return err
+		}, false},
+		{"rebuild more restored than held", func(s *inventory.Service) error {
+			_, err := s.RebuildStock(ctx, rebuild(1, func(r *inventory.Rebuild) { r.Orders[0].Restored = 2 }))
+			return err
+		}, false},
+		{"rebuild without key", func(s *inventory.Service) error {
+			_, err := s.RebuildStock(ctx, rebuild(1, func(r *inventory.Rebuild) { r.Orders[0].IdempotencyKey = "" }))
+			return err
+		}, false},
 		{"reserve invalid", func(s *inventory.Service) error {
 			r := validRequest()
 			r.Quantity = 0

@@ -142,7 +142,22 @@ type ExpirerConfig struct {
 	// Observer hears of the orders the worker expires and of the books
 	// disagreeing (nil: nobody).
 	Observer Observer
-	Logger   *slog.Logger
+	// Overdue, when set, has the worker also sweep the orders' store for
+	// flash-sale orders still waiting for payment OverdueGrace after their
+	// deadline, and expire them (RunBackstopOnce): the backstop for an
+	// expiry entry that Redis lost.
+	Overdue      OverdueOrders
+	OverdueGrace time.Duration
+	Logger       *slog.Logger
+}
+
+// OverdueOrders finds flash-sale orders past their deadline in the
+// orders' store.
+type OverdueOrders interface {
+	// OverdueSeckill returns up to limit flash-sale orders still
+	// PENDING_PAYMENT with a deadline at or before before and ids above
+	// after, by id.
+	OverdueSeckill(ctx context.Context, before time.Time, after int64, limit int) ([]DueEntry, error)
 }
 
 // Defaults of the Expirer's settings.
@@ -153,6 +168,9 @@ const (
 	DefaultExpiryRequeueDelay = time.Second
 	DefaultExpiryOrphanAfter  = 10 * time.Minute
 	DefaultExpiryParallel     = 16
+	// DefaultOverdueGrace leaves the queue, which expires an order at its
+	// deadline, the first go: the backstop takes only what it missed.
+	DefaultOverdueGrace = time.Minute
 )
 
 // Expirer moves orders past their payment deadline from PENDING_PAYMENT to
@@ -164,6 +182,8 @@ type Expirer struct {
 	cfg ExpirerConfig
 	// unreleased walks the ended regular orders whose give-back is due.
 	unreleased sweep.Cursor
+	// overdue walks the flash-sale orders past deadline and grace.
+	overdue sweep.Cursor
 }
 
 // NewExpirer returns an Expirer over cfg.
@@ -174,6 +194,7 @@ func NewExpirer(cfg ExpirerConfig) *Expirer {
 	}{
 		{&cfg.Lease, DefaultExpiryLease}, {&cfg.Poll, DefaultExpiryPoll},
 		{&cfg.RequeueDelay, DefaultExpiryRequeueDelay}, {&cfg.OrphanAfter, DefaultExpiryOrphanAfter},
+		{&cfg.OverdueGrace, DefaultOverdueGrace},
 	}
 	for _, d := range defaults {
 		if *d.v <= 0 {
@@ -196,7 +217,8 @@ func NewExpirer(cfg ExpirerConfig) *Expirer {
 }
 
 // Run expires due orders until ctx ends: each round a batch of the
-// queue's (RunOnce), then one of regular orders (RunRegularOnce). A full
+// queue's (RunOnce), then one of regular orders (RunRegularOnce), then a
+// page of the flash-sale backstop (RunBackstopOnce). A full
 // batch is followed by the next round at once, so a backlog drains at the
 // speed of the work; otherwise the worker waits Poll. Failures are logged
 // and retried: their claims lapse and come back, and unreleased regular
@@ -217,7 +239,14 @@ func (e *Expirer) Run(ctx context.Context) error {
 		if rerr != nil {
 			e.cfg.Logger.WarnContext(ctx, "regular expiry failed; retried at the next sweep", "err", rerr)
 		}
-		if (n == e.cfg.Batch && err == nil) || (r == e.cfg.Batch && rerr == nil) {
+		b, berr := e.RunBackstopOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if berr != nil {
+			e.cfg.Logger.WarnContext(ctx, "flash-sale expiry backstop failed; retried at the next sweep", "err", berr)
+		}
+		if (n == e.cfg.Batch && err == nil) || (r == e.cfg.Batch && rerr == nil) || (b == e.cfg.Batch && berr == nil) {
 			continue
 		}
 		select {
@@ -433,6 +462,67 @@ func (e *Expirer) unstored(ctx context.Context, en DueEntry, now time.Time) sett
 		e.cfg.Logger.WarnContext(ctx, "unpublished release of an orphaned reservation failed", "order_id", en.OrderID, "err", err)
 		return keep
 	}
+}
+
+// RunBackstopOnce expires a page of flash-sale orders still
+// PENDING_PAYMENT OverdueGrace past their deadline, and gives their stock
+// back, returning the page's size. It does nothing without Overdue.
+//
+// Flash-sale orders expire through the inventory's queue, which lives in
+// Redis; an entry Redis lost (a crash with AOF everysec loses the last
+// second) would leave its order waiting for payment forever. The pages
+// walk the candidates by id (platform/sweep), so orders whose release
+// keeps failing do not hold back the ones behind them. Expiring is the
+// same conditional UPDATE as the queue's, so a payment or a queue worker
+// racing the backstop either wins or finds the order expired, and the
+// release is the same idempotent one: a reservation that is gone
+// releases nothing (and a rebuild of its fenced sale reads the order as
+// expired, holding nothing).
+func (e *Expirer) RunBackstopOnce(ctx context.Context) (int, error) {
+	if e.cfg.Overdue == nil {
+		return 0, nil
+	}
+	page, err := e.cfg.Overdue.OverdueSeckill(ctx, e.cfg.Clock.Now().Add(-e.cfg.OverdueGrace), e.overdue.After(), e.cfg.Batch)
+	if err != nil {
+		return 0, fmt.Errorf("overdue flash-sale orders: %w", err)
+	}
+	ids := make([]int64, len(page))
+	for i, d := range page {
+		ids[i] = d.OrderID
+	}
+	e.overdue.Read(ids, e.cfg.Batch)
+	if len(page) == 0 {
+		return 0, nil
+	}
+	expired, err := e.cfg.Orders.EndUnpaid(ctx, ids, StatusExpired)
+	if err != nil {
+		return len(page), fmt.Errorf("expire %d overdue flash-sale orders: %w", len(ids), err)
+	}
+	won := make(map[int64]bool, len(expired))
+	for _, id := range expired {
+		won[id] = true
+	}
+	var mine []DueEntry
+	for _, d := range page {
+		if won[d.OrderID] {
+			mine = append(mine, d)
+		}
+	}
+	e.cfg.Observer.Ended(KindSeckill, StatusExpired, len(expired))
+	outcomes := make([]settlement, len(mine))
+	for i, d := range mine {
+		outcomes[i] = release
+		e.cfg.Logger.WarnContext(ctx, "expired a flash-sale order its expiry queue missed",
+			"order_id", d.OrderID, "activity_id", d.ActivityID, "deadline", d.DueAt)
+	}
+	e.releaseAll(ctx, mine, outcomes)
+	var errs []error
+	for i, o := range outcomes {
+		if o == keep {
+			errs = append(errs, fmt.Errorf("release of expired order %d failed", mine[i].OrderID))
+		}
+	}
+	return len(page), errors.Join(errs...)
 }
 
 // inParallel calls f(0) … f(n-1), at most Parallel of them at once, and

@@ -219,8 +219,10 @@ type Activity struct {
 	SKUID        int64
 	Price        int64
 	PerUserLimit int64
-	StartsAt     time.Time
-	EndsAt       time.Time
+	// Stock is the units allocated to the sale.
+	Stock    int64
+	StartsAt time.Time
+	EndsAt   time.Time
 }
 
 // ActiveAt reports whether the sale window holds t: StartsAt <= t < EndsAt.

@@ -1839,6 +1839,341 @@ func (x *RestoreLimitResponse) GetRestored() bool {
 	return false
 }
 
+type FencedStockRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FencedStockRequest) Reset() {
+	*x = FencedStockRequest{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FencedStockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FencedStockRequest) ProtoMessage() {}
+
+func (x *FencedStockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FencedStockRequest.ProtoReflect.Descriptor instead.
+func (*FencedStockRequest) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{31}
+}
+
+type FencedStockResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActivityIds   []int64                `protobuf:"varint,1,rep,packed,name=activity_ids,json=activityIds,proto3" json:"activity_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FencedStockResponse) Reset() {
+	*x = FencedStockResponse{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FencedStockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FencedStockResponse) ProtoMessage() {}
+
+func (x *FencedStockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FencedStockResponse.ProtoReflect.Descriptor instead.
+func (*FencedStockResponse) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *FencedStockResponse) GetActivityIds() []int64 {
+	if x != nil {
+		return x.ActivityIds
+	}
+	return nil
+}
+
+// HeldOrder is a stored order of the activity as the rebuild restores its
+// reservation: RESERVED (waiting for payment) and CONFIRMED (paid) hold
+// their units, RELEASED (ended unpaid) nothing.
+type HeldOrder struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrderId        int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	UserId         int64                  `protobuf:"varint,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Quantity       int64                  `protobuf:"varint,3,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	Status         ReservationStatus      `protobuf:"varint,4,opt,name=status,proto3,enum=flashsale.inventory.v1.ReservationStatus" json:"status,omitempty"`
+	IdempotencyKey string                 `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	ExpiresAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"` // payment deadline
+	Restored       int64                  `protobuf:"varint,7,opt,name=restored,proto3" json:"restored,omitempty"`                   // units refunds gave back to the buyer's limit
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *HeldOrder) Reset() {
+	*x = HeldOrder{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldOrder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldOrder) ProtoMessage() {}
+
+func (x *HeldOrder) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldOrder.ProtoReflect.Descriptor instead.
+func (*HeldOrder) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *HeldOrder) GetOrderId() int64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+func (x *HeldOrder) GetUserId() int64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *HeldOrder) GetQuantity() int64 {
+	if x != nil {
+		return x.Quantity
+	}
+	return 0
+}
+
+func (x *HeldOrder) GetStatus() ReservationStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ReservationStatus_RESERVATION_STATUS_UNSPECIFIED
+}
+
+func (x *HeldOrder) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *HeldOrder) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *HeldOrder) GetRestored() int64 {
+	if x != nil {
+		return x.Restored
+	}
+	return 0
+}
+
+type RebuildStockRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActivityId    int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
+	Total         int64                  `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	PerUserLimit  int64                  `protobuf:"varint,3,opt,name=per_user_limit,json=perUserLimit,proto3" json:"per_user_limit,omitempty"`
+	Orders        []*HeldOrder           `protobuf:"bytes,4,rep,name=orders,proto3" json:"orders,omitempty"` // every stored order of the activity, at most 50,000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebuildStockRequest) Reset() {
+	*x = RebuildStockRequest{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebuildStockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebuildStockRequest) ProtoMessage() {}
+
+func (x *RebuildStockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebuildStockRequest.ProtoReflect.Descriptor instead.
+func (*RebuildStockRequest) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RebuildStockRequest) GetActivityId() int64 {
+	if x != nil {
+		return x.ActivityId
+	}
+	return 0
+}
+
+func (x *RebuildStockRequest) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *RebuildStockRequest) GetPerUserLimit() int64 {
+	if x != nil {
+		return x.PerUserLimit
+	}
+	return 0
+}
+
+func (x *RebuildStockRequest) GetOrders() []*HeldOrder {
+	if x != nil {
+		return x.Orders
+	}
+	return nil
+}
+
+type RebuildStockResponse struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Rebuilt               bool                   `protobuf:"varint,1,opt,name=rebuilt,proto3" json:"rebuilt,omitempty"`                            // false: the activity was live, nothing changed
+	StockBefore           int64                  `protobuf:"varint,2,opt,name=stock_before,json=stockBefore,proto3" json:"stock_before,omitempty"` // -1: the stock key was lost
+	Stock                 int64                  `protobuf:"varint,3,opt,name=stock,proto3" json:"stock,omitempty"`
+	ReservationsRepaired  int64                  `protobuf:"varint,4,opt,name=reservations_repaired,json=reservationsRepaired,proto3" json:"reservations_repaired,omitempty"`
+	UserCountsRepaired    int64                  `protobuf:"varint,5,opt,name=user_counts_repaired,json=userCountsRepaired,proto3" json:"user_counts_repaired,omitempty"`
+	ExpiryEntriesRepaired int64                  `protobuf:"varint,6,opt,name=expiry_entries_repaired,json=expiryEntriesRepaired,proto3" json:"expiry_entries_repaired,omitempty"`
+	Overheld              int64                  `protobuf:"varint,7,opt,name=overheld,proto3" json:"overheld,omitempty"` // units the stored orders hold beyond the total
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *RebuildStockResponse) Reset() {
+	*x = RebuildStockResponse{}
+	mi := &file_inventory_v1_inventory_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebuildStockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebuildStockResponse) ProtoMessage() {}
+
+func (x *RebuildStockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_inventory_v1_inventory_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebuildStockResponse.ProtoReflect.Descriptor instead.
+func (*RebuildStockResponse) Descriptor() ([]byte, []int) {
+	return file_inventory_v1_inventory_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RebuildStockResponse) GetRebuilt() bool {
+	if x != nil {
+		return x.Rebuilt
+	}
+	return false
+}
+
+func (x *RebuildStockResponse) GetStockBefore() int64 {
+	if x != nil {
+		return x.StockBefore
+	}
+	return 0
+}
+
+func (x *RebuildStockResponse) GetStock() int64 {
+	if x != nil {
+		return x.Stock
+	}
+	return 0
+}
+
+func (x *RebuildStockResponse) GetReservationsRepaired() int64 {
+	if x != nil {
+		return x.ReservationsRepaired
+	}
+	return 0
+}
+
+func (x *RebuildStockResponse) GetUserCountsRepaired() int64 {
+	if x != nil {
+		return x.UserCountsRepaired
+	}
+	return 0
+}
+
+func (x *RebuildStockResponse) GetExpiryEntriesRepaired() int64 {
+	if x != nil {
+		return x.ExpiryEntriesRepaired
+	}
+	return 0
+}
+
+func (x *RebuildStockResponse) GetOverheld() int64 {
+	if x != nil {
+		return x.Overheld
+	}
+	return 0
+}
+
 var File_inventory_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_inventory_v1_inventory_proto_rawDesc = "" +
@@ -1954,7 +2289,33 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\trefund_id\x18\x03 \x01(\x03R\brefundId\x12\x1a\n" +
 	"\bquantity\x18\x04 \x01(\x03R\bquantity\"2\n" +
 	"\x14RestoreLimitResponse\x12\x1a\n" +
-	"\brestored\x18\x01 \x01(\bR\brestored*w\n" +
+	"\brestored\x18\x01 \x01(\bR\brestored\"\x14\n" +
+	"\x12FencedStockRequest\"8\n" +
+	"\x13FencedStockResponse\x12!\n" +
+	"\factivity_ids\x18\x01 \x03(\x03R\vactivityIds\"\x9e\x02\n" +
+	"\tHeldOrder\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\x03R\aorderId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\x03R\x06userId\x12\x1a\n" +
+	"\bquantity\x18\x03 \x01(\x03R\bquantity\x12A\n" +
+	"\x06status\x18\x04 \x01(\x0e2).flashsale.inventory.v1.ReservationStatusR\x06status\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1a\n" +
+	"\brestored\x18\a \x01(\x03R\brestored\"\xad\x01\n" +
+	"\x13RebuildStockRequest\x12\x1f\n" +
+	"\vactivity_id\x18\x01 \x01(\x03R\n" +
+	"activityId\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x03R\x05total\x12$\n" +
+	"\x0eper_user_limit\x18\x03 \x01(\x03R\fperUserLimit\x129\n" +
+	"\x06orders\x18\x04 \x03(\v2!.flashsale.inventory.v1.HeldOrderR\x06orders\"\xa4\x02\n" +
+	"\x14RebuildStockResponse\x12\x18\n" +
+	"\arebuilt\x18\x01 \x01(\bR\arebuilt\x12!\n" +
+	"\fstock_before\x18\x02 \x01(\x03R\vstockBefore\x12\x14\n" +
+	"\x05stock\x18\x03 \x01(\x03R\x05stock\x123\n" +
+	"\x15reservations_repaired\x18\x04 \x01(\x03R\x14reservationsRepaired\x120\n" +
+	"\x14user_counts_repaired\x18\x05 \x01(\x03R\x12userCountsRepaired\x126\n" +
+	"\x17expiry_entries_repaired\x18\x06 \x01(\x03R\x15expiryEntriesRepaired\x12\x1a\n" +
+	"\boverheld\x18\a \x01(\x03R\boverheld*w\n" +
 	"\vMarkOutcome\x12\x1c\n" +
 	"\x18MARK_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13MARK_OUTCOME_MARKED\x10\x01\x12\x15\n" +
@@ -1964,8 +2325,7 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bRESERVATION_STATUS_RESERVED\x10\x01\x12 \n" +
 	"\x1cRESERVATION_STATUS_CONFIRMED\x10\x02\x12\x1f\n" +
-	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\x8d\n" +
-	"\n" +
+	"\x1bRESERVATION_STATUS_RELEASED\x10\x032\xe0\v\n" +
 	"\x10InventoryService\x12Z\n" +
 	"\aPreheat\x12&.flashsale.inventory.v1.PreheatRequest\x1a'.flashsale.inventory.v1.PreheatResponse\x12Z\n" +
 	"\aReserve\x12&.flashsale.inventory.v1.ReserveRequest\x1a'.flashsale.inventory.v1.ReserveResponse\x12i\n" +
@@ -1980,7 +2340,9 @@ const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x06AckDue\x12%.flashsale.inventory.v1.AckDueRequest\x1a&.flashsale.inventory.v1.AckDueResponse\x12c\n" +
 	"\n" +
 	"RequeueDue\x12).flashsale.inventory.v1.RequeueDueRequest\x1a*.flashsale.inventory.v1.RequeueDueResponse\x12i\n" +
-	"\fRestoreLimit\x12+.flashsale.inventory.v1.RestoreLimitRequest\x1a,.flashsale.inventory.v1.RestoreLimitResponseB?Z=github.com/flashsale/flashsale/proto/inventory/v1;inventoryv1b\x06proto3"
+	"\fRestoreLimit\x12+.flashsale.inventory.v1.RestoreLimitRequest\x1a,.flashsale.inventory.v1.RestoreLimitResponse\x12f\n" +
+	"\vFencedStock\x12*.flashsale.inventory.v1.FencedStockRequest\x1a+.flashsale.inventory.v1.FencedStockResponse\x12i\n" +
+	"\fRebuildStock\x12+.flashsale.inventory.v1.RebuildStockRequest\x1a,.flashsale.inventory.v1.RebuildStockResponseB?Z=github.com/flashsale/flashsale/proto/inventory/v1;inventoryv1b\x06proto3"
 
 var (
 	file_inventory_v1_inventory_proto_rawDescOnce sync.Once
@@ -1995,7 +2357,7 @@ func file_inventory_v1_inventory_proto_rawDescGZIP() []byte {
 }
 
 var file_inventory_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_inventory_v1_inventory_proto_goTypes = []any{
 	(MarkOutcome)(0),              // 0: flashsale.inventory.v1.MarkOutcome
 	(ReservationStatus)(0),        // 1: flashsale.inventory.v1.ReservationStatus
@@ -2030,11 +2392,16 @@ var file_inventory_v1_inventory_proto_goTypes = []any{
 	(*RequeueDueResponse)(nil),    // 30: flashsale.inventory.v1.RequeueDueResponse
 	(*RestoreLimitRequest)(nil),   // 31: flashsale.inventory.v1.RestoreLimitRequest
 	(*RestoreLimitResponse)(nil),  // 32: flashsale.inventory.v1.RestoreLimitResponse
-	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
+	(*FencedStockRequest)(nil),    // 33: flashsale.inventory.v1.FencedStockRequest
+	(*FencedStockResponse)(nil),   // 34: flashsale.inventory.v1.FencedStockResponse
+	(*HeldOrder)(nil),             // 35: flashsale.inventory.v1.HeldOrder
+	(*RebuildStockRequest)(nil),   // 36: flashsale.inventory.v1.RebuildStockRequest
+	(*RebuildStockResponse)(nil),  // 37: flashsale.inventory.v1.RebuildStockResponse
+	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 39: google.protobuf.Duration
 }
 var file_inventory_v1_inventory_proto_depIdxs = []int32{
-	33, // 0: flashsale.inventory.v1.ReserveRequest.expires_at:type_name -> google.protobuf.Timestamp
+	38, // 0: flashsale.inventory.v1.ReserveRequest.expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 1: flashsale.inventory.v1.ReserveBatchRequest.reservations:type_name -> flashsale.inventory.v1.ReserveRequest
 	5,  // 2: flashsale.inventory.v1.ReserveAnswer.reserved:type_name -> flashsale.inventory.v1.ReserveResponse
 	8,  // 3: flashsale.inventory.v1.ReserveAnswer.error:type_name -> flashsale.inventory.v1.ReserveError
@@ -2046,46 +2413,53 @@ var file_inventory_v1_inventory_proto_depIdxs = []int32{
 	17, // 9: flashsale.inventory.v1.MarkOrderedRequest.orders:type_name -> flashsale.inventory.v1.OrderRef
 	0,  // 10: flashsale.inventory.v1.MarkOrderedResponse.outcomes:type_name -> flashsale.inventory.v1.MarkOutcome
 	1,  // 11: flashsale.inventory.v1.Reservation.status:type_name -> flashsale.inventory.v1.ReservationStatus
-	33, // 12: flashsale.inventory.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	33, // 13: flashsale.inventory.v1.ClaimDueRequest.now:type_name -> google.protobuf.Timestamp
-	34, // 14: flashsale.inventory.v1.ClaimDueRequest.lease:type_name -> google.protobuf.Duration
-	33, // 15: flashsale.inventory.v1.DueEntry.due_at:type_name -> google.protobuf.Timestamp
-	33, // 16: flashsale.inventory.v1.DueEntry.lease_until:type_name -> google.protobuf.Timestamp
+	38, // 12: flashsale.inventory.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	38, // 13: flashsale.inventory.v1.ClaimDueRequest.now:type_name -> google.protobuf.Timestamp
+	39, // 14: flashsale.inventory.v1.ClaimDueRequest.lease:type_name -> google.protobuf.Duration
+	38, // 15: flashsale.inventory.v1.DueEntry.due_at:type_name -> google.protobuf.Timestamp
+	38, // 16: flashsale.inventory.v1.DueEntry.lease_until:type_name -> google.protobuf.Timestamp
 	25, // 17: flashsale.inventory.v1.ClaimDueResponse.entries:type_name -> flashsale.inventory.v1.DueEntry
 	25, // 18: flashsale.inventory.v1.AckDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
 	25, // 19: flashsale.inventory.v1.RequeueDueRequest.entries:type_name -> flashsale.inventory.v1.DueEntry
-	33, // 20: flashsale.inventory.v1.RequeueDueRequest.due_at:type_name -> google.protobuf.Timestamp
-	2,  // 21: flashsale.inventory.v1.InventoryService.Preheat:input_type -> flashsale.inventory.v1.PreheatRequest
-	4,  // 22: flashsale.inventory.v1.InventoryService.Reserve:input_type -> flashsale.inventory.v1.ReserveRequest
-	6,  // 23: flashsale.inventory.v1.InventoryService.ReserveBatch:input_type -> flashsale.inventory.v1.ReserveBatchRequest
-	10, // 24: flashsale.inventory.v1.InventoryService.Release:input_type -> flashsale.inventory.v1.ReleaseRequest
-	12, // 25: flashsale.inventory.v1.InventoryService.ReleaseBatch:input_type -> flashsale.inventory.v1.ReleaseBatchRequest
-	15, // 26: flashsale.inventory.v1.InventoryService.Confirm:input_type -> flashsale.inventory.v1.ConfirmRequest
-	18, // 27: flashsale.inventory.v1.InventoryService.MarkOrdered:input_type -> flashsale.inventory.v1.MarkOrderedRequest
-	20, // 28: flashsale.inventory.v1.InventoryService.GetStock:input_type -> flashsale.inventory.v1.GetStockRequest
-	22, // 29: flashsale.inventory.v1.InventoryService.GetReservation:input_type -> flashsale.inventory.v1.GetReservationRequest
-	24, // 30: flashsale.inventory.v1.InventoryService.ClaimDue:input_type -> flashsale.inventory.v1.ClaimDueRequest
-	27, // 31: flashsale.inventory.v1.InventoryService.AckDue:input_type -> flashsale.inventory.v1.AckDueRequest
-	29, // 32: flashsale.inventory.v1.InventoryService.RequeueDue:input_type -> flashsale.inventory.v1.RequeueDueRequest
-	31, // 33: flashsale.inventory.v1.InventoryService.RestoreLimit:input_type -> flashsale.inventory.v1.RestoreLimitRequest
-	3,  // 34: flashsale.inventory.v1.InventoryService.Preheat:output_type -> flashsale.inventory.v1.PreheatResponse
-	5,  // 35: flashsale.inventory.v1.InventoryService.Reserve:output_type -> flashsale.inventory.v1.ReserveResponse
-	9,  // 36: flashsale.inventory.v1.InventoryService.ReserveBatch:output_type -> flashsale.inventory.v1.ReserveBatchResponse
-	11, // 37: flashsale.inventory.v1.InventoryService.Release:output_type -> flashsale.inventory.v1.ReleaseResponse
-	14, // 38: flashsale.inventory.v1.InventoryService.ReleaseBatch:output_type -> flashsale.inventory.v1.ReleaseBatchResponse
-	16, // 39: flashsale.inventory.v1.InventoryService.Confirm:output_type -> flashsale.inventory.v1.ConfirmResponse
-	19, // 40: flashsale.inventory.v1.InventoryService.MarkOrdered:output_type -> flashsale.inventory.v1.MarkOrderedResponse
-	21, // 41: flashsale.inventory.v1.InventoryService.GetStock:output_type -> flashsale.inventory.v1.GetStockResponse
-	23, // 42: flashsale.inventory.v1.InventoryService.GetReservation:output_type -> flashsale.inventory.v1.Reservation
-	26, // 43: flashsale.inventory.v1.InventoryService.ClaimDue:output_type -> flashsale.inventory.v1.ClaimDueResponse
-	28, // 44: flashsale.inventory.v1.InventoryService.AckDue:output_type -> flashsale.inventory.v1.AckDueResponse
-	30, // 45: flashsale.inventory.v1.InventoryService.RequeueDue:output_type -> flashsale.inventory.v1.RequeueDueResponse
-	32, // 46: flashsale.inventory.v1.InventoryService.RestoreLimit:output_type -> flashsale.inventory.v1.RestoreLimitResponse
-	34, // [34:47] is the sub-list for method output_type
-	21, // [21:34] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	38, // 20: flashsale.inventory.v1.RequeueDueRequest.due_at:type_name -> google.protobuf.Timestamp
+	1,  // 21: flashsale.inventory.v1.HeldOrder.status:type_name -> flashsale.inventory.v1.ReservationStatus
+	38, // 22: flashsale.inventory.v1.HeldOrder.expires_at:type_name -> google.protobuf.Timestamp
+	35, // 23: flashsale.inventory.v1.RebuildStockRequest.orders:type_name -> flashsale.inventory.v1.HeldOrder
+	2,  // 24: flashsale.inventory.v1.InventoryService.Preheat:input_type -> flashsale.inventory.v1.PreheatRequest
+	4,  // 25: flashsale.inventory.v1.InventoryService.Reserve:input_type -> flashsale.inventory.v1.ReserveRequest
+	6,  // 26: flashsale.inventory.v1.InventoryService.ReserveBatch:input_type -> flashsale.inventory.v1.ReserveBatchRequest
+	10, // 27: flashsale.inventory.v1.InventoryService.Release:input_type -> flashsale.inventory.v1.ReleaseRequest
+	12, // 28: flashsale.inventory.v1.InventoryService.ReleaseBatch:input_type -> flashsale.inventory.v1.ReleaseBatchRequest
+	15, // 29: flashsale.inventory.v1.InventoryService.Confirm:input_type -> flashsale.inventory.v1.ConfirmRequest
+	18, // 30: flashsale.inventory.v1.InventoryService.MarkOrdered:input_type -> flashsale.inventory.v1.MarkOrderedRequest
+	20, // 31: flashsale.inventory.v1.InventoryService.GetStock:input_type -> flashsale.inventory.v1.GetStockRequest
+	22, // 32: flashsale.inventory.v1.InventoryService.GetReservation:input_type -> flashsale.inventory.v1.GetReservationRequest
+	24, // 33: flashsale.inventory.v1.InventoryService.ClaimDue:input_type -> flashsale.inventory.v1.ClaimDueRequest
+	27, // 34: flashsale.inventory.v1.InventoryService.AckDue:input_type -> flashsale.inventory.v1.AckDueRequest
+	29, // 35: flashsale.inventory.v1.InventoryService.RequeueDue:input_type -> flashsale.inventory.v1.RequeueDueRequest
+	31, // 36: flashsale.inventory.v1.InventoryService.RestoreLimit:input_type -> flashsale.inventory.v1.RestoreLimitRequest
+	33, // 37: flashsale.inventory.v1.InventoryService.FencedStock:input_type -> flashsale.inventory.v1.FencedStockRequest
+	36, // 38: flashsale.inventory.v1.InventoryService.RebuildStock:input_type -> flashsale.inventory.v1.RebuildStockRequest
+	3,  // 39: flashsale.inventory.v1.InventoryService.Preheat:output_type -> flashsale.inventory.v1.PreheatResponse
+	5,  // 40: flashsale.inventory.v1.InventoryService.Reserve:output_type -> flashsale.inventory.v1.ReserveResponse
+	9,  // 41: flashsale.inventory.v1.InventoryService.ReserveBatch:output_type -> flashsale.inventory.v1.ReserveBatchResponse
+	11, // 42: flashsale.inventory.v1.InventoryService.Release:output_type -> flashsale.inventory.v1.ReleaseResponse
+	14, // 43: flashsale.inventory.v1.InventoryService.ReleaseBatch:output_type -> flashsale.inventory.v1.ReleaseBatchResponse
+	16, // 44: flashsale.inventory.v1.InventoryService.Confirm:output_type -> flashsale.inventory.v1.ConfirmResponse
+	19, // 45: flashsale.inventory.v1.InventoryService.MarkOrdered:output_type -> flashsale.inventory.v1.MarkOrderedResponse
+	21, // 46: flashsale.inventory.v1.InventoryService.GetStock:output_type -> flashsale.inventory.v1.GetStockResponse
+	23, // 47: flashsale.inventory.v1.InventoryService.GetReservation:output_type -> flashsale.inventory.v1.Reservation
+	26, // 48: flashsale.inventory.v1.InventoryService.ClaimDue:output_type -> flashsale.inventory.v1.ClaimDueResponse
+	28, // 49: flashsale.inventory.v1.InventoryService.AckDue:output_type -> flashsale.inventory.v1.AckDueResponse
+	30, // 50: flashsale.inventory.v1.InventoryService.RequeueDue:output_type -> flashsale.inventory.v1.RequeueDueResponse
+	32, // 51: flashsale.inventory.v1.InventoryService.RestoreLimit:output_type -> flashsale.inventory.v1.RestoreLimitResponse
+	34, // 52: flashsale.inventory.v1.InventoryService.FencedStock:output_type -> flashsale.inventory.v1.FencedStockResponse
+	37, // 53: flashsale.inventory.v1.InventoryService.RebuildStock:output_type -> flashsale.inventory.v1.RebuildStockResponse
+	39, // [39:54] is the sub-list for method output_type
+	24, // [24:39] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_inventory_v1_inventory_proto_init() }
@@ -2107,7 +2481,7 @@ func file_inventory_v1_inventory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inventory_v1_inventory_proto_rawDesc), len(file_inventory_v1_inventory_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

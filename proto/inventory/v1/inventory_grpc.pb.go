@@ -35,6 +35,8 @@ const (
 	InventoryService_AckDue_FullMethodName         = "/flashsale.inventory.v1.InventoryService/AckDue"
 	InventoryService_RequeueDue_FullMethodName     = "/flashsale.inventory.v1.InventoryService/RequeueDue"
 	InventoryService_RestoreLimit_FullMethodName   = "/flashsale.inventory.v1.InventoryService/RestoreLimit"
+	InventoryService_FencedStock_FullMethodName    = "/flashsale.inventory.v1.InventoryService/FencedStock"
+	InventoryService_RebuildStock_FullMethodName   = "/flashsale.inventory.v1.InventoryService/RebuildStock"
 )
 
 // InventoryServiceClient is the client API for InventoryService service.
@@ -93,6 +95,18 @@ type InventoryServiceClient interface {
 	// nothing more. CONFLICT answers a reservation that is not confirmed or
 	// has fewer units left to restore.
 	RestoreLimit(ctx context.Context, in *RestoreLimitRequest, opts ...grpc.CallOption) (*RestoreLimitResponse, error)
+	// FencedStock lists the activities that are fenced: Redis restarted
+	// (from an AOF that may have lost its last second of writes) or failed
+	// over since their state was loaded or rebuilt. A fenced activity's
+	// reservations answer UNAVAILABLE until RebuildStock rebuilds it. The
+	// call also fences a sale whose live mark an AOF rewrite carried over
+	// from an earlier run of the server.
+	FencedStock(ctx context.Context, in *FencedStockRequest, opts ...grpc.CallOption) (*FencedStockResponse, error)
+	// RebuildStock rewrites a fenced activity's stock, per-user counts,
+	// reservations and expiry queue from the orders stored for it, in one
+	// atomic script, and unfences it. A live activity is left alone
+	// (rebuilt false): of two reconcilers, only the first rebuilds.
+	RebuildStock(ctx context.Context, in *RebuildStockRequest, opts ...grpc.CallOption) (*RebuildStockResponse, error)
 }
 
 type inventoryServiceClient struct {
@@ -233,6 +247,26 @@ func (c *inventoryServiceClient) RestoreLimit(ctx context.Context, in *RestoreLi
 	return out, nil
 }
 
+func (c *inventoryServiceClient) FencedStock(ctx context.Context, in *FencedStockRequest, opts ...grpc.CallOption) (*FencedStockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FencedStockResponse)
+	err := c.cc.Invoke(ctx, InventoryService_FencedStock_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) RebuildStock(ctx context.Context, in *RebuildStockRequest, opts ...grpc.CallOption) (*RebuildStockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RebuildStockResponse)
+	err := c.cc.Invoke(ctx, InventoryService_RebuildStock_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InventoryServiceServer is the server API for InventoryService service.
 // All implementations must embed UnimplementedInventoryServiceServer
 // for forward compatibility.
@@ -289,6 +323,18 @@ type InventoryServiceServer interface {
 	// nothing more. CONFLICT answers a reservation that is not confirmed or
 	// has fewer units left to restore.
 	RestoreLimit(context.Context, *RestoreLimitRequest) (*RestoreLimitResponse, error)
+	// FencedStock lists the activities that are fenced: Redis restarted
+	// (from an AOF that may have lost its last second of writes) or failed
+	// over since their state was loaded or rebuilt. A fenced activity's
+	// reservations answer UNAVAILABLE until RebuildStock rebuilds it. The
+	// call also fences a sale whose live mark an AOF rewrite carried over
+	// from an earlier run of the server.
+	FencedStock(context.Context, *FencedStockRequest) (*FencedStockResponse, error)
+	// RebuildStock rewrites a fenced activity's stock, per-user counts,
+	// reservations and expiry queue from the orders stored for it, in one
+	// atomic script, and unfences it. A live activity is left alone
+	// (rebuilt false): of two reconcilers, only the first rebuilds.
+	RebuildStock(context.Context, *RebuildStockRequest) (*RebuildStockResponse, error)
 	mustEmbedUnimplementedInventoryServiceServer()
 }
 
@@ -337,6 +383,12 @@ func (UnimplementedInventoryServiceServer) RequeueDue(context.Context, *RequeueD
 }
 func (UnimplementedInventoryServiceServer) RestoreLimit(context.Context, *RestoreLimitRequest) (*RestoreLimitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RestoreLimit not implemented")
+}
+func (UnimplementedInventoryServiceServer) FencedStock(context.Context, *FencedStockRequest) (*FencedStockResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FencedStock not implemented")
+}
+func (UnimplementedInventoryServiceServer) RebuildStock(context.Context, *RebuildStockRequest) (*RebuildStockResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RebuildStock not implemented")
 }
 func (UnimplementedInventoryServiceServer) mustEmbedUnimplementedInventoryServiceServer() {}
 func (UnimplementedInventoryServiceServer) testEmbeddedByValue()                          {}
@@ -593,6 +645,42 @@ func _InventoryService_RestoreLimit_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InventoryService_FencedStock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FencedStockRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).FencedStock(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_FencedStock_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).FencedStock(ctx, req.(*FencedStockRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_RebuildStock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RebuildStockRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).RebuildStock(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_RebuildStock_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).RebuildStock(ctx, req.(*RebuildStockRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InventoryService_ServiceDesc is the grpc.ServiceDesc for InventoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -651,6 +739,14 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RestoreLimit",
 			Handler:    _InventoryService_RestoreLimit_Handler,
+		},
+		{
+			MethodName: "FencedStock",
+			Handler:    _InventoryService_FencedStock_Handler,
+		},
+		{
+			MethodName: "RebuildStock",
+			Handler:    _InventoryService_RebuildStock_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -94,7 +94,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	reg := telemetry.NewRegistry()
 	srv := rpc.NewServer(log, reg, invgrpc.Errors)
 	store := invredis.NewStore(redisclient.Coalesced(rdb))
-	inventoryv1.RegisterInventoryServiceServer(srv, invgrpc.NewServer(inventory.NewService(store)))
+	inventoryv1.RegisterInventoryServiceServer(srv, invgrpc.NewServer(newRepairing(inventory.NewService(store), reg, log)))
 	clk := cfg.Clock
 	if clk == nil {
 		clk = clock.Real{}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -104,4 +105,51 @@ func (c *stockCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.dueEntries, prometheus.GaugeValue, float64(backlog.Entries))
 	ch <- prometheus.MustNewConstMetric(c.oldestDue, prometheus.GaugeValue, oldest)
+}
+
+// repairing counts what each rebuild of a fenced sale repaired, in
+// inventory_stock_repairs_total{kind}, and logs one line per rebuilt
+// sale. kind is stock (the stock key was wrong or lost), reservation,
+// user_count or expiry_entry (records rewritten), or overheld (units the
+// stored orders held beyond the total: a sale oversold before its rebuild).
+type repairing struct {
+	*inventory.Service
+	repairs *prometheus.CounterVec
+	log     *slog.Logger
+}
+
+func newRepairing(svc *inventory.Service, reg prometheus.Registerer, log *slog.Logger) *repairing {
+	r := &repairing{Service: svc, log: log, repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "inventory_stock_repairs_total",
+		Help: "Records a rebuild of a fenced flash sale (after Redis restarted or failed over) found wrong and rewrote, by kind.",
+	}, []string{"kind"})}
+	for _, k := range []string{"stock", "reservation", "user_count", "expiry_entry", "overheld"} {
+		r.repairs.WithLabelValues(k)
+	}
+	reg.MustRegister(r.repairs)
+	return r
+}
+
+// RebuildStock rebuilds through the service and records what it repaired.
+func (r *repairing) RebuildStock(ctx context.Context, req inventory.Rebuild) (inventory.RebuildResult, error) {
+	res, err := r.Service.RebuildStock(ctx, req)
+	if err != nil || !res.Rebuilt {
+		return res, err
+	}
+	if res.StockBefore != res.Stock {
+		r.repairs.WithLabelValues("stock").Inc()
+	}
+	r.repairs.WithLabelValues("reservation").Add(float64(res.Reservations))
+	r.repairs.WithLabelValues("user_count").Add(float64(res.UserCounts))
+	r.repairs.WithLabelValues("expiry_entry").Add(float64(res.ExpiryEntries))
+	r.repairs.WithLabelValues("overheld").Add(float64(res.Overheld))
+	level := slog.LevelWarn
+	if res.Overheld > 0 {
+		level = slog.LevelError
+	}
+	r.log.Log(ctx, level, "rebuilt a fenced flash sale from its stored orders",
+		"activity_id", req.ActivityID, "orders", len(req.Orders), "stock_before", res.StockBefore, "stock", res.Stock,
+		"reservations_repaired", res.Reservations, "user_counts_repaired", res.UserCounts,
+		"expiry_entries_repaired", res.ExpiryEntries, "overheld", res.Overheld)
+	return res, nil
 }

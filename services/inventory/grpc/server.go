@@ -30,6 +30,8 @@ var Errors = errcode.Table{
 	{Err: inventory.ErrAlreadyOrdered, Code: errcode.Conflict},
 	{Err: inventory.ErrNotConfirmed, Code: errcode.Conflict},
 	{Err: inventory.ErrRestoreTooMany, Code: errcode.Conflict},
+	// Redis may have lost the sale's last writes: retry once rebuilt.
+	{Err: inventory.ErrFenced, Code: errcode.Unavailable},
 	{Err: inventory.ErrInvalid, Code: errcode.InvalidArgument},
 }
 
@@ -50,6 +52,8 @@ type Inventory interface {
 	ClaimDue(ctx context.Context, activityIDs []int64, now time.Time, limit int, lease time.Duration) ([]inventory.DueEntry, error)
 	AckDue(ctx context.Context, entries []inventory.DueEntry) ([]bool, error)
 	RequeueDue(ctx context.Context, entries []inventory.DueEntry, dueAt time.Time) ([]bool, error)
+	Fenced(ctx context.Context) ([]int64, error)
+	RebuildStock(ctx context.Context, r inventory.Rebuild) (inventory.RebuildResult, error)
 }
 
 // Server implements inventoryv1.InventoryServiceServer.
@@ -292,4 +296,37 @@ func (s *Server) RestoreLimit(ctx context.Context, req *inventoryv1.RestoreLimit
 		return nil, err
 	}
 	return &inventoryv1.RestoreLimitResponse{Restored: restored}, nil
+}
+
+// FencedStock implements inventoryv1.InventoryServiceServer.
+func (s *Server) FencedStock(ctx context.Context, _ *inventoryv1.FencedStockRequest) (*inventoryv1.FencedStockResponse, error) {
+	ids, err := s.inv.Fenced(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &inventoryv1.FencedStockResponse{ActivityIds: ids}, nil
+}
+
+// RebuildStock implements inventoryv1.InventoryServiceServer. An order's
+// status that is not one of the three reads as invalid.
+func (s *Server) RebuildStock(ctx context.Context, req *inventoryv1.RebuildStockRequest) (*inventoryv1.RebuildStockResponse, error) {
+	r := inventory.Rebuild{ActivityID: req.GetActivityId(), Total: req.GetTotal(), PerUserLimit: req.GetPerUserLimit(),
+		Orders: make([]inventory.HeldOrder, len(req.GetOrders()))}
+	for i, o := range req.GetOrders() {
+		var st inventory.Status
+		for domain, wire := range statuses {
+			if wire == o.GetStatus() {
+				st = domain
+			}
+		}
+		r.Orders[i] = inventory.HeldOrder{OrderID: o.GetOrderId(), UserID: o.GetUserId(), Quantity: o.GetQuantity(),
+			Status: st, IdempotencyKey: o.GetIdempotencyKey(), ExpiresAt: timeOf(o.GetExpiresAt()), Restored: o.GetRestored()}
+	}
+	res, err := s.inv.RebuildStock(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &inventoryv1.RebuildStockResponse{Rebuilt: res.Rebuilt, StockBefore: res.StockBefore, Stock: res.Stock,
+		ReservationsRepaired: res.Reservations, UserCountsRepaired: res.UserCounts,
+		ExpiryEntriesRepaired: res.ExpiryEntries, Overheld: res.Overheld}, nil
 }

@@ -4,13 +4,22 @@
 -- Marking is idempotent. The order consumer runs it once per event of a
 -- batch, in one pipeline, before it stores the batch.
 --
--- KEYS[1] {act:ID}:res:<order>
+-- KEYS[1] {act:ID}:res:<order>, KEYS[2] {act:ID}:live
 --
 -- Returns MARKED (store the order), DROP (released as unpublished: the
 -- buyer was told the order failed) or NOT_FOUND (no reservation).
+--
+-- In a fenced sale (no live mark: Redis may have lost its last writes,
+-- rebuild.lua) a missing reservation proves nothing: the event is in the
+-- log, so the order was placed, and its reservation may be among the lost
+-- writes. It is MARKED, to be stored; the rebuild that unfences the sale
+-- counts it among the orders holding stock.
 local r = redis.call('HMGET', KEYS[1], 'status', 'unpublished')
 local status, unpublished = r[1], r[2]
 if not status then
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    return 'MARKED'
+  end
   return 'NOT_FOUND'
 end
 if status == 'RELEASED' and unpublished == '1' then

@@ -10,11 +10,13 @@
 -- KEYS[5] {act:ID}:res:<order>   hash: user, qty, status, idem, expires_at_ms
 -- KEYS[6] {act:ID}:expiry        sorted set: order id scored by deadline (unix ms)
 -- KEYS[7] {act:ID}:tomb:<order>  string: the order was given up (release.lua)
+-- KEYS[8] {act:ID}:live          string: the sale's Redis state is trusted
+--                                (preheat.lua, rebuild.lua); absent: fenced
 -- ARGV[1] user id, ARGV[2] quantity, ARGV[3] order id,
 -- ARGV[4] idempotency key, ARGV[5] payment deadline in unix ms
 --
 -- Returns {outcome, order id, remaining}; outcome is RESERVED, REPLAYED,
--- GIVEN_UP, NOT_PREHEATED, LIMIT_EXCEEDED or SOLD_OUT.
+-- GIVEN_UP, NOT_PREHEATED, FENCED, LIMIT_EXCEEDED or SOLD_OUT.
 local idemField = ARGV[1] .. ':' .. ARGV[4]
 
 -- A replay of the buyer's key answers with the first order, changing nothing.
@@ -37,6 +39,12 @@ end
 local limit = redis.call('HGET', KEYS[1], 'limit')
 if not limit then
   return {'NOT_PREHEATED', ARGV[3], 0}
+end
+-- The sale's keys may have lost writes (Redis restarted from its AOF, or
+-- a replica took over) and are not rebuilt yet: its stock may be stale,
+-- so nothing is sold from it. Replays above only repeat what was written.
+if redis.call('EXISTS', KEYS[8]) == 0 then
+  return {'FENCED', ARGV[3], 0}
 end
 local qty = tonumber(ARGV[2])
 local stock = tonumber(redis.call('GET', KEYS[2]) or '0')

@@ -17,6 +17,11 @@
 //	                        refund:<refundID> (units that refund restored)
 //	{act:ID}:expiry         sorted set: order id scored by payment deadline (unix ms)
 //	{act:ID}:claimed        sorted set: order id scored by its claim's lease deadline (unix ms)
+//	{act:ID}:tomb:<orderID> string: a release found no reservation (1 h TTL)
+//	{act:ID}:live           string: the run_id of the server whose state of
+//	                        the sale is trusted; kept out of the AOF and
+//	                        replicas, so a restart or failover fences the
+//	                        sale until it is rebuilt (rebuild.lua)
 //
 // The expiry sorted set is the delay queue of reserved orders; an expiry
 // worker's claim moves due entries into the claimed set until it settles
@@ -45,12 +50,12 @@ import (
 //
 //	KEYS[1] {act:ID}:meta, KEYS[2] {act:ID}:stock, KEYS[3] {act:ID}:bought,
 //	KEYS[4] {act:ID}:idem, KEYS[5] {act:ID}:res:<orderID>, KEYS[6] {act:ID}:expiry,
-//	KEYS[7] {act:ID}:tomb:<orderID>
+//	KEYS[7] {act:ID}:tomb:<orderID>, KEYS[8] {act:ID}:live
 //
 // Arguments: ARGV[1] user id, ARGV[2] quantity, ARGV[3] order id,
 // ARGV[4] idempotency key, ARGV[5] payment deadline in unix milliseconds.
 // It returns {outcome, order id, remaining} with outcome one of RESERVED,
-// REPLAYED, GIVEN_UP, NOT_PREHEATED, LIMIT_EXCEEDED, SOLD_OUT.
+// REPLAYED, GIVEN_UP, NOT_PREHEATED, FENCED, LIMIT_EXCEEDED, SOLD_OUT.
 //
 // For redis-benchmark, preheat the activity with a large stock and limit
 // and pass __rand_int__ for the user, the order id, the key and the order
@@ -59,7 +64,7 @@ import (
 //	redis-benchmark -r 1000000000 -n 200000 EVAL "$SCRIPT" 7 \
 //	  '{act:1}:meta' '{act:1}:stock' '{act:1}:bought' '{act:1}:idem' \
 //	  '{act:1}:res:__rand_int__' '{act:1}:expiry' '{act:1}:tomb:__rand_int__' \
-//	  __rand_int__ 1 __rand_int__ __rand_int__ 1893456000000
+//	  '{act:1}:live' __rand_int__ 1 __rand_int__ __rand_int__ 1893456000000
 //
 // redis-benchmark draws each placeholder independently, so the record's key
 // and the order id differ there; the script never derives one from the
@@ -81,6 +86,10 @@ var (
 	markOrderedSource string
 	//go:embed restore_limit.lua
 	restoreLimitSource string
+	//go:embed fence.lua
+	fenceSource string
+	//go:embed rebuild.lua
+	rebuildSource string
 
 	reserveScript     = goredis.NewScript(ReserveScript)
 	releaseScript     = goredis.NewScript(releaseSource)
@@ -89,6 +98,8 @@ var (
 	stockScript       = goredis.NewScript(stockSource)
 	markOrderedScript = goredis.NewScript(markOrderedSource)
 	restoreScript     = goredis.NewScript(restoreLimitSource)
+	fenceScript       = goredis.NewScript(fenceSource)
+	rebuildScript     = goredis.NewScript(rebuildSource)
 )
 
 // ActivitiesKey is the set of preheated activity ids. It is global (no hash
@@ -97,7 +108,7 @@ const ActivitiesKey = "inventory:activities"
 
 // activityKeys are the key names of one activity.
 type activityKeys struct {
-	tag, meta, stock, bought, idem, expiry, claimed string
+	tag, meta, stock, bought, idem, expiry, claimed, live string
 }
 
 func keysOf(activityID int64) activityKeys {
@@ -110,6 +121,7 @@ func keysOf(activityID int64) activityKeys {
 		idem:    tag + ":idem",
 		expiry:  tag + ":expiry",
 		claimed: tag + ":claimed",
+		live:    tag + ":live",
 	}
 }
 
@@ -131,7 +143,7 @@ const TombstoneTTL = time.Hour
 // ReserveKeys returns the KEYS of ReserveScript for an order, in order.
 func ReserveKeys(activityID, orderID int64) []string {
 	k := keysOf(activityID)
-	return []string{k.meta, k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry, k.tombstone(orderID)}
+	return []string{k.meta, k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry, k.tombstone(orderID), k.live}
 }
 
 // ExpiryKey is the name of an activity's expiry queue: a sorted set of
@@ -149,10 +161,11 @@ func NewStore(rdb goredis.Cmdable) *Store { return &Store{rdb: rdb} }
 
 // Preheat loads an activity's stock and per-user limit and registers the
 // activity in ActivitiesKey. Stock already there is kept, so a repeated
-// preheat never resets sold stock. It returns the remaining stock.
+// preheat never resets sold stock, and never unfences a fenced sale. It
+// returns the remaining stock.
 func (s *Store) Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (int64, error) {
 	k := keysOf(activityID)
-	remaining, err := preheatScript.Run(ctx, s.rdb, []string{k.meta, k.stock}, stock, perUserLimit).Int64()
+	remaining, err := preheatScript.Run(ctx, s.rdb, []string{k.meta, k.stock, k.live}, stock, perUserLimit).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("preheat activity %d: %w", activityID, err)
 	}
@@ -217,6 +230,8 @@ func answerReserve(r inventory.ReserveRequest, cmd *goredis.Cmd) inventory.Reser
 		err = inventory.ErrGivenUp
 	case "NOT_PREHEATED":
 		err = inventory.ErrNotPreheated
+	case "FENCED":
+		err = inventory.ErrFenced
 	case "LIMIT_EXCEEDED":
 		err = inventory.ErrLimitExceeded
 	case "SOLD_OUT":
@@ -330,7 +345,8 @@ func answerRelease(activityID, orderID int64, unpublished bool, outcome string, 
 // the outcomes in the order of refs.
 func (s *Store) MarkOrdered(ctx context.Context, refs []inventory.OrderRef) ([]inventory.MarkOutcome, error) {
 	cmds, err := s.evalEach(ctx, markOrderedScript, len(refs), func(i int) ([]string, []any) {
-		return []string{keysOf(refs[i].ActivityID).reservation(refs[i].OrderID)}, nil
+		k := keysOf(refs[i].ActivityID)
+		return []string{k.reservation(refs[i].OrderID), k.live}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mark %d orders: %w", len(refs), err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
@@ -97,6 +98,14 @@ type Config struct {
 	// queues (tests that share one Redis with others); empty, every
 	// activity's, in production.
 	ExpiryActivities []int64
+	// OverdueGrace is how long after its deadline a flash-sale order still
+	// waiting for payment is expired by the Postgres backstop (its Redis
+	// expiry entry was lost).
+	OverdueGrace time.Duration
+	// ReconcileEvery paces the stock reconciler's check for fenced sales
+	// (Redis restarted or failed over); ReconcileSettle is how long a sale
+	// stays fenced before it is rebuilt (order.ReconcilerConfig).
+	ReconcileEvery, ReconcileSettle time.Duration
 	// WrapPublisher, when set, wraps the Kafka publisher the service
 	// places orders with (tests use it to make a publish that lands fail
 	// anyway, as a timeout after the broker's append would); nil in
@@ -164,6 +173,9 @@ func ConfigFromEnv(env *config.Env) Config {
 		ExpiryLease:       env.Duration("FLASHSALE_EXPIRY_LEASE", order.DefaultExpiryLease),
 		ExpiryWorkers:     int(env.Int("FLASHSALE_EXPIRY_WORKERS", DefaultExpiryWorkers)),
 		Discovery:         discovery.ConfigFromEnv(env),
+		OverdueGrace:      env.Duration("FLASHSALE_EXPIRY_OVERDUE_GRACE", order.DefaultOverdueGrace),
+		ReconcileEvery:    env.Duration("FLASHSALE_RECONCILE_EVERY", order.DefaultReconcileEvery),
+		ReconcileSettle:   env.Duration("FLASHSALE_RECONCILE_SETTLE", order.DefaultReconcileSettle),
 	}
 	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
 	env.Check(len(cfg.KafkaBrokers) > 0, "FLASHSALE_KAFKA_BROKERS: at least one broker is needed")
@@ -180,6 +192,9 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(cfg.ExpiryBatch >= 1 && cfg.ExpiryBatch <= 1000, "FLASHSALE_EXPIRY_BATCH=%d: must be 1..1000", cfg.ExpiryBatch)
 	env.Check(cfg.ExpiryLease >= time.Second, "FLASHSALE_EXPIRY_LEASE=%s: must be at least 1s", cfg.ExpiryLease)
 	env.Check(cfg.ExpiryWorkers >= 1 && cfg.ExpiryWorkers <= 64, "FLASHSALE_EXPIRY_WORKERS=%d: must be 1..64", cfg.ExpiryWorkers)
+	env.Check(cfg.OverdueGrace > 0, "FLASHSALE_EXPIRY_OVERDUE_GRACE=%s: must be positive", cfg.OverdueGrace)
+	env.Check(cfg.ReconcileEvery > 0, "FLASHSALE_RECONCILE_EVERY=%s: must be positive", cfg.ReconcileEvery)
+	env.Check(cfg.ReconcileSettle > 0, "FLASHSALE_RECONCILE_SETTLE=%s: must be positive", cfg.ReconcileSettle)
 	return cfg
 }
 
@@ -333,15 +348,20 @@ func Run(ctx context.Context, cfg Config) error {
 		AfterWrite: cfg.ConsumerAfterWrite,
 	})
 
+	reconciler := order.NewStockReconciler(order.ReconcilerConfig{
+		Inventory: inv, Orders: store, Consumer: writerLag{cfg.KafkaBrokers}, Activities: ordergrpc.NewActivities(prodConn),
+		Clock: cfg.Clock, Settle: cfg.ReconcileSettle, Every: cfg.ReconcileEvery, Logger: log,
+	})
 	workers := []func(context.Context) error{consumer.Run, func(ctx context.Context) error {
 		return svc.RunRefundSweep(ctx, cfg.RefundSweepEvery)
-	}}
+	}, reconciler.Run}
 	if !cfg.ExpiryDisabled {
 		expirer := order.NewExpirer(order.ExpirerConfig{
 			Queue: ordergrpc.NewDueQueue(invConn), Orders: store, Stock: inv, Marks: pending, Clock: cfg.Clock,
 			Activities: cfg.ExpiryActivities,
 			Batch:      cfg.ExpiryBatch, Lease: cfg.ExpiryLease, Poll: cfg.ExpiryPoll, Logger: log,
 			Regular: store, Catalog: catalog, Pricing: pricing, Observer: observer,
+			Overdue: store, OverdueGrace: cfg.OverdueGrace,
 		})
 		for range cfg.ExpiryWorkers {
 			workers = append(workers, expirer.Run)
@@ -351,10 +371,12 @@ func Run(ctx context.Context, cfg Config) error {
 	reg.MustRegister(newLagCollector(cfg.KafkaBrokers, orderkafka.GroupWriter, orderkafka.TopicPlaced))
 	srv := rpc.NewServer(log, reg, ordergrpc.Errors)
 	orderv1.RegisterOrderServiceServer(srv, ordergrpc.NewServer(svc))
-	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
+	admin := http.NewServeMux()
+	admin.Handle("/", telemetry.AdminHandler(reg, map[string]telemetry.Check{
 		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
 		"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-	})
+	}))
+	admin.Handle("POST /reconcile-stock", reconcileHandler(reconciler))
 
 	grpcLis, err := serve.Listen(cfg.GRPCListener, cfg.GRPCAddr)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/flashsale/flashsale/platform/localstack"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	invredis "github.com/flashsale/flashsale/services/inventory/redis"
 	"github.com/flashsale/flashsale/services/order"
@@ -134,7 +135,13 @@ func MustEventually(tb testing.TB, timeout time.Duration, cond func() (bool, str
 // MustRedis returns a client on the test Redis.
 func MustRedis(tb testing.TB) *goredis.Client {
 	tb.Helper()
-	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})
+	return MustRedisOn(tb, stack)
+}
+
+// MustRedisOn returns a client of s's Redis, closed when tb ends.
+func MustRedisOn(tb testing.TB, s *localstack.Stack) *goredis.Client {
+	tb.Helper()
+	rdb := goredis.NewClient(&goredis.Options{Addr: s.RedisAddr})
 	tb.Cleanup(func() { rdb.Close() })
 	return rdb
 }

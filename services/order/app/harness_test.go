@@ -63,14 +63,23 @@ type platform struct {
 	db                *pgxpool.Pool
 	// marks are the order service's published marks (its pending store).
 	marks order.PublishedMarks
+	// orderAdmin is the order service's admin URL.
+	orderAdmin string
 }
 
 // MustPlatform starts inventory, product and order (order and product on
 // a manual clock at the current time) and waits until they are ready.
 func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	tb.Helper()
+	return MustPlatformOn(tb, stack, configure)
+}
+
+// MustPlatformOn is MustPlatform on the dependencies of s (a test that
+// kills one of them runs on a stack of its own).
+func MustPlatformOn(tb testing.TB, stack *localstack.Stack, configure func(*app.Config)) *platform {
+	tb.Helper()
 	p := &platform{clock: clock.NewManual(time.Now().UTC().Truncate(time.Millisecond))}
-	p.marks = orderredis.NewPending(MustRedis(tb), "", 0)
+	p.marks = orderredis.NewPending(MustRedisOn(tb, stack), "", 0)
 
 	invAddr := servicetest.MustInventory(tb, stack.RedisAddr)
 	prodGRPC, prodAdmin := servicetest.MustListen(tb), servicetest.MustListen(tb)
@@ -89,6 +98,7 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 		configure(&cfg)
 	}
 	servicetest.MustRun(tb, ordAdmin, func(ctx context.Context) error { return app.Run(ctx, cfg) })
+	p.orderAdmin = "http://" + ordAdmin.Addr().String()
 
 	p.order = orderv1.NewOrderServiceClient(servicetest.MustDial(tb, ordGRPC.Addr().String()))
 	p.prodConn = servicetest.MustDial(tb, prodGRPC.Addr().String())

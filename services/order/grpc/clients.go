@@ -112,6 +112,40 @@ func (i *Inventory) RestoreLimit(ctx context.Context, activityID, orderID, refun
 	return nil
 }
 
+// Fenced lists the sales the inventory has fenced.
+func (i *Inventory) Fenced(ctx context.Context) ([]int64, error) {
+	resp, err := i.c.FencedStock(ctx, &inventoryv1.FencedStockRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("inventory fenced stock: %w", inventoryErrors.Domain(err))
+	}
+	return resp.GetActivityIds(), nil
+}
+
+// heldStatuses are the reservation statuses on the wire.
+var heldStatuses = map[order.ReservationStatus]inventoryv1.ReservationStatus{
+	order.ReservationReserved:  inventoryv1.ReservationStatus_RESERVATION_STATUS_RESERVED,
+	order.ReservationConfirmed: inventoryv1.ReservationStatus_RESERVATION_STATUS_CONFIRMED,
+	order.ReservationReleased:  inventoryv1.ReservationStatus_RESERVATION_STATUS_RELEASED,
+}
+
+// RebuildStock has the inventory rebuild a fenced sale from r.
+func (i *Inventory) RebuildStock(ctx context.Context, r order.StockRebuild) (order.RebuildOutcome, error) {
+	req := &inventoryv1.RebuildStockRequest{ActivityId: r.ActivityID, Total: r.Total, PerUserLimit: r.PerUserLimit,
+		Orders: make([]*inventoryv1.HeldOrder, len(r.Orders))}
+	for j, o := range r.Orders {
+		req.Orders[j] = &inventoryv1.HeldOrder{OrderId: o.OrderID, UserId: o.UserID, Quantity: o.Quantity,
+			Status: heldStatuses[o.Status], IdempotencyKey: o.IdempotencyKey, ExpiresAt: timestamppb.New(o.ExpiresAt),
+			Restored: o.Restored}
+	}
+	resp, err := i.c.RebuildStock(ctx, req)
+	if err != nil {
+		return order.RebuildOutcome{}, fmt.Errorf("inventory rebuild stock of sale %d: %w", r.ActivityID, inventoryErrors.Domain(err))
+	}
+	return order.RebuildOutcome{Rebuilt: resp.GetRebuilt(), StockBefore: resp.GetStockBefore(), Stock: resp.GetStock(),
+		Reservations: resp.GetReservationsRepaired(), UserCounts: resp.GetUserCountsRepaired(),
+		ExpiryEntries: resp.GetExpiryEntriesRepaired(), Overheld: resp.GetOverheld()}, nil
+}
+
 // maxMarkPerCall is the most orders the inventory marks in one
 // MarkOrdered call (its MaxMarkOrdered); MarkOrdered splits larger
 // batches.
@@ -169,7 +203,7 @@ func (a *Activities) Activity(ctx context.Context, id int64) (order.Activity, er
 		return order.Activity{}, fmt.Errorf("product activity %d: %w", id, productErrors.Domain(err))
 	}
 	return order.Activity{
-		ID: m.GetActivityId(), SKUID: m.GetSkuId(), Price: m.GetPrice(), PerUserLimit: m.GetPerUserLimit(),
+		ID: m.GetActivityId(), SKUID: m.GetSkuId(), Price: m.GetPrice(), PerUserLimit: m.GetPerUserLimit(), Stock: m.GetStock(),
 		StartsAt: m.GetStartsAt().AsTime(), EndsAt: m.GetEndsAt().AsTime(),
 	}, nil
 }

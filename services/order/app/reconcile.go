@@ -1,0 +1,39 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	pkafka "github.com/flashsale/flashsale/platform/kafka"
+	"github.com/flashsale/flashsale/services/order"
+	orderkafka "github.com/flashsale/flashsale/services/order/kafka"
+)
+
+// writerLag is the order-writer group's lag on orders.placed: the
+// published orders the stock reconciler waits to see stored.
+type writerLag struct{ brokers []string }
+
+func (l writerLag) InFlight(ctx context.Context) (int64, error) {
+	return pkafka.Lag(ctx, l.brokers, orderkafka.GroupWriter, orderkafka.TopicPlaced)
+}
+
+// reconcileHandler serves POST /reconcile-stock on the admin port: one
+// round of the stock reconciler now, instead of at its next tick. It
+// answers 200 {"rebuilt": [activity ids]} or 503 {"error": "..."} (the
+// inventory unreachable, orders still in flight: try again).
+func reconcileHandler(r *order.StockReconciler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		rebuilt, err := r.RunOnce(req.Context())
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		if rebuilt == nil {
+			rebuilt = []int64{}
+		}
+		_ = json.NewEncoder(w).Encode(map[string][]int64{"rebuilt": rebuilt})
+	})
+}
