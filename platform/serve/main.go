@@ -15,7 +15,8 @@ import (
 // Main is the body of every binary's main function: it reads the
 // configuration with load (plus FLASHSALE_LOG_LEVEL and
 // FLASHSALE_OTLP_ENDPOINT), refuses to start on any invalid value, sets up
-// JSON logging and tracing, and calls run until SIGINT or SIGTERM. It exits
+// JSON logging and tracing (spans carry service.name service, see
+// telemetry.SetupTracing), and calls run until SIGINT or SIGTERM. It exits
 // with status 1 and the reason when something fails.
 func Main[C any](service string, load func(*config.Env) C, run func(context.Context, C, *slog.Logger) error) {
 	if err := mainErr(service, load, run); err != nil {
@@ -39,7 +40,7 @@ func mainErr[C any](service string, load func(*config.Env) C, run func(context.C
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	shutdown, err := telemetry.SetupTracing(ctx, otlp)
+	shutdown, err := telemetry.SetupTracing(ctx, telemetry.Tracing{Service: service, OTLPEndpoint: otlp})
 	if err != nil {
 		return err
 	}
