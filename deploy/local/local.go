@@ -21,6 +21,7 @@ import (
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/telemetry"
 	"github.com/flashsale/flashsale/services/channelsim"
 	invapp "github.com/flashsale/flashsale/services/inventory/app"
 	marketingapp "github.com/flashsale/flashsale/services/marketing/app"
@@ -257,7 +258,7 @@ func (p *Platform) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.GatewayURL+"/readyz", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.GatewayURL+telemetry.DependenciesPath, nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
