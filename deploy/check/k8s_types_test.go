@@ -285,3 +285,28 @@ func deref[T any](p *T) any {
 	}
 	return *p
 }
+
+// TestMemoryLimitsAgree: every binary runs under a memory limit, the
+// same in compose and Kubernetes, since each derives GOMEMLIMIT from it
+// (serve.LimitMemory): a binary without one would run without a soft
+// limit and its GC target of 400 would let a spike grow the heap until
+// the kernel kills it.
+func TestMemoryLimitsAgree(t *testing.T) {
+	project := mustComposeProject(t, nil)
+	pods := podTemplates(mustTypedManifests(t))
+	for _, b := range Binaries {
+		var k8s int64
+		for _, kind := range []string{"Deployment/", "StatefulSet/"} {
+			if pod, ok := pods[kind+b.Service]; ok && len(pod.Spec.Containers) > 0 {
+				k8s = pod.Spec.Containers[0].Resources.Limits.Memory().Value()
+			}
+		}
+		var compose int64
+		if s, err := project.GetService(b.Service); err == nil && s.Deploy != nil && s.Deploy.Resources.Limits != nil {
+			compose = int64(s.Deploy.Resources.Limits.MemoryBytes)
+		}
+		if k8s == 0 || compose != k8s {
+			t.Errorf("%s: memory limit %d bytes in Kubernetes, %d in compose; want the same, set in both", b.Service, k8s, compose)
+		}
+	}
+}
