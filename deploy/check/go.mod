@@ -10,7 +10,7 @@ require (
 	github.com/flashsale/flashsale/services/inventory v0.0.0
 	github.com/flashsale/flashsale/services/marketing v0.0.0
 	github.com/flashsale/flashsale/services/order v0.0.0
-	github.com/flashsale/flashsale/services/payment v0.0.0-00010101000000-000000000000
+	github.com/flashsale/flashsale/services/payment v0.0.0
 	github.com/flashsale/flashsale/services/product v0.0.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0
@@ -22,6 +22,12 @@ require (
 )
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0 // indirect
+	github.com/KimMachineGun/automemlimit v1.0.2 // indirect
+	github.com/pbnjay/memory v0.0.0-20210728143218-7b4eea64cf58 // indirect
+)
+
+require (
 	github.com/armon/go-metrics v0.4.1 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
@@ -30,6 +36,7 @@ require (
 	github.com/docker/go-connections v0.4.0 // indirect
 	github.com/docker/go-units v0.5.0 // indirect
 	github.com/fatih/color v1.16.0 // indirect
+	github.com/flashsale/flashsale/loadtest v0.0.0
 	github.com/flashsale/flashsale/proto v0.0.0 // indirect
 	github.com/fxamacker/cbor/v2 v2.9.1 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
@@ -114,3 +121,7 @@ replace (
 	github.com/flashsale/flashsale/services/payment => ../../services/payment
 	github.com/flashsale/flashsale/services/product => ../../services/product
 )
+
+replace github.com/flashsale/flashsale/loadtest => ../../loadtest
+
+replace github.com/flashsale/flashsale/deploy/local => ../../deploy/local
