@@ -25,5 +25,8 @@ RUN --mount=type=cache,target=/root/go/pkg/mod \
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/app /app
 COPY --from=build /out/healthcheck /healthcheck
-USER nonroot:nonroot
+# Numeric, so the kubelet can verify runAsNonRoot: 65532 is the
+# distroless "nonroot" user; deploy/k8s runs every pod as 65532:65532
+# (deploy/check holds the two together).
+USER 65532:65532
 ENTRYPOINT ["/app"]

@@ -51,8 +51,10 @@ type Options struct {
 	// Registry receives the gateway's metrics and is served on /metrics
 	// (default: a new telemetry registry).
 	Registry *prometheus.Registry
-	// Ready are the checks of /readyz (downstreams, Redis).
-	Ready map[string]telemetry.Check
+	// Dependencies are the checks telemetry.DependenciesPath reports
+	// (downstreams, Redis); /readyz does not ask them (see
+	// telemetry.AdminHandler).
+	Dependencies map[string]telemetry.Check
 
 	// JWTSecret signs and verifies HS256 bearer tokens.
 	JWTSecret []byte
@@ -253,14 +255,17 @@ func (g *Gateway) routes() {
 
 	// Probes and scrapes are never rate limited: a gateway that sheds
 	// load must still look alive and be observable.
-	ops := telemetry.AdminHandler(g.opts.Registry, g.opts.Ready)
-	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
+	ops := telemetry.AdminHandler(g.opts.Registry, g.opts.Dependencies)
+	for _, p := range opsRoutes {
 		g.route(p, routeSpec{access: public}, func(w http.ResponseWriter, r *http.Request) error {
 			ops.ServeHTTP(w, r)
 			return nil
 		})
 	}
 }
+
+// opsRoutes are the probes, the dependency report and the scrape.
+var opsRoutes = []string{"GET /healthz", "GET /readyz", "GET " + telemetry.DependenciesPath, "GET /metrics"}
 
 // callCtx bounds one downstream call, so a slow dependency costs a
 // request at most CallTimeout instead of holding it (and its goroutine

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"time"
 
@@ -159,7 +160,7 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		g.metrics.latency.WithLabelValues(info.route).Observe(elapsed.Seconds())
 
 		level := slog.LevelInfo
-		if info.route == "GET /healthz" || info.route == "GET /readyz" || info.route == "GET /metrics" {
+		if slices.Contains(opsRoutes, info.route) {
 			level = slog.LevelDebug
 		}
 		attrs := []slog.Attr{
@@ -313,7 +314,7 @@ func (g *Gateway) admit(r *http.Request, spec routeSpec, b *bucket) (context.Con
 			// The shared limit is a second line of defence behind
 			// the local bucket; losing Redis must not stop every
 			// sale, so the request goes on and the failure is
-			// logged (and /readyz reports Redis).
+			// logged (and telemetry.DependenciesPath reports Redis).
 			g.log.WarnContext(ctx, "per-user rate limit unavailable, admitting the request", "err", err)
 		}
 	}

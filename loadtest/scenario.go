@@ -24,7 +24,35 @@ type Scenario struct {
 	Payment Payment   `yaml:"payment"`
 	Faults  []Fault   `yaml:"faults"`
 	Drain   *Duration `yaml:"drain"`
+	// Platform is what the scenario assumes of the platform it runs
+	// against; deploy/check holds it against the compose file.
+	Platform Platform `yaml:"platform"`
 }
+
+// Platform is a scenario's assumptions about the platform's settings.
+type Platform struct {
+	// PaymentWindow is the order service's FLASHSALE_PAYMENT_WINDOW the
+	// scenario is written for: with a longer one its abandoned orders
+	// never expire within the run and its late payers are all cut off.
+	// `make demo` runs the platform with it unless FLASHSALE_PAYMENT_WINDOW
+	// is set; zero assumes nothing.
+	PaymentWindow Duration `yaml:"payment_window"`
+}
+
+// NeedsSimulator reports whether the scenario's faults act at the channel
+// simulator (slow and failing): without its URL they are skipped.
+func (sc *Scenario) NeedsSimulator() bool {
+	for _, f := range sc.Faults {
+		if f.Mode == FaultSlow || f.Mode == FaultFailing {
+			return true
+		}
+	}
+	return false
+}
+
+// MakesPayments reports whether buyers pay: the audit then checks the
+// payments, which it reads from the payment database when it has it.
+func (sc *Scenario) MakesPayments() bool { return sc.Payment.PayShare > 0 }
 
 // Users is the buyer population: Count users with consecutive ids from
 // FirstID, each signed in with its own dev token.
@@ -308,6 +336,7 @@ func (sc *Scenario) Validate() error {
 		check(c.Share > 0 && c.Share <= 1, f+".share", "must be in (0, 1], got %g", c.Share)
 	}
 
+	check(sc.Platform.PaymentWindow >= 0, "platform.payment_window", "must not be negative")
 	check(len(sc.Phases) > 0, "phases", "at least one phase is required")
 	names := map[string]bool{}
 	for i, p := range sc.Phases {

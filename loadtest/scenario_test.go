@@ -93,3 +93,29 @@ func TestPhaseRate(t *testing.T) {
 		}
 	}
 }
+
+// The scenarios say what they assume of the platform: double11 needs the
+// simulator (slow and failing faults), pays, and a 20 s payment window;
+// capacity needs no simulator, makes no payments and a long window.
+func TestScenarioAssumptions(t *testing.T) {
+	for _, tt := range []struct {
+		file           string
+		window         time.Duration
+		simulator, pay bool
+	}{
+		{"scenarios/double11.yaml", 20 * time.Second, true, true},
+		{"scenarios/capacity.yaml", 15 * time.Minute, false, false},
+	} {
+		sc, err := LoadScenario(tt.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sc.Platform.PaymentWindow.D() != tt.window || sc.NeedsSimulator() != tt.simulator || sc.MakesPayments() != tt.pay {
+			t.Errorf("%s: window %s, simulator %v, payments %v; want %s, %v, %v", tt.file,
+				sc.Platform.PaymentWindow.D(), sc.NeedsSimulator(), sc.MakesPayments(), tt.window, tt.simulator, tt.pay)
+		}
+	}
+	if _, err := ParseScenario([]byte("name: x\nusers: {count: 1}\nphases: [{name: a, kind: browse, hold: 1s, rate: 1}]\ncatalog: {products: [{key: p, title: t, price: 1, stock: 1}]}\nplatform: {payment_window: -1s}\n")); err == nil {
+		t.Error("a negative payment window was accepted")
+	}
+}

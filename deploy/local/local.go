@@ -21,6 +21,7 @@ import (
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/telemetry"
 	"github.com/flashsale/flashsale/services/channelsim"
 	invapp "github.com/flashsale/flashsale/services/inventory/app"
 	marketingapp "github.com/flashsale/flashsale/services/marketing/app"
@@ -338,7 +339,7 @@ func (p *Platform) StartOrder(ctx context.Context) error {
 	p.order.cfg.GRPCListener, p.order.cfg.AdminListener = grpcLis, adminLis
 	p.order.mu.Unlock()
 	p.runOrder()
-	return waitOK(ctx, "http://"+p.order.adminAddr+"/readyz", p.failed, p.Err)
+	return waitOK(ctx, "http://"+p.order.adminAddr+telemetry.DependenciesPath, p.failed, p.Err)
 }
 
 // Failed is closed when a service stops with an error before Close.
@@ -360,7 +361,7 @@ func (p *Platform) Close() error {
 }
 
 func (p *Platform) waitReady(ctx context.Context) error {
-	return waitOK(ctx, p.GatewayURL+"/readyz", p.failed, p.Err)
+	return waitOK(ctx, p.GatewayURL+telemetry.DependenciesPath, p.failed, p.Err)
 }
 
 // waitOK waits up to a minute until url answers 200, failing early when

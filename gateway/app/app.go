@@ -199,7 +199,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer orderConn.Close()
-	ready := map[string]telemetry.Check{
+	dependencies := map[string]telemetry.Check{
 		"product": grpcHealth(productConn),
 		"order":   grpcHealth(orderConn),
 		"redis":   func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
@@ -212,7 +212,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer paymentConn.Close()
 		payment = paymentv1.NewPaymentServiceClient(paymentConn)
-		ready["payment"] = grpcHealth(paymentConn)
+		dependencies["payment"] = grpcHealth(paymentConn)
 	}
 	var marketing marketingv1.MarketingServiceClient
 	if cfg.MarketingAddr != "" {
@@ -222,7 +222,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer marketingConn.Close()
 		marketing = marketingv1.NewMarketingServiceClient(marketingConn)
-		ready["marketing"] = grpcHealth(marketingConn)
+		dependencies["marketing"] = grpcHealth(marketingConn)
 	}
 
 	gw, err := gateway.New(gateway.Options{
@@ -234,7 +234,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:            log,
 		Clock:             cfg.Clock,
 		Registry:          reg,
-		Ready:             ready,
+		Dependencies:      dependencies,
 		JWTSecret:         secret,
 		DevTokens:         cfg.DevTokens,
 		RouteLimit:        cfg.RouteLimit,

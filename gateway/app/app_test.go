@@ -15,6 +15,7 @@ import (
 	"github.com/flashsale/flashsale/gateway/internal/servicetest"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/telemetry"
 )
 
 var stack *localstack.Stack
@@ -133,19 +134,36 @@ func call(tb testing.TB, method, url, token, body string) (int, string) {
 	return resp.StatusCode, string(raw)
 }
 
-func TestReadinessFollowsTheDownstreams(t *testing.T) {
-	down := MustGateway(t, app.Config{JWTSecret: secret, ProductAddr: "127.0.0.1:1", OrderAddr: "127.0.0.1:1"})
-	if status, _ := call(t, http.MethodGet, down+"/healthz", "", ""); status != http.StatusOK {
-		t.Fatalf("/healthz with downstreams down = %d, want 200 (alive)", status)
+// TestReadinessIsShallow: with every downstream down the gateway is
+// alive and ready (it serves, answering what needs a downstream with
+// UNAVAILABLE through its breakers), so a failing service never takes
+// every gateway pod out of its Service; the dependency report says what
+// is down.
+func TestReadinessIsShallow(t *testing.T) {
+	down := MustGateway(t, app.Config{JWTSecret: secret, ProductAddr: "127.0.0.1:1", OrderAddr: "127.0.0.1:1",
+		PaymentAddr: "127.0.0.1:1", MarketingAddr: "127.0.0.1:1"})
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if status, body := call(t, http.MethodGet, down+path, "", ""); status != http.StatusOK {
+			t.Errorf("%s with downstreams down = %d %s, want 200", path, status, body)
+		}
 	}
-	if status, body := call(t, http.MethodGet, down+"/readyz", "", ""); status != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz with downstreams down = %d %s, want 503", status, body)
+	status, body := call(t, http.MethodGet, down+telemetry.DependenciesPath, "", "")
+	var report struct{ Dependencies map[string]string }
+	if err := json.Unmarshal([]byte(body), &report); status != http.StatusServiceUnavailable || err != nil {
+		t.Fatalf("%s with downstreams down = %d %s (%v), want 503", telemetry.DependenciesPath, status, body, err)
+	}
+	for _, dep := range []string{"product", "order", "payment", "marketing"} {
+		if report.Dependencies[dep] != "down" {
+			t.Errorf("%s: %q, want down (report %s)", dep, report.Dependencies[dep], body)
+		}
 	}
 
 	svc := servicetest.MustStart(t, stack)
 	up := MustGateway(t, app.Config{JWTSecret: secret, ProductAddr: svc.ProductAddr, OrderAddr: svc.OrderAddr})
-	if status, body := call(t, http.MethodGet, up+"/readyz", "", ""); status != http.StatusOK {
-		t.Fatalf("/readyz with everything up = %d %s, want 200", status, body)
+	for _, path := range []string{"/readyz", telemetry.DependenciesPath} {
+		if status, body := call(t, http.MethodGet, up+path, "", ""); status != http.StatusOK {
+			t.Errorf("%s with everything up = %d %s, want 200", path, status, body)
+		}
 	}
 }
 

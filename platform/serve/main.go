@@ -8,6 +8,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
+
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/telemetry"
 )
@@ -15,7 +17,9 @@ import (
 // Main is the body of every binary's main function: it reads the
 // configuration with load (plus FLASHSALE_LOG_LEVEL and
 // FLASHSALE_OTLP_ENDPOINT), refuses to start on any invalid value, sets up
-// JSON logging and tracing, and calls run until SIGINT or SIGTERM. It exits
+// GOMEMLIMIT from the container's memory limit (LimitMemory), JSON logging
+// and tracing (spans carry service.name service, see
+// telemetry.SetupTracing), and calls run until SIGINT or SIGTERM. It exits
 // with status 1 and the reason when something fails.
 func Main[C any](service string, load func(*config.Env) C, run func(context.Context, C, *slog.Logger) error) {
 	if err := mainErr(service, load, run); err != nil {
@@ -36,10 +40,15 @@ func mainErr[C any](service string, load func(*config.Env) C, run func(context.C
 		return err
 	}
 	log := telemetry.NewLogger(os.Stderr, level).With("service", service)
+	// A process that cannot read its cgroup runs without a soft limit,
+	// as before; it says so and serves.
+	if _, err := LimitMemory(log, memlimit.FromCgroup); err != nil {
+		log.Warn("GOMEMLIMIT not derived from the container's memory limit", "err", err)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	shutdown, err := telemetry.SetupTracing(ctx, otlp)
+	shutdown, err := telemetry.SetupTracing(ctx, telemetry.Tracing{Service: service, OTLPEndpoint: otlp})
 	if err != nil {
 		return err
 	}

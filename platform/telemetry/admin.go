@@ -2,11 +2,13 @@ package telemetry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,26 +28,60 @@ func NewRegistry() *prometheus.Registry {
 // Check reports whether a dependency is reachable.
 type Check func(ctx context.Context) error
 
-// AdminHandler serves /healthz (the process is alive), /readyz (every check
-// passes within a second) and /metrics (Prometheus text format).
-func AdminHandler(reg *prometheus.Registry, checks map[string]Check) http.Handler {
+// DependenciesPath reports the dependencies' states, for people and for
+// the local platform's start-up; no probe reads it.
+const DependenciesPath = "/debug/dependencies"
+
+// AdminHandler serves /healthz (the process is alive), /readyz (the
+// process can serve), DependenciesPath (every dependency's check, within
+// a second) and /metrics (Prometheus text format).
+//
+// Readiness is shallow on purpose: a process answers /readyz once its
+// configuration is loaded and its listeners are up, and stops answering
+// when it drains (ServeHTTP closes the listener on shutdown). It does not
+// ask the dependencies: a database, Redis or a downstream service that
+// fails fails for every replica at once, and a readiness probe that
+// followed it would take every pod out of its Service together, turning
+// one failing dependency into a full outage with no answer at all. The
+// callers' breakers and the errors' codes deal with a failing dependency
+// request by request instead.
+func AdminHandler(reg *prometheus.Registry, dependencies map[string]Check) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"status":"ready"}`)
+	})
+	mux.HandleFunc("GET "+DependenciesPath, func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
-		w.Header().Set("Content-Type", "application/json")
-		for name, check := range checks {
-			if err := check(ctx); err != nil {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				fmt.Fprintf(w, `{"status":"unavailable","dependency":%q}`+"\n", name)
-				return
-			}
+		states := make(map[string]string, len(dependencies))
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		down := false
+		for name, check := range dependencies {
+			wg.Go(func() {
+				state := "up"
+				if check(ctx) != nil {
+					// No error text: the gateway serves this on its
+					// public port, and the text names internal addresses.
+					state = "down"
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				states[name] = state
+				down = down || state != "up"
+			})
 		}
-		fmt.Fprintln(w, `{"status":"ready"}`)
+		wg.Wait()
+		w.Header().Set("Content-Type", "application/json")
+		if down {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"dependencies": states})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux

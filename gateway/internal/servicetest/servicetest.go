@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/telemetry"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
 	marketingapp "github.com/flashsale/flashsale/services/marketing/app"
@@ -91,7 +92,8 @@ func MustListen(tb testing.TB) net.Listener {
 }
 
 // MustRun runs a service until the test ends, failing the test if Run
-// fails; it returns once GET /readyz on admin answers 200.
+// fails; it returns once its dependencies are up (GET
+// telemetry.DependenciesPath on admin answers 200).
 func MustRun(tb testing.TB, name string, admin net.Listener, run func(context.Context) error) {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -103,7 +105,7 @@ func MustRun(tb testing.TB, name string, admin net.Listener, run func(context.Co
 			tb.Errorf("%s: Run: %v", name, err)
 		}
 	})
-	url := "http://" + admin.Addr().String() + "/readyz"
+	url := "http://" + admin.Addr().String() + telemetry.DependenciesPath
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		select {
 		case err := <-done:

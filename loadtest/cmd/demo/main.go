@@ -29,8 +29,9 @@ import (
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 )
 
-// defaultPaymentWindow is the demo's payment window: short enough that
-// abandoned orders expire during the replay.
+// defaultPaymentWindow is the demo's payment window for a scenario that
+// names none (platform.payment_window): short enough that abandoned
+// orders expire during the replay.
 const defaultPaymentWindow = 20 * time.Second
 
 // exit is the process's status, set by realMain so that its deferred
@@ -167,7 +168,11 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	// Unpaid orders expire within the replay, so the report shows
 	// expiries and late payments refunded.
 	env := config.FromEnv()
-	window := env.Duration("FLASHSALE_PAYMENT_WINDOW", defaultPaymentWindow)
+	window := defaultPaymentWindow
+	if sc.Platform.PaymentWindow > 0 {
+		window = sc.Platform.PaymentWindow.D()
+	}
+	window = env.Duration("FLASHSALE_PAYMENT_WINDOW", window)
 	env.Check(window > 0, "FLASHSALE_PAYMENT_WINDOW=%s: must be positive", window)
 	if err := env.Err(); err != nil {
 		return false, err

@@ -47,10 +47,7 @@ func main() {
 
 func run(ctx context.Context, path, target, out string) (bool, error) {
 	env := config.FromEnv()
-	pgURL := env.String("FLASHSALE_AUDIT_POSTGRES_URL", "")
-	paymentURL := env.String("FLASHSALE_AUDIT_PAYMENT_POSTGRES_URL", "")
-	simURL := strings.TrimRight(env.String("FLASHSALE_CHANNELSIM_URL", ""), "/")
-	redisAddr := env.String("FLASHSALE_BENCH_REDIS_ADDR", "")
+	e := loadtest.EnvFromConfig(env)
 	if err := env.Err(); err != nil {
 		return false, err
 	}
@@ -59,11 +56,11 @@ func run(ctx context.Context, path, target, out string) (bool, error) {
 		return false, err
 	}
 	cfg := loadtest.SessionConfig{Scenario: sc, Client: loadtest.NewClient(target, 512), Target: target,
-		RedisAddr: redisAddr, SimulatorURL: simURL, OutDir: out, Out: os.Stdout}
+		RedisAddr: e.BenchRedisAddr, SimulatorURL: e.SimulatorURL, OutDir: out, Out: os.Stdout}
 	for _, db := range []struct {
 		url  string
 		pool **pgxpool.Pool
-	}{{pgURL, &cfg.Orders}, {paymentURL, &cfg.Payments}} {
+	}{{e.OrdersURL, &cfg.Orders}, {e.PaymentsURL, &cfg.Payments}} {
 		if db.url == "" {
 			continue
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/flashsale/flashsale/platform/errcode"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/telemetry"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	"github.com/flashsale/flashsale/services/inventory/app"
 )
@@ -290,9 +291,9 @@ func TestReserveBatchOverGRPC(t *testing.T) {
 	}
 }
 
-func TestAdminReadyzChecksRedis(t *testing.T) {
+func TestAdminEndpoints(t *testing.T) {
 	_, admin := MustRun(t)
-	for _, path := range []string{"/healthz", "/readyz"} {
+	for _, path := range []string{"/healthz", "/readyz", telemetry.DependenciesPath} {
 		resp, err := http.Get(admin + path)
 		if err != nil {
 			t.Fatal(err)

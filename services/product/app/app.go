@@ -120,7 +120,7 @@ func (c Config) withDefaults() Config {
 }
 
 // Run applies the schema and serves until ctx ends. The inventory service
-// need not be up yet: /readyz reports it until it is.
+// need not be up yet: telemetry.DependenciesPath reports it until it is.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger

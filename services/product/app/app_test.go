@@ -21,6 +21,7 @@ import (
 	"github.com/flashsale/flashsale/platform/localstack"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/telemetry"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
@@ -44,7 +45,8 @@ func MustListen(tb testing.TB) net.Listener {
 }
 
 // MustRun runs a service's Run until the test ends and reports its error.
-// It returns when GET path (/readyz or /healthz) on admin answers 200, or
+// It returns when GET path (telemetry.DependenciesPath or /healthz) on
+// admin answers 200, or
 // fails the test if Run returns first.
 func MustRun(tb testing.TB, admin net.Listener, path string, run func(context.Context) error) {
 	tb.Helper()
@@ -87,7 +89,7 @@ func MustInventory(tb testing.TB) (inventoryv1.InventoryServiceClient, string) {
 	tb.Helper()
 	grpcLis, adminLis := MustListen(tb), MustListen(tb)
 	addr := grpcLis.Addr().String()
-	MustRun(tb, adminLis, "/readyz", func(ctx context.Context) error {
+	MustRun(tb, adminLis, telemetry.DependenciesPath, func(ctx context.Context) error {
 		return inventoryapp.Run(ctx, inventoryapp.Config{GRPCListener: grpcLis, AdminListener: adminLis, RedisAddr: stack.RedisAddr})
 	})
 	return inventoryv1.NewInventoryServiceClient(MustDial(tb, addr)), addr
@@ -133,7 +135,7 @@ func MustStartProduct(tb testing.TB, c clock.Clock, invAddr string, inv inventor
 		InventoryAddr: invAddr,
 		NodeID:        localstack.NodeID(),
 	}
-	MustRun(tb, adminLis, "/readyz", func(ctx context.Context) error { return app.Run(ctx, cfg) })
+	MustRun(tb, adminLis, telemetry.DependenciesPath, func(ctx context.Context) error { return app.Run(ctx, cfg) })
 	return env{
 		product:   productv1.NewProductServiceClient(MustDial(tb, grpcLis.Addr().String())),
 		inventory: inv,
@@ -398,7 +400,9 @@ func TestCreateActivityInsufficientStock(t *testing.T) {
 }
 
 // TestCreateActivityInventoryDown: an activity that cannot be preheated is
-// not created, its product keeps its stock, and /readyz says why.
+// not created, its product keeps its stock, and the dependency report
+// says why, while /readyz still says the process can serve (the catalog
+// does not need the inventory service).
 func TestCreateActivityInventoryDown(t *testing.T) {
 	closed := MustListen(t)
 	deadAddr := closed.Addr().String() // refuses connections once closed
@@ -416,8 +420,12 @@ func TestCreateActivityInventoryDown(t *testing.T) {
 		t.Fatalf("code = %s (%v), want %s", got, err, errcode.Unavailable)
 	}
 	MustBeUntouched(t, e, p.GetSkuId(), 50)
-	if got := HTTPStatus("http://" + adminLis.Addr().String() + "/readyz"); got != http.StatusServiceUnavailable {
-		t.Fatalf("readyz with inventory down = %d, want %d", got, http.StatusServiceUnavailable)
+	admin := "http://" + adminLis.Addr().String()
+	if got := HTTPStatus(admin + telemetry.DependenciesPath); got != http.StatusServiceUnavailable {
+		t.Errorf("%s with inventory down = %d, want %d", telemetry.DependenciesPath, got, http.StatusServiceUnavailable)
+	}
+	if got := HTTPStatus(admin + "/readyz"); got != http.StatusOK {
+		t.Errorf("/readyz with inventory down = %d, want 200 (shallow)", got)
 	}
 }
 

@@ -30,6 +30,7 @@ func run() error {
 	env := config.FromEnv()
 	addr := env.String("FLASHSALE_HTTP_ADDR", "127.0.0.1:8080")
 	secret := env.String("FLASHSALE_JWT_SECRET", "")
+	otlp := env.String("FLASHSALE_OTLP_ENDPOINT", "")
 	level := slog.LevelInfo
 	if env.Bool("FLASHSALE_DEBUG", false) {
 		level = slog.LevelDebug
@@ -41,7 +42,10 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	shutdownTracing, err := telemetry.SetupTracing(ctx, env.String("FLASHSALE_OTLP_ENDPOINT", ""))
+	// Every service runs in this one process, under one tracer provider:
+	// its spans carry service.name flashsale-local (the span names and
+	// attributes say which service).
+	shutdownTracing, err := telemetry.SetupTracing(ctx, telemetry.Tracing{Service: "flashsale-local", OTLPEndpoint: otlp})
 	if err != nil {
 		return err
 	}

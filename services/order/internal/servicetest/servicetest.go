@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/telemetry"
 	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
 )
 
@@ -28,7 +29,8 @@ func MustListen(tb testing.TB) net.Listener {
 }
 
 // MustRun runs run until the test ends (failing the test if it returns an
-// error) and returns once /readyz on admin answers 200.
+// error) and returns once its dependencies are up (GET
+// telemetry.DependenciesPath on admin answers 200).
 func MustRun(tb testing.TB, admin net.Listener, run func(context.Context) error) {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -40,7 +42,7 @@ func MustRun(tb testing.TB, admin net.Listener, run func(context.Context) error)
 			tb.Errorf("Run: %v", err)
 		}
 	})
-	url := "http://" + admin.Addr().String() + "/readyz"
+	url := "http://" + admin.Addr().String() + telemetry.DependenciesPath
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		select {
 		case err := <-done:

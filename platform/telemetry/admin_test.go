@@ -1,0 +1,65 @@
+package telemetry_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/telemetry"
+)
+
+func get(t *testing.T, url string) (int, string, error) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+// Readiness is shallow: a failing dependency leaves /readyz at 200 and
+// shows in the dependency report; a draining process answers nothing.
+func TestReadinessIsShallow(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := telemetry.AdminHandler(telemetry.NewRegistry(), map[string]telemetry.Check{
+		"redis":    func(context.Context) error { return errors.New("connection refused") },
+		"postgres": func(context.Context) error { return nil },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- telemetry.ServeHTTP(ctx, slog.New(slog.DiscardHandler), lis, h, time.Second) }()
+	base := "http://" + lis.Addr().String()
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if status, body, err := get(t, base+path); status != http.StatusOK {
+			t.Errorf("%s with redis down = %d %s %v, want 200", path, status, body, err)
+		}
+	}
+	status, body, err := get(t, base+telemetry.DependenciesPath)
+	var report struct{ Dependencies map[string]string }
+	if err != nil || status != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &report) != nil {
+		t.Fatalf("%s = %d %s %v, want 503 and a report", telemetry.DependenciesPath, status, body, err)
+	}
+	if report.Dependencies["redis"] != "down" || report.Dependencies["postgres"] != "up" {
+		t.Errorf("report %v, want redis down and postgres up", report.Dependencies)
+	}
+
+	cancel() // the process drains
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if status, _, err := get(t, base+"/readyz"); err == nil {
+		t.Errorf("/readyz while draining = %d, want no answer", status)
+	}
+}
