@@ -31,6 +31,11 @@ var (
 	ErrActivityNotActive = errors.New("activity not active")
 	// ErrUnavailable means a dependency failed; the caller may retry.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrSaleFenced means the inventory refused the reservation because
+	// the sale is fenced while its stock is rebuilt after Redis lost
+	// writes: a definite answer (nothing was reserved), which the buyer
+	// hears as UNAVAILABLE and may retry in a few seconds.
+	ErrSaleFenced = errors.New("sale paused while its stock is rebuilt")
 	// ErrAlreadyOrdered means the inventory refused to release the stock
 	// of an order whose publish failed, because the order consumer had
 	// already marked it ordered: the event did reach the log despite the

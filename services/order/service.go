@@ -347,7 +347,7 @@ func (s *Service) onItsWay(ctx context.Context, orderID int64, seen *bool) (bool
 // definite reports whether err is an answer of the inventory, after which
 // nothing was reserved, rather than a failure that leaves it unknown.
 func definite(err error) bool {
-	for _, e := range []error{ErrSoldOut, ErrLimitExceeded, ErrNotFound, ErrActivityNotActive, ErrInvalid} {
+	for _, e := range []error{ErrSoldOut, ErrLimitExceeded, ErrNotFound, ErrActivityNotActive, ErrInvalid, ErrSaleFenced} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -2,6 +2,7 @@ package grpc
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/errcode"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	"github.com/flashsale/flashsale/services/order"
 )
 
 // Limits of the reserve batcher.
@@ -163,6 +165,13 @@ func (b *reserveBatcher) call(batch []*reserveCall) {
 		case resp.GetAnswers()[i].GetError() != nil:
 			e := resp.GetAnswers()[i].GetError()
 			c.err = errcode.New(errcode.Code(e.GetCode()), e.GetMessage())
+			if errcode.Code(e.GetCode()) == errcode.Unavailable {
+				// The inventory answered this reservation itself, so an
+				// UNAVAILABLE here is its decision, not a failed call:
+				// the sale is fenced (inventory.ErrFenced, the one
+				// domain error it answers so), and nothing was reserved.
+				c.err = fmt.Errorf("inventory reserve: %s: %w", e.GetMessage(), order.ErrSaleFenced)
+			}
 		default:
 			c.err = errcode.New(errcode.Internal, "inventory answered a reservation with neither a result nor an error")
 		}

@@ -3,11 +3,13 @@ package grpc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -328,4 +330,24 @@ func waitForBatches(tb testing.TB, w *batchWatch, n int) {
 		}
 	}
 	tb.Fatalf("%d batches not answered within 10s", n)
+}
+
+// TestFencedSaleIsADefiniteRefusal: a reservation of a fenced sale (Redis
+// restarted and its stock waits to be rebuilt) comes back as
+// order.ErrSaleFenced, a definite answer, not as a failed call: the order
+// service then does not release (and leave a tombstone for) an order
+// that reserved nothing, once for every buy of a spike.
+func TestFencedSaleIsADefiniteRefusal(t *testing.T) {
+	inv, raw := MustInventory(t, &batchWatch{})
+	act := MustPreheat(t, raw, 10, 1)
+	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})
+	defer rdb.Close()
+	ctx := context.Background()
+	if err := rdb.Del(ctx, fmt.Sprintf("{act:%d}:live", act)).Err(); err != nil { // what a restart does
+		t.Fatal(err)
+	}
+	_, err := inv.Reserve(ctx, reservation(act, 1, 100))
+	if !errors.Is(err, order.ErrSaleFenced) || errors.Is(err, order.ErrUnavailable) {
+		t.Fatalf("reserve from a fenced sale: %v, want ErrSaleFenced (and not the ambiguous ErrUnavailable)", err)
+	}
 }

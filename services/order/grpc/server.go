@@ -23,6 +23,7 @@ var Errors = errcode.Table{
 	{Err: order.ErrLimitExceeded, Code: errcode.LimitExceeded},
 	{Err: order.ErrActivityNotActive, Code: errcode.ActivityNotActive},
 	{Err: order.ErrUnavailable, Code: errcode.Unavailable},
+	{Err: order.ErrSaleFenced, Code: errcode.Unavailable},
 	{Err: order.ErrConflict, Code: errcode.Conflict},
 }
 
