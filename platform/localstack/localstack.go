@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -42,6 +43,12 @@ type Config struct {
 	// single redis-server), for tests that must show the scripts and
 	// pipelines work across slots and nodes. Only they pay for it.
 	RedisCluster bool
+	// Faults routes every connection to Redis, Postgres and the broker
+	// through a fault proxy (RedisAddr, PostgresURL and KafkaBrokers name
+	// the proxies), so Stack.Fault can slow, cut or blackhole it on the
+	// real wire. The Redis Cluster, whose nodes advertise their own
+	// addresses, is not proxied.
+	Faults bool
 	// Logger receives progress messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -60,17 +67,22 @@ type Stack struct {
 	// instead of the production default, which one broker refuses.
 	KafkaDurability pkafka.Durability
 
-	dir      string
-	pgPort   int
-	pgUser   string
-	pgBin    string
-	pgCred   *syscall.Credential
-	mu       sync.Mutex // guards postgres, which StartPostgres replaces
-	procs    *procRunner
-	redis    *child
-	redisBin string
-	postgres *child
-	kafka    *kfake.Cluster
+	dir    string
+	faults *proxies // nil unless Config.Faults
+	// redisDirect is the redis-server's own address (RedisAddr names the
+	// proxy when Config.Faults is set).
+	redisDirect string
+	pgProxy     int // the port PostgresURL names when proxied
+	pgPort      int
+	pgUser      string
+	pgBin       string
+	pgCred      *syscall.Credential
+	mu          sync.Mutex // guards postgres, which StartPostgres replaces
+	procs       *procRunner
+	redis       *child
+	redisBin    string
+	postgres    *child
+	kafka       *kfake.Cluster
 	// clusterNodes are the Redis Cluster's servers, if any.
 	clusterNodes []*child
 
@@ -78,9 +90,17 @@ type Stack struct {
 	closeErr  error
 }
 
-// PostgresURL is the connection URL of database db.
+// PostgresURL is the connection URL of database db (through the fault
+// proxy when Config.Faults is set).
 func (s *Stack) PostgresURL(db string) string {
-	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", s.pgUser, s.pgPort, db)
+	if s.pgProxy != 0 {
+		return s.postgresURL(s.pgProxy, db)
+	}
+	return s.postgresURL(s.pgPort, db)
+}
+
+func (s *Stack) postgresURL(port int, db string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", s.pgUser, port, db)
 }
 
 // Kafka is the in-process broker, exposed so tests can inject broker
@@ -126,6 +146,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("localstack: %w", err)
 	}
 	s := &Stack{dir: dir, procs: newProcRunner()}
+	if cfg.Faults {
+		s.faults = newProxies()
+	}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
@@ -136,6 +159,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err := s.startRedis(ctx, redisBin); err != nil {
 		return nil, err
 	}
+	if s.faults != nil {
+		if s.RedisAddr, err = s.faults.add(Redis, s.RedisAddr); err != nil {
+			return nil, err
+		}
+	}
 	log.Info("redis ready", "addr", s.RedisAddr)
 	if cfg.RedisCluster {
 		if err := s.startRedisCluster(ctx, redisBin); err != nil {
@@ -145,6 +173,14 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}
 	if err := s.startPostgres(ctx, pgBins, cfg.Databases); err != nil {
 		return nil, err
+	}
+	if s.faults != nil {
+		addr, err := s.faults.add(Postgres, fmt.Sprintf("127.0.0.1:%d", s.pgPort))
+		if err != nil {
+			return nil, err
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		s.pgProxy, _ = strconv.Atoi(port)
 	}
 	log.Info("postgres ready", "url", s.PostgresURL("postgres"))
 	if err := s.startKafka(ctx, cfg.Topics, cfg.Partitions); err != nil {
@@ -161,6 +197,9 @@ func (s *Stack) Close() error {
 		var errs []error
 		if s.kafka != nil {
 			s.kafka.Close()
+		}
+		if s.faults != nil {
+			s.faults.close()
 		}
 		if pg := s.postgresChild(); pg != nil {
 			// SIGINT is Postgres's "fast shutdown": it ends sessions

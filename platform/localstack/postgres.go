@@ -110,7 +110,7 @@ func (s *Stack) runPostgres(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := waitPostgres(ctx, c, s.PostgresURL("postgres")); err != nil {
+	if err := waitPostgres(ctx, c, s.postgresURL(s.pgPort, "postgres")); err != nil {
 		_ = c.stop(syscall.SIGKILL)
 		return err
 	}
@@ -161,7 +161,7 @@ func waitPostgres(ctx context.Context, c *child, url string) error {
 }
 
 func (s *Stack) createDatabases(ctx context.Context, dbs []string) error {
-	conn, err := pgx.Connect(ctx, s.PostgresURL("postgres"))
+	conn, err := pgx.Connect(ctx, s.postgresURL(s.pgPort, "postgres"))
 	if err != nil {
 		return fmt.Errorf("localstack: %w", err)
 	}

@@ -40,7 +40,7 @@ func (s *Stack) startRedis(ctx context.Context, bin string) error {
 	if err != nil {
 		return err
 	}
-	s.redisBin, s.redis, s.RedisAddr = bin, c, addr
+	s.redisBin, s.redis, s.RedisAddr, s.redisDirect = bin, c, addr, addr
 	return nil
 }
 

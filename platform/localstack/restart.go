@@ -32,13 +32,13 @@ func (s *Stack) RestartRedis(ctx context.Context) error {
 	if err := s.KillRedis(); err != nil {
 		return err
 	}
-	_, p, err := net.SplitHostPort(s.RedisAddr)
+	_, p, err := net.SplitHostPort(s.redisDirect)
 	if err != nil {
-		return fmt.Errorf("localstack: redis address %q: %w", s.RedisAddr, err)
+		return fmt.Errorf("localstack: redis address %q: %w", s.redisDirect, err)
 	}
 	port, err := strconv.Atoi(p)
 	if err != nil {
-		return fmt.Errorf("localstack: redis address %q: %w", s.RedisAddr, err)
+		return fmt.Errorf("localstack: redis address %q: %w", s.redisDirect, err)
 	}
 	c, _, err := s.spawnRedisOn(ctx, s.redisBin, "redis", port, redisAOF...)
 	if err != nil {
