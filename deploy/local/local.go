@@ -156,6 +156,13 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	ord.RedisAddr = stack.RedisAddr
 	ord.KafkaBrokers, ord.KafkaDurability = stack.KafkaBrokers, stack.KafkaDurability
 	ord.InventoryAddr = addr(inv.GRPCListener)
+	if stack.Faulty() {
+		// The order service's link to inventory (its hot path) crosses
+		// a fault proxy too (localstack.Inventory).
+		if ord.InventoryAddr, err = stack.Proxy(localstack.Inventory, ord.InventoryAddr); err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+	}
 	ord.ProductAddr = addr(prod.GRPCListener)
 	ord.MarketingAddr = addr(mkt.GRPCListener)
 

@@ -6,6 +6,9 @@ package errcode
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"syscall"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -91,7 +94,21 @@ func (t Table) Status(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return New(Unavailable, "deadline exceeded or canceled")
 	}
+	if Unreachable(err) {
+		return New(Unavailable, "a dependency cannot be reached")
+	}
 	return New(Internal, "internal error")
+}
+
+// Unreachable reports a failure to reach a dependency over the network:
+// a connection refused, reset, closed or timed out (Postgres restarting,
+// Redis failing over, a proxy cut). The call may well succeed later, so
+// callers hear UNAVAILABLE and may retry, never INTERNAL.
+func Unreachable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 // Domain converts a status error received from another service back into

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -63,5 +67,25 @@ func TestPlainGRPCErrors(t *testing.T) {
 		if got := errcode.Of(tt.err); got != tt.want {
 			t.Errorf("Of(%v) = %s, want %s", tt.err, got, tt.want)
 		}
+	}
+}
+
+// A dependency that cannot be reached is UNAVAILABLE to the caller, who
+// may retry, never INTERNAL: a refused, reset or closed connection, a
+// dial that timed out, an answer cut short.
+func TestUnreachableDependenciesAreUnavailable(t *testing.T) {
+	_, dialErr := net.DialTimeout("tcp", "127.0.0.1:1", time.Second)
+	for _, err := range []error{
+		dialErr,
+		fmt.Errorf("query: %w", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}),
+		fmt.Errorf("pool: %w", net.ErrClosed),
+		fmt.Errorf("read reply: %w", io.ErrUnexpectedEOF),
+	} {
+		if got := errcode.Of(errcode.Table{}.Status(err)); got != errcode.Unavailable {
+			t.Errorf("Status(%v) = %s, want UNAVAILABLE", err, got)
+		}
+	}
+	if got := errcode.Of(errcode.Table{}.Status(errors.New("nil map"))); got != errcode.Internal {
+		t.Errorf("an unknown error = %s, want INTERNAL", got)
 	}
 }

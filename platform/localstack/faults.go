@@ -20,11 +20,14 @@ import (
 // caller routes through Proxy.
 type Target string
 
-// The stack's own targets, proxied when Config.Faults is set.
+// The stack's own targets, proxied when Config.Faults is set, and the
+// link the platform's harness routes through Proxy (the order service's
+// calls to inventory).
 const (
-	Redis    Target = "redis"
-	Postgres Target = "postgres"
-	Kafka    Target = "kafka"
+	Redis     Target = "redis"
+	Postgres  Target = "postgres"
+	Kafka     Target = "kafka"
+	Inventory Target = "inventory"
 )
 
 // FaultKind is what a fault does to a connection.
@@ -204,6 +207,9 @@ func (s *Stack) Fault(target Target, f Fault) (lift func() error, err error) {
 	}
 	return s.faults.set(target, f)
 }
+
+// Faulty reports whether the stack was started with Config.Faults.
+func (s *Stack) Faulty() bool { return s.faults != nil }
 
 // Proxy puts a fault proxy named target in front of upstream (host:port)
 // and returns the address to dial instead, for a link between two of the
