@@ -25,6 +25,7 @@ var httpStatus = map[errcode.Code]int{
 	errcode.ActivityNotActive: http.StatusConflict,
 	errcode.Conflict:          http.StatusConflict,
 	errcode.RateLimited:       http.StatusTooManyRequests,
+	errcode.Overloaded:        http.StatusTooManyRequests,
 	errcode.Unavailable:       http.StatusServiceUnavailable,
 	errcode.Internal:          http.StatusInternalServerError,
 }

@@ -23,6 +23,7 @@ func TestErrorTable(t *testing.T) {
 		{errcode.ActivityNotActive, http.StatusConflict},
 		{errcode.Conflict, http.StatusConflict},
 		{errcode.RateLimited, http.StatusTooManyRequests},
+		{errcode.Overloaded, http.StatusTooManyRequests},
 		{errcode.Unavailable, http.StatusServiceUnavailable},
 		{errcode.Internal, http.StatusInternalServerError},
 		{errcode.Code("SOMETHING_NEW"), http.StatusInternalServerError},

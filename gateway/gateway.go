@@ -9,8 +9,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +75,24 @@ type Options struct {
 	// SeckillUserLimit limits each user on the seckill route across
 	// replicas (in Redis); zero RPS disables it.
 	SeckillUserLimit Limit
+	// IPLimit limits each client address on this replica (IPv6 per
+	// /64), in memory; zero RPS disables it. IPLimitKeys bounds the
+	// addresses remembered (default DefaultIPLimitKeys; idle ones are
+	// forgotten first). The client address is the connection's peer, or,
+	// when the peer is one of TrustedProxies, read from X-Forwarded-For
+	// past the trusted proxies; none are trusted by default.
+	IPLimit        Limit
+	IPLimitKeys    int
+	TrustedProxies []netip.Prefix
+	// SeckillAdmission bounds the flash-sale requests in flight on this
+	// replica and WriteAdmission those of the other write routes
+	// (checkout, quote, cancel, refund, pay, coupon claim), each adapting
+	// to the latency its routes show; the zero value turns one off.
+	SeckillAdmission, WriteAdmission AdmissionLimit
+	// admissionWindow and admissionSamples tune how often the admission
+	// limits move (tests shorten them).
+	admissionWindow  time.Duration
+	admissionSamples uint
 	// UserLimitPrefix prefixes the Redis keys of per-user limits
 	// (default "gw:seckill:user:").
 	UserLimitPrefix string
@@ -111,16 +131,20 @@ const acceptedKeyTTL = 24 * time.Hour
 
 // Gateway is the HTTP handler of the public API.
 type Gateway struct {
-	opts     Options
-	log      *slog.Logger
-	clock    clock.Clock
-	product  productv1.ProductServiceClient
-	order    orderv1.OrderServiceClient
-	auth     *authenticator
-	users    *userLimiter
-	metrics  *metrics
-	soldOut  *soldOutFlags
-	accepted *acceptedKeys
+	opts    Options
+	log     *slog.Logger
+	clock   clock.Clock
+	product productv1.ProductServiceClient
+	order   orderv1.OrderServiceClient
+	auth    *authenticator
+	users   *userLimiter
+	ips     *ipLimiter
+	// seckillAdmission and writeAdmission are the adaptive concurrency
+	// limits of the flash-sale route and of the other write routes.
+	seckillAdmission, writeAdmission *admission
+	metrics                          *metrics
+	soldOut                          *soldOutFlags
+	accepted                         *acceptedKeys
 	// placing joins concurrent repeats of one flash-sale request (same
 	// activity, user and key) to the call already in flight.
 	placing  singleflight.Group
@@ -155,6 +179,7 @@ func New(opts Options) (*Gateway, error) {
 		order:   opts.Order,
 		auth:    newAuthenticator(opts.JWTSecret, opts.Clock),
 		users:   newUserLimiter(opts.Redis, opts.SeckillUserLimit, opts.UserLimitPrefix),
+		ips:     newIPLimiter(opts.IPLimit, opts.IPLimitKeys, opts.TrustedProxies, opts.Clock),
 		soldOut: newSoldOutFlags(opts.Clock, opts.SoldOutTTL),
 		accepted: &acceptedKeys{rdb: opts.Redis, ttl: acceptedKeyTTL, log: func(ctx context.Context, msg string, args ...any) {
 			opts.Logger.WarnContext(ctx, msg, args...)
@@ -173,6 +198,19 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.metrics = m
+	if g.seckillAdmission, err = newAdmission("seckill", opts.SeckillAdmission, opts.admissionWindow, opts.admissionSamples, opts.Registry, opts.Logger); err != nil {
+		return nil, err
+	}
+	if g.writeAdmission, err = newAdmission("writes", opts.WriteAdmission, opts.admissionWindow, opts.admissionSamples, opts.Registry, opts.Logger); err != nil {
+		return nil, err
+	}
+	if g.ips != nil {
+		if err := opts.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gateway_admission_ip_keys", Help: "Client addresses the per-address limit remembers on this replica.",
+		}, func() float64 { return float64(g.ips.size()) })); err != nil {
+			return nil, fmt.Errorf("gateway: register metrics: %w", err)
+		}
+	}
 	g.activity = cache.New(opts.CacheTTL, opts.Clock, func(ctx context.Context, id int64) (*productv1.Activity, error) {
 		ctx, cancel := g.callCtx(ctx)
 		defer cancel()
@@ -216,6 +254,15 @@ func withDefaults(o Options) Options {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if o.IPLimitKeys <= 0 {
+		o.IPLimitKeys = DefaultIPLimitKeys
+	}
+	if o.admissionWindow <= 0 {
+		o.admissionWindow = admissionWindow
+	}
+	if o.admissionSamples == 0 {
+		o.admissionSamples = admissionSamples
+	}
 	if o.SeckillRouteLimit == (Limit{}) {
 		o.SeckillRouteLimit = o.RouteLimit
 	}
@@ -228,30 +275,36 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.
 // routes registers every endpoint of API.md that the gateway serves.
 func (g *Gateway) routes() {
 	api := routeLimit
+	// What the public reaches is limited per client address too; admin
+	// routes and the channels' callbacks are not (operators must be able
+	// to act in an overload, and money must settle).
+	read := routeSpec{access: public, limit: api, perIP: true}
+	user := routeSpec{access: userOnly, limit: api, perIP: true}
+	write := routeSpec{access: userOnly, limit: api, perIP: true, admission: g.writeAdmission}
 	if g.opts.DevTokens {
-		g.route("POST /api/v1/dev/token", routeSpec{access: public, limit: api}, g.devToken)
+		g.route("POST /api/v1/dev/token", read, g.devToken)
 	}
 	g.route("POST /admin/v1/products", routeSpec{access: adminOnly, limit: api}, g.createProduct)
 	g.route("POST /admin/v1/activities", routeSpec{access: adminOnly, limit: api}, g.createActivity)
-	g.route("GET /api/v1/products/{sku_id}", routeSpec{access: public, limit: api}, g.getProduct)
-	g.route("GET /api/v1/activities", routeSpec{access: public, limit: api}, g.listActivities)
-	g.route("GET /api/v1/activities/{activity_id}", routeSpec{access: public, limit: api}, g.getActivity)
+	g.route("GET /api/v1/products/{sku_id}", read, g.getProduct)
+	g.route("GET /api/v1/activities", read, g.listActivities)
+	g.route("GET /api/v1/activities/{activity_id}", read, g.getActivity)
 	g.route("POST /api/v1/seckill/orders", routeSpec{
-		access: userOnly, limit: seckillLimit, perUser: g.users,
+		access: userOnly, limit: seckillLimit, perUser: g.users, perIP: true, admission: g.seckillAdmission,
 	}, g.placeSeckillOrder)
-	g.route("GET /api/v1/orders/{order_id}", routeSpec{access: userOnly, limit: api}, g.getOrder)
-	g.route("GET /api/v1/orders", routeSpec{access: userOnly, limit: api}, g.listOrders)
-	g.route("POST /api/v1/orders/{order_id}/cancel", routeSpec{access: userOnly, limit: api}, g.cancelOrder)
-	g.route("POST /api/v1/orders/{order_id}/refunds", routeSpec{access: userOnly, limit: api}, g.refundOrder)
+	g.route("GET /api/v1/orders/{order_id}", user, g.getOrder)
+	g.route("GET /api/v1/orders", user, g.listOrders)
+	g.route("POST /api/v1/orders/{order_id}/cancel", write, g.cancelOrder)
+	g.route("POST /api/v1/orders/{order_id}/refunds", write, g.refundOrder)
 	if g.opts.Payment != nil {
-		g.paymentRoutes()
+		g.paymentRoutes(user, write)
 	}
-	g.route("POST /api/v1/orders/quote", routeSpec{access: userOnly, limit: api}, g.quoteOrder)
-	g.route("POST /api/v1/orders", routeSpec{access: userOnly, limit: api}, g.createOrder)
+	g.route("POST /api/v1/orders/quote", write, g.quoteOrder)
+	g.route("POST /api/v1/orders", write, g.createOrder)
 	g.route("POST /admin/v1/promotions", routeSpec{access: adminOnly, limit: api}, g.needsMarketing(g.createPromotion))
 	g.route("POST /admin/v1/coupon-templates", routeSpec{access: adminOnly, limit: api}, g.needsMarketing(g.createCouponTemplate))
-	g.route("POST /api/v1/coupons/{template_id}/claim", routeSpec{access: userOnly, limit: api}, g.needsMarketing(g.claimCoupon))
-	g.route("GET /api/v1/coupons", routeSpec{access: userOnly, limit: api}, g.needsMarketing(g.listCoupons))
+	g.route("POST /api/v1/coupons/{template_id}/claim", write, g.needsMarketing(g.claimCoupon))
+	g.route("GET /api/v1/coupons", user, g.needsMarketing(g.listCoupons))
 
 	// Probes and scrapes are never rate limited: a gateway that sheds
 	// load must still look alive and be observable.

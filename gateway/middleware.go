@@ -112,6 +112,10 @@ func newRequestID() string {
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// refused counts requests turned away by the admission limits, by
+	// route and reason: "limit" (the adaptive concurrency limit) or "ip"
+	// (the client address's rate).
+	refused *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -123,8 +127,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "gateway_http_request_duration_seconds", Help: "HTTP request latency by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_admission_refused_total", Help: "Requests refused with 429 by admission, by route and reason (limit: the adaptive concurrency limit; ip: the client address's rate).",
+		}, []string{"route", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}
@@ -256,6 +263,11 @@ type routeSpec struct {
 	limit limitKind
 	// perUser, when set, limits each caller across replicas.
 	perUser *userLimiter
+	// perIP limits each client address (Gateway.ips).
+	perIP bool
+	// admission, when set, is the adaptive concurrency limit the route
+	// shares with its group.
+	admission *admission
 }
 
 // handlerFunc is a route's handler; an error it returns is answered
@@ -271,11 +283,12 @@ func (g *Gateway) route(pattern string, spec routeSpec, h handlerFunc) {
 	g.settingsMu.Unlock()
 	g.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		infoOf(r.Context()).route = pattern
-		ctx, err := g.admit(r, spec, b)
+		ctx, done, err := g.admit(r, pattern, spec, b)
 		if err != nil {
 			writeError(w, r, g.log, err)
 			return
 		}
+		defer done()
 		r = r.WithContext(ctx)
 		r.Body = http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes)
 		if err := h(w, r); err != nil {
@@ -284,31 +297,47 @@ func (g *Gateway) route(pattern string, spec routeSpec, h handlerFunc) {
 	})
 }
 
-// admit authenticates the caller and applies the rate limits, returning
-// the request's context with the caller in it. Authentication comes first,
-// so anonymous floods cannot spend the tokens of real buyers.
-func (g *Gateway) admit(r *http.Request, spec routeSpec, b *bucket) (context.Context, error) {
+// admit applies the client address's limit, authenticates the caller,
+// applies the route's rate limits and takes the request's place under the
+// route's admission limit, returning the request's context with the
+// caller in it and done, which gives the place back once the request is
+// answered. The address's limit comes first, as the cheapest check, and
+// then authentication, so anonymous floods cannot spend the tokens (or
+// places) of real buyers.
+func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket) (_ context.Context, done func(), _ error) {
 	ctx := r.Context()
+	if spec.perIP {
+		if err := g.ips.allow(r); err != nil {
+			g.metrics.refused.WithLabelValues(route, "ip").Inc()
+			return nil, nil, err
+		}
+	}
 	if spec.access != public {
 		p, err := g.auth.authenticate(r)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if spec.access == adminOnly && p.Role != RoleAdmin {
-			return nil, errorf(errcode.Forbidden, "this endpoint needs an admin token")
+			return nil, nil, errorf(errcode.Forbidden, "this endpoint needs an admin token")
 		}
 		infoOf(ctx).userID = p.UserID
 		ctx = withPrincipal(ctx, p)
 	}
 	if err := b.take(); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	done, err := spec.admission.enter()
+	if err != nil {
+		g.metrics.refused.WithLabelValues(route, "limit").Inc()
+		return nil, nil, err
 	}
 	if spec.perUser != nil {
 		lctx, cancel := g.callCtx(ctx)
 		err := spec.perUser.allow(lctx, callerOf(ctx).UserID)
 		cancel()
 		if ge := (*Error)(nil); errors.As(err, &ge) {
-			return nil, err
+			done()
+			return nil, nil, err
 		}
 		if err != nil {
 			// The shared limit is a second line of defence behind
@@ -318,5 +347,5 @@ func (g *Gateway) admit(r *http.Request, spec routeSpec, b *bucket) (context.Con
 			g.log.WarnContext(ctx, "per-user rate limit unavailable, admitting the request", "err", err)
 		}
 	}
-	return ctx, nil
+	return ctx, done, nil
 }

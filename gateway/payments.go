@@ -10,11 +10,12 @@ import (
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 )
 
-// paymentRoutes registers the payment endpoints of API.md.
-func (g *Gateway) paymentRoutes() {
+// paymentRoutes registers the payment endpoints of API.md; user and write
+// are the specs of the user routes that read and that write.
+func (g *Gateway) paymentRoutes(user, write routeSpec) {
 	api := routeLimit
-	g.route("POST /api/v1/orders/{order_id}/pay", routeSpec{access: userOnly, limit: api}, g.pay)
-	g.route("GET /api/v1/payments/{payment_id}", routeSpec{access: userOnly, limit: api}, g.getPayment)
+	g.route("POST /api/v1/orders/{order_id}/pay", write, g.pay)
+	g.route("GET /api/v1/payments/{payment_id}", user, g.getPayment)
 	// Channels carry no token: the payment service checks each
 	// notification's HMAC signature instead.
 	g.route("POST /api/v1/payments/callbacks/{channel}", routeSpec{access: public, limit: api}, g.paymentCallback)

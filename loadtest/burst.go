@@ -32,12 +32,17 @@ const (
 	SoldOut       Outcome = "sold_out"
 	LimitExceeded Outcome = "limited"
 	RateLimited   Outcome = "rate_limited"
+	Overloaded    Outcome = "overloaded" // refused by the gateway's admission limit (429 OVERLOADED)
 	NotActive     Outcome = "not_active"
 	Failed        Outcome = "errors"
 )
 
+// refused says whether the gateway turned the attempt away before it
+// reached the sale (a 429: rate limited or overloaded).
+func (o Outcome) refused() bool { return o == RateLimited || o == Overloaded }
+
 // Outcomes lists the outcomes in report order.
-var Outcomes = []Outcome{Accepted, Replayed, SoldOut, LimitExceeded, RateLimited, NotActive, Failed}
+var Outcomes = []Outcome{Accepted, Replayed, SoldOut, LimitExceeded, RateLimited, Overloaded, NotActive, Failed}
 
 // BurstConfig describes a flash-sale burst: every user tries at least once,
 // the remaining attempts go to random users, all fired by Concurrency
@@ -170,7 +175,7 @@ func (l *saleLedger) settle(user int, key string, replayed bool, quantity int64,
 		out = Replayed
 	case out == Accepted:
 		mismatch = true // one key, two orders
-	case known != "" && out != RateLimited && out != Failed:
+	case known != "" && !out.refused() && out != Failed:
 		mismatch = true // an accepted key refused on retry
 	}
 	if !replayed && (out == Accepted || out == SoldOut || out == LimitExceeded) {
@@ -275,6 +280,8 @@ func classify(err error) Outcome {
 		return LimitExceeded
 	case "RATE_LIMITED":
 		return RateLimited
+	case "OVERLOADED":
+		return Overloaded
 	case "ACTIVITY_NOT_ACTIVE":
 		return NotActive
 	}

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -43,6 +44,9 @@ type second struct {
 	// rate-limited, not failed) by scheduled second.
 	answered int
 	accepted int
+	// admitted and refused split the seckill latencies by scheduled
+	// second into answered buys and 429s, for the phase table.
+	admitted, refused *hdrhistogram.Histogram
 }
 
 // recorder collects the replay's measurements. Latency is always counted
@@ -69,7 +73,7 @@ func (r *recorder) sec(t time.Time) *second {
 	i := max(int(t.Sub(r.start)/time.Second), 0)
 	for len(r.secs) <= i {
 		r.secs = append(r.secs, &second{all: hdrhistogram.New(1, histMax, 2), seckill: hdrhistogram.New(1, histMax, 2),
-			recent: hdrhistogram.New(1, histMax, 2)})
+			recent: hdrhistogram.New(1, histMax, 2), admitted: hdrhistogram.New(1, histMax, 2), refused: hdrhistogram.New(1, histMax, 2)})
 	}
 	return r.secs[i]
 }
@@ -94,8 +98,12 @@ func (r *recorder) done(endpoint, outcome string, scheduled, answered time.Time)
 	_ = s.all.RecordValue(us)
 	if endpoint == EndpointSeckill {
 		_ = s.seckill.RecordValue(us)
-		if outcome != string(RateLimited) && outcome != string(Failed) {
+		switch {
+		case Outcome(outcome).refused():
+			_ = s.refused.RecordValue(us)
+		case outcome != string(Failed):
 			s.answered++
+			_ = s.admitted.RecordValue(us)
 		}
 		if outcome == string(Accepted) {
 			s.accepted++
@@ -233,6 +241,29 @@ func (r *recorder) seconds() []SecondStat {
 			SeckillAnswered: s.answered, SeckillAccepted: s.accepted, SeckillP99: ms(s.seckill.ValueAtQuantile(99))}
 	}
 	return out
+}
+
+// phaseSeckill fills in what the flash-sale requests due within [from,
+// to) seconds got: answered per second and their p99, and the 429s and
+// theirs.
+func (r *recorder) phaseSeckill(p *PhaseStat) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	from, to := int(p.StartS), min(int(math.Ceil(p.EndS)), len(r.secs))
+	if from >= to {
+		return
+	}
+	admitted, refused := hdrhistogram.New(1, histMax, 2), hdrhistogram.New(1, histMax, 2)
+	answered := 0
+	for _, s := range r.secs[from:to] {
+		admitted.Merge(s.admitted)
+		refused.Merge(s.refused)
+		answered += s.answered
+	}
+	p.AnsweredPerS = float64(answered) / (p.EndS - p.StartS)
+	p.AnsweredP99 = ms(admitted.ValueAtQuantile(99))
+	p.Refused = refused.TotalCount()
+	p.RefusedP99 = ms(refused.ValueAtQuantile(99))
 }
 
 // capacity finds the best window of the flash-sale answers.

@@ -36,3 +36,42 @@ func TestLatencyFromScheduledTime(t *testing.T) {
 		t.Errorf("endpoint stats = %+v, want one row of 2000", got)
 	}
 }
+
+// TestPhaseSplitsAnsweredFromRefused checks that a seckill phase reports
+// the answered buys and the 429s apart: their rates, counts and p99s, and
+// only for the buys due within the phase.
+func TestPhaseSplitsAnsweredFromRefused(t *testing.T) {
+	start := time.Unix(1000, 0)
+	r := newRecorder(start)
+	// Seconds 0-1 (before the phase): slow answers that must not count.
+	// Seconds 2-5: 100 answered a second in 20ms (sold out or accepted),
+	// 50 refused in 1ms (rate limited or overloaded).
+	for s := range 6 {
+		for i := range 100 {
+			due := start.Add(time.Duration(s)*time.Second + time.Duration(i)*10*time.Millisecond)
+			lat, out := 20*time.Millisecond, Accepted
+			if s < 2 {
+				lat = time.Second
+			}
+			if i%2 == 0 {
+				out = SoldOut
+			}
+			r.done(EndpointSeckill, string(out), due, due.Add(lat))
+			if i%2 == 0 {
+				refused := RateLimited
+				if i%4 == 0 {
+					refused = Overloaded
+				}
+				r.done(EndpointSeckill, string(refused), due, due.Add(time.Millisecond))
+			}
+		}
+	}
+	p := PhaseStat{Kind: PhaseSeckill, StartS: 2, EndS: 6}
+	r.phaseSeckill(&p)
+	if p.AnsweredPerS != 100 || p.Refused != 200 {
+		t.Errorf("answered %.1f/s, refused %d; want 100/s and 200", p.AnsweredPerS, p.Refused)
+	}
+	if p.AnsweredP99 < 19.8 || p.AnsweredP99 > 20.2 || p.RefusedP99 < 0.99 || p.RefusedP99 > 1.01 {
+		t.Errorf("answered p99 %.2fms, refused p99 %.2fms; want about 20 and 1", p.AnsweredP99, p.RefusedP99)
+	}
+}

@@ -47,6 +47,14 @@ type PhaseStat struct {
 	EndS    float64 `json:"end_s"`
 	PeakRPS float64 `json:"peak_rate"`
 	Sent    int64   `json:"sent"`
+	// For seckill phases, of the buys due within the phase: the answered
+	// ones (every outcome but 429s and failures) per second of the phase
+	// and their p99, and the 429s (rate limited or overloaded) and their
+	// p99, in milliseconds.
+	AnsweredPerS float64 `json:"answered_per_s,omitempty"`
+	AnsweredP99  float64 `json:"answered_p99_ms,omitempty"`
+	Refused      int64   `json:"refused,omitempty"`
+	RefusedP99   float64 `json:"refused_p99_ms,omitempty"`
 }
 
 // FaultStat is what happened to one scheduled fault.
@@ -421,6 +429,9 @@ func (r *replay) run(ctx context.Context) {
 	stopBackground()
 	for i := range stats {
 		stats[i].Sent = sent[i].Load()
+		if stats[i].Kind == PhaseSeckill && stats[i].Status == "ran" {
+			r.rec.phaseSeckill(&stats[i])
+		}
 	}
 	r.phases = stats
 }

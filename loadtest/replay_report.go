@@ -20,9 +20,13 @@ import (
 func PrintReplay(w io.Writer, res *ReplayResult) {
 	fmt.Fprintf(w, "\nReplay %s against %s: %d users, %.1fs\n", res.Scenario, res.Target, res.Users, res.ElapsedS)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nphase\tkind\tfrom\tto\tpeak/s\tsent\tstatus")
+	fmt.Fprintln(tw, "\nphase\tkind\tfrom\tto\tpeak/s\tsent\tanswered/s\tanswered p99 ms\trefused (429)\trefused p99 ms\tstatus")
 	for _, p := range res.Phases {
-		fmt.Fprintf(tw, "%s\t%s\t%.0fs\t%.0fs\t%.0f\t%d\t%s\n", p.Name, p.Kind, p.StartS, p.EndS, p.PeakRPS, p.Sent, p.Status)
+		seckill := "\t\t\t"
+		if p.Kind == PhaseSeckill && p.Status == "ran" {
+			seckill = fmt.Sprintf("%.0f\t%.1f\t%d\t%.1f", p.AnsweredPerS, p.AnsweredP99, p.Refused, p.RefusedP99)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0fs\t%.0fs\t%.0f\t%d\t%s\t%s\n", p.Name, p.Kind, p.StartS, p.EndS, p.PeakRPS, p.Sent, seckill, p.Status)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nOptional endpoints:")
@@ -45,9 +49,9 @@ func PrintReplay(w io.Writer, res *ReplayResult) {
 	fmt.Fprintln(w, "\nFlash sales:")
 	for _, a := range res.Activities {
 		s := res.Sales[a.Key]
-		fmt.Fprintf(w, "  %-14s stock %6d  limit %d  accepted %6d  replays %5d  sold out %7d  limited %6d  not active %6d  rate limited %6d  errors %d\n",
+		fmt.Fprintf(w, "  %-14s stock %6d  limit %d  accepted %6d  replays %5d  sold out %7d  limited %6d  not active %6d  rate limited %6d  overloaded %6d  errors %d\n",
 			a.Key, a.Stock, a.PerUserLimit, a.Accepted, s.Counts[Replayed], s.Counts[SoldOut], s.Counts[LimitExceeded],
-			s.Counts[NotActive], s.Counts[RateLimited], s.Counts[Failed])
+			s.Counts[NotActive], s.Counts[RateLimited], s.Counts[Overloaded], s.Counts[Failed])
 	}
 	f := res.FollowUps
 	fmt.Fprintf(w, "Buyers after the sale: paid %d (of them %d late, %d twice; failed %d), cancelled %d (failed %d), asked refunds %d (failed %d), abandoned %d, late payers cut off by the drain %d, skipped (endpoint not available) %d\n",
@@ -292,8 +296,8 @@ ceiling {{.Name}} {{printf "%.0f" .PerSec}}/s{{end}}.</p>
 {{end}}</table>
 <h2>Charts</h2>
 {{range .Charts}}{{.SVG}}{{with .Note}}<p class="note">{{.}}</p>{{end}}{{end}}
-<h2>Phases</h2><table><tr><th>phase</th><th>kind</th><th>from</th><th>to</th><th>peak/s</th><th>sent</th><th>status</th></tr>
-{{range .R.Phases}}<tr><td>{{.Name}}</td><td>{{.Kind}}</td><td class="n">{{.StartS}}s</td><td class="n">{{.EndS}}s</td><td class="n">{{.PeakRPS}}</td><td class="n">{{.Sent}}</td><td>{{.Status}}</td></tr>
+<h2>Phases</h2><table><tr><th>phase</th><th>kind</th><th>from</th><th>to</th><th>peak/s</th><th>sent</th><th>answered/s</th><th>answered p99 ms</th><th>refused (429)</th><th>refused p99 ms</th><th>status</th></tr>
+{{range .R.Phases}}<tr><td>{{.Name}}</td><td>{{.Kind}}</td><td class="n">{{.StartS}}s</td><td class="n">{{.EndS}}s</td><td class="n">{{.PeakRPS}}</td><td class="n">{{.Sent}}</td>{{if eq .Kind "seckill"}}<td class="n">{{printf "%.0f" .AnsweredPerS}}</td><td class="n">{{printf "%.1f" .AnsweredP99}}</td><td class="n">{{.Refused}}</td><td class="n">{{printf "%.1f" .RefusedP99}}</td>{{else}}<td></td><td></td><td></td><td></td>{{end}}<td>{{.Status}}</td></tr>
 {{end}}</table>
 <h2>Optional endpoints</h2><table>{{range .R.Features}}<tr><td>{{.Name}}</td><td>{{.Endpoint}}</td><td>{{if .Available}}available{{else}}{{.Reason}}{{end}}</td></tr>{{end}}
 {{range .R.Faults}}<tr><td>fault</td><td>{{.Fault}}</td><td>{{.Status}}</td></tr>{{end}}</table>

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -71,6 +72,15 @@ type Config struct {
 	// SeckillUserLimit is each user's limit on the seckill route, shared
 	// by every replica through Redis.
 	SeckillUserLimit gateway.Limit
+	// IPLimit is each client address's limit on this replica, over at
+	// most IPLimitKeys addresses; X-Forwarded-For is read only from
+	// TrustedProxies (see gateway.Options).
+	IPLimit        gateway.Limit
+	IPLimitKeys    int
+	TrustedProxies []netip.Prefix
+	// SeckillAdmission and WriteAdmission are the adaptive concurrency
+	// limits of the flash-sale route and of the other write routes.
+	SeckillAdmission, WriteAdmission gateway.AdmissionLimit
 
 	// SoldOutTTL is how long a sold-out activity is refused locally.
 	SoldOutTTL time.Duration
@@ -131,10 +141,17 @@ func ConfigFromEnv(env *config.Env) Config {
 			RPS:   int(env.Int("FLASHSALE_RATE_USER_RPS", 5)),
 			Burst: int(env.Int("FLASHSALE_RATE_USER_BURST", 10)),
 		},
-		SoldOutTTL:   env.Duration("FLASHSALE_SOLD_OUT_TTL", gateway.DefaultSoldOutTTL),
-		CacheTTL:     env.Duration("FLASHSALE_CACHE_TTL", gateway.DefaultCacheTTL),
-		CallTimeout:  env.Duration("FLASHSALE_CALL_TIMEOUT", gateway.DefaultCallTimeout),
-		MaxBodyBytes: env.Int("FLASHSALE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes),
+		IPLimit: gateway.Limit{
+			RPS:   int(env.Int("FLASHSALE_RATE_IP_RPS", 200)),
+			Burst: int(env.Int("FLASHSALE_RATE_IP_BURST", 400)),
+		},
+		IPLimitKeys:      int(env.Int("FLASHSALE_RATE_IP_MAX_KEYS", gateway.DefaultIPLimitKeys)),
+		SeckillAdmission: admissionFromEnv(env, "SECKILL", gateway.DefaultSeckillAdmission),
+		WriteAdmission:   admissionFromEnv(env, "WRITE", gateway.DefaultWriteAdmission),
+		SoldOutTTL:       env.Duration("FLASHSALE_SOLD_OUT_TTL", gateway.DefaultSoldOutTTL),
+		CacheTTL:         env.Duration("FLASHSALE_CACHE_TTL", gateway.DefaultCacheTTL),
+		CallTimeout:      env.Duration("FLASHSALE_CALL_TIMEOUT", gateway.DefaultCallTimeout),
+		MaxBodyBytes:     env.Int("FLASHSALE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes),
 
 		SeckillClosed:         env.Bool("FLASHSALE_SECKILL_CLOSED", false),
 		CatalogCacheOnly:      env.Bool("FLASHSALE_CATALOG_CACHE_ONLY", false),
@@ -143,8 +160,16 @@ func ConfigFromEnv(env *config.Env) Config {
 		BreakerOpenFor:        env.Duration("FLASHSALE_BREAKER_OPEN_FOR", resilience.DefaultOpenFor),
 		Discovery:             discovery.ConfigFromEnv(env),
 	}
+	proxies, err := gateway.ParseTrustedProxies(env.String("FLASHSALE_TRUSTED_PROXIES", ""))
+	env.Check(err == nil, "FLASHSALE_TRUSTED_PROXIES: %v", err)
+	cfg.TrustedProxies = proxies
+	env.Check(cfg.IPLimitKeys > 0, "FLASHSALE_RATE_IP_MAX_KEYS must be positive")
+	for name, a := range map[string]gateway.AdmissionLimit{"SECKILL": cfg.SeckillAdmission, "WRITE": cfg.WriteAdmission} {
+		env.Check(a.Max == 0 || (a.Min >= 1 && a.Min <= a.Initial && a.Initial <= a.Max),
+			"FLASHSALE_ADMISSION_%s_MIN, _INITIAL and _MAX must satisfy 1 <= min <= initial <= max (or _MAX=0 for none)", name)
+	}
 	env.Check(cfg.JWTSecret == "" || len(cfg.JWTSecret) >= minSecretLen, "FLASHSALE_JWT_SECRET must be at least %d bytes", minSecretLen)
-	for name, l := range map[string]gateway.Limit{"ROUTE": cfg.RouteLimit, "SECKILL": cfg.SeckillRouteLimit, "USER": cfg.SeckillUserLimit} {
+	for name, l := range map[string]gateway.Limit{"ROUTE": cfg.RouteLimit, "SECKILL": cfg.SeckillRouteLimit, "USER": cfg.SeckillUserLimit, "IP": cfg.IPLimit} {
 		env.Check(l.RPS >= 0 && l.Burst >= 0, "FLASHSALE_RATE_%s_RPS and _BURST must not be negative", name)
 	}
 	env.Check(cfg.SoldOutTTL > 0, "FLASHSALE_SOLD_OUT_TTL must be positive")
@@ -155,6 +180,17 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(cfg.BreakerFailurePercent >= 1 && cfg.BreakerFailurePercent <= 100, "FLASHSALE_BREAKER_FAILURE_PERCENT must be 1..100")
 	env.Check(cfg.BreakerOpenFor > 0, "FLASHSALE_BREAKER_OPEN_FOR must be positive")
 	return cfg
+}
+
+// admissionFromEnv reads FLASHSALE_ADMISSION_<group>_MIN, _INITIAL and
+// _MAX.
+func admissionFromEnv(env *config.Env, group string, def gateway.AdmissionLimit) gateway.AdmissionLimit {
+	prefix := "FLASHSALE_ADMISSION_" + group + "_"
+	return gateway.AdmissionLimit{
+		Min:     int(env.Int(prefix+"MIN", int64(def.Min))),
+		Initial: int(env.Int(prefix+"INITIAL", int64(def.Initial))),
+		Max:     int(env.Int(prefix+"MAX", int64(def.Max))),
+	}
 }
 
 // Run serves the API until ctx ends.
@@ -240,6 +276,11 @@ func Run(ctx context.Context, cfg Config) error {
 		RouteLimit:        cfg.RouteLimit,
 		SeckillRouteLimit: cfg.SeckillRouteLimit,
 		SeckillUserLimit:  cfg.SeckillUserLimit,
+		IPLimit:           cfg.IPLimit,
+		IPLimitKeys:       cfg.IPLimitKeys,
+		TrustedProxies:    cfg.TrustedProxies,
+		SeckillAdmission:  cfg.SeckillAdmission,
+		WriteAdmission:    cfg.WriteAdmission,
 		SoldOutTTL:        cfg.SoldOutTTL,
 		CacheTTL:          cfg.CacheTTL,
 		CallTimeout:       cfg.CallTimeout,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -37,8 +38,20 @@ func TestConfigFromEnv(t *testing.T) {
 			return c.HTTPAddr == "127.0.0.1:8080" && c.ProductAddr == "127.0.0.1:9101" && c.OrderAddr == "127.0.0.1:9103" &&
 				c.RedisAddr == "127.0.0.1:6379" && !c.DevTokens && c.SoldOutTTL == time.Second && c.CacheTTL == time.Second &&
 				c.CallTimeout == 2*time.Second && c.MaxBodyBytes == 64<<10 &&
-				c.SeckillUserLimit == gateway.Limit{RPS: 5, Burst: 10}
+				c.SeckillUserLimit == gateway.Limit{RPS: 5, Burst: 10} && c.IPLimit == gateway.Limit{RPS: 200, Burst: 400} &&
+				c.IPLimitKeys == gateway.DefaultIPLimitKeys && len(c.TrustedProxies) == 0 &&
+				c.SeckillAdmission == gateway.DefaultSeckillAdmission && c.WriteAdmission == gateway.DefaultWriteAdmission
 		}},
+		{"admission and address limits", map[string]string{
+			"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_RATE_IP_RPS": "0", "FLASHSALE_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7,::1",
+			"FLASHSALE_ADMISSION_SECKILL_MIN": "2", "FLASHSALE_ADMISSION_SECKILL_INITIAL": "3", "FLASHSALE_ADMISSION_SECKILL_MAX": "4",
+			"FLASHSALE_ADMISSION_WRITE_MAX": "0",
+		}, "", func(c app.Config) bool {
+			return c.IPLimit.RPS == 0 && fmt.Sprint(c.TrustedProxies) == "[10.0.0.0/8 192.168.1.7/32 ::1/128]" &&
+				c.SeckillAdmission == gateway.AdmissionLimit{Min: 2, Initial: 3, Max: 4} && c.WriteAdmission.Max == 0
+		}},
+		{"bad trusted proxy", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}, "FLASHSALE_TRUSTED_PROXIES", nil},
+		{"admission initial above max", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_ADMISSION_WRITE_INITIAL": "900"}, "FLASHSALE_ADMISSION_WRITE", nil},
 		{"overrides", map[string]string{
 			"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_HTTP_ADDR": ":9999", "FLASHSALE_RATE_SECKILL_RPS": "7",
 			"FLASHSALE_RATE_SECKILL_BURST": "8", "FLASHSALE_SOLD_OUT_TTL": "250ms",

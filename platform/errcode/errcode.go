@@ -29,6 +29,7 @@ const (
 	ActivityNotActive Code = "ACTIVITY_NOT_ACTIVE"
 	Conflict          Code = "CONFLICT"
 	RateLimited       Code = "RATE_LIMITED"
+	Overloaded        Code = "OVERLOADED"
 	Unavailable       Code = "UNAVAILABLE"
 	Internal          Code = "INTERNAL"
 )
@@ -46,6 +47,7 @@ var grpcCodes = map[Code]codes.Code{
 	ActivityNotActive: codes.FailedPrecondition,
 	Conflict:          codes.FailedPrecondition,
 	RateLimited:       codes.ResourceExhausted,
+	Overloaded:        codes.ResourceExhausted,
 	Unavailable:       codes.Unavailable,
 	Internal:          codes.Internal,
 }

@@ -25,6 +25,12 @@ type Config struct {
 	// its channel (default 30s); QueryFor is how long after its creation
 	// the sweep keeps asking (default 24h).
 	QueryAfter, QueryFor time.Duration
+	// PayBudget bounds what one Pay may take, all channels tried
+	// included (default DefaultPayBudget; a caller's earlier deadline
+	// wins). Each channel gets an equal share of what is left, so a
+	// channel that does not answer within its share is abandoned while
+	// there is time for the next.
+	PayBudget time.Duration
 	// ReconcileWindow is how far back reconciliation holds the ledger's
 	// paid payments against the statement (default 24h, a channel's
 	// statement day).
@@ -34,6 +40,10 @@ type Config struct {
 	// nobody listens).
 	Observer Observer
 }
+
+// DefaultPayBudget is the default of Config.PayBudget: within the
+// gateway's 2 s per call, with room for the order lookup and the ledger.
+const DefaultPayBudget = 1500 * time.Millisecond
 
 // sweepBatch bounds the payments one sweep step handles.
 const sweepBatch = 500
@@ -59,6 +69,9 @@ func NewService(cfg Config) *Service {
 	if cfg.ReconcileWindow <= 0 {
 		cfg.ReconcileWindow = 24 * time.Hour
 	}
+	if cfg.PayBudget <= 0 {
+		cfg.PayBudget = DefaultPayBudget
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -76,7 +89,8 @@ func (s *Service) Router() *Router { return s.cfg.Router }
 
 // Pay starts paying the user's order through the preferred channel while
 // it is healthy, else through the channel the router picks; a channel that
-// fails to open the trade hands over to the next candidate. A retry through
+// fails to open the trade, or does not answer within its share of the
+// PayBudget, hands over to the next candidate. A retry through
 // the same channel answers the open payment again; paying an order that
 // this user's payment already paid answers that payment. It fails with
 // ErrConflict when the order is not payable and ErrUnavailable when no
@@ -86,6 +100,8 @@ func (s *Service) Pay(ctx context.Context, orderID, userID int64, preferred stri
 	if orderID <= 0 || userID <= 0 {
 		return Payment{}, fmt.Errorf("%s: %w: order and user ids must be positive", op, ErrInvalid)
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PayBudget)
+	defer cancel()
 	o, err := s.cfg.Orders.Order(ctx, orderID, userID)
 	if err != nil {
 		return Payment{}, fmt.Errorf("%s: order %d: %w", op, orderID, err)
@@ -106,8 +122,8 @@ func (s *Service) Pay(ctx context.Context, orderID, userID int64, preferred stri
 		return Payment{}, fmt.Errorf("%s: %w", op, err)
 	}
 	var errs []error
-	for _, ch := range candidates {
-		p, err := s.payThrough(ctx, o, ch)
+	for i, ch := range candidates {
+		p, err := s.payThrough(ctx, o, ch, len(candidates)-i)
 		if err == nil {
 			return p, nil
 		}
@@ -116,7 +132,10 @@ func (s *Service) Pay(ctx context.Context, orderID, userID int64, preferred stri
 	return Payment{}, fmt.Errorf("%s: order %d: %w: %w", op, orderID, errors.Join(errs...), ErrUnavailable)
 }
 
-func (s *Service) payThrough(ctx context.Context, o Order, ch string) (Payment, error) {
+// payThrough pays o through channel ch, which gets 1/left of the time
+// left to ctx's deadline (Pay's budget) to open the trade (left counts ch
+// and the candidates after it).
+func (s *Service) payThrough(ctx context.Context, o Order, ch string, left int) (Payment, error) {
 	if p, err := s.cfg.Ledger.Open(ctx, o.ID, ch); err == nil {
 		return p, nil
 	} else if !errors.Is(err, ErrNotFound) {
@@ -129,11 +148,22 @@ func (s *Service) payThrough(ctx context.Context, o Order, ch string) (Payment, 
 	if err := s.cfg.Ledger.Create(ctx, p); err != nil {
 		return Payment{}, err
 	}
-	t, err := s.cfg.Router.Call(ch, func() (Trade, error) { return s.cfg.Channels[ch].Create(ctx, p) })
+	deadline, _ := ctx.Deadline() // Pay's budget
+	callCtx, cancel := context.WithTimeout(ctx, time.Until(deadline)/time.Duration(left))
+	t, err := s.cfg.Router.Call(ch, func() (Trade, error) { return s.cfg.Channels[ch].Create(callCtx, p) })
+	abandoned := err != nil && callCtx.Err() != nil && ctx.Err() == nil
+	cancel()
 	if err != nil {
 		// The trade may exist at the channel all the same (an answer
-		// lost on the way); the buyer never saw its pay URL, and should
-		// money arrive anyway, the sweep or reconciliation settles it.
+		// lost on the way, or one the channel was still working on when
+		// its share ran out and the payment moved on); the buyer never
+		// saw its pay URL, and should money arrive anyway, its callback
+		// or reconciliation settles the payment, and the order, paid by
+		// then or not payable, refuses it: the money goes back.
+		if abandoned {
+			s.log.WarnContext(ctx, "channel abandoned: no answer within its share of the pay budget",
+				"payment_id", p.ID, "order_id", o.ID, "channel", ch)
+		}
 		if ferr := s.cfg.Ledger.Fail(context.WithoutCancel(ctx), p.ID); ferr != nil {
 			s.log.WarnContext(ctx, "failed payment left PAYING", "payment_id", p.ID, "err", ferr)
 		} else {

@@ -57,6 +57,10 @@ type Config struct {
 	ChannelsURL    string
 	Channels       []channelsim.Channel
 	ChannelTimeout time.Duration
+	// PayBudget bounds one pay request, every channel tried included
+	// (payment.Config.PayBudget): a channel that does not answer within
+	// its share is abandoned for the next.
+	PayBudget time.Duration
 	// Router tunes routing and the breakers (its Channels and Clock are
 	// filled from the fields above).
 	Router payment.RouterConfig
@@ -102,6 +106,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		ChannelsURL:      env.String("FLASHSALE_CHANNELS_URL", DefaultChannelsURL),
 		Channels:         channelsim.ParseChannels(env, "FLASHSALE_CHANNELS"),
 		ChannelTimeout:   env.Duration("FLASHSALE_CHANNEL_TIMEOUT", DefaultChannelTimeout),
+		PayBudget:        env.Duration("FLASHSALE_PAY_BUDGET", payment.DefaultPayBudget),
 		Router: payment.RouterConfig{
 			OpenFor: env.Duration("FLASHSALE_BREAKER_OPEN_FOR", 5*time.Second),
 			Seed:    uint64(env.Int("FLASHSALE_ROUTER_SEED", 1)),
@@ -116,7 +121,7 @@ func ConfigFromEnv(env *config.Env) Config {
 	u, err := url.Parse(cfg.ChannelsURL)
 	env.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "FLASHSALE_CHANNELS_URL=%q: not an http URL", cfg.ChannelsURL)
 	for name, d := range map[string]time.Duration{
-		"FLASHSALE_RPC_TIMEOUT": cfg.RPCTimeout, "FLASHSALE_CHANNEL_TIMEOUT": cfg.ChannelTimeout,
+		"FLASHSALE_RPC_TIMEOUT": cfg.RPCTimeout, "FLASHSALE_CHANNEL_TIMEOUT": cfg.ChannelTimeout, "FLASHSALE_PAY_BUDGET": cfg.PayBudget,
 		"FLASHSALE_BREAKER_OPEN_FOR": cfg.Router.OpenFor, "FLASHSALE_QUERY_AFTER": cfg.QueryAfter,
 		"FLASHSALE_SWEEP_EVERY": cfg.SweepEvery, "FLASHSALE_RECONCILE_EVERY": cfg.ReconcileEvery,
 	} {
@@ -209,6 +214,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Clock:      cfg.Clock,
 		NextID:     gen.Next,
 		QueryAfter: cfg.QueryAfter,
+		PayBudget:  cfg.PayBudget,
 		Logger:     log,
 		Observer:   metrics.New(reg, router),
 	})

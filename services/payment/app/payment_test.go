@@ -17,6 +17,7 @@ import (
 	"github.com/flashsale/flashsale/services/channelsim/wire"
 	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/app"
+	"github.com/flashsale/flashsale/services/payment/channel"
 	paypostgres "github.com/flashsale/flashsale/services/payment/postgres"
 )
 
@@ -539,5 +540,59 @@ func TestOnlyItsOwnPaidTradePaysAPayment(t *testing.T) {
 	}
 	if got := p.metric(t, "payment_reconcile_differences_total", map[string]string{"channel": "wechat", "kind": "mismatched"}); got != 0 {
 		t.Errorf("wechat mismatched differences %v, want 0 (a series that starts at zero)", got)
+	}
+}
+
+// A channel that does not answer within its share of the pay budget is
+// abandoned for the next one: the buyer, whose gateway gives the call 2 s,
+// gets a payment through another channel instead of UNAVAILABLE. The
+// abandoned attempt stays in the ledger as FAILED; should its trade be
+// paid at the channel after all, the money goes back, since the order was
+// paid through the channel that answered.
+func TestSlowChannelIsAbandonedWithinThePayBudget(t *testing.T) {
+	p := MustPlatform(t, nil)
+	if err := p.sim.SetBehaviour("alipay", channelsim.Behaviour{LatencyMS: 5000}); err != nil {
+		t.Fatal(err)
+	}
+	o := p.MustOrders(t, 1)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // the gateway's call timeout
+	defer cancel()
+	pay, err := p.payment.Pay(ctx, &paymentv1.PayRequest{OrderId: o.ID, UserId: o.UserID, Channel: "alipay"})
+	if err != nil {
+		t.Fatalf("pay preferring alipay, which takes 5 s to answer: %v, want a payment through another channel", err)
+	}
+	if pay.GetChannel() == "alipay" {
+		t.Fatalf("paid through the slow alipay")
+	}
+	var abandoned int64
+	var status string
+	if err := p.ledger.QueryRow(context.Background(), `SELECT payment_id, status FROM payments WHERE order_id = $1 AND channel = 'alipay'`,
+		o.ID).Scan(&abandoned, &status); err != nil {
+		t.Fatalf("the abandoned alipay attempt: %v", err)
+	}
+	if status != "FAILED" {
+		t.Fatalf("abandoned alipay payment %s, want FAILED", status)
+	}
+
+	p.MustBuyerPays(t, pay)
+	waitFor(t, "the order paid", func() bool { return p.orderStatus(t, o) == paid })
+	// Alipay had opened the trade after all, and the buyer pays it.
+	if err := p.sim.SetBehaviour("alipay", channelsim.Behaviour{}); err != nil {
+		t.Fatal(err)
+	}
+	late, err := channel.New("alipay", p.simURL, "", time.Second).Create(context.Background(),
+		payment.Payment{ID: abandoned, OrderID: o.ID, Amount: o.Payable})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.sim.Pay("alipay", late.TradeNo); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the abandoned payment refunded", func() bool { return p.paymentStatus(t, abandoned) == refunded })
+	if got := p.paymentStatus(t, pay.GetPaymentId()); got != succeeded {
+		t.Errorf("the payment that answered is %s, want SUCCEEDED", got)
+	}
+	if tr, _ := p.sim.Trade("alipay", formatID(abandoned)); tr.Status != wire.TradeRefunded {
+		t.Errorf("alipay trade %s, want REFUNDED at the channel", tr.Status)
 	}
 }

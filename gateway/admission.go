@@ -1,0 +1,98 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flashsale/flashsale/platform/errcode"
+)
+
+// AdmissionLimit bounds how many requests of a group of routes one
+// gateway replica works on at once. The bound itself moves between Min
+// and Max with the latency the routes show (failsafe-go's adaptive
+// limiter): it grows while latency stays at its baseline and shrinks
+// when latency rises above it, so the replica keeps what it admits fast
+// and refuses the rest at once. Max zero turns the limit off.
+type AdmissionLimit struct {
+	Min, Initial, Max int
+}
+
+// Defaults of the admission limits: the seckill route's in-flight bound
+// starts above what this machine's capacity needs (about 3,000 buys a
+// second at 10 ms is 30 in flight) and may grow far beyond it on a
+// larger one.
+var (
+	DefaultSeckillAdmission = AdmissionLimit{Min: 8, Initial: 64, Max: 2000}
+	DefaultWriteAdmission   = AdmissionLimit{Min: 4, Initial: 32, Max: 500}
+)
+
+// admissionWindow is how often at most the limit moves: the limiter
+// compares the p90 latency of each window of at least admissionSamples
+// requests with its baseline.
+const (
+	admissionWindow  = 250 * time.Millisecond
+	admissionSamples = 50
+)
+
+// overloadRetryAfter is the Retry-After of a request refused by the
+// admission limit: a second is long on the scale of a limit that moves
+// every admissionWindow, and the shortest Retry-After says.
+const overloadRetryAfter = time.Second
+
+// admission is the adaptive concurrency limit of a group of routes.
+type admission struct {
+	name string
+	lim  adaptivelimiter.AdaptiveLimiter[any]
+}
+
+// newAdmission returns the limit named name (the label of its gauges),
+// nil when l is off, with its limit and in-flight gauges registered.
+// Its limit changes are logged at debug level.
+func newAdmission(name string, l AdmissionLimit, window time.Duration, samples uint, reg prometheus.Registerer, log *slog.Logger) (*admission, error) {
+	if l.Max <= 0 {
+		return nil, nil
+	}
+	if l.Min < 1 || l.Min > l.Initial || l.Initial > l.Max {
+		return nil, fmt.Errorf("gateway: admission %s: want 1 <= min <= initial <= max, got %d/%d/%d", name, l.Min, l.Initial, l.Max)
+	}
+	a := &admission{name: name, lim: adaptivelimiter.NewBuilder[any]().
+		WithLimits(uint(l.Min), uint(l.Max), uint(l.Initial)).
+		WithRecentWindow(window, 10*window, samples).
+		WithLogger(log.With("admission", name)).
+		Build()}
+	labels := prometheus.Labels{"route": name}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gateway_admission_limit", Help: "Requests the route group may have in flight on this replica, as the adaptive limit set it.",
+			ConstLabels: labels,
+		}, func() float64 { return float64(a.lim.Limit()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gateway_admission_inflight", Help: "Requests of the route group in flight on this replica.",
+			ConstLabels: labels,
+		}, func() float64 { return float64(a.lim.Inflight()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("gateway: register admission metrics: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// enter takes a place for one request, or refuses it at once (no queue:
+// a request that waited would spend its budget waiting and add to the
+// latency the limit is there to keep down). done gives the place back
+// and tells the limiter how long the request took.
+func (a *admission) enter() (done func(), err error) {
+	if a == nil {
+		return func() {}, nil
+	}
+	p, ok := a.lim.TryAcquirePermit()
+	if !ok {
+		return nil, &Error{Code: errcode.Overloaded, Message: "the service is at capacity, retry later", RetryAfter: overloadRetryAfter}
+	}
+	return p.Record, nil
+}

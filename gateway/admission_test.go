@@ -1,0 +1,197 @@
+package gateway_test
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/gateway"
+	"github.com/flashsale/flashsale/gateway/internal/servicetest"
+)
+
+const seckillRoute = "POST /api/v1/seckill/orders"
+
+// metric reads one sample of the gateway's /metrics: name with its labels
+// as the exposition writes them (sorted), e.g.
+// `gateway_admission_limit{route="seckill"}`; -1 when absent.
+func (tg *testGateway) metric(tb testing.TB, series string) float64 {
+	tb.Helper()
+	got := tg.do(tb, request{method: http.MethodGet, path: "/metrics"})
+	sc := bufio.NewScanner(strings.NewReader(string(got.body)))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				tb.Fatalf("%s: %q: %v", series, v, err)
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+// mustRefusedOverloaded checks a 429 OVERLOADED with a Retry-After of
+// whole seconds.
+func mustRefusedOverloaded(tb testing.TB, got answer) {
+	tb.Helper()
+	if got.status != http.StatusTooManyRequests || got.code(tb) != "OVERLOADED" {
+		tb.Fatalf("got %d %s, want 429 OVERLOADED", got.status, got.body)
+	}
+	if ra, err := strconv.Atoi(got.header.Get("Retry-After")); err != nil || ra < 1 {
+		tb.Fatalf("Retry-After = %q, want whole seconds >= 1", got.header.Get("Retry-After"))
+	}
+}
+
+// While the flash-sale route has as many buys in flight as its limit
+// (held open at the order service's answer), every further buy is refused
+// at once with 429 OVERLOADED and never reaches the order service; the
+// other write routes have a limit of their own. Once the held buys are
+// answered, buys are admitted again.
+func TestAdmissionRefusesAtOnceWhenFull(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	hold, held := make(chan struct{}), make(chan struct{}, 16)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		opts: gateway.Options{
+			SeckillAdmission: gateway.AdmissionLimit{Min: 1, Initial: 3, Max: 3},
+			WriteAdmission:   gateway.AdmissionLimit{Min: 1, Initial: 1, Max: 1},
+		},
+		afterCall: func(method string) {
+			if strings.HasSuffix(method, "/PlaceSeckillOrder") {
+				held <- struct{}{}
+				<-hold
+			}
+		}})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 100), 100, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	buy := func(user int64) answer {
+		return tg.do(t, seckill(tg.token(t, user, "user"), "k", fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)))
+	}
+
+	answers := make(chan answer, 3)
+	for user := range int64(3) {
+		go func() { answers <- buy(1300 + user) }()
+	}
+	for range 3 {
+		<-held
+	}
+	calls := tg.orderCalls.Load()
+	if got := tg.metric(t, `gateway_admission_inflight{route="seckill"}`); got != 3 {
+		t.Fatalf("in flight = %v, want 3", got)
+	}
+	for user := range int64(5) {
+		mustRefusedOverloaded(t, buy(1310+user))
+	}
+	if n := tg.orderCalls.Load() - calls; n != 0 {
+		t.Fatalf("refused buys made %d order calls, want 0", n)
+	}
+	// Cancelling goes through the write routes' own limit: it reaches the
+	// order service, which knows no such order.
+	if got := tg.do(t, request{method: http.MethodPost, path: "/api/v1/orders/42/cancel", token: tg.token(t, 1320, "user")}); got.status != http.StatusNotFound {
+		t.Fatalf("cancel while the flash sale is full: %d %s, want 404", got.status, got.body)
+	}
+	for series, want := range map[string]float64{
+		`gateway_admission_refused_total{reason="limit",route="` + seckillRoute + `"}`: 5,
+		`gateway_admission_limit{route="seckill"}`:                                     3,
+		`gateway_admission_limit{route="writes"}`:                                      1,
+		`gateway_admission_inflight{route="writes"}`:                                   0,
+	} {
+		if got := tg.metric(t, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+
+	close(hold)
+	for range 3 {
+		if got := <-answers; got.status != http.StatusAccepted {
+			t.Fatalf("held buy: %d %s, want 202", got.status, got.body)
+		}
+	}
+	if got := buy(1330); got.status != http.StatusAccepted {
+		t.Fatalf("after the held buys were answered: %d %s, want 202", got.status, got.body)
+	}
+	if got := tg.metric(t, `gateway_admission_inflight{route="seckill"}`); got != 0 {
+		t.Fatalf("in flight after every answer = %v, want 0", got)
+	}
+}
+
+// The limit follows latency: steady fast buys keep it where it is, buys
+// that become ten times slower than the fast ones at the order service
+// bring it down, and it rises again once they are fast again. Four buyers
+// keep at most four buys in flight, below the limit, so only latency
+// moves it. The step is measured against the fast buys' own latency, so
+// it is the same step on a quiet machine and a busy one.
+func TestAdmissionLimitFollowsLatency(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	var delay atomic.Int64 // what the order service's answers are held, ns
+	const top = 20
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		opts: gateway.WithAdmissionWindow(gateway.Options{
+			SeckillAdmission: gateway.AdmissionLimit{Min: 1, Initial: top, Max: top},
+		}, time.Millisecond, 5),
+		afterCall: func(method string) {
+			if strings.HasSuffix(method, "/PlaceSeckillOrder") {
+				time.Sleep(time.Duration(delay.Load())) // the order service slowed down
+			}
+		}})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 1e6), 1e6, 1000, now.Add(-time.Minute), now.Add(time.Hour))
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	limit := func() int { return int(tg.metric(t, `gateway_admission_limit{route="seckill"}`)) }
+	// run has four buyers send n buys in all, each after the last was
+	// answered, and returns the lowest and highest limit seen meanwhile
+	// and the buys' p90 latency.
+	var key atomic.Int64
+	run := func(n int64) (lo, hi int, p90 time.Duration) {
+		var (
+			wg    sync.WaitGroup
+			sent  atomic.Int64
+			mu    sync.Mutex
+			times []time.Duration
+		)
+		lo, hi = top+1, 0
+		for buyer := range int64(4) {
+			token := tg.token(t, 1340+buyer, "user")
+			wg.Go(func() {
+				for sent.Add(1) <= n {
+					start := time.Now()
+					got := tg.do(t, seckill(token, strconv.FormatInt(key.Add(1), 10), body))
+					took := time.Since(start)
+					if got.status != http.StatusAccepted {
+						t.Errorf("buy: %d %s, want 202", got.status, got.body)
+						return
+					}
+					l := limit()
+					mu.Lock()
+					lo, hi = min(lo, l), max(hi, l)
+					times = append(times, took)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		slices.Sort(times)
+		return lo, hi, times[len(times)*9/10]
+	}
+
+	// Forty windows of fast buys set the baseline.
+	_, _, fast := run(200)
+	before := limit()
+	delay.Store(int64(10 * fast))
+	lo, _, _ := run(60)
+	if lo >= before {
+		t.Fatalf("buys ten times slower (%v more than the fast p90 %v) left the limit at %d or more, want it below %d", 10*fast, fast, lo, before)
+	}
+	delay.Store(0)
+	if _, hi, _ := run(300); hi <= lo {
+		t.Fatalf("fast buys again: the limit stayed at %d or below, want it to rise again", lo)
+	}
+}
