@@ -23,18 +23,8 @@ func TestOrderKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 	p := mustUp(t)
 	c := client{tb: t, base: p.GatewayURL}
 	admin := c.MustToken("1", "admin")
-	var prod struct {
-		SKUID string `json:"sku_id"`
-	}
-	c.MustDo(http.MethodPost, "/admin/v1/products", admin, nil, `{"title":"kettle","price":9900,"stock":1000}`, http.StatusCreated, &prod)
-	var act struct {
-		ActivityID string `json:"activity_id"`
-	}
 	const stock, buyers = 150, 300
-	now := time.Now().UTC()
-	c.MustDo(http.MethodPost, "/admin/v1/activities", admin, nil, fmt.Sprintf(
-		`{"sku_id":%q,"price":4900,"stock":%d,"per_user_limit":1,"starts_at":%q,"ends_at":%q}`,
-		prod.SKUID, stock, now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)), http.StatusCreated, &act)
+	act := mustSale(t, c, admin, stock)
 	tokens := make([]string, buyers)
 	for i := range tokens {
 		tokens[i] = c.MustToken(fmt.Sprint(1000+i), "user")
@@ -43,7 +33,7 @@ func TestOrderKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 	var accepted atomic.Int64
 	buy := func(i int) {
 		req, _ := http.NewRequest(http.MethodPost, p.GatewayURL+"/api/v1/seckill/orders",
-			stringsReader(fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act.ActivityID)))
+			stringsReader(fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)))
 		req.Header.Set("Authorization", "Bearer "+tokens[i])
 		req.Header.Set("Idempotency-Key", fmt.Sprintf("kill-%d", i))
 		resp, err := http.DefaultClient.Do(req)
@@ -81,7 +71,7 @@ func TestOrderKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		err := conn.QueryRow(context.Background(), `SELECT count(*), coalesce(sum(l.quantity), 0) FROM orders o
-			JOIN order_lines l USING (order_id) WHERE o.activity_id = $1`, act.ActivityID).Scan(&stored, &units)
+			JOIN order_lines l USING (order_id) WHERE o.activity_id = $1`, act).Scan(&stored, &units)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -98,19 +98,9 @@ func TestOneTraceFromGatewayThroughKafkaToTheConsumer(t *testing.T) {
 	p := mustUp(t)
 	c := client{tb: t, base: p.GatewayURL}
 	admin, buyer := c.MustToken("1", "admin"), c.MustToken("42", "user")
-	var prod struct {
-		SKUID string `json:"sku_id"`
-	}
-	c.MustDo(http.MethodPost, "/admin/v1/products", admin, nil, `{"title":"phone","price":399900,"stock":10}`, http.StatusCreated, &prod)
-	var act struct {
-		ActivityID string `json:"activity_id"`
-	}
-	now := time.Now().UTC()
-	c.MustDo(http.MethodPost, "/admin/v1/activities", admin, nil, fmt.Sprintf(
-		`{"sku_id":%q,"price":199900,"stock":5,"per_user_limit":1,"starts_at":%q,"ends_at":%q}`,
-		prod.SKUID, now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)), http.StatusCreated, &act)
+	act := mustSale(t, c, admin, 5)
 	c.MustDo(http.MethodPost, "/api/v1/seckill/orders", buyer, map[string]string{"Idempotency-Key": "trace-1"},
-		fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act.ActivityID), http.StatusAccepted, nil)
+		fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act), http.StatusAccepted, nil)
 
 	// The gateway's span of the buy names the trace.
 	var root trace.TraceID
