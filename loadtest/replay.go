@@ -35,6 +35,18 @@ type ReplayOptions struct {
 	// PUT /admin/channels/{channel}): slow and failing faults need it and
 	// are reported as skipped without it.
 	Simulator *Client
+	// Infra, when set, puts faults on the platform's own parts: the
+	// scenario's faults with a target need it and are reported as
+	// skipped without it.
+	Infra Infrastructure
+}
+
+// Infrastructure puts a scenario's fault on one of the platform's own
+// parts (Fault.Target) and returns what lifts it. Only a platform the
+// replay started in this process has one (make demo: its local stack and
+// services).
+type Infrastructure interface {
+	Fault(ctx context.Context, f Fault) (lift func(context.Context) error, err error)
 }
 
 // PhaseStat is what one phase did.
@@ -866,9 +878,19 @@ func (r *replay) scheduleFaults(ctx context.Context) func() {
 	var wg sync.WaitGroup
 	r.faults = make([]FaultStat, len(r.sc.Faults))
 	for i, f := range r.sc.Faults {
-		name := fmt.Sprintf("%s %s at %s for %s", f.Channel, f.Mode, f.At.D(), f.Lasts.D())
+		name := f.Name()
 		var apply, lift func(context.Context) error
 		switch {
+		case f.Target != "" && r.opts.Infra == nil:
+			r.faults[i] = FaultStat{Fault: name, Status: "skipped: faults on the platform's own parts need the platform make demo starts"}
+			continue
+		case f.Target != "":
+			var undo func(context.Context) error
+			apply = func(ctx context.Context) (err error) {
+				undo, err = r.opts.Infra.Fault(ctx, f)
+				return err
+			}
+			lift = func(ctx context.Context) error { return undo(ctx) }
 		case f.Mode == FaultDown && !r.features[FeatureChannels].Available:
 			r.faults[i] = FaultStat{Fault: name, Status: r.features[FeatureChannels].Reason}
 			continue

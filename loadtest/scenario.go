@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -43,7 +45,7 @@ type Platform struct {
 // simulator (slow and failing): without its URL they are skipped.
 func (sc *Scenario) NeedsSimulator() bool {
 	for _, f := range sc.Faults {
-		if f.Mode == FaultSlow || f.Mode == FaultFailing {
+		if f.Target == "" && (f.Mode == FaultSlow || f.Mode == FaultFailing) {
 			return true
 		}
 	}
@@ -191,23 +193,68 @@ type Payment struct {
 // Fault modes. A down channel is switched off in the platform's routing
 // (PUT /admin/v1/channels/{channel}); slow and failing are how the
 // channel itself behaves, set at the channel simulator
-// (PUT /admin/channels/{channel}).
+// (PUT /admin/channels/{channel}). On a target (the platform's own
+// parts), latency, down, blackhole and bandwidth act on its connections
+// on the real wire, and kill stops a process as a crash does and starts
+// it again when the fault lasts out.
 const (
-	FaultDown    = "down"
-	FaultSlow    = "slow"
-	FaultFailing = "failing"
+	FaultDown      = "down"
+	FaultSlow      = "slow"
+	FaultFailing   = "failing"
+	FaultLatency   = "latency"
+	FaultBlackhole = "blackhole"
+	FaultBandwidth = "bandwidth"
+	FaultKill      = "kill"
 )
+
+// The targets of infrastructure faults and the modes each takes: the
+// connections to Redis, Postgres and the broker, the order service's link
+// to inventory, and the processes that can be killed.
+var targetModes = map[string][]string{
+	"redis":     {FaultLatency, FaultDown, FaultBlackhole, FaultBandwidth, FaultKill},
+	"postgres":  {FaultLatency, FaultDown, FaultBlackhole, FaultBandwidth, FaultKill},
+	"kafka":     {FaultLatency, FaultDown, FaultBlackhole, FaultBandwidth},
+	"inventory": {FaultLatency, FaultDown, FaultBlackhole, FaultBandwidth},
+	"order":     {FaultKill},
+}
 
 // Fault takes a payment channel down, makes it slow (adding Latency to
 // every call) or failing (answering FailureRate of the calls 503) at At
-// for Lasts.
+// for Lasts; or, with Target instead of Channel, puts a fault on one of
+// the platform's own parts (Latency ± Jitter, RateKB kilobytes a second
+// for bandwidth). Infrastructure faults need the platform the demo
+// starts in process; against another gateway they are skipped.
 type Fault struct {
 	Channel     string   `yaml:"channel"`
+	Target      string   `yaml:"target"`
 	Mode        string   `yaml:"mode"`
 	At          Duration `yaml:"at"`
 	Lasts       Duration `yaml:"lasts"`
 	Latency     Duration `yaml:"latency"`
+	Jitter      Duration `yaml:"jitter"`
+	RateKB      int64    `yaml:"rate_kb"`
 	FailureRate float64  `yaml:"failure_rate"`
+}
+
+// Name says what the fault does, for the display and the report.
+func (f Fault) Name() string {
+	what := f.Channel
+	if f.Target != "" {
+		what = f.Target
+	}
+	return fmt.Sprintf("%s %s at %s for %s", what, f.Mode, f.At.D(), f.Lasts.D())
+}
+
+// HasInfraFaults reports whether the scenario puts faults on the
+// platform's own parts (the demo then routes its connections through
+// fault proxies).
+func (sc *Scenario) HasInfraFaults() bool {
+	for _, f := range sc.Faults {
+		if f.Target != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Duration is a time.Duration written as "1m30s" in YAML.
@@ -381,12 +428,22 @@ func (sc *Scenario) Validate() error {
 	check(pay.PayShare == 0 || weight > 0, "payment.channels", "need a positive weight when pay_share is above 0")
 	for i, ft := range sc.Faults {
 		f := fmt.Sprintf("faults[%d]", i)
-		check(ft.Channel != "", f+".channel", "is required")
+		check(ft.At >= 0, f+".at", "must not be negative")
+		check(ft.Lasts > 0, f+".lasts", "must be positive")
+		if ft.Target != "" {
+			modes, known := targetModes[ft.Target]
+			check(ft.Channel == "", f+".channel", "a fault has a channel or a target, not both")
+			check(known, f+".target", "must be redis, postgres, kafka, inventory or order, got %q", ft.Target)
+			check(!known || slices.Contains(modes, ft.Mode), f+".mode", "%q takes %s, got %q", ft.Target, strings.Join(modes, ", "), ft.Mode)
+			check(ft.Mode != FaultLatency || ft.Latency > 0 && ft.Jitter >= 0 && ft.Jitter <= ft.Latency, f+".latency",
+				"must be positive, with 0 <= jitter <= latency")
+			check(ft.Mode != FaultBandwidth || ft.RateKB > 0, f+".rate_kb", "must be positive for a bandwidth fault")
+			continue
+		}
+		check(ft.Channel != "", f+".channel", "is required (or a target)")
 		check(ft.Mode == FaultDown || ft.Mode == FaultSlow || ft.Mode == FaultFailing, f+".mode", "must be down, slow or failing, got %q", ft.Mode)
 		_, weighted := pay.Channels[ft.Channel]
 		check(ft.Mode != FaultDown || weighted, f+".channel", "%q needs a weight in payment.channels to come back with", ft.Channel)
-		check(ft.At >= 0, f+".at", "must not be negative")
-		check(ft.Lasts > 0, f+".lasts", "must be positive")
 		check(ft.Mode != FaultSlow || ft.Latency > 0, f+".latency", "must be positive for a slow channel")
 		check(ft.Mode != FaultFailing || ft.FailureRate > 0 && ft.FailureRate <= 1, f+".failure_rate", "must be in (0, 1] for a failing channel, got %g", ft.FailureRate)
 	}

@@ -38,6 +38,9 @@ type SessionConfig struct {
 	// start). The demo profiles the spike alone this way, and charges
 	// the CPU it took to the answered buys.
 	AroundReplay func() (end func(*ReplayResult))
+	// Infra, when set, puts the scenario's faults with a target on the
+	// platform's own parts (ReplayOptions.Infra).
+	Infra Infrastructure
 	// OutDir receives report.json and report.html.
 	OutDir string
 	Out    io.Writer
@@ -52,7 +55,7 @@ const settleTimeout = 2 * time.Minute
 func RunSession(ctx context.Context, cfg SessionConfig) (res *ReplayResult, ok bool, err error) {
 	out := cfg.Out
 	fmt.Fprintf(out, "Replaying %s against %s\n", cfg.Scenario.Name, cfg.Target)
-	opts := ReplayOptions{Target: cfg.Target, Progress: out}
+	opts := ReplayOptions{Target: cfg.Target, Progress: out, Infra: cfg.Infra}
 	if cfg.SimulatorURL != "" {
 		opts.Simulator = NewClient(cfg.SimulatorURL, 4)
 	}

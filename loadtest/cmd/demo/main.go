@@ -180,7 +180,11 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	// Services log warnings and errors only; the report is the output.
 	log := telemetry.NewLogger(os.Stderr, slog.LevelWarn)
 	fmt.Println("Starting redis-server, postgres and the Kafka-protocol broker…")
-	stack, err := localstack.Start(ctx, local.StackConfig(log))
+	stackCfg := local.StackConfig(log)
+	// Faults on the platform's own parts cross fault proxies on the real
+	// wire; a scenario without them runs on direct connections.
+	stackCfg.Faults = sc.HasInfraFaults()
+	stack, err := localstack.Start(ctx, stackCfg)
 	if err != nil {
 		return false, err
 	}
@@ -209,6 +213,7 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 			return loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, 2*time.Minute)
 		},
 		Orders: pool, Payments: payments, SimulatorURL: p.ChannelsURL, OutDir: out, Out: os.Stdout,
+		Infra: infra{stack: stack, platform: p},
 	}
 	if ceiling {
 		cfg.RedisAddr = stack.RedisAddr
@@ -218,4 +223,36 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	}
 	_, ok, err := loadtest.RunSession(ctx, cfg)
 	return ok, err
+}
+
+// infra puts a scenario's faults on the platform this command started:
+// wire faults through the stack's proxies, kills of Redis and Postgres
+// (restarted when the fault lasts out: Redis from its AOF, Postgres with
+// crash recovery) and of the order service (between a consumer batch's
+// write and its commit).
+type infra struct {
+	stack    *localstack.Stack
+	platform *local.Platform
+}
+
+func (i infra) Fault(ctx context.Context, f loadtest.Fault) (func(context.Context) error, error) {
+	if f.Mode == loadtest.FaultKill {
+		switch f.Target {
+		case "redis":
+			return func(ctx context.Context) error { return i.stack.RestartRedis(ctx) }, i.stack.KillRedis()
+		case "postgres":
+			return func(ctx context.Context) error { return i.stack.StartPostgres(ctx) }, i.stack.StopPostgres()
+		case "order":
+			i.platform.KillOrder(2 * time.Second)
+			return i.platform.StartOrder, nil
+		}
+		return nil, fmt.Errorf("cannot kill %s", f.Target)
+	}
+	lift, err := i.stack.Fault(localstack.Target(f.Target), localstack.Fault{
+		Kind: localstack.FaultKind(f.Mode), Latency: f.Latency.D(), Jitter: f.Jitter.D(), RateKB: f.RateKB,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func(context.Context) error { return lift() }, nil
 }
