@@ -220,3 +220,30 @@ func TestAuditRefunds(t *testing.T) {
 		t.Fatalf("the detail does not work the partial refund through: %s", c.Detail)
 	}
 }
+
+// TestAskAgainSettlesAttemptsThatGotNoAnswer: an attempt that got no
+// answer (503 after its retries) is asked again with its key once the
+// replay is over. The order its call made meanwhile is found and counted
+// as accepted, not failed, so the audit's "exactly the accepted orders"
+// holds; an attempt the platform still does not answer stays failed.
+func TestAskAgainSettlesAttemptsThatGotNoAnswer(t *testing.T) {
+	l := newSaleLedger([]User{{ID: 1}, {ID: 2}})
+	unavailable := &APIError{Status: 503, Code: "UNAVAILABLE"}
+	for user := range 2 {
+		key, replayed := l.nextKey(user, false)
+		if out := l.settle(user, key, replayed, 1, api.SeckillAccepted{}, unavailable); out != Failed {
+			t.Fatalf("a 503 settled as %s", out)
+		}
+	}
+	l.askAgain(func(user int, key string, _ int64) (api.SeckillAccepted, error) {
+		if user == 0 {
+			return api.SeckillAccepted{OrderID: "70"}, nil // made while the call timed out
+		}
+		return api.SeckillAccepted{}, unavailable
+	})
+	res := l.result(1)
+	if res.Counts[Failed] != 1 || res.Counts[Accepted] != 1 || res.AskedAgain != 2 || res.Orders["70"] != 1 || res.DemandUnits != 1 {
+		t.Fatalf("after asking again: counts %v, asked again %d, orders %v, demand %d; want 1 accepted (order 70 of user 1), 1 failed, 2 asked, demand 1",
+			res.Counts, res.AskedAgain, res.Orders, res.DemandUnits)
+	}
+}

@@ -438,6 +438,7 @@ func (r *replay) run(ctx context.Context) {
 	r.requests.Wait()
 	r.follow.Wait()
 	faults()
+	r.askAgain(ctx)
 	stopBackground()
 	for i := range stats {
 		stats[i].Sent = sent[i].Load()
@@ -565,6 +566,18 @@ func (r *replay) seckill(ctx context.Context, p Phase, a arrival, due time.Time)
 	if out == Accepted {
 		r.accepted.Add(1)
 		r.followUp(ctx, r.users[a.user], order.OrderID)
+	}
+}
+
+// askAgain sends every flash-sale attempt that got no answer once more
+// with its key, now that the replay and its faults are over, as buyers
+// told 503 come back (saleLedger.askAgain).
+func (r *replay) askAgain(ctx context.Context) {
+	for _, a := range r.sc.Catalog.Activities {
+		act := r.acts[a.Key]
+		r.ledgers[a.Key].askAgain(func(user int, key string, quantity int64) (api.SeckillAccepted, error) {
+			return buy(ctx, r.cl, r.users[user].Token, act.ActivityID, quantity, key)
+		})
 	}
 }
 
