@@ -201,7 +201,7 @@ func AuditSeckill(res *BurstResult, b *SeckillBooks) []Check {
 	}, Check{
 		Name:   "every attempt was answered (no 5xx or transport error after retries)",
 		OK:     res.Counts[Failed] == 0,
-		Detail: fmt.Sprintf("%d failed; %d without an answer asked again with their key after the replay", res.Counts[Failed], res.AskedAgain),
+		Detail: fmt.Sprintf("%d failed; %d without an answer answered when their buyer came back with the key", res.Counts[Failed], res.AskedAgain),
 	})
 	return checks
 }

@@ -81,9 +81,9 @@ type BurstResult struct {
 	// ErrorSamples are a few of the unexpected errors.
 	ErrorSamples []string
 	// AskedAgain counts the attempts that had failed (no answer after
-	// their retries) and were asked again with their key once the replay
-	// was over, as a buyer told 503 comes back (saleLedger.askAgain):
-	// their outcome is what that answer said.
+	// their retries) and were answered when their buyer came back with
+	// the same key seconds later (replay.comeBack): their outcome is what
+	// that answer said.
 	AskedAgain int
 }
 
@@ -126,18 +126,8 @@ const retries = 3
 type saleLedger struct {
 	users  []User
 	states []userState
-	mu     sync.Mutex // guards res and failed
+	mu     sync.Mutex // guards res
 	res    *BurstResult
-	// failed are the attempts that got no answer after their retries.
-	failed []failedAttempt
-}
-
-// failedAttempt is an attempt that got no answer: its order may exist.
-type failedAttempt struct {
-	user     int
-	key      string
-	replayed bool
-	quantity int64
 }
 
 func newSaleLedger(users []User) *saleLedger {
@@ -211,33 +201,21 @@ func (l *saleLedger) settle(user int, key string, replayed bool, quantity int64,
 	if mismatch {
 		res.ReplayMismatches++
 	}
-	if out == Failed {
-		l.failed = append(l.failed, failedAttempt{user: user, key: key, replayed: replayed, quantity: quantity})
-		if len(res.ErrorSamples) < 5 {
-			res.ErrorSamples = append(res.ErrorSamples, err.Error())
-		}
+	if out == Failed && len(res.ErrorSamples) < 5 {
+		res.ErrorSamples = append(res.ErrorSamples, err.Error())
 	}
 	return out
 }
 
-// askAgain sends each attempt that got no answer once more with its key,
-// as a buyer told 503 comes back once the platform answers: a key whose
-// order was made meanwhile (the call timed out after the reservation)
-// finds it, and the attempt counts as what the answer says instead of
-// failed. ask sends one attempt.
-func (l *saleLedger) askAgain(ask func(user int, key string, quantity int64) (api.SeckillAccepted, error)) {
+// answeredLater books the answer a failed attempt got when its buyer came
+// back with the same key (replay.comeBack): the attempt counts as what
+// that answer says instead of failed.
+func (l *saleLedger) answeredLater(user int, key string, replayed bool, quantity int64, order api.SeckillAccepted, err error) Outcome {
 	l.mu.Lock()
-	failed := l.failed
-	l.failed = nil
+	l.res.Counts[Failed]--
+	l.res.AskedAgain++
 	l.mu.Unlock()
-	for _, f := range failed {
-		order, err := ask(f.user, f.key, f.quantity)
-		l.mu.Lock()
-		l.res.Counts[Failed]--
-		l.res.AskedAgain++
-		l.mu.Unlock()
-		l.settle(f.user, f.key, f.replayed, f.quantity, order, err)
-	}
+	return l.settle(user, key, replayed, quantity, order, err)
 }
 
 // result closes the books: each user's demand counts up to limit.

@@ -438,7 +438,6 @@ func (r *replay) run(ctx context.Context) {
 	r.requests.Wait()
 	r.follow.Wait()
 	faults()
-	r.askAgain(ctx)
 	stopBackground()
 	for i := range stats {
 		stats[i].Sent = sent[i].Load()
@@ -563,22 +562,41 @@ func (r *replay) seckill(ctx context.Context, p Phase, a arrival, due time.Time)
 	order, err := buy(ctx, r.cl, r.users[a.user].Token, act.ActivityID, p.Quantity, key)
 	out := ledger.settle(a.user, key, replayed, p.Quantity, order, err)
 	r.rec.done(EndpointSeckill, string(out), due, time.Now())
+	if out == Failed {
+		r.comeBack(ctx, ledger, act.ActivityID, a.user, key, replayed, p.Quantity)
+	}
 	if out == Accepted {
 		r.accepted.Add(1)
 		r.followUp(ctx, r.users[a.user], order.OrderID)
 	}
 }
 
-// askAgain sends every flash-sale attempt that got no answer once more
-// with its key, now that the replay and its faults are over, as buyers
-// told 503 come back (saleLedger.askAgain).
-func (r *replay) askAgain(ctx context.Context) {
-	for _, a := range r.sc.Catalog.Activities {
-		act := r.acts[a.Key]
-		r.ledgers[a.Key].askAgain(func(user int, key string, quantity int64) (api.SeckillAccepted, error) {
-			return buy(ctx, r.cl, r.users[user].Token, act.ActivityID, quantity, key)
-		})
-	}
+// comeBackAfter are the waits of a buyer who got no answer (503 after
+// the client's quick retries) before asking again with the same key, as a
+// buyer told to retry does: a call that timed out may have made the order,
+// and only the key finds it, within the order's payment window.
+var comeBackAfter = []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second}
+
+// comeBack asks again with the key after each wait of comeBackAfter
+// until the platform answers, and books that answer for the attempt.
+func (r *replay) comeBack(ctx context.Context, ledger *saleLedger, activityID string, user int, key string, replayed bool, quantity int64) {
+	r.requests.Go(func() {
+		for _, wait := range comeBackAfter {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			order, err := buy(ctx, r.cl, r.users[user].Token, activityID, quantity, key)
+			if classify(err) == Failed {
+				continue
+			}
+			if ledger.answeredLater(user, key, replayed, quantity, order, err) == Accepted {
+				r.accepted.Add(1)
+			}
+			return
+		}
+	})
 }
 
 func (r *replay) placeRegular(ctx context.Context, a arrival, due time.Time) {
