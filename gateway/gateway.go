@@ -211,16 +211,19 @@ func New(opts Options) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}
 	}
+	// Activities and products never change once created, so while the
+	// product service cannot answer, the last copy read (up to
+	// cache.StaleMaxAge old) keeps the pages up and the sale open.
 	g.activity = cache.New(opts.CacheTTL, opts.Clock, func(ctx context.Context, id int64) (*productv1.Activity, error) {
 		ctx, cancel := g.callCtx(ctx)
 		defer cancel()
 		return g.product.GetActivity(ctx, &productv1.GetActivityRequest{ActivityId: id})
-	})
+	}).WithStale(cache.OnOutage(cache.StaleMaxAge, m.stale.WithLabelValues("activity").Inc))
 	g.products = cache.New(opts.CacheTTL, opts.Clock, func(ctx context.Context, id int64) (*productv1.Product, error) {
 		ctx, cancel := g.callCtx(ctx)
 		defer cancel()
 		return g.product.GetProduct(ctx, &productv1.GetProductRequest{SkuId: id})
-	})
+	}).WithStale(cache.OnOutage(cache.StaleMaxAge, m.stale.WithLabelValues("product").Inc))
 	g.routes()
 	g.handler = g.withRequestID(g.observe(g.recoverPanics(http.HandlerFunc(g.dispatch))))
 	return g, nil

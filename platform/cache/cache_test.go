@@ -90,3 +90,65 @@ func TestCachedServesStaleValuesWithoutLoading(t *testing.T) {
 		t.Errorf("loads = %d, want 1", got)
 	}
 }
+
+// TestStaleIfErrorRidesOutAnOutage checks WithStale: during an outage the
+// last value is served (and counted), the source is asked again once per
+// TTL rather than per request, an answer that is not an outage is
+// returned as it is, and nothing older than MaxAge or never loaded is
+// served.
+func TestStaleIfErrorRidesOutAnOutage(t *testing.T) {
+	clk := clock.NewManual(time.Unix(0, 0))
+	errDown, errGone := errors.New("source down"), errors.New("not found")
+	var loads, served atomic.Int64
+	var fail atomic.Pointer[error]
+	c := cache.New(time.Second, clk, func(_ context.Context, k int) (int, error) {
+		n := loads.Add(1)
+		if err := fail.Load(); err != nil {
+			return 0, *err
+		}
+		return k*100 + int(n), nil
+	}).WithStale(cache.Stale{MaxAge: time.Minute, Outage: func(err error) bool { return errors.Is(err, errDown) },
+		Served: func() { served.Add(1) }})
+	ctx := context.Background()
+	get := func(k int) (int, error) { return c.Get(ctx, k) }
+
+	if v, err := get(1); v != 101 || err != nil {
+		t.Fatalf("first load = %d, %v", v, err)
+	}
+	fail.Store(&errDown)
+	clk.Advance(2 * time.Second)
+	for range 3 {
+		if v, err := get(1); v != 101 || err != nil {
+			t.Fatalf("during the outage Get = %d, %v; want the last value 101", v, err)
+		}
+	}
+	if loads.Load() != 2 || served.Load() != 3 {
+		t.Fatalf("%d loads, %d stale answers; want 2 (one failed try per TTL) and 3", loads.Load(), served.Load())
+	}
+	clk.Advance(time.Second)
+	if v, _ := get(1); v != 101 || loads.Load() != 3 {
+		t.Fatalf("a TTL later: Get = %d after %d loads; want 101 after a third (failed) load", v, loads.Load())
+	}
+	if _, err := get(2); !errors.Is(err, errDown) {
+		t.Fatalf("a key never loaded during the outage: err %v, want the outage", err)
+	}
+
+	fail.Store(&errGone)
+	clk.Advance(time.Second)
+	if _, err := get(1); !errors.Is(err, errGone) {
+		t.Fatalf("an answer that is not an outage: err %v, want it returned", err)
+	}
+
+	fail.Store(&errDown)
+	clk.Advance(time.Minute)
+	if _, err := get(1); !errors.Is(err, errDown) {
+		t.Fatalf("a value loaded over MaxAge ago: err %v, want the outage", err)
+	}
+
+	fail.Store(nil)
+	clk.Advance(time.Second)
+	before := served.Load()
+	if v, err := get(1); err != nil || v == 101 || served.Load() != before {
+		t.Fatalf("after the outage: Get = %d, %v (stale answers %d → %d); want a fresh value, not counted stale", v, err, before, served.Load())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -104,13 +105,36 @@ func (t Table) Status(err error) error {
 
 // Unreachable reports a failure to reach a dependency over the network:
 // a connection refused, reset, closed or timed out (Postgres restarting,
-// Redis failing over, a proxy cut). The call may well succeed later, so
-// callers hear UNAVAILABLE and may retry, never INTERNAL.
+// Redis failing over, a proxy cut), or a database that answers only to
+// say it cannot serve now (SQLSTATE class 08, connection exception, and
+// 57P, shutting down or starting up). The call may well succeed later,
+// so callers hear UNAVAILABLE and may retry, never INTERNAL.
 func Unreachable(err error) bool {
 	var ne net.Error
+	var db interface{ SQLState() string }
+	if errors.As(err, &db) {
+		if st := db.SQLState(); strings.HasPrefix(st, "08") || strings.HasPrefix(st, "57P") {
+			return true
+		}
+	}
 	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
+// Outage reports an error that says the source could not answer now
+// rather than answering: UNAVAILABLE from another service (a breaker
+// open, a deadline), a deadline of our own, or an unreachable
+// dependency. Not found, invalid and the like are answers. A cache may
+// ride out an outage with what it last had (platform/cache.Stale).
+func Outage(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || Unreachable(err) {
+		return true
+	}
+	if _, ok := status.FromError(err); ok {
+		return Of(err) == Unavailable
+	}
+	return false
 }
 
 // Domain converts a status error received from another service back into
@@ -150,6 +174,19 @@ func New(c Code, msg string) error {
 	return st.Err()
 }
 
+// Answered reports whether err is an answer a platform service gave
+// itself, with a code of the error table (New, Table.Status), rather than
+// a failure to get an answer (a refused connection, a transport error, a
+// deadline that expired on the caller's side).
+func Answered(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	_, ok = reason(st)
+	return ok
+}
+
 // Of returns the code of a status error: its ErrorInfo reason when it has
 // one, else a code derived from the gRPC code. Non-status errors are
 // INTERNAL.
@@ -158,13 +195,21 @@ func Of(err error) Code {
 	if !ok {
 		return Internal
 	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == domain {
-			return Code(info.GetReason())
-		}
+	if c, ok := reason(st); ok {
+		return c
 	}
 	if c, ok := fromGRPC[st.Code()]; ok {
 		return c
 	}
 	return Internal
+}
+
+// reason returns the code a platform service put in st's ErrorInfo.
+func reason(st *status.Status) (Code, bool) {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == domain {
+			return Code(info.GetReason()), true
+		}
+	}
+	return "", false
 }

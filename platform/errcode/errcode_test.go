@@ -80,12 +80,52 @@ func TestUnreachableDependenciesAreUnavailable(t *testing.T) {
 		fmt.Errorf("query: %w", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}),
 		fmt.Errorf("pool: %w", net.ErrClosed),
 		fmt.Errorf("read reply: %w", io.ErrUnexpectedEOF),
+		fmt.Errorf("query: %w", sqlError("57P03")), // the database system is starting up
+		fmt.Errorf("query: %w", sqlError("57P01")), // terminating connection due to administrator command
+		fmt.Errorf("query: %w", sqlError("08006")), // connection failure
 	} {
 		if got := errcode.Of(errcode.Table{}.Status(err)); got != errcode.Unavailable {
 			t.Errorf("Status(%v) = %s, want UNAVAILABLE", err, got)
 		}
 	}
-	if got := errcode.Of(errcode.Table{}.Status(errors.New("nil map"))); got != errcode.Internal {
-		t.Errorf("an unknown error = %s, want INTERNAL", got)
+	for _, err := range []error{errors.New("nil map"), sqlError("23505"), sqlError("42P01")} {
+		if got := errcode.Of(errcode.Table{}.Status(err)); got != errcode.Internal {
+			t.Errorf("Status(%v) = %s, want INTERNAL", err, got)
+		}
+	}
+}
+
+// sqlError is a database error with a SQLSTATE, as pgconn.PgError is.
+type sqlError string
+
+func (e sqlError) Error() string    { return "SQLSTATE " + string(e) }
+func (e sqlError) SQLState() string { return string(e) }
+
+// An outage is an error that says the source could not answer now; an
+// answer about the request (not found, invalid, conflict) is not one.
+func TestOutageTellsFailuresToAnswerFromAnswers(t *testing.T) {
+	_, dialErr := net.DialTimeout("tcp", "127.0.0.1:1", time.Second)
+	for _, err := range []error{
+		dialErr,
+		fmt.Errorf("load: %w", context.DeadlineExceeded),
+		status.Error(codes.Unavailable, "product: circuit breaker is open"),
+		status.Error(codes.DeadlineExceeded, "context deadline exceeded"),
+		errcode.New(errcode.Unavailable, "a dependency cannot be reached"),
+		sqlError("57P03"),
+	} {
+		if !errcode.Outage(err) {
+			t.Errorf("Outage(%v) = false, want true", err)
+		}
+	}
+	for _, err := range []error{
+		errcode.New(errcode.NotFound, "activity 7 not found"),
+		errcode.New(errcode.InvalidArgument, "bad id"),
+		status.Error(codes.Internal, "boom"),
+		errors.New("not found"),
+		sqlError("23505"),
+	} {
+		if errcode.Outage(err) {
+			t.Errorf("Outage(%v) = true, want false", err)
+		}
 	}
 }

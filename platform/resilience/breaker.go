@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/flashsale/flashsale/platform/errcode"
 )
 
 // BreakerConfig tunes a breaker. Zero values take the defaults.
@@ -50,11 +52,16 @@ const (
 
 // Breaker returns a unary client interceptor that runs every call through
 // one circuit breaker. Only failures that say the downstream is in trouble
-// count: UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN and
-// RESOURCE_EXHAUSTED. Domain answers (NOT_FOUND, a sold-out
-// FAILED_PRECONDITION...) are successes, and a caller's own cancellation is
-// not counted at all. While the breaker is open, calls fail at once with
-// UNAVAILABLE.
+// count: DEADLINE_EXCEEDED, INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED, and
+// UNAVAILABLE when the downstream did not answer it itself (a refused
+// connection, a transport failure). Domain answers (NOT_FOUND, a sold-out
+// FAILED_PRECONDITION...) are successes, and so is an UNAVAILABLE the
+// downstream answered with the platform's error code (errcode.Answered):
+// a service that says "this sale is closed while its stock is rebuilt"
+// or "my broker is down" is up and answering, and cutting every call to
+// it off (payments, the other sales) would spread one part's outage to
+// the rest. A caller's own cancellation is not counted at all. While the
+// breaker is open, calls fail at once with UNAVAILABLE.
 func Breaker(cfg BreakerConfig) grpc.UnaryClientInterceptor {
 	if cfg.MinRequests == 0 {
 		cfg.MinRequests = DefaultMinRequests
@@ -98,7 +105,9 @@ func Breaker(cfg BreakerConfig) grpc.UnaryClientInterceptor {
 // troubled reports whether err says the downstream itself is failing.
 func troubled(err error) bool {
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown, codes.ResourceExhausted:
+	case codes.Unavailable:
+		return !errcode.Answered(err)
+	case codes.DeadlineExceeded, codes.Internal, codes.Unknown, codes.ResourceExhausted:
 		return true
 	}
 	return false

@@ -16,13 +16,16 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/flashsale/flashsale/platform/errcode"
 	"github.com/flashsale/flashsale/platform/rpc"
 )
 
 // downstream is a real gRPC server whose answers the test chooses.
 type downstream struct {
 	answer atomic.Value // codes.Code
-	calls  atomic.Int64
+	// err, when set, is answered instead of answer's code.
+	err   atomic.Pointer[error]
+	calls atomic.Int64
 }
 
 func mustStartDownstream(t *testing.T) (*downstream, string) {
@@ -31,6 +34,9 @@ func mustStartDownstream(t *testing.T) (*downstream, string) {
 	d.answer.Store(codes.OK)
 	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		d.calls.Add(1)
+		if err := d.err.Load(); err != nil {
+			return nil, *err
+		}
 		if c := d.answer.Load().(codes.Code); c != codes.OK {
 			return nil, status.Error(c, "chosen by the test")
 		}
@@ -170,5 +176,40 @@ func TestBreakerToleratesFailuresBelowTheRate(t *testing.T) {
 	}
 	if got := tr.list(); got != "" {
 		t.Errorf("transitions = %q, want none", got)
+	}
+}
+
+// An UNAVAILABLE the downstream answered itself, with the platform's code
+// (a sale closed while its stock is rebuilt, its own dependency down), is
+// the downstream up and answering: it never opens the breaker, which
+// would cut off every other call to it. The same code without the
+// platform's answer (nobody answered) still does.
+func TestBreakerLeavesADownstreamThatAnswersUnavailableOpen(t *testing.T) {
+	d, addr := mustStartDownstream(t)
+	var tr transitions
+	cc, err := rpc.Dial(addr, grpc.WithChainUnaryInterceptor(Breaker(BreakerConfig{Name: "order", MinRequests: 5, FailurePercent: 50, OnStateChange: tr.record})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	client := healthpb.NewHealthClient(cc)
+	fenced := errcode.New(errcode.Unavailable, "the sale is closed while its stock is rebuilt")
+	d.err.Store(&fenced)
+	for range 20 {
+		_, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if got := errcode.Of(err); got != errcode.Unavailable || strings.Contains(err.Error(), "circuit breaker") {
+			t.Fatalf("answer %v, want the downstream's own UNAVAILABLE", err)
+		}
+	}
+	if got := tr.list(); got != "" || d.calls.Load() != 20 {
+		t.Fatalf("after 20 answered UNAVAILABLEs: transitions %q, %d calls reached it; want none and 20", got, d.calls.Load())
+	}
+	d.err.Store(nil)
+	d.answer.Store(codes.Unavailable)
+	for range 20 { // half of the 40 calls in the window
+		_, _ = client.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	}
+	if got := tr.list(); got != "closed->open" {
+		t.Errorf("after UNAVAILABLEs nobody answered: transitions %q, want closed->open", got)
 	}
 }

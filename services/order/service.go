@@ -107,6 +107,10 @@ type Config struct {
 	PaymentWindow time.Duration
 	// ActivityTTL is how long an activity stays cached (default 1s).
 	ActivityTTL time.Duration
+	// StaleActivity, when set, is called each time an activity is
+	// answered from the cache past its TTL because the product service
+	// could not answer (cache.OnOutage).
+	StaleActivity func()
 	// ReplayWait bounds how long a replayed request waits for the first
 	// request's order to be on its way (default DefaultReplayWait).
 	ReplayWait time.Duration
@@ -171,9 +175,12 @@ func NewService(cfg Config) *Service {
 	return &Service{
 		cfg: cfg,
 		// Every request of a sale reads the same activity: a short-lived
-		// in-process copy takes that load off the product service, and a
-		// second of staleness only delays an edit of the window.
-		activities: cache.New(cfg.ActivityTTL, cfg.Clock, cfg.Activities.Activity),
+		// in-process copy takes that load off the product service.
+		// Activities never change once created, so while the product
+		// service cannot answer, the copy read last (up to
+		// cache.StaleMaxAge old) keeps the sale open.
+		activities: cache.New(cfg.ActivityTTL, cfg.Clock, cfg.Activities.Activity).
+			WithStale(cache.OnOutage(cache.StaleMaxAge, cfg.StaleActivity)),
 	}
 }
 

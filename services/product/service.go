@@ -75,6 +75,10 @@ type Config struct {
 	// cached. Both change when an activity is created: this replica
 	// invalidates them at once, other replicas catch up within CatalogTTL.
 	CatalogTTL time.Duration
+	// StaleServed, when set, is called each time a cache answers past its
+	// TTL because its source (Postgres, the inventory) could not answer,
+	// with the cache's name: product, activity, list or remaining.
+	StaleServed func(cache string)
 }
 
 // Service is the catalog's use cases, with read-through caches in front of
@@ -94,12 +98,22 @@ type Service struct {
 // NewService returns a service over cfg's dependencies.
 func NewService(cfg Config) *Service {
 	s := &Service{store: cfg.Store, inv: cfg.Inventory, ids: cfg.IDs, clock: cfg.Clock}
-	s.products = cache.New(cfg.CatalogTTL, cfg.Clock, s.store.Product)
-	s.activities = cache.New(cfg.ActivityTTL, cfg.Clock, s.store.Activity)
+	// While Postgres or the inventory cannot answer, each cache serves
+	// what it read last, up to cache.StaleMaxAge old: products and
+	// activities never change once created, and the list and the stock
+	// shown are already a TTL behind (Reserve decides).
+	stale := func(name string) cache.Stale {
+		if cfg.StaleServed == nil {
+			return cache.OnOutage(cache.StaleMaxAge, nil)
+		}
+		return cache.OnOutage(cache.StaleMaxAge, func() { cfg.StaleServed(name) })
+	}
+	s.products = cache.New(cfg.CatalogTTL, cfg.Clock, s.store.Product).WithStale(stale("product"))
+	s.activities = cache.New(cfg.ActivityTTL, cfg.Clock, s.store.Activity).WithStale(stale("activity"))
 	s.list = cache.New(cfg.CatalogTTL, cfg.Clock, func(ctx context.Context, _ struct{}) ([]Activity, error) {
 		return s.store.Activities(ctx, MaxListed)
-	})
-	s.remaining = cache.New(cfg.StockTTL, cfg.Clock, s.inv.Remaining)
+	}).WithStale(stale("list"))
+	s.remaining = cache.New(cfg.StockTTL, cfg.Clock, s.inv.Remaining).WithStale(stale("remaining"))
 	return s
 }
 

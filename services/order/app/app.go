@@ -300,6 +300,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	reg := telemetry.NewRegistry()
 	observer := newBusinessMetrics(reg)
+	staleActivities := newStaleActivities(reg)
 	store := postgres.NewStore(pool)
 	pending := orderredis.NewPending(redisclient.Coalesced(rdb), "", orderredis.DefaultTTL)
 	pub := orderkafka.NewPublisher(cfg.KafkaBrokers, orderkafka.TopicPlaced)
@@ -333,6 +334,7 @@ func Run(ctx context.Context, cfg Config) error {
 		NextID:           gen.Next,
 		PaymentWindow:    cfg.PaymentWindow,
 		ActivityTTL:      cfg.ActivityTTL,
+		StaleActivity:    staleActivities.Inc,
 		Observer:         observer,
 		Logger:           log,
 	})
