@@ -53,6 +53,10 @@ type gatewayConfig struct {
 	// afterCall, when set, runs after each downstream call has been
 	// answered and before the gateway sees the answer.
 	afterCall func(method string)
+	// lose, when set, may replace a downstream call's answer with an
+	// error, as a lost answer would be (the call was made and did its
+	// work, its answer never came).
+	lose func(method string) error
 }
 
 // MustGateway starts a gateway for cfg with a manual clock set to now.
@@ -68,6 +72,11 @@ func MustGateway(tb testing.TB, cfg gatewayConfig) *testGateway {
 			err := invoker(ctx, method, req, reply, cc, opts...)
 			if cfg.afterCall != nil {
 				cfg.afterCall(method)
+			}
+			if cfg.lose != nil {
+				if lost := cfg.lose(method); lost != nil {
+					return lost
+				}
 			}
 			return err
 		}

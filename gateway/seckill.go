@@ -33,7 +33,8 @@ type seckillRequest struct {
 // then does the request reach order (and through it Redis). A refusal by
 // flag or window is first checked against the keys this gateway accepted
 // before, so a client retrying an accepted request still gets its order;
-// and a repeat that arrives while the first request is still in flight in
+// a key whose earlier request got no answer from order (it may have made
+// an order all the same) passes the sold-out flag to ask order; and a repeat that arrives while the first request is still in flight in
 // this gateway waits for it and gets its answer (a double click must not
 // be refused by a flag that the first request's own sale raised).
 func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) error {
@@ -66,24 +67,37 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 // placeSeckill decides one flash-sale request: refused locally, answered
 // from the accepted keys, or placed through the order service.
 func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity int64, key string) (api.SeckillAccepted, error) {
-	refuse := func(refusal error) (api.SeckillAccepted, error) {
-		if orderID, ok := g.accepted.lookup(ctx, activityID, user, key); ok {
-			return api.SeckillAccepted{OrderID: formatID(orderID), Status: "PROCESSING"}, nil
+	// refuse answers a request a shortcut turns away: with its order when
+	// the key was accepted before, else with the refusal; unless the
+	// shortcut may defer to order and the key's earlier request got no
+	// answer from it (decided false): only order knows whether that
+	// request made an order.
+	refuse := func(refusal error, deferrable bool) (answer api.SeckillAccepted, decided bool, err error) {
+		orderID, found, unanswered := g.accepted.lookup(ctx, activityID, user, key)
+		switch {
+		case found:
+			return api.SeckillAccepted{OrderID: formatID(orderID), Status: "PROCESSING"}, true, nil
+		case unanswered && deferrable:
+			return api.SeckillAccepted{}, false, nil
 		}
-		return api.SeckillAccepted{}, refusal
+		return api.SeckillAccepted{}, true, refusal
 	}
 	if g.seckillClosed.Load() {
-		return refuse(&Error{Code: errcode.Unavailable, Message: "flash sales are closed for now, retry later", RetryAfter: closedRetryAfter})
+		answer, _, err := refuse(&Error{Code: errcode.Unavailable, Message: "flash sales are closed for now, retry later", RetryAfter: closedRetryAfter}, false)
+		return answer, err
 	}
 	if g.soldOut.marked(activityID) {
-		return refuse(errorf(errcode.SoldOut, "sold out"))
+		if answer, decided, err := refuse(errorf(errcode.SoldOut, "sold out"), true); decided {
+			return answer, err
+		}
 	}
 	act, err := g.activityOf(ctx, activityID)
 	if err != nil {
 		return api.SeckillAccepted{}, err
 	}
 	if now := g.clock.Now(); now.Before(act.GetStartsAt().AsTime()) || !now.Before(act.GetEndsAt().AsTime()) {
-		return refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"))
+		answer, _, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), false)
+		return answer, err
 	}
 	cctx, cancel := g.callCtx(ctx)
 	defer cancel()
@@ -95,6 +109,13 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		// request may fail while smaller ones still fit.
 		if errcode.Of(err) == errcode.SoldOut && quantity == 1 {
 			g.soldOut.mark(activityID)
+		}
+		// No answer, or UNAVAILABLE: the order may still have been made
+		// (a publish that outlived the call). Its buyer is told 503 and
+		// comes back with the key, which the sold-out flag must then not
+		// refuse before order has looked.
+		if c := errcode.Of(err); !errcode.Answered(err) || c == errcode.Unavailable || c == errcode.Internal {
+			g.accepted.unanswered(ctx, activityID, user, key)
 		}
 		return api.SeckillAccepted{}, err
 	}
@@ -127,19 +148,47 @@ func (a *acceptedKeys) remember(ctx context.Context, activityID, user int64, key
 	}
 }
 
-func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key string) (int64, bool) {
+// unansweredKeyTTL is how long a key whose request got no answer skips
+// the sold-out flag: longer than any payment window the platform runs
+// with (15 minutes by default), after which an order it made has been
+// paid (and its key remembered) or has expired.
+const unansweredKeyTTL = time.Hour
+
+// unsureName names the mark of a key whose request got no answer from
+// order; in the accepted key's hash slot, so one MGET reads both.
+func (a *acceptedKeys) unsureName(activityID, user int64, key string) string {
+	return "gw:unanswered:{act:" + formatID(activityID) + "}:" + formatID(user) + ":" + key
+}
+
+// unanswered marks a key whose request got no answer from order (a
+// timeout, UNAVAILABLE): only order can tell whether it made an order, so
+// a retry must reach it (lookup's unanswered).
+func (a *acceptedKeys) unanswered(ctx context.Context, activityID, user int64, key string) {
 	if a.rdb == nil {
-		return 0, false
+		return
 	}
-	v, err := a.rdb.Get(ctx, a.name(activityID, user, key)).Result()
+	if err := a.rdb.Set(ctx, a.unsureName(activityID, user, key), 1, unansweredKeyTTL).Err(); err != nil {
+		a.log(ctx, "remember unanswered key", "err", err)
+	}
+}
+
+// lookup returns the order the key was accepted with (found), or whether
+// its earlier request went unanswered.
+func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key string) (orderID int64, found, unanswered bool) {
+	if a.rdb == nil {
+		return 0, false, false
+	}
+	vals, err := a.rdb.MGet(ctx, a.name(activityID, user, key), a.unsureName(activityID, user, key)).Result()
 	if err != nil {
-		if err != redis.Nil {
-			a.log(ctx, "look up accepted key", "err", err)
-		}
-		return 0, false
+		a.log(ctx, "look up accepted key", "err", err)
+		return 0, false, false
+	}
+	v, ok := vals[0].(string)
+	if !ok {
+		return 0, false, vals[1] != nil
 	}
 	id, err := strconv.ParseInt(v, 10, 64)
-	return id, err == nil
+	return id, err == nil, false
 }
 
 // soldOutFlags remember, per activity, that order answered SOLD_OUT, so

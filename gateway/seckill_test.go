@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/gateway/internal/servicetest"
@@ -330,6 +333,55 @@ func TestRepeatWhileTheFirstIsInFlightGetsItsOrder(t *testing.T) {
 	}
 	if ids[0] != ids[1] {
 		t.Fatalf("double click answered orders %v, want one", ids)
+	}
+}
+
+// A buy whose answer from order was lost (a timeout while the order was
+// being made) is told 503; its buyer comes back with the key after the
+// sale sold out. The sold-out flag must not refuse that key: only order
+// knows whether the first request made an order, and it did. Keys that
+// were never left unanswered stay refused by the flag alone.
+func TestUnansweredKeyPassesTheSoldOutFlag(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	var lost atomic.Bool
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		opts: gateway.Options{SoldOutTTL: time.Hour, Redis: MustRedis(t)},
+		lose: func(method string) error {
+			if strings.HasSuffix(method, "/PlaceSeckillOrder") && lost.CompareAndSwap(true, false) {
+				return status.Error(codes.DeadlineExceeded, "context deadline exceeded")
+			}
+			return nil
+		}})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 1, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	buyer := tg.token(t, 951, "user")
+
+	lost.Store(true)
+	if got := tg.do(t, seckill(buyer, "timed-out", body)); got.status != http.StatusServiceUnavailable {
+		t.Fatalf("buy whose answer was lost: %d %s, want 503", got.status, got.body)
+	}
+	if got := tg.do(t, seckill(tg.token(t, 952, "user"), "k", body)); got.code(t) != "SOLD_OUT" {
+		t.Fatalf("another buyer: %d %s, want SOLD_OUT (the lost buy took the unit; the flag goes up)", got.status, got.body)
+	}
+	before := tg.orderCalls.Load()
+	if got := tg.do(t, seckill(tg.token(t, 953, "user"), "k", body)); got.code(t) != "SOLD_OUT" || tg.orderCalls.Load() != before {
+		t.Fatalf("a new buyer under the flag: %d %s after %d order calls, want SOLD_OUT from the flag alone", got.status, got.body, tg.orderCalls.Load()-before)
+	}
+	got := tg.do(t, seckill(buyer, "timed-out", body))
+	if got.status != http.StatusAccepted {
+		t.Fatalf("the buyer back with the unanswered key: %d %s, want 202 with the order the lost call made", got.status, got.body)
+	}
+	var placed api.SeckillAccepted
+	got.decode(t, &placed)
+	if !digits.MatchString(placed.OrderID) || tg.orderCalls.Load() != before+1 {
+		t.Fatalf("answer %+v after %d order calls; want an order id, asked of order once", placed, tg.orderCalls.Load()-before)
+	}
+	var again api.SeckillAccepted
+	tg.do(t, seckill(buyer, "timed-out", body)).decode(t, &again)
+	if again.OrderID != placed.OrderID || tg.orderCalls.Load() != before+1 {
+		t.Fatalf("once more: order %s after %d order calls, want %s from the accepted key", again.OrderID, tg.orderCalls.Load()-before, placed.OrderID)
 	}
 }
 
