@@ -184,7 +184,7 @@ func AuditReplay(ctx context.Context, cl *Client, res *ReplayResult, books *Book
 			checks = append(checks, c)
 		}
 	}
-	checks = append(checks, auditRegular(res, orders), auditCoupons(res, orders), auditLines(orders), auditRefunds(orders), auditExpiry(res, orders, time.Now()))
+	checks = append(checks, auditDegradation(res), auditRegular(res, orders), auditCoupons(res, orders), auditLines(orders), auditRefunds(orders), auditExpiry(res, orders, time.Now()))
 	return append(checks, auditPayments(res, books)...), nil
 }
 
@@ -205,6 +205,53 @@ func seckillBooksFromAPI(ctx context.Context, cl *Client, orders map[string]api.
 		b.add(o.OrderID, user, o.Status, int64(len(o.Lines)), units)
 	}
 	return settleBooks(ctx, cl, activityID, func() (*SeckillBooks, error) { return b, nil })
+}
+
+// recoverWithin is how long after a fault's lift the platform may still
+// answer 5xx: breakers half-open after 5 s, a fenced sale settles in
+// about 5 s, pools and the broker's writer reconnect.
+const recoverWithin = 10
+
+// auditDegradation checks that the platform answered 5xx (or nothing)
+// only while a fault was on or within recoverWithin seconds of its lift,
+// and that it recovered after each fault before the replay ended: under a
+// fault a 503 is the documented degradation, anywhere else a failure.
+func auditDegradation(res *ReplayResult) Check {
+	c := Check{Name: fmt.Sprintf("5xx only during a fault or within %d s of its lift, and recovered after each", recoverWithin)}
+	covered := func(t int) bool {
+		for _, f := range res.Faults {
+			if f.ran() && float64(t+1) > f.OnS && float64(t) < f.OffS+recoverWithin {
+				return true
+			}
+		}
+		return false
+	}
+	var outside []string
+	total, failing := 0, 0
+	for _, s := range res.Seconds {
+		total += s.Failures
+		if s.Failures > 0 && !covered(s.T) {
+			failing += s.Failures
+			if len(outside) < 5 {
+				outside = append(outside, fmt.Sprintf("%d at %ds", s.Failures, s.T))
+			}
+		}
+	}
+	var stuck []string
+	for _, f := range res.Faults {
+		if f.ran() && f.RecoveredS < 0 {
+			stuck = append(stuck, f.Fault)
+		}
+	}
+	c.OK = failing == 0 && len(stuck) == 0
+	c.Detail = fmt.Sprintf("%d requests answered 5xx or not at all, %d of them outside the faults", total, failing)
+	if len(outside) > 0 {
+		c.Detail += " (" + strings.Join(outside, ", ") + ")"
+	}
+	if len(stuck) > 0 {
+		c.Detail += "; not recovered before the end: " + strings.Join(stuck, "; ")
+	}
+	return c
 }
 
 // auditRegular checks that every accepted cart checkout is listed once,

@@ -1,7 +1,12 @@
 package loadtest
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,16 +238,126 @@ func TestAnsweredLaterSettlesAnAttemptThatGotNoAnswer(t *testing.T) {
 	for user := range 2 {
 		key, replayed := l.nextKey(user, false)
 		keys[user] = key
-		if out := l.settle(user, key, replayed, 1, api.SeckillAccepted{}, unavailable); out != Failed {
+		if out := l.settle(user, key, replayed, 1, api.SeckillAccepted{}, unavailable); out != Unavailable {
 			t.Fatalf("a 503 settled as %s", out)
 		}
 	}
-	if out := l.answeredLater(0, keys[0], false, 1, api.SeckillAccepted{OrderID: "70"}, nil); out != Accepted {
+	if out := l.answeredLater(0, keys[0], false, 1, Unavailable, api.SeckillAccepted{OrderID: "70"}, nil); out != Accepted {
 		t.Fatalf("the order found when the buyer came back settled as %s", out)
 	}
 	res := l.result(1)
-	if res.Counts[Failed] != 1 || res.Counts[Accepted] != 1 || res.AskedAgain != 1 || res.Orders["70"] != 1 || res.DemandUnits != 1 {
-		t.Fatalf("counts %v, answered later %d, orders %v, demand %d; want 1 accepted (order 70 of user 1), 1 still failed, 1 answered later, demand 1",
+	if res.Counts[Unavailable] != 1 || res.Counts[Accepted] != 1 || res.AskedAgain != 1 || res.Orders["70"] != 1 || res.DemandUnits != 1 {
+		t.Fatalf("counts %v, answered later %d, orders %v, demand %d; want 1 accepted (order 70 of user 1), 1 still unavailable, 1 answered later, demand 1",
 			res.Counts, res.AskedAgain, res.Orders, res.DemandUnits)
+	}
+}
+
+// An unexpected order is explained by what its key was answered, so a
+// failed audit says which answer misled the buyer.
+func TestUnexpectedOrderIsExplainedByItsKeysAnswers(t *testing.T) {
+	b := books(2, map[string]int64{"1": 10, "9": 19})
+	b.Keys = map[string]string{"1": "k10-1", "9": "k19-1"}
+	res := &BurstResult{Orders: map[string]int64{"1": 10}, DemandUnits: 2,
+		Answers: map[int64]map[string][]Outcome{19: {"k19-1": {Failed, Overloaded, SoldOut}}}}
+	for _, c := range AuditSeckill(res, b) {
+		if strings.Contains(c.Name, "exactly the accepted") {
+			if c.OK || !strings.Contains(c.Detail, "errors then overloaded then sold_out 1") {
+				t.Fatalf("check %+v: want it failed, explained by the key's answers", c)
+			}
+			return
+		}
+	}
+	t.Fatal("no check of the stored orders")
+}
+
+// A buy whose first try got no answer and whose quick repeat was refused
+// with 429 is still unknown (the first try may have made an order): it
+// comes back unavailable, so its buyer asks again later, never booked as
+// a refusal.
+func TestRefusedRepeatOfAFailedTryLeavesTheBuyUnknown(t *testing.T) {
+	var tries atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if tries.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"error":{"code":"UNAVAILABLE","message":"timed out"}}`)
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprint(w, `{"error":{"code":"OVERLOADED","message":"full"}}`)
+	}))
+	defer srv.Close()
+	_, err := buy(context.Background(), NewClient(srv.URL, 1), "t", "1", 1, "k1-1")
+	if out := classify(err); out != Unavailable || tries.Load() != 2 {
+		t.Fatalf("503 then 429: outcome %s after %d tries (%v), want unavailable after 2", out, tries.Load(), err)
+	}
+}
+
+// An order made for a buy the platform never answered about (503, then
+// 429s: its buyer gave up not knowing) is no lie if it ended unpaid with
+// its unit back on sale; the same order paid, or a key that was once
+// answered SOLD_OUT, is.
+func TestOrderOfANeverAnsweredBuyMustEndReleased(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		status  string
+		answers []Outcome
+		ok      bool
+	}{
+		{"503 then 429, expired", "EXPIRED", []Outcome{Unavailable, Overloaded, RateLimited}, true},
+		{"no answer, cancelled", "CANCELLED", []Outcome{Failed}, true},
+		{"503 then 429, paid", "PAID", []Outcome{Unavailable, Overloaded}, false},
+		{"503 then SOLD_OUT, expired", "EXPIRED", []Outcome{Unavailable, SoldOut}, false},
+		{"never asked, expired", "EXPIRED", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newSeckillBooks()
+			b.Activity = api.Activity{Stock: 2, PerUserLimit: 1, Remaining: 1}
+			b.add("1", 10, "PAID", 1, 1)
+			b.add("9", 19, tt.status, 1, 1)
+			b.Keys["1"], b.Keys["9"] = "k10-1", "k19-1"
+			if !released(tt.status) {
+				b.Activity.Remaining = 0
+			}
+			res := &BurstResult{Orders: map[string]int64{"1": 10}, DemandUnits: 1,
+				Answers: map[int64]map[string][]Outcome{19: {"k19-1": tt.answers}}}
+			for _, c := range AuditSeckill(res, b) {
+				if strings.Contains(c.Name, "exactly the accepted") && c.OK != tt.ok {
+					t.Fatalf("%s: ok %v, want %v (%s)", c.Name, c.OK, tt.ok, c.Detail)
+				}
+			}
+		})
+	}
+}
+
+// 5xx are the documented degradation only under a fault: inside its
+// window or within recoverWithin seconds of its lift; anywhere else, or a
+// fault the platform never recovered from, fails the check.
+func TestDegradationOnlyUnderFaults(t *testing.T) {
+	fault := FaultStat{Fault: "kafka blackhole at 10s for 5s", Status: "applied and lifted", OnS: 10.1, OffS: 15.2, RecoveredS: 2}
+	for _, tt := range []struct {
+		name     string
+		failures map[int]int
+		faults   []FaultStat
+		ok       bool
+	}{
+		{"none", nil, nil, true},
+		{"inside and after the window", map[int]int{10: 40, 14: 3, 24: 1}, []FaultStat{fault}, true},
+		{"before the fault", map[int]int{9: 1, 12: 40}, []FaultStat{fault}, false},
+		{"past the recovery", map[int]int{26: 1}, []FaultStat{fault}, false},
+		{"no fault at all", map[int]int{30: 1}, nil, false},
+		{"a skipped fault covers nothing", map[int]int{12: 1}, []FaultStat{{Fault: "redis kill at 10s for 2s", Status: "skipped"}}, false},
+		{"never recovered", nil, []FaultStat{{Fault: fault.Fault, OnS: 10.1, OffS: 15.2, RecoveredS: -1}}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := &ReplayResult{Faults: tt.faults}
+			for i := range 40 {
+				res.Seconds = append(res.Seconds, SecondStat{T: i, Failures: tt.failures[i]})
+			}
+			if c := auditDegradation(res); c.OK != tt.ok {
+				t.Fatalf("ok %v, want %v: %s", c.OK, tt.ok, c.Detail)
+			}
+		})
 	}
 }

@@ -34,15 +34,24 @@ const (
 	RateLimited   Outcome = "rate_limited"
 	Overloaded    Outcome = "overloaded" // refused by the gateway's admission limit (429 OVERLOADED)
 	NotActive     Outcome = "not_active"
-	Failed        Outcome = "errors"
+	// Unavailable is a 503 UNAVAILABLE after the quick retries: the
+	// documented answer of a degraded platform (a fault, a fenced sale).
+	// Failed is anything undocumented: a 500, a transport error, no
+	// answer. After either, whether the attempt made an order is unknown.
+	Unavailable Outcome = "unavailable"
+	Failed      Outcome = "errors"
 )
 
 // refused says whether the gateway turned the attempt away before it
 // reached the sale (a 429: rate limited or overloaded).
 func (o Outcome) refused() bool { return o == RateLimited || o == Overloaded }
 
+// unknown says whether the attempt's fate is unknown: it got no answer
+// about its key (503 or an error), so an order may or may not exist.
+func (o Outcome) unknown() bool { return o == Unavailable || o == Failed }
+
 // Outcomes lists the outcomes in report order.
-var Outcomes = []Outcome{Accepted, Replayed, SoldOut, LimitExceeded, RateLimited, Overloaded, NotActive, Failed}
+var Outcomes = []Outcome{Accepted, Replayed, SoldOut, LimitExceeded, RateLimited, Overloaded, NotActive, Unavailable, Failed}
 
 // BurstConfig describes a flash-sale burst: every user tries at least once,
 // the remaining attempts go to random users, all fired by Concurrency
@@ -85,6 +94,10 @@ type BurstResult struct {
 	// the same key seconds later (replay.comeBack): their outcome is what
 	// that answer said.
 	AskedAgain int
+	// Answers holds, by user id and key, what each attempt with the key
+	// was answered, in order (the audit explains an unexpected order by
+	// its key's answers).
+	Answers map[int64]map[string][]Outcome `json:"-"`
 }
 
 type attempt struct {
@@ -112,7 +125,8 @@ type userState struct {
 	mu      sync.Mutex
 	keys    int               // keys used so far
 	orders  map[string]string // Idempotency-Key → the order it was answered with
-	reached int64             // units asked in attempts that reached the sale
+	answers map[string][]Outcome
+	reached int64 // units asked in attempts that reached the sale
 }
 
 // retries is how often an attempt that failed (a transport error or a
@@ -149,14 +163,22 @@ func (l *saleLedger) nextKey(user int, replay bool) (key string, replayed bool) 
 }
 
 // buy sends one attempt, repeating it with the same key after a failure.
+// A 429 to a repeat says only that the gateway did not look this time:
+// the try that failed before it may have made an order, so the attempt
+// stays failed (unknown) and its buyer comes back later.
 func buy(ctx context.Context, cl *Client, token, activityID string, quantity int64, key string) (api.SeckillAccepted, error) {
 	var order api.SeckillAccepted
-	var err error
+	var err, failure error
 	for try := 0; try <= retries; try++ {
 		order, err = cl.Seckill(ctx, token, activityID, quantity, key)
-		if classify(err) != Failed || ctx.Err() != nil {
+		out := classify(err)
+		if out.refused() && failure != nil {
+			return order, failure
+		}
+		if !out.unknown() || ctx.Err() != nil {
 			break
 		}
+		failure = err
 		time.Sleep(time.Duration(50<<try) * time.Millisecond)
 	}
 	return order, err
@@ -180,13 +202,14 @@ func (l *saleLedger) settle(user int, key string, replayed bool, quantity int64,
 		out = Replayed
 	case out == Accepted:
 		mismatch = true // one key, two orders
-	case known != "" && !out.refused() && out != Failed:
+	case known != "" && !out.refused() && !out.unknown():
 		mismatch = true // an accepted key refused on retry
 	}
 	if !replayed && (out == Accepted || out == SoldOut || out == LimitExceeded) {
 		u.reached += quantity
 	}
 	u.mu.Unlock()
+	l.heard(user, key, out)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -207,12 +230,24 @@ func (l *saleLedger) settle(user int, key string, replayed bool, quantity int64,
 	return out
 }
 
-// answeredLater books the answer a failed attempt got when its buyer came
-// back with the same key (replay.comeBack): the attempt counts as what
-// that answer says instead of failed.
-func (l *saleLedger) answeredLater(user int, key string, replayed bool, quantity int64, order api.SeckillAccepted, err error) Outcome {
+// heard notes an answer to a come-back that said nothing about the key
+// (503 or 429 again), for the key's history; it counts nothing.
+func (l *saleLedger) heard(user int, key string, out Outcome) {
+	u := &l.states[user]
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.answers == nil {
+		u.answers = map[string][]Outcome{}
+	}
+	u.answers[key] = append(u.answers[key], out)
+}
+
+// answeredLater books the answer an attempt whose fate was unknown (first
+// booked as was) got when its buyer came back with the same key
+// (replay.comeBack): the attempt counts as what that answer says instead.
+func (l *saleLedger) answeredLater(user int, key string, replayed bool, quantity int64, was Outcome, order api.SeckillAccepted, err error) Outcome {
 	l.mu.Lock()
-	l.res.Counts[Failed]--
+	l.res.Counts[was]--
 	l.res.AskedAgain++
 	l.mu.Unlock()
 	return l.settle(user, key, replayed, quantity, order, err)
@@ -223,9 +258,11 @@ func (l *saleLedger) result(limit int64) *BurstResult {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.res.DemandUnits = 0
+	l.res.Answers = make(map[int64]map[string][]Outcome, len(l.states))
 	for i := range l.states {
 		l.states[i].mu.Lock()
 		l.res.DemandUnits += min(l.states[i].reached, limit)
+		l.res.Answers[l.users[i].ID] = l.states[i].answers
 		l.states[i].mu.Unlock()
 	}
 	return l.res
@@ -300,6 +337,8 @@ func classify(err error) Outcome {
 		return Overloaded
 	case "ACTIVITY_NOT_ACTIVE":
 		return NotActive
+	case "UNAVAILABLE":
+		return Unavailable
 	}
 	return Failed
 }

@@ -47,6 +47,10 @@ type second struct {
 	// admitted and refused split the seckill latencies by scheduled
 	// second into answered buys and 429s, for the phase table.
 	admitted, refused *hdrhistogram.Histogram
+	// answers and failures count every endpoint's requests by scheduled
+	// second, and of them the ones answered 5xx or not at all, for the
+	// fault windows.
+	answers, failures int
 }
 
 // recorder collects the replay's measurements. Latency is always counted
@@ -96,12 +100,16 @@ func (r *recorder) done(endpoint, outcome string, scheduled, answered time.Time)
 	_ = a.recent.RecordValue(us)
 	s := r.sec(scheduled)
 	_ = s.all.RecordValue(us)
+	s.answers++
+	if serverFailure(outcome) {
+		s.failures++
+	}
 	if endpoint == EndpointSeckill {
 		_ = s.seckill.RecordValue(us)
 		switch {
 		case Outcome(outcome).refused():
 			_ = s.refused.RecordValue(us)
-		case outcome != string(Failed):
+		case !Outcome(outcome).unknown():
 			s.answered++
 			_ = s.admitted.RecordValue(us)
 		}
@@ -192,6 +200,9 @@ type SecondStat struct {
 	SeckillAnswered int     `json:"seckill_answered"`
 	SeckillAccepted int     `json:"seckill_accepted"`
 	SeckillP99      float64 `json:"seckill_p99_ms"`
+	// Failures counts the requests due this second (any endpoint) that
+	// were answered 5xx or not at all.
+	Failures int `json:"failures"`
 }
 
 // StockPoint is an activity's remaining stock at T seconds.
@@ -238,7 +249,7 @@ func (r *recorder) seconds() []SecondStat {
 	for i, s := range r.secs {
 		out[i] = SecondStat{T: i, Arrivals: s.arrivals, Completions: s.completions,
 			P50: ms(s.all.ValueAtQuantile(50)), P99: ms(s.all.ValueAtQuantile(99)), P999: ms(s.all.ValueAtQuantile(99.9)),
-			SeckillAnswered: s.answered, SeckillAccepted: s.accepted, SeckillP99: ms(s.seckill.ValueAtQuantile(99))}
+			SeckillAnswered: s.answered, SeckillAccepted: s.accepted, SeckillP99: ms(s.seckill.ValueAtQuantile(99)), Failures: s.failures}
 	}
 	return out
 }
@@ -348,4 +359,56 @@ func (r *recorder) paymentCounts() map[string]map[string]int {
 		}
 	}
 	return out
+}
+
+// serverFailure says whether an outcome is the platform's failure: no
+// answer, or a 5xx (UNAVAILABLE, INTERNAL), as opposed to an answer about
+// the request (including 429s, which are the platform shedding load).
+func serverFailure(outcome string) bool {
+	return outcome == string(Failed) || outcome == string(Unavailable) || outcome == "internal"
+}
+
+// recoverSeconds is how many consecutive seconds of requests must see
+// no more than recoverShare failures for the platform to count as
+// recovered from a fault.
+const (
+	recoverSeconds = 2
+	recoverShare   = 0.01
+)
+
+// faultWindow fills in what the requests due while the fault was on got
+// (count, failures, p99), and how long after its lift the platform took
+// to recover: the start of the first run of recoverSeconds seconds, from
+// the lift on, in which every second had requests and at most
+// recoverShare of them failed. RecoveredS stays -1 when no such run came
+// before the replay ended.
+func (r *recorder) faultWindow(f *FaultStat) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	from, to := int(f.OnS), min(int(math.Ceil(f.OffS)), len(r.secs))
+	h := hdrhistogram.New(1, histMax, 2)
+	for _, s := range r.secs[min(from, to):to] {
+		h.Merge(s.all)
+		f.Requests += s.answers
+		f.Failures += s.failures
+	}
+	if f.Requests > 0 {
+		f.FailureRate = float64(f.Failures) / float64(f.Requests)
+		f.P99 = ms(h.ValueAtQuantile(99))
+	}
+	f.RecoveredS = -1
+	healthy := func(s *second) bool {
+		return s.answers > 0 && float64(s.failures) <= recoverShare*float64(s.answers)
+	}
+	run := 0
+	for i := int(f.OffS); i < len(r.secs); i++ {
+		if !healthy(r.secs[i]) {
+			run = 0
+			continue
+		}
+		if run++; run == recoverSeconds {
+			f.RecoveredS = max(float64(i-recoverSeconds+1)-f.OffS, 0)
+			return
+		}
+	}
 }

@@ -75,3 +75,49 @@ func TestPhaseSplitsAnsweredFromRefused(t *testing.T) {
 		t.Errorf("answered p99 %.2fms, refused p99 %.2fms; want about 20 and 1", p.AnsweredP99, p.RefusedP99)
 	}
 }
+
+// TestFaultWindowCountsFailuresAndRecovery checks a fault's window: the
+// requests due while it was on, the ones answered 5xx or not at all (429s
+// are answers), their p99, and the seconds from the lift until two
+// healthy seconds in a row.
+func TestFaultWindowCountsFailuresAndRecovery(t *testing.T) {
+	start := time.Unix(1000, 0)
+	r := newRecorder(start)
+	// Seconds 0-1 healthy; 2-4 (the fault, on at 2.0, off at 4.5): half
+	// the buys 503 after 300 ms, a quarter refused with 429; second 5
+	// still failing one in ten; seconds 6 and 7 healthy, then 8 empty.
+	for s := range 8 {
+		for i := range 40 {
+			due := start.Add(time.Duration(s)*time.Second + time.Duration(i)*20*time.Millisecond)
+			lat, out := 10*time.Millisecond, string(Accepted)
+			switch {
+			case s >= 2 && s <= 4 && i%2 == 0:
+				lat, out = 300*time.Millisecond, "unavailable"
+			case s >= 2 && s <= 4 && i%4 == 1:
+				out = string(Overloaded)
+			case s == 5 && i%10 == 0:
+				out = string(Failed)
+			}
+			r.done(EndpointSeckill, out, due, due.Add(lat))
+		}
+	}
+	f := FaultStat{OnS: 2, OffS: 4.5}
+	r.faultWindow(&f)
+	if f.Requests != 120 || f.Failures != 60 || f.FailureRate != 0.5 {
+		t.Errorf("window: %d requests, %d failed (%.2f); want 120, 60 (0.50)", f.Requests, f.Failures, f.FailureRate)
+	}
+	if f.P99 < 297 || f.P99 > 303 {
+		t.Errorf("window p99 %.1f ms, want about 300", f.P99)
+	}
+	if f.RecoveredS != 1.5 {
+		t.Errorf("recovered %.1f s after the lift, want 1.5 (second 6 is the first of two healthy ones)", f.RecoveredS)
+	}
+
+	// A fault lifted at 5 whose platform never has two healthy seconds
+	// with requests before the end has not recovered.
+	late := FaultStat{OnS: 5, OffS: 7.2}
+	r.faultWindow(&late)
+	if late.RecoveredS != -1 {
+		t.Errorf("recovered %.1f s after a lift with one healthy second left, want -1", late.RecoveredS)
+	}
+}

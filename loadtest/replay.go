@@ -69,11 +69,28 @@ type PhaseStat struct {
 	RefusedP99   float64 `json:"refused_p99_ms,omitempty"`
 }
 
-// FaultStat is what happened to one scheduled fault.
+// FaultStat is what happened to one scheduled fault: whether it ran,
+// when it was on (seconds from the replay's start), what the requests due
+// meanwhile got, and how soon after the lift the platform was healthy
+// again (recorder.faultWindow).
 type FaultStat struct {
-	Fault  string `json:"fault"`
-	Status string `json:"status"`
+	Fault  string  `json:"fault"`
+	Status string  `json:"status"`
+	OnS    float64 `json:"on_s"`
+	OffS   float64 `json:"off_s"`
+	// Requests counts every request due while the fault was on, Failures
+	// those answered 5xx or not at all; P99 is their latency (ms).
+	Requests    int     `json:"requests"`
+	Failures    int     `json:"failures"`
+	FailureRate float64 `json:"failure_rate"`
+	P99         float64 `json:"p99_ms"`
+	// RecoveredS is the seconds from the lift to the first of two healthy
+	// seconds (≤ 1 % failures), -1 when the replay ended first.
+	RecoveredS float64 `json:"recovered_s"`
 }
+
+// ran says whether the fault was applied and lifted.
+func (f FaultStat) ran() bool { return f.OffS > 0 }
 
 // ActivityStat is one flash sale as the replay created it.
 type ActivityStat struct {
@@ -194,6 +211,7 @@ type replay struct {
 	checkout  atomic.Int64
 	phases    []PhaseStat
 	faults    []FaultStat
+	faultOn   []atomic.Bool // which faults are on now, for the live display
 }
 
 // RunReplay signs the scenario's users in, creates its catalog, drives
@@ -207,7 +225,7 @@ func RunReplay(ctx context.Context, cl *Client, sc *Scenario, opts ReplayOptions
 		opts.CapacityP99 = 50 * time.Millisecond
 	}
 	r := &replay{sc: sc, cl: cl, opts: opts, acts: map[string]*ActivityStat{}, ledgers: map[string]*saleLedger{}, regular: map[string]int64{},
-		trails: map[string]*trail{}, coupons: map[int][]heldCoupon{}}
+		trails: map[string]*trail{}, coupons: map[int][]heldCoupon{}, faultOn: make([]atomic.Bool, len(sc.Faults))}
 	if err := r.setup(ctx); err != nil {
 		return nil, err
 	}
@@ -446,6 +464,11 @@ func (r *replay) run(ctx context.Context) {
 		}
 	}
 	r.phases = stats
+	for i := range r.faults {
+		if r.faults[i].ran() {
+			r.rec.faultWindow(&r.faults[i])
+		}
+	}
 }
 
 // dispatch sends phase p's arrivals at their scheduled times: a Poisson
@@ -562,8 +585,8 @@ func (r *replay) seckill(ctx context.Context, p Phase, a arrival, due time.Time)
 	order, err := buy(ctx, r.cl, r.users[a.user].Token, act.ActivityID, p.Quantity, key)
 	out := ledger.settle(a.user, key, replayed, p.Quantity, order, err)
 	r.rec.done(EndpointSeckill, string(out), due, time.Now())
-	if out == Failed {
-		r.comeBack(ctx, ledger, act.ActivityID, a.user, key, replayed, p.Quantity)
+	if out.unknown() {
+		r.comeBack(ctx, ledger, act.ActivityID, a.user, key, replayed, out, p.Quantity)
 	}
 	if out == Accepted {
 		r.accepted.Add(1)
@@ -574,12 +597,15 @@ func (r *replay) seckill(ctx context.Context, p Phase, a arrival, due time.Time)
 // comeBackAfter are the waits of a buyer who got no answer (503 after
 // the client's quick retries) before asking again with the same key, as a
 // buyer told to retry does: a call that timed out may have made the order,
-// and only the key finds it, within the order's payment window.
-var comeBackAfter = []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second}
+// and only the key finds it, within the order's payment window. Six
+// tries over 14 s stay inside the shortest window a scenario uses (20 s):
+// after it an unpaid order has expired and its key is free again.
+var comeBackAfter = []time.Duration{1 * time.Second, 2 * time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second, 3 * time.Second}
 
 // comeBack asks again with the key after each wait of comeBackAfter
-// until the platform answers, and books that answer for the attempt.
-func (r *replay) comeBack(ctx context.Context, ledger *saleLedger, activityID string, user int, key string, replayed bool, quantity int64) {
+// until the platform answers about the key (not 503, not 429), and books
+// that answer for the attempt.
+func (r *replay) comeBack(ctx context.Context, ledger *saleLedger, activityID string, user int, key string, replayed bool, was Outcome, quantity int64) {
 	r.requests.Go(func() {
 		for _, wait := range comeBackAfter {
 			select {
@@ -588,10 +614,13 @@ func (r *replay) comeBack(ctx context.Context, ledger *saleLedger, activityID st
 			case <-time.After(wait):
 			}
 			order, err := buy(ctx, r.cl, r.users[user].Token, activityID, quantity, key)
-			if classify(err) == Failed {
+			if o := classify(err); o.unknown() || o.refused() {
+				// A 429 says only that the gateway did not look: the
+				// order the key may have made is still unknown.
+				ledger.heard(user, key, o)
 				continue
 			}
-			if ledger.answeredLater(user, key, replayed, quantity, order, err) == Accepted {
+			if ledger.answeredLater(user, key, replayed, quantity, was, order, err) == Accepted {
 				r.accepted.Add(1)
 			}
 			return
@@ -954,26 +983,38 @@ func (r *replay) scheduleFaults(ctx context.Context) func() {
 			}
 		}
 		wg.Go(func() {
-			status := "applied and lifted"
-			for _, step := range []struct {
-				at time.Duration
-				do func(context.Context) error
-			}{{f.At.D(), apply}, {f.At.D() + f.Lasts.D(), lift}} {
+			st := FaultStat{Fault: name, Status: "applied and lifted"}
+			for step, at := range []time.Duration{f.At.D(), f.At.D() + f.Lasts.D()} {
 				select {
 				case <-ctx.Done():
+					r.faultOn[i].Store(false)
 					r.faults[i] = FaultStat{Fault: name, Status: "interrupted"}
 					return
-				case <-time.After(time.Until(r.start.Add(step.at))):
+				case <-time.After(time.Until(r.start.Add(at))):
+				}
+				do := apply
+				if step == 1 {
+					do = lift
 				}
 				t0 := time.Now()
-				err := step.do(ctx)
+				err := do(ctx)
 				r.rec.done(EndpointChannel, outcomeOf(err), t0, time.Now())
 				if err != nil {
-					status = "failed: " + err.Error()
-					break
+					r.faultOn[i].Store(false)
+					r.faults[i] = FaultStat{Fault: name, Status: "failed: " + err.Error()}
+					return
 				}
+				// The fault is on from the end of its apply (a kill is
+				// done once the process is gone) to the end of its lift
+				// (a restart is done once the part answers again).
+				if step == 0 {
+					st.OnS = time.Since(r.start).Seconds()
+				} else {
+					st.OffS = time.Since(r.start).Seconds()
+				}
+				r.faultOn[i].Store(step == 0)
 			}
-			r.faults[i] = FaultStat{Fault: name, Status: status}
+			r.faults[i] = st
 		})
 	}
 	return wg.Wait
@@ -1036,13 +1077,25 @@ func (r *replay) printProgress(final bool) {
 	if len(active) == 0 {
 		active = []string{"draining"}
 	}
+	var on []string
+	for i := range r.faultOn {
+		if r.faultOn[i].Load() {
+			on = append(on, r.sc.Faults[i].label())
+		}
+	}
+	faults := ""
+	if len(on) > 0 {
+		faults = "  FAULT " + strings.Join(on, ", ")
+	}
 	due, done, p99 := r.rec.live(now)
 	end := "  "
 	if final {
 		end = "  \n"
 	}
-	fmt.Fprintf(r.opts.Progress, "\r  t=%3.0fs %-24s due %5d/s  done %5d/s  p99 %7.1fms  in flight %4d  accepted %6d%s",
-		t.Seconds(), strings.Join(active, "+"), due, done, p99, r.inflight.Load(), r.accepted.Load(), end)
+	// The line is rewritten in place; the padding clears what a longer
+	// line (a fault's name) left behind.
+	fmt.Fprintf(r.opts.Progress, "\r  t=%3.0fs %-24s due %5d/s  done %5d/s  p99 %7.1fms  in flight %4d  accepted %6d%-60s%s",
+		t.Seconds(), strings.Join(active, "+"), due, done, p99, r.inflight.Load(), r.accepted.Load(), faults, end)
 }
 
 func (r *replay) result() *ReplayResult {

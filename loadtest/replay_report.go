@@ -40,6 +40,7 @@ func PrintReplay(w io.Writer, res *ReplayResult) {
 	for _, f := range res.Faults {
 		fmt.Fprintf(w, "  fault %s: %s\n", f.Fault, f.Status)
 	}
+	printFaultWindows(w, res.Faults)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\nendpoint\toutcome\tcount\tp50 ms\tp90 ms\tp99 ms\tp999 ms\tmax ms\t")
 	for _, e := range res.Endpoints {
@@ -71,6 +72,33 @@ func PrintReplay(w io.Writer, res *ReplayResult) {
 	if res.Ceiling != nil && res.Ceiling.PerSec > 0 {
 		fmt.Fprintf(w, "Ceiling: %s %.0f/s in the same run; ratio %.3f\n", res.Ceiling.Name, res.Ceiling.PerSec, c.PerSec/res.Ceiling.PerSec)
 	}
+}
+
+// printFaultWindows writes, for each fault that ran, what the requests due
+// while it was on got and how soon the platform recovered after its lift.
+func printFaultWindows(w io.Writer, faults []FaultStat) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := false
+	for _, f := range faults {
+		if !f.ran() {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(tw, "\nfault window\ton s\toff s\trequests\t5xx or none\tshare\tp99 ms\trecovered after s\t\n")
+			header = true
+		}
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%d\t%d\t%.1f%%\t%.1f\t%s\t\n", f.Fault, f.OnS, f.OffS, f.Requests, f.Failures,
+			100*f.FailureRate, f.P99, recovered(f))
+	}
+	tw.Flush()
+}
+
+// recovered says how soon after its lift the platform recovered from f.
+func recovered(f FaultStat) string {
+	if f.RecoveredS < 0 {
+		return "not before the end"
+	}
+	return fmt.Sprintf("%.1f", f.RecoveredS)
 }
 
 // printPayments writes the per-channel payment table and where the
@@ -116,9 +144,16 @@ func WriteReplayJSON(path string, res *ReplayResult) error {
 // WriteReplayHTML writes a self-contained HTML page: tables and charts as
 // inline SVG, no script and nothing fetched from elsewhere.
 func WriteReplayHTML(w io.Writer, res *ReplayResult) error {
+	var windows []FaultStat
+	for _, f := range res.Faults {
+		if f.ran() {
+			windows = append(windows, f)
+		}
+	}
 	return reportPage.Execute(w, map[string]any{
-		"R":      res,
-		"Charts": charts(res),
+		"R":       res,
+		"Charts":  charts(res),
+		"Windows": windows,
 	})
 }
 
@@ -132,8 +167,25 @@ var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#
 
 const chartW, chartH, padL, padB, padT, padR = 720.0, 260.0, 56.0, 28.0, 28.0, 150.0
 
-// lineChart draws series as polylines on shared axes.
-func lineChart(title, unit string, ss []series) template.HTML {
+// band is a stretch of the time axis to shade: a fault that was on.
+type band struct {
+	from, to float64
+	label    string
+}
+
+// faultBands are the windows of the faults that ran.
+func faultBands(res *ReplayResult) []band {
+	var out []band
+	for _, f := range res.Faults {
+		if f.ran() {
+			out = append(out, band{f.OnS, f.OffS, f.Fault})
+		}
+	}
+	return out
+}
+
+// lineChart draws series as polylines on shared axes, over shaded bands.
+func lineChart(title, unit string, ss []series, bands []band) template.HTML {
 	var xmax, ymax float64
 	for _, s := range ss {
 		for i := range s.xs {
@@ -145,6 +197,12 @@ func lineChart(title, unit string, ss []series) template.HTML {
 	y := func(v float64) float64 { return chartH - padB - v/ymax*(chartH-padB-padT) }
 	var b strings.Builder
 	chartFrame(&b, title)
+	for i, bd := range bands {
+		x0, x1 := x(math.Min(bd.from, xmax)), x(math.Min(bd.to, xmax))
+		fmt.Fprintf(&b, `<rect class="fault" x="%.1f" y="%.0f" width="%.1f" height="%.0f" fill="#d62728" fill-opacity="0.12"><title>%s</title></rect>`,
+			x0, padT, math.Max(x1-x0, 1), chartH-padB-padT, html.EscapeString(bd.label))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" font-size="9" fill="#a00">%d</text>`, x0+1, padT+10+float64(i%3)*10, i+1)
+	}
 	for i := 0; i <= 4; i++ {
 		v := ymax * float64(i) / 4
 		fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%.0f" y="%.1f" text-anchor="end" font-size="11">%s</text>`,
@@ -231,9 +289,13 @@ func charts(res *ReplayResult) []namedChart {
 		arr, comp = append(arr, float64(s.Arrivals)), append(comp, float64(s.Completions))
 		p50, p99, p999 = append(p50, s.P50), append(p99, s.P99), append(p999, s.P999)
 	}
+	bands := faultBands(res)
 	out := []namedChart{
-		{SVG: lineChart("Arrivals (scheduled) vs completions", "requests/s", []series{{"arrivals", ts, arr}, {"completions", ts, comp}})},
-		{SVG: lineChart("Latency from the scheduled send time", "ms", []series{{"p50", ts, p50}, {"p99", ts, p99}, {"p99.9", ts, p999}})},
+		{SVG: lineChart("Arrivals (scheduled) vs completions", "requests/s", []series{{"arrivals", ts, arr}, {"completions", ts, comp}}, bands)},
+		{SVG: lineChart("Latency from the scheduled send time", "ms", []series{{"p50", ts, p50}, {"p99", ts, p99}, {"p99.9", ts, p999}}, bands)},
+	}
+	if len(bands) > 0 {
+		out[0].Note = "Shaded: the faults while they were on, numbered as in the fault windows table."
 	}
 	var labels []string
 	var counts []float64
@@ -254,7 +316,7 @@ func charts(res *ReplayResult) []namedChart {
 		}
 		stock = append(stock, s)
 	}
-	out = append(out, namedChart{SVG: lineChart("Remaining stock per flash sale", "units", stock)})
+	out = append(out, namedChart{SVG: lineChart("Remaining stock per flash sale", "units", stock, bands)})
 	labels, counts = nil, nil
 	channels := make([]string, 0, len(res.Payments))
 	for ch := range res.Payments {
@@ -278,7 +340,11 @@ func charts(res *ReplayResult) []namedChart {
 	return append(out, pay)
 }
 
-var reportPage = template.Must(template.New("report").Parse(`<!doctype html>
+var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
+	"pct":       func(v float64) float64 { return 100 * v },
+	"inc":       func(i int) int { return i + 1 },
+	"recovered": recovered,
+}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Replay {{.R.Scenario}}</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fff}
@@ -301,6 +367,10 @@ ceiling {{.Name}} {{printf "%.0f" .PerSec}}/s{{end}}.</p>
 {{end}}</table>
 <h2>Optional endpoints</h2><table>{{range .R.Features}}<tr><td>{{.Name}}</td><td>{{.Endpoint}}</td><td>{{if .Available}}available{{else}}{{.Reason}}{{end}}</td></tr>{{end}}
 {{range .R.Faults}}<tr><td>fault</td><td>{{.Fault}}</td><td>{{.Status}}</td></tr>{{end}}</table>
+{{if .Windows}}<h2>Fault windows</h2><p class="note">Requests due while each fault was on (shaded on the charts), those answered 5xx or not at all, their p99, and the seconds from the lift to the first of two seconds with at most 1 % such answers.</p>
+<table><tr><th>#</th><th>fault</th><th>on s</th><th>off s</th><th>requests</th><th>5xx or none</th><th>share</th><th>p99 ms</th><th>recovered after s</th></tr>
+{{range $i, $f := .Windows}}<tr><td>{{inc $i}}</td><td>{{.Fault}}</td><td class="n">{{printf "%.1f" .OnS}}</td><td class="n">{{printf "%.1f" .OffS}}</td><td class="n">{{.Requests}}</td><td class="n">{{.Failures}}</td><td class="n">{{printf "%.1f" (pct .FailureRate)}} %</td><td class="n">{{printf "%.1f" .P99}}</td><td class="n">{{recovered .}}</td></tr>
+{{end}}</table>{{end}}
 <h2>Endpoints</h2><table><tr><th>endpoint</th><th>outcome</th><th>count</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>
 {{range .R.Endpoints}}<tr><td>{{.Endpoint}}</td><td>{{.Outcome}}</td><td class="n">{{.Count}}</td><td class="n">{{printf "%.1f" .P50}}</td><td class="n">{{printf "%.1f" .P90}}</td><td class="n">{{printf "%.1f" .P99}}</td><td class="n">{{printf "%.1f" .P999}}</td><td class="n">{{printf "%.1f" .Max}}</td></tr>
 {{end}}</table>

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,9 @@ func sampleResult() *ReplayResult {
 		Channels: []ChannelStat{{Channel: "alipay", Opened: 8, Confirmed: 7, PayP50: 12, PayP99: 30, WalletP50: 2, WalletP99: 5,
 			Final: map[string]int{"SUCCEEDED": 6, "REFUNDED": 1}}},
 		Orders: &OrderStates{ByStatus: map[string]int{"PAID": 6, "EXPIRED": 3}, ReleasedUnits: 3, LateRefunds: 1},
+		Faults: []FaultStat{{Fault: "kafka blackhole at 3s for 2s", Status: "applied and lifted", OnS: 3.1, OffS: 5.2,
+			Requests: 400, Failures: 100, FailureRate: 0.25, P99: 900, RecoveredS: 1.8},
+			{Fault: "wechat slow at 1s for 1s", Status: "skipped: no channel simulator admin URL"}},
 	}
 	for i := range 10 {
 		res.Seconds = append(res.Seconds, SecondStat{T: i, Arrivals: 100 * i, Completions: 95 * i, P50: 1, P99: float64(i), P999: float64(2 * i)})
@@ -82,6 +86,14 @@ func TestReportHTMLRendersCharts(t *testing.T) {
 			t.Errorf("rendered DOM lacks the payments' %q", want)
 		}
 	}
+	for _, want := range []string{"<td>kafka blackhole at 3s for 2s</td>", "<td class=\"n\">25.0 %</td>", "<td class=\"n\">1.8</td>"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("rendered DOM lacks the fault window's %q", want)
+		}
+	}
+	if got := strings.Count(dom, `<rect class="fault"`); got != 3 {
+		t.Errorf("rendered DOM shades the fault on %d charts, want 3 (rates, latency, stock; the skipped fault on none)", got)
+	}
 	if got := strings.Count(dom, `<svg class="chart"`); got != 5 {
 		t.Errorf("rendered DOM has %d charts, want 5", got)
 	}
@@ -121,5 +133,20 @@ func TestReportHTMLRendersCharts(t *testing.T) {
 	}
 	if blue < 200 || ink < b.Dx()*b.Dy()/100 {
 		t.Fatalf("screenshot looks blank: %d chart-blue pixels, %d non-white of %d", blue, ink, b.Dx()*b.Dy())
+	}
+}
+
+// TestTextReportListsFaultWindows checks the text report's fault table:
+// a row for the fault that ran, none for the skipped one.
+func TestTextReportListsFaultWindows(t *testing.T) {
+	var buf bytes.Buffer
+	PrintReplay(&buf, sampleResult())
+	out := buf.String()
+	row := regexp.MustCompile(`kafka blackhole at 3s for 2s\s+3\.1\s+5\.2\s+400\s+100\s+25\.0%\s+900\.0\s+1\.8`)
+	if !row.MatchString(out) {
+		t.Errorf("no fault window row for the blackhole in:\n%s", out)
+	}
+	if strings.Count(out, "wechat slow") != 1 {
+		t.Errorf("the skipped fault should appear once (its status), not in the window table:\n%s", out)
 	}
 }

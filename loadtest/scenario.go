@@ -238,11 +238,17 @@ type Fault struct {
 
 // Name says what the fault does, for the display and the report.
 func (f Fault) Name() string {
+	return fmt.Sprintf("%s at %s for %s", f.label(), f.At.D(), f.Lasts.D())
+}
+
+// label names the fault without its times ("kafka blackhole"), as the
+// live display shows it while it is on.
+func (f Fault) label() string {
 	what := f.Channel
 	if f.Target != "" {
 		what = f.Target
 	}
-	return fmt.Sprintf("%s %s at %s for %s", what, f.Mode, f.At.D(), f.Lasts.D())
+	return what + " " + f.Mode
 }
 
 // HasInfraFaults reports whether the scenario puts faults on the
