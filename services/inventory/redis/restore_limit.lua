@@ -2,7 +2,9 @@
 -- limit, atomically and idempotently by refund id. The stock is left
 -- alone: refunded goods are not sold again in the sale. Only a confirmed
 -- (paid) reservation is restored, since a released one gave its limit back
--- when it was released, and never more units than it reserved in all.
+-- when it was released, and never more units than it reserved in all; a
+-- refund of all the units of an order whose units are all back already
+-- (a rebuild restored them) is a repeat.
 --
 -- KEYS[1] {act:ID}:bought        hash: user id -> units held
 -- KEYS[2] {act:ID}:res:<order>   hash: user, qty, status, ..., restored,
@@ -24,6 +26,13 @@ if status ~= 'CONFIRMED' then
 end
 local units = tonumber(ARGV[2])
 if restored + units > qty then
+  -- Every unit is back already and this refund asks for all of them: the
+  -- refund that completed the order, whose restore a rebuild (rebuild.lua,
+  -- from the order's REFUNDED status) applied before it got here.
+  if restored == qty and units == qty then
+    redis.call('HSET', KEYS[2], field, 0)
+    return 'ALREADY_RESTORED'
+  end
   return 'TOO_MANY'
 end
 redis.call('HSET', KEYS[2], field, units, 'restored', restored + units)

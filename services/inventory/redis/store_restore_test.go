@@ -109,3 +109,36 @@ func TestRestoreLimitConcurrentRefundsNeverRestoreMoreThanReserved(t *testing.T)
 		t.Errorf("reserve the whole limit again: %v", err)
 	}
 }
+
+// A rebuild after Redis lost writes restores a fully refunded order's
+// limit from its REFUNDED status; the refund that completed the order,
+// still finishing (its money was being returned), then restores the
+// limit: that is a repeat, not more units than reserved. Before, it was
+// refused and counted as books that disagree.
+func TestRestoreAfterARebuildThatRestoredIsARepeat(t *testing.T) {
+	ctx := context.Background()
+	s, rdb := MustStore(t)
+	act := MustPreheat(t, s, 10, 2)
+	MustReserve(t, s, request(act, 7, 2, 1, "k1"))
+	if err := s.Confirm(ctx, act, 1); err != nil {
+		t.Fatal(err)
+	}
+	must(t, rdb.Del(ctx, key(act, "live")).Err()) // Redis restarted: the sale is fenced
+	if _, err := s.RebuildStock(ctx, inventory.Rebuild{ActivityID: act, Total: 10, PerUserLimit: 2, Orders: []inventory.HeldOrder{
+		{OrderID: 1, UserID: 7, Quantity: 2, Status: inventory.StatusConfirmed, IdempotencyKey: "k1", ExpiresAt: deadline(), Restored: 2},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if restored, err := s.RestoreLimit(ctx, act, 1, 99, 2); err != nil || restored {
+			t.Fatalf("restore #%d after the rebuild: %v, %v; want a repeat (false, nil)", i+1, restored, err)
+		}
+	}
+	if _, err := s.RestoreLimit(ctx, act, 1, 100, 1); !errors.Is(err, inventory.ErrRestoreTooMany) {
+		t.Errorf("another refund's unit after all were restored: %v, want ErrRestoreTooMany", err)
+	}
+	MustReserve(t, s, request(act, 7, 2, 2, "k2")) // the buyer's whole limit is back, once
+	if _, err := s.Reserve(ctx, request(act, 7, 1, 3, "k3")); !errors.Is(err, inventory.ErrLimitExceeded) {
+		t.Errorf("a third unit: %v, want ErrLimitExceeded (the limit was given back once)", err)
+	}
+}
