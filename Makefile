@@ -9,11 +9,14 @@ PKGS := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 BIN := $(CURDIR)/.bin
 PROTOC_GEN_GO_VERSION := v1.36.11
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+# actionlint checks .github/workflows; `go run` builds the pinned version,
+# so CI needs nothing installed for it.
+ACTIONLINT_VERSION := v1.7.12
 PROTOS := $(shell find proto -name '*.proto' | sort)
 
 export GOTOOLCHAIN := local
 
-.PHONY: demo test rules up deps proto proto-check lint bench loadtest static
+.PHONY: demo test rules actionlint up deps proto proto-check lint bench loadtest static
 
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
@@ -26,8 +29,8 @@ demo: deps
 loadtest:
 	$(GO) run ./loadtest/cmd/loadtest -scenario $(SCENARIO) -target $(TARGET) $(ARGS)
 
-## test: every unit and integration test, with the race detector, and the alert rules' tests
-test: deps rules
+## test: every unit and integration test, with the race detector, the alert rules' tests and the workflows' lint
+test: deps rules actionlint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 ## rules: check the Prometheus configuration and alert rules and run their unit tests (promtool, from Debian's prometheus package)
@@ -37,6 +40,10 @@ rules:
 		promtool check rules deploy/prometheus/alerts.yml && \
 		promtool test rules deploy/prometheus/alerts_test.yml; \
 	else echo "rules: skipped: promtool not installed (apt-get install prometheus)"; fi
+
+## actionlint: check the GitHub Actions workflows (.github/workflows) with actionlint, built from source at ACTIONLINT_VERSION
+actionlint:
+	$(GO) run github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION) -no-color
 
 ## up: run the platform locally until interrupted (gateway on FLASHSALE_HTTP_ADDR)
 up: deps

@@ -2,16 +2,23 @@ package check
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"gopkg.in/yaml.v3"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/redisclient"
@@ -36,7 +43,8 @@ type k8sObject struct {
 		} `yaml:"selector"`
 		Template struct {
 			Metadata struct {
-				Labels map[string]string `yaml:"labels"`
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
 			} `yaml:"metadata"`
 			Spec struct {
 				Containers []k8sContainer `yaml:"containers"`
@@ -107,44 +115,113 @@ type k8sProbe struct {
 	} `yaml:"httpGet"`
 }
 
-// MustManifests parses every document of deploy/k8s/*.yaml, what
-// `kubectl apply -f deploy/k8s` applies.
-func MustManifests(tb testing.TB) []k8sObject {
+// k8sOverlays are the ways the platform is applied,
+// `kubectl apply -k deploy/k8s/overlays/<name>`; every check of the
+// manifests runs on what each renders.
+var k8sOverlays = []string{"dev", "prod"}
+
+// rendered caches each overlay's rendering, which every test reads.
+var rendered sync.Map // overlay → renderResult
+
+type renderResult struct {
+	yaml []byte
+	err  error
+}
+
+// Render builds deploy/k8s/overlays/<overlay> with kustomize (the API
+// `kubectl apply -k` embeds, with its defaults: no file outside the
+// kustomization's directory tree), into the multi-document YAML kubectl
+// would apply.
+func Render(overlay string) ([]byte, error) {
+	if r, ok := rendered.Load(overlay); ok {
+		return r.(renderResult).yaml, r.(renderResult).err
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join(root, "deploy", "k8s", "overlays", overlay))
+	if err == nil {
+		out, err = res.AsYaml()
+	}
+	if err != nil {
+		err = fmt.Errorf("kustomize build deploy/k8s/overlays/%s: %w", overlay, err)
+	}
+	rendered.Store(overlay, renderResult{out, err})
+	return out, err
+}
+
+// MustManifests parses every document an overlay renders.
+func MustManifests(tb testing.TB, overlay string) []k8sObject {
 	tb.Helper()
-	return mustManifestsIn(tb, filepath.Join("deploy", "k8s"))
+	raw, err := Render(overlay)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return mustParseManifest(tb, overlay, raw)
+}
+
+// forEachOverlay runs f on what every overlay renders, as subtests.
+func forEachOverlay(t *testing.T, f func(t *testing.T, overlay string, objs []k8sObject)) {
+	t.Helper()
+	for _, overlay := range k8sOverlays {
+		t.Run(overlay, func(t *testing.T) { f(t, overlay, MustManifests(t, overlay)) })
+	}
 }
 
 // MustExampleSecrets parses deploy/k8s/secrets.example, the Secrets an
-// operator creates before applying the manifests, with their placeholder
-// values.
+// operator creates before applying the prod overlay, with their
+// placeholder values.
 func MustExampleSecrets(tb testing.TB) []k8sObject {
 	tb.Helper()
-	return mustManifestsIn(tb, filepath.Join("deploy", "k8s", "secrets.example"))
+	root, err := RepoRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	file := filepath.Join(root, "deploy", "k8s", "secrets.example", "secrets.yaml")
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return mustParseManifest(tb, file, raw)
 }
 
 // operatorSecret stands for a value an operator generated: what a
 // Secret's REPLACE-ME becomes in a real deployment.
 const operatorSecret = "0f3a9c5e7b1d4f2a8c6e0b9d3f5a7c1e"
 
-// mustManifestsIn parses every document of dir/*.yaml (dir relative to
-// the repository's root).
-func mustManifestsIn(tb testing.TB, dir string) []k8sObject {
+// secretValue is the value of key in Secret name as the pods get it: the
+// overlay's own Secret when it renders one (the dev overlay generates
+// them), else the operator's, which secrets.example shows with
+// REPLACE-ME where the operator's value goes; shipped is the value as
+// this repository prints it. ok is false when neither has the key.
+func secretValue(tb testing.TB, objs []k8sObject, name, key string) (value, shipped string, ok bool) {
 	tb.Helper()
-	root, err := RepoRoot()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	files, err := filepath.Glob(filepath.Join(root, dir, "*.yaml"))
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("no manifests in %s (%v)", dir, err)
-	}
-	var out []k8sObject
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			tb.Fatal(err)
+	if sec, found := find(objs, "Secret", name); found {
+		if v, ok := sec.StringData[key]; ok {
+			return v, v, true
 		}
-		out = append(out, mustParseManifest(tb, f, raw)...)
+		enc, ok := sec.Data[key]
+		b, err := base64.StdEncoding.DecodeString(enc)
+		if err != nil {
+			tb.Fatalf("Secret %s: %s: %v", name, key, err)
+		}
+		return string(b), string(b), ok
+	}
+	sec, _ := find(MustExampleSecrets(tb), "Secret", name)
+	v, ok := sec.StringData[key]
+	return strings.ReplaceAll(v, "REPLACE-ME", operatorSecret), v, ok
+}
+
+// workloads are the Deployments and StatefulSets of the platform's
+// namespace (the dev overlay runs Redis, Postgres and Kafka beside it).
+func workloads(objs []k8sObject) []k8sObject {
+	var out []k8sObject
+	for _, o := range byKind(objs, "Deployment", "StatefulSet") {
+		if o.Metadata.Namespace == k8sNamespace {
+			out = append(out, o)
+		}
 	}
 	return out
 }
@@ -207,10 +284,12 @@ func find(objs []k8sObject, kind, name string) (k8sObject, bool) {
 // on /readyz and liveness on /healthz at a port it declares, and labels
 // its pods as its selector expects.
 func TestK8sWorkloads(t *testing.T) {
-	objs := MustManifests(t)
-	workloads := byKind(objs, "Deployment", "StatefulSet")
+	forEachOverlay(t, testK8sWorkloads)
+}
+
+func testK8sWorkloads(t *testing.T, _ string, objs []k8sObject) {
 	var names []string
-	for _, w := range workloads {
+	for _, w := range workloads(objs) {
 		names = append(names, w.Metadata.Name)
 		t.Run(w.Metadata.Name, func(t *testing.T) {
 			if w.Metadata.Namespace != "flashsale" {
@@ -268,10 +347,13 @@ func TestK8sWorkloads(t *testing.T) {
 // shared ConfigMap is read by some binary; and every in-cluster address
 // names a Service port.
 func TestK8sEnvironmentMatchesTheConfiguration(t *testing.T) {
-	objs := MustManifests(t)
+	forEachOverlay(t, testK8sEnvironmentMatchesTheConfiguration)
+}
+
+func testK8sEnvironmentMatchesTheConfiguration(t *testing.T, _ string, objs []k8sObject) {
 	read := map[string]bool{}
 	shared := map[string]bool{}
-	for _, w := range byKind(objs, "Deployment", "StatefulSet") {
+	for _, w := range workloads(objs) {
 		c := w.Spec.Template.Spec.Containers[0]
 		bin, ok := binaryOf(c.Name)
 		if !ok {
@@ -322,9 +404,9 @@ func TestK8sEnvironmentMatchesTheConfiguration(t *testing.T) {
 }
 
 // mustWorkloadEnv is the environment container c runs with: the
-// ConfigMaps it takes in whole, then its own variables (secrets resolved
-// from secrets.example as an operator fills them in, a pod ordinal read
-// as 0), which own holds alone.
+// ConfigMaps it takes in whole, then its own variables (secrets as
+// secretValue resolves them, a pod ordinal read as 0), which own holds
+// alone.
 func mustWorkloadEnv(t *testing.T, objs []k8sObject, c k8sContainer) (env, own map[string]string) {
 	t.Helper()
 	env, own = map[string]string{}, map[string]string{}
@@ -342,11 +424,11 @@ func mustWorkloadEnv(t *testing.T, objs []k8sObject, c k8sContainer) (env, own m
 		v := e.Value
 		switch {
 		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
-			sec, ok := find(MustExampleSecrets(t), "Secret", e.ValueFrom.SecretKeyRef.Name)
-			if !ok || sec.StringData[e.ValueFrom.SecretKeyRef.Key] == "" {
-				t.Errorf("%s: %s: secrets.example has no secret %s with key %s", c.Name, e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+			ref := e.ValueFrom.SecretKeyRef
+			var ok bool
+			if v, _, ok = secretValue(t, objs, ref.Name, ref.Key); !ok || v == "" {
+				t.Errorf("%s: %s: neither the overlay nor secrets.example has a secret %s with key %s", c.Name, e.Name, ref.Name, ref.Key)
 			}
-			v = strings.ReplaceAll(sec.StringData[e.ValueFrom.SecretKeyRef.Key], "REPLACE-ME", operatorSecret)
 		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
 			v = "0" // a pod's ordinal
 		}
@@ -369,7 +451,7 @@ type k8sRun struct {
 func mustK8sRuns(t *testing.T, objs []k8sObject) []k8sRun {
 	t.Helper()
 	var out []k8sRun
-	for _, w := range byKind(objs, "Deployment", "StatefulSet") {
+	for _, w := range workloads(objs) {
 		c := w.Spec.Template.Spec.Containers[0]
 		bin, ok := binaryOf(c.Name)
 		if !ok {
@@ -394,10 +476,16 @@ func binaryOf(service string) (Binary, bool) {
 // Services select a workload's pods and target ports its container
 // declares; the gRPC services are headless, so clients balance per call.
 func TestK8sServices(t *testing.T) {
-	objs := MustManifests(t)
+	forEachOverlay(t, testK8sServices)
+}
+
+func testK8sServices(t *testing.T, _ string, objs []k8sObject) {
 	for _, s := range byKind(objs, "Service") {
+		if s.Metadata.Namespace != k8sNamespace {
+			continue
+		}
 		var target *k8sObject
-		for _, w := range byKind(objs, "Deployment", "StatefulSet") {
+		for _, w := range workloads(objs) {
 			match := len(s.serviceSelector) > 0
 			for k, v := range s.serviceSelector {
 				match = match && w.Spec.Template.Metadata.Labels[k] == v
@@ -427,10 +515,10 @@ func TestK8sServices(t *testing.T) {
 	}
 }
 
-// The gateway and order scale horizontally; order never past the
-// partitions of orders.placed.
+// In production the gateway and order scale horizontally; order never
+// past the partitions of orders.placed.
 func TestK8sAutoscalers(t *testing.T) {
-	objs := MustManifests(t)
+	objs := MustManifests(t, "prod")
 	hpas := byKind(objs, "HorizontalPodAutoscaler")
 	for _, want := range []string{"gateway", "order"} {
 		h, ok := find(hpas, "HorizontalPodAutoscaler", want)
@@ -463,11 +551,12 @@ func atoi(t *testing.T, s string) int {
 	return n
 }
 
-// Kubernetes runs against a managed Redis Cluster (DESIGN.md): the shared
-// ConfigMap must ask for the cluster client and name its nodes in a form
-// the services accept.
+// In production Kubernetes runs against a managed Redis Cluster
+// (DESIGN.md): the shared ConfigMap must ask for the cluster client and
+// name its nodes in a form the services accept. (The dev overlay's one
+// Redis is no cluster.)
 func TestK8sRedisIsACluster(t *testing.T) {
-	cm, ok := find(MustManifests(t), "ConfigMap", "flashsale-common")
+	cm, ok := find(MustManifests(t, "prod"), "ConfigMap", "flashsale-common")
 	if !ok {
 		t.Fatal("no ConfigMap flashsale-common")
 	}
@@ -479,5 +568,53 @@ func TestK8sRedisIsACluster(t *testing.T) {
 	addrs, err := cfg.Addrs()
 	if !cfg.Cluster || err != nil || len(addrs) == 0 {
 		t.Fatalf("redis: cluster %v, nodes %v (%v); want the cluster client and at least one node", cfg.Cluster, addrs, err)
+	}
+}
+
+// The dev overlay's Postgres has every database the generated
+// flashsale-db Secret names, with its credentials: the image makes
+// POSTGRES_DB, its init script the others.
+func TestK8sDevPostgresHasTheDatabases(t *testing.T) {
+	objs := MustManifests(t, "dev")
+	pg, ok := find(objs, "Deployment", "postgres")
+	if !ok {
+		t.Fatal("the dev overlay runs no Postgres")
+	}
+	env := map[string]string{}
+	for _, e := range pg.Spec.Template.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	dbs := []string{env["POSTGRES_DB"]}
+	initSQL, _ := find(objs, "ConfigMap", "postgres-init")
+	for _, m := range regexp.MustCompile(`(?i)CREATE DATABASE (\w+);`).FindAllStringSubmatch(initSQL.Data["init.sql"], -1) {
+		dbs = append(dbs, m[1])
+	}
+	var refs []string
+	for _, w := range workloads(objs) {
+		for _, e := range w.Spec.Template.Spec.Containers[0].Env {
+			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.Name != "FLASHSALE_POSTGRES_URL" {
+				continue
+			}
+			v, _, _ := secretValue(t, objs, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+			refs = append(refs, w.Metadata.Name)
+			u, err := url.Parse(v)
+			if err != nil {
+				t.Errorf("%s: %v", w.Metadata.Name, err)
+				continue
+			}
+			pass, _ := u.User.Password()
+			if db := strings.TrimPrefix(u.Path, "/"); !slices.Contains(dbs, db) {
+				t.Errorf("%s uses database %q; the dev Postgres makes %v", w.Metadata.Name, db, dbs)
+			}
+			if u.User.Username() != env["POSTGRES_USER"] || pass != env["POSTGRES_PASSWORD"] {
+				t.Errorf("%s connects as %s, the dev Postgres's user is %s with its password", w.Metadata.Name, u.User.Username(), env["POSTGRES_USER"])
+			}
+			if u.Host != "postgres.flashsale-dev.svc.cluster.local:5432" {
+				t.Errorf("%s connects to %s, not the dev Postgres (Service postgres, namespace flashsale-dev, port 5432)", w.Metadata.Name, u.Host)
+			}
+		}
+	}
+	if len(refs) < 4 {
+		t.Errorf("%d services read a Postgres URL (%v), want product, order, payment and marketing", len(refs), refs)
 	}
 }

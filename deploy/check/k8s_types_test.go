@@ -84,39 +84,30 @@ var commentLine = regexp.MustCompile(`(?m)^\s*#.*$`)
 
 func stripComments(doc []byte) []byte { return commentLine.ReplaceAll(doc, nil) }
 
-// mustTypedManifests decodes every document of deploy/k8s/*.yaml
+// mustTypedManifests decodes every document an overlay renders
 // strictly.
-func mustTypedManifests(tb testing.TB) []runtime.Object {
+func mustTypedManifests(tb testing.TB, overlay string) []runtime.Object {
 	tb.Helper()
-	root, err := RepoRoot()
+	raw, err := Render(overlay)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	files, err := filepath.Glob(filepath.Join(root, "deploy", "k8s", "*.yaml"))
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("no manifests (%v)", err)
+	objs, err := decodeStrict(raw)
+	if err != nil {
+		tb.Errorf("overlay %s: %v", overlay, err)
 	}
-	var out []runtime.Object
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		objs, err := decodeStrict(raw)
-		if err != nil {
-			tb.Errorf("%s: %v", filepath.Base(f), err)
-		}
-		out = append(out, objs...)
-	}
-	return out
+	return objs
 }
 
-// TestManifestsDecodeStrictly: every manifest is a Kubernetes object
-// with no field the API does not have (a misspelt runAsUser would
-// otherwise be dropped in silence and the pod run without it).
+// TestManifestsDecodeStrictly: every object each overlay renders is a
+// Kubernetes object with no field the API does not have (a misspelt
+// runAsUser would otherwise be dropped in silence and the pod run
+// without it), and kustomize renders the overlay at all.
 func TestManifestsDecodeStrictly(t *testing.T) {
-	if objs := mustTypedManifests(t); len(objs) == 0 {
-		t.Fatal("no objects")
+	for _, overlay := range k8sOverlays {
+		if objs := mustTypedManifests(t, overlay); len(objs) == 0 {
+			t.Errorf("overlay %s: no objects", overlay)
+		}
 	}
 }
 
@@ -139,10 +130,14 @@ func TestDecodeStrictRefuses(t *testing.T) {
 	}
 }
 
-// podTemplates returns the pod template of every workload, by name.
+// podTemplates returns the pod template of every workload of the
+// platform's namespace, by name.
 func podTemplates(objs []runtime.Object) map[string]corev1.PodTemplateSpec {
 	out := map[string]corev1.PodTemplateSpec{}
 	for _, o := range objs {
+		if m, ok := o.(metav1.Object); !ok || m.GetNamespace() != k8sNamespace {
+			continue
+		}
 		switch w := o.(type) {
 		case *appsv1.Deployment:
 			out["Deployment/"+w.Name] = w.Spec.Template
@@ -221,7 +216,13 @@ func TestPodsRunAsTheImageUserHardened(t *testing.T) {
 	if err != nil {
 		t.Errorf("Dockerfile: %v", err)
 	}
-	pods := podTemplates(mustTypedManifests(t))
+	for _, overlay := range k8sOverlays {
+		t.Run(overlay, func(t *testing.T) { testPodsRunAsHardened(t, overlay, uid, gid) })
+	}
+}
+
+func testPodsRunAsHardened(t *testing.T, overlay string, uid, gid int64) {
+	pods := podTemplates(mustTypedManifests(t, overlay))
 	if len(pods) < len(Binaries) {
 		t.Errorf("%d workloads, want one per binary (%d)", len(pods), len(Binaries))
 	}
@@ -293,20 +294,22 @@ func deref[T any](p *T) any {
 // the kernel kills it.
 func TestMemoryLimitsAgree(t *testing.T) {
 	project := mustComposeProject(t, nil)
-	pods := podTemplates(mustTypedManifests(t))
-	for _, b := range Binaries {
-		var k8s int64
-		for _, kind := range []string{"Deployment/", "StatefulSet/"} {
-			if pod, ok := pods[kind+b.Service]; ok && len(pod.Spec.Containers) > 0 {
-				k8s = pod.Spec.Containers[0].Resources.Limits.Memory().Value()
+	for _, overlay := range k8sOverlays {
+		pods := podTemplates(mustTypedManifests(t, overlay))
+		for _, b := range Binaries {
+			var k8s int64
+			for _, kind := range []string{"Deployment/", "StatefulSet/"} {
+				if pod, ok := pods[kind+b.Service]; ok && len(pod.Spec.Containers) > 0 {
+					k8s = pod.Spec.Containers[0].Resources.Limits.Memory().Value()
+				}
 			}
-		}
-		var compose int64
-		if s, err := project.GetService(b.Service); err == nil && s.Deploy != nil && s.Deploy.Resources.Limits != nil {
-			compose = int64(s.Deploy.Resources.Limits.MemoryBytes)
-		}
-		if k8s == 0 || compose != k8s {
-			t.Errorf("%s: memory limit %d bytes in Kubernetes, %d in compose; want the same, set in both", b.Service, k8s, compose)
+			var compose int64
+			if s, err := project.GetService(b.Service); err == nil && s.Deploy != nil && s.Deploy.Resources.Limits != nil {
+				compose = int64(s.Deploy.Resources.Limits.MemoryBytes)
+			}
+			if k8s == 0 || compose != k8s {
+				t.Errorf("%s: memory limit %d bytes in Kubernetes (%s), %d in compose; want the same, set in both", b.Service, k8s, overlay, compose)
+			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -47,8 +48,9 @@ func checkDurability(env map[string]string, reads []string) []string {
 	return problems
 }
 
-// Wherever a service makes Kafka topics, compose and Kubernetes run it
-// with the production durability.
+// Wherever a service makes Kafka topics, compose and Kubernetes in
+// production run it with the production durability. (The dev overlay's
+// one broker holds one copy: TestK8sDevKafkaFitsItsBroker.)
 func TestKafkaDurabilityIsSetWhereTopicsAreMade(t *testing.T) {
 	var checked []string
 	_, f := MustCompose(t)
@@ -61,7 +63,7 @@ func TestKafkaDurabilityIsSetWhereTopicsAreMade(t *testing.T) {
 			checked = append(checked, "compose "+g.name)
 		}
 	}
-	for _, r := range mustK8sRuns(t, MustManifests(t)) {
+	for _, r := range mustK8sRuns(t, MustManifests(t, "prod")) {
 		for _, p := range checkDurability(r.env, r.reads) {
 			t.Errorf("k8s %s: %s", r.workload, p)
 		}
@@ -141,5 +143,29 @@ func TestComposeKafkaQuorum(t *testing.T) {
 	}
 	if len(clusters) != 1 {
 		t.Errorf("the brokers name %d cluster ids, want one", len(clusters))
+	}
+}
+
+// The dev overlay runs one broker: wherever a service makes topics
+// there, it asks for no more copies than the brokers it lists, or
+// creating orders.placed would fail.
+func TestK8sDevKafkaFitsItsBroker(t *testing.T) {
+	var checked []string
+	for _, r := range mustK8sRuns(t, MustManifests(t, "dev")) {
+		if !slices.Contains(r.reads, "FLASHSALE_KAFKA_BROKERS") {
+			continue
+		}
+		checked = append(checked, r.workload)
+		e := config.FromMap(r.env)
+		d := pkafka.DurabilityFromEnv(e)
+		brokers, err := Endpoints("FLASHSALE_KAFKA_BROKERS", r.env["FLASHSALE_KAFKA_BROKERS"])
+		if err = errors.Join(err, e.Err()); err != nil {
+			t.Errorf("%s: %v", r.workload, err)
+		} else if d.Replication > len(brokers) {
+			t.Errorf("%s: replication %d over the %d brokers of FLASHSALE_KAFKA_BROKERS", r.workload, d.Replication, len(brokers))
+		}
+	}
+	if !slices.Contains(checked, "order") {
+		t.Errorf("order does not read FLASHSALE_KAFKA_BROKERS in the dev overlay; checked %v", checked)
 	}
 }

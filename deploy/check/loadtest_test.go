@@ -157,3 +157,37 @@ func TestScenarioFileFollowsTheMount(t *testing.T) {
 		t.Error("a scenario outside the mounts resolved")
 	}
 }
+
+// The dev overlay runs the Double-11 replay as docs/operations.md
+// ("First time on Kubernetes") runs it, from this machine through
+// port-forwards: development mode on (the replay's buyers take dev
+// tokens), order expiring after the scenario's payment window, and the
+// simulator handing out pay URLs on 127.0.0.1 at the port it listens on,
+// where `kubectl port-forward svc/channelsim` puts it.
+func TestK8sDevRunsTheDoubleElevenReplay(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := loadtest.LoadScenario(filepath.Join(root, "loadtest", "scenarios", "double11.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := MustManifests(t, "dev")
+	env := map[string]map[string]string{}
+	for _, w := range workloads(objs) {
+		env[w.Metadata.Name], _ = mustWorkloadEnv(t, objs, w.Spec.Template.Spec.Containers[0])
+	}
+	if !config.FromMap(env["gateway"]).Dev() {
+		t.Errorf("the gateway runs without %s: the replay's buyers cannot get dev tokens", config.DevVar)
+	}
+	orderEnv := config.FromMap(env["order"])
+	if w := orderapp.ConfigFromEnv(orderEnv).PaymentWindow; w != sc.Platform.PaymentWindow.D() || orderEnv.Err() != nil {
+		t.Errorf("order's payment window is %s (%v), the scenario assumes %s", w, orderEnv.Err(), sc.Platform.PaymentWindow.D())
+	}
+	port, err := Port(env["channelsim"]["FLASHSALE_CHANNELSIM_ADDR"])
+	u, uerr := url.Parse(env["channelsim"]["FLASHSALE_CHANNELSIM_BASE_URL"])
+	if err != nil || uerr != nil || u.Hostname() != "127.0.0.1" || u.Port() != fmt.Sprint(port) {
+		t.Errorf("the simulator hands out pay URLs at %q, listening on %d; want http://127.0.0.1:%d, the port-forward's", u, port, port)
+	}
+}

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// The NetworkPolicies of deploy/k8s are held to the code: the calls each
+// The NetworkPolicies each overlay of deploy/k8s renders are held to the code: the calls each
 // service makes are read from the settings its ConfigFromEnv reads (every
 // *_ADDR, *_URL, *_BROKERS and *_ENDPOINT that names a peer), resolved
 // through the manifests to a workload and a port, and the policies must
@@ -200,7 +200,7 @@ type edge struct {
 // k8sPods are the workloads' pods by name, with their container ports.
 func k8sPods(objs []k8sObject) map[string]pod {
 	out := map[string]pod{}
-	for _, w := range byKind(objs, "Deployment", "StatefulSet") {
+	for _, w := range workloads(objs) {
 		c := w.Spec.Template.Spec.Containers[0]
 		p := pod{name: w.Metadata.Name, namespace: w.Metadata.Namespace, labels: w.Spec.Template.Metadata.Labels, ports: map[string]int{}}
 		for _, cp := range c.Ports {
@@ -294,7 +294,7 @@ func resolve(t *testing.T, objs []k8sObject, pods map[string]pod, ep Endpoint) (
 	return "", 0, false
 }
 
-// mustNetworkPolicies decodes the NetworkPolicies of deploy/k8s and
+// mustNetworkPolicies decodes the NetworkPolicies of objs and
 // refuses what the check does not evaluate.
 func mustNetworkPolicies(t *testing.T, objs []k8sObject) []networkPolicy {
 	t.Helper()
@@ -342,20 +342,25 @@ func mustNetworkPolicies(t *testing.T, objs []k8sObject) []networkPolicy {
 // Nothing in the namespace accepts a connection unless a policy names
 // the caller, whatever workloads are added later.
 func TestK8sNetworkPoliciesDenyByDefault(t *testing.T) {
-	for _, np := range mustNetworkPolicies(t, MustManifests(t)) {
-		if len(np.Spec.PodSelector.MatchLabels) == 0 && len(np.Spec.PodSelector.MatchExpressions) == 0 &&
-			slices.Contains(np.Spec.PolicyTypes, "Ingress") && len(np.Spec.Ingress) == 0 {
-			return
+	forEachOverlay(t, func(t *testing.T, _ string, objs []k8sObject) {
+		for _, np := range mustNetworkPolicies(t, objs) {
+			if len(np.Spec.PodSelector.MatchLabels) == 0 && len(np.Spec.PodSelector.MatchExpressions) == 0 &&
+				slices.Contains(np.Spec.PolicyTypes, "Ingress") && len(np.Spec.Ingress) == 0 {
+				return
+			}
 		}
-	}
-	t.Errorf("no NetworkPolicy selects every pod of %s for Ingress with no rule (default deny)", k8sNamespace)
+		t.Errorf("no NetworkPolicy selects every pod of %s for Ingress with no rule (default deny)", k8sNamespace)
+	})
 }
 
 // The policies let in exactly the calls of the code and the external
 // callers: every caller (the workloads, the external callers and
 // strangers) against every port of every workload.
 func TestK8sNetworkPoliciesAllowExactlyTheArchitecture(t *testing.T) {
-	objs := MustManifests(t)
+	forEachOverlay(t, testK8sNetworkPoliciesAllowExactlyTheArchitecture)
+}
+
+func testK8sNetworkPoliciesAllowExactlyTheArchitecture(t *testing.T, _ string, objs []k8sObject) {
 	policies := mustNetworkPolicies(t, objs)
 	pods := k8sPods(objs)
 	calls := mustCalls(t, objs, pods)

@@ -16,24 +16,32 @@ import (
 var secretVars = []string{"FLASHSALE_JWT_SECRET", "FLASHSALE_CHANNELS"}
 
 // TestShippedSecretsAreRefused: no secret this repository prints can run
-// a production process. Each value the manifests, the compose file and
+// a production process. Each value the overlays (generated Secrets, or
+// secrets.example's for what the operator creates), the compose file and
 // the simulator ship for a secret variable is put in the environment of
 // each binary that reads that variable, without the development switch,
-// and must be refused; and the applied manifests hold no Secret, which
-// `kubectl apply -f deploy/k8s` would write over the operator's.
+// and must be refused. So an overlay may apply a Secret only when it
+// turns that switch on (dev): any other, the prod overlay, applies none,
+// which would write over the operator's.
 func TestShippedSecretsAreRefused(t *testing.T) {
 	shipped := map[string][]string{} // secret variable → values shipped for it
-	for _, s := range byKind(MustManifests(t), "Secret") {
-		t.Errorf("deploy/k8s applies Secret %s: it would overwrite the operator's (keep it in secrets.example)", s.Metadata.Name)
-	}
-	examples := MustExampleSecrets(t)
-	for _, w := range byKind(MustManifests(t), "Deployment", "StatefulSet") {
-		for _, e := range w.Spec.Template.Spec.Containers[0].Env {
-			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
-				continue
+	for _, overlay := range k8sOverlays {
+		objs := MustManifests(t, overlay)
+		cm, _ := find(objs, "ConfigMap", "flashsale-common")
+		dev := config.FromMap(cm.Data).Dev()
+		for _, s := range byKind(objs, "Secret") {
+			if !dev {
+				t.Errorf("overlay %s applies Secret %s without %s: it would overwrite the operator's (keep it in secrets.example)", overlay, s.Metadata.Name, config.DevVar)
 			}
-			if sec, ok := find(examples, "Secret", e.ValueFrom.SecretKeyRef.Name); ok {
-				shipped[e.Name] = append(shipped[e.Name], sec.StringData[e.ValueFrom.SecretKeyRef.Key])
+		}
+		for _, w := range workloads(objs) {
+			for _, e := range w.Spec.Template.Spec.Containers[0].Env {
+				if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+					continue
+				}
+				if _, v, ok := secretValue(t, objs, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key); ok {
+					shipped[e.Name] = append(shipped[e.Name], v)
+				}
 			}
 		}
 	}
