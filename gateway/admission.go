@@ -22,11 +22,13 @@ type AdmissionLimit struct {
 }
 
 // Defaults of the admission limits: the seckill route's in-flight bound
-// starts above what this machine's capacity needs (about 3,000 buys a
-// second at 10 ms is 30 in flight) and may grow far beyond it on a
-// larger one.
+// never falls below what this machine's capacity needs (about 3,000 buys
+// a second at 10 ms is 30 in flight), so latency that rises for reasons
+// fewer buys cannot cure (the refusals themselves and other processes
+// taking the CPU) does not shrink admitted throughput below capacity;
+// it starts above that and may grow far beyond it on a larger machine.
 var (
-	DefaultSeckillAdmission = AdmissionLimit{Min: 8, Initial: 64, Max: 2000}
+	DefaultSeckillAdmission = AdmissionLimit{Min: 32, Initial: 64, Max: 2000}
 	DefaultWriteAdmission   = AdmissionLimit{Min: 4, Initial: 32, Max: 500}
 )
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/deploy/local"
+	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
@@ -189,8 +190,15 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 		return false, err
 	}
 	defer stack.Close()
+	// The gateway's admission limits follow FLASHSALE_ADMISSION_* as a
+	// deployed gateway's do, so one command measures the overload
+	// scenario with them and without (FLASHSALE_ADMISSION_SECKILL_MAX=0).
+	gwEnv := gwapp.ConfigFromEnv(config.FromEnv())
 	p, err := local.Up(ctx, stack, local.Options{Logger: log,
-		AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = window }})
+		AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = window },
+		AdjustGateway: func(c *gwapp.Config) {
+			c.SeckillAdmission, c.WriteAdmission = gwEnv.SeckillAdmission, gwEnv.WriteAdmission
+		}})
 	if err != nil {
 		return false, err
 	}
