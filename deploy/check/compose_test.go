@@ -53,6 +53,18 @@ var infraPorts = map[string][]int{
 	"grafana":        {3000},
 }
 
+// mustYAML reads the YAML file at path into out.
+func mustYAML(tb testing.TB, out any, path string) {
+	tb.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, out); err != nil {
+		tb.Fatalf("%s: %v", path, err)
+	}
+}
+
 // MustCompose parses docker-compose.yml with ${VAR:-default} resolved.
 func MustCompose(tb testing.TB) (string, composeFile) {
 	tb.Helper()
@@ -304,10 +316,6 @@ func waitsFor(f composeFile, a, b string) bool {
 // /metrics on its API port), and nothing that is not there.
 func TestPrometheusScrapesEveryService(t *testing.T) {
 	root, f := MustCompose(t)
-	raw, err := os.ReadFile(filepath.Join(root, "deploy", "prometheus.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var prom struct {
 		ScrapeConfigs []struct {
 			JobName       string `yaml:"job_name"`
@@ -316,9 +324,7 @@ func TestPrometheusScrapesEveryService(t *testing.T) {
 			} `yaml:"static_configs"`
 		} `yaml:"scrape_configs"`
 	}
-	if err := yaml.Unmarshal(raw, &prom); err != nil {
-		t.Fatal(err)
-	}
+	mustYAML(t, &prom, filepath.Join(root, "deploy", "prometheus.yml"))
 	var targets []string
 	for _, sc := range prom.ScrapeConfigs {
 		for _, st := range sc.StaticConfigs {
@@ -347,10 +353,6 @@ func TestPrometheusScrapesEveryService(t *testing.T) {
 // registers.
 func TestGrafanaDashboardIsProvisioned(t *testing.T) {
 	root, _ := MustCompose(t)
-	raw, err := os.ReadFile(filepath.Join(root, "deploy", "grafana", "provisioning", "datasources", "prometheus.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ds struct {
 		Datasources []struct {
 			UID  string `yaml:"uid"`
@@ -358,14 +360,12 @@ func TestGrafanaDashboardIsProvisioned(t *testing.T) {
 			URL  string `yaml:"url"`
 		} `yaml:"datasources"`
 	}
-	if err := yaml.Unmarshal(raw, &ds); err != nil {
-		t.Fatal(err)
-	}
+	mustYAML(t, &ds, filepath.Join(root, "deploy", "grafana", "provisioning", "datasources", "prometheus.yaml"))
 	uids := map[string]bool{}
 	for _, d := range ds.Datasources {
 		uids[d.UID] = true
 	}
-	raw, err = os.ReadFile(filepath.Join(root, "deploy", "grafana", "dashboards", "flashsale.json"))
+	raw, err := os.ReadFile(filepath.Join(root, "deploy", "grafana", "dashboards", "flashsale.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 )
 
 // metricKind is what a registered metric is, which decides the series
@@ -354,14 +352,8 @@ func TestAlertsReadRegisteredMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(filepath.Join(root, "deploy", "prometheus", "alerts.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rules alertRules
-	if err := yaml.Unmarshal(raw, &rules); err != nil {
-		t.Fatal(err)
-	}
+	mustYAML(t, &rules, filepath.Join(root, "deploy", "prometheus", "alerts.yml"))
 	metrics := registeredMetrics(t, root)
 	anchors := markdownAnchors(t, filepath.Join(root, "docs", "operations.md"))
 	tests := alertTests(t, filepath.Join(root, "deploy", "prometheus", "alerts_test.yml"))
@@ -425,10 +417,6 @@ type alertCases struct{ fires, silent bool }
 
 func alertTests(tb testing.TB, path string) map[string]alertCases {
 	tb.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	var f struct {
 		Tests []struct {
 			AlertRuleTest []struct {
@@ -437,9 +425,7 @@ func alertTests(tb testing.TB, path string) map[string]alertCases {
 			} `yaml:"alert_rule_test"`
 		} `yaml:"tests"`
 	}
-	if err := yaml.Unmarshal(raw, &f); err != nil {
-		tb.Fatal(err)
-	}
+	mustYAML(tb, &f, path)
 	out := map[string]alertCases{}
 	for _, t := range f.Tests {
 		for _, a := range t.AlertRuleTest {
@@ -476,16 +462,10 @@ func TestMarkdownAnchors(t *testing.T) {
 // to itself) and compose mounts it at that path beside the configuration.
 func TestPrometheusLoadsTheAlertRules(t *testing.T) {
 	root, f := MustCompose(t)
-	raw, err := os.ReadFile(filepath.Join(root, "deploy", "prometheus.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var prom struct {
 		RuleFiles []string `yaml:"rule_files"`
 	}
-	if err := yaml.Unmarshal(raw, &prom); err != nil {
-		t.Fatal(err)
-	}
+	mustYAML(t, &prom, filepath.Join(root, "deploy", "prometheus.yml"))
 	if !slices.Contains(prom.RuleFiles, "prometheus/alerts.yml") {
 		t.Errorf("deploy/prometheus.yml loads rule files %v, not prometheus/alerts.yml", prom.RuleFiles)
 	}

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 )
 
 // releaseWorkflow is the part of .github/workflows/release.yml the check
@@ -85,14 +83,8 @@ func TestReleaseBuildsTheManifestsImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(filepath.Join(root, ".github", "workflows", "release.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var wf releaseWorkflow
-	if err := yaml.Unmarshal(raw, &wf); err != nil {
-		t.Fatal(err)
-	}
+	mustYAML(t, &wf, filepath.Join(root, ".github", "workflows", "release.yml"))
 	if !slices.Equal(wf.On.Push.Tags, []string{"v*"}) {
 		t.Errorf("the release runs on tags %v, want [v*]", wf.On.Push.Tags)
 	}
