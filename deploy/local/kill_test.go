@@ -13,14 +13,39 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/flashsale/flashsale/deploy/local"
+	"github.com/flashsale/flashsale/platform/localstack"
 )
 
 // TestOrderKilledMidBatchLosesAndDuplicatesNothing: buyers keep buying
 // while the order service is killed between a consumer batch's write and
-// its commit, and started again. Every buy that was accepted (202) is
-// stored exactly once, and no more units are sold than the sale had.
+// its commit, and started again, with 30 ms of latency on every Postgres
+// connection (the consumer's write is slow, so the window between write
+// and commit is wide, as under a loaded database). Every buy that was
+// accepted (202) is stored exactly once, and no more units are sold than
+// the sale had.
 func TestOrderKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
-	p := mustUp(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cfg := local.StackConfig(nil)
+	cfg.Faults = true
+	s, err := localstack.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := local.Up(ctx, s, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	lift, err := s.Fault(localstack.Postgres, localstack.Fault{Kind: localstack.Latency, Latency: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := client{tb: t, base: p.GatewayURL}
 	admin := c.MustToken("1", "admin")
 	const stock, buyers = 150, 300
@@ -61,8 +86,11 @@ func TestOrderKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 	if !midBatch {
 		t.Fatal("no consumer batch was caught between its write and its commit")
 	}
+	if err := lift(); err != nil {
+		t.Fatal(err)
+	}
 
-	conn, err := pgx.Connect(context.Background(), stack.PostgresURL(local.DBOrders))
+	conn, err := pgx.Connect(context.Background(), s.PostgresURL(local.DBOrders))
 	if err != nil {
 		t.Fatal(err)
 	}
