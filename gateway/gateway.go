@@ -23,6 +23,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/errcode"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
@@ -213,17 +214,23 @@ func New(opts Options) (*Gateway, error) {
 	}
 	// Activities and products never change once created, so while the
 	// product service cannot answer, the last copy read (up to
-	// cache.StaleMaxAge old) keeps the pages up and the sale open.
+	// cache.StaleMaxAge old) keeps the pages up and the sale open; an id
+	// the product service says does not exist is answered NOT_FOUND for
+	// cache.NegativeTTL without asking it again.
+	notFound := cache.Negative{TTL: cache.NegativeTTL, Absent: func(err error) bool { return errcode.Of(err) == errcode.NotFound }}
 	g.activity = cache.New(opts.CacheTTL, opts.Clock, func(ctx context.Context, id int64) (*productv1.Activity, error) {
 		ctx, cancel := g.callCtx(ctx)
 		defer cancel()
 		return g.product.GetActivity(ctx, &productv1.GetActivityRequest{ActivityId: id})
-	}).WithStale(cache.OnOutage(cache.StaleMaxAge, m.stale.WithLabelValues("activity").Inc))
+	}).WithStale(cache.OnOutage(cache.StaleMaxAge)).WithNegative(notFound)
 	g.products = cache.New(opts.CacheTTL, opts.Clock, func(ctx context.Context, id int64) (*productv1.Product, error) {
 		ctx, cancel := g.callCtx(ctx)
 		defer cancel()
 		return g.product.GetProduct(ctx, &productv1.GetProductRequest{SkuId: id})
-	}).WithStale(cache.OnOutage(cache.StaleMaxAge, m.stale.WithLabelValues("product").Inc))
+	}).WithStale(cache.OnOutage(cache.StaleMaxAge)).WithNegative(notFound)
+	if err := opts.Registry.Register(cache.Collector("gateway", map[string]cache.StatsSource{"activity": g.activity, "product": g.products})); err != nil {
+		return nil, fmt.Errorf("gateway: register metrics: %w", err)
+	}
 	g.routes()
 	g.handler = g.withRequestID(g.observe(g.recoverPanics(http.HandlerFunc(g.dispatch))))
 	return g, nil

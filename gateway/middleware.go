@@ -116,10 +116,6 @@ type metrics struct {
 	// route and reason: "limit" (the adaptive concurrency limit) or "ip"
 	// (the client address's rate).
 	refused *prometheus.CounterVec
-	// stale counts catalogue answers served from the cache past their
-	// TTL because the product service could not answer (platform/cache's
-	// stale-if-error), by what was read.
-	stale *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -134,11 +130,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_admission_refused_total", Help: "Requests refused with 429 by admission, by route and reason (limit: the adaptive concurrency limit; ip: the client address's rate).",
 		}, []string{"route", "reason"}),
-		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_catalog_stale_total", Help: "Activities and products answered from the cache past its TTL because the product service could not answer.",
-		}, []string{"what"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.refused, m.stale} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}

@@ -1,36 +1,50 @@
-// Package cache is a small in-process read-through cache with a time to
-// live, whose concurrent misses for one key make a single load
-// (singleflight), so a hot key that expires does not stampede its source,
-// and which can ride out its source's outage by serving what it last
-// loaded (stale-if-error, WithStale).
+// Package cache is the platform's in-process read-through cache (the
+// first level of a read): bounded in size, least recently used entries
+// going first; a time to live shortened by a random tenth per entry, so
+// keys loaded together do not expire together (缓存雪崩); concurrent misses
+// for one key make a single load (singleflight), so a hot key that expires
+// does not stampede its source (缓存击穿); optionally it remembers for a
+// short while that a key does not exist (WithNegative: 缓存穿透) and rides
+// out its source's outage by serving what it last loaded (WithStale).
+// Stats and Collector export what it did.
 package cache
 
 import (
 	"context"
 	"fmt"
-	"sync"
+	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/errcode"
 )
 
+// DefaultMaxEntries bounds a Loader's entries unless WithMaxEntries says
+// otherwise: a few MiB of catalogue rows, far more than a sale's hot set.
+const DefaultMaxEntries = 100_000
+
 // Loader caches the values load returns for ttl.
 type Loader[K comparable, V any] struct {
-	ttl   time.Duration
-	load  func(context.Context, K) (V, error)
-	clock clock.Clock
-	stale Stale
+	ttl      time.Duration
+	load     func(context.Context, K) (V, error)
+	clock    clock.Clock
+	stale    Stale
+	negative Negative
 
-	mu      sync.RWMutex
-	entries map[K]entry[V]
+	entries *lru.Cache[K, entry[V]]
 	group   singleflight.Group
+
+	hits, misses, staleAnswers, negativeAnswers, evictions atomic.Int64
 }
 
 type entry[V any] struct {
 	val V
+	// absent is a remembered "no such key" answer (WithNegative).
+	absent error
 	// loaded is when val came from the source; expires is when Get next
 	// asks the source (a stale entry's next try).
 	loaded, expires time.Time
@@ -42,14 +56,12 @@ type entry[V any] struct {
 // answers with the value loaded for the key at most MaxAge ago, and asks
 // the source again only once a TTL has passed, so an outage costs one
 // failed load per key and TTL instead of one per request, and the callers
-// go on without the source. Served, when set, is called for each answer
-// given this way. It suits values that do not change once written
-// (activities, products) or whose staleness is harmless; a Loader without
-// it returns the load's error.
+// go on without the source. It suits values that do not change once
+// written (activities, products) or whose staleness is harmless; a Loader
+// without it returns the load's error.
 type Stale struct {
 	MaxAge time.Duration
 	Outage func(error) bool
-	Served func()
 }
 
 // StaleMaxAge is how old a value the services' caches of the catalogue
@@ -60,9 +72,42 @@ const StaleMaxAge = 10 * time.Minute
 
 // OnOutage is the Stale of a cache in front of another service or a
 // database: it rides out what errcode.Outage calls an outage with values
-// at most maxAge old, calling served (when not nil) for each such answer.
-func OnOutage(maxAge time.Duration, served func()) Stale {
-	return Stale{MaxAge: maxAge, Outage: errcode.Outage, Served: served}
+// at most maxAge old.
+func OnOutage(maxAge time.Duration) Stale {
+	return Stale{MaxAge: maxAge, Outage: errcode.Outage}
+}
+
+// Negative is how long a Loader remembers that a key does not exist: a
+// load that fails with an error Absent accepts is answered again, for
+// TTL, without asking the source, so ids that do not exist (a scan, a
+// bot, a stale link) cost the database one read per id and TTL.
+type Negative struct {
+	TTL    time.Duration
+	Absent func(error) bool
+}
+
+// NegativeTTL is how long the catalogue caches remember an id that does
+// not exist: short, since a product or activity created a moment later
+// must be found soon (the creating replica invalidates its own entry at
+// once).
+const NegativeTTL = time.Second
+
+// New returns a cache of load's values, bounded to DefaultMaxEntries.
+// Errors are not cached unless WithNegative says so.
+func New[K comparable, V any](ttl time.Duration, c clock.Clock, load func(context.Context, K) (V, error)) *Loader[K, V] {
+	l := &Loader[K, V]{ttl: ttl, load: load, clock: c}
+	return l.WithMaxEntries(DefaultMaxEntries)
+}
+
+// WithMaxEntries bounds l to n entries (least recently used evicted
+// first). Call it before the first Get: it starts l empty.
+func (l *Loader[K, V]) WithMaxEntries(n int) *Loader[K, V] {
+	entries, err := lru.NewWithEvict(n, func(K, entry[V]) { l.evictions.Add(1) })
+	if err != nil {
+		panic(fmt.Sprintf("cache: %d entries: %v", n, err))
+	}
+	l.entries = entries
+	return l
 }
 
 // WithStale makes l serve stale values during its source's outages.
@@ -71,50 +116,65 @@ func (l *Loader[K, V]) WithStale(s Stale) *Loader[K, V] {
 	return l
 }
 
-// New returns a cache of load's values. Errors are not cached.
-func New[K comparable, V any](ttl time.Duration, c clock.Clock, load func(context.Context, K) (V, error)) *Loader[K, V] {
-	return &Loader[K, V]{ttl: ttl, load: load, clock: c, entries: map[K]entry[V]{}}
+// WithNegative makes l remember the keys its source says do not exist.
+func (l *Loader[K, V]) WithNegative(n Negative) *Loader[K, V] {
+	l.negative = n
+	return l
+}
+
+// expiry is when an entry loaded at now expires: ttl less a random tenth
+// of it, never later than ttl.
+func expiry(now time.Time, ttl time.Duration) time.Time {
+	if ttl < 10 {
+		return now.Add(ttl)
+	}
+	return now.Add(ttl - rand.N(ttl/10))
 }
 
 // Get returns the cached value for k, loading it when absent or expired.
 func (l *Loader[K, V]) Get(ctx context.Context, k K) (V, error) {
-	now := l.clock.Now()
-	l.mu.RLock()
-	e, ok := l.entries[k]
-	l.mu.RUnlock()
-	if ok && now.Before(e.expires) {
-		if e.stale && l.stale.Served != nil {
-			l.stale.Served()
+	var zero V
+	if e, ok := l.entries.Get(k); ok && l.clock.Now().Before(e.expires) {
+		switch {
+		case e.absent != nil:
+			l.negativeAnswers.Add(1)
+			return zero, e.absent
+		case e.stale:
+			l.staleAnswers.Add(1)
+		default:
+			l.hits.Add(1)
 		}
 		return e.val, nil
 	}
+	l.misses.Add(1)
 	got, err, _ := l.group.Do(fmt.Sprint(k), func() (any, error) {
 		// The load must not be cut short by one caller's cancellation,
 		// since other callers share its result.
 		v, err := l.load(context.WithoutCancel(ctx), k)
 		now := l.clock.Now()
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if err == nil {
-			e := entry[V]{val: v, loaded: now, expires: now.Add(l.ttl)}
-			l.entries[k] = e
+		switch {
+		case err == nil:
+			e := entry[V]{val: v, loaded: now, expires: expiry(now, l.ttl)}
+			l.entries.Add(k, e)
 			return e, nil
+		case l.negative.Absent != nil && l.negative.Absent(err):
+			l.entries.Add(k, entry[V]{absent: err, loaded: now, expires: now.Add(l.negative.TTL)})
+			return nil, err
 		}
-		last, ok := l.entries[k]
-		if !ok || l.stale.Outage == nil || !l.stale.Outage(err) || now.Sub(last.loaded) > l.stale.MaxAge {
+		last, ok := l.entries.Peek(k)
+		if !ok || last.absent != nil || l.stale.Outage == nil || !l.stale.Outage(err) || now.Sub(last.loaded) > l.stale.MaxAge {
 			return nil, err
 		}
 		last.expires, last.stale = now.Add(l.ttl), true
-		l.entries[k] = last
+		l.entries.Add(k, last)
 		return last, nil
 	})
 	if err != nil {
-		var zero V
 		return zero, err
 	}
-	e = got.(entry[V])
-	if e.stale && l.stale.Served != nil {
-		l.stale.Served()
+	e := got.(entry[V])
+	if e.stale {
+		l.staleAnswers.Add(1)
 	}
 	return e.val, nil
 }
@@ -123,15 +183,31 @@ func (l *Loader[K, V]) Get(ctx context.Context, k K) (V, error) {
 // loading: a degraded reader serves what it has rather than call a
 // struggling source.
 func (l *Loader[K, V]) Cached(k K) (V, bool) {
-	l.mu.RLock()
-	e, ok := l.entries[k]
-	l.mu.RUnlock()
-	return e.val, ok
+	e, ok := l.entries.Peek(k)
+	if !ok || e.absent != nil {
+		var zero V
+		return zero, false
+	}
+	return e.val, true
 }
 
 // Invalidate drops k, so the next Get loads it again.
 func (l *Loader[K, V]) Invalidate(k K) {
-	l.mu.Lock()
-	delete(l.entries, k)
-	l.mu.Unlock()
+	l.entries.Remove(k)
+}
+
+// Stats is what a Loader did since it was made: answers from a fresh
+// entry (Hits), loads asked for (Misses: each caller that found no fresh
+// entry, whether or not it shared another's load), answers from a stale
+// entry during an outage (Stale) and from a remembered absence
+// (Negative), entries evicted to keep the bound, and entries held now.
+type Stats struct {
+	Hits, Misses, Stale, Negative, Evictions int64
+	Entries                                  int
+}
+
+// Stats returns l's counts.
+func (l *Loader[K, V]) Stats() Stats {
+	return Stats{Hits: l.hits.Load(), Misses: l.misses.Load(), Stale: l.staleAnswers.Load(),
+		Negative: l.negativeAnswers.Load(), Evictions: l.evictions.Load(), Entries: l.entries.Len()}
 }

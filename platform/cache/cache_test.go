@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
 )
@@ -99,7 +101,7 @@ func TestCachedServesStaleValuesWithoutLoading(t *testing.T) {
 func TestStaleIfErrorRidesOutAnOutage(t *testing.T) {
 	clk := clock.NewManual(time.Unix(0, 0))
 	errDown, errGone := errors.New("source down"), errors.New("not found")
-	var loads, served atomic.Int64
+	var loads atomic.Int64
 	var fail atomic.Pointer[error]
 	c := cache.New(time.Second, clk, func(_ context.Context, k int) (int, error) {
 		n := loads.Add(1)
@@ -107,8 +109,8 @@ func TestStaleIfErrorRidesOutAnOutage(t *testing.T) {
 			return 0, *err
 		}
 		return k*100 + int(n), nil
-	}).WithStale(cache.Stale{MaxAge: time.Minute, Outage: func(err error) bool { return errors.Is(err, errDown) },
-		Served: func() { served.Add(1) }})
+	}).WithStale(cache.Stale{MaxAge: time.Minute, Outage: func(err error) bool { return errors.Is(err, errDown) }})
+	served := func() int64 { return c.Stats().Stale }
 	ctx := context.Background()
 	get := func(k int) (int, error) { return c.Get(ctx, k) }
 
@@ -122,8 +124,8 @@ func TestStaleIfErrorRidesOutAnOutage(t *testing.T) {
 			t.Fatalf("during the outage Get = %d, %v; want the last value 101", v, err)
 		}
 	}
-	if loads.Load() != 2 || served.Load() != 3 {
-		t.Fatalf("%d loads, %d stale answers; want 2 (one failed try per TTL) and 3", loads.Load(), served.Load())
+	if loads.Load() != 2 || served() != 3 {
+		t.Fatalf("%d loads, %d stale answers; want 2 (one failed try per TTL) and 3", loads.Load(), served())
 	}
 	clk.Advance(time.Second)
 	if v, _ := get(1); v != 101 || loads.Load() != 3 {
@@ -147,8 +149,133 @@ func TestStaleIfErrorRidesOutAnOutage(t *testing.T) {
 
 	fail.Store(nil)
 	clk.Advance(time.Second)
-	before := served.Load()
-	if v, err := get(1); err != nil || v == 101 || served.Load() != before {
-		t.Fatalf("after the outage: Get = %d, %v (stale answers %d → %d); want a fresh value, not counted stale", v, err, before, served.Load())
+	before := served()
+	if v, err := get(1); err != nil || v == 101 || served() != before {
+		t.Fatalf("after the outage: Get = %d, %v (stale answers %d → %d); want a fresh value, not counted stale", v, err, before, served())
+	}
+}
+
+// TestBoundedWhileAMillionDistinctKeysAreRead: however many distinct keys
+// are read, the cache holds at most its bound, evicting the least
+// recently used; a key read often stays.
+func TestBoundedWhileAMillionDistinctKeysAreRead(t *testing.T) {
+	c := cache.New(time.Hour, clock.Real{}, func(_ context.Context, k int) (int, error) { return k, nil }).WithMaxEntries(1000)
+	ctx := context.Background()
+	for k := range 1_000_000 {
+		if _, err := c.Get(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Get(ctx, -1); err != nil { // the hot key, read between every two others
+			t.Fatal(err)
+		}
+	}
+	s := c.Stats()
+	if s.Entries != 1000 || s.Evictions != 1_000_001-1000 {
+		t.Fatalf("after 1,000,001 distinct keys: %d entries, %d evicted; want 1000 and %d", s.Entries, s.Evictions, 1_000_001-1000)
+	}
+	if _, ok := c.Cached(-1); !ok {
+		t.Fatal("the hot key was evicted")
+	}
+}
+
+// TestNegativeCacheAnswersUnknownKeysWithoutLoading: 10,000 distinct ids
+// that do not exist cost one load each; asked again within the negative
+// TTL they cost none; after it, the source is asked again (the id may
+// exist by now). Other errors are never remembered.
+func TestNegativeCacheAnswersUnknownKeysWithoutLoading(t *testing.T) {
+	clk := clock.NewManual(time.Unix(0, 0))
+	errGone, errDown := errors.New("not found"), errors.New("down")
+	var loads atomic.Int64
+	c := cache.New(time.Minute, clk, func(_ context.Context, k int) (int, error) {
+		loads.Add(1)
+		if k < 0 {
+			return 0, errDown
+		}
+		return 0, errGone
+	}).WithNegative(cache.Negative{TTL: time.Second, Absent: func(err error) bool { return errors.Is(err, errGone) }})
+	ctx := context.Background()
+	for range 2 {
+		for k := range 10_000 {
+			if _, err := c.Get(ctx, k); !errors.Is(err, errGone) {
+				t.Fatalf("unknown id %d: %v, want the not-found answer", k, err)
+			}
+		}
+	}
+	if n, s := loads.Load(), c.Stats(); n != 10_000 || s.Negative != 10_000 {
+		t.Fatalf("two passes over 10,000 unknown ids: %d loads, %d remembered answers; want 10,000 and 10,000", n, s.Negative)
+	}
+	if _, ok := c.Cached(7); ok {
+		t.Fatal("Cached reported a value for a remembered absence")
+	}
+	clk.Advance(time.Second)
+	if _, err := c.Get(ctx, 7); !errors.Is(err, errGone) || loads.Load() != 10_001 {
+		t.Fatalf("after the negative TTL: %v after %d loads; want the source asked again", err, loads.Load())
+	}
+	for range 2 {
+		_, _ = c.Get(ctx, -1)
+	}
+	if loads.Load() != 10_003 {
+		t.Fatalf("an outage answer was remembered: %d loads, want 10,003", loads.Load())
+	}
+}
+
+// TestTTLsAreSpread: keys loaded at one instant do not all expire at the
+// next: each TTL is shortened by up to a tenth, never lengthened.
+func TestTTLsAreSpread(t *testing.T) {
+	clk := clock.NewManual(time.Unix(0, 0))
+	var loads atomic.Int64
+	c := cache.New(10*time.Second, clk, func(_ context.Context, k int) (int, error) { loads.Add(1); return k, nil })
+	ctx := context.Background()
+	reload := func() int64 {
+		before := loads.Load()
+		for k := range 1000 {
+			_, _ = c.Get(ctx, k)
+		}
+		return loads.Load() - before
+	}
+	reload()
+	clk.Advance(8999 * time.Millisecond)
+	if n := reload(); n != 0 {
+		t.Fatalf("%d of 1000 expired before 90%% of the TTL", n)
+	}
+	clk.Advance(500 * time.Millisecond)
+	if n := reload(); n == 0 || n == 1000 {
+		t.Fatalf("%d of 1000 expired at 95%% of the TTL; want some, not all", n)
+	}
+}
+
+// TestCollectorExportsWhatTheCachesDid reads the metrics a registry
+// gathers from a cache's counts.
+func TestCollectorExportsWhatTheCachesDid(t *testing.T) {
+	c := cache.New(time.Minute, clock.Real{}, func(_ context.Context, k int) (int, error) { return k, nil }).WithMaxEntries(2)
+	ctx := context.Background()
+	for _, k := range []int{1, 1, 2, 3} {
+		_, _ = c.Get(ctx, k)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(cache.Collector("gateway", map[string]cache.StatsSource{"product": c}))
+	got := map[string]float64{}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" {
+					name += "/" + l.GetValue()
+				}
+			}
+			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{"gateway_cache_lookups_total/hit": 1, "gateway_cache_lookups_total/miss": 3,
+		"gateway_cache_lookups_total/stale": 0, "gateway_cache_lookups_total/negative": 0,
+		"gateway_cache_evictions_total": 1, "gateway_cache_entries": 2}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
 	}
 }

@@ -107,10 +107,6 @@ type Config struct {
 	PaymentWindow time.Duration
 	// ActivityTTL is how long an activity stays cached (default 1s).
 	ActivityTTL time.Duration
-	// StaleActivity, when set, is called each time an activity is
-	// answered from the cache past its TTL because the product service
-	// could not answer (cache.OnOutage).
-	StaleActivity func()
 	// ReplayWait bounds how long a replayed request waits for the first
 	// request's order to be on its way (default DefaultReplayWait).
 	ReplayWait time.Duration
@@ -180,8 +176,13 @@ func NewService(cfg Config) *Service {
 		// service cannot answer, the copy read last (up to
 		// cache.StaleMaxAge old) keeps the sale open.
 		activities: cache.New(cfg.ActivityTTL, cfg.Clock, cfg.Activities.Activity).
-			WithStale(cache.OnOutage(cache.StaleMaxAge, cfg.StaleActivity)),
+			WithStale(cache.OnOutage(cache.StaleMaxAge)),
 	}
+}
+
+// Caches names the service's caches, for their metrics (cache.Collector).
+func (s *Service) Caches() map[string]cache.StatsSource {
+	return map[string]cache.StatsSource{"activity": s.activities}
 }
 
 // PlaceSeckillOrder reserves qty units of the activity for the user and

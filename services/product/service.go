@@ -2,6 +2,7 @@ package product
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -75,10 +76,6 @@ type Config struct {
 	// cached. Both change when an activity is created: this replica
 	// invalidates them at once, other replicas catch up within CatalogTTL.
 	CatalogTTL time.Duration
-	// StaleServed, when set, is called each time a cache answers past its
-	// TTL because its source (Postgres, the inventory) could not answer,
-	// with the cache's name: product, activity, list or remaining.
-	StaleServed func(cache string)
 }
 
 // Service is the catalog's use cases, with read-through caches in front of
@@ -102,19 +99,22 @@ func NewService(cfg Config) *Service {
 	// what it read last, up to cache.StaleMaxAge old: products and
 	// activities never change once created, and the list and the stock
 	// shown are already a TTL behind (Reserve decides).
-	stale := func(name string) cache.Stale {
-		if cfg.StaleServed == nil {
-			return cache.OnOutage(cache.StaleMaxAge, nil)
-		}
-		return cache.OnOutage(cache.StaleMaxAge, func() { cfg.StaleServed(name) })
-	}
-	s.products = cache.New(cfg.CatalogTTL, cfg.Clock, s.store.Product).WithStale(stale("product"))
-	s.activities = cache.New(cfg.ActivityTTL, cfg.Clock, s.store.Activity).WithStale(stale("activity"))
+	// Ids that do not exist are remembered for cache.NegativeTTL, so a
+	// scan of made-up ids costs Postgres one read per id and TTL.
+	stale := cache.OnOutage(cache.StaleMaxAge)
+	notFound := cache.Negative{TTL: cache.NegativeTTL, Absent: func(err error) bool { return errors.Is(err, ErrNotFound) }}
+	s.products = cache.New(cfg.CatalogTTL, cfg.Clock, s.store.Product).WithStale(stale).WithNegative(notFound)
+	s.activities = cache.New(cfg.ActivityTTL, cfg.Clock, s.store.Activity).WithStale(stale).WithNegative(notFound)
 	s.list = cache.New(cfg.CatalogTTL, cfg.Clock, func(ctx context.Context, _ struct{}) ([]Activity, error) {
 		return s.store.Activities(ctx, MaxListed)
-	}).WithStale(stale("list"))
-	s.remaining = cache.New(cfg.StockTTL, cfg.Clock, s.inv.Remaining).WithStale(stale("remaining"))
+	}).WithStale(stale)
+	s.remaining = cache.New(cfg.StockTTL, cfg.Clock, s.inv.Remaining).WithStale(stale)
 	return s
+}
+
+// Caches names the service's caches, for their metrics (cache.Collector).
+func (s *Service) Caches() map[string]cache.StatsSource {
+	return map[string]cache.StatsSource{"product": s.products, "activity": s.activities, "list": s.list, "remaining": s.remaining}
 }
 
 // CreateProduct validates and records a new product with a fresh SKU id.

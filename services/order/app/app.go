@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/discovery"
@@ -300,7 +301,6 @@ func Run(ctx context.Context, cfg Config) error {
 
 	reg := telemetry.NewRegistry()
 	observer := newBusinessMetrics(reg)
-	staleActivities := newStaleActivities(reg)
 	store := postgres.NewStore(pool)
 	pending := orderredis.NewPending(redisclient.Coalesced(rdb), "", orderredis.DefaultTTL)
 	pub := orderkafka.NewPublisher(cfg.KafkaBrokers, orderkafka.TopicPlaced)
@@ -334,10 +334,10 @@ func Run(ctx context.Context, cfg Config) error {
 		NextID:           gen.Next,
 		PaymentWindow:    cfg.PaymentWindow,
 		ActivityTTL:      cfg.ActivityTTL,
-		StaleActivity:    staleActivities.Inc,
 		Observer:         observer,
 		Logger:           log,
 	})
+	reg.MustRegister(cache.Collector("order", svc.Caches()))
 	consumer := orderkafka.NewConsumer(orderkafka.ConsumerConfig{
 		Brokers:    cfg.KafkaBrokers,
 		Store:      store,

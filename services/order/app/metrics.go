@@ -76,18 +76,6 @@ type businessMetrics struct {
 // label values are known up front starts at zero, so its first count
 // shows in rate() and increase() (an alert on "any increase" would miss
 // a series born at 1).
-// newStaleActivities counts activities answered from the cache past its
-// TTL because the product service could not answer (order.Config's
-// StaleActivity).
-func newStaleActivities(reg prometheus.Registerer) prometheus.Counter {
-	c := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "order_activity_stale_total",
-		Help: "Activities answered from the cache past its TTL because the product service could not answer.",
-	})
-	reg.MustRegister(c)
-	return c
-}
-
 func newBusinessMetrics(reg prometheus.Registerer) *businessMetrics {
 	m := &businessMetrics{
 		placed: prometheus.NewCounterVec(prometheus.CounterOpts{

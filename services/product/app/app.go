@@ -9,9 +9,9 @@ import (
 	"net"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/discovery"
@@ -148,12 +148,6 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer invConn.Close()
 
-	reg := telemetry.NewRegistry()
-	stale := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "product_catalog_stale_total",
-		Help: "Answers from a catalogue cache past its TTL because Postgres or the inventory could not answer, by cache (product, activity, list, remaining).",
-	}, []string{"cache"})
-	reg.MustRegister(stale)
 	svc := product.NewService(product.Config{
 		Store:       postgres.New(pool),
 		Inventory:   productgrpc.NewInventory(invConn, cfg.InventoryTimeout),
@@ -162,8 +156,9 @@ func Run(ctx context.Context, cfg Config) error {
 		ActivityTTL: cfg.ActivityTTL,
 		StockTTL:    cfg.StockTTL,
 		CatalogTTL:  cfg.CatalogTTL,
-		StaleServed: func(cache string) { stale.WithLabelValues(cache).Inc() },
 	})
+	reg := telemetry.NewRegistry()
+	reg.MustRegister(cache.Collector("product", svc.Caches()))
 
 	srv := rpc.NewServer(log, reg, productgrpc.Errors)
 	productv1.RegisterProductServiceServer(srv, productgrpc.NewServer(svc))
