@@ -23,7 +23,7 @@ func (g *Gateway) getProduct(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, viewProduct(p))
+	writeCatalog(w, r, viewProduct(p))
 	return nil
 }
 
@@ -42,7 +42,7 @@ func (g *Gateway) listActivities(w http.ResponseWriter, r *http.Request) error {
 	for _, a := range resp.GetActivities() {
 		out.Activities = append(out.Activities, viewActivity(a))
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeCatalog(w, r, out)
 	return nil
 }
 
@@ -57,7 +57,7 @@ func (g *Gateway) getActivity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, viewActivity(a))
+	writeCatalog(w, r, viewActivity(a))
 	return nil
 }
 

@@ -1,8 +1,11 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,17 +23,70 @@ var internalBody = []byte(`{"error":{"code":"INTERNAL","message":"internal error
 // status, so a value that cannot be encoded becomes a 500 rather than a
 // success with an empty body.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, ok := encode(v)
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	writeBody(w, status, b)
+}
+
+// encode is v as one line of JSON, or the INTERNAL answer when v cannot
+// be encoded.
+func encode(v any) ([]byte, bool) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		status, b = http.StatusInternalServerError, internalBody
-	} else {
-		b = append(b, '\n')
+		return internalBody, false
 	}
+	return append(b, '\n'), true
+}
+
+// writeBody sends a JSON body with the status.
+func writeBody(w http.ResponseWriter, status int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	// The status is sent; a failed write means the client went away and
 	// there is no one left to tell.
 	_, _ = w.Write(b)
+}
+
+// catalogMaxAge is how long a browser, proxy or CDN may keep a public
+// catalogue answer: the gateway's own cache TTL, so a page held outside
+// is no older than one the gateway would serve.
+const catalogMaxAge = time.Second
+
+// writeCatalog answers a public catalogue read so that others may cache
+// it: Cache-Control public with catalogMaxAge, and an ETag of the body; a
+// request whose If-None-Match names that ETag (or *) gets 304 Not
+// Modified without the body.
+func writeCatalog(w http.ResponseWriter, r *http.Request, v any) {
+	b, ok := encode(v)
+	if !ok {
+		writeBody(w, http.StatusInternalServerError, b)
+		return
+	}
+	sum := sha256.Sum256(b)
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	h := w.Header()
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(catalogMaxAge/time.Second)))
+	if etagMatches(r.Header.Get("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	writeBody(w, http.StatusOK, b)
+}
+
+// etagMatches reports whether an If-None-Match header names etag: "*",
+// or one of its comma-separated tags, weak (W/) or strong (RFC 9110's weak
+// comparison, which If-None-Match uses).
+func etagMatches(header, etag string) bool {
+	for _, tag := range strings.Split(header, ",") {
+		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+		if tag == "*" || tag == etag {
+			return true
+		}
+	}
+	return false
 }
 
 // The views below turn gRPC messages into the JSON shapes of package api.
