@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -61,6 +62,13 @@ type Options struct {
 	HTTPAddr string
 	// JWTSecret signs tokens; empty makes a random one.
 	JWTSecret string
+	// Environ, when true, has every service read the process
+	// environment's FLASHSALE_* settings as its binary does (make up and
+	// make demo); false runs them on their defaults (the tests).
+	// Addresses, listeners, the JWT secret, dev tokens and the
+	// per-address limit are the harness's own either way, and the
+	// harness is a development setup (FLASHSALE_DEV=true).
+	Environ bool
 	// Adjust, when set, may change any service's configuration before it
 	// starts (tests use it for short payment windows or tight limits).
 	AdjustGateway   func(*gwapp.Config)
@@ -126,7 +134,16 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 		_, _ = rand.Read(b)
 		secret = hex.EncodeToString(b)
 	}
-	defaults := config.FromMap(nil)
+	process := func(string) (string, bool) { return "", false }
+	if opts.Environ {
+		process = os.LookupEnv
+	}
+	defaults := config.FromFunc(func(name string) (string, bool) {
+		if name == config.DevVar {
+			return "true", true
+		}
+		return process(name)
+	})
 	var lis listeners
 	defer func() {
 		if err != nil {
@@ -201,6 +218,9 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	gw.IPLimit = gateway.Limit{}
 	if lis.err != nil {
 		return nil, fmt.Errorf("local: listen: %w", lis.err)
+	}
+	if err := defaults.Err(); err != nil {
+		return nil, fmt.Errorf("local: %w", err)
 	}
 
 	if opts.AdjustInventory != nil {

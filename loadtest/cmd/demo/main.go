@@ -14,13 +14,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/flashsale/flashsale/deploy/local"
-	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
@@ -178,8 +178,19 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	if err := env.Err(); err != nil {
 		return false, err
 	}
-	// Services log warnings and errors only; the report is the output.
-	log := telemetry.NewLogger(os.Stderr, slog.LevelWarn)
+	// Services log warnings and errors only, to a file next to the
+	// report: the terminal keeps the live display and the results.
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return false, err
+	}
+	logPath := filepath.Join(out, "platform.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return false, err
+	}
+	defer logFile.Close()
+	log := telemetry.NewLogger(logFile, slog.LevelWarn)
+	fmt.Printf("Platform logs (warnings and errors): %s\n", logPath)
 	fmt.Println("Starting redis-server, postgres and the Kafka-protocol broker…")
 	stackCfg := local.StackConfig(log)
 	// Faults on the platform's own parts cross fault proxies on the real
@@ -190,15 +201,12 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 		return false, err
 	}
 	defer stack.Close()
-	// The gateway's admission limits follow FLASHSALE_ADMISSION_* as a
-	// deployed gateway's do, so one command measures the overload
-	// scenario with them and without (FLASHSALE_ADMISSION_SECKILL_MAX=0).
-	gwEnv := gwapp.ConfigFromEnv(config.FromEnv())
-	p, err := local.Up(ctx, stack, local.Options{Logger: log,
-		AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = window },
-		AdjustGateway: func(c *gwapp.Config) {
-			c.SeckillAdmission, c.WriteAdmission = gwEnv.SeckillAdmission, gwEnv.WriteAdmission
-		}})
+	// The services read FLASHSALE_* as their binaries do (for example
+	// FLASHSALE_ADMISSION_SECKILL_MAX=0 measures the overload scenario
+	// without admission); the payment window is the scenario's unless
+	// FLASHSALE_PAYMENT_WINDOW says otherwise.
+	p, err := local.Up(ctx, stack, local.Options{Logger: log, Environ: true,
+		AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = window }})
 	if err != nil {
 		return false, err
 	}

@@ -56,7 +56,7 @@ func run() error {
 		return err
 	}
 	defer stack.Close()
-	p, err := local.Up(ctx, stack, local.Options{Logger: log, HTTPAddr: addr, JWTSecret: secret})
+	p, err := local.Up(ctx, stack, local.Options{Logger: log, HTTPAddr: addr, JWTSecret: secret, Environ: true})
 	if err != nil {
 		return err
 	}
