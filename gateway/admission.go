@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
@@ -49,6 +50,18 @@ const overloadRetryAfter = time.Second
 type admission struct {
 	name string
 	lim  adaptivelimiter.AdaptiveLimiter[any]
+	// admitted and refused count the requests it let in and turned away,
+	// for the degrade controller.
+	admitted, refused atomic.Int64
+}
+
+// counts returns how many requests the limit admitted and refused so far
+// (none when it is off).
+func (a *admission) counts() (admitted, refused int64) {
+	if a == nil {
+		return 0, 0
+	}
+	return a.admitted.Load(), a.refused.Load()
 }
 
 // newAdmission returns the limit named name (the label of its gauges),
@@ -94,7 +107,9 @@ func (a *admission) enter() (done func(), err error) {
 	}
 	p, ok := a.lim.TryAcquirePermit()
 	if !ok {
+		a.refused.Add(1)
 		return nil, &Error{Code: errcode.Overloaded, Message: "the service is at capacity, retry later", RetryAfter: overloadRetryAfter}
 	}
+	a.admitted.Add(1)
 	return p.Record, nil
 }

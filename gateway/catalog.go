@@ -32,6 +32,9 @@ type activitiesResponse struct {
 }
 
 func (g *Gateway) listActivities(w http.ResponseWriter, r *http.Request) error {
+	if served, err := g.listFallback(w, r); served {
+		return err
+	}
 	ctx, cancel := g.callCtx(r.Context())
 	defer cancel()
 	resp, err := g.product.ListActivities(ctx, &productv1.ListActivitiesRequest{})
@@ -42,6 +45,7 @@ func (g *Gateway) listActivities(w http.ResponseWriter, r *http.Request) error {
 	for _, a := range resp.GetActivities() {
 		out.Activities = append(out.Activities, viewActivity(a))
 	}
+	g.lastList.Store(&out)
 	writeCatalog(w, r, out)
 	return nil
 }
@@ -73,7 +77,7 @@ func (g *Gateway) productOf(ctx context.Context, id int64) (*productv1.Product, 
 }
 
 func cachedRead[V any](ctx context.Context, g *Gateway, c *cache.Loader[int64, V], id int64, what string) (V, error) {
-	if !g.cacheOnly.Load() {
+	if !g.cacheOnly.Load() && g.degrade.level() < LevelSurvive {
 		return c.Get(ctx, id)
 	}
 	if v, ok := c.Cached(id); ok {

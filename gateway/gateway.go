@@ -110,9 +110,14 @@ type Options struct {
 	// MaxBodyBytes bounds request bodies (default 64 KiB).
 	MaxBodyBytes int64
 
-	// SeckillClosed and CatalogCacheOnly are the degrade switches'
-	// initial positions (see Settings); Apply changes them at run time.
+	// SeckillClosed, CatalogCacheOnly and Degrade are the degrade
+	// switches' initial positions (see Settings); Apply changes them at
+	// run time.
 	SeckillClosed, CatalogCacheOnly bool
+	Degrade                         Level
+	// BreakersOpen, when set, says how many downstream breakers are open
+	// now: a signal of the automatic degrade controller (RunDegrade).
+	BreakersOpen func() int
 }
 
 // Defaults of Options.
@@ -161,6 +166,10 @@ type Gateway struct {
 	buckets       map[limitKind][]*bucket
 	seckillClosed atomic.Bool
 	cacheOnly     atomic.Bool
+	degrade       *degrader
+	// lastList is the last activity list read, the list's answer while
+	// degraded.
+	lastList atomic.Pointer[activitiesResponse]
 }
 
 // New returns the gateway for opts.
@@ -188,7 +197,7 @@ func New(opts Options) (*Gateway, error) {
 		mux:     http.NewServeMux(),
 		buckets: map[limitKind][]*bucket{},
 		settings: Settings{
-			SeckillClosed: opts.SeckillClosed, CatalogCacheOnly: opts.CatalogCacheOnly,
+			SeckillClosed: opts.SeckillClosed, CatalogCacheOnly: opts.CatalogCacheOnly, Degrade: opts.Degrade,
 			Route: opts.RouteLimit, Seckill: opts.SeckillRouteLimit, User: opts.SeckillUserLimit,
 		},
 	}
@@ -205,6 +214,10 @@ func New(opts Options) (*Gateway, error) {
 	if g.writeAdmission, err = newAdmission("writes", opts.WriteAdmission, opts.admissionWindow, opts.admissionSamples, opts.Registry, opts.Logger); err != nil {
 		return nil, err
 	}
+	if g.degrade, err = newDegrader(g.seckillAdmission, opts.BreakersOpen, opts.Registry); err != nil {
+		return nil, err
+	}
+	g.degrade.manual.Store(int32(opts.Degrade))
 	if g.ips != nil {
 		if err := opts.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gateway_admission_ip_keys", Help: "Client addresses the per-address limit remembers on this replica.",
@@ -279,6 +292,12 @@ func withDefaults(o Options) Options {
 	return o
 }
 
+// offAt is spec switched off from the degrade level off on.
+func offAt(spec routeSpec, off Level) routeSpec {
+	spec.off = off
+	return spec
+}
+
 // ServeHTTP serves the API.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.ServeHTTP(w, r) }
 
@@ -303,18 +322,18 @@ func (g *Gateway) routes() {
 		access: userOnly, limit: seckillLimit, perUser: g.users, perIP: true, admission: g.seckillAdmission,
 	}, g.placeSeckillOrder)
 	g.route("GET /api/v1/orders/{order_id}", user, g.getOrder)
-	g.route("GET /api/v1/orders", user, g.listOrders)
-	g.route("POST /api/v1/orders/{order_id}/cancel", write, g.cancelOrder)
-	g.route("POST /api/v1/orders/{order_id}/refunds", write, g.refundOrder)
+	g.route("GET /api/v1/orders", offAt(user, LevelProtect), g.listOrders)
+	g.route("POST /api/v1/orders/{order_id}/cancel", offAt(write, LevelClose), g.cancelOrder)
+	g.route("POST /api/v1/orders/{order_id}/refunds", offAt(write, LevelClose), g.refundOrder)
 	if g.opts.Payment != nil {
 		g.paymentRoutes(user, write)
 	}
-	g.route("POST /api/v1/orders/quote", write, g.quoteOrder)
-	g.route("POST /api/v1/orders", write, g.createOrder)
+	g.route("POST /api/v1/orders/quote", offAt(write, LevelSurvive), g.quoteOrder)
+	g.route("POST /api/v1/orders", offAt(write, LevelSurvive), g.createOrder)
 	g.route("POST /admin/v1/promotions", routeSpec{access: adminOnly, limit: api}, g.needsMarketing(g.createPromotion))
 	g.route("POST /admin/v1/coupon-templates", routeSpec{access: adminOnly, limit: api}, g.needsMarketing(g.createCouponTemplate))
-	g.route("POST /api/v1/coupons/{template_id}/claim", write, g.needsMarketing(g.claimCoupon))
-	g.route("GET /api/v1/coupons", user, g.needsMarketing(g.listCoupons))
+	g.route("POST /api/v1/coupons/{template_id}/claim", offAt(write, LevelSurvive), g.needsMarketing(g.claimCoupon))
+	g.route("GET /api/v1/coupons", offAt(user, LevelProtect), g.needsMarketing(g.listCoupons))
 
 	// Probes and scrapes are never rate limited: a gateway that sheds
 	// load must still look alive and be observable.

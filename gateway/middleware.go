@@ -268,6 +268,9 @@ type routeSpec struct {
 	// admission, when set, is the adaptive concurrency limit the route
 	// shares with its group.
 	admission *admission
+	// off is the degrade level from which the route answers 503 with
+	// Retry-After without reaching any service (LevelNormal: never).
+	off Level
 }
 
 // handlerFunc is a route's handler; an error it returns is answered
@@ -283,6 +286,10 @@ func (g *Gateway) route(pattern string, spec routeSpec, h handlerFunc) {
 	g.settingsMu.Unlock()
 	g.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		infoOf(r.Context()).route = pattern
+		if err := g.degraded(spec.off); err != nil {
+			writeError(w, r, g.log, err)
+			return
+		}
 		ctx, done, err := g.admit(r, pattern, spec, b)
 		if err != nil {
 			writeError(w, r, g.log, err)

@@ -20,6 +20,9 @@ type Settings struct {
 	// cache alone, however old, and 503 for what it never loaded: the
 	// product service is left alone to recover.
 	CatalogCacheOnly bool
+	// Degrade is the degrade level set by hand; the effective level is
+	// the higher of it and the automatic controller's (see Level).
+	Degrade Level
 	// Route, Seckill and User are the local per-route buckets, the
 	// seckill route's bucket and the shared per-user limit.
 	Route, Seckill, User Limit
@@ -32,6 +35,7 @@ type Settings struct {
 const (
 	KeySeckillClosed    = "seckill_closed"
 	KeyCatalogCacheOnly = "catalog_cache_only"
+	KeyDegradeLevel     = "degrade_level"
 	KeyRateRoute        = "rate/route"
 	KeyRateSeckill      = "rate/seckill"
 	KeyRateUser         = "rate/user"
@@ -52,6 +56,14 @@ func ParseSettings(kv map[string]string, fallback Settings) (Settings, error) {
 				continue
 			}
 			*dst = b
+		}
+	}
+	if v, ok := kv[KeyDegradeLevel]; ok {
+		l, err := ParseLevel(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", KeyDegradeLevel, v, err))
+		} else {
+			s.Degrade = l
 		}
 	}
 	for key, dst := range map[string]*Limit{KeyRateRoute: &s.Route, KeyRateSeckill: &s.Seckill, KeyRateUser: &s.User} {
@@ -98,6 +110,7 @@ func (g *Gateway) Apply(s Settings) {
 	g.settings = s
 	g.seckillClosed.Store(s.SeckillClosed)
 	g.cacheOnly.Store(s.CatalogCacheOnly)
+	g.degrade.manual.Store(int32(s.Degrade))
 	for _, b := range g.buckets[routeLimit] {
 		b.set(s.Route)
 	}

@@ -24,6 +24,9 @@ func TestParseSettings(t *testing.T) {
 			gateway.Settings{SeckillClosed: true, CatalogCacheOnly: true, Route: fallback.Route, User: fallback.User}, ""},
 		{"limits", map[string]string{"rate/route": "100/200", "rate/seckill": " 5/5 ", "rate/user": "0/0"},
 			gateway.Settings{Route: gateway.Limit{RPS: 100, Burst: 200}, Seckill: gateway.Limit{RPS: 5, Burst: 5}}, ""},
+		{"degrade level", map[string]string{"degrade_level": "survive"},
+			gateway.Settings{Degrade: gateway.LevelSurvive, Route: fallback.Route, User: fallback.User}, ""},
+		{"an unknown level keeps the fallback", map[string]string{"degrade_level": "panic"}, fallback, "degrade_level"},
 		{"typos keep the fallback", map[string]string{"seckill_closed": "yes please", "rate/route": "100", "rate/user": "-1/3", "catalog_cache_only": "true"},
 			gateway.Settings{CatalogCacheOnly: true, Route: fallback.Route, User: fallback.User}, "seckill_closed"},
 	}

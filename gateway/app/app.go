@@ -96,6 +96,9 @@ type Config struct {
 	// SeckillClosed and CatalogCacheOnly are the degrade switches'
 	// positions when Consul holds none (see gateway.Settings).
 	SeckillClosed, CatalogCacheOnly bool
+	// Degrade is the degrade level set by hand at start
+	// (FLASHSALE_DEGRADE_LEVEL: normal, protect, survive or close).
+	Degrade gateway.Level
 	// A downstream's circuit breaker opens for BreakerOpenFor once
 	// BreakerFailurePercent of at least BreakerMinRequests calls in a
 	// window failed (zero: the defaults of resilience.BreakerConfig).
@@ -155,6 +158,7 @@ func ConfigFromEnv(env *config.Env) Config {
 
 		SeckillClosed:         env.Bool("FLASHSALE_SECKILL_CLOSED", false),
 		CatalogCacheOnly:      env.Bool("FLASHSALE_CATALOG_CACHE_ONLY", false),
+		Degrade:               degradeFromEnv(env),
 		BreakerMinRequests:    uint32(env.Int("FLASHSALE_BREAKER_MIN_REQUESTS", resilience.DefaultMinRequests)),
 		BreakerFailurePercent: uint32(env.Int("FLASHSALE_BREAKER_FAILURE_PERCENT", resilience.DefaultFailurePercent)),
 		BreakerOpenFor:        env.Duration("FLASHSALE_BREAKER_OPEN_FOR", resilience.DefaultOpenFor),
@@ -180,6 +184,14 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(cfg.BreakerFailurePercent >= 1 && cfg.BreakerFailurePercent <= 100, "FLASHSALE_BREAKER_FAILURE_PERCENT must be 1..100")
 	env.Check(cfg.BreakerOpenFor > 0, "FLASHSALE_BREAKER_OPEN_FOR must be positive")
 	return cfg
+}
+
+// degradeFromEnv reads FLASHSALE_DEGRADE_LEVEL.
+func degradeFromEnv(env *config.Env) gateway.Level {
+	v := env.String("FLASHSALE_DEGRADE_LEVEL", "normal")
+	l, err := gateway.ParseLevel(v)
+	env.Check(err == nil, "FLASHSALE_DEGRADE_LEVEL=%q: %v", v, err)
+	return l
 }
 
 // admissionFromEnv reads FLASHSALE_ADMISSION_<group>_MIN, _INITIAL and
@@ -287,6 +299,8 @@ func Run(ctx context.Context, cfg Config) error {
 		MaxBodyBytes:      cfg.MaxBodyBytes,
 		SeckillClosed:     cfg.SeckillClosed,
 		CatalogCacheOnly:  cfg.CatalogCacheOnly,
+		Degrade:           cfg.Degrade,
+		BreakersOpen:      breakers.open,
 	})
 	if err != nil {
 		return err
@@ -303,6 +317,7 @@ func Run(ctx context.Context, cfg Config) error {
 	fallback := gw.Settings()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return telemetry.ServeHTTP(ctx, log, lis, gw, grace) })
+	g.Go(func() error { return gw.RunDegrade(ctx) })
 	g.Go(func() error {
 		return consul.WatchPrefix(ctx, SettingsPrefix, func(kv map[string]string) {
 			s, err := gateway.ParseSettings(kv, fallback)
@@ -310,7 +325,7 @@ func Run(ctx context.Context, cfg Config) error {
 				log.Error("gateway settings in consul: keeping the fallback for bad keys", "err", err)
 			}
 			gw.Apply(s)
-			log.Info("gateway settings applied", "seckill_closed", s.SeckillClosed, "catalog_cache_only", s.CatalogCacheOnly,
+			log.Info("gateway settings applied", "seckill_closed", s.SeckillClosed, "catalog_cache_only", s.CatalogCacheOnly, "degrade_level", s.Degrade.String(),
 				"route", s.Route, "seckill", s.Seckill, "user", s.User)
 		})
 	})
