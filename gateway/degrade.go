@@ -82,6 +82,9 @@ const (
 // automatic controller chose; the effective level is the higher.
 type degrader struct {
 	manual, auto atomic.Int32
+	// automatic says whether the controller may raise the level
+	// (Settings.DegradeAuto); off, the automatic level is normal.
+	automatic    atomic.Bool
 	seckill      *admission
 	breakersOpen func() int
 
@@ -122,6 +125,11 @@ func (d *degrader) tick() {
 	admitted, refused := d.seckill.counts()
 	da, dr := admitted-d.admitted, refused-d.refused
 	d.admitted, d.refused = admitted, refused
+	if !d.automatic.Load() {
+		d.auto.Store(int32(LevelNormal))
+		d.pressured, d.calm = 0, 0
+		return
+	}
 	share := 0.0
 	if da+dr > 0 {
 		share = float64(dr) / float64(da+dr)

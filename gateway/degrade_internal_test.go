@@ -10,6 +10,7 @@ import "testing"
 func TestAutomaticDegradeMovesWithHysteresis(t *testing.T) {
 	open := 0
 	d := &degrader{seckill: &admission{}, breakersOpen: func() int { return open }}
+	d.automatic.Store(true)
 	second := func(admitted, refused int64) {
 		d.seckill.admitted.Add(admitted)
 		d.seckill.refused.Add(refused)
@@ -58,6 +59,18 @@ func TestAutomaticDegradeMovesWithHysteresis(t *testing.T) {
 		second(0, 0)
 	}
 	want("twenty quiet seconds", LevelNormal)
+
+	// Switched off, the controller leaves the level at normal whatever
+	// it sees, and drops what it had raised.
+	for range 3 {
+		second(0, 1000)
+	}
+	want("pressure with the controller on", LevelProtect)
+	d.automatic.Store(false)
+	for range 6 {
+		second(0, 1000)
+	}
+	want("pressure with the controller off", LevelNormal)
 }
 
 func TestParseLevel(t *testing.T) {

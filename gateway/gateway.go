@@ -113,8 +113,8 @@ type Options struct {
 	// SeckillClosed, CatalogCacheOnly and Degrade are the degrade
 	// switches' initial positions (see Settings); Apply changes them at
 	// run time.
-	SeckillClosed, CatalogCacheOnly bool
-	Degrade                         Level
+	SeckillClosed, CatalogCacheOnly, DegradeAuto bool
+	Degrade                                      Level
 	// BreakersOpen, when set, says how many downstream breakers are open
 	// now: a signal of the automatic degrade controller (RunDegrade).
 	BreakersOpen func() int
@@ -197,7 +197,7 @@ func New(opts Options) (*Gateway, error) {
 		mux:     http.NewServeMux(),
 		buckets: map[limitKind][]*bucket{},
 		settings: Settings{
-			SeckillClosed: opts.SeckillClosed, CatalogCacheOnly: opts.CatalogCacheOnly, Degrade: opts.Degrade,
+			SeckillClosed: opts.SeckillClosed, CatalogCacheOnly: opts.CatalogCacheOnly, Degrade: opts.Degrade, DegradeAuto: opts.DegradeAuto,
 			Route: opts.RouteLimit, Seckill: opts.SeckillRouteLimit, User: opts.SeckillUserLimit,
 		},
 	}
@@ -218,6 +218,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.degrade.manual.Store(int32(opts.Degrade))
+	g.degrade.automatic.Store(opts.DegradeAuto)
 	if g.ips != nil {
 		if err := opts.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gateway_admission_ip_keys", Help: "Client addresses the per-address limit remembers on this replica.",

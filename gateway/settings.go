@@ -21,8 +21,10 @@ type Settings struct {
 	// product service is left alone to recover.
 	CatalogCacheOnly bool
 	// Degrade is the degrade level set by hand; the effective level is
-	// the higher of it and the automatic controller's (see Level).
-	Degrade Level
+	// the higher of it and the automatic controller's (see Level), which
+	// raises levels only while DegradeAuto is on.
+	Degrade     Level
+	DegradeAuto bool
 	// Route, Seckill and User are the local per-route buckets, the
 	// seckill route's bucket and the shared per-user limit.
 	Route, Seckill, User Limit
@@ -36,6 +38,7 @@ const (
 	KeySeckillClosed    = "seckill_closed"
 	KeyCatalogCacheOnly = "catalog_cache_only"
 	KeyDegradeLevel     = "degrade_level"
+	KeyDegradeAuto      = "degrade_auto"
 	KeyRateRoute        = "rate/route"
 	KeyRateSeckill      = "rate/seckill"
 	KeyRateUser         = "rate/user"
@@ -48,7 +51,7 @@ const (
 func ParseSettings(kv map[string]string, fallback Settings) (Settings, error) {
 	s := fallback
 	var errs []error
-	for key, dst := range map[string]*bool{KeySeckillClosed: &s.SeckillClosed, KeyCatalogCacheOnly: &s.CatalogCacheOnly} {
+	for key, dst := range map[string]*bool{KeySeckillClosed: &s.SeckillClosed, KeyCatalogCacheOnly: &s.CatalogCacheOnly, KeyDegradeAuto: &s.DegradeAuto} {
 		if v, ok := kv[key]; ok {
 			b, err := strconv.ParseBool(strings.TrimSpace(v))
 			if err != nil {
@@ -111,6 +114,7 @@ func (g *Gateway) Apply(s Settings) {
 	g.seckillClosed.Store(s.SeckillClosed)
 	g.cacheOnly.Store(s.CatalogCacheOnly)
 	g.degrade.manual.Store(int32(s.Degrade))
+	g.degrade.automatic.Store(s.DegradeAuto)
 	for _, b := range g.buckets[routeLimit] {
 		b.set(s.Route)
 	}

@@ -97,8 +97,11 @@ type Config struct {
 	// positions when Consul holds none (see gateway.Settings).
 	SeckillClosed, CatalogCacheOnly bool
 	// Degrade is the degrade level set by hand at start
-	// (FLASHSALE_DEGRADE_LEVEL: normal, protect, survive or close).
-	Degrade gateway.Level
+	// (FLASHSALE_DEGRADE_LEVEL: normal, protect, survive or close), and
+	// DegradeAuto lets the automatic controller raise it
+	// (FLASHSALE_DEGRADE_AUTO, off by default).
+	Degrade     gateway.Level
+	DegradeAuto bool
 	// A downstream's circuit breaker opens for BreakerOpenFor once
 	// BreakerFailurePercent of at least BreakerMinRequests calls in a
 	// window failed (zero: the defaults of resilience.BreakerConfig).
@@ -159,6 +162,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		SeckillClosed:         env.Bool("FLASHSALE_SECKILL_CLOSED", false),
 		CatalogCacheOnly:      env.Bool("FLASHSALE_CATALOG_CACHE_ONLY", false),
 		Degrade:               degradeFromEnv(env),
+		DegradeAuto:           env.Bool("FLASHSALE_DEGRADE_AUTO", false),
 		BreakerMinRequests:    uint32(env.Int("FLASHSALE_BREAKER_MIN_REQUESTS", resilience.DefaultMinRequests)),
 		BreakerFailurePercent: uint32(env.Int("FLASHSALE_BREAKER_FAILURE_PERCENT", resilience.DefaultFailurePercent)),
 		BreakerOpenFor:        env.Duration("FLASHSALE_BREAKER_OPEN_FOR", resilience.DefaultOpenFor),
@@ -300,6 +304,7 @@ func Run(ctx context.Context, cfg Config) error {
 		SeckillClosed:     cfg.SeckillClosed,
 		CatalogCacheOnly:  cfg.CatalogCacheOnly,
 		Degrade:           cfg.Degrade,
+		DegradeAuto:       cfg.DegradeAuto,
 		BreakersOpen:      breakers.open,
 	})
 	if err != nil {
@@ -325,7 +330,7 @@ func Run(ctx context.Context, cfg Config) error {
 				log.Error("gateway settings in consul: keeping the fallback for bad keys", "err", err)
 			}
 			gw.Apply(s)
-			log.Info("gateway settings applied", "seckill_closed", s.SeckillClosed, "catalog_cache_only", s.CatalogCacheOnly, "degrade_level", s.Degrade.String(),
+			log.Info("gateway settings applied", "seckill_closed", s.SeckillClosed, "catalog_cache_only", s.CatalogCacheOnly, "degrade_level", s.Degrade.String(), "degrade_auto", s.DegradeAuto,
 				"route", s.Route, "seckill", s.Seckill, "user", s.User)
 		})
 	})
