@@ -242,7 +242,7 @@ func New(opts Options) (*Gateway, error) {
 		defer cancel()
 		return g.product.GetProduct(ctx, &productv1.GetProductRequest{SkuId: id})
 	}).WithStale(cache.OnOutage(cache.StaleMaxAge)).WithNegative(notFound)
-	if err := opts.Registry.Register(cache.Collector("gateway", map[string]cache.StatsSource{"activity": g.activity, "product": g.products})); err != nil {
+	if err := opts.Registry.Register(cache.Collector(map[string]cache.StatsSource{"activity": g.activity, "product": g.products})); err != nil {
 		return nil, fmt.Errorf("gateway: register metrics: %w", err)
 	}
 	g.routes()

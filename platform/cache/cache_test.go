@@ -253,7 +253,7 @@ func TestCollectorExportsWhatTheCachesDid(t *testing.T) {
 		_, _ = c.Get(ctx, k)
 	}
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(cache.Collector("gateway", map[string]cache.StatsSource{"product": c}))
+	reg.MustRegister(cache.Collector(map[string]cache.StatsSource{"product": c}))
 	got := map[string]float64{}
 	families, err := reg.Gather()
 	if err != nil {
@@ -270,9 +270,9 @@ func TestCollectorExportsWhatTheCachesDid(t *testing.T) {
 			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
-	want := map[string]float64{"gateway_cache_lookups_total/hit": 1, "gateway_cache_lookups_total/miss": 3,
-		"gateway_cache_lookups_total/stale": 0, "gateway_cache_lookups_total/negative": 0,
-		"gateway_cache_evictions_total": 1, "gateway_cache_entries": 2}
+	want := map[string]float64{"cache_lookups_total/hit": 1, "cache_lookups_total/miss": 3,
+		"cache_lookups_total/stale": 0, "cache_lookups_total/negative": 0,
+		"cache_evictions_total": 1, "cache_entries": 2}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)

@@ -6,17 +6,18 @@ import "github.com/prometheus/client_golang/prometheus"
 type StatsSource interface{ Stats() Stats }
 
 // Collector exports the caches' Stats at each scrape as
-// <namespace>_cache_lookups_total{cache, result} (result: hit, miss,
-// stale, negative), <namespace>_cache_evictions_total{cache} and
-// <namespace>_cache_entries{cache}; caches maps each cache's name to it.
-func Collector(namespace string, caches map[string]StatsSource) prometheus.Collector {
+// cache_lookups_total{cache, result} (result: hit, miss, stale,
+// negative), cache_evictions_total{cache} and cache_entries{cache};
+// caches maps each cache's name to it. The names are the same in every
+// service (the scrape's job tells them apart), as Go's own go_* are.
+func Collector(caches map[string]StatsSource) prometheus.Collector {
 	return &collector{caches: caches,
-		lookups: prometheus.NewDesc(namespace+"_cache_lookups_total",
+		lookups: prometheus.NewDesc("cache_lookups_total",
 			"Lookups of an in-process cache by result: hit (a fresh entry), miss (a load was asked for), stale (the last copy, its source down), negative (a remembered absence).",
 			[]string{"cache", "result"}, nil),
-		evictions: prometheus.NewDesc(namespace+"_cache_evictions_total",
+		evictions: prometheus.NewDesc("cache_evictions_total",
 			"Entries an in-process cache evicted to stay within its bound.", []string{"cache"}, nil),
-		entries: prometheus.NewDesc(namespace+"_cache_entries",
+		entries: prometheus.NewDesc("cache_entries",
 			"Entries an in-process cache holds.", []string{"cache"}, nil),
 	}
 }

@@ -337,7 +337,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Observer:         observer,
 		Logger:           log,
 	})
-	reg.MustRegister(cache.Collector("order", svc.Caches()))
+	reg.MustRegister(cache.Collector(svc.Caches()))
 	consumer := orderkafka.NewConsumer(orderkafka.ConsumerConfig{
 		Brokers:    cfg.KafkaBrokers,
 		Store:      store,

@@ -158,7 +158,7 @@ func Run(ctx context.Context, cfg Config) error {
 		CatalogTTL:  cfg.CatalogTTL,
 	})
 	reg := telemetry.NewRegistry()
-	reg.MustRegister(cache.Collector("product", svc.Caches()))
+	reg.MustRegister(cache.Collector(svc.Caches()))
 
 	srv := rpc.NewServer(log, reg, productgrpc.Errors)
 	productv1.RegisterProductServiceServer(srv, productgrpc.NewServer(svc))
