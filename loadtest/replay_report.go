@@ -212,7 +212,7 @@ func LineChart(title, unit string, ss []Series, bands []Band) template.HTML {
 	}
 	for i := 0; i <= 5; i++ {
 		v := xmax * float64(i) / 5
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" font-size="11">%.0fs</text>`, x(v), chartH-padB+16, v)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" font-size="11">%ss</text>`, x(v), chartH-padB+16, fmtNum(math.Round(v*10)/10))
 	}
 	fmt.Fprintf(&b, `<text x="12" y="%.0f" font-size="11" transform="rotate(-90 12 %.0f)" text-anchor="middle">%s</text>`,
 		chartH/2, chartH/2, html.EscapeString(unit))

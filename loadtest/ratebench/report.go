@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"strings"
 
 	"github.com/flashsale/flashsale/loadtest"
 )
@@ -13,10 +14,10 @@ import (
 func PrintTable(w io.Writer, rep *Report) {
 	c := rep.Config
 	fmt.Fprintf(w, "Trace: %s: %d arrivals. Nominal limit %d/s, burst %d.\n\n", c.Trace, rep.Arrivals, c.Rate, c.Burst)
-	fmt.Fprintf(w, "| limiter | clock | admitted | refused | admitted/s | most admitted in any %s | bytes per key | Redis round trips per decision |\n|---|---|---:|---:|---:|---:|---:|---:|\n", Bucket)
+	fmt.Fprintf(w, "| limiter | clock | admitted | refused | admitted/s | most admitted in any %s | in any %s | bytes per key | Redis round trips per decision |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n", Bucket, c.window())
 	for _, r := range rep.Results {
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %.0f | %d | %s | %.2f |\n", r.Name, r.Clock, r.TotalAdmitted(), r.TotalRefused(),
-			float64(r.TotalAdmitted())/c.Trace.Duration.Seconds(), r.BurstTolerance, memory(r), r.RoundTrips)
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %.0f | %d | %d | %s | %.2f |\n", r.Name, r.Clock, r.TotalAdmitted(), r.TotalRefused(),
+			float64(r.TotalAdmitted())/c.Trace.Duration.Seconds(), r.BurstTolerance, r.MostInWindow, memory(r), r.RoundTrips)
 	}
 }
 
@@ -38,19 +39,26 @@ func WriteHTML(w io.Writer, rep *Report) error {
 		}
 		return out
 	}
-	var limiters []loadtest.Series
+	// The legends name each limiter without its parenthesis.
+	all := []loadtest.Series{{Name: "offered", Xs: xs, Ys: per(rep.Offered)}}
+	var rateOnly []loadtest.Series
 	for _, r := range rep.Results {
-		limiters = append(limiters, loadtest.Series{Name: r.Name, Xs: xs, Ys: per(r.Admitted)})
+		name, _, _ := strings.Cut(r.Name, " (")
+		s := loadtest.Series{Name: name, Xs: xs, Ys: per(r.Admitted)}
+		all = append(all, s)
+		if !r.Concurrency {
+			rateOnly = append(rateOnly, s)
+		}
 	}
-	all := append([]loadtest.Series{{Name: "offered", Xs: xs, Ys: per(rep.Offered)}}, limiters...)
 	unit := "requests per " + Bucket.String()
 	return page.Execute(w, map[string]any{
 		"R": rep,
 		"Charts": []template.HTML{
 			loadtest.LineChart("Offered and admitted per "+Bucket.String(), unit, all, nil),
-			loadtest.LineChart("Admitted per "+Bucket.String()+" (offered left out)", unit, limiters, nil),
+			loadtest.LineChart("Admitted per "+Bucket.String()+", rate limiters only", unit, rateOnly, nil),
 		},
 		"Bucket": Bucket.String(),
+		"Window": rep.Config.window().String(),
 	})
 }
 
@@ -66,8 +74,8 @@ td.n{text-align:right}.chart{display:block;margin:12px 0}
 (the window limiters: {{.R.Config.Burst}} per window of burst/rate). The adaptive concurrency limit bounds requests in flight
 in front of a simulated service of {{.R.Config.Service.Workers}} workers at {{.R.Config.Service.Latency}}, not a rate.</p>
 {{range .Charts}}{{.}}{{end}}
-<table><tr><th>limiter</th><th>clock</th><th>admitted</th><th>refused</th><th>most admitted in any {{.Bucket}}</th><th>bytes per key</th><th>Redis round trips per decision</th></tr>
-{{range .R.Results}}<tr><td>{{.Name}}</td><td>{{.Clock}}</td><td class="n">{{.TotalAdmitted}}</td><td class="n">{{.TotalRefused}}</td><td class="n">{{.BurstTolerance}}</td><td>{{memory .}}</td><td class="n">{{printf "%.2f" .RoundTrips}}</td></tr>
+<table><tr><th>limiter</th><th>clock</th><th>admitted</th><th>refused</th><th>most admitted in any {{.Bucket}}</th><th>in any {{.Window}}</th><th>bytes per key</th><th>Redis round trips per decision</th></tr>
+{{range .R.Results}}<tr><td>{{.Name}}</td><td>{{.Clock}}</td><td class="n">{{.TotalAdmitted}}</td><td class="n">{{.TotalRefused}}</td><td class="n">{{.BurstTolerance}}</td><td class="n">{{.MostInWindow}}</td><td>{{memory .}}</td><td class="n">{{printf "%.2f" .RoundTrips}}</td></tr>
 {{end}}</table>
 </body></html>
 `))

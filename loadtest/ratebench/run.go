@@ -51,6 +51,11 @@ func DefaultConfig(redisAddr string) Config {
 		Service: Service{Workers: 4, Latency: 10 * time.Millisecond}}
 }
 
+// window is the window limiters' window: Burst/Rate.
+func (c Config) window() time.Duration {
+	return time.Duration(c.Burst) * time.Second / time.Duration(c.Rate)
+}
+
 // Bucket is the width of the per-interval counts.
 const Bucket = 100 * time.Millisecond
 
@@ -63,12 +68,17 @@ type Result struct {
 	// Admitted and Refused per Bucket of the trace.
 	Admitted, Refused []int
 	// BurstTolerance is the most admitted in any Bucket-long span
-	// (sliding, not only the aligned buckets).
-	BurstTolerance int
+	// (sliding, not only the aligned buckets); MostInWindow the most in
+	// any span of the window limiters' window (Burst/Rate), where a
+	// limit that held exactly would admit at most Burst.
+	BurstTolerance, MostInWindow int
 	// BytesPerKey is the memory one key's state costs (Go heap, or
 	// Redis MEMORY USAGE); MemoryNote says which.
 	BytesPerKey float64
 	MemoryNote  string
+	// Concurrency marks the adaptive limit, which bounds requests in
+	// flight rather than a rate.
+	Concurrency bool
 	// RoundTrips is Redis round trips per decision (0: in process).
 	RoundTrips float64
 	// AdmittedAt are the trace offsets of the admitted arrivals.
@@ -109,7 +119,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, a := range arrivals {
 		rep.Offered[a/Bucket]++
 	}
-	window := time.Duration(cfg.Burst) * time.Second / time.Duration(cfg.Rate)
+	window := cfg.window()
 	for _, v := range []struct {
 		name string
 		make func() interface{ Allow(time.Time) bool }
@@ -117,10 +127,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{fmt.Sprintf("fixed window (%d per %s)", cfg.Burst, window), func() interface{ Allow(time.Time) bool } {
 			return &FixedWindow{Limit: cfg.Burst, Window: window}
 		}},
-		{fmt.Sprintf("sliding window log (%d per %s)", cfg.Burst, window), func() interface{ Allow(time.Time) bool } {
+		{fmt.Sprintf("sliding log (window, %d per %s)", cfg.Burst, window), func() interface{ Allow(time.Time) bool } {
 			return &SlidingLog{Limit: cfg.Burst, Window: window}
 		}},
-		{fmt.Sprintf("sliding window counter (%d per %s)", cfg.Burst, window), func() interface{ Allow(time.Time) bool } {
+		{fmt.Sprintf("sliding counter (window, %d per %s)", cfg.Burst, window), func() interface{ Allow(time.Time) bool } {
 			return &SlidingCounter{Limit: cfg.Burst, Window: window}
 		}},
 		{"token bucket (x/time/rate)", func() interface{ Allow(time.Time) bool } {
@@ -142,7 +152,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return l
 		})
 		res.MemoryNote = "Go heap"
-		rep.Results = append(rep.Results, res.finish())
+		rep.Results = append(rep.Results, res.finish(cfg.window()))
 	}
 
 	leaky, err := replayLeaky(ctx, cfg, arrivals)
@@ -181,8 +191,9 @@ func (r *Result) record(at time.Duration, ok bool) {
 	}
 }
 
-func (r *Result) finish() Result {
+func (r *Result) finish(window time.Duration) Result {
 	r.BurstTolerance = MaxInSpan(r.AdmittedAt, Bucket)
+	r.MostInWindow = MaxInSpan(r.AdmittedAt, window)
 	return *r
 }
 
@@ -262,7 +273,7 @@ func replayLeaky(ctx context.Context, cfg Config, arrivals []time.Duration) (Res
 	}
 	res.BytesPerKey = heapPerKey(cfg.Keys, func() any { return ratelimit.New(cfg.Rate, ratelimit.WithoutSlack) })
 	res.MemoryNote = "Go heap, the pacer"
-	return res.finish(), nil
+	return res.finish(cfg.window()), nil
 }
 
 // roundTrips counts the commands and pipelines a client sends: each is
@@ -312,7 +323,7 @@ func replayGCRA(ctx context.Context, cfg Config, arrivals []time.Duration) (Resu
 		return Result{}, err
 	}
 	res.MemoryNote = "Redis MEMORY USAGE"
-	return res.finish(), nil
+	return res.finish(cfg.window()), nil
 }
 
 // gcraBytesPerKey is the mean MEMORY USAGE of keys, each right after its
@@ -345,6 +356,7 @@ func gcraBytesPerKey(ctx context.Context, rdb *goredis.Client, lim *redis_rate.L
 // limiter and the service read time.Now.
 func replayAdaptive(ctx context.Context, cfg Config, arrivals []time.Duration) (Result, error) {
 	res := newResult("adaptive concurrency (failsafe-go adaptivelimiter)", "real time", cfg.Trace.Duration)
+	res.Concurrency = true
 	l := gateway.DefaultSeckillAdmission
 	build := func() adaptivelimiter.AdaptiveLimiter[any] {
 		return adaptivelimiter.NewBuilder[any]().
@@ -375,5 +387,5 @@ func replayAdaptive(ctx context.Context, cfg Config, arrivals []time.Duration) (
 	}
 	res.BytesPerKey = heapPerKey(min(cfg.Keys, 10_000), func() any { return build() })
 	res.MemoryNote = "Go heap, one per route group"
-	return res.finish(), nil
+	return res.finish(cfg.window()), nil
 }

@@ -70,7 +70,10 @@ func TestRunProperties(t *testing.T) {
 
 	// The fixed window admits more than its limit within one window's
 	// span (the boundary), at most twice; the sliding log never does.
-	fw, sl := byName["fixed window"], byName["sliding window log"]
+	fw, sl := byName["fixed window"], byName["sliding log"]
+	if fw.MostInWindow != MaxInSpan(fw.AdmittedAt, window) {
+		t.Errorf("fixed window: MostInWindow %d, not its most within %s", fw.MostInWindow, window)
+	}
 	if got := MaxInSpan(fw.AdmittedAt, window); got <= cfg.Burst || got > 2*cfg.Burst {
 		t.Errorf("fixed window: most admitted within %s = %d, want in (%d, %d]", window, got, cfg.Burst, 2*cfg.Burst)
 	}
@@ -92,7 +95,7 @@ func TestRunProperties(t *testing.T) {
 		t.Error("leaky bucket refused nothing under a 10× burst")
 	}
 	// In-process limiters make no round trips.
-	for _, name := range []string{"fixed window", "sliding window log", "sliding window counter", "token bucket", "leaky bucket", "adaptive concurrency"} {
+	for _, name := range []string{"fixed window", "sliding log", "sliding counter", "token bucket", "leaky bucket", "adaptive concurrency"} {
 		if byName[name].RoundTrips != 0 {
 			t.Errorf("%s: %v round trips", name, byName[name].RoundTrips)
 		}
@@ -106,8 +109,8 @@ func TestRunProperties(t *testing.T) {
 	if err := WriteHTML(&page, rep); err != nil {
 		t.Fatal(err)
 	}
-	// Two charts: offered + 7 limiters, then the 7 limiters.
-	if got := strings.Count(page.String(), `<polyline class="series"`); got != 15 {
-		t.Errorf("page has %d chart lines, want 15", got)
+	// Two charts: offered and the 7 limiters, then the 6 rate limiters.
+	if got := strings.Count(page.String(), `<polyline class="series"`); got != 8+6 {
+		t.Errorf("page has %d chart lines, want 14", got)
 	}
 }
