@@ -19,6 +19,11 @@ func PrintTable(w io.Writer, rep *Report) {
 		fmt.Fprintf(w, "| %s | %s | %d | %d | %.0f | %d | %d | %s | %.2f |\n", r.Name, r.Clock, r.TotalAdmitted(), r.TotalRefused(),
 			float64(r.TotalAdmitted())/c.Trace.Duration.Seconds(), r.BurstTolerance, r.MostInWindow, memory(r), r.RoundTrips)
 	}
+	for _, r := range rep.Results {
+		if r.Limit != nil {
+			fmt.Fprintf(w, "\n%s: in-flight bound per %s: %v\n", r.Name, Bucket, r.Limit)
+		}
+	}
 }
 
 func memory(r Result) string {
@@ -51,12 +56,23 @@ func WriteHTML(w io.Writer, rep *Report) error {
 		}
 	}
 	unit := "requests per " + Bucket.String()
+	charts := []template.HTML{
+		loadtest.LineChart("Offered and admitted per "+Bucket.String(), unit, all, nil),
+		loadtest.LineChart("Admitted per "+Bucket.String()+", rate limiters only", unit, rateOnly, nil),
+	}
+	for _, r := range rep.Results {
+		if r.Limit != nil {
+			charts = append(charts, loadtest.LineChart("The adaptive limit per "+Bucket.String(), "requests", []loadtest.Series{
+				{Name: "offered", Xs: xs, Ys: per(rep.Offered)},
+				{Name: "admitted", Xs: xs, Ys: per(r.Admitted)},
+				{Name: "refused", Xs: xs, Ys: per(r.Refused)},
+				{Name: "in-flight bound", Xs: xs, Ys: per(r.Limit)},
+			}, nil))
+		}
+	}
 	return page.Execute(w, map[string]any{
-		"R": rep,
-		"Charts": []template.HTML{
-			loadtest.LineChart("Offered and admitted per "+Bucket.String(), unit, all, nil),
-			loadtest.LineChart("Admitted per "+Bucket.String()+", rate limiters only", unit, rateOnly, nil),
-		},
+		"R":      rep,
+		"Charts": charts,
 		"Bucket": Bucket.String(),
 		"Window": rep.Config.window().String(),
 	})

@@ -79,6 +79,9 @@ type Result struct {
 	// Concurrency marks the adaptive limit, which bounds requests in
 	// flight rather than a rate.
 	Concurrency bool
+	// Limit is the adaptive limit's in-flight bound at the end of each
+	// Bucket (nil for the rate limiters).
+	Limit []int
 	// RoundTrips is Redis round trips per decision (0: in process).
 	RoundTrips float64
 	// AdmittedAt are the trace offsets of the admitted arrivals.
@@ -226,10 +229,10 @@ func heapPerKey(n int, mk func() any) float64 {
 	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
 }
 
-// realTime replays arrivals at their pace from now: decide is called at
-// (or just after) each arrival's offset, and its answer is recorded at
-// the arrival's offset.
-func realTime(ctx context.Context, res *Result, arrivals []time.Duration, decide func() (bool, error)) error {
+// realTime replays arrivals at their pace from now: decide is called,
+// with the arrival's offset, at (or just after) that offset, and its
+// answer is recorded at the offset.
+func realTime(ctx context.Context, res *Result, arrivals []time.Duration, decide func(at time.Duration) (bool, error)) error {
 	t0 := time.Now()
 	for _, a := range arrivals {
 		if wait := a - time.Since(t0); wait > 0 {
@@ -239,7 +242,7 @@ func realTime(ctx context.Context, res *Result, arrivals []time.Duration, decide
 			case <-time.After(wait):
 			}
 		}
-		ok, err := decide()
+		ok, err := decide(a)
 		if err != nil {
 			return err
 		}
@@ -259,7 +262,7 @@ func replayLeaky(ctx context.Context, cfg Config, arrivals []time.Duration) (Res
 	pacer := ratelimit.New(cfg.Rate, ratelimit.WithoutSlack)
 	var waiting atomic.Int64
 	var wg sync.WaitGroup
-	err := realTime(ctx, res, arrivals, func() (bool, error) {
+	err := realTime(ctx, res, arrivals, func(time.Duration) (bool, error) {
 		if waiting.Load() >= int64(cfg.Burst) {
 			return false, nil
 		}
@@ -308,7 +311,7 @@ func replayGCRA(ctx context.Context, cfg Config, arrivals []time.Duration) (Resu
 		return Result{}, fmt.Errorf("ratebench: gcra: %w", err)
 	}
 	before := counter.n.Load()
-	err := realTime(ctx, res, arrivals, func() (bool, error) {
+	err := realTime(ctx, res, arrivals, func(time.Duration) (bool, error) {
 		r, err := lim.Allow(ctx, key, limit)
 		if err != nil {
 			return false, fmt.Errorf("ratebench: gcra: %w", err)
@@ -368,7 +371,10 @@ func replayAdaptive(ctx context.Context, cfg Config, arrivals []time.Duration) (
 	svc := cfg.Service
 	var inflight atomic.Int64
 	var wg sync.WaitGroup
-	err := realTime(ctx, res, arrivals, func() (bool, error) {
+	res.Limit = make([]int, len(res.Admitted))
+	err := realTime(ctx, res, arrivals, func(at time.Duration) (bool, error) {
+		// The bound as the bucket's last decision found it.
+		res.Limit[at/Bucket] = lim.Limit()
 		p, ok := lim.TryAcquirePermit()
 		if !ok {
 			return false, nil

@@ -94,6 +94,13 @@ func TestRunProperties(t *testing.T) {
 	if lb := byName["leaky bucket"]; lb.TotalRefused() == 0 {
 		t.Error("leaky bucket refused nothing under a 10× burst")
 	}
+	// The adaptive limit's bound stays within the gateway's limits.
+	ad := byName["adaptive concurrency"]
+	for i, l := range ad.Limit {
+		if l < 8 || l > 2000 {
+			t.Errorf("adaptive bound %d in bucket %d, outside [8, 2000]", l, i)
+		}
+	}
 	// In-process limiters make no round trips.
 	for _, name := range []string{"fixed window", "sliding log", "sliding counter", "token bucket", "leaky bucket", "adaptive concurrency"} {
 		if byName[name].RoundTrips != 0 {
@@ -109,8 +116,9 @@ func TestRunProperties(t *testing.T) {
 	if err := WriteHTML(&page, rep); err != nil {
 		t.Fatal(err)
 	}
-	// Two charts: offered and the 7 limiters, then the 6 rate limiters.
-	if got := strings.Count(page.String(), `<polyline class="series"`); got != 8+6 {
-		t.Errorf("page has %d chart lines, want 14", got)
+	// Three charts: offered and the 7 limiters; the 6 rate limiters;
+	// the adaptive limit's offered, admitted, refused and bound.
+	if got := strings.Count(page.String(), `<polyline class="series"`); got != 8+6+4 {
+		t.Errorf("page has %d chart lines, want 18", got)
 	}
 }
