@@ -86,7 +86,7 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## bench: inventory strategies against the redis-benchmark ceiling
+## bench: inventory strategies against the redis-benchmark ceiling, then the rate limiters under one bursty trace (chart: loadtest/out/ratelimit.html)
 bench: deps
 	$(GO) run ./loadtest/cmd/bench $(ARGS)
 

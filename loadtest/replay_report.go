@@ -157,39 +157,41 @@ func WriteReplayHTML(w io.Writer, res *ReplayResult) error {
 	})
 }
 
-// series is one line of a chart.
-type series struct {
-	name   string
-	xs, ys []float64
+// Series is one line of a LineChart.
+type Series struct {
+	Name   string
+	Xs, Ys []float64
 }
 
 var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"}
 
 const chartW, chartH, padL, padB, padT, padR = 720.0, 260.0, 56.0, 28.0, 28.0, 150.0
 
-// band is a stretch of the time axis to shade: a fault that was on.
-type band struct {
-	from, to float64
-	label    string
+// Band is a stretch of a LineChart's time axis to shade (a fault that
+// was on), named by Label.
+type Band struct {
+	From, To float64
+	Label    string
 }
 
 // faultBands are the windows of the faults that ran.
-func faultBands(res *ReplayResult) []band {
-	var out []band
+func faultBands(res *ReplayResult) []Band {
+	var out []Band
 	for _, f := range res.Faults {
 		if f.ran() {
-			out = append(out, band{f.OnS, f.OffS, f.Fault})
+			out = append(out, Band{f.OnS, f.OffS, f.Fault})
 		}
 	}
 	return out
 }
 
-// lineChart draws series as polylines on shared axes, over shaded bands.
-func lineChart(title, unit string, ss []series, bands []band) template.HTML {
+// LineChart draws series as polylines on shared axes (x in seconds),
+// over shaded bands, as an inline SVG element.
+func LineChart(title, unit string, ss []Series, bands []Band) template.HTML {
 	var xmax, ymax float64
 	for _, s := range ss {
-		for i := range s.xs {
-			xmax, ymax = math.Max(xmax, s.xs[i]), math.Max(ymax, s.ys[i])
+		for i := range s.Xs {
+			xmax, ymax = math.Max(xmax, s.Xs[i]), math.Max(ymax, s.Ys[i])
 		}
 	}
 	xmax, ymax = math.Max(xmax, 1), niceCeil(ymax)
@@ -198,9 +200,9 @@ func lineChart(title, unit string, ss []series, bands []band) template.HTML {
 	var b strings.Builder
 	chartFrame(&b, title)
 	for i, bd := range bands {
-		x0, x1 := x(math.Min(bd.from, xmax)), x(math.Min(bd.to, xmax))
+		x0, x1 := x(math.Min(bd.From, xmax)), x(math.Min(bd.To, xmax))
 		fmt.Fprintf(&b, `<rect class="fault" x="%.1f" y="%.0f" width="%.1f" height="%.0f" fill="#d62728" fill-opacity="0.12"><title>%s</title></rect>`,
-			x0, padT, math.Max(x1-x0, 1), chartH-padB-padT, html.EscapeString(bd.label))
+			x0, padT, math.Max(x1-x0, 1), chartH-padB-padT, html.EscapeString(bd.Label))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" font-size="9" fill="#a00">%d</text>`, x0+1, padT+10+float64(i%3)*10, i+1)
 	}
 	for i := 0; i <= 4; i++ {
@@ -210,19 +212,19 @@ func lineChart(title, unit string, ss []series, bands []band) template.HTML {
 	}
 	for i := 0; i <= 5; i++ {
 		v := xmax * float64(i) / 5
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" font-size="11">%.0fs</text>`, x(v), chartH-padB+16, v)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" font-size="11">%ss</text>`, x(v), chartH-padB+16, fmtNum(math.Round(v*10)/10))
 	}
 	fmt.Fprintf(&b, `<text x="12" y="%.0f" font-size="11" transform="rotate(-90 12 %.0f)" text-anchor="middle">%s</text>`,
 		chartH/2, chartH/2, html.EscapeString(unit))
 	for i, s := range ss {
 		color := palette[i%len(palette)]
 		var pts strings.Builder
-		for j := range s.xs {
-			fmt.Fprintf(&pts, "%.1f,%.1f ", x(s.xs[j]), y(s.ys[j]))
+		for j := range s.Xs {
+			fmt.Fprintf(&pts, "%.1f,%.1f ", x(s.Xs[j]), y(s.Ys[j]))
 		}
 		fmt.Fprintf(&b, `<polyline class="series" fill="none" stroke="%s" stroke-width="2" points="%s"/>`, color, pts.String())
 		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/><text x="%.0f" y="%.0f" font-size="12">%s</text>`,
-			chartW-padR+10, padT+float64(i)*18, color, chartW-padR+26, padT+float64(i)*18+11, html.EscapeString(s.name))
+			chartW-padR+10, padT+float64(i)*18, color, chartW-padR+26, padT+float64(i)*18+11, html.EscapeString(s.Name))
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
@@ -291,8 +293,8 @@ func charts(res *ReplayResult) []namedChart {
 	}
 	bands := faultBands(res)
 	out := []namedChart{
-		{SVG: lineChart("Arrivals (scheduled) vs completions", "requests/s", []series{{"arrivals", ts, arr}, {"completions", ts, comp}}, bands)},
-		{SVG: lineChart("Latency from the scheduled send time", "ms", []series{{"p50", ts, p50}, {"p99", ts, p99}, {"p99.9", ts, p999}}, bands)},
+		{SVG: LineChart("Arrivals (scheduled) vs completions", "requests/s", []Series{{"arrivals", ts, arr}, {"completions", ts, comp}}, bands)},
+		{SVG: LineChart("Latency from the scheduled send time", "ms", []Series{{"p50", ts, p50}, {"p99", ts, p99}, {"p99.9", ts, p999}}, bands)},
 	}
 	if len(bands) > 0 {
 		out[0].Note = "Shaded: the faults while they were on, numbered as in the fault windows table."
@@ -303,20 +305,20 @@ func charts(res *ReplayResult) []namedChart {
 		labels, counts = append(labels, e.Endpoint+" · "+e.Outcome), append(counts, float64(e.Count))
 	}
 	out = append(out, namedChart{SVG: barChart("Outcomes by endpoint", labels, counts)})
-	var stock []series
+	var stock []Series
 	keys := make([]string, 0, len(res.Stock))
 	for k := range res.Stock {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		s := series{name: k}
+		s := Series{Name: k}
 		for _, p := range res.Stock[k] {
-			s.xs, s.ys = append(s.xs, p.T), append(s.ys, float64(p.Remaining))
+			s.Xs, s.Ys = append(s.Xs, p.T), append(s.Ys, float64(p.Remaining))
 		}
 		stock = append(stock, s)
 	}
-	out = append(out, namedChart{SVG: lineChart("Remaining stock per flash sale", "units", stock, bands)})
+	out = append(out, namedChart{SVG: LineChart("Remaining stock per flash sale", "units", stock, bands)})
 	labels, counts = nil, nil
 	channels := make([]string, 0, len(res.Payments))
 	for ch := range res.Payments {

@@ -10,6 +10,11 @@
 //
 // Every strategy runs with the same number of concurrent clients for the
 // same time, and each is printed as a ratio to the ceiling.
+//
+// Then (-ratelimit, on by default; about 15 s) it replays one bursty
+// arrival trace through each kind of rate limiter and the adaptive
+// concurrency limit (package ratebench), prints their table and writes
+// the chart page -ratelimit-html. -inventory=false skips the first part.
 package main
 
 import (
@@ -20,6 +25,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -33,6 +39,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/ratebench"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/redisclient"
@@ -53,21 +60,65 @@ type result struct {
 func main() {
 	duration := flag.Duration("duration", 8*time.Second, "how long each strategy runs")
 	clients := flag.Int("clients", 64, "concurrent clients per strategy")
+	inventory := flag.Bool("inventory", true, "measure the inventory strategies")
+	rateLimit := flag.Bool("ratelimit", true, "replay the bursty trace through the rate limiters")
+	rateHTML := flag.String("ratelimit-html", "loadtest/out/ratelimit.html", "where the rate limiters' chart page goes")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *duration, *clients); err != nil {
+	if err := run(ctx, *duration, *clients, *inventory, *rateLimit, *rateHTML); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, d time.Duration, clients int) error {
+func run(ctx context.Context, d time.Duration, clients int, inventory, rateLimit bool, rateHTML string) error {
 	stack, err := localstack.Start(ctx, localstack.Config{Databases: []string{"bench"}})
 	if err != nil {
 		return err
 	}
 	defer stack.Close()
+	if inventory {
+		if err := inventoryStrategies(ctx, stack, d, clients); err != nil {
+			return err
+		}
+	}
+	if rateLimit {
+		return rateLimiters(ctx, stack.RedisAddr, rateHTML)
+	}
+	return nil
+}
+
+// rateLimiters replays ratebench's trace through every limiter, prints
+// the table and writes the chart page to path.
+func rateLimiters(ctx context.Context, redisAddr, path string) error {
+	fmt.Printf("\n## Rate limiters under one bursty trace\n\n")
+	rep, err := ratebench.Run(ctx, ratebench.DefaultConfig(redisAddr))
+	if err != nil {
+		return err
+	}
+	ratebench.PrintTable(os.Stdout, rep)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := ratebench.WriteHTML(f, rep); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Printf("\nChart: %s\n", path)
+	return nil
+}
+
+// inventoryStrategies measures the ways of taking a unit of stock against
+// the redis-benchmark ceiling and prints their table.
+func inventoryStrategies(ctx context.Context, stack *localstack.Stack, d time.Duration, clients int) error {
 	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr, PoolSize: clients})
 	defer rdb.Close()
 	store := invredis.NewStore(rdb)
