@@ -14,6 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flashsale/flashsale/platform/cache"
+	"github.com/flashsale/flashsale/platform/clock"
 )
 
 // NewRegistry returns a metrics registry with the Go runtime and process
@@ -28,13 +31,45 @@ func NewRegistry() *prometheus.Registry {
 // Check reports whether a dependency is reachable.
 type Check func(ctx context.Context) error
 
+// dependencyReport is each dependency's state, and whether one is down.
+type dependencyReport struct {
+	states map[string]string
+	down   bool
+}
+
+// checkDependencies runs every check at once, within a second.
+func checkDependencies(ctx context.Context, dependencies map[string]Check) dependencyReport {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	rep := dependencyReport{states: make(map[string]string, len(dependencies))}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, check := range dependencies {
+		wg.Go(func() {
+			state := "up"
+			if check(ctx) != nil {
+				// No error text: the gateway serves this on its public
+				// port, and the text names internal addresses.
+				state = "down"
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			rep.states[name] = state
+			rep.down = rep.down || state != "up"
+		})
+	}
+	wg.Wait()
+	return rep
+}
+
 // DependenciesPath reports the dependencies' states, for people and for
 // the local platform's start-up; no probe reads it.
 const DependenciesPath = "/debug/dependencies"
 
 // AdminHandler serves /healthz (the process is alive), /readyz (the
 // process can serve), DependenciesPath (every dependency's check, within
-// a second) and /metrics (Prometheus text format).
+// a second, made at most once a second) and /metrics (Prometheus text
+// format).
 //
 // Readiness is shallow on purpose: a process answers /readyz once its
 // configuration is loaded and its listeners are up, and stops answering
@@ -55,33 +90,19 @@ func AdminHandler(reg *prometheus.Registry, dependencies map[string]Check) http.
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintln(w, `{"status":"ready"}`)
 	})
+	// The report is made at most once a second, however many ask: the
+	// gateway serves it on its public port, and each report calls every
+	// dependency.
+	reports := cache.New(time.Second, clock.Real{}, func(ctx context.Context, _ struct{}) (dependencyReport, error) {
+		return checkDependencies(ctx, dependencies), nil
+	})
 	mux.HandleFunc("GET "+DependenciesPath, func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		defer cancel()
-		states := make(map[string]string, len(dependencies))
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		down := false
-		for name, check := range dependencies {
-			wg.Go(func() {
-				state := "up"
-				if check(ctx) != nil {
-					// No error text: the gateway serves this on its
-					// public port, and the text names internal addresses.
-					state = "down"
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				states[name] = state
-				down = down || state != "up"
-			})
-		}
-		wg.Wait()
+		rep, _ := reports.Get(r.Context(), struct{}{})
 		w.Header().Set("Content-Type", "application/json")
-		if down {
+		if rep.down {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"dependencies": states})
+		_ = json.NewEncoder(w).Encode(map[string]any{"dependencies": rep.states})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux

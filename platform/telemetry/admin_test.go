@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,5 +64,30 @@ func TestReadinessIsShallow(t *testing.T) {
 	}
 	if status, _, err := get(t, base+"/readyz"); err == nil {
 		t.Errorf("/readyz while draining = %d, want no answer", status)
+	}
+}
+
+// The dependency report calls each dependency at most once a second,
+// however many ask at once or in a row: the gateway serves it publicly.
+func TestDependencyReportIsMadeOnceASecond(t *testing.T) {
+	var calls atomic.Int64
+	h := telemetry.AdminHandler(telemetry.NewRegistry(), map[string]telemetry.Check{
+		"order": func(context.Context) error { calls.Add(1); time.Sleep(20 * time.Millisecond); return nil },
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if status, body, err := get(t, srv.URL+telemetry.DependenciesPath); status != http.StatusOK || err != nil {
+				t.Errorf("report: %d %s %v", status, body, err)
+			}
+		})
+	}
+	wg.Wait()
+	// One load, or two when the fifty straddled the report's second on a
+	// slow machine; without the cache, fifty.
+	if n := calls.Load(); n < 1 || n > 2 {
+		t.Fatalf("50 concurrent reports called the dependency %d times, want 1 (2 at most)", n)
 	}
 }
