@@ -110,7 +110,7 @@ func registeredMetrics(tb testing.TB, root string) map[string]metric {
 						problem(n, err)
 						return true
 					}
-					metrics[name] = metric{kind: kind, labels: vecLabels[n]}
+					metrics[name] = metric{kind: kind, labels: append(vecLabels[n], constLabels(n)...)}
 				}
 				return true
 			})
@@ -194,6 +194,34 @@ func optsKind(t ast.Expr, pkg string) (metricKind, bool) {
 
 // optsName is the full name an *Opts literal gives its metric: Namespace,
 // Subsystem and Name joined by "_", as prometheus.BuildFQName does.
+// constLabels returns the names of the constant labels an options literal
+// sets in place (ConstLabels: prometheus.Labels{"source": ...}); labels
+// built elsewhere are not read.
+func constLabels(lit *ast.CompositeLit) []string {
+	var names []string
+	for _, el := range lit.Elts {
+		kv, ok := el.(*ast.KeyValueExpr)
+		if !ok {
+			continue
+		}
+		if key, _ := kv.Key.(*ast.Ident); key == nil || key.Name != "ConstLabels" {
+			continue
+		}
+		labels, ok := kv.Value.(*ast.CompositeLit)
+		if !ok {
+			continue
+		}
+		for _, l := range labels.Elts {
+			if lkv, ok := l.(*ast.KeyValueExpr); ok {
+				if name, err := literal(lkv.Key); err == nil {
+					names = append(names, name)
+				}
+			}
+		}
+	}
+	return names
+}
+
 func optsName(lit *ast.CompositeLit) (string, error) {
 	parts := map[string]string{}
 	for _, el := range lit.Elts {
