@@ -16,7 +16,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 
 export GOTOOLCHAIN := local
 
-.PHONY: demo test rules actionlint up deps proto proto-check lint bench loadtest static
+.PHONY: demo test rules actionlint up deps test-deps proto proto-check lint bench loadtest static
 
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
@@ -30,7 +30,7 @@ loadtest:
 	$(GO) run ./loadtest/cmd/loadtest -scenario $(SCENARIO) -target $(TARGET) $(ARGS)
 
 ## test: every unit and integration test, with the race detector, the alert rules' tests and the workflows' lint
-test: deps rules actionlint
+test: test-deps rules actionlint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 ## rules: check the Prometheus configuration and alert rules and run their unit tests (promtool, from Debian's prometheus package)
@@ -49,20 +49,35 @@ actionlint:
 up: deps
 	$(GO) run ./deploy/local/cmd/up
 
-## deps: install redis-server, PostgreSQL and chromium (the report test renders HTML) through apt when missing
-deps:
-	@missing=""; \
-	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	command -v redis-benchmark >/dev/null || missing="$$missing redis-tools"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
-	id postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
+# install-missing runs the checks $(1), which add the apt packages they
+# find missing to $$missing, and installs those.
+define install-missing
+	@missing=""; $(1) \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; \
 		else echo "need root or sudo to install:$$missing (apt-get install$$missing)"; exit 1; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+# What the platform needs to run on this machine (make up, demo, bench).
+RUN_NEEDS := \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-benchmark >/dev/null || missing="$$missing redis-tools"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	id postgres >/dev/null 2>&1 || missing="$$missing postgresql";
+# What the tests need beyond that: the report test renders HTML in chromium.
+TEST_NEEDS := \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium";
+
+## deps: install redis-server, redis-tools and PostgreSQL through apt when missing (what make up, demo and bench run)
+deps:
+	$(call install-missing,$(RUN_NEEDS))
+
+## test-deps: deps plus chromium, which only the report test needs (it renders the HTML report)
+test-deps:
+	$(call install-missing,$(RUN_NEEDS) $(TEST_NEEDS))
 
 ## proto: regenerate the gRPC code from proto/ with pinned generators
 proto:

@@ -42,7 +42,7 @@ func mustChromium(tb testing.TB) string {
 			return p
 		}
 	}
-	tb.Fatal("chromium not found: `make deps` installs it (apt-get install chromium)")
+	tb.Fatal("chromium not found: `make test-deps` installs it (apt-get install chromium)")
 	return ""
 }
 

@@ -55,7 +55,11 @@ func run(ctx context.Context, path, target, out string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	cfg := loadtest.SessionConfig{Scenario: sc, Client: loadtest.NewClient(target, 512), Target: target,
+	client := loadtest.NewClient(target, 512)
+	if err := loadtest.ReachGateway(ctx, client, target); err != nil {
+		return false, err
+	}
+	cfg := loadtest.SessionConfig{Scenario: sc, Client: client, Target: target,
 		RedisAddr: e.BenchRedisAddr, SimulatorURL: e.SimulatorURL, OutDir: out, Out: os.Stdout}
 	for _, db := range []struct {
 		url  string
