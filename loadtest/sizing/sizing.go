@@ -40,6 +40,10 @@ type Plan struct {
 	// HotSaleShare is the share of buys that go to the busiest sale, whose
 	// stock lives on one Redis slot (default 1: one sale).
 	HotSaleShare *float64 `yaml:"hot_sale_share"`
+	// ReadCacheHit is the share of detail and activity reads the
+	// gateway's per-replica cache answers without calling product
+	// (default 0: every read reaches product).
+	ReadCacheHit *float64 `yaml:"read_cache_hit"`
 	// Headroom multiplies every peak before dividing (default 1.5).
 	Headroom float64 `yaml:"headroom"`
 	// ResponseTime is the latency for Little's law (default 50ms, the
@@ -221,6 +225,12 @@ func (p *Plan) validate() error {
 	} else if e := share("hot_sale_share", p.HotSaleShare, false); e != nil {
 		errs = append(errs, e)
 	}
+	if p.ReadCacheHit == nil {
+		zero := 0.0
+		p.ReadCacheHit = &zero
+	} else if *p.ReadCacheHit < 0 || *p.ReadCacheHit >= 1 {
+		add("read_cache_hit: %g is not a share in [0, 1)", *p.ReadCacheHit)
+	}
 	w := p.Window.D()
 	if w <= 0 {
 		add("window: missing or not positive (e.g. 24h)")
@@ -366,6 +376,9 @@ func Size(p *Plan, caps map[string]Capacity) (*Result, error) {
 		n := Need{Name: c.Name, Unit: c.Unit, Capacity: capy}
 		for _, rn := range c.Rows {
 			n.PeakPerS += peaks[rn]
+		}
+		if c.Name == "product" {
+			n.PeakPerS *= 1 - *p.ReadCacheHit
 		}
 		n.Needed = n.PeakPerS * p.Headroom
 		n.Instances = max(1, roundUp(n.Needed/capy.PerSec))

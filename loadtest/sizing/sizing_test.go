@@ -100,6 +100,19 @@ func TestOneSaleBeyondOnePrimary(t *testing.T) {
 	}
 }
 
+func TestReadCacheHitSparesProduct(t *testing.T) {
+	r := mustSize(t, strings.Replace(handPlan, "headroom: 1.5", "headroom: 1.5\nread_cache_hit: 0.9", 1), handCaps())
+	// A tenth of 30,000/9 reads a second reaches product: 333 × 1.5 = 500.
+	for _, c := range r.Components {
+		if c.Name == "product" && (!near(c.Needed, 500) || c.Instances != 1) {
+			t.Errorf("product needs %g/s on %d replicas, want 500 on 1", c.Needed, c.Instances)
+		}
+		if c.Name == "gateway" && c.Instances != 7 {
+			t.Errorf("the gateway answers every read: %d replicas, want 7", c.Instances)
+		}
+	}
+}
+
 func TestTwoEightRule(t *testing.T) {
 	// peak = total × 0.8 / (window × 0.2), with a peak factor on top.
 	raw := strings.NewReplacer("window: 1h", "window: 24h", "peak: {share: 0.8, time: 0.2}", "peak: {share: 0.8, time: 0.2, factor: 4}").Replace(handPlan)
@@ -177,6 +190,7 @@ func TestBadPlansRefused(t *testing.T) {
 		{"per_order: {order: 1, pay: 1}", "per_order: {buy: 1}", "per_order.buy: counted per visit, not per order"},
 		{"hot_sale_share: 0.5", "hot_sale_share: 2", "hot_sale_share: 2 is not a share"},
 		{"headroom: 1.5", "headroom: 0.5", "headroom: 0.5: must be at least 1"},
+		{"headroom: 1.5", "headroom: 1.5\nread_cache_hit: 1", "read_cache_hit: 1 is not a share in [0, 1)"},
 		{"headroom: 1.5", "headroom: 1.5\ncapacity: {database: 10}", "capacity.database: not a component"},
 		{"headroom: 1.5", "headroom: 1.5\ncapacity: {redis: -1}", "capacity.redis: -1 per second: must be positive"},
 		{"headroom: 1.5", "headroom: 1.5\nhedroom: 2", "field hedroom not found"},
