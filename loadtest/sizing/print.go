@@ -45,7 +45,7 @@ func (r *Result) Print(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nnotes:")
 	if *p.ReadCacheHit > 0 {
-		fmt.Fprintf(w, "  product gets %g%% of the detail and activity reads: the gateway's cache answers the rest\n", 100*(1-*p.ReadCacheHit))
+		fmt.Fprintf(w, "  product gets %.4g%% of the detail and activity reads: the gateway's cache answers the rest\n", 100*(1-*p.ReadCacheHit))
 	}
 	fmt.Fprintf(w, "  in flight at the peak (Little's law, %s a request): %s requests\n", p.ResponseTime.D(), n(r.InFlight))
 	for _, c := range r.Components {
