@@ -16,7 +16,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 
 export GOTOOLCHAIN := local
 
-.PHONY: demo test rules actionlint up deps test-deps proto proto-check lint bench loadtest static
+.PHONY: demo test rules actionlint up deps test-deps proto proto-check lint bench loadtest static size
 
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
@@ -104,6 +104,11 @@ lint:
 ## bench: inventory strategies against the redis-benchmark ceiling, then the rate limiters under one bursty trace (chart: loadtest/out/ratelimit.html)
 bench: deps
 	$(GO) run ./loadtest/cmd/bench $(ARGS)
+
+## size: replicas, Redis primaries and Kafka partitions for PLAN's users (docs/sizing.md); REPORT=loadtest/out/report.json takes the capacities from a run
+PLAN ?= loadtest/sizing/seed002.yaml
+size:
+	$(GO) run ./loadtest/cmd/size -plan $(PLAN) $(if $(REPORT),-report $(REPORT)) $(ARGS)
 
 ## static: build every command as the Dockerfile does (CGO_ENABLED=0, static), into .bin/static
 static:
