@@ -31,22 +31,7 @@ const budget = 5 * time.Second
 func TestBuysKeepTheBooksUnderWireFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cfg := local.StackConfig(nil)
-	cfg.Faults = true
-	s, err := localstack.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	p, err := local.Up(ctx, s, local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
+	s, p := mustFaultyPlatform(t, ctx)
 	c := client{tb: t, base: p.GatewayURL}
 	admin := c.MustToken("1", "admin")
 	conn, err := pgx.Connect(ctx, s.PostgresURL(local.DBOrders))
@@ -210,4 +195,28 @@ func get(url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// mustFaultyPlatform starts a stack of its own whose connections cross
+// fault proxies, and the platform on it; both are closed when the test
+// ends.
+func mustFaultyPlatform(t *testing.T, ctx context.Context) (*localstack.Stack, *local.Platform) {
+	t.Helper()
+	cfg := local.StackConfig(nil)
+	cfg.Faults = true
+	s, err := localstack.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	p, err := local.Up(ctx, s, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return s, p
 }

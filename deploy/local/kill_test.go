@@ -26,22 +26,7 @@ import (
 func TestOrderKilledMidBatchLosesAndDuplicatesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cfg := local.StackConfig(nil)
-	cfg.Faults = true
-	s, err := localstack.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	p, err := local.Up(ctx, s, local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	}()
+	s, p := mustFaultyPlatform(t, ctx)
 	lift, err := s.Fault(localstack.Postgres, localstack.Fault{Kind: localstack.Latency, Latency: 30 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
