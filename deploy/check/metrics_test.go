@@ -260,6 +260,10 @@ func literal(e ast.Expr) (string, error) {
 	return strconv.Unquote(lit.Value)
 }
 
+// scrapeLabels are the labels Prometheus adds to every series it scrapes
+// (the scrape's job and target), which no code registers.
+var scrapeLabels = []string{"job", "instance"}
+
 // histoSuffixes are the series a histogram or summary adds to its name.
 var histoSuffixes = []string{"_bucket", "_sum", "_count"}
 
@@ -280,7 +284,7 @@ func unregistered(expr string, metrics map[string]metric) []string {
 	labelsOf := map[string][]string{}
 	for _, series := range queriedMetrics(expr) {
 		if m, ok := metrics[series]; ok {
-			labelsOf[series] = m.labels
+			labelsOf[series] = append(slices.Clone(m.labels), scrapeLabels...)
 			continue
 		}
 		known := false
@@ -288,9 +292,9 @@ func unregistered(expr string, metrics map[string]metric) []string {
 			base, cut := strings.CutSuffix(series, suffix)
 			if m, in := metrics[base]; cut && in && m.kind == histogramMetric {
 				known = true
-				labelsOf[series] = m.labels
+				labelsOf[series] = append(slices.Clone(m.labels), scrapeLabels...)
 				if suffix == "_bucket" {
-					labelsOf[series] = append(slices.Clone(m.labels), "le")
+					labelsOf[series] = append(labelsOf[series], "le")
 				}
 			}
 		}
