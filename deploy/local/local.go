@@ -111,6 +111,9 @@ type orderProcess struct {
 	grpcAddr, adminAddr string
 	// wire is cfg.GRPCListener, whose connections a hard kill breaks.
 	wire *wire
+	// started is false from a restart until the replica is ready: a
+	// replica that fails to start again is started once more.
+	started bool
 	// hook is the consumer hook the caller configured, if any.
 	hook   func(ctx context.Context, stored int) error
 	mu     sync.Mutex
@@ -270,7 +273,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 		o.cfg.ConsumerAfterWrite = o.afterWrite
 		o.listenOn(orderLis[2*i], orderLis[2*i+1])
 		p.orders = append(p.orders, o)
-		p.runOrder(o)
+		p.runOrder(o, false)
 	}
 	p.run(runCtx, "channelsim", func(ctx context.Context) error { return sim.Serve(ctx, simLis) })
 	p.run(runCtx, "payment", func(ctx context.Context) error { return payapp.Run(ctx, pay) })
@@ -296,17 +299,57 @@ func (p *Platform) run(ctx context.Context, name string, fn func(context.Context
 }
 
 // runOrder runs the order replica o under a context of its own, so a
-// kill can stop it alone.
-func (p *Platform) runOrder(o *orderProcess) {
+// kill can stop it alone. A replica started again after a kill may find
+// a dependency down (Postgres restarting at that moment): when it fails
+// before it was ready, it is started once more half a second later, as a
+// supervisor (Kubernetes) restarts a crashed container, instead of
+// failing the platform.
+func (p *Platform) runOrder(o *orderProcess, restart bool) {
 	ctx, cancel := context.WithCancel(p.runCtx)
 	o.mu.Lock()
-	o.cancel, o.done = cancel, make(chan struct{})
-	cfg := o.cfg
+	o.cancel, o.done, o.started = cancel, make(chan struct{}), !restart
 	o.mu.Unlock()
 	p.run(ctx, o.name, func(ctx context.Context) error {
 		defer o.exited()
-		return orderapp.Run(ctx, cfg)
+		for {
+			o.mu.Lock()
+			cfg := o.cfg
+			o.mu.Unlock()
+			err := orderapp.Run(ctx, cfg)
+			o.mu.Lock()
+			started := o.started
+			o.mu.Unlock()
+			if err == nil || ctx.Err() != nil || started {
+				return err
+			}
+			cfg.Logger.Warn("order service failed to start again; starting it once more", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(500 * time.Millisecond):
+			}
+			cfg.GRPCListener.Close()
+			cfg.AdminListener.Close()
+			if err := o.listen(); err != nil {
+				return err
+			}
+		}
 	})
+}
+
+// listen opens o's listeners on its addresses again.
+func (o *orderProcess) listen() error {
+	grpcLis, err := net.Listen("tcp", o.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("local: %s listen: %w", o.name, err)
+	}
+	adminLis, err := net.Listen("tcp", o.adminAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("local: %s listen: %w", o.name, err)
+	}
+	o.listenOn(grpcLis, adminLis)
+	return nil
 }
 
 // listenOn makes o serve on the listeners (its own addresses, at the
@@ -422,18 +465,17 @@ func (p *Platform) StartOrderReplica(ctx context.Context, i int) error {
 }
 
 func (p *Platform) startOrder(ctx context.Context, o *orderProcess) error {
-	grpcLis, err := net.Listen("tcp", o.grpcAddr)
-	if err != nil {
-		return fmt.Errorf("local: %s listen: %w", o.name, err)
+	if err := o.listen(); err != nil {
+		return err
 	}
-	adminLis, err := net.Listen("tcp", o.adminAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("local: %s listen: %w", o.name, err)
+	p.runOrder(o, true)
+	if err := waitOK(ctx, "http://"+o.adminAddr+telemetry.DependenciesPath, p.failed, p.Err); err != nil {
+		return err
 	}
-	o.listenOn(grpcLis, adminLis)
-	p.runOrder(o)
-	return waitOK(ctx, "http://"+o.adminAddr+telemetry.DependenciesPath, p.failed, p.Err)
+	o.mu.Lock()
+	o.started = true
+	o.mu.Unlock()
+	return nil
 }
 
 // Failed is closed when a service stops with an error before Close.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -187,3 +188,78 @@ func placed(t *testing.T, admin string) int {
 	}
 	return n
 }
+
+// TestOrderReplicaStartedWhilePostgresIsDownComesUp: an order replica
+// started again while Postgres is down fails to start, as the process
+// would, and is started once more until Postgres is back, as a supervisor
+// restarts a crashed container, instead of failing the platform (the
+// chaos run's order restart fell in its Postgres crash and left the
+// replica down for good).
+func TestOrderReplicaStartedWhilePostgresIsDownComesUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	retried := make(chan struct{}, 1)
+	log := slog.New(signal{msg: "order service failed to start again", c: retried})
+	p, err := local.Up(ctx, stack, local.Options{OrderReplicas: 2, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	if err := p.KillOrderReplica(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := stack.StopPostgres(); err != nil {
+		t.Fatal(err)
+	}
+	postgresDown := true
+	defer func() {
+		if postgresDown {
+			if err := stack.StartPostgres(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	started := make(chan error, 1)
+	go func() { started <- p.StartOrderReplica(ctx, 1) }()
+	select {
+	case <-retried:
+	case err := <-started:
+		t.Fatalf("the replica's start with Postgres down ended (%v) without being tried again", err)
+	case <-ctx.Done():
+		t.Fatal("the replica's start with Postgres down was never retried")
+	}
+	if err := stack.StartPostgres(ctx); err != nil {
+		t.Fatal(err)
+	}
+	postgresDown = false
+	if err := <-started; err != nil {
+		t.Fatalf("replica 1 did not come up once Postgres was back: %v", err)
+	}
+	if err := p.Err(); err != nil {
+		t.Fatalf("the platform failed: %v", err)
+	}
+}
+
+// signal is a log handler that tells c when a warning starting with msg
+// is logged.
+type signal struct {
+	msg string
+	c   chan struct{}
+}
+
+func (s signal) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (s signal) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, s.msg) {
+		select {
+		case s.c <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+func (s signal) WithAttrs([]slog.Attr) slog.Handler { return s }
+func (s signal) WithGroup(string) slog.Handler      { return s }
