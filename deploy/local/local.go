@@ -308,6 +308,7 @@ func (p *Platform) runOrder(o *orderProcess, restart bool) {
 	ctx, cancel := context.WithCancel(p.runCtx)
 	o.mu.Lock()
 	o.cancel, o.done, o.started = cancel, make(chan struct{}), !restart
+	o.armed = nil // a hard kill's, for the process it killed
 	o.mu.Unlock()
 	p.run(ctx, o.name, func(ctx context.Context) error {
 		defer o.exited()
@@ -434,9 +435,11 @@ func (p *Platform) OrderAdminURL(i int) string { return "http://" + p.orders[i].
 // never committed (the group delivers it again, to a live replica). The
 // gateway's and the payment service's later calls go to the other
 // replicas: the dead one's reconnects are refused and round_robin leaves
-// it out. One difference from a real kill -9: its consumer leaves the
-// group as it stops, so its partitions move at once instead of after the
-// group's session timeout (10 s). Run StartOrderReplica to bring it back.
+// it out. It returns at once, as a kill does; the replica's goroutines
+// wind down behind it, their consumer batch uncommitted. One difference
+// from a real kill -9: its consumer leaves the group as it stops, so its
+// partitions move at once instead of after the group's session timeout
+// (10 s). Run StartOrderReplica to bring it back.
 func (p *Platform) KillOrderReplica(i int) error {
 	if i < 0 || i >= len(p.orders) {
 		return fmt.Errorf("local: no order replica %d (the platform runs %d)", i, len(p.orders))
@@ -444,14 +447,10 @@ func (p *Platform) KillOrderReplica(i int) error {
 	o := p.orders[i]
 	o.mu.Lock()
 	o.armed = make(chan struct{})
-	cancel, done, w := o.cancel, o.done, o.wire
+	cancel, w := o.cancel, o.wire
 	o.mu.Unlock()
 	cancel()
 	w.cutAll()
-	<-done
-	o.mu.Lock()
-	o.armed = nil
-	o.mu.Unlock()
 	return nil
 }
 
@@ -465,6 +464,14 @@ func (p *Platform) StartOrderReplica(ctx context.Context, i int) error {
 }
 
 func (p *Platform) startOrder(ctx context.Context, o *orderProcess) error {
+	o.mu.Lock()
+	done := o.done
+	o.mu.Unlock()
+	select { // the killed process has let go of its addresses
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("local: %s still stopping: %w", o.name, ctx.Err())
+	}
 	if err := o.listen(); err != nil {
 		return err
 	}
