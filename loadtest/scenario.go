@@ -39,6 +39,10 @@ type Platform struct {
 	// `make demo` runs the platform with it unless FLASHSALE_PAYMENT_WINDOW
 	// is set; zero assumes nothing.
 	PaymentWindow Duration `yaml:"payment_window"`
+	// OrderReplicas is how many order services `make demo` runs (default
+	// 1), all in orders.placed's consumer group, the gateway spreading its
+	// calls over them; an order-replica fault needs at least 2.
+	OrderReplicas int `yaml:"order_replicas"`
 }
 
 // NeedsSimulator reports whether the scenario's faults act at the channel
@@ -190,6 +194,10 @@ type Payment struct {
 	Channels       map[string]int `yaml:"channels"`
 }
 
+// FaultReplica is the order replica an order-replica fault kills: the
+// second, so the first (the one an order fault kills) is the one left.
+const FaultReplica = 1
+
 // Fault modes. A down channel is switched off in the platform's routing
 // (PUT /admin/v1/channels/{channel}); slow and failing are how the
 // channel itself behaves, set at the channel simulator
@@ -209,13 +217,16 @@ const (
 
 // The targets of infrastructure faults and the modes each takes: the
 // connections to Redis, Postgres and the broker, the order service's link
-// to inventory, and the processes that can be killed.
+// to inventory, and the processes that can be killed: the order service
+// (its first replica, between a consumer batch's write and its commit)
+// and one order replica of several (replica FaultReplica, as kill -9).
 var targetModes = map[string][]string{
-	"redis":     {FaultLatency, FaultDown, FaultBlackhole, FaultBandwidth, FaultKill},
-	"postgres":  {FaultLatency, FaultDown, FaultBlackhole, FaultBandwidth, FaultKill},
-	"kafka":     {FaultLatency, FaultDown, FaultBlackhole, FaultBandwidth},
-	"inventory": {FaultLatency, FaultDown, FaultBlackhole, FaultBandwidth},
-	"order":     {FaultKill},
+	"redis":         {FaultLatency, FaultDown, FaultBlackhole, FaultBandwidth, FaultKill},
+	"postgres":      {FaultLatency, FaultDown, FaultBlackhole, FaultBandwidth, FaultKill},
+	"kafka":         {FaultLatency, FaultDown, FaultBlackhole, FaultBandwidth},
+	"inventory":     {FaultLatency, FaultDown, FaultBlackhole, FaultBandwidth},
+	"order":         {FaultKill},
+	"order-replica": {FaultKill},
 }
 
 // Fault takes a payment channel down, makes it slow (adding Latency to
@@ -390,6 +401,7 @@ func (sc *Scenario) Validate() error {
 	}
 
 	check(sc.Platform.PaymentWindow >= 0, "platform.payment_window", "must not be negative")
+	check(sc.Platform.OrderReplicas >= 0, "platform.order_replicas", "must not be negative")
 	check(len(sc.Phases) > 0, "phases", "at least one phase is required")
 	names := map[string]bool{}
 	for i, p := range sc.Phases {
@@ -439,7 +451,9 @@ func (sc *Scenario) Validate() error {
 		if ft.Target != "" {
 			modes, known := targetModes[ft.Target]
 			check(ft.Channel == "", f+".channel", "a fault has a channel or a target, not both")
-			check(known, f+".target", "must be redis, postgres, kafka, inventory or order, got %q", ft.Target)
+			check(known, f+".target", "must be redis, postgres, kafka, inventory, order or order-replica, got %q", ft.Target)
+			check(ft.Target != "order-replica" || sc.Platform.OrderReplicas > FaultReplica, f+".target",
+				"order-replica kills replica %d and needs platform.order_replicas of at least %d, got %d", FaultReplica, FaultReplica+1, sc.Platform.OrderReplicas)
 			check(!known || slices.Contains(modes, ft.Mode), f+".mode", "%q takes %s, got %q", ft.Target, strings.Join(modes, ", "), ft.Mode)
 			check(ft.Mode != FaultLatency || ft.Latency > 0 && ft.Jitter >= 0 && ft.Jitter <= ft.Latency, f+".latency",
 				"must be positive, with 0 <= jitter <= latency")

@@ -60,6 +60,8 @@ func TestScenarioValidationNamesTheField(t *testing.T) {
 		{"wire latency without latency", "phases:", "faults: [{target: redis, mode: latency, at: 1s, lasts: 1s}]\nphases:", "faults[0].latency"},
 		{"jitter above latency", "phases:", "faults: [{target: inventory, mode: latency, latency: 10ms, jitter: 20ms, at: 1s, lasts: 1s}]\nphases:", "faults[0].latency"},
 		{"bandwidth without a rate", "phases:", "faults: [{target: postgres, mode: bandwidth, at: 1s, lasts: 1s}]\nphases:", "faults[0].rate_kb"},
+		{"replica kill with one replica", "phases:", "faults: [{target: order-replica, mode: kill, at: 1s, lasts: 1s}]\nphases:", "platform.order_replicas of at least 2, got 0"},
+		{"negative replicas", "phases:", "platform: {order_replicas: -1}\nphases:", "platform.order_replicas"},
 		{"channel and target", "phases:", "faults: [{channel: alipay, target: redis, mode: down, at: 1s, lasts: 1s}]\nphases:", "faults[0].channel"},
 		{"late and duplicate above one", "pay_share: 0.5", "pay_share: 0.5, late_share: 0.6, duplicate_share: 0.5", "payment.late_share/duplicate_share"},
 		{"duplicate with one channel", "pay_share: 0.5", "pay_share: 0.5, duplicate_share: 0.1", "payment.duplicate_share"},

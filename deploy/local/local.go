@@ -60,6 +60,11 @@ type Options struct {
 	Clock  clock.Clock
 	// HTTPAddr is the gateway's address; empty picks a free loopback port.
 	HTTPAddr string
+	// OrderReplicas is how many order services run (default 1), each on
+	// ports of its own with its own id space (FLASHSALE_NODE_ID plus its
+	// index), all in the consumer group of orders.placed; the gateway and
+	// the payment service spread their calls over the live ones.
+	OrderReplicas int
 	// JWTSecret signs tokens; empty makes a random one.
 	JWTSecret string
 	// Environ, when true, has every service read the process
@@ -100,14 +105,23 @@ type Platform struct {
 	errs   []error
 	failed chan struct{}
 	once   sync.Once
-	order  orderProcess
+	// orders are the order service's replicas; the first is the one
+	// KillOrder stops.
+	orders []*orderProcess
 }
 
-// orderProcess is the order service the platform runs, which a fault
-// scenario may kill and start again (KillOrder, StartOrder).
+// orderProcess is an order service replica the platform runs, which a
+// fault scenario may kill and start again (KillOrder, StartOrder,
+// KillOrderReplica, StartOrderReplica).
 type orderProcess struct {
+	name                string
 	cfg                 orderapp.Config
 	grpcAddr, adminAddr string
+	// wire is cfg.GRPCListener, whose connections a hard kill breaks.
+	wire *wire
+	// started is false from a restart until the replica is ready: a
+	// replica that fails to start again is started once more.
+	started bool
 	// hook is the consumer hook the caller configured, if any.
 	hook   func(ctx context.Context, stored int) error
 	mu     sync.Mutex
@@ -167,8 +181,15 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	mkt.Logger, mkt.Clock = log.With("service", "marketing"), clk
 	mkt.PostgresURL = stack.PostgresURL(DBMarketing)
 
+	replicas := max(opts.OrderReplicas, 1)
 	ord := orderapp.ConfigFromEnv(defaults)
-	ord.GRPCListener, ord.AdminListener = lis.take(), lis.take()
+	// Each replica's gRPC and admin listeners, in turn.
+	orderLis := make([]net.Listener, 2*replicas)
+	orderAddrs := make([]string, replicas)
+	for i := range replicas {
+		orderLis[2*i], orderLis[2*i+1] = lis.take(), lis.take()
+		orderAddrs[i] = addr(orderLis[2*i])
+	}
 	ord.Logger, ord.Clock = log.With("service", "order"), clk
 	ord.PostgresURL = stack.PostgresURL(DBOrders)
 	ord.RedisAddr = stack.RedisAddr
@@ -189,7 +210,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	pay.GRPCListener, pay.AdminListener = lis.take(), lis.take()
 	pay.Logger, pay.Clock = log.With("service", "payment"), clk
 	pay.PostgresURL = stack.PostgresURL(DBPayment)
-	pay.OrderAddr = addr(ord.GRPCListener)
+	pay.OrderAddr = staticTarget(orderAddrs)
 	pay.ChannelsURL = "http://" + addr(simLis)
 	ord.PaymentAddr = addr(pay.GRPCListener)
 
@@ -207,7 +228,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	gw.Logger, gw.Clock = log.With("service", "gateway"), clk
 	gw.RedisAddr = stack.RedisAddr
 	gw.ProductAddr = addr(prod.GRPCListener)
-	gw.OrderAddr = addr(ord.GRPCListener)
+	gw.OrderAddr = staticTarget(orderAddrs)
 	gw.PaymentAddr = addr(pay.GRPCListener)
 	gw.MarketingAddr = addr(mkt.GRPCListener)
 	gw.JWTSecret = secret
@@ -262,11 +283,18 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	p.run(runCtx, "product", func(ctx context.Context) error { return productapp.Run(ctx, prod) })
 	p.run(runCtx, "marketing", func(ctx context.Context) error { return marketingapp.Run(ctx, mkt) })
 	p.runCtx = runCtx
-	p.order.grpcAddr, p.order.adminAddr = addr(ord.GRPCListener), addr(ord.AdminListener)
-	p.order.hook = ord.ConsumerAfterWrite
-	ord.ConsumerAfterWrite = p.order.afterWrite
-	p.order.cfg = ord
-	p.runOrder()
+	for i := range replicas {
+		o := &orderProcess{name: "order", cfg: ord, grpcAddr: orderAddrs[i], adminAddr: addr(orderLis[2*i+1]), hook: ord.ConsumerAfterWrite}
+		if replicas > 1 {
+			o.name = fmt.Sprintf("order replica %d", i)
+			o.cfg.Logger = ord.Logger.With("replica", i)
+		}
+		o.cfg.NodeID = ord.NodeID + int64(i)
+		o.cfg.ConsumerAfterWrite = o.afterWrite
+		o.listenOn(orderLis[2*i], orderLis[2*i+1])
+		p.orders = append(p.orders, o)
+		p.runOrder(o, false)
+	}
 	p.run(runCtx, "channelsim", func(ctx context.Context) error { return sim.Serve(ctx, simLis) })
 	p.run(runCtx, "payment", func(ctx context.Context) error { return payapp.Run(ctx, pay) })
 	p.run(runCtx, "gateway", func(ctx context.Context) error { return gwapp.Run(ctx, gw) })
@@ -281,9 +309,6 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 func (p *Platform) run(ctx context.Context, name string, fn func(context.Context) error) {
 	p.wg.Go(func() {
 		err := fn(ctx)
-		if name == "order" {
-			p.order.exited()
-		}
 		if err != nil && ctx.Err() == nil {
 			p.mu.Lock()
 			p.errs = append(p.errs, fmt.Errorf("%s: %w", name, err))
@@ -293,15 +318,68 @@ func (p *Platform) run(ctx context.Context, name string, fn func(context.Context
 	})
 }
 
-// runOrder runs the order service of p.order.cfg under a context of its
-// own, so KillOrder can stop it alone.
-func (p *Platform) runOrder() {
+// runOrder runs the order replica o under a context of its own, so a
+// kill can stop it alone. A replica started again after a kill may find
+// a dependency down (Postgres restarting at that moment): when it fails
+// before it was ready, it is started once more half a second later, as a
+// supervisor (Kubernetes) restarts a crashed container, instead of
+// failing the platform.
+func (p *Platform) runOrder(o *orderProcess, restart bool) {
 	ctx, cancel := context.WithCancel(p.runCtx)
-	p.order.mu.Lock()
-	p.order.cancel, p.order.done = cancel, make(chan struct{})
-	cfg := p.order.cfg
-	p.order.mu.Unlock()
-	p.run(ctx, "order", func(ctx context.Context) error { return orderapp.Run(ctx, cfg) })
+	o.mu.Lock()
+	o.cancel, o.done, o.started = cancel, make(chan struct{}), !restart
+	o.armed = nil // a hard kill's, for the process it killed
+	o.mu.Unlock()
+	p.run(ctx, o.name, func(ctx context.Context) error {
+		defer o.exited()
+		for {
+			o.mu.Lock()
+			cfg := o.cfg
+			o.mu.Unlock()
+			err := orderapp.Run(ctx, cfg)
+			o.mu.Lock()
+			started := o.started
+			o.mu.Unlock()
+			if err == nil || ctx.Err() != nil || started {
+				return err
+			}
+			cfg.Logger.Warn("order service failed to start again; starting it once more", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(500 * time.Millisecond):
+			}
+			cfg.GRPCListener.Close()
+			cfg.AdminListener.Close()
+			if err := o.listen(); err != nil {
+				return err
+			}
+		}
+	})
+}
+
+// listen opens o's listeners on its addresses again.
+func (o *orderProcess) listen() error {
+	grpcLis, err := net.Listen("tcp", o.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("local: %s listen: %w", o.name, err)
+	}
+	adminLis, err := net.Listen("tcp", o.adminAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("local: %s listen: %w", o.name, err)
+	}
+	o.listenOn(grpcLis, adminLis)
+	return nil
+}
+
+// listenOn makes o serve on the listeners (its own addresses, at the
+// start and after a kill).
+func (o *orderProcess) listenOn(grpcLis, adminLis net.Listener) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.wire = newWire(grpcLis)
+	o.cfg.GRPCListener, o.cfg.AdminListener = o.wire, adminLis
 }
 
 func (o *orderProcess) exited() {
@@ -336,19 +414,22 @@ func (o *orderProcess) afterWrite(ctx context.Context, stored int) error {
 // its commit (false when no batch came within wait; the service is
 // stopped all the same). Buys answer UNAVAILABLE until StartOrder; the
 // caught batch is delivered again after it, and stored once.
+//
+// With several replicas it stops the first (the others keep serving).
 func (p *Platform) KillOrder(wait time.Duration) (midBatch bool) {
+	o := p.orders[0]
 	armed := make(chan struct{})
-	p.order.mu.Lock()
-	p.order.armed = armed
-	cancel, done := p.order.cancel, p.order.done
-	p.order.mu.Unlock()
+	o.mu.Lock()
+	o.armed = armed
+	cancel, done := o.cancel, o.done
+	o.mu.Unlock()
 	select {
 	case <-armed:
 		midBatch = true
 	case <-time.After(wait):
-		p.order.mu.Lock()
-		p.order.armed = nil
-		p.order.mu.Unlock()
+		o.mu.Lock()
+		o.armed = nil
+		o.mu.Unlock()
 	}
 	cancel()
 	<-done
@@ -358,20 +439,70 @@ func (p *Platform) KillOrder(wait time.Duration) (midBatch bool) {
 // StartOrder starts the order service again after KillOrder, on the same
 // addresses, and returns once it is ready.
 func (p *Platform) StartOrder(ctx context.Context) error {
-	grpcLis, err := net.Listen("tcp", p.order.grpcAddr)
-	if err != nil {
-		return fmt.Errorf("local: order listen: %w", err)
+	return p.startOrder(ctx, p.orders[0])
+}
+
+// OrderReplicas is how many order replicas the platform runs.
+func (p *Platform) OrderReplicas() int { return len(p.orders) }
+
+// OrderAdminURL is the base URL of order replica i's admin server
+// (metrics, dependencies).
+func (p *Platform) OrderAdminURL(i int) string { return "http://" + p.orders[i].adminAddr }
+
+// KillOrderReplica kills order replica i (0 is the first) as kill -9 does,
+// without draining: its connections break at once, so the calls in flight
+// on it fail (UNAVAILABLE), and a consumer batch it writes from then on is
+// never committed (the group delivers it again, to a live replica). The
+// gateway's and the payment service's later calls go to the other
+// replicas: the dead one's reconnects are refused and round_robin leaves
+// it out. It returns at once, as a kill does; the replica's goroutines
+// wind down behind it, their consumer batch uncommitted. One difference
+// from a real kill -9: its consumer leaves the group as it stops, so its
+// partitions move at once instead of after the group's session timeout
+// (10 s). Run StartOrderReplica to bring it back.
+func (p *Platform) KillOrderReplica(i int) error {
+	if i < 0 || i >= len(p.orders) {
+		return fmt.Errorf("local: no order replica %d (the platform runs %d)", i, len(p.orders))
 	}
-	adminLis, err := net.Listen("tcp", p.order.adminAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("local: order listen: %w", err)
+	o := p.orders[i]
+	o.mu.Lock()
+	o.armed = make(chan struct{})
+	cancel, w := o.cancel, o.wire
+	o.mu.Unlock()
+	cancel()
+	w.cutAll()
+	return nil
+}
+
+// StartOrderReplica starts order replica i again after KillOrderReplica,
+// on the same addresses, and returns once it is ready.
+func (p *Platform) StartOrderReplica(ctx context.Context, i int) error {
+	if i < 0 || i >= len(p.orders) {
+		return fmt.Errorf("local: no order replica %d (the platform runs %d)", i, len(p.orders))
 	}
-	p.order.mu.Lock()
-	p.order.cfg.GRPCListener, p.order.cfg.AdminListener = grpcLis, adminLis
-	p.order.mu.Unlock()
-	p.runOrder()
-	return waitOK(ctx, "http://"+p.order.adminAddr+telemetry.DependenciesPath, p.failed, p.Err)
+	return p.startOrder(ctx, p.orders[i])
+}
+
+func (p *Platform) startOrder(ctx context.Context, o *orderProcess) error {
+	o.mu.Lock()
+	done := o.done
+	o.mu.Unlock()
+	select { // the killed process has let go of its addresses
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("local: %s still stopping: %w", o.name, ctx.Err())
+	}
+	if err := o.listen(); err != nil {
+		return err
+	}
+	p.runOrder(o, true)
+	if err := waitOK(ctx, "http://"+o.adminAddr+telemetry.DependenciesPath, p.failed, p.Err); err != nil {
+		return err
+	}
+	o.mu.Lock()
+	o.started = true
+	o.mu.Unlock()
+	return nil
 }
 
 // Failed is closed when a service stops with an error before Close.
@@ -392,7 +523,15 @@ func (p *Platform) Close() error {
 	return p.Err()
 }
 
+// waitReady waits for the gateway and for every order replica: the
+// gateway is ready as soon as one replica answers, and a replica still
+// starting would get no calls at first.
 func (p *Platform) waitReady(ctx context.Context) error {
+	for _, o := range p.orders {
+		if err := waitOK(ctx, "http://"+o.adminAddr+telemetry.DependenciesPath, p.failed, p.Err); err != nil {
+			return err
+		}
+	}
 	return waitOK(ctx, p.GatewayURL+telemetry.DependenciesPath, p.failed, p.Err)
 }
 

@@ -205,13 +205,14 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	// FLASHSALE_ADMISSION_SECKILL_MAX=0 measures the overload scenario
 	// without admission); the payment window is the scenario's unless
 	// FLASHSALE_PAYMENT_WINDOW says otherwise.
-	p, err := local.Up(ctx, stack, local.Options{Logger: log, Environ: true,
+	p, err := local.Up(ctx, stack, local.Options{Logger: log, Environ: true, OrderReplicas: sc.Platform.OrderReplicas,
 		AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = window }})
 	if err != nil {
 		return false, err
 	}
 	defer p.Close()
-	fmt.Printf("Platform up: gateway %s, channel simulator %s, payment window %s\n", p.GatewayURL, p.ChannelsURL, window)
+	fmt.Printf("Platform up: gateway %s, channel simulator %s, payment window %s, %d order replica(s)\n",
+		p.GatewayURL, p.ChannelsURL, window, p.OrderReplicas())
 
 	pool, err := postgres.Dial(ctx, stack.PostgresURL(local.DBOrders), 4)
 	if err != nil {
@@ -244,8 +245,9 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 // infra puts a scenario's faults on the platform this command started:
 // wire faults through the stack's proxies, kills of Redis and Postgres
 // (restarted when the fault lasts out: Redis from its AOF, Postgres with
-// crash recovery) and of the order service (between a consumer batch's
-// write and its commit).
+// crash recovery), of the order service (between a consumer batch's
+// write and its commit) and of an order replica (as kill -9, while the
+// others serve).
 type infra struct {
 	stack    *localstack.Stack
 	platform *local.Platform
@@ -261,6 +263,9 @@ func (i infra) Fault(ctx context.Context, f loadtest.Fault) (func(context.Contex
 		case "order":
 			i.platform.KillOrder(2 * time.Second)
 			return i.platform.StartOrder, nil
+		case "order-replica":
+			return func(ctx context.Context) error { return i.platform.StartOrderReplica(ctx, loadtest.FaultReplica) },
+				i.platform.KillOrderReplica(loadtest.FaultReplica)
 		}
 		return nil, fmt.Errorf("cannot kill %s", f.Target)
 	}
