@@ -46,7 +46,7 @@ func (s *Service) MarkPaid(ctx context.Context, p Paid) (Order, bool, error) {
 	if moved {
 		s.cfg.Observer.Paid(o.Kind, p.Channel, p.Amount)
 	}
-	if o.Status != StatusPaid || o.PaymentID != p.PaymentID {
+	if o.PaymentID != p.PaymentID || !paidStatus(o.Status) {
 		s.cfg.Logger.InfoContext(ctx, "payment refused: order not payable by it",
 			"order_id", o.ID, "status", o.Status, "payment_id", p.PaymentID, "paid_by", o.PaymentID,
 			"amount", p.Amount, "payable", o.Payable)
@@ -69,4 +69,15 @@ func (s *Service) MarkPaid(ctx context.Context, p Paid) (Order, bool, error) {
 		return Order{}, false, fmt.Errorf("%s %d: confirm: %v: %w", op, p.OrderID, err, ErrUnavailable)
 	}
 	return o, true, nil
+}
+
+// paidStatus says whether an order in status st was paid: PAID, or
+// refunded in part or in full since. A settlement of the payment that
+// paid it, resumed after its first answer was lost (the reservation's
+// confirm failed), finds the order refunded when its buyer asked in
+// between; it is still the payment that paid it, and must be accepted,
+// or the payment would be refunded as refused while the order's own
+// refund of it waits for an accepted payment for ever.
+func paidStatus(st Status) bool {
+	return st == StatusPaid || st == StatusPartiallyRefunded || st == StatusRefunded
 }

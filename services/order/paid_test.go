@@ -65,6 +65,24 @@ func TestMarkPaid(t *testing.T) {
 				f.stored[o.ID] = o
 			},
 			wantAcc: true, wantStatus: order.StatusPaid, wantConf: 1},
+		{name: "refunded since this payment paid it: a resumed settlement is accepted", paymentID: 5,
+			setup: func(f *fakes, o order.Order) {
+				o.Status, o.PaymentID, o.PaidAt = order.StatusRefunded, 5, paidAt
+				f.stored[o.ID] = o
+			},
+			wantAcc: true, wantStatus: order.StatusRefunded, wantConf: 1},
+		{name: "partly refunded since this payment paid it", paymentID: 5,
+			setup: func(f *fakes, o order.Order) {
+				o.Status, o.PaymentID, o.PaidAt = order.StatusPartiallyRefunded, 5, paidAt
+				f.stored[o.ID] = o
+			},
+			wantAcc: true, wantStatus: order.StatusPartiallyRefunded, wantConf: 1},
+		{name: "refunded, paid by another payment", paymentID: 6,
+			setup: func(f *fakes, o order.Order) {
+				o.Status, o.PaymentID, o.PaidAt = order.StatusRefunded, 5, paidAt
+				f.stored[o.ID] = o
+			},
+			wantAcc: false, wantStatus: order.StatusRefunded},
 		{name: "paid by another payment", paymentID: 6,
 			setup: func(f *fakes, o order.Order) {
 				o.Status, o.PaymentID, o.PaidAt = order.StatusPaid, 5, paidAt
