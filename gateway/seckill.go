@@ -105,16 +105,18 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		UserId: user, ActivityId: activityID, Quantity: quantity, IdempotencyKey: key,
 	})
 	if err != nil {
-		// Only a one-unit refusal proves no unit is left; a larger
-		// request may fail while smaller ones still fit.
-		if errcode.Of(err) == errcode.SoldOut && quantity == 1 {
-			g.soldOut.mark(activityID)
-		}
-		// No answer, or UNAVAILABLE: the order may still have been made
-		// (a publish that outlived the call). Its buyer is told 503 and
-		// comes back with the key, which the sold-out flag must then not
-		// refuse before order has looked.
-		if c := errcode.Of(err); !errcode.Answered(err) || c == errcode.Unavailable || c == errcode.Internal {
+		switch c := errcode.Of(err); {
+		case c == errcode.SoldOut:
+			// Only a one-unit refusal proves no unit is left; a larger
+			// request may fail while smaller ones still fit.
+			if quantity == 1 {
+				g.soldOut.mark(activityID)
+			}
+		case !errcode.Answered(err) || c == errcode.Unavailable || c == errcode.Internal:
+			// No answer, or UNAVAILABLE: the order may still have been
+			// made (a publish that outlived the call). Its buyer is told
+			// 503 and comes back with the key, which the sold-out flag
+			// must then not refuse before order has looked.
 			g.accepted.unanswered(ctx, activityID, user, key)
 		}
 		return api.SeckillAccepted{}, err

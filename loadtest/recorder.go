@@ -365,7 +365,7 @@ func (r *recorder) paymentCounts() map[string]map[string]int {
 // answer, or a 5xx (UNAVAILABLE, INTERNAL), as opposed to an answer about
 // the request (including 429s, which are the platform shedding load).
 func serverFailure(outcome string) bool {
-	return outcome == string(Failed) || outcome == string(Unavailable) || outcome == "internal"
+	return Outcome(outcome).unknown() || outcome == "internal"
 }
 
 // recoverSeconds is how many consecutive seconds of requests must see
