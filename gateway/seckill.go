@@ -145,6 +145,9 @@ func (a *acceptedKeys) remember(ctx context.Context, activityID, user int64, key
 	if a.rdb == nil {
 		return
 	}
+	// Written even when the buyer has gone: the buyer comes back with the
+	// key, and without the mark a shortcut would refuse it.
+	ctx = context.WithoutCancel(ctx)
 	if err := a.rdb.Set(ctx, a.name(activityID, user, key), orderID, a.ttl).Err(); err != nil {
 		a.log(ctx, "remember accepted key", "err", err)
 	}
@@ -169,6 +172,7 @@ func (a *acceptedKeys) unanswered(ctx context.Context, activityID, user int64, k
 	if a.rdb == nil {
 		return
 	}
+	ctx = context.WithoutCancel(ctx) // as remember: the buyer comes back
 	if err := a.rdb.Set(ctx, a.unsureName(activityID, user, key), 1, unansweredKeyTTL).Err(); err != nil {
 		a.log(ctx, "remember unanswered key", "err", err)
 	}

@@ -442,3 +442,54 @@ func mustParse(tb testing.TB, id string) int64 {
 	}
 	return n
 }
+
+// A buyer who hangs up while the order is being made still has it: the
+// accepted key is written although the request's context is gone, so
+// the buyer's retry after the sale sold out gets the order, not SOLD_OUT.
+func TestAcceptedKeyIsKeptWhenTheBuyerHangsUp(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	hold, held := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		opts: gateway.Options{SoldOutTTL: time.Hour, Redis: MustRedis(t)},
+		afterCall: func(method string) {
+			if strings.HasSuffix(method, "/PlaceSeckillOrder") && first.CompareAndSwap(false, true) {
+				close(held)
+				<-hold
+			}
+		}})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 1, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	buyer := tg.token(t, 971, "user")
+
+	ctx, hangUp := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tg.url+"/api/v1/seckill/orders", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+buyer)
+	req.Header.Set("Idempotency-Key", "hung-up")
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-held // the order is made; its answer is held
+	hangUp()
+	<-gone
+	time.Sleep(50 * time.Millisecond) // let the gateway see the hang-up
+	close(hold)
+	if got := tg.do(t, seckill(tg.token(t, 972, "user"), "k", body)); got.code(t) != "SOLD_OUT" {
+		t.Fatalf("another buyer: %d %s, want SOLD_OUT", got.status, got.body)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got := tg.do(t, seckill(buyer, "hung-up", body))
+		if got.status == http.StatusAccepted {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the buyer back with the key: %d %s, want 202 with the order made while it hung up", got.status, got.body)
+		}
+	}
+}
