@@ -112,7 +112,10 @@ func MustRun(tb testing.TB, name string, admin net.Listener, run func(context.Co
 			tb.Fatalf("%s: Run returned before it was ready: %v", name, err)
 		default:
 		}
-		if resp, err := http.Get(url); err == nil {
+		// Each probe is bounded: a request to a listener that is not
+		// served yet (or a service that failed as it started) must not
+		// hang the poll past its deadline and the Run error it reports.
+		if resp, err := (&http.Client{Timeout: time.Second}).Get(url); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return
