@@ -164,7 +164,7 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		span.SetName(info.route)
 		span.SetAttributes(attribute.String("http.route", info.route), attribute.Int("http.status_code", rec.status))
 		g.metrics.requests.WithLabelValues(info.route, strconv.Itoa(rec.status)).Inc()
-		g.metrics.latency.WithLabelValues(info.route).Observe(elapsed.Seconds())
+		telemetry.Observe(ctx, g.metrics.latency.WithLabelValues(info.route), elapsed.Seconds())
 
 		level := slog.LevelInfo
 		if slices.Contains(opsRoutes, info.route) {

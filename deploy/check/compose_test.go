@@ -21,6 +21,8 @@ type composeFile struct {
 
 type composeService struct {
 	Image string `yaml:"image"`
+	// Args is the service's command: the arguments to the image's entrypoint.
+	Args  []string `yaml:"command"`
 	Build *struct {
 		Context string            `yaml:"context"`
 		Args    map[string]string `yaml:"args"`
@@ -316,21 +318,7 @@ func waitsFor(f composeFile, a, b string) bool {
 // /metrics on its API port), and nothing that is not there.
 func TestPrometheusScrapesEveryService(t *testing.T) {
 	root, f := MustCompose(t)
-	var prom struct {
-		ScrapeConfigs []struct {
-			JobName       string `yaml:"job_name"`
-			StaticConfigs []struct {
-				Targets []string `yaml:"targets"`
-			} `yaml:"static_configs"`
-		} `yaml:"scrape_configs"`
-	}
-	mustYAML(t, &prom, filepath.Join(root, "deploy", "prometheus.yml"))
-	var targets []string
-	for _, sc := range prom.ScrapeConfigs {
-		for _, st := range sc.StaticConfigs {
-			targets = append(targets, st.Targets...)
-		}
-	}
+	targets := scrapeTargets(t, root)
 	for _, g := range goServices(t, f) {
 		if !g.bin.Metrics {
 			continue
@@ -344,6 +332,61 @@ func TestPrometheusScrapesEveryService(t *testing.T) {
 		host, _, _ := strings.Cut(target, ":")
 		if _, ok := f.Services[host]; !ok {
 			t.Errorf("prometheus scrapes %s, which is not a compose service", target)
+		}
+	}
+}
+
+// scrapeTargets returns the host:port targets of deploy/prometheus.yml.
+func scrapeTargets(tb testing.TB, root string) []string {
+	tb.Helper()
+	var prom struct {
+		ScrapeConfigs []struct {
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	mustYAML(tb, &prom, filepath.Join(root, "deploy", "prometheus.yml"))
+	var targets []string
+	for _, sc := range prom.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			targets = append(targets, st.Targets...)
+		}
+	}
+	return targets
+}
+
+// exporterMetrics are the series of the stores' exporters that the
+// dashboard reads, with their label names, by the compose service that
+// runs the exporter and the port it serves /metrics on. They are the
+// exporters' code, not ours, so they are listed here from each
+// exporter's documentation for the version compose pins.
+var exporterMetrics = map[string]struct {
+	port   string
+	series map[string][]string
+}{
+	"redis-exporter": {"9121", map[string][]string{
+		"redis_commands_processed_total": nil, "redis_memory_used_bytes": nil, "redis_connected_clients": nil,
+	}},
+	"postgres-exporter": {"9187", map[string][]string{
+		"pg_stat_database_xact_commit": {"datid", "datname"}, "pg_stat_database_numbackends": {"datid", "datname"},
+	}},
+	"kafka-exporter": {"9308", map[string][]string{
+		"kafka_topic_partition_current_offset": {"topic", "partition"}, "kafka_consumergroup_lag_sum": {"consumergroup", "topic"},
+	}},
+}
+
+// Compose runs each exporter the dashboard reads and Prometheus scrapes
+// it, so the "Stores" row is not drawn empty.
+func TestPrometheusScrapesTheExporters(t *testing.T) {
+	root, f := MustCompose(t)
+	targets := scrapeTargets(t, root)
+	for name, e := range exporterMetrics {
+		if _, ok := f.Services[name]; !ok {
+			t.Errorf("compose does not run %s", name)
+		}
+		if want := name + ":" + e.port; !slices.Contains(targets, want) {
+			t.Errorf("prometheus does not scrape %s", want)
 		}
 	}
 }
@@ -416,6 +459,11 @@ func TestGrafanaDashboardIsProvisioned(t *testing.T) {
 	}
 	// A panel querying a name no code exports draws nothing, silently.
 	metrics := registeredMetrics(t, root)
+	for _, e := range exporterMetrics {
+		for name, labels := range e.series {
+			metrics[name] = metric{kind: plainMetric, labels: labels}
+		}
+	}
 	for _, expr := range exprs {
 		for _, metric := range unregistered(expr, metrics) {
 			t.Errorf("a panel queries %s (%s), which no service registers", metric, expr)

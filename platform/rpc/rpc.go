@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/telemetry"
 )
 
 // Server is a gRPC server with the health service registered.
@@ -65,7 +66,7 @@ func NewServer(log *slog.Logger, reg prometheus.Registerer, table errcode.Table)
 				code = string(errcode.Of(err))
 			}
 			handled.WithLabelValues(info.FullMethod, code).Inc()
-			latency.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
+			telemetry.Observe(ctx, latency.WithLabelValues(info.FullMethod), time.Since(start).Seconds())
 		}()
 		resp, err = h(ctx, req)
 		if err != nil {

@@ -104,7 +104,7 @@ func AdminHandler(reg *prometheus.Registry, dependencies map[string]Check) http.
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"dependencies": rep.states})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}))
 	return mux
 }
 
