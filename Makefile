@@ -16,7 +16,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 
 export GOTOOLCHAIN := local
 
-.PHONY: demo test rules actionlint up deps test-deps proto proto-check lint bench loadtest static size
+.PHONY: demo test rules actionlint up compose-up deps test-deps proto proto-check lint bench loadtest static size
 
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
@@ -48,6 +48,11 @@ actionlint:
 ## up: run the platform locally until interrupted (gateway on FLASHSALE_HTTP_ADDR)
 up: deps
 	$(GO) run ./deploy/local/cmd/up
+
+## compose-up: the platform on Docker (real Kafka, Consul, Grafana ...), then its URLs once every healthcheck passes
+compose-up:
+	docker compose up --build --detach --wait
+	$(GO) run ./deploy/local/cmd/banner
 
 # install-missing runs the checks $(1), which add the apt packages they
 # find missing to $$missing, and installs those.

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/flashsale/flashsale/deploy/local"
 )
 
 type composeFile struct {
@@ -508,6 +510,37 @@ func TestQueriedMetrics(t *testing.T) {
 	for _, tt := range tests {
 		if got := queriedMetrics(tt.expr); !slices.Equal(got, tt.want) {
 			t.Errorf("queriedMetrics(%q) = %v, want %v", tt.expr, got, tt.want)
+		}
+	}
+}
+
+// The banner `make compose-up` prints after the stack is healthy names
+// only ports compose publishes on this machine.
+func TestComposeBannerNamesPublishedPorts(t *testing.T) {
+	_, f := MustCompose(t)
+	published := map[string]bool{}
+	for _, s := range f.Services {
+		for _, p := range s.Ports {
+			host, _, _ := strings.Cut(p, ":")
+			published[host] = true
+		}
+	}
+	for _, l := range local.ComposeLinks {
+		// The URL is the line's word that starts with http: a method
+		// may come before it ("POST http://...") and a note after.
+		u := ""
+		for _, w := range strings.Fields(l.URL) {
+			if strings.HasPrefix(w, "http") && u == "" {
+				u = w
+			}
+		}
+		parsed, err := url.Parse(u)
+		if err != nil || parsed.Port() == "" {
+			t.Errorf("banner line %q: %q is not a URL with a port", l.Name, u)
+			continue
+		}
+		if !published[parsed.Port()] {
+			t.Errorf("banner line %q: port %s is not published by any compose service", l.Name, parsed.Port())
 		}
 	}
 }

@@ -108,6 +108,24 @@ type Platform struct {
 	// orders are the order service's replicas; the first is the one
 	// KillOrder stops.
 	orders []*orderProcess
+	// metrics are the services' /metrics URLs (their admin servers).
+	metrics []Link
+}
+
+// Links are the URLs to open on a running platform, for Banner: the API,
+// its development token endpoint, the channel simulator, and every
+// service's metrics.
+func (p *Platform) Links() []Link {
+	links := []Link{
+		{"API (gateway)", p.GatewayURL},
+		{"dev token", "POST " + p.GatewayURL + "/api/v1/dev/token"},
+		{"channel simulator", p.ChannelsURL},
+		{"metrics: gateway", p.GatewayURL + "/metrics"},
+	}
+	for _, m := range p.metrics {
+		links = append(links, Link{"metrics: " + m.Name, m.URL})
+	}
+	return links
 }
 
 // orderProcess is an order service replica the platform runs, which a
@@ -279,6 +297,15 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &Platform{GatewayURL: "http://" + addr(gw.HTTPListener), JWTSecret: secret, Channels: sim, ChannelsURL: "http://" + addr(simLis),
 		cancel: cancel, failed: make(chan struct{})}
+	p.metrics = []Link{
+		{"inventory", "http://" + addr(inv.AdminListener) + "/metrics"},
+		{"product", "http://" + addr(prod.AdminListener) + "/metrics"},
+		{"marketing", "http://" + addr(mkt.AdminListener) + "/metrics"},
+		{"payment", "http://" + addr(pay.AdminListener) + "/metrics"},
+	}
+	for i := range replicas {
+		p.metrics = append(p.metrics, Link{fmt.Sprintf("order %d", i), "http://" + addr(orderLis[2*i+1]) + "/metrics"})
+	}
 	p.run(runCtx, "inventory", func(ctx context.Context) error { return invapp.Run(ctx, inv) })
 	p.run(runCtx, "product", func(ctx context.Context) error { return productapp.Run(ctx, prod) })
 	p.run(runCtx, "marketing", func(ctx context.Context) error { return marketingapp.Run(ctx, mkt) })

@@ -6,10 +6,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/flashsale/flashsale/deploy/local"
 	"github.com/flashsale/flashsale/platform/config"
@@ -38,7 +41,8 @@ func run() error {
 	if err := env.Err(); err != nil {
 		return err
 	}
-	log := telemetry.NewLogger(os.Stderr, level)
+	logs := &settling{w: os.Stderr}
+	log := telemetry.NewLogger(logs, level)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -60,12 +64,41 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("gateway ready at %s (dev tokens on: POST %s/api/v1/dev/token)\nredis %s, postgres %s, kafka %v\nCtrl-C stops everything.\n",
-		p.GatewayURL, p.GatewayURL, stack.RedisAddr, stack.PostgresURL(local.DBOrders), stack.KafkaBrokers)
+	// The services log as they connect to each other for a moment after
+	// they are ready; the banner waits for that to end so it is the last
+	// thing on the screen.
+	logs.settle(500*time.Millisecond, 5*time.Second)
+	links := append(p.Links(),
+		local.Link{Name: "redis", URL: stack.RedisAddr},
+		local.Link{Name: "postgres", URL: stack.PostgresURL(local.DBOrders)},
+		local.Link{Name: "kafka", URL: fmt.Sprint(stack.KafkaBrokers)})
+	local.Banner(os.Stdout, "flashsale is up (make up: every service in this process)", links,
+		"Replay the sale against it from another shell: make loadtest. Ctrl-C stops everything.")
 	select {
 	case <-ctx.Done():
 	case <-p.Failed():
 	}
 	fmt.Println("stopping…")
 	return p.Close()
+}
+
+// settling is the log's writer: it remembers when it last wrote, so the
+// banner can wait for the start-up logs to settle.
+type settling struct {
+	w    io.Writer
+	last atomic.Int64 // unix nanoseconds of the last write
+}
+
+func (s *settling) Write(b []byte) (int, error) {
+	s.last.Store(time.Now().UnixNano())
+	return s.w.Write(b)
+}
+
+// settle returns once nothing has been written for quiet, or after most.
+func (s *settling) settle(quiet, most time.Duration) {
+	for deadline := time.Now().Add(most); time.Now().Before(deadline); time.Sleep(quiet / 5) {
+		if time.Since(time.Unix(0, s.last.Load())) >= quiet {
+			return
+		}
+	}
 }
