@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -616,5 +618,53 @@ func TestK8sDevPostgresHasTheDatabases(t *testing.T) {
 	}
 	if len(refs) < 4 {
 		t.Errorf("%d services read a Postgres URL (%v), want product, order, payment and marketing", len(refs), refs)
+	}
+}
+
+// The runtime switches need a config centre on Kubernetes too: without
+// one, a channel switched off through one payment replica stays on in the
+// others and comes back at a restart, and the degrade level cannot be set
+// at all. Every overlay gives the gateway and payment (the services that
+// watch switches) a Consul address and keeps them out of its catalogue
+// (Kubernetes Services do discovery); the dev overlay runs that Consul.
+func TestK8sSwitchesHaveAConfigCentre(t *testing.T) {
+	for _, overlay := range k8sOverlays {
+		t.Run(overlay, func(t *testing.T) {
+			objs := MustManifests(t, overlay)
+			for _, name := range []string{"gateway", "payment"} {
+				i := slices.IndexFunc(workloads(objs), func(w k8sObject) bool { return w.Metadata.Name == name })
+				if i < 0 {
+					t.Fatalf("no workload %s", name)
+				}
+				w := workloads(objs)[i]
+				env := map[string]string{}
+				c := w.Spec.Template.Spec.Containers[0]
+				for _, ef := range c.EnvFrom {
+					if cm, ok := find(objs, "ConfigMap", ef.ConfigMapRef.Name); ok {
+						maps.Copy(env, cm.Data)
+					}
+				}
+				for _, e := range c.Env {
+					env[e.Name] = e.Value
+				}
+				addr := env["FLASHSALE_CONSUL_ADDR"]
+				host, port, err := net.SplitHostPort(addr)
+				if err != nil {
+					t.Errorf("%s: FLASHSALE_CONSUL_ADDR=%q: want a Consul host:port", name, addr)
+					continue
+				}
+				if env["FLASHSALE_CONSUL_KV_ONLY"] != "true" {
+					t.Errorf("%s: FLASHSALE_CONSUL_KV_ONLY=%q, want true (Kubernetes Services do discovery)", name, env["FLASHSALE_CONSUL_KV_ONLY"])
+				}
+				if overlay != "dev" {
+					continue
+				}
+				svc, ns, _ := strings.Cut(strings.TrimSuffix(host, ".svc.cluster.local"), ".")
+				s, ok := find(objs, "Service", svc)
+				if !ok || s.Metadata.Namespace != ns || !slices.ContainsFunc(s.Spec.Ports, func(p k8sServicePort) bool { return strconv.Itoa(p.Port) == port }) {
+					t.Errorf("%s: Consul at %s, which is no Service port of the dev overlay", name, addr)
+				}
+			}
+		})
 	}
 }

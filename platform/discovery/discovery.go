@@ -38,15 +38,21 @@ type Config struct {
 	// CheckInterval is how often Consul checks the gRPC health service
 	// (default 5s).
 	CheckInterval time.Duration
+	// KVOnly keeps the process out of Consul's catalogue: it reads the
+	// switches in KV but registers nowhere. Kubernetes sets it: there
+	// its Services and DNS find the instances, and a registration would
+	// only be checked by a Consul agent the NetworkPolicies keep out.
+	KVOnly bool
 }
 
-// ConfigFromEnv reads FLASHSALE_CONSUL_ADDR, FLASHSALE_ADVERTISE_HOST and
-// FLASHSALE_CONSUL_CHECK_INTERVAL.
+// ConfigFromEnv reads FLASHSALE_CONSUL_ADDR, FLASHSALE_ADVERTISE_HOST,
+// FLASHSALE_CONSUL_CHECK_INTERVAL and FLASHSALE_CONSUL_KV_ONLY.
 func ConfigFromEnv(env *config.Env) Config {
 	cfg := Config{
 		ConsulAddr:    env.String("FLASHSALE_CONSUL_ADDR", ""),
 		AdvertiseHost: env.String("FLASHSALE_ADVERTISE_HOST", ""),
 		CheckInterval: env.Duration("FLASHSALE_CONSUL_CHECK_INTERVAL", DefaultCheckInterval),
+		KVOnly:        env.Bool("FLASHSALE_CONSUL_KV_ONLY", false),
 	}
 	if cfg.ConsulAddr != "" {
 		_, _, err := net.SplitHostPort(cfg.ConsulAddr)
@@ -110,11 +116,11 @@ func (c *Consul) Dial(target string, opts ...grpc.DialOption) (*grpc.ClientConn,
 
 // Announce returns a worker (for serve.Process.Workers) that registers
 // service, served on lis, with a gRPC health check, keeps it registered
-// until ctx ends, and then deregisters it. Without Consul the worker
+// until ctx ends, and then deregisters it. Without Consul, or KVOnly, the worker
 // returns at once.
 func (c *Consul) Announce(service string, lis net.Listener) func(context.Context) error {
 	return func(ctx context.Context) error {
-		if c == nil {
+		if c == nil || c.cfg.KVOnly {
 			return nil
 		}
 		reg, err := c.registration(service, lis)

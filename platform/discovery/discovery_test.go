@@ -196,6 +196,43 @@ func TestAnnounceRegistersAGRPCCheckAndDeregisters(t *testing.T) {
 	}
 }
 
+// KVOnly (Kubernetes) reads the switches but leaves the catalogue alone.
+func TestKVOnlyRegistersNothingAndStillWatches(t *testing.T) {
+	f := consultest.MustStart(t)
+	c, err := Open(Config{ConsulAddr: f.Addr(), AdvertiseHost: "127.0.0.1", KVOnly: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	// The worker returns at once, its context still open: nothing to keep
+	// registered, nothing to deregister.
+	if err := c.Announce("inventory", lis)(context.Background()); err != nil {
+		t.Fatalf("announce: %v", err)
+	}
+	if got := f.Registered(); len(got) != 0 {
+		t.Errorf("registered = %v, want none", got)
+	}
+	f.Put("flashsale/payment/channels/wechat", `{"weight":0,"enabled":false}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan map[string]string, 1)
+	go func() {
+		_ = c.WatchPrefix(ctx, "flashsale/payment/channels/", func(kv map[string]string) { got <- kv })
+	}()
+	select {
+	case kv := <-got:
+		if want := map[string]string{"wechat": `{"weight":0,"enabled":false}`}; !maps.Equal(kv, want) {
+			t.Errorf("watched %v, want %v", kv, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no switches read")
+	}
+}
+
 func TestWatchPrefixFollowsKeysAndDeletes(t *testing.T) {
 	f := consultest.MustStart(t)
 	c := mustOpen(t, f)
@@ -262,6 +299,8 @@ func TestConfigFromEnv(t *testing.T) {
 		{"address", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500"}, false},
 		{"not host:port", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul"}, true},
 		{"interval too short", map[string]string{"FLASHSALE_CONSUL_CHECK_INTERVAL": "10ms"}, true},
+		{"kv only", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500", "FLASHSALE_CONSUL_KV_ONLY": "true"}, false},
+		{"kv only not a bool", map[string]string{"FLASHSALE_CONSUL_KV_ONLY": "sometimes"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
