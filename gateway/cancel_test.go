@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func TestCancelOrderThroughHTTP(t *testing.T) {
 	for _, attempt := range []string{"cancel", "cancel again"} {
 		var o api.Order
 		tg.do(t, request{method: http.MethodPost, path: cancelPath(mine.OrderID), token: alice}).decode(t, &o)
-		if o.OrderID != mine.OrderID || o.Status != "CANCELLED" || o.UserID != "301" {
+		if o.OrderID != mine.OrderID || o.Status != "CANCELLED" || o.UserID != strconv.FormatInt(tg.user(301), 10) {
 			t.Fatalf("%s: got %+v, want alice's order CANCELLED", attempt, o)
 		}
 	}

@@ -32,9 +32,14 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef-gateway-tests")
 // testGateway is a gateway served over real HTTP, whose downstream gRPC
 // calls are counted by a client interceptor.
 type testGateway struct {
-	gw             *gateway.Gateway
-	url            string
-	clock          *clock.Manual
+	gw    *gateway.Gateway
+	url   string
+	clock *clock.Manual
+	// users offsets the user ids a test names (101 for alice), so each
+	// gateway's buyers are new to the shared stack: a test run again
+	// (-count) meets neither its earlier orders nor its idempotency keys
+	// nor its purchase limits.
+	users          int64
 	productCalls   atomic.Int64
 	orderCalls     atomic.Int64
 	marketingCalls atomic.Int64
@@ -62,7 +67,7 @@ type gatewayConfig struct {
 // MustGateway starts a gateway for cfg with a manual clock set to now.
 func MustGateway(tb testing.TB, cfg gatewayConfig) *testGateway {
 	tb.Helper()
-	tg := &testGateway{clock: clock.NewManual(time.Now())}
+	tg := &testGateway{clock: clock.NewManual(time.Now()), users: gatewaysStarted.Add(1) * 1_000_000}
 	dial := func(target string, calls *atomic.Int64) *grpc.ClientConn {
 		if target == "" {
 			target = deadTarget
@@ -129,11 +134,17 @@ func MustRedisBackends(tb testing.TB) []redisBackend {
 	return []redisBackend{{"single", MustRedis(tb)}, {"cluster", stack.RedisClusterClient(tb)}}
 }
 
-// token signs a valid token for the user and role.
-func (tg *testGateway) token(tb testing.TB, userID int64, role string) string {
+// gatewaysStarted counts the test gateways of this run, for their users.
+var gatewaysStarted atomic.Int64
+
+// user is the id the platform knows the test's user n by.
+func (tg *testGateway) user(n int64) int64 { return tg.users + n }
+
+// token signs a valid token for the test's user n and role.
+func (tg *testGateway) token(tb testing.TB, n int64, role string) string {
 	tb.Helper()
 	return signToken(tb, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{
-		"sub": jsonID(userID), "role": role, "exp": tg.clock.Now().Add(time.Hour).Unix(),
+		"sub": jsonID(tg.user(n)), "role": role, "exp": tg.clock.Now().Add(time.Hour).Unix(),
 	})
 }
 

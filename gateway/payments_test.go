@@ -21,6 +21,8 @@ type fakePayment struct {
 	callbacks []*paymentv1.CallbackRequest
 	updates   []*paymentv1.UpdateChannelRequest
 	err       error
+	// owner is the user every payment belongs to (the test's user 5).
+	owner int64
 }
 
 func (f *fakePayment) Pay(_ context.Context, in *paymentv1.PayRequest, _ ...grpc.CallOption) (*paymentv1.Payment, error) {
@@ -36,7 +38,7 @@ func (f *fakePayment) Pay(_ context.Context, in *paymentv1.PayRequest, _ ...grpc
 
 func (f *fakePayment) GetPayment(_ context.Context, in *paymentv1.GetPaymentRequest, _ ...grpc.CallOption) (*paymentv1.Payment, error) {
 	// The payment belongs to user 5 whoever asks: the gateway must check.
-	return &paymentv1.Payment{PaymentId: in.GetPaymentId(), OrderId: 3, UserId: 5, Channel: "alipay", Amount: 100,
+	return &paymentv1.Payment{PaymentId: in.GetPaymentId(), OrderId: 3, UserId: f.owner, Channel: "alipay", Amount: 100,
 		Status: paymentv1.PaymentStatus_PAYMENT_STATUS_SUCCEEDED}, nil
 }
 
@@ -60,7 +62,9 @@ func (f *fakePayment) UpdateChannel(_ context.Context, in *paymentv1.UpdateChann
 func MustPaymentGateway(tb testing.TB) (*testGateway, *fakePayment) {
 	tb.Helper()
 	fp := &fakePayment{}
-	return MustGateway(tb, gatewayConfig{opts: gateway.Options{Payment: fp}}), fp
+	tg := MustGateway(tb, gatewayConfig{opts: gateway.Options{Payment: fp}})
+	fp.owner = tg.user(5)
+	return tg, fp
 }
 
 func TestPayRoute(t *testing.T) {
@@ -93,7 +97,7 @@ func TestPayRoute(t *testing.T) {
 				}
 				return
 			}
-			if got := fp.pays[len(fp.pays)-1]; got.GetChannel() != tt.wantChannel || got.GetUserId() != 5 || got.GetOrderId() != 3 {
+			if got := fp.pays[len(fp.pays)-1]; got.GetChannel() != tt.wantChannel || got.GetUserId() != tg.user(5) || got.GetOrderId() != 3 {
 				t.Errorf("payment got %+v, want channel %s for user 5, order 3", got, tt.wantChannel)
 			}
 			var p api.Payment

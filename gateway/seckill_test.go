@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -116,7 +117,7 @@ func TestSeckillThroughHTTP(t *testing.T) {
 	// Only the owner reads the order.
 	var o api.Order
 	tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders/" + placed.OrderID, token: alice}).decode(t, &o)
-	if o.OrderID != placed.OrderID || o.UserID != "101" || o.Kind != "SECKILL" || len(o.Lines) != 1 || o.Promotions == nil {
+	if o.OrderID != placed.OrderID || o.UserID != strconv.FormatInt(tg.user(101), 10) || o.Kind != "SECKILL" || len(o.Lines) != 1 || o.Promotions == nil {
 		t.Fatalf("order = %+v", o)
 	}
 	if l := o.Lines[0]; l.SKUID != sku || l.Quantity != 1 || l.UnitPrice != 9900 || l.Amount != 9900 || l.Payable != l.Amount-l.Discount {

@@ -6,10 +6,8 @@ package servicetest
 import (
 	"context"
 	"net"
-	"net/http"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/rpc"
@@ -96,33 +94,7 @@ func MustListen(tb testing.TB) net.Listener {
 // telemetry.DependenciesPath on admin answers 200).
 func MustRun(tb testing.TB, name string, admin net.Listener, run func(context.Context) error) {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("%s: Run: %v", name, err)
-		}
-	})
-	url := "http://" + admin.Addr().String() + telemetry.DependenciesPath
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-done:
-			tb.Fatalf("%s: Run returned before it was ready: %v", name, err)
-		default:
-		}
-		// Each probe is bounded: a request to a listener that is not
-		// served yet (or a service that failed as it started) must not
-		// hang the poll past its deadline and the Run error it reports.
-		if resp, err := (&http.Client{Timeout: time.Second}).Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-	}
-	tb.Fatalf("%s: %s not 200 after 30s", name, url)
+	localstack.MustRun(tb, name, "http://"+admin.Addr().String()+telemetry.DependenciesPath, localstack.Status200, run)
 }
 
 // StackConfig is what the services need of the test stack: their

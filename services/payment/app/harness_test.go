@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,31 +61,7 @@ func mustListen(tb testing.TB) net.Listener {
 // with a stop that ends the run sooner and waits for it.
 func mustRun(tb testing.TB, ready string, run func(context.Context) error) (stop func()) {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	stop = sync.OnceFunc(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("run: %v", err)
-		}
-	})
-	tb.Cleanup(stop)
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-done:
-			tb.Fatalf("stopped before it was ready: %v", err)
-		default:
-		}
-		if resp, err := http.Get(ready); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode < 500 {
-				return stop
-			}
-		}
-	}
-	tb.Fatalf("%s not ready after 30s", ready)
-	return stop
+	return localstack.MustRun(tb, ready, ready, localstack.Answering, run)
 }
 
 func mustDial(tb testing.TB, addr string) *grpc.ClientConn {

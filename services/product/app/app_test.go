@@ -50,27 +50,7 @@ func MustListen(tb testing.TB) net.Listener {
 // fails the test if Run returns first.
 func MustRun(tb testing.TB, admin net.Listener, path string, run func(context.Context) error) {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("Run: %v", err)
-		}
-	})
-	url := "http://" + admin.Addr().String() + path
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-done:
-			tb.Fatalf("Run returned before %s answered: %v", path, err)
-		default:
-		}
-		if HTTPStatus(url) == http.StatusOK {
-			return
-		}
-	}
-	tb.Fatalf("%s not 200 after 30s", url)
+	localstack.MustRun(tb, path, "http://"+admin.Addr().String()+path, localstack.Status200, run)
 }
 
 // HTTPStatus returns the status code of GET url, or 0 if it fails.

@@ -6,13 +6,13 @@ package servicetest
 import (
 	"context"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/grpc"
 
+	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
@@ -33,30 +33,7 @@ func MustListen(tb testing.TB) net.Listener {
 // telemetry.DependenciesPath on admin answers 200).
 func MustRun(tb testing.TB, admin net.Listener, run func(context.Context) error) {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("Run: %v", err)
-		}
-	})
-	url := "http://" + admin.Addr().String() + telemetry.DependenciesPath
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-done:
-			tb.Fatalf("Run returned before it was ready: %v", err)
-		default:
-		}
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-	}
-	tb.Fatalf("%s not ready after 30s", url)
+	localstack.MustRun(tb, "service", "http://"+admin.Addr().String()+telemetry.DependenciesPath, localstack.Status200, run)
 }
 
 // MustDial returns a client connection to addr, closed when the test ends.
