@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/flashsale/flashsale/platform/config"
-	"github.com/flashsale/flashsale/services/channelsim"
+	"github.com/flashsale/flashsale/services/payment/channel/wire"
 )
 
 // secretVars are the variables the binaries read as secrets
@@ -54,7 +54,7 @@ func TestShippedSecretsAreRefused(t *testing.T) {
 		}
 	}
 	var defaults []string
-	for _, c := range channelsim.DefaultChannels {
+	for _, c := range wire.DefaultChannels {
 		defaults = append(defaults, c.Name+"="+c.Secret)
 	}
 	shipped["FLASHSALE_CHANNELS"] = append(shipped["FLASHSALE_CHANNELS"], strings.Join(defaults, ","))

@@ -139,3 +139,18 @@ func Dial(target string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	}
 	return cc, nil
 }
+
+// CallTimeout is a dial option that bounds every call on the connection
+// that carries no earlier deadline, so a slow dependency cannot hold a
+// buyer's request (and its goroutine) indefinitely.
+func CallTimeout(d time.Duration) grpc.DialOption {
+	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any,
+		cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	})
+}

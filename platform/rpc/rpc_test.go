@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/flashsale/flashsale/platform/errcode"
 	"github.com/flashsale/flashsale/platform/rpc"
@@ -75,5 +78,57 @@ func TestCallsBeyondTheWorkersStillRun(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatalf("watch %d of %d in flight at once: %v", i+1, watches, err)
 		}
+	}
+}
+
+// stuckHealth never answers a check until the caller gives up.
+type stuckHealth struct {
+	healthpb.UnimplementedHealthServer
+}
+
+func (stuckHealth) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// CallTimeout bounds a call that carries no deadline of its own, and
+// leaves a caller's own deadline alone.
+func TestCallTimeoutBoundsCallsWithoutADeadline(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, stuckHealth{})
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	cc, err := rpc.Dial(lis.Addr().String(), rpc.CallTimeout(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	health := healthpb.NewHealthClient(cc)
+
+	if _, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("a call without a deadline: %v, want DeadlineExceeded from the call timeout", err)
+	}
+	// A caller's own, later deadline is kept: the call is still running
+	// when the 50 ms the option would have given it are over.
+	ctx, cancel := context.WithCancel(context.Background())
+	ctx, stop := context.WithDeadline(ctx, time.Now().Add(time.Hour))
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		_, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("a call with its own deadline ended early: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	cancel()
+	if err := <-done; status.Code(err) != codes.Canceled {
+		t.Errorf("cancelled call: %v, want Canceled", err)
 	}
 }

@@ -28,15 +28,8 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/telemetry"
-	"github.com/flashsale/flashsale/services/channelsim/wire"
+	"github.com/flashsale/flashsale/services/payment/channel/wire"
 )
-
-// Channel names a simulated channel and the secret it signs notifications
-// with.
-type Channel struct {
-	Name   string
-	Secret string
-}
 
 // Window is a span of time, on the simulator's clock, during which a
 // channel is down.
@@ -82,8 +75,8 @@ func (b Behaviour) down(t time.Time) bool {
 
 // Config configures a Simulator.
 type Config struct {
-	// Channels are the simulated channels (default: DefaultChannels).
-	Channels []Channel
+	// Channels are the simulated channels (default: wire.DefaultChannels).
+	Channels []wire.Channel
 	// NotifyURL is the merchant's callback base: a channel's
 	// notifications are posted to NotifyURL + "/" + channel name.
 	NotifyURL string
@@ -110,14 +103,6 @@ type Config struct {
 	StatementPage int
 }
 
-// DefaultChannels are the channels of a default simulator. Their secrets
-// are for development only.
-var DefaultChannels = []Channel{
-	{Name: "alipay", Secret: "alipay-dev-secret"},
-	{Name: "wechat", Secret: "wechat-dev-secret"},
-	{Name: "unionpay", Secret: "unionpay-dev-secret"},
-}
-
 // Stats count what happened to one channel's notifications.
 type Stats struct {
 	Notified   int // notifications made (one per paid trade)
@@ -134,7 +119,7 @@ type trade struct {
 }
 
 type channelState struct {
-	Channel
+	wire.Channel
 	behaviour Behaviour
 	trades    map[string]*trade // by trade number
 	byRef     map[string]string // merchant ref → trade number
@@ -158,7 +143,7 @@ type Simulator struct {
 // New returns a simulator of cfg.Channels.
 func New(cfg Config) (*Simulator, error) {
 	if len(cfg.Channels) == 0 {
-		cfg.Channels = DefaultChannels
+		cfg.Channels = wire.DefaultChannels
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/services/channelsim"
-	"github.com/flashsale/flashsale/services/channelsim/wire"
+	"github.com/flashsale/flashsale/services/payment/channel/wire"
 )
 
 // merchant records the notifications posted to it, answering each with

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/serve"
+	"github.com/flashsale/flashsale/services/payment/channel/wire"
 )
 
 // ServerConfig is the simulator process's configuration: where it listens
@@ -36,28 +37,10 @@ func ConfigFromEnv(env *config.Env) ServerConfig {
 			Seed:      uint64(env.Int("FLASHSALE_CHANNELSIM_SEED", 1)),
 		},
 	}
-	cfg.Channels = ParseChannels(env, "FLASHSALE_CHANNELS")
+	cfg.Channels = wire.ParseChannels(env, "FLASHSALE_CHANNELS")
 	_, err := url.Parse(cfg.NotifyURL)
 	env.Check(err == nil && strings.HasPrefix(cfg.NotifyURL, "http"), "FLASHSALE_NOTIFY_URL=%q: not an http URL", cfg.NotifyURL)
 	return cfg
-}
-
-// ParseChannels reads the variable name as name=secret pairs. The
-// payment service reads the same variable, so both sides agree on the
-// secrets. It is a secret (config.Env.Secret): outside development it is
-// required and no secret printed in this repository is accepted; in
-// development it defaults to DefaultChannels.
-func ParseChannels(env *config.Env, name string) []Channel {
-	if env.Secret(name) == "" {
-		return DefaultChannels
-	}
-	var out []Channel
-	for _, pair := range env.List(name, nil) {
-		n, secret, ok := strings.Cut(pair, "=")
-		env.Check(ok && n != "" && secret != "", "%s: %q is not name=secret", name, pair)
-		out = append(out, Channel{Name: n, Secret: secret})
-	}
-	return out
 }
 
 // Run serves a simulator of cfg until ctx ends.

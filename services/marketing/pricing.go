@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/flashsale/flashsale/services/marketing/apportion"
+	"github.com/flashsale/flashsale/platform/apportion"
 )
 
 // Line is a cart line to price.

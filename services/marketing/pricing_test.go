@@ -9,8 +9,8 @@ import (
 	"testing/quick"
 	"time"
 
+	"github.com/flashsale/flashsale/platform/apportion"
 	"github.com/flashsale/flashsale/services/marketing"
-	"github.com/flashsale/flashsale/services/marketing/apportion"
 )
 
 var t0 = time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/flashsale/flashsale/services/marketing/apportion"
+	"github.com/flashsale/flashsale/platform/apportion"
 )
 
 // RefundStatus is where a refund stands: PENDING from the moment it is

@@ -277,7 +277,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
-	timeout := ordergrpc.CallTimeout(cfg.RPCTimeout)
+	timeout := rpc.CallTimeout(cfg.RPCTimeout)
 	invConn, err := consul.Dial(cfg.InventoryAddr, timeout)
 	if err != nil {
 		return fmt.Errorf("order: inventory: %w", err)

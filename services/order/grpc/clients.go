@@ -3,7 +3,6 @@ package grpc
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -206,19 +205,4 @@ func (a *Activities) Activity(ctx context.Context, id int64) (order.Activity, er
 		ID: m.GetActivityId(), SKUID: m.GetSkuId(), Price: m.GetPrice(), PerUserLimit: m.GetPerUserLimit(), Stock: m.GetStock(),
 		StartsAt: m.GetStartsAt().AsTime(), EndsAt: m.GetEndsAt().AsTime(),
 	}, nil
-}
-
-// CallTimeout is a dial option that bounds every call on the connection
-// that carries no earlier deadline, so a slow dependency cannot hold a
-// buyer's request (and its goroutine) indefinitely.
-func CallTimeout(d time.Duration) grpc.DialOption {
-	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any,
-		cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		if _, ok := ctx.Deadline(); !ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, d)
-			defer cancel()
-		}
-		return invoker(ctx, method, req, reply, cc, opts...)
-	})
 }

@@ -23,10 +23,9 @@ import (
 	"github.com/flashsale/flashsale/platform/serve"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
-	"github.com/flashsale/flashsale/services/channelsim"
-	ordergrpc "github.com/flashsale/flashsale/services/order/grpc"
 	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/channel"
+	"github.com/flashsale/flashsale/services/payment/channel/wire"
 	paymentgrpc "github.com/flashsale/flashsale/services/payment/grpc"
 	"github.com/flashsale/flashsale/services/payment/metrics"
 	"github.com/flashsale/flashsale/services/payment/postgres"
@@ -55,7 +54,7 @@ type Config struct {
 	// Channels name them with their notification secrets; ChannelTimeout
 	// bounds each call to a channel.
 	ChannelsURL    string
-	Channels       []channelsim.Channel
+	Channels       []wire.Channel
 	ChannelTimeout time.Duration
 	// PayBudget bounds one pay request, every channel tried included
 	// (payment.Config.PayBudget): a channel that does not answer within
@@ -104,7 +103,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		OrderAddr:        env.String("FLASHSALE_ORDER_ADDR", DefaultOrderAddr),
 		RPCTimeout:       env.Duration("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
 		ChannelsURL:      env.String("FLASHSALE_CHANNELS_URL", DefaultChannelsURL),
-		Channels:         channelsim.ParseChannels(env, "FLASHSALE_CHANNELS"),
+		Channels:         wire.ParseChannels(env, "FLASHSALE_CHANNELS"),
 		ChannelTimeout:   env.Duration("FLASHSALE_CHANNEL_TIMEOUT", DefaultChannelTimeout),
 		PayBudget:        env.Duration("FLASHSALE_PAY_BUDGET", payment.DefaultPayBudget),
 		Router: payment.RouterConfig{
@@ -149,7 +148,7 @@ func (c Config) withDefaults() Config {
 		c.ChannelsURL = DefaultChannelsURL
 	}
 	if len(c.Channels) == 0 {
-		c.Channels = channelsim.DefaultChannels
+		c.Channels = wire.DefaultChannels
 	}
 	if c.ChannelTimeout == 0 {
 		c.ChannelTimeout = DefaultChannelTimeout
@@ -199,7 +198,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("payment: %w", err)
 	}
-	orderConn, err := consul.Dial(cfg.OrderAddr, ordergrpc.CallTimeout(cfg.RPCTimeout))
+	orderConn, err := consul.Dial(cfg.OrderAddr, rpc.CallTimeout(cfg.RPCTimeout))
 	if err != nil {
 		return fmt.Errorf("payment: order: %w", err)
 	}

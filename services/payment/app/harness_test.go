@@ -24,11 +24,11 @@ import (
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 	"github.com/flashsale/flashsale/services/channelsim"
-	"github.com/flashsale/flashsale/services/channelsim/wire"
 	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
 	marketingapp "github.com/flashsale/flashsale/services/marketing/app"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 	"github.com/flashsale/flashsale/services/payment/app"
+	"github.com/flashsale/flashsale/services/payment/channel/wire"
 	productapp "github.com/flashsale/flashsale/services/product/app"
 )
 

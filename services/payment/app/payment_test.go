@@ -14,10 +14,10 @@ import (
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	"github.com/flashsale/flashsale/services/channelsim"
-	"github.com/flashsale/flashsale/services/channelsim/wire"
 	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/app"
 	"github.com/flashsale/flashsale/services/payment/channel"
+	"github.com/flashsale/flashsale/services/payment/channel/wire"
 	paypostgres "github.com/flashsale/flashsale/services/payment/postgres"
 )
 

@@ -15,8 +15,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/flashsale/flashsale/services/channelsim/wire"
 	"github.com/flashsale/flashsale/services/payment"
+	"github.com/flashsale/flashsale/services/payment/channel/wire"
 )
 
 // maxBody bounds what is read of a channel's answer.

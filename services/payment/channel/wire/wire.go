@@ -1,15 +1,55 @@
 // Package wire is the HTTP API of the payment channels that the channel
 // simulator plays (alipay, wechat, unionpay): the JSON bodies, the trade
-// states and the signature of asynchronous notifications. The payment
-// service's channel client speaks it, so both sides share one definition.
+// states, the signature of asynchronous notifications and the merchant's
+// credentials with each channel. The payment service owns it (its
+// channel client speaks it); the simulator, a stand-in for the channels'
+// side, imports it, so both sides share one definition and no service
+// code depends on the simulator.
 package wire
 
 import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"time"
+
+	"github.com/flashsale/flashsale/platform/config"
 )
+
+// Channel names a payment channel and the secret the merchant and the
+// channel share to sign its notifications.
+type Channel struct {
+	Name   string
+	Secret string
+}
+
+// DefaultChannels are the channels of development (make up, the demo,
+// compose with FLASHSALE_DEV). Their secrets are printed here, so outside
+// development they are refused (ParseChannels).
+var DefaultChannels = []Channel{
+	{Name: "alipay", Secret: "alipay-dev-secret"},
+	{Name: "wechat", Secret: "wechat-dev-secret"},
+	{Name: "unionpay", Secret: "unionpay-dev-secret"},
+}
+
+// ParseChannels reads the variable name as name=secret pairs. The
+// payment service and the simulator read the same variable, so both sides
+// agree on the secrets. It is a secret (config.Env.Secret): outside
+// development it is required and no secret printed in this repository is
+// accepted; in development it defaults to DefaultChannels.
+func ParseChannels(env *config.Env, name string) []Channel {
+	if env.Secret(name) == "" {
+		return DefaultChannels
+	}
+	var out []Channel
+	for _, pair := range env.List(name, nil) {
+		n, secret, ok := strings.Cut(pair, "=")
+		env.Check(ok && n != "" && secret != "", "%s: %q is not name=secret", name, pair)
+		out = append(out, Channel{Name: n, Secret: secret})
+	}
+	return out
+}
 
 // SignatureHeader carries the hex HMAC-SHA256 of a notification's raw body
 // under the channel's secret.

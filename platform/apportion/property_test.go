@@ -8,7 +8,7 @@ import (
 	"testing"
 	"testing/quick"
 
-	"github.com/flashsale/flashsale/services/marketing/apportion"
+	"github.com/flashsale/flashsale/platform/apportion"
 )
 
 // cart is a random split problem: line amounts (some zero, some equal, a

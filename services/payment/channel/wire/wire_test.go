@@ -3,7 +3,7 @@ package wire_test
 import (
 	"testing"
 
-	"github.com/flashsale/flashsale/services/channelsim/wire"
+	"github.com/flashsale/flashsale/services/payment/channel/wire"
 )
 
 func TestVerify(t *testing.T) {

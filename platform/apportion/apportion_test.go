@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/flashsale/flashsale/services/marketing/apportion"
+	"github.com/flashsale/flashsale/platform/apportion"
 )
 
 func TestSplit(t *testing.T) {
