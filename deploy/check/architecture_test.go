@@ -24,9 +24,10 @@ import (
 //   - gRPC and Kafka edges come from the code (DeriveCallGraph);
 //   - HTTP, Redis, SQL and Consul edges from the addresses each process
 //     reads (its ConfigFromEnv, which reads the settings it dials) as
-//     docker-compose.yml sets them, and every gRPC call must have such an
-//     address too: a process that dials a service it never calls, or
-//     calls one it has no address for, fails here as well;
+//     docker-compose.yml sets them (a service reading one that compose
+//     leaves unset fails), and every gRPC call must have such an address
+//     too: a process that dials a service it never calls, or calls one
+//     it has no address for, fails here as well;
 //   - the callers from outside, which no setting names, are
 //     externalMapEdges.
 
@@ -227,13 +228,17 @@ func dialEdges(t *testing.T) (edges map[string]string, grpcTargets map[string]ma
 				if name == "FLASHSALE_CONSUL_ADDR" && env[name] != "" {
 					edges[fmt.Sprintf("%s -->|Consul| %s", proc, nodeConsul)] = name + "=" + env[name]
 				}
-				if b.dials(name) && env[name] != "" {
+				switch {
+				case !b.dials(name):
+				case env[name] == "":
+					t.Errorf("%s reads %s, which docker-compose.yml leaves unset: it would dial its default, and the map cannot tell what", proc, name)
+				default:
 					dials = append(dials, name+"="+env[name])
 				}
 			}
 		} else {
-			// The load driver: its environment (TestComposeLoadtestRunsItsScenario
-			// holds it to what it reads) and its -target.
+			// The load driver: the settings it reads, each optional
+			// (unset, it skips what needs it), and its -target.
 			var read []string
 			loadtest.EnvFromConfig(config.FromFunc(func(name string) (string, bool) {
 				read = append(read, name)
