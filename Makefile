@@ -100,11 +100,12 @@ proto-check: proto
 	@untracked=$$(git ls-files --others --exclude-standard proto); \
 	if [ -n "$$untracked" ]; then echo "untracked generated files: $$untracked"; exit 1; fi
 
-## lint: gofmt and go vet
+## lint: gofmt, go vet, and the walls between services (archlint: one service's code never imports another's)
 lint:
 	@unformatted=$$(gofmt -l $(MODULES)); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) run ./deploy/check/cmd/archlint $(filter-out ./loadtest/... ./deploy/%,$(PKGS))
 
 ## bench: inventory strategies against the redis-benchmark ceiling, then the rate limiters under one bursty trace (chart: loadtest/out/ratelimit.html)
 bench: deps
