@@ -6,7 +6,6 @@ package servicetest
 import (
 	"context"
 	"net"
-	"sync/atomic"
 	"testing"
 
 	"github.com/flashsale/flashsale/platform/localstack"
@@ -26,10 +25,6 @@ type Services struct {
 	Inventory                             inventoryv1.InventoryServiceClient
 }
 
-// nodes gives every service of the run its own snowflake node, so ids
-// never collide between tests.
-var nodes atomic.Int64
-
 // MustStart starts inventory, product, marketing and order on the stack
 // (which must hold the databases "products", "orders" and "marketing");
 // they stop when the test ends.
@@ -44,14 +39,14 @@ func MustStart(tb testing.TB, stack *localstack.Stack) Services {
 		return productapp.Run(ctx, productapp.Config{
 			GRPCListener: prodGRPC, AdminListener: prodAdmin,
 			PostgresURL: stack.PostgresURL("products"), InventoryAddr: invGRPC.Addr().String(),
-			NodeID: nodes.Add(1),
+			NodeID: localstack.NodeID(),
 		})
 	})
 	mktGRPC, mktAdmin := MustListen(tb), MustListen(tb)
 	MustRun(tb, "marketing", mktAdmin, func(ctx context.Context) error {
 		return marketingapp.Run(ctx, marketingapp.Config{
 			GRPCListener: mktGRPC, AdminListener: mktAdmin,
-			PostgresURL: stack.PostgresURL("marketing"), NodeID: nodes.Add(1),
+			PostgresURL: stack.PostgresURL("marketing"), NodeID: localstack.NodeID(),
 		})
 	})
 	ordGRPC, ordAdmin := MustListen(tb), MustListen(tb)
@@ -61,7 +56,7 @@ func MustStart(tb testing.TB, stack *localstack.Stack) Services {
 			PostgresURL: stack.PostgresURL("orders"), RedisAddr: stack.RedisAddr,
 			KafkaBrokers: stack.KafkaBrokers, KafkaPartitions: 2, KafkaDurability: stack.KafkaDurability,
 			InventoryAddr: invGRPC.Addr().String(), ProductAddr: prodGRPC.Addr().String(),
-			MarketingAddr: mktGRPC.Addr().String(), NodeID: nodes.Add(1),
+			MarketingAddr: mktGRPC.Addr().String(), NodeID: localstack.NodeID(),
 		})
 	})
 	cc, err := rpc.Dial(invGRPC.Addr().String())
