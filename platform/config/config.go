@@ -14,8 +14,9 @@ import (
 
 // Env reads variables and remembers what could not be parsed.
 type Env struct {
-	lookup func(string) (string, bool)
-	errs   []error
+	lookup   func(string) (string, bool)
+	errs     []error
+	defaults map[string]string
 }
 
 // FromEnv reads the process environment.
@@ -30,6 +31,20 @@ func FromMap(m map[string]string) *Env {
 	return FromFunc(func(k string) (string, bool) { v, ok := m[k]; return v, ok })
 }
 
+// Defaults returns the default of every variable read so far, as text
+// ("" for none); docs/configuration.md is written from it.
+func (e *Env) Defaults() map[string]string { return e.defaults }
+
+// remember records name's default the first time it is read.
+func (e *Env) remember(name, def string) {
+	if e.defaults == nil {
+		e.defaults = map[string]string{}
+	}
+	if _, ok := e.defaults[name]; !ok {
+		e.defaults[name] = def
+	}
+}
+
 func (e *Env) raw(name string) (string, bool) {
 	v, ok := e.lookup(name)
 	v = strings.TrimSpace(v)
@@ -38,6 +53,7 @@ func (e *Env) raw(name string) (string, bool) {
 
 // String returns the variable or def.
 func (e *Env) String(name, def string) string {
+	e.remember(name, def)
 	if v, ok := e.raw(name); ok {
 		return v
 	}
@@ -46,6 +62,7 @@ func (e *Env) String(name, def string) string {
 
 // Int returns the variable parsed as an integer, or def.
 func (e *Env) Int(name string, def int64) int64 {
+	e.remember(name, strconv.FormatInt(def, 10))
 	v, ok := e.raw(name)
 	if !ok {
 		return def
@@ -60,6 +77,7 @@ func (e *Env) Int(name string, def int64) int64 {
 
 // Duration returns the variable parsed by time.ParseDuration, or def.
 func (e *Env) Duration(name string, def time.Duration) time.Duration {
+	e.remember(name, def.String())
 	v, ok := e.raw(name)
 	if !ok {
 		return def
@@ -74,6 +92,7 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 
 // Bool returns the variable parsed by strconv.ParseBool, or def.
 func (e *Env) Bool(name string, def bool) bool {
+	e.remember(name, strconv.FormatBool(def))
 	v, ok := e.raw(name)
 	if !ok {
 		return def
@@ -88,6 +107,7 @@ func (e *Env) Bool(name string, def bool) bool {
 
 // List returns the comma-separated variable, or def.
 func (e *Env) List(name string, def []string) []string {
+	e.remember(name, strings.Join(def, ","))
 	v, ok := e.raw(name)
 	if !ok {
 		return def
@@ -149,6 +169,7 @@ func Public(secret string) bool {
 // it is required and must not be Public; in development it may be unset
 // ("", the caller then uses its development default) or public.
 func (e *Env) Secret(name string) string {
+	e.remember(name, "")
 	v, ok := e.raw(name)
 	switch {
 	case e.Dev():

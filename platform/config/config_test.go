@@ -93,3 +93,25 @@ func TestSecretsOutsideDevelopment(t *testing.T) {
 		}
 	}
 }
+
+// Defaults tells what each variable read so far falls back to, whatever
+// the environment holds, so the settings table can be written from it.
+func TestDefaultsAreRecorded(t *testing.T) {
+	env := config.FromMap(map[string]string{"A": "set"})
+	env.String("A", "d")
+	env.Int("N", 7)
+	env.Duration("D", 90*time.Second)
+	env.Bool("B", true)
+	env.List("L", []string{"x", "y"})
+	env.Int("N", 8) // a second read keeps the first default
+	want := map[string]string{"A": "d", "N": "7", "D": "1m30s", "B": "true", "L": "x,y"}
+	got := env.Defaults()
+	if len(got) != len(want) {
+		t.Fatalf("defaults = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("default of %s = %q, want %q", k, got[k], v)
+		}
+	}
+}
