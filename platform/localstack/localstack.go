@@ -49,6 +49,10 @@ type Config struct {
 	// real wire. The Redis Cluster, whose nodes advertise their own
 	// addresses, is not proxied.
 	Faults bool
+	// NoBroker starts no Kafka-protocol broker: the caller runs its own
+	// (deploy/local/split runs one as a process of its own), and
+	// KafkaBrokers stays empty.
+	NoBroker bool
 	// Logger receives progress messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -83,6 +87,8 @@ type Stack struct {
 	redisBin    string
 	postgres    *child
 	kafka       *kfake.Cluster
+	// spawned are the processes Spawn started.
+	spawned []*Process
 	// clusterNodes are the Redis Cluster's servers, if any.
 	clusterNodes []*child
 
@@ -183,6 +189,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		s.pgProxy, _ = strconv.Atoi(port)
 	}
 	log.Info("postgres ready", "url", s.PostgresURL("postgres"))
+	if cfg.NoBroker {
+		return s, nil
+	}
 	if err := s.startKafka(ctx, cfg.Topics, cfg.Partitions); err != nil {
 		return nil, err
 	}
@@ -194,7 +203,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 // to call more than once.
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
-		var errs []error
+		// The spawned programs first: they may still be using the
+		// servers as they stop.
+		errs := s.stopSpawned()
 		if s.kafka != nil {
 			s.kafka.Close()
 		}
