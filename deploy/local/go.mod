@@ -3,7 +3,9 @@ module github.com/flashsale/flashsale/deploy/local
 go 1.26.0
 
 require (
+	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/flashsale/flashsale/gateway v0.0.0
+	github.com/flashsale/flashsale/loadtest v0.0.0
 	github.com/flashsale/flashsale/platform v0.0.0
 	github.com/flashsale/flashsale/services/channelsim v0.0.0
 	github.com/flashsale/flashsale/services/inventory v0.0.0
@@ -88,6 +90,7 @@ require (
 
 replace (
 	github.com/flashsale/flashsale/gateway => ../../gateway
+	github.com/flashsale/flashsale/loadtest => ../../loadtest
 	github.com/flashsale/flashsale/platform => ../../platform
 	github.com/flashsale/flashsale/proto => ../../proto
 	github.com/flashsale/flashsale/services/channelsim => ../../services/channelsim
