@@ -1,3 +1,5 @@
+//go:build split
+
 package split
 
 import (
@@ -25,10 +27,11 @@ import (
 // requires its audit to pass. The services find each other through the
 // Consul-API process alone: compose gives them no other address. Close
 // leaves nothing listening.
+//
+// It takes about a minute on two cores (build, start-up, replay, audit),
+// so it is behind the split build tag: make test-split runs it, and CI
+// (.ci/run) after make test.
 func TestSplitReplayPassesItsAudit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs every service: not in -short")
-	}
 	root := repoRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
