@@ -5,7 +5,9 @@
 // kfake) that clients reach over TCP like a real broker.
 //
 // The demo, `make up` and every integration test use it, so what the tests
-// exercise is what the demo runs. Everything it starts is torn down by Close,
+// exercise is what the demo runs; the split platform (deploy/local/split)
+// also runs the services' binaries as its children (Spawn). Everything it
+// starts is torn down by Close,
 // and, should the process die without calling Close, by the kernel: each
 // child is started with a parent-death signal, and the next Start removes
 // directories left behind by dead owners.
