@@ -189,20 +189,20 @@ func Start(ctx context.Context, opts Options) (_ *Platform, err error) {
 			return nil, err
 		}
 		p.services = append(p.services, proc)
-		if err := p.waitHealthy(ctx, name, proc); err != nil {
+		if err := p.waitHealthy(ctx, name); err != nil {
 			return nil, err
 		}
 		log.Info("service healthy", "service", name, "ip", pl.ips[name])
 		if _, ok := s.Environment["FLASHSALE_CONSUL_ADDR"]; ok && s.Environment["FLASHSALE_GRPC_ADDR"] != nil {
 			registered = append(registered, name)
 		}
-		if name == "gateway" {
-			addr, _ := pl.value(name, *s.Environment["FLASHSALE_HTTP_ADDR"])
+		if listen := s.Environment["FLASHSALE_HTTP_ADDR"]; name == "gateway" && listen != nil {
+			addr, _ := pl.value(name, *listen)
 			p.GatewayURL = "http://" + addr
 		}
 	}
 	if p.GatewayURL == "" {
-		return nil, errors.New("split: docker-compose.yml has no gateway service")
+		return nil, errors.New("split: docker-compose.yml has no gateway service with FLASHSALE_HTTP_ADDR")
 	}
 	for _, name := range registered {
 		if err := p.waitRegistered(ctx, name); err != nil {
@@ -291,7 +291,7 @@ func (p *Platform) start(name string, cmd *exec.Cmd) (*localstack.Process, error
 // waitHealthy runs service name's compose healthcheck (the images'
 // /healthcheck command, from Bin, on its mapped URL) until it passes.
 // A service without one is healthy once started.
-func (p *Platform) waitHealthy(ctx context.Context, name string, proc *localstack.Process) error {
+func (p *Platform) waitHealthy(ctx context.Context, name string) error {
 	hc := p.plan.project.Services[name].HealthCheck
 	if hc == nil || hc.Disable || len(hc.Test) < 2 || hc.Test[0] != "CMD" {
 		return nil
@@ -390,6 +390,9 @@ func (p *Platform) Services() []string { return slices.Sorted(maps.Keys(p.IPs)) 
 // LoadtestEnv is the environment of compose's loadtest service, mapped:
 // where its audit reads the books and where the channel simulator is.
 func (p *Platform) LoadtestEnv() []string { return p.plan.environ("loadtest") }
+
+// LogDir holds every process's output, <service>.log (removed by Close).
+func (p *Platform) LogDir() string { return p.stack.Dir() }
 
 // Failed is closed when a process stops before Close.
 func (p *Platform) Failed() <-chan struct{} { return p.failed }

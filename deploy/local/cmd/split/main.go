@@ -74,7 +74,7 @@ func run(bin, subnet, replay string) error {
 	for _, name := range p.Services() {
 		fmt.Printf("  %-12s %s\n", name, p.IPs[name])
 	}
-	fmt.Printf("  %-12s %s\n  %-12s %s\n", "redis", p.RedisAddr, "postgres", p.PostgresAddr)
+	fmt.Printf("  %-12s %s\n  %-12s %s\neach process's output: %s/<service>.log\n", "redis", p.RedisAddr, "postgres", p.PostgresAddr, p.LogDir())
 	if replay != "" {
 		return p.Replay(ctx, os.Stdout)
 	}
