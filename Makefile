@@ -16,14 +16,18 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 
 export GOTOOLCHAIN := local
 
-.PHONY: demo test rules actionlint up compose-up deps test-deps proto proto-check lint bench loadtest static size
+.PHONY: demo test test-split rules actionlint up up-split compose-up deps test-deps proto proto-check lint bench loadtest static size
 
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
 
-## demo: start the whole platform on this machine, replay the Double-11 scenario and audit it
+## demo: start the whole platform on this machine, replay the Double-11 scenario and audit it; SPLIT=1 runs the split platform (up-split) and replays through compose's loadtest service
 demo: deps
+ifeq ($(SPLIT),)
 	$(GO) run ./loadtest/cmd/demo -scenario $(SCENARIO) $(ARGS)
+else
+	$(GO) run ./deploy/local/cmd/split -bin $(BIN)/split -replay $(SCENARIO) $(ARGS)
+endif
 
 ## loadtest: replay SCENARIO against the running gateway at TARGET (dev tokens on) and audit it
 loadtest:
@@ -32,6 +36,11 @@ loadtest:
 ## test: every unit and integration test, with the race detector, the alert rules' tests and the workflows' lint
 test: test-deps rules actionlint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## test-split: the split platform's test: every service built and run as its own process, a small replay through compose's loadtest service, its audit (about a minute; CI runs it after make test)
+test-split: deps
+	$(GO) vet -tags split ./deploy/local/split/
+	$(GO) test -tags split -race -count=1 -timeout 15m -run TestSplit ./deploy/local/split/
 
 ## rules: check the Prometheus configuration and alert rules and run their unit tests (promtool, from Debian's prometheus package)
 rules:
@@ -53,6 +62,10 @@ up: deps
 compose-up:
 	docker compose up --build --detach --wait
 	$(GO) run ./deploy/local/cmd/banner
+
+## up-split: docker-compose.yml's platform without containers, each service its own process with compose's environment, found through Consul (docs/operations.md, "The split platform"), until interrupted
+up-split: deps
+	$(GO) run ./deploy/local/cmd/split -bin $(BIN)/split $(ARGS)
 
 # install-missing runs the checks $(1), which add the apt packages they
 # find missing to $$missing, and installs those.

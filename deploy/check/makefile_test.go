@@ -24,7 +24,7 @@ func TestMakeRunTargetsNeedNoBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, target := range []string{"up", "demo", "bench", "loadtest", "deps"} {
+	for _, target := range []string{"up", "up-split", "demo", "bench", "loadtest", "deps"} {
 		if cmds := makeDryRun(t, root, target); strings.Contains(cmds, "chromium") {
 			t.Errorf("make %s installs chromium, which only the report test needs:\n%s", target, cmds)
 		}

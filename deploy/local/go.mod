@@ -3,7 +3,9 @@ module github.com/flashsale/flashsale/deploy/local
 go 1.26.0
 
 require (
+	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/flashsale/flashsale/gateway v0.0.0
+	github.com/flashsale/flashsale/loadtest v0.0.0
 	github.com/flashsale/flashsale/platform v0.0.0
 	github.com/flashsale/flashsale/services/channelsim v0.0.0
 	github.com/flashsale/flashsale/services/inventory v0.0.0
@@ -63,7 +65,7 @@ require (
 	github.com/segmentio/kafka-go v0.4.51 // indirect
 	github.com/sony/gobreaker/v2 v2.4.0 // indirect
 	github.com/twmb/franz-go v1.21.7 // indirect
-	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260515175617-8268a5d078c0 // indirect
+	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260515175617-8268a5d078c0
 	github.com/twmb/franz-go/pkg/kmsg v1.13.1 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.70.0 // indirect
@@ -88,6 +90,7 @@ require (
 
 replace (
 	github.com/flashsale/flashsale/gateway => ../../gateway
+	github.com/flashsale/flashsale/loadtest => ../../loadtest
 	github.com/flashsale/flashsale/platform => ../../platform
 	github.com/flashsale/flashsale/proto => ../../proto
 	github.com/flashsale/flashsale/services/channelsim => ../../services/channelsim

@@ -5,7 +5,9 @@
 // kfake) that clients reach over TCP like a real broker.
 //
 // The demo, `make up` and every integration test use it, so what the tests
-// exercise is what the demo runs. Everything it starts is torn down by Close,
+// exercise is what the demo runs; the split platform (deploy/local/split)
+// also runs the services' binaries as its children (Spawn). Everything it
+// starts is torn down by Close,
 // and, should the process die without calling Close, by the kernel: each
 // child is started with a parent-death signal, and the next Start removes
 // directories left behind by dead owners.
@@ -49,6 +51,10 @@ type Config struct {
 	// real wire. The Redis Cluster, whose nodes advertise their own
 	// addresses, is not proxied.
 	Faults bool
+	// NoBroker starts no Kafka-protocol broker: the caller runs its own
+	// (deploy/local/split runs one as a process of its own), and
+	// KafkaBrokers stays empty.
+	NoBroker bool
 	// Logger receives progress messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -83,6 +89,8 @@ type Stack struct {
 	redisBin    string
 	postgres    *child
 	kafka       *kfake.Cluster
+	// spawned are the processes Spawn started.
+	spawned []*Process
 	// clusterNodes are the Redis Cluster's servers, if any.
 	clusterNodes []*child
 
@@ -183,6 +191,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		s.pgProxy, _ = strconv.Atoi(port)
 	}
 	log.Info("postgres ready", "url", s.PostgresURL("postgres"))
+	if cfg.NoBroker {
+		return s, nil
+	}
 	if err := s.startKafka(ctx, cfg.Topics, cfg.Partitions); err != nil {
 		return nil, err
 	}
@@ -194,7 +205,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 // to call more than once.
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
-		var errs []error
+		// The spawned programs first: they may still be using the
+		// servers as they stop.
+		errs := s.stopSpawned()
 		if s.kafka != nil {
 			s.kafka.Close()
 		}

@@ -4,8 +4,12 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,5 +181,53 @@ func TestPostgresImmediateShutdownKeepsWhatWasCommitted(t *testing.T) {
 	var got int
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM acked").Scan(&got); err != nil || got != n {
 		t.Fatalf("after the restart: %d rows (%v), want the %d acknowledged", got, err, n)
+	}
+}
+
+// TestSpawnedProcessesStopFirst: a stack without a broker still has its
+// servers; a program it spawned runs in a process group of its own (a
+// Ctrl-C at the terminal does not reach it), and Close stops it with
+// SIGTERM before the servers.
+func TestSpawnedProcessesStopFirst(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := localstack.Start(ctx, localstack.Config{NoBroker: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if len(s.KafkaBrokers) != 0 || s.Kafka() != nil {
+		t.Errorf("NoBroker: brokers %v started", s.KafkaBrokers)
+	}
+	// The shell writes its process group, then what it was stopped
+	// with, into out (the stack's directory goes with Close); it would
+	// otherwise sleep a minute.
+	out := filepath.Join(t.TempDir(), "out")
+	p, err := s.Spawn("sleeper", exec.Command("sh", "-c",
+		`trap 'echo terminated >>"$0"; exit 0' TERM; ps -o pgid= $$ >"$0"; sleep 60 & wait`, out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for deadline := time.Now().Add(10 * time.Second); len(got) == 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		got, _ = os.ReadFile(out)
+	}
+	if err := p.Err(); err != nil {
+		t.Fatalf("not running: %v", err)
+	}
+	if pgid := strings.TrimSpace(string(got)); pgid == "" || pgid == strconv.Itoa(syscall.Getpgrp()) {
+		t.Errorf("the spawned process's group is %q, the owner's is %d", pgid, syscall.Getpgrp())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Exited():
+	default:
+		t.Fatal("Close returned with the spawned process running")
+	}
+	if got, _ := os.ReadFile(out); !strings.Contains(string(got), "terminated") {
+		t.Errorf("the process was not stopped with SIGTERM: it wrote %q", got)
 	}
 }

@@ -50,6 +50,10 @@ func (p *procRunner) start(cmd *exec.Cmd) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	// A process group of its own: a Ctrl-C at the terminal reaches the
+	// owner alone, which stops the children in order (the services
+	// before the servers they use) instead of all at once.
+	cmd.SysProcAttr.Setpgid = true
 	errc := make(chan error, 1)
 	p.reqs <- startReq{cmd: cmd, err: errc}
 	return <-errc

@@ -2,13 +2,15 @@
 // can be installed on the machines the tests run on, so Server speaks the
 // subset of Consul's HTTP API that platform/discovery uses, with Consul's
 // semantics for it. The discovery package's own tests and the services'
-// registration tests share it.
+// registration tests share it, and deploy/local/cmd/consulapi serves it
+// as a process of its own for the split platform (deploy/local/split).
 package consultest
 
 import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -43,7 +45,8 @@ import (
 // test instead of passing by accident.
 type Server struct {
 	*httptest.Server
-	t testing.TB
+	// errorf reports what the server cannot do (a test's Errorf).
+	errorf func(format string, args ...any)
 
 	mu       sync.Mutex
 	index    uint64
@@ -60,23 +63,41 @@ type instance struct {
 	cancel  context.CancelFunc
 }
 
-// MustStart starts a Server that stops when the test ends.
+// MustStart starts a Server on a free loopback port that stops when the
+// test ends; what it cannot do fails the test.
 func MustStart(t testing.TB) *Server {
 	t.Helper()
-	f := &Server{t: t, changed: make(chan struct{}), services: map[string]*instance{}, kv: map[string][]byte{}, stop: make(chan struct{})}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("fake consul: %v", err)
+	}
+	f := Serve(lis, t.Errorf)
+	t.Cleanup(f.Close)
+	return f
+}
+
+// Serve starts a Server on lis; errorf reports what it cannot do. Close
+// stops it.
+func Serve(lis net.Listener, errorf func(format string, args ...any)) *Server {
+	f := &Server{errorf: errorf, changed: make(chan struct{}), services: map[string]*instance{}, kv: map[string][]byte{}, stop: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/agent/service/register", f.register)
 	mux.HandleFunc("PUT /v1/agent/service/deregister/{id}", f.deregister)
 	mux.HandleFunc("GET /v1/health/service/{name}", f.health)
 	mux.HandleFunc("GET /v1/kv/{key...}", f.kvGet)
 	mux.HandleFunc("PUT /v1/kv/{key...}", f.kvPut)
-	f.Server = httptest.NewServer(mux)
-	t.Cleanup(func() {
-		close(f.stop)
-		f.Close()
-		f.wg.Wait()
-	})
+	f.Server = httptest.NewUnstartedServer(mux)
+	f.Listener.Close()
+	f.Listener = lis
+	f.Start()
 	return f
+}
+
+// Close stops the server and its checks.
+func (f *Server) Close() {
+	close(f.stop)
+	f.Server.Close()
+	f.wg.Wait()
 }
 
 // Addr is host:port of the fake agent, for discovery.Config.ConsulAddr.
@@ -121,7 +142,7 @@ func (f *Server) register(w http.ResponseWriter, r *http.Request) {
 func (f *Server) check(ctx context.Context, inst *instance, interval time.Duration) {
 	cc, err := grpc.NewClient(inst.reg.Check.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		f.t.Errorf("fake consul: dial check %s: %v", inst.reg.Check.GRPC, err)
+		f.errorf("fake consul: dial check %s: %v", inst.reg.Check.GRPC, err)
 		return
 	}
 	defer cc.Close()
@@ -251,7 +272,7 @@ func (f *Server) answer(w http.ResponseWriter, idx uint64, body any) {
 	w.Header().Set("X-Consul-Index", strconv.FormatUint(idx, 10))
 	w.Header().Set("Content-Type", "application/json")
 	if err := json.NewEncoder(w).Encode(body); err != nil {
-		f.t.Errorf("fake consul: encode: %v", err)
+		f.errorf("fake consul: encode: %v", err)
 	}
 }
 
