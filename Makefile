@@ -16,7 +16,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 
 export GOTOOLCHAIN := local
 
-.PHONY: demo test test-split rules actionlint up up-split compose-up deps test-deps proto proto-check lint bench loadtest static size
+.PHONY: demo test test-split rules actionlint up up-split compose-up config-doc deps test-deps proto proto-check lint bench loadtest static size
 
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
@@ -112,6 +112,10 @@ proto-check: proto
 	@git diff --exit-code --stat -- proto || { echo "generated code in proto/ is stale: run make proto and commit"; exit 1; }
 	@untracked=$$(git ls-files --others --exclude-standard proto); \
 	if [ -n "$$untracked" ]; then echo "untracked generated files: $$untracked"; exit 1; fi
+
+## config-doc: write docs/configuration.md, the table of every FLASHSALE_* variable, from the code
+config-doc:
+	$(GO) run ./deploy/check/cmd/configdoc
 
 ## lint: gofmt, go vet, and the walls between services (archlint: one service's code never imports another's)
 lint:
