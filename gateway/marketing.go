@@ -9,6 +9,7 @@ import (
 
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/proto/limits"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 )
@@ -16,10 +17,10 @@ import (
 // Bounds of regular carts and promotions checked at the edge; the
 // services check them again.
 const (
-	maxCartLines     = 100
-	maxCartQuantity  = 1000
-	maxPromotionSKUs = 1000
-	maxTiers         = 10
+	maxCartLines     = limits.MaxLines
+	maxCartQuantity  = limits.MaxQuantity
+	maxPromotionSKUs = limits.MaxPromotionSKUs
+	maxTiers         = limits.MaxTiers
 )
 
 type cartLineRequest struct {

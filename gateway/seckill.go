@@ -12,15 +12,13 @@ import (
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/proto/limits"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 )
 
 // closedRetryAfter is the Retry-After of a closed flash-sale entry: long
 // enough that a crowd does not hammer a switched-off entry.
 const closedRetryAfter = 30 * time.Second
-
-// maxSeckillQuantity bounds a flash-sale request's quantity.
-const maxSeckillQuantity = 1000
 
 type seckillRequest struct {
 	ActivityID *string `json:"activity_id"`
@@ -48,7 +46,7 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 	}
 	var f fields
 	activityID := f.id("activity_id", req.ActivityID)
-	quantity := f.int("quantity", req.Quantity, 1, maxSeckillQuantity)
+	quantity := f.int("quantity", req.Quantity, 1, limits.MaxQuantity)
 	if f.err != nil {
 		return f.err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/idempotency"
+	"github.com/flashsale/flashsale/proto/limits"
 )
 
 // Outcomes of inventory operations. Callers match them with errors.Is; the
@@ -67,19 +68,18 @@ var (
 // keep every count far inside the range Lua's numbers (doubles) hold
 // exactly.
 const (
-	MaxQuantity = 1000
+	MaxQuantity = limits.MaxQuantity
 	MaxStock    = 1_000_000_000
-	// MaxMarkOrdered bounds the orders of one MarkOrdered call, so one
-	// call stays one modest Redis pipeline.
-	MaxMarkOrdered = 1000
-	// MaxReserveBatch bounds the reservations of one ReserveBatch call,
-	// and MaxReleaseBatch the releases of one ReleaseBatch call, for the
-	// same reason.
-	MaxReserveBatch = 1000
-	MaxReleaseBatch = 1000
-	// MaxDueEntries bounds the entries one ClaimDue takes and one AckDue
-	// or RequeueDue settles, so each call stays a few short scripts.
-	MaxDueEntries = 1000
+	// MaxMarkOrdered bounds the orders of one MarkOrdered call,
+	// MaxReserveBatch the reservations of one ReserveBatch call,
+	// MaxReleaseBatch the releases of one ReleaseBatch call, and
+	// MaxDueEntries the entries one ClaimDue takes and one AckDue or
+	// RequeueDue settles: the contract's batch bound, which the order
+	// service splits its calls by.
+	MaxMarkOrdered  = limits.MaxBatch
+	MaxReserveBatch = limits.MaxBatch
+	MaxReleaseBatch = limits.MaxBatch
+	MaxDueEntries   = limits.MaxBatch
 	// MaxRebuildOrders bounds the orders of one RebuildStock call: one
 	// script writes them all, atomically, and holds Redis meanwhile.
 	MaxRebuildOrders = 50_000

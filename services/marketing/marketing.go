@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/flashsale/flashsale/proto/limits"
 )
 
 // Sentinel errors. Adapters wrap them with %w and the failed operation;
@@ -64,13 +66,13 @@ var Kinds = []Kind{KindSKUDiscount, KindFullReduction, KindCoupon}
 // every sum far from overflowing.
 const (
 	MaxUnitPrice    = 10_000_000_000 // cents, as the catalog's product price
-	MaxQuantity     = 1000
-	MaxLines        = 100
+	MaxQuantity     = limits.MaxQuantity
+	MaxLines        = limits.MaxLines
 	MaxAmount       = MaxUnitPrice * MaxQuantity * MaxLines // the largest possible cart
-	MaxSKUs         = 1000                                  // SKUs one promotion names
-	MaxTiers        = 10
+	MaxSKUs         = limits.MaxPromotionSKUs
+	MaxTiers        = limits.MaxTiers
 	MaxCoupons      = 1_000_000_000 // coupons one template issues
-	MaxPerUserLimit = 1000
+	MaxPerUserLimit = limits.MaxPerUserLimit
 	// BasisPoints is 100%: a SKU discount's RateBP of 9000 is "90%",
 	// that is the buyer pays 90% of the price.
 	BasisPoints = 10_000

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/idempotency"
+	"github.com/flashsale/flashsale/proto/limits"
 )
 
 // Sentinel errors. Adapters wrap them with %w and the failed operation;
@@ -132,7 +133,7 @@ type Promotion struct {
 }
 
 // MaxQuantity bounds one request's quantity.
-const MaxQuantity = 1000
+const MaxQuantity = limits.MaxQuantity
 
 // sameUnits reports whether a repeated request asks for what the first
 // one did: whether asked and first name the same quantities of the same

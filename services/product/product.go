@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/flashsale/flashsale/proto/limits"
 )
 
 // Domain outcomes. Adapters map them to API error codes in one table.
@@ -40,7 +42,7 @@ const (
 	MaxTitleRunes   = 200
 	MaxPrice        = 10_000_000_000 // cents: 100 million in the currency's unit
 	MaxStock        = 1_000_000_000
-	MaxPerUserLimit = 1000
+	MaxPerUserLimit = limits.MaxPerUserLimit
 	// MaxStockLines bounds the lines of one stock reservation (a regular
 	// order's lines).
 	MaxStockLines = 100

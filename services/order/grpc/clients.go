@@ -9,6 +9,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/errcode"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	"github.com/flashsale/flashsale/proto/limits"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 	"github.com/flashsale/flashsale/services/order"
 )
@@ -145,17 +146,12 @@ func (i *Inventory) RebuildStock(ctx context.Context, r order.StockRebuild) (ord
 		ExpiryEntries: resp.GetExpiryEntriesRepaired(), Overheld: resp.GetOverheld()}, nil
 }
 
-// maxMarkPerCall is the most orders the inventory marks in one
-// MarkOrdered call (its MaxMarkOrdered); MarkOrdered splits larger
-// batches.
-const maxMarkPerCall = 1000
-
 // MarkOrdered marks the reservations of events the consumer is about to
 // store and returns, in the order of ps, whether each may be stored.
 func (i *Inventory) MarkOrdered(ctx context.Context, ps []order.Placed) ([]order.MarkOutcome, error) {
 	out := make([]order.MarkOutcome, 0, len(ps))
-	for first := 0; first < len(ps); first += maxMarkPerCall {
-		chunk := ps[first:min(first+maxMarkPerCall, len(ps))]
+	for first := 0; first < len(ps); first += limits.MaxBatch {
+		chunk := ps[first:min(first+limits.MaxBatch, len(ps))]
 		req := &inventoryv1.MarkOrderedRequest{Orders: make([]*inventoryv1.OrderRef, len(chunk))}
 		for j, p := range chunk {
 			req.Orders[j] = &inventoryv1.OrderRef{ActivityId: p.ActivityID, OrderId: p.OrderID}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/errcode"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	"github.com/flashsale/flashsale/proto/limits"
 	"github.com/flashsale/flashsale/services/order"
 )
 
@@ -38,18 +39,13 @@ func (i *Inventory) Release(ctx context.Context, activityID, orderID int64) erro
 	return fmt.Errorf("inventory release: %w", err)
 }
 
-// maxReleasePerCall is the most orders the inventory releases in one
-// ReleaseBatch call (its MaxReleaseBatch); ReleaseBatch splits larger
-// batches.
-const maxReleasePerCall = 1000
-
 // ReleaseBatch gives back the stock of orders that ended unpaid, in
-// ReleaseBatch calls of at most maxReleasePerCall, and answers per order
+// ReleaseBatch calls of at most limits.MaxBatch, and answers per order
 // as Release would. The error is for a call as a whole.
 func (i *Inventory) ReleaseBatch(ctx context.Context, orders []order.DueEntry) ([]error, error) {
 	out := make([]error, 0, len(orders))
-	for first := 0; first < len(orders); first += maxReleasePerCall {
-		chunk := orders[first:min(first+maxReleasePerCall, len(orders))]
+	for first := 0; first < len(orders); first += limits.MaxBatch {
+		chunk := orders[first:min(first+limits.MaxBatch, len(orders))]
 		req := &inventoryv1.ReleaseBatchRequest{Orders: make([]*inventoryv1.OrderRef, len(chunk))}
 		for j, en := range chunk {
 			req.Orders[j] = &inventoryv1.OrderRef{ActivityId: en.ActivityID, OrderId: en.OrderID}

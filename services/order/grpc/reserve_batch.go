@@ -11,14 +11,12 @@ import (
 
 	"github.com/flashsale/flashsale/platform/errcode"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
+	"github.com/flashsale/flashsale/proto/limits"
 	"github.com/flashsale/flashsale/services/order"
 )
 
 // Limits of the reserve batcher.
 const (
-	// maxReserveBatch is the most reservations one ReserveBatch carries
-	// (the inventory's MaxReserveBatch).
-	maxReserveBatch = 1000
 	// maxBatchesInFlight is how many ReserveBatch calls may be on the
 	// wire at once. Below it a buy goes out at once, alone; at it, buys
 	// wait for the next free slot and leave together. Fewer slots make
@@ -90,13 +88,13 @@ func (b *reserveBatcher) reserve(ctx context.Context, req *inventoryv1.ReserveRe
 	}
 }
 
-// takeLocked takes up to maxReserveBatch waiting calls, oldest first,
+// takeLocked takes up to limits.MaxBatch waiting calls, oldest first,
 // leaving out those whose caller has gone: they are answered with their
 // context's error and never sent. b.mu must be held.
 func (b *reserveBatcher) takeLocked() []*reserveCall {
 	var batch []*reserveCall
 	n := 0
-	for ; n < len(b.waiting) && len(batch) < maxReserveBatch; n++ {
+	for ; n < len(b.waiting) && len(batch) < limits.MaxBatch; n++ {
 		c := b.waiting[n]
 		if err := c.ctx.Err(); err != nil {
 			c.err = errcode.New(errcode.Unavailable, "inventory reserve: "+err.Error())
