@@ -26,6 +26,18 @@ func MustPending(tb testing.TB, ttl time.Duration) (*orderredis.Pending, *goredi
 	tb.Helper()
 	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})
 	tb.Cleanup(func() { rdb.Close() })
+	// The keys live under the test's name; a run of the test before this
+	// one (-count) left its own there, which must not answer for this one.
+	ctx := context.Background()
+	iter := rdb.Scan(ctx, 0, tb.Name()+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		tb.Fatal(err)
+	}
 	return orderredis.NewPending(redisclient.Coalesced(rdb), tb.Name()+":", ttl), rdb
 }
 
