@@ -21,9 +21,9 @@ export GOTOOLCHAIN := local
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
 
-## demo: start the whole platform on this machine, replay the Double-11 scenario and audit it
+## demo: start the whole platform on this machine, replay the Double-11 scenario and audit it (prints the big screen's URL; KEEP=1 keeps the platform up afterwards until Ctrl-C)
 demo: deps
-	$(GO) run ./loadtest/cmd/demo -scenario $(SCENARIO) $(ARGS)
+	$(GO) run ./loadtest/cmd/demo -scenario $(SCENARIO) $(if $(KEEP),-keep) $(ARGS)
 
 ## loadtest: replay SCENARIO against the running gateway at TARGET (dev tokens on) and audit it
 loadtest:

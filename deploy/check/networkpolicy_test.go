@@ -172,6 +172,11 @@ var strangers = []pod{
 var notDials = map[string]string{
 	"FLASHSALE_CONSUL_ADDR":         "optional: unset, the services use the dns:/// targets",
 	"FLASHSALE_CHANNELSIM_BASE_URL": "the simulator's own address, the base of the pay URLs it hands out",
+	// The big screen is off unless an operator sets both (docs/big-screen.md);
+	// turning it on here means a policy from the gateway to the payment
+	// service's admin port too.
+	"FLASHSALE_SCREEN_KAFKA_BROKERS":   "optional: unset, the gateway serves no big screen",
+	"FLASHSALE_SCREEN_PAYMENT_METRICS": "optional: unset, the big screen shows no payment outcomes",
 }
 
 // dials reports whether name, read by b, names a peer b connects to.
