@@ -67,7 +67,7 @@ RUN_NEEDS := \
 	command -v redis-benchmark >/dev/null || missing="$$missing redis-tools"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	id postgres >/dev/null 2>&1 || missing="$$missing postgresql";
-# What the tests need beyond that: the report test renders HTML in chromium.
+# What the tests need beyond that: the report test and the big screen's test render HTML in chromium.
 TEST_NEEDS := \
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium";
 
@@ -75,7 +75,7 @@ TEST_NEEDS := \
 deps:
 	$(call install-missing,$(RUN_NEEDS))
 
-## test-deps: deps plus chromium, which only the report test needs (it renders the HTML report)
+## test-deps: deps plus chromium, which the report test and the big screen's test need (they render HTML)
 test-deps:
 	$(call install-missing,$(RUN_NEEDS) $(TEST_NEEDS))
 
