@@ -287,7 +287,12 @@ func (s *screen) read(ctx context.Context, partition int) {
 			return
 		}
 		if err != nil {
-			s.g.log.WarnContext(ctx, "screen: read failed, retrying", "partition", partition, "err", err)
+			s.g.log.WarnContext(ctx, "screen: read failed, retrying in a second", "partition", partition, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
 			continue
 		}
 		var e orderv1.OrderEvent

@@ -66,16 +66,18 @@ type RelayConfig struct {
 	Publisher EventPublisher
 	// Batch is the most events one claim takes (default 500); Poll is
 	// how long the relay waits after a claim that found fewer (default
-	// 100ms), and after a failure.
-	Batch  int
-	Poll   time.Duration
-	Logger *slog.Logger
+	// 100ms); Retry how long after a failure (default 1s), so a broker
+	// that is down costs a claim and a warning a second, not ten.
+	Batch       int
+	Poll, Retry time.Duration
+	Logger      *slog.Logger
 }
 
 // Defaults of RelayConfig.
 const (
 	DefaultRelayBatch = 500
 	DefaultRelayPoll  = 100 * time.Millisecond
+	DefaultRelayRetry = time.Second
 )
 
 // Relay moves the outbox's events to orders.events. Every replica runs
@@ -90,6 +92,9 @@ func NewRelay(cfg RelayConfig) *Relay {
 	if cfg.Poll <= 0 {
 		cfg.Poll = DefaultRelayPoll
 	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = DefaultRelayRetry
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,20 +102,22 @@ func NewRelay(cfg RelayConfig) *Relay {
 }
 
 // Run relays until ctx ends: a full claim is followed at once by the
-// next, anything less by a pause of Poll.
+// next, anything less by a pause of Poll, a failure by one of Retry.
 func (r *Relay) Run(ctx context.Context) error {
 	for {
 		n, err := r.cfg.Outbox.Relay(ctx, r.cfg.Batch, r.cfg.Publisher.PublishEvents)
-		if err != nil && ctx.Err() == nil {
+		pause := r.cfg.Poll
+		switch {
+		case err != nil && ctx.Err() == nil:
 			r.cfg.Logger.WarnContext(ctx, "order events not relayed, will retry", "err", err)
-		}
-		if err == nil && n == r.cfg.Batch {
+			pause = r.cfg.Retry
+		case err == nil && n == r.cfg.Batch:
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(r.cfg.Poll):
+		case <-time.After(pause):
 		}
 	}
 }
