@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -60,8 +61,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("gateway ready at %s (dev tokens on: POST %s/api/v1/dev/token)\nredis %s, postgres %s, kafka %v\nCtrl-C stops everything.\n",
-		p.GatewayURL, p.GatewayURL, stack.RedisAddr, stack.PostgresURL(local.DBOrders), stack.KafkaBrokers)
+	screen, err := p.ScreenURL(ctx)
+	if err != nil {
+		return errors.Join(err, p.Close())
+	}
+	fmt.Printf("gateway ready at %s (dev tokens on: POST %s/api/v1/dev/token)\nbig screen (大屏): %s\nredis %s, postgres %s, kafka %v\nCtrl-C stops everything.\n",
+		p.GatewayURL, p.GatewayURL, screen, stack.RedisAddr, stack.PostgresURL(local.DBOrders), stack.KafkaBrokers)
 	select {
 	case <-ctx.Done():
 	case <-p.Failed():
