@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -197,6 +198,13 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(cfg.BreakerMinRequests >= 1 && cfg.BreakerMinRequests <= 100000, "FLASHSALE_BREAKER_MIN_REQUESTS must be 1..100000")
 	env.Check(cfg.BreakerFailurePercent >= 1 && cfg.BreakerFailurePercent <= 100, "FLASHSALE_BREAKER_FAILURE_PERCENT must be 1..100")
 	env.Check(cfg.BreakerOpenFor > 0, "FLASHSALE_BREAKER_OPEN_FOR must be positive")
+	env.Check(len(cfg.ScreenPaymentMetrics) == 0 || len(cfg.ScreenKafkaBrokers) > 0,
+		"FLASHSALE_SCREEN_PAYMENT_METRICS is set but FLASHSALE_SCREEN_KAFKA_BROKERS is not: the big screen is off without the brokers")
+	for _, u := range cfg.ScreenPaymentMetrics {
+		parsed, err := url.Parse(u)
+		env.Check(err == nil && (parsed.Scheme == "http" || parsed.Scheme == "https") && parsed.Host != "",
+			"FLASHSALE_SCREEN_PAYMENT_METRICS: %q is not an http(s) URL", u)
+	}
 	return cfg
 }
 
