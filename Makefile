@@ -21,10 +21,10 @@ export GOTOOLCHAIN := local
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
 
-## demo: start the whole platform on this machine, replay the Double-11 scenario and audit it; SPLIT=1 runs the split platform (up-split) and replays through compose's loadtest service
+## demo: start the whole platform on this machine, replay the Double-11 scenario and audit it (prints the big screen's URL; KEEP=1 keeps the platform up afterwards until Ctrl-C); SPLIT=1 runs the split platform (up-split) and replays through compose's loadtest service
 demo: deps
 ifeq ($(SPLIT),)
-	$(GO) run ./loadtest/cmd/demo -scenario $(SCENARIO) $(ARGS)
+	$(GO) run ./loadtest/cmd/demo -scenario $(SCENARIO) $(if $(KEEP),-keep) $(ARGS)
 else
 	$(GO) run ./deploy/local/cmd/split -bin $(BIN)/split -replay $(SCENARIO) $(ARGS)
 endif
@@ -85,7 +85,7 @@ RUN_NEEDS := \
 	command -v redis-benchmark >/dev/null || missing="$$missing redis-tools"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	id postgres >/dev/null 2>&1 || missing="$$missing postgresql";
-# What the tests need beyond that: the report test renders HTML in chromium.
+# What the tests need beyond that: the report test and the big screen's test render HTML in chromium.
 TEST_NEEDS := \
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium";
 
@@ -93,7 +93,7 @@ TEST_NEEDS := \
 deps:
 	$(call install-missing,$(RUN_NEEDS))
 
-## test-deps: deps plus chromium, which only the report test needs (it renders the HTML report)
+## test-deps: deps plus chromium, which the report test and the big screen's test need (they render HTML)
 test-deps:
 	$(call install-missing,$(RUN_NEEDS) $(TEST_NEEDS))
 

@@ -118,6 +118,10 @@ type Options struct {
 	// BreakersOpen, when set, says how many downstream breakers are open
 	// now: a signal of the automatic degrade controller (RunDegrade).
 	BreakersOpen func() int
+
+	// Screen, when set, serves the big screen (GET /screen and its
+	// stream; RunScreen feeds it); nil leaves both routes out.
+	Screen *ScreenOptions
 }
 
 // Defaults of Options.
@@ -170,6 +174,8 @@ type Gateway struct {
 	// lastList is the last activity list read, the list's answer while
 	// degraded.
 	lastList atomic.Pointer[activitiesResponse]
+	// screen is the big screen's aggregate (nil: off).
+	screen *screen
 }
 
 // New returns the gateway for opts.
@@ -244,6 +250,9 @@ func New(opts Options) (*Gateway, error) {
 	}).WithStale(cache.OnOutage(cache.StaleMaxAge)).WithNegative(notFound)
 	if err := opts.Registry.Register(cache.Collector(map[string]cache.StatsSource{"activity": g.activity, "product": g.products})); err != nil {
 		return nil, fmt.Errorf("gateway: register metrics: %w", err)
+	}
+	if opts.Screen != nil {
+		g.screen = newScreen(g, *opts.Screen)
 	}
 	g.routes()
 	g.handler = g.withRequestID(g.observe(g.recoverPanics(http.HandlerFunc(g.dispatch))))
@@ -335,6 +344,11 @@ func (g *Gateway) routes() {
 	g.route("POST /admin/v1/coupon-templates", routeSpec{access: adminOnly, limit: api}, g.needsMarketing(g.createCouponTemplate))
 	g.route("POST /api/v1/coupons/{template_id}/claim", offAt(write, LevelSurvive), g.needsMarketing(g.claimCoupon))
 	g.route("GET /api/v1/coupons", offAt(user, LevelProtect), g.needsMarketing(g.listCoupons))
+
+	if g.screen != nil {
+		g.route("GET "+ScreenPath, read, g.serveScreen)
+		g.route("GET "+ScreenEventsPath, routeSpec{access: adminOnly, limit: api}, g.screenEvents)
+	}
 
 	// Probes and scrapes are never rate limited: a gateway that sheds
 	// load must still look alive and be observable.

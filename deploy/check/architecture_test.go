@@ -369,9 +369,12 @@ func TestArchitectureMapMatchesTheCode(t *testing.T) {
 	usesKafka := map[string]bool{}
 	for u := range code.kafka {
 		usesKafka[u.process] = true
-		if u.consume {
+		switch {
+		case u.consume && u.group == "":
+			want[fmt.Sprintf("%s -->|consume %s| %s", nodeKafka, u.topic, u.process)] = "a reader of every partition, without a group"
+		case u.consume:
 			want[fmt.Sprintf("%s -->|consume %s as %s| %s", nodeKafka, u.topic, u.group, u.process)] = "a reader of group " + u.group
-		} else {
+		default:
 			want[fmt.Sprintf("%s -->|produce %s| %s", u.process, u.topic, nodeKafka)] = "a writer"
 		}
 	}

@@ -508,19 +508,24 @@ func (fl flow) kafkaUses(t *testing.T, fset *token.FileSet, s kafkaSink) []kafka
 	}
 	groups := []string{""}
 	if s.consume {
+		// A reader without a group reads partitions itself (the big
+		// screen reads every partition from its first offset): group "".
 		if s.group == nil {
-			t.Errorf("%s: a reader without a consumer group", where)
-			return nil
+			return usesOf(topics, []string{""}, true)
 		}
 		if groups, err = fl.constants(s.pkg, s.group, map[ast.Expr]bool{}); err != nil || len(groups) == 0 {
 			t.Errorf("%s: the group %s cannot be followed back to a constant (%v)", where, types.ExprString(s.group), err)
 			return nil
 		}
 	}
+	return usesOf(topics, groups, s.consume)
+}
+
+func usesOf(topics, groups []string, consume bool) []kafkaUse {
 	var out []kafkaUse
 	for _, topic := range topics {
 		for _, group := range groups {
-			out = append(out, kafkaUse{topic: topic, group: group, consume: s.consume})
+			out = append(out, kafkaUse{topic: topic, group: group, consume: consume})
 		}
 	}
 	return out

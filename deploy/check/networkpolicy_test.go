@@ -172,6 +172,11 @@ var strangers = []pod{
 var notDials = map[string]string{
 	"FLASHSALE_CONSUL_ADDR":         "optional: unset, the services use the dns:/// targets",
 	"FLASHSALE_CHANNELSIM_BASE_URL": "the simulator's own address, the base of the pay URLs it hands out",
+	// The big screen (docs/big-screen.md) scrapes the payment replicas'
+	// counters as Prometheus does; the map leaves scrapes out. Turning it
+	// on in Kubernetes means a policy from the gateway to the payment
+	// service's admin port.
+	"FLASHSALE_SCREEN_PAYMENT_METRICS": "the payment replicas' /metrics, scraped once a second (a scrape, not a call)",
 }
 
 // dials reports whether name, read by b, names a peer b connects to.

@@ -313,6 +313,7 @@ var settingNotes = map[string]string{
 	"FLASHSALE_RATE_IP_MAX_KEYS":          "How many client addresses the per-address limit tracks at once on a replica.",
 	"FLASHSALE_ROUTER_SEED":               "Seeds the payment router's weighted random choice of a channel.",
 	"FLASHSALE_RPC_TIMEOUT":               "Bounds each gRPC call the service makes that carries no deadline of its own.",
+	"FLASHSALE_SCREEN_PAYMENT_METRICS":    "The payment replicas' /metrics URLs, which the big screen reads once a second for payment outcomes per channel.",
 	"FLASHSALE_SWEEP_EVERY":               "How often payment looks for payments stuck PAYING to ask their channel.",
 	"FLASHSALE_TRUSTED_PROXIES":           "Comma-separated addresses or CIDRs whose X-Forwarded-For the gateway believes for the client address.",
 }

@@ -9,12 +9,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +38,7 @@ import (
 const (
 	TopicOrdersPlaced = "orders.placed"
 	TopicOrdersDLQ    = "orders.placed.dlq"
+	TopicOrderEvents  = "orders.events"
 	ConsumerGroup     = "order-writer"
 	DBProduct         = "product"
 	DBOrders          = "orders"
@@ -47,7 +50,7 @@ const (
 func StackConfig(log *slog.Logger) localstack.Config {
 	return localstack.Config{
 		Databases:  []string{DBProduct, DBOrders, DBPayment, DBMarketing},
-		Topics:     []string{TopicOrdersPlaced, TopicOrdersDLQ},
+		Topics:     []string{TopicOrdersPlaced, TopicOrdersDLQ, TopicOrderEvents},
 		Partitions: 8,
 		Logger:     log,
 	}
@@ -251,6 +254,10 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	gw.MarketingAddr = addr(mkt.GRPCListener)
 	gw.JWTSecret = secret
 	gw.DevTokens = true
+	// The big screen reads the order events and the payment service's
+	// counters (docs/big-screen.md).
+	gw.ScreenKafkaBrokers = stack.KafkaBrokers
+	gw.ScreenPaymentMetrics = []string{"http://" + addr(pay.AdminListener) + "/metrics"}
 	// Every virtual buyer of a replay comes from this machine's loopback
 	// address: a per-address limit would refuse the whole crowd as one
 	// client.
@@ -619,4 +626,27 @@ func addr(l net.Listener) string {
 		return ""
 	}
 	return l.Addr().String()
+}
+
+// ScreenURL is the big screen's address with an admin token in its
+// fragment (docs/big-screen.md), minted by the gateway's dev endpoint.
+func (p *Platform) ScreenURL(ctx context.Context) (string, error) {
+	body := strings.NewReader(`{"user_id": "1", "role": "admin"}`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.GatewayURL+"/api/v1/dev/token", body)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("local: admin token: %w", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.Token == "" {
+		return "", fmt.Errorf("local: admin token: status %d: %v", resp.StatusCode, err)
+	}
+	return p.GatewayURL + gateway.ScreenPath + "#token=" + out.Token, nil
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -111,6 +112,14 @@ type Config struct {
 	// may be consul://product and consul://order, and the settings under
 	// SettingsPrefix in Consul KV override the ones above.
 	Discovery discovery.Config
+
+	// ScreenKafkaBrokers, when set (FLASHSALE_SCREEN_KAFKA_BROKERS), turn
+	// on the big screen (GET /screen), which reads orders.events from
+	// them; ScreenPaymentMetrics (FLASHSALE_SCREEN_PAYMENT_METRICS) are
+	// the payment replicas' /metrics URLs it reads each channel's
+	// payment outcomes from (gateway.ScreenOptions).
+	ScreenKafkaBrokers   []string
+	ScreenPaymentMetrics []string
 }
 
 // SettingsPrefix is where the gateway's settings live in Consul KV (keys
@@ -167,6 +176,8 @@ func ConfigFromEnv(env *config.Env) Config {
 		BreakerFailurePercent: uint32(env.Int("FLASHSALE_BREAKER_FAILURE_PERCENT", resilience.DefaultFailurePercent)),
 		BreakerOpenFor:        env.Duration("FLASHSALE_BREAKER_OPEN_FOR", resilience.DefaultOpenFor),
 		Discovery:             discovery.ConfigFromEnv(env),
+		ScreenKafkaBrokers:    env.List("FLASHSALE_SCREEN_KAFKA_BROKERS", nil),
+		ScreenPaymentMetrics:  env.List("FLASHSALE_SCREEN_PAYMENT_METRICS", nil),
 	}
 	proxies, err := gateway.ParseTrustedProxies(env.String("FLASHSALE_TRUSTED_PROXIES", ""))
 	env.Check(err == nil, "FLASHSALE_TRUSTED_PROXIES: %v", err)
@@ -187,6 +198,13 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(cfg.BreakerMinRequests >= 1 && cfg.BreakerMinRequests <= 100000, "FLASHSALE_BREAKER_MIN_REQUESTS must be 1..100000")
 	env.Check(cfg.BreakerFailurePercent >= 1 && cfg.BreakerFailurePercent <= 100, "FLASHSALE_BREAKER_FAILURE_PERCENT must be 1..100")
 	env.Check(cfg.BreakerOpenFor > 0, "FLASHSALE_BREAKER_OPEN_FOR must be positive")
+	env.Check(len(cfg.ScreenPaymentMetrics) == 0 || len(cfg.ScreenKafkaBrokers) > 0,
+		"FLASHSALE_SCREEN_PAYMENT_METRICS is set but FLASHSALE_SCREEN_KAFKA_BROKERS is not: the big screen is off without the brokers")
+	for _, u := range cfg.ScreenPaymentMetrics {
+		parsed, err := url.Parse(u)
+		env.Check(err == nil && (parsed.Scheme == "http" || parsed.Scheme == "https") && parsed.Host != "",
+			"FLASHSALE_SCREEN_PAYMENT_METRICS: %q is not an http(s) URL", u)
+	}
 	return cfg
 }
 
@@ -277,6 +295,10 @@ func Run(ctx context.Context, cfg Config) error {
 		dependencies["marketing"] = grpcHealth(marketingConn)
 	}
 
+	var screen *gateway.ScreenOptions
+	if len(cfg.ScreenKafkaBrokers) > 0 {
+		screen = &gateway.ScreenOptions{Brokers: cfg.ScreenKafkaBrokers, PaymentMetrics: cfg.ScreenPaymentMetrics}
+	}
 	gw, err := gateway.New(gateway.Options{
 		Product:           productv1.NewProductServiceClient(productConn),
 		Order:             orderv1.NewOrderServiceClient(orderConn),
@@ -306,6 +328,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Degrade:           cfg.Degrade,
 		DegradeAuto:       cfg.DegradeAuto,
 		BreakersOpen:      breakers.open,
+		Screen:            screen,
 	})
 	if err != nil {
 		return err
@@ -323,6 +346,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return telemetry.ServeHTTP(ctx, log, lis, gw, grace) })
 	g.Go(func() error { return gw.RunDegrade(ctx) })
+	g.Go(func() error { return gw.RunScreen(ctx) })
 	g.Go(func() error {
 		return consul.WatchPrefix(ctx, SettingsPrefix, func(kv map[string]string) {
 			s, err := gateway.ParseSettings(kv, fallback)

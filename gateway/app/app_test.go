@@ -40,8 +40,20 @@ func TestConfigFromEnv(t *testing.T) {
 				c.CallTimeout == 2*time.Second && c.MaxBodyBytes == 64<<10 &&
 				c.SeckillUserLimit == gateway.Limit{RPS: 5, Burst: 10} && c.IPLimit == gateway.Limit{RPS: 200, Burst: 400} &&
 				c.IPLimitKeys == gateway.DefaultIPLimitKeys && len(c.TrustedProxies) == 0 &&
-				c.SeckillAdmission == gateway.DefaultSeckillAdmission && c.WriteAdmission == gateway.DefaultWriteAdmission
+				c.SeckillAdmission == gateway.DefaultSeckillAdmission && c.WriteAdmission == gateway.DefaultWriteAdmission &&
+				len(c.ScreenKafkaBrokers) == 0 && len(c.ScreenPaymentMetrics) == 0
 		}},
+		{"big screen", map[string]string{
+			"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_SCREEN_KAFKA_BROKERS": "k1:9092, k2:9092",
+			"FLASHSALE_SCREEN_PAYMENT_METRICS": "http://payment-1:9204/metrics,http://payment-2:9204/metrics",
+		}, "", func(c app.Config) bool {
+			return fmt.Sprint(c.ScreenKafkaBrokers) == "[k1:9092 k2:9092]" &&
+				fmt.Sprint(c.ScreenPaymentMetrics) == "[http://payment-1:9204/metrics http://payment-2:9204/metrics]"
+		}},
+		{"big screen payments without brokers", map[string]string{"FLASHSALE_JWT_SECRET": secret,
+			"FLASHSALE_SCREEN_PAYMENT_METRICS": "http://payment:9204/metrics"}, "FLASHSALE_SCREEN_KAFKA_BROKERS is not", nil},
+		{"big screen payments not a URL", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_SCREEN_KAFKA_BROKERS": "k:9092",
+			"FLASHSALE_SCREEN_PAYMENT_METRICS": "payment:9204"}, "FLASHSALE_SCREEN_PAYMENT_METRICS", nil},
 		{"admission and address limits", map[string]string{
 			"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_RATE_IP_RPS": "0", "FLASHSALE_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7,::1",
 			"FLASHSALE_ADMISSION_SECKILL_MIN": "2", "FLASHSALE_ADMISSION_SECKILL_INITIAL": "3", "FLASHSALE_ADMISSION_SECKILL_MAX": "4",

@@ -29,7 +29,7 @@ func (s *Service) CancelOrder(ctx context.Context, orderID, userID int64) (Order
 		return Order{}, fmt.Errorf("%s %d: %w: the order is still being placed; cancel it once it is PENDING_PAYMENT",
 			op, orderID, ErrConflict)
 	case StatusPendingPayment:
-		moved, err := s.cfg.Transitions.EndUnpaid(ctx, []int64{orderID}, StatusCancelled)
+		moved, err := s.cfg.Transitions.EndUnpaid(ctx, []int64{orderID}, StatusCancelled, s.cfg.Clock.Now())
 		if err != nil {
 			return Order{}, fmt.Errorf("%s %d: %w", op, orderID, err)
 		}

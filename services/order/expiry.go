@@ -42,8 +42,9 @@ type DueQueue interface {
 // conditional UPDATE, so that of two racing moves exactly one wins.
 type Transitions interface {
 	// EndUnpaid moves those of ids that are PENDING_PAYMENT to to
-	// (CANCELLED or EXPIRED) and returns the ids it moved.
-	EndUnpaid(ctx context.Context, ids []int64, to Status) ([]int64, error)
+	// (CANCELLED or EXPIRED) at at, with an event each, and returns the
+	// ids it moved.
+	EndUnpaid(ctx context.Context, ids []int64, to Status, at time.Time) ([]int64, error)
 	// Statuses returns the status of every stored order among ids.
 	Statuses(ctx context.Context, ids []int64) (map[int64]Status, error)
 }
@@ -296,7 +297,7 @@ func (e *Expirer) RunOnce(ctx context.Context) (int, error) {
 	for i, en := range entries {
 		ids[i] = en.OrderID
 	}
-	expired, err := e.cfg.Orders.EndUnpaid(ctx, ids, StatusExpired)
+	expired, err := e.cfg.Orders.EndUnpaid(ctx, ids, StatusExpired, now)
 	if err != nil {
 		return len(entries), fmt.Errorf("expire %d orders: %w", len(ids), err)
 	}
@@ -494,7 +495,7 @@ func (e *Expirer) RunBackstopOnce(ctx context.Context) (int, error) {
 	if len(page) == 0 {
 		return 0, nil
 	}
-	expired, err := e.cfg.Orders.EndUnpaid(ctx, ids, StatusExpired)
+	expired, err := e.cfg.Orders.EndUnpaid(ctx, ids, StatusExpired, e.cfg.Clock.Now())
 	if err != nil {
 		return len(page), fmt.Errorf("expire %d overdue flash-sale orders: %w", len(ids), err)
 	}

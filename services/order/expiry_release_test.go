@@ -44,7 +44,7 @@ func (b *dueBook) Requeue(_ context.Context, es []order.DueEntry, _ time.Time) e
 	return nil
 }
 
-func (b *dueBook) EndUnpaid(_ context.Context, ids []int64, _ order.Status) ([]int64, error) {
+func (b *dueBook) EndUnpaid(_ context.Context, ids []int64, _ order.Status, _ time.Time) ([]int64, error) {
 	return ids, nil
 }
 

@@ -97,7 +97,7 @@ func MustRun(tb testing.TB, name string, admin net.Listener, run func(context.Co
 func StackConfig() localstack.Config {
 	return localstack.Config{
 		Databases:  []string{"products", "orders", "marketing"},
-		Topics:     []string{"orders.placed", "orders.placed.dlq"},
+		Topics:     []string{"orders.placed", "orders.placed.dlq", "orders.events"},
 		Partitions: 2,
 	}
 }

@@ -3,7 +3,10 @@
 // default) against it over HTTP, waits until every accepted order has been
 // written and every due order has expired, audits the books, measures the redis-benchmark ceiling and
 // prints the report (text here; JSON and HTML under -out). It exits
-// non-zero when a check fails.
+// non-zero when a check fails. It prints the big screen's address
+// (docs/big-screen.md) once the platform is up; with -keep (or
+// FLASHSALE_DEMO_KEEP_UP=true, `make demo KEEP=1`) the platform stays up
+// after the report, screen and all, until Ctrl-C.
 package main
 
 import (
@@ -50,11 +53,28 @@ func realMain() {
 	out := flag.String("out", "loadtest/out", "directory for report.json and report.html")
 	ceiling := flag.Bool("ceiling", true, "measure the redis-benchmark ceiling after the replay")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the replay (platform and load generator, without start-up, drain and audit) here")
+	keep := flag.Bool("keep", false, "keep the platform (and the big screen) up after the report until Ctrl-C (default: FLASHSALE_DEMO_KEEP_UP)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ok, err := run(ctx, *scenario, *out, *ceiling, *cpuProfile)
+	env := config.FromEnv()
+	keepUp := *keep || env.Bool("FLASHSALE_DEMO_KEEP_UP", false)
+	if err := env.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		exit = 1
+		return
+	}
+	if ok, err := run(ctx, *scenario, *out, *ceiling, *cpuProfile, keepUp); !errors.Is(err, errReported) {
+		result(ok, err)
+	}
+}
+
+// errReported is run's answer when it has printed the verdict itself.
+var errReported = errors.New("verdict printed")
+
+// result prints the demo's verdict and sets the exit status.
+func result(ok bool, err error) {
 	switch {
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -161,7 +181,10 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func run(ctx context.Context, path, out string, ceiling bool, profilePath string) (bool, error) {
+// run starts the platform, replays the scenario and audits it. With
+// keep it prints the verdict itself and then waits for ctx (Ctrl-C) with
+// the platform up, returning errReported.
+func run(ctx context.Context, path, out string, ceiling bool, profilePath string, keep bool) (bool, error) {
 	sc, err := loadtest.LoadScenario(path)
 	if err != nil {
 		return false, err
@@ -213,6 +236,11 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	defer p.Close()
 	fmt.Printf("Platform up: gateway %s, channel simulator %s, payment window %s, %d order replica(s)\n",
 		p.GatewayURL, p.ChannelsURL, window, p.OrderReplicas())
+	screen, err := p.ScreenURL(ctx)
+	if err != nil {
+		return false, err
+	}
+	fmt.Printf("Big screen (大屏), live during the replay: %s\n", screen)
 
 	pool, err := postgres.Dial(ctx, stack.PostgresURL(local.DBOrders), 4)
 	if err != nil {
@@ -239,7 +267,18 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 		return false, err
 	}
 	_, ok, err := loadtest.RunSession(ctx, cfg)
-	return ok, err
+	if !keep || ctx.Err() != nil {
+		return ok, err
+	}
+	result(ok, err)
+	fmt.Printf("\nThe platform stays up: big screen %s, gateway %s. Ctrl-C stops it.\n", screen, p.GatewayURL)
+	select {
+	case <-ctx.Done():
+	case <-p.Failed():
+		fmt.Fprintln(os.Stderr, "demo: a service of the platform failed")
+		exit = 1
+	}
+	return ok, errReported
 }
 
 // infra puts a scenario's faults on the platform this command started:

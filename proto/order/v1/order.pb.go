@@ -138,6 +138,64 @@ func (OrderKind) EnumDescriptor() ([]byte, []int) {
 	return file_order_v1_order_proto_rawDescGZIP(), []int{1}
 }
 
+type OrderEvent_Type int32
+
+const (
+	OrderEvent_TYPE_UNSPECIFIED OrderEvent_Type = 0
+	OrderEvent_TYPE_STORED      OrderEvent_Type = 1 // written to Postgres, PENDING_PAYMENT
+	OrderEvent_TYPE_PAID        OrderEvent_Type = 2 // moved to PAID; amount is what was paid
+	OrderEvent_TYPE_REFUNDED    OrderEvent_Type = 3 // a refund recorded; amount is what it returns
+	OrderEvent_TYPE_EXPIRED     OrderEvent_Type = 4 // ended unpaid at its deadline
+	OrderEvent_TYPE_CANCELLED   OrderEvent_Type = 5 // ended unpaid by its buyer
+)
+
+// Enum value maps for OrderEvent_Type.
+var (
+	OrderEvent_Type_name = map[int32]string{
+		0: "TYPE_UNSPECIFIED",
+		1: "TYPE_STORED",
+		2: "TYPE_PAID",
+		3: "TYPE_REFUNDED",
+		4: "TYPE_EXPIRED",
+		5: "TYPE_CANCELLED",
+	}
+	OrderEvent_Type_value = map[string]int32{
+		"TYPE_UNSPECIFIED": 0,
+		"TYPE_STORED":      1,
+		"TYPE_PAID":        2,
+		"TYPE_REFUNDED":    3,
+		"TYPE_EXPIRED":     4,
+		"TYPE_CANCELLED":   5,
+	}
+)
+
+func (x OrderEvent_Type) Enum() *OrderEvent_Type {
+	p := new(OrderEvent_Type)
+	*p = x
+	return p
+}
+
+func (x OrderEvent_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OrderEvent_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_order_v1_order_proto_enumTypes[2].Descriptor()
+}
+
+func (OrderEvent_Type) Type() protoreflect.EnumType {
+	return &file_order_v1_order_proto_enumTypes[2]
+}
+
+func (x OrderEvent_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OrderEvent_Type.Descriptor instead.
+func (OrderEvent_Type) EnumDescriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{15, 0}
+}
+
 type OrderLine struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	LineId           int64                  `protobuf:"varint,1,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
@@ -1210,6 +1268,112 @@ func (x *OrderPlaced) GetLineId() int64 {
 	return 0
 }
 
+// OrderEvent is one step of a stored order's life, on the topic
+// orders.events (key = order id). The order service writes it to an
+// outbox table in the transaction that made the step and a relay
+// publishes it, so every committed step is published at least once:
+// readers drop repeats by (order_id, type, ref). Steps of one order may
+// arrive out of order (relays of several replicas publish side by side).
+type OrderEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Type          OrderEvent_Type        `protobuf:"varint,2,opt,name=type,proto3,enum=flashsale.order.v1.OrderEvent_Type" json:"type,omitempty"`
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`                                // SECKILL or REGULAR
+	ActivityId    int64                  `protobuf:"varint,4,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"` // 0 for regular orders
+	Amount        int64                  `protobuf:"varint,5,opt,name=amount,proto3" json:"amount,omitempty"`                           // cents: the payable for STORED and PAID, the refund's amount for REFUNDED, 0 otherwise
+	Channel       string                 `protobuf:"bytes,6,opt,name=channel,proto3" json:"channel,omitempty"`                          // the paying channel, PAID only
+	Ref           int64                  `protobuf:"varint,7,opt,name=ref,proto3" json:"ref,omitempty"`                                 // the refund id for REFUNDED, 0 otherwise
+	At            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=at,proto3" json:"at,omitempty"`                                    // when the step happened, by the service's clock
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OrderEvent) Reset() {
+	*x = OrderEvent{}
+	mi := &file_order_v1_order_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderEvent) ProtoMessage() {}
+
+func (x *OrderEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderEvent.ProtoReflect.Descriptor instead.
+func (*OrderEvent) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *OrderEvent) GetOrderId() int64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+func (x *OrderEvent) GetType() OrderEvent_Type {
+	if x != nil {
+		return x.Type
+	}
+	return OrderEvent_TYPE_UNSPECIFIED
+}
+
+func (x *OrderEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *OrderEvent) GetActivityId() int64 {
+	if x != nil {
+		return x.ActivityId
+	}
+	return 0
+}
+
+func (x *OrderEvent) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+func (x *OrderEvent) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *OrderEvent) GetRef() int64 {
+	if x != nil {
+		return x.Ref
+	}
+	return 0
+}
+
+func (x *OrderEvent) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 type RefundLine struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LineId        int64                  `protobuf:"varint,1,opt,name=line_id,json=lineId,proto3" json:"line_id,omitempty"`
@@ -1220,7 +1384,7 @@ type RefundLine struct {
 
 func (x *RefundLine) Reset() {
 	*x = RefundLine{}
-	mi := &file_order_v1_order_proto_msgTypes[15]
+	mi := &file_order_v1_order_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1396,7 @@ func (x *RefundLine) String() string {
 func (*RefundLine) ProtoMessage() {}
 
 func (x *RefundLine) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[15]
+	mi := &file_order_v1_order_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1409,7 @@ func (x *RefundLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundLine.ProtoReflect.Descriptor instead.
 func (*RefundLine) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{15}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RefundLine) GetLineId() int64 {
@@ -1277,7 +1441,7 @@ type RefundOrderRequest struct {
 
 func (x *RefundOrderRequest) Reset() {
 	*x = RefundOrderRequest{}
-	mi := &file_order_v1_order_proto_msgTypes[16]
+	mi := &file_order_v1_order_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1453,7 @@ func (x *RefundOrderRequest) String() string {
 func (*RefundOrderRequest) ProtoMessage() {}
 
 func (x *RefundOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[16]
+	mi := &file_order_v1_order_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1466,7 @@ func (x *RefundOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundOrderRequest.ProtoReflect.Descriptor instead.
 func (*RefundOrderRequest) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{16}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RefundOrderRequest) GetOrderId() int64 {
@@ -1344,7 +1508,7 @@ type RefundedLine struct {
 
 func (x *RefundedLine) Reset() {
 	*x = RefundedLine{}
-	mi := &file_order_v1_order_proto_msgTypes[17]
+	mi := &file_order_v1_order_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1520,7 @@ func (x *RefundedLine) String() string {
 func (*RefundedLine) ProtoMessage() {}
 
 func (x *RefundedLine) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[17]
+	mi := &file_order_v1_order_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1533,7 @@ func (x *RefundedLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundedLine.ProtoReflect.Descriptor instead.
 func (*RefundedLine) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{17}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RefundedLine) GetLineId() int64 {
@@ -1406,7 +1570,7 @@ type RefundOrderResponse struct {
 
 func (x *RefundOrderResponse) Reset() {
 	*x = RefundOrderResponse{}
-	mi := &file_order_v1_order_proto_msgTypes[18]
+	mi := &file_order_v1_order_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1582,7 @@ func (x *RefundOrderResponse) String() string {
 func (*RefundOrderResponse) ProtoMessage() {}
 
 func (x *RefundOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[18]
+	mi := &file_order_v1_order_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1595,7 @@ func (x *RefundOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundOrderResponse.ProtoReflect.Descriptor instead.
 func (*RefundOrderResponse) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{18}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RefundOrderResponse) GetRefundId() int64 {
@@ -1569,7 +1733,25 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"expires_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12'\n" +
 	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\x12\x17\n" +
 	"\aline_id\x18\n" +
-	" \x01(\x03R\x06lineId\"A\n" +
+	" \x01(\x03R\x06lineId\"\xfc\x02\n" +
+	"\n" +
+	"OrderEvent\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\x03R\aorderId\x127\n" +
+	"\x04type\x18\x02 \x01(\x0e2#.flashsale.order.v1.OrderEvent.TypeR\x04type\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x1f\n" +
+	"\vactivity_id\x18\x04 \x01(\x03R\n" +
+	"activityId\x12\x16\n" +
+	"\x06amount\x18\x05 \x01(\x03R\x06amount\x12\x18\n" +
+	"\achannel\x18\x06 \x01(\tR\achannel\x12\x10\n" +
+	"\x03ref\x18\a \x01(\x03R\x03ref\x12*\n" +
+	"\x02at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"u\n" +
+	"\x04Type\x12\x14\n" +
+	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vTYPE_STORED\x10\x01\x12\r\n" +
+	"\tTYPE_PAID\x10\x02\x12\x11\n" +
+	"\rTYPE_REFUNDED\x10\x03\x12\x10\n" +
+	"\fTYPE_EXPIRED\x10\x04\x12\x12\n" +
+	"\x0eTYPE_CANCELLED\x10\x05\"A\n" +
 	"\n" +
 	"RefundLine\x12\x17\n" +
 	"\aline_id\x18\x01 \x01(\x03R\x06lineId\x12\x1a\n" +
@@ -1625,72 +1807,76 @@ func file_order_v1_order_proto_rawDescGZIP() []byte {
 	return file_order_v1_order_proto_rawDescData
 }
 
-var file_order_v1_order_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_order_v1_order_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_order_v1_order_proto_goTypes = []any{
 	(OrderStatus)(0),                  // 0: flashsale.order.v1.OrderStatus
 	(OrderKind)(0),                    // 1: flashsale.order.v1.OrderKind
-	(*OrderLine)(nil),                 // 2: flashsale.order.v1.OrderLine
-	(*Order)(nil),                     // 3: flashsale.order.v1.Order
-	(*OrderPromotion)(nil),            // 4: flashsale.order.v1.OrderPromotion
-	(*RegularOrderLine)(nil),          // 5: flashsale.order.v1.RegularOrderLine
-	(*RegularOrderRequest)(nil),       // 6: flashsale.order.v1.RegularOrderRequest
-	(*OrderPayment)(nil),              // 7: flashsale.order.v1.OrderPayment
-	(*CancelOrderRequest)(nil),        // 8: flashsale.order.v1.CancelOrderRequest
-	(*MarkPaidRequest)(nil),           // 9: flashsale.order.v1.MarkPaidRequest
-	(*MarkPaidResponse)(nil),          // 10: flashsale.order.v1.MarkPaidResponse
-	(*PlaceSeckillOrderRequest)(nil),  // 11: flashsale.order.v1.PlaceSeckillOrderRequest
-	(*PlaceSeckillOrderResponse)(nil), // 12: flashsale.order.v1.PlaceSeckillOrderResponse
-	(*GetOrderRequest)(nil),           // 13: flashsale.order.v1.GetOrderRequest
-	(*ListOrdersRequest)(nil),         // 14: flashsale.order.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),        // 15: flashsale.order.v1.ListOrdersResponse
-	(*OrderPlaced)(nil),               // 16: flashsale.order.v1.OrderPlaced
-	(*RefundLine)(nil),                // 17: flashsale.order.v1.RefundLine
-	(*RefundOrderRequest)(nil),        // 18: flashsale.order.v1.RefundOrderRequest
-	(*RefundedLine)(nil),              // 19: flashsale.order.v1.RefundedLine
-	(*RefundOrderResponse)(nil),       // 20: flashsale.order.v1.RefundOrderResponse
-	(*timestamppb.Timestamp)(nil),     // 21: google.protobuf.Timestamp
+	(OrderEvent_Type)(0),              // 2: flashsale.order.v1.OrderEvent.Type
+	(*OrderLine)(nil),                 // 3: flashsale.order.v1.OrderLine
+	(*Order)(nil),                     // 4: flashsale.order.v1.Order
+	(*OrderPromotion)(nil),            // 5: flashsale.order.v1.OrderPromotion
+	(*RegularOrderLine)(nil),          // 6: flashsale.order.v1.RegularOrderLine
+	(*RegularOrderRequest)(nil),       // 7: flashsale.order.v1.RegularOrderRequest
+	(*OrderPayment)(nil),              // 8: flashsale.order.v1.OrderPayment
+	(*CancelOrderRequest)(nil),        // 9: flashsale.order.v1.CancelOrderRequest
+	(*MarkPaidRequest)(nil),           // 10: flashsale.order.v1.MarkPaidRequest
+	(*MarkPaidResponse)(nil),          // 11: flashsale.order.v1.MarkPaidResponse
+	(*PlaceSeckillOrderRequest)(nil),  // 12: flashsale.order.v1.PlaceSeckillOrderRequest
+	(*PlaceSeckillOrderResponse)(nil), // 13: flashsale.order.v1.PlaceSeckillOrderResponse
+	(*GetOrderRequest)(nil),           // 14: flashsale.order.v1.GetOrderRequest
+	(*ListOrdersRequest)(nil),         // 15: flashsale.order.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),        // 16: flashsale.order.v1.ListOrdersResponse
+	(*OrderPlaced)(nil),               // 17: flashsale.order.v1.OrderPlaced
+	(*OrderEvent)(nil),                // 18: flashsale.order.v1.OrderEvent
+	(*RefundLine)(nil),                // 19: flashsale.order.v1.RefundLine
+	(*RefundOrderRequest)(nil),        // 20: flashsale.order.v1.RefundOrderRequest
+	(*RefundedLine)(nil),              // 21: flashsale.order.v1.RefundedLine
+	(*RefundOrderResponse)(nil),       // 22: flashsale.order.v1.RefundOrderResponse
+	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
 }
 var file_order_v1_order_proto_depIdxs = []int32{
 	1,  // 0: flashsale.order.v1.Order.kind:type_name -> flashsale.order.v1.OrderKind
 	0,  // 1: flashsale.order.v1.Order.status:type_name -> flashsale.order.v1.OrderStatus
-	2,  // 2: flashsale.order.v1.Order.lines:type_name -> flashsale.order.v1.OrderLine
-	21, // 3: flashsale.order.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	21, // 4: flashsale.order.v1.Order.expires_at:type_name -> google.protobuf.Timestamp
-	21, // 5: flashsale.order.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
-	7,  // 6: flashsale.order.v1.Order.payment:type_name -> flashsale.order.v1.OrderPayment
-	4,  // 7: flashsale.order.v1.Order.promotions:type_name -> flashsale.order.v1.OrderPromotion
-	5,  // 8: flashsale.order.v1.RegularOrderRequest.lines:type_name -> flashsale.order.v1.RegularOrderLine
-	21, // 9: flashsale.order.v1.MarkPaidRequest.paid_at:type_name -> google.protobuf.Timestamp
-	3,  // 10: flashsale.order.v1.MarkPaidResponse.order:type_name -> flashsale.order.v1.Order
+	3,  // 2: flashsale.order.v1.Order.lines:type_name -> flashsale.order.v1.OrderLine
+	23, // 3: flashsale.order.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	23, // 4: flashsale.order.v1.Order.expires_at:type_name -> google.protobuf.Timestamp
+	23, // 5: flashsale.order.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
+	8,  // 6: flashsale.order.v1.Order.payment:type_name -> flashsale.order.v1.OrderPayment
+	5,  // 7: flashsale.order.v1.Order.promotions:type_name -> flashsale.order.v1.OrderPromotion
+	6,  // 8: flashsale.order.v1.RegularOrderRequest.lines:type_name -> flashsale.order.v1.RegularOrderLine
+	23, // 9: flashsale.order.v1.MarkPaidRequest.paid_at:type_name -> google.protobuf.Timestamp
+	4,  // 10: flashsale.order.v1.MarkPaidResponse.order:type_name -> flashsale.order.v1.Order
 	0,  // 11: flashsale.order.v1.PlaceSeckillOrderResponse.status:type_name -> flashsale.order.v1.OrderStatus
-	3,  // 12: flashsale.order.v1.ListOrdersResponse.orders:type_name -> flashsale.order.v1.Order
-	21, // 13: flashsale.order.v1.OrderPlaced.created_at:type_name -> google.protobuf.Timestamp
-	21, // 14: flashsale.order.v1.OrderPlaced.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 15: flashsale.order.v1.RefundOrderRequest.lines:type_name -> flashsale.order.v1.RefundLine
-	19, // 16: flashsale.order.v1.RefundOrderResponse.lines:type_name -> flashsale.order.v1.RefundedLine
-	3,  // 17: flashsale.order.v1.RefundOrderResponse.order:type_name -> flashsale.order.v1.Order
-	11, // 18: flashsale.order.v1.OrderService.PlaceSeckillOrder:input_type -> flashsale.order.v1.PlaceSeckillOrderRequest
-	13, // 19: flashsale.order.v1.OrderService.GetOrder:input_type -> flashsale.order.v1.GetOrderRequest
-	14, // 20: flashsale.order.v1.OrderService.ListOrders:input_type -> flashsale.order.v1.ListOrdersRequest
-	8,  // 21: flashsale.order.v1.OrderService.CancelOrder:input_type -> flashsale.order.v1.CancelOrderRequest
-	9,  // 22: flashsale.order.v1.OrderService.MarkPaid:input_type -> flashsale.order.v1.MarkPaidRequest
-	6,  // 23: flashsale.order.v1.OrderService.QuoteRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
-	6,  // 24: flashsale.order.v1.OrderService.CreateRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
-	18, // 25: flashsale.order.v1.OrderService.RefundOrder:input_type -> flashsale.order.v1.RefundOrderRequest
-	12, // 26: flashsale.order.v1.OrderService.PlaceSeckillOrder:output_type -> flashsale.order.v1.PlaceSeckillOrderResponse
-	3,  // 27: flashsale.order.v1.OrderService.GetOrder:output_type -> flashsale.order.v1.Order
-	15, // 28: flashsale.order.v1.OrderService.ListOrders:output_type -> flashsale.order.v1.ListOrdersResponse
-	3,  // 29: flashsale.order.v1.OrderService.CancelOrder:output_type -> flashsale.order.v1.Order
-	10, // 30: flashsale.order.v1.OrderService.MarkPaid:output_type -> flashsale.order.v1.MarkPaidResponse
-	3,  // 31: flashsale.order.v1.OrderService.QuoteRegularOrder:output_type -> flashsale.order.v1.Order
-	3,  // 32: flashsale.order.v1.OrderService.CreateRegularOrder:output_type -> flashsale.order.v1.Order
-	20, // 33: flashsale.order.v1.OrderService.RefundOrder:output_type -> flashsale.order.v1.RefundOrderResponse
-	26, // [26:34] is the sub-list for method output_type
-	18, // [18:26] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	4,  // 12: flashsale.order.v1.ListOrdersResponse.orders:type_name -> flashsale.order.v1.Order
+	23, // 13: flashsale.order.v1.OrderPlaced.created_at:type_name -> google.protobuf.Timestamp
+	23, // 14: flashsale.order.v1.OrderPlaced.expires_at:type_name -> google.protobuf.Timestamp
+	2,  // 15: flashsale.order.v1.OrderEvent.type:type_name -> flashsale.order.v1.OrderEvent.Type
+	23, // 16: flashsale.order.v1.OrderEvent.at:type_name -> google.protobuf.Timestamp
+	19, // 17: flashsale.order.v1.RefundOrderRequest.lines:type_name -> flashsale.order.v1.RefundLine
+	21, // 18: flashsale.order.v1.RefundOrderResponse.lines:type_name -> flashsale.order.v1.RefundedLine
+	4,  // 19: flashsale.order.v1.RefundOrderResponse.order:type_name -> flashsale.order.v1.Order
+	12, // 20: flashsale.order.v1.OrderService.PlaceSeckillOrder:input_type -> flashsale.order.v1.PlaceSeckillOrderRequest
+	14, // 21: flashsale.order.v1.OrderService.GetOrder:input_type -> flashsale.order.v1.GetOrderRequest
+	15, // 22: flashsale.order.v1.OrderService.ListOrders:input_type -> flashsale.order.v1.ListOrdersRequest
+	9,  // 23: flashsale.order.v1.OrderService.CancelOrder:input_type -> flashsale.order.v1.CancelOrderRequest
+	10, // 24: flashsale.order.v1.OrderService.MarkPaid:input_type -> flashsale.order.v1.MarkPaidRequest
+	7,  // 25: flashsale.order.v1.OrderService.QuoteRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
+	7,  // 26: flashsale.order.v1.OrderService.CreateRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
+	20, // 27: flashsale.order.v1.OrderService.RefundOrder:input_type -> flashsale.order.v1.RefundOrderRequest
+	13, // 28: flashsale.order.v1.OrderService.PlaceSeckillOrder:output_type -> flashsale.order.v1.PlaceSeckillOrderResponse
+	4,  // 29: flashsale.order.v1.OrderService.GetOrder:output_type -> flashsale.order.v1.Order
+	16, // 30: flashsale.order.v1.OrderService.ListOrders:output_type -> flashsale.order.v1.ListOrdersResponse
+	4,  // 31: flashsale.order.v1.OrderService.CancelOrder:output_type -> flashsale.order.v1.Order
+	11, // 32: flashsale.order.v1.OrderService.MarkPaid:output_type -> flashsale.order.v1.MarkPaidResponse
+	4,  // 33: flashsale.order.v1.OrderService.QuoteRegularOrder:output_type -> flashsale.order.v1.Order
+	4,  // 34: flashsale.order.v1.OrderService.CreateRegularOrder:output_type -> flashsale.order.v1.Order
+	22, // 35: flashsale.order.v1.OrderService.RefundOrder:output_type -> flashsale.order.v1.RefundOrderResponse
+	28, // [28:36] is the sub-list for method output_type
+	20, // [20:28] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_order_v1_order_proto_init() }
@@ -1703,8 +1889,8 @@ func file_order_v1_order_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_order_v1_order_proto_rawDesc), len(file_order_v1_order_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   19,
+			NumEnums:      3,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

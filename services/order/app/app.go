@@ -51,7 +51,8 @@ type Config struct {
 	// (redisclient.Config).
 	RedisAddr    string
 	RedisCluster bool
-	// KafkaBrokers carry orders.placed and orders.placed.dlq, created at
+	// KafkaBrokers carry orders.placed, orders.placed.dlq and
+	// orders.events, created at
 	// start with KafkaPartitions partitions and KafkaDurability's
 	// replication and min.insync.replicas when missing (and checked to
 	// be at least that durable when present).
@@ -247,8 +248,8 @@ func (c Config) withDefaults() Config {
 }
 
 // Run applies the schema, creates the topics and serves gRPC while the
-// consumer writes orders and the expiry workers expire unpaid ones, until
-// ctx ends.
+// consumer writes orders, the expiry workers expire unpaid ones and the
+// relay publishes the outbox's order events, until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
@@ -270,7 +271,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("order: %w", err)
 	}
 	defer rdb.Close()
-	if err := pkafka.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, cfg.KafkaDurability, orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ); err != nil {
+	if err := pkafka.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, cfg.KafkaDurability, orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ, orderkafka.TopicEvents); err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
 	consul, err := discovery.Open(cfg.Discovery, log)
@@ -305,6 +306,9 @@ func Run(ctx context.Context, cfg Config) error {
 	pending := orderredis.NewPending(redisclient.Coalesced(rdb), "", orderredis.DefaultTTL)
 	pub := orderkafka.NewPublisher(cfg.KafkaBrokers, orderkafka.TopicPlaced)
 	defer pub.Close()
+	events := orderkafka.NewEventPublisher(cfg.KafkaBrokers, orderkafka.TopicEvents)
+	defer events.Close()
+	relay := order.NewRelay(order.RelayConfig{Outbox: store, Publisher: events, Logger: log})
 	var publisher order.Publisher = pub
 	if cfg.WrapPublisher != nil {
 		publisher = cfg.WrapPublisher(pub)
@@ -356,7 +360,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	workers := []func(context.Context) error{consumer.Run, func(ctx context.Context) error {
 		return svc.RunRefundSweep(ctx, cfg.RefundSweepEvery)
-	}, reconciler.Run}
+	}, reconciler.Run, relay.Run}
 	if !cfg.ExpiryDisabled {
 		expirer := order.NewExpirer(order.ExpirerConfig{
 			Queue: ordergrpc.NewDueQueue(invConn), Orders: store, Stock: inv, Marks: pending, Clock: cfg.Clock,

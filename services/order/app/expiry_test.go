@@ -389,8 +389,8 @@ type crashAfterUpdate struct {
 	crash context.CancelFunc
 }
 
-func (c crashAfterUpdate) EndUnpaid(ctx context.Context, ids []int64, to order.Status) ([]int64, error) {
-	moved, err := c.Transitions.EndUnpaid(ctx, ids, to)
+func (c crashAfterUpdate) EndUnpaid(ctx context.Context, ids []int64, to order.Status, at time.Time) ([]int64, error) {
+	moved, err := c.Transitions.EndUnpaid(ctx, ids, to, at)
 	c.crash()
 	return moved, err
 }

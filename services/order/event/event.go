@@ -1,6 +1,8 @@
-// Package event is the wire form of order.Placed: the orderv1.OrderPlaced
-// protobuf message, which is both the Kafka event's value and the pending
-// record kept in Redis, so the two never drift apart.
+// Package event is the wire form of the order service's events:
+// order.Placed as the orderv1.OrderPlaced protobuf message, which is both
+// the Kafka event's value and the pending record kept in Redis, so the two
+// never drift apart; and order.Event, a step of a stored order's life, as
+// orderv1.OrderEvent on orders.events.
 package event
 
 import (
@@ -61,4 +63,35 @@ func timeOf(ts *timestamppb.Timestamp) time.Time {
 		return time.Time{}
 	}
 	return ts.AsTime()
+}
+
+// eventTypes maps the outbox's event types to the wire enum.
+var eventTypes = map[order.EventType]orderv1.OrderEvent_Type{
+	order.EventStored:    orderv1.OrderEvent_TYPE_STORED,
+	order.EventPaid:      orderv1.OrderEvent_TYPE_PAID,
+	order.EventRefunded:  orderv1.OrderEvent_TYPE_REFUNDED,
+	order.EventExpired:   orderv1.OrderEvent_TYPE_EXPIRED,
+	order.EventCancelled: orderv1.OrderEvent_TYPE_CANCELLED,
+}
+
+// MarshalEvent encodes e as OrderEvent.
+func MarshalEvent(e order.Event) ([]byte, error) {
+	t, ok := eventTypes[e.Type]
+	if !ok {
+		return nil, fmt.Errorf("encode OrderEvent of order %d: %w: type %q", e.OrderID, order.ErrInvalid, e.Type)
+	}
+	b, err := proto.Marshal(&orderv1.OrderEvent{
+		OrderId:    e.OrderID,
+		Type:       t,
+		Kind:       string(e.Kind),
+		ActivityId: e.ActivityID,
+		Amount:     e.Amount,
+		Channel:    e.Channel,
+		Ref:        e.Ref,
+		At:         timestamppb.New(e.At),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode OrderEvent of order %d: %w", e.OrderID, err)
+	}
+	return b, nil
 }

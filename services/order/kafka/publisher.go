@@ -1,5 +1,6 @@
 // Package kafka moves orders through the event log: the Publisher puts
-// OrderPlaced on orders.placed, and the Consumer (group order-writer)
+// OrderPlaced on orders.placed, the EventPublisher the outbox's
+// OrderEvents on orders.events, and the Consumer (group order-writer)
 // has the inventory mark each batch's reservations ordered, writes the
 // marked events to Postgres in batches and sends to orders.placed.dlq what
 // it cannot read and what the inventory says not to store (a late event
@@ -22,7 +23,10 @@ import (
 const (
 	TopicPlaced    = "orders.placed"
 	TopicPlacedDLQ = "orders.placed.dlq"
-	GroupWriter    = "order-writer"
+	// TopicEvents carries every step of a stored order's life
+	// (orderv1.OrderEvent, key = order id), published from the outbox.
+	TopicEvents = "orders.events"
+	GroupWriter = "order-writer"
 )
 
 // Publisher implements order.Publisher with a synchronous acks=all
@@ -53,3 +57,35 @@ func (p *Publisher) Publish(ctx context.Context, pl order.Placed) error {
 
 // Close flushes and closes the producer.
 func (p *Publisher) Close() error { return p.w.Close() }
+
+// EventPublisher implements order.EventPublisher with a synchronous
+// acks=all producer.
+type EventPublisher struct {
+	w *kafkago.Writer
+}
+
+// NewEventPublisher returns a publisher of order events to topic.
+func NewEventPublisher(brokers []string, topic string) *EventPublisher {
+	return &EventPublisher{w: pkafka.NewWriter(brokers, topic)}
+}
+
+// PublishEvents writes events keyed by their order ids (so one order's
+// events share a partition) and returns once every in-sync replica has
+// all of them.
+func (p *EventPublisher) PublishEvents(ctx context.Context, events []order.Event) error {
+	msgs := make([]kafkago.Message, len(events))
+	for i, e := range events {
+		b, err := event.MarshalEvent(e)
+		if err != nil {
+			return fmt.Errorf("publish order events: %w", err)
+		}
+		msgs[i] = kafkago.Message{Key: []byte(strconv.FormatInt(e.OrderID, 10)), Value: b}
+	}
+	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("publish %d order events: %w", len(events), err)
+	}
+	return nil
+}
+
+// Close flushes and closes the producer.
+func (p *EventPublisher) Close() error { return p.w.Close() }

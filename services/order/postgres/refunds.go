@@ -31,7 +31,8 @@ var errKeyTaken = errors.New("the idempotency key names a refund already")
 //  4. the order adds the amounts and becomes REFUNDED when no line has
 //     units left, else PARTIALLY_REFUNDED;
 //  5. the refund and its lines are inserted PENDING; the table's UNIQUE
-//     (order_id, idempotency_key) stands behind step 2.
+//     (order_id, idempotency_key) stands behind step 2;
+//  6. its REFUNDED event goes to the outbox.
 //
 // Any refusal rolls everything back, so an over-refund changes nothing.
 func (s *Store) RecordRefund(ctx context.Context, r order.Refund) (order.Refund, order.Order, bool, error) {
@@ -79,8 +80,13 @@ func (s *Store) RecordRefund(ctx context.Context, r order.Refund) (order.Refund,
 			r.ID, r.OrderID, r.PaymentID, r.IdempotencyKey, r.Amount, string(r.Status), r.Completes, r.CreatedAt); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO order_refund_lines (refund_id, line_id, quantity, amount)
-			SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[])`, r.ID, lineIDs, qtys, amounts)
+		if _, err := tx.Exec(ctx, `INSERT INTO order_refund_lines (refund_id, line_id, quantity, amount)
+			SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[])`, r.ID, lineIDs, qtys, amounts); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO order_events (order_id, type, kind, activity_id, amount, ref, at)
+			SELECT order_id, 'REFUNDED', kind, coalesce(activity_id, 0), $2, $3, $4 FROM orders WHERE order_id = $1`,
+			r.OrderID, r.Amount, r.ID, r.CreatedAt)
 		return err
 	})
 	created := err == nil

@@ -10,8 +10,8 @@ import (
 	"github.com/flashsale/flashsale/services/order"
 )
 
-// InsertRegular stores a regular order, its lines and its promotions in
-// one transaction. The orders table's unique (user, kind, activity, key)
+// InsertRegular stores a regular order, its lines, its promotions and its
+// STORED event in one transaction. The orders table's unique (user, kind, activity, key)
 // makes a second order for one key impossible: when it is taken, nothing
 // is stored and the order holding it is returned.
 func (s *Store) InsertRegular(ctx context.Context, o order.Order) (order.Order, bool, error) {
@@ -46,6 +46,10 @@ func (s *Store) InsertRegular(ctx context.Context, o order.Order) (order.Order, 
 			SELECT $1, ord - 1, id, k, a FROM unnest($2::bigint[], $3::text[], $4::bigint[]) WITH ORDINALITY AS x(id, k, a, ord)`,
 			o.ID, ids, kinds, amounts); err != nil {
 			return fmt.Errorf("insert order promotions: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO order_events (order_id, type, kind, amount, at) VALUES ($1, 'STORED', 'REGULAR', $2, $3)`,
+			o.ID, o.Payable, o.CreatedAt); err != nil {
+			return fmt.Errorf("insert order event: %w", err)
 		}
 		created = true
 		return nil

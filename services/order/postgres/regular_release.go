@@ -12,22 +12,27 @@ import (
 
 // ExpireRegular moves up to limit regular orders that are PENDING_PAYMENT
 // with a deadline at or before now to EXPIRED, earliest deadline first,
-// and returns their ids. Rows another transaction has locked (a cancel, a
+// with an EXPIRED event each at now, and returns their ids. Rows another transaction has locked (a cancel, a
 // payment, another worker) are skipped rather than waited for: the
 // locker either moves the row itself or leaves it for the next round. The
 // outer status condition makes the UPDATE conditional like every other
 // transition.
 func (s *Store) ExpireRegular(ctx context.Context, now time.Time, limit int) ([]int64, error) {
 	rows, err := s.pool.Query(ctx, `
-		UPDATE orders SET status = 'EXPIRED', updated_at = now()
-		WHERE order_id IN (
-			SELECT order_id FROM orders
-			WHERE kind = 'REGULAR' AND status = 'PENDING_PAYMENT' AND expires_at <= $1
-			ORDER BY expires_at
-			LIMIT $2
-			FOR UPDATE SKIP LOCKED)
-		  AND status = 'PENDING_PAYMENT'
-		RETURNING order_id`, now, limit)
+		WITH moved AS (
+			UPDATE orders SET status = 'EXPIRED', updated_at = now()
+			WHERE order_id IN (
+				SELECT order_id FROM orders
+				WHERE kind = 'REGULAR' AND status = 'PENDING_PAYMENT' AND expires_at <= $1
+				ORDER BY expires_at
+				LIMIT $2
+				FOR UPDATE SKIP LOCKED)
+			  AND status = 'PENDING_PAYMENT'
+			RETURNING order_id),
+		events AS (
+			INSERT INTO order_events (order_id, type, kind, amount, at)
+			SELECT order_id, 'EXPIRED', 'REGULAR', 0, $1 FROM moved)
+		SELECT order_id FROM moved`, now, limit)
 	if err != nil {
 		return nil, fmt.Errorf("expire regular orders due at %s: %w", now.Format(time.RFC3339), err)
 	}

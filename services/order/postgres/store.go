@@ -49,15 +49,22 @@ func (s *Store) Insert(ctx context.Context, orders []order.Order) (stored int, c
 		return 0, nil, fmt.Errorf("insert orders: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	// The orders that are new get their STORED event in the same
+	// statement (the outbox, migrations/008_order_events.sql).
 	rows, err := tx.Query(ctx, `
-		INSERT INTO orders (order_id, user_id, kind, status, activity_id, total, discount, payable,
-		                    idempotency_key, created_at, expires_at)
-		SELECT id, u, k, st, NULLIF(a, 0), t, d, p, key, c, e
-		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-		            $7::bigint[], $8::bigint[], $9::text[], $10::timestamptz[], $11::timestamptz[])
-		     AS x(id, u, k, st, a, t, d, p, key, c, e)
-		ON CONFLICT DO NOTHING
-		RETURNING order_id`,
+		WITH stored AS (
+			INSERT INTO orders (order_id, user_id, kind, status, activity_id, total, discount, payable,
+			                    idempotency_key, created_at, expires_at)
+			SELECT id, u, k, st, NULLIF(a, 0), t, d, p, key, c, e
+			FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+			            $7::bigint[], $8::bigint[], $9::text[], $10::timestamptz[], $11::timestamptz[])
+			     AS x(id, u, k, st, a, t, d, p, key, c, e)
+			ON CONFLICT DO NOTHING
+			RETURNING order_id, kind, activity_id, payable, created_at),
+		events AS (
+			INSERT INTO order_events (order_id, type, kind, activity_id, amount, at)
+			SELECT order_id, 'STORED', kind, coalesce(activity_id, 0), payable, created_at FROM stored)
+		SELECT order_id FROM stored`,
 		o.id, o.user, o.kind, o.status, o.activity, o.total, o.discount, o.payable, o.key, o.created, o.expires)
 	if err != nil {
 		return 0, nil, fmt.Errorf("insert orders: %w", err)
@@ -184,14 +191,19 @@ func (s *Store) Order(ctx context.Context, id int64) (order.Order, error) {
 }
 
 // MarkPaid moves the order from PENDING_PAYMENT to PAID by p when its
-// payable amount is p.Amount, in one conditional update, and returns the
+// payable amount is p.Amount, in one conditional update that also writes
+// its PAID event, and returns the
 // order as it stands afterwards (a loser of a race with expiry, cancel or
 // another payment sees the winner's state) and whether the update moved
 // it.
 func (s *Store) MarkPaid(ctx context.Context, p order.Paid) (order.Order, bool, error) {
 	tag, err := s.pool.Exec(ctx, `
-		UPDATE orders SET status = 'PAID', paid_at = $3, payment_id = $2, payment_channel = $4, updated_at = now()
-		WHERE order_id = $1 AND status = 'PENDING_PAYMENT' AND payable = $5`,
+		WITH paid AS (
+			UPDATE orders SET status = 'PAID', paid_at = $3, payment_id = $2, payment_channel = $4, updated_at = now()
+			WHERE order_id = $1 AND status = 'PENDING_PAYMENT' AND payable = $5
+			RETURNING order_id, kind, activity_id, payable)
+		INSERT INTO order_events (order_id, type, kind, activity_id, amount, channel, at)
+		SELECT order_id, 'PAID', kind, coalesce(activity_id, 0), payable, $4, $3 FROM paid`,
 		p.OrderID, p.PaymentID, p.PaidAt, p.Channel, p.Amount)
 	if err != nil {
 		return order.Order{}, false, fmt.Errorf("mark order %d paid: %w", p.OrderID, err)

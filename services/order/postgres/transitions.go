@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -10,18 +11,24 @@ import (
 )
 
 // EndUnpaid moves those of ids that are PENDING_PAYMENT to to (CANCELLED
-// or EXPIRED) in one conditional UPDATE and returns the ids it moved. A
+// or EXPIRED) in one conditional UPDATE, which also writes each moved
+// order's event at at, and returns the ids it moved. A
 // racing transition (a payment, a cancel, another worker) either happened
 // first, and the row no longer matches, or waits for this one's row lock
 // and then finds the row changed: exactly one of them wins.
-func (s *Store) EndUnpaid(ctx context.Context, ids []int64, to order.Status) ([]int64, error) {
+func (s *Store) EndUnpaid(ctx context.Context, ids []int64, to order.Status, at time.Time) ([]int64, error) {
 	if to != order.StatusCancelled && to != order.StatusExpired {
 		return nil, fmt.Errorf("end unpaid orders: %w: target status %s", order.ErrInvalid, to)
 	}
 	rows, err := s.pool.Query(ctx, `
-		UPDATE orders SET status = $2, updated_at = now()
-		WHERE order_id = ANY($1) AND status = 'PENDING_PAYMENT'
-		RETURNING order_id`, ids, string(to))
+		WITH moved AS (
+			UPDATE orders SET status = $2, updated_at = now()
+			WHERE order_id = ANY($1) AND status = 'PENDING_PAYMENT'
+			RETURNING order_id, kind, activity_id),
+		events AS (
+			INSERT INTO order_events (order_id, type, kind, activity_id, amount, at)
+			SELECT order_id, $2, kind, coalesce(activity_id, 0), 0, $3 FROM moved)
+		SELECT order_id FROM moved`, ids, string(to), at)
 	if err != nil {
 		return nil, fmt.Errorf("end %d unpaid orders as %s: %w", len(ids), to, err)
 	}

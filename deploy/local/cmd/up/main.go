@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -64,11 +65,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	screen, err := p.ScreenURL(ctx)
+	if err != nil {
+		return errors.Join(err, p.Close())
+	}
 	// The services log as they connect to each other for a moment after
 	// they are ready; the banner waits for that to end so it is the last
 	// thing on the screen.
 	logs.settle(500*time.Millisecond, 5*time.Second)
 	links := append(p.Links(),
+		local.Link{Name: "big screen (大屏)", URL: screen},
 		local.Link{Name: "redis", URL: stack.RedisAddr},
 		local.Link{Name: "postgres", URL: stack.PostgresURL(local.DBOrders)},
 		local.Link{Name: "kafka", URL: fmt.Sprint(stack.KafkaBrokers)})

@@ -1,0 +1,181 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flashsale/flashsale/gateway"
+	pkafka "github.com/flashsale/flashsale/platform/kafka"
+	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
+)
+
+// MustEvents writes order events to topic, keyed by order id.
+func MustEvents(tb testing.TB, topic string, events ...*orderv1.OrderEvent) {
+	tb.Helper()
+	w := pkafka.NewWriter(stack.KafkaBrokers, topic)
+	defer w.Close()
+	msgs := make([]kafkago.Message, len(events))
+	for i, e := range events {
+		b, err := proto.Marshal(e)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		msgs[i] = kafkago.Message{Key: []byte(strconv.FormatInt(e.GetOrderId(), 10)), Value: b}
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// The screen's stream needs an admin token, its page none; the stream
+// adds up the events from the topic's first offset, dropping repeats
+// (the relay publishes at least once), and carries the payment service's
+// outcomes per channel.
+func TestScreenSumsTheOrderEventsOnce(t *testing.T) {
+	topic := fmt.Sprintf("events-%s-%d", t.Name(), time.Now().UnixNano())
+	if err := pkafka.EnsureTopics(context.Background(), stack.KafkaBrokers, 2, stack.KafkaDurability, topic); err != nil {
+		t.Fatal(err)
+	}
+	at := timestamppb.Now()
+	stored := func(id int64) *orderv1.OrderEvent {
+		return &orderv1.OrderEvent{OrderId: id, Type: orderv1.OrderEvent_TYPE_STORED, Kind: "SECKILL", ActivityId: 7, Amount: 99_00, At: at}
+	}
+	paid := func(id int64, channel string) *orderv1.OrderEvent {
+		return &orderv1.OrderEvent{OrderId: id, Type: orderv1.OrderEvent_TYPE_PAID, Kind: "SECKILL", ActivityId: 7, Amount: 99_00, Channel: channel, At: at}
+	}
+	// Written before the screen starts: it must read them from the start.
+	MustEvents(t, topic, stored(1), stored(2), stored(3), paid(1, "alipay"), paid(2, "wechat"))
+
+	payments := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "# TYPE payment_payments_total counter\n"+
+			`payment_payments_total{channel="alipay",status="succeeded"} 1`+"\n"+
+			`payment_payments_total{channel="alipay",status="failed"} 3`+"\n"+
+			`payment_payments_total{channel="wechat",status="succeeded"} 1`+"\n")
+	}))
+	defer payments.Close()
+	opts := devMode()
+	opts.Screen = &gateway.ScreenOptions{Brokers: stack.KafkaBrokers, Topic: topic, PaymentMetrics: []string{payments.URL}}
+	tg := MustGateway(t, gatewayConfig{opts: opts})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tg.gw.RunScreen(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	page := tg.do(t, request{method: http.MethodGet, path: gateway.ScreenPath})
+	if page.status != http.StatusOK || !strings.Contains(string(page.body), `id="gmv"`) {
+		t.Fatalf("GET %s = %d, want the page", gateway.ScreenPath, page.status)
+	}
+	for _, tt := range []struct {
+		token string
+		code  string
+	}{{"", "UNAUTHENTICATED"}, {tg.token(t, 5, "user"), "FORBIDDEN"}} {
+		if got := tg.do(t, request{method: http.MethodGet, path: gateway.ScreenEventsPath, token: tt.token}).code(t); got != tt.code {
+			t.Errorf("stream with token %q: %s, want %s", tt.token, got, tt.code)
+		}
+	}
+
+	snaps := MustStream(t, tg, tg.token(t, 1, "admin"))
+	wait := func(what string, ok func(gateway.ScreenSnapshot) bool) gateway.ScreenSnapshot {
+		t.Helper()
+		for s := range snaps {
+			if ok(s) {
+				return s
+			}
+		}
+		t.Fatalf("the stream ended before %s", what)
+		return gateway.ScreenSnapshot{}
+	}
+	first := wait("the first events", func(s gateway.ScreenSnapshot) bool { return s.PaidOrders == 2 && s.StoredOrders == 3 })
+	if first.GMV != 2*99_00 || first.Degrade != "normal" || !slices.Contains(first.Stale, "stock") {
+		t.Errorf("snapshot = %+v, want GMV 19800, level normal, stock stale (no product service)", first)
+	}
+
+	// A repeat of a paid event, a refund of part of an order and an
+	// expiry, while the screen runs.
+	MustEvents(t, topic, paid(1, "alipay"),
+		&orderv1.OrderEvent{OrderId: 2, Type: orderv1.OrderEvent_TYPE_REFUNDED, Kind: "SECKILL", ActivityId: 7, Amount: 40_00, Ref: 9, At: at},
+		&orderv1.OrderEvent{OrderId: 3, Type: orderv1.OrderEvent_TYPE_EXPIRED, Kind: "SECKILL", ActivityId: 7, At: at})
+	last := wait("the later events", func(s gateway.ScreenSnapshot) bool { return s.Expired == 1 && s.Refunded == 40_00 })
+	if last.PaidOrders != 2 || last.GMV != 2*99_00-40_00 || last.Duplicates != 1 || last.Events != 8 {
+		t.Errorf("snapshot = %+v, want 2 paid, GMV 15800, 1 repeat of 8 events", last)
+	}
+	var channels []string
+	for _, c := range last.Channels {
+		channels = append(channels, fmt.Sprintf("%s %d %d %d/%d", c.Channel, c.PaidOrders, c.Paid, deref(c.Succeeded), deref(c.Failed)))
+	}
+	if want := []string{"alipay 1 9900 1/3", "wechat 1 9900 1/0"}; !slices.Equal(channels, want) {
+		t.Errorf("channels = %q, want %q", channels, want)
+	}
+	if len(last.Sales) != 1 || last.Sales[0].ActivityID != "7" || last.Sales[0].Stored != 3 || last.Sales[0].Paid != 2 {
+		t.Errorf("sales = %+v, want activity 7 with 3 stored, 2 paid", last.Sales)
+	}
+}
+
+func deref(p *int64) int64 {
+	if p == nil {
+		return -1
+	}
+	return *p
+}
+
+// MustStream opens the screen's stream with token and returns its
+// snapshots as they come; the channel closes when the stream ends.
+func MustStream(tb testing.TB, tg *testGateway, token string) <-chan gateway.ScreenSnapshot {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	tb.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tg.url+gateway.ScreenEventsPath, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		tb.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	out := make(chan gateway.ScreenSnapshot)
+	go func() {
+		defer close(out)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			data, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok {
+				continue
+			}
+			var s gateway.ScreenSnapshot
+			if err := json.Unmarshal([]byte(data), &s); err != nil {
+				tb.Errorf("frame %q: %v", data, err)
+				return
+			}
+			select {
+			case out <- s:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
