@@ -174,6 +174,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	prod.GRPCListener, prod.AdminListener = lis.take(), lis.take()
 	prod.Logger, prod.Clock = log.With("service", "product"), clk
 	prod.PostgresURL = stack.PostgresURL(DBProduct)
+	prod.RedisAddr = stack.RedisAddr
 	prod.InventoryAddr = addr(inv.GRPCListener)
 
 	mkt := marketingapp.ConfigFromEnv(defaults)
