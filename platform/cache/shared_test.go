@@ -17,7 +17,7 @@ import (
 var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
-	localstack.RunTests(m, localstack.Config{}, func(s *localstack.Stack) { stack = s })
+	localstack.RunTests(m, localstack.Config{RedisCluster: true}, func(s *localstack.Stack) { stack = s })
 }
 
 func mustRedis(tb testing.TB) *redis.Client {
@@ -25,6 +25,20 @@ func mustRedis(tb testing.TB) *redis.Client {
 	rdb := redis.NewClient(&redis.Options{Addr: stack.RedisAddr})
 	tb.Cleanup(func() { rdb.Close() })
 	return rdb
+}
+
+// backends are the Redis deployments the levels must work on: one
+// server, and a Redis Cluster, where a script's keys must share a slot.
+func backends(tb testing.TB) map[string]func(testing.TB) redis.UniversalClient {
+	tb.Helper()
+	return map[string]func(testing.TB) redis.UniversalClient{
+		"server": func(tb testing.TB) redis.UniversalClient { return mustRedis(tb) },
+		"cluster": func(tb testing.TB) redis.UniversalClient {
+			rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: stack.RedisClusterAddrs})
+			tb.Cleanup(func() { rdb.Close() })
+			return rdb
+		},
+	}
 }
 
 type row struct {
@@ -148,5 +162,73 @@ func TestSharedTTLIsJittered(t *testing.T) {
 	}
 	if len(ttls) < 3 {
 		t.Fatalf("50 TTLs fall in %d seconds: not spread", len(ttls))
+	}
+}
+
+// TestSharedAndInvalidationsOnEveryBackend runs a write's round on one
+// server and on a Redis Cluster, over 30 ids (whose keys hash to slots
+// all over the cluster): a load stored, a warm-up, an invalidation that
+// deletes the value and makes a racing load discard its row, and the
+// invalidation heard by a subscriber.
+func TestSharedAndInvalidationsOnEveryBackend(t *testing.T) {
+	for name, dial := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			rdb := dial(t)
+			s := cache.NewShared[int64, row](rdb, prefix(t), time.Minute)
+			sub, err := cache.Subscribe(ctx, dial(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			heard := make(chan cache.Invalidation, 100)
+			go func() {
+				_ = sub.Run(ctx, func(inv cache.Invalidation) { heard <- inv }, func() {}, func(err error) { t.Error(err) })
+			}()
+			for id := range int64(30) {
+				if _, err := s.Through(func(_ context.Context, id int64) (row, error) { return row{ID: id, Title: "a"}, nil })(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Warm(ctx, id, func(_ context.Context, id int64) (row, error) { return row{ID: id, Title: "b"}, nil }); err != nil {
+					t.Fatal(err)
+				}
+				got, _ := s.Through(func(context.Context, int64) (row, error) { return row{}, errors.New("not asked") })(ctx, id)
+				if got.Title != "b" {
+					t.Fatalf("id %d after the warm-up: %+v", id, got)
+				}
+				_, _ = s.Through(func(ctx context.Context, id int64) (row, error) {
+					if err := s.Invalidate(ctx, id); err != nil {
+						t.Fatal(err)
+					}
+					return row{ID: id, Title: "old"}, nil
+				})(ctx, id+1000)
+				if got, _ := s.Through(func(_ context.Context, id int64) (row, error) { return row{ID: id, Title: "new"}, nil })(ctx, id+1000); got.Title != "new" {
+					t.Fatalf("id %d: the racing load's row was stored: %+v", id+1000, got)
+				}
+				if err := cache.Publish(ctx, rdb, cache.Invalidation{Kind: cache.KindProduct, ID: id}); err != nil {
+					t.Fatal(err)
+				}
+				if inv := <-heard; inv.ID != id {
+					t.Fatalf("heard %+v, want id %d", inv, id)
+				}
+			}
+			if st := s.Stats(); st.Errors != 0 {
+				t.Fatalf("stats %+v: Redis errors", st)
+			}
+			if cluster, ok := rdb.(*redis.ClusterClient); ok {
+				primaries := map[string]bool{}
+				for id := range int64(30) {
+					node, err := cluster.MasterForKey(ctx, s.KeyOf(id))
+					if err != nil {
+						t.Fatal(err)
+					}
+					primaries[node.Options().Addr] = true
+				}
+				if len(primaries) != len(stack.RedisClusterAddrs) {
+					t.Fatalf("the ids' keys landed on %d of %d primaries", len(primaries), len(stack.RedisClusterAddrs))
+				}
+			}
+		})
 	}
 }

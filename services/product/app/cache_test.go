@@ -55,10 +55,12 @@ func TestAWriteIsVisibleOnEveryReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	written := time.Now()
 	eventually(t, "the other replica's product stock", func() (bool, string) {
 		got, err := b.product.GetProduct(ctx, &productv1.GetProductRequest{SkuId: p.GetSkuId()})
 		return err == nil && got.GetStock() == 900, fmt.Sprintf("%v, %v", got, err)
 	})
+	t.Logf("the other replica showed the new stock %v after CreateActivity answered", time.Since(written))
 	eventually(t, "the new activity on the other replica", func() (bool, string) {
 		got, err := b.product.GetActivity(ctx, &productv1.GetActivityRequest{ActivityId: act.GetActivityId()})
 		return err == nil && got.GetRemaining() == 100, fmt.Sprintf("%v, %v", got, err)
