@@ -104,9 +104,10 @@ func (g *Gateway) Invalidated(ctx context.Context, inv cache.Invalidation) {
 	}
 }
 
-// InvalidationsLost drops the gateway's copies of the catalogue after its
-// subscription to the invalidations was cut (some may have been lost).
+// InvalidationsLost makes the gateway's copies of the catalogue due again
+// after its subscription to the invalidations was cut (some may have been
+// lost); they stay for the cache-only switch and stale-if-error.
 func (g *Gateway) InvalidationsLost() {
-	g.products.Purge()
-	g.activity.Purge()
+	g.products.Expire()
+	g.activity.Expire()
 }

@@ -334,7 +334,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error {
 		return sub.Run(ctx, func(inv cache.Invalidation) { gw.Invalidated(ctx, inv) },
 			func() {
-				log.Warn("catalogue invalidations resubscribed: cache purged")
+				log.Warn("catalogue invalidations resubscribed: cache expired")
 				gw.InvalidationsLost()
 			},
 			func(err error) { log.Warn("catalogue invalidation skipped", "err", err) })

@@ -250,10 +250,24 @@ func (l *Loader[K, V]) Set(k K, v V) {
 	l.entries.Add(k, l.fresh(v, l.clock.Now()))
 }
 
-// Purge drops every entry: a replica that may have missed invalidations
-// (its subscription was cut) starts again from the levels below.
-func (l *Loader[K, V]) Purge() {
-	l.entries.Purge()
+// Expire makes every entry due: the next Get of each key loads it again,
+// and remembered absences are forgotten. The values stay for Cached and
+// for WithStale, so a replica that may have missed invalidations (its
+// subscription was cut) asks the levels below again without losing the
+// copies that keep its pages up while they cannot answer.
+func (l *Loader[K, V]) Expire() {
+	now := l.clock.Now()
+	for _, k := range l.entries.Keys() {
+		e, ok := l.entries.Peek(k)
+		switch {
+		case !ok:
+		case e.absent != nil:
+			l.entries.Remove(k)
+		case now.Before(e.expires):
+			e.expires = now
+			l.entries.Add(k, e)
+		}
+	}
 }
 
 // Cached returns the last value loaded for k, however old, without

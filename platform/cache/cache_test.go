@@ -120,22 +120,37 @@ func TestRefreshAheadReloadsAHotKeyOnceBeforeItExpires(t *testing.T) {
 	}
 }
 
-// TestSetAndPurge: a warmed key answers without a load; a purge drops
-// every key.
-func TestSetAndPurge(t *testing.T) {
+// TestSetAndExpire: a warmed key answers without a load; after Expire
+// every key is loaded again, a remembered absence is forgotten, and the
+// last value stays for a degraded reader (Cached).
+func TestSetAndExpire(t *testing.T) {
+	clk := clock.NewManual(time.Unix(0, 0))
 	var loads atomic.Int64
-	c := cache.New(time.Minute, clock.Real{}, func(_ context.Context, k int) (int, error) {
+	gone := errors.New("gone")
+	c := cache.New(time.Minute, clk, func(_ context.Context, k int) (int, error) {
 		loads.Add(1)
+		if k < 0 {
+			return 0, gone
+		}
 		return -k, nil
-	})
+	}).WithNegative(cache.Negative{TTL: time.Minute, Absent: func(err error) bool { return err == gone }})
 	ctx := context.Background()
 	c.Set(1, 100)
 	if v, _ := c.Get(ctx, 1); v != 100 || loads.Load() != 0 {
 		t.Fatalf("warmed Get = %d after %d loads, want 100 after 0", v, loads.Load())
 	}
-	c.Purge()
-	if v, _ := c.Get(ctx, 1); v != -1 || loads.Load() != 1 {
-		t.Fatalf("Get after Purge = %d after %d loads, want -1 after 1", v, loads.Load())
+	if _, err := c.Get(ctx, -1); err != gone {
+		t.Fatalf("Get(-1) = %v, want gone", err)
+	}
+	c.Expire()
+	if v, ok := c.Cached(1); !ok || v != 100 {
+		t.Fatalf("Cached after Expire = %d, %v; want the last value, 100", v, ok)
+	}
+	if v, _ := c.Get(ctx, 1); v != -1 || loads.Load() != 2 {
+		t.Fatalf("Get after Expire = %d after %d loads, want -1 after 2", v, loads.Load())
+	}
+	if _, err := c.Get(ctx, -1); err != gone || loads.Load() != 3 {
+		t.Fatalf("Get(-1) after Expire = %v after %d loads, want gone asked again (3 loads)", err, loads.Load())
 	}
 }
 

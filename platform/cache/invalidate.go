@@ -42,7 +42,7 @@ func parseInvalidation(s string) (Invalidation, error) {
 // Publish announces inv on InvalidationChannel. Delivery is at most once
 // (Redis pub/sub keeps nothing for a subscriber that is away): a
 // subscriber learns it lost some when its subscription is made again, and
-// purges (Subscriber.Run); the TTLs bound the rest.
+// expires its copies (Subscriber.Run); the TTLs bound the rest.
 func Publish(ctx context.Context, rdb redis.Cmdable, inv Invalidation) error {
 	if err := rdb.Publish(ctx, InvalidationChannel, inv.String()).Err(); err != nil {
 		return fmt.Errorf("publish invalidation %s: %w", inv, err)
@@ -70,7 +70,7 @@ func Subscribe(ctx context.Context, rdb redis.UniversalClient) (*Subscriber, err
 // Run hands every invalidation to handle until ctx ends. When the
 // subscription had to be made again (the connection to Redis was lost,
 // and with it any invalidation published meanwhile), it calls lost, which
-// should drop what may now be stale (Loader.Purge). A malformed message is
+// should make what may now be stale due again (Loader.Expire). A malformed message is
 // passed to bad and skipped.
 func (s *Subscriber) Run(ctx context.Context, handle func(Invalidation), lost func(), bad func(error)) error {
 	ch := s.sub.ChannelWithSubscriptions()

@@ -209,13 +209,13 @@ func (s *Service) Invalidated(ctx context.Context, inv cache.Invalidation) {
 	}
 }
 
-// InvalidationsLost drops every in-process copy of the catalogue, after
-// the channel was cut and writes may have gone unheard; the caller
-// rebuilds the filters too.
+// InvalidationsLost makes every in-process copy of the catalogue due
+// again (kept for stale-if-error), after the channel was cut and writes
+// may have gone unheard; the caller rebuilds the filters too.
 func (s *Service) InvalidationsLost() {
-	s.products.Purge()
-	s.activities.Purge()
-	s.list.Purge()
+	s.products.Expire()
+	s.activities.Expire()
+	s.list.Expire()
 }
 
 // wrote announces that inv's key changed: it drops the Redis copy (so

@@ -235,7 +235,7 @@ func Run(ctx context.Context, cfg Config) error {
 		workers = append(workers, func(ctx context.Context) error {
 			return sub.Run(ctx, func(inv cache.Invalidation) { svc.Invalidated(ctx, inv) },
 				func() {
-					log.Warn("catalogue invalidations resubscribed: caches purged, filters rebuilt")
+					log.Warn("catalogue invalidations resubscribed: caches expired, filters rebuilt")
 					svc.InvalidationsLost()
 					go rebuild(ctx)
 				},
