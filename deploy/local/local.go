@@ -97,6 +97,9 @@ type Platform struct {
 	// ChannelsURL is the simulator's base URL (its channel API, pay URLs
 	// and admin endpoint).
 	ChannelsURL string
+	// ProductMetricsURL is the product service's /metrics (its cache
+	// levels, for the report).
+	ProductMetricsURL string
 
 	cancel context.CancelFunc
 	runCtx context.Context
@@ -279,7 +282,8 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &Platform{GatewayURL: "http://" + addr(gw.HTTPListener), JWTSecret: secret, Channels: sim, ChannelsURL: "http://" + addr(simLis),
-		cancel: cancel, failed: make(chan struct{})}
+		ProductMetricsURL: "http://" + addr(prod.AdminListener) + "/metrics",
+		cancel:            cancel, failed: make(chan struct{})}
 	p.run(runCtx, "inventory", func(ctx context.Context) error { return invapp.Run(ctx, inv) })
 	p.run(runCtx, "product", func(ctx context.Context) error { return productapp.Run(ctx, prod) })
 	p.run(runCtx, "marketing", func(ctx context.Context) error { return marketingapp.Run(ctx, mkt) })
