@@ -86,3 +86,28 @@ func cachedRead[V any](ctx context.Context, g *Gateway, c *cache.Loader[int64, V
 	var zero V
 	return zero, &Error{Code: errcode.Unavailable, Message: what + " details are served from cache only right now, retry later", RetryAfter: time.Second}
 }
+
+// Invalidated applies a write of the catalogue announced on the
+// invalidation channel (cache.Subscriber): the gateway's copy of the key
+// is dropped, so its next read asks the product service; a new activity
+// (a sale being preheated) is read again at once, so the sale's page is in
+// this replica's cache before the buyers come.
+func (g *Gateway) Invalidated(ctx context.Context, inv cache.Invalidation) {
+	switch inv.Kind {
+	case cache.KindProduct:
+		g.products.Invalidate(inv.ID)
+	case cache.KindActivity:
+		g.activity.Invalidate(inv.ID)
+		// In the background, so the channel is not held up; an error is
+		// the Get's own to remember (or not), and nobody waits for it.
+		go func() { _, _ = g.activity.Get(ctx, inv.ID) }()
+	}
+}
+
+// InvalidationsLost makes the gateway's copies of the catalogue due again
+// after its subscription to the invalidations was cut (some may have been
+// lost); they stay for the cache-only switch and stale-if-error.
+func (g *Gateway) InvalidationsLost() {
+	g.products.Expire()
+	g.activity.Expire()
+}

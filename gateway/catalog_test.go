@@ -1,12 +1,15 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/flashsale/flashsale/gateway/internal/servicetest"
+	"github.com/flashsale/flashsale/platform/cache"
 )
 
 // Public catalogue reads may be kept by a browser, proxy or CDN for a
@@ -79,5 +82,48 @@ func TestUnknownIdsAreRememberedForASecond(t *testing.T) {
 	tg.do(t, request{method: http.MethodGet, path: "/api/v1/products/9000001"})
 	if n := tg.productCalls.Load() - before; n != 21 {
 		t.Fatalf("after the negative TTL: %d product calls, want 21 (asked again)", n)
+	}
+}
+
+// TestAnInvalidationDropsTheCachedPage: with the clock standing still
+// (the cache never expires by itself), a product read once is served
+// from the cache until an invalidation of it arrives; an activity's
+// invalidation (a sale being preheated) reloads it at once, before any
+// buyer reads it.
+func TestAnInvalidationDropsTheCachedPage(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	sku := tg.MustProduct(t, admin, 19900, 10)
+	id, err := strconv.ParseInt(sku, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/api/v1/products/" + sku
+	tg.do(t, request{method: http.MethodGet, path: path})
+	before := tg.productCalls.Load()
+	tg.do(t, request{method: http.MethodGet, path: path})
+	if n := tg.productCalls.Load() - before; n != 0 {
+		t.Fatalf("a cached product cost %d product calls, want 0", n)
+	}
+	tg.gw.Invalidated(context.Background(), cache.Invalidation{Kind: cache.KindProduct, ID: id})
+	tg.do(t, request{method: http.MethodGet, path: path})
+	if n := tg.productCalls.Load() - before; n != 1 {
+		t.Fatalf("after the invalidation: %d product calls, want 1", n)
+	}
+
+	act := tg.MustActivity(t, admin, sku, 5, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	actID, err := strconv.ParseInt(act, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = tg.productCalls.Load()
+	tg.gw.Invalidated(context.Background(), cache.Invalidation{Kind: cache.KindActivity, ID: actID})
+	for tg.productCalls.Load() == before {
+		time.Sleep(time.Millisecond) // the warm-up reads in the background
+	}
+	if got := tg.do(t, request{method: http.MethodGet, path: "/api/v1/activities/" + act}); got.status != http.StatusOK || tg.productCalls.Load()-before != 1 {
+		t.Fatalf("the preheated activity: %d after %d product calls; want 200 after the warm-up's one", got.status, tg.productCalls.Load()-before)
 	}
 }

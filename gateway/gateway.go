@@ -242,13 +242,13 @@ func New(opts Options) (*Gateway, error) {
 		ctx, cancel := g.callCtx(ctx)
 		defer cancel()
 		return g.product.GetActivity(ctx, &productv1.GetActivityRequest{ActivityId: id})
-	}).WithStale(cache.OnOutage(cache.StaleMaxAge)).WithNegative(notFound)
+	}).WithStale(cache.OnOutage(cache.StaleMaxAge)).WithNegative(notFound).WithRefreshAhead(cache.RefreshAhead)
 	g.products = cache.New(opts.CacheTTL, opts.Clock, func(ctx context.Context, id int64) (*productv1.Product, error) {
 		ctx, cancel := g.callCtx(ctx)
 		defer cancel()
 		return g.product.GetProduct(ctx, &productv1.GetProductRequest{SkuId: id})
-	}).WithStale(cache.OnOutage(cache.StaleMaxAge)).WithNegative(notFound)
-	if err := opts.Registry.Register(cache.Collector(map[string]cache.StatsSource{"activity": g.activity, "product": g.products})); err != nil {
+	}).WithStale(cache.OnOutage(cache.StaleMaxAge)).WithNegative(notFound).WithRefreshAhead(cache.RefreshAhead)
+	if err := opts.Registry.Register(cache.Collector(map[string][]cache.StatsSource{"activity": {g.activity}, "product": {g.products}})); err != nil {
 		return nil, fmt.Errorf("gateway: register metrics: %w", err)
 	}
 	if opts.Screen != nil {

@@ -156,8 +156,11 @@ type ReplayResult struct {
 	Coupons    CouponStats               `json:"coupons"`
 	// Orders is the final state of the accepted orders, as the audit
 	// read them.
-	Orders    *OrderStates            `json:"orders,omitempty"`
-	Capacity  Capacity                `json:"capacity"`
+	Orders   *OrderStates `json:"orders,omitempty"`
+	Capacity Capacity     `json:"capacity"`
+	// Caches is what each level of the catalogue caches did (read from
+	// the services' /metrics at the end; empty when they were not read).
+	Caches    []CacheLevel            `json:"caches,omitempty"`
 	Ceiling   *Ceiling                `json:"ceiling,omitempty"`
 	Checks    []Check                 `json:"checks"`
 	Sales     map[string]*BurstResult `json:"-"`

@@ -72,6 +72,9 @@ func PrintReplay(w io.Writer, res *ReplayResult) {
 	if res.Ceiling != nil && res.Ceiling.PerSec > 0 {
 		fmt.Fprintf(w, "Ceiling: %s %.0f/s in the same run; ratio %.3f\n", res.Ceiling.Name, res.Ceiling.PerSec, c.PerSec/res.Ceiling.PerSec)
 	}
+	if len(res.Caches) > 0 {
+		fmt.Fprintln(w, cacheLine(res.Caches))
+	}
 }
 
 // printFaultWindows writes, for each fault that ran, what the requests due
@@ -346,6 +349,7 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 	"pct":       func(v float64) float64 { return 100 * v },
 	"inc":       func(i int) int { return i + 1 },
 	"recovered": recovered,
+	"cacheLine": cacheLine,
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Replay {{.R.Scenario}}</title>
 <style>
@@ -359,6 +363,7 @@ td.n{text-align:right}.PASS{color:#080}.FAIL{color:#c00;font-weight:bold}.SKIP{c
 Capacity: <b>{{printf "%.0f" .R.Capacity.PerSec}}</b> flash-sale requests/s answered with p99 {{printf "%.1f" .R.Capacity.P99}} ms
 (best {{.R.Capacity.Window}} s window, bound {{printf "%.0f" .R.Capacity.P99Bound}} ms){{with .R.Ceiling}};
 ceiling {{.Name}} {{printf "%.0f" .PerSec}}/s{{end}}.</p>
+{{with .R.Caches}}<p>{{cacheLine .}}</p>{{end}}
 <h2>Checks</h2><table><tr><th></th><th>check</th><th>detail</th></tr>
 {{range .R.Checks}}<tr><td class="{{if not .OK}}FAIL{{else if .Skipped}}SKIP{{else}}PASS{{end}}">{{if not .OK}}FAIL{{else if .Skipped}}SKIP{{else}}PASS{{end}}</td><td>{{.Name}}</td><td>{{.Detail}}</td></tr>
 {{end}}</table>

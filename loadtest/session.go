@@ -29,6 +29,10 @@ type SessionConfig struct {
 	// URL: slow and failing channel faults are set through its admin
 	// API, and are reported as skipped without it.
 	SimulatorURL string
+	// MetricsURLs are /metrics URLs whose catalogue cache levels the
+	// report sums with the gateway's (Target's /metrics): the product
+	// service's admin port.
+	MetricsURLs []string
 	// RedisAddr, when set, is where the redis-benchmark ceiling is
 	// measured after the replay, for the capacity ratio.
 	RedisAddr string
@@ -85,6 +89,11 @@ func RunSession(ctx context.Context, cfg SessionConfig) (res *ReplayResult, ok b
 	fmt.Fprintf(out, "done in %s\n", time.Since(t0).Round(time.Millisecond))
 	if res.Checks, err = AuditReplay(ctx, cfg.Client, res, books, cfg.Orders); err != nil {
 		return nil, false, err
+	}
+	if res.Caches, err = ReadCacheLevels(ctx, append([]string{cfg.Target + "/metrics"}, cfg.MetricsURLs...)); err != nil {
+		// The report goes on without them: a target behind a proxy
+		// that hides /metrics is no failure of the run.
+		fmt.Fprintf(out, "Catalogue cache levels not read: %v\n", err)
 	}
 	if cfg.RedisAddr != "" {
 		fmt.Fprintln(out, "Measuring the redis-benchmark ceiling on the same machine…")

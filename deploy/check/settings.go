@@ -102,7 +102,7 @@ func settingDocs(root string) (map[string]string, error) {
 		// doc of the first.
 		for _, dir := range slices.Sorted(maps.Keys(pkgs)) {
 			files := pkgs[dir]
-			fields := structFieldDocs(files)
+			fields := structFieldDocs(fset, files)
 			for _, f := range files {
 				findSettings(fset, f, fields, out)
 			}
@@ -113,7 +113,7 @@ func settingDocs(root string) (map[string]string, error) {
 
 // structFieldDocs maps "Type.Field" and "Field" (when only one struct of
 // the package has it) to the field's doc comment.
-func structFieldDocs(files []*ast.File) map[string]string {
+func structFieldDocs(fset *token.FileSet, files []*ast.File) map[string]string {
 	docs := map[string]string{}
 	count := map[string]int{}
 	for _, f := range files {
@@ -126,11 +126,25 @@ func structFieldDocs(files []*ast.File) map[string]string {
 			if !ok {
 				return true
 			}
+			group, groupEnd := "", 0 // the doc of the lines just above
 			for _, fl := range st.Fields.List {
 				text := fl.Doc.Text()
 				if text == "" {
 					text = fl.Comment.Text()
 				}
+				// A field on the line right after a documented one,
+				// without a doc of its own, shares that doc (a block
+				// of fields one comment explains).
+				line := fset.Position(fl.Pos()).Line
+				switch {
+				case text != "":
+					group = text
+				case line == groupEnd+1:
+					text = group
+				default:
+					group = ""
+				}
+				groupEnd = fset.Position(fl.End()).Line
 				for _, name := range fl.Names {
 					docs[ts.Name.Name+"."+name.Name] = text
 					docs[name.Name] = text

@@ -100,6 +100,9 @@ type Platform struct {
 	// ChannelsURL is the simulator's base URL (its channel API, pay URLs
 	// and admin endpoint).
 	ChannelsURL string
+	// ProductMetricsURL is the product service's /metrics (its cache
+	// levels, for the report).
+	ProductMetricsURL string
 
 	cancel context.CancelFunc
 	runCtx context.Context
@@ -195,6 +198,7 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	prod.GRPCListener, prod.AdminListener = lis.take(), lis.take()
 	prod.Logger, prod.Clock = log.With("service", "product"), clk
 	prod.PostgresURL = stack.PostgresURL(DBProduct)
+	prod.RedisAddr = stack.RedisAddr
 	prod.InventoryAddr = addr(inv.GRPCListener)
 
 	mkt := marketingapp.ConfigFromEnv(defaults)
@@ -303,7 +307,8 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &Platform{GatewayURL: "http://" + addr(gw.HTTPListener), JWTSecret: secret, Channels: sim, ChannelsURL: "http://" + addr(simLis),
-		cancel: cancel, failed: make(chan struct{})}
+		ProductMetricsURL: "http://" + addr(prod.AdminListener) + "/metrics",
+		cancel:            cancel, failed: make(chan struct{})}
 	p.metrics = []Link{
 		{"inventory", "http://" + addr(inv.AdminListener) + "/metrics"},
 		{"product", "http://" + addr(prod.AdminListener) + "/metrics"},

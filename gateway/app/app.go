@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/flashsale/flashsale/gateway"
+	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/discovery"
@@ -333,6 +334,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// Subscribed before serving: every write of the catalogue after this
+	// replica is ready drops its cached copy (docs/caching.md).
+	sub, err := cache.Subscribe(ctx, rdb)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer sub.Close()
 	lis, err := serve.Listen(cfg.HTTPListener, cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -347,6 +355,14 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error { return telemetry.ServeHTTP(ctx, log, lis, gw, grace) })
 	g.Go(func() error { return gw.RunDegrade(ctx) })
 	g.Go(func() error { return gw.RunScreen(ctx) })
+	g.Go(func() error {
+		return sub.Run(ctx, func(inv cache.Invalidation) { gw.Invalidated(ctx, inv) },
+			func() {
+				log.Warn("catalogue invalidations resubscribed: cache expired")
+				gw.InvalidationsLost()
+			},
+			func(err error) { log.Warn("catalogue invalidation skipped", "err", err) })
+	})
 	g.Go(func() error {
 		return consul.WatchPrefix(ctx, SettingsPrefix, func(kv map[string]string) {
 			s, err := gateway.ParseSettings(kv, fallback)

@@ -5,14 +5,19 @@
 // for one key make a single load (singleflight), so a hot key that expires
 // does not stampede its source (缓存击穿); optionally it remembers for a
 // short while that a key does not exist (WithNegative: 缓存穿透) and rides
-// out its source's outage by serving what it last loaded (WithStale).
-// Stats and Collector export what it did.
+// out its source's outage by serving what it last loaded (WithStale); a
+// hot key read in the last part of its TTL is reloaded once in the
+// background before it expires (WithRefreshAhead). Shared is the second
+// level, in Redis, shared by replicas; Filter the Bloom filter of the ids
+// that exist; Invalidations carries writes to every replica. Stats and
+// Collector export what they did.
 package cache
 
 import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,11 +39,17 @@ type Loader[K comparable, V any] struct {
 	clock    clock.Clock
 	stale    Stale
 	negative Negative
+	// ahead is the last share of an entry's TTL in which a hit reloads it
+	// in the background (WithRefreshAhead); zero never does.
+	ahead float64
 
 	entries *lru.Cache[K, entry[V]]
 	group   singleflight.Group
+	// refreshing holds the keys whose background reload is under way, so
+	// a hot key's many hits start one.
+	refreshing sync.Map
 
-	hits, misses, staleAnswers, negativeAnswers, evictions atomic.Int64
+	hits, misses, staleAnswers, negativeAnswers, evictions, refreshes atomic.Int64
 }
 
 type entry[V any] struct {
@@ -46,9 +57,10 @@ type entry[V any] struct {
 	// absent is a remembered "no such key" answer (WithNegative).
 	absent error
 	// loaded is when val came from the source; expires is when Get next
-	// asks the source (a stale entry's next try).
-	loaded, expires time.Time
-	stale           bool
+	// asks the source (a stale entry's next try); from refresh on, a hit
+	// reloads it in the background (WithRefreshAhead).
+	loaded, expires, refresh time.Time
+	stale                    bool
 }
 
 // Stale is how a Loader rides out an outage of its source
@@ -122,6 +134,23 @@ func (l *Loader[K, V]) WithNegative(n Negative) *Loader[K, V] {
 	return l
 }
 
+// WithRefreshAhead makes a hit in the last share (0 < share < 1) of an
+// entry's TTL start one background reload of it (refresh-ahead), so a key
+// read all the time is replaced before it expires and its readers never
+// wait for a load (缓存击穿 avoided rather than merely made single). A
+// failed reload leaves the entry as it was.
+func (l *Loader[K, V]) WithRefreshAhead(share float64) *Loader[K, V] {
+	if share <= 0 || share >= 1 {
+		panic(fmt.Sprintf("cache: refresh-ahead share %v is not in (0, 1)", share))
+	}
+	l.ahead = share
+	return l
+}
+
+// RefreshAhead is the share of their TTL in which the catalogue caches
+// reload a key that is being read: the last fifth.
+const RefreshAhead = 0.2
+
 // expiry is when an entry loaded at now expires: ttl less a random tenth
 // of it, never later than ttl.
 func expiry(now time.Time, ttl time.Duration) time.Time {
@@ -131,44 +160,38 @@ func expiry(now time.Time, ttl time.Duration) time.Time {
 	return now.Add(ttl - rand.N(ttl/10))
 }
 
+// fresh is an entry for v loaded at now.
+func (l *Loader[K, V]) fresh(v V, now time.Time) entry[V] {
+	e := entry[V]{val: v, loaded: now, expires: expiry(now, l.ttl)}
+	e.refresh = e.expires
+	if l.ahead > 0 {
+		e.refresh = e.expires.Add(-time.Duration(float64(e.expires.Sub(now)) * l.ahead))
+	}
+	return e
+}
+
 // Get returns the cached value for k, loading it when absent or expired.
 func (l *Loader[K, V]) Get(ctx context.Context, k K) (V, error) {
 	var zero V
-	if e, ok := l.entries.Get(k); ok && l.clock.Now().Before(e.expires) {
-		switch {
-		case e.absent != nil:
-			l.negativeAnswers.Add(1)
-			return zero, e.absent
-		case e.stale:
-			l.staleAnswers.Add(1)
-		default:
-			l.hits.Add(1)
+	if e, ok := l.entries.Get(k); ok {
+		if now := l.clock.Now(); now.Before(e.expires) {
+			switch {
+			case e.absent != nil:
+				l.negativeAnswers.Add(1)
+				return zero, e.absent
+			case e.stale:
+				l.staleAnswers.Add(1)
+			default:
+				l.hits.Add(1)
+				if l.ahead > 0 && !now.Before(e.refresh) {
+					l.refreshAhead(ctx, k)
+				}
+			}
+			return e.val, nil
 		}
-		return e.val, nil
 	}
 	l.misses.Add(1)
-	got, err, _ := l.group.Do(fmt.Sprint(k), func() (any, error) {
-		// The load must not be cut short by one caller's cancellation,
-		// since other callers share its result.
-		v, err := l.load(context.WithoutCancel(ctx), k)
-		now := l.clock.Now()
-		switch {
-		case err == nil:
-			e := entry[V]{val: v, loaded: now, expires: expiry(now, l.ttl)}
-			l.entries.Add(k, e)
-			return e, nil
-		case l.negative.Absent != nil && l.negative.Absent(err):
-			l.entries.Add(k, entry[V]{absent: err, loaded: now, expires: now.Add(l.negative.TTL)})
-			return nil, err
-		}
-		last, ok := l.entries.Peek(k)
-		if !ok || last.absent != nil || l.stale.Outage == nil || !l.stale.Outage(err) || now.Sub(last.loaded) > l.stale.MaxAge {
-			return nil, err
-		}
-		last.expires, last.stale = now.Add(l.ttl), true
-		l.entries.Add(k, last)
-		return last, nil
-	})
+	got, err, _ := l.group.Do(fmt.Sprint(k), func() (any, error) { return l.fill(ctx, k) })
 	if err != nil {
 		return zero, err
 	}
@@ -177,6 +200,74 @@ func (l *Loader[K, V]) Get(ctx context.Context, k K) (V, error) {
 		l.staleAnswers.Add(1)
 	}
 	return e.val, nil
+}
+
+// fill loads k and stores what the load says: a value, a remembered
+// absence, or (during an outage) the last value marked stale. It runs in
+// the key's singleflight.
+func (l *Loader[K, V]) fill(ctx context.Context, k K) (any, error) {
+	// The load must not be cut short by one caller's cancellation,
+	// since other callers share its result.
+	v, err := l.load(context.WithoutCancel(ctx), k)
+	now := l.clock.Now()
+	switch {
+	case err == nil:
+		e := l.fresh(v, now)
+		l.entries.Add(k, e)
+		return e, nil
+	case l.negative.Absent != nil && l.negative.Absent(err):
+		l.entries.Add(k, entry[V]{absent: err, loaded: now, expires: now.Add(l.negative.TTL)})
+		return nil, err
+	}
+	last, ok := l.entries.Peek(k)
+	if !ok || last.absent != nil || l.stale.Outage == nil || !l.stale.Outage(err) || now.Sub(last.loaded) > l.stale.MaxAge {
+		return nil, err
+	}
+	last.expires, last.stale = now.Add(l.ttl), true
+	l.entries.Add(k, last)
+	return last, nil
+}
+
+// refreshAhead reloads k in the background unless a reload of it is
+// under way; the reload shares the key's singleflight with any miss.
+func (l *Loader[K, V]) refreshAhead(ctx context.Context, k K) {
+	if _, busy := l.refreshing.LoadOrStore(k, struct{}{}); busy {
+		return
+	}
+	l.refreshes.Add(1)
+	ctx = context.WithoutCancel(ctx)
+	go func() {
+		defer l.refreshing.Delete(k)
+		// An error leaves the entry as it was: the next reader of an
+		// expired entry asks the source again (and WithStale applies).
+		_, _, _ = l.group.Do(fmt.Sprint(k), func() (any, error) { return l.fill(ctx, k) })
+	}()
+}
+
+// Set stores v for k as if it had just been loaded: a warm-up (预热)
+// fills a cache before the reads come.
+func (l *Loader[K, V]) Set(k K, v V) {
+	l.entries.Add(k, l.fresh(v, l.clock.Now()))
+}
+
+// Expire makes every entry due: the next Get of each key loads it again,
+// and remembered absences are forgotten. The values stay for Cached and
+// for WithStale, so a replica that may have missed invalidations (its
+// subscription was cut) asks the levels below again without losing the
+// copies that keep its pages up while they cannot answer.
+func (l *Loader[K, V]) Expire() {
+	now := l.clock.Now()
+	for _, k := range l.entries.Keys() {
+		e, ok := l.entries.Peek(k)
+		switch {
+		case !ok:
+		case e.absent != nil:
+			l.entries.Remove(k)
+		case now.Before(e.expires):
+			e.expires = now
+			l.entries.Add(k, e)
+		}
+	}
 }
 
 // Cached returns the last value loaded for k, however old, without
@@ -196,18 +287,32 @@ func (l *Loader[K, V]) Invalidate(k K) {
 	l.entries.Remove(k)
 }
 
-// Stats is what a Loader did since it was made: answers from a fresh
-// entry (Hits), loads asked for (Misses: each caller that found no fresh
-// entry, whether or not it shared another's load), answers from a stale
-// entry during an outage (Stale) and from a remembered absence
-// (Negative), entries evicted to keep the bound, and entries held now.
+// Stats is what a cache level did since it was made. For a Loader (Level
+// L1): answers from a fresh entry (Hits), loads asked for (Misses: each
+// caller that found no fresh entry, whether or not it shared another's
+// load), answers from a stale entry during an outage (Stale) and from a
+// remembered absence (Negative), background reloads started
+// (Refreshes), entries evicted to keep the bound, and entries held now.
+// Shared and Filter fill the fields that apply to them (see their Stats).
 type Stats struct {
-	Hits, Misses, Stale, Negative, Evictions int64
-	Entries                                  int
+	Level                                            string
+	Hits, Misses, Stale, Negative, Refreshes, Errors int64
+	Evictions                                        int64
+	Entries                                          int
 }
+
+// Cache levels, the level label of the metrics.
+const (
+	// L1 is an in-process Loader.
+	L1 = "l1"
+	// L2 is the Redis level shared by replicas (Shared).
+	L2 = "l2"
+	// Bloom is the filter of ids that exist (Filter).
+	Bloom = "bloom"
+)
 
 // Stats returns l's counts.
 func (l *Loader[K, V]) Stats() Stats {
-	return Stats{Hits: l.hits.Load(), Misses: l.misses.Load(), Stale: l.staleAnswers.Load(),
-		Negative: l.negativeAnswers.Load(), Evictions: l.evictions.Load(), Entries: l.entries.Len()}
+	return Stats{Level: L1, Hits: l.hits.Load(), Misses: l.misses.Load(), Stale: l.staleAnswers.Load(),
+		Negative: l.negativeAnswers.Load(), Refreshes: l.refreshes.Load(), Evictions: l.evictions.Load(), Entries: l.entries.Len()}
 }

@@ -39,6 +39,121 @@ func TestConcurrentMissesLoadOnce(t *testing.T) {
 	}
 }
 
+// TestAStampedeOnAnExpiringHotKeyLoadsOnce: a key read by 100 callers at
+// the moment it expires is loaded once more, not 100 times (缓存击穿).
+func TestAStampedeOnAnExpiringHotKeyLoadsOnce(t *testing.T) {
+	clk := clock.NewManual(time.Unix(0, 0))
+	var loads atomic.Int64
+	release := make(chan struct{})
+	c := cache.New(time.Second, clk, func(_ context.Context, k int) (int, error) {
+		if loads.Add(1) > 1 {
+			<-release
+		}
+		return k, nil
+	})
+	ctx := context.Background()
+	if _, err := c.Get(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Go(func() {
+			if v, err := c.Get(ctx, 7); err != nil || v != 7 {
+				t.Errorf("Get = %d, %v", v, err)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // let the callers pile up on the miss
+	close(release)
+	wg.Wait()
+	if got := loads.Load(); got != 2 {
+		t.Fatalf("loads = %d, want 2 (the first and one after expiry); stats %+v", got, c.Stats())
+	}
+}
+
+// TestRefreshAheadReloadsAHotKeyOnceBeforeItExpires: hits in the last
+// fifth of the TTL answer the cached value at once and start one
+// background reload; after it the key is fresh again, so a key read all
+// the time never makes a reader wait for a load.
+func TestRefreshAheadReloadsAHotKeyOnceBeforeItExpires(t *testing.T) {
+	clk := clock.NewManual(time.Unix(0, 0))
+	var loads atomic.Int64
+	release := make(chan struct{})
+	c := cache.New(10*time.Second, clk, func(_ context.Context, k int) (int64, error) {
+		n := loads.Add(1)
+		if n > 1 {
+			<-release
+		}
+		return n, nil
+	}).WithRefreshAhead(cache.RefreshAhead)
+	ctx := context.Background()
+	if v, _ := c.Get(ctx, 1); v != 1 {
+		t.Fatalf("first Get = %d, want 1", v)
+	}
+	clk.Advance(7 * time.Second) // before the last fifth even at the shortest jittered TTL (9 s)
+	if v, _ := c.Get(ctx, 1); v != 1 || loads.Load() != 1 {
+		t.Fatalf("Get at 7 s = %d after %d loads, want 1 after 1", v, loads.Load())
+	}
+	clk.Advance(1900 * time.Millisecond) // 8.9 s: in the last fifth whatever the jitter, not yet expired
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if v, err := c.Get(ctx, 1); err != nil || v != 1 {
+				t.Errorf("Get during the refresh = %d, %v; want the cached 1 at once", v, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(release)
+	for v, _ := c.Cached(1); v != 2; v, _ = c.Cached(1) {
+		time.Sleep(time.Millisecond) // the background reload stores its value
+	}
+	if got := c.Stats().Refreshes; got != 1 {
+		t.Fatalf("refreshes = %d, want 1", got)
+	}
+	// Once the old entry would have expired, the key still answers
+	// without a load.
+	clk.Advance(2 * time.Second)
+	if v, _ := c.Get(ctx, 1); v != 2 || loads.Load() != 2 || c.Stats().Misses != 1 {
+		t.Fatalf("after the refresh: Get = %d, loads %d, misses %d; want 2, 2, 1", v, loads.Load(), c.Stats().Misses)
+	}
+}
+
+// TestSetAndExpire: a warmed key answers without a load; after Expire
+// every key is loaded again, a remembered absence is forgotten, and the
+// last value stays for a degraded reader (Cached).
+func TestSetAndExpire(t *testing.T) {
+	clk := clock.NewManual(time.Unix(0, 0))
+	var loads atomic.Int64
+	gone := errors.New("gone")
+	c := cache.New(time.Minute, clk, func(_ context.Context, k int) (int, error) {
+		loads.Add(1)
+		if k < 0 {
+			return 0, gone
+		}
+		return -k, nil
+	}).WithNegative(cache.Negative{TTL: time.Minute, Absent: func(err error) bool { return err == gone }})
+	ctx := context.Background()
+	c.Set(1, 100)
+	if v, _ := c.Get(ctx, 1); v != 100 || loads.Load() != 0 {
+		t.Fatalf("warmed Get = %d after %d loads, want 100 after 0", v, loads.Load())
+	}
+	if _, err := c.Get(ctx, -1); err != gone {
+		t.Fatalf("Get(-1) = %v, want gone", err)
+	}
+	c.Expire()
+	if v, ok := c.Cached(1); !ok || v != 100 {
+		t.Fatalf("Cached after Expire = %d, %v; want the last value, 100", v, ok)
+	}
+	if v, _ := c.Get(ctx, 1); v != -1 || loads.Load() != 2 {
+		t.Fatalf("Get after Expire = %d after %d loads, want -1 after 2", v, loads.Load())
+	}
+	if _, err := c.Get(ctx, -1); err != gone || loads.Load() != 3 {
+		t.Fatalf("Get(-1) after Expire = %v after %d loads, want gone asked again (3 loads)", err, loads.Load())
+	}
+}
+
 func TestExpiryAndErrors(t *testing.T) {
 	clk := clock.NewManual(time.Unix(0, 0))
 	var n atomic.Int64
@@ -253,7 +368,7 @@ func TestCollectorExportsWhatTheCachesDid(t *testing.T) {
 		_, _ = c.Get(ctx, k)
 	}
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(cache.Collector(map[string]cache.StatsSource{"product": c}))
+	reg.MustRegister(cache.Collector(map[string][]cache.StatsSource{"product": {c}}))
 	got := map[string]float64{}
 	families, err := reg.Gather()
 	if err != nil {
@@ -263,8 +378,11 @@ func TestCollectorExportsWhatTheCachesDid(t *testing.T) {
 		for _, m := range f.GetMetric() {
 			name := f.GetName()
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" {
+				switch {
+				case l.GetName() == "result":
 					name += "/" + l.GetValue()
+				case l.GetName() == "level" && l.GetValue() != cache.L1:
+					t.Errorf("%s has level %q, want %q", f.GetName(), l.GetValue(), cache.L1)
 				}
 			}
 			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
@@ -272,7 +390,7 @@ func TestCollectorExportsWhatTheCachesDid(t *testing.T) {
 	}
 	want := map[string]float64{"cache_lookups_total/hit": 1, "cache_lookups_total/miss": 3,
 		"cache_lookups_total/stale": 0, "cache_lookups_total/negative": 0,
-		"cache_evictions_total": 1, "cache_entries": 2}
+		"cache_refreshes_total": 0, "cache_evictions_total": 1, "cache_entries": 2}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)

@@ -181,8 +181,8 @@ func NewService(cfg Config) *Service {
 }
 
 // Caches names the service's caches, for their metrics (cache.Collector).
-func (s *Service) Caches() map[string]cache.StatsSource {
-	return map[string]cache.StatsSource{"activity": s.activities}
+func (s *Service) Caches() map[string][]cache.StatsSource {
+	return map[string][]cache.StatsSource{"activity": {s.activities}}
 }
 
 // PlaceSeckillOrder reserves qty units of the activity for the user and

@@ -32,9 +32,26 @@ type Store interface {
 	// order, all or nothing (ErrSoldOut, ErrNotFound); replayed is true,
 	// and nothing is taken, when the order has reserved before.
 	ReserveStock(ctx context.Context, orderID int64, lines []StockLine) (replayed bool, err error)
-	// ReleaseStock gives back what the order reserved, once; released is
-	// false when nothing was held.
-	ReleaseStock(ctx context.Context, orderID int64) (released bool, err error)
+	// ReleaseStock gives back what the order reserved, once, and returns
+	// the lines given back (none when nothing was held).
+	ReleaseStock(ctx context.Context, orderID int64) (released []StockLine, err error)
+	// ProductIDs and ActivityIDs return the id of every product and
+	// activity (the Bloom filters' source).
+	ProductIDs(ctx context.Context) ([]int64, error)
+	ActivityIDs(ctx context.Context) ([]int64, error)
+}
+
+// Shared is the catalogue's second cache level, in Redis, shared by the
+// replicas, and the channel that tells every replica of a write.
+type Shared struct {
+	Products   *cache.Shared[int64, Product]
+	Activities *cache.Shared[int64, Activity]
+	// Publish announces a write to every replica (cache.Publish).
+	Publish func(context.Context, cache.Invalidation) error
+	// Failed hears of an invalidation or warm-up that failed after its
+	// write committed: the write stands, and the TTLs bound the
+	// staleness left (docs/caching.md).
+	Failed func(error)
 }
 
 // Inventory holds flash-sale stock (the inventory service).
@@ -73,9 +90,14 @@ type Config struct {
 	// (the figure shown may lag the truth by that much; Reserve decides).
 	StockTTL time.Duration
 	// CatalogTTL is how long product rows and the activity list are
-	// cached. Both change when an activity is created: this replica
-	// invalidates them at once, other replicas catch up within CatalogTTL.
+	// cached in process. Both change when an activity is created: this
+	// replica invalidates them at once, other replicas when the
+	// invalidation reaches them (Shared), or within CatalogTTL.
 	CatalogTTL time.Duration
+	// Shared, when set, puts Redis between the in-process caches of
+	// products and activities and Postgres, and announces writes to the
+	// other replicas; nil keeps each replica to its own caches.
+	Shared *Shared
 }
 
 // Service is the catalog's use cases, with read-through caches in front of
@@ -90,6 +112,11 @@ type Service struct {
 	activities *cache.Loader[int64, Activity]
 	list       *cache.Loader[struct{}, []Activity]
 	remaining  *cache.Loader[int64, int64]
+	// productIDs and activityIDs are the Bloom filters of the ids that
+	// exist: an id they reject is not found without a Postgres read. They
+	// pass every id until RebuildFilters first runs.
+	productIDs, activityIDs *cache.Filter
+	shared                  *Shared
 }
 
 // NewService returns a service over cfg's dependencies.
@@ -101,20 +128,123 @@ func NewService(cfg Config) *Service {
 	// shown are already a TTL behind (Reserve decides).
 	// Ids that do not exist are remembered for cache.NegativeTTL, so a
 	// scan of made-up ids costs Postgres one read per id and TTL.
+	// An id the Bloom filter rejects is not found without a read, and
+	// remembered as such too.
+	// A key read in the last fifth of its TTL is reloaded in the
+	// background, so a hot page never waits for Postgres.
 	stale := cache.OnOutage(cache.StaleMaxAge)
 	notFound := cache.Negative{TTL: cache.NegativeTTL, Absent: func(err error) bool { return errors.Is(err, ErrNotFound) }}
-	s.products = cache.New(cfg.CatalogTTL, cfg.Clock, s.store.Product).WithStale(stale).WithNegative(notFound)
-	s.activities = cache.New(cfg.ActivityTTL, cfg.Clock, s.store.Activity).WithStale(stale).WithNegative(notFound)
+	s.productIDs, s.activityIDs, s.shared = cache.NewFilter(), cache.NewFilter(), cfg.Shared
+	readProduct, readActivity := s.store.Product, s.store.Activity
+	if s.shared != nil {
+		readProduct, readActivity = s.shared.Products.Through(readProduct), s.shared.Activities.Through(readActivity)
+	}
+	s.products = cache.New(cfg.CatalogTTL, cfg.Clock, filtered(s.productIDs, "product", readProduct)).
+		WithStale(stale).WithNegative(notFound).WithRefreshAhead(cache.RefreshAhead)
+	s.activities = cache.New(cfg.ActivityTTL, cfg.Clock, filtered(s.activityIDs, "activity", readActivity)).
+		WithStale(stale).WithNegative(notFound).WithRefreshAhead(cache.RefreshAhead)
 	s.list = cache.New(cfg.CatalogTTL, cfg.Clock, func(ctx context.Context, _ struct{}) ([]Activity, error) {
 		return s.store.Activities(ctx, MaxListed)
-	}).WithStale(stale)
-	s.remaining = cache.New(cfg.StockTTL, cfg.Clock, s.inv.Remaining).WithStale(stale)
+	}).WithStale(stale).WithRefreshAhead(cache.RefreshAhead)
+	s.remaining = cache.New(cfg.StockTTL, cfg.Clock, s.inv.Remaining).WithStale(stale).WithRefreshAhead(cache.RefreshAhead)
 	return s
 }
 
-// Caches names the service's caches, for their metrics (cache.Collector).
-func (s *Service) Caches() map[string]cache.StatsSource {
-	return map[string]cache.StatsSource{"product": s.products, "activity": s.activities, "list": s.list, "remaining": s.remaining}
+// filtered is read behind the Bloom filter ids: an id it rejects is
+// ErrNotFound without a read.
+func filtered[V any](ids *cache.Filter, what string, read func(context.Context, int64) (V, error)) func(context.Context, int64) (V, error) {
+	return func(ctx context.Context, id int64) (V, error) {
+		if !ids.MayExist(id) {
+			var zero V
+			return zero, fmt.Errorf("%s %d: %w", what, id, ErrNotFound)
+		}
+		return read(ctx, id)
+	}
+}
+
+// Caches names the service's cache levels, for their metrics
+// (cache.Collector).
+func (s *Service) Caches() map[string][]cache.StatsSource {
+	caches := map[string][]cache.StatsSource{
+		"product":  {s.products, s.productIDs},
+		"activity": {s.activities, s.activityIDs},
+		"list":     {s.list}, "remaining": {s.remaining},
+	}
+	if s.shared != nil {
+		caches["product"] = append(caches["product"], s.shared.Products)
+		caches["activity"] = append(caches["activity"], s.shared.Activities)
+	}
+	return caches
+}
+
+// RebuildFilters loads every product and activity id into new Bloom
+// filters (at start, then periodically and whenever invalidations may
+// have been lost). Ids created meanwhile are kept.
+func (s *Service) RebuildFilters(ctx context.Context) error {
+	if err := s.productIDs.Rebuild(ctx, s.store.ProductIDs); err != nil {
+		return fmt.Errorf("product ids: %w", err)
+	}
+	if err := s.activityIDs.Rebuild(ctx, s.store.ActivityIDs); err != nil {
+		return fmt.Errorf("activity ids: %w", err)
+	}
+	return nil
+}
+
+// Invalidated applies another replica's write (or this one's, come back
+// over the channel): the id exists, and this replica's copy of it is
+// dropped. An activity is loaded again at once (it is new: the warm-up
+// of its sale), from the Redis level its creator filled.
+func (s *Service) Invalidated(ctx context.Context, inv cache.Invalidation) {
+	switch inv.Kind {
+	case cache.KindProduct:
+		s.productIDs.Add(inv.ID)
+		s.products.Invalidate(inv.ID)
+	case cache.KindActivity:
+		s.activityIDs.Add(inv.ID)
+		s.activities.Invalidate(inv.ID)
+		s.list.Invalidate(struct{}{})
+		// In the background, so the channel is not held up; an error is
+		// the Get's own to remember (or not), and nobody waits for it.
+		go func() { _, _ = s.activities.Get(ctx, inv.ID) }()
+	}
+}
+
+// InvalidationsLost makes every in-process copy of the catalogue due
+// again (kept for stale-if-error), after the channel was cut and writes
+// may have gone unheard; the caller rebuilds the filters too.
+func (s *Service) InvalidationsLost() {
+	s.products.Expire()
+	s.activities.Expire()
+	s.list.Expire()
+}
+
+// wrote announces that inv's key changed: it drops the Redis copy (so
+// no replica reads the old one from there) and this replica's, and tells
+// the others. The write has committed, so a failure is only reported.
+func (s *Service) wrote(ctx context.Context, inv cache.Invalidation) {
+	switch inv.Kind {
+	case cache.KindProduct:
+		s.products.Invalidate(inv.ID)
+	case cache.KindActivity:
+		s.activities.Invalidate(inv.ID)
+	}
+	if s.shared == nil {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	switch inv.Kind {
+	case cache.KindProduct:
+		err = s.shared.Products.Invalidate(ctx, inv.ID)
+	case cache.KindActivity:
+		err = s.shared.Activities.Invalidate(ctx, inv.ID)
+	}
+	if err == nil {
+		err = s.shared.Publish(ctx, inv)
+	}
+	if err != nil {
+		s.shared.Failed(err)
+	}
 }
 
 // CreateProduct validates and records a new product with a fresh SKU id.
@@ -123,9 +253,15 @@ func (s *Service) CreateProduct(ctx context.Context, p Product) (Product, error)
 		return Product{}, fmt.Errorf("create product: %w", err)
 	}
 	p.SKUID = s.ids.Next()
+	// In the filter before it exists, so that no read after the insert
+	// is turned away.
+	s.productIDs.Add(p.SKUID)
 	if err := s.store.CreateProduct(ctx, p); err != nil {
 		return Product{}, fmt.Errorf("create product: %w", err)
 	}
+	// The other replicas add it to their filters and drop a remembered
+	// "not found".
+	s.wrote(ctx, cache.Invalidation{Kind: cache.KindProduct, ID: p.SKUID})
 	return p, nil
 }
 
@@ -158,6 +294,7 @@ func (s *Service) CreateActivity(ctx context.Context, a Activity) (Activity, err
 	a.ID = s.ids.Next()
 	a.Title = p.Title
 	a.Remaining = a.Stock
+	s.activityIDs.Add(a.ID)
 	err = s.store.CreateActivity(ctx, a, func(ctx context.Context) error {
 		if err := s.inv.Preheat(ctx, a.ID, a.Stock, a.PerUserLimit); err != nil {
 			// Whatever the inventory service said, the activity could
@@ -171,9 +308,33 @@ func (s *Service) CreateActivity(ctx context.Context, a Activity) (Activity, err
 	if err != nil {
 		return Activity{}, fmt.Errorf("create activity on product %d: %w", a.SKUID, err)
 	}
-	s.products.Invalidate(a.SKUID)
 	s.list.Invalidate(struct{}{})
+	s.wrote(ctx, cache.Invalidation{Kind: cache.KindProduct, ID: a.SKUID})
+	s.warm(ctx, a)
 	return a, nil
+}
+
+// warm loads a new sale's pages (the activity and its product) into the
+// Redis level before anyone reads them (预热), then announces the
+// activity: every replica drops a remembered "not found" for it and
+// loads it into its own cache from Redis.
+func (s *Service) warm(ctx context.Context, a Activity) {
+	if s.shared == nil {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	row := a
+	row.Remaining = 0 // the cached row holds no stock figure (GetActivity adds it)
+	_, err := s.shared.Activities.Warm(ctx, a.ID, func(context.Context, int64) (Activity, error) { return row, nil })
+	if err == nil {
+		_, err = s.shared.Products.Warm(ctx, a.SKUID, s.store.Product)
+	}
+	if err == nil {
+		err = s.shared.Publish(ctx, cache.Invalidation{Kind: cache.KindActivity, ID: a.ID})
+	}
+	if err != nil {
+		s.shared.Failed(fmt.Errorf("warm activity %d: %w", a.ID, err))
+	}
 }
 
 // GetActivity returns the activity with its remaining stock, at most
@@ -222,7 +383,7 @@ func (s *Service) Status(a Activity) Status {
 }
 
 // ReserveStock takes the regular stock of a regular order's lines. The
-// products' cached stock figures are dropped on this replica.
+// products' cached stock figures are dropped on every replica.
 func (s *Service) ReserveStock(ctx context.Context, orderID int64, lines []StockLine) (bool, error) {
 	if orderID <= 0 {
 		return false, fmt.Errorf("reserve stock: %w: order id must be positive", ErrInvalid)
@@ -235,12 +396,13 @@ func (s *Service) ReserveStock(ctx context.Context, orderID int64, lines []Stock
 		return false, fmt.Errorf("reserve stock for order %d: %w", orderID, err)
 	}
 	for _, l := range lines {
-		s.products.Invalidate(l.SKUID)
+		s.wrote(ctx, cache.Invalidation{Kind: cache.KindProduct, ID: l.SKUID})
 	}
 	return replayed, nil
 }
 
-// ReleaseStock gives back the order's reserved regular stock.
+// ReleaseStock gives back the order's reserved regular stock; the
+// products' cached stock figures are dropped on every replica.
 func (s *Service) ReleaseStock(ctx context.Context, orderID int64) (bool, error) {
 	if orderID <= 0 {
 		return false, fmt.Errorf("release stock: %w: order id must be positive", ErrInvalid)
@@ -249,5 +411,8 @@ func (s *Service) ReleaseStock(ctx context.Context, orderID int64) (bool, error)
 	if err != nil {
 		return false, fmt.Errorf("release stock of order %d: %w", orderID, err)
 	}
-	return released, nil
+	for _, l := range released {
+		s.wrote(ctx, cache.Invalidation{Kind: cache.KindProduct, ID: l.SKUID})
+	}
+	return len(released) > 0, nil
 }

@@ -258,7 +258,8 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 			return loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, 2*time.Minute)
 		},
 		Orders: pool, Payments: payments, SimulatorURL: p.ChannelsURL, OutDir: out, Out: os.Stdout,
-		Infra: infra{stack: stack, platform: p},
+		MetricsURLs: []string{p.ProductMetricsURL},
+		Infra:       infra{stack: stack, platform: p},
 	}
 	if ceiling {
 		cfg.RedisAddr = stack.RedisAddr

@@ -17,6 +17,7 @@ import (
 	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/ids"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
 	"github.com/flashsale/flashsale/platform/telemetry"
@@ -50,6 +51,17 @@ type Config struct {
 	// ActivityTTL, StockTTL and CatalogTTL are the in-process cache
 	// lifetimes (see product.Config).
 	ActivityTTL, StockTTL, CatalogTTL time.Duration
+	// RedisAddr (with RedisCluster, a list of Redis Cluster nodes) is
+	// the catalogue's second cache level and the channel of its
+	// invalidations (docs/caching.md); empty keeps each replica to its
+	// in-process caches. SharedTTL is how long a value stays in Redis
+	// (writes delete it before then).
+	RedisAddr    string
+	RedisCluster bool
+	SharedTTL    time.Duration
+	// FilterRebuild is how often the Bloom filters of the ids that exist
+	// are loaded again from Postgres.
+	FilterRebuild time.Duration
 	// Discovery says where Consul is (FLASHSALE_CONSUL_ADDR); empty
 	// means static addresses and no registration.
 	Discovery discovery.Config
@@ -66,12 +78,19 @@ const (
 	DefaultActivityTTL      = 30 * time.Second
 	DefaultStockTTL         = 200 * time.Millisecond
 	DefaultCatalogTTL       = time.Second
+	DefaultSharedTTL        = time.Minute
+	DefaultFilterRebuild    = 10 * time.Minute
 )
 
 // ConfigFromEnv reads the FLASHSALE_* variables; problems are collected in
 // env (check env.Err()).
 func ConfigFromEnv(env *config.Env) Config {
+	redisCfg := redisclient.ConfigFromEnv(env)
 	cfg := Config{
+		RedisAddr:        redisCfg.Addr,
+		RedisCluster:     redisCfg.Cluster,
+		SharedTTL:        env.Duration("FLASHSALE_CATALOG_SHARED_TTL", DefaultSharedTTL),
+		FilterRebuild:    env.Duration("FLASHSALE_CATALOG_FILTER_REBUILD", DefaultFilterRebuild),
 		GRPCAddr:         env.String("FLASHSALE_GRPC_ADDR", DefaultGRPCAddr),
 		AdminAddr:        env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
 		Clock:            clock.Real{},
@@ -91,6 +110,8 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(cfg.ActivityTTL > 0, "FLASHSALE_ACTIVITY_CACHE_TTL=%s: must be positive", cfg.ActivityTTL)
 	env.Check(cfg.StockTTL > 0, "FLASHSALE_STOCK_CACHE_TTL=%s: must be positive", cfg.StockTTL)
 	env.Check(cfg.CatalogTTL > 0, "FLASHSALE_CATALOG_CACHE_TTL=%s: must be positive", cfg.CatalogTTL)
+	env.Check(cfg.SharedTTL > 0, "FLASHSALE_CATALOG_SHARED_TTL=%s: must be positive", cfg.SharedTTL)
+	env.Check(cfg.FilterRebuild > 0, "FLASHSALE_CATALOG_FILTER_REBUILD=%s: must be positive", cfg.FilterRebuild)
 	return cfg
 }
 
@@ -116,6 +137,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CatalogTTL == 0 {
 		c.CatalogTTL = DefaultCatalogTTL
+	}
+	if c.SharedTTL == 0 {
+		c.SharedTTL = DefaultSharedTTL
+	}
+	if c.FilterRebuild == 0 {
+		c.FilterRebuild = DefaultFilterRebuild
 	}
 	return c
 }
@@ -148,6 +175,32 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer invConn.Close()
 
+	checks := map[string]telemetry.Check{"postgres": func(ctx context.Context) error { return pool.Ping(ctx) }}
+	var shared *product.Shared
+	var workers []func(context.Context) error
+	var sub *cache.Subscriber
+	if cfg.RedisAddr != "" {
+		rdb, err := redisclient.Dial(ctx, redisclient.Config{Addr: cfg.RedisAddr, Cluster: cfg.RedisCluster}, 0)
+		if err != nil {
+			return fmt.Errorf("product: %w", err)
+		}
+		defer rdb.Close()
+		checks["redis"] = func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+		shared = &product.Shared{
+			Products:   cache.NewShared[int64, product.Product](rdb, "catalog:product:", cfg.SharedTTL),
+			Activities: cache.NewShared[int64, product.Activity](rdb, "catalog:activity:", cfg.SharedTTL),
+			Publish:    func(ctx context.Context, inv cache.Invalidation) error { return cache.Publish(ctx, rdb, inv) },
+			Failed: func(err error) {
+				log.Warn("catalogue cache: a write's invalidation failed; the TTLs bound the staleness", "err", err)
+			},
+		}
+		// Subscribed before serving: every write after this replica is
+		// ready reaches its caches.
+		if sub, err = cache.Subscribe(ctx, rdb); err != nil {
+			return fmt.Errorf("product: %w", err)
+		}
+		defer sub.Close()
+	}
 	svc := product.NewService(product.Config{
 		Store:       postgres.New(pool),
 		Inventory:   productgrpc.NewInventory(invConn, cfg.InventoryTimeout),
@@ -156,26 +209,56 @@ func Run(ctx context.Context, cfg Config) error {
 		ActivityTTL: cfg.ActivityTTL,
 		StockTTL:    cfg.StockTTL,
 		CatalogTTL:  cfg.CatalogTTL,
+		Shared:      shared,
 	})
+	if err := svc.RebuildFilters(ctx); err != nil {
+		return fmt.Errorf("product: %w", err)
+	}
+	rebuild := func(ctx context.Context) {
+		if err := svc.RebuildFilters(ctx); err != nil {
+			log.Warn("catalogue Bloom filters not rebuilt; the last ones stay", "err", err)
+		}
+	}
+	workers = append(workers, func(ctx context.Context) error {
+		t := time.NewTicker(cfg.FilterRebuild)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				rebuild(ctx)
+			}
+		}
+	})
+	if sub != nil {
+		workers = append(workers, func(ctx context.Context) error {
+			return sub.Run(ctx, func(inv cache.Invalidation) { svc.Invalidated(ctx, inv) },
+				func() {
+					log.Warn("catalogue invalidations resubscribed: caches expired, filters rebuilt")
+					svc.InvalidationsLost()
+					go rebuild(ctx)
+				},
+				func(err error) { log.Warn("catalogue invalidation skipped", "err", err) })
+		})
+	}
 	reg := telemetry.NewRegistry()
 	reg.MustRegister(cache.Collector(svc.Caches()))
 
 	srv := rpc.NewServer(log, reg, productgrpc.Errors)
 	productv1.RegisterProductServiceServer(srv, productgrpc.NewServer(svc))
 	invHealth := healthpb.NewHealthClient(invConn)
-	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
-		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
-		"inventory": func(ctx context.Context) error {
-			resp, err := invHealth.Check(ctx, &healthpb.HealthCheckRequest{})
-			if err != nil {
-				return err
-			}
-			if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-				return fmt.Errorf("inventory is %s", resp.GetStatus())
-			}
-			return nil
-		},
-	})
+	checks["inventory"] = func(ctx context.Context) error {
+		resp, err := invHealth.Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return err
+		}
+		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("inventory is %s", resp.GetStatus())
+		}
+		return nil
+	}
+	admin := telemetry.AdminHandler(reg, checks)
 
 	grpcLis, err := serve.Listen(cfg.GRPCListener, cfg.GRPCAddr)
 	if err != nil {
@@ -193,6 +276,6 @@ func Run(ctx context.Context, cfg Config) error {
 		GRPCListener:  grpcLis,
 		Admin:         admin,
 		AdminListener: adminLis,
-		Workers:       []func(context.Context) error{consul.Announce("product", grpcLis)},
+		Workers:       append(workers, consul.Announce("product", grpcLis)),
 	}.Run(ctx)
 }

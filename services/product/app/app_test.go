@@ -112,6 +112,7 @@ func MustStartProduct(tb testing.TB, c clock.Clock, invAddr string, inv inventor
 		AdminListener: adminLis,
 		Clock:         c,
 		PostgresURL:   stack.PostgresURL("products"),
+		RedisAddr:     stack.RedisAddr,
 		InventoryAddr: invAddr,
 		NodeID:        localstack.NodeID(),
 	}
@@ -531,6 +532,14 @@ func TestConfigFromEnv(t *testing.T) {
 		{"node out of range", map[string]string{"FLASHSALE_NODE_ID": "128"}, "FLASHSALE_NODE_ID", nil},
 		{"bad duration", map[string]string{"FLASHSALE_STOCK_CACHE_TTL": "soon"}, "FLASHSALE_STOCK_CACHE_TTL", nil},
 		{"zero ttl", map[string]string{"FLASHSALE_CATALOG_CACHE_TTL": "0s"}, "FLASHSALE_CATALOG_CACHE_TTL", nil},
+		{"shared level", map[string]string{"FLASHSALE_REDIS_ADDR": "redis:6379", "FLASHSALE_CATALOG_SHARED_TTL": "30s", "FLASHSALE_CATALOG_FILTER_REBUILD": "1m"}, "", func(c app.Config) error {
+			if c.RedisAddr != "redis:6379" || c.SharedTTL != 30*time.Second || c.FilterRebuild != time.Minute {
+				return fmt.Errorf("shared level settings not applied: %+v", c)
+			}
+			return nil
+		}},
+		{"zero shared ttl", map[string]string{"FLASHSALE_CATALOG_SHARED_TTL": "0s"}, "FLASHSALE_CATALOG_SHARED_TTL", nil},
+		{"zero filter rebuild", map[string]string{"FLASHSALE_CATALOG_FILTER_REBUILD": "0s"}, "FLASHSALE_CATALOG_FILTER_REBUILD", nil},
 		{"no connections", map[string]string{"FLASHSALE_POSTGRES_MAX_CONNS": "0"}, "FLASHSALE_POSTGRES_MAX_CONNS", nil},
 	}
 	for _, tt := range tests {

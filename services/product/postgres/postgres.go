@@ -133,3 +133,25 @@ func (s *Store) Activities(ctx context.Context, limit int) ([]product.Activity, 
 	slices.Reverse(list)
 	return list, nil
 }
+
+// ProductIDs returns the id of every product (the Bloom filter's source).
+func (s *Store) ProductIDs(ctx context.Context) ([]int64, error) {
+	return s.ids(ctx, `SELECT sku_id FROM products`)
+}
+
+// ActivityIDs returns the id of every activity.
+func (s *Store) ActivityIDs(ctx context.Context) ([]int64, error) {
+	return s.ids(ctx, `SELECT activity_id FROM activities`)
+}
+
+func (s *Store) ids(ctx context.Context, query string) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", query, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", query, err)
+	}
+	return ids, nil
+}

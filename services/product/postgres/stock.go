@@ -84,8 +84,8 @@ func lockOrder(ctx context.Context, tx pgx.Tx, orderID int64) error {
 // ReleaseStock marks the order's reservation released and gives its units
 // back, in one transaction; a released or missing reservation matches no
 // row, so releasing twice gives back nothing more.
-func (s *Store) ReleaseStock(ctx context.Context, orderID int64) (bool, error) {
-	released := false
+func (s *Store) ReleaseStock(ctx context.Context, orderID int64) ([]product.StockLine, error) {
+	var released []product.StockLine
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := lockOrder(ctx, tx, orderID); err != nil {
 			return err
@@ -112,8 +112,11 @@ func (s *Store) ReleaseStock(ctx context.Context, orderID int64) (bool, error) {
 				return fmt.Errorf("give back stock of sku %d: %w", l.SKUID, err)
 			}
 		}
-		released = len(lines) > 0
+		released = lines
 		return nil
 	})
-	return released, err
+	if err != nil {
+		return nil, err
+	}
+	return released, nil
 }

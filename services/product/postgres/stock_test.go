@@ -65,9 +65,9 @@ func TestReserveAndReleaseAreIdempotent(t *testing.T) {
 	}{
 		{"reserve", func() (bool, error) { return s.ReserveStock(ctx, order, lines) }, false, 6},
 		{"reserve again", func() (bool, error) { return s.ReserveStock(ctx, order, lines) }, true, 6},
-		{"release", func() (bool, error) { return s.ReleaseStock(ctx, order) }, true, 10},
-		{"release again", func() (bool, error) { return s.ReleaseStock(ctx, order) }, false, 10},
-		{"release what was never reserved", func() (bool, error) { return s.ReleaseStock(ctx, newID()) }, false, 10},
+		{"release", func() (bool, error) { return released(s.ReleaseStock(ctx, order)) }, true, 10},
+		{"release again", func() (bool, error) { return released(s.ReleaseStock(ctx, order)) }, false, 10},
+		{"release what was never reserved", func() (bool, error) { return released(s.ReleaseStock(ctx, newID())) }, false, 10},
 	}
 	for _, st := range steps {
 		flag, err := st.do()
@@ -117,7 +117,7 @@ func TestReleaseBeforeReserveTakesNothing(t *testing.T) {
 	lines := []product.StockLine{{SKUID: p.SKUID, Quantity: 2}}
 
 	late := newID()
-	if released, err := s.ReleaseStock(ctx, late); err != nil || released {
+	if released, err := released(s.ReleaseStock(ctx, late)); err != nil || released {
 		t.Fatalf("release of an order never reserved: %v, %v; want false", released, err)
 	}
 	if _, err := s.ReserveStock(ctx, late, lines); !errors.Is(err, product.ErrGivenUp) {
@@ -147,3 +147,6 @@ func TestReleaseBeforeReserveTakesNothing(t *testing.T) {
 		t.Errorf("stock %d after %d reserves raced with their releases, want all 1000 back", got.Stock, orders)
 	}
 }
+
+// released says whether a release gave back any lines.
+func released(lines []product.StockLine, err error) (bool, error) { return len(lines) > 0, err }
