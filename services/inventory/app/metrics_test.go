@@ -62,7 +62,7 @@ func TestMetricsReportTheExpiryBacklog(t *testing.T) {
 	clk := clock.NewManual(t0)
 	client, admin := MustRunOn(t, app.Config{RedisAddr: stack.RedisAddr, RedisPoolSize: 8, Clock: clk})
 	ctx := context.Background()
-	act := time.Now().UnixNano() // an activity of this run alone
+	act := newActivity()
 	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})
 	t.Cleanup(func() {
 		rdb.Del(ctx, invredis.ExpiryKey(act), invredis.ClaimedKey(act))
