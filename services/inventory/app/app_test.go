@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,13 @@ var stack *localstack.Stack
 func TestMain(m *testing.M) {
 	localstack.RunTests(m, localstack.Config{RedisCluster: true}, func(s *localstack.Stack) { stack = s })
 }
+
+// activities hands out activity ids. Every key of a sale lives under its
+// activity, so a test that takes fresh ones meets neither another test's
+// sales nor its own from an earlier run (-count) on the shared Redis.
+var activities atomic.Int64
+
+func newActivity() int64 { return 1000 + activities.Add(1) }
 
 // MustRun starts the service on free ports on the stack's single Redis
 // and returns a client and the admin base URL; the service stops, and
@@ -79,7 +87,7 @@ func TestReserveOverGRPC(t *testing.T) {
 	ctx := context.Background()
 	clk := clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
 	deadline := timestamppb.New(clk.Now().Add(15 * time.Minute))
-	const act = 501
+	act, unknown := newActivity(), newActivity()
 	reserve := func(user, qty, order int64, key string) func() (proto.Message, error) {
 		return func() (proto.Message, error) {
 			return client.Reserve(ctx, &inventoryv1.ReserveRequest{
@@ -205,7 +213,7 @@ func TestReserveOverGRPC(t *testing.T) {
 		{"claim with no limit", claim(deadline.AsTime(), 0), errcode.InvalidArgument, nil},
 		{"ack without a lease", ack(&inventoryv1.DueEntry{ActivityId: act, OrderId: 20}), errcode.InvalidArgument, nil},
 		{"stock of unknown activity", func() (proto.Message, error) {
-			return client.GetStock(ctx, &inventoryv1.GetStockRequest{ActivityId: act + 1})
+			return client.GetStock(ctx, &inventoryv1.GetStockRequest{ActivityId: unknown})
 		}, errcode.NotFound, nil},
 	}
 	for _, st := range steps {
@@ -232,7 +240,7 @@ func TestReserveBatchOverGRPC(t *testing.T) {
 	client, _ := MustRun(t)
 	ctx := context.Background()
 	deadline := timestamppb.New(time.Date(2026, 11, 11, 0, 15, 0, 0, time.UTC))
-	const act = 601
+	act, unknown := newActivity(), newActivity()
 	if _, err := client.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: act, Stock: 2, PerUserLimit: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +259,7 @@ func TestReserveBatchOverGRPC(t *testing.T) {
 		{"invalid quantity", reservation(4, 0, 24, "a"), nil, errcode.InvalidArgument},
 		{"last unit", reservation(2, 1, 25, "a"), &inventoryv1.ReserveResponse{OrderId: 25}, ""},
 		{"sold out", reservation(3, 1, 26, "a"), nil, errcode.SoldOut},
-		{"not preheated", &inventoryv1.ReserveRequest{ActivityId: act + 1, UserId: 1, Quantity: 1, OrderId: 27, IdempotencyKey: "a", ExpiresAt: deadline}, nil, errcode.NotFound},
+		{"not preheated", &inventoryv1.ReserveRequest{ActivityId: unknown, UserId: 1, Quantity: 1, OrderId: 27, IdempotencyKey: "a", ExpiresAt: deadline}, nil, errcode.NotFound},
 	}
 	req := &inventoryv1.ReserveBatchRequest{}
 	for _, tt := range tests {
@@ -375,7 +383,7 @@ func TestRunOnRedisCluster(t *testing.T) {
 	ctx := context.Background()
 	cc := stack.RedisClusterClient(t)
 	byNode := map[string]int64{} // primary -> an activity whose keys it holds
-	for act := int64(7001); len(byNode) < len(stack.RedisClusterAddrs); act++ {
+	for act := newActivity(); len(byNode) < len(stack.RedisClusterAddrs); act = newActivity() {
 		node, err := cc.MasterForKey(ctx, "{act:"+strconv.FormatInt(act, 10)+"}")
 		if err != nil {
 			t.Fatal(err)

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -24,7 +25,7 @@ import (
 func TestMetricsReportRemainingStock(t *testing.T) {
 	client, admin := MustRun(t)
 	ctx := context.Background()
-	const act = 7701
+	act := newActivity()
 	if _, err := client.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: act, Stock: 10, PerUserLimit: 5}); err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +42,8 @@ func TestMetricsReportRemainingStock(t *testing.T) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{
-		`inventory_stock_remaining{activity_id="7701"} 7`,
-		`inventory_stock_total{activity_id="7701"} 10`,
+		fmt.Sprintf(`inventory_stock_remaining{activity_id="%d"} 7`, act),
+		fmt.Sprintf(`inventory_stock_total{activity_id="%d"} 10`, act),
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
@@ -61,7 +62,7 @@ func TestMetricsReportTheExpiryBacklog(t *testing.T) {
 	clk := clock.NewManual(t0)
 	client, admin := MustRunOn(t, app.Config{RedisAddr: stack.RedisAddr, RedisPoolSize: 8, Clock: clk})
 	ctx := context.Background()
-	act := time.Now().UnixNano() // an activity of this run alone
+	act := newActivity()
 	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})
 	t.Cleanup(func() {
 		rdb.Del(ctx, invredis.ExpiryKey(act), invredis.ClaimedKey(act))
@@ -131,13 +132,13 @@ func metricLine(body, name string) string {
 func TestRebuildOfAFencedSaleIsCounted(t *testing.T) {
 	client, admin := MustRun(t)
 	ctx := context.Background()
-	const act = 7702
+	act := newActivity()
 	if _, err := client.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: act, Stock: 10, PerUserLimit: 5}); err != nil {
 		t.Fatal(err)
 	}
 	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})
 	defer rdb.Close()
-	if err := rdb.Del(ctx, "{act:7702}:live").Err(); err != nil { // what a restart does
+	if err := rdb.Del(ctx, fmt.Sprintf("{act:%d}:live", act)).Err(); err != nil { // what a restart does
 		t.Fatal(err)
 	}
 	deadline := timestamppb.New(time.Now().Add(time.Minute))
