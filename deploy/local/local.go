@@ -146,11 +146,9 @@ type orderProcess struct {
 	// started is false from a restart until the replica is ready: a
 	// replica that fails to start again is started once more.
 	started bool
-	// hook is the consumer hook the caller configured, if any.
-	hook   func(ctx context.Context, stored int) error
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	done    chan struct{}
 	// armed, when set, is closed by the next batch the consumer has
 	// written, which then waits for the kill instead of committing.
 	armed chan struct{}
@@ -323,13 +321,12 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	p.run(runCtx, "marketing", func(ctx context.Context) error { return marketingapp.Run(ctx, mkt) })
 	p.runCtx = runCtx
 	for i := range replicas {
-		o := &orderProcess{name: "order", cfg: ord, grpcAddr: orderAddrs[i], adminAddr: addr(orderLis[2*i+1]), hook: ord.ConsumerAfterWrite}
+		o := &orderProcess{name: "order", cfg: ord, grpcAddr: orderAddrs[i], adminAddr: addr(orderLis[2*i+1])}
 		if replicas > 1 {
 			o.name = fmt.Sprintf("order replica %d", i)
 			o.cfg.Logger = ord.Logger.With("replica", i)
 		}
 		o.cfg.NodeID = ord.NodeID + int64(i)
-		o.cfg.ConsumerAfterWrite = o.afterWrite
 		o.listenOn(orderLis[2*i], orderLis[2*i+1])
 		p.orders = append(p.orders, o)
 		p.runOrder(o, false)
@@ -375,7 +372,7 @@ func (p *Platform) runOrder(o *orderProcess, restart bool) {
 			o.mu.Lock()
 			cfg := o.cfg
 			o.mu.Unlock()
-			err := orderapp.Run(ctx, cfg)
+			err := orderapp.Run(ctx, cfg, orderapp.AfterConsumerWrite(o.afterWrite))
 			o.mu.Lock()
 			started := o.started
 			o.mu.Unlock()
@@ -439,9 +436,6 @@ func (o *orderProcess) afterWrite(ctx context.Context, stored int) error {
 		close(armed)
 		<-ctx.Done()
 		return fmt.Errorf("killed between the batch's write and its commit: %w", ctx.Err())
-	}
-	if o.hook != nil {
-		return o.hook(ctx, stored)
 	}
 	return nil
 }

@@ -76,12 +76,10 @@ func MustAmbiguousPlatform(tb testing.TB, land bool) (*platform, *ambiguousPubli
 		defer mu.Unlock()
 		return p.db
 	}}
-	started := MustPlatform(tb, func(c *app.Config) {
-		c.WrapPublisher = func(real order.Publisher) order.Publisher {
-			pub.Publisher = real
-			return pub
-		}
-	})
+	started := MustPlatform(tb, nil, app.WrapPublisher(func(real order.Publisher) order.Publisher {
+		pub.Publisher = real
+		return pub
+	}))
 	mu.Lock()
 	p = started
 	mu.Unlock()

@@ -83,23 +83,12 @@ type Config struct {
 	// is written at that many messages or that long after its first.
 	ConsumerBatchSize int
 	ConsumerBatchWait time.Duration
-	// ConsumerAfterWrite is the consumer's hook between a batch's write
-	// and its commit (see orderkafka.ConsumerConfig.AfterWrite); nil in
-	// production.
-	ConsumerAfterWrite func(ctx context.Context, stored int) error
 	// ExpiryPoll, ExpiryBatch and ExpiryLease tune the expiry worker (see
 	// order.ExpirerConfig); ExpiryWorkers is how many run in this process.
 	ExpiryPoll    time.Duration
 	ExpiryBatch   int
 	ExpiryLease   time.Duration
 	ExpiryWorkers int
-	// ExpiryDisabled runs no expiry worker (tests that drive their own);
-	// false in production.
-	ExpiryDisabled bool
-	// ExpiryActivities limits the expiry worker to these activities'
-	// queues (tests that share one Redis with others); empty, every
-	// activity's, in production.
-	ExpiryActivities []int64
 	// OverdueGrace is how long after its deadline a flash-sale order still
 	// waiting for payment is expired by the Postgres backstop (its Redis
 	// expiry entry was lost).
@@ -108,15 +97,6 @@ type Config struct {
 	// (Redis restarted or failed over); ReconcileSettle is how long a sale
 	// stays fenced before it is rebuilt (order.ReconcilerConfig).
 	ReconcileEvery, ReconcileSettle time.Duration
-	// WrapPublisher, when set, wraps the Kafka publisher the service
-	// places orders with (tests use it to make a publish that lands fail
-	// anyway, as a timeout after the broker's append would); nil in
-	// production.
-	WrapPublisher func(order.Publisher) order.Publisher
-	// WrapPending, when set, wraps the Redis store of in-flight orders the
-	// service places and serves orders with (tests use it to see a replay
-	// waiting for the first request's order); nil in production.
-	WrapPending func(order.Pending) order.Pending
 	// Discovery says where Consul is (FLASHSALE_CONSUL_ADDR); empty
 	// means static addresses and no registration.
 	Discovery discovery.Config
@@ -250,7 +230,11 @@ func (c Config) withDefaults() Config {
 // Run applies the schema, creates the topics and serves gRPC while the
 // consumer writes orders, the expiry workers expire unpaid ones and the
 // relay publishes the outbox's order events, until ctx ends.
-func Run(ctx context.Context, cfg Config) error {
+func Run(ctx context.Context, cfg Config, opts ...Option) error {
+	var h hooks
+	for _, o := range opts {
+		o(&h)
+	}
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
 
@@ -310,12 +294,12 @@ func Run(ctx context.Context, cfg Config) error {
 	defer events.Close()
 	relay := order.NewRelay(order.RelayConfig{Outbox: store, Publisher: events, Logger: log})
 	var publisher order.Publisher = pub
-	if cfg.WrapPublisher != nil {
-		publisher = cfg.WrapPublisher(pub)
+	if h.wrapPublisher != nil {
+		publisher = h.wrapPublisher(pub)
 	}
 	var placing order.Pending = pending
-	if cfg.WrapPending != nil {
-		placing = cfg.WrapPending(pending)
+	if h.wrapPending != nil {
+		placing = h.wrapPending(pending)
 	}
 	inv := ordergrpc.NewInventory(invConn)
 	catalog, pricing := ordergrpc.NewCatalog(prodConn), ordergrpc.NewPricing(mktConn)
@@ -351,7 +335,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:     log,
 		BatchSize:  cfg.ConsumerBatchSize,
 		BatchWait:  cfg.ConsumerBatchWait,
-		AfterWrite: cfg.ConsumerAfterWrite,
+		AfterWrite: h.afterWrite,
 	})
 
 	reconciler := order.NewStockReconciler(order.ReconcilerConfig{
@@ -361,13 +345,19 @@ func Run(ctx context.Context, cfg Config) error {
 	workers := []func(context.Context) error{consumer.Run, func(ctx context.Context) error {
 		return svc.RunRefundSweep(ctx, cfg.RefundSweepEvery)
 	}, reconciler.Run, relay.Run}
-	if !cfg.ExpiryDisabled {
+	if !h.noExpiry {
+		// The Postgres backstop sweeps every activity's orders, so a
+		// worker limited to some activities (ExpiryOf) runs without it.
+		var overdue order.OverdueOrders = store
+		if len(h.expiryActivities) > 0 {
+			overdue = nil
+		}
 		expirer := order.NewExpirer(order.ExpirerConfig{
 			Queue: ordergrpc.NewDueQueue(invConn), Orders: store, Stock: inv, Marks: pending, Clock: cfg.Clock,
-			Activities: cfg.ExpiryActivities,
+			Activities: h.expiryActivities,
 			Batch:      cfg.ExpiryBatch, Lease: cfg.ExpiryLease, Poll: cfg.ExpiryPoll, Logger: log,
 			Regular: store, Catalog: catalog, Pricing: pricing, Observer: observer,
-			Overdue: store, OverdueGrace: cfg.OverdueGrace,
+			Overdue: overdue, OverdueGrace: cfg.OverdueGrace,
 		})
 		for range cfg.ExpiryWorkers {
 			workers = append(workers, expirer.Run)

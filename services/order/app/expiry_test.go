@@ -313,14 +313,11 @@ func (w *worker) MustRunOnce(tb testing.TB) int {
 	return n
 }
 
-// withoutExpiry runs the order service with no expiry worker of its own.
-func withoutExpiry(c *app.Config) { c.ExpiryDisabled = true }
-
 // MustSeededPlatform starts a platform whose order service runs no expiry
 // worker, with n stored orders due a minute from its clock's now.
 func MustSeededPlatform(tb testing.TB, n int) (*platform, seeded, time.Time) {
 	tb.Helper()
-	p := MustPlatform(tb, withoutExpiry)
+	p := MustPlatform(tb, nil, app.WithoutExpiry())
 	dueAt := p.clock.Now().Add(time.Minute)
 	return p, MustSeedDue(tb, p, n, dueAt, true), dueAt
 }
@@ -469,7 +466,7 @@ func TestAnOrderNotYetStoredIsRequeuedThenExpired(t *testing.T) {
 }
 
 func TestEntriesWithNoOrderToComeAreSettled(t *testing.T) {
-	p := MustPlatform(t, withoutExpiry)
+	p := MustPlatform(t, nil, app.WithoutExpiry())
 	ctx := context.Background()
 	rdb := MustRedis(t)
 	const orphanAfter = time.Minute

@@ -69,14 +69,14 @@ type platform struct {
 
 // MustPlatform starts inventory, product and order (order and product on
 // a manual clock at the current time) and waits until they are ready.
-func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
+func MustPlatform(tb testing.TB, configure func(*app.Config), opts ...app.Option) *platform {
 	tb.Helper()
-	return MustPlatformOn(tb, stack, configure)
+	return MustPlatformOn(tb, stack, configure, opts...)
 }
 
 // MustPlatformOn is MustPlatform on the dependencies of s (a test that
 // kills one of them runs on a stack of its own).
-func MustPlatformOn(tb testing.TB, stack *localstack.Stack, configure func(*app.Config)) *platform {
+func MustPlatformOn(tb testing.TB, stack *localstack.Stack, configure func(*app.Config), opts ...app.Option) *platform {
 	tb.Helper()
 	p := &platform{clock: clock.NewManual(time.Now().UTC().Truncate(time.Millisecond))}
 	p.marks = orderredis.NewPending(MustRedisOn(tb, stack), "", 0)
@@ -97,7 +97,7 @@ func MustPlatformOn(tb testing.TB, stack *localstack.Stack, configure func(*app.
 	if configure != nil {
 		configure(&cfg)
 	}
-	servicetest.MustRun(tb, ordAdmin, func(ctx context.Context) error { return app.Run(ctx, cfg) })
+	servicetest.MustRun(tb, ordAdmin, func(ctx context.Context) error { return app.Run(ctx, cfg, opts...) })
 	p.orderAdmin = "http://" + ordAdmin.Addr().String()
 
 	p.order = orderv1.NewOrderServiceClient(servicetest.MustDial(tb, ordGRPC.Addr().String()))

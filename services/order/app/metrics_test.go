@@ -50,9 +50,8 @@ func TestMetricsReportConsumerLag(t *testing.T) {
 	// waits for release; later ones find held full and go on.
 	held, release := make(chan struct{}, 1), make(chan struct{})
 	var admin string
-	p := MustPlatform(t, func(c *app.Config) {
-		admin = c.AdminListener.Addr().String()
-		c.ConsumerAfterWrite = func(ctx context.Context, stored int) error {
+	p := MustPlatform(t, func(c *app.Config) { admin = c.AdminListener.Addr().String() },
+		app.AfterConsumerWrite(func(ctx context.Context, stored int) error {
 			if stored > 0 {
 				select {
 				case held <- struct{}{}:
@@ -61,8 +60,7 @@ func TestMetricsReportConsumerLag(t *testing.T) {
 				}
 			}
 			return nil
-		}
-	})
+		}))
 	MustDrain(t)
 	a := p.MustActivity(t, 10, 2, -time.Minute)
 	MustPlace(t, p, newUsers(1), a.GetActivityId(), "lag-1")
@@ -114,14 +112,13 @@ func TestMetricsCountEachOrderFactOnce(t *testing.T) {
 	// is made by a platform that stops before the one under test starts.
 	var act int64
 	t.Run("activity", func(t *testing.T) {
-		act = MustPlatform(t, withoutExpiry).MustActivity(t, 10, 1, -time.Minute).GetActivityId()
+		act = MustPlatform(t, nil, app.WithoutExpiry()).MustActivity(t, 10, 1, -time.Minute).GetActivityId()
 	})
 	var admin string
 	p := MustPlatform(t, func(c *app.Config) {
 		admin = c.AdminListener.Addr().String()
-		c.ExpiryActivities = []int64{act}
 		c.ExpiryPoll = 20 * time.Millisecond
-	})
+	}, app.ExpiryOf(act))
 	ctx := context.Background()
 	seckill := map[string]string{"kind": "seckill"}
 	read := func(name string, labels map[string]string) float64 { return counter(t, admin, name, labels) }

@@ -252,7 +252,7 @@ func TestRegularOrderExpiresAtItsDeadlineAndGivesBackStockAndCoupon(t *testing.T
 }
 
 func TestCancelRegularOrderGivesBackStockAndCoupon(t *testing.T) {
-	p := MustRegularPlatform(t, withoutExpiry)
+	p := MustRegularPlatform(t, nil, app.WithoutExpiry())
 	products := MustProductsDB(t)
 	sku := p.MustProducts(t, 5, regularPrice)[0]
 	user := newUsers(1)
@@ -299,7 +299,7 @@ func (c crashAfterRegularUpdate) ExpireRegular(ctx context.Context, now time.Tim
 }
 
 func TestRegularGiveBackCutShortIsFinishedByTheNextSweep(t *testing.T) {
-	p := MustRegularPlatform(t, withoutExpiry)
+	p := MustRegularPlatform(t, nil, app.WithoutExpiry())
 	products := MustProductsDB(t)
 	tests := []struct {
 		name string
@@ -374,7 +374,7 @@ func TestRegularGiveBackCutShortIsFinishedByTheNextSweep(t *testing.T) {
 
 func TestRegularExpiryRacingCancelAndPaymentEndsInExactlyOneState(t *testing.T) {
 	const n = 60
-	p := MustRegularPlatform(t, withoutExpiry)
+	p := MustRegularPlatform(t, nil, app.WithoutExpiry())
 	products := MustProductsDB(t)
 	ctx := context.Background()
 	sku := p.MustProducts(t, n, regularPrice)[0]

@@ -30,9 +30,9 @@ type regularPlatform struct {
 }
 
 // MustRegularPlatform starts marketing, then the platform with order
-// pointed at it; configure, when given, changes the order service's
-// settings.
-func MustRegularPlatform(tb testing.TB, configure ...func(*app.Config)) *regularPlatform {
+// pointed at it; configure, when not nil, changes the order service's
+// settings, and opts hook into it.
+func MustRegularPlatform(tb testing.TB, configure func(*app.Config), opts ...app.Option) *regularPlatform {
 	tb.Helper()
 	grpcLis, adminLis := servicetest.MustListen(tb), servicetest.MustListen(tb)
 	servicetest.MustRun(tb, adminLis, func(ctx context.Context) error {
@@ -41,10 +41,10 @@ func MustRegularPlatform(tb testing.TB, configure ...func(*app.Config)) *regular
 	})
 	p := MustPlatform(tb, func(c *app.Config) {
 		c.MarketingAddr = grpcLis.Addr().String()
-		for _, f := range configure {
-			f(c)
+		if configure != nil {
+			configure(c)
 		}
-	})
+	}, opts...)
 	conn := servicetest.MustDial(tb, grpcLis.Addr().String())
 	return &regularPlatform{platform: p, marketing: marketingv1.NewMarketingServiceClient(conn), mktConn: conn}
 }
@@ -86,7 +86,7 @@ func payables(o *orderv1.Order) []int64 {
 }
 
 func TestRegularCheckout(t *testing.T) {
-	p := MustRegularPlatform(t)
+	p := MustRegularPlatform(t, nil)
 	ctx := context.Background()
 	skus := p.MustProducts(t, 10, 30_00, 40_00, 50_00)
 	now := p.clock.Now()
@@ -195,7 +195,7 @@ func TestRegularCheckout(t *testing.T) {
 }
 
 func TestRegularOrderRefusals(t *testing.T) {
-	p := MustRegularPlatform(t)
+	p := MustRegularPlatform(t, nil)
 	ctx := context.Background()
 	skus := p.MustProducts(t, 5, 10_00)
 	user := newUsers(1)

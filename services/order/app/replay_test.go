@@ -63,16 +63,15 @@ func MustHeldPlatform(tb testing.TB, fail bool) (*platform, *heldPublisher, *wat
 	pub := &heldPublisher{fail: fail, held: make(chan order.Placed, 1), letGo: make(chan struct{})}
 	pub.holding.Store(true)
 	pend := &watchedPending{}
-	p := MustPlatform(tb, func(c *app.Config) {
-		c.WrapPublisher = func(real order.Publisher) order.Publisher {
+	p := MustPlatform(tb, nil,
+		app.WrapPublisher(func(real order.Publisher) order.Publisher {
 			pub.Publisher = real
 			return pub
-		}
-		c.WrapPending = func(real order.Pending) order.Pending {
+		}),
+		app.WrapPending(func(real order.Pending) order.Pending {
 			pend.Pending = real
 			return pend
-		}
-	})
+		}))
 	return p, pub, pend
 }
 
