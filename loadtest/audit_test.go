@@ -288,7 +288,7 @@ func TestRefusedRepeatOfAFailedTryLeavesTheBuyUnknown(t *testing.T) {
 		fmt.Fprint(w, `{"error":{"code":"OVERLOADED","message":"full"}}`)
 	}))
 	defer srv.Close()
-	_, err := buy(context.Background(), NewClient(srv.URL, 1), "t", "1", 1, "k1-1")
+	_, err := buy(context.Background(), NewClient(srv.URL, 1), "t", "1", 1, "k1-1", nil)
 	if out := classify(err); out != Unavailable || tries.Load() != 2 {
 		t.Fatalf("503 then 429: outcome %s after %d tries (%v), want unavailable after 2", out, tries.Load(), err)
 	}

@@ -166,11 +166,11 @@ func (l *saleLedger) nextKey(user int, replay bool) (key string, replayed bool) 
 // A 429 to a repeat says only that the gateway did not look this time:
 // the try that failed before it may have made an order, so the attempt
 // stays failed (unknown) and its buyer comes back later.
-func buy(ctx context.Context, cl *Client, token, activityID string, quantity int64, key string) (api.SeckillAccepted, error) {
+func buy(ctx context.Context, cl *Client, token, activityID string, quantity int64, key string, headers map[string]string) (api.SeckillAccepted, error) {
 	var order api.SeckillAccepted
 	var err, failure error
 	for try := 0; try <= retries; try++ {
-		order, err = cl.Seckill(ctx, token, activityID, quantity, key)
+		order, err = cl.Seckill(ctx, token, activityID, quantity, key, headers)
 		out := classify(err)
 		if out.refused() && failure != nil {
 			return order, failure
@@ -289,7 +289,7 @@ func RunBurst(ctx context.Context, cl *Client, cfg BurstConfig, limit int64) (*B
 			for a := range next {
 				key, replayed := ledger.nextKey(a.user, a.replay)
 				t0 := time.Now()
-				order, err := buy(ctx, cl, cfg.Users[a.user].Token, cfg.ActivityID, cfg.Quantity, key)
+				order, err := buy(ctx, cl, cfg.Users[a.user].Token, cfg.ActivityID, cfg.Quantity, key, nil)
 				_ = h.RecordValue(max(time.Since(t0).Microseconds(), 1))
 				ledger.settle(a.user, key, replayed, cfg.Quantity, order, err)
 				done.Add(1)

@@ -100,21 +100,21 @@ func TestSeckillThroughHTTP(t *testing.T) {
 	act := mustSale(t, cl, 2, 1)
 	alice, bob, carol := mustToken(t, cl, 501, "user"), mustToken(t, cl, 502, "user"), mustToken(t, cl, 503, "user")
 
-	first, err := cl.Seckill(ctx, alice, act, 1, "alice-1")
+	first, err := cl.Seckill(ctx, alice, act, 1, "alice-1", nil)
 	if err != nil || first.Status != "PROCESSING" {
 		t.Fatalf("alice buys: %+v, %v", first, err)
 	}
-	again, err := cl.Seckill(ctx, alice, act, 1, "alice-1")
+	again, err := cl.Seckill(ctx, alice, act, 1, "alice-1", nil)
 	if err != nil || again.OrderID != first.OrderID {
 		t.Fatalf("replay with the same key: got %+v, %v; want order %s", again, err, first.OrderID)
 	}
-	if _, err := cl.Seckill(ctx, alice, act, 1, "alice-2"); code(err) != "LIMIT_EXCEEDED" {
+	if _, err := cl.Seckill(ctx, alice, act, 1, "alice-2", nil); code(err) != "LIMIT_EXCEEDED" {
 		t.Fatalf("second unit for alice: got %s, want LIMIT_EXCEEDED", code(err))
 	}
-	if _, err := cl.Seckill(ctx, bob, act, 1, "bob-1"); err != nil {
+	if _, err := cl.Seckill(ctx, bob, act, 1, "bob-1", nil); err != nil {
 		t.Fatalf("bob buys: %v", err)
 	}
-	if _, err := cl.Seckill(ctx, carol, act, 1, "carol-1"); code(err) != "SOLD_OUT" {
+	if _, err := cl.Seckill(ctx, carol, act, 1, "carol-1", nil); code(err) != "SOLD_OUT" {
 		t.Fatalf("carol after the last unit: got %s, want SOLD_OUT", code(err))
 	}
 

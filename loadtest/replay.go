@@ -582,7 +582,7 @@ func outcomeOf(err error) string {
 func (r *replay) seckill(ctx context.Context, p Phase, a arrival, due time.Time) {
 	ledger, act := r.ledgers[a.activity], r.acts[a.activity]
 	key, replayed := ledger.nextKey(a.user, a.replay)
-	order, err := buy(ctx, r.cl, r.users[a.user].Token, act.ActivityID, p.Quantity, key)
+	order, err := buy(ctx, r.cl, r.users[a.user].Token, act.ActivityID, p.Quantity, key, nil)
 	out := ledger.settle(a.user, key, replayed, p.Quantity, order, err)
 	r.rec.done(EndpointSeckill, string(out), due, time.Now())
 	if out.unknown() {
@@ -613,7 +613,7 @@ func (r *replay) comeBack(ctx context.Context, ledger *saleLedger, activityID st
 				return
 			case <-time.After(wait):
 			}
-			order, err := buy(ctx, r.cl, r.users[user].Token, activityID, quantity, key)
+			order, err := buy(ctx, r.cl, r.users[user].Token, activityID, quantity, key, nil)
 			if o := classify(err); o.unknown() || o.refused() {
 				// A 429 says only that the gateway did not look: the
 				// order the key may have made is still unknown.
