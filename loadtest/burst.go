@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,9 @@ const (
 	RateLimited   Outcome = "rate_limited"
 	Overloaded    Outcome = "overloaded" // refused by the gateway's admission limit (429 OVERLOADED)
 	NotActive     Outcome = "not_active"
+	// Walled is a refusal by the flash-sale entry's bot wall (BLOCKED,
+	// CHALLENGE_*): a buyer's is a finding, a bot's the point.
+	Walled Outcome = "walled"
 	// Unavailable is a 503 UNAVAILABLE after the quick retries: the
 	// documented answer of a degraded platform (a fault, a fenced sale).
 	// Failed is anything undocumented: a 500, a transport error, no
@@ -51,7 +55,7 @@ func (o Outcome) refused() bool { return o == RateLimited || o == Overloaded }
 func (o Outcome) unknown() bool { return o == Unavailable || o == Failed }
 
 // Outcomes lists the outcomes in report order.
-var Outcomes = []Outcome{Accepted, Replayed, SoldOut, LimitExceeded, RateLimited, Overloaded, NotActive, Unavailable, Failed}
+var Outcomes = []Outcome{Accepted, Replayed, SoldOut, LimitExceeded, RateLimited, Overloaded, NotActive, Walled, Unavailable, Failed}
 
 // BurstConfig describes a flash-sale burst: every user tries at least once,
 // the remaining attempts go to random users, all fired by Concurrency
@@ -339,6 +343,9 @@ func classify(err error) Outcome {
 		return NotActive
 	case "UNAVAILABLE":
 		return Unavailable
+	}
+	if api.Code == "BLOCKED" || strings.HasPrefix(api.Code, "CHALLENGE_") {
+		return Walled
 	}
 	return Failed
 }

@@ -54,6 +54,7 @@ func PrintReplay(w io.Writer, res *ReplayResult) {
 			a.Key, a.Stock, a.PerUserLimit, a.Accepted, s.Counts[Replayed], s.Counts[SoldOut], s.Counts[LimitExceeded],
 			s.Counts[NotActive], s.Counts[RateLimited], s.Counts[Overloaded], s.Counts[Failed])
 	}
+	printBots(w, res.Bots)
 	f := res.FollowUps
 	fmt.Fprintf(w, "Buyers after the sale: paid %d (of them %d late, %d twice; failed %d), cancelled %d (failed %d), asked refunds %d (failed %d), abandoned %d, late payers cut off by the drain %d, skipped (endpoint not available) %d\n",
 		f.Paid, f.LatePaid, f.Duplicated, f.PayFailed, f.Cancelled, f.CancelFailed, f.Refunded, f.RefundFailed, f.Abandoned, f.LateCutOff, f.Skipped)
@@ -71,6 +72,32 @@ func PrintReplay(w io.Writer, res *ReplayResult) {
 	}
 	if res.Ceiling != nil && res.Ceiling.PerSec > 0 {
 		fmt.Fprintf(w, "Ceiling: %s %.0f/s in the same run; ratio %.3f\n", res.Ceiling.Name, res.Ceiling.PerSec, c.PerSec/res.Ceiling.PerSec)
+	}
+}
+
+// printBots writes what the bots' requests were answered: by the wall
+// that refused them (the error code), overall and by trick.
+func printBots(w io.Writer, b *BotStats) {
+	if b == nil {
+		return
+	}
+	total, placed := b.total()
+	fmt.Fprintf(w, "Bots: %d accounts sent %d requests, %d placed; answered:", b.Accounts, total, placed)
+	all := b.byOutcome()
+	for _, o := range slices.Sorted(maps.Keys(all)) {
+		fmt.Fprintf(w, " %s %d", o, all[o])
+	}
+	fmt.Fprintln(w)
+	for _, t := range BotTricks {
+		got := b.Answers[t]
+		if len(got) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "  %-19s", t)
+		for _, o := range slices.Sorted(maps.Keys(got)) {
+			fmt.Fprintf(w, " %s %d", o, got[o])
+		}
+		fmt.Fprintln(w)
 	}
 }
 
