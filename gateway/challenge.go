@@ -122,9 +122,9 @@ func (c *challenger) issue(user, activity int64, device string, startsAt time.Ti
 	if startsAt.After(now) {
 		notBefore = startsAt
 	}
-	// In whole milliseconds, rounded up, as the wait: a client that
-	// waits wait_ms is never early.
-	notBefore = notBefore.Add(c.draw(c.jitter) + time.Millisecond - 1).Truncate(time.Millisecond)
+	// In whole milliseconds, rounded down, and the wait rounded up: a
+	// client that waits wait_ms is never early.
+	notBefore = notBefore.Add(c.draw(c.jitter)).Truncate(time.Millisecond)
 	expires := notBefore.Add(c.ttl)
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:]) // crypto/rand.Read never fails on supported platforms.

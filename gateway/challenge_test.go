@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,9 +114,8 @@ func TestChallengeWall(t *testing.T) {
 		http.StatusPreconditionRequired, "CHALLENGE_REQUIRED")
 
 	c := tg.challenge(t, alice, act, "phone-1")
-	// Both in whole milliseconds, rounded up.
-	if c.Bits != 8 || c.WaitMS < wait.Milliseconds() || c.WaitMS > wait.Milliseconds()+1 ||
-		!c.NotBefore.Equal(now.Add(wait+time.Millisecond-1).Truncate(time.Millisecond)) ||
+	// In whole milliseconds: the time rounded down, the wait up.
+	if c.Bits != 8 || c.WaitMS != wait.Milliseconds() || !c.NotBefore.Equal(now.Add(wait).Truncate(time.Millisecond)) ||
 		!c.ExpiresAt.Equal(c.NotBefore.Add(10*time.Second)) {
 		t.Fatalf("challenge = %+v, want 8 bits, wait %s from %s, 10 s to use", c, wait, now)
 	}
@@ -195,7 +195,7 @@ func TestChallengeWindow(t *testing.T) {
 	ending := tg.MustChallengeActivity(t, admin, sku, 10, 1, now.Add(-time.Minute), now.Add(90*time.Second))
 
 	c := tg.challenge(t, alice, soon, "")
-	if want := (30*time.Second + wait).Milliseconds(); c.WaitMS < want || c.WaitMS > want+1 {
+	if want := (30*time.Second + wait).Milliseconds(); c.WaitMS != want {
 		t.Fatalf("challenge of a sale 30 s away waits %d ms, want %d", c.WaitMS, want)
 	}
 	notYet := func(act string) {
@@ -307,5 +307,58 @@ func TestDeviceLimit(t *testing.T) {
 	wantRefused(t, challenge(strings.Repeat("d", 129)), http.StatusBadRequest, "INVALID_ARGUMENT")
 	if n := tg.metric(t, `gateway_admission_refused_total{reason="device",route="GET /api/v1/activities/{activity_id}/challenge"}`); n != 1 {
 		t.Fatalf("device refusals counted %v, want 1", n)
+	}
+}
+
+// One challenge, many buys at once with different keys, on every
+// replica: exactly one is placed, the others are CHALLENGE_USED; and the
+// placed buy's repeats, sent at the same time, all get its order. On one
+// Redis and on a cluster (the mark lives in the sale's hash slot).
+func TestChallengeIsUsedOnceUnderConcurrency(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	for _, backend := range MustRedisBackends(t) {
+		t.Run(backend.name, func(t *testing.T) {
+			opts := gateway.WithChallengeWait(gateway.Options{Redis: backend.rdb, ChallengeBits: 4}, 0)
+			replicas := []*testGateway{
+				MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr, opts: opts}),
+				MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr, opts: opts}),
+			}
+			tg := replicas[0]
+			admin, alice := tg.token(t, 1, "admin"), tg.token(t, 401, "user")
+			now := tg.clock.Now()
+			sku := tg.MustProduct(t, admin, 19900, 100)
+			act := tg.MustChallengeActivity(t, admin, sku, 50, 50, now.Add(-time.Minute), now.Add(time.Hour))
+			c := tg.challenge(t, alice, act, "")
+			const n = 16
+			answers := make([]answer, 2*n)
+			var wg sync.WaitGroup
+			for i := range 2 * n {
+				key := fmt.Sprintf("k%d", i)
+				if i >= n {
+					key = "same" // the same buy, repeated
+				}
+				wg.Go(func() { answers[i] = replicas[i%2].do(t, solvedBuy(alice, key, act, c, "", "")) })
+			}
+			wg.Wait()
+			placed, used := map[string]bool{}, 0
+			for i, a := range answers {
+				switch {
+				case a.status == http.StatusAccepted:
+					var o api.SeckillAccepted
+					a.decode(t, &o)
+					placed[o.OrderID] = true
+				case a.status == http.StatusConflict && a.code(t) == "CHALLENGE_USED":
+					used++
+				default:
+					t.Fatalf("buy %d: %d %s", i, a.status, a.body)
+				}
+			}
+			// Either one of the n keys took the challenge and every
+			// other buy is CHALLENGE_USED, or "same" took it, every
+			// repeat got its one order and the n keys are refused.
+			if len(placed) != 1 || (used != 2*n-1 && used != n) {
+				t.Fatalf("%d orders placed, %d CHALLENGE_USED of %d buys; want 1 order and the other keys refused", len(placed), used, 2*n)
+			}
+		})
 	}
 }
