@@ -194,6 +194,13 @@ func TestK8sDevRunsTheDoubleElevenReplay(t *testing.T) {
 	if w := orderapp.ConfigFromEnv(orderEnv).PaymentWindow; w != sc.Platform.PaymentWindow.D() || orderEnv.Err() != nil {
 		t.Errorf("order's payment window is %s (%v), the scenario assumes %s", w, orderEnv.Err(), sc.Platform.PaymentWindow.D())
 	}
+	gw := gwapp.ConfigFromEnv(config.FromMap(env["gateway"]))
+	if d := sc.Platform.ChallengeDifficulty; d > 0 && gw.ChallengeBits != d {
+		t.Errorf("the gateway asks %d-bit challenges, the scenario assumes %d (platform.challenge_difficulty)", gw.ChallengeBits, d)
+	}
+	if d := sc.Bots.BlockedDevice; d != "" && !slices.Contains(gw.Blocklist.Devices, d) {
+		t.Errorf("the gateway's blocklist %v lacks the scenario's bot device %q (bots.blocked_device)", gw.Blocklist.Devices, d)
+	}
 	port, err := Port(env["channelsim"]["FLASHSALE_CHANNELSIM_ADDR"])
 	u, uerr := url.Parse(env["channelsim"]["FLASHSALE_CHANNELSIM_BASE_URL"])
 	if err != nil || uerr != nil || u.Hostname() != "127.0.0.1" || u.Port() != fmt.Sprint(port) {
