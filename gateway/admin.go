@@ -54,6 +54,8 @@ type createActivityRequest struct {
 	PerUserLimit *int64  `json:"per_user_limit"`
 	StartsAt     *string `json:"starts_at"`
 	EndsAt       *string `json:"ends_at"`
+	// ChallengeRequired is optional (false when absent).
+	ChallengeRequired bool `json:"challenge_required"`
 }
 
 type createActivityResponse struct {
@@ -82,7 +84,7 @@ func (g *Gateway) createActivity(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	a, err := g.product.CreateActivity(ctx, &productv1.CreateActivityRequest{
 		SkuId: sku, Price: price, Stock: stock, PerUserLimit: limit,
-		StartsAt: timestamppb.New(starts), EndsAt: timestamppb.New(ends),
+		StartsAt: timestamppb.New(starts), EndsAt: timestamppb.New(ends), ChallengeRequired: req.ChallengeRequired,
 	})
 	if err != nil {
 		return err

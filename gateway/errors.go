@@ -28,6 +28,12 @@ var httpStatus = map[errcode.Code]int{
 	errcode.Overloaded:        http.StatusTooManyRequests,
 	errcode.Unavailable:       http.StatusServiceUnavailable,
 	errcode.Internal:          http.StatusInternalServerError,
+	errcode.Blocked:           http.StatusForbidden,
+	errcode.ChallengeRequired: http.StatusPreconditionRequired,
+	errcode.ChallengeInvalid:  http.StatusForbidden,
+	errcode.ChallengeExpired:  http.StatusForbidden,
+	errcode.ChallengeEarly:    http.StatusTooEarly,
+	errcode.ChallengeUsed:     http.StatusConflict,
 }
 
 // StatusOf returns the HTTP status of an API error code.

@@ -26,6 +26,12 @@ func TestErrorTable(t *testing.T) {
 		{errcode.Overloaded, http.StatusTooManyRequests},
 		{errcode.Unavailable, http.StatusServiceUnavailable},
 		{errcode.Internal, http.StatusInternalServerError},
+		{errcode.Blocked, http.StatusForbidden},
+		{errcode.ChallengeRequired, http.StatusPreconditionRequired},
+		{errcode.ChallengeInvalid, http.StatusForbidden},
+		{errcode.ChallengeExpired, http.StatusForbidden},
+		{errcode.ChallengeEarly, http.StatusTooEarly},
+		{errcode.ChallengeUsed, http.StatusConflict},
 		{errcode.Code("SOMETHING_NEW"), http.StatusInternalServerError},
 	}
 	for _, tt := range tests {

@@ -9,3 +9,10 @@ func WithAdmissionWindow(o Options, window time.Duration, samples uint) Options 
 	o.admissionWindow, o.admissionSamples = window, samples
 	return o
 }
+
+// WithChallengeWait returns o whose challenges all wait exactly wait, so
+// a test knows when a buy is too early.
+func WithChallengeWait(o Options, wait time.Duration) Options {
+	o.challengeWait = func(time.Duration) time.Duration { return wait }
+	return o
+}

@@ -85,6 +85,25 @@ type Options struct {
 	IPLimit        Limit
 	IPLimitKeys    int
 	TrustedProxies []netip.Prefix
+	// DeviceLimit limits each device (api.DeviceHeader) on the
+	// flash-sale entry (the buy and its challenge), on this replica, in
+	// memory, over at most IPLimitKeys devices; zero RPS disables it.
+	DeviceLimit Limit
+	// Blocklist is the flash-sale entry's blocklist at start; Apply
+	// replaces it (Settings.Blocklist, from Consul KV).
+	Blocklist Blocklist
+	// ChallengeBits is the work a sale's challenge asks (leading zero
+	// bits of a SHA-256, default DefaultChallengeBits, at most
+	// MaxChallengeBits), ChallengeJitter the most a challenge's random
+	// wait adds (default DefaultChallengeJitter; negative: none), and
+	// ChallengeTTL how long a challenge may be used after its wait
+	// (default DefaultChallengeTTL).
+	ChallengeBits   int
+	ChallengeJitter time.Duration
+	ChallengeTTL    time.Duration
+	// challengeWait, when set, replaces the uniform draw of a
+	// challenge's wait (tests).
+	challengeWait func(jitter time.Duration) time.Duration
 	// SeckillAdmission bounds the flash-sale requests in flight on this
 	// replica and WriteAdmission those of the other write routes
 	// (checkout, quote, cancel, refund, pay, coupon claim), each adapting
@@ -149,6 +168,10 @@ type Gateway struct {
 	auth    *authenticator
 	users   *userLimiter
 	ips     *ipLimiter
+	devices *keyLimiter[string]
+	// blocked is the flash-sale entry's blocklist in force.
+	blocked    atomic.Pointer[blocklist]
+	challenges *challenger
 	// seckillAdmission and writeAdmission are the adaptive concurrency
 	// limits of the flash-sale route and of the other write routes.
 	seckillAdmission, writeAdmission *admission
@@ -196,6 +219,7 @@ func New(opts Options) (*Gateway, error) {
 		auth:    newAuthenticator(opts.JWTSecret, opts.Clock),
 		users:   newUserLimiter(opts.Redis, opts.SeckillUserLimit, opts.UserLimitPrefix),
 		ips:     newIPLimiter(opts.IPLimit, opts.IPLimitKeys, opts.TrustedProxies, opts.Clock),
+		devices: newKeyLimiter[string](opts.DeviceLimit, opts.IPLimitKeys, "device", opts.Clock),
 		soldOut: newSoldOutFlags(opts.Clock, opts.SoldOutTTL),
 		accepted: &acceptedKeys{rdb: opts.Redis, ttl: acceptedKeyTTL, log: func(ctx context.Context, msg string, args ...any) {
 			opts.Logger.WarnContext(ctx, msg, args...)
@@ -204,9 +228,10 @@ func New(opts Options) (*Gateway, error) {
 		buckets: map[limitKind][]*bucket{},
 		settings: Settings{
 			SeckillClosed: opts.SeckillClosed, CatalogCacheOnly: opts.CatalogCacheOnly, Degrade: opts.Degrade, DegradeAuto: opts.DegradeAuto,
-			Route: opts.RouteLimit, Seckill: opts.SeckillRouteLimit, User: opts.SeckillUserLimit,
+			Route: opts.RouteLimit, Seckill: opts.SeckillRouteLimit, User: opts.SeckillUserLimit, Blocklist: opts.Blocklist,
 		},
 	}
+	g.blocked.Store(newBlocklist(opts.Blocklist))
 	g.seckillClosed.Store(opts.SeckillClosed)
 	g.cacheOnly.Store(opts.CatalogCacheOnly)
 	m, err := newMetrics(opts.Registry)
@@ -218,6 +243,9 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	if g.writeAdmission, err = newAdmission("writes", opts.WriteAdmission, opts.admissionWindow, opts.admissionSamples, opts.Registry, opts.Logger); err != nil {
+		return nil, err
+	}
+	if g.challenges, err = newChallenger(opts); err != nil {
 		return nil, err
 	}
 	if g.degrade, err = newDegrader(g.seckillAdmission, opts.BreakersOpen, opts.Registry); err != nil {
@@ -296,6 +324,18 @@ func withDefaults(o Options) Options {
 	if o.admissionSamples == 0 {
 		o.admissionSamples = admissionSamples
 	}
+	if o.ChallengeBits == 0 {
+		o.ChallengeBits = DefaultChallengeBits
+	}
+	if o.ChallengeJitter == 0 {
+		o.ChallengeJitter = DefaultChallengeJitter
+	}
+	if o.ChallengeTTL <= 0 {
+		o.ChallengeTTL = DefaultChallengeTTL
+	}
+	if o.challengeWait == nil {
+		o.challengeWait = uniformWait
+	}
 	if o.SeckillRouteLimit == (Limit{}) {
 		o.SeckillRouteLimit = o.RouteLimit
 	}
@@ -328,8 +368,15 @@ func (g *Gateway) routes() {
 	g.route("GET /api/v1/products/{sku_id}", read, g.getProduct)
 	g.route("GET /api/v1/activities", read, g.listActivities)
 	g.route("GET /api/v1/activities/{activity_id}", read, g.getActivity)
+	// The flash-sale entry: its challenge and the buy, behind the bot
+	// wall (device limit, blocklist) and the per-user limit, which they
+	// share, so an account cannot stockpile challenges faster than it
+	// may buy.
+	g.route("GET /api/v1/activities/{activity_id}/challenge", routeSpec{
+		access: userOnly, limit: api, perUser: g.users, perIP: true, bots: true,
+	}, g.getChallenge)
 	g.route("POST /api/v1/seckill/orders", routeSpec{
-		access: userOnly, limit: seckillLimit, perUser: g.users, perIP: true, admission: g.seckillAdmission,
+		access: userOnly, limit: seckillLimit, perUser: g.users, perIP: true, bots: true, admission: g.seckillAdmission,
 	}, g.placeSeckillOrder)
 	g.route("GET /api/v1/orders/{order_id}", user, g.getOrder)
 	g.route("GET /api/v1/orders", offAt(user, LevelProtect), g.listOrders)

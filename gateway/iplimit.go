@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -14,38 +13,102 @@ import (
 // DefaultIPLimitKeys bounds the client addresses one replica remembers.
 const DefaultIPLimitKeys = 100_000
 
-// ipLimiter limits each client address on this replica: GCRA (the
-// per-user limit's algorithm, here in memory), one theoretical arrival
-// time per address. An address whose time has passed has a full bucket,
-// exactly as one never seen, so it is forgotten without changing any
-// answer; when the table is full anyway, arbitrary addresses go, which
-// only ever gives them a fresh bucket. IPv6 clients are limited per /64,
-// the block one subscriber gets, so rotating addresses within it does
-// not earn new buckets.
-type ipLimiter struct {
-	clock   clock.Clock
-	trusted []netip.Prefix
+// keyLimiter limits each key (a client address, a device) on this
+// replica: GCRA (the per-user limit's algorithm, here in memory), one
+// theoretical arrival time per key. A key whose time has passed has a
+// full bucket, exactly as one never seen, so it is forgotten without
+// changing any answer; when the table is full anyway, arbitrary keys go,
+// which only ever gives them a fresh bucket.
+type keyLimiter[K comparable] struct {
+	clock clock.Clock
+	what  string // names the key in the refusal ("address", "device")
 
 	mu sync.Mutex
 	// interval is the time one request costs and tolerance how far
-	// ahead of now an address's arrival time may run (burst × interval).
+	// ahead of now a key's arrival time may run (burst × interval).
 	interval, tolerance time.Duration
 	maxKeys             int
-	tat                 map[netip.Addr]time.Time
+	tat                 map[K]time.Time
+}
+
+// newKeyLimiter returns the limit l per key, remembering at most maxKeys
+// keys. A zero RPS turns it off (nil).
+func newKeyLimiter[K comparable](l Limit, maxKeys int, what string, c clock.Clock) *keyLimiter[K] {
+	if l.RPS <= 0 {
+		return nil
+	}
+	interval := time.Second / time.Duration(l.RPS)
+	return &keyLimiter[K]{
+		clock: c, what: what, interval: interval, tolerance: interval * time.Duration(max(l.Burst, 1)),
+		maxKeys: max(maxKeys, 1), tat: map[K]time.Time{},
+	}
+}
+
+// allow spends one of the key's tokens.
+func (l *keyLimiter[K]) allow(key K) error {
+	if l == nil {
+		return nil
+	}
+	now := l.clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tat, seen := l.tat[key]
+	if tat.Before(now) {
+		tat = now
+	}
+	next := tat.Add(l.interval)
+	if ahead := next.Sub(now); ahead > l.tolerance {
+		return rateLimited("too many requests from this "+l.what, ahead-l.tolerance)
+	}
+	if !seen && len(l.tat) >= l.maxKeys {
+		l.evict(now)
+	}
+	l.tat[key] = next
+	return nil
+}
+
+// evict makes room in a full table: first every key whose bucket is
+// full again, then, if that freed less than an eighth, arbitrary ones
+// down to seven eighths, so a table full of busy keys is swept once
+// per maxKeys/8 new ones rather than on every one.
+func (l *keyLimiter[K]) evict(now time.Time) {
+	for k, tat := range l.tat {
+		if !tat.After(now) {
+			delete(l.tat, k)
+		}
+	}
+	for k := range l.tat {
+		if len(l.tat) <= l.maxKeys-max(l.maxKeys/8, 1) {
+			return
+		}
+		delete(l.tat, k)
+	}
+}
+
+// size is how many keys the limiter remembers.
+func (l *keyLimiter[K]) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.tat)
+}
+
+// ipLimiter limits each client address on this replica. IPv6 clients
+// are limited per /64, the block one subscriber gets, so rotating
+// addresses within it does not earn new buckets.
+type ipLimiter struct {
+	*keyLimiter[netip.Addr]
+	trusted []netip.Prefix
 }
 
 // newIPLimiter returns the limit l per client address, remembering at
 // most maxKeys addresses, trusting X-Forwarded-For only from the trusted
 // proxies. A zero RPS turns it off (nil).
 func newIPLimiter(l Limit, maxKeys int, trusted []netip.Prefix, c clock.Clock) *ipLimiter {
-	if l.RPS <= 0 {
+	keys := newKeyLimiter[netip.Addr](l, maxKeys, "address", c)
+	if keys == nil {
 		return nil
 	}
-	interval := time.Second / time.Duration(l.RPS)
-	return &ipLimiter{
-		clock: c, trusted: trusted, interval: interval, tolerance: interval * time.Duration(max(l.Burst, 1)),
-		maxKeys: max(maxKeys, 1), tat: map[netip.Addr]time.Time{},
-	}
+	return &ipLimiter{keyLimiter: keys, trusted: trusted}
 }
 
 // allow spends one of the request's client address's tokens.
@@ -60,47 +123,7 @@ func (l *ipLimiter) allow(r *http.Request) error {
 	if ip.Is6() {
 		ip = netip.PrefixFrom(ip, 64).Masked().Addr()
 	}
-	now := l.clock.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	tat, seen := l.tat[ip]
-	if tat.Before(now) {
-		tat = now
-	}
-	next := tat.Add(l.interval)
-	if ahead := next.Sub(now); ahead > l.tolerance {
-		return rateLimited("too many requests from this address", ahead-l.tolerance)
-	}
-	if !seen && len(l.tat) >= l.maxKeys {
-		l.evict(now)
-	}
-	l.tat[ip] = next
-	return nil
-}
-
-// evict makes room in a full table: first every address whose bucket is
-// full again, then, if that freed less than an eighth, arbitrary ones
-// down to seven eighths, so a table full of busy addresses is swept once
-// per maxKeys/8 new ones rather than on every one.
-func (l *ipLimiter) evict(now time.Time) {
-	for ip, tat := range l.tat {
-		if !tat.After(now) {
-			delete(l.tat, ip)
-		}
-	}
-	for ip := range l.tat {
-		if len(l.tat) <= l.maxKeys-max(l.maxKeys/8, 1) {
-			return
-		}
-		delete(l.tat, ip)
-	}
-}
-
-// size is how many addresses the limiter remembers.
-func (l *ipLimiter) size() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.tat)
+	return l.keyLimiter.allow(ip)
 }
 
 // clientIP is the address of the client that sent r: the connection's
@@ -148,22 +171,4 @@ func isTrusted(ip netip.Addr, trusted []netip.Prefix) bool {
 
 // ParseTrustedProxies reads a comma-separated list of addresses and CIDR
 // blocks ("10.0.0.0/8, 192.168.1.7"); empty trusts none.
-func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		if p, err := netip.ParsePrefix(f); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(f)
-		if err != nil {
-			return nil, fmt.Errorf("trusted proxy %q: not an address or CIDR block", f)
-		}
-		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-	}
-	return out, nil
-}
+func ParseTrustedProxies(s string) ([]netip.Prefix, error) { return parsePrefixes("trusted proxy", s) }

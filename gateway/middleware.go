@@ -70,9 +70,9 @@ func (rec *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 
-// maxRequestIDLen bounds client-chosen request ids, which end up in every
-// log line of the request.
-const maxRequestIDLen = 128
+// maxClientIDLen bounds client-chosen ids (request ids, device ids),
+// which end up in log lines and in-memory tables.
+const maxClientIDLen = 128
 
 // withRequestID keeps the caller's X-Request-Id (or makes one), echoes it
 // on the answer and puts it in the context, so every log line of the
@@ -80,7 +80,7 @@ const maxRequestIDLen = 128
 func (g *Gateway) withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
-		if !validRequestID(id) {
+		if !validClientID(id) {
 			id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", id)
@@ -88,10 +88,10 @@ func (g *Gateway) withRequestID(next http.Handler) http.Handler {
 	})
 }
 
-// validRequestID accepts ids of visible ASCII only, so a client cannot
+// validClientID accepts ids of visible ASCII only, so a client cannot
 // forge log lines or bloat them.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > maxRequestIDLen {
+func validClientID(id string) bool {
+	if id == "" || len(id) > maxClientIDLen {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
@@ -113,8 +113,9 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	// refused counts requests turned away by the admission limits, by
-	// route and reason: "limit" (the adaptive concurrency limit) or "ip"
-	// (the client address's rate).
+	// route and reason: "limit" (the adaptive concurrency limit), "ip"
+	// (the client address's rate), "device" (the device's rate) or
+	// "blocked" (the blocklist).
 	refused *prometheus.CounterVec
 }
 
@@ -128,7 +129,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_admission_refused_total", Help: "Requests refused with 429 by admission, by route and reason (limit: the adaptive concurrency limit; ip: the client address's rate).",
+			Name: "gateway_admission_refused_total", Help: "Requests refused by admission, by route and reason (429: limit, the adaptive concurrency limit; ip, the client address's rate; device, the device's rate. 403: blocked, the blocklist).",
 		}, []string{"route", "reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.latency, m.refused} {
@@ -265,6 +266,9 @@ type routeSpec struct {
 	perUser *userLimiter
 	// perIP limits each client address (Gateway.ips).
 	perIP bool
+	// bots puts the route behind the flash-sale entry's bot wall: the
+	// device limit and the blocklist.
+	bots bool
 	// admission, when set, is the adaptive concurrency limit the route
 	// shares with its group.
 	admission *admission
@@ -304,7 +308,8 @@ func (g *Gateway) route(pattern string, spec routeSpec, h handlerFunc) {
 	})
 }
 
-// admit applies the client address's limit, authenticates the caller,
+// admit applies the client address's limit (and, on the flash-sale
+// entry, the device's limit and the blocklist), authenticates the caller,
 // applies the route's rate limits and takes the request's place under the
 // route's admission limit, returning the request's context with the
 // caller in it and done, which gives the place back once the request is
@@ -319,6 +324,11 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 			return nil, nil, err
 		}
 	}
+	if spec.bots {
+		if err := g.screenDevice(r, route); err != nil {
+			return nil, nil, err
+		}
+	}
 	if spec.access != public {
 		p, err := g.auth.authenticate(r)
 		if err != nil {
@@ -329,6 +339,11 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 		}
 		infoOf(ctx).userID = p.UserID
 		ctx = withPrincipal(ctx, p)
+		if spec.bots {
+			if err := g.screenUser(route, p.UserID); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
 	if err := b.take(); err != nil {
 		return nil, nil, err

@@ -27,7 +27,9 @@ type seckillRequest struct {
 
 // placeSeckillOrder is the hot path. Everything that can refuse a request
 // without the order service does so first, cheapest first: the header,
-// the body, the local sold-out flag, the cached activity's window. Only
+// the body, the local sold-out flag, the cached activity's window, the
+// challenge when the sale requires one (its single use costs a Redis
+// write). Only
 // then does the request reach order (and through it Redis). A refusal by
 // flag or window is first checked against the keys this gateway accepted
 // before, so a client retrying an accepted request still gets its order;
@@ -50,10 +52,15 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 	if f.err != nil {
 		return f.err
 	}
+	device, err := deviceOf(r)
+	if err != nil {
+		return err
+	}
 	ctx := r.Context()
 	user := callerOf(ctx).UserID
+	p := proofOf(r, device)
 	v, err, _ := g.placing.Do(formatID(activityID)+":"+formatID(user)+":"+key, func() (any, error) {
-		return g.placeSeckill(ctx, activityID, user, quantity, key)
+		return g.placeSeckill(ctx, activityID, user, quantity, key, p)
 	})
 	if err != nil {
 		return err
@@ -64,7 +71,7 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 
 // placeSeckill decides one flash-sale request: refused locally, answered
 // from the accepted keys, or placed through the order service.
-func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity int64, key string) (api.SeckillAccepted, error) {
+func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity int64, key string, p proof) (api.SeckillAccepted, error) {
 	// refuse answers a request a shortcut turns away: with its order when
 	// the key was accepted before, else with the refusal; unless the
 	// shortcut may defer to order and the key's earlier request got no
@@ -96,6 +103,20 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 	if now := g.clock.Now(); now.Before(act.GetStartsAt().AsTime()) || !now.Before(act.GetEndsAt().AsTime()) {
 		answer, _, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), false)
 		return answer, err
+	}
+	if act.GetChallengeRequired() {
+		// A buy without a challenge is refused at once: the first try
+		// of every accepted buy carried one, and so do its retries.
+		// Any other refusal of the wall is checked against the
+		// accepted keys first: a retry must get its order even once
+		// its challenge has expired.
+		if err := g.challenges.pass(ctx, p, user, activityID, key); err != nil {
+			if err == errChallengeRequired {
+				return api.SeckillAccepted{}, err
+			}
+			answer, _, err := refuse(err, false)
+			return answer, err
+		}
 	}
 	cctx, cancel := g.callCtx(ctx)
 	defer cancel()

@@ -28,6 +28,8 @@ type Settings struct {
 	// Route, Seckill and User are the local per-route buckets, the
 	// seckill route's bucket and the shared per-user limit.
 	Route, Seckill, User Limit
+	// Blocklist is who the flash-sale entry refuses with BLOCKED.
+	Blocklist Blocklist
 }
 
 // The keys of Settings under the gateway's Consul KV prefix
@@ -42,6 +44,11 @@ const (
 	KeyRateRoute        = "rate/route"
 	KeyRateSeckill      = "rate/seckill"
 	KeyRateUser         = "rate/user"
+	// The blocklist: comma-separated user ids, addresses or CIDR blocks,
+	// device ids. Each key present replaces that list of the fallback.
+	KeyBlockUsers   = "blocklist/users"
+	KeyBlockIPs     = "blocklist/ips"
+	KeyBlockDevices = "blocklist/devices"
 )
 
 // ParseSettings returns fallback overridden by the keys present in kv. A
@@ -79,7 +86,25 @@ func ParseSettings(kv map[string]string, fallback Settings) (Settings, error) {
 			*dst = l
 		}
 	}
+	blockKey(kv, KeyBlockUsers, &s.Blocklist.Users, ParseBlocklistUsers, &errs)
+	blockKey(kv, KeyBlockIPs, &s.Blocklist.IPs, ParseBlocklistIPs, &errs)
+	blockKey(kv, KeyBlockDevices, &s.Blocklist.Devices, ParseBlocklistDevices, &errs)
 	return s, errors.Join(errs...)
+}
+
+// blockKey sets *dst to the list under key when it is present and
+// parses; a key that does not parse keeps *dst and adds to errs.
+func blockKey[T any](kv map[string]string, key string, dst *[]T, parse func(string) ([]T, error), errs *[]error) {
+	v, ok := kv[key]
+	if !ok {
+		return
+	}
+	l, err := parse(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s: %w", key, err))
+		return
+	}
+	*dst = l
 }
 
 // parseLimit reads "RPS/BURST".
@@ -122,6 +147,7 @@ func (g *Gateway) Apply(s Settings) {
 		b.set(s.Seckill)
 	}
 	g.users.set(s.User)
+	g.blocked.Store(newBlocklist(s.Blocklist))
 }
 
 // Settings returns the settings in force.

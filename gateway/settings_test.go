@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,12 @@ func TestParseSettings(t *testing.T) {
 			gateway.Settings{Route: gateway.Limit{RPS: 100, Burst: 200}, Seckill: gateway.Limit{RPS: 5, Burst: 5}}, ""},
 		{"degrade level", map[string]string{"degrade_level": "survive", "degrade_auto": "true"},
 			gateway.Settings{Degrade: gateway.LevelSurvive, DegradeAuto: true, Route: fallback.Route, User: fallback.User}, ""},
+		{"blocklist", map[string]string{"blocklist/users": "7, 9", "blocklist/ips": "10.1.0.0/16, 192.0.2.7", "blocklist/devices": " farm-1 ,farm-2,"},
+			gateway.Settings{Route: fallback.Route, User: fallback.User, Blocklist: gateway.Blocklist{
+				Users: []int64{7, 9}, IPs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("192.0.2.7/32")},
+				Devices: []string{"farm-1", "farm-2"}}}, ""},
+		{"a bad blocklist keeps the fallback's", map[string]string{"blocklist/users": "7, bob", "blocklist/ips": "10.1.0.0/33", "blocklist/devices": "farm 1"},
+			fallback, "blocklist/users"},
 		{"an unknown level keeps the fallback", map[string]string{"degrade_level": "panic"}, fallback, "degrade_level"},
 		{"typos keep the fallback", map[string]string{"seckill_closed": "yes please", "rate/route": "100", "rate/user": "-1/3", "catalog_cache_only": "true"},
 			gateway.Settings{CatalogCacheOnly: true, Route: fallback.Route, User: fallback.User}, "seckill_closed"},
@@ -33,7 +41,7 @@ func TestParseSettings(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := gateway.ParseSettings(tt.kv, fallback)
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 			if (err != nil) != (tt.wantErr != "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {

@@ -97,16 +97,17 @@ func viewProduct(p *productv1.Product) api.Product {
 
 func viewActivity(a *productv1.Activity) api.Activity {
 	return api.Activity{
-		ActivityID:   formatID(a.GetActivityId()),
-		SKUID:        formatID(a.GetSkuId()),
-		Title:        a.GetTitle(),
-		Price:        a.GetPrice(),
-		Stock:        a.GetStock(),
-		Remaining:    a.GetRemaining(),
-		PerUserLimit: a.GetPerUserLimit(),
-		StartsAt:     utc(a.GetStartsAt()),
-		EndsAt:       utc(a.GetEndsAt()),
-		Status:       strings.TrimPrefix(a.GetStatus().String(), "ACTIVITY_STATUS_"),
+		ActivityID:        formatID(a.GetActivityId()),
+		SKUID:             formatID(a.GetSkuId()),
+		Title:             a.GetTitle(),
+		Price:             a.GetPrice(),
+		Stock:             a.GetStock(),
+		Remaining:         a.GetRemaining(),
+		PerUserLimit:      a.GetPerUserLimit(),
+		StartsAt:          utc(a.GetStartsAt()),
+		EndsAt:            utc(a.GetEndsAt()),
+		Status:            strings.TrimPrefix(a.GetStatus().String(), "ACTIVITY_STATUS_"),
+		ChallengeRequired: a.GetChallengeRequired(),
 	}
 }
 

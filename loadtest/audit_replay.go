@@ -167,6 +167,7 @@ func AuditReplay(ctx context.Context, cl *Client, res *ReplayResult, books *Book
 	var checks []Check
 	orders := books.Orders
 	res.Orders = orderStates(res, books)
+	stored := map[string]int64{} // every sale's stored orders, by buyer, for the bots' check
 	for _, a := range res.Activities {
 		var sale *SeckillBooks
 		var err error
@@ -178,12 +179,18 @@ func AuditReplay(ctx context.Context, cl *Client, res *ReplayResult, books *Book
 		if err != nil {
 			return nil, err
 		}
+		maps.Copy(stored, sale.StoredOrders)
 		res.Orders.ReleasedUnits += sale.Units["EXPIRED"] + sale.Units["CANCELLED"]
 		for _, c := range AuditSeckill(res.Sales[a.Key], sale) {
 			c.Name = a.Key + ": " + c.Name
 			checks = append(checks, c)
 		}
 	}
+	botOrders, err := ReadAllOrders(ctx, cl, res.BotsList)
+	if err != nil {
+		return nil, err
+	}
+	checks = append(checks, auditBots(res, botOrders, stored))
 	checks = append(checks, auditDegradation(res), auditRegular(res, orders), auditCoupons(res, orders), auditLines(orders), auditRefunds(orders), auditExpiry(res, orders, time.Now()))
 	return append(checks, auditPayments(res, books)...), nil
 }

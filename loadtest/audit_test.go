@@ -288,7 +288,7 @@ func TestRefusedRepeatOfAFailedTryLeavesTheBuyUnknown(t *testing.T) {
 		fmt.Fprint(w, `{"error":{"code":"OVERLOADED","message":"full"}}`)
 	}))
 	defer srv.Close()
-	_, err := buy(context.Background(), NewClient(srv.URL, 1), "t", "1", 1, "k1-1")
+	_, err := buy(context.Background(), NewClient(srv.URL, 1), "t", "1", 1, "k1-1", nil)
 	if out := classify(err); out != Unavailable || tries.Load() != 2 {
 		t.Fatalf("503 then 429: outcome %s after %d tries (%v), want unavailable after 2", out, tries.Load(), err)
 	}
@@ -357,6 +357,41 @@ func TestDegradationOnlyUnderFaults(t *testing.T) {
 			}
 			if c := auditDegradation(res); c.OK != tt.ok {
 				t.Fatalf("ok %v, want %v: %s", c.OK, tt.ok, c.Detail)
+			}
+		})
+	}
+}
+
+// The bots' check passes only when the bots tried and every request was
+// refused, and no order, listed or stored, is a bot account's.
+func TestAuditBots(t *testing.T) {
+	if c := auditBots(&ReplayResult{}, nil, nil); !c.OK || !c.Skipped {
+		t.Errorf("no bots phase: %+v, want skipped", c)
+	}
+	bots := []User{{ID: 900}, {ID: 901}}
+	refused := func() *BotStats {
+		return &BotStats{Accounts: 2, Answers: map[string]map[string]int{
+			TrickNoChallenge: {"challenge_required": 7, "rate_limited": 3}, TrickBlocked: {"blocked": 2}}}
+	}
+	stored := map[string]int64{"o1": 100, "o2": 101} // buyers' orders
+	for _, tt := range []struct {
+		name   string
+		stats  *BotStats
+		listed map[string]api.Order
+		stored map[string]int64
+		ok     bool
+		detail string
+	}{
+		{"all refused, none held", refused(), nil, stored, true, "12 requests from 2 bot accounts answered: blocked 2, challenge_required 7, rate_limited 3; 0 placed; 0 orders held by bots"},
+		{"the bots sent nothing", &BotStats{Accounts: 2, Answers: map[string]map[string]int{}}, nil, stored, false, "the wall was not tried"},
+		{"a bot buy placed", func() *BotStats { s := refused(); s.Answers[TrickReused] = map[string]int{"ok": 1}; return s }(), nil, stored, false, "1 placed"},
+		{"an order listed for a bot", refused(), map[string]api.Order{"o9": {OrderID: "o9", UserID: "901"}}, stored, false, "o9 (listed for 901)"},
+		{"an order stored for a bot", refused(), nil, map[string]int64{"o1": 100, "o8": 900}, false, "o8 (stored for 900)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := auditBots(&ReplayResult{Bots: tt.stats, BotsList: bots}, tt.listed, tt.stored)
+			if c.OK != tt.ok || !strings.Contains(c.Detail, tt.detail) {
+				t.Errorf("got ok %v %q, want ok %v and %q", c.OK, c.Detail, tt.ok, tt.detail)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,9 @@ const (
 	RateLimited   Outcome = "rate_limited"
 	Overloaded    Outcome = "overloaded" // refused by the gateway's admission limit (429 OVERLOADED)
 	NotActive     Outcome = "not_active"
+	// Walled is a refusal by the flash-sale entry's bot wall (BLOCKED,
+	// CHALLENGE_*): a buyer's is a finding, a bot's the point.
+	Walled Outcome = "walled"
 	// Unavailable is a 503 UNAVAILABLE after the quick retries: the
 	// documented answer of a degraded platform (a fault, a fenced sale).
 	// Failed is anything undocumented: a 500, a transport error, no
@@ -51,7 +55,7 @@ func (o Outcome) refused() bool { return o == RateLimited || o == Overloaded }
 func (o Outcome) unknown() bool { return o == Unavailable || o == Failed }
 
 // Outcomes lists the outcomes in report order.
-var Outcomes = []Outcome{Accepted, Replayed, SoldOut, LimitExceeded, RateLimited, Overloaded, NotActive, Unavailable, Failed}
+var Outcomes = []Outcome{Accepted, Replayed, SoldOut, LimitExceeded, RateLimited, Overloaded, NotActive, Walled, Unavailable, Failed}
 
 // BurstConfig describes a flash-sale burst: every user tries at least once,
 // the remaining attempts go to random users, all fired by Concurrency
@@ -166,11 +170,11 @@ func (l *saleLedger) nextKey(user int, replay bool) (key string, replayed bool) 
 // A 429 to a repeat says only that the gateway did not look this time:
 // the try that failed before it may have made an order, so the attempt
 // stays failed (unknown) and its buyer comes back later.
-func buy(ctx context.Context, cl *Client, token, activityID string, quantity int64, key string) (api.SeckillAccepted, error) {
+func buy(ctx context.Context, cl *Client, token, activityID string, quantity int64, key string, headers map[string]string) (api.SeckillAccepted, error) {
 	var order api.SeckillAccepted
 	var err, failure error
 	for try := 0; try <= retries; try++ {
-		order, err = cl.Seckill(ctx, token, activityID, quantity, key)
+		order, err = cl.Seckill(ctx, token, activityID, quantity, key, headers)
 		out := classify(err)
 		if out.refused() && failure != nil {
 			return order, failure
@@ -289,7 +293,7 @@ func RunBurst(ctx context.Context, cl *Client, cfg BurstConfig, limit int64) (*B
 			for a := range next {
 				key, replayed := ledger.nextKey(a.user, a.replay)
 				t0 := time.Now()
-				order, err := buy(ctx, cl, cfg.Users[a.user].Token, cfg.ActivityID, cfg.Quantity, key)
+				order, err := buy(ctx, cl, cfg.Users[a.user].Token, cfg.ActivityID, cfg.Quantity, key, nil)
 				_ = h.RecordValue(max(time.Since(t0).Microseconds(), 1))
 				ledger.settle(a.user, key, replayed, cfg.Quantity, order, err)
 				done.Add(1)
@@ -339,6 +343,9 @@ func classify(err error) Outcome {
 		return NotActive
 	case "UNAVAILABLE":
 		return Unavailable
+	}
+	if api.Code == "BLOCKED" || strings.HasPrefix(api.Code, "CHALLENGE_") {
+		return Walled
 	}
 	return Failed
 }

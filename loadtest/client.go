@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -127,11 +128,27 @@ func (c *Client) CreateActivity(ctx context.Context, admin string, a api.Activit
 	var out struct {
 		ActivityID string `json:"activity_id"`
 	}
-	_, err := c.Do(ctx, http.MethodPost, "/admin/v1/activities", admin, nil, map[string]any{
+	body := map[string]any{
 		"sku_id": a.SKUID, "price": a.Price, "stock": a.Stock, "per_user_limit": a.PerUserLimit,
 		"starts_at": a.StartsAt.Format(time.RFC3339Nano), "ends_at": a.EndsAt.Format(time.RFC3339Nano),
-	}, &out)
+	}
+	if a.ChallengeRequired {
+		body["challenge_required"] = true
+	}
+	_, err := c.Do(ctx, http.MethodPost, "/admin/v1/activities", admin, nil, body, &out)
 	return out.ActivityID, err
+}
+
+// Challenge fetches a challenge for the caller's buy of activity, from
+// device ("" for none).
+func (c *Client) Challenge(ctx context.Context, token, activityID, device string) (api.Challenge, error) {
+	var out api.Challenge
+	var headers map[string]string
+	if device != "" {
+		headers = map[string]string{api.DeviceHeader: device}
+	}
+	_, err := c.Do(ctx, http.MethodGet, "/api/v1/activities/"+activityID+"/challenge", token, headers, nil, &out)
+	return out, err
 }
 
 // GetActivity reads an activity with its remaining stock.
@@ -141,11 +158,14 @@ func (c *Client) GetActivity(ctx context.Context, id string) (api.Activity, erro
 	return a, err
 }
 
-// Seckill tries to buy quantity units of activity.
-func (c *Client) Seckill(ctx context.Context, token, activityID string, quantity int64, idemKey string) (api.SeckillAccepted, error) {
+// Seckill tries to buy quantity units of activity, with the headers
+// given besides the key (a device, a solved challenge: Proof.Headers).
+func (c *Client) Seckill(ctx context.Context, token, activityID string, quantity int64, idemKey string, headers map[string]string) (api.SeckillAccepted, error) {
 	var out api.SeckillAccepted
-	_, err := c.Do(ctx, http.MethodPost, "/api/v1/seckill/orders", token,
-		map[string]string{"Idempotency-Key": idemKey},
+	h := make(map[string]string, len(headers)+1)
+	maps.Copy(h, headers)
+	h["Idempotency-Key"] = idemKey
+	_, err := c.Do(ctx, http.MethodPost, "/api/v1/seckill/orders", token, h,
 		seckillBody{ActivityID: activityID, Quantity: quantity}, &out)
 	return out, err
 }

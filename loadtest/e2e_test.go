@@ -15,6 +15,7 @@ import (
 
 	"github.com/flashsale/flashsale/deploy/local"
 	"github.com/flashsale/flashsale/gateway/api"
+	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
@@ -37,7 +38,12 @@ func TestMain(m *testing.M) {
 		stack = s
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		p, err := local.Up(ctx, s, local.Options{AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = paymentWindow }})
+		p, err := local.Up(ctx, s, local.Options{AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = paymentWindow },
+			AdjustGateway: func(c *gwapp.Config) {
+				// As make demo runs it for the small scenario below.
+				c.ChallengeBits = 8
+				c.Blocklist.Devices = []string{"bot-farm"}
+			}})
 		if err != nil {
 			panic(err)
 		}
@@ -100,21 +106,21 @@ func TestSeckillThroughHTTP(t *testing.T) {
 	act := mustSale(t, cl, 2, 1)
 	alice, bob, carol := mustToken(t, cl, 501, "user"), mustToken(t, cl, 502, "user"), mustToken(t, cl, 503, "user")
 
-	first, err := cl.Seckill(ctx, alice, act, 1, "alice-1")
+	first, err := cl.Seckill(ctx, alice, act, 1, "alice-1", nil)
 	if err != nil || first.Status != "PROCESSING" {
 		t.Fatalf("alice buys: %+v, %v", first, err)
 	}
-	again, err := cl.Seckill(ctx, alice, act, 1, "alice-1")
+	again, err := cl.Seckill(ctx, alice, act, 1, "alice-1", nil)
 	if err != nil || again.OrderID != first.OrderID {
 		t.Fatalf("replay with the same key: got %+v, %v; want order %s", again, err, first.OrderID)
 	}
-	if _, err := cl.Seckill(ctx, alice, act, 1, "alice-2"); code(err) != "LIMIT_EXCEEDED" {
+	if _, err := cl.Seckill(ctx, alice, act, 1, "alice-2", nil); code(err) != "LIMIT_EXCEEDED" {
 		t.Fatalf("second unit for alice: got %s, want LIMIT_EXCEEDED", code(err))
 	}
-	if _, err := cl.Seckill(ctx, bob, act, 1, "bob-1"); err != nil {
+	if _, err := cl.Seckill(ctx, bob, act, 1, "bob-1", nil); err != nil {
 		t.Fatalf("bob buys: %v", err)
 	}
-	if _, err := cl.Seckill(ctx, carol, act, 1, "carol-1"); code(err) != "SOLD_OUT" {
+	if _, err := cl.Seckill(ctx, carol, act, 1, "carol-1", nil); code(err) != "SOLD_OUT" {
 		t.Fatalf("carol after the last unit: got %s, want SOLD_OUT", code(err))
 	}
 
@@ -224,8 +230,11 @@ catalog:
     - {key: phone, title: Phone, price: 100000, stock: 1000}
     - {key: mug, title: Mug, price: 2000, stock: 1000}
   activities:
-    - {key: phone-sale, product: phone, price: 50000, stock: 80, per_user_limit: 1, starts_in: 1s, lasts: 10m}
+    - {key: phone-sale, product: phone, price: 50000, stock: 80, per_user_limit: 1, starts_in: 1s, lasts: 10m, challenge: true}
     - {key: mug-sale, product: mug, price: 900, stock: 60, per_user_limit: 2, starts_in: 3s, lasts: 10m}
+    # The bots' own sale, which no buyer wants: its stock outlasts them,
+    # so every trick meets the wall rather than the sold-out flag.
+    - {key: bot-sale, product: mug, price: 900, stock: 500, per_user_limit: 1, starts_in: 0s, lasts: 10m, challenge: true}
   promotions:
     - {kind: FULL_REDUCTION, tiers: [{threshold: 50000, off: 5000}]}
     - {kind: SKU_DISCOUNT, products: [mug], rate_bp: 9000}
@@ -234,8 +243,10 @@ catalog:
 phases:
   - {name: browse, kind: browse, start: 0s, hold: 5s, rate: 50}
   - {name: countdown, kind: countdown, start: 0s, hold: 1s, rate: 50}
-  - {name: spike, kind: seckill, start: 0s, ramp: 1s, hold: 4s, rate_from: 50, rate: 300, replay_share: 0.1}
+  - {name: spike, kind: seckill, start: 0s, ramp: 1s, hold: 4s, rate_from: 50, rate: 300, replay_share: 0.1, activities: [phone-sale, mug-sale]}
   - {name: checkout, kind: checkout, start: 1s, hold: 3s, rate: 15, coupon_share: 0.8}
+  - {name: bots, kind: bots, start: 0s, hold: 3s, rate: 40, activities: [bot-sale]}
+bots: {accounts: 5, blocked_device: bot-farm}
 payment: {pay_share: 0.6, cancel_share: 0.2, late_share: 0.2, duplicate_share: 0.2, refund_share: 0.5,
           delay: [100ms, 200ms], channels: {alipay: 1, wechat: 1}}
 faults:
@@ -244,6 +255,51 @@ faults:
   - {channel: wechat, mode: failing, at: 3s, lasts: 1s, failure_rate: 0.2}
 drain: 20s
 `
+
+// A buyer passes a sale's challenge as its page does: fetch, solve, wait
+// wait_ms, buy; without the challenge, or before the wait, the buy is
+// refused.
+func TestChallengedBuyThroughHTTP(t *testing.T) {
+	ctx := context.Background()
+	cl := loadtest.NewClient(platform.GatewayURL, 8)
+	admin, alice := mustToken(t, cl, 1, "admin"), mustToken(t, cl, 801, "user")
+	sku, err := cl.CreateProduct(ctx, admin, "phone", 5000, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	act, err := cl.CreateActivity(ctx, admin, api.Activity{SKUID: sku, Price: 3000, Stock: 10, PerUserLimit: 1,
+		StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour), ChallengeRequired: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	device := map[string]string{api.DeviceHeader: "web-801"}
+	if _, err := cl.Seckill(ctx, alice, act, 1, "a-1", device); code(err) != "CHALLENGE_REQUIRED" {
+		t.Fatalf("buy without a challenge: %v, want CHALLENGE_REQUIRED", err)
+	}
+	c, err := cl.Challenge(ctx, alice, act, "web-801")
+	received := time.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Bits != 8 {
+		t.Fatalf("challenge asks %d bits, the platform is set to 8", c.Bits)
+	}
+	answer, err := loadtest.AnswerChallenge(ctx, c, received)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(received); waited < time.Duration(c.WaitMS)*time.Millisecond {
+		t.Fatalf("answered after %s, before the challenge's wait of %d ms", waited, c.WaitMS)
+	}
+	if !api.SolvesChallenge(answer[api.ChallengeHeader], answer[api.ChallengeAnswerHeader], c.Bits) {
+		t.Fatalf("answer %v does not solve the challenge", answer)
+	}
+	answer[api.DeviceHeader] = "web-801"
+	if _, err := cl.Seckill(ctx, alice, act, 1, "a-2", answer); err != nil {
+		t.Fatalf("buy with the answered challenge: %v", err)
+	}
+}
 
 func TestReplayAuditPasses(t *testing.T) {
 	ctx := context.Background()
@@ -294,12 +350,35 @@ func TestReplayAuditPasses(t *testing.T) {
 	// accept more orders than its stock; the audit above checks that
 	// what is held never exceeds it).
 	for _, a := range res.Activities {
-		if int64(a.Accepted) < a.Stock {
+		if a.Key != "bot-sale" && int64(a.Accepted) < a.Stock {
 			t.Errorf("%s: accepted %d, want at least the whole stock %d", a.Key, a.Accepted, a.Stock)
 		}
 	}
 	if res.Sales["mug-sale"].Counts[loadtest.NotActive] == 0 {
 		t.Error("no buy before mug-sale's start was answered ACTIVITY_NOT_ACTIVE")
+	}
+	// phone-sale's buyers passed the challenge as browsers do: none was
+	// refused by the wall, and none came before the sale (the
+	// challenge's wait runs to the start). Every trick of the bots was
+	// tried and refused (the audit above holds that none bought).
+	if s := res.Sales["phone-sale"]; s.Counts[loadtest.Walled] != 0 || s.Counts[loadtest.NotActive] != 0 {
+		t.Errorf("phone-sale's buyers: %d refused by the wall, %d too early", s.Counts[loadtest.Walled], s.Counts[loadtest.NotActive])
+	}
+	for _, c := range res.Checks {
+		if strings.HasPrefix(c.Name, "bots") {
+			t.Log(c.Detail)
+		}
+	}
+	for _, trick := range loadtest.BotTricks {
+		if len(res.Bots.Answers[trick]) == 0 {
+			t.Errorf("bots: no %s tried (%v)", trick, res.Bots.Answers)
+		}
+	}
+	for code, trick := range map[string]string{"challenge_required": loadtest.TrickNoChallenge, "challenge_used": loadtest.TrickReused,
+		"challenge_invalid": loadtest.TrickShared, "blocked": loadtest.TrickBlocked, "limit_exceeded": loadtest.TrickOverLimit} {
+		if res.Bots.Answers[trick][code] == 0 {
+			t.Errorf("bots: %s never answered %s (%v)", trick, code, res.Bots.Answers[trick])
+		}
 	}
 	// A phase or follow-up whose endpoint the gateway lacks is reported
 	// as skipped with the router's status, never simulated.

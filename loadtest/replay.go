@@ -99,6 +99,8 @@ type ActivityStat struct {
 	Stock        int64  `json:"stock"`
 	PerUserLimit int64  `json:"per_user_limit"`
 	Accepted     int    `json:"accepted"`
+	// Challenge says the sale required a solved challenge on each buy.
+	Challenge bool `json:"challenge,omitempty"`
 }
 
 // FollowUps counts what buyers did with accepted orders. Paid counts
@@ -160,12 +162,16 @@ type ReplayResult struct {
 	Capacity Capacity     `json:"capacity"`
 	// Caches is what each level of the catalogue caches did (read from
 	// the services' /metrics at the end; empty when they were not read).
-	Caches    []CacheLevel            `json:"caches,omitempty"`
-	Ceiling   *Ceiling                `json:"ceiling,omitempty"`
-	Checks    []Check                 `json:"checks"`
+	Caches  []CacheLevel `json:"caches,omitempty"`
+	Ceiling *Ceiling     `json:"ceiling,omitempty"`
+	Checks  []Check      `json:"checks"`
+	// Bots is what the bots phases' requests were answered (nil without
+	// one), BotsList the bot accounts.
+	Bots      *BotStats               `json:"bots,omitempty"`
 	Sales     map[string]*BurstResult `json:"-"`
 	Regular   map[string]int64        `json:"-"`
 	UsersList []User                  `json:"-"`
+	BotsList  []User                  `json:"-"`
 	limits    map[string]int64
 	trails    map[string]*trail
 }
@@ -215,6 +221,9 @@ type replay struct {
 	phases    []PhaseStat
 	faults    []FaultStat
 	faultOn   []atomic.Bool // which faults are on now, for the live display
+	// bots are the scripted accounts of the bots phases.
+	bots     []*bot
+	botStats *BotStats
 }
 
 // RunReplay signs the scenario's users in, creates its catalog, drives
@@ -264,6 +273,9 @@ func (r *replay) setup(ctx context.Context) error {
 		r.skus = append(r.skus, id)
 		r.prices = append(r.prices, p.Price)
 	}
+	if err := r.setupBots(ctx); err != nil {
+		return err
+	}
 	r.setupMarketing(ctx, skuOf)
 	r.setupChannels(ctx)
 
@@ -273,12 +285,31 @@ func (r *replay) setup(ctx context.Context) error {
 	for _, a := range r.sc.Catalog.Activities {
 		starts := r.start.Add(a.StartsIn.D())
 		id, err := r.cl.CreateActivity(ctx, r.admin, api.Activity{SKUID: skuOf[a.Product], Price: a.Price, Stock: a.Stock,
-			PerUserLimit: a.PerUserLimit, StartsAt: starts, EndsAt: starts.Add(a.Lasts.D())})
+			PerUserLimit: a.PerUserLimit, StartsAt: starts, EndsAt: starts.Add(a.Lasts.D()), ChallengeRequired: a.Challenge})
 		if err != nil {
 			return fmt.Errorf("replay: create activity %s: %w", a.Key, err)
 		}
-		r.acts[a.Key] = &ActivityStat{Key: a.Key, ActivityID: id, Stock: a.Stock, PerUserLimit: a.PerUserLimit}
+		r.acts[a.Key] = &ActivityStat{Key: a.Key, ActivityID: id, Stock: a.Stock, PerUserLimit: a.PerUserLimit, Challenge: a.Challenge}
 		r.ledgers[a.Key] = newSaleLedger(r.users)
+	}
+	return nil
+}
+
+// setupBots signs the bot accounts in, after the buyers' ids, when a
+// bots phase will drive them.
+func (r *replay) setupBots(ctx context.Context) error {
+	if !slices.ContainsFunc(r.sc.Phases, func(p Phase) bool { return p.Kind == PhaseBots }) {
+		return nil
+	}
+	n := r.sc.Bots.Accounts
+	r.say("Signing in %d bot accounts…\n", n)
+	users, err := SignIn(ctx, r.cl, r.sc.Users.FirstID+int64(r.sc.Users.Count), n)
+	if err != nil {
+		return fmt.Errorf("replay: bots: %w", err)
+	}
+	r.botStats = &BotStats{Accounts: n, Answers: map[string]map[string]int{}}
+	for _, u := range users {
+		r.bots = append(r.bots, &bot{user: u, device: "bot-" + strconv.FormatInt(u.ID, 10), used: map[string]map[string]string{}})
 	}
 	return nil
 }
@@ -559,6 +590,8 @@ func (r *replay) fire(ctx context.Context, p Phase, a arrival, due time.Time) {
 		r.seckill(ctx, p, a, due)
 	case PhaseCheckout:
 		r.placeRegular(ctx, a, due)
+	case PhaseBots:
+		r.botBuy(ctx, a, due)
 	}
 }
 
@@ -582,14 +615,25 @@ func outcomeOf(err error) string {
 	return string(Failed)
 }
 
+// seckill is a buyer's click on the sale's button, as a browser sends
+// it: from the buyer's device, and when the sale requires a challenge,
+// after fetching, solving and waiting it out (passChallenge); the buy is
+// then due when it is sent, after the wait.
 func (r *replay) seckill(ctx context.Context, p Phase, a arrival, due time.Time) {
 	ledger, act := r.ledgers[a.activity], r.acts[a.activity]
+	headers := map[string]string{api.DeviceHeader: deviceOf(r.users[a.user])}
+	if act.Challenge {
+		if !r.passChallenge(ctx, r.users[a.user], act.ActivityID, headers, due) {
+			return
+		}
+		due = time.Now()
+	}
 	key, replayed := ledger.nextKey(a.user, a.replay)
-	order, err := buy(ctx, r.cl, r.users[a.user].Token, act.ActivityID, p.Quantity, key)
+	order, err := buy(ctx, r.cl, r.users[a.user].Token, act.ActivityID, p.Quantity, key, headers)
 	out := ledger.settle(a.user, key, replayed, p.Quantity, order, err)
 	r.rec.done(EndpointSeckill, string(out), due, time.Now())
 	if out.unknown() {
-		r.comeBack(ctx, ledger, act.ActivityID, a.user, key, replayed, out, p.Quantity)
+		r.comeBack(ctx, ledger, act.ActivityID, a.user, key, headers, replayed, out, p.Quantity)
 	}
 	if out == Accepted {
 		r.accepted.Add(1)
@@ -608,7 +652,7 @@ var comeBackAfter = []time.Duration{1 * time.Second, 2 * time.Second, 2 * time.S
 // comeBack asks again with the key after each wait of comeBackAfter
 // until the platform answers about the key (not 503, not 429), and books
 // that answer for the attempt.
-func (r *replay) comeBack(ctx context.Context, ledger *saleLedger, activityID string, user int, key string, replayed bool, was Outcome, quantity int64) {
+func (r *replay) comeBack(ctx context.Context, ledger *saleLedger, activityID string, user int, key string, headers map[string]string, replayed bool, was Outcome, quantity int64) {
 	r.requests.Go(func() {
 		for _, wait := range comeBackAfter {
 			select {
@@ -616,7 +660,7 @@ func (r *replay) comeBack(ctx context.Context, ledger *saleLedger, activityID st
 				return
 			case <-time.After(wait):
 			}
-			order, err := buy(ctx, r.cl, r.users[user].Token, activityID, quantity, key)
+			order, err := buy(ctx, r.cl, r.users[user].Token, activityID, quantity, key, headers)
 			if o := classify(err); o.unknown() || o.refused() {
 				// A 429 says only that the gateway did not look: the
 				// order the key may have made is still unknown.
@@ -1108,6 +1152,10 @@ func (r *replay) result() *ReplayResult {
 		Endpoints: r.rec.endpointStats(), Seconds: r.rec.seconds(), Stock: r.rec.stockSeries(), Payments: r.rec.paymentCounts(),
 		Capacity: r.rec.capacity(r.opts.CapacityWindow, float64(r.opts.CapacityP99.Microseconds())/1000),
 		Sales:    map[string]*BurstResult{}, Regular: r.regular, UsersList: r.users, limits: map[string]int64{},
+		Bots: r.botStats,
+	}
+	for _, b := range r.bots {
+		res.BotsList = append(res.BotsList, b.user)
 	}
 	r.followMu.Lock()
 	res.FollowUps = r.fu

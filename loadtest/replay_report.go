@@ -50,10 +50,15 @@ func PrintReplay(w io.Writer, res *ReplayResult) {
 	fmt.Fprintln(w, "\nFlash sales:")
 	for _, a := range res.Activities {
 		s := res.Sales[a.Key]
-		fmt.Fprintf(w, "  %-14s stock %6d  limit %d  accepted %6d  replays %5d  sold out %7d  limited %6d  not active %6d  rate limited %6d  overloaded %6d  errors %d\n",
+		challenge := ""
+		if a.Challenge {
+			challenge = fmt.Sprintf("  challenge (refused by the wall %d)", s.Counts[Walled])
+		}
+		fmt.Fprintf(w, "  %-14s stock %6d  limit %d  accepted %6d  replays %5d  sold out %7d  limited %6d  not active %6d  rate limited %6d  overloaded %6d  errors %d%s\n",
 			a.Key, a.Stock, a.PerUserLimit, a.Accepted, s.Counts[Replayed], s.Counts[SoldOut], s.Counts[LimitExceeded],
-			s.Counts[NotActive], s.Counts[RateLimited], s.Counts[Overloaded], s.Counts[Failed])
+			s.Counts[NotActive], s.Counts[RateLimited], s.Counts[Overloaded], s.Counts[Failed], challenge)
 	}
+	printBots(w, res.Bots)
 	f := res.FollowUps
 	fmt.Fprintf(w, "Buyers after the sale: paid %d (of them %d late, %d twice; failed %d), cancelled %d (failed %d), asked refunds %d (failed %d), abandoned %d, late payers cut off by the drain %d, skipped (endpoint not available) %d\n",
 		f.Paid, f.LatePaid, f.Duplicated, f.PayFailed, f.Cancelled, f.CancelFailed, f.Refunded, f.RefundFailed, f.Abandoned, f.LateCutOff, f.Skipped)
@@ -74,6 +79,32 @@ func PrintReplay(w io.Writer, res *ReplayResult) {
 	}
 	if len(res.Caches) > 0 {
 		fmt.Fprintln(w, cacheLine(res.Caches))
+	}
+}
+
+// printBots writes what the bots' requests were answered: by the wall
+// that refused them (the error code), overall and by trick.
+func printBots(w io.Writer, b *BotStats) {
+	if b == nil {
+		return
+	}
+	total, placed := b.total()
+	fmt.Fprintf(w, "Bots: %d accounts sent %d requests, %d placed; answered:", b.Accounts, total, placed)
+	all := b.byOutcome()
+	for _, o := range slices.Sorted(maps.Keys(all)) {
+		fmt.Fprintf(w, " %s %d", o, all[o])
+	}
+	fmt.Fprintln(w)
+	for _, t := range BotTricks {
+		got := b.Answers[t]
+		if len(got) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "  %-19s", t)
+		for _, o := range slices.Sorted(maps.Keys(got)) {
+			fmt.Fprintf(w, " %s %d", o, got[o])
+		}
+		fmt.Fprintln(w)
 	}
 }
 
@@ -386,8 +417,12 @@ ceiling {{.Name}} {{printf "%.0f" .PerSec}}/s{{end}}.</p>
 {{end}}</table>
 {{with .R.Orders}}<p>Orders at the end: {{range $k, $v := .ByStatus}}{{$k}} {{$v}}; {{end}}flash-sale units released {{.ReleasedUnits}}.
 Automatic refunds: {{.LateRefunds}} late, {{.DuplicateRefunds}} duplicate; refunded in full with their order: {{.BuyerRefunds}}.</p>{{end}}
-<h2>Flash sales</h2><table><tr><th>sale</th><th>activity</th><th>stock</th><th>limit</th><th>accepted</th></tr>
-{{range .R.Activities}}<tr><td>{{.Key}}</td><td>{{.ActivityID}}</td><td class="n">{{.Stock}}</td><td class="n">{{.PerUserLimit}}</td><td class="n">{{.Accepted}}</td></tr>
+<h2>Flash sales</h2><table><tr><th>sale</th><th>activity</th><th>stock</th><th>limit</th><th>accepted</th><th>challenge</th></tr>
+{{range .R.Activities}}<tr><td>{{.Key}}</td><td>{{.ActivityID}}</td><td class="n">{{.Stock}}</td><td class="n">{{.PerUserLimit}}</td><td class="n">{{.Accepted}}</td><td>{{if .Challenge}}required{{end}}</td></tr>
 {{end}}</table>
+{{with .R.Bots}}<h2>Bots</h2><p class="note">{{.Accounts}} scripted accounts; their requests by trick and by what the platform answered (the error code of the wall that refused them).</p>
+<table><tr><th>trick</th><th>answers</th></tr>
+{{range $t, $a := .Answers}}<tr><td>{{$t}}</td><td>{{range $k, $v := $a}}{{$k}} {{$v}}; {{end}}</td></tr>
+{{end}}</table>{{end}}
 </body></html>
 `))

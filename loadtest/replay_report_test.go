@@ -25,6 +25,8 @@ func sampleResult() *ReplayResult {
 		Channels: []ChannelStat{{Channel: "alipay", Opened: 8, Confirmed: 7, PayP50: 12, PayP99: 30, WalletP50: 2, WalletP99: 5,
 			Final: map[string]int{"SUCCEEDED": 6, "REFUNDED": 1}}},
 		Orders: &OrderStates{ByStatus: map[string]int{"PAID": 6, "EXPIRED": 3}, ReleasedUnits: 3, LateRefunds: 1},
+		Bots: &BotStats{Accounts: 2, Answers: map[string]map[string]int{
+			TrickNoChallenge: {"challenge_required": 7, "rate_limited": 3}, TrickBlocked: {"blocked": 2}}},
 		Faults: []FaultStat{{Fault: "kafka blackhole at 3s for 2s", Status: "applied and lifted", OnS: 3.1, OffS: 5.2,
 			Requests: 400, Failures: 100, FailureRate: 0.25, P99: 900, RecoveredS: 1.8},
 			{Fault: "wechat slow at 1s for 1s", Status: "skipped: no channel simulator admin URL"}},
@@ -86,6 +88,11 @@ func TestReportHTMLRendersCharts(t *testing.T) {
 			t.Errorf("rendered DOM lacks the payments' %q", want)
 		}
 	}
+	for _, want := range []string{"<td>no challenge</td><td>challenge_required 7; rate_limited 3; </td>", "<td>blocklisted device</td><td>blocked 2; </td>"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("rendered DOM lacks the bots' %q", want)
+		}
+	}
 	for _, want := range []string{"<td>kafka blackhole at 3s for 2s</td>", "<td class=\"n\">25.0 %</td>", "<td class=\"n\">1.8</td>"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("rendered DOM lacks the fault window's %q", want)
@@ -145,6 +152,12 @@ func TestTextReportListsFaultWindows(t *testing.T) {
 	row := regexp.MustCompile(`kafka blackhole at 3s for 2s\s+3\.1\s+5\.2\s+400\s+100\s+25\.0%\s+900\.0\s+1\.8`)
 	if !row.MatchString(out) {
 		t.Errorf("no fault window row for the blackhole in:\n%s", out)
+	}
+	for _, want := range []string{"Bots: 2 accounts sent 12 requests, 0 placed; answered: blocked 2 challenge_required 7 rate_limited 3",
+		"  no challenge        challenge_required 7 rate_limited 3", "  blocklisted device  blocked 2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the text report lacks the bots' %q:\n%s", want, out)
+		}
 	}
 	if strings.Count(out, "wechat slow") != 1 {
 		t.Errorf("the skipped fault should appear once (its status), not in the window table:\n%s", out)

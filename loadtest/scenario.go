@@ -29,6 +29,19 @@ type Scenario struct {
 	// Platform is what the scenario assumes of the platform it runs
 	// against; deploy/check holds it against the compose file.
 	Platform Platform `yaml:"platform"`
+	// Bots are the scripted accounts of the bots phases.
+	Bots Bots `yaml:"bots"`
+}
+
+// Bots are scripted accounts that try to get past the flash-sale entry's
+// bot wall (docs/protection.md): Accounts of them, with ids following
+// the buyers', each on a device of its own. BlockedDevice is a device id
+// on the gateway's blocklist, which some of them send from (`make demo`
+// puts it on the blocklist; against another gateway, put it under
+// flashsale/gateway/blocklist/devices in Consul KV).
+type Bots struct {
+	Accounts      int    `yaml:"accounts"`
+	BlockedDevice string `yaml:"blocked_device"`
 }
 
 // Platform is a scenario's assumptions about the platform's settings.
@@ -43,6 +56,13 @@ type Platform struct {
 	// 1), all in orders.placed's consumer group, the gateway spreading its
 	// calls over them; an order-replica fault needs at least 2.
 	OrderReplicas int `yaml:"order_replicas"`
+	// ChallengeDifficulty is the gateway's FLASHSALE_CHALLENGE_DIFFICULTY
+	// the scenario is written for (leading zero bits a sale's challenge
+	// asks); `make demo` runs the gateway with it unless
+	// FLASHSALE_CHALLENGE_DIFFICULTY is set; zero assumes nothing. The
+	// replay solves every challenge its buyers get, so the load generator
+	// pays 2^difficulty hashes per buy of a sale that requires one.
+	ChallengeDifficulty int `yaml:"challenge_difficulty"`
 }
 
 // NeedsSimulator reports whether the scenario's faults act at the channel
@@ -94,6 +114,9 @@ type ActivitySpec struct {
 	PerUserLimit int64    `yaml:"per_user_limit"`
 	StartsIn     Duration `yaml:"starts_in"`
 	Lasts        Duration `yaml:"lasts"`
+	// Challenge makes every buy of the sale carry a solved challenge
+	// (the activity's challenge_required).
+	Challenge bool `yaml:"challenge"`
 }
 
 // Promotion is a marketing promotion, created through
@@ -135,6 +158,7 @@ const (
 	PhaseCountdown = "countdown" // polling the flash sales' detail
 	PhaseSeckill   = "seckill"   // flash-sale buys
 	PhaseCheckout  = "checkout"  // regular cart orders
+	PhaseBots      = "bots"      // scripted buys that the bot wall must refuse
 )
 
 // Phase drives arrivals of one kind from Start for Ramp+Hold: the arrival
@@ -360,8 +384,9 @@ func (sc *Scenario) Validate() error {
 		check(p.Price > 0, f+".price", "must be positive cents, got %d", p.Price)
 		check(p.Stock >= 0, f+".stock", "must not be negative, got %d", p.Stock)
 	}
-	activities := map[string]bool{}
+	activities, challenged := map[string]bool{}, map[string]bool{}
 	for i, a := range sc.Catalog.Activities {
+		challenged[a.Key] = a.Challenge
 		f := fmt.Sprintf("catalog.activities[%d]", i)
 		check(a.Key != "", f+".key", "is required")
 		check(!activities[a.Key], f+".key", "%q is used twice", a.Key)
@@ -402,6 +427,10 @@ func (sc *Scenario) Validate() error {
 
 	check(sc.Platform.PaymentWindow >= 0, "platform.payment_window", "must not be negative")
 	check(sc.Platform.OrderReplicas >= 0, "platform.order_replicas", "must not be negative")
+	check(sc.Platform.ChallengeDifficulty >= 0 && sc.Platform.ChallengeDifficulty <= 24, "platform.challenge_difficulty", "must be in 0..24, got %d", sc.Platform.ChallengeDifficulty)
+	check(sc.Bots.Accounts >= 0, "bots.accounts", "must not be negative")
+	check(sc.Bots.BlockedDevice == "" || len(sc.Bots.BlockedDevice) <= 128 && !strings.ContainsAny(sc.Bots.BlockedDevice, " ,"),
+		"bots.blocked_device", "must be a device id (up to 128 characters, no space or comma), got %q", sc.Bots.BlockedDevice)
 	check(len(sc.Phases) > 0, "phases", "at least one phase is required")
 	names := map[string]bool{}
 	for i, p := range sc.Phases {
@@ -414,8 +443,15 @@ func (sc *Scenario) Validate() error {
 			check(len(sc.Catalog.Products) > 0, f+".kind", "%s needs catalog.products", p.Kind)
 		case PhaseCountdown, PhaseSeckill:
 			check(len(sc.Catalog.Activities) > 0, f+".kind", "%s needs catalog.activities", p.Kind)
+		case PhaseBots:
+			check(sc.Bots.Accounts > 0, f+".kind", "bots needs bots.accounts")
+			check(len(p.Activities) > 0, f+".activities", "bots needs the sales they aim at")
+			for j, a := range p.Activities {
+				check(!activities[a] || challenged[a], fmt.Sprintf("%s.activities[%d]", f, j),
+					"%q does not require the challenge: a bot's buy without one would be placed", a)
+			}
 		default:
-			check(false, f+".kind", "must be one of browse, countdown, seckill, checkout; got %q", p.Kind)
+			check(false, f+".kind", "must be one of browse, countdown, seckill, checkout, bots; got %q", p.Kind)
 		}
 		check(p.Start >= 0, f+".start", "must not be negative")
 		check(p.Ramp >= 0 && p.Hold >= 0 && p.Ramp+p.Hold > 0, f+".ramp/hold", "must not be negative and must add up to more than zero")

@@ -70,6 +70,11 @@ func TestScenarioValidationNamesTheField(t *testing.T) {
 		{"discount rate out of range", "activities: [{key: a", "promotions: [{kind: SKU_DISCOUNT, products: [p], rate_bp: 10000}]\n  activities: [{key: a", "catalog.promotions[0].rate_bp"},
 		{"promotion of an unknown product", "activities: [{key: a", "promotions: [{kind: SKU_DISCOUNT, products: [q], rate_bp: 9000}]\n  activities: [{key: a", "catalog.promotions[0].products[0]"},
 		{"reduction above its threshold", "activities: [{key: a", "promotions: [{kind: FULL_REDUCTION, tiers: [{threshold: 100, off: 200}]}]\n  activities: [{key: a", "catalog.promotions[0].tiers[0]"},
+		{"bots without accounts", "phases:", "phases:\n  - {name: b, kind: bots, hold: 1s, rate: 1, activities: [a]}", "bots needs bots.accounts"},
+		{"bots on a sale without the challenge", "phases:", "bots: {accounts: 2}\nphases:\n  - {name: b, kind: bots, hold: 1s, rate: 1, activities: [a]}", "phases[0].activities[0]: \"a\" does not require the challenge"},
+		{"bots aiming at no sale", "phases:", "bots: {accounts: 2}\nphases:\n  - {name: b, kind: bots, hold: 1s, rate: 1}", "phases[0].activities: bots needs"},
+		{"a device id with a space", "phases:", "bots: {accounts: 2, blocked_device: bot farm}\nphases:", "bots.blocked_device"},
+		{"difficulty too high", "phases:", "platform: {challenge_difficulty: 30}\nphases:", "platform.challenge_difficulty"},
 		{"reduction without tiers", "activities: [{key: a", "promotions: [{kind: FULL_REDUCTION}]\n  activities: [{key: a", "catalog.promotions[0].tiers"},
 	}
 	if _, err := ParseScenario([]byte(valid)); err != nil {

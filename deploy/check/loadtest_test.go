@@ -10,6 +10,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 
+	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/platform/config"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
@@ -112,6 +113,14 @@ func TestComposeLoadtestRunsItsScenario(t *testing.T) {
 			if w := sc.Platform.PaymentWindow.D(); w > 0 && window != w {
 				t.Errorf("order's payment window is %s, the scenario assumes %s (platform.payment_window)", window, w)
 			}
+			gwEnv := config.FromMap(composeEnv(t, p, "gateway"))
+			gw := gwapp.ConfigFromEnv(gwEnv)
+			if d := sc.Platform.ChallengeDifficulty; d > 0 && gw.ChallengeBits != d {
+				t.Errorf("the gateway asks %d-bit challenges, the scenario assumes %d (platform.challenge_difficulty)", gw.ChallengeBits, d)
+			}
+			if d := sc.Bots.BlockedDevice; d != "" && !slices.Contains(gw.Blocklist.Devices, d) {
+				t.Errorf("the gateway's blocklist %v lacks the scenario's bot device %q (bots.blocked_device)", gw.Blocklist.Devices, d)
+			}
 
 			ltEnv := composeEnv(t, p, "loadtest")
 			var read []string
@@ -184,6 +193,13 @@ func TestK8sDevRunsTheDoubleElevenReplay(t *testing.T) {
 	orderEnv := config.FromMap(env["order"])
 	if w := orderapp.ConfigFromEnv(orderEnv).PaymentWindow; w != sc.Platform.PaymentWindow.D() || orderEnv.Err() != nil {
 		t.Errorf("order's payment window is %s (%v), the scenario assumes %s", w, orderEnv.Err(), sc.Platform.PaymentWindow.D())
+	}
+	gw := gwapp.ConfigFromEnv(config.FromMap(env["gateway"]))
+	if d := sc.Platform.ChallengeDifficulty; d > 0 && gw.ChallengeBits != d {
+		t.Errorf("the gateway asks %d-bit challenges, the scenario assumes %d (platform.challenge_difficulty)", gw.ChallengeBits, d)
+	}
+	if d := sc.Bots.BlockedDevice; d != "" && !slices.Contains(gw.Blocklist.Devices, d) {
+		t.Errorf("the gateway's blocklist %v lacks the scenario's bot device %q (bots.blocked_device)", gw.Blocklist.Devices, d)
 	}
 	port, err := Port(env["channelsim"]["FLASHSALE_CHANNELSIM_ADDR"])
 	u, uerr := url.Parse(env["channelsim"]["FLASHSALE_CHANNELSIM_BASE_URL"])

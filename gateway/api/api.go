@@ -4,7 +4,13 @@
 // the tests) read them, so both sides share one definition.
 package api
 
-import "time"
+import (
+	"crypto/sha256"
+	mbits "math/bits"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Product is a catalog product.
 type Product struct {
@@ -26,6 +32,9 @@ type Activity struct {
 	StartsAt     time.Time `json:"starts_at"`
 	EndsAt       time.Time `json:"ends_at"`
 	Status       string    `json:"status"`
+	// ChallengeRequired: a buy must carry a solved challenge
+	// (GET /api/v1/activities/{id}/challenge).
+	ChallengeRequired bool `json:"challenge_required"`
 }
 
 // SeckillAccepted is the 202 answer of a flash-sale buy.
@@ -168,4 +177,59 @@ type ErrorBody struct {
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+}
+
+// The headers of the flash-sale entry's bot wall (docs/api.md): the
+// client's device id, and on a buy of a sale that requires a challenge,
+// the challenge string as it came and the answer that solves it.
+const (
+	DeviceHeader          = "X-Device-Id"
+	ChallengeHeader       = "X-Challenge"
+	ChallengeAnswerHeader = "X-Challenge-Answer"
+)
+
+// Challenge is the answer of GET /api/v1/activities/{id}/challenge: find
+// an answer (decimal digits) such that SHA-256(challenge ":" answer)
+// starts with Bits zero bits (SolvesChallenge), wait WaitMS milliseconds
+// from receiving it, then buy with both in the headers. NotBefore and
+// ExpiresAt are the platform's times the buy must fall between.
+type Challenge struct {
+	Challenge string    `json:"challenge"`
+	Bits      int       `json:"difficulty"`
+	WaitMS    int64     `json:"wait_ms"`
+	NotBefore time.Time `json:"not_before"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// maxAnswerLen bounds a challenge answer's digits (an int64 has at most
+// 19).
+const maxAnswerLen = 20
+
+// SolvesChallenge reports whether answer, 1 to 20 decimal digits, solves
+// the challenge: SHA-256(challenge ":" answer) starts with at least bits
+// zero bits.
+func SolvesChallenge(challenge, answer string, bits int) bool {
+	if answer == "" || len(answer) > maxAnswerLen || strings.Trim(answer, "0123456789") != "" {
+		return false
+	}
+	h := sha256.Sum256([]byte(challenge + ":" + answer))
+	zeros := 0
+	for _, b := range h {
+		if b != 0 {
+			zeros += mbits.LeadingZeros8(b)
+			break
+		}
+		zeros += 8
+	}
+	return zeros >= bits
+}
+
+// SolveChallenge finds the smallest answer that solves the challenge,
+// as a browser's page does: 2^bits tries on average.
+func SolveChallenge(challenge string, bits int) string {
+	for n := uint64(0); ; n++ {
+		if a := strconv.FormatUint(n, 10); SolvesChallenge(challenge, a, bits) {
+			return a
+		}
+	}
 }

@@ -80,6 +80,14 @@ type Config struct {
 	IPLimit        gateway.Limit
 	IPLimitKeys    int
 	TrustedProxies []netip.Prefix
+	// DeviceLimit, Blocklist and Challenge* are the flash-sale entry's
+	// bot wall (see gateway.Options); the blocklist is the one in force
+	// when Consul holds none.
+	DeviceLimit     gateway.Limit
+	Blocklist       gateway.Blocklist
+	ChallengeBits   int
+	ChallengeJitter time.Duration
+	ChallengeTTL    time.Duration
 	// SeckillAdmission and WriteAdmission are the adaptive concurrency
 	// limits of the flash-sale route and of the other write routes.
 	SeckillAdmission, WriteAdmission gateway.AdmissionLimit
@@ -161,7 +169,14 @@ func ConfigFromEnv(env *config.Env) Config {
 			RPS:   int(env.Int("FLASHSALE_RATE_IP_RPS", 200)),
 			Burst: int(env.Int("FLASHSALE_RATE_IP_BURST", 400)),
 		},
-		IPLimitKeys:      int(env.Int("FLASHSALE_RATE_IP_MAX_KEYS", gateway.DefaultIPLimitKeys)),
+		IPLimitKeys: int(env.Int("FLASHSALE_RATE_IP_MAX_KEYS", gateway.DefaultIPLimitKeys)),
+		DeviceLimit: gateway.Limit{
+			RPS:   int(env.Int("FLASHSALE_RATE_DEVICE_RPS", 10)),
+			Burst: int(env.Int("FLASHSALE_RATE_DEVICE_BURST", 20)),
+		},
+		ChallengeBits:    int(env.Int("FLASHSALE_CHALLENGE_DIFFICULTY", gateway.DefaultChallengeBits)),
+		ChallengeJitter:  env.Duration("FLASHSALE_CHALLENGE_JITTER", gateway.DefaultChallengeJitter),
+		ChallengeTTL:     env.Duration("FLASHSALE_CHALLENGE_TTL", gateway.DefaultChallengeTTL),
 		SeckillAdmission: admissionFromEnv(env, "SECKILL", gateway.DefaultSeckillAdmission),
 		WriteAdmission:   admissionFromEnv(env, "WRITE", gateway.DefaultWriteAdmission),
 		SoldOutTTL:       env.Duration("FLASHSALE_SOLD_OUT_TTL", gateway.DefaultSoldOutTTL),
@@ -183,13 +198,23 @@ func ConfigFromEnv(env *config.Env) Config {
 	proxies, err := gateway.ParseTrustedProxies(env.String("FLASHSALE_TRUSTED_PROXIES", ""))
 	env.Check(err == nil, "FLASHSALE_TRUSTED_PROXIES: %v", err)
 	cfg.TrustedProxies = proxies
+	var errUsers, errIPs, errDevices error
+	cfg.Blocklist.Users, errUsers = gateway.ParseBlocklistUsers(env.String("FLASHSALE_BLOCKLIST_USERS", ""))
+	cfg.Blocklist.IPs, errIPs = gateway.ParseBlocklistIPs(env.String("FLASHSALE_BLOCKLIST_IPS", ""))
+	cfg.Blocklist.Devices, errDevices = gateway.ParseBlocklistDevices(env.String("FLASHSALE_BLOCKLIST_DEVICES", ""))
+	env.Check(errUsers == nil, "FLASHSALE_BLOCKLIST_USERS: %v", errUsers)
+	env.Check(errIPs == nil, "FLASHSALE_BLOCKLIST_IPS: %v", errIPs)
+	env.Check(errDevices == nil, "FLASHSALE_BLOCKLIST_DEVICES: %v", errDevices)
+	env.Check(cfg.ChallengeBits >= 1 && cfg.ChallengeBits <= gateway.MaxChallengeBits, "FLASHSALE_CHALLENGE_DIFFICULTY must be 1..%d", gateway.MaxChallengeBits)
+	env.Check(cfg.ChallengeJitter >= 0, "FLASHSALE_CHALLENGE_JITTER must not be negative")
+	env.Check(cfg.ChallengeTTL > 0, "FLASHSALE_CHALLENGE_TTL must be positive")
 	env.Check(cfg.IPLimitKeys > 0, "FLASHSALE_RATE_IP_MAX_KEYS must be positive")
 	for name, a := range map[string]gateway.AdmissionLimit{"SECKILL": cfg.SeckillAdmission, "WRITE": cfg.WriteAdmission} {
 		env.Check(a.Max == 0 || (a.Min >= 1 && a.Min <= a.Initial && a.Initial <= a.Max),
 			"FLASHSALE_ADMISSION_%s_MIN, _INITIAL and _MAX must satisfy 1 <= min <= initial <= max (or _MAX=0 for none)", name)
 	}
 	env.Check(cfg.JWTSecret == "" || len(cfg.JWTSecret) >= minSecretLen, "FLASHSALE_JWT_SECRET must be at least %d bytes", minSecretLen)
-	for name, l := range map[string]gateway.Limit{"ROUTE": cfg.RouteLimit, "SECKILL": cfg.SeckillRouteLimit, "USER": cfg.SeckillUserLimit, "IP": cfg.IPLimit} {
+	for name, l := range map[string]gateway.Limit{"ROUTE": cfg.RouteLimit, "SECKILL": cfg.SeckillRouteLimit, "USER": cfg.SeckillUserLimit, "IP": cfg.IPLimit, "DEVICE": cfg.DeviceLimit} {
 		env.Check(l.RPS >= 0 && l.Burst >= 0, "FLASHSALE_RATE_%s_RPS and _BURST must not be negative", name)
 	}
 	env.Check(cfg.SoldOutTTL > 0, "FLASHSALE_SOLD_OUT_TTL must be positive")
@@ -207,6 +232,15 @@ func ConfigFromEnv(env *config.Env) Config {
 			"FLASHSALE_SCREEN_PAYMENT_METRICS: %q is not an http(s) URL", u)
 	}
 	return cfg
+}
+
+// noneIfZero turns FLASHSALE_CHALLENGE_JITTER=0s into the gateway's "no
+// jitter" (a negative duration; zero there means the default).
+func noneIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // degradeFromEnv reads FLASHSALE_DEGRADE_LEVEL.
@@ -318,6 +352,11 @@ func Run(ctx context.Context, cfg Config) error {
 		IPLimit:           cfg.IPLimit,
 		IPLimitKeys:       cfg.IPLimitKeys,
 		TrustedProxies:    cfg.TrustedProxies,
+		DeviceLimit:       cfg.DeviceLimit,
+		Blocklist:         cfg.Blocklist,
+		ChallengeBits:     cfg.ChallengeBits,
+		ChallengeJitter:   noneIfZero(cfg.ChallengeJitter),
+		ChallengeTTL:      cfg.ChallengeTTL,
 		SeckillAdmission:  cfg.SeckillAdmission,
 		WriteAdmission:    cfg.WriteAdmission,
 		SoldOutTTL:        cfg.SoldOutTTL,
@@ -371,7 +410,8 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			gw.Apply(s)
 			log.Info("gateway settings applied", "seckill_closed", s.SeckillClosed, "catalog_cache_only", s.CatalogCacheOnly, "degrade_level", s.Degrade.String(), "degrade_auto", s.DegradeAuto,
-				"route", s.Route, "seckill", s.Seckill, "user", s.User)
+				"route", s.Route, "seckill", s.Seckill, "user", s.User,
+				"blocked_users", len(s.Blocklist.Users), "blocked_ips", len(s.Blocklist.IPs), "blocked_devices", len(s.Blocklist.Devices))
 		})
 	})
 	return g.Wait()

@@ -33,6 +33,16 @@ const (
 	Overloaded        Code = "OVERLOADED"
 	Unavailable       Code = "UNAVAILABLE"
 	Internal          Code = "INTERNAL"
+	// The flash-sale entry's bot wall (the gateway answers them itself):
+	// a caller on the blocklist, and a buy whose challenge token is
+	// missing, invalid, expired, sent before its wait was over, or used
+	// by another request already.
+	Blocked           Code = "BLOCKED"
+	ChallengeRequired Code = "CHALLENGE_REQUIRED"
+	ChallengeInvalid  Code = "CHALLENGE_INVALID"
+	ChallengeExpired  Code = "CHALLENGE_EXPIRED"
+	ChallengeEarly    Code = "CHALLENGE_EARLY"
+	ChallengeUsed     Code = "CHALLENGE_USED"
 )
 
 // domain names the ErrorInfo entries this package writes.
@@ -51,6 +61,12 @@ var grpcCodes = map[Code]codes.Code{
 	Overloaded:        codes.ResourceExhausted,
 	Unavailable:       codes.Unavailable,
 	Internal:          codes.Internal,
+	Blocked:           codes.PermissionDenied,
+	ChallengeRequired: codes.FailedPrecondition,
+	ChallengeInvalid:  codes.PermissionDenied,
+	ChallengeExpired:  codes.FailedPrecondition,
+	ChallengeEarly:    codes.FailedPrecondition,
+	ChallengeUsed:     codes.FailedPrecondition,
 }
 
 // fromGRPC is the code of a status that carries no ErrorInfo (errors made

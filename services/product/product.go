@@ -69,6 +69,9 @@ type Activity struct {
 	PerUserLimit int64
 	StartsAt     time.Time
 	EndsAt       time.Time
+	// ChallengeRequired makes the gateway refuse a buy that carries no
+	// solved challenge token (docs/protection.md).
+	ChallengeRequired bool
 }
 
 // Status is where an activity stands at a given time.

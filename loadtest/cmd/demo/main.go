@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/deploy/local"
+	"github.com/flashsale/flashsale/gateway"
+	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
@@ -198,6 +200,21 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	}
 	window = env.Duration("FLASHSALE_PAYMENT_WINDOW", window)
 	env.Check(window > 0, "FLASHSALE_PAYMENT_WINDOW=%s: must be positive", window)
+	// The gateway asks the scenario's challenge difficulty unless
+	// FLASHSALE_CHALLENGE_DIFFICULTY says otherwise, and its bots'
+	// device is on the blocklist (the config centre's fallback: the
+	// demo runs no Consul).
+	difficulty := gateway.DefaultChallengeBits
+	if sc.Platform.ChallengeDifficulty > 0 {
+		difficulty = sc.Platform.ChallengeDifficulty
+	}
+	difficulty = int(env.Int("FLASHSALE_CHALLENGE_DIFFICULTY", int64(difficulty)))
+	adjustGateway := func(c *gwapp.Config) {
+		c.ChallengeBits = difficulty
+		if d := sc.Bots.BlockedDevice; d != "" {
+			c.Blocklist.Devices = append(c.Blocklist.Devices, d)
+		}
+	}
 	if err := env.Err(); err != nil {
 		return false, err
 	}
@@ -229,7 +246,7 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	// without admission); the payment window is the scenario's unless
 	// FLASHSALE_PAYMENT_WINDOW says otherwise.
 	p, err := local.Up(ctx, stack, local.Options{Logger: log, Environ: true, OrderReplicas: sc.Platform.OrderReplicas,
-		AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = window }})
+		AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = window }, AdjustGateway: adjustGateway})
 	if err != nil {
 		return false, err
 	}

@@ -253,19 +253,22 @@ func (x *GetProductRequest) GetSkuId() int64 {
 }
 
 type Activity struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ActivityId    int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
-	SkuId         int64                  `protobuf:"varint,2,opt,name=sku_id,json=skuId,proto3" json:"sku_id,omitempty"`
-	Price         int64                  `protobuf:"varint,3,opt,name=price,proto3" json:"price,omitempty"`         // cents
-	Stock         int64                  `protobuf:"varint,4,opt,name=stock,proto3" json:"stock,omitempty"`         // units allocated to the sale
-	Remaining     int64                  `protobuf:"varint,5,opt,name=remaining,proto3" json:"remaining,omitempty"` // units left in the inventory service
-	PerUserLimit  int64                  `protobuf:"varint,6,opt,name=per_user_limit,json=perUserLimit,proto3" json:"per_user_limit,omitempty"`
-	StartsAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=starts_at,json=startsAt,proto3" json:"starts_at,omitempty"`
-	EndsAt        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
-	Status        ActivityStatus         `protobuf:"varint,9,opt,name=status,proto3,enum=flashsale.product.v1.ActivityStatus" json:"status,omitempty"`
-	Title         string                 `protobuf:"bytes,10,opt,name=title,proto3" json:"title,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ActivityId   int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
+	SkuId        int64                  `protobuf:"varint,2,opt,name=sku_id,json=skuId,proto3" json:"sku_id,omitempty"`
+	Price        int64                  `protobuf:"varint,3,opt,name=price,proto3" json:"price,omitempty"`         // cents
+	Stock        int64                  `protobuf:"varint,4,opt,name=stock,proto3" json:"stock,omitempty"`         // units allocated to the sale
+	Remaining    int64                  `protobuf:"varint,5,opt,name=remaining,proto3" json:"remaining,omitempty"` // units left in the inventory service
+	PerUserLimit int64                  `protobuf:"varint,6,opt,name=per_user_limit,json=perUserLimit,proto3" json:"per_user_limit,omitempty"`
+	StartsAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=starts_at,json=startsAt,proto3" json:"starts_at,omitempty"`
+	EndsAt       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
+	Status       ActivityStatus         `protobuf:"varint,9,opt,name=status,proto3,enum=flashsale.product.v1.ActivityStatus" json:"status,omitempty"`
+	Title        string                 `protobuf:"bytes,10,opt,name=title,proto3" json:"title,omitempty"`
+	// challenge_required: a buy must carry a solved challenge token from
+	// the gateway (docs/protection.md, bots and peak spreading).
+	ChallengeRequired bool `protobuf:"varint,11,opt,name=challenge_required,json=challengeRequired,proto3" json:"challenge_required,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Activity) Reset() {
@@ -368,16 +371,24 @@ func (x *Activity) GetTitle() string {
 	return ""
 }
 
+func (x *Activity) GetChallengeRequired() bool {
+	if x != nil {
+		return x.ChallengeRequired
+	}
+	return false
+}
+
 type CreateActivityRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SkuId         int64                  `protobuf:"varint,1,opt,name=sku_id,json=skuId,proto3" json:"sku_id,omitempty"`
-	Price         int64                  `protobuf:"varint,2,opt,name=price,proto3" json:"price,omitempty"`
-	Stock         int64                  `protobuf:"varint,3,opt,name=stock,proto3" json:"stock,omitempty"`
-	PerUserLimit  int64                  `protobuf:"varint,4,opt,name=per_user_limit,json=perUserLimit,proto3" json:"per_user_limit,omitempty"`
-	StartsAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=starts_at,json=startsAt,proto3" json:"starts_at,omitempty"`
-	EndsAt        *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	SkuId             int64                  `protobuf:"varint,1,opt,name=sku_id,json=skuId,proto3" json:"sku_id,omitempty"`
+	Price             int64                  `protobuf:"varint,2,opt,name=price,proto3" json:"price,omitempty"`
+	Stock             int64                  `protobuf:"varint,3,opt,name=stock,proto3" json:"stock,omitempty"`
+	PerUserLimit      int64                  `protobuf:"varint,4,opt,name=per_user_limit,json=perUserLimit,proto3" json:"per_user_limit,omitempty"`
+	StartsAt          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=starts_at,json=startsAt,proto3" json:"starts_at,omitempty"`
+	EndsAt            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
+	ChallengeRequired bool                   `protobuf:"varint,7,opt,name=challenge_required,json=challengeRequired,proto3" json:"challenge_required,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CreateActivityRequest) Reset() {
@@ -450,6 +461,13 @@ func (x *CreateActivityRequest) GetEndsAt() *timestamppb.Timestamp {
 		return x.EndsAt
 	}
 	return nil
+}
+
+func (x *CreateActivityRequest) GetChallengeRequired() bool {
+	if x != nil {
+		return x.ChallengeRequired
+	}
+	return false
 }
 
 type GetActivityRequest struct {
@@ -827,7 +845,7 @@ const file_product_v1_product_proto_rawDesc = "" +
 	"\x05price\x18\x02 \x01(\x03R\x05price\x12\x14\n" +
 	"\x05stock\x18\x03 \x01(\x03R\x05stock\"*\n" +
 	"\x11GetProductRequest\x12\x15\n" +
-	"\x06sku_id\x18\x01 \x01(\x03R\x05skuId\"\xf4\x02\n" +
+	"\x06sku_id\x18\x01 \x01(\x03R\x05skuId\"\xa3\x03\n" +
 	"\bActivity\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\x03R\n" +
 	"activityId\x12\x15\n" +
@@ -840,14 +858,16 @@ const file_product_v1_product_proto_rawDesc = "" +
 	"\aends_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06endsAt\x12<\n" +
 	"\x06status\x18\t \x01(\x0e2$.flashsale.product.v1.ActivityStatusR\x06status\x12\x14\n" +
 	"\x05title\x18\n" +
-	" \x01(\tR\x05title\"\xee\x01\n" +
+	" \x01(\tR\x05title\x12-\n" +
+	"\x12challenge_required\x18\v \x01(\bR\x11challengeRequired\"\x9d\x02\n" +
 	"\x15CreateActivityRequest\x12\x15\n" +
 	"\x06sku_id\x18\x01 \x01(\x03R\x05skuId\x12\x14\n" +
 	"\x05price\x18\x02 \x01(\x03R\x05price\x12\x14\n" +
 	"\x05stock\x18\x03 \x01(\x03R\x05stock\x12$\n" +
 	"\x0eper_user_limit\x18\x04 \x01(\x03R\fperUserLimit\x127\n" +
 	"\tstarts_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bstartsAt\x123\n" +
-	"\aends_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06endsAt\"5\n" +
+	"\aends_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06endsAt\x12-\n" +
+	"\x12challenge_required\x18\a \x01(\bR\x11challengeRequired\"5\n" +
 	"\x12GetActivityRequest\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\x03R\n" +
 	"activityId\"\x17\n" +

@@ -309,7 +309,9 @@ func TestCreateActivityTakesStockAndPreheats(t *testing.T) {
 	if _, err := e.product.ListActivities(ctx, &productv1.ListActivitiesRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := e.product.CreateActivity(ctx, activityRequest(p, 100, c.Now()))
+	req := activityRequest(p, 100, c.Now())
+	req.ChallengeRequired = true
+	a, err := e.product.CreateActivity(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +336,7 @@ func TestCreateActivityTakesStockAndPreheats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantDetail := fmt.Sprintf("sku=%d title=Phone price=9900 stock=100 remaining=100 limit=2 status=ACTIVITY_STATUS_ACTIVE starts=%s ends=%s",
+	wantDetail := fmt.Sprintf("sku=%d title=Phone price=9900 stock=100 remaining=100 limit=2 challenge=true status=ACTIVITY_STATUS_ACTIVE starts=%s ends=%s",
 		p.GetSkuId(), a.GetStartsAt().AsTime(), a.GetEndsAt().AsTime())
 	if g := activitySummary(detail); g != wantDetail {
 		t.Fatalf("GetActivity:\n got %s\nwant %s", g, wantDetail)
@@ -365,8 +367,8 @@ func TestCreateActivityTakesStockAndPreheats(t *testing.T) {
 }
 
 func activitySummary(a *productv1.Activity) string {
-	return fmt.Sprintf("sku=%d title=%s price=%d stock=%d remaining=%d limit=%d status=%s starts=%s ends=%s",
-		a.GetSkuId(), a.GetTitle(), a.GetPrice(), a.GetStock(), a.GetRemaining(), a.GetPerUserLimit(), a.GetStatus(),
+	return fmt.Sprintf("sku=%d title=%s price=%d stock=%d remaining=%d limit=%d challenge=%t status=%s starts=%s ends=%s",
+		a.GetSkuId(), a.GetTitle(), a.GetPrice(), a.GetStock(), a.GetRemaining(), a.GetPerUserLimit(), a.GetChallengeRequired(), a.GetStatus(),
 		a.GetStartsAt().AsTime(), a.GetEndsAt().AsTime())
 }
 

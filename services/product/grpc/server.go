@@ -55,12 +55,13 @@ func (s *Server) GetProduct(ctx context.Context, req *productv1.GetProductReques
 // CreateActivity creates an activity and preheats its stock.
 func (s *Server) CreateActivity(ctx context.Context, req *productv1.CreateActivityRequest) (*productv1.Activity, error) {
 	a, err := s.svc.CreateActivity(ctx, product.Activity{
-		SKUID:        req.GetSkuId(),
-		Price:        req.GetPrice(),
-		Stock:        req.GetStock(),
-		PerUserLimit: req.GetPerUserLimit(),
-		StartsAt:     timeFromProto(req.GetStartsAt()),
-		EndsAt:       timeFromProto(req.GetEndsAt()),
+		SKUID:             req.GetSkuId(),
+		Price:             req.GetPrice(),
+		Stock:             req.GetStock(),
+		PerUserLimit:      req.GetPerUserLimit(),
+		StartsAt:          timeFromProto(req.GetStartsAt()),
+		EndsAt:            timeFromProto(req.GetEndsAt()),
+		ChallengeRequired: req.GetChallengeRequired(),
 	})
 	if err != nil {
 		return nil, err
@@ -125,16 +126,17 @@ var statuses = map[product.Status]productv1.ActivityStatus{
 
 func (s *Server) activityToProto(a product.Activity) *productv1.Activity {
 	return &productv1.Activity{
-		ActivityId:   a.ID,
-		SkuId:        a.SKUID,
-		Title:        a.Title,
-		Price:        a.Price,
-		Stock:        a.Stock,
-		Remaining:    a.Remaining,
-		PerUserLimit: a.PerUserLimit,
-		StartsAt:     timestamppb.New(a.StartsAt),
-		EndsAt:       timestamppb.New(a.EndsAt),
-		Status:       statuses[s.svc.Status(a)],
+		ActivityId:        a.ID,
+		SkuId:             a.SKUID,
+		Title:             a.Title,
+		Price:             a.Price,
+		Stock:             a.Stock,
+		Remaining:         a.Remaining,
+		PerUserLimit:      a.PerUserLimit,
+		StartsAt:          timestamppb.New(a.StartsAt),
+		EndsAt:            timestamppb.New(a.EndsAt),
+		Status:            statuses[s.svc.Status(a)],
+		ChallengeRequired: a.ChallengeRequired,
 	}
 }
 

@@ -71,9 +71,9 @@ func (s *Store) CreateActivity(ctx context.Context, a product.Activity, preheat 
 		if tag.RowsAffected() == 0 {
 			return whyShort(ctx, tx, a.SKUID, a.Stock, product.ErrInsufficientStock)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO activities (activity_id, sku_id, price, stock, per_user_limit, starts_at, ends_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			a.ID, a.SKUID, a.Price, a.Stock, a.PerUserLimit, a.StartsAt, a.EndsAt); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO activities (activity_id, sku_id, price, stock, per_user_limit, starts_at, ends_at, challenge_required)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			a.ID, a.SKUID, a.Price, a.Stock, a.PerUserLimit, a.StartsAt, a.EndsAt, a.ChallengeRequired); err != nil {
 			return fmt.Errorf("insert activity: %w", err)
 		}
 		return preheat(ctx)
@@ -95,11 +95,11 @@ func whyShort(ctx context.Context, tx pgx.Tx, skuID, want int64, short error) er
 	return fmt.Errorf("%w: %d units of product %d wanted, %d left", short, want, skuID, stock)
 }
 
-const activityColumns = `a.activity_id, a.sku_id, p.title, a.price, a.stock, a.per_user_limit, a.starts_at, a.ends_at`
+const activityColumns = `a.activity_id, a.sku_id, p.title, a.price, a.stock, a.per_user_limit, a.starts_at, a.ends_at, a.challenge_required`
 
 func scanActivity(row pgx.Row) (product.Activity, error) {
 	var a product.Activity
-	err := row.Scan(&a.ID, &a.SKUID, &a.Title, &a.Price, &a.Stock, &a.PerUserLimit, &a.StartsAt, &a.EndsAt)
+	err := row.Scan(&a.ID, &a.SKUID, &a.Title, &a.Price, &a.Stock, &a.PerUserLimit, &a.StartsAt, &a.EndsAt, &a.ChallengeRequired)
 	a.StartsAt, a.EndsAt = a.StartsAt.UTC(), a.EndsAt.UTC()
 	return a, err
 }

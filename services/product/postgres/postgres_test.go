@@ -90,6 +90,7 @@ func TestCreateActivityTakesStockAndRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	p := MustProduct(t, s, 100)
 	a := activityOf(p, 40, time.Now().UTC().Truncate(time.Microsecond))
+	a.ChallengeRequired = true
 	preheated := 0
 	if err := s.CreateActivity(ctx, a, func(context.Context) error { preheated++; return nil }); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,270 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flashsale/flashsale/gateway/api"
+)
+
+// EndpointChallenge is a buyer's challenge fetch, EndpointBot a bot's
+// request (a buy, or the challenge it solved for one).
+const (
+	EndpointChallenge = "GET challenge"
+	EndpointBot       = "POST bot buy"
+)
+
+// deviceOf is the device id of a buyer's browser: one per buyer, kept.
+func deviceOf(u User) string { return "web-" + strconv.FormatInt(u.ID, 10) }
+
+// AnswerChallenge does what a sale's page does with a challenge that
+// came at received: it solves it, waits until wait_ms after received, and
+// returns the headers that carry it on the buy (to add to the device's).
+// It returns early, with ctx's error, when ctx ends.
+func AnswerChallenge(ctx context.Context, c api.Challenge, received time.Time) (map[string]string, error) {
+	answer := api.SolveChallenge(c.Challenge, c.Bits)
+	if d := time.Until(received.Add(time.Duration(c.WaitMS) * time.Millisecond)); d > 0 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	return map[string]string{api.ChallengeHeader: c.Challenge, api.ChallengeAnswerHeader: answer}, nil
+}
+
+// passChallenge is the buyer's page before a buy of a sale that requires
+// a challenge: fetch it (recorded as due at due), answer it, and add the
+// answer to headers. ok is false when the fetch was refused: no buy then.
+func (r *replay) passChallenge(ctx context.Context, u User, activityID string, headers map[string]string, due time.Time) (ok bool) {
+	c, err := r.cl.Challenge(ctx, u.Token, activityID, headers[api.DeviceHeader])
+	got := time.Now()
+	r.rec.done(EndpointChallenge, outcomeOf(err), due, got)
+	if err != nil {
+		return false
+	}
+	answer, err := AnswerChallenge(ctx, c, got)
+	if err != nil {
+		return false
+	}
+	maps.Copy(headers, answer)
+	return true
+}
+
+// The bots' tricks, each aimed at one part of the wall; an arrival's
+// roll picks one. A bot's buys must all be refused.
+const (
+	// TrickNoChallenge fires buys straight at the route from the bot's
+	// own device, as fast as the script runs: the challenge, the
+	// device's and the account's limits refuse them.
+	TrickNoChallenge = "no challenge"
+	// TrickOverLimit solves a challenge as a browser does and spends it
+	// on a buy of more units than the sale allows one buyer: the order
+	// path refuses it, and the challenge is used up (unless the sale's
+	// sold-out flag refused the buy first: the challenge is then
+	// dropped, as it would still buy).
+	TrickOverLimit = "over the limit"
+	// TrickReused sends the bot's used challenge again with a new key.
+	TrickReused = "reused challenge"
+	// TrickShared sends another bot account's used challenge (one solve
+	// shared by the farm).
+	TrickShared = "shared challenge"
+	// TrickBlocked sends from the scenario's blocklisted device.
+	TrickBlocked = "blocklisted device"
+)
+
+// BotTricks lists the tricks in report order.
+var BotTricks = []string{TrickNoChallenge, TrickOverLimit, TrickReused, TrickShared, TrickBlocked}
+
+// bot is one scripted account: its device, and per sale the challenge
+// it solved and used up (TrickOverLimit), which the other tricks reuse.
+// mu is held while it gets one, so the bot spends one per sale.
+type bot struct {
+	user   User
+	device string
+	mu     sync.Mutex
+	used   map[string]map[string]string // activity id → the used challenge's headers
+	keys   int
+}
+
+// BotStats counts the bots' requests by trick and by what the platform
+// answered ("ok" for a 2xx, else the error code in lower case or
+// "errors"). Accounts is how many bot accounts there were.
+type BotStats struct {
+	Accounts int                       `json:"accounts"`
+	Answers  map[string]map[string]int `json:"answers"`
+	mu       sync.Mutex
+}
+
+func (s *BotStats) add(trick, outcome string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Answers[trick] == nil {
+		s.Answers[trick] = map[string]int{}
+	}
+	s.Answers[trick][outcome]++
+}
+
+// total is every bot request, and placed those answered 2xx.
+func (s *BotStats) total() (total, placed int) {
+	for _, byOutcome := range s.Answers {
+		for o, n := range byOutcome {
+			total += n
+			if o == "ok" {
+				placed += n
+			}
+		}
+	}
+	return total, placed
+}
+
+// byOutcome sums the answers over the tricks.
+func (s *BotStats) byOutcome() map[string]int {
+	out := map[string]int{}
+	for _, byOutcome := range s.Answers {
+		for o, n := range byOutcome {
+			out[o] += n
+		}
+	}
+	return out
+}
+
+// pickTrick maps an arrival's roll to a trick; the blocklisted device's
+// share goes to TrickNoChallenge when the scenario names none.
+func pickTrick(roll float64, blocked string) string {
+	switch {
+	case roll < 0.35:
+		return TrickNoChallenge
+	case roll < 0.6:
+		return TrickReused
+	case roll < 0.8:
+		return TrickShared
+	case blocked == "":
+		return TrickNoChallenge
+	}
+	return TrickBlocked
+}
+
+// botBuy is one arrival of a bots phase: bot a.user (modulo the
+// accounts) plays the trick its roll picks on the arrival's sale.
+func (r *replay) botBuy(ctx context.Context, a arrival, due time.Time) {
+	b := r.bots[a.user%len(r.bots)]
+	act := r.acts[a.activity]
+	headers := map[string]string{api.DeviceHeader: b.device}
+	trick := pickTrick(a.roll, r.sc.Bots.BlockedDevice)
+	switch trick {
+	case TrickReused, TrickShared:
+		owner := b
+		if trick == TrickShared {
+			owner = r.bots[(a.user+1)%len(r.bots)]
+		}
+		used, ok := r.usedChallenge(ctx, owner, act, due)
+		if !ok {
+			return
+		}
+		maps.Copy(headers, used)
+	case TrickBlocked:
+		headers[api.DeviceHeader] = r.sc.Bots.BlockedDevice
+	}
+	b.mu.Lock()
+	key := b.nextKey()
+	b.mu.Unlock()
+	r.botSend(ctx, b, trick, act.ActivityID, 1, key, headers, due)
+}
+
+// usedChallenge returns the headers of the challenge owner used up on
+// act, solving and spending one first (TrickOverLimit) if it has none;
+// ok false when the platform would not hand one out.
+func (r *replay) usedChallenge(ctx context.Context, owner *bot, act *ActivityStat, due time.Time) (map[string]string, bool) {
+	owner.mu.Lock()
+	defer owner.mu.Unlock()
+	if h := owner.used[act.ActivityID]; h != nil {
+		return h, true
+	}
+	c, err := r.cl.Challenge(ctx, owner.user.Token, act.ActivityID, owner.device)
+	got := time.Now()
+	r.rec.done(EndpointBot, outcomeOf(err), due, got)
+	if err != nil {
+		r.botStats.add(TrickOverLimit, "challenge "+outcomeOf(err))
+		return nil, false
+	}
+	answer, err := AnswerChallenge(ctx, c, got)
+	if err != nil {
+		return nil, false
+	}
+	headers := map[string]string{api.DeviceHeader: owner.device}
+	maps.Copy(headers, answer)
+	// Only LIMIT_EXCEEDED says the buy got past the wall, and so used
+	// the challenge up: a buy the sold-out flag refused did not, and its
+	// challenge would buy (it was solved honestly).
+	if r.botSend(ctx, owner, TrickOverLimit, act.ActivityID, act.PerUserLimit+1, owner.nextKey(), headers, time.Now()) != "limit_exceeded" {
+		return nil, false
+	}
+	owner.used[act.ActivityID] = answer
+	return answer, true
+}
+
+// nextKey is a new idempotency key of the bot's; b.mu must be held.
+func (b *bot) nextKey() string {
+	b.keys++
+	return "bot" + strconv.FormatInt(b.user.ID, 10) + "-" + strconv.Itoa(b.keys)
+}
+
+// botSend sends one bot buy, books its answer and returns it.
+func (r *replay) botSend(ctx context.Context, b *bot, trick, activityID string, quantity int64, key string, headers map[string]string, due time.Time) string {
+	_, err := r.cl.Seckill(ctx, b.user.Token, activityID, quantity, key, headers)
+	out := outcomeOf(err)
+	r.rec.done(EndpointBot, out, due, time.Now())
+	r.botStats.add(trick, out)
+	return out
+}
+
+// auditBots checks that no bot bought anything: every bot request was
+// refused, and no order, as the platform lists the bot accounts' orders
+// and as the sales' stored books hold them, belongs to a bot account.
+func auditBots(res *ReplayResult, listed map[string]api.Order, stored map[string]int64) Check {
+	c := Check{Name: "bots bought nothing: every bot request refused, no order held by a bot account"}
+	if res.Bots == nil {
+		c.OK, c.Skipped, c.Detail = true, true, "skipped: the scenario has no bots phase"
+		return c
+	}
+	total, placed := res.Bots.total()
+	bots := map[int64]bool{}
+	for _, u := range res.BotsList {
+		bots[u.ID] = true
+	}
+	found := map[string]string{} // order id → where it was found
+	for id, o := range listed {
+		found[id] = "listed for " + o.UserID
+	}
+	for id, user := range stored {
+		if bots[user] {
+			found[id] = "stored for " + strconv.FormatInt(user, 10)
+		}
+	}
+	var held []string
+	for _, id := range slices.Sorted(maps.Keys(found)) {
+		held = append(held, id+" ("+found[id]+")")
+	}
+	outcomes := res.Bots.byOutcome()
+	var parts []string
+	for _, o := range slices.Sorted(maps.Keys(outcomes)) {
+		parts = append(parts, fmt.Sprintf("%s %d", o, outcomes[o]))
+	}
+	c.OK = total > 0 && placed == 0 && len(held) == 0
+	c.Detail = fmt.Sprintf("%d requests from %d bot accounts answered: %s; %d placed; %d orders held by bots", total, res.Bots.Accounts,
+		strings.Join(parts, ", "), placed, len(held))
+	if total == 0 {
+		c.Detail += " (the bots sent nothing: the wall was not tried)"
+	}
+	if len(held) > 0 {
+		c.Detail += ": " + strings.Join(held[:min(len(held), 5)], ", ")
+	}
+	return c
+}
