@@ -5,9 +5,10 @@
 # docker-compose.yml builds each service this way. A new service (payment,
 # channelsim, ...) needs no change here: only its block in the compose file.
 
-ARG GO_VERSION=1.26.8
-
-FROM golang:${GO_VERSION}-bookworm AS build
+# Base images are pinned by digest (the tag says which release, the digest
+# fixes the bytes), so a rebuild of any commit builds on the same images;
+# docs/operations.md, "Pinned images", says how to move a pin.
+FROM golang:1.26.8-bookworm@sha256:a688600ca24f8a4d3ca77f95b0dd40704a9fc787c826660eb7ba0b641b8b175d AS build
 ARG CMD
 WORKDIR /src
 ENV CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
@@ -22,7 +23,7 @@ RUN --mount=type=cache,target=/root/go/pkg/mod \
 
 # Static binaries on distroless: no shell, no package manager, a non-root
 # user; the healthcheck binary is the containers' probe.
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM gcr.io/distroless/static-debian12:nonroot@sha256:afa5c872c891853ca7fcf1f12c3edb23f7eeef36189728842dd51042ff57f7ab
 COPY --from=build /out/app /app
 COPY --from=build /out/healthcheck /healthcheck
 # Numeric, so the kubelet can verify runAsNonRoot: 65532 is the
