@@ -12,8 +12,8 @@ import (
 )
 
 // Shared is the second level of a read (L2): values in Redis, shared by
-// every replica, so a key costs the source one load per replica and TTL
-// at most however many readers there are, a replica that restarts finds
+// every replica, so a key costs the source one load per TTL however
+// many replicas and readers there are, a replica that restarts finds
 // the hot keys loaded, and a first level that empties (a purge, a deploy)
 // does not send its whole load to the database (缓存雪崩). Values are
 // stored as JSON under prefix+key with a TTL shortened by a random tenth.
@@ -23,9 +23,15 @@ import (
 // before the write stores its (old) value only if the version is still
 // the one it read, so a read racing a write cannot put the old value back
 // for a TTL (the race the "delete, then delayed second delete" of the
-// field's articles narrows: here it is closed). Shared does not
-// singleflight across replicas: in front of it sits a Loader, whose
-// singleflight makes one load per key and replica.
+// field's articles narrows: here it is closed).
+//
+// One load across replicas (互斥锁, the mutex key against 缓存击穿): in
+// front of Shared sits a Loader, whose singleflight makes one load per
+// key and replica; across replicas, the replica that misses first takes
+// a lock key (SET NX, a few seconds) and loads, and the others wait for
+// its value in Redis, for at most LockWait, before they load themselves
+// (so a replica that took the lock and died costs a short wait, never a
+// stuck read).
 //
 // Redis failing is not the source failing: a Get whose Redis call fails
 // asks the source directly (counted as an error) and says nothing.
@@ -36,6 +42,17 @@ type Shared[K comparable, V any] struct {
 
 	hits, misses, errs atomic.Int64
 }
+
+// Lock timing of a miss across replicas.
+const (
+	// LockWait is the longest a replica waits for the value another
+	// replica is loading before it loads itself.
+	LockWait = 200 * time.Millisecond
+	// lockPoll is how often a waiting replica looks for the value.
+	lockPoll = 5 * time.Millisecond
+	// lockTTL bounds a lock its holder never released (it died).
+	lockTTL = 5 * time.Second
+)
 
 // NewShared returns the Redis level of the values of one kind, under
 // keys prefix+fmt.Sprint(key).
@@ -48,6 +65,37 @@ func NewShared[K comparable, V any](rdb redis.Cmdable, prefix string, ttl time.D
 func (s *Shared[K, V]) keys(k K) (value, version string) {
 	tag := "{" + s.prefix + fmt.Sprint(k) + "}"
 	return tag, tag + ":v"
+}
+
+// lockKey is the key a replica loading the value of valueKey holds.
+func lockKey(valueKey string) string { return valueKey + ":lock" }
+
+// awaitValue waits, up to LockWait, for another replica's load of
+// valueKey to land in Redis.
+func (s *Shared[K, V]) awaitValue(ctx context.Context, valueKey string) (V, bool) {
+	var zero V
+	poll := time.NewTicker(lockPoll)
+	defer poll.Stop()
+	deadline := time.NewTimer(LockWait)
+	defer deadline.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return zero, false
+		case <-deadline.C:
+			return zero, false
+		case <-poll.C:
+		}
+		raw, err := s.rdb.Get(ctx, valueKey).Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		var v V
+		if err != nil || json.Unmarshal(raw, &v) != nil {
+			return zero, false
+		}
+		return v, true
+	}
 }
 
 // storeIfUnchanged sets KEYS[1] to ARGV[1] for ARGV[2] ms unless
@@ -91,6 +139,18 @@ func (s *Shared[K, V]) Through(load func(context.Context, K) (V, error)) func(co
 				s.hits.Add(1)
 				return v, nil
 			}
+		}
+		// Another replica is loading k: take its value when it lands.
+		lock := lockKey(valueKey)
+		took, err := s.rdb.SetNX(ctx, lock, 1, lockTTL).Result()
+		if err == nil && !took {
+			if v, ok := s.awaitValue(ctx, valueKey); ok {
+				s.hits.Add(1)
+				return v, nil
+			}
+		}
+		if took {
+			defer s.rdb.Del(context.WithoutCancel(ctx), lock)
 		}
 		s.misses.Add(1)
 		v, err := load(ctx, k)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -230,5 +231,57 @@ func TestSharedAndInvalidationsOnEveryBackend(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAColdKeyLoadsOnceAcrossReplicas (互斥锁 against 缓存击穿): replicas
+// that miss the same key at once make one load between them; the others
+// read its value from Redis when it lands.
+func TestAColdKeyLoadsOnceAcrossReplicas(t *testing.T) {
+	for name, client := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			p := prefix(t)
+			var loads atomic.Int64
+			load := func(_ context.Context, id int64) (row, error) {
+				loads.Add(1)
+				time.Sleep(50 * time.Millisecond) // a slow database read
+				return row{ID: id, Title: "t"}, nil
+			}
+			const replicas = 4
+			var wg sync.WaitGroup
+			for range replicas {
+				s := cache.NewShared[int64, row](client(t), p, time.Minute)
+				wg.Go(func() {
+					if got, err := s.Through(load)(context.Background(), 9); err != nil || got != (row{ID: 9, Title: "t"}) {
+						t.Errorf("Through = %+v, %v", got, err)
+					}
+				})
+			}
+			wg.Wait()
+			if got := loads.Load(); got != 1 {
+				t.Fatalf("loads = %d across %d replicas, want 1", got, replicas)
+			}
+		})
+	}
+}
+
+// TestALockWhoseHolderDiedCostsAShortWait: a replica that took the lock
+// and never released it (it died mid-load) holds the others back for at
+// most LockWait; then they load themselves.
+func TestALockWhoseHolderDiedCostsAShortWait(t *testing.T) {
+	rdb := mustRedis(t)
+	p := prefix(t)
+	ctx := context.Background()
+	if err := rdb.Set(ctx, "{"+p+"3}:lock", 1, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := cache.NewShared[int64, row](rdb, p, time.Minute)
+	start := time.Now()
+	got, err := s.Through(func(_ context.Context, id int64) (row, error) { return row{ID: id}, nil })(ctx, 3)
+	if err != nil || got.ID != 3 {
+		t.Fatalf("Through = %+v, %v; want the source's row", got, err)
+	}
+	if waited := time.Since(start); waited < cache.LockWait {
+		t.Fatalf("answered after %v: it did not wait for the holder's value", waited)
 	}
 }
