@@ -79,31 +79,6 @@ func ReadSeckillBooks(ctx context.Context, cl *Client, orders *pgxpool.Pool, act
 	return settleBooks(ctx, cl, activityID, func() (*SeckillBooks, error) { return queryBooks(ctx, orders, id) })
 }
 
-func queryBooks(ctx context.Context, orders *pgxpool.Pool, activityID int64) (*SeckillBooks, error) {
-	rows, err := orders.Query(ctx, `SELECT o.order_id, o.user_id, o.status, o.idempotency_key, COUNT(l.line_id), COALESCE(SUM(l.quantity), 0)
-		FROM orders o LEFT JOIN order_lines l ON l.order_id = o.order_id
-		WHERE o.activity_id = $1 GROUP BY o.order_id, o.user_id, o.status, o.idempotency_key`, activityID)
-	if err != nil {
-		return nil, fmt.Errorf("audit: orders: %w", err)
-	}
-	defer rows.Close()
-	b := newSeckillBooks()
-	for rows.Next() {
-		var orderID, userID, lines, units int64
-		var status, key string
-		if err := rows.Scan(&orderID, &userID, &status, &key, &lines, &units); err != nil {
-			return nil, fmt.Errorf("audit: scan: %w", err)
-		}
-		id := strconv.FormatInt(orderID, 10)
-		b.add(id, userID, status, lines, units)
-		b.Keys[id] = key
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("audit: orders: %w", err)
-	}
-	return b, nil
-}
-
 // released reports whether an order's stock went back to the sale
 // (cancelled by the buyer or expired unpaid).
 func released(status string) bool { return status == "CANCELLED" || status == "EXPIRED" }

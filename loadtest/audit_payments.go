@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -107,37 +106,6 @@ func ReadPayments(ctx context.Context, cl *Client, res *ReplayResult, orders map
 	wg.Wait()
 	close(errs)
 	return out, <-errs
-}
-
-func queryPayments(ctx context.Context, pool *pgxpool.Pool, orderIDs []string) (map[string][]PaymentRecord, error) {
-	ids := make([]int64, 0, len(orderIDs))
-	for _, s := range orderIDs {
-		id, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("audit: order id %q: %w", s, err)
-		}
-		ids = append(ids, id)
-	}
-	rows, err := pool.Query(ctx, `SELECT order_id, payment_id, channel, status FROM payments WHERE order_id = ANY($1)`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("audit: payments: %w", err)
-	}
-	defer rows.Close()
-	out := map[string][]PaymentRecord{}
-	for rows.Next() {
-		var orderID, paymentID int64
-		var p PaymentRecord
-		if err := rows.Scan(&orderID, &paymentID, &p.Channel, &p.Status); err != nil {
-			return nil, fmt.Errorf("audit: scan payment: %w", err)
-		}
-		p.PaymentID = strconv.FormatInt(paymentID, 10)
-		key := strconv.FormatInt(orderID, 10)
-		out[key] = append(out[key], p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("audit: payments: %w", err)
-	}
-	return out, nil
 }
 
 // orderStates counts where the accepted orders and their payments ended,
