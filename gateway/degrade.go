@@ -63,14 +63,17 @@ const degradedRetryAfter = 5 * time.Second
 
 // The automatic controller's rule, evaluated every second: a second is
 // under pressure when at least half of the flash-sale route's requests
-// (of at least pressureMinRequests) were refused by admission, or a
-// downstream's breaker is open; calm when under a tenth were refused and
-// no breaker is open. pressureSeconds in a row raise the level one step
+// (of at least pressureMinRequests) were refused by admission, or its
+// p99 was over budget (more than slowShare of at least
+// pressureMinRequests answers slower than Options.DegradeP99Budget), or a
+// downstream's breaker is open; calm when under a tenth were refused, the
+// p99 was within budget and no breaker is open. pressureSeconds in a row raise the level one step
 // (up to LevelSurvive); calmSeconds in a row lower it one step. The gap
 // between the two thresholds and the longer way down keep it from
 // flapping (hysteresis).
 const (
 	pressureShare       = 0.5
+	slowShare           = 0.01
 	calmShare           = 0.1
 	pressureMinRequests = 100
 	pressureSeconds     = 3
@@ -87,15 +90,28 @@ type degrader struct {
 	automatic    atomic.Bool
 	seckill      *admission
 	breakersOpen func() int
+	// budget is the flash-sale route's p99 budget; answers and slow
+	// count the route's answers and those slower than it (observe).
+	budget        time.Duration
+	answers, slow atomic.Int64
 
 	mu              sync.Mutex // guards the controller's state below
 	admitted        int64
 	refused         int64
+	answered, late  int64
 	pressured, calm int
 }
 
-func newDegrader(seckill *admission, breakersOpen func() int, reg prometheus.Registerer) (*degrader, error) {
-	d := &degrader{seckill: seckill, breakersOpen: breakersOpen}
+// observe counts one answer of the flash-sale route that took elapsed.
+func (d *degrader) observe(elapsed time.Duration) {
+	d.answers.Add(1)
+	if elapsed > d.budget {
+		d.slow.Add(1)
+	}
+}
+
+func newDegrader(seckill *admission, breakersOpen func() int, budget time.Duration, reg prometheus.Registerer) (*degrader, error) {
+	d := &degrader{seckill: seckill, breakersOpen: breakersOpen, budget: budget}
 	for source, v := range map[string]func() float64{
 		"effective": func() float64 { return float64(d.level()) },
 		"manual":    func() float64 { return float64(d.manual.Load()) },
@@ -125,6 +141,9 @@ func (d *degrader) tick() {
 	admitted, refused := d.seckill.counts()
 	da, dr := admitted-d.admitted, refused-d.refused
 	d.admitted, d.refused = admitted, refused
+	answered, late := d.answers.Load(), d.slow.Load()
+	dn, dl := answered-d.answered, late-d.late
+	d.answered, d.late = answered, late
 	if !d.automatic.Load() {
 		d.auto.Store(int32(LevelNormal))
 		d.pressured, d.calm = 0, 0
@@ -135,8 +154,9 @@ func (d *degrader) tick() {
 		share = float64(dr) / float64(da+dr)
 	}
 	open := d.breakersOpen != nil && d.breakersOpen() > 0
+	overBudget := dn >= pressureMinRequests && float64(dl) > slowShare*float64(dn)
 	switch {
-	case open || (da+dr >= pressureMinRequests && share >= pressureShare):
+	case open || overBudget || (da+dr >= pressureMinRequests && share >= pressureShare):
 		d.pressured, d.calm = d.pressured+1, 0
 	case share < calmShare:
 		d.pressured, d.calm = 0, d.calm+1

@@ -1,6 +1,9 @@
 package gateway
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestAutomaticDegradeMovesWithHysteresis drives the controller second
 // by second: three seconds under pressure raise the level one step (up to
@@ -71,6 +74,48 @@ func TestAutomaticDegradeMovesWithHysteresis(t *testing.T) {
 		second(0, 1000)
 	}
 	want("pressure with the controller off", LevelNormal)
+}
+
+// TestAutomaticDegradeFollowsTheP99Budget: seconds whose flash-sale
+// p99 is over budget (more than one answer in a hundred slower than it)
+// are pressure, with nothing refused and no breaker open; seconds within
+// budget are calm again.
+func TestAutomaticDegradeFollowsTheP99Budget(t *testing.T) {
+	d := &degrader{seckill: &admission{}, budget: 100 * time.Millisecond}
+	d.automatic.Store(true)
+	second := func(fast, slow int) {
+		for range fast {
+			d.observe(10 * time.Millisecond)
+		}
+		for range slow {
+			d.observe(300 * time.Millisecond)
+		}
+		d.tick()
+	}
+	for range 3 {
+		second(990, 10) // p99 exactly at the budget's edge: 1 % slow
+	}
+	if got := d.level(); got != LevelNormal {
+		t.Fatalf("one answer in a hundred over budget: level %s, want normal", got)
+	}
+	for range 3 {
+		second(980, 20) // p99 over budget
+	}
+	if got := d.level(); got != LevelProtect {
+		t.Fatalf("three seconds over the p99 budget: level %s, want protect", got)
+	}
+	for range 3 {
+		second(30, 30) // too few answers to judge
+	}
+	if got := d.level(); got != LevelProtect {
+		t.Fatalf("seconds of too few answers: level %s, want protect", got)
+	}
+	for range 10 {
+		second(1000, 0)
+	}
+	if got := d.level(); got != LevelNormal {
+		t.Fatalf("ten seconds within budget: level %s, want normal", got)
+	}
 }
 
 func TestParseLevel(t *testing.T) {

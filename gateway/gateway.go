@@ -137,6 +137,11 @@ type Options struct {
 	// BreakersOpen, when set, says how many downstream breakers are open
 	// now: a signal of the automatic degrade controller (RunDegrade).
 	BreakersOpen func() int
+	// DegradeP99Budget is the flash-sale route's p99 budget, a signal of
+	// the automatic degrade controller: a second whose p99 is over it
+	// (more than one answer in a hundred slower) is under pressure
+	// (default 500 ms).
+	DegradeP99Budget time.Duration
 
 	// Screen, when set, serves the big screen (GET /screen and its
 	// stream; RunScreen feeds it); nil leaves both routes out.
@@ -151,6 +156,7 @@ const (
 	DefaultCacheTTL        = time.Second
 	DefaultCallTimeout     = 2 * time.Second
 	DefaultMaxBodyBytes    = 64 << 10
+	DefaultDegradeP99      = 500 * time.Millisecond
 )
 
 // acceptedKeyTTL is how long an accepted flash-sale request is remembered
@@ -248,7 +254,7 @@ func New(opts Options) (*Gateway, error) {
 	if g.challenges, err = newChallenger(opts); err != nil {
 		return nil, err
 	}
-	if g.degrade, err = newDegrader(g.seckillAdmission, opts.BreakersOpen, opts.Registry); err != nil {
+	if g.degrade, err = newDegrader(g.seckillAdmission, opts.BreakersOpen, opts.DegradeP99Budget, opts.Registry); err != nil {
 		return nil, err
 	}
 	g.degrade.manual.Store(int32(opts.Degrade))
@@ -311,6 +317,9 @@ func withDefaults(o Options) Options {
 	}
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.DegradeP99Budget <= 0 {
+		o.DegradeP99Budget = DefaultDegradeP99
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes

@@ -166,6 +166,9 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		span.SetAttributes(attribute.String("http.route", info.route), attribute.Int("http.status_code", rec.status))
 		g.metrics.requests.WithLabelValues(info.route, strconv.Itoa(rec.status)).Inc()
 		telemetry.Observe(ctx, g.metrics.latency.WithLabelValues(info.route), elapsed.Seconds())
+		if info.route == seckillRoute {
+			g.degrade.observe(elapsed)
+		}
 
 		level := slog.LevelInfo
 		if slices.Contains(opsRoutes, info.route) {

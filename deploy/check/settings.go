@@ -318,7 +318,7 @@ var settingNotes = map[string]string{
 	"FLASHSALE_CHANNELS":                  "The payment channels as name=secret pairs, the same on payment and the simulator; a secret: required outside development.",
 	"FLASHSALE_CHANNEL_TIMEOUT":           "Bounds each call to a payment channel.",
 	"FLASHSALE_CONSUMER_BATCH_WAIT":       "How long a consumer batch waits after its first message before it is written (or at FLASHSALE_CONSUMER_BATCH_SIZE messages).",
-	"FLASHSALE_DEGRADE_AUTO":              "Lets each gateway replica raise its degrade level by itself from admission refusals and open breakers, and lower it once calm; Consul's degrade_auto overrides it.",
+	"FLASHSALE_DEGRADE_AUTO":              "Lets each gateway replica raise its degrade level by itself from admission refusals, a p99 over budget and open breakers, and lower it once calm; Consul's degrade_auto overrides it.",
 	"FLASHSALE_DEGRADE_LEVEL":             "The degrade level set by hand (normal, protect, survive, close) when Consul holds none (docs/protection.md).",
 	"FLASHSALE_DEV":                       "The development switch: dev tokens on the gateway and the secrets printed in this repository accepted. Leave unset in production.",
 	"FLASHSALE_EXPIRY_BATCH":              "How many due orders an expiry worker claims at once (released in one batch).",

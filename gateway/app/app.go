@@ -112,6 +112,9 @@ type Config struct {
 	// (FLASHSALE_DEGRADE_AUTO, off by default).
 	Degrade     gateway.Level
 	DegradeAuto bool
+	// DegradeP99Budget is the flash-sale route's p99 budget: a second
+	// over it is pressure to the automatic controller.
+	DegradeP99Budget time.Duration
 	// A downstream's circuit breaker opens for BreakerOpenFor once
 	// BreakerFailurePercent of at least BreakerMinRequests calls in a
 	// window failed (zero: the defaults of resilience.BreakerConfig).
@@ -188,6 +191,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		CatalogCacheOnly:      env.Bool("FLASHSALE_CATALOG_CACHE_ONLY", false),
 		Degrade:               degradeFromEnv(env),
 		DegradeAuto:           env.Bool("FLASHSALE_DEGRADE_AUTO", false),
+		DegradeP99Budget:      env.Duration("FLASHSALE_DEGRADE_P99_BUDGET", gateway.DefaultDegradeP99),
 		BreakerMinRequests:    uint32(env.Int("FLASHSALE_BREAKER_MIN_REQUESTS", resilience.DefaultMinRequests)),
 		BreakerFailurePercent: uint32(env.Int("FLASHSALE_BREAKER_FAILURE_PERCENT", resilience.DefaultFailurePercent)),
 		BreakerOpenFor:        env.Duration("FLASHSALE_BREAKER_OPEN_FOR", resilience.DefaultOpenFor),
@@ -224,6 +228,7 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(cfg.BreakerMinRequests >= 1 && cfg.BreakerMinRequests <= 100000, "FLASHSALE_BREAKER_MIN_REQUESTS must be 1..100000")
 	env.Check(cfg.BreakerFailurePercent >= 1 && cfg.BreakerFailurePercent <= 100, "FLASHSALE_BREAKER_FAILURE_PERCENT must be 1..100")
 	env.Check(cfg.BreakerOpenFor > 0, "FLASHSALE_BREAKER_OPEN_FOR must be positive")
+	env.Check(cfg.DegradeP99Budget > 0, "FLASHSALE_DEGRADE_P99_BUDGET must be positive")
 	env.Check(len(cfg.ScreenPaymentMetrics) == 0 || len(cfg.ScreenKafkaBrokers) > 0,
 		"FLASHSALE_SCREEN_PAYMENT_METRICS is set but FLASHSALE_SCREEN_KAFKA_BROKERS is not: the big screen is off without the brokers")
 	for _, u := range cfg.ScreenPaymentMetrics {
@@ -367,6 +372,7 @@ func Run(ctx context.Context, cfg Config) error {
 		CatalogCacheOnly:  cfg.CatalogCacheOnly,
 		Degrade:           cfg.Degrade,
 		DegradeAuto:       cfg.DegradeAuto,
+		DegradeP99Budget:  cfg.DegradeP99Budget,
 		BreakersOpen:      breakers.open,
 		Screen:            screen,
 	})
