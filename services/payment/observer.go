@@ -5,7 +5,7 @@ package payment
 // it after the ledger recorded the change and once per change (the
 // ledger's conditional updates decide which of several concurrent settlers
 // made it), so counts built on it add up however callbacks, the sweep and
-// reconciliation race. services/payment/metrics implements it with
+// reconciliation race. services/payment/app/metrics.go implements it with
 // Prometheus; the domain imports no adapter. Its methods must be quick and
 // safe for concurrent use.
 type Observer interface {

@@ -27,7 +27,6 @@ import (
 	"github.com/flashsale/flashsale/services/payment/channel"
 	"github.com/flashsale/flashsale/services/payment/channel/wire"
 	paymentgrpc "github.com/flashsale/flashsale/services/payment/grpc"
-	"github.com/flashsale/flashsale/services/payment/metrics"
 	"github.com/flashsale/flashsale/services/payment/postgres"
 )
 
@@ -215,7 +214,7 @@ func Run(ctx context.Context, cfg Config) error {
 		QueryAfter: cfg.QueryAfter,
 		PayBudget:  cfg.PayBudget,
 		Logger:     log,
-		Observer:   metrics.New(reg, router),
+		Observer:   newPaymentMetrics(reg, router),
 	})
 	srv := rpc.NewServer(log, reg, paymentgrpc.Errors)
 	var shared paymentgrpc.PutChannelSetting

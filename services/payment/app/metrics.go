@@ -1,8 +1,9 @@
-// Package metrics publishes the payment service's Prometheus metrics: it
-// implements payment.Observer with counters, and reads the router's
-// breakers at scrape time. The Grafana dashboard (deploy/grafana) charts
-// them; docs/operations.md says where.
-package metrics
+package app
+
+// The payment service's Prometheus metrics: paymentMetrics implements
+// payment.Observer with counters, and the router's breakers are read at
+// scrape time. The Grafana dashboard (deploy/grafana) charts them;
+// docs/operations.md says where.
 
 import (
 	"strings"
@@ -12,20 +13,20 @@ import (
 	"github.com/flashsale/flashsale/services/payment"
 )
 
-// Metrics counts what the payment service settles.
-type Metrics struct {
+// paymentMetrics counts what the payment service settles.
+type paymentMetrics struct {
 	payments    *prometheus.CounterVec
 	refunds     *prometheus.CounterVec
 	callbacks   *prometheus.CounterVec
 	differences *prometheus.CounterVec
 }
 
-// New registers the payment metrics on reg and returns the observer that
+// newPaymentMetrics registers the payment metrics on reg and returns the observer that
 // moves them. Every channel's payment counters start at zero, so the
 // first payment of a channel shows in rate() instead of starting the
 // series.
-func New(reg prometheus.Registerer, router *payment.Router) *Metrics {
-	m := &Metrics{
+func newPaymentMetrics(reg prometheus.Registerer, router *payment.Router) *paymentMetrics {
+	m := &paymentMetrics{
 		payments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "payment_payments_total",
 			Help: "Payments that reached a final state, by channel and status (succeeded, failed).",
@@ -64,22 +65,22 @@ func New(reg prometheus.Registerer, router *payment.Router) *Metrics {
 func status(s payment.Status) string { return strings.ToLower(string(s)) }
 
 // Settled counts a payment that reached a final state.
-func (m *Metrics) Settled(channel string, s payment.Status) {
+func (m *paymentMetrics) Settled(channel string, s payment.Status) {
 	m.payments.WithLabelValues(channel, status(s)).Inc()
 }
 
 // Refunded counts a refund the channel confirmed.
-func (m *Metrics) Refunded(channel string, kind payment.RefundKind) {
+func (m *paymentMetrics) Refunded(channel string, kind payment.RefundKind) {
 	m.refunds.WithLabelValues(channel, string(kind)).Inc()
 }
 
 // Callback counts a handled callback.
-func (m *Metrics) Callback(channel string, result payment.CallbackResult) {
+func (m *paymentMetrics) Callback(channel string, result payment.CallbackResult) {
 	m.callbacks.WithLabelValues(channel, string(result)).Inc()
 }
 
 // Reconciled counts differences reconciliation found.
-func (m *Metrics) Reconciled(channel string, kind payment.Difference, n int) {
+func (m *paymentMetrics) Reconciled(channel string, kind payment.Difference, n int) {
 	m.differences.WithLabelValues(channel, string(kind)).Add(float64(n))
 }
 
