@@ -290,23 +290,30 @@ func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 	}
 }
 
-// A repeat that arrives while the first request is still in flight, after
-// the sale it took the last unit of has raised the sold-out flag, gets the
-// first request's order (a double click), not SOLD_OUT.
-func TestRepeatWhileTheFirstIsInFlightGetsItsOrder(t *testing.T) {
+// mustFirstOrderHeld starts a gateway with opts on the real services
+// whose first PlaceSeckillOrder call is held: held closes when it is
+// reached, and the call goes on once the test closes hold. Only the first
+// is held; sync.Once would make the others wait for it too.
+func mustFirstOrderHeld(t *testing.T, opts gateway.Options) (tg *testGateway, held, hold chan struct{}) {
+	t.Helper()
 	svc := servicetest.MustStart(t, stack)
-	hold, held := make(chan struct{}), make(chan struct{})
+	hold, held = make(chan struct{}), make(chan struct{})
 	var first atomic.Bool
-	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
-		opts: gateway.Options{Redis: MustRedis(t)},
+	tg = MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr, opts: opts,
 		afterCall: func(method string) {
-			// Only the first order call is held; sync.Once would make
-			// the others wait for it too.
 			if strings.HasSuffix(method, "/PlaceSeckillOrder") && first.CompareAndSwap(false, true) {
 				close(held)
 				<-hold
 			}
 		}})
+	return tg, held, hold
+}
+
+// A repeat that arrives while the first request is still in flight, after
+// the sale it took the last unit of has raised the sold-out flag, gets the
+// first request's order (a double click), not SOLD_OUT.
+func TestRepeatWhileTheFirstIsInFlightGetsItsOrder(t *testing.T) {
+	tg, held, hold := mustFirstOrderHeld(t, gateway.Options{Redis: MustRedis(t)})
 	admin := tg.token(t, 1, "admin")
 	now := tg.clock.Now()
 	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 1, 1, now.Add(-time.Minute), now.Add(time.Hour))
@@ -448,17 +455,7 @@ func mustParse(tb testing.TB, id string) int64 {
 // accepted key is written although the request's context is gone, so
 // the buyer's retry after the sale sold out gets the order, not SOLD_OUT.
 func TestAcceptedKeyIsKeptWhenTheBuyerHangsUp(t *testing.T) {
-	svc := servicetest.MustStart(t, stack)
-	hold, held := make(chan struct{}), make(chan struct{})
-	var first atomic.Bool
-	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
-		opts: gateway.Options{SoldOutTTL: time.Hour, Redis: MustRedis(t)},
-		afterCall: func(method string) {
-			if strings.HasSuffix(method, "/PlaceSeckillOrder") && first.CompareAndSwap(false, true) {
-				close(held)
-				<-hold
-			}
-		}})
+	tg, held, hold := mustFirstOrderHeld(t, gateway.Options{SoldOutTTL: time.Hour, Redis: MustRedis(t)})
 	admin := tg.token(t, 1, "admin")
 	now := tg.clock.Now()
 	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 1, 1, now.Add(-time.Minute), now.Add(time.Hour))

@@ -3,6 +3,7 @@ package check
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -23,7 +24,7 @@ func TestConfigurationDocIsCurrent(t *testing.T) {
 		}
 	}
 	for name := range settingNotes {
-		if !hasSetting(settings, name) {
+		if !slices.ContainsFunc(settings, func(s Setting) bool { return s.Name == name }) {
 			t.Errorf("settingNotes explains %s, which no binary reads", name)
 		}
 	}
@@ -35,13 +36,4 @@ func TestConfigurationDocIsCurrent(t *testing.T) {
 	if err != nil || string(got) != want {
 		t.Errorf("docs/configuration.md is out of date with the code: run make config-doc (%v)", err)
 	}
-}
-
-func hasSetting(settings []Setting, name string) bool {
-	for _, s := range settings {
-		if s.Name == name {
-			return true
-		}
-	}
-	return false
 }

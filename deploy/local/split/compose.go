@@ -259,17 +259,17 @@ func (pl *plan) databases() []string {
 // services without a profile) in: each after what it depends on, as
 // compose does, and in name order otherwise.
 func (pl *plan) startOrder() ([]string, error) {
-	var todo []string
+	var waiting []string
 	for _, name := range pl.named(binary) {
 		if len(pl.project.Services[name].Profiles) == 0 {
-			todo = append(todo, name)
+			waiting = append(waiting, name)
 		}
 	}
 	started := map[string]bool{}
 	var order []string
-	for len(todo) > 0 {
+	for len(waiting) > 0 {
 		var next []string
-		for _, name := range todo {
+		for _, name := range waiting {
 			ready := true
 			for dep := range pl.project.Services[name].DependsOn {
 				if kindOf(pl.project.Services[dep]) == binary && !started[dep] {
@@ -283,10 +283,10 @@ func (pl *plan) startOrder() ([]string, error) {
 				next = append(next, name)
 			}
 		}
-		if len(next) == len(todo) {
+		if len(next) == len(waiting) {
 			return nil, fmt.Errorf("split: services depend on each other in a cycle: %v", next)
 		}
-		todo = next
+		waiting = next
 	}
 	return order, nil
 }
