@@ -16,7 +16,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 
 export GOTOOLCHAIN := local
 
-.PHONY: demo test test-split rules actionlint up up-split compose-up config-doc deps test-deps proto proto-check lint bench loadtest static size
+.PHONY: demo test test-split rules actionlint up up-split compose-up config-doc deps test-deps proto proto-check lint bench loadtest static size package-graph
 
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
@@ -116,6 +116,10 @@ proto-check: proto
 ## config-doc: write docs/configuration.md, the table of every FLASHSALE_* variable, from the code
 config-doc:
 	$(GO) run ./deploy/check/cmd/configdoc
+
+## package-graph: write docs/package-graph.md, the packages as boxes and their imports as arrows, from the code
+package-graph:
+	$(GO) run ./deploy/check/cmd/pkggraph
 
 ## lint: gofmt, go vet, and the walls between services (archlint: one service's code never imports another's)
 lint:
