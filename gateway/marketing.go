@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"math"
 	"net/http"
 	"strings"
@@ -23,6 +24,15 @@ const (
 	maxTiers         = limits.MaxTiers
 )
 
+// checkLineCount refuses a cart or refund of no lines or of more than a
+// cart holds.
+func checkLineCount(n int) error {
+	if n < 1 || n > maxCartLines {
+		return errorf(errcode.InvalidArgument, fmt.Sprintf("lines must hold 1 to %d lines", maxCartLines))
+	}
+	return nil
+}
+
 type cartLineRequest struct {
 	SKUID    *string `json:"sku_id"`
 	Quantity *int64  `json:"quantity"`
@@ -39,8 +49,8 @@ func decodeCart(r *http.Request) (*orderv1.RegularOrderRequest, error) {
 	if err := decodeJSON(r, &req); err != nil {
 		return nil, err
 	}
-	if len(req.Lines) < 1 || len(req.Lines) > maxCartLines {
-		return nil, errorf(errcode.InvalidArgument, "lines must hold 1 to 100 lines")
+	if err := checkLineCount(len(req.Lines)); err != nil {
+		return nil, err
 	}
 	var f fields
 	out := &orderv1.RegularOrderRequest{Lines: make([]*orderv1.RegularOrderLine, len(req.Lines))}

@@ -77,8 +77,8 @@ func (g *Gateway) refundOrder(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &body); err != nil {
 		return err
 	}
-	if len(body.Lines) < 1 || len(body.Lines) > maxCartLines {
-		return errorf(errcode.InvalidArgument, "lines must hold 1 to 100 lines")
+	if err := checkLineCount(len(body.Lines)); err != nil {
+		return err
 	}
 	caller := callerOf(r.Context()).UserID
 	req := &orderv1.RefundOrderRequest{OrderId: id, UserId: caller, IdempotencyKey: key, Lines: make([]*orderv1.RefundLine, len(body.Lines))}

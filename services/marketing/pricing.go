@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/apportion"
+	"github.com/flashsale/flashsale/proto/limits"
 )
 
 // Line is a cart line to price.
@@ -54,25 +55,17 @@ type Quote struct {
 	CouponID int64
 }
 
-// ValidateLines checks a cart: 1..MaxLines lines, each SKU once, positive
-// ids, quantities 1..MaxQuantity and prices 0..MaxUnitPrice.
+// ValidateLines checks a cart: the lines every service checks
+// (limits.CheckLines: 1..MaxLines lines, each SKU once, positive ids,
+// quantities 1..MaxQuantity) and prices 0..MaxUnitPrice.
 func ValidateLines(lines []Line) error {
-	if len(lines) < 1 || len(lines) > MaxLines {
-		return fmt.Errorf("%w: %d lines, want 1..%d", ErrInvalid, len(lines), MaxLines)
+	if err := limits.CheckLines(len(lines), MaxQuantity, func(i int) (int64, int64) { return lines[i].SKUID, lines[i].Quantity }); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	seen := make(map[int64]bool, len(lines))
 	for _, l := range lines {
-		switch {
-		case l.SKUID <= 0:
-			return fmt.Errorf("%w: sku id %d is not positive", ErrInvalid, l.SKUID)
-		case seen[l.SKUID]:
-			return fmt.Errorf("%w: sku %d listed twice", ErrInvalid, l.SKUID)
-		case l.Quantity < 1 || l.Quantity > MaxQuantity:
-			return fmt.Errorf("%w: quantity %d of sku %d outside 1..%d", ErrInvalid, l.Quantity, l.SKUID, MaxQuantity)
-		case l.UnitPrice < 0 || l.UnitPrice > MaxUnitPrice:
+		if l.UnitPrice < 0 || l.UnitPrice > MaxUnitPrice {
 			return fmt.Errorf("%w: unit price %d of sku %d outside 0..%d", ErrInvalid, l.UnitPrice, l.SKUID, int64(MaxUnitPrice))
 		}
-		seen[l.SKUID] = true
 	}
 	return nil
 }

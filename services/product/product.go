@@ -43,9 +43,9 @@ const (
 	MaxPrice        = 10_000_000_000 // cents: 100 million in the currency's unit
 	MaxStock        = 1_000_000_000
 	MaxPerUserLimit = limits.MaxPerUserLimit
-	// MaxStockLines bounds the lines of one stock reservation (a regular
-	// order's lines).
-	MaxStockLines = 100
+	// MaxStockLines bounds the lines of one stock reservation: a regular
+	// order's lines, so a cart's bound.
+	MaxStockLines = limits.MaxLines
 )
 
 // Product is a sellable SKU with its regular stock.
@@ -166,23 +166,11 @@ type StockLine struct {
 	Quantity int64
 }
 
-// ValidateStockLines checks the lines of a reservation: 1..MaxStockLines
-// lines, each SKU once, positive ids and quantities 1..MaxStock.
+// ValidateStockLines checks the lines of a reservation as every service
+// checks SKU lines (limits.CheckLines), with quantities up to MaxStock.
 func ValidateStockLines(lines []StockLine) error {
-	if len(lines) < 1 || len(lines) > MaxStockLines {
-		return fmt.Errorf("%w: %d lines, want 1..%d", ErrInvalid, len(lines), MaxStockLines)
-	}
-	seen := make(map[int64]bool, len(lines))
-	for _, l := range lines {
-		switch {
-		case l.SKUID <= 0:
-			return fmt.Errorf("%w: sku id %d is not positive", ErrInvalid, l.SKUID)
-		case seen[l.SKUID]:
-			return fmt.Errorf("%w: sku %d listed twice", ErrInvalid, l.SKUID)
-		case l.Quantity < 1 || l.Quantity > MaxStock:
-			return fmt.Errorf("%w: quantity %d of sku %d outside 1..%d", ErrInvalid, l.Quantity, l.SKUID, MaxStock)
-		}
-		seen[l.SKUID] = true
+	if err := limits.CheckLines(len(lines), MaxStock, func(i int) (int64, int64) { return lines[i].SKUID, lines[i].Quantity }); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }
