@@ -18,6 +18,7 @@ import (
 	"github.com/flashsale/flashsale/gateway/api"
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
@@ -307,7 +308,7 @@ func TestChallengedBuyThroughHTTP(t *testing.T) {
 
 func TestReplayAuditPasses(t *testing.T) {
 	ctx := context.Background()
-	sc, err := loadtest.ParseScenario([]byte(smallScenario))
+	sc, err := scenario.Parse([]byte(smallScenario))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +397,7 @@ func TestReplayAuditPasses(t *testing.T) {
 		}
 	}
 	for _, p := range res.Phases {
-		if p.Kind == loadtest.PhaseCheckout && p.Status != "ran" && p.Sent != 0 {
+		if p.Kind == scenario.PhaseCheckout && p.Status != "ran" && p.Sent != 0 {
 			t.Errorf("skipped phase %s sent %d requests", p.Name, p.Sent)
 		}
 	}

@@ -3,6 +3,8 @@ package loadtest
 import (
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/loadtest/scenario"
 )
 
 // TestLatencyFromScheduledTime checks that a request answered late is
@@ -66,7 +68,7 @@ func TestPhaseSplitsAnsweredFromRefused(t *testing.T) {
 			}
 		}
 	}
-	p := PhaseStat{Kind: PhaseSeckill, StartS: 2, EndS: 6}
+	p := PhaseStat{Kind: scenario.PhaseSeckill, StartS: 2, EndS: 6}
 	r.phaseSeckill(&p)
 	if p.AnsweredPerS != 100 || p.Refused != 200 {
 		t.Errorf("answered %.1f/s, refused %d; want 100/s and 200", p.AnsweredPerS, p.Refused)

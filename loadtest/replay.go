@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/services/channelsim"
 )
 
@@ -46,7 +47,7 @@ type ReplayOptions struct {
 // replay started in this process has one (make demo: its local stack and
 // services).
 type Infrastructure interface {
-	Fault(ctx context.Context, f Fault) (lift func(context.Context) error, err error)
+	Fault(ctx context.Context, f scenario.Fault) (lift func(context.Context) error, err error)
 }
 
 // PhaseStat is what one phase did.
@@ -189,7 +190,7 @@ func (r *ReplayResult) SeckillAnswered() int {
 
 // replay is one run in progress.
 type replay struct {
-	sc       *Scenario
+	sc       *scenario.Scenario
 	cl       *Client
 	opts     ReplayOptions
 	admin    string
@@ -229,7 +230,7 @@ type replay struct {
 // RunReplay signs the scenario's users in, creates its catalog, drives
 // its phases at their scheduled rates and returns the measurements. It
 // does not audit: call AuditReplay once the platform has drained.
-func RunReplay(ctx context.Context, cl *Client, sc *Scenario, opts ReplayOptions) (*ReplayResult, error) {
+func RunReplay(ctx context.Context, cl *Client, sc *scenario.Scenario, opts ReplayOptions) (*ReplayResult, error) {
 	if opts.CapacityWindow <= 0 {
 		opts.CapacityWindow = 5
 	}
@@ -298,7 +299,7 @@ func (r *replay) setup(ctx context.Context) error {
 // setupBots signs the bot accounts in, after the buyers' ids, when a
 // bots phase will drive them.
 func (r *replay) setupBots(ctx context.Context) error {
-	if !slices.ContainsFunc(r.sc.Phases, func(p Phase) bool { return p.Kind == PhaseBots }) {
+	if !slices.ContainsFunc(r.sc.Phases, func(p scenario.Phase) bool { return p.Kind == scenario.PhaseBots }) {
 		return nil
 	}
 	n := r.sc.Bots.Accounts
@@ -342,7 +343,7 @@ func (r *replay) setupMarketing(ctx context.Context, skuOf map[string]string) {
 			}
 			body["sku_ids"] = skus
 		}
-		if p.Kind == PromotionSKUDiscount {
+		if p.Kind == scenario.PromotionSKUDiscount {
 			body["rate_bp"] = p.RateBP
 		} else {
 			body["tiers"] = p.Tiers
@@ -456,7 +457,7 @@ func (r *replay) switchChannel(ctx context.Context, channel string, enabled bool
 
 // needs is the feature a phase kind depends on ("" when none).
 func needs(kind string) string {
-	if kind == PhaseCheckout {
+	if kind == scenario.PhaseCheckout {
 		return FeatureCheckout
 	}
 	return ""
@@ -493,7 +494,7 @@ func (r *replay) run(ctx context.Context) {
 	stopBackground()
 	for i := range stats {
 		stats[i].Sent = sent[i].Load()
-		if stats[i].Kind == PhaseSeckill && stats[i].Status == "ran" {
+		if stats[i].Kind == scenario.PhaseSeckill && stats[i].Status == "ran" {
 			r.rec.phaseSeckill(&stats[i])
 		}
 	}
@@ -509,7 +510,7 @@ func (r *replay) run(ctx context.Context) {
 // process whose rate follows the phase's ramp, drawn by thinning a
 // process at the peak rate. Each arrival gets its own goroutine, so a
 // slow answer never delays the next send (open loop).
-func (r *replay) dispatch(ctx context.Context, i int, p Phase, sent *atomic.Int64) {
+func (r *replay) dispatch(ctx context.Context, i int, p scenario.Phase, sent *atomic.Int64) {
 	rng := rand.New(rand.NewPCG(r.sc.Seed, uint64(i)+1))
 	peak := max(p.Rate, p.RateFrom)
 	t := p.Start.D()
@@ -552,7 +553,7 @@ type arrival struct {
 	quantity []int64
 }
 
-func (r *replay) draw(rng *rand.Rand, p Phase) arrival {
+func (r *replay) draw(rng *rand.Rand, p scenario.Phase) arrival {
 	a := arrival{user: rng.IntN(len(r.users)), roll: rng.Float64(), replay: rng.Float64() < p.ReplayShare}
 	acts := p.Activities
 	if len(acts) == 0 {
@@ -561,7 +562,7 @@ func (r *replay) draw(rng *rand.Rand, p Phase) arrival {
 		}
 	}
 	a.activity = acts[rng.IntN(len(acts))]
-	if p.Kind == PhaseCheckout {
+	if p.Kind == scenario.PhaseCheckout {
 		a.coupon = rng.Float64() < p.CouponShare
 		n := p.Lines[0] + rng.IntN(p.Lines[1]-p.Lines[0]+1)
 		for _, k := range rng.Perm(len(r.skus))[:min(n, len(r.skus))] {
@@ -572,9 +573,9 @@ func (r *replay) draw(rng *rand.Rand, p Phase) arrival {
 	return a
 }
 
-func (r *replay) fire(ctx context.Context, p Phase, a arrival, due time.Time) {
+func (r *replay) fire(ctx context.Context, p scenario.Phase, a arrival, due time.Time) {
 	switch p.Kind {
-	case PhaseBrowse:
+	case scenario.PhaseBrowse:
 		switch {
 		case a.roll < 0.5:
 			sku := r.skus[int(a.roll*2*float64(len(r.skus)))%len(r.skus)]
@@ -584,13 +585,13 @@ func (r *replay) fire(ctx context.Context, p Phase, a arrival, due time.Time) {
 		default:
 			r.call(ctx, EndpointActivities, due, http.MethodGet, "/api/v1/activities", "", nil, nil, nil)
 		}
-	case PhaseCountdown:
+	case scenario.PhaseCountdown:
 		r.call(ctx, EndpointActivity, due, http.MethodGet, "/api/v1/activities/"+r.acts[a.activity].ActivityID, "", nil, nil, nil)
-	case PhaseSeckill:
+	case scenario.PhaseSeckill:
 		r.seckill(ctx, p, a, due)
-	case PhaseCheckout:
+	case scenario.PhaseCheckout:
 		r.placeRegular(ctx, a, due)
-	case PhaseBots:
+	case scenario.PhaseBots:
 		r.botBuy(ctx, a, due)
 	}
 }
@@ -619,7 +620,7 @@ func outcomeOf(err error) string {
 // it: from the buyer's device, and when the sale requires a challenge,
 // after fetching, solving and waiting it out (passChallenge); the buy is
 // then due when it is sent, after the wait.
-func (r *replay) seckill(ctx context.Context, p Phase, a arrival, due time.Time) {
+func (r *replay) seckill(ctx context.Context, p scenario.Phase, a arrival, due time.Time) {
 	ledger, act := r.ledgers[a.activity], r.acts[a.activity]
 	headers := map[string]string{api.DeviceHeader: deviceOf(r.users[a.user])}
 	if act.Challenge {
@@ -998,10 +999,10 @@ func (r *replay) scheduleFaults(ctx context.Context) func() {
 				return err
 			}
 			lift = func(ctx context.Context) error { return undo(ctx) }
-		case f.Mode == FaultDown && !r.features[FeatureChannels].Available:
+		case f.Mode == scenario.FaultDown && !r.features[FeatureChannels].Available:
 			r.faults[i] = FaultStat{Fault: name, Status: r.features[FeatureChannels].Reason}
 			continue
-		case f.Mode == FaultDown:
+		case f.Mode == scenario.FaultDown:
 			apply = func(ctx context.Context) error { return r.switchChannel(ctx, f.Channel, false) }
 			lift = func(ctx context.Context) error { return r.switchChannel(ctx, f.Channel, true) }
 		case r.opts.Simulator == nil:
@@ -1016,7 +1017,7 @@ func (r *replay) scheduleFaults(ctx context.Context) func() {
 				}
 				saved = all[f.Channel]
 				b := saved
-				if f.Mode == FaultSlow {
+				if f.Mode == scenario.FaultSlow {
 					b.LatencyMS = f.Latency.D().Milliseconds()
 				} else {
 					b.FailureRate = f.FailureRate
@@ -1127,7 +1128,7 @@ func (r *replay) printProgress(final bool) {
 	var on []string
 	for i := range r.faultOn {
 		if r.faultOn[i].Load() {
-			on = append(on, r.sc.Faults[i].label())
+			on = append(on, r.sc.Faults[i].Label())
 		}
 	}
 	faults := ""

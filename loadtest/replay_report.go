@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/flashsale/flashsale/loadtest/scenario"
 )
 
 // PrintReplay writes the replay's text report: phases, features,
@@ -23,7 +25,7 @@ func PrintReplay(w io.Writer, res *ReplayResult) {
 	fmt.Fprintln(tw, "\nphase\tkind\tfrom\tto\tpeak/s\tsent\tanswered/s\tanswered p99 ms\trefused (429)\trefused p99 ms\tstatus")
 	for _, p := range res.Phases {
 		seckill := "\t\t\t"
-		if p.Kind == PhaseSeckill && p.Status == "ran" {
+		if p.Kind == scenario.PhaseSeckill && p.Status == "ran" {
 			seckill = fmt.Sprintf("%.0f\t%.1f\t%d\t%.1f", p.AnsweredPerS, p.AnsweredP99, p.Refused, p.RefusedP99)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%.0fs\t%.0fs\t%.0f\t%d\t%s\t%s\n", p.Name, p.Kind, p.StartS, p.EndS, p.PeakRPS, p.Sent, seckill, p.Status)

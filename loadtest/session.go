@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flashsale/flashsale/loadtest/scenario"
 )
 
 // SessionConfig is one replay with its audit and reports, as `make demo`
 // and `make loadtest` run it.
 type SessionConfig struct {
-	Scenario *Scenario
+	Scenario *scenario.Scenario
 	Client   *Client
 	Target   string
 	// Drained, when set, waits until the platform has written every

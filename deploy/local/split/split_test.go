@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 )
 
 // TestSplitReplayPassesItsAudit builds the services as the Dockerfile
@@ -40,7 +41,7 @@ func TestSplitReplayPassesItsAudit(t *testing.T) {
 	if err := Build(ctx, root, bin, &build); err != nil {
 		t.Fatalf("%v\n%s", err, build.String())
 	}
-	sc, err := loadtest.LoadScenario(filepath.Join(root, "loadtest", "scenarios", "split.yaml"))
+	sc, err := scenario.Load(filepath.Join(root, "loadtest", "scenarios", "split.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/flashsale/flashsale/gateway"
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
@@ -187,7 +188,7 @@ func cpuTime() time.Duration {
 // keep it prints the verdict itself and then waits for ctx (Ctrl-C) with
 // the platform up, returning errReported.
 func run(ctx context.Context, path, out string, ceiling bool, profilePath string, keep bool) (bool, error) {
-	sc, err := loadtest.LoadScenario(path)
+	sc, err := scenario.Load(path)
 	if err != nil {
 		return false, err
 	}
@@ -310,8 +311,8 @@ type infra struct {
 	platform *local.Platform
 }
 
-func (i infra) Fault(ctx context.Context, f loadtest.Fault) (func(context.Context) error, error) {
-	if f.Mode == loadtest.FaultKill {
+func (i infra) Fault(ctx context.Context, f scenario.Fault) (func(context.Context) error, error) {
+	if f.Mode == scenario.FaultKill {
 		switch f.Target {
 		case "redis":
 			return func(ctx context.Context) error { return i.stack.RestartRedis(ctx) }, i.stack.KillRedis()
@@ -321,8 +322,8 @@ func (i infra) Fault(ctx context.Context, f loadtest.Fault) (func(context.Contex
 			i.platform.KillOrder(2 * time.Second)
 			return i.platform.StartOrder, nil
 		case "order-replica":
-			return func(ctx context.Context) error { return i.platform.StartOrderReplica(ctx, loadtest.FaultReplica) },
-				i.platform.KillOrderReplica(loadtest.FaultReplica)
+			return func(ctx context.Context) error { return i.platform.StartOrderReplica(ctx, scenario.FaultReplica) },
+				i.platform.KillOrderReplica(scenario.FaultReplica)
 		}
 		return nil, fmt.Errorf("cannot kill %s", f.Target)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/postgres"
 )
@@ -51,7 +52,7 @@ func run(ctx context.Context, path, target, out string) (bool, error) {
 	if err := env.Err(); err != nil {
 		return false, err
 	}
-	sc, err := loadtest.LoadScenario(path)
+	sc, err := scenario.Load(path)
 	if err != nil {
 		return false, err
 	}
