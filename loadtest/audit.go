@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/client"
 )
 
 // Check is one audited invariant. A skipped check could not be made
@@ -71,7 +72,7 @@ const catalogSettle = 3 * time.Second
 // then reads the activity through the API until its remaining stock
 // reflects what the orders hold. Cancelled and expired orders are stored
 // but hold no units: their stock is back in the sale.
-func ReadSeckillBooks(ctx context.Context, cl *Client, orders *pgxpool.Pool, activityID string) (*SeckillBooks, error) {
+func ReadSeckillBooks(ctx context.Context, cl *client.Client, orders *pgxpool.Pool, activityID string) (*SeckillBooks, error) {
 	id, err := strconv.ParseInt(activityID, 10, 64)
 	if err != nil {
 		return nil, fmt.Errorf("audit: activity id %q: %w", activityID, err)
@@ -102,7 +103,7 @@ func (b *SeckillBooks) add(orderID string, userID int64, status string, lines, u
 // catalog cache lags) until the remaining stock reflects what the orders
 // hold, or catalogSettle passes, leaving the check to fail. Both are read
 // again each time, so an order expiring meanwhile only costs a round.
-func settleBooks(ctx context.Context, cl *Client, activityID string, read func() (*SeckillBooks, error)) (*SeckillBooks, error) {
+func settleBooks(ctx context.Context, cl *client.Client, activityID string, read func() (*SeckillBooks, error)) (*SeckillBooks, error) {
 	deadline := time.Now().Add(catalogSettle)
 	for {
 		b, err := read()

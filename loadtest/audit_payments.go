@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/client"
 )
 
 // PaymentRecord is one payment of an order as the payment service keeps
@@ -62,13 +63,13 @@ func accepted(res *ReplayResult) []string {
 // payment of them from the payment database when pool is not nil;
 // otherwise, through GET /api/v1/payments/{id} as their buyers, the
 // payments the replay opened and the one each order names.
-func ReadPayments(ctx context.Context, cl *Client, res *ReplayResult, orders map[string]api.Order, pool *pgxpool.Pool) (map[string][]PaymentRecord, error) {
+func ReadPayments(ctx context.Context, cl *client.Client, res *ReplayResult, orders map[string]api.Order, pool *pgxpool.Pool) (map[string][]PaymentRecord, error) {
 	if pool != nil {
 		return queryPayments(ctx, pool, accepted(res))
 	}
 	type lookup struct {
 		orderID, paymentID string
-		user               User
+		user               client.User
 	}
 	var pending []lookup
 	for id, t := range res.trails {
@@ -89,7 +90,7 @@ func ReadPayments(ctx context.Context, cl *Client, res *ReplayResult, orders map
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			p, err := withRetryAfter(ctx, func() (api.Payment, error) {
+			p, err := client.WithRetryAfter(ctx, func() (api.Payment, error) {
 				var p api.Payment
 				_, err := cl.Do(ctx, http.MethodGet, "/api/v1/payments/"+l.paymentID, l.user.Token, nil, nil, &p)
 				return p, err

@@ -14,11 +14,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/client"
 )
 
 // ReadAllOrders lists every user's orders through the API (the audit's
 // view when it has no database access), 32 users at a time.
-func ReadAllOrders(ctx context.Context, cl *Client, users []User) (map[string]api.Order, error) {
+func ReadAllOrders(ctx context.Context, cl *client.Client, users []client.User) (map[string]api.Order, error) {
 	var mu sync.Mutex
 	out := map[string]api.Order{}
 	errs := make(chan error, len(users))
@@ -28,7 +29,7 @@ func ReadAllOrders(ctx context.Context, cl *Client, users []User) (map[string]ap
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			list, err := withRetryAfter(ctx, func() ([]api.Order, error) { return cl.ListOrders(ctx, u.Token) })
+			list, err := client.WithRetryAfter(ctx, func() ([]api.Order, error) { return cl.ListOrders(ctx, u.Token) })
 			if err != nil {
 				errs <- fmt.Errorf("orders of user %d: %w", u.ID, err)
 				return
@@ -70,7 +71,7 @@ type Books struct {
 // are asynchronous), or until timeout passes, leaving the audit to name
 // what is wrong. It returns the last read. Payments come from the
 // payment database when payments is not nil, otherwise through the API.
-func WaitBooksSettled(ctx context.Context, cl *Client, res *ReplayResult, payments *pgxpool.Pool, timeout time.Duration) (*Books, error) {
+func WaitBooksSettled(ctx context.Context, cl *client.Client, res *ReplayResult, payments *pgxpool.Pool, timeout time.Duration) (*Books, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		orders, err := ReadAllOrders(ctx, cl, res.UsersList)
@@ -163,7 +164,7 @@ func settledAll(res *ReplayResult, orders map[string]api.Order) bool {
 // AuditReplay checks the platform's books after a replay drained. The
 // stored orders come from Postgres when pool is not nil and from the API
 // otherwise; orders are every user's orders as the API lists them.
-func AuditReplay(ctx context.Context, cl *Client, res *ReplayResult, books *Books, pool *pgxpool.Pool) ([]Check, error) {
+func AuditReplay(ctx context.Context, cl *client.Client, res *ReplayResult, books *Books, pool *pgxpool.Pool) ([]Check, error) {
 	var checks []Check
 	orders := books.Orders
 	res.Orders = orderStates(res, books)
@@ -195,7 +196,7 @@ func AuditReplay(ctx context.Context, cl *Client, res *ReplayResult, books *Book
 	return append(checks, auditPayments(res, books)...), nil
 }
 
-func seckillBooksFromAPI(ctx context.Context, cl *Client, orders map[string]api.Order, activityID string) (*SeckillBooks, error) {
+func seckillBooksFromAPI(ctx context.Context, cl *client.Client, orders map[string]api.Order, activityID string) (*SeckillBooks, error) {
 	b := newSeckillBooks()
 	for _, o := range orders {
 		if o.ActivityID != activityID {

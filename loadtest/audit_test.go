@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/client"
 )
 
 // books returns settled books for a sale of stock units with limit 1 in
@@ -232,8 +233,8 @@ func TestAuditRefunds(t *testing.T) {
 // meanwhile is found and counted as accepted, not failed, so the audit's
 // "exactly the accepted orders" holds.
 func TestAnsweredLaterSettlesAnAttemptThatGotNoAnswer(t *testing.T) {
-	l := newSaleLedger([]User{{ID: 1}, {ID: 2}})
-	unavailable := &APIError{Status: 503, Code: "UNAVAILABLE"}
+	l := newSaleLedger([]client.User{{ID: 1}, {ID: 2}})
+	unavailable := &client.APIError{Status: 503, Code: "UNAVAILABLE"}
 	keys := make([]string, 2)
 	for user := range 2 {
 		key, replayed := l.nextKey(user, false)
@@ -288,7 +289,7 @@ func TestRefusedRepeatOfAFailedTryLeavesTheBuyUnknown(t *testing.T) {
 		fmt.Fprint(w, `{"error":{"code":"OVERLOADED","message":"full"}}`)
 	}))
 	defer srv.Close()
-	_, err := buy(context.Background(), NewClient(srv.URL, 1), "t", "1", 1, "k1-1", nil)
+	_, err := buy(context.Background(), client.New(srv.URL, 1), "t", "1", 1, "k1-1", nil)
 	if out := classify(err); out != Unavailable || tries.Load() != 2 {
 		t.Fatalf("503 then 429: outcome %s after %d tries (%v), want unavailable after 2", out, tries.Load(), err)
 	}
@@ -368,7 +369,7 @@ func TestAuditBots(t *testing.T) {
 	if c := auditBots(&ReplayResult{}, nil, nil); !c.OK || !c.Skipped {
 		t.Errorf("no bots phase: %+v, want skipped", c)
 	}
-	bots := []User{{ID: 900}, {ID: 901}}
+	bots := []client.User{{ID: 900}, {ID: 901}}
 	refused := func() *BotStats {
 		return &BotStats{Accounts: 2, Answers: map[string]map[string]int{
 			TrickNoChallenge: {"challenge_required": 7, "rate_limited": 3}, TrickBlocked: {"blocked": 2}}}

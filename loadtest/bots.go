@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/client"
 )
 
 // EndpointChallenge is a buyer's challenge fetch, EndpointBot a bot's
@@ -21,7 +22,7 @@ const (
 )
 
 // deviceOf is the device id of a buyer's browser: one per buyer, kept.
-func deviceOf(u User) string { return "web-" + strconv.FormatInt(u.ID, 10) }
+func deviceOf(u client.User) string { return "web-" + strconv.FormatInt(u.ID, 10) }
 
 // AnswerChallenge does what a sale's page does with a challenge that
 // came at received: it solves it, waits until wait_ms after received, and
@@ -42,7 +43,7 @@ func AnswerChallenge(ctx context.Context, c api.Challenge, received time.Time) (
 // passChallenge is the buyer's page before a buy of a sale that requires
 // a challenge: fetch it (recorded as due at due), answer it, and add the
 // answer to headers. ok is false when the fetch was refused: no buy then.
-func (r *replay) passChallenge(ctx context.Context, u User, activityID string, headers map[string]string, due time.Time) (ok bool) {
+func (r *replay) passChallenge(ctx context.Context, u client.User, activityID string, headers map[string]string, due time.Time) (ok bool) {
 	c, err := r.cl.Challenge(ctx, u.Token, activityID, headers[api.DeviceHeader])
 	got := time.Now()
 	r.rec.done(EndpointChallenge, outcomeOf(err), due, got)
@@ -86,7 +87,7 @@ var BotTricks = []string{TrickNoChallenge, TrickOverLimit, TrickReused, TrickSha
 // it solved and used up (TrickOverLimit), which the other tricks reuse.
 // mu is held while it gets one, so the bot spends one per sale.
 type bot struct {
-	user   User
+	user   client.User
 	device string
 	mu     sync.Mutex
 	used   map[string]map[string]string // activity id → the used challenge's headers

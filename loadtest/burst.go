@@ -15,13 +15,8 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/client"
 )
-
-// User is a virtual buyer with its own token.
-type User struct {
-	ID    int64
-	Token string
-}
 
 // Outcome classifies one buy attempt.
 type Outcome string
@@ -62,7 +57,7 @@ var Outcomes = []Outcome{Accepted, Replayed, SoldOut, LimitExceeded, RateLimited
 // workers as fast as the gateway answers.
 type BurstConfig struct {
 	ActivityID  string
-	Users       []User
+	Users       []client.User
 	Attempts    int
 	Concurrency int
 	Quantity    int64
@@ -142,13 +137,13 @@ const retries = 3
 // key each attempt used, what each key was answered, and the result the
 // audit checks. The burst and the replay both keep their books in it.
 type saleLedger struct {
-	users  []User
+	users  []client.User
 	states []userState
 	mu     sync.Mutex // guards res
 	res    *BurstResult
 }
 
-func newSaleLedger(users []User) *saleLedger {
+func newSaleLedger(users []client.User) *saleLedger {
 	return &saleLedger{users: users, states: make([]userState, len(users)),
 		res: &BurstResult{Counts: map[Outcome]int{}, Orders: map[string]int64{}}}
 }
@@ -170,7 +165,7 @@ func (l *saleLedger) nextKey(user int, replay bool) (key string, replayed bool) 
 // A 429 to a repeat says only that the gateway did not look this time:
 // the try that failed before it may have made an order, so the attempt
 // stays failed (unknown) and its buyer comes back later.
-func buy(ctx context.Context, cl *Client, token, activityID string, quantity int64, key string, headers map[string]string) (api.SeckillAccepted, error) {
+func buy(ctx context.Context, cl *client.Client, token, activityID string, quantity int64, key string, headers map[string]string) (api.SeckillAccepted, error) {
 	var order api.SeckillAccepted
 	var err, failure error
 	for try := 0; try <= retries; try++ {
@@ -273,7 +268,7 @@ func (l *saleLedger) result(limit int64) *BurstResult {
 }
 
 // RunBurst fires the burst and classifies every answer.
-func RunBurst(ctx context.Context, cl *Client, cfg BurstConfig, limit int64) (*BurstResult, error) {
+func RunBurst(ctx context.Context, cl *client.Client, cfg BurstConfig, limit int64) (*BurstResult, error) {
 	if len(cfg.Users) == 0 || cfg.Concurrency <= 0 || cfg.Quantity <= 0 {
 		return nil, errors.New("burst: need users, concurrency and quantity")
 	}
@@ -326,7 +321,7 @@ func classify(err error) Outcome {
 	if err == nil {
 		return Accepted
 	}
-	var api *APIError
+	var api *client.APIError
 	if !errors.As(err, &api) {
 		return Failed
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/flashsale/flashsale/gateway/api"
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
@@ -56,7 +57,7 @@ func TestMain(m *testing.M) {
 	})
 }
 
-func mustToken(tb testing.TB, cl *loadtest.Client, user int64, role string) string {
+func mustToken(tb testing.TB, cl *client.Client, user int64, role string) string {
 	tb.Helper()
 	tok, err := cl.DevToken(context.Background(), user, role)
 	if err != nil {
@@ -67,7 +68,7 @@ func mustToken(tb testing.TB, cl *loadtest.Client, user int64, role string) stri
 
 // mustSale creates a product and a running flash sale and returns the
 // activity id.
-func mustSale(tb testing.TB, cl *loadtest.Client, stock, limit int64) string {
+func mustSale(tb testing.TB, cl *client.Client, stock, limit int64) string {
 	tb.Helper()
 	ctx := context.Background()
 	admin := mustToken(tb, cl, 1, "admin")
@@ -95,7 +96,7 @@ func mustPool(tb testing.TB, db string) *pgxpool.Pool {
 }
 
 func code(err error) string {
-	var api *loadtest.APIError
+	var api *client.APIError
 	if errors.As(err, &api) {
 		return api.Code
 	}
@@ -107,7 +108,7 @@ func code(err error) string {
 
 func TestSeckillThroughHTTP(t *testing.T) {
 	ctx := context.Background()
-	cl := loadtest.NewClient(platform.GatewayURL, 8)
+	cl := client.New(platform.GatewayURL, 8)
 	act := mustSale(t, cl, 2, 1)
 	alice, bob, carol := mustToken(t, cl, 501, "user"), mustToken(t, cl, 502, "user"), mustToken(t, cl, 503, "user")
 
@@ -178,13 +179,13 @@ func TestSeckillThroughHTTP(t *testing.T) {
 
 func TestBurstAuditPasses(t *testing.T) {
 	ctx := context.Background()
-	cl := loadtest.NewClient(platform.GatewayURL, 64)
+	cl := client.New(platform.GatewayURL, 64)
 	const stock, nUsers = 150, 600
 	act := mustSale(t, cl, stock, 1)
-	users := make([]loadtest.User, nUsers)
+	users := make([]client.User, nUsers)
 	for i := range users {
 		id := int64(10_000 + i)
-		users[i] = loadtest.User{ID: id, Token: mustToken(t, cl, id, "user")}
+		users[i] = client.User{ID: id, Token: mustToken(t, cl, id, "user")}
 	}
 	res, err := loadtest.RunBurst(ctx, cl, loadtest.BurstConfig{ActivityID: act, Users: users, Attempts: 2000,
 		Concurrency: 64, Quantity: 1, ReplayShare: 0.1, Seed: 7}, 1)
@@ -266,7 +267,7 @@ drain: 20s
 // refused.
 func TestChallengedBuyThroughHTTP(t *testing.T) {
 	ctx := context.Background()
-	cl := loadtest.NewClient(platform.GatewayURL, 8)
+	cl := client.New(platform.GatewayURL, 8)
 	admin, alice := mustToken(t, cl, 1, "admin"), mustToken(t, cl, 801, "user")
 	sku, err := cl.CreateProduct(ctx, admin, "phone", 5000, 10)
 	if err != nil {
@@ -316,7 +317,7 @@ func TestReplayAuditPasses(t *testing.T) {
 	// (-count): the last run's have claimed their coupons and met their
 	// limits.
 	sc.Users.FirstID += replays.Add(1) * 1_000_000
-	cl := loadtest.NewClient(platform.GatewayURL, 64)
+	cl := client.New(platform.GatewayURL, 64)
 	dir := t.TempDir()
 	var ended *loadtest.ReplayResult
 	res, ok, err := loadtest.RunSession(ctx, loadtest.SessionConfig{

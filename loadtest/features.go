@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/flashsale/flashsale/loadtest/client"
 )
 
 // Feature is an optional part of the API a scenario phase needs (payment,
@@ -59,7 +61,7 @@ const noEndpointMessage = "no such endpoint"
 // endpointMissing reports whether err is the router's answer for an
 // endpoint the gateway does not serve, and its status.
 func endpointMissing(err error) (int, bool) {
-	var e *APIError
+	var e *client.APIError
 	if !errors.As(err, &e) {
 		return 0, false
 	}
@@ -70,7 +72,7 @@ func endpointMissing(err error) (int, bool) {
 }
 
 // ProbeFeatures asks the gateway which optional endpoints it serves.
-func ProbeFeatures(ctx context.Context, cl *Client, user, admin string) (map[string]Feature, error) {
+func ProbeFeatures(ctx context.Context, cl *client.Client, user, admin string) (map[string]Feature, error) {
 	out := map[string]Feature{}
 	for _, p := range probes {
 		tok := user
@@ -79,7 +81,7 @@ func ProbeFeatures(ctx context.Context, cl *Client, user, admin string) (map[str
 		}
 		_, err := cl.Do(ctx, p.method, p.path, tok, map[string]string{"Idempotency-Key": "replay-probe"}, p.body, nil)
 		f := Feature{Name: p.name, Endpoint: p.endpoint, Available: true}
-		var answer *APIError
+		var answer *client.APIError
 		if status, missing := endpointMissing(err); missing {
 			f.Available, f.Reason = false, fmt.Sprintf("skipped: endpoint not available (%d)", status)
 		} else if err != nil && !errors.As(err, &answer) {

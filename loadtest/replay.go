@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/services/channelsim"
 )
@@ -35,7 +36,7 @@ type ReplayOptions struct {
 	// Simulator, when set, is the channel simulator's admin API (its
 	// PUT /admin/channels/{channel}): slow and failing faults need it and
 	// are reported as skipped without it.
-	Simulator *Client
+	Simulator *client.Client
 	// Infra, when set, puts faults on the platform's own parts: the
 	// scenario's faults with a target need it and are reported as
 	// skipped without it.
@@ -129,7 +130,7 @@ type CouponStats struct {
 
 // trail is what the replay did with one accepted order, for the audit.
 type trail struct {
-	user User
+	user client.User
 	// payments are the payment ids the pay answers named.
 	payments []string
 	// cancelled is set when the buyer's cancel was answered 200.
@@ -171,8 +172,8 @@ type ReplayResult struct {
 	Bots      *BotStats               `json:"bots,omitempty"`
 	Sales     map[string]*BurstResult `json:"-"`
 	Regular   map[string]int64        `json:"-"`
-	UsersList []User                  `json:"-"`
-	BotsList  []User                  `json:"-"`
+	UsersList []client.User           `json:"-"`
+	BotsList  []client.User           `json:"-"`
 	limits    map[string]int64
 	trails    map[string]*trail
 }
@@ -191,10 +192,10 @@ func (r *ReplayResult) SeckillAnswered() int {
 // replay is one run in progress.
 type replay struct {
 	sc       *scenario.Scenario
-	cl       *Client
+	cl       *client.Client
 	opts     ReplayOptions
 	admin    string
-	users    []User
+	users    []client.User
 	features map[string]Feature
 	skus     []string // product sku ids in catalog order
 	acts     map[string]*ActivityStat
@@ -230,7 +231,7 @@ type replay struct {
 // RunReplay signs the scenario's users in, creates its catalog, drives
 // its phases at their scheduled rates and returns the measurements. It
 // does not audit: call AuditReplay once the platform has drained.
-func RunReplay(ctx context.Context, cl *Client, sc *scenario.Scenario, opts ReplayOptions) (*ReplayResult, error) {
+func RunReplay(ctx context.Context, cl *client.Client, sc *scenario.Scenario, opts ReplayOptions) (*ReplayResult, error) {
 	if opts.CapacityWindow <= 0 {
 		opts.CapacityWindow = 5
 	}
@@ -388,7 +389,7 @@ func (r *replay) claim(ctx context.Context, templateID string, threshold int64, 
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c, err := withRetryAfter(ctx, func() (api.Coupon, error) {
+			c, err := client.WithRetryAfter(ctx, func() (api.Coupon, error) {
 				var c api.Coupon
 				// One claim per buyer and template: the key makes a retry
 				// answer the coupon instead of claiming another.
@@ -609,7 +610,7 @@ func outcomeOf(err error) string {
 	if err == nil {
 		return "ok"
 	}
-	var e *APIError
+	var e *client.APIError
 	if errors.As(err, &e) && e.Code != "" {
 		return strings.ToLower(e.Code)
 	}
@@ -725,7 +726,7 @@ func (r *replay) placeRegular(ctx context.Context, a arrival, due time.Time) {
 }
 
 // note records what the replay did with an order, for the audit.
-func (r *replay) note(orderID string, u User, fn func(*trail)) {
+func (r *replay) note(orderID string, u client.User, fn func(*trail)) {
 	r.trailMu.Lock()
 	defer r.trailMu.Unlock()
 	t := r.trails[orderID]
@@ -747,7 +748,7 @@ type payPlan struct {
 
 // followUp decides, from the order id and the seed, what the buyer does
 // with an accepted order, and does it after the scenario's delay.
-func (r *replay) followUp(ctx context.Context, u User, orderID string) {
+func (r *replay) followUp(ctx context.Context, u client.User, orderID string) {
 	r.note(orderID, u, func(*trail) {})
 	h := fnv.New64a()
 	h.Write([]byte(orderID))
@@ -811,15 +812,15 @@ func pickChannel(rng *rand.Rand, weights map[string]int) string {
 
 // settled waits until an order has left PROCESSING (the consumer stored
 // it) and returns it.
-func (r *replay) settled(ctx context.Context, u User, orderID string) (api.Order, error) {
+func (r *replay) settled(ctx context.Context, u client.User, orderID string) (api.Order, error) {
 	return r.await(ctx, u, orderID, func(o api.Order) bool { return o.Status != "PROCESSING" })
 }
 
 // await reads an order until done says so (or about 20 seconds pass) and
 // returns the last read.
-func (r *replay) await(ctx context.Context, u User, orderID string, done func(api.Order) bool) (api.Order, error) {
+func (r *replay) await(ctx context.Context, u client.User, orderID string, done func(api.Order) bool) (api.Order, error) {
 	for i := 0; ; i++ {
-		o, err := withRetryAfter(ctx, func() (api.Order, error) { return r.cl.GetOrder(ctx, u.Token, orderID) })
+		o, err := client.WithRetryAfter(ctx, func() (api.Order, error) { return r.cl.GetOrder(ctx, u.Token, orderID) })
 		if err != nil || done(o) || i == 100 {
 			return o, err
 		}
@@ -835,7 +836,7 @@ func (r *replay) await(ctx context.Context, u User, orderID string, done func(ap
 // so that the expiry worker has run.
 const lateSlack = 2 * time.Second
 
-func (r *replay) pay(ctx context.Context, u User, orderID string, plan payPlan) {
+func (r *replay) pay(ctx context.Context, u client.User, orderID string, plan payPlan) {
 	o, err := r.settled(ctx, u, orderID)
 	if err != nil || o.Status != "PENDING_PAYMENT" {
 		r.count(func(f *FollowUps) { f.PayFailed++ })
@@ -907,7 +908,7 @@ func (r *replay) pay(ctx context.Context, u User, orderID string, plan payPlan) 
 
 // open asks the platform to pay an order through channel (a preference
 // the router may override) and returns the payment it opened.
-func (r *replay) open(ctx context.Context, u User, orderID, channel string) (api.Payment, bool) {
+func (r *replay) open(ctx context.Context, u client.User, orderID, channel string) (api.Payment, bool) {
 	var p api.Payment
 	t0 := time.Now()
 	err := r.call(ctx, EndpointPay, t0, http.MethodPost, "/api/v1/orders/"+orderID+"/pay", u.Token,
@@ -961,7 +962,7 @@ func (r *replay) otherChannel(ch string) string {
 	return ch
 }
 
-func (r *replay) cancel(ctx context.Context, u User, orderID string) {
+func (r *replay) cancel(ctx context.Context, u client.User, orderID string) {
 	_, err := r.settled(ctx, u, orderID)
 	if err == nil {
 		err = r.call(ctx, EndpointCancel, time.Now(), http.MethodPost, "/api/v1/orders/"+orderID+"/cancel", u.Token, nil, nil, nil)

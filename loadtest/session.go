@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 )
 
@@ -17,7 +18,7 @@ import (
 // and `make loadtest` run it.
 type SessionConfig struct {
 	Scenario *scenario.Scenario
-	Client   *Client
+	Client   *client.Client
 	Target   string
 	// Drained, when set, waits until the platform has written every
 	// accepted order (the demo watches the Kafka consumer's lag). Without
@@ -63,7 +64,7 @@ func RunSession(ctx context.Context, cfg SessionConfig) (res *ReplayResult, ok b
 	fmt.Fprintf(out, "Replaying %s against %s\n", cfg.Scenario.Name, cfg.Target)
 	opts := ReplayOptions{Target: cfg.Target, Progress: out, Infra: cfg.Infra}
 	if cfg.SimulatorURL != "" {
-		opts.Simulator = NewClient(cfg.SimulatorURL, 4)
+		opts.Simulator = client.New(cfg.SimulatorURL, 4)
 	}
 	end := func(*ReplayResult) {}
 	if cfg.AroundReplay != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/flashsale/flashsale/gateway"
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
@@ -271,7 +272,7 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	}
 	defer payments.Close()
 	cfg := loadtest.SessionConfig{
-		Scenario: sc, Client: loadtest.NewClient(p.GatewayURL, 512), Target: p.GatewayURL,
+		Scenario: sc, Client: client.New(p.GatewayURL, 512), Target: p.GatewayURL,
 		Drained: func(ctx context.Context) error {
 			return loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, 2*time.Minute)
 		},
