@@ -11,16 +11,8 @@ import (
 
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
 )
-
-// Check is one audited invariant. A skipped check could not be made
-// (its feature is not served yet) and says why in Detail.
-type Check struct {
-	Name    string `json:"name"`
-	OK      bool   `json:"ok"`
-	Skipped bool   `json:"skipped,omitempty"`
-	Detail  string `json:"detail"`
-}
 
 // SeckillBooks is what the audit reads back after the order topic drained:
 // the activity as the API reports it and the orders Postgres holds for it.
@@ -127,7 +119,7 @@ func settleBooks(ctx context.Context, cl *client.Client, activityID string, read
 // AuditSeckill checks a burst's outcome against the books: nothing
 // oversold or undersold, no user over the limit, and every accepted order
 // stored exactly once (and nothing else stored).
-func AuditSeckill(res *BurstResult, b *SeckillBooks) []Check {
+func AuditSeckill(res *result.Sale, b *SeckillBooks) []result.Check {
 	stock, limit := b.Activity.Stock, b.Activity.PerUserLimit
 	sold := b.held()
 	maxUser, maxUnits := int64(0), int64(0)
@@ -137,7 +129,7 @@ func AuditSeckill(res *BurstResult, b *SeckillBooks) []Check {
 		}
 	}
 	want := min(stock, res.DemandUnits)
-	checks := []Check{{
+	checks := []result.Check{{
 		// Held units never exceed stock (no oversell), and every unit
 		// found a buyer while buyers asked (no undersell). Units given
 		// back by cancellations or expiry may be sold again, so the
@@ -191,28 +183,28 @@ func AuditSeckill(res *BurstResult, b *SeckillBooks) []Check {
 		"%d made for attempts never answered about their key (503 or no answer, then refused), each released unpaid",
 		len(res.Orders), len(b.StoredOrders), missing, extra, wrongBuyer, b.MalformedOrders, res.DuplicateIDs, unanswered)
 	if extra > 0 {
-		detail += "; the unexpected orders' keys were answered: " + counts(told)
+		detail += "; the unexpected orders' keys were answered: " + result.Tally(told)
 	}
-	checks = append(checks, Check{
+	checks = append(checks, result.Check{
 		Name:   "Postgres holds exactly the accepted orders, once each (and orders never answered about, released)",
 		OK:     missing == 0 && extra == 0 && wrongBuyer == 0 && b.MalformedOrders == 0 && res.DuplicateIDs == 0,
 		Detail: detail,
-	}, Check{
+	}, result.Check{
 		Name:   "a repeated Idempotency-Key returns the first order",
 		OK:     res.ReplayMismatches == 0,
-		Detail: fmt.Sprintf("%d replays answered with their order, %d keys answered otherwise", res.Counts[Replayed], res.ReplayMismatches),
-	}, Check{
+		Detail: fmt.Sprintf("%d replays answered with their order, %d keys answered otherwise", res.Counts[result.Replayed], res.ReplayMismatches),
+	}, result.Check{
 		Name: "every attempt was answered with a documented code (no 500, no transport error, after retries)",
-		OK:   res.Counts[Failed] == 0,
+		OK:   res.Counts[result.Failed] == 0,
 		Detail: fmt.Sprintf("%d failed; %d answered 503 UNAVAILABLE (degraded: see the 5xx check and the fault windows); "+
-			"%d without an answer at first answered when their buyer came back with the key", res.Counts[Failed], res.Counts[Unavailable], res.AskedAgain),
+			"%d without an answer at first answered when their buyer came back with the key", res.Counts[result.Failed], res.Counts[result.Unavailable], res.AskedAgain),
 	})
 	return checks
 }
 
 // answersOf says what the replay's attempts with user's key were answered,
 // in order ("errors then sold_out"), for the audit's detail.
-func answersOf(res *BurstResult, user int64, key string) string {
+func answersOf(res *result.Sale, user int64, key string) string {
 	got := res.Answers[user][key]
 	if key == "" || len(got) == 0 {
 		return "never asked"
@@ -226,9 +218,9 @@ func answersOf(res *BurstResult, user int64, key string) string {
 
 // neverAnswered says whether a key's answers never spoke of it: each was
 // a 503, no answer, or a 429 (the gateway did not look).
-func neverAnswered(got []Outcome) bool {
+func neverAnswered(got []result.Outcome) bool {
 	for _, o := range got {
-		if !o.unknown() && !o.refused() {
+		if !o.Unknown() && !o.Refused() {
 			return false
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
 )
 
 // PaymentRecord is one payment of an order as the payment service keeps
@@ -25,31 +26,13 @@ type PaymentRecord struct {
 	Status    string `json:"status"`
 }
 
-// OrderStates is where the replay's accepted orders ended.
-type OrderStates struct {
-	// ByStatus counts the orders per final status.
-	ByStatus map[string]int `json:"by_status"`
-	// ReleasedUnits are the flash-sale units expired and cancelled
-	// orders gave back.
-	ReleasedUnits int64 `json:"released_units"`
-	// Payments counts the orders' payments per final status.
-	Payments map[string]int `json:"payments"`
-	// LateRefunds are refunded payments of orders that expired or were
-	// cancelled; DuplicateRefunds those of orders another payment paid;
-	// BuyerRefunds the payments of orders their buyers had refunded in
-	// full.
-	LateRefunds      int `json:"late_refunds"`
-	DuplicateRefunds int `json:"duplicate_refunds"`
-	BuyerRefunds     int `json:"buyer_refunds"`
-}
-
 // names reports whether o names payment p as the one that paid it.
 func names(o api.Order, p PaymentRecord) bool {
 	return o.Payment != nil && o.Payment.PaymentID == p.PaymentID
 }
 
 // accepted lists the ids of the orders the replay had accepted.
-func accepted(res *ReplayResult) []string {
+func accepted(res *result.Replay) []string {
 	var ids []string
 	for _, sale := range res.Sales {
 		ids = append(ids, slices.Collect(maps.Keys(sale.Orders))...)
@@ -63,7 +46,7 @@ func accepted(res *ReplayResult) []string {
 // payment of them from the payment database when pool is not nil;
 // otherwise, through GET /api/v1/payments/{id} as their buyers, the
 // payments the replay opened and the one each order names.
-func ReadPayments(ctx context.Context, cl *client.Client, res *ReplayResult, orders map[string]api.Order, pool *pgxpool.Pool) (map[string][]PaymentRecord, error) {
+func ReadPayments(ctx context.Context, cl *client.Client, res *result.Replay, orders map[string]api.Order, pool *pgxpool.Pool) (map[string][]PaymentRecord, error) {
 	if pool != nil {
 		return queryPayments(ctx, pool, accepted(res))
 	}
@@ -72,13 +55,13 @@ func ReadPayments(ctx context.Context, cl *client.Client, res *ReplayResult, ord
 		user               client.User
 	}
 	var pending []lookup
-	for id, t := range res.trails {
-		ids := slices.Clone(t.payments)
+	for id, t := range res.Trails {
+		ids := slices.Clone(t.Payments)
 		if o, ok := orders[id]; ok && o.Payment != nil && !slices.Contains(ids, o.Payment.PaymentID) {
 			ids = append(ids, o.Payment.PaymentID)
 		}
 		for _, p := range ids {
-			pending = append(pending, lookup{id, p, t.user})
+			pending = append(pending, lookup{id, p, t.User})
 		}
 	}
 	var mu sync.Mutex
@@ -111,8 +94,8 @@ func ReadPayments(ctx context.Context, cl *client.Client, res *ReplayResult, ord
 
 // orderStates counts where the accepted orders and their payments ended,
 // and tallies each channel's final payment statuses into res.Channels.
-func orderStates(res *ReplayResult, b *Books) *OrderStates {
-	st := &OrderStates{ByStatus: map[string]int{}, Payments: map[string]int{}}
+func orderStates(res *result.Replay, b *Books) *result.OrderStates {
+	st := &result.OrderStates{ByStatus: map[string]int{}, Payments: map[string]int{}}
 	final := map[string]map[string]int{}
 	for _, id := range accepted(res) {
 		o, ok := b.Orders[id]
@@ -138,14 +121,14 @@ func orderStates(res *ReplayResult, b *Books) *OrderStates {
 		}
 	}
 	for ch, m := range final {
-		i := slices.IndexFunc(res.Channels, func(c ChannelStat) bool { return c.Channel == ch })
+		i := slices.IndexFunc(res.Channels, func(c result.ChannelStat) bool { return c.Channel == ch })
 		if i < 0 {
-			res.Channels = append(res.Channels, ChannelStat{Channel: ch})
+			res.Channels = append(res.Channels, result.ChannelStat{Channel: ch})
 			i = len(res.Channels) - 1
 		}
 		res.Channels[i].Final = m
 	}
-	slices.SortFunc(res.Channels, func(a, b ChannelStat) int { return cmp.Compare(a.Channel, b.Channel) })
+	slices.SortFunc(res.Channels, func(a, b result.ChannelStat) int { return cmp.Compare(a.Channel, b.Channel) })
 	return st
 }
 
@@ -155,12 +138,12 @@ var paidStatuses = []string{"PAID", "PARTIALLY_REFUNDED", "REFUNDED"}
 // auditPayments checks the money against the orders: a paid order has
 // exactly one successful unrefunded payment, the one it names; no unpaid
 // order keeps money; and no order ended in two final states.
-func auditPayments(res *ReplayResult, b *Books) []Check {
-	one := Check{Name: "every paid order has exactly one successful unrefunded payment, the one it names (refunded with the order when the buyer had it refunded in full)"}
-	kept := Check{Name: "no money kept for an unpaid order (late and duplicate payments refunded)"}
-	twice := Check{Name: "no order in two final states"}
-	if f := featureOf(res, FeaturePay); !f.Available {
-		for _, c := range []*Check{&one, &kept} {
+func auditPayments(res *result.Replay, b *Books) []result.Check {
+	one := result.Check{Name: "every paid order has exactly one successful unrefunded payment, the one it names (refunded with the order when the buyer had it refunded in full)"}
+	kept := result.Check{Name: "no money kept for an unpaid order (late and duplicate payments refunded)"}
+	twice := result.Check{Name: "no order in two final states"}
+	if f := res.Feature(result.FeaturePay); !f.Available {
+		for _, c := range []*result.Check{&one, &kept} {
 			c.OK, c.Skipped, c.Detail = true, true, f.Reason
 		}
 	}
@@ -191,7 +174,7 @@ func auditPayments(res *ReplayResult, b *Books) []Check {
 				refunded++
 			}
 		}
-		t := res.trails[id]
+		t := res.Trails[id]
 		switch {
 		case o.Status == "REFUNDED":
 			paid++
@@ -219,7 +202,7 @@ func auditPayments(res *ReplayResult, b *Books) []Check {
 		// unpaid order names no payment; an order paid by a payment
 		// that was refunded is both paid and not.
 		switch {
-		case t != nil && t.cancelled && o.Status != "CANCELLED":
+		case t != nil && t.Cancelled && o.Status != "CANCELLED":
 			both++
 			note(2, fmt.Sprintf("order %s was cancelled (200) and is %s", id, o.Status))
 		case !slices.Contains(paidStatuses, o.Status) && o.Payment != nil:
@@ -239,31 +222,31 @@ func auditPayments(res *ReplayResult, b *Books) []Check {
 	}
 	twice.OK = both == 0
 	twice.Detail = fmt.Sprintf("%d orders, %d in two", paid+unpaid, both)
-	for i, c := range []*Check{&one, &kept, &twice} {
+	for i, c := range []*result.Check{&one, &kept, &twice} {
 		if example[i] != "" {
 			c.Detail += ", e.g. " + example[i]
 		}
 	}
-	return []Check{one, kept, twice}
+	return []result.Check{one, kept, twice}
 }
 
 // auditCoupons checks that every checkout placed with a coupon carries
 // it, with a COUPON discount.
-func auditCoupons(res *ReplayResult, orders map[string]api.Order) Check {
-	c := Check{Name: "every checkout placed with a coupon carries it, with a COUPON discount"}
+func auditCoupons(res *result.Replay, orders map[string]api.Order) result.Check {
+	c := result.Check{Name: "every checkout placed with a coupon carries it, with a COUPON discount"}
 	var used, wrong int
-	for id, t := range res.trails {
-		if t.coupon == "" {
+	for id, t := range res.Trails {
+		if t.Coupon == "" {
 			continue
 		}
 		used++
 		o := orders[id]
-		if o.CouponID != t.coupon || !slices.ContainsFunc(o.Promotions, func(p api.Promotion) bool { return p.Kind == "COUPON" && p.ID == t.coupon }) {
+		if o.CouponID != t.Coupon || !slices.ContainsFunc(o.Promotions, func(p api.Promotion) bool { return p.Kind == "COUPON" && p.ID == t.Coupon }) {
 			wrong++
 		}
 	}
 	if used == 0 {
-		c.OK, c.Skipped, c.Detail = true, true, "no checkout used a coupon ("+featureReason(res, FeatureCoupons)+")"
+		c.OK, c.Skipped, c.Detail = true, true, "no checkout used a coupon ("+featureReason(res, result.FeatureCoupons)+")"
 		return c
 	}
 	c.OK = wrong == 0

@@ -15,6 +15,7 @@ import (
 
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
 )
 
 // ReadAllOrders lists every user's orders through the API (the audit's
@@ -71,7 +72,7 @@ type Books struct {
 // are asynchronous), or until timeout passes, leaving the audit to name
 // what is wrong. It returns the last read. Payments come from the
 // payment database when payments is not nil, otherwise through the API.
-func WaitBooksSettled(ctx context.Context, cl *client.Client, res *ReplayResult, payments *pgxpool.Pool, timeout time.Duration) (*Books, error) {
+func WaitBooksSettled(ctx context.Context, cl *client.Client, res *result.Replay, payments *pgxpool.Pool, timeout time.Duration) (*Books, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		orders, err := ReadAllOrders(ctx, cl, res.UsersList)
@@ -109,8 +110,8 @@ func expiring(orders map[string]api.Order, now time.Time) bool {
 
 // auditExpiry checks that no accepted order is still unpaid more than
 // the grace past its payment deadline.
-func auditExpiry(res *ReplayResult, orders map[string]api.Order, now time.Time) Check {
-	c := Check{Name: "every unpaid order past its payment window has expired"}
+func auditExpiry(res *result.Replay, orders map[string]api.Order, now time.Time) result.Check {
+	c := result.Check{Name: "every unpaid order past its payment window has expired"}
 	overdue := map[string]int{}
 	pending := 0
 	var example string
@@ -128,14 +129,14 @@ func auditExpiry(res *ReplayResult, orders map[string]api.Order, now time.Time) 
 		}
 	}
 	c.OK = len(overdue) == 0
-	c.Detail = fmt.Sprintf("%d still pending, overdue by more than %s: %s", pending, expiryGrace, counts(overdue))
+	c.Detail = fmt.Sprintf("%d still pending, overdue by more than %s: %s", pending, expiryGrace, result.Tally(overdue))
 	if example != "" {
 		c.Detail += ", e.g. " + example + " ago"
 	}
 	return c
 }
 
-func allOK(checks []Check) bool {
+func allOK(checks []result.Check) bool {
 	for _, c := range checks {
 		if !c.OK {
 			return false
@@ -144,7 +145,7 @@ func allOK(checks []Check) bool {
 	return true
 }
 
-func settledAll(res *ReplayResult, orders map[string]api.Order) bool {
+func settledAll(res *result.Replay, orders map[string]api.Order) bool {
 	seen := func(id string) bool { o, ok := orders[id]; return ok && o.Status != "PROCESSING" }
 	for _, sale := range res.Sales {
 		for id := range sale.Orders {
@@ -164,8 +165,8 @@ func settledAll(res *ReplayResult, orders map[string]api.Order) bool {
 // AuditReplay checks the platform's books after a replay drained. The
 // stored orders come from Postgres when pool is not nil and from the API
 // otherwise; orders are every user's orders as the API lists them.
-func AuditReplay(ctx context.Context, cl *client.Client, res *ReplayResult, books *Books, pool *pgxpool.Pool) ([]Check, error) {
-	var checks []Check
+func AuditReplay(ctx context.Context, cl *client.Client, res *result.Replay, books *Books, pool *pgxpool.Pool) ([]result.Check, error) {
+	var checks []result.Check
 	orders := books.Orders
 	res.Orders = orderStates(res, books)
 	stored := map[string]int64{} // every sale's stored orders, by buyer, for the bots' check
@@ -224,11 +225,11 @@ const recoverWithin = 10
 // only while a fault was on or within recoverWithin seconds of its lift,
 // and that it recovered after each fault before the replay ended: under a
 // fault a 503 is the documented degradation, anywhere else a failure.
-func auditDegradation(res *ReplayResult) Check {
-	c := Check{Name: fmt.Sprintf("5xx only during a fault or within %d s of its lift, and recovered after each", recoverWithin)}
+func auditDegradation(res *result.Replay) result.Check {
+	c := result.Check{Name: fmt.Sprintf("5xx only during a fault or within %d s of its lift, and recovered after each", recoverWithin)}
 	covered := func(t int) bool {
 		for _, f := range res.Faults {
-			if f.ran() && float64(t+1) > f.OnS && float64(t) < f.OffS+recoverWithin {
+			if f.Ran() && float64(t+1) > f.OnS && float64(t) < f.OffS+recoverWithin {
 				return true
 			}
 		}
@@ -247,7 +248,7 @@ func auditDegradation(res *ReplayResult) Check {
 	}
 	var stuck []string
 	for _, f := range res.Faults {
-		if f.ran() && f.RecoveredS < 0 {
+		if f.Ran() && f.RecoveredS < 0 {
 			stuck = append(stuck, f.Fault)
 		}
 	}
@@ -264,10 +265,10 @@ func auditDegradation(res *ReplayResult) Check {
 
 // auditRegular checks that every accepted cart checkout is listed once,
 // for its buyer.
-func auditRegular(res *ReplayResult, orders map[string]api.Order) Check {
-	c := Check{Name: "every accepted checkout is stored once, for its buyer"}
+func auditRegular(res *result.Replay, orders map[string]api.Order) result.Check {
+	c := result.Check{Name: "every accepted checkout is stored once, for its buyer"}
 	if len(res.Regular) == 0 {
-		c.OK, c.Skipped, c.Detail = true, true, "no checkouts accepted ("+featureReason(res, FeatureCheckout)+")"
+		c.OK, c.Skipped, c.Detail = true, true, "no checkouts accepted ("+featureReason(res, result.FeatureCheckout)+")"
 		return c
 	}
 	missing, wrong := 0, 0
@@ -286,7 +287,7 @@ func auditRegular(res *ReplayResult, orders map[string]api.Order) Check {
 }
 
 // auditLines checks API.md's money invariants on every order.
-func auditLines(orders map[string]api.Order) Check {
+func auditLines(orders map[string]api.Order) result.Check {
 	var bad []string
 	for _, o := range orders {
 		if err := linesAddUp(o); err != "" {
@@ -294,7 +295,7 @@ func auditLines(orders map[string]api.Order) Check {
 		}
 	}
 	sort.Strings(bad)
-	c := Check{Name: "every order's lines add up", OK: len(bad) == 0,
+	c := result.Check{Name: "every order's lines add up", OK: len(bad) == 0,
 		Detail: fmt.Sprintf("%d orders, %d wrong", len(orders), len(bad))}
 	if len(bad) > 0 {
 		c.Detail += ", e.g. " + bad[0]
@@ -307,8 +308,8 @@ func auditLines(orders map[string]api.Order) Check {
 // units or money than it had, a REFUNDED order returned exactly what was
 // payable and a PARTIALLY_REFUNDED one less. Its detail shows one partial
 // refund worked through, so the report shows the books balancing.
-func auditRefunds(orders map[string]api.Order) Check {
-	c := Check{Name: "refunds balance to the cent (lines add up to the order; full = payable; partial < payable)"}
+func auditRefunds(orders map[string]api.Order) result.Check {
+	c := result.Check{Name: "refunds balance to the cent (lines add up to the order; full = payable; partial < payable)"}
 	var bad []string
 	refunded, partial := 0, 0
 	example := ""
@@ -399,17 +400,17 @@ func linesAddUp(o api.Order) string {
 	return ""
 }
 
-func featureOf(res *ReplayResult, name string) Feature {
+func featureOf(res *result.Replay, name string) result.Feature {
 	for _, f := range res.Features {
 		if f.Name == name {
 			return f
 		}
 	}
-	return Feature{Name: name, Reason: "not probed"}
+	return result.Feature{Name: name, Reason: "not probed"}
 }
 
-func featureReason(res *ReplayResult, name string) string {
-	if f := featureOf(res, name); !f.Available {
+func featureReason(res *result.Replay, name string) string {
+	if f := res.Feature(name); !f.Available {
 		return f.Reason
 	}
 	return "none placed"

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
 )
 
 // EndpointChallenge is a buyer's challenge fetch, EndpointBot a bot's
@@ -58,31 +59,6 @@ func (r *replay) passChallenge(ctx context.Context, u client.User, activityID st
 	return true
 }
 
-// The bots' tricks, each aimed at one part of the wall; an arrival's
-// roll picks one. A bot's buys must all be refused.
-const (
-	// TrickNoChallenge fires buys straight at the route from the bot's
-	// own device, as fast as the script runs: the challenge, the
-	// device's and the account's limits refuse them.
-	TrickNoChallenge = "no challenge"
-	// TrickOverLimit solves a challenge as a browser does and spends it
-	// on a buy of more units than the sale allows one buyer: the order
-	// path refuses it, and the challenge is used up (unless the sale's
-	// sold-out flag refused the buy first: the challenge is then
-	// dropped, as it would still buy).
-	TrickOverLimit = "over the limit"
-	// TrickReused sends the bot's used challenge again with a new key.
-	TrickReused = "reused challenge"
-	// TrickShared sends another bot account's used challenge (one solve
-	// shared by the farm).
-	TrickShared = "shared challenge"
-	// TrickBlocked sends from the scenario's blocklisted device.
-	TrickBlocked = "blocklisted device"
-)
-
-// BotTricks lists the tricks in report order.
-var BotTricks = []string{TrickNoChallenge, TrickOverLimit, TrickReused, TrickShared, TrickBlocked}
-
 // bot is one scripted account: its device, and per sale the challenge
 // it solved and used up (TrickOverLimit), which the other tricks reuse.
 // mu is held while it gets one, so the bot spends one per sale.
@@ -94,62 +70,20 @@ type bot struct {
 	keys   int
 }
 
-// BotStats counts the bots' requests by trick and by what the platform
-// answered ("ok" for a 2xx, else the error code in lower case or
-// "errors"). Accounts is how many bot accounts there were.
-type BotStats struct {
-	Accounts int                       `json:"accounts"`
-	Answers  map[string]map[string]int `json:"answers"`
-	mu       sync.Mutex
-}
-
-func (s *BotStats) add(trick, outcome string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.Answers[trick] == nil {
-		s.Answers[trick] = map[string]int{}
-	}
-	s.Answers[trick][outcome]++
-}
-
-// total is every bot request, and placed those answered 2xx.
-func (s *BotStats) total() (total, placed int) {
-	for _, byOutcome := range s.Answers {
-		for o, n := range byOutcome {
-			total += n
-			if o == "ok" {
-				placed += n
-			}
-		}
-	}
-	return total, placed
-}
-
-// byOutcome sums the answers over the tricks.
-func (s *BotStats) byOutcome() map[string]int {
-	out := map[string]int{}
-	for _, byOutcome := range s.Answers {
-		for o, n := range byOutcome {
-			out[o] += n
-		}
-	}
-	return out
-}
-
 // pickTrick maps an arrival's roll to a trick; the blocklisted device's
 // share goes to TrickNoChallenge when the scenario names none.
 func pickTrick(roll float64, blocked string) string {
 	switch {
 	case roll < 0.35:
-		return TrickNoChallenge
+		return result.TrickNoChallenge
 	case roll < 0.6:
-		return TrickReused
+		return result.TrickReused
 	case roll < 0.8:
-		return TrickShared
+		return result.TrickShared
 	case blocked == "":
-		return TrickNoChallenge
+		return result.TrickNoChallenge
 	}
-	return TrickBlocked
+	return result.TrickBlocked
 }
 
 // botBuy is one arrival of a bots phase: bot a.user (modulo the
@@ -160,9 +94,9 @@ func (r *replay) botBuy(ctx context.Context, a arrival, due time.Time) {
 	headers := map[string]string{api.DeviceHeader: b.device}
 	trick := pickTrick(a.roll, r.sc.Bots.BlockedDevice)
 	switch trick {
-	case TrickReused, TrickShared:
+	case result.TrickReused, result.TrickShared:
 		owner := b
-		if trick == TrickShared {
+		if trick == result.TrickShared {
 			owner = r.bots[(a.user+1)%len(r.bots)]
 		}
 		used, ok := r.usedChallenge(ctx, owner, act, due)
@@ -170,7 +104,7 @@ func (r *replay) botBuy(ctx context.Context, a arrival, due time.Time) {
 			return
 		}
 		maps.Copy(headers, used)
-	case TrickBlocked:
+	case result.TrickBlocked:
 		headers[api.DeviceHeader] = r.sc.Bots.BlockedDevice
 	}
 	b.mu.Lock()
@@ -182,7 +116,7 @@ func (r *replay) botBuy(ctx context.Context, a arrival, due time.Time) {
 // usedChallenge returns the headers of the challenge owner used up on
 // act, solving and spending one first (TrickOverLimit) if it has none;
 // ok false when the platform would not hand one out.
-func (r *replay) usedChallenge(ctx context.Context, owner *bot, act *ActivityStat, due time.Time) (map[string]string, bool) {
+func (r *replay) usedChallenge(ctx context.Context, owner *bot, act *result.ActivityStat, due time.Time) (map[string]string, bool) {
 	owner.mu.Lock()
 	defer owner.mu.Unlock()
 	if h := owner.used[act.ActivityID]; h != nil {
@@ -192,7 +126,7 @@ func (r *replay) usedChallenge(ctx context.Context, owner *bot, act *ActivitySta
 	got := time.Now()
 	r.rec.done(EndpointBot, outcomeOf(err), due, got)
 	if err != nil {
-		r.botStats.add(TrickOverLimit, "challenge "+outcomeOf(err))
+		r.botStats.Add(result.TrickOverLimit, "challenge "+outcomeOf(err))
 		return nil, false
 	}
 	answer, err := AnswerChallenge(ctx, c, got)
@@ -204,7 +138,7 @@ func (r *replay) usedChallenge(ctx context.Context, owner *bot, act *ActivitySta
 	// Only LIMIT_EXCEEDED says the buy got past the wall, and so used
 	// the challenge up: a buy the sold-out flag refused did not, and its
 	// challenge would buy (it was solved honestly).
-	if r.botSend(ctx, owner, TrickOverLimit, act.ActivityID, act.PerUserLimit+1, owner.nextKey(), headers, time.Now()) != "limit_exceeded" {
+	if r.botSend(ctx, owner, result.TrickOverLimit, act.ActivityID, act.PerUserLimit+1, owner.nextKey(), headers, time.Now()) != "limit_exceeded" {
 		return nil, false
 	}
 	owner.used[act.ActivityID] = answer
@@ -222,20 +156,20 @@ func (r *replay) botSend(ctx context.Context, b *bot, trick, activityID string, 
 	_, err := r.cl.Seckill(ctx, b.user.Token, activityID, quantity, key, headers)
 	out := outcomeOf(err)
 	r.rec.done(EndpointBot, out, due, time.Now())
-	r.botStats.add(trick, out)
+	r.botStats.Add(trick, out)
 	return out
 }
 
 // auditBots checks that no bot bought anything: every bot request was
 // refused, and no order, as the platform lists the bot accounts' orders
 // and as the sales' stored books hold them, belongs to a bot account.
-func auditBots(res *ReplayResult, listed map[string]api.Order, stored map[string]int64) Check {
-	c := Check{Name: "bots bought nothing: every bot request refused, no order held by a bot account"}
+func auditBots(res *result.Replay, listed map[string]api.Order, stored map[string]int64) result.Check {
+	c := result.Check{Name: "bots bought nothing: every bot request refused, no order held by a bot account"}
 	if res.Bots == nil {
 		c.OK, c.Skipped, c.Detail = true, true, "skipped: the scenario has no bots phase"
 		return c
 	}
-	total, placed := res.Bots.total()
+	total, placed := res.Bots.Total()
 	bots := map[int64]bool{}
 	for _, u := range res.BotsList {
 		bots[u.ID] = true
@@ -253,7 +187,7 @@ func auditBots(res *ReplayResult, listed map[string]api.Order, stored map[string
 	for _, id := range slices.Sorted(maps.Keys(found)) {
 		held = append(held, id+" ("+found[id]+")")
 	}
-	outcomes := res.Bots.byOutcome()
+	outcomes := res.Bots.ByOutcome()
 	var parts []string
 	for _, o := range slices.Sorted(maps.Keys(outcomes)) {
 		parts = append(parts, fmt.Sprintf("%s %d", o, outcomes[o]))

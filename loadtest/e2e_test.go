@@ -19,6 +19,7 @@ import (
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
@@ -192,8 +193,8 @@ func TestBurstAuditPasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Counts[loadtest.Failed] != 0 {
-		t.Fatalf("%d attempts failed: %v", res.Counts[loadtest.Failed], res.ErrorSamples)
+	if res.Counts[result.Failed] != 0 {
+		t.Fatalf("%d attempts failed: %v", res.Counts[result.Failed], res.ErrorSamples)
 	}
 	if err := loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, time.Minute); err != nil {
 		t.Fatal(err)
@@ -319,15 +320,15 @@ func TestReplayAuditPasses(t *testing.T) {
 	sc.Users.FirstID += replays.Add(1) * 1_000_000
 	cl := client.New(platform.GatewayURL, 64)
 	dir := t.TempDir()
-	var ended *loadtest.ReplayResult
+	var ended *result.Replay
 	res, ok, err := loadtest.RunSession(ctx, loadtest.SessionConfig{
 		Scenario: sc, Client: cl, Target: platform.GatewayURL, OutDir: dir, Out: io.Discard,
 		Orders: mustPool(t, local.DBOrders), Payments: mustPool(t, local.DBPayment), SimulatorURL: platform.ChannelsURL,
 		Drained: func(ctx context.Context) error {
 			return loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, time.Minute)
 		},
-		AroundReplay: func() func(*loadtest.ReplayResult) {
-			return func(res *loadtest.ReplayResult) { ended = res }
+		AroundReplay: func() func(*result.Replay) {
+			return func(res *result.Replay) { ended = res }
 		},
 	})
 	if err != nil {
@@ -340,7 +341,7 @@ func TestReplayAuditPasses(t *testing.T) {
 	// outcome but rate-limited and failed, counted by outcome.
 	var answered int64
 	for _, e := range res.Endpoints {
-		if e.Endpoint == loadtest.EndpointSeckill && e.Outcome != string(loadtest.RateLimited) && e.Outcome != string(loadtest.Overloaded) && e.Outcome != string(loadtest.Failed) {
+		if e.Endpoint == loadtest.EndpointSeckill && e.Outcome != string(result.RateLimited) && e.Outcome != string(result.Overloaded) && e.Outcome != string(result.Failed) {
 			answered += e.Count
 		}
 	}
@@ -364,28 +365,28 @@ func TestReplayAuditPasses(t *testing.T) {
 			t.Errorf("%s: accepted %d, want at least the whole stock %d", a.Key, a.Accepted, a.Stock)
 		}
 	}
-	if res.Sales["mug-sale"].Counts[loadtest.NotActive] == 0 {
+	if res.Sales["mug-sale"].Counts[result.NotActive] == 0 {
 		t.Error("no buy before mug-sale's start was answered ACTIVITY_NOT_ACTIVE")
 	}
 	// phone-sale's buyers passed the challenge as browsers do: none was
 	// refused by the wall, and none came before the sale (the
 	// challenge's wait runs to the start). Every trick of the bots was
 	// tried and refused (the audit above holds that none bought).
-	if s := res.Sales["phone-sale"]; s.Counts[loadtest.Walled] != 0 || s.Counts[loadtest.NotActive] != 0 {
-		t.Errorf("phone-sale's buyers: %d refused by the wall, %d too early", s.Counts[loadtest.Walled], s.Counts[loadtest.NotActive])
+	if s := res.Sales["phone-sale"]; s.Counts[result.Walled] != 0 || s.Counts[result.NotActive] != 0 {
+		t.Errorf("phone-sale's buyers: %d refused by the wall, %d too early", s.Counts[result.Walled], s.Counts[result.NotActive])
 	}
 	for _, c := range res.Checks {
 		if strings.HasPrefix(c.Name, "bots") {
 			t.Log(c.Detail)
 		}
 	}
-	for _, trick := range loadtest.BotTricks {
+	for _, trick := range result.BotTricks {
 		if len(res.Bots.Answers[trick]) == 0 {
 			t.Errorf("bots: no %s tried (%v)", trick, res.Bots.Answers)
 		}
 	}
-	for code, trick := range map[string]string{"challenge_required": loadtest.TrickNoChallenge, "challenge_used": loadtest.TrickReused,
-		"challenge_invalid": loadtest.TrickShared, "blocked": loadtest.TrickBlocked, "limit_exceeded": loadtest.TrickOverLimit} {
+	for code, trick := range map[string]string{"challenge_required": result.TrickNoChallenge, "challenge_used": result.TrickReused,
+		"challenge_invalid": result.TrickShared, "blocked": result.TrickBlocked, "limit_exceeded": result.TrickOverLimit} {
 		if res.Bots.Answers[trick][code] == 0 {
 			t.Errorf("bots: %s never answered %s (%v)", trick, code, res.Bots.Answers[trick])
 		}

@@ -7,30 +7,7 @@ import (
 	"net/http"
 
 	"github.com/flashsale/flashsale/loadtest/client"
-)
-
-// Feature is an optional part of the API a scenario phase needs (payment,
-// cancel, refunds, regular checkout, marketing, channel switches). The
-// replay probes each one before it starts: a phase whose endpoint the
-// gateway does not serve is reported as skipped, never simulated.
-type Feature struct {
-	Name      string `json:"name"`
-	Endpoint  string `json:"endpoint"`
-	Available bool   `json:"available"`
-	// Reason says why the feature is off, e.g. "skipped: endpoint not
-	// available (404)".
-	Reason string `json:"reason,omitempty"`
-}
-
-// The optional features.
-const (
-	FeaturePay        = "pay"
-	FeatureCancel     = "cancel"
-	FeatureRefund     = "refund"
-	FeatureCheckout   = "checkout"
-	FeaturePromotions = "promotions"
-	FeatureCoupons    = "coupons"
-	FeatureChannels   = "channels"
+	"github.com/flashsale/flashsale/loadtest/result"
 )
 
 // probe is a harmless request that reaches a feature's handler when the
@@ -45,13 +22,13 @@ type probe struct {
 }
 
 var probes = []probe{
-	{FeaturePay, http.MethodPost, "/api/v1/orders/0/pay", "POST /api/v1/orders/{order_id}/pay", false, map[string]any{}},
-	{FeatureCancel, http.MethodPost, "/api/v1/orders/0/cancel", "POST /api/v1/orders/{order_id}/cancel", false, map[string]any{}},
-	{FeatureRefund, http.MethodPost, "/api/v1/orders/0/refunds", "POST /api/v1/orders/{order_id}/refunds", false, map[string]any{}},
-	{FeatureCheckout, http.MethodPost, "/api/v1/orders", "POST /api/v1/orders", false, map[string]any{}},
-	{FeaturePromotions, http.MethodPost, "/admin/v1/promotions", "POST /admin/v1/promotions", true, map[string]any{}},
-	{FeatureCoupons, http.MethodPost, "/admin/v1/coupon-templates", "POST /admin/v1/coupon-templates", true, map[string]any{}},
-	{FeatureChannels, http.MethodPut, "/admin/v1/channels/replay-probe", "PUT /admin/v1/channels/{channel}", true, map[string]any{}},
+	{result.FeaturePay, http.MethodPost, "/api/v1/orders/0/pay", "POST /api/v1/orders/{order_id}/pay", false, map[string]any{}},
+	{result.FeatureCancel, http.MethodPost, "/api/v1/orders/0/cancel", "POST /api/v1/orders/{order_id}/cancel", false, map[string]any{}},
+	{result.FeatureRefund, http.MethodPost, "/api/v1/orders/0/refunds", "POST /api/v1/orders/{order_id}/refunds", false, map[string]any{}},
+	{result.FeatureCheckout, http.MethodPost, "/api/v1/orders", "POST /api/v1/orders", false, map[string]any{}},
+	{result.FeaturePromotions, http.MethodPost, "/admin/v1/promotions", "POST /admin/v1/promotions", true, map[string]any{}},
+	{result.FeatureCoupons, http.MethodPost, "/admin/v1/coupon-templates", "POST /admin/v1/coupon-templates", true, map[string]any{}},
+	{result.FeatureChannels, http.MethodPut, "/admin/v1/channels/replay-probe", "PUT /admin/v1/channels/{channel}", true, map[string]any{}},
 }
 
 // noEndpointMessage is the gateway router's message for a path it does
@@ -72,15 +49,15 @@ func endpointMissing(err error) (int, bool) {
 }
 
 // ProbeFeatures asks the gateway which optional endpoints it serves.
-func ProbeFeatures(ctx context.Context, cl *client.Client, user, admin string) (map[string]Feature, error) {
-	out := map[string]Feature{}
+func ProbeFeatures(ctx context.Context, cl *client.Client, user, admin string) (map[string]result.Feature, error) {
+	out := map[string]result.Feature{}
 	for _, p := range probes {
 		tok := user
 		if p.admin {
 			tok = admin
 		}
 		_, err := cl.Do(ctx, p.method, p.path, tok, map[string]string{"Idempotency-Key": "replay-probe"}, p.body, nil)
-		f := Feature{Name: p.name, Endpoint: p.endpoint, Available: true}
+		f := result.Feature{Name: p.name, Endpoint: p.endpoint, Available: true}
 		var answer *client.APIError
 		if status, missing := endpointMissing(err); missing {
 			f.Available, f.Reason = false, fmt.Sprintf("skipped: endpoint not available (%d)", status)

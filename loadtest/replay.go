@@ -18,6 +18,7 @@ import (
 
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/services/channelsim"
 )
@@ -51,144 +52,6 @@ type Infrastructure interface {
 	Fault(ctx context.Context, f scenario.Fault) (lift func(context.Context) error, err error)
 }
 
-// PhaseStat is what one phase did.
-type PhaseStat struct {
-	Name string `json:"name"`
-	Kind string `json:"kind"`
-	// Status is "ran" or why the phase was skipped.
-	Status  string  `json:"status"`
-	StartS  float64 `json:"start_s"`
-	EndS    float64 `json:"end_s"`
-	PeakRPS float64 `json:"peak_rate"`
-	Sent    int64   `json:"sent"`
-	// For seckill phases, of the buys due within the phase: the answered
-	// ones (every outcome but 429s and failures) per second of the phase
-	// and their p99, and the 429s (rate limited or overloaded) and their
-	// p99, in milliseconds.
-	AnsweredPerS float64 `json:"answered_per_s,omitempty"`
-	AnsweredP99  float64 `json:"answered_p99_ms,omitempty"`
-	Refused      int64   `json:"refused,omitempty"`
-	RefusedP99   float64 `json:"refused_p99_ms,omitempty"`
-}
-
-// FaultStat is what happened to one scheduled fault: whether it ran,
-// when it was on (seconds from the replay's start), what the requests due
-// meanwhile got, and how soon after the lift the platform was healthy
-// again (recorder.faultWindow).
-type FaultStat struct {
-	Fault  string  `json:"fault"`
-	Status string  `json:"status"`
-	OnS    float64 `json:"on_s"`
-	OffS   float64 `json:"off_s"`
-	// Requests counts every request due while the fault was on, Failures
-	// those answered 5xx or not at all; P99 is their latency (ms).
-	Requests    int     `json:"requests"`
-	Failures    int     `json:"failures"`
-	FailureRate float64 `json:"failure_rate"`
-	P99         float64 `json:"p99_ms"`
-	// RecoveredS is the seconds from the lift to the first of two healthy
-	// seconds (≤ 1 % failures), -1 when the replay ended first.
-	RecoveredS float64 `json:"recovered_s"`
-}
-
-// ran says whether the fault was applied and lifted.
-func (f FaultStat) ran() bool { return f.OffS > 0 }
-
-// ActivityStat is one flash sale as the replay created it.
-type ActivityStat struct {
-	Key          string `json:"key"`
-	ActivityID   string `json:"activity_id"`
-	Stock        int64  `json:"stock"`
-	PerUserLimit int64  `json:"per_user_limit"`
-	Accepted     int    `json:"accepted"`
-	// Challenge says the sale required a solved challenge on each buy.
-	Challenge bool `json:"challenge,omitempty"`
-}
-
-// FollowUps counts what buyers did with accepted orders. Paid counts
-// orders whose payment the buyer confirmed at the channel; LatePaid of
-// them confirmed after the order expired, Duplicated paid through a
-// second channel too. LateCutOff are late payers whose order would
-// expire after the drain, who abandon it instead.
-type FollowUps struct {
-	Paid, PayFailed, Cancelled, CancelFailed, Refunded, RefundFailed, Abandoned int64
-	LatePaid, Duplicated, LateCutOff                                            int64
-	// Skipped counts follow-ups drawn whose endpoint is not available.
-	Skipped int64
-}
-
-// CouponStats counts the scenario's coupons: templates created, coupons
-// the buyers claimed (and claims refused), and checkouts that used one
-// (and those refused with it, then placed without it).
-type CouponStats struct {
-	Templates   int   `json:"templates"`
-	Claimed     int64 `json:"claimed"`
-	ClaimFailed int64 `json:"claim_failed"`
-	Used        int64 `json:"used"`
-	Refused     int64 `json:"refused"`
-}
-
-// trail is what the replay did with one accepted order, for the audit.
-type trail struct {
-	user client.User
-	// payments are the payment ids the pay answers named.
-	payments []string
-	// cancelled is set when the buyer's cancel was answered 200.
-	cancelled bool
-	// coupon is the coupon the checkout used.
-	coupon string
-}
-
-// ReplayResult is everything a replay measured, ready for the report and
-// the audit.
-type ReplayResult struct {
-	Scenario   string                    `json:"scenario"`
-	Target     string                    `json:"target"`
-	StartedAt  time.Time                 `json:"started_at"`
-	ElapsedS   float64                   `json:"elapsed_s"`
-	Users      int                       `json:"users"`
-	Phases     []PhaseStat               `json:"phases"`
-	Features   []Feature                 `json:"features"`
-	Faults     []FaultStat               `json:"faults"`
-	Activities []ActivityStat            `json:"activities"`
-	Endpoints  []EndpointStat            `json:"endpoints"`
-	Seconds    []SecondStat              `json:"seconds"`
-	Stock      map[string][]StockPoint   `json:"stock"`
-	Payments   map[string]map[string]int `json:"payments"`
-	FollowUps  FollowUps                 `json:"follow_ups"`
-	Channels   []ChannelStat             `json:"channels"`
-	Coupons    CouponStats               `json:"coupons"`
-	// Orders is the final state of the accepted orders, as the audit
-	// read them.
-	Orders   *OrderStates `json:"orders,omitempty"`
-	Capacity Capacity     `json:"capacity"`
-	// Caches is what each level of the catalogue caches did (read from
-	// the services' /metrics at the end; empty when they were not read).
-	Caches  []CacheLevel `json:"caches,omitempty"`
-	Ceiling *Ceiling     `json:"ceiling,omitempty"`
-	Checks  []Check      `json:"checks"`
-	// Bots is what the bots phases' requests were answered (nil without
-	// one), BotsList the bot accounts.
-	Bots      *BotStats               `json:"bots,omitempty"`
-	Sales     map[string]*BurstResult `json:"-"`
-	Regular   map[string]int64        `json:"-"`
-	UsersList []client.User           `json:"-"`
-	BotsList  []client.User           `json:"-"`
-	limits    map[string]int64
-	trails    map[string]*trail
-}
-
-// SeckillAnswered is how many flash-sale buys the platform answered:
-// every outcome but rate-limited and failed, as the capacity figure
-// counts them.
-func (r *ReplayResult) SeckillAnswered() int {
-	n := 0
-	for _, s := range r.Seconds {
-		n += s.SeckillAnswered
-	}
-	return n
-}
-
 // replay is one run in progress.
 type replay struct {
 	sc       *scenario.Scenario
@@ -196,9 +59,9 @@ type replay struct {
 	opts     ReplayOptions
 	admin    string
 	users    []client.User
-	features map[string]Feature
+	features map[string]result.Feature
 	skus     []string // product sku ids in catalog order
-	acts     map[string]*ActivityStat
+	acts     map[string]*result.ActivityStat
 	ledgers  map[string]*saleLedger
 	rec      *recorder
 	start    time.Time
@@ -206,40 +69,40 @@ type replay struct {
 	// the drain.
 	followEnd time.Time
 	trailMu   sync.Mutex
-	trails    map[string]*trail
+	trails    map[string]*result.Trail
 	couponMu  sync.Mutex
 	coupons   map[int][]heldCoupon // by user index
-	cs        CouponStats
+	cs        result.CouponStats
 	prices    []int64 // product prices in catalog order
 	inflight  atomic.Int64
 	accepted  atomic.Int64
 	requests  sync.WaitGroup
 	follow    sync.WaitGroup
 	followMu  sync.Mutex
-	fu        FollowUps
+	fu        result.FollowUps
 	regMu     sync.Mutex
 	regular   map[string]int64
 	checkout  atomic.Int64
-	phases    []PhaseStat
-	faults    []FaultStat
+	phases    []result.PhaseStat
+	faults    []result.FaultStat
 	faultOn   []atomic.Bool // which faults are on now, for the live display
 	// bots are the scripted accounts of the bots phases.
 	bots     []*bot
-	botStats *BotStats
+	botStats *result.BotStats
 }
 
 // RunReplay signs the scenario's users in, creates its catalog, drives
 // its phases at their scheduled rates and returns the measurements. It
 // does not audit: call AuditReplay once the platform has drained.
-func RunReplay(ctx context.Context, cl *client.Client, sc *scenario.Scenario, opts ReplayOptions) (*ReplayResult, error) {
+func RunReplay(ctx context.Context, cl *client.Client, sc *scenario.Scenario, opts ReplayOptions) (*result.Replay, error) {
 	if opts.CapacityWindow <= 0 {
 		opts.CapacityWindow = 5
 	}
 	if opts.CapacityP99 <= 0 {
 		opts.CapacityP99 = 50 * time.Millisecond
 	}
-	r := &replay{sc: sc, cl: cl, opts: opts, acts: map[string]*ActivityStat{}, ledgers: map[string]*saleLedger{}, regular: map[string]int64{},
-		trails: map[string]*trail{}, coupons: map[int][]heldCoupon{}, faultOn: make([]atomic.Bool, len(sc.Faults))}
+	r := &replay{sc: sc, cl: cl, opts: opts, acts: map[string]*result.ActivityStat{}, ledgers: map[string]*saleLedger{}, regular: map[string]int64{},
+		trails: map[string]*result.Trail{}, coupons: map[int][]heldCoupon{}, faultOn: make([]atomic.Bool, len(sc.Faults))}
 	if err := r.setup(ctx); err != nil {
 		return nil, err
 	}
@@ -291,7 +154,7 @@ func (r *replay) setup(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("replay: create activity %s: %w", a.Key, err)
 		}
-		r.acts[a.Key] = &ActivityStat{Key: a.Key, ActivityID: id, Stock: a.Stock, PerUserLimit: a.PerUserLimit, Challenge: a.Challenge}
+		r.acts[a.Key] = &result.ActivityStat{Key: a.Key, ActivityID: id, Stock: a.Stock, PerUserLimit: a.PerUserLimit, Challenge: a.Challenge}
 		r.ledgers[a.Key] = newSaleLedger(r.users)
 	}
 	return nil
@@ -309,7 +172,7 @@ func (r *replay) setupBots(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("replay: bots: %w", err)
 	}
-	r.botStats = &BotStats{Accounts: n, Answers: map[string]map[string]int{}}
+	r.botStats = &result.BotStats{Accounts: n, Answers: map[string]map[string]int{}}
 	for _, u := range users {
 		r.bots = append(r.bots, &bot{user: u, device: "bot-" + strconv.FormatInt(u.ID, 10), used: map[string]map[string]string{}})
 	}
@@ -349,7 +212,7 @@ func (r *replay) setupMarketing(ctx context.Context, skuOf map[string]string) {
 		} else {
 			body["tiers"] = p.Tiers
 		}
-		create(FeaturePromotions, "/admin/v1/promotions", body, nil)
+		create(result.FeaturePromotions, "/admin/v1/promotions", body, nil)
 	}
 	rng := rand.New(rand.NewPCG(r.sc.Seed, 0xc0))
 	for _, c := range r.sc.Catalog.Coupons {
@@ -363,7 +226,7 @@ func (r *replay) setupMarketing(ctx context.Context, skuOf map[string]string) {
 			continue
 		}
 		var tpl api.CouponTemplateCreated
-		if !create(FeatureCoupons, "/admin/v1/coupon-templates", map[string]any{
+		if !create(result.FeatureCoupons, "/admin/v1/coupon-templates", map[string]any{
 			"threshold": c.Threshold, "amount": c.Amount, "total": len(claimers), "per_user_limit": 1,
 			"valid_from": from, "valid_until": until,
 		}, &tpl) {
@@ -436,12 +299,12 @@ func (r *replay) giveBackCoupon(user int, c heldCoupon) {
 // so that routing follows the scenario; a refusal turns the channel
 // switches off with the reason.
 func (r *replay) setupChannels(ctx context.Context) {
-	if !r.features[FeatureChannels].Available || r.sc.Payment.PayShare == 0 {
+	if !r.features[result.FeatureChannels].Available || r.sc.Payment.PayShare == 0 {
 		return
 	}
 	for _, ch := range slices.Sorted(maps.Keys(r.sc.Payment.Channels)) {
 		if err := r.switchChannel(ctx, ch, true); err != nil {
-			r.features[FeatureChannels] = Feature{Name: FeatureChannels, Endpoint: r.features[FeatureChannels].Endpoint,
+			r.features[result.FeatureChannels] = result.Feature{Name: result.FeatureChannels, Endpoint: r.features[result.FeatureChannels].Endpoint,
 				Reason: "skipped: setup failed: " + err.Error()}
 			return
 		}
@@ -459,14 +322,14 @@ func (r *replay) switchChannel(ctx context.Context, channel string, enabled bool
 // needs is the feature a phase kind depends on ("" when none).
 func needs(kind string) string {
 	if kind == scenario.PhaseCheckout {
-		return FeatureCheckout
+		return result.FeatureCheckout
 	}
 	return ""
 }
 
 func (r *replay) run(ctx context.Context) {
 	r.rec = newRecorder(r.start)
-	stats := make([]PhaseStat, len(r.sc.Phases))
+	stats := make([]result.PhaseStat, len(r.sc.Phases))
 	sent := make([]atomic.Int64, len(r.sc.Phases))
 	var dispatchers sync.WaitGroup
 	if d := time.Until(r.start); d > 0 {
@@ -480,7 +343,7 @@ func (r *replay) run(ctx context.Context) {
 	defer cancelFollow()
 	stopBackground := r.background(ctx)
 	for i, p := range r.sc.Phases {
-		stats[i] = PhaseStat{Name: p.Name, Kind: p.Kind, Status: "ran", StartS: p.Start.D().Seconds(), EndS: p.End().Seconds(), PeakRPS: max(p.Rate, p.RateFrom)}
+		stats[i] = result.PhaseStat{Name: p.Name, Kind: p.Kind, Status: "ran", StartS: p.Start.D().Seconds(), EndS: p.End().Seconds(), PeakRPS: max(p.Rate, p.RateFrom)}
 		if f := needs(p.Kind); f != "" && !r.features[f].Available {
 			stats[i].Status = r.features[f].Reason
 			continue
@@ -501,7 +364,7 @@ func (r *replay) run(ctx context.Context) {
 	}
 	r.phases = stats
 	for i := range r.faults {
-		if r.faults[i].ran() {
+		if r.faults[i].Ran() {
 			r.rec.faultWindow(&r.faults[i])
 		}
 	}
@@ -614,7 +477,7 @@ func outcomeOf(err error) string {
 	if errors.As(err, &e) && e.Code != "" {
 		return strings.ToLower(e.Code)
 	}
-	return string(Failed)
+	return string(result.Failed)
 }
 
 // seckill is a buyer's click on the sale's button, as a browser sends
@@ -634,10 +497,10 @@ func (r *replay) seckill(ctx context.Context, p scenario.Phase, a arrival, due t
 	order, err := buy(ctx, r.cl, r.users[a.user].Token, act.ActivityID, p.Quantity, key, headers)
 	out := ledger.settle(a.user, key, replayed, p.Quantity, order, err)
 	r.rec.done(EndpointSeckill, string(out), due, time.Now())
-	if out.unknown() {
+	if out.Unknown() {
 		r.comeBack(ctx, ledger, act.ActivityID, a.user, key, headers, replayed, out, p.Quantity)
 	}
-	if out == Accepted {
+	if out == result.Accepted {
 		r.accepted.Add(1)
 		r.followUp(ctx, r.users[a.user], order.OrderID)
 	}
@@ -654,7 +517,7 @@ var comeBackAfter = []time.Duration{1 * time.Second, 2 * time.Second, 2 * time.S
 // comeBack asks again with the key after each wait of comeBackAfter
 // until the platform answers about the key (not 503, not 429), and books
 // that answer for the attempt.
-func (r *replay) comeBack(ctx context.Context, ledger *saleLedger, activityID string, user int, key string, headers map[string]string, replayed bool, was Outcome, quantity int64) {
+func (r *replay) comeBack(ctx context.Context, ledger *saleLedger, activityID string, user int, key string, headers map[string]string, replayed bool, was result.Outcome, quantity int64) {
 	r.requests.Go(func() {
 		for _, wait := range comeBackAfter {
 			select {
@@ -663,13 +526,13 @@ func (r *replay) comeBack(ctx context.Context, ledger *saleLedger, activityID st
 			case <-time.After(wait):
 			}
 			order, err := buy(ctx, r.cl, r.users[user].Token, activityID, quantity, key, headers)
-			if o := classify(err); o.unknown() || o.refused() {
+			if o := classify(err); o.Unknown() || o.Refused() {
 				// A 429 says only that the gateway did not look: the
 				// order the key may have made is still unknown.
 				ledger.heard(user, key, o)
 				continue
 			}
-			if ledger.answeredLater(user, key, replayed, quantity, was, order, err) == Accepted {
+			if ledger.answeredLater(user, key, replayed, quantity, was, order, err) == result.Accepted {
 				r.accepted.Add(1)
 			}
 			return
@@ -720,18 +583,18 @@ func (r *replay) placeRegular(ctx context.Context, a arrival, due time.Time) {
 		r.couponMu.Lock()
 		r.cs.Used++
 		r.couponMu.Unlock()
-		r.note(o.OrderID, user, func(t *trail) { t.coupon = coupon.id })
+		r.note(o.OrderID, user, func(t *result.Trail) { t.Coupon = coupon.id })
 	}
 	r.followUp(ctx, user, o.OrderID)
 }
 
 // note records what the replay did with an order, for the audit.
-func (r *replay) note(orderID string, u client.User, fn func(*trail)) {
+func (r *replay) note(orderID string, u client.User, fn func(*result.Trail)) {
 	r.trailMu.Lock()
 	defer r.trailMu.Unlock()
 	t := r.trails[orderID]
 	if t == nil {
-		t = &trail{user: u}
+		t = &result.Trail{User: u}
 		r.trails[orderID] = t
 	}
 	fn(t)
@@ -749,7 +612,7 @@ type payPlan struct {
 // followUp decides, from the order id and the seed, what the buyer does
 // with an accepted order, and does it after the scenario's delay.
 func (r *replay) followUp(ctx context.Context, u client.User, orderID string) {
-	r.note(orderID, u, func(*trail) {})
+	r.note(orderID, u, func(*result.Trail) {})
 	h := fnv.New64a()
 	h.Write([]byte(orderID))
 	rng := rand.New(rand.NewPCG(r.sc.Seed, h.Sum64()))
@@ -761,20 +624,20 @@ func (r *replay) followUp(ctx context.Context, u client.User, orderID string) {
 	var act func(context.Context)
 	switch {
 	case roll < pay.PayShare:
-		feature = FeaturePay
+		feature = result.FeaturePay
 		kind := rng.Float64()
 		plan := payPlan{channel: pickChannel(rng, pay.Channels), late: kind < pay.LateShare,
 			duplicate: kind >= pay.LateShare && kind < pay.LateShare+pay.DuplicateShare, refund: rng.Float64() < pay.RefundShare}
 		act = func(ctx context.Context) { r.pay(ctx, u, orderID, plan) }
 	case roll < pay.PayShare+pay.CancelShare:
-		feature = FeatureCancel
+		feature = result.FeatureCancel
 		act = func(ctx context.Context) { r.cancel(ctx, u, orderID) }
 	default:
-		r.count(func(f *FollowUps) { f.Abandoned++ })
+		r.count(func(f *result.FollowUps) { f.Abandoned++ })
 		return
 	}
 	if !r.features[feature].Available {
-		r.count(func(f *FollowUps) { f.Skipped++ })
+		r.count(func(f *result.FollowUps) { f.Skipped++ })
 		return
 	}
 	r.follow.Add(1)
@@ -784,7 +647,7 @@ func (r *replay) followUp(ctx context.Context, u client.User, orderID string) {
 	})
 }
 
-func (r *replay) count(fn func(*FollowUps)) {
+func (r *replay) count(fn func(*result.FollowUps)) {
 	r.followMu.Lock()
 	fn(&r.fu)
 	r.followMu.Unlock()
@@ -839,12 +702,12 @@ const lateSlack = 2 * time.Second
 func (r *replay) pay(ctx context.Context, u client.User, orderID string, plan payPlan) {
 	o, err := r.settled(ctx, u, orderID)
 	if err != nil || o.Status != "PENDING_PAYMENT" {
-		r.count(func(f *FollowUps) { f.PayFailed++ })
+		r.count(func(f *result.FollowUps) { f.PayFailed++ })
 		return
 	}
 	first, ok := r.open(ctx, u, orderID, plan.channel)
 	if !ok {
-		r.count(func(f *FollowUps) { f.PayFailed++ })
+		r.count(func(f *result.FollowUps) { f.PayFailed++ })
 		return
 	}
 	payments := []api.Payment{first}
@@ -855,12 +718,12 @@ func (r *replay) pay(ctx context.Context, u client.User, orderID string, plan pa
 	}
 	if plan.late {
 		if o.ExpiresAt == nil || o.ExpiresAt.Add(lateSlack).After(r.followEnd) {
-			r.count(func(f *FollowUps) { f.LateCutOff++ })
+			r.count(func(f *result.FollowUps) { f.LateCutOff++ })
 			return
 		}
 		select {
 		case <-ctx.Done():
-			r.count(func(f *FollowUps) { f.PayFailed++ })
+			r.count(func(f *result.FollowUps) { f.PayFailed++ })
 			return
 		case <-time.After(time.Until(o.ExpiresAt.Add(lateSlack))):
 		}
@@ -871,7 +734,7 @@ func (r *replay) pay(ctx context.Context, u client.User, orderID string, plan pa
 			confirmed++
 		}
 	}
-	r.count(func(f *FollowUps) {
+	r.count(func(f *result.FollowUps) {
 		switch {
 		case confirmed == 0:
 			f.PayFailed++
@@ -886,8 +749,8 @@ func (r *replay) pay(ctx context.Context, u client.User, orderID string, plan pa
 	if confirmed == 0 || plan.late || !plan.refund || len(o.Lines) == 0 {
 		return
 	}
-	if !r.features[FeatureRefund].Available {
-		r.count(func(f *FollowUps) { f.Skipped++ })
+	if !r.features[result.FeatureRefund].Available {
+		r.count(func(f *result.FollowUps) { f.Skipped++ })
 		return
 	}
 	// The callback settles the payment asynchronously: the buyer asks
@@ -897,7 +760,7 @@ func (r *replay) pay(ctx context.Context, u client.User, orderID string, plan pa
 			map[string]string{"Idempotency-Key": "refund-" + orderID},
 			map[string]any{"lines": []map[string]any{{"line_id": o.Lines[0].LineID, "quantity": 1}}}, nil)
 	}
-	r.count(func(f *FollowUps) {
+	r.count(func(f *result.FollowUps) {
 		if err != nil {
 			f.RefundFailed++
 		} else {
@@ -919,7 +782,7 @@ func (r *replay) open(ctx context.Context, u client.User, orderID, channel strin
 	}
 	r.rec.payment(p.Channel, p.Status)
 	r.rec.channelLatency(p.Channel, stepPay, time.Since(t0))
-	r.note(orderID, u, func(t *trail) { t.payments = append(t.payments, p.PaymentID) })
+	r.note(orderID, u, func(t *result.Trail) { t.Payments = append(t.Payments, p.PaymentID) })
 	return p, true
 }
 
@@ -968,9 +831,9 @@ func (r *replay) cancel(ctx context.Context, u client.User, orderID string) {
 		err = r.call(ctx, EndpointCancel, time.Now(), http.MethodPost, "/api/v1/orders/"+orderID+"/cancel", u.Token, nil, nil, nil)
 	}
 	if err == nil {
-		r.note(orderID, u, func(t *trail) { t.cancelled = true })
+		r.note(orderID, u, func(t *result.Trail) { t.Cancelled = true })
 	}
-	r.count(func(f *FollowUps) {
+	r.count(func(f *result.FollowUps) {
 		if err != nil {
 			f.CancelFailed++
 		} else {
@@ -985,13 +848,13 @@ func (r *replay) cancel(ctx context.Context, u client.User, orderID string) {
 // set at the channel simulator, and restored to what they were.
 func (r *replay) scheduleFaults(ctx context.Context) func() {
 	var wg sync.WaitGroup
-	r.faults = make([]FaultStat, len(r.sc.Faults))
+	r.faults = make([]result.FaultStat, len(r.sc.Faults))
 	for i, f := range r.sc.Faults {
 		name := f.Name()
 		var apply, lift func(context.Context) error
 		switch {
 		case f.Target != "" && r.opts.Infra == nil:
-			r.faults[i] = FaultStat{Fault: name, Status: "skipped: faults on the platform's own parts need the platform make demo starts"}
+			r.faults[i] = result.FaultStat{Fault: name, Status: "skipped: faults on the platform's own parts need the platform make demo starts"}
 			continue
 		case f.Target != "":
 			var undo func(context.Context) error
@@ -1000,14 +863,14 @@ func (r *replay) scheduleFaults(ctx context.Context) func() {
 				return err
 			}
 			lift = func(ctx context.Context) error { return undo(ctx) }
-		case f.Mode == scenario.FaultDown && !r.features[FeatureChannels].Available:
-			r.faults[i] = FaultStat{Fault: name, Status: r.features[FeatureChannels].Reason}
+		case f.Mode == scenario.FaultDown && !r.features[result.FeatureChannels].Available:
+			r.faults[i] = result.FaultStat{Fault: name, Status: r.features[result.FeatureChannels].Reason}
 			continue
 		case f.Mode == scenario.FaultDown:
 			apply = func(ctx context.Context) error { return r.switchChannel(ctx, f.Channel, false) }
 			lift = func(ctx context.Context) error { return r.switchChannel(ctx, f.Channel, true) }
 		case r.opts.Simulator == nil:
-			r.faults[i] = FaultStat{Fault: name, Status: "skipped: no channel simulator admin URL (FLASHSALE_CHANNELSIM_URL)"}
+			r.faults[i] = result.FaultStat{Fault: name, Status: "skipped: no channel simulator admin URL (FLASHSALE_CHANNELSIM_URL)"}
 			continue
 		default:
 			var saved channelsim.Behaviour
@@ -1032,12 +895,12 @@ func (r *replay) scheduleFaults(ctx context.Context) func() {
 			}
 		}
 		wg.Go(func() {
-			st := FaultStat{Fault: name, Status: "applied and lifted"}
+			st := result.FaultStat{Fault: name, Status: "applied and lifted"}
 			for step, at := range []time.Duration{f.At.D(), f.At.D() + f.Lasts.D()} {
 				select {
 				case <-ctx.Done():
 					r.faultOn[i].Store(false)
-					r.faults[i] = FaultStat{Fault: name, Status: "interrupted"}
+					r.faults[i] = result.FaultStat{Fault: name, Status: "interrupted"}
 					return
 				case <-time.After(time.Until(r.start.Add(at))):
 				}
@@ -1050,7 +913,7 @@ func (r *replay) scheduleFaults(ctx context.Context) func() {
 				r.rec.done(EndpointChannel, outcomeOf(err), t0, time.Now())
 				if err != nil {
 					r.faultOn[i].Store(false)
-					r.faults[i] = FaultStat{Fault: name, Status: "failed: " + err.Error()}
+					r.faults[i] = result.FaultStat{Fault: name, Status: "failed: " + err.Error()}
 					return
 				}
 				// The fault is on from the end of its apply (a kill is
@@ -1147,13 +1010,13 @@ func (r *replay) printProgress(final bool) {
 		t.Seconds(), strings.Join(active, "+"), due, done, p99, r.inflight.Load(), r.accepted.Load(), faults, end)
 }
 
-func (r *replay) result() *ReplayResult {
-	res := &ReplayResult{
+func (r *replay) result() *result.Replay {
+	res := &result.Replay{
 		Scenario: r.sc.Name, Target: r.opts.Target, StartedAt: r.start, ElapsedS: time.Since(r.start).Seconds(),
-		Users: len(r.users), Phases: r.phases, Faults: r.faults, Channels: r.rec.channelStats(), trails: r.trails,
+		Users: len(r.users), Phases: r.phases, Faults: r.faults, Channels: r.rec.channelStats(), Trails: r.trails,
 		Endpoints: r.rec.endpointStats(), Seconds: r.rec.seconds(), Stock: r.rec.stockSeries(), Payments: r.rec.paymentCounts(),
 		Capacity: r.rec.capacity(r.opts.CapacityWindow, float64(r.opts.CapacityP99.Microseconds())/1000),
-		Sales:    map[string]*BurstResult{}, Regular: r.regular, UsersList: r.users, limits: map[string]int64{},
+		Sales:    map[string]*result.Sale{}, Regular: r.regular, UsersList: r.users,
 		Bots: r.botStats,
 	}
 	for _, b := range r.bots {
@@ -1173,7 +1036,6 @@ func (r *replay) result() *ReplayResult {
 		sale := r.ledgers[a.Key].result(a.PerUserLimit)
 		st.Accepted = len(sale.Orders)
 		res.Sales[a.Key] = sale
-		res.limits[a.Key] = a.PerUserLimit
 		res.Activities = append(res.Activities, *st)
 	}
 	return res

@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/report"
+	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 )
 
@@ -44,7 +46,7 @@ type SessionConfig struct {
 	// audit, with the replay's result (nil when the replay could not
 	// start). The demo profiles the spike alone this way, and charges
 	// the CPU it took to the answered buys.
-	AroundReplay func() (end func(*ReplayResult))
+	AroundReplay func() (end func(*result.Replay))
 	// Infra, when set, puts the scenario's faults with a target on the
 	// platform's own parts (ReplayOptions.Infra).
 	Infra Infrastructure
@@ -59,14 +61,14 @@ const settleTimeout = 2 * time.Minute
 
 // RunSession replays the scenario, audits the books, writes the reports
 // and returns the result; ok is false when any check failed.
-func RunSession(ctx context.Context, cfg SessionConfig) (res *ReplayResult, ok bool, err error) {
+func RunSession(ctx context.Context, cfg SessionConfig) (res *result.Replay, ok bool, err error) {
 	out := cfg.Out
 	fmt.Fprintf(out, "Replaying %s against %s\n", cfg.Scenario.Name, cfg.Target)
 	opts := ReplayOptions{Target: cfg.Target, Progress: out, Infra: cfg.Infra}
 	if cfg.SimulatorURL != "" {
 		opts.Simulator = client.New(cfg.SimulatorURL, 4)
 	}
-	end := func(*ReplayResult) {}
+	end := func(*result.Replay) {}
 	if cfg.AroundReplay != nil {
 		end = cfg.AroundReplay()
 	}
@@ -104,8 +106,8 @@ func RunSession(ctx context.Context, cfg SessionConfig) (res *ReplayResult, ok b
 			return nil, false, err
 		}
 	}
-	PrintReplay(out, res)
-	ok = PrintChecks(out, res.Checks)
+	report.Print(out, res)
+	ok = report.PrintChecks(out, res.Checks)
 	if cfg.OutDir != "" {
 		if err := writeReports(cfg.OutDir, res); err != nil {
 			return nil, false, err
@@ -115,18 +117,18 @@ func RunSession(ctx context.Context, cfg SessionConfig) (res *ReplayResult, ok b
 	return res, ok, nil
 }
 
-func writeReports(dir string, res *ReplayResult) error {
+func writeReports(dir string, res *result.Replay) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := WriteReplayJSON(filepath.Join(dir, "report.json"), res); err != nil {
+	if err := report.WriteJSON(filepath.Join(dir, "report.json"), res); err != nil {
 		return err
 	}
 	f, err := os.Create(filepath.Join(dir, "report.html"))
 	if err != nil {
 		return err
 	}
-	if err := WriteReplayHTML(f, res); err != nil {
+	if err := report.WriteHTML(f, res); err != nil {
 		f.Close()
 		return err
 	}

@@ -18,7 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	local "github.com/flashsale/flashsale/deploy/local"
-	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 )
 
@@ -156,7 +156,7 @@ func CapacitiesFromReport(path string) (map[string]Capacity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
-	var r loadtest.ReplayResult
+	var r result.Replay
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return nil, fmt.Errorf("report %s: %w", path, err)
 	}

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 )
 
@@ -76,7 +76,7 @@ func TestSplitReplayPassesItsAudit(t *testing.T) {
 	// every check ran and passed, none skipped (the slow and failing
 	// faults need the simulator's URL, the payment checks the payment
 	// database), the sale sold out, and payments were made.
-	var res loadtest.ReplayResult
+	var res result.Replay
 	b, err := os.ReadFile(filepath.Join(reports, "report.json"))
 	if err == nil {
 		err = json.Unmarshal(b, &res)

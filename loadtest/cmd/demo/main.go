@@ -12,22 +12,24 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
 	"strings"
-	"syscall"
 	"time"
+
+	"flag"
+	"log/slog"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
 
 	"github.com/flashsale/flashsale/deploy/local"
 	"github.com/flashsale/flashsale/gateway"
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
@@ -70,15 +72,15 @@ func realMain() {
 		return
 	}
 	if ok, err := run(ctx, *scenario, *out, *ceiling, *cpuProfile, keepUp); !errors.Is(err, errReported) {
-		result(ok, err)
+		verdict(ok, err)
 	}
 }
 
 // errReported is run's answer when it has printed the verdict itself.
 var errReported = errors.New("verdict printed")
 
-// result prints the demo's verdict and sets the exit status.
-func result(ok bool, err error) {
+// verdict prints the demo's verdict and sets the exit status.
+func verdict(ok bool, err error) {
 	switch {
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -96,7 +98,7 @@ func result(ok bool, err error) {
 // generator) and by the stack's Redis and Postgres, which are child
 // processes outside it, and what each took per answered buy. With a
 // profile path it also writes a CPU profile of the replay alone.
-func measureReplay(profilePath string, stack *localstack.Stack) (func() (end func(*loadtest.ReplayResult)), error) {
+func measureReplay(profilePath string, stack *localstack.Stack) (func() (end func(*result.Replay)), error) {
 	var f *os.File
 	if profilePath != "" {
 		var err error
@@ -104,7 +106,7 @@ func measureReplay(profilePath string, stack *localstack.Stack) (func() (end fun
 			return nil, err
 		}
 	}
-	return func() (end func(*loadtest.ReplayResult)) {
+	return func() (end func(*result.Replay)) {
 		if f != nil {
 			if err := pprof.StartCPUProfile(f); err != nil {
 				fmt.Fprintln(os.Stderr, "demo: cpu profile:", err)
@@ -112,7 +114,7 @@ func measureReplay(profilePath string, stack *localstack.Stack) (func() (end fun
 		}
 		serversBefore, serversErr := stack.ServerCPU()
 		before, start := cpuTime(), time.Now()
-		return func(res *loadtest.ReplayResult) {
+		return func(res *result.Replay) {
 			used, wall := cpuTime()-before, time.Since(start)
 			servers, err := stack.ServerCPU()
 			if f != nil {
@@ -290,7 +292,7 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	if !keep || ctx.Err() != nil {
 		return ok, err
 	}
-	result(ok, err)
+	verdict(ok, err)
 	fmt.Printf("\nThe platform stays up: big screen %s, gateway %s. Ctrl-C stops it.\n", screen, p.GatewayURL)
 	select {
 	case <-ctx.Done():
