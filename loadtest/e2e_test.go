@@ -18,6 +18,7 @@ import (
 	"github.com/flashsale/flashsale/gateway/api"
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/audit"
 	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
@@ -199,11 +200,11 @@ func TestBurstAuditPasses(t *testing.T) {
 	if err := loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	books, err := loadtest.ReadSeckillBooks(ctx, cl, mustPool(t, local.DBOrders), act)
+	books, err := audit.ReadSeckillBooks(ctx, cl, mustPool(t, local.DBOrders), act)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range loadtest.AuditSeckill(res, books) {
+	for _, c := range audit.Seckill(res, books) {
 		if !c.OK {
 			t.Errorf("%s: %s", c.Name, c.Detail)
 		}

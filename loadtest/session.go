@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/flashsale/flashsale/loadtest/audit"
 	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/report"
 	"github.com/flashsale/flashsale/loadtest/result"
@@ -87,12 +88,12 @@ func RunSession(ctx context.Context, cfg SessionConfig) (res *result.Replay, ok 
 		fmt.Fprint(out, "\nWaiting for every accepted order to be listed by the API… ")
 	}
 	fmt.Fprint(out, "then for due expiries, payment callbacks and refunds… ")
-	books, err := WaitBooksSettled(ctx, cfg.Client, res, cfg.Payments, settleTimeout)
+	books, err := audit.WaitBooksSettled(ctx, cfg.Client, res, cfg.Payments, settleTimeout)
 	if err != nil {
 		return nil, false, err
 	}
 	fmt.Fprintf(out, "done in %s\n", time.Since(t0).Round(time.Millisecond))
-	if res.Checks, err = AuditReplay(ctx, cfg.Client, res, books, cfg.Orders); err != nil {
+	if res.Checks, err = audit.Replay(ctx, cfg.Client, res, books, cfg.Orders); err != nil {
 		return nil, false, err
 	}
 	if res.Caches, err = ReadCacheLevels(ctx, append([]string{cfg.Target + "/metrics"}, cfg.MetricsURLs...)); err != nil {

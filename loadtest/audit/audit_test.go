@@ -1,12 +1,7 @@
-package loadtest
+package audit
 
 import (
-	"context"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,7 +70,7 @@ func TestAuditSeckill(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := strings.Join(failed(AuditSeckill(tt.res, tt.books)), "; ")
+			got := strings.Join(failed(Seckill(tt.res, tt.books)), "; ")
 			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
 				t.Fatalf("failing checks = %q, want one matching %q", got, tt.want)
 			}
@@ -86,7 +81,7 @@ func TestAuditSeckill(t *testing.T) {
 func TestAuditCatchesMalformedOrders(t *testing.T) {
 	b := books(2, map[string]int64{"1": 10, "2": 11})
 	b.MalformedOrders = 1
-	got := strings.Join(failed(AuditSeckill(&result.Sale{Orders: map[string]int64{"1": 10, "2": 11}, DemandUnits: 2}, b)), "; ")
+	got := strings.Join(failed(Seckill(&result.Sale{Orders: map[string]int64{"1": 10, "2": 11}, DemandUnits: 2}, b)), "; ")
 	if !strings.Contains(got, "exactly the accepted") {
 		t.Fatalf("an order without exactly one line not caught: %q", got)
 	}
@@ -100,7 +95,7 @@ func TestRefundedOrderLeavesTheLimit(t *testing.T) {
 	b.add("1", 10, "REFUNDED", 1, 1)
 	b.add("2", 10, "PAID", 1, 1)
 	res := &result.Sale{Orders: map[string]int64{"1": 10, "2": 10}, DemandUnits: 2}
-	if got := failed(AuditSeckill(res, b)); len(got) != 0 {
+	if got := failed(Seckill(res, b)); len(got) != 0 {
 		t.Fatalf("failing checks = %q, want none", got)
 	}
 }
@@ -108,13 +103,13 @@ func TestRefundedOrderLeavesTheLimit(t *testing.T) {
 func TestAuditCatchesLimitAndStockViolations(t *testing.T) {
 	stored := map[string]int64{"1": 10, "2": 10}
 	b := books(2, stored)
-	got := strings.Join(failed(AuditSeckill(&result.Sale{Orders: stored, DemandUnits: 1}, b)), "; ")
+	got := strings.Join(failed(Seckill(&result.Sale{Orders: stored, DemandUnits: 1}, b)), "; ")
 	if !strings.Contains(got, "per-user limit") {
 		t.Fatalf("two units for a limit-1 user not caught: %q", got)
 	}
 	b = books(2, map[string]int64{"1": 10})
 	b.Activity.Remaining = 5 // more than stock minus sold: stock appeared from nowhere
-	got = strings.Join(failed(AuditSeckill(&result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, b)), "; ")
+	got = strings.Join(failed(Seckill(&result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, b)), "; ")
 	if !strings.Contains(got, "stock conserved") {
 		t.Fatalf("unconserved stock not caught: %q", got)
 	}
@@ -159,7 +154,7 @@ func TestAuditPayments(t *testing.T) {
 			res := &result.Replay{Features: []result.Feature{{Name: result.FeaturePay, Available: true}}, Regular: map[string]int64{"1": 10},
 				Trails: map[string]*result.Trail{"1": {Cancelled: tt.cancelled}}}
 			b := &Books{Orders: map[string]api.Order{"1": tt.order}, Payments: map[string][]PaymentRecord{"1": tt.payments}}
-			got := strings.Join(failed(auditPayments(res, b)), "; ")
+			got := strings.Join(failed(checkPayments(res, b)), "; ")
 			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
 				t.Fatalf("failing checks = %q, want one matching %q", got, tt.want)
 			}
@@ -183,7 +178,7 @@ func TestAuditExpiry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := &result.Replay{Regular: map[string]int64{"1": 10}}
-			c := auditExpiry(res, map[string]api.Order{"1": tt.order}, now)
+			c := checkExpiry(res, map[string]api.Order{"1": tt.order}, now)
 			if c.OK != tt.ok {
 				t.Fatalf("ok = %v, want %v (%s)", c.OK, tt.ok, c.Detail)
 			}
@@ -217,40 +212,14 @@ func TestAuditRefunds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := auditRefunds(map[string]api.Order{"9": tt.order})
+			c := checkRefunds(map[string]api.Order{"9": tt.order})
 			if c.OK != tt.ok {
 				t.Fatalf("OK = %v (%s), want %v", c.OK, c.Detail, tt.ok)
 			}
 		})
 	}
-	if c := auditRefunds(map[string]api.Order{"9": order("PARTIALLY_REFUNDED", 935, line(3, 2807, 1, 935))}); !strings.Contains(c.Detail, "1 of 3 units (payable 2807) returned 935; refunded 935, kept 1872") {
+	if c := checkRefunds(map[string]api.Order{"9": order("PARTIALLY_REFUNDED", 935, line(3, 2807, 1, 935))}); !strings.Contains(c.Detail, "1 of 3 units (payable 2807) returned 935; refunded 935, kept 1872") {
 		t.Fatalf("the detail does not work the partial refund through: %s", c.Detail)
-	}
-}
-
-// TestAnsweredLaterSettlesAnAttemptThatGotNoAnswer: an attempt that got
-// no answer (503 after its retries) and is answered when its buyer comes
-// back with the key counts as that answer: the order its call made
-// meanwhile is found and counted as accepted, not failed, so the audit's
-// "exactly the accepted orders" holds.
-func TestAnsweredLaterSettlesAnAttemptThatGotNoAnswer(t *testing.T) {
-	l := newSaleLedger([]client.User{{ID: 1}, {ID: 2}})
-	unavailable := &client.APIError{Status: 503, Code: "UNAVAILABLE"}
-	keys := make([]string, 2)
-	for user := range 2 {
-		key, replayed := l.nextKey(user, false)
-		keys[user] = key
-		if out := l.settle(user, key, replayed, 1, api.SeckillAccepted{}, unavailable); out != result.Unavailable {
-			t.Fatalf("a 503 settled as %s", out)
-		}
-	}
-	if out := l.answeredLater(0, keys[0], false, 1, result.Unavailable, api.SeckillAccepted{OrderID: "70"}, nil); out != result.Accepted {
-		t.Fatalf("the order found when the buyer came back settled as %s", out)
-	}
-	res := l.result(1)
-	if res.Counts[result.Unavailable] != 1 || res.Counts[result.Accepted] != 1 || res.AskedAgain != 1 || res.Orders["70"] != 1 || res.DemandUnits != 1 {
-		t.Fatalf("counts %v, answered later %d, orders %v, demand %d; want 1 accepted (order 70 of user 1), 1 still unavailable, 1 answered later, demand 1",
-			res.Counts, res.AskedAgain, res.Orders, res.DemandUnits)
 	}
 }
 
@@ -261,7 +230,7 @@ func TestUnexpectedOrderIsExplainedByItsKeysAnswers(t *testing.T) {
 	b.Keys = map[string]string{"1": "k10-1", "9": "k19-1"}
 	res := &result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 2,
 		Answers: map[int64]map[string][]result.Outcome{19: {"k19-1": {result.Failed, result.Overloaded, result.SoldOut}}}}
-	for _, c := range AuditSeckill(res, b) {
+	for _, c := range Seckill(res, b) {
 		if strings.Contains(c.Name, "exactly the accepted") {
 			if c.OK || !strings.Contains(c.Detail, "errors then overloaded then sold_out 1") {
 				t.Fatalf("check %+v: want it failed, explained by the key's answers", c)
@@ -270,30 +239,6 @@ func TestUnexpectedOrderIsExplainedByItsKeysAnswers(t *testing.T) {
 		}
 	}
 	t.Fatal("no check of the stored orders")
-}
-
-// A buy whose first try got no answer and whose quick repeat was refused
-// with 429 is still unknown (the first try may have made an order): it
-// comes back unavailable, so its buyer asks again later, never booked as
-// a refusal.
-func TestRefusedRepeatOfAFailedTryLeavesTheBuyUnknown(t *testing.T) {
-	var tries atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if tries.Add(1) == 1 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprint(w, `{"error":{"code":"UNAVAILABLE","message":"timed out"}}`)
-			return
-		}
-		w.Header().Set("Retry-After", "1")
-		w.WriteHeader(http.StatusTooManyRequests)
-		fmt.Fprint(w, `{"error":{"code":"OVERLOADED","message":"full"}}`)
-	}))
-	defer srv.Close()
-	_, err := buy(context.Background(), client.New(srv.URL, 1), "t", "1", 1, "k1-1", nil)
-	if out := classify(err); out != result.Unavailable || tries.Load() != 2 {
-		t.Fatalf("503 then 429: outcome %s after %d tries (%v), want unavailable after 2", out, tries.Load(), err)
-	}
 }
 
 // An order made for a buy the platform never answered about (503, then
@@ -324,7 +269,7 @@ func TestOrderOfANeverAnsweredBuyMustEndReleased(t *testing.T) {
 			}
 			res := &result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 1,
 				Answers: map[int64]map[string][]result.Outcome{19: {"k19-1": tt.answers}}}
-			for _, c := range AuditSeckill(res, b) {
+			for _, c := range Seckill(res, b) {
 				if strings.Contains(c.Name, "exactly the accepted") && c.OK != tt.ok {
 					t.Fatalf("%s: ok %v, want %v (%s)", c.Name, c.OK, tt.ok, c.Detail)
 				}
@@ -357,7 +302,7 @@ func TestDegradationOnlyUnderFaults(t *testing.T) {
 			for i := range 40 {
 				res.Seconds = append(res.Seconds, result.SecondStat{T: i, Failures: tt.failures[i]})
 			}
-			if c := auditDegradation(res); c.OK != tt.ok {
+			if c := checkDegradation(res); c.OK != tt.ok {
 				t.Fatalf("ok %v, want %v: %s", c.OK, tt.ok, c.Detail)
 			}
 		})
@@ -367,7 +312,7 @@ func TestDegradationOnlyUnderFaults(t *testing.T) {
 // The bots' check passes only when the bots tried and every request was
 // refused, and no order, listed or stored, is a bot account's.
 func TestAuditBots(t *testing.T) {
-	if c := auditBots(&result.Replay{}, nil, nil); !c.OK || !c.Skipped {
+	if c := checkBots(&result.Replay{}, nil, nil); !c.OK || !c.Skipped {
 		t.Errorf("no bots phase: %+v, want skipped", c)
 	}
 	bots := []client.User{{ID: 900}, {ID: 901}}
@@ -395,7 +340,7 @@ func TestAuditBots(t *testing.T) {
 		{"an order stored for a bot", refused(), nil, map[string]int64{"o1": 100, "o8": 900}, false, "o8 (stored for 900)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := auditBots(&result.Replay{Bots: tt.stats, BotsList: bots}, tt.listed, tt.stored)
+			c := checkBots(&result.Replay{Bots: tt.stats, BotsList: bots}, tt.listed, tt.stored)
 			if c.OK != tt.ok || !strings.Contains(c.Detail, tt.detail) {
 				t.Errorf("got ok %v %q, want ok %v and %q", c.OK, c.Detail, tt.ok, tt.detail)
 			}

@@ -1,4 +1,4 @@
-package loadtest
+package audit
 
 import (
 	"context"
@@ -64,12 +64,12 @@ const catalogSettle = 3 * time.Second
 // then reads the activity through the API until its remaining stock
 // reflects what the orders hold. Cancelled and expired orders are stored
 // but hold no units: their stock is back in the sale.
-func ReadSeckillBooks(ctx context.Context, cl *client.Client, orders *pgxpool.Pool, activityID string) (*SeckillBooks, error) {
+func ReadSeckillBooks(ctx context.Context, gateway *client.Client, orders *pgxpool.Pool, activityID string) (*SeckillBooks, error) {
 	id, err := strconv.ParseInt(activityID, 10, 64)
 	if err != nil {
 		return nil, fmt.Errorf("audit: activity id %q: %w", activityID, err)
 	}
-	return settleBooks(ctx, cl, activityID, func() (*SeckillBooks, error) { return queryBooks(ctx, orders, id) })
+	return settleBooks(ctx, gateway, activityID, func() (*SeckillBooks, error) { return queryBooks(ctx, orders, id) })
 }
 
 // released reports whether an order's stock went back to the sale
@@ -95,14 +95,14 @@ func (b *SeckillBooks) add(orderID string, userID int64, status string, lines, u
 // catalog cache lags) until the remaining stock reflects what the orders
 // hold, or catalogSettle passes, leaving the check to fail. Both are read
 // again each time, so an order expiring meanwhile only costs a round.
-func settleBooks(ctx context.Context, cl *client.Client, activityID string, read func() (*SeckillBooks, error)) (*SeckillBooks, error) {
+func settleBooks(ctx context.Context, gateway *client.Client, activityID string, read func() (*SeckillBooks, error)) (*SeckillBooks, error) {
 	deadline := time.Now().Add(catalogSettle)
 	for {
 		b, err := read()
 		if err != nil {
 			return nil, err
 		}
-		if b.Activity, err = cl.GetActivity(ctx, activityID); err != nil {
+		if b.Activity, err = gateway.GetActivity(ctx, activityID); err != nil {
 			return nil, fmt.Errorf("audit: activity: %w", err)
 		}
 		if b.Activity.Remaining == b.Activity.Stock-b.held() || time.Now().After(deadline) {
@@ -116,10 +116,10 @@ func settleBooks(ctx context.Context, cl *client.Client, activityID string, read
 	}
 }
 
-// AuditSeckill checks a burst's outcome against the books: nothing
+// Seckill checks a burst's outcome against the books: nothing
 // oversold or undersold, no user over the limit, and every accepted order
 // stored exactly once (and nothing else stored).
-func AuditSeckill(res *result.Sale, b *SeckillBooks) []result.Check {
+func Seckill(res *result.Sale, b *SeckillBooks) []result.Check {
 	stock, limit := b.Activity.Stock, b.Activity.PerUserLimit
 	sold := b.held()
 	maxUser, maxUnits := int64(0), int64(0)

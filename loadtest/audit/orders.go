@@ -1,116 +1,21 @@
-package loadtest
+package audit
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/flashsale/flashsale/gateway/api"
-	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/result"
 )
 
-// ReadAllOrders lists every user's orders through the API (the audit's
-// view when it has no database access), 32 users at a time.
-func ReadAllOrders(ctx context.Context, cl *client.Client, users []client.User) (map[string]api.Order, error) {
-	var mu sync.Mutex
-	out := map[string]api.Order{}
-	errs := make(chan error, len(users))
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
-	for _, u := range users {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			list, err := client.WithRetryAfter(ctx, func() ([]api.Order, error) { return cl.ListOrders(ctx, u.Token) })
-			if err != nil {
-				errs <- fmt.Errorf("orders of user %d: %w", u.ID, err)
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, o := range list {
-				if _, dup := out[o.OrderID]; dup {
-					errs <- fmt.Errorf("order %s listed twice", o.OrderID)
-				}
-				out[o.OrderID] = o
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	return out, <-errs
-}
-
-// expiryHorizon is how far ahead the audit waits for unpaid orders to
-// expire: a payment window this short (the demo's) is waited out, a
-// production one (minutes) leaves its orders pending.
-const expiryHorizon = time.Minute
-
-// expiryGrace is how long past its deadline an unpaid order is waited
-// for; one still pending then is stuck, and the audit names it.
-const expiryGrace = 15 * time.Second
-
-// Books is what the audit reads back: every user's orders as the API
-// lists them, and the payments of the replay's orders.
-type Books struct {
-	Orders   map[string]api.Order
-	Payments map[string][]PaymentRecord // by order id
-}
-
-// WaitBooksSettled reads the books until every accepted order is listed
-// and out of PROCESSING, every unpaid order due within expiryHorizon has
-// expired, and the payment checks hold (callbacks and automatic refunds
-// are asynchronous), or until timeout passes, leaving the audit to name
-// what is wrong. It returns the last read. Payments come from the
-// payment database when payments is not nil, otherwise through the API.
-func WaitBooksSettled(ctx context.Context, cl *client.Client, res *result.Replay, payments *pgxpool.Pool, timeout time.Duration) (*Books, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		orders, err := ReadAllOrders(ctx, cl, res.UsersList)
-		if err != nil {
-			return nil, err
-		}
-		b := &Books{Orders: orders}
-		last := time.Now().After(deadline)
-		if settledAll(res, orders) && !expiring(orders, time.Now()) || last {
-			if b.Payments, err = ReadPayments(ctx, cl, res, orders, payments); err != nil {
-				return nil, err
-			}
-			if last || allOK(auditPayments(res, b)) {
-				return b, nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-// expiring reports whether an unpaid order falls due within the horizon
-// or is overdue by less than the grace.
-func expiring(orders map[string]api.Order, now time.Time) bool {
-	for _, o := range orders {
-		if o.Status == "PENDING_PAYMENT" && o.ExpiresAt != nil && o.ExpiresAt.Before(now.Add(expiryHorizon)) && o.ExpiresAt.After(now.Add(-expiryGrace)) {
-			return true
-		}
-	}
-	return false
-}
-
-// auditExpiry checks that no accepted order is still unpaid more than
+// checkExpiry checks that no accepted order is still unpaid more than
 // the grace past its payment deadline.
-func auditExpiry(res *result.Replay, orders map[string]api.Order, now time.Time) result.Check {
+func checkExpiry(res *result.Replay, orders map[string]api.Order, now time.Time) result.Check {
 	c := result.Check{Name: "every unpaid order past its payment window has expired"}
 	overdue := map[string]int{}
 	pending := 0
@@ -136,96 +41,16 @@ func auditExpiry(res *result.Replay, orders map[string]api.Order, now time.Time)
 	return c
 }
 
-func allOK(checks []result.Check) bool {
-	for _, c := range checks {
-		if !c.OK {
-			return false
-		}
-	}
-	return true
-}
-
-func settledAll(res *result.Replay, orders map[string]api.Order) bool {
-	seen := func(id string) bool { o, ok := orders[id]; return ok && o.Status != "PROCESSING" }
-	for _, sale := range res.Sales {
-		for id := range sale.Orders {
-			if !seen(id) {
-				return false
-			}
-		}
-	}
-	for id := range res.Regular {
-		if !seen(id) {
-			return false
-		}
-	}
-	return true
-}
-
-// AuditReplay checks the platform's books after a replay drained. The
-// stored orders come from Postgres when pool is not nil and from the API
-// otherwise; orders are every user's orders as the API lists them.
-func AuditReplay(ctx context.Context, cl *client.Client, res *result.Replay, books *Books, pool *pgxpool.Pool) ([]result.Check, error) {
-	var checks []result.Check
-	orders := books.Orders
-	res.Orders = orderStates(res, books)
-	stored := map[string]int64{} // every sale's stored orders, by buyer, for the bots' check
-	for _, a := range res.Activities {
-		var sale *SeckillBooks
-		var err error
-		if pool != nil {
-			sale, err = ReadSeckillBooks(ctx, cl, pool, a.ActivityID)
-		} else {
-			sale, err = seckillBooksFromAPI(ctx, cl, orders, a.ActivityID)
-		}
-		if err != nil {
-			return nil, err
-		}
-		maps.Copy(stored, sale.StoredOrders)
-		res.Orders.ReleasedUnits += sale.Units["EXPIRED"] + sale.Units["CANCELLED"]
-		for _, c := range AuditSeckill(res.Sales[a.Key], sale) {
-			c.Name = a.Key + ": " + c.Name
-			checks = append(checks, c)
-		}
-	}
-	botOrders, err := ReadAllOrders(ctx, cl, res.BotsList)
-	if err != nil {
-		return nil, err
-	}
-	checks = append(checks, auditBots(res, botOrders, stored))
-	checks = append(checks, auditDegradation(res), auditRegular(res, orders), auditCoupons(res, orders), auditLines(orders), auditRefunds(orders), auditExpiry(res, orders, time.Now()))
-	return append(checks, auditPayments(res, books)...), nil
-}
-
-func seckillBooksFromAPI(ctx context.Context, cl *client.Client, orders map[string]api.Order, activityID string) (*SeckillBooks, error) {
-	b := newSeckillBooks()
-	for _, o := range orders {
-		if o.ActivityID != activityID {
-			continue
-		}
-		user, err := strconv.ParseInt(o.UserID, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("audit: order %s: user id %q: %w", o.OrderID, o.UserID, err)
-		}
-		var units int64
-		for _, l := range o.Lines {
-			units += l.Quantity
-		}
-		b.add(o.OrderID, user, o.Status, int64(len(o.Lines)), units)
-	}
-	return settleBooks(ctx, cl, activityID, func() (*SeckillBooks, error) { return b, nil })
-}
-
 // recoverWithin is how long after a fault's lift the platform may still
 // answer 5xx: breakers half-open after 5 s, a fenced sale settles in
 // about 5 s, pools and the broker's writer reconnect.
 const recoverWithin = 10
 
-// auditDegradation checks that the platform answered 5xx (or nothing)
+// checkDegradation checks that the platform answered 5xx (or nothing)
 // only while a fault was on or within recoverWithin seconds of its lift,
 // and that it recovered after each fault before the replay ended: under a
 // fault a 503 is the documented degradation, anywhere else a failure.
-func auditDegradation(res *result.Replay) result.Check {
+func checkDegradation(res *result.Replay) result.Check {
 	c := result.Check{Name: fmt.Sprintf("5xx only during a fault or within %d s of its lift, and recovered after each", recoverWithin)}
 	covered := func(t int) bool {
 		for _, f := range res.Faults {
@@ -263,9 +88,9 @@ func auditDegradation(res *result.Replay) result.Check {
 	return c
 }
 
-// auditRegular checks that every accepted cart checkout is listed once,
+// checkRegular checks that every accepted cart checkout is listed once,
 // for its buyer.
-func auditRegular(res *result.Replay, orders map[string]api.Order) result.Check {
+func checkRegular(res *result.Replay, orders map[string]api.Order) result.Check {
 	c := result.Check{Name: "every accepted checkout is stored once, for its buyer"}
 	if len(res.Regular) == 0 {
 		c.OK, c.Skipped, c.Detail = true, true, "no checkouts accepted ("+featureReason(res, result.FeatureCheckout)+")"
@@ -286,8 +111,8 @@ func auditRegular(res *result.Replay, orders map[string]api.Order) result.Check 
 	return c
 }
 
-// auditLines checks API.md's money invariants on every order.
-func auditLines(orders map[string]api.Order) result.Check {
+// checkLines checks API.md's money invariants on every order.
+func checkLines(orders map[string]api.Order) result.Check {
 	var bad []string
 	for _, o := range orders {
 		if err := linesAddUp(o); err != "" {
@@ -303,12 +128,12 @@ func auditLines(orders map[string]api.Order) result.Check {
 	return c
 }
 
-// auditRefunds checks that refunds balance to the cent on every refunded
+// checkRefunds checks that refunds balance to the cent on every refunded
 // order: its lines' refunds add up to the order's, no line returns more
 // units or money than it had, a REFUNDED order returned exactly what was
 // payable and a PARTIALLY_REFUNDED one less. Its detail shows one partial
 // refund worked through, so the report shows the books balancing.
-func auditRefunds(orders map[string]api.Order) result.Check {
+func checkRefunds(orders map[string]api.Order) result.Check {
 	c := result.Check{Name: "refunds balance to the cent (lines add up to the order; full = payable; partial < payable)"}
 	var bad []string
 	refunded, partial := 0, 0
@@ -398,20 +223,4 @@ func linesAddUp(o api.Order) string {
 		return fmt.Sprintf("order total/discount/payable %d/%d/%d != lines %d/%d/%d", o.Total, o.Discount, o.Payable, total, discount, payable)
 	}
 	return ""
-}
-
-func featureOf(res *result.Replay, name string) result.Feature {
-	for _, f := range res.Features {
-		if f.Name == name {
-			return f
-		}
-	}
-	return result.Feature{Name: name, Reason: "not probed"}
-}
-
-func featureReason(res *result.Replay, name string) string {
-	if f := res.Feature(name); !f.Available {
-		return f.Reason
-	}
-	return "none placed"
 }
