@@ -20,6 +20,7 @@ import (
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/loadtest/audit"
 	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/drive"
 	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/localstack"
@@ -189,7 +190,7 @@ func TestBurstAuditPasses(t *testing.T) {
 		id := int64(10_000 + i)
 		users[i] = client.User{ID: id, Token: mustToken(t, cl, id, "user")}
 	}
-	res, err := loadtest.RunBurst(ctx, cl, loadtest.BurstConfig{ActivityID: act, Users: users, Attempts: 2000,
+	res, err := drive.RunBurst(ctx, cl, drive.BurstConfig{ActivityID: act, Users: users, Attempts: 2000,
 		Concurrency: 64, Quantity: 1, ReplayShare: 0.1, Seed: 7}, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +294,7 @@ func TestChallengedBuyThroughHTTP(t *testing.T) {
 	if c.Bits != 8 {
 		t.Fatalf("challenge asks %d bits, the platform is set to 8", c.Bits)
 	}
-	answer, err := loadtest.AnswerChallenge(ctx, c, received)
+	answer, err := drive.AnswerChallenge(ctx, c, received)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +343,7 @@ func TestReplayAuditPasses(t *testing.T) {
 	// outcome but rate-limited and failed, counted by outcome.
 	var answered int64
 	for _, e := range res.Endpoints {
-		if e.Endpoint == loadtest.EndpointSeckill && e.Outcome != string(result.RateLimited) && e.Outcome != string(result.Overloaded) && e.Outcome != string(result.Failed) {
+		if e.Endpoint == drive.EndpointSeckill && e.Outcome != string(result.RateLimited) && e.Outcome != string(result.Overloaded) && e.Outcome != string(result.Failed) {
 			answered += e.Count
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flashsale/flashsale/loadtest/audit"
 	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/drive"
 	"github.com/flashsale/flashsale/loadtest/report"
 	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
@@ -49,8 +50,8 @@ type SessionConfig struct {
 	// the CPU it took to the answered buys.
 	AroundReplay func() (end func(*result.Replay))
 	// Infra, when set, puts the scenario's faults with a target on the
-	// platform's own parts (ReplayOptions.Infra).
-	Infra Infrastructure
+	// platform's own parts (drive.Options.Infra).
+	Infra drive.Infrastructure
 	// OutDir receives report.json and report.html.
 	OutDir string
 	Out    io.Writer
@@ -65,7 +66,7 @@ const settleTimeout = 2 * time.Minute
 func RunSession(ctx context.Context, cfg SessionConfig) (res *result.Replay, ok bool, err error) {
 	out := cfg.Out
 	fmt.Fprintf(out, "Replaying %s against %s\n", cfg.Scenario.Name, cfg.Target)
-	opts := ReplayOptions{Target: cfg.Target, Progress: out, Infra: cfg.Infra}
+	opts := drive.Options{Target: cfg.Target, Progress: out, Infra: cfg.Infra}
 	if cfg.SimulatorURL != "" {
 		opts.Simulator = client.New(cfg.SimulatorURL, 4)
 	}
@@ -73,7 +74,7 @@ func RunSession(ctx context.Context, cfg SessionConfig) (res *result.Replay, ok 
 	if cfg.AroundReplay != nil {
 		end = cfg.AroundReplay()
 	}
-	res, err = RunReplay(ctx, cfg.Client, cfg.Scenario, opts)
+	res, err = drive.Run(ctx, cfg.Client, cfg.Scenario, opts)
 	end(res)
 	if err != nil {
 		return nil, false, err

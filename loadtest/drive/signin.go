@@ -1,4 +1,4 @@
-package loadtest
+package drive
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 // SignIn gets dev tokens for n users with ids from firstID on, 32 requests
 // at a time. Like any polite client it waits out a 429's Retry-After
 // (the gateway rate-limits the token route too) and tries again.
-func SignIn(ctx context.Context, cl *client.Client, firstID int64, n int) ([]client.User, error) {
+func SignIn(ctx context.Context, gateway *client.Client, firstID int64, n int) ([]client.User, error) {
 	users := make([]client.User, n)
 	errs := make(chan error, n)
 	sem := make(chan struct{}, 32)
@@ -21,7 +21,7 @@ func SignIn(ctx context.Context, cl *client.Client, firstID int64, n int) ([]cli
 		wg.Go(func() {
 			defer func() { <-sem }()
 			id := firstID + int64(i)
-			tok, err := client.WithRetryAfter(ctx, func() (string, error) { return cl.DevToken(ctx, id, "user") })
+			tok, err := client.WithRetryAfter(ctx, func() (string, error) { return gateway.DevToken(ctx, id, "user") })
 			if err != nil {
 				errs <- fmt.Errorf("token for user %d: %w", id, err)
 				return

@@ -1,4 +1,4 @@
-package loadtest
+package drive
 
 import (
 	"context"
@@ -49,14 +49,14 @@ func endpointMissing(err error) (int, bool) {
 }
 
 // ProbeFeatures asks the gateway which optional endpoints it serves.
-func ProbeFeatures(ctx context.Context, cl *client.Client, user, admin string) (map[string]result.Feature, error) {
+func ProbeFeatures(ctx context.Context, gateway *client.Client, user, admin string) (map[string]result.Feature, error) {
 	out := map[string]result.Feature{}
 	for _, p := range probes {
 		tok := user
 		if p.admin {
 			tok = admin
 		}
-		_, err := cl.Do(ctx, p.method, p.path, tok, map[string]string{"Idempotency-Key": "replay-probe"}, p.body, nil)
+		_, err := gateway.Do(ctx, p.method, p.path, tok, map[string]string{"Idempotency-Key": "replay-probe"}, p.body, nil)
 		f := result.Feature{Name: p.name, Endpoint: p.endpoint, Available: true}
 		var answer *client.APIError
 		if status, missing := endpointMissing(err); missing {

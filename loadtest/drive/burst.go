@@ -1,4 +1,4 @@
-package loadtest
+package drive
 
 import (
 	"context"
@@ -102,11 +102,11 @@ func (l *saleLedger) nextKey(user int, replay bool) (key string, replayed bool) 
 // A 429 to a repeat says only that the gateway did not look this time:
 // the try that failed before it may have made an order, so the attempt
 // stays failed (unknown) and its buyer comes back later.
-func buy(ctx context.Context, cl *client.Client, token, activityID string, quantity int64, key string, headers map[string]string) (api.SeckillAccepted, error) {
+func buy(ctx context.Context, gateway *client.Client, token, activityID string, quantity int64, key string, headers map[string]string) (api.SeckillAccepted, error) {
 	var order api.SeckillAccepted
 	var err, failure error
 	for try := 0; try <= retries; try++ {
-		order, err = cl.Seckill(ctx, token, activityID, quantity, key, headers)
+		order, err = gateway.Seckill(ctx, token, activityID, quantity, key, headers)
 		out := classify(err)
 		if out.Refused() && failure != nil {
 			return order, failure
@@ -205,7 +205,7 @@ func (l *saleLedger) result(limit int64) *result.Sale {
 }
 
 // RunBurst fires the burst and classifies every answer.
-func RunBurst(ctx context.Context, cl *client.Client, cfg BurstConfig, limit int64) (*result.Sale, error) {
+func RunBurst(ctx context.Context, gateway *client.Client, cfg BurstConfig, limit int64) (*result.Sale, error) {
 	if len(cfg.Users) == 0 || cfg.Concurrency <= 0 || cfg.Quantity <= 0 {
 		return nil, errors.New("burst: need users, concurrency and quantity")
 	}
@@ -225,7 +225,7 @@ func RunBurst(ctx context.Context, cl *client.Client, cfg BurstConfig, limit int
 			for a := range next {
 				key, replayed := ledger.nextKey(a.user, a.replay)
 				t0 := time.Now()
-				order, err := buy(ctx, cl, cfg.Users[a.user].Token, cfg.ActivityID, cfg.Quantity, key, nil)
+				order, err := buy(ctx, gateway, cfg.Users[a.user].Token, cfg.ActivityID, cfg.Quantity, key, nil)
 				_ = h.RecordValue(max(time.Since(t0).Microseconds(), 1))
 				ledger.settle(a.user, key, replayed, cfg.Quantity, order, err)
 				done.Add(1)

@@ -1,4 +1,4 @@
-package loadtest
+package drive
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func AnswerChallenge(ctx context.Context, c api.Challenge, received time.Time) (
 // a challenge: fetch it (recorded as due at due), answer it, and add the
 // answer to headers. ok is false when the fetch was refused: no buy then.
 func (r *replay) passChallenge(ctx context.Context, u client.User, activityID string, headers map[string]string, due time.Time) (ok bool) {
-	c, err := r.cl.Challenge(ctx, u.Token, activityID, headers[api.DeviceHeader])
+	c, err := r.gateway.Challenge(ctx, u.Token, activityID, headers[api.DeviceHeader])
 	got := time.Now()
 	r.rec.done(EndpointChallenge, outcomeOf(err), due, got)
 	if err != nil {
@@ -86,15 +86,15 @@ func pickTrick(roll float64, blocked string) string {
 // botBuy is one arrival of a bots phase: bot a.user (modulo the
 // accounts) plays the trick its roll picks on the arrival's sale.
 func (r *replay) botBuy(ctx context.Context, a arrival, due time.Time) {
-	b := r.bots[a.user%len(r.bots)]
-	act := r.acts[a.activity]
+	b := r.bots.accounts[a.user%len(r.bots.accounts)]
+	act := r.catalog.sales[a.activity]
 	headers := map[string]string{api.DeviceHeader: b.device}
-	trick := pickTrick(a.roll, r.sc.Bots.BlockedDevice)
+	trick := pickTrick(a.roll, r.scenario.Bots.BlockedDevice)
 	switch trick {
 	case result.TrickReused, result.TrickShared:
 		owner := b
 		if trick == result.TrickShared {
-			owner = r.bots[(a.user+1)%len(r.bots)]
+			owner = r.bots.accounts[(a.user+1)%len(r.bots.accounts)]
 		}
 		used, ok := r.usedChallenge(ctx, owner, act, due)
 		if !ok {
@@ -102,7 +102,7 @@ func (r *replay) botBuy(ctx context.Context, a arrival, due time.Time) {
 		}
 		maps.Copy(headers, used)
 	case result.TrickBlocked:
-		headers[api.DeviceHeader] = r.sc.Bots.BlockedDevice
+		headers[api.DeviceHeader] = r.scenario.Bots.BlockedDevice
 	}
 	b.mu.Lock()
 	key := b.nextKey()
@@ -119,11 +119,11 @@ func (r *replay) usedChallenge(ctx context.Context, owner *bot, act *result.Acti
 	if h := owner.used[act.ActivityID]; h != nil {
 		return h, true
 	}
-	c, err := r.cl.Challenge(ctx, owner.user.Token, act.ActivityID, owner.device)
+	c, err := r.gateway.Challenge(ctx, owner.user.Token, act.ActivityID, owner.device)
 	got := time.Now()
 	r.rec.done(EndpointBot, outcomeOf(err), due, got)
 	if err != nil {
-		r.botStats.Add(result.TrickOverLimit, "challenge "+outcomeOf(err))
+		r.bots.stats.Add(result.TrickOverLimit, "challenge "+outcomeOf(err))
 		return nil, false
 	}
 	answer, err := AnswerChallenge(ctx, c, got)
@@ -150,9 +150,9 @@ func (b *bot) nextKey() string {
 
 // botSend sends one bot buy, books its answer and returns it.
 func (r *replay) botSend(ctx context.Context, b *bot, trick, activityID string, quantity int64, key string, headers map[string]string, due time.Time) string {
-	_, err := r.cl.Seckill(ctx, b.user.Token, activityID, quantity, key, headers)
+	_, err := r.gateway.Seckill(ctx, b.user.Token, activityID, quantity, key, headers)
 	out := outcomeOf(err)
 	r.rec.done(EndpointBot, out, due, time.Now())
-	r.botStats.Add(trick, out)
+	r.bots.stats.Add(trick, out)
 	return out
 }
