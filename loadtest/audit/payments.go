@@ -16,6 +16,21 @@ func names(o api.Order, p PaymentRecord) bool {
 // paidStatuses are the statuses of an order its buyer paid for.
 var paidStatuses = []string{"PAID", "PARTIALLY_REFUNDED", "REFUNDED"}
 
+// paymentTally counts, over the accepted orders, what the payment checks
+// find, with the first example of each of the three findings.
+type paymentTally struct {
+	paid, wrongPaid, unpaid, keeping, both, late, duplicate int
+	example                                                 [3]string
+}
+
+// note keeps the first example of finding i (0 wrongly paid, 1 money
+// kept, 2 two final states).
+func (t *paymentTally) note(i int, s string) {
+	if t.example[i] == "" {
+		t.example[i] = s
+	}
+}
+
 // checkPayments checks the money against the orders: a paid order has
 // exactly one successful unrefunded payment, the one it names; no unpaid
 // order keeps money; and no order ended in two final states.
@@ -28,87 +43,86 @@ func checkPayments(res *result.Replay, b *Books) []result.Check {
 			c.OK, c.Skipped, c.Detail = true, true, f.Reason
 		}
 	}
-	var paid, wrongPaid, unpaid, keeping, both, late, duplicate int
-	var example [3]string
-	note := func(i int, s string) {
-		if example[i] == "" {
-			example[i] = s
-		}
-	}
+	var t paymentTally
 	for _, id := range accepted(res) {
 		o, ok := b.Orders[id]
 		if !ok {
 			continue // the stored-once checks name missing orders
 		}
-		// The payment an order names stays SUCCEEDED until its buyer
-		// has the order refunded in full; every other payment of it
-		// must not keep money.
-		var succeeded []string
-		refunded, namedRefunded := 0, false
-		for _, p := range b.Payments[id] {
-			switch {
-			case p.Status == "SUCCEEDED":
-				succeeded = append(succeeded, p.PaymentID)
-			case p.Status == "REFUNDED" && names(o, p):
-				namedRefunded = true
-			case p.Status == "REFUNDED":
-				refunded++
-			}
-		}
-		t := res.Trails[id]
-		switch {
-		case o.Status == "REFUNDED":
-			paid++
-			duplicate += refunded
-			if len(succeeded) > 1 || len(succeeded) == 1 && !names(o, PaymentRecord{PaymentID: succeeded[0]}) || len(succeeded) == 0 && !namedRefunded {
-				wrongPaid++
-				note(0, fmt.Sprintf("order %s is REFUNDED with successful payments %v, naming %+v", id, succeeded, o.Payment))
-			}
-		case slices.Contains(paidStatuses, o.Status):
-			paid++
-			duplicate += refunded
-			if len(succeeded) != 1 || !names(o, PaymentRecord{PaymentID: succeeded[0]}) {
-				wrongPaid++
-				note(0, fmt.Sprintf("order %s is %s with successful payments %v, naming %+v", id, o.Status, succeeded, o.Payment))
-			}
-		default:
-			unpaid++
-			late += refunded
-			if len(succeeded) > 0 {
-				keeping++
-				note(1, fmt.Sprintf("order %s is %s and keeps payments %v", id, o.Status, succeeded))
-			}
-		}
-		// A buyer told the order is cancelled must find it so; an
-		// unpaid order names no payment; an order paid by a payment
-		// that was refunded is both paid and not.
-		switch {
-		case t != nil && t.Cancelled && o.Status != "CANCELLED":
-			both++
-			note(2, fmt.Sprintf("order %s was cancelled (200) and is %s", id, o.Status))
-		case !slices.Contains(paidStatuses, o.Status) && o.Payment != nil:
-			both++
-			note(2, fmt.Sprintf("order %s is %s and names payment %s", id, o.Status, o.Payment.PaymentID))
-		case o.Status != "REFUNDED" && namedRefunded:
-			both++
-			note(2, fmt.Sprintf("order %s is %s by payment %s, which was refunded in full", id, o.Status, o.Payment.PaymentID))
-		}
+		t.add(id, o, b.Payments[id], res.Trails[id])
 	}
 	if !one.Skipped {
-		one.OK = wrongPaid == 0
-		one.Detail = fmt.Sprintf("%d paid orders, %d wrong", paid, wrongPaid)
-		kept.OK = keeping == 0
+		one.OK = t.wrongPaid == 0
+		one.Detail = fmt.Sprintf("%d paid orders, %d wrong", t.paid, t.wrongPaid)
+		kept.OK = t.keeping == 0
 		kept.Detail = fmt.Sprintf("%d unpaid orders, %d keeping money; refunded: %d late, %d duplicate",
-			unpaid, keeping, late, duplicate)
+			t.unpaid, t.keeping, t.late, t.duplicate)
 	}
-	twice.OK = both == 0
-	twice.Detail = fmt.Sprintf("%d orders, %d in two", paid+unpaid, both)
+	twice.OK = t.both == 0
+	twice.Detail = fmt.Sprintf("%d orders, %d in two", t.paid+t.unpaid, t.both)
 	for i, c := range []*result.Check{&one, &kept, &twice} {
-		if example[i] != "" {
-			c.Detail += ", e.g. " + example[i]
+		if t.example[i] != "" {
+			c.Detail += ", e.g. " + t.example[i]
 		}
 	}
 	return []result.Check{one, kept, twice}
+}
+
+// add tallies one accepted order o, its payments and what the replay did
+// with it (trail, nil when it did nothing).
+func (t *paymentTally) add(id string, o api.Order, payments []PaymentRecord, trail *result.Trail) {
+	// The payment an order names stays SUCCEEDED until its buyer
+	// has the order refunded in full; every other payment of it
+	// must not keep money.
+	var succeeded []string
+	refunded, namedRefunded := 0, false
+	for _, p := range payments {
+		switch {
+		case p.Status == "SUCCEEDED":
+			succeeded = append(succeeded, p.PaymentID)
+		case p.Status == "REFUNDED" && names(o, p):
+			namedRefunded = true
+		case p.Status == "REFUNDED":
+			refunded++
+		}
+	}
+	switch {
+	case o.Status == "REFUNDED":
+		t.paid++
+		t.duplicate += refunded
+		if len(succeeded) > 1 || len(succeeded) == 1 && !names(o, PaymentRecord{PaymentID: succeeded[0]}) || len(succeeded) == 0 && !namedRefunded {
+			t.wrongPaid++
+			t.note(0, fmt.Sprintf("order %s is REFUNDED with successful payments %v, naming %+v", id, succeeded, o.Payment))
+		}
+	case slices.Contains(paidStatuses, o.Status):
+		t.paid++
+		t.duplicate += refunded
+		if len(succeeded) != 1 || !names(o, PaymentRecord{PaymentID: succeeded[0]}) {
+			t.wrongPaid++
+			t.note(0, fmt.Sprintf("order %s is %s with successful payments %v, naming %+v", id, o.Status, succeeded, o.Payment))
+		}
+	default:
+		t.unpaid++
+		t.late += refunded
+		if len(succeeded) > 0 {
+			t.keeping++
+			t.note(1, fmt.Sprintf("order %s is %s and keeps payments %v", id, o.Status, succeeded))
+		}
+	}
+	// A buyer told the order is cancelled must find it so; an
+	// unpaid order names no payment; an order paid by a payment
+	// that was refunded is both paid and not.
+	switch {
+	case trail != nil && trail.Cancelled && o.Status != "CANCELLED":
+		t.both++
+		t.note(2, fmt.Sprintf("order %s was cancelled (200) and is %s", id, o.Status))
+	case !slices.Contains(paidStatuses, o.Status) && o.Payment != nil:
+		t.both++
+		t.note(2, fmt.Sprintf("order %s is %s and names payment %s", id, o.Status, o.Payment.PaymentID))
+	case o.Status != "REFUNDED" && namedRefunded:
+		t.both++
+		t.note(2, fmt.Sprintf("order %s is %s by payment %s, which was refunded in full", id, o.Status, o.Payment.PaymentID))
+	}
 }
 
 // checkCoupons checks that every checkout placed with a coupon carries

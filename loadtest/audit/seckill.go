@@ -120,6 +120,12 @@ func settleBooks(ctx context.Context, gateway *client.Client, activityID string,
 // oversold or undersold, no user over the limit, and every accepted order
 // stored exactly once (and nothing else stored).
 func Seckill(res *result.Sale, b *SeckillBooks) []result.Check {
+	return append(stockChecks(res, b), orderChecks(res, b)...)
+}
+
+// stockChecks holds the sale's units against its stock, its demand and
+// the per-user limit.
+func stockChecks(res *result.Sale, b *SeckillBooks) []result.Check {
 	stock, limit := b.Activity.Stock, b.Activity.PerUserLimit
 	sold := b.held()
 	maxUser, maxUnits := int64(0), int64(0)
@@ -151,7 +157,13 @@ func Seckill(res *result.Sale, b *SeckillBooks) []result.Check {
 		OK:     maxUnits <= limit,
 		Detail: fmt.Sprintf("most units of one user: %d (user %d), limit %d", maxUnits, maxUser, limit),
 	}}
+	return checks
+}
 
+// orderChecks holds the stored orders against the accepted ones, the
+// keys' answers against their orders, and every answer against the
+// documented codes.
+func orderChecks(res *result.Sale, b *SeckillBooks) []result.Check {
 	missing, extra, wrongBuyer := 0, 0, 0
 	for id, user := range res.Orders {
 		got, ok := b.StoredOrders[id]
@@ -185,21 +197,20 @@ func Seckill(res *result.Sale, b *SeckillBooks) []result.Check {
 	if extra > 0 {
 		detail += "; the unexpected orders' keys were answered: " + result.Tally(told)
 	}
-	checks = append(checks, result.Check{
+	return []result.Check{{
 		Name:   "Postgres holds exactly the accepted orders, once each (and orders never answered about, released)",
 		OK:     missing == 0 && extra == 0 && wrongBuyer == 0 && b.MalformedOrders == 0 && res.DuplicateIDs == 0,
 		Detail: detail,
-	}, result.Check{
+	}, {
 		Name:   "a repeated Idempotency-Key returns the first order",
 		OK:     res.ReplayMismatches == 0,
 		Detail: fmt.Sprintf("%d replays answered with their order, %d keys answered otherwise", res.Counts[result.Replayed], res.ReplayMismatches),
-	}, result.Check{
+	}, {
 		Name: "every attempt was answered with a documented code (no 500, no transport error, after retries)",
 		OK:   res.Counts[result.Failed] == 0,
 		Detail: fmt.Sprintf("%d failed; %d answered 503 UNAVAILABLE (degraded: see the 5xx check and the fault windows); "+
 			"%d without an answer at first answered when their buyer came back with the key", res.Counts[result.Failed], res.Counts[result.Unavailable], res.AskedAgain),
-	})
-	return checks
+	}}
 }
 
 // answersOf says what the replay's attempts with user's key were answered,
