@@ -106,7 +106,7 @@ type PhaseStat struct {
 // FaultStat is what happened to one scheduled fault: whether it ran,
 // when it was on (seconds from the replay's start), what the requests due
 // meanwhile got, and how soon after the lift the platform was healthy
-// again (recorder.faultWindow).
+// again (drive's recorder.faultWindow).
 type FaultStat struct {
 	Fault  string  `json:"fault"`
 	Status string  `json:"status"`

@@ -39,7 +39,9 @@ func (o Outcome) Unknown() bool { return o == Unavailable || o == Failed }
 // Outcomes lists the outcomes in report order.
 var Outcomes = []Outcome{Accepted, Replayed, SoldOut, LimitExceeded, RateLimited, Overloaded, NotActive, Walled, Unavailable, Failed}
 
-// Sale is what the burst saw.
+// Sale is what one flash sale's buy attempts got, in a burst
+// (drive.RunBurst) or in a replay (Replay.Sales): the outcomes and
+// orders the audit holds against the stored books.
 type Sale struct {
 	Counts  map[Outcome]int
 	Latency *hdrhistogram.Histogram // microseconds, every attempt
@@ -60,7 +62,7 @@ type Sale struct {
 	ErrorSamples []string
 	// AskedAgain counts the attempts that had failed (no answer after
 	// their retries) and were answered when their buyer came back with
-	// the same key seconds later (replay.comeBack): their outcome is what
+	// the same key seconds later (drive's replay.comeBack): their outcome is what
 	// that answer said.
 	AskedAgain int
 	// Answers holds, by user id and key, what each attempt with the key
