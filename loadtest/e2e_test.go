@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -36,6 +37,11 @@ const paymentWindow = 10 * time.Second
 
 // replays counts this run's replays, for their buyers' ids.
 var replays atomic.Int64
+
+// seckills counts this run's TestSeckillThroughHTTP, for its buyers' ids:
+// the platform outlives a run (-count), and the last run's buyers have
+// their orders.
+var seckills atomic.Int64
 
 var (
 	stack    *localstack.Stack
@@ -113,7 +119,8 @@ func TestSeckillThroughHTTP(t *testing.T) {
 	ctx := context.Background()
 	cl := client.New(platform.GatewayURL, 8)
 	act := mustSale(t, cl, 2, 1)
-	alice, bob, carol := mustToken(t, cl, 501, "user"), mustToken(t, cl, 502, "user"), mustToken(t, cl, 503, "user")
+	aliceID := 900_000 + seckills.Add(1)*10
+	alice, bob, carol := mustToken(t, cl, aliceID, "user"), mustToken(t, cl, aliceID+1, "user"), mustToken(t, cl, aliceID+2, "user")
 
 	first, err := cl.Seckill(ctx, alice, act, 1, "alice-1", nil)
 	if err != nil || first.Status != "PROCESSING" {
@@ -150,7 +157,7 @@ func TestSeckillThroughHTTP(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if o.Kind != "SECKILL" || o.UserID != "501" || len(o.Lines) != 1 {
+	if o.Kind != "SECKILL" || o.UserID != strconv.FormatInt(aliceID, 10) || len(o.Lines) != 1 {
 		t.Fatalf("order = %+v", o)
 	}
 	l := o.Lines[0]
