@@ -1,3 +1,10 @@
+// Package loadtest runs a load-test session as the demo, `make loadtest`
+// and the end-to-end tests do (RunSession): the replay of a scenario
+// (loadtest/drive), the wait for the platform to drain, the audit of its
+// books (loadtest/audit), the figures read after it (catalogue cache
+// levels, the redis-benchmark ceiling) and the reports (loadtest/report).
+// The scenario, the gateway's client and the run's result are packages of
+// their own (loadtest/scenario, loadtest/client, loadtest/result).
 package loadtest
 
 import (
@@ -64,9 +71,34 @@ const settleTimeout = 2 * time.Minute
 // RunSession replays the scenario, audits the books, writes the reports
 // and returns the result; ok is false when any check failed.
 func RunSession(ctx context.Context, cfg SessionConfig) (res *result.Replay, ok bool, err error) {
-	out := cfg.Out
-	fmt.Fprintf(out, "Replaying %s against %s\n", cfg.Scenario.Name, cfg.Target)
-	opts := drive.Options{Target: cfg.Target, Progress: out, Infra: cfg.Infra}
+	if res, err = replay(ctx, cfg); err != nil {
+		return nil, false, err
+	}
+	books, err := waitSettled(ctx, cfg, res)
+	if err != nil {
+		return nil, false, err
+	}
+	if res.Checks, err = audit.Replay(ctx, cfg.Client, res, books, cfg.Orders); err != nil {
+		return nil, false, err
+	}
+	if err := readFigures(ctx, cfg, res); err != nil {
+		return nil, false, err
+	}
+	report.Print(cfg.Out, res)
+	ok = report.PrintChecks(cfg.Out, res.Checks)
+	if cfg.OutDir != "" {
+		if err := writeReports(cfg.OutDir, res); err != nil {
+			return nil, false, err
+		}
+		fmt.Fprintf(cfg.Out, "\nReports: %s, %s\n", filepath.Join(cfg.OutDir, "report.json"), filepath.Join(cfg.OutDir, "report.html"))
+	}
+	return res, ok, nil
+}
+
+// replay drives the scenario's load (drive.Run) inside AroundReplay.
+func replay(ctx context.Context, cfg SessionConfig) (*result.Replay, error) {
+	fmt.Fprintf(cfg.Out, "Replaying %s against %s\n", cfg.Scenario.Name, cfg.Target)
+	opts := drive.Options{Target: cfg.Target, Progress: cfg.Out, Infra: cfg.Infra}
 	if cfg.SimulatorURL != "" {
 		opts.Simulator = client.New(cfg.SimulatorURL, 4)
 	}
@@ -74,16 +106,21 @@ func RunSession(ctx context.Context, cfg SessionConfig) (res *result.Replay, ok 
 	if cfg.AroundReplay != nil {
 		end = cfg.AroundReplay()
 	}
-	res, err = drive.Run(ctx, cfg.Client, cfg.Scenario, opts)
+	res, err := drive.Run(ctx, cfg.Client, cfg.Scenario, opts)
 	end(res)
-	if err != nil {
-		return nil, false, err
-	}
+	return res, err
+}
+
+// waitSettled waits until the platform has written every accepted order
+// (Drained, or the API listing them) and the books have settled, and
+// returns them.
+func waitSettled(ctx context.Context, cfg SessionConfig, res *result.Replay) (*audit.Books, error) {
+	out := cfg.Out
 	t0 := time.Now()
 	if cfg.Drained != nil {
 		fmt.Fprint(out, "\nWaiting for every accepted order to be written… ")
 		if err := cfg.Drained(ctx); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 	} else {
 		fmt.Fprint(out, "\nWaiting for every accepted order to be listed by the API… ")
@@ -91,34 +128,32 @@ func RunSession(ctx context.Context, cfg SessionConfig) (res *result.Replay, ok 
 	fmt.Fprint(out, "then for due expiries, payment callbacks and refunds… ")
 	books, err := audit.WaitBooksSettled(ctx, cfg.Client, res, cfg.Payments, settleTimeout)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	fmt.Fprintf(out, "done in %s\n", time.Since(t0).Round(time.Millisecond))
-	if res.Checks, err = audit.Replay(ctx, cfg.Client, res, books, cfg.Orders); err != nil {
-		return nil, false, err
-	}
+	return books, nil
+}
+
+// readFigures reads what the report shows beside the replay: the
+// catalogue cache levels (left out, with a line, when /metrics cannot be
+// read) and, with a RedisAddr, the redis-benchmark ceiling.
+func readFigures(ctx context.Context, cfg SessionConfig, res *result.Replay) error {
+	var err error
 	if res.Caches, err = ReadCacheLevels(ctx, append([]string{cfg.Target + "/metrics"}, cfg.MetricsURLs...)); err != nil {
 		// The report goes on without them: a target behind a proxy
 		// that hides /metrics is no failure of the run.
-		fmt.Fprintf(out, "Catalogue cache levels not read: %v\n", err)
+		fmt.Fprintf(cfg.Out, "Catalogue cache levels not read: %v\n", err)
 	}
 	if cfg.RedisAddr != "" {
-		fmt.Fprintln(out, "Measuring the redis-benchmark ceiling on the same machine…")
+		fmt.Fprintln(cfg.Out, "Measuring the redis-benchmark ceiling on the same machine…")
 		if res.Ceiling, err = MeasureCeiling(ctx, cfg.RedisAddr, 5*time.Second, 64); err != nil {
-			return nil, false, err
+			return err
 		}
 	}
-	report.Print(out, res)
-	ok = report.PrintChecks(out, res.Checks)
-	if cfg.OutDir != "" {
-		if err := writeReports(cfg.OutDir, res); err != nil {
-			return nil, false, err
-		}
-		fmt.Fprintf(out, "\nReports: %s, %s\n", filepath.Join(cfg.OutDir, "report.json"), filepath.Join(cfg.OutDir, "report.html"))
-	}
-	return res, ok, nil
+	return nil
 }
 
+// writeReports writes report.json and report.html into dir.
 func writeReports(dir string, res *result.Replay) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

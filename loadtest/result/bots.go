@@ -38,6 +38,7 @@ type BotStats struct {
 	mu       sync.Mutex
 }
 
+// Add counts one bot request of trick answered outcome.
 func (s *BotStats) Add(trick, outcome string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
