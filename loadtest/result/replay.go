@@ -6,8 +6,9 @@
 package result
 
 import (
-	"github.com/flashsale/flashsale/loadtest/client"
 	"time"
+
+	"github.com/flashsale/flashsale/loadtest/client"
 )
 
 // Replay is everything a replay measured, ready for the report and

@@ -1,8 +1,9 @@
 package result
 
 import (
-	"github.com/HdrHistogram/hdrhistogram-go"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // Outcome classifies one buy attempt.

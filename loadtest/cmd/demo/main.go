@@ -12,17 +12,16 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
-	"time"
-
 	"flag"
+	"fmt"
 	"log/slog"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/flashsale/flashsale/deploy/local"
 	"github.com/flashsale/flashsale/gateway"
