@@ -9,18 +9,9 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-)
 
-// CacheLevel is what one level of the catalogue caches did, summed over
-// the services scraped and their caches, since they started: lookups,
-// hits (for bloom, ids passed on to the database) and, for bloom,
-// Refused (unknown ids answered without a read).
-type CacheLevel struct {
-	Level   string  `json:"level"`
-	Lookups float64 `json:"lookups"`
-	Hits    float64 `json:"hits"`
-	Refused float64 `json:"refused,omitempty"`
-}
+	"github.com/flashsale/flashsale/loadtest/result"
+)
 
 // cacheLevelOrder is the order the report lists the levels in.
 var cacheLevelOrder = []string{"l1", "l2", "bloom"}
@@ -28,16 +19,16 @@ var cacheLevelOrder = []string{"l1", "l2", "bloom"}
 // ReadCacheLevels scrapes cache_lookups_total from each /metrics URL
 // (the gateway's on the target, the product service's admin port) and
 // sums it by level.
-func ReadCacheLevels(ctx context.Context, urls []string) ([]CacheLevel, error) {
-	client := &http.Client{Timeout: 10 * time.Second}
-	sums := map[string]*CacheLevel{}
+func ReadCacheLevels(ctx context.Context, urls []string) ([]result.CacheLevel, error) {
+	httpClient := &http.Client{Timeout: 10 * time.Second}
+	sums := map[string]*result.CacheLevel{}
 	for _, url := range urls {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return nil, err
 		}
 		req.Header.Set("Accept", "text/plain")
-		resp, err := client.Do(req)
+		resp, err := httpClient.Do(req)
 		if err != nil {
 			return nil, fmt.Errorf("cache levels: %w", err)
 		}
@@ -56,52 +47,36 @@ func ReadCacheLevels(ctx context.Context, urls []string) ([]CacheLevel, error) {
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			var level, result string
+			var level, outcome string
 			for _, l := range m.GetLabel() {
 				switch l.GetName() {
 				case "level":
 					level = l.GetValue()
 				case "result":
-					result = l.GetValue()
+					outcome = l.GetValue()
 				}
 			}
 			s := sums[level]
 			if s == nil {
-				s = &CacheLevel{Level: level}
+				s = &result.CacheLevel{Level: level}
 				sums[level] = s
 			}
 			n := m.GetCounter().GetValue()
 			s.Lookups += n
 			switch {
-			case result == "hit":
+			case outcome == "hit":
 				s.Hits += n
-			case level == "bloom" && result == "negative":
+			case level == "bloom" && outcome == "negative":
 				s.Refused += n
 			}
 		}
 	}
-	var out []CacheLevel
+	var out []result.CacheLevel
 	for _, s := range sums {
 		out = append(out, *s)
 	}
-	slices.SortFunc(out, func(a, b CacheLevel) int {
+	slices.SortFunc(out, func(a, b result.CacheLevel) int {
 		return slices.Index(cacheLevelOrder, a.Level) - slices.Index(cacheLevelOrder, b.Level)
 	})
 	return out, nil
-}
-
-// cacheLine is the report's line of the cache levels.
-func cacheLine(levels []CacheLevel) string {
-	line := "Catalogue cache hit ratio per level (since the services started):"
-	for _, l := range levels {
-		if l.Lookups == 0 {
-			continue
-		}
-		if l.Level == "bloom" {
-			line += fmt.Sprintf("  bloom refused %.0f unknown ids of %.0f", l.Refused, l.Lookups)
-			continue
-		}
-		line += fmt.Sprintf("  %s %.1f %% of %.0f", l.Level, 100*l.Hits/l.Lookups, l.Lookups)
-	}
-	return line
 }

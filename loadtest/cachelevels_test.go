@@ -3,7 +3,6 @@ package loadtest
 import (
 	"context"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -48,9 +47,6 @@ func TestCacheLevelsAreReadFromEveryServicesMetrics(t *testing.T) {
 	if len(levels) != 2 || levels[0].Level != "l1" || levels[0].Hits != 8 || levels[0].Lookups != 10 ||
 		levels[1].Level != "bloom" || levels[1].Lookups != 5 || levels[1].Refused+levels[1].Hits != 5 {
 		t.Fatalf("levels %+v", levels)
-	}
-	if line := cacheLine(levels); !strings.Contains(line, "l1 80.0 % of 10") || !strings.Contains(line, "bloom refused") {
-		t.Fatalf("line %q", line)
 	}
 	if _, err := ReadCacheLevels(ctx, []string{gateway + "/nowhere"}); err == nil {
 		t.Fatal("a /metrics that answers 404: no error")

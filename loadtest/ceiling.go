@@ -13,17 +13,9 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/flashsale/flashsale/loadtest/result"
 	invredis "github.com/flashsale/flashsale/services/inventory/redis"
 )
-
-// Ceiling is the redis-benchmark ceiling: the reservation script run by
-// redis-benchmark straight on Redis, no Go and no network hop beyond
-// Redis's own. Figures of a run are quoted as ratios to it, measured in
-// the same run on the same machine.
-type Ceiling struct {
-	Name   string  `json:"name"`
-	PerSec float64 `json:"per_s"`
-}
 
 // ceilingActivity is the activity id the ceiling reserves from; its stock
 // and limit never run out within a run.
@@ -32,7 +24,7 @@ const ceilingActivity = 1 << 40
 // MeasureCeiling runs the Reserve script with redis-benchmark (EVALSHA,
 // as go-redis runs it) from clients connections for about d on the Redis
 // at addr, and reads its CSV report.
-func MeasureCeiling(ctx context.Context, addr string, d time.Duration, clients int) (*Ceiling, error) {
+func MeasureCeiling(ctx context.Context, addr string, d time.Duration, clients int) (*result.Ceiling, error) {
 	if _, err := exec.LookPath("redis-benchmark"); err != nil {
 		return nil, fmt.Errorf("redis-benchmark not found: install it with `make deps` or `apt-get install redis-tools`")
 	}
@@ -69,7 +61,7 @@ func MeasureCeiling(ctx context.Context, addr string, d time.Duration, clients i
 	if err != nil {
 		return nil, err
 	}
-	return &Ceiling{Name: "redis-benchmark EVALSHA reserve.lua", PerSec: rps}, nil
+	return &result.Ceiling{Name: "redis-benchmark EVALSHA reserve.lua", PerSec: rps}, nil
 }
 
 func runRedisBenchmark(ctx context.Context, args []string) (float64, error) {

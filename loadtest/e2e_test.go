@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,11 @@ import (
 	"github.com/flashsale/flashsale/gateway/api"
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/audit"
+	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/drive"
+	"github.com/flashsale/flashsale/loadtest/result"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
@@ -31,6 +37,11 @@ const paymentWindow = 10 * time.Second
 
 // replays counts this run's replays, for their buyers' ids.
 var replays atomic.Int64
+
+// seckills counts this run's TestSeckillThroughHTTP, for its buyers' ids:
+// the platform outlives a run (-count), and the last run's buyers have
+// their orders.
+var seckills atomic.Int64
 
 var (
 	stack    *localstack.Stack
@@ -55,7 +66,7 @@ func TestMain(m *testing.M) {
 	})
 }
 
-func mustToken(tb testing.TB, cl *loadtest.Client, user int64, role string) string {
+func mustToken(tb testing.TB, cl *client.Client, user int64, role string) string {
 	tb.Helper()
 	tok, err := cl.DevToken(context.Background(), user, role)
 	if err != nil {
@@ -66,7 +77,7 @@ func mustToken(tb testing.TB, cl *loadtest.Client, user int64, role string) stri
 
 // mustSale creates a product and a running flash sale and returns the
 // activity id.
-func mustSale(tb testing.TB, cl *loadtest.Client, stock, limit int64) string {
+func mustSale(tb testing.TB, cl *client.Client, stock, limit int64) string {
 	tb.Helper()
 	ctx := context.Background()
 	admin := mustToken(tb, cl, 1, "admin")
@@ -94,7 +105,7 @@ func mustPool(tb testing.TB, db string) *pgxpool.Pool {
 }
 
 func code(err error) string {
-	var api *loadtest.APIError
+	var api *client.APIError
 	if errors.As(err, &api) {
 		return api.Code
 	}
@@ -106,9 +117,10 @@ func code(err error) string {
 
 func TestSeckillThroughHTTP(t *testing.T) {
 	ctx := context.Background()
-	cl := loadtest.NewClient(platform.GatewayURL, 8)
+	cl := client.New(platform.GatewayURL, 8)
 	act := mustSale(t, cl, 2, 1)
-	alice, bob, carol := mustToken(t, cl, 501, "user"), mustToken(t, cl, 502, "user"), mustToken(t, cl, 503, "user")
+	aliceID := 900_000 + seckills.Add(1)*10
+	alice, bob, carol := mustToken(t, cl, aliceID, "user"), mustToken(t, cl, aliceID+1, "user"), mustToken(t, cl, aliceID+2, "user")
 
 	first, err := cl.Seckill(ctx, alice, act, 1, "alice-1", nil)
 	if err != nil || first.Status != "PROCESSING" {
@@ -145,7 +157,7 @@ func TestSeckillThroughHTTP(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if o.Kind != "SECKILL" || o.UserID != "501" || len(o.Lines) != 1 {
+	if o.Kind != "SECKILL" || o.UserID != strconv.FormatInt(aliceID, 10) || len(o.Lines) != 1 {
 		t.Fatalf("order = %+v", o)
 	}
 	l := o.Lines[0]
@@ -177,30 +189,30 @@ func TestSeckillThroughHTTP(t *testing.T) {
 
 func TestBurstAuditPasses(t *testing.T) {
 	ctx := context.Background()
-	cl := loadtest.NewClient(platform.GatewayURL, 64)
+	cl := client.New(platform.GatewayURL, 64)
 	const stock, nUsers = 150, 600
 	act := mustSale(t, cl, stock, 1)
-	users := make([]loadtest.User, nUsers)
+	users := make([]client.User, nUsers)
 	for i := range users {
 		id := int64(10_000 + i)
-		users[i] = loadtest.User{ID: id, Token: mustToken(t, cl, id, "user")}
+		users[i] = client.User{ID: id, Token: mustToken(t, cl, id, "user")}
 	}
-	res, err := loadtest.RunBurst(ctx, cl, loadtest.BurstConfig{ActivityID: act, Users: users, Attempts: 2000,
+	res, err := drive.RunBurst(ctx, cl, drive.BurstConfig{ActivityID: act, Users: users, Attempts: 2000,
 		Concurrency: 64, Quantity: 1, ReplayShare: 0.1, Seed: 7}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Counts[loadtest.Failed] != 0 {
-		t.Fatalf("%d attempts failed: %v", res.Counts[loadtest.Failed], res.ErrorSamples)
+	if res.Counts[result.Failed] != 0 {
+		t.Fatalf("%d attempts failed: %v", res.Counts[result.Failed], res.ErrorSamples)
 	}
 	if err := loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	books, err := loadtest.ReadSeckillBooks(ctx, cl, mustPool(t, local.DBOrders), act)
+	books, err := audit.ReadSeckillBooks(ctx, cl, mustPool(t, local.DBOrders), act)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range loadtest.AuditSeckill(res, books) {
+	for _, c := range audit.Seckill(res, books) {
 		if !c.OK {
 			t.Errorf("%s: %s", c.Name, c.Detail)
 		}
@@ -265,7 +277,7 @@ drain: 20s
 // refused.
 func TestChallengedBuyThroughHTTP(t *testing.T) {
 	ctx := context.Background()
-	cl := loadtest.NewClient(platform.GatewayURL, 8)
+	cl := client.New(platform.GatewayURL, 8)
 	admin, alice := mustToken(t, cl, 1, "admin"), mustToken(t, cl, 801, "user")
 	sku, err := cl.CreateProduct(ctx, admin, "phone", 5000, 10)
 	if err != nil {
@@ -289,7 +301,7 @@ func TestChallengedBuyThroughHTTP(t *testing.T) {
 	if c.Bits != 8 {
 		t.Fatalf("challenge asks %d bits, the platform is set to 8", c.Bits)
 	}
-	answer, err := loadtest.AnswerChallenge(ctx, c, received)
+	answer, err := drive.AnswerChallenge(ctx, c, received)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +319,7 @@ func TestChallengedBuyThroughHTTP(t *testing.T) {
 
 func TestReplayAuditPasses(t *testing.T) {
 	ctx := context.Background()
-	sc, err := loadtest.ParseScenario([]byte(smallScenario))
+	sc, err := scenario.Parse([]byte(smallScenario))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,17 +327,17 @@ func TestReplayAuditPasses(t *testing.T) {
 	// (-count): the last run's have claimed their coupons and met their
 	// limits.
 	sc.Users.FirstID += replays.Add(1) * 1_000_000
-	cl := loadtest.NewClient(platform.GatewayURL, 64)
+	cl := client.New(platform.GatewayURL, 64)
 	dir := t.TempDir()
-	var ended *loadtest.ReplayResult
+	var ended *result.Replay
 	res, ok, err := loadtest.RunSession(ctx, loadtest.SessionConfig{
 		Scenario: sc, Client: cl, Target: platform.GatewayURL, OutDir: dir, Out: io.Discard,
 		Orders: mustPool(t, local.DBOrders), Payments: mustPool(t, local.DBPayment), SimulatorURL: platform.ChannelsURL,
 		Drained: func(ctx context.Context) error {
 			return loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, time.Minute)
 		},
-		AroundReplay: func() func(*loadtest.ReplayResult) {
-			return func(res *loadtest.ReplayResult) { ended = res }
+		AroundReplay: func() func(*result.Replay) {
+			return func(res *result.Replay) { ended = res }
 		},
 	})
 	if err != nil {
@@ -338,7 +350,7 @@ func TestReplayAuditPasses(t *testing.T) {
 	// outcome but rate-limited and failed, counted by outcome.
 	var answered int64
 	for _, e := range res.Endpoints {
-		if e.Endpoint == loadtest.EndpointSeckill && e.Outcome != string(loadtest.RateLimited) && e.Outcome != string(loadtest.Overloaded) && e.Outcome != string(loadtest.Failed) {
+		if e.Endpoint == drive.EndpointSeckill && e.Outcome != string(result.RateLimited) && e.Outcome != string(result.Overloaded) && e.Outcome != string(result.Failed) {
 			answered += e.Count
 		}
 	}
@@ -362,28 +374,28 @@ func TestReplayAuditPasses(t *testing.T) {
 			t.Errorf("%s: accepted %d, want at least the whole stock %d", a.Key, a.Accepted, a.Stock)
 		}
 	}
-	if res.Sales["mug-sale"].Counts[loadtest.NotActive] == 0 {
+	if res.Sales["mug-sale"].Counts[result.NotActive] == 0 {
 		t.Error("no buy before mug-sale's start was answered ACTIVITY_NOT_ACTIVE")
 	}
 	// phone-sale's buyers passed the challenge as browsers do: none was
 	// refused by the wall, and none came before the sale (the
 	// challenge's wait runs to the start). Every trick of the bots was
 	// tried and refused (the audit above holds that none bought).
-	if s := res.Sales["phone-sale"]; s.Counts[loadtest.Walled] != 0 || s.Counts[loadtest.NotActive] != 0 {
-		t.Errorf("phone-sale's buyers: %d refused by the wall, %d too early", s.Counts[loadtest.Walled], s.Counts[loadtest.NotActive])
+	if s := res.Sales["phone-sale"]; s.Counts[result.Walled] != 0 || s.Counts[result.NotActive] != 0 {
+		t.Errorf("phone-sale's buyers: %d refused by the wall, %d too early", s.Counts[result.Walled], s.Counts[result.NotActive])
 	}
 	for _, c := range res.Checks {
 		if strings.HasPrefix(c.Name, "bots") {
 			t.Log(c.Detail)
 		}
 	}
-	for _, trick := range loadtest.BotTricks {
+	for _, trick := range result.BotTricks {
 		if len(res.Bots.Answers[trick]) == 0 {
 			t.Errorf("bots: no %s tried (%v)", trick, res.Bots.Answers)
 		}
 	}
-	for code, trick := range map[string]string{"challenge_required": loadtest.TrickNoChallenge, "challenge_used": loadtest.TrickReused,
-		"challenge_invalid": loadtest.TrickShared, "blocked": loadtest.TrickBlocked, "limit_exceeded": loadtest.TrickOverLimit} {
+	for code, trick := range map[string]string{"challenge_required": result.TrickNoChallenge, "challenge_used": result.TrickReused,
+		"challenge_invalid": result.TrickShared, "blocked": result.TrickBlocked, "limit_exceeded": result.TrickOverLimit} {
 		if res.Bots.Answers[trick][code] == 0 {
 			t.Errorf("bots: %s never answered %s (%v)", trick, code, res.Bots.Answers[trick])
 		}
@@ -396,7 +408,7 @@ func TestReplayAuditPasses(t *testing.T) {
 		}
 	}
 	for _, p := range res.Phases {
-		if p.Kind == loadtest.PhaseCheckout && p.Status != "ran" && p.Sent != 0 {
+		if p.Kind == scenario.PhaseCheckout && p.Status != "ran" && p.Sent != 0 {
 			t.Errorf("skipped phase %s sent %d requests", p.Name, p.Sent)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/flashsale/flashsale/loadtest/client"
 )
 
 // reachTimeout bounds the one request that tells whether a gateway
@@ -17,11 +19,11 @@ const reachTimeout = 5 * time.Second
 // one-line error that says so and how to start a gateway, instead of the
 // dial errors the replay's first request would end in; any HTTP answer,
 // even an error status, is a gateway that answers.
-func ReachGateway(ctx context.Context, c *Client, target string) error {
+func ReachGateway(ctx context.Context, c *client.Client, target string) error {
 	ctx, cancel := context.WithTimeout(ctx, reachTimeout)
 	defer cancel()
 	_, err := c.Do(ctx, http.MethodGet, "/healthz", "", nil, nil, nil)
-	var answered *APIError
+	var answered *client.APIError
 	if err == nil || errors.As(err, &answered) {
 		return nil
 	}

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/flashsale/flashsale/loadtest/client"
 )
 
 // closedPort returns the base URL of a loopback port nothing listens on.
@@ -25,7 +27,7 @@ func closedPort(t *testing.T) string {
 
 func TestReachGatewayHintsWhenNothingAnswers(t *testing.T) {
 	target := closedPort(t)
-	err := ReachGateway(context.Background(), NewClient(target, 1), target)
+	err := ReachGateway(context.Background(), client.New(target, 1), target)
 	if err == nil {
 		t.Fatalf("no error from %s, where nothing listens", target)
 	}
@@ -49,7 +51,7 @@ func TestReachGatewayAcceptsAnyAnswer(t *testing.T) {
 			}
 			w.WriteHeader(status)
 		}))
-		if err := ReachGateway(context.Background(), NewClient(srv.URL, 1), srv.URL); err != nil {
+		if err := ReachGateway(context.Background(), client.New(srv.URL, 1), srv.URL); err != nil {
 			t.Errorf("status %d: %v", status, err)
 		}
 		srv.Close()

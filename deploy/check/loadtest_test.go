@@ -12,6 +12,7 @@ import (
 
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/config"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 )
@@ -85,7 +86,7 @@ func TestComposeLoadtestRunsItsScenario(t *testing.T) {
 	for _, file := range files {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		t.Run(name, func(t *testing.T) {
-			sc, err := loadtest.LoadScenario(file)
+			sc, err := scenario.Load(file)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +179,7 @@ func TestK8sDevRunsTheDoubleElevenReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := loadtest.LoadScenario(filepath.Join(root, "loadtest", "scenarios", "double11.yaml"))
+	sc, err := scenario.Load(filepath.Join(root, "loadtest", "scenarios", "double11.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"math"
 	"strings"
 
-	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/report"
 )
 
 // PrintTable writes one Markdown row per limiter.
@@ -45,11 +45,11 @@ func WriteHTML(w io.Writer, rep *Report) error {
 		return out
 	}
 	// The legends name each limiter without its parenthesis.
-	all := []loadtest.Series{{Name: "offered", Xs: xs, Ys: per(rep.Offered)}}
-	var rateOnly []loadtest.Series
+	all := []report.Series{{Name: "offered", Xs: xs, Ys: per(rep.Offered)}}
+	var rateOnly []report.Series
 	for _, r := range rep.Results {
 		name, _, _ := strings.Cut(r.Name, " (")
-		s := loadtest.Series{Name: name, Xs: xs, Ys: per(r.Admitted)}
+		s := report.Series{Name: name, Xs: xs, Ys: per(r.Admitted)}
 		all = append(all, s)
 		if !r.Concurrency {
 			rateOnly = append(rateOnly, s)
@@ -57,12 +57,12 @@ func WriteHTML(w io.Writer, rep *Report) error {
 	}
 	unit := "requests per " + Bucket.String()
 	charts := []template.HTML{
-		loadtest.LineChart("Offered and admitted per "+Bucket.String(), unit, all, nil),
-		loadtest.LineChart("Admitted per "+Bucket.String()+", rate limiters only", unit, rateOnly, nil),
+		report.LineChart("Offered and admitted per "+Bucket.String(), unit, all, nil),
+		report.LineChart("Admitted per "+Bucket.String()+", rate limiters only", unit, rateOnly, nil),
 	}
 	for _, r := range rep.Results {
 		if r.Limit != nil {
-			charts = append(charts, loadtest.LineChart("The adaptive limit per "+Bucket.String(), "requests", []loadtest.Series{
+			charts = append(charts, report.LineChart("The adaptive limit per "+Bucket.String(), "requests", []report.Series{
 				{Name: "offered", Xs: xs, Ys: per(rep.Offered)},
 				{Name: "admitted", Xs: xs, Ys: per(r.Admitted)},
 				{Name: "refused", Xs: xs, Ys: per(r.Refused)},

@@ -18,7 +18,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	local "github.com/flashsale/flashsale/deploy/local"
-	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/result"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 )
 
 // Plan is a sale's expected traffic: who comes, what each visitor and
@@ -31,7 +32,7 @@ type Plan struct {
 	VisitShare *float64 `yaml:"visit_share"`
 	Conversion *float64 `yaml:"conversion"`
 	// Window is the time the traffic is spread over (24h for a day).
-	Window loadtest.Duration `yaml:"window"`
+	Window scenario.Duration `yaml:"window"`
 	Peak   Peak              `yaml:"peak"`
 	// PerVisit is requests per visitor (detail, activity, buy: attempts
 	// with retries); PerOrder requests per order (order, pay).
@@ -48,7 +49,7 @@ type Plan struct {
 	Headroom float64 `yaml:"headroom"`
 	// ResponseTime is the latency for Little's law (default 50ms, the
 	// bound of the measured capacity).
-	ResponseTime loadtest.Duration `yaml:"response_time"`
+	ResponseTime scenario.Duration `yaml:"response_time"`
 	// Capacity overrides what one instance carries, per component.
 	Capacity map[string]float64 `yaml:"capacity"`
 }
@@ -60,7 +61,7 @@ type Plan struct {
 type Peak struct {
 	Share  float64           `yaml:"share"`
 	Time   float64           `yaml:"time"`
-	Span   loadtest.Duration `yaml:"span"`
+	Span   scenario.Duration `yaml:"span"`
 	Factor float64           `yaml:"factor"`
 }
 
@@ -155,7 +156,7 @@ func CapacitiesFromReport(path string) (map[string]Capacity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
-	var r loadtest.ReplayResult
+	var r result.Replay
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return nil, fmt.Errorf("report %s: %w", path, err)
 	}
@@ -282,7 +283,7 @@ func (p *Plan) validate() error {
 		add("headroom: %g: must be at least 1", p.Headroom)
 	}
 	if p.ResponseTime == 0 {
-		p.ResponseTime = loadtest.Duration(50 * time.Millisecond)
+		p.ResponseTime = scenario.Duration(50 * time.Millisecond)
 	} else if p.ResponseTime < 0 {
 		add("response_time: must be positive")
 	}

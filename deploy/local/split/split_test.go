@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/result"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 )
 
 // TestSplitReplayPassesItsAudit builds the services as the Dockerfile
@@ -40,7 +41,7 @@ func TestSplitReplayPassesItsAudit(t *testing.T) {
 	if err := Build(ctx, root, bin, &build); err != nil {
 		t.Fatalf("%v\n%s", err, build.String())
 	}
-	sc, err := loadtest.LoadScenario(filepath.Join(root, "loadtest", "scenarios", "split.yaml"))
+	sc, err := scenario.Load(filepath.Join(root, "loadtest", "scenarios", "split.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func TestSplitReplayPassesItsAudit(t *testing.T) {
 	// every check ran and passed, none skipped (the slow and failing
 	// faults need the simulator's URL, the payment checks the payment
 	// database), the sale sold out, and payments were made.
-	var res loadtest.ReplayResult
+	var res result.Replay
 	b, err := os.ReadFile(filepath.Join(reports, "report.json"))
 	if err == nil {
 		err = json.Unmarshal(b, &res)

@@ -27,6 +27,9 @@ import (
 	"github.com/flashsale/flashsale/gateway"
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
@@ -68,15 +71,15 @@ func realMain() {
 		return
 	}
 	if ok, err := run(ctx, *scenario, *out, *ceiling, *cpuProfile, keepUp); !errors.Is(err, errReported) {
-		result(ok, err)
+		verdict(ok, err)
 	}
 }
 
 // errReported is run's answer when it has printed the verdict itself.
 var errReported = errors.New("verdict printed")
 
-// result prints the demo's verdict and sets the exit status.
-func result(ok bool, err error) {
+// verdict prints the demo's verdict and sets the exit status.
+func verdict(ok bool, err error) {
 	switch {
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -94,7 +97,7 @@ func result(ok bool, err error) {
 // generator) and by the stack's Redis and Postgres, which are child
 // processes outside it, and what each took per answered buy. With a
 // profile path it also writes a CPU profile of the replay alone.
-func measureReplay(profilePath string, stack *localstack.Stack) (func() (end func(*loadtest.ReplayResult)), error) {
+func measureReplay(profilePath string, stack *localstack.Stack) (func() (end func(*result.Replay)), error) {
 	var f *os.File
 	if profilePath != "" {
 		var err error
@@ -102,7 +105,7 @@ func measureReplay(profilePath string, stack *localstack.Stack) (func() (end fun
 			return nil, err
 		}
 	}
-	return func() (end func(*loadtest.ReplayResult)) {
+	return func() (end func(*result.Replay)) {
 		if f != nil {
 			if err := pprof.StartCPUProfile(f); err != nil {
 				fmt.Fprintln(os.Stderr, "demo: cpu profile:", err)
@@ -110,7 +113,7 @@ func measureReplay(profilePath string, stack *localstack.Stack) (func() (end fun
 		}
 		serversBefore, serversErr := stack.ServerCPU()
 		before, start := cpuTime(), time.Now()
-		return func(res *loadtest.ReplayResult) {
+		return func(res *result.Replay) {
 			used, wall := cpuTime()-before, time.Since(start)
 			servers, err := stack.ServerCPU()
 			if f != nil {
@@ -187,7 +190,7 @@ func cpuTime() time.Duration {
 // keep it prints the verdict itself and then waits for ctx (Ctrl-C) with
 // the platform up, returning errReported.
 func run(ctx context.Context, path, out string, ceiling bool, profilePath string, keep bool) (bool, error) {
-	sc, err := loadtest.LoadScenario(path)
+	sc, err := scenario.Load(path)
 	if err != nil {
 		return false, err
 	}
@@ -270,7 +273,7 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	}
 	defer payments.Close()
 	cfg := loadtest.SessionConfig{
-		Scenario: sc, Client: loadtest.NewClient(p.GatewayURL, 512), Target: p.GatewayURL,
+		Scenario: sc, Client: client.New(p.GatewayURL, 512), Target: p.GatewayURL,
 		Drained: func(ctx context.Context) error {
 			return loadtest.WaitDrained(ctx, stack.KafkaBrokers, local.ConsumerGroup, local.TopicOrdersPlaced, 2*time.Minute)
 		},
@@ -288,7 +291,7 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	if !keep || ctx.Err() != nil {
 		return ok, err
 	}
-	result(ok, err)
+	verdict(ok, err)
 	fmt.Printf("\nThe platform stays up: big screen %s, gateway %s. Ctrl-C stops it.\n", screen, p.GatewayURL)
 	select {
 	case <-ctx.Done():
@@ -310,8 +313,8 @@ type infra struct {
 	platform *local.Platform
 }
 
-func (i infra) Fault(ctx context.Context, f loadtest.Fault) (func(context.Context) error, error) {
-	if f.Mode == loadtest.FaultKill {
+func (i infra) Fault(ctx context.Context, f scenario.Fault) (func(context.Context) error, error) {
+	if f.Mode == scenario.FaultKill {
 		switch f.Target {
 		case "redis":
 			return func(ctx context.Context) error { return i.stack.RestartRedis(ctx) }, i.stack.KillRedis()
@@ -321,8 +324,8 @@ func (i infra) Fault(ctx context.Context, f loadtest.Fault) (func(context.Contex
 			i.platform.KillOrder(2 * time.Second)
 			return i.platform.StartOrder, nil
 		case "order-replica":
-			return func(ctx context.Context) error { return i.platform.StartOrderReplica(ctx, loadtest.FaultReplica) },
-				i.platform.KillOrderReplica(loadtest.FaultReplica)
+			return func(ctx context.Context) error { return i.platform.StartOrderReplica(ctx, scenario.FaultReplica) },
+				i.platform.KillOrderReplica(scenario.FaultReplica)
 		}
 		return nil, fmt.Errorf("cannot kill %s", f.Target)
 	}

@@ -21,6 +21,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/postgres"
 )
@@ -51,15 +53,15 @@ func run(ctx context.Context, path, target, out string) (bool, error) {
 	if err := env.Err(); err != nil {
 		return false, err
 	}
-	sc, err := loadtest.LoadScenario(path)
+	sc, err := scenario.Load(path)
 	if err != nil {
 		return false, err
 	}
-	client := loadtest.NewClient(target, 512)
-	if err := loadtest.ReachGateway(ctx, client, target); err != nil {
+	gateway := client.New(target, 512)
+	if err := loadtest.ReachGateway(ctx, gateway, target); err != nil {
 		return false, err
 	}
-	cfg := loadtest.SessionConfig{Scenario: sc, Client: client, Target: target,
+	cfg := loadtest.SessionConfig{Scenario: sc, Client: gateway, Target: target,
 		RedisAddr: e.BenchRedisAddr, SimulatorURL: e.SimulatorURL, OutDir: out, Out: os.Stdout}
 	for _, db := range []struct {
 		url  string

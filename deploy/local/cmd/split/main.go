@@ -19,7 +19,7 @@ import (
 	"syscall"
 
 	"github.com/flashsale/flashsale/deploy/local/split"
-	"github.com/flashsale/flashsale/loadtest"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/telemetry"
 )
 
@@ -92,16 +92,16 @@ func run(bin, subnet, replay string) error {
 // the scenario file (compose's loadtest service reads it from its mount
 // of loadtest/scenarios) and FLASHSALE_PAYMENT_WINDOW its
 // platform.payment_window unless the environment sets one.
-func replayEnv(root, scenario string) (map[string]string, error) {
-	abs, err := filepath.Abs(scenario)
+func replayEnv(root, file string) (map[string]string, error) {
+	abs, err := filepath.Abs(file)
 	if err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(root, "loadtest", "scenarios")
 	if filepath.Dir(abs) != dir || filepath.Ext(abs) != ".yaml" {
-		return nil, fmt.Errorf("-replay %s: compose's loadtest service replays a .yaml file of %s only", scenario, dir)
+		return nil, fmt.Errorf("-replay %s: compose's loadtest service replays a .yaml file of %s only", file, dir)
 	}
-	sc, err := loadtest.LoadScenario(abs)
+	sc, err := scenario.Load(abs)
 	if err != nil {
 		return nil, err
 	}

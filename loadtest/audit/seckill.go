@@ -1,4 +1,4 @@
-package loadtest
+package audit
 
 import (
 	"context"
@@ -10,16 +10,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
 )
-
-// Check is one audited invariant. A skipped check could not be made
-// (its feature is not served yet) and says why in Detail.
-type Check struct {
-	Name    string `json:"name"`
-	OK      bool   `json:"ok"`
-	Skipped bool   `json:"skipped,omitempty"`
-	Detail  string `json:"detail"`
-}
 
 // SeckillBooks is what the audit reads back after the order topic drained:
 // the activity as the API reports it and the orders Postgres holds for it.
@@ -71,12 +64,12 @@ const catalogSettle = 3 * time.Second
 // then reads the activity through the API until its remaining stock
 // reflects what the orders hold. Cancelled and expired orders are stored
 // but hold no units: their stock is back in the sale.
-func ReadSeckillBooks(ctx context.Context, cl *Client, orders *pgxpool.Pool, activityID string) (*SeckillBooks, error) {
+func ReadSeckillBooks(ctx context.Context, gateway *client.Client, orders *pgxpool.Pool, activityID string) (*SeckillBooks, error) {
 	id, err := strconv.ParseInt(activityID, 10, 64)
 	if err != nil {
 		return nil, fmt.Errorf("audit: activity id %q: %w", activityID, err)
 	}
-	return settleBooks(ctx, cl, activityID, func() (*SeckillBooks, error) { return queryBooks(ctx, orders, id) })
+	return settleBooks(ctx, gateway, activityID, func() (*SeckillBooks, error) { return queryBooks(ctx, orders, id) })
 }
 
 // released reports whether an order's stock went back to the sale
@@ -102,14 +95,14 @@ func (b *SeckillBooks) add(orderID string, userID int64, status string, lines, u
 // catalog cache lags) until the remaining stock reflects what the orders
 // hold, or catalogSettle passes, leaving the check to fail. Both are read
 // again each time, so an order expiring meanwhile only costs a round.
-func settleBooks(ctx context.Context, cl *Client, activityID string, read func() (*SeckillBooks, error)) (*SeckillBooks, error) {
+func settleBooks(ctx context.Context, gateway *client.Client, activityID string, read func() (*SeckillBooks, error)) (*SeckillBooks, error) {
 	deadline := time.Now().Add(catalogSettle)
 	for {
 		b, err := read()
 		if err != nil {
 			return nil, err
 		}
-		if b.Activity, err = cl.GetActivity(ctx, activityID); err != nil {
+		if b.Activity, err = gateway.GetActivity(ctx, activityID); err != nil {
 			return nil, fmt.Errorf("audit: activity: %w", err)
 		}
 		if b.Activity.Remaining == b.Activity.Stock-b.held() || time.Now().After(deadline) {
@@ -123,10 +116,16 @@ func settleBooks(ctx context.Context, cl *Client, activityID string, read func()
 	}
 }
 
-// AuditSeckill checks a burst's outcome against the books: nothing
+// Seckill checks a burst's outcome against the books: nothing
 // oversold or undersold, no user over the limit, and every accepted order
 // stored exactly once (and nothing else stored).
-func AuditSeckill(res *BurstResult, b *SeckillBooks) []Check {
+func Seckill(res *result.Sale, b *SeckillBooks) []result.Check {
+	return append(stockChecks(res, b), orderChecks(res, b)...)
+}
+
+// stockChecks holds the sale's units against its stock, its demand and
+// the per-user limit.
+func stockChecks(res *result.Sale, b *SeckillBooks) []result.Check {
 	stock, limit := b.Activity.Stock, b.Activity.PerUserLimit
 	sold := b.held()
 	maxUser, maxUnits := int64(0), int64(0)
@@ -136,7 +135,7 @@ func AuditSeckill(res *BurstResult, b *SeckillBooks) []Check {
 		}
 	}
 	want := min(stock, res.DemandUnits)
-	checks := []Check{{
+	checks := []result.Check{{
 		// Held units never exceed stock (no oversell), and every unit
 		// found a buyer while buyers asked (no undersell). Units given
 		// back by cancellations or expiry may be sold again, so the
@@ -158,7 +157,13 @@ func AuditSeckill(res *BurstResult, b *SeckillBooks) []Check {
 		OK:     maxUnits <= limit,
 		Detail: fmt.Sprintf("most units of one user: %d (user %d), limit %d", maxUnits, maxUser, limit),
 	}}
+	return checks
+}
 
+// orderChecks holds the stored orders against the accepted ones, the
+// keys' answers against their orders, and every answer against the
+// documented codes.
+func orderChecks(res *result.Sale, b *SeckillBooks) []result.Check {
 	missing, extra, wrongBuyer := 0, 0, 0
 	for id, user := range res.Orders {
 		got, ok := b.StoredOrders[id]
@@ -190,28 +195,27 @@ func AuditSeckill(res *BurstResult, b *SeckillBooks) []Check {
 		"%d made for attempts never answered about their key (503 or no answer, then refused), each released unpaid",
 		len(res.Orders), len(b.StoredOrders), missing, extra, wrongBuyer, b.MalformedOrders, res.DuplicateIDs, unanswered)
 	if extra > 0 {
-		detail += "; the unexpected orders' keys were answered: " + counts(told)
+		detail += "; the unexpected orders' keys were answered: " + result.Tally(told)
 	}
-	checks = append(checks, Check{
+	return []result.Check{{
 		Name:   "Postgres holds exactly the accepted orders, once each (and orders never answered about, released)",
 		OK:     missing == 0 && extra == 0 && wrongBuyer == 0 && b.MalformedOrders == 0 && res.DuplicateIDs == 0,
 		Detail: detail,
-	}, Check{
+	}, {
 		Name:   "a repeated Idempotency-Key returns the first order",
 		OK:     res.ReplayMismatches == 0,
-		Detail: fmt.Sprintf("%d replays answered with their order, %d keys answered otherwise", res.Counts[Replayed], res.ReplayMismatches),
-	}, Check{
+		Detail: fmt.Sprintf("%d replays answered with their order, %d keys answered otherwise", res.Counts[result.Replayed], res.ReplayMismatches),
+	}, {
 		Name: "every attempt was answered with a documented code (no 500, no transport error, after retries)",
-		OK:   res.Counts[Failed] == 0,
+		OK:   res.Counts[result.Failed] == 0,
 		Detail: fmt.Sprintf("%d failed; %d answered 503 UNAVAILABLE (degraded: see the 5xx check and the fault windows); "+
-			"%d without an answer at first answered when their buyer came back with the key", res.Counts[Failed], res.Counts[Unavailable], res.AskedAgain),
-	})
-	return checks
+			"%d without an answer at first answered when their buyer came back with the key", res.Counts[result.Failed], res.Counts[result.Unavailable], res.AskedAgain),
+	}}
 }
 
 // answersOf says what the replay's attempts with user's key were answered,
 // in order ("errors then sold_out"), for the audit's detail.
-func answersOf(res *BurstResult, user int64, key string) string {
+func answersOf(res *result.Sale, user int64, key string) string {
 	got := res.Answers[user][key]
 	if key == "" || len(got) == 0 {
 		return "never asked"
@@ -225,9 +229,9 @@ func answersOf(res *BurstResult, user int64, key string) string {
 
 // neverAnswered says whether a key's answers never spoke of it: each was
 // a 503, no answer, or a 429 (the gateway did not look).
-func neverAnswered(got []Outcome) bool {
+func neverAnswered(got []result.Outcome) bool {
 	for _, o := range got {
-		if !o.unknown() && !o.refused() {
+		if !o.Unknown() && !o.Refused() {
 			return false
 		}
 	}

@@ -1,16 +1,13 @@
-package loadtest
+package audit
 
 import (
-	"context"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
 )
 
 // books returns settled books for a sale of stock units with limit 1 in
@@ -42,7 +39,7 @@ func resold(b *SeckillBooks) *SeckillBooks {
 	return b
 }
 
-func failed(checks []Check) []string {
+func failed(checks []result.Check) []string {
 	var out []string
 	for _, c := range checks {
 		if !c.OK {
@@ -56,24 +53,24 @@ func TestAuditSeckill(t *testing.T) {
 	good := map[string]int64{"1": 10, "2": 11}
 	tests := []struct {
 		name  string
-		res   *BurstResult
+		res   *result.Sale
 		books *SeckillBooks
 		want  string // substring of the one failing check, "" when all pass
 	}{
-		{"clean sale", &BurstResult{Orders: good, DemandUnits: 5}, books(2, good), ""},
-		{"undersold", &BurstResult{Orders: good, DemandUnits: 5}, books(3, good), "none undersold"},
-		{"oversold", &BurstResult{Orders: good, DemandUnits: 5}, oversold(books(1, good)), "none oversold"},
-		{"cancelled stock sold again", &BurstResult{Orders: map[string]int64{"1": 10, "2": 11, "3": 12}, DemandUnits: 5},
+		{"clean sale", &result.Sale{Orders: good, DemandUnits: 5}, books(2, good), ""},
+		{"undersold", &result.Sale{Orders: good, DemandUnits: 5}, books(3, good), "none undersold"},
+		{"oversold", &result.Sale{Orders: good, DemandUnits: 5}, oversold(books(1, good)), "none oversold"},
+		{"cancelled stock sold again", &result.Sale{Orders: map[string]int64{"1": 10, "2": 11, "3": 12}, DemandUnits: 5},
 			resold(books(2, map[string]int64{"1": 10, "2": 11})), ""},
-		{"accepted order lost", &BurstResult{Orders: map[string]int64{"1": 10, "2": 11, "3": 12}, DemandUnits: 3}, books(2, good), "exactly the accepted"},
-		{"order stored that nobody was told of", &BurstResult{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, books(1, map[string]int64{"1": 10, "9": 19}), "exactly the accepted"},
-		{"replay answered with a new order", &BurstResult{Orders: good, DemandUnits: 2, ReplayMismatches: 1}, books(2, good), "Idempotency-Key"},
-		{"one order id handed to two keys", &BurstResult{Orders: good, DemandUnits: 2, DuplicateIDs: 1}, books(2, good), "exactly the accepted"},
-		{"an attempt never answered", &BurstResult{Orders: good, DemandUnits: 2, Counts: map[Outcome]int{Failed: 1}}, books(2, good), "every attempt was answered"},
+		{"accepted order lost", &result.Sale{Orders: map[string]int64{"1": 10, "2": 11, "3": 12}, DemandUnits: 3}, books(2, good), "exactly the accepted"},
+		{"order stored that nobody was told of", &result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, books(1, map[string]int64{"1": 10, "9": 19}), "exactly the accepted"},
+		{"replay answered with a new order", &result.Sale{Orders: good, DemandUnits: 2, ReplayMismatches: 1}, books(2, good), "Idempotency-Key"},
+		{"one order id handed to two keys", &result.Sale{Orders: good, DemandUnits: 2, DuplicateIDs: 1}, books(2, good), "exactly the accepted"},
+		{"an attempt never answered", &result.Sale{Orders: good, DemandUnits: 2, Counts: map[result.Outcome]int{result.Failed: 1}}, books(2, good), "every attempt was answered"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := strings.Join(failed(AuditSeckill(tt.res, tt.books)), "; ")
+			got := strings.Join(failed(Seckill(tt.res, tt.books)), "; ")
 			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
 				t.Fatalf("failing checks = %q, want one matching %q", got, tt.want)
 			}
@@ -84,7 +81,7 @@ func TestAuditSeckill(t *testing.T) {
 func TestAuditCatchesMalformedOrders(t *testing.T) {
 	b := books(2, map[string]int64{"1": 10, "2": 11})
 	b.MalformedOrders = 1
-	got := strings.Join(failed(AuditSeckill(&BurstResult{Orders: map[string]int64{"1": 10, "2": 11}, DemandUnits: 2}, b)), "; ")
+	got := strings.Join(failed(Seckill(&result.Sale{Orders: map[string]int64{"1": 10, "2": 11}, DemandUnits: 2}, b)), "; ")
 	if !strings.Contains(got, "exactly the accepted") {
 		t.Fatalf("an order without exactly one line not caught: %q", got)
 	}
@@ -97,8 +94,8 @@ func TestRefundedOrderLeavesTheLimit(t *testing.T) {
 	b.Activity = api.Activity{Stock: 3, PerUserLimit: 1, Remaining: 1}
 	b.add("1", 10, "REFUNDED", 1, 1)
 	b.add("2", 10, "PAID", 1, 1)
-	res := &BurstResult{Orders: map[string]int64{"1": 10, "2": 10}, DemandUnits: 2}
-	if got := failed(AuditSeckill(res, b)); len(got) != 0 {
+	res := &result.Sale{Orders: map[string]int64{"1": 10, "2": 10}, DemandUnits: 2}
+	if got := failed(Seckill(res, b)); len(got) != 0 {
 		t.Fatalf("failing checks = %q, want none", got)
 	}
 }
@@ -106,13 +103,13 @@ func TestRefundedOrderLeavesTheLimit(t *testing.T) {
 func TestAuditCatchesLimitAndStockViolations(t *testing.T) {
 	stored := map[string]int64{"1": 10, "2": 10}
 	b := books(2, stored)
-	got := strings.Join(failed(AuditSeckill(&BurstResult{Orders: stored, DemandUnits: 1}, b)), "; ")
+	got := strings.Join(failed(Seckill(&result.Sale{Orders: stored, DemandUnits: 1}, b)), "; ")
 	if !strings.Contains(got, "per-user limit") {
 		t.Fatalf("two units for a limit-1 user not caught: %q", got)
 	}
 	b = books(2, map[string]int64{"1": 10})
 	b.Activity.Remaining = 5 // more than stock minus sold: stock appeared from nowhere
-	got = strings.Join(failed(AuditSeckill(&BurstResult{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, b)), "; ")
+	got = strings.Join(failed(Seckill(&result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, b)), "; ")
 	if !strings.Contains(got, "stock conserved") {
 		t.Fatalf("unconserved stock not caught: %q", got)
 	}
@@ -154,10 +151,10 @@ func TestAuditPayments(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := &ReplayResult{Features: []Feature{{Name: FeaturePay, Available: true}}, Regular: map[string]int64{"1": 10},
-				trails: map[string]*trail{"1": {cancelled: tt.cancelled}}}
+			res := &result.Replay{Features: []result.Feature{{Name: result.FeaturePay, Available: true}}, Regular: map[string]int64{"1": 10},
+				Trails: map[string]*result.Trail{"1": {Cancelled: tt.cancelled}}}
 			b := &Books{Orders: map[string]api.Order{"1": tt.order}, Payments: map[string][]PaymentRecord{"1": tt.payments}}
-			got := strings.Join(failed(auditPayments(res, b)), "; ")
+			got := strings.Join(failed(checkPayments(res, b)), "; ")
 			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
 				t.Fatalf("failing checks = %q, want one matching %q", got, tt.want)
 			}
@@ -180,8 +177,8 @@ func TestAuditExpiry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := &ReplayResult{Regular: map[string]int64{"1": 10}}
-			c := auditExpiry(res, map[string]api.Order{"1": tt.order}, now)
+			res := &result.Replay{Regular: map[string]int64{"1": 10}}
+			c := checkExpiry(res, map[string]api.Order{"1": tt.order}, now)
 			if c.OK != tt.ok {
 				t.Fatalf("ok = %v, want %v (%s)", c.OK, tt.ok, c.Detail)
 			}
@@ -215,40 +212,14 @@ func TestAuditRefunds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := auditRefunds(map[string]api.Order{"9": tt.order})
+			c := checkRefunds(map[string]api.Order{"9": tt.order})
 			if c.OK != tt.ok {
 				t.Fatalf("OK = %v (%s), want %v", c.OK, c.Detail, tt.ok)
 			}
 		})
 	}
-	if c := auditRefunds(map[string]api.Order{"9": order("PARTIALLY_REFUNDED", 935, line(3, 2807, 1, 935))}); !strings.Contains(c.Detail, "1 of 3 units (payable 2807) returned 935; refunded 935, kept 1872") {
+	if c := checkRefunds(map[string]api.Order{"9": order("PARTIALLY_REFUNDED", 935, line(3, 2807, 1, 935))}); !strings.Contains(c.Detail, "1 of 3 units (payable 2807) returned 935; refunded 935, kept 1872") {
 		t.Fatalf("the detail does not work the partial refund through: %s", c.Detail)
-	}
-}
-
-// TestAnsweredLaterSettlesAnAttemptThatGotNoAnswer: an attempt that got
-// no answer (503 after its retries) and is answered when its buyer comes
-// back with the key counts as that answer: the order its call made
-// meanwhile is found and counted as accepted, not failed, so the audit's
-// "exactly the accepted orders" holds.
-func TestAnsweredLaterSettlesAnAttemptThatGotNoAnswer(t *testing.T) {
-	l := newSaleLedger([]User{{ID: 1}, {ID: 2}})
-	unavailable := &APIError{Status: 503, Code: "UNAVAILABLE"}
-	keys := make([]string, 2)
-	for user := range 2 {
-		key, replayed := l.nextKey(user, false)
-		keys[user] = key
-		if out := l.settle(user, key, replayed, 1, api.SeckillAccepted{}, unavailable); out != Unavailable {
-			t.Fatalf("a 503 settled as %s", out)
-		}
-	}
-	if out := l.answeredLater(0, keys[0], false, 1, Unavailable, api.SeckillAccepted{OrderID: "70"}, nil); out != Accepted {
-		t.Fatalf("the order found when the buyer came back settled as %s", out)
-	}
-	res := l.result(1)
-	if res.Counts[Unavailable] != 1 || res.Counts[Accepted] != 1 || res.AskedAgain != 1 || res.Orders["70"] != 1 || res.DemandUnits != 1 {
-		t.Fatalf("counts %v, answered later %d, orders %v, demand %d; want 1 accepted (order 70 of user 1), 1 still unavailable, 1 answered later, demand 1",
-			res.Counts, res.AskedAgain, res.Orders, res.DemandUnits)
 	}
 }
 
@@ -257,9 +228,9 @@ func TestAnsweredLaterSettlesAnAttemptThatGotNoAnswer(t *testing.T) {
 func TestUnexpectedOrderIsExplainedByItsKeysAnswers(t *testing.T) {
 	b := books(2, map[string]int64{"1": 10, "9": 19})
 	b.Keys = map[string]string{"1": "k10-1", "9": "k19-1"}
-	res := &BurstResult{Orders: map[string]int64{"1": 10}, DemandUnits: 2,
-		Answers: map[int64]map[string][]Outcome{19: {"k19-1": {Failed, Overloaded, SoldOut}}}}
-	for _, c := range AuditSeckill(res, b) {
+	res := &result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 2,
+		Answers: map[int64]map[string][]result.Outcome{19: {"k19-1": {result.Failed, result.Overloaded, result.SoldOut}}}}
+	for _, c := range Seckill(res, b) {
 		if strings.Contains(c.Name, "exactly the accepted") {
 			if c.OK || !strings.Contains(c.Detail, "errors then overloaded then sold_out 1") {
 				t.Fatalf("check %+v: want it failed, explained by the key's answers", c)
@@ -270,30 +241,6 @@ func TestUnexpectedOrderIsExplainedByItsKeysAnswers(t *testing.T) {
 	t.Fatal("no check of the stored orders")
 }
 
-// A buy whose first try got no answer and whose quick repeat was refused
-// with 429 is still unknown (the first try may have made an order): it
-// comes back unavailable, so its buyer asks again later, never booked as
-// a refusal.
-func TestRefusedRepeatOfAFailedTryLeavesTheBuyUnknown(t *testing.T) {
-	var tries atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if tries.Add(1) == 1 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprint(w, `{"error":{"code":"UNAVAILABLE","message":"timed out"}}`)
-			return
-		}
-		w.Header().Set("Retry-After", "1")
-		w.WriteHeader(http.StatusTooManyRequests)
-		fmt.Fprint(w, `{"error":{"code":"OVERLOADED","message":"full"}}`)
-	}))
-	defer srv.Close()
-	_, err := buy(context.Background(), NewClient(srv.URL, 1), "t", "1", 1, "k1-1", nil)
-	if out := classify(err); out != Unavailable || tries.Load() != 2 {
-		t.Fatalf("503 then 429: outcome %s after %d tries (%v), want unavailable after 2", out, tries.Load(), err)
-	}
-}
-
 // An order made for a buy the platform never answered about (503, then
 // 429s: its buyer gave up not knowing) is no lie if it ended unpaid with
 // its unit back on sale; the same order paid, or a key that was once
@@ -302,13 +249,13 @@ func TestOrderOfANeverAnsweredBuyMustEndReleased(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		status  string
-		answers []Outcome
+		answers []result.Outcome
 		ok      bool
 	}{
-		{"503 then 429, expired", "EXPIRED", []Outcome{Unavailable, Overloaded, RateLimited}, true},
-		{"no answer, cancelled", "CANCELLED", []Outcome{Failed}, true},
-		{"503 then 429, paid", "PAID", []Outcome{Unavailable, Overloaded}, false},
-		{"503 then SOLD_OUT, expired", "EXPIRED", []Outcome{Unavailable, SoldOut}, false},
+		{"503 then 429, expired", "EXPIRED", []result.Outcome{result.Unavailable, result.Overloaded, result.RateLimited}, true},
+		{"no answer, cancelled", "CANCELLED", []result.Outcome{result.Failed}, true},
+		{"503 then 429, paid", "PAID", []result.Outcome{result.Unavailable, result.Overloaded}, false},
+		{"503 then SOLD_OUT, expired", "EXPIRED", []result.Outcome{result.Unavailable, result.SoldOut}, false},
 		{"never asked, expired", "EXPIRED", nil, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -320,9 +267,9 @@ func TestOrderOfANeverAnsweredBuyMustEndReleased(t *testing.T) {
 			if !released(tt.status) {
 				b.Activity.Remaining = 0
 			}
-			res := &BurstResult{Orders: map[string]int64{"1": 10}, DemandUnits: 1,
-				Answers: map[int64]map[string][]Outcome{19: {"k19-1": tt.answers}}}
-			for _, c := range AuditSeckill(res, b) {
+			res := &result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 1,
+				Answers: map[int64]map[string][]result.Outcome{19: {"k19-1": tt.answers}}}
+			for _, c := range Seckill(res, b) {
 				if strings.Contains(c.Name, "exactly the accepted") && c.OK != tt.ok {
 					t.Fatalf("%s: ok %v, want %v (%s)", c.Name, c.OK, tt.ok, c.Detail)
 				}
@@ -335,27 +282,27 @@ func TestOrderOfANeverAnsweredBuyMustEndReleased(t *testing.T) {
 // window or within recoverWithin seconds of its lift; anywhere else, or a
 // fault the platform never recovered from, fails the check.
 func TestDegradationOnlyUnderFaults(t *testing.T) {
-	fault := FaultStat{Fault: "kafka blackhole at 10s for 5s", Status: "applied and lifted", OnS: 10.1, OffS: 15.2, RecoveredS: 2}
+	fault := result.FaultStat{Fault: "kafka blackhole at 10s for 5s", Status: "applied and lifted", OnS: 10.1, OffS: 15.2, RecoveredS: 2}
 	for _, tt := range []struct {
 		name     string
 		failures map[int]int
-		faults   []FaultStat
+		faults   []result.FaultStat
 		ok       bool
 	}{
 		{"none", nil, nil, true},
-		{"inside and after the window", map[int]int{10: 40, 14: 3, 24: 1}, []FaultStat{fault}, true},
-		{"before the fault", map[int]int{9: 1, 12: 40}, []FaultStat{fault}, false},
-		{"past the recovery", map[int]int{26: 1}, []FaultStat{fault}, false},
+		{"inside and after the window", map[int]int{10: 40, 14: 3, 24: 1}, []result.FaultStat{fault}, true},
+		{"before the fault", map[int]int{9: 1, 12: 40}, []result.FaultStat{fault}, false},
+		{"past the recovery", map[int]int{26: 1}, []result.FaultStat{fault}, false},
 		{"no fault at all", map[int]int{30: 1}, nil, false},
-		{"a skipped fault covers nothing", map[int]int{12: 1}, []FaultStat{{Fault: "redis kill at 10s for 2s", Status: "skipped"}}, false},
-		{"never recovered", nil, []FaultStat{{Fault: fault.Fault, OnS: 10.1, OffS: 15.2, RecoveredS: -1}}, false},
+		{"a skipped fault covers nothing", map[int]int{12: 1}, []result.FaultStat{{Fault: "redis kill at 10s for 2s", Status: "skipped"}}, false},
+		{"never recovered", nil, []result.FaultStat{{Fault: fault.Fault, OnS: 10.1, OffS: 15.2, RecoveredS: -1}}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			res := &ReplayResult{Faults: tt.faults}
+			res := &result.Replay{Faults: tt.faults}
 			for i := range 40 {
-				res.Seconds = append(res.Seconds, SecondStat{T: i, Failures: tt.failures[i]})
+				res.Seconds = append(res.Seconds, result.SecondStat{T: i, Failures: tt.failures[i]})
 			}
-			if c := auditDegradation(res); c.OK != tt.ok {
+			if c := checkDegradation(res); c.OK != tt.ok {
 				t.Fatalf("ok %v, want %v: %s", c.OK, tt.ok, c.Detail)
 			}
 		})
@@ -365,31 +312,35 @@ func TestDegradationOnlyUnderFaults(t *testing.T) {
 // The bots' check passes only when the bots tried and every request was
 // refused, and no order, listed or stored, is a bot account's.
 func TestAuditBots(t *testing.T) {
-	if c := auditBots(&ReplayResult{}, nil, nil); !c.OK || !c.Skipped {
+	if c := checkBots(&result.Replay{}, nil, nil); !c.OK || !c.Skipped {
 		t.Errorf("no bots phase: %+v, want skipped", c)
 	}
-	bots := []User{{ID: 900}, {ID: 901}}
-	refused := func() *BotStats {
-		return &BotStats{Accounts: 2, Answers: map[string]map[string]int{
-			TrickNoChallenge: {"challenge_required": 7, "rate_limited": 3}, TrickBlocked: {"blocked": 2}}}
+	bots := []client.User{{ID: 900}, {ID: 901}}
+	refused := func() *result.BotStats {
+		return &result.BotStats{Accounts: 2, Answers: map[string]map[string]int{
+			result.TrickNoChallenge: {"challenge_required": 7, "rate_limited": 3}, result.TrickBlocked: {"blocked": 2}}}
 	}
 	stored := map[string]int64{"o1": 100, "o2": 101} // buyers' orders
 	for _, tt := range []struct {
 		name   string
-		stats  *BotStats
+		stats  *result.BotStats
 		listed map[string]api.Order
 		stored map[string]int64
 		ok     bool
 		detail string
 	}{
 		{"all refused, none held", refused(), nil, stored, true, "12 requests from 2 bot accounts answered: blocked 2, challenge_required 7, rate_limited 3; 0 placed; 0 orders held by bots"},
-		{"the bots sent nothing", &BotStats{Accounts: 2, Answers: map[string]map[string]int{}}, nil, stored, false, "the wall was not tried"},
-		{"a bot buy placed", func() *BotStats { s := refused(); s.Answers[TrickReused] = map[string]int{"ok": 1}; return s }(), nil, stored, false, "1 placed"},
+		{"the bots sent nothing", &result.BotStats{Accounts: 2, Answers: map[string]map[string]int{}}, nil, stored, false, "the wall was not tried"},
+		{"a bot buy placed", func() *result.BotStats {
+			s := refused()
+			s.Answers[result.TrickReused] = map[string]int{"ok": 1}
+			return s
+		}(), nil, stored, false, "1 placed"},
 		{"an order listed for a bot", refused(), map[string]api.Order{"o9": {OrderID: "o9", UserID: "901"}}, stored, false, "o9 (listed for 901)"},
 		{"an order stored for a bot", refused(), nil, map[string]int64{"o1": 100, "o8": 900}, false, "o8 (stored for 900)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := auditBots(&ReplayResult{Bots: tt.stats, BotsList: bots}, tt.listed, tt.stored)
+			c := checkBots(&result.Replay{Bots: tt.stats, BotsList: bots}, tt.listed, tt.stored)
 			if c.OK != tt.ok || !strings.Contains(c.Detail, tt.detail) {
 				t.Errorf("got ok %v %q, want ok %v and %q", c.OK, c.Detail, tt.ok, tt.detail)
 			}

@@ -1,4 +1,4 @@
-package loadtest
+package scenario
 
 import (
 	"path/filepath"
@@ -8,12 +8,12 @@ import (
 )
 
 func TestShippedScenariosParse(t *testing.T) {
-	paths, err := filepath.Glob("scenarios/*.yaml")
+	paths, err := filepath.Glob("../scenarios/*.yaml")
 	if err != nil || len(paths) < 2 {
 		t.Fatalf("scenarios: %v, %v", paths, err)
 	}
 	for _, p := range paths {
-		sc, err := LoadScenario(p)
+		sc, err := Load(p)
 		if err != nil {
 			t.Errorf("%s: %v", p, err)
 			continue
@@ -77,7 +77,7 @@ func TestScenarioValidationNamesTheField(t *testing.T) {
 		{"difficulty too high", "phases:", "platform: {challenge_difficulty: 30}\nphases:", "platform.challenge_difficulty"},
 		{"reduction without tiers", "activities: [{key: a", "promotions: [{kind: FULL_REDUCTION}]\n  activities: [{key: a", "catalog.promotions[0].tiers"},
 	}
-	if _, err := ParseScenario([]byte(valid)); err != nil {
+	if _, err := Parse([]byte(valid)); err != nil {
 		t.Fatalf("the valid scenario: %v", err)
 	}
 	for _, tt := range tests {
@@ -86,7 +86,7 @@ func TestScenarioValidationNamesTheField(t *testing.T) {
 			if raw == valid {
 				t.Fatalf("%q not in the scenario", tt.from)
 			}
-			_, err := ParseScenario([]byte(raw))
+			_, err := Parse([]byte(raw))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error = %v, want one naming %q", err, tt.want)
 			}
@@ -116,10 +116,10 @@ func TestScenarioAssumptions(t *testing.T) {
 		window         time.Duration
 		simulator, pay bool
 	}{
-		{"scenarios/double11.yaml", 20 * time.Second, true, true},
-		{"scenarios/capacity.yaml", 15 * time.Minute, false, false},
+		{"../scenarios/double11.yaml", 20 * time.Second, true, true},
+		{"../scenarios/capacity.yaml", 15 * time.Minute, false, false},
 	} {
-		sc, err := LoadScenario(tt.file)
+		sc, err := Load(tt.file)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +128,7 @@ func TestScenarioAssumptions(t *testing.T) {
 				sc.Platform.PaymentWindow.D(), sc.NeedsSimulator(), sc.MakesPayments(), tt.window, tt.simulator, tt.pay)
 		}
 	}
-	if _, err := ParseScenario([]byte("name: x\nusers: {count: 1}\nphases: [{name: a, kind: browse, hold: 1s, rate: 1}]\ncatalog: {products: [{key: p, title: t, price: 1, stock: 1}]}\nplatform: {payment_window: -1s}\n")); err == nil {
+	if _, err := Parse([]byte("name: x\nusers: {count: 1}\nphases: [{name: a, kind: browse, hold: 1s, rate: 1}]\ncatalog: {products: [{key: p, title: t, price: 1, stock: 1}]}\nplatform: {payment_window: -1s}\n")); err == nil {
 		t.Error("a negative payment window was accepted")
 	}
 }

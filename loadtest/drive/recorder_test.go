@@ -1,8 +1,11 @@
-package loadtest
+package drive
 
 import (
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/loadtest/result"
+	"github.com/flashsale/flashsale/loadtest/scenario"
 )
 
 // TestLatencyFromScheduledTime checks that a request answered late is
@@ -21,7 +24,7 @@ func TestLatencyFromScheduledTime(t *testing.T) {
 		for i := range n {
 			due := start.Add(time.Duration(s)*time.Second + time.Duration(i)*time.Second/time.Duration(n))
 			r.arrive(due)
-			r.done(EndpointSeckill, string(Accepted), due, due.Add(lat))
+			r.done(EndpointSeckill, string(result.Accepted), due, due.Add(lat))
 		}
 	}
 	secs := r.seconds()
@@ -49,24 +52,24 @@ func TestPhaseSplitsAnsweredFromRefused(t *testing.T) {
 	for s := range 6 {
 		for i := range 100 {
 			due := start.Add(time.Duration(s)*time.Second + time.Duration(i)*10*time.Millisecond)
-			lat, out := 20*time.Millisecond, Accepted
+			lat, out := 20*time.Millisecond, result.Accepted
 			if s < 2 {
 				lat = time.Second
 			}
 			if i%2 == 0 {
-				out = SoldOut
+				out = result.SoldOut
 			}
 			r.done(EndpointSeckill, string(out), due, due.Add(lat))
 			if i%2 == 0 {
-				refused := RateLimited
+				refused := result.RateLimited
 				if i%4 == 0 {
-					refused = Overloaded
+					refused = result.Overloaded
 				}
 				r.done(EndpointSeckill, string(refused), due, due.Add(time.Millisecond))
 			}
 		}
 	}
-	p := PhaseStat{Kind: PhaseSeckill, StartS: 2, EndS: 6}
+	p := result.PhaseStat{Kind: scenario.PhaseSeckill, StartS: 2, EndS: 6}
 	r.phaseSeckill(&p)
 	if p.AnsweredPerS != 100 || p.Refused != 200 {
 		t.Errorf("answered %.1f/s, refused %d; want 100/s and 200", p.AnsweredPerS, p.Refused)
@@ -89,19 +92,19 @@ func TestFaultWindowCountsFailuresAndRecovery(t *testing.T) {
 	for s := range 8 {
 		for i := range 40 {
 			due := start.Add(time.Duration(s)*time.Second + time.Duration(i)*20*time.Millisecond)
-			lat, out := 10*time.Millisecond, string(Accepted)
+			lat, out := 10*time.Millisecond, string(result.Accepted)
 			switch {
 			case s >= 2 && s <= 4 && i%2 == 0:
 				lat, out = 300*time.Millisecond, "unavailable"
 			case s >= 2 && s <= 4 && i%4 == 1:
-				out = string(Overloaded)
+				out = string(result.Overloaded)
 			case s == 5 && i%10 == 0:
-				out = string(Failed)
+				out = string(result.Failed)
 			}
 			r.done(EndpointSeckill, out, due, due.Add(lat))
 		}
 	}
-	f := FaultStat{OnS: 2, OffS: 4.5}
+	f := result.FaultStat{OnS: 2, OffS: 4.5}
 	r.faultWindow(&f)
 	if f.Requests != 120 || f.Failures != 60 || f.FailureRate != 0.5 {
 		t.Errorf("window: %d requests, %d failed (%.2f); want 120, 60 (0.50)", f.Requests, f.Failures, f.FailureRate)
@@ -115,7 +118,7 @@ func TestFaultWindowCountsFailuresAndRecovery(t *testing.T) {
 
 	// A fault lifted at 5 whose platform never has two healthy seconds
 	// with requests before the end has not recovered.
-	late := FaultStat{OnS: 5, OffS: 7.2}
+	late := result.FaultStat{OnS: 5, OffS: 7.2}
 	r.faultWindow(&late)
 	if late.RecoveredS != -1 {
 		t.Errorf("recovered %.1f s after a lift with one healthy second left, want -1", late.RecoveredS)

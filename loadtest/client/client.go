@@ -1,7 +1,7 @@
-// Package loadtest drives the gateway's HTTP API the way buyers and admins
-// do, measures what it sees, and audits the platform's books afterwards.
-// The demo, `make loadtest` and the end-to-end tests share it.
-package loadtest
+// Package client speaks the gateway's HTTP API (docs/api.md) for the load
+// test: JSON requests with a bearer token, non-2xx answers as *APIError,
+// the admin calls a replay makes, and the polite wait on a 429.
+package client
 
 import (
 	"bytes"
@@ -25,10 +25,10 @@ type Client struct {
 	http *http.Client
 }
 
-// NewClient returns a client for the gateway at base (e.g.
+// New returns a client for the gateway at base (e.g.
 // http://127.0.0.1:8080) whose connection pool fits maxConns concurrent
 // requests, so a burst does not spend its time opening connections.
-func NewClient(base string, maxConns int) *Client {
+func New(base string, maxConns int) *Client {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        maxConns,

@@ -1,4 +1,4 @@
-package loadtest
+package drive
 
 import (
 	"math"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/flashsale/flashsale/loadtest/result"
 )
 
 // Endpoints of the replay, as the report names them.
@@ -62,7 +64,7 @@ type recorder struct {
 	start    time.Time
 	hists    map[statKey]*hdrhistogram.Histogram
 	secs     []*second
-	stock    map[string][]StockPoint
+	stock    map[string][]result.StockPoint
 	payments map[string]map[string]int
 	// channels holds payment latencies by channel and step (pay, wallet).
 	channels map[statKey]*hdrhistogram.Histogram
@@ -70,7 +72,7 @@ type recorder struct {
 
 func newRecorder(start time.Time) *recorder {
 	return &recorder{start: start, hists: map[statKey]*hdrhistogram.Histogram{},
-		stock: map[string][]StockPoint{}, payments: map[string]map[string]int{}, channels: map[statKey]*hdrhistogram.Histogram{}}
+		stock: map[string][]result.StockPoint{}, payments: map[string]map[string]int{}, channels: map[statKey]*hdrhistogram.Histogram{}}
 }
 
 func (r *recorder) sec(t time.Time) *second {
@@ -107,13 +109,13 @@ func (r *recorder) done(endpoint, outcome string, scheduled, answered time.Time)
 	if endpoint == EndpointSeckill {
 		_ = s.seckill.RecordValue(us)
 		switch {
-		case Outcome(outcome).refused():
+		case result.Outcome(outcome).Refused():
 			_ = s.refused.RecordValue(us)
-		case !Outcome(outcome).unknown():
+		case !result.Outcome(outcome).Unknown():
 			s.answered++
 			_ = s.admitted.RecordValue(us)
 		}
-		if outcome == string(Accepted) {
+		if outcome == string(result.Accepted) {
 			s.accepted++
 		}
 	}
@@ -122,7 +124,7 @@ func (r *recorder) done(endpoint, outcome string, scheduled, answered time.Time)
 // stockAt records an activity's remaining stock.
 func (r *recorder) stockAt(activity string, t time.Time, remaining int64) {
 	r.mu.Lock()
-	r.stock[activity] = append(r.stock[activity], StockPoint{T: t.Sub(r.start).Seconds(), Remaining: remaining})
+	r.stock[activity] = append(r.stock[activity], result.StockPoint{T: t.Sub(r.start).Seconds(), Remaining: remaining})
 	r.mu.Unlock()
 }
 
@@ -175,61 +177,12 @@ func (r *recorder) live(now time.Time) (arrivals, completions int, p99 float64) 
 
 func ms(us int64) float64 { return float64(us) / 1000 }
 
-// EndpointStat is the latency of one endpoint's outcome, in milliseconds.
-type EndpointStat struct {
-	Endpoint string  `json:"endpoint"`
-	Outcome  string  `json:"outcome"`
-	Count    int64   `json:"count"`
-	P50      float64 `json:"p50_ms"`
-	P90      float64 `json:"p90_ms"`
-	P99      float64 `json:"p99_ms"`
-	P999     float64 `json:"p999_ms"`
-	Max      float64 `json:"max_ms"`
-}
-
-// SecondStat is one second of the replay.
-type SecondStat struct {
-	T           int     `json:"t"`
-	Arrivals    int     `json:"arrivals"`
-	Completions int     `json:"completions"`
-	P50         float64 `json:"p50_ms"`
-	P99         float64 `json:"p99_ms"`
-	P999        float64 `json:"p999_ms"`
-	// SeckillAnswered counts flash-sale buys due this second that the
-	// platform answered (accepted, sold out, limited, not active).
-	SeckillAnswered int     `json:"seckill_answered"`
-	SeckillAccepted int     `json:"seckill_accepted"`
-	SeckillP99      float64 `json:"seckill_p99_ms"`
-	// Failures counts the requests due this second (any endpoint) that
-	// were answered 5xx or not at all.
-	Failures int `json:"failures"`
-}
-
-// StockPoint is an activity's remaining stock at T seconds.
-type StockPoint struct {
-	T         float64 `json:"t"`
-	Remaining int64   `json:"remaining"`
-}
-
-// Capacity is the best flash-sale throughput the platform sustained with
-// a tail latency within the bound: the highest rate of answered buys over
-// any window of consecutive seconds whose p99 stayed within P99Bound.
-type Capacity struct {
-	Window   int     `json:"window_s"`
-	P99Bound float64 `json:"p99_bound_ms"`
-	// PerSec is answered buys per second in that window (0 when no
-	// window qualified); P99 is its p99 and From its first second.
-	PerSec float64 `json:"answered_per_s"`
-	P99    float64 `json:"p99_ms"`
-	From   int     `json:"from_s"`
-}
-
-func (r *recorder) endpointStats() []EndpointStat {
+func (r *recorder) endpointStats() []result.EndpointStat {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]EndpointStat, 0, len(r.hists))
+	out := make([]result.EndpointStat, 0, len(r.hists))
 	for k, h := range r.hists {
-		out = append(out, EndpointStat{Endpoint: k.endpoint, Outcome: k.outcome, Count: h.TotalCount(),
+		out = append(out, result.EndpointStat{Endpoint: k.endpoint, Outcome: k.outcome, Count: h.TotalCount(),
 			P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
 			P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max())})
 	}
@@ -242,12 +195,12 @@ func (r *recorder) endpointStats() []EndpointStat {
 	return out
 }
 
-func (r *recorder) seconds() []SecondStat {
+func (r *recorder) seconds() []result.SecondStat {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]SecondStat, len(r.secs))
+	out := make([]result.SecondStat, len(r.secs))
 	for i, s := range r.secs {
-		out[i] = SecondStat{T: i, Arrivals: s.arrivals, Completions: s.completions,
+		out[i] = result.SecondStat{T: i, Arrivals: s.arrivals, Completions: s.completions,
 			P50: ms(s.all.ValueAtQuantile(50)), P99: ms(s.all.ValueAtQuantile(99)), P999: ms(s.all.ValueAtQuantile(99.9)),
 			SeckillAnswered: s.answered, SeckillAccepted: s.accepted, SeckillP99: ms(s.seckill.ValueAtQuantile(99)), Failures: s.failures}
 	}
@@ -257,7 +210,7 @@ func (r *recorder) seconds() []SecondStat {
 // phaseSeckill fills in what the flash-sale requests due within [from,
 // to) seconds got: answered per second and their p99, and the 429s and
 // theirs.
-func (r *recorder) phaseSeckill(p *PhaseStat) {
+func (r *recorder) phaseSeckill(p *result.PhaseStat) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	from, to := int(p.StartS), min(int(math.Ceil(p.EndS)), len(r.secs))
@@ -278,10 +231,10 @@ func (r *recorder) phaseSeckill(p *PhaseStat) {
 }
 
 // capacity finds the best window of the flash-sale answers.
-func (r *recorder) capacity(window int, p99Bound float64) Capacity {
+func (r *recorder) capacity(window int, p99Bound float64) result.Capacity {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	best := Capacity{Window: window, P99Bound: p99Bound}
+	best := result.Capacity{Window: window, P99Bound: p99Bound}
 	for from := 0; from+window <= len(r.secs); from++ {
 		h := hdrhistogram.New(1, histMax, 2)
 		n := 0
@@ -297,40 +250,24 @@ func (r *recorder) capacity(window int, p99Bound float64) Capacity {
 	return best
 }
 
-func (r *recorder) stockSeries() map[string][]StockPoint {
+func (r *recorder) stockSeries() map[string][]result.StockPoint {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[string][]StockPoint, len(r.stock))
+	out := make(map[string][]result.StockPoint, len(r.stock))
 	for k, v := range r.stock {
-		out[k] = append([]StockPoint(nil), v...)
+		out[k] = append([]result.StockPoint(nil), v...)
 	}
 	return out
 }
 
-// ChannelStat is one payment channel in the replay: how many payments
-// the platform opened on it and buyers confirmed, the latencies of both
-// steps (ms), and, after the audit, its payments' final statuses.
-type ChannelStat struct {
-	Channel   string  `json:"channel"`
-	Opened    int64   `json:"opened"`
-	Confirmed int64   `json:"confirmed"`
-	PayP50    float64 `json:"pay_p50_ms"`
-	PayP99    float64 `json:"pay_p99_ms"`
-	WalletP50 float64 `json:"wallet_p50_ms"`
-	WalletP99 float64 `json:"wallet_p99_ms"`
-	// Final maps a payment status (SUCCEEDED, REFUNDED, FAILED, PAYING)
-	// to the number of the channel's payments that ended in it.
-	Final map[string]int `json:"final,omitempty"`
-}
-
-func (r *recorder) channelStats() []ChannelStat {
+func (r *recorder) channelStats() []result.ChannelStat {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	byName := map[string]*ChannelStat{}
+	byName := map[string]*result.ChannelStat{}
 	for k, h := range r.channels {
 		c := byName[k.endpoint]
 		if c == nil {
-			c = &ChannelStat{Channel: k.endpoint}
+			c = &result.ChannelStat{Channel: k.endpoint}
 			byName[k.endpoint] = c
 		}
 		p50, p99 := ms(h.ValueAtQuantile(50)), ms(h.ValueAtQuantile(99))
@@ -340,7 +277,7 @@ func (r *recorder) channelStats() []ChannelStat {
 			c.Confirmed, c.WalletP50, c.WalletP99 = h.TotalCount(), p50, p99
 		}
 	}
-	out := make([]ChannelStat, 0, len(byName))
+	out := make([]result.ChannelStat, 0, len(byName))
 	for _, c := range byName {
 		out = append(out, *c)
 	}
@@ -365,7 +302,7 @@ func (r *recorder) paymentCounts() map[string]map[string]int {
 // answer, or a 5xx (UNAVAILABLE, INTERNAL), as opposed to an answer about
 // the request (including 429s, which are the platform shedding load).
 func serverFailure(outcome string) bool {
-	return Outcome(outcome).unknown() || outcome == "internal"
+	return result.Outcome(outcome).Unknown() || outcome == "internal"
 }
 
 // recoverSeconds is how many consecutive seconds of requests must see
@@ -382,7 +319,7 @@ const (
 // the lift on, in which every second had requests and at most
 // recoverShare of them failed. RecoveredS stays -1 when no such run came
 // before the replay ended.
-func (r *recorder) faultWindow(f *FaultStat) {
+func (r *recorder) faultWindow(f *result.FaultStat) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	from, to := int(f.OnS), min(int(math.Ceil(f.OffS)), len(r.secs))

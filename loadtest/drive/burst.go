@@ -1,4 +1,4 @@
-package loadtest
+package drive
 
 import (
 	"context"
@@ -15,54 +15,16 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
 )
-
-// User is a virtual buyer with its own token.
-type User struct {
-	ID    int64
-	Token string
-}
-
-// Outcome classifies one buy attempt.
-type Outcome string
-
-// The outcomes of a buy attempt.
-const (
-	Accepted      Outcome = "accepted"
-	Replayed      Outcome = "replayed" // a repeated Idempotency-Key answered with the first order id
-	SoldOut       Outcome = "sold_out"
-	LimitExceeded Outcome = "limited"
-	RateLimited   Outcome = "rate_limited"
-	Overloaded    Outcome = "overloaded" // refused by the gateway's admission limit (429 OVERLOADED)
-	NotActive     Outcome = "not_active"
-	// Walled is a refusal by the flash-sale entry's bot wall (BLOCKED,
-	// CHALLENGE_*): a buyer's is a finding, a bot's the point.
-	Walled Outcome = "walled"
-	// Unavailable is a 503 UNAVAILABLE after the quick retries: the
-	// documented answer of a degraded platform (a fault, a fenced sale).
-	// Failed is anything undocumented: a 500, a transport error, no
-	// answer. After either, whether the attempt made an order is unknown.
-	Unavailable Outcome = "unavailable"
-	Failed      Outcome = "errors"
-)
-
-// refused says whether the gateway turned the attempt away before it
-// reached the sale (a 429: rate limited or overloaded).
-func (o Outcome) refused() bool { return o == RateLimited || o == Overloaded }
-
-// unknown says whether the attempt's fate is unknown: it got no answer
-// about its key (503 or an error), so an order may or may not exist.
-func (o Outcome) unknown() bool { return o == Unavailable || o == Failed }
-
-// Outcomes lists the outcomes in report order.
-var Outcomes = []Outcome{Accepted, Replayed, SoldOut, LimitExceeded, RateLimited, Overloaded, NotActive, Walled, Unavailable, Failed}
 
 // BurstConfig describes a flash-sale burst: every user tries at least once,
 // the remaining attempts go to random users, all fired by Concurrency
 // workers as fast as the gateway answers.
 type BurstConfig struct {
 	ActivityID  string
-	Users       []User
+	Users       []client.User
 	Attempts    int
 	Concurrency int
 	Quantity    int64
@@ -72,36 +34,6 @@ type BurstConfig struct {
 	Seed        uint64
 	// Progress, when set, receives a one-line live display.
 	Progress io.Writer
-}
-
-// BurstResult is what the burst saw.
-type BurstResult struct {
-	Counts  map[Outcome]int
-	Latency *hdrhistogram.Histogram // microseconds, every attempt
-	Elapsed time.Duration
-	// Orders maps each accepted order id to its buyer.
-	Orders map[string]int64
-	// ReplayMismatches counts keys answered with two different orders,
-	// or refused after they had been accepted.
-	ReplayMismatches int
-	// DuplicateIDs counts order ids handed to two different keys.
-	DuplicateIDs int
-	// DemandUnits is what the users asked for, counting each user's
-	// attempts that reached the sale (not rate-limited, not failed), capped
-	// per user by limit: the units the sale could have sold with
-	// unlimited stock.
-	DemandUnits int64
-	// ErrorSamples are a few of the unexpected errors.
-	ErrorSamples []string
-	// AskedAgain counts the attempts that had failed (no answer after
-	// their retries) and were answered when their buyer came back with
-	// the same key seconds later (replay.comeBack): their outcome is what
-	// that answer said.
-	AskedAgain int
-	// Answers holds, by user id and key, what each attempt with the key
-	// was answered, in order (the audit explains an unexpected order by
-	// its key's answers).
-	Answers map[int64]map[string][]Outcome `json:"-"`
 }
 
 type attempt struct {
@@ -129,7 +61,7 @@ type userState struct {
 	mu      sync.Mutex
 	keys    int               // keys used so far
 	orders  map[string]string // Idempotency-Key → the order it was answered with
-	answers map[string][]Outcome
+	answers map[string][]result.Outcome
 	reached int64 // units asked in attempts that reached the sale
 }
 
@@ -142,15 +74,15 @@ const retries = 3
 // key each attempt used, what each key was answered, and the result the
 // audit checks. The burst and the replay both keep their books in it.
 type saleLedger struct {
-	users  []User
+	users  []client.User
 	states []userState
 	mu     sync.Mutex // guards res
-	res    *BurstResult
+	res    *result.Sale
 }
 
-func newSaleLedger(users []User) *saleLedger {
+func newSaleLedger(users []client.User) *saleLedger {
 	return &saleLedger{users: users, states: make([]userState, len(users)),
-		res: &BurstResult{Counts: map[Outcome]int{}, Orders: map[string]int64{}}}
+		res: &result.Sale{Counts: map[result.Outcome]int{}, Orders: map[string]int64{}}}
 }
 
 // nextKey returns the Idempotency-Key of user's next attempt: the
@@ -170,16 +102,16 @@ func (l *saleLedger) nextKey(user int, replay bool) (key string, replayed bool) 
 // A 429 to a repeat says only that the gateway did not look this time:
 // the try that failed before it may have made an order, so the attempt
 // stays failed (unknown) and its buyer comes back later.
-func buy(ctx context.Context, cl *Client, token, activityID string, quantity int64, key string, headers map[string]string) (api.SeckillAccepted, error) {
+func buy(ctx context.Context, gateway *client.Client, token, activityID string, quantity int64, key string, headers map[string]string) (api.SeckillAccepted, error) {
 	var order api.SeckillAccepted
 	var err, failure error
 	for try := 0; try <= retries; try++ {
-		order, err = cl.Seckill(ctx, token, activityID, quantity, key, headers)
+		order, err = gateway.Seckill(ctx, token, activityID, quantity, key, headers)
 		out := classify(err)
-		if out.refused() && failure != nil {
+		if out.Refused() && failure != nil {
 			return order, failure
 		}
-		if !out.unknown() || ctx.Err() != nil {
+		if !out.Unknown() || ctx.Err() != nil {
 			break
 		}
 		failure = err
@@ -190,26 +122,26 @@ func buy(ctx context.Context, cl *Client, token, activityID string, quantity int
 
 // settle books an attempt's answer and returns its outcome: Replayed
 // when the key had already been answered with this order.
-func (l *saleLedger) settle(user int, key string, replayed bool, quantity int64, order api.SeckillAccepted, err error) Outcome {
+func (l *saleLedger) settle(user int, key string, replayed bool, quantity int64, order api.SeckillAccepted, err error) result.Outcome {
 	out := classify(err)
 	u := &l.states[user]
 	u.mu.Lock()
 	known := u.orders[key]
 	mismatch := false
 	switch {
-	case out == Accepted && known == "":
+	case out == result.Accepted && known == "":
 		if u.orders == nil {
 			u.orders = map[string]string{}
 		}
 		u.orders[key] = order.OrderID
-	case out == Accepted && known == order.OrderID:
-		out = Replayed
-	case out == Accepted:
+	case out == result.Accepted && known == order.OrderID:
+		out = result.Replayed
+	case out == result.Accepted:
 		mismatch = true // one key, two orders
-	case known != "" && !out.refused() && !out.unknown():
+	case known != "" && !out.Refused() && !out.Unknown():
 		mismatch = true // an accepted key refused on retry
 	}
-	if !replayed && (out == Accepted || out == SoldOut || out == LimitExceeded) {
+	if !replayed && (out == result.Accepted || out == result.SoldOut || out == result.LimitExceeded) {
 		u.reached += quantity
 	}
 	u.mu.Unlock()
@@ -219,7 +151,7 @@ func (l *saleLedger) settle(user int, key string, replayed bool, quantity int64,
 	defer l.mu.Unlock()
 	res := l.res
 	res.Counts[out]++
-	if out == Accepted {
+	if out == result.Accepted {
 		if _, dup := res.Orders[order.OrderID]; dup {
 			res.DuplicateIDs++
 		}
@@ -228,7 +160,7 @@ func (l *saleLedger) settle(user int, key string, replayed bool, quantity int64,
 	if mismatch {
 		res.ReplayMismatches++
 	}
-	if out == Failed && len(res.ErrorSamples) < 5 {
+	if out == result.Failed && len(res.ErrorSamples) < 5 {
 		res.ErrorSamples = append(res.ErrorSamples, err.Error())
 	}
 	return out
@@ -236,12 +168,12 @@ func (l *saleLedger) settle(user int, key string, replayed bool, quantity int64,
 
 // heard notes an answer to a come-back that said nothing about the key
 // (503 or 429 again), for the key's history; it counts nothing.
-func (l *saleLedger) heard(user int, key string, out Outcome) {
+func (l *saleLedger) heard(user int, key string, out result.Outcome) {
 	u := &l.states[user]
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.answers == nil {
-		u.answers = map[string][]Outcome{}
+		u.answers = map[string][]result.Outcome{}
 	}
 	u.answers[key] = append(u.answers[key], out)
 }
@@ -249,7 +181,7 @@ func (l *saleLedger) heard(user int, key string, out Outcome) {
 // answeredLater books the answer an attempt whose fate was unknown (first
 // booked as was) got when its buyer came back with the same key
 // (replay.comeBack): the attempt counts as what that answer says instead.
-func (l *saleLedger) answeredLater(user int, key string, replayed bool, quantity int64, was Outcome, order api.SeckillAccepted, err error) Outcome {
+func (l *saleLedger) answeredLater(user int, key string, replayed bool, quantity int64, was result.Outcome, order api.SeckillAccepted, err error) result.Outcome {
 	l.mu.Lock()
 	l.res.Counts[was]--
 	l.res.AskedAgain++
@@ -258,11 +190,11 @@ func (l *saleLedger) answeredLater(user int, key string, replayed bool, quantity
 }
 
 // result closes the books: each user's demand counts up to limit.
-func (l *saleLedger) result(limit int64) *BurstResult {
+func (l *saleLedger) result(limit int64) *result.Sale {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.res.DemandUnits = 0
-	l.res.Answers = make(map[int64]map[string][]Outcome, len(l.states))
+	l.res.Answers = make(map[int64]map[string][]result.Outcome, len(l.states))
 	for i := range l.states {
 		l.states[i].mu.Lock()
 		l.res.DemandUnits += min(l.states[i].reached, limit)
@@ -273,7 +205,7 @@ func (l *saleLedger) result(limit int64) *BurstResult {
 }
 
 // RunBurst fires the burst and classifies every answer.
-func RunBurst(ctx context.Context, cl *Client, cfg BurstConfig, limit int64) (*BurstResult, error) {
+func RunBurst(ctx context.Context, gateway *client.Client, cfg BurstConfig, limit int64) (*result.Sale, error) {
 	if len(cfg.Users) == 0 || cfg.Concurrency <= 0 || cfg.Quantity <= 0 {
 		return nil, errors.New("burst: need users, concurrency and quantity")
 	}
@@ -293,7 +225,7 @@ func RunBurst(ctx context.Context, cl *Client, cfg BurstConfig, limit int64) (*B
 			for a := range next {
 				key, replayed := ledger.nextKey(a.user, a.replay)
 				t0 := time.Now()
-				order, err := buy(ctx, cl, cfg.Users[a.user].Token, cfg.ActivityID, cfg.Quantity, key, nil)
+				order, err := buy(ctx, gateway, cfg.Users[a.user].Token, cfg.ActivityID, cfg.Quantity, key, nil)
 				_ = h.RecordValue(max(time.Since(t0).Microseconds(), 1))
 				ledger.settle(a.user, key, replayed, cfg.Quantity, order, err)
 				done.Add(1)
@@ -322,32 +254,32 @@ func RunBurst(ctx context.Context, cl *Client, cfg BurstConfig, limit int64) (*B
 	return res, ctx.Err()
 }
 
-func classify(err error) Outcome {
+func classify(err error) result.Outcome {
 	if err == nil {
-		return Accepted
+		return result.Accepted
 	}
-	var api *APIError
+	var api *client.APIError
 	if !errors.As(err, &api) {
-		return Failed
+		return result.Failed
 	}
 	switch api.Code {
 	case "SOLD_OUT":
-		return SoldOut
+		return result.SoldOut
 	case "LIMIT_EXCEEDED":
-		return LimitExceeded
+		return result.LimitExceeded
 	case "RATE_LIMITED":
-		return RateLimited
+		return result.RateLimited
 	case "OVERLOADED":
-		return Overloaded
+		return result.Overloaded
 	case "ACTIVITY_NOT_ACTIVE":
-		return NotActive
+		return result.NotActive
 	case "UNAVAILABLE":
-		return Unavailable
+		return result.Unavailable
 	}
 	if api.Code == "BLOCKED" || strings.HasPrefix(api.Code, "CHALLENGE_") {
-		return Walled
+		return result.Walled
 	}
-	return Failed
+	return result.Failed
 }
 
 // progress prints "done/total rate" on one line every 250ms until stopped.
@@ -374,13 +306,4 @@ func progress(w io.Writer, done *atomic.Int64, total int, start time.Time) func(
 		}
 	}()
 	return func() { close(stop); <-finished }
-}
-
-// Throughput is completed attempts per second.
-func (r *BurstResult) Throughput() float64 {
-	total := 0
-	for _, n := range r.Counts {
-		total += n
-	}
-	return float64(total) / r.Elapsed.Seconds()
 }

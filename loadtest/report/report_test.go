@@ -1,4 +1,4 @@
-package loadtest
+package report
 
 import (
 	"bytes"
@@ -11,28 +11,30 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/loadtest/result"
 )
 
 // sampleResult is a small replay result with every chart's data.
-func sampleResult() *ReplayResult {
-	res := &ReplayResult{Scenario: "sample", Target: "http://gw", Users: 10, ElapsedS: 10,
-		Stock:    map[string][]StockPoint{"phone-sale": {{0, 100}, {3, 60}, {6, 0}}},
+func sampleResult() *result.Replay {
+	res := &result.Replay{Scenario: "sample", Target: "http://gw", Users: 10, ElapsedS: 10,
+		Stock:    map[string][]result.StockPoint{"phone-sale": {{T: 0, Remaining: 100}, {T: 3, Remaining: 60}, {T: 6, Remaining: 0}}},
 		Payments: map[string]map[string]int{"alipay": {"SUCCEEDED": 7}, "wechat": {"SUCCEEDED": 3, "FAILED": 1}},
-		Endpoints: []EndpointStat{{Endpoint: EndpointSeckill, Outcome: "accepted", Count: 100, P50: 2, P99: 9},
-			{Endpoint: EndpointSeckill, Outcome: "sold_out", Count: 900, P50: 1, P99: 4}},
-		Checks: []Check{{Name: "stock conserved", OK: true}, {Name: "payments", OK: true, Skipped: true, Detail: "skipped"}},
-		Sales:  map[string]*BurstResult{},
-		Channels: []ChannelStat{{Channel: "alipay", Opened: 8, Confirmed: 7, PayP50: 12, PayP99: 30, WalletP50: 2, WalletP99: 5,
+		Endpoints: []result.EndpointStat{{Endpoint: "POST seckill", Outcome: "accepted", Count: 100, P50: 2, P99: 9},
+			{Endpoint: "POST seckill", Outcome: "sold_out", Count: 900, P50: 1, P99: 4}},
+		Checks: []result.Check{{Name: "stock conserved", OK: true}, {Name: "payments", OK: true, Skipped: true, Detail: "skipped"}},
+		Sales:  map[string]*result.Sale{},
+		Channels: []result.ChannelStat{{Channel: "alipay", Opened: 8, Confirmed: 7, PayP50: 12, PayP99: 30, WalletP50: 2, WalletP99: 5,
 			Final: map[string]int{"SUCCEEDED": 6, "REFUNDED": 1}}},
-		Orders: &OrderStates{ByStatus: map[string]int{"PAID": 6, "EXPIRED": 3}, ReleasedUnits: 3, LateRefunds: 1},
-		Bots: &BotStats{Accounts: 2, Answers: map[string]map[string]int{
-			TrickNoChallenge: {"challenge_required": 7, "rate_limited": 3}, TrickBlocked: {"blocked": 2}}},
-		Faults: []FaultStat{{Fault: "kafka blackhole at 3s for 2s", Status: "applied and lifted", OnS: 3.1, OffS: 5.2,
+		Orders: &result.OrderStates{ByStatus: map[string]int{"PAID": 6, "EXPIRED": 3}, ReleasedUnits: 3, LateRefunds: 1},
+		Bots: &result.BotStats{Accounts: 2, Answers: map[string]map[string]int{
+			result.TrickNoChallenge: {"challenge_required": 7, "rate_limited": 3}, result.TrickBlocked: {"blocked": 2}}},
+		Faults: []result.FaultStat{{Fault: "kafka blackhole at 3s for 2s", Status: "applied and lifted", OnS: 3.1, OffS: 5.2,
 			Requests: 400, Failures: 100, FailureRate: 0.25, P99: 900, RecoveredS: 1.8},
 			{Fault: "wechat slow at 1s for 1s", Status: "skipped: no channel simulator admin URL"}},
 	}
 	for i := range 10 {
-		res.Seconds = append(res.Seconds, SecondStat{T: i, Arrivals: 100 * i, Completions: 95 * i, P50: 1, P99: float64(i), P999: float64(2 * i)})
+		res.Seconds = append(res.Seconds, result.SecondStat{T: i, Arrivals: 100 * i, Completions: 95 * i, P50: 1, P99: float64(i), P999: float64(2 * i)})
 	}
 	return res
 }
@@ -70,7 +72,7 @@ func TestReportHTMLRendersCharts(t *testing.T) {
 	dir := t.TempDir()
 	page := filepath.Join(dir, "report.html")
 	var buf bytes.Buffer
-	if err := WriteReplayHTML(&buf, sampleResult()); err != nil {
+	if err := WriteHTML(&buf, sampleResult()); err != nil {
 		t.Fatal(err)
 	}
 	for _, ref := range []string{" src=", "<link", "@import"} {
@@ -147,7 +149,7 @@ func TestReportHTMLRendersCharts(t *testing.T) {
 // a row for the fault that ran, none for the skipped one.
 func TestTextReportListsFaultWindows(t *testing.T) {
 	var buf bytes.Buffer
-	PrintReplay(&buf, sampleResult())
+	Print(&buf, sampleResult())
 	out := buf.String()
 	row := regexp.MustCompile(`kafka blackhole at 3s for 2s\s+3\.1\s+5\.2\s+400\s+100\s+25\.0%\s+900\.0\s+1\.8`)
 	if !row.MatchString(out) {
@@ -161,5 +163,14 @@ func TestTextReportListsFaultWindows(t *testing.T) {
 	}
 	if strings.Count(out, "wechat slow") != 1 {
 		t.Errorf("the skipped fault should appear once (its status), not in the window table:\n%s", out)
+	}
+}
+
+// The report's cache line gives each level's hit ratio and what the
+// Bloom filter refused (the levels as ReadCacheLevels sums them).
+func TestCacheLine(t *testing.T) {
+	levels := []result.CacheLevel{{Level: "l1", Lookups: 10, Hits: 8}, {Level: "bloom", Lookups: 5, Hits: 1, Refused: 4}}
+	if line := cacheLine(levels); !strings.Contains(line, "l1 80.0 % of 10") || !strings.Contains(line, "bloom refused 4 unknown ids of 5") {
+		t.Fatalf("line %q", line)
 	}
 }

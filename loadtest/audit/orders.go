@@ -1,0 +1,226 @@
+package audit
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/result"
+)
+
+// checkExpiry checks that no accepted order is still unpaid more than
+// the grace past its payment deadline.
+func checkExpiry(res *result.Replay, orders map[string]api.Order, now time.Time) result.Check {
+	c := result.Check{Name: "every unpaid order past its payment window has expired"}
+	overdue := map[string]int{}
+	pending := 0
+	var example string
+	for _, id := range accepted(res) {
+		o, ok := orders[id]
+		if !ok || o.Status != "PENDING_PAYMENT" {
+			continue
+		}
+		pending++
+		if o.ExpiresAt != nil && o.ExpiresAt.Before(now.Add(-expiryGrace)) {
+			overdue[o.Kind]++
+			if example == "" {
+				example = fmt.Sprintf("%s order %s due %s", o.Kind, id, now.Sub(*o.ExpiresAt).Round(time.Second))
+			}
+		}
+	}
+	c.OK = len(overdue) == 0
+	c.Detail = fmt.Sprintf("%d still pending, overdue by more than %s: %s", pending, expiryGrace, result.Tally(overdue))
+	if example != "" {
+		c.Detail += ", e.g. " + example + " ago"
+	}
+	return c
+}
+
+// recoverWithin is how long after a fault's lift the platform may still
+// answer 5xx: breakers half-open after 5 s, a fenced sale settles in
+// about 5 s, pools and the broker's writer reconnect.
+const recoverWithin = 10
+
+// checkDegradation checks that the platform answered 5xx (or nothing)
+// only while a fault was on or within recoverWithin seconds of its lift,
+// and that it recovered after each fault before the replay ended: under a
+// fault a 503 is the documented degradation, anywhere else a failure.
+func checkDegradation(res *result.Replay) result.Check {
+	c := result.Check{Name: fmt.Sprintf("5xx only during a fault or within %d s of its lift, and recovered after each", recoverWithin)}
+	covered := func(t int) bool {
+		for _, f := range res.Faults {
+			if f.Ran() && float64(t+1) > f.OnS && float64(t) < f.OffS+recoverWithin {
+				return true
+			}
+		}
+		return false
+	}
+	var outside []string
+	total, failing := 0, 0
+	for _, s := range res.Seconds {
+		total += s.Failures
+		if s.Failures > 0 && !covered(s.T) {
+			failing += s.Failures
+			if len(outside) < 5 {
+				outside = append(outside, fmt.Sprintf("%d at %ds", s.Failures, s.T))
+			}
+		}
+	}
+	var stuck []string
+	for _, f := range res.Faults {
+		if f.Ran() && f.RecoveredS < 0 {
+			stuck = append(stuck, f.Fault)
+		}
+	}
+	c.OK = failing == 0 && len(stuck) == 0
+	c.Detail = fmt.Sprintf("%d requests answered 5xx or not at all, %d of them outside the faults", total, failing)
+	if len(outside) > 0 {
+		c.Detail += " (" + strings.Join(outside, ", ") + ")"
+	}
+	if len(stuck) > 0 {
+		c.Detail += "; not recovered before the end: " + strings.Join(stuck, "; ")
+	}
+	return c
+}
+
+// checkRegular checks that every accepted cart checkout is listed once,
+// for its buyer.
+func checkRegular(res *result.Replay, orders map[string]api.Order) result.Check {
+	c := result.Check{Name: "every accepted checkout is stored once, for its buyer"}
+	if len(res.Regular) == 0 {
+		c.OK, c.Skipped, c.Detail = true, true, "no checkouts accepted ("+featureReason(res, result.FeatureCheckout)+")"
+		return c
+	}
+	missing, wrong := 0, 0
+	for id, user := range res.Regular {
+		o, ok := orders[id]
+		switch {
+		case !ok:
+			missing++
+		case o.UserID != strconv.FormatInt(user, 10):
+			wrong++
+		}
+	}
+	c.OK = missing == 0 && wrong == 0
+	c.Detail = fmt.Sprintf("accepted %d, missing %d, wrong buyer %d", len(res.Regular), missing, wrong)
+	return c
+}
+
+// checkLines checks API.md's money invariants on every order.
+func checkLines(orders map[string]api.Order) result.Check {
+	var bad []string
+	for _, o := range orders {
+		if err := linesAddUp(o); err != "" {
+			bad = append(bad, o.OrderID+": "+err)
+		}
+	}
+	sort.Strings(bad)
+	c := result.Check{Name: "every order's lines add up", OK: len(bad) == 0,
+		Detail: fmt.Sprintf("%d orders, %d wrong", len(orders), len(bad))}
+	if len(bad) > 0 {
+		c.Detail += ", e.g. " + bad[0]
+	}
+	return c
+}
+
+// checkRefunds checks that refunds balance to the cent on every refunded
+// order: its lines' refunds add up to the order's, no line returns more
+// units or money than it had, a REFUNDED order returned exactly what was
+// payable and a PARTIALLY_REFUNDED one less. Its detail shows one partial
+// refund worked through, so the report shows the books balancing.
+func checkRefunds(orders map[string]api.Order) result.Check {
+	c := result.Check{Name: "refunds balance to the cent (lines add up to the order; full = payable; partial < payable)"}
+	var bad []string
+	refunded, partial := 0, 0
+	example := ""
+	for _, id := range slices.Sorted(maps.Keys(orders)) {
+		o := orders[id]
+		if o.Refunded == 0 && o.Status != "REFUNDED" && o.Status != "PARTIALLY_REFUNDED" {
+			continue
+		}
+		refunded++
+		if err := refundsBalance(o); err != "" {
+			bad = append(bad, o.OrderID+": "+err)
+			continue
+		}
+		if o.Status == "PARTIALLY_REFUNDED" {
+			partial++
+			if example == "" {
+				example = refundExample(o)
+			}
+		}
+	}
+	c.OK = len(bad) == 0
+	c.Detail = fmt.Sprintf("%d refunded orders (%d partly), %d wrong", refunded, partial, len(bad))
+	if len(bad) > 0 {
+		c.Detail += ", e.g. " + bad[0]
+	}
+	if example != "" {
+		c.Detail += "; e.g. " + example
+	}
+	return c
+}
+
+// refundsBalance returns what is wrong with an order's refunds, "" when
+// nothing is.
+func refundsBalance(o api.Order) string {
+	var sum int64
+	for _, l := range o.Lines {
+		if l.RefundedQuantity < 0 || l.RefundedQuantity > l.Quantity || l.Refunded < 0 || l.Refunded > l.Payable {
+			return fmt.Sprintf("line %s refunded %d units for %d of %d units for %d", l.LineID, l.RefundedQuantity, l.Refunded, l.Quantity, l.Payable)
+		}
+		if l.RefundedQuantity == l.Quantity && l.Refunded != l.Payable {
+			return fmt.Sprintf("line %s refunded in full for %d, payable %d", l.LineID, l.Refunded, l.Payable)
+		}
+		sum += l.Refunded
+	}
+	switch {
+	case sum != o.Refunded:
+		return fmt.Sprintf("lines refunded %d, order %d", sum, o.Refunded)
+	case o.Status == "REFUNDED" && o.Refunded != o.Payable:
+		return fmt.Sprintf("REFUNDED for %d of %d payable", o.Refunded, o.Payable)
+	case o.Status == "PARTIALLY_REFUNDED" && (o.Refunded <= 0 || o.Refunded >= o.Payable):
+		return fmt.Sprintf("PARTIALLY_REFUNDED for %d of %d payable", o.Refunded, o.Payable)
+	}
+	return ""
+}
+
+// refundExample describes a partial refund line by line.
+func refundExample(o api.Order) string {
+	var parts []string
+	for _, l := range o.Lines {
+		if l.RefundedQuantity > 0 {
+			parts = append(parts, fmt.Sprintf("%d of %d units (payable %d) returned %d", l.RefundedQuantity, l.Quantity, l.Payable, l.Refunded))
+		}
+	}
+	return fmt.Sprintf("order %s paid %d: %s; refunded %d, kept %d", o.OrderID, o.Payable, strings.Join(parts, ", "), o.Refunded, o.Payable-o.Refunded)
+}
+
+// linesAddUp returns what is wrong with an order's money, "" when
+// nothing is.
+func linesAddUp(o api.Order) string {
+	if len(o.Lines) == 0 {
+		return "no lines"
+	}
+	var total, discount, payable int64
+	for _, l := range o.Lines {
+		switch {
+		case l.Quantity <= 0:
+			return fmt.Sprintf("line %s quantity %d", l.LineID, l.Quantity)
+		case l.Amount != l.UnitPrice*l.Quantity:
+			return fmt.Sprintf("line %s amount %d != %d × %d", l.LineID, l.Amount, l.UnitPrice, l.Quantity)
+		case l.Payable != l.Amount-l.Discount || l.Payable < 0 || l.Discount < 0:
+			return fmt.Sprintf("line %s payable %d != %d − %d", l.LineID, l.Payable, l.Amount, l.Discount)
+		}
+		total, discount, payable = total+l.Amount, discount+l.Discount, payable+l.Payable
+	}
+	if o.Total != total || o.Discount != discount || o.Payable != payable {
+		return fmt.Sprintf("order total/discount/payable %d/%d/%d != lines %d/%d/%d", o.Total, o.Discount, o.Payable, total, discount, payable)
+	}
+	return ""
+}

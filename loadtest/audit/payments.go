@@ -1,0 +1,150 @@
+package audit
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/result"
+)
+
+// names reports whether o names payment p as the one that paid it.
+func names(o api.Order, p PaymentRecord) bool {
+	return o.Payment != nil && o.Payment.PaymentID == p.PaymentID
+}
+
+// paidStatuses are the statuses of an order its buyer paid for.
+var paidStatuses = []string{"PAID", "PARTIALLY_REFUNDED", "REFUNDED"}
+
+// paymentTally counts, over the accepted orders, what the payment checks
+// find, with the first example of each of the three findings.
+type paymentTally struct {
+	paid, wrongPaid, unpaid, keeping, both, late, duplicate int
+	example                                                 [3]string
+}
+
+// note keeps the first example of finding i (0 wrongly paid, 1 money
+// kept, 2 two final states).
+func (t *paymentTally) note(i int, s string) {
+	if t.example[i] == "" {
+		t.example[i] = s
+	}
+}
+
+// checkPayments checks the money against the orders: a paid order has
+// exactly one successful unrefunded payment, the one it names; no unpaid
+// order keeps money; and no order ended in two final states.
+func checkPayments(res *result.Replay, b *Books) []result.Check {
+	one := result.Check{Name: "every paid order has exactly one successful unrefunded payment, the one it names (refunded with the order when the buyer had it refunded in full)"}
+	kept := result.Check{Name: "no money kept for an unpaid order (late and duplicate payments refunded)"}
+	twice := result.Check{Name: "no order in two final states"}
+	if f := res.Feature(result.FeaturePay); !f.Available {
+		for _, c := range []*result.Check{&one, &kept} {
+			c.OK, c.Skipped, c.Detail = true, true, f.Reason
+		}
+	}
+	var t paymentTally
+	for _, id := range accepted(res) {
+		o, ok := b.Orders[id]
+		if !ok {
+			continue // the stored-once checks name missing orders
+		}
+		t.add(id, o, b.Payments[id], res.Trails[id])
+	}
+	if !one.Skipped {
+		one.OK = t.wrongPaid == 0
+		one.Detail = fmt.Sprintf("%d paid orders, %d wrong", t.paid, t.wrongPaid)
+		kept.OK = t.keeping == 0
+		kept.Detail = fmt.Sprintf("%d unpaid orders, %d keeping money; refunded: %d late, %d duplicate",
+			t.unpaid, t.keeping, t.late, t.duplicate)
+	}
+	twice.OK = t.both == 0
+	twice.Detail = fmt.Sprintf("%d orders, %d in two", t.paid+t.unpaid, t.both)
+	for i, c := range []*result.Check{&one, &kept, &twice} {
+		if t.example[i] != "" {
+			c.Detail += ", e.g. " + t.example[i]
+		}
+	}
+	return []result.Check{one, kept, twice}
+}
+
+// add tallies one accepted order o, its payments and what the replay did
+// with it (trail, nil when it did nothing).
+func (t *paymentTally) add(id string, o api.Order, payments []PaymentRecord, trail *result.Trail) {
+	// The payment an order names stays SUCCEEDED until its buyer
+	// has the order refunded in full; every other payment of it
+	// must not keep money.
+	var succeeded []string
+	refunded, namedRefunded := 0, false
+	for _, p := range payments {
+		switch {
+		case p.Status == "SUCCEEDED":
+			succeeded = append(succeeded, p.PaymentID)
+		case p.Status == "REFUNDED" && names(o, p):
+			namedRefunded = true
+		case p.Status == "REFUNDED":
+			refunded++
+		}
+	}
+	switch {
+	case o.Status == "REFUNDED":
+		t.paid++
+		t.duplicate += refunded
+		if len(succeeded) > 1 || len(succeeded) == 1 && !names(o, PaymentRecord{PaymentID: succeeded[0]}) || len(succeeded) == 0 && !namedRefunded {
+			t.wrongPaid++
+			t.note(0, fmt.Sprintf("order %s is REFUNDED with successful payments %v, naming %+v", id, succeeded, o.Payment))
+		}
+	case slices.Contains(paidStatuses, o.Status):
+		t.paid++
+		t.duplicate += refunded
+		if len(succeeded) != 1 || !names(o, PaymentRecord{PaymentID: succeeded[0]}) {
+			t.wrongPaid++
+			t.note(0, fmt.Sprintf("order %s is %s with successful payments %v, naming %+v", id, o.Status, succeeded, o.Payment))
+		}
+	default:
+		t.unpaid++
+		t.late += refunded
+		if len(succeeded) > 0 {
+			t.keeping++
+			t.note(1, fmt.Sprintf("order %s is %s and keeps payments %v", id, o.Status, succeeded))
+		}
+	}
+	// A buyer told the order is cancelled must find it so; an
+	// unpaid order names no payment; an order paid by a payment
+	// that was refunded is both paid and not.
+	switch {
+	case trail != nil && trail.Cancelled && o.Status != "CANCELLED":
+		t.both++
+		t.note(2, fmt.Sprintf("order %s was cancelled (200) and is %s", id, o.Status))
+	case !slices.Contains(paidStatuses, o.Status) && o.Payment != nil:
+		t.both++
+		t.note(2, fmt.Sprintf("order %s is %s and names payment %s", id, o.Status, o.Payment.PaymentID))
+	case o.Status != "REFUNDED" && namedRefunded:
+		t.both++
+		t.note(2, fmt.Sprintf("order %s is %s by payment %s, which was refunded in full", id, o.Status, o.Payment.PaymentID))
+	}
+}
+
+// checkCoupons checks that every checkout placed with a coupon carries
+// it, with a COUPON discount.
+func checkCoupons(res *result.Replay, orders map[string]api.Order) result.Check {
+	c := result.Check{Name: "every checkout placed with a coupon carries it, with a COUPON discount"}
+	var used, wrong int
+	for id, t := range res.Trails {
+		if t.Coupon == "" {
+			continue
+		}
+		used++
+		o := orders[id]
+		if o.CouponID != t.Coupon || !slices.ContainsFunc(o.Promotions, func(p api.Promotion) bool { return p.Kind == "COUPON" && p.ID == t.Coupon }) {
+			wrong++
+		}
+	}
+	if used == 0 {
+		c.OK, c.Skipped, c.Detail = true, true, "no checkout used a coupon ("+featureReason(res, result.FeatureCoupons)+")"
+		return c
+	}
+	c.OK = wrong == 0
+	c.Detail = fmt.Sprintf("claimed %d, used %d, wrong %d, refused below threshold %d", res.Coupons.Claimed, used, wrong, res.Coupons.Refused)
+	return c
+}

@@ -1,0 +1,102 @@
+// Package audit checks the platform's books after a load-test run: it
+// reads what the platform stored (through the HTTP API as a buyer sees it,
+// or, for two queries only, the services' databases: dbread.go) and holds
+// it against what the replay was told (result.Replay): nothing oversold,
+// every accepted order stored once, payments and refunds balanced, unpaid
+// orders expired, 5xx only under faults, bots refused.
+package audit
+
+import (
+	"cmp"
+	"context"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
+)
+
+// Replay checks the platform's books after a replay drained. The
+// stored orders come from Postgres when pool is not nil and from the API
+// otherwise; orders are every user's orders as the API lists them.
+func Replay(ctx context.Context, gateway *client.Client, res *result.Replay, books *Books, pool *pgxpool.Pool) ([]result.Check, error) {
+	var checks []result.Check
+	orders := books.Orders
+	res.Orders = orderStates(res, books)
+	stored := map[string]int64{} // every sale's stored orders, by buyer, for the bots' check
+	for _, a := range res.Activities {
+		var sale *SeckillBooks
+		var err error
+		if pool != nil {
+			sale, err = ReadSeckillBooks(ctx, gateway, pool, a.ActivityID)
+		} else {
+			sale, err = seckillBooksFromAPI(ctx, gateway, orders, a.ActivityID)
+		}
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(stored, sale.StoredOrders)
+		res.Orders.ReleasedUnits += sale.Units["EXPIRED"] + sale.Units["CANCELLED"]
+		for _, c := range Seckill(res.Sales[a.Key], sale) {
+			c.Name = a.Key + ": " + c.Name
+			checks = append(checks, c)
+		}
+	}
+	botOrders, err := ReadAllOrders(ctx, gateway, res.BotsList)
+	if err != nil {
+		return nil, err
+	}
+	checks = append(checks, checkBots(res, botOrders, stored))
+	checks = append(checks, checkDegradation(res), checkRegular(res, orders), checkCoupons(res, orders), checkLines(orders), checkRefunds(orders), checkExpiry(res, orders, time.Now()))
+	return append(checks, checkPayments(res, books)...), nil
+}
+
+// orderStates counts where the accepted orders and their payments ended,
+// and tallies each channel's final payment statuses into res.Channels.
+func orderStates(res *result.Replay, b *Books) *result.OrderStates {
+	st := &result.OrderStates{ByStatus: map[string]int{}, Payments: map[string]int{}}
+	final := map[string]map[string]int{}
+	for _, id := range accepted(res) {
+		o, ok := b.Orders[id]
+		if !ok {
+			continue
+		}
+		st.ByStatus[o.Status]++
+		for _, p := range b.Payments[id] {
+			st.Payments[p.Status]++
+			if final[p.Channel] == nil {
+				final[p.Channel] = map[string]int{}
+			}
+			final[p.Channel][p.Status]++
+			switch {
+			case p.Status != "REFUNDED":
+			case names(o, p):
+				st.BuyerRefunds++
+			case slices.Contains(paidStatuses, o.Status):
+				st.DuplicateRefunds++
+			default:
+				st.LateRefunds++
+			}
+		}
+	}
+	for ch, m := range final {
+		i := slices.IndexFunc(res.Channels, func(c result.ChannelStat) bool { return c.Channel == ch })
+		if i < 0 {
+			res.Channels = append(res.Channels, result.ChannelStat{Channel: ch})
+			i = len(res.Channels) - 1
+		}
+		res.Channels[i].Final = m
+	}
+	slices.SortFunc(res.Channels, func(a, b result.ChannelStat) int { return cmp.Compare(a.Channel, b.Channel) })
+	return st
+}
+
+func featureReason(res *result.Replay, name string) string {
+	if f := res.Feature(name); !f.Available {
+		return f.Reason
+	}
+	return "none placed"
+}
