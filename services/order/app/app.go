@@ -326,11 +326,12 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 		}),
 	}
 	reg.MustRegister(cache.Collector(useCases.Placing.Caches()))
+	storing := order.NewStoring(order.StoringConfig{
+		Inventory: inv, Orders: store, Pending: pending, Observer: observer, Logger: log,
+	})
 	consumer := orderkafka.NewConsumer(orderkafka.ConsumerConfig{
 		Brokers:    cfg.KafkaBrokers,
-		Store:      store,
-		Pending:    pending,
-		Inventory:  inv,
+		Orders:     storing,
 		Observer:   observer,
 		Logger:     log,
 		BatchSize:  cfg.ConsumerBatchSize,
