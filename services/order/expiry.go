@@ -130,7 +130,7 @@ type ExpirerConfig struct {
 	// OrphanAfter is how long after its deadline a reservation whose
 	// order never reached Postgres, and was never marked published, is
 	// given up: its event was lost along with the compensating release
-	// (see Service.PlaceSeckillOrder), and it is released as unpublished.
+	// (see Placing.PlaceSeckillOrder), and it is released as unpublished.
 	OrphanAfter time.Duration
 	// Parallel bounds the releases in flight within a batch.
 	Parallel int

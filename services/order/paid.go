@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -22,6 +23,43 @@ type Paid struct {
 	PaidAt time.Time
 }
 
+// PaidOrders records payments on stored orders (Postgres).
+type PaidOrders interface {
+	// MarkPaid moves the order from PENDING_PAYMENT to PAID by p, with one
+	// conditional update, when its payable amount is p.Amount. It returns
+	// the order as it stands afterwards, whoever changed it, and whether
+	// this call's update moved it.
+	MarkPaid(ctx context.Context, p Paid) (o Order, moved bool, err error)
+}
+
+// Confirmer is the inventory as a paid order needs it.
+type Confirmer interface {
+	// Confirm marks the order's reservation paid, so that it is never
+	// released. Confirming twice is harmless; it fails with
+	// ErrStockReleased when the stock was already given back.
+	Confirm(ctx context.Context, activityID, orderID int64) error
+}
+
+// PayingConfig holds what recording a payment needs.
+type PayingConfig struct {
+	Orders    PaidOrders
+	Inventory Confirmer
+	// Observer hears of paid orders and of reservations that cannot be
+	// confirmed (nil: nobody).
+	Observer Observer
+	Logger   *slog.Logger
+}
+
+// Paying records the payment service's word that an order is paid, and
+// makes its stock stay sold.
+type Paying struct{ cfg PayingConfig }
+
+// NewPaying returns the paying use case over cfg.
+func NewPaying(cfg PayingConfig) *Paying {
+	cfg.Logger, cfg.Observer = orDiscard(cfg.Logger), orNop(cfg.Observer)
+	return &Paying{cfg: cfg}
+}
+
 // MarkPaid records that payment p paid its order: PENDING_PAYMENT becomes
 // PAID in one conditional update, then the reservation is confirmed so no
 // expiry can release the stock. It reports accepted when the order is paid
@@ -31,7 +69,7 @@ type Paid struct {
 // amount is not the order's; the payment service refunds the money then.
 // An order the inventory cannot confirm for a moment stays PAID and the
 // call fails with ErrUnavailable, so the payment service calls again.
-func (s *Service) MarkPaid(ctx context.Context, p Paid) (Order, bool, error) {
+func (pay *Paying) MarkPaid(ctx context.Context, p Paid) (Order, bool, error) {
 	const op = "mark paid"
 	switch {
 	case p.OrderID <= 0 || p.PaymentID <= 0:
@@ -39,15 +77,15 @@ func (s *Service) MarkPaid(ctx context.Context, p Paid) (Order, bool, error) {
 	case p.Channel == "" || p.Amount < 0 || p.PaidAt.IsZero():
 		return Order{}, false, fmt.Errorf("%s: %w: channel, amount and paid_at are required", op, ErrInvalid)
 	}
-	o, moved, err := s.cfg.Store.MarkPaid(ctx, p)
+	o, moved, err := pay.cfg.Orders.MarkPaid(ctx, p)
 	if err != nil {
 		return Order{}, false, fmt.Errorf("%s %d: %w", op, p.OrderID, err)
 	}
 	if moved {
-		s.cfg.Observer.Paid(o.Kind, p.Channel, p.Amount)
+		pay.cfg.Observer.Paid(o.Kind, p.Channel, p.Amount)
 	}
 	if o.PaymentID != p.PaymentID || !paidStatus(o.Status) {
-		s.cfg.Logger.InfoContext(ctx, "payment refused: order not payable by it",
+		pay.cfg.Logger.InfoContext(ctx, "payment refused: order not payable by it",
 			"order_id", o.ID, "status", o.Status, "payment_id", p.PaymentID, "paid_by", o.PaymentID,
 			"amount", p.Amount, "payable", o.Payable)
 		return o, false, nil
@@ -55,16 +93,16 @@ func (s *Service) MarkPaid(ctx context.Context, p Paid) (Order, bool, error) {
 	if o.Kind != KindSeckill {
 		return o, true, nil
 	}
-	err = s.cfg.Inventory.Confirm(ctx, o.ActivityID, o.ID)
+	err = pay.cfg.Inventory.Confirm(ctx, o.ActivityID, o.ID)
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrStockReleased) || errors.Is(err, ErrNotFound):
 		// Expiry and cancel release stock only after their own
 		// conditional update won, which this order's PAID forbids;
 		// reaching here means the books disagree and a human must look.
-		s.cfg.Logger.ErrorContext(ctx, "paid order's reservation cannot be confirmed",
+		pay.cfg.Logger.ErrorContext(ctx, "paid order's reservation cannot be confirmed",
 			"order_id", o.ID, "activity_id", o.ActivityID, "payment_id", p.PaymentID, "err", err)
-		s.cfg.Observer.Violated(InvariantPaidUnconfirmed)
+		pay.cfg.Observer.Violated(InvariantPaidUnconfirmed)
 	default:
 		return Order{}, false, fmt.Errorf("%s %d: confirm: %v: %w", op, p.OrderID, err, ErrUnavailable)
 	}

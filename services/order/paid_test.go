@@ -35,7 +35,7 @@ func (f *fakes) MarkPaid(_ context.Context, p order.Paid) (order.Order, bool, er
 }
 
 // MustStoredOrder places a one-unit order of activity 7 and stores it.
-func MustStoredOrder(tb testing.TB, f *fakes, svc *order.Service) order.Order {
+func MustStoredOrder(tb testing.TB, f *fakes, svc *useCases) order.Order {
 	tb.Helper()
 	id, err := svc.PlaceSeckillOrder(context.Background(), 1, 7, 1, "pay")
 	if err != nil {

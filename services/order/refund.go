@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/flashsale/flashsale/platform/apportion"
+	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/sweep"
 )
 
 // RefundStatus is where a refund stands: PENDING from the moment it is
@@ -89,6 +92,58 @@ type RefundStore interface {
 	PendingRefunds(ctx context.Context, before time.Time, after int64, limit int) ([]Refund, error)
 }
 
+// Coupons gives a refunded order's coupon back (the marketing service).
+type Coupons interface {
+	// ReleaseCoupon makes the coupon the order consumed available again;
+	// repeating it is harmless.
+	ReleaseCoupon(ctx context.Context, orderID int64) error
+}
+
+// RefundingConfig holds what refunds need.
+type RefundingConfig struct {
+	// Lookup finds the order to refund, stored or in flight.
+	Lookup   *Lookup
+	Refunds  RefundStore
+	Payments Payments
+	// Limits restores a flash-sale buyer's purchase limit and Coupons
+	// gives the coupon back, once a refund completes the order (nil:
+	// neither).
+	Limits  LimitRestorer
+	Coupons Coupons
+	// RetryAfter is how long a refund stays PENDING before the refund
+	// sweep takes it up (default DefaultRefundRetryAfter).
+	RetryAfter time.Duration
+	Clock      clock.Clock
+	// NextID hands out refund ids (a snowflake generator's Next).
+	NextID func() int64
+	// Observer hears of refunded orders and of limits that cannot be
+	// restored (nil: nobody).
+	Observer Observer
+	Logger   *slog.Logger
+}
+
+// DefaultRefundRetryAfter is how long a refund stays PENDING before the
+// refund sweep retries it: long enough that the sweep rarely races the
+// request that recorded it (which is harmless, every step being
+// idempotent), short enough that a buyer waits seconds, not hours.
+const DefaultRefundRetryAfter = 10 * time.Second
+
+// Refunding refunds paid orders and finishes, by its sweep, the refunds
+// whose money did not go back at once.
+type Refunding struct {
+	cfg    RefundingConfig
+	cursor sweep.Cursor
+}
+
+// NewRefunding returns the refunding use case over cfg.
+func NewRefunding(cfg RefundingConfig) *Refunding {
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = DefaultRefundRetryAfter
+	}
+	cfg.Logger, cfg.Observer = orDiscard(cfg.Logger), orNop(cfg.Observer)
+	return &Refunding{cfg: cfg}
+}
+
 // RefundAmount is what refunding k more units of line l costs when done
 // units of it are refunded already: the line's discount is split over its
 // units by the apportionment rule and refunds take units in a fixed
@@ -124,15 +179,15 @@ const refundSweepBatch = 100
 // ErrKeyReused. Postgres holds the key with the refund, so the answer
 // survives restarts and no two requests with one key refund twice,
 // however they interleave.
-func (s *Service) RefundOrder(ctx context.Context, orderID, userID int64, key string, lines []RefundLine) (Refund, Order, error) {
+func (rf *Refunding) RefundOrder(ctx context.Context, orderID, userID int64, key string, lines []RefundLine) (Refund, Order, error) {
 	const op = "refund order"
 	if err := validateRefund(orderID, userID, key, lines); err != nil {
 		return Refund{}, Order{}, fmt.Errorf("%s: %w", op, err)
 	}
-	if s.cfg.Refunds == nil || s.cfg.Payments == nil {
+	if rf.cfg.Refunds == nil || rf.cfg.Payments == nil {
 		return Refund{}, Order{}, fmt.Errorf("%s: refunds are not configured: %w", op, ErrUnavailable)
 	}
-	o, err := s.find(ctx, orderID)
+	o, err := rf.cfg.Lookup.find(ctx, orderID)
 	if err != nil {
 		return Refund{}, Order{}, fmt.Errorf("%s %d: %w", op, orderID, err)
 	}
@@ -141,7 +196,7 @@ func (s *Service) RefundOrder(ctx context.Context, orderID, userID int64, key st
 	}
 	// A retry is answered before the checks below, which the first
 	// refund may have made fail (no units left, the order REFUNDED).
-	first, err := s.cfg.Refunds.RefundByKey(ctx, orderID, userID, key)
+	first, err := rf.cfg.Refunds.RefundByKey(ctx, orderID, userID, key)
 	switch {
 	case err == nil:
 		return repeatRefund(op, first, o, lines)
@@ -165,10 +220,10 @@ func (s *Service) RefundOrder(ctx context.Context, orderID, userID int64, key st
 	// so its first answer and every retry's answer are the same.
 	byLine := slices.SortedFunc(slices.Values(lines), func(a, b RefundLine) int { return cmp.Compare(a.LineID, b.LineID) })
 	r := Refund{
-		ID: s.cfg.NextID(), OrderID: orderID, UserID: userID, IdempotencyKey: key, Lines: byLine,
-		Status: RefundPending, CreatedAt: s.cfg.Clock.Now().Truncate(time.Microsecond),
+		ID: rf.cfg.NextID(), OrderID: orderID, UserID: userID, IdempotencyKey: key, Lines: byLine,
+		Status: RefundPending, CreatedAt: rf.cfg.Clock.Now().Truncate(time.Microsecond),
 	}
-	r, after, created, err := s.cfg.Refunds.RecordRefund(ctx, r)
+	r, after, created, err := rf.cfg.Refunds.RecordRefund(ctx, r)
 	if err != nil {
 		return Refund{}, Order{}, fmt.Errorf("%s %d: %w", op, orderID, err)
 	}
@@ -177,8 +232,8 @@ func (s *Service) RefundOrder(ctx context.Context, orderID, userID int64, key st
 		// it also returns the money.
 		return repeatRefund(op, r, after, lines)
 	}
-	if err := s.finishRefund(ctx, r, after); err != nil {
-		s.cfg.Logger.WarnContext(ctx, "refund recorded, its money not returned yet; the refund sweep finishes it",
+	if err := rf.finishRefund(ctx, r, after); err != nil {
+		rf.cfg.Logger.WarnContext(ctx, "refund recorded, its money not returned yet; the refund sweep finishes it",
 			"order_id", orderID, "refund_id", r.ID, "amount", r.Amount, "err", err)
 		return r, after, nil
 	}
@@ -239,30 +294,30 @@ func validateRefund(orderID, userID int64, key string, lines []RefundLine) error
 // money goes back through the payment's channel; the refund that
 // completes the order gives its coupon back and restores the flash-sale
 // buyer's purchase limit for all of the order's units.
-func (s *Service) finishRefund(ctx context.Context, r Refund, o Order) error {
+func (rf *Refunding) finishRefund(ctx context.Context, r Refund, o Order) error {
 	if r.Amount > 0 {
-		if err := s.cfg.Payments.Refund(ctx, r.PaymentID, r.ID, r.Amount); err != nil {
+		if err := rf.cfg.Payments.Refund(ctx, r.PaymentID, r.ID, r.Amount); err != nil {
 			return fmt.Errorf("return the money: %w", err)
 		}
 	}
 	if r.Completes {
-		if o.CouponID != 0 && s.cfg.Pricing != nil {
-			if err := s.cfg.Pricing.ReleaseCoupon(ctx, o.ID); err != nil {
+		if o.CouponID != 0 && rf.cfg.Coupons != nil {
+			if err := rf.cfg.Coupons.ReleaseCoupon(ctx, o.ID); err != nil {
 				return fmt.Errorf("give the coupon back: %w", err)
 			}
 		}
-		if o.Kind == KindSeckill && s.cfg.Limits != nil {
-			if err := s.restoreLimit(ctx, r, o); err != nil {
+		if o.Kind == KindSeckill && rf.cfg.Limits != nil {
+			if err := rf.restoreLimit(ctx, r, o); err != nil {
 				return err
 			}
 		}
 	}
-	units, moved, err := s.cfg.Refunds.RefundSucceeded(ctx, r.ID, s.cfg.Clock.Now())
+	units, moved, err := rf.cfg.Refunds.RefundSucceeded(ctx, r.ID, rf.cfg.Clock.Now())
 	if err != nil {
 		return fmt.Errorf("mark refund %d succeeded: %w", r.ID, err)
 	}
 	if moved {
-		s.cfg.Observer.Refunded(o.Kind, units, r.Amount)
+		rf.cfg.Observer.Refunded(o.Kind, units, r.Amount)
 	}
 	return nil
 }
@@ -271,19 +326,19 @@ func (s *Service) finishRefund(ctx context.Context, r Refund, o Order) error {
 // to its buyer's limit. A definite refusal (no confirmed reservation with
 // the units left) means the books disagree: it is logged for a human and
 // does not hold the refund back, since asking again cannot change it.
-func (s *Service) restoreLimit(ctx context.Context, r Refund, o Order) error {
+func (rf *Refunding) restoreLimit(ctx context.Context, r Refund, o Order) error {
 	var units int64
 	for _, l := range o.Lines {
 		units += l.Quantity
 	}
-	err := s.cfg.Limits.RestoreLimit(ctx, o.ActivityID, o.ID, r.ID, units)
+	err := rf.cfg.Limits.RestoreLimit(ctx, o.ActivityID, o.ID, r.ID, units)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound):
-		s.cfg.Logger.ErrorContext(ctx, "refunded order's purchase limit cannot be restored",
+		rf.cfg.Logger.ErrorContext(ctx, "refunded order's purchase limit cannot be restored",
 			"order_id", o.ID, "activity_id", o.ActivityID, "refund_id", r.ID, "err", err)
-		s.cfg.Observer.Violated(InvariantLimitUnrestored)
+		rf.cfg.Observer.Violated(InvariantLimitUnrestored)
 		return nil
 	}
 	return fmt.Errorf("restore the purchase limit: %w", err)
@@ -294,20 +349,20 @@ func (s *Service) restoreLimit(ctx context.Context, r Refund, o Order) error {
 // recording a refund and returning its money) and reports how many it
 // finished. Each sweep takes the next page of them (platform/sweep), so
 // refunds that keep failing do not hold back the ones behind them.
-func (s *Service) SweepRefunds(ctx context.Context) (int, error) {
-	pending, err := s.cfg.Refunds.PendingRefunds(ctx, s.cfg.Clock.Now().Add(-s.cfg.RefundRetryAfter), s.refundSweep.After(), refundSweepBatch)
+func (rf *Refunding) SweepRefunds(ctx context.Context) (int, error) {
+	pending, err := rf.cfg.Refunds.PendingRefunds(ctx, rf.cfg.Clock.Now().Add(-rf.cfg.RetryAfter), rf.cursor.After(), refundSweepBatch)
 	if err != nil {
 		return 0, fmt.Errorf("sweep refunds: %w", err)
 	}
-	s.refundSweep.Read(refundIDs(pending), refundSweepBatch)
+	rf.cursor.Read(refundIDs(pending), refundSweepBatch)
 	finished := 0
 	for _, r := range pending {
-		o, err := s.cfg.Store.Order(ctx, r.OrderID)
+		o, err := rf.cfg.Lookup.orders.Order(ctx, r.OrderID)
 		if err == nil {
-			err = s.finishRefund(ctx, r, o)
+			err = rf.finishRefund(ctx, r, o)
 		}
 		if err != nil {
-			s.cfg.Logger.WarnContext(ctx, "pending refund not finished; retried next sweep",
+			rf.cfg.Logger.WarnContext(ctx, "pending refund not finished; retried next sweep",
 				"order_id", r.OrderID, "refund_id", r.ID, "err", err)
 			continue
 		}
@@ -327,7 +382,7 @@ func refundIDs(rs []Refund) []int64 {
 
 // RunRefundSweep sweeps every interval until ctx ends. Failures are
 // logged; the next sweep retries.
-func (s *Service) RunRefundSweep(ctx context.Context, every time.Duration) error {
+func (rf *Refunding) RunRefundSweep(ctx context.Context, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -335,10 +390,10 @@ func (s *Service) RunRefundSweep(ctx context.Context, every time.Duration) error
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if n, err := s.SweepRefunds(ctx); err != nil {
-				s.cfg.Logger.WarnContext(ctx, "refund sweep failed", "err", err)
+			if n, err := rf.SweepRefunds(ctx); err != nil {
+				rf.cfg.Logger.WarnContext(ctx, "refund sweep failed", "err", err)
 			} else if n > 0 {
-				s.cfg.Logger.InfoContext(ctx, "refund sweep finished refunds", "finished", n)
+				rf.cfg.Logger.InfoContext(ctx, "refund sweep finished refunds", "finished", n)
 			}
 		}
 	}

@@ -69,7 +69,7 @@ func TestRefundSweepReachesRefundsBehindFailingOnes(t *testing.T) {
 			book.broken[20_000+id] = true
 		}
 	}
-	svc, _ := MustService(t, f, func(c *order.Config) { c.Refunds, c.Payments = book, book })
+	svc, _ := MustService(t, f, func(s *setup) { s.refunds, s.payments = book, book })
 	finished := 0
 	for range 4 { // a pass of pages of 100 over 250 refunds takes 3 sweeps
 		n, err := svc.SweepRefunds(context.Background())

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
+
+	"github.com/flashsale/flashsale/platform/clock"
 )
 
 // CartLine is a line of a regular cart: a SKU and how many units.
@@ -60,14 +63,41 @@ type RegularStore interface {
 	RegularReleases
 }
 
+// CheckoutConfig holds what the regular checkout needs.
+type CheckoutConfig struct {
+	Catalog Catalog
+	Pricing Pricing
+	Regular RegularStore
+	Clock   clock.Clock
+	// NextID hands out order and line ids (a snowflake generator's Next).
+	NextID func() int64
+	// PaymentWindow is how long a buyer has to pay (default 15m).
+	PaymentWindow time.Duration
+	// Observer hears of placed and stored regular orders (nil: nobody).
+	Observer Observer
+	Logger   *slog.Logger
+}
+
+// Checkout prices regular carts and turns them into regular orders.
+type Checkout struct{ cfg CheckoutConfig }
+
+// NewCheckout returns the checkout use case over cfg.
+func NewCheckout(cfg CheckoutConfig) *Checkout {
+	if cfg.PaymentWindow <= 0 {
+		cfg.PaymentWindow = DefaultPaymentWindow
+	}
+	cfg.Logger, cfg.Observer = orDiscard(cfg.Logger), orNop(cfg.Observer)
+	return &Checkout{cfg: cfg}
+}
+
 // QuoteRegularOrder prices the cart as CreateRegularOrder would, without
 // reserving or storing anything.
-func (s *Service) QuoteRegularOrder(ctx context.Context, userID int64, lines []CartLine, couponID int64) (Order, error) {
+func (c *Checkout) QuoteRegularOrder(ctx context.Context, userID int64, lines []CartLine, couponID int64) (Order, error) {
 	const op = "quote regular order"
 	if err := validateCart(userID, lines, couponID); err != nil {
 		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
-	o, err := s.price(ctx, userID, lines, couponID, 0)
+	o, err := c.price(ctx, userID, lines, couponID, 0)
 	if err != nil {
 		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
@@ -81,7 +111,7 @@ func (s *Service) QuoteRegularOrder(ctx context.Context, userID int64, lines []C
 // answer the first order; the key with another cart fails with
 // ErrKeyReused. A step that fails undoes the earlier ones, so a failed
 // checkout holds neither stock nor coupon.
-func (s *Service) CreateRegularOrder(ctx context.Context, userID int64, lines []CartLine, couponID int64, idemKey string) (Order, error) {
+func (c *Checkout) CreateRegularOrder(ctx context.Context, userID int64, lines []CartLine, couponID int64, idemKey string) (Order, error) {
 	const op = "create regular order"
 	if err := validateCart(userID, lines, couponID); err != nil {
 		return Order{}, fmt.Errorf("%s: %w", op, err)
@@ -89,10 +119,10 @@ func (s *Service) CreateRegularOrder(ctx context.Context, userID int64, lines []
 	if err := checkKey(idemKey); err != nil {
 		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
-	if s.cfg.Catalog == nil || s.cfg.Pricing == nil || s.cfg.Regular == nil {
+	if c.cfg.Catalog == nil || c.cfg.Pricing == nil || c.cfg.Regular == nil {
 		return Order{}, fmt.Errorf("%s: regular orders are not configured: %w", op, ErrUnavailable)
 	}
-	prev, err := s.cfg.Regular.RegularByKey(ctx, userID, idemKey)
+	prev, err := c.cfg.Regular.RegularByKey(ctx, userID, idemKey)
 	if err == nil {
 		return repeatCheckout(op, prev, lines, couponID)
 	}
@@ -100,42 +130,42 @@ func (s *Service) CreateRegularOrder(ctx context.Context, userID int64, lines []
 		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
 
-	orderID := s.cfg.NextID()
-	o, err := s.price(ctx, userID, lines, couponID, orderID)
+	orderID := c.cfg.NextID()
+	o, err := c.price(ctx, userID, lines, couponID, orderID)
 	if err != nil {
 		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
-	if err := s.cfg.Catalog.ReserveStock(ctx, orderID, lines); err != nil {
-		s.undoRegular(ctx, orderID, false)
+	if err := c.cfg.Catalog.ReserveStock(ctx, orderID, lines); err != nil {
+		c.undoRegular(ctx, orderID, false)
 		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
 	if couponID != 0 {
-		if err := s.cfg.Pricing.ConsumeCoupon(ctx, userID, couponID, orderID); err != nil {
-			s.undoRegular(ctx, orderID, true)
+		if err := c.cfg.Pricing.ConsumeCoupon(ctx, userID, couponID, orderID); err != nil {
+			c.undoRegular(ctx, orderID, true)
 			return Order{}, fmt.Errorf("%s: %w", op, err)
 		}
 	}
 	// Postgres keeps microseconds: the answer equals every later read.
-	now := s.cfg.Clock.Now().Truncate(time.Microsecond)
+	now := c.cfg.Clock.Now().Truncate(time.Microsecond)
 	o.ID, o.UserID, o.Kind, o.Status = orderID, userID, KindRegular, StatusPendingPayment
-	o.IdempotencyKey, o.CreatedAt, o.ExpiresAt = idemKey, now, now.Add(s.cfg.PaymentWindow)
+	o.IdempotencyKey, o.CreatedAt, o.ExpiresAt = idemKey, now, now.Add(c.cfg.PaymentWindow)
 	for i := range o.Lines {
-		o.Lines[i].ID = s.cfg.NextID()
+		o.Lines[i].ID = c.cfg.NextID()
 	}
-	stored, created, err := s.cfg.Regular.InsertRegular(ctx, o)
+	stored, created, err := c.cfg.Regular.InsertRegular(ctx, o)
 	if err != nil {
-		s.undoRegular(ctx, orderID, true)
+		c.undoRegular(ctx, orderID, true)
 		return Order{}, fmt.Errorf("%s: store: %v: %w", op, err, ErrUnavailable)
 	}
 	if !created {
 		// A concurrent attempt with the same key stored its order first;
 		// this attempt's stock and coupon go back.
-		s.undoRegular(ctx, orderID, true)
+		c.undoRegular(ctx, orderID, true)
 		return repeatCheckout(op, stored, lines, couponID)
 	}
 	// A regular order is accepted and stored in the one insert.
-	s.cfg.Observer.Placed(KindRegular)
-	s.cfg.Observer.Stored(KindRegular, 1)
+	c.cfg.Observer.Placed(KindRegular)
+	c.cfg.Observer.Stored(KindRegular, 1)
 	return stored, nil
 }
 
@@ -158,35 +188,35 @@ func repeatCheckout(op string, first Order, lines []CartLine, couponID int64) (O
 // coupon, and they run detached from the caller's context, which may be
 // what ended. A failure is logged: the stock then stays reserved until an
 // operator releases it.
-func (s *Service) undoRegular(ctx context.Context, orderID int64, coupon bool) {
+func (c *Checkout) undoRegular(ctx context.Context, orderID int64, coupon bool) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	if err := s.cfg.Catalog.ReleaseStock(rctx, orderID); err != nil {
-		s.cfg.Logger.ErrorContext(ctx, "release of a failed regular order's stock failed", "order_id", orderID, "err", err)
+	if err := c.cfg.Catalog.ReleaseStock(rctx, orderID); err != nil {
+		c.cfg.Logger.ErrorContext(ctx, "release of a failed regular order's stock failed", "order_id", orderID, "err", err)
 	}
 	if !coupon {
 		return
 	}
-	if err := s.cfg.Pricing.ReleaseCoupon(rctx, orderID); err != nil {
-		s.cfg.Logger.ErrorContext(ctx, "release of a failed regular order's coupon failed", "order_id", orderID, "err", err)
+	if err := c.cfg.Pricing.ReleaseCoupon(rctx, orderID); err != nil {
+		c.cfg.Logger.ErrorContext(ctx, "release of a failed regular order's coupon failed", "order_id", orderID, "err", err)
 	}
 }
 
 // price looks up the lines' unit prices and has the marketing service
 // price the cart.
-func (s *Service) price(ctx context.Context, userID int64, lines []CartLine, couponID, orderID int64) (Order, error) {
-	if s.cfg.Catalog == nil || s.cfg.Pricing == nil {
+func (c *Checkout) price(ctx context.Context, userID int64, lines []CartLine, couponID, orderID int64) (Order, error) {
+	if c.cfg.Catalog == nil || c.cfg.Pricing == nil {
 		return Order{}, fmt.Errorf("regular orders are not configured: %w", ErrUnavailable)
 	}
 	priced := make([]Line, len(lines))
 	for i, l := range lines {
-		price, err := s.cfg.Catalog.Price(ctx, l.SKUID)
+		price, err := c.cfg.Catalog.Price(ctx, l.SKUID)
 		if err != nil {
 			return Order{}, fmt.Errorf("price of sku %d: %w", l.SKUID, err)
 		}
 		priced[i] = Line{SKUID: l.SKUID, Quantity: l.Quantity, UnitPrice: price}
 	}
-	o, err := s.cfg.Pricing.Quote(ctx, userID, priced, couponID, orderID)
+	o, err := c.cfg.Pricing.Quote(ctx, userID, priced, couponID, orderID)
 	if err != nil {
 		return Order{}, fmt.Errorf("quote: %w", err)
 	}

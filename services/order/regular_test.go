@@ -85,10 +85,10 @@ func (c *checkout) RegularByKey(_ context.Context, _ int64, key string) (order.O
 
 func (c *checkout) MarkRegularReleased(context.Context, []int64) error { return nil }
 
-func newRegularService(c *checkout) *order.Service {
+func checkoutOver(c *checkout) *order.Checkout {
 	var next int64
-	return order.NewService(order.Config{
-		Activities: newFakes(), Catalog: c, Pricing: c, Regular: c,
+	return order.NewCheckout(order.CheckoutConfig{
+		Catalog: c, Pricing: c, Regular: c,
 		Clock:  clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)),
 		NextID: func() int64 { next++; return next },
 	})
@@ -108,7 +108,7 @@ func TestCreateRegularOrderUndoesAFailedCheckout(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("fail at "+tt.failAt, func(t *testing.T) {
 			c := newCheckout(tt.failAt)
-			o, err := newRegularService(c).CreateRegularOrder(context.Background(), 7, lines, 99, "key")
+			o, err := checkoutOver(c).CreateRegularOrder(context.Background(), 7, lines, 99, "key")
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("CreateRegularOrder error = %v, want %v", err, tt.wantErr)
 			}
@@ -140,7 +140,7 @@ func TestCreateRegularOrderLosingARaceGivesItsHoldBack(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newCheckout("")
 			c.conflict = &winner
-			got, err := newRegularService(c).CreateRegularOrder(context.Background(), 7, tt.cart, 99, "key")
+			got, err := checkoutOver(c).CreateRegularOrder(context.Background(), 7, tt.cart, 99, "key")
 			if !errors.Is(err, tt.wantErr) || (err == nil && got.ID != winner.ID) {
 				t.Fatalf("CreateRegularOrder = %d, %v; want the winner %d or %v", got.ID, err, winner.ID, tt.wantErr)
 			}
@@ -157,7 +157,7 @@ func TestCreateRegularOrderLosingARaceGivesItsHoldBack(t *testing.T) {
 // ErrKeyReused, an ErrInvalid, and takes nothing either.
 func TestCreateRegularOrderKeyNamesOneCart(t *testing.T) {
 	c := newCheckout("")
-	svc := newRegularService(c)
+	svc := checkoutOver(c)
 	ctx := context.Background()
 	cart := []order.CartLine{{SKUID: 1, Quantity: 2}, {SKUID: 2, Quantity: 1}}
 	first, err := svc.CreateRegularOrder(ctx, 7, cart, 99, "key")
@@ -196,7 +196,7 @@ func TestCreateRegularOrderKeyNamesOneCart(t *testing.T) {
 }
 
 func TestCreateRegularOrderValidates(t *testing.T) {
-	svc := newRegularService(newCheckout(""))
+	svc := checkoutOver(newCheckout(""))
 	tests := []struct {
 		name  string
 		user  int64

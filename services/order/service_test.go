@@ -189,27 +189,50 @@ func (f *fakes) store(id int64) {
 	delete(f.pending, id)
 }
 
-// MustService returns a service over f with a manual clock at start;
-// configure, when given, changes its config first.
-func MustService(tb testing.TB, f *fakes, configure ...func(*order.Config)) (*order.Service, *clock.Manual) {
+// useCases are the use cases the tests drive, all over one set of fakes.
+type useCases struct {
+	*order.Placing
+	*order.Lookup
+	*order.Paying
+	*order.Refunding
+}
+
+// setup is what a test may change of the use cases MustService builds.
+type setup struct {
+	replayWait time.Duration
+	refunds    order.RefundStore
+	payments   order.Payments
+}
+
+// MustService returns the use cases over f with a manual clock at start;
+// configure, when given, changes their setup first.
+func MustService(tb testing.TB, f *fakes, configure ...func(*setup)) (*useCases, *clock.Manual) {
 	tb.Helper()
 	clk := clock.NewManual(start)
 	var mu sync.Mutex
 	next := int64(1000)
-	cfg := order.Config{
-		Inventory: f, Activities: f, Publisher: f, Store: f, Pending: f, Clock: clk,
-		NextID: func() int64 {
-			mu.Lock()
-			defer mu.Unlock()
-			next++
-			return next
-		},
-		PaymentWindow: 15 * time.Minute,
+	nextID := func() int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		next++
+		return next
 	}
+	var set setup
 	for _, c := range configure {
-		c(&cfg)
+		c(&set)
 	}
-	return order.NewService(cfg), clk
+	lookup := order.NewLookup(f, f)
+	return &useCases{
+		Placing: order.NewPlacing(order.PlacingConfig{
+			Reservations: f, Activities: f, Publisher: f, Pending: f, Orders: f, Clock: clk, NextID: nextID,
+			PaymentWindow: 15 * time.Minute, ReplayWait: set.replayWait,
+		}),
+		Lookup: lookup,
+		Paying: order.NewPaying(order.PayingConfig{Orders: f, Inventory: f}),
+		Refunding: order.NewRefunding(order.RefundingConfig{
+			Lookup: lookup, Refunds: set.refunds, Payments: set.payments, Clock: clk, NextID: nextID,
+		}),
+	}, clk
 }
 
 func TestPlaceSeckillOrderRejects(t *testing.T) {
@@ -332,9 +355,9 @@ func TestPlaceSeckillOrderReleasesAnUnknownReserveOutcome(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakes()
 			f.reserveErr = tt.err
-			rel := &releaseSpy{Inventory: f}
-			svc := order.NewService(order.Config{
-				Inventory: rel, Activities: f, Publisher: f, Store: f, Pending: f,
+			rel := &releaseSpy{Reservations: f}
+			svc := order.NewPlacing(order.PlacingConfig{
+				Reservations: rel, Activities: f, Publisher: f, Orders: f, Pending: f,
 				Clock: clock.NewManual(start), NextID: func() int64 { return 5 },
 			})
 			_, err := svc.PlaceSeckillOrder(context.Background(), 42, 7, 1, "key-1")
@@ -349,13 +372,13 @@ func TestPlaceSeckillOrderReleasesAnUnknownReserveOutcome(t *testing.T) {
 }
 
 type releaseSpy struct {
-	order.Inventory
+	order.Reservations
 	released bool
 }
 
 func (s *releaseSpy) ReleaseUnpublished(ctx context.Context, activityID, orderID int64) error {
 	s.released = true
-	return s.Inventory.ReleaseUnpublished(ctx, activityID, orderID)
+	return s.Reservations.ReleaseUnpublished(ctx, activityID, orderID)
 }
 
 func TestListOrdersMergesInFlightAndStored(t *testing.T) {
@@ -484,7 +507,7 @@ func TestReplayDuringTheFirstPublish(t *testing.T) {
 				}
 				return tt.publishErr
 			}
-			svc, _ := MustService(t, f, func(c *order.Config) { c.ReplayWait = tt.wait })
+			svc, _ := MustService(t, f, func(s *setup) { s.replayWait = tt.wait })
 			ctx := context.Background()
 			first, replay := make(chan result, 1), make(chan result, 1)
 			place := func(out chan<- result) {

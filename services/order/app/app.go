@@ -1,7 +1,7 @@
 // Package app wires the order service: Postgres, Redis, Kafka, the
-// inventory and product clients, the domain service, its gRPC server, the
-// order-writer consumer and the admin HTTP server. main, the demo launcher
-// and tests all start the service through Run.
+// inventory and product clients, the domain's use cases, their gRPC
+// server, the order-writer consumer and the admin HTTP server. main, the
+// demo launcher and tests all start the service through Run.
 package app
 
 import (
@@ -303,34 +303,35 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 	}
 	inv := ordergrpc.NewInventory(invConn)
 	catalog, pricing := ordergrpc.NewCatalog(prodConn), ordergrpc.NewPricing(mktConn)
-	svc := order.NewService(order.Config{
-		Inventory:        inv,
-		Activities:       ordergrpc.NewActivities(prodConn),
-		Publisher:        publisher,
-		Store:            store,
-		Pending:          placing,
-		Transitions:      store,
-		Releaser:         inv,
-		Catalog:          catalog,
-		Pricing:          pricing,
-		Regular:          store,
-		Refunds:          store,
-		Payments:         ordergrpc.NewPayments(payConn),
-		Limits:           inv,
-		RefundRetryAfter: cfg.RefundRetryAfter,
-		Clock:            cfg.Clock,
-		NextID:           gen.Next,
-		PaymentWindow:    cfg.PaymentWindow,
-		ActivityTTL:      cfg.ActivityTTL,
-		Observer:         observer,
-		Logger:           log,
+	lookup := order.NewLookup(store, pending)
+	useCases := ordergrpc.UseCases{
+		Lookup: lookup,
+		Placing: order.NewPlacing(order.PlacingConfig{
+			Reservations: inv, Activities: ordergrpc.NewActivities(prodConn), Publisher: publisher,
+			Pending: placing, Orders: store, Clock: cfg.Clock, NextID: gen.Next,
+			PaymentWindow: cfg.PaymentWindow, ActivityTTL: cfg.ActivityTTL, Observer: observer, Logger: log,
+		}),
+		Cancelling: order.NewCancelling(order.CancellingConfig{
+			Lookup: lookup, Transitions: store, Releaser: inv, Catalog: catalog, Pricing: pricing, Regular: store,
+			Clock: cfg.Clock, Observer: observer, Logger: log,
+		}),
+		Paying: order.NewPaying(order.PayingConfig{Orders: store, Inventory: inv, Observer: observer, Logger: log}),
+		Refunding: order.NewRefunding(order.RefundingConfig{
+			Lookup: lookup, Refunds: store, Payments: ordergrpc.NewPayments(payConn), Limits: inv, Coupons: pricing,
+			RetryAfter: cfg.RefundRetryAfter, Clock: cfg.Clock, NextID: gen.Next, Observer: observer, Logger: log,
+		}),
+		Checkout: order.NewCheckout(order.CheckoutConfig{
+			Catalog: catalog, Pricing: pricing, Regular: store, Clock: cfg.Clock, NextID: gen.Next,
+			PaymentWindow: cfg.PaymentWindow, Observer: observer, Logger: log,
+		}),
+	}
+	reg.MustRegister(cache.Collector(useCases.Placing.Caches()))
+	storing := order.NewStoring(order.StoringConfig{
+		Inventory: inv, Orders: store, Pending: pending, Observer: observer, Logger: log,
 	})
-	reg.MustRegister(cache.Collector(svc.Caches()))
 	consumer := orderkafka.NewConsumer(orderkafka.ConsumerConfig{
 		Brokers:    cfg.KafkaBrokers,
-		Store:      store,
-		Pending:    pending,
-		Inventory:  inv,
+		Orders:     storing,
 		Observer:   observer,
 		Logger:     log,
 		BatchSize:  cfg.ConsumerBatchSize,
@@ -343,7 +344,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 		Clock: cfg.Clock, Settle: cfg.ReconcileSettle, Every: cfg.ReconcileEvery, Logger: log,
 	})
 	workers := []func(context.Context) error{consumer.Run, func(ctx context.Context) error {
-		return svc.RunRefundSweep(ctx, cfg.RefundSweepEvery)
+		return useCases.Refunding.RunRefundSweep(ctx, cfg.RefundSweepEvery)
 	}, reconciler.Run, relay.Run}
 	if !h.noExpiry {
 		// The Postgres backstop sweeps every activity's orders, so a
@@ -366,7 +367,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 
 	reg.MustRegister(newLagCollector(cfg.KafkaBrokers, orderkafka.GroupWriter, orderkafka.TopicPlaced))
 	srv := rpc.NewServer(log, reg, ordergrpc.Errors)
-	orderv1.RegisterOrderServiceServer(srv, ordergrpc.NewServer(svc))
+	orderv1.RegisterOrderServiceServer(srv, ordergrpc.NewServer(useCases))
 	admin := http.NewServeMux()
 	admin.Handle("/", telemetry.AdminHandler(reg, map[string]telemetry.Check{
 		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },

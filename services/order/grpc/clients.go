@@ -57,7 +57,8 @@ var (
 	}
 )
 
-// Inventory implements order.Inventory with the inventory service.
+// Inventory implements the domain's ports on the inventory service
+// (order.Reservations, order.Confirmer, order.Releaser, ...).
 type Inventory struct {
 	c        inventoryv1.InventoryServiceClient
 	reserves *reserveBatcher

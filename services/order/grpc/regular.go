@@ -127,7 +127,7 @@ func (p *Pricing) ReleaseCoupon(ctx context.Context, orderID int64) error {
 
 // QuoteRegularOrder prices a regular cart.
 func (s *Server) QuoteRegularOrder(ctx context.Context, req *orderv1.RegularOrderRequest) (*orderv1.Order, error) {
-	o, err := s.svc.QuoteRegularOrder(ctx, req.GetUserId(), cartLines(req), req.GetCouponId())
+	o, err := s.uc.Checkout.QuoteRegularOrder(ctx, req.GetUserId(), cartLines(req), req.GetCouponId())
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func (s *Server) QuoteRegularOrder(ctx context.Context, req *orderv1.RegularOrde
 
 // CreateRegularOrder creates a regular order.
 func (s *Server) CreateRegularOrder(ctx context.Context, req *orderv1.RegularOrderRequest) (*orderv1.Order, error) {
-	o, err := s.svc.CreateRegularOrder(ctx, req.GetUserId(), cartLines(req), req.GetCouponId(), req.GetIdempotencyKey())
+	o, err := s.uc.Checkout.CreateRegularOrder(ctx, req.GetUserId(), cartLines(req), req.GetCouponId(), req.GetIdempotencyKey())
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
-// Package grpc adapts the order service to gRPC: the OrderService server,
-// and the clients of the inventory and product services that the domain
-// sees as order.Inventory and order.Activities.
+// Package grpc adapts the order service to gRPC: the OrderService server
+// over the domain's use cases (server.go, regular.go), and the clients of
+// the inventory, product, marketing and payment services that the domain
+// sees as its ports (order.Reservations, order.Activities, ...).
 package grpc
 
 import (
@@ -27,19 +28,30 @@ var Errors = errcode.Table{
 	{Err: order.ErrConflict, Code: errcode.Conflict},
 }
 
-// Server implements orderv1.OrderServiceServer over the domain service.
-// Its handlers return domain errors; the rpc server maps them by Errors.
-type Server struct {
-	orderv1.UnimplementedOrderServiceServer
-	svc *order.Service
+// UseCases are the domain's use cases the OrderService serves, one per
+// group of calls.
+type UseCases struct {
+	Placing    *order.Placing    // PlaceSeckillOrder
+	Lookup     *order.Lookup     // GetOrder, ListOrders
+	Cancelling *order.Cancelling // CancelOrder
+	Paying     *order.Paying     // MarkPaid
+	Refunding  *order.Refunding  // RefundOrder
+	Checkout   *order.Checkout   // QuoteRegularOrder, CreateRegularOrder
 }
 
-// NewServer returns the server of svc.
-func NewServer(svc *order.Service) *Server { return &Server{svc: svc} }
+// Server implements orderv1.OrderServiceServer over the use cases. Its
+// handlers return domain errors; the rpc server maps them by Errors.
+type Server struct {
+	orderv1.UnimplementedOrderServiceServer
+	uc UseCases
+}
+
+// NewServer returns the server of uc.
+func NewServer(uc UseCases) *Server { return &Server{uc: uc} }
 
 // PlaceSeckillOrder reserves and publishes a flash-sale order.
 func (s *Server) PlaceSeckillOrder(ctx context.Context, req *orderv1.PlaceSeckillOrderRequest) (*orderv1.PlaceSeckillOrderResponse, error) {
-	id, err := s.svc.PlaceSeckillOrder(ctx, req.GetUserId(), req.GetActivityId(), req.GetQuantity(), req.GetIdempotencyKey())
+	id, err := s.uc.Placing.PlaceSeckillOrder(ctx, req.GetUserId(), req.GetActivityId(), req.GetQuantity(), req.GetIdempotencyKey())
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +60,7 @@ func (s *Server) PlaceSeckillOrder(ctx context.Context, req *orderv1.PlaceSeckil
 
 // GetOrder returns one order, stored or in flight.
 func (s *Server) GetOrder(ctx context.Context, req *orderv1.GetOrderRequest) (*orderv1.Order, error) {
-	o, err := s.svc.GetOrder(ctx, req.GetOrderId(), req.GetUserId())
+	o, err := s.uc.Lookup.GetOrder(ctx, req.GetOrderId(), req.GetUserId())
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +69,7 @@ func (s *Server) GetOrder(ctx context.Context, req *orderv1.GetOrderRequest) (*o
 
 // ListOrders returns a user's orders, newest first.
 func (s *Server) ListOrders(ctx context.Context, req *orderv1.ListOrdersRequest) (*orderv1.ListOrdersResponse, error) {
-	orders, err := s.svc.ListOrders(ctx, req.GetUserId())
+	orders, err := s.uc.Lookup.ListOrders(ctx, req.GetUserId())
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +82,7 @@ func (s *Server) ListOrders(ctx context.Context, req *orderv1.ListOrdersRequest)
 
 // CancelOrder cancels the owner's order while it waits for payment.
 func (s *Server) CancelOrder(ctx context.Context, req *orderv1.CancelOrderRequest) (*orderv1.Order, error) {
-	o, err := s.svc.CancelOrder(ctx, req.GetOrderId(), req.GetUserId())
+	o, err := s.uc.Cancelling.CancelOrder(ctx, req.GetOrderId(), req.GetUserId())
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +96,7 @@ func (s *Server) MarkPaid(ctx context.Context, req *orderv1.MarkPaidRequest) (*o
 	if req.GetPaidAt() != nil {
 		paidAt = req.GetPaidAt().AsTime()
 	}
-	o, accepted, err := s.svc.MarkPaid(ctx, order.Paid{
+	o, accepted, err := s.uc.Paying.MarkPaid(ctx, order.Paid{
 		OrderID: req.GetOrderId(), PaymentID: req.GetPaymentId(), Channel: req.GetChannel(),
 		Amount: req.GetAmount(), PaidAt: paidAt,
 	})
@@ -100,7 +112,7 @@ func (s *Server) RefundOrder(ctx context.Context, req *orderv1.RefundOrderReques
 	for i, l := range req.GetLines() {
 		lines[i] = order.RefundLine{LineID: l.GetLineId(), Quantity: l.GetQuantity()}
 	}
-	r, o, err := s.svc.RefundOrder(ctx, req.GetOrderId(), req.GetUserId(), req.GetIdempotencyKey(), lines)
+	r, o, err := s.uc.Refunding.RefundOrder(ctx, req.GetOrderId(), req.GetUserId(), req.GetIdempotencyKey(), lines)
 	if err != nil {
 		return nil, err
 	}

@@ -19,26 +19,11 @@ import (
 	"github.com/flashsale/flashsale/services/order/event"
 )
 
-// OrderWriter stores orders in one transaction (the Postgres store). It
-// skips those already stored and returns how many were new, and the
-// conflicts: orders it refused because another order id holds their
-// idempotency key.
-type OrderWriter interface {
-	Insert(ctx context.Context, orders []order.Order) (stored int, conflicts []order.Order, err error)
-}
-
-// Marker is the inventory as the consumer needs it: before a batch is
-// stored, MarkOrdered marks every event's reservation as backing a stored
-// order and answers, in the order of ps, whether the event may be stored.
-// The mark is what makes the placing service's release of an order whose
-// publish failed (ambiguously) lose the race instead of overselling.
-type Marker interface {
-	MarkOrdered(ctx context.Context, ps []order.Placed) ([]order.MarkOutcome, error)
-}
-
-// PendingDeleter drops in-flight records once their orders are stored.
-type PendingDeleter interface {
-	Delete(ctx context.Context, ps ...order.Placed) error
+// BatchStorer is the domain step the consumer runs for each batch
+// (order.Storing): it stores the batch's orders and answers the events it
+// refused, which the consumer dead-letters.
+type BatchStorer interface {
+	StoreBatch(ctx context.Context, placed []order.Placed) (order.StoredBatch, error)
 }
 
 // Headers the consumer adds to a dead-lettered message, beside the
@@ -53,11 +38,12 @@ const (
 
 // Reasons (HeaderDLQReason) of the events the inventory says not to store.
 const (
-	// ReasonReleasedUnpublished: the placing service could not publish the
-	// event, released its stock and told the buyer the order failed; the
-	// event arrived anyway.
+	// ReasonReleasedUnpublished (order.RefusedReleasedUnpublished):
+	// placing could not publish the event, released its stock and told
+	// the buyer the order failed; the event arrived anyway.
 	ReasonReleasedUnpublished = "reservation released as unpublished"
-	// ReasonNoReservation: no reservation backs the event.
+	// ReasonNoReservation (order.RefusedNoReservation): no reservation
+	// backs the event.
 	ReasonNoReservation = "no reservation"
 )
 
@@ -80,13 +66,10 @@ type ConsumerConfig struct {
 	// Topic (default orders.placed), DLQTopic (orders.placed.dlq) and
 	// Group (order-writer).
 	Topic, DLQTopic, Group string
-	Store                  OrderWriter
-	Pending                PendingDeleter
-	// Inventory marks each batch's reservations before the batch is
-	// stored.
-	Inventory Marker
-	// Observer hears of the orders stored and the events dead-lettered,
-	// once each is written (nil: nobody).
+	// Orders stores each batch (order.Storing).
+	Orders BatchStorer
+	// Observer hears of the events dead-lettered, once they are written
+	// (nil: nobody).
 	Observer order.Observer
 	Logger   *slog.Logger
 	// A batch closes at BatchSize messages (default 500) or BatchWait
@@ -94,7 +77,7 @@ type ConsumerConfig struct {
 	BatchSize int
 	BatchWait time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts of a
-	// failed write or mark (defaults 50ms and 5s).
+	// failed dead-letter write (defaults 50ms and 5s).
 	RetryMin, RetryMax time.Duration
 	// AfterWrite, when set, runs after a batch is stored and before its
 	// offsets are committed. An error stops the consumer there, without
@@ -102,16 +85,18 @@ type ConsumerConfig struct {
 	AfterWrite func(ctx context.Context, stored int) error
 }
 
-// Consumer turns OrderPlaced events into PENDING_PAYMENT orders, each
-// only once the inventory has marked its reservation ordered.
+// Consumer reads OrderPlaced events in batches and hands each batch to
+// the domain (BatchStorer), then dead-letters what the batch could not
+// store and commits its offsets.
 type Consumer struct {
 	cfg    ConsumerConfig
+	retry  order.Backoff
 	tracer trace.Tracer
 }
 
-// attemptTimeout bounds one write attempt, which runs detached from the
-// consumer's context so that a stop finishes the batch in hand.
-const attemptTimeout = 30 * time.Second
+// commitTimeout bounds an offset commit, which runs detached from the
+// consumer's context so that a stop commits the batch in hand.
+const commitTimeout = 30 * time.Second
 
 // NewConsumer returns a consumer; Run starts it.
 func NewConsumer(cfg ConsumerConfig) *Consumer {
@@ -142,7 +127,8 @@ func NewConsumer(cfg ConsumerConfig) *Consumer {
 	if cfg.Observer == nil {
 		cfg.Observer = order.NopObserver{}
 	}
-	return &Consumer{cfg: cfg, tracer: otel.Tracer("github.com/flashsale/flashsale/services/order/kafka")}
+	return &Consumer{cfg: cfg, retry: order.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax, Logger: cfg.Logger},
+		tracer: otel.Tracer("github.com/flashsale/flashsale/services/order/kafka")}
 }
 
 // Run consumes until ctx ends, then finishes the batch in hand (stores and
@@ -217,20 +203,22 @@ func (c *Consumer) fetch(ctx context.Context, r *kafkago.Reader) ([]kafkago.Mess
 	return batch, nil
 }
 
-// process stores a batch and commits it: the inventory's marks first,
-// then dead letters (poison, and events the inventory says not to store),
-// then the orders in one transaction, then the pending records, then the
-// offsets.
-func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.Writer, batch []kafkago.Message) error {
-	var (
-		placed []order.Placed
-		orders []order.Order
-		dead   []kafkago.Message
-		why    = map[string]int{} // dead letters by DeadLetter… label
-		links  []trace.Link
-		traced []context.Context                             // each message's trace context
-		source = make(map[int64]kafkago.Message, len(batch)) // by order id
-	)
+// decoded is a batch as the domain sees it: its distinct events, the
+// message each came from, and the messages that cannot be read (poison),
+// already made dead letters.
+type decoded struct {
+	placed []order.Placed
+	source map[int64]kafkago.Message // by order id
+	dead   []kafkago.Message
+	why    map[string]int    // dead letters by DeadLetter… label
+	links  []trace.Link      // each traced message's span context
+	traced []context.Context // each traced message's trace context
+}
+
+// decode reads a batch's events; an event delivered twice in it counts
+// once.
+func (c *Consumer) decode(ctx context.Context, batch []kafkago.Message) decoded {
+	d := decoded{source: make(map[int64]kafkago.Message, len(batch)), why: map[string]int{}}
 	for i := range batch {
 		m := &batch[i]
 		p, err := event.Unmarshal(m.Value)
@@ -240,126 +228,70 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		if err != nil {
 			c.cfg.Logger.Warn("poison message to the dead-letter topic", "topic", m.Topic,
 				"partition", m.Partition, "offset", m.Offset, "err", err)
-			dead = append(dead, c.deadLetter(*m, err))
-			why[DeadLetterPoison]++
+			d.dead = append(d.dead, c.deadLetter(*m, err))
+			d.why[DeadLetterPoison]++
 			continue
 		}
 		if mctx := pkafka.ExtractTrace(ctx, m); trace.SpanContextFromContext(mctx).IsValid() {
-			links = append(links, trace.Link{SpanContext: trace.SpanContextFromContext(mctx)})
-			traced = append(traced, mctx)
+			d.links = append(d.links, trace.Link{SpanContext: trace.SpanContextFromContext(mctx)})
+			d.traced = append(d.traced, mctx)
 		}
-		if _, seen := source[p.OrderID]; seen {
+		if _, seen := d.source[p.OrderID]; seen {
 			continue
 		}
-		source[p.OrderID] = *m
-		placed = append(placed, p)
+		d.source[p.OrderID] = *m
+		d.placed = append(d.placed, p)
 	}
+	return d
+}
 
+// process decodes a batch, has the domain store it, dead-letters what
+// cannot be stored (poison, and the events the domain refused) and
+// commits the offsets.
+func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.Writer, batch []kafkago.Message) error {
+	d := c.decode(ctx, batch)
 	// The span links every request whose order is in the batch.
-	sctx, span := c.tracer.Start(ctx, "order-writer batch", trace.WithLinks(links...),
+	sctx, span := c.tracer.Start(ctx, "order-writer batch", trace.WithLinks(d.links...),
 		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.Int("messages", len(batch)), attribute.Int("poison", len(dead))))
+		trace.WithAttributes(attribute.Int("messages", len(batch)), attribute.Int("poison", len(d.dead))))
 	defer span.End()
 	// Each message also gets a span in its own request's trace, so one
 	// trace follows an order from the gateway through Kafka into the
 	// batch that stored it; it links to the batch span and ends with it.
-	for _, mctx := range traced {
+	for _, mctx := range d.traced {
 		_, ms := c.tracer.Start(mctx, c.cfg.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithLinks(trace.LinkFromContext(sctx)))
 		defer ms.End()
 	}
 
-	// Marking first means an order is stored only once its reservation
-	// can no longer be released as unpublished; a redelivered batch is
-	// marked again, which changes nothing.
-	var outcomes []order.MarkOutcome
-	if len(placed) > 0 {
-		if err := c.retry(sctx, "mark ordered", func(actx context.Context) error {
-			var err error
-			outcomes, err = c.cfg.Inventory.MarkOrdered(actx, placed)
-			if err == nil && len(outcomes) != len(placed) {
-				err = fmt.Errorf("inventory answered %d outcomes for %d orders", len(outcomes), len(placed))
-			}
-			return err
+	res, err := c.cfg.Orders.StoreBatch(sctx, d.placed)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return fmt.Errorf("order consumer: %w", err)
+	}
+	for _, rf := range res.Refused {
+		why, label := refusal(rf)
+		d.dead = append(d.dead, c.deadLetter(d.source[rf.Placed.OrderID], why))
+		d.why[label]++
+	}
+	span.SetAttributes(attribute.Int("stored", res.Stored), attribute.Int("dead", len(d.dead)))
+	if len(d.dead) > 0 {
+		if err := c.retry.Do(sctx, "dead-letter", func(actx context.Context) error {
+			return dlq.WriteMessages(actx, d.dead...)
 		}); err != nil {
 			span.SetStatus(codes.Error, err.Error())
-			return err
+			return fmt.Errorf("order consumer: %w", err)
 		}
-	}
-	for i, p := range placed {
-		var reason, label string
-		switch outcomes[i] {
-		case order.MarkStore:
-			orders = append(orders, p.Order(order.StatusPendingPayment))
-			continue
-		case order.MarkReleasedUnpublished:
-			reason, label = ReasonReleasedUnpublished, DeadLetterReleasedUnpublished
-		default: // order.MarkNoReservation
-			reason, label = ReasonNoReservation, DeadLetterNoReservation
-		}
-		why[label]++
-		c.cfg.Logger.WarnContext(sctx, "order not stored: "+reason, "order_id", p.OrderID, "activity_id", p.ActivityID)
-		dead = append(dead, c.deadLetter(source[p.OrderID], errors.New(reason)))
-	}
-	span.SetAttributes(attribute.Int("dead", len(dead)))
-
-	if len(dead) > 0 {
-		if err := c.retry(sctx, "dead-letter", func(actx context.Context) error {
-			return dlq.WriteMessages(actx, dead...)
-		}); err != nil {
-			span.SetStatus(codes.Error, err.Error())
-			return err
-		}
-		for label, n := range why {
+		for label, n := range d.why {
 			c.cfg.Observer.DeadLettered(label, n)
 		}
 	}
-	var (
-		stored    int
-		conflicts []order.Order
-	)
-	if err := c.retry(sctx, "store orders", func(actx context.Context) error {
-		var err error
-		stored, conflicts, err = c.cfg.Store.Insert(actx, orders)
-		return err
-	}); err != nil {
-		span.SetStatus(codes.Error, err.Error())
-		return err
-	}
-	span.SetAttributes(attribute.Int("stored", stored), attribute.Int("conflicts", len(conflicts)))
-	c.cfg.Observer.Stored(order.KindSeckill, stored)
-	if len(conflicts) > 0 {
-		// A second order for one buyer's request: its stock is reserved
-		// under an id no order has, so it must stay visible to operators.
-		var msgs []kafkago.Message
-		for _, o := range conflicts {
-			c.cfg.Logger.ErrorContext(sctx, "order refused: its idempotency key belongs to another order",
-				"order_id", o.ID, "user_id", o.UserID, "activity_id", o.ActivityID)
-			msgs = append(msgs, c.deadLetter(source[o.ID], fmt.Errorf("%w: idempotency key %q of user %d is another order's",
-				order.ErrInvalid, o.IdempotencyKey, o.UserID)))
-		}
-		if err := c.retry(sctx, "dead-letter conflicts", func(actx context.Context) error {
-			return dlq.WriteMessages(actx, msgs...)
-		}); err != nil {
-			span.SetStatus(codes.Error, err.Error())
-			return err
-		}
-		c.cfg.Observer.DeadLettered(DeadLetterKeyConflict, len(msgs))
-	}
-	// A record left behind only shows a stored order as PROCESSING until
-	// it expires, and readers look at Postgres first. The records of
-	// dropped events go too: those orders will never exist.
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(sctx), attemptTimeout)
-	if err := c.cfg.Pending.Delete(dctx, placed...); err != nil {
-		c.cfg.Logger.WarnContext(sctx, "pending records not deleted", "orders", len(placed), "err", err)
-	}
-	cancel()
 	if c.cfg.AfterWrite != nil {
-		if err := c.cfg.AfterWrite(sctx, stored); err != nil {
+		if err := c.cfg.AfterWrite(sctx, res.Stored); err != nil {
 			return fmt.Errorf("order consumer: after write: %w", err)
 		}
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(sctx), attemptTimeout)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(sctx), commitTimeout)
 	defer cancel()
 	if err := r.CommitMessages(cctx, batch...); err != nil {
 		// The batch is stored: if the offsets are lost (a rebalance
@@ -368,6 +300,19 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 		c.cfg.Logger.WarnContext(sctx, "commit failed; the batch will be redelivered", "messages", len(batch), "err", err)
 	}
 	return nil
+}
+
+// refusal says why the domain refused an event, for its dead letter's
+// header, and the Observer's label for it.
+func refusal(rf order.Refused) (why error, label string) {
+	switch rf.Why {
+	case order.RefusedReleasedUnpublished:
+		return errors.New(ReasonReleasedUnpublished), DeadLetterReleasedUnpublished
+	case order.RefusedKeyConflict:
+		return fmt.Errorf("%w: idempotency key %q of user %d is another order's",
+			order.ErrInvalid, rf.Placed.IdempotencyKey, rf.Placed.UserID), DeadLetterKeyConflict
+	}
+	return errors.New(ReasonNoReservation), DeadLetterNoReservation
 }
 
 // deadLetter returns m for the dead-letter topic, with headers saying why
@@ -381,28 +326,4 @@ func (c *Consumer) deadLetter(m kafkago.Message, why error) kafkago.Message {
 		kafkago.Header{Key: HeaderDLQGroup, Value: []byte(c.cfg.Group)},
 	)
 	return kafkago.Message{Key: m.Key, Value: m.Value, Headers: headers}
-}
-
-// retry runs op until it succeeds, with exponential backoff, until ctx
-// ends. Each attempt runs detached from ctx (bounded by attemptTimeout) so
-// that a stop does not cut a write short; a stop only ends the retries.
-func (c *Consumer) retry(ctx context.Context, what string, op func(context.Context) error) error {
-	wait := c.cfg.RetryMin
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptTimeout)
-		err := op(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		c.cfg.Logger.WarnContext(ctx, "order consumer: retrying", "step", what, "attempt", attempt, "wait", wait, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("order consumer: %s: %w", what, errors.Join(err, ctx.Err()))
-		case <-t.C:
-		}
-		wait = min(2*wait, c.cfg.RetryMax)
-	}
 }

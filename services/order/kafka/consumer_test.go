@@ -84,16 +84,18 @@ func MustWorld(tb testing.TB) *world {
 
 // consumer returns a consumer of w's topics writing through store, marking
 // with w's inventory.
-func (w *world) consumer(store orderkafka.OrderWriter, afterWrite func(context.Context, int) error) *orderkafka.Consumer {
+func (w *world) consumer(store order.OrderWriter, afterWrite func(context.Context, int) error) *orderkafka.Consumer {
 	return w.consumerMarking(w.marker, store, afterWrite)
 }
 
 // consumerMarking returns a consumer of w's topics marking with marker.
-func (w *world) consumerMarking(marker orderkafka.Marker, store orderkafka.OrderWriter, afterWrite func(context.Context, int) error) *orderkafka.Consumer {
+func (w *world) consumerMarking(marker order.OrderMarker, store order.OrderWriter, afterWrite func(context.Context, int) error) *orderkafka.Consumer {
+	retry := order.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}
 	return orderkafka.NewConsumer(orderkafka.ConsumerConfig{
 		Brokers: stack.KafkaBrokers, Topic: w.topic, DLQTopic: w.dlq, Group: w.group,
-		Store: store, Pending: w.pending, Inventory: marker, BatchSize: 20, BatchWait: 20 * time.Millisecond,
-		RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, AfterWrite: afterWrite,
+		Orders:    order.NewStoring(order.StoringConfig{Inventory: marker, Orders: store, Pending: w.pending, Retry: retry}),
+		BatchSize: 20, BatchWait: 20 * time.Millisecond,
+		RetryMin: retry.Min, RetryMax: retry.Max, AfterWrite: afterWrite,
 	})
 }
 
@@ -389,7 +391,7 @@ func (f *failures) fail() bool {
 
 // flakyMarker fails its first calls, as an unreachable inventory would.
 type flakyMarker struct {
-	orderkafka.Marker
+	order.OrderMarker
 	failures
 }
 
@@ -397,12 +399,12 @@ func (m *flakyMarker) MarkOrdered(ctx context.Context, ps []order.Placed) ([]ord
 	if m.fail() {
 		return nil, errors.New("inventory unreachable")
 	}
-	return m.Marker.MarkOrdered(ctx, ps)
+	return m.OrderMarker.MarkOrdered(ctx, ps)
 }
 
 // flakyStore fails its first writes, as a Postgres failover would.
 type flakyStore struct {
-	orderkafka.OrderWriter
+	order.OrderWriter
 	failures
 }
 
@@ -426,7 +428,7 @@ func TestConsumerRetriesFailuresBeforeCommitting(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := MustWorld(t)
 			p := w.placed(t, 3)
-			marker := &flakyMarker{Marker: w.marker}
+			marker := &flakyMarker{OrderMarker: w.marker}
 			marker.left.Store(tt.markFailures)
 			store := &flakyStore{OrderWriter: w.store}
 			store.left.Store(tt.writeFails)

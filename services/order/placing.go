@@ -5,16 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"time"
 
 	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
-	"github.com/flashsale/flashsale/platform/sweep"
 )
 
-// Inventory holds the flash-sale stock (the inventory service).
-type Inventory interface {
+// Reservations holds the flash-sale stock as placing needs it (the
+// inventory service).
+type Reservations interface {
 	// Reserve takes stock for r atomically: idempotency by key, the
 	// per-user limit and the stock check. It fails with ErrSoldOut,
 	// ErrLimitExceeded, ErrNotFound (activity not preheated) or
@@ -28,10 +27,6 @@ type Inventory interface {
 	// records the release so that a late delivery of the event is dropped.
 	// Releasing twice, or what was never reserved, is harmless.
 	ReleaseUnpublished(ctx context.Context, activityID, orderID int64) error
-	// Confirm marks the order's reservation paid, so that it is never
-	// released. Confirming twice is harmless; it fails with
-	// ErrStockReleased when the stock was already given back.
-	Confirm(ctx context.Context, activityID, orderID int64) error
 }
 
 // Activities finds flash-sale activities (the product service).
@@ -44,19 +39,6 @@ type Activities interface {
 // it returns.
 type Publisher interface {
 	Publish(ctx context.Context, p Placed) error
-}
-
-// Store reads persisted orders.
-type Store interface {
-	// Order fails with ErrNotFound when the order is not stored (yet).
-	Order(ctx context.Context, id int64) (Order, error)
-	// UserOrders returns up to limit of the user's orders, newest first.
-	UserOrders(ctx context.Context, userID int64, limit int) ([]Order, error)
-	// MarkPaid moves the order from PENDING_PAYMENT to PAID by p, with one
-	// conditional update, when its payable amount is p.Amount. It returns
-	// the order as it stands afterwards, whoever changed it, and whether
-	// this call's update moved it.
-	MarkPaid(ctx context.Context, p Paid) (o Order, moved bool, err error)
 }
 
 // Pending keeps the orders that are published but not yet stored, so that
@@ -76,31 +58,16 @@ type Pending interface {
 	Delete(ctx context.Context, ps ...Placed) error
 }
 
-// Config holds the Service's dependencies and settings.
-type Config struct {
-	Inventory  Inventory
-	Activities Activities
-	Publisher  Publisher
-	Store      Store
-	Pending    Pending
-	// Transitions and Releaser end unpaid orders (CancelOrder).
-	Transitions Transitions
-	Releaser    Releaser
-	// Catalog, Pricing and Regular serve regular orders (regular.go).
-	Catalog Catalog
-	Pricing Pricing
-	Regular RegularStore
-	// Refunds, Payments and Limits serve refunds (refund.go).
-	Refunds  RefundStore
-	Payments Payments
-	Limits   LimitRestorer
-	// RefundRetryAfter is how long a refund stays PENDING before the
-	// refund sweep takes it up (default 10s).
-	RefundRetryAfter time.Duration
-	Clock            clock.Clock
-	// Observer hears of placed, paid, cancelled and refunded orders
-	// (nil: nobody).
-	Observer Observer
+// PlacingConfig holds what placing a flash-sale order needs.
+type PlacingConfig struct {
+	Reservations Reservations
+	Activities   Activities
+	Publisher    Publisher
+	Pending      Pending
+	// Orders is read by a replayed request, whose order may be stored
+	// already.
+	Orders StoredOrders
+	Clock  clock.Clock
 	// NextID hands out order and line ids (a snowflake generator's Next).
 	NextID func() int64
 	// PaymentWindow is how long a buyer has to pay (default 15m).
@@ -110,21 +77,13 @@ type Config struct {
 	// ReplayWait bounds how long a replayed request waits for the first
 	// request's order to be on its way (default DefaultReplayWait).
 	ReplayWait time.Duration
-	Logger     *slog.Logger
+	// Observer hears of placed orders (nil: nobody).
+	Observer Observer
+	Logger   *slog.Logger
 }
 
-// DefaultRefundRetryAfter is how long a refund stays PENDING before the
-// refund sweep retries it: long enough that the sweep rarely races the
-// request that recorded it (which is harmless, every step being
-// idempotent), short enough that a buyer waits seconds, not hours.
-const DefaultRefundRetryAfter = 10 * time.Second
-
-// ListLimit bounds how many stored orders ListOrders returns.
-const ListLimit = 100
-
-// releaseTimeout bounds a compensating release, which must run even when
-// the caller has gone.
-const releaseTimeout = 5 * time.Second
+// DefaultPaymentWindow is how long a buyer has to pay by default.
+const DefaultPaymentWindow = 15 * time.Minute
 
 // placeTimeout bounds the rest of a placement once the stock is reserved:
 // the pending record, the publish and the published mark. They run
@@ -141,17 +100,16 @@ const DefaultReplayWait = 2 * time.Second
 // replayPoll is how often a waiting replay looks at the first order again.
 const replayPoll = 15 * time.Millisecond
 
-// Service places flash-sale orders and serves their state.
-type Service struct {
-	cfg         Config
-	activities  *cache.Loader[int64, Activity]
-	refundSweep sweep.Cursor
+// Placing places flash-sale orders: reserve, record in flight, publish.
+type Placing struct {
+	cfg        PlacingConfig
+	activities *cache.Loader[int64, Activity]
 }
 
-// NewService returns a Service over cfg.
-func NewService(cfg Config) *Service {
+// NewPlacing returns the placing use case over cfg.
+func NewPlacing(cfg PlacingConfig) *Placing {
 	if cfg.PaymentWindow <= 0 {
-		cfg.PaymentWindow = 15 * time.Minute
+		cfg.PaymentWindow = DefaultPaymentWindow
 	}
 	if cfg.ActivityTTL <= 0 {
 		cfg.ActivityTTL = time.Second
@@ -159,16 +117,8 @@ func NewService(cfg Config) *Service {
 	if cfg.ReplayWait <= 0 {
 		cfg.ReplayWait = DefaultReplayWait
 	}
-	if cfg.RefundRetryAfter <= 0 {
-		cfg.RefundRetryAfter = DefaultRefundRetryAfter
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Observer == nil {
-		cfg.Observer = NopObserver{}
-	}
-	return &Service{
+	cfg.Logger, cfg.Observer = orDiscard(cfg.Logger), orNop(cfg.Observer)
+	return &Placing{
 		cfg: cfg,
 		// Every request of a sale reads the same activity: a short-lived
 		// in-process copy takes that load off the product service.
@@ -180,9 +130,9 @@ func NewService(cfg Config) *Service {
 	}
 }
 
-// Caches names the service's caches, for their metrics (cache.Collector).
-func (s *Service) Caches() map[string][]cache.StatsSource {
-	return map[string][]cache.StatsSource{"activity": {s.activities}}
+// Caches names placing's caches, for their metrics (cache.Collector).
+func (pl *Placing) Caches() map[string][]cache.StatsSource {
+	return map[string][]cache.StatsSource{"activity": {pl.activities}}
 }
 
 // PlaceSeckillOrder reserves qty units of the activity for the user and
@@ -193,7 +143,7 @@ func (s *Service) Caches() map[string][]cache.StatsSource {
 // the reservation is released as unpublished and the error is
 // ErrUnavailable, unless the inventory answers that the consumer already
 // took the order (the publish did land), which makes it a success.
-func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty int64, idemKey string) (int64, error) {
+func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty int64, idemKey string) (int64, error) {
 	const op = "place seckill order"
 	switch {
 	case userID <= 0 || activityID <= 0:
@@ -204,11 +154,11 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 	if err := checkKey(idemKey); err != nil {
 		return 0, fmt.Errorf("%s: %w", op, err)
 	}
-	act, err := s.activities.Get(ctx, activityID)
+	act, err := pl.activities.Get(ctx, activityID)
 	if err != nil {
 		return 0, fmt.Errorf("%s: activity %d: %w", op, activityID, err)
 	}
-	now := s.cfg.Clock.Now()
+	now := pl.cfg.Clock.Now()
 	if !act.ActiveAt(now) {
 		return 0, fmt.Errorf("%s: activity %d runs %s..%s: %w", op, activityID,
 			act.StartsAt.Format(time.RFC3339), act.EndsAt.Format(time.RFC3339), ErrActivityNotActive)
@@ -217,12 +167,12 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 		return 0, fmt.Errorf("%s: quantity %d over the limit of %d: %w", op, qty, act.PerUserLimit, ErrLimitExceeded)
 	}
 	p := Placed{
-		OrderID: s.cfg.NextID(), LineID: s.cfg.NextID(),
+		OrderID: pl.cfg.NextID(), LineID: pl.cfg.NextID(),
 		UserID: userID, ActivityID: activityID, SKUID: act.SKUID,
 		Quantity: qty, UnitPrice: act.Price, IdempotencyKey: idemKey,
-		CreatedAt: now, ExpiresAt: now.Add(s.cfg.PaymentWindow),
+		CreatedAt: now, ExpiresAt: now.Add(pl.cfg.PaymentWindow),
 	}
-	res, err := s.cfg.Inventory.Reserve(ctx, Reservation{
+	res, err := pl.cfg.Reservations.Reserve(ctx, Reservation{
 		ActivityID: activityID, UserID: userID, Quantity: qty,
 		OrderID: p.OrderID, IdempotencyKey: idemKey, ExpiresAt: p.ExpiresAt,
 	})
@@ -231,30 +181,30 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 			// The reservation may have been made before the answer was
 			// lost. Releasing our own fresh id undoes it or does nothing;
 			// nothing was published, so no consumer can have marked it.
-			_ = s.release(ctx, p, "reserve failed")
+			_ = pl.release(ctx, p, "reserve failed")
 		}
 		return 0, fmt.Errorf("%s: reserve: %w", op, err)
 	}
 	if res.Replayed {
-		if err := s.awaitReplayed(ctx, res.OrderID); err != nil {
+		if err := pl.awaitReplayed(ctx, res.OrderID); err != nil {
 			return 0, fmt.Errorf("%s: replay of order %d: %w", op, res.OrderID, err)
 		}
 		return res.OrderID, nil
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), placeTimeout)
 	defer cancel()
-	if err := s.cfg.Pending.Put(pctx, p); err != nil {
-		_ = s.release(ctx, p, "pending record failed")
+	if err := pl.cfg.Pending.Put(pctx, p); err != nil {
+		_ = pl.release(ctx, p, "pending record failed")
 		return 0, fmt.Errorf("%s: pending record: %v: %w", op, err, ErrUnavailable)
 	}
-	perr := s.cfg.Publisher.Publish(pctx, p)
+	perr := pl.cfg.Publisher.Publish(pctx, p)
 	if perr == nil {
 		// The mark is what tells the expiry worker that the order was
 		// accepted and must wait for the consumer however long it lags;
 		// no order is answered 202 without it. A failed mark is handled
 		// like a failed publish: the release decides against the
 		// consumer whether the order stands.
-		if merr := s.cfg.Pending.MarkPublished(pctx, p.OrderID); merr != nil {
+		if merr := pl.cfg.Pending.MarkPublished(pctx, p.OrderID); merr != nil {
 			perr = fmt.Errorf("published mark: %w", merr)
 		}
 	}
@@ -264,16 +214,16 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 		// release and the consumer's mark, so either the order stands
 		// (and keeps its stock) or the stock goes back and a late
 		// delivery is dropped; never both.
-		rerr := s.release(ctx, p, "publish failed")
+		rerr := pl.release(ctx, p, "publish failed")
 		if errors.Is(rerr, ErrAlreadyOrdered) {
-			s.cfg.Logger.InfoContext(ctx, "publish reported an error but the order was consumed",
+			pl.cfg.Logger.InfoContext(ctx, "publish reported an error but the order was consumed",
 				"order_id", p.OrderID, "publish_err", perr)
-			s.cfg.Observer.Placed(KindSeckill)
+			pl.cfg.Observer.Placed(KindSeckill)
 			return p.OrderID, nil
 		}
 		if rerr == nil {
-			if derr := s.cfg.Pending.Delete(pctx, p); derr != nil {
-				s.cfg.Logger.WarnContext(ctx, "pending record left behind", "order_id", p.OrderID, "err", derr)
+			if derr := pl.cfg.Pending.Delete(pctx, p); derr != nil {
+				pl.cfg.Logger.WarnContext(ctx, "pending record left behind", "order_id", p.OrderID, "err", derr)
 			}
 		}
 		// When the release failed too, whether the order exists is
@@ -283,7 +233,7 @@ func (s *Service) PlaceSeckillOrder(ctx context.Context, userID, activityID, qty
 		// stored order shows as PROCESSING rather than missing.
 		return 0, fmt.Errorf("%s: publish: %v: %w", op, perr, ErrUnavailable)
 	}
-	s.cfg.Observer.Placed(KindSeckill)
+	pl.cfg.Observer.Placed(KindSeckill)
 	return p.OrderID, nil
 }
 
@@ -299,14 +249,14 @@ var errGone = errors.New("the first request's order was released")
 // hand the buyer an order that never exists. It fails with ErrUnavailable
 // (the client retries; after a release its key reserves afresh) when the
 // order was released or is not on its way within ReplayWait.
-func (s *Service) awaitReplayed(ctx context.Context, orderID int64) error {
-	wctx, cancel := context.WithTimeout(ctx, s.cfg.ReplayWait)
+func (pl *Placing) awaitReplayed(ctx context.Context, orderID int64) error {
+	wctx, cancel := context.WithTimeout(ctx, pl.cfg.ReplayWait)
 	defer cancel()
 	tick := time.NewTicker(replayPoll)
 	defer tick.Stop()
 	seen := false // whether the first request's pending record was seen
 	for {
-		done, err := s.onItsWay(wctx, orderID, &seen)
+		done, err := pl.onItsWay(wctx, orderID, &seen)
 		if err != nil {
 			return fmt.Errorf("%v: %w", err, ErrUnavailable)
 		}
@@ -315,7 +265,7 @@ func (s *Service) awaitReplayed(ctx context.Context, orderID int64) error {
 		}
 		select {
 		case <-wctx.Done():
-			return fmt.Errorf("not on its way after %s: %v: %w", s.cfg.ReplayWait, wctx.Err(), ErrUnavailable)
+			return fmt.Errorf("not on its way after %s: %v: %w", pl.cfg.ReplayWait, wctx.Err(), ErrUnavailable)
 		case <-tick.C:
 		}
 	}
@@ -327,12 +277,12 @@ func (s *Service) awaitReplayed(ctx context.Context, orderID int64) error {
 // consumer deletes it after storing the order, which the read of the store
 // that follows then finds), so a record seen and gone while nothing is
 // stored fails with errGone. A record not seen yet may not be written yet.
-func (s *Service) onItsWay(ctx context.Context, orderID int64, seen *bool) (bool, error) {
-	published, err := s.cfg.Pending.Published(ctx, orderID)
+func (pl *Placing) onItsWay(ctx context.Context, orderID int64, seen *bool) (bool, error) {
+	published, err := pl.cfg.Pending.Published(ctx, orderID)
 	if err != nil || published {
 		return published, err
 	}
-	_, err = s.cfg.Pending.Get(ctx, orderID)
+	_, err = pl.cfg.Pending.Get(ctx, orderID)
 	switch {
 	case err == nil:
 		*seen = true
@@ -340,7 +290,7 @@ func (s *Service) onItsWay(ctx context.Context, orderID int64, seen *bool) (bool
 		return false, err
 	}
 	gone := err != nil
-	_, err = s.cfg.Store.Order(ctx, orderID)
+	_, err = pl.cfg.Orders.Order(ctx, orderID)
 	switch {
 	case err == nil:
 		return true, nil
@@ -368,84 +318,13 @@ func definite(err error) bool {
 // the caller's context, which may be what ended. A failure other than
 // ErrAlreadyOrdered is logged loudly, for the reservation then stays taken
 // until its payment deadline passes and the expiry worker releases it.
-func (s *Service) release(ctx context.Context, p Placed, why string) error {
+func (pl *Placing) release(ctx context.Context, p Placed, why string) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	err := s.cfg.Inventory.ReleaseUnpublished(rctx, p.ActivityID, p.OrderID)
+	err := pl.cfg.Reservations.ReleaseUnpublished(rctx, p.ActivityID, p.OrderID)
 	if err != nil && !errors.Is(err, ErrAlreadyOrdered) {
-		s.cfg.Logger.ErrorContext(ctx, "release after failed placement failed: stock held until the reservation expires",
+		pl.cfg.Logger.ErrorContext(ctx, "release after failed placement failed: stock held until the reservation expires",
 			"why", why, "order_id", p.OrderID, "activity_id", p.ActivityID, "err", err)
 	}
 	return err
-}
-
-// GetOrder returns the order: the stored one, or, while it is in flight,
-// the PROCESSING order its event describes. userID, when not zero, must
-// own it (ErrForbidden otherwise).
-func (s *Service) GetOrder(ctx context.Context, orderID, userID int64) (Order, error) {
-	const op = "get order"
-	if orderID <= 0 || userID < 0 {
-		return Order{}, fmt.Errorf("%s: %w: ids must be positive", op, ErrInvalid)
-	}
-	o, err := s.find(ctx, orderID)
-	if err != nil {
-		return Order{}, fmt.Errorf("%s %d: %w", op, orderID, err)
-	}
-	if userID != 0 && o.UserID != userID {
-		return Order{}, fmt.Errorf("%s %d: %w", op, orderID, ErrForbidden)
-	}
-	return o, nil
-}
-
-func (s *Service) find(ctx context.Context, orderID int64) (Order, error) {
-	o, err := s.cfg.Store.Order(ctx, orderID)
-	if !errors.Is(err, ErrNotFound) {
-		return o, err
-	}
-	p, err := s.cfg.Pending.Get(ctx, orderID)
-	if err == nil {
-		return p.Order(StatusProcessing), nil
-	}
-	if !errors.Is(err, ErrNotFound) {
-		return Order{}, err
-	}
-	// The consumer stores an order before it drops the pending record, so
-	// an order that left Redis between the two reads is in Postgres now.
-	return s.cfg.Store.Order(ctx, orderID)
-}
-
-// ListOrders returns the user's orders newest first: the in-flight ones
-// and up to ListLimit stored ones.
-func (s *Service) ListOrders(ctx context.Context, userID int64) ([]Order, error) {
-	const op = "list orders"
-	if userID <= 0 {
-		return nil, fmt.Errorf("%s: %w: user id must be positive", op, ErrInvalid)
-	}
-	// Pending first: an order stored in between then shows up in the
-	// stored list rather than in neither.
-	pending, err := s.cfg.Pending.UserPending(ctx, userID)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	stored, err := s.cfg.Store.UserOrders(ctx, userID, ListLimit)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	seen := make(map[int64]bool, len(stored))
-	for _, o := range stored {
-		seen[o.ID] = true
-	}
-	out := stored
-	for _, p := range pending {
-		if !seen[p.OrderID] {
-			out = append(out, p.Order(StatusProcessing))
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.After(out[j].CreatedAt)
-		}
-		return out[i].ID > out[j].ID
-	})
-	return out, nil
 }
