@@ -132,3 +132,36 @@ func TestCallTimeoutBoundsCallsWithoutADeadline(t *testing.T) {
 		t.Errorf("cancelled call: %v, want Canceled", err)
 	}
 }
+
+// HealthCheck passes while the server answers SERVING and fails once it
+// drains or is gone.
+func TestHealthCheckFollowsTheServer(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewServer(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), errcode.Table{})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis, time.Second) }()
+	cc, err := rpc.Dial(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	check := rpc.HealthCheck(cc)
+	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer ccancel()
+	if err := check(cctx); err != nil {
+		t.Fatalf("check of a serving server: %v", err)
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	cctx2, ccancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer ccancel2()
+	if err := check(cctx2); err == nil {
+		t.Error("check of a stopped server passed")
+	}
+}
