@@ -18,8 +18,8 @@ import (
 	"github.com/flashsale/flashsale/gateway/api"
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
-	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 )
 
