@@ -28,3 +28,22 @@ func TestArchruleRefusesCrossServiceImports(t *testing.T) {
 		archrule.Module+"services/order", archrule.Module+"services/order/internal/servicetest",
 		archrule.Module+"services/channelsim", archrule.Module+"platform/clock")
 }
+
+// The harnesses under platform/testing/ are refused to the production code
+// (a service's app, the rest of platform/) and allowed to its tests, to
+// the services' test harnesses, to each other and to the dev tools.
+func TestArchruleKeepsHarnessesOutOfProduction(t *testing.T) {
+	testdata := analysistest.TestData()
+	settings, err := archrule.Settings(filepath.Join(testdata, "src", "github.com", "flashsale", "flashsale"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	analyzer, err := depguard.NewAnalyzer(&settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	analysistest.Run(t, testdata, analyzer,
+		archrule.Module+"services/inventory/app", archrule.Module+"services/inventory/internal/servicetest",
+		archrule.Module+"platform/serve", archrule.Module+"platform/testing/localstack",
+		archrule.Module+"loadtest/cmd/demo")
+}
