@@ -40,12 +40,12 @@ var (
 // Limits of the validation rules.
 const (
 	MaxTitleRunes   = 200
-	MaxPrice        = 10_000_000_000 // cents: 100 million in the currency's unit
-	MaxStock        = 1_000_000_000
+	MaxPrice        = limits.MaxPrice
+	MaxStock        = limits.MaxStock
 	MaxPerUserLimit = limits.MaxPerUserLimit
 	// MaxStockLines bounds the lines of one stock reservation (a regular
-	// order's lines).
-	MaxStockLines = 100
+	// order's lines, so a cart's bound).
+	MaxStockLines = limits.MaxLines
 )
 
 // Product is a sellable SKU with its regular stock.
