@@ -169,7 +169,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
 		return fmt.Errorf("product: %w", err)
 	}
-	invConn, err := p.Consul.Dial(cfg.InventoryAddr)
+	invConn, err := p.Consul.Dial(cfg.InventoryAddr, rpc.CallTimeout(cfg.InventoryTimeout))
 	if err != nil {
 		return fmt.Errorf("product: inventory: %w", err)
 	}
@@ -203,7 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	svc := product.NewService(product.Config{
 		Store:       postgres.New(pool),
-		Inventory:   productgrpc.NewInventory(invConn, cfg.InventoryTimeout),
+		Inventory:   productgrpc.NewInventory(invConn),
 		IDs:         gen,
 		Clock:       cfg.Clock,
 		ActivityTTL: cfg.ActivityTTL,
