@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/flashsale/flashsale/gateway/internal/servicetest"
-	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 )
 
 // stack is the real Redis, Postgres and Kafka-protocol broker the tests

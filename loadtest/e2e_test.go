@@ -24,8 +24,8 @@ import (
 	"github.com/flashsale/flashsale/loadtest/drive"
 	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
-	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 )
 

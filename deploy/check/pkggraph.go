@@ -35,7 +35,7 @@ const (
 // harnessPaths are the packages (by path prefix, relative to the root)
 // that start services for tests: they are neither a service nor shared
 // production code.
-var harnessPaths = []string{"platform/localstack", "platform/discovery/consultest", "platform/testing/"}
+var harnessPaths = []string{"platform/testing/"}
 
 // graphPackage is one package of the repository.
 type graphPackage struct {

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/flashsale/flashsale/deploy/local"
-	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 )
 
 // TestOrderKilledMidBatchLosesAndDuplicatesNothing: buyers keep buying

@@ -1,5 +1,5 @@
 // Package local runs the whole platform in one process on a local stack
-// (platform/localstack): inventory, product, marketing, order, payment,
+// (platform/testing/localstack): inventory, product, marketing, order, payment,
 // the payment channel simulator and the gateway, each through the same
 // app.Run its own binary uses, on free loopback ports with static
 // discovery. `make up`, `make demo` and the end-to-end tests use it.
@@ -24,8 +24,8 @@ import (
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
-	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/telemetry"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	"github.com/flashsale/flashsale/services/channelsim"
 	invapp "github.com/flashsale/flashsale/services/inventory/app"
 	marketingapp "github.com/flashsale/flashsale/services/marketing/app"

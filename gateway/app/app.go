@@ -16,9 +16,7 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/platform/cache"
@@ -27,6 +25,7 @@ import (
 	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/resilience"
+	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
@@ -269,10 +268,14 @@ func admissionFromEnv(env *config.Env, group string, def gateway.AdmissionLimit)
 
 // Run serves the API until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	p, err := serve.New(serve.Spec{
+		Name: "gateway", HTTPOnly: true, HTTPAddr: cfg.HTTPAddr, HTTPListener: cfg.HTTPListener,
+		Discovery: cfg.Discovery, Logger: cfg.Logger, Grace: cfg.Grace,
+	})
+	if err != nil {
+		return err
 	}
+	log, consul, reg := p.Log, p.Consul, p.Registry
 	secret, err := jwtSecret(cfg)
 	if err != nil {
 		return err
@@ -282,11 +285,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	defer rdb.Close()
-	consul, err := discovery.Open(cfg.Discovery, log)
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	reg := telemetry.NewRegistry()
 	breakers := newBreakerGauge(reg, log)
 	dial := func(name, target string) (*grpc.ClientConn, error) {
 		cc, err := consul.Dial(target, grpc.WithChainUnaryInterceptor(resilience.Breaker(resilience.BreakerConfig{
@@ -310,8 +308,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer orderConn.Close()
 	dependencies := map[string]telemetry.Check{
-		"product": grpcHealth(productConn),
-		"order":   grpcHealth(orderConn),
+		"product": rpc.HealthCheck(productConn),
+		"order":   rpc.HealthCheck(orderConn),
 		"redis":   func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 	}
 	var payment paymentv1.PaymentServiceClient
@@ -322,7 +320,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer paymentConn.Close()
 		payment = paymentv1.NewPaymentServiceClient(paymentConn)
-		dependencies["payment"] = grpcHealth(paymentConn)
+		dependencies["payment"] = rpc.HealthCheck(paymentConn)
 	}
 	var marketing marketingv1.MarketingServiceClient
 	if cfg.MarketingAddr != "" {
@@ -332,7 +330,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer marketingConn.Close()
 		marketing = marketingv1.NewMarketingServiceClient(marketingConn)
-		dependencies["marketing"] = grpcHealth(marketingConn)
+		dependencies["marketing"] = rpc.HealthCheck(marketingConn)
 	}
 
 	var screen *gateway.ScreenOptions
@@ -386,21 +384,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	defer sub.Close()
-	lis, err := serve.Listen(cfg.HTTPListener, cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	grace := cfg.Grace
-	if grace <= 0 {
-		grace = 10 * time.Second
-	}
-	log.Info("gateway serving", "addr", lis.Addr().String(), "dev_tokens", cfg.DevTokens, "consul", consul != nil)
 	fallback := gw.Settings()
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return telemetry.ServeHTTP(ctx, log, lis, gw, grace) })
-	g.Go(func() error { return gw.RunDegrade(ctx) })
-	g.Go(func() error { return gw.RunScreen(ctx) })
-	g.Go(func() error {
+	p.Handle("/", gw)
+	p.AddWorker(gw.RunDegrade)
+	p.AddWorker(gw.RunScreen)
+	p.AddWorker(func(ctx context.Context) error {
 		return sub.Run(ctx, func(inv cache.Invalidation) { gw.Invalidated(ctx, inv) },
 			func() {
 				log.Warn("catalogue invalidations resubscribed: cache expired")
@@ -408,7 +396,7 @@ func Run(ctx context.Context, cfg Config) error {
 			},
 			func(err error) { log.Warn("catalogue invalidation skipped", "err", err) })
 	})
-	g.Go(func() error {
+	p.AddWorker(func(ctx context.Context) error {
 		return consul.WatchPrefix(ctx, SettingsPrefix, func(kv map[string]string) {
 			s, err := gateway.ParseSettings(kv, fallback)
 			if err != nil {
@@ -420,7 +408,7 @@ func Run(ctx context.Context, cfg Config) error {
 				"blocked_users", len(s.Blocklist.Users), "blocked_ips", len(s.Blocklist.IPs), "blocked_devices", len(s.Blocklist.Devices))
 		})
 	})
-	return g.Wait()
+	return p.Run(ctx, "dev_tokens", cfg.DevTokens)
 }
 
 // jwtSecret is the configured secret, or in dev mode without one a random
@@ -437,20 +425,5 @@ func jwtSecret(cfg Config) ([]byte, error) {
 		return b, nil
 	default:
 		return nil, errors.New("gateway: a JWT secret is required unless dev tokens are enabled")
-	}
-}
-
-// grpcHealth checks a downstream through the standard gRPC health service.
-func grpcHealth(cc *grpc.ClientConn) telemetry.Check {
-	client := healthpb.NewHealthClient(cc)
-	return func(ctx context.Context) error {
-		resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{})
-		if err != nil {
-			return err
-		}
-		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			return fmt.Errorf("%s: %s", cc.Target(), resp.GetStatus())
-		}
-		return nil
 	}
 }

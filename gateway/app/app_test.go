@@ -15,8 +15,8 @@ import (
 	"github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/gateway/internal/servicetest"
 	"github.com/flashsale/flashsale/platform/config"
-	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/telemetry"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 )
 
 var stack *localstack.Stack

@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/platform/cache"
-	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 )
 
 var stack *localstack.Stack

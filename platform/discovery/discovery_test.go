@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/flashsale/flashsale/platform/config"
-	"github.com/flashsale/flashsale/platform/discovery/consultest"
+	"github.com/flashsale/flashsale/platform/testing/consultest"
 )
 
 // testServer is one instance of a gRPC service: the standard health

@@ -9,8 +9,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/platform/config"
-	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/redisclient"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 )
 
 var stack *localstack.Stack

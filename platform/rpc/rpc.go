@@ -154,3 +154,20 @@ func CallTimeout(d time.Duration) grpc.DialOption {
 		return invoker(ctx, method, req, reply, cc, opts...)
 	})
 }
+
+// HealthCheck is a readiness check (telemetry.Check) of the service at the
+// other end of cc, through the standard gRPC health service: it fails
+// unless that answers SERVING.
+func HealthCheck(cc *grpc.ClientConn) telemetry.Check {
+	client := healthpb.NewHealthClient(cc)
+	return func(ctx context.Context) error {
+		resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return err
+		}
+		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("%s: %s", cc.Target(), resp.GetStatus())
+		}
+		return nil
+	}
+}

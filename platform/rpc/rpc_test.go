@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,25 +41,7 @@ func TestServeStoppedAtOnceIsClean(t *testing.T) {
 // behind the pool. Health watches stay open, so 600 of them hold more
 // handlers in flight than there are workers; every one must answer.
 func TestCallsBeyondTheWorkersStillRun(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := rpc.NewServer(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), errcode.Table{})
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis, time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	cc, err := rpc.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
+	cc, _ := serveRPC(t)
 	health := healthpb.NewHealthClient(cc)
 
 	const watches = 600
@@ -131,4 +114,52 @@ func TestCallTimeoutBoundsCallsWithoutADeadline(t *testing.T) {
 	if err := <-done; status.Code(err) != codes.Canceled {
 		t.Errorf("cancelled call: %v, want Canceled", err)
 	}
+}
+
+// HealthCheck passes while the server answers SERVING and fails once it
+// drains or is gone.
+func TestHealthCheckFollowsTheServer(t *testing.T) {
+	cc, stop := serveRPC(t)
+	check := rpc.HealthCheck(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := check(ctx); err != nil {
+		t.Fatalf("check of a serving server: %v", err)
+	}
+	stop()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	if err := check(ctx2); err == nil {
+		t.Error("check of a stopped server passed")
+	}
+}
+
+// serveRPC serves an rpc.Server on a free port until stop or the end of
+// the test, and returns a connection to it.
+func serveRPC(t *testing.T) (cc *grpc.ClientConn, stop func()) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewServer(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), errcode.Table{})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis, time.Second) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-served; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	cc, err = rpc.Dial(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc, stop
 }

@@ -24,4 +24,12 @@ const (
 	MaxPromotionSKUs = 1000
 	// MaxTiers bounds the tiers of one spend-and-save promotion.
 	MaxTiers = 10
+	// MaxPrice bounds a product's price in cents (100 million in the
+	// currency's unit): the catalog refuses a dearer product and
+	// marketing a dearer unit price, so every cart's sum stays far from
+	// overflowing an int64.
+	MaxPrice = 10_000_000_000
+	// MaxStock bounds an activity's stock: the catalog refuses more, and
+	// the inventory service refuses to preheat more.
+	MaxStock = 1_000_000_000
 )

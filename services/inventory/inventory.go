@@ -69,7 +69,7 @@ var (
 // exactly.
 const (
 	MaxQuantity = limits.MaxQuantity
-	MaxStock    = 1_000_000_000
+	MaxStock    = limits.MaxStock
 	// MaxMarkOrdered bounds the orders of one MarkOrdered call,
 	// MaxReserveBatch the reservations of one ReserveBatch call,
 	// MaxReleaseBatch the releases of one ReleaseBatch call, and

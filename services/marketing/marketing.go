@@ -65,7 +65,7 @@ var Kinds = []Kind{KindSKUDiscount, KindFullReduction, KindCoupon}
 // Limits of the validation rules. Money is int64 cents; the bounds keep
 // every sum far from overflowing.
 const (
-	MaxUnitPrice    = 10_000_000_000 // cents, as the catalog's product price
+	MaxUnitPrice    = limits.MaxPrice // cents, the catalog's product price
 	MaxQuantity     = limits.MaxQuantity
 	MaxLines        = limits.MaxLines
 	MaxAmount       = MaxUnitPrice * MaxQuantity * MaxLines // the largest possible cart

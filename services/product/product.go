@@ -40,8 +40,8 @@ var (
 // Limits of the validation rules.
 const (
 	MaxTitleRunes   = 200
-	MaxPrice        = 10_000_000_000 // cents: 100 million in the currency's unit
-	MaxStock        = 1_000_000_000
+	MaxPrice        = limits.MaxPrice
+	MaxStock        = limits.MaxStock
 	MaxPerUserLimit = limits.MaxPerUserLimit
 	// MaxStockLines bounds the lines of one stock reservation: a regular
 	// order's lines, so a cart's bound.

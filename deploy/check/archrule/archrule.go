@@ -5,10 +5,16 @@
 // another's (docs/architecture.md, "Walls"). cmd/archlint runs it over
 // the repository in `make lint`.
 //
+// A second wall keeps the test and development harnesses
+// (platform/testing/...: localstack, which starts real Redis, Postgres and
+// Kafka, and consultest, a stand-in for Consul) out of the production
+// code: the services, the gateway and the rest of platform/ may use them
+// only from their tests.
+//
 // Left out on purpose: tests and the test harnesses (internal/servicetest),
 // which start several services to test them together; and the commands
 // that compose the whole platform (deploy/local, loadtest), which are not
-// services.
+// services and may use the harnesses.
 package archrule
 
 import (
@@ -42,11 +48,22 @@ var Contracts = map[string][]string{
 // Why is the message a refused import carries.
 const Why = "services meet only through proto/ and platform/ (docs/architecture.md, \"Walls\")"
 
+// Harnesses is the import path of the test and development harnesses.
+const Harnesses = Module + "platform/testing/"
+
+// WhyHarness is the message a production import of a harness carries.
+const WhyHarness = "platform/testing/... is for tests and dev tools, not production code (docs/architecture.md, \"Walls\")"
+
+// Production is the name of the list that walls the harnesses off.
+const Production = "production"
+
 // Settings returns the rule for the repository at root: one depguard
 // list per service (and one for platform/ and proto/, which import no
 // service), denying every other service's packages except its contracts.
 // Packages are listed from the tree, so a new package of a service is
-// denied to the others without a change here.
+// denied to the others without a change here. A last list, Production,
+// denies the harnesses to every non-test file of the services, platform/
+// (outside platform/testing) and proto/.
 func Settings(root string) (depguard.LinterSettings, error) {
 	owned := map[string][]string{} // service → its packages (import paths)
 	for _, s := range append(slices.Clone(Services), "loadtest", "deploy") {
@@ -93,6 +110,14 @@ func Settings(root string) (depguard.LinterSettings, error) {
 	}
 	for _, shared := range []string{"platform", "proto"} {
 		settings[shared] = &depguard.List{Files: files(shared), Deny: deny(shared)}
+	}
+	var production []string
+	for _, dir := range append(slices.Clone(Services), "platform", "proto") {
+		production = append(production, "**/"+dir+"/**")
+	}
+	settings[Production] = &depguard.List{
+		Files: append(production, "!$test", "!**/internal/servicetest/**", "!**/platform/testing/**"),
+		Deny:  map[string]string{Harnesses: WhyHarness},
 	}
 	return settings, nil
 }

@@ -30,7 +30,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 )
 
 // DefaultSubnet is where `make up-split` puts the services: the gateway

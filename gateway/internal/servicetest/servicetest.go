@@ -8,9 +8,9 @@ import (
 	"net"
 	"testing"
 
-	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/telemetry"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
 	marketingapp "github.com/flashsale/flashsale/services/marketing/app"

@@ -40,10 +40,10 @@ import (
 
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/loadtest/ratebench"
-	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	"github.com/flashsale/flashsale/services/inventory"
 	invapp "github.com/flashsale/flashsale/services/inventory/app"

@@ -31,10 +31,10 @@ import (
 	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/config"
-	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/serve"
 	"github.com/flashsale/flashsale/platform/telemetry"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 )
 

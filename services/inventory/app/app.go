@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,9 +13,7 @@ import (
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/redisclient"
-	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
-	"github.com/flashsale/flashsale/platform/telemetry"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	"github.com/flashsale/flashsale/services/inventory"
 	invgrpc "github.com/flashsale/flashsale/services/inventory/grpc"
@@ -67,14 +64,13 @@ func ConfigFromEnv(env *config.Env) Config {
 }
 
 // Run serves the inventory service until ctx ends.
-func Run(ctx context.Context, cfg Config) (err error) {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	consul, err := discovery.Open(cfg.Discovery, log)
+func Run(ctx context.Context, cfg Config) error {
+	p, err := serve.New(serve.Spec{
+		Name: "inventory", GRPCAddr: cfg.GRPCAddr, GRPCListener: cfg.GRPCListener, Errors: invgrpc.Errors,
+		HTTPAddr: cfg.AdminAddr, HTTPListener: cfg.AdminListener, Discovery: cfg.Discovery, Logger: cfg.Logger,
+	})
 	if err != nil {
-		return fmt.Errorf("inventory: %w", err)
+		return err
 	}
 	rdb, err := redisclient.Dial(ctx, redisclient.Config{Addr: cfg.RedisAddr, Cluster: cfg.RedisCluster}, cfg.RedisPoolSize)
 	if err != nil {
@@ -82,35 +78,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	defer rdb.Close()
 
-	grpcLis, err := serve.Listen(cfg.GRPCListener, cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("inventory: grpc: %w", err)
-	}
-	adminLis, err := serve.Listen(cfg.AdminListener, cfg.AdminAddr)
-	if err != nil {
-		return errors.Join(fmt.Errorf("inventory: admin: %w", err), grpcLis.Close())
-	}
-
-	reg := telemetry.NewRegistry()
-	srv := rpc.NewServer(log, reg, invgrpc.Errors)
 	store := invredis.NewStore(redisclient.Coalesced(rdb))
-	inventoryv1.RegisterInventoryServiceServer(srv, invgrpc.NewServer(newRepairing(inventory.NewService(store), reg, log)))
+	inventoryv1.RegisterInventoryServiceServer(p.GRPC, invgrpc.NewServer(newRepairing(inventory.NewService(store), p.Registry, p.Log)))
 	clk := cfg.Clock
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	reg.MustRegister(newStockCollector(rdb, store, clk))
-	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
-		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-	})
-
-	log.Info("inventory serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(), "redis", cfg.RedisAddr)
-	return serve.Process{
-		Log:           log,
-		GRPC:          srv,
-		GRPCListener:  grpcLis,
-		Admin:         admin,
-		AdminListener: adminLis,
-		Workers:       []func(context.Context) error{consul.Announce("inventory", grpcLis)},
-	}.Run(ctx)
+	p.Registry.MustRegister(newStockCollector(rdb, store, clk))
+	p.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	return p.Run(ctx, "redis", cfg.RedisAddr)
 }

@@ -18,8 +18,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/platform/clock"
-	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/redisclient"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	"github.com/flashsale/flashsale/services/inventory"
 	invredis "github.com/flashsale/flashsale/services/inventory/redis"
 )

@@ -14,9 +14,7 @@ import (
 	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/ids"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
-	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
-	"github.com/flashsale/flashsale/platform/telemetry"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	"github.com/flashsale/flashsale/services/marketing"
 	marketinggrpc "github.com/flashsale/flashsale/services/marketing/grpc"
@@ -90,8 +88,13 @@ func (c Config) withDefaults() Config {
 // Run applies the schema and serves until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
-	log := cfg.Logger
-
+	p, err := serve.New(serve.Spec{
+		Name: "marketing", GRPCAddr: cfg.GRPCAddr, GRPCListener: cfg.GRPCListener, Errors: marketinggrpc.Errors,
+		HTTPAddr: cfg.AdminAddr, HTTPListener: cfg.AdminListener, Discovery: cfg.Discovery, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
 	gen, err := ids.NewGenerator(ids.SpaceMarketing, cfg.NodeID, cfg.Clock)
 	if err != nil {
 		return fmt.Errorf("marketing: %w", err)
@@ -104,39 +107,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
 		return fmt.Errorf("marketing: %w", err)
 	}
-	consul, err := discovery.Open(cfg.Discovery, log)
-	if err != nil {
-		return fmt.Errorf("marketing: %w", err)
-	}
 	svc := marketing.NewService(marketing.Config{
 		Store: postgres.New(pool),
 		IDs:   gen,
 		Clock: cfg.Clock,
 	})
-
-	reg := telemetry.NewRegistry()
-	srv := rpc.NewServer(log, reg, marketinggrpc.Errors)
-	marketingv1.RegisterMarketingServiceServer(srv, marketinggrpc.NewServer(svc))
-	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
-		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
-	})
-
-	grpcLis, err := serve.Listen(cfg.GRPCListener, cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("marketing: %w", err)
-	}
-	adminLis, err := serve.Listen(cfg.AdminListener, cfg.AdminAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("marketing: %w", err)
-	}
-	log.Info("marketing service serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String())
-	return serve.Process{
-		Log:           log,
-		GRPC:          srv,
-		GRPCListener:  grpcLis,
-		Admin:         admin,
-		AdminListener: adminLis,
-		Workers:       []func(context.Context) error{consul.Announce("marketing", grpcLis)},
-	}.Run(ctx)
+	marketingv1.RegisterMarketingServiceServer(p.GRPC, marketinggrpc.NewServer(svc))
+	p.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
+	return p.Run(ctx)
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/errcode"
-	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	"github.com/flashsale/flashsale/services/marketing/app"
 )

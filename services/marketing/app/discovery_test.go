@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/flashsale/flashsale/platform/discovery"
-	"github.com/flashsale/flashsale/platform/discovery/consultest"
+	"github.com/flashsale/flashsale/platform/testing/consultest"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	"github.com/flashsale/flashsale/services/marketing/app"
 )

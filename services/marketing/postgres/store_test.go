@@ -15,8 +15,8 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/ids"
-	"github.com/flashsale/flashsale/platform/localstack"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	"github.com/flashsale/flashsale/services/marketing"
 	"github.com/flashsale/flashsale/services/marketing/postgres"
 )

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/flashsale/flashsale/platform/cache"
@@ -22,7 +21,6 @@ import (
 	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
-	"github.com/flashsale/flashsale/platform/telemetry"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	"github.com/flashsale/flashsale/services/order"
 	ordergrpc "github.com/flashsale/flashsale/services/order/grpc"
@@ -236,7 +234,14 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 		o(&h)
 	}
 	cfg = cfg.withDefaults()
-	log := cfg.Logger
+	p, err := serve.New(serve.Spec{
+		Name: "order", GRPCAddr: cfg.GRPCAddr, GRPCListener: cfg.GRPCListener, Errors: ordergrpc.Errors,
+		HTTPAddr: cfg.AdminAddr, HTTPListener: cfg.AdminListener, Discovery: cfg.Discovery, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	log, consul, reg := p.Log, p.Consul, p.Registry
 
 	gen, err := ids.NewGenerator(ids.SpaceOrder, cfg.NodeID, cfg.Clock)
 	if err != nil {
@@ -256,10 +261,6 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 	}
 	defer rdb.Close()
 	if err := pkafka.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, cfg.KafkaDurability, orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ, orderkafka.TopicEvents); err != nil {
-		return fmt.Errorf("order: %w", err)
-	}
-	consul, err := discovery.Open(cfg.Discovery, log)
-	if err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
 	timeout := rpc.CallTimeout(cfg.RPCTimeout)
@@ -284,7 +285,6 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 	}
 	defer payConn.Close()
 
-	reg := telemetry.NewRegistry()
 	observer := newBusinessMetrics(reg)
 	store := postgres.NewStore(pool)
 	pending := orderredis.NewPending(redisclient.Coalesced(rdb), "", orderredis.DefaultTTL)
@@ -366,32 +366,12 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 	}
 
 	reg.MustRegister(newLagCollector(cfg.KafkaBrokers, orderkafka.GroupWriter, orderkafka.TopicPlaced))
-	srv := rpc.NewServer(log, reg, ordergrpc.Errors)
-	orderv1.RegisterOrderServiceServer(srv, ordergrpc.NewServer(useCases))
-	admin := http.NewServeMux()
-	admin.Handle("/", telemetry.AdminHandler(reg, map[string]telemetry.Check{
-		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
-		"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-	}))
-	admin.Handle("POST /reconcile-stock", reconcileHandler(reconciler))
-
-	grpcLis, err := serve.Listen(cfg.GRPCListener, cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("order: %w", err)
+	orderv1.RegisterOrderServiceServer(p.GRPC, ordergrpc.NewServer(useCases))
+	p.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
+	p.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	p.Handle("POST /reconcile-stock", reconcileHandler(reconciler))
+	for _, w := range workers {
+		p.AddWorker(w)
 	}
-	adminLis, err := serve.Listen(cfg.AdminListener, cfg.AdminAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("order: %w", err)
-	}
-	log.Info("order service serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(),
-		"inventory", cfg.InventoryAddr, "product", cfg.ProductAddr, "marketing", cfg.MarketingAddr, "payment", cfg.PaymentAddr)
-	return serve.Process{
-		Log:           log,
-		GRPC:          srv,
-		GRPCListener:  grpcLis,
-		Admin:         admin,
-		AdminListener: adminLis,
-		Workers:       append(workers, consul.Announce("order", grpcLis)),
-	}.Run(ctx)
+	return p.Run(ctx, "inventory", cfg.InventoryAddr, "product", cfg.ProductAddr, "marketing", cfg.MarketingAddr, "payment", cfg.PaymentAddr)
 }

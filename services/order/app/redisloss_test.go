@@ -17,7 +17,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/errcode"
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
-	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	"github.com/flashsale/flashsale/services/order"

@@ -17,8 +17,8 @@ import (
 
 	"github.com/flashsale/flashsale/platform/errcode"
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
-	"github.com/flashsale/flashsale/platform/localstack"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	"github.com/flashsale/flashsale/services/order"
 	"github.com/flashsale/flashsale/services/order/event"

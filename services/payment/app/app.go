@@ -21,7 +21,6 @@ import (
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
-	"github.com/flashsale/flashsale/platform/telemetry"
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/channel"
@@ -168,7 +167,14 @@ func (c Config) withDefaults() Config {
 // payments and reconciles, until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
-	log := cfg.Logger
+	p, err := serve.New(serve.Spec{
+		Name: "payment", GRPCAddr: cfg.GRPCAddr, GRPCListener: cfg.GRPCListener, Errors: paymentgrpc.Errors,
+		HTTPAddr: cfg.AdminAddr, HTTPListener: cfg.AdminListener, Discovery: cfg.Discovery, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	log, consul := p.Log, p.Consul
 
 	gen, err := ids.NewGenerator(ids.SpacePayment, cfg.NodeID, cfg.Clock)
 	if err != nil {
@@ -193,17 +199,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
 		return fmt.Errorf("payment: %w", err)
 	}
-	consul, err := discovery.Open(cfg.Discovery, log)
-	if err != nil {
-		return fmt.Errorf("payment: %w", err)
-	}
 	orderConn, err := consul.Dial(cfg.OrderAddr, rpc.CallTimeout(cfg.RPCTimeout))
 	if err != nil {
 		return fmt.Errorf("payment: order: %w", err)
 	}
 	defer orderConn.Close()
 
-	reg := telemetry.NewRegistry()
 	svc := payment.NewService(payment.Config{
 		Ledger:     postgres.NewLedger(pool),
 		Orders:     paymentgrpc.NewOrders(orderConn),
@@ -214,46 +215,25 @@ func Run(ctx context.Context, cfg Config) error {
 		QueryAfter: cfg.QueryAfter,
 		PayBudget:  cfg.PayBudget,
 		Logger:     log,
-		Observer:   newPaymentMetrics(reg, router),
+		Observer:   newPaymentMetrics(p.Registry, router),
 	})
-	srv := rpc.NewServer(log, reg, paymentgrpc.Errors)
 	var shared paymentgrpc.PutChannelSetting
 	if consul != nil {
 		shared = func(ctx context.Context, channel string, s payment.ChannelSetting) error {
 			return consul.Put(ctx, payment.ChannelSettingsPrefix+channel, s.Encode())
 		}
 	}
-	paymentv1.RegisterPaymentServiceServer(srv, paymentgrpc.NewServer(svc, shared))
-	admin := telemetry.AdminHandler(reg, map[string]telemetry.Check{
-		"postgres": func(ctx context.Context) error { return pool.Ping(ctx) },
+	paymentv1.RegisterPaymentServiceServer(p.GRPC, paymentgrpc.NewServer(svc, shared))
+	p.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
+	p.AddWorker(func(ctx context.Context) error { return svc.Run(ctx, cfg.SweepEvery, cfg.ReconcileEvery) })
+	p.AddWorker(func(ctx context.Context) error {
+		return consul.WatchPrefix(ctx, payment.ChannelSettingsPrefix, func(kv map[string]string) {
+			settings, err := payment.ParseChannelSettings(kv)
+			if err = errors.Join(err, router.Apply(settings)); err != nil {
+				log.Error("payment channel settings in consul: keys ignored", "err", err)
+			}
+			log.Info("payment channel settings applied", "settings", settings)
+		})
 	})
-	grpcLis, err := serve.Listen(cfg.GRPCListener, cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("payment: %w", err)
-	}
-	adminLis, err := serve.Listen(cfg.AdminListener, cfg.AdminAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("payment: %w", err)
-	}
-	log.Info("payment service serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(),
-		"order", cfg.OrderAddr, "channels", cfg.ChannelsURL)
-	return serve.Process{
-		Log:           log,
-		GRPC:          srv,
-		GRPCListener:  grpcLis,
-		Admin:         admin,
-		AdminListener: adminLis,
-		Workers: []func(context.Context) error{func(ctx context.Context) error {
-			return svc.Run(ctx, cfg.SweepEvery, cfg.ReconcileEvery)
-		}, consul.Announce("payment", grpcLis), func(ctx context.Context) error {
-			return consul.WatchPrefix(ctx, payment.ChannelSettingsPrefix, func(kv map[string]string) {
-				settings, err := payment.ParseChannelSettings(kv)
-				if err = errors.Join(err, router.Apply(settings)); err != nil {
-					log.Error("payment channel settings in consul: keys ignored", "err", err)
-				}
-				log.Info("payment channel settings applied", "settings", settings)
-			})
-		}},
-	}.Run(ctx)
+	return p.Run(ctx, "order", cfg.OrderAddr, "channels", cfg.ChannelsURL)
 }

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/discovery"
-	"github.com/flashsale/flashsale/platform/discovery/consultest"
+	"github.com/flashsale/flashsale/platform/testing/consultest"
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/app"

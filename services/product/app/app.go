@@ -9,8 +9,6 @@ import (
 	"net"
 	"time"
 
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
 	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
@@ -20,7 +18,6 @@ import (
 	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
-	"github.com/flashsale/flashsale/platform/telemetry"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 	"github.com/flashsale/flashsale/services/product"
 	productgrpc "github.com/flashsale/flashsale/services/product/grpc"
@@ -151,7 +148,14 @@ func (c Config) withDefaults() Config {
 // need not be up yet: telemetry.DependenciesPath reports it until it is.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
-	log := cfg.Logger
+	p, err := serve.New(serve.Spec{
+		Name: "product", GRPCAddr: cfg.GRPCAddr, GRPCListener: cfg.GRPCListener, Errors: productgrpc.Errors,
+		HTTPAddr: cfg.AdminAddr, HTTPListener: cfg.AdminListener, Discovery: cfg.Discovery, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	log := p.Log
 
 	gen, err := ids.NewGenerator(ids.SpaceProduct, cfg.NodeID, cfg.Clock)
 	if err != nil {
@@ -165,19 +169,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
 		return fmt.Errorf("product: %w", err)
 	}
-	consul, err := discovery.Open(cfg.Discovery, log)
-	if err != nil {
-		return fmt.Errorf("product: %w", err)
-	}
-	invConn, err := consul.Dial(cfg.InventoryAddr)
+	invConn, err := p.Consul.Dial(cfg.InventoryAddr, rpc.CallTimeout(cfg.InventoryTimeout))
 	if err != nil {
 		return fmt.Errorf("product: inventory: %w", err)
 	}
 	defer invConn.Close()
+	p.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
+	p.AddCheck("inventory", rpc.HealthCheck(invConn))
 
-	checks := map[string]telemetry.Check{"postgres": func(ctx context.Context) error { return pool.Ping(ctx) }}
 	var shared *product.Shared
-	var workers []func(context.Context) error
 	var sub *cache.Subscriber
 	if cfg.RedisAddr != "" {
 		rdb, err := redisclient.Dial(ctx, redisclient.Config{Addr: cfg.RedisAddr, Cluster: cfg.RedisCluster}, 0)
@@ -185,7 +185,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("product: %w", err)
 		}
 		defer rdb.Close()
-		checks["redis"] = func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+		p.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 		shared = &product.Shared{
 			Products:   cache.NewShared[int64, product.Product](rdb, "catalog:product:", cfg.SharedTTL),
 			Activities: cache.NewShared[int64, product.Activity](rdb, "catalog:activity:", cfg.SharedTTL),
@@ -203,7 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	svc := product.NewService(product.Config{
 		Store:       postgres.New(pool),
-		Inventory:   productgrpc.NewInventory(invConn, cfg.InventoryTimeout),
+		Inventory:   productgrpc.NewInventory(invConn),
 		IDs:         gen,
 		Clock:       cfg.Clock,
 		ActivityTTL: cfg.ActivityTTL,
@@ -219,7 +219,7 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("catalogue Bloom filters not rebuilt; the last ones stay", "err", err)
 		}
 	}
-	workers = append(workers, func(ctx context.Context) error {
+	p.AddWorker(func(ctx context.Context) error {
 		t := time.NewTicker(cfg.FilterRebuild)
 		defer t.Stop()
 		for {
@@ -232,7 +232,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	})
 	if sub != nil {
-		workers = append(workers, func(ctx context.Context) error {
+		p.AddWorker(func(ctx context.Context) error {
 			return sub.Run(ctx, func(inv cache.Invalidation) { svc.Invalidated(ctx, inv) },
 				func() {
 					log.Warn("catalogue invalidations resubscribed: caches expired, filters rebuilt")
@@ -242,40 +242,7 @@ func Run(ctx context.Context, cfg Config) error {
 				func(err error) { log.Warn("catalogue invalidation skipped", "err", err) })
 		})
 	}
-	reg := telemetry.NewRegistry()
-	reg.MustRegister(cache.Collector(svc.Caches()))
-
-	srv := rpc.NewServer(log, reg, productgrpc.Errors)
-	productv1.RegisterProductServiceServer(srv, productgrpc.NewServer(svc))
-	invHealth := healthpb.NewHealthClient(invConn)
-	checks["inventory"] = func(ctx context.Context) error {
-		resp, err := invHealth.Check(ctx, &healthpb.HealthCheckRequest{})
-		if err != nil {
-			return err
-		}
-		if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			return fmt.Errorf("inventory is %s", resp.GetStatus())
-		}
-		return nil
-	}
-	admin := telemetry.AdminHandler(reg, checks)
-
-	grpcLis, err := serve.Listen(cfg.GRPCListener, cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("product: %w", err)
-	}
-	adminLis, err := serve.Listen(cfg.AdminListener, cfg.AdminAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("product: %w", err)
-	}
-	log.Info("product service serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(), "inventory", cfg.InventoryAddr)
-	return serve.Process{
-		Log:           log,
-		GRPC:          srv,
-		GRPCListener:  grpcLis,
-		Admin:         admin,
-		AdminListener: adminLis,
-		Workers:       append(workers, consul.Announce("product", grpcLis)),
-	}.Run(ctx)
+	p.Registry.MustRegister(cache.Collector(svc.Caches()))
+	productv1.RegisterProductServiceServer(p.GRPC, productgrpc.NewServer(svc))
+	return p.Run(ctx, "inventory", cfg.InventoryAddr)
 }

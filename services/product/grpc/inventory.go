@@ -3,7 +3,6 @@ package grpc
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"google.golang.org/grpc"
 
@@ -22,24 +21,22 @@ var inventoryErrors = errcode.Table{
 }
 
 // Inventory implements product.Inventory over the inventory service's
-// gRPC API.
+// gRPC API. Its calls are bounded by the connection's rpc.CallTimeout
+// (app.Run dials it with the product's InventoryTimeout), so a stuck
+// inventory service cannot hold a catalog request (or the product row
+// locked by CreateActivity) for long.
 type Inventory struct {
-	client  inventoryv1.InventoryServiceClient
-	timeout time.Duration
+	client inventoryv1.InventoryServiceClient
 }
 
-// NewInventory returns a client on conn whose calls each last at most
-// timeout, so a stuck inventory service cannot hold a catalog request (or
-// the product row locked by CreateActivity) for long.
-func NewInventory(conn grpc.ClientConnInterface, timeout time.Duration) *Inventory {
-	return &Inventory{client: inventoryv1.NewInventoryServiceClient(conn), timeout: timeout}
+// NewInventory returns a client on conn.
+func NewInventory(conn grpc.ClientConnInterface) *Inventory {
+	return &Inventory{client: inventoryv1.NewInventoryServiceClient(conn)}
 }
 
 // Preheat loads the activity's stock and per-user limit into the
 // inventory service.
 func (c *Inventory) Preheat(ctx context.Context, activityID, stock, perUserLimit int64) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	_, err := c.client.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: activityID, Stock: stock, PerUserLimit: perUserLimit})
 	if err != nil {
 		return fmt.Errorf("inventory preheat activity %d: %w", activityID, inventoryErrors.Domain(err))
@@ -49,8 +46,6 @@ func (c *Inventory) Preheat(ctx context.Context, activityID, stock, perUserLimit
 
 // Remaining returns the units the activity has left.
 func (c *Inventory) Remaining(ctx context.Context, activityID int64) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	resp, err := c.client.GetStock(ctx, &inventoryv1.GetStockRequest{ActivityId: activityID})
 	if err != nil {
 		return 0, fmt.Errorf("inventory stock of activity %d: %w", activityID, inventoryErrors.Domain(err))

@@ -1,5 +1,5 @@
 // Command consulapi serves the subset of Consul's HTTP API the platform
-// uses (platform/discovery/consultest: registration with gRPC health
+// uses (platform/testing/consultest: registration with gRPC health
 // checks run as the agent runs them, blocking health and key/value
 // queries) on -addr until SIGTERM or SIGINT. No Consul agent can be
 // installed where the split platform runs (deploy/local/split), which
@@ -17,7 +17,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/flashsale/flashsale/platform/discovery/consultest"
+	"github.com/flashsale/flashsale/platform/testing/consultest"
 )
 
 func main() {

@@ -17,9 +17,9 @@ import (
 
 	"github.com/flashsale/flashsale/deploy/local"
 	"github.com/flashsale/flashsale/platform/config"
-	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/serve"
 	"github.com/flashsale/flashsale/platform/telemetry"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 )
 
 func main() {

@@ -12,9 +12,9 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/grpc"
 
-	"github.com/flashsale/flashsale/platform/localstack"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/telemetry"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
 )
 

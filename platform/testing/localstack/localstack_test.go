@@ -19,7 +19,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/flashsale/flashsale/platform/ids"
-	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 )
 
 func TestStackStartsAndTearsDown(t *testing.T) {

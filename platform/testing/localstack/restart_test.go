@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 )
 
 // runID is the server's run_id (INFO server), new at every start.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashsale/flashsale/platform/localstack"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 )
 
 // TestHelperOwner is not a test of its own: TestServersDieWithTheirOwner

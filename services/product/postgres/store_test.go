@@ -13,8 +13,8 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/ids"
-	"github.com/flashsale/flashsale/platform/localstack"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	"github.com/flashsale/flashsale/services/product"
 	"github.com/flashsale/flashsale/services/product/postgres"
 )
