@@ -186,7 +186,7 @@ func cpus() int { return runtime.NumCPU() }
 // benchActivity preheats an activity whose stock and limit never run out
 // within a run, so every call does the full reservation.
 func benchActivity(ctx context.Context, store *invredis.Store, id int64) error {
-	_, err := store.Preheat(ctx, id, 1<<50, 1<<50)
+	_, err := store.Preheat(ctx, id, 1<<50, 1<<50, 1)
 	return err
 }
 

@@ -57,7 +57,7 @@ func MustStore(tb testing.TB) (*invredis.Store, *goredis.Client) {
 func MustPreheat(tb testing.TB, s *invredis.Store, stock, limit int64) int64 {
 	tb.Helper()
 	id := newActivityID()
-	got, err := s.Preheat(context.Background(), id, stock, limit)
+	got, err := s.Preheat(context.Background(), id, stock, limit, 1)
 	if err != nil || got != stock {
 		tb.Fatalf("preheat %d: got %d, %v; want %d", id, got, err, stock)
 	}
@@ -161,7 +161,7 @@ func TestPreheatTwiceKeepsSoldStock(t *testing.T) {
 	act := MustPreheat(t, s, 10, 5)
 	MustReserve(t, s, request(act, 1, 3, 1, "k"))
 
-	remaining, err := s.Preheat(ctx, act, 50, 2)
+	remaining, err := s.Preheat(ctx, act, 50, 2, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

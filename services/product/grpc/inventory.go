@@ -36,11 +36,12 @@ func NewInventory(conn grpc.ClientConnInterface, timeout time.Duration) *Invento
 }
 
 // Preheat loads the activity's stock and per-user limit into the
-// inventory service.
-func (c *Inventory) Preheat(ctx context.Context, activityID, stock, perUserLimit int64) error {
+// inventory service, split over buckets Redis slots.
+func (c *Inventory) Preheat(ctx context.Context, activityID, stock, perUserLimit int64, buckets int) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	_, err := c.client.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: activityID, Stock: stock, PerUserLimit: perUserLimit})
+	_, err := c.client.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: activityID, Stock: stock, PerUserLimit: perUserLimit,
+		Buckets: int32(buckets)})
 	if err != nil {
 		return fmt.Errorf("inventory preheat activity %d: %w", activityID, inventoryErrors.Domain(err))
 	}
