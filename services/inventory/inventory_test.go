@@ -251,7 +251,10 @@ func TestServiceValidatesBeforeTheStore(t *testing.T) {
 		{"preheat stock above max", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, inventory.MaxStock+1, 1, 1); return err }, false},
 		{"preheat zero limit", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 100, 0, 1); return err }, false},
 		{"preheat in four buckets", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 100, 1, 4); return err }, true},
-		{"preheat in too many buckets", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 100, 1, inventory.MaxBuckets+1); return err }, false},
+		{"preheat in too many buckets", func(s *inventory.Service) error {
+			_, err := s.Preheat(ctx, 1, 100, 1, inventory.MaxBuckets+1)
+			return err
+		}, false},
 		{"reserve", func(s *inventory.Service) error { _, err := s.Reserve(ctx, validRequest()); return err }, true},
 		{"rebuild", func(s *inventory.Service) error { _, err := s.RebuildStock(ctx, rebuild(3, nil)); return err }, true},
 		{"rebuild of nothing", func(s *inventory.Service) error { _, err := s.RebuildStock(ctx, rebuild(0, nil)); return err }, true},

@@ -1,7 +1,8 @@
 -- BucketReset opens a rebuild of one bucket of a bucketed sale
 -- (buckets.go): the bucket's transfer journal is dropped (the rebuild
 -- rewrites every bucket's stock from the orders, so units in transit are
--- counted there) and its generation set, so a transfer taken before the
+-- counted there), its counts of units given and received zeroed, and
+-- its generation set, so a transfer taken before the
 -- rebuild is refused as STALE by transfer_in.lua. The bucket stays
 -- fenced: rebuild.lua, run next, marks it live.
 --
@@ -9,4 +10,5 @@
 -- ARGV[1] the new generation
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('HSET', KEYS[2], 'gen', ARGV[1])
+redis.call('HDEL', KEYS[2], 'given', 'received')
 return 'OK'

@@ -47,19 +47,25 @@ var (
 	bucketResetSource string
 	//go:embed preheat_sale.lua
 	preheatSaleSource string
+	//go:embed bucket_stock.lua
+	bucketStockSource string
 
 	transferOutScript = goredis.NewScript(transferOutSource)
 	transferInScript  = goredis.NewScript(transferInSource)
 	bucketResetScript = goredis.NewScript(bucketResetSource)
 	preheatSaleScript = goredis.NewScript(preheatSaleSource)
+	bucketStockScript = goredis.NewScript(bucketStockSource)
 )
 
 // slots is the number of Redis Cluster hash slots.
 const slots = 16384
 
 // refillRounds bounds how often one reservation borrows and tries again
-// before it is answered SOLD_OUT: other buyers may take what it borrowed.
-const refillRounds = 3
+// before it is answered SOLD_OUT although the buckets together still
+// held enough at the last look: other buyers took what it borrowed, each
+// time. Every round either sells or moves stock, so it ends long before
+// under any real load; the bound only stops a livelock.
+const refillRounds = 16
 
 // KeySlot is CLUSTER KEYSLOT: the CRC-16/XMODEM of the key's first
 // non-empty {tag}, or of the whole key, modulo 16384.
@@ -210,14 +216,10 @@ func (s *Store) preheatBuckets(ctx context.Context, activityID, stock, perUserLi
 }
 
 // refill moves stock into bucket b of a sale in n buckets from the
-// others, richest first, until b got need units or the others are empty.
-// It takes at least half of a donor's stock, so a bucket that keeps
-// running dry borrows rarely. It returns the units moved in.
-func (s *Store) refill(ctx context.Context, activityID int64, n, b int, need int64) (int64, error) {
-	stocks, err := s.bucketStocks(ctx, activityID, n)
-	if err != nil {
-		return 0, err
-	}
+// others, richest first, until b holds need units or the others are
+// empty, given the buckets' stocks as just read. It takes at least half
+// of a donor's stock, so a bucket that keeps running dry borrows rarely.
+func (s *Store) refill(ctx context.Context, activityID int64, n, b int, need int64, stocks []int64) error {
 	donors := make([]int, 0, n-1)
 	for d := range n {
 		if d != b && stocks[d] > 0 {
@@ -225,7 +227,7 @@ func (s *Store) refill(ctx context.Context, activityID int64, n, b int, need int
 		}
 	}
 	slices.SortFunc(donors, func(x, y int) int { return int(stocks[y] - stocks[x]) })
-	var moved int64
+	moved := stocks[b]
 	for _, d := range donors {
 		if moved >= need {
 			break
@@ -234,31 +236,35 @@ func (s *Store) refill(ctx context.Context, activityID int64, n, b int, need int
 		got, err := s.transfer(ctx, activityID, n, d, b, units)
 		moved += got
 		if err != nil {
-			return moved, err
+			return err
 		}
 	}
-	return moved, nil
+	return nil
 }
 
-// bucketStocks reads the stock key of every bucket, in one pipeline.
-func (s *Store) bucketStocks(ctx context.Context, activityID int64, n int) ([]int64, error) {
-	cmds := make([]*goredis.StringCmd, n)
-	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for b := range n {
-			cmds[b] = p.Get(ctx, bucketKeys(activityID, b, n).stock)
-		}
-		return nil
+// bucketStocks reads every bucket (bucket_stock.lua, one pipeline) and
+// returns each one's stock and the sale's remaining stock: their sum
+// with the units in transit between buckets, exact whatever transfers
+// ran between the reads.
+func (s *Store) bucketStocks(ctx context.Context, activityID int64, n int) ([]int64, int64, error) {
+	cmds, err := s.evalEach(ctx, bucketStockScript, n, func(b int) ([]string, []any) {
+		k := bucketKeys(activityID, b, n)
+		return []string{k.stock, k.meta}, nil
 	})
-	if err != nil && !errors.Is(err, goredis.Nil) {
-		return nil, fmt.Errorf("stock of the buckets of activity %d: %w", activityID, err)
+	if err != nil {
+		return nil, 0, fmt.Errorf("stock of the buckets of activity %d: %w", activityID, err)
 	}
 	stocks := make([]int64, n)
+	var remaining int64
 	for b, c := range cmds {
-		if v, err := c.Int64(); err == nil {
-			stocks[b] = v
+		v, err := c.Int64Slice()
+		if err != nil || len(v) != 3 {
+			return nil, 0, fmt.Errorf("stock of activity %d bucket %d: %v %w", activityID, b, v, err)
 		}
+		stocks[b] = v[0]
+		remaining += v[0] + v[1] - v[2]
 	}
-	return stocks, nil
+	return stocks, remaining, nil
 }
 
 // transfer moves up to units from bucket from to bucket to: the donor's
@@ -387,10 +393,8 @@ func (s *Store) RepairTransfers(ctx context.Context, activityID int64) (int, err
 	return done, nil
 }
 
-// bucketedStock is Stock for a sale in n buckets: the sum of the buckets'
-// stock and the units in transit between them (journaled, not applied).
-// The buckets are read one slot at a time, so under load the sum is a
-// moment's estimate, exact once the sale is quiet.
+// bucketedStock is Stock for a sale in n buckets: the buckets' stock
+// and the units in transit between them (bucketStocks).
 func (s *Store) bucketedStock(ctx context.Context, activityID int64, n int) (inventory.Stock, error) {
 	total, err := s.rdb.HGet(ctx, keysOf(activityID).meta, "total").Int64()
 	if errors.Is(err, goredis.Nil) {
@@ -399,28 +403,11 @@ func (s *Store) bucketedStock(ctx context.Context, activityID int64, n int) (inv
 	if err != nil {
 		return inventory.Stock{}, fmt.Errorf("stock of activity %d: %w", activityID, err)
 	}
-	stocks, err := s.bucketStocks(ctx, activityID, n)
+	_, remaining, err := s.bucketStocks(ctx, activityID, n)
 	if err != nil {
 		return inventory.Stock{}, err
 	}
-	pending, err := s.PendingTransfers(ctx, activityID)
-	if err != nil {
-		return inventory.Stock{}, err
-	}
-	st := inventory.Stock{Total: total}
-	for _, v := range stocks {
-		st.Remaining += v
-	}
-	for _, t := range pending {
-		applied, err := s.rdb.HExists(ctx, bucketKeys(activityID, t.To, n).xin, t.ID).Result()
-		if err != nil {
-			return inventory.Stock{}, fmt.Errorf("stock of activity %d: %w", activityID, err)
-		}
-		if !applied {
-			st.Remaining += t.Units
-		}
-	}
-	return st, nil
+	return inventory.Stock{Remaining: remaining, Total: total}, nil
 }
 
 // placement is where an order's reservation is: the sale's number of
@@ -631,4 +618,29 @@ func (s *Store) fencedBuckets(ctx context.Context, activityID int64, n int) ([]i
 		}
 	}
 	return fenced, nil
+}
+
+// borrow reads the sale and, when bucket b holds less than need while
+// the sale holds more, refills b. Units in transit between other buckets
+// are brought home first (the transfers completed, as the repair does),
+// so a buyer never gives up on units merely on their way: its mover may
+// be slow to finish. It returns the sale's remaining stock as read.
+func (s *Store) borrow(ctx context.Context, activityID int64, n, b int, need int64) (int64, error) {
+	stocks, remaining, err := s.bucketStocks(ctx, activityID, n)
+	if err != nil || stocks[b] >= need {
+		return remaining, err
+	}
+	var held int64
+	for _, v := range stocks {
+		held += v
+	}
+	if held < remaining {
+		if _, err := s.RepairTransfers(ctx, activityID); err != nil {
+			return remaining, err
+		}
+		if stocks, remaining, err = s.bucketStocks(ctx, activityID, n); err != nil || stocks[b] >= need {
+			return remaining, err
+		}
+	}
+	return remaining, s.refill(ctx, activityID, n, b, need, stocks)
 }

@@ -150,7 +150,9 @@ func (k activityKeys) tombstone(orderID int64) string {
 const TombstoneTTL = time.Hour
 
 // ReserveKeys returns the KEYS of ReserveScript for an order, in order.
-func ReserveKeys(activityID, orderID int64) []string { return reserveKeysIn(keysOf(activityID), orderID) }
+func ReserveKeys(activityID, orderID int64) []string {
+	return reserveKeysIn(keysOf(activityID), orderID)
+}
 
 // ReserveKeysInBucket returns the KEYS of ReserveScript for an order in
 // bucket b of a sale in n buckets.
@@ -224,15 +226,15 @@ func (s *Store) Reserve(ctx context.Context, r inventory.ReserveRequest) (invent
 	if err != nil {
 		return inventory.ReserveResult{}, fmt.Errorf("reserve activity %d order %d: %w", r.ActivityID, r.OrderID, err)
 	}
-	if n > 1 {
-		as, err := s.ReserveBatch(ctx, []inventory.ReserveRequest{r})
-		if err != nil {
-			return inventory.ReserveResult{}, err
+	keys := ReserveKeysInBucket(r.ActivityID, r.OrderID, bucketOf(r.UserID, n), n)
+	answers := []inventory.ReserveAnswer{answerReserve(r, reserveScript.Run(ctx, s.rdb, keys, reserveArgs(r)...))}
+	for range refillRounds {
+		if n == 1 || len(s.borrowFor(ctx, []inventory.ReserveRequest{r}, []int{n}, answers)) == 0 {
+			break
 		}
-		return as[0].Result, as[0].Err
+		answers[0] = answerReserve(r, reserveScript.Run(ctx, s.rdb, keys, reserveArgs(r)...))
 	}
-	a := answerReserve(r, reserveScript.Run(ctx, s.rdb, ReserveKeys(r.ActivityID, r.OrderID), reserveArgs(r)...))
-	return a.Result, a.Err
+	return answers[0].Result, answers[0].Err
 }
 
 // ReserveBatch runs ReserveScript for every request of rs in one pipeline
@@ -287,11 +289,13 @@ func (s *Store) ReserveBatch(ctx context.Context, rs []inventory.ReserveRequest)
 	return answers, nil
 }
 
-// borrowFor refills the bucket of every sold-out request of a bucketed
-// activity with what its sold-out requests need, and returns the
-// requests to send again: those whose bucket got units. A failed
-// transfer fails the requests of its bucket (units may be in transit:
-// SOLD_OUT would not be true).
+// borrowFor looks again at the sale of every request of a bucketed
+// activity that its bucket answered SOLD_OUT: the request stays sold out
+// when all the buckets together hold less than it asks for; otherwise
+// its bucket is refilled (with what its sold-out requests need together)
+// and the request is returned to be sent again. A failed transfer fails
+// the requests of its bucket: units may be in transit, so SOLD_OUT would
+// not be true.
 func (s *Store) borrowFor(ctx context.Context, rs []inventory.ReserveRequest, ns []int, answers []inventory.ReserveAnswer) []int {
 	type bucket struct {
 		activity int64
@@ -313,15 +317,18 @@ func (s *Store) borrowFor(ctx context.Context, rs []inventory.ReserveRequest, ns
 	}
 	var again []int
 	for _, k := range order {
-		got, err := s.refill(ctx, k.activity, ns[members[k][0]], k.b, need[k])
+		n := ns[members[k][0]]
+		all, err := s.borrow(ctx, k.activity, n, k.b, need[k])
 		if err != nil {
 			for _, i := range members[k] {
 				answers[i] = inventory.ReserveAnswer{Err: fmt.Errorf("reserve activity %d order %d: borrow: %w", k.activity, rs[i].OrderID, err)}
 			}
 			continue
 		}
-		if got > 0 {
-			again = append(again, members[k]...)
+		for _, i := range members[k] {
+			if rs[i].Quantity <= all {
+				again = append(again, i)
+			}
 		}
 	}
 	return again

@@ -10,7 +10,8 @@
 -- yet: the entry waits in the donor's journal until the bucket is live.
 --
 -- KEYS[1] {bucket}:stock, KEYS[2] {bucket}:xin (hash: transfer id ->
--- units, the transfers applied here), KEYS[3] {bucket}:meta (gen),
+-- units, the transfers applied here), KEYS[3] {bucket}:meta (gen;
+-- received: units received in all),
 -- KEYS[4] {bucket}:live
 -- ARGV[1] transfer id, ARGV[2] units, ARGV[3] the transfer's generation
 --
@@ -26,4 +27,5 @@ if (redis.call('HGET', KEYS[3], 'gen') or '0') ~= ARGV[3] then
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('INCRBY', KEYS[1], ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'received', ARGV[2])
 return 'APPLIED'

@@ -11,7 +11,8 @@
 --
 -- KEYS[1] {bucket}:stock, KEYS[2] {bucket}:xout (hash: transfer id ->
 -- "<recipient>:<units>"), KEYS[3] {bucket}:meta (gen: the generation of
--- the sale's state, xseq: transfer counter), KEYS[4] {bucket}:live
+-- the sale's state, xseq: transfer counter, given: units given in all),
+-- KEYS[4] {bucket}:live
 -- ARGV[1] units wanted, ARGV[2] recipient bucket, ARGV[3] this bucket
 --
 -- Returns {units taken, transfer id}: {0, ''} when nothing was taken. The
@@ -25,6 +26,7 @@ if take <= 0 then
   return {0, ''}
 end
 redis.call('DECRBY', KEYS[1], take)
+redis.call('HINCRBY', KEYS[3], 'given', take)
 local seq = redis.call('HINCRBY', KEYS[3], 'xseq', 1)
 local id = (redis.call('HGET', KEYS[3], 'gen') or '0') .. ':' .. ARGV[3] .. ':' .. seq
 redis.call('HSET', KEYS[2], id, ARGV[2] .. ':' .. take)
