@@ -23,6 +23,15 @@
 //	                        replicas, so a restart or failover fences the
 //	                        sale until it is rebuilt (rebuild.lua)
 //
+// A sale preheated in N > 1 buckets (buckets.go) has these keys once per
+// bucket, under the bucket's tag {act:ID:bB}, with a bucket's meta also
+// holding gen, xseq, given and received, and two more keys:
+//
+//	{act:ID:bB}:xout        hash: transfer id -> "<recipient>:<units>", given and not known applied
+//	{act:ID:bB}:xin         hash: transfer id -> units, the transfers applied to the bucket
+//
+// and its own record {act:ID}:meta (total, limit, buckets, gen).
+//
 // The expiry sorted set is the delay queue of reserved orders; an expiry
 // worker's claim moves due entries into the claimed set until it settles
 // them (see due.go). The set ActivitiesKey lists every preheated activity
