@@ -536,12 +536,11 @@ func (s *Store) fenceAll(ctx context.Context, activityID int64, n int) error {
 // buckets are all live is left alone.
 func (s *Store) rebuildBuckets(ctx context.Context, r inventory.Rebuild, n int) (inventory.RebuildResult, error) {
 	home := keysOf(r.ActivityID)
-	lock := home.tag + ":rebuilding"
-	got, err := s.rdb.SetNX(ctx, lock, "1", rebuildLockTTL).Result()
+	got, err := s.rdb.SetNX(ctx, home.rebuilding, "1", rebuildLockTTL).Result()
 	if err != nil || !got {
 		return inventory.RebuildResult{}, err // another rebuild runs: the sale stays fenced meanwhile
 	}
-	defer s.rdb.Del(context.WithoutCancel(ctx), lock)
+	defer s.rdb.Del(context.WithoutCancel(ctx), home.rebuilding)
 	fenced, err := s.fencedBuckets(ctx, r.ActivityID, n)
 	if err != nil || len(fenced) == 0 {
 		return inventory.RebuildResult{}, err

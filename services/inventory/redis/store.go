@@ -119,7 +119,7 @@ const ActivitiesKey = "inventory:activities"
 // activityKeys are the key names of one activity, or of one bucket of a
 // bucketed activity (buckets.go).
 type activityKeys struct {
-	tag, meta, stock, bought, idem, expiry, claimed, live, xout, xin string
+	tag, meta, stock, bought, idem, expiry, claimed, live, xout, xin, rebuilding string
 }
 
 // keysOf are the keys of an activity of one bucket, and the sale's own
@@ -140,6 +140,8 @@ func keysWithTag(tag string) activityKeys {
 		live:    tag + ":live",
 		xout:    tag + ":xout",
 		xin:     tag + ":xin",
+		// rebuilding is a bucketed sale's rebuild lock, in its own slot.
+		rebuilding: tag + ":rebuilding",
 	}
 }
 
