@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/proto/limits"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
 
@@ -56,6 +57,9 @@ type createActivityRequest struct {
 	EndsAt       *string `json:"ends_at"`
 	// ChallengeRequired is optional (false when absent).
 	ChallengeRequired bool `json:"challenge_required"`
+	// StockBuckets is optional (absent: 1): the Redis slots the sale's
+	// stock is split over (docs/stock-reservation.md).
+	StockBuckets *int64 `json:"stock_buckets"`
 }
 
 type createActivityResponse struct {
@@ -74,6 +78,10 @@ func (g *Gateway) createActivity(w http.ResponseWriter, r *http.Request) error {
 	limit := f.int("per_user_limit", req.PerUserLimit, 1, math.MaxInt64)
 	starts := f.time("starts_at", req.StartsAt)
 	ends := f.time("ends_at", req.EndsAt)
+	buckets := int64(1)
+	if req.StockBuckets != nil {
+		buckets = f.int("stock_buckets", req.StockBuckets, 1, limits.MaxStockBuckets)
+	}
 	if f.err != nil {
 		return f.err
 	}
@@ -85,6 +93,7 @@ func (g *Gateway) createActivity(w http.ResponseWriter, r *http.Request) error {
 	a, err := g.product.CreateActivity(ctx, &productv1.CreateActivityRequest{
 		SkuId: sku, Price: price, Stock: stock, PerUserLimit: limit,
 		StartsAt: timestamppb.New(starts), EndsAt: timestamppb.New(ends), ChallengeRequired: req.ChallengeRequired,
+		StockBuckets: int32(buckets),
 	})
 	if err != nil {
 		return err

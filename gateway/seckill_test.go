@@ -491,3 +491,41 @@ func TestAcceptedKeyIsKeptWhenTheBuyerHangsUp(t *testing.T) {
 		}
 	}
 }
+
+// A sale preheated in three buckets (stock_buckets) through the admin
+// API: ten buyers, one unit each, buy its six units exactly, whichever
+// buckets they land in, and the inventory holds none afterwards.
+func TestSaleInBucketsThroughHTTP(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	sku := tg.MustProduct(t, admin, 19900, 100)
+	act := tg.mustCreate(t, admin, "/admin/v1/activities", "activity_id", fmt.Sprintf(
+		`{"sku_id":%q,"price":9900,"stock":6,"per_user_limit":1,"starts_at":%q,"ends_at":%q,"stock_buckets":3}`,
+		sku, now.Add(-time.Minute).Format(time.RFC3339Nano), now.Add(time.Hour).Format(time.RFC3339Nano)))
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	accepted := 0
+	for i := range 10 {
+		got := tg.do(t, seckill(tg.token(t, int64(300+i), "user"), "k", body))
+		switch {
+		case got.status == http.StatusAccepted:
+			accepted++
+		case got.status != http.StatusConflict || got.code(t) != "SOLD_OUT":
+			t.Fatalf("buyer %d: %d %s, want 202 or 409 SOLD_OUT", i, got.status, got.body)
+		}
+	}
+	if accepted != 6 {
+		t.Errorf("%d buys accepted, want the 6 units", accepted)
+	}
+	id, _ := strconv.ParseInt(act, 10, 64)
+	st, err := svc.Inventory.GetStock(context.Background(), &inventoryv1.GetStockRequest{ActivityId: id})
+	if err != nil || st.GetRemaining() != 0 || st.GetTotal() != 6 {
+		t.Errorf("inventory stock %v, %v; want 0 of 6", st, err)
+	}
+	bad := fmt.Sprintf(`{"sku_id":%q,"price":9900,"stock":6,"per_user_limit":1,"starts_at":%q,"ends_at":%q,"stock_buckets":17}`,
+		sku, now.Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
+	if got := tg.do(t, request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: bad}); got.status != http.StatusBadRequest {
+		t.Errorf("17 buckets: %d %s, want 400", got.status, got.body)
+	}
+}

@@ -30,7 +30,7 @@ func MeasureCeiling(ctx context.Context, addr string, d time.Duration, clients i
 	}
 	rdb := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer rdb.Close()
-	if _, err := invredis.NewStore(rdb).Preheat(ctx, ceilingActivity, 1<<50, 1<<50); err != nil {
+	if _, err := invredis.NewStore(rdb).Preheat(ctx, ceilingActivity, 1<<50, 1<<50, 1); err != nil {
 		return nil, fmt.Errorf("ceiling: preheat: %w", err)
 	}
 	sha, err := rdb.ScriptLoad(ctx, invredis.ReserveScript).Result()

@@ -18,6 +18,9 @@ const (
 	// RequeueDue), so each call stays one modest Redis pipeline; callers
 	// split larger batches.
 	MaxBatch = 1000
+	// MaxStockBuckets bounds the buckets one flash sale's stock is split
+	// into over Redis slots (docs/stock-reservation.md).
+	MaxStockBuckets = 16
 	// MaxLines bounds the lines of one cart.
 	MaxLines = 100
 	// MaxPromotionSKUs bounds the SKUs one promotion names.

@@ -83,6 +83,10 @@ const (
 	// MaxRebuildOrders bounds the orders of one RebuildStock call: one
 	// script writes them all, atomically, and holds Redis meanwhile.
 	MaxRebuildOrders = 50_000
+	// MaxBuckets bounds the buckets one sale's stock is split into
+	// (docs/stock-reservation.md, "A sale beyond one Redis primary"):
+	// calls that name only an order look for it in every bucket.
+	MaxBuckets = limits.MaxStockBuckets
 )
 
 // HeldOrder is one stored order of an activity as a rebuild restores it:
@@ -289,7 +293,8 @@ func validateIdempotencyKey(key string) error {
 // Store keeps stock and reservations and enforces the rules that need
 // state, each operation atomically. The Redis adapter implements it.
 type Store interface {
-	Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (remaining int64, err error)
+	// Preheat loads a sale split into buckets (1: one slot, as always).
+	Preheat(ctx context.Context, activityID, stock, perUserLimit int64, buckets int) (remaining int64, err error)
 	Reserve(ctx context.Context, r ReserveRequest) (ReserveResult, error)
 	// ReserveBatch reserves for each request as Reserve does, in one
 	// round trip, and answers in the order of rs. The error is for the

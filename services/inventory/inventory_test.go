@@ -63,7 +63,7 @@ type recordingStore struct {
 	released []inventory.OrderRef       // what ReleaseBatch was given
 }
 
-func (s *recordingStore) Preheat(context.Context, int64, int64, int64) (int64, error) {
+func (s *recordingStore) Preheat(context.Context, int64, int64, int64, int) (int64, error) {
 	s.calls++
 	return 0, nil
 }
@@ -244,12 +244,17 @@ func TestServiceValidatesBeforeTheStore(t *testing.T) {
 		call  func(s *inventory.Service) error
 		valid bool
 	}{
-		{"preheat", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 100, 1); return err }, true},
-		{"preheat zero stock", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 0, 1); return err }, true},
-		{"preheat zero activity", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 0, 100, 1); return err }, false},
-		{"preheat negative stock", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, -1, 1); return err }, false},
-		{"preheat stock above max", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, inventory.MaxStock+1, 1); return err }, false},
-		{"preheat zero limit", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 100, 0); return err }, false},
+		{"preheat", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 100, 1, 1); return err }, true},
+		{"preheat zero stock", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 0, 1, 1); return err }, true},
+		{"preheat zero activity", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 0, 100, 1, 1); return err }, false},
+		{"preheat negative stock", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, -1, 1, 1); return err }, false},
+		{"preheat stock above max", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, inventory.MaxStock+1, 1, 1); return err }, false},
+		{"preheat zero limit", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 100, 0, 1); return err }, false},
+		{"preheat in four buckets", func(s *inventory.Service) error { _, err := s.Preheat(ctx, 1, 100, 1, 4); return err }, true},
+		{"preheat in too many buckets", func(s *inventory.Service) error {
+			_, err := s.Preheat(ctx, 1, 100, 1, inventory.MaxBuckets+1)
+			return err
+		}, false},
 		{"reserve", func(s *inventory.Service) error { _, err := s.Reserve(ctx, validRequest()); return err }, true},
 		{"rebuild", func(s *inventory.Service) error { _, err := s.RebuildStock(ctx, rebuild(3, nil)); return err }, true},
 		{"rebuild of nothing", func(s *inventory.Service) error { _, err := s.RebuildStock(ctx, rebuild(0, nil)); return err }, true},

@@ -14,9 +14,10 @@ type Service struct {
 // NewService returns a Service over store.
 func NewService(store Store) *Service { return &Service{store: store} }
 
-// Preheat loads an activity's stock and per-user limit. Repeating it never
-// resets stock that has already been sold.
-func (s *Service) Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (int64, error) {
+// Preheat loads an activity's stock and per-user limit, its stock split
+// into buckets on different Redis slots (0 or 1: one slot). Repeating it
+// never resets stock that has already been sold.
+func (s *Service) Preheat(ctx context.Context, activityID, stock, perUserLimit int64, buckets int) (int64, error) {
 	if err := validateIDs(namedID{"activity", activityID}); err != nil {
 		return 0, fmt.Errorf("preheat: %w", err)
 	}
@@ -26,7 +27,13 @@ func (s *Service) Preheat(ctx context.Context, activityID, stock, perUserLimit i
 	if perUserLimit < 1 {
 		return 0, fmt.Errorf("preheat: %w: per-user limit %d must be positive", ErrInvalid, perUserLimit)
 	}
-	return s.store.Preheat(ctx, activityID, stock, perUserLimit)
+	if buckets == 0 {
+		buckets = 1
+	}
+	if buckets < 1 || buckets > MaxBuckets {
+		return 0, fmt.Errorf("preheat: %w: buckets %d is outside 1..%d", ErrInvalid, buckets, MaxBuckets)
+	}
+	return s.store.Preheat(ctx, activityID, stock, perUserLimit, buckets)
 }
 
 // Reserve takes stock for one order, or answers a replay with the first

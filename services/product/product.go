@@ -72,6 +72,9 @@ type Activity struct {
 	// ChallengeRequired makes the gateway refuse a buy that carries no
 	// solved challenge token (docs/protection.md).
 	ChallengeRequired bool
+	// StockBuckets is how many Redis slots the inventory service splits
+	// the sale's stock over at preheat (0 or 1: one); it is not stored.
+	StockBuckets int
 }
 
 // Status is where an activity stands at a given time.
@@ -147,6 +150,9 @@ func (a Activity) Validate(p Product, now time.Time) error {
 	}
 	if a.PerUserLimit < 1 || a.PerUserLimit > MaxPerUserLimit {
 		return fmt.Errorf("%w: per_user_limit %d out of range 1..%d", ErrInvalid, a.PerUserLimit, MaxPerUserLimit)
+	}
+	if a.StockBuckets < 0 || a.StockBuckets > limits.MaxStockBuckets {
+		return fmt.Errorf("%w: stock_buckets %d out of range 0..%d", ErrInvalid, a.StockBuckets, limits.MaxStockBuckets)
 	}
 	if a.StartsAt.IsZero() || a.EndsAt.IsZero() {
 		return fmt.Errorf("%w: starts_at and ends_at are required", ErrInvalid)

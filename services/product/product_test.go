@@ -97,6 +97,9 @@ func TestActivityValidate(t *testing.T) {
 		{"ends now", func(a *product.Activity) { a.StartsAt, a.EndsAt = now.Add(-time.Hour), now }, true},
 		{"no start", func(a *product.Activity) { a.StartsAt = time.Time{} }, true},
 		{"no end", func(a *product.Activity) { a.EndsAt = time.Time{} }, true},
+		{"16 stock buckets", func(a *product.Activity) { a.StockBuckets = 16 }, false},
+		{"17 stock buckets", func(a *product.Activity) { a.StockBuckets = 17 }, true},
+		{"negative stock buckets", func(a *product.Activity) { a.StockBuckets = -1 }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

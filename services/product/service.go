@@ -58,7 +58,7 @@ type Shared struct {
 type Inventory interface {
 	// Preheat loads an activity's stock and per-user limit. Repeating it
 	// never resets stock already sold.
-	Preheat(ctx context.Context, activityID, stock, perUserLimit int64) error
+	Preheat(ctx context.Context, activityID, stock, perUserLimit int64, buckets int) error
 	// Remaining returns the units the activity has left.
 	Remaining(ctx context.Context, activityID int64) (int64, error)
 }
@@ -296,7 +296,7 @@ func (s *Service) CreateActivity(ctx context.Context, a Activity) (Activity, err
 	a.Remaining = a.Stock
 	s.activityIDs.Add(a.ID)
 	err = s.store.CreateActivity(ctx, a, func(ctx context.Context) error {
-		if err := s.inv.Preheat(ctx, a.ID, a.Stock, a.PerUserLimit); err != nil {
+		if err := s.inv.Preheat(ctx, a.ID, a.Stock, a.PerUserLimit, a.StockBuckets); err != nil {
 			// Whatever the inventory service said, the activity could
 			// not be made buyable, so it is not created and the caller
 			// may retry. Only ErrUnavailable is wrapped, so that the

@@ -15,6 +15,10 @@
 // arrival trace through each kind of rate limiter and the adaptive
 // concurrency limit (package ratebench), prints their table and writes
 // the chart page -ratelimit-html. -inventory=false skips the first part.
+//
+// Last (-buckets, on by default) it measures one sale's reservations with
+// its stock in 1, 2 and 4 buckets on a three-primary Redis Cluster
+// (buckets.go).
 package main
 
 import (
@@ -62,11 +66,16 @@ func main() {
 	clients := flag.Int("clients", 64, "concurrent clients per strategy")
 	inventory := flag.Bool("inventory", true, "measure the inventory strategies")
 	rateLimit := flag.Bool("ratelimit", true, "replay the bursty trace through the rate limiters")
+	buckets := flag.Bool("buckets", true, "measure one sale's stock in 1, 2 and 4 buckets on a Redis Cluster (buckets.go)")
 	rateHTML := flag.String("ratelimit-html", "loadtest/out/ratelimit.html", "where the rate limiters' chart page goes")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *duration, *clients, *inventory, *rateLimit, *rateHTML); err != nil {
+	err := run(ctx, *duration, *clients, *inventory, *rateLimit, *rateHTML)
+	if err == nil && *buckets {
+		err = bucketScaling(ctx, *duration, *clients)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -186,7 +195,7 @@ func cpus() int { return runtime.NumCPU() }
 // benchActivity preheats an activity whose stock and limit never run out
 // within a run, so every call does the full reservation.
 func benchActivity(ctx context.Context, store *invredis.Store, id int64) error {
-	_, err := store.Preheat(ctx, id, 1<<50, 1<<50)
+	_, err := store.Preheat(ctx, id, 1<<50, 1<<50, 1)
 	return err
 }
 

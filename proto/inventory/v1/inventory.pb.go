@@ -131,10 +131,13 @@ func (ReservationStatus) EnumDescriptor() ([]byte, []int) {
 }
 
 type PreheatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ActivityId    int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
-	Stock         int64                  `protobuf:"varint,2,opt,name=stock,proto3" json:"stock,omitempty"`
-	PerUserLimit  int64                  `protobuf:"varint,3,opt,name=per_user_limit,json=perUserLimit,proto3" json:"per_user_limit,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ActivityId   int64                  `protobuf:"varint,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
+	Stock        int64                  `protobuf:"varint,2,opt,name=stock,proto3" json:"stock,omitempty"`
+	PerUserLimit int64                  `protobuf:"varint,3,opt,name=per_user_limit,json=perUserLimit,proto3" json:"per_user_limit,omitempty"`
+	// buckets splits the stock over that many Redis slots (0 or 1: one
+	// slot, the default; at most 16): a hot sale beyond one primary.
+	Buckets       int32 `protobuf:"varint,4,opt,name=buckets,proto3" json:"buckets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,6 +189,13 @@ func (x *PreheatRequest) GetStock() int64 {
 func (x *PreheatRequest) GetPerUserLimit() int64 {
 	if x != nil {
 		return x.PerUserLimit
+	}
+	return 0
+}
+
+func (x *PreheatRequest) GetBuckets() int32 {
+	if x != nil {
+		return x.Buckets
 	}
 	return 0
 }
@@ -2178,12 +2188,13 @@ var File_inventory_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_inventory_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	"\x1cinventory/v1/inventory.proto\x12\x16flashsale.inventory.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"m\n" +
+	"\x1cinventory/v1/inventory.proto\x12\x16flashsale.inventory.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x01\n" +
 	"\x0ePreheatRequest\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\x03R\n" +
 	"activityId\x12\x14\n" +
 	"\x05stock\x18\x02 \x01(\x03R\x05stock\x12$\n" +
-	"\x0eper_user_limit\x18\x03 \x01(\x03R\fperUserLimit\"/\n" +
+	"\x0eper_user_limit\x18\x03 \x01(\x03R\fperUserLimit\x12\x18\n" +
+	"\abuckets\x18\x04 \x01(\x05R\abuckets\"/\n" +
 	"\x0fPreheatResponse\x12\x1c\n" +
 	"\tremaining\x18\x01 \x01(\x03R\tremaining\"\xe5\x01\n" +
 	"\x0eReserveRequest\x12\x1f\n" +

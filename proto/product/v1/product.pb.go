@@ -387,8 +387,11 @@ type CreateActivityRequest struct {
 	StartsAt          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=starts_at,json=startsAt,proto3" json:"starts_at,omitempty"`
 	EndsAt            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
 	ChallengeRequired bool                   `protobuf:"varint,7,opt,name=challenge_required,json=challengeRequired,proto3" json:"challenge_required,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// stock_buckets splits the sale's stock over that many Redis slots in
+	// the inventory service (0 or 1: one slot; at most 16).
+	StockBuckets  int32 `protobuf:"varint,8,opt,name=stock_buckets,json=stockBuckets,proto3" json:"stock_buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateActivityRequest) Reset() {
@@ -468,6 +471,13 @@ func (x *CreateActivityRequest) GetChallengeRequired() bool {
 		return x.ChallengeRequired
 	}
 	return false
+}
+
+func (x *CreateActivityRequest) GetStockBuckets() int32 {
+	if x != nil {
+		return x.StockBuckets
+	}
+	return 0
 }
 
 type GetActivityRequest struct {
@@ -859,7 +869,7 @@ const file_product_v1_product_proto_rawDesc = "" +
 	"\x06status\x18\t \x01(\x0e2$.flashsale.product.v1.ActivityStatusR\x06status\x12\x14\n" +
 	"\x05title\x18\n" +
 	" \x01(\tR\x05title\x12-\n" +
-	"\x12challenge_required\x18\v \x01(\bR\x11challengeRequired\"\x9d\x02\n" +
+	"\x12challenge_required\x18\v \x01(\bR\x11challengeRequired\"\xc2\x02\n" +
 	"\x15CreateActivityRequest\x12\x15\n" +
 	"\x06sku_id\x18\x01 \x01(\x03R\x05skuId\x12\x14\n" +
 	"\x05price\x18\x02 \x01(\x03R\x05price\x12\x14\n" +
@@ -867,7 +877,8 @@ const file_product_v1_product_proto_rawDesc = "" +
 	"\x0eper_user_limit\x18\x04 \x01(\x03R\fperUserLimit\x127\n" +
 	"\tstarts_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bstartsAt\x123\n" +
 	"\aends_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06endsAt\x12-\n" +
-	"\x12challenge_required\x18\a \x01(\bR\x11challengeRequired\"5\n" +
+	"\x12challenge_required\x18\a \x01(\bR\x11challengeRequired\x12#\n" +
+	"\rstock_buckets\x18\b \x01(\x05R\fstockBuckets\"5\n" +
 	"\x12GetActivityRequest\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\x03R\n" +
 	"activityId\"\x17\n" +

@@ -38,7 +38,7 @@ var Errors = errcode.Table{
 // Inventory is what the server needs of the domain; *inventory.Service
 // implements it.
 type Inventory interface {
-	Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (int64, error)
+	Preheat(ctx context.Context, activityID, stock, perUserLimit int64, buckets int) (int64, error)
 	Reserve(ctx context.Context, r inventory.ReserveRequest) (inventory.ReserveResult, error)
 	ReserveBatch(ctx context.Context, rs []inventory.ReserveRequest) ([]inventory.ReserveAnswer, error)
 	Release(ctx context.Context, activityID, orderID int64) (bool, error)
@@ -67,7 +67,7 @@ func NewServer(inv Inventory) *Server { return &Server{inv: inv} }
 
 // Preheat implements inventoryv1.InventoryServiceServer.
 func (s *Server) Preheat(ctx context.Context, req *inventoryv1.PreheatRequest) (*inventoryv1.PreheatResponse, error) {
-	remaining, err := s.inv.Preheat(ctx, req.GetActivityId(), req.GetStock(), req.GetPerUserLimit())
+	remaining, err := s.inv.Preheat(ctx, req.GetActivityId(), req.GetStock(), req.GetPerUserLimit(), int(req.GetBuckets()))
 	if err != nil {
 		return nil, err
 	}

@@ -48,21 +48,30 @@ func (s *Store) ClaimDue(ctx context.Context, activityIDs []int64, now time.Time
 		if len(out) >= limit {
 			break
 		}
-		k := keysOf(act)
-		reply, err := claimDueScript.Run(ctx, s.rdb, []string{k.expiry, k.claimed},
-			now.UnixMilli(), limit-len(out), leaseUntil.UnixMilli()).StringSlice()
+		n, err := s.bucketsOf(ctx, act)
 		if err != nil {
 			return out, fmt.Errorf("claim due in activity %d: %w", act, err)
 		}
-		for i := 0; i+1 < len(reply); i += 2 {
-			order, err1 := strconv.ParseInt(reply[i], 10, 64)
-			due, err2 := strconv.ParseFloat(reply[i+1], 64)
-			if err1 != nil || err2 != nil {
-				return out, fmt.Errorf("claim due in activity %d: unexpected entry %q scored %q", act, reply[i], reply[i+1])
+		for b := range n {
+			if len(out) >= limit {
+				break
 			}
-			out = append(out, inventory.DueEntry{
-				ActivityID: act, OrderID: order, DueAt: time.UnixMilli(int64(due)), LeaseUntil: leaseUntil,
-			})
+			k := bucketKeys(act, b, n)
+			reply, err := claimDueScript.Run(ctx, s.rdb, []string{k.expiry, k.claimed},
+				now.UnixMilli(), limit-len(out), leaseUntil.UnixMilli()).StringSlice()
+			if err != nil {
+				return out, fmt.Errorf("claim due in activity %d: %w", act, err)
+			}
+			for i := 0; i+1 < len(reply); i += 2 {
+				order, err1 := strconv.ParseInt(reply[i], 10, 64)
+				due, err2 := strconv.ParseFloat(reply[i+1], 64)
+				if err1 != nil || err2 != nil {
+					return out, fmt.Errorf("claim due in activity %d: unexpected entry %q scored %q", act, reply[i], reply[i+1])
+				}
+				out = append(out, inventory.DueEntry{
+					ActivityID: act, OrderID: order, DueAt: time.UnixMilli(int64(due)), LeaseUntil: leaseUntil,
+				})
+			}
 		}
 	}
 	return out, nil
@@ -109,16 +118,24 @@ func (s *Store) SettleDue(ctx context.Context, entries []inventory.DueEntry, req
 		for _, i := range at {
 			args = append(args, entries[i].OrderID, entries[i].LeaseUntil.UnixMilli())
 		}
-		k := keysOf(act)
-		reply, err := settleDueScript.Run(ctx, s.rdb, []string{k.expiry, k.claimed}, args...).Int64Slice()
+		// An entry of a bucketed activity is settled in every bucket: only
+		// the bucket whose claimed set holds it with that lease acts.
+		n, err := s.bucketsOf(ctx, act)
 		if err != nil {
 			return nil, fmt.Errorf("settle %d due entries of activity %d: %w", len(at), act, err)
 		}
-		if len(reply) != len(at) {
-			return nil, fmt.Errorf("settle due entries of activity %d: %d answers for %d entries", act, len(reply), len(at))
-		}
-		for j, i := range at {
-			settled[i] = reply[j] == 1
+		for b := range n {
+			k := bucketKeys(act, b, n)
+			reply, err := settleDueScript.Run(ctx, s.rdb, []string{k.expiry, k.claimed}, args...).Int64Slice()
+			if err != nil {
+				return nil, fmt.Errorf("settle %d due entries of activity %d: %w", len(at), act, err)
+			}
+			if len(reply) != len(at) {
+				return nil, fmt.Errorf("settle due entries of activity %d: %d answers for %d entries", act, len(reply), len(at))
+			}
+			for j, i := range at {
+				settled[i] = settled[i] || reply[j] == 1
+			}
 		}
 	}
 	return settled, nil
@@ -136,8 +153,28 @@ type Backlog struct {
 
 // DueBacklog reads the activity's Backlog at now: two counts and two
 // first members of sorted sets under one hash tag, in one round trip.
+//
+// Of a bucketed activity it sums the buckets' backlogs.
 func (s *Store) DueBacklog(ctx context.Context, activityID int64, now time.Time) (Backlog, error) {
-	k := keysOf(activityID)
+	n, err := s.bucketsOf(ctx, activityID)
+	if err != nil {
+		return Backlog{}, fmt.Errorf("expiry backlog of activity %d: %w", activityID, err)
+	}
+	var sum Backlog
+	for b := range n {
+		one, err := s.dueBacklog(ctx, activityID, bucketKeys(activityID, b, n), now)
+		if err != nil {
+			return Backlog{}, err
+		}
+		sum.Entries += one.Entries
+		if !one.Oldest.IsZero() && (sum.Oldest.IsZero() || one.Oldest.Before(sum.Oldest)) {
+			sum.Oldest = one.Oldest
+		}
+	}
+	return sum, nil
+}
+
+func (s *Store) dueBacklog(ctx context.Context, activityID int64, k activityKeys, now time.Time) (Backlog, error) {
 	at := strconv.FormatInt(now.UnixMilli(), 10)
 	var (
 		due, lapsed         *goredis.IntCmd

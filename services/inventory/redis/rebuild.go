@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/flashsale/flashsale/services/inventory"
 )
@@ -29,33 +30,93 @@ func (s *Store) Fenced(ctx context.Context) ([]int64, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	cmds, err := s.evalEach(ctx, fenceScript, len(ids), func(i int) ([]string, []any) {
-		return []string{keysOf(ids[i]).live}, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("fenced activities: %w", err)
+	var single, bucketed []int64
+	for _, id := range ids {
+		n, err := s.bucketsOf(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("fenced activities: %w", err)
+		}
+		if n == 1 {
+			single = append(single, id)
+		} else {
+			bucketed = append(bucketed, id)
+		}
 	}
 	var fenced []int64
-	for i, cmd := range cmds {
-		switch outcome, err := cmd.Text(); {
-		case err != nil:
-			return nil, fmt.Errorf("fence check of activity %d: %w", ids[i], err)
-		case outcome == "FENCED":
-			fenced = append(fenced, ids[i])
-		case outcome != "LIVE":
-			return nil, fmt.Errorf("fence check of activity %d: unexpected outcome %q", ids[i], outcome)
+	if len(single) > 0 {
+		cmds, err := s.evalEach(ctx, fenceScript, len(single), func(i int) ([]string, []any) {
+			return []string{keysOf(single[i]).live}, nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("fenced activities: %w", err)
+		}
+		for i, cmd := range cmds {
+			switch outcome, err := cmd.Text(); {
+			case err != nil:
+				return nil, fmt.Errorf("fence check of activity %d: %w", single[i], err)
+			case outcome == "FENCED":
+				fenced = append(fenced, single[i])
+			case outcome != "LIVE":
+				return nil, fmt.Errorf("fence check of activity %d: unexpected outcome %q", single[i], outcome)
+			}
+		}
+	}
+	// A bucketed sale is fenced as a whole when one of its buckets is:
+	// every bucket stops selling until the rebuild. The check also
+	// completes the transfers between its buckets left half-done.
+	for _, id := range bucketed {
+		n, _ := s.bucketsOf(ctx, id)
+		if _, err := s.RepairTransfers(ctx, id); err != nil {
+			return nil, fmt.Errorf("fenced activities: %w", err)
+		}
+		buckets, err := s.fencedBuckets(ctx, id, n)
+		if err != nil {
+			return nil, err
+		}
+		if len(buckets) > 0 {
+			if err := s.fenceAll(ctx, id, n); err != nil {
+				return nil, err
+			}
+			fenced = append(fenced, id)
 		}
 	}
 	return fenced, nil
 }
+
+// rebuildLockTTL bounds how long a crashed rebuild of a bucketed sale
+// keeps the next one out.
+const rebuildLockTTL = time.Minute
 
 // RebuildStock rewrites a fenced activity's stock, per-user counts,
 // reservations and expiry queue from r (the orders stored for it) in one
 // script (rebuild.lua) and marks it live again. An activity that is live
 // is left alone (Rebuilt false). It registers the activity in
 // ActivitiesKey, which may have lost it too.
+//
+// A bucketed activity is rebuilt bucket by bucket (rebuildBuckets).
 func (s *Store) RebuildStock(ctx context.Context, r inventory.Rebuild) (inventory.RebuildResult, error) {
-	k := keysOf(r.ActivityID)
+	n, err := s.bucketsOf(ctx, r.ActivityID)
+	if err != nil {
+		return inventory.RebuildResult{}, fmt.Errorf("rebuild activity %d: %w", r.ActivityID, err)
+	}
+	var res inventory.RebuildResult
+	if n > 1 {
+		res, err = s.rebuildBuckets(ctx, r, n)
+	} else {
+		res, err = s.rebuildOne(ctx, keysOf(r.ActivityID), r)
+	}
+	if err != nil {
+		return res, err
+	}
+	if err := s.rdb.SAdd(ctx, ActivitiesKey, r.ActivityID).Err(); err != nil {
+		return res, fmt.Errorf("rebuild activity %d: register: %w", r.ActivityID, err)
+	}
+	return res, nil
+}
+
+// rebuildOne runs rebuild.lua on the keys k (an activity, or one bucket of
+// one) with r's total, limit and orders.
+func (s *Store) rebuildOne(ctx context.Context, k activityKeys, r inventory.Rebuild) (inventory.RebuildResult, error) {
 	keys := make([]string, 0, 7+len(r.Orders))
 	keys = append(keys, k.meta, k.stock, k.bought, k.idem, k.expiry, k.claimed, k.live)
 	args := make([]any, 0, 2+7*len(r.Orders))
@@ -71,9 +132,6 @@ func (s *Store) RebuildStock(ctx context.Context, r inventory.Rebuild) (inventor
 	res, err := parseRebuildReply(reply)
 	if err != nil {
 		return inventory.RebuildResult{}, fmt.Errorf("rebuild activity %d: %w", r.ActivityID, err)
-	}
-	if err := s.rdb.SAdd(ctx, ActivitiesKey, r.ActivityID).Err(); err != nil {
-		return res, fmt.Errorf("rebuild activity %d: register: %w", r.ActivityID, err)
 	}
 	return res, nil
 }

@@ -23,6 +23,15 @@
 //	                        replicas, so a restart or failover fences the
 //	                        sale until it is rebuilt (rebuild.lua)
 //
+// A sale preheated in N > 1 buckets (buckets.go) has these keys once per
+// bucket, under the bucket's tag {act:ID:bB}, with a bucket's meta also
+// holding gen, xseq, given and received, and two more keys:
+//
+//	{act:ID:bB}:xout        hash: transfer id -> "<recipient>:<units>", given and not known applied
+//	{act:ID:bB}:xin         hash: transfer id -> units, the transfers applied to the bucket
+//
+// and its own record {act:ID}:meta (total, limit, buckets, gen).
+//
 // The expiry sorted set is the delay queue of reserved orders; an expiry
 // worker's claim moves due entries into the claimed set until it settles
 // them (see due.go). The set ActivitiesKey lists every preheated activity
@@ -35,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -106,13 +116,19 @@ var (
 // tag): Preheat adds to it in a call of its own, off the hot path.
 const ActivitiesKey = "inventory:activities"
 
-// activityKeys are the key names of one activity.
+// activityKeys are the key names of one activity, or of one bucket of a
+// bucketed activity (buckets.go).
 type activityKeys struct {
-	tag, meta, stock, bought, idem, expiry, claimed, live string
+	tag, meta, stock, bought, idem, expiry, claimed, live, xout, xin, rebuilding string
 }
 
-func keysOf(activityID int64) activityKeys {
-	tag := "{act:" + strconv.FormatInt(activityID, 10) + "}"
+// keysOf are the keys of an activity of one bucket, and the sale's own
+// record (meta) of a bucketed one.
+func keysOf(activityID int64) activityKeys { return keysWithTag(BucketTag(activityID, 0, 1)) }
+
+// keysWithTag builds every key name of an activity or bucket from its
+// hash tag: the one place key names are made.
+func keysWithTag(tag string) activityKeys {
 	return activityKeys{
 		tag:     tag,
 		meta:    tag + ":meta",
@@ -122,6 +138,10 @@ func keysOf(activityID int64) activityKeys {
 		expiry:  tag + ":expiry",
 		claimed: tag + ":claimed",
 		live:    tag + ":live",
+		xout:    tag + ":xout",
+		xin:     tag + ":xin",
+		// rebuilding is a bucketed sale's rebuild lock, in its own slot.
+		rebuilding: tag + ":rebuilding",
 	}
 }
 
@@ -142,7 +162,16 @@ const TombstoneTTL = time.Hour
 
 // ReserveKeys returns the KEYS of ReserveScript for an order, in order.
 func ReserveKeys(activityID, orderID int64) []string {
-	k := keysOf(activityID)
+	return reserveKeysIn(keysOf(activityID), orderID)
+}
+
+// ReserveKeysInBucket returns the KEYS of ReserveScript for an order in
+// bucket b of a sale in n buckets.
+func ReserveKeysInBucket(activityID, orderID int64, b, n int) []string {
+	return reserveKeysIn(bucketKeys(activityID, b, n), orderID)
+}
+
+func reserveKeysIn(k activityKeys, orderID int64) []string {
 	return []string{k.meta, k.stock, k.bought, k.idem, k.reservation(orderID), k.expiry, k.tombstone(orderID), k.live}
 }
 
@@ -153,21 +182,39 @@ func ExpiryKey(activityID int64) string { return keysOf(activityID).expiry }
 // Store is the inventory store on Redis. It is safe for concurrent use.
 type Store struct {
 	rdb goredis.Cmdable
+	// buckets remembers each preheated activity's number of buckets.
+	buckets sync.Map // int64 -> int
 }
 
 // NewStore returns a Store on rdb: a client, a cluster client, or (on
 // the hot path) one's auto-pipeliner, redisclient.Coalesced.
 func NewStore(rdb goredis.Cmdable) *Store { return &Store{rdb: rdb} }
 
-// Preheat loads an activity's stock and per-user limit and registers the
+// Preheat loads an activity's stock and per-user limit, split into
+// buckets (1: the keys of one slot; more: buckets.go), and registers the
 // activity in ActivitiesKey. Stock already there is kept, so a repeated
-// preheat never resets sold stock, and never unfences a fenced sale. It
+// preheat never resets sold stock, and never unfences a fenced sale; a
+// repeat with another number of buckets fails with ErrInvalid. It
 // returns the remaining stock.
-func (s *Store) Preheat(ctx context.Context, activityID, stock, perUserLimit int64) (int64, error) {
-	k := keysOf(activityID)
-	remaining, err := preheatScript.Run(ctx, s.rdb, []string{k.meta, k.stock, k.live}, stock, perUserLimit).Int64()
-	if err != nil {
-		return 0, fmt.Errorf("preheat activity %d: %w", activityID, err)
+func (s *Store) Preheat(ctx context.Context, activityID, stock, perUserLimit int64, buckets int) (int64, error) {
+	var remaining int64
+	if buckets > 1 {
+		var err error
+		if remaining, err = s.preheatBuckets(ctx, activityID, stock, perUserLimit, buckets); err != nil {
+			return 0, err
+		}
+	} else {
+		have, err := s.bucketsOf(ctx, activityID)
+		if err != nil {
+			return 0, fmt.Errorf("preheat activity %d: %w", activityID, err)
+		}
+		if have != 1 {
+			return 0, fmt.Errorf("preheat activity %d in one bucket: %w: it was preheated in %d", activityID, inventory.ErrInvalid, have)
+		}
+		k := keysOf(activityID)
+		if remaining, err = preheatScript.Run(ctx, s.rdb, []string{k.meta, k.stock, k.live}, stock, perUserLimit).Int64(); err != nil {
+			return 0, fmt.Errorf("preheat activity %d: %w", activityID, err)
+		}
 	}
 	if err := s.rdb.SAdd(ctx, ActivitiesKey, activityID).Err(); err != nil {
 		return 0, fmt.Errorf("preheat activity %d: register: %w", activityID, err)
@@ -180,9 +227,25 @@ func (s *Store) Preheat(ctx context.Context, activityID, stock, perUserLimit int
 // An order id is never reserved twice, even after its reservation was
 // released: callers take a fresh order id for every new attempt. On
 // ErrSoldOut and ErrLimitExceeded the result still carries Remaining.
+//
+// In a bucketed activity the reservation runs in the buyer's bucket, and
+// Remaining is that bucket's stock. A bucket without enough stock borrows
+// from the others and tries again (ReserveBatch); SOLD_OUT means the
+// other buckets had nothing to give either.
 func (s *Store) Reserve(ctx context.Context, r inventory.ReserveRequest) (inventory.ReserveResult, error) {
-	a := answerReserve(r, reserveScript.Run(ctx, s.rdb, ReserveKeys(r.ActivityID, r.OrderID), reserveArgs(r)...))
-	return a.Result, a.Err
+	n, err := s.bucketsOf(ctx, r.ActivityID)
+	if err != nil {
+		return inventory.ReserveResult{}, fmt.Errorf("reserve activity %d order %d: %w", r.ActivityID, r.OrderID, err)
+	}
+	keys := ReserveKeysInBucket(r.ActivityID, r.OrderID, bucketOf(r.UserID, n), n)
+	answers := []inventory.ReserveAnswer{answerReserve(r, reserveScript.Run(ctx, s.rdb, keys, reserveArgs(r)...))}
+	for range refillRounds {
+		if n == 1 || len(s.borrowFor(ctx, []inventory.ReserveRequest{r}, []int{n}, answers)) == 0 {
+			break
+		}
+		answers[0] = answerReserve(r, reserveScript.Run(ctx, s.rdb, keys, reserveArgs(r)...))
+	}
+	return answers[0].Result, answers[0].Err
 }
 
 // ReserveBatch runs ReserveScript for every request of rs in one pipeline
@@ -190,18 +253,96 @@ func (s *Store) Reserve(ctx context.Context, r inventory.ReserveRequest) (invent
 // Reserve would, in the order of rs. Each script is atomic on its own, so
 // a batch decides exactly what the same requests sent one by one in that
 // order would.
+//
+// A request of a bucketed activity that its bucket answered SOLD_OUT
+// borrows for it (refill: the bucket's sold-out requests together) and is
+// sent again, for at most refillRounds rounds.
 func (s *Store) ReserveBatch(ctx context.Context, rs []inventory.ReserveRequest) ([]inventory.ReserveAnswer, error) {
-	cmds, err := s.evalEach(ctx, reserveScript, len(rs), func(i int) ([]string, []any) {
-		return ReserveKeys(rs[i].ActivityID, rs[i].OrderID), reserveArgs(rs[i])
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reserve %d orders: %w", len(rs), err)
+	ns := make([]int, len(rs))
+	for i, r := range rs {
+		n, err := s.bucketsOf(ctx, r.ActivityID)
+		if err != nil {
+			return nil, fmt.Errorf("reserve %d orders: %w", len(rs), err)
+		}
+		ns[i] = n
 	}
 	answers := make([]inventory.ReserveAnswer, len(rs))
-	for i, cmd := range cmds {
-		answers[i] = answerReserve(rs[i], cmd)
+	send := func(at []int) error {
+		cmds, err := s.evalEach(ctx, reserveScript, len(at), func(j int) ([]string, []any) {
+			r := rs[at[j]]
+			n := ns[at[j]]
+			return ReserveKeysInBucket(r.ActivityID, r.OrderID, bucketOf(r.UserID, n), n), reserveArgs(r)
+		})
+		if err != nil {
+			return fmt.Errorf("reserve %d orders: %w", len(at), err)
+		}
+		for j, cmd := range cmds {
+			answers[at[j]] = answerReserve(rs[at[j]], cmd)
+		}
+		return nil
+	}
+	all := make([]int, len(rs))
+	for i := range all {
+		all[i] = i
+	}
+	if err := send(all); err != nil {
+		return nil, err
+	}
+	for range refillRounds {
+		again := s.borrowFor(ctx, rs, ns, answers)
+		if len(again) == 0 {
+			break
+		}
+		if err := send(again); err != nil {
+			return nil, err
+		}
 	}
 	return answers, nil
+}
+
+// borrowFor looks again at the sale of every request of a bucketed
+// activity that its bucket answered SOLD_OUT: the request stays sold out
+// when all the buckets together hold less than it asks for; otherwise
+// its bucket is refilled (with what its sold-out requests need together)
+// and the request is returned to be sent again. A failed transfer fails
+// the requests of its bucket: units may be in transit, so SOLD_OUT would
+// not be true.
+func (s *Store) borrowFor(ctx context.Context, rs []inventory.ReserveRequest, ns []int, answers []inventory.ReserveAnswer) []int {
+	type bucket struct {
+		activity int64
+		b        int
+	}
+	need := map[bucket]int64{}
+	members := map[bucket][]int{}
+	var order []bucket
+	for i, a := range answers {
+		if ns[i] == 1 || !errors.Is(a.Err, inventory.ErrSoldOut) {
+			continue
+		}
+		k := bucket{rs[i].ActivityID, bucketOf(rs[i].UserID, ns[i])}
+		if _, ok := need[k]; !ok {
+			order = append(order, k)
+		}
+		need[k] += rs[i].Quantity
+		members[k] = append(members[k], i)
+	}
+	var again []int
+	for _, k := range order {
+		n := ns[members[k][0]]
+		all, err := s.borrow(ctx, k.activity, n, k.b, need[k])
+		if err != nil {
+			for _, i := range members[k] {
+				answers[i] = inventory.ReserveAnswer{Err: fmt.Errorf("reserve activity %d order %d: borrow: %w", k.activity, rs[i].OrderID, err)}
+			}
+			continue
+		}
+		for _, i := range members[k] {
+			if rs[i].Quantity <= all {
+				again = append(again, i)
+			}
+		}
+	}
+	return again
 }
 
 // reserveArgs are ReserveScript's ARGV for r.
@@ -281,7 +422,18 @@ func (s *Store) ReleaseUnpublished(ctx context.Context, activityID, orderID int6
 }
 
 func (s *Store) release(ctx context.Context, activityID, orderID int64, unpublished bool) (bool, error) {
-	keys, args := releaseCall(activityID, orderID, unpublished)
+	n, err := s.bucketsOf(ctx, activityID)
+	if err != nil {
+		return false, fmt.Errorf("release activity %d order %d: %w", activityID, orderID, err)
+	}
+	if n > 1 {
+		as, err := s.releaseEach(ctx, []inventory.OrderRef{{ActivityID: activityID, OrderID: orderID}}, unpublished)
+		if err != nil {
+			return false, err
+		}
+		return as[0].Released, as[0].Err
+	}
+	keys, args := releaseCall(keysOf(activityID), orderID, unpublished)
 	outcome, err := releaseScript.Run(ctx, s.rdb, keys, args...).Text()
 	return answerRelease(activityID, orderID, unpublished, outcome, err)
 }
@@ -290,23 +442,29 @@ func (s *Store) release(ctx context.Context, activityID, orderID int64, unpublis
 // pipeline (one round trip; on Redis Cluster, one per node) and answers
 // in the order of refs, each as Release would have.
 func (s *Store) ReleaseBatch(ctx context.Context, refs []inventory.OrderRef) ([]inventory.ReleaseAnswer, error) {
-	cmds, err := s.evalEach(ctx, releaseScript, len(refs), func(i int) ([]string, []any) {
-		return releaseCall(refs[i].ActivityID, refs[i].OrderID, false)
+	return s.releaseEach(ctx, refs, false)
+}
+
+// releaseEach runs the release script for every order of refs in its
+// bucket (every bucket when none holds it, buckets.go), in one pipeline.
+func (s *Store) releaseEach(ctx context.Context, refs []inventory.OrderRef, unpublished bool) ([]inventory.ReleaseAnswer, error) {
+	cmds, err := s.onOwners(ctx, releaseScript, refs, func(i int, k activityKeys) ([]string, []any) {
+		return releaseCall(k, refs[i].OrderID, unpublished)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("release %d orders: %w", len(refs), err)
 	}
 	answers := make([]inventory.ReleaseAnswer, len(refs))
-	for i, cmd := range cmds {
-		outcome, err := cmd.Text()
-		answers[i].Released, answers[i].Err = answerRelease(refs[i].ActivityID, refs[i].OrderID, false, outcome, err)
+	for i, cs := range cmds {
+		outcome, err := decisive(cs, "NOT_FOUND").Text()
+		answers[i].Released, answers[i].Err = answerRelease(refs[i].ActivityID, refs[i].OrderID, unpublished, outcome, err)
 	}
 	return answers, nil
 }
 
-// releaseCall is the release script's KEYS and ARGV for an order.
-func releaseCall(activityID, orderID int64, unpublished bool) ([]string, []any) {
-	k := keysOf(activityID)
+// releaseCall is the release script's KEYS and ARGV for an order in the
+// activity (or bucket) of k.
+func releaseCall(k activityKeys, orderID int64, unpublished bool) ([]string, []any) {
 	flag := "0"
 	if unpublished {
 		flag = "1"
@@ -344,16 +502,18 @@ func answerRelease(activityID, orderID int64, unpublished bool, outcome string, 
 // pipeline (one round trip; on Redis Cluster, one per node) and returns
 // the outcomes in the order of refs.
 func (s *Store) MarkOrdered(ctx context.Context, refs []inventory.OrderRef) ([]inventory.MarkOutcome, error) {
-	cmds, err := s.evalEach(ctx, markOrderedScript, len(refs), func(i int) ([]string, []any) {
-		k := keysOf(refs[i].ActivityID)
+	cmds, err := s.onOwners(ctx, markOrderedScript, refs, func(i int, k activityKeys) ([]string, []any) {
 		return []string{k.reservation(refs[i].OrderID), k.live}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mark %d orders: %w", len(refs), err)
 	}
 	outcomes := make([]inventory.MarkOutcome, len(refs))
-	for i, cmd := range cmds {
-		text, err := cmd.Text()
+	for i, cs := range cmds {
+		// Of an order no bucket held, any bucket's MARKED wins: either
+		// the reservation arrived meanwhile, or a bucket is fenced, and
+		// then the whole sale is (Fenced) and the rebuild counts it.
+		text, err := decisive(cs, "NOT_FOUND").Text()
 		switch o := inventory.MarkOutcome(text); {
 		case err != nil:
 			return nil, fmt.Errorf("mark order %d of activity %d: %w", refs[i].OrderID, refs[i].ActivityID, err)
@@ -416,8 +576,9 @@ func (s *Store) evalEach(ctx context.Context, script *goredis.Script, n int, cal
 // Confirming twice is harmless; a released reservation fails with
 // ErrAlreadyReleased.
 func (s *Store) Confirm(ctx context.Context, activityID, orderID int64) error {
-	k := keysOf(activityID)
-	outcome, err := confirmScript.Run(ctx, s.rdb, []string{k.reservation(orderID), k.expiry}, orderID).Text()
+	outcome, err := s.onOwner(ctx, confirmScript, activityID, orderID, func(k activityKeys) ([]string, []any) {
+		return []string{k.reservation(orderID), k.expiry}, []any{orderID}
+	})
 	if err != nil {
 		return fmt.Errorf("confirm activity %d order %d: %w", activityID, orderID, err)
 	}
@@ -441,8 +602,9 @@ func (s *Store) Confirm(ctx context.Context, activityID, orderID int64) error {
 // ErrRestoreTooMany when the order's refunds would restore more units than
 // it reserved.
 func (s *Store) RestoreLimit(ctx context.Context, activityID, orderID, refundID, quantity int64) (bool, error) {
-	k := keysOf(activityID)
-	outcome, err := restoreScript.Run(ctx, s.rdb, []string{k.bought, k.reservation(orderID)}, refundID, quantity).Text()
+	outcome, err := s.onOwner(ctx, restoreScript, activityID, orderID, func(k activityKeys) ([]string, []any) {
+		return []string{k.bought, k.reservation(orderID)}, []any{refundID, quantity}
+	})
 	if err != nil {
 		return false, fmt.Errorf("restore limit of activity %d order %d: %w", activityID, orderID, err)
 	}
@@ -464,7 +626,17 @@ func (s *Store) RestoreLimit(ctx context.Context, activityID, orderID, refundID,
 }
 
 // Stock returns an activity's remaining and total stock.
+//
+// Of a bucketed activity it is the sum of the buckets' stock and of the
+// units in transit between them (bucketedStock).
 func (s *Store) Stock(ctx context.Context, activityID int64) (inventory.Stock, error) {
+	n, err := s.bucketsOf(ctx, activityID)
+	if err != nil {
+		return inventory.Stock{}, fmt.Errorf("stock of activity %d: %w", activityID, err)
+	}
+	if n > 1 {
+		return s.bucketedStock(ctx, activityID, n)
+	}
 	k := keysOf(activityID)
 	reply, err := stockScript.Run(ctx, s.rdb, []string{k.meta, k.stock}).Slice()
 	if err != nil {
@@ -485,7 +657,15 @@ func (s *Store) Stock(ctx context.Context, activityID int64) (inventory.Stock, e
 
 // Reservation returns the reservation of an order.
 func (s *Store) Reservation(ctx context.Context, activityID, orderID int64) (inventory.Reservation, error) {
-	fields, err := s.rdb.HGetAll(ctx, keysOf(activityID).reservation(orderID)).Result()
+	where, err := s.locate(ctx, []inventory.OrderRef{{ActivityID: activityID, OrderID: orderID}})
+	if err != nil {
+		return inventory.Reservation{}, fmt.Errorf("reservation of order %d: %w", orderID, err)
+	}
+	k := keysOf(activityID)
+	if p := where[0]; p.n > 1 {
+		k = bucketKeys(activityID, max(p.bucket, 0), p.n)
+	}
+	fields, err := s.rdb.HGetAll(ctx, k.reservation(orderID)).Result()
 	if err != nil {
 		return inventory.Reservation{}, fmt.Errorf("reservation of order %d: %w", orderID, err)
 	}
@@ -515,4 +695,25 @@ func (s *Store) Reservation(ctx context.Context, activityID, orderID int64) (inv
 		return inventory.Reservation{}, fmt.Errorf("reservation of order %d: %w", orderID, err)
 	}
 	return r, nil
+}
+
+// onOwner runs script for one order: as today in an activity of one
+// bucket, in the bucket of its reservation (or every bucket, the decisive
+// reply answering) in a bucketed one. It returns the reply's text.
+func (s *Store) onOwner(ctx context.Context, script *goredis.Script, activityID, orderID int64,
+	call func(k activityKeys) ([]string, []any)) (string, error) {
+	n, err := s.bucketsOf(ctx, activityID)
+	if err != nil {
+		return "", err
+	}
+	if n == 1 {
+		keys, args := call(keysOf(activityID))
+		return script.Run(ctx, s.rdb, keys, args...).Text()
+	}
+	cmds, err := s.onOwners(ctx, script, []inventory.OrderRef{{ActivityID: activityID, OrderID: orderID}},
+		func(_ int, k activityKeys) ([]string, []any) { return call(k) })
+	if err != nil {
+		return "", err
+	}
+	return decisive(cmds[0], "NOT_FOUND").Text()
 }

@@ -70,7 +70,7 @@ func TestActivitiesSpreadOverClusterNodes(t *testing.T) {
 		tag := "{act:" + strconv.FormatInt(act, 10) + "}"
 		node := nodeOf(t, cc, tag)
 		nodes[node] = true
-		if _, err := s.Preheat(ctx, act, 10, 2); err != nil {
+		if _, err := s.Preheat(ctx, act, 10, 2, 1); err != nil {
 			t.Fatal(err)
 		}
 		MustRunEveryScript(t, s, act)
@@ -114,7 +114,7 @@ func TestStoreRulesOnSingleNodeAndCluster(t *testing.T) {
 			ctx := context.Background()
 			var refs []inventory.OrderRef
 			for _, act := range acts {
-				if got, err := s.Preheat(ctx, act, 3, 2); err != nil || got != 3 {
+				if got, err := s.Preheat(ctx, act, 3, 2, 1); err != nil || got != 3 {
 					t.Fatalf("preheat %d: got %d, %v; want 3", act, got, err)
 				}
 				first := MustReserve(t, s, request(act, 1, 2, 1, "k"))
@@ -197,7 +197,7 @@ func TestMarkOrderedLoadsAFlushedScriptOnEveryNode(t *testing.T) {
 	ctx := context.Background()
 	var refs []inventory.OrderRef
 	for _, act := range activitiesOnEveryNode(t, cc, 1) {
-		if _, err := s.Preheat(ctx, act, 5, 1); err != nil {
+		if _, err := s.Preheat(ctx, act, 5, 1, 1); err != nil {
 			t.Fatal(err)
 		}
 		MustReserve(t, s, request(act, 1, 1, 1, "k"))
@@ -235,7 +235,7 @@ func TestReserveBatchLoadsAScriptOneNodeLost(t *testing.T) {
 	acts := activitiesOnEveryNode(t, cc, 1)
 	var reqs []inventory.ReserveRequest
 	for i, act := range acts {
-		if _, err := s.Preheat(ctx, act, 5, 1); err != nil {
+		if _, err := s.Preheat(ctx, act, 5, 1, 1); err != nil {
 			t.Fatal(err)
 		}
 		MustReserve(t, s, request(act, 1, 1, 1, "k")) // every primary has the script now
@@ -295,7 +295,7 @@ func testBuyersOverEveryNode(t *testing.T, s *invredis.Store, rdb goredis.Univer
 	)
 	ctx := context.Background()
 	for _, act := range acts {
-		if _, err := s.Preheat(ctx, act, stock, limit); err != nil {
+		if _, err := s.Preheat(ctx, act, stock, limit, 1); err != nil {
 			t.Fatal(err)
 		}
 	}

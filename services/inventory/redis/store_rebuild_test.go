@@ -134,7 +134,7 @@ func TestFenceCheckDropsAMarkOfAnotherRun(t *testing.T) {
 	if fenced, err := s.Fenced(ctx); err != nil || !slices.Contains(fenced, act) {
 		t.Fatalf("fenced: %v, %v; want %d among them", fenced, err, act)
 	}
-	if _, err := s.Preheat(ctx, act, 5, 1); err != nil {
+	if _, err := s.Preheat(ctx, act, 5, 1, 1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Reserve(ctx, request(act, 2, 1, 2, "k2")); !errors.Is(err, inventory.ErrFenced) {

@@ -57,7 +57,7 @@ func MustStore(tb testing.TB) (*invredis.Store, *goredis.Client) {
 func MustPreheat(tb testing.TB, s *invredis.Store, stock, limit int64) int64 {
 	tb.Helper()
 	id := newActivityID()
-	got, err := s.Preheat(context.Background(), id, stock, limit)
+	got, err := s.Preheat(context.Background(), id, stock, limit, 1)
 	if err != nil || got != stock {
 		tb.Fatalf("preheat %d: got %d, %v; want %d", id, got, err, stock)
 	}
@@ -161,7 +161,7 @@ func TestPreheatTwiceKeepsSoldStock(t *testing.T) {
 	act := MustPreheat(t, s, 10, 5)
 	MustReserve(t, s, request(act, 1, 3, 1, "k"))
 
-	remaining, err := s.Preheat(ctx, act, 50, 2)
+	remaining, err := s.Preheat(ctx, act, 50, 2, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,32 +589,9 @@ func TestConfirmTransitions(t *testing.T) {
 	}
 }
 
-// crc16 is Redis Cluster's key hash (CRC-16/XMODEM).
-func crc16(s string) uint16 {
-	var crc uint16
-	for i := 0; i < len(s); i++ {
-		crc ^= uint16(s[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
-}
-
-// keySlot is CLUSTER KEYSLOT: the hash of the key's first non-empty {tag},
-// or of the whole key.
-func keySlot(key string) uint16 {
-	if open := strings.IndexByte(key, '{'); open >= 0 {
-		if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
-			key = key[open+1 : open+1+end]
-		}
-	}
-	return crc16(key) % 16384
-}
+// keySlot is CLUSTER KEYSLOT, as the store computes it for the buckets'
+// tags (TestKeySlotMatchesRedisCluster holds it to the specification).
+func keySlot(key string) uint16 { return invredis.KeySlot(key) }
 
 func TestKeySlotMatchesRedisCluster(t *testing.T) {
 	// Slots published in the Redis Cluster specification and by CLUSTER
@@ -633,8 +610,8 @@ func TestKeySlotMatchesRedisCluster(t *testing.T) {
 			t.Errorf("keySlot(%q): got %d, want %d", tt.key, got, tt.want)
 		}
 	}
-	if got := crc16("123456789"); got != 0x31C3 {
-		t.Errorf("crc16 check value: got %#x, want 0x31c3", got)
+	if got := keySlot("123456789"); got != 0x31C3 {
+		t.Errorf("CRC-16/XMODEM check value: got %#x, want 0x31c3", got)
 	}
 }
 

@@ -42,9 +42,17 @@ type seeded struct {
 // consumer would. It is the state n buyers leave behind when none pays.
 func MustSeedDue(tb testing.TB, p *platform, n int, dueAt time.Time, store bool) seeded {
 	tb.Helper()
+	return mustSeedDueIn(tb, p, n, dueAt, store, 1)
+}
+
+// mustSeedDueIn is MustSeedDue for a sale whose stock is split into
+// buckets.
+func mustSeedDueIn(tb testing.TB, p *platform, n int, dueAt time.Time, store bool, buckets int32) seeded {
+	tb.Helper()
 	ctx := context.Background()
 	s := seeded{activity: seedIDs.Add(1)}
-	if _, err := p.inventory.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: s.activity, Stock: int64(n), PerUserLimit: 1}); err != nil {
+	if _, err := p.inventory.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: s.activity, Stock: int64(n), PerUserLimit: 1,
+		Buckets: buckets}); err != nil {
 		tb.Fatal(err)
 	}
 	first := newUsers(int64(n))
@@ -195,6 +203,19 @@ func mustExpireAll(tb testing.TB, p *platform, s seeded, dueAt time.Time) (laten
 func expiryAtLoad(c *app.Config) {
 	c.ExpiryPoll = 20 * time.Millisecond
 	c.ExpiryWorkers = 2
+}
+
+// The orders of a sale split into four buckets expire through the same
+// workers: ClaimDue reads every bucket's queue, the release finds each
+// order's bucket, and every unit comes back.
+func TestOrdersOfABucketedSaleAllExpire(t *testing.T) {
+	p := MustPlatform(t, expiryAtLoad)
+	dueAt := p.clock.Now().Add(time.Minute)
+	s := mustSeedDueIn(t, p, 200, dueAt, true, 4)
+	if got := MustStock(t, p, s.activity); got != 0 {
+		t.Fatalf("stock before the deadline: got %d, want 0", got)
+	}
+	mustExpireAll(t, p, s, dueAt)
 }
 
 func TestTenThousandOrdersDueAtOnceAllExpire(t *testing.T) {

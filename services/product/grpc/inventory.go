@@ -35,9 +35,10 @@ func NewInventory(conn grpc.ClientConnInterface) *Inventory {
 }
 
 // Preheat loads the activity's stock and per-user limit into the
-// inventory service.
-func (c *Inventory) Preheat(ctx context.Context, activityID, stock, perUserLimit int64) error {
-	_, err := c.client.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: activityID, Stock: stock, PerUserLimit: perUserLimit})
+// inventory service, split over buckets Redis slots.
+func (c *Inventory) Preheat(ctx context.Context, activityID, stock, perUserLimit int64, buckets int) error {
+	_, err := c.client.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: activityID, Stock: stock, PerUserLimit: perUserLimit,
+		Buckets: int32(buckets)})
 	if err != nil {
 		return fmt.Errorf("inventory preheat activity %d: %w", activityID, inventoryErrors.Domain(err))
 	}

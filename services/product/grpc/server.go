@@ -62,6 +62,7 @@ func (s *Server) CreateActivity(ctx context.Context, req *productv1.CreateActivi
 		StartsAt:          timeFromProto(req.GetStartsAt()),
 		EndsAt:            timeFromProto(req.GetEndsAt()),
 		ChallengeRequired: req.GetChallengeRequired(),
+		StockBuckets:      int(req.GetStockBuckets()),
 	})
 	if err != nil {
 		return nil, err

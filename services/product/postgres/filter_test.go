@@ -80,7 +80,7 @@ func (idGen) Next() int64 { return newID() }
 // as its stock.
 type noInventory struct{ t *testing.T }
 
-func (n noInventory) Preheat(context.Context, int64, int64, int64) error {
+func (n noInventory) Preheat(context.Context, int64, int64, int64, int) error {
 	n.t.Error("inventory asked to preheat")
 	return nil
 }
