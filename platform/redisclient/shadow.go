@@ -30,11 +30,11 @@ import (
 type keyRule int
 
 const (
-	noKeys    keyRule = iota // PING, INFO, PUBLISH...: nothing to rewrite
-	firstKey                 // the key is the first argument
-	allKeys                  // every argument is a key (DEL k1 k2, MGET)
-	pairKeys                 // key value key value (MSET)
-	scriptKeys               // EVAL script numkeys k1..kn args
+	noKeys     keyRule = iota // PING, INFO, PUBLISH...: nothing to rewrite
+	firstKey                  // the key is the first argument
+	allKeys                   // every argument is a key (DEL k1 k2, MGET)
+	pairKeys                  // key value key value (MSET)
+	scriptKeys                // EVAL script numkeys k1..kn args
 )
 
 var keyRules = map[string]keyRule{
