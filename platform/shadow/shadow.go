@@ -103,3 +103,13 @@ func Each(ctx context.Context, work func(ctx context.Context) error) error {
 	}
 	return g.Wait()
 }
+
+// EachOf wraps every worker in Each: the workers of a process that read
+// storage without a request, each then serving both traffic classes.
+func EachOf(workers ...func(context.Context) error) []func(context.Context) error {
+	out := make([]func(context.Context) error, len(workers))
+	for i, w := range workers {
+		out[i] = func(ctx context.Context) error { return Each(ctx, w) }
+	}
+	return out
+}

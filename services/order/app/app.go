@@ -22,6 +22,7 @@ import (
 	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	"github.com/flashsale/flashsale/services/order"
@@ -242,12 +243,12 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 	if err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
-	pool, err := pgplatform.Dial(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
+	pool, err := pgplatform.DialRouted(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
 	if err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
 	defer pool.Close()
-	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
+	if err := pgplatform.MigrateRouted(ctx, pool, postgres.Migrations); err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
 	rdb, err := redisclient.Dial(ctx, redisclient.Config{Addr: cfg.RedisAddr, Cluster: cfg.RedisCluster}, 0)
@@ -255,7 +256,8 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 		return fmt.Errorf("order: %w", err)
 	}
 	defer rdb.Close()
-	if err := pkafka.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, cfg.KafkaDurability, orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ, orderkafka.TopicEvents); err != nil {
+	if err := pkafka.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, cfg.KafkaDurability,
+		pkafka.WithShadows(orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ, orderkafka.TopicEvents)...); err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
 	consul, err := discovery.Open(cfg.Discovery, log)
@@ -391,6 +393,8 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 		GRPCListener:  grpcLis,
 		Admin:         admin,
 		AdminListener: adminLis,
-		Workers:       append(workers, consul.Announce("order", grpcLis)),
+		// Every worker reads storage without a request: each runs once
+		// per traffic class (docs/pressure-test.md).
+		Workers: append(shadow.EachOf(workers...), consul.Announce("order", grpcLis)),
 	}.Run(ctx)
 }

@@ -21,6 +21,7 @@ import (
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	"github.com/flashsale/flashsale/services/payment"
@@ -185,12 +186,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	pool, err := pgplatform.Dial(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
+	pool, err := pgplatform.DialRouted(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
 	if err != nil {
 		return fmt.Errorf("payment: %w", err)
 	}
 	defer pool.Close()
-	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
+	if err := pgplatform.MigrateRouted(ctx, pool, postgres.Migrations); err != nil {
 		return fmt.Errorf("payment: %w", err)
 	}
 	consul, err := discovery.Open(cfg.Discovery, log)
@@ -244,8 +245,10 @@ func Run(ctx context.Context, cfg Config) error {
 		GRPCListener:  grpcLis,
 		Admin:         admin,
 		AdminListener: adminLis,
+		// The sweep and the reconciliation read the ledger without a
+		// request: they run once per traffic class (docs/pressure-test.md).
 		Workers: []func(context.Context) error{func(ctx context.Context) error {
-			return svc.Run(ctx, cfg.SweepEvery, cfg.ReconcileEvery)
+			return shadow.Each(ctx, func(ctx context.Context) error { return svc.Run(ctx, cfg.SweepEvery, cfg.ReconcileEvery) })
 		}, consul.Announce("payment", grpcLis), func(ctx context.Context) error {
 			return consul.WatchPrefix(ctx, payment.ChannelSettingsPrefix, func(kv map[string]string) {
 				settings, err := payment.ParseChannelSettings(kv)
