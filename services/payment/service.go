@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/sweep"
 )
 
@@ -217,6 +218,11 @@ func (s *Service) handleCallback(ctx context.Context, channel string, body []byt
 	}
 	if err != nil {
 		return CallbackMalformed, fmt.Errorf("%s %s: %w", op, channel, err)
+	}
+	if t.PressureTest {
+		// The channel signed that the trade is pressure-test traffic's:
+		// it settles in the shadow ledger (docs/pressure-test.md).
+		ctx = shadow.With(ctx)
 	}
 	p, err := s.cfg.Ledger.Payment(ctx, t.PaymentID)
 	if errors.Is(err, ErrNotFound) {
