@@ -119,3 +119,46 @@ func TestMarkedCommandsUseShadowKeys(t *testing.T) {
 		})
 	}
 }
+
+// The auto-pipeliner batches many callers' commands under one context,
+// which the hook cannot read the mark from: Coalesced sends marked
+// commands (its own methods and every other) to the plain client, so
+// they are prefixed too, while real ones stay real.
+func TestCoalescedMarkedCommandsUseShadowKeys(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rdb, err := redisclient.Dial(ctx, redisclient.Config{Addr: strings.Join(stack.RedisClusterAddrs, ","), Cluster: true}, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	c := redisclient.Coalesced(rdb)
+	marked := shadow.With(ctx)
+	k := fmt.Sprintf("{coalesced:%d}:k", time.Now().UnixNano())
+	for _, set := range []func(context.Context) error{
+		func(ctx context.Context) error { return c.Set(ctx, k, shadow.Label(ctx), time.Minute).Err() },
+		func(ctx context.Context) error { return c.SAdd(ctx, k+":set", shadow.Label(ctx)).Err() },   // a method of its own
+		func(ctx context.Context) error { return c.LPush(ctx, k+":list", shadow.Label(ctx)).Err() }, // one it has not
+		func(ctx context.Context) error {
+			return incrBoth.Run(ctx, c, []string{k + ":a", k + ":b"}, 1).Err()
+		},
+	} {
+		if err := set(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := set(marked); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, key := range []string{k, k + ":set", k + ":list", k + ":a"} {
+		if n := rdb.Exists(ctx, key, shadow.KeyPrefix+key).Val(); n != 2 {
+			t.Fatalf("%s: %d of the real and the shadow key exist, want both", key, n)
+		}
+	}
+	if got := rdb.Get(ctx, shadow.KeyPrefix+k).Val(); got != "shadow" {
+		t.Fatalf("the shadow key holds %q", got)
+	}
+	if got := rdb.Get(ctx, k).Val(); got != "real" {
+		t.Fatalf("the real key holds %q", got)
+	}
+}
