@@ -113,3 +113,13 @@ func EachOf(workers ...func(context.Context) error) []func(context.Context) erro
 	}
 	return out
 }
+
+// Pick is real or marked by ctx's traffic class: a worker whose state is
+// its own (a reconciler's memory of what it saw) keeps one instance per
+// class.
+func Pick[T any](ctx context.Context, real, marked T) T {
+	if Is(ctx) {
+		return marked
+	}
+	return real
+}

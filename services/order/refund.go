@@ -295,11 +295,11 @@ func (s *Service) restoreLimit(ctx context.Context, r Refund, o Order) error {
 // finished. Each sweep takes the next page of them (platform/sweep), so
 // refunds that keep failing do not hold back the ones behind them.
 func (s *Service) SweepRefunds(ctx context.Context) (int, error) {
-	pending, err := s.cfg.Refunds.PendingRefunds(ctx, s.cfg.Clock.Now().Add(-s.cfg.RefundRetryAfter), s.refundSweep.After(), refundSweepBatch)
+	pending, err := s.cfg.Refunds.PendingRefunds(ctx, s.cfg.Clock.Now().Add(-s.cfg.RefundRetryAfter), s.refundSweep.After(ctx), refundSweepBatch)
 	if err != nil {
 		return 0, fmt.Errorf("sweep refunds: %w", err)
 	}
-	s.refundSweep.Read(refundIDs(pending), refundSweepBatch)
+	s.refundSweep.Read(ctx, refundIDs(pending), refundSweepBatch)
 	finished := 0
 	for _, r := range pending {
 		o, err := s.cfg.Store.Order(ctx, r.OrderID)

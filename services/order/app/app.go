@@ -340,13 +340,18 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 		AfterWrite: h.afterWrite,
 	})
 
-	reconciler := order.NewStockReconciler(order.ReconcilerConfig{
+	reconcileCfg := order.ReconcilerConfig{
 		Inventory: inv, Orders: store, Consumer: writerLag{cfg.KafkaBrokers}, Activities: ordergrpc.NewActivities(prodConn),
 		Clock: cfg.Clock, Settle: cfg.ReconcileSettle, Every: cfg.ReconcileEvery, Logger: log,
-	})
+	}
+	// The reconciler remembers when it first saw each sale fenced: one per
+	// traffic class, or each class's rounds would forget the other's.
+	reconciler, shadowReconciler := order.NewStockReconciler(reconcileCfg), order.NewStockReconciler(reconcileCfg)
 	workers := []func(context.Context) error{consumer.Run, func(ctx context.Context) error {
 		return svc.RunRefundSweep(ctx, cfg.RefundSweepEvery)
-	}, reconciler.Run, relay.Run}
+	}, func(ctx context.Context) error {
+		return shadow.Pick(ctx, reconciler, shadowReconciler).Run(ctx)
+	}, relay.Run}
 	if !h.noExpiry {
 		// The Postgres backstop sweeps every activity's orders, so a
 		// worker limited to some activities (ExpiryOf) runs without it.
