@@ -16,7 +16,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 
 export GOTOOLCHAIN := local
 
-.PHONY: demo test test-split rules actionlint up up-split compose-up config-doc deps test-deps proto proto-check lint bench loadtest static size package-graph
+.PHONY: demo test test-split rules actionlint up up-split compose-up config-doc deps test-deps proto proto-check lint bench loadtest static size package-graph shadow-clean
 
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
@@ -136,6 +136,10 @@ bench: deps
 PLAN ?= loadtest/sizing/seed002.yaml
 size:
 	$(GO) run ./loadtest/cmd/size -plan $(PLAN) $(if $(REPORT),-report $(REPORT)) $(ARGS)
+
+## shadow-clean: the pressure-test leakage audit, then delete the shadow data (shadow schemas, shadow: Redis keys on every primary, .shadow topics); ARGS names the stores (docs/pressure-test.md)
+shadow-clean:
+	$(GO) run ./loadtest/cmd/shadow -audit -clean $(ARGS)
 
 ## static: build every command as the Dockerfile does (CGO_ENABLED=0, static), into .bin/static
 static:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/shadow"
 )
 
 // Roles a token's role claim may carry.
@@ -86,6 +87,9 @@ func (a *authenticator) authenticate(r *http.Request) (principal, error) {
 			msg = "token expired"
 		}
 		return principal{}, errorf(errcode.Unauthenticated, msg)
+	}
+	if claims.Role == RoleLoadTest {
+		return principal{}, errorf(errcode.Unauthenticated, "a load-test token is not a bearer token: send it in "+shadow.Header)
 	}
 	id, err := parseID("sub", claims.Subject)
 	if err != nil {

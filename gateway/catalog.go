@@ -80,7 +80,7 @@ func cachedRead[V any](ctx context.Context, g *Gateway, c *cache.Loader[int64, V
 	if !g.cacheOnly.Load() && g.degrade.level() < LevelSurvive {
 		return c.Get(ctx, id)
 	}
-	if v, ok := c.Cached(id); ok {
+	if v, ok := c.CachedIn(ctx, id); ok {
 		return v, nil
 	}
 	var zero V

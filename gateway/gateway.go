@@ -374,6 +374,7 @@ func (g *Gateway) routes() {
 	}
 	g.route("POST /admin/v1/products", routeSpec{access: adminOnly, limit: api}, g.createProduct)
 	g.route("POST /admin/v1/activities", routeSpec{access: adminOnly, limit: api}, g.createActivity)
+	g.route("POST /admin/v1/load-test-tokens", routeSpec{access: adminOnly, limit: api}, g.issueLoadTestToken)
 	g.route("GET /api/v1/products/{sku_id}", read, g.getProduct)
 	g.route("GET /api/v1/activities", read, g.listActivities)
 	g.route("GET /api/v1/activities/{activity_id}", read, g.getActivity)

@@ -33,6 +33,8 @@ const routeUnmatched = "unmatched"
 type requestInfo struct {
 	route  string
 	userID int64
+	// shadow: the request is pressure-test traffic (pressuretest.go).
+	shadow bool
 }
 
 type requestInfoKey struct{}
@@ -117,6 +119,11 @@ type metrics struct {
 	// (the client address's rate), "device" (the device's rate) or
 	// "blocked" (the blocklist).
 	refused *prometheus.CounterVec
+	// shadowRequests counts pressure-test requests, which the series
+	// above never count: a separate series rather than a label on them,
+	// so that every existing sum (dashboards, alerts, the degrade
+	// controller's figures) stays real-only without being edited.
+	shadowRequests *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -131,8 +138,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_admission_refused_total", Help: "Requests refused by admission, by route and reason (429: limit, the adaptive concurrency limit; ip, the client address's rate; device, the device's rate. 403: blocked, the blocklist).",
 		}, []string{"route", "reason"}),
+		shadowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_http_shadow_requests_total", Help: "Pressure-test (X-Pressure-Test) HTTP requests answered, by route and status; never counted in gateway_http_requests_total.",
+			ConstLabels: prometheus.Labels{"traffic": "shadow"},
+		}, []string{"route", "status"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.refused} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.refused, m.shadowRequests} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}
@@ -164,8 +175,12 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		elapsed := time.Since(start)
 		span.SetName(info.route)
 		span.SetAttributes(attribute.String("http.route", info.route), attribute.Int("http.status_code", rec.status))
-		g.metrics.requests.WithLabelValues(info.route, strconv.Itoa(rec.status)).Inc()
-		telemetry.Observe(ctx, g.metrics.latency.WithLabelValues(info.route), elapsed.Seconds())
+		if info.shadow {
+			g.metrics.shadowRequests.WithLabelValues(info.route, strconv.Itoa(rec.status)).Inc()
+		} else {
+			g.metrics.requests.WithLabelValues(info.route, strconv.Itoa(rec.status)).Inc()
+			telemetry.Observe(ctx, g.metrics.latency.WithLabelValues(info.route), elapsed.Seconds())
+		}
 		if info.route == seckillRoute {
 			g.degrade.observe(elapsed)
 		}
@@ -293,6 +308,12 @@ func (g *Gateway) route(pattern string, spec routeSpec, h handlerFunc) {
 	g.settingsMu.Unlock()
 	g.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		infoOf(r.Context()).route = pattern
+		marked, err := g.markPressureTest(r)
+		if err != nil {
+			writeError(w, r, g.log, err)
+			return
+		}
+		r = marked
 		if err := g.degraded(spec.off); err != nil {
 			writeError(w, r, g.log, err)
 			return

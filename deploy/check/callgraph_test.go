@@ -683,6 +683,26 @@ func (fl flow) constants(p *srcPackage, e ast.Expr, seen map[ast.Expr]bool) ([]s
 			return nil, fmt.Errorf("%s is not a field", types.ExprString(x))
 		}
 		from = fl.writes[sel.Obj().(*types.Var)]
+	case *ast.CallExpr:
+		// shadow.Topic(ctx, t) and kafka.Group(ctx, g) name the twin of t
+		// (g) that pressure-test traffic uses; the map draws the real one
+		// (docs/pressure-test.md).
+		fun, ok := ast.Unparen(x.Fun).(*ast.SelectorExpr)
+		if !ok || len(x.Args) != 2 {
+			return nil, fmt.Errorf("cannot follow %s", types.ExprString(e))
+		}
+		f, ok := p.info.Uses[fun.Sel].(*types.Func)
+		if !ok || (f.FullName() != modulePrefix+"platform/shadow.Topic" && f.FullName() != modulePrefix+"platform/kafka.Group") {
+			return nil, fmt.Errorf("cannot follow %s", types.ExprString(e))
+		}
+		from = []site{{p, x.Args[1]}}
+	case *ast.BinaryExpr:
+		// topic + shadow.TopicSuffix: the shadow twin of topic, as above.
+		tv, ok := p.info.Types[x.Y]
+		if !ok || tv.Value == nil || x.Op != token.ADD || constant.StringVal(tv.Value) != ".shadow" {
+			return nil, fmt.Errorf("cannot follow %s", types.ExprString(e))
+		}
+		from = []site{{p, x.X}}
 	default:
 		return nil, fmt.Errorf("cannot follow %s", types.ExprString(e))
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/shadow"
 )
 
 // DefaultMaxEntries bounds a Loader's entries unless WithMaxEntries says
@@ -43,13 +44,35 @@ type Loader[K comparable, V any] struct {
 	// in the background (WithRefreshAhead); zero never does.
 	ahead float64
 
-	entries *lru.Cache[K, entry[V]]
+	// entries are keyed by the key and its traffic class: pressure-test
+	// work (platform/shadow) reads shadow storage, and its values must
+	// never answer real readers, nor real values marked ones.
+	entries *lru.Cache[classed[K], entry[V]]
 	group   singleflight.Group
 	// refreshing holds the keys whose background reload is under way, so
 	// a hot key's many hits start one.
 	refreshing sync.Map
 
 	hits, misses, staleAnswers, negativeAnswers, evictions, refreshes atomic.Int64
+}
+
+// classed is a key in one traffic class.
+type classed[K comparable] struct {
+	key    K
+	shadow bool
+}
+
+// in is k in ctx's traffic class.
+func in[K comparable](ctx context.Context, k K) classed[K] {
+	return classed[K]{key: k, shadow: shadow.Is(ctx)}
+}
+
+// flightKey names a classed key in the singleflight group.
+func (c classed[K]) flightKey() string {
+	if c.shadow {
+		return "shadow:" + fmt.Sprint(c.key)
+	}
+	return fmt.Sprint(c.key)
 }
 
 type entry[V any] struct {
@@ -114,7 +137,7 @@ func New[K comparable, V any](ttl time.Duration, c clock.Clock, load func(contex
 // WithMaxEntries bounds l to n entries (least recently used evicted
 // first). Call it before the first Get: it starts l empty.
 func (l *Loader[K, V]) WithMaxEntries(n int) *Loader[K, V] {
-	entries, err := lru.NewWithEvict(n, func(K, entry[V]) { l.evictions.Add(1) })
+	entries, err := lru.NewWithEvict(n, func(classed[K], entry[V]) { l.evictions.Add(1) })
 	if err != nil {
 		panic(fmt.Sprintf("cache: %d entries: %v", n, err))
 	}
@@ -170,9 +193,11 @@ func (l *Loader[K, V]) fresh(v V, now time.Time) entry[V] {
 	return e
 }
 
-// Get returns the cached value for k, loading it when absent or expired.
-func (l *Loader[K, V]) Get(ctx context.Context, k K) (V, error) {
+// Get returns the cached value for k, loading it when absent or expired,
+// in ctx's traffic class.
+func (l *Loader[K, V]) Get(ctx context.Context, key K) (V, error) {
 	var zero V
+	k := in(ctx, key)
 	if e, ok := l.entries.Get(k); ok {
 		if now := l.clock.Now(); now.Before(e.expires) {
 			switch {
@@ -191,7 +216,7 @@ func (l *Loader[K, V]) Get(ctx context.Context, k K) (V, error) {
 		}
 	}
 	l.misses.Add(1)
-	got, err, _ := l.group.Do(fmt.Sprint(k), func() (any, error) { return l.fill(ctx, k) })
+	got, err, _ := l.group.Do(k.flightKey(), func() (any, error) { return l.fill(ctx, k) })
 	if err != nil {
 		return zero, err
 	}
@@ -205,10 +230,10 @@ func (l *Loader[K, V]) Get(ctx context.Context, k K) (V, error) {
 // fill loads k and stores what the load says: a value, a remembered
 // absence, or (during an outage) the last value marked stale. It runs in
 // the key's singleflight.
-func (l *Loader[K, V]) fill(ctx context.Context, k K) (any, error) {
+func (l *Loader[K, V]) fill(ctx context.Context, k classed[K]) (any, error) {
 	// The load must not be cut short by one caller's cancellation,
 	// since other callers share its result.
-	v, err := l.load(context.WithoutCancel(ctx), k)
+	v, err := l.load(context.WithoutCancel(ctx), k.key)
 	now := l.clock.Now()
 	switch {
 	case err == nil:
@@ -230,7 +255,7 @@ func (l *Loader[K, V]) fill(ctx context.Context, k K) (any, error) {
 
 // refreshAhead reloads k in the background unless a reload of it is
 // under way; the reload shares the key's singleflight with any miss.
-func (l *Loader[K, V]) refreshAhead(ctx context.Context, k K) {
+func (l *Loader[K, V]) refreshAhead(ctx context.Context, k classed[K]) {
 	if _, busy := l.refreshing.LoadOrStore(k, struct{}{}); busy {
 		return
 	}
@@ -240,14 +265,14 @@ func (l *Loader[K, V]) refreshAhead(ctx context.Context, k K) {
 		defer l.refreshing.Delete(k)
 		// An error leaves the entry as it was: the next reader of an
 		// expired entry asks the source again (and WithStale applies).
-		_, _, _ = l.group.Do(fmt.Sprint(k), func() (any, error) { return l.fill(ctx, k) })
+		_, _, _ = l.group.Do(k.flightKey(), func() (any, error) { return l.fill(ctx, k) })
 	}()
 }
 
 // Set stores v for k as if it had just been loaded: a warm-up (预热)
-// fills a cache before the reads come.
+// fills a cache before the reads come. It fills the real class.
 func (l *Loader[K, V]) Set(k K, v V) {
-	l.entries.Add(k, l.fresh(v, l.clock.Now()))
+	l.entries.Add(classed[K]{key: k}, l.fresh(v, l.clock.Now()))
 }
 
 // Expire makes every entry due: the next Get of each key loads it again,
@@ -272,9 +297,14 @@ func (l *Loader[K, V]) Expire() {
 
 // Cached returns the last value loaded for k, however old, without
 // loading: a degraded reader serves what it has rather than call a
-// struggling source.
+// struggling source. It reads the real class; CachedIn reads ctx's.
 func (l *Loader[K, V]) Cached(k K) (V, bool) {
-	e, ok := l.entries.Peek(k)
+	return l.CachedIn(context.Background(), k)
+}
+
+// CachedIn is Cached in ctx's traffic class.
+func (l *Loader[K, V]) CachedIn(ctx context.Context, k K) (V, bool) {
+	e, ok := l.entries.Peek(in(ctx, k))
 	if !ok || e.absent != nil {
 		var zero V
 		return zero, false
@@ -282,9 +312,11 @@ func (l *Loader[K, V]) Cached(k K) (V, bool) {
 	return e.val, true
 }
 
-// Invalidate drops k, so the next Get loads it again.
+// Invalidate drops k in both traffic classes, so the next Get loads it
+// again (an invalidation names an id, which the classes never share).
 func (l *Loader[K, V]) Invalidate(k K) {
-	l.entries.Remove(k)
+	l.entries.Remove(classed[K]{key: k})
+	l.entries.Remove(classed[K]{key: k, shadow: true})
 }
 
 // Stats is what a cache level did since it was made. For a Loader (Level

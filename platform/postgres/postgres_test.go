@@ -29,6 +29,17 @@ func init() { dbs.Store(time.Now().UnixMicro()) }
 // mustDatabase creates a fresh database and returns a pool on it.
 func mustDatabase(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
+	pool, err := postgres.Dial(context.Background(), mustDatabaseURL(tb), 8)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
+// mustDatabaseURL creates a fresh database and returns its URL.
+func mustDatabaseURL(tb testing.TB) string {
+	tb.Helper()
 	ctx := context.Background()
 	admin, err := postgres.Dial(ctx, stack.PostgresURL("admin"), 2)
 	if err != nil {
@@ -39,12 +50,7 @@ func mustDatabase(tb testing.TB) *pgxpool.Pool {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		tb.Fatal(err)
 	}
-	pool, err := postgres.Dial(ctx, stack.PostgresURL(name), 8)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(pool.Close)
-	return pool
+	return stack.PostgresURL(name)
 }
 
 // schema is a service's migrations directory.

@@ -103,7 +103,7 @@ func Dial(ctx context.Context, cfg Config, poolSize int) (redis.UniversalClient,
 		rdb.Close()
 		return nil, fmt.Errorf("redis %s is a Redis Cluster node: set FLASHSALE_REDIS_CLUSTER=true", addrs[0])
 	}
-	return rdb, nil
+	return Shadowed(rdb), nil
 }
 
 func dialCluster(ctx context.Context, addrs []string, poolSize int) (*redis.ClusterClient, error) {
@@ -123,5 +123,6 @@ func dialCluster(ctx context.Context, addrs []string, poolSize int) (*redis.Clus
 		rdb.Close()
 		return nil, fmt.Errorf("redis cluster %s: %w", strings.Join(addrs, ","), err)
 	}
+	rdb.AddHook(shadowHook{})
 	return rdb, nil
 }

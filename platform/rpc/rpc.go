@@ -20,9 +20,11 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/telemetry"
 )
 
@@ -83,7 +85,8 @@ func NewServer(log *slog.Logger, reg prometheus.Registerer, table errcode.Table)
 	s := grpc.NewServer(
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
-		grpc.ChainUnaryInterceptor(unary),
+		grpc.ChainUnaryInterceptor(markUnary, unary),
+		grpc.ChainStreamInterceptor(markStream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	hs := health.NewServer()
@@ -132,6 +135,8 @@ func Dial(target string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, PermitWithoutStream: true}),
+		grpc.WithChainUnaryInterceptor(sendMarkUnary),
+		grpc.WithChainStreamInterceptor(sendMarkStream),
 	}
 	cc, err := grpc.NewClient(target, append(base, opts...)...)
 	if err != nil {
@@ -170,4 +175,53 @@ func HealthCheck(cc *grpc.ClientConn) telemetry.Check {
 		}
 		return nil
 	}
+}
+
+// The pressure-test mark (platform/shadow) crosses every gRPC hop: a
+// client whose context is marked sends shadow.Metadata, and the server
+// marks the handler's context when the metadata is there. Every service
+// dials with Dial and serves with NewServer, so none has code of its own
+// for it. The mark is trusted here: only the gateway, which checks the
+// load-test token, lets it in from outside.
+
+func markedIncoming(ctx context.Context) context.Context {
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(shadow.Metadata)) > 0 {
+		return shadow.With(ctx)
+	}
+	return ctx
+}
+
+func markedOutgoing(ctx context.Context) context.Context {
+	if shadow.Is(ctx) {
+		return metadata.AppendToOutgoingContext(ctx, shadow.Metadata, "1")
+	}
+	return ctx
+}
+
+func markUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	return h(markedIncoming(ctx), req)
+}
+
+type markedServerStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s markedServerStream) Context() context.Context { return s.ctx }
+
+func markStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if ctx := markedIncoming(ss.Context()); ctx != ss.Context() {
+		ss = markedServerStream{ServerStream: ss, ctx: ctx}
+	}
+	return h(srv, ss)
+}
+
+func sendMarkUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
+	invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return invoker(markedOutgoing(ctx), method, req, reply, cc, opts...)
+}
+
+func sendMarkStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+	streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return streamer(markedOutgoing(ctx), desc, cc, method, opts...)
 }

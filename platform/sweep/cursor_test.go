@@ -1,9 +1,11 @@
 package sweep_test
 
 import (
+	"context"
 	"slices"
 	"testing"
 
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/sweep"
 )
 
@@ -24,25 +26,46 @@ func page(ids []int64, after int64, limit int) []int64 {
 // visits each once and the next pass starts again.
 func TestCursorReachesEveryCandidate(t *testing.T) {
 	ids := []int64{3, 5, 8, 13, 21, 34, 55}
+	ctx := context.Background()
 	var c sweep.Cursor
 	var seen []int64
 	for range 3 {
-		p := page(ids, c.After(), 3)
+		p := page(ids, c.After(ctx), 3)
 		seen = append(seen, p...)
-		c.Read(p, 3)
+		c.Read(ctx, p, 3)
 	}
 	if !slices.Equal(seen, ids) {
 		t.Fatalf("one pass of pages of 3 saw %v, want every candidate %v", seen, ids)
 	}
-	if c.After() != 0 {
-		t.Errorf("after the short last page the cursor is at %d, want the start", c.After())
+	if c.After(ctx) != 0 {
+		t.Errorf("after the short last page the cursor is at %d, want the start", c.After(ctx))
 	}
-	c.Read(page(ids, 0, 7), 7)
-	if c.After() != 55 {
-		t.Errorf("a full page leaves the cursor at %d, want its last id 55", c.After())
+	c.Read(ctx, page(ids, 0, 7), 7)
+	if c.After(ctx) != 55 {
+		t.Errorf("a full page leaves the cursor at %d, want its last id 55", c.After(ctx))
 	}
-	c.Read(nil, 7)
-	if c.After() != 0 {
-		t.Errorf("an empty page leaves the cursor at %d, want the start", c.After())
+	c.Read(ctx, nil, 7)
+	if c.After(ctx) != 0 {
+		t.Errorf("an empty page leaves the cursor at %d, want the start", c.After(ctx))
+	}
+}
+
+// A marked (pressure-test) pass has a position of its own: its pages do
+// not move the real pass, nor the real pages it.
+func TestCursorKeepsAPositionPerTrafficClass(t *testing.T) {
+	ctx := context.Background()
+	marked := shadow.With(ctx)
+	var c sweep.Cursor
+	c.Read(ctx, []int64{3, 5, 8}, 3)
+	c.Read(marked, []int64{100, 200, 300}, 3)
+	if got := c.After(ctx); got != 8 {
+		t.Fatalf("the real pass is at %d after a marked page, want 8", got)
+	}
+	if got := c.After(marked); got != 300 {
+		t.Fatalf("the marked pass is at %d, want 300", got)
+	}
+	c.Read(ctx, nil, 3)
+	if c.After(ctx) != 0 || c.After(marked) != 300 {
+		t.Fatalf("ending the real pass moved the marked one: %d %d", c.After(ctx), c.After(marked))
 	}
 }

@@ -124,6 +124,11 @@ type channelState struct {
 	trades    map[string]*trade // by trade number
 	byRef     map[string]string // merchant ref → trade number
 	stats     Stats
+	// shadow: the channel's twin for pressure-test traffic
+	// (wire.PressureTestHeader), as a sandbox merchant account: its
+	// trades, refunds, statement and notifications never meet the real
+	// ones. It behaves as the real channel does.
+	shadow bool
 }
 
 // Simulator is the channels' server. It is safe for concurrent use.
@@ -134,6 +139,7 @@ type Simulator struct {
 	mu       sync.Mutex
 	rnd      *rand.Rand
 	channels map[string]*channelState
+	shadows  map[string]*channelState
 	seq      int64
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -166,7 +172,7 @@ func New(cfg Config) (*Simulator, error) {
 	s := &Simulator{
 		cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
 		rnd:      rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		channels: map[string]*channelState{},
+		channels: map[string]*channelState{}, shadows: map[string]*channelState{},
 	}
 	for _, c := range cfg.Channels {
 		if c.Name == "" || c.Secret == "" {
@@ -176,6 +182,7 @@ func New(cfg Config) (*Simulator, error) {
 			return nil, fmt.Errorf("channelsim: channel %q configured twice", c.Name)
 		}
 		s.channels[c.Name] = &channelState{Channel: c, trades: map[string]*trade{}, byRef: map[string]string{}}
+		s.shadows[c.Name] = &channelState{Channel: c, trades: map[string]*trade{}, byRef: map[string]string{}, shadow: true}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mux.HandleFunc("POST /{channel}/payments", s.gated(s.create))
@@ -256,7 +263,7 @@ func (s *Simulator) Trade(channel, ref string) (wire.Trade, bool) {
 func (s *Simulator) Pay(channel, tradeNo string) (wire.Trade, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pay(channel, tradeNo)
+	return s.pay(s.channels, channel, tradeNo)
 }
 
 // apiError is an answer of the channel API other than 2xx.
@@ -276,12 +283,16 @@ func fail(status int, code, format string, args ...any) *apiError {
 func (s *Simulator) gated(h func(c *channelState, r *http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("channel")
+		states := s.channels
+		if r.Header.Get(wire.PressureTestHeader) != "" {
+			states = s.shadows
+		}
 		s.mu.Lock()
-		c, ok := s.channels[name]
+		c, ok := states[name]
 		var b Behaviour
 		var unlucky bool
 		if ok {
-			b = c.behaviour
+			b = s.channels[name].behaviour
 			unlucky = b.FailureRate > 0 && s.rnd.Float64() < b.FailureRate
 		}
 		now := s.cfg.Clock.Now()
@@ -333,6 +344,9 @@ func (s *Simulator) create(c *channelState, r *http.Request) (any, error) {
 	}
 	s.seq++
 	no := fmt.Sprintf("%s-%d", c.Name, s.seq)
+	if c.shadow {
+		no = "shadow-" + no
+	}
 	c.trades[no] = &trade{Trade: wire.Trade{
 		TradeNo: no, MerchantRef: req.MerchantRef, Channel: c.Name, Amount: req.Amount,
 		Status: wire.TradeWaitPay, CreatedAt: s.cfg.Clock.Now(),
@@ -367,13 +381,17 @@ func (s *Simulator) query(c *channelState, r *http.Request) (any, error) {
 func (s *Simulator) wallet(c *channelState, r *http.Request) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pay(c.Name, r.PathValue("trade_no"))
+	states := s.channels
+	if c.shadow {
+		states = s.shadows
+	}
+	return s.pay(states, c.Name, r.PathValue("trade_no"))
 }
 
 // pay marks the trade paid and notifies the merchant; paying a paid trade
 // again answers it unchanged. Callers hold s.mu.
-func (s *Simulator) pay(channel, tradeNo string) (wire.Trade, error) {
-	c, ok := s.channels[channel]
+func (s *Simulator) pay(states map[string]*channelState, channel, tradeNo string) (wire.Trade, error) {
+	c, ok := states[channel]
 	if !ok {
 		return wire.Trade{}, fail(http.StatusNotFound, wire.CodeNotFound, "unknown channel %q", channel)
 	}
@@ -389,7 +407,7 @@ func (s *Simulator) pay(channel, tradeNo string) (wire.Trade, error) {
 	c.stats.Notified++
 	n := wire.Notification{
 		NotifyID: "n-" + t.TradeNo, Channel: c.Name, TradeNo: t.TradeNo, MerchantRef: t.MerchantRef,
-		Amount: t.Amount, Status: wire.TradePaid, PaidAt: now,
+		Amount: t.Amount, Status: wire.TradePaid, PaidAt: now, PressureTest: c.shadow,
 	}
 	b := c.behaviour
 	switch {

@@ -95,21 +95,7 @@ func MustSimulator(tb testing.TB) *fixture {
 // returning the status.
 func (f *fixture) call(tb testing.TB, method, path string, body, out any) int {
 	tb.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, f.url+path, rd)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		_ = json.NewDecoder(resp.Body).Decode(out)
-	}
-	return resp.StatusCode
+	return f.callAs(tb, false, method, path, body, out)
 }
 
 func (f *fixture) mustCreate(tb testing.TB, ref string, amount int64) wire.Trade {

@@ -483,7 +483,7 @@ func (e *Expirer) RunBackstopOnce(ctx context.Context) (int, error) {
 	if e.cfg.Overdue == nil {
 		return 0, nil
 	}
-	page, err := e.cfg.Overdue.OverdueSeckill(ctx, e.cfg.Clock.Now().Add(-e.cfg.OverdueGrace), e.overdue.After(), e.cfg.Batch)
+	page, err := e.cfg.Overdue.OverdueSeckill(ctx, e.cfg.Clock.Now().Add(-e.cfg.OverdueGrace), e.overdue.After(ctx), e.cfg.Batch)
 	if err != nil {
 		return 0, fmt.Errorf("overdue flash-sale orders: %w", err)
 	}
@@ -491,7 +491,7 @@ func (e *Expirer) RunBackstopOnce(ctx context.Context) (int, error) {
 	for i, d := range page {
 		ids[i] = d.OrderID
 	}
-	e.overdue.Read(ids, e.cfg.Batch)
+	e.overdue.Read(ctx, ids, e.cfg.Batch)
 	if len(page) == 0 {
 		return 0, nil
 	}

@@ -350,11 +350,11 @@ func (rf *Refunding) restoreLimit(ctx context.Context, r Refund, o Order) error 
 // finished. Each sweep takes the next page of them (platform/sweep), so
 // refunds that keep failing do not hold back the ones behind them.
 func (rf *Refunding) SweepRefunds(ctx context.Context) (int, error) {
-	pending, err := rf.cfg.Refunds.PendingRefunds(ctx, rf.cfg.Clock.Now().Add(-rf.cfg.RetryAfter), rf.cursor.After(), refundSweepBatch)
+	pending, err := rf.cfg.Refunds.PendingRefunds(ctx, rf.cfg.Clock.Now().Add(-rf.cfg.RetryAfter), rf.cursor.After(ctx), refundSweepBatch)
 	if err != nil {
 		return 0, fmt.Errorf("sweep refunds: %w", err)
 	}
-	rf.cursor.Read(refundIDs(pending), refundSweepBatch)
+	rf.cursor.Read(ctx, refundIDs(pending), refundSweepBatch)
 	finished := 0
 	for _, r := range pending {
 		o, err := rf.cfg.Lookup.orders.Order(ctx, r.OrderID)

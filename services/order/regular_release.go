@@ -78,7 +78,7 @@ func (e *Expirer) RunRegularOnce(ctx context.Context) (int, error) {
 	e.cfg.Observer.Ended(KindRegular, StatusExpired, len(expired))
 	// The next page of them (platform/sweep): orders whose give-back
 	// keeps failing do not hold back the ones behind them.
-	ended, err := e.cfg.Regular.UnreleasedRegular(ctx, e.unreleased.After(), e.cfg.Batch)
+	ended, err := e.cfg.Regular.UnreleasedRegular(ctx, e.unreleased.After(ctx), e.cfg.Batch)
 	if err != nil {
 		return len(expired), fmt.Errorf("regular orders to give back: %w", err)
 	}
@@ -86,7 +86,7 @@ func (e *Expirer) RunRegularOnce(ctx context.Context) (int, error) {
 	for i, h := range ended {
 		ids[i] = h.OrderID
 	}
-	e.unreleased.Read(ids, e.cfg.Batch)
+	e.unreleased.Read(ctx, ids, e.cfg.Batch)
 	done := make([]bool, len(ended))
 	e.inParallel(len(ended), func(i int) {
 		if err := giveBackRegular(ctx, e.cfg.Catalog, e.cfg.Pricing, ended[i]); err != nil {

@@ -113,6 +113,9 @@ type Trade struct {
 	PaidAt    time.Time
 	// Refunded is the sum of the trade's refunds at the channel.
 	Refunded int64
+	// PressureTest: a notification of a pressure-test trade
+	// (platform/shadow), which settles in the shadow ledger.
+	PressureTest bool
 }
 
 // Channel is one external payment channel.

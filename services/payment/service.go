@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/sweep"
 )
 
@@ -218,6 +219,11 @@ func (s *Service) handleCallback(ctx context.Context, channel string, body []byt
 	if err != nil {
 		return CallbackMalformed, fmt.Errorf("%s %s: %w", op, channel, err)
 	}
+	if t.PressureTest {
+		// The channel signed that the trade is pressure-test traffic's:
+		// it settles in the shadow ledger (docs/pressure-test.md).
+		ctx = shadow.With(ctx)
+	}
 	p, err := s.cfg.Ledger.Payment(ctx, t.PaymentID)
 	if errors.Is(err, ErrNotFound) {
 		// Signed by the channel, yet not ours: answering an error would
@@ -412,11 +418,11 @@ type SweepReport struct {
 func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	var rep SweepReport
 	now := s.cfg.Clock.Now()
-	stuck, err := s.cfg.Ledger.Stuck(ctx, now.Add(-s.cfg.QueryFor), now.Add(-s.cfg.QueryAfter), s.stuck.After(), sweepBatch)
+	stuck, err := s.cfg.Ledger.Stuck(ctx, now.Add(-s.cfg.QueryFor), now.Add(-s.cfg.QueryAfter), s.stuck.After(ctx), sweepBatch)
 	if err != nil {
 		return rep, fmt.Errorf("sweep: %w", err)
 	}
-	s.stuck.Read(paymentIDs(stuck), sweepBatch)
+	s.stuck.Read(ctx, paymentIDs(stuck), sweepBatch)
 	for _, p := range stuck {
 		rep.Queried++
 		t, err := s.cfg.Channels[p.Channel].Query(ctx, p.ID)
@@ -435,11 +441,11 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 		rep.Settled++
 	}
-	unsettled, err := s.cfg.Ledger.Unsettled(ctx, s.unsettled.After(), sweepBatch)
+	unsettled, err := s.cfg.Ledger.Unsettled(ctx, s.unsettled.After(ctx), sweepBatch)
 	if err != nil {
 		return rep, fmt.Errorf("sweep: %w", err)
 	}
-	s.unsettled.Read(paymentIDs(unsettled), sweepBatch)
+	s.unsettled.Read(ctx, paymentIDs(unsettled), sweepBatch)
 	for _, p := range unsettled {
 		if _, err := s.settle(ctx, p, Trade{TradeNo: p.TradeNo, PaymentID: p.ID, Amount: p.Amount, Status: TradePaid, PaidAt: p.PaidAt}); err != nil {
 			rep.Failed++

@@ -99,12 +99,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("marketing: %w", err)
 	}
-	pool, err := pgplatform.Dial(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
+	pool, err := pgplatform.DialRouted(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
 	if err != nil {
 		return fmt.Errorf("marketing: %w", err)
 	}
 	defer pool.Close()
-	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
+	if err := pgplatform.MigrateRouted(ctx, pool, postgres.Migrations); err != nil {
 		return fmt.Errorf("marketing: %w", err)
 	}
 	svc := marketing.NewService(marketing.Config{

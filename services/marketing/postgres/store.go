@@ -14,8 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/services/marketing"
 )
 
@@ -26,11 +26,11 @@ var Migrations embed.FS
 
 // Store implements marketing.Store on a connection pool.
 type Store struct {
-	pool *pgxpool.Pool
+	pool pgplatform.DB
 }
 
 // New returns a store on pool, whose schema is Migrations.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func New(pool pgplatform.DB) *Store { return &Store{pool: pool} }
 
 // CreatePromotion records p and, in the same statement, the SKUs it names
 // in promotion_skus, the index LivePromotions looks them up by.

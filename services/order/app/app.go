@@ -21,6 +21,7 @@ import (
 	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
+	"github.com/flashsale/flashsale/platform/shadow"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	"github.com/flashsale/flashsale/services/order"
 	ordergrpc "github.com/flashsale/flashsale/services/order/grpc"
@@ -247,12 +248,12 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 	if err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
-	pool, err := pgplatform.Dial(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
+	pool, err := pgplatform.DialRouted(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
 	if err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
 	defer pool.Close()
-	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
+	if err := pgplatform.MigrateRouted(ctx, pool, postgres.Migrations); err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
 	rdb, err := redisclient.Dial(ctx, redisclient.Config{Addr: cfg.RedisAddr, Cluster: cfg.RedisCluster}, 0)
@@ -260,7 +261,8 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 		return fmt.Errorf("order: %w", err)
 	}
 	defer rdb.Close()
-	if err := pkafka.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, cfg.KafkaDurability, orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ, orderkafka.TopicEvents); err != nil {
+	if err := pkafka.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaPartitions, cfg.KafkaDurability,
+		pkafka.WithShadows(orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ, orderkafka.TopicEvents)...); err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
 	timeout := rpc.CallTimeout(cfg.RPCTimeout)
@@ -339,13 +341,18 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 		AfterWrite: h.afterWrite,
 	})
 
-	reconciler := order.NewStockReconciler(order.ReconcilerConfig{
+	reconcileCfg := order.ReconcilerConfig{
 		Inventory: inv, Orders: store, Consumer: writerLag{cfg.KafkaBrokers}, Activities: ordergrpc.NewActivities(prodConn),
 		Clock: cfg.Clock, Settle: cfg.ReconcileSettle, Every: cfg.ReconcileEvery, Logger: log,
-	})
+	}
+	// The reconciler remembers when it first saw each sale fenced: one per
+	// traffic class, or each class's rounds would forget the other's.
+	reconciler, shadowReconciler := order.NewStockReconciler(reconcileCfg), order.NewStockReconciler(reconcileCfg)
 	workers := []func(context.Context) error{consumer.Run, func(ctx context.Context) error {
 		return useCases.Refunding.RunRefundSweep(ctx, cfg.RefundSweepEvery)
-	}, reconciler.Run, relay.Run}
+	}, func(ctx context.Context) error {
+		return shadow.Pick(ctx, reconciler, shadowReconciler).Run(ctx)
+	}, relay.Run}
 	if !h.noExpiry {
 		// The Postgres backstop sweeps every activity's orders, so a
 		// worker limited to some activities (ExpiryOf) runs without it.
@@ -370,7 +377,9 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 	p.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 	p.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	p.Handle("POST /reconcile-stock", reconcileHandler(reconciler))
-	for _, w := range workers {
+	// Every worker reads storage without a request: each runs once per
+	// traffic class (docs/pressure-test.md).
+	for _, w := range shadow.EachOf(workers...) {
 		p.AddWorker(w)
 	}
 	return p.Run(ctx, "inventory", cfg.InventoryAddr, "product", cfg.ProductAddr, "marketing", cfg.MarketingAddr, "payment", cfg.PaymentAddr)

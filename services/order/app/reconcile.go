@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/services/order"
 	orderkafka "github.com/flashsale/flashsale/services/order/kafka"
 )
@@ -15,7 +16,7 @@ import (
 type writerLag struct{ brokers []string }
 
 func (l writerLag) InFlight(ctx context.Context) (int64, error) {
-	return pkafka.Lag(ctx, l.brokers, orderkafka.GroupWriter, orderkafka.TopicPlaced)
+	return pkafka.Lag(ctx, l.brokers, pkafka.Group(ctx, orderkafka.GroupWriter), shadow.Topic(ctx, orderkafka.TopicPlaced))
 }
 
 // reconcileHandler serves POST /reconcile-stock on the admin port: one

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/shadow"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	"github.com/flashsale/flashsale/proto/limits"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
@@ -60,20 +61,25 @@ var (
 // Inventory implements the domain's ports on the inventory service
 // (order.Reservations, order.Confirmer, order.Releaser, ...).
 type Inventory struct {
-	c        inventoryv1.InventoryServiceClient
-	reserves *reserveBatcher
+	c inventoryv1.InventoryServiceClient
+	// reserves are the batchers of real and of pressure-test buys.
+	reserves [2]*reserveBatcher
 }
 
 // NewInventory returns a client on cc.
 func NewInventory(cc grpc.ClientConnInterface) *Inventory {
 	c := inventoryv1.NewInventoryServiceClient(cc)
-	return &Inventory{c: c, reserves: newReserveBatcher(c)}
+	return &Inventory{c: c, reserves: [2]*reserveBatcher{newReserveBatcher(c, false), newReserveBatcher(c, true)}}
 }
 
 // Reserve takes stock for one order. Concurrent reservations travel
 // together in ReserveBatch calls (reserve_batch.go).
 func (i *Inventory) Reserve(ctx context.Context, r order.Reservation) (order.Reserved, error) {
-	resp, err := i.reserves.reserve(ctx, &inventoryv1.ReserveRequest{
+	batcher := i.reserves[0]
+	if shadow.Is(ctx) {
+		batcher = i.reserves[1]
+	}
+	resp, err := batcher.reserve(ctx, &inventoryv1.ReserveRequest{
 		ActivityId: r.ActivityID, UserId: r.UserID, Quantity: r.Quantity,
 		OrderId: r.OrderID, IdempotencyKey: r.IdempotencyKey, ExpiresAt: timestamppb.New(r.ExpiresAt),
 	})

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/shadow"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	"github.com/flashsale/flashsale/proto/limits"
 	"github.com/flashsale/flashsale/services/order"
@@ -35,6 +36,10 @@ const (
 type reserveBatcher struct {
 	client inventoryv1.InventoryServiceClient
 	tracer trace.Tracer
+	// marked: the batcher of pressure-test buys (platform/shadow). A
+	// batch shares one call and so one context, which must carry the
+	// mark of every buy in it: each traffic class has its own batcher.
+	marked bool
 
 	mu      sync.Mutex
 	waiting []*reserveCall
@@ -50,8 +55,8 @@ type reserveCall struct {
 	err  error
 }
 
-func newReserveBatcher(client inventoryv1.InventoryServiceClient) *reserveBatcher {
-	return &reserveBatcher{client: client, tracer: otel.Tracer("github.com/flashsale/flashsale/services/order/grpc")}
+func newReserveBatcher(client inventoryv1.InventoryServiceClient, marked bool) *reserveBatcher {
+	return &reserveBatcher{client: client, marked: marked, tracer: otel.Tracer("github.com/flashsale/flashsale/services/order/grpc")}
 }
 
 // reserve sends req in the next batch and returns its answer: the
@@ -143,7 +148,11 @@ func (b *reserveBatcher) call(batch []*reserveCall) {
 			latest = d
 		}
 	}
-	ctx, span := b.tracer.Start(context.Background(), "inventory reserve batch", trace.WithLinks(links...))
+	base := context.Background()
+	if b.marked {
+		base = shadow.With(base)
+	}
+	ctx, span := b.tracer.Start(base, "inventory reserve batch", trace.WithLinks(links...))
 	defer span.End()
 	if bounded {
 		var cancel context.CancelFunc

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/services/order"
 	"github.com/flashsale/flashsale/services/order/event"
 )
@@ -137,9 +138,12 @@ func NewConsumer(cfg ConsumerConfig) *Consumer {
 // nothing; what it repeats, the idempotent insert absorbs.
 func (c *Consumer) Run(ctx context.Context) error {
 	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:  c.cfg.Brokers,
-		GroupID:  c.cfg.Group,
-		Topic:    c.cfg.Topic,
+		Brokers: c.cfg.Brokers,
+		// A consumer run with a marked context (shadow.Each) reads the
+		// shadow topic in its own group, so its ctx, and so its stores,
+		// are those of pressure-test traffic.
+		GroupID:  pkafka.Group(ctx, c.cfg.Group),
+		Topic:    shadow.Topic(ctx, c.cfg.Topic),
 		MinBytes: 1,
 		MaxBytes: 10 << 20,
 		// MaxWait only bounds an idle fetch (one returns as soon as a
@@ -160,7 +164,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}),
 	})
 	defer r.Close()
-	dlq := pkafka.NewWriter(c.cfg.Brokers, c.cfg.DLQTopic)
+	dlq := pkafka.NewWriter(c.cfg.Brokers, shadow.Topic(ctx, c.cfg.DLQTopic))
 	defer dlq.Close()
 	for {
 		batch, err := c.fetch(ctx, r)

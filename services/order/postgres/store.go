@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/services/order"
 )
 
@@ -23,11 +23,11 @@ var Migrations embed.FS
 
 // Store implements order.Store and the consumer's batch insert.
 type Store struct {
-	pool *pgxpool.Pool
+	pool pgplatform.DB
 }
 
 // NewStore returns a Store on pool.
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func NewStore(pool pgplatform.DB) *Store { return &Store{pool: pool} }
 
 // Insert stores orders that are not stored yet, in one transaction with
 // one multi-row insert per table, and returns how many were new. An order

@@ -21,6 +21,7 @@ import (
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
+	"github.com/flashsale/flashsale/platform/shadow"
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/channel"
@@ -191,12 +192,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	pool, err := pgplatform.Dial(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
+	pool, err := pgplatform.DialRouted(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
 	if err != nil {
 		return fmt.Errorf("payment: %w", err)
 	}
 	defer pool.Close()
-	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
+	if err := pgplatform.MigrateRouted(ctx, pool, postgres.Migrations); err != nil {
 		return fmt.Errorf("payment: %w", err)
 	}
 	orderConn, err := consul.Dial(cfg.OrderAddr, rpc.CallTimeout(cfg.RPCTimeout))
@@ -225,7 +226,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	paymentv1.RegisterPaymentServiceServer(p.GRPC, paymentgrpc.NewServer(svc, shared))
 	p.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
-	p.AddWorker(func(ctx context.Context) error { return svc.Run(ctx, cfg.SweepEvery, cfg.ReconcileEvery) })
+	// The sweep and the reconciliation read the ledger without a request:
+	// they run once per traffic class (docs/pressure-test.md).
+	p.AddWorker(func(ctx context.Context) error {
+		return shadow.Each(ctx, func(ctx context.Context) error { return svc.Run(ctx, cfg.SweepEvery, cfg.ReconcileEvery) })
+	})
 	p.AddWorker(func(ctx context.Context) error {
 		return consul.WatchPrefix(ctx, payment.ChannelSettingsPrefix, func(kv map[string]string) {
 			settings, err := payment.ParseChannelSettings(kv)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/channel/wire"
 )
@@ -51,6 +52,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if shadow.Is(ctx) {
+		req.Header.Set(wire.PressureTestHeader, "1")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %v: %w", c.name, path, err, payment.ErrUnavailable)
@@ -153,7 +157,9 @@ func (c *Client) Notification(body []byte, signature string) (payment.Trade, err
 		return payment.Trade{}, fmt.Errorf("%s notification: %w: it names channel %q", c.name, payment.ErrInvalid, n.Channel)
 	}
 	paidAt := n.PaidAt
-	return trade(wire.Trade{TradeNo: n.TradeNo, MerchantRef: n.MerchantRef, Amount: n.Amount, Status: n.Status, PaidAt: &paidAt})
+	t, err := trade(wire.Trade{TradeNo: n.TradeNo, MerchantRef: n.MerchantRef, Amount: n.Amount, Status: n.Status, PaidAt: &paidAt})
+	t.PressureTest = n.PressureTest
+	return t, err
 }
 
 func trade(t wire.Trade) (payment.Trade, error) {

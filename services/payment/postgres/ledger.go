@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/services/payment"
 )
 
@@ -22,11 +22,11 @@ var Migrations embed.FS
 
 // Ledger implements payment.Ledger.
 type Ledger struct {
-	pool *pgxpool.Pool
+	pool pgplatform.DB
 }
 
 // NewLedger returns a Ledger on pool.
-func NewLedger(pool *pgxpool.Pool) *Ledger { return &Ledger{pool: pool} }
+func NewLedger(pool pgplatform.DB) *Ledger { return &Ledger{pool: pool} }
 
 // Create stores a new payment.
 func (l *Ledger) Create(ctx context.Context, p payment.Payment) error {

@@ -10,8 +10,8 @@ import (
 	"slices"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
+	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/services/product"
 )
 
@@ -22,11 +22,11 @@ var Migrations embed.FS
 
 // Store implements product.Store on a connection pool.
 type Store struct {
-	pool *pgxpool.Pool
+	pool pgplatform.DB
 }
 
 // New returns a store on pool, whose schema is Migrations.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func New(pool pgplatform.DB) *Store { return &Store{pool: pool} }
 
 // CreateProduct records p.
 func (s *Store) CreateProduct(ctx context.Context, p product.Product) error {

@@ -51,6 +51,13 @@ func ParseChannels(env *config.Env, name string) []Channel {
 	return out
 }
 
+// PressureTestHeader marks a merchant's request to a channel as
+// pressure-test traffic (platform/shadow): the channel keeps such trades
+// apart from real ones, as a channel's sandbox merchant would, and says
+// so in their notifications (Notification.PressureTest, under the
+// signature, so the mark cannot be added or removed on the way back).
+const PressureTestHeader = "X-Pressure-Test"
+
 // SignatureHeader carries the hex HMAC-SHA256 of a notification's raw body
 // under the channel's secret.
 const SignatureHeader = "X-Signature"
@@ -142,6 +149,9 @@ type Notification struct {
 	Amount      int64       `json:"amount"`
 	Status      TradeStatus `json:"status"`
 	PaidAt      time.Time   `json:"paid_at"`
+	// PressureTest: the trade is pressure-test traffic's, opened with
+	// PressureTestHeader.
+	PressureTest bool `json:"pressure_test,omitempty"`
 }
 
 // Statement is a page of GET /{channel}/statement?since=&cursor=&limit=,

@@ -1,0 +1,147 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/shadow"
+	productv1 "github.com/flashsale/flashsale/proto/product/v1"
+)
+
+// markRecorder is a product service that records whether each call
+// arrived marked as pressure-test traffic.
+type markRecorder struct {
+	productv1.UnimplementedProductServiceServer
+	mu     sync.Mutex
+	marked []bool
+}
+
+func (m *markRecorder) GetProduct(ctx context.Context, in *productv1.GetProductRequest) (*productv1.Product, error) {
+	m.mu.Lock()
+	m.marked = append(m.marked, shadow.Is(ctx))
+	m.mu.Unlock()
+	return &productv1.Product{SkuId: in.GetSkuId(), Title: "t", Price: 1}, nil
+}
+
+func (m *markRecorder) calls() []bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]bool(nil), m.marked...)
+}
+
+// serveMarkRecorder serves a markRecorder on a platform gRPC server over TCP.
+func serveMarkRecorder(t *testing.T) (*markRecorder, string) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &markRecorder{}
+	srv := rpc.NewServer(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), errcode.Table{})
+	productv1.RegisterProductServiceServer(srv, m)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis, time.Second) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return m, lis.Addr().String()
+}
+
+// An admin gets a load-test token; a request carrying it in
+// X-Pressure-Test reaches the product service marked, over real HTTP and
+// gRPC, and is counted apart from real requests. The header with anything
+// else (a made-up value, a buyer's or an admin's bearer token, a
+// load-test token signed with another key or expired, the header twice)
+// is refused with FORBIDDEN before any downstream call; the load-test
+// token is no bearer token; only admins get one.
+func TestPressureTestHeaderMarksOrRefuses(t *testing.T) {
+	rec, addr := serveMarkRecorder(t)
+	tg := MustGateway(t, gatewayConfig{productAddr: addr})
+	admin, buyer := tg.token(t, 1, "admin"), tg.token(t, 2, "user")
+	product := "/api/v1/products/42"
+
+	if got := tg.do(t, request{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: buyer}); got.status != http.StatusForbidden {
+		t.Fatalf("a buyer asked for a load-test token: %d %s", got.status, got.body)
+	}
+	var issued struct {
+		Token, Header string
+		ExpiresAt     string `json:"expires_at"`
+	}
+	tg.do(t, request{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: admin, body: `{"ttl_seconds": 600}`}).decode(t, &issued)
+	if issued.Token == "" || issued.Header != shadow.Header {
+		t.Fatalf("issued %+v", issued)
+	}
+	if exp, err := time.Parse(time.RFC3339, issued.ExpiresAt); err != nil || exp.Sub(tg.clock.Now()) > 601*time.Second {
+		t.Fatalf("expires_at %q (%v), want in 10 minutes", issued.ExpiresAt, err)
+	}
+
+	marked := tg.do(t, request{method: http.MethodGet, path: product, header: map[string]string{shadow.Header: issued.Token}})
+	real := tg.do(t, request{method: http.MethodGet, path: product})
+	if marked.status != http.StatusOK || real.status != http.StatusOK {
+		t.Fatalf("marked %d %s, real %d %s", marked.status, marked.body, real.status, real.body)
+	}
+	if got := fmt.Sprint(rec.calls()); got != "[true false]" {
+		t.Fatalf("the product service saw marks %s, want [true false]", got)
+	}
+
+	otherKey := signToken(t, jwt.SigningMethodHS256, []byte("another key, another key, another"), jwt.MapClaims{
+		"sub": jsonID(tg.user(1)), "role": "loadtest", "exp": tg.clock.Now().Add(time.Hour).Unix()})
+	expired := signToken(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{
+		"sub": jsonID(tg.user(1)), "role": "loadtest", "exp": tg.clock.Now().Add(-time.Minute).Unix()})
+	for name, value := range map[string]string{
+		"a made-up value": "1", "a buyer's token": buyer, "an admin's token": admin,
+		"another key": otherKey, "expired": expired, "empty": "",
+	} {
+		hr, _ := http.NewRequest(http.MethodGet, tg.url+product, nil)
+		hr.Header[shadow.Header] = []string{value}
+		if name == "empty" {
+			hr.Header[shadow.Header] = []string{issued.Token, issued.Token} // twice
+		}
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s in %s: status %d, want 403", name, shadow.Header, resp.StatusCode)
+		}
+	}
+	got := tg.do(t, request{method: http.MethodGet, path: product, header: map[string]string{shadow.Header: "forged"}})
+	if got.code(t) != "FORBIDDEN" || !strings.Contains(string(got.body), "load-test token") {
+		t.Fatalf("a forged header: %d %s", got.status, got.body)
+	}
+	if n := len(rec.calls()); n != 2 {
+		t.Fatalf("refused requests reached the product service: %d calls, want 2", n)
+	}
+	if got := tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders", token: issued.Token}); got.code(t) != "UNAUTHENTICATED" {
+		t.Fatalf("a load-test token as a bearer token: %d %s", got.status, got.body)
+	}
+
+	metrics := string(tg.do(t, request{method: http.MethodGet, path: "/metrics"}).body)
+	for _, want := range []string{
+		`gateway_http_shadow_requests_total{route="GET /api/v1/products/{sku_id}",status="200",traffic="shadow"} 1`,
+		`gateway_http_shadow_requests_total{route="GET /api/v1/products/{sku_id}",status="403",traffic="shadow"} 0`,
+		`gateway_http_requests_total{route="GET /api/v1/products/{sku_id}",status="200"} 1`,
+	} {
+		if strings.HasSuffix(want, " 0") {
+			if strings.Contains(metrics, strings.TrimSuffix(want, " 0")) {
+				t.Errorf("/metrics counts refused headers as pressure-test traffic: %q", want)
+			}
+			continue
+		}
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
