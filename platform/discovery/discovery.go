@@ -127,21 +127,28 @@ func (c *Consul) Announce(service string, lis net.Listener) func(context.Context
 		if err != nil {
 			return err
 		}
-		if err := c.retry(ctx, "register "+reg.ID, func() error {
+		registered := c.retry(ctx, "register "+reg.ID, func() error {
 			return c.api.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{}.WithContext(ctx))
-		}); err != nil {
-			// The process is stopping before Consul ever answered:
-			// nothing is registered, so nothing is left behind.
-			return nil
+		}) == nil
+		if registered {
+			c.log.Info("registered in consul", "service", service, "id", reg.ID, "addr", net.JoinHostPort(reg.Address, strconv.Itoa(reg.Port)))
 		}
-		c.log.Info("registered in consul", "service", service, "id", reg.ID, "addr", net.JoinHostPort(reg.Address, strconv.Itoa(reg.Port)))
 		<-ctx.Done()
 		// Deregister with a context of its own: the process's is over.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		// Even when registering gave up (the process stopped first), the
+		// last attempt may have reached Consul before its answer was
+		// abandoned, so the instance is deregistered all the same.
+		wait := 5 * time.Second
+		if !registered {
+			wait = time.Second
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 		defer cancel()
 		if err := c.api.Agent().ServiceDeregisterOpts(reg.ID, (&api.QueryOptions{}).WithContext(dctx)); err != nil {
-			// Consul drops it after deregisterAfter of failing checks.
-			c.log.Warn("consul deregistration failed", "id", reg.ID, "err", err)
+			if registered {
+				// Consul drops it after deregisterAfter of failing checks.
+				c.log.Warn("consul deregistration failed", "id", reg.ID, "err", err)
+			}
 			return nil
 		}
 		c.log.Info("deregistered from consul", "id", reg.ID)

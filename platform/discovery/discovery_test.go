@@ -4,8 +4,13 @@ import (
 	"context"
 	"maps"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -191,6 +196,49 @@ func TestAnnounceRegistersAGRPCCheckAndDeregisters(t *testing.T) {
 		t.Errorf("deregister after = %q, want %q", got, want)
 	}
 	s.stop(t)
+	if got := f.Registered(); len(got) != 0 {
+		t.Errorf("registered after stop = %v, want none", got)
+	}
+}
+
+// A process that stops while Consul is still answering its registration
+// (the registration made, the answer not yet read) must not leave the
+// instance behind: Announce deregisters it all the same.
+func TestAnnounceStoppedMidRegistrationLeavesNothing(t *testing.T) {
+	f := consultest.MustStart(t)
+	target, err := url.Parse(f.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	// The register call reaches the fake, but its answer is held until
+	// the caller gives up.
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/agent/service/register" {
+			forward.ServeHTTP(w, r)
+			return
+		}
+		forward.ServeHTTP(httptest.NewRecorder(), r.Clone(context.WithoutCancel(r.Context())))
+		<-r.Context().Done()
+	}))
+	defer slow.Close()
+	c, err := Open(Config{ConsulAddr: strings.TrimPrefix(slow.URL, "http://"), AdvertiseHost: "127.0.0.1"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Announce("inventory", lis)(ctx) }()
+	waitFor(t, "registration reaching consul", func() bool { return len(f.Registered()) == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("announce: %v", err)
+	}
 	if got := f.Registered(); len(got) != 0 {
 		t.Errorf("registered after stop = %v, want none", got)
 	}
