@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
+
+	"github.com/flashsale/flashsale/platform/config"
 	"github.com/pressly/goose/v3/lock"
 )
 
@@ -163,4 +165,16 @@ func adoptLegacy(ctx context.Context, db *sql.DB, sources []*goose.Source) (err 
 func unnumbered(name string) string {
 	_, rest, _ := strings.Cut(name, "_")
 	return rest
+}
+
+// MaxPoolConns bounds FLASHSALE_POSTGRES_MAX_CONNS.
+const MaxPoolConns = 1000
+
+// PoolSize reads a service's pool bound, FLASHSALE_POSTGRES_MAX_CONNS (def
+// when unset), and refuses one outside 1..MaxPoolConns, so every service
+// that keeps a pool reads the setting the same way.
+func PoolSize(env *config.Env, def int32) int32 {
+	n := env.Int("FLASHSALE_POSTGRES_MAX_CONNS", int64(def))
+	env.Check(n >= 1 && n <= MaxPoolConns, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..%d", n, MaxPoolConns)
+	return int32(n)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/proto/limits"
 )
 
 // CartLine is a line of a regular cart: a SKU and how many units.
@@ -16,8 +17,9 @@ type CartLine struct {
 	Quantity int64
 }
 
-// MaxCartLines bounds the lines of a regular order.
-const MaxCartLines = 100
+// MaxCartLines bounds the lines of a regular order: a cart's bound, the
+// one marketing and product hold their lines to.
+const MaxCartLines = limits.MaxLines
 
 // Catalog is what regular orders need of the product service.
 type Catalog interface {

@@ -62,11 +62,10 @@ func ConfigFromEnv(env *config.Env) Config {
 		AdminAddr:        env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
 		Clock:            clock.Real{},
 		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
-		PostgresMaxConns: int32(env.Int("FLASHSALE_POSTGRES_MAX_CONNS", DefaultPostgresMaxConns)),
+		PostgresMaxConns: pgplatform.PoolSize(env, DefaultPostgresMaxConns),
 		NodeID:           env.Int("FLASHSALE_NODE_ID", 0),
 		Discovery:        discovery.ConfigFromEnv(env),
 	}
-	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
 	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= ids.MaxReplica, "FLASHSALE_NODE_ID=%d: must be 0..%d", cfg.NodeID, ids.MaxReplica)
 	return cfg
 }

@@ -131,7 +131,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		AdminAddr:         env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
 		Clock:             clock.Real{},
 		PostgresURL:       env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
-		PostgresMaxConns:  int32(env.Int("FLASHSALE_POSTGRES_MAX_CONNS", DefaultPostgresMaxConns)),
+		PostgresMaxConns:  pgplatform.PoolSize(env, DefaultPostgresMaxConns),
 		RedisAddr:         redisCfg.Addr,
 		RedisCluster:      redisCfg.Cluster,
 		KafkaBrokers:      env.List("FLASHSALE_KAFKA_BROKERS", []string{DefaultKafkaBroker}),
@@ -158,7 +158,6 @@ func ConfigFromEnv(env *config.Env) Config {
 		ReconcileEvery:    env.Duration("FLASHSALE_RECONCILE_EVERY", order.DefaultReconcileEvery),
 		ReconcileSettle:   env.Duration("FLASHSALE_RECONCILE_SETTLE", order.DefaultReconcileSettle),
 	}
-	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
 	env.Check(len(cfg.KafkaBrokers) > 0, "FLASHSALE_KAFKA_BROKERS: at least one broker is needed")
 	env.Check(cfg.KafkaPartitions >= 1, "FLASHSALE_KAFKA_PARTITIONS=%d: must be at least 1", cfg.KafkaPartitions)
 	env.Check(cfg.RPCTimeout > 0, "FLASHSALE_RPC_TIMEOUT=%s: must be positive", cfg.RPCTimeout)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/flashsale/flashsale/platform/errcode"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
-	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 	"github.com/flashsale/flashsale/services/order"
 )
@@ -123,30 +122,4 @@ func (p *Pricing) ReleaseCoupon(ctx context.Context, orderID int64) error {
 		return fmt.Errorf("marketing release coupon: %w", marketingErrors.Domain(err))
 	}
 	return nil
-}
-
-// QuoteRegularOrder prices a regular cart.
-func (s *Server) QuoteRegularOrder(ctx context.Context, req *orderv1.RegularOrderRequest) (*orderv1.Order, error) {
-	o, err := s.uc.Checkout.QuoteRegularOrder(ctx, req.GetUserId(), cartLines(req), req.GetCouponId())
-	if err != nil {
-		return nil, err
-	}
-	return toProto(o), nil
-}
-
-// CreateRegularOrder creates a regular order.
-func (s *Server) CreateRegularOrder(ctx context.Context, req *orderv1.RegularOrderRequest) (*orderv1.Order, error) {
-	o, err := s.uc.Checkout.CreateRegularOrder(ctx, req.GetUserId(), cartLines(req), req.GetCouponId(), req.GetIdempotencyKey())
-	if err != nil {
-		return nil, err
-	}
-	return toProto(o), nil
-}
-
-func cartLines(req *orderv1.RegularOrderRequest) []order.CartLine {
-	lines := make([]order.CartLine, len(req.GetLines()))
-	for i, l := range req.GetLines() {
-		lines[i] = order.CartLine{SKUID: l.GetSkuId(), Quantity: l.GetQuantity()}
-	}
-	return lines
 }

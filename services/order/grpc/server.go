@@ -178,3 +178,29 @@ func timestamp(t time.Time) *timestamppb.Timestamp {
 	}
 	return timestamppb.New(t)
 }
+
+// QuoteRegularOrder prices a regular cart.
+func (s *Server) QuoteRegularOrder(ctx context.Context, req *orderv1.RegularOrderRequest) (*orderv1.Order, error) {
+	o, err := s.uc.Checkout.QuoteRegularOrder(ctx, req.GetUserId(), cartLines(req), req.GetCouponId())
+	if err != nil {
+		return nil, err
+	}
+	return toProto(o), nil
+}
+
+// CreateRegularOrder creates a regular order.
+func (s *Server) CreateRegularOrder(ctx context.Context, req *orderv1.RegularOrderRequest) (*orderv1.Order, error) {
+	o, err := s.uc.Checkout.CreateRegularOrder(ctx, req.GetUserId(), cartLines(req), req.GetCouponId(), req.GetIdempotencyKey())
+	if err != nil {
+		return nil, err
+	}
+	return toProto(o), nil
+}
+
+func cartLines(req *orderv1.RegularOrderRequest) []order.CartLine {
+	lines := make([]order.CartLine, len(req.GetLines()))
+	for i, l := range req.GetLines() {
+		lines[i] = order.CartLine{SKUID: l.GetSkuId(), Quantity: l.GetQuantity()}
+	}
+	return lines
+}

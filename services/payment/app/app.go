@@ -98,7 +98,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		AdminAddr:        env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
 		Clock:            clock.Real{},
 		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
-		PostgresMaxConns: int32(env.Int("FLASHSALE_POSTGRES_MAX_CONNS", DefaultPostgresMaxConns)),
+		PostgresMaxConns: pgplatform.PoolSize(env, DefaultPostgresMaxConns),
 		OrderAddr:        env.String("FLASHSALE_ORDER_ADDR", DefaultOrderAddr),
 		RPCTimeout:       env.Duration("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
 		ChannelsURL:      env.String("FLASHSALE_CHANNELS_URL", DefaultChannelsURL),
@@ -115,7 +115,6 @@ func ConfigFromEnv(env *config.Env) Config {
 		NodeID:         env.Int("FLASHSALE_NODE_ID", 0),
 		Discovery:      discovery.ConfigFromEnv(env),
 	}
-	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
 	u, err := url.Parse(cfg.ChannelsURL)
 	env.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "FLASHSALE_CHANNELS_URL=%q: not an http URL", cfg.ChannelsURL)
 	for name, d := range map[string]time.Duration{

@@ -92,7 +92,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		AdminAddr:        env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
 		Clock:            clock.Real{},
 		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
-		PostgresMaxConns: int32(env.Int("FLASHSALE_POSTGRES_MAX_CONNS", DefaultPostgresMaxConns)),
+		PostgresMaxConns: pgplatform.PoolSize(env, DefaultPostgresMaxConns),
 		InventoryAddr:    env.String("FLASHSALE_INVENTORY_ADDR", DefaultInventoryAddr),
 		InventoryTimeout: env.Duration("FLASHSALE_INVENTORY_TIMEOUT", DefaultInventoryTimeout),
 		NodeID:           env.Int("FLASHSALE_NODE_ID", 0),
@@ -101,7 +101,6 @@ func ConfigFromEnv(env *config.Env) Config {
 		CatalogTTL:       env.Duration("FLASHSALE_CATALOG_CACHE_TTL", DefaultCatalogTTL),
 		Discovery:        discovery.ConfigFromEnv(env),
 	}
-	env.Check(cfg.PostgresMaxConns >= 1 && cfg.PostgresMaxConns <= 1000, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..1000", cfg.PostgresMaxConns)
 	env.Check(cfg.InventoryTimeout > 0, "FLASHSALE_INVENTORY_TIMEOUT=%s: must be positive", cfg.InventoryTimeout)
 	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= ids.MaxReplica, "FLASHSALE_NODE_ID=%d: must be 0..%d", cfg.NodeID, ids.MaxReplica)
 	env.Check(cfg.ActivityTTL > 0, "FLASHSALE_ACTIVITY_CACHE_TTL=%s: must be positive", cfg.ActivityTTL)
