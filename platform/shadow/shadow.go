@@ -33,6 +33,10 @@ const (
 	// no braces, so a key's hash tag, and so its cluster slot, is
 	// unchanged: "shadow:{act:1}:stock" lives in the slot of "{act:1}:stock".
 	KeyPrefix = "shadow:"
+	// MetricPrefix is put in front of the name of a business metric
+	// counting marked work (shadow_order_gmv_cents_total), so marked work
+	// never moves the series dashboards and alerts sum.
+	MetricPrefix = "shadow_"
 	// Schema is the Postgres schema, in each service's database, holding
 	// the shadow copies of the service's tables.
 	Schema = "shadow"

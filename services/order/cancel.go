@@ -66,7 +66,7 @@ func (c *Cancelling) CancelOrder(ctx context.Context, orderID, userID int64) (Or
 		}
 		if len(moved) == 1 {
 			o.Status = StatusCancelled
-			c.cfg.Observer.Ended(o.Kind, StatusCancelled, 1)
+			c.cfg.Observer.Ended(ctx, o.Kind, StatusCancelled, 1)
 			break
 		}
 		// Expiry or a payment moved it first; answer by the winner.

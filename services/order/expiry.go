@@ -301,7 +301,7 @@ func (e *Expirer) RunOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return len(entries), fmt.Errorf("expire %d orders: %w", len(ids), err)
 	}
-	e.cfg.Observer.Ended(KindSeckill, StatusExpired, len(expired))
+	e.cfg.Observer.Ended(ctx, KindSeckill, StatusExpired, len(expired))
 	won := make(map[int64]bool, len(expired))
 	for _, id := range expired {
 		won[id] = true
@@ -401,7 +401,7 @@ func (e *Expirer) releaseAll(ctx context.Context, entries []DueEntry, outcomes [
 			// stays sold; the payment service refunds the money.
 			e.cfg.Logger.ErrorContext(ctx, "order ended unpaid but its reservation is confirmed",
 				"order_id", en.OrderID, "activity_id", en.ActivityID)
-			e.cfg.Observer.Violated(InvariantEndedConfirmed)
+			e.cfg.Observer.Violated(ctx, InvariantEndedConfirmed)
 			outcomes[at[j]] = ack
 		default:
 			e.cfg.Logger.WarnContext(ctx, "release of an ended order failed; retried when the claim lapses",
@@ -509,7 +509,7 @@ func (e *Expirer) RunBackstopOnce(ctx context.Context) (int, error) {
 			mine = append(mine, d)
 		}
 	}
-	e.cfg.Observer.Ended(KindSeckill, StatusExpired, len(expired))
+	e.cfg.Observer.Ended(ctx, KindSeckill, StatusExpired, len(expired))
 	outcomes := make([]settlement, len(mine))
 	for i, d := range mine {
 		outcomes[i] = release

@@ -1,5 +1,7 @@
 package order
 
+import "context"
+
 // Observer hears of the facts of an order's life that the business is
 // watched by: orders accepted, stored, paid (and for how much), ended
 // unpaid, refunded, dead-lettered, and the moments the books disagree.
@@ -9,28 +11,29 @@ package order
 // cancel or payment that lost to it), so counts built on it add up
 // however the racers interleave. services/order/app implements it with
 // Prometheus; the domain imports no adapter. Its methods must be quick
-// and safe for concurrent use.
+// and safe for concurrent use. ctx is the work's own: a pressure test's
+// (platform/shadow) is counted apart from real sales.
 type Observer interface {
 	// Placed reports an order accepted for the buyer: a flash-sale
 	// order published (answered 202), a regular order stored.
-	Placed(kind Kind)
+	Placed(ctx context.Context, kind Kind)
 	// Stored reports n orders written to Postgres for the first time.
-	Stored(kind Kind, n int)
+	Stored(ctx context.Context, kind Kind, n int)
 	// Paid reports an order moved to PAID by a payment of amount cents
 	// through channel.
-	Paid(kind Kind, channel string, amount int64)
+	Paid(ctx context.Context, kind Kind, channel string, amount int64)
 	// Ended reports n orders moved from PENDING_PAYMENT to to
 	// (StatusExpired or StatusCancelled).
-	Ended(kind Kind, to Status, n int)
+	Ended(ctx context.Context, kind Kind, to Status, n int)
 	// Refunded reports a refund of units units and amount cents
 	// finished: its money went back.
-	Refunded(kind Kind, units, amount int64)
+	Refunded(ctx context.Context, kind Kind, units, amount int64)
 	// DeadLettered reports n events written to the dead-letter topic for
 	// reason (one of the consumer's DeadLetter… labels).
-	DeadLettered(reason string, n int)
+	DeadLettered(ctx context.Context, reason string, n int)
 	// Violated reports that the books disagree in a way only a person
 	// can settle, each time it is found.
-	Violated(inv Invariant)
+	Violated(ctx context.Context, inv Invariant)
 }
 
 // Invariant names a rule of the books that must never break; each is
@@ -62,10 +65,10 @@ var Kinds = []Kind{KindSeckill, KindRegular}
 // NopObserver is the Observer of a service configured without one.
 type NopObserver struct{}
 
-func (NopObserver) Placed(Kind)                 {}
-func (NopObserver) Stored(Kind, int)            {}
-func (NopObserver) Paid(Kind, string, int64)    {}
-func (NopObserver) Ended(Kind, Status, int)     {}
-func (NopObserver) Refunded(Kind, int64, int64) {}
-func (NopObserver) DeadLettered(string, int)    {}
-func (NopObserver) Violated(Invariant)          {}
+func (NopObserver) Placed(context.Context, Kind)                 {}
+func (NopObserver) Stored(context.Context, Kind, int)            {}
+func (NopObserver) Paid(context.Context, Kind, string, int64)    {}
+func (NopObserver) Ended(context.Context, Kind, Status, int)     {}
+func (NopObserver) Refunded(context.Context, Kind, int64, int64) {}
+func (NopObserver) DeadLettered(context.Context, string, int)    {}
+func (NopObserver) Violated(context.Context, Invariant)          {}

@@ -82,7 +82,7 @@ func (pay *Paying) MarkPaid(ctx context.Context, p Paid) (Order, bool, error) {
 		return Order{}, false, fmt.Errorf("%s %d: %w", op, p.OrderID, err)
 	}
 	if moved {
-		pay.cfg.Observer.Paid(o.Kind, p.Channel, p.Amount)
+		pay.cfg.Observer.Paid(ctx, o.Kind, p.Channel, p.Amount)
 	}
 	if o.PaymentID != p.PaymentID || !paidStatus(o.Status) {
 		pay.cfg.Logger.InfoContext(ctx, "payment refused: order not payable by it",
@@ -102,7 +102,7 @@ func (pay *Paying) MarkPaid(ctx context.Context, p Paid) (Order, bool, error) {
 		// reaching here means the books disagree and a human must look.
 		pay.cfg.Logger.ErrorContext(ctx, "paid order's reservation cannot be confirmed",
 			"order_id", o.ID, "activity_id", o.ActivityID, "payment_id", p.PaymentID, "err", err)
-		pay.cfg.Observer.Violated(InvariantPaidUnconfirmed)
+		pay.cfg.Observer.Violated(ctx, InvariantPaidUnconfirmed)
 	default:
 		return Order{}, false, fmt.Errorf("%s %d: confirm: %v: %w", op, p.OrderID, err, ErrUnavailable)
 	}

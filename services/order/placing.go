@@ -218,7 +218,7 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 		if errors.Is(rerr, ErrAlreadyOrdered) {
 			pl.cfg.Logger.InfoContext(ctx, "publish reported an error but the order was consumed",
 				"order_id", p.OrderID, "publish_err", perr)
-			pl.cfg.Observer.Placed(KindSeckill)
+			pl.cfg.Observer.Placed(ctx, KindSeckill)
 			return p.OrderID, nil
 		}
 		if rerr == nil {
@@ -233,7 +233,7 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 		// stored order shows as PROCESSING rather than missing.
 		return 0, fmt.Errorf("%s: publish: %v: %w", op, perr, ErrUnavailable)
 	}
-	pl.cfg.Observer.Placed(KindSeckill)
+	pl.cfg.Observer.Placed(ctx, KindSeckill)
 	return p.OrderID, nil
 }
 

@@ -317,7 +317,7 @@ func (rf *Refunding) finishRefund(ctx context.Context, r Refund, o Order) error 
 		return fmt.Errorf("mark refund %d succeeded: %w", r.ID, err)
 	}
 	if moved {
-		rf.cfg.Observer.Refunded(o.Kind, units, r.Amount)
+		rf.cfg.Observer.Refunded(ctx, o.Kind, units, r.Amount)
 	}
 	return nil
 }
@@ -338,7 +338,7 @@ func (rf *Refunding) restoreLimit(ctx context.Context, r Refund, o Order) error 
 	case errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound):
 		rf.cfg.Logger.ErrorContext(ctx, "refunded order's purchase limit cannot be restored",
 			"order_id", o.ID, "activity_id", o.ActivityID, "refund_id", r.ID, "err", err)
-		rf.cfg.Observer.Violated(InvariantLimitUnrestored)
+		rf.cfg.Observer.Violated(ctx, InvariantLimitUnrestored)
 		return nil
 	}
 	return fmt.Errorf("restore the purchase limit: %w", err)

@@ -166,8 +166,8 @@ func (c *Checkout) CreateRegularOrder(ctx context.Context, userID int64, lines [
 		return repeatCheckout(op, stored, lines, couponID)
 	}
 	// A regular order is accepted and stored in the one insert.
-	c.cfg.Observer.Placed(KindRegular)
-	c.cfg.Observer.Stored(KindRegular, 1)
+	c.cfg.Observer.Placed(ctx, KindRegular)
+	c.cfg.Observer.Stored(ctx, KindRegular, 1)
 	return stored, nil
 }
 

@@ -75,7 +75,7 @@ func (e *Expirer) RunRegularOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("expire regular orders: %w", err)
 	}
-	e.cfg.Observer.Ended(KindRegular, StatusExpired, len(expired))
+	e.cfg.Observer.Ended(ctx, KindRegular, StatusExpired, len(expired))
 	// The next page of them (platform/sweep): orders whose give-back
 	// keeps failing do not hold back the ones behind them.
 	ended, err := e.cfg.Regular.UnreleasedRegular(ctx, e.unreleased.After(ctx), e.cfg.Batch)

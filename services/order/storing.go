@@ -144,7 +144,7 @@ func (st *Storing) StoreBatch(ctx context.Context, placed []Placed) (StoredBatch
 	}); err != nil {
 		return StoredBatch{}, fmt.Errorf("store batch: %w", err)
 	}
-	st.cfg.Observer.Stored(KindSeckill, out.Stored)
+	st.cfg.Observer.Stored(ctx, KindSeckill, out.Stored)
 	if len(conflicts) > 0 {
 		byID := make(map[int64]Placed, len(placed))
 		for _, p := range placed {

@@ -1,5 +1,7 @@
 package payment
 
+import "context"
+
 // Observer hears of what operators chart: a payment reaching a final
 // state, money going back, a channel's callback handled. The service calls
 // it after the ledger recorded the change and once per change (the
@@ -7,20 +9,21 @@ package payment
 // made it), so counts built on it add up however callbacks, the sweep and
 // reconciliation race. services/payment/app/metrics.go implements it with
 // Prometheus; the domain imports no adapter. Its methods must be quick and
-// safe for concurrent use.
+// safe for concurrent use. ctx is the work's own: a pressure test's
+// (platform/shadow) is counted apart from real payments.
 type Observer interface {
 	// Settled reports that a payment through channel entered status,
 	// StatusSucceeded or StatusFailed.
-	Settled(channel string, status Status)
+	Settled(ctx context.Context, channel string, status Status)
 	// Refunded reports that channel confirmed a refund of kind.
-	Refunded(channel string, kind RefundKind)
+	Refunded(ctx context.Context, channel string, kind RefundKind)
 	// Callback reports how a callback from channel was handled; channel
 	// is empty when it names no configured channel, so that a caller
 	// inventing names cannot grow the set of label values.
-	Callback(channel string, result CallbackResult)
+	Callback(ctx context.Context, channel string, result CallbackResult)
 	// Reconciled reports n differences of kind that reconciliation found
 	// on channel's statement.
-	Reconciled(channel string, kind Difference, n int)
+	Reconciled(ctx context.Context, channel string, kind Difference, n int)
 }
 
 // RefundKind says why money went back.
@@ -101,7 +104,7 @@ const (
 // nopObserver is the Observer of a service configured without one.
 type nopObserver struct{}
 
-func (nopObserver) Settled(string, Status)             {}
-func (nopObserver) Refunded(string, RefundKind)        {}
-func (nopObserver) Callback(string, CallbackResult)    {}
-func (nopObserver) Reconciled(string, Difference, int) {}
+func (nopObserver) Settled(context.Context, string, Status)             {}
+func (nopObserver) Refunded(context.Context, string, RefundKind)        {}
+func (nopObserver) Callback(context.Context, string, CallbackResult)    {}
+func (nopObserver) Reconciled(context.Context, string, Difference, int) {}

@@ -168,7 +168,7 @@ func (s *Service) payThrough(ctx context.Context, o Order, ch string, left int) 
 		if ferr := s.cfg.Ledger.Fail(context.WithoutCancel(ctx), p.ID); ferr != nil {
 			s.log.WarnContext(ctx, "failed payment left PAYING", "payment_id", p.ID, "err", ferr)
 		} else {
-			s.cfg.Observer.Settled(ch, StatusFailed)
+			s.cfg.Observer.Settled(ctx, ch, StatusFailed)
 		}
 		return Payment{}, fmt.Errorf("%s: %w", ch, err)
 	}
@@ -202,7 +202,7 @@ func (s *Service) HandleCallback(ctx context.Context, channel string, body []byt
 	if result == CallbackUnknownChannel {
 		channel = ""
 	}
-	s.cfg.Observer.Callback(channel, result)
+	s.cfg.Observer.Callback(ctx, channel, result)
 	return err
 }
 
@@ -296,7 +296,7 @@ func (s *Service) settle(ctx context.Context, p Payment, t Trade) (succeeded boo
 			return false, fmt.Errorf("%s %d: %w", op, p.ID, err)
 		}
 		if succeeded {
-			s.cfg.Observer.Settled(p.Channel, StatusSucceeded)
+			s.cfg.Observer.Settled(ctx, p.Channel, StatusSucceeded)
 		}
 		if p, err = s.cfg.Ledger.Payment(ctx, p.ID); err != nil {
 			return succeeded, fmt.Errorf("%s %d: %w", op, p.ID, err)
@@ -391,7 +391,7 @@ func (s *Service) returnMoney(ctx context.Context, p Payment, r Refund) (Refund,
 		return Refund{}, fmt.Errorf("refund %d of payment %d: %w", r.ID, p.ID, err)
 	}
 	if done {
-		s.cfg.Observer.Refunded(p.Channel, refundKind(r.Reason))
+		s.cfg.Observer.Refunded(ctx, p.Channel, refundKind(r.Reason))
 	}
 	s.log.InfoContext(ctx, "payment refunded", "payment_id", p.ID, "order_id", p.OrderID, "channel", p.Channel,
 		"refund_id", r.ID, "amount", r.Amount, "reason", r.Reason)
@@ -518,7 +518,7 @@ func (s *Service) Reconcile(ctx context.Context) ([]ReconcileReport, error) {
 			DiffRepaired: rep.Repaired, DiffUnknown: rep.Unknown, DiffMismatched: rep.Mismatched, DiffUnpaid: rep.Unpaid,
 		} {
 			if len(ids) > 0 {
-				s.cfg.Observer.Reconciled(rep.Channel, kind, len(ids))
+				s.cfg.Observer.Reconciled(ctx, rep.Channel, kind, len(ids))
 			}
 		}
 		if len(rep.Repaired)+len(rep.Unknown)+len(rep.Mismatched)+len(rep.Unpaid) > 0 {

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/services/order"
 	orderkafka "github.com/flashsale/flashsale/services/order/kafka"
 )
@@ -61,7 +62,17 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 // kind (seckill, regular), the paying channel, the end state, the
 // dead-letter reason and the invariant. Money is int64 cents, exported as
 // a counter of cents.
+//
+// Marked work (a pressure test, platform/shadow) moves a second set of the
+// same counters, named with the prefix shadow_ (shadow_order_gmv_cents_total):
+// never the real ones, which the dashboard, the alerts and the degrade
+// controller sum (docs/pressure-test.md).
 type businessMetrics struct {
+	real, marked *businessCounters
+}
+
+// businessCounters is one traffic class's set of counters.
+type businessCounters struct {
 	placed, stored *prometheus.CounterVec
 	paid, gmv      *prometheus.CounterVec
 	expired        *prometheus.CounterVec
@@ -77,7 +88,19 @@ type businessMetrics struct {
 // shows in rate() and increase() (an alert on "any increase" would miss
 // a series born at 1).
 func newBusinessMetrics(reg prometheus.Registerer) *businessMetrics {
-	m := &businessMetrics{
+	return &businessMetrics{
+		real:   newBusinessCounters(reg),
+		marked: newBusinessCounters(prometheus.WrapRegistererWithPrefix(shadow.MetricPrefix, reg)),
+	}
+}
+
+// of is the counters of ctx's traffic class.
+func (m *businessMetrics) of(ctx context.Context) *businessCounters {
+	return shadow.Pick(ctx, m.real, m.marked)
+}
+
+func newBusinessCounters(reg prometheus.Registerer) *businessCounters {
+	m := &businessCounters{
 		placed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "order_orders_placed_total",
 			Help: "Orders accepted for the buyer: a flash-sale order published (answered 202), a regular order stored; by kind.",
@@ -132,35 +155,40 @@ func newBusinessMetrics(reg prometheus.Registerer) *businessMetrics {
 // kind is an order kind as a label value.
 func kind(k order.Kind) string { return strings.ToLower(string(k)) }
 
-func (m *businessMetrics) Placed(k order.Kind) { m.placed.WithLabelValues(kind(k)).Inc() }
-
-func (m *businessMetrics) Stored(k order.Kind, n int) {
-	m.stored.WithLabelValues(kind(k)).Add(float64(n))
+func (m *businessMetrics) Placed(ctx context.Context, k order.Kind) {
+	m.of(ctx).placed.WithLabelValues(kind(k)).Inc()
 }
 
-func (m *businessMetrics) Paid(k order.Kind, channel string, amount int64) {
-	m.paid.WithLabelValues(kind(k), channel).Inc()
-	m.gmv.WithLabelValues(kind(k), channel).Add(float64(amount))
+func (m *businessMetrics) Stored(ctx context.Context, k order.Kind, n int) {
+	m.of(ctx).stored.WithLabelValues(kind(k)).Add(float64(n))
 }
 
-func (m *businessMetrics) Ended(k order.Kind, to order.Status, n int) {
+func (m *businessMetrics) Paid(ctx context.Context, k order.Kind, channel string, amount int64) {
+	c := m.of(ctx)
+	c.paid.WithLabelValues(kind(k), channel).Inc()
+	c.gmv.WithLabelValues(kind(k), channel).Add(float64(amount))
+}
+
+func (m *businessMetrics) Ended(ctx context.Context, k order.Kind, to order.Status, n int) {
+	c := m.of(ctx)
 	switch to {
 	case order.StatusExpired:
-		m.expired.WithLabelValues(kind(k)).Add(float64(n))
+		c.expired.WithLabelValues(kind(k)).Add(float64(n))
 	case order.StatusCancelled:
-		m.cancelled.WithLabelValues(kind(k)).Add(float64(n))
+		c.cancelled.WithLabelValues(kind(k)).Add(float64(n))
 	}
 }
 
-func (m *businessMetrics) Refunded(k order.Kind, units, amount int64) {
-	m.refundedUnits.WithLabelValues(kind(k)).Add(float64(units))
-	m.refundedCents.WithLabelValues(kind(k)).Add(float64(amount))
+func (m *businessMetrics) Refunded(ctx context.Context, k order.Kind, units, amount int64) {
+	c := m.of(ctx)
+	c.refundedUnits.WithLabelValues(kind(k)).Add(float64(units))
+	c.refundedCents.WithLabelValues(kind(k)).Add(float64(amount))
 }
 
-func (m *businessMetrics) DeadLettered(reason string, n int) {
-	m.deadLetters.WithLabelValues(reason).Add(float64(n))
+func (m *businessMetrics) DeadLettered(ctx context.Context, reason string, n int) {
+	m.of(ctx).deadLetters.WithLabelValues(reason).Add(float64(n))
 }
 
-func (m *businessMetrics) Violated(inv order.Invariant) {
-	m.violations.WithLabelValues(string(inv)).Inc()
+func (m *businessMetrics) Violated(ctx context.Context, inv order.Invariant) {
+	m.of(ctx).violations.WithLabelValues(string(inv)).Inc()
 }

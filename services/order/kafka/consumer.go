@@ -287,7 +287,7 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, dlq *kafkago.
 			return fmt.Errorf("order consumer: %w", err)
 		}
 		for label, n := range d.why {
-			c.cfg.Observer.DeadLettered(label, n)
+			c.cfg.Observer.DeadLettered(ctx, label, n)
 		}
 	}
 	if c.cfg.AfterWrite != nil {

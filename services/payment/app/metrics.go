@@ -6,15 +6,24 @@ package app
 // docs/operations.md says where.
 
 import (
+	"context"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/services/payment"
 )
 
-// paymentMetrics counts what the payment service settles.
+// paymentMetrics counts what the payment service settles. Marked work (a
+// pressure test, platform/shadow) moves a second set of the same counters
+// named with the prefix shadow_, never the real ones (docs/pressure-test.md).
 type paymentMetrics struct {
+	real, marked *paymentCounters
+}
+
+// paymentCounters is one traffic class's set of counters.
+type paymentCounters struct {
 	payments    *prometheus.CounterVec
 	refunds     *prometheus.CounterVec
 	callbacks   *prometheus.CounterVec
@@ -26,7 +35,24 @@ type paymentMetrics struct {
 // first payment of a channel shows in rate() instead of starting the
 // series.
 func newPaymentMetrics(reg prometheus.Registerer, router *payment.Router) *paymentMetrics {
-	m := &paymentMetrics{
+	reg.MustRegister(&breakers{
+		router: router,
+		desc: prometheus.NewDesc("payment_channel_breaker_state",
+			"Circuit breaker state per payment channel: 0 closed, 1 half-open, 2 open.", []string{"channel"}, nil),
+	})
+	return &paymentMetrics{
+		real:   newPaymentCounters(reg, router),
+		marked: newPaymentCounters(prometheus.WrapRegistererWithPrefix(shadow.MetricPrefix, reg), router),
+	}
+}
+
+// of is the counters of ctx's traffic class.
+func (m *paymentMetrics) of(ctx context.Context) *paymentCounters {
+	return shadow.Pick(ctx, m.real, m.marked)
+}
+
+func newPaymentCounters(reg prometheus.Registerer, router *payment.Router) *paymentCounters {
+	m := &paymentCounters{
 		payments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "payment_payments_total",
 			Help: "Payments that reached a final state, by channel and status (succeeded, failed).",
@@ -45,11 +71,7 @@ func newPaymentMetrics(reg prometheus.Registerer, router *payment.Router) *payme
 				"(repaired, unknown_trade, mismatched, unpaid_at_channel); all but repaired need a human.",
 		}, []string{"channel", "kind"}),
 	}
-	reg.MustRegister(m.payments, m.refunds, m.callbacks, m.differences, &breakers{
-		router: router,
-		desc: prometheus.NewDesc("payment_channel_breaker_state",
-			"Circuit breaker state per payment channel: 0 closed, 1 half-open, 2 open.", []string{"channel"}, nil),
-	})
+	reg.MustRegister(m.payments, m.refunds, m.callbacks, m.differences)
 	for _, st := range router.States() {
 		for _, s := range []payment.Status{payment.StatusSucceeded, payment.StatusFailed} {
 			m.payments.WithLabelValues(st.Name, status(s))
@@ -65,23 +87,23 @@ func newPaymentMetrics(reg prometheus.Registerer, router *payment.Router) *payme
 func status(s payment.Status) string { return strings.ToLower(string(s)) }
 
 // Settled counts a payment that reached a final state.
-func (m *paymentMetrics) Settled(channel string, s payment.Status) {
-	m.payments.WithLabelValues(channel, status(s)).Inc()
+func (m *paymentMetrics) Settled(ctx context.Context, channel string, s payment.Status) {
+	m.of(ctx).payments.WithLabelValues(channel, status(s)).Inc()
 }
 
 // Refunded counts a refund the channel confirmed.
-func (m *paymentMetrics) Refunded(channel string, kind payment.RefundKind) {
-	m.refunds.WithLabelValues(channel, string(kind)).Inc()
+func (m *paymentMetrics) Refunded(ctx context.Context, channel string, kind payment.RefundKind) {
+	m.of(ctx).refunds.WithLabelValues(channel, string(kind)).Inc()
 }
 
 // Callback counts a handled callback.
-func (m *paymentMetrics) Callback(channel string, result payment.CallbackResult) {
-	m.callbacks.WithLabelValues(channel, string(result)).Inc()
+func (m *paymentMetrics) Callback(ctx context.Context, channel string, result payment.CallbackResult) {
+	m.of(ctx).callbacks.WithLabelValues(channel, string(result)).Inc()
 }
 
 // Reconciled counts differences reconciliation found.
-func (m *paymentMetrics) Reconciled(channel string, kind payment.Difference, n int) {
-	m.differences.WithLabelValues(channel, string(kind)).Add(float64(n))
+func (m *paymentMetrics) Reconciled(ctx context.Context, channel string, kind payment.Difference, n int) {
+	m.of(ctx).differences.WithLabelValues(channel, string(kind)).Add(float64(n))
 }
 
 // breakers reports each channel's breaker state when scraped. The router
