@@ -176,24 +176,24 @@ func ConfigFromEnv(env *config.Env) Config {
 			RPS:   int(env.Int("FLASHSALE_RATE_DEVICE_RPS", 10)),
 			Burst: int(env.Int("FLASHSALE_RATE_DEVICE_BURST", 20)),
 		},
-		ChallengeBits:    int(env.Int("FLASHSALE_CHALLENGE_DIFFICULTY", gateway.DefaultChallengeBits)),
+		ChallengeBits:    int(env.IntIn("FLASHSALE_CHALLENGE_DIFFICULTY", gateway.DefaultChallengeBits, 1, gateway.MaxChallengeBits)),
 		ChallengeJitter:  env.Duration("FLASHSALE_CHALLENGE_JITTER", gateway.DefaultChallengeJitter),
-		ChallengeTTL:     env.Duration("FLASHSALE_CHALLENGE_TTL", gateway.DefaultChallengeTTL),
+		ChallengeTTL:     env.Positive("FLASHSALE_CHALLENGE_TTL", gateway.DefaultChallengeTTL),
 		SeckillAdmission: admissionFromEnv(env, "SECKILL", gateway.DefaultSeckillAdmission),
 		WriteAdmission:   admissionFromEnv(env, "WRITE", gateway.DefaultWriteAdmission),
-		SoldOutTTL:       env.Duration("FLASHSALE_SOLD_OUT_TTL", gateway.DefaultSoldOutTTL),
-		CacheTTL:         env.Duration("FLASHSALE_CACHE_TTL", gateway.DefaultCacheTTL),
-		CallTimeout:      env.Duration("FLASHSALE_CALL_TIMEOUT", gateway.DefaultCallTimeout),
+		SoldOutTTL:       env.Positive("FLASHSALE_SOLD_OUT_TTL", gateway.DefaultSoldOutTTL),
+		CacheTTL:         env.Positive("FLASHSALE_CACHE_TTL", gateway.DefaultCacheTTL),
+		CallTimeout:      env.Positive("FLASHSALE_CALL_TIMEOUT", gateway.DefaultCallTimeout),
 		MaxBodyBytes:     env.Int("FLASHSALE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes),
 
 		SeckillClosed:         env.Bool("FLASHSALE_SECKILL_CLOSED", false),
 		CatalogCacheOnly:      env.Bool("FLASHSALE_CATALOG_CACHE_ONLY", false),
 		Degrade:               degradeFromEnv(env),
 		DegradeAuto:           env.Bool("FLASHSALE_DEGRADE_AUTO", false),
-		DegradeP99Budget:      env.Duration("FLASHSALE_DEGRADE_P99_BUDGET", gateway.DefaultDegradeP99),
-		BreakerMinRequests:    uint32(env.Int("FLASHSALE_BREAKER_MIN_REQUESTS", resilience.DefaultMinRequests)),
-		BreakerFailurePercent: uint32(env.Int("FLASHSALE_BREAKER_FAILURE_PERCENT", resilience.DefaultFailurePercent)),
-		BreakerOpenFor:        env.Duration("FLASHSALE_BREAKER_OPEN_FOR", resilience.DefaultOpenFor),
+		DegradeP99Budget:      env.Positive("FLASHSALE_DEGRADE_P99_BUDGET", gateway.DefaultDegradeP99),
+		BreakerMinRequests:    uint32(env.IntIn("FLASHSALE_BREAKER_MIN_REQUESTS", resilience.DefaultMinRequests, 1, 100000)),
+		BreakerFailurePercent: uint32(env.IntIn("FLASHSALE_BREAKER_FAILURE_PERCENT", resilience.DefaultFailurePercent, 1, 100)),
+		BreakerOpenFor:        env.Positive("FLASHSALE_BREAKER_OPEN_FOR", resilience.DefaultOpenFor),
 		Discovery:             discovery.ConfigFromEnv(env),
 		ScreenKafkaBrokers:    env.List("FLASHSALE_SCREEN_KAFKA_BROKERS", nil),
 		ScreenPaymentMetrics:  env.List("FLASHSALE_SCREEN_PAYMENT_METRICS", nil),
@@ -208,9 +208,7 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(errUsers == nil, "FLASHSALE_BLOCKLIST_USERS: %v", errUsers)
 	env.Check(errIPs == nil, "FLASHSALE_BLOCKLIST_IPS: %v", errIPs)
 	env.Check(errDevices == nil, "FLASHSALE_BLOCKLIST_DEVICES: %v", errDevices)
-	env.Check(cfg.ChallengeBits >= 1 && cfg.ChallengeBits <= gateway.MaxChallengeBits, "FLASHSALE_CHALLENGE_DIFFICULTY must be 1..%d", gateway.MaxChallengeBits)
 	env.Check(cfg.ChallengeJitter >= 0, "FLASHSALE_CHALLENGE_JITTER must not be negative")
-	env.Check(cfg.ChallengeTTL > 0, "FLASHSALE_CHALLENGE_TTL must be positive")
 	env.Check(cfg.IPLimitKeys > 0, "FLASHSALE_RATE_IP_MAX_KEYS must be positive")
 	for name, a := range map[string]gateway.AdmissionLimit{"SECKILL": cfg.SeckillAdmission, "WRITE": cfg.WriteAdmission} {
 		env.Check(a.Max == 0 || (a.Min >= 1 && a.Min <= a.Initial && a.Initial <= a.Max),
@@ -220,14 +218,7 @@ func ConfigFromEnv(env *config.Env) Config {
 	for name, l := range map[string]gateway.Limit{"ROUTE": cfg.RouteLimit, "SECKILL": cfg.SeckillRouteLimit, "USER": cfg.SeckillUserLimit, "IP": cfg.IPLimit, "DEVICE": cfg.DeviceLimit} {
 		env.Check(l.RPS >= 0 && l.Burst >= 0, "FLASHSALE_RATE_%s_RPS and _BURST must not be negative", name)
 	}
-	env.Check(cfg.SoldOutTTL > 0, "FLASHSALE_SOLD_OUT_TTL must be positive")
-	env.Check(cfg.CacheTTL > 0, "FLASHSALE_CACHE_TTL must be positive")
-	env.Check(cfg.CallTimeout > 0, "FLASHSALE_CALL_TIMEOUT must be positive")
 	env.Check(cfg.MaxBodyBytes > 0, "FLASHSALE_MAX_BODY_BYTES must be positive")
-	env.Check(cfg.BreakerMinRequests >= 1 && cfg.BreakerMinRequests <= 100000, "FLASHSALE_BREAKER_MIN_REQUESTS must be 1..100000")
-	env.Check(cfg.BreakerFailurePercent >= 1 && cfg.BreakerFailurePercent <= 100, "FLASHSALE_BREAKER_FAILURE_PERCENT must be 1..100")
-	env.Check(cfg.BreakerOpenFor > 0, "FLASHSALE_BREAKER_OPEN_FOR must be positive")
-	env.Check(cfg.DegradeP99Budget > 0, "FLASHSALE_DEGRADE_P99_BUDGET must be positive")
 	env.Check(len(cfg.ScreenPaymentMetrics) == 0 || len(cfg.ScreenKafkaBrokers) > 0,
 		"FLASHSALE_SCREEN_PAYMENT_METRICS is set but FLASHSALE_SCREEN_KAFKA_BROKERS is not: the big screen is off without the brokers")
 	for _, u := range cfg.ScreenPaymentMetrics {

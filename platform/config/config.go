@@ -90,6 +90,25 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 	return d
 }
 
+// Positive returns the duration variable, or def, and records an error
+// unless it is above zero: the read and the check of most of the
+// platform's periods and timeouts, written once.
+func (e *Env) Positive(name string, def time.Duration) time.Duration {
+	d := e.Duration(name, def)
+	e.Check(d > 0, "%s=%s: must be positive", name, d)
+	return d
+}
+
+// IntIn returns the integer variable, or def, and records an error unless
+// it lies in lo..hi. The range is checked on the int64 as read, before a
+// caller narrows it (to an int32 pool size, a uint32 percentage), so a
+// huge value cannot wrap into the range.
+func (e *Env) IntIn(name string, def, lo, hi int64) int64 {
+	n := e.Int(name, def)
+	e.Check(n >= lo && n <= hi, "%s=%d: must be %d..%d", name, n, lo, hi)
+	return n
+}
+
 // Bool returns the variable parsed by strconv.ParseBool, or def.
 func (e *Env) Bool(name string, def bool) bool {
 	e.remember(name, strconv.FormatBool(def))

@@ -115,3 +115,29 @@ func TestDefaultsAreRecorded(t *testing.T) {
 		}
 	}
 }
+
+// Positive and IntIn read and check in one step; a value out of range is
+// refused by name, and IntIn checks before a caller narrows the value.
+func TestPositiveAndIntInRefuseOutOfRange(t *testing.T) {
+	env := config.FromMap(map[string]string{"P_OK": "2s", "P_ZERO": "0s", "I_OK": "7", "I_BIG": "4294967297"})
+	if got := env.Positive("P_OK", time.Second); got != 2*time.Second {
+		t.Errorf("Positive = %v, want 2s", got)
+	}
+	if got := env.IntIn("I_OK", 1, 1, 10); got != 7 {
+		t.Errorf("IntIn = %d, want 7", got)
+	}
+	if got := env.Positive("P_UNSET", time.Second); got != time.Second {
+		t.Errorf("Positive unset = %v, want the default", got)
+	}
+	if err := env.Err(); err != nil {
+		t.Fatalf("in-range values refused: %v", err)
+	}
+	env.Positive("P_ZERO", time.Second)
+	env.IntIn("I_BIG", 1, 1, 100)
+	err := env.Err()
+	for _, want := range []string{"P_ZERO=0s: must be positive", "I_BIG=4294967297: must be 1..100"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to say %q", err, want)
+		}
+	}
+}

@@ -174,7 +174,5 @@ const MaxPoolConns = 1000
 // when unset), and refuses one outside 1..MaxPoolConns, so every service
 // that keeps a pool reads the setting the same way.
 func PoolSize(env *config.Env, def int32) int32 {
-	n := env.Int("FLASHSALE_POSTGRES_MAX_CONNS", int64(def))
-	env.Check(n >= 1 && n <= MaxPoolConns, "FLASHSALE_POSTGRES_MAX_CONNS=%d: must be 1..%d", n, MaxPoolConns)
-	return int32(n)
+	return int32(env.IntIn("FLASHSALE_POSTGRES_MAX_CONNS", int64(def), 1, MaxPoolConns))
 }

@@ -6,6 +6,7 @@
 package resilience
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -63,9 +64,7 @@ const (
 // the rest. A caller's own cancellation is not counted at all. While the
 // breaker is open, calls fail at once with UNAVAILABLE.
 func Breaker(cfg BreakerConfig) grpc.UnaryClientInterceptor {
-	if cfg.MinRequests == 0 {
-		cfg.MinRequests = DefaultMinRequests
-	}
+	cfg.MinRequests = cmp.Or(cfg.MinRequests, DefaultMinRequests)
 	if cfg.FailurePercent == 0 || cfg.FailurePercent > 100 {
 		cfg.FailurePercent = DefaultFailurePercent
 	}
@@ -75,9 +74,7 @@ func Breaker(cfg BreakerConfig) grpc.UnaryClientInterceptor {
 	if cfg.OpenFor <= 0 {
 		cfg.OpenFor = DefaultOpenFor
 	}
-	if cfg.Probes == 0 {
-		cfg.Probes = DefaultProbes
-	}
+	cfg.Probes = cmp.Or(cfg.Probes, DefaultProbes)
 	minRequests, percent := cfg.MinRequests, cfg.FailurePercent
 	cb := gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        cfg.Name,

@@ -1,6 +1,7 @@
 package payment
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -105,18 +106,14 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if cfg.LatencyRef <= 0 {
 		cfg.LatencyRef = 200 * time.Millisecond
 	}
-	if cfg.TripCalls == 0 {
-		cfg.TripCalls = 5
-	}
+	cfg.TripCalls = cmp.Or(cfg.TripCalls, 5)
 	if cfg.TripRatio <= 0 {
 		cfg.TripRatio = 0.5
 	}
 	if cfg.OpenFor <= 0 {
 		cfg.OpenFor = 5 * time.Second
 	}
-	if cfg.Probes == 0 {
-		cfg.Probes = 1
-	}
+	cfg.Probes = cmp.Or(cfg.Probes, 1)
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}

@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -63,10 +64,9 @@ func ConfigFromEnv(env *config.Env) Config {
 		Clock:            clock.Real{},
 		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
 		PostgresMaxConns: pgplatform.PoolSize(env, DefaultPostgresMaxConns),
-		NodeID:           env.Int("FLASHSALE_NODE_ID", 0),
+		NodeID:           env.IntIn("FLASHSALE_NODE_ID", 0, 0, ids.MaxReplica),
 		Discovery:        discovery.ConfigFromEnv(env),
 	}
-	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= ids.MaxReplica, "FLASHSALE_NODE_ID=%d: must be 0..%d", cfg.NodeID, ids.MaxReplica)
 	return cfg
 }
 
@@ -78,9 +78,7 @@ func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
 	}
-	if c.PostgresMaxConns == 0 {
-		c.PostgresMaxConns = DefaultPostgresMaxConns
-	}
+	c.PostgresMaxConns = cmp.Or(c.PostgresMaxConns, DefaultPostgresMaxConns)
 	return c
 }
 

@@ -5,6 +5,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -141,40 +142,26 @@ func ConfigFromEnv(env *config.Env) Config {
 		ProductAddr:       env.String("FLASHSALE_PRODUCT_ADDR", DefaultProductAddr),
 		MarketingAddr:     env.String("FLASHSALE_MARKETING_ADDR", DefaultMarketingAddr),
 		PaymentAddr:       env.String("FLASHSALE_PAYMENT_ADDR", DefaultPaymentAddr),
-		RefundSweepEvery:  env.Duration("FLASHSALE_REFUND_SWEEP_EVERY", DefaultRefundSweepEvery),
-		RefundRetryAfter:  env.Duration("FLASHSALE_REFUND_RETRY_AFTER", order.DefaultRefundRetryAfter),
-		RPCTimeout:        env.Duration("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
-		PaymentWindow:     env.Duration("FLASHSALE_PAYMENT_WINDOW", DefaultPaymentWindow),
-		ActivityTTL:       env.Duration("FLASHSALE_ACTIVITY_CACHE_TTL", DefaultActivityTTL),
-		NodeID:            env.Int("FLASHSALE_NODE_ID", 0),
-		ConsumerBatchSize: int(env.Int("FLASHSALE_CONSUMER_BATCH_SIZE", DefaultConsumerBatchSize)),
-		ConsumerBatchWait: env.Duration("FLASHSALE_CONSUMER_BATCH_WAIT", DefaultConsumerBatchWait),
-		ExpiryPoll:        env.Duration("FLASHSALE_EXPIRY_POLL_INTERVAL", order.DefaultExpiryPoll),
-		ExpiryBatch:       int(env.Int("FLASHSALE_EXPIRY_BATCH", order.DefaultExpiryBatch)),
+		RefundSweepEvery:  env.Positive("FLASHSALE_REFUND_SWEEP_EVERY", DefaultRefundSweepEvery),
+		RefundRetryAfter:  env.Positive("FLASHSALE_REFUND_RETRY_AFTER", order.DefaultRefundRetryAfter),
+		RPCTimeout:        env.Positive("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
+		PaymentWindow:     env.Positive("FLASHSALE_PAYMENT_WINDOW", DefaultPaymentWindow),
+		ActivityTTL:       env.Positive("FLASHSALE_ACTIVITY_CACHE_TTL", DefaultActivityTTL),
+		NodeID:            env.IntIn("FLASHSALE_NODE_ID", 0, 0, ids.MaxReplica),
+		ConsumerBatchSize: int(env.IntIn("FLASHSALE_CONSUMER_BATCH_SIZE", DefaultConsumerBatchSize, 1, 10000)),
+		ConsumerBatchWait: env.Positive("FLASHSALE_CONSUMER_BATCH_WAIT", DefaultConsumerBatchWait),
+		ExpiryPoll:        env.Positive("FLASHSALE_EXPIRY_POLL_INTERVAL", order.DefaultExpiryPoll),
+		ExpiryBatch:       int(env.IntIn("FLASHSALE_EXPIRY_BATCH", order.DefaultExpiryBatch, 1, 1000)),
 		ExpiryLease:       env.Duration("FLASHSALE_EXPIRY_LEASE", order.DefaultExpiryLease),
-		ExpiryWorkers:     int(env.Int("FLASHSALE_EXPIRY_WORKERS", DefaultExpiryWorkers)),
+		ExpiryWorkers:     int(env.IntIn("FLASHSALE_EXPIRY_WORKERS", DefaultExpiryWorkers, 1, 64)),
 		Discovery:         discovery.ConfigFromEnv(env),
-		OverdueGrace:      env.Duration("FLASHSALE_EXPIRY_OVERDUE_GRACE", order.DefaultOverdueGrace),
-		ReconcileEvery:    env.Duration("FLASHSALE_RECONCILE_EVERY", order.DefaultReconcileEvery),
-		ReconcileSettle:   env.Duration("FLASHSALE_RECONCILE_SETTLE", order.DefaultReconcileSettle),
+		OverdueGrace:      env.Positive("FLASHSALE_EXPIRY_OVERDUE_GRACE", order.DefaultOverdueGrace),
+		ReconcileEvery:    env.Positive("FLASHSALE_RECONCILE_EVERY", order.DefaultReconcileEvery),
+		ReconcileSettle:   env.Positive("FLASHSALE_RECONCILE_SETTLE", order.DefaultReconcileSettle),
 	}
 	env.Check(len(cfg.KafkaBrokers) > 0, "FLASHSALE_KAFKA_BROKERS: at least one broker is needed")
 	env.Check(cfg.KafkaPartitions >= 1, "FLASHSALE_KAFKA_PARTITIONS=%d: must be at least 1", cfg.KafkaPartitions)
-	env.Check(cfg.RPCTimeout > 0, "FLASHSALE_RPC_TIMEOUT=%s: must be positive", cfg.RPCTimeout)
-	env.Check(cfg.RefundSweepEvery > 0, "FLASHSALE_REFUND_SWEEP_EVERY=%s: must be positive", cfg.RefundSweepEvery)
-	env.Check(cfg.RefundRetryAfter > 0, "FLASHSALE_REFUND_RETRY_AFTER=%s: must be positive", cfg.RefundRetryAfter)
-	env.Check(cfg.PaymentWindow > 0, "FLASHSALE_PAYMENT_WINDOW=%s: must be positive", cfg.PaymentWindow)
-	env.Check(cfg.ActivityTTL > 0, "FLASHSALE_ACTIVITY_CACHE_TTL=%s: must be positive", cfg.ActivityTTL)
-	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= ids.MaxReplica, "FLASHSALE_NODE_ID=%d: must be 0..%d", cfg.NodeID, ids.MaxReplica)
-	env.Check(cfg.ConsumerBatchSize >= 1 && cfg.ConsumerBatchSize <= 10000, "FLASHSALE_CONSUMER_BATCH_SIZE=%d: must be 1..10000", cfg.ConsumerBatchSize)
-	env.Check(cfg.ConsumerBatchWait > 0, "FLASHSALE_CONSUMER_BATCH_WAIT=%s: must be positive", cfg.ConsumerBatchWait)
-	env.Check(cfg.ExpiryPoll > 0, "FLASHSALE_EXPIRY_POLL_INTERVAL=%s: must be positive", cfg.ExpiryPoll)
-	env.Check(cfg.ExpiryBatch >= 1 && cfg.ExpiryBatch <= 1000, "FLASHSALE_EXPIRY_BATCH=%d: must be 1..1000", cfg.ExpiryBatch)
 	env.Check(cfg.ExpiryLease >= time.Second, "FLASHSALE_EXPIRY_LEASE=%s: must be at least 1s", cfg.ExpiryLease)
-	env.Check(cfg.ExpiryWorkers >= 1 && cfg.ExpiryWorkers <= 64, "FLASHSALE_EXPIRY_WORKERS=%d: must be 1..64", cfg.ExpiryWorkers)
-	env.Check(cfg.OverdueGrace > 0, "FLASHSALE_EXPIRY_OVERDUE_GRACE=%s: must be positive", cfg.OverdueGrace)
-	env.Check(cfg.ReconcileEvery > 0, "FLASHSALE_RECONCILE_EVERY=%s: must be positive", cfg.ReconcileEvery)
-	env.Check(cfg.ReconcileSettle > 0, "FLASHSALE_RECONCILE_SETTLE=%s: must be positive", cfg.ReconcileSettle)
 	return cfg
 }
 
@@ -186,42 +173,20 @@ func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
 	}
-	if c.PostgresMaxConns == 0 {
-		c.PostgresMaxConns = DefaultPostgresMaxConns
-	}
-	if c.KafkaPartitions == 0 {
-		c.KafkaPartitions = DefaultKafkaPartitions
-	}
+	c.PostgresMaxConns = cmp.Or(c.PostgresMaxConns, DefaultPostgresMaxConns)
+	c.KafkaPartitions = cmp.Or(c.KafkaPartitions, DefaultKafkaPartitions)
 	if c.KafkaDurability == (pkafka.Durability{}) {
 		c.KafkaDurability = pkafka.DefaultDurability
 	}
-	if c.MarketingAddr == "" {
-		c.MarketingAddr = DefaultMarketingAddr
-	}
-	if c.PaymentAddr == "" {
-		c.PaymentAddr = DefaultPaymentAddr
-	}
-	if c.RPCTimeout == 0 {
-		c.RPCTimeout = DefaultRPCTimeout
-	}
-	if c.RefundSweepEvery == 0 {
-		c.RefundSweepEvery = DefaultRefundSweepEvery
-	}
-	if c.PaymentWindow == 0 {
-		c.PaymentWindow = DefaultPaymentWindow
-	}
-	if c.ActivityTTL == 0 {
-		c.ActivityTTL = DefaultActivityTTL
-	}
-	if c.ConsumerBatchSize == 0 {
-		c.ConsumerBatchSize = DefaultConsumerBatchSize
-	}
-	if c.ConsumerBatchWait == 0 {
-		c.ConsumerBatchWait = DefaultConsumerBatchWait
-	}
-	if c.ExpiryWorkers == 0 {
-		c.ExpiryWorkers = DefaultExpiryWorkers
-	}
+	c.MarketingAddr = cmp.Or(c.MarketingAddr, DefaultMarketingAddr)
+	c.PaymentAddr = cmp.Or(c.PaymentAddr, DefaultPaymentAddr)
+	c.RPCTimeout = cmp.Or(c.RPCTimeout, DefaultRPCTimeout)
+	c.RefundSweepEvery = cmp.Or(c.RefundSweepEvery, DefaultRefundSweepEvery)
+	c.PaymentWindow = cmp.Or(c.PaymentWindow, DefaultPaymentWindow)
+	c.ActivityTTL = cmp.Or(c.ActivityTTL, DefaultActivityTTL)
+	c.ConsumerBatchSize = cmp.Or(c.ConsumerBatchSize, DefaultConsumerBatchSize)
+	c.ConsumerBatchWait = cmp.Or(c.ConsumerBatchWait, DefaultConsumerBatchWait)
+	c.ExpiryWorkers = cmp.Or(c.ExpiryWorkers, DefaultExpiryWorkers)
 	return c
 }
 

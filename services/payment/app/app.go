@@ -6,6 +6,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -100,31 +101,23 @@ func ConfigFromEnv(env *config.Env) Config {
 		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
 		PostgresMaxConns: pgplatform.PoolSize(env, DefaultPostgresMaxConns),
 		OrderAddr:        env.String("FLASHSALE_ORDER_ADDR", DefaultOrderAddr),
-		RPCTimeout:       env.Duration("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
+		RPCTimeout:       env.Positive("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
 		ChannelsURL:      env.String("FLASHSALE_CHANNELS_URL", DefaultChannelsURL),
 		Channels:         wire.ParseChannels(env, "FLASHSALE_CHANNELS"),
-		ChannelTimeout:   env.Duration("FLASHSALE_CHANNEL_TIMEOUT", DefaultChannelTimeout),
-		PayBudget:        env.Duration("FLASHSALE_PAY_BUDGET", payment.DefaultPayBudget),
+		ChannelTimeout:   env.Positive("FLASHSALE_CHANNEL_TIMEOUT", DefaultChannelTimeout),
+		PayBudget:        env.Positive("FLASHSALE_PAY_BUDGET", payment.DefaultPayBudget),
 		Router: payment.RouterConfig{
-			OpenFor: env.Duration("FLASHSALE_BREAKER_OPEN_FOR", 5*time.Second),
+			OpenFor: env.Positive("FLASHSALE_BREAKER_OPEN_FOR", 5*time.Second),
 			Seed:    uint64(env.Int("FLASHSALE_ROUTER_SEED", 1)),
 		},
-		QueryAfter:     env.Duration("FLASHSALE_QUERY_AFTER", DefaultQueryAfter),
-		SweepEvery:     env.Duration("FLASHSALE_SWEEP_EVERY", DefaultSweepEvery),
-		ReconcileEvery: env.Duration("FLASHSALE_RECONCILE_EVERY", DefaultReconcileEvery),
-		NodeID:         env.Int("FLASHSALE_NODE_ID", 0),
+		QueryAfter:     env.Positive("FLASHSALE_QUERY_AFTER", DefaultQueryAfter),
+		SweepEvery:     env.Positive("FLASHSALE_SWEEP_EVERY", DefaultSweepEvery),
+		ReconcileEvery: env.Positive("FLASHSALE_RECONCILE_EVERY", DefaultReconcileEvery),
+		NodeID:         env.IntIn("FLASHSALE_NODE_ID", 0, 0, ids.MaxReplica),
 		Discovery:      discovery.ConfigFromEnv(env),
 	}
 	u, err := url.Parse(cfg.ChannelsURL)
 	env.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "FLASHSALE_CHANNELS_URL=%q: not an http URL", cfg.ChannelsURL)
-	for name, d := range map[string]time.Duration{
-		"FLASHSALE_RPC_TIMEOUT": cfg.RPCTimeout, "FLASHSALE_CHANNEL_TIMEOUT": cfg.ChannelTimeout, "FLASHSALE_PAY_BUDGET": cfg.PayBudget,
-		"FLASHSALE_BREAKER_OPEN_FOR": cfg.Router.OpenFor, "FLASHSALE_QUERY_AFTER": cfg.QueryAfter,
-		"FLASHSALE_SWEEP_EVERY": cfg.SweepEvery, "FLASHSALE_RECONCILE_EVERY": cfg.ReconcileEvery,
-	} {
-		env.Check(d > 0, "%s=%s: must be positive", name, d)
-	}
-	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= ids.MaxReplica, "FLASHSALE_NODE_ID=%d: must be 0..%d", cfg.NodeID, ids.MaxReplica)
 	return cfg
 }
 
@@ -136,30 +129,16 @@ func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
 	}
-	if c.PostgresMaxConns == 0 {
-		c.PostgresMaxConns = DefaultPostgresMaxConns
-	}
-	if c.RPCTimeout == 0 {
-		c.RPCTimeout = DefaultRPCTimeout
-	}
-	if c.ChannelsURL == "" {
-		c.ChannelsURL = DefaultChannelsURL
-	}
+	c.PostgresMaxConns = cmp.Or(c.PostgresMaxConns, DefaultPostgresMaxConns)
+	c.RPCTimeout = cmp.Or(c.RPCTimeout, DefaultRPCTimeout)
+	c.ChannelsURL = cmp.Or(c.ChannelsURL, DefaultChannelsURL)
 	if len(c.Channels) == 0 {
 		c.Channels = wire.DefaultChannels
 	}
-	if c.ChannelTimeout == 0 {
-		c.ChannelTimeout = DefaultChannelTimeout
-	}
-	if c.QueryAfter == 0 {
-		c.QueryAfter = DefaultQueryAfter
-	}
-	if c.SweepEvery == 0 {
-		c.SweepEvery = DefaultSweepEvery
-	}
-	if c.ReconcileEvery == 0 {
-		c.ReconcileEvery = DefaultReconcileEvery
-	}
+	c.ChannelTimeout = cmp.Or(c.ChannelTimeout, DefaultChannelTimeout)
+	c.QueryAfter = cmp.Or(c.QueryAfter, DefaultQueryAfter)
+	c.SweepEvery = cmp.Or(c.SweepEvery, DefaultSweepEvery)
+	c.ReconcileEvery = cmp.Or(c.ReconcileEvery, DefaultReconcileEvery)
 	return c
 }
 

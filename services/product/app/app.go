@@ -3,6 +3,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -86,28 +87,21 @@ func ConfigFromEnv(env *config.Env) Config {
 	cfg := Config{
 		RedisAddr:        redisCfg.Addr,
 		RedisCluster:     redisCfg.Cluster,
-		SharedTTL:        env.Duration("FLASHSALE_CATALOG_SHARED_TTL", DefaultSharedTTL),
-		FilterRebuild:    env.Duration("FLASHSALE_CATALOG_FILTER_REBUILD", DefaultFilterRebuild),
+		SharedTTL:        env.Positive("FLASHSALE_CATALOG_SHARED_TTL", DefaultSharedTTL),
+		FilterRebuild:    env.Positive("FLASHSALE_CATALOG_FILTER_REBUILD", DefaultFilterRebuild),
 		GRPCAddr:         env.String("FLASHSALE_GRPC_ADDR", DefaultGRPCAddr),
 		AdminAddr:        env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
 		Clock:            clock.Real{},
 		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
 		PostgresMaxConns: pgplatform.PoolSize(env, DefaultPostgresMaxConns),
 		InventoryAddr:    env.String("FLASHSALE_INVENTORY_ADDR", DefaultInventoryAddr),
-		InventoryTimeout: env.Duration("FLASHSALE_INVENTORY_TIMEOUT", DefaultInventoryTimeout),
-		NodeID:           env.Int("FLASHSALE_NODE_ID", 0),
-		ActivityTTL:      env.Duration("FLASHSALE_ACTIVITY_CACHE_TTL", DefaultActivityTTL),
-		StockTTL:         env.Duration("FLASHSALE_STOCK_CACHE_TTL", DefaultStockTTL),
-		CatalogTTL:       env.Duration("FLASHSALE_CATALOG_CACHE_TTL", DefaultCatalogTTL),
+		InventoryTimeout: env.Positive("FLASHSALE_INVENTORY_TIMEOUT", DefaultInventoryTimeout),
+		NodeID:           env.IntIn("FLASHSALE_NODE_ID", 0, 0, ids.MaxReplica),
+		ActivityTTL:      env.Positive("FLASHSALE_ACTIVITY_CACHE_TTL", DefaultActivityTTL),
+		StockTTL:         env.Positive("FLASHSALE_STOCK_CACHE_TTL", DefaultStockTTL),
+		CatalogTTL:       env.Positive("FLASHSALE_CATALOG_CACHE_TTL", DefaultCatalogTTL),
 		Discovery:        discovery.ConfigFromEnv(env),
 	}
-	env.Check(cfg.InventoryTimeout > 0, "FLASHSALE_INVENTORY_TIMEOUT=%s: must be positive", cfg.InventoryTimeout)
-	env.Check(cfg.NodeID >= 0 && cfg.NodeID <= ids.MaxReplica, "FLASHSALE_NODE_ID=%d: must be 0..%d", cfg.NodeID, ids.MaxReplica)
-	env.Check(cfg.ActivityTTL > 0, "FLASHSALE_ACTIVITY_CACHE_TTL=%s: must be positive", cfg.ActivityTTL)
-	env.Check(cfg.StockTTL > 0, "FLASHSALE_STOCK_CACHE_TTL=%s: must be positive", cfg.StockTTL)
-	env.Check(cfg.CatalogTTL > 0, "FLASHSALE_CATALOG_CACHE_TTL=%s: must be positive", cfg.CatalogTTL)
-	env.Check(cfg.SharedTTL > 0, "FLASHSALE_CATALOG_SHARED_TTL=%s: must be positive", cfg.SharedTTL)
-	env.Check(cfg.FilterRebuild > 0, "FLASHSALE_CATALOG_FILTER_REBUILD=%s: must be positive", cfg.FilterRebuild)
 	return cfg
 }
 
@@ -119,27 +113,13 @@ func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
 	}
-	if c.PostgresMaxConns == 0 {
-		c.PostgresMaxConns = DefaultPostgresMaxConns
-	}
-	if c.InventoryTimeout == 0 {
-		c.InventoryTimeout = DefaultInventoryTimeout
-	}
-	if c.ActivityTTL == 0 {
-		c.ActivityTTL = DefaultActivityTTL
-	}
-	if c.StockTTL == 0 {
-		c.StockTTL = DefaultStockTTL
-	}
-	if c.CatalogTTL == 0 {
-		c.CatalogTTL = DefaultCatalogTTL
-	}
-	if c.SharedTTL == 0 {
-		c.SharedTTL = DefaultSharedTTL
-	}
-	if c.FilterRebuild == 0 {
-		c.FilterRebuild = DefaultFilterRebuild
-	}
+	c.PostgresMaxConns = cmp.Or(c.PostgresMaxConns, DefaultPostgresMaxConns)
+	c.InventoryTimeout = cmp.Or(c.InventoryTimeout, DefaultInventoryTimeout)
+	c.ActivityTTL = cmp.Or(c.ActivityTTL, DefaultActivityTTL)
+	c.StockTTL = cmp.Or(c.StockTTL, DefaultStockTTL)
+	c.CatalogTTL = cmp.Or(c.CatalogTTL, DefaultCatalogTTL)
+	c.SharedTTL = cmp.Or(c.SharedTTL, DefaultSharedTTL)
+	c.FilterRebuild = cmp.Or(c.FilterRebuild, DefaultFilterRebuild)
 	return c
 }
 
