@@ -1,7 +1,10 @@
 // Package grpc adapts the order service to gRPC: the OrderService server
-// over the domain's use cases (server.go, regular.go), and the clients of
-// the inventory, product, marketing and payment services that the domain
-// sees as its ports (order.Reservations, order.Activities, ...).
+// over the domain's use cases (server.go, the incoming side), and the
+// clients of the services the domain sees as its ports, each in the files
+// named for the service called: inventory*.go (order.Reservations, the due
+// queue, the reserve batcher), product.go (order.Activities,
+// order.Catalog), marketing.go (order.Pricing), payment.go
+// (order.Payments).
 package grpc
 
 import (

@@ -9,69 +9,16 @@ import (
 
 	"github.com/flashsale/flashsale/platform/errcode"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
-	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 	"github.com/flashsale/flashsale/services/order"
 )
 
-var (
-	// catalogErrors maps the product service's answers on the regular
-	// order path.
-	catalogErrors = errcode.Table{
-		{Err: order.ErrSoldOut, Code: errcode.SoldOut},
-		{Err: order.ErrNotFound, Code: errcode.NotFound},
-		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
-		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
-		// A reserve answers CONFLICT only when a release of its order came
-		// first (its caller gave the order up): nothing is taken.
-		{Err: order.ErrUnavailable, Code: errcode.Conflict},
-	}
-	// marketingErrors maps the marketing service's answers: CONFLICT is a
-	// coupon that is used or does not apply.
-	marketingErrors = errcode.Table{
-		{Err: order.ErrConflict, Code: errcode.Conflict},
-		{Err: order.ErrNotFound, Code: errcode.NotFound},
-		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
-		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
-	}
-)
-
-// Catalog implements order.Catalog with the product service.
-type Catalog struct {
-	c productv1.ProductServiceClient
-}
-
-// NewCatalog returns a client on cc.
-func NewCatalog(cc grpc.ClientConnInterface) *Catalog {
-	return &Catalog{c: productv1.NewProductServiceClient(cc)}
-}
-
-// Price returns the SKU's regular price.
-func (c *Catalog) Price(ctx context.Context, skuID int64) (int64, error) {
-	p, err := c.c.GetProduct(ctx, &productv1.GetProductRequest{SkuId: skuID})
-	if err != nil {
-		return 0, fmt.Errorf("product %d: %w", skuID, catalogErrors.Domain(err))
-	}
-	return p.GetPrice(), nil
-}
-
-// ReserveStock takes the lines' regular stock for the order.
-func (c *Catalog) ReserveStock(ctx context.Context, orderID int64, lines []order.CartLine) error {
-	req := &productv1.ReserveStockRequest{OrderId: orderID, Lines: make([]*productv1.StockLine, len(lines))}
-	for i, l := range lines {
-		req.Lines[i] = &productv1.StockLine{SkuId: l.SKUID, Quantity: l.Quantity}
-	}
-	if _, err := c.c.ReserveStock(ctx, req); err != nil {
-		return fmt.Errorf("product reserve stock: %w", catalogErrors.Domain(err))
-	}
-	return nil
-}
-
-// ReleaseStock gives back the order's regular stock.
-func (c *Catalog) ReleaseStock(ctx context.Context, orderID int64) error {
-	if _, err := c.c.ReleaseStock(ctx, &productv1.ReleaseStockRequest{OrderId: orderID}); err != nil {
-		return fmt.Errorf("product release stock: %w", catalogErrors.Domain(err))
-	}
-	return nil
+// marketingErrors maps the marketing service's answers: CONFLICT is a
+// coupon that is used or does not apply.
+var marketingErrors = errcode.Table{
+	{Err: order.ErrConflict, Code: errcode.Conflict},
+	{Err: order.ErrNotFound, Code: errcode.NotFound},
+	{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
+	{Err: order.ErrUnavailable, Code: errcode.Unavailable},
 }
 
 // Pricing implements order.Pricing with the marketing service.

@@ -11,7 +11,6 @@ import (
 	"github.com/flashsale/flashsale/platform/shadow"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	"github.com/flashsale/flashsale/proto/limits"
-	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 	"github.com/flashsale/flashsale/services/order"
 )
 
@@ -51,11 +50,6 @@ var (
 		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
 		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
 	}
-	productErrors = errcode.Table{
-		{Err: order.ErrNotFound, Code: errcode.NotFound},
-		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
-		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
-	}
 )
 
 // Inventory implements the domain's ports on the inventory service
@@ -73,7 +67,7 @@ func NewInventory(cc grpc.ClientConnInterface) *Inventory {
 }
 
 // Reserve takes stock for one order. Concurrent reservations travel
-// together in ReserveBatch calls (reserve_batch.go).
+// together in ReserveBatch calls (inventory_reserve_batch.go).
 func (i *Inventory) Reserve(ctx context.Context, r order.Reservation) (order.Reserved, error) {
 	batcher := i.reserves[0]
 	if shadow.Is(ctx) {
@@ -186,26 +180,4 @@ var markOutcomes = map[inventoryv1.MarkOutcome]order.MarkOutcome{
 	inventoryv1.MarkOutcome_MARK_OUTCOME_MARKED:    order.MarkStore,
 	inventoryv1.MarkOutcome_MARK_OUTCOME_DROP:      order.MarkReleasedUnpublished,
 	inventoryv1.MarkOutcome_MARK_OUTCOME_NOT_FOUND: order.MarkNoReservation,
-}
-
-// Activities implements order.Activities with the product service.
-type Activities struct {
-	c productv1.ProductServiceClient
-}
-
-// NewActivities returns a client on cc.
-func NewActivities(cc grpc.ClientConnInterface) *Activities {
-	return &Activities{c: productv1.NewProductServiceClient(cc)}
-}
-
-// Activity returns a flash-sale activity.
-func (a *Activities) Activity(ctx context.Context, id int64) (order.Activity, error) {
-	m, err := a.c.GetActivity(ctx, &productv1.GetActivityRequest{ActivityId: id})
-	if err != nil {
-		return order.Activity{}, fmt.Errorf("product activity %d: %w", id, productErrors.Domain(err))
-	}
-	return order.Activity{
-		ID: m.GetActivityId(), SKUID: m.GetSkuId(), Price: m.GetPrice(), PerUserLimit: m.GetPerUserLimit(), Stock: m.GetStock(),
-		StartsAt: m.GetStartsAt().AsTime(), EndsAt: m.GetEndsAt().AsTime(),
-	}, nil
 }

@@ -1,0 +1,93 @@
+package grpc
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+
+	"github.com/flashsale/flashsale/platform/errcode"
+	productv1 "github.com/flashsale/flashsale/proto/product/v1"
+	"github.com/flashsale/flashsale/services/order"
+)
+
+// The product service's answers, back into domain errors.
+var (
+	productErrors = errcode.Table{
+		{Err: order.ErrNotFound, Code: errcode.NotFound},
+		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
+		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
+	}
+	// catalogErrors maps the product service's answers on the regular
+	// order path.
+	catalogErrors = errcode.Table{
+		{Err: order.ErrSoldOut, Code: errcode.SoldOut},
+		{Err: order.ErrNotFound, Code: errcode.NotFound},
+		{Err: order.ErrInvalid, Code: errcode.InvalidArgument},
+		{Err: order.ErrUnavailable, Code: errcode.Unavailable},
+		// A reserve answers CONFLICT only when a release of its order came
+		// first (its caller gave the order up): nothing is taken.
+		{Err: order.ErrUnavailable, Code: errcode.Conflict},
+	}
+)
+
+// Activities implements order.Activities with the product service.
+type Activities struct {
+	c productv1.ProductServiceClient
+}
+
+// NewActivities returns a client on cc.
+func NewActivities(cc grpc.ClientConnInterface) *Activities {
+	return &Activities{c: productv1.NewProductServiceClient(cc)}
+}
+
+// Activity returns a flash-sale activity.
+func (a *Activities) Activity(ctx context.Context, id int64) (order.Activity, error) {
+	m, err := a.c.GetActivity(ctx, &productv1.GetActivityRequest{ActivityId: id})
+	if err != nil {
+		return order.Activity{}, fmt.Errorf("product activity %d: %w", id, productErrors.Domain(err))
+	}
+	return order.Activity{
+		ID: m.GetActivityId(), SKUID: m.GetSkuId(), Price: m.GetPrice(), PerUserLimit: m.GetPerUserLimit(), Stock: m.GetStock(),
+		StartsAt: m.GetStartsAt().AsTime(), EndsAt: m.GetEndsAt().AsTime(),
+	}, nil
+}
+
+// Catalog implements order.Catalog with the product service.
+type Catalog struct {
+	c productv1.ProductServiceClient
+}
+
+// NewCatalog returns a client on cc.
+func NewCatalog(cc grpc.ClientConnInterface) *Catalog {
+	return &Catalog{c: productv1.NewProductServiceClient(cc)}
+}
+
+// Price returns the SKU's regular price.
+func (c *Catalog) Price(ctx context.Context, skuID int64) (int64, error) {
+	p, err := c.c.GetProduct(ctx, &productv1.GetProductRequest{SkuId: skuID})
+	if err != nil {
+		return 0, fmt.Errorf("product %d: %w", skuID, catalogErrors.Domain(err))
+	}
+	return p.GetPrice(), nil
+}
+
+// ReserveStock takes the lines' regular stock for the order.
+func (c *Catalog) ReserveStock(ctx context.Context, orderID int64, lines []order.CartLine) error {
+	req := &productv1.ReserveStockRequest{OrderId: orderID, Lines: make([]*productv1.StockLine, len(lines))}
+	for i, l := range lines {
+		req.Lines[i] = &productv1.StockLine{SkuId: l.SKUID, Quantity: l.Quantity}
+	}
+	if _, err := c.c.ReserveStock(ctx, req); err != nil {
+		return fmt.Errorf("product reserve stock: %w", catalogErrors.Domain(err))
+	}
+	return nil
+}
+
+// ReleaseStock gives back the order's regular stock.
+func (c *Catalog) ReleaseStock(ctx context.Context, orderID int64) error {
+	if _, err := c.c.ReleaseStock(ctx, &productv1.ReleaseStockRequest{OrderId: orderID}); err != nil {
+		return fmt.Errorf("product release stock: %w", catalogErrors.Domain(err))
+	}
+	return nil
+}
