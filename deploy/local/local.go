@@ -156,190 +156,250 @@ type orderProcess struct {
 
 // Up starts every service on stack and returns once the gateway is ready.
 func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform, err error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	clk := opts.Clock
-	if clk == nil {
-		clk = clock.Real{}
-	}
-	secret := opts.JWTSecret
-	if secret == "" {
-		b := make([]byte, 32)
-		_, _ = rand.Read(b)
-		secret = hex.EncodeToString(b)
-	}
-	process := func(string) (string, bool) { return "", false }
-	if opts.Environ {
-		process = os.LookupEnv
-	}
-	defaults := config.FromFunc(func(name string) (string, bool) {
-		if name == config.DevVar {
-			return "true", true
-		}
-		return process(name)
-	})
+	opts = opts.withDefaults()
 	var lis listeners
 	defer func() {
 		if err != nil {
 			lis.closeAll()
 		}
 	}()
-
-	inv := invapp.ConfigFromEnv(defaults)
-	inv.GRPCListener, inv.AdminListener = lis.take(), lis.take()
-	inv.Logger, inv.Clock = log.With("service", "inventory"), clk
-	inv.RedisAddr = stack.RedisAddr
-
-	prod := productapp.ConfigFromEnv(defaults)
-	prod.GRPCListener, prod.AdminListener = lis.take(), lis.take()
-	prod.Logger, prod.Clock = log.With("service", "product"), clk
-	prod.PostgresURL = stack.PostgresURL(DBProduct)
-	prod.RedisAddr = stack.RedisAddr
-	prod.InventoryAddr = addr(inv.GRPCListener)
-
-	mkt := marketingapp.ConfigFromEnv(defaults)
-	mkt.GRPCListener, mkt.AdminListener = lis.take(), lis.take()
-	mkt.Logger, mkt.Clock = log.With("service", "marketing"), clk
-	mkt.PostgresURL = stack.PostgresURL(DBMarketing)
-
-	replicas := max(opts.OrderReplicas, 1)
-	ord := orderapp.ConfigFromEnv(defaults)
-	// Each replica's gRPC and admin listeners, in turn.
-	orderLis := make([]net.Listener, 2*replicas)
-	orderAddrs := make([]string, replicas)
-	for i := range replicas {
-		orderLis[2*i], orderLis[2*i+1] = lis.take(), lis.take()
-		orderAddrs[i] = addr(orderLis[2*i])
+	pl, err := newPlan(stack, opts, &lis)
+	if err != nil {
+		return nil, err
 	}
-	ord.Logger, ord.Clock = log.With("service", "order"), clk
-	ord.PostgresURL = stack.PostgresURL(DBOrders)
-	ord.RedisAddr = stack.RedisAddr
-	ord.KafkaBrokers, ord.KafkaDurability = stack.KafkaBrokers, stack.KafkaDurability
-	ord.InventoryAddr = addr(inv.GRPCListener)
-	if stack.Faulty() {
-		// The order service's link to inventory (its hot path) crosses
-		// a fault proxy too (localstack.Inventory).
-		if ord.InventoryAddr, err = stack.Proxy(localstack.Inventory, ord.InventoryAddr); err != nil {
-			return nil, fmt.Errorf("local: %w", err)
-		}
-	}
-	ord.ProductAddr = addr(prod.GRPCListener)
-	ord.MarketingAddr = addr(mkt.GRPCListener)
-
-	simLis := lis.take()
-	pay := payapp.ConfigFromEnv(defaults)
-	pay.GRPCListener, pay.AdminListener = lis.take(), lis.take()
-	pay.Logger, pay.Clock = log.With("service", "payment"), clk
-	pay.PostgresURL = stack.PostgresURL(DBPayment)
-	pay.OrderAddr = staticTarget(orderAddrs)
-	pay.ChannelsURL = "http://" + addr(simLis)
-	ord.PaymentAddr = addr(pay.GRPCListener)
-
-	gw := gwapp.ConfigFromEnv(defaults)
-	if opts.HTTPAddr != "" {
-		l, err := net.Listen("tcp", opts.HTTPAddr)
-		if err != nil {
-			return nil, fmt.Errorf("local: gateway listen: %w", err)
-		}
-		lis.add(l)
-		gw.HTTPListener = l
-	} else {
-		gw.HTTPListener = lis.take()
-	}
-	gw.Logger, gw.Clock = log.With("service", "gateway"), clk
-	gw.RedisAddr = stack.RedisAddr
-	gw.ProductAddr = addr(prod.GRPCListener)
-	gw.OrderAddr = staticTarget(orderAddrs)
-	gw.PaymentAddr = addr(pay.GRPCListener)
-	gw.MarketingAddr = addr(mkt.GRPCListener)
-	gw.JWTSecret = secret
-	gw.DevTokens = true
-	// The big screen reads the order events and the payment service's
-	// counters (docs/big-screen.md).
-	gw.ScreenKafkaBrokers = stack.KafkaBrokers
-	gw.ScreenPaymentMetrics = []string{"http://" + addr(pay.AdminListener) + "/metrics"}
-	// Every virtual buyer of a replay comes from this machine's loopback
-	// address: a per-address limit would refuse the whole crowd as one
-	// client.
-	gw.IPLimit = gateway.Limit{}
-	if lis.err != nil {
-		return nil, fmt.Errorf("local: listen: %w", lis.err)
-	}
-	if err := defaults.Err(); err != nil {
-		return nil, fmt.Errorf("local: %w", err)
-	}
-
-	if opts.AdjustInventory != nil {
-		opts.AdjustInventory(&inv)
-	}
-	if opts.AdjustProduct != nil {
-		opts.AdjustProduct(&prod)
-	}
-	if opts.AdjustMarketing != nil {
-		opts.AdjustMarketing(&mkt)
-	}
-	if opts.AdjustOrder != nil {
-		opts.AdjustOrder(&ord)
-	}
-	if opts.AdjustPayment != nil {
-		opts.AdjustPayment(&pay)
-	}
-	if opts.AdjustGateway != nil {
-		opts.AdjustGateway(&gw)
-	}
-	simCfg := channelsim.Config{
-		Channels:  pay.Channels,
-		NotifyURL: "http://" + addr(gw.HTTPListener) + "/api/v1/payments/callbacks",
-		Clock:     clk,
-		Logger:    log.With("service", "channelsim"),
-	}
-	if opts.AdjustChannels != nil {
-		opts.AdjustChannels(&simCfg)
-	}
-	sim, err := channelsim.New(simCfg)
+	pl.adjust(opts)
+	sim, err := channelsim.New(pl.sim)
 	if err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
+	p := pl.start(ctx, opts, sim)
+	if err := p.waitReady(ctx); err != nil {
+		return nil, errors.Join(err, p.Close())
+	}
+	opts.Logger.Info("platform ready", "gateway", p.GatewayURL)
+	return p, nil
+}
 
+// withDefaults fills the options Up needs: a silent logger, the real
+// clock, a random secret.
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.JWTSecret == "" {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		o.JWTSecret = hex.EncodeToString(b)
+	}
+	o.OrderReplicas = max(o.OrderReplicas, 1)
+	return o
+}
+
+// settings is what the services read their FLASHSALE_* settings from: the
+// process's environment with Environ, nothing without, and always the
+// development switch.
+func (o Options) settings() *config.Env {
+	process := func(string) (string, bool) { return "", false }
+	if o.Environ {
+		process = os.LookupEnv
+	}
+	return config.FromFunc(func(name string) (string, bool) {
+		if name == config.DevVar {
+			return "true", true
+		}
+		return process(name)
+	})
+}
+
+// plan is every process's configuration, each wired to the listeners of
+// the ones it calls, before any of them starts.
+type plan struct {
+	inv  invapp.Config
+	prod productapp.Config
+	mkt  marketingapp.Config
+	ord  orderapp.Config
+	// orderLis are each order replica's gRPC and admin listeners, in
+	// turn; orderAddrs their gRPC addresses.
+	orderLis   []net.Listener
+	orderAddrs []string
+	pay        payapp.Config
+	gw         gwapp.Config
+	simLis     net.Listener
+	sim        channelsim.Config
+}
+
+// newPlan reads the settings and takes a listener for every server.
+func newPlan(stack *localstack.Stack, opts Options, lis *listeners) (*plan, error) {
+	env, log, clk := opts.settings(), opts.Logger, opts.Clock
+	pl := &plan{}
+	pl.inv = invapp.ConfigFromEnv(env)
+	pl.inv.GRPCListener, pl.inv.AdminListener = lis.take(), lis.take()
+	pl.inv.Logger, pl.inv.Clock = log.With("service", "inventory"), clk
+	pl.inv.RedisAddr = stack.RedisAddr
+
+	pl.prod = productapp.ConfigFromEnv(env)
+	pl.prod.GRPCListener, pl.prod.AdminListener = lis.take(), lis.take()
+	pl.prod.Logger, pl.prod.Clock = log.With("service", "product"), clk
+	pl.prod.PostgresURL = stack.PostgresURL(DBProduct)
+	pl.prod.RedisAddr = stack.RedisAddr
+	pl.prod.InventoryAddr = addr(pl.inv.GRPCListener)
+
+	pl.mkt = marketingapp.ConfigFromEnv(env)
+	pl.mkt.GRPCListener, pl.mkt.AdminListener = lis.take(), lis.take()
+	pl.mkt.Logger, pl.mkt.Clock = log.With("service", "marketing"), clk
+	pl.mkt.PostgresURL = stack.PostgresURL(DBMarketing)
+
+	if err := pl.planOrders(stack, opts, env, lis); err != nil {
+		return nil, err
+	}
+
+	pl.simLis = lis.take()
+	pl.pay = payapp.ConfigFromEnv(env)
+	pl.pay.GRPCListener, pl.pay.AdminListener = lis.take(), lis.take()
+	pl.pay.Logger, pl.pay.Clock = log.With("service", "payment"), clk
+	pl.pay.PostgresURL = stack.PostgresURL(DBPayment)
+	pl.pay.OrderAddr = staticTarget(pl.orderAddrs)
+	pl.pay.ChannelsURL = "http://" + addr(pl.simLis)
+	pl.ord.PaymentAddr = addr(pl.pay.GRPCListener)
+
+	if err := pl.planGateway(stack, opts, env, lis); err != nil {
+		return nil, err
+	}
+	if lis.err != nil {
+		return nil, fmt.Errorf("local: listen: %w", lis.err)
+	}
+	if err := env.Err(); err != nil {
+		return nil, fmt.Errorf("local: %w", err)
+	}
+	return pl, nil
+}
+
+// planOrders plans the order service's replicas: one configuration, a
+// pair of listeners each.
+func (pl *plan) planOrders(stack *localstack.Stack, opts Options, env *config.Env, lis *listeners) error {
+	pl.ord = orderapp.ConfigFromEnv(env)
+	pl.orderLis = make([]net.Listener, 2*opts.OrderReplicas)
+	pl.orderAddrs = make([]string, opts.OrderReplicas)
+	for i := range opts.OrderReplicas {
+		pl.orderLis[2*i], pl.orderLis[2*i+1] = lis.take(), lis.take()
+		pl.orderAddrs[i] = addr(pl.orderLis[2*i])
+	}
+	pl.ord.Logger, pl.ord.Clock = opts.Logger.With("service", "order"), opts.Clock
+	pl.ord.PostgresURL = stack.PostgresURL(DBOrders)
+	pl.ord.RedisAddr = stack.RedisAddr
+	pl.ord.KafkaBrokers, pl.ord.KafkaDurability = stack.KafkaBrokers, stack.KafkaDurability
+	pl.ord.InventoryAddr = addr(pl.inv.GRPCListener)
+	if stack.Faulty() {
+		// The order service's link to inventory (its hot path) crosses
+		// a fault proxy too (localstack.Inventory).
+		var err error
+		if pl.ord.InventoryAddr, err = stack.Proxy(localstack.Inventory, pl.ord.InventoryAddr); err != nil {
+			return fmt.Errorf("local: %w", err)
+		}
+	}
+	pl.ord.ProductAddr = addr(pl.prod.GRPCListener)
+	pl.ord.MarketingAddr = addr(pl.mkt.GRPCListener)
+	return nil
+}
+
+// planGateway plans the gateway, on opts.HTTPAddr when set.
+func (pl *plan) planGateway(stack *localstack.Stack, opts Options, env *config.Env, lis *listeners) error {
+	pl.gw = gwapp.ConfigFromEnv(env)
+	if opts.HTTPAddr != "" {
+		l, err := net.Listen("tcp", opts.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("local: gateway listen: %w", err)
+		}
+		lis.add(l)
+		pl.gw.HTTPListener = l
+	} else {
+		pl.gw.HTTPListener = lis.take()
+	}
+	pl.gw.Logger, pl.gw.Clock = opts.Logger.With("service", "gateway"), opts.Clock
+	pl.gw.RedisAddr = stack.RedisAddr
+	pl.gw.ProductAddr = addr(pl.prod.GRPCListener)
+	pl.gw.OrderAddr = staticTarget(pl.orderAddrs)
+	pl.gw.PaymentAddr = addr(pl.pay.GRPCListener)
+	pl.gw.MarketingAddr = addr(pl.mkt.GRPCListener)
+	pl.gw.JWTSecret = opts.JWTSecret
+	pl.gw.DevTokens = true
+	// The big screen reads the order events and the payment service's
+	// counters (docs/big-screen.md).
+	pl.gw.ScreenKafkaBrokers = stack.KafkaBrokers
+	pl.gw.ScreenPaymentMetrics = []string{"http://" + addr(pl.pay.AdminListener) + "/metrics"}
+	// Every virtual buyer of a replay comes from this machine's loopback
+	// address: a per-address limit would refuse the whole crowd as one
+	// client.
+	pl.gw.IPLimit = gateway.Limit{}
+	return nil
+}
+
+// adjust lets the caller change each configuration (a test's short
+// windows, a fault scenario's hooks).
+func (pl *plan) adjust(opts Options) {
+	adjust(opts.AdjustInventory, &pl.inv)
+	adjust(opts.AdjustProduct, &pl.prod)
+	adjust(opts.AdjustMarketing, &pl.mkt)
+	adjust(opts.AdjustOrder, &pl.ord)
+	adjust(opts.AdjustPayment, &pl.pay)
+	adjust(opts.AdjustGateway, &pl.gw)
+	// The channel simulator follows the payment service's channels and
+	// calls the gateway back, both as adjusted.
+	pl.sim = channelsim.Config{
+		Channels:  pl.pay.Channels,
+		NotifyURL: "http://" + addr(pl.gw.HTTPListener) + "/api/v1/payments/callbacks",
+		Clock:     opts.Clock,
+		Logger:    opts.Logger.With("service", "channelsim"),
+	}
+	adjust(opts.AdjustChannels, &pl.sim)
+}
+
+func adjust[C any](f func(*C), cfg *C) {
+	if f != nil {
+		f(cfg)
+	}
+}
+
+// start runs every process of the plan, each until the platform is
+// closed, and returns the platform (not yet ready).
+func (pl *plan) start(ctx context.Context, opts Options, sim *channelsim.Simulator) *Platform {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p := &Platform{GatewayURL: "http://" + addr(gw.HTTPListener), JWTSecret: secret, Channels: sim, ChannelsURL: "http://" + addr(simLis),
-		ProductMetricsURL: "http://" + addr(prod.AdminListener) + "/metrics",
-		cancel:            cancel, failed: make(chan struct{})}
+	p := &Platform{GatewayURL: "http://" + addr(pl.gw.HTTPListener), JWTSecret: opts.JWTSecret, Channels: sim,
+		ChannelsURL: "http://" + addr(pl.simLis), ProductMetricsURL: "http://" + addr(pl.prod.AdminListener) + "/metrics",
+		cancel: cancel, failed: make(chan struct{})}
 	p.metrics = []Link{
-		{"inventory", "http://" + addr(inv.AdminListener) + "/metrics"},
-		{"product", "http://" + addr(prod.AdminListener) + "/metrics"},
-		{"marketing", "http://" + addr(mkt.AdminListener) + "/metrics"},
-		{"payment", "http://" + addr(pay.AdminListener) + "/metrics"},
+		{"inventory", "http://" + addr(pl.inv.AdminListener) + "/metrics"},
+		{"product", "http://" + addr(pl.prod.AdminListener) + "/metrics"},
+		{"marketing", "http://" + addr(pl.mkt.AdminListener) + "/metrics"},
+		{"payment", "http://" + addr(pl.pay.AdminListener) + "/metrics"},
 	}
-	for i := range replicas {
-		p.metrics = append(p.metrics, Link{fmt.Sprintf("order %d", i), "http://" + addr(orderLis[2*i+1]) + "/metrics"})
+	for i := range opts.OrderReplicas {
+		p.metrics = append(p.metrics, Link{fmt.Sprintf("order %d", i), "http://" + addr(pl.orderLis[2*i+1]) + "/metrics"})
 	}
+	inv, prod, mkt, pay, gw := pl.inv, pl.prod, pl.mkt, pl.pay, pl.gw
 	p.run(runCtx, "inventory", func(ctx context.Context) error { return invapp.Run(ctx, inv) })
 	p.run(runCtx, "product", func(ctx context.Context) error { return productapp.Run(ctx, prod) })
 	p.run(runCtx, "marketing", func(ctx context.Context) error { return marketingapp.Run(ctx, mkt) })
 	p.runCtx = runCtx
-	for i := range replicas {
-		o := &orderProcess{name: "order", cfg: ord, grpcAddr: orderAddrs[i], adminAddr: addr(orderLis[2*i+1])}
-		if replicas > 1 {
+	for i := range opts.OrderReplicas {
+		o := &orderProcess{name: "order", cfg: pl.ord, grpcAddr: pl.orderAddrs[i], adminAddr: addr(pl.orderLis[2*i+1])}
+		if opts.OrderReplicas > 1 {
 			o.name = fmt.Sprintf("order replica %d", i)
-			o.cfg.Logger = ord.Logger.With("replica", i)
+			o.cfg.Logger = pl.ord.Logger.With("replica", i)
 		}
-		o.cfg.NodeID = ord.NodeID + int64(i)
-		o.listenOn(orderLis[2*i], orderLis[2*i+1])
+		o.cfg.NodeID = pl.ord.NodeID + int64(i)
+		o.listenOn(pl.orderLis[2*i], pl.orderLis[2*i+1])
 		p.orders = append(p.orders, o)
 		p.runOrder(o, false)
 	}
+	simLis := pl.simLis
 	p.run(runCtx, "channelsim", func(ctx context.Context) error { return sim.Serve(ctx, simLis) })
 	p.run(runCtx, "payment", func(ctx context.Context) error { return payapp.Run(ctx, pay) })
 	p.run(runCtx, "gateway", func(ctx context.Context) error { return gwapp.Run(ctx, gw) })
-
-	if err := p.waitReady(ctx); err != nil {
-		return nil, errors.Join(err, p.Close())
-	}
-	log.Info("platform ready", "gateway", p.GatewayURL)
-	return p, nil
+	return p
 }
 
 func (p *Platform) run(ctx context.Context, name string, fn func(context.Context) error) {
