@@ -20,9 +20,7 @@ import (
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/redisclient"
-	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
-	"github.com/flashsale/flashsale/platform/shadow"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	"github.com/flashsale/flashsale/services/order"
 	ordergrpc "github.com/flashsale/flashsale/services/order/grpc"
@@ -229,121 +227,41 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 		pkafka.WithShadows(orderkafka.TopicPlaced, orderkafka.TopicPlacedDLQ, orderkafka.TopicEvents)...); err != nil {
 		return fmt.Errorf("order: %w", err)
 	}
-	timeout := rpc.CallTimeout(cfg.RPCTimeout)
-	invConn, err := consul.Dial(cfg.InventoryAddr, timeout)
+	conns, err := dialPeers(consul, cfg)
 	if err != nil {
-		return fmt.Errorf("order: inventory: %w", err)
+		return err
 	}
-	defer invConn.Close()
-	prodConn, err := consul.Dial(cfg.ProductAddr, timeout)
-	if err != nil {
-		return fmt.Errorf("order: product: %w", err)
-	}
-	defer prodConn.Close()
-	mktConn, err := consul.Dial(cfg.MarketingAddr, timeout)
-	if err != nil {
-		return fmt.Errorf("order: marketing: %w", err)
-	}
-	defer mktConn.Close()
-	payConn, err := consul.Dial(cfg.PaymentAddr, timeout)
-	if err != nil {
-		return fmt.Errorf("order: payment: %w", err)
-	}
-	defer payConn.Close()
+	defer conns.close()
 
-	observer := newBusinessMetrics(reg)
-	store := postgres.NewStore(pool)
-	pending := orderredis.NewPending(redisclient.Coalesced(rdb), "", orderredis.DefaultTTL)
+	d := domain{
+		cfg:        cfg,
+		h:          h,
+		log:        log,
+		next:       gen.Next,
+		observer:   newBusinessMetrics(reg),
+		store:      postgres.NewStore(pool),
+		pending:    orderredis.NewPending(redisclient.Coalesced(rdb), "", orderredis.DefaultTTL),
+		inv:        ordergrpc.NewInventory(conns.inventory),
+		due:        ordergrpc.NewDueQueue(conns.inventory),
+		activities: ordergrpc.NewActivities(conns.product),
+		catalog:    ordergrpc.NewCatalog(conns.product),
+		pricing:    ordergrpc.NewPricing(conns.marketing),
+		payments:   ordergrpc.NewPayments(conns.payment),
+	}
 	pub := orderkafka.NewPublisher(cfg.KafkaBrokers, orderkafka.TopicPlaced)
 	defer pub.Close()
 	events := orderkafka.NewEventPublisher(cfg.KafkaBrokers, orderkafka.TopicEvents)
 	defer events.Close()
-	relay := order.NewRelay(order.RelayConfig{Outbox: store, Publisher: events, Logger: log})
-	var publisher order.Publisher = pub
-	if h.wrapPublisher != nil {
-		publisher = h.wrapPublisher(pub)
-	}
-	var placing order.Pending = pending
-	if h.wrapPending != nil {
-		placing = h.wrapPending(pending)
-	}
-	inv := ordergrpc.NewInventory(invConn)
-	catalog, pricing := ordergrpc.NewCatalog(prodConn), ordergrpc.NewPricing(mktConn)
-	lookup := order.NewLookup(store, pending)
-	useCases := ordergrpc.UseCases{
-		Lookup: lookup,
-		Placing: order.NewPlacing(order.PlacingConfig{
-			Reservations: inv, Activities: ordergrpc.NewActivities(prodConn), Publisher: publisher,
-			Pending: placing, Orders: store, Clock: cfg.Clock, NextID: gen.Next,
-			PaymentWindow: cfg.PaymentWindow, ActivityTTL: cfg.ActivityTTL, Observer: observer, Logger: log,
-		}),
-		Cancelling: order.NewCancelling(order.CancellingConfig{
-			Lookup: lookup, Transitions: store, Releaser: inv, Catalog: catalog, Pricing: pricing, Regular: store,
-			Clock: cfg.Clock, Observer: observer, Logger: log,
-		}),
-		Paying: order.NewPaying(order.PayingConfig{Orders: store, Inventory: inv, Observer: observer, Logger: log}),
-		Refunding: order.NewRefunding(order.RefundingConfig{
-			Lookup: lookup, Refunds: store, Payments: ordergrpc.NewPayments(payConn), Limits: inv, Coupons: pricing,
-			RetryAfter: cfg.RefundRetryAfter, Clock: cfg.Clock, NextID: gen.Next, Observer: observer, Logger: log,
-		}),
-		Checkout: order.NewCheckout(order.CheckoutConfig{
-			Catalog: catalog, Pricing: pricing, Regular: store, Clock: cfg.Clock, NextID: gen.Next,
-			PaymentWindow: cfg.PaymentWindow, Observer: observer, Logger: log,
-		}),
-	}
+	useCases := d.useCases(pub)
 	reg.MustRegister(cache.Collector(useCases.Placing.Caches()))
-	storing := order.NewStoring(order.StoringConfig{
-		Inventory: inv, Orders: store, Pending: pending, Observer: observer, Logger: log,
-	})
-	consumer := orderkafka.NewConsumer(orderkafka.ConsumerConfig{
-		Brokers:    cfg.KafkaBrokers,
-		Orders:     storing,
-		Observer:   observer,
-		Logger:     log,
-		BatchSize:  cfg.ConsumerBatchSize,
-		BatchWait:  cfg.ConsumerBatchWait,
-		AfterWrite: h.afterWrite,
-	})
-
-	reconcileCfg := order.ReconcilerConfig{
-		Inventory: inv, Orders: store, Consumer: writerLag{cfg.KafkaBrokers}, Activities: ordergrpc.NewActivities(prodConn),
-		Clock: cfg.Clock, Settle: cfg.ReconcileSettle, Every: cfg.ReconcileEvery, Logger: log,
-	}
-	// The reconciler remembers when it first saw each sale fenced: one per
-	// traffic class, or each class's rounds would forget the other's.
-	reconciler, shadowReconciler := order.NewStockReconciler(reconcileCfg), order.NewStockReconciler(reconcileCfg)
-	workers := []func(context.Context) error{consumer.Run, func(ctx context.Context) error {
-		return useCases.Refunding.RunRefundSweep(ctx, cfg.RefundSweepEvery)
-	}, func(ctx context.Context) error {
-		return shadow.Pick(ctx, reconciler, shadowReconciler).Run(ctx)
-	}, relay.Run}
-	if !h.noExpiry {
-		// The Postgres backstop sweeps every activity's orders, so a
-		// worker limited to some activities (ExpiryOf) runs without it.
-		var overdue order.OverdueOrders = store
-		if len(h.expiryActivities) > 0 {
-			overdue = nil
-		}
-		expirer := order.NewExpirer(order.ExpirerConfig{
-			Queue: ordergrpc.NewDueQueue(invConn), Orders: store, Stock: inv, Marks: pending, Clock: cfg.Clock,
-			Activities: h.expiryActivities,
-			Batch:      cfg.ExpiryBatch, Lease: cfg.ExpiryLease, Poll: cfg.ExpiryPoll, Logger: log,
-			Regular: store, Catalog: catalog, Pricing: pricing, Observer: observer,
-			Overdue: overdue, OverdueGrace: cfg.OverdueGrace,
-		})
-		for range cfg.ExpiryWorkers {
-			workers = append(workers, expirer.Run)
-		}
-	}
+	workers, reconciler := d.workers(useCases, order.NewRelay(order.RelayConfig{Outbox: d.store, Publisher: events, Logger: log}))
 
 	reg.MustRegister(newLagCollector(cfg.KafkaBrokers, orderkafka.GroupWriter, orderkafka.TopicPlaced))
 	orderv1.RegisterOrderServiceServer(p.GRPC, ordergrpc.NewServer(useCases))
 	p.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 	p.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	p.Handle("POST /reconcile-stock", reconcileHandler(reconciler))
-	// Every worker reads storage without a request: each runs once per
-	// traffic class (docs/pressure-test.md).
-	for _, w := range shadow.EachOf(workers...) {
+	for _, w := range workers {
 		p.AddWorker(w)
 	}
 	return p.Run(ctx, "inventory", cfg.InventoryAddr, "product", cfg.ProductAddr, "marketing", cfg.MarketingAddr, "payment", cfg.PaymentAddr)
