@@ -328,17 +328,63 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(cfg.ScreenKafkaBrokers) > 0 {
 		screen = &gateway.ScreenOptions{Brokers: cfg.ScreenKafkaBrokers, PaymentMetrics: cfg.ScreenPaymentMetrics}
 	}
-	gw, err := gateway.New(gateway.Options{
-		Product:           productv1.NewProductServiceClient(productConn),
-		Order:             orderv1.NewOrderServiceClient(orderConn),
-		Payment:           payment,
-		Marketing:         marketing,
-		Redis:             redisclient.Coalesced(rdb),
-		Logger:            log,
+	opts := cfg.options()
+	opts.Product = productv1.NewProductServiceClient(productConn)
+	opts.Order = orderv1.NewOrderServiceClient(orderConn)
+	opts.Payment, opts.Marketing = payment, marketing
+	opts.Redis = redisclient.Coalesced(rdb)
+	opts.Logger, opts.Registry, opts.Dependencies = log, reg, dependencies
+	opts.JWTSecret, opts.BreakersOpen, opts.Screen = secret, breakers.open, screen
+	gw, err := gateway.New(opts)
+	if err != nil {
+		return err
+	}
+	// Subscribed before serving: every write of the catalogue after this
+	// replica is ready drops its cached copy (docs/caching.md).
+	sub, err := cache.Subscribe(ctx, rdb)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer sub.Close()
+	fallback := gw.Settings()
+	p.Handle("/", gw)
+	p.AddWorker(gw.RunDegrade)
+	p.AddWorker(gw.RunScreen)
+	p.AddWorker(func(ctx context.Context) error {
+		return sub.Run(ctx, func(inv cache.Invalidation) { gw.Invalidated(ctx, inv) },
+			func() {
+				log.Warn("catalogue invalidations resubscribed: cache expired")
+				gw.InvalidationsLost()
+			},
+			func(err error) { log.Warn("catalogue invalidation skipped", "err", err) })
+	})
+	p.AddWorker(watchSettings(consul, gw, fallback, log))
+	return p.Run(ctx, "dev_tokens", cfg.DevTokens)
+}
+
+// watchSettings applies the gateway's switches and limits from Consul's
+// KV store as they change; a bad key keeps its fallback (the value from
+// the environment) and is logged.
+func watchSettings(consul *discovery.Consul, gw *gateway.Gateway, fallback gateway.Settings, log *slog.Logger) func(context.Context) error {
+	return func(ctx context.Context) error {
+		return consul.WatchPrefix(ctx, SettingsPrefix, func(kv map[string]string) {
+			s, err := gateway.ParseSettings(kv, fallback)
+			if err != nil {
+				log.Error("gateway settings in consul: keeping the fallback for bad keys", "err", err)
+			}
+			gw.Apply(s)
+			log.Info("gateway settings applied", "seckill_closed", s.SeckillClosed, "catalog_cache_only", s.CatalogCacheOnly, "degrade_level", s.Degrade.String(), "degrade_auto", s.DegradeAuto,
+				"route", s.Route, "seckill", s.Seckill, "user", s.User,
+				"blocked_users", len(s.Blocklist.Users), "blocked_ips", len(s.Blocklist.IPs), "blocked_devices", len(s.Blocklist.Devices))
+		})
+	}
+}
+
+// options are the gateway's settings from cfg; Run adds the clients, the
+// stores and the telemetry it opened.
+func (cfg Config) options() gateway.Options {
+	return gateway.Options{
 		Clock:             cfg.Clock,
-		Registry:          reg,
-		Dependencies:      dependencies,
-		JWTSecret:         secret,
 		DevTokens:         cfg.DevTokens,
 		RouteLimit:        cfg.RouteLimit,
 		SeckillRouteLimit: cfg.SeckillRouteLimit,
@@ -362,44 +408,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Degrade:           cfg.Degrade,
 		DegradeAuto:       cfg.DegradeAuto,
 		DegradeP99Budget:  cfg.DegradeP99Budget,
-		BreakersOpen:      breakers.open,
-		Screen:            screen,
-	})
-	if err != nil {
-		return err
 	}
-	// Subscribed before serving: every write of the catalogue after this
-	// replica is ready drops its cached copy (docs/caching.md).
-	sub, err := cache.Subscribe(ctx, rdb)
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	defer sub.Close()
-	fallback := gw.Settings()
-	p.Handle("/", gw)
-	p.AddWorker(gw.RunDegrade)
-	p.AddWorker(gw.RunScreen)
-	p.AddWorker(func(ctx context.Context) error {
-		return sub.Run(ctx, func(inv cache.Invalidation) { gw.Invalidated(ctx, inv) },
-			func() {
-				log.Warn("catalogue invalidations resubscribed: cache expired")
-				gw.InvalidationsLost()
-			},
-			func(err error) { log.Warn("catalogue invalidation skipped", "err", err) })
-	})
-	p.AddWorker(func(ctx context.Context) error {
-		return consul.WatchPrefix(ctx, SettingsPrefix, func(kv map[string]string) {
-			s, err := gateway.ParseSettings(kv, fallback)
-			if err != nil {
-				log.Error("gateway settings in consul: keeping the fallback for bad keys", "err", err)
-			}
-			gw.Apply(s)
-			log.Info("gateway settings applied", "seckill_closed", s.SeckillClosed, "catalog_cache_only", s.CatalogCacheOnly, "degrade_level", s.Degrade.String(), "degrade_auto", s.DegradeAuto,
-				"route", s.Route, "seckill", s.Seckill, "user", s.User,
-				"blocked_users", len(s.Blocklist.Users), "blocked_ips", len(s.Blocklist.IPs), "blocked_devices", len(s.Blocklist.Devices))
-		})
-	})
-	return p.Run(ctx, "dev_tokens", cfg.DevTokens)
 }
 
 // jwtSecret is the configured secret, or in dev mode without one a random
