@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/sweep"
 )
 
 // Level is how much of the platform the gateway serves (降级: answering
@@ -177,16 +178,7 @@ func (d *degrader) tick() {
 // RunDegrade runs the automatic degrade controller, one step a second,
 // until ctx ends.
 func (g *Gateway) RunDegrade(ctx context.Context) error {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			g.degrade.tick()
-		}
-	}
+	return sweep.Every(ctx, time.Second, func(context.Context) { g.degrade.tick() })
 }
 
 // Level returns the degrade level in force.

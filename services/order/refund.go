@@ -383,18 +383,11 @@ func refundIDs(rs []Refund) []int64 {
 // RunRefundSweep sweeps every interval until ctx ends. Failures are
 // logged; the next sweep retries.
 func (rf *Refunding) RunRefundSweep(ctx context.Context, every time.Duration) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if n, err := rf.SweepRefunds(ctx); err != nil {
-				rf.cfg.Logger.WarnContext(ctx, "refund sweep failed", "err", err)
-			} else if n > 0 {
-				rf.cfg.Logger.InfoContext(ctx, "refund sweep finished refunds", "finished", n)
-			}
+	return sweep.Every(ctx, every, func(ctx context.Context) {
+		if n, err := rf.SweepRefunds(ctx); err != nil {
+			rf.cfg.Logger.WarnContext(ctx, "refund sweep failed", "err", err)
+		} else if n > 0 {
+			rf.cfg.Logger.InfoContext(ctx, "refund sweep finished refunds", "finished", n)
 		}
-	}
+	})
 }

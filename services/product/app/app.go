@@ -19,6 +19,7 @@ import (
 	"github.com/flashsale/flashsale/platform/redisclient"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/serve"
+	"github.com/flashsale/flashsale/platform/sweep"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 	"github.com/flashsale/flashsale/services/product"
 	productgrpc "github.com/flashsale/flashsale/services/product/grpc"
@@ -198,18 +199,7 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("catalogue Bloom filters not rebuilt; the last ones stay", "err", err)
 		}
 	}
-	p.AddWorker(func(ctx context.Context) error {
-		t := time.NewTicker(cfg.FilterRebuild)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-				rebuild(ctx)
-			}
-		}
-	})
+	p.AddWorker(func(ctx context.Context) error { return sweep.Every(ctx, cfg.FilterRebuild, rebuild) })
 	if sub != nil {
 		p.AddWorker(func(ctx context.Context) error {
 			return sub.Run(ctx, func(inv cache.Invalidation) { svc.Invalidated(ctx, inv) },
