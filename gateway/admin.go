@@ -11,9 +11,6 @@ import (
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
 
-// maxTitleLen bounds product titles.
-const maxTitleLen = 200
-
 type createProductRequest struct {
 	Title *string `json:"title"`
 	Price *int64  `json:"price"`
@@ -31,9 +28,9 @@ func (g *Gateway) createProduct(w http.ResponseWriter, r *http.Request) error {
 	}
 	var f fields
 	in := &productv1.CreateProductRequest{
-		Title: f.text("title", req.Title, maxTitleLen),
-		Price: f.int("price", req.Price, 1, math.MaxInt64),
-		Stock: f.int("stock", req.Stock, 0, math.MaxInt64),
+		Title: f.text("title", req.Title, limits.MaxTitleRunes),
+		Price: f.int("price", req.Price, 1, limits.MaxPrice),
+		Stock: f.int("stock", req.Stock, 0, limits.MaxStock),
 	}
 	if f.err != nil {
 		return f.err

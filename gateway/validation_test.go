@@ -1,9 +1,13 @@
 package gateway_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/flashsale/flashsale/gateway/internal/servicetest"
+	"github.com/flashsale/flashsale/proto/limits"
 )
 
 func TestSeckillRequestValidation(t *testing.T) {
@@ -82,6 +86,9 @@ func TestPathAndBodyValidation(t *testing.T) {
 		{"product with zero price", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: `{"title":"t","price":0,"stock":1}`}},
 		{"product with negative stock", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: `{"title":"t","price":1,"stock":-1}`}},
 		{"product with float price", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: `{"title":"t","price":1.99,"stock":1}`}},
+		{"product title of 201 characters", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: `{"title":"` + strings.Repeat("界", limits.MaxTitleRunes+1) + `","price":1,"stock":1}`}},
+		{"product dearer than the catalog takes", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: fmt.Sprintf(`{"title":"t","price":%d,"stock":1}`, int64(limits.MaxPrice)+1)}},
+		{"product with more stock than the catalog takes", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: fmt.Sprintf(`{"title":"t","price":1,"stock":%d}`, limits.MaxStock+1)}},
 		{"product with unknown field", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: `{"title":"t","price":1,"stock":1,"color":"red"}`}},
 		{"activity without window", request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: `{` + activity + `}`}},
 		{"activity with bad time", request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: `{` + activity + `,"starts_at":"tomorrow","ends_at":"2030-01-02T00:00:00Z"}`}},
@@ -102,5 +109,20 @@ func TestPathAndBodyValidation(t *testing.T) {
 	}
 	if n := tg.calls(); n != 0 {
 		t.Fatalf("%d downstream calls, want 0", n)
+	}
+}
+
+// A title is bounded in characters, as the catalog bounds it: a Chinese
+// title of the full length (three bytes a character) is taken, not
+// refused at the edge for its bytes.
+func TestFullLengthChineseTitleIsTaken(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr})
+	admin := tg.token(t, 6, "admin")
+	title := strings.Repeat("界", limits.MaxTitleRunes)
+	sku := tg.mustCreate(t, admin, "/admin/v1/products", "sku_id", `{"title":"`+title+`","price":100,"stock":1}`)
+	got := tg.do(t, request{method: http.MethodGet, path: "/api/v1/products/" + sku})
+	if got.status != http.StatusOK || !strings.Contains(string(got.body), title) {
+		t.Fatalf("product read back: %d %s", got.status, got.body)
 	}
 }

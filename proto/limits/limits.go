@@ -21,6 +21,9 @@ const (
 	// MaxStockBuckets bounds the buckets one flash sale's stock is split
 	// into over Redis slots (docs/stock-reservation.md).
 	MaxStockBuckets = 16
+	// MaxTitleRunes bounds a product title in characters (runes), not
+	// bytes: a Chinese title of 200 characters is 600 bytes of UTF-8.
+	MaxTitleRunes = 200
 	// MaxLines bounds the lines of one cart.
 	MaxLines = 100
 	// MaxPromotionSKUs bounds the SKUs one promotion names.

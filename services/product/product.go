@@ -39,7 +39,7 @@ var (
 
 // Limits of the validation rules.
 const (
-	MaxTitleRunes   = 200
+	MaxTitleRunes   = limits.MaxTitleRunes
 	MaxPrice        = limits.MaxPrice
 	MaxStock        = limits.MaxStock
 	MaxPerUserLimit = limits.MaxPerUserLimit
