@@ -78,6 +78,28 @@ func RunMixed(ctx context.Context, cfg MixedConfig) (*Mixed, error) {
 		markedOut = &bytes.Buffer{}
 		cfg.Marked.Out = markedOut
 	}
+	// The marked traffic meets the faults the real run puts on the
+	// platform (a channel down, slow or failing is down for both classes):
+	// its audit counts them as its own, on its clock.
+	realReplayed := make(chan *result.Replay, 1)
+	around := cfg.Real.AroundReplay
+	cfg.Real.AroundReplay = func() func(*result.Replay) {
+		end := func(*result.Replay) {}
+		if around != nil {
+			end = around()
+		}
+		return func(res *result.Replay) {
+			end(res)
+			realReplayed <- res
+		}
+	}
+	cfg.Marked.BeforeAudit = func(res *result.Replay) {
+		select {
+		case real := <-realReplayed:
+			res.Faults = append(res.Faults, metFaults(real, res)...)
+		case <-ctx.Done():
+		}
+	}
 	m := &Mixed{}
 	var realErr, markedErr error
 	var wg sync.WaitGroup
@@ -121,6 +143,24 @@ func RunMixed(ctx context.Context, cfg MixedConfig) (*Mixed, error) {
 	fmt.Fprintf(out, "cleanup: %d tables emptied, %d keys deleted\n", m.Cleaned.Tables, m.Cleaned.Keys)
 	fmt.Fprintf(out, "shadow side after: %d rows, %d keys\n", m.After.Rows, m.After.Keys)
 	return m, nil
+}
+
+// metFaults are the real run's faults as the marked run met them: on the
+// marked run's clock, named as the real run's.
+func metFaults(real, marked *result.Replay) []result.FaultStat {
+	if real == nil {
+		return nil
+	}
+	shift := real.StartedAt.Sub(marked.StartedAt).Seconds()
+	var out []result.FaultStat
+	for _, f := range real.Faults {
+		if !f.Ran() {
+			continue
+		}
+		out = append(out, result.FaultStat{Fault: "the real run's " + f.Fault, Status: "met: applied and lifted by the real run",
+			OnS: f.OnS + shift, OffS: f.OffS + shift, RecoveredS: f.RecoveredS})
+	}
+	return out
 }
 
 // stockCheck holds each flash sale of one run against its class's side of

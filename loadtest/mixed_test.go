@@ -96,12 +96,19 @@ func TestMixedReplayLeaksNothing(t *testing.T) {
 			t.Errorf("%s run: nothing paid (%+v, %+v)", run.name, run.res.FollowUps, run.res.Orders)
 		}
 	}
-	// The marked run left the shared switches alone: no fault, no
-	// channel setup.
+	// The marked run left the shared switches alone (no fault of its
+	// own, no channel setup) and met the real run's faults.
+	met := 0
 	for _, f := range m.Marked.Faults {
-		if !strings.HasPrefix(f.Status, "skipped: a pressure test") {
+		switch {
+		case strings.HasPrefix(f.Status, "met: "):
+			met++
+		case !strings.HasPrefix(f.Status, "skipped: a pressure test"):
 			t.Errorf("marked run: fault %s: %s", f.Fault, f.Status)
 		}
+	}
+	if met != len(m.Real.Faults) {
+		t.Errorf("the marked run met %d of the real run's %d faults: %+v", met, len(m.Real.Faults), m.Marked.Faults)
 	}
 	for _, c := range m.Stock {
 		if !c.OK {

@@ -70,6 +70,10 @@ type SessionConfig struct {
 	// start). The demo profiles the spike alone this way, and charges
 	// the CPU it took to the answered buys.
 	AroundReplay func() (end func(*result.Replay))
+	// BeforeAudit, when set, is called with the replay's result once the
+	// books have settled, before the audit: a mixed run adds the real
+	// run's faults to the marked run's, whose traffic met them too.
+	BeforeAudit func(*result.Replay)
 	// Infra, when set, puts the scenario's faults with a target on the
 	// platform's own parts (drive.Options.Infra).
 	Infra drive.Infrastructure
@@ -96,6 +100,9 @@ func RunSession(ctx context.Context, cfg SessionConfig) (res *result.Replay, ok 
 	books, err := waitSettled(ctx, cfg, res)
 	if err != nil {
 		return nil, false, err
+	}
+	if cfg.BeforeAudit != nil {
+		cfg.BeforeAudit(res)
 	}
 	if res.Checks, err = audit.Replay(ctx, cfg.Client, res, books, cfg.Orders); err != nil {
 		return nil, false, err
