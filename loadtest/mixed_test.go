@@ -1,8 +1,11 @@
 package loadtest_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/deploy/local"
+	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/result"
@@ -140,4 +144,72 @@ func TestMixedReplayLeaksNothing(t *testing.T) {
 	if !m.OK() {
 		t.Error("the mixed run is not OK")
 	}
+	screenShowsRealOnly(t, ctx, m)
+}
+
+// screenShowsRealOnly checks that the big screen (fed from orders.events)
+// did not move for the marked run: once caught up, its stored orders are
+// the real tables' orders (every real order this platform stored, the
+// screen reading from the topic's first offset), and none of the marked
+// sales is on it.
+func screenShowsRealOnly(t *testing.T, ctx context.Context, m *loadtest.Mixed) {
+	t.Helper()
+	pool := mustPool(t, local.DBOrders)
+	admin := mustToken(t, client.New(platform.GatewayURL, 1), 1, "admin")
+	var snap gateway.ScreenSnapshot
+	var real int64
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM public.orders").Scan(&real); err != nil {
+			t.Fatal(err)
+		}
+		snap = screenSnapshot(t, ctx, admin)
+		if snap.StoredOrders == real || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if snap.StoredOrders != real {
+		t.Errorf("the big screen shows %d stored orders, the real tables hold %d (the marked run stored %d)",
+			snap.StoredOrders, real, m.Leakage.Orders[pshadow.LabelShadow])
+	}
+	marked := map[string]bool{}
+	for _, a := range m.Marked.Activities {
+		marked[a.ActivityID] = true
+	}
+	for _, sale := range snap.Sales {
+		if marked[sale.ActivityID] {
+			t.Errorf("the big screen shows the marked sale %s", sale.ActivityID)
+		}
+	}
+	t.Logf("big screen: stored %d, paid %d, GMV %d; real tables %d orders", snap.StoredOrders, snap.PaidOrders, snap.GMV, real)
+}
+
+// screenSnapshot reads one snapshot of the big screen's stream.
+func screenSnapshot(t *testing.T, ctx context.Context, admin string) gateway.ScreenSnapshot {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, platform.GatewayURL+gateway.ScreenEventsPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			var snap gateway.ScreenSnapshot
+			if err := json.Unmarshal([]byte(data), &snap); err != nil {
+				t.Fatal(err)
+			}
+			return snap
+		}
+	}
+	t.Fatalf("no snapshot from the big screen: %v", sc.Err())
+	return gateway.ScreenSnapshot{}
 }
