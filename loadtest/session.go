@@ -158,6 +158,9 @@ func replay(ctx context.Context, cfg SessionConfig) (*result.Replay, error) {
 		end = cfg.AroundReplay()
 	}
 	res, err := drive.Run(ctx, cfg.Client, cfg.Scenario, opts)
+	if res != nil {
+		res.PressureTest = cfg.PressureTest
+	}
 	end(res)
 	return res, err
 }
