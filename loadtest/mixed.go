@@ -157,7 +157,7 @@ func metFaults(real, marked *result.Replay) []result.FaultStat {
 		if !f.Ran() {
 			continue
 		}
-		out = append(out, result.FaultStat{Fault: "the real run's " + f.Fault, Status: "met: applied and lifted by the real run",
+		out = append(out, result.FaultStat{Fault: "the real run's " + f.Fault, Status: "met: applied and lifted by the real run (the window figures are in its report)",
 			OnS: f.OnS + shift, OffS: f.OffS + shift, RecoveredS: f.RecoveredS})
 	}
 	return out
