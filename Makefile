@@ -21,10 +21,10 @@ export GOTOOLCHAIN := local
 SCENARIO ?= loadtest/scenarios/double11.yaml
 TARGET ?= http://127.0.0.1:8080
 
-## demo: start the whole platform on this machine, replay the Double-11 scenario and audit it (prints the big screen's URL; KEEP=1 keeps the platform up afterwards until Ctrl-C); SPLIT=1 runs the split platform (up-split) and replays through compose's loadtest service
+## demo: start the whole platform on this machine, replay the Double-11 scenario and audit it (prints the big screen's URL; KEEP=1 keeps the platform up afterwards until Ctrl-C); MIXED=1 replays it as real and as pressure-test traffic at once, then the leakage audit and the shadow cleanup (docs/pressure-test.md); SPLIT=1 runs the split platform (up-split) and replays through compose's loadtest service
 demo: deps
 ifeq ($(SPLIT),)
-	$(GO) run ./loadtest/cmd/demo -scenario $(SCENARIO) $(if $(KEEP),-keep) $(ARGS)
+	$(GO) run ./loadtest/cmd/demo -scenario $(SCENARIO) $(if $(KEEP),-keep) $(if $(MIXED),-mixed) $(ARGS)
 else
 	$(GO) run ./deploy/local/cmd/split -bin $(BIN)/split -replay $(SCENARIO) $(ARGS)
 endif
@@ -137,7 +137,7 @@ PLAN ?= loadtest/sizing/seed002.yaml
 size:
 	$(GO) run ./loadtest/cmd/size -plan $(PLAN) $(if $(REPORT),-report $(REPORT)) $(ARGS)
 
-## shadow-clean: the pressure-test leakage audit, then delete the shadow data (shadow schemas, shadow: Redis keys on every primary, .shadow topics); ARGS names the stores (docs/pressure-test.md)
+## shadow-clean: the pressure-test leakage audit, then delete the shadow data (shadow schemas, shadow: Redis keys on every primary; the .shadow topics stay); ARGS names the stores (docs/pressure-test.md)
 shadow-clean:
 	$(GO) run ./loadtest/cmd/shadow -audit -clean $(ARGS)
 

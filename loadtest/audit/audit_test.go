@@ -1,13 +1,19 @@
 package audit
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/result"
+	"github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/shadow"
 )
 
 // books returns settled books for a sale of stock units with limit 1 in
@@ -345,5 +351,26 @@ func TestAuditBots(t *testing.T) {
 				t.Errorf("got ok %v %q, want ok %v and %q", c.OK, c.Detail, tt.ok, tt.detail)
 			}
 		})
+	}
+}
+
+// A marked audit reads the shadow schema through a postgres.Router; a
+// plain pool would read the real tables, and is refused before any
+// query. A real audit reads either.
+func TestMarkedAuditNeedsARoutedDatabase(t *testing.T) {
+	ctx := context.Background()
+	var plain *pgxpool.Pool
+	if _, err := queryBooks(shadow.With(ctx), plain, 1); !errors.Is(err, errUnrouted) {
+		t.Fatalf("marked read through a plain pool: %v, want errUnrouted", err)
+	}
+	if _, err := queryPayments(shadow.With(ctx), plain, []string{"1"}); !errors.Is(err, errUnrouted) {
+		t.Fatalf("marked payments through a plain pool: %v, want errUnrouted", err)
+	}
+	if db, err := classDB(ctx, plain); err != nil || db != postgres.DB(plain) {
+		t.Fatalf("real read: %v, %v", db, err)
+	}
+	routed := &postgres.Router{}
+	if db, err := classDB(shadow.With(ctx), routed); err != nil || db != postgres.DB(routed) {
+		t.Fatalf("marked read through a router: %v, %v", db, err)
 	}
 }

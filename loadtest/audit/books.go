@@ -10,11 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/result"
+	"github.com/flashsale/flashsale/platform/postgres"
 )
 
 // Books is what the audit reads back: every user's orders as the API
@@ -71,7 +70,7 @@ const expiryGrace = 15 * time.Second
 // are asynchronous), or until timeout passes, leaving the audit to name
 // what is wrong. It returns the last read. Payments come from the
 // payment database when payments is not nil, otherwise through the API.
-func WaitBooksSettled(ctx context.Context, gateway *client.Client, res *result.Replay, payments *pgxpool.Pool, timeout time.Duration) (*Books, error) {
+func WaitBooksSettled(ctx context.Context, gateway *client.Client, res *result.Replay, payments postgres.DB, timeout time.Duration) (*Books, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		orders, err := ReadAllOrders(ctx, gateway, res.UsersList)
@@ -158,7 +157,7 @@ func accepted(res *result.Replay) []string {
 // payment of them from the payment database when pool is not nil;
 // otherwise, through GET /api/v1/payments/{id} as their buyers, the
 // payments the replay opened and the one each order names.
-func ReadPayments(ctx context.Context, gateway *client.Client, res *result.Replay, orders map[string]api.Order, pool *pgxpool.Pool) (map[string][]PaymentRecord, error) {
+func ReadPayments(ctx context.Context, gateway *client.Client, res *result.Replay, orders map[string]api.Order, pool postgres.DB) (map[string][]PaymentRecord, error) {
 	if pool != nil {
 		return queryPayments(ctx, pool, accepted(res))
 	}

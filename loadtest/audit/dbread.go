@@ -2,10 +2,12 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/shadow"
 )
 
 // The audit's only reads of the services' own databases, in one place:
@@ -17,10 +19,33 @@ import (
 // services/payment/postgres/migrations). A migration that renames or
 // drops a column read here breaks the audit; TestReplayAuditPasses runs
 // both queries against the real migrations.
+//
+// A pressure test's books (a marked replay, docs/pressure-test.md) are in
+// each database's shadow schema: its audit runs under a marked context
+// (shadow.With) and reads through a postgres.Router, which sends a marked
+// statement to the shadow tables, so the same SQL reads either class
+// (classDB). TestMixedReplayLeaksNothing runs both.
+
+// errUnrouted refuses a marked audit's read through a plain pool, which
+// would read the real tables.
+var errUnrouted = errors.New("audit: a pressure test's books are in the shadow schema: read them through a postgres.Router (postgres.DialRouted)")
+
+// classDB is db as the audit reads it for ctx's traffic class: any pool
+// for real books, a postgres.Router for marked ones.
+func classDB(ctx context.Context, db postgres.DB) (postgres.DB, error) {
+	if _, routed := db.(*postgres.Router); shadow.Is(ctx) && !routed {
+		return nil, errUnrouted
+	}
+	return db, nil
+}
 
 // queryBooks reads the stored orders of a flash sale: each order's
 // buyer, status, idempotency key, and its lines and units.
-func queryBooks(ctx context.Context, orders *pgxpool.Pool, activityID int64) (*SeckillBooks, error) {
+func queryBooks(ctx context.Context, orders postgres.DB, activityID int64) (*SeckillBooks, error) {
+	orders, err := classDB(ctx, orders)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := orders.Query(ctx, `SELECT o.order_id, o.user_id, o.status, o.idempotency_key, COUNT(l.line_id), COALESCE(SUM(l.quantity), 0)
 		FROM orders o LEFT JOIN order_lines l ON l.order_id = o.order_id
 		WHERE o.activity_id = $1 GROUP BY o.order_id, o.user_id, o.status, o.idempotency_key`, activityID)
@@ -46,7 +71,11 @@ func queryBooks(ctx context.Context, orders *pgxpool.Pool, activityID int64) (*S
 }
 
 // queryPayments reads every payment of the orders.
-func queryPayments(ctx context.Context, pool *pgxpool.Pool, orderIDs []string) (map[string][]PaymentRecord, error) {
+func queryPayments(ctx context.Context, pool postgres.DB, orderIDs []string) (map[string][]PaymentRecord, error) {
+	pool, err := classDB(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
 	ids := make([]int64, 0, len(orderIDs))
 	for _, s := range orderIDs {
 		id, err := strconv.ParseInt(s, 10, 64)

@@ -13,16 +13,15 @@ import (
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/result"
+	"github.com/flashsale/flashsale/platform/postgres"
 )
 
 // Replay checks the platform's books after a replay drained. The
 // stored orders come from Postgres when pool is not nil and from the API
 // otherwise; orders are every user's orders as the API lists them.
-func Replay(ctx context.Context, gateway *client.Client, res *result.Replay, books *Books, pool *pgxpool.Pool) ([]result.Check, error) {
+func Replay(ctx context.Context, gateway *client.Client, res *result.Replay, books *Books, pool postgres.DB) ([]result.Check, error) {
 	var checks []result.Check
 	orders := books.Orders
 	res.Orders = orderStates(res, books)

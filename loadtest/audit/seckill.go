@@ -7,11 +7,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/result"
+	"github.com/flashsale/flashsale/platform/postgres"
 )
 
 // SeckillBooks is what the audit reads back after the order topic drained:
@@ -64,7 +63,7 @@ const catalogSettle = 3 * time.Second
 // then reads the activity through the API until its remaining stock
 // reflects what the orders hold. Cancelled and expired orders are stored
 // but hold no units: their stock is back in the sale.
-func ReadSeckillBooks(ctx context.Context, gateway *client.Client, orders *pgxpool.Pool, activityID string) (*SeckillBooks, error) {
+func ReadSeckillBooks(ctx context.Context, gateway *client.Client, orders postgres.DB, activityID string) (*SeckillBooks, error) {
 	id, err := strconv.ParseInt(activityID, 10, 64)
 	if err != nil {
 		return nil, fmt.Errorf("audit: activity id %q: %w", activityID, err)

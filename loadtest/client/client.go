@@ -17,12 +17,16 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/platform/shadow"
 )
 
 // Client speaks the gateway's HTTP API (API.md).
 type Client struct {
 	base string
 	http *http.Client
+	// mark, when set, is the load-test token every request carries in
+	// X-Pressure-Test (Marked).
+	mark string
 }
 
 // New returns a client for the gateway at base (e.g.
@@ -37,6 +41,32 @@ func New(base string, maxConns int) *Client {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	return &Client{base: base, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// Marked returns a client on the same connections whose every request
+// carries X-Pressure-Test: token, a load-test token (MintLoadTestToken):
+// pressure-test traffic, served in shadow storage (docs/pressure-test.md).
+// The channel simulator takes the header on its pay URLs too, so a marked
+// buyer confirms in the channel's shadow twin.
+func (c *Client) Marked(token string) *Client {
+	m := *c
+	m.mark = token
+	return &m
+}
+
+// PressureTest reports whether the client's requests are marked.
+func (c *Client) PressureTest() bool { return c.mark != "" }
+
+// MintLoadTestToken asks the gateway for a load-test token valid for ttl
+// (admin token; POST /admin/v1/load-test-tokens).
+func (c *Client) MintLoadTestToken(ctx context.Context, admin string, ttl time.Duration) (string, time.Time, error) {
+	var out struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	_, err := c.Do(ctx, http.MethodPost, "/admin/v1/load-test-tokens", admin, nil,
+		map[string]any{"ttl_seconds": int64(ttl.Seconds())}, &out)
+	return out.Token, out.ExpiresAt, err
 }
 
 // APIError is a non-2xx answer of the gateway.
@@ -79,6 +109,9 @@ func (c *Client) Do(ctx context.Context, method, path, token string, headers map
 	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
+	}
+	if c.mark != "" {
+		req.Header.Set(shadow.Header, c.mark)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

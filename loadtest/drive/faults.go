@@ -39,6 +39,8 @@ func (r *replay) scheduleFaults(ctx context.Context) func() {
 // at the channel simulator, and restored to what they were.
 func (r *replay) faultActionOf(f scenario.Fault) (action faultAction, skipped string) {
 	switch {
+	case r.opts.PressureTest:
+		return action, skippedPressureTest
 	case f.Target != "" && r.opts.Infra == nil:
 		return action, "skipped: faults on the platform's own parts need the platform make demo starts"
 	case f.Target != "":

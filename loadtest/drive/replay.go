@@ -39,7 +39,18 @@ type Options struct {
 	// scenario's faults with a target need it and are reported as
 	// skipped without it.
 	Infra Infrastructure
+	// PressureTest says the gateway client is marked (client.Marked): the
+	// replay runs as pressure-test traffic on a platform that may be
+	// serving real buyers, so it leaves what the two classes share alone:
+	// the payment channels' routing switches, the channel simulator's
+	// behaviour and the platform's own parts. The scenario's channel
+	// setup and faults are reported as skipped (skippedPressureTest).
+	PressureTest bool
 }
+
+// skippedPressureTest is why a marked replay skips the channel setup and
+// the faults: they would change what real buyers get.
+const skippedPressureTest = "skipped: a pressure test leaves production's switches alone (channel routing, channel behaviour, the platform's parts)"
 
 // Infrastructure puts a scenario's fault on one of the platform's own
 // parts (Fault.Target) and returns what lifts it. Only a platform the

@@ -138,8 +138,15 @@ func (r *replay) setupMarketing(ctx context.Context, skuOf map[string]string) {
 
 // setupChannels sets each scenario channel's routing weight, enabled,
 // so that routing follows the scenario; a refusal turns the channel
-// switches off with the reason.
+// switches off with the reason. A pressure test leaves them as they are
+// (Options.PressureTest): the routing is shared with real buyers.
 func (r *replay) setupChannels(ctx context.Context) {
+	if r.opts.PressureTest {
+		f := r.features[result.FeatureChannels]
+		f.Available, f.Reason = false, skippedPressureTest
+		r.features[result.FeatureChannels] = f
+		return
+	}
 	if !r.features[result.FeatureChannels].Available || r.scenario.Payment.PayShare == 0 {
 		return
 	}

@@ -22,6 +22,9 @@ import (
 // capacity figure.
 func Print(w io.Writer, res *result.Replay) {
 	fmt.Fprintf(w, "\nReplay %s against %s: %d users, %.1fs\n", res.Scenario, res.Target, res.Users, res.ElapsedS)
+	if res.PressureTest {
+		fmt.Fprintln(w, "Pressure test (全链路压测): every request marked, the sale in shadow storage")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nphase\tkind\tfrom\tto\tpeak/s\tsent\tanswered/s\tanswered p99 ms\trefused (429)\trefused p99 ms\tstatus")
 	for _, p := range res.Phases {

@@ -14,22 +14,25 @@ import (
 // Replay is everything a replay measured, ready for the report and
 // the audit.
 type Replay struct {
-	Scenario   string                    `json:"scenario"`
-	Target     string                    `json:"target"`
-	StartedAt  time.Time                 `json:"started_at"`
-	ElapsedS   float64                   `json:"elapsed_s"`
-	Users      int                       `json:"users"`
-	Phases     []PhaseStat               `json:"phases"`
-	Features   []Feature                 `json:"features"`
-	Faults     []FaultStat               `json:"faults"`
-	Activities []ActivityStat            `json:"activities"`
-	Endpoints  []EndpointStat            `json:"endpoints"`
-	Seconds    []SecondStat              `json:"seconds"`
-	Stock      map[string][]StockPoint   `json:"stock"`
-	Payments   map[string]map[string]int `json:"payments"`
-	FollowUps  FollowUps                 `json:"follow_ups"`
-	Channels   []ChannelStat             `json:"channels"`
-	Coupons    CouponStats               `json:"coupons"`
+	Scenario string `json:"scenario"`
+	Target   string `json:"target"`
+	// PressureTest says the replay was pressure-test traffic: marked,
+	// in shadow storage (docs/pressure-test.md).
+	PressureTest bool                      `json:"pressure_test,omitempty"`
+	StartedAt    time.Time                 `json:"started_at"`
+	ElapsedS     float64                   `json:"elapsed_s"`
+	Users        int                       `json:"users"`
+	Phases       []PhaseStat               `json:"phases"`
+	Features     []Feature                 `json:"features"`
+	Faults       []FaultStat               `json:"faults"`
+	Activities   []ActivityStat            `json:"activities"`
+	Endpoints    []EndpointStat            `json:"endpoints"`
+	Seconds      []SecondStat              `json:"seconds"`
+	Stock        map[string][]StockPoint   `json:"stock"`
+	Payments     map[string]map[string]int `json:"payments"`
+	FollowUps    FollowUps                 `json:"follow_ups"`
+	Channels     []ChannelStat             `json:"channels"`
+	Coupons      CouponStats               `json:"coupons"`
 	// Orders is the final state of the accepted orders, as the audit
 	// read them.
 	Orders   *OrderStates `json:"orders,omitempty"`

@@ -14,6 +14,7 @@ package shadow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -220,12 +221,20 @@ func Clean(ctx context.Context, s Stores) (Cleaned, error) {
 // deleteShadowKeys deletes the keys under shadow.KeyPrefix, on every
 // primary of a cluster (SCAN sees one node's keys).
 func deleteShadowKeys(ctx context.Context, rdb redis.UniversalClient) (int, error) {
+	return eachShadowKey(ctx, rdb, func(ctx context.Context, node redis.Cmdable, key string) error {
+		// One key a DEL: a cluster refuses keys of several slots in one.
+		return node.Del(ctx, key).Err()
+	})
+}
+
+// eachShadowKey calls fn on every key under shadow.KeyPrefix, on every
+// primary of a cluster (SCAN sees one node's keys), and counts them.
+func eachShadowKey(ctx context.Context, rdb redis.UniversalClient, fn func(ctx context.Context, node redis.Cmdable, key string) error) (int, error) {
 	var total atomic.Int64
-	del := func(ctx context.Context, node redis.Cmdable) error {
+	each := func(ctx context.Context, node redis.Cmdable) error {
 		iter := node.Scan(ctx, 0, shadow.KeyPrefix+"*", 1000).Iterator()
 		for iter.Next(ctx) {
-			// One key a DEL: a cluster refuses keys of several slots in one.
-			if err := node.Del(ctx, iter.Val()).Err(); err != nil {
+			if err := fn(ctx, node, iter.Val()); err != nil {
 				return err
 			}
 			total.Add(1)
@@ -234,9 +243,135 @@ func deleteShadowKeys(ctx context.Context, rdb redis.UniversalClient) (int, erro
 	}
 	var err error
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return del(ctx, node) })
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return each(ctx, node) })
 	} else {
-		err = del(ctx, rdb)
+		err = each(ctx, rdb)
 	}
 	return int(total.Load()), err
+}
+
+// Contents is what the shadow side holds: rows of the shadow tables
+// (the migrations' version table aside) and keys under the shadow prefix.
+type Contents struct {
+	Rows, Tables, Keys int64
+}
+
+// Empty reports whether the shadow side holds nothing.
+func (c Contents) Empty() bool { return c.Rows == 0 && c.Keys == 0 }
+
+// migrationsTable is the migrations' version table (platform/postgres),
+// which the cleanup keeps: it says the shadow schema is migrated.
+const migrationsTable = "goose_db_version"
+
+// Count counts what the shadow side holds, in every database named and
+// (with a Redis) under the shadow prefix on every primary: the figures
+// before a cleanup, and the proof of it after.
+func Count(ctx context.Context, s Stores) (Contents, error) {
+	var c Contents
+	for _, url := range []string{s.Product, s.Orders, s.Payment, s.Marketing} {
+		if url == "" {
+			continue
+		}
+		if err := countRows(ctx, url, &c); err != nil {
+			return c, fmt.Errorf("count: %w", err)
+		}
+	}
+	if s.Redis != nil {
+		n, err := eachShadowKey(ctx, s.Redis, func(context.Context, redis.Cmdable, string) error { return nil })
+		c.Keys = int64(n)
+		if err != nil {
+			return c, fmt.Errorf("count: redis: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// countRows adds the rows of one database's shadow tables to c.
+func countRows(ctx context.Context, url string, c *Contents) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = $1 AND tablename <> $2`,
+		shadow.Schema, migrationsTable)
+	if err != nil {
+		return err
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		var n int64
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+shadow.Schema+"."+t).Scan(&n); err != nil {
+			return err
+		}
+		c.Rows += n
+		c.Tables++
+	}
+	return nil
+}
+
+// SaleStock is one flash sale's stock as one class's stores hold it.
+type SaleStock struct {
+	// Remaining is the units the sale's stock key holds; HasKey is false
+	// when there is no key.
+	Remaining int64
+	HasKey    bool
+	// Orders maps each stored order of the sale to the units it holds:
+	// none once its stock was released (cancelled, expired). Held sums
+	// them: what the sale sold.
+	Orders map[int64]int64
+	Held   int64
+}
+
+// ReadSale reads a flash sale's stock key and stored orders on one
+// class's side: the real tables and key, or (marked) the shadow ones. It
+// names the schema and the key itself rather than going through the
+// routing, so the figures do not depend on the mechanism they check.
+func ReadSale(ctx context.Context, s Stores, marked bool, activityID int64) (SaleStock, error) {
+	st := SaleStock{Orders: map[int64]int64{}}
+	schema, key := "public", stockKey(activityID)
+	if marked {
+		schema, key = shadow.Schema, shadow.KeyPrefix+key
+	}
+	conn, err := pgx.Connect(ctx, s.Orders)
+	if err != nil {
+		return st, fmt.Errorf("sale: %w", err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, fmt.Sprintf(`SELECT o.order_id, o.status, COALESCE(SUM(l.quantity), 0)
+		FROM %[1]s.orders o LEFT JOIN %[1]s.order_lines l ON l.order_id = o.order_id
+		WHERE o.activity_id = $1 GROUP BY o.order_id, o.status`, schema), activityID)
+	if err != nil {
+		return st, fmt.Errorf("sale: orders: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, units int64
+		var status string
+		if err := rows.Scan(&id, &status, &units); err != nil {
+			return st, fmt.Errorf("sale: orders: %w", err)
+		}
+		if status == "CANCELLED" || status == "EXPIRED" {
+			units = 0
+		}
+		st.Orders[id] = units
+		st.Held += units
+	}
+	if err := rows.Err(); err != nil {
+		return st, fmt.Errorf("sale: orders: %w", err)
+	}
+	if s.Redis != nil {
+		n, err := s.Redis.Get(ctx, key).Int64()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return st, fmt.Errorf("sale: stock: %w", err)
+		default:
+			st.Remaining, st.HasKey = n, true
+		}
+	}
+	return st, nil
 }

@@ -7,6 +7,15 @@
 // (docs/big-screen.md) once the platform is up; with -keep (or
 // FLASHSALE_DEMO_KEEP_UP=true, `make demo KEEP=1`) the platform stays up
 // after the report, screen and all, until Ctrl-C.
+//
+// With -pressure-test the replay is pressure-test traffic (全链路压测,
+// docs/pressure-test.md): every request carries a load-test token, the
+// sale lives in shadow storage and its audit reads it there; the leakage
+// audit follows. With -mixed (`make demo MIXED=1`) the scenario is
+// replayed twice at the same time, as real and as marked traffic, on the
+// one platform: both audits, each class's stock against its own run, the
+// leakage audit, then the cleanup of the shadow side, counted before and
+// after.
 package main
 
 import (
@@ -23,6 +32,8 @@ import (
 	"syscall"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/flashsale/flashsale/deploy/local"
 	"github.com/flashsale/flashsale/gateway"
 	gwapp "github.com/flashsale/flashsale/gateway/app"
@@ -30,6 +41,7 @@ import (
 	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
+	"github.com/flashsale/flashsale/loadtest/shadow"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/serve"
@@ -59,6 +71,9 @@ func realMain() {
 	ceiling := flag.Bool("ceiling", true, "measure the redis-benchmark ceiling after the replay")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the replay (platform and load generator, without start-up, drain and audit) here")
 	keep := flag.Bool("keep", false, "keep the platform (and the big screen) up after the report until Ctrl-C (default: FLASHSALE_DEMO_KEEP_UP)")
+	var m mode
+	flag.BoolVar(&m.marked, "pressure-test", false, "replay as pressure-test traffic: every request carries X-Pressure-Test, the sale lives in shadow storage (docs/pressure-test.md)")
+	flag.BoolVar(&m.mixed, "mixed", false, "replay the scenario as real and as pressure-test traffic at once, then the leakage audit and the shadow cleanup (docs/pressure-test.md)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -70,7 +85,7 @@ func realMain() {
 		exit = 1
 		return
 	}
-	if ok, err := run(ctx, *scenario, *out, *ceiling, *cpuProfile, keepUp); !errors.Is(err, errReported) {
+	if ok, err := run(ctx, *scenario, *out, *ceiling, *cpuProfile, keepUp, m); !errors.Is(err, errReported) {
 		verdict(ok, err)
 	}
 }
@@ -186,10 +201,14 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// mode is what the demo replays: real traffic (the default), marked
+// traffic alone, or both at once.
+type mode struct{ marked, mixed bool }
+
 // run starts the platform, replays the scenario and audits it. With
 // keep it prints the verdict itself and then waits for ctx (Ctrl-C) with
 // the platform up, returning errReported.
-func run(ctx context.Context, path, out string, ceiling bool, profilePath string, keep bool) (bool, error) {
+func run(ctx context.Context, path, out string, ceiling bool, profilePath string, keep bool, m mode) (bool, error) {
 	sc, err := scenario.Load(path)
 	if err != nil {
 		return false, err
@@ -287,7 +306,12 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	if cfg.AroundReplay, err = measureReplay(profilePath, stack); err != nil {
 		return false, err
 	}
-	_, ok, err := loadtest.RunSession(ctx, cfg)
+	var ok bool
+	if m.marked || m.mixed {
+		ok, err = pressureTest(ctx, stack, cfg, m)
+	} else {
+		_, ok, err = loadtest.RunSession(ctx, cfg)
+	}
 	if !keep || ctx.Err() != nil {
 		return ok, err
 	}
@@ -336,4 +360,59 @@ func (i infra) Fault(ctx context.Context, f scenario.Fault) (func(context.Contex
 		return nil, err
 	}
 	return func(context.Context) error { return lift() }, nil
+}
+
+// pressureTest runs the marked replay (m.marked) or the mixed run
+// (m.mixed) of cfg's scenario on the demo's stack: the marked session
+// audits through routed databases, on a client of its own, its reports
+// under <out>/pressure-test.
+func pressureTest(ctx context.Context, stack *localstack.Stack, cfg loadtest.SessionConfig, m mode) (bool, error) {
+	orders, err := postgres.DialRouted(ctx, stack.PostgresURL(local.DBOrders), 4)
+	if err != nil {
+		return false, err
+	}
+	defer orders.Close()
+	payments, err := postgres.DialRouted(ctx, stack.PostgresURL(local.DBPayment), 4)
+	if err != nil {
+		return false, err
+	}
+	defer payments.Close()
+	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})
+	defer rdb.Close()
+	stores := shadow.Stores{
+		Product: stack.PostgresURL(local.DBProduct), Orders: stack.PostgresURL(local.DBOrders),
+		Payment: stack.PostgresURL(local.DBPayment), Marketing: stack.PostgresURL(local.DBMarketing), Redis: rdb,
+	}
+	marked := cfg
+	marked.PressureTest, marked.Orders, marked.Payments = true, orders, payments
+	if !m.mixed {
+		_, ok, err := loadtest.RunSession(ctx, marked)
+		if err != nil {
+			return false, err
+		}
+		report, err := shadow.Audit(ctx, stores)
+		if err != nil {
+			return false, err
+		}
+		fmt.Printf("\n%s", report)
+		return ok && report.Clean(), nil
+	}
+	marked.Client = client.New(cfg.Target, 512)
+	marked.AroundReplay, marked.Out = nil, nil
+	marked.OutDir = filepath.Join(cfg.OutDir, "pressure-test")
+	fmt.Println("Mixed run: the real replay's live display follows; the marked replay's report is printed after it")
+	res, err := loadtest.RunMixed(ctx, loadtest.MixedConfig{Real: cfg, Marked: marked, Stores: stores, Out: os.Stdout})
+	if err != nil {
+		return false, err
+	}
+	fmt.Printf("\nMixed run: real audit %s, marked audit %s, leakage %s, shadow side after the cleanup %s\n",
+		passFail(res.RealOK), passFail(res.MarkedOK), passFail(res.Leakage.Clean()), passFail(res.After.Empty()))
+	return res.OK(), nil
+}
+
+func passFail(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
 }

@@ -19,7 +19,7 @@ func TestRunWithoutGatewaySaysHowToStartOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	ok, err := run(context.Background(), "../../scenarios/double11.yaml", target, out)
+	ok, err := run(context.Background(), "../../scenarios/double11.yaml", target, out, false)
 	if ok || err == nil {
 		t.Fatalf("run against %s: ok=%v err=%v, want the hint", target, ok, err)
 	}
