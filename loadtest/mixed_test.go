@@ -150,20 +150,31 @@ func TestMixedReplayLeaksNothing(t *testing.T) {
 // screenShowsRealOnly checks that the big screen (fed from orders.events)
 // did not move for the marked run: once caught up, its stored orders are
 // the real tables' orders (every real order this platform stored, the
-// screen reading from the topic's first offset), and none of the marked
-// sales is on it.
+// screen reading from the topic's first offset), its succeeded payments
+// are the real ledger's (every payment that ever succeeded on this
+// platform's one payment service, whose counters the screen reads), and
+// none of the marked sales is on it.
 func screenShowsRealOnly(t *testing.T, ctx context.Context, m *loadtest.Mixed) {
 	t.Helper()
-	pool := mustPool(t, local.DBOrders)
+	pool, ledger := mustPool(t, local.DBOrders), mustPool(t, local.DBPayment)
 	admin := mustToken(t, client.New(platform.GatewayURL, 1), 1, "admin")
 	var snap gateway.ScreenSnapshot
-	var real int64
+	var real, realPaid, screenPaid int64
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if err := pool.QueryRow(ctx, "SELECT count(*) FROM public.orders").Scan(&real); err != nil {
 			t.Fatal(err)
 		}
+		if err := ledger.QueryRow(ctx, "SELECT count(*) FROM public.payments WHERE paid_at IS NOT NULL").Scan(&realPaid); err != nil {
+			t.Fatal(err)
+		}
 		snap = screenSnapshot(t, ctx, admin)
-		if snap.StoredOrders == real || time.Now().After(deadline) {
+		screenPaid = 0
+		for _, c := range snap.Channels {
+			if c.Succeeded != nil {
+				screenPaid += *c.Succeeded
+			}
+		}
+		if snap.StoredOrders == real && screenPaid == realPaid || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -171,6 +182,10 @@ func screenShowsRealOnly(t *testing.T, ctx context.Context, m *loadtest.Mixed) {
 	if snap.StoredOrders != real {
 		t.Errorf("the big screen shows %d stored orders, the real tables hold %d (the marked run stored %d)",
 			snap.StoredOrders, real, m.Leakage.Orders[pshadow.LabelShadow])
+	}
+	if screenPaid != realPaid {
+		t.Errorf("the big screen shows %d succeeded payments, the real ledger %d (the marked run's payments must count apart)",
+			screenPaid, realPaid)
 	}
 	marked := map[string]bool{}
 	for _, a := range m.Marked.Activities {
@@ -181,7 +196,8 @@ func screenShowsRealOnly(t *testing.T, ctx context.Context, m *loadtest.Mixed) {
 			t.Errorf("the big screen shows the marked sale %s", sale.ActivityID)
 		}
 	}
-	t.Logf("big screen: stored %d, paid %d, GMV %d; real tables %d orders", snap.StoredOrders, snap.PaidOrders, snap.GMV, real)
+	t.Logf("big screen: stored %d, paid %d, GMV %d, succeeded payments %d; real tables %d orders, ledger %d succeeded",
+		snap.StoredOrders, snap.PaidOrders, snap.GMV, screenPaid, real, realPaid)
 }
 
 // screenSnapshot reads one snapshot of the big screen's stream.
