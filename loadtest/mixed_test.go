@@ -80,14 +80,15 @@ func TestMixedReplayLeaksNothing(t *testing.T) {
 		name string
 		res  *result.Replay
 		ok   bool
-	}{{"real", m.Real, m.RealOK}, {"marked", m.Marked, m.MarkedOK}} {
+		out  *bytes.Buffer
+	}{{"real", m.Real, m.RealOK, &realOut}, {"marked", m.Marked, m.MarkedOK, &markedOut}} {
 		for _, c := range run.res.Checks {
 			if !c.OK {
 				t.Errorf("%s run: %s: %s", run.name, c.Name, c.Detail)
 			}
 		}
 		if !run.ok {
-			t.Errorf("%s run's audit failed", run.name)
+			t.Errorf("%s run's audit failed; its report:\n%s", run.name, run.out.String())
 		}
 		// Both sold: the marked run's audit read real figures of its
 		// own, not an empty shadow side.
