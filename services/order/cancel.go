@@ -80,14 +80,18 @@ func (c *Cancelling) CancelOrder(ctx context.Context, orderID, userID int64) (Or
 	// What the order holds goes back only once it has left
 	// PENDING_PAYMENT, so a payment can never land on released stock.
 	// Releasing is idempotent, so cancelling again finishes an earlier
-	// cancel's release that failed.
+	// cancel's release that failed. Giving back has its share of the
+	// caller's budget (afterCommit): the cancel is committed, and what a
+	// slow peer leaves the sweeps finish.
+	back, cancel := afterCommit(ctx)
+	defer cancel()
 	if o.Kind == KindRegular {
-		c.giveBackCancelled(ctx, o)
+		c.giveBackCancelled(back, o)
 		return o, nil
 	}
 	// If this release fails, the order's expiry entry is still queued and
 	// the expiry worker releases the stock at the deadline.
-	if err := c.cfg.Releaser.Release(ctx, o.ActivityID, orderID); err != nil {
+	if err := c.cfg.Releaser.Release(back, o.ActivityID, orderID); err != nil {
 		c.cfg.Logger.WarnContext(ctx, "release after cancel failed; the expiry worker releases it at the deadline",
 			"order_id", orderID, "activity_id", o.ActivityID, "err", err)
 	}

@@ -165,12 +165,13 @@ const refundSweepBatch = 100
 // refunded quantities and the order's state in one transaction), then the
 // payment service returns the money through the channel that took it,
 // and when the refund completes the order the coupon goes back and a
-// flash-sale buyer's purchase limit is restored. When any of that fails
-// the refund is answered PENDING and the refund sweep finishes it: every
-// step is idempotent by the refund id. It fails with ErrForbidden for
-// someone else's order, ErrConflict when the order is not PAID or
-// PARTIALLY_REFUNDED or a line has fewer units left than asked (nothing
-// changes then), and ErrInvalid for a malformed request.
+// flash-sale buyer's purchase limit is restored. When any of that fails,
+// or does not finish within its share of the caller's budget
+// (afterCommit), the refund is answered PENDING and the refund sweep
+// finishes it: every step is idempotent by the refund id. It fails with
+// ErrForbidden for someone else's order, ErrConflict when the order is not
+// PAID or PARTIALLY_REFUNDED or a line has fewer units left than asked
+// (nothing changes then), and ErrInvalid for a malformed request.
 //
 // The client's idempotency key names the refund within the order: a
 // retry with the same key and lines (a timeout, a double click, a replay
@@ -232,7 +233,9 @@ func (rf *Refunding) RefundOrder(ctx context.Context, orderID, userID int64, key
 		// it also returns the money.
 		return repeatRefund(op, r, after, lines)
 	}
-	if err := rf.finishRefund(ctx, r, after); err != nil {
+	finish, cancel := afterCommit(ctx)
+	defer cancel()
+	if err := rf.finishRefund(finish, r, after); err != nil {
 		rf.cfg.Logger.WarnContext(ctx, "refund recorded, its money not returned yet; the refund sweep finishes it",
 			"order_id", orderID, "refund_id", r.ID, "amount", r.Amount, "err", err)
 		return r, after, nil

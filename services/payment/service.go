@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/flashsale/flashsale/platform/budget"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/sweep"
@@ -149,8 +150,7 @@ func (s *Service) payThrough(ctx context.Context, o Order, ch string, left int) 
 	if err := s.cfg.Ledger.Create(ctx, p); err != nil {
 		return Payment{}, err
 	}
-	deadline, _ := ctx.Deadline() // Pay's budget
-	callCtx, cancel := context.WithTimeout(ctx, time.Until(deadline)/time.Duration(left))
+	callCtx, cancel := budget.Share(ctx, 1, int64(left))
 	t, err := s.cfg.Router.Call(ch, func() (Trade, error) { return s.cfg.Channels[ch].Create(callCtx, p) })
 	abandoned := err != nil && callCtx.Err() != nil && ctx.Err() == nil
 	cancel()

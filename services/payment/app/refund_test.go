@@ -17,6 +17,7 @@ import (
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 	"github.com/flashsale/flashsale/services/channelsim"
+	"github.com/flashsale/flashsale/services/payment/app"
 )
 
 const (
@@ -357,6 +358,42 @@ func TestRefunds(t *testing.T) {
 			t.Errorf("payment %s, want REFUNDED", got)
 		}
 	})
+}
+
+// TestRefundAnswersWithinTheCallersBudget: a channel far slower than the
+// caller's budget (and its own client's timeout, set long here, so that
+// the budget is the only bound) costs the buyer a PENDING answer within
+// the budget, never an expired call: the refund is recorded, its money
+// goes back later through the sweep, once.
+func TestRefundAnswersWithinTheCallersBudget(t *testing.T) {
+	p := MustPlatform(t, func(c *app.Config) { c.ChannelTimeout = time.Minute })
+	user := users.Add(1)
+	o := p.MustPaidRegularOrder(t, user, 0, "wechat", []int64{7_77}, []int64{1})
+	if err := p.sim.SetBehaviour("wechat", channelsim.Behaviour{LatencyMS: 20_000}); err != nil {
+		t.Fatal(err)
+	}
+	// The caller gives the refund four seconds; the channel needs
+	// twenty. What follows the recorded refund gets its share of the
+	// four, and the answer the rest (a second, ample on a loaded
+	// machine): PENDING, not DEADLINE_EXCEEDED.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	r, err := p.order.RefundOrder(ctx, &orderv1.RefundOrderRequest{
+		OrderId: o.GetOrderId(), UserId: user, IdempotencyKey: "slow-channel",
+		Lines: []*orderv1.RefundLine{{LineId: o.GetLines()[0].GetLineId(), Quantity: 1}},
+	})
+	if err != nil || r.GetStatus() != "PENDING" || r.GetAmount() != 7_77 || r.GetOrder().GetStatus() != orderRefunded {
+		t.Fatalf("refund through a channel slower than the budget: %+v, %v; want 7.77 PENDING, the order REFUNDED", r, err)
+	}
+	if err := p.sim.SetBehaviour("wechat", channelsim.Behaviour{}); err != nil {
+		t.Fatal(err)
+	}
+	// The sweep finishes it, and the abandoned call and the sweep's
+	// retry return the money once between them.
+	waitFor(t, "the sweep finished the refund", func() bool { return p.pendingRefunds(t, o.GetOrderId()) == 0 })
+	if got := p.tradeRefunded(t, "wechat", o.GetPayment().GetPaymentId()); got != 7_77 {
+		t.Errorf("the channel refunded %d, want 7.77", got)
+	}
 }
 
 // sameRefund reports whether two answers are the same refund: id,
