@@ -52,6 +52,16 @@ func TestMixedReplayLeaksNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		sc.Users.FirstID += first
+		// Each class at half the small scenario's rates: together they
+		// offer what TestReplayAuditPasses offers alone, so the audits'
+		// latency-bound checks (5xx only under a fault: a call that
+		// outlives the gateway's budget is a 503) hold on a CI machine
+		// that runs other packages' tests beside this one. Load beyond
+		// that is the demo's (make demo MIXED=1), not a test's.
+		for i := range sc.Phases {
+			sc.Phases[i].Rate /= 2
+			sc.Phases[i].RateFrom /= 2
+		}
 		return loadtest.SessionConfig{
 			Scenario: sc, Client: client.New(platform.GatewayURL, 64), Target: platform.GatewayURL, Out: out,
 			Orders: orders, Payments: payments, SimulatorURL: platform.ChannelsURL,
