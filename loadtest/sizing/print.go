@@ -5,6 +5,8 @@ import (
 	"io"
 	"strconv"
 	"text/tabwriter"
+
+	"github.com/flashsale/flashsale/proto/limits"
 )
 
 // n formats x rounded to a whole number with thousands separators.
@@ -51,11 +53,16 @@ func (r *Result) Print(w io.Writer) {
 	for _, c := range r.Components {
 		switch c.Name {
 		case "redis":
-			if r.HotSalePrimaries > 1 {
-				fmt.Fprintf(w, "  the busiest sale (%g%% of the buys) needs %s buys/s on its one slot, %d primaries' worth: one primary cannot hold it;"+
-					" split its stock over several activities (not in the code today, docs/scaling.md)\n",
-					100**p.HotSaleShare, n(r.HotSale), r.HotSalePrimaries)
-			} else {
+			switch {
+			case r.HotSalePrimaries > limits.MaxStockBuckets:
+				fmt.Fprintf(w, "  the busiest sale (%g%% of the buys) needs %s buys/s, %d primaries' worth: more than its %d stock buckets can spread;"+
+					" split it over several activities (docs/scaling.md)\n",
+					100**p.HotSaleShare, n(r.HotSale), r.HotSalePrimaries, limits.MaxStockBuckets)
+			case r.HotSalePrimaries > 1:
+				fmt.Fprintf(w, "  the busiest sale (%g%% of the buys) needs %s buys/s, %d primaries' worth: one primary cannot hold it;"+
+					" preheat it with stock_buckets: %d, each bucket on a primary of its own (docs/scaling.md)\n",
+					100**p.HotSaleShare, n(r.HotSale), r.HotSalePrimaries, r.HotSalePrimaries)
+			default:
 				fmt.Fprintf(w, "  the busiest sale (%g%% of the buys) needs %s buys/s on its one slot: one primary holds it\n",
 					100**p.HotSaleShare, n(r.HotSale))
 			}

@@ -95,8 +95,17 @@ func TestOneSaleBeyondOnePrimary(t *testing.T) {
 	}
 	var out strings.Builder
 	r.Print(&out)
-	if !strings.Contains(out.String(), "one primary cannot hold it") {
-		t.Errorf("the output does not say the sale exceeds one primary:\n%s", out.String())
+	if !strings.Contains(out.String(), "one primary cannot hold it; preheat it with stock_buckets: 4") {
+		t.Errorf("the output does not say the sale exceeds one primary and needs 4 buckets:\n%s", out.String())
+	}
+	// At 50 a primary it is 34 primaries' worth, beyond the 16 buckets a
+	// sale may have: only more activities spread it further.
+	caps["redis"] = Capacity{50, "test"}
+	r = mustSize(t, strings.Replace(handPlan, "hot_sale_share: 0.5", "hot_sale_share: 1", 1), caps)
+	out.Reset()
+	r.Print(&out)
+	if !strings.Contains(out.String(), "more than its 16 stock buckets can spread") {
+		t.Errorf("the output does not say the sale exceeds its buckets:\n%s", out.String())
 	}
 }
 
