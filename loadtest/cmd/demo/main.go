@@ -27,8 +27,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
-	"strings"
 	"syscall"
 	"time"
 
@@ -39,7 +37,6 @@ import (
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
 	"github.com/flashsale/flashsale/loadtest/client"
-	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/loadtest/shadow"
 	"github.com/flashsale/flashsale/platform/config"
@@ -105,100 +102,6 @@ func verdict(ok bool, err error) {
 	default:
 		fmt.Println("\nRESULT: PASS")
 	}
-}
-
-// measureReplay returns the session's AroundReplay: it prints the CPU
-// time used during the replay by this process (every service and the load
-// generator) and by the stack's Redis and Postgres, which are child
-// processes outside it, and what each took per answered buy. With a
-// profile path it also writes a CPU profile of the replay alone.
-func measureReplay(profilePath string, stack *localstack.Stack) (func() (end func(*result.Replay)), error) {
-	var f *os.File
-	if profilePath != "" {
-		var err error
-		if f, err = os.Create(profilePath); err != nil {
-			return nil, err
-		}
-	}
-	return func() (end func(*result.Replay)) {
-		if f != nil {
-			if err := pprof.StartCPUProfile(f); err != nil {
-				fmt.Fprintln(os.Stderr, "demo: cpu profile:", err)
-			}
-		}
-		serversBefore, serversErr := stack.ServerCPU()
-		before, start := cpuTime(), time.Now()
-		return func(res *result.Replay) {
-			used, wall := cpuTime()-before, time.Since(start)
-			servers, err := stack.ServerCPU()
-			if f != nil {
-				pprof.StopCPUProfile()
-				f.Close()
-			}
-			parts := []cpuPart{{"platform process", used}}
-			if err = errors.Join(serversErr, err); err == nil {
-				d := servers.Sub(serversBefore)
-				parts = append(parts, cpuPart{"redis-server", d.Redis}, cpuPart{"postgres", d.Postgres})
-			}
-			buys := 0
-			if res != nil {
-				buys = res.SeckillAnswered()
-			}
-			fmt.Printf("\n%s\n", cpuLine(wall, parts, buys))
-			if err != nil {
-				fmt.Printf("Redis and Postgres CPU not measured: %v\n", err)
-			}
-		}
-	}, nil
-}
-
-// cpuPart is the CPU time one part of the platform used.
-type cpuPart struct {
-	name string
-	used time.Duration
-}
-
-// cpuLine says what each part used in wall time and in cores and, when
-// buys were answered, per answered buy. The replay's setup (signing the
-// buyers in, creating the catalog) and its other requests (browsing,
-// checkouts, payments) are charged to the buys too, so the figure per buy
-// is an upper bound, close for a scenario of buys alone.
-func cpuLine(wall time.Duration, parts []cpuPart, buys int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "CPU during the replay (%.1f s):", wall.Seconds())
-	for i, p := range parts {
-		sep, unit := ",", ""
-		if i == 0 {
-			sep, unit = "", " cores"
-		}
-		fmt.Fprintf(&b, "%s %s %.1f s (%.2f%s)", sep, p.name, p.used.Seconds(), p.used.Seconds()/wall.Seconds(), unit)
-	}
-	if buys == 0 {
-		return b.String()
-	}
-	perBuy := func(used time.Duration) string {
-		return fmt.Sprintf("%.0f µs", float64(used.Microseconds())/float64(buys))
-	}
-	var total time.Duration
-	each := make([]string, len(parts))
-	for i, p := range parts {
-		total += p.used
-		each[i] = perBuy(p.used)
-	}
-	fmt.Fprintf(&b, "; per answered buy %s", strings.Join(each, " + "))
-	if len(parts) > 1 {
-		fmt.Fprintf(&b, " = %s", perBuy(total))
-	}
-	return b.String()
-}
-
-// cpuTime is the user and system CPU time this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // mode is what the demo replays: real traffic (the default), marked
@@ -307,11 +210,13 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 		return false, err
 	}
 	var ok bool
-	if m.marked || m.mixed {
-		ok, err = pressureTest(ctx, stack, cfg, m)
-	} else {
-		_, ok, err = loadtest.RunSession(ctx, cfg)
-	}
+	asLoadGenerator(ctx, func(ctx context.Context) {
+		if m.marked || m.mixed {
+			ok, err = pressureTest(ctx, stack, cfg, m)
+		} else {
+			_, ok, err = loadtest.RunSession(ctx, cfg)
+		}
+	})
 	if !keep || ctx.Err() != nil {
 		return ok, err
 	}

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"runtime/pprof"
 	"testing"
 	"time"
 )
 
 func TestCPULine(t *testing.T) {
-	parts := []cpuPart{{"platform process", 82 * time.Second}, {"redis-server", 16 * time.Second}, {"postgres", 5 * time.Second}}
+	parts := []cpuPart{{name: "platform process", used: 82 * time.Second}, {name: "redis-server", used: 16 * time.Second}, {name: "postgres", used: 5 * time.Second}}
+	split := []cpuPart{{name: "platform process", used: 62 * time.Second}, {name: loadGenerator, used: 20 * time.Second, apart: true}, parts[1], parts[2]}
 	for _, tc := range []struct {
 		name  string
 		parts []cpuPart
@@ -15,6 +19,9 @@ func TestCPULine(t *testing.T) {
 	}{
 		{"every part, per buy", parts, 200_000,
 			"CPU during the replay (40.0 s): platform process 82.0 s (2.05 cores), redis-server 16.0 s (0.40), postgres 5.0 s (0.12); per answered buy 410 µs + 80 µs + 25 µs = 515 µs"},
+		{"the load generator apart", split, 200_000,
+			"CPU during the replay (40.0 s): platform process 62.0 s (1.55 cores), load generator 20.0 s (0.50), redis-server 16.0 s (0.40), postgres 5.0 s (0.12); " +
+				"per answered buy 310 µs + 80 µs + 25 µs = 415 µs (and the load generator 100 µs)"},
 		{"no buy answered", parts, 0,
 			"CPU during the replay (40.0 s): platform process 82.0 s (2.05 cores), redis-server 16.0 s (0.40), postgres 5.0 s (0.12)"},
 		{"the process alone", parts[:1], 200_000,
@@ -25,5 +32,39 @@ func TestCPULine(t *testing.T) {
 				t.Errorf("got  %s\nwant %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// spin burns CPU for d.
+func spin(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+	}
+}
+
+// The profile tells the load generator's goroutines, and the ones they
+// start, from the rest: one goroutine spins as the platform, another
+// under the label spins as long through a child of its own, and the
+// label's share comes out near two thirds.
+func TestLoadShareTellsTheLoadGeneratorApart(t *testing.T) {
+	var prof bytes.Buffer
+	if err := pprof.StartCPUProfile(&prof); err != nil {
+		t.Skipf("a CPU profile is already running: %v", err)
+	}
+	done := make(chan struct{}, 3)
+	go func() { spin(300 * time.Millisecond); done <- struct{}{} }()
+	asLoadGenerator(context.Background(), func(context.Context) {
+		go func() { spin(300 * time.Millisecond); done <- struct{}{} }()
+		go func() { spin(300 * time.Millisecond); done <- struct{}{} }()
+	})
+	for range 3 {
+		<-done
+	}
+	pprof.StopCPUProfile()
+	share, err := loadShare(nil, &prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if share < 0.4 || share > 0.9 {
+		t.Errorf("the load generator's share is %.2f, want about 2/3", share)
 	}
 }
