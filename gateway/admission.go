@@ -97,19 +97,50 @@ func newAdmission(name string, l AdmissionLimit, window time.Duration, samples u
 	return a, nil
 }
 
+// markedShare is the part of a limit that pressure-test requests may
+// fill: a marked request is admitted only while fewer than that many
+// requests are in flight, so real buyers always keep the rest, and as the
+// limit shrinks under load the pressure test is refused first.
+const markedShare = 0.5
+
+// Why enter refused a request, the reason label of
+// gateway_admission_refused_total.
+const (
+	refusedLimit = "limit"
+	// refusedYield is a pressure-test request that yielded its place to
+	// real traffic.
+	refusedYield = "pressure_test"
+)
+
+// errOverloaded is the answer to a request the limit refused.
+func errOverloaded() error {
+	return &Error{Code: errcode.Overloaded, Message: "the service is at capacity, retry later", RetryAfter: overloadRetryAfter}
+}
+
 // enter takes a place for one request, or refuses it at once (no queue:
 // a request that waited would spend its budget waiting and add to the
-// latency the limit is there to keep down). done gives the place back
-// and tells the limiter how long the request took.
-func (a *admission) enter() (done func(), err error) {
+// latency the limit is there to keep down), saying why. done gives the
+// place back and tells the limiter how long the request took. A marked
+// (pressure-test) request yields (markedShare) and is left out of the
+// counts the degrade controller reads: a pressure test refused in bulk is
+// the test meeting the platform's edge, not a reason to degrade the
+// real sale.
+func (a *admission) enter(marked bool) (done func(), refusal string, err error) {
 	if a == nil {
-		return func() {}, nil
+		return func() {}, "", nil
+	}
+	if marked && float64(a.lim.Inflight()) >= markedShare*float64(a.lim.Limit()) {
+		return nil, refusedYield, errOverloaded()
 	}
 	p, ok := a.lim.TryAcquirePermit()
-	if !ok {
+	switch {
+	case !ok && marked:
+		return nil, refusedLimit, errOverloaded()
+	case !ok:
 		a.refused.Add(1)
-		return nil, &Error{Code: errcode.Overloaded, Message: "the service is at capacity, retry later", RetryAfter: overloadRetryAfter}
+		return nil, refusedLimit, errOverloaded()
+	case !marked:
+		a.admitted.Add(1)
 	}
-	a.admitted.Add(1)
-	return p.Record, nil
+	return p.Record, "", nil
 }

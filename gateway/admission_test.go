@@ -14,6 +14,7 @@ import (
 
 	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/gateway/internal/servicetest"
+	"github.com/flashsale/flashsale/platform/shadow"
 )
 
 const seckillRoute = "POST /api/v1/seckill/orders"
@@ -193,5 +194,98 @@ func TestAdmissionLimitFollowsLatency(t *testing.T) {
 	delay.Store(0)
 	if _, hi, _ := run(300); hi <= lo {
 		t.Fatalf("fast buys again: the limit stayed at %d or below, want it to rise again", lo)
+	}
+}
+
+// A pressure test yields to real buyers: marked buys are admitted only
+// while the flash-sale route has fewer than half its limit in flight, so
+// with a limit of four, one marked and one real buy held open leave room
+// for two more real buys and none marked. The marked refusals are
+// counted under their own reason.
+func TestPressureTestYieldsToRealBuyers(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	var holding atomic.Bool
+	hold, held := make(chan struct{}), make(chan struct{}, 16)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		opts: gateway.Options{SeckillAdmission: gateway.AdmissionLimit{Min: 4, Initial: 4, Max: 4}},
+		afterCall: func(string) {
+			if holding.Load() {
+				held <- struct{}{}
+				<-hold
+			}
+		}})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 100), 100, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	var issued struct{ Token string }
+	tg.do(t, request{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: admin, body: `{"ttl_seconds": 600}`}).decode(t, &issued)
+	// Marked buys go to the shadow side, where each asks for a sale of
+	// its own (none exists there): each makes its own first call, rather
+	// than waiting for another's in the gateway's activity cache.
+	buy := func(user int64, marked bool) answer {
+		req := seckill(tg.token(t, user, "user"), "k", fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act))
+		if marked {
+			req = seckill(tg.token(t, user, "user"), "k", fmt.Sprintf(`{"activity_id":"%d","quantity":1}`, 900_000_000+user))
+			req.header[shadow.Header] = issued.Token
+		}
+		return tg.do(t, req)
+	}
+	// A first real buy puts the activity in the gateway's cache, so each
+	// real buy below makes its first downstream call on its own (the
+	// cache's loader would have the later ones wait for the first).
+	if got := buy(1399, false); got.status != http.StatusAccepted {
+		t.Fatalf("first buy: %d %s", got.status, got.body)
+	}
+	holding.Store(true)
+	var release sync.Once
+	unhold := func() { release.Do(func() { holding.Store(false); close(hold) }) }
+	t.Cleanup(unhold)
+	answers := make(chan answer, 16)
+	// send sends a buy and reports whether it was admitted (it stays in
+	// flight at its first downstream call) or answered at once.
+	send := func(user int64, marked bool) (admitted bool, got answer) {
+		go func() { answers <- buy(user, marked) }()
+		select {
+		case <-held:
+			return true, answer{}
+		case got := <-answers:
+			return false, got
+		}
+	}
+	admit := func(user int64, marked bool) {
+		if admitted, got := send(user, marked); !admitted {
+			t.Fatalf("buy of user %d (marked %t) answered at once: %d %s, want it admitted", user, marked, got.status, got.body)
+		}
+	}
+	refuse := func(user int64, marked bool) {
+		admitted, got := send(user, marked)
+		if admitted {
+			t.Fatalf("buy of user %d (marked %t) admitted, want it refused", user, marked)
+		}
+		mustRefusedOverloaded(t, got)
+	}
+	admit(1400, true)
+	admit(1401, false)
+	for user := range int64(3) {
+		refuse(1410+user, true)
+	}
+	admit(1402, false)
+	admit(1403, false)
+	refuse(1404, false)
+	for series, want := range map[string]float64{
+		`gateway_admission_refused_total{reason="pressure_test",route="` + seckillRoute + `"}`: 3,
+		`gateway_admission_refused_total{reason="limit",route="` + seckillRoute + `"}`:         1,
+		`gateway_admission_inflight{route="seckill"}`:                                          4,
+	} {
+		if got := tg.metric(t, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+	unhold()
+	for range 4 {
+		<-answers
+	}
+	if got := buy(1420, true); got.status == http.StatusTooManyRequests {
+		t.Errorf("a marked buy with nothing in flight: %d %s, want it admitted", got.status, got.body)
 	}
 }

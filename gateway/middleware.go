@@ -136,7 +136,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_admission_refused_total", Help: "Requests refused by admission, by route and reason (429: limit, the adaptive concurrency limit; ip, the client address's rate; device, the device's rate. 403: blocked, the blocklist).",
+			Name: "gateway_admission_refused_total", Help: "Requests refused by admission, by route and reason (429: limit, the adaptive concurrency limit; pressure_test, a pressure-test request yielding its place to real traffic; ip, the client address's rate; device, the device's rate. 403: blocked, the blocklist).",
 		}, []string{"route", "reason"}),
 		shadowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_http_shadow_requests_total", Help: "Pressure-test (X-Pressure-Test) HTTP requests answered, by route and status; never counted in gateway_http_requests_total.",
@@ -372,9 +372,9 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 	if err := b.take(); err != nil {
 		return nil, nil, err
 	}
-	done, err := spec.admission.enter()
+	done, refusal, err := spec.admission.enter(infoOf(ctx).shadow)
 	if err != nil {
-		g.metrics.refused.WithLabelValues(route, "limit").Inc()
+		g.metrics.refused.WithLabelValues(route, refusal).Inc()
 		return nil, nil, err
 	}
 	if spec.perUser != nil {
