@@ -136,7 +136,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_admission_refused_total", Help: "Requests refused by admission, by route and reason (429: limit, the adaptive concurrency limit; pressure_test, a pressure-test request yielding its place to real traffic; ip, the client address's rate; device, the device's rate. 403: blocked, the blocklist).",
+			Name: "gateway_admission_refused_total", Help: "Requests refused by admission, by route and reason (429: limit, the adaptive concurrency limit; pressure_test, a pressure-test request yielding its place to real traffic or paused while the platform is degraded; ip, the client address's rate; device, the device's rate. 403: blocked, the blocklist).",
 		}, []string{"route", "reason"}),
 		shadowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_http_shadow_requests_total", Help: "Pressure-test (X-Pressure-Test) HTTP requests answered, by route and status; never counted in gateway_http_requests_total.",
@@ -314,6 +314,10 @@ func (g *Gateway) route(pattern string, spec routeSpec, h handlerFunc) {
 			return
 		}
 		r = marked
+		if err := g.pausePressureTest(r.Context(), pattern, spec.access); err != nil {
+			writeError(w, r, g.log, err)
+			return
+		}
 		if err := g.degraded(spec.off); err != nil {
 			writeError(w, r, g.log, err)
 			return

@@ -70,6 +70,26 @@ func (g *Gateway) markPressureTest(r *http.Request) (*http.Request, error) {
 	return r.WithContext(shadow.With(r.Context())), nil
 }
 
+// pausePressureTest refuses a marked request on a buyer's route while the
+// platform is degraded, whether the controller or an operator set the
+// level: a pressure test exists to find the platform's edge without
+// hurting buyers, so once the real sale is under pressure the test stops
+// (the seed's 压测熔断) and resumes by itself when the level is back to
+// normal. Admin routes stay open to it, so that a test can set up and
+// read back its shadow catalogue.
+func (g *Gateway) pausePressureTest(ctx context.Context, route string, access access) error {
+	if !infoOf(ctx).shadow || access == adminOnly {
+		return nil
+	}
+	level := g.degrade.level()
+	if level == LevelNormal {
+		return nil
+	}
+	g.metrics.refused.WithLabelValues(route, refusedYield).Inc()
+	return &Error{Code: errcode.Overloaded, RetryAfter: degradedRetryAfter,
+		Message: "pressure tests are paused while the platform is degraded (" + level.String() + "), retry later"}
+}
+
 type loadTestTokenRequest struct {
 	// TTLSeconds is optional: DefaultLoadTestTTL when absent.
 	TTLSeconds *int64 `json:"ttl_seconds"`

@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/platform/errcode"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/shadow"
@@ -143,5 +144,50 @@ func TestPressureTestHeaderMarksOrRefuses(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// A pressure test pauses while the platform is degraded: at any level
+// above normal a marked request on a buyer's route is refused with 429
+// OVERLOADED before any service sees it, real requests are served, an
+// admin route still takes the mark, and back at normal the test resumes.
+func TestPressureTestPausesWhileDegraded(t *testing.T) {
+	rec, addr := serveMarkRecorder(t)
+	tg := MustGateway(t, gatewayConfig{productAddr: addr})
+	admin := tg.token(t, 1, "admin")
+	var issued struct{ Token string }
+	tg.do(t, request{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: admin, body: `{"ttl_seconds": 600}`}).decode(t, &issued)
+	product := "/api/v1/products/42"
+	marked := func() answer {
+		return tg.do(t, request{method: http.MethodGet, path: product, header: map[string]string{shadow.Header: issued.Token}})
+	}
+	setLevel := func(l gateway.Level) {
+		s := tg.gw.Settings()
+		s.Degrade = l
+		tg.gw.Apply(s)
+	}
+
+	setLevel(gateway.LevelProtect)
+	got := marked()
+	mustRefusedOverloaded(t, got)
+	if ra := got.header.Get("Retry-After"); ra != "5" || !strings.Contains(string(got.body), "paused") {
+		t.Errorf("paused: Retry-After %q, body %s", ra, got.body)
+	}
+	if real := tg.do(t, request{method: http.MethodGet, path: product}); real.status != http.StatusOK {
+		t.Errorf("a real request while degraded: %d %s", real.status, real.body)
+	}
+	if got := tg.do(t, request{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: admin,
+		header: map[string]string{shadow.Header: issued.Token}}); got.status != http.StatusCreated && got.status != http.StatusOK {
+		t.Errorf("a marked admin request while degraded: %d %s, want it served", got.status, got.body)
+	}
+	setLevel(gateway.LevelNormal)
+	if got := marked(); got.status != http.StatusOK {
+		t.Errorf("marked, back at normal: %d %s", got.status, got.body)
+	}
+	if got := fmt.Sprint(rec.calls()); got != "[false true]" {
+		t.Errorf("the product service saw marks %s, want [false true] (the paused request never reached it)", got)
+	}
+	if got := tg.metric(t, `gateway_admission_refused_total{reason="pressure_test",route="GET /api/v1/products/{sku_id}"}`); got != 1 {
+		t.Errorf("refusals counted: %v, want 1", got)
 	}
 }
