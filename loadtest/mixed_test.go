@@ -52,15 +52,17 @@ func TestMixedReplayLeaksNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		sc.Users.FirstID += first
-		// Each class at half the small scenario's rates: together they
-		// offer what TestReplayAuditPasses offers alone, so the audits'
-		// latency-bound checks (5xx only under a fault: a call that
-		// outlives the gateway's budget is a 503) hold on a CI machine
-		// that runs other packages' tests beside this one. Load beyond
-		// that is the demo's (make demo MIXED=1), not a test's.
+		// Each class at a third of the small scenario's rates: together
+		// they offer less than TestReplayAuditPasses offers alone, so the
+		// audits' latency-bound checks (5xx only under a fault: a call
+		// that outlives the gateway's budget is a 503) hold on a CI
+		// machine that runs other packages' tests beside this one (at
+		// half, one run in twelve under -race with a busy core saw one
+		// such 503). Load beyond that is the demo's (make demo MIXED=1),
+		// not a test's.
 		for i := range sc.Phases {
-			sc.Phases[i].Rate /= 2
-			sc.Phases[i].RateFrom /= 2
+			sc.Phases[i].Rate /= 3
+			sc.Phases[i].RateFrom /= 3
 		}
 		return loadtest.SessionConfig{
 			Scenario: sc, Client: client.New(platform.GatewayURL, 64), Target: platform.GatewayURL, Out: out,
@@ -101,11 +103,19 @@ func TestMixedReplayLeaksNothing(t *testing.T) {
 			t.Errorf("%s run's audit failed; its report:\n%s", run.name, run.out.String())
 		}
 		// Both sold: the marked run's audit read real figures of its
-		// own, not an empty shadow side.
+		// own, not an empty shadow side. Every real sale sold; the
+		// marked run yields its places to the real one at the admission
+		// limit (gateway/admission.go), so one of its sales may have
+		// been refused throughout, but not all.
+		accepted := 0
 		for _, a := range run.res.Activities {
-			if a.Key != "bot-sale" && a.Accepted == 0 {
+			accepted += a.Accepted
+			if a.Key != "bot-sale" && a.Accepted == 0 && run.name == "real" {
 				t.Errorf("%s run: %s accepted nothing", run.name, a.Key)
 			}
+		}
+		if accepted == 0 {
+			t.Errorf("%s run: no sale accepted anything", run.name)
 		}
 		if run.res.FollowUps.Paid == 0 || run.res.Orders.ByStatus["PAID"] == 0 {
 			t.Errorf("%s run: nothing paid (%+v, %+v)", run.name, run.res.FollowUps, run.res.Orders)
