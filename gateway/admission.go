@@ -134,13 +134,14 @@ func (a *admission) enter(marked bool) (done func(), refusal string, err error) 
 	}
 	p, ok := a.lim.TryAcquirePermit()
 	switch {
-	case !ok && marked:
-		return nil, refusedLimit, errOverloaded()
-	case !ok:
-		a.refused.Add(1)
-		return nil, refusedLimit, errOverloaded()
-	case !marked:
+	case marked: // the degrade controller counts real traffic only
+	case ok:
 		a.admitted.Add(1)
+	default:
+		a.refused.Add(1)
+	}
+	if !ok {
+		return nil, refusedLimit, errOverloaded()
 	}
 	return p.Record, "", nil
 }

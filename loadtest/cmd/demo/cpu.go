@@ -69,7 +69,10 @@ func measureReplay(profilePath string, stack *localstack.Stack) (func() (end fun
 				file.Close()
 			}
 			parts := []cpuPart{{name: "platform process", used: used}}
-			share, shareErr := loadShare(profErr, &prof)
+			share, shareErr := 0.0, profErr
+			if profErr == nil {
+				share, shareErr = loadShare(&prof)
+			}
 			if shareErr == nil {
 				gen := time.Duration(share * float64(used))
 				parts = []cpuPart{{name: "platform process", used: used - gen}, {name: loadGenerator, used: gen, apart: true}}
@@ -84,7 +87,7 @@ func measureReplay(profilePath string, stack *localstack.Stack) (func() (end fun
 			}
 			fmt.Printf("\n%s\n", cpuLine(wall, parts, buys))
 			if shareErr != nil {
-				fmt.Printf("The load generator's CPU not told apart from the platform's: %v\n", shareErr)
+				fmt.Printf("The load generator's CPU not told apart from the platform's (cpu profile): %v\n", shareErr)
 			}
 			if err != nil {
 				fmt.Printf("Redis and Postgres CPU not measured: %v\n", err)
@@ -96,10 +99,7 @@ func measureReplay(profilePath string, stack *localstack.Stack) (func() (end fun
 // loadShare is the share of the profile's CPU samples that carry the load
 // generator's label. Work no goroutine is charged for (the garbage
 // collector's background workers) counts as the platform's.
-func loadShare(started error, prof *bytes.Buffer) (float64, error) {
-	if started != nil {
-		return 0, fmt.Errorf("cpu profile: %w", started)
-	}
+func loadShare(prof *bytes.Buffer) (float64, error) {
 	p, err := profile.Parse(prof)
 	if err != nil {
 		return 0, fmt.Errorf("cpu profile: %w", err)
