@@ -9,6 +9,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/errcode"
 )
 
@@ -46,10 +47,12 @@ const (
 // every admissionWindow, and the shortest Retry-After says.
 const overloadRetryAfter = time.Second
 
-// admission is the adaptive concurrency limit of a group of routes.
+// admission is the adaptive concurrency limit of a group of routes, with
+// the guard that keeps what it admits within the call budget.
 type admission struct {
-	name string
-	lim  adaptivelimiter.AdaptiveLimiter[any]
+	name  string
+	lim   adaptivelimiter.AdaptiveLimiter[any]
+	guard *budgetGuard
 	// admitted and refused count the requests it let in and turned away,
 	// for the degrade controller.
 	admitted, refused atomic.Int64
@@ -65,9 +68,11 @@ func (a *admission) counts() (admitted, refused int64) {
 }
 
 // newAdmission returns the limit named name (the label of its gauges),
-// nil when l is off, with its limit and in-flight gauges registered.
-// Its limit changes are logged at debug level.
-func newAdmission(name string, l AdmissionLimit, window time.Duration, samples uint, reg prometheus.Registerer, log *slog.Logger) (*admission, error) {
+// nil when l is off, with its limit, in-flight and budget-cap gauges
+// registered; budget is the routes' call budget, which the guard keeps
+// admitted requests within, timed on c. Its limit changes are logged at
+// debug level.
+func newAdmission(name string, l AdmissionLimit, window time.Duration, samples uint, c clock.Clock, budget time.Duration, reg prometheus.Registerer, log *slog.Logger) (*admission, error) {
 	if l.Max <= 0 {
 		return nil, nil
 	}
@@ -79,6 +84,7 @@ func newAdmission(name string, l AdmissionLimit, window time.Duration, samples u
 		WithRecentWindow(window, 10*window, samples).
 		WithLogger(log.With("admission", name)).
 		Build()}
+	a.guard = newBudgetGuard(c, budget, window, l.Min, a.lim.Limit)
 	labels := prometheus.Labels{"route": name}
 	for _, c := range []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -89,6 +95,10 @@ func newAdmission(name string, l AdmissionLimit, window time.Duration, samples u
 			Name: "gateway_admission_inflight", Help: "Requests of the route group in flight on this replica.",
 			ConstLabels: labels,
 		}, func() float64 { return float64(a.lim.Inflight()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gateway_admission_budget_cap", Help: "Requests the route group may have in flight while its budget guard holds them below the adaptive limit; 0 when the guard is off.",
+			ConstLabels: labels,
+		}, func() float64 { return float64(a.guard.capped()) }),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register admission metrics: %w", err)
@@ -110,6 +120,8 @@ const (
 	// refusedYield is a pressure-test request that yielded its place to
 	// real traffic.
 	refusedYield = "pressure_test"
+	// refusedBudget is a request over the budget guard's cap.
+	refusedBudget = "budget"
 )
 
 // errOverloaded is the answer to a request the limit refused.
@@ -119,8 +131,9 @@ func errOverloaded() error {
 
 // enter takes a place for one request, or refuses it at once (no queue:
 // a request that waited would spend its budget waiting and add to the
-// latency the limit is there to keep down), saying why. done gives the
-// place back and tells the limiter how long the request took. A marked
+// latency the limit is there to keep down), saying why: over the budget
+// guard's cap, or over the limit. done gives the place back and tells
+// the limiter and the guard how long the request took. A marked
 // (pressure-test) request yields (markedShare) and is left out of the
 // counts the degrade controller reads: a pressure test refused in bulk is
 // the test meeting the platform's edge, not a reason to degrade the
@@ -132,7 +145,13 @@ func (a *admission) enter(marked bool) (done func(), refusal string, err error) 
 	if marked && float64(a.lim.Inflight()) >= markedShare*float64(a.lim.Limit()) {
 		return nil, refusedYield, errOverloaded()
 	}
-	p, ok := a.lim.TryAcquirePermit()
+	refusal = refusedBudget
+	var p adaptivelimiter.Permit
+	ok := a.guard.admits(a.lim.Inflight())
+	if ok {
+		refusal = refusedLimit
+		p, ok = a.lim.TryAcquirePermit()
+	}
 	switch {
 	case marked: // the degrade controller counts real traffic only
 	case ok:
@@ -141,7 +160,11 @@ func (a *admission) enter(marked bool) (done func(), refusal string, err error) 
 		a.refused.Add(1)
 	}
 	if !ok {
-		return nil, refusedLimit, errOverloaded()
+		return nil, refusal, errOverloaded()
 	}
-	return p.Record, "", nil
+	start := a.guard.clock.Now()
+	return func() {
+		p.Record()
+		a.guard.answered(a.guard.clock.Now().Sub(start))
+	}, "", nil
 }

@@ -245,10 +245,10 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.metrics = m
-	if g.seckillAdmission, err = newAdmission("seckill", opts.SeckillAdmission, opts.admissionWindow, opts.admissionSamples, opts.Registry, opts.Logger); err != nil {
+	if g.seckillAdmission, err = newAdmission("seckill", opts.SeckillAdmission, opts.admissionWindow, opts.admissionSamples, opts.Clock, opts.CallTimeout, opts.Registry, opts.Logger); err != nil {
 		return nil, err
 	}
-	if g.writeAdmission, err = newAdmission("writes", opts.WriteAdmission, opts.admissionWindow, opts.admissionSamples, opts.Registry, opts.Logger); err != nil {
+	if g.writeAdmission, err = newAdmission("writes", opts.WriteAdmission, opts.admissionWindow, opts.admissionSamples, opts.Clock, opts.CallTimeout, opts.Registry, opts.Logger); err != nil {
 		return nil, err
 	}
 	if g.challenges, err = newChallenger(opts); err != nil {
