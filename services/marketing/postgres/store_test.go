@@ -15,7 +15,6 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/ids"
-	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
 	"github.com/flashsale/flashsale/services/marketing"
 	"github.com/flashsale/flashsale/services/marketing/postgres"
@@ -35,16 +34,7 @@ var now = time.Now().UTC().Truncate(time.Microsecond)
 // MustPool returns a pool on the migrated test database.
 func MustPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	ctx := context.Background()
-	pool, err := pgplatform.Dial(ctx, stack.PostgresURL("marketing"), 40)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(pool.Close)
-	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
-		tb.Fatal(err)
-	}
-	return pool
+	return stack.MustPool(tb, "marketing", 40, postgres.Migrations)
 }
 
 // MustStore returns a store on the migrated test database.

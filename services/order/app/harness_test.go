@@ -100,10 +100,10 @@ func MustPlatformOn(tb testing.TB, stack *localstack.Stack, configure func(*app.
 	servicetest.MustRun(tb, ordAdmin, func(ctx context.Context) error { return app.Run(ctx, cfg, opts...) })
 	p.orderAdmin = "http://" + ordAdmin.Addr().String()
 
-	p.order = orderv1.NewOrderServiceClient(servicetest.MustDial(tb, ordGRPC.Addr().String()))
-	p.prodConn = servicetest.MustDial(tb, prodGRPC.Addr().String())
+	p.order = orderv1.NewOrderServiceClient(localstack.MustDial(tb, ordGRPC.Addr().String()))
+	p.prodConn = localstack.MustDial(tb, prodGRPC.Addr().String())
 	p.product = productv1.NewProductServiceClient(p.prodConn)
-	p.invConn = servicetest.MustDial(tb, invAddr)
+	p.invConn = localstack.MustDial(tb, invAddr)
 	p.inventory = inventoryv1.NewInventoryServiceClient(p.invConn)
 	pool, err := pgplatform.Dial(context.Background(), stack.PostgresURL("orders"), 4)
 	if err != nil {

@@ -45,7 +45,7 @@ func MustRegularPlatform(tb testing.TB, configure func(*app.Config), opts ...app
 			configure(c)
 		}
 	}, opts...)
-	conn := servicetest.MustDial(tb, grpcLis.Addr().String())
+	conn := localstack.MustDial(tb, grpcLis.Addr().String())
 	return &regularPlatform{platform: p, marketing: marketingv1.NewMarketingServiceClient(conn), mktConn: conn}
 }
 

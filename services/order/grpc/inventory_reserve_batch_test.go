@@ -83,7 +83,7 @@ func MustInventory(tb testing.TB, w *batchWatch) (*ordergrpc.Inventory, inventor
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { cc.Close() })
-	return ordergrpc.NewInventory(cc), inventoryv1.NewInventoryServiceClient(servicetest.MustDial(tb, addr))
+	return ordergrpc.NewInventory(cc), inventoryv1.NewInventoryServiceClient(localstack.MustDial(tb, addr))
 }
 
 // MustPreheat preheats a fresh activity and returns its id.

@@ -17,7 +17,6 @@ import (
 
 	"github.com/flashsale/flashsale/platform/errcode"
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
-	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	"github.com/flashsale/flashsale/services/order"
@@ -63,18 +62,11 @@ func MustWorld(tb testing.TB) *world {
 	if err := pkafka.EnsureTopics(ctx, stack.KafkaBrokers, 1, stack.KafkaDurability, w.dlq); err != nil {
 		tb.Fatal(err)
 	}
-	pool, err := pgplatform.Dial(ctx, stack.PostgresURL("orders"), 8)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(pool.Close)
-	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
-		tb.Fatal(err)
-	}
+	pool := stack.MustPool(tb, "orders", 8, postgres.Migrations)
 	rdb := goredis.NewClient(&goredis.Options{Addr: stack.RedisAddr})
 	tb.Cleanup(func() { rdb.Close() })
 	w.pool, w.store, w.pending = pool, postgres.NewStore(pool), orderredis.NewPending(rdb, name+":", time.Hour)
-	cc := servicetest.MustDial(tb, servicetest.MustInventory(tb, stack.RedisAddr))
+	cc := localstack.MustDial(tb, servicetest.MustInventory(tb, stack.RedisAddr))
 	w.inventory, w.marker, w.activity = inventoryv1.NewInventoryServiceClient(cc), ordergrpc.NewInventory(cc), nextID.Add(2)
 	if _, err := w.inventory.Preheat(ctx, &inventoryv1.PreheatRequest{ActivityId: w.activity, Stock: 1_000_000, PerUserLimit: 1_000_000}); err != nil {
 		tb.Fatal(err)

@@ -29,16 +29,7 @@ func TestMain(m *testing.M) {
 // MustPool returns a pool on the migrated orders database.
 func MustPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	ctx := context.Background()
-	pool, err := pgplatform.Dial(ctx, stack.PostgresURL("orders"), 8)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(pool.Close)
-	if err := pgplatform.Migrate(ctx, pool, postgres.Migrations); err != nil {
-		tb.Fatal(err)
-	}
-	return pool
+	return stack.MustPool(tb, "orders", 8, postgres.Migrations)
 }
 
 var nextID atomic.Int64

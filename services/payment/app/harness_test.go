@@ -11,12 +11,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/clock"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
-	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
@@ -62,16 +60,6 @@ func mustListen(tb testing.TB) net.Listener {
 func mustRun(tb testing.TB, ready string, run func(context.Context) error) (stop func()) {
 	tb.Helper()
 	return localstack.MustRun(tb, ready, ready, localstack.Answering, run)
-}
-
-func mustDial(tb testing.TB, addr string) *grpc.ClientConn {
-	tb.Helper()
-	cc, err := rpc.Dial(addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cc.Close() })
-	return cc
 }
 
 // platform is one test's services: the real inventory, product, marketing
@@ -150,7 +138,7 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	p.runOrder(tb, ordGRPC, ordAdmin)
 
 	forwarder := mustListen(tb)
-	p.payment = paymentv1.NewPaymentServiceClient(mustDial(tb, payGRPC.Addr().String()))
+	p.payment = paymentv1.NewPaymentServiceClient(localstack.MustDial(tb, payGRPC.Addr().String()))
 	mustRun(tb, "http://"+forwarder.Addr().String()+"/", func(ctx context.Context) error {
 		srv := &http.Server{Handler: http.HandlerFunc(p.forward)}
 		go func() { <-ctx.Done(); srv.Close() }()
@@ -173,9 +161,9 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	p.stopPayment = mustRun(tb, p.admin+"/readyz", func(ctx context.Context) error { return app.Run(ctx, cfg) })
 	p.payConfig = cfg
 
-	p.product = productv1.NewProductServiceClient(mustDial(tb, prodGRPC.Addr().String()))
-	p.inventory = inventoryv1.NewInventoryServiceClient(mustDial(tb, invGRPC.Addr().String()))
-	p.marketing = marketingv1.NewMarketingServiceClient(mustDial(tb, mktGRPC.Addr().String()))
+	p.product = productv1.NewProductServiceClient(localstack.MustDial(tb, prodGRPC.Addr().String()))
+	p.inventory = inventoryv1.NewInventoryServiceClient(localstack.MustDial(tb, invGRPC.Addr().String()))
+	p.marketing = marketingv1.NewMarketingServiceClient(localstack.MustDial(tb, mktGRPC.Addr().String()))
 	p.orders = mustPool(tb, "orders")
 	p.ledger = mustPool(tb, "payment")
 	return p
@@ -195,7 +183,7 @@ func (p *platform) runOrder(tb testing.TB, grpcLis, admin net.Listener) {
 	cfg.GRPCListener, cfg.AdminListener, cfg.NodeID = grpcLis, admin, localstack.NodeID()
 	p.orderAdmin = "http://" + admin.Addr().String()
 	p.stopOrder = mustRun(tb, "http://"+admin.Addr().String()+"/readyz", func(ctx context.Context) error { return orderapp.Run(ctx, cfg) })
-	p.order = orderv1.NewOrderServiceClient(mustDial(tb, grpcLis.Addr().String()))
+	p.order = orderv1.NewOrderServiceClient(localstack.MustDial(tb, grpcLis.Addr().String()))
 }
 
 // runPaymentReplica runs another payment service of the platform's
@@ -207,7 +195,7 @@ func (p *platform) runPaymentReplica(tb testing.TB) paymentv1.PaymentServiceClie
 	grpcLis, admin := mustListen(tb), mustListen(tb)
 	cfg.GRPCListener, cfg.AdminListener, cfg.NodeID = grpcLis, admin, localstack.NodeID()
 	mustRun(tb, "http://"+admin.Addr().String()+"/readyz", func(ctx context.Context) error { return app.Run(ctx, cfg) })
-	return paymentv1.NewPaymentServiceClient(mustDial(tb, grpcLis.Addr().String()))
+	return paymentv1.NewPaymentServiceClient(localstack.MustDial(tb, grpcLis.Addr().String()))
 }
 
 func mustPool(tb testing.TB, db string) *pgxpool.Pool {

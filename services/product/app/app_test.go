@@ -12,14 +12,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/config"
 	"github.com/flashsale/flashsale/platform/errcode"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
-	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
@@ -72,18 +70,7 @@ func MustInventory(tb testing.TB) (inventoryv1.InventoryServiceClient, string) {
 	MustRun(tb, adminLis, telemetry.DependenciesPath, func(ctx context.Context) error {
 		return inventoryapp.Run(ctx, inventoryapp.Config{GRPCListener: grpcLis, AdminListener: adminLis, RedisAddr: stack.RedisAddr})
 	})
-	return inventoryv1.NewInventoryServiceClient(MustDial(tb, addr)), addr
-}
-
-// MustDial returns a client connection to addr, closed when the test ends.
-func MustDial(tb testing.TB, addr string) *grpc.ClientConn {
-	tb.Helper()
-	cc, err := rpc.Dial(addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cc.Close() })
-	return cc
+	return inventoryv1.NewInventoryServiceClient(localstack.MustDial(tb, addr)), addr
 }
 
 // env is what a test needs: the product service's client, the inventory
@@ -118,7 +105,7 @@ func MustStartProduct(tb testing.TB, c clock.Clock, invAddr string, inv inventor
 	}
 	MustRun(tb, adminLis, telemetry.DependenciesPath, func(ctx context.Context) error { return app.Run(ctx, cfg) })
 	return env{
-		product:   productv1.NewProductServiceClient(MustDial(tb, grpcLis.Addr().String())),
+		product:   productv1.NewProductServiceClient(localstack.MustDial(tb, grpcLis.Addr().String())),
 		inventory: inv,
 		db:        MustDB(tb),
 	}
@@ -395,7 +382,7 @@ func TestCreateActivityInventoryDown(t *testing.T) {
 		return app.Run(ctx, app.Config{GRPCListener: grpcLis, AdminListener: adminLis, PostgresURL: stack.PostgresURL("products"),
 			InventoryAddr: deadAddr, NodeID: localstack.NodeID()})
 	})
-	e := env{product: productv1.NewProductServiceClient(MustDial(t, grpcLis.Addr().String())), db: MustDB(t)}
+	e := env{product: productv1.NewProductServiceClient(localstack.MustDial(t, grpcLis.Addr().String())), db: MustDB(t)}
 	p := MustProduct(t, e, 50)
 
 	_, err := e.product.CreateActivity(context.Background(), activityRequest(p, 20, time.Now()))

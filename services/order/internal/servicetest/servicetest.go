@@ -10,9 +10,7 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
-	"google.golang.org/grpc"
 
-	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
 	inventoryapp "github.com/flashsale/flashsale/services/inventory/app"
@@ -34,17 +32,6 @@ func MustListen(tb testing.TB) net.Listener {
 func MustRun(tb testing.TB, admin net.Listener, run func(context.Context) error) {
 	tb.Helper()
 	localstack.MustRun(tb, "service", "http://"+admin.Addr().String()+telemetry.DependenciesPath, localstack.Status200, run)
-}
-
-// MustDial returns a client connection to addr, closed when the test ends.
-func MustDial(tb testing.TB, addr string) *grpc.ClientConn {
-	tb.Helper()
-	cc, err := rpc.Dial(addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cc.Close() })
-	return cc
 }
 
 // MustInventory runs the real inventory service on the Redis at redisAddr
