@@ -73,7 +73,7 @@ func (i *Inventory) Reserve(ctx context.Context, r order.Reservation) (order.Res
 	if shadow.Is(ctx) {
 		batcher = i.reserves[1]
 	}
-	resp, err := batcher.reserve(ctx, &inventoryv1.ReserveRequest{
+	resp, err := batcher.Do(ctx, &inventoryv1.ReserveRequest{
 		ActivityId: r.ActivityID, UserId: r.UserID, Quantity: r.Quantity,
 		OrderId: r.OrderID, IdempotencyKey: r.IdempotencyKey, ExpiresAt: timestamppb.New(r.ExpiresAt),
 	})
