@@ -64,7 +64,7 @@ func TestAdmissionRefusesAtOnceWhenFull(t *testing.T) {
 			WriteAdmission:   gateway.AdmissionLimit{Min: 1, Initial: 1, Max: 1},
 		},
 		afterCall: func(method string) {
-			if strings.HasSuffix(method, "/PlaceSeckillOrder") {
+			if strings.HasSuffix(method, "/PlaceSeckillOrderBatch") {
 				held <- struct{}{}
 				<-hold
 			}
@@ -138,7 +138,7 @@ func TestAdmissionLimitFollowsLatency(t *testing.T) {
 			SeckillAdmission: gateway.AdmissionLimit{Min: 1, Initial: top, Max: top},
 		}, time.Millisecond, 5),
 		afterCall: func(method string) {
-			if strings.HasSuffix(method, "/PlaceSeckillOrder") {
+			if strings.HasSuffix(method, "/PlaceSeckillOrderBatch") {
 				time.Sleep(time.Duration(delay.Load())) // the order service slowed down
 			}
 		}})

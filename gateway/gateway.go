@@ -170,7 +170,7 @@ type Gateway struct {
 	log     *slog.Logger
 	clock   clock.Clock
 	product productv1.ProductServiceClient
-	order   orderv1.OrderServiceClient
+	order   *batchedOrders
 	auth    *authenticator
 	users   *userLimiter
 	ips     *ipLimiter
@@ -221,7 +221,7 @@ func New(opts Options) (*Gateway, error) {
 		log:     opts.Logger,
 		clock:   opts.Clock,
 		product: opts.Product,
-		order:   opts.Order,
+		order:   newBatchedOrders(opts.Order),
 		auth:    newAuthenticator(opts.JWTSecret, opts.Clock),
 		users:   newUserLimiter(opts.Redis, opts.SeckillUserLimit, opts.UserLimitPrefix),
 		ips:     newIPLimiter(opts.IPLimit, opts.IPLimitKeys, opts.TrustedProxies, opts.Clock),

@@ -291,7 +291,7 @@ func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 }
 
 // mustFirstOrderHeld starts a gateway with opts on the real services
-// whose first PlaceSeckillOrder call is held: held closes when it is
+// whose first PlaceSeckillOrderBatch call is held: held closes when it is
 // reached, and the call goes on once the test closes hold. Only the first
 // is held; sync.Once would make the others wait for it too.
 func mustFirstOrderHeld(t *testing.T, opts gateway.Options) (tg *testGateway, held, hold chan struct{}) {
@@ -301,7 +301,7 @@ func mustFirstOrderHeld(t *testing.T, opts gateway.Options) (tg *testGateway, he
 	var first atomic.Bool
 	tg = MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr, opts: opts,
 		afterCall: func(method string) {
-			if strings.HasSuffix(method, "/PlaceSeckillOrder") && first.CompareAndSwap(false, true) {
+			if strings.HasSuffix(method, "/PlaceSeckillOrderBatch") && first.CompareAndSwap(false, true) {
 				close(held)
 				<-hold
 			}
@@ -355,7 +355,7 @@ func TestUnansweredKeyPassesTheSoldOutFlag(t *testing.T) {
 	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
 		opts: gateway.Options{SoldOutTTL: time.Hour, Redis: MustRedis(t)},
 		lose: func(method string) error {
-			if strings.HasSuffix(method, "/PlaceSeckillOrder") && lost.CompareAndSwap(true, false) {
+			if strings.HasSuffix(method, "/PlaceSeckillOrderBatch") && lost.CompareAndSwap(true, false) {
 				return status.Error(codes.DeadlineExceeded, "context deadline exceeded")
 			}
 			return nil
@@ -527,5 +527,62 @@ func TestSaleInBucketsThroughHTTP(t *testing.T) {
 		sku, now.Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
 	if got := tg.do(t, request{method: http.MethodPost, path: "/admin/v1/activities", token: admin, body: bad}); got.status != http.StatusBadRequest {
 		t.Errorf("17 buckets: %d %s, want 400", got.status, got.body)
+	}
+}
+
+// Concurrent buys travel to the order service together: while the
+// batcher's calls are held at the order service's answer, the buys that
+// arrive meanwhile wait and leave in shared PlaceSeckillOrderBatch calls,
+// and each buyer still gets an answer of its own: the stock's worth of
+// distinct orders, the rest SOLD_OUT, in fewer calls than buys.
+func TestConcurrentBuysShareOrderCalls(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	gate, held := make(chan struct{}), make(chan struct{}, 64)
+	// The admission limit is there to count the buys in flight.
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		opts: gateway.Options{SeckillAdmission: gateway.AdmissionLimit{Min: 1, Initial: 64, Max: 64}},
+		afterCall: func(method string) {
+			if strings.HasSuffix(method, "/PlaceSeckillOrderBatch") {
+				held <- struct{}{}
+				<-gate
+			}
+		}})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	const stock, buyers = 10, 24
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, stock), stock, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	calls := tg.orderCalls.Load()
+
+	answers := make(chan answer, buyers)
+	for i := range int64(buyers) {
+		go func() { answers <- tg.do(t, seckill(tg.token(t, 1400+i, "user"), "k", body)) }()
+	}
+	<-held // the first call holds a slot; the others fill up behind it
+	for tg.metric(t, `gateway_admission_inflight{route="seckill"}`) < buyers {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the last admitted reach the batcher
+	close(gate)
+
+	orders := map[string]bool{}
+	for range buyers {
+		got := <-answers
+		switch got.status {
+		case http.StatusAccepted:
+			var a api.SeckillAccepted
+			got.decode(t, &a)
+			orders[a.OrderID] = true
+		default:
+			if got.code(t) != "SOLD_OUT" {
+				t.Fatalf("%d %s, want 202 or SOLD_OUT", got.status, got.body)
+			}
+		}
+	}
+	if len(orders) != stock {
+		t.Errorf("%d distinct orders, want %d", len(orders), stock)
+	}
+	if n := tg.orderCalls.Load() - calls; n >= buyers {
+		t.Errorf("%d buys made %d order calls, want them to share calls", buyers, n)
 	}
 }

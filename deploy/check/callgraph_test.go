@@ -548,8 +548,8 @@ func addParams(params map[*types.Var]param, p *srcPackage, fd *ast.FuncDecl, fn 
 }
 
 // callee is the function or method a call calls (nil for a conversion,
-// a builtin or a function value), and the static type of the receiver
-// for a method.
+// a builtin or a function value), and the receiver type that declares
+// it for a method.
 func callee(p *srcPackage, call *ast.CallExpr) (*types.Func, types.Type) {
 	fun := ast.Unparen(call.Fun)
 	if ix, ok := fun.(*ast.IndexExpr); ok { // an explicit instantiation
@@ -568,7 +568,11 @@ func callee(p *srcPackage, call *ast.CallExpr) (*types.Func, types.Type) {
 			if fn == nil || sel.Kind() != types.MethodVal {
 				return nil, nil
 			}
-			return fn.Origin(), sel.Recv()
+			// The type that declares the method, not the one it is
+			// called on: a method promoted from an embedded generated
+			// client is that client's RPC, and a type's own method of
+			// the same name (a wrapper's) is not.
+			return fn.Origin(), fn.Signature().Recv().Type()
 		}
 		fn, _ := p.info.Uses[f.Sel].(*types.Func)
 		if fn != nil {

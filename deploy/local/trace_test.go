@@ -85,8 +85,9 @@ func (c client) MustToken(user, role string) string {
 	return tok.Token
 }
 
-// One flash-sale buy makes one trace: the gateway's HTTP span, the gRPC
-// call into order and order's calls onward, and, across Kafka, the
+// One flash-sale buy makes one trace: the gateway's HTTP span, its
+// placement in order (which travels in a batch of buys, carrying the
+// buy's trace context) and order's calls onward, and, across Kafka, the
 // consumer's span for the message in the batch that stored it.
 func TestOneTraceFromGatewayThroughKafkaToTheConsumer(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
@@ -133,8 +134,8 @@ func TestOneTraceFromGatewayThroughKafkaToTheConsumer(t *testing.T) {
 		kind trace.SpanKind
 	}{
 		{"POST /api/v1/seckill/orders", trace.SpanKindServer},
-		{"flashsale.order.v1.OrderService/PlaceSeckillOrder", trace.SpanKindClient},
-		{"flashsale.order.v1.OrderService/PlaceSeckillOrder", trace.SpanKindServer},
+		{"order place", trace.SpanKindClient},
+		{"place seckill order", trace.SpanKindServer},
 		{"inventory reserve", trace.SpanKindClient},
 		{"orders.placed process", trace.SpanKindConsumer},
 	}
@@ -147,30 +148,45 @@ func TestOneTraceFromGatewayThroughKafkaToTheConsumer(t *testing.T) {
 			t.Errorf("the trace lacks %s span %q; it has: %s", w.kind, w.name, names(inTrace))
 		}
 	}
-	// Reservations travel in batches that serve many buys: the batch's
-	// span, in a trace of its own, links to the buy's reserve span, and
-	// the inventory's server span of the batch hangs under it.
-	var reserve trace.SpanContext
-	for _, s := range inTrace {
-		if s.Name == "inventory reserve" {
-			reserve = s.SpanContext
-		}
-	}
-	var batch trace.SpanContext
-	for _, s := range exp.GetSpans() {
-		for _, l := range s.Links {
-			if s.Name == "inventory reserve batch" && reserve.IsValid() && l.SpanContext.SpanID() == reserve.SpanID() {
-				batch = s.SpanContext
+	// Placements and reservations travel in batches that serve many
+	// buys: each batch's span, in a trace of its own, links to the buy's
+	// span of the hop, and the server span of the batch call hangs under
+	// it; order's span of the buy's placement hangs under the gateway's
+	// span of it.
+	spanOf := func(name string) (sc trace.SpanContext) {
+		for _, s := range inTrace {
+			if s.Name == name {
+				sc = s.SpanContext
 			}
 		}
+		return sc
 	}
-	served := false
-	for _, s := range exp.GetSpans() {
-		served = served || (batch.IsValid() && s.SpanContext.TraceID() == batch.TraceID() &&
-			s.Name == "flashsale.inventory.v1.InventoryService/ReserveBatch" && s.SpanKind == trace.SpanKindServer)
+	for _, hop := range []struct{ member, server string }{
+		{"order place", "flashsale.order.v1.OrderService/PlaceSeckillOrderBatch"},
+		{"inventory reserve", "flashsale.inventory.v1.InventoryService/ReserveBatch"},
+	} {
+		member := spanOf(hop.member)
+		var batch trace.SpanContext
+		for _, s := range exp.GetSpans() {
+			for _, l := range s.Links {
+				if s.Name == hop.member+" batch" && member.IsValid() && l.SpanContext.SpanID() == member.SpanID() {
+					batch = s.SpanContext
+				}
+			}
+		}
+		served := false
+		for _, s := range exp.GetSpans() {
+			served = served || (batch.IsValid() && s.SpanContext.TraceID() == batch.TraceID() &&
+				s.Name == hop.server && s.SpanKind == trace.SpanKindServer)
+		}
+		if !served {
+			t.Errorf("no %s server span in a batch trace linked to the buy's %q span; spans: %s", hop.server, hop.member, names(exp.GetSpans()))
+		}
 	}
-	if !served {
-		t.Errorf("no inventory ReserveBatch server span in a batch trace linked to the buy's reserve span; spans: %s", names(exp.GetSpans()))
+	for _, s := range inTrace {
+		if s.Name == "place seckill order" && s.Parent.SpanID() != spanOf("order place").SpanID() {
+			t.Errorf("order's placement span parent = %v, want the gateway's %q span", s.Parent, "order place")
+		}
 	}
 	// The consumer's span hangs under order's server span (through the
 	// Kafka headers), and links to the batch span in a trace of its own.

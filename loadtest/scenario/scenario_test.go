@@ -118,6 +118,7 @@ func TestScenarioAssumptions(t *testing.T) {
 	}{
 		{"../scenarios/double11.yaml", 20 * time.Second, true, true},
 		{"../scenarios/capacity.yaml", 15 * time.Minute, false, false},
+		{"../scenarios/cost.yaml", 15 * time.Minute, false, false},
 	} {
 		sc, err := Load(tt.file)
 		if err != nil {

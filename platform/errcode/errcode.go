@@ -229,3 +229,23 @@ func reason(st *status.Status) (Code, bool) {
 	}
 	return "", false
 }
+
+// Split takes a status error apart for a batch member's answer (a batch
+// call answers each member with what its own call would have failed
+// with): its gRPC code, its API code (empty when it carries no
+// ErrorInfo) and its message. Join puts it back together.
+func Split(err error) (codes.Code, Code, string) {
+	st := status.Convert(err)
+	c, _ := reason(st)
+	return st.Code(), c, st.Message()
+}
+
+// Join makes the status error Split took apart: one with the API code
+// when it had one (New), else a plain status of the gRPC code, so that
+// Of and Answered say of it what they said of the original.
+func Join(gc codes.Code, c Code, msg string) error {
+	if c != "" {
+		return New(c, msg)
+	}
+	return status.Error(gc, msg)
+}

@@ -129,3 +129,21 @@ func TestOutageTellsFailuresToAnswerFromAnswers(t *testing.T) {
 		}
 	}
 }
+
+// A status taken apart for a batch answer and put back together says the
+// same code, message and answered-ness as the original, with or without
+// an API code.
+func TestSplitAndJoinKeepWhatAStatusSays(t *testing.T) {
+	for _, err := range []error{
+		errcode.New(errcode.SoldOut, "sold out"),
+		errcode.New(errcode.Unavailable, "fenced"),
+		status.Error(codes.DeadlineExceeded, "deadline exceeded"),
+		status.Error(codes.FailedPrecondition, "plain"),
+	} {
+		got := errcode.Join(errcode.Split(err))
+		if errcode.Of(got) != errcode.Of(err) || errcode.Answered(got) != errcode.Answered(err) || status.Code(got) != status.Code(err) ||
+			status.Convert(got).Message() != status.Convert(err).Message() {
+			t.Errorf("%v came back as %v (code %s/%s, answered %v/%v)", err, got, errcode.Of(got), errcode.Of(err), errcode.Answered(got), errcode.Answered(err))
+		}
+	}
+}

@@ -193,7 +193,7 @@ func (x OrderEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OrderEvent_Type.Descriptor instead.
 func (OrderEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{15, 0}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type OrderLine struct {
@@ -1009,6 +1009,303 @@ func (x *PlaceSeckillOrderResponse) GetStatus() OrderStatus {
 	return OrderStatus_ORDER_STATUS_UNSPECIFIED
 }
 
+type PlaceSeckillOrderBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Orders        []*BatchedSeckillOrder `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlaceSeckillOrderBatchRequest) Reset() {
+	*x = PlaceSeckillOrderBatchRequest{}
+	mi := &file_order_v1_order_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlaceSeckillOrderBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlaceSeckillOrderBatchRequest) ProtoMessage() {}
+
+func (x *PlaceSeckillOrderBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlaceSeckillOrderBatchRequest.ProtoReflect.Descriptor instead.
+func (*PlaceSeckillOrderBatchRequest) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PlaceSeckillOrderBatchRequest) GetOrders() []*BatchedSeckillOrder {
+	if x != nil {
+		return x.Orders
+	}
+	return nil
+}
+
+// BatchedSeckillOrder is one buy in a batch, with what its own call would
+// have carried besides the request.
+type BatchedSeckillOrder struct {
+	state   protoimpl.MessageState    `protogen:"open.v1"`
+	Request *PlaceSeckillOrderRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// trace_context is the buy's W3C trace context (traceparent,
+	// tracestate), so that its placement joins the buy's own trace.
+	TraceContext map[string]string `protobuf:"bytes,2,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// deadline is the buy's own deadline (unset: the batch call's).
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchedSeckillOrder) Reset() {
+	*x = BatchedSeckillOrder{}
+	mi := &file_order_v1_order_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchedSeckillOrder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchedSeckillOrder) ProtoMessage() {}
+
+func (x *BatchedSeckillOrder) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchedSeckillOrder.ProtoReflect.Descriptor instead.
+func (*BatchedSeckillOrder) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BatchedSeckillOrder) GetRequest() *PlaceSeckillOrderRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *BatchedSeckillOrder) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
+	}
+	return nil
+}
+
+func (x *BatchedSeckillOrder) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+// PlaceSeckillOrderAnswer is one buy's answer in a batch.
+type PlaceSeckillOrderAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Answer:
+	//
+	//	*PlaceSeckillOrderAnswer_Placed
+	//	*PlaceSeckillOrderAnswer_Error
+	Answer        isPlaceSeckillOrderAnswer_Answer `protobuf_oneof:"answer"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlaceSeckillOrderAnswer) Reset() {
+	*x = PlaceSeckillOrderAnswer{}
+	mi := &file_order_v1_order_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlaceSeckillOrderAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlaceSeckillOrderAnswer) ProtoMessage() {}
+
+func (x *PlaceSeckillOrderAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlaceSeckillOrderAnswer.ProtoReflect.Descriptor instead.
+func (*PlaceSeckillOrderAnswer) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PlaceSeckillOrderAnswer) GetAnswer() isPlaceSeckillOrderAnswer_Answer {
+	if x != nil {
+		return x.Answer
+	}
+	return nil
+}
+
+func (x *PlaceSeckillOrderAnswer) GetPlaced() *PlaceSeckillOrderResponse {
+	if x != nil {
+		if x, ok := x.Answer.(*PlaceSeckillOrderAnswer_Placed); ok {
+			return x.Placed
+		}
+	}
+	return nil
+}
+
+func (x *PlaceSeckillOrderAnswer) GetError() *CallError {
+	if x != nil {
+		if x, ok := x.Answer.(*PlaceSeckillOrderAnswer_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isPlaceSeckillOrderAnswer_Answer interface {
+	isPlaceSeckillOrderAnswer_Answer()
+}
+
+type PlaceSeckillOrderAnswer_Placed struct {
+	Placed *PlaceSeckillOrderResponse `protobuf:"bytes,1,opt,name=placed,proto3,oneof"` // what PlaceSeckillOrder would have returned
+}
+
+type PlaceSeckillOrderAnswer_Error struct {
+	Error *CallError `protobuf:"bytes,2,opt,name=error,proto3,oneof"` // the status it would have failed with
+}
+
+func (*PlaceSeckillOrderAnswer_Placed) isPlaceSeckillOrderAnswer_Answer() {}
+
+func (*PlaceSeckillOrderAnswer_Error) isPlaceSeckillOrderAnswer_Answer() {}
+
+// CallError is a failed call's status, carried as a batch member's answer.
+type CallError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GrpcCode      uint32                 `protobuf:"varint,1,opt,name=grpc_code,json=grpcCode,proto3" json:"grpc_code,omitempty"` // the gRPC status code
+	Code          string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`                          // the API error code (its ErrorInfo reason); empty when the status had none
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallError) Reset() {
+	*x = CallError{}
+	mi := &file_order_v1_order_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallError) ProtoMessage() {}
+
+func (x *CallError) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallError.ProtoReflect.Descriptor instead.
+func (*CallError) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CallError) GetGrpcCode() uint32 {
+	if x != nil {
+		return x.GrpcCode
+	}
+	return 0
+}
+
+func (x *CallError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *CallError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type PlaceSeckillOrderBatchResponse struct {
+	state         protoimpl.MessageState     `protogen:"open.v1"`
+	Answers       []*PlaceSeckillOrderAnswer `protobuf:"bytes,1,rep,name=answers,proto3" json:"answers,omitempty"` // one per order, same order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlaceSeckillOrderBatchResponse) Reset() {
+	*x = PlaceSeckillOrderBatchResponse{}
+	mi := &file_order_v1_order_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlaceSeckillOrderBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlaceSeckillOrderBatchResponse) ProtoMessage() {}
+
+func (x *PlaceSeckillOrderBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_order_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlaceSeckillOrderBatchResponse.ProtoReflect.Descriptor instead.
+func (*PlaceSeckillOrderBatchResponse) Descriptor() ([]byte, []int) {
+	return file_order_v1_order_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PlaceSeckillOrderBatchResponse) GetAnswers() []*PlaceSeckillOrderAnswer {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
 type GetOrderRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	OrderId int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
@@ -1020,7 +1317,7 @@ type GetOrderRequest struct {
 
 func (x *GetOrderRequest) Reset() {
 	*x = GetOrderRequest{}
-	mi := &file_order_v1_order_proto_msgTypes[11]
+	mi := &file_order_v1_order_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1329,7 @@ func (x *GetOrderRequest) String() string {
 func (*GetOrderRequest) ProtoMessage() {}
 
 func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[11]
+	mi := &file_order_v1_order_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1342,7 @@ func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderRequest) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{11}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetOrderRequest) GetOrderId() int64 {
@@ -1071,7 +1368,7 @@ type ListOrdersRequest struct {
 
 func (x *ListOrdersRequest) Reset() {
 	*x = ListOrdersRequest{}
-	mi := &file_order_v1_order_proto_msgTypes[12]
+	mi := &file_order_v1_order_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1380,7 @@ func (x *ListOrdersRequest) String() string {
 func (*ListOrdersRequest) ProtoMessage() {}
 
 func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[12]
+	mi := &file_order_v1_order_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1393,7 @@ func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersRequest.ProtoReflect.Descriptor instead.
 func (*ListOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{12}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListOrdersRequest) GetUserId() int64 {
@@ -1115,7 +1412,7 @@ type ListOrdersResponse struct {
 
 func (x *ListOrdersResponse) Reset() {
 	*x = ListOrdersResponse{}
-	mi := &file_order_v1_order_proto_msgTypes[13]
+	mi := &file_order_v1_order_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1424,7 @@ func (x *ListOrdersResponse) String() string {
 func (*ListOrdersResponse) ProtoMessage() {}
 
 func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[13]
+	mi := &file_order_v1_order_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1437,7 @@ func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersResponse.ProtoReflect.Descriptor instead.
 func (*ListOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{13}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListOrdersResponse) GetOrders() []*Order {
@@ -1170,7 +1467,7 @@ type OrderPlaced struct {
 
 func (x *OrderPlaced) Reset() {
 	*x = OrderPlaced{}
-	mi := &file_order_v1_order_proto_msgTypes[14]
+	mi := &file_order_v1_order_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1479,7 @@ func (x *OrderPlaced) String() string {
 func (*OrderPlaced) ProtoMessage() {}
 
 func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[14]
+	mi := &file_order_v1_order_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1492,7 @@ func (x *OrderPlaced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderPlaced.ProtoReflect.Descriptor instead.
 func (*OrderPlaced) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{14}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OrderPlaced) GetOrderId() int64 {
@@ -1290,7 +1587,7 @@ type OrderEvent struct {
 
 func (x *OrderEvent) Reset() {
 	*x = OrderEvent{}
-	mi := &file_order_v1_order_proto_msgTypes[15]
+	mi := &file_order_v1_order_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1599,7 @@ func (x *OrderEvent) String() string {
 func (*OrderEvent) ProtoMessage() {}
 
 func (x *OrderEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[15]
+	mi := &file_order_v1_order_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1612,7 @@ func (x *OrderEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderEvent.ProtoReflect.Descriptor instead.
 func (*OrderEvent) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{15}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *OrderEvent) GetOrderId() int64 {
@@ -1384,7 +1681,7 @@ type RefundLine struct {
 
 func (x *RefundLine) Reset() {
 	*x = RefundLine{}
-	mi := &file_order_v1_order_proto_msgTypes[16]
+	mi := &file_order_v1_order_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1693,7 @@ func (x *RefundLine) String() string {
 func (*RefundLine) ProtoMessage() {}
 
 func (x *RefundLine) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[16]
+	mi := &file_order_v1_order_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1706,7 @@ func (x *RefundLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundLine.ProtoReflect.Descriptor instead.
 func (*RefundLine) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{16}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RefundLine) GetLineId() int64 {
@@ -1441,7 +1738,7 @@ type RefundOrderRequest struct {
 
 func (x *RefundOrderRequest) Reset() {
 	*x = RefundOrderRequest{}
-	mi := &file_order_v1_order_proto_msgTypes[17]
+	mi := &file_order_v1_order_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1750,7 @@ func (x *RefundOrderRequest) String() string {
 func (*RefundOrderRequest) ProtoMessage() {}
 
 func (x *RefundOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[17]
+	mi := &file_order_v1_order_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1763,7 @@ func (x *RefundOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundOrderRequest.ProtoReflect.Descriptor instead.
 func (*RefundOrderRequest) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{17}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RefundOrderRequest) GetOrderId() int64 {
@@ -1508,7 +1805,7 @@ type RefundedLine struct {
 
 func (x *RefundedLine) Reset() {
 	*x = RefundedLine{}
-	mi := &file_order_v1_order_proto_msgTypes[18]
+	mi := &file_order_v1_order_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1817,7 @@ func (x *RefundedLine) String() string {
 func (*RefundedLine) ProtoMessage() {}
 
 func (x *RefundedLine) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[18]
+	mi := &file_order_v1_order_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1830,7 @@ func (x *RefundedLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundedLine.ProtoReflect.Descriptor instead.
 func (*RefundedLine) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{18}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RefundedLine) GetLineId() int64 {
@@ -1570,7 +1867,7 @@ type RefundOrderResponse struct {
 
 func (x *RefundOrderResponse) Reset() {
 	*x = RefundOrderResponse{}
-	mi := &file_order_v1_order_proto_msgTypes[19]
+	mi := &file_order_v1_order_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1879,7 @@ func (x *RefundOrderResponse) String() string {
 func (*RefundOrderResponse) ProtoMessage() {}
 
 func (x *RefundOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_order_v1_order_proto_msgTypes[19]
+	mi := &file_order_v1_order_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1892,7 @@ func (x *RefundOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundOrderResponse.ProtoReflect.Descriptor instead.
 func (*RefundOrderResponse) Descriptor() ([]byte, []int) {
-	return file_order_v1_order_proto_rawDescGZIP(), []int{19}
+	return file_order_v1_order_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RefundOrderResponse) GetRefundId() int64 {
@@ -1710,7 +2007,26 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\"o\n" +
 	"\x19PlaceSeckillOrderResponse\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x03R\aorderId\x127\n" +
-	"\x06status\x18\x02 \x01(\x0e2\x1f.flashsale.order.v1.OrderStatusR\x06status\"E\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1f.flashsale.order.v1.OrderStatusR\x06status\"`\n" +
+	"\x1dPlaceSeckillOrderBatchRequest\x12?\n" +
+	"\x06orders\x18\x01 \x03(\v2'.flashsale.order.v1.BatchedSeckillOrderR\x06orders\"\xb6\x02\n" +
+	"\x13BatchedSeckillOrder\x12F\n" +
+	"\arequest\x18\x01 \x01(\v2,.flashsale.order.v1.PlaceSeckillOrderRequestR\arequest\x12^\n" +
+	"\rtrace_context\x18\x02 \x03(\v29.flashsale.order.v1.BatchedSeckillOrder.TraceContextEntryR\ftraceContext\x126\n" +
+	"\bdeadline\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\x01\n" +
+	"\x17PlaceSeckillOrderAnswer\x12G\n" +
+	"\x06placed\x18\x01 \x01(\v2-.flashsale.order.v1.PlaceSeckillOrderResponseH\x00R\x06placed\x125\n" +
+	"\x05error\x18\x02 \x01(\v2\x1d.flashsale.order.v1.CallErrorH\x00R\x05errorB\b\n" +
+	"\x06answer\"V\n" +
+	"\tCallError\x12\x1b\n" +
+	"\tgrpc_code\x18\x01 \x01(\rR\bgrpcCode\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"g\n" +
+	"\x1ePlaceSeckillOrderBatchResponse\x12E\n" +
+	"\aanswers\x18\x01 \x03(\v2+.flashsale.order.v1.PlaceSeckillOrderAnswerR\aanswers\"E\n" +
 	"\x0fGetOrderRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x03R\aorderId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\x03R\x06userId\",\n" +
@@ -1783,9 +2099,10 @@ const file_order_v1_order_proto_rawDesc = "" +
 	"\tOrderKind\x12\x1a\n" +
 	"\x16ORDER_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ORDER_KIND_SECKILL\x10\x01\x12\x16\n" +
-	"\x12ORDER_KIND_REGULAR\x10\x022\xe5\x05\n" +
+	"\x12ORDER_KIND_REGULAR\x10\x022\xe6\x06\n" +
 	"\fOrderService\x12p\n" +
-	"\x11PlaceSeckillOrder\x12,.flashsale.order.v1.PlaceSeckillOrderRequest\x1a-.flashsale.order.v1.PlaceSeckillOrderResponse\x12J\n" +
+	"\x11PlaceSeckillOrder\x12,.flashsale.order.v1.PlaceSeckillOrderRequest\x1a-.flashsale.order.v1.PlaceSeckillOrderResponse\x12\x7f\n" +
+	"\x16PlaceSeckillOrderBatch\x121.flashsale.order.v1.PlaceSeckillOrderBatchRequest\x1a2.flashsale.order.v1.PlaceSeckillOrderBatchResponse\x12J\n" +
 	"\bGetOrder\x12#.flashsale.order.v1.GetOrderRequest\x1a\x19.flashsale.order.v1.Order\x12[\n" +
 	"\n" +
 	"ListOrders\x12%.flashsale.order.v1.ListOrdersRequest\x1a&.flashsale.order.v1.ListOrdersResponse\x12P\n" +
@@ -1808,75 +2125,90 @@ func file_order_v1_order_proto_rawDescGZIP() []byte {
 }
 
 var file_order_v1_order_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_order_v1_order_proto_goTypes = []any{
-	(OrderStatus)(0),                  // 0: flashsale.order.v1.OrderStatus
-	(OrderKind)(0),                    // 1: flashsale.order.v1.OrderKind
-	(OrderEvent_Type)(0),              // 2: flashsale.order.v1.OrderEvent.Type
-	(*OrderLine)(nil),                 // 3: flashsale.order.v1.OrderLine
-	(*Order)(nil),                     // 4: flashsale.order.v1.Order
-	(*OrderPromotion)(nil),            // 5: flashsale.order.v1.OrderPromotion
-	(*RegularOrderLine)(nil),          // 6: flashsale.order.v1.RegularOrderLine
-	(*RegularOrderRequest)(nil),       // 7: flashsale.order.v1.RegularOrderRequest
-	(*OrderPayment)(nil),              // 8: flashsale.order.v1.OrderPayment
-	(*CancelOrderRequest)(nil),        // 9: flashsale.order.v1.CancelOrderRequest
-	(*MarkPaidRequest)(nil),           // 10: flashsale.order.v1.MarkPaidRequest
-	(*MarkPaidResponse)(nil),          // 11: flashsale.order.v1.MarkPaidResponse
-	(*PlaceSeckillOrderRequest)(nil),  // 12: flashsale.order.v1.PlaceSeckillOrderRequest
-	(*PlaceSeckillOrderResponse)(nil), // 13: flashsale.order.v1.PlaceSeckillOrderResponse
-	(*GetOrderRequest)(nil),           // 14: flashsale.order.v1.GetOrderRequest
-	(*ListOrdersRequest)(nil),         // 15: flashsale.order.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),        // 16: flashsale.order.v1.ListOrdersResponse
-	(*OrderPlaced)(nil),               // 17: flashsale.order.v1.OrderPlaced
-	(*OrderEvent)(nil),                // 18: flashsale.order.v1.OrderEvent
-	(*RefundLine)(nil),                // 19: flashsale.order.v1.RefundLine
-	(*RefundOrderRequest)(nil),        // 20: flashsale.order.v1.RefundOrderRequest
-	(*RefundedLine)(nil),              // 21: flashsale.order.v1.RefundedLine
-	(*RefundOrderResponse)(nil),       // 22: flashsale.order.v1.RefundOrderResponse
-	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
+	(OrderStatus)(0),                       // 0: flashsale.order.v1.OrderStatus
+	(OrderKind)(0),                         // 1: flashsale.order.v1.OrderKind
+	(OrderEvent_Type)(0),                   // 2: flashsale.order.v1.OrderEvent.Type
+	(*OrderLine)(nil),                      // 3: flashsale.order.v1.OrderLine
+	(*Order)(nil),                          // 4: flashsale.order.v1.Order
+	(*OrderPromotion)(nil),                 // 5: flashsale.order.v1.OrderPromotion
+	(*RegularOrderLine)(nil),               // 6: flashsale.order.v1.RegularOrderLine
+	(*RegularOrderRequest)(nil),            // 7: flashsale.order.v1.RegularOrderRequest
+	(*OrderPayment)(nil),                   // 8: flashsale.order.v1.OrderPayment
+	(*CancelOrderRequest)(nil),             // 9: flashsale.order.v1.CancelOrderRequest
+	(*MarkPaidRequest)(nil),                // 10: flashsale.order.v1.MarkPaidRequest
+	(*MarkPaidResponse)(nil),               // 11: flashsale.order.v1.MarkPaidResponse
+	(*PlaceSeckillOrderRequest)(nil),       // 12: flashsale.order.v1.PlaceSeckillOrderRequest
+	(*PlaceSeckillOrderResponse)(nil),      // 13: flashsale.order.v1.PlaceSeckillOrderResponse
+	(*PlaceSeckillOrderBatchRequest)(nil),  // 14: flashsale.order.v1.PlaceSeckillOrderBatchRequest
+	(*BatchedSeckillOrder)(nil),            // 15: flashsale.order.v1.BatchedSeckillOrder
+	(*PlaceSeckillOrderAnswer)(nil),        // 16: flashsale.order.v1.PlaceSeckillOrderAnswer
+	(*CallError)(nil),                      // 17: flashsale.order.v1.CallError
+	(*PlaceSeckillOrderBatchResponse)(nil), // 18: flashsale.order.v1.PlaceSeckillOrderBatchResponse
+	(*GetOrderRequest)(nil),                // 19: flashsale.order.v1.GetOrderRequest
+	(*ListOrdersRequest)(nil),              // 20: flashsale.order.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),             // 21: flashsale.order.v1.ListOrdersResponse
+	(*OrderPlaced)(nil),                    // 22: flashsale.order.v1.OrderPlaced
+	(*OrderEvent)(nil),                     // 23: flashsale.order.v1.OrderEvent
+	(*RefundLine)(nil),                     // 24: flashsale.order.v1.RefundLine
+	(*RefundOrderRequest)(nil),             // 25: flashsale.order.v1.RefundOrderRequest
+	(*RefundedLine)(nil),                   // 26: flashsale.order.v1.RefundedLine
+	(*RefundOrderResponse)(nil),            // 27: flashsale.order.v1.RefundOrderResponse
+	nil,                                    // 28: flashsale.order.v1.BatchedSeckillOrder.TraceContextEntry
+	(*timestamppb.Timestamp)(nil),          // 29: google.protobuf.Timestamp
 }
 var file_order_v1_order_proto_depIdxs = []int32{
 	1,  // 0: flashsale.order.v1.Order.kind:type_name -> flashsale.order.v1.OrderKind
 	0,  // 1: flashsale.order.v1.Order.status:type_name -> flashsale.order.v1.OrderStatus
 	3,  // 2: flashsale.order.v1.Order.lines:type_name -> flashsale.order.v1.OrderLine
-	23, // 3: flashsale.order.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	23, // 4: flashsale.order.v1.Order.expires_at:type_name -> google.protobuf.Timestamp
-	23, // 5: flashsale.order.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
+	29, // 3: flashsale.order.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	29, // 4: flashsale.order.v1.Order.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 5: flashsale.order.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
 	8,  // 6: flashsale.order.v1.Order.payment:type_name -> flashsale.order.v1.OrderPayment
 	5,  // 7: flashsale.order.v1.Order.promotions:type_name -> flashsale.order.v1.OrderPromotion
 	6,  // 8: flashsale.order.v1.RegularOrderRequest.lines:type_name -> flashsale.order.v1.RegularOrderLine
-	23, // 9: flashsale.order.v1.MarkPaidRequest.paid_at:type_name -> google.protobuf.Timestamp
+	29, // 9: flashsale.order.v1.MarkPaidRequest.paid_at:type_name -> google.protobuf.Timestamp
 	4,  // 10: flashsale.order.v1.MarkPaidResponse.order:type_name -> flashsale.order.v1.Order
 	0,  // 11: flashsale.order.v1.PlaceSeckillOrderResponse.status:type_name -> flashsale.order.v1.OrderStatus
-	4,  // 12: flashsale.order.v1.ListOrdersResponse.orders:type_name -> flashsale.order.v1.Order
-	23, // 13: flashsale.order.v1.OrderPlaced.created_at:type_name -> google.protobuf.Timestamp
-	23, // 14: flashsale.order.v1.OrderPlaced.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 15: flashsale.order.v1.OrderEvent.type:type_name -> flashsale.order.v1.OrderEvent.Type
-	23, // 16: flashsale.order.v1.OrderEvent.at:type_name -> google.protobuf.Timestamp
-	19, // 17: flashsale.order.v1.RefundOrderRequest.lines:type_name -> flashsale.order.v1.RefundLine
-	21, // 18: flashsale.order.v1.RefundOrderResponse.lines:type_name -> flashsale.order.v1.RefundedLine
-	4,  // 19: flashsale.order.v1.RefundOrderResponse.order:type_name -> flashsale.order.v1.Order
-	12, // 20: flashsale.order.v1.OrderService.PlaceSeckillOrder:input_type -> flashsale.order.v1.PlaceSeckillOrderRequest
-	14, // 21: flashsale.order.v1.OrderService.GetOrder:input_type -> flashsale.order.v1.GetOrderRequest
-	15, // 22: flashsale.order.v1.OrderService.ListOrders:input_type -> flashsale.order.v1.ListOrdersRequest
-	9,  // 23: flashsale.order.v1.OrderService.CancelOrder:input_type -> flashsale.order.v1.CancelOrderRequest
-	10, // 24: flashsale.order.v1.OrderService.MarkPaid:input_type -> flashsale.order.v1.MarkPaidRequest
-	7,  // 25: flashsale.order.v1.OrderService.QuoteRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
-	7,  // 26: flashsale.order.v1.OrderService.CreateRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
-	20, // 27: flashsale.order.v1.OrderService.RefundOrder:input_type -> flashsale.order.v1.RefundOrderRequest
-	13, // 28: flashsale.order.v1.OrderService.PlaceSeckillOrder:output_type -> flashsale.order.v1.PlaceSeckillOrderResponse
-	4,  // 29: flashsale.order.v1.OrderService.GetOrder:output_type -> flashsale.order.v1.Order
-	16, // 30: flashsale.order.v1.OrderService.ListOrders:output_type -> flashsale.order.v1.ListOrdersResponse
-	4,  // 31: flashsale.order.v1.OrderService.CancelOrder:output_type -> flashsale.order.v1.Order
-	11, // 32: flashsale.order.v1.OrderService.MarkPaid:output_type -> flashsale.order.v1.MarkPaidResponse
-	4,  // 33: flashsale.order.v1.OrderService.QuoteRegularOrder:output_type -> flashsale.order.v1.Order
-	4,  // 34: flashsale.order.v1.OrderService.CreateRegularOrder:output_type -> flashsale.order.v1.Order
-	22, // 35: flashsale.order.v1.OrderService.RefundOrder:output_type -> flashsale.order.v1.RefundOrderResponse
-	28, // [28:36] is the sub-list for method output_type
-	20, // [20:28] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	15, // 12: flashsale.order.v1.PlaceSeckillOrderBatchRequest.orders:type_name -> flashsale.order.v1.BatchedSeckillOrder
+	12, // 13: flashsale.order.v1.BatchedSeckillOrder.request:type_name -> flashsale.order.v1.PlaceSeckillOrderRequest
+	28, // 14: flashsale.order.v1.BatchedSeckillOrder.trace_context:type_name -> flashsale.order.v1.BatchedSeckillOrder.TraceContextEntry
+	29, // 15: flashsale.order.v1.BatchedSeckillOrder.deadline:type_name -> google.protobuf.Timestamp
+	13, // 16: flashsale.order.v1.PlaceSeckillOrderAnswer.placed:type_name -> flashsale.order.v1.PlaceSeckillOrderResponse
+	17, // 17: flashsale.order.v1.PlaceSeckillOrderAnswer.error:type_name -> flashsale.order.v1.CallError
+	16, // 18: flashsale.order.v1.PlaceSeckillOrderBatchResponse.answers:type_name -> flashsale.order.v1.PlaceSeckillOrderAnswer
+	4,  // 19: flashsale.order.v1.ListOrdersResponse.orders:type_name -> flashsale.order.v1.Order
+	29, // 20: flashsale.order.v1.OrderPlaced.created_at:type_name -> google.protobuf.Timestamp
+	29, // 21: flashsale.order.v1.OrderPlaced.expires_at:type_name -> google.protobuf.Timestamp
+	2,  // 22: flashsale.order.v1.OrderEvent.type:type_name -> flashsale.order.v1.OrderEvent.Type
+	29, // 23: flashsale.order.v1.OrderEvent.at:type_name -> google.protobuf.Timestamp
+	24, // 24: flashsale.order.v1.RefundOrderRequest.lines:type_name -> flashsale.order.v1.RefundLine
+	26, // 25: flashsale.order.v1.RefundOrderResponse.lines:type_name -> flashsale.order.v1.RefundedLine
+	4,  // 26: flashsale.order.v1.RefundOrderResponse.order:type_name -> flashsale.order.v1.Order
+	12, // 27: flashsale.order.v1.OrderService.PlaceSeckillOrder:input_type -> flashsale.order.v1.PlaceSeckillOrderRequest
+	14, // 28: flashsale.order.v1.OrderService.PlaceSeckillOrderBatch:input_type -> flashsale.order.v1.PlaceSeckillOrderBatchRequest
+	19, // 29: flashsale.order.v1.OrderService.GetOrder:input_type -> flashsale.order.v1.GetOrderRequest
+	20, // 30: flashsale.order.v1.OrderService.ListOrders:input_type -> flashsale.order.v1.ListOrdersRequest
+	9,  // 31: flashsale.order.v1.OrderService.CancelOrder:input_type -> flashsale.order.v1.CancelOrderRequest
+	10, // 32: flashsale.order.v1.OrderService.MarkPaid:input_type -> flashsale.order.v1.MarkPaidRequest
+	7,  // 33: flashsale.order.v1.OrderService.QuoteRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
+	7,  // 34: flashsale.order.v1.OrderService.CreateRegularOrder:input_type -> flashsale.order.v1.RegularOrderRequest
+	25, // 35: flashsale.order.v1.OrderService.RefundOrder:input_type -> flashsale.order.v1.RefundOrderRequest
+	13, // 36: flashsale.order.v1.OrderService.PlaceSeckillOrder:output_type -> flashsale.order.v1.PlaceSeckillOrderResponse
+	18, // 37: flashsale.order.v1.OrderService.PlaceSeckillOrderBatch:output_type -> flashsale.order.v1.PlaceSeckillOrderBatchResponse
+	4,  // 38: flashsale.order.v1.OrderService.GetOrder:output_type -> flashsale.order.v1.Order
+	21, // 39: flashsale.order.v1.OrderService.ListOrders:output_type -> flashsale.order.v1.ListOrdersResponse
+	4,  // 40: flashsale.order.v1.OrderService.CancelOrder:output_type -> flashsale.order.v1.Order
+	11, // 41: flashsale.order.v1.OrderService.MarkPaid:output_type -> flashsale.order.v1.MarkPaidResponse
+	4,  // 42: flashsale.order.v1.OrderService.QuoteRegularOrder:output_type -> flashsale.order.v1.Order
+	4,  // 43: flashsale.order.v1.OrderService.CreateRegularOrder:output_type -> flashsale.order.v1.Order
+	27, // 44: flashsale.order.v1.OrderService.RefundOrder:output_type -> flashsale.order.v1.RefundOrderResponse
+	36, // [36:45] is the sub-list for method output_type
+	27, // [27:36] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_order_v1_order_proto_init() }
@@ -1884,13 +2216,17 @@ func file_order_v1_order_proto_init() {
 	if File_order_v1_order_proto != nil {
 		return
 	}
+	file_order_v1_order_proto_msgTypes[13].OneofWrappers = []any{
+		(*PlaceSeckillOrderAnswer_Placed)(nil),
+		(*PlaceSeckillOrderAnswer_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_order_v1_order_proto_rawDesc), len(file_order_v1_order_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,14 +22,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	OrderService_PlaceSeckillOrder_FullMethodName  = "/flashsale.order.v1.OrderService/PlaceSeckillOrder"
-	OrderService_GetOrder_FullMethodName           = "/flashsale.order.v1.OrderService/GetOrder"
-	OrderService_ListOrders_FullMethodName         = "/flashsale.order.v1.OrderService/ListOrders"
-	OrderService_CancelOrder_FullMethodName        = "/flashsale.order.v1.OrderService/CancelOrder"
-	OrderService_MarkPaid_FullMethodName           = "/flashsale.order.v1.OrderService/MarkPaid"
-	OrderService_QuoteRegularOrder_FullMethodName  = "/flashsale.order.v1.OrderService/QuoteRegularOrder"
-	OrderService_CreateRegularOrder_FullMethodName = "/flashsale.order.v1.OrderService/CreateRegularOrder"
-	OrderService_RefundOrder_FullMethodName        = "/flashsale.order.v1.OrderService/RefundOrder"
+	OrderService_PlaceSeckillOrder_FullMethodName      = "/flashsale.order.v1.OrderService/PlaceSeckillOrder"
+	OrderService_PlaceSeckillOrderBatch_FullMethodName = "/flashsale.order.v1.OrderService/PlaceSeckillOrderBatch"
+	OrderService_GetOrder_FullMethodName               = "/flashsale.order.v1.OrderService/GetOrder"
+	OrderService_ListOrders_FullMethodName             = "/flashsale.order.v1.OrderService/ListOrders"
+	OrderService_CancelOrder_FullMethodName            = "/flashsale.order.v1.OrderService/CancelOrder"
+	OrderService_MarkPaid_FullMethodName               = "/flashsale.order.v1.OrderService/MarkPaid"
+	OrderService_QuoteRegularOrder_FullMethodName      = "/flashsale.order.v1.OrderService/QuoteRegularOrder"
+	OrderService_CreateRegularOrder_FullMethodName     = "/flashsale.order.v1.OrderService/CreateRegularOrder"
+	OrderService_RefundOrder_FullMethodName            = "/flashsale.order.v1.OrderService/RefundOrder"
 )
 
 // OrderServiceClient is the client API for OrderService service.
@@ -39,6 +40,11 @@ type OrderServiceClient interface {
 	// PlaceSeckillOrder reserves stock and publishes OrderPlaced; the order
 	// reaches Postgres asynchronously and is PROCESSING until then.
 	PlaceSeckillOrder(ctx context.Context, in *PlaceSeckillOrderRequest, opts ...grpc.CallOption) (*PlaceSeckillOrderResponse, error)
+	// PlaceSeckillOrderBatch places several flash-sale orders in one call:
+	// the gateway gathers concurrent buys into it (platform/batch). Each
+	// one is placed on its own, as PlaceSeckillOrder would place it, within
+	// its own deadline and trace; the answers come in the requests' order.
+	PlaceSeckillOrderBatch(ctx context.Context, in *PlaceSeckillOrderBatchRequest, opts ...grpc.CallOption) (*PlaceSeckillOrderBatchResponse, error)
 	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*Order, error)
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
 	// CancelOrder moves the owner's PENDING_PAYMENT order to CANCELLED (one
@@ -86,6 +92,16 @@ func (c *orderServiceClient) PlaceSeckillOrder(ctx context.Context, in *PlaceSec
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PlaceSeckillOrderResponse)
 	err := c.cc.Invoke(ctx, OrderService_PlaceSeckillOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orderServiceClient) PlaceSeckillOrderBatch(ctx context.Context, in *PlaceSeckillOrderBatchRequest, opts ...grpc.CallOption) (*PlaceSeckillOrderBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlaceSeckillOrderBatchResponse)
+	err := c.cc.Invoke(ctx, OrderService_PlaceSeckillOrderBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +185,11 @@ type OrderServiceServer interface {
 	// PlaceSeckillOrder reserves stock and publishes OrderPlaced; the order
 	// reaches Postgres asynchronously and is PROCESSING until then.
 	PlaceSeckillOrder(context.Context, *PlaceSeckillOrderRequest) (*PlaceSeckillOrderResponse, error)
+	// PlaceSeckillOrderBatch places several flash-sale orders in one call:
+	// the gateway gathers concurrent buys into it (platform/batch). Each
+	// one is placed on its own, as PlaceSeckillOrder would place it, within
+	// its own deadline and trace; the answers come in the requests' order.
+	PlaceSeckillOrderBatch(context.Context, *PlaceSeckillOrderBatchRequest) (*PlaceSeckillOrderBatchResponse, error)
 	GetOrder(context.Context, *GetOrderRequest) (*Order, error)
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
 	// CancelOrder moves the owner's PENDING_PAYMENT order to CANCELLED (one
@@ -214,6 +235,9 @@ type UnimplementedOrderServiceServer struct{}
 
 func (UnimplementedOrderServiceServer) PlaceSeckillOrder(context.Context, *PlaceSeckillOrderRequest) (*PlaceSeckillOrderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PlaceSeckillOrder not implemented")
+}
+func (UnimplementedOrderServiceServer) PlaceSeckillOrderBatch(context.Context, *PlaceSeckillOrderBatchRequest) (*PlaceSeckillOrderBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PlaceSeckillOrderBatch not implemented")
 }
 func (UnimplementedOrderServiceServer) GetOrder(context.Context, *GetOrderRequest) (*Order, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetOrder not implemented")
@@ -271,6 +295,24 @@ func _OrderService_PlaceSeckillOrder_Handler(srv interface{}, ctx context.Contex
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(OrderServiceServer).PlaceSeckillOrder(ctx, req.(*PlaceSeckillOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrderService_PlaceSeckillOrderBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlaceSeckillOrderBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderServiceServer).PlaceSeckillOrderBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrderService_PlaceSeckillOrderBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderServiceServer).PlaceSeckillOrderBatch(ctx, req.(*PlaceSeckillOrderBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -411,6 +453,10 @@ var OrderService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PlaceSeckillOrder",
 			Handler:    _OrderService_PlaceSeckillOrder_Handler,
+		},
+		{
+			MethodName: "PlaceSeckillOrderBatch",
+			Handler:    _OrderService_PlaceSeckillOrderBatch_Handler,
 		},
 		{
 			MethodName: "GetOrder",

@@ -257,7 +257,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 	workers, reconciler := d.workers(useCases, order.NewRelay(order.RelayConfig{Outbox: d.store, Publisher: events, Logger: log}))
 
 	reg.MustRegister(newLagCollector(cfg.KafkaBrokers, orderkafka.GroupWriter, orderkafka.TopicPlaced))
-	orderv1.RegisterOrderServiceServer(p.GRPC, ordergrpc.NewServer(useCases))
+	orderv1.RegisterOrderServiceServer(p.GRPC, ordergrpc.NewServer(useCases, log))
 	p.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 	p.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	p.Handle("POST /reconcile-stock", reconcileHandler(reconciler))

@@ -17,6 +17,8 @@ import (
 	"github.com/flashsale/flashsale/services/order/internal/servicetest"
 	orderkafka "github.com/flashsale/flashsale/services/order/kafka"
 	"github.com/flashsale/flashsale/services/order/postgres"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func place(ctx context.Context, p *platform, user, activity int64, key string) (int64, error) {
@@ -252,6 +254,61 @@ func TestPlaceRejectsAsTheInventoryDecides(t *testing.T) {
 				t.Fatalf("got %v (%s), want %s", err, got, tt.want)
 			}
 		})
+	}
+}
+
+// A batch places each of its orders as the order's own call would: the
+// same answers and codes, in the requests' order, each order within its
+// own deadline (one already past is answered UNAVAILABLE and reserves
+// nothing) while the others are placed.
+func TestBatchAnswersEachOrderAsItsOwnCallWould(t *testing.T) {
+	p := MustPlatform(t, nil)
+	a := p.MustActivity(t, 3, 1, -time.Minute)
+	act := a.GetActivityId()
+	first, second, late := newUsers(1), newUsers(1), newUsers(1)
+	MustPlace(t, p, first, act, "first")
+	orders := []struct {
+		user, activity, qty int64
+		deadline            time.Time
+		want                errcode.Code // "" for a placed order
+	}{
+		{second, act, 1, time.Time{}, ""},
+		{first, act, 1, time.Time{}, errcode.LimitExceeded},
+		{late, act, 1, time.Now().Add(-time.Second), errcode.Unavailable},
+		{second, act + 1, 1, time.Time{}, errcode.NotFound},
+		{second, act, 0, time.Time{}, errcode.InvalidArgument},
+	}
+	req := &orderv1.PlaceSeckillOrderBatchRequest{}
+	for i, o := range orders {
+		b := &orderv1.BatchedSeckillOrder{Request: &orderv1.PlaceSeckillOrderRequest{
+			UserId: o.user, ActivityId: o.activity, Quantity: o.qty, IdempotencyKey: fmt.Sprintf("batch-%d", i)}}
+		if !o.deadline.IsZero() {
+			b.Deadline = timestamppb.New(o.deadline)
+		}
+		req.Orders = append(req.Orders, b)
+	}
+	resp, err := p.order.PlaceSeckillOrderBatch(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetAnswers()) != len(orders) {
+		t.Fatalf("%d answers to %d orders", len(resp.GetAnswers()), len(orders))
+	}
+	for i, o := range orders {
+		a := resp.GetAnswers()[i]
+		if o.want == "" {
+			if a.GetPlaced().GetOrderId() == 0 || MustStatus(t, p, a.GetPlaced().GetOrderId(), o.user) == orderv1.OrderStatus_ORDER_STATUS_UNSPECIFIED {
+				t.Errorf("order %d: %v, want it placed", i, a)
+			}
+			continue
+		}
+		e := a.GetError()
+		if got := errcode.Of(errcode.Join(codes.Code(e.GetGrpcCode()), errcode.Code(e.GetCode()), e.GetMessage())); got != o.want {
+			t.Errorf("order %d: %v (%s), want %s", i, a, got, o.want)
+		}
+	}
+	if left := MustStock(t, p, act); left != 1 {
+		t.Errorf("stock left %d, want 1 of 3: the first order and the batch's one placed order took a unit each, the late one none", left)
 	}
 }
 

@@ -9,8 +9,15 @@ package grpc
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/errcode"
@@ -46,11 +53,16 @@ type UseCases struct {
 // handlers return domain errors; the rpc server maps them by Errors.
 type Server struct {
 	orderv1.UnimplementedOrderServiceServer
-	uc UseCases
+	uc     UseCases
+	log    *slog.Logger
+	tracer trace.Tracer
 }
 
-// NewServer returns the server of uc.
-func NewServer(uc UseCases) *Server { return &Server{uc: uc} }
+// NewServer returns the server of uc, logging on log what the rpc server
+// logs of a unary call: a batch member's failure that maps to INTERNAL.
+func NewServer(uc UseCases, log *slog.Logger) *Server {
+	return &Server{uc: uc, log: log, tracer: otel.Tracer("github.com/flashsale/flashsale/services/order/grpc")}
+}
 
 // PlaceSeckillOrder reserves and publishes a flash-sale order.
 func (s *Server) PlaceSeckillOrder(ctx context.Context, req *orderv1.PlaceSeckillOrderRequest) (*orderv1.PlaceSeckillOrderResponse, error) {
@@ -59,6 +71,57 @@ func (s *Server) PlaceSeckillOrder(ctx context.Context, req *orderv1.PlaceSeckil
 		return nil, err
 	}
 	return &orderv1.PlaceSeckillOrderResponse{OrderId: id, Status: orderv1.OrderStatus_ORDER_STATUS_PROCESSING}, nil
+}
+
+// PlaceSeckillOrderBatch places each order of the batch as
+// PlaceSeckillOrder would, all at once: each within its own deadline
+// (capped by the call's), in its own trace (a server span per order, under
+// the buy's span), its failure mapped by Errors as the rpc server maps a
+// unary call's. The batch's context carries what the members share, the
+// traffic class's mark among it.
+func (s *Server) PlaceSeckillOrderBatch(ctx context.Context, req *orderv1.PlaceSeckillOrderBatchRequest) (*orderv1.PlaceSeckillOrderBatchResponse, error) {
+	out := &orderv1.PlaceSeckillOrderBatchResponse{Answers: make([]*orderv1.PlaceSeckillOrderAnswer, len(req.GetOrders()))}
+	var wg sync.WaitGroup
+	for i, o := range req.GetOrders() {
+		wg.Go(func() { out.Answers[i] = s.placeBatched(ctx, o) })
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// placeBatched places one order of a batch and returns its answer; a
+// panic is answered INTERNAL, as the rpc server answers a unary call's.
+func (s *Server) placeBatched(ctx context.Context, o *orderv1.BatchedSeckillOrder) (answer *orderv1.PlaceSeckillOrderAnswer) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.ErrorContext(ctx, "panic in a batched placement", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			answer = callError(errcode.New(errcode.Internal, "internal error"))
+		}
+	}()
+	ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(o.GetTraceContext()))
+	if d := o.GetDeadline(); d != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.AsTime())
+		defer cancel()
+	}
+	ctx, span := s.tracer.Start(ctx, "place seckill order", trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
+	resp, err := s.PlaceSeckillOrder(ctx, o.GetRequest())
+	if err == nil {
+		return &orderv1.PlaceSeckillOrderAnswer{Answer: &orderv1.PlaceSeckillOrderAnswer_Placed{Placed: resp}}
+	}
+	st := Errors.Status(err)
+	if errcode.Of(st) == errcode.Internal {
+		s.log.ErrorContext(ctx, "batched placement failed", "err", err)
+	}
+	return callError(st)
+}
+
+// callError is a batch member's answer of the status st.
+func callError(st error) *orderv1.PlaceSeckillOrderAnswer {
+	gc, code, msg := errcode.Split(st)
+	return &orderv1.PlaceSeckillOrderAnswer{Answer: &orderv1.PlaceSeckillOrderAnswer_Error{
+		Error: &orderv1.CallError{GrpcCode: uint32(gc), Code: string(code), Message: msg}}}
 }
 
 // GetOrder returns one order, stored or in flight.
