@@ -14,7 +14,7 @@ import (
 )
 
 // httpStatus is the one table from API error codes to HTTP statuses
-// (API.md's error table). Codes missing from it answer 500.
+// (docs/api.md's error table). Codes missing from it answer 500.
 var httpStatus = map[errcode.Code]int{
 	errcode.InvalidArgument:   http.StatusBadRequest,
 	errcode.Unauthenticated:   http.StatusUnauthorized,
@@ -56,7 +56,7 @@ var genericMessages = map[errcode.Code]string{
 type Error struct {
 	Code    errcode.Code
 	Message string
-	// Status overrides the table's status where API.md allows another
+	// Status overrides the table's status where docs/api.md allows another
 	// one (413 for a body that is too large).
 	Status int
 	// RetryAfter, when positive, is sent as the Retry-After header.

@@ -1,4 +1,4 @@
-// Package gateway is the platform's HTTP/JSON edge (API.md): a middleware
+// Package gateway is the platform's HTTP/JSON edge (docs/api.md): a middleware
 // chain on net/http (request id, tracing, access log and metrics, panic
 // recovery, bearer-token auth, local and Redis-shared rate limits, body
 // limits and strict JSON decoding), the routes that call the product and
@@ -360,7 +360,7 @@ func offAt(spec routeSpec, off Level) routeSpec {
 // ServeHTTP serves the API.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.ServeHTTP(w, r) }
 
-// routes registers every endpoint of API.md that the gateway serves.
+// routes registers every endpoint of docs/api.md that the gateway serves.
 func (g *Gateway) routes() {
 	api := routeLimit
 	// What the public reaches is limited per client address too; admin

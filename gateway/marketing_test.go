@@ -11,7 +11,7 @@ import (
 	"github.com/flashsale/flashsale/gateway/internal/servicetest"
 )
 
-// checkInvariants checks what API.md lets any client check of an order.
+// checkInvariants checks what docs/api.md lets any client check of an order.
 func checkInvariants(tb testing.TB, o api.Order) {
 	tb.Helper()
 	var total, discount, payable, promoted int64

@@ -10,7 +10,7 @@ import (
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 )
 
-// paymentRoutes registers the payment endpoints of API.md; user and write
+// paymentRoutes registers the payment endpoints of docs/api.md; user and write
 // are the specs of the user routes that read and that write.
 func (g *Gateway) paymentRoutes(user, write routeSpec) {
 	api := routeLimit

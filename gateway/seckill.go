@@ -146,7 +146,7 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 
 // acceptedKeys remembers, in Redis, which order each accepted
 // (activity, user, key) got, so that a retry refused by a local shortcut
-// (sold-out flag, closed window) is answered with its order as API.md
+// (sold-out flag, closed window) is answered with its order as docs/api.md
 // promises. Only accepted requests are written (at most the stock of a
 // sale), and a refusal costs one GET, like the per-user rate limit it
 // follows. Without Redis the shortcuts refuse retries too.

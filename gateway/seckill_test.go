@@ -255,7 +255,7 @@ func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 	}
 
 	// A retry of the accepted request is answered with its order, flag
-	// or not (API.md: the same key returns the same order id).
+	// or not (docs/api.md: the same key returns the same order id).
 	var placed api.SeckillAccepted
 	first.decode(t, &placed)
 	var retried api.SeckillAccepted

@@ -111,7 +111,7 @@ func checkRegular(res *result.Replay, orders map[string]api.Order) result.Check 
 	return c
 }
 
-// checkLines checks API.md's money invariants on every order.
+// checkLines checks docs/api.md's money invariants on every order.
 func checkLines(orders map[string]api.Order) result.Check {
 	var bad []string
 	for _, o := range orders {

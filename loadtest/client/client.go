@@ -20,7 +20,7 @@ import (
 	"github.com/flashsale/flashsale/platform/shadow"
 )
 
-// Client speaks the gateway's HTTP API (API.md).
+// Client speaks the gateway's HTTP API (docs/api.md).
 type Client struct {
 	base string
 	http *http.Client

@@ -16,10 +16,10 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Code is an error code of the public API (API.md's error table).
+// Code is an error code of the public API (docs/api.md's error table).
 type Code string
 
-// The codes of API.md.
+// The codes of docs/api.md.
 const (
 	InvalidArgument   Code = "INVALID_ARGUMENT"
 	Unauthenticated   Code = "UNAUTHENTICATED"

@@ -187,7 +187,7 @@ func TestPriceRefusals(t *testing.T) {
 	}
 }
 
-// checkQuote checks the invariants any client may check (API.md) and that
+// checkQuote checks the invariants any client may check (docs/api.md) and that
 // refunding every line unit by unit gives back exactly what was paid.
 func checkQuote(t *testing.T, q marketing.Quote) {
 	t.Helper()
