@@ -128,6 +128,10 @@ type Options struct {
 	CallTimeout time.Duration
 	// MaxBodyBytes bounds request bodies (default 64 KiB).
 	MaxBodyBytes int64
+	// AccessLogRate bounds the access log's ordinary lines a second
+	// (5xx and slow requests are always logged); 0 logs every request.
+	// The service sets DefaultAccessLogRate.
+	AccessLogRate int
 
 	// SeckillClosed, CatalogCacheOnly and Degrade are the degrade
 	// switches' initial positions (see Settings); Apply changes them at
@@ -171,6 +175,7 @@ type Gateway struct {
 	clock   clock.Clock
 	product productv1.ProductServiceClient
 	order   *batchedOrders
+	access  *accessLog
 	auth    *authenticator
 	users   *userLimiter
 	ips     *ipLimiter
@@ -245,6 +250,9 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.metrics = m
+	if g.access, err = newAccessLog(opts.Logger, opts.Clock, float64(opts.AccessLogRate), opts.CallTimeout, opts.Registry); err != nil {
+		return nil, err
+	}
 	if g.seckillAdmission, err = newAdmission("seckill", opts.SeckillAdmission, opts.admissionWindow, opts.admissionSamples, opts.Clock, opts.CallTimeout, opts.Registry, opts.Logger); err != nil {
 		return nil, err
 	}

@@ -115,7 +115,8 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	// refused counts requests turned away by the admission limits, by
-	// route and reason: "limit" (the adaptive concurrency limit), "ip"
+	// route and reason: "limit" (the adaptive concurrency limit),
+	// "budget" (its budget guard's cap), "pressure_test", "ip"
 	// (the client address's rate), "device" (the device's rate) or
 	// "blocked" (the blocklist).
 	refused *prometheus.CounterVec
@@ -136,7 +137,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_admission_refused_total", Help: "Requests refused by admission, by route and reason (429: limit, the adaptive concurrency limit; pressure_test, a pressure-test request yielding its place to real traffic or paused while the platform is degraded; ip, the client address's rate; device, the device's rate. 403: blocked, the blocklist).",
+			Name: "gateway_admission_refused_total", Help: "Requests refused by admission, by route and reason (429: limit, the adaptive concurrency limit; budget, its budget guard's cap; pressure_test, a pressure-test request yielding its place to real traffic or paused while the platform is degraded; ip, the client address's rate; device, the device's rate. 403: blocked, the blocklist).",
 		}, []string{"route", "reason"}),
 		shadowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_http_shadow_requests_total", Help: "Pressure-test (X-Pressure-Test) HTTP requests answered, by route and status; never counted in gateway_http_requests_total.",
@@ -189,15 +190,17 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		if slices.Contains(opsRoutes, info.route) {
 			level = slog.LevelDebug
 		}
-		attrs := []slog.Attr{
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", info.route),
-			slog.Int("status", rec.status), slog.Int("bytes", rec.bytes),
-			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000), slog.String("remote", r.RemoteAddr),
-		}
-		if info.userID != 0 {
-			attrs = append(attrs, slog.Int64("user_id", info.userID))
-		}
-		g.log.LogAttrs(ctx, level, "http request", attrs...)
+		g.access.write(ctx, level, rec.status, elapsed, func() []slog.Attr {
+			attrs := []slog.Attr{
+				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", info.route),
+				slog.Int("status", rec.status), slog.Int("bytes", rec.bytes),
+				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000), slog.String("remote", r.RemoteAddr),
+			}
+			if info.userID != 0 {
+				attrs = append(attrs, slog.Int64("user_id", info.userID))
+			}
+			return attrs
+		})
 	})
 }
 

@@ -99,6 +99,11 @@ type Config struct {
 	CallTimeout time.Duration
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64
+	// AccessLogRate is how many ordinary access-log lines this replica
+	// writes a second at most; every 5xx and every request slower than
+	// half the call timeout is written regardless, and 0 writes every
+	// request.
+	AccessLogRate int
 	// Grace bounds the graceful shutdown (default 10s).
 	Grace time.Duration
 
@@ -185,6 +190,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		CacheTTL:         env.Positive("FLASHSALE_CACHE_TTL", gateway.DefaultCacheTTL),
 		CallTimeout:      env.Positive("FLASHSALE_CALL_TIMEOUT", gateway.DefaultCallTimeout),
 		MaxBodyBytes:     env.Int("FLASHSALE_MAX_BODY_BYTES", gateway.DefaultMaxBodyBytes),
+		AccessLogRate:    int(env.IntIn("FLASHSALE_ACCESS_LOG_RATE", gateway.DefaultAccessLogRate, 0, 1_000_000)),
 
 		SeckillClosed:         env.Bool("FLASHSALE_SECKILL_CLOSED", false),
 		CatalogCacheOnly:      env.Bool("FLASHSALE_CATALOG_CACHE_ONLY", false),
@@ -403,6 +409,7 @@ func (cfg Config) options() gateway.Options {
 		CacheTTL:          cfg.CacheTTL,
 		CallTimeout:       cfg.CallTimeout,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
+		AccessLogRate:     cfg.AccessLogRate,
 		SeckillClosed:     cfg.SeckillClosed,
 		CatalogCacheOnly:  cfg.CatalogCacheOnly,
 		Degrade:           cfg.Degrade,
