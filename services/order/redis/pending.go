@@ -65,16 +65,16 @@ func (s *Pending) Put(ctx context.Context, p order.Placed) error {
 	}
 	uk := s.userKey(p.UserID)
 	score := float64(p.CreatedAt.UnixMilli())
-	// All four are sent before any answer is read: on the service's
+	// All three are sent before any answer is read: on the service's
 	// auto-pipeliner (redisclient.Coalesced) they join the batch other
 	// buys are in, rather than taking a pipeline and a round trip of
-	// their own.
+	// their own. Ids whose records expired are trimmed when the list is
+	// read (UserPending), not here on every buy: the consumer removes
+	// the ids of stored orders itself, so only the rare id of a lost
+	// delete is left behind.
 	cmds := []goredis.Cmder{
 		s.rdb.Set(ctx, s.key(p.OrderID), b, s.ttl),
 		s.rdb.ZAdd(ctx, uk, goredis.Z{Score: score, Member: p.OrderID}),
-		// Ids whose records have expired are trimmed here, so the set
-		// stays as small as the user's orders in flight.
-		s.rdb.ZRemRangeByScore(ctx, uk, "-inf", "("+strconv.FormatInt(p.CreatedAt.Add(-s.ttl).UnixMilli(), 10)),
 		s.rdb.Expire(ctx, uk, s.ttl),
 	}
 	for _, c := range cmds {
@@ -128,12 +128,25 @@ func (s *Pending) Get(ctx context.Context, orderID int64) (order.Placed, error) 
 // UserPending returns the user's in-flight orders, newest first.
 func (s *Pending) UserPending(ctx context.Context, userID int64) ([]order.Placed, error) {
 	uk := s.userKey(userID)
-	ids, err := s.rdb.ZRevRange(ctx, uk, 0, maxUserPending-1).Result()
+	newest, err := s.rdb.ZRevRangeWithScores(ctx, uk, 0, maxUserPending-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("user %d pending: %w", userID, err)
 	}
-	if len(ids) == 0 {
+	if len(newest) == 0 {
 		return nil, nil
+	}
+	ids := make([]string, len(newest))
+	for i, z := range newest {
+		ids[i], _ = z.Member.(string)
+	}
+	// Ids read whose records are gone are trimmed below. When the set
+	// may hold more than was read, the ids created more than a record's
+	// lifetime before the newest one (which can have no record left) are
+	// trimmed too, so the set stays as small as the user's orders in
+	// flight.
+	if len(newest) == maxUserPending {
+		cutoff := int64(newest[0].Score) - s.ttl.Milliseconds()
+		_ = s.rdb.ZRemRangeByScore(ctx, uk, "-inf", "("+strconv.FormatInt(cutoff, 10)).Err()
 	}
 	// One GET per record in one pipeline, not MGET: the records hash to
 	// different slots, which MGET refuses on Redis Cluster (CROSSSLOT),

@@ -145,3 +145,30 @@ func TestPendingPublishedMark(t *testing.T) {
 		t.Fatalf("mark ttl: got %s (%v), want MarkTTL (%s), outliving the records' minute", ttl, err, orderredis.MarkTTL)
 	}
 }
+
+// A user's set keeps no id longer than a record can live: ids past the
+// ones a list reads, created more than a record's lifetime before the
+// newest, are trimmed when the list is read (a buy's Put no longer trims).
+func TestPendingTrimsIdsPastTheirRecordsLifetime(t *testing.T) {
+	s, rdb := MustPending(t, time.Hour)
+	ctx := context.Background()
+	uk := t.Name() + ":order:pending:user:6"
+	// Five ids of a lost delete, two hours old, whose records are gone.
+	for i := range int64(5) {
+		if err := rdb.ZAdd(ctx, uk, goredis.Z{Score: float64(at.Add(-2 * time.Hour).UnixMilli()), Member: 500 + i}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range int64(orderredis.MaxUserPending) {
+		if err := s.Put(ctx, event(600+i, 6, at.Add(time.Duration(i)*time.Millisecond))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := s.UserPending(ctx, 6)
+	if err != nil || len(list) != orderredis.MaxUserPending {
+		t.Fatalf("got %d orders (%v), want %d", len(list), err, orderredis.MaxUserPending)
+	}
+	if n, err := rdb.ZCard(ctx, uk).Result(); err != nil || n != orderredis.MaxUserPending {
+		t.Fatalf("user set: %d members (%v), want %d: the old ids trimmed", n, err, orderredis.MaxUserPending)
+	}
+}

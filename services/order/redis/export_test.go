@@ -1,0 +1,4 @@
+package redis
+
+// MaxUserPending is how many in-flight orders of one user a list reads.
+const MaxUserPending = maxUserPending
