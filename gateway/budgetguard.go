@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
@@ -32,6 +33,11 @@ const (
 // no slow request doubles it, and once the cap reaches the adaptive
 // limit, the guard lets go. Requests over the cap are refused at once
 // like those over the limit (reason "budget").
+//
+// Every request on the route asks admits, refusals included, so admits
+// takes no lock: the cap and the window's in-flight peak are atomics.
+// Only an admitted request's answer takes the lock that counts the
+// window and moves the cap.
 type budgetGuard struct {
 	clock  clock.Clock
 	slow   time.Duration // half the call budget
@@ -39,12 +45,13 @@ type budgetGuard struct {
 	floor  int        // the limit's floor: the cap never goes below it
 	limit  func() int // the adaptive limit now
 
+	cap  atomic.Int64 // the most requests admitted at once; 0: no cap
+	peak atomic.Int64 // the most in flight in the window
+
 	mu      sync.Mutex
 	start   time.Time // of the current window
 	answers int       // answered in the window
 	late    int       // of them, slower than slow
-	peak    int       // the most in flight in the window
-	cap     int       // the most requests admitted at once; 0: no cap
 }
 
 func newBudgetGuard(c clock.Clock, budget, window time.Duration, floor int, limit func() int) *budgetGuard {
@@ -54,14 +61,15 @@ func newBudgetGuard(c clock.Clock, budget, window time.Duration, floor int, limi
 // admits reports whether one more request may start while inflight are
 // in flight already, and notes the in-flight peak of the window.
 func (g *budgetGuard) admits(inflight int) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.turnLocked()
-	g.peak = max(g.peak, inflight+1)
-	return g.cap == 0 || inflight < g.cap
+	n := int64(inflight) + 1
+	for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
+	}
+	c := g.cap.Load()
+	return c == 0 || int64(inflight) < c
 }
 
-// answered records an admitted request that took took.
+// answered records an admitted request that took took, first closing the
+// window if it is over.
 func (g *budgetGuard) answered(took time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -72,13 +80,6 @@ func (g *budgetGuard) answered(took time.Duration) {
 	}
 }
 
-// turn closes the window if it is over.
-func (g *budgetGuard) turn() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.turnLocked()
-}
-
 // turnLocked closes the window once it has lasted g.window and has
 // guardMinSamples answers (a window of fewer goes on), moving the cap by
 // what the window saw. g.mu must be held.
@@ -87,24 +88,22 @@ func (g *budgetGuard) turnLocked() {
 	if now.Sub(g.start) < g.window || g.answers < guardMinSamples {
 		return
 	}
+	c, peak := g.cap.Load(), g.peak.Swap(0)
 	switch {
 	case float64(g.late) > guardSlowShare*float64(g.answers):
-		if g.cap == 0 || g.cap > g.peak {
-			g.cap = g.peak
+		if c == 0 || c > peak {
+			c = peak
 		}
-		g.cap = max(g.cap/2, g.floor)
-	case g.late == 0 && g.cap > 0:
-		g.cap *= 2
-		if g.cap >= g.limit() {
-			g.cap = 0
+		c = max(c/2, int64(g.floor))
+	case g.late == 0 && c > 0:
+		c *= 2
+		if c >= int64(g.limit()) {
+			c = 0
 		}
 	}
-	g.start, g.answers, g.late, g.peak = now, 0, 0, 0
+	g.cap.Store(c)
+	g.start, g.answers, g.late = now, 0, 0
 }
 
 // capped is the cap in force, 0 when there is none.
-func (g *budgetGuard) capped() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.cap
-}
+func (g *budgetGuard) capped() int { return int(g.cap.Load()) }

@@ -11,6 +11,13 @@ import (
 	"github.com/flashsale/flashsale/platform/errcode"
 )
 
+// turn closes the guard's window if it is over, as the next answer would.
+func (g *budgetGuard) turn() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.turnLocked()
+}
+
 // The guard drives the cap window by window: a window whose p90 is past
 // half the budget caps the requests in flight at half its peak, a slow
 // window halves the cap again down to the limit's floor, a fast one
