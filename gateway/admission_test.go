@@ -53,8 +53,8 @@ func mustRefusedOverloaded(tb testing.TB, got answer) {
 // While the flash-sale route has as many buys in flight as its limit
 // (held open at the order service's answer), every further buy is refused
 // at once with 429 OVERLOADED and never reaches the order service; the
-// other write routes have a limit of their own. Once the held buys are
-// answered, buys are admitted again.
+// other write routes have a limit of their own; each refusal is timed.
+// Once the held buys are answered, buys are admitted again.
 func TestAdmissionRefusesAtOnceWhenFull(t *testing.T) {
 	svc := servicetest.MustStart(t, stack)
 	hold, held := make(chan struct{}), make(chan struct{}, 16)
@@ -100,9 +100,11 @@ func TestAdmissionRefusesAtOnceWhenFull(t *testing.T) {
 	}
 	for series, want := range map[string]float64{
 		`gateway_admission_refused_total{reason="limit",route="` + seckillRoute + `"}`: 5,
-		`gateway_admission_limit{route="seckill"}`:                                     3,
-		`gateway_admission_limit{route="writes"}`:                                      1,
-		`gateway_admission_inflight{route="writes"}`:                                   0,
+		// Each refusal is timed, for the gateway's own refusal latency.
+		`gateway_http_refusal_duration_seconds_count{route="` + seckillRoute + `"}`: 5,
+		`gateway_admission_limit{route="seckill"}`:                                  3,
+		`gateway_admission_limit{route="writes"}`:                                   1,
+		`gateway_admission_inflight{route="writes"}`:                                0,
 	} {
 		if got := tg.metric(t, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -16,31 +17,40 @@ import (
 // cacheLevelOrder is the order the report lists the levels in.
 var cacheLevelOrder = []string{"l1", "l2", "bloom"}
 
+// scrape reads the metric families of one /metrics URL.
+func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/plain")
+	resp, err := scrapeClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", url, err)
+	}
+	return families, nil
+}
+
+var scrapeClient = &http.Client{Timeout: 10 * time.Second}
+
 // ReadCacheLevels scrapes cache_lookups_total from each /metrics URL
 // (the gateway's on the target, the product service's admin port) and
 // sums it by level.
 func ReadCacheLevels(ctx context.Context, urls []string) ([]result.CacheLevel, error) {
-	httpClient := &http.Client{Timeout: 10 * time.Second}
 	sums := map[string]*result.CacheLevel{}
 	for _, url := range urls {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Accept", "text/plain")
-		resp, err := httpClient.Do(req)
+		families, err := scrape(ctx, url)
 		if err != nil {
 			return nil, fmt.Errorf("cache levels: %w", err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			return nil, fmt.Errorf("cache levels: %s: %s", url, resp.Status)
-		}
-		parser := expfmt.NewTextParser(model.UTF8Validation)
-		families, err := parser.TextToMetricFamilies(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("cache levels: %s: %w", url, err)
 		}
 		f := families["cache_lookups_total"]
 		if f == nil {

@@ -198,6 +198,9 @@ func readFigures(ctx context.Context, cfg SessionConfig, res *result.Replay) err
 		// that hides /metrics is no failure of the run.
 		fmt.Fprintf(cfg.Out, "Catalogue cache levels not read: %v\n", err)
 	}
+	if res.GatewayRefusals, err = ReadRefusals(ctx, cfg.Target+"/metrics"); err != nil {
+		fmt.Fprintf(cfg.Out, "The gateway's refusal times not read: %v\n", err)
+	}
 	if cfg.RedisAddr != "" && !cfg.PressureTest {
 		fmt.Fprintln(cfg.Out, "Measuring the redis-benchmark ceiling on the same machine…")
 		if res.Ceiling, err = MeasureCeiling(ctx, cfg.RedisAddr, 5*time.Second, 64); err != nil {

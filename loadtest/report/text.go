@@ -35,6 +35,10 @@ func Print(w io.Writer, res *result.Replay) {
 		fmt.Fprintf(tw, "%s\t%s\t%.0fs\t%.0fs\t%.0f\t%d\t%s\t%s\n", p.Name, p.Kind, p.StartS, p.EndS, p.PeakRPS, p.Sent, seckill, p.Status)
 	}
 	tw.Flush()
+	if r := res.GatewayRefusals; r != nil {
+		fmt.Fprintf(w, "Flash-sale 429s timed inside the gateway (its histogram, the whole run; the client's figure above adds the wait for a connection and a core): %d, p50 %s, p99 %s\n",
+			r.Count, atMost(r.P50Ms), atMost(r.P99Ms))
+	}
 	fmt.Fprintln(w, "\nOptional endpoints:")
 	for _, f := range res.Features {
 		status := "available"
@@ -196,6 +200,14 @@ func PrintChecks(w io.Writer, checks []result.Check) bool {
 		fmt.Fprintf(w, "  %s  %s (%s)\n", mark, c.Name, c.Detail)
 	}
 	return ok
+}
+
+// atMost writes a histogram bucket's bound as the bound on a quantile.
+func atMost(ms float64) string {
+	if ms < 0 {
+		return "over the largest bucket"
+	}
+	return fmt.Sprintf("≤ %g ms", ms)
 }
 
 // cacheLine is the report's line of the cache levels.

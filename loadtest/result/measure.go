@@ -76,6 +76,16 @@ type CacheLevel struct {
 	Refused float64 `json:"refused,omitempty"`
 }
 
+// Refusals is how long the gateway itself took to answer the flash-sale
+// buys it refused with 429, from its own histogram over the whole run:
+// P50Ms and P99Ms are the upper bounds of the buckets that hold those
+// quantiles (the quantile is at most that; -1 past the largest).
+type Refusals struct {
+	Count uint64  `json:"count"`
+	P50Ms float64 `json:"p50_at_most_ms"`
+	P99Ms float64 `json:"p99_at_most_ms"`
+}
+
 // Ceiling is the redis-benchmark ceiling: the reservation script run by
 // redis-benchmark straight on Redis, no Go and no network hop beyond
 // Redis's own. Figures of a run are quoted as ratios to it, measured in
