@@ -47,8 +47,9 @@ type second struct {
 	answered int
 	accepted int
 	// admitted and refused split the seckill latencies by scheduled
-	// second into answered buys and 429s, for the phase table.
-	admitted, refused *hdrhistogram.Histogram
+	// second into answered buys and 429s, and soldOut holds the
+	// SOLD_OUT answers among the admitted, for the phase table.
+	admitted, refused, soldOut *hdrhistogram.Histogram
 	// answers and failures count every endpoint's requests by scheduled
 	// second, and of them the ones answered 5xx or not at all, for the
 	// fault windows.
@@ -79,7 +80,8 @@ func (r *recorder) sec(t time.Time) *second {
 	i := max(int(t.Sub(r.start)/time.Second), 0)
 	for len(r.secs) <= i {
 		r.secs = append(r.secs, &second{all: hdrhistogram.New(1, histMax, 2), seckill: hdrhistogram.New(1, histMax, 2),
-			recent: hdrhistogram.New(1, histMax, 2), admitted: hdrhistogram.New(1, histMax, 2), refused: hdrhistogram.New(1, histMax, 2)})
+			recent: hdrhistogram.New(1, histMax, 2), admitted: hdrhistogram.New(1, histMax, 2), refused: hdrhistogram.New(1, histMax, 2),
+			soldOut: hdrhistogram.New(1, histMax, 2)})
 	}
 	return r.secs[i]
 }
@@ -115,8 +117,11 @@ func (r *recorder) done(endpoint, outcome string, scheduled, answered time.Time)
 			s.answered++
 			_ = s.admitted.RecordValue(us)
 		}
-		if outcome == string(result.Accepted) {
+		switch result.Outcome(outcome) {
+		case result.Accepted:
 			s.accepted++
+		case result.SoldOut:
+			_ = s.soldOut.RecordValue(us)
 		}
 	}
 }
@@ -208,8 +213,8 @@ func (r *recorder) seconds() []result.SecondStat {
 }
 
 // phaseSeckill fills in what the flash-sale requests due within [from,
-// to) seconds got: answered per second and their p99, and the 429s and
-// theirs.
+// to) seconds got: answered per second and their p99, the SOLD_OUT
+// answers among them and theirs, and the 429s and theirs.
 func (r *recorder) phaseSeckill(p *result.PhaseStat) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -217,17 +222,20 @@ func (r *recorder) phaseSeckill(p *result.PhaseStat) {
 	if from >= to {
 		return
 	}
-	admitted, refused := hdrhistogram.New(1, histMax, 2), hdrhistogram.New(1, histMax, 2)
+	admitted, refused, soldOut := hdrhistogram.New(1, histMax, 2), hdrhistogram.New(1, histMax, 2), hdrhistogram.New(1, histMax, 2)
 	answered := 0
 	for _, s := range r.secs[from:to] {
 		admitted.Merge(s.admitted)
 		refused.Merge(s.refused)
+		soldOut.Merge(s.soldOut)
 		answered += s.answered
 	}
 	p.AnsweredPerS = float64(answered) / (p.EndS - p.StartS)
 	p.AnsweredP99 = ms(admitted.ValueAtQuantile(99))
 	p.Refused = refused.TotalCount()
 	p.RefusedP99 = ms(refused.ValueAtQuantile(99))
+	p.SoldOut = soldOut.TotalCount()
+	p.SoldOutP99 = ms(soldOut.ValueAtQuantile(99))
 }
 
 // capacity finds the best window of the flash-sale answers.

@@ -41,14 +41,16 @@ func TestLatencyFromScheduledTime(t *testing.T) {
 }
 
 // TestPhaseSplitsAnsweredFromRefused checks that a seckill phase reports
-// the answered buys and the 429s apart: their rates, counts and p99s, and
-// only for the buys due within the phase.
+// the answered buys, the sold-out answers among them and the 429s apart:
+// their rates, counts and p99s, and only for the buys due within the
+// phase.
 func TestPhaseSplitsAnsweredFromRefused(t *testing.T) {
 	start := time.Unix(1000, 0)
 	r := newRecorder(start)
 	// Seconds 0-1 (before the phase): slow answers that must not count.
-	// Seconds 2-5: 100 answered a second in 20ms (sold out or accepted),
-	// 50 refused in 1ms (rate limited or overloaded).
+	// Seconds 2-5: 100 answered a second, half accepted in 20ms, half
+	// sold out in 5ms, and 50 refused in 1ms (rate limited or
+	// overloaded).
 	for s := range 6 {
 		for i := range 100 {
 			due := start.Add(time.Duration(s)*time.Second + time.Duration(i)*10*time.Millisecond)
@@ -58,6 +60,9 @@ func TestPhaseSplitsAnsweredFromRefused(t *testing.T) {
 			}
 			if i%2 == 0 {
 				out = result.SoldOut
+				if s >= 2 {
+					lat = 5 * time.Millisecond
+				}
 			}
 			r.done(EndpointSeckill, string(out), due, due.Add(lat))
 			if i%2 == 0 {
@@ -76,6 +81,9 @@ func TestPhaseSplitsAnsweredFromRefused(t *testing.T) {
 	}
 	if p.AnsweredP99 < 19.8 || p.AnsweredP99 > 20.2 || p.RefusedP99 < 0.99 || p.RefusedP99 > 1.01 {
 		t.Errorf("answered p99 %.2fms, refused p99 %.2fms; want about 20 and 1", p.AnsweredP99, p.RefusedP99)
+	}
+	if p.SoldOut != 200 || p.SoldOutP99 < 4.95 || p.SoldOutP99 > 5.05 {
+		t.Errorf("sold out %d, p99 %.2fms; want 200 in about 5", p.SoldOut, p.SoldOutP99)
 	}
 }
 

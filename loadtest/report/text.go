@@ -26,11 +26,15 @@ func Print(w io.Writer, res *result.Replay) {
 		fmt.Fprintln(w, "Pressure test (全链路压测): every request marked, the sale in shadow storage")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nphase\tkind\tfrom\tto\tpeak/s\tsent\tanswered/s\tanswered p99 ms\trefused (429)\trefused p99 ms\tstatus")
+	fmt.Fprintln(tw, "\nphase\tkind\tfrom\tto\tpeak/s\tsent\tanswered/s\tanswered p99 ms\tsold out p99 ms\trefused (429)\trefused p99 ms\tstatus")
 	for _, p := range res.Phases {
-		seckill := "\t\t\t"
+		seckill := "\t\t\t\t"
 		if p.Kind == scenario.PhaseSeckill && p.Status == "ran" {
-			seckill = fmt.Sprintf("%.0f\t%.1f\t%d\t%.1f", p.AnsweredPerS, p.AnsweredP99, p.Refused, p.RefusedP99)
+			soldOut := "-"
+			if p.SoldOut > 0 {
+				soldOut = fmt.Sprintf("%.1f", p.SoldOutP99)
+			}
+			seckill = fmt.Sprintf("%.0f\t%.1f\t%s\t%d\t%.1f", p.AnsweredPerS, p.AnsweredP99, soldOut, p.Refused, p.RefusedP99)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%.0fs\t%.0fs\t%.0f\t%d\t%s\t%s\n", p.Name, p.Kind, p.StartS, p.EndS, p.PeakRPS, p.Sent, seckill, p.Status)
 	}

@@ -102,10 +102,13 @@ type PhaseStat struct {
 	Sent    int64   `json:"sent"`
 	// For seckill phases, of the buys due within the phase: the answered
 	// ones (every outcome but 429s and failures) per second of the phase
-	// and their p99, and the 429s (rate limited or overloaded) and their
-	// p99, in milliseconds.
+	// and their p99, the SOLD_OUT answers among them and their p99, and
+	// the 429s (rate limited or overloaded) and their p99, in
+	// milliseconds.
 	AnsweredPerS float64 `json:"answered_per_s,omitempty"`
 	AnsweredP99  float64 `json:"answered_p99_ms,omitempty"`
+	SoldOut      int64   `json:"sold_out,omitempty"`
+	SoldOutP99   float64 `json:"sold_out_p99_ms,omitempty"`
 	Refused      int64   `json:"refused,omitempty"`
 	RefusedP99   float64 `json:"refused_p99_ms,omitempty"`
 }
