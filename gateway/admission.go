@@ -163,8 +163,10 @@ func (a *admission) enter(marked bool) (done func(), refusal string, err error) 
 		return nil, refusal, errOverloaded()
 	}
 	start := a.guard.clock.Now()
+	slot := a.guard.started(start)
 	return func() {
 		p.Record()
+		a.guard.left(slot)
 		a.guard.answered(a.guard.clock.Now().Sub(start))
 	}, "", nil
 }

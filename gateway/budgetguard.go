@@ -16,8 +16,19 @@ const (
 	// adaptive limit also reads.
 	guardSlowShare = 0.1
 	// guardMinSamples is how many answered requests a window needs
-	// before it says anything.
+	// before it says anything, and how many must be in flight before
+	// their ages do.
 	guardMinSamples = 10
+	// guardSlots is the ring of start-time slots that counts the
+	// requests in flight by age: slots of a quarter of the slow time
+	// (guardOldSlots of them make it), sixteen in all, so the ring
+	// spans twice the call budget, past which no request outlives its
+	// deadline.
+	guardSlots    = 16
+	guardOldSlots = 4
+	// guardCountBits is the part of a slot's word that counts; the rest
+	// is the slot's number (its start time over the slot's length).
+	guardCountBits = 24
 )
 
 // budgetGuard keeps a group's admitted requests within their call
@@ -34,10 +45,17 @@ const (
 // limit, the guard lets go. Requests over the cap are refused at once
 // like those over the limit (reason "budget").
 //
+// Answers come late in a stall: a request that will take the whole
+// budget says so only when it ends, and everything admitted meanwhile
+// joins it. So the guard also reads the ages of the requests still in
+// flight: when more than a tenth of them have been waiting longer than
+// half the budget, it trips as a slow window would (at most once a
+// window), and no window doubles the cap while that lasts.
+//
 // Every request on the route asks admits, refusals included, so admits
-// takes no lock: the cap and the window's in-flight peak are atomics.
-// Only an admitted request's answer takes the lock that counts the
-// window and moves the cap.
+// takes no lock: the cap, the window's in-flight peak and the age slots
+// are atomics. Only an admitted request's answer, and a trip by age,
+// take the lock that counts the window and moves the cap.
 type budgetGuard struct {
 	clock  clock.Clock
 	slow   time.Duration // half the call budget
@@ -48,24 +66,111 @@ type budgetGuard struct {
 	cap  atomic.Int64 // the most requests admitted at once; 0: no cap
 	peak atomic.Int64 // the most in flight in the window
 
+	// slots count the admitted requests in flight by the slot of their
+	// start: slot n (of length slot) is word n % guardSlots, which holds
+	// n above guardCountBits and the count below.
+	slot  time.Duration
+	slots [guardSlots]atomic.Uint64
+
 	mu      sync.Mutex
 	start   time.Time // of the current window
 	answers int       // answered in the window
 	late    int       // of them, slower than slow
+	aged    time.Time // the last trip by age
 }
 
 func newBudgetGuard(c clock.Clock, budget, window time.Duration, floor int, limit func() int) *budgetGuard {
-	return &budgetGuard{clock: c, slow: budget / 2, window: window, floor: max(floor, 1), limit: limit, start: c.Now()}
+	return &budgetGuard{clock: c, slow: budget / 2, window: window, floor: max(floor, 1), limit: limit, start: c.Now(),
+		slot: max(budget/2/guardOldSlots, time.Millisecond)}
 }
 
 // admits reports whether one more request may start while inflight are
-// in flight already, and notes the in-flight peak of the window.
+// in flight already, and notes the in-flight peak of the window. With
+// enough in flight, it reads their ages first.
 func (g *budgetGuard) admits(inflight int) bool {
 	n := int64(inflight) + 1
 	for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
 	}
+	if inflight >= guardMinSamples {
+		if now := g.clock.Now(); g.stalled(now) {
+			g.tripOnAge(now)
+		}
+	}
 	c := g.cap.Load()
 	return c == 0 || int64(inflight) < c
+}
+
+// slotOf is the number of the slot that holds t.
+func (g *budgetGuard) slotOf(t time.Time) uint64 { return uint64(t.UnixNano() / int64(g.slot)) }
+
+// started counts an admitted request in flight from t, when it started,
+// and returns its slot, which left takes back.
+func (g *budgetGuard) started(t time.Time) uint64 {
+	n := g.slotOf(t)
+	w := &g.slots[n%guardSlots]
+	for {
+		v := w.Load()
+		next := n<<guardCountBits | 1 // the word held an older slot: reuse it
+		if v>>guardCountBits == n {
+			next = v + 1
+		}
+		if w.CompareAndSwap(v, next) {
+			return n
+		}
+	}
+}
+
+// left uncounts a request of slot n that was answered; one whose word
+// was reused since (it outlived the ring) is not counted anyway.
+func (g *budgetGuard) left(n uint64) {
+	w := &g.slots[n%guardSlots]
+	for {
+		v := w.Load()
+		if v>>guardCountBits != n || v&(1<<guardCountBits-1) == 0 || w.CompareAndSwap(v, v-1) {
+			return
+		}
+	}
+}
+
+// stalled reports whether more than a tenth of the requests in flight at
+// now have waited longer than half the budget.
+func (g *budgetGuard) stalled(now time.Time) bool {
+	cur := g.slotOf(now)
+	var old, all uint64
+	for k := range uint64(guardSlots) {
+		v := g.slots[(cur-k)%guardSlots].Load()
+		if v>>guardCountBits != cur-k {
+			continue
+		}
+		c := v & (1<<guardCountBits - 1)
+		all += c
+		if k > guardOldSlots {
+			old += c
+		}
+	}
+	return all >= guardMinSamples && float64(old) > guardSlowShare*float64(all)
+}
+
+// tripOnAge caps the requests in flight as a slow window does, once a
+// window at most.
+func (g *budgetGuard) tripOnAge(now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.aged.IsZero() && now.Sub(g.aged) < g.window {
+		return
+	}
+	g.aged = now
+	g.cap.Store(g.halvedLocked(g.peak.Load()))
+}
+
+// halvedLocked is the cap after a slow spell whose in-flight peak was
+// peak: half the smaller of the cap and the peak, never below the floor.
+func (g *budgetGuard) halvedLocked(peak int64) int64 {
+	c := g.cap.Load()
+	if c == 0 || c > peak {
+		c = peak
+	}
+	return max(c/2, int64(g.floor))
 }
 
 // answered records an admitted request that took took, first closing the
@@ -91,11 +196,8 @@ func (g *budgetGuard) turnLocked() {
 	c, peak := g.cap.Load(), g.peak.Swap(0)
 	switch {
 	case float64(g.late) > guardSlowShare*float64(g.answers):
-		if c == 0 || c > peak {
-			c = peak
-		}
-		c = max(c/2, int64(g.floor))
-	case g.late == 0 && c > 0:
+		c = g.halvedLocked(peak)
+	case g.late == 0 && c > 0 && !g.stalled(now):
 		c *= 2
 		if c >= int64(g.limit()) {
 			c = 0

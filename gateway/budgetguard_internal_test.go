@@ -125,3 +125,82 @@ func TestAdmissionRefusesOverTheBudgetCap(t *testing.T) {
 		t.Fatalf("counts: %d admitted, %d refused; want 30, 1", admitted, refused)
 	}
 }
+
+// The guard reads the ages of what is still in flight: once more than a
+// tenth of it has waited past half the budget (before any of it answers)
+// the guard caps at half the peak, once a window, and no fast window
+// doubles the cap until those requests are answered. A lone straggler
+// among many trips nothing, and a request that outlived the ring of age
+// slots does not uncount the request that reused its slot.
+func TestBudgetGuardTripsOnTheAgeOfWhatIsStillInFlight(t *testing.T) {
+	const budget, window, floor, limit = 2 * time.Second, 250 * time.Millisecond, 4, 100
+	c := clock.NewManual(time.Unix(1_800_000_000, 0)) // on a slot's start
+	g := newBudgetGuard(c, budget, window, floor, func() int { return limit })
+	var slots []uint64
+	for i := range 20 {
+		if !g.admits(i) {
+			t.Fatalf("request %d refused before any cap", i)
+		}
+		slots = append(slots, g.started(c.Now()))
+	}
+	c.Advance(budget/2 + 100*time.Millisecond) // within the slot that ends past half the budget
+	if !g.admits(20) || g.capped() != 0 {
+		t.Fatalf("20 in flight for 1.1 s: cap %d, want none yet", g.capped())
+	}
+	c.Advance(200 * time.Millisecond) // 1.3 s: all 20 past half the budget
+	if g.admits(20) {
+		t.Fatal("20 in flight past half the budget: admitted, want refused")
+	}
+	if got := g.capped(); got != 10 {
+		t.Fatalf("cap %d, want 10 (half the in-flight peak of 21)", got)
+	}
+	g.admits(20)
+	if got := g.capped(); got != 10 {
+		t.Fatalf("second stalled admit in the window: cap %d, want still 10", got)
+	}
+	// Answers from elsewhere come fast, but the 20 are still out.
+	for range guardMinSamples {
+		g.answered(time.Millisecond)
+	}
+	c.Advance(window)
+	g.turn()
+	if got := g.capped(); got != 10 {
+		t.Fatalf("a fast window while stalled: cap %d, want still 10", got)
+	}
+	for _, s := range slots {
+		g.left(s)
+	}
+	for range guardMinSamples {
+		g.answered(time.Millisecond)
+	}
+	c.Advance(window)
+	g.turn()
+	if got := g.capped(); got != 20 {
+		t.Fatalf("a fast window once they were answered: cap %d, want 20", got)
+	}
+
+	// A lone straggler: 1 of 20 in flight past half the budget.
+	c2 := clock.NewManual(time.Unix(1_800_000_000, 0))
+	g2 := newBudgetGuard(c2, budget, window, floor, func() int { return limit })
+	straggler := g2.started(c2.Now())
+	c2.Advance(budget)
+	for i := range 19 {
+		g2.admits(i + 1)
+		g2.started(c2.Now())
+	}
+	if !g2.admits(20) || g2.capped() != 0 {
+		t.Fatalf("one straggler in 20: cap %d, want none", g2.capped())
+	}
+	// The ring spans 16 slots: a request that outlived it shares its word
+	// with one started now, and its answer must not uncount that one.
+	c2.Advance(guardSlots*g2.slot - budget)
+	fresh := g2.started(c2.Now())
+	if fresh%guardSlots != straggler%guardSlots || fresh == straggler {
+		t.Fatalf("slots %d and %d: want the same word, another slot", straggler, fresh)
+	}
+	g2.left(straggler)
+	if v := g2.slots[fresh%guardSlots].Load(); v>>guardCountBits != fresh || v&(1<<guardCountBits-1) != 1 {
+		t.Fatalf("word after the outlived request left: slot %d count %d, want slot %d count 1",
+			v>>guardCountBits, v&(1<<guardCountBits-1), fresh)
+	}
+}
