@@ -25,7 +25,7 @@ import (
 // MustEvents writes order events to topic, keyed by order id.
 func MustEvents(tb testing.TB, topic string, events ...*orderv1.OrderEvent) {
 	tb.Helper()
-	w := pkafka.NewWriter(stack.KafkaBrokers, topic)
+	w := pkafka.NewWriter(stack.KafkaBrokers, topic, pkafka.ByKey)
 	defer w.Close()
 	msgs := make([]kafkago.Message, len(events))
 	for i, e := range events {

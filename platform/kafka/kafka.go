@@ -13,23 +13,48 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 )
 
+// Order says how a writer spreads a topic's messages over its partitions.
+type Order int
+
+const (
+	// ByKey puts every message of a key on one partition (the key's
+	// hash), so a key's messages are read in the order they were
+	// written: orders.events needs it (an order's STORED before its
+	// PAID).
+	ByKey Order = iota
+	// Unordered is for a topic whose messages need no order among
+	// themselves (orders.placed: one event per order). Runs of a batch's
+	// size go to one partition, then the next, so messages written at
+	// once share one produce request instead of one per partition: at a
+	// spike's rates that halved the produce path's CPU (docs/performance.md).
+	Unordered
+)
+
+// writerBatch caps a produce request, and is the run of messages an
+// Unordered writer sends to one partition.
+const writerBatch = 100
+
 // NewWriter returns a synchronous producer for topic: acks=all, messages
-// partitioned by key hash (so one order's events stay in order), and a short
-// batch window, so concurrent requests share a produce request without any
-// one of them waiting long.
+// spread over the partitions as order says, and a short batch window, so
+// concurrent requests share a produce request without any one of them
+// waiting long.
 //
 // The batch size is a cap, not a target: within the 2 ms window a
 // partition gathers a few dozen messages even at 10,000 orders a second,
 // and kafka-go allocates room for a full batch each time it opens one,
 // so a cap of 1,000 cost a quarter of a megabyte per produce request
 // and showed up in the spike's profile (docs/performance.md).
-func NewWriter(brokers []string, topic string) *kafka.Writer {
+func NewWriter(brokers []string, topic string, order Order) *kafka.Writer {
+	var b kafka.Balancer = &kafka.Hash{}
+	if order == Unordered {
+		b = &kafka.RoundRobin{ChunkSize: writerBatch}
+	}
 	return &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
 		Topic:        topic,
-		Balancer:     &kafka.Hash{},
+		Balancer:     b,
 		RequiredAcks: kafka.RequireAll,
-		BatchSize:    100,
+		BatchSize:    writerBatch,
 		BatchTimeout: 2 * time.Millisecond,
 		MaxAttempts:  3,
 		WriteTimeout: 5 * time.Second,

@@ -69,10 +69,10 @@ type ClassWriter struct {
 }
 
 // NewClassWriter returns NewWriter's producer for topic and one for its
-// shadow twin. Kafka-go's writers connect lazily, so an idle shadow
-// writer costs nothing.
-func NewClassWriter(brokers []string, topic string) *ClassWriter {
-	return &ClassWriter{real: NewWriter(brokers, topic), shadow: NewWriter(brokers, topic+shadow.TopicSuffix)}
+// shadow twin, both spreading messages as order says. Kafka-go's writers
+// connect lazily, so an idle shadow writer costs nothing.
+func NewClassWriter(brokers []string, topic string, order Order) *ClassWriter {
+	return &ClassWriter{real: NewWriter(brokers, topic, order), shadow: NewWriter(brokers, topic+shadow.TopicSuffix, order)}
 }
 
 // For is the writer of ctx's class.

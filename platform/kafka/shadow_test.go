@@ -30,7 +30,7 @@ func TestMarkedMessagesGoToTheShadowTopic(t *testing.T) {
 	if err := pkafka.EnsureTopics(ctx, brokers, 2, pkafka.OneBroker, topics...); err != nil {
 		t.Fatal(err)
 	}
-	w := pkafka.NewClassWriter(brokers, topic)
+	w := pkafka.NewClassWriter(brokers, topic, pkafka.ByKey)
 	defer w.Close()
 	marked := shadow.With(ctx)
 	for i := range 3 {

@@ -169,7 +169,7 @@ func TestAmbiguousPublishReleasedFirstDropsTheLateEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := pkafka.NewWriter(stack.KafkaBrokers, orderkafka.TopicPlaced)
+	w := pkafka.NewWriter(stack.KafkaBrokers, orderkafka.TopicPlaced, pkafka.ByKey)
 	defer w.Close()
 	for range 2 {
 		if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte(strconv.FormatInt(lost.OrderID, 10)), Value: b}); err != nil {

@@ -142,7 +142,7 @@ func TestMetricsCountEachOrderFactOnce(t *testing.T) {
 		t.Fatalf("retry answered order %d, want %d", again, ids[0])
 	}
 	// A poison event reaches the dead-letter topic.
-	w := pkafka.NewWriter(stack.KafkaBrokers, orderkafka.TopicPlaced)
+	w := pkafka.NewWriter(stack.KafkaBrokers, orderkafka.TopicPlaced, pkafka.ByKey)
 	defer w.Close()
 	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("poison"), Value: []byte("not an order")}); err != nil {
 		t.Fatal(err)

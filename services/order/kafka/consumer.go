@@ -164,7 +164,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}),
 	})
 	defer r.Close()
-	dlq := pkafka.NewWriter(c.cfg.Brokers, shadow.Topic(ctx, c.cfg.DLQTopic))
+	dlq := pkafka.NewWriter(c.cfg.Brokers, shadow.Topic(ctx, c.cfg.DLQTopic), pkafka.ByKey)
 	defer dlq.Close()
 	for {
 		batch, err := c.fetch(ctx, r)

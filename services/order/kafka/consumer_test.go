@@ -140,7 +140,7 @@ func (w *world) placed(tb testing.TB, user int64) order.Placed {
 // MustProduce writes raw values keyed by key to topic.
 func MustProduce(tb testing.TB, topic string, msgs ...kafkago.Message) {
 	tb.Helper()
-	w := pkafka.NewWriter(stack.KafkaBrokers, topic)
+	w := pkafka.NewWriter(stack.KafkaBrokers, topic, pkafka.ByKey)
 	defer w.Close()
 	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
 		tb.Fatal(err)

@@ -35,13 +35,16 @@ type Publisher struct {
 	w *pkafka.ClassWriter
 }
 
-// NewPublisher returns a publisher to topic.
+// NewPublisher returns a publisher to topic. An order has one placed
+// event, so the topic needs no order among its messages: the writer is
+// Unordered, and buys placed at once share a produce request.
 func NewPublisher(brokers []string, topic string) *Publisher {
-	return &Publisher{w: pkafka.NewClassWriter(brokers, topic)}
+	return &Publisher{w: pkafka.NewClassWriter(brokers, topic, pkafka.Unordered)}
 }
 
-// Publish writes p keyed by its order id, with the trace context of ctx in
-// the headers, and returns once every in-sync replica has it.
+// Publish writes p keyed by its order id (the key names the order; the
+// writer does not partition by it), with the trace context of ctx in the
+// headers, and returns once every in-sync replica has it.
 func (p *Publisher) Publish(ctx context.Context, pl order.Placed) error {
 	b, err := event.Marshal(pl)
 	if err != nil {
@@ -67,7 +70,7 @@ type EventPublisher struct {
 
 // NewEventPublisher returns a publisher of order events to topic.
 func NewEventPublisher(brokers []string, topic string) *EventPublisher {
-	return &EventPublisher{w: pkafka.NewClassWriter(brokers, topic)}
+	return &EventPublisher{w: pkafka.NewClassWriter(brokers, topic, pkafka.ByKey)}
 }
 
 // PublishEvents writes events keyed by their order ids (so one order's
