@@ -27,8 +27,10 @@ const (
 	guardSlots    = 16
 	guardOldSlots = 4
 	// guardCountBits is the part of a slot's word that counts; the rest
-	// is the slot's number (its start time over the slot's length).
+	// holds the slot's number (its start time over the slot's length),
+	// modulo guardSlotMask+1, so that a short slot cannot overflow it.
 	guardCountBits = 24
+	guardSlotMask  = 1<<(64-guardCountBits) - 1
 )
 
 // budgetGuard keeps a group's admitted requests within their call
@@ -100,8 +102,10 @@ func (g *budgetGuard) admits(inflight int) bool {
 	return c == 0 || int64(inflight) < c
 }
 
-// slotOf is the number of the slot that holds t.
-func (g *budgetGuard) slotOf(t time.Time) uint64 { return uint64(t.UnixNano() / int64(g.slot)) }
+// slotOf is the number of the slot that holds t (modulo guardSlotMask+1).
+func (g *budgetGuard) slotOf(t time.Time) uint64 {
+	return uint64(t.UnixNano()/int64(g.slot)) & guardSlotMask
+}
 
 // started counts an admitted request in flight from t, when it started,
 // and returns its slot, which left takes back.
