@@ -158,26 +158,24 @@ func TestBudgetGuardTripsOnTheAgeOfWhatIsStillInFlight(t *testing.T) {
 	if got := g.capped(); got != 10 {
 		t.Fatalf("second stalled admit in the window: cap %d, want still 10", got)
 	}
-	// Answers from elsewhere come fast, but the 20 are still out.
-	for range guardMinSamples {
-		g.answered(time.Millisecond)
+	// fastWindow answers enough requests fast to close a window, ends it
+	// and checks the cap it left.
+	fastWindow := func(step string, capped int) {
+		t.Helper()
+		for range guardMinSamples {
+			g.answered(time.Millisecond)
+		}
+		c.Advance(window)
+		g.turn()
+		if got := g.capped(); got != capped {
+			t.Fatalf("%s: cap %d, want %d", step, got, capped)
+		}
 	}
-	c.Advance(window)
-	g.turn()
-	if got := g.capped(); got != 10 {
-		t.Fatalf("a fast window while stalled: cap %d, want still 10", got)
-	}
+	fastWindow("a fast window while the 20 are still out", 10)
 	for _, s := range slots {
 		g.left(s)
 	}
-	for range guardMinSamples {
-		g.answered(time.Millisecond)
-	}
-	c.Advance(window)
-	g.turn()
-	if got := g.capped(); got != 20 {
-		t.Fatalf("a fast window once they were answered: cap %d, want 20", got)
-	}
+	fastWindow("a fast window once they were answered", 20)
 
 	// A lone straggler: 1 of 20 in flight past half the budget.
 	c2 := clock.NewManual(time.Unix(1_800_000_000, 0))
