@@ -18,12 +18,15 @@ import (
 )
 
 // placesInFlight is how many PlaceSeckillOrderBatch calls one gateway
-// replica keeps on the wire at once. A placement takes several times as
-// long as a reservation (the pending record, the publish and its acks,
-// the published mark), so more slots than the reserve batcher's two keep
-// a buy's wait for a free one short, and a slow member (a replay waiting
-// for its first request) holds one slot of four rather than half of them.
-const placesInFlight = 4
+// replica keeps on the wire at once: two, as the reserve batcher. Four
+// kept a buy's wait for a free slot shorter, but split the buys that
+// arrive together into twice as many calls; with two, a buy cost 0.86
+// of the platform's CPU at 1,500 buys a second and the spike's p99 fell
+// (docs/performance.md). The price is the head of the line: a batch is
+// answered when its slowest member is, and a member that waits (a replay
+// waiting for its first request's order, at most the order service's
+// ReplayWait) holds one slot of two while the other carries every buy.
+const placesInFlight = 2
 
 // placeBatcher gathers one traffic class's flash-sale placements.
 type placeBatcher = batch.Batcher[*orderv1.PlaceSeckillOrderRequest, *orderv1.PlaceSeckillOrderResponse]
