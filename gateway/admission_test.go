@@ -38,6 +38,19 @@ func (tg *testGateway) metric(tb testing.TB, series string) float64 {
 	return -1
 }
 
+// waitInFlight waits until the flash-sale route has at least n requests
+// admitted and in flight: a buy waiting in the order client's batcher for
+// a call slot shows only there.
+func (tg *testGateway) waitInFlight(tb testing.TB, n float64) {
+	tb.Helper()
+	for deadline := time.Now().Add(10 * time.Second); tg.metric(tb, `gateway_admission_inflight{route="seckill"}`) < n; {
+		if time.Now().After(deadline) {
+			tb.Fatalf("the flash-sale route never had %v buys in flight", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // mustRefusedOverloaded checks a 429 OVERLOADED with a Retry-After of
 // whole seconds.
 func mustRefusedOverloaded(tb testing.TB, got answer) {
@@ -51,7 +64,8 @@ func mustRefusedOverloaded(tb testing.TB, got answer) {
 }
 
 // While the flash-sale route has as many buys in flight as its limit
-// (held open at the order service's answer), every further buy is refused
+// (two held open at the order service's answer, one waiting for a call
+// slot), every further buy is refused
 // at once with 429 OVERLOADED and never reaches the order service; the
 // other write routes have a limit of their own; each refusal is timed.
 // Once the held buys are answered, buys are admitted again.
@@ -76,17 +90,17 @@ func TestAdmissionRefusesAtOnceWhenFull(t *testing.T) {
 		return tg.do(t, seckill(tg.token(t, user, "user"), "k", fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)))
 	}
 
+	// Two buys hold the order client's two calls; the third is admitted
+	// and waits in the batcher for one of them.
 	answers := make(chan answer, 3)
 	for user := range int64(3) {
 		go func() { answers <- buy(1300 + user) }()
+		if user < 2 {
+			<-held
+		}
 	}
-	for range 3 {
-		<-held
-	}
+	tg.waitInFlight(t, 3)
 	calls := tg.orderCalls.Load()
-	if got := tg.metric(t, `gateway_admission_inflight{route="seckill"}`); got != 3 {
-		t.Fatalf("in flight = %v, want 3", got)
-	}
 	for user := range int64(5) {
 		mustRefusedOverloaded(t, buy(1310+user))
 	}
@@ -272,7 +286,10 @@ func TestPressureTestYieldsToRealBuyers(t *testing.T) {
 		refuse(1410+user, true)
 	}
 	admit(1402, false)
-	admit(1403, false)
+	// 1401 and 1402 hold the order client's two calls: 1403 is admitted
+	// and waits in its batcher for one of them.
+	go func() { answers <- buy(1403, false) }()
+	tg.waitInFlight(t, 4)
 	refuse(1404, false)
 	for series, want := range map[string]float64{
 		`gateway_admission_refused_total{reason="pressure_test",route="` + seckillRoute + `"}`: 3,

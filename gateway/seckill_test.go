@@ -559,9 +559,7 @@ func TestConcurrentBuysShareOrderCalls(t *testing.T) {
 		go func() { answers <- tg.do(t, seckill(tg.token(t, 1400+i, "user"), "k", body)) }()
 	}
 	<-held // the first call holds a slot; the others fill up behind it
-	for tg.metric(t, `gateway_admission_inflight{route="seckill"}`) < buyers {
-		time.Sleep(5 * time.Millisecond)
-	}
+	tg.waitInFlight(t, buyers)
 	time.Sleep(50 * time.Millisecond) // the last admitted reach the batcher
 	close(gate)
 
