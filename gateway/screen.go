@@ -72,6 +72,46 @@ type eventStep struct {
 	ref   int64
 }
 
+// recentStepsGeneration is how many steps of one partition a screen
+// remembers at least (and twice that at most) to drop repeats: about
+// 5 MB a generation (80 bytes a step in a Go map). A repeat is the
+// relay publishing a claim again whose delete did not commit, right
+// after the failure (its retry, a second): the steps between the two
+// copies are those of one partition in that second, far fewer. The
+// copies share a partition, for the topic is keyed by order id.
+const recentStepsGeneration = 1 << 16
+
+// recentSteps remembers the steps seen lately in one partition, in two
+// generations: when the current one is full it becomes the previous
+// one and the one before is dropped. So memory stays bounded however
+// long the sale runs (a set of every step grew by about 80 bytes an
+// event, without bound: gigabytes over a Double-11 in every gateway
+// replica), and a repeat within the last size steps is always
+// recognised.
+type recentSteps struct {
+	size      int
+	cur, prev map[eventStep]struct{}
+}
+
+func newRecentSteps(size int) *recentSteps {
+	return &recentSteps{size: size, cur: make(map[eventStep]struct{})}
+}
+
+// seen reports whether k was seen lately, and remembers it if not.
+func (r *recentSteps) seen(k eventStep) bool {
+	if _, ok := r.cur[k]; ok {
+		return true
+	}
+	if _, ok := r.prev[k]; ok {
+		return true
+	}
+	if len(r.cur) >= r.size {
+		r.prev, r.cur = r.cur, make(map[eventStep]struct{}, r.size)
+	}
+	r.cur[k] = struct{}{}
+	return false
+}
+
 // screenChannel is one payment channel's line on the screen.
 type screenChannel struct {
 	Channel string `json:"channel"`
@@ -142,7 +182,6 @@ type screen struct {
 	http *http.Client
 
 	mu         sync.Mutex // guards the totals below
-	seen       map[eventStep]struct{}
 	snap       ScreenSnapshot
 	channels   map[string]*screenChannel
 	sales      map[int64]*screenSale
@@ -160,21 +199,19 @@ func newScreen(g *Gateway, opts ScreenOptions) *screen {
 		opts.Topic = DefaultScreenTopic
 	}
 	return &screen{g: g, opts: opts, http: &http.Client{Timeout: time.Second},
-		seen: map[eventStep]struct{}{}, channels: map[string]*screenChannel{}, sales: map[int64]*screenSale{},
+		channels: map[string]*screenChannel{}, sales: map[int64]*screenSale{},
 		changed: make(chan struct{}), stopped: make(chan struct{})}
 }
 
 // apply adds one event to the totals unless it is a repeat.
-func (s *screen) apply(e *orderv1.OrderEvent) {
+func (s *screen) apply(e *orderv1.OrderEvent, repeat bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.snap.Events++
-	k := eventStep{e.GetOrderId(), e.GetType(), e.GetRef()}
-	if _, ok := s.seen[k]; ok {
+	if repeat {
 		s.snap.Duplicates++
 		return
 	}
-	s.seen[k] = struct{}{}
 	sale := s.sales[e.GetActivityId()]
 	if sale == nil && e.GetActivityId() != 0 {
 		sale = &screenSale{id: e.GetActivityId(), ActivityID: formatID(e.GetActivityId())}
@@ -270,7 +307,8 @@ func (s *screen) readPartitions(ctx context.Context) ([]int, error) {
 	return parts, nil
 }
 
-// read applies one partition's events from its first offset on.
+// read applies one partition's events from its first offset on,
+// telling repeats by the partition's recent steps.
 func (s *screen) read(ctx context.Context, partition int) {
 	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers: s.opts.Brokers, Topic: s.opts.Topic, Partition: partition,
@@ -281,6 +319,7 @@ func (s *screen) read(ctx context.Context, partition int) {
 		s.g.log.ErrorContext(ctx, "screen: cannot read from the first offset", "partition", partition, "err", err)
 		return
 	}
+	steps := newRecentSteps(recentStepsGeneration)
 	for {
 		m, err := r.ReadMessage(ctx)
 		if ctx.Err() != nil {
@@ -300,7 +339,7 @@ func (s *screen) read(ctx context.Context, partition int) {
 			s.g.log.WarnContext(ctx, "screen: unreadable event skipped", "partition", partition, "offset", m.Offset, "err", err)
 			continue
 		}
-		s.apply(&e)
+		s.apply(&e, steps.seen(eventStep{e.GetOrderId(), e.GetType(), e.GetRef()}))
 	}
 }
 
