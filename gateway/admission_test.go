@@ -76,6 +76,10 @@ func TestAdmissionRefusesAtOnceWhenFull(t *testing.T) {
 		opts: gateway.Options{
 			SeckillAdmission: gateway.AdmissionLimit{Min: 1, Initial: 3, Max: 3},
 			WriteAdmission:   gateway.AdmissionLimit{Min: 1, Initial: 1, Max: 1},
+			// The third buy waits in the batcher under its call's
+			// deadline while two are held: held as long as the test
+			// needs, not the 2 s default.
+			CallTimeout: time.Minute,
 		},
 		afterCall: func(method string) {
 			if strings.HasSuffix(method, "/PlaceSeckillOrderBatch") {
@@ -150,8 +154,13 @@ func TestAdmissionLimitFollowsLatency(t *testing.T) {
 	var delay atomic.Int64 // what the order service's answers are held, ns
 	const top = 20
 	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		// The slowed calls may take seconds on a busy machine, and two
+		// calls on the wire queue the other buyers behind them: a
+		// generous call budget keeps that a matter of latency, which is
+		// what moves the limit, rather than of timeouts.
 		opts: gateway.WithAdmissionWindow(gateway.Options{
 			SeckillAdmission: gateway.AdmissionLimit{Min: 1, Initial: top, Max: top},
+			CallTimeout:      time.Minute,
 		}, time.Millisecond, 5),
 		afterCall: func(method string) {
 			if strings.HasSuffix(method, "/PlaceSeckillOrderBatch") {
@@ -195,6 +204,9 @@ func TestAdmissionLimitFollowsLatency(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		if len(times) == 0 {
+			t.Fatal("no buy was accepted")
+		}
 		slices.Sort(times)
 		return lo, hi, times[len(times)*9/10]
 	}
@@ -223,7 +235,10 @@ func TestPressureTestYieldsToRealBuyers(t *testing.T) {
 	var holding atomic.Bool
 	hold, held := make(chan struct{}), make(chan struct{}, 16)
 	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
-		opts: gateway.Options{SeckillAdmission: gateway.AdmissionLimit{Min: 4, Initial: 4, Max: 4}},
+		// A buy waiting in the batcher behind the held calls keeps its
+		// call's deadline: a minute, not the 2 s default, so a busy
+		// machine cannot turn the wait into a 504.
+		opts: gateway.Options{SeckillAdmission: gateway.AdmissionLimit{Min: 4, Initial: 4, Max: 4}, CallTimeout: time.Minute},
 		afterCall: func(string) {
 			if holding.Load() {
 				held <- struct{}{}
