@@ -27,7 +27,8 @@ const (
 	guardSlots    = 16
 	guardOldSlots = 4
 	// guardCountBits is the part of a slot's word that counts; the rest
-	// holds the slot's number (its start time over the slot's length),
+	// holds the slot's number (its start's time since the guard's epoch
+	// over the slot's length),
 	// modulo guardSlotMask+1, so that a short slot cannot overflow it.
 	guardCountBits = 24
 	guardSlotMask  = 1<<(64-guardCountBits) - 1
@@ -73,6 +74,7 @@ type budgetGuard struct {
 	// n above guardCountBits and the count below.
 	slot  time.Duration
 	slots [guardSlots]atomic.Uint64
+	epoch time.Time // slot 0's start
 
 	mu      sync.Mutex
 	start   time.Time // of the current window
@@ -83,7 +85,7 @@ type budgetGuard struct {
 
 func newBudgetGuard(c clock.Clock, budget, window time.Duration, floor int, limit func() int) *budgetGuard {
 	return &budgetGuard{clock: c, slow: budget / 2, window: window, floor: max(floor, 1), limit: limit, start: c.Now(),
-		slot: max(budget/2/guardOldSlots, time.Millisecond)}
+		slot: max(budget/2/guardOldSlots, time.Millisecond), epoch: c.Now()}
 }
 
 // admits reports whether one more request may start while inflight are
@@ -95,16 +97,18 @@ func (g *budgetGuard) admits(inflight int) bool {
 	}
 	if inflight >= guardMinSamples {
 		if now := g.clock.Now(); g.stalled(now) {
-			g.tripOnAge(now)
+			g.tripOnAge(now, n)
 		}
 	}
 	c := g.cap.Load()
 	return c == 0 || int64(inflight) < c
 }
 
-// slotOf is the number of the slot that holds t (modulo guardSlotMask+1).
+// slotOf is the number of the slot that holds t (modulo guardSlotMask+1),
+// counted from the guard's epoch on the monotonic clock, so a step of the
+// wall clock (NTP) neither ages the requests in flight nor hides them.
 func (g *budgetGuard) slotOf(t time.Time) uint64 {
-	return uint64(t.UnixNano()/int64(g.slot)) & guardSlotMask
+	return uint64(max(t.Sub(g.epoch), 0)/g.slot) & guardSlotMask
 }
 
 // started counts an admitted request in flight from t, when it started,
@@ -142,8 +146,9 @@ func (g *budgetGuard) stalled(now time.Time) bool {
 	cur := g.slotOf(now)
 	var old, all uint64
 	for k := range uint64(guardSlots) {
-		v := g.slots[(cur-k)%guardSlots].Load()
-		if v>>guardCountBits != cur-k {
+		n := (cur - k) & guardSlotMask // slot numbers wrap at the mask
+		v := g.slots[n%guardSlots].Load()
+		if v>>guardCountBits != n {
 			continue
 		}
 		c := v & (1<<guardCountBits - 1)
@@ -156,15 +161,16 @@ func (g *budgetGuard) stalled(now time.Time) bool {
 }
 
 // tripOnAge caps the requests in flight as a slow window does, once a
-// window at most.
-func (g *budgetGuard) tripOnAge(now time.Time) {
+// window at most; n is the in-flight count that saw the stall, which a
+// window closing meanwhile may have dropped from the peak.
+func (g *budgetGuard) tripOnAge(now time.Time, n int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.aged.IsZero() && now.Sub(g.aged) < g.window {
 		return
 	}
 	g.aged = now
-	g.cap.Store(g.halvedLocked(g.peak.Load()))
+	g.cap.Store(g.halvedLocked(max(g.peak.Load(), n)))
 }
 
 // halvedLocked is the cap after a slow spell whose in-flight peak was

@@ -202,3 +202,17 @@ func TestBudgetGuardTripsOnTheAgeOfWhatIsStillInFlight(t *testing.T) {
 			v>>guardCountBits, v&(1<<guardCountBits-1), fresh)
 	}
 }
+
+// An admit that saw the ring stalled trips on its own in-flight count:
+// a window that closed between its check and its trip has reset the
+// window's peak, and halving that would drop the cap to the floor.
+func TestBudgetGuardTripsOnTheCountThatSawTheStall(t *testing.T) {
+	const budget, window, floor, limit = 2 * time.Second, 250 * time.Millisecond, 4, 100
+	c := clock.NewManual(time.Unix(1_800_000_000, 0))
+	g := newBudgetGuard(c, budget, window, floor, func() int { return limit })
+	g.peak.Store(0) // the window turned meanwhile
+	g.tripOnAge(c.Now(), 31)
+	if got := g.capped(); got != 15 {
+		t.Fatalf("cap %d, want 15 (half the 31 in flight that saw the stall)", got)
+	}
+}
