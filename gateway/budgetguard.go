@@ -28,8 +28,8 @@ const (
 	guardOldSlots = 4
 	// guardCountBits is the part of a slot's word that counts; the rest
 	// holds the slot's number (its start's time since the guard's epoch
-	// over the slot's length),
-	// modulo guardSlotMask+1, so that a short slot cannot overflow it.
+	// over the slot's length) modulo guardSlotMask+1, so that a short
+	// slot cannot overflow it.
 	guardCountBits = 24
 	guardSlotMask  = 1<<(64-guardCountBits) - 1
 )
