@@ -131,8 +131,9 @@ type Channel interface {
 	// several refunds that add up to no more than its amount.
 	Refund(ctx context.Context, tradeNo string, refundID, amount int64) (string, error)
 	// Statement hands each page of the channel's statement to each, in
-	// order: the trades paid at or after since (and maybe refunded
-	// since). It stops at the first error.
+	// the statement's order (payment time, then trade number): the
+	// trades paid at or after since (and maybe refunded since). It stops
+	// at the first error.
 	Statement(ctx context.Context, since time.Time, each func([]Trade) error) error
 	// Notification verifies a callback's signature (ErrUnauthenticated
 	// otherwise) and returns the trade it reports.
@@ -210,7 +211,27 @@ type Ledger interface {
 	// answered yet or that wait for their refund, with ids above after,
 	// in id order.
 	Unsettled(ctx context.Context, after int64, limit int) ([]Payment, error)
-	// Paid returns the ids of the channel's SUCCEEDED and REFUNDED
-	// payments created at or after since.
-	Paid(ctx context.Context, channel string, since time.Time) ([]int64, error)
+	// PaidSince opens one consistent snapshot of the channel's SUCCEEDED
+	// and REFUNDED payments created at or after since, to read in the
+	// order of their payment time; the snapshot is taken before it
+	// returns.
+	PaidSince(ctx context.Context, channel string, since time.Time) (PaidReader, error)
+}
+
+// PaidRef is a paid payment as reconciliation holds it against a
+// channel's statement: its id and the channel's payment time the ledger
+// recorded.
+type PaidRef struct {
+	ID     int64
+	PaidAt time.Time
+}
+
+// PaidReader reads a ledger snapshot's paid payments by payment time,
+// then id (Ledger.PaidSince).
+type PaidReader interface {
+	// Next returns up to limit payments paid before before (any time
+	// when before is zero) that follow those it returned already.
+	Next(ctx context.Context, before time.Time, limit int) ([]PaidRef, error)
+	// Close releases the snapshot.
+	Close(ctx context.Context)
 }

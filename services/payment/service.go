@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/flashsale/flashsale/platform/budget"
@@ -485,13 +486,52 @@ type ReconcileReport struct {
 	// statement does not show their trade paid: the ledger holds money
 	// the channel never took ("opened but not paid"); they need a human.
 	Unpaid []int64
+	// Found counts the differences of each kind; each list above holds
+	// the first maxListed of its kind.
+	Found map[Difference]int
+}
+
+// maxListed bounds each list of a ReconcileReport, and maxLogged the ids
+// of each kind the log line names: a channel whose statement disagrees
+// with the ledger wholesale (another merchant's bill, a day the ledger
+// lost) is one alert with its counts, not a report or a log line the size
+// of the day.
+const (
+	maxListed = 1000
+	maxLogged = 20
+)
+
+// note adds a difference of kind about payment id.
+func (r *ReconcileReport) note(kind Difference, id int64) {
+	if r.Found == nil {
+		r.Found = make(map[Difference]int, len(Differences))
+	}
+	r.Found[kind]++
+	list := r.list(kind)
+	if len(*list) < maxListed {
+		*list = append(*list, id)
+	}
+}
+
+// list is kind's list.
+func (r *ReconcileReport) list(kind Difference) *[]int64 {
+	switch kind {
+	case DiffRepaired:
+		return &r.Repaired
+	case DiffUnknown:
+		return &r.Unknown
+	case DiffMismatched:
+		return &r.Mismatched
+	default:
+		return &r.Unpaid
+	}
 }
 
 // Difference is a kind of disagreement between a channel's statement and
 // the ledger; the Observer counts each one reconciliation finds.
 type Difference string
 
-// The differences, one per field of ReconcileReport.
+// The differences, one per list of ReconcileReport.
 const (
 	DiffRepaired   Difference = "repaired"
 	DiffUnknown    Difference = "unknown_trade"
@@ -514,35 +554,45 @@ func (s *Service) Reconcile(ctx context.Context) ([]ReconcileReport, error) {
 		if err != nil {
 			return out, err
 		}
-		for kind, ids := range map[Difference][]int64{
-			DiffRepaired: rep.Repaired, DiffUnknown: rep.Unknown, DiffMismatched: rep.Mismatched, DiffUnpaid: rep.Unpaid,
-		} {
-			if len(ids) > 0 {
-				s.cfg.Observer.Reconciled(ctx, rep.Channel, kind, len(ids))
+		if len(rep.Found) > 0 {
+			attrs := []any{"channel", rep.Channel, "checked", rep.Checked}
+			for _, kind := range Differences {
+				if n := rep.Found[kind]; n > 0 {
+					s.cfg.Observer.Reconciled(ctx, rep.Channel, kind, n)
+					ids := *rep.list(kind)
+					attrs = append(attrs, string(kind), n, string(kind)+"_ids", ids[:min(len(ids), maxLogged)])
+				}
 			}
-		}
-		if len(rep.Repaired)+len(rep.Unknown)+len(rep.Mismatched)+len(rep.Unpaid) > 0 {
-			s.log.WarnContext(ctx, "reconciliation found differences", "channel", rep.Channel, "checked", rep.Checked,
-				"repaired", rep.Repaired, "unknown", rep.Unknown, "mismatched", rep.Mismatched, "unpaid", rep.Unpaid)
+			s.log.WarnContext(ctx, "reconciliation found differences", attrs...)
 		}
 		out = append(out, rep)
 	}
 	return out, nil
 }
 
+// reconcilePage is how many of the ledger's paid payments reconciliation
+// reads at a time.
+const reconcilePage = 1000
+
+// paidAtSlack is how far the payment time the ledger recorded may stand
+// from the channel's own: Postgres keeps microseconds, a channel may say
+// nanoseconds.
+const paidAtSlack = time.Millisecond
+
 func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileReport, error) {
 	rep := ReconcileReport{Channel: channel}
-	// The ledger's paid payments are read before the statement: a payment
-	// the ledger holds paid was paid at the channel before, so a
-	// statement read after it shows the trade. The statement starts
+	// The ledger's snapshot is taken before the statement is read: a
+	// payment the ledger holds paid was paid at the channel before, so
+	// a statement read after it shows the trade. The statement starts
 	// statementSlack earlier than the ledger's window, so a channel clock
 	// behind ours still lists every trade of a payment in the window.
 	since := s.cfg.Clock.Now().Add(-s.cfg.ReconcileWindow)
-	paid, err := s.cfg.Ledger.Paid(ctx, channel, since)
+	paid, err := s.cfg.Ledger.PaidSince(ctx, channel, since)
 	if err != nil {
 		return rep, fmt.Errorf("reconcile %s: %w", channel, err)
 	}
-	paidAtChannel := make(map[int64]bool, len(paid))
+	defer paid.Close(ctx)
+	m := paidMatch{paid: paid, shown: map[int64]time.Time{}, unpaid: func(id int64) { rep.note(DiffUnpaid, id) }}
 	err = s.cfg.Channels[channel].Statement(ctx, since.Add(-statementSlack), func(trades []Trade) error {
 		ids := make([]int64, len(trades))
 		for i, t := range trades {
@@ -555,26 +605,27 @@ func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileRepor
 		for _, t := range trades {
 			rep.Checked++
 			if t.Status == TradePaid || t.Status == TradeRefunded {
-				paidAtChannel[t.PaymentID] = true
+				m.shown[t.PaymentID] = t.PaidAt
 			}
 			p, ok := held[t.PaymentID]
 			if !ok {
-				rep.Unknown = append(rep.Unknown, t.PaymentID)
+				rep.note(DiffUnknown, t.PaymentID)
 				continue
 			}
 			if err := s.compare(ctx, &rep, p, channel, t); err != nil {
 				return err
 			}
 		}
-		return nil
+		if len(trades) == 0 {
+			return nil
+		}
+		return m.upTo(ctx, trades[len(trades)-1].PaidAt.Add(-paidAtSlack))
 	})
+	if err == nil {
+		err = m.upTo(ctx, time.Time{})
+	}
 	if err != nil {
 		return rep, fmt.Errorf("reconcile %s: %w", channel, err)
-	}
-	for _, id := range paid {
-		if !paidAtChannel[id] {
-			rep.Unpaid = append(rep.Unpaid, id)
-		}
 	}
 	return rep, nil
 }
@@ -584,6 +635,45 @@ func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileRepor
 // and a channel.
 const statementSlack = time.Hour
 
+// paidMatch holds the ledger's paid payments against the statement's
+// paid trades as a merge of two lists in the same order, payment time:
+// after each page of the statement, the ledger's payments paid before
+// that page's last trade are read and each one whose trade the statement
+// has not shown paid is unpaid. A trade shown paid is held only until
+// the ledger's reading passes its time, so reconciliation holds a page of
+// each side, not the day of either. A payment whose recorded time stands
+// more than paidAtSlack from its trade's is unpaid too: the ledger
+// records the channel's time, so the two disagree.
+type paidMatch struct {
+	paid   PaidReader
+	shown  map[int64]time.Time // paid trades on the statement by payment, with their time
+	unpaid func(id int64)
+}
+
+// upTo matches the ledger's payments paid before before, all of the rest
+// when before is zero, and forgets the trades no later payment can match.
+func (m *paidMatch) upTo(ctx context.Context, before time.Time) error {
+	for {
+		refs, err := m.paid.Next(ctx, before, reconcilePage)
+		if err != nil {
+			return err
+		}
+		for _, p := range refs {
+			if _, ok := m.shown[p.ID]; !ok {
+				m.unpaid(p.ID)
+			}
+			delete(m.shown, p.ID)
+		}
+		if len(refs) < reconcilePage {
+			break
+		}
+	}
+	if !before.IsZero() {
+		maps.DeleteFunc(m.shown, func(_ int64, at time.Time) bool { return at.Before(before.Add(-paidAtSlack)) })
+	}
+	return nil
+}
+
 // compare holds one trade of channel's statement against its payment p,
 // settling a payment the channel paid that the ledger still has unpaid
 // and adding what it cannot repair to rep.
@@ -591,17 +681,17 @@ func (s *Service) compare(ctx context.Context, rep *ReconcileReport, p Payment, 
 	unpaidInLedger := p.Status == StatusPaying || p.Status == StatusFailed
 	switch {
 	case ownTrade(p, channel, t) != nil:
-		rep.Mismatched = append(rep.Mismatched, p.ID)
+		rep.note(DiffMismatched, p.ID)
 	case unpaidInLedger && t.Status == TradePaid:
 		if _, err := s.settle(ctx, p, t); err != nil {
 			return err
 		}
-		rep.Repaired = append(rep.Repaired, p.ID)
+		rep.note(DiffRepaired, p.ID)
 	case unpaidInLedger && t.Status == TradeRefunded,
 		t.Status == TradeRefunded && p.Status != StatusRefunded, t.Refunded > p.Refunded:
 		// The ledger records a refund before the channel is asked, so
 		// the channel never holds more refunded than the ledger does.
-		rep.Mismatched = append(rep.Mismatched, p.ID)
+		rep.note(DiffMismatched, p.ID)
 	}
 	return nil
 }

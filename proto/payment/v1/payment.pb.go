@@ -710,13 +710,17 @@ func (x *ReconcileResponse) GetReports() []*ReconcileReport {
 }
 
 type ReconcileReport struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Channel       string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
-	Checked       int64                  `protobuf:"varint,2,opt,name=checked,proto3" json:"checked,omitempty"`              // transactions on the statement
-	Repaired      []int64                `protobuf:"varint,3,rep,packed,name=repaired,proto3" json:"repaired,omitempty"`     // paid at the channel, PAYING in the ledger: settled now
-	Unknown       []int64                `protobuf:"varint,4,rep,packed,name=unknown,proto3" json:"unknown,omitempty"`       // on the statement, not in the ledger
-	Mismatched    []int64                `protobuf:"varint,5,rep,packed,name=mismatched,proto3" json:"mismatched,omitempty"` // amounts, trade numbers or states that disagree and were not repaired
-	Unpaid        []int64                `protobuf:"varint,6,rep,packed,name=unpaid,proto3" json:"unpaid,omitempty"`         // SUCCEEDED or REFUNDED in the ledger, not paid on the statement
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Channel    string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Checked    int64                  `protobuf:"varint,2,opt,name=checked,proto3" json:"checked,omitempty"`              // transactions on the statement
+	Repaired   []int64                `protobuf:"varint,3,rep,packed,name=repaired,proto3" json:"repaired,omitempty"`     // paid at the channel, PAYING in the ledger: settled now
+	Unknown    []int64                `protobuf:"varint,4,rep,packed,name=unknown,proto3" json:"unknown,omitempty"`       // on the statement, not in the ledger
+	Mismatched []int64                `protobuf:"varint,5,rep,packed,name=mismatched,proto3" json:"mismatched,omitempty"` // amounts, trade numbers or states that disagree and were not repaired
+	Unpaid     []int64                `protobuf:"varint,6,rep,packed,name=unpaid,proto3" json:"unpaid,omitempty"`         // SUCCEEDED or REFUNDED in the ledger, not paid on the statement
+	// found counts the differences of each kind ("repaired",
+	// "unknown_trade", "mismatched", "unpaid_at_channel"); each list above
+	// holds the first 1,000 of its kind.
+	Found         map[string]int64 `protobuf:"bytes,7,rep,name=found,proto3" json:"found,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -789,6 +793,13 @@ func (x *ReconcileReport) GetMismatched() []int64 {
 func (x *ReconcileReport) GetUnpaid() []int64 {
 	if x != nil {
 		return x.Unpaid
+	}
+	return nil
+}
+
+func (x *ReconcileReport) GetFound() map[string]int64 {
+	if x != nil {
+		return x.Found
 	}
 	return nil
 }
@@ -970,7 +981,7 @@ const file_payment_v1_payment_proto_rawDesc = "" +
 	"\bchannels\x18\x01 \x03(\v2\x1d.flashsale.payment.v1.ChannelR\bchannels\"\x12\n" +
 	"\x10ReconcileRequest\"T\n" +
 	"\x11ReconcileResponse\x12?\n" +
-	"\areports\x18\x01 \x03(\v2%.flashsale.payment.v1.ReconcileReportR\areports\"\xb3\x01\n" +
+	"\areports\x18\x01 \x03(\v2%.flashsale.payment.v1.ReconcileReportR\areports\"\xb5\x02\n" +
 	"\x0fReconcileReport\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x18\n" +
 	"\achecked\x18\x02 \x01(\x03R\achecked\x12\x1a\n" +
@@ -979,7 +990,12 @@ const file_payment_v1_payment_proto_rawDesc = "" +
 	"\n" +
 	"mismatched\x18\x05 \x03(\x03R\n" +
 	"mismatched\x12\x16\n" +
-	"\x06unpaid\x18\x06 \x03(\x03R\x06unpaid\"j\n" +
+	"\x06unpaid\x18\x06 \x03(\x03R\x06unpaid\x12F\n" +
+	"\x05found\x18\a \x03(\v20.flashsale.payment.v1.ReconcileReport.FoundEntryR\x05found\x1a8\n" +
+	"\n" +
+	"FoundEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"j\n" +
 	"\x14RefundPaymentRequest\x12\x1d\n" +
 	"\n" +
 	"payment_id\x18\x01 \x01(\x03R\tpaymentId\x12\x1b\n" +
@@ -1020,7 +1036,7 @@ func file_payment_v1_payment_proto_rawDescGZIP() []byte {
 }
 
 var file_payment_v1_payment_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_payment_v1_payment_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_payment_v1_payment_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_payment_v1_payment_proto_goTypes = []any{
 	(PaymentStatus)(0),            // 0: flashsale.payment.v1.PaymentStatus
 	(*Payment)(nil),               // 1: flashsale.payment.v1.Payment
@@ -1037,33 +1053,35 @@ var file_payment_v1_payment_proto_goTypes = []any{
 	(*ReconcileReport)(nil),       // 12: flashsale.payment.v1.ReconcileReport
 	(*RefundPaymentRequest)(nil),  // 13: flashsale.payment.v1.RefundPaymentRequest
 	(*RefundPaymentResponse)(nil), // 14: flashsale.payment.v1.RefundPaymentResponse
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	nil,                           // 15: flashsale.payment.v1.ReconcileReport.FoundEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_payment_v1_payment_proto_depIdxs = []int32{
 	0,  // 0: flashsale.payment.v1.Payment.status:type_name -> flashsale.payment.v1.PaymentStatus
-	15, // 1: flashsale.payment.v1.Payment.created_at:type_name -> google.protobuf.Timestamp
-	15, // 2: flashsale.payment.v1.Payment.paid_at:type_name -> google.protobuf.Timestamp
+	16, // 1: flashsale.payment.v1.Payment.created_at:type_name -> google.protobuf.Timestamp
+	16, // 2: flashsale.payment.v1.Payment.paid_at:type_name -> google.protobuf.Timestamp
 	7,  // 3: flashsale.payment.v1.ListChannelsResponse.channels:type_name -> flashsale.payment.v1.Channel
 	12, // 4: flashsale.payment.v1.ReconcileResponse.reports:type_name -> flashsale.payment.v1.ReconcileReport
-	2,  // 5: flashsale.payment.v1.PaymentService.Pay:input_type -> flashsale.payment.v1.PayRequest
-	3,  // 6: flashsale.payment.v1.PaymentService.GetPayment:input_type -> flashsale.payment.v1.GetPaymentRequest
-	4,  // 7: flashsale.payment.v1.PaymentService.HandleCallback:input_type -> flashsale.payment.v1.CallbackRequest
-	6,  // 8: flashsale.payment.v1.PaymentService.UpdateChannel:input_type -> flashsale.payment.v1.UpdateChannelRequest
-	8,  // 9: flashsale.payment.v1.PaymentService.ListChannels:input_type -> flashsale.payment.v1.ListChannelsRequest
-	10, // 10: flashsale.payment.v1.PaymentService.Reconcile:input_type -> flashsale.payment.v1.ReconcileRequest
-	13, // 11: flashsale.payment.v1.PaymentService.RefundPayment:input_type -> flashsale.payment.v1.RefundPaymentRequest
-	1,  // 12: flashsale.payment.v1.PaymentService.Pay:output_type -> flashsale.payment.v1.Payment
-	1,  // 13: flashsale.payment.v1.PaymentService.GetPayment:output_type -> flashsale.payment.v1.Payment
-	5,  // 14: flashsale.payment.v1.PaymentService.HandleCallback:output_type -> flashsale.payment.v1.CallbackResponse
-	7,  // 15: flashsale.payment.v1.PaymentService.UpdateChannel:output_type -> flashsale.payment.v1.Channel
-	9,  // 16: flashsale.payment.v1.PaymentService.ListChannels:output_type -> flashsale.payment.v1.ListChannelsResponse
-	11, // 17: flashsale.payment.v1.PaymentService.Reconcile:output_type -> flashsale.payment.v1.ReconcileResponse
-	14, // 18: flashsale.payment.v1.PaymentService.RefundPayment:output_type -> flashsale.payment.v1.RefundPaymentResponse
-	12, // [12:19] is the sub-list for method output_type
-	5,  // [5:12] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	15, // 5: flashsale.payment.v1.ReconcileReport.found:type_name -> flashsale.payment.v1.ReconcileReport.FoundEntry
+	2,  // 6: flashsale.payment.v1.PaymentService.Pay:input_type -> flashsale.payment.v1.PayRequest
+	3,  // 7: flashsale.payment.v1.PaymentService.GetPayment:input_type -> flashsale.payment.v1.GetPaymentRequest
+	4,  // 8: flashsale.payment.v1.PaymentService.HandleCallback:input_type -> flashsale.payment.v1.CallbackRequest
+	6,  // 9: flashsale.payment.v1.PaymentService.UpdateChannel:input_type -> flashsale.payment.v1.UpdateChannelRequest
+	8,  // 10: flashsale.payment.v1.PaymentService.ListChannels:input_type -> flashsale.payment.v1.ListChannelsRequest
+	10, // 11: flashsale.payment.v1.PaymentService.Reconcile:input_type -> flashsale.payment.v1.ReconcileRequest
+	13, // 12: flashsale.payment.v1.PaymentService.RefundPayment:input_type -> flashsale.payment.v1.RefundPaymentRequest
+	1,  // 13: flashsale.payment.v1.PaymentService.Pay:output_type -> flashsale.payment.v1.Payment
+	1,  // 14: flashsale.payment.v1.PaymentService.GetPayment:output_type -> flashsale.payment.v1.Payment
+	5,  // 15: flashsale.payment.v1.PaymentService.HandleCallback:output_type -> flashsale.payment.v1.CallbackResponse
+	7,  // 16: flashsale.payment.v1.PaymentService.UpdateChannel:output_type -> flashsale.payment.v1.Channel
+	9,  // 17: flashsale.payment.v1.PaymentService.ListChannels:output_type -> flashsale.payment.v1.ListChannelsResponse
+	11, // 18: flashsale.payment.v1.PaymentService.Reconcile:output_type -> flashsale.payment.v1.ReconcileResponse
+	14, // 19: flashsale.payment.v1.PaymentService.RefundPayment:output_type -> flashsale.payment.v1.RefundPaymentResponse
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_payment_v1_payment_proto_init() }
@@ -1077,7 +1095,7 @@ func file_payment_v1_payment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_payment_v1_payment_proto_rawDesc), len(file_payment_v1_payment_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

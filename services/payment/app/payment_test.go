@@ -289,6 +289,9 @@ func TestDroppedCallbackRepairedByReconciliation(t *testing.T) {
 	got := map[string][]int64{}
 	for _, r := range resp.GetReports() {
 		got[r.GetChannel()] = r.GetRepaired()
+		if n := r.GetFound()["repaired"]; n != int64(len(r.GetRepaired())) {
+			t.Errorf("%s: found %d repaired, listed %v", r.GetChannel(), n, r.GetRepaired())
+		}
 		if len(r.GetUnknown())+len(r.GetMismatched()) > 0 {
 			t.Errorf("%s: unknown %v, mismatched %v; want none", r.GetChannel(), r.GetUnknown(), r.GetMismatched())
 		}

@@ -110,9 +110,13 @@ func (s *Server) Reconcile(ctx context.Context, _ *paymentv1.ReconcileRequest) (
 	}
 	resp := &paymentv1.ReconcileResponse{}
 	for _, r := range reports {
+		found := make(map[string]int64, len(r.Found))
+		for kind, n := range r.Found {
+			found[string(kind)] = int64(n)
+		}
 		resp.Reports = append(resp.Reports, &paymentv1.ReconcileReport{
 			Channel: r.Channel, Checked: int64(r.Checked), Repaired: r.Repaired, Unknown: r.Unknown, Mismatched: r.Mismatched,
-			Unpaid: r.Unpaid,
+			Unpaid: r.Unpaid, Found: found,
 		})
 	}
 	return resp, nil

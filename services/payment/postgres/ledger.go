@@ -271,20 +271,62 @@ func (l *Ledger) Stuck(ctx context.Context, from, to time.Time, after int64, lim
 	return found, nil
 }
 
-// Paid returns the ids of the channel's SUCCEEDED and REFUNDED payments
-// created at or after since.
-func (l *Ledger) Paid(ctx context.Context, channel string, since time.Time) ([]int64, error) {
-	rows, err := l.pool.Query(ctx, `SELECT payment_id FROM payments
-		WHERE channel = $1 AND created_at >= $2 AND status IN ('SUCCEEDED', 'REFUNDED') ORDER BY payment_id`, channel, since)
+// PaidSince opens a read-only REPEATABLE READ transaction on the ledger
+// and takes its snapshot at once, so every page the reader returns is the
+// ledger as it stood when PaidSince returned. The reader pages by
+// (paid_at, payment_id) on the payments_paid index.
+func (l *Ledger) PaidSince(ctx context.Context, channel string, since time.Time) (payment.PaidReader, error) {
+	tx, err := l.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("paid payments of %s: %w", channel, err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	// SET TRANSACTION must come first; the SELECT takes the snapshot.
+	if _, err = tx.Exec(ctx, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`); err == nil {
+		_, err = tx.Exec(ctx, `SELECT 1`)
+	}
 	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("paid payments of %s: %w", channel, err)
 	}
-	return ids, nil
+	return &paidReader{tx: tx, channel: channel, since: since}, nil
 }
+
+// paidReader is PaidSince's snapshot and the last payment it returned.
+type paidReader struct {
+	tx      pgx.Tx
+	channel string
+	since   time.Time
+	last    payment.PaidRef
+}
+
+func (r *paidReader) Next(ctx context.Context, before time.Time, limit int) ([]payment.PaidRef, error) {
+	var until *time.Time
+	if !before.IsZero() {
+		until = &before
+	}
+	rows, err := r.tx.Query(ctx, `SELECT payment_id, paid_at FROM payments
+		WHERE channel = $1 AND paid_at IS NOT NULL AND created_at >= $2
+		  AND (paid_at, payment_id) > ($3, $4) AND ($5::timestamptz IS NULL OR paid_at < $5)
+		ORDER BY paid_at, payment_id LIMIT $6`, r.channel, r.since, r.last.PaidAt, r.last.ID, until, limit)
+	if err != nil {
+		return nil, fmt.Errorf("paid payments of %s: %w", r.channel, err)
+	}
+	refs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (payment.PaidRef, error) {
+		var p payment.PaidRef
+		err := row.Scan(&p.ID, &p.PaidAt)
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("paid payments of %s: %w", r.channel, err)
+	}
+	if len(refs) > 0 {
+		r.last = refs[len(refs)-1]
+	}
+	return refs, nil
+}
+
+// Close ends the snapshot's transaction, also when ctx has ended.
+func (r *paidReader) Close(ctx context.Context) { _ = r.tx.Rollback(context.WithoutCancel(ctx)) }
 
 // Unsettled returns SUCCEEDED payments without the order's answer or
 // waiting for their refund.
