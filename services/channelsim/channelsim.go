@@ -123,7 +123,11 @@ type channelState struct {
 	behaviour Behaviour
 	trades    map[string]*trade // by trade number
 	byRef     map[string]string // merchant ref → trade number
-	stats     Stats
+	// paid is the statement's index: the paid trades (refunded ones
+	// included) ordered by statementKey, so a page is a binary search
+	// and the page's trades, not a scan and sort of the channel.
+	paid  []*trade
+	stats Stats
 	// shadow: the channel's twin for pressure-test traffic
 	// (wire.PressureTestHeader), as a sandbox merchant account: its
 	// trades, refunds, statement and notifications never meet the real
@@ -402,8 +406,12 @@ func (s *Simulator) pay(states map[string]*channelState, channel, tradeNo string
 	if t.Status != wire.TradeWaitPay {
 		return s.view(t), nil
 	}
-	now := s.cfg.Clock.Now()
+	// The wall time alone: a statement cursor carries no monotonic
+	// reading, and the index must order trades as the cursor compares
+	// them.
+	now := s.cfg.Clock.Now().Round(0)
 	t.Status, t.PaidAt = wire.TradePaid, &now
+	c.index(t)
 	c.stats.Notified++
 	n := wire.Notification{
 		NotifyID: "n-" + t.TradeNo, Channel: c.Name, TradeNo: t.TradeNo, MerchantRef: t.MerchantRef,
@@ -553,31 +561,39 @@ func (s *Simulator) statement(c *channelState, r *http.Request) (any, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var page []wire.Trade
-	for _, t := range c.trades {
-		if t.Status == wire.TradeWaitPay || t.PaidAt == nil {
-			continue
+	// The page starts at the first trade paid at since or later (no
+	// trade number sorts before from's empty one) and after the cursor.
+	start, _ := slices.BinarySearchFunc(c.paid, from, compareKey)
+	if after != nil {
+		i, found := slices.BinarySearchFunc(c.paid, *after, compareKey)
+		if found {
+			i++
 		}
-		k := statementKey{*t.PaidAt, t.TradeNo}
-		if k.paidAt.Before(from.paidAt) || (after != nil && k.compare(*after) <= 0) {
-			continue
-		}
-		page = append(page, s.view(t))
+		start = max(start, i)
 	}
-	slices.SortFunc(page, func(a, b wire.Trade) int {
-		return statementKey{*a.PaidAt, a.TradeNo}.compare(statementKey{*b.PaidAt, b.TradeNo})
-	})
-	st := wire.Statement{Channel: c.Name, Trades: page}
-	if len(page) > limit {
-		st.Trades = page[:limit]
-		last := page[limit-1]
-		st.Next = statementKey{*last.PaidAt, last.TradeNo}.cursor()
+	rest := c.paid[start:]
+	st := wire.Statement{Channel: c.Name, Trades: make([]wire.Trade, 0, min(len(rest), limit))}
+	for _, t := range rest[:min(len(rest), limit)] {
+		st.Trades = append(st.Trades, s.view(t))
 	}
-	if st.Trades == nil {
-		st.Trades = []wire.Trade{}
+	if len(rest) > limit {
+		st.Next = rest[limit-1].key().cursor()
 	}
 	return st, nil
 }
+
+// index adds the newly paid t to the statement's index. Trades are
+// nearly always paid in clock order, so its place is nearly always the
+// end and the insertion moves nothing.
+func (c *channelState) index(t *trade) {
+	i, _ := slices.BinarySearchFunc(c.paid, t.key(), compareKey)
+	c.paid = slices.Insert(c.paid, i, t)
+}
+
+// key is a paid trade's place in the statement.
+func (t *trade) key() statementKey { return statementKey{*t.PaidAt, t.TradeNo} }
+
+func compareKey(t *trade, k statementKey) int { return t.key().compare(k) }
 
 // statementKey orders a statement: payment time, then trade number.
 type statementKey struct {

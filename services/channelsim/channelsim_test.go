@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -105,6 +107,32 @@ func (f *fixture) mustCreate(tb testing.TB, ref string, amount int64) wire.Trade
 		tb.Fatalf("create: status %d", st)
 	}
 	return t
+}
+
+// readStatement reads the whole statement of alipay, marked or not, page
+// by page with the query given, following the cursors, and returns its
+// trades and the number of pages.
+func (f *fixture) readStatement(tb testing.TB, marked bool, query string) ([]wire.Trade, int) {
+	tb.Helper()
+	var trades []wire.Trade
+	for pages, cursor := 1, ""; ; pages++ {
+		var st wire.Statement
+		path := "/alipay/statement?" + query
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		if code := f.callAs(tb, marked, "GET", path, nil, &st); code != http.StatusOK {
+			tb.Fatalf("GET %s: status %d", path, code)
+		}
+		trades = append(trades, st.Trades...)
+		if st.Next == "" {
+			return trades, pages
+		}
+		if pages > len(trades)+1 {
+			tb.Fatal("the cursor never ends")
+		}
+		cursor = st.Next
+	}
 }
 
 // waitFor polls cond until it holds or ten seconds pass.
@@ -341,27 +369,9 @@ func TestStatementPages(t *testing.T) {
 	f.mustCreate(t, "unpaid", 1)
 	since := start.Add(time.Second).Format(time.RFC3339Nano) // p0 and p1 were paid before
 	var got []string
-	pages, cursor := 0, ""
-	for {
-		var st wire.Statement
-		path := "/alipay/statement?limit=2&since=" + url.QueryEscape(since)
-		if cursor != "" {
-			path += "&cursor=" + url.QueryEscape(cursor)
-		}
-		if code := f.call(t, "GET", path, nil, &st); code != http.StatusOK {
-			t.Fatalf("GET %s: status %d", path, code)
-		}
-		pages++
-		for _, tr := range st.Trades {
-			got = append(got, tr.TradeNo)
-		}
-		if st.Next == "" {
-			break
-		}
-		if pages > 10 {
-			t.Fatal("the cursor never ends")
-		}
-		cursor = st.Next
+	read, pages := f.readStatement(t, false, "limit=2&since="+url.QueryEscape(since))
+	for _, tr := range read {
+		got = append(got, tr.TradeNo)
 	}
 	var whole wire.Statement
 	f.call(t, "GET", "/alipay/statement?since="+url.QueryEscape(since), nil, &whole)
@@ -383,4 +393,91 @@ func TestStatementPages(t *testing.T) {
 			t.Errorf("GET statement%s: status %d, want 400", bad, code)
 		}
 	}
+}
+
+// TestStatementOverManyTrades: a statement read page by page over
+// hundreds of trades, paid in another order than they were opened, many
+// at one instant and some on a clock set back, lists each paid trade
+// exactly once, refunded ones included, in payment order and then trade
+// number order, and neither the unpaid trades nor the marked ones.
+func TestStatementOverManyTrades(t *testing.T) {
+	f := MustSimulator(t)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var opened []wire.Trade
+	for i := range 400 {
+		opened = append(opened, f.mustCreate(t, fmt.Sprintf("m%d", i), 100))
+	}
+	var marked wire.Trade
+	f.callAs(t, true, "POST", "/alipay/payments", wire.CreatePayment{MerchantRef: "m0", Amount: 100}, &marked)
+	if st := f.callAs(t, true, "POST", "/alipay/wallet/"+marked.TradeNo, nil, nil); st != http.StatusOK {
+		t.Fatalf("marked pay: status %d", st)
+	}
+	start := f.clock.Now()
+	var want []wire.Trade
+	refunded := map[string]bool{}
+	for _, i := range rnd.Perm(len(opened)) {
+		n := rnd.IntN(10)
+		switch {
+		case n == 0: // never paid
+			continue
+		case n == 1:
+			f.clock.Advance(-time.Duration(rnd.IntN(3000)) * time.Millisecond)
+		case n < 5:
+			f.clock.Advance(time.Duration(rnd.IntN(1000)) * time.Millisecond)
+		} // otherwise paid at the instant of the trade before
+		paid, err := f.sim.Pay("alipay", opened[i].TradeNo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, paid)
+		if n == 2 {
+			if st := f.call(t, "POST", "/alipay/refunds", wire.RefundRequest{TradeNo: paid.TradeNo, RefundRef: "r", Amount: 100}, nil); st != http.StatusOK {
+				t.Fatalf("refund: status %d", st)
+			}
+			refunded[paid.TradeNo] = true
+		}
+	}
+	slices.SortFunc(want, func(a, b wire.Trade) int {
+		if c := a.PaidAt.Compare(*b.PaidAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.TradeNo, b.TradeNo)
+	})
+	since := start.Add(2 * time.Second)
+	tests := []struct {
+		name  string
+		query string
+		want  []wire.Trade
+	}{
+		{"whole", "limit=7", want},
+		{"since an instant", "limit=7&since=" + url.QueryEscape(since.Format(time.RFC3339Nano)),
+			slices.DeleteFunc(slices.Clone(want), func(tr wire.Trade) bool { return tr.PaidAt.Before(since) })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, pages := f.readStatement(t, false, tt.query)
+			if wantPages := max(1, (len(tt.want)+6)/7); pages != wantPages {
+				t.Errorf("%d pages, want %d", pages, wantPages)
+			}
+			if !slices.Equal(tradeNos(got), tradeNos(tt.want)) {
+				t.Fatalf("statement = %v,\nwant %v", tradeNos(got), tradeNos(tt.want))
+			}
+			for _, tr := range got {
+				if wantStatus := map[bool]wire.TradeStatus{false: wire.TradePaid, true: wire.TradeRefunded}[refunded[tr.TradeNo]]; tr.Status != wantStatus {
+					t.Errorf("trade %s is %s on the statement, want %s", tr.TradeNo, tr.Status, wantStatus)
+				}
+			}
+		})
+	}
+	if got, _ := f.readStatement(t, true, "limit=7"); !slices.Equal(tradeNos(got), []string{marked.TradeNo}) {
+		t.Errorf("the marked statement = %v, want only %s", tradeNos(got), marked.TradeNo)
+	}
+}
+
+func tradeNos(trades []wire.Trade) []string {
+	out := make([]string, len(trades))
+	for i, t := range trades {
+		out[i] = t.TradeNo
+	}
+	return out
 }
