@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flashsale/flashsale/deploy/local"
+	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/gateway/api"
 	gwapp "github.com/flashsale/flashsale/gateway/app"
 	"github.com/flashsale/flashsale/loadtest"
@@ -26,6 +27,7 @@ import (
 	"github.com/flashsale/flashsale/loadtest/scenario"
 	"github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
+	"github.com/flashsale/flashsale/services/order"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 )
 
@@ -53,11 +55,16 @@ func TestMain(m *testing.M) {
 		stack = s
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		p, err := local.Up(ctx, s, local.Options{AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = paymentWindow },
+		p, err := local.Up(ctx, s, local.Options{
+			AdjustOrder: func(c *orderapp.Config) {
+				c.PaymentWindow = paymentWindow
+				c.ReplayWait = raceSlowdown * order.DefaultReplayWait
+			},
 			AdjustGateway: func(c *gwapp.Config) {
 				// As make demo runs it for the small scenario below.
 				c.ChallengeBits = 8
 				c.Blocklist.Devices = []string{"bot-farm"}
+				c.CallTimeout = raceSlowdown * gateway.DefaultCallTimeout
 			}})
 		if err != nil {
 			panic(err)

@@ -53,13 +53,14 @@ func TestMixedReplayLeaksNothing(t *testing.T) {
 		}
 		sc.Users.FirstID += first
 		// Each class at a third of the small scenario's rates: together
-		// they offer less than TestReplayAuditPasses offers alone, so the
+		// they offer less than TestReplayAuditPasses offers alone. The
 		// audits' latency-bound checks (5xx only under a fault: a call
-		// that outlives the gateway's budget is a 503) hold on a CI
-		// machine that runs other packages' tests beside this one (at
-		// half, one run in twelve under -race with a busy core saw one
-		// such 503). Load beyond that is the demo's (make demo MIXED=1),
-		// not a test's.
+		// that outlives the gateway's budget is a 503) are also why this
+		// package's platform has raceSlowdown times the budgets
+		// (race_test.go): at a third and the production budgets, the two
+		// classes' herds at phone-sale's opening outlived 2 s in one run
+		// in eight under -race with a busy core. Load beyond that is the
+		// demo's (make demo MIXED=1), not a test's.
 		for i := range sc.Phases {
 			sc.Phases[i].Rate /= 3
 			sc.Phases[i].RateFrom /= 3

@@ -72,6 +72,11 @@ type Config struct {
 	RefundSweepEvery, RefundRetryAfter time.Duration
 	// PaymentWindow is how long a buyer has to pay an order.
 	PaymentWindow time.Duration
+	// ReplayWait bounds how long a replayed flash-sale request waits for
+	// its first request's order to be on its way; it should match the
+	// gateway's call timeout (FLASHSALE_CALL_TIMEOUT), past which the
+	// buyer has left.
+	ReplayWait time.Duration
 	// ActivityTTL is how long an activity read from product is cached.
 	ActivityTTL time.Duration
 	// NodeID is this replica's replica number for ids (0..127), distinct per
@@ -144,6 +149,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		RefundRetryAfter:  env.Positive("FLASHSALE_REFUND_RETRY_AFTER", order.DefaultRefundRetryAfter),
 		RPCTimeout:        env.Positive("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
 		PaymentWindow:     env.Positive("FLASHSALE_PAYMENT_WINDOW", DefaultPaymentWindow),
+		ReplayWait:        env.Positive("FLASHSALE_REPLAY_WAIT", order.DefaultReplayWait),
 		ActivityTTL:       env.Positive("FLASHSALE_ACTIVITY_CACHE_TTL", DefaultActivityTTL),
 		NodeID:            env.IntIn("FLASHSALE_NODE_ID", 0, 0, ids.MaxReplica),
 		ConsumerBatchSize: int(env.IntIn("FLASHSALE_CONSUMER_BATCH_SIZE", DefaultConsumerBatchSize, 1, 10000)),
@@ -181,6 +187,7 @@ func (c Config) withDefaults() Config {
 	c.RPCTimeout = cmp.Or(c.RPCTimeout, DefaultRPCTimeout)
 	c.RefundSweepEvery = cmp.Or(c.RefundSweepEvery, DefaultRefundSweepEvery)
 	c.PaymentWindow = cmp.Or(c.PaymentWindow, DefaultPaymentWindow)
+	c.ReplayWait = cmp.Or(c.ReplayWait, order.DefaultReplayWait)
 	c.ActivityTTL = cmp.Or(c.ActivityTTL, DefaultActivityTTL)
 	c.ConsumerBatchSize = cmp.Or(c.ConsumerBatchSize, DefaultConsumerBatchSize)
 	c.ConsumerBatchWait = cmp.Or(c.ConsumerBatchWait, DefaultConsumerBatchWait)

@@ -92,7 +92,7 @@ func (d domain) useCases(pub order.Publisher) ordergrpc.UseCases {
 		Placing: order.NewPlacing(order.PlacingConfig{
 			Reservations: d.inv, Activities: d.activities, Publisher: publisher,
 			Pending: pending, Orders: d.store, Clock: cfg.Clock, NextID: d.next,
-			PaymentWindow: cfg.PaymentWindow, ActivityTTL: cfg.ActivityTTL, Observer: d.observer, Logger: d.log,
+			PaymentWindow: cfg.PaymentWindow, ActivityTTL: cfg.ActivityTTL, ReplayWait: cfg.ReplayWait, Observer: d.observer, Logger: d.log,
 		}),
 		Cancelling: order.NewCancelling(order.CancellingConfig{
 			Lookup: lookup, Transitions: d.store, Releaser: d.inv, Catalog: d.catalog, Pricing: d.pricing, Regular: d.store,
