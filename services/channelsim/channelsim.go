@@ -101,7 +101,22 @@ type Config struct {
 	// for none (default wire.StatementPageMax); tests make it small to
 	// make every reconciliation read several pages.
 	StatementPage int
+	// Retention is how long a channel keeps a trade before it forgets
+	// it, as a real channel archives old trades: a paid trade for
+	// Retention after its payment, one never paid for Retention after
+	// its creation (default DefaultRetention). A forgotten trade is
+	// gone from query, wallet, refund and statement. It must comfortably
+	// exceed how far back the payment service asks: its reconciliation
+	// window (ReconcileWindow, 24h) plus the hour of slack its statement
+	// starts earlier, and the day it keeps querying a payment still
+	// PAYING (QueryFor, 24h after creation).
+	Retention time.Duration
 }
+
+// DefaultRetention is the default of Config.Retention: two days, a day
+// more than the payment service's reconciliation window and its
+// statement slack need.
+const DefaultRetention = 48 * time.Hour
 
 // Stats count what happened to one channel's notifications.
 type Stats struct {
@@ -123,9 +138,13 @@ type channelState struct {
 	behaviour Behaviour
 	trades    map[string]*trade // by trade number
 	byRef     map[string]string // merchant ref → trade number
+	// created holds the trades in the order they were opened, so the
+	// retention forgets the unpaid ones from its front.
+	created []*trade
 	// paid is the statement's index: the paid trades (refunded ones
 	// included) ordered by statementKey, so a page is a binary search
-	// and the page's trades, not a scan and sort of the channel.
+	// and the page's trades, not a scan and sort of the channel. The
+	// retention forgets paid trades from its front.
 	paid  []*trade
 	stats Stats
 	// shadow: the channel's twin for pressure-test traffic
@@ -133,6 +152,36 @@ type channelState struct {
 	// trades, refunds, statement and notifications never meet the real
 	// ones. It behaves as the real channel does.
 	shadow bool
+}
+
+func newChannelState(c wire.Channel, shadow bool) *channelState {
+	return &channelState{Channel: c, trades: map[string]*trade{}, byRef: map[string]string{}, shadow: shadow}
+}
+
+// forget drops the trades that have aged past cut: the paid ones paid
+// then or before, the unpaid ones opened then or before. Both queues are
+// ordered by the time they are read by (a clock set back only keeps a
+// trade behind a younger one a little longer), so each trade is looked
+// at once when it leaves a queue's front: the cost is constant per
+// trade, however many the channel holds.
+func (c *channelState) forget(cut time.Time) {
+	for len(c.paid) > 0 && !c.paid[0].PaidAt.After(cut) {
+		c.drop(c.paid[0])
+		c.paid[0] = nil // the backing array outlives the slice's front
+		c.paid = c.paid[1:]
+	}
+	for len(c.created) > 0 && !c.created[0].CreatedAt.After(cut) {
+		if t := c.created[0]; t.Status == wire.TradeWaitPay {
+			c.drop(t)
+		} // a paid one leaves with the paid index
+		c.created[0] = nil
+		c.created = c.created[1:]
+	}
+}
+
+func (c *channelState) drop(t *trade) {
+	delete(c.trades, t.TradeNo)
+	delete(c.byRef, t.MerchantRef)
 }
 
 // Simulator is the channels' server. It is safe for concurrent use.
@@ -164,6 +213,9 @@ func New(cfg Config) (*Simulator, error) {
 	if cfg.NotifyBackoff <= 0 {
 		cfg.NotifyBackoff = 200 * time.Millisecond
 	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
 	if cfg.StatementPage <= 0 || cfg.StatementPage > wire.StatementPageMax {
 		cfg.StatementPage = wire.StatementPageMax
 	}
@@ -185,8 +237,8 @@ func New(cfg Config) (*Simulator, error) {
 		if _, dup := s.channels[c.Name]; dup {
 			return nil, fmt.Errorf("channelsim: channel %q configured twice", c.Name)
 		}
-		s.channels[c.Name] = &channelState{Channel: c, trades: map[string]*trade{}, byRef: map[string]string{}}
-		s.shadows[c.Name] = &channelState{Channel: c, trades: map[string]*trade{}, byRef: map[string]string{}, shadow: true}
+		s.channels[c.Name] = newChannelState(c, false)
+		s.shadows[c.Name] = newChannelState(c, true)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mux.HandleFunc("POST /{channel}/payments", s.gated(s.create))
@@ -221,6 +273,17 @@ func (s *Simulator) Close() {
 	s.inflight.Wait()
 }
 
+// forget drops channel's trades, real and marked, that are older than
+// the retention at now. Callers hold s.mu.
+func (s *Simulator) forget(channel string, now time.Time) {
+	cut := now.Add(-s.cfg.Retention)
+	for _, states := range []map[string]*channelState{s.channels, s.shadows} {
+		if c, ok := states[channel]; ok {
+			c.forget(cut)
+		}
+	}
+}
+
 // SetBehaviour changes how a channel behaves from now on.
 func (s *Simulator) SetBehaviour(channel string, b Behaviour) error {
 	if err := b.validate(); err != nil {
@@ -250,6 +313,7 @@ func (s *Simulator) Stats(channel string) Stats {
 func (s *Simulator) Trade(channel, ref string) (wire.Trade, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.forget(channel, s.cfg.Clock.Now())
 	c, ok := s.channels[channel]
 	if !ok {
 		return wire.Trade{}, false
@@ -267,6 +331,7 @@ func (s *Simulator) Trade(channel, ref string) (wire.Trade, bool) {
 func (s *Simulator) Pay(channel, tradeNo string) (wire.Trade, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.forget(channel, s.cfg.Clock.Now())
 	return s.pay(s.channels, channel, tradeNo)
 }
 
@@ -295,11 +360,12 @@ func (s *Simulator) gated(h func(c *channelState, r *http.Request) (any, error))
 		c, ok := states[name]
 		var b Behaviour
 		var unlucky bool
+		now := s.cfg.Clock.Now()
 		if ok {
 			b = s.channels[name].behaviour
 			unlucky = b.FailureRate > 0 && s.rnd.Float64() < b.FailureRate
+			s.forget(name, now)
 		}
-		now := s.cfg.Clock.Now()
 		s.mu.Unlock()
 		if !ok {
 			writeJSON(w, http.StatusNotFound, wire.Error{Code: wire.CodeNotFound, Message: "unknown channel " + name})
@@ -351,12 +417,13 @@ func (s *Simulator) create(c *channelState, r *http.Request) (any, error) {
 	if c.shadow {
 		no = "shadow-" + no
 	}
-	c.trades[no] = &trade{Trade: wire.Trade{
+	t := &trade{Trade: wire.Trade{
 		TradeNo: no, MerchantRef: req.MerchantRef, Channel: c.Name, Amount: req.Amount,
 		Status: wire.TradeWaitPay, CreatedAt: s.cfg.Clock.Now(),
 	}}
-	c.byRef[req.MerchantRef] = no
-	return s.view(c.trades[no]), nil
+	c.trades[no], c.byRef[req.MerchantRef] = t, no
+	c.created = append(c.created, t)
+	return s.view(t), nil
 }
 
 // view returns t as the API shows it; callers hold s.mu.

@@ -481,3 +481,70 @@ func tradeNos(trades []wire.Trade) []string {
 	}
 	return out
 }
+
+// TestRetention: a channel forgets a paid trade the default retention
+// (two days) after its payment and an unpaid one as long after its
+// creation, real and marked alike: gone from query, wallet, statement
+// and the channel's memory, while a trade paid since stays.
+func TestRetention(t *testing.T) {
+	f := MustSimulator(t)
+	start := f.clock.Now()
+	mustPay := func(tr wire.Trade) {
+		t.Helper()
+		if _, err := f.sim.Pay("alipay", tr.TradeNo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldPaid, oldUnpaid, late := f.mustCreate(t, "old-paid", 100), f.mustCreate(t, "old-unpaid", 100), f.mustCreate(t, "late", 100)
+	mustPay(oldPaid)
+	var marked wire.Trade
+	f.callAs(t, true, "POST", "/alipay/payments", wire.CreatePayment{MerchantRef: "old-paid", Amount: 100}, &marked)
+	f.callAs(t, true, "POST", "/alipay/wallet/"+marked.TradeNo, nil, nil)
+	f.clock.Advance(30 * time.Hour)
+	mustPay(late) // opened with the old ones, paid 30 hours later
+	recent := f.mustCreate(t, "recent", 100)
+	mustPay(recent)
+
+	type held struct{ trades, refs, paid int }
+	steps := []struct {
+		at         time.Duration
+		wantKnown  []string // merchant refs the query finds
+		wantStmt   []string // trade numbers of the statement
+		wantReal   held
+		wantMarked held
+	}{
+		{48*time.Hour - time.Second, []string{"old-paid", "old-unpaid", "late", "recent"},
+			[]string{oldPaid.TradeNo, late.TradeNo, recent.TradeNo}, held{4, 4, 3}, held{1, 1, 1}},
+		{48 * time.Hour, []string{"late", "recent"}, []string{late.TradeNo, recent.TradeNo}, held{2, 2, 2}, held{}},
+		{78 * time.Hour, nil, nil, held{}, held{}},
+	}
+	for _, s := range steps {
+		f.clock.Set(start.Add(s.at))
+		for _, ref := range []string{"old-paid", "old-unpaid", "late", "recent"} {
+			want := slices.Contains(s.wantKnown, ref)
+			if code := f.call(t, "GET", "/alipay/payments?merchant_ref="+ref, nil, nil); (code == http.StatusOK) != want {
+				t.Errorf("at +%s: query of %s: status %d, want it known: %t", s.at, ref, code, want)
+			}
+		}
+		got, _ := f.readStatement(t, false, "limit=2")
+		if !slices.Equal(tradeNos(got), s.wantStmt) {
+			t.Errorf("at +%s: statement %v, want %v", s.at, tradeNos(got), s.wantStmt)
+		}
+		if got, _ := f.readStatement(t, true, "limit=2"); len(got) != s.wantMarked.paid {
+			t.Errorf("at +%s: marked statement %v, want %d trades", s.at, tradeNos(got), s.wantMarked.paid)
+		}
+		for _, h := range []struct {
+			marked bool
+			want   held
+		}{{false, s.wantReal}, {true, s.wantMarked}} {
+			var got held
+			got.trades, got.refs, got.paid = f.sim.Held("alipay", h.marked)
+			if got != h.want {
+				t.Errorf("at +%s: marked %t: holds %+v, want %+v", s.at, h.marked, got, h.want)
+			}
+		}
+	}
+	if code := f.call(t, "POST", "/alipay/wallet/"+oldUnpaid.TradeNo, nil, nil); code != http.StatusNotFound {
+		t.Errorf("paying a forgotten trade: status %d, want 404", code)
+	}
+}

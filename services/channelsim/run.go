@@ -26,8 +26,9 @@ const DefaultAddr = ":9301"
 
 // ConfigFromEnv reads FLASHSALE_CHANNELSIM_ADDR, FLASHSALE_NOTIFY_URL (the
 // gateway's callback base), FLASHSALE_CHANNELSIM_BASE_URL,
-// FLASHSALE_CHANNELSIM_SEED and FLASHSALE_CHANNELS, a list of name=secret
-// pairs; problems are collected in env.
+// FLASHSALE_CHANNELSIM_SEED, FLASHSALE_CHANNELSIM_RETENTION and
+// FLASHSALE_CHANNELS, a list of name=secret pairs; problems are collected
+// in env.
 func ConfigFromEnv(env *config.Env) ServerConfig {
 	cfg := ServerConfig{
 		Addr: env.String("FLASHSALE_CHANNELSIM_ADDR", DefaultAddr),
@@ -35,6 +36,7 @@ func ConfigFromEnv(env *config.Env) ServerConfig {
 			NotifyURL: env.String("FLASHSALE_NOTIFY_URL", "http://127.0.0.1:8080/api/v1/payments/callbacks"),
 			BaseURL:   env.String("FLASHSALE_CHANNELSIM_BASE_URL", ""),
 			Seed:      uint64(env.Int("FLASHSALE_CHANNELSIM_SEED", 1)),
+			Retention: env.Positive("FLASHSALE_CHANNELSIM_RETENTION", DefaultRetention),
 		},
 	}
 	cfg.Channels = wire.ParseChannels(env, "FLASHSALE_CHANNELS")
