@@ -12,6 +12,7 @@ package channelsim
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"encoding/json"
 	"errors"
@@ -91,8 +92,18 @@ type Config struct {
 	// NotifyAttempts bounds the deliveries of one notification that the
 	// merchant does not answer 2xx (default 5); NotifyBackoff is the wait
 	// before the first retry, doubled for each next one (default 200ms).
+	// Delays and backoffs are waited on the wall clock, not Clock: a
+	// test's manual clock does not hold them up.
 	NotifyAttempts int
 	NotifyBackoff  time.Duration
+	// NotifyQueue bounds the notifications under way, all channels
+	// together: waiting for their delay or a retry, or being posted
+	// (default DefaultNotifyQueue); one made while the queue is full is
+	// given up unsent and counted in Stats.Overflowed. A real channel
+	// that cannot reach the merchant gives up too: the payment service's
+	// sweep, which queries the channel about each payment still PAYING,
+	// and its reconciliation settle the payment anyway.
+	NotifyQueue int
 	// HTTPClient posts notifications (default: a client with a 5s
 	// timeout).
 	HTTPClient *http.Client
@@ -118,12 +129,22 @@ type Config struct {
 // statement slack need.
 const DefaultRetention = 48 * time.Hour
 
+// DefaultNotifyQueue is the default of Config.NotifyQueue: far more
+// notifications than a healthy merchant leaves waiting, a few megabytes
+// when a dead one leaves the queue full.
+const DefaultNotifyQueue = 10_000
+
+// notifyWorkers is how many notifications the simulator posts at once,
+// all channels together.
+const notifyWorkers = 8
+
 // Stats count what happened to one channel's notifications.
 type Stats struct {
 	Notified   int // notifications made (one per paid trade)
 	Delivered  int // deliveries answered 2xx, duplicates included
 	Duplicated int // notifications delivered a second time on purpose
 	Dropped    int // notifications never sent on purpose
+	Overflowed int // notifications given up unsent: the delivery queue was full
 	Failed     int // deliveries not answered 2xx
 }
 
@@ -194,9 +215,17 @@ type Simulator struct {
 	channels map[string]*channelState
 	shadows  map[string]*channelState
 	seq      int64
+	// queue holds the notifications waiting for their next delivery,
+	// the earliest due first. pending counts them and those a worker is
+	// posting, at most cfg.NotifyQueue. A push that may make a
+	// notification due earlier than a waiting worker expects sends on
+	// wake.
+	queue    deliveries
+	pending  int
+	wake     chan struct{}
 	ctx      context.Context
 	cancel   context.CancelFunc
-	inflight sync.WaitGroup
+	inflight sync.WaitGroup // the delivery workers
 }
 
 // New returns a simulator of cfg.Channels.
@@ -213,6 +242,9 @@ func New(cfg Config) (*Simulator, error) {
 	if cfg.NotifyBackoff <= 0 {
 		cfg.NotifyBackoff = 200 * time.Millisecond
 	}
+	if cfg.NotifyQueue <= 0 {
+		cfg.NotifyQueue = DefaultNotifyQueue
+	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
 	}
@@ -226,7 +258,7 @@ func New(cfg Config) (*Simulator, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Simulator{
-		cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
+		cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), wake: make(chan struct{}, 1),
 		rnd:      rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		channels: map[string]*channelState{}, shadows: map[string]*channelState{},
 	}
@@ -241,6 +273,10 @@ func New(cfg Config) (*Simulator, error) {
 		s.shadows[c.Name] = newChannelState(c, true)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.inflight.Add(notifyWorkers)
+	for range notifyWorkers {
+		go s.deliver()
+	}
 	s.mux.HandleFunc("POST /{channel}/payments", s.gated(s.create))
 	s.mux.HandleFunc("GET /{channel}/payments", s.gated(s.query))
 	s.mux.HandleFunc("POST /{channel}/wallet/{trade_no}", s.gated(s.wallet))
@@ -267,7 +303,8 @@ func (s *Simulator) Serve(ctx context.Context, lis net.Listener) error {
 	return err
 }
 
-// Close stops notification deliveries and waits for those under way.
+// Close stops notification deliveries, aborting those being posted, and
+// waits for the delivery workers that New started to return.
 func (s *Simulator) Close() {
 	s.cancel()
 	s.inflight.Wait()
@@ -494,55 +531,136 @@ func (s *Simulator) pay(states map[string]*channelState, channel, tradeNo string
 			c.stats.Duplicated++
 			copies = 2
 		}
-		s.inflight.Add(1)
-		go s.notify(c, n, time.Duration(b.NotifyDelayMS)*time.Millisecond, copies)
+		s.enqueue(c, n, time.Duration(b.NotifyDelayMS)*time.Millisecond, copies)
 	}
 	return s.view(t), nil
 }
 
-// notify delivers n copies times after delay, retrying each delivery the
-// merchant does not answer 2xx with a doubling backoff.
-func (s *Simulator) notify(c *channelState, n wire.Notification, delay time.Duration, copies int) {
-	defer s.inflight.Done()
+// delivery is a notification under way: its signed body, the copies
+// still to deliver (the one being tried included) and when the current
+// copy's next attempt is due.
+type delivery struct {
+	c        *channelState
+	body     []byte
+	sig      string
+	copies   int
+	attempts int // attempts made at the current copy
+	due      time.Time
+}
+
+// deliveries is a heap of deliveries, the earliest due at its root.
+type deliveries []*delivery
+
+func (q deliveries) Len() int           { return len(q) }
+func (q deliveries) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
+func (q deliveries) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *deliveries) Push(x any)        { *q = append(*q, x.(*delivery)) }
+func (q *deliveries) Pop() any {
+	old := *q
+	d := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	return d
+}
+
+// enqueue queues n for delivery, copies times, after delay, or gives it
+// up when the queue is full. Callers hold s.mu.
+func (s *Simulator) enqueue(c *channelState, n wire.Notification, delay time.Duration, copies int) {
+	if s.pending >= s.cfg.NotifyQueue {
+		c.stats.Overflowed++
+		return
+	}
 	body, err := json.Marshal(n)
 	if err != nil {
 		s.log.Error("notification not encodable", "err", err)
 		return
 	}
-	sig := wire.Sign([]byte(c.Secret), body)
-	if !s.sleep(delay) {
-		return
+	s.pending++
+	s.push(&delivery{c: c, body: body, sig: wire.Sign([]byte(c.Secret), body), copies: copies, due: time.Now().Add(delay)})
+}
+
+// push queues d and wakes a waiting worker, whose wait may now be too
+// long. Callers hold s.mu.
+func (s *Simulator) push(d *delivery) {
+	heap.Push(&s.queue, d)
+	s.nudge()
+}
+
+// nudge wakes a waiting worker to look at the queue again.
+func (s *Simulator) nudge() {
+	select {
+	case s.wake <- struct{}{}:
+	default: // a wake-up is already waiting for a worker
 	}
-	for range copies {
-		backoff := s.cfg.NotifyBackoff
-		for attempt := 1; attempt <= s.cfg.NotifyAttempts; attempt++ {
-			ok := s.post(c.Name, body, sig)
-			s.mu.Lock()
-			if ok {
-				c.stats.Delivered++
-			} else {
-				c.stats.Failed++
-			}
-			s.mu.Unlock()
-			if ok || attempt == s.cfg.NotifyAttempts || !s.sleep(backoff) {
-				break
-			}
-			backoff *= 2
+}
+
+// deliver is a delivery worker: it posts each notification when due
+// until the simulator closes.
+func (s *Simulator) deliver() {
+	defer s.inflight.Done()
+	timer := time.NewTimer(0) // reset before each wait it serves
+	defer timer.Stop()
+	for s.ctx.Err() == nil {
+		d, wait := s.next()
+		if d != nil {
+			s.attempt(d)
+			continue
+		}
+		var due <-chan time.Time // none: the queue is empty
+		if wait > 0 {
+			timer.Reset(wait)
+			due = timer.C
+		}
+		select {
+		case <-due:
+		case <-s.wake:
+		case <-s.ctx.Done():
 		}
 	}
 }
 
-// sleep waits d unless the simulator closes first.
-func (s *Simulator) sleep(d time.Duration) bool {
-	if d <= 0 {
-		return s.ctx.Err() == nil
+// next takes the queue's earliest delivery if it is due, or says how
+// long until it is (zero: the queue is empty). A worker that takes one
+// passes the wake-up on, as another may be due too.
+func (s *Simulator) next() (*delivery, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		return nil, 0
 	}
-	select {
-	case <-time.After(d):
-		return true
-	case <-s.ctx.Done():
-		return false
+	if wait := time.Until(s.queue[0].due); wait > 0 {
+		return nil, wait
 	}
+	d := heap.Pop(&s.queue).(*delivery)
+	if len(s.queue) > 0 {
+		s.nudge()
+	}
+	return d, 0
+}
+
+// attempt posts d once and queues what is left of it: the same copy
+// after a doubling backoff if the merchant did not answer 2xx and
+// attempts remain, else the next copy at once, if any.
+func (s *Simulator) attempt(d *delivery) {
+	ok := s.post(d.c.Name, d.body, d.sig)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d.attempts++
+	if ok {
+		d.c.stats.Delivered++
+	} else {
+		d.c.stats.Failed++
+	}
+	switch {
+	case !ok && d.attempts < s.cfg.NotifyAttempts:
+		d.due = time.Now().Add(s.cfg.NotifyBackoff << (d.attempts - 1))
+	case d.copies > 1:
+		d.copies, d.attempts, d.due = d.copies-1, 0, time.Now()
+	default:
+		s.pending--
+		return
+	}
+	s.push(d)
 }
 
 func (s *Simulator) post(channel string, body []byte, sig string) bool {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,17 +64,29 @@ type fixture struct {
 	merch *merchant
 }
 
+// setStatus makes the merchant answer status (0: 200) from now on.
+func (m *merchant) setStatus(status int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.status = status
+}
+
 // MustSimulator serves a simulator of the default channels notifying a
-// recording merchant, until the test ends.
-func MustSimulator(tb testing.TB) *fixture {
+// recording merchant, until the test ends; adjust changes its
+// configuration.
+func MustSimulator(tb testing.TB, adjust ...func(*channelsim.Config)) *fixture {
 	tb.Helper()
 	m := &merchant{}
 	ms := httptest.NewServer(m)
 	tb.Cleanup(ms.Close)
 	clk := clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
-	sim, err := channelsim.New(channelsim.Config{
+	cfg := channelsim.Config{
 		NotifyURL: ms.URL + "/cb", Clock: clk, Seed: 42, NotifyBackoff: time.Millisecond, NotifyAttempts: 3,
-	})
+	}
+	for _, f := range adjust {
+		f(&cfg)
+	}
+	sim, err := channelsim.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -180,6 +193,8 @@ func TestNotificationFaults(t *testing.T) {
 	}{
 		{"duplicated", channelsim.Behaviour{NotifyDuplicateRate: 1}, 0, 2,
 			channelsim.Stats{Notified: 1, Delivered: 2, Duplicated: 1}, 2},
+		{"delayed", channelsim.Behaviour{NotifyDelayMS: 20}, 0, 1,
+			channelsim.Stats{Notified: 1, Delivered: 1}, 1},
 		{"dropped", channelsim.Behaviour{NotifyDropRate: 1}, 0, 0,
 			channelsim.Stats{Notified: 1, Dropped: 1}, 0},
 		{"merchant failing: retried up to the attempts", channelsim.Behaviour{}, 500, 3,
@@ -546,5 +561,59 @@ func TestRetention(t *testing.T) {
 	}
 	if code := f.call(t, "POST", "/alipay/wallet/"+oldUnpaid.TradeNo, nil, nil); code != http.StatusNotFound {
 		t.Errorf("paying a forgotten trade: status %d, want 404", code)
+	}
+}
+
+// TestNotifyQueueIsBounded: while the merchant's callback is down
+// (answering 503), the notifications of many more paid trades than the
+// queue holds do not pile up: the queue keeps its bound, waiting for
+// their retries without a goroutine each, and the rest are given up and
+// counted. When the merchant is back, the queued ones are delivered.
+func TestNotifyQueueIsBounded(t *testing.T) {
+	const bound, trades = 20, 500
+	f := MustSimulator(t, func(cfg *channelsim.Config) {
+		// Fourteen attempts 1ms, 2ms, ... apart keep each notification
+		// under way for 16 seconds, far longer than the paying takes.
+		cfg.NotifyQueue, cfg.NotifyAttempts, cfg.NotifyBackoff = bound, 14, time.Millisecond
+	})
+	f.merch.setStatus(http.StatusServiceUnavailable)
+	var nos []string
+	for i := range trades {
+		nos = append(nos, f.mustCreate(t, fmt.Sprint("q", i), 100).TradeNo)
+	}
+	before := runtime.NumGoroutine()
+	for _, no := range nos {
+		if _, err := f.sim.Pay("alipay", no); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "retries", func() bool { return f.sim.Stats("alipay").Failed >= 3*bound })
+	if got := f.sim.Pending(); got != bound {
+		t.Errorf("%d notifications pending, want the bound, %d", got, bound)
+	}
+	// The workers' connections to the merchant and the merchant's
+	// handlers come and go; one goroutine per notification would be
+	// hundreds.
+	if grown := runtime.NumGoroutine() - before; grown > 4*channelsim.NotifyWorkers+20 {
+		t.Errorf("%d more goroutines with %d notifications made", grown, trades)
+	}
+	st := f.sim.Stats("alipay")
+	if st.Notified != trades || st.Overflowed != trades-bound || st.Delivered != 0 {
+		t.Errorf("while the merchant is down: stats %+v, want %d notified, %d overflowed, none delivered", st, trades, trades-bound)
+	}
+
+	f.merch.setStatus(0)
+	waitFor(t, "the queued notifications", func() bool { return f.sim.Stats("alipay").Delivered == bound })
+	waitFor(t, "an empty queue", func() bool { return f.sim.Pending() == 0 })
+	got, _, _ := f.merch.notifications()
+	refs := map[string]bool{}
+	for _, n := range got {
+		refs[n.MerchantRef] = true
+	}
+	if len(got) != bound || len(refs) != bound {
+		t.Errorf("the merchant got %d notifications of %d trades, want %d of as many", len(got), len(refs), bound)
+	}
+	if st := f.sim.Stats("alipay"); st.Overflowed != trades-bound {
+		t.Errorf("after the merchant came back: stats %+v, want %d overflowed", st, trades-bound)
 	}
 }

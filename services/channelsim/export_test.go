@@ -12,3 +12,13 @@ func (s *Simulator) Held(channel string, marked bool) (trades, refs, paid int) {
 	}
 	return len(c.trades), len(c.byRef), len(c.paid)
 }
+
+// NotifyWorkers is how many notifications a simulator posts at once.
+const NotifyWorkers = notifyWorkers
+
+// Pending counts the notifications under way: queued, or being posted.
+func (s *Simulator) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending
+}
