@@ -26,17 +26,18 @@ const DefaultAddr = ":9301"
 
 // ConfigFromEnv reads FLASHSALE_CHANNELSIM_ADDR, FLASHSALE_NOTIFY_URL (the
 // gateway's callback base), FLASHSALE_CHANNELSIM_BASE_URL,
-// FLASHSALE_CHANNELSIM_SEED, FLASHSALE_CHANNELSIM_RETENTION and
-// FLASHSALE_CHANNELS, a list of name=secret pairs; problems are collected
-// in env.
+// FLASHSALE_CHANNELSIM_SEED, FLASHSALE_CHANNELSIM_RETENTION,
+// FLASHSALE_CHANNELSIM_NOTIFY_QUEUE and FLASHSALE_CHANNELS, a list of
+// name=secret pairs; problems are collected in env.
 func ConfigFromEnv(env *config.Env) ServerConfig {
 	cfg := ServerConfig{
 		Addr: env.String("FLASHSALE_CHANNELSIM_ADDR", DefaultAddr),
 		Config: Config{
-			NotifyURL: env.String("FLASHSALE_NOTIFY_URL", "http://127.0.0.1:8080/api/v1/payments/callbacks"),
-			BaseURL:   env.String("FLASHSALE_CHANNELSIM_BASE_URL", ""),
-			Seed:      uint64(env.Int("FLASHSALE_CHANNELSIM_SEED", 1)),
-			Retention: env.Positive("FLASHSALE_CHANNELSIM_RETENTION", DefaultRetention),
+			NotifyURL:   env.String("FLASHSALE_NOTIFY_URL", "http://127.0.0.1:8080/api/v1/payments/callbacks"),
+			BaseURL:     env.String("FLASHSALE_CHANNELSIM_BASE_URL", ""),
+			Seed:        uint64(env.Int("FLASHSALE_CHANNELSIM_SEED", 1)),
+			Retention:   env.Positive("FLASHSALE_CHANNELSIM_RETENTION", DefaultRetention),
+			NotifyQueue: int(env.IntIn("FLASHSALE_CHANNELSIM_NOTIFY_QUEUE", DefaultNotifyQueue, 1, 1_000_000)),
 		},
 	}
 	cfg.Channels = wire.ParseChannels(env, "FLASHSALE_CHANNELS")
