@@ -599,3 +599,66 @@ func TestSlowChannelIsAbandonedWithinThePayBudget(t *testing.T) {
 		t.Errorf("alipay trade %s, want REFUNDED at the channel", tr.Status)
 	}
 }
+
+// TestPaidSinceReadsOneSnapshotInPaymentOrder: the ledger's paid payments
+// for reconciliation come from the snapshot PaidSince took, a page at a
+// time in payment order (time, then id), up to a bound: a payment paid
+// after the snapshot, one of another channel, one created before the
+// window and one never paid are not among them.
+func TestPaidSinceReadsOneSnapshotInPaymentOrder(t *testing.T) {
+	p := MustPlatform(t, nil)
+	ctx := context.Background()
+	ch := "snapshot-" + strconv.FormatInt(time.Now().UnixNano(), 36) // a channel of this run alone
+	base := time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+	insert := func(id int64, channel string, created time.Time, paidAt *time.Time) {
+		t.Helper()
+		status := "PAYING"
+		if paidAt != nil {
+			status = "SUCCEEDED"
+		}
+		if _, err := p.ledger.Exec(ctx, `INSERT INTO payments (payment_id, order_id, user_id, channel, amount, status, created_at, paid_at)
+			VALUES ($1, $1, 1, $2, 100, $3, $4, $5)`, id, channel, status, created, paidAt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := func(ms int) *time.Time { v := base.Add(time.Duration(ms) * time.Millisecond); return &v }
+	first := time.Now().UnixNano() // ids of this run alone
+	// Ids against payment order: payment time first, the id breaks ties.
+	insert(first+5, ch, base, at(10))
+	insert(first+1, ch, base, at(30))
+	insert(first+3, ch, base, at(20))
+	insert(first+2, ch, base, at(20))
+	insert(first+4, ch, base, at(40))
+	insert(first+6, ch, base, nil)                    // never paid
+	insert(first+7, ch+"-other", base, at(15))        // another channel
+	insert(first+8, ch, base.Add(-time.Hour), at(25)) // created before the window
+	r, err := paypostgres.NewLedger(p.ledger).PaidSince(ctx, ch, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	insert(first+9, ch, base, at(5)) // paid after the snapshot
+
+	var got []int64
+	page := func(before time.Time, limit int) int {
+		t.Helper()
+		refs, err := r.Next(ctx, before, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ref := range refs {
+			got = append(got, ref.ID-first)
+		}
+		return len(refs)
+	}
+	if n := page(*at(30), 2); n != 2 { // 5, 2
+		t.Errorf("first page: %d payments, want 2", n)
+	}
+	if n := page(*at(30), 2); n != 1 { // 3; 1 is paid at 30, not before it
+		t.Errorf("second page before +30ms: %d payments, want 1", n)
+	}
+	page(time.Time{}, 10) // the rest: 1, 4
+	if want := []int64{5, 2, 3, 1, 4}; !slices.Equal(got, want) {
+		t.Errorf("read %v (ids less the run's first), want %v", got, want)
+	}
+}
