@@ -127,6 +127,12 @@ type ExpirerConfig struct {
 	// RequeueDelay is how long an entry whose order is not stored yet
 	// waits before it is looked at again.
 	RequeueDelay time.Duration
+	// RetryDelay is how long an entry waits after a step of its
+	// settling failed (a read, a release) before it is looked at again:
+	// a transient failure costs its orders a few seconds, not the lease.
+	// The lease still brings back the entries of a worker that died, or
+	// whose requeue failed too.
+	RetryDelay time.Duration
 	// OrphanAfter is how long after its deadline a reservation whose
 	// order never reached Postgres, and was never marked published, is
 	// given up: its event was lost along with the compensating release
@@ -167,6 +173,7 @@ const (
 	DefaultExpiryLease        = 30 * time.Second
 	DefaultExpiryPoll         = time.Second
 	DefaultExpiryRequeueDelay = time.Second
+	DefaultExpiryRetryDelay   = 2 * time.Second
 	DefaultExpiryOrphanAfter  = 10 * time.Minute
 	DefaultExpiryParallel     = 16
 	// DefaultOverdueGrace leaves the queue, which expires an order at its
@@ -194,8 +201,8 @@ func NewExpirer(cfg ExpirerConfig) *Expirer {
 		d time.Duration
 	}{
 		{&cfg.Lease, DefaultExpiryLease}, {&cfg.Poll, DefaultExpiryPoll},
-		{&cfg.RequeueDelay, DefaultExpiryRequeueDelay}, {&cfg.OrphanAfter, DefaultExpiryOrphanAfter},
-		{&cfg.OverdueGrace, DefaultOverdueGrace},
+		{&cfg.RequeueDelay, DefaultExpiryRequeueDelay}, {&cfg.RetryDelay, DefaultExpiryRetryDelay},
+		{&cfg.OrphanAfter, DefaultExpiryOrphanAfter}, {&cfg.OverdueGrace, DefaultOverdueGrace},
 	}
 	for _, d := range defaults {
 		if *d.v <= 0 {
@@ -222,8 +229,9 @@ func NewExpirer(cfg ExpirerConfig) *Expirer {
 // page of the flash-sale backstop (RunBackstopOnce). A full
 // batch is followed by the next round at once, so a backlog drains at the
 // speed of the work; otherwise the worker waits Poll. Failures are logged
-// and retried: their claims lapse and come back, and unreleased regular
-// orders are swept again.
+// and retried: a batch's entries are requeued RetryDelay ahead (or their
+// claims lapse and come back), and unreleased regular orders are swept
+// again.
 func (e *Expirer) Run(ctx context.Context) error {
 	for {
 		n, err := e.RunOnce(ctx)
@@ -231,7 +239,7 @@ func (e *Expirer) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			e.cfg.Logger.WarnContext(ctx, "expiry batch failed; its entries are retried when their lease lapses", "err", err)
+			e.cfg.Logger.WarnContext(ctx, "expiry batch failed; its entries are retried", "err", err)
 		}
 		r, rerr := e.RunRegularOnce(ctx)
 		if ctx.Err() != nil {
@@ -262,9 +270,9 @@ func (e *Expirer) Run(ctx context.Context) error {
 type settlement int
 
 const (
-	// keep leaves the entry claimed after a failure: the lease lapses and
-	// a later claim retries it.
-	keep settlement = iota
+	// retry looks at the entry again after RetryDelay: a step of its
+	// settling failed.
+	retry settlement = iota
 	ack
 	// requeue looks at the entry again after RequeueDelay.
 	requeue
@@ -299,7 +307,7 @@ func (e *Expirer) RunOnce(ctx context.Context) (int, error) {
 	}
 	expired, err := e.cfg.Orders.EndUnpaid(ctx, ids, StatusExpired, now)
 	if err != nil {
-		return len(entries), fmt.Errorf("expire %d orders: %w", len(ids), err)
+		return len(entries), e.retryAll(ctx, entries, now, fmt.Errorf("expire %d orders: %w", len(ids), err))
 	}
 	e.cfg.Observer.Ended(ctx, KindSeckill, StatusExpired, len(expired))
 	won := make(map[int64]bool, len(expired))
@@ -315,7 +323,7 @@ func (e *Expirer) RunOnce(ctx context.Context) (int, error) {
 	statuses := map[int64]Status{}
 	if len(others) > 0 {
 		if statuses, err = e.cfg.Orders.Statuses(ctx, others); err != nil {
-			return len(entries), fmt.Errorf("expire: statuses of %d orders: %w", len(others), err)
+			return len(entries), e.retryAll(ctx, entries, now, fmt.Errorf("expire: statuses of %d orders: %w", len(others), err))
 		}
 	}
 	for _, id := range expired {
@@ -335,8 +343,9 @@ func (e *Expirer) RunOnce(ctx context.Context) (int, error) {
 		groups[outcomes[i]] = append(groups[outcomes[i]], en)
 	}
 	var errs []error
-	if g := groups[keep]; len(g) > 0 {
-		errs = append(errs, fmt.Errorf("%d entries left claimed after failures, retried when their lease lapses", len(g)))
+	if g := groups[retry]; len(g) > 0 {
+		errs = append(errs, fmt.Errorf("%d entries failed, retried in %s", len(g), e.cfg.RetryDelay),
+			e.cfg.Queue.Requeue(ctx, g, now.Add(e.cfg.RetryDelay)))
 	}
 	if g := groups[ack]; len(g) > 0 {
 		errs = append(errs, e.cfg.Queue.Ack(ctx, g))
@@ -351,6 +360,13 @@ func (e *Expirer) RunOnce(ctx context.Context) (int, error) {
 		return len(entries), fmt.Errorf("expire: settle: %w", err)
 	}
 	return len(entries), nil
+}
+
+// retryAll requeues a batch whose settling failed as a whole (cause)
+// RetryDelay ahead, and returns cause with the requeue's own failure, if
+// any: the lease then brings the entries back.
+func (e *Expirer) retryAll(ctx context.Context, entries []DueEntry, now time.Time, cause error) error {
+	return errors.Join(cause, e.cfg.Queue.Requeue(ctx, entries, now.Add(e.cfg.RetryDelay)))
 }
 
 // settle decides one entry, given its order's stored status (stored false
@@ -384,10 +400,10 @@ func (e *Expirer) releaseAll(ctx context.Context, entries []DueEntry, outcomes [
 	}
 	answers, err := e.cfg.Stock.ReleaseBatch(ctx, ended)
 	if err != nil {
-		e.cfg.Logger.WarnContext(ctx, "release of ended orders failed; retried when their claims lapse",
+		e.cfg.Logger.WarnContext(ctx, "release of ended orders failed; retried",
 			"orders", len(ended), "err", err)
 		for _, i := range at {
-			outcomes[i] = keep
+			outcomes[i] = retry
 		}
 		return
 	}
@@ -404,9 +420,9 @@ func (e *Expirer) releaseAll(ctx context.Context, entries []DueEntry, outcomes [
 			e.cfg.Observer.Violated(ctx, InvariantEndedConfirmed)
 			outcomes[at[j]] = ack
 		default:
-			e.cfg.Logger.WarnContext(ctx, "release of an ended order failed; retried when the claim lapses",
+			e.cfg.Logger.WarnContext(ctx, "release of an ended order failed; retried",
 				"order_id", en.OrderID, "activity_id", en.ActivityID, "err", answers[j])
-			outcomes[at[j]] = keep
+			outcomes[at[j]] = retry
 		}
 	}
 }
@@ -418,9 +434,9 @@ func (e *Expirer) unstored(ctx context.Context, en DueEntry, now time.Time) sett
 	case errors.Is(err, ErrNotFound):
 		return ack // nothing was reserved, so nothing is held
 	case err != nil:
-		e.cfg.Logger.WarnContext(ctx, "reservation of an unstored due order unreadable; retried when the claim lapses",
+		e.cfg.Logger.WarnContext(ctx, "reservation of an unstored due order unreadable; retried",
 			"order_id", en.OrderID, "err", err)
-		return keep
+		return retry
 	case r.Unpublished:
 		// The placing service could not publish the order and gave the
 		// stock back; the consumer drops the event if it ever comes.
@@ -437,9 +453,9 @@ func (e *Expirer) unstored(ctx context.Context, en DueEntry, now time.Time) sett
 	published, err := e.cfg.Marks.Published(ctx, en.OrderID)
 	switch {
 	case err != nil:
-		e.cfg.Logger.WarnContext(ctx, "published mark of an unstored due order unreadable; retried when the claim lapses",
+		e.cfg.Logger.WarnContext(ctx, "published mark of an unstored due order unreadable; retried",
 			"order_id", en.OrderID, "err", err)
-		return keep
+		return retry
 	case published:
 		// Accepted (202) and in the log: the consumer stores it whatever
 		// its age, and a later look expires it. Giving it up here would
@@ -461,7 +477,7 @@ func (e *Expirer) unstored(ctx context.Context, en DueEntry, now time.Time) sett
 		return requeue
 	default:
 		e.cfg.Logger.WarnContext(ctx, "unpublished release of an orphaned reservation failed", "order_id", en.OrderID, "err", err)
-		return keep
+		return retry
 	}
 }
 
@@ -519,7 +535,7 @@ func (e *Expirer) RunBackstopOnce(ctx context.Context) (int, error) {
 	e.releaseAll(ctx, mine, outcomes)
 	var errs []error
 	for i, o := range outcomes {
-		if o == keep {
+		if o == retry {
 			errs = append(errs, fmt.Errorf("release of expired order %d failed", mine[i].OrderID))
 		}
 	}

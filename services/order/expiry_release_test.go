@@ -13,15 +13,17 @@ import (
 
 // dueBook is one claimed batch of due orders, all PENDING_PAYMENT, and an
 // inventory that answers their releases from answers (by order id), or
-// fails the whole call when down.
+// fails the whole call when down; storeDown fails the orders' UPDATE.
 type dueBook struct {
 	order.ExpiryStock
-	entries  []order.DueEntry
-	answers  map[int64]error
-	down     bool
-	calls    int
-	acked    []int64
-	requeued []int64
+	entries   []order.DueEntry
+	answers   map[int64]error
+	down      bool
+	storeDown bool
+	calls     int
+	acked     []int64
+	requeued  []int64
+	dueAgain  []time.Time // when each requeued entry is due again
 }
 
 func (b *dueBook) Claim(context.Context, []int64, time.Time, int, time.Duration) ([]order.DueEntry, error) {
@@ -37,14 +39,17 @@ func (b *dueBook) Ack(_ context.Context, es []order.DueEntry) error {
 	return nil
 }
 
-func (b *dueBook) Requeue(_ context.Context, es []order.DueEntry, _ time.Time) error {
+func (b *dueBook) Requeue(_ context.Context, es []order.DueEntry, at time.Time) error {
 	for _, e := range es {
-		b.requeued = append(b.requeued, e.OrderID)
+		b.requeued, b.dueAgain = append(b.requeued, e.OrderID), append(b.dueAgain, at)
 	}
 	return nil
 }
 
 func (b *dueBook) EndUnpaid(_ context.Context, ids []int64, _ order.Status, _ time.Time) ([]int64, error) {
+	if b.storeDown {
+		return nil, errors.New("postgres: connection refused")
+	}
 	return ids, nil
 }
 
@@ -66,9 +71,10 @@ func (b *dueBook) ReleaseBatch(_ context.Context, es []order.DueEntry) ([]error,
 
 // TestExpiredBatchIsReleasedInOneCall: a batch of orders that just
 // expired gives its stock back in one call, and each entry is settled by
-// its own answer: released or found paid, acknowledged; failed, left
-// claimed for the lease to bring back; and when the call fails as a
-// whole, every entry is left claimed, none acknowledged.
+// its own answer: released or found paid, acknowledged; failed, requeued
+// RetryDelay ahead, not left for the lease (30 s) to bring back; and when
+// the call, or the orders' UPDATE, fails as a whole, every entry is
+// requeued so, none acknowledged.
 func TestExpiredBatchIsReleasedInOneCall(t *testing.T) {
 	entries := func() []order.DueEntry {
 		var es []order.DueEntry
@@ -79,22 +85,35 @@ func TestExpiredBatchIsReleasedInOneCall(t *testing.T) {
 	}
 	b := &dueBook{entries: entries(), answers: map[int64]error{
 		3: order.ErrConflict,                      // paid as it expired: the stock stays sold
-		4: errors.New("inventory: redis timeout"), // retried when the claim lapses
+		4: errors.New("inventory: redis timeout"), // retried after RetryDelay
 	}}
-	e := order.NewExpirer(order.ExpirerConfig{Queue: b, Orders: b, Stock: b, Clock: clock.NewManual(time.Now())})
+	now := time.Now()
+	retryAt := now.Add(order.DefaultExpiryRetryDelay)
+	e := order.NewExpirer(order.ExpirerConfig{Queue: b, Orders: b, Stock: b, Clock: clock.NewManual(now)})
 	n, err := e.RunOnce(context.Background())
 	if err == nil || n != 4 {
 		t.Fatalf("RunOnce = %d, %v; want 4 claimed and the one failure reported", n, err)
 	}
 	slices.Sort(b.acked)
-	if b.calls != 1 || !slices.Equal(b.acked, []int64{1, 2, 3}) || len(b.requeued) != 0 {
-		t.Errorf("%d release calls, acked %v, requeued %v; want 1 call, orders 1–3 acked and order 4 left claimed",
-			b.calls, b.acked, b.requeued)
+	if b.calls != 1 || !slices.Equal(b.acked, []int64{1, 2, 3}) || !slices.Equal(b.requeued, []int64{4}) || !b.dueAgain[0].Equal(retryAt) {
+		t.Errorf("%d release calls, acked %v, requeued %v at %v; want 1 call, orders 1–3 acked and order 4 requeued at %v",
+			b.calls, b.acked, b.requeued, b.dueAgain, retryAt)
 	}
 
-	down := &dueBook{entries: entries(), down: true}
-	e = order.NewExpirer(order.ExpirerConfig{Queue: down, Orders: down, Stock: down, Clock: clock.NewManual(time.Now())})
-	if _, err := e.RunOnce(context.Background()); err == nil || len(down.acked) != 0 || len(down.requeued) != 0 {
-		t.Errorf("inventory down: err %v, acked %v, requeued %v; want every entry left claimed", err, down.acked, down.requeued)
+	for name, book := range map[string]*dueBook{
+		"inventory down": {entries: entries(), down: true},
+		"orders down":    {entries: entries(), storeDown: true},
+	} {
+		e = order.NewExpirer(order.ExpirerConfig{Queue: book, Orders: book, Stock: book, Clock: clock.NewManual(now)})
+		_, err := e.RunOnce(context.Background())
+		slices.Sort(book.requeued)
+		if err == nil || len(book.acked) != 0 || !slices.Equal(book.requeued, []int64{1, 2, 3, 4}) {
+			t.Errorf("%s: err %v, acked %v, requeued %v; want every entry requeued, none acked", name, err, book.acked, book.requeued)
+		}
+		for _, at := range book.dueAgain {
+			if !at.Equal(retryAt) {
+				t.Errorf("%s: an entry requeued for %v, want %v", name, at, retryAt)
+			}
+		}
 	}
 }
