@@ -219,24 +219,39 @@ func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key s
 // soldOutFlags remember, per activity, that order answered SOLD_OUT, so
 // the flood that follows a sell-out is refused in this process without
 // touching order or Redis. A flag lasts only ttl: stock comes back when
-// reservations expire or are cancelled, and must be sellable again.
+// reservations expire or are cancelled, and must be sellable again. An
+// expired flag is dropped when it is looked up, and mark sweeps out the
+// others at most once a ttl, so a replica that sees sale after sale sell
+// out holds only the flags marked in the last two ttls, not one per sale
+// for good.
 type soldOutFlags struct {
 	clock clock.Clock
 	ttl   time.Duration
 
-	mu    sync.RWMutex
-	until map[int64]time.Time
+	mu        sync.RWMutex
+	until     map[int64]time.Time
+	nextSweep time.Time // when mark next drops the expired flags
 }
 
 func newSoldOutFlags(c clock.Clock, ttl time.Duration) *soldOutFlags {
 	return &soldOutFlags{clock: c, ttl: ttl, until: map[int64]time.Time{}}
 }
 
-// mark flags the activity as sold out for ttl from now.
+// mark flags the activity as sold out for ttl from now, first dropping
+// the expired flags if the last sweep is a ttl old.
 func (s *soldOutFlags) mark(activityID int64) {
+	now := s.clock.Now()
 	s.mu.Lock()
-	s.until[activityID] = s.clock.Now().Add(s.ttl)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if !now.Before(s.nextSweep) {
+		for id, until := range s.until {
+			if !now.Before(until) {
+				delete(s.until, id)
+			}
+		}
+		s.nextSweep = now.Add(s.ttl)
+	}
+	s.until[activityID] = now.Add(s.ttl)
 }
 
 // marked reports whether the activity's flag is up, dropping it once it
