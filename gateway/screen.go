@@ -55,7 +55,8 @@ const (
 // series a snapshot carries, for the page's chart.
 const screenHistory = 120
 
-// screenSales bounds the sales a snapshot lists (the latest by start).
+// screenSales bounds the sales a snapshot lists (the latest by start),
+// and so the sales a screen keeps figures for.
 const screenSales = 20
 
 // seckillRoute is the flash-sale buy route, whose p99 the screen shows.
@@ -184,7 +185,7 @@ type screen struct {
 	mu         sync.Mutex // guards the totals below
 	snap       ScreenSnapshot
 	channels   map[string]*screenChannel
-	sales      map[int64]*screenSale
+	sales      map[int64]*screenSale // the latest screenSales sales seen
 	lastStored int64
 	lastHist   *dto.Histogram
 
@@ -212,11 +213,7 @@ func (s *screen) apply(e *orderv1.OrderEvent, repeat bool) {
 		s.snap.Duplicates++
 		return
 	}
-	sale := s.sales[e.GetActivityId()]
-	if sale == nil && e.GetActivityId() != 0 {
-		sale = &screenSale{id: e.GetActivityId(), ActivityID: formatID(e.GetActivityId())}
-		s.sales[e.GetActivityId()] = sale
-	}
+	sale := s.sale(e.GetActivityId())
 	switch e.GetType() {
 	case orderv1.OrderEvent_TYPE_STORED:
 		s.snap.StoredOrders++
@@ -240,6 +237,35 @@ func (s *screen) apply(e *orderv1.OrderEvent, repeat bool) {
 	case orderv1.OrderEvent_TYPE_CANCELLED:
 		s.snap.Cancelled++
 	}
+}
+
+// sale returns the line of the activity (none for id 0), made on first
+// sight; s.mu is held. Only the latest screenSales sales by id are kept,
+// those a snapshot lists: a sale older than all of them gets no line
+// (nil), and a new one pushes out the oldest. Ids are snowflakes,
+// ascending in time, so a sale pushed out never comes back into the
+// latest, and a gateway that runs through sale after sale keeps
+// screenSales lines instead of one for every sale it ever saw.
+func (s *screen) sale(id int64) *screenSale {
+	if id == 0 {
+		return nil
+	}
+	if sale := s.sales[id]; sale != nil {
+		return sale
+	}
+	if len(s.sales) >= screenSales {
+		oldest := id
+		for other := range s.sales {
+			oldest = min(oldest, other)
+		}
+		if oldest == id {
+			return nil
+		}
+		delete(s.sales, oldest)
+	}
+	sale := &screenSale{id: id, ActivityID: formatID(id)}
+	s.sales[id] = sale
+	return sale
 }
 
 // channel returns the named channel's line; s.mu is held.
@@ -363,10 +389,9 @@ func (s *screen) tick(ctx context.Context) {
 	snap.OrdersPerSecond, s.lastStored = snap.StoredOrders-s.lastStored, snap.StoredOrders
 	snap.P99Ms, snap.Degrade, snap.Stale = p99, s.g.degrade.level().String(), stale
 	for _, a := range activities {
-		sale := s.sales[a.GetActivityId()]
+		sale := s.sale(a.GetActivityId())
 		if sale == nil {
-			sale = &screenSale{id: a.GetActivityId(), ActivityID: formatID(a.GetActivityId())}
-			s.sales[a.GetActivityId()] = sale
+			continue
 		}
 		sale.Title, sale.Stock, sale.Remaining = a.GetTitle(), a.GetStock(), a.GetRemaining()
 	}
@@ -391,9 +416,6 @@ func (s *screen) tick(ctx context.Context) {
 
 	// Ids are snowflakes, ascending in time: the latest sales first.
 	slices.SortFunc(snap.Sales, func(a, b screenSale) int { return cmp.Compare(b.id, a.id) })
-	if len(snap.Sales) > screenSales {
-		snap.Sales = snap.Sales[:screenSales]
-	}
 	slices.SortFunc(snap.Channels, func(a, b screenChannel) int { return strings.Compare(a.Channel, b.Channel) })
 	b, err := json.Marshal(snap)
 	if err != nil {

@@ -6,40 +6,33 @@ import (
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 )
 
-// TestRecentStepsDropRepeatsInBoundedMemory feeds a partition's worth of
-// steps, each followed by repeats at every distance up to the window, and
-// checks that every repeat within the window is recognised, no first
-// copy is taken for a repeat, and the memory held never exceeds two
-// generations however many steps pass. A repeat older than two
-// generations is taken for new: the price of the bound.
-func TestRecentStepsDropRepeatsInBoundedMemory(t *testing.T) {
-	const size = 64
-	r := newRecentSteps(size)
-	step := func(i int) eventStep {
-		return eventStep{order: int64(i), typ: orderv1.OrderEvent_TYPE_STORED}
+// TestScreenKeepsTheLatestSales runs a screen through sale after sale:
+// it keeps lines for the latest screenSales sales alone, with all their
+// orders, and a late event of a sale pushed out brings no line back.
+func TestScreenKeepsTheLatestSales(t *testing.T) {
+	s := newScreen(nil, ScreenOptions{})
+	stored := func(activityID int64) {
+		s.apply(&orderv1.OrderEvent{OrderId: activityID, Type: orderv1.OrderEvent_TYPE_STORED, ActivityId: activityID}, false)
 	}
-	for i := range 100 * size {
-		if r.seen(step(i)) {
-			t.Fatalf("step %d taken for a repeat on its first copy", i)
-		}
-		// A repeat of each of the last size steps, as a relay's second
-		// claim would publish them.
-		for back := 0; back < size && back <= i; back++ {
-			if !r.seen(step(i - back)) {
-				t.Fatalf("after step %d: the repeat of step %d (%d back) was not recognised", i, i-back, back)
-			}
-		}
-		if held := len(r.cur) + len(r.prev); held > 2*size {
-			t.Fatalf("after step %d: %d steps held, want at most %d", i, held, 2*size)
+	const sales = 1000
+	for id := int64(1); id <= sales; id++ {
+		stored(id)
+		stored(id)
+		if got := len(s.sales); got > screenSales {
+			t.Fatalf("after sale %d: %d sales held, want at most %d", id, got, screenSales)
 		}
 	}
-	// The same order's other steps are steps of their own.
-	paid := eventStep{order: 1, typ: orderv1.OrderEvent_TYPE_PAID}
-	refund := eventStep{order: 1, typ: orderv1.OrderEvent_TYPE_REFUNDED, ref: 9}
-	if r.seen(paid) || r.seen(refund) || r.seen(eventStep{order: 1, typ: orderv1.OrderEvent_TYPE_REFUNDED, ref: 10}) {
-		t.Error("a paid or refunded step of an order taken for a repeat of its other steps")
+	stored(1) // a late order of a sale long pushed out
+
+	if got := len(s.sales); got != screenSales {
+		t.Errorf("%d sales held, want %d", got, screenSales)
 	}
-	if r.seen(step(0)) {
-		t.Error("a step older than two generations still remembered: memory is not bounded")
+	for id := int64(sales - screenSales + 1); id <= sales; id++ {
+		if sale := s.sales[id]; sale == nil || sale.Stored != 2 {
+			t.Errorf("sale %d: %+v, want its 2 stored orders", id, sale)
+		}
+	}
+	if s.snap.StoredOrders != 2*sales+1 {
+		t.Errorf("stored orders = %d, want every sale's: %d", s.snap.StoredOrders, 2*sales+1)
 	}
 }
