@@ -31,7 +31,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -94,8 +93,12 @@ type tagKey struct {
 	bucket, buckets int
 }
 
+// tagsRemembered bounds the tags remembered: those of a thousand sales
+// in the most buckets, a few MiB.
+const tagsRemembered = 1 << 14
+
 // tags remembers BucketTag's answers: finding a tag hashes a few names.
-var tags sync.Map // tagKey -> string
+var tags = newMemo[tagKey, string](tagsRemembered)
 
 // BucketTag is the hash tag of bucket b of a sale in n buckets: {act:ID}
 // for a sale of one bucket (the keys of an unbucketed sale, unchanged),
@@ -110,8 +113,8 @@ func BucketTag(activityID int64, bucket, buckets int) string {
 		return "{act:" + strconv.FormatInt(activityID, 10) + "}"
 	}
 	k := tagKey{activityID, bucket, buckets}
-	if t, ok := tags.Load(k); ok {
-		return t.(string)
+	if t, ok := tags.load(k); ok {
+		return t
 	}
 	centre := (2*bucket + 1) * slots / (2 * buckets)
 	half := max(slots/(8*buckets), 1)
@@ -124,7 +127,7 @@ func BucketTag(activityID int64, bucket, buckets int) string {
 		tag = name + "." + strconv.Itoa(salt)
 	}
 	tag = "{" + tag + "}"
-	tags.Store(k, tag)
+	tags.store(k, tag)
 	return tag
 }
 
@@ -166,8 +169,8 @@ func BucketTransferKeys(activityID int64, bucket, buckets int) (out, in string) 
 // preheated without buckets or not preheated at all. The number never
 // changes once preheated, so it is remembered.
 func (s *Store) bucketsOf(ctx context.Context, activityID int64) (int, error) {
-	if n, ok := s.buckets.Load(activityID); ok {
-		return n.(int), nil
+	if n, ok := s.buckets.load(activityID); ok {
+		return n, nil
 	}
 	v, err := s.rdb.HMGet(ctx, keysOf(activityID).meta, "total", "buckets").Result()
 	if err != nil {
@@ -182,7 +185,7 @@ func (s *Store) bucketsOf(ctx context.Context, activityID int64) (int, error) {
 			return 0, fmt.Errorf("buckets of activity %d: %q", activityID, str)
 		}
 	}
-	s.buckets.Store(activityID, n)
+	s.buckets.store(activityID, n)
 	return n, nil
 }
 
@@ -211,7 +214,7 @@ func (s *Store) preheatBuckets(ctx context.Context, activityID, stock, perUserLi
 		}
 		remaining += got
 	}
-	s.buckets.Store(activityID, n)
+	s.buckets.store(activityID, n)
 	return remaining, nil
 }
 

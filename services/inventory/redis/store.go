@@ -44,7 +44,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -182,13 +181,19 @@ func ExpiryKey(activityID int64) string { return keysOf(activityID).expiry }
 // Store is the inventory store on Redis. It is safe for concurrent use.
 type Store struct {
 	rdb goredis.Cmdable
-	// buckets remembers each preheated activity's number of buckets.
-	buckets sync.Map // int64 -> int
+	// buckets remembers the preheated activities' numbers of buckets.
+	buckets *memo[int64, int]
 }
+
+// bucketsRemembered bounds the activities whose number of buckets a
+// Store remembers: far more than sell at once.
+const bucketsRemembered = 1 << 12
 
 // NewStore returns a Store on rdb: a client, a cluster client, or (on
 // the hot path) one's auto-pipeliner, redisclient.Coalesced.
-func NewStore(rdb goredis.Cmdable) *Store { return &Store{rdb: rdb} }
+func NewStore(rdb goredis.Cmdable) *Store {
+	return &Store{rdb: rdb, buckets: newMemo[int64, int](bucketsRemembered)}
+}
 
 // Preheat loads an activity's stock and per-user limit, split into
 // buckets (1: the keys of one slot; more: buckets.go), and registers the
