@@ -21,6 +21,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flashsale/flashsale/platform/telemetry"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
@@ -552,7 +553,9 @@ func (g *Gateway) serveScreen(w http.ResponseWriter, _ *http.Request) error {
 
 // screenEvents streams a snapshot every second as Server-Sent Events
 // (one "data:" line of JSON each) until the client goes or the gateway
-// stops.
+// stops. The stream outlives the server's read and write timeouts
+// (telemetry.StreamDeadlines before each snapshot), and a client that
+// stops reading is dropped after a write timeout.
 func (g *Gateway) screenEvents(w http.ResponseWriter, r *http.Request) error {
 	s := g.screen
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -564,6 +567,9 @@ func (g *Gateway) screenEvents(w http.ResponseWriter, r *http.Request) error {
 		s.pushMu.Lock()
 		latest, changed := s.latest, s.changed
 		s.pushMu.Unlock()
+		if err := telemetry.StreamDeadlines(rc); err != nil {
+			return nil
+		}
 		if latest != nil {
 			if _, err := fmt.Fprintf(w, "data: %s\n\n", latest); err != nil {
 				return nil

@@ -108,10 +108,11 @@ func AdminHandler(reg *prometheus.Registry, dependencies map[string]Check) http.
 	return mux
 }
 
-// ServeHTTP serves h on lis until ctx ends, then shuts down gracefully,
-// letting in-flight requests finish for up to grace.
+// ServeHTTP serves h on lis with NewServer's timeouts until ctx ends,
+// then shuts down gracefully, letting in-flight requests finish for up
+// to grace.
 func ServeHTTP(ctx context.Context, log *slog.Logger, lis net.Listener, h http.Handler, grace time.Duration) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := NewServer(h)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	select {

@@ -1,0 +1,52 @@
+package telemetry
+
+import (
+	"net/http"
+	"time"
+)
+
+// The timeouts of every HTTP server the platform runs (NewServer).
+const (
+	// readHeaderTimeout bounds reading a request's headers, so a client
+	// that trickles them (slowloris) is cut off instead of holding a
+	// connection and its goroutine for good.
+	readHeaderTimeout = 5 * time.Second
+	// readTimeout bounds reading a whole request, body included: the
+	// bodies are small JSON.
+	readTimeout = 15 * time.Second
+	// writeTimeout bounds a response from the end of its request's
+	// headers: far beyond any handler, whose downstream calls are bounded
+	// in seconds. A stream outlives it by StreamDeadlines.
+	writeTimeout = 30 * time.Second
+	// idleTimeout bounds how long a kept-alive connection waits for its
+	// next request.
+	idleTimeout = 2 * time.Minute
+)
+
+// NewServer returns an HTTP server of h with the platform's timeouts.
+// Every HTTP server is made by it, so none is left without them
+// (TestEveryHTTPServerIsMadeByNewServer holds it).
+func NewServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+	}
+}
+
+// StreamDeadlines lets a long-lived response (Server-Sent Events) on a
+// server of NewServer outlive the server's read and write timeouts: it
+// lifts the read deadline (a stream reads nothing more, and a read
+// deadline that passes cancels the request's context) and gives the
+// response writeTimeout from now to write. Call it before each write, so
+// a client that stops reading is still dropped.
+func StreamDeadlines(rc *http.ResponseController) error {
+	if err := rc.SetReadDeadline(time.Time{}); err != nil {
+		return err
+	}
+	// Deadlines of the connection are on the wall clock, whatever clock
+	// the handler's logic runs on.
+	return rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+}
