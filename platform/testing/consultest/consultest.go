@@ -24,6 +24,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/flashsale/flashsale/platform/telemetry"
 )
 
 // Server is a stand-in for a Consul agent: a small HTTP server speaking
@@ -87,6 +89,9 @@ func Serve(lis net.Listener, errorf func(format string, args ...any)) *Server {
 	mux.HandleFunc("GET /v1/kv/{key...}", f.kvGet)
 	mux.HandleFunc("PUT /v1/kv/{key...}", f.kvPut)
 	f.Server = httptest.NewUnstartedServer(mux)
+	// It serves the local platform for as long as it runs, too
+	// (deploy/local/cmd/consulapi): with the platform's timeouts.
+	f.Config = telemetry.NewServer(mux)
 	f.Listener.Close()
 	f.Listener = lis
 	f.Start()

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"runtime"
 	"testing"
+
+	"github.com/flashsale/flashsale/platform/telemetry"
 )
 
 // fakeTB records what a test would be told, so MustRun's failures can be
@@ -58,7 +60,7 @@ func TestMustRunReturnsOnceReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := MustRun(t, "svc", "http://"+lis.Addr().String()+"/", Status200, func(ctx context.Context) error {
-		srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
+		srv := telemetry.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 		go func() { <-ctx.Done(); srv.Close() }()
 		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
 			return err

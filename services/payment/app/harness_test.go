@@ -15,6 +15,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/telemetry"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
@@ -140,7 +141,7 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	forwarder := mustListen(tb)
 	p.payment = paymentv1.NewPaymentServiceClient(localstack.MustDial(tb, payGRPC.Addr().String()))
 	mustRun(tb, "http://"+forwarder.Addr().String()+"/", func(ctx context.Context) error {
-		srv := &http.Server{Handler: http.HandlerFunc(p.forward)}
+		srv := telemetry.NewServer(http.HandlerFunc(p.forward))
 		go func() { <-ctx.Done(); srv.Close() }()
 		if err := srv.Serve(forwarder); err != http.ErrServerClosed {
 			return err

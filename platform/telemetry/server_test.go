@@ -1,0 +1,260 @@
+package telemetry_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/platform/telemetry"
+)
+
+// A client that trickles its request's headers (slowloris) is cut off
+// by the admin server well before it finishes them, instead of holding
+// a connection for as long as it likes.
+func TestAdminServerCutsOffASlowlorisClient(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- telemetry.ServeHTTP(ctx, slog.New(slog.DiscardHandler), lis,
+			telemetry.AdminHandler(telemetry.NewRegistry(), nil), time.Second)
+	}()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	conn, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	if _, err := fmt.Fprint(conn, "GET /healthz HTTP/1.1\r\nHost: admin\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// A header line every half second, never the blank line that ends
+	// them, until the server hangs up.
+	go func() {
+		for i := 0; ; i++ {
+			time.Sleep(500 * time.Millisecond)
+			if _, err := fmt.Fprintf(conn, "X-Slow-%d: 1\r\n", i); err != nil {
+				return
+			}
+		}
+	}()
+	const patience = 10 * time.Second
+	if err := conn.SetReadDeadline(time.Now().Add(patience)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = bufio.NewReader(conn).ReadByte()
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the server still held the trickling connection after %v", patience)
+	}
+	if err == nil {
+		t.Fatal("the server answered a request whose headers never ended")
+	}
+	t.Logf("cut off after %v: %v", time.Since(start).Round(time.Millisecond), err)
+}
+
+// A stream that calls StreamDeadlines before each write outlives the
+// server's read and write timeouts; one that does not is cut off by
+// them, which is why it must.
+func TestStreamOutlivesTheServerTimeouts(t *testing.T) {
+	t.Parallel()
+	const events = 10
+	for _, tt := range []struct {
+		lift bool
+		want func(got int) bool
+	}{
+		{true, func(got int) bool { return got == events }},
+		{false, func(got int) bool { return got < events }},
+	} {
+		got := streamed(t, events, tt.lift)
+		if !tt.want(got) {
+			t.Errorf("StreamDeadlines called: %v: %d of %d events arrived", tt.lift, got, events)
+		}
+	}
+}
+
+// streamed serves a stream of n events 100 ms apart on a server of
+// NewServer whose read and write timeouts are shortened to 200 ms, and
+// returns how many arrived.
+func streamed(t *testing.T, n int, lift bool) int {
+	t.Helper()
+	srv := telemetry.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		for i := range n {
+			if lift {
+				if err := telemetry.StreamDeadlines(rc); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if _, err := fmt.Fprintf(w, "data: %d\n\n", i); err != nil {
+				return
+			}
+			if rc.Flush() != nil {
+				return
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}))
+	srv.ReadTimeout, srv.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Close()
+
+	resp, err := http.Get("http://" + lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := 0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "data: ") {
+			got++
+		}
+	}
+	return got
+}
+
+// TestEveryHTTPServerIsMadeByNewServer reads every Go file of the
+// repository for an http.Server made by hand (a literal, or new): such
+// a server has none of NewServer's timeouts unless its author thought
+// of them all, and a missing ReadHeaderTimeout lets one slow client
+// hold a connection for good.
+func TestEveryHTTPServerIsMadeByNewServer(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	own, err := filepath.Abs("server.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "node_modules") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || path == own {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil || !bytes.Contains(src, []byte("Server")) {
+			return err
+		}
+		for _, at := range handMadeServers(t, path, src) {
+			rel, _ := filepath.Rel(root, at.Filename)
+			found = append(found, fmt.Sprintf("%s:%d", rel, at.Line))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) > 0 {
+		t.Errorf("http.Server made without telemetry.NewServer at:\n\t%s", strings.Join(found, "\n\t"))
+	}
+}
+
+// handMadeServers returns where a Go file makes an http.Server as a
+// literal or with new.
+func handMadeServers(t *testing.T, path string, src []byte) []token.Position {
+	t.Helper()
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, path, src, parser.SkipObjectResolution)
+	if err != nil {
+		t.Fatalf("parse %s: %v", path, err)
+	}
+	pkg := ""
+	for _, imp := range f.Imports {
+		if p, _ := strconv.Unquote(imp.Path.Value); p == "net/http" {
+			pkg = "http"
+			if imp.Name != nil {
+				pkg = imp.Name.Name
+			}
+		}
+	}
+	if pkg == "" {
+		return nil
+	}
+	isServer := func(e ast.Expr) bool {
+		sel, ok := e.(*ast.SelectorExpr)
+		if !ok || sel.Sel.Name != "Server" {
+			return false
+		}
+		x, ok := sel.X.(*ast.Ident)
+		return ok && x.Name == pkg
+	}
+	var at []token.Position
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.CompositeLit:
+			if isServer(n.Type) {
+				at = append(at, fset.Position(n.Pos()))
+			}
+		case *ast.CallExpr:
+			if fn, ok := n.Fun.(*ast.Ident); ok && fn.Name == "new" && len(n.Args) == 1 && isServer(n.Args[0]) {
+				at = append(at, fset.Position(n.Pos()))
+			}
+		}
+		return true
+	})
+	return at
+}
+
+// repoRoot is the directory of go.work, above the package's.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.work above the package")
+		}
+		dir = parent
+	}
+}
