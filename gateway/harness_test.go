@@ -18,6 +18,7 @@ import (
 	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/telemetry"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
@@ -104,7 +105,9 @@ func MustGateway(tb testing.TB, cfg gatewayConfig) *testGateway {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := httptest.NewServer(gw)
+	srv := httptest.NewUnstartedServer(gw)
+	srv.Config = telemetry.NewServer(gw) // the timeouts the gateway serves with
+	srv.Start()
 	tb.Cleanup(srv.Close)
 	tg.gw, tg.url = gw, srv.URL
 	return tg
