@@ -96,9 +96,11 @@ type Config struct {
 	// test's manual clock does not hold them up.
 	NotifyAttempts int
 	NotifyBackoff  time.Duration
-	// NotifyQueue bounds the notifications under way, all channels
-	// together: waiting for their delay or a retry, or being posted
-	// (default DefaultNotifyQueue); one made while the queue is full is
+	// NotifyQueue bounds the notifications under way of each traffic
+	// class, all channels together: waiting for their delay or a retry,
+	// or being posted (default DefaultNotifyQueue), so a pressure test
+	// that fills its share never crowds out a real notification. One
+	// made while its class's share is full is
 	// given up unsent and counted in Stats.Overflowed. A real channel
 	// that cannot reach the merchant gives up too: the payment service's
 	// sweep, which queries the channel about each payment still PAYING,
@@ -200,6 +202,14 @@ func (c *channelState) forget(cut time.Time) {
 	}
 }
 
+// class is the index of c's traffic class: 0 real, 1 marked.
+func (c *channelState) class() int {
+	if c.shadow {
+		return 1
+	}
+	return 0
+}
+
 func (c *channelState) drop(t *trade) {
 	delete(c.trades, t.TradeNo)
 	delete(c.byRef, t.MerchantRef)
@@ -217,11 +227,11 @@ type Simulator struct {
 	seq      int64
 	// queue holds the notifications waiting for their next delivery,
 	// the earliest due first. pending counts them and those a worker is
-	// posting, at most cfg.NotifyQueue. A push that may make a
-	// notification due earlier than a waiting worker expects sends on
-	// wake.
+	// posting, per traffic class (real, marked), each at most
+	// cfg.NotifyQueue. A push that may make a notification due earlier
+	// than a waiting worker expects sends on wake.
 	queue    deliveries
-	pending  int
+	pending  [2]int
 	wake     chan struct{}
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -564,9 +574,9 @@ func (q *deliveries) Pop() any {
 }
 
 // enqueue queues n for delivery, copies times, after delay, or gives it
-// up when the queue is full. Callers hold s.mu.
+// up when its class's share of the queue is full. Callers hold s.mu.
 func (s *Simulator) enqueue(c *channelState, n wire.Notification, delay time.Duration, copies int) {
-	if s.pending >= s.cfg.NotifyQueue {
+	if s.pending[c.class()] >= s.cfg.NotifyQueue {
 		c.stats.Overflowed++
 		return
 	}
@@ -575,7 +585,7 @@ func (s *Simulator) enqueue(c *channelState, n wire.Notification, delay time.Dur
 		s.log.Error("notification not encodable", "err", err)
 		return
 	}
-	s.pending++
+	s.pending[c.class()]++
 	s.push(&delivery{c: c, body: body, sig: wire.Sign([]byte(c.Secret), body), copies: copies, due: time.Now().Add(delay)})
 }
 
@@ -657,7 +667,7 @@ func (s *Simulator) attempt(d *delivery) {
 	case d.copies > 1:
 		d.copies, d.attempts, d.due = d.copies-1, 0, time.Now()
 	default:
-		s.pending--
+		s.pending[d.c.class()]--
 		return
 	}
 	s.push(d)

@@ -568,7 +568,9 @@ func TestRetention(t *testing.T) {
 // (answering 503), the notifications of many more paid trades than the
 // queue holds do not pile up: the queue keeps its bound, waiting for
 // their retries without a goroutine each, and the rest are given up and
-// counted. When the merchant is back, the queued ones are delivered.
+// counted. A pressure test that filled its own share first takes none of
+// the real one's. When the merchant is back, the queued ones are
+// delivered.
 func TestNotifyQueueIsBounded(t *testing.T) {
 	const bound, trades = 20, 500
 	f := MustSimulator(t, func(cfg *channelsim.Config) {
@@ -577,6 +579,16 @@ func TestNotifyQueueIsBounded(t *testing.T) {
 		cfg.NotifyQueue, cfg.NotifyAttempts, cfg.NotifyBackoff = bound, 14, time.Millisecond
 	})
 	f.merch.setStatus(http.StatusServiceUnavailable)
+	for i := range bound + 5 { // the marked share, full
+		var tr wire.Trade
+		f.callAs(t, true, "POST", "/alipay/payments", wire.CreatePayment{MerchantRef: fmt.Sprint("m", i), Amount: 100}, &tr)
+		if code := f.callAs(t, true, "POST", "/alipay/wallet/"+tr.TradeNo, nil, nil); code != http.StatusOK {
+			t.Fatalf("marked wallet payment: status %d", code)
+		}
+	}
+	if got := f.sim.Pending(true); got != bound {
+		t.Fatalf("%d marked notifications pending, want the bound, %d", got, bound)
+	}
 	var nos []string
 	for i := range trades {
 		nos = append(nos, f.mustCreate(t, fmt.Sprint("q", i), 100).TradeNo)
@@ -588,8 +600,8 @@ func TestNotifyQueueIsBounded(t *testing.T) {
 		}
 	}
 	waitFor(t, "retries", func() bool { return f.sim.Stats("alipay").Failed >= 3*bound })
-	if got := f.sim.Pending(); got != bound {
-		t.Errorf("%d notifications pending, want the bound, %d", got, bound)
+	if got := f.sim.Pending(false); got != bound {
+		t.Errorf("%d real notifications pending, want the bound, %d", got, bound)
 	}
 	// The workers' connections to the merchant and the merchant's
 	// handlers come and go; one goroutine per notification would be
@@ -604,14 +616,18 @@ func TestNotifyQueueIsBounded(t *testing.T) {
 
 	f.merch.setStatus(0)
 	waitFor(t, "the queued notifications", func() bool { return f.sim.Stats("alipay").Delivered == bound })
-	waitFor(t, "an empty queue", func() bool { return f.sim.Pending() == 0 })
+	waitFor(t, "an empty queue", func() bool { return f.sim.Pending(false)+f.sim.Pending(true) == 0 })
 	got, _, _ := f.merch.notifications()
+	var real []wire.Notification
 	refs := map[string]bool{}
 	for _, n := range got {
-		refs[n.MerchantRef] = true
+		if !n.PressureTest {
+			real, refs[n.MerchantRef] = append(real, n), true
+		}
 	}
-	if len(got) != bound || len(refs) != bound {
-		t.Errorf("the merchant got %d notifications of %d trades, want %d of as many", len(got), len(refs), bound)
+	if len(real) != bound || len(refs) != bound || len(got) != 2*bound {
+		t.Errorf("the merchant got %d real notifications of %d trades and %d in all, want %d of as many and %d in all",
+			len(real), len(refs), len(got), bound, 2*bound)
 	}
 	if st := f.sim.Stats("alipay"); st.Overflowed != trades-bound {
 		t.Errorf("after the merchant came back: stats %+v, want %d overflowed", st, trades-bound)

@@ -16,9 +16,13 @@ func (s *Simulator) Held(channel string, marked bool) (trades, refs, paid int) {
 // NotifyWorkers is how many notifications a simulator posts at once.
 const NotifyWorkers = notifyWorkers
 
-// Pending counts the notifications under way: queued, or being posted.
-func (s *Simulator) Pending() int {
+// Pending counts the notifications under way, real or marked: queued,
+// or being posted.
+func (s *Simulator) Pending(marked bool) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pending
+	if marked {
+		return s.pending[1]
+	}
+	return s.pending[0]
 }
