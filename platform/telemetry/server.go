@@ -25,7 +25,7 @@ const (
 
 // NewServer returns an HTTP server of h with the platform's timeouts.
 // Every HTTP server is made by it, so none is left without them
-// (TestEveryHTTPServerIsMadeByNewServer holds it).
+// (deploy/check TestEveryHTTPServerIsMadeByNewServer holds it).
 func NewServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,

@@ -2,20 +2,11 @@ package telemetry_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -146,115 +137,4 @@ func streamed(t *testing.T, n int, lift bool) int {
 		}
 	}
 	return got
-}
-
-// TestEveryHTTPServerIsMadeByNewServer reads every Go file of the
-// repository for an http.Server made by hand (a literal, or new): such
-// a server has none of NewServer's timeouts unless its author thought
-// of them all, and a missing ReadHeaderTimeout lets one slow client
-// hold a connection for good.
-func TestEveryHTTPServerIsMadeByNewServer(t *testing.T) {
-	t.Parallel()
-	root := repoRoot(t)
-	own, err := filepath.Abs("server.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var found []string
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "node_modules") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || path == own {
-			return nil
-		}
-		src, err := os.ReadFile(path)
-		if err != nil || !bytes.Contains(src, []byte("Server")) {
-			return err
-		}
-		for _, at := range handMadeServers(t, path, src) {
-			rel, _ := filepath.Rel(root, at.Filename)
-			found = append(found, fmt.Sprintf("%s:%d", rel, at.Line))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(found) > 0 {
-		t.Errorf("http.Server made without telemetry.NewServer at:\n\t%s", strings.Join(found, "\n\t"))
-	}
-}
-
-// handMadeServers returns where a Go file makes an http.Server as a
-// literal or with new.
-func handMadeServers(t *testing.T, path string, src []byte) []token.Position {
-	t.Helper()
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, path, src, parser.SkipObjectResolution)
-	if err != nil {
-		t.Fatalf("parse %s: %v", path, err)
-	}
-	pkg := ""
-	for _, imp := range f.Imports {
-		if p, _ := strconv.Unquote(imp.Path.Value); p == "net/http" {
-			pkg = "http"
-			if imp.Name != nil {
-				pkg = imp.Name.Name
-			}
-		}
-	}
-	if pkg == "" {
-		return nil
-	}
-	isServer := func(e ast.Expr) bool {
-		sel, ok := e.(*ast.SelectorExpr)
-		if !ok || sel.Sel.Name != "Server" {
-			return false
-		}
-		x, ok := sel.X.(*ast.Ident)
-		return ok && x.Name == pkg
-	}
-	var at []token.Position
-	ast.Inspect(f, func(n ast.Node) bool {
-		switch n := n.(type) {
-		case *ast.CompositeLit:
-			if isServer(n.Type) {
-				at = append(at, fset.Position(n.Pos()))
-			}
-		case *ast.CallExpr:
-			if fn, ok := n.Fun.(*ast.Ident); ok && fn.Name == "new" && len(n.Args) == 1 && isServer(n.Args[0]) {
-				at = append(at, fset.Position(n.Pos()))
-			}
-		}
-		return true
-	})
-	return at
-}
-
-// repoRoot is the directory of go.work, above the package's.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			t.Fatal(err)
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.work above the package")
-		}
-		dir = parent
-	}
 }
