@@ -5,11 +5,11 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/errcode"
 	"github.com/flashsale/flashsale/platform/shadow"
@@ -55,7 +55,7 @@ func newAuthenticator(secret []byte, c clock.Clock) *authenticator {
 	return &authenticator{
 		secret:   secret,
 		clock:    c,
-		verified: verifiedTokens{max: maxVerifiedTokens},
+		verified: newVerifiedTokens(maxVerifiedTokens),
 		// Pinning the method to HS256 rejects "none" and every
 		// algorithm-confusion trick; a token without exp would be
 		// valid forever, so exp is required.
@@ -110,13 +110,15 @@ const maxVerifiedTokens = 1 << 16
 // string the parser accepted gets in, so a forged or altered token never
 // matches; the time claims are checked again on every hit, and a token
 // outside its validity window goes back through the parser, which
-// refuses it with the precise reason. When full the cache starts over,
-// which costs one verification per active token.
+// refuses it with the precise reason. What a token's string says never
+// changes, so a memo holds them; when full it starts over, which costs
+// one verification per active token.
 type verifiedTokens struct {
-	max int
+	tokens *cache.Memo[string, verifiedToken]
+}
 
-	mu     sync.RWMutex
-	tokens map[string]verifiedToken
+func newVerifiedTokens(max int) verifiedTokens {
+	return verifiedTokens{tokens: cache.NewMemo[string, verifiedToken](max)}
 }
 
 type verifiedToken struct {
@@ -125,27 +127,20 @@ type verifiedToken struct {
 	expires   time.Time
 }
 
-func (v *verifiedTokens) lookup(token string, now time.Time) (principal, bool) {
-	v.mu.RLock()
-	t, ok := v.tokens[token]
-	v.mu.RUnlock()
+func (v verifiedTokens) lookup(token string, now time.Time) (principal, bool) {
+	t, ok := v.tokens.Load(token)
 	if !ok || now.Before(t.notBefore) || !now.Before(t.expires) {
 		return principal{}, false
 	}
 	return t.principal, true
 }
 
-func (v *verifiedTokens) add(token string, p principal, claims Claims) {
+func (v verifiedTokens) add(token string, p principal, claims Claims) {
 	t := verifiedToken{principal: p, expires: claims.ExpiresAt.Time}
 	if claims.NotBefore != nil {
 		t.notBefore = claims.NotBefore.Time
 	}
-	v.mu.Lock()
-	if v.tokens == nil || len(v.tokens) >= v.max {
-		v.tokens = make(map[string]verifiedToken)
-	}
-	v.tokens[token] = t
-	v.mu.Unlock()
+	v.tokens.Store(token, t)
 }
 
 // issue signs a token for the user and role valid for ttl.

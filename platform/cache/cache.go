@@ -8,7 +8,8 @@
 // out its source's outage by serving what it last loaded (WithStale); a
 // hot key read in the last part of its TTL is reloaded once in the
 // background before it expires (WithRefreshAhead). Shared is the second
-// level, in Redis, shared by replicas; Filter the Bloom filter of the ids
+// level, in Redis, shared by replicas; Memo a bounded map of values that
+// never change (no TTL, no loader); Filter the Bloom filter of the ids
 // that exist; Invalidations carries writes to every replica. Stats and
 // Collector export what they did.
 package cache

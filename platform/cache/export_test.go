@@ -5,3 +5,10 @@ func (s *Shared[K, V]) KeyOf(k K) string {
 	value, _ := s.keys(k)
 	return value
 }
+
+// Held counts the keys m holds.
+func (m *Memo[K, V]) Held() int {
+	n := 0
+	m.m.Range(func(any, any) bool { n++; return true })
+	return n
+}

@@ -34,6 +34,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/services/inventory"
 )
 
@@ -98,7 +99,7 @@ type tagKey struct {
 const tagsRemembered = 1 << 14
 
 // tags remembers BucketTag's answers: finding a tag hashes a few names.
-var tags = newMemo[tagKey, string](tagsRemembered)
+var tags = cache.NewMemo[tagKey, string](tagsRemembered)
 
 // BucketTag is the hash tag of bucket b of a sale in n buckets: {act:ID}
 // for a sale of one bucket (the keys of an unbucketed sale, unchanged),
@@ -113,7 +114,7 @@ func BucketTag(activityID int64, bucket, buckets int) string {
 		return "{act:" + strconv.FormatInt(activityID, 10) + "}"
 	}
 	k := tagKey{activityID, bucket, buckets}
-	if t, ok := tags.load(k); ok {
+	if t, ok := tags.Load(k); ok {
 		return t
 	}
 	centre := (2*bucket + 1) * slots / (2 * buckets)
@@ -127,7 +128,7 @@ func BucketTag(activityID int64, bucket, buckets int) string {
 		tag = name + "." + strconv.Itoa(salt)
 	}
 	tag = "{" + tag + "}"
-	tags.store(k, tag)
+	tags.Store(k, tag)
 	return tag
 }
 
@@ -169,7 +170,7 @@ func BucketTransferKeys(activityID int64, bucket, buckets int) (out, in string) 
 // preheated without buckets or not preheated at all. The number never
 // changes once preheated, so it is remembered.
 func (s *Store) bucketsOf(ctx context.Context, activityID int64) (int, error) {
-	if n, ok := s.buckets.load(activityID); ok {
+	if n, ok := s.buckets.Load(activityID); ok {
 		return n, nil
 	}
 	v, err := s.rdb.HMGet(ctx, keysOf(activityID).meta, "total", "buckets").Result()
@@ -185,7 +186,7 @@ func (s *Store) bucketsOf(ctx context.Context, activityID int64) (int, error) {
 			return 0, fmt.Errorf("buckets of activity %d: %q", activityID, str)
 		}
 	}
-	s.buckets.store(activityID, n)
+	s.buckets.Store(activityID, n)
 	return n, nil
 }
 
@@ -214,7 +215,7 @@ func (s *Store) preheatBuckets(ctx context.Context, activityID, stock, perUserLi
 		}
 		remaining += got
 	}
-	s.buckets.store(activityID, n)
+	s.buckets.Store(activityID, n)
 	return remaining, nil
 }
 

@@ -48,6 +48,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/services/inventory"
 )
 
@@ -182,7 +183,7 @@ func ExpiryKey(activityID int64) string { return keysOf(activityID).expiry }
 type Store struct {
 	rdb goredis.Cmdable
 	// buckets remembers the preheated activities' numbers of buckets.
-	buckets *memo[int64, int]
+	buckets *cache.Memo[int64, int]
 }
 
 // bucketsRemembered bounds the activities whose number of buckets a
@@ -192,7 +193,7 @@ const bucketsRemembered = 1 << 12
 // NewStore returns a Store on rdb: a client, a cluster client, or (on
 // the hot path) one's auto-pipeliner, redisclient.Coalesced.
 func NewStore(rdb goredis.Cmdable) *Store {
-	return &Store{rdb: rdb, buckets: newMemo[int64, int](bucketsRemembered)}
+	return &Store{rdb: rdb, buckets: cache.NewMemo[int64, int](bucketsRemembered)}
 }
 
 // Preheat loads an activity's stock and per-user limit, split into
