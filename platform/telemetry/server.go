@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"context"
 	"net/http"
 	"time"
 )
@@ -38,15 +39,38 @@ func NewServer(h http.Handler) *http.Server {
 
 // StreamDeadlines lets a long-lived response (Server-Sent Events) on a
 // server of NewServer outlive the server's read and write timeouts: it
-// lifts the read deadline (a stream reads nothing more, and a read
-// deadline that passes cancels the request's context) and gives the
+// lifts the read deadline (a stream reads nothing more) and gives the
 // response writeTimeout from now to write. Call it before each write, so
 // a client that stops reading is still dropped.
 func StreamDeadlines(rc *http.ResponseController) error {
+	return extend(rc, writeTimeout)
+}
+
+// extend lifts rc's read deadline and gives its response d from now to be
+// written. Deadlines of the connection are on the wall clock, whatever
+// clock the handler's logic runs on.
+func extend(rc *http.ResponseController, d time.Duration) error {
 	if err := rc.SetReadDeadline(time.Time{}); err != nil {
 		return err
 	}
-	// Deadlines of the connection are on the wall clock, whatever clock
-	// the handler's logic runs on.
-	return rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return rc.SetWriteDeadline(time.Now().Add(d))
+}
+
+// answerMargin is the time a long request keeps, after its budget, to
+// write its answer.
+const answerMargin = 5 * time.Second
+
+// LongRequest lets one request on a server of NewServer work for up to
+// budget, past the server's read and write timeouts (an operator's
+// rebuild of every fenced sale may take minutes). Without it the work
+// goes on but its answer is dropped at writeTimeout: the client sees the
+// connection closed and cannot tell success from failure. It lifts the
+// read deadline, gives the response budget and answerMargin to be
+// written, and returns the request's context bounded by budget, so the
+// handler gives up in time to say so. Where the connection's deadlines cannot be
+// set (a ResponseWriter that is not the server's own, as in a unit test)
+// only the context's bound applies.
+func LongRequest(w http.ResponseWriter, r *http.Request, budget time.Duration) (context.Context, context.CancelFunc) {
+	_ = extend(http.NewResponseController(w), budget+answerMargin)
+	return context.WithTimeout(r.Context(), budget)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -89,12 +90,11 @@ func TestStreamOutlivesTheServerTimeouts(t *testing.T) {
 	}
 }
 
-// streamed serves a stream of n events 100 ms apart on a server of
-// NewServer whose read and write timeouts are shortened to 200 ms, and
+// streamed serves a stream of n events 100 ms apart on a shortServer and
 // returns how many arrived.
 func streamed(t *testing.T, n int, lift bool) int {
 	t.Helper()
-	srv := telemetry.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		for i := range n {
 			if lift {
@@ -115,16 +115,8 @@ func streamed(t *testing.T, n int, lift bool) int {
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
-	}))
-	srv.ReadTimeout, srv.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve(lis) }()
-	defer srv.Close()
-
-	resp, err := http.Get("http://" + lis.Addr().String())
+	resp, err := http.Get(shortServer(t, h))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,4 +129,71 @@ func streamed(t *testing.T, n int, lift bool) int {
 		}
 	}
 	return got
+}
+
+// shortServer serves h on a server of NewServer whose read and write
+// timeouts are shortened to 200 ms, until the test ends, and returns its
+// URL.
+func shortServer(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	srv := telemetry.NewServer(h)
+	srv.ReadTimeout, srv.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + lis.Addr().String()
+}
+
+// A request that works past the server's timeouts under LongRequest is
+// answered; without it the server cancels its context at the read
+// timeout and drops its answer at the write timeout. Its budget still
+// bounds it: work that outlasts the budget is given up, and the handler
+// says so in an answer that arrives.
+func TestLongRequestOutlivesTheServerTimeoutsWithinItsBudget(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		long   bool
+		budget time.Duration
+		want   func(body string) bool // body: "" for no answer
+	}{
+		{"work within its budget", true, 10 * time.Second, func(b string) bool { return b == "done" }},
+		{"work past its budget", true, 400 * time.Millisecond, func(b string) bool { return b == "gave up" }},
+		// Cut off: its context cancelled by the read timeout (the work
+		// given up) or its answer dropped by the write timeout.
+		{"without LongRequest", false, 0, func(b string) bool { return b != "done" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			url := shortServer(t, func(w http.ResponseWriter, r *http.Request) {
+				ctx := r.Context()
+				if tt.long {
+					var cancel context.CancelFunc
+					ctx, cancel = telemetry.LongRequest(w, r, tt.budget)
+					defer cancel()
+				}
+				select {
+				case <-time.After(time.Second): // five times the server's timeouts
+					_, _ = fmt.Fprint(w, "done")
+				case <-ctx.Done():
+					_, _ = fmt.Fprint(w, "gave up")
+				}
+			})
+			start := time.Now()
+			resp, err := http.Get(url)
+			got := ""
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				got = string(b)
+			}
+			t.Logf("answer %q (err %v) after %v", got, err, time.Since(start).Round(time.Millisecond))
+			if !tt.want(got) {
+				t.Error("not the answer this case must get")
+			}
+		})
+	}
 }

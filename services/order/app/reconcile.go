@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"time"
 
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
 	"github.com/flashsale/flashsale/platform/shadow"
+	"github.com/flashsale/flashsale/platform/telemetry"
 	"github.com/flashsale/flashsale/services/order"
 	orderkafka "github.com/flashsale/flashsale/services/order/kafka"
 )
@@ -19,13 +21,22 @@ func (l writerLag) InFlight(ctx context.Context) (int64, error) {
 	return pkafka.Lag(ctx, l.brokers, pkafka.Group(ctx, orderkafka.GroupWriter), shadow.Topic(ctx, orderkafka.TopicPlaced))
 }
 
+// reconcileBudget bounds one round run by POST /reconcile-stock: after a
+// Redis restart it rebuilds every fenced sale, one after another, each
+// from all its stored orders, which may take far longer than the admin
+// server's timeouts allow an ordinary request.
+const reconcileBudget = 5 * time.Minute
+
 // reconcileHandler serves POST /reconcile-stock on the admin port: one
-// round of the stock reconciler now, instead of at its next tick. It
-// answers 200 {"rebuilt": [activity ids]} or 503 {"error": "..."} (the
-// inventory unreachable, orders still in flight: try again).
+// round of the stock reconciler now, instead of at its next tick, within
+// reconcileBudget. It answers 200 {"rebuilt": [activity ids]} or 503
+// {"error": "..."} (the inventory unreachable, orders still in flight,
+// the budget spent: try again; a sale rebuilt stays rebuilt).
 func reconcileHandler(r *order.StockReconciler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		rebuilt, err := r.RunOnce(req.Context())
+		ctx, cancel := telemetry.LongRequest(w, req, reconcileBudget)
+		defer cancel()
+		rebuilt, err := r.RunOnce(ctx)
 		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
