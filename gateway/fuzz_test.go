@@ -1,0 +1,150 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	"github.com/flashsale/flashsale/gateway"
+	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/rpc"
+	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
+)
+
+// fuzzRoute is a route that reads what its caller sends: a JSON body,
+// maybe an id in its path ({id}) and an Idempotency-Key.
+type fuzzRoute struct {
+	method, path string
+	role         string // "user", "admin" or "" (no token)
+	seed         string // a body the route takes
+}
+
+// fuzzRoutes are the routes of docs/api.md that read a body.
+var fuzzRoutes = []fuzzRoute{
+	{http.MethodPost, "/api/v1/seckill/orders", "user", `{"activity_id":"7","quantity":1}`},
+	{http.MethodPost, "/api/v1/orders", "user", `{"items":[{"sku_id":"1","quantity":2}],"coupon_id":"3"}`},
+	{http.MethodPost, "/api/v1/orders/quote", "user", `{"items":[{"sku_id":"1","quantity":2}]}`},
+	{http.MethodPost, "/api/v1/orders/{id}/pay", "user", `{"channel":"auto"}`},
+	{http.MethodPost, "/api/v1/orders/{id}/cancel", "user", ``},
+	{http.MethodPost, "/api/v1/orders/{id}/refunds", "user", `{"lines":[{"line_id":"1","quantity":1}],"reason":"broken"}`},
+	{http.MethodPost, "/api/v1/coupons/{id}/claim", "user", ``},
+	{http.MethodPost, "/api/v1/payments/callbacks/{id}", "", `{"trade_no":"t1","status":"SUCCESS"}`},
+	{http.MethodPost, "/api/v1/dev/token", "", `{"user_id":"5","role":"user"}`},
+	{http.MethodPut, "/admin/v1/channels/{id}", "admin", `{"enabled":true,"weight":10}`},
+	{http.MethodPost, "/admin/v1/products", "admin", `{"title":"t","price":100,"stock":1}`},
+	{http.MethodPost, "/admin/v1/activities", "admin", `{"sku_id":"1","price":100,"stock":10,"per_user_limit":1,"starts_at":"2030-01-01T00:00:00Z","ends_at":"2030-01-02T00:00:00Z"}`},
+	{http.MethodPost, "/admin/v1/load-test-tokens", "admin", `{"user_id":"5"}`},
+	{http.MethodPost, "/admin/v1/promotions", "admin", `{"name":"p","kind":"FULL_REDUCTION","threshold":1000,"discount":100,"starts_at":"2030-01-01T00:00:00Z","ends_at":"2030-01-02T00:00:00Z"}`},
+	{http.MethodPost, "/admin/v1/coupon-templates", "admin", `{"name":"c","discount":100,"threshold":1000,"total":10}`},
+}
+
+// FuzzBodiesGetADocumentedAnswer sends what a hostile caller might to
+// every route that reads a body: any bytes as the body, any string as the
+// path's id and as the Idempotency-Key and the device id. Whatever it
+// sends, the gateway answers with the API's error body and a code of the
+// error table at that code's status, never 500; and a request refused as
+// INVALID_ARGUMENT reaches no service, so it changed nothing. Every
+// downstream is a dead address, so what passes validation is answered
+// UNAVAILABLE. `make test` runs the seeds; `go test ./gateway -run '^$'
+// -fuzz FuzzBodiesGetADocumentedAnswer -fuzztime 2m` explores.
+func FuzzBodiesGetADocumentedAnswer(f *testing.F) {
+	for i, r := range fuzzRoutes {
+		for _, body := range []string{
+			r.seed, "", "{}", "null", "[]", `"x"`, "{", `{"a":1}{"b":2}`,
+			strings.Replace(r.seed, "1", "-1", 1), strings.Replace(r.seed, "1", "1e400", 1),
+			strings.Replace(r.seed, "1", `"1"`, 1), strings.Replace(r.seed, `"1"`, "1", 1),
+			strings.Replace(r.seed, "1", "99999999999999999999", 1), strings.Replace(r.seed, "1", "0.5", 1),
+			strings.Replace(r.seed, "t", "\x00\xff\u2028", 1),
+		} {
+			f.Add(uint8(i), "3", "key-1", "dev-1", []byte(body))
+		}
+		f.Add(uint8(i), "-1", "", "", []byte(r.seed))
+		f.Add(uint8(i), "99999999999999999999", strings.Repeat("k", 200), "d d", []byte(r.seed))
+		f.Add(uint8(i), "%00", "k\u00e9y", "\u00e9", []byte(r.seed))
+	}
+
+	var payments atomic.Int64
+	count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		payments.Add(1)
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	cc, err := rpc.Dial(deadTarget, grpc.WithChainUnaryInterceptor(count))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { cc.Close() })
+	tg := MustGateway(f, gatewayConfig{opts: gateway.Options{
+		Payment: paymentv1.NewPaymentServiceClient(cc), DevTokens: true,
+	}})
+	tokens := map[string]string{"user": tg.token(f, 5, "user"), "admin": tg.token(f, 6, "admin")}
+
+	f.Fuzz(func(t *testing.T, route uint8, id, key, device string, body []byte) {
+		r := fuzzRoutes[int(route)%len(fuzzRoutes)]
+		hr, err := http.NewRequest(r.method, tg.url+strings.Replace(r.path, "{id}", url.PathEscape(id), 1), strings.NewReader(string(body)))
+		if err != nil {
+			t.Skip("not a request an HTTP client can send:", err)
+		}
+		if tok := tokens[r.role]; tok != "" {
+			hr.Header.Set("Authorization", "Bearer "+tok)
+		}
+		hr.Header.Set("Content-Type", "application/json")
+		// What a client can put in a header at all: no control bytes.
+		for name, v := range map[string]string{"Idempotency-Key": key, api.DeviceHeader: device} {
+			if v = strings.Map(headerByte, v); v != "" {
+				hr.Header.Set(name, v)
+			}
+		}
+		before := tg.calls() + payments.Load()
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatalf("%s %s: no answer: %v", r.method, hr.URL.Path, err)
+		}
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s %s: reading the answer: %v", r.method, hr.URL.Path, err)
+		}
+		if resp.StatusCode < 400 {
+			return
+		}
+		var e apiError
+		if err := json.Unmarshal(raw, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+			t.Fatalf("%s %s: %d with a body that is not the API's error: %q", r.method, hr.URL.Path, resp.StatusCode, raw)
+		}
+		code := errcode.Code(e.Error.Code)
+		switch want := gateway.StatusOf(code); {
+		case resp.StatusCode == http.StatusInternalServerError:
+			t.Fatalf("%s %s with body %q: 500 %s", r.method, hr.URL.Path, body, raw)
+		case resp.StatusCode != want && !(code == errcode.InvalidArgument && otherInvalid[resp.StatusCode]):
+			t.Fatalf("%s %s: %d with code %s, whose status is %d", r.method, hr.URL.Path, resp.StatusCode, code, want)
+		}
+		if code == errcode.InvalidArgument {
+			if after := tg.calls() + payments.Load(); after != before {
+				t.Fatalf("%s %s with body %q: INVALID_ARGUMENT after %d downstream calls", r.method, hr.URL.Path, body, after-before)
+			}
+		}
+	})
+}
+
+// otherInvalid are the statuses besides 400 that docs/api.md gives
+// INVALID_ARGUMENT: a body too large (413) and a method the path does not
+// take (405, with Allow; a path such as /orders/./cancel is cleaned to
+// one).
+var otherInvalid = map[int]bool{http.StatusRequestEntityTooLarge: true, http.StatusMethodNotAllowed: true}
+
+// headerByte keeps what a header value may hold: visible bytes, spaces
+// and tabs.
+func headerByte(r rune) rune {
+	if (r < 0x20 && r != '\t') || r == 0x7f {
+		return -1
+	}
+	return r
+}
