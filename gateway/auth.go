@@ -58,10 +58,13 @@ func newAuthenticator(secret []byte, c clock.Clock) *authenticator {
 		verified: newVerifiedTokens(maxVerifiedTokens),
 		// Pinning the method to HS256 rejects "none" and every
 		// algorithm-confusion trick; a token without exp would be
-		// valid forever, so exp is required.
+		// valid forever, so exp is required; strict decoding refuses
+		// the other spellings of a signature whose last character's
+		// unused bits were changed, so a token is one string.
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 			jwt.WithExpirationRequired(),
+			jwt.WithStrictDecoding(),
 			jwt.WithTimeFunc(c.Now),
 		),
 	}

@@ -77,6 +77,22 @@ func TestTokenExpiresWithTheClock(t *testing.T) {
 	}
 }
 
+// A token's signature is base64url, whose last character carries unused
+// bits: decoded loosely, another spelling of a valid token decodes to the
+// same signature, and was let in. Only the token as signed is, so a token
+// is one string wherever it is compared, logged or listed.
+func TestOnlyTheSignedSpellingOfATokenIsTaken(t *testing.T) {
+	tg := MustGateway(t, gatewayConfig{})
+	valid := tg.token(t, 5, "user")
+	if got := tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders/3", token: valid}); got.status == http.StatusUnauthorized {
+		t.Fatalf("the valid token was refused: %s", got.body)
+	}
+	got := tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders/3", token: respell(t, valid)})
+	if got.status != http.StatusUnauthorized || got.code(t) != "UNAUTHENTICATED" {
+		t.Fatalf("the token respelled: %d %s, want 401 UNAUTHENTICATED", got.status, got.body)
+	}
+}
+
 // Verified tokens are cached; the cache must not outlive a token's
 // validity window in either direction, nor accept an altered copy of a
 // token it holds.

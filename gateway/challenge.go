@@ -167,12 +167,15 @@ func (c *challenger) verify(p proof, user, activity int64) (challengeClaims, err
 	invalid := func(why string) (challengeClaims, error) {
 		return challengeClaims{}, errorf(errcode.ChallengeInvalid, why+": get a new challenge")
 	}
+	// Strict decoding: a signature whose last character's unused bits
+	// were changed decodes to the same MAC, and that other spelling of
+	// the challenge would pass too.
 	payload, sig, ok := strings.Cut(p.challenge, ".")
-	mac, err := base64.RawURLEncoding.DecodeString(sig)
+	mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if !ok || err != nil || !hmac.Equal(mac, c.sign(payload)) {
 		return invalid("the challenge is not one this platform handed out")
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(payload)
 	var cl challengeClaims
 	if err != nil || json.Unmarshal(raw, &cl) != nil {
 		return invalid("the challenge is not one this platform handed out")

@@ -78,6 +78,30 @@ func forge(tb testing.TB, c api.Challenge, edit func(claims map[string]any)) api
 	return c
 }
 
+// respell changes the last character of s's last dot-separated part, a
+// base64url signature, to another that decodes to the same bytes when its
+// unused low bits are ignored (as a lenient decoder does): another
+// spelling of the same signed value.
+func respell(tb testing.TB, s string) string {
+	tb.Helper()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, s[len(s)-1])
+	sig := s[strings.LastIndexByte(s, '.')+1:]
+	want, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || last < 0 {
+		tb.Fatalf("%q does not end in base64url", s)
+	}
+	for k := range 4 {
+		other := s[:len(s)-1] + alphabet[last&^3|k:last&^3|k+1]
+		got, err := base64.RawURLEncoding.DecodeString(other[strings.LastIndexByte(other, '.')+1:])
+		if other != s && err == nil && string(got) == string(want) {
+			return other
+		}
+	}
+	tb.Fatalf("%q has no other spelling: its signature uses every bit of its last character", s)
+	return ""
+}
+
 func wantRefused(tb testing.TB, got answer, status int, code string) {
 	tb.Helper()
 	if got.status != status || got.code(tb) != code {
@@ -145,6 +169,7 @@ func TestChallengeWall(t *testing.T) {
 		"no work written in":               {solvedBuy(alice, "k1", act, forge(t, c, func(m map[string]any) { m["k"] = 0 }), "", "phone-1"), "CHALLENGE_INVALID"},
 		"no wait written in":               {solvedBuy(alice, "k1", act, forge(t, c, func(m map[string]any) { m["nbf"] = 0 }), "", "phone-1"), "CHALLENGE_INVALID"},
 		"not a challenge at all":           {solvedBuy(alice, "k1", act, api.Challenge{Challenge: "x.y", Bits: 1}, "", "phone-1"), "CHALLENGE_INVALID"},
+		"its signature respelled":          {solvedBuy(alice, "k1", act, api.Challenge{Challenge: respell(t, c.Challenge), Bits: c.Bits}, "", "phone-1"), "CHALLENGE_INVALID"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			wantRefused(t, tg.do(t, tt.req), http.StatusForbidden, tt.code)

@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/flashsale/flashsale/services/payment/channel/wire"
@@ -23,6 +24,8 @@ func TestVerify(t *testing.T) {
 		{"not hex", secret, body, "zz" + good[2:], false},
 		{"truncated", secret, body, good[:len(good)-2], false},
 		{"no secret", nil, body, wire.Sign(nil, body), false},
+		// One spelling per signature: hex decodes either case.
+		{"in capitals", secret, body, strings.ToUpper(good), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
