@@ -9,7 +9,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
 
 	"github.com/flashsale/flashsale/gateway"
@@ -27,7 +29,8 @@ type fuzzRoute struct {
 	seed         string // a body the route takes
 }
 
-// fuzzRoutes are the routes of docs/api.md that read a body.
+// fuzzRoutes are the routes of docs/api.md that read a body or an id
+// from their path.
 var fuzzRoutes = []fuzzRoute{
 	{http.MethodPost, "/api/v1/seckill/orders", "user", `{"activity_id":"7","quantity":1}`},
 	{http.MethodPost, "/api/v1/orders", "user", `{"items":[{"sku_id":"1","quantity":2}],"coupon_id":"3"}`},
@@ -44,10 +47,16 @@ var fuzzRoutes = []fuzzRoute{
 	{http.MethodPost, "/admin/v1/load-test-tokens", "admin", `{"user_id":"5"}`},
 	{http.MethodPost, "/admin/v1/promotions", "admin", `{"name":"p","kind":"FULL_REDUCTION","threshold":1000,"discount":100,"starts_at":"2030-01-01T00:00:00Z","ends_at":"2030-01-02T00:00:00Z"}`},
 	{http.MethodPost, "/admin/v1/coupon-templates", "admin", `{"name":"c","discount":100,"threshold":1000,"total":10}`},
+	// The reads that take an id from their path.
+	{http.MethodGet, "/api/v1/products/{id}", "", ``},
+	{http.MethodGet, "/api/v1/activities/{id}", "", ``},
+	{http.MethodGet, "/api/v1/activities/{id}/challenge", "user", ``},
+	{http.MethodGet, "/api/v1/orders/{id}", "user", ``},
+	{http.MethodGet, "/api/v1/payments/{id}", "user", ``},
 }
 
 // FuzzBodiesGetADocumentedAnswer sends what a hostile caller might to
-// every route that reads a body: any bytes as the body, any string as the
+// every route that reads a body or a path id: any bytes as the body, any string as the
 // path's id and as the Idempotency-Key and the device id. Whatever it
 // sends, the gateway answers with the API's error body and a code of the
 // error table at that code's status, never 500; and a request refused as
@@ -129,6 +138,50 @@ func FuzzBodiesGetADocumentedAnswer(f *testing.F) {
 		if code == errcode.InvalidArgument {
 			if after := tg.calls() + payments.Load(); after != before {
 				t.Fatalf("%s %s with body %q: INVALID_ARGUMENT after %d downstream calls", r.method, hr.URL.Path, body, after-before)
+			}
+		}
+	})
+}
+
+// FuzzForgedTokensAreRefused sends any Authorization header to a user's
+// route and an admin's: the fuzzer cannot sign a token, so every one is
+// refused UNAUTHENTICATED (401), never a 500, before any service is
+// called. The seeds hold the forgeries docs/gateway.md lists: no
+// signature, alg none, another algorithm, a token signed with another
+// key, an expired one, and the valid token altered by one byte.
+func FuzzForgedTokensAreRefused(f *testing.F) {
+	tg := MustGateway(f, gatewayConfig{})
+	valid := tg.token(f, 5, "admin")
+	header, payload, _ := strings.Cut(valid, ".")
+	payload, _, _ = strings.Cut(payload, ".")
+	for _, a := range []string{
+		"", "Bearer", "Bearer ", "bearer x", "Basic dXNlcjpwYXNz", "Bearer " + header + "." + payload,
+		"Bearer " + header + "." + payload + ".",
+		"Bearer eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + payload + ".",
+		"Bearer " + valid[:len(valid)-1] + "A", "Bearer " + strings.ToUpper(valid), "Bearer " + valid + valid,
+		"Bearer " + signToken(f, jwt.SigningMethodHS384, testSecret, jwt.MapClaims{"sub": "5", "role": "admin", "exp": tg.clock.Now().Add(time.Hour).Unix()}),
+		"Bearer " + signToken(f, jwt.SigningMethodHS256, []byte("another key of thirty-two bytes!!"), jwt.MapClaims{"sub": "5", "role": "admin", "exp": tg.clock.Now().Add(time.Hour).Unix()}),
+		"Bearer " + signToken(f, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"sub": "5", "role": "admin", "exp": tg.clock.Now().Add(-time.Minute).Unix()}),
+	} {
+		f.Add(a)
+	}
+	paths := []string{"/api/v1/orders/3", "/admin/v1/load-test-tokens"}
+	f.Fuzz(func(t *testing.T, authorization string) {
+		authorization = strings.Map(headerByte, authorization)
+		// The server trims a header's outer spaces and tabs; the scheme's
+		// case does not matter.
+		if scheme, token, _ := strings.Cut(strings.Trim(authorization, " \t"), " "); strings.EqualFold(scheme, "Bearer") && token == valid {
+			t.Skip("the valid token itself")
+		}
+		for i, path := range paths {
+			method := []string{http.MethodGet, http.MethodPost}[i]
+			before := tg.calls()
+			got := tg.do(t, request{method: method, path: path, body: `{"user_id":"5"}`, header: map[string]string{"Authorization": authorization}})
+			if got.status != http.StatusUnauthorized || got.code(t) != "UNAUTHENTICATED" {
+				t.Fatalf("%s %s with Authorization %q: %d %s, want 401 UNAUTHENTICATED", method, path, authorization, got.status, got.body)
+			}
+			if n := tg.calls() - before; n != 0 {
+				t.Fatalf("%s %s with Authorization %q: %d downstream calls", method, path, authorization, n)
 			}
 		}
 	})
