@@ -15,11 +15,20 @@ type Duration time.Duration
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// UnmarshalYAML parses a Go duration string.
+// maxDuration bounds every duration a scenario writes: no replay runs for
+// longer, and sums of a few such (a phase's start, ramp and hold) stay
+// far inside what a time.Duration holds instead of wrapping round to a
+// scenario that ends before it starts.
+const maxDuration = 7 * 24 * time.Hour
+
+// UnmarshalYAML parses a Go duration string of at most maxDuration.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
 		return fmt.Errorf("line %d: %q is not a duration like 30s or 1m30s", n.Line, n.Value)
+	}
+	if v > maxDuration {
+		return fmt.Errorf("line %d: %q is longer than a week, longer than any replay", n.Line, n.Value)
 	}
 	*d = Duration(v)
 	return nil

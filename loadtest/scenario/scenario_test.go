@@ -46,6 +46,9 @@ func TestScenarioValidationNamesTheField(t *testing.T) {
 		{"limit zero", "per_user_limit: 1", "per_user_limit: 0", "catalog.activities[0].per_user_limit"},
 		{"bad kind", "kind: seckill", "kind: shopping", "phases[0].kind"},
 		{"bad duration", "hold: 2s", "hold: two", "not a duration"},
+		// Phases of 2,000,000 h each would add up past what a
+		// time.Duration holds, to a scenario ending before it starts.
+		{"duration past a week", "start: 0s, ramp: 1s, hold: 2s", "start: 2000000h, ramp: 1s, hold: 2000000h", "longer than a week"},
 		{"unknown activity in a phase", "activities: [a]}", "activities: [b]}", "phases[0].activities[0]"},
 		{"zero rate", "rate: 10", "rate: 0", "phases[0].rate"},
 		{"shares above one", "pay_share: 0.5", "pay_share: 0.5, cancel_share: 0.6", "payment.pay_share/cancel_share"},
