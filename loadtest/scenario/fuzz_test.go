@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,11 +13,7 @@ import (
 // and have a rate that is a number, never negative; never a panic. `go test ./loadtest/scenario -run '^$' -fuzz
 // FuzzParse -fuzztime 2m` explores.
 func FuzzParse(f *testing.F) {
-	paths, err := filepath.Glob("../scenarios/*.yaml")
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, p := range paths {
+	for _, p := range shipped(f) {
 		raw, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)

@@ -7,12 +7,18 @@ import (
 	"time"
 )
 
-func TestShippedScenariosParse(t *testing.T) {
+// shipped returns the paths of the scenarios the repository ships.
+func shipped(tb testing.TB) []string {
+	tb.Helper()
 	paths, err := filepath.Glob("../scenarios/*.yaml")
 	if err != nil || len(paths) < 2 {
-		t.Fatalf("scenarios: %v, %v", paths, err)
+		tb.Fatalf("scenarios: %v, %v", paths, err)
 	}
-	for _, p := range paths {
+	return paths
+}
+
+func TestShippedScenariosParse(t *testing.T) {
+	for _, p := range shipped(t) {
 		sc, err := Load(p)
 		if err != nil {
 			t.Errorf("%s: %v", p, err)
