@@ -67,9 +67,9 @@ const answerMargin = 5 * time.Second
 // connection closed and cannot tell success from failure. It lifts the
 // read deadline, gives the response budget and answerMargin to be
 // written, and returns the request's context bounded by budget, so the
-// handler gives up in time to say so. Where the connection's deadlines cannot be
-// set (a ResponseWriter that is not the server's own, as in a unit test)
-// only the context's bound applies.
+// handler gives up in time to say so. Where the connection's deadlines
+// cannot be set (a ResponseWriter that is not the server's own, as in a
+// unit test) only the context's bound applies.
 func LongRequest(w http.ResponseWriter, r *http.Request, budget time.Duration) (context.Context, context.CancelFunc) {
 	_ = extend(http.NewResponseController(w), budget+answerMargin)
 	return context.WithTimeout(r.Context(), budget)
