@@ -22,6 +22,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(valid))
 	f.Add([]byte(strings.Replace(valid, "start: 0s, ramp: 1s, hold: 2s", "start: 2000000h, ramp: 1s, hold: 2000000h", 1)))
+	f.Add([]byte(strings.Replace(valid, "rate: 10", "rate: .inf, rate_from: .inf", 1)))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		s, err := Parse(raw)
 		if err != nil {

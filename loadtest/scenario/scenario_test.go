@@ -57,6 +57,8 @@ func TestScenarioValidationNamesTheField(t *testing.T) {
 		{"duration past a week", "start: 0s, ramp: 1s, hold: 2s", "start: 2000000h, ramp: 1s, hold: 2000000h", "longer than a week"},
 		{"unknown activity in a phase", "activities: [a]}", "activities: [b]}", "phases[0].activities[0]"},
 		{"zero rate", "rate: 10", "rate: 0", "phases[0].rate"},
+		{"infinite rate", "rate: 10", "rate: .inf, rate_from: .inf", "phases[0].rate"},
+		{"a rate no generator sends", "rate: 10", "rate: 1e9", "phases[0].rate"},
 		{"shares above one", "pay_share: 0.5", "pay_share: 0.5, cancel_share: 0.6", "payment.pay_share/cancel_share"},
 		{"pay without channels", "channels: {alipay: 1}", "channels: {}", "payment.channels"},
 		{"delay backwards", "delay: [1s, 2s]", "delay: [3s, 2s]", "payment.delay"},

@@ -7,6 +7,12 @@ import (
 	"strings"
 )
 
+// maxRate bounds a phase's arrival rate: the replay starts a goroutine
+// per arrival, and a million a second is far beyond what one load
+// generator sends (YAML's .inf, which YAML reads as a number, would never
+// let the schedule move on).
+const maxRate = 1_000_000
+
 // checkFunc records a problem of field when ok is false.
 type checkFunc func(ok bool, field, format string, args ...any)
 
@@ -131,8 +137,8 @@ func (s *Scenario) validatePhases(check checkFunc, activities, challenged map[st
 		}
 		check(p.Start >= 0, f+".start", "must not be negative")
 		check(p.Ramp >= 0 && p.Hold >= 0 && p.Ramp+p.Hold > 0, f+".ramp/hold", "must not be negative and must add up to more than zero")
-		check(p.Rate > 0, f+".rate", "must be a positive arrival rate per second, got %g", p.Rate)
-		check(p.RateFrom >= 0, f+".rate_from", "must not be negative, got %g", p.RateFrom)
+		check(p.Rate > 0 && p.Rate <= maxRate, f+".rate", "must be a positive arrival rate per second up to %d, got %g", maxRate, p.Rate)
+		check(p.RateFrom >= 0 && p.RateFrom <= maxRate, f+".rate_from", "must be from 0 to %d, got %g", maxRate, p.RateFrom)
 		for j, a := range p.Activities {
 			check(activities[a], fmt.Sprintf("%s.activities[%d]", f, j), "%q is not a key of catalog.activities", a)
 		}
