@@ -63,7 +63,7 @@ var fuzzRoutes = []fuzzRoute{
 // INVALID_ARGUMENT reaches no service, so it changed nothing. Every
 // downstream is a dead address, so what passes validation is answered
 // UNAVAILABLE. `make test` runs the seeds; `go test ./gateway -run '^$'
-// -fuzz FuzzBodiesGetADocumentedAnswer -fuzztime 2m` explores.
+// -fuzz FuzzBodiesGetADocumentedAnswer -fuzztime 4m` explores.
 func FuzzBodiesGetADocumentedAnswer(f *testing.F) {
 	for i, r := range fuzzRoutes {
 		for _, body := range []string{
@@ -78,6 +78,9 @@ func FuzzBodiesGetADocumentedAnswer(f *testing.F) {
 		f.Add(uint8(i), "-1", "", "", []byte(r.seed))
 		f.Add(uint8(i), "99999999999999999999", strings.Repeat("k", 200), "d d", []byte(r.seed))
 		f.Add(uint8(i), "%00", "k\u00e9y", "\u00e9", []byte(r.seed))
+		// A path the mux cleans (/orders/./cancel is /orders/cancel,
+		// which takes GET only): the first input the fuzzer failed on.
+		f.Add(uint8(i), ".", "0", "0", []byte("0"))
 	}
 
 	var payments atomic.Int64

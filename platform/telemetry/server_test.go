@@ -148,8 +148,8 @@ func shortServer(t *testing.T, h http.HandlerFunc) string {
 }
 
 // A request that works past the server's timeouts under LongRequest is
-// answered; without it the server cancels its context at the read
-// timeout and drops its answer at the write timeout. Its budget still
+// answered; without it the work goes on but the server drops its answer
+// at the write timeout. Its budget still
 // bounds it: work that outlasts the budget is given up, and the handler
 // says so in an answer that arrives.
 func TestLongRequestOutlivesTheServerTimeoutsWithinItsBudget(t *testing.T) {
@@ -162,9 +162,8 @@ func TestLongRequestOutlivesTheServerTimeoutsWithinItsBudget(t *testing.T) {
 	}{
 		{"work within its budget", true, 10 * time.Second, func(b string) bool { return b == "done" }},
 		{"work past its budget", true, 400 * time.Millisecond, func(b string) bool { return b == "gave up" }},
-		// Cut off: its context cancelled by the read timeout (the work
-		// given up) or its answer dropped by the write timeout.
-		{"without LongRequest", false, 0, func(b string) bool { return b != "done" }},
+		// Cut off: its answer dropped by the write timeout.
+		{"without LongRequest", false, 0, func(b string) bool { return b == "" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
