@@ -68,9 +68,12 @@ const answerMargin = 5 * time.Second
 // read deadline, gives the response budget and answerMargin to be
 // written, and returns the request's context bounded by budget, so the
 // handler gives up in time to say so. Where the connection's deadlines
-// cannot be set (a ResponseWriter that is not the server's own, as in a
-// unit test) only the context's bound applies.
-func LongRequest(w http.ResponseWriter, r *http.Request, budget time.Duration) (context.Context, context.CancelFunc) {
-	_ = extend(http.NewResponseController(w), budget+answerMargin)
-	return context.WithTimeout(r.Context(), budget)
+// cannot be set (a middleware's ResponseWriter without Unwrap, a unit
+// test's recorder) it says so in err, and only the context's bound
+// applies: the handler should log it, since its answer then dies at
+// writeTimeout again.
+func LongRequest(w http.ResponseWriter, r *http.Request, budget time.Duration) (ctx context.Context, cancel context.CancelFunc, err error) {
+	err = extend(http.NewResponseController(w), budget+answerMargin)
+	ctx, cancel = context.WithTimeout(r.Context(), budget)
+	return ctx, cancel, err
 }

@@ -3,11 +3,13 @@ package telemetry_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -171,8 +173,12 @@ func TestLongRequestOutlivesTheServerTimeoutsWithinItsBudget(t *testing.T) {
 				ctx := r.Context()
 				if tt.long {
 					var cancel context.CancelFunc
-					ctx, cancel = telemetry.LongRequest(w, r, tt.budget)
+					var err error
+					ctx, cancel, err = telemetry.LongRequest(w, r, tt.budget)
 					defer cancel()
+					if err != nil {
+						t.Errorf("LongRequest on the server's own writer: %v", err)
+					}
 				}
 				select {
 				case <-time.After(time.Second): // five times the server's timeouts
@@ -194,5 +200,20 @@ func TestLongRequestOutlivesTheServerTimeoutsWithinItsBudget(t *testing.T) {
 				t.Error("not the answer this case must get")
 			}
 		})
+	}
+}
+
+// A writer whose connection's deadlines cannot be set (here a recorder)
+// is reported, so the handler can say its answer may be cut at the write
+// timeout; the budget still bounds the context.
+func TestLongRequestReportsAWriterWithoutDeadlines(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/reconcile-stock", nil)
+	ctx, cancel, err := telemetry.LongRequest(httptest.NewRecorder(), r, time.Minute)
+	defer cancel()
+	if !errors.Is(err, http.ErrNotSupported) {
+		t.Errorf("err = %v, want http.ErrNotSupported", err)
+	}
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > time.Minute {
+		t.Errorf("context deadline %v (set %v), want within the minute's budget", d, ok)
 	}
 }

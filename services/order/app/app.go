@@ -267,7 +267,7 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 	orderv1.RegisterOrderServiceServer(p.GRPC, ordergrpc.NewServer(useCases, log))
 	p.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 	p.AddCheck("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
-	p.Handle("POST /reconcile-stock", reconcileHandler(reconciler))
+	p.Handle("POST /reconcile-stock", reconcileHandler(reconciler, log))
 	for _, w := range workers {
 		p.AddWorker(w)
 	}

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -32,10 +33,13 @@ const reconcileBudget = 5 * time.Minute
 // reconcileBudget. It answers 200 {"rebuilt": [activity ids]} or 503
 // {"error": "..."} (the inventory unreachable, orders still in flight,
 // the budget spent: try again; a sale rebuilt stays rebuilt).
-func reconcileHandler(r *order.StockReconciler) http.Handler {
+func reconcileHandler(r *order.StockReconciler, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		ctx, cancel := telemetry.LongRequest(w, req, reconcileBudget)
+		ctx, cancel, err := telemetry.LongRequest(w, req, reconcileBudget)
 		defer cancel()
+		if err != nil {
+			log.WarnContext(ctx, "reconcile-stock: the answer of a round longer than the server's write timeout will be lost", "err", err)
+		}
 		rebuilt, err := r.RunOnce(ctx)
 		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
