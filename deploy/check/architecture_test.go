@@ -308,10 +308,7 @@ func procsServing(host string) bool {
 // flowcharts and gRPC table to the calls the code and the compose
 // settings make.
 func TestArchitectureMapMatchesTheCode(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	doc := parseArchMap(t, filepath.Join(root, "docs", "architecture.md"))
 	code := DeriveCallGraph(t)
 	declared := protoServices(t, root)

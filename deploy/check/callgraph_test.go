@@ -245,10 +245,7 @@ type flow struct {
 // process the calls of the rest of it.
 func DeriveCallGraph(t *testing.T) codeGraph {
 	t.Helper()
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	procs := Processes()
 	commands := slices.Sorted(maps.Keys(procs))
 	listed, err := goList(root, commands)

@@ -72,10 +72,7 @@ func mustYAML(tb testing.TB, out any, path string) {
 // MustCompose parses docker-compose.yml with ${VAR:-default} resolved.
 func MustCompose(tb testing.TB) (string, composeFile) {
 	tb.Helper()
-	root, err := RepoRoot()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	root := mustRepoRoot(tb)
 	raw, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
 	if err != nil {
 		tb.Fatal(err)

@@ -37,10 +37,7 @@ func loadCompose(ctx context.Context, file string, env map[string]string) (*type
 // as the only environment (a fresh machine when empty).
 func mustComposeProject(tb testing.TB, env map[string]string) *types.Project {
 	tb.Helper()
-	root, err := RepoRoot()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	root := mustRepoRoot(tb)
 	p, err := loadCompose(context.Background(), filepath.Join(root, "docker-compose.yml"), env)
 	if err != nil {
 		tb.Fatalf("docker-compose.yml: %v", err)

@@ -105,10 +105,7 @@ func writtenDirs(t *testing.T, root string, p *types.Project) []string {
 // load-test run or a build does not change it (which rebuilt all seven
 // images after each run), and everything .gitignore leaves out.
 func TestDockerignoreLeavesOutWhatToolsWrite(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	m := mustDockerignore(t, root)
 	dirs := writtenDirs(t, root, mustComposeProject(t, nil))
 	for _, want := range []string{"loadtest/out", "loadtest/reports", ".bin"} {
@@ -162,10 +159,7 @@ func gitignoredSamples(t *testing.T, root string) []string {
 // workspace and module files and every non-test Go, SQL and Lua file
 // (the migrations and scripts are embedded).
 func TestDockerignoreKeepsWhatTheDockerfileCopies(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	m := mustDockerignore(t, root)
 	sources := dockerfileCopySources(t, root)
 	if len(sources) == 0 {

@@ -17,10 +17,7 @@ var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
 // to a heading of that file: a chapter renamed or a section retitled
 // must not leave a newcomer at a dead end.
 func TestDocsLinksResolve(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	pages, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
 	if err != nil {
 		t.Fatal(err)
@@ -93,10 +90,7 @@ func slug(heading string) string {
 // TestEveryChapterIsIndexed holds docs/README.md, the newcomer's reading
 // order, to every chapter in docs/.
 func TestEveryChapterIsIndexed(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	index, err := os.ReadFile(filepath.Join(root, "docs", "README.md"))
 	if err != nil {
 		t.Fatal(err)

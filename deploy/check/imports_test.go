@@ -42,10 +42,7 @@ func repoFiles(t *testing.T, root string, keep func(name string) bool) []string 
 }
 
 func TestNoArchivedModuleImported(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	goFiles := repoFiles(t, root, func(name string) bool { return strings.HasSuffix(name, ".go") })
 	if len(goFiles) < 100 {
 		t.Fatalf("only %d Go files found under %s", len(goFiles), root)

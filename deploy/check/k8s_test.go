@@ -177,10 +177,7 @@ func forEachOverlay(t *testing.T, f func(t *testing.T, overlay string, objs []k8
 // placeholder values.
 func MustExampleSecrets(tb testing.TB) []k8sObject {
 	tb.Helper()
-	root, err := RepoRoot()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	root := mustRepoRoot(tb)
 	file := filepath.Join(root, "deploy", "k8s", "secrets.example", "secrets.yaml")
 	raw, err := os.ReadFile(file)
 	if err != nil {

@@ -204,10 +204,7 @@ func TestImageUser(t *testing.T) {
 // root filesystem, with every capability dropped, no privilege
 // escalation and the runtime's default seccomp profile.
 func TestPodsRunAsTheImageUserHardened(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	raw, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)

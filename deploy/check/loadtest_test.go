@@ -66,10 +66,7 @@ func sameDatabase(a, b string) bool {
 // slow or failing faults, and the audit reads the orders and payment
 // databases the services write.
 func TestComposeLoadtestRunsItsScenario(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	files, err := filepath.Glob(filepath.Join(root, "loadtest", "scenarios", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no scenarios (%v)", err)
@@ -175,10 +172,7 @@ func TestScenarioFileFollowsTheMount(t *testing.T) {
 // simulator handing out pay URLs on 127.0.0.1 at the port it listens on,
 // where `kubectl port-forward svc/channelsim` puts it.
 func TestK8sDevRunsTheDoubleElevenReplay(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	sc, err := scenario.Load(filepath.Join(root, "loadtest", "scenarios", "double11.yaml"))
 	if err != nil {
 		t.Fatal(err)

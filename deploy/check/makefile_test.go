@@ -20,10 +20,7 @@ func makeDryRun(t *testing.T, root string, targets ...string) string {
 // Running the platform installs only what it runs: chromium, which only
 // the report test needs, is installed by the test path alone.
 func TestMakeRunTargetsNeedNoBrowser(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	for _, target := range []string{"up", "up-split", "demo", "bench", "loadtest", "deps"} {
 		if cmds := makeDryRun(t, root, target); strings.Contains(cmds, "chromium") {
 			t.Errorf("make %s installs chromium, which only the report test needs:\n%s", target, cmds)

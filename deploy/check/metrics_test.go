@@ -327,10 +327,7 @@ func unregistered(expr string, metrics map[string]metric) []string {
 }
 
 func TestRegisteredMetrics(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	metrics := registeredMetrics(t, root)
 	// One of each way a metric is made: a CounterVec's options, a
 	// histogram's, a collector's Desc with labels and without.
@@ -380,10 +377,7 @@ type alertRules struct {
 // how bad it is, and names a runbook section that docs/operations.md has;
 // alerts_test.yml has a case where it fires and one where it must not.
 func TestAlertsReadRegisteredMetrics(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	var rules alertRules
 	mustYAML(t, &rules, filepath.Join(root, "deploy", "prometheus", "alerts.yml"))
 	metrics := registeredMetrics(t, root)

@@ -91,10 +91,7 @@ func unpinnedAllowed(t *testing.T, root string) []string {
 // docs/operations.md lists it as not yet pinned; and every image listed
 // there is still in use and still unpinned.
 func TestImagesArePinnedByDigest(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	refs := imageRefs(t, root)
 	for _, want := range []string{"golang", "gcr.io/distroless/static-debian12", "postgres", "redis", "apache/kafka"} {
 		found := false

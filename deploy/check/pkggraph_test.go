@@ -8,10 +8,7 @@ import (
 )
 
 func TestPackageGraphIsCurrent(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	want, err := PackageGraphDoc(root)
 	if err != nil {
 		t.Fatal(err)

@@ -79,10 +79,7 @@ func releasedImages(t *testing.T, wf releaseWorkflow) map[string]string {
 // the version the prod overlay deploys; so `kubectl apply -k
 // deploy/k8s/overlays/prod` at a release tag pulls images that exist.
 func TestReleaseBuildsTheManifestsImages(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	var wf releaseWorkflow
 	mustYAML(t, &wf, filepath.Join(root, ".github", "workflows", "release.yml"))
 	if !slices.Equal(wf.On.Push.Tags, []string{"v*"}) {

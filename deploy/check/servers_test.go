@@ -16,10 +16,7 @@ import (
 // none is left without its timeouts (a slow client holding a connection
 // for good): no http.Server literal or new(http.Server) outside it.
 func TestEveryHTTPServerIsMadeByNewServer(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	own := filepath.Join(root, "platform", "telemetry", "server.go")
 	var found []string
 	for _, path := range repoFiles(t, root, func(name string) bool { return strings.HasSuffix(name, ".go") }) {

@@ -10,10 +10,7 @@ import (
 // docs/configuration.md is what the code says: every variable a binary
 // reads, who reads it, its default and what it is for.
 func TestConfigurationDocIsCurrent(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	settings, err := Settings(root)
 	if err != nil {
 		t.Fatal(err)

@@ -31,10 +31,7 @@ func services(t *testing.T, root string) []string {
 // inventory_due.go; payment's order.go), so incoming and outgoing never
 // share a file and a reader finds a call by the service it reaches.
 func TestGRPCAdaptersNameTheServiceTheyCall(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	all := services(t, root)
 	for _, svc := range all {
 		files, _ := filepath.Glob(filepath.Join(root, "services", svc, "grpc", "*.go"))
@@ -55,10 +52,7 @@ func TestGRPCAdaptersNameTheServiceTheyCall(t *testing.T) {
 // Each service's migrations are numbered 001, 002, … with no number used
 // twice (goose orders them by it).
 func TestMigrationNumbersAreUniquePerService(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	dirs, _ := filepath.Glob(filepath.Join(root, "services", "*", "postgres", "migrations"))
 	if len(dirs) == 0 {
 		t.Fatal("no migrations found")

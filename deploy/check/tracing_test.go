@@ -51,10 +51,7 @@ func mainService(file string) (string, bool) {
 // spans whose resource carries it as service.name, so Jaeger lists each
 // service apart instead of one unknown_service.
 func TestEveryServiceTracesUnderItsName(t *testing.T) {
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := mustRepoRoot(t)
 	unsetenv(t, "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
 	for dir, b := range Binaries {
 		name, ok := mainService(filepath.Join(root, dir, "main.go"))
