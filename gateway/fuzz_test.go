@@ -63,7 +63,8 @@ var fuzzRoutes = []fuzzRoute{
 // INVALID_ARGUMENT reaches no service, so it changed nothing. Every
 // downstream is a dead address, so what passes validation is answered
 // UNAVAILABLE. `make test` runs the seeds; `go test ./gateway -run '^$'
-// -fuzz FuzzBodiesGetADocumentedAnswer -fuzztime 4m` explores.
+// -fuzz FuzzBodiesGetADocumentedAnswer -fuzztime 300000x` explores (a
+// count, not a duration: docs/testing.md says why).
 func FuzzBodiesGetADocumentedAnswer(f *testing.F) {
 	for i, r := range fuzzRoutes {
 		for _, body := range []string{

@@ -11,7 +11,7 @@ import (
 // a file a user wrote is either refused with an error or accepted as a
 // scenario that ends after it starts, whose phases end after they start
 // and have a rate that is a number, never negative; never a panic. `go test ./loadtest/scenario -run '^$' -fuzz
-// FuzzParse -fuzztime 2m` explores.
+// FuzzParse -fuzztime 3000000x` explores.
 func FuzzParse(f *testing.F) {
 	for _, p := range shipped(f) {
 		raw, err := os.ReadFile(p)
