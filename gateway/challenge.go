@@ -131,10 +131,10 @@ func (c *challenger) issue(user, activity int64, device string, startsAt time.Ti
 	claims := challengeClaims{User: user, Activity: activity, Device: device, Nonce: hex.EncodeToString(nonce[:]),
 		Bits: c.bits, NotBefore: notBefore.UnixMilli(), Expires: expires.UnixMilli()}
 	payload, _ := json.Marshal(claims) // plain fields: cannot fail
-	p := base64.RawURLEncoding.EncodeToString(payload)
+	p := challengeEncoding.EncodeToString(payload)
 	c.count.WithLabelValues("issued").Inc()
 	return api.Challenge{
-		Challenge: p + "." + base64.RawURLEncoding.EncodeToString(c.sign(p)),
+		Challenge: p + "." + challengeEncoding.EncodeToString(c.sign(p)),
 		Bits:      c.bits, WaitMS: max(int64((notBefore.Sub(now)+time.Millisecond-1)/time.Millisecond), 0),
 		NotBefore: notBefore.UTC(), ExpiresAt: expires.UTC(),
 	}
@@ -147,6 +147,12 @@ func (c *challenger) sign(payload string) []byte {
 }
 
 // proof is what a buy carries to pass the challenge wall.
+// challengeEncoding writes and reads a challenge's two parts: base64url
+// without padding, decoded strictly, since a signature whose last
+// character's unused bits were changed decodes to the same MAC, and that
+// other spelling of the challenge would pass too.
+var challengeEncoding = base64.RawURLEncoding.Strict()
+
 type proof struct {
 	challenge, answer, device string
 }
@@ -167,15 +173,12 @@ func (c *challenger) verify(p proof, user, activity int64) (challengeClaims, err
 	invalid := func(why string) (challengeClaims, error) {
 		return challengeClaims{}, errorf(errcode.ChallengeInvalid, why+": get a new challenge")
 	}
-	// Strict decoding: a signature whose last character's unused bits
-	// were changed decodes to the same MAC, and that other spelling of
-	// the challenge would pass too.
 	payload, sig, ok := strings.Cut(p.challenge, ".")
-	mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
+	mac, err := challengeEncoding.DecodeString(sig)
 	if !ok || err != nil || !hmac.Equal(mac, c.sign(payload)) {
 		return invalid("the challenge is not one this platform handed out")
 	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(payload)
+	raw, err := challengeEncoding.DecodeString(payload)
 	var cl challengeClaims
 	if err != nil || json.Unmarshal(raw, &cl) != nil {
 		return invalid("the challenge is not one this platform handed out")
