@@ -118,11 +118,13 @@ func TestAdmissionRefusesAtOnceWhenFull(t *testing.T) {
 	}
 	for series, want := range map[string]float64{
 		`gateway_admission_refused_total{reason="limit",route="` + seckillRoute + `"}`: 5,
-		// Each refusal is timed, for the gateway's own refusal latency.
-		`gateway_http_refusal_duration_seconds_count{route="` + seckillRoute + `"}`: 5,
-		`gateway_admission_limit{route="seckill"}`:                                  3,
-		`gateway_admission_limit{route="writes"}`:                                   1,
-		`gateway_admission_inflight{route="writes"}`:                                0,
+		// Each error answer is timed by its code, for the gateway's own
+		// cost of a refusal: the five refusals, and the cancel's 404.
+		`gateway_http_error_duration_seconds_count{code="OVERLOADED",route="` + seckillRoute + `"}`:                 5,
+		`gateway_http_error_duration_seconds_count{code="NOT_FOUND",route="POST /api/v1/orders/{order_id}/cancel"}`: 1,
+		`gateway_admission_limit{route="seckill"}`:                                                                  3,
+		`gateway_admission_limit{route="writes"}`:                                                                   1,
+		`gateway_admission_inflight{route="writes"}`:                                                                0,
 	} {
 		if got := tg.metric(t, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)

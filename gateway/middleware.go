@@ -35,6 +35,9 @@ type requestInfo struct {
 	userID int64
 	// shadow: the request is pressure-test traffic (pressuretest.go).
 	shadow bool
+	// code is the API error code the request was answered with (none
+	// for a success): writeError sets it.
+	code errcode.Code
 }
 
 type requestInfoKey struct{}
@@ -114,11 +117,12 @@ func newRequestID() string {
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
-	// refusals times the answers refused with 429 (admission, the rate
-	// limits): what turning a request away costs inside the gateway,
+	// errorLatency times the error answers by route and API error code,
+	// finer than latency at the short end: what turning a request away
+	// (OVERLOADED, RATE_LIMITED, SOLD_OUT …) costs inside the gateway,
 	// without the wait for a connection or a core before it arrives,
 	// which a client's own figure includes.
-	refusals *prometheus.HistogramVec
+	errorLatency *prometheus.HistogramVec
 	// refused counts requests turned away by the admission limits, by
 	// route and reason: "limit" (the adaptive concurrency limit),
 	// "budget" (its budget guard's cap), "pressure_test", "ip"
@@ -141,10 +145,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "gateway_http_request_duration_seconds", Help: "HTTP request latency by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route"}),
-		refusals: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "gateway_http_refusal_duration_seconds", Help: "Time from a request's arrival at the gateway's handler to its 429 answer (admission or a rate limit), by route.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
-		}, []string{"route"}),
+		errorLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "gateway_http_error_duration_seconds", Help: "Time from a request's arrival at the gateway's handler to its error answer, by route and API error code (docs/api.md's table).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route", "code"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_admission_refused_total", Help: "Requests refused by admission, by route and reason (429: limit, the adaptive concurrency limit; budget, its budget guard's cap; pressure_test, a pressure-test request yielding its place to real traffic or paused while the platform is degraded; ip, the client address's rate; device, the device's rate. 403: blocked, the blocklist).",
 		}, []string{"route", "reason"}),
@@ -153,7 +157,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			ConstLabels: prometheus.Labels{"traffic": "shadow"},
 		}, []string{"route", "status"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.refusals, m.refused, m.shadowRequests} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.errorLatency, m.refused, m.shadowRequests} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}
@@ -190,8 +194,8 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		} else {
 			g.metrics.requests.WithLabelValues(info.route, strconv.Itoa(rec.status)).Inc()
 			telemetry.Observe(ctx, g.metrics.latency.WithLabelValues(info.route), elapsed.Seconds())
-			if rec.status == http.StatusTooManyRequests {
-				g.metrics.refusals.WithLabelValues(info.route).Observe(elapsed.Seconds())
+			if info.code != "" {
+				g.metrics.errorLatency.WithLabelValues(info.route, string(info.code)).Observe(elapsed.Seconds())
 			}
 		}
 		if info.route == seckillRoute {
@@ -237,6 +241,7 @@ func (g *Gateway) recoverPanics(next http.Handler) http.Handler {
 				// failure, not a truncated success.
 				panic(http.ErrAbortHandler)
 			}
+			infoOf(r.Context()).code = errcode.Internal
 			writeJSON(w, http.StatusInternalServerError, api.ErrorBody{Error: api.ErrorDetail{Code: string(errcode.Internal), Message: "internal error"}})
 		}()
 		next.ServeHTTP(w, r)

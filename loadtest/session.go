@@ -198,8 +198,8 @@ func readFigures(ctx context.Context, cfg SessionConfig, res *result.Replay) err
 		// that hides /metrics is no failure of the run.
 		fmt.Fprintf(cfg.Out, "Catalogue cache levels not read: %v\n", err)
 	}
-	if res.GatewayRefusals, err = ReadRefusals(ctx, cfg.Target+"/metrics"); err != nil {
-		fmt.Fprintf(cfg.Out, "The gateway's refusal times not read: %v\n", err)
+	if res.GatewayTimes, err = ReadGatewayTimes(ctx, cfg.Target+"/metrics"); err != nil {
+		fmt.Fprintf(cfg.Out, "The gateway's own answer times not read: %v\n", err)
 	}
 	if cfg.RedisAddr != "" && !cfg.PressureTest {
 		fmt.Fprintln(cfg.Out, "Measuring the redis-benchmark ceiling on the same machine…")

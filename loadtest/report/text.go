@@ -39,9 +39,16 @@ func Print(w io.Writer, res *result.Replay) {
 		fmt.Fprintf(tw, "%s\t%s\t%.0fs\t%.0fs\t%.0f\t%d\t%s\t%s\n", p.Name, p.Kind, p.StartS, p.EndS, p.PeakRPS, p.Sent, seckill, p.Status)
 	}
 	tw.Flush()
-	if r := res.GatewayRefusals; r != nil {
-		fmt.Fprintf(w, "Flash-sale 429s timed inside the gateway (its histogram, the whole run; the client's figure above adds the wait for a connection and a core): %d, p50 %s, p99 %s\n",
-			r.Count, atMost(r.P50Ms), atMost(r.P99Ms))
+	if t := res.GatewayTimes; t != nil {
+		fmt.Fprintln(w, "Flash-sale answers timed inside the gateway (its histogram, the whole run; the client's figures above add the wait for a connection and a core):")
+		for _, f := range []struct {
+			name string
+			t    *result.Timing
+		}{{"refused (429)", t.Refused}, {"sold out", t.SoldOut}} {
+			if f.t != nil {
+				fmt.Fprintf(w, "  %-13s %d, p50 %s, p99 %s\n", f.name, f.t.Count, atMost(f.t.P50Ms), atMost(f.t.P99Ms))
+			}
+		}
 	}
 	fmt.Fprintln(w, "\nOptional endpoints:")
 	for _, f := range res.Features {

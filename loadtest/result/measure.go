@@ -76,11 +76,20 @@ type CacheLevel struct {
 	Refused float64 `json:"refused,omitempty"`
 }
 
-// Refusals is how long the gateway itself took to answer the flash-sale
-// buys it refused with 429, from its own histogram over the whole run:
-// P50Ms and P99Ms are the upper bounds of the buckets that hold those
-// quantiles (the quantile is at most that; -1 past the largest).
-type Refusals struct {
+// GatewayTimes is how long the gateway itself took to give the
+// flash-sale answers that decide nothing downstream or cheaply, from its
+// own histogram over the whole run: Refused for the 429s (OVERLOADED,
+// RATE_LIMITED), SoldOut for SOLD_OUT (the local flag's and the order
+// service's). Each is nil when the gateway gave no such answer.
+type GatewayTimes struct {
+	Refused *Timing `json:"refused,omitempty"`
+	SoldOut *Timing `json:"sold_out,omitempty"`
+}
+
+// Timing is a count of answers and the upper bounds of the histogram
+// buckets that hold their p50 and p99 (the quantile is at most that; -1
+// past the largest).
+type Timing struct {
 	Count uint64  `json:"count"`
 	P50Ms float64 `json:"p50_at_most_ms"`
 	P99Ms float64 `json:"p99_at_most_ms"`

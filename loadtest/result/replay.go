@@ -40,11 +40,12 @@ type Replay struct {
 	// Caches is what each level of the catalogue caches did (read from
 	// the services' /metrics at the end; empty when they were not read).
 	Caches []CacheLevel `json:"caches,omitempty"`
-	// GatewayRefusals is the gateway's own time for the flash-sale buys
-	// it refused (nil when it refused none or /metrics was not read).
-	GatewayRefusals *Refusals `json:"gateway_refusals,omitempty"`
-	Ceiling         *Ceiling  `json:"ceiling,omitempty"`
-	Checks          []Check   `json:"checks"`
+	// GatewayTimes is the gateway's own time for the flash-sale buys it
+	// refused or answered sold out (nil when it gave neither or /metrics
+	// was not read).
+	GatewayTimes *GatewayTimes `json:"gateway_times,omitempty"`
+	Ceiling      *Ceiling      `json:"ceiling,omitempty"`
+	Checks       []Check       `json:"checks"`
 	// Bots is what the bots phases' requests were answered (nil without
 	// one), BotsList the bot accounts.
 	Bots      *BotStats        `json:"bots,omitempty"`
