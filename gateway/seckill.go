@@ -91,7 +91,14 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		answer, _, err := refuse(&Error{Code: errcode.Unavailable, Message: "flash sales are closed for now, retry later", RetryAfter: closedRetryAfter}, false)
 		return answer, err
 	}
-	if g.soldOut.marked(activityID) {
+	flagged, probe := g.soldOut.check(activityID)
+	placed := false // order accepted this buy
+	if probe {
+		// This buy looks whether the sale is still sold out, for every
+		// buy the flag refuses meanwhile: order's answer decides.
+		defer func() { g.soldOut.probed(activityID, placed) }()
+	}
+	if flagged {
 		if answer, decided, err := refuse(errorf(errcode.SoldOut, "sold out"), true); decided {
 			return answer, err
 		}
@@ -140,6 +147,7 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		}
 		return api.SeckillAccepted{}, err
 	}
+	placed = true
 	g.accepted.remember(ctx, activityID, user, key, resp.GetOrderId())
 	return api.SeckillAccepted{OrderID: formatID(resp.GetOrderId()), Status: orderStatus(resp.GetStatus())}, nil
 }
@@ -219,57 +227,99 @@ func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key s
 // soldOutFlags remember, per activity, that order answered SOLD_OUT, so
 // the flood that follows a sell-out is refused in this process without
 // touching order or Redis. A flag lasts only ttl: stock comes back when
-// reservations expire or are cancelled, and must be sellable again. An
-// expired flag is dropped when it is looked up, and mark sweeps out the
-// others at most once a ttl, so a replica that sees sale after sale sell
-// out holds only the flags marked in the last two ttls, not one per sale
-// for good.
+// reservations expire or are cancelled, and must be sellable again. When
+// it is over, one request goes to order to look (the probe) while the
+// others are still refused, the sold-out flag's version of the one
+// rebuild a cache lets through when a hot key expires (caching.md): a
+// SOLD_OUT marks the flag again, an accepted buy drops it, and any other
+// end leaves the look to the next request. Without the probe every
+// request that arrived before the first answer came back went to order,
+// each ttl, and those were the slowest sold-out answers of the spike.
+//
+// A flag that is over and not looked at again is dropped by mark's
+// sweep, at most once a ttl, so a replica that sees sale after sale sell
+// out holds only the flags of the last two ttls, not one per sale for
+// good.
 type soldOutFlags struct {
 	clock clock.Clock
 	ttl   time.Duration
 
 	mu        sync.RWMutex
-	until     map[int64]time.Time
-	nextSweep time.Time // when mark next drops the expired flags
+	flags     map[int64]soldOutFlag
+	nextSweep time.Time // when mark next drops the flags that are over
+}
+
+// soldOutFlag is one activity's flag: up until until, then looked at by
+// one request at a time (probing).
+type soldOutFlag struct {
+	until   time.Time
+	probing bool
 }
 
 func newSoldOutFlags(c clock.Clock, ttl time.Duration) *soldOutFlags {
-	return &soldOutFlags{clock: c, ttl: ttl, until: map[int64]time.Time{}}
+	return &soldOutFlags{clock: c, ttl: ttl, flags: map[int64]soldOutFlag{}}
 }
 
-// mark flags the activity as sold out for ttl from now, first dropping
-// the expired flags if the last sweep is a ttl old.
+// mark flags the activity as sold out for ttl from now (ending a probe),
+// first dropping the flags that are over, unless probing, if the last
+// sweep is a ttl old.
 func (s *soldOutFlags) mark(activityID int64) {
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !now.Before(s.nextSweep) {
-		for id, until := range s.until {
-			if !now.Before(until) {
-				delete(s.until, id)
+		for id, f := range s.flags {
+			if !now.Before(f.until) && !f.probing {
+				delete(s.flags, id)
 			}
 		}
 		s.nextSweep = now.Add(s.ttl)
 	}
-	s.until[activityID] = now.Add(s.ttl)
+	s.flags[activityID] = soldOutFlag{until: now.Add(s.ttl)}
 }
 
-// marked reports whether the activity's flag is up, dropping it once it
-// has expired.
-func (s *soldOutFlags) marked(activityID int64) bool {
+// check reports whether the activity's flag refuses a request (up) or
+// makes it the probe: the flag is over and no other request is looking,
+// so this one asks order, and its caller must call probed once order has
+// answered or the request has ended before asking.
+func (s *soldOutFlags) check(activityID int64) (up, probe bool) {
+	now := s.clock.Now()
 	s.mu.RLock()
-	until, ok := s.until[activityID]
+	f, ok := s.flags[activityID]
 	s.mu.RUnlock()
 	if !ok {
-		return false
+		return false, false
 	}
-	if s.clock.Now().Before(until) {
-		return true
+	if now.Before(f.until) {
+		return true, false
 	}
 	s.mu.Lock()
-	if u, ok := s.until[activityID]; ok && u == until {
-		delete(s.until, activityID)
+	defer s.mu.Unlock()
+	f, ok = s.flags[activityID]
+	switch {
+	case !ok:
+		return false, false
+	case now.Before(f.until) || f.probing:
+		return true, false
 	}
-	s.mu.Unlock()
-	return false
+	f.probing = true
+	s.flags[activityID] = f
+	return false, true
+}
+
+// probed ends the probe of the activity: open (order accepted the buy)
+// drops the flag; otherwise, unless order's SOLD_OUT has marked it again,
+// the next request looks.
+func (s *soldOutFlags) probed(activityID int64, open bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.flags[activityID]
+	switch {
+	case !ok || !f.probing:
+	case open:
+		delete(s.flags, activityID)
+	default:
+		f.probing = false
+		s.flags[activityID] = f
+	}
 }

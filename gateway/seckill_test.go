@@ -214,8 +214,18 @@ func TestActivityWindowIsCheckedWithTheGatewayClock(t *testing.T) {
 
 func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 	svc := servicetest.MustStart(t, stack)
+	// Once armed, the next placement's answer is held (held closes when it
+	// is reached) until hold closes.
+	var armed atomic.Bool
+	held, hold := make(chan struct{}), make(chan struct{})
 	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
-		opts: gateway.Options{SoldOutTTL: time.Second, Redis: MustRedis(t)}})
+		opts: gateway.Options{SoldOutTTL: time.Second, Redis: MustRedis(t)},
+		afterCall: func(method string) {
+			if strings.HasSuffix(method, "/PlaceSeckillOrderBatch") && armed.CompareAndSwap(true, false) {
+				close(held)
+				<-hold
+			}
+		}})
 	admin := tg.token(t, 1, "admin")
 	now := tg.clock.Now()
 	sku := tg.MustProduct(t, admin, 19900, 10)
@@ -270,6 +280,27 @@ func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 	if after := tg.orderCalls.Load(); after != before {
 		t.Fatalf("the retry called order %d times, want 0", after-before)
 	}
+
+	// Once the flag is over, one buy goes to order to look while the
+	// flood is still refused here; order's SOLD_OUT raises the flag again.
+	tg.clock.Advance(time.Second)
+	armed.Store(true)
+	probe := make(chan answer, 1)
+	go func() { probe <- buy(700) }()
+	<-held
+	for u := range int64(20) {
+		if got := buy(710 + u); got.status != http.StatusConflict || got.code(t) != "SOLD_OUT" {
+			t.Fatalf("a buy while the probe is at order: %d %s, want 409 SOLD_OUT", got.status, got.body)
+		}
+	}
+	close(hold)
+	if got := <-probe; got.status != http.StatusConflict || got.code(t) != "SOLD_OUT" {
+		t.Fatalf("the probe: %d %s, want 409 SOLD_OUT from order", got.status, got.body)
+	}
+	if n := tg.orderCalls.Load() - before; n != 1 {
+		t.Fatalf("order called %d times once the flag was over, want 1 (the probe)", n)
+	}
+	before = tg.orderCalls.Load()
 
 	// Stock comes back (the first order is released); once the flag
 	// has lapsed the activity sells again.
