@@ -389,12 +389,13 @@ func (g *Gateway) routes() {
 	// The flash-sale entry: its challenge and the buy, behind the bot
 	// wall (device limit, blocklist) and the per-user limit, which they
 	// share, so an account cannot stockpile challenges faster than it
-	// may buy.
+	// may buy. The buy spends its token in its handler, once the sold-out
+	// flag and the sale's window have let it through (placeSeckill).
 	g.route("GET /api/v1/activities/{activity_id}/challenge", routeSpec{
 		access: userOnly, limit: api, perUser: g.users, perIP: true, bots: true,
 	}, g.getChallenge)
 	g.route("POST /api/v1/seckill/orders", routeSpec{
-		access: userOnly, limit: seckillLimit, perUser: g.users, perIP: true, bots: true, admission: g.seckillAdmission,
+		access: userOnly, limit: seckillLimit, perIP: true, bots: true, admission: g.seckillAdmission,
 	}, g.placeSeckillOrder)
 	g.route("GET /api/v1/orders/{order_id}", user, g.getOrder)
 	g.route("GET /api/v1/orders", offAt(user, LevelProtect), g.listOrders)

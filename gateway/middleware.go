@@ -402,20 +402,29 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 		return nil, nil, err
 	}
 	if spec.perUser != nil {
-		lctx, cancel := g.callCtx(ctx)
-		err := spec.perUser.allow(lctx, callerOf(ctx).UserID)
-		cancel()
-		if ge := (*Error)(nil); errors.As(err, &ge) {
+		if err := g.allowUser(ctx, spec.perUser); err != nil {
 			done()
 			return nil, nil, err
 		}
-		if err != nil {
-			// The shared limit is a second line of defence behind
-			// the local bucket; losing Redis must not stop every
-			// sale, so the request goes on and the failure is
-			// logged (and telemetry.DependenciesPath reports Redis).
-			g.log.WarnContext(ctx, "per-user rate limit unavailable, admitting the request", "err", err)
-		}
 	}
 	return ctx, done, nil
+}
+
+// allowUser spends one of the caller's tokens of the per-user limit l: its
+// refusal, or nil when the request may go on, also when Redis cannot
+// answer. The shared limit is a second line of defence behind the local
+// bucket; losing Redis must not stop every sale, so the request goes on
+// and the failure is logged (and telemetry.DependenciesPath reports
+// Redis).
+func (g *Gateway) allowUser(ctx context.Context, l *userLimiter) error {
+	lctx, cancel := g.callCtx(ctx)
+	err := l.allow(lctx, callerOf(ctx).UserID)
+	cancel()
+	if ge := (*Error)(nil); errors.As(err, &ge) {
+		return err
+	}
+	if err != nil {
+		g.log.WarnContext(ctx, "per-user rate limit unavailable, admitting the request", "err", err)
+	}
+	return nil
 }

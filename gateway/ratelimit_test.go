@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/gateway"
+	"github.com/flashsale/flashsale/gateway/internal/servicetest"
 )
 
 // A request admitted by the limits meets the next check: its quantity is
@@ -81,34 +82,42 @@ func TestRouteBucketUnderConcurrency(t *testing.T) {
 }
 
 // The limit holds on one Redis server and on Redis Cluster alike: its
-// script touches one key.
+// script touches one key. It counts the buys that go on towards order: a
+// buy the sold-out flag refuses spends no token.
 func TestPerUserLimitIsSharedAcrossReplicas(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
 	for _, backend := range MustRedisBackends(t) {
 		t.Run(backend.name, func(t *testing.T) {
-			opts := gateway.Options{
+			cfg := gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr, opts: gateway.Options{
 				Redis:            backend.rdb,
 				UserLimitPrefix:  "test:" + t.Name() + ":",
 				SeckillUserLimit: gateway.Limit{RPS: 1, Burst: 2},
+			}}
+			a, b := MustGateway(t, cfg), MustGateway(t, cfg)
+			admin := a.token(t, 1, "admin")
+			now := a.clock.Now()
+			sku := a.MustProduct(t, admin, 19900, 100)
+			open := a.MustActivity(t, admin, sku, 50, 10, now.Add(-time.Minute), now.Add(time.Hour))
+			alice, bob, carol, dave := a.token(t, 21, "user"), a.token(t, 22, "user"), a.token(t, 23, "user"), a.token(t, 24, "user")
+			buy := func(gw *testGateway, token, key, act string) answer {
+				return gw.do(t, seckill(token, key, fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)))
 			}
-			a := MustGateway(t, gatewayConfig{opts: opts})
-			b := MustGateway(t, gatewayConfig{opts: opts})
-			alice, bob := a.token(t, 21, "user"), a.token(t, 22, "user")
 
-			// Two replicas share alice's two tokens: her third request is
+			// Two replicas share alice's two tokens: her third buy is
 			// refused whichever replica gets it.
 			tests := []struct {
 				gw    *testGateway
 				token string
 				want  int
 			}{
-				{a, alice, http.StatusBadRequest},
-				{b, alice, http.StatusBadRequest},
+				{a, alice, http.StatusAccepted},
+				{b, alice, http.StatusAccepted},
 				{a, alice, http.StatusTooManyRequests},
 				{b, alice, http.StatusTooManyRequests},
-				{b, bob, http.StatusBadRequest},
+				{b, bob, http.StatusAccepted},
 			}
 			for i, tt := range tests {
-				got := tt.gw.do(t, seckill(tt.token, "k", admittedBody))
+				got := buy(tt.gw, tt.token, fmt.Sprint("k", i), open)
 				if got.status != tt.want {
 					t.Fatalf("request %d: status = %d (%s), want %d", i, got.status, got.body, tt.want)
 				}
@@ -121,24 +130,53 @@ func TestPerUserLimitIsSharedAcrossReplicas(t *testing.T) {
 					}
 				}
 			}
-			if n := a.calls() + b.calls(); n != 0 {
-				t.Fatalf("%d downstream calls, want 0", n)
+			if n := a.orderCalls.Load() + b.orderCalls.Load(); n != 3 {
+				t.Fatalf("%d order calls, want 3: a limited buy reaches nothing", n)
+			}
+
+			// A one-unit sale: carol buys it, dave's buy is answered
+			// SOLD_OUT by order and raises the flag. Carol's next buys,
+			// refused by the flag, spend none of her one token left.
+			one := a.MustActivity(t, admin, sku, 1, 10, now.Add(-time.Minute), now.Add(time.Hour))
+			if got := buy(a, carol, "c0", one); got.status != http.StatusAccepted {
+				t.Fatalf("carol's buy: %d %s, want 202", got.status, got.body)
+			}
+			if got := buy(a, dave, "d0", one); got.code(t) != "SOLD_OUT" {
+				t.Fatalf("dave's buy: %d %s, want 409 SOLD_OUT", got.status, got.body)
+			}
+			for i := range 4 {
+				if got := buy(a, carol, fmt.Sprint("c", i+1), one); got.code(t) != "SOLD_OUT" {
+					t.Fatalf("carol's buy %d while the flag is up: %d %s, want 409 SOLD_OUT", i+1, got.status, got.body)
+				}
+			}
+			if got := buy(b, carol, "c9", open); got.status != http.StatusAccepted {
+				t.Fatalf("carol's buy of the open sale: %d %s, want 202 (her second token)", got.status, got.body)
+			}
+			if got := buy(b, carol, "c10", open); got.code(t) != "RATE_LIMITED" {
+				t.Fatalf("carol's next buy: %d %s, want 429 RATE_LIMITED (her tokens spent)", got.status, got.body)
 			}
 		})
 	}
 }
 
+// Without Redis the per-user limit lets buys through: the route's bucket
+// still bounds the load.
 func TestPerUserLimitFailsOpenWithoutRedis(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
 	rdb := MustRedis(t)
-	tg := MustGateway(t, gatewayConfig{opts: gateway.Options{
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr, opts: gateway.Options{
 		Redis:            rdb,
 		SeckillUserLimit: gateway.Limit{RPS: 1, Burst: 1},
 	}})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 100), 50, 10, now.Add(-time.Minute), now.Add(time.Hour))
 	token := tg.token(t, 31, "user")
 	rdb.Close()
 	for i := range 3 {
-		if got := tg.do(t, seckill(token, "k", admittedBody)); got.status != http.StatusBadRequest {
-			t.Fatalf("request %d with Redis gone: status = %d (%s), want 400 (admitted)", i, got.status, got.body)
+		got := tg.do(t, seckill(token, fmt.Sprint("k", i), fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)))
+		if got.status != http.StatusAccepted {
+			t.Fatalf("buy %d with Redis gone: status = %d (%s), want 202", i, got.status, got.body)
 		}
 	}
 }

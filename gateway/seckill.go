@@ -28,15 +28,16 @@ type seckillRequest struct {
 // placeSeckillOrder is the hot path. Everything that can refuse a request
 // without the order service does so first, cheapest first: the header,
 // the body, the local sold-out flag, the cached activity's window, the
-// challenge when the sale requires one (its single use costs a Redis
-// write). Only
-// then does the request reach order (and through it Redis). A refusal by
-// flag or window is first checked against the keys this gateway accepted
-// before, so a client retrying an accepted request still gets its order;
-// a key whose earlier request got no answer from order (it may have made
-// an order all the same) passes the sold-out flag to ask order; and a repeat that arrives while the first request is still in flight in
-// this gateway waits for it and gets its answer (a double click must not
-// be refused by a flag that the first request's own sale raised).
+// per-user limit (a Redis script), the challenge when the sale requires
+// one (its single use costs a Redis write). Only then does the request
+// reach order (and through it Redis). A refusal by flag or window is
+// first checked against the keys this gateway accepted before, so a
+// client retrying an accepted request still gets its order; a key whose
+// earlier request got no answer from order (it may have made an order all
+// the same) passes the sold-out flag to ask order; and a repeat that
+// arrives while the first request is still in flight in this gateway
+// waits for it and gets its answer (a double click must not be refused by
+// a flag that the first request's own sale raised).
 func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) error {
 	key, err := idempotencyKey(r)
 	if err != nil {
@@ -110,6 +111,13 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 	if now := g.clock.Now(); now.Before(act.GetStartsAt().AsTime()) || !now.Before(act.GetEndsAt().AsTime()) {
 		answer, _, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), false)
 		return answer, err
+	}
+	// The per-user limit counts the buys that go on to cost a Redis
+	// script and an order call. One the flag or the window refused cost
+	// a single read (the accepted keys), no more than the limit's own
+	// script, so it spends no token and needs no second round trip.
+	if err := g.allowUser(ctx, g.users); err != nil {
+		return api.SeckillAccepted{}, err
 	}
 	if act.GetChallengeRequired() {
 		// A buy without a challenge is refused at once: the first try
