@@ -145,9 +145,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "gateway_http_request_duration_seconds", Help: "HTTP request latency by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route"}),
+		// Fine at both ends of a refusal's life: a 429 takes well under
+		// a millisecond, and a spike's SOLD_OUT answers fall between
+		// 50 ms and 1 s, where a run is told from the next.
 		errorLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "gateway_http_error_duration_seconds", Help: "Time from a request's arrival at the gateway's handler to its error answer, by route and API error code (docs/api.md's table).",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .075, .1, .15, .2, .25, .35, .5, .75, 1, 2.5, 5},
 		}, []string{"route", "code"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_admission_refused_total", Help: "Requests refused by admission, by route and reason (429: limit, the adaptive concurrency limit; budget, its budget guard's cap; pressure_test, a pressure-test request yielding its place to real traffic or paused while the platform is degraded; ip, the client address's rate; device, the device's rate. 403: blocked, the blocklist).",
