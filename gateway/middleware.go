@@ -198,7 +198,7 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 			g.metrics.requests.WithLabelValues(info.route, strconv.Itoa(rec.status)).Inc()
 			telemetry.Observe(ctx, g.metrics.latency.WithLabelValues(info.route), elapsed.Seconds())
 			if info.code != "" {
-				g.metrics.errorLatency.WithLabelValues(info.route, string(info.code)).Observe(elapsed.Seconds())
+				telemetry.Observe(ctx, g.metrics.errorLatency.WithLabelValues(info.route, string(info.code)), elapsed.Seconds())
 			}
 		}
 		if info.route == seckillRoute {
