@@ -73,8 +73,9 @@ type Options struct {
 	// SeckillRouteLimit replaces RouteLimit on the seckill route; left
 	// zero, the seckill route gets RouteLimit too.
 	SeckillRouteLimit Limit
-	// SeckillUserLimit limits each user on the seckill route across
-	// replicas (in Redis); zero RPS disables it.
+	// SeckillUserLimit limits each user on the flash-sale entry across
+	// replicas (in Redis): the challenges, and the buys that pass the
+	// sold-out flag and the sale's window; zero RPS disables it.
 	SeckillUserLimit Limit
 	// IPLimit limits each client address on this replica (IPv6 per
 	// /64), in memory; zero RPS disables it. IPLimitKeys bounds the

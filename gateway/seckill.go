@@ -73,16 +73,25 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 // placeSeckill decides one flash-sale request: refused locally, answered
 // from the accepted keys, or placed through the order service.
 func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity int64, key string, p proof) (api.SeckillAccepted, error) {
+	// earlier looks the key up among those accepted before: the order it
+	// got (found), or whether its earlier request went unanswered.
+	earlier := func() (answer api.SeckillAccepted, found, unanswered bool) {
+		orderID, found, unanswered := g.accepted.lookup(ctx, activityID, user, key)
+		if found {
+			answer = api.SeckillAccepted{OrderID: formatID(orderID), Status: "PROCESSING"}
+		}
+		return answer, found, unanswered
+	}
 	// refuse answers a request a shortcut turns away: with its order when
 	// the key was accepted before, else with the refusal; unless the
 	// shortcut may defer to order and the key's earlier request got no
 	// answer from it (decided false): only order knows whether that
 	// request made an order.
 	refuse := func(refusal error, deferrable bool) (answer api.SeckillAccepted, decided bool, err error) {
-		orderID, found, unanswered := g.accepted.lookup(ctx, activityID, user, key)
+		answer, found, unanswered := earlier()
 		switch {
 		case found:
-			return api.SeckillAccepted{OrderID: formatID(orderID), Status: "PROCESSING"}, true, nil
+			return answer, true, nil
 		case unanswered && deferrable:
 			return api.SeckillAccepted{}, false, nil
 		}
@@ -93,11 +102,21 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		return answer, err
 	}
 	flagged, probe := g.soldOut.check(activityID)
-	placed := false // order accepted this buy
-	if probe {
+	// reopened: this buy, the probe, found the flag's claim gone (stock
+	// taken now, or the sale's window over).
+	reopened, fresh := false, false
+	if probe.out() {
 		// This buy looks whether the sale is still sold out, for every
-		// buy the flag refuses meanwhile: order's answer decides.
-		defer func() { g.soldOut.probed(activityID, placed) }()
+		// buy the flag refuses meanwhile: order's answer decides, but
+		// only for a key not seen before. A key accepted before gets its
+		// order here, and one left unanswered may be answered by order
+		// with the order it made then: neither shows stock came back.
+		defer func() { g.soldOut.probed(activityID, probe, reopened) }()
+		answer, found, unanswered := earlier()
+		if found {
+			return answer, nil
+		}
+		fresh = !unanswered
 	}
 	if flagged {
 		if answer, decided, err := refuse(errorf(errcode.SoldOut, "sold out"), true); decided {
@@ -109,6 +128,7 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		return api.SeckillAccepted{}, err
 	}
 	if now := g.clock.Now(); now.Before(act.GetStartsAt().AsTime()) || !now.Before(act.GetEndsAt().AsTime()) {
+		reopened = true // the window answers from now on, not the flag
 		answer, _, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), false)
 		return answer, err
 	}
@@ -155,7 +175,7 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		}
 		return api.SeckillAccepted{}, err
 	}
-	placed = true
+	reopened = fresh
 	g.accepted.remember(ctx, activityID, user, key, resp.GetOrderId())
 	return api.SeckillAccepted{OrderID: formatID(resp.GetOrderId()), Status: orderStatus(resp.GetStatus())}, nil
 }
@@ -164,8 +184,9 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 // (activity, user, key) got, so that a retry refused by a local shortcut
 // (sold-out flag, closed window) is answered with its order as docs/api.md
 // promises. Only accepted requests are written (at most the stock of a
-// sale), and a refusal costs one GET, like the per-user rate limit it
-// follows. Without Redis the shortcuts refuse retries too.
+// sale), and a refusal costs one MGET (of the accepted key and the
+// unanswered mark), in place of the per-user limit's script, which such a
+// buy does not run. Without Redis the shortcuts refuse retries too.
 type acceptedKeys struct {
 	rdb redis.Cmdable
 	ttl time.Duration
@@ -236,18 +257,21 @@ func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key s
 // the flood that follows a sell-out is refused in this process without
 // touching order or Redis. A flag lasts only ttl: stock comes back when
 // reservations expire or are cancelled, and must be sellable again. When
-// it is over, one request goes to order to look (the probe) while the
-// others are still refused, the sold-out flag's version of the one
-// rebuild a cache lets through when a hot key expires (caching.md): a
-// SOLD_OUT marks the flag again, an accepted buy drops it, and any other
-// end leaves the look to the next request. Without the probe every
-// request that arrived before the first answer came back went to order,
-// each ttl, and those were the slowest sold-out answers of the spike.
+// it is over, one buy goes to order to look (the probe) while the others
+// are still refused, the sold-out flag's version of the one rebuild a
+// cache lets through when a hot key expires (caching.md): a one-unit
+// SOLD_OUT marks the flag again, a buy placed now (or the sale's window
+// closed) drops it, and any other end leaves the look to the next buy.
+// Without the probe every buy that arrived before the first answer came
+// back went to order, each ttl, and those were the slowest sold-out
+// answers of the spike. A probe out for longer than ttl (order slow to
+// answer) no longer holds the others back alone: the next buy looks too,
+// so while order cannot answer one buy a ttl asks it and the rest are
+// told what it said last.
 //
-// A flag that is over and not looked at again is dropped by mark's
-// sweep, at most once a ttl, so a replica that sees sale after sale sell
-// out holds only the flags of the last two ttls, not one per sale for
-// good.
+// A flag that is over and not being probed is dropped by mark's sweep,
+// at most once a ttl, so a replica that sees sale after sale sell out
+// holds only the flags of the last two ttls, not one per sale for good.
 type soldOutFlags struct {
 	clock clock.Clock
 	ttl   time.Duration
@@ -258,26 +282,39 @@ type soldOutFlags struct {
 }
 
 // soldOutFlag is one activity's flag: up until until, then looked at by
-// one request at a time (probing).
+// the probe let through at probe.
 type soldOutFlag struct {
-	until   time.Time
-	probing bool
+	until time.Time
+	probe probe
 }
+
+// probe is when a probe was let through (zero: none): it names the probe,
+// so that only its own end (probed) changes the flag.
+type probe struct{ at time.Time }
+
+// out reports whether p is a probe at all.
+func (p probe) out() bool { return !p.at.IsZero() }
 
 func newSoldOutFlags(c clock.Clock, ttl time.Duration) *soldOutFlags {
 	return &soldOutFlags{clock: c, ttl: ttl, flags: map[int64]soldOutFlag{}}
 }
 
+// holds reports whether f refuses a buy at now: its ttl is not over, or a
+// probe younger than ttl is out.
+func (s *soldOutFlags) holds(f soldOutFlag, now time.Time) bool {
+	return now.Before(f.until) || (f.probe.out() && now.Before(f.probe.at.Add(s.ttl)))
+}
+
 // mark flags the activity as sold out for ttl from now (ending a probe),
-// first dropping the flags that are over, unless probing, if the last
-// sweep is a ttl old.
+// first dropping the flags that no longer hold, if the last sweep is a
+// ttl old.
 func (s *soldOutFlags) mark(activityID int64) {
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !now.Before(s.nextSweep) {
 		for id, f := range s.flags {
-			if !now.Before(f.until) && !f.probing {
+			if !s.holds(f, now) {
 				delete(s.flags, id)
 			}
 		}
@@ -286,48 +323,49 @@ func (s *soldOutFlags) mark(activityID int64) {
 	s.flags[activityID] = soldOutFlag{until: now.Add(s.ttl)}
 }
 
-// check reports whether the activity's flag refuses a request (up) or
-// makes it the probe: the flag is over and no other request is looking,
-// so this one asks order, and its caller must call probed once order has
-// answered or the request has ended before asking.
-func (s *soldOutFlags) check(activityID int64) (up, probe bool) {
+// check reports whether the activity's flag refuses a buy (up) or makes it
+// the probe: the flag no longer holds, so this buy asks order, and its
+// caller must call probed with the probe once it has an answer or ends
+// before asking.
+func (s *soldOutFlags) check(activityID int64) (up bool, p probe) {
 	now := s.clock.Now()
 	s.mu.RLock()
 	f, ok := s.flags[activityID]
 	s.mu.RUnlock()
 	if !ok {
-		return false, false
+		return false, probe{}
 	}
-	if now.Before(f.until) {
-		return true, false
+	if s.holds(f, now) {
+		return true, probe{}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok = s.flags[activityID]
 	switch {
 	case !ok:
-		return false, false
-	case now.Before(f.until) || f.probing:
-		return true, false
+		return false, probe{}
+	case s.holds(f, now):
+		return true, probe{}
 	}
-	f.probing = true
+	f.probe = probe{at: now}
 	s.flags[activityID] = f
-	return false, true
+	return false, f.probe
 }
 
-// probed ends the probe of the activity: open (order accepted the buy)
-// drops the flag; otherwise, unless order's SOLD_OUT has marked it again,
-// the next request looks.
-func (s *soldOutFlags) probed(activityID int64, open bool) {
+// probed ends the probe p of the activity: reopened (a buy placed now, or
+// the sale's window over) drops the flag; otherwise the next buy looks.
+// Once the flag was marked again or another probe has taken over, p's end
+// changes nothing.
+func (s *soldOutFlags) probed(activityID int64, p probe, reopened bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.flags[activityID]
 	switch {
-	case !ok || !f.probing:
-	case open:
+	case !ok || !f.probe.at.Equal(p.at):
+	case reopened:
 		delete(s.flags, activityID)
 	default:
-		f.probing = false
+		f.probe = probe{}
 		s.flags[activityID] = f
 	}
 }

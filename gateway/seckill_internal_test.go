@@ -22,17 +22,15 @@ func TestSoldOutFlagsForgetExpiredFlags(t *testing.T) {
 		want  bool
 	}{{0, true}, {ttl / 2, true}, {ttl - time.Nanosecond, true}} {
 		c.Set(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC).Add(tt.after))
-		if up, probe := f.check(1); up != tt.want || probe {
-			t.Errorf("%v after the mark: up %v, probe %v; want %v, false", tt.after, up, probe, tt.want)
+		if up, p := f.check(1); up != tt.want || p.out() {
+			t.Errorf("%v after the mark: up %v, probe %v; want %v, none", tt.after, up, p.out(), tt.want)
 		}
 	}
 	c.Advance(time.Nanosecond)
-	if up, probe := f.check(1); up || !probe {
-		t.Fatalf("ttl after the mark: up %v, probe %v; want the probe", up, probe)
-	}
-	f.probed(1, true)
+	p := mustProbe(t, f, 1)
+	f.probed(1, p, true)
 	if got := len(f.flags); got != 0 {
-		t.Errorf("a flag whose probe was placed is still held (%d flags)", got)
+		t.Errorf("a flag whose probe reopened the sale is still held (%d flags)", got)
 	}
 
 	// A sale sells out every 10 ms and none is asked for again.
@@ -49,17 +47,15 @@ func TestSoldOutFlagsForgetExpiredFlags(t *testing.T) {
 		c.Advance(step)
 	}
 
-	// A sweep drops the flags that are over and keeps the live ones and
-	// the one being probed.
+	// A sweep drops the flags that no longer hold and keeps the live
+	// ones and the one a probe is looking at.
 	c.Advance(ttl)
 	f.mark(20_000) // sweeps: every earlier flag is over
 	c.Advance(ttl / 2)
 	f.mark(20_001) // no sweep yet
 	c.Advance(ttl / 2)
-	if _, probe := f.check(20_000); !probe {
-		t.Fatal("activity 20000: over, and no probe handed out")
-	}
-	f.mark(20_002) // sweeps: 20,000 is probed, 20,001 is live
+	mustProbe(t, f, 20_000)
+	f.mark(20_002) // sweeps: 20,000 is being probed, 20,001 is live
 	if got, want := len(f.flags), 3; got != want {
 		t.Errorf("%d flags held after the sweep, want %d", got, want)
 	}
@@ -67,16 +63,29 @@ func TestSoldOutFlagsForgetExpiredFlags(t *testing.T) {
 		id   int64
 		want bool
 	}{{20_000, true}, {20_001, true}, {20_002, true}, {20_003, false}} {
-		if up, probe := f.check(tt.id); up != tt.want || probe {
-			t.Errorf("activity %d: up %v, probe %v; want %v, false", tt.id, up, probe, tt.want)
+		if up, p := f.check(tt.id); up != tt.want || p.out() {
+			t.Errorf("activity %d: up %v, probe %v; want %v, none", tt.id, up, p.out(), tt.want)
 		}
 	}
 }
 
+// mustProbe takes the probe of the activity's flag, failing when the flag
+// refuses instead or is gone.
+func mustProbe(t *testing.T, f *soldOutFlags, id int64) probe {
+	t.Helper()
+	up, p := f.check(id)
+	if up || !p.out() {
+		t.Fatalf("activity %d: up %v, probe %v; want the probe", id, up, p.out())
+	}
+	return p
+}
+
 // TestSoldOutFlagLetsOneProbeThrough: once a flag is over, one buy at a
 // time goes to order while the rest are still refused. Order's SOLD_OUT
-// marks the flag again, an accepted buy opens the sale, and any other
-// end of the probe hands the look to the next buy.
+// marks the flag again, a buy placed now reopens the sale, and any other
+// end of the probe hands the look to the next buy. A probe out longer
+// than ttl no longer holds the rest back alone, and a probe's end changes
+// nothing once another probe has taken over.
 func TestSoldOutFlagLetsOneProbeThrough(t *testing.T) {
 	const ttl = time.Second
 	c := clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
@@ -84,45 +93,55 @@ func TestSoldOutFlagLetsOneProbeThrough(t *testing.T) {
 	f.mark(7)
 	c.Advance(ttl)
 
-	probes := 0
+	var first probe
 	for range 100 {
-		up, probe := f.check(7)
-		if up == probe {
-			t.Fatalf("up %v, probe %v: a buy is either refused or the probe", up, probe)
+		up, p := f.check(7)
+		if up == p.out() {
+			t.Fatalf("up %v, probe %v: a buy is either refused or the probe", up, p.out())
 		}
-		if probe {
-			probes++
+		if p.out() {
+			if first.out() {
+				t.Fatal("a second probe while the first is out")
+			}
+			first = p
 		}
-	}
-	if probes != 1 {
-		t.Fatalf("%d probes among 100 buys after the flag was over, want 1", probes)
 	}
 
-	// The probe ended without an answer on stock (a timeout, a closed
-	// window): the next buy looks.
-	f.probed(7, false)
-	if up, probe := f.check(7); up || !probe {
-		t.Fatalf("after an undecided probe: up %v, probe %v; want the next probe", up, probe)
-	}
+	// The probe ended without an answer on stock (a timeout, a refused
+	// challenge): the next buy looks.
+	f.probed(7, first, false)
+	second := mustProbe(t, f, 7)
 
 	// Order answered SOLD_OUT: the flag is up for another ttl, and the
 	// probe's own end changes nothing.
 	f.mark(7)
-	f.probed(7, false)
+	f.probed(7, second, false)
 	c.Advance(ttl - time.Nanosecond)
-	if up, probe := f.check(7); !up || probe {
-		t.Fatalf("inside the new ttl: up %v, probe %v; want refused", up, probe)
+	if up, p := f.check(7); !up || p.out() {
+		t.Fatalf("inside the new ttl: up %v, probe %v; want refused", up, p.out())
 	}
 
-	// Order accepted the probe: the sale is open to every buy.
+	// A probe order is slow to answer: for a ttl the rest are refused,
+	// then the next buy looks too, and the slow probe's end, when it
+	// comes, leaves the new one alone.
 	c.Advance(time.Nanosecond)
-	if _, probe := f.check(7); !probe {
-		t.Fatal("no probe once the new ttl was over")
+	slow := mustProbe(t, f, 7)
+	c.Advance(ttl - time.Nanosecond)
+	if up, p := f.check(7); !up || p.out() {
+		t.Fatalf("a ttl into the slow probe: up %v, probe %v; want refused", up, p.out())
 	}
-	f.probed(7, true)
+	c.Advance(time.Nanosecond)
+	next := mustProbe(t, f, 7)
+	f.probed(7, slow, true)
+	if up, p := f.check(7); !up || p.out() {
+		t.Fatalf("after the stale probe's end: up %v, probe %v; want refused while the new probe is out", up, p.out())
+	}
+
+	// A buy placed now: the sale is open to every buy.
+	f.probed(7, next, true)
 	for range 3 {
-		if up, probe := f.check(7); up || probe {
-			t.Fatalf("after a placed probe: up %v, probe %v; want the sale open", up, probe)
+		if up, p := f.check(7); up || p.out() {
+			t.Fatalf("after a placed probe: up %v, probe %v; want the sale open", up, p.out())
 		}
 	}
 }

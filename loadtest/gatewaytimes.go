@@ -28,9 +28,12 @@ func ReadGatewayTimes(ctx context.Context, url string) (*result.GatewayTimes, er
 		return nil, fmt.Errorf("gateway times: %w", err)
 	}
 	errs := families["gateway_http_error_duration_seconds"].GetMetric()
-	t := &result.GatewayTimes{
-		Refused: timing(errs, "OVERLOADED", "RATE_LIMITED"),
-		SoldOut: timing(errs, "SOLD_OUT"),
+	t := &result.GatewayTimes{}
+	if t.Refused, err = timing(errs, "OVERLOADED", "RATE_LIMITED"); err != nil {
+		return nil, fmt.Errorf("gateway times: %w", err)
+	}
+	if t.SoldOut, err = timing(errs, "SOLD_OUT"); err != nil {
+		return nil, fmt.Errorf("gateway times: %w", err)
 	}
 	if t.Refused == nil && t.SoldOut == nil {
 		return nil, nil
@@ -39,15 +42,18 @@ func ReadGatewayTimes(ctx context.Context, url string) (*result.GatewayTimes, er
 }
 
 // timing merges the flash-sale route's histograms of the codes into one
-// figure (nil when they hold no answer). The gateway gives every code the
-// same buckets.
-func timing(ms []*dto.Metric, codes ...string) *result.Timing {
+// figure (nil when they hold no answer). The series of one histogram
+// share their buckets; one that does not is an error.
+func timing(ms []*dto.Metric, codes ...string) (*result.Timing, error) {
 	var merged *dto.Histogram
 	for _, m := range ms {
 		if label(m, "route") != seckillRoute || !slices.Contains(codes, label(m, "code")) {
 			continue
 		}
 		h := m.GetHistogram()
+		if merged != nil && !sameBounds(merged.GetBucket(), h.GetBucket()) {
+			return nil, fmt.Errorf("the series of code %s has other buckets than its siblings", label(m, "code"))
+		}
 		if merged == nil {
 			merged = &dto.Histogram{SampleCount: new(uint64)}
 			for _, b := range h.GetBucket() {
@@ -60,9 +66,15 @@ func timing(ms []*dto.Metric, codes ...string) *result.Timing {
 		}
 	}
 	if merged.GetSampleCount() == 0 {
-		return nil
+		return nil, nil
 	}
-	return &result.Timing{Count: merged.GetSampleCount(), P50Ms: boundMs(merged, 0.50), P99Ms: boundMs(merged, 0.99)}
+	return &result.Timing{Count: merged.GetSampleCount(), P50Ms: boundMs(merged, 0.50), P99Ms: boundMs(merged, 0.99)}, nil
+}
+
+// sameBounds reports whether two histograms' buckets have the same upper
+// bounds, in order.
+func sameBounds(a, b []*dto.Bucket) bool {
+	return slices.EqualFunc(a, b, func(x, y *dto.Bucket) bool { return x.GetUpperBound() == y.GetUpperBound() })
 }
 
 // label is the value of m's label name ("" without one).

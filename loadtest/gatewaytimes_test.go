@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/platform/telemetry"
@@ -78,4 +80,25 @@ func fmtTiming(t *result.Timing) string {
 		return fmt.Sprintf("≤%g", ms)
 	}
 	return fmt.Sprintf("%d %s %s", t.Count, bound(t.P50Ms), bound(t.P99Ms))
+}
+
+// TestGatewayTimesRefuseUnlikeBuckets: two series merged into one figure
+// must share their buckets, or the merge would add up unlike counts.
+func TestGatewayTimesRefuseUnlikeBuckets(t *testing.T) {
+	series := func(code string, bounds ...float64) *dto.Metric {
+		h := &dto.Histogram{SampleCount: proto.Uint64(1)}
+		for _, b := range bounds {
+			h.Bucket = append(h.Bucket, &dto.Bucket{UpperBound: proto.Float64(b), CumulativeCount: proto.Uint64(1)})
+		}
+		return &dto.Metric{Label: []*dto.LabelPair{
+			{Name: proto.String("route"), Value: proto.String(seckillRoute)},
+			{Name: proto.String("code"), Value: proto.String(code)},
+		}, Histogram: h}
+	}
+	if got, err := timing([]*dto.Metric{series("OVERLOADED", .001, .01), series("RATE_LIMITED", .001, .01)}, "OVERLOADED", "RATE_LIMITED"); err != nil || got.Count != 2 {
+		t.Fatalf("like buckets: %+v, %v; want 2 answers", got, err)
+	}
+	if _, err := timing([]*dto.Metric{series("OVERLOADED", .001, .01), series("RATE_LIMITED", .001, .1)}, "OVERLOADED", "RATE_LIMITED"); err == nil {
+		t.Fatal("unlike buckets merged without an error")
+	}
 }

@@ -70,8 +70,9 @@ type Config struct {
 	RouteLimit gateway.Limit
 	// SeckillRouteLimit is the seckill route's local token bucket.
 	SeckillRouteLimit gateway.Limit
-	// SeckillUserLimit is each user's limit on the seckill route, shared
-	// by every replica through Redis.
+	// SeckillUserLimit is each user's limit on the flash-sale entry (the
+	// challenges, and the buys that pass the sold-out flag and the
+	// sale's window), shared by every replica through Redis.
 	SeckillUserLimit gateway.Limit
 	// IPLimit is each client address's limit on this replica, over at
 	// most IPLimitKeys addresses; X-Forwarded-For is read only from
