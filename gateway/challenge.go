@@ -146,13 +146,13 @@ func (c *challenger) sign(payload string) []byte {
 	return m.Sum(nil)
 }
 
-// proof is what a buy carries to pass the challenge wall.
 // challengeEncoding writes and reads a challenge's two parts: base64url
 // without padding, decoded strictly, since a signature whose last
 // character's unused bits were changed decodes to the same MAC, and that
 // other spelling of the challenge would pass too.
 var challengeEncoding = base64.RawURLEncoding.Strict()
 
+// proof is what a buy carries to pass the challenge wall.
 type proof struct {
 	challenge, answer, device string
 }

@@ -51,14 +51,14 @@ func timing(ms []*dto.Metric, codes ...string) (*result.Timing, error) {
 			continue
 		}
 		h := m.GetHistogram()
-		if merged != nil && !sameBounds(merged.GetBucket(), h.GetBucket()) {
-			return nil, fmt.Errorf("the series of code %s has other buckets than its siblings", label(m, "code"))
-		}
-		if merged == nil {
+		switch {
+		case merged == nil:
 			merged = &dto.Histogram{SampleCount: new(uint64)}
 			for _, b := range h.GetBucket() {
 				merged.Bucket = append(merged.Bucket, &dto.Bucket{UpperBound: b.UpperBound, CumulativeCount: new(uint64)})
 			}
+		case !sameBounds(merged.GetBucket(), h.GetBucket()):
+			return nil, fmt.Errorf("the series of code %s has other buckets than its siblings", label(m, "code"))
 		}
 		*merged.SampleCount += h.GetSampleCount()
 		for i, b := range h.GetBucket() {

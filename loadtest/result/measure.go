@@ -76,11 +76,11 @@ type CacheLevel struct {
 	Refused float64 `json:"refused,omitempty"`
 }
 
-// GatewayTimes is how long the gateway itself took to give the
-// flash-sale answers that decide nothing downstream or cheaply, from its
-// own histogram over the whole run: Refused for the 429s (OVERLOADED,
-// RATE_LIMITED), SoldOut for SOLD_OUT (the local flag's and the order
-// service's). Each is nil when the gateway gave no such answer.
+// GatewayTimes is how long the gateway itself took to turn flash-sale
+// buys away, from its own histogram over the whole run: Refused for the
+// 429s (OVERLOADED, RATE_LIMITED), SoldOut for SOLD_OUT (the local flag's
+// and the order service's). Each is nil when the gateway gave no such
+// answer.
 type GatewayTimes struct {
 	Refused *Timing `json:"refused,omitempty"`
 	SoldOut *Timing `json:"sold_out,omitempty"`
