@@ -206,8 +206,17 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		}
 
 		level := slog.LevelInfo
-		if slices.Contains(opsRoutes, info.route) {
+		ops := slices.Contains(opsRoutes, info.route)
+		if ops {
 			level = slog.LevelDebug
+		}
+		// A request that outlived the call budget had the process's
+		// last seconds explain it: the flight recorder keeps them, when
+		// the process runs one (docs/operations.md). The big screen's
+		// stream is meant to last.
+		if elapsed >= g.opts.CallTimeout && !ops && info.route != screenEventsRoute {
+			telemetry.FlightSnapshot(ctx, "slow-request", slog.String("route", info.route),
+				slog.Int("status", rec.status), slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000))
 		}
 		g.access.write(ctx, level, rec.status, elapsed, func() []slog.Attr {
 			attrs := []slog.Attr{

@@ -75,7 +75,7 @@ func (b Binary) ProbeVar() string {
 
 // mainVars are read by serve.Main, which every service's main calls,
 // beside the app's own configuration.
-var mainVars = []string{"FLASHSALE_LOG_LEVEL", "FLASHSALE_OTLP_ENDPOINT"}
+var mainVars = []string{"FLASHSALE_LOG_LEVEL", "FLASHSALE_OTLP_ENDPOINT", "FLASHSALE_FLIGHT_RECORDER_DIR"}
 
 // Reads returns the FLASHSALE_* variables b reads and the problems its
 // configuration finds in env.

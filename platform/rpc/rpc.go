@@ -68,7 +68,16 @@ func NewServer(log *slog.Logger, reg prometheus.Registerer, table errcode.Table)
 				code = string(errcode.Of(err))
 			}
 			handled.WithLabelValues(info.FullMethod, code).Inc()
-			telemetry.Observe(ctx, latency.WithLabelValues(info.FullMethod), time.Since(start).Seconds())
+			took := time.Since(start)
+			telemetry.Observe(ctx, latency.WithLabelValues(info.FullMethod), took.Seconds())
+			// The handler ended after its caller's deadline (the caller
+			// had stopped waiting, whether the deadline or the caller's
+			// cancel reached the server first): the process's last
+			// seconds say where the time went.
+			if deadline, ok := ctx.Deadline(); ok && !time.Now().Before(deadline) {
+				telemetry.FlightSnapshot(ctx, "rpc-deadline", slog.String("method", info.FullMethod),
+					slog.Float64("duration_ms", float64(took.Microseconds())/1000))
+			}
 		}()
 		resp, err = h(ctx, req)
 		if err != nil {

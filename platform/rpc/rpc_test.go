@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/errcode"
 	"github.com/flashsale/flashsale/platform/rpc"
+	"github.com/flashsale/flashsale/platform/telemetry"
 )
 
 // A service whose context ends as it starts (a test that is over at once,
@@ -162,4 +165,79 @@ func serveRPC(t *testing.T) (cc *grpc.ClientConn, stop func()) {
 	}
 	t.Cleanup(func() { _ = cc.Close() })
 	return cc, stop
+}
+
+// slowService's one method waits until its caller gives up.
+var slowService = grpc.ServiceDesc{
+	ServiceName: "test.Slow",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Wait",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+			in := new(healthpb.HealthCheckRequest)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			wait := func(ctx context.Context, _ any) (any, error) {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+			return interceptor(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/test.Slow/Wait"}, wait)
+		},
+	}},
+}
+
+// A handler still running when its caller's deadline passed has the
+// flight recorder write the process's last seconds; one that ends in
+// time writes nothing.
+func TestHandlerPastItsDeadlineSnapshotsTheFlightRecorder(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewServer(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), errcode.Table{})
+	srv.RegisterService(&slowService, struct{}{})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis, time.Second) }()
+	defer func() {
+		cancel()
+		<-served
+	}()
+	cc, err := rpc.Dial(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+
+	dir := t.TempDir()
+	stop, err := telemetry.StartFlightRecorder(telemetry.FlightConfig{Dir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // a snapshot is written in the background
+	if names, _ := filepath.Glob(filepath.Join(dir, "*.trace")); len(names) != 0 {
+		t.Fatalf("a call answered in time wrote %v", names)
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer ccancel()
+	err = cc.Invoke(cctx, "/test.Slow/Wait", &healthpb.HealthCheckRequest{}, new(healthpb.HealthCheckResponse))
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a call its server never answered: %v, want DeadlineExceeded", err)
+	}
+	// The server's handler ends a moment after the client gave up.
+	deadline := time.Now().Add(10 * time.Second)
+	var names []string
+	for len(names) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		names, _ = filepath.Glob(filepath.Join(dir, "*.trace"))
+	}
+	stop()
+	names, _ = filepath.Glob(filepath.Join(dir, "*.trace"))
+	if len(names) != 1 || !strings.HasSuffix(names[0], "-rpc-deadline.trace") {
+		t.Fatalf("snapshots %v, want one of the handler past its deadline", names)
+	}
 }

@@ -15,12 +15,14 @@ import (
 )
 
 // Main is the body of every binary's main function: it reads the
-// configuration with load (plus FLASHSALE_LOG_LEVEL and
-// FLASHSALE_OTLP_ENDPOINT), refuses to start on any invalid value, sets up
-// GOMEMLIMIT from the container's memory limit (LimitMemory), JSON logging
-// and tracing (spans carry service.name service, see
-// telemetry.SetupTracing), and calls run until SIGINT or SIGTERM. It exits
-// with status 1 and the reason when something fails.
+// configuration with load (plus FLASHSALE_LOG_LEVEL,
+// FLASHSALE_OTLP_ENDPOINT and FLASHSALE_FLIGHT_RECORDER_DIR), refuses to
+// start on any invalid value, sets up GOMEMLIMIT from the container's
+// memory limit (LimitMemory), JSON logging, tracing (spans carry
+// service.name service, see telemetry.SetupTracing) and, when asked, the
+// flight recorder (telemetry.StartFlightRecorder), and calls run until
+// SIGINT or SIGTERM. It exits with status 1 and the reason when
+// something fails.
 func Main[C any](service string, load func(*config.Env) C, run func(context.Context, C, *slog.Logger) error) {
 	if err := mainErr(service, load, run); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", service, err)
@@ -35,6 +37,10 @@ func mainErr[C any](service string, load func(*config.Env) C, run func(context.C
 	levelName := env.String("FLASHSALE_LOG_LEVEL", "info")
 	env.Check(level.UnmarshalText([]byte(levelName)) == nil, "FLASHSALE_LOG_LEVEL=%q: not a level (debug, info, warn, error)", levelName)
 	otlp := env.String("FLASHSALE_OTLP_ENDPOINT", "")
+	// A directory for the execution traces of requests that outlived
+	// their budget (telemetry.FlightSnapshot); empty runs no flight
+	// recorder. It costs a little CPU (docs/operations.md).
+	flightDir := env.String("FLASHSALE_FLIGHT_RECORDER_DIR", "")
 	cfg := load(env)
 	if err := env.Err(); err != nil {
 		return err
@@ -55,5 +61,12 @@ func mainErr[C any](service string, load func(*config.Env) C, run func(context.C
 	// Flush spans on the way out; there is nothing left to report a
 	// failure to.
 	defer shutdown(context.WithoutCancel(ctx)) //nolint:errcheck
+	if flightDir != "" {
+		stopFlight, err := telemetry.StartFlightRecorder(telemetry.FlightConfig{Dir: flightDir, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer stopFlight()
+	}
 	return run(ctx, cfg, log)
 }

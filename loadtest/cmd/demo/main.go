@@ -67,6 +67,7 @@ func realMain() {
 	out := flag.String("out", "loadtest/out", "directory for report.json and report.html")
 	ceiling := flag.Bool("ceiling", true, "measure the redis-benchmark ceiling after the replay")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the replay (platform and load generator, without start-up, drain and audit) here")
+	flight := flag.Bool("flight", true, "run the flight recorder: the execution trace of the seconds before a request that outlived its budget goes to OUT/flight (docs/operations.md)")
 	keep := flag.Bool("keep", false, "keep the platform (and the big screen) up after the report until Ctrl-C (default: FLASHSALE_DEMO_KEEP_UP)")
 	var m mode
 	flag.BoolVar(&m.marked, "pressure-test", false, "replay as pressure-test traffic: every request carries X-Pressure-Test, the sale lives in shadow storage (docs/pressure-test.md)")
@@ -82,7 +83,7 @@ func realMain() {
 		exit = 1
 		return
 	}
-	if ok, err := run(ctx, *scenario, *out, *ceiling, *cpuProfile, keepUp, m); !errors.Is(err, errReported) {
+	if ok, err := run(ctx, *scenario, *out, *ceiling, *cpuProfile, *flight, keepUp, m); !errors.Is(err, errReported) {
 		verdict(ok, err)
 	}
 }
@@ -111,7 +112,7 @@ type mode struct{ marked, mixed bool }
 // run starts the platform, replays the scenario and audits it. With
 // keep it prints the verdict itself and then waits for ctx (Ctrl-C) with
 // the platform up, returning errReported.
-func run(ctx context.Context, path, out string, ceiling bool, profilePath string, keep bool, m mode) (bool, error) {
+func run(ctx context.Context, path, out string, ceiling bool, profilePath string, flight, keep bool, m mode) (bool, error) {
 	sc, err := scenario.Load(path)
 	if err != nil {
 		return false, err
@@ -156,6 +157,17 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	defer logFile.Close()
 	log := telemetry.NewLogger(logFile, slog.LevelWarn)
 	fmt.Printf("Platform logs (warnings and errors): %s\n", logPath)
+	flightDir := filepath.Join(out, "flight")
+	if err := os.RemoveAll(flightDir); err != nil {
+		return false, err
+	}
+	if flight {
+		stopFlight, err := telemetry.StartFlightRecorder(telemetry.FlightConfig{Dir: flightDir, Logger: log})
+		if err != nil {
+			return false, err
+		}
+		defer stopFlight()
+	}
 	fmt.Println("Starting redis-server, postgres and the Kafka-protocol broker…")
 	stackCfg := local.StackConfig(log)
 	// Faults on the platform's own parts cross fault proxies on the real
@@ -217,6 +229,7 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 			_, ok, err = loadtest.RunSession(ctx, cfg)
 		}
 	})
+	printFlight(flightDir)
 	if !keep || ctx.Err() != nil {
 		return ok, err
 	}
@@ -229,6 +242,20 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 		exit = 1
 	}
 	return ok, errReported
+}
+
+// printFlight lists the flight recorder's snapshots, if the replay left
+// any: each holds the seconds before a request that outlived its budget.
+func printFlight(dir string) {
+	names, _ := filepath.Glob(filepath.Join(dir, "*.trace"))
+	if len(names) == 0 {
+		return
+	}
+	fmt.Printf("\nExecution traces of the seconds before a request that outlived its budget (one a minute at most; docs/operations.md):\n")
+	for _, n := range names {
+		fmt.Printf("  %s\n", n)
+	}
+	fmt.Printf("  where goroutines waited for a core: go tool trace -pprof=sched FILE > sched.pprof && go tool pprof -top sched.pprof\n")
 }
 
 // infra puts a scenario's faults on the platform this command started:
