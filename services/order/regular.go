@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/proto/limits"
 )
@@ -210,13 +212,24 @@ func (c *Checkout) price(ctx context.Context, userID int64, lines []CartLine, co
 	if c.cfg.Catalog == nil || c.cfg.Pricing == nil {
 		return Order{}, fmt.Errorf("regular orders are not configured: %w", ErrUnavailable)
 	}
+	// The lines' prices are looked up at once, not one after another: a
+	// cart's checkout is a chain of calls, and on a busy machine each
+	// link waits its turn for a core (docs/benchmarks.md, "Half a
+	// machine").
 	priced := make([]Line, len(lines))
+	g, gctx := errgroup.WithContext(ctx)
 	for i, l := range lines {
-		price, err := c.cfg.Catalog.Price(ctx, l.SKUID)
-		if err != nil {
-			return Order{}, fmt.Errorf("price of sku %d: %w", l.SKUID, err)
-		}
-		priced[i] = Line{SKUID: l.SKUID, Quantity: l.Quantity, UnitPrice: price}
+		g.Go(func() error {
+			price, err := c.cfg.Catalog.Price(gctx, l.SKUID)
+			if err != nil {
+				return fmt.Errorf("price of sku %d: %w", l.SKUID, err)
+			}
+			priced[i] = Line{SKUID: l.SKUID, Quantity: l.Quantity, UnitPrice: price}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return Order{}, err
 	}
 	o, err := c.cfg.Pricing.Quote(ctx, userID, priced, couponID, orderID)
 	if err != nil {

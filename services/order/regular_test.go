@@ -3,6 +3,7 @@ package order_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,6 +213,75 @@ func TestCreateRegularOrderValidates(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := svc.CreateRegularOrder(context.Background(), tt.user, tt.lines, 0, tt.key); !errors.Is(err, order.ErrInvalid) {
 				t.Fatalf("error = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// pricedTogether is a catalog whose price look-ups answer only once all
+// of a cart's lines are being looked up at the same time, and whose
+// look-up of sku 404 fails.
+type pricedTogether struct {
+	*checkout
+	lines   int
+	mu      sync.Mutex
+	waiting int
+	all     chan struct{}
+}
+
+func (p *pricedTogether) Price(ctx context.Context, sku int64) (int64, error) {
+	p.mu.Lock()
+	if p.waiting++; p.waiting == p.lines {
+		close(p.all)
+	}
+	p.mu.Unlock()
+	select {
+	case <-p.all:
+	case <-time.After(10 * time.Second):
+		return 0, errors.New("the look-ups ran one after another")
+	}
+	if sku == 404 {
+		return 0, order.ErrNotFound
+	}
+	return 10_00, nil
+}
+
+// A cart's prices are looked up at once (each look-up waits until all
+// of them are in flight), and one that fails fails the checkout before
+// anything is taken.
+func TestCreateRegularOrderLooksUpTheLinesPricesAtOnce(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		cart    []order.CartLine
+		wantErr error
+	}{
+		{"three lines", []order.CartLine{{SKUID: 1, Quantity: 1}, {SKUID: 2, Quantity: 2}, {SKUID: 3, Quantity: 3}}, nil},
+		{"an unknown sku among them", []order.CartLine{{SKUID: 1, Quantity: 1}, {SKUID: 404, Quantity: 1}, {SKUID: 3, Quantity: 1}}, order.ErrNotFound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCheckout("")
+			p := &pricedTogether{checkout: c, lines: len(tt.cart), all: make(chan struct{})}
+			var next int64
+			svc := order.NewCheckout(order.CheckoutConfig{
+				Catalog: p, Pricing: c, Regular: c,
+				Clock:  clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)),
+				NextID: func() int64 { next++; return next },
+			})
+			o, err := svc.CreateRegularOrder(context.Background(), 7, tt.cart, 0, "key")
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("CreateRegularOrder error = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				if len(c.stock) != 0 {
+					t.Fatalf("a checkout whose price look-up failed holds stock %v", c.stock)
+				}
+				return
+			}
+			// Each line keeps its own SKU and price, in the cart's order.
+			for i, l := range o.Lines {
+				if l.SKUID != tt.cart[i].SKUID || l.UnitPrice != 10_00 || l.Amount != 10_00*tt.cart[i].Quantity {
+					t.Fatalf("line %d = %+v, want sku %d at 10.00 x %d", i, l, tt.cart[i].SKUID, tt.cart[i].Quantity)
+				}
 			}
 		})
 	}
