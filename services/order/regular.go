@@ -206,30 +206,38 @@ func (c *Checkout) undoRegular(ctx context.Context, orderID int64, coupon bool) 
 	}
 }
 
+// priceLookups bounds a checkout's price look-ups in flight at once: a
+// cart may have MaxCartLines lines.
+const priceLookups = 8
+
 // price looks up the lines' unit prices and has the marketing service
 // price the cart.
 func (c *Checkout) price(ctx context.Context, userID int64, lines []CartLine, couponID, orderID int64) (Order, error) {
 	if c.cfg.Catalog == nil || c.cfg.Pricing == nil {
 		return Order{}, fmt.Errorf("regular orders are not configured: %w", ErrUnavailable)
 	}
-	// The lines' prices are looked up at once, not one after another: a
-	// cart's checkout is a chain of calls, and on a busy machine each
-	// link waits its turn for a core (docs/benchmarks.md, "Half a
-	// machine").
+	// The lines' prices are looked up at once (up to priceLookups in
+	// flight), not one after another: a checkout is a chain of calls,
+	// and on a busy machine each link waits its turn for a core
+	// (docs/benchmarks.md, "Half a machine").
 	priced := make([]Line, len(lines))
-	g, gctx := errgroup.WithContext(ctx)
+	errs := make([]error, len(lines))
+	var g errgroup.Group
+	g.SetLimit(priceLookups)
 	for i, l := range lines {
 		g.Go(func() error {
-			price, err := c.cfg.Catalog.Price(gctx, l.SKUID)
-			if err != nil {
-				return fmt.Errorf("price of sku %d: %w", l.SKUID, err)
-			}
-			priced[i] = Line{SKUID: l.SKUID, Quantity: l.Quantity, UnitPrice: price}
+			price, err := c.cfg.Catalog.Price(ctx, l.SKUID)
+			priced[i], errs[i] = Line{SKUID: l.SKUID, Quantity: l.Quantity, UnitPrice: price}, err
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return Order{}, err
+	_ = g.Wait() // the look-ups' errors are in errs
+	// The first failing line in the cart's order answers, whichever
+	// failed first.
+	for i, err := range errs {
+		if err != nil {
+			return Order{}, fmt.Errorf("price of sku %d: %w", lines[i].SKUID, err)
+		}
 	}
 	o, err := c.cfg.Pricing.Quote(ctx, userID, priced, couponID, orderID)
 	if err != nil {

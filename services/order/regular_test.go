@@ -3,6 +3,8 @@ package order_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -220,7 +222,7 @@ func TestCreateRegularOrderValidates(t *testing.T) {
 
 // pricedTogether is a catalog whose price look-ups answer only once all
 // of a cart's lines are being looked up at the same time, and whose
-// look-up of sku 404 fails.
+// look-ups of skus from 404 on fail.
 type pricedTogether struct {
 	*checkout
 	lines   int
@@ -240,15 +242,15 @@ func (p *pricedTogether) Price(ctx context.Context, sku int64) (int64, error) {
 	case <-time.After(10 * time.Second):
 		return 0, errors.New("the look-ups ran one after another")
 	}
-	if sku == 404 {
-		return 0, order.ErrNotFound
+	if sku >= 404 {
+		return 0, fmt.Errorf("sku %d: %w", sku, order.ErrNotFound)
 	}
 	return 10_00, nil
 }
 
 // A cart's prices are looked up at once (each look-up waits until all
-// of them are in flight), and one that fails fails the checkout before
-// anything is taken.
+// of them are in flight), and a failed one fails the checkout, naming
+// the first failing line, before anything is taken.
 func TestCreateRegularOrderLooksUpTheLinesPricesAtOnce(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
@@ -256,7 +258,7 @@ func TestCreateRegularOrderLooksUpTheLinesPricesAtOnce(t *testing.T) {
 		wantErr error
 	}{
 		{"three lines", []order.CartLine{{SKUID: 1, Quantity: 1}, {SKUID: 2, Quantity: 2}, {SKUID: 3, Quantity: 3}}, nil},
-		{"an unknown sku among them", []order.CartLine{{SKUID: 1, Quantity: 1}, {SKUID: 404, Quantity: 1}, {SKUID: 3, Quantity: 1}}, order.ErrNotFound},
+		{"two unknown skus among them", []order.CartLine{{SKUID: 1, Quantity: 1}, {SKUID: 404, Quantity: 1}, {SKUID: 405, Quantity: 1}}, order.ErrNotFound},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newCheckout("")
@@ -272,6 +274,11 @@ func TestCreateRegularOrderLooksUpTheLinesPricesAtOnce(t *testing.T) {
 				t.Fatalf("CreateRegularOrder error = %v, want %v", err, tt.wantErr)
 			}
 			if err != nil {
+				// The first unknown line in the cart's order answers,
+				// whichever look-up failed first.
+				if !strings.Contains(err.Error(), "price of sku 404") {
+					t.Fatalf("error %v, want the first unknown line's (sku 404)", err)
+				}
 				if len(c.stock) != 0 {
 					t.Fatalf("a checkout whose price look-up failed holds stock %v", c.stock)
 				}
