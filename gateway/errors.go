@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/flashsale/flashsale/gateway/api"
@@ -97,7 +99,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "code", string(code), "err", err)
 		msg = generic
 	}
-	infoOf(r.Context()).code = code
+	info := infoOf(r.Context())
+	info.code = code
+	info.outlived = errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(retryAfter), 10))
 	}

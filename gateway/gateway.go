@@ -414,7 +414,7 @@ func (g *Gateway) routes() {
 
 	if g.screen != nil {
 		g.route("GET "+ScreenPath, read, g.serveScreen)
-		g.route(screenEventsRoute, routeSpec{access: adminOnly, limit: api}, g.screenEvents)
+		g.route("GET "+ScreenEventsPath, routeSpec{access: adminOnly, limit: api}, g.screenEvents)
 	}
 
 	// Probes and scrapes are never rate limited: a gateway that sheds
@@ -429,10 +429,6 @@ func (g *Gateway) routes() {
 }
 
 // opsRoutes are the probes, the dependency report and the scrape.
-// screenEventsRoute is the big screen's stream, which lasts as long as
-// its viewer.
-const screenEventsRoute = "GET " + ScreenEventsPath
-
 var opsRoutes = []string{"GET /healthz", "GET /readyz", "GET " + telemetry.DependenciesPath, "GET /metrics"}
 
 // callCtx bounds one downstream call, so a slow dependency costs a

@@ -38,6 +38,9 @@ type requestInfo struct {
 	// code is the API error code the request was answered with (none
 	// for a success): writeError sets it.
 	code errcode.Code
+	// outlived: a downstream call of the request ran out of its
+	// deadline (writeError sets it).
+	outlived bool
 }
 
 type requestInfoKey struct{}
@@ -205,18 +208,18 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 			g.degrade.observe(elapsed)
 		}
 
-		level := slog.LevelInfo
-		ops := slices.Contains(opsRoutes, info.route)
-		if ops {
-			level = slog.LevelDebug
-		}
-		// A request that outlived the call budget had the process's
-		// last seconds explain it: the flight recorder keeps them, when
-		// the process runs one (docs/operations.md). The big screen's
-		// stream is meant to last.
-		if elapsed >= g.opts.CallTimeout && !ops && info.route != screenEventsRoute {
+		// A downstream call that ran out of its deadline has the
+		// process's last seconds explain why: the flight recorder keeps
+		// them, when the process runs one (docs/operations.md). A slow
+		// client (a body sent byte by byte) is not such a call.
+		if info.outlived {
 			telemetry.FlightSnapshot(ctx, "slow-request", slog.String("route", info.route),
 				slog.Int("status", rec.status), slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000))
+		}
+
+		level := slog.LevelInfo
+		if slices.Contains(opsRoutes, info.route) {
+			level = slog.LevelDebug
 		}
 		g.access.write(ctx, level, rec.status, elapsed, func() []slog.Attr {
 			attrs := []slog.Attr{

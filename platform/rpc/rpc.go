@@ -70,11 +70,14 @@ func NewServer(log *slog.Logger, reg prometheus.Registerer, table errcode.Table)
 			handled.WithLabelValues(info.FullMethod, code).Inc()
 			took := time.Since(start)
 			telemetry.Observe(ctx, latency.WithLabelValues(info.FullMethod), took.Seconds())
-			// The handler ended after its caller's deadline (the caller
-			// had stopped waiting, whether the deadline or the caller's
-			// cancel reached the server first): the process's last
-			// seconds say where the time went.
-			if deadline, ok := ctx.Deadline(); ok && !time.Now().Before(deadline) {
+			// The caller stopped waiting at its deadline while the
+			// handler was still at work: the process's last seconds say
+			// where the time went. The caller's cancel may reach the
+			// server a moment before the server's own copy of the
+			// deadline, so a call cancelled within the last tenth of its
+			// budget counts; one cancelled earlier (its caller gave up
+			// for another reason) does not.
+			if deadline, ok := ctx.Deadline(); ok && ctx.Err() != nil && deadline.Sub(start.Add(took)) < deadline.Sub(start)/10 {
 				telemetry.FlightSnapshot(ctx, "rpc-deadline", slog.String("method", info.FullMethod),
 					slog.Float64("duration_ms", float64(took.Microseconds())/1000))
 			}

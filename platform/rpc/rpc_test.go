@@ -189,7 +189,7 @@ var slowService = grpc.ServiceDesc{
 
 // A handler still running when its caller's deadline passed has the
 // flight recorder write the process's last seconds; one that ends in
-// time writes nothing.
+// time, or whose caller gave up early, writes nothing.
 func TestHandlerPastItsDeadlineSnapshotsTheFlightRecorder(t *testing.T) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -215,12 +215,20 @@ func TestHandlerPastItsDeadlineSnapshotsTheFlightRecorder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(stop)
 	if _, err := healthpb.NewHealthClient(cc).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatal(err)
 	}
+	// A caller that gives up long before its deadline (a sibling call
+	// failed, the buyer left) is not a slow handler.
+	early, giveUp := context.WithTimeout(context.Background(), time.Hour)
+	time.AfterFunc(50*time.Millisecond, giveUp)
+	if err := cc.Invoke(early, "/test.Slow/Wait", &healthpb.HealthCheckRequest{}, new(healthpb.HealthCheckResponse)); status.Code(err) != codes.Canceled {
+		t.Fatalf("a call its caller cancelled: %v, want Canceled", err)
+	}
 	time.Sleep(200 * time.Millisecond) // a snapshot is written in the background
 	if names, _ := filepath.Glob(filepath.Join(dir, "*.trace")); len(names) != 0 {
-		t.Fatalf("a call answered in time wrote %v", names)
+		t.Fatalf("a call answered in time or cancelled early wrote %v", names)
 	}
 	cctx, ccancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer ccancel()

@@ -68,19 +68,31 @@ func TestFlightSnapshotWritesTheLastSecondsOncePerEvery(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "flight")
 	clk := clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
 	var logs syncBuffer
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Another process's snapshot in the shared directory, and temporary
+	// files of this name: one a process that died while writing left an
+	// hour ago, one being written now.
+	other := filepath.Join(dir, "20261110T000000.000Z-order-1-slow-request.trace")
+	stale := filepath.Join(dir, ".flight-gateway-stale")
+	fresh := filepath.Join(dir, ".flight-gateway-fresh")
+	for _, p := range []string{other, stale, fresh} {
+		if err := os.WriteFile(p, []byte("go 1.26 trace"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(stale, time.Now().Add(-time.Hour), time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	stop, err := telemetry.StartFlightRecorder(telemetry.FlightConfig{
-		Dir: dir, Every: time.Minute, Keep: 2, Clock: clk,
+		Dir: dir, Name: "gateway", Every: time.Minute, Keep: 2, Clock: clk,
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			stop()
-		}
-	})
+	t.Cleanup(stop) // stop may be called again
 	if _, err := telemetry.StartFlightRecorder(telemetry.FlightConfig{Dir: dir}); err == nil {
 		t.Fatal("a second flight recorder started; the runtime allows one")
 	}
@@ -104,11 +116,11 @@ func TestFlightSnapshotWritesTheLastSecondsOncePerEvery(t *testing.T) {
 		taken = append(taken, p)
 	}
 	stop()
-	stopped = true
 
-	// Keep 2: the oldest went; the file names sort by when they were taken.
-	if got := snapshots(t, dir); !slices.Equal(got, taken) {
-		t.Fatalf("snapshots kept %v, want the newest two %v", got, taken)
+	// Keep 2: the oldest of this name went (the file names sort by when
+	// they were taken); the other process's stays.
+	if got := snapshots(t, dir); !slices.Equal(got, append([]string{other}, taken...)) {
+		t.Fatalf("snapshots kept %v, want the other process's and the newest two %v", got, taken)
 	}
 	for _, p := range taken {
 		b, err := os.ReadFile(p)
@@ -116,15 +128,21 @@ func TestFlightSnapshotWritesTheLastSecondsOncePerEvery(t *testing.T) {
 			t.Fatal(err)
 		}
 		// An execution trace begins "go 1.NN trace".
-		if !bytes.HasPrefix(b, []byte("go 1.")) || !bytes.Contains(b[:16], []byte(" trace")) || len(b) < 1024 {
+		if len(b) < 1024 || !bytes.HasPrefix(b, []byte("go 1.")) || !bytes.Contains(b[:16], []byte(" trace")) {
 			t.Fatalf("%s is not an execution trace (%d bytes, begins %q)", p, len(b), b[:min(len(b), 16)])
 		}
 	}
 	if !strings.Contains(logs.String(), first) || !strings.Contains(logs.String(), `"route":"POST /api/v1/orders"`) {
 		t.Fatalf("no log line names the first snapshot and its route:\n%s", logs.String())
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != len(taken) {
-		t.Fatalf("the directory holds %d entries (a temporary file left?), want %d", len(entries), len(taken))
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("an hour-old temporary file is still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatalf("a temporary file being written was removed: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != len(taken)+2 {
+		t.Fatalf("the directory holds %d entries (a temporary file of ours left?), want %d", len(entries), len(taken)+2)
 	}
 
 	// Stopped: no more snapshots, and a new recorder may start.
@@ -136,6 +154,7 @@ func TestFlightSnapshotWritesTheLastSecondsOncePerEvery(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restart after stop: %v", err)
 	}
+	stop2()
 	stop2()
 }
 
