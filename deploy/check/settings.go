@@ -324,7 +324,7 @@ var settingNotes = map[string]string{
 	"FLASHSALE_EXPIRY_BATCH":              "How many due orders an expiry worker claims at once (released in one batch).",
 	"FLASHSALE_EXPIRY_LEASE":              "How long an expiry worker holds the orders it claimed before another may take them.",
 	"FLASHSALE_EXPIRY_WORKERS":            "How many expiry workers run in this order replica.",
-	"FLASHSALE_FLIGHT_RECORDER_DIR":       "Directory for the execution traces (flight recorder) of the seconds before a request that outlived its budget; empty runs no recorder (docs/operations.md).",
+	"FLASHSALE_FLIGHT_RECORDER_DIR":       "Directory for the execution traces (flight recorder) of the seconds before a call that ran out of its deadline; empty runs no recorder (docs/operations.md).",
 	"FLASHSALE_INVENTORY_TIMEOUT":         "Bounds each call from product to inventory (remaining stock).",
 	"FLASHSALE_KAFKA_PARTITIONS":          "Partitions of the order topics when the order service creates them (bounds the consumers working in parallel).",
 	"FLASHSALE_LOG_LEVEL":                 "Log level: debug, info, warn or error (default info).",

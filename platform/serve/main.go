@@ -37,8 +37,8 @@ func mainErr[C any](service string, load func(*config.Env) C, run func(context.C
 	levelName := env.String("FLASHSALE_LOG_LEVEL", "info")
 	env.Check(level.UnmarshalText([]byte(levelName)) == nil, "FLASHSALE_LOG_LEVEL=%q: not a level (debug, info, warn, error)", levelName)
 	otlp := env.String("FLASHSALE_OTLP_ENDPOINT", "")
-	// A directory for the execution traces of requests that outlived
-	// their budget (telemetry.FlightSnapshot); empty runs no flight
+	// A directory for the execution traces of calls that ran out of
+	// their deadline (telemetry.FlightSnapshot); empty runs no flight
 	// recorder. It costs CPU (about 8 % of a buy's,
 	// docs/operations.md), so it is off unless asked for.
 	flightDir := env.String("FLASHSALE_FLIGHT_RECORDER_DIR", "")

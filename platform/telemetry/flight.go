@@ -20,7 +20,7 @@ import (
 // The flight recorder (runtime/trace, Go 1.25) keeps the last seconds of
 // the process's execution trace in memory: when each goroutine ran, how
 // long it waited for a core, what it blocked on (network, channel, lock,
-// syscall) and when the GC ran. When a request outlives its budget, those
+// syscall) and when the GC ran. When a call runs out of its deadline, those
 // seconds say where its time went, which a latency histogram cannot;
 // FlightSnapshot writes them to a file (docs/operations.md, "A slow
 // request's last seconds: the flight recorder").

@@ -67,7 +67,7 @@ func realMain() {
 	out := flag.String("out", "loadtest/out", "directory for report.json and report.html")
 	ceiling := flag.Bool("ceiling", true, "measure the redis-benchmark ceiling after the replay")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the replay (platform and load generator, without start-up, drain and audit) here")
-	flight := flag.Bool("flight", false, "run the flight recorder: the execution trace of the seconds before a request that outlived its budget goes to OUT/flight (docs/operations.md; it costs about 8 % more CPU)")
+	flight := flag.Bool("flight", false, "run the flight recorder: the execution trace of the seconds before a call that ran out of its deadline goes to OUT/flight (docs/operations.md; it costs about 8 % more CPU)")
 	keep := flag.Bool("keep", false, "keep the platform (and the big screen) up after the report until Ctrl-C (default: FLASHSALE_DEMO_KEEP_UP)")
 	var m mode
 	flag.BoolVar(&m.marked, "pressure-test", false, "replay as pressure-test traffic: every request carries X-Pressure-Test, the sale lives in shadow storage (docs/pressure-test.md)")
@@ -246,13 +246,13 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 }
 
 // printFlight lists the flight recorder's snapshots, if the replay left
-// any: each holds the seconds before a request that outlived its budget.
+// any: each holds the seconds before a call that ran out of its deadline.
 func printFlight(dir string) {
 	names, _ := filepath.Glob(filepath.Join(dir, "*.trace"))
 	if len(names) == 0 {
 		return
 	}
-	fmt.Printf("\nExecution traces of the seconds before a request that outlived its budget (one a minute at most; docs/operations.md):\n")
+	fmt.Printf("\nExecution traces of the seconds before a call that ran out of its deadline (one a minute at most; docs/operations.md):\n")
 	for _, n := range names {
 		fmt.Printf("  %s\n", n)
 	}
