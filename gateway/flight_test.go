@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,18 +15,6 @@ import (
 	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/platform/telemetry"
 )
-
-// lockedBuffer is a log destination shared with the snapshot goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
 
 // blackhole returns a TCP address that accepts connections and never
 // says a word: a gRPC call to it waits out its deadline.
@@ -81,8 +68,13 @@ func TestDownstreamCallPastItsDeadlineSnapshotsTheFlightRecorder(t *testing.T) {
 	})
 	silent := MustGateway(t, gatewayConfig{productAddr: blackhole(t), opts: gateway.Options{CallTimeout: budget}})
 	dir := t.TempDir()
-	var logs lockedBuffer
-	stop, err := telemetry.StartFlightRecorder(telemetry.FlightConfig{Dir: dir, Name: "gateway", Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	// A file takes the snapshot goroutine's log line safely.
+	logs, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	stop, err := telemetry.StartFlightRecorder(telemetry.FlightConfig{Dir: dir, Name: "gateway", Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,9 +103,11 @@ func TestDownstreamCallPastItsDeadlineSnapshotsTheFlightRecorder(t *testing.T) {
 	if fi, err := os.Stat(names[0]); err != nil || fi.Size() < 1024 {
 		t.Fatalf("snapshot %s: %v", names[0], err)
 	}
-	logs.mu.Lock()
-	defer logs.mu.Unlock()
-	if line := logs.b.String(); !strings.Contains(line, names[0]) || !strings.Contains(line, `"route":"GET /api/v1/products/{sku_id}"`) {
+	b, err := os.ReadFile(logs.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := string(b); !strings.Contains(line, names[0]) || !strings.Contains(line, `"route":"GET /api/v1/products/{sku_id}"`) {
 		t.Fatalf("no log line names the snapshot and the route:\n%s", line)
 	}
 }
