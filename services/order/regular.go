@@ -1,6 +1,7 @@
 package order
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -126,28 +127,37 @@ func (c *Checkout) CreateRegularOrder(ctx context.Context, userID int64, lines [
 	if c.cfg.Catalog == nil || c.cfg.Pricing == nil || c.cfg.Regular == nil {
 		return Order{}, fmt.Errorf("%s: regular orders are not configured: %w", op, ErrUnavailable)
 	}
-	prev, err := c.cfg.Regular.RegularByKey(ctx, userID, idemKey)
-	if err == nil {
-		return repeatCheckout(op, prev, lines, couponID)
-	}
-	if !errors.Is(err, ErrNotFound) {
-		return Order{}, fmt.Errorf("%s: %w", op, err)
-	}
-
+	// A checkout is a chain of calls, and on a busy machine each link
+	// waits its turn for a core (docs/benchmarks.md, "Half a machine"):
+	// what needs nothing of each other runs at once. The key's look-up
+	// beside the lines' prices (a repeat wastes the prices' look-ups);
+	// then the quote; then the stock and the coupon together.
 	orderID := c.cfg.NextID()
-	o, err := c.price(ctx, userID, lines, couponID, orderID)
+	var (
+		prev   Order
+		keyErr error
+		keyed  errgroup.Group
+	)
+	keyed.Go(func() error {
+		prev, keyErr = c.cfg.Regular.RegularByKey(ctx, userID, idemKey)
+		return nil
+	})
+	priced, priceErr := c.unitPrices(ctx, lines)
+	_ = keyed.Wait() // its error is keyErr
+	switch {
+	case keyErr == nil:
+		return repeatCheckout(op, prev, lines, couponID)
+	case !errors.Is(keyErr, ErrNotFound):
+		return Order{}, fmt.Errorf("%s: %w", op, keyErr)
+	case priceErr != nil:
+		return Order{}, fmt.Errorf("%s: %w", op, priceErr)
+	}
+	o, err := c.quote(ctx, userID, priced, couponID, orderID)
 	if err != nil {
 		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
-	if err := c.cfg.Catalog.ReserveStock(ctx, orderID, lines); err != nil {
-		c.undoRegular(ctx, orderID, false)
+	if err := c.take(ctx, userID, orderID, lines, couponID); err != nil {
 		return Order{}, fmt.Errorf("%s: %w", op, err)
-	}
-	if couponID != 0 {
-		if err := c.cfg.Pricing.ConsumeCoupon(ctx, userID, couponID, orderID); err != nil {
-			c.undoRegular(ctx, orderID, true)
-			return Order{}, fmt.Errorf("%s: %w", op, err)
-		}
 	}
 	// Postgres keeps microseconds: the answer equals every later read.
 	now := c.cfg.Clock.Now().Truncate(time.Microsecond)
@@ -213,13 +223,19 @@ const priceLookups = 8
 // price looks up the lines' unit prices and has the marketing service
 // price the cart.
 func (c *Checkout) price(ctx context.Context, userID int64, lines []CartLine, couponID, orderID int64) (Order, error) {
-	if c.cfg.Catalog == nil || c.cfg.Pricing == nil {
-		return Order{}, fmt.Errorf("regular orders are not configured: %w", ErrUnavailable)
+	priced, err := c.unitPrices(ctx, lines)
+	if err != nil {
+		return Order{}, err
 	}
-	// The lines' prices are looked up at once (up to priceLookups in
-	// flight), not one after another: a checkout is a chain of calls,
-	// and on a busy machine each link waits its turn for a core
-	// (docs/benchmarks.md, "Half a machine").
+	return c.quote(ctx, userID, priced, couponID, orderID)
+}
+
+// unitPrices looks up the lines' unit prices at once (up to priceLookups
+// in flight), not one after another.
+func (c *Checkout) unitPrices(ctx context.Context, lines []CartLine) ([]Line, error) {
+	if c.cfg.Catalog == nil {
+		return nil, fmt.Errorf("regular orders are not configured: %w", ErrUnavailable)
+	}
 	priced := make([]Line, len(lines))
 	errs := make([]error, len(lines))
 	var g errgroup.Group
@@ -236,8 +252,16 @@ func (c *Checkout) price(ctx context.Context, userID int64, lines []CartLine, co
 	// failed first.
 	for i, err := range errs {
 		if err != nil {
-			return Order{}, fmt.Errorf("price of sku %d: %w", lines[i].SKUID, err)
+			return nil, fmt.Errorf("price of sku %d: %w", lines[i].SKUID, err)
 		}
+	}
+	return priced, nil
+}
+
+// quote has the marketing service price the priced lines.
+func (c *Checkout) quote(ctx context.Context, userID int64, priced []Line, couponID, orderID int64) (Order, error) {
+	if c.cfg.Pricing == nil {
+		return Order{}, fmt.Errorf("regular orders are not configured: %w", ErrUnavailable)
 	}
 	o, err := c.cfg.Pricing.Quote(ctx, userID, priced, couponID, orderID)
 	if err != nil {
@@ -245,6 +269,31 @@ func (c *Checkout) price(ctx context.Context, userID int64, lines []CartLine, co
 	}
 	o.UserID, o.Kind = userID, KindRegular
 	return o, nil
+}
+
+// take reserves the lines' stock and consumes the coupon (if any) for
+// the order, both at once. If either fails, both are given back (each
+// release is keyed by the order and harmless for what was not taken), and
+// the stock's error answers first: SOLD_OUT says more to a buyer than a
+// coupon conflict.
+func (c *Checkout) take(ctx context.Context, userID, orderID int64, lines []CartLine, couponID int64) error {
+	var (
+		stockErr, couponErr error
+		g                   errgroup.Group
+	)
+	g.Go(func() error {
+		stockErr = c.cfg.Catalog.ReserveStock(ctx, orderID, lines)
+		return nil
+	})
+	if couponID != 0 {
+		couponErr = c.cfg.Pricing.ConsumeCoupon(ctx, userID, couponID, orderID)
+	}
+	_ = g.Wait() // its error is stockErr
+	if err := cmp.Or(stockErr, couponErr); err != nil {
+		c.undoRegular(ctx, orderID, couponID != 0)
+		return err
+	}
+	return nil
 }
 
 // validateCart checks what the order service needs of a regular cart: a

@@ -220,27 +220,42 @@ func TestCreateRegularOrderValidates(t *testing.T) {
 	}
 }
 
+// rendezvous lets n calls through only once all n are in flight at the
+// same time; calls made one after another fail instead (after a while).
+type rendezvous struct {
+	mu      sync.Mutex
+	n       int
+	arrived int
+	all     chan struct{}
+}
+
+func newRendezvous(n int) *rendezvous { return &rendezvous{n: n, all: make(chan struct{})} }
+
+func (r *rendezvous) arrive() error {
+	r.mu.Lock()
+	if r.arrived++; r.arrived == r.n {
+		close(r.all)
+	}
+	r.mu.Unlock()
+	select {
+	case <-r.all:
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("the calls ran one after another")
+	}
+}
+
 // pricedTogether is a catalog whose price look-ups answer only once all
 // of a cart's lines are being looked up at the same time, and whose
 // look-ups of skus from 404 on fail.
 type pricedTogether struct {
 	*checkout
-	lines   int
-	mu      sync.Mutex
-	waiting int
-	all     chan struct{}
+	lines *rendezvous
 }
 
-func (p *pricedTogether) Price(ctx context.Context, sku int64) (int64, error) {
-	p.mu.Lock()
-	if p.waiting++; p.waiting == p.lines {
-		close(p.all)
-	}
-	p.mu.Unlock()
-	select {
-	case <-p.all:
-	case <-time.After(10 * time.Second):
-		return 0, errors.New("the look-ups ran one after another")
+func (p *pricedTogether) Price(_ context.Context, sku int64) (int64, error) {
+	if err := p.lines.arrive(); err != nil {
+		return 0, err
 	}
 	if sku >= 404 {
 		return 0, fmt.Errorf("sku %d: %w", sku, order.ErrNotFound)
@@ -262,7 +277,7 @@ func TestCreateRegularOrderLooksUpTheLinesPricesAtOnce(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newCheckout("")
-			p := &pricedTogether{checkout: c, lines: len(tt.cart), all: make(chan struct{})}
+			p := &pricedTogether{checkout: c, lines: newRendezvous(len(tt.cart))}
 			var next int64
 			svc := order.NewCheckout(order.CheckoutConfig{
 				Catalog: p, Pricing: c, Regular: c,
@@ -291,5 +306,62 @@ func TestCreateRegularOrderLooksUpTheLinesPricesAtOnce(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// together is a checkout whose independent steps answer only when their
+// partner is in flight too: the key's look-up with the price's, the
+// stock's reservation with the coupon's.
+type together struct {
+	*checkout
+	keyAndPrice, stockAndCoupon *rendezvous
+}
+
+func (t *together) RegularByKey(ctx context.Context, user int64, key string) (order.Order, error) {
+	if err := t.keyAndPrice.arrive(); err != nil {
+		return order.Order{}, err
+	}
+	return t.checkout.RegularByKey(ctx, user, key)
+}
+
+func (t *together) Price(ctx context.Context, sku int64) (int64, error) {
+	if err := t.keyAndPrice.arrive(); err != nil {
+		return 0, err
+	}
+	return t.checkout.Price(ctx, sku)
+}
+
+func (t *together) ReserveStock(ctx context.Context, orderID int64, lines []order.CartLine) error {
+	if err := t.stockAndCoupon.arrive(); err != nil {
+		return err
+	}
+	return t.checkout.ReserveStock(ctx, orderID, lines)
+}
+
+func (t *together) ConsumeCoupon(ctx context.Context, user, coupon, orderID int64) error {
+	if err := t.stockAndCoupon.arrive(); err != nil {
+		return err
+	}
+	return t.checkout.ConsumeCoupon(ctx, user, coupon, orderID)
+}
+
+// A checkout's independent calls run at once: the key's look-up beside
+// the price's, the stock beside the coupon. (Each fake call waits for its
+// partner; one after another, the checkout fails.)
+func TestCreateRegularOrderRunsItsIndependentCallsAtOnce(t *testing.T) {
+	c := newCheckout("")
+	f := &together{checkout: c, keyAndPrice: newRendezvous(2), stockAndCoupon: newRendezvous(2)}
+	var next int64
+	svc := order.NewCheckout(order.CheckoutConfig{
+		Catalog: f, Pricing: f, Regular: f,
+		Clock:  clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)),
+		NextID: func() int64 { next++; return next },
+	})
+	o, err := svc.CreateRegularOrder(context.Background(), 7, []order.CartLine{{SKUID: 1, Quantity: 2}}, 99, "key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Payable != 20_00 || !c.stock[o.ID] || !c.coupons[o.ID] {
+		t.Fatalf("order %+v, stock held %v, coupons %v: want 20.00 payable, its stock and coupon held", o, c.stock, c.coupons)
 	}
 }
