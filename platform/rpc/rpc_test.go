@@ -233,8 +233,10 @@ func TestHandlerPastItsDeadlineSnapshotsTheFlightRecorder(t *testing.T) {
 	cctx, ccancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer ccancel()
 	err = cc.Invoke(cctx, "/test.Slow/Wait", &healthpb.HealthCheckRequest{}, new(healthpb.HealthCheckResponse))
-	if status.Code(err) != codes.DeadlineExceeded {
-		t.Fatalf("a call its server never answered: %v, want DeadlineExceeded", err)
+	// The client's own timer, or on a busy machine the server's answer to
+	// its copy of the deadline (UNAVAILABLE), may end the call first.
+	if c := status.Code(err); c != codes.DeadlineExceeded && c != codes.Unavailable {
+		t.Fatalf("a call its server never answered: %v, want DeadlineExceeded or Unavailable", err)
 	}
 	// The server's handler ends a moment after the client gave up.
 	deadline := time.Now().Add(10 * time.Second)
