@@ -101,7 +101,10 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	}
 	info := infoOf(r.Context())
 	info.code = code
-	info.outlived = errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded
+	// A deadline is answered UNAVAILABLE, so the refusals (429, SOLD_OUT)
+	// that most errors of a spike are skip the look down err's chain.
+	info.outlived = code == errcode.Unavailable &&
+		(errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded)
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(retryAfter), 10))
 	}
