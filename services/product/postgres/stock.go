@@ -1,122 +1,70 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/flashsale/flashsale/services/product"
 )
 
-// uniqueViolation is PostgreSQL's SQLSTATE for a unique constraint.
-const uniqueViolation = "23505"
-
-// ReserveStock takes the lines' units in one transaction: per SKU, in id
-// order (so two orders never lock products in opposite orders), one
-// conditional UPDATE … WHERE stock >= n, optimistic and without SELECT …
-// FOR UPDATE; then the reservation rows. A reservation already recorded
-// for the order makes it a replay that takes nothing, also when a
-// concurrent attempt of the same order commits first (its rows then
-// collide with ours and this transaction rolls back).
+// ReserveStock takes the lines' units for the order in one call of
+// reserve_stock (migrations/005_stock_functions.sql): the order's advisory
+// lock, the replay and tombstone checks, the products' row locks in id
+// order, the check of every line, the conditional decrement and the
+// reservation rows all run inside the database, in one statement. The
+// products' rows are hot (every checkout of a product updates its row),
+// and their locks are held until the statement's transaction ends: taken
+// and released inside the database, they never wait for a round trip to
+// this service (TestHotRowWritersMakeOneRoundTrip). A reservation already
+// recorded for the order makes it a replay that takes nothing.
 func (s *Store) ReserveStock(ctx context.Context, orderID int64, lines []product.StockLine) (bool, error) {
-	sorted := slices.Clone(lines)
-	slices.SortFunc(sorted, func(a, b product.StockLine) int { return cmp.Compare(a.SKUID, b.SKUID) })
-	replayed := false
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := lockOrder(ctx, tx, orderID); err != nil {
-			return err
-		}
-		var givenUp bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stock_reservations WHERE order_id = $1),
-			EXISTS (SELECT 1 FROM stock_tombstones WHERE order_id = $1)`, orderID).Scan(&replayed, &givenUp); err != nil {
-			return fmt.Errorf("select reservation: %w", err)
-		}
-		if replayed {
-			return nil
-		}
-		if givenUp {
-			return fmt.Errorf("order %d: %w", orderID, product.ErrGivenUp)
-		}
-		skus := make([]int64, len(sorted))
-		qtys := make([]int64, len(sorted))
-		for i, l := range sorted {
-			tag, err := tx.Exec(ctx, `UPDATE products SET stock = stock - $2 WHERE sku_id = $1 AND stock >= $2`, l.SKUID, l.Quantity)
-			if err != nil {
-				return fmt.Errorf("take stock of sku %d: %w", l.SKUID, err)
-			}
-			if tag.RowsAffected() == 0 {
-				return whyShort(ctx, tx, l.SKUID, l.Quantity, product.ErrSoldOut)
-			}
-			skus[i], qtys[i] = l.SKUID, l.Quantity
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO stock_reservations (order_id, sku_id, quantity)
-			SELECT $1, sku, qty FROM unnest($2::bigint[], $3::bigint[]) AS x(sku, qty)`, orderID, skus, qtys)
-		if err != nil {
-			return fmt.Errorf("insert reservation: %w", err)
-		}
-		return nil
-	})
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
+	skus := make([]int64, len(lines))
+	qtys := make([]int64, len(lines))
+	for i, l := range lines {
+		skus[i], qtys[i] = l.SKUID, l.Quantity
+	}
+	var outcome string
+	var sku, stock int64
+	if err := s.pool.QueryRow(ctx, `SELECT outcome, at_sku, at_stock FROM reserve_stock($1, $2, $3)`, orderID, skus, qtys).
+		Scan(&outcome, &sku, &stock); err != nil {
+		return false, fmt.Errorf("reserve stock: %w", err)
+	}
+	switch outcome {
+	case "reserved":
+		return false, nil
+	case "replayed":
 		return true, nil
+	case "given_up":
+		return false, fmt.Errorf("order %d: %w", orderID, product.ErrGivenUp)
+	case "missing":
+		return false, fmt.Errorf("product %d: %w", sku, product.ErrNotFound)
+	case "short":
+		want := int64(0)
+		for _, l := range lines {
+			if l.SKUID == sku {
+				want = l.Quantity
+			}
+		}
+		return false, fmt.Errorf("%w: %d units of product %d wanted, %d left", product.ErrSoldOut, want, sku, stock)
 	}
-	if err != nil {
-		return false, err
-	}
-	return replayed, nil
-}
-
-// lockOrder serialises the reserve and the release of one order until tx
-// ends (a transaction-scoped advisory lock on the order id), so that a
-// release and a reserve racing each other see each other's rows.
-func lockOrder(ctx context.Context, tx pgx.Tx, orderID int64) error {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, orderID); err != nil {
-		return fmt.Errorf("lock order %d: %w", orderID, err)
-	}
-	return nil
+	return false, fmt.Errorf("reserve stock: unknown outcome %q", outcome)
 }
 
 // ReleaseStock marks the order's reservation released and gives its units
-// back, in one transaction; a released or missing reservation matches no
-// row, so releasing twice gives back nothing more.
+// back, in one call of release_stock (one statement, like ReserveStock);
+// a released or missing reservation matches no row, so releasing twice
+// gives back nothing more, and an order with no reservation at all gets a
+// tombstone, so a reserve still on its way takes nothing.
 func (s *Store) ReleaseStock(ctx context.Context, orderID int64) ([]product.StockLine, error) {
-	var released []product.StockLine
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := lockOrder(ctx, tx, orderID); err != nil {
-			return err
-		}
-		// No reservation at all (not even a released one): the reserve may
-		// still be on its way; the tombstone makes it take nothing.
-		if _, err := tx.Exec(ctx, `INSERT INTO stock_tombstones (order_id)
-			SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM stock_reservations WHERE order_id = $1)
-			ON CONFLICT DO NOTHING`, orderID); err != nil {
-			return fmt.Errorf("tombstone: %w", err)
-		}
-		rows, err := tx.Query(ctx, `UPDATE stock_reservations SET released_at = now()
-			WHERE order_id = $1 AND released_at IS NULL RETURNING sku_id, quantity`, orderID)
-		if err != nil {
-			return fmt.Errorf("release reservation: %w", err)
-		}
-		lines, err := pgx.CollectRows(rows, pgx.RowToStructByPos[product.StockLine])
-		if err != nil {
-			return fmt.Errorf("release reservation: %w", err)
-		}
-		slices.SortFunc(lines, func(a, b product.StockLine) int { return cmp.Compare(a.SKUID, b.SKUID) })
-		for _, l := range lines {
-			if _, err := tx.Exec(ctx, `UPDATE products SET stock = stock + $2 WHERE sku_id = $1`, l.SKUID, l.Quantity); err != nil {
-				return fmt.Errorf("give back stock of sku %d: %w", l.SKUID, err)
-			}
-		}
-		released = lines
-		return nil
-	})
+	rows, err := s.pool.Query(ctx, `SELECT sku_id, quantity FROM release_stock($1)`, orderID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("release stock: %w", err)
+	}
+	released, err := pgx.CollectRows(rows, pgx.RowToStructByPos[product.StockLine])
+	if err != nil {
+		return nil, fmt.Errorf("release stock: %w", err)
 	}
 	return released, nil
 }

@@ -3,10 +3,13 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
+	"github.com/flashsale/flashsale/platform/testing/pgcalls"
 	"github.com/flashsale/flashsale/services/product"
+	"github.com/flashsale/flashsale/services/product/postgres"
 )
 
 func TestConcurrentReservationsNeverOversell(t *testing.T) {
@@ -150,3 +153,54 @@ func TestReleaseBeforeReserveTakesNothing(t *testing.T) {
 
 // released says whether a release gave back any lines.
 func released(lines []product.StockLine, err error) (bool, error) { return len(lines) > 0, err }
+
+// A product's row is hot: every checkout of the product updates it. Each
+// store method that takes or gives back its stock must do it in one
+// statement, whose transaction begins and ends inside the database: a
+// transaction that went back to the service between statements would keep
+// the row locked for that round trip, and every other checkout of the
+// product waiting behind it.
+func TestHotRowWritersMakeOneRoundTrip(t *testing.T) {
+	_, pool := MustStore(t)
+	calls := pgcalls.New(pool)
+	s := postgres.New(calls)
+	ctx := context.Background()
+	a, b := MustProduct(t, s, 10), MustProduct(t, s, 10)
+	lines := []product.StockLine{{SKUID: b.SKUID, Quantity: 2}, {SKUID: a.SKUID, Quantity: 3}}
+	order := newID()
+	calls.Take()
+	for _, step := range []struct {
+		name string
+		run  func() error
+	}{
+		{"reserve", func() error { _, err := s.ReserveStock(ctx, order, lines); return err }},
+		{"replayed reserve", func() error { _, err := s.ReserveStock(ctx, order, lines); return err }},
+		{"short reserve", func() error {
+			_, err := s.ReserveStock(ctx, newID(), []product.StockLine{{SKUID: a.SKUID, Quantity: 8}})
+			return ignore(err, product.ErrSoldOut)
+		}},
+		{"release", func() error { _, err := s.ReleaseStock(ctx, order); return err }},
+		{"release of an order never reserved", func() error { _, err := s.ReleaseStock(ctx, newID()); return err }},
+	} {
+		if err := step.run(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if got := calls.Take(); len(got) != 1 || got[0] == "Begin" {
+			t.Errorf("%s made %v, want one statement", step.name, got)
+		}
+	}
+	if MustStock(t, s, a.SKUID) != 10 || MustStock(t, s, b.SKUID) != 10 {
+		t.Fatalf("stock %d and %d after reserve and release, want 10 and 10", MustStock(t, s, a.SKUID), MustStock(t, s, b.SKUID))
+	}
+}
+
+// ignore returns nil when err is want.
+func ignore(err, want error) error {
+	if errors.Is(err, want) {
+		return nil
+	}
+	if err == nil {
+		return fmt.Errorf("no error, want %v", want)
+	}
+	return err
+}
