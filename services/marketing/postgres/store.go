@@ -1,8 +1,10 @@
 // Package postgres stores promotions, coupon templates and coupons in
 // PostgreSQL. The schema is migrations/*.sql (Migrations, applied at
-// start). Claiming and consuming coupons are single conditional
-// statements, never SELECT … FOR UPDATE: the row lock an UPDATE takes
-// until commit is all the serialisation they need.
+// start). A claim is one statement (claim_coupon), so the template's row
+// lock that serialises the template's claims is taken and released inside
+// the database, never held across a round trip to the service; using and
+// releasing a coupon lock only that coupon's row and the order's advisory
+// lock, which no other buyer waits on.
 package postgres
 
 import (
@@ -107,90 +109,49 @@ func (s *Store) CreateCouponTemplate(ctx context.Context, t marketing.CouponTemp
 	return nil
 }
 
-// errKeyClaimed rolls back a claim whose key the user already claimed
-// the template with.
-var errKeyClaimed = errors.New("the idempotency key claimed a coupon already")
-
-// ClaimCoupon claims one coupon in one transaction of four statements:
-// a conditional UPDATE that counts the claim on the template only while
-// claimed < total (its row lock serialises the template's claims until
-// commit, and the condition is evaluated on the latest committed count,
-// so the total can never be passed); a look for the user's coupon of the
-// template with the key, which ends a retry with that coupon (a
-// duplicate waited for the first claim's lock, so it sees the coupon,
-// also when the first claim took the last one and the UPDATE matched
-// nothing); a conditional upsert that counts the claim for the user only
-// while under the per-user limit; and the coupon's insert, whose UNIQUE
-// (user_id, template_id, idempotency_key) stands behind the look. Any
-// refusal, and a retry, rolls all of it back.
+// ClaimCoupon claims one coupon in one call of claim_coupon
+// (migrations/005_claim_function.sql), one statement: it locks the
+// template's row (so the template's claims go one at a time, and a
+// duplicate claim waits for the first and then sees its coupon), answers
+// the coupon the user's key already got, checks the validity window, the
+// total and the per-user limit, then counts the claim for the user,
+// inserts the coupon and counts it on the template. The template's row is
+// hot (every claim of it updates the row), and its lock is taken and
+// released inside the database: it never waits for a round trip to this
+// service (TestClaimIsOneRoundTrip). A refusal changes nothing.
 func (s *Store) ClaimCoupon(ctx context.Context, templateID, userID, couponID int64, key string, now time.Time) (marketing.Coupon, error) {
 	c := marketing.Coupon{ID: couponID, TemplateID: templateID, UserID: userID, Status: marketing.CouponAvailable, ClaimedAt: now.UTC()}
-	var first marketing.Coupon
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var limit int64
-		err := tx.QueryRow(ctx, `UPDATE coupon_templates SET claimed = claimed + 1
-			WHERE template_id = $1 AND claimed < total AND valid_from <= $2 AND valid_until > $2
-			RETURNING threshold, amount, per_user_limit, valid_from, valid_until`, templateID, now).
-			Scan(&c.Threshold, &c.Amount, &limit, &c.ValidFrom, &c.ValidUntil)
-		counted := err == nil
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("count claim: %w", err)
-		}
-		first, err = scanCoupon(tx.QueryRow(ctx, `SELECT `+couponColumns+` FROM coupons
-			WHERE user_id = $1 AND template_id = $2 AND idempotency_key = $3`, userID, templateID, key))
-		switch {
-		case err == nil:
-			return errKeyClaimed
-		case !errors.Is(err, pgx.ErrNoRows):
-			return fmt.Errorf("coupon by key: %w", err)
-		}
-		if !counted {
-			return whyNotClaimed(ctx, tx, templateID, now)
-		}
-		var mine int64
-		err = tx.QueryRow(ctx, `INSERT INTO coupon_claims AS c (template_id, user_id, claimed) VALUES ($1, $2, 1)
-			ON CONFLICT (template_id, user_id) DO UPDATE SET claimed = c.claimed + 1 WHERE c.claimed < $3
-			RETURNING claimed`, templateID, userID, limit).Scan(&mine)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("user %d holds %d: %w", userID, limit, marketing.ErrClaimLimit)
-		}
-		if err != nil {
-			return fmt.Errorf("count user claim: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO coupons
-			(coupon_id, template_id, user_id, threshold, amount, valid_from, valid_until, status, claimed_at, idempotency_key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 'AVAILABLE', $8, $9)`,
-			c.ID, templateID, userID, c.Threshold, c.Amount, c.ValidFrom, c.ValidUntil, c.ClaimedAt, key); err != nil {
-			return fmt.Errorf("insert coupon: %w", err)
-		}
-		return nil
-	})
-	if errors.Is(err, errKeyClaimed) {
-		return first, nil
-	}
+	var outcome string
+	var total, limit int64
+	// An unknown template has no terms: NULL, read as zero.
+	err := s.pool.QueryRow(ctx, `SELECT outcome, coalesce(threshold, 0), coalesce(amount, 0), coalesce(total, 0),
+		coalesce(per_user_limit, 0), coalesce(valid_from, 'epoch'), coalesce(valid_until, 'epoch')
+		FROM claim_coupon($1, $2, $3, $4, $5)`, templateID, userID, couponID, key, now).
+		Scan(&outcome, &c.Threshold, &c.Amount, &total, &limit, &c.ValidFrom, &c.ValidUntil)
 	if err != nil {
-		return marketing.Coupon{}, err
+		return marketing.Coupon{}, fmt.Errorf("claim coupon: %w", err)
 	}
 	c.ValidFrom, c.ValidUntil = c.ValidFrom.UTC(), c.ValidUntil.UTC()
-	return c, nil
-}
-
-// whyNotClaimed tells apart the reasons the claiming UPDATE matched no
-// row.
-func whyNotClaimed(ctx context.Context, tx pgx.Tx, templateID int64, now time.Time) error {
-	var claimed, total int64
-	var from, until time.Time
-	err := tx.QueryRow(ctx, `SELECT claimed, total, valid_from, valid_until FROM coupon_templates WHERE template_id = $1`, templateID).
-		Scan(&claimed, &total, &from, &until)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("template %d: %w", templateID, marketing.ErrNotFound)
-	case err != nil:
-		return fmt.Errorf("select template %d: %w", templateID, err)
-	case now.Before(from) || !now.Before(until):
-		return fmt.Errorf("claimable %s..%s: %w", from.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339), marketing.ErrNotClaimable)
+	switch outcome {
+	case "claimed":
+		return c, nil
+	case "existing":
+		first, err := scanCoupon(s.pool.QueryRow(ctx, `SELECT `+couponColumns+` FROM coupons
+			WHERE user_id = $1 AND template_id = $2 AND idempotency_key = $3`, userID, templateID, key))
+		if err != nil {
+			return marketing.Coupon{}, fmt.Errorf("coupon by key: %w", err)
+		}
+		return first, nil
+	case "not_found":
+		return marketing.Coupon{}, fmt.Errorf("template %d: %w", templateID, marketing.ErrNotFound)
+	case "not_claimable":
+		return marketing.Coupon{}, fmt.Errorf("claimable %s..%s: %w", c.ValidFrom.Format(time.RFC3339), c.ValidUntil.Format(time.RFC3339), marketing.ErrNotClaimable)
+	case "exhausted":
+		return marketing.Coupon{}, fmt.Errorf("all %d claimed: %w", total, marketing.ErrCouponsExhausted)
+	case "limit":
+		return marketing.Coupon{}, fmt.Errorf("user %d holds %d: %w", userID, limit, marketing.ErrClaimLimit)
 	}
-	return fmt.Errorf("all %d claimed: %w", total, marketing.ErrCouponsExhausted)
+	return marketing.Coupon{}, fmt.Errorf("claim coupon: unknown outcome %q", outcome)
 }
 
 const couponColumns = `coupon_id, template_id, user_id, threshold, amount, valid_from, valid_until, status, coalesce(order_id, 0), claimed_at`

@@ -16,6 +16,7 @@ import (
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/ids"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
+	"github.com/flashsale/flashsale/platform/testing/pgcalls"
 	"github.com/flashsale/flashsale/services/marketing"
 	"github.com/flashsale/flashsale/services/marketing/postgres"
 )
@@ -411,5 +412,36 @@ func TestClaimKeyNamesOneCoupon(t *testing.T) {
 	}
 	if len(list) != 3 {
 		t.Errorf("the user holds %d coupons, want 3 (two of the template, one of the other)", len(list))
+	}
+}
+
+// A template's row is hot: every claim of the template counts itself on
+// it. A claim, granted or refused, is one statement, whose transaction
+// begins and ends inside the database: one that went back to the service
+// between statements would keep the row locked for that round trip, and
+// every other claim of the template waiting behind it. (Answering a
+// repeated key reads its coupon afterwards, with no lock held.)
+func TestClaimIsOneRoundTrip(t *testing.T) {
+	calls := pgcalls.New(MustPool(t))
+	s := postgres.New(calls)
+	tmpl := MustTemplate(t, s, 2, 1)
+	user := gen.Next()
+	for _, claim := range []struct {
+		name    string
+		user    int64
+		refusal error
+	}{
+		{"granted", user, nil},
+		{"over the user's limit", user, marketing.ErrClaimLimit},
+		{"granted the last", gen.Next(), nil},
+		{"exhausted", gen.Next(), marketing.ErrCouponsExhausted},
+	} {
+		calls.Take()
+		if _, err := s.ClaimCoupon(context.Background(), tmpl.ID, claim.user, gen.Next(), newKey(), now); !errors.Is(err, claim.refusal) {
+			t.Fatalf("%s: %v, want %v", claim.name, err, claim.refusal)
+		}
+		if got := calls.Take(); len(got) != 1 || got[0] == "Begin" {
+			t.Errorf("%s made %v, want one statement", claim.name, got)
+		}
 	}
 }
