@@ -66,8 +66,10 @@ func realMain() {
 	scenario := flag.String("scenario", "loadtest/scenarios/double11.yaml", "scenario file")
 	out := flag.String("out", "loadtest/out", "directory for report.json and report.html")
 	ceiling := flag.Bool("ceiling", true, "measure the redis-benchmark ceiling after the replay")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the replay (platform and load generator, without start-up, drain and audit) here")
-	flight := flag.Bool("flight", false, "run the flight recorder: the execution trace of the seconds before a call that ran out of its deadline goes to OUT/flight (docs/operations.md; it costs about 8 % more CPU)")
+	var pr probes
+	flag.StringVar(&pr.cpuProfile, "cpuprofile", "", "write a CPU profile of the replay (platform and load generator, without start-up, drain and audit) here")
+	flag.BoolVar(&pr.flight, "flight", false, "run the flight recorder: the execution trace of the seconds before a call that ran out of its deadline goes to OUT/flight (docs/operations.md; it costs about 8 % more CPU)")
+	flag.BoolVar(&pr.statements, "pgstat", false, "load pg_stat_statements into Postgres and print the statements it spent the most time on during the replay, lock waits included (docs/operations.md)")
 	keep := flag.Bool("keep", false, "keep the platform (and the big screen) up after the report until Ctrl-C (default: FLASHSALE_DEMO_KEEP_UP)")
 	var m mode
 	flag.BoolVar(&m.marked, "pressure-test", false, "replay as pressure-test traffic: every request carries X-Pressure-Test, the sale lives in shadow storage (docs/pressure-test.md)")
@@ -83,7 +85,7 @@ func realMain() {
 		exit = 1
 		return
 	}
-	if ok, err := run(ctx, *scenario, *out, *ceiling, *cpuProfile, *flight, keepUp, m); !errors.Is(err, errReported) {
+	if ok, err := run(ctx, *scenario, *out, *ceiling, pr, keepUp, m); !errors.Is(err, errReported) {
 		verdict(ok, err)
 	}
 }
@@ -105,6 +107,13 @@ func verdict(ok bool, err error) {
 	}
 }
 
+// probes are what the demo measures beside the report: a CPU profile
+// of the replay, the flight recorder, Postgres's statements.
+type probes struct {
+	cpuProfile         string
+	flight, statements bool
+}
+
 // mode is what the demo replays: real traffic (the default), marked
 // traffic alone, or both at once.
 type mode struct{ marked, mixed bool }
@@ -112,7 +121,7 @@ type mode struct{ marked, mixed bool }
 // run starts the platform, replays the scenario and audits it. With
 // keep it prints the verdict itself and then waits for ctx (Ctrl-C) with
 // the platform up, returning errReported.
-func run(ctx context.Context, path, out string, ceiling bool, profilePath string, flight, keep bool, m mode) (bool, error) {
+func run(ctx context.Context, path, out string, ceiling bool, pr probes, keep bool, m mode) (bool, error) {
 	sc, err := scenario.Load(path)
 	if err != nil {
 		return false, err
@@ -162,7 +171,7 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 		return false, err
 	}
 	stopFlight := func() {}
-	if flight {
+	if pr.flight {
 		if stopFlight, err = telemetry.StartFlightRecorder(telemetry.FlightConfig{Dir: flightDir, Name: "platform", Logger: log}); err != nil {
 			return false, err
 		}
@@ -173,6 +182,7 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	// Faults on the platform's own parts cross fault proxies on the real
 	// wire; a scenario without them runs on direct connections.
 	stackCfg.Faults = sc.HasInfraFaults()
+	stackCfg.Statements = pr.statements
 	stack, err := localstack.Start(ctx, stackCfg)
 	if err != nil {
 		return false, err
@@ -218,8 +228,11 @@ func run(ctx context.Context, path, out string, ceiling bool, profilePath string
 	if ceiling {
 		cfg.RedisAddr = stack.RedisAddr
 	}
-	if cfg.AroundReplay, err = measureReplay(profilePath, stack); err != nil {
+	if cfg.AroundReplay, err = measureReplay(pr.cpuProfile, stack); err != nil {
 		return false, err
+	}
+	if pr.statements {
+		cfg.AroundReplay = around(cfg.AroundReplay, measureStatements(ctx, stack.PostgresURL("postgres"), os.Stdout))
 	}
 	var ok bool
 	asLoadGenerator(ctx, func(ctx context.Context) {

@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"context"
 	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 )
 
 func TestCPULine(t *testing.T) {
@@ -66,5 +71,47 @@ func TestLoadShareTellsTheLoadGeneratorApart(t *testing.T) {
 	}
 	if share < 0.4 || share > 0.9 {
 		t.Errorf("the load generator's share is %.2f, want about 2/3", share)
+	}
+}
+
+// With Statements the stack's Postgres counts its statements: the hook
+// forgets what ran before the replay and lists, after it, what ran during
+// it, in every database, the slowest first.
+func TestMeasureStatementsListsTheReplaysStatements(t *testing.T) {
+	ctx := context.Background()
+	stack, err := localstack.Start(ctx, localstack.Config{Databases: []string{"shop"}, NoBroker: true, Statements: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stack.Close()
+	conn, err := pgx.Connect(ctx, stack.PostgresURL("shop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT version()`); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	end := measureStatements(ctx, stack.PostgresURL("postgres"), &out)()
+	for _, q := range []string{`SELECT pg_sleep(0.05)`, `SELECT now()`} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end(nil)
+	table := out.String()
+	sleep, during := strings.Index(table, "pg_sleep"), strings.Index(table, "now()")
+	if sleep < 0 || during < 0 || sleep > during || strings.Contains(table, "version()") || strings.Contains(table, "reset") || !strings.Contains(table, "shop ") {
+		t.Fatalf("the table lists, slowest first, the statements run during the replay in database shop only:\n%s", table)
+	}
+}
+
+func TestStatementTableCutsLongStatements(t *testing.T) {
+	long := "SELECT " + strings.Repeat("a, ", 60) + "b FROM t"
+	got := statementTable([]statement{{db: "product", calls: 4, total: 10 * time.Millisecond, text: long}})
+	want := "  product          4         10     2.50  " + long[:89] + "…\n"
+	if !strings.HasSuffix(got, want) {
+		t.Errorf("got\n%s\nwant it to end with\n%s", got, want)
 	}
 }

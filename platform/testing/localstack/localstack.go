@@ -55,6 +55,10 @@ type Config struct {
 	// (deploy/local/split runs one as a process of its own), and
 	// KafkaBrokers stays empty.
 	NoBroker bool
+	// Statements loads pg_stat_statements into Postgres, so what each
+	// statement cost can be read from its view (the demo's -pgstat); the
+	// extension is created in the postgres database.
+	Statements bool
 	// Logger receives progress messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -77,18 +81,19 @@ type Stack struct {
 	faults *proxies // nil unless Config.Faults
 	// redisDirect is the redis-server's own address (RedisAddr names the
 	// proxy when Config.Faults is set).
-	redisDirect string
-	pgProxy     int // the port PostgresURL names when proxied
-	pgPort      int
-	pgUser      string
-	pgBin       string
-	pgCred      *syscall.Credential
-	mu          sync.Mutex // guards postgres, which StartPostgres replaces
-	procs       *procRunner
-	redis       *child
-	redisBin    string
-	postgres    *child
-	kafka       *kfake.Cluster
+	redisDirect  string
+	pgProxy      int // the port PostgresURL names when proxied
+	pgPort       int
+	pgUser       string
+	pgBin        string
+	pgCred       *syscall.Credential
+	pgStatements bool       // Config.Statements
+	mu           sync.Mutex // guards postgres, which StartPostgres replaces
+	procs        *procRunner
+	redis        *child
+	redisBin     string
+	postgres     *child
+	kafka        *kfake.Cluster
 	// spawned are the processes Spawn started.
 	spawned []*Process
 	// clusterNodes are the Redis Cluster's servers, if any.
@@ -179,6 +184,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		}
 		log.Info("redis cluster ready", "addrs", strings.Join(s.RedisClusterAddrs, ","))
 	}
+	s.pgStatements = cfg.Statements
 	if err := s.startPostgres(ctx, pgBins, cfg.Databases); err != nil {
 		return nil, err
 	}

@@ -101,10 +101,16 @@ func (s *Stack) runPostgres(ctx context.Context) error {
 	// that was acknowledged, as on a production server; with
 	// synchronous_commit=off it lost the last few
 	// (TestPostgresImmediateShutdownKeepsWhatWasCommitted).
-	cmd := exec.Command(s.pgBin, "-D", data, "-p", strconv.Itoa(s.pgPort),
-		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+data,
+	args := []string{"-D", data, "-p", strconv.Itoa(s.pgPort),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + data,
 		"-c", "fsync=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=400", "-c", "shared_buffers=256MB")
+		"-c", "max_connections=400", "-c", "shared_buffers=256MB"}
+	if s.pgStatements {
+		// Each top-level statement's calls and time; a function's
+		// statements count in its caller's.
+		args = append(args, "-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track=top")
+	}
+	cmd := exec.Command(s.pgBin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.pgCred}
 	c, err := s.procs.spawn("postgres", filepath.Join(s.dir, "postgres.log"), cmd)
 	if err != nil {
@@ -166,6 +172,11 @@ func (s *Stack) createDatabases(ctx context.Context, dbs []string) error {
 		return fmt.Errorf("localstack: %w", err)
 	}
 	defer conn.Close(ctx)
+	if s.pgStatements {
+		if _, err := conn.Exec(ctx, "CREATE EXTENSION pg_stat_statements"); err != nil {
+			return fmt.Errorf("localstack: pg_stat_statements: %w", err)
+		}
+	}
 	for _, db := range dbs {
 		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
 			return fmt.Errorf("localstack: create database %s: %w", db, err)
