@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -69,7 +68,7 @@ func (s *Store) InsertRegular(ctx context.Context, o order.Order) (order.Order, 
 
 // RegularByKey returns the user's regular order with the idempotency key.
 func (s *Store) RegularByKey(ctx context.Context, userID int64, key string) (order.Order, error) {
-	found, err := s.query(ctx, orderSelect+`WHERE user_id = $1 AND kind = 'REGULAR' AND idempotency_key = $2`, userID, key)
+	found, err := s.query(ctx, regularByKey, userID, key)
 	if err != nil {
 		return order.Order{}, fmt.Errorf("regular order of user %d by key: %w", userID, err)
 	}
@@ -77,24 +76,4 @@ func (s *Store) RegularByKey(ctx context.Context, userID int64, key string) (ord
 		return order.Order{}, fmt.Errorf("regular order of user %d by key: %w", userID, order.ErrNotFound)
 	}
 	return found[0], nil
-}
-
-// promotions fills the orders' promotions, in stacking order.
-func (s *Store) promotions(ctx context.Context, orders []order.Order, ids []int64, at map[int64]int) error {
-	rows, err := s.pool.Query(ctx, `SELECT order_id, promotion_id, kind, amount FROM order_promotions
-		WHERE order_id = ANY($1) ORDER BY order_id, position`, ids)
-	if err != nil {
-		return err
-	}
-	var p order.Promotion
-	var orderID int64
-	_, err = pgx.ForEachRow(rows, []any{&orderID, &p.ID, &p.Kind, &p.Amount}, func() error {
-		i, ok := at[orderID]
-		if !ok {
-			return errors.New("promotion of an order not asked for")
-		}
-		orders[i].Promotions = append(orders[i].Promotions, p)
-		return nil
-	})
-	return err
 }

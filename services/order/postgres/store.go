@@ -6,6 +6,7 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -178,9 +179,34 @@ func (c *lineColumns) add(o order.Order) {
 const orderSelect = `SELECT order_id, user_id, kind, status, coalesce(activity_id, 0), total, discount, payable,
 	idempotency_key, created_at, expires_at, paid_at, coalesce(payment_id, 0), coalesce(payment_channel, ''), coalesce(coupon_id, 0), refunded FROM orders `
 
+// orderRead is one way of reading orders: the statements that select
+// them by a condition, their lines and their promotions, sent together
+// (query).
+type orderRead struct{ orders, lines, promotions string }
+
+// readOrders returns the read of the orders that cond (a WHERE clause on
+// orders, with its ORDER BY and LIMIT if any) selects; the three
+// statements take the same arguments.
+func readOrders(cond string) orderRead {
+	ids := `(SELECT order_id FROM orders ` + cond + `)`
+	return orderRead{
+		orders: orderSelect + cond,
+		lines: `SELECT order_id, line_id, sku_id, quantity, unit_price, amount, discount, payable,
+			refunded_quantity, refunded FROM order_lines WHERE order_id IN ` + ids + ` ORDER BY line_id`,
+		promotions: `SELECT order_id, promotion_id, kind, amount FROM order_promotions
+			WHERE order_id IN ` + ids + ` ORDER BY order_id, position`,
+	}
+}
+
+var (
+	orderByID    = readOrders(`WHERE order_id = $1`)
+	ordersOfUser = readOrders(`WHERE user_id = $1 ORDER BY created_at DESC, order_id DESC LIMIT $2`)
+	regularByKey = readOrders(`WHERE user_id = $1 AND kind = 'REGULAR' AND idempotency_key = $2`)
+)
+
 // Order returns a stored order with its lines, or order.ErrNotFound.
 func (s *Store) Order(ctx context.Context, id int64) (order.Order, error) {
-	found, err := s.query(ctx, orderSelect+`WHERE order_id = $1`, id)
+	found, err := s.query(ctx, orderByID, id)
 	if err != nil {
 		return order.Order{}, fmt.Errorf("order %d: %w", id, err)
 	}
@@ -214,17 +240,27 @@ func (s *Store) MarkPaid(ctx context.Context, p order.Paid) (order.Order, bool, 
 
 // UserOrders returns up to limit of the user's stored orders, newest first.
 func (s *Store) UserOrders(ctx context.Context, userID int64, limit int) ([]order.Order, error) {
-	found, err := s.query(ctx, orderSelect+`WHERE user_id = $1 ORDER BY created_at DESC, order_id DESC LIMIT $2`, userID, limit)
+	found, err := s.query(ctx, ordersOfUser, userID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("orders of user %d: %w", userID, err)
 	}
 	return found, nil
 }
 
-// query reads the orders that sql (orderSelect plus a condition) selects,
-// then their lines in one more query.
-func (s *Store) query(ctx context.Context, sql string, args ...any) ([]order.Order, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
+// query reads the orders that r selects with their lines and
+// promotions: three statements sent at once, one round trip (an order
+// read is the platform's most frequent statement: buyers poll their
+// orders). Each statement reads its own snapshot, so the lines and
+// promotions of an order that committed after the first one read are
+// left out with it.
+func (s *Store) query(ctx context.Context, r orderRead, args ...any) (_ []order.Order, err error) {
+	b := &pgx.Batch{}
+	b.Queue(r.orders, args...)
+	b.Queue(r.lines, args...)
+	b.Queue(r.promotions, args...)
+	br := s.pool.SendBatch(ctx, b)
+	defer func() { err = errors.Join(err, br.Close()) }()
+	rows, err := br.Query()
 	if err != nil {
 		return nil, err
 	}
@@ -240,32 +276,39 @@ func (s *Store) query(ctx context.Context, sql string, args ...any) ([]order.Ord
 		}
 		return o, err
 	})
-	if err != nil || len(orders) == 0 {
+	if err != nil {
 		return nil, err
 	}
-	ids := make([]int64, len(orders))
 	at := make(map[int64]int, len(orders))
 	for i, o := range orders {
-		ids[i] = o.ID
 		at[o.ID] = i
 	}
-	rows, err = s.pool.Query(ctx, `SELECT order_id, line_id, sku_id, quantity, unit_price, amount, discount, payable,
-		refunded_quantity, refunded FROM order_lines WHERE order_id = ANY($1) ORDER BY line_id`, ids)
-	if err != nil {
+	if rows, err = br.Query(); err != nil {
 		return nil, err
 	}
 	var l order.Line
 	var orderID int64
 	_, err = pgx.ForEachRow(rows, []any{&orderID, &l.ID, &l.SKUID, &l.Quantity, &l.UnitPrice, &l.Amount, &l.Discount, &l.Payable,
 		&l.RefundedQuantity, &l.Refunded}, func() error {
-		i := at[orderID]
-		orders[i].Lines = append(orders[i].Lines, l)
+		if i, ok := at[orderID]; ok {
+			orders[i].Lines = append(orders[i].Lines, l)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := s.promotions(ctx, orders, ids, at); err != nil {
+	if rows, err = br.Query(); err != nil {
+		return nil, err
+	}
+	var p order.Promotion
+	_, err = pgx.ForEachRow(rows, []any{&orderID, &p.ID, &p.Kind, &p.Amount}, func() error {
+		if i, ok := at[orderID]; ok {
+			orders[i].Promotions = append(orders[i].Promotions, p)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return orders, nil

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"maps"
 	"path"
+	"reflect"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
+	"github.com/flashsale/flashsale/platform/testing/pgcalls"
 	"github.com/flashsale/flashsale/services/order"
 	"github.com/flashsale/flashsale/services/order/postgres"
 )
@@ -212,5 +214,56 @@ func TestMigrateFromThePreviousRelease(t *testing.T) {
 	var version int
 	if err := pool.QueryRow(ctx, "SELECT max(version_id) FROM goose_db_version").Scan(&version); err != nil || version != len(files) {
 		t.Errorf("recorded version %d (%v), want %d", version, err, len(files))
+	}
+}
+
+// Reading orders is the platform's most frequent statement (buyers poll
+// their orders), so each read is one round trip: the orders, their lines
+// and their promotions sent at once. Each order comes back whole: its own
+// lines and promotions, none of another order's.
+func TestOrderReadsAreOneRoundTrip(t *testing.T) {
+	calls := pgcalls.New(MustPool(t))
+	s := postgres.NewStore(calls)
+	ctx := context.Background()
+	user := nextID.Add(1)
+	plain := MustPaidOrder(t, s, user, [3]int64{2, 500, 0})
+	discounted := MustPaidOrder(t, s, user, [3]int64{1, 1000, 100}, [3]int64{3, 200, 60})
+	for _, read := range []struct {
+		name string
+		run  func() ([]order.Order, error)
+		want []order.Order
+	}{
+		{"by id", func() ([]order.Order, error) { o, err := s.Order(ctx, discounted.ID); return []order.Order{o}, err },
+			[]order.Order{discounted}},
+		{"the user's, newest first", func() ([]order.Order, error) { return s.UserOrders(ctx, user, 10) },
+			[]order.Order{discounted, plain}},
+		{"the user's, the newest alone", func() ([]order.Order, error) { return s.UserOrders(ctx, user, 1) },
+			[]order.Order{discounted}},
+		{"by key", func() ([]order.Order, error) {
+			o, err := s.RegularByKey(ctx, user, plain.IdempotencyKey)
+			return []order.Order{o}, err
+		}, []order.Order{plain}},
+	} {
+		calls.Take()
+		got, err := read.run()
+		if err != nil {
+			t.Fatalf("%s: %v", read.name, err)
+		}
+		if c := calls.Take(); len(c) != 1 {
+			t.Errorf("%s made %v, want one round trip", read.name, c)
+		}
+		if len(got) != len(read.want) {
+			t.Fatalf("%s: %d orders, want %d", read.name, len(got), len(read.want))
+		}
+		for i, o := range got {
+			w := read.want[i]
+			if o.ID != w.ID || !reflect.DeepEqual(o.Lines, w.Lines) || !reflect.DeepEqual(o.Promotions, w.Promotions) {
+				t.Errorf("%s: order %d with lines %+v and promotions %+v, want order %d with %+v and %+v",
+					read.name, o.ID, o.Lines, o.Promotions, w.ID, w.Lines, w.Promotions)
+			}
+		}
+	}
+	if _, err := s.Order(ctx, nextID.Add(1)); !errors.Is(err, order.ErrNotFound) {
+		t.Errorf("an unknown order: %v, want ErrNotFound", err)
 	}
 }
