@@ -17,6 +17,25 @@ import (
 func MustPaidOrder(tb testing.TB, s *postgres.Store, user int64, lines ...[3]int64) order.Order {
 	tb.Helper()
 	ctx := context.Background()
+	o := MustPendingOrder(tb, s, user, lines...)
+	id := o.ID
+	pay := order.Paid{OrderID: id, PaymentID: id + 999, Channel: "alipay", Amount: o.Payable, PaidAt: created}
+	paid, moved, err := s.MarkPaid(ctx, pay)
+	if err != nil || paid.Status != order.StatusPaid || !moved {
+		tb.Fatalf("mark paid: %v, moved %v, %v", paid.Status, moved, err)
+	}
+	// A retry finds the order PAID and moves nothing: the paid counter
+	// and GMV count each order once.
+	if again, moved, err := s.MarkPaid(ctx, pay); err != nil || again.Status != order.StatusPaid || moved {
+		tb.Fatalf("mark paid again: %v, moved %v, %v; want PAID, not moved", again.Status, moved, err)
+	}
+	return paid
+}
+
+// MustPendingOrder stores a regular order of user with lines (quantity,
+// unit price, discount), pending payment.
+func MustPendingOrder(tb testing.TB, s *postgres.Store, user int64, lines ...[3]int64) order.Order {
+	tb.Helper()
 	id := nextID.Add(1000)
 	o := order.Order{ID: id, UserID: user, Kind: order.KindRegular, Status: order.StatusPendingPayment,
 		IdempotencyKey: "refund-" + time.Unix(0, id).String(), CreatedAt: created, ExpiresAt: created.Add(time.Hour)}
@@ -31,20 +50,10 @@ func MustPaidOrder(tb testing.TB, s *postgres.Store, user int64, lines ...[3]int
 	if o.Discount > 0 {
 		o.Promotions = []order.Promotion{{ID: 1, Kind: "COUPON", Amount: o.Discount}}
 	}
-	if _, _, err := s.InsertRegular(ctx, o); err != nil {
+	if _, _, err := s.InsertRegular(context.Background(), o); err != nil {
 		tb.Fatal(err)
 	}
-	pay := order.Paid{OrderID: id, PaymentID: id + 999, Channel: "alipay", Amount: o.Payable, PaidAt: created}
-	paid, moved, err := s.MarkPaid(ctx, pay)
-	if err != nil || paid.Status != order.StatusPaid || !moved {
-		tb.Fatalf("mark paid: %v, moved %v, %v", paid.Status, moved, err)
-	}
-	// A retry finds the order PAID and moves nothing: the paid counter
-	// and GMV count each order once.
-	if again, moved, err := s.MarkPaid(ctx, pay); err != nil || again.Status != order.StatusPaid || moved {
-		tb.Fatalf("mark paid again: %v, moved %v, %v; want PAID, not moved", again.Status, moved, err)
-	}
-	return paid
+	return o
 }
 
 // refundOf is a refund of the order's lines under a key of its own.

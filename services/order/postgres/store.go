@@ -223,7 +223,9 @@ func (s *Store) Order(ctx context.Context, id int64) (order.Order, error) {
 // another payment sees the winner's state) and whether the update moved
 // it.
 func (s *Store) MarkPaid(ctx context.Context, p order.Paid) (order.Order, bool, error) {
-	tag, err := s.pool.Exec(ctx, `
+	// The update and the read of the order go in one round trip.
+	b := &pgx.Batch{}
+	b.Queue(`
 		WITH paid AS (
 			UPDATE orders SET status = 'PAID', paid_at = $3, payment_id = $2, payment_channel = $4, updated_at = now()
 			WHERE order_id = $1 AND status = 'PENDING_PAYMENT' AND payable = $5
@@ -231,11 +233,20 @@ func (s *Store) MarkPaid(ctx context.Context, p order.Paid) (order.Order, bool, 
 		INSERT INTO order_events (order_id, type, kind, activity_id, amount, channel, at)
 		SELECT order_id, 'PAID', kind, coalesce(activity_id, 0), payable, $4, $3 FROM paid`,
 		p.OrderID, p.PaymentID, p.PaidAt, p.Channel, p.Amount)
-	if err != nil {
+	orderByID.queue(b, p.OrderID)
+	br := s.pool.SendBatch(ctx, b)
+	tag, err := br.Exec()
+	var found []order.Order
+	if err == nil {
+		found, err = collectOrders(br)
+	}
+	if err = errors.Join(err, br.Close()); err != nil {
 		return order.Order{}, false, fmt.Errorf("mark order %d paid: %w", p.OrderID, err)
 	}
-	o, err := s.Order(ctx, p.OrderID)
-	return o, tag.RowsAffected() == 1, err
+	if len(found) == 0 {
+		return order.Order{}, false, fmt.Errorf("order %d: %w", p.OrderID, order.ErrNotFound)
+	}
+	return found[0], tag.RowsAffected() == 1, nil
 }
 
 // UserOrders returns up to limit of the user's stored orders, newest first.
@@ -253,13 +264,27 @@ func (s *Store) UserOrders(ctx context.Context, userID int64, limit int) ([]orde
 // orders). Each statement reads its own snapshot, so the lines and
 // promotions of an order that committed after the first one read are
 // left out with it.
-func (s *Store) query(ctx context.Context, r orderRead, args ...any) (_ []order.Order, err error) {
+func (s *Store) query(ctx context.Context, r orderRead, args ...any) ([]order.Order, error) {
 	b := &pgx.Batch{}
+	r.queue(b, args...)
+	br := s.pool.SendBatch(ctx, b)
+	orders, err := collectOrders(br)
+	if err = errors.Join(err, br.Close()); err != nil {
+		return nil, err
+	}
+	return orders, nil
+}
+
+// queue adds the read's three statements to b.
+func (r orderRead) queue(b *pgx.Batch, args ...any) {
 	b.Queue(r.orders, args...)
 	b.Queue(r.lines, args...)
 	b.Queue(r.promotions, args...)
-	br := s.pool.SendBatch(ctx, b)
-	defer func() { err = errors.Join(err, br.Close()) }()
+}
+
+// collectOrders reads the results of an orderRead's statements, next in
+// br: the orders with their lines and promotions.
+func collectOrders(br pgx.BatchResults) ([]order.Order, error) {
 	rows, err := br.Query()
 	if err != nil {
 		return nil, err

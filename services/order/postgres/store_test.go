@@ -220,7 +220,8 @@ func TestMigrateFromThePreviousRelease(t *testing.T) {
 // Reading orders is the platform's most frequent statement (buyers poll
 // their orders), so each read is one round trip: the orders, their lines
 // and their promotions sent at once. Each order comes back whole: its own
-// lines and promotions, none of another order's.
+// lines and promotions, none of another order's. Marking an order paid
+// reads it back in the same round trip.
 func TestOrderReadsAreOneRoundTrip(t *testing.T) {
 	calls := pgcalls.New(MustPool(t))
 	s := postgres.NewStore(calls)
@@ -265,5 +266,23 @@ func TestOrderReadsAreOneRoundTrip(t *testing.T) {
 	}
 	if _, err := s.Order(ctx, nextID.Add(1)); !errors.Is(err, order.ErrNotFound) {
 		t.Errorf("an unknown order: %v, want ErrNotFound", err)
+	}
+
+	// Marking an order paid sends its update and the read of the order
+	// as it stands afterwards together.
+	pending := MustPendingOrder(t, s, user, [3]int64{1, 700, 0})
+	pay := order.Paid{OrderID: pending.ID, PaymentID: pending.ID + 1, Channel: "wechat", Amount: pending.Payable, PaidAt: created}
+	for _, want := range []bool{true, false} {
+		calls.Take()
+		paid, moved, err := s.MarkPaid(ctx, pay)
+		if err != nil || moved != want || paid.Status != order.StatusPaid || !reflect.DeepEqual(paid.Lines, pending.Lines) {
+			t.Fatalf("mark paid: %v with lines %+v, moved %v, %v; want PAID with %+v, moved %v", paid.Status, paid.Lines, moved, err, pending.Lines, want)
+		}
+		if c := calls.Take(); len(c) != 1 {
+			t.Errorf("mark paid made %v, want one round trip", c)
+		}
+	}
+	if _, _, err := s.MarkPaid(ctx, order.Paid{OrderID: nextID.Add(1), PaymentID: 1, Channel: "wechat", Amount: 1, PaidAt: created}); !errors.Is(err, order.ErrNotFound) {
+		t.Errorf("marking an unknown order paid: %v, want ErrNotFound", err)
 	}
 }
