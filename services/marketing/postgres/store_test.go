@@ -445,3 +445,45 @@ func TestClaimIsOneRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// A claim that is refused without counting anything (an exhausted
+// template, or one outside its window) is refused without waiting for
+// the template's row lock: after a template runs out, every click would
+// otherwise queue on its row one at a time. Here a transaction holds
+// that lock for the whole test; a claim that waited for it would run out
+// of its context.
+func TestRefusalsDoNotWaitForTheTemplatesLock(t *testing.T) {
+	pool := MustPool(t)
+	s := postgres.New(pool)
+	exhausted := MustTemplate(t, s, 1, 1)
+	MustClaim(t, s, exhausted.ID, gen.Next())
+	later := marketing.CouponTemplate{ID: gen.Next(), Threshold: 0, Amount: 1_00, Total: 5, PerUserLimit: 1,
+		ValidFrom: now.Add(time.Hour), ValidUntil: now.Add(2 * time.Hour)}
+	if err := s.CreateCouponTemplate(context.Background(), later); err != nil {
+		t.Fatal(err)
+	}
+	locker, err := pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Rollback(context.Background())
+	if _, err := locker.Exec(context.Background(), `SELECT 1 FROM coupon_templates WHERE template_id = ANY($1) FOR UPDATE`,
+		[]int64{exhausted.ID, later.ID}); err != nil {
+		t.Fatal(err)
+	}
+	for _, claim := range []struct {
+		name     string
+		template int64
+		want     error
+	}{
+		{"exhausted", exhausted.ID, marketing.ErrCouponsExhausted},
+		{"not yet claimable", later.ID, marketing.ErrNotClaimable},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := s.ClaimCoupon(ctx, claim.template, gen.Next(), gen.Next(), newKey(), now)
+		cancel()
+		if !errors.Is(err, claim.want) {
+			t.Errorf("%s, its row locked: %v, want %v at once", claim.name, err, claim.want)
+		}
+	}
+}

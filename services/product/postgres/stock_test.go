@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/flashsale/flashsale/platform/testing/pgcalls"
 	"github.com/flashsale/flashsale/services/product"
@@ -203,4 +204,26 @@ func ignore(err, want error) error {
 		return fmt.Errorf("no error, want %v", want)
 	}
 	return err
+}
+
+// A reserve refused for want of stock is refused without waiting for the
+// product's row lock: the lines are checked once before the locks are
+// taken. Here a transaction holds the row for the whole test; a reserve
+// that waited for it would run out of its context.
+func TestShortReserveDoesNotWaitForTheLock(t *testing.T) {
+	s, pool := MustStore(t)
+	p := MustProduct(t, s, 1)
+	locker, err := pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Rollback(context.Background())
+	if _, err := locker.Exec(context.Background(), `SELECT 1 FROM products WHERE sku_id = $1 FOR UPDATE`, p.SKUID); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.ReserveStock(ctx, newID(), []product.StockLine{{SKUID: p.SKUID, Quantity: 2}}); !errors.Is(err, product.ErrSoldOut) {
+		t.Fatalf("reserve of 2 of 1, its row locked: %v, want ErrSoldOut at once", err)
+	}
 }

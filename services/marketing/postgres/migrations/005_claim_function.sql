@@ -8,14 +8,20 @@
 -- database, and the service makes one round trip (docs/marketing.md,
 -- "Coupons under concurrency").
 --
--- It locks the template (a duplicate claim waits here for the first one
--- and then sees its coupon), then: 'existing' when the user's coupon of
--- the template with the key exists (the service reads it), 'not_found',
--- 'not_claimable' outside the validity window, 'exhausted' when all are
--- claimed, 'limit' at the per-user limit, each changing nothing; else it
--- counts the claim for the user, inserts the coupon with the template's
--- terms and counts it on the template: 'claimed'. The template's terms
--- come back with every outcome but 'not_found'.
+-- It first reads the template without a lock: a claim of an unknown
+-- template, outside its window or of an exhausted one (claimed only
+-- grows, and the terms never change) is refused at once, or answered
+-- with its key's coupon, without waiting in the row's queue. Otherwise it
+-- locks the template (FOR NO KEY UPDATE, the lock an UPDATE takes, which
+-- lets the coupons' foreign-key checks through; a duplicate claim waits
+-- here for the first one and then sees its coupon) and checks again:
+-- 'existing' when the user's coupon of the template with the key exists
+-- (the service reads it), 'not_found', 'not_claimable' outside the
+-- validity window, 'exhausted' when all are claimed, 'limit' at the
+-- per-user limit, each changing no count and no coupon; else it counts
+-- the claim for the user, inserts the coupon with the template's terms
+-- and counts it on the template: 'claimed'. The template's terms come
+-- back with every outcome but 'not_found'.
 -- +goose StatementBegin
 CREATE FUNCTION claim_coupon(p_template bigint, p_user bigint, p_coupon bigint, p_key text, p_now timestamptz,
     OUT outcome text, OUT threshold bigint, OUT amount bigint, OUT total bigint, OUT per_user_limit bigint,
@@ -25,10 +31,13 @@ LANGUAGE plpgsql AS $$
 DECLARE
     t coupon_templates%ROWTYPE;
 BEGIN
-    SELECT * INTO t FROM coupon_templates x WHERE x.template_id = p_template FOR UPDATE;
+    SELECT * INTO t FROM coupon_templates x WHERE x.template_id = p_template;
     IF NOT FOUND THEN
         outcome := 'not_found';
         RETURN;
+    END IF;
+    IF t.claimed < t.total AND p_now >= t.valid_from AND p_now < t.valid_until THEN
+        SELECT * INTO t FROM coupon_templates x WHERE x.template_id = p_template FOR NO KEY UPDATE;
     END IF;
     threshold := t.threshold;
     amount := t.amount;

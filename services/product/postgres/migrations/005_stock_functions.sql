@@ -14,7 +14,10 @@
 -- first such SKU in id order, at_stock its stock), each taking nothing.
 -- The order's advisory lock serialises its reserve and release; the
 -- products are locked in id order, so two orders never wait on each other
--- in a cycle.
+-- in a cycle, with FOR NO KEY UPDATE, the lock an UPDATE takes (the
+-- reservations' foreign-key checks pass it). Lines must name distinct
+-- SKUs (the service's ValidateStockLines): a SKU twice fails on the
+-- reservations' primary key.
 -- +goose StatementBegin
 CREATE FUNCTION reserve_stock(p_order bigint, p_skus bigint[], p_qtys bigint[],
     OUT outcome text, OUT at_sku bigint, OUT at_stock bigint)
@@ -34,24 +37,30 @@ BEGIN
         outcome := 'given_up';
         RETURN;
     END IF;
-    PERFORM 1 FROM products p WHERE p.sku_id = ANY (p_skus) ORDER BY p.sku_id FOR UPDATE;
-    FOR line IN
-        SELECT x.sku_id, x.qty, p.stock AS have
-        FROM unnest(p_skus, p_qtys) AS x(sku_id, qty)
-        LEFT JOIN products p ON p.sku_id = x.sku_id
-        ORDER BY x.sku_id
-    LOOP
-        IF line.have IS NULL THEN
-            outcome := 'missing';
-            at_sku := line.sku_id;
-            RETURN;
+    -- Every line is checked twice: first without a lock, so a refusal
+    -- never waits in a hot row's queue, then under the products' locks.
+    FOR pass IN 1..2 LOOP
+        IF pass = 2 THEN
+            PERFORM 1 FROM products p WHERE p.sku_id = ANY (p_skus) ORDER BY p.sku_id FOR NO KEY UPDATE;
         END IF;
-        IF line.have < line.qty THEN
-            outcome := 'short';
-            at_sku := line.sku_id;
-            at_stock := line.have;
-            RETURN;
-        END IF;
+        FOR line IN
+            SELECT x.sku_id, x.qty, p.stock AS have
+            FROM unnest(p_skus, p_qtys) AS x(sku_id, qty)
+            LEFT JOIN products p ON p.sku_id = x.sku_id
+            ORDER BY x.sku_id
+        LOOP
+            IF line.have IS NULL THEN
+                outcome := 'missing';
+                at_sku := line.sku_id;
+                RETURN;
+            END IF;
+            IF line.have < line.qty THEN
+                outcome := 'short';
+                at_sku := line.sku_id;
+                at_stock := line.have;
+                RETURN;
+            END IF;
+        END LOOP;
     END LOOP;
     UPDATE products p SET stock = p.stock - x.qty
     FROM unnest(p_skus, p_qtys) AS x(sku_id, qty)
@@ -78,7 +87,7 @@ BEGIN
     ON CONFLICT DO NOTHING;
     PERFORM 1 FROM products p
     WHERE p.sku_id IN (SELECT r.sku_id FROM stock_reservations r WHERE r.order_id = p_order AND r.released_at IS NULL)
-    ORDER BY p.sku_id FOR UPDATE;
+    ORDER BY p.sku_id FOR NO KEY UPDATE;
     RETURN QUERY
     WITH released AS (
         UPDATE stock_reservations r SET released_at = now()
