@@ -6,7 +6,6 @@ package postgres
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -240,7 +239,7 @@ func (s *Store) MarkPaid(ctx context.Context, p order.Paid) (order.Order, bool, 
 	if err == nil {
 		found, err = collectOrders(br)
 	}
-	if err = errors.Join(err, br.Close()); err != nil {
+	if err = closeBatch(br, err); err != nil {
 		return order.Order{}, false, fmt.Errorf("mark order %d paid: %w", p.OrderID, err)
 	}
 	if len(found) == 0 {
@@ -261,18 +260,36 @@ func (s *Store) UserOrders(ctx context.Context, userID int64, limit int) ([]orde
 // query reads the orders that r selects with their lines and
 // promotions: three statements sent at once, one round trip (an order
 // read is the platform's most frequent statement: buyers poll their
-// orders). Each statement reads its own snapshot, so the lines and
-// promotions of an order that committed after the first one read are
-// left out with it.
+// orders). They run in one read-only REPEATABLE READ transaction, so they
+// share one snapshot: a newer order committed in between cannot move a
+// LIMIT's window, nor a refund show in the lines and not in the order.
 func (s *Store) query(ctx context.Context, r orderRead, args ...any) ([]order.Order, error) {
 	b := &pgx.Batch{}
+	b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
 	r.queue(b, args...)
+	b.Queue(`COMMIT`)
 	br := s.pool.SendBatch(ctx, b)
-	orders, err := collectOrders(br)
-	if err = errors.Join(err, br.Close()); err != nil {
+	_, err := br.Exec()
+	var orders []order.Order
+	if err == nil {
+		orders, err = collectOrders(br)
+	}
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if err = closeBatch(br, err); err != nil {
 		return nil, err
 	}
 	return orders, nil
+}
+
+// closeBatch closes br and returns err, or Close's error when err is nil
+// (Close repeats the error a result already gave).
+func closeBatch(br pgx.BatchResults, err error) error {
+	if cerr := br.Close(); err == nil {
+		return cerr
+	}
+	return err
 }
 
 // queue adds the read's three statements to b.

@@ -286,3 +286,78 @@ func TestOrderReadsAreOneRoundTrip(t *testing.T) {
 		t.Errorf("marking an unknown order paid: %v, want ErrNotFound", err)
 	}
 }
+
+// The user's list selects its orders with a LIMIT, and its lines and
+// promotions by the same condition: all three must read one snapshot. A
+// newer order committed while the read waits between its first statement
+// and its second (held here by a lock on order_lines) would otherwise
+// move the window, and the oldest order of the list would come back
+// without its lines.
+func TestUserOrdersReadsOneSnapshot(t *testing.T) {
+	ctx := context.Background()
+	s, other := postgres.NewStore(MustPool(t)), MustPool(t)
+	user := nextID.Add(1)
+	older := MustPendingOrder(t, s, user, [3]int64{1, 100, 0})
+	newer := MustPendingOrder(t, s, user, [3]int64{2, 100, 0})
+	if _, err := s.UserOrders(ctx, user, 2); err != nil { // statements prepared
+		t.Fatal(err)
+	}
+	locker, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Rollback(ctx)
+	if _, err := locker.Exec(ctx, `LOCK TABLE order_lines IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	type read struct {
+		orders []order.Order
+		err    error
+	}
+	done := make(chan read, 1)
+	go func() {
+		orders, err := s.UserOrders(ctx, user, 2)
+		done <- read{orders, err}
+	}()
+	for waiting := 0; waiting == 0; time.Sleep(10 * time.Millisecond) {
+		if err := other.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+			WHERE NOT granted AND relation = 'order_lines'::regclass`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The newest order of all, copied from newer under another id.
+	newest := newer.ID + 500
+	for _, q := range []struct {
+		sql string
+		arg int64
+	}{
+		{`CREATE TEMP TABLE o AS SELECT * FROM orders WHERE order_id = $1`, newer.ID},
+		{`UPDATE o SET order_id = $1, idempotency_key = 'newest'`, newest},
+		{`CREATE TEMP TABLE l AS SELECT * FROM order_lines WHERE order_id = $1`, newer.ID},
+		{`UPDATE l SET order_id = $1, line_id = line_id + 500`, newest},
+	} {
+		if _, err := locker.Exec(ctx, q.sql, q.arg); err != nil {
+			t.Fatalf("%s: %v", q.sql, err)
+		}
+	}
+	for _, q := range []string{`INSERT INTO orders SELECT * FROM o`, `INSERT INTO order_lines SELECT * FROM l`} {
+		if _, err := locker.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := locker.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := <-done
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if len(got.orders) != 2 || got.orders[0].ID != newer.ID || got.orders[1].ID != older.ID {
+		t.Fatalf("read %d orders, want newer %d and older %d as the read began", len(got.orders), newer.ID, older.ID)
+	}
+	for _, o := range got.orders {
+		if len(o.Lines) != 1 {
+			t.Errorf("order %d came back with %d lines, want 1", o.ID, len(o.Lines))
+		}
+	}
+}
