@@ -28,23 +28,25 @@ type statement struct {
 // pg_stat_statements (loaded by localstack.Config.Statements) as the
 // replay starts and, as it ends, prints the statements Postgres spent the
 // most time on during it: where a lock convoy or a slow query shows up
-// (docs/operations.md, "Where to look").
+// (docs/operations.md, "Where to look"). A restart of Postgres during the
+// replay (a scenario's kill) empties the counts.
 func measureStatements(ctx context.Context, url string, out io.Writer) func() (end func(*result.Replay)) {
 	return func() func(*result.Replay) {
-		conn, err := pgx.Connect(ctx, url)
-		if err == nil {
-			_, err = conn.Exec(ctx, `SELECT pg_stat_statements_reset()`)
-		}
-		if err != nil {
+		// A connection each time, none held through the replay: a
+		// scenario's faults on Postgres would cut it.
+		if err := withConn(ctx, url, func(conn *pgx.Conn) error {
+			_, err := conn.Exec(ctx, `SELECT pg_stat_statements_reset()`)
+			return err
+		}); err != nil {
 			fmt.Fprintf(out, "Postgres statements not measured: %v\n", err)
-			if conn != nil {
-				conn.Close(ctx)
-			}
 			return func(*result.Replay) {}
 		}
 		return func(*result.Replay) {
-			defer conn.Close(ctx)
-			list, err := topByTime(ctx, conn)
+			var list []statement
+			err := withConn(ctx, url, func(conn *pgx.Conn) (err error) {
+				list, err = topByTime(ctx, conn)
+				return err
+			})
 			if err != nil {
 				fmt.Fprintf(out, "Postgres statements not measured: %v\n", err)
 				return
@@ -52,6 +54,16 @@ func measureStatements(ctx context.Context, url string, out io.Writer) func() (e
 			fmt.Fprint(out, statementTable(list))
 		}
 	}
+}
+
+// withConn runs f on a connection to url of its own.
+func withConn(ctx context.Context, url string, f func(*pgx.Conn) error) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return f(conn)
 }
 
 // topByTime reads the statements that took the most time, every
