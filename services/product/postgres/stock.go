@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -39,15 +40,9 @@ func (s *Store) ReserveStock(ctx context.Context, orderID int64, lines []product
 	case "given_up":
 		return false, fmt.Errorf("order %d: %w", orderID, product.ErrGivenUp)
 	case "missing":
-		return false, fmt.Errorf("product %d: %w", sku, product.ErrNotFound)
+		return false, errMissing(sku)
 	case "short":
-		want := int64(0)
-		for _, l := range lines {
-			if l.SKUID == sku {
-				want = l.Quantity
-			}
-		}
-		return false, fmt.Errorf("%w: %d units of product %d wanted, %d left", product.ErrSoldOut, want, sku, stock)
+		return false, errShort(product.ErrSoldOut, sku, qtys[slices.Index(skus, sku)], stock)
 	}
 	return false, fmt.Errorf("reserve stock: unknown outcome %q", outcome)
 }

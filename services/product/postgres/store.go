@@ -87,11 +87,21 @@ func whyShort(ctx context.Context, tx pgx.Tx, skuID, want int64, short error) er
 	var stock int64
 	err := tx.QueryRow(ctx, `SELECT stock FROM products WHERE sku_id = $1`, skuID).Scan(&stock)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("product %d: %w", skuID, product.ErrNotFound)
+		return errMissing(skuID)
 	}
 	if err != nil {
 		return fmt.Errorf("select product %d: %w", skuID, err)
 	}
+	return errShort(short, skuID, want, stock)
+}
+
+// errMissing is the refusal of a product that does not exist.
+func errMissing(skuID int64) error {
+	return fmt.Errorf("product %d: %w", skuID, product.ErrNotFound)
+}
+
+// errShort is the refusal of want units of a product that has stock left.
+func errShort(short error, skuID, want, stock int64) error {
 	return fmt.Errorf("%w: %d units of product %d wanted, %d left", short, want, skuID, stock)
 }
 
