@@ -200,7 +200,7 @@ func newScreen(g *Gateway, opts ScreenOptions) *screen {
 	if opts.Topic == "" {
 		opts.Topic = DefaultScreenTopic
 	}
-	return &screen{g: g, opts: opts, http: &http.Client{Timeout: time.Second},
+	return &screen{g: g, opts: opts, http: telemetry.NewClient(time.Second, 1),
 		channels: map[string]*screenChannel{}, sales: map[int64]*screenSale{},
 		changed: make(chan struct{}), stopped: make(chan struct{})}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/flashsale/flashsale/loadtest/result"
+	"github.com/flashsale/flashsale/platform/telemetry"
 )
 
 // cacheLevelOrder is the order the report lists the levels in.
@@ -40,7 +41,7 @@ func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, erro
 	return families, nil
 }
 
-var scrapeClient = &http.Client{Timeout: 10 * time.Second}
+var scrapeClient = telemetry.NewClient(10*time.Second, 1)
 
 // ReadCacheLevels scrapes cache_lookups_total from each /metrics URL
 // (the gateway's on the target, the product service's admin port) and

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/platform/telemetry"
 )
 
 // Status200 is ready when the probe answers 200 (a service's
@@ -42,7 +44,7 @@ func MustRun(tb testing.TB, name, url string, ready func(status int) bool, run f
 		}
 	})
 	tb.Cleanup(stop)
-	client := &http.Client{Timeout: time.Second}
+	client := telemetry.NewClient(time.Second, 1)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		select {
 		case <-done:

@@ -16,12 +16,19 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/shadow"
+	"github.com/flashsale/flashsale/platform/telemetry"
 	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/channel/wire"
 )
 
 // maxBody bounds what is read of a channel's answer.
 const maxBody = 4 << 20
+
+// conns is how many connections a client keeps open to its channel: above
+// the pay calls in flight at the Double-11 replay's spike, so a pay reuses
+// a connection instead of opening one (a TCP and, to a real channel, a TLS
+// handshake).
+const conns = 64
 
 // Client talks to one channel.
 type Client struct {
@@ -35,7 +42,7 @@ type Client struct {
 // API lives under base/name), verifying notifications with secret; each
 // call is bounded by timeout.
 func New(name, base, secret string, timeout time.Duration) *Client {
-	return &Client{name: name, base: base + "/" + name, secret: []byte(secret), http: &http.Client{Timeout: timeout}}
+	return &Client{name: name, base: base + "/" + name, secret: []byte(secret), http: telemetry.NewClient(timeout, conns)}
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
