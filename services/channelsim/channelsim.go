@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -107,7 +108,7 @@ type Config struct {
 	// and its reconciliation settle the payment anyway.
 	NotifyQueue int
 	// HTTPClient posts notifications (default: a client with a 5s
-	// timeout).
+	// timeout that keeps a connection open per notifier).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	// StatementPage is a statement page's size when the merchant asks
@@ -135,6 +136,10 @@ const DefaultRetention = 48 * time.Hour
 // notifications than a healthy merchant leaves waiting, a few megabytes
 // when a dead one leaves the queue full.
 const DefaultNotifyQueue = 10_000
+
+// maxAnswer bounds what is read of the merchant's answer to a
+// notification (its status is all that counts).
+const maxAnswer = 64 << 10
 
 // notifyWorkers is how many notifications the simulator posts at once,
 // all channels together.
@@ -262,7 +267,7 @@ func New(cfg Config) (*Simulator, error) {
 		cfg.StatementPage = wire.StatementPageMax
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+		cfg.HTTPClient = telemetry.NewClient(5*time.Second, notifyWorkers)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -685,6 +690,9 @@ func (s *Simulator) post(channel string, body []byte, sig string) bool {
 		s.log.Warn("notification not delivered", "channel", channel, "err", err)
 		return false
 	}
+	// Read to its end, so the connection is kept for the next one: a
+	// body closed unread makes the client close the connection.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
 	resp.Body.Close()
 	return resp.StatusCode/100 == 2
 }

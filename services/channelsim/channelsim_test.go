@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,13 +26,14 @@ import (
 )
 
 // merchant records the notifications posted to it, answering each with
-// status (200 unless set).
+// status (200 unless set) and a body, as the gateway does.
 type merchant struct {
 	mu     sync.Mutex
 	got    []wire.Notification
 	bad    int // deliveries whose signature did not verify
 	status int
 	calls  int
+	conns  atomic.Int64 // connections the simulator opened to it
 }
 
 func (m *merchant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -49,6 +51,7 @@ func (m *merchant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var n wire.Notification
 	_ = json.Unmarshal(body, &n)
 	m.got = append(m.got, n)
+	_, _ = io.WriteString(w, `{"result":"accepted"}`)
 }
 
 func (m *merchant) notifications() ([]wire.Notification, int, int) {
@@ -77,7 +80,13 @@ func (m *merchant) setStatus(status int) {
 func MustSimulator(tb testing.TB, adjust ...func(*channelsim.Config)) *fixture {
 	tb.Helper()
 	m := &merchant{}
-	ms := httptest.NewServer(m)
+	ms := httptest.NewUnstartedServer(m)
+	ms.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			m.conns.Add(1)
+		}
+	}
+	ms.Start()
 	tb.Cleanup(ms.Close)
 	clk := clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
 	cfg := channelsim.Config{
@@ -179,6 +188,27 @@ func TestPayNotifiesSigned(t *testing.T) {
 	var q wire.Trade
 	if st := f.call(t, "GET", "/alipay/payments?merchant_ref=p1", nil, &q); st != 200 || q.Status != wire.TradePaid {
 		t.Errorf("query: status %d, trade %+v", st, q)
+	}
+}
+
+// Notifications reuse their connections to the merchant: the answer's
+// body is read before it is closed, without which the client closes the
+// connection, and the gateway answered every notification of a
+// Double-11 replay on a connection of its own (about 3,700 a run).
+func TestNotificationsReuseTheirConnections(t *testing.T) {
+	f := MustSimulator(t)
+	const payments = 20
+	for i := range payments {
+		tr := f.mustCreate(t, fmt.Sprintf("reuse-%d", i), 100)
+		if st := f.call(t, "POST", tr.PayURL[len(f.url):], nil, nil); st != 200 {
+			t.Fatalf("wallet pay: status %d", st)
+		}
+		// One at a time, so each notification could reuse the last one's
+		// connection.
+		waitFor(t, "the notification", func() bool { n, _, _ := f.merch.notifications(); return len(n) == i+1 })
+	}
+	if n := f.merch.conns.Load(); n > 2 {
+		t.Errorf("%d notifications posted one after the other opened %d connections, want 1 (or 2)", payments, n)
 	}
 }
 
