@@ -181,9 +181,10 @@ type Ledger interface {
 	// Open returns the order's PAYING payment through channel that has a
 	// trade, or ErrNotFound.
 	Open(ctx context.Context, orderID int64, channel string) (Payment, error)
-	// Succeed moves a PAYING or FAILED payment to SUCCEEDED and reports
-	// whether it did.
-	Succeed(ctx context.Context, id int64, tradeNo string, paidAt time.Time) (bool, error)
+	// Succeed moves a PAYING or FAILED payment to SUCCEEDED, reports
+	// whether it did, and returns the payment as it stands after (moved
+	// by this call or by another settler).
+	Succeed(ctx context.Context, id int64, tradeNo string, paidAt time.Time) (Payment, bool, error)
 	// Fail moves a PAYING payment to FAILED.
 	Fail(ctx context.Context, id int64) error
 	// SetOutcome records the order service's answer and, for a refusal,

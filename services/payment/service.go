@@ -293,14 +293,12 @@ func (s *Service) settle(ctx context.Context, p Payment, t Trade) (succeeded boo
 		return false, fmt.Errorf("%s %d: %w: trade %q is %s, not PAID", op, p.ID, ErrInvalid, t.TradeNo, t.Status)
 	}
 	if p.Status == StatusPaying || p.Status == StatusFailed {
-		if succeeded, err = s.cfg.Ledger.Succeed(ctx, p.ID, t.TradeNo, t.PaidAt); err != nil {
-			return false, fmt.Errorf("%s %d: %w", op, p.ID, err)
+		id := p.ID
+		if p, succeeded, err = s.cfg.Ledger.Succeed(ctx, id, t.TradeNo, t.PaidAt); err != nil {
+			return false, fmt.Errorf("%s %d: %w", op, id, err)
 		}
 		if succeeded {
 			s.cfg.Observer.Settled(ctx, p.Channel, StatusSucceeded)
-		}
-		if p, err = s.cfg.Ledger.Payment(ctx, p.ID); err != nil {
-			return succeeded, fmt.Errorf("%s %d: %w", op, p.ID, err)
 		}
 	}
 	if p.Status != StatusSucceeded {

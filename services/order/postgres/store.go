@@ -239,7 +239,7 @@ func (s *Store) MarkPaid(ctx context.Context, p order.Paid) (order.Order, bool, 
 	if err == nil {
 		found, err = collectOrders(br)
 	}
-	if err = closeBatch(br, err); err != nil {
+	if err = pgplatform.CloseBatch(br, err); err != nil {
 		return order.Order{}, false, fmt.Errorf("mark order %d paid: %w", p.OrderID, err)
 	}
 	if len(found) == 0 {
@@ -277,19 +277,10 @@ func (s *Store) query(ctx context.Context, r orderRead, args ...any) ([]order.Or
 	if err == nil {
 		_, err = br.Exec()
 	}
-	if err = closeBatch(br, err); err != nil {
+	if err = pgplatform.CloseBatch(br, err); err != nil {
 		return nil, err
 	}
 	return orders, nil
-}
-
-// closeBatch closes br and returns err, or Close's error when err is nil
-// (Close repeats the error a result already gave).
-func closeBatch(br pgx.BatchResults, err error) error {
-	if cerr := br.Close(); err == nil {
-		return cerr
-	}
-	return err
 }
 
 // queue adds the read's three statements to b.

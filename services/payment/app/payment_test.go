@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/testing/pgcalls"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
@@ -660,5 +662,41 @@ func TestPaidSinceReadsOneSnapshotInPaymentOrder(t *testing.T) {
 	page(time.Time{}, 10) // the rest: 1, 4
 	if want := []int64{5, 2, 3, 1, 4}; !slices.Equal(got, want) {
 		t.Errorf("read %v (ids less the run's first), want %v", got, want)
+	}
+}
+
+// A settler moves a payment to SUCCEEDED and reads it back in one round
+// trip: moved, then not moved (a second callback), and an unknown id
+// answered ErrNotFound.
+func TestSucceedIsOneRoundTrip(t *testing.T) {
+	p := MustPlatform(t, nil)
+	ctx := context.Background()
+	calls := pgcalls.New(p.ledger)
+	ledger := paypostgres.NewLedger(calls)
+	id := time.Now().UnixNano() // an id of this run alone
+	paidAt := time.Date(2026, 11, 11, 0, 0, 1, 0, time.UTC)
+	if err := ledger.Create(ctx, payment.Payment{ID: id, OrderID: id, UserID: 1, Channel: "alipay", Amount: 990,
+		Status: payment.StatusPaying, CreatedAt: paidAt.Add(-time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []bool{true, false} {
+		calls.Take()
+		got, moved, err := ledger.Succeed(ctx, id, "T-"+strconv.FormatInt(id, 10), paidAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := calls.Take(); len(c) != 1 {
+			t.Errorf("succeed made %v, want one round trip", c)
+		}
+		if moved != want || got.ID != id || got.Status != payment.StatusSucceeded || got.TradeNo != "T-"+strconv.FormatInt(id, 10) || !got.PaidAt.Equal(paidAt) {
+			t.Errorf("succeed = %+v, moved %v; want payment %d SUCCEEDED, trade T-%d, paid at %v, moved %v", got, moved, id, id, paidAt, want)
+		}
+	}
+	calls.Take()
+	if _, moved, err := ledger.Succeed(ctx, id+1, "T", paidAt); !errors.Is(err, payment.ErrNotFound) || moved {
+		t.Errorf("succeed of an unknown payment: moved %v, err %v; want ErrNotFound", moved, err)
+	}
+	if c := calls.Take(); len(c) != 1 {
+		t.Errorf("succeed of an unknown payment made %v, want one round trip", c)
 	}
 }

@@ -52,7 +52,11 @@ const paymentSelect = `SELECT payment_id, order_id, user_id, channel, amount, st
 	coalesce(pay_url, ''), created_at, paid_at, coalesce(order_outcome, ''), coalesce(refusal_reason, ''), refunded FROM payments `
 
 func (l *Ledger) query(ctx context.Context, sql string, args ...any) ([]payment.Payment, error) {
-	rows, err := l.pool.Query(ctx, paymentSelect+sql, args...)
+	return collectPayments(l.pool.Query(ctx, paymentSelect+sql, args...))
+}
+
+// collectPayments reads the payments of a query of paymentSelect.
+func collectPayments(rows pgx.Rows, err error) ([]payment.Payment, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -107,15 +111,29 @@ func (l *Ledger) Open(ctx context.Context, orderID int64, channel string) (payme
 		 ORDER BY created_at DESC, payment_id DESC LIMIT 1`, orderID, channel)
 }
 
-// Succeed moves a PAYING or FAILED payment to SUCCEEDED.
-func (l *Ledger) Succeed(ctx context.Context, id int64, tradeNo string, paidAt time.Time) (bool, error) {
-	tag, err := l.pool.Exec(ctx, `UPDATE payments SET status = 'SUCCEEDED', paid_at = $3,
+// Succeed moves a PAYING or FAILED payment to SUCCEEDED. The update and
+// the read of the payment after it go in one round trip (one implicit
+// transaction: the read, a statement of its own under READ COMMITTED,
+// sees the update and any settler's that committed before it).
+func (l *Ledger) Succeed(ctx context.Context, id int64, tradeNo string, paidAt time.Time) (payment.Payment, bool, error) {
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE payments SET status = 'SUCCEEDED', paid_at = $3,
 		trade_no = coalesce(trade_no, NULLIF($2, '')), updated_at = now()
 		WHERE payment_id = $1 AND status IN ('PAYING', 'FAILED')`, id, tradeNo, paidAt)
-	if err != nil {
-		return false, fmt.Errorf("succeed payment %d: %w", id, err)
+	b.Queue(paymentSelect+`WHERE payment_id = $1`, id)
+	br := l.pool.SendBatch(ctx, b)
+	tag, err := br.Exec()
+	var found []payment.Payment
+	if err == nil {
+		found, err = collectPayments(br.Query())
 	}
-	return tag.RowsAffected() == 1, nil
+	if err = pgplatform.CloseBatch(br, err); err != nil {
+		return payment.Payment{}, false, fmt.Errorf("succeed payment %d: %w", id, err)
+	}
+	if len(found) == 0 {
+		return payment.Payment{}, false, fmt.Errorf("succeed payment %d: %w", id, payment.ErrNotFound)
+	}
+	return found[0], tag.RowsAffected() == 1, nil
 }
 
 // Fail moves a PAYING payment to FAILED.
