@@ -21,6 +21,10 @@ import (
 type Books struct {
 	Orders   map[string]api.Order
 	Payments map[string][]PaymentRecord // by order id
+	// Read is when the read of Orders began: each order is as it stood
+	// then or later, so lateness is judged against it, not against the
+	// clock of a check that runs after the ceiling's measurement.
+	Read time.Time
 }
 
 // ReadAllOrders lists every user's orders through the API (the audit's
@@ -73,13 +77,14 @@ const expiryGrace = 15 * time.Second
 func WaitBooksSettled(ctx context.Context, gateway *client.Client, res *result.Replay, payments postgres.DB, timeout time.Duration) (*Books, error) {
 	deadline := time.Now().Add(timeout)
 	for {
+		read := time.Now()
 		orders, err := ReadAllOrders(ctx, gateway, res.UsersList)
 		if err != nil {
 			return nil, err
 		}
-		b := &Books{Orders: orders}
+		b := &Books{Orders: orders, Read: read}
 		last := time.Now().After(deadline)
-		if settledAll(res, orders) && !expiring(orders, time.Now()) || last {
+		if settledAll(res, orders) && !expiring(orders, read) || last {
 			if b.Payments, err = ReadPayments(ctx, gateway, res, orders, payments); err != nil {
 				return nil, err
 			}

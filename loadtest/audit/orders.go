@@ -14,9 +14,10 @@ import (
 )
 
 // checkExpiry checks that no accepted order is still unpaid more than
-// the grace past its payment deadline.
-func checkExpiry(res *result.Replay, orders map[string]api.Order, now time.Time) result.Check {
+// the grace past its payment deadline when the books were read.
+func checkExpiry(res *result.Replay, b *Books) result.Check {
 	c := result.Check{Name: "every unpaid order past its payment window has expired"}
+	orders, now := b.Orders, b.Read
 	overdue := map[string]int{}
 	pending := 0
 	var example string

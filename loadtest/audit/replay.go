@@ -11,7 +11,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/result"
@@ -49,7 +48,7 @@ func Replay(ctx context.Context, gateway *client.Client, res *result.Replay, boo
 		return nil, err
 	}
 	checks = append(checks, checkBots(res, botOrders, stored))
-	checks = append(checks, checkDegradation(res), checkRegular(res, orders), checkCoupons(res, orders), checkLines(orders), checkRefunds(orders), checkExpiry(res, orders, time.Now()))
+	checks = append(checks, checkDegradation(res), checkRegular(res, orders), checkCoupons(res, orders), checkLines(orders), checkRefunds(orders), checkExpiry(res, books))
 	return append(checks, checkPayments(res, books)...), nil
 }
 
