@@ -123,7 +123,12 @@ const (
 	DefaultActivityTTL       = time.Second
 	DefaultConsumerBatchSize = 500
 	DefaultConsumerBatchWait = 20 * time.Millisecond
-	DefaultExpiryWorkers     = 1
+	// DefaultExpiryWorkers is two: a worker waits on Postgres, then on the
+	// inventory, for each batch, and one alone fell up to 15.5 s behind
+	// the deadlines of a sustained stampede of abandoned orders
+	// (overload.yaml, about 2,400 due a second on two full cores) where
+	// two kept within 4-9 s (docs/order-expiry.md, "Lateness").
+	DefaultExpiryWorkers = 2
 )
 
 // ConfigFromEnv reads the FLASHSALE_* variables; problems are collected in

@@ -427,7 +427,7 @@ func TestConfigFromEnv(t *testing.T) {
 				c.InventoryAddr == "127.0.0.1:9102" && c.ProductAddr == "127.0.0.1:9101" &&
 				len(c.KafkaBrokers) == 1 && c.KafkaBrokers[0] == "127.0.0.1:9092" &&
 				c.ConsumerBatchSize == 500 && c.ConsumerBatchWait == 20*time.Millisecond &&
-				c.ExpiryPoll == time.Second && c.ExpiryBatch == 500 && c.ExpiryLease == 30*time.Second && c.ExpiryWorkers == 1 &&
+				c.ExpiryPoll == time.Second && c.ExpiryBatch == 500 && c.ExpiryLease == 30*time.Second && c.ExpiryWorkers == 2 &&
 				c.KafkaDurability == pkafka.Durability{Replication: 3, MinInsync: 2}
 		}},
 		{"one kafka broker", map[string]string{"FLASHSALE_KAFKA_REPLICATION": "1", "FLASHSALE_KAFKA_MIN_INSYNC_REPLICAS": "1"}, false,
