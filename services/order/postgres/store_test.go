@@ -25,7 +25,7 @@ import (
 var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
-	localstack.RunTests(m, localstack.Config{Databases: []string{"orders"}}, func(s *localstack.Stack) { stack = s })
+	localstack.RunTests(m, localstack.Config{Databases: []string{"orders", "orders_plans"}}, func(s *localstack.Stack) { stack = s })
 }
 
 // MustPool returns a pool on the migrated orders database.

@@ -1,0 +1,11 @@
+package postgres
+
+// OrderReadStatements returns, for each way of reading orders, the
+// statements that read the orders' lines and their promotions.
+func OrderReadStatements() map[string][]string {
+	out := map[string][]string{}
+	for name, r := range map[string]orderRead{"by id": orderByID, "the user's list": ordersOfUser, "by key": regularByKey} {
+		out[name] = []string{r.lines, r.promotions}
+	}
+	return out
+}
