@@ -17,7 +17,7 @@ import (
 // names its transport (deploy/check TestEveryHTTPClientNamesItsPool).
 func NewClient(timeout time.Duration, conns int) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = conns
 	tr.MaxIdleConnsPerHost = conns
+	tr.MaxIdleConns = max(tr.MaxIdleConns, conns) // across hosts: 100 or more
 	return &http.Client{Transport: tr, Timeout: timeout}
 }

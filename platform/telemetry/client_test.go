@@ -61,3 +61,42 @@ func TestNewClientKeepsItsConnections(t *testing.T) {
 		t.Errorf("%d rounds of %d concurrent calls dialled %d connections, want at most %d", rounds, concurrent, n, concurrent)
 	}
 }
+
+// A client that calls several hosts keeps its connections to each: calls
+// alternating between two hosts dial one connection to each, where a
+// total bound of one idle connection dialled at every call.
+func TestNewClientKeepsConnectionsToEachHost(t *testing.T) {
+	t.Parallel()
+	var dialled atomic.Int64
+	host := func() *httptest.Server {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = io.WriteString(w, "ok")
+		}))
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				dialled.Add(1)
+			}
+		}
+		srv.Start()
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	a, b := host(), host()
+	c := telemetry.NewClient(5*time.Second, 1)
+	const calls = 20
+	for i := range calls {
+		url := a.URL
+		if i%2 == 1 {
+			url = b.URL
+		}
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	if n := dialled.Load(); n > 2 {
+		t.Errorf("%d calls alternating between two hosts dialled %d connections, want 2", calls, n)
+	}
+}
