@@ -90,7 +90,9 @@ func TestEveryHTTPClientNamesItsPool(t *testing.T) {
 	}
 }
 
-// The check finds a client literal without a Transport, and only that.
+// The check finds every client on the default transport: a literal
+// without a Transport or with http.DefaultTransport, new(http.Client), a
+// zero http.Client variable; and only those.
 func TestDefaultPoolClientsAreFound(t *testing.T) {
 	src := []byte(`package p
 
@@ -100,37 +102,58 @@ var (
 	pooled  = &web.Client{Transport: web.DefaultTransport.(*web.Transport).Clone()}
 	shared  = &web.Client{Timeout: 1}
 	bare    = web.Client{}
+	named   = &web.Client{Transport: web.DefaultTransport}
+	made    = new(web.Client)
+	server  = new(web.Server)
 )
+
+var zero web.Client
 `)
 	var lines []int
 	for _, at := range defaultPoolClients(t, "p.go", src) {
 		lines = append(lines, at.Line)
 	}
-	if fmt.Sprint(lines) != "[7 8]" {
-		t.Errorf("found clients on lines %v, want [7 8]", lines)
+	if fmt.Sprint(lines) != "[7 8 9 10 14]" {
+		t.Errorf("found clients on lines %v, want [7 8 9 10 14]", lines)
 	}
 }
 
-// defaultPoolClients returns where a Go file makes an http.Client literal
-// without a Transport.
+// defaultPoolClients returns where a Go file makes an http.Client on
+// http.DefaultTransport: a literal without a Transport or with that one,
+// new(http.Client), or a variable of type http.Client.
 func defaultPoolClients(t *testing.T, path string, src []byte) []token.Position {
 	t.Helper()
 	var at []token.Position
 	inspectHTTP(t, path, src, func(fset *token.FileSet, pkg string, n ast.Node) {
-		lit, ok := n.(*ast.CompositeLit)
-		if !ok || !isSelector(lit.Type, pkg, "Client") {
-			return
-		}
-		for _, e := range lit.Elts {
-			if kv, ok := e.(*ast.KeyValueExpr); ok {
-				if key, ok := kv.Key.(*ast.Ident); ok && key.Name == "Transport" {
-					return
-				}
+		switch n := n.(type) {
+		case *ast.CompositeLit:
+			if isSelector(n.Type, pkg, "Client") && !namesItsTransport(n, pkg) {
+				at = append(at, fset.Position(n.Pos()))
+			}
+		case *ast.CallExpr:
+			if fn, ok := n.Fun.(*ast.Ident); ok && fn.Name == "new" && len(n.Args) == 1 && isSelector(n.Args[0], pkg, "Client") {
+				at = append(at, fset.Position(n.Pos()))
+			}
+		case *ast.ValueSpec:
+			if n.Type != nil && isSelector(n.Type, pkg, "Client") {
+				at = append(at, fset.Position(n.Pos()))
 			}
 		}
-		at = append(at, fset.Position(lit.Pos()))
 	})
 	return at
+}
+
+// namesItsTransport reports whether a client literal sets a Transport
+// other than http.DefaultTransport.
+func namesItsTransport(lit *ast.CompositeLit, pkg string) bool {
+	for _, e := range lit.Elts {
+		if kv, ok := e.(*ast.KeyValueExpr); ok {
+			if key, ok := kv.Key.(*ast.Ident); ok && key.Name == "Transport" {
+				return !isSelector(kv.Value, pkg, "DefaultTransport")
+			}
+		}
+	}
+	return false
 }
 
 // inspectHTTP calls visit with every node of a Go file that imports
