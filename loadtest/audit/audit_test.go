@@ -184,7 +184,7 @@ func TestAuditExpiry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := &result.Replay{Regular: map[string]int64{"1": 10}}
-			c := checkExpiry(res, &Books{Orders: map[string]api.Order{"1": tt.order}, Read: now})
+			c := checkExpiry(res, &Books{Orders: map[string]api.Order{"1": tt.order}, Listed: map[string]time.Time{"1": now}})
 			if c.OK != tt.ok {
 				t.Fatalf("ok = %v, want %v (%s)", c.OK, tt.ok, c.Detail)
 			}
@@ -198,12 +198,19 @@ func TestAuditExpiry(t *testing.T) {
 // on time by the audit's clock many seconds later (a FAIL of
 // overload.yaml, whose worker expired every order within 14 s).
 func TestAuditExpiryIsJudgedWhenTheBooksWereRead(t *testing.T) {
-	read := time.Now().Add(-time.Hour) // the check runs an hour after the read
-	due := read.Add(-5 * time.Second)
-	res := &result.Replay{Regular: map[string]int64{"1": 10}}
-	c := checkExpiry(res, &Books{Orders: map[string]api.Order{"1": {Kind: "REGULAR", Status: "PENDING_PAYMENT", ExpiresAt: &due}}, Read: read})
-	if !c.OK {
-		t.Errorf("an order 5 s past its deadline when read failed the check: %s", c.Detail)
+	listed := time.Now().Add(-time.Hour) // the check runs an hour after the read
+	due := listed.Add(-5 * time.Second)
+	res := &result.Replay{Regular: map[string]int64{"1": 10, "2": 10}}
+	pending := api.Order{Kind: "REGULAR", Status: "PENDING_PAYMENT", ExpiresAt: &due}
+	b := &Books{Orders: map[string]api.Order{"1": pending}, Listed: map[string]time.Time{"1": listed}}
+	if c := checkExpiry(res, b); !c.OK {
+		t.Errorf("an order 5 s past its deadline when listed failed the check: %s", c.Detail)
+	}
+	// Each order by its own list's time: one listed 20 s after its
+	// deadline is late, whenever the others were listed.
+	b.Orders["2"], b.Listed["2"] = pending, due.Add(20*time.Second)
+	if c := checkExpiry(res, b); c.OK {
+		t.Errorf("an order listed pending 20 s past its deadline passed the check: %s", c.Detail)
 	}
 }
 

@@ -21,17 +21,34 @@ import (
 type Books struct {
 	Orders   map[string]api.Order
 	Payments map[string][]PaymentRecord // by order id
-	// Read is when the read of Orders began: each order is as it stood
-	// then or later, so lateness is judged against it, not against the
-	// clock of a check that runs after the ceiling's measurement.
-	Read time.Time
+	// Listed is, by order id, when the list that gave the order was
+	// asked for: the order is as it stood then or later, so its lateness
+	// is judged against that time, not against the clock of a check that
+	// runs after the ceiling's measurement.
+	Listed map[string]time.Time
+}
+
+// listed returns when order id was listed, or now for an order of no
+// list (judged at the check's time, the strict side).
+func (b *Books) listed(id string) time.Time {
+	if t, ok := b.Listed[id]; ok {
+		return t
+	}
+	return time.Now()
 }
 
 // ReadAllOrders lists every user's orders through the API (the audit's
 // view when it has no database access), 32 users at a time.
 func ReadAllOrders(ctx context.Context, gateway *client.Client, users []client.User) (map[string]api.Order, error) {
+	b, err := readBooksOrders(ctx, gateway, users)
+	return b.Orders, err
+}
+
+// readBooksOrders lists every user's orders, each with when its list was
+// asked for (Books.Listed).
+func readBooksOrders(ctx context.Context, gateway *client.Client, users []client.User) (*Books, error) {
 	var mu sync.Mutex
-	out := map[string]api.Order{}
+	b := &Books{Orders: map[string]api.Order{}, Listed: map[string]time.Time{}}
 	errs := make(chan error, len(users))
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
@@ -39,7 +56,11 @@ func ReadAllOrders(ctx context.Context, gateway *client.Client, users []client.U
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			list, err := client.WithRetryAfter(ctx, func() ([]api.Order, error) { return gateway.ListOrders(ctx, u.Token) })
+			var asked time.Time
+			list, err := client.WithRetryAfter(ctx, func() ([]api.Order, error) {
+				asked = time.Now() // of the attempt that answers
+				return gateway.ListOrders(ctx, u.Token)
+			})
 			if err != nil {
 				errs <- fmt.Errorf("orders of user %d: %w", u.ID, err)
 				return
@@ -47,16 +68,16 @@ func ReadAllOrders(ctx context.Context, gateway *client.Client, users []client.U
 			mu.Lock()
 			defer mu.Unlock()
 			for _, o := range list {
-				if _, dup := out[o.OrderID]; dup {
+				if _, dup := b.Orders[o.OrderID]; dup {
 					errs <- fmt.Errorf("order %s listed twice", o.OrderID)
 				}
-				out[o.OrderID] = o
+				b.Orders[o.OrderID], b.Listed[o.OrderID] = o, asked
 			}
 		})
 	}
 	wg.Wait()
 	close(errs)
-	return out, <-errs
+	return b, <-errs
 }
 
 // expiryHorizon is how far ahead the audit waits for unpaid orders to
@@ -77,15 +98,13 @@ const expiryGrace = 15 * time.Second
 func WaitBooksSettled(ctx context.Context, gateway *client.Client, res *result.Replay, payments postgres.DB, timeout time.Duration) (*Books, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		read := time.Now()
-		orders, err := ReadAllOrders(ctx, gateway, res.UsersList)
+		b, err := readBooksOrders(ctx, gateway, res.UsersList)
 		if err != nil {
 			return nil, err
 		}
-		b := &Books{Orders: orders, Read: read}
 		last := time.Now().After(deadline)
-		if settledAll(res, orders) && !expiring(orders, read) || last {
-			if b.Payments, err = ReadPayments(ctx, gateway, res, orders, payments); err != nil {
+		if settledAll(res, b.Orders) && !expiring(b) || last {
+			if b.Payments, err = ReadPayments(ctx, gateway, res, b.Orders, payments); err != nil {
 				return nil, err
 			}
 			if last || allOK(checkPayments(res, b)) {
@@ -101,9 +120,10 @@ func WaitBooksSettled(ctx context.Context, gateway *client.Client, res *result.R
 }
 
 // expiring reports whether an unpaid order falls due within the horizon
-// or is overdue by less than the grace.
-func expiring(orders map[string]api.Order, now time.Time) bool {
-	for _, o := range orders {
+// or is overdue by less than the grace, as of when it was listed.
+func expiring(b *Books) bool {
+	for id, o := range b.Orders {
+		now := b.listed(id)
 		if o.Status == "PENDING_PAYMENT" && o.ExpiresAt != nil && o.ExpiresAt.Before(now.Add(expiryHorizon)) && o.ExpiresAt.After(now.Add(-expiryGrace)) {
 			return true
 		}

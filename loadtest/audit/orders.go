@@ -13,11 +13,11 @@ import (
 	"github.com/flashsale/flashsale/loadtest/result"
 )
 
-// checkExpiry checks that no accepted order is still unpaid more than
-// the grace past its payment deadline when the books were read.
+// checkExpiry checks that no accepted order was still unpaid more than
+// the grace past its payment deadline when it was listed.
 func checkExpiry(res *result.Replay, b *Books) result.Check {
 	c := result.Check{Name: "every unpaid order past its payment window has expired"}
-	orders, now := b.Orders, b.Read
+	orders := b.Orders
 	overdue := map[string]int{}
 	pending := 0
 	var example string
@@ -27,6 +27,7 @@ func checkExpiry(res *result.Replay, b *Books) result.Check {
 			continue
 		}
 		pending++
+		now := b.listed(id)
 		if o.ExpiresAt != nil && o.ExpiresAt.Before(now.Add(-expiryGrace)) {
 			overdue[o.Kind]++
 			if example == "" {
