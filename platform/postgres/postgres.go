@@ -11,6 +11,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -175,4 +176,14 @@ const MaxPoolConns = 1000
 // that keeps a pool reads the setting the same way.
 func PoolSize(env *config.Env, def int32) int32 {
 	return int32(env.IntIn("FLASHSALE_POSTGRES_MAX_CONNS", int64(def), 1, MaxPoolConns))
+}
+
+// CloseBatch closes br and returns err, or Close's error when err is nil
+// (Close repeats the error a result already gave): the end of a batch
+// that sends a write and the read of its row in one round trip.
+func CloseBatch(br pgx.BatchResults, err error) error {
+	if cerr := br.Close(); err == nil {
+		return cerr
+	}
+	return err
 }

@@ -158,13 +158,3 @@ func TruncateShadow(ctx context.Context, db DB) (tables int, err error) {
 	}
 	return len(names), nil
 }
-
-// CloseBatch closes br and returns err, or Close's error when err is nil
-// (Close repeats the error a result already gave): the end of a batch
-// that sends a write and the read of its row in one round trip.
-func CloseBatch(br pgx.BatchResults, err error) error {
-	if cerr := br.Close(); err == nil {
-		return cerr
-	}
-	return err
-}

@@ -114,7 +114,12 @@ func (l *Ledger) Open(ctx context.Context, orderID int64, channel string) (payme
 // Succeed moves a PAYING or FAILED payment to SUCCEEDED. The update and
 // the read of the payment after it go in one round trip (one implicit
 // transaction: the read, a statement of its own under READ COMMITTED,
-// sees the update and any settler's that committed before it).
+// sees the update and any settler's that committed before it). The
+// transaction commits at the batch's end, so an answer lost on the way
+// back (a cancelled context, a dropped connection) leaves the payment
+// SUCCEEDED while this call reports an error: the next settler finds it
+// so and goes on (not moved by it, so the success counter misses that
+// one payment).
 func (l *Ledger) Succeed(ctx context.Context, id int64, tradeNo string, paidAt time.Time) (payment.Payment, bool, error) {
 	b := &pgx.Batch{}
 	b.Queue(`UPDATE payments SET status = 'SUCCEEDED', paid_at = $3,
