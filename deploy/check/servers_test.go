@@ -63,7 +63,7 @@ func handMadeServers(t *testing.T, path string, src []byte) []token.Position {
 				at = append(at, fset.Position(n.Pos()))
 			}
 		case *ast.CallExpr:
-			if fn, ok := n.Fun.(*ast.Ident); ok && fn.Name == "new" && len(n.Args) == 1 && isSelector(n.Args[0], pkg, "Server") {
+			if isNew(n, pkg, "Server") {
 				at = append(at, fset.Position(n.Pos()))
 			}
 		}
@@ -131,7 +131,7 @@ func defaultPoolClients(t *testing.T, path string, src []byte) []token.Position 
 				at = append(at, fset.Position(n.Pos()))
 			}
 		case *ast.CallExpr:
-			if fn, ok := n.Fun.(*ast.Ident); ok && fn.Name == "new" && len(n.Args) == 1 && isSelector(n.Args[0], pkg, "Client") {
+			if isNew(n, pkg, "Client") {
 				at = append(at, fset.Position(n.Pos()))
 			}
 		case *ast.ValueSpec:
@@ -141,6 +141,12 @@ func defaultPoolClients(t *testing.T, path string, src []byte) []token.Position 
 		}
 	})
 	return at
+}
+
+// isNew reports whether call is new(pkg.name).
+func isNew(call *ast.CallExpr, pkg, name string) bool {
+	fn, ok := call.Fun.(*ast.Ident)
+	return ok && fn.Name == "new" && len(call.Args) == 1 && isSelector(call.Args[0], pkg, name)
 }
 
 // namesItsTransport reports whether a client literal sets a Transport

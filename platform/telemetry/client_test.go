@@ -23,18 +23,11 @@ func TestNewClientKeepsItsConnections(t *testing.T) {
 	var dialled atomic.Int64
 	release := make(chan struct{}) // one send per call: the round's calls go on together
 	var arrived sync.WaitGroup
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := countingServer(t, &dialled, func(w http.ResponseWriter) {
 		arrived.Done()
 		<-release // every call of the round is in flight at once
 		_, _ = io.WriteString(w, "ok")
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			dialled.Add(1)
-		}
-	}
-	srv.Start()
-	defer srv.Close()
+	})
 
 	c := telemetry.NewClient(5*time.Second, concurrent)
 	for range rounds {
@@ -68,20 +61,8 @@ func TestNewClientKeepsItsConnections(t *testing.T) {
 func TestNewClientKeepsConnectionsToEachHost(t *testing.T) {
 	t.Parallel()
 	var dialled atomic.Int64
-	host := func() *httptest.Server {
-		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			_, _ = io.WriteString(w, "ok")
-		}))
-		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				dialled.Add(1)
-			}
-		}
-		srv.Start()
-		t.Cleanup(srv.Close)
-		return srv
-	}
-	a, b := host(), host()
+	answer := func(w http.ResponseWriter) { _, _ = io.WriteString(w, "ok") }
+	a, b := countingServer(t, &dialled, answer), countingServer(t, &dialled, answer)
 	c := telemetry.NewClient(5*time.Second, 1)
 	const calls = 20
 	for i := range calls {
@@ -99,4 +80,18 @@ func TestNewClientKeepsConnectionsToEachHost(t *testing.T) {
 	if n := dialled.Load(); n > 2 {
 		t.Errorf("%d calls alternating between two hosts dialled %d connections, want 2", calls, n)
 	}
+}
+
+// countingServer serves answer until the test ends, counting in dialled
+// the connections its clients open.
+func countingServer(t *testing.T, dialled *atomic.Int64, answer func(http.ResponseWriter)) *httptest.Server {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { answer(w) }))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialled.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
 }

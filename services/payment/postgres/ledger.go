@@ -76,6 +76,12 @@ func collectPayments(rows pgx.Rows, err error) ([]payment.Payment, error) {
 
 func (l *Ledger) one(ctx context.Context, what string, sql string, args ...any) (payment.Payment, error) {
 	found, err := l.query(ctx, sql, args...)
+	return first(what, found, err)
+}
+
+// first returns the first of found, or payment.ErrNotFound when there is
+// none, each error wrapped with what was looked for.
+func first(what string, found []payment.Payment, err error) (payment.Payment, error) {
 	if err != nil {
 		return payment.Payment{}, fmt.Errorf("%s: %w", what, err)
 	}
@@ -132,13 +138,8 @@ func (l *Ledger) Succeed(ctx context.Context, id int64, tradeNo string, paidAt t
 	if err == nil {
 		found, err = collectPayments(br.Query())
 	}
-	if err = pgplatform.CloseBatch(br, err); err != nil {
-		return payment.Payment{}, false, fmt.Errorf("succeed payment %d: %w", id, err)
-	}
-	if len(found) == 0 {
-		return payment.Payment{}, false, fmt.Errorf("succeed payment %d: %w", id, payment.ErrNotFound)
-	}
-	return found[0], tag.RowsAffected() == 1, nil
+	p, err := first(fmt.Sprintf("succeed payment %d", id), found, pgplatform.CloseBatch(br, err))
+	return p, err == nil && tag.RowsAffected() == 1, err
 }
 
 // Fail moves a PAYING payment to FAILED.
