@@ -3,19 +3,22 @@ package sweep
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/flashsale/flashsale/platform/shadow"
 )
 
 // Cursor is where a sweep's pass stands, one position per traffic class
 // (platform/shadow): a sweep runs once per class, each over its own
-// storage, and a marked pass's ids must not move the real pass (ids are
+// storage, and a marked pass's keys must not move the real pass (ids are
 // unique across the classes, so sharing one position would skip real
-// candidates). Its zero value starts at the beginning. It is safe for
-// concurrent use.
-type Cursor struct {
+// candidates). K is the key a sweep pages by, in the order its query
+// reads: an id, or a (deadline, id) pair when the candidates are read by
+// deadline. Its zero value starts at the beginning, and so does K's zero
+// value. It is safe for concurrent use.
+type Cursor[K comparable] struct {
 	mu    sync.Mutex
-	after [2]int64
+	after [2]K
 }
 
 func class(ctx context.Context) int {
@@ -25,23 +28,34 @@ func class(ctx context.Context) int {
 	return 0
 }
 
-// After is the id the next page of ctx's class starts after: 0 at the
-// start of a pass.
-func (c *Cursor) After(ctx context.Context) int64 {
+// After is the key the next page of ctx's class starts after: K's zero
+// value at the start of a pass.
+func (c *Cursor[K]) After(ctx context.Context) K {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.after[class(ctx)]
 }
 
-// Read records a page of ctx's class of ids read in ascending order with
-// the given limit: a full page moves the cursor past its last id, a short
+// Read records a page of ctx's class of keys read in ascending order with
+// the given limit: a full page moves the cursor past its last key, a short
 // one (the end of the candidates) ends the pass.
-func (c *Cursor) Read(ctx context.Context, ids []int64, limit int) {
+func (c *Cursor[K]) Read(ctx context.Context, keys []K, limit int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(ids) < limit || len(ids) == 0 {
-		c.after[class(ctx)] = 0
+	if len(keys) < limit || len(keys) == 0 {
+		var start K
+		c.after[class(ctx)] = start
 		return
 	}
-	c.after[class(ctx)] = ids[len(ids)-1]
+	c.after[class(ctx)] = keys[len(keys)-1]
+}
+
+// TimeKey is a candidate's key in a sweep that reads its candidates by a
+// time (a deadline, a creation) and then by id among those at the same
+// instant: the order of an index on (time, id), which lets each page read
+// its own rows and no others, however many candidates wait behind it.
+// The zero key comes before every candidate.
+type TimeKey struct {
+	At time.Time
+	ID int64
 }

@@ -27,7 +27,7 @@ func page(ids []int64, after int64, limit int) []int64 {
 func TestCursorReachesEveryCandidate(t *testing.T) {
 	ids := []int64{3, 5, 8, 13, 21, 34, 55}
 	ctx := context.Background()
-	var c sweep.Cursor
+	var c sweep.Cursor[int64]
 	var seen []int64
 	for range 3 {
 		p := page(ids, c.After(ctx), 3)
@@ -55,7 +55,7 @@ func TestCursorReachesEveryCandidate(t *testing.T) {
 func TestCursorKeepsAPositionPerTrafficClass(t *testing.T) {
 	ctx := context.Background()
 	marked := shadow.With(ctx)
-	var c sweep.Cursor
+	var c sweep.Cursor[int64]
 	c.Read(ctx, []int64{3, 5, 8}, 3)
 	c.Read(marked, []int64{100, 200, 300}, 3)
 	if got := c.After(ctx); got != 8 {

@@ -162,9 +162,12 @@ type ExpirerConfig struct {
 // orders' store.
 type OverdueOrders interface {
 	// OverdueSeckill returns up to limit flash-sale orders still
-	// PENDING_PAYMENT with a deadline at or before before and ids above
-	// after, by id.
-	OverdueSeckill(ctx context.Context, before time.Time, after int64, limit int) ([]DueEntry, error)
+	// PENDING_PAYMENT with a deadline at or before before and a key (the
+	// deadline, then the order id) above after, in that order. A page
+	// reads only the orders it returns: every order awaiting payment is a
+	// candidate, and on a sale's day that is most of the table's newest
+	// rows.
+	OverdueSeckill(ctx context.Context, before time.Time, after sweep.TimeKey, limit int) ([]DueEntry, error)
 }
 
 // Defaults of the Expirer's settings.
@@ -189,9 +192,9 @@ const (
 type Expirer struct {
 	cfg ExpirerConfig
 	// unreleased walks the ended regular orders whose give-back is due.
-	unreleased sweep.Cursor
+	unreleased sweep.Cursor[int64]
 	// overdue walks the flash-sale orders past deadline and grace.
-	overdue sweep.Cursor
+	overdue sweep.Cursor[sweep.TimeKey]
 }
 
 // NewExpirer returns an Expirer over cfg.
@@ -488,8 +491,10 @@ func (e *Expirer) unstored(ctx context.Context, en DueEntry, now time.Time) sett
 // Flash-sale orders expire through the inventory's queue, which lives in
 // Redis; an entry Redis lost (a crash with AOF everysec loses the last
 // second) would leave its order waiting for payment forever. The pages
-// walk the candidates by id (platform/sweep), so orders whose release
-// keeps failing do not hold back the ones behind them. Expiring is the
+// walk the candidates by deadline and id (sweep.TimeKey), so
+// orders whose expiring keeps failing do not hold back the ones behind
+// them, and a page reads only its own orders, however many wait for
+// payment. Expiring is the
 // same conditional UPDATE as the queue's, so a payment or a queue worker
 // racing the backstop either wins or finds the order expired, and the
 // release is the same idempotent one: a reservation that is gone
@@ -504,10 +509,11 @@ func (e *Expirer) RunBackstopOnce(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("overdue flash-sale orders: %w", err)
 	}
 	ids := make([]int64, len(page))
+	keys := make([]sweep.TimeKey, len(page))
 	for i, d := range page {
-		ids[i] = d.OrderID
+		ids[i], keys[i] = d.OrderID, sweep.TimeKey{At: d.DueAt, ID: d.OrderID}
 	}
-	e.overdue.Read(ctx, ids, e.cfg.Batch)
+	e.overdue.Read(ctx, keys, e.cfg.Batch)
 	if len(page) == 0 {
 		return 0, nil
 	}

@@ -88,8 +88,10 @@ type RefundStore interface {
 	// units; moved is false, changing nothing, when it was not PENDING.
 	RefundSucceeded(ctx context.Context, refundID int64, at time.Time) (units int64, moved bool, err error)
 	// PendingRefunds returns up to limit PENDING refunds created at or
-	// before before with ids above after, by id, without their lines.
-	PendingRefunds(ctx context.Context, before time.Time, after int64, limit int) ([]Refund, error)
+	// before before with keys (the creation, then the id) above after, in
+	// that order, without their lines. A page reads only the refunds it
+	// returns, however many a channel's outage left pending.
+	PendingRefunds(ctx context.Context, before time.Time, after sweep.TimeKey, limit int) ([]Refund, error)
 }
 
 // Coupons gives a refunded order's coupon back (the marketing service).
@@ -132,7 +134,7 @@ const DefaultRefundRetryAfter = 10 * time.Second
 // whose money did not go back at once.
 type Refunding struct {
 	cfg    RefundingConfig
-	cursor sweep.Cursor
+	cursor sweep.Cursor[sweep.TimeKey]
 }
 
 // NewRefunding returns the refunding use case over cfg.
@@ -357,7 +359,7 @@ func (rf *Refunding) SweepRefunds(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("sweep refunds: %w", err)
 	}
-	rf.cursor.Read(ctx, refundIDs(pending), refundSweepBatch)
+	rf.cursor.Read(ctx, refundKeys(pending), refundSweepBatch)
 	finished := 0
 	for _, r := range pending {
 		o, err := rf.cfg.Lookup.orders.Order(ctx, r.OrderID)
@@ -374,13 +376,13 @@ func (rf *Refunding) SweepRefunds(ctx context.Context) (int, error) {
 	return finished, nil
 }
 
-// refundIDs lists the refunds' ids in order.
-func refundIDs(rs []Refund) []int64 {
-	ids := make([]int64, len(rs))
+// refundKeys lists the refunds' sweep keys in order.
+func refundKeys(rs []Refund) []sweep.TimeKey {
+	keys := make([]sweep.TimeKey, len(rs))
 	for i, r := range rs {
-		ids[i] = r.ID
+		keys[i] = sweep.TimeKey{At: r.CreatedAt, ID: r.ID}
 	}
-	return ids
+	return keys
 }
 
 // RunRefundSweep sweeps every interval until ctx ends. Failures are

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/services/order"
 )
 
@@ -35,10 +36,13 @@ func (b *refundBook) RefundSucceeded(_ context.Context, refundID int64, _ time.T
 	return 1, true, nil
 }
 
-func (b *refundBook) PendingRefunds(_ context.Context, _ time.Time, after int64, limit int) ([]order.Refund, error) {
+// PendingRefunds pages as the store does, by creation and then id; the
+// book's refunds are in that order.
+func (b *refundBook) PendingRefunds(_ context.Context, _ time.Time, after sweep.TimeKey, limit int) ([]order.Refund, error) {
 	var out []order.Refund
 	for _, r := range b.pending {
-		if !b.succeeded[r.ID] && r.ID > after && len(out) < limit {
+		later := r.CreatedAt.After(after.At) || (r.CreatedAt.Equal(after.At) && r.ID > after.ID)
+		if !b.succeeded[r.ID] && later && len(out) < limit {
 			out = append(out, r)
 		}
 	}

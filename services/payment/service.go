@@ -58,7 +58,7 @@ type Service struct {
 	// stuck and unsettled are where the sweep's passes stand: payments
 	// that stay PAYING (never paid) or keep failing to settle must not
 	// hide the ones behind them.
-	stuck, unsettled sweep.Cursor
+	stuck, unsettled sweep.Cursor[int64]
 }
 
 // NewService returns a Service over cfg.

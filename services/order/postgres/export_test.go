@@ -9,3 +9,13 @@ func OrderReadStatements() map[string][]string {
 	}
 	return out
 }
+
+// SweepStatements returns the statements that read a page of a sweep's
+// candidates, by sweep.
+func SweepStatements() map[string]string {
+	return map[string]string{
+		"the expiry backstop":    overdueSeckill,
+		"the refund sweep":       pendingRefunds,
+		"the regular give-backs": unreleasedRegular,
+	}
+}

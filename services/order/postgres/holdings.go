@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/services/order"
 )
 
@@ -49,15 +50,22 @@ func (s *Store) SeckillHoldings(ctx context.Context, activityID int64) ([]order.
 	return held, nil
 }
 
-// OverdueSeckill returns up to limit flash-sale orders still
-// PENDING_PAYMENT whose payment deadline is at or before before, with ids
-// above after, by id (a page of the expiry backstop's sweep).
-func (s *Store) OverdueSeckill(ctx context.Context, before time.Time, after int64, limit int) ([]order.DueEntry, error) {
-	rows, err := s.pool.Query(ctx, `
+// overdueSeckill is OverdueSeckill's statement.
+const overdueSeckill = `
 		SELECT activity_id, order_id, expires_at FROM orders
-		WHERE kind = 'SECKILL' AND status = 'PENDING_PAYMENT' AND expires_at <= $1 AND order_id > $2
-		ORDER BY order_id
-		LIMIT $3`, before, after, limit)
+		WHERE kind = 'SECKILL' AND status = 'PENDING_PAYMENT' AND expires_at <= $1
+			AND (expires_at, order_id) > ($2, $3)
+		ORDER BY expires_at, order_id
+		LIMIT $4`
+
+// OverdueSeckill returns up to limit flash-sale orders still
+// PENDING_PAYMENT whose payment deadline is at or before before, with keys
+// above after, by deadline and id (a page of the expiry backstop's
+// sweep). The orders_seckill_overdue index (migration 009) holds them in
+// that order, so the page reads its own rows and no others
+// (TestSweepsReadOnlyTheirPage).
+func (s *Store) OverdueSeckill(ctx context.Context, before time.Time, after sweep.TimeKey, limit int) ([]order.DueEntry, error) {
+	rows, err := s.pool.Query(ctx, overdueSeckill, before, after.At, after.ID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("overdue flash-sale orders: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/services/order"
 )
 
@@ -144,13 +145,18 @@ func (s *Store) RefundSucceeded(ctx context.Context, refundID int64, at time.Tim
 	return units, true, nil
 }
 
-// PendingRefunds returns up to limit PENDING refunds created at or before
-// before with ids above after, by id, without their lines.
-func (s *Store) PendingRefunds(ctx context.Context, before time.Time, after int64, limit int) ([]order.Refund, error) {
-	rows, err := s.pool.Query(ctx, `SELECT r.refund_id, r.order_id, o.user_id, r.payment_id, r.amount, r.completes, r.created_at
+// pendingRefunds is PendingRefunds' statement.
+const pendingRefunds = `SELECT r.refund_id, r.order_id, o.user_id, r.payment_id, r.amount, r.completes, r.created_at
 		FROM order_refunds r JOIN orders o ON o.order_id = r.order_id
-		WHERE r.status = 'PENDING' AND r.created_at <= $1 AND r.refund_id > $2
-		ORDER BY r.refund_id LIMIT $3`, before, after, limit)
+		WHERE r.status = 'PENDING' AND r.created_at <= $1 AND (r.created_at, r.refund_id) > ($2, $3)
+		ORDER BY r.created_at, r.refund_id LIMIT $4`
+
+// PendingRefunds returns up to limit PENDING refunds created at or before
+// before with keys above after, by creation and id, without their lines.
+// The order_refunds_due index (migration 010) holds them in that order,
+// so a page reads its own rows (TestSweepsReadOnlyTheirPage).
+func (s *Store) PendingRefunds(ctx context.Context, before time.Time, after sweep.TimeKey, limit int) ([]order.Refund, error) {
+	rows, err := s.pool.Query(ctx, pendingRefunds, before, after.At, after.ID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pending refunds: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/services/order"
 	"github.com/flashsale/flashsale/services/order/postgres"
 )
@@ -115,7 +116,7 @@ func TestRecordRefundAmountsComeFromTheApportionment(t *testing.T) {
 	if err != nil || len(refunds) != 3 {
 		t.Fatalf("refunds of the order: %d, %v; want 3", len(refunds), err)
 	}
-	pending, err := s.PendingRefunds(ctx, created, 0, 1000)
+	pending, err := s.PendingRefunds(ctx, created, sweep.TimeKey{}, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestRecordRefundAmountsComeFromTheApportionment(t *testing.T) {
 	if got, moved, err := s.RefundSucceeded(ctx, refunds[0].ID, created); err != nil || moved || got != 0 {
 		t.Errorf("refund succeeded again: %d units, moved %v, %v; want nothing moved", got, moved, err)
 	}
-	if pending, _ = s.PendingRefunds(ctx, created, 0, 1000); containsRefund(pending, refunds[0].ID) {
+	if pending, _ = s.PendingRefunds(ctx, created, sweep.TimeKey{}, 1000); containsRefund(pending, refunds[0].ID) {
 		t.Errorf("refund %d still pending after it succeeded", refunds[0].ID)
 	}
 }

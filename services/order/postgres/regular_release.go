@@ -43,15 +43,20 @@ func (s *Store) ExpireRegular(ctx context.Context, now time.Time, limit int) ([]
 	return moved, nil
 }
 
+// unreleasedRegular is UnreleasedRegular's statement: its candidates
+// leave the orders_regular_unreleased index once released, so they stay
+// few, and a page reads its own rows (TestSweepsReadOnlyTheirPage).
+const unreleasedRegular = `
+		SELECT order_id, coalesce(coupon_id, 0) FROM orders
+		WHERE kind = 'REGULAR' AND status IN ('CANCELLED', 'EXPIRED') AND released_at IS NULL AND order_id > $1
+		ORDER BY order_id
+		LIMIT $2`
+
 // UnreleasedRegular returns up to limit ended (EXPIRED or CANCELLED)
 // regular orders whose stock and coupon are not marked given back, with
 // ids above after, by id.
 func (s *Store) UnreleasedRegular(ctx context.Context, after int64, limit int) ([]order.RegularHold, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT order_id, coalesce(coupon_id, 0) FROM orders
-		WHERE kind = 'REGULAR' AND status IN ('CANCELLED', 'EXPIRED') AND released_at IS NULL AND order_id > $1
-		ORDER BY order_id
-		LIMIT $2`, after, limit)
+	rows, err := s.pool.Query(ctx, unreleasedRegular, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("unreleased regular orders: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
 	"github.com/flashsale/flashsale/platform/testing/pgcalls"
 	"github.com/flashsale/flashsale/services/order"
@@ -359,5 +360,69 @@ func TestUserOrdersReadsOneSnapshot(t *testing.T) {
 		if len(o.Lines) != 1 {
 			t.Errorf("order %d came back with %d lines, want 1", o.ID, len(o.Lines))
 		}
+	}
+}
+
+// The expiry backstop's pages walk the overdue flash-sale orders by
+// deadline and then id, with a cursor: orders due at one instant are
+// split over pages without one being skipped or read twice, and orders
+// not due, or no longer waiting for payment, are never read.
+func TestOverduePagesWalkOrdersDueAtOneInstant(t *testing.T) {
+	pool := MustPool(t)
+	s := postgres.NewStore(pool)
+	ctx := context.Background()
+	// Deadlines long before every other test's orders, so only these are
+	// overdue at before.
+	at := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	before := at.Add(time.Minute)
+	var want []int64
+	insert := func(status string, due time.Time) int64 {
+		id := nextID.Add(2)
+		var paidAt *time.Time
+		if status == "PAID" {
+			paidAt = &due
+		}
+		_, err := pool.Exec(ctx, `INSERT INTO orders (order_id, user_id, kind, status, activity_id, total, discount, payable,
+			idempotency_key, created_at, expires_at, paid_at) VALUES ($1, 1, 'SECKILL', $2, 7, 100, 0, 100, $3, $4, $5, $6)`,
+			id, status, fmt.Sprint("overdue-", id), due.Add(-time.Hour), due, paidAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	// Inserted newest id first, so id order is not deadline order.
+	late := insert("PENDING_PAYMENT", at.Add(time.Second))
+	for range 3 {
+		want = append(want, insert("PENDING_PAYMENT", at))
+	}
+	slices.Sort(want)
+	want = append(want, late)
+	insert("PAID", at)
+	insert("PENDING_PAYMENT", before.Add(time.Millisecond))
+	var c sweep.Cursor[sweep.TimeKey]
+	var seen []int64
+	for pages := 0; ; pages++ {
+		if pages > len(want) {
+			t.Fatalf("the pass did not end; read %v", seen)
+		}
+		page, err := s.OverdueSeckill(ctx, before, c.After(ctx), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := make([]sweep.TimeKey, len(page))
+		for i, d := range page {
+			seen = append(seen, d.OrderID)
+			keys[i] = sweep.TimeKey{At: d.DueAt, ID: d.OrderID}
+		}
+		c.Read(ctx, keys, 2)
+		if len(page) < 2 {
+			break
+		}
+	}
+	if !slices.Equal(seen, want) {
+		t.Errorf("one pass in pages of 2 read %v, want the overdue orders by deadline and id %v", seen, want)
+	}
+	if c.After(ctx) != (sweep.TimeKey{}) {
+		t.Errorf("after the pass the cursor is at %v, want the start", c.After(ctx))
 	}
 }

@@ -1,0 +1,11 @@
+-- +goose Up
+-- The refund sweep (PendingRefunds) reads the refunds left PENDING past
+-- RefundRetryAfter, a page at a time. By creation alone, with the page
+-- ordered by id, a page read every due refund (a channel's outage leaves
+-- thousands) to sort out a few hundred. By (created_at, refund_id), the
+-- page's own order, it reads only its own rows. On a large live table,
+-- build the index by hand first with CREATE INDEX CONCURRENTLY (same
+-- name and columns): this file then only drops the old one.
+CREATE INDEX IF NOT EXISTS order_refunds_due ON order_refunds (created_at, refund_id)
+    WHERE status = 'PENDING';
+DROP INDEX IF EXISTS order_refunds_pending;
