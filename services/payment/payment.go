@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/flashsale/flashsale/platform/sweep"
 )
 
 // Sentinel errors. Adapters wrap them with %w and the failed operation;
@@ -206,8 +208,10 @@ type Ledger interface {
 	// refund done (false when another call had).
 	RefundDone(ctx context.Context, r Refund, refundNo string) (bool, error)
 	// Stuck returns up to limit PAYING payments created in [from, to]
-	// with ids above after, in id order.
-	Stuck(ctx context.Context, from, to time.Time, after int64, limit int) ([]Payment, error)
+	// with keys (the creation, then the id) above after, in that order.
+	// A page reads only the payments it returns: every payment a buyer
+	// opened and left stays PAYING, a candidate for QueryFor.
+	Stuck(ctx context.Context, from, to time.Time, after sweep.TimeKey, limit int) ([]Payment, error)
 	// Unsettled returns up to limit SUCCEEDED payments whose order has not
 	// answered yet or that wait for their refund, with ids above after,
 	// in id order.

@@ -58,7 +58,8 @@ type Service struct {
 	// stuck and unsettled are where the sweep's passes stand: payments
 	// that stay PAYING (never paid) or keep failing to settle must not
 	// hide the ones behind them.
-	stuck, unsettled sweep.Cursor[int64]
+	stuck     sweep.Cursor[sweep.TimeKey]
+	unsettled sweep.Cursor[int64]
 }
 
 // NewService returns a Service over cfg.
@@ -421,7 +422,11 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("sweep: %w", err)
 	}
-	s.stuck.Read(ctx, paymentIDs(stuck), sweepBatch)
+	stuckKeys := make([]sweep.TimeKey, len(stuck))
+	for i, p := range stuck {
+		stuckKeys[i] = sweep.TimeKey{At: p.CreatedAt, ID: p.ID}
+	}
+	s.stuck.Read(ctx, stuckKeys, sweepBatch)
 	for _, p := range stuck {
 		rep.Queried++
 		t, err := s.cfg.Channels[p.Channel].Query(ctx, p.ID)

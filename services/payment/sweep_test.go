@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/services/payment"
 )
 
@@ -36,10 +37,19 @@ func page(ps []payment.Payment, after int64, limit int, skip func(payment.Paymen
 	return out
 }
 
-func (b *sweepBook) Stuck(_ context.Context, _, _ time.Time, after int64, limit int) ([]payment.Payment, error) {
+// Stuck pages as the ledger does, by creation and then id; the book's
+// stuck payments are in that order.
+func (b *sweepBook) Stuck(_ context.Context, _, _ time.Time, after sweep.TimeKey, limit int) ([]payment.Payment, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return page(b.stuck, after, limit, func(payment.Payment) bool { return false }), nil
+	var out []payment.Payment
+	for _, p := range b.stuck {
+		later := p.CreatedAt.After(after.At) || (p.CreatedAt.Equal(after.At) && p.ID > after.ID)
+		if later && len(out) < limit {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 func (b *sweepBook) Unsettled(_ context.Context, after int64, limit int) ([]payment.Payment, error) {

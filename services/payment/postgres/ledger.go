@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/services/payment"
 )
 
@@ -285,10 +286,16 @@ func (l *Ledger) RefundDone(ctx context.Context, r payment.Refund, refundNo stri
 	return marked && err == nil, err
 }
 
-// Stuck returns PAYING payments created in [from, to], oldest first.
-func (l *Ledger) Stuck(ctx context.Context, from, to time.Time, after int64, limit int) ([]payment.Payment, error) {
-	found, err := l.query(ctx, `WHERE status = 'PAYING' AND created_at >= $1 AND created_at <= $2
-		AND payment_id > $3 ORDER BY payment_id LIMIT $4`, from, to, after, limit)
+// stuckPayments is Stuck's statement after paymentSelect.
+const stuckPayments = `WHERE status = 'PAYING' AND created_at >= $1 AND created_at <= $2
+		AND (created_at, payment_id) > ($3, $4) ORDER BY created_at, payment_id LIMIT $5`
+
+// Stuck returns PAYING payments created in [from, to], oldest first, by
+// creation and id from after. The payments_paying_by_age index (migration
+// 005) holds them in that order, so a page reads its own rows
+// (TestStuckPagesReadOnlyTheirRows).
+func (l *Ledger) Stuck(ctx context.Context, from, to time.Time, after sweep.TimeKey, limit int) ([]payment.Payment, error) {
+	found, err := l.query(ctx, stuckPayments, from, to, after.At, after.ID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("stuck payments: %w", err)
 	}
