@@ -64,7 +64,10 @@ func Plans(ctx context.Context, conn *pgx.Conn, stmt string, args []string, anal
 	if _, err := conn.Exec(ctx, "PREPARE planned AS "+stmt); err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "DEALLOCATE planned") }()
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "DEALLOCATE planned")
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "RESET plan_cache_mode")
+	}()
 	options := "FORMAT JSON"
 	if analyze {
 		options = "ANALYZE, " + options
@@ -84,9 +87,6 @@ func Plans(ctx context.Context, conn *pgx.Conn, stmt string, args []string, anal
 			}
 			check(mode, a, plan[0].Plan, raw)
 		}
-	}
-	if _, err := conn.Exec(ctx, "RESET plan_cache_mode"); err != nil {
-		return err
 	}
 	return nil
 }

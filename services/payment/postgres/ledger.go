@@ -295,6 +295,13 @@ const stuckPayments = `WHERE status = 'PAYING' AND created_at >= $1 AND created_
 // 005) holds them in that order, so a page reads its own rows
 // (TestStuckPagesReadOnlyTheirRows).
 func (l *Ledger) Stuck(ctx context.Context, from, to time.Time, after sweep.TimeKey, limit int) ([]payment.Payment, error) {
+	// A pass starts at the window's start, not before it: payments left
+	// PAYING for longer than the window stay in the index for good, and
+	// a scan from the zero key would step over every one of them (the
+	// row comparison, not created_at >= from, is where the scan starts).
+	if after.At.Before(from) {
+		after = sweep.TimeKey{At: from}
+	}
 	found, err := l.query(ctx, stuckPayments, from, to, after.At, after.ID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("stuck payments: %w", err)

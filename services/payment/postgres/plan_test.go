@@ -28,23 +28,27 @@ func TestStuckPagesReadOnlyTheirRows(t *testing.T) {
 	pool := stack.MustPool(t, "payment_plans", 2, postgres.Migrations)
 	conn := pgplan.Conn(t, pool,
 		`TRUNCATE payments CASCADE`,
-		// 50,000 left PAYING, five created at each millisecond from
-		// 00:00, and 50,000 paid ones beside them.
+		// 100,000 payments, ten every 5 ms from 00:00, every other one
+		// left PAYING and the rest paid; and 50,000 left PAYING the day
+		// before, outside the window, which a pass must not step over.
 		`INSERT INTO payments (payment_id, order_id, user_id, channel, amount, status, created_at, paid_at)
 			SELECT g, g, 1 + g % 4000, 'alipay', 100,
 				CASE WHEN g % 2 = 0 THEN 'PAYING' ELSE 'SUCCEEDED' END,
 				timestamptz '2026-11-11' + (g / 10) * interval '5 ms',
 				CASE WHEN g % 2 = 0 THEN NULL ELSE timestamptz '2026-11-11 01:00' END
 			FROM generate_series(1, 100000) g`,
+		`INSERT INTO payments (payment_id, order_id, user_id, channel, amount, status, created_at)
+			SELECT 200000 + g, 200000 + g, 1, 'alipay', 100, 'PAYING', timestamptz '2026-11-09' + g * interval '1 ms'
+			FROM generate_series(1, 50000) g`,
 		`ANALYZE payments`)
 	const page = 500
 	// The window holds the payments created in the first 20 s: 20,000.
 	window := "timestamptz '2026-11-10', timestamptz '2026-11-11' + interval '20000 ms'"
 	pages := []string{
-		window + ", '-infinity', 0, 500",
+		window + ", timestamptz '2026-11-10', 0, 500", // a pass starts at the window's start (Stuck)
 		window + ", timestamptz '2026-11-11' + interval '5000 ms', 10004, 500",
 		window + ", timestamptz '2026-11-11' + interval '19900 ms', 39800, 500",
-		"timestamptz '2026-11-10', timestamptz '2026-11-10 23:00', '-infinity', 0, 500",
+		"timestamptz '2026-11-10', timestamptz '2026-11-10 23:00', timestamptz '2026-11-10', 0, 500",
 	}
 	pgplan.PagesReadTheirRows(t, conn, "the stuck payments", postgres.StuckStatement, pages, page)
 }
