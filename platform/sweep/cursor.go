@@ -59,3 +59,19 @@ type TimeKey struct {
 	At time.Time
 	ID int64
 }
+
+// After reports whether k comes after o in a sweep's order: a later
+// time, or the same instant and a higher id.
+func (k TimeKey) After(o TimeKey) bool {
+	return k.At.After(o.At) || (k.At.Equal(o.At) && k.ID > o.ID)
+}
+
+// Keys returns the key of each of a page's rows, in their order: what
+// Read takes.
+func Keys[T, K any](page []T, key func(T) K) []K {
+	keys := make([]K, len(page))
+	for i, row := range page {
+		keys[i] = key(row)
+	}
+	return keys
+}

@@ -508,12 +508,8 @@ func (e *Expirer) RunBackstopOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("overdue flash-sale orders: %w", err)
 	}
-	ids := make([]int64, len(page))
-	keys := make([]sweep.TimeKey, len(page))
-	for i, d := range page {
-		ids[i], keys[i] = d.OrderID, sweep.TimeKey{At: d.DueAt, ID: d.OrderID}
-	}
-	e.overdue.Read(ctx, keys, e.cfg.Batch)
+	e.overdue.Read(ctx, sweep.Keys(page, func(d DueEntry) sweep.TimeKey { return sweep.TimeKey{At: d.DueAt, ID: d.OrderID} }), e.cfg.Batch)
+	ids := sweep.Keys(page, func(d DueEntry) int64 { return d.OrderID })
 	if len(page) == 0 {
 		return 0, nil
 	}

@@ -359,7 +359,7 @@ func (rf *Refunding) SweepRefunds(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("sweep refunds: %w", err)
 	}
-	rf.cursor.Read(ctx, refundKeys(pending), refundSweepBatch)
+	rf.cursor.Read(ctx, sweep.Keys(pending, func(r Refund) sweep.TimeKey { return sweep.TimeKey{At: r.CreatedAt, ID: r.ID} }), refundSweepBatch)
 	finished := 0
 	for _, r := range pending {
 		o, err := rf.cfg.Lookup.orders.Order(ctx, r.OrderID)
@@ -374,15 +374,6 @@ func (rf *Refunding) SweepRefunds(ctx context.Context) (int, error) {
 		finished++
 	}
 	return finished, nil
-}
-
-// refundKeys lists the refunds' sweep keys in order.
-func refundKeys(rs []Refund) []sweep.TimeKey {
-	keys := make([]sweep.TimeKey, len(rs))
-	for i, r := range rs {
-		keys[i] = sweep.TimeKey{At: r.CreatedAt, ID: r.ID}
-	}
-	return keys
 }
 
 // RunRefundSweep sweeps every interval until ctx ends. Failures are

@@ -422,11 +422,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("sweep: %w", err)
 	}
-	stuckKeys := make([]sweep.TimeKey, len(stuck))
-	for i, p := range stuck {
-		stuckKeys[i] = sweep.TimeKey{At: p.CreatedAt, ID: p.ID}
-	}
-	s.stuck.Read(ctx, stuckKeys, sweepBatch)
+	s.stuck.Read(ctx, sweep.Keys(stuck, func(p Payment) sweep.TimeKey { return sweep.TimeKey{At: p.CreatedAt, ID: p.ID} }), sweepBatch)
 	for _, p := range stuck {
 		rep.Queried++
 		t, err := s.cfg.Channels[p.Channel].Query(ctx, p.ID)
@@ -449,7 +445,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("sweep: %w", err)
 	}
-	s.unsettled.Read(ctx, paymentIDs(unsettled), sweepBatch)
+	s.unsettled.Read(ctx, sweep.Keys(unsettled, func(p Payment) int64 { return p.ID }), sweepBatch)
 	for _, p := range unsettled {
 		if _, err := s.settle(ctx, p, Trade{TradeNo: p.TradeNo, PaymentID: p.ID, Amount: p.Amount, Status: TradePaid, PaidAt: p.PaidAt}); err != nil {
 			rep.Failed++
@@ -459,15 +455,6 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		rep.Resumed++
 	}
 	return rep, nil
-}
-
-// paymentIDs returns the ids of ps, in their order.
-func paymentIDs(ps []Payment) []int64 {
-	ids := make([]int64, len(ps))
-	for i, p := range ps {
-		ids[i] = p.ID
-	}
-	return ids
 }
 
 // ReconcileReport is what reconciliation found on one channel's statement.

@@ -44,8 +44,7 @@ func (b *sweepBook) Stuck(_ context.Context, _, _ time.Time, after sweep.TimeKey
 	defer b.mu.Unlock()
 	var out []payment.Payment
 	for _, p := range b.stuck {
-		later := p.CreatedAt.After(after.At) || (p.CreatedAt.Equal(after.At) && p.ID > after.ID)
-		if later && len(out) < limit {
+		if (sweep.TimeKey{At: p.CreatedAt, ID: p.ID}).After(after) && len(out) < limit {
 			out = append(out, p)
 		}
 	}

@@ -125,12 +125,13 @@ func TestSweepsReadOnlyTheirPage(t *testing.T) {
 	middle := "timestamptz '2026-11-11 00:15' + interval '5000 ms', 5003"
 	last := "timestamptz '2026-11-11 00:15' + interval '19900 ms', 19900"
 	none := "timestamptz '2026-11-11 00:14'"
-	timed := []string{cutoff + ", '-infinity', 0, 500", cutoff + ", " + middle + ", 500",
-		cutoff + ", " + last + ", 500", none + ", '-infinity', 0, 500"}
+	limit := fmt.Sprintf(", %d", page)
+	timed := []string{cutoff + ", '-infinity', 0" + limit, cutoff + ", " + middle + limit,
+		cutoff + ", " + last + limit, none + ", '-infinity', 0" + limit}
 	pages := map[string][]string{
 		"the expiry backstop":    timed,
 		"the refund sweep":       timed,
-		"the regular give-backs": {"0, 500", fmt.Sprintf("%d, 500", awaiting+unreleased/2), fmt.Sprintf("%d, 500", awaiting+unreleased-100)},
+		"the regular give-backs": {"0" + limit, fmt.Sprint(awaiting+unreleased/2) + limit, fmt.Sprint(awaiting+unreleased-100) + limit},
 	}
 	stmts := postgres.SweepStatements()
 	if len(stmts) != len(pages) {

@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/flashsale/flashsale/platform/testing/localstack"
@@ -44,11 +45,12 @@ func TestStuckPagesReadOnlyTheirRows(t *testing.T) {
 	const page = 500
 	// The window holds the payments created in the first 20 s: 20,000.
 	window := "timestamptz '2026-11-10', timestamptz '2026-11-11' + interval '20000 ms'"
+	limit := fmt.Sprintf(", %d", page)
 	pages := []string{
-		window + ", timestamptz '2026-11-10', 0, 500", // a pass starts at the window's start (Stuck)
-		window + ", timestamptz '2026-11-11' + interval '5000 ms', 10004, 500",
-		window + ", timestamptz '2026-11-11' + interval '19900 ms', 39800, 500",
-		"timestamptz '2026-11-10', timestamptz '2026-11-10 23:00', timestamptz '2026-11-10', 0, 500",
+		window + ", timestamptz '2026-11-10', 0" + limit, // a pass starts at the window's start (Stuck)
+		window + ", timestamptz '2026-11-11' + interval '5000 ms', 10004" + limit,
+		window + ", timestamptz '2026-11-11' + interval '19900 ms', 39800" + limit,
+		"timestamptz '2026-11-10', timestamptz '2026-11-10 23:00', timestamptz '2026-11-10', 0" + limit,
 	}
 	pgplan.PagesReadTheirRows(t, conn, "the stuck payments", postgres.StuckStatement, pages, page)
 }
