@@ -24,6 +24,8 @@ type Observer interface {
 	// Reconciled reports n differences of kind that reconciliation found
 	// on channel's statement.
 	Reconciled(ctx context.Context, channel string, kind Difference, n int)
+	// Swept reports what a sweep did.
+	Swept(ctx context.Context, rep SweepReport)
 }
 
 // RefundKind says why money went back.
@@ -108,3 +110,4 @@ func (nopObserver) Settled(context.Context, string, Status)             {}
 func (nopObserver) Refunded(context.Context, string, RefundKind)        {}
 func (nopObserver) Callback(context.Context, string, CallbackResult)    {}
 func (nopObserver) Reconciled(context.Context, string, Difference, int) {}
+func (nopObserver) Swept(context.Context, SweepReport)                  {}

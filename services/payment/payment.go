@@ -12,8 +12,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/flashsale/flashsale/platform/sweep"
 )
 
 // Sentinel errors. Adapters wrap them with %w and the failed operation;
@@ -79,6 +77,9 @@ type Payment struct {
 	RefusalReason string
 	// Refunded is the sum of the payment's refunds, at most Amount.
 	Refunded int64
+	// QueryAt is when the sweep next asks the channel about a PAYING
+	// payment; zero once it stopped asking (QueryFor after CreatedAt).
+	QueryAt time.Time
 }
 
 // Refund gives money of a payment back: the automatic full refund of a
@@ -207,11 +208,13 @@ type Ledger interface {
 	// the payment to REFUNDED. It reports whether this call marked the
 	// refund done (false when another call had).
 	RefundDone(ctx context.Context, r Refund, refundNo string) (bool, error)
-	// Stuck returns up to limit PAYING payments created in [from, to]
-	// with keys (the creation, then the id) above after, in that order.
-	// A page reads only the payments it returns: every payment a buyer
-	// opened and left stays PAYING, a candidate for QueryFor.
-	Stuck(ctx context.Context, from, to time.Time, after sweep.TimeKey, limit int) ([]Payment, error)
+	// Due claims up to limit PAYING payments whose QueryAt is at or
+	// before now, earliest first, and moves each one's QueryAt to
+	// next(p) (the zero time: never again), in one transaction; payments
+	// another sweeper holds are skipped. It returns them as they were
+	// read. A page reads only the payments it returns, however many wait
+	// for a later query.
+	Due(ctx context.Context, now time.Time, limit int, next func(Payment) time.Time) ([]Payment, error)
 	// Unsettled returns up to limit SUCCEEDED payments whose order has not
 	// answered yet or that wait for their refund, with ids above after,
 	// in id order.

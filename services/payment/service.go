@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/flashsale/flashsale/platform/budget"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/sweep"
+	"golang.org/x/sync/errgroup"
 )
 
 // Config holds the Service's dependencies and settings.
@@ -25,8 +27,9 @@ type Config struct {
 	// Next).
 	NextID func() int64
 	// QueryAfter is how long a payment stays PAYING before the sweep asks
-	// its channel (default 30s); QueryFor is how long after its creation
-	// the sweep keeps asking (default 24h).
+	// its channel (default 30s), and the shortest wait between two
+	// questions (nextQuery); QueryFor is how long after its creation the
+	// sweep keeps asking (default 24h).
 	QueryAfter, QueryFor time.Duration
 	// PayBudget bounds what one Pay may take, all channels tried
 	// included (default DefaultPayBudget; a caller's earlier deadline
@@ -48,17 +51,31 @@ type Config struct {
 // gateway's 2 s per call, with room for the order lookup and the ledger.
 const DefaultPayBudget = 1500 * time.Millisecond
 
-// sweepBatch bounds the payments one sweep step handles.
-const sweepBatch = 500
+// sweepBatch bounds the payments one sweep step handles, and
+// sweepQueries the channel queries a sweep has in flight at once: a
+// channel answering in 100 ms gets through a page in a few seconds, not
+// 50.
+const (
+	sweepBatch   = 500
+	sweepQueries = 16
+)
+
+// maxQueryWait is the longest wait between two questions about one
+// payment (nextQuery). A sweep more than sweepsBehind rounds late on its
+// queries is logged.
+const (
+	maxQueryWait = time.Hour
+	sweepsBehind = 3
+)
 
 // Service takes payments and settles them.
 type Service struct {
 	cfg Config
 	log *slog.Logger
-	// stuck and unsettled are where the sweep's passes stand: payments
-	// that stay PAYING (never paid) or keep failing to settle must not
-	// hide the ones behind them.
-	stuck     sweep.Cursor[sweep.TimeKey]
+	// unsettled is where the sweep's pass over settlements left midway
+	// stands: payments that keep failing to settle must not hide the
+	// ones behind them. (Stuck payments need no cursor: each carries the
+	// time of its next query, which a sweep moves on as it claims it.)
 	unsettled sweep.Cursor[int64]
 }
 
@@ -149,6 +166,7 @@ func (s *Service) payThrough(ctx context.Context, o Order, ch string, left int) 
 		ID: s.cfg.NextID(), OrderID: o.ID, UserID: o.UserID, Channel: ch, Amount: o.Payable,
 		Status: StatusPaying, CreatedAt: s.cfg.Clock.Now(),
 	}
+	p.QueryAt = p.CreatedAt.Add(s.cfg.QueryAfter)
 	if err := s.cfg.Ledger.Create(ctx, p); err != nil {
 		return Payment{}, err
 	}
@@ -401,46 +419,60 @@ func (s *Service) returnMoney(ctx context.Context, p Payment, r Refund) (Refund,
 
 // SweepReport counts what a sweep did.
 type SweepReport struct {
-	// Queried payments were PAYING past QueryAfter; Settled of them had
-	// been paid at the channel (their callback is late or lost).
+	// Queried payments were PAYING and due for a question to their
+	// channel (nextQuery); Settled of them had been paid at the channel
+	// (their callback is late or lost).
 	Queried, Settled int
 	// Resumed payments had succeeded without their order's answer or
 	// their refund (a crash or failure midway) and were settled again.
 	Resumed int
 	// Failed steps, which the next sweep retries.
 	Failed int
+	// Behind is how long past its time the most overdue query of the
+	// sweep was: more than a few sweeps' worth means the sweep does not
+	// keep up with the payments it has to ask about.
+	Behind time.Duration
 }
 
-// Sweep asks the channels about payments stuck in PAYING, settling those
-// that were paid, and finishes settlements left midway. Each round takes
-// the next page of each kind (platform/sweep), so a pass reaches every
-// candidate however many stay behind.
+// Sweep asks the channels about payments stuck in PAYING whose next query
+// is due, settling those that were paid, and finishes settlements left
+// midway. A stuck payment is asked often while its buyer may still be
+// paying and seldom once it has been left for hours (nextQuery), so the
+// thousands of payments a flash sale opens and nobody pays never delay
+// the question about one paid a minute ago; the settlements are read a
+// page at a time (platform/sweep), so those that keep failing never hide
+// the ones behind them.
 func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	var rep SweepReport
 	now := s.cfg.Clock.Now()
-	stuck, err := s.cfg.Ledger.Stuck(ctx, now.Add(-s.cfg.QueryFor), now.Add(-s.cfg.QueryAfter), s.stuck.After(ctx), sweepBatch)
+	due, err := s.cfg.Ledger.Due(ctx, now, sweepBatch, func(p Payment) time.Time { return s.nextQuery(p.CreatedAt, now) })
 	if err != nil {
 		return rep, fmt.Errorf("sweep: %w", err)
 	}
-	s.stuck.Read(ctx, sweep.Keys(stuck, func(p Payment) sweep.TimeKey { return sweep.TimeKey{At: p.CreatedAt, ID: p.ID} }), sweepBatch)
-	for _, p := range stuck {
-		rep.Queried++
-		t, err := s.cfg.Channels[p.Channel].Query(ctx, p.ID)
-		switch {
-		case errors.Is(err, ErrNotFound), err == nil && t.Status != TradePaid:
-			continue
-		case err != nil:
-			rep.Failed++
-			s.log.WarnContext(ctx, "query failed", "payment_id", p.ID, "channel", p.Channel, "err", err)
-			continue
-		}
-		if _, err := s.settle(ctx, p, t); err != nil {
-			rep.Failed++
-			s.log.WarnContext(ctx, "settle after query failed", "payment_id", p.ID, "err", err)
-			continue
-		}
-		rep.Settled++
+	if len(due) > 0 {
+		rep.Behind = now.Sub(due[0].QueryAt)
 	}
+	var (
+		mu      sync.Mutex
+		queries errgroup.Group
+	)
+	queries.SetLimit(sweepQueries)
+	for _, p := range due {
+		queries.Go(func() error {
+			settled, err := s.queryStuck(ctx, p)
+			mu.Lock()
+			defer mu.Unlock()
+			rep.Queried++
+			switch {
+			case err != nil:
+				rep.Failed++
+			case settled:
+				rep.Settled++
+			}
+			return nil
+		})
+	}
+	_ = queries.Wait() // the queries report through rep
 	unsettled, err := s.cfg.Ledger.Unsettled(ctx, s.unsettled.After(ctx), sweepBatch)
 	if err != nil {
 		return rep, fmt.Errorf("sweep: %w", err)
@@ -454,7 +486,46 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 		rep.Resumed++
 	}
+	s.cfg.Observer.Swept(ctx, rep)
 	return rep, nil
+}
+
+// queryStuck asks p's channel about its trade and settles it when it was
+// paid, reporting whether it did. A trade the channel does not know or
+// that waits for its buyer is no error: the next query is already set.
+func (s *Service) queryStuck(ctx context.Context, p Payment) (bool, error) {
+	t, err := s.cfg.Channels[p.Channel].Query(ctx, p.ID)
+	switch {
+	case errors.Is(err, ErrNotFound), err == nil && t.Status != TradePaid:
+		return false, nil
+	case err != nil:
+		s.log.WarnContext(ctx, "query failed", "payment_id", p.ID, "channel", p.Channel, "err", err)
+		return false, err
+	}
+	if _, err := s.settle(ctx, p, t); err != nil {
+		s.log.WarnContext(ctx, "settle after query failed", "payment_id", p.ID, "err", err)
+		return false, err
+	}
+	return true, nil
+}
+
+// nextQuery is when the sweep asks again about a payment created at
+// created that it asks about at now: after a quarter of the payment's
+// age, but at least QueryAfter and at most maxQueryWait later. So a
+// payment is asked every QueryAfter in its first minutes, while its buyer
+// is most likely paying and a lost callback costs the most (the order
+// expires), and about 45 times in a day in all, where a sweep that asked
+// every stuck payment in turn asked each one every pass: a day of
+// abandoned payments, 100,000 on a sale's day, made a pass of a quarter
+// of an hour for every one of them. The zero time, once the next
+// question would fall QueryFor after the creation: reconciliation
+// against the statement is the net after that.
+func (s *Service) nextQuery(created, now time.Time) time.Time {
+	next := now.Add(max(s.cfg.QueryAfter, min(now.Sub(created)/4, maxQueryWait)))
+	if next.After(created.Add(s.cfg.QueryFor)) {
+		return time.Time{}
+	}
+	return next
 }
 
 // ReconcileReport is what reconciliation found on one channel's statement.
@@ -700,8 +771,9 @@ func (s *Service) Run(ctx context.Context, sweepEvery, reconcileEvery time.Durat
 		case <-sweep.C:
 			if rep, err := s.Sweep(ctx); err != nil {
 				s.log.WarnContext(ctx, "sweep failed", "err", err)
-			} else if rep.Settled+rep.Resumed+rep.Failed > 0 {
-				s.log.InfoContext(ctx, "sweep", "queried", rep.Queried, "settled", rep.Settled, "resumed", rep.Resumed, "failed", rep.Failed)
+			} else if rep.Settled+rep.Resumed+rep.Failed > 0 || rep.Behind > sweepEvery*sweepsBehind {
+				s.log.InfoContext(ctx, "sweep", "queried", rep.Queried, "settled", rep.Settled, "resumed", rep.Resumed,
+					"failed", rep.Failed, "behind", rep.Behind)
 			}
 		case <-reconcile.C:
 			if _, err := s.Reconcile(ctx); err != nil {

@@ -1,30 +1,41 @@
 package payment_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
-	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/services/payment"
 )
 
 // sweepBook is a ledger of PAYING payments (stuck) and SUCCEEDED ones
 // waiting for their order's answer (unsettled), with a channel that
-// reports every trade unpaid and an order service that fails to answer for
-// the payments in broken. It holds only what Sweep reads and writes; any
-// other ledger call panics on the nil embedded interface.
+// reports every trade unpaid but those in paid, fails to answer for those
+// in down, and an order service that fails to answer for the payments in
+// broken. It holds only what Sweep reads and writes; any other ledger
+// call panics on the nil embedded interface.
 type sweepBook struct {
 	payment.Ledger
 	mu        sync.Mutex
 	stuck     []payment.Payment // by id
 	unsettled []payment.Payment // by id
 	broken    map[int64]bool
-	queried   map[int64]bool
+	paid      map[int64]bool
+	down      map[int64]bool
+	queried   map[int64][]time.Time // when each stuck payment was asked about
 	outcome   map[int64]payment.Outcome
+	now       func() time.Time
+}
+
+func newSweepBook(now func() time.Time) *sweepBook {
+	return &sweepBook{broken: map[int64]bool{}, paid: map[int64]bool{}, down: map[int64]bool{},
+		queried: map[int64][]time.Time{}, outcome: map[int64]payment.Outcome{}, now: now}
 }
 
 func page(ps []payment.Payment, after int64, limit int, skip func(payment.Payment) bool) []payment.Payment {
@@ -37,16 +48,25 @@ func page(ps []payment.Payment, after int64, limit int, skip func(payment.Paymen
 	return out
 }
 
-// Stuck pages as the ledger does, by creation and then id; the book's
-// stuck payments are in that order.
-func (b *sweepBook) Stuck(_ context.Context, _, _ time.Time, after sweep.TimeKey, limit int) ([]payment.Payment, error) {
+// Due claims as the ledger does: the due payments still PAYING, by their
+// query time and then id, each one's next query set as it is read.
+func (b *sweepBook) Due(_ context.Context, now time.Time, limit int, next func(payment.Payment) time.Time) ([]payment.Payment, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []payment.Payment
-	for _, p := range b.stuck {
-		if (sweep.TimeKey{At: p.CreatedAt, ID: p.ID}).After(after) && len(out) < limit {
-			out = append(out, p)
+	var due []*payment.Payment
+	for i := range b.stuck {
+		p := &b.stuck[i]
+		if p.Status == payment.StatusPaying && !p.QueryAt.IsZero() && !p.QueryAt.After(now) {
+			due = append(due, p)
 		}
+	}
+	slices.SortFunc(due, func(a, b *payment.Payment) int {
+		return cmp.Or(a.QueryAt.Compare(b.QueryAt), cmp.Compare(a.ID, b.ID))
+	})
+	out := make([]payment.Payment, 0, min(limit, len(due)))
+	for _, p := range due[:min(limit, len(due))] {
+		out = append(out, *p)
+		p.QueryAt = next(*p)
 	}
 	return out, nil
 }
@@ -64,14 +84,21 @@ func (b *sweepBook) SetOutcome(_ context.Context, id int64, o payment.Outcome, r
 	return o, reason, nil
 }
 
-// unpaidChannel is the channel of the book's payments: it has every trade
-// waiting for its buyer.
-type unpaidChannel struct{ *sweepBook }
+// bookChannel is the channel of the book's payments: it has every trade
+// waiting for its buyer but the paid ones, and cannot answer for the
+// down ones.
+type bookChannel struct{ *sweepBook }
 
-func (b unpaidChannel) Query(_ context.Context, id int64) (payment.Trade, error) {
+func (b bookChannel) Query(_ context.Context, id int64) (payment.Trade, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.queried[id] = true
+	b.queried[id] = append(b.queried[id], b.now())
+	switch {
+	case b.down[id]:
+		return payment.Trade{}, errors.New("channel: timeout")
+	case b.paid[id]:
+		return payment.Trade{PaymentID: id, TradeNo: fmt.Sprint("T", id), Amount: 100, Status: payment.TradePaid, PaidAt: b.now()}, nil
+	}
 	return payment.Trade{PaymentID: id, Status: payment.TradeWaitPay}, nil
 }
 
@@ -86,35 +113,65 @@ func (b *sweepBook) Order(context.Context, int64, int64) (payment.Order, error) 
 	return payment.Order{}, payment.ErrNotFound
 }
 
-func (unpaidChannel) Create(context.Context, payment.Payment) (payment.Trade, error) {
+func (bookChannel) Create(context.Context, payment.Payment) (payment.Trade, error) {
 	return payment.Trade{}, errors.New("not used")
 }
 
-func (unpaidChannel) Refund(context.Context, string, int64, int64) (string, error) {
+func (bookChannel) Refund(context.Context, string, int64, int64) (string, error) {
 	return "", errors.New("not used")
 }
 
-func (unpaidChannel) Statement(context.Context, time.Time, func([]payment.Trade) error) error {
+func (bookChannel) Statement(context.Context, time.Time, func([]payment.Trade) error) error {
 	return nil
 }
 
-func (unpaidChannel) Notification([]byte, string) (payment.Trade, error) {
+func (bookChannel) Notification([]byte, string) (payment.Trade, error) {
 	return payment.Trade{}, errors.New("not used")
 }
 
+// Succeed moves a stuck payment to SUCCEEDED.
+func (b *sweepBook) Succeed(_ context.Context, id int64, tradeNo string, paidAt time.Time) (payment.Payment, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range b.stuck {
+		if p := &b.stuck[i]; p.ID == id && p.Status == payment.StatusPaying {
+			p.Status, p.TradeNo, p.PaidAt = payment.StatusSucceeded, tradeNo, paidAt
+			return *p, true, nil
+		}
+	}
+	return payment.Payment{}, false, payment.ErrNotFound
+}
+
+// stuckPayment is a payment through alipay created at created, due for
+// its first query QueryAfter (the default, 30 s) later.
+func stuckPayment(id int64, created time.Time) payment.Payment {
+	return payment.Payment{ID: id, OrderID: id, Channel: "alipay", Amount: 100, Status: payment.StatusPaying,
+		CreatedAt: created, QueryAt: created.Add(30 * time.Second)}
+}
+
+func sweepService(b *sweepBook, clk clock.Clock) *payment.Service {
+	return payment.NewService(payment.Config{Ledger: b, Orders: b, Channels: map[string]payment.Channel{"alipay": bookChannel{b}},
+		Clock: clk, NextID: func() int64 { return 1 }})
+}
+
 // TestSweepReachesPaymentsBehindOnesThatStay: in a flash sale most
-// opened payments are never paid and stay PAYING for a day, and an order
-// the order service cannot answer for keeps its payment unsettled. Neither
-// may hide the payments behind them: a pass of the sweep queries every
-// stuck payment and settles every payment that can be settled. (Reading
-// the oldest 500 each round, as the sweep did, queried the first 500
-// unpaid payments forever and never settled the 100 behind the broken.)
+// opened payments are never paid and stay PAYING for a day, a channel
+// that is down answers no query, and an order the order service cannot
+// answer for keeps its payment unsettled. None of them may hide the
+// payments behind them: every due payment is asked about within a pass,
+// and every payment that can be settled is. (Reading the oldest 500 each
+// round, as the sweep once did, queried the first 500 unpaid payments
+// forever and never settled the 100 behind the broken; a payment whose
+// query failed and kept its query time would do the same.)
 func TestSweepReachesPaymentsBehindOnesThatStay(t *testing.T) {
 	const page, behind = 500, 100
-	b := &sweepBook{broken: map[int64]bool{}, queried: map[int64]bool{}, outcome: map[int64]payment.Outcome{}}
 	now := time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+	b := newSweepBook(func() time.Time { return now })
 	for i := range int64(page + behind) {
-		b.stuck = append(b.stuck, payment.Payment{ID: 1 + i, Channel: "alipay", Amount: 100, Status: payment.StatusPaying})
+		b.stuck = append(b.stuck, stuckPayment(1+i, now.Add(-time.Minute)))
+		if i%2 == 0 {
+			b.down[1+i] = true
+		}
 		id := 10_000 + i
 		b.unsettled = append(b.unsettled, payment.Payment{ID: id, OrderID: id, Channel: "alipay", Amount: 100,
 			Status: payment.StatusSucceeded, TradeNo: "T", PaidAt: now})
@@ -122,21 +179,131 @@ func TestSweepReachesPaymentsBehindOnesThatStay(t *testing.T) {
 			b.broken[id] = true
 		}
 	}
-	svc := payment.NewService(payment.Config{Ledger: b, Orders: b, Channels: map[string]payment.Channel{"alipay": unpaidChannel{b}},
-		Clock: clock.NewManual(now), NextID: func() int64 { return 0 }})
-	resumed := 0
+	svc := sweepService(b, clock.NewManual(now))
+	var queried, failed, resumed int
 	for range 2 { // a pass over 600 in pages of 500 takes 2 sweeps
 		rep, err := svc.Sweep(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		resumed += rep.Resumed
+		queried, failed, resumed = queried+rep.Queried, failed+rep.Failed, resumed+rep.Resumed
 	}
-	if len(b.queried) != page+behind {
-		t.Errorf("2 sweeps queried %d stuck payments, want all %d", len(b.queried), page+behind)
+	if len(b.queried) != page+behind || queried != page+behind {
+		t.Errorf("2 sweeps asked %d times about %d stuck payments, want once about each of %d",
+			queried, len(b.queried), page+behind)
 	}
 	if resumed != behind {
 		t.Errorf("2 sweeps settled %d payments, want the %d behind the %d the order service cannot answer for",
 			resumed, behind, page)
 	}
+	if want := (page+behind)/2 + page; failed != want {
+		t.Errorf("2 sweeps failed %d steps, want %d (the queries of the channel that is down, the broken orders)", failed, want)
+	}
+}
+
+// TestStuckPaymentIsAskedOftenYoungAndSeldomOld follows one payment its
+// buyer opened and left, through a day and an hour of sweeps every 5 s:
+// it is first asked about QueryAfter after its creation, then again after
+// a quarter of its age but never sooner than QueryAfter or later than an
+// hour, and never once QueryFor (a day) has passed. A sweep that asked
+// every stuck payment each pass asked this one 17,280 times in the day
+// when it was alone, and once a pass among 100,000.
+func TestStuckPaymentIsAskedOftenYoungAndSeldomOld(t *testing.T) {
+	const every, queryAfter, queryFor = 5 * time.Second, 30 * time.Second, 24 * time.Hour
+	created := time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewManual(created)
+	b := newSweepBook(clk.Now)
+	b.stuck = []payment.Payment{stuckPayment(1, created)}
+	svc := sweepService(b, clk)
+	for clk.Now().Before(created.Add(queryFor + time.Hour)) {
+		clk.Advance(every)
+		if _, err := svc.Sweep(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asked := b.queried[1]
+	if len(asked) == 0 || asked[0].Sub(created) != queryAfter {
+		t.Fatalf("first asked at %v, want QueryAfter (%v) after the creation", asked, queryAfter)
+	}
+	for i := 1; i < len(asked); i++ {
+		age, wait := asked[i-1].Sub(created), asked[i].Sub(asked[i-1])
+		if want := max(queryAfter, min(age/4, time.Hour)); wait < want || wait >= want+every {
+			t.Errorf("asked at %v of its age and then %v later, want %v later (to the next sweep)", age, wait, want)
+		}
+	}
+	if last := asked[len(asked)-1].Sub(created); last > queryFor {
+		t.Errorf("last asked %v after its creation, want within QueryFor (%v)", last, queryFor)
+	}
+	young := 0
+	for _, at := range asked {
+		if at.Sub(created) <= 15*time.Minute {
+			young++
+		}
+	}
+	if young < 12 || len(asked) > 50 {
+		t.Errorf("asked %d times in its first 15 minutes and %d in all, want at least 12 and at most 50", young, len(asked))
+	}
+	t.Logf("asked %d times, %d of them in its first 15 minutes", len(asked), young)
+}
+
+// TestSweepAsksAboutAPaymentPaidAMinuteAgoFirst: on a sale's day the
+// payments opened and never paid number in the thousands, and a callback
+// lost for a payment paid a minute ago costs the most, as the order
+// expires unpaid within minutes. 10,000 payments are opened over two
+// hours and left while the sweep runs every 5 s; then one is opened and
+// paid 40 s later, its callback lost. The sweep asks about it at its next
+// query, a minute after its creation, and settles it in the first sweep
+// after that, while the old payments' questions keep up with their own
+// schedule. (Asking every stuck payment in turn, 500 a sweep, the paid
+// one waited for a pass over the 10,000: 20 sweeps.)
+func TestSweepAsksAboutAPaymentPaidAMinuteAgoFirst(t *testing.T) {
+	const every, left = 5 * time.Second, 10_000
+	start := time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewManual(start)
+	b := newSweepBook(clk.Now)
+	svc := sweepService(b, clk)
+	opened, asked := 0, 0
+	sweep := func() payment.SweepReport {
+		t.Helper()
+		clk.Advance(every)
+		for ; opened < left && !start.Add(time.Duration(opened)*2*time.Hour/left).After(clk.Now()); opened++ {
+			b.mu.Lock()
+			b.stuck = append(b.stuck, stuckPayment(int64(1+opened), clk.Now()))
+			b.mu.Unlock()
+		}
+		rep, err := svc.Sweep(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		asked += rep.Queried
+		return rep
+	}
+	for clk.Now().Before(start.Add(2 * time.Hour)) {
+		sweep()
+	}
+	const paid = left + 1
+	created := clk.Now()
+	b.mu.Lock()
+	b.stuck = append(b.stuck, stuckPayment(paid, created))
+	b.mu.Unlock()
+	var behind time.Duration
+	for clk.Now().Before(created.Add(40 * time.Second)) {
+		behind = max(behind, sweep().Behind)
+	}
+	b.mu.Lock()
+	b.paid[paid] = true
+	b.mu.Unlock()
+	for b.outcome[paid] == payment.OutcomeNone && clk.Now().Before(created.Add(10*time.Minute)) {
+		behind = max(behind, sweep().Behind)
+	}
+	settled := clk.Now().Sub(created)
+	if b.outcome[paid] != payment.OutcomeAccepted || settled >= time.Minute+every {
+		t.Errorf("the payment paid 40 s after its creation was settled %v after it (outcome %q), want by the first sweep a minute after",
+			settled, b.outcome[paid])
+	}
+	if behind >= every {
+		t.Errorf("a sweep's questions were up to %v late, want within a sweep (%v)", behind, every)
+	}
+	t.Logf("%d payments left: %d questions in 2 h 1 min (%.1f a sweep); the paid one settled %v after its creation",
+		left, asked, float64(asked)/float64(2*time.Hour/every), settled)
 }

@@ -64,7 +64,8 @@ type Config struct {
 	// filled from the fields above).
 	Router payment.RouterConfig
 	// QueryAfter is how long a payment stays PAYING before its channel is
-	// asked; SweepEvery and ReconcileEvery pace the worker.
+	// first asked, and the shortest wait between two questions about it;
+	// SweepEvery and ReconcileEvery pace the worker.
 	QueryAfter     time.Duration
 	SweepEvery     time.Duration
 	ReconcileEvery time.Duration

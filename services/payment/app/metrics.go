@@ -28,6 +28,8 @@ type paymentCounters struct {
 	refunds     *prometheus.CounterVec
 	callbacks   *prometheus.CounterVec
 	differences *prometheus.CounterVec
+	queries     prometheus.Counter
+	behind      prometheus.Gauge
 }
 
 // newPaymentMetrics registers the payment metrics on reg and returns the observer that
@@ -70,8 +72,17 @@ func newPaymentCounters(reg prometheus.Registerer, router *payment.Router) *paym
 			Help: "Differences reconciliation found between a channel's statement and the ledger, by channel and kind " +
 				"(repaired, unknown_trade, mismatched, unpaid_at_channel); all but repaired need a human.",
 		}, []string{"channel", "kind"}),
+		queries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "payment_sweep_queries_total",
+			Help: "Questions the sweep asked the channels about payments stuck in PAYING.",
+		}),
+		behind: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "payment_sweep_behind_seconds",
+			Help: "How long past its time the most overdue question of the last sweep was: " +
+				"above a few sweeps, the sweep does not keep up with the payments it has to ask about.",
+		}),
 	}
-	reg.MustRegister(m.payments, m.refunds, m.callbacks, m.differences)
+	reg.MustRegister(m.payments, m.refunds, m.callbacks, m.differences, m.queries, m.behind)
 	for _, st := range router.States() {
 		for _, s := range []payment.Status{payment.StatusSucceeded, payment.StatusFailed} {
 			m.payments.WithLabelValues(st.Name, status(s))
@@ -104,6 +115,13 @@ func (m *paymentMetrics) Callback(ctx context.Context, channel string, result pa
 // Reconciled counts differences reconciliation found.
 func (m *paymentMetrics) Reconciled(ctx context.Context, channel string, kind payment.Difference, n int) {
 	m.of(ctx).differences.WithLabelValues(channel, string(kind)).Add(float64(n))
+}
+
+// Swept counts a sweep's questions and sets how far behind it was.
+func (m *paymentMetrics) Swept(ctx context.Context, rep payment.SweepReport) {
+	c := m.of(ctx)
+	c.queries.Add(float64(rep.Queried))
+	c.behind.Set(rep.Behind.Seconds())
 }
 
 // breakers reports each channel's breaker state when scraped. The router

@@ -272,6 +272,9 @@ func TestDroppedCallbackRepairedByQuery(t *testing.T) {
 	if got := p.paymentStatus(t, pay.GetPaymentId()); got != succeeded {
 		t.Errorf("payment %s, want SUCCEEDED", got)
 	}
+	if got := p.metric(t, "payment_sweep_queries_total", nil); got != 1 {
+		t.Errorf("payment_sweep_queries_total %v, want the 1 question", got)
+	}
 }
 
 func TestDroppedCallbackRepairedByReconciliation(t *testing.T) {

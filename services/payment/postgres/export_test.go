@@ -1,4 +1,4 @@
 package postgres
 
-// StuckStatement is the statement of Ledger.Stuck.
-const StuckStatement = paymentSelect + stuckPayments
+// DueStatement is the statement with which Ledger.Due reads its page.
+const DueStatement = paymentSelect + duePayments

@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
-	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/services/payment"
 )
 
@@ -31,8 +30,9 @@ func NewLedger(pool pgplatform.DB) *Ledger { return &Ledger{pool: pool} }
 
 // Create stores a new payment.
 func (l *Ledger) Create(ctx context.Context, p payment.Payment) error {
-	_, err := l.pool.Exec(ctx, `INSERT INTO payments (payment_id, order_id, user_id, channel, amount, status, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, p.ID, p.OrderID, p.UserID, p.Channel, p.Amount, string(p.Status), p.CreatedAt)
+	_, err := l.pool.Exec(ctx, `INSERT INTO payments (payment_id, order_id, user_id, channel, amount, status, created_at, query_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, p.ID, p.OrderID, p.UserID, p.Channel, p.Amount, string(p.Status), p.CreatedAt,
+		orNull(p.QueryAt))
 	if err != nil {
 		return fmt.Errorf("create payment %d: %w", p.ID, err)
 	}
@@ -50,7 +50,7 @@ func (l *Ledger) Started(ctx context.Context, id int64, tradeNo, payURL string) 
 }
 
 const paymentSelect = `SELECT payment_id, order_id, user_id, channel, amount, status, coalesce(trade_no, ''),
-	coalesce(pay_url, ''), created_at, paid_at, coalesce(order_outcome, ''), coalesce(refusal_reason, ''), refunded FROM payments `
+	coalesce(pay_url, ''), created_at, paid_at, coalesce(order_outcome, ''), coalesce(refusal_reason, ''), refunded, query_at FROM payments `
 
 func (l *Ledger) query(ctx context.Context, sql string, args ...any) ([]payment.Payment, error) {
 	return collectPayments(l.pool.Query(ctx, paymentSelect+sql, args...))
@@ -64,12 +64,15 @@ func collectPayments(rows pgx.Rows, err error) ([]payment.Payment, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.Payment, error) {
 		var p payment.Payment
 		var status, outcome string
-		var paid *time.Time
+		var paid, queryAt *time.Time
 		err := r.Scan(&p.ID, &p.OrderID, &p.UserID, &p.Channel, &p.Amount, &status, &p.TradeNo, &p.PayURL,
-			&p.CreatedAt, &paid, &outcome, &p.RefusalReason, &p.Refunded)
+			&p.CreatedAt, &paid, &outcome, &p.RefusalReason, &p.Refunded, &queryAt)
 		p.Status, p.Outcome = payment.Status(status), payment.Outcome(outcome)
 		if paid != nil {
 			p.PaidAt = *paid
+		}
+		if queryAt != nil {
+			p.QueryAt = *queryAt
 		}
 		return p, err
 	})
@@ -286,27 +289,45 @@ func (l *Ledger) RefundDone(ctx context.Context, r payment.Refund, refundNo stri
 	return marked && err == nil, err
 }
 
-// stuckPayments is Stuck's statement after paymentSelect.
-const stuckPayments = `WHERE status = 'PAYING' AND created_at >= $1 AND created_at <= $2
-		AND (created_at, payment_id) > ($3, $4) ORDER BY created_at, payment_id LIMIT $5`
+// duePayments is Due's statement after paymentSelect.
+const duePayments = `WHERE status = 'PAYING' AND query_at <= $1
+		ORDER BY query_at, payment_id LIMIT $2 FOR UPDATE SKIP LOCKED`
 
-// Stuck returns PAYING payments created in [from, to], oldest first, by
-// creation and id from after. The payments_paying_by_age index (migration
-// 005) holds them in that order, so a page reads its own rows
-// (TestStuckPagesReadOnlyTheirRows).
-func (l *Ledger) Stuck(ctx context.Context, from, to time.Time, after sweep.TimeKey, limit int) ([]payment.Payment, error) {
-	// A pass starts at the window's start, not before it: payments left
-	// PAYING for longer than the window stay in the index for good, and
-	// a scan from the zero key would step over every one of them (the
-	// row comparison, not created_at >= from, is where the scan starts).
-	if after.At.Before(from) {
-		after = sweep.TimeKey{At: from}
-	}
-	found, err := l.query(ctx, stuckPayments, from, to, after.At, after.ID, limit)
+// Due claims the payments whose query is due, earliest first, and sets
+// each one's next query, in one transaction: the row locks keep a second
+// payment replica's sweep off the same page, and the next query, set
+// before the channel is asked, is the claim (a sweeper that dies while
+// asking leaves the payments to their next query, not to a lock). The
+// payments_query_due index (migration 006) holds only the payments still
+// to be asked, by their query time, so a page reads its own rows however
+// many wait for a later query (TestDuePagesReadOnlyTheirRows).
+func (l *Ledger) Due(ctx context.Context, now time.Time, limit int, next func(payment.Payment) time.Time) ([]payment.Payment, error) {
+	var due []payment.Payment
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		var err error
+		if due, err = collectPayments(tx.Query(ctx, paymentSelect+duePayments, now, limit)); err != nil || len(due) == 0 {
+			return err
+		}
+		ids, at := make([]int64, len(due)), make([]*time.Time, len(due))
+		for i, p := range due {
+			ids[i], at[i] = p.ID, orNull(next(p))
+		}
+		_, err = tx.Exec(ctx, `UPDATE payments SET query_at = next.at
+			FROM unnest($1::bigint[], $2::timestamptz[]) AS next (id, at) WHERE payment_id = next.id`, ids, at)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("stuck payments: %w", err)
+		return nil, fmt.Errorf("payments due for a query: %w", err)
 	}
-	return found, nil
+	return due, nil
+}
+
+// orNull is t, or SQL's NULL for the zero time.
+func orNull(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 // PaidSince opens a read-only REPEATABLE READ transaction on the ledger

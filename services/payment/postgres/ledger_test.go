@@ -1,0 +1,98 @@
+package postgres_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/services/payment"
+	"github.com/flashsale/flashsale/services/payment/postgres"
+)
+
+// TestTwoSweepersClaimDisjointPages: with two payment replicas, both
+// sweeps read the payments due at once. Each payment is claimed by one of
+// them, its next query set as it is claimed, so the channel is asked once
+// about it; a payment whose questions are over (the zero next time) and
+// one paid meanwhile are never due again.
+func TestTwoSweepersClaimDisjointPages(t *testing.T) {
+	const due, page = 1000, 400
+	ctx := context.Background()
+	pool := stack.MustPool(t, "payment_ledger", 4, postgres.Migrations)
+	if _, err := pool.Exec(ctx, `TRUNCATE payments CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+	ledger := postgres.NewLedger(pool)
+	now := time.Date(2026, 11, 11, 0, 10, 0, 0, time.UTC)
+	for i := range int64(due + 1) {
+		p := payment.Payment{ID: 1 + i, OrderID: 1 + i, UserID: 1, Channel: "alipay", Amount: 100,
+			Status: payment.StatusPaying, CreatedAt: now.Add(-time.Minute), QueryAt: now.Add(-time.Duration(i) * time.Millisecond)}
+		if i == due { // not due yet
+			p.QueryAt = now.Add(time.Second)
+		}
+		if err := ledger.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func(p payment.Payment) time.Time {
+		if p.ID%10 == 0 {
+			return time.Time{} // its questions are over
+		}
+		return now.Add(time.Minute)
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		claimed = map[int64]int{}
+	)
+	for range 2 {
+		wg.Go(func() {
+			for {
+				got, err := ledger.Due(ctx, now, page, next)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for _, p := range got {
+					claimed[p.ID]++
+				}
+				mu.Unlock()
+				if len(got) < page {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(claimed) != due {
+		t.Errorf("the two sweepers claimed %d payments, want the %d due", len(claimed), due)
+	}
+	for id, n := range claimed {
+		if n != 1 || id > due {
+			t.Errorf("payment %d claimed %d times, want once and only when due", id, n)
+		}
+	}
+	if _, _, err := ledger.Succeed(ctx, 1, "T1", now); err != nil {
+		t.Fatal(err)
+	}
+	later, err := ledger.Due(ctx, now.Add(time.Hour), due, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// All but the paid one and those whose questions are over, and the
+	// one that was not due yet.
+	if want := due - due/10 - 1 + 1; len(later) != want {
+		t.Errorf("an hour later %d payments are due, want %d", len(later), want)
+	}
+	for _, p := range later {
+		want := now.Add(time.Minute)
+		if p.ID > due {
+			want = now.Add(time.Second)
+		}
+		if p.ID%10 == 0 || p.ID == 1 || !p.QueryAt.Equal(want) {
+			t.Errorf("payment %d due an hour later, next query at %v; want none whose questions are over, not the paid one, and %v",
+				p.ID, p.QueryAt, want)
+		}
+	}
+}
