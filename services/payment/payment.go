@@ -215,6 +215,9 @@ type Ledger interface {
 	// read. A page reads only the payments it returns, however many wait
 	// for a later query.
 	Due(ctx context.Context, now time.Time, limit int, next func(Payment) time.Time) ([]Payment, error)
+	// AskSoon moves a PAYING payment's next query to at when it was
+	// later; a payment whose queries are over keeps none.
+	AskSoon(ctx context.Context, id int64, at time.Time) error
 	// Unsettled returns up to limit SUCCEEDED payments whose order has not
 	// answered yet or that wait for their refund, with ids above after,
 	// in id order.

@@ -199,7 +199,8 @@ func (s *Service) payThrough(ctx context.Context, o Order, ch string, left int) 
 	return p, nil
 }
 
-// Payment returns a payment; userID, when not zero, must own it.
+// Payment returns a payment; userID, when not zero, must own it, and
+// its look at a payment still PAYING has the next sweep ask its channel.
 func (s *Service) Payment(ctx context.Context, id, userID int64) (Payment, error) {
 	if id <= 0 || userID < 0 {
 		return Payment{}, fmt.Errorf("get payment: %w: ids must be positive", ErrInvalid)
@@ -210,6 +211,18 @@ func (s *Service) Payment(ctx context.Context, id, userID int64) (Payment, error
 	}
 	if userID != 0 && p.UserID != userID {
 		return Payment{}, fmt.Errorf("get payment %d: %w", id, ErrForbidden)
+	}
+	if now := s.cfg.Clock.Now(); userID != 0 && p.Status == StatusPaying && p.QueryAt.After(now) {
+		// The buyer looks at a payment still PAYING, most likely back
+		// from the channel's page having paid (the seeds' "active
+		// query"): the next sweep asks the channel, so a lost callback
+		// costs the buyer a sweep, not the payment's next question, which
+		// may come after the order expired. However often the buyer
+		// looks, the channel is asked at most once a sweep: the sweep's
+		// question sets the next one, and only then does a look move it.
+		if err := s.cfg.Ledger.AskSoon(ctx, p.ID, now); err != nil {
+			s.log.WarnContext(ctx, "looked-at payment not moved up", "payment_id", p.ID, "err", err)
+		}
 	}
 	return p, nil
 }

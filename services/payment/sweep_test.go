@@ -307,3 +307,87 @@ func TestSweepAsksAboutAPaymentPaidAMinuteAgoFirst(t *testing.T) {
 	t.Logf("%d payments left: %d questions in 2 h 1 min (%.1f a sweep); the paid one settled %v after its creation",
 		left, asked, float64(asked)/float64(2*time.Hour/every), settled)
 }
+
+// Payment returns a stuck payment.
+func (b *sweepBook) Payment(_ context.Context, id int64) (payment.Payment, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.stuck {
+		if p.ID == id {
+			return p, nil
+		}
+	}
+	return payment.Payment{}, payment.ErrNotFound
+}
+
+// AskSoon moves a PAYING payment's next query up, as the ledger does.
+func (b *sweepBook) AskSoon(_ context.Context, id int64, at time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range b.stuck {
+		if p := &b.stuck[i]; p.ID == id && p.Status == payment.StatusPaying && p.QueryAt.After(at) {
+			p.QueryAt = at
+		}
+	}
+	return nil
+}
+
+// TestBuyerLookingHasThePaymentAskedAtTheNextSweep: a buyer back from
+// the channel's page looks at a payment still PAYING because its
+// callback was lost. The next sweep asks the channel and settles it,
+// instead of the payment's next question (30 s after its creation here,
+// minutes when it is older). However often the buyer looks, the channel
+// is asked once a sweep; a stranger's look (refused) and an operator's
+// read (no user) ask nothing.
+func TestBuyerLookingHasThePaymentAskedAtTheNextSweep(t *testing.T) {
+	const buyer, stranger = 7, 8
+	ctx := context.Background()
+	now := time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewManual(now)
+	b := newSweepBook(clk.Now)
+	for id := range int64(3) {
+		p := stuckPayment(1+id, now)
+		p.UserID, p.TradeNo = buyer, fmt.Sprint("T", 1+id)
+		b.stuck = append(b.stuck, p)
+	}
+	const paid, waiting, unseen = 1, 2, 3
+	b.paid[paid] = true
+	svc := sweepService(b, clk)
+	sweep := func() {
+		t.Helper()
+		clk.Advance(5 * time.Second)
+		if _, err := svc.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sweep()
+	for range 100 {
+		for _, id := range []int64{paid, waiting} {
+			if _, err := svc.Payment(ctx, id, buyer); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := svc.Payment(ctx, unseen, stranger); !errors.Is(err, payment.ErrForbidden) {
+		t.Fatalf("a stranger's look: %v, want ErrForbidden", err)
+	}
+	if _, err := svc.Payment(ctx, unseen, 0); err != nil {
+		t.Fatal(err)
+	}
+	sweep()
+	if b.outcome[paid] != payment.OutcomeAccepted {
+		t.Errorf("the paid payment the buyer looked at: outcome %q after the next sweep, want ACCEPTED", b.outcome[paid])
+	}
+	for range 100 {
+		if _, err := svc.Payment(ctx, waiting, buyer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sweep()
+	if got := len(b.queried[waiting]); got != 2 {
+		t.Errorf("asked %d times about the payment the buyer looked at 200 times over 2 sweeps, want once a sweep", got)
+	}
+	if got := b.queried[unseen]; len(got) != 0 {
+		t.Errorf("asked about the payment only a stranger and an operator looked at %v, want at its own time", got)
+	}
+}

@@ -250,23 +250,33 @@ func tradeNo(tb testing.TB, p *platform, pay *paymentv1.Payment) string {
 	return tr.TradeNo
 }
 
-func TestDroppedCallbackRepairedByQuery(t *testing.T) {
-	p := MustPlatform(t, func(c *app.Config) { c.QueryAfter = time.Minute })
-	if err := p.sim.SetBehaviour("alipay", channelsim.Behaviour{NotifyDropRate: 1}); err != nil {
+// mustPaidCallbackLost has the buyer of a new order pay through channel,
+// whose notification is lost, and checks that the payment stays PAYING
+// while the sweep runs (every 20 ms) before its question is due.
+func (p *platform) mustPaidCallbackLost(t *testing.T, channel string) (order, *paymentv1.Payment) {
+	t.Helper()
+	if err := p.sim.SetBehaviour(channel, channelsim.Behaviour{NotifyDropRate: 1}); err != nil {
 		t.Fatal(err)
 	}
 	o := p.MustOrders(t, 1)[0]
-	pay := p.MustPay(t, o, "alipay")
+	pay := p.MustPay(t, o, channel)
 	p.MustBuyerPays(t, pay)
-	if got := p.sim.Stats("alipay").Dropped; got != 1 {
+	if got := p.sim.Stats(channel).Dropped; got != 1 {
 		t.Fatalf("dropped %d notifications, want 1", got)
 	}
-	// The sweep runs all along, but the payment is not stuck until a
-	// minute has passed on the service's clock.
 	time.Sleep(100 * time.Millisecond)
 	if got := p.paymentStatus(t, pay.GetPaymentId()); got != paying {
-		t.Fatalf("payment %s before QueryAfter, want PAYING", got)
+		t.Fatalf("payment %s before its question is due, want PAYING", got)
 	}
+	return o, pay
+}
+
+// TestDroppedCallbackRepairedByQuery: the sweep runs all along, but the
+// payment is not asked about until a minute (QueryAfter) has passed on
+// the service's clock.
+func TestDroppedCallbackRepairedByQuery(t *testing.T) {
+	p := MustPlatform(t, func(c *app.Config) { c.QueryAfter = time.Minute })
+	o, pay := p.mustPaidCallbackLost(t, "alipay")
 	p.clock.Advance(time.Minute)
 	waitFor(t, "the sweep to settle the payment", func() bool { return p.orderStatus(t, o) == paid })
 	if got := p.paymentStatus(t, pay.GetPaymentId()); got != succeeded {
@@ -275,6 +285,20 @@ func TestDroppedCallbackRepairedByQuery(t *testing.T) {
 	if got := p.metric(t, "payment_sweep_queries_total", nil); got != 1 {
 		t.Errorf("payment_sweep_queries_total %v, want the 1 question", got)
 	}
+}
+
+// TestBuyerLookingRepairsADroppedCallback: the buyer paid, the callback
+// was lost, and the payment's next question is an hour away. The buyer,
+// back from the channel's page, looks at the payment: the next sweep asks
+// the channel, and the order is paid.
+func TestBuyerLookingRepairsADroppedCallback(t *testing.T) {
+	p := MustPlatform(t, func(c *app.Config) { c.QueryAfter = time.Hour })
+	o, pay := p.mustPaidCallbackLost(t, "wechat")
+	looked, err := p.payment.GetPayment(context.Background(), &paymentv1.GetPaymentRequest{PaymentId: pay.GetPaymentId(), UserId: o.UserID})
+	if err != nil || looked.GetStatus() != paying {
+		t.Fatalf("the buyer's look: %v, %v; want the payment PAYING", looked.GetStatus(), err)
+	}
+	waitFor(t, "the sweep to settle the payment the buyer looked at", func() bool { return p.orderStatus(t, o) == paid })
 }
 
 func TestDroppedCallbackRepairedByReconciliation(t *testing.T) {

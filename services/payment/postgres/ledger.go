@@ -322,6 +322,17 @@ func (l *Ledger) Due(ctx context.Context, now time.Time, limit int, next func(pa
 	return due, nil
 }
 
+// AskSoon moves a PAYING payment's next query to at when it was later.
+// A NULL query time (the questions are over) is not later than anything,
+// so it stays NULL.
+func (l *Ledger) AskSoon(ctx context.Context, id int64, at time.Time) error {
+	if _, err := l.pool.Exec(ctx, `UPDATE payments SET query_at = $2
+		WHERE payment_id = $1 AND status = 'PAYING' AND query_at > $2`, id, at); err != nil {
+		return fmt.Errorf("ask about payment %d soon: %w", id, err)
+	}
+	return nil
+}
+
 // orNull is t, or SQL's NULL for the zero time.
 func orNull(t time.Time) *time.Time {
 	if t.IsZero() {

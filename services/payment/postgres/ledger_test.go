@@ -14,7 +14,7 @@ import (
 // sweeps read the payments due at once. Each payment is claimed by one of
 // them, its next query set as it is claimed, so the channel is asked once
 // about it; a payment whose questions are over (the zero next time) and
-// one paid meanwhile are never due again.
+// one paid meanwhile are never due again, even when their buyer looks.
 func TestTwoSweepersClaimDisjointPages(t *testing.T) {
 	const due, page = 1000, 400
 	ctx := context.Background()
@@ -75,6 +75,20 @@ func TestTwoSweepersClaimDisjointPages(t *testing.T) {
 	}
 	if _, _, err := ledger.Succeed(ctx, 1, "T1", now); err != nil {
 		t.Fatal(err)
+	}
+	// A buyer's look moves a payment's question up (AskSoon), but not
+	// one paid meanwhile nor one whose questions are over.
+	for _, id := range []int64{1, 10, 2} {
+		if err := ledger.AskSoon(ctx, id, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	soon, err := ledger.Due(ctx, now, due, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(soon) != 1 || soon[0].ID != 2 {
+		t.Errorf("after looks at payments 1 (paid), 10 (questions over) and 2, due now: %v, want payment 2 alone", soon)
 	}
 	later, err := ledger.Due(ctx, now.Add(time.Hour), due, next)
 	if err != nil {
