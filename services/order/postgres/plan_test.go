@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/flashsale/flashsale/platform/testing/pgplan"
 	"github.com/flashsale/flashsale/services/order/postgres"
 )
@@ -122,15 +124,15 @@ func TestSweepsReadOnlyTheirPage(t *testing.T) {
 	// middle (after a key between two rows of one instant), its last
 	// (fewer than a page left), and the common one, when nothing is due:
 	// a walk that filters reads every candidate to find that out.
-	middle := "timestamptz '2026-11-11 00:15' + interval '5000 ms', 5003"
-	last := "timestamptz '2026-11-11 00:15' + interval '19900 ms', 19900"
 	none := "timestamptz '2026-11-11 00:14'"
 	limit := fmt.Sprintf(", %d", page)
-	timed := []string{cutoff + ", '-infinity', 0" + limit, cutoff + ", " + middle + limit,
-		cutoff + ", " + last + limit, none + ", '-infinity', 0" + limit}
+	timed := func(table, at, id string) []string {
+		return []string{cutoff + ", '-infinity', 0" + limit, cutoff + ", " + keyAt(t, conn, table, at, id, 5000) + limit,
+			cutoff + ", " + keyAt(t, conn, table, at, id, 19900) + limit, none + ", '-infinity', 0" + limit}
+	}
 	pages := map[string][]string{
-		"the expiry backstop":    timed,
-		"the refund sweep":       timed,
+		"the expiry backstop":    timed("orders", "expires_at", "order_id"),
+		"the refund sweep":       timed("order_refunds", "created_at", "refund_id"),
 		"the regular give-backs": {"0" + limit, fmt.Sprint(awaiting+unreleased/2) + limit, fmt.Sprint(awaiting+unreleased-100) + limit},
 	}
 	stmts := postgres.SweepStatements()
@@ -140,4 +142,21 @@ func TestSweepsReadOnlyTheirPage(t *testing.T) {
 	for name, stmt := range stmts {
 		pgplan.PagesReadTheirRows(t, conn, name, stmt, pages[name], page)
 	}
+}
+
+// keyAt returns the key (its time and id, as SQL literals) of the third
+// by id of the rows of table whose time column at is ms after 00:15: a
+// key between two rows of one instant, as a page that ends there leaves
+// it. It fails t unless a row of that instant follows the key.
+func keyAt(t *testing.T, conn *pgx.Conn, table, at, id string, ms int) string {
+	t.Helper()
+	var key string
+	var rows int
+	err := conn.QueryRow(context.Background(), fmt.Sprintf(`SELECT format('%%L, %%s', %[2]s, %[3]s), count(*) OVER ()
+		FROM %[1]s WHERE %[2]s = timestamptz '2026-11-11 00:15' + %[4]d * interval '1 ms'
+		ORDER BY %[3]s OFFSET 2 LIMIT 1`, table, at, id, ms)).Scan(&key, &rows)
+	if err != nil || rows < 4 {
+		t.Fatalf("the key at %d ms in %s: %d rows at that instant, want 4 or more (%v)", ms, table, rows, err)
+	}
+	return key
 }
