@@ -92,7 +92,7 @@ func wholeScans(plan pgplan.Node) []string {
 // filtered out, must stay within two pages.
 func TestSweepsReadOnlyTheirPage(t *testing.T) {
 	pool := stack.MustPool(t, "orders_plans", 2, postgres.Migrations)
-	const awaiting, refunds, unreleased = 100_000, 50_000, 20_000
+	const awaiting, refunds, unreleased, givenBack = 100_000, 50_000, 20_000, 20_000
 	// One deadline (and one refund's creation) each millisecond from
 	// 00:15: 20,000 of each are due at cutoff, forty pages.
 	const cutoff = "timestamptz '2026-11-11 00:15' + interval '20000 ms'"
@@ -111,6 +111,12 @@ func TestSweepsReadOnlyTheirPage(t *testing.T) {
 			SELECT %d + g, 1 + g %% 4000, 'REGULAR', 'CANCELLED', NULL, 100, 0, 100, 'r' || g,
 				timestamptz '2026-11-11', timestamptz '2026-11-11 00:15'
 			FROM generate_series(1, %d) g`, awaiting, unreleased),
+		// Ended regular orders given back already, after them by id.
+		fmt.Sprintf(`INSERT INTO orders (order_id, user_id, kind, status, activity_id, total, discount, payable,
+			idempotency_key, created_at, expires_at, released_at)
+			SELECT %d + g, 1 + g %% 4000, 'REGULAR', 'EXPIRED', NULL, 100, 0, 100, 'g' || g,
+				timestamptz '2026-11-11', timestamptz '2026-11-11 00:15', timestamptz '2026-11-11 00:16'
+			FROM generate_series(1, %d) g`, awaiting+unreleased, givenBack),
 		// Refunds left pending, five created at each instant: the first
 		// due were created before cutoff.
 		fmt.Sprintf(`INSERT INTO order_refunds (refund_id, order_id, payment_id, amount, status, completes, created_at)
@@ -123,17 +129,21 @@ func TestSweepsReadOnlyTheirPage(t *testing.T) {
 	// The pages to read, by sweep: the first of a pass, one from its
 	// middle (after a key between two rows of one instant), its last
 	// (fewer than a page left), and the common one, when nothing is due:
-	// a walk that filters reads every candidate to find that out.
+	// a walk that filters reads every candidate to find that out. For
+	// the give-backs, by id, that is the page after the last order to
+	// give back, with only orders given back behind it: the page that
+	// ends a pass, and every page once all are given back.
 	none := "timestamptz '2026-11-11 00:14'"
 	limit := fmt.Sprintf(", %d", page)
 	timed := func(table, at, id string) []string {
 		return []string{cutoff + ", '-infinity', 0" + limit, cutoff + ", " + keyAt(t, conn, table, at, id, 5000) + limit,
 			cutoff + ", " + keyAt(t, conn, table, at, id, 19900) + limit, none + ", '-infinity', 0" + limit}
 	}
+	last := awaiting + unreleased // the last order to give back
 	pages := map[string][]string{
 		"the expiry backstop":    timed("orders", "expires_at", "order_id"),
 		"the refund sweep":       timed("order_refunds", "created_at", "refund_id"),
-		"the regular give-backs": {"0" + limit, fmt.Sprint(awaiting+unreleased/2) + limit, fmt.Sprint(awaiting+unreleased-100) + limit},
+		"the regular give-backs": {"0" + limit, fmt.Sprint(last-unreleased/2) + limit, fmt.Sprint(last-100) + limit, fmt.Sprint(last) + limit},
 	}
 	stmts := postgres.SweepStatements()
 	if len(stmts) != len(pages) {
