@@ -86,25 +86,32 @@ func wholeScans(plan pgplan.Node) []string {
 // order awaiting payment to find the few overdue (87 ms a page on
 // 200,000, a scan of the whole table, every second in each expiry
 // worker); the refund sweep read every due refund to sort a page by id.
-// Each statement is run under EXPLAIN ANALYZE as pgx runs it first (a
-// custom plan) and as a generic plan, at the first page and in the
-// middle of a pass, and the rows its scans read of each table, kept or
-// filtered out, must stay within two pages.
+// Each statement is run under EXPLAIN (ANALYZE, BUFFERS) as pgx runs it
+// first (a custom plan) and as a generic plan, at the first, a middle and
+// the last page of a pass and when nothing is due: the rows its scans read
+// of each table, kept or filtered out, must stay within two pages, and
+// the buffers each node touches within what its rows need
+// (pgplan.PagesReadTheirRows).
 func TestSweepsReadOnlyTheirPage(t *testing.T) {
 	pool := stack.MustPool(t, "orders_plans", 2, postgres.Migrations)
 	const awaiting, refunds, unreleased, givenBack = 100_000, 50_000, 20_000, 20_000
-	// One deadline (and one refund's creation) each millisecond from
-	// 00:15: 20,000 of each are due at cutoff, forty pages.
+	// Five deadlines (and five refunds' creations) every 5 ms from 00:15:
+	// 20,000 of each are due at cutoff, forty pages. The rows go in in
+	// time order, as a table fills, so a page by time finds its rows
+	// together; but their ids are a permutation of that order, g × 7919
+	// modulo their count (7919 is prime to 100,000 and 50,000), so id
+	// order is not time order: a page by id walks candidates of every
+	// time, spread over the whole table.
 	const cutoff = "timestamptz '2026-11-11 00:15' + interval '20000 ms'"
 	setup := []string{
 		`TRUNCATE orders, order_lines, order_promotions, order_refunds CASCADE`,
-		// Flash-sale orders awaiting payment, a deadline a millisecond
-		// apart, five to each instant: the first overdue are past cutoff.
+		// Flash-sale orders awaiting payment: the first overdue are
+		// past cutoff.
 		fmt.Sprintf(`INSERT INTO orders (order_id, user_id, kind, status, activity_id, total, discount, payable,
 			idempotency_key, created_at, expires_at)
-			SELECT g, 1 + g %% 4000, 'SECKILL', 'PENDING_PAYMENT', 7, 100, 0, 100, 'k' || g,
+			SELECT 1 + g * 7919 %% %[1]d, 1 + g %% 4000, 'SECKILL', 'PENDING_PAYMENT', 7, 100, 0, 100, 'k' || g,
 				timestamptz '2026-11-11', timestamptz '2026-11-11 00:15' + (g / 5) * interval '5 ms'
-			FROM generate_series(1, %d) g`, awaiting),
+			FROM generate_series(1, %[1]d) g`, awaiting),
 		// Ended regular orders whose give-back is due.
 		fmt.Sprintf(`INSERT INTO orders (order_id, user_id, kind, status, activity_id, total, discount, payable,
 			idempotency_key, created_at, expires_at)
@@ -117,11 +124,11 @@ func TestSweepsReadOnlyTheirPage(t *testing.T) {
 			SELECT %d + g, 1 + g %% 4000, 'REGULAR', 'EXPIRED', NULL, 100, 0, 100, 'g' || g,
 				timestamptz '2026-11-11', timestamptz '2026-11-11 00:15', timestamptz '2026-11-11 00:16'
 			FROM generate_series(1, %d) g`, awaiting+unreleased, givenBack),
-		// Refunds left pending, five created at each instant: the first
-		// due were created before cutoff.
+		// Refunds left pending: the first due were created before
+		// cutoff.
 		fmt.Sprintf(`INSERT INTO order_refunds (refund_id, order_id, payment_id, amount, status, completes, created_at)
-			SELECT 1000000 + g, g, 1, 100, 'PENDING', true, timestamptz '2026-11-11 00:15' + (g / 5) * interval '5 ms'
-			FROM generate_series(1, %d) g`, refunds),
+			SELECT 1000001 + g * 7919 %% %[1]d, g, 1, 100, 'PENDING', true, timestamptz '2026-11-11 00:15' + (g / 5) * interval '5 ms'
+			FROM generate_series(1, %[1]d) g`, refunds),
 		`ANALYZE orders, order_refunds`,
 	}
 	conn := pgplan.Conn(t, pool, setup...)
