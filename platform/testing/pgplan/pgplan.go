@@ -140,12 +140,12 @@ func Conn(tb testing.TB, pool *pgxpool.Pool, setup ...string) *pgx.Conn {
 // tens to a page where a table holds its rows in about the order its
 // sweep reads them, as a table filled over time does and as the tests
 // must seed it. A page of 500 rows may so touch 6 + 500/15 = 39 buffers
-// in the scan that drives it (the sweeps' touch 11 to 21) and 6 a loop in
+// in the scan that drives it (the sweeps' touch 12 to 21) and 6 a loop in
 // a lookup of a joined row (3); a scan that steps over 10,000 entries
 // more touches some 37 leaf pages more, and fails. The bound is each
 // node's, not the page's: the page's total (its top node's count) is in
-// the refund sweep nearly all the joined orders' lookups, 1,500 of 1,511
-// buffers, and a bound on it would hide such a walk.
+// the refund sweep nearly all the joined orders' lookups, 1,500 of some
+// 1,520 buffers, and a bound on it would hide such a walk.
 const (
 	descentBuffers = 6  // per loop
 	rowsPerBuffer  = 15 // rows read per buffer after the descent
