@@ -142,7 +142,9 @@ func Conn(tb testing.TB, pool *pgxpool.Pool, setup ...string) *pgx.Conn {
 // must seed it. A page of 500 rows may so touch 6 + 500/15 = 39 buffers
 // in the scan that drives it (the sweeps' touch 12 to 21) and 6 a loop in
 // a lookup of a joined row (3); a scan that steps over 10,000 entries
-// more touches some 37 leaf pages more, and fails. The bound is each
+// more touches some 37 leaf pages more, and fails. (A LockRows node, a
+// page read FOR UPDATE, touches a buffer more per row: the lock is
+// written on the row's heap page.) The bound is each
 // node's, not the page's: the page's total (its top node's count) is in
 // the refund sweep nearly all the joined orders' lookups, 1,500 of some
 // 1,520 buffers, and a bound on it would hide such a walk.
@@ -186,6 +188,11 @@ func overreads(plan Node, limit int) []string {
 	plan.Walk(func(n Node) {
 		rows := (n.Rows + n.Filtered + n.Rechecked) * n.Loops
 		may := descentBuffers*n.Loops + rows/rowsPerBuffer
+		if n.NodeType == "LockRows" {
+			// FOR UPDATE takes each row's lock on its heap page: a
+			// buffer per row it locks, wherever the rows lie.
+			may += rows
+		}
 		if own := n.ownBuffers(); own > may {
 			bad = append(bad, fmt.Sprintf("%s touched %.0f buffers for %.0f rows in %.0f loops, more than %.0f",
 				n.name(), own, rows, n.Loops, may))
