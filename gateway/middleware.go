@@ -214,7 +214,7 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		// client (a body sent byte by byte) is not such a call.
 		if info.outlived {
 			telemetry.FlightSnapshot(ctx, "slow-request", slog.String("route", info.route),
-				slog.Int("status", rec.status), slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000))
+				slog.Int("status", rec.status), telemetry.Duration(elapsed))
 		}
 
 		level := slog.LevelInfo
@@ -225,7 +225,7 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 			attrs := []slog.Attr{
 				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", info.route),
 				slog.Int("status", rec.status), slog.Int("bytes", rec.bytes),
-				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000), slog.String("remote", r.RemoteAddr),
+				telemetry.Duration(elapsed), slog.String("remote", r.RemoteAddr),
 			}
 			if info.userID != 0 {
 				attrs = append(attrs, slog.Int64("user_id", info.userID))

@@ -79,7 +79,7 @@ func NewServer(log *slog.Logger, reg prometheus.Registerer, table errcode.Table)
 			// for another reason) does not.
 			if deadline, ok := ctx.Deadline(); ok && ctx.Err() != nil && deadline.Sub(start.Add(took)) < deadline.Sub(start)/10 {
 				telemetry.FlightSnapshot(ctx, "rpc-deadline", slog.String("method", info.FullMethod),
-					slog.Float64("duration_ms", float64(took.Microseconds())/1000))
+					telemetry.Duration(took))
 			}
 		}()
 		resp, err = h(ctx, req)

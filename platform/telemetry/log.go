@@ -8,6 +8,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 )
@@ -52,4 +53,10 @@ func (h *contextHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h *contextHandler) WithGroup(name string) slog.Handler {
 	return &contextHandler{Handler: h.Handler.WithGroup(name)}
+}
+
+// Duration is a log line's duration_ms: d in milliseconds, to the
+// microsecond, the one unit the platform's log lines give a duration in.
+func Duration(d time.Duration) slog.Attr {
+	return slog.Float64("duration_ms", float64(d.Microseconds())/1000)
 }
