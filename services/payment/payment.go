@@ -79,6 +79,7 @@ type Payment struct {
 	Refunded int64
 	// QueryAt is when the sweep next asks the channel about a PAYING
 	// payment; zero once it stopped asking (QueryFor after CreatedAt).
+	// A payment that left PAYING keeps its last one, which nothing reads.
 	QueryAt time.Time
 }
 
@@ -215,9 +216,10 @@ type Ledger interface {
 	// read. A page reads only the payments it returns, however many wait
 	// for a later query.
 	Due(ctx context.Context, now time.Time, limit int, next func(Payment) time.Time) ([]Payment, error)
-	// AskSoon moves a PAYING payment's next query to at when it was
-	// later; a payment whose queries are over keeps none.
-	AskSoon(ctx context.Context, id int64, at time.Time) error
+	// AskSoon moves a PAYING payment's next query to at, or to gap after
+	// Due last claimed it when that is later, when it was set later
+	// still; a payment whose queries are over keeps none.
+	AskSoon(ctx context.Context, id int64, at time.Time, gap time.Duration) error
 	// Unsettled returns up to limit SUCCEEDED payments whose order has not
 	// answered yet or that wait for their refund, with ids above after,
 	// in id order.

@@ -77,6 +77,9 @@ type Service struct {
 	// ones behind them. (Stuck payments need no cursor: each carries the
 	// time of its next query, which a sweep moves on as it claims it.)
 	unsettled sweep.Cursor[int64]
+	// claimed is when each traffic class's sweep last read its page of
+	// due payments (real, marked).
+	claimed [2]claimTime
 }
 
 // NewService returns a Service over cfg.
@@ -102,7 +105,11 @@ func NewService(cfg Config) *Service {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	return &Service{cfg: cfg, log: cfg.Logger}
+	s := &Service{cfg: cfg, log: cfg.Logger}
+	for i := range s.claimed {
+		s.claimed[i].set(cfg.Clock.Now())
+	}
+	return s
 }
 
 // Router is the service's router, for the admin endpoints.
@@ -166,7 +173,7 @@ func (s *Service) payThrough(ctx context.Context, o Order, ch string, left int) 
 		ID: s.cfg.NextID(), OrderID: o.ID, UserID: o.UserID, Channel: ch, Amount: o.Payable,
 		Status: StatusPaying, CreatedAt: s.cfg.Clock.Now(),
 	}
-	p.QueryAt = p.CreatedAt.Add(s.cfg.QueryAfter)
+	p.QueryAt = s.nextQuery(p.CreatedAt, p.CreatedAt)
 	if err := s.cfg.Ledger.Create(ctx, p); err != nil {
 		return Payment{}, err
 	}
@@ -217,10 +224,11 @@ func (s *Service) Payment(ctx context.Context, id, userID int64) (Payment, error
 		// from the channel's page having paid (the seeds' "active
 		// query"): the next sweep asks the channel, so a lost callback
 		// costs the buyer a sweep, not the payment's next question, which
-		// may come after the order expired. However often the buyer
-		// looks, the channel is asked at most once a sweep: the sweep's
-		// question sets the next one, and only then does a look move it.
-		if err := s.cfg.Ledger.AskSoon(ctx, p.ID, now); err != nil {
+		// may come after the order expired. However often the buyer (or a
+		// cashier page) looks, the channel is asked at most once a
+		// QueryAfter: the look moves the question no sooner than that
+		// after the last one.
+		if err := s.cfg.Ledger.AskSoon(ctx, p.ID, now, s.cfg.QueryAfter); err != nil {
 			s.log.WarnContext(ctx, "looked-at payment not moved up", "payment_id", p.ID, "err", err)
 		}
 	}
@@ -439,11 +447,13 @@ type SweepReport struct {
 	// Resumed payments had succeeded without their order's answer or
 	// their refund (a crash or failure midway) and were settled again.
 	Resumed int
-	// Failed steps, which the next sweep retries.
+	// Failed steps: a question that failed waits for the payment's next
+	// one, a settlement for the next sweep.
 	Failed int
-	// Behind is how long past its time the most overdue query of the
-	// sweep was: more than a few sweeps' worth means the sweep does not
-	// keep up with the payments it has to ask about.
+	// Behind is how long past its time the most overdue question of the
+	// sweep was, or, when the sweep could not read its page, how long no
+	// page was read: more than a few sweeps' worth means the questions do
+	// not keep up with the payments that wait for them.
 	Behind time.Duration
 }
 
@@ -454,14 +464,21 @@ type SweepReport struct {
 // thousands of payments a flash sale opens and nobody pays never delay
 // the question about one paid a minute ago; the settlements are read a
 // page at a time (platform/sweep), so those that keep failing never hide
-// the ones behind them.
-func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
-	var rep SweepReport
+// the ones behind them. A question that fails waits for the payment's
+// next one, like an unpaid answer: asking again sooner would, in a
+// channel's outage, fill every page with that channel's payments and
+// leave the others' questions waiting; a buyer who paid meanwhile has
+// the look (Payment) and reconciliation.
+func (s *Service) Sweep(ctx context.Context) (rep SweepReport, err error) {
 	now := s.cfg.Clock.Now()
+	defer func() { s.cfg.Observer.Swept(ctx, rep) }()
+	claimed := shadow.Pick(ctx, &s.claimed[0], &s.claimed[1])
 	due, err := s.cfg.Ledger.Due(ctx, now, sweepBatch, func(p Payment) time.Time { return s.nextQuery(p.CreatedAt, now) })
 	if err != nil {
+		rep.Behind = claimed.since(now)
 		return rep, fmt.Errorf("sweep: %w", err)
 	}
+	claimed.set(now)
 	if len(due) > 0 {
 		rep.Behind = now.Sub(due[0].QueryAt)
 	}
@@ -472,7 +489,14 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	queries.SetLimit(sweepQueries)
 	for _, p := range due {
 		queries.Go(func() error {
+			if ctx.Err() != nil {
+				s.handBack(ctx, p, now)
+				return nil
+			}
 			settled, err := s.queryStuck(ctx, p)
+			if err != nil && ctx.Err() != nil {
+				s.handBack(ctx, p, now) // cut short by the stop
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			rep.Queried++
@@ -499,8 +523,41 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 		rep.Resumed++
 	}
-	s.cfg.Observer.Swept(ctx, rep)
 	return rep, nil
+}
+
+// handBackTimeout bounds handing a claimed payment back on the way out.
+const handBackTimeout = 2 * time.Second
+
+// handBack makes a payment this sweep claimed at now but did not ask
+// about (the process is stopping) due again at once, for the next
+// sweeper, instead of at the next question the claim set (up to an hour
+// later).
+func (s *Service) handBack(ctx context.Context, p Payment, now time.Time) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handBackTimeout)
+	defer cancel()
+	if err := s.cfg.Ledger.AskSoon(ctx, p.ID, now, 0); err != nil {
+		s.log.WarnContext(ctx, "claimed payment not handed back; asked at its next question", "payment_id", p.ID, "err", err)
+	}
+}
+
+// claimTime is when a traffic class's sweep last read its page of due
+// payments.
+type claimTime struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (c *claimTime) set(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at = at
+}
+
+func (c *claimTime) since(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return now.Sub(c.at)
 }
 
 // queryStuck asks p's channel about its trade and settles it when it was

@@ -29,13 +29,14 @@ type sweepBook struct {
 	paid      map[int64]bool
 	down      map[int64]bool
 	queried   map[int64][]time.Time // when each stuck payment was asked about
+	claimedAt map[int64]time.Time   // when Due last claimed each
 	outcome   map[int64]payment.Outcome
 	now       func() time.Time
 }
 
 func newSweepBook(now func() time.Time) *sweepBook {
 	return &sweepBook{broken: map[int64]bool{}, paid: map[int64]bool{}, down: map[int64]bool{},
-		queried: map[int64][]time.Time{}, outcome: map[int64]payment.Outcome{}, now: now}
+		queried: map[int64][]time.Time{}, claimedAt: map[int64]time.Time{}, outcome: map[int64]payment.Outcome{}, now: now}
 }
 
 func page(ps []payment.Payment, after int64, limit int, skip func(payment.Payment) bool) []payment.Payment {
@@ -66,7 +67,7 @@ func (b *sweepBook) Due(_ context.Context, now time.Time, limit int, next func(p
 	out := make([]payment.Payment, 0, min(limit, len(due)))
 	for _, p := range due[:min(limit, len(due))] {
 		out = append(out, *p)
-		p.QueryAt = next(*p)
+		p.QueryAt, b.claimedAt[p.ID] = next(*p), now
 	}
 	return out, nil
 }
@@ -304,8 +305,9 @@ func TestSweepAsksAboutAPaymentPaidAMinuteAgoFirst(t *testing.T) {
 	if behind >= every {
 		t.Errorf("a sweep's questions were up to %v late, want within a sweep (%v)", behind, every)
 	}
-	t.Logf("%d payments left: %d questions in 2 h 1 min (%.1f a sweep); the paid one settled %v after its creation",
-		left, asked, float64(asked)/float64(2*time.Hour/every), settled)
+	elapsed := clk.Now().Sub(start)
+	t.Logf("%d payments left: %d questions in %v (%.1f a sweep); the paid one settled %v after its creation",
+		left, asked, elapsed, float64(asked)/float64(elapsed/every), settled)
 }
 
 // Payment returns a stuck payment.
@@ -321,9 +323,12 @@ func (b *sweepBook) Payment(_ context.Context, id int64) (payment.Payment, error
 }
 
 // AskSoon moves a PAYING payment's next query up, as the ledger does.
-func (b *sweepBook) AskSoon(_ context.Context, id int64, at time.Time) error {
+func (b *sweepBook) AskSoon(_ context.Context, id int64, at time.Time, gap time.Duration) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if claimed, ok := b.claimedAt[id]; ok && claimed.Add(gap).After(at) {
+		at = claimed.Add(gap)
+	}
 	for i := range b.stuck {
 		if p := &b.stuck[i]; p.ID == id && p.Status == payment.StatusPaying && p.QueryAt.After(at) {
 			p.QueryAt = at
@@ -336,9 +341,9 @@ func (b *sweepBook) AskSoon(_ context.Context, id int64, at time.Time) error {
 // the channel's page looks at a payment still PAYING because its
 // callback was lost. The next sweep asks the channel and settles it,
 // instead of the payment's next question (30 s after its creation here,
-// minutes when it is older). However often the buyer looks, the channel
-// is asked once a sweep; a stranger's look (refused) and an operator's
-// read (no user) ask nothing.
+// minutes when it is older). However often the buyer (or a cashier page)
+// looks, the channel is asked at most once a QueryAfter; a stranger's
+// look (refused) and an operator's read (no user) ask nothing.
 func TestBuyerLookingHasThePaymentAskedAtTheNextSweep(t *testing.T) {
 	const buyer, stranger = 7, 8
 	ctx := context.Background()
@@ -353,41 +358,79 @@ func TestBuyerLookingHasThePaymentAskedAtTheNextSweep(t *testing.T) {
 	const paid, waiting, unseen = 1, 2, 3
 	b.paid[paid] = true
 	svc := sweepService(b, clk)
-	sweep := func() {
+	sweep := func(every time.Duration) {
 		t.Helper()
-		clk.Advance(5 * time.Second)
+		clk.Advance(every)
 		if _, err := svc.Sweep(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	sweep()
-	for range 100 {
-		for _, id := range []int64{paid, waiting} {
+	look := func(id int64) {
+		t.Helper()
+		for range 100 {
 			if _, err := svc.Payment(ctx, id, buyer); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
+	sweep(5 * time.Second)
+	look(paid)
+	look(waiting)
 	if _, err := svc.Payment(ctx, unseen, stranger); !errors.Is(err, payment.ErrForbidden) {
 		t.Fatalf("a stranger's look: %v, want ErrForbidden", err)
 	}
 	if _, err := svc.Payment(ctx, unseen, 0); err != nil {
 		t.Fatal(err)
 	}
-	sweep()
+	sweep(5 * time.Second)
 	if b.outcome[paid] != payment.OutcomeAccepted {
 		t.Errorf("the paid payment the buyer looked at: outcome %q after the next sweep, want ACCEPTED", b.outcome[paid])
 	}
-	for range 100 {
-		if _, err := svc.Payment(ctx, waiting, buyer); err != nil {
-			t.Fatal(err)
-		}
+	if got := len(b.queried[waiting]); got != 1 {
+		t.Errorf("asked %d times about the payment the buyer looked at before the sweep, want once", got)
 	}
-	sweep()
+	look(waiting)
+	sweep(5 * time.Second)
+	look(waiting)
+	sweep(5 * time.Second)
+	if got := len(b.queried[waiting]); got != 1 {
+		t.Errorf("asked %d times about the payment looked at 200 times in the 10 s after its question, want no more (QueryAfter, 30 s)", got)
+	}
+	look(waiting)
+	sweep(20 * time.Second)
 	if got := len(b.queried[waiting]); got != 2 {
-		t.Errorf("asked %d times about the payment the buyer looked at 200 times over 2 sweeps, want once a sweep", got)
+		t.Errorf("asked %d times about the payment looked at 30 s after its question, want again", got)
 	}
-	if got := b.queried[unseen]; len(got) != 0 {
-		t.Errorf("asked about the payment only a stranger and an operator looked at %v, want at its own time", got)
+	if got := b.queried[unseen]; len(got) != 1 || got[0].Before(now.Add(30*time.Second)) {
+		t.Errorf("asked about the payment only a stranger and an operator looked at %v, want once, at its own time (30 s)", got)
+	}
+}
+
+// TestStoppedSweepHandsItsClaimsBack: a sweep whose process stops after
+// it claimed its page (the claim set each payment's next question, up to
+// an hour away) asks nothing more and makes the payments it did not ask
+// about due at once, for the sweeper that takes over.
+func TestStoppedSweepHandsItsClaimsBack(t *testing.T) {
+	now := time.Date(2026, 11, 11, 1, 0, 0, 0, time.UTC)
+	b := newSweepBook(func() time.Time { return now })
+	for i := range int64(10) {
+		p := stuckPayment(1+i, now.Add(-time.Hour))
+		p.QueryAt = now
+		b.stuck = append(b.stuck, p)
+	}
+	svc := sweepService(b, clock.NewManual(now))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rep, err := svc.Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Queried != 0 || len(b.queried) != 0 {
+		t.Errorf("a stopped sweep asked %d questions, want none", rep.Queried)
+	}
+	for _, p := range b.stuck {
+		if !p.QueryAt.Equal(now) {
+			t.Errorf("payment %d claimed by the stopped sweep is next asked at %v, want at once (%v)", p.ID, p.QueryAt, now)
+		}
 	}
 }

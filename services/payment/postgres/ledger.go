@@ -294,13 +294,14 @@ const duePayments = `WHERE status = 'PAYING' AND query_at <= $1
 		ORDER BY query_at, payment_id LIMIT $2 FOR UPDATE SKIP LOCKED`
 
 // Due claims the payments whose query is due, earliest first, and sets
-// each one's next query, in one transaction: the row locks keep a second
-// payment replica's sweep off the same page, and the next query, set
-// before the channel is asked, is the claim (a sweeper that dies while
-// asking leaves the payments to their next query, not to a lock). The
-// payments_query_due index (migration 006) holds only the payments still
-// to be asked, by their query time, so a page reads its own rows however
-// many wait for a later query (TestDuePagesReadOnlyTheirRows).
+// each one's next query and its claim time (asked_at), in one
+// transaction: the row locks keep a second payment replica's sweep off
+// the same page, and the next query, set before the channel is asked, is
+// the claim (a sweeper that dies while asking leaves the payments to
+// their next query, not to a lock). The payments_query_due index
+// (migration 006) holds only the payments still to be asked, by their
+// query time, so a page reads its own rows however many wait for a later
+// query (TestDuePagesReadOnlyTheirRows).
 func (l *Ledger) Due(ctx context.Context, now time.Time, limit int, next func(payment.Payment) time.Time) ([]payment.Payment, error) {
 	var due []payment.Payment
 	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
@@ -312,8 +313,8 @@ func (l *Ledger) Due(ctx context.Context, now time.Time, limit int, next func(pa
 		for i, p := range due {
 			ids[i], at[i] = p.ID, orNull(next(p))
 		}
-		_, err = tx.Exec(ctx, `UPDATE payments SET query_at = next.at
-			FROM unnest($1::bigint[], $2::timestamptz[]) AS next (id, at) WHERE payment_id = next.id`, ids, at)
+		_, err = tx.Exec(ctx, `UPDATE payments SET query_at = next.at, asked_at = $3
+			FROM unnest($1::bigint[], $2::timestamptz[]) AS next (id, at) WHERE payment_id = next.id`, ids, at, now)
 		return err
 	})
 	if err != nil {
@@ -322,12 +323,13 @@ func (l *Ledger) Due(ctx context.Context, now time.Time, limit int, next func(pa
 	return due, nil
 }
 
-// AskSoon moves a PAYING payment's next query to at when it was later.
-// A NULL query time (the questions are over) is not later than anything,
-// so it stays NULL.
-func (l *Ledger) AskSoon(ctx context.Context, id int64, at time.Time) error {
-	if _, err := l.pool.Exec(ctx, `UPDATE payments SET query_at = $2
-		WHERE payment_id = $1 AND status = 'PAYING' AND query_at > $2`, id, at); err != nil {
+// AskSoon moves a PAYING payment's next query to at, or to gap after its
+// last claim when that is later, when the query was set later still. A
+// NULL query time (the questions are over) is not later than anything,
+// so it stays NULL; a payment never claimed has no claim to wait for.
+func (l *Ledger) AskSoon(ctx context.Context, id int64, at time.Time, gap time.Duration) error {
+	if _, err := l.pool.Exec(ctx, `UPDATE payments SET query_at = greatest($2, asked_at + $3)
+		WHERE payment_id = $1 AND status = 'PAYING' AND query_at > greatest($2, asked_at + $3)`, id, at, gap); err != nil {
 		return fmt.Errorf("ask about payment %d soon: %w", id, err)
 	}
 	return nil

@@ -78,10 +78,15 @@ func TestTwoSweepersClaimDisjointPages(t *testing.T) {
 	}
 	// A buyer's look moves a payment's question up (AskSoon), but not
 	// one paid meanwhile nor one whose questions are over.
+	// A buyer's look waits for the gap after the last claim: payment 3,
+	// claimed at now, is moved to now + 30 s, not to now.
 	for _, id := range []int64{1, 10, 2} {
-		if err := ledger.AskSoon(ctx, id, now); err != nil {
+		if err := ledger.AskSoon(ctx, id, now, 0); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := ledger.AskSoon(ctx, 3, now, 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	soon, err := ledger.Due(ctx, now, due, next)
 	if err != nil {
@@ -89,6 +94,9 @@ func TestTwoSweepersClaimDisjointPages(t *testing.T) {
 	}
 	if len(soon) != 1 || soon[0].ID != 2 {
 		t.Errorf("after looks at payments 1 (paid), 10 (questions over) and 2, due now: %v, want payment 2 alone", soon)
+	}
+	if p, err := ledger.Payment(ctx, 3); err != nil || !p.QueryAt.Equal(now.Add(30*time.Second)) {
+		t.Errorf("payment 3 looked at right after its claim: next question %v (%v), want 30 s after the claim", p.QueryAt, err)
 	}
 	later, err := ledger.Due(ctx, now.Add(time.Hour), due, next)
 	if err != nil {
@@ -101,12 +109,40 @@ func TestTwoSweepersClaimDisjointPages(t *testing.T) {
 	}
 	for _, p := range later {
 		want := now.Add(time.Minute)
-		if p.ID > due {
+		switch p.ID {
+		case due + 1:
 			want = now.Add(time.Second)
+		case 3:
+			want = now.Add(30 * time.Second)
 		}
 		if p.ID%10 == 0 || p.ID == 1 || !p.QueryAt.Equal(want) {
 			t.Errorf("payment %d due an hour later, next query at %v; want none whose questions are over, not the paid one, and %v",
 				p.ID, p.QueryAt, want)
 		}
+	}
+}
+
+// TestPaymentsOfTheReleaseBeforeAreAskedAbout: during a rolling update the
+// release before migration 006 still creates payments, with no query
+// time of their own. Each gets its first question as this release would
+// schedule it, QueryAfter's default after its creation, instead of none.
+func TestPaymentsOfTheReleaseBeforeAreAskedAbout(t *testing.T) {
+	ctx := context.Background()
+	pool := stack.MustPool(t, "payment_ledger", 2, postgres.Migrations)
+	const id = 9_000_001
+	if _, err := pool.Exec(ctx, `DELETE FROM payments WHERE payment_id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	// The release before's Ledger.Create, word for word.
+	if _, err := pool.Exec(ctx, `INSERT INTO payments (payment_id, order_id, user_id, channel, amount, status, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, now())`, id, id, 1, "alipay", 100, "PAYING"); err != nil {
+		t.Fatal(err)
+	}
+	var wait time.Duration
+	if err := pool.QueryRow(ctx, `SELECT query_at - created_at FROM payments WHERE payment_id = $1`, id).Scan(&wait); err != nil {
+		t.Fatal(err)
+	}
+	if wait != 30*time.Second {
+		t.Errorf("a payment of the release before is first asked about %v after its creation, want 30s", wait)
 	}
 }

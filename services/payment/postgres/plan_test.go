@@ -34,16 +34,16 @@ func TestDuePagesReadOnlyTheirRows(t *testing.T) {
 		// not the ids' (a payment's next query depends on its age), and
 		// the rest paid; and 50,000 left PAYING the day before, whose
 		// questions are over (query_at NULL). The rows lie on disk in
-		// the order of their next query, as pgplan's buffer bound needs
-		// (a page's heap pages then hold tens of its rows each).
+		// the order they were created, not of their next question: each
+		// question rewrites its row, so no order on disk follows the
+		// page's (pgplan.ScatteredPagesReadTheirRows).
 		`INSERT INTO payments (payment_id, order_id, user_id, channel, amount, status, created_at, paid_at, query_at)
 			SELECT g, g, 1 + g % 4000, 'alipay', 100,
 				CASE WHEN g % 2 = 0 THEN 'PAYING' ELSE 'SUCCEEDED' END,
 				timestamptz '2026-11-11' + (g / 10) * interval '5 ms',
 				CASE WHEN g % 2 = 0 THEN NULL ELSE timestamptz '2026-11-11 01:00' END,
 				CASE WHEN g % 2 = 0 THEN timestamptz '2026-11-11 00:01' + (g * 7919 % 100000) * interval '36 ms' END
-			FROM generate_series(1, 100000) g
-			ORDER BY 9`,
+			FROM generate_series(1, 100000) g`,
 		`INSERT INTO payments (payment_id, order_id, user_id, channel, amount, status, created_at)
 			SELECT 200000 + g, 200000 + g, 1, 'alipay', 100, 'PAYING', timestamptz '2026-11-09' + g * interval '1 ms'
 			FROM generate_series(1, 50000) g`,
@@ -55,5 +55,5 @@ func TestDuePagesReadOnlyTheirRows(t *testing.T) {
 		"timestamptz '2026-11-11 00:02'" + limit,    // about 830 due
 		"timestamptz '2026-11-11 02:00'" + limit,    // all 50,000 due
 	}
-	pgplan.PagesReadTheirRows(t, conn, "the payments due for a query", postgres.DueStatement, pages, page)
+	pgplan.ScatteredPagesReadTheirRows(t, conn, "the payments due for a query", postgres.DueStatement, pages, page)
 }
