@@ -282,9 +282,11 @@ func TestDroppedCallbackRepairedByQuery(t *testing.T) {
 	if got := p.paymentStatus(t, pay.GetPaymentId()); got != succeeded {
 		t.Errorf("payment %s, want SUCCEEDED", got)
 	}
-	if got := p.metric(t, "payment_sweep_queries_total", nil); got != 1 {
-		t.Errorf("payment_sweep_queries_total %v, want the 1 question", got)
-	}
+	// The sweep reports its round once the round is over, which may be
+	// after the order is paid.
+	waitFor(t, "payment_sweep_queries_total to count the 1 question", func() bool {
+		return p.metric(t, "payment_sweep_queries_total", nil) == 1
+	})
 }
 
 // TestBuyerLookingRepairsADroppedCallback: the buyer paid, the callback
