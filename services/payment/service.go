@@ -450,6 +450,9 @@ type SweepReport struct {
 	// Failed steps: a question that failed waits for the payment's next
 	// one, a settlement for the next sweep.
 	Failed int
+	// Skipped payments were due, but their channel's breaker was open:
+	// they wait for their next question without one now.
+	Skipped int
 	// Behind is how long past its time the most overdue question of the
 	// sweep was, or, when the sweep could not read its page, how long no
 	// page was read: more than a few sweeps' worth means the questions do
@@ -487,7 +490,12 @@ func (s *Service) Sweep(ctx context.Context) (rep SweepReport, err error) {
 		queries errgroup.Group
 	)
 	queries.SetLimit(sweepQueries)
+	cutOff := s.cutOff()
 	for _, p := range due {
+		if cutOff[p.Channel] {
+			rep.Skipped++
+			continue
+		}
 		queries.Go(func() error {
 			if ctx.Err() != nil {
 				s.handBack(ctx, p, now)
@@ -524,6 +532,23 @@ func (s *Service) Sweep(ctx context.Context) (rep SweepReport, err error) {
 		rep.Resumed++
 	}
 	return rep, nil
+}
+
+// cutOff returns the channels whose breaker is open: the router sends
+// them no payment, and the sweep asks them nothing, so a channel that is
+// down takes no slot of a round from the others; its payments wait for
+// the next question their claim set.
+func (s *Service) cutOff() map[string]bool {
+	out := map[string]bool{}
+	if s.cfg.Router == nil {
+		return out
+	}
+	for _, st := range s.cfg.Router.States() {
+		if st.Breaker == BreakerOpen {
+			out[st.Name] = true
+		}
+	}
+	return out
 }
 
 // handBackTimeout bounds handing a claimed payment back on the way out.
@@ -841,9 +866,9 @@ func (s *Service) Run(ctx context.Context, sweepEvery, reconcileEvery time.Durat
 		case <-sweep.C:
 			if rep, err := s.Sweep(ctx); err != nil {
 				s.log.WarnContext(ctx, "sweep failed", "err", err)
-			} else if rep.Settled+rep.Resumed+rep.Failed > 0 || rep.Behind > sweepEvery*sweepsBehind {
+			} else if rep.Settled+rep.Resumed+rep.Failed+rep.Skipped > 0 || rep.Behind > sweepEvery*sweepsBehind {
 				s.log.InfoContext(ctx, "sweep", "queried", rep.Queried, "settled", rep.Settled, "resumed", rep.Resumed,
-					"failed", rep.Failed, "behind", rep.Behind)
+					"failed", rep.Failed, "skipped", rep.Skipped, "behind", rep.Behind)
 			}
 		case <-reconcile.C:
 			if _, err := s.Reconcile(ctx); err != nil {

@@ -406,18 +406,25 @@ func TestBuyerLookingHasThePaymentAskedAtTheNextSweep(t *testing.T) {
 	}
 }
 
+// dueBook is a book of n payments through alipay created an hour before
+// now, each due for a question at now.
+func dueBook(now time.Time, n int64) *sweepBook {
+	b := newSweepBook(func() time.Time { return now })
+	for i := range n {
+		p := stuckPayment(1+i, now.Add(-time.Hour))
+		p.QueryAt = now
+		b.stuck = append(b.stuck, p)
+	}
+	return b
+}
+
 // TestStoppedSweepHandsItsClaimsBack: a sweep whose process stops after
 // it claimed its page (the claim set each payment's next question, up to
 // an hour away) asks nothing more and makes the payments it did not ask
 // about due at once, for the sweeper that takes over.
 func TestStoppedSweepHandsItsClaimsBack(t *testing.T) {
 	now := time.Date(2026, 11, 11, 1, 0, 0, 0, time.UTC)
-	b := newSweepBook(func() time.Time { return now })
-	for i := range int64(10) {
-		p := stuckPayment(1+i, now.Add(-time.Hour))
-		p.QueryAt = now
-		b.stuck = append(b.stuck, p)
-	}
+	b := dueBook(now, 10)
 	svc := sweepService(b, clock.NewManual(now))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -431,6 +438,40 @@ func TestStoppedSweepHandsItsClaimsBack(t *testing.T) {
 	for _, p := range b.stuck {
 		if !p.QueryAt.Equal(now) {
 			t.Errorf("payment %d claimed by the stopped sweep is next asked at %v, want at once (%v)", p.ID, p.QueryAt, now)
+		}
+	}
+}
+
+// TestSweepAsksNothingOfAChannelCutOff: a channel whose breaker is open
+// (its payments fail: it is down) is asked nothing, so its stuck
+// payments take no slot of a round from the other channels' questions;
+// they wait for the next question their claim set.
+func TestSweepAsksNothingOfAChannelCutOff(t *testing.T) {
+	now := time.Date(2026, 11, 11, 1, 0, 0, 0, time.UTC)
+	b := dueBook(now, 20)
+	for i := range b.stuck {
+		if i%2 == 0 {
+			b.stuck[i].Channel = "wechat"
+		}
+	}
+	router := MustRouter(t)
+	for range 5 {
+		_, _ = router.Call("alipay", func() (payment.Trade, error) { return payment.Trade{}, errors.New("down") })
+	}
+	svc := payment.NewService(payment.Config{Ledger: b, Orders: b, Router: router, Clock: clock.NewManual(now),
+		Channels: map[string]payment.Channel{"alipay": bookChannel{b}, "wechat": bookChannel{b}}, NextID: func() int64 { return 1 }})
+	rep, err := svc.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Queried != 10 || rep.Skipped != 10 {
+		t.Errorf("asked %d and skipped %d, want the 10 through wechat asked and the 10 through alipay (cut off) skipped",
+			rep.Queried, rep.Skipped)
+	}
+	for _, p := range b.stuck {
+		if asked := len(b.queried[p.ID]) > 0; asked != (p.Channel == "wechat") || !p.QueryAt.After(now) {
+			t.Errorf("payment %d through %s: asked %v, next question at %v; want asked only through wechat, and each at a later time",
+				p.ID, p.Channel, asked, p.QueryAt)
 		}
 	}
 }
