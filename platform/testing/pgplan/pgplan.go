@@ -167,8 +167,8 @@ func PagesReadTheirRows(tb testing.TB, conn *pgx.Conn, name, stmt string, pages 
 
 // ScatteredPagesReadTheirRows is PagesReadTheirRows for a page whose rows
 // lie anywhere in their table: a queue whose rows are rewritten each
-// time they are claimed, so no order on disk follows the page's (the
-// test must seed them so, not in the page's order). Each node may also
+// time they are claimed, so no order on disk follows the page's (its test
+// seeds the rows as they arrive, not in the page's order). Each node may also
 // touch a heap buffer per row it reads. That allowance would hide a scan
 // stepping over index entries inside its index, so the page's index must
 // begin with the page's own range condition, leaving no entries between
