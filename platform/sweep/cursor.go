@@ -60,12 +60,6 @@ type TimeKey struct {
 	ID int64
 }
 
-// After reports whether k comes after o in a sweep's order: a later
-// time, or the same instant and a higher id.
-func (k TimeKey) After(o TimeKey) bool {
-	return k.At.After(o.At) || (k.At.Equal(o.At) && k.ID > o.ID)
-}
-
 // Keys returns the key of each of a page's rows, in their order: what
 // Read takes.
 func Keys[T, K any](page []T, key func(T) K) []K {

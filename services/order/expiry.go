@@ -509,10 +509,10 @@ func (e *Expirer) RunBackstopOnce(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("overdue flash-sale orders: %w", err)
 	}
 	e.overdue.Read(ctx, sweep.Keys(page, func(d DueEntry) sweep.TimeKey { return sweep.TimeKey{At: d.DueAt, ID: d.OrderID} }), e.cfg.Batch)
-	ids := sweep.Keys(page, func(d DueEntry) int64 { return d.OrderID })
 	if len(page) == 0 {
 		return 0, nil
 	}
+	ids := sweep.Keys(page, func(d DueEntry) int64 { return d.OrderID })
 	expired, err := e.cfg.Orders.EndUnpaid(ctx, ids, StatusExpired, e.cfg.Clock.Now())
 	if err != nil {
 		return len(page), fmt.Errorf("expire %d overdue flash-sale orders: %w", len(ids), err)

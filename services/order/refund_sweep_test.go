@@ -41,7 +41,8 @@ func (b *refundBook) RefundSucceeded(_ context.Context, refundID int64, _ time.T
 func (b *refundBook) PendingRefunds(_ context.Context, _ time.Time, after sweep.TimeKey, limit int) ([]order.Refund, error) {
 	var out []order.Refund
 	for _, r := range b.pending {
-		if !b.succeeded[r.ID] && (sweep.TimeKey{At: r.CreatedAt, ID: r.ID}).After(after) && len(out) < limit {
+		later := r.CreatedAt.After(after.At) || (r.CreatedAt.Equal(after.At) && r.ID > after.ID)
+		if !b.succeeded[r.ID] && later && len(out) < limit {
 			out = append(out, r)
 		}
 	}

@@ -80,7 +80,8 @@ type Payment struct {
 	// QueryAt is when the sweep next asks the channel about a PAYING
 	// payment; zero once it stopped asking (QueryFor after CreatedAt).
 	// A payment that left PAYING keeps its last one, which nothing reads.
-	QueryAt time.Time
+	// AskedAt is when the sweep last claimed it to ask; zero before.
+	QueryAt, AskedAt time.Time
 }
 
 // Refund gives money of a payment back: the automatic full refund of a

@@ -219,7 +219,14 @@ func (s *Service) Payment(ctx context.Context, id, userID int64) (Payment, error
 	if userID != 0 && p.UserID != userID {
 		return Payment{}, fmt.Errorf("get payment %d: %w", id, ErrForbidden)
 	}
-	if now := s.cfg.Clock.Now(); userID != 0 && p.Status == StatusPaying && p.QueryAt.After(now) {
+	// Where a look puts the question: now, but no sooner than QueryAfter
+	// after the last claim. A question already there needs no write, so a
+	// client polling a young payment costs a read a poll, not a write too.
+	soon := s.cfg.Clock.Now()
+	if gap := p.AskedAt.Add(s.cfg.QueryAfter); gap.After(soon) {
+		soon = gap
+	}
+	if userID != 0 && p.Status == StatusPaying && p.QueryAt.After(soon) {
 		// The buyer looks at a payment still PAYING, most likely back
 		// from the channel's page having paid (the seeds' "active
 		// query"): the next sweep asks the channel, so a lost callback
@@ -228,7 +235,7 @@ func (s *Service) Payment(ctx context.Context, id, userID int64) (Payment, error
 		// cashier page) looks, the channel is asked at most once a
 		// QueryAfter: the look moves the question no sooner than that
 		// after the last one.
-		if err := s.cfg.Ledger.AskSoon(ctx, p.ID, now, s.cfg.QueryAfter); err != nil {
+		if err := s.cfg.Ledger.AskSoon(ctx, p.ID, soon, s.cfg.QueryAfter); err != nil {
 			s.log.WarnContext(ctx, "looked-at payment not moved up", "payment_id", p.ID, "err", err)
 		}
 	}

@@ -29,14 +29,13 @@ type sweepBook struct {
 	paid      map[int64]bool
 	down      map[int64]bool
 	queried   map[int64][]time.Time // when each stuck payment was asked about
-	claimedAt map[int64]time.Time   // when Due last claimed each
 	outcome   map[int64]payment.Outcome
 	now       func() time.Time
 }
 
 func newSweepBook(now func() time.Time) *sweepBook {
 	return &sweepBook{broken: map[int64]bool{}, paid: map[int64]bool{}, down: map[int64]bool{},
-		queried: map[int64][]time.Time{}, claimedAt: map[int64]time.Time{}, outcome: map[int64]payment.Outcome{}, now: now}
+		queried: map[int64][]time.Time{}, outcome: map[int64]payment.Outcome{}, now: now}
 }
 
 func page(ps []payment.Payment, after int64, limit int, skip func(payment.Payment) bool) []payment.Payment {
@@ -67,7 +66,7 @@ func (b *sweepBook) Due(_ context.Context, now time.Time, limit int, next func(p
 	out := make([]payment.Payment, 0, min(limit, len(due)))
 	for _, p := range due[:min(limit, len(due))] {
 		out = append(out, *p)
-		p.QueryAt, b.claimedAt[p.ID] = next(*p), now
+		p.QueryAt, p.AskedAt = next(*p), now
 	}
 	return out, nil
 }
@@ -326,11 +325,15 @@ func (b *sweepBook) Payment(_ context.Context, id int64) (payment.Payment, error
 func (b *sweepBook) AskSoon(_ context.Context, id int64, at time.Time, gap time.Duration) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if claimed, ok := b.claimedAt[id]; ok && claimed.Add(gap).After(at) {
-		at = claimed.Add(gap)
-	}
 	for i := range b.stuck {
-		if p := &b.stuck[i]; p.ID == id && p.Status == payment.StatusPaying && p.QueryAt.After(at) {
+		p := &b.stuck[i]
+		if p.ID != id {
+			continue
+		}
+		if !p.AskedAt.IsZero() && p.AskedAt.Add(gap).After(at) {
+			at = p.AskedAt.Add(gap)
+		}
+		if p.Status == payment.StatusPaying && p.QueryAt.After(at) {
 			p.QueryAt = at
 		}
 	}

@@ -50,7 +50,7 @@ func (l *Ledger) Started(ctx context.Context, id int64, tradeNo, payURL string) 
 }
 
 const paymentSelect = `SELECT payment_id, order_id, user_id, channel, amount, status, coalesce(trade_no, ''),
-	coalesce(pay_url, ''), created_at, paid_at, coalesce(order_outcome, ''), coalesce(refusal_reason, ''), refunded, query_at FROM payments `
+	coalesce(pay_url, ''), created_at, paid_at, coalesce(order_outcome, ''), coalesce(refusal_reason, ''), refunded, query_at, asked_at FROM payments `
 
 func (l *Ledger) query(ctx context.Context, sql string, args ...any) ([]payment.Payment, error) {
 	return collectPayments(l.pool.Query(ctx, paymentSelect+sql, args...))
@@ -64,16 +64,11 @@ func collectPayments(rows pgx.Rows, err error) ([]payment.Payment, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payment.Payment, error) {
 		var p payment.Payment
 		var status, outcome string
-		var paid, queryAt *time.Time
+		var paid, queryAt, askedAt *time.Time
 		err := r.Scan(&p.ID, &p.OrderID, &p.UserID, &p.Channel, &p.Amount, &status, &p.TradeNo, &p.PayURL,
-			&p.CreatedAt, &paid, &outcome, &p.RefusalReason, &p.Refunded, &queryAt)
+			&p.CreatedAt, &paid, &outcome, &p.RefusalReason, &p.Refunded, &queryAt, &askedAt)
 		p.Status, p.Outcome = payment.Status(status), payment.Outcome(outcome)
-		if paid != nil {
-			p.PaidAt = *paid
-		}
-		if queryAt != nil {
-			p.QueryAt = *queryAt
-		}
+		p.PaidAt, p.QueryAt, p.AskedAt = orZero(paid), orZero(queryAt), orZero(askedAt)
 		return p, err
 	})
 }
@@ -333,6 +328,14 @@ func (l *Ledger) AskSoon(ctx context.Context, id int64, at time.Time, gap time.D
 		return fmt.Errorf("ask about payment %d soon: %w", id, err)
 	}
 	return nil
+}
+
+// orZero is the time SQL's NULL scans to: the zero time.
+func orZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
 }
 
 // orNull is t, or SQL's NULL for the zero time.
