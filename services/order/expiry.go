@@ -95,9 +95,9 @@ type ExpiryStock interface {
 }
 
 // PublishedMarks reads the marks PlaceSeckillOrder writes once an order's
-// event is in the log (Pending.Published).
+// event is in the log (Pending.Outcome).
 type PublishedMarks interface {
-	Published(ctx context.Context, orderID int64) (bool, error)
+	Outcome(ctx context.Context, orderID int64) (Outcome, error)
 }
 
 // ExpirerConfig holds an Expirer's dependencies and settings. Zero
@@ -453,13 +453,13 @@ func (e *Expirer) unstored(ctx context.Context, en DueEntry, now time.Time) sett
 			"order_id", en.OrderID, "activity_id", en.ActivityID, "reservation", r.Status, "ordered", r.Ordered)
 		return park
 	}
-	published, err := e.cfg.Marks.Published(ctx, en.OrderID)
+	out, err := e.cfg.Marks.Outcome(ctx, en.OrderID)
 	switch {
 	case err != nil:
 		e.cfg.Logger.WarnContext(ctx, "published mark of an unstored due order unreadable; retried",
 			"order_id", en.OrderID, "err", err)
 		return retry
-	case published:
+	case out == OutcomePublished:
 		// Accepted (202) and in the log: the consumer stores it whatever
 		// its age, and a later look expires it. Giving it up here would
 		// drop an accepted order.

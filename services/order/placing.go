@@ -42,14 +42,18 @@ type Publisher interface {
 }
 
 // Pending keeps the orders that are published but not yet stored, so that
-// readers see them as PROCESSING in the meantime.
+// readers see them as PROCESSING in the meantime, and the mark of each
+// placement: published, or released after it failed.
 type Pending interface {
+	// Put records p as in flight and marks its placement published, in
+	// one round trip, once its event is on the log.
 	Put(ctx context.Context, p Placed) error
-	// MarkPublished records that the order's event is on the event log,
-	// for as long as its pending record lives.
-	MarkPublished(ctx context.Context, orderID int64) error
-	// Published reports whether MarkPublished recorded the order.
-	Published(ctx context.Context, orderID int64) (bool, error)
+	// Released drops whatever Put wrote of p and marks its placement
+	// released: it failed and its stock went back, so the order will
+	// never exist.
+	Released(ctx context.Context, p Placed) error
+	// Outcome reads the mark of the placement of orderID.
+	Outcome(ctx context.Context, orderID int64) (Outcome, error)
 	// Get fails with ErrNotFound when there is no record for id.
 	Get(ctx context.Context, id int64) (Placed, error)
 	// UserPending returns the user's in-flight orders.
@@ -57,6 +61,20 @@ type Pending interface {
 	// Delete drops the records of ps; missing ones are ignored.
 	Delete(ctx context.Context, ps ...Placed) error
 }
+
+// Outcome is what a placement's mark says of it.
+type Outcome int
+
+const (
+	// OutcomeUnknown: no mark. The placement is still under way, or its
+	// mark expired.
+	OutcomeUnknown Outcome = iota
+	// OutcomePublished: the order's event is on the log; it was accepted
+	// and the consumer stores it, however long it lags.
+	OutcomePublished
+	// OutcomeReleased: the placement failed and gave its stock back.
+	OutcomeReleased
+)
 
 // PlacingConfig holds what placing a flash-sale order needs.
 type PlacingConfig struct {
@@ -86,7 +104,7 @@ type PlacingConfig struct {
 const DefaultPaymentWindow = 15 * time.Minute
 
 // placeTimeout bounds the rest of a placement once the stock is reserved:
-// the pending record, the publish and the published mark. They run
+// the publish, then the pending record and the published mark. They run
 // detached from the caller's context, because a client that gives up (the
 // gateway's call timeout) retries with the same key, and that retry is
 // answered with this order: aborting its publish would lose it.
@@ -100,7 +118,7 @@ const DefaultReplayWait = 2 * time.Second
 // replayPoll is how often a waiting replay looks at the first order again.
 const replayPoll = 15 * time.Millisecond
 
-// Placing places flash-sale orders: reserve, record in flight, publish.
+// Placing places flash-sale orders: reserve, publish, record in flight.
 type Placing struct {
 	cfg        PlacingConfig
 	activities *cache.Loader[int64, Activity]
@@ -193,19 +211,17 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), placeTimeout)
 	defer cancel()
-	if err := pl.cfg.Pending.Put(pctx, p); err != nil {
-		_ = pl.release(ctx, p, "pending record failed")
-		return 0, fmt.Errorf("%s: pending record: %v: %w", op, err, ErrUnavailable)
-	}
 	perr := pl.cfg.Publisher.Publish(pctx, p)
 	if perr == nil {
-		// The mark is what tells the expiry worker that the order was
-		// accepted and must wait for the consumer however long it lags;
-		// no order is answered 202 without it. A failed mark is handled
-		// like a failed publish: the release decides against the
-		// consumer whether the order stands.
-		if merr := pl.cfg.Pending.MarkPublished(pctx, p.OrderID); merr != nil {
-			perr = fmt.Errorf("published mark: %w", merr)
+		// The pending record lets the buyer read the order as PROCESSING
+		// until it is stored; the published mark tells the expiry worker
+		// that the order was accepted and must wait for the consumer
+		// however long it lags. Both go in one round trip once the event
+		// is on the log, and no order is answered 202 without them. A
+		// failure is handled like a failed publish: the release decides
+		// against the consumer whether the order stands.
+		if err := pl.cfg.Pending.Put(pctx, p); err != nil {
+			perr = fmt.Errorf("pending record and published mark: %w", err)
 		}
 	}
 	if perr != nil {
@@ -222,24 +238,24 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 			return p.OrderID, nil
 		}
 		if rerr == nil {
-			if derr := pl.cfg.Pending.Delete(pctx, p); derr != nil {
-				pl.cfg.Logger.WarnContext(ctx, "pending record left behind", "order_id", p.OrderID, "err", derr)
+			// A replay waiting for this order learns from the mark that
+			// it will never exist.
+			if derr := pl.cfg.Pending.Released(pctx, p); derr != nil {
+				pl.cfg.Logger.WarnContext(ctx, "released mark not written", "order_id", p.OrderID, "err", derr)
 			}
 		}
 		// When the release failed too, whether the order exists is
 		// unknown until the event is consumed (then it is stored and
 		// keeps its stock) or the reservation expires: the expiry worker
-		// releases it then. The pending record stays meanwhile, so a
-		// stored order shows as PROCESSING rather than missing.
+		// releases it then.
 		return 0, fmt.Errorf("%s: publish: %v: %w", op, perr, ErrUnavailable)
 	}
 	pl.cfg.Observer.Placed(ctx, KindSeckill)
 	return p.OrderID, nil
 }
 
-// errGone says that a replayed request's order is neither published nor
-// stored and its pending record is gone: the first request failed and
-// released it.
+// errGone says that a replayed request's order was released: its
+// placement failed, and it will never exist.
 var errGone = errors.New("the first request's order was released")
 
 // awaitReplayed returns once the order a replayed request is answered
@@ -254,9 +270,8 @@ func (pl *Placing) awaitReplayed(ctx context.Context, orderID int64) error {
 	defer cancel()
 	tick := time.NewTicker(replayPoll)
 	defer tick.Stop()
-	seen := false // whether the first request's pending record was seen
 	for {
-		done, err := pl.onItsWay(wctx, orderID, &seen)
+		done, err := pl.onItsWay(wctx, orderID)
 		if err != nil {
 			return fmt.Errorf("%v: %w", err, ErrUnavailable)
 		}
@@ -271,35 +286,37 @@ func (pl *Placing) awaitReplayed(ctx context.Context, orderID int64) error {
 	}
 }
 
-// onItsWay reports whether orderID is published or stored, and sets *seen
-// once its pending record was there. The first request writes that record
-// right after its reservation and deletes it only after a release (the
-// consumer deletes it after storing the order, which the read of the store
-// that follows then finds), so a record seen and gone while nothing is
-// stored fails with errGone. A record not seen yet may not be written yet.
-func (pl *Placing) onItsWay(ctx context.Context, orderID int64, seen *bool) (bool, error) {
-	published, err := pl.cfg.Pending.Published(ctx, orderID)
-	if err != nil || published {
-		return published, err
-	}
-	_, err = pl.cfg.Pending.Get(ctx, orderID)
+// onItsWay reports whether orderID is published or stored, and fails with
+// errGone once its placement is marked released. Published counts once
+// its pending record is readable too: the first request writes both in one
+// round trip, but on Redis Cluster they live on different primaries, and
+// the buyer answered with the id must find the order. The consumer deletes
+// the record only after storing the order, which the read of the store
+// then finds.
+func (pl *Placing) onItsWay(ctx context.Context, orderID int64) (bool, error) {
+	out, err := pl.cfg.Pending.Outcome(ctx, orderID)
 	switch {
-	case err == nil:
-		*seen = true
-	case !errors.Is(err, ErrNotFound):
+	case err != nil:
 		return false, err
+	case out == OutcomeReleased:
+		return false, errGone
+	case out == OutcomePublished:
+		_, err := pl.cfg.Pending.Get(ctx, orderID)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return false, err
+		}
 	}
-	gone := err != nil
 	_, err = pl.cfg.Orders.Order(ctx, orderID)
 	switch {
 	case err == nil:
 		return true, nil
-	case !errors.Is(err, ErrNotFound):
-		return false, err
-	case gone && *seen:
-		return false, errGone
+	case errors.Is(err, ErrNotFound):
+		return false, nil
 	}
-	return false, nil
+	return false, err
 }
 
 // definite reports whether err is an answer of the inventory, after which

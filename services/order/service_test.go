@@ -29,9 +29,9 @@ type fakes struct {
 	// onPublish, when set, runs before each publish, outside the lock, and
 	// its error fails the publish.
 	onPublish  func(ctx context.Context, p order.Placed) error
-	marked     map[int64]bool // published marks by order id
-	markErr    error
-	markReads  int // calls of Published
+	marks      map[int64]order.Outcome // placements' marks by order id
+	putErr     error                   // answered by Put instead of recording
+	markReads  int                     // calls of Outcome
 	pending    map[int64]order.Placed
 	stored     map[int64]order.Order
 	confirmed  map[int64]int // confirmations by order id
@@ -44,7 +44,7 @@ func newFakes() *fakes {
 			StartsAt: start, EndsAt: start.Add(time.Hour)}},
 		reserved: map[int64]order.Reservation{}, byKey: map[string]int64{},
 		pending: map[int64]order.Placed{}, stored: map[int64]order.Order{}, confirmed: map[int64]int{},
-		marked: map[int64]bool{},
+		marks: map[int64]order.Outcome{},
 	}
 }
 
@@ -107,25 +107,27 @@ func (f *fakes) Publish(ctx context.Context, p order.Placed) error {
 func (f *fakes) Put(_ context.Context, p order.Placed) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.putErr != nil {
+		return f.putErr
+	}
 	f.pending[p.OrderID] = p
+	f.marks[p.OrderID] = order.OutcomePublished
 	return nil
 }
 
-func (f *fakes) MarkPublished(_ context.Context, id int64) error {
+func (f *fakes) Released(_ context.Context, p order.Placed) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.markErr != nil {
-		return f.markErr
-	}
-	f.marked[id] = true
+	delete(f.pending, p.OrderID)
+	f.marks[p.OrderID] = order.OutcomeReleased
 	return nil
 }
 
-func (f *fakes) Published(_ context.Context, id int64) (bool, error) {
+func (f *fakes) Outcome(_ context.Context, id int64) (order.Outcome, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.markReads++
-	return f.marked[id], nil
+	return f.marks[id], nil
 }
 
 func (f *fakes) Get(_ context.Context, id int64) (order.Placed, error) {
@@ -184,9 +186,18 @@ func (f *fakes) UserOrders(_ context.Context, userID int64, _ int) ([]order.Orde
 // store moves a pending order to the store, as the consumer does.
 func (f *fakes) store(id int64) {
 	f.mu.Lock()
+	p := f.pending[id]
+	f.mu.Unlock()
+	f.storeEvent(p)
+}
+
+// storeEvent stores the order of p's event and drops its pending record,
+// as the consumer does.
+func (f *fakes) storeEvent(p order.Placed) {
+	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.stored[id] = f.pending[id].Order(order.StatusPendingPayment)
-	delete(f.pending, id)
+	f.stored[p.OrderID] = p.Order(order.StatusPendingPayment)
+	delete(f.pending, p.OrderID)
 }
 
 // useCases are the use cases the tests drive, all over one set of fakes.
@@ -312,14 +323,15 @@ func TestPlaceSeckillOrderAfterAFailedPublish(t *testing.T) {
 	tests := []struct {
 		name         string
 		releaseErr   error
-		wantErr      error // nil: the buyer gets the order id
-		wantReserved int   // reservations left
-		wantPending  int   // pending records left
+		wantErr      error         // nil: the buyer gets the order id
+		wantReserved int           // reservations left
+		wantMark     order.Outcome // the placement's mark
 	}{
-		{"the release wins: nothing is left", nil, order.ErrUnavailable, 0, 0},
-		{"the consumer took the order: it stands", fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), nil, 1, 1},
+		{"the release wins: nothing is left", nil, order.ErrUnavailable, 0, order.OutcomeReleased},
+		{"the consumer took the order: it stands", fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), nil, 1,
+			order.OutcomeUnknown},
 		{"the release fails too: the reservation waits for its expiry", fmt.Errorf("inventory: %w", order.ErrUnavailable),
-			order.ErrUnavailable, 1, 1},
+			order.ErrUnavailable, 1, order.OutcomeUnknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -334,9 +346,15 @@ func TestPlaceSeckillOrderAfterAFailedPublish(t *testing.T) {
 			if tt.wantErr == nil && f.reserved[id].OrderID != id {
 				t.Fatalf("order id: got %d, want the reserved order's", id)
 			}
-			if len(f.reserved) != tt.wantReserved || len(f.pending) != tt.wantPending {
-				t.Fatalf("left: got %d reservations and %d pending records, want %d and %d",
-					len(f.reserved), len(f.pending), tt.wantReserved, tt.wantPending)
+			// The record and the published mark are written only after a
+			// publish that succeeded.
+			var mark order.Outcome
+			for _, m := range f.marks {
+				mark = m
+			}
+			if len(f.reserved) != tt.wantReserved || len(f.pending) != 0 || mark != tt.wantMark {
+				t.Fatalf("left: got %d reservations, %d pending records and mark %d, want %d, none and mark %d",
+					len(f.reserved), len(f.pending), mark, tt.wantReserved, tt.wantMark)
 			}
 		})
 	}
@@ -468,8 +486,8 @@ func TestReplayDuringTheFirstPublish(t *testing.T) {
 		name       string
 		publishErr error // the first publish's outcome once it is let go
 		releaseErr error
-		storeFirst bool // the consumer stores the order before the publish answers
-		markErr    error
+		storeFirst bool          // the consumer stores the order before the publish answers
+		putErr     error         // the pending record and published mark
 		storeAfter bool          // the consumer stores the order after the first answer
 		wait       time.Duration // the replay's wait
 		wantFirst  error         // nil: the first request gets its order id
@@ -483,12 +501,12 @@ func TestReplayDuringTheFirstPublish(t *testing.T) {
 		{"publish failed after the consumer stored the order: it stands", errBroker,
 			fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), true, nil, false, time.Minute,
 			nil, nil, "first"},
-		// No order is accepted without its published mark (the expiry
-		// worker's proof that it must wait for the consumer): a failed mark
-		// is a failed publish.
-		{"the mark failed: released like a failed publish", nil, nil, false, errors.New("redis down"), false,
+		// No order is accepted without its pending record and published
+		// mark (the expiry worker's proof that it must wait for the
+		// consumer): failing to write them is a failed publish.
+		{"the record and mark failed: released like a failed publish", nil, nil, false, errors.New("redis down"), false,
 			time.Minute, order.ErrUnavailable, order.ErrUnavailable, "fresh"},
-		{"the mark failed after the consumer stored the order: it stands", nil,
+		{"the record and mark failed after the consumer stored the order: it stands", nil,
 			fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), true, errors.New("redis down"), false, time.Minute,
 			nil, nil, "first"},
 		{"the release failed too: the replay gives up after its wait", errBroker,
@@ -498,12 +516,12 @@ func TestReplayDuringTheFirstPublish(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakes()
-			f.releaseErr, f.markErr = tt.releaseErr, tt.markErr
+			f.releaseErr, f.putErr = tt.releaseErr, tt.putErr
 			letGo := make(chan struct{})
 			f.onPublish = func(_ context.Context, p order.Placed) error {
 				<-letGo
 				if tt.storeFirst {
-					f.store(p.OrderID)
+					f.storeEvent(p)
 				}
 				return tt.publishErr
 			}
@@ -516,10 +534,10 @@ func TestReplayDuringTheFirstPublish(t *testing.T) {
 			}
 			go place(first)
 			var firstID int64
-			MustEventually(t, "the first request's pending record", func() bool {
+			MustEventually(t, "the first request's reservation", func() bool {
 				f.mu.Lock()
 				defer f.mu.Unlock()
-				for id := range f.pending {
+				for id := range f.reserved {
 					firstID = id
 				}
 				return firstID != 0
@@ -546,13 +564,19 @@ func TestReplayDuringTheFirstPublish(t *testing.T) {
 			if tt.storeAfter {
 				f.store(firstID)
 			}
-			got = <-replay
+			// The cases that wait a minute are answered long before: a
+			// released order is told at once, not after the wait.
+			select {
+			case got = <-replay:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the replay still waits 10 s after the first answer")
+			}
 			if !errors.Is(got.err, tt.wantReplay) || (tt.wantReplay == nil && (got.err != nil || got.id != firstID)) {
 				t.Fatalf("replay: got %d (%v), want %d (%v)", got.id, got.err, firstID, tt.wantReplay)
 			}
 
 			f.mu.Lock()
-			f.onPublish, f.markErr = nil, nil // the broker and Redis are well again
+			f.onPublish, f.putErr = nil, nil // the broker and Redis are well again
 			f.mu.Unlock()
 			id, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1")
 			switch tt.wantRetry {
@@ -573,6 +597,36 @@ func TestReplayDuringTheFirstPublish(t *testing.T) {
 	}
 }
 
+// On Redis Cluster a placement's published mark and its pending record
+// live on different primaries, so a replay can read the mark before the
+// record is there. It must not answer with the id until the buyer can
+// read the order.
+func TestReplayWaitsForThePublishedOrdersRecord(t *testing.T) {
+	f := newFakes()
+	svc, _ := MustService(t, f, func(s *setup) { s.replayWait = 50 * time.Millisecond })
+	ctx := context.Background()
+	id, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	p := f.pending[id]
+	delete(f.pending, id) // the mark landed, the record not yet
+	f.mu.Unlock()
+	if got, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1"); !errors.Is(err, order.ErrUnavailable) {
+		t.Fatalf("replay before the record: got %d (%v), want ErrUnavailable", got, err)
+	}
+	f.mu.Lock()
+	f.pending[id] = p
+	f.mu.Unlock()
+	if got, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1"); err != nil || got != id {
+		t.Fatalf("replay with the record: got %d (%v), want %d", got, err, id)
+	}
+	if _, err := svc.GetOrder(ctx, id, 42); err != nil {
+		t.Fatalf("the order answered: %v", err)
+	}
+}
+
 func TestPlacementOutlivesTheCaller(t *testing.T) {
 	f := newFakes()
 	svc, _ := MustService(t, f)
@@ -589,9 +643,10 @@ func TestPlacementOutlivesTheCaller(t *testing.T) {
 	if err != nil {
 		t.Fatalf("place: got %v, want the order id", err)
 	}
-	if len(f.published) != 1 || f.published[0].OrderID != id || !f.marked[id] || len(f.reserved) != 1 {
-		t.Fatalf("got %d publishes (%v), mark %v and %d reservations, want order %d published, marked and reserved",
-			len(f.published), f.published, f.marked[id], len(f.reserved), id)
+	if len(f.published) != 1 || f.published[0].OrderID != id || f.marks[id] != order.OutcomePublished ||
+		len(f.reserved) != 1 {
+		t.Fatalf("got %d publishes (%v), mark %d and %d reservations, want order %d published, marked and reserved",
+			len(f.published), f.published, f.marks[id], len(f.reserved), id)
 	}
 	f.onPublish = nil
 	again, err := svc.PlaceSeckillOrder(context.Background(), 42, 7, 1, "key-1")

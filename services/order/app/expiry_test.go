@@ -515,7 +515,7 @@ func TestEntriesWithNoOrderToComeAreSettled(t *testing.T) {
 		// behind is never given up, however long after its deadline.
 		{name: "published but not stored yet: parked, stock kept", advance: 100 * orphanAfter,
 			before: func(s seeded) {
-				if err := orderredis.NewPending(rdb, "", 0).MarkPublished(ctx, s.orders[0].OrderID); err != nil {
+				if err := orderredis.NewPending(rdb, "", 0).Put(ctx, s.orders[0]); err != nil {
 					t.Error(err)
 				}
 			}, wantGone: false, wantReleased: false},

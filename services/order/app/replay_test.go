@@ -50,9 +50,9 @@ type watchedPending struct {
 	reads atomic.Int64
 }
 
-func (w *watchedPending) Published(ctx context.Context, orderID int64) (bool, error) {
+func (w *watchedPending) Outcome(ctx context.Context, orderID int64) (order.Outcome, error) {
 	w.reads.Add(1)
-	return w.Pending.Published(ctx, orderID)
+	return w.Pending.Outcome(ctx, orderID)
 }
 
 // MustHeldPlatform starts the platform with a heldPublisher that holds

@@ -2,12 +2,13 @@
 // was published but is not stored in Postgres yet, its OrderPlaced bytes
 // under order:pending:<order id>, and per user a sorted set of those ids
 // (order:pending:user:<user id>, scored by creation time in milliseconds)
-// so that a user's list includes them. Once the event is on the log, a
-// small mark under order:published:<order id> says so, for replayed
-// requests to tell an order on its way from one whose publish may still
-// fail. All expire: a record outlives the consumer's lag by far, and a
-// stale one only shows a PROCESSING order that Postgres already answers
-// for.
+// so that a user's list includes them. With the record goes a small mark
+// under order:published:<order id> that the event is on the log, for
+// replayed requests and the expiry worker to tell an accepted order on its
+// way from one whose placement may still fail; a placement that failed
+// and gave its stock back is marked under order:released:<order id>. All
+// expire: a record outlives the consumer's lag by far, and a stale one
+// only shows a PROCESSING order that Postgres already answers for.
 package redis
 
 import (
@@ -57,7 +58,11 @@ func (s *Pending) publishedKey(orderID int64) string {
 	return s.prefix + "order:published:" + strconv.FormatInt(orderID, 10)
 }
 
-// Put records p as in flight.
+func (s *Pending) releasedKey(orderID int64) string {
+	return s.prefix + "order:released:" + strconv.FormatInt(orderID, 10)
+}
+
+// Put records p as in flight and marks its event published.
 func (s *Pending) Put(ctx context.Context, p order.Placed) error {
 	b, err := event.Marshal(p)
 	if err != nil {
@@ -65,17 +70,17 @@ func (s *Pending) Put(ctx context.Context, p order.Placed) error {
 	}
 	uk := s.userKey(p.UserID)
 	score := float64(p.CreatedAt.UnixMilli())
-	// All three are sent before any answer is read: on the service's
+	// All four are sent before any answer is read: on the service's
 	// auto-pipeliner (redisclient.Coalesced) they join the batch other
-	// buys are in, rather than taking a pipeline and a round trip of
-	// their own. Ids whose records expired are trimmed when the list is
-	// read (UserPending), not here on every buy: the consumer removes
-	// the ids of stored orders itself, so only the rare id of a lost
-	// delete is left behind.
+	// buys are in, one round trip for the record and the mark. Ids whose
+	// records expired are trimmed when the list is read (UserPending),
+	// not here on every buy: the consumer removes the ids of stored
+	// orders itself, so only the rare id of a lost delete is left behind.
 	cmds := []goredis.Cmder{
 		s.rdb.Set(ctx, s.key(p.OrderID), b, s.ttl),
 		s.rdb.ZAdd(ctx, uk, goredis.Z{Score: score, Member: p.OrderID}),
 		s.rdb.Expire(ctx, uk, s.ttl),
+		s.rdb.Set(ctx, s.publishedKey(p.OrderID), 1, MarkTTL),
 	}
 	for _, c := range cmds {
 		if err := c.Err(); err != nil {
@@ -87,26 +92,50 @@ func (s *Pending) Put(ctx context.Context, p order.Placed) error {
 
 // MarkTTL is how long a published mark lives: the longest consumer lag
 // during which the expiry worker still knows an unstored order was
-// accepted and waits for it (order.ExpirerConfig.Marks).
+// accepted and waits for it (order.ExpirerConfig.Marks). The consumer
+// leaves the mark to expire: it only ever says something true.
 const MarkTTL = 24 * time.Hour
 
-// MarkPublished records that orderID's event is published, for MarkTTL.
-// The consumer leaves the mark to expire: it only ever says something
-// true.
-func (s *Pending) MarkPublished(ctx context.Context, orderID int64) error {
-	if err := s.rdb.Set(ctx, s.publishedKey(orderID), 1, MarkTTL).Err(); err != nil {
-		return fmt.Errorf("mark %d published: %w", orderID, err)
+// releasedTTL is how long a released mark lives. Only a replay that was
+// waiting for the order when it was released reads it (a later request
+// with the key reserves afresh), and a replay waits seconds.
+const releasedTTL = time.Hour
+
+// Released drops p's record and its published mark, and marks the
+// placement released.
+func (s *Pending) Released(ctx context.Context, p order.Placed) error {
+	cmds := []goredis.Cmder{
+		s.rdb.Del(ctx, s.key(p.OrderID)),
+		s.rdb.ZRem(ctx, s.userKey(p.UserID), p.OrderID),
+		s.rdb.Del(ctx, s.publishedKey(p.OrderID)),
+		s.rdb.Set(ctx, s.releasedKey(p.OrderID), 1, releasedTTL),
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return fmt.Errorf("release pending %d: %w", p.OrderID, err)
+		}
 	}
 	return nil
 }
 
-// Published reports whether MarkPublished recorded orderID.
-func (s *Pending) Published(ctx context.Context, orderID int64) (bool, error) {
-	n, err := s.rdb.Exists(ctx, s.publishedKey(orderID)).Result()
-	if err != nil {
-		return false, fmt.Errorf("published %d: %w", orderID, err)
+// Outcome reads the marks of orderID's placement. A released mark wins: a
+// placement whose mark was written but whose record was not is released,
+// and the published mark deleted after it.
+func (s *Pending) Outcome(ctx context.Context, orderID int64) (order.Outcome, error) {
+	released := s.rdb.Exists(ctx, s.releasedKey(orderID))
+	published := s.rdb.Exists(ctx, s.publishedKey(orderID))
+	for _, c := range []*goredis.IntCmd{released, published} {
+		if err := c.Err(); err != nil {
+			return order.OutcomeUnknown, fmt.Errorf("outcome of %d: %w", orderID, err)
+		}
 	}
-	return n == 1, nil
+	switch {
+	case released.Val() == 1:
+		return order.OutcomeReleased, nil
+	case published.Val() == 1:
+		return order.OutcomePublished, nil
+	}
+	return order.OutcomeUnknown, nil
 }
 
 // Get returns the pending record of orderID, or order.ErrNotFound.

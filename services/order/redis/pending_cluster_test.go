@@ -58,11 +58,8 @@ func TestPendingOnSingleNodeAndCluster(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := s.MarkPublished(ctx, ids[0]); err != nil {
-				t.Fatal(err)
-			}
-			if ok, err := s.Published(ctx, ids[0]); err != nil || !ok {
-				t.Fatalf("published %d: got %v (%v), want true", ids[0], ok, err)
+			if got, err := s.Outcome(ctx, ids[0]); err != nil || got != order.OutcomePublished {
+				t.Fatalf("outcome of %d: got %d (%v), want published", ids[0], got, err)
 			}
 			list, err := s.UserPending(ctx, 7)
 			if err != nil {
@@ -80,6 +77,16 @@ func TestPendingOnSingleNodeAndCluster(t *testing.T) {
 			list, err = s.UserPending(ctx, 7)
 			if err != nil || len(list) != 1 || list[0].OrderID != ids[orders-1] {
 				t.Fatalf("user pending after delete: got %+v (%v), want only order %d", list, err, ids[orders-1])
+			}
+			last := placed[orders-1]
+			if err := s.Released(ctx, last); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.Outcome(ctx, last.OrderID); err != nil || got != order.OutcomeReleased {
+				t.Fatalf("outcome of %d after its release: got %d (%v), want released", last.OrderID, got, err)
+			}
+			if list, err := s.UserPending(ctx, 7); err != nil || len(list) != 0 {
+				t.Fatalf("user pending after the release: got %+v (%v), want none", list, err)
 			}
 		})
 	}

@@ -123,27 +123,46 @@ func TestPendingForgetsExpiredRecords(t *testing.T) {
 	}
 }
 
-func TestPendingPublishedMark(t *testing.T) {
+func TestPendingMarksPlacements(t *testing.T) {
 	s, rdb := MustPending(t, time.Minute)
 	ctx := context.Background()
-	if got, err := s.Published(ctx, 50); err != nil || got {
-		t.Fatalf("before the mark: got %v (%v), want false", got, err)
-	}
-	if err := s.MarkPublished(ctx, 50); err != nil {
-		t.Fatal(err)
-	}
-	for _, tt := range []struct {
-		id   int64
-		want bool
-	}{{50, true}, {51, false}} {
-		if got, err := s.Published(ctx, tt.id); err != nil || got != tt.want {
-			t.Fatalf("order %d published: got %v (%v), want %v", tt.id, got, err, tt.want)
+	outcome := func(id int64, want order.Outcome) {
+		t.Helper()
+		if got, err := s.Outcome(ctx, id); err != nil || got != want {
+			t.Fatalf("order %d: got outcome %d (%v), want %d", id, got, err, want)
 		}
 	}
+	outcome(50, order.OutcomeUnknown)
+	if err := s.Put(ctx, event(50, 8, at)); err != nil {
+		t.Fatal(err)
+	}
+	outcome(50, order.OutcomePublished)
+	outcome(51, order.OutcomeUnknown)
 	ttl, err := rdb.TTL(ctx, t.Name()+":order:published:50").Result()
 	if err != nil || ttl <= time.Minute || ttl > orderredis.MarkTTL {
 		t.Fatalf("mark ttl: got %s (%v), want MarkTTL (%s), outliving the records' minute", ttl, err, orderredis.MarkTTL)
 	}
+	// A placement whose record and mark were written but which failed all
+	// the same (a command of Put's failed): released, it leaves nothing a
+	// reader or the expiry worker could take for an order.
+	if err := s.Released(ctx, event(50, 8, at)); err != nil {
+		t.Fatal(err)
+	}
+	outcome(50, order.OutcomeReleased)
+	if _, err := s.Get(ctx, 50); !errors.Is(err, order.ErrNotFound) {
+		t.Fatalf("released record: got %v, want ErrNotFound", err)
+	}
+	if list, err := s.UserPending(ctx, 8); err != nil || len(list) != 0 {
+		t.Fatalf("user 8 pending after the release: got %+v (%v), want none", list, err)
+	}
+	if n, err := rdb.Exists(ctx, t.Name()+":order:published:50").Result(); err != nil || n != 0 {
+		t.Fatalf("published mark after the release: %d (%v), want gone", n, err)
+	}
+	// A released mark wins over a published one written after it.
+	if err := rdb.Set(ctx, t.Name()+":order:published:50", 1, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	outcome(50, order.OutcomeReleased)
 }
 
 // A user's set keeps no id longer than a record can live: ids past the
