@@ -103,11 +103,11 @@ type PlacingConfig struct {
 // DefaultPaymentWindow is how long a buyer has to pay by default.
 const DefaultPaymentWindow = 15 * time.Minute
 
-// placeTimeout bounds the rest of a placement once the stock is reserved:
-// the publish, then the pending record and the published mark. They run
-// detached from the caller's context, because a client that gives up (the
-// gateway's call timeout) retries with the same key, and that retry is
-// answered with this order: aborting its publish would lose it.
+// placeTimeout bounds the publish once the stock is reserved. It runs
+// detached from the caller's context, as do the writes after it, because a
+// client that gives up (the gateway's call timeout) retries with the same
+// key, and that retry is answered with this order: aborting its publish
+// would lose it.
 const placeTimeout = 10 * time.Second
 
 // DefaultReplayWait is how long a replayed request waits by default for
@@ -217,41 +217,75 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 		// until it is stored; the published mark tells the expiry worker
 		// that the order was accepted and must wait for the consumer
 		// however long it lags. Both go in one round trip once the event
-		// is on the log, and no order is answered 202 without them. A
-		// failure is handled like a failed publish: the release decides
-		// against the consumer whether the order stands.
-		if err := pl.cfg.Pending.Put(pctx, p); err != nil {
-			perr = fmt.Errorf("pending record and published mark: %w", err)
+		// is on the log, and no order is answered 202 without them. The
+		// event is on the log, so the order is never released from here:
+		// when they cannot be written, the buyer is told to retry, and its
+		// retry (a replay) is answered once the consumer has stored it.
+		if err := pl.record(ctx, p); err != nil {
+			pl.cfg.Logger.WarnContext(ctx, "published order's pending record and mark not written: its buyer is told to retry",
+				"order_id", p.OrderID, "err", err)
+			return 0, fmt.Errorf("%s: pending record and published mark: %v: %w", op, err, ErrUnavailable)
+		}
+		pl.cfg.Observer.Placed(ctx, KindSeckill)
+		return p.OrderID, nil
+	}
+	// The error may be ambiguous: a timeout after the broker appended the
+	// event. The inventory decides atomically between this release and
+	// the consumer's mark, so either the order stands (and keeps its
+	// stock) or the stock goes back and a late delivery is dropped; never
+	// both.
+	rerr := pl.release(ctx, p, "publish failed")
+	if errors.Is(rerr, ErrAlreadyOrdered) {
+		pl.cfg.Logger.InfoContext(ctx, "publish reported an error but the order was consumed",
+			"order_id", p.OrderID, "publish_err", perr)
+		// Readable at once, as any accepted order; without the record it
+		// is readable once stored.
+		if err := pl.record(ctx, p); err != nil {
+			pl.cfg.Logger.WarnContext(ctx, "consumed order's pending record not written", "order_id", p.OrderID, "err", err)
+		}
+		pl.cfg.Observer.Placed(ctx, KindSeckill)
+		return p.OrderID, nil
+	}
+	if rerr == nil {
+		// A replay waiting for this order learns from the mark that it
+		// will never exist.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+		if err := pl.cfg.Pending.Released(rctx, p); err != nil {
+			pl.cfg.Logger.WarnContext(ctx, "released mark not written", "order_id", p.OrderID, "err", err)
 		}
 	}
-	if perr != nil {
-		// The error may be ambiguous: a timeout after the broker appended
-		// the event. The inventory decides atomically between this
-		// release and the consumer's mark, so either the order stands
-		// (and keeps its stock) or the stock goes back and a late
-		// delivery is dropped; never both.
-		rerr := pl.release(ctx, p, "publish failed")
-		if errors.Is(rerr, ErrAlreadyOrdered) {
-			pl.cfg.Logger.InfoContext(ctx, "publish reported an error but the order was consumed",
-				"order_id", p.OrderID, "publish_err", perr)
-			pl.cfg.Observer.Placed(ctx, KindSeckill)
-			return p.OrderID, nil
+	// When the release failed too, whether the order exists is unknown
+	// until the event is consumed (then it is stored and keeps its stock)
+	// or the reservation expires: the expiry worker releases it then.
+	return 0, fmt.Errorf("%s: publish: %v: %w", op, perr, ErrUnavailable)
+}
+
+// recordTries and recordTimeout bound the writes of an order's pending
+// record and published mark. Each try has a context of its own: the
+// publish before it may have used most of placeTimeout.
+const (
+	recordTries   = 3
+	recordTimeout = time.Second
+)
+
+// record writes p's pending record and published mark, trying again
+// after a failure: the writes are idempotent, and the order they describe
+// stands whether they land or not.
+func (pl *Placing) record(ctx context.Context, p Placed) error {
+	var err error
+	for try := range recordTries {
+		if try > 0 {
+			time.Sleep(time.Duration(try) * 20 * time.Millisecond)
 		}
-		if rerr == nil {
-			// A replay waiting for this order learns from the mark that
-			// it will never exist.
-			if derr := pl.cfg.Pending.Released(pctx, p); derr != nil {
-				pl.cfg.Logger.WarnContext(ctx, "released mark not written", "order_id", p.OrderID, "err", derr)
-			}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		err = pl.cfg.Pending.Put(rctx, p)
+		cancel()
+		if err == nil {
+			return nil
 		}
-		// When the release failed too, whether the order exists is
-		// unknown until the event is consumed (then it is stored and
-		// keeps its stock) or the reservation expires: the expiry worker
-		// releases it then.
-		return 0, fmt.Errorf("%s: publish: %v: %w", op, perr, ErrUnavailable)
 	}
-	pl.cfg.Observer.Placed(ctx, KindSeckill)
-	return p.OrderID, nil
+	return err
 }
 
 // errGone says that a replayed request's order was released: its

@@ -31,6 +31,7 @@ type fakes struct {
 	onPublish  func(ctx context.Context, p order.Placed) error
 	marks      map[int64]order.Outcome // placements' marks by order id
 	putErr     error                   // answered by Put instead of recording
+	putFails   int                     // Puts still to fail before they work
 	markReads  int                     // calls of Outcome
 	pending    map[int64]order.Placed
 	stored     map[int64]order.Order
@@ -110,6 +111,10 @@ func (f *fakes) Put(_ context.Context, p order.Placed) error {
 	if f.putErr != nil {
 		return f.putErr
 	}
+	if f.putFails > 0 {
+		f.putFails--
+		return errors.New("redis down")
+	}
 	f.pending[p.OrderID] = p
 	f.marks[p.OrderID] = order.OutcomePublished
 	return nil
@@ -186,8 +191,16 @@ func (f *fakes) UserOrders(_ context.Context, userID int64, _ int) ([]order.Orde
 // store moves a pending order to the store, as the consumer does.
 func (f *fakes) store(id int64) {
 	f.mu.Lock()
-	p := f.pending[id]
+	p, ok := f.pending[id]
+	for _, e := range f.published {
+		if !ok && e.OrderID == id {
+			p, ok = e, true
+		}
+	}
 	f.mu.Unlock()
+	if !ok {
+		panic(fmt.Sprintf("order %d was never published", id))
+	}
 	f.storeEvent(p)
 }
 
@@ -325,13 +338,15 @@ func TestPlaceSeckillOrderAfterAFailedPublish(t *testing.T) {
 		releaseErr   error
 		wantErr      error         // nil: the buyer gets the order id
 		wantReserved int           // reservations left
+		wantPending  int           // pending records left
 		wantMark     order.Outcome // the placement's mark
 	}{
-		{"the release wins: nothing is left", nil, order.ErrUnavailable, 0, order.OutcomeReleased},
-		{"the consumer took the order: it stands", fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), nil, 1,
-			order.OutcomeUnknown},
+		{"the release wins: nothing is left", nil, order.ErrUnavailable, 0, 0, order.OutcomeReleased},
+		// Accepted, so readable at once like any other accepted order.
+		{"the consumer took the order: it stands", fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), nil, 1, 1,
+			order.OutcomePublished},
 		{"the release fails too: the reservation waits for its expiry", fmt.Errorf("inventory: %w", order.ErrUnavailable),
-			order.ErrUnavailable, 1, order.OutcomeUnknown},
+			order.ErrUnavailable, 1, 0, order.OutcomeUnknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -346,15 +361,13 @@ func TestPlaceSeckillOrderAfterAFailedPublish(t *testing.T) {
 			if tt.wantErr == nil && f.reserved[id].OrderID != id {
 				t.Fatalf("order id: got %d, want the reserved order's", id)
 			}
-			// The record and the published mark are written only after a
-			// publish that succeeded.
 			var mark order.Outcome
 			for _, m := range f.marks {
 				mark = m
 			}
-			if len(f.reserved) != tt.wantReserved || len(f.pending) != 0 || mark != tt.wantMark {
-				t.Fatalf("left: got %d reservations, %d pending records and mark %d, want %d, none and mark %d",
-					len(f.reserved), len(f.pending), mark, tt.wantReserved, tt.wantMark)
+			if len(f.reserved) != tt.wantReserved || len(f.pending) != tt.wantPending || mark != tt.wantMark {
+				t.Fatalf("left: got %d reservations, %d pending records and mark %d, want %d, %d and mark %d",
+					len(f.reserved), len(f.pending), mark, tt.wantReserved, tt.wantPending, tt.wantMark)
 			}
 		})
 	}
@@ -501,14 +514,16 @@ func TestReplayDuringTheFirstPublish(t *testing.T) {
 		{"publish failed after the consumer stored the order: it stands", errBroker,
 			fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), true, nil, false, time.Minute,
 			nil, nil, "first"},
-		// No order is accepted without its pending record and published
+		// No order is answered 202 without its pending record and published
 		// mark (the expiry worker's proof that it must wait for the
-		// consumer): failing to write them is a failed publish.
-		{"the record and mark failed: released like a failed publish", nil, nil, false, errors.New("redis down"), false,
-			time.Minute, order.ErrUnavailable, order.ErrUnavailable, "fresh"},
+		// consumer). But its event is on the log, so it is not released:
+		// the first request is told to retry, and the replay waits for the
+		// consumer to store the order.
+		{"the record and mark failed: the order stands, stored later", nil, nil, false, errors.New("redis down"), true,
+			time.Minute, order.ErrUnavailable, nil, "first"},
 		{"the record and mark failed after the consumer stored the order: it stands", nil,
-			fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), true, errors.New("redis down"), false, time.Minute,
-			nil, nil, "first"},
+			nil, true, errors.New("redis down"), false, time.Minute,
+			order.ErrUnavailable, nil, "first"},
 		{"the release failed too: the replay gives up after its wait", errBroker,
 			fmt.Errorf("inventory: %w", order.ErrUnavailable), false, nil, false, 50 * time.Millisecond,
 			order.ErrUnavailable, order.ErrUnavailable, "unavailable"},
@@ -594,6 +609,32 @@ func TestReplayDuringTheFirstPublish(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The record and mark of a published order are written again after a
+// failure; when they never are, the order stands all the same.
+func TestPublishedOrderIsNeverReleased(t *testing.T) {
+	f := newFakes()
+	f.putFails = 2
+	svc, _ := MustService(t, f)
+	ctx := context.Background()
+	id, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1")
+	if err != nil || f.marks[id] != order.OutcomePublished {
+		t.Fatalf("two failed writes: got %d (%v) with mark %d, want the order, marked published", id, err, f.marks[id])
+	}
+	f.putErr = errors.New("redis down")
+	if _, err := svc.PlaceSeckillOrder(ctx, 43, 7, 1, "key-2"); !errors.Is(err, order.ErrUnavailable) {
+		t.Fatalf("writes that keep failing: got %v, want ErrUnavailable", err)
+	}
+	if len(f.published) != 2 || len(f.reserved) != 2 {
+		t.Fatalf("got %d publishes and %d reservations, want both orders published and their stock kept",
+			len(f.published), len(f.reserved))
+	}
+	for id, m := range f.marks {
+		if m == order.OutcomeReleased {
+			t.Fatalf("order %d marked released", id)
+		}
 	}
 }
 
