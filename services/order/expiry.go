@@ -135,8 +135,11 @@ type ExpirerConfig struct {
 	RetryDelay time.Duration
 	// OrphanAfter is how long after its deadline a reservation whose
 	// order never reached Postgres, and was never marked published, is
-	// given up: its event was lost along with the compensating release
-	// (see Placing.PlaceSeckillOrder), and it is released as unpublished.
+	// given up: its event was lost along with the compensating release,
+	// or its pending record and mark could not be written after the
+	// publish (its buyer was told UNAVAILABLE, never its id) and the
+	// consumer has not stored it since (see Placing.PlaceSeckillOrder).
+	// It is released as unpublished.
 	OrphanAfter time.Duration
 	// Parallel bounds the releases in flight within a batch.
 	Parallel int
@@ -467,9 +470,11 @@ func (e *Expirer) unstored(ctx context.Context, en DueEntry, now time.Time) sett
 			"order_id", en.OrderID, "activity_id", en.ActivityID)
 		return park
 	}
-	// The event never reached the consumer: its publish failed, and so
-	// did the release that should have followed. Releasing as unpublished
-	// decides atomically against a late consumer's mark.
+	// Not accepted: its publish failed and so did the release that should
+	// have followed, or its mark was never written after the publish (its
+	// buyer was told UNAVAILABLE). Either way the consumer has not taken
+	// it long after its deadline. Releasing as unpublished decides
+	// atomically against a late consumer's mark.
 	err = e.cfg.Stock.ReleaseUnpublished(ctx, en.ActivityID, en.OrderID)
 	switch {
 	case err == nil:

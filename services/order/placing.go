@@ -217,8 +217,8 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 		// until it is stored; the published mark tells the expiry worker
 		// that the order was accepted and must wait for the consumer
 		// however long it lags. Both go in one round trip once the event
-		// is on the log, and no order is answered 202 without them. The
-		// event is on the log, so the order is never released from here:
+		// is on the log, and no published order is answered 202 without
+		// them. The event is on the log, so the order is never released:
 		// when they cannot be written, the buyer is told to retry, and its
 		// retry (a replay) is answered once the consumer has stored it.
 		if err := pl.record(ctx, p); err != nil {
@@ -238,8 +238,10 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 	if errors.Is(rerr, ErrAlreadyOrdered) {
 		pl.cfg.Logger.InfoContext(ctx, "publish reported an error but the order was consumed",
 			"order_id", p.OrderID, "publish_err", perr)
-		// Readable at once, as any accepted order; without the record it
-		// is readable once stored.
+		// Readable at once, as any accepted order. Answered 202 even when
+		// the record and mark cannot be written: the inventory's ordered
+		// flag keeps the expiry worker from giving it up, and it is
+		// readable once stored.
 		if err := pl.record(ctx, p); err != nil {
 			pl.cfg.Logger.WarnContext(ctx, "consumed order's pending record not written", "order_id", p.OrderID, "err", err)
 		}
@@ -328,29 +330,29 @@ func (pl *Placing) awaitReplayed(ctx context.Context, orderID int64) error {
 // the record only after storing the order, which the read of the store
 // then finds.
 func (pl *Placing) onItsWay(ctx context.Context, orderID int64) (bool, error) {
-	out, err := pl.cfg.Pending.Outcome(ctx, orderID)
-	switch {
-	case err != nil:
-		return false, err
-	case out == OutcomeReleased:
+	out, rerr := pl.cfg.Pending.Outcome(ctx, orderID)
+	if rerr == nil && out == OutcomeReleased {
 		return false, errGone
-	case out == OutcomePublished:
-		_, err := pl.cfg.Pending.Get(ctx, orderID)
-		if err == nil {
+	}
+	if rerr == nil && out == OutcomePublished {
+		if _, rerr = pl.cfg.Pending.Get(ctx, orderID); rerr == nil {
 			return true, nil
 		}
-		if !errors.Is(err, ErrNotFound) {
-			return false, err
+		if errors.Is(rerr, ErrNotFound) {
+			rerr = nil
 		}
 	}
-	_, err = pl.cfg.Orders.Order(ctx, orderID)
+	// With order's Redis unreadable (rerr) the store still answers: an
+	// order whose record and mark could not be written is answered once
+	// the consumer has stored it.
+	_, err := pl.cfg.Orders.Order(ctx, orderID)
 	switch {
 	case err == nil:
 		return true, nil
 	case errors.Is(err, ErrNotFound):
-		return false, nil
+		return false, rerr
 	}
-	return false, err
+	return false, errors.Join(rerr, err)
 }
 
 // definite reports whether err is an answer of the inventory, after which

@@ -32,6 +32,7 @@ type fakes struct {
 	marks      map[int64]order.Outcome // placements' marks by order id
 	putErr     error                   // answered by Put instead of recording
 	putFails   int                     // Puts still to fail before they work
+	outcomeErr error                   // answered by Outcome and Get (order's Redis down)
 	markReads  int                     // calls of Outcome
 	pending    map[int64]order.Placed
 	stored     map[int64]order.Order
@@ -132,12 +133,18 @@ func (f *fakes) Outcome(_ context.Context, id int64) (order.Outcome, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.markReads++
+	if f.outcomeErr != nil {
+		return order.OutcomeUnknown, f.outcomeErr
+	}
 	return f.marks[id], nil
 }
 
 func (f *fakes) Get(_ context.Context, id int64) (order.Placed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.outcomeErr != nil {
+		return order.Placed{}, f.outcomeErr
+	}
 	p, ok := f.pending[id]
 	if !ok {
 		return order.Placed{}, order.ErrNotFound
@@ -336,23 +343,27 @@ func TestPlaceSeckillOrderAfterAFailedPublish(t *testing.T) {
 	tests := []struct {
 		name         string
 		releaseErr   error
+		putErr       error         // the record and mark's writes
 		wantErr      error         // nil: the buyer gets the order id
 		wantReserved int           // reservations left
 		wantPending  int           // pending records left
 		wantMark     order.Outcome // the placement's mark
 	}{
-		{"the release wins: nothing is left", nil, order.ErrUnavailable, 0, 0, order.OutcomeReleased},
+		{"the release wins: nothing is left", nil, nil, order.ErrUnavailable, 0, 0, order.OutcomeReleased},
 		// Accepted, so readable at once like any other accepted order.
-		{"the consumer took the order: it stands", fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), nil, 1, 1,
+		{"the consumer took the order: it stands", fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), nil, nil, 1, 1,
 			order.OutcomePublished},
+		// The inventory's ordered flag keeps it from the expiry worker.
+		{"the consumer took the order, its record cannot be written: it stands",
+			fmt.Errorf("inventory: %w", order.ErrAlreadyOrdered), errors.New("redis down"), nil, 1, 0, order.OutcomeUnknown},
 		{"the release fails too: the reservation waits for its expiry", fmt.Errorf("inventory: %w", order.ErrUnavailable),
-			order.ErrUnavailable, 1, 0, order.OutcomeUnknown},
+			nil, order.ErrUnavailable, 1, 0, order.OutcomeUnknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakes()
 			f.publishErr = errors.New("broker timed out")
-			f.releaseErr = tt.releaseErr
+			f.releaseErr, f.putErr = tt.releaseErr, tt.putErr
 			svc, _ := MustService(t, f)
 			id, err := svc.PlaceSeckillOrder(context.Background(), 42, 7, 1, "key-1")
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
@@ -635,6 +646,28 @@ func TestPublishedOrderIsNeverReleased(t *testing.T) {
 		if m == order.OutcomeReleased {
 			t.Fatalf("order %d marked released", id)
 		}
+	}
+}
+
+// A buyer told to retry because its order's record and mark could not be
+// written is answered once the consumer has stored the order, even while
+// order's Redis still cannot be read.
+func TestReplayIsAnsweredFromTheStoreWhenTheMarksCannotBeRead(t *testing.T) {
+	f := newFakes()
+	f.putErr = errors.New("redis down")
+	svc, _ := MustService(t, f, func(s *setup) { s.replayWait = 50 * time.Millisecond })
+	ctx := context.Background()
+	if _, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1"); !errors.Is(err, order.ErrUnavailable) {
+		t.Fatalf("first: got %v, want ErrUnavailable", err)
+	}
+	f.outcomeErr = errors.New("redis down")
+	if _, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1"); !errors.Is(err, order.ErrUnavailable) {
+		t.Fatalf("retry before the consumer: got %v, want ErrUnavailable", err)
+	}
+	id := f.published[0].OrderID
+	f.store(id)
+	if got, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1"); err != nil || got != id {
+		t.Fatalf("retry once stored: got %d (%v), want %d", got, err, id)
 	}
 }
 
