@@ -118,9 +118,9 @@ func (s *Pending) Released(ctx context.Context, p order.Placed) error {
 	return nil
 }
 
-// Outcome reads the marks of orderID's placement. A released mark wins: a
-// placement whose mark was written but whose record was not is released,
-// and the published mark deleted after it.
+// Outcome reads the marks of orderID's placement. Placing writes a
+// released mark only after a failed publish, when no published mark was
+// written; should both be there, the released one wins.
 func (s *Pending) Outcome(ctx context.Context, orderID int64) (order.Outcome, error) {
 	released := s.rdb.Exists(ctx, s.releasedKey(orderID))
 	published := s.rdb.Exists(ctx, s.publishedKey(orderID))
