@@ -48,10 +48,10 @@ type Pending interface {
 	// Put records p as in flight and marks its placement published, in
 	// one round trip, once its event is on the log.
 	Put(ctx context.Context, p Placed) error
-	// Released drops whatever Put wrote of p and marks its placement
-	// released: it failed and its stock went back, so the order will
-	// never exist.
-	Released(ctx context.Context, p Placed) error
+	// Released marks the placement of orderID released: its publish
+	// failed and its stock went back, so the order will never exist. Put
+	// is never called for such a placement.
+	Released(ctx context.Context, orderID int64) error
 	// Outcome reads the mark of the placement of orderID.
 	Outcome(ctx context.Context, orderID int64) (Outcome, error)
 	// Get fails with ErrNotFound when there is no record for id.
@@ -253,7 +253,7 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 		// will never exist.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
-		if err := pl.cfg.Pending.Released(rctx, p); err != nil {
+		if err := pl.cfg.Pending.Released(rctx, p.OrderID); err != nil {
 			pl.cfg.Logger.WarnContext(ctx, "released mark not written", "order_id", p.OrderID, "err", err)
 		}
 	}

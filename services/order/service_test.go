@@ -121,11 +121,10 @@ func (f *fakes) Put(_ context.Context, p order.Placed) error {
 	return nil
 }
 
-func (f *fakes) Released(_ context.Context, p order.Placed) error {
+func (f *fakes) Released(_ context.Context, id int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.pending, p.OrderID)
-	f.marks[p.OrderID] = order.OutcomeReleased
+	f.marks[id] = order.OutcomeReleased
 	return nil
 }
 

@@ -101,19 +101,12 @@ const MarkTTL = 24 * time.Hour
 // with the key reserves afresh), and a replay waits seconds.
 const releasedTTL = time.Hour
 
-// Released drops p's record and its published mark, and marks the
-// placement released.
-func (s *Pending) Released(ctx context.Context, p order.Placed) error {
-	cmds := []goredis.Cmder{
-		s.rdb.Del(ctx, s.key(p.OrderID)),
-		s.rdb.ZRem(ctx, s.userKey(p.UserID), p.OrderID),
-		s.rdb.Del(ctx, s.publishedKey(p.OrderID)),
-		s.rdb.Set(ctx, s.releasedKey(p.OrderID), 1, releasedTTL),
-	}
-	for _, c := range cmds {
-		if err := c.Err(); err != nil {
-			return fmt.Errorf("release pending %d: %w", p.OrderID, err)
-		}
+// Released marks the placement of orderID released. It is called only
+// after a failed publish, before Put, so there is no record or published
+// mark to drop: one SET.
+func (s *Pending) Released(ctx context.Context, orderID int64) error {
+	if err := s.rdb.Set(ctx, s.releasedKey(orderID), 1, releasedTTL).Err(); err != nil {
+		return fmt.Errorf("release pending %d: %w", orderID, err)
 	}
 	return nil
 }
