@@ -203,7 +203,11 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 		}
 		return 0, fmt.Errorf("%s: reserve: %w", op, err)
 	}
-	if res.Replayed {
+	// A replay of this placement's own order id is its own reservation,
+	// sent again below it after an answer was lost (go-redis retries a
+	// command on a reset connection or a read timeout): publish it. Only
+	// another order id is an earlier request's order to wait for.
+	if res.Replayed && res.OrderID != p.OrderID {
 		if err := pl.awaitReplayed(ctx, res.OrderID); err != nil {
 			return 0, fmt.Errorf("%s: replay of order %d: %w", op, res.OrderID, err)
 		}

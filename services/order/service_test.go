@@ -412,6 +412,45 @@ func TestPlaceSeckillOrderReleasesAnUnknownReserveOutcome(t *testing.T) {
 	}
 }
 
+// retriedReserve runs each reservation twice and answers the second: the
+// Redis client (or an rpc hop) sent it again after the first one's answer
+// was lost, so the script ran, and the answer is a replay of the caller's
+// own order id.
+type retriedReserve struct{ order.Reservations }
+
+func (r retriedReserve) Reserve(ctx context.Context, res order.Reservation) (order.Reserved, error) {
+	if _, err := r.Reservations.Reserve(ctx, res); err != nil {
+		return order.Reserved{}, err
+	}
+	return r.Reservations.Reserve(ctx, res)
+}
+
+// A reservation repeated by a retry below the placement answers REPLAYED
+// with the placement's own order id. That is this placement's
+// reservation, not an earlier request's order to wait for: the order is
+// published and answered, instead of waiting for an order nobody
+// publishes and answering UNAVAILABLE while its unit stays held.
+func TestPlaceSeckillOrderTakesItsOwnRetriedReservation(t *testing.T) {
+	f := newFakes()
+	next := int64(0)
+	svc := order.NewPlacing(order.PlacingConfig{
+		Reservations: retriedReserve{f}, Activities: f, Publisher: f, Orders: f, Pending: f,
+		Clock: clock.NewManual(start), NextID: func() int64 { next++; return next },
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "key-1")
+	if err != nil {
+		t.Fatalf("got %v, want the order placed", err)
+	}
+	if _, ok := f.reserved[id]; !ok || len(f.published) != 1 || f.published[0].OrderID != id {
+		t.Fatalf("order %d: reserved %v, published %+v, want its own reservation published once", id, f.reserved, f.published)
+	}
+	if _, err := f.Get(ctx, id); err != nil {
+		t.Fatalf("pending record of %d: %v", id, err)
+	}
+}
+
 type releaseSpy struct {
 	order.Reservations
 	released bool
