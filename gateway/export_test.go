@@ -16,3 +16,7 @@ func WithChallengeWait(o Options, wait time.Duration) Options {
 	o.challengeWait = func(time.Duration) time.Duration { return wait }
 	return o
 }
+
+// DegradeAnswers is how many flash-sale answers the degrade controller
+// has counted.
+func DegradeAnswers(g *Gateway) int64 { return g.degrade.answers.Load() }

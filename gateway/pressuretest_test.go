@@ -36,6 +36,16 @@ func (m *markRecorder) GetProduct(ctx context.Context, in *productv1.GetProductR
 	return &productv1.Product{SkuId: in.GetSkuId(), Title: "t", Price: 1}, nil
 }
 
+// ListActivities answers one activity titled after the call's traffic:
+// the pressure test's catalogue for a marked call, the real one else.
+func (m *markRecorder) ListActivities(ctx context.Context, _ *productv1.ListActivitiesRequest) (*productv1.ListActivitiesResponse, error) {
+	title := "real sale"
+	if shadow.Is(ctx) {
+		title = "pressure-test sale"
+	}
+	return &productv1.ListActivitiesResponse{Activities: []*productv1.Activity{{ActivityId: 1, SkuId: 1, Title: title}}}, nil
+}
+
 func (m *markRecorder) calls() []bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -189,5 +199,59 @@ func TestPressureTestPausesWhileDegraded(t *testing.T) {
 	}
 	if got := tg.metric(t, `gateway_admission_refused_total{reason="pressure_test",route="GET /api/v1/products/{sku_id}"}`); got != 1 {
 		t.Errorf("refusals counted: %v, want 1", got)
+	}
+}
+
+// Pressure-test traffic leaves nothing behind that real buyers get: the
+// activity list a degraded gateway answers from is the last real one,
+// not the pressure test's; a marked catalogue answer is kept by no shared
+// cache (Vary on the mark, no-store), while a real one stays public; and
+// the degrade controller's p99 reads real buys only, so a slow pressure
+// test cannot switch routes off for the sale.
+func TestPressureTestLeavesNothingForRealBuyers(t *testing.T) {
+	_, addr := serveMarkRecorder(t)
+	tg := MustGateway(t, gatewayConfig{productAddr: addr})
+	admin := tg.token(t, 1, "admin")
+	var issued struct{ Token string }
+	tg.do(t, request{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: admin, body: `{"ttl_seconds": 600}`}).decode(t, &issued)
+	mark := map[string]string{shadow.Header: issued.Token}
+	list := "/api/v1/activities"
+
+	real := tg.do(t, request{method: http.MethodGet, path: list})
+	marked := tg.do(t, request{method: http.MethodGet, path: list, header: mark})
+	if !strings.Contains(string(real.body), "real sale") || !strings.Contains(string(marked.body), "pressure-test sale") {
+		t.Fatalf("lists: real %d %s, marked %d %s", real.status, real.body, marked.status, marked.body)
+	}
+	if cc, vary := real.header.Get("Cache-Control"), real.header.Get("Vary"); cc != "public, max-age=1" || vary != shadow.Header {
+		t.Errorf("real list: Cache-Control %q, Vary %q; want public, max-age=1 and Vary %s", cc, vary, shadow.Header)
+	}
+	if cc, vary := marked.header.Get("Cache-Control"), marked.header.Get("Vary"); cc != "no-store" || vary != shadow.Header {
+		t.Errorf("marked list: Cache-Control %q, Vary %q; want no-store and Vary %s", cc, vary, shadow.Header)
+	}
+
+	s := tg.gw.Settings()
+	s.Degrade = gateway.LevelProtect
+	tg.gw.Apply(s)
+	if got := tg.do(t, request{method: http.MethodGet, path: list}); got.status != http.StatusOK || !strings.Contains(string(got.body), "real sale") {
+		t.Fatalf("a real list while degraded: %d %s, want the last real list", got.status, got.body)
+	}
+	s.Degrade = gateway.LevelNormal
+	tg.gw.Apply(s)
+
+	buyer := tg.token(t, 2, "user")
+	before := gateway.DegradeAnswers(tg.gw)
+	buy := seckill(buyer, "k", `{}`)
+	buy.header[shadow.Header] = issued.Token
+	if got := tg.do(t, buy); got.status != http.StatusBadRequest {
+		t.Fatalf("a marked buy without a body: %d %s, want 400", got.status, got.body)
+	}
+	if got := gateway.DegradeAnswers(tg.gw) - before; got != 0 {
+		t.Errorf("the degrade controller counted %d marked buys, want 0", got)
+	}
+	if got := tg.do(t, seckill(buyer, "k", `{}`)); got.status != http.StatusBadRequest {
+		t.Fatalf("a real buy without a body: %d %s, want 400", got.status, got.body)
+	}
+	if got := gateway.DegradeAnswers(tg.gw) - before; got != 1 {
+		t.Errorf("the degrade controller counted %d real buys, want 1", got)
 	}
 }

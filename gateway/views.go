@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/platform/shadow"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
@@ -68,7 +69,15 @@ func writeCatalog(w http.ResponseWriter, r *http.Request, v any) {
 	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
 	h := w.Header()
 	h.Set("ETag", etag)
-	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(catalogMaxAge/time.Second)))
+	// The same URL answers the pressure test's catalogue to a marked
+	// request: a shared cache must key by the mark, and keeps no marked
+	// answer at all.
+	h.Set("Vary", shadow.Header)
+	if shadow.Is(r.Context()) {
+		h.Set("Cache-Control", "no-store")
+	} else {
+		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(catalogMaxAge/time.Second)))
+	}
 	if etagMatches(r.Header.Get("If-None-Match"), etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
