@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -268,13 +269,29 @@ func (g *Gateway) recoverPanics(next http.Handler) http.Handler {
 
 // dispatch routes the request. ServeMux answers unknown paths and wrong
 // methods in plain text; those answers are rewritten into the API's JSON
-// errors.
+// errors. A path that is not clean (//, /./, /../) is no API path: ServeMux
+// would redirect it to the route it cleans into, with the route's pattern,
+// so it goes to the error writer too, which answers its redirect 404. (An
+// ingress rule on /metrics is not dodged by //metrics either.)
 func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request) {
-	if h, pattern := g.mux.Handler(r); pattern == "" {
+	if h, pattern := g.mux.Handler(r); pattern == "" || !cleanPath(r.URL.EscapedPath()) {
 		h.ServeHTTP(&muxErrorWriter{ResponseWriter: w, log: g.log, r: r}, r)
 		return
 	}
 	g.mux.ServeHTTP(w, r)
+}
+
+// cleanPath reports whether p is as ServeMux cleans a path: rooted, with
+// no empty, . or .. element; a trailing slash is kept.
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	clean := path.Clean(p)
+	if p[len(p)-1] == '/' && clean != "/" {
+		clean += "/"
+	}
+	return clean == p
 }
 
 // muxErrorWriter replaces ServeMux's plain-text answers by JSON error
@@ -291,7 +308,7 @@ type muxErrorWriter struct {
 
 func (w *muxErrorWriter) WriteHeader(code int) {
 	switch code {
-	case http.StatusNotFound, http.StatusMovedPermanently, http.StatusPermanentRedirect:
+	case http.StatusNotFound, http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
 		w.Header().Del("Location")
 		w.replaced = true
 		writeError(w.ResponseWriter, w.r, w.log, errorf(errcode.NotFound, "no such endpoint"))

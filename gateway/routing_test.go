@@ -17,6 +17,13 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 		{http.MethodGet, "/nope", http.StatusNotFound, "NOT_FOUND", ""},
 		{http.MethodGet, "/api/v1/payments/1", http.StatusNotFound, "NOT_FOUND", ""},
 		{http.MethodGet, "/api/v1/../healthz", http.StatusNotFound, "NOT_FOUND", ""},
+		// Paths ServeMux would clean into a route (and redirect to) are
+		// no API path either.
+		{http.MethodGet, "/api/v1//activities", http.StatusNotFound, "NOT_FOUND", ""},
+		{http.MethodGet, "/api/v1/./activities", http.StatusNotFound, "NOT_FOUND", ""},
+		{http.MethodGet, "/api/v1/x/../activities", http.StatusNotFound, "NOT_FOUND", ""},
+		{http.MethodPost, "/api/v1/seckill//orders", http.StatusNotFound, "NOT_FOUND", ""},
+		{http.MethodGet, "//healthz", http.StatusNotFound, "NOT_FOUND", ""},
 		{http.MethodGet, "/api/v1/seckill/orders", http.StatusMethodNotAllowed, "INVALID_ARGUMENT", "POST"},
 		{http.MethodDelete, "/api/v1/orders", http.StatusMethodNotAllowed, "INVALID_ARGUMENT", "GET, HEAD, POST"},
 		{http.MethodPost, "/healthz", http.StatusMethodNotAllowed, "INVALID_ARGUMENT", "GET, HEAD"},
