@@ -2,8 +2,10 @@ package check
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -13,6 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	gwapp "github.com/flashsale/flashsale/gateway/app"
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/platform/telemetry"
 )
 
 // selects reports whether sel selects a pod labelled l in the same
@@ -206,10 +212,66 @@ func TestK8sIngress(t *testing.T) {
 							t.Errorf("Ingress %s: %s%s: %v", ing.Name, r.Host, p.Path, err)
 						}
 					}
+					// The API is routed; the gateway's operations
+					// endpoints, on the same port, are not.
+					for path, want := range map[string]bool{
+						"/api/v1/activities": true, "/admin/v1/products": true,
+						"/metrics": false, telemetry.DependenciesPath: false, "/healthz": false, "/readyz": false,
+					} {
+						if got := ingressRoutes(r.HTTP.Paths, path); got != want {
+							t.Errorf("Ingress %s: %s%s routed %v, want %v", ing.Name, r.Host, path, got, want)
+						}
+					}
 				}
 			}
 		})
 	}
+}
+
+// Behind the ingress every connection to the gateway comes from the
+// ingress controller, so the per-IP limit (and the IP blocklist) must read
+// the client from X-Forwarded-For: the gateway trusts the proxies' ranges
+// in every overlay (each routes buyers through an Ingress, TestK8sIngress),
+// or one abusive
+// client would 429 every buyer behind the same ingress pod.
+func TestK8sGatewayTrustsTheIngressForTheClientAddress(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, _ string, objs []k8sObject) {
+		gw, ok := find(objs, "Deployment", "gateway")
+		if !ok {
+			t.Fatal("no gateway Deployment")
+		}
+		env, _ := mustWorkloadEnv(t, objs, gw.Spec.Template.Spec.Containers[0])
+		cfg := gwapp.ConfigFromEnv(config.FromMap(env))
+		if cfg.IPLimit.RPS <= 0 {
+			return // no per-IP limit to share
+		}
+		if len(cfg.TrustedProxies) == 0 {
+			t.Fatalf("the gateway has a per-IP limit (%v a second) but trusts no proxy: every buyer behind the ingress shares one bucket", cfg.IPLimit.RPS)
+		}
+		for _, pod := range []string{"10.244.0.7", "172.17.0.3", "192.168.1.20"} {
+			if !slices.ContainsFunc(cfg.TrustedProxies, func(p netip.Prefix) bool { return p.Contains(netip.MustParseAddr(pod)) }) {
+				t.Errorf("a pod address %s is not among the trusted proxies %v", pod, cfg.TrustedProxies)
+			}
+		}
+	})
+}
+
+// ingressRoutes reports whether one of paths takes a request for path
+// (Prefix: by whole path elements; Exact; ImplementationSpecific, which
+// ingress-nginx reads as a prefix).
+func ingressRoutes(paths []networkingv1.HTTPIngressPath, path string) bool {
+	for _, p := range paths {
+		prefix := strings.TrimSuffix(p.Path, "/")
+		switch {
+		case p.PathType != nil && *p.PathType == networkingv1.PathTypeExact:
+			if p.Path == path {
+				return true
+			}
+		case prefix == "" || path == prefix || strings.HasPrefix(path, prefix+"/"):
+			return true
+		}
+	}
+	return false
 }
 
 // routesToService checks that an Ingress backend names svc and one of
