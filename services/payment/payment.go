@@ -190,8 +190,11 @@ type Ledger interface {
 	// whether it did, and returns the payment as it stands after (moved
 	// by this call or by another settler).
 	Succeed(ctx context.Context, id int64, tradeNo string, paidAt time.Time) (Payment, bool, error)
-	// Fail moves a PAYING payment to FAILED.
-	Fail(ctx context.Context, id int64) error
+	// Fail moves a PAYING payment to FAILED. One whose trade's creation
+	// got no answer (outcomeUnknown: the trade may exist at the channel)
+	// keeps its questions, so the sweep asks its channel about it as about
+	// a PAYING one (Due); the others are asked nothing more.
+	Fail(ctx context.Context, id int64, outcomeUnknown bool) error
 	// SetOutcome records the order service's answer and, for a refusal,
 	// the reason its refund gives, once, and returns the answer and reason
 	// on record (a concurrent settler's, when it recorded first).
@@ -210,7 +213,8 @@ type Ledger interface {
 	// the payment to REFUNDED. It reports whether this call marked the
 	// refund done (false when another call had).
 	RefundDone(ctx context.Context, r Refund, refundNo string) (bool, error)
-	// Due claims up to limit PAYING payments whose QueryAt is at or
+	// Due claims up to limit PAYING payments, and FAILED ones whose
+	// outcome was unknown (Fail), whose QueryAt is at or
 	// before now, earliest first, and moves each one's QueryAt to
 	// next(p) (the zero time: never again), in one transaction; payments
 	// another sweeper holds are skipped. It returns them as they were

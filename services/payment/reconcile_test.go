@@ -196,3 +196,36 @@ func TestReconcileListsABoundedFew(t *testing.T) {
 			rep.Found[payment.DiffUnknown], len(rep.Unknown), rep.Unknown[:min(len(rep.Unknown), 1)], n)
 	}
 }
+
+// downChannel is a channel whose statement cannot be read.
+type downChannel struct{ billChannel }
+
+func (downChannel) Statement(context.Context, time.Time, func([]payment.Trade) error) error {
+	return fmt.Errorf("statement: 503 SYSTEM_BUSY: %w", payment.ErrUnavailable)
+}
+
+// TestReconcileReachesEveryChannelWhileOneIsDown: a channel whose
+// statement cannot be read (an outage that may last the whole window a
+// statement covers) does not keep the channels after it from being
+// reconciled: the others' differences are found and reported, and the
+// failure comes back beside them.
+func TestReconcileReachesEveryChannelWhileOneIsDown(t *testing.T) {
+	now := time.Date(2026, 11, 11, 12, 0, 0, 0, time.UTC)
+	b := &billBook{held: map[int64]payment.Payment{}, size: 10,
+		trades: []payment.Trade{{TradeNo: "T9", PaymentID: 9, Amount: 990, Status: payment.TradePaid, PaidAt: now.Add(-time.Hour)}}}
+	router, err := payment.NewRouter(payment.RouterConfig{Channels: []string{"down", "alipay"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := payment.NewService(payment.Config{Ledger: b,
+		Channels: map[string]payment.Channel{"down": downChannel{billChannel{b}}, "alipay": billChannel{b}},
+		Router:   router, Clock: clock.NewManual(now), NextID: func() int64 { return 0 }})
+	reports, err := svc.Reconcile(context.Background())
+	if err == nil || !errors.Is(err, payment.ErrUnavailable) {
+		t.Errorf("error %v, want the down channel's", err)
+	}
+	i := slices.IndexFunc(reports, func(r payment.ReconcileReport) bool { return r.Channel == "alipay" })
+	if i < 0 || reports[i].Checked != 1 || !slices.Equal(reports[i].Unknown, []int64{9}) {
+		t.Fatalf("reports %+v, want alipay's, its one trade checked and found unknown", reports)
+	}
+}

@@ -178,21 +178,26 @@ func (s *Service) payThrough(ctx context.Context, o Order, ch string, left int) 
 		return Payment{}, err
 	}
 	callCtx, cancel := budget.Share(ctx, 1, int64(left))
-	t, err := s.cfg.Router.Call(ch, func() (Trade, error) { return s.cfg.Channels[ch].Create(callCtx, p) })
+	asked := false
+	t, err := s.cfg.Router.Call(ch, func() (Trade, error) { asked = true; return s.cfg.Channels[ch].Create(callCtx, p) })
 	abandoned := err != nil && callCtx.Err() != nil && ctx.Err() == nil
 	cancel()
 	if err != nil {
-		// The trade may exist at the channel all the same (an answer
-		// lost on the way, or one the channel was still working on when
-		// its share ran out and the payment moved on); the buyer never
-		// saw its pay URL, and should money arrive anyway, its callback
-		// or reconciliation settles the payment, and the order, paid by
-		// then or not payable, refuses it: the money goes back.
+		// Unless the channel answered no (a 4xx) or was never asked (its
+		// breaker), the trade may exist at the channel all the same (an
+		// answer lost on the way, or one the channel was still working
+		// on when its share ran out and the payment moved on). The buyer
+		// never saw its pay URL; should money arrive anyway, the sweep's
+		// questions (which a FAILED payment of unknown outcome keeps),
+		// its callback or reconciliation settle the payment, and the
+		// order, paid by then or not payable, refuses it: the money goes
+		// back.
+		unknown := asked && errors.Is(err, ErrUnavailable)
 		if abandoned {
 			s.log.WarnContext(ctx, "channel abandoned: no answer within its share of the pay budget",
 				"payment_id", p.ID, "order_id", o.ID, "channel", ch)
 		}
-		if ferr := s.cfg.Ledger.Fail(context.WithoutCancel(ctx), p.ID); ferr != nil {
+		if ferr := s.cfg.Ledger.Fail(context.WithoutCancel(ctx), p.ID, unknown); ferr != nil {
 			s.log.WarnContext(ctx, "failed payment left PAYING", "payment_id", p.ID, "err", ferr)
 		} else {
 			s.cfg.Observer.Settled(ctx, ch, StatusFailed)
@@ -338,6 +343,14 @@ func (s *Service) settle(ctx context.Context, p Payment, t Trade) (succeeded boo
 	}
 	if t.Status != TradePaid {
 		return false, fmt.Errorf("%s %d: %w: trade %q is %s, not PAID", op, p.ID, ErrInvalid, t.TradeNo, t.Status)
+	}
+	if t.PaidAt.IsZero() {
+		// The channel's word that the money arrived, without its time:
+		// the payment settles at ours (the order refuses a payment with
+		// no time, and the money would stay unsettled), and
+		// reconciliation reports the two times' disagreement.
+		s.log.WarnContext(ctx, "paid trade without a payment time: settled at ours", "payment_id", p.ID, "trade_no", t.TradeNo)
+		t.PaidAt = s.cfg.Clock.Now()
 	}
 	if p.Status == StatusPaying || p.Status == StatusFailed {
 		id := p.ID
@@ -709,13 +722,22 @@ var Differences = []Difference{DiffRepaired, DiffUnknown, DiffMismatched, DiffUn
 // and settles what the channel took but the ledger missed: statement →
 // ledger finds trades the ledger does not know, disagrees with or missed;
 // ledger → statement finds payments the ledger holds paid that the
-// channel never saw paid.
+// channel never saw paid. One channel whose statement cannot be read (or
+// one payment that cannot be settled) does not hold back the others: every
+// channel is reconciled, and the errors come back together with the
+// reports of the channels that were.
 func (s *Service) Reconcile(ctx context.Context) ([]ReconcileReport, error) {
-	var out []ReconcileReport
+	var (
+		out  []ReconcileReport
+		errs []error
+	)
 	for _, st := range s.cfg.Router.States() {
 		rep, err := s.reconcile(ctx, st.Name)
 		if err != nil {
-			return out, err
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
 		}
 		if len(rep.Found) > 0 {
 			attrs := []any{"channel", rep.Channel, "checked", rep.Checked}
@@ -730,7 +752,7 @@ func (s *Service) Reconcile(ctx context.Context) ([]ReconcileReport, error) {
 		}
 		out = append(out, rep)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // reconcilePage is how many of the ledger's paid payments reconciliation
@@ -756,6 +778,7 @@ func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileRepor
 	}
 	defer paid.Close(ctx)
 	m := paidMatch{paid: paid, shown: map[int64]time.Time{}, unpaid: func(id int64) { rep.note(DiffUnpaid, id) }}
+	var unsettled []error
 	err = s.cfg.Channels[channel].Statement(ctx, since.Add(-statementSlack), func(trades []Trade) error {
 		ids := make([]int64, len(trades))
 		for i, t := range trades {
@@ -776,7 +799,9 @@ func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileRepor
 				continue
 			}
 			if err := s.compare(ctx, &rep, p, channel, t); err != nil {
-				return err
+				// Settled by the next reconciliation (or the sweep); the
+				// rest of the statement is read now.
+				unsettled = append(unsettled, err)
 			}
 		}
 		if len(trades) == 0 {
@@ -787,7 +812,7 @@ func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileRepor
 	if err == nil {
 		err = m.upTo(ctx, time.Time{})
 	}
-	if err != nil {
+	if err = errors.Join(append([]error{err}, unsettled...)...); err != nil {
 		return rep, fmt.Errorf("reconcile %s: %w", channel, err)
 	}
 	return rep, nil

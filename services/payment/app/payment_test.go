@@ -577,6 +577,35 @@ func TestOnlyItsOwnPaidTradePaysAPayment(t *testing.T) {
 	}
 }
 
+// A channel's signed PAID notification without a payment time still
+// settles the payment, at the platform's time: the order is paid, and
+// the payment is not left SUCCEEDED with no answer from the order, which
+// refuses a payment without a time.
+func TestPaidTradeWithoutItsTimeSettles(t *testing.T) {
+	p := MustPlatform(t, nil)
+	o := p.MustOrders(t, 1)[0]
+	pay := p.MustPay(t, o, "alipay")
+	tr, ok := p.sim.Trade("alipay", formatID(pay.GetPaymentId()))
+	if !ok {
+		t.Fatal("no trade at the channel")
+	}
+	body, _ := json.Marshal(wire.Notification{NotifyID: "n-no-time", Channel: "alipay", TradeNo: tr.TradeNo,
+		MerchantRef: formatID(pay.GetPaymentId()), Amount: tr.Amount, Status: wire.TradePaid})
+	if _, err := p.payment.HandleCallback(context.Background(), &paymentv1.CallbackRequest{
+		Channel: "alipay", Body: body, Signature: wire.Sign([]byte("alipay-dev-secret"), body)}); err != nil {
+		t.Fatalf("a PAID notification without paid_at: %v", err)
+	}
+	if st := p.orderStatus(t, o); st != paid {
+		t.Fatalf("order %s, want PAID", st)
+	}
+	var outcome string
+	var paidAt time.Time
+	if err := p.ledger.QueryRow(context.Background(), `SELECT coalesce(order_outcome, ''), paid_at FROM payments WHERE payment_id = $1`,
+		pay.GetPaymentId()).Scan(&outcome, &paidAt); err != nil || outcome != "ACCEPTED" || !paidAt.Equal(p.clock.Now()) {
+		t.Fatalf("payment outcome %q paid at %v (%v), want ACCEPTED at the platform's %v", outcome, paidAt, err, p.clock.Now())
+	}
+}
+
 // A channel that does not answer within its share of the pay budget is
 // abandoned for the next one: the buyer, whose gateway gives the call 2 s,
 // gets a payment through another channel instead of UNAVAILABLE. The
@@ -608,10 +637,18 @@ func TestSlowChannelIsAbandonedWithinThePayBudget(t *testing.T) {
 		t.Fatalf("abandoned alipay payment %s, want FAILED", status)
 	}
 
+	// Its trade's outcome is unknown, so it keeps its questions.
+	var asked bool
+	if err := p.ledger.QueryRow(context.Background(), `SELECT query_at IS NOT NULL FROM payments WHERE payment_id = $1`,
+		abandoned).Scan(&asked); err != nil || !asked {
+		t.Fatalf("the abandoned alipay payment has a next question: %v (%v), want one", asked, err)
+	}
+
 	p.MustBuyerPays(t, pay)
 	waitFor(t, "the order paid", func() bool { return p.orderStatus(t, o) == paid })
-	// Alipay had opened the trade after all, and the buyer pays it.
-	if err := p.sim.SetBehaviour("alipay", channelsim.Behaviour{}); err != nil {
+	// Alipay had opened the trade after all, and the buyer pays it; its
+	// notification is lost, so only the sweep's question finds it.
+	if err := p.sim.SetBehaviour("alipay", channelsim.Behaviour{NotifyDropRate: 1}); err != nil {
 		t.Fatal(err)
 	}
 	late, err := channel.New("alipay", p.simURL, "", time.Second).Create(context.Background(),
@@ -622,6 +659,8 @@ func TestSlowChannelIsAbandonedWithinThePayBudget(t *testing.T) {
 	if _, err := p.sim.Pay("alipay", late.TradeNo); err != nil {
 		t.Fatal(err)
 	}
+	// Its next question comes (the harness asks an hour apart).
+	p.clock.Advance(time.Hour + time.Second)
 	waitFor(t, "the abandoned payment refunded", func() bool { return p.paymentStatus(t, abandoned) == refunded })
 	if got := p.paymentStatus(t, pay.GetPaymentId()); got != succeeded {
 		t.Errorf("the payment that answered is %s, want SUCCEEDED", got)

@@ -141,10 +141,12 @@ func (l *Ledger) Succeed(ctx context.Context, id int64, tradeNo string, paidAt t
 	return p, err == nil && tag.RowsAffected() == 1, err
 }
 
-// Fail moves a PAYING payment to FAILED.
-func (l *Ledger) Fail(ctx context.Context, id int64) error {
-	if _, err := l.pool.Exec(ctx, `UPDATE payments SET status = 'FAILED', updated_at = now()
-		WHERE payment_id = $1 AND status = 'PAYING'`, id); err != nil {
+// Fail moves a PAYING payment to FAILED, keeping its next query when
+// its outcome is unknown and clearing it otherwise (migration 007).
+func (l *Ledger) Fail(ctx context.Context, id int64, outcomeUnknown bool) error {
+	if _, err := l.pool.Exec(ctx, `UPDATE payments SET status = 'FAILED', updated_at = now(),
+		query_at = CASE WHEN $2 THEN query_at END
+		WHERE payment_id = $1 AND status = 'PAYING'`, id, outcomeUnknown); err != nil {
 		return fmt.Errorf("fail payment %d: %w", id, err)
 	}
 	return nil
@@ -285,7 +287,7 @@ func (l *Ledger) RefundDone(ctx context.Context, r payment.Refund, refundNo stri
 }
 
 // duePayments is Due's statement after paymentSelect.
-const duePayments = `WHERE status = 'PAYING' AND query_at <= $1
+const duePayments = `WHERE status IN ('PAYING', 'FAILED') AND query_at <= $1
 		ORDER BY query_at, payment_id LIMIT $2 FOR UPDATE SKIP LOCKED`
 
 // Due claims the payments whose query is due, earliest first, and sets
@@ -293,8 +295,8 @@ const duePayments = `WHERE status = 'PAYING' AND query_at <= $1
 // transaction: the row locks keep a second payment replica's sweep off
 // the same page, and the next query, set before the channel is asked, is
 // the claim (a sweeper that dies while asking leaves the payments to
-// their next query, not to a lock). The payments_query_due index
-// (migration 006) holds only the payments still to be asked, by their
+// their next query, not to a lock). The payments_query_due_v2 index
+// (migrations 006 and 007) holds only the payments still to be asked, by their
 // query time, so a page reads its own rows however many wait for a later
 // query (TestDuePagesReadOnlyTheirRows).
 func (l *Ledger) Due(ctx context.Context, now time.Time, limit int, next func(payment.Payment) time.Time) ([]payment.Payment, error) {

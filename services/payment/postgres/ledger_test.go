@@ -146,3 +146,48 @@ func TestPaymentsOfTheReleaseBeforeAreAskedAbout(t *testing.T) {
 		t.Errorf("a payment of the release before is first asked about %v after its creation, want 30s", wait)
 	}
 }
+
+// A payment whose channel never answered its trade's creation is FAILED
+// but keeps its questions: the trade may exist and be paid later, so the
+// sweep asks about it when its next question comes (Due), and settles a
+// late payment (Succeed takes a FAILED payment). One the channel refused
+// is asked nothing more.
+func TestFailedPaymentOfUnknownOutcomeIsStillAsked(t *testing.T) {
+	ctx := context.Background()
+	pool := stack.MustPool(t, "payment_ledger_failed", 2, postgres.Migrations)
+	if _, err := pool.Exec(ctx, `TRUNCATE payments CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+	ledger := postgres.NewLedger(pool)
+	now := time.Date(2026, 11, 11, 0, 10, 0, 0, time.UTC)
+	for id := int64(1); id <= 3; id++ {
+		if err := ledger.Create(ctx, payment.Payment{ID: id, OrderID: id, UserID: 1, Channel: "alipay", Amount: 100,
+			Status: payment.StatusPaying, CreatedAt: now.Add(-time.Minute), QueryAt: now.Add(30 * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ledger.Fail(ctx, 1, true); err != nil { // no answer: unknown
+		t.Fatal(err)
+	}
+	if err := ledger.Fail(ctx, 2, false); err != nil { // refused
+		t.Fatal(err)
+	}
+	next := func(payment.Payment) time.Time { return now.Add(time.Hour) }
+	if early, err := ledger.Due(ctx, now, 10, next); err != nil || len(early) != 0 {
+		t.Fatalf("due before their question: %v (%v), want none", early, err)
+	}
+	due, err := ledger.Due(ctx, now.Add(time.Minute), 10, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, p := range due {
+		ids = append(ids, p.ID)
+	}
+	if len(ids) != 2 || ids[0] != 1 || ids[1] != 3 || due[0].Status != payment.StatusFailed {
+		t.Fatalf("due at their question: %v (%+v), want 1 (FAILED, unknown) and 3 (PAYING), not 2 (refused)", ids, due)
+	}
+	if _, moved, err := ledger.Succeed(ctx, 1, "T1", now); err != nil || !moved {
+		t.Fatalf("a late payment of the unknown one: moved %v (%v), want SUCCEEDED", moved, err)
+	}
+}

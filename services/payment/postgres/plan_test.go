@@ -12,7 +12,7 @@ import (
 var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
-	localstack.RunTests(m, localstack.Config{Databases: []string{"payment_plans", "payment_ledger"}, NoBroker: true},
+	localstack.RunTests(m, localstack.Config{Databases: []string{"payment_plans", "payment_ledger", "payment_ledger_failed"}, NoBroker: true},
 		func(s *localstack.Stack) { stack = s })
 }
 
