@@ -178,7 +178,10 @@ func (s *Store) bucketsOf(ctx context.Context, activityID int64) (int, error) {
 		return 0, fmt.Errorf("buckets of activity %d: %w", activityID, err)
 	}
 	if v[0] == nil {
-		return 1, nil // not preheated (yet): its scripts answer so
+		// Not preheated (yet), whose scripts answer so; or a bucketed
+		// sale whose own record was lost with its primary's data while
+		// its buckets live on: each bucket's record holds the number too.
+		return s.bucketsFromBuckets(ctx, activityID)
 	}
 	n := 1
 	if str, ok := v[1].(string); ok {
@@ -188,6 +191,32 @@ func (s *Store) bucketsOf(ctx context.Context, activityID int64) (int, error) {
 	}
 	s.buckets.Store(activityID, n)
 	return n, nil
+}
+
+// bucketsFromBuckets looks for a sale's buckets when its own record is
+// missing: for every number of buckets a sale may have, the record of its
+// first bucket under that number says whether the sale has that many
+// (one pipeline of HGETs, on the cold path of a replica that never cached
+// the number). 1 when none does: the sale is not preheated, or was
+// preheated in one slot.
+func (s *Store) bucketsFromBuckets(ctx context.Context, activityID int64) (int, error) {
+	cmds := make([]*goredis.StringCmd, 0, inventory.MaxBuckets-1)
+	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for n := 2; n <= inventory.MaxBuckets; n++ {
+			cmds = append(cmds, p.HGet(ctx, bucketKeys(activityID, 0, n).meta, "buckets"))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return 0, fmt.Errorf("buckets of activity %d: %w", activityID, err)
+	}
+	for i, c := range cmds {
+		if n := i + 2; c.Val() == strconv.Itoa(n) {
+			s.buckets.Store(activityID, n)
+			return n, nil
+		}
+	}
+	return 1, nil
 }
 
 // preheatBuckets writes the sale's record and then preheats each bucket
@@ -210,6 +239,11 @@ func (s *Store) preheatBuckets(ctx context.Context, activityID, stock, perUserLi
 		}
 		k := bucketKeys(activityID, b, n)
 		got, err := preheatScript.Run(ctx, s.rdb, []string{k.meta, k.stock, k.live}, share, perUserLimit).Int64()
+		if err == nil {
+			// The bucket's record carries the sale's number of buckets
+			// too, should the sale's own record be lost (bucketsOf).
+			err = s.rdb.HSet(ctx, k.meta, "buckets", n).Err()
+		}
 		if err != nil {
 			return 0, fmt.Errorf("preheat activity %d bucket %d: %w", activityID, b, err)
 		}
@@ -583,6 +617,9 @@ func (s *Store) rebuildBuckets(ctx context.Context, r inventory.Rebuild, n int) 
 		}
 		one, err := s.rebuildOne(ctx, k, inventory.Rebuild{ActivityID: r.ActivityID, Total: share + held[b],
 			PerUserLimit: r.PerUserLimit, Orders: orders[b]})
+		if err == nil {
+			err = s.rdb.HSet(ctx, k.meta, "buckets", n).Err()
+		}
 		if err != nil {
 			return res, fmt.Errorf("rebuild activity %d bucket %d: %w", r.ActivityID, b, err)
 		}
@@ -594,7 +631,7 @@ func (s *Store) rebuildBuckets(ctx context.Context, r inventory.Rebuild, n int) 
 		res.UserCounts += one.UserCounts
 		res.ExpiryEntries += one.ExpiryEntries
 	}
-	if err := s.rdb.HSet(ctx, home.meta, "total", r.Total, "limit", r.PerUserLimit).Err(); err != nil {
+	if err := s.rdb.HSet(ctx, home.meta, "total", r.Total, "limit", r.PerUserLimit, "buckets", n).Err(); err != nil {
 		return res, fmt.Errorf("rebuild activity %d: %w", r.ActivityID, err)
 	}
 	return res, nil

@@ -418,6 +418,45 @@ func TestBucketedSaleIsFencedAndRebuiltAsAWhole(t *testing.T) {
 	}
 }
 
+// A bucketed sale whose own record ({act:ID}:meta, the one place its
+// number of buckets was written) is lost with its primary's data, while
+// its buckets live on other primaries, keeps its number of buckets: a
+// replica that never cached it finds it in the buckets' records, so the
+// fence and the rebuild treat the sale as the buckets it is, never as a
+// second, one-slot sale with the whole stock beside them. Replicas that
+// cached the number and replicas that did not then sell the one stock:
+// exactly the total, however the buys alternate between them.
+func TestBucketedSaleOutlivesItsOwnRecord(t *testing.T) {
+	cc := stack.RedisClusterClient(t)
+	warm := invredis.NewStore(cc)
+	ctx := context.Background()
+	const n, total = 3, 30
+	act := mustPreheatBuckets(t, warm, total, 1, n)
+	if err := cc.Del(ctx, invredis.BucketTag(act, 0, 1)+":meta").Err(); err != nil {
+		t.Fatal(err)
+	}
+	cold := invredis.NewStore(cc) // a replica started after the loss
+	if fenced, err := cold.Fenced(ctx); err != nil || containsID(fenced, act) {
+		t.Fatalf("fenced %v, %v: the sale's buckets are all live", fenced, err)
+	}
+	if res, err := cold.RebuildStock(ctx, inventory.Rebuild{ActivityID: act, Total: total, PerUserLimit: 1}); err != nil || res.Rebuilt {
+		t.Fatalf("rebuild of a live bucketed sale: %+v, %v; want it left alone", res, err)
+	}
+	var sold int64
+	for i, u := range usersOfBucket(0, 1, 100, 50_000) {
+		s := warm
+		if i%2 == 1 {
+			s = cold
+		}
+		if _, err := s.Reserve(ctx, request(act, u, 1, 60_000+u, "k")); err == nil {
+			sold++
+		}
+	}
+	if sold != total {
+		t.Errorf("sold %d through a warm and a cold replica, want exactly %d", sold, total)
+	}
+}
+
 func containsID(ids []int64, id int64) bool {
 	for _, v := range ids {
 		if v == id {
