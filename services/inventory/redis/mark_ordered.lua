@@ -4,7 +4,8 @@
 -- Marking is idempotent. The order consumer runs it once per event of a
 -- batch, in one pipeline, before it stores the batch.
 --
--- KEYS[1] {act:ID}:res:<order>, KEYS[2] {act:ID}:live
+-- KEYS[1] {act:ID}:res:<order>, KEYS[2] {act:ID}:live,
+-- KEYS[3] {act:ID}:tomb:<order>
 --
 -- Returns MARKED (store the order), DROP (released as unpublished: the
 -- buyer was told the order failed) or NOT_FOUND (no reservation).
@@ -17,6 +18,12 @@
 local r = redis.call('HMGET', KEYS[1], 'status', 'unpublished')
 local status, unpublished = r[1], r[2]
 if not status then
+  -- An unpublished release that came before the reservation left a
+  -- tombstone saying so: the order was given up (its reservation was
+  -- refused GIVEN_UP), fenced sale or not.
+  if redis.call('GET', KEYS[3]) == '1' then
+    return 'DROP'
+  end
   if redis.call('EXISTS', KEYS[2]) == 0 then
     return 'MARKED'
   end

@@ -18,7 +18,8 @@
 -- reserve a second time.
 --
 -- A release that finds no reservation leaves a tombstone (KEYS[6], for
--- ARGV[3] ms) that reserve.lua respects: the reservation may still be on
+-- ARGV[3] ms; its value is ARGV[2], so mark_ordered.lua can tell an
+-- unpublished release) that reserve.lua respects: the reservation may still be on
 -- its way (a batch its caller gave up waiting for), and landing after the
 -- release it would hold a unit and the buyer's limit for an order that is
 -- never published. With the tombstone the order of arrival does not
@@ -34,7 +35,7 @@
 local r = redis.call('HMGET', KEYS[4], 'user', 'qty', 'status', 'idem', 'ordered')
 local user, qty, status, idem, ordered = r[1], r[2], r[3], r[4], r[5]
 if not status then
-  redis.call('SET', KEYS[6], '1', 'PX', ARGV[3])
+  redis.call('SET', KEYS[6], ARGV[2], 'PX', ARGV[3])
   return 'NOT_FOUND'
 end
 local unpublished = ARGV[2] == '1'

@@ -509,24 +509,34 @@ func answerRelease(activityID, orderID int64, unpublished bool, outcome string, 
 // the outcomes in the order of refs.
 func (s *Store) MarkOrdered(ctx context.Context, refs []inventory.OrderRef) ([]inventory.MarkOutcome, error) {
 	cmds, err := s.onOwners(ctx, markOrderedScript, refs, func(i int, k activityKeys) ([]string, []any) {
-		return []string{k.reservation(refs[i].OrderID), k.live}, nil
+		return []string{k.reservation(refs[i].OrderID), k.live, k.tombstone(refs[i].OrderID)}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mark %d orders: %w", len(refs), err)
 	}
 	outcomes := make([]inventory.MarkOutcome, len(refs))
 	for i, cs := range cmds {
-		// Of an order no bucket held, any bucket's MARKED wins: either
-		// the reservation arrived meanwhile, or a bucket is fenced, and
-		// then the whole sale is (Fenced) and the rebuild counts it.
-		text, err := decisive(cs, "NOT_FOUND").Text()
-		switch o := inventory.MarkOutcome(text); {
-		case err != nil:
-			return nil, fmt.Errorf("mark order %d of activity %d: %w", refs[i].OrderID, refs[i].ActivityID, err)
-		case o == inventory.MarkMarked || o == inventory.MarkDrop || o == inventory.MarkNotFound:
-			outcomes[i] = o
-		default:
-			return nil, fmt.Errorf("mark order %d of activity %d: unexpected outcome %q", refs[i].OrderID, refs[i].ActivityID, o)
+		// Of an order no bucket held (run in every bucket), a DROP wins:
+		// a bucket's tombstone says the order was given up. Else a
+		// MARKED: the reservation arrived meanwhile, or a bucket is
+		// fenced, and then the whole sale is (Fenced) and the rebuild
+		// counts it. A fenced bucket's guess never overrules the
+		// evidence of another.
+		outcomes[i] = inventory.MarkNotFound
+		for _, c := range cs {
+			text, err := c.Text()
+			switch o := inventory.MarkOutcome(text); {
+			case err != nil:
+				return nil, fmt.Errorf("mark order %d of activity %d: %w", refs[i].OrderID, refs[i].ActivityID, err)
+			case o == inventory.MarkDrop:
+				outcomes[i] = o
+			case o == inventory.MarkMarked:
+				if outcomes[i] != inventory.MarkDrop {
+					outcomes[i] = o
+				}
+			case o != inventory.MarkNotFound:
+				return nil, fmt.Errorf("mark order %d of activity %d: unexpected outcome %q", refs[i].OrderID, refs[i].ActivityID, o)
+			}
 		}
 	}
 	return outcomes, nil

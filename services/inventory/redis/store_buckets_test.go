@@ -457,6 +457,42 @@ func TestBucketedSaleOutlivesItsOwnRecord(t *testing.T) {
 	}
 }
 
+// An order given up before its reservation arrived (an unpublished
+// release overtook it: the buyer was told the order failed) is dropped
+// when its event arrives late, even while one of its sale's buckets is
+// fenced: the tombstone the release left is evidence, where a fenced
+// bucket's MARKED for a reservation it does not hold is a guess. On one
+// slot the same holds for a fenced sale. From a review: the fenced bucket's
+// MARKED used to win, and a ghost order was stored.
+func TestGivenUpOrderIsDroppedWhileABucketIsFenced(t *testing.T) {
+	cc := stack.RedisClusterClient(t)
+	s := invredis.NewStore(cc)
+	ctx := context.Background()
+	for _, n := range []int{3, 1} {
+		act := mustPreheatBuckets(t, s, 30, 3, n)
+		u := usersOfBucket(0, n, 1, 1)[0]
+		if _, err := s.ReleaseUnpublished(ctx, act, 555); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Reserve(ctx, request(act, u, 1, 555, "k")); !errors.Is(err, inventory.ErrGivenUp) {
+			t.Fatalf("%d buckets: reserve after the overtaking release: %v, want ErrGivenUp", n, err)
+		}
+		fenced := invredis.BucketTag(act, n-1, n) + ":live"
+		if err := cc.Del(ctx, fenced).Err(); err != nil {
+			t.Fatal(err)
+		}
+		out, err := s.MarkOrdered(ctx, []inventory.OrderRef{{ActivityID: act, OrderID: 555}})
+		if err != nil || len(out) != 1 || out[0] != inventory.MarkDrop {
+			t.Errorf("%d buckets, %s fenced: the late event of the given-up order: %v, %v; want DROP", n, fenced, out, err)
+		}
+		// An order nobody gave up, in a fenced sale, is still stored.
+		out, err = s.MarkOrdered(ctx, []inventory.OrderRef{{ActivityID: act, OrderID: 556}})
+		if err != nil || len(out) != 1 || out[0] != inventory.MarkMarked {
+			t.Errorf("%d buckets, fenced: an unknown order's event: %v, %v; want MARKED", n, out, err)
+		}
+	}
+}
+
 func containsID(ids []int64, id int64) bool {
 	for _, v := range ids {
 		if v == id {
