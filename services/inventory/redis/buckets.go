@@ -28,9 +28,11 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -49,12 +51,15 @@ var (
 	preheatSaleSource string
 	//go:embed bucket_stock.lua
 	bucketStockSource string
+	//go:embed rebuild_lock.lua
+	rebuildLockSource string
 
 	transferOutScript = goredis.NewScript(transferOutSource)
 	transferInScript  = goredis.NewScript(transferInSource)
 	bucketResetScript = goredis.NewScript(bucketResetSource)
 	preheatSaleScript = goredis.NewScript(preheatSaleSource)
 	bucketStockScript = goredis.NewScript(bucketStockSource)
+	rebuildLockScript = goredis.NewScript(rebuildLockSource)
 )
 
 // slots is the number of Redis Cluster hash slots.
@@ -574,11 +579,13 @@ func (s *Store) fenceAll(ctx context.Context, activityID int64, n int) error {
 // buckets are all live is left alone.
 func (s *Store) rebuildBuckets(ctx context.Context, r inventory.Rebuild, n int) (inventory.RebuildResult, error) {
 	home := keysOf(r.ActivityID)
-	got, err := s.rdb.SetNX(ctx, home.rebuilding, "1", rebuildLockTTL).Result()
+	token := strconv.FormatUint(rand.Uint64(), 36)
+	got, err := s.rdb.SetNX(ctx, home.rebuilding, token, rebuildLockTTL).Result()
 	if err != nil || !got {
 		return inventory.RebuildResult{}, err // another rebuild runs: the sale stays fenced meanwhile
 	}
-	defer s.rdb.Del(context.WithoutCancel(ctx), home.rebuilding)
+	ctx, release := s.holdRebuildLock(ctx, home.rebuilding, token, rebuildLockTTL)
+	defer release()
 	fenced, err := s.fencedBuckets(ctx, r.ActivityID, n)
 	if err != nil || len(fenced) == 0 {
 		return inventory.RebuildResult{}, err
@@ -635,6 +642,41 @@ func (s *Store) rebuildBuckets(ctx context.Context, r inventory.Rebuild, n int) 
 		return res, fmt.Errorf("rebuild activity %d: %w", r.ActivityID, err)
 	}
 	return res, nil
+}
+
+// holdRebuildLock keeps the rebuild lock at key, taken with token for
+// ttl, as long as the rebuild runs: it extends it every third of ttl,
+// and should it find the lock gone or another's (this rebuild outlived a
+// lost extension), it cancels the returned context, so the rebuild stops
+// rather than interleave with the next one. release stops the extensions
+// and releases the lock if it still holds the token.
+func (s *Store) holdRebuildLock(ctx context.Context, key, token string, ttl time.Duration) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(ttl / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				held, err := rebuildLockScript.Run(ctx, s.rdb, []string{key}, token, ttl.Milliseconds()).Int()
+				if err == nil && held == 0 {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() {
+		cancel()
+		<-done
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer rcancel()
+		_ = rebuildLockScript.Run(rctx, s.rdb, []string{key}, token, 0).Err()
+	}
 }
 
 // fencedBuckets runs fence.lua on every bucket of a sale and returns the

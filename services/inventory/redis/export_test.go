@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"strings"
+	"time"
 )
 
 // TransferOutStep runs only the first step of a transfer between two
@@ -26,4 +27,10 @@ func (s *Store) TransferInStep(ctx context.Context, activityID int64, t Transfer
 	k := bucketKeys(activityID, t.To, n)
 	gen, _, _ := strings.Cut(t.ID, ":")
 	return transferInScript.Run(ctx, s.rdb, []string{k.stock, k.xin, k.meta, k.live}, t.ID, t.Units, gen).Text()
+}
+
+// HoldRebuildLock holds a rebuild lock at key taken with token for ttl, as
+// a bucketed sale's rebuild holds its own.
+func (s *Store) HoldRebuildLock(ctx context.Context, key, token string, ttl time.Duration) (context.Context, func()) {
+	return s.holdRebuildLock(ctx, key, token, ttl)
 }

@@ -493,6 +493,58 @@ func TestGivenUpOrderIsDroppedWhileABucketIsFenced(t *testing.T) {
 	}
 }
 
+// A rebuild holds its lock for as long as it runs, however long past the
+// lock's life that is, and releases only its own: a rebuild that finds its
+// lock taken by another (it lost it, and the next rebuild took it) is
+// stopped and leaves the other's lock alone. Before, the lock lived a
+// fixed minute and was deleted unconditionally at the end, so a slow
+// rebuild let a second one interleave with it and then deleted the
+// second's lock.
+func TestRebuildLockIsHeldWhileRunningAndReleasedOnlyByItsTaker(t *testing.T) {
+	cc := stack.RedisClusterClient(t)
+	s := invredis.NewStore(cc)
+	ctx := context.Background()
+	const ttl = 300 * time.Millisecond
+	key := fmt.Sprintf("{act:%d}:rebuilding", newActivityID())
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+
+	if err := cc.Set(ctx, key, "mine", ttl).Err(); err != nil {
+		t.Fatal(err)
+	}
+	held, release := s.HoldRebuildLock(ctx, key, "mine", ttl)
+	// Three lifetimes later the lock is still there, and still the
+	// rebuild's.
+	deadline := time.Now().Add(3 * ttl)
+	waitFor("three lock lifetimes", func() bool { return time.Now().After(deadline) })
+	if got, err := cc.Get(ctx, key).Result(); err != nil || got != "mine" || held.Err() != nil {
+		t.Fatalf("after three lifetimes: lock %q (%v), rebuild context %v; want held and running", got, err, held.Err())
+	}
+	release()
+	if n, err := cc.Exists(ctx, key).Result(); err != nil || n != 0 {
+		t.Fatalf("after the release: lock exists %d (%v), want gone", n, err)
+	}
+
+	if err := cc.Set(ctx, key, "mine", ttl).Err(); err != nil {
+		t.Fatal(err)
+	}
+	held, release = s.HoldRebuildLock(ctx, key, "mine", ttl)
+	if err := cc.Set(ctx, key, "next", time.Minute).Err(); err != nil { // lost, and taken by the next rebuild
+		t.Fatal(err)
+	}
+	waitFor("the rebuild stopped", func() bool { return held.Err() != nil })
+	release()
+	if got, err := cc.Get(ctx, key).Result(); err != nil || got != "next" {
+		t.Fatalf("the next rebuild's lock after the first's release: %q (%v), want it left alone", got, err)
+	}
+}
+
 func containsID(ids []int64, id int64) bool {
 	for _, v := range ids {
 		if v == id {
