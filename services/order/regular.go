@@ -157,6 +157,12 @@ func (c *Checkout) CreateRegularOrder(ctx context.Context, userID int64, lines [
 		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
 	if err := c.take(ctx, userID, orderID, lines, couponID); err != nil {
+		// A first attempt with the key still under way (the buyer's
+		// retry raced it) may hold the last units or the coupon: the
+		// key then answers its order, not this attempt's refusal.
+		if first, found, _ := c.lookByKey(ctx, userID, idemKey); found {
+			return repeatCheckout(op, first, lines, couponID)
+		}
 		return Order{}, fmt.Errorf("%s: %w", op, err)
 	}
 	// Postgres keeps microseconds: the answer equals every later read.
@@ -168,7 +174,26 @@ func (c *Checkout) CreateRegularOrder(ctx context.Context, userID int64, lines [
 	}
 	stored, created, err := c.cfg.Regular.InsertRegular(ctx, o)
 	if err != nil {
-		c.undoRegular(ctx, orderID, true)
+		// The error may hide a commit that landed (the deadline ran out,
+		// or the answer was lost, during COMMIT): the order then stands,
+		// payable, with its stock and coupon, and giving them back would
+		// sell the units twice and free the coupon. They go back only
+		// once a look finds no order of this attempt.
+		first, found, answered := c.lookByKey(ctx, userID, idemKey)
+		switch {
+		case found && first.ID == orderID:
+			c.cfg.Observer.Placed(ctx, KindRegular)
+			c.cfg.Observer.Stored(ctx, KindRegular, 1)
+			return first, nil
+		case found:
+			c.undoRegular(ctx, orderID, true)
+			return repeatCheckout(op, first, lines, couponID)
+		case answered:
+			c.undoRegular(ctx, orderID, true)
+		default:
+			c.cfg.Logger.ErrorContext(ctx, "regular order's store failed and no look could tell whether it landed: its stock and coupon stay held",
+				"order_id", orderID, "err", err)
+		}
 		return Order{}, fmt.Errorf("%s: store: %v: %w", op, err, ErrUnavailable)
 	}
 	if !created {
@@ -181,6 +206,19 @@ func (c *Checkout) CreateRegularOrder(ctx context.Context, userID int64, lines [
 	c.cfg.Observer.Placed(ctx, KindRegular)
 	c.cfg.Observer.Stored(ctx, KindRegular, 1)
 	return stored, nil
+}
+
+// storeLookTimeout bounds the look a failed checkout takes at the store.
+const storeLookTimeout = 2 * time.Second
+
+// lookByKey looks, detached from the caller's context (which may be what
+// ended), for the user's regular order with the key: found, or answered
+// false when the store said there is none (not merely that it failed).
+func (c *Checkout) lookByKey(ctx context.Context, userID int64, key string) (o Order, found, answered bool) {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeLookTimeout)
+	defer cancel()
+	o, err := c.cfg.Regular.RegularByKey(lctx, userID, key)
+	return o, err == nil, err == nil || errors.Is(err, ErrNotFound)
 }
 
 // repeatCheckout answers a checkout whose key already has an order: that

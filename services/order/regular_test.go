@@ -21,6 +21,8 @@ type checkout struct {
 	coupons  map[int64]bool // orders holding the coupon
 	byKey    map[string]order.Order
 	conflict *order.Order // answered by InsertRegular when set
+	// onReserve, when set, runs as ReserveStock is called.
+	onReserve func()
 }
 
 func newCheckout(failAt string) *checkout {
@@ -32,6 +34,9 @@ var errBoom = errors.New("boom")
 func (c *checkout) Price(context.Context, int64) (int64, error) { return 10_00, nil }
 
 func (c *checkout) ReserveStock(_ context.Context, orderID int64, _ []order.CartLine) error {
+	if c.onReserve != nil {
+		c.onReserve()
+	}
 	if c.failAt == "reserve" {
 		return order.ErrSoldOut
 	}
@@ -70,8 +75,11 @@ func (c *checkout) ReleaseCoupon(_ context.Context, orderID int64) error {
 
 func (c *checkout) InsertRegular(_ context.Context, o order.Order) (order.Order, bool, error) {
 	switch {
-	case c.failAt == "insert":
+	case c.failAt == "insert", c.failAt == "insert and look":
 		return order.Order{}, false, errBoom
+	case c.failAt == "insert landed": // committed, and the answer lost
+		c.byKey[o.IdempotencyKey] = o
+		return order.Order{}, false, context.DeadlineExceeded
 	case c.conflict != nil:
 		return *c.conflict, false, nil
 	}
@@ -80,6 +88,9 @@ func (c *checkout) InsertRegular(_ context.Context, o order.Order) (order.Order,
 }
 
 func (c *checkout) RegularByKey(_ context.Context, _ int64, key string) (order.Order, error) {
+	if c.failAt == "insert and look" && len(c.stock) > 0 { // the store is down after the reservation
+		return order.Order{}, errBoom
+	}
 	if o, ok := c.byKey[key]; ok {
 		return o, nil
 	}
@@ -126,6 +137,60 @@ func TestCreateRegularOrderUndoesAFailedCheckout(t *testing.T) {
 				t.Fatalf("%d orders hold stock and %d a coupon, want %d each", len(c.stock), len(c.coupons), wantHeld)
 			}
 		})
+	}
+}
+
+// A store error may hide a commit that landed: the order then stands,
+// payable, and keeps its stock and coupon; the checkout answers it. Its
+// stock and coupon go back only once a look finds no order, and stay held
+// when the look fails too (a unit held too long, never a unit sold twice).
+// From a review: the hold was given back on any store error, so a buyer
+// retrying with the key paid an order whose units were back on sale and
+// whose coupon was free again.
+func TestCreateRegularOrderAfterAnAmbiguousStore(t *testing.T) {
+	lines := []order.CartLine{{SKUID: 1, Quantity: 2}}
+	tests := []struct {
+		failAt   string
+		wantErr  error
+		wantHeld int
+	}{
+		{"insert landed", nil, 1},
+		{"insert", order.ErrUnavailable, 0},
+		{"insert and look", order.ErrUnavailable, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.failAt, func(t *testing.T) {
+			c := newCheckout(tt.failAt)
+			o, err := checkoutOver(c).CreateRegularOrder(context.Background(), 7, lines, 99, "key")
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("CreateRegularOrder error = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr == nil && (o.ID == 0 || o.ID != c.byKey["key"].ID) {
+				t.Fatalf("order %+v, want the stored one %+v", o, c.byKey["key"])
+			}
+			if len(c.stock) != tt.wantHeld || len(c.coupons) != tt.wantHeld {
+				t.Fatalf("%d orders hold stock and %d a coupon, want %d each", len(c.stock), len(c.coupons), tt.wantHeld)
+			}
+		})
+	}
+}
+
+// A retry that races its own first attempt, and finds the last units (or
+// the coupon) taken by it, is answered with the first attempt's order, not
+// SOLD_OUT: the key answers its first order.
+func TestCreateRegularOrderRetryRacingItsFirstAttempt(t *testing.T) {
+	c := newCheckout("reserve")
+	first := order.Order{ID: 1000, Status: order.StatusPendingPayment, CouponID: 99, Lines: []order.Line{{SKUID: 1, Quantity: 2}}}
+	co := checkoutOver(c)
+	// The first attempt stores its order between the retry's look at the
+	// key and its reservation, which then finds no stock left.
+	c.onReserve = func() { c.byKey["key"] = first }
+	o, err := co.CreateRegularOrder(context.Background(), 7, []order.CartLine{{SKUID: 1, Quantity: 2}}, 99, "key")
+	if err != nil || o.ID != first.ID {
+		t.Fatalf("retry: %+v, %v; want the first attempt's order %d", o, err, first.ID)
+	}
+	if len(c.stock) != 0 || len(c.coupons) != 0 {
+		t.Fatalf("the retry holds stock (%d) or a coupon (%d)", len(c.stock), len(c.coupons))
 	}
 }
 
