@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/flashsale/flashsale/platform/errcode"
@@ -131,8 +133,11 @@ func (f *fields) text(field string, v *string, maxLen int) string {
 		f.fail(field, "is required")
 		return ""
 	}
-	if utf8.RuneCountInString(*v) > maxLen {
+	switch {
+	case utf8.RuneCountInString(*v) > maxLen:
 		f.fail(field, fmt.Sprintf("must be at most %d characters", maxLen))
+	case strings.ContainsFunc(*v, unicode.IsControl):
+		f.fail(field, "must not contain control characters")
 	}
 	return *v
 }

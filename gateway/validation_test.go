@@ -86,6 +86,7 @@ func TestPathAndBodyValidation(t *testing.T) {
 		{"product with zero price", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: `{"title":"t","price":0,"stock":1}`}},
 		{"product with negative stock", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: `{"title":"t","price":1,"stock":-1}`}},
 		{"product with float price", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: `{"title":"t","price":1.99,"stock":1}`}},
+		{"product title with NUL", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: `{"title":"Phone\u0000","price":1,"stock":1}`}},
 		{"product title of 201 characters", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: `{"title":"` + strings.Repeat("界", limits.MaxTitleRunes+1) + `","price":1,"stock":1}`}},
 		{"product dearer than the catalog takes", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: fmt.Sprintf(`{"title":"t","price":%d,"stock":1}`, int64(limits.MaxPrice)+1)}},
 		{"product with more stock than the catalog takes", request{method: http.MethodPost, path: "/admin/v1/products", token: admin, body: fmt.Sprintf(`{"title":"t","price":1,"stock":%d}`, limits.MaxStock+1)}},

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/flashsale/flashsale/proto/limits"
@@ -124,6 +125,10 @@ func (p Product) Validate() error {
 	switch n := utf8.RuneCountInString(p.Title); {
 	case !utf8.ValidString(p.Title):
 		return fmt.Errorf("%w: title is not valid UTF-8", ErrInvalid)
+	case strings.ContainsFunc(p.Title, unicode.IsControl):
+		// NUL, which Postgres cannot store in text, and the other control
+		// characters, which no title needs.
+		return fmt.Errorf("%w: title has a control character", ErrInvalid)
 	case strings.TrimSpace(p.Title) == "":
 		return fmt.Errorf("%w: title is required", ErrInvalid)
 	case n > MaxTitleRunes:

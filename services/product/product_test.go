@@ -55,6 +55,8 @@ func TestProductValidate(t *testing.T) {
 		{"blank title", func(p *product.Product) { p.Title = "  \t" }, true},
 		{"long title", func(p *product.Product) { p.Title = strings.Repeat("a", product.MaxTitleRunes+1) }, true},
 		{"invalid utf-8 title", func(p *product.Product) { p.Title = "\xff" }, true},
+		{"NUL in the title (Postgres refuses it: was a 500)", func(p *product.Product) { p.Title = "Phone\x00" }, true},
+		{"a newline in the title", func(p *product.Product) { p.Title = "Phone\nX" }, true},
 		{"zero price", func(p *product.Product) { p.Price = 0 }, true},
 		{"negative price", func(p *product.Product) { p.Price = -1 }, true},
 		{"huge price", func(p *product.Product) { p.Price = product.MaxPrice + 1 }, true},
