@@ -208,8 +208,13 @@ func (q *Quote) coupon(c Coupon, now time.Time) error {
 		idxs[i] = i
 		base += l.Payable
 	}
-	if base < c.Threshold {
+	switch {
+	case base < c.Threshold:
 		return fmt.Errorf("coupon %d needs %d cents, the order comes to %d: %w", c.ID, c.Threshold, base, ErrCouponNotApplicable)
+	case base == 0:
+		// Nothing left to take off: the coupon would be used up for a
+		// discount of nothing.
+		return fmt.Errorf("coupon %d: the order comes to nothing after its promotions: %w", c.ID, ErrCouponNotApplicable)
 	}
 	q.CouponID = c.ID
 	return q.apportion(c.ID, KindCoupon, min(c.Amount, base), idxs)

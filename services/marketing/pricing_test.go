@@ -165,6 +165,8 @@ func TestPriceRefusals(t *testing.T) {
 	}{
 		{"coupon below its threshold", lines, coupon(900, 70_01, 10_00), marketing.ErrCouponNotApplicable},
 		{"coupon past its window", lines, expired, marketing.ErrCouponNotApplicable},
+		// Used up for nothing: a review found the quote kept it.
+		{"coupon on an order that comes to nothing", []marketing.Line{{1, 1, 0}}, coupon(900, 0, 1_00), marketing.ErrCouponNotApplicable},
 		{"no lines", nil, nil, marketing.ErrInvalid},
 		{"sku twice", []marketing.Line{{1, 1, 1}, {1, 1, 1}}, nil, marketing.ErrInvalid},
 		{"zero quantity", []marketing.Line{{1, 0, 1}}, nil, marketing.ErrInvalid},
