@@ -180,6 +180,10 @@ type Placed struct {
 	ExpiresAt      time.Time
 }
 
+// minYear and maxYear bound the times of a placed order: what a protobuf
+// Timestamp and Postgres both hold, and far from any real order.
+const minYear, maxYear = 2000, 9999
+
 // Validate reports why p cannot become an order, wrapping ErrInvalid. The
 // consumer sends an event that fails it to the dead-letter topic.
 func (p Placed) Validate() error {
@@ -191,8 +195,12 @@ func (p Placed) Validate() error {
 	case p.UnitPrice < 0 || p.UnitPrice > (1<<62)/MaxQuantity:
 		// The bound keeps UnitPrice × Quantity far from overflowing.
 		return fmt.Errorf("%w: unit price %d out of range", ErrInvalid, p.UnitPrice)
-	case p.CreatedAt.IsZero() || !p.ExpiresAt.After(p.CreatedAt):
-		return fmt.Errorf("%w: expiry must come after creation", ErrInvalid)
+	case p.CreatedAt.Year() < minYear || p.ExpiresAt.Year() > maxYear:
+		return fmt.Errorf("%w: creation and expiry must lie in the years %d..%d", ErrInvalid, minYear, maxYear)
+	case !p.ExpiresAt.Truncate(time.Microsecond).After(p.CreatedAt.Truncate(time.Microsecond)):
+		// Postgres keeps microseconds: what it stores must still have
+		// the expiry after the creation (orders' CHECK).
+		return fmt.Errorf("%w: expiry must come after creation, to the microsecond", ErrInvalid)
 	}
 	return checkKey(p.IdempotencyKey)
 }

@@ -510,6 +510,15 @@ func TestPlacedValidate(t *testing.T) {
 		{"no key", func(p *order.Placed) { p.IdempotencyKey = "" }, false},
 		{"no creation time", func(p *order.Placed) { p.CreatedAt = time.Time{} }, false},
 		{"expires before creation", func(p *order.Placed) { p.ExpiresAt = start }, false},
+		// Postgres keeps microseconds, and its CHECK then fails for good:
+		// a review found one such event stopped the consumer.
+		{"expires 500 ns after creation", func(p *order.Placed) { p.ExpiresAt = p.CreatedAt.Add(500 * time.Nanosecond) }, false},
+		{"expires a microsecond after creation", func(p *order.Placed) {
+			p.CreatedAt = p.CreatedAt.Truncate(time.Microsecond)
+			p.ExpiresAt = p.CreatedAt.Add(time.Microsecond)
+		}, true},
+		{"created in year 1", func(p *order.Placed) { p.CreatedAt = time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC) }, false},
+		{"expires after 9999", func(p *order.Placed) { p.ExpiresAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package order
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 )
@@ -9,7 +10,9 @@ import (
 // OrderWriter stores orders in one transaction (the Postgres store). It
 // skips those already stored and returns how many were new, and the
 // conflicts: orders it refused because another order id holds their
-// idempotency key.
+// idempotency key. An error wrapping ErrInvalid says the store refuses
+// the data itself (a value out of its range, a constraint), which no
+// retry changes.
 type OrderWriter interface {
 	Insert(ctx context.Context, orders []Order) (stored int, conflicts []Order, err error)
 }
@@ -68,6 +71,9 @@ const (
 	// RefusedKeyConflict: another order holds the event's idempotency
 	// key (a second order for one buyer's request).
 	RefusedKeyConflict
+	// RefusedUnstorable: the store refuses the event's data (Refused.Err
+	// says why), which no retry changes.
+	RefusedUnstorable
 )
 
 // String says why, in a few words.
@@ -79,6 +85,8 @@ func (r Refusal) String() string {
 		return "no reservation"
 	case RefusedKeyConflict:
 		return "idempotency key of another order"
+	case RefusedUnstorable:
+		return "data the store refuses"
 	}
 	return fmt.Sprintf("refusal %d", int(r))
 }
@@ -87,6 +95,8 @@ func (r Refusal) String() string {
 type Refused struct {
 	Placed Placed
 	Why    Refusal
+	// Err is the store's refusal of a RefusedUnstorable event.
+	Err error
 }
 
 // StoredBatch is what StoreBatch did with a batch: how many orders it
@@ -95,6 +105,54 @@ type Refused struct {
 type StoredBatch struct {
 	Stored  int
 	Refused []Refused
+}
+
+// unstorable is an order the store refuses whatever the retry, and why.
+type unstorable struct {
+	order Order
+	err   error
+}
+
+// insert stores orders in one transaction, retried until it succeeds or
+// ctx ends. When the store refuses the batch's data (ErrInvalid), no
+// retry would change it, and one bad event must not hold back the orders
+// beside it and behind it on its partition: the orders are then stored
+// one at a time, and those the store refuses come back as unstorable.
+func (st *Storing) insert(ctx context.Context, orders []Order) (stored int, conflicts []Order, bad []unstorable, err error) {
+	stored, conflicts, refused, err := st.insertRetried(ctx, "store orders", orders)
+	if err != nil || refused == nil {
+		return stored, conflicts, nil, err
+	}
+	stored, conflicts = 0, nil
+	for _, o := range orders {
+		n, c, refused, err := st.insertRetried(ctx, "store order", []Order{o})
+		switch {
+		case err != nil:
+			return 0, nil, nil, err
+		case refused != nil:
+			bad = append(bad, unstorable{order: o, err: refused})
+		default:
+			stored += n
+			conflicts = append(conflicts, c...)
+		}
+	}
+	return stored, conflicts, bad, nil
+}
+
+// insertRetried runs one Insert of orders until it succeeds, the store
+// refuses its data (refused), or ctx ends (err).
+func (st *Storing) insertRetried(ctx context.Context, what string, orders []Order) (stored int, conflicts []Order, refused, err error) {
+	err = st.cfg.Retry.Do(ctx, what, func(actx context.Context) error {
+		var err error
+		stored, conflicts, err = st.cfg.Orders.Insert(actx, orders)
+		if errors.Is(err, ErrInvalid) {
+			refused = err
+			return nil
+		}
+		refused = nil
+		return err
+	})
+	return stored, conflicts, refused, err
 }
 
 // StoreBatch stores a batch of placed orders (distinct order ids): the
@@ -136,20 +194,21 @@ func (st *Storing) StoreBatch(ctx context.Context, placed []Placed) (StoredBatch
 		st.cfg.Logger.WarnContext(ctx, "order not stored: "+why.String(), "order_id", p.OrderID, "activity_id", p.ActivityID)
 		out.Refused = append(out.Refused, Refused{Placed: p, Why: why})
 	}
-	var conflicts []Order
-	if err := st.cfg.Retry.Do(ctx, "store orders", func(actx context.Context) error {
-		var err error
-		out.Stored, conflicts, err = st.cfg.Orders.Insert(actx, orders)
-		return err
-	}); err != nil {
+	byID := make(map[int64]Placed, len(placed))
+	for _, p := range placed {
+		byID[p.OrderID] = p
+	}
+	stored, conflicts, unstorable, err := st.insert(ctx, orders)
+	if err != nil {
 		return StoredBatch{}, fmt.Errorf("store batch: %w", err)
 	}
+	out.Stored = stored
 	st.cfg.Observer.Stored(ctx, KindSeckill, out.Stored)
+	for _, u := range unstorable {
+		st.cfg.Logger.ErrorContext(ctx, "order refused: the store refuses its data", "order_id", u.order.ID, "err", u.err)
+		out.Refused = append(out.Refused, Refused{Placed: byID[u.order.ID], Why: RefusedUnstorable, Err: u.err})
+	}
 	if len(conflicts) > 0 {
-		byID := make(map[int64]Placed, len(placed))
-		for _, p := range placed {
-			byID[p.OrderID] = p
-		}
 		// A second order for one buyer's request: its stock is reserved
 		// under an id no order has, so it must stay visible to operators.
 		for _, o := range conflicts {

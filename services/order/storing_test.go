@@ -3,6 +3,7 @@ package order_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -22,6 +23,9 @@ type batchWorld struct {
 	keys      map[string]int64 // idempotency key -> stored order id
 	stored    map[int64]order.Order
 	deleted   []int64
+	// unstorable: orders the store refuses (ErrInvalid), failing the
+	// whole transaction that holds one.
+	unstorable map[int64]bool
 }
 
 func newBatchWorld() *batchWorld {
@@ -49,6 +53,11 @@ func (w *batchWorld) MarkOrdered(_ context.Context, ps []order.Placed) ([]order.
 func (w *batchWorld) Insert(_ context.Context, orders []order.Order) (int, []order.Order, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for _, o := range orders {
+		if w.unstorable[o.ID] {
+			return 0, nil, fmt.Errorf("insert orders: %w: new row violates check constraint", order.ErrInvalid)
+		}
+	}
 	n := 0
 	var conflicts []order.Order
 	for _, o := range orders {
@@ -114,6 +123,30 @@ func TestStoreBatchStoresWhatTheInventoryMarksAndRefusesTheRest(t *testing.T) {
 	// Every event's pending record goes, stored or refused.
 	if slices.Sort(w.deleted); !slices.Equal(w.deleted, []int64{1, 1, 2, 2, 3, 3, 4, 4}) {
 		t.Fatalf("deleted pending records %v", w.deleted)
+	}
+}
+
+// An event the store refuses whatever the retry (a value Postgres cannot
+// hold, a CHECK it fails) does not hold back the orders of its batch, nor
+// those behind it on its partition: the batch is stored one order at a
+// time, and the bad one is refused as unstorable, for the dead-letter
+// topic. From a review: the insert was retried until the process
+// stopped, and the consumer stored nothing more.
+func TestStoreBatchSetsAsideAnOrderTheStoreRefuses(t *testing.T) {
+	w := newBatchWorld()
+	w.unstorable = map[int64]bool{2: true}
+	batch := []order.Placed{placedOrder(1, "a"), placedOrder(2, "b"), placedOrder(3, "c")}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := w.storing().StoreBatch(ctx, batch)
+	if err != nil {
+		t.Fatalf("store batch: %v, want the good orders stored and the bad one refused", err)
+	}
+	if got.Stored != 2 || len(w.stored) != 2 || len(got.Refused) != 1 {
+		t.Fatalf("stored %d (%v), refused %+v; want orders 1 and 3 stored, 2 refused", got.Stored, w.stored, got.Refused)
+	}
+	if r := got.Refused[0]; r.Placed.OrderID != 2 || r.Why != order.RefusedUnstorable || !errors.Is(r.Err, order.ErrInvalid) {
+		t.Fatalf("refused %+v, want order 2 unstorable with the store's reason", r)
 	}
 }
 

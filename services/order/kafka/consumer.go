@@ -315,6 +315,8 @@ func refusal(rf order.Refused) (why error, label string) {
 	case order.RefusedKeyConflict:
 		return fmt.Errorf("%w: idempotency key %q of user %d is another order's",
 			order.ErrInvalid, rf.Placed.IdempotencyKey, rf.Placed.UserID), DeadLetterKeyConflict
+	case order.RefusedUnstorable:
+		return rf.Err, DeadLetterPoison
 	}
 	return errors.New(ReasonNoReservation), DeadLetterNoReservation
 }

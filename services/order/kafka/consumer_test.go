@@ -269,24 +269,30 @@ func TestConsumerDeadLettersPoisonAndGoesOn(t *testing.T) {
 	// by the store.
 	second := w.placed(t, 2)
 	second.IdempotencyKey = before.IdempotencyKey
+	// A payment window Postgres's microseconds close: its CHECK would
+	// refuse it for good (a review found it stopped the consumer).
+	shut := w.placed(t, 2)
+	shut.CreatedAt = shut.CreatedAt.Truncate(time.Microsecond)
+	shut.ExpiresAt = shut.CreatedAt.Add(500 * time.Nanosecond)
 	poison := []kafkago.Message{
 		{Key: []byte("garbage"), Value: []byte{0xff, 0xff, 0xff}},
 		message(t, invalid),
+		message(t, shut),
 		message(t, second),
 	}
 	// One key puts every message on one partition, in this order.
-	msgs := []kafkago.Message{message(t, before), poison[0], poison[1], message(t, after), poison[2]}
+	msgs := []kafkago.Message{message(t, before), poison[0], poison[1], poison[2], message(t, after), poison[3]}
 	for i := range msgs {
 		msgs[i].Key = []byte("same-partition")
 	}
 	MustProduce(t, w.topic, msgs...)
 	start(t, w.consumer(w.store, nil))
 	waitDrained(t, w)
-	if o, _ := rows(t, w, []int64{before.OrderID, after.OrderID, invalid.OrderID, second.OrderID}); o != 2 {
+	if o, _ := rows(t, w, []int64{before.OrderID, after.OrderID, invalid.OrderID, shut.OrderID, second.OrderID}); o != 2 {
 		t.Fatalf("got %d orders, want the 2 valid ones", o)
 	}
 
-	offsets := []int64{1, 2, 4}
+	offsets := []int64{1, 2, 3, 5}
 	for i, m := range MustReadDeadLetters(t, w, len(poison)) {
 		h := servicetest.Headers(m)
 		if string(m.Value) != string(poison[i].Value) || h[orderkafka.HeaderDLQTopic] != w.topic ||

@@ -6,11 +6,14 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
 	"github.com/flashsale/flashsale/services/order"
@@ -39,6 +42,7 @@ func (s *Store) Insert(ctx context.Context, orders []order.Order) (stored int, c
 	if len(orders) == 0 {
 		return 0, nil, nil
 	}
+	defer func() { err = refusedData(err) }()
 	var o orderColumns
 	var l lineColumns
 	for _, ord := range orders {
@@ -106,6 +110,19 @@ func (s *Store) Insert(ctx context.Context, orders []order.Order) (stored int, c
 		return 0, nil, fmt.Errorf("insert orders: commit: %w", err)
 	}
 	return len(inserted), conflicts, nil
+}
+
+// refusedData marks err with order.ErrInvalid when Postgres refused the
+// data itself: a data exception (SQLSTATE class 22, a value out of range
+// or a time it cannot hold) or an integrity constraint (class 23, a CHECK
+// such as expires_at > created_at once both are cut to microseconds).
+// No retry changes those; the consumer sets such an order aside.
+func refusedData(err error) error {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && (strings.HasPrefix(pg.Code, "22") || strings.HasPrefix(pg.Code, "23")) {
+		return fmt.Errorf("%w: %w", order.ErrInvalid, err)
+	}
+	return err
 }
 
 // conflicts returns the orders among skipped whose id is not stored: what

@@ -118,8 +118,15 @@ func TestInsertRejectsBrokenMoneyAtomically(t *testing.T) {
 	good := placed(3, 101, 1)
 	bad := placed(3, 101, 1).Order(order.StatusPendingPayment)
 	bad.Lines[0].Amount++ // amount must be unit_price × quantity
-	if _, _, err := s.Insert(ctx, []order.Order{good.Order(order.StatusPendingPayment), bad}); err == nil {
-		t.Fatal("a line whose amount is not price × quantity was stored")
+	if _, _, err := s.Insert(ctx, []order.Order{good.Order(order.StatusPendingPayment), bad}); !errors.Is(err, order.ErrInvalid) {
+		t.Fatalf("a line whose amount is not price × quantity: %v, want ErrInvalid (the store refuses the data: no retry helps)", err)
+	}
+	// A window Postgres's microseconds close fails its CHECK the same way.
+	shut := placed(3, 102, 1)
+	shut.CreatedAt = shut.CreatedAt.Truncate(time.Microsecond)
+	shut.ExpiresAt = shut.CreatedAt.Add(500 * time.Nanosecond)
+	if _, _, err := s.Insert(ctx, []order.Order{shut.Order(order.StatusPendingPayment)}); !errors.Is(err, order.ErrInvalid) {
+		t.Fatalf("expiry within the creation's microsecond: %v, want ErrInvalid", err)
 	}
 	if _, err := s.Order(ctx, good.OrderID); !errors.Is(err, order.ErrNotFound) {
 		t.Fatalf("the good order of a failed batch: got %v, want ErrNotFound (one transaction)", err)
