@@ -21,6 +21,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
+	pkafka "github.com/flashsale/flashsale/platform/kafka"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
@@ -359,6 +360,12 @@ func (s *screen) read(ctx context.Context, partition int) {
 				return
 			case <-time.After(time.Second):
 			}
+			continue
+		}
+		if pkafka.Marked(&m) {
+			// Pressure-test traffic has a topic of its own; one on the
+			// real topic (a producer's bug) is no real sale's.
+			s.g.log.WarnContext(ctx, "screen: pressure-test event on the real topic skipped", "partition", partition, "offset", m.Offset)
 			continue
 		}
 		var e orderv1.OrderEvent

@@ -19,8 +19,8 @@ type Order int
 const (
 	// ByKey puts every message of a key on one partition (the key's
 	// hash), so a key's messages are read in the order they were
-	// written: orders.events needs it (an order's STORED before its
-	// PAID).
+	// written (orders.events: an order's events, in the order each relay
+	// published them).
 	ByKey Order = iota
 	// Unordered is for a topic whose messages need no order among
 	// themselves (orders.placed: one event per order). Runs of a batch's

@@ -17,6 +17,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/errcode"
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 	"github.com/flashsale/flashsale/services/order"
@@ -274,14 +275,19 @@ func TestConsumerDeadLettersPoisonAndGoesOn(t *testing.T) {
 	shut := w.placed(t, 2)
 	shut.CreatedAt = shut.CreatedAt.Truncate(time.Microsecond)
 	shut.ExpiresAt = shut.CreatedAt.Add(500 * time.Nanosecond)
+	// A pressure-test event on the real topic (a producer's bug): valid,
+	// but never stored in the real tables.
+	marked := message(t, w.placed(t, 2))
+	marked.Headers = append(marked.Headers, kafkago.Header{Key: shadow.KafkaHeader, Value: []byte("1")})
 	poison := []kafkago.Message{
 		{Key: []byte("garbage"), Value: []byte{0xff, 0xff, 0xff}},
 		message(t, invalid),
 		message(t, shut),
+		marked,
 		message(t, second),
 	}
 	// One key puts every message on one partition, in this order.
-	msgs := []kafkago.Message{message(t, before), poison[0], poison[1], poison[2], message(t, after), poison[3]}
+	msgs := []kafkago.Message{message(t, before), poison[0], poison[1], poison[2], poison[3], message(t, after), poison[4]}
 	for i := range msgs {
 		msgs[i].Key = []byte("same-partition")
 	}
@@ -292,7 +298,7 @@ func TestConsumerDeadLettersPoisonAndGoesOn(t *testing.T) {
 		t.Fatalf("got %d orders, want the 2 valid ones", o)
 	}
 
-	offsets := []int64{1, 2, 3, 5}
+	offsets := []int64{1, 2, 3, 4, 6}
 	for i, m := range MustReadDeadLetters(t, w, len(poison)) {
 		h := servicetest.Headers(m)
 		if string(m.Value) != string(poison[i].Value) || h[orderkafka.HeaderDLQTopic] != w.topic ||
