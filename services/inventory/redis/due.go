@@ -33,7 +33,18 @@ func ClaimedKey(activityID int64) string { return keysOf(activityID).claimed }
 // empty, one script per activity until the limit is reached. The
 // activities are visited in random order, so one activity with a large
 // backlog cannot keep the others' entries waiting call after call.
-func (s *Store) ClaimDue(ctx context.Context, activityIDs []int64, now time.Time, limit int, leaseUntil time.Time) ([]inventory.DueEntry, error) {
+//
+// An activity whose claim fails ends the call. The entries claimed before
+// it are answered (with no error): they are claimed, and answering an
+// error instead would leave them to wait out their lease, every call the
+// failing activity is not visited first. When nothing was claimed before
+// it, the error is the answer.
+func (s *Store) ClaimDue(ctx context.Context, activityIDs []int64, now time.Time, limit int, leaseUntil time.Time) (claimed []inventory.DueEntry, err error) {
+	defer func() {
+		if err != nil && len(claimed) > 0 {
+			err = nil
+		}
+	}()
 	if len(activityIDs) == 0 {
 		all, err := s.activities(ctx)
 		if err != nil {
