@@ -4,13 +4,14 @@
 // arithmetic on int64 cents, with 128-bit intermediate products, so the
 // result never depends on floating point and never overflows.
 //
-// The rule (docs/marketing.md): every part gets its exact proportional
-// share rounded down to the cent; the cents that rounding left over go to
-// the part with the largest weight (ties: the first such part). A part
-// never gets more than its own weight, so a discounted line never goes
-// below zero: what would push it under is carried to the next part in the
-// same order (largest weight first, ties by position). The shares always
-// add up to the amount exactly.
+// The rule over lines (docs/marketing.md): every part gets its exact
+// proportional share rounded down to the cent; the cents that rounding
+// left over go to the part with the largest weight (ties: the first such
+// part). A part never gets more than its own weight, so a discounted line
+// never goes below zero: what would push it under is carried to the next
+// part in the same order (largest weight first, ties by position). The
+// shares always add up to the amount exactly. Over a line's units (Units)
+// the leftover cents go one each to the first units instead.
 package apportion
 
 import (
@@ -118,10 +119,14 @@ func byWeight(weights []int64) []int {
 const MaxUnits = 100_000
 
 // Units splits a line's discount over its quantity units of unitPrice each
-// by the same rule as Split (all weights are equal, so the leftover cents
-// go to the first units) and returns each unit's payable amount: unit
-// price minus its share of the discount. The result is the same for the
-// same line every time, and it sums to the line's payable amount.
+// and returns each unit's payable amount: unit price minus its share of
+// the discount. Every unit takes the discount's exact share rounded down,
+// and the cents that rounding left over go one each to the first units,
+// so every unit is within a cent of its exact share. (Split's rule, all
+// the leftover on one part, would put up to quantity−1 cents on the first
+// unit: 999.99 off 1,000 units of 100.00 made the first refunded unit
+// return 89.02 instead of 99.00.) The result is the same for the same
+// line every time, and it sums to the line's payable amount.
 func Units(unitPrice, quantity, discount int64) ([]int64, error) {
 	if quantity < 1 || quantity > MaxUnits {
 		return nil, fmt.Errorf("%w: quantity %d outside 1..%d", ErrInvalid, quantity, MaxUnits)
@@ -129,18 +134,21 @@ func Units(unitPrice, quantity, discount int64) ([]int64, error) {
 	if unitPrice < 0 {
 		return nil, fmt.Errorf("%w: unit price %d is negative", ErrInvalid, unitPrice)
 	}
-	weights := make([]int64, quantity)
-	for i := range weights {
-		weights[i] = unitPrice
+	if hi, lo := bits.Mul64(uint64(unitPrice), uint64(quantity)); hi != 0 || lo > 1<<63-1 {
+		return nil, fmt.Errorf("%w: %d units of %d overflow int64", ErrInvalid, quantity, unitPrice)
 	}
-	shares, err := Split(discount, weights)
-	if err != nil {
-		return nil, err
+	if discount < 0 || discount > unitPrice*quantity {
+		return nil, fmt.Errorf("%w: discount %d outside 0..%d (the line's amount)", ErrInvalid, discount, unitPrice*quantity)
 	}
-	for i, s := range shares {
-		shares[i] = unitPrice - s
+	share, left := discount/quantity, discount%quantity
+	units := make([]int64, quantity)
+	for i := range units {
+		units[i] = unitPrice - share
+		if int64(i) < left {
+			units[i]--
+		}
 	}
-	return shares, nil
+	return units, nil
 }
 
 // Refund returns what refunding k more units of a line costs when done

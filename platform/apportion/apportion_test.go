@@ -85,6 +85,10 @@ func TestUnits(t *testing.T) {
 		{"all free", 5_00, 2, 10_00, []int64{0, 0}},
 		{"leftover larger than one unit's price", 1, 3, 2, []int64{0, 0, 1}},
 		{"one unit", 7_77, 1, 77, []int64{7_00}},
+		// 999.99 off 1,000 units of 100.00: 0.99 each and 999 leftover
+		// cents, one each to the first 999 units, never all on the first
+		// (which made the first refunded unit return 89.02: a review).
+		{"many leftover cents", 100_00, 1000, 999_99, append(slices.Repeat([]int64{99_00}, 999), 99_01)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,16 +106,16 @@ func TestUnits(t *testing.T) {
 func TestRefund(t *testing.T) {
 	// The 50 line of the 30+40+50 example with 10 off, bought as 5
 	// units of 10.00: its share is 4.17, so it pays 45.83; each unit
-	// takes 0.83 off and the first one the 2 leftover cents too.
+	// takes 0.83 off and the first two a leftover cent each.
 	const price, qty, discount = 10_00, 5, 4_17
 	tests := []struct {
 		name    string
 		done, k int64
 		want    int64
 	}{
-		{"first unit carries the leftover cents", 0, 1, 9_15},
-		{"second unit", 1, 1, 9_17},
-		{"two units after one", 1, 2, 18_34},
+		{"first unit takes a leftover cent", 0, 1, 9_16},
+		{"second unit too", 1, 1, 9_16},
+		{"two units after one", 1, 2, 18_33},
 		{"the rest after two", 2, 3, 27_51},
 		{"all at once", 0, 5, 45_83},
 	}

@@ -164,6 +164,11 @@ func TestRefundProperties(t *testing.T) {
 				t.Logf("%+v: unit %d pays %d, outside 0..%d", l, i, u, l.UnitPrice)
 				return false
 			}
+			// Within a cent of its exact share: price − discount/quantity.
+			if exact := l.UnitPrice*l.Quantity - l.Discount; u*l.Quantity < exact-l.Quantity || u*l.Quantity > exact+l.Quantity {
+				t.Logf("%+v: unit %d pays %d, more than a cent from %d/%d", l, i, u, exact, l.Quantity)
+				return false
+			}
 		}
 		var refunded, done int64
 		for _, k := range l.Steps {

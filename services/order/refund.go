@@ -147,14 +147,24 @@ func NewRefunding(cfg RefundingConfig) *Refunding {
 }
 
 // RefundAmount is what refunding k more units of line l costs when done
-// units of it are refunded already: the line's discount is split over its
-// units by the apportionment rule and refunds take units in a fixed
-// order, so the answer is the same every time and the refunds of all
-// units add up to the line's payable amount exactly.
+// units of it are refunded already, for l.Refunded: the line's discount is
+// split over its units by the apportionment rule and refunds take units
+// in a fixed order, so the answer is the same every time. The refund that
+// takes the line's last units returns what the line has left (its
+// payable amount less what its refunds returned), so the refunds of all
+// units add up to the line's payable amount exactly even across a change
+// of the rule (the leftover cents' placement changed in 2026-12).
 func RefundAmount(l Line, done, k int64) (int64, error) {
 	amount, err := apportion.Refund(l.UnitPrice, l.Quantity, l.Discount, done, k)
 	if err != nil {
 		return 0, fmt.Errorf("%w: line %d: %v", ErrConflict, l.ID, err)
+	}
+	if done+k == l.Quantity {
+		left := l.UnitPrice*l.Quantity - l.Discount - l.Refunded
+		if left < 0 {
+			return 0, fmt.Errorf("%w: line %d returned %d, more than it pays", ErrConflict, l.ID, l.Refunded)
+		}
+		return left, nil
 	}
 	return amount, nil
 }

@@ -152,3 +152,25 @@ func TestRegularGiveBackReachesOrdersBehindFailingOnes(t *testing.T) {
 		t.Fatalf("4 rounds gave back %d orders, want the %d behind the %d failing ones", len(book.released), behind, failing)
 	}
 }
+
+// The refund that takes a line's last units returns what the line has
+// left, so a line's refunds add up to what it pays even when its earlier
+// refunds were priced by another placement of the leftover cents (before
+// 2026-12 they all went to the first unit: 9.15 for the first of 5 units
+// of 10.00 with 4.17 off, where the rule now says 9.16).
+func TestRefundAmountOfTheLastUnitsIsWhatTheLineHasLeft(t *testing.T) {
+	l := order.Line{ID: 1, UnitPrice: 10_00, Quantity: 5, Discount: 4_17}
+	first, err := order.RefundAmount(l, 0, 1)
+	if err != nil || first != 9_16 {
+		t.Fatalf("first unit: %d, %v; want 9.16", first, err)
+	}
+	l.Refunded = 9_15 // refunded under the old rule
+	rest, err := order.RefundAmount(l, 1, 4)
+	if err != nil || rest != 45_83-9_15 {
+		t.Fatalf("the last four units after an old 9.15: %d, %v; want %d, the line's 45.83 in all", rest, err, 45_83-9_15)
+	}
+	l.Refunded = 45_84 // more than it pays: the books disagree
+	if _, err := order.RefundAmount(l, 1, 4); !errors.Is(err, order.ErrConflict) {
+		t.Fatalf("a line that returned more than it pays: %v, want ErrConflict", err)
+	}
+}

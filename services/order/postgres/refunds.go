@@ -112,8 +112,8 @@ func refundLine(ctx context.Context, tx pgx.Tx, orderID int64, rl order.RefundLi
 	var done int64
 	err := tx.QueryRow(ctx, `UPDATE order_lines SET refunded_quantity = refunded_quantity + $3
 		WHERE line_id = $1 AND order_id = $2 AND refunded_quantity + $3 <= quantity
-		RETURNING unit_price, quantity, discount, refunded_quantity - $3`, rl.LineID, orderID, rl.Quantity).
-		Scan(&l.UnitPrice, &l.Quantity, &l.Discount, &done)
+		RETURNING unit_price, quantity, discount, refunded_quantity - $3, refunded`, rl.LineID, orderID, rl.Quantity).
+		Scan(&l.UnitPrice, &l.Quantity, &l.Discount, &done, &l.Refunded)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("%w: line %d of order %d has fewer than %d units left to refund", order.ErrConflict, rl.LineID, orderID, rl.Quantity)
 	}
