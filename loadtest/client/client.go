@@ -40,7 +40,9 @@ func New(base string, maxConns int) *Client {
 		MaxConnsPerHost:     maxConns,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &Client{base: base, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	// A base with a trailing slash (TARGET=http://localhost/) would make
+	// every path start with //, which the gateway answers 404.
+	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
 
 // Marked returns a client on the same connections whose every request
