@@ -210,9 +210,12 @@ func TestClaimDueAnswersWhatItClaimedBeforeAFailingActivity(t *testing.T) {
 	due := deadline()
 	good := MustReserveDue(t, s, due, 1, 2, 3)
 	bad := MustPreheat(t, s, 1, 1)
-	if err := rdb.Set(ctx, fmt.Sprintf("{act:%d}:expiry", bad), "not a queue", 0).Err(); err != nil {
+	badQueue := fmt.Sprintf("{act:%d}:expiry", bad)
+	if err := rdb.Set(ctx, badQueue, "not a queue", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// Tests that claim in every preheated activity run after this one.
+	t.Cleanup(func() { rdb.Del(context.Background(), badQueue) })
 	var got []inventory.DueEntry
 	failed := 0
 	for range 40 { // the activities are visited in random order
