@@ -173,33 +173,54 @@ func BucketTransferKeys(activityID int64, bucket, buckets int) (out, in string) 
 
 // bucketsOf returns the number of buckets of a sale: 1 for a sale
 // preheated without buckets or not preheated at all. The number never
-// changes once preheated, so it is remembered.
+// changes once preheated, so it is remembered. A sale whose own record is
+// missing is taken for one slot here, on every buy's path, with one read:
+// its scripts then answer NOT_PREHEATED or FENCED, refusing, never
+// selling. Only the fence check and the rebuild look further
+// (bucketsOfPreheated).
 func (s *Store) bucketsOf(ctx context.Context, activityID int64) (int, error) {
+	n, _, err := s.bucketsRecorded(ctx, activityID)
+	return n, err
+}
+
+// bucketsOfPreheated is bucketsOf for a sale known to have been preheated
+// (listed in ActivitiesKey, or being rebuilt): should its own record be
+// lost with its primary's data while its buckets live on, the number is
+// read from the buckets' records, so the sale is fenced and rebuilt as the
+// buckets it is, never as a second, one-slot sale beside them.
+func (s *Store) bucketsOfPreheated(ctx context.Context, activityID int64) (int, error) {
+	n, recorded, err := s.bucketsRecorded(ctx, activityID)
+	if err != nil || recorded {
+		return n, err
+	}
+	return s.bucketsFromBuckets(ctx, activityID)
+}
+
+// bucketsRecorded reads the number of buckets from the sale's own record
+// (remembered once read); recorded is false when there is no record.
+func (s *Store) bucketsRecorded(ctx context.Context, activityID int64) (n int, recorded bool, err error) {
 	if n, ok := s.buckets.Load(activityID); ok {
-		return n, nil
+		return n, true, nil
 	}
 	v, err := s.rdb.HMGet(ctx, keysOf(activityID).meta, "total", "buckets").Result()
 	if err != nil {
-		return 0, fmt.Errorf("buckets of activity %d: %w", activityID, err)
+		return 0, false, fmt.Errorf("buckets of activity %d: %w", activityID, err)
 	}
 	if v[0] == nil {
-		// Not preheated (yet), whose scripts answer so; or a bucketed
-		// sale whose own record was lost with its primary's data while
-		// its buckets live on: each bucket's record holds the number too.
-		return s.bucketsFromBuckets(ctx, activityID)
+		return 1, false, nil
 	}
-	n := 1
+	n = 1
 	if str, ok := v[1].(string); ok {
 		if n, err = strconv.Atoi(str); err != nil || n < 1 {
-			return 0, fmt.Errorf("buckets of activity %d: %q", activityID, str)
+			return 0, false, fmt.Errorf("buckets of activity %d: %q", activityID, str)
 		}
 	}
 	s.buckets.Store(activityID, n)
-	return n, nil
+	return n, true, nil
 }
 
 // bucketsFromBuckets looks for a sale's buckets when its own record is
-// missing: for every number of buckets a sale may have, the record of its
+// missing (bucketsOfPreheated): for every number of buckets a sale may have, the record of its
 // first bucket under that number says whether the sale has that many
 // (one pipeline of HGETs, on the cold path of a replica that never cached
 // the number). 1 when none does: the sale is not preheated, or was

@@ -32,7 +32,7 @@ func (s *Store) Fenced(ctx context.Context) ([]int64, error) {
 	}
 	var single, bucketed []int64
 	for _, id := range ids {
-		n, err := s.bucketsOf(ctx, id)
+		n, err := s.bucketsOfPreheated(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("fenced activities: %w", err)
 		}
@@ -95,7 +95,7 @@ const rebuildLockTTL = time.Minute
 //
 // A bucketed activity is rebuilt bucket by bucket (rebuildBuckets).
 func (s *Store) RebuildStock(ctx context.Context, r inventory.Rebuild) (inventory.RebuildResult, error) {
-	n, err := s.bucketsOf(ctx, r.ActivityID)
+	n, err := s.bucketsOfPreheated(ctx, r.ActivityID)
 	if err != nil {
 		return inventory.RebuildResult{}, fmt.Errorf("rebuild activity %d: %w", r.ActivityID, err)
 	}
