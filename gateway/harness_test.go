@@ -213,6 +213,15 @@ func (a answer) decode(tb testing.TB, v any) {
 	}
 }
 
+// loadTestToken has an admin issue a load-test token (ten minutes), the
+// value of X-Pressure-Test that marks a request as pressure-test traffic.
+func (tg *testGateway) loadTestToken(tb testing.TB, admin string) string {
+	tb.Helper()
+	var issued struct{ Token string }
+	tg.do(tb, request{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: admin, body: `{"ttl_seconds": 600}`}).decode(tb, &issued)
+	return issued.Token
+}
+
 // do sends req.
 func (tg *testGateway) do(tb testing.TB, req request) answer {
 	tb.Helper()

@@ -165,11 +165,10 @@ func TestPressureTestPausesWhileDegraded(t *testing.T) {
 	rec, addr := serveMarkRecorder(t)
 	tg := MustGateway(t, gatewayConfig{productAddr: addr})
 	admin := tg.token(t, 1, "admin")
-	var issued struct{ Token string }
-	tg.do(t, request{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: admin, body: `{"ttl_seconds": 600}`}).decode(t, &issued)
+	loadTest := tg.loadTestToken(t, admin)
 	product := "/api/v1/products/42"
 	marked := func() answer {
-		return tg.do(t, request{method: http.MethodGet, path: product, header: map[string]string{shadow.Header: issued.Token}})
+		return tg.do(t, request{method: http.MethodGet, path: product, header: map[string]string{shadow.Header: loadTest}})
 	}
 	setLevel := func(l gateway.Level) {
 		s := tg.gw.Settings()
@@ -187,7 +186,7 @@ func TestPressureTestPausesWhileDegraded(t *testing.T) {
 		t.Errorf("a real request while degraded: %d %s", real.status, real.body)
 	}
 	if got := tg.do(t, request{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: admin,
-		header: map[string]string{shadow.Header: issued.Token}}); got.status != http.StatusCreated && got.status != http.StatusOK {
+		header: map[string]string{shadow.Header: loadTest}}); got.status != http.StatusCreated && got.status != http.StatusOK {
 		t.Errorf("a marked admin request while degraded: %d %s, want it served", got.status, got.body)
 	}
 	setLevel(gateway.LevelNormal)
@@ -212,9 +211,8 @@ func TestPressureTestLeavesNothingForRealBuyers(t *testing.T) {
 	_, addr := serveMarkRecorder(t)
 	tg := MustGateway(t, gatewayConfig{productAddr: addr})
 	admin := tg.token(t, 1, "admin")
-	var issued struct{ Token string }
-	tg.do(t, request{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: admin, body: `{"ttl_seconds": 600}`}).decode(t, &issued)
-	mark := map[string]string{shadow.Header: issued.Token}
+	loadTest := tg.loadTestToken(t, admin)
+	mark := map[string]string{shadow.Header: loadTest}
 	list := "/api/v1/activities"
 
 	real := tg.do(t, request{method: http.MethodGet, path: list})
@@ -241,7 +239,7 @@ func TestPressureTestLeavesNothingForRealBuyers(t *testing.T) {
 	buyer := tg.token(t, 2, "user")
 	before := gateway.DegradeAnswers(tg.gw)
 	buy := seckill(buyer, "k", `{}`)
-	buy.header[shadow.Header] = issued.Token
+	buy.header[shadow.Header] = loadTest
 	if got := tg.do(t, buy); got.status != http.StatusBadRequest {
 		t.Fatalf("a marked buy without a body: %d %s, want 400", got.status, got.body)
 	}

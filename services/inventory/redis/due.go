@@ -39,12 +39,7 @@ func ClaimedKey(activityID int64) string { return keysOf(activityID).claimed }
 // error instead would leave them to wait out their lease, every call the
 // failing activity is not visited first. When nothing was claimed before
 // it, the error is the answer.
-func (s *Store) ClaimDue(ctx context.Context, activityIDs []int64, now time.Time, limit int, leaseUntil time.Time) (claimed []inventory.DueEntry, err error) {
-	defer func() {
-		if err != nil && len(claimed) > 0 {
-			err = nil
-		}
-	}()
+func (s *Store) ClaimDue(ctx context.Context, activityIDs []int64, now time.Time, limit int, leaseUntil time.Time) ([]inventory.DueEntry, error) {
 	if len(activityIDs) == 0 {
 		all, err := s.activities(ctx)
 		if err != nil {
@@ -61,7 +56,7 @@ func (s *Store) ClaimDue(ctx context.Context, activityIDs []int64, now time.Time
 		}
 		n, err := s.bucketsOf(ctx, act)
 		if err != nil {
-			return out, fmt.Errorf("claim due in activity %d: %w", act, err)
+			return claimedOr(out, fmt.Errorf("claim due in activity %d: %w", act, err))
 		}
 		for b := range n {
 			if len(out) >= limit {
@@ -71,13 +66,13 @@ func (s *Store) ClaimDue(ctx context.Context, activityIDs []int64, now time.Time
 			reply, err := claimDueScript.Run(ctx, s.rdb, []string{k.expiry, k.claimed},
 				now.UnixMilli(), limit-len(out), leaseUntil.UnixMilli()).StringSlice()
 			if err != nil {
-				return out, fmt.Errorf("claim due in activity %d: %w", act, err)
+				return claimedOr(out, fmt.Errorf("claim due in activity %d: %w", act, err))
 			}
 			for i := 0; i+1 < len(reply); i += 2 {
 				order, err1 := strconv.ParseInt(reply[i], 10, 64)
 				due, err2 := strconv.ParseFloat(reply[i+1], 64)
 				if err1 != nil || err2 != nil {
-					return out, fmt.Errorf("claim due in activity %d: unexpected entry %q scored %q", act, reply[i], reply[i+1])
+					return claimedOr(out, fmt.Errorf("claim due in activity %d: unexpected entry %q scored %q", act, reply[i], reply[i+1]))
 				}
 				out = append(out, inventory.DueEntry{
 					ActivityID: act, OrderID: order, DueAt: time.UnixMilli(int64(due)), LeaseUntil: leaseUntil,
@@ -86,6 +81,15 @@ func (s *Store) ClaimDue(ctx context.Context, activityIDs []int64, now time.Time
 		}
 	}
 	return out, nil
+}
+
+// claimedOr answers a claim that failed after claiming out: out when it
+// holds any entry (ClaimDue), else the error.
+func claimedOr(out []inventory.DueEntry, err error) ([]inventory.DueEntry, error) {
+	if len(out) > 0 {
+		return out, nil
+	}
+	return nil, err
 }
 
 // activities reads ActivitiesKey.

@@ -40,6 +40,15 @@ func bucketStocks(tb testing.TB, rdb goredis.UniversalClient, act int64, n int) 
 	return out
 }
 
+// mustClusterSale preheats a sale of stock units in n buckets on the
+// stack's Redis Cluster and returns the client, a store on it and the sale.
+func mustClusterSale(tb testing.TB, stock, limit int64, n int) (*goredis.ClusterClient, *invredis.Store, int64) {
+	tb.Helper()
+	cc := stack.RedisClusterClient(tb)
+	s := invredis.NewStore(cc)
+	return cc, s, mustPreheatBuckets(tb, s, stock, limit, n)
+}
+
 // usersOfBucket returns count user ids (from first up) that buy from
 // bucket b of a sale in n buckets.
 func usersOfBucket(b, n, count int, first int64) []int64 {
@@ -350,11 +359,9 @@ func TestBucketedCallsFindTheOrdersBucket(t *testing.T) {
 // refused after it, and the rebuild rewrites every bucket from the
 // orders, after which the sale sells out to its total exactly.
 func TestBucketedSaleIsFencedAndRebuiltAsAWhole(t *testing.T) {
-	cc := stack.RedisClusterClient(t)
-	s := invredis.NewStore(cc)
-	ctx := context.Background()
 	const n, total = 3, 30
-	act := mustPreheatBuckets(t, s, total, 3, n)
+	cc, s, act := mustClusterSale(t, total, 3, n)
+	ctx := context.Background()
 	var orders []inventory.HeldOrder
 	for i, u := range usersOfBucket(1, n, 4, 1) {
 		r := request(act, u, 2, int64(100+i), "k")
@@ -420,22 +427,25 @@ func TestBucketedSaleIsFencedAndRebuiltAsAWhole(t *testing.T) {
 
 // A bucketed sale whose own record ({act:ID}:meta, the one place its
 // number of buckets was written) is lost with its primary's data, while
-// its buckets live on other primaries, keeps its number of buckets: a
-// replica that never cached it finds it in the buckets' records, so the
-// fence and the rebuild treat the sale as the buckets it is, never as a
+// its buckets live on other primaries, keeps its number of buckets: the
+// fence check of a replica that never cached it finds it in the buckets'
+// records, so the fence and the rebuild treat the sale as the buckets it is, never as a
 // second, one-slot sale with the whole stock beside them. Replicas that
 // cached the number and replicas that did not then sell the one stock:
 // exactly the total, however the buys alternate between them.
 func TestBucketedSaleOutlivesItsOwnRecord(t *testing.T) {
-	cc := stack.RedisClusterClient(t)
-	warm := invredis.NewStore(cc)
-	ctx := context.Background()
 	const n, total = 3, 30
-	act := mustPreheatBuckets(t, warm, total, 1, n)
+	cc, warm, act := mustClusterSale(t, total, 1, n)
+	ctx := context.Background()
 	if err := cc.Del(ctx, invredis.BucketTag(act, 0, 1)+":meta").Err(); err != nil {
 		t.Fatal(err)
 	}
 	cold := invredis.NewStore(cc) // a replica started after the loss
+	// Before its fence check has read the number from the buckets, its
+	// buy takes the sale for one slot, which holds nothing: refused.
+	if _, err := cold.Reserve(ctx, request(act, 1, 1, 59_999, "early")); !errors.Is(err, inventory.ErrFenced) && !errors.Is(err, inventory.ErrNotPreheated) {
+		t.Fatalf("a cold replica's buy before its fence check: %v, want a refusal", err)
+	}
 	if fenced, err := cold.Fenced(ctx); err != nil || containsID(fenced, act) {
 		t.Fatalf("fenced %v, %v: the sale's buckets are all live", fenced, err)
 	}

@@ -10,6 +10,17 @@ import (
 	"github.com/flashsale/flashsale/services/payment/postgres"
 )
 
+// mustEmptyLedger returns a ledger on the database db (a pool of conns),
+// its payments emptied.
+func mustEmptyLedger(tb testing.TB, db string, conns int32) *postgres.Ledger {
+	tb.Helper()
+	pool := stack.MustPool(tb, db, conns, postgres.Migrations)
+	if _, err := pool.Exec(context.Background(), `TRUNCATE payments CASCADE`); err != nil {
+		tb.Fatal(err)
+	}
+	return postgres.NewLedger(pool)
+}
+
 // TestTwoSweepersClaimDisjointPages: with two payment replicas, both
 // sweeps read the payments due at once. Each payment is claimed by one of
 // them, its next query set as it is claimed, so the channel is asked once
@@ -18,11 +29,7 @@ import (
 func TestTwoSweepersClaimDisjointPages(t *testing.T) {
 	const due, page = 1000, 400
 	ctx := context.Background()
-	pool := stack.MustPool(t, "payment_ledger", 4, postgres.Migrations)
-	if _, err := pool.Exec(ctx, `TRUNCATE payments CASCADE`); err != nil {
-		t.Fatal(err)
-	}
-	ledger := postgres.NewLedger(pool)
+	ledger := mustEmptyLedger(t, "payment_ledger", 4)
 	now := time.Date(2026, 11, 11, 0, 10, 0, 0, time.UTC)
 	for i := range int64(due + 1) {
 		p := payment.Payment{ID: 1 + i, OrderID: 1 + i, UserID: 1, Channel: "alipay", Amount: 100,
@@ -154,11 +161,7 @@ func TestPaymentsOfTheReleaseBeforeAreAskedAbout(t *testing.T) {
 // is asked nothing more.
 func TestFailedPaymentOfUnknownOutcomeIsStillAsked(t *testing.T) {
 	ctx := context.Background()
-	pool := stack.MustPool(t, "payment_ledger_failed", 2, postgres.Migrations)
-	if _, err := pool.Exec(ctx, `TRUNCATE payments CASCADE`); err != nil {
-		t.Fatal(err)
-	}
-	ledger := postgres.NewLedger(pool)
+	ledger := mustEmptyLedger(t, "payment_ledger_failed", 2)
 	now := time.Date(2026, 11, 11, 0, 10, 0, 0, time.UTC)
 	for id := int64(1); id <= 3; id++ {
 		if err := ledger.Create(ctx, payment.Payment{ID: id, OrderID: id, UserID: 1, Channel: "alipay", Amount: 100,
