@@ -71,7 +71,7 @@ func (a *admission) counts() (admitted, refused int64) {
 // nil when l is off, with its limit, in-flight and budget-cap gauges
 // registered; budget is the routes' call budget, which the guard keeps
 // admitted requests within, timed on c. Its limit changes are logged at
-// debug level.
+// debug level, and so are its budget guard's.
 func newAdmission(name string, l AdmissionLimit, window time.Duration, samples uint, c clock.Clock, budget time.Duration, reg prometheus.Registerer, log *slog.Logger) (*admission, error) {
 	if l.Max <= 0 {
 		return nil, nil
@@ -79,12 +79,13 @@ func newAdmission(name string, l AdmissionLimit, window time.Duration, samples u
 	if l.Min < 1 || l.Min > l.Initial || l.Initial > l.Max {
 		return nil, fmt.Errorf("gateway: admission %s: want 1 <= min <= initial <= max, got %d/%d/%d", name, l.Min, l.Initial, l.Max)
 	}
+	log = log.With("admission", name)
 	a := &admission{name: name, lim: adaptivelimiter.NewBuilder[any]().
 		WithLimits(uint(l.Min), uint(l.Max), uint(l.Initial)).
 		WithRecentWindow(window, 10*window, samples).
-		WithLogger(log.With("admission", name)).
+		WithLogger(log).
 		Build()}
-	a.guard = newBudgetGuard(c, budget, window, l.Min, a.lim.Limit)
+	a.guard = newBudgetGuard(c, budget, window, l.Min, a.lim.Limit, log)
 	labels := prometheus.Labels{"route": name}
 	for _, c := range []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

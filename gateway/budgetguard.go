@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,7 @@ type budgetGuard struct {
 	window time.Duration
 	floor  int        // the limit's floor: the cap never goes below it
 	limit  func() int // the adaptive limit now
+	log    *slog.Logger
 
 	cap  atomic.Int64 // the most requests admitted at once; 0: no cap
 	peak atomic.Int64 // the most in flight in the window
@@ -83,8 +85,10 @@ type budgetGuard struct {
 	aged    time.Time // the last trip by age
 }
 
-func newBudgetGuard(c clock.Clock, budget, window time.Duration, floor int, limit func() int) *budgetGuard {
-	return &budgetGuard{clock: c, slow: budget / 2, window: window, floor: max(floor, 1), limit: limit, start: c.Now(),
+// newBudgetGuard returns the guard of a call budget, timed on c, that
+// logs each move of its cap at debug level on log.
+func newBudgetGuard(c clock.Clock, budget, window time.Duration, floor int, limit func() int, log *slog.Logger) *budgetGuard {
+	return &budgetGuard{clock: c, slow: budget / 2, window: window, floor: max(floor, 1), limit: limit, log: log, start: c.Now(),
 		slot: max(budget/2/guardOldSlots, time.Millisecond), epoch: c.Now()}
 }
 
@@ -170,7 +174,16 @@ func (g *budgetGuard) tripOnAge(now time.Time, n int64) {
 		return
 	}
 	g.aged = now
-	g.cap.Store(g.halvedLocked(max(g.peak.Load(), n)))
+	g.moveLocked(g.halvedLocked(max(g.peak.Load(), n)), "in flight too long", int(n))
+}
+
+// moveLocked sets the cap to c, logging the move and what caused it
+// (peak: the in-flight count it read).
+func (g *budgetGuard) moveLocked(c int64, why string, peak int) {
+	if old := g.cap.Load(); old != c {
+		g.log.Debug("budget guard", "cap", c, "was", old, "why", why, "peak", peak, "limit", g.limit())
+	}
+	g.cap.Store(c)
 }
 
 // halvedLocked is the cap after a slow spell whose in-flight peak was
@@ -204,16 +217,18 @@ func (g *budgetGuard) turnLocked() {
 		return
 	}
 	c, peak := g.cap.Load(), g.peak.Swap(0)
+	why := "answers slow"
 	switch {
 	case float64(g.late) > guardSlowShare*float64(g.answers):
 		c = g.halvedLocked(peak)
 	case g.late == 0 && c > 0 && !g.stalled(now):
+		why = "answers fast"
 		c *= 2
 		if c >= int64(g.limit()) {
 			c = 0
 		}
 	}
-	g.cap.Store(c)
+	g.moveLocked(c, why, int(peak))
 	g.start, g.answers, g.late = now, 0, 0
 }
 

@@ -1,7 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,11 +26,13 @@ func (g *budgetGuard) turn() {
 // half the budget caps the requests in flight at half its peak, a slow
 // window halves the cap again down to the limit's floor, a fast one
 // doubles it, and the guard lets go once the cap reaches the adaptive
-// limit; a window with too few answers says nothing.
+// limit; a window with too few answers says nothing. Each move of the
+// cap is logged at debug level with its cause, and nothing else is.
 func TestBudgetGuardCapsWhatItAdmitsUntilLatencyFitsTheBudget(t *testing.T) {
 	c := clock.NewManual(time.Unix(1_800_000_000, 0))
 	const budget, window, floor, limit = 2 * time.Second, 250 * time.Millisecond, 12, 100
-	g := newBudgetGuard(c, budget, window, floor, func() int { return limit })
+	var logged bytes.Buffer
+	g := newBudgetGuard(c, budget, window, floor, func() int { return limit }, slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	// window_ lets n requests in (as many at once), answers them, late
 	// of them after more than half the budget and the rest after took,
 	// ends the window and returns how many of n the guard refused.
@@ -89,6 +95,18 @@ func TestBudgetGuardCapsWhatItAdmitsUntilLatencyFitsTheBudget(t *testing.T) {
 	if r := window_(150, 0, 0); r != 0 {
 		t.Fatalf("after letting go: %d refused", r)
 	}
+	moves := regexp.MustCompile(`cap=\d+ was=\d+ why="[a-z ]+"`).FindAllString(logged.String(), -1)
+	if want := []string{
+		"cap=50 was=0 why=\"answers slow\"",
+		"cap=25 was=50 why=\"answers slow\"",
+		"cap=12 was=25 why=\"answers slow\"",
+		"cap=24 was=12 why=\"answers fast\"",
+		"cap=48 was=24 why=\"answers fast\"",
+		"cap=96 was=48 why=\"answers fast\"",
+		"cap=0 was=96 why=\"answers fast\"",
+	}; !slices.Equal(moves, want) {
+		t.Fatalf("logged moves:\n%s\nwant:\n%s", strings.Join(moves, "\n"), strings.Join(want, "\n"))
+	}
 }
 
 // The admission limit refuses what the guard's cap leaves out, with its
@@ -135,7 +153,7 @@ func TestAdmissionRefusesOverTheBudgetCap(t *testing.T) {
 func TestBudgetGuardTripsOnTheAgeOfWhatIsStillInFlight(t *testing.T) {
 	const budget, window, floor, limit = 2 * time.Second, 250 * time.Millisecond, 4, 100
 	c := clock.NewManual(time.Unix(1_800_000_000, 0)) // on a slot's start
-	g := newBudgetGuard(c, budget, window, floor, func() int { return limit })
+	g := newBudgetGuard(c, budget, window, floor, func() int { return limit }, slog.New(slog.DiscardHandler))
 	var slots []uint64
 	for i := range 20 {
 		if !g.admits(i) {
@@ -179,7 +197,7 @@ func TestBudgetGuardTripsOnTheAgeOfWhatIsStillInFlight(t *testing.T) {
 
 	// A lone straggler: 1 of 20 in flight past half the budget.
 	c2 := clock.NewManual(time.Unix(1_800_000_000, 0))
-	g2 := newBudgetGuard(c2, budget, window, floor, func() int { return limit })
+	g2 := newBudgetGuard(c2, budget, window, floor, func() int { return limit }, slog.New(slog.DiscardHandler))
 	straggler := g2.started(c2.Now())
 	c2.Advance(budget)
 	for i := range 19 {
@@ -209,7 +227,7 @@ func TestBudgetGuardTripsOnTheAgeOfWhatIsStillInFlight(t *testing.T) {
 func TestBudgetGuardTripsOnTheCountThatSawTheStall(t *testing.T) {
 	const budget, window, floor, limit = 2 * time.Second, 250 * time.Millisecond, 4, 100
 	c := clock.NewManual(time.Unix(1_800_000_000, 0))
-	g := newBudgetGuard(c, budget, window, floor, func() int { return limit })
+	g := newBudgetGuard(c, budget, window, floor, func() int { return limit }, slog.New(slog.DiscardHandler))
 	g.peak.Store(0) // the window turned meanwhile
 	g.tripOnAge(c.Now(), 31)
 	if got := g.capped(); got != 15 {

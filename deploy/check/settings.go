@@ -327,7 +327,7 @@ var settingNotes = map[string]string{
 	"FLASHSALE_FLIGHT_RECORDER_DIR":       "Directory for the execution traces (flight recorder) of the seconds before a call that ran out of its deadline; empty runs no recorder (docs/operations.md).",
 	"FLASHSALE_INVENTORY_TIMEOUT":         "Bounds each call from product to inventory (remaining stock).",
 	"FLASHSALE_KAFKA_PARTITIONS":          "Partitions of the order topics when the order service creates them (bounds the consumers working in parallel).",
-	"FLASHSALE_LOG_LEVEL":                 "Log level: debug, info, warn or error (default info).",
+	"FLASHSALE_LOG_LEVEL":                 "Log level: debug, info, warn or error (default info; `make demo` logs warn and above to loadtest/out/platform.log unless it is set). Debug adds each move of the gateway's admission limits and budget guards (docs/gateway.md).",
 	"FLASHSALE_OTLP_ENDPOINT":             "host:port of an OpenTelemetry collector to export traces to over gRPC; empty exports none.",
 	"FLASHSALE_POSTGRES_MAX_CONNS":        "Bounds the service's Postgres connection pool.",
 	"FLASHSALE_POSTGRES_URL":              "The service's own Postgres database (products, orders, payment or marketing).",

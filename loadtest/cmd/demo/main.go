@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -144,6 +145,11 @@ func run(ctx context.Context, path, out string, ceiling bool, pr probes, keep bo
 		difficulty = sc.Platform.ChallengeDifficulty
 	}
 	difficulty = int(env.Int("FLASHSALE_CHALLENGE_DIFFICULTY", int64(difficulty)))
+	// Services log warnings and errors unless FLASHSALE_LOG_LEVEL says
+	// otherwise (debug shows each move of the admission limits).
+	level := slog.LevelWarn
+	levelName := env.String("FLASHSALE_LOG_LEVEL", "warn")
+	env.Check(level.UnmarshalText([]byte(levelName)) == nil, "FLASHSALE_LOG_LEVEL=%q: not a level (debug, info, warn, error)", levelName)
 	adjustGateway := func(c *gwapp.Config) {
 		c.ChallengeBits = difficulty
 		if d := sc.Bots.BlockedDevice; d != "" {
@@ -153,8 +159,8 @@ func run(ctx context.Context, path, out string, ceiling bool, pr probes, keep bo
 	if err := env.Err(); err != nil {
 		return false, err
 	}
-	// Services log warnings and errors only, to a file next to the
-	// report: the terminal keeps the live display and the results.
+	// Services log to a file next to the report: the terminal keeps the
+	// live display and the results.
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return false, err
 	}
@@ -164,8 +170,8 @@ func run(ctx context.Context, path, out string, ceiling bool, pr probes, keep bo
 		return false, err
 	}
 	defer logFile.Close()
-	log := telemetry.NewLogger(logFile, slog.LevelWarn)
-	fmt.Printf("Platform logs (warnings and errors): %s\n", logPath)
+	log := telemetry.NewLogger(logFile, level)
+	fmt.Printf("Platform logs (%s and above): %s\n", strings.ToLower(level.String()), logPath)
 	flightDir := filepath.Join(out, "flight")
 	if err := os.RemoveAll(flightDir); err != nil {
 		return false, err
