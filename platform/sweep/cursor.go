@@ -50,6 +50,30 @@ func (c *Cursor[K]) Read(ctx context.Context, keys []K, limit int) {
 	c.after[class(ctx)] = keys[len(keys)-1]
 }
 
+// Mark is where a sweep that looks at each candidate once stands, one
+// position per traffic class like Cursor: the sweep of candidates that
+// come of age (stock held past an age) reads each page after the last
+// candidate it finished and never starts again from the beginning. Its
+// zero value stands at K's zero value. It is safe for concurrent use.
+type Mark[K comparable] struct {
+	mu    sync.Mutex
+	after [2]K
+}
+
+// After is the key ctx's class's next page starts after.
+func (m *Mark[K]) After(ctx context.Context) K {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.after[class(ctx)]
+}
+
+// Done moves ctx's class past k, a candidate it finished.
+func (m *Mark[K]) Done(ctx context.Context, k K) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.after[class(ctx)] = k
+}
+
 // TimeKey is a candidate's key in a sweep that reads its candidates by a
 // time (a deadline, a creation) and then by id among those at the same
 // instant: the order of an index on (time, id), which lets each page read

@@ -69,3 +69,27 @@ func TestCursorKeepsAPositionPerTrafficClass(t *testing.T) {
 		t.Fatalf("ending the real pass moved the marked one: %d %d", c.After(ctx), c.After(marked))
 	}
 }
+
+// A Mark never starts again from the beginning: a short page leaves it
+// where its last finished candidate put it, and each class has its own.
+func TestMarkMovesOnlyPastWhatWasDone(t *testing.T) {
+	ctx := context.Background()
+	marked := shadow.With(ctx)
+	var m sweep.Mark[int64]
+	if got := m.After(ctx); got != 0 {
+		t.Fatalf("a new mark stands at %d, want 0", got)
+	}
+	ids := []int64{3, 5, 8}
+	for _, id := range page(ids, m.After(ctx), 10) { // a short page
+		m.Done(ctx, id)
+	}
+	if got := m.After(ctx); got != 8 {
+		t.Fatalf("after a short page the mark stands at %d, want 8 (no new pass)", got)
+	}
+	if got := page(ids, m.After(ctx), 10); len(got) != 0 {
+		t.Fatalf("the next page: %v, want none: every candidate is looked at once", got)
+	}
+	if got := m.After(marked); got != 0 {
+		t.Fatalf("the marked class stands at %d, want 0: the real pages did not move it", got)
+	}
+}

@@ -36,6 +36,8 @@ type Store interface {
 	// ReleaseStock gives back what the order reserved, once, and returns
 	// the lines given back (none when nothing was held).
 	ReleaseStock(ctx context.Context, orderID int64) (released []StockLine, err error)
+	// HeldStock returns the page of orders holding stock that q asks for.
+	HeldStock(ctx context.Context, q HeldQuery) ([]HeldStock, error)
 	// ProductIDs and ActivityIDs return the id of every product and
 	// activity (the Bloom filters' source).
 	ProductIDs(ctx context.Context) ([]int64, error)
@@ -403,6 +405,19 @@ func (s *Service) ReserveStock(ctx context.Context, orderID int64, lines []Stock
 		s.wrote(ctx, cache.Invalidation{Kind: cache.KindProduct, ID: l.SKUID})
 	}
 	return replayed, nil
+}
+
+// ListHeldStock returns the page of orders holding regular stock that q
+// asks for.
+func (s *Service) ListHeldStock(ctx context.Context, q HeldQuery) ([]HeldStock, error) {
+	if err := q.Validate(); err != nil {
+		return nil, fmt.Errorf("list held stock: %w", err)
+	}
+	held, err := s.store.HeldStock(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("list held stock: %w", err)
+	}
+	return held, nil
 }
 
 // ReleaseStock gives back the order's reserved regular stock; the

@@ -12,6 +12,7 @@ package productv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -840,11 +841,187 @@ func (x *ReleaseStockResponse) GetReleased() bool {
 	return false
 }
 
+type ListHeldStockRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Reservations younger than this are left out; at least a second.
+	OlderThan *durationpb.Duration `protobuf:"bytes,1,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
+	// The page starts after (reserved_at, order_id); unset: at the start.
+	AfterReservedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=after_reserved_at,json=afterReservedAt,proto3" json:"after_reserved_at,omitempty"`
+	AfterOrderId    int64                  `protobuf:"varint,3,opt,name=after_order_id,json=afterOrderId,proto3" json:"after_order_id,omitempty"`
+	Limit           int32                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"` // 1..1000
+	// Reservations older than this are left out; unset: none. Both ages
+	// are on the database's clock, the one that stamps a reservation.
+	YoungerThan   *durationpb.Duration `protobuf:"bytes,5,opt,name=younger_than,json=youngerThan,proto3" json:"younger_than,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHeldStockRequest) Reset() {
+	*x = ListHeldStockRequest{}
+	mi := &file_product_v1_product_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHeldStockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHeldStockRequest) ProtoMessage() {}
+
+func (x *ListHeldStockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_product_v1_product_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHeldStockRequest.ProtoReflect.Descriptor instead.
+func (*ListHeldStockRequest) Descriptor() ([]byte, []int) {
+	return file_product_v1_product_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListHeldStockRequest) GetOlderThan() *durationpb.Duration {
+	if x != nil {
+		return x.OlderThan
+	}
+	return nil
+}
+
+func (x *ListHeldStockRequest) GetAfterReservedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AfterReservedAt
+	}
+	return nil
+}
+
+func (x *ListHeldStockRequest) GetAfterOrderId() int64 {
+	if x != nil {
+		return x.AfterOrderId
+	}
+	return 0
+}
+
+func (x *ListHeldStockRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListHeldStockRequest) GetYoungerThan() *durationpb.Duration {
+	if x != nil {
+		return x.YoungerThan
+	}
+	return nil
+}
+
+type HeldStock struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	ReservedAt    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=reserved_at,json=reservedAt,proto3" json:"reserved_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldStock) Reset() {
+	*x = HeldStock{}
+	mi := &file_product_v1_product_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldStock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldStock) ProtoMessage() {}
+
+func (x *HeldStock) ProtoReflect() protoreflect.Message {
+	mi := &file_product_v1_product_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldStock.ProtoReflect.Descriptor instead.
+func (*HeldStock) Descriptor() ([]byte, []int) {
+	return file_product_v1_product_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HeldStock) GetOrderId() int64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+func (x *HeldStock) GetReservedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReservedAt
+	}
+	return nil
+}
+
+type ListHeldStockResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Held          []*HeldStock           `protobuf:"bytes,1,rep,name=held,proto3" json:"held,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHeldStockResponse) Reset() {
+	*x = ListHeldStockResponse{}
+	mi := &file_product_v1_product_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHeldStockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHeldStockResponse) ProtoMessage() {}
+
+func (x *ListHeldStockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_product_v1_product_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHeldStockResponse.ProtoReflect.Descriptor instead.
+func (*ListHeldStockResponse) Descriptor() ([]byte, []int) {
+	return file_product_v1_product_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListHeldStockResponse) GetHeld() []*HeldStock {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
 var File_product_v1_product_proto protoreflect.FileDescriptor
 
 const file_product_v1_product_proto_rawDesc = "" +
 	"\n" +
-	"\x18product/v1/product.proto\x12\x14flashsale.product.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n" +
+	"\x18product/v1/product.proto\x12\x14flashsale.product.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n" +
 	"\aProduct\x12\x15\n" +
 	"\x06sku_id\x18\x01 \x01(\x03R\x05skuId\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\x14\n" +
@@ -898,13 +1075,26 @@ const file_product_v1_product_proto_rawDesc = "" +
 	"\x13ReleaseStockRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x03R\aorderId\"2\n" +
 	"\x14ReleaseStockResponse\x12\x1a\n" +
-	"\breleased\x18\x01 \x01(\bR\breleased*\xa4\x01\n" +
+	"\breleased\x18\x01 \x01(\bR\breleased\"\x92\x02\n" +
+	"\x14ListHeldStockRequest\x128\n" +
+	"\n" +
+	"older_than\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tolderThan\x12F\n" +
+	"\x11after_reserved_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0fafterReservedAt\x12$\n" +
+	"\x0eafter_order_id\x18\x03 \x01(\x03R\fafterOrderId\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12<\n" +
+	"\fyounger_than\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vyoungerThan\"c\n" +
+	"\tHeldStock\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\x03R\aorderId\x12;\n" +
+	"\vreserved_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reservedAt\"L\n" +
+	"\x15ListHeldStockResponse\x123\n" +
+	"\x04held\x18\x01 \x03(\v2\x1f.flashsale.product.v1.HeldStockR\x04held*\xa4\x01\n" +
 	"\x0eActivityStatus\x12\x1f\n" +
 	"\x1bACTIVITY_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ACTIVITY_STATUS_UPCOMING\x10\x01\x12\x1a\n" +
 	"\x16ACTIVITY_STATUS_ACTIVE\x10\x02\x12\x1c\n" +
 	"\x18ACTIVITY_STATUS_SOLD_OUT\x10\x03\x12\x19\n" +
-	"\x15ACTIVITY_STATUS_ENDED\x10\x042\xb5\x05\n" +
+	"\x15ACTIVITY_STATUS_ENDED\x10\x042\x9f\x06\n" +
 	"\x0eProductService\x12Z\n" +
 	"\rCreateProduct\x12*.flashsale.product.v1.CreateProductRequest\x1a\x1d.flashsale.product.v1.Product\x12T\n" +
 	"\n" +
@@ -913,7 +1103,8 @@ const file_product_v1_product_proto_rawDesc = "" +
 	"\vGetActivity\x12(.flashsale.product.v1.GetActivityRequest\x1a\x1e.flashsale.product.v1.Activity\x12k\n" +
 	"\x0eListActivities\x12+.flashsale.product.v1.ListActivitiesRequest\x1a,.flashsale.product.v1.ListActivitiesResponse\x12e\n" +
 	"\fReserveStock\x12).flashsale.product.v1.ReserveStockRequest\x1a*.flashsale.product.v1.ReserveStockResponse\x12e\n" +
-	"\fReleaseStock\x12).flashsale.product.v1.ReleaseStockRequest\x1a*.flashsale.product.v1.ReleaseStockResponseB;Z9github.com/flashsale/flashsale/proto/product/v1;productv1b\x06proto3"
+	"\fReleaseStock\x12).flashsale.product.v1.ReleaseStockRequest\x1a*.flashsale.product.v1.ReleaseStockResponse\x12h\n" +
+	"\rListHeldStock\x12*.flashsale.product.v1.ListHeldStockRequest\x1a+.flashsale.product.v1.ListHeldStockResponseB;Z9github.com/flashsale/flashsale/proto/product/v1;productv1b\x06proto3"
 
 var (
 	file_product_v1_product_proto_rawDescOnce sync.Once
@@ -928,7 +1119,7 @@ func file_product_v1_product_proto_rawDescGZIP() []byte {
 }
 
 var file_product_v1_product_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_product_v1_product_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_product_v1_product_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_product_v1_product_proto_goTypes = []any{
 	(ActivityStatus)(0),            // 0: flashsale.product.v1.ActivityStatus
 	(*Product)(nil),                // 1: flashsale.product.v1.Product
@@ -944,35 +1135,46 @@ var file_product_v1_product_proto_goTypes = []any{
 	(*ReserveStockResponse)(nil),   // 11: flashsale.product.v1.ReserveStockResponse
 	(*ReleaseStockRequest)(nil),    // 12: flashsale.product.v1.ReleaseStockRequest
 	(*ReleaseStockResponse)(nil),   // 13: flashsale.product.v1.ReleaseStockResponse
-	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
+	(*ListHeldStockRequest)(nil),   // 14: flashsale.product.v1.ListHeldStockRequest
+	(*HeldStock)(nil),              // 15: flashsale.product.v1.HeldStock
+	(*ListHeldStockResponse)(nil),  // 16: flashsale.product.v1.ListHeldStockResponse
+	(*timestamppb.Timestamp)(nil),  // 17: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 18: google.protobuf.Duration
 }
 var file_product_v1_product_proto_depIdxs = []int32{
-	14, // 0: flashsale.product.v1.Activity.starts_at:type_name -> google.protobuf.Timestamp
-	14, // 1: flashsale.product.v1.Activity.ends_at:type_name -> google.protobuf.Timestamp
+	17, // 0: flashsale.product.v1.Activity.starts_at:type_name -> google.protobuf.Timestamp
+	17, // 1: flashsale.product.v1.Activity.ends_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: flashsale.product.v1.Activity.status:type_name -> flashsale.product.v1.ActivityStatus
-	14, // 3: flashsale.product.v1.CreateActivityRequest.starts_at:type_name -> google.protobuf.Timestamp
-	14, // 4: flashsale.product.v1.CreateActivityRequest.ends_at:type_name -> google.protobuf.Timestamp
+	17, // 3: flashsale.product.v1.CreateActivityRequest.starts_at:type_name -> google.protobuf.Timestamp
+	17, // 4: flashsale.product.v1.CreateActivityRequest.ends_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: flashsale.product.v1.ListActivitiesResponse.activities:type_name -> flashsale.product.v1.Activity
 	9,  // 6: flashsale.product.v1.ReserveStockRequest.lines:type_name -> flashsale.product.v1.StockLine
-	2,  // 7: flashsale.product.v1.ProductService.CreateProduct:input_type -> flashsale.product.v1.CreateProductRequest
-	3,  // 8: flashsale.product.v1.ProductService.GetProduct:input_type -> flashsale.product.v1.GetProductRequest
-	5,  // 9: flashsale.product.v1.ProductService.CreateActivity:input_type -> flashsale.product.v1.CreateActivityRequest
-	6,  // 10: flashsale.product.v1.ProductService.GetActivity:input_type -> flashsale.product.v1.GetActivityRequest
-	7,  // 11: flashsale.product.v1.ProductService.ListActivities:input_type -> flashsale.product.v1.ListActivitiesRequest
-	10, // 12: flashsale.product.v1.ProductService.ReserveStock:input_type -> flashsale.product.v1.ReserveStockRequest
-	12, // 13: flashsale.product.v1.ProductService.ReleaseStock:input_type -> flashsale.product.v1.ReleaseStockRequest
-	1,  // 14: flashsale.product.v1.ProductService.CreateProduct:output_type -> flashsale.product.v1.Product
-	1,  // 15: flashsale.product.v1.ProductService.GetProduct:output_type -> flashsale.product.v1.Product
-	4,  // 16: flashsale.product.v1.ProductService.CreateActivity:output_type -> flashsale.product.v1.Activity
-	4,  // 17: flashsale.product.v1.ProductService.GetActivity:output_type -> flashsale.product.v1.Activity
-	8,  // 18: flashsale.product.v1.ProductService.ListActivities:output_type -> flashsale.product.v1.ListActivitiesResponse
-	11, // 19: flashsale.product.v1.ProductService.ReserveStock:output_type -> flashsale.product.v1.ReserveStockResponse
-	13, // 20: flashsale.product.v1.ProductService.ReleaseStock:output_type -> flashsale.product.v1.ReleaseStockResponse
-	14, // [14:21] is the sub-list for method output_type
-	7,  // [7:14] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	18, // 7: flashsale.product.v1.ListHeldStockRequest.older_than:type_name -> google.protobuf.Duration
+	17, // 8: flashsale.product.v1.ListHeldStockRequest.after_reserved_at:type_name -> google.protobuf.Timestamp
+	18, // 9: flashsale.product.v1.ListHeldStockRequest.younger_than:type_name -> google.protobuf.Duration
+	17, // 10: flashsale.product.v1.HeldStock.reserved_at:type_name -> google.protobuf.Timestamp
+	15, // 11: flashsale.product.v1.ListHeldStockResponse.held:type_name -> flashsale.product.v1.HeldStock
+	2,  // 12: flashsale.product.v1.ProductService.CreateProduct:input_type -> flashsale.product.v1.CreateProductRequest
+	3,  // 13: flashsale.product.v1.ProductService.GetProduct:input_type -> flashsale.product.v1.GetProductRequest
+	5,  // 14: flashsale.product.v1.ProductService.CreateActivity:input_type -> flashsale.product.v1.CreateActivityRequest
+	6,  // 15: flashsale.product.v1.ProductService.GetActivity:input_type -> flashsale.product.v1.GetActivityRequest
+	7,  // 16: flashsale.product.v1.ProductService.ListActivities:input_type -> flashsale.product.v1.ListActivitiesRequest
+	10, // 17: flashsale.product.v1.ProductService.ReserveStock:input_type -> flashsale.product.v1.ReserveStockRequest
+	12, // 18: flashsale.product.v1.ProductService.ReleaseStock:input_type -> flashsale.product.v1.ReleaseStockRequest
+	14, // 19: flashsale.product.v1.ProductService.ListHeldStock:input_type -> flashsale.product.v1.ListHeldStockRequest
+	1,  // 20: flashsale.product.v1.ProductService.CreateProduct:output_type -> flashsale.product.v1.Product
+	1,  // 21: flashsale.product.v1.ProductService.GetProduct:output_type -> flashsale.product.v1.Product
+	4,  // 22: flashsale.product.v1.ProductService.CreateActivity:output_type -> flashsale.product.v1.Activity
+	4,  // 23: flashsale.product.v1.ProductService.GetActivity:output_type -> flashsale.product.v1.Activity
+	8,  // 24: flashsale.product.v1.ProductService.ListActivities:output_type -> flashsale.product.v1.ListActivitiesResponse
+	11, // 25: flashsale.product.v1.ProductService.ReserveStock:output_type -> flashsale.product.v1.ReserveStockResponse
+	13, // 26: flashsale.product.v1.ProductService.ReleaseStock:output_type -> flashsale.product.v1.ReleaseStockResponse
+	16, // 27: flashsale.product.v1.ProductService.ListHeldStock:output_type -> flashsale.product.v1.ListHeldStockResponse
+	20, // [20:28] is the sub-list for method output_type
+	12, // [12:20] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_product_v1_product_proto_init() }
@@ -986,7 +1188,7 @@ func file_product_v1_product_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_product_v1_product_proto_rawDesc), len(file_product_v1_product_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	ProductService_ListActivities_FullMethodName = "/flashsale.product.v1.ProductService/ListActivities"
 	ProductService_ReserveStock_FullMethodName   = "/flashsale.product.v1.ProductService/ReserveStock"
 	ProductService_ReleaseStock_FullMethodName   = "/flashsale.product.v1.ProductService/ReleaseStock"
+	ProductService_ListHeldStock_FullMethodName  = "/flashsale.product.v1.ProductService/ListHeldStock"
 )
 
 // ProductServiceClient is the client API for ProductService service.
@@ -51,6 +52,11 @@ type ProductServiceClient interface {
 	// (cancelled, expired, refunded, or a failed checkout). Repeating it,
 	// or releasing an order that reserved nothing, is harmless.
 	ReleaseStock(ctx context.Context, in *ReleaseStockRequest, opts ...grpc.CallOption) (*ReleaseStockResponse, error)
+	// ListHeldStock pages the orders that hold regular stock (reserved and
+	// not released) since at least older_than ago, by the time of their
+	// reservation and then by order id, after the given position. The order
+	// service reads it to find stock held for an order it never stored.
+	ListHeldStock(ctx context.Context, in *ListHeldStockRequest, opts ...grpc.CallOption) (*ListHeldStockResponse, error)
 }
 
 type productServiceClient struct {
@@ -131,6 +137,16 @@ func (c *productServiceClient) ReleaseStock(ctx context.Context, in *ReleaseStoc
 	return out, nil
 }
 
+func (c *productServiceClient) ListHeldStock(ctx context.Context, in *ListHeldStockRequest, opts ...grpc.CallOption) (*ListHeldStockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHeldStockResponse)
+	err := c.cc.Invoke(ctx, ProductService_ListHeldStock_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProductServiceServer is the server API for ProductService service.
 // All implementations must embed UnimplementedProductServiceServer
 // for forward compatibility.
@@ -151,6 +167,11 @@ type ProductServiceServer interface {
 	// (cancelled, expired, refunded, or a failed checkout). Repeating it,
 	// or releasing an order that reserved nothing, is harmless.
 	ReleaseStock(context.Context, *ReleaseStockRequest) (*ReleaseStockResponse, error)
+	// ListHeldStock pages the orders that hold regular stock (reserved and
+	// not released) since at least older_than ago, by the time of their
+	// reservation and then by order id, after the given position. The order
+	// service reads it to find stock held for an order it never stored.
+	ListHeldStock(context.Context, *ListHeldStockRequest) (*ListHeldStockResponse, error)
 	mustEmbedUnimplementedProductServiceServer()
 }
 
@@ -181,6 +202,9 @@ func (UnimplementedProductServiceServer) ReserveStock(context.Context, *ReserveS
 }
 func (UnimplementedProductServiceServer) ReleaseStock(context.Context, *ReleaseStockRequest) (*ReleaseStockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReleaseStock not implemented")
+}
+func (UnimplementedProductServiceServer) ListHeldStock(context.Context, *ListHeldStockRequest) (*ListHeldStockResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHeldStock not implemented")
 }
 func (UnimplementedProductServiceServer) mustEmbedUnimplementedProductServiceServer() {}
 func (UnimplementedProductServiceServer) testEmbeddedByValue()                        {}
@@ -329,6 +353,24 @@ func _ProductService_ReleaseStock_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProductService_ListHeldStock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHeldStockRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProductServiceServer).ListHeldStock(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProductService_ListHeldStock_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProductServiceServer).ListHeldStock(ctx, req.(*ListHeldStockRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ProductService_ServiceDesc is the grpc.ServiceDesc for ProductService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -363,6 +405,10 @@ var ProductService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReleaseStock",
 			Handler:    _ProductService_ReleaseStock_Handler,
+		},
+		{
+			MethodName: "ListHeldStock",
+			Handler:    _ProductService_ListHeldStock_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

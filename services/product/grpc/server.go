@@ -114,6 +114,26 @@ func (s *Server) ReleaseStock(ctx context.Context, req *productv1.ReleaseStockRe
 	return &productv1.ReleaseStockResponse{Released: released}, nil
 }
 
+// ListHeldStock pages the orders that hold regular stock.
+func (s *Server) ListHeldStock(ctx context.Context, req *productv1.ListHeldStockRequest) (*productv1.ListHeldStockResponse, error) {
+	q := product.HeldQuery{
+		OlderThan: req.GetOlderThan().AsDuration(), YoungerThan: req.GetYoungerThan().AsDuration(),
+		After: product.HeldStock{OrderID: req.GetAfterOrderId()}, Limit: int(req.GetLimit()),
+	}
+	if req.GetAfterReservedAt() != nil {
+		q.After.ReservedAt = req.GetAfterReservedAt().AsTime()
+	}
+	held, err := s.svc.ListHeldStock(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	resp := &productv1.ListHeldStockResponse{Held: make([]*productv1.HeldStock, len(held))}
+	for i, h := range held {
+		resp.Held[i] = &productv1.HeldStock{OrderId: h.OrderID, ReservedAt: timestamppb.New(h.ReservedAt)}
+	}
+	return resp, nil
+}
+
 func productToProto(p product.Product) *productv1.Product {
 	return &productv1.Product{SkuId: p.SKUID, Title: p.Title, Price: p.Price, Stock: p.Stock}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/testing/pgcalls"
 	"github.com/flashsale/flashsale/services/product"
 	"github.com/flashsale/flashsale/services/product/postgres"
@@ -225,5 +227,97 @@ func TestShortReserveDoesNotWaitForTheLock(t *testing.T) {
 	defer cancel()
 	if _, err := s.ReserveStock(ctx, newID(), []product.StockLine{{SKUID: p.SKUID, Quantity: 2}}); !errors.Is(err, product.ErrSoldOut) {
 		t.Fatalf("reserve of 2 of 1, its row locked: %v, want ErrSoldOut at once", err)
+	}
+}
+
+// ListHeldStock pages the orders that still hold stock and are old
+// enough, by the time of their reservation and then by order id: a
+// released order, a young one and another order's page position are left
+// out, an order of two lines appears once, and the service refuses a page
+// that would reach into running checkouts or is out of bounds.
+func TestHeldStockPagesOldUnreleasedReservations(t *testing.T) {
+	s, pool := MustStore(t)
+	ctx := context.Background()
+	a, b := MustProduct(t, s, 10), MustProduct(t, s, 10)
+	one := []product.StockLine{{SKUID: a.SKUID, Quantity: 1}}
+	held, released, twoLines, young := newID(), newID(), newID(), newID()
+	for _, o := range []struct {
+		id    int64
+		lines []product.StockLine
+	}{{held, one}, {released, one}, {twoLines, []product.StockLine{{SKUID: a.SKUID, Quantity: 1}, {SKUID: b.SKUID, Quantity: 2}}}, {young, one}} {
+		if _, err := s.ReserveStock(ctx, o.id, o.lines); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.ReleaseStock(ctx, released); err != nil {
+		t.Fatal(err)
+	}
+	// Old reservations, at instants no other test's reservation has: the
+	// held order and the two-line one share theirs, so the order id
+	// decides between them.
+	start := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(newID()%500_000) * time.Minute) // within 2001-02
+	for id, at := range map[int64]time.Time{held: start.Add(time.Second), released: start, twoLines: start.Add(time.Second)} {
+		if _, err := pool.Exec(ctx, `UPDATE stock_reservations SET created_at = $2 WHERE order_id = $1`, id, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ours reads the page q asks for and keeps this test's orders.
+	ours := func(q product.HeldQuery) []int64 {
+		t.Helper()
+		got, err := s.HeldStock(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, h := range got {
+			if h.ReservedAt.Before(start.Add(time.Hour)) { // ours
+				ids = append(ids, h.OrderID)
+			}
+		}
+		return ids
+	}
+	page := func(after product.HeldStock, limit int) []int64 {
+		t.Helper()
+		return ours(product.HeldQuery{OlderThan: time.Hour, After: after, Limit: limit})
+	}
+	first, second := min(held, twoLines), max(held, twoLines)
+	before := product.HeldStock{ReservedAt: start.Add(-time.Nanosecond)}
+	if got := page(before, 10); !slices.Equal(got, []int64{first, second}) {
+		t.Fatalf("held stock after %v: %v, want %v (not the released %d, not the young %d)", before.ReservedAt, got, []int64{first, second}, released, young)
+	}
+	if got := page(before, 1); !slices.Equal(got, []int64{first}) {
+		t.Fatalf("a page of one: %v, want [%d]", got, first)
+	}
+	if got := page(product.HeldStock{ReservedAt: start.Add(time.Second), OrderID: first}, 1); !slices.Equal(got, []int64{second}) {
+		t.Fatalf("the page after %d: %v, want [%d]", first, got, second)
+	}
+	if got := page(product.HeldStock{ReservedAt: start.Add(time.Second), OrderID: second}, 10); len(got) != 0 {
+		t.Fatalf("the page after the last: %v, want none", got)
+	}
+
+	// Bounded by age on both sides: the same reservations, seen from a
+	// window that ends an hour after them and from one that ends before.
+	age := time.Since(start.Add(time.Second))
+	for _, w := range []struct {
+		younger time.Duration
+		want    []int64
+	}{{age + time.Hour, []int64{first, second}}, {age - time.Hour, nil}} {
+		if ids := ours(product.HeldQuery{OlderThan: time.Hour, YoungerThan: w.younger, After: before, Limit: 10}); !slices.Equal(ids, w.want) {
+			t.Fatalf("held stock younger than %s: %v, want %v", w.younger, ids, w.want)
+		}
+	}
+
+	svc := product.NewService(product.Config{Store: s, Inventory: noInventory{t}, IDs: idGen{}, Clock: clock.Real{}})
+	for _, bad := range []product.HeldQuery{
+		{OlderThan: 0, Limit: 10},
+		{OlderThan: product.MinHeldAge - 1, Limit: 10},
+		{OlderThan: time.Hour, YoungerThan: time.Hour, Limit: 10},
+		{OlderThan: time.Hour, Limit: 0},
+		{OlderThan: time.Hour, Limit: product.MaxHeldPage + 1},
+		{OlderThan: time.Hour, After: product.HeldStock{OrderID: -1}, Limit: 10},
+	} {
+		if _, err := svc.ListHeldStock(ctx, bad); !errors.Is(err, product.ErrInvalid) {
+			t.Errorf("ListHeldStock(%+v) = %v, want ErrInvalid", bad, err)
+		}
 	}
 }

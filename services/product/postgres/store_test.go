@@ -22,7 +22,7 @@ import (
 var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
-	localstack.RunTests(m, localstack.Config{Databases: []string{"products"}}, func(s *localstack.Stack) { stack = s })
+	localstack.RunTests(m, localstack.Config{Databases: []string{"products", "products_plans"}}, func(s *localstack.Stack) { stack = s })
 }
 
 // gen hands out ids distinct across the tests of this package.
