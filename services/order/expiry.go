@@ -149,6 +149,13 @@ type ExpirerConfig struct {
 	Regular RegularEnds
 	Catalog Catalog
 	Pricing Pricing
+	// Held, when set with Regular, has the worker also give back regular
+	// stock held for orders that were never stored (RunStrayHoldsOnce),
+	// once it is StrayAfter old: far longer than a checkout's call
+	// budget. StrayLookback is how far before that a process's first
+	// sweep starts.
+	Held                      HeldStock
+	StrayAfter, StrayLookback time.Duration
 	// Observer hears of the orders the worker expires and of the books
 	// disagreeing (nil: nobody).
 	Observer Observer
@@ -185,6 +192,10 @@ const (
 	// DefaultOverdueGrace leaves the queue, which expires an order at its
 	// deadline, the first go: the backstop takes only what it missed.
 	DefaultOverdueGrace = time.Minute
+	DefaultStrayAfter   = 10 * time.Minute
+	// DefaultStrayLookback lets a worker that starts after an outage of
+	// up to an hour find what came of age meanwhile.
+	DefaultStrayLookback = time.Hour
 )
 
 // Expirer moves orders past their payment deadline from PENDING_PAYMENT to
@@ -198,6 +209,8 @@ type Expirer struct {
 	unreleased sweep.Cursor[int64]
 	// overdue walks the flash-sale orders past deadline and grace.
 	overdue sweep.Cursor[sweep.TimeKey]
+	// stray walks the regular stock held past StrayAfter.
+	stray sweep.Mark[sweep.TimeKey]
 }
 
 // NewExpirer returns an Expirer over cfg.
@@ -209,6 +222,7 @@ func NewExpirer(cfg ExpirerConfig) *Expirer {
 		{&cfg.Lease, DefaultExpiryLease}, {&cfg.Poll, DefaultExpiryPoll},
 		{&cfg.RequeueDelay, DefaultExpiryRequeueDelay}, {&cfg.RetryDelay, DefaultExpiryRetryDelay},
 		{&cfg.OrphanAfter, DefaultExpiryOrphanAfter}, {&cfg.OverdueGrace, DefaultOverdueGrace},
+		{&cfg.StrayAfter, DefaultStrayAfter}, {&cfg.StrayLookback, DefaultStrayLookback},
 	}
 	for _, d := range defaults {
 		if *d.v <= 0 {
@@ -232,7 +246,8 @@ func NewExpirer(cfg ExpirerConfig) *Expirer {
 
 // Run expires due orders until ctx ends: each round a batch of the
 // queue's (RunOnce), then one of regular orders (RunRegularOnce), then a
-// page of the flash-sale backstop (RunBackstopOnce). A full
+// page of the flash-sale backstop (RunBackstopOnce), then one of stray
+// regular stock (RunStrayHoldsOnce). A full
 // batch is followed by the next round at once, so a backlog drains at the
 // speed of the work; otherwise the worker waits Poll. Failures are logged
 // and retried: a batch's entries are requeued RetryDelay ahead (or their
@@ -261,7 +276,14 @@ func (e *Expirer) Run(ctx context.Context) error {
 		if berr != nil {
 			e.cfg.Logger.WarnContext(ctx, "flash-sale expiry backstop failed; retried at the next sweep", "err", berr)
 		}
-		if (n == e.cfg.Batch && err == nil) || (r == e.cfg.Batch && rerr == nil) || (b == e.cfg.Batch && berr == nil) {
+		h, herr := e.RunStrayHoldsOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if herr != nil {
+			e.cfg.Logger.WarnContext(ctx, "give-back of stray regular stock failed; retried at the next sweep", "err", herr)
+		}
+		if (n == e.cfg.Batch && err == nil) || (r == e.cfg.Batch && rerr == nil) || (b == e.cfg.Batch && berr == nil) || (h == e.cfg.Batch && herr == nil) {
 			continue
 		}
 		select {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/flashsale/flashsale/platform/sweep"
 )
 
 // RegularHold is what an ended regular order holds until it is given
@@ -35,6 +37,18 @@ type RegularEnds interface {
 	// UnreleasedRegular returns up to limit ended regular orders not yet
 	// marked released with ids above after, by id.
 	UnreleasedRegular(ctx context.Context, after int64, limit int) ([]RegularHold, error)
+	// Stored returns those of ids that are stored orders, of any kind.
+	Stored(ctx context.Context, ids []int64) ([]int64, error)
+}
+
+// HeldStock lists the orders holding regular stock (the product
+// service).
+type HeldStock interface {
+	// HeldStock returns up to limit orders holding regular stock that
+	// was reserved more than olderThan and less than youngerThan ago, by
+	// the time of their reservation and then by order id (sweep.TimeKey:
+	// At the reservation's time, ID the order), after after.
+	HeldStock(ctx context.Context, olderThan, youngerThan time.Duration, after sweep.TimeKey, limit int) ([]sweep.TimeKey, error)
 }
 
 // giveBackRegular releases the product stock and the coupon of an ended
@@ -112,4 +126,80 @@ func (e *Expirer) RunRegularOnce(ctx context.Context) (int, error) {
 		errs = append(errs, fmt.Errorf("%d ended regular orders not given back, retried at the next sweep", n))
 	}
 	return max(len(expired), len(ended)), errors.Join(errs...)
+}
+
+// RunStrayHoldsOnce gives back a page of regular stock held for orders
+// that were never stored, and their coupons, returning the page's size.
+// It does nothing without Held and Regular.
+//
+// A checkout takes its stock and coupon before it stores its order, and
+// gives them back when the store fails. A checkout that dies in between
+// (its process killed), or whose give-back fails, or that cannot tell
+// whether its order was stored, leaves them held for an order that no
+// expiry will ever end. The product service lists the orders holding
+// stock; a reservation older than StrayAfter whose order is not stored
+// now never will be (a checkout stores its order within its call budget,
+// seconds), so its stock and any coupon its order consumed are released,
+// both by the order id and idempotently. Stored orders keep theirs: they
+// end through RunRegularOnce, and a paid one keeps its stock for good.
+//
+// Each reservation is looked at once, as it comes of age: the pages walk
+// the held stock by reservation time (sweep.Mark), and the mark moves
+// past a page up to its first failure, which the next round retries. A
+// process starts StrayLookback back, so what came of age while no worker
+// ran is found, but a day of paid orders is not read again at every
+// start.
+func (e *Expirer) RunStrayHoldsOnce(ctx context.Context) (int, error) {
+	if e.cfg.Held == nil || e.cfg.Regular == nil {
+		return 0, nil
+	}
+	page, err := e.cfg.Held.HeldStock(ctx, e.cfg.StrayAfter, e.cfg.StrayAfter+e.cfg.StrayLookback, e.stray.After(ctx), e.cfg.Batch)
+	if err != nil {
+		return 0, fmt.Errorf("held regular stock: %w", err)
+	}
+	if len(page) == 0 {
+		return 0, nil
+	}
+	stored, err := e.cfg.Regular.Stored(ctx, sweep.Keys(page, func(k sweep.TimeKey) int64 { return k.ID }))
+	if err != nil {
+		return len(page), fmt.Errorf("which of %d orders holding stock are stored: %w", len(page), err)
+	}
+	isStored := make(map[int64]bool, len(stored))
+	for _, id := range stored {
+		isStored[id] = true
+	}
+	failed := make([]error, len(page))
+	e.inParallel(len(page), func(i int) {
+		id := page[i].ID
+		if isStored[id] {
+			return
+		}
+		if err := giveBackStray(ctx, e.cfg.Catalog, e.cfg.Pricing, id); err != nil {
+			failed[i] = err
+			return
+		}
+		e.cfg.Logger.WarnContext(ctx, "gave back regular stock and coupon held for an order that was never stored",
+			"order_id", id, "reserved_at", page[i].At)
+	})
+	for i, k := range page {
+		if failed[i] != nil {
+			break
+		}
+		e.stray.Done(ctx, k)
+	}
+	return len(page), errors.Join(failed...)
+}
+
+// giveBackStray releases the stock and the coupon held for an order that
+// was never stored; its coupon, if it had one, is unknown, so the release
+// is asked by the order id alone (one that consumed none leaves a
+// tombstone, which keeps a late consume from taking a coupon for it).
+func giveBackStray(ctx context.Context, catalog Catalog, pricing Pricing, orderID int64) error {
+	if err := catalog.ReleaseStock(ctx, orderID); err != nil {
+		return fmt.Errorf("release stray stock of order %d: %w", orderID, err)
+	}
+	if err := pricing.ReleaseCoupon(ctx, orderID); err != nil {
+		return fmt.Errorf("release stray coupon of order %d: %w", orderID, err)
+	}
+	return nil
 }

@@ -96,6 +96,10 @@ type Config struct {
 	// waiting for payment is expired by the Postgres backstop (its Redis
 	// expiry entry was lost).
 	OverdueGrace time.Duration
+	// StrayAfter is how old regular stock held for an order that was
+	// never stored (a checkout that died between its reservation and its
+	// insert) must be before the expiry worker gives it back.
+	StrayAfter time.Duration
 	// ReconcileEvery paces the stock reconciler's check for fenced sales
 	// (Redis restarted or failed over); ReconcileSettle is how long a sale
 	// stays fenced before it is rebuilt (order.ReconcilerConfig).
@@ -165,12 +169,14 @@ func ConfigFromEnv(env *config.Env) Config {
 		ExpiryWorkers:     int(env.IntIn("FLASHSALE_EXPIRY_WORKERS", DefaultExpiryWorkers, 1, 64)),
 		Discovery:         discovery.ConfigFromEnv(env),
 		OverdueGrace:      env.Positive("FLASHSALE_EXPIRY_OVERDUE_GRACE", order.DefaultOverdueGrace),
+		StrayAfter:        env.Duration("FLASHSALE_EXPIRY_STRAY_AFTER", order.DefaultStrayAfter),
 		ReconcileEvery:    env.Positive("FLASHSALE_RECONCILE_EVERY", order.DefaultReconcileEvery),
 		ReconcileSettle:   env.Positive("FLASHSALE_RECONCILE_SETTLE", order.DefaultReconcileSettle),
 	}
 	env.Check(len(cfg.KafkaBrokers) > 0, "FLASHSALE_KAFKA_BROKERS: at least one broker is needed")
 	env.Check(cfg.KafkaPartitions >= 1, "FLASHSALE_KAFKA_PARTITIONS=%d: must be at least 1", cfg.KafkaPartitions)
 	env.Check(cfg.ExpiryLease >= time.Second, "FLASHSALE_EXPIRY_LEASE=%s: must be at least 1s", cfg.ExpiryLease)
+	env.Check(cfg.StrayAfter >= time.Minute, "FLASHSALE_EXPIRY_STRAY_AFTER=%s: must be at least 1m, far longer than a checkout takes", cfg.StrayAfter)
 	return cfg
 }
 

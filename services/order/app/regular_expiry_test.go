@@ -481,3 +481,75 @@ func TestRegularExpiryRacingCancelAndPaymentEndsInExactlyOneState(t *testing.T) 
 	}
 	t.Logf("final states: %v; the workers released the stock of %d orders", won, len(released))
 }
+
+// A checkout that died between taking its stock and coupon and storing
+// its order leaves them held for an order that never exists, and no
+// expiry ends an order that was never stored. The expiry worker's sweep
+// of held stock gives them back once they are StrayAfter old, once, even
+// when a release fails at first, and leaves alone the stock of a stored
+// order, and a reservation too young to judge.
+func TestStockHeldForAnOrderNeverStoredIsGivenBack(t *testing.T) {
+	p := MustRegularPlatform(t, nil, app.WithoutExpiry())
+	products := MustProductsDB(t)
+	ctx := context.Background()
+	sku := p.MustProducts(t, 10, regularPrice)[0]
+	user, other := newUsers(1), newUsers(1)
+	coupon := p.MustCoupon(t, user)
+	stored := p.MustRegularOrder(t, other, sku, 0, "stored")
+	// What a checkout that died before its insert leaves: two units and
+	// the coupon for an order id that is never stored. And one that is
+	// still running: a unit reserved a moment ago.
+	stray, young := seedIDs.Add(1), seedIDs.Add(1)
+	catalog, pricing := ordergrpc.NewCatalog(p.prodConn), ordergrpc.NewPricing(p.mktConn)
+	if err := catalog.ReserveStock(ctx, stray, []order.CartLine{{SKUID: sku, Quantity: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pricing.ConsumeCoupon(ctx, user, coupon, stray); err != nil {
+		t.Fatal(err)
+	}
+	if err := catalog.ReserveStock(ctx, young, []order.CartLine{{SKUID: sku, Quantity: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	// The stray and the stored order's reservations come of age (the
+	// product service stamps reservations with the database's clock).
+	if _, err := products.Exec(ctx, `UPDATE stock_reservations SET created_at = now() - interval '11 minutes' WHERE order_id = ANY($1)`,
+		[]int64{stray, stored.GetOrderId()}); err != nil {
+		t.Fatal(err)
+	}
+	if got := productStock(t, products, sku); got != 6 {
+		t.Fatalf("stock before the sweep: got %d, want 6", got)
+	}
+
+	w := p.newRegularWorker(func(c *order.ExpirerConfig) { c.Held = catalog })
+	w.catalog.failOnce.Store(stray)
+	if _, err := w.RunStrayHoldsOnce(ctx); !errors.Is(err, errInjected) {
+		t.Fatalf("sweep with the release failing: %v, want the injected failure", err)
+	}
+	if got := productStock(t, products, sku); got != 6 {
+		t.Fatalf("stock after the failed release: got %d, want 6", got)
+	}
+	for range 2 { // the failed one again, then nothing left to do
+		if _, err := w.RunStrayHoldsOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := productStock(t, products, sku); got != 8 {
+		t.Fatalf("stock after the sweep: got %d, want 8 (the stray's two back; the stored order's and the young one's held)", got)
+	}
+	if got := p.couponStatus(t, user, coupon); got != marketingv1.CouponStatus_COUPON_STATUS_AVAILABLE {
+		t.Fatalf("coupon of the order never stored: got %s, want AVAILABLE", got)
+	}
+	if n := w.catalog.releases[stray]; n != 1 {
+		t.Fatalf("the stray was released %d times by one worker, want once (its mark moved past it)", n)
+	}
+	if got := stateOf(t, p, stored.GetOrderId()); got != (regularState{"PENDING_PAYMENT", false}) {
+		t.Fatalf("the stored order: got %s, want PENDING_PAYMENT", got)
+	}
+	// A second worker, starting afresh, releases nothing more.
+	if _, err := p.newRegularWorker(func(c *order.ExpirerConfig) { c.Held = catalog }).RunStrayHoldsOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := productStock(t, products, sku); got != 8 {
+		t.Fatalf("stock after a second worker's sweep: got %d, want 8", got)
+	}
+}

@@ -153,6 +153,7 @@ func (d domain) workers(uc ordergrpc.UseCases, relay *order.Relay) ([]func(conte
 			Batch:      cfg.ExpiryBatch, Lease: cfg.ExpiryLease, Poll: cfg.ExpiryPoll, Logger: d.log,
 			Regular: d.store, Catalog: d.catalog, Pricing: d.pricing, Observer: d.observer,
 			Overdue: overdue, OverdueGrace: cfg.OverdueGrace,
+			Held: d.catalog, StrayAfter: cfg.StrayAfter,
 		})
 		for range cfg.ExpiryWorkers {
 			workers = append(workers, expirer.Run)

@@ -3,10 +3,14 @@ package grpc
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/sweep"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 	"github.com/flashsale/flashsale/services/order"
 )
@@ -90,4 +94,24 @@ func (c *Catalog) ReleaseStock(ctx context.Context, orderID int64) error {
 		return fmt.Errorf("product release stock: %w", catalogErrors.Domain(err))
 	}
 	return nil
+}
+
+// HeldStock reads a page of the orders holding regular stock.
+func (c *Catalog) HeldStock(ctx context.Context, olderThan, youngerThan time.Duration, after sweep.TimeKey, limit int) ([]sweep.TimeKey, error) {
+	req := &productv1.ListHeldStockRequest{
+		OlderThan: durationpb.New(olderThan), YoungerThan: durationpb.New(youngerThan),
+		AfterOrderId: after.ID, Limit: int32(limit),
+	}
+	if !after.At.IsZero() {
+		req.AfterReservedAt = timestamppb.New(after.At)
+	}
+	resp, err := c.c.ListHeldStock(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("product held stock: %w", catalogErrors.Domain(err))
+	}
+	page := make([]sweep.TimeKey, len(resp.GetHeld()))
+	for i, h := range resp.GetHeld() {
+		page[i] = sweep.TimeKey{At: h.GetReservedAt().AsTime(), ID: h.GetOrderId()}
+	}
+	return page, nil
 }

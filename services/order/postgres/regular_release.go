@@ -79,3 +79,16 @@ func (s *Store) MarkRegularReleased(ctx context.Context, ids []int64) error {
 	}
 	return nil
 }
+
+// Stored returns those of ids that are stored orders.
+func (s *Store) Stored(ctx context.Context, ids []int64) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT order_id FROM orders WHERE order_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("stored orders among %d: %w", len(ids), err)
+	}
+	stored, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("stored orders among %d: %w", len(ids), err)
+	}
+	return stored, nil
+}
