@@ -52,26 +52,30 @@ func (c *Cursor[K]) Read(ctx context.Context, keys []K, limit int) {
 
 // Mark is where a sweep that looks at each candidate once stands, one
 // position per traffic class like Cursor: the sweep of candidates that
-// come of age (stock held past an age) reads each page after the last
+// come of age (holds taken past an age) reads each page after the last
 // candidate it finished and never starts again from the beginning. Its
-// zero value stands at K's zero value. It is safe for concurrent use.
-type Mark[K comparable] struct {
+// zero value stands before every key. It only moves forward. It is safe
+// for concurrent use.
+type Mark struct {
 	mu    sync.Mutex
-	after [2]K
+	after [2]TimeKey
 }
 
 // After is the key ctx's class's next page starts after.
-func (m *Mark[K]) After(ctx context.Context) K {
+func (m *Mark) After(ctx context.Context) TimeKey {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.after[class(ctx)]
 }
 
-// Done moves ctx's class past k, a candidate it finished.
-func (m *Mark[K]) Done(ctx context.Context, k K) {
+// Done moves ctx's class past k, a candidate it finished, unless it
+// stands past k already.
+func (m *Mark) Done(ctx context.Context, k TimeKey) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.after[class(ctx)] = k
+	if at := &m.after[class(ctx)]; at.Before(k) {
+		*at = k
+	}
 }
 
 // TimeKey is a candidate's key in a sweep that reads its candidates by a
@@ -82,6 +86,11 @@ func (m *Mark[K]) Done(ctx context.Context, k K) {
 type TimeKey struct {
 	At time.Time
 	ID int64
+}
+
+// Before reports whether k comes before o in a sweep's order.
+func (k TimeKey) Before(o TimeKey) bool {
+	return k.At.Before(o.At) || (k.At.Equal(o.At) && k.ID < o.ID)
 }
 
 // Keys returns the key of each of a page's rows, in their order: what

@@ -2,8 +2,10 @@ package sweep_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/sweep"
@@ -71,25 +73,60 @@ func TestCursorKeepsAPositionPerTrafficClass(t *testing.T) {
 }
 
 // A Mark never starts again from the beginning: a short page leaves it
-// where its last finished candidate put it, and each class has its own.
+// where its last finished candidate put it, it never moves back, and
+// each class has its own.
 func TestMarkMovesOnlyPastWhatWasDone(t *testing.T) {
 	ctx := context.Background()
 	marked := shadow.With(ctx)
-	var m sweep.Mark[int64]
-	if got := m.After(ctx); got != 0 {
-		t.Fatalf("a new mark stands at %d, want 0", got)
+	var m sweep.Mark
+	if got := m.After(ctx); got != (sweep.TimeKey{}) {
+		t.Fatalf("a new mark stands at %+v, want the zero key", got)
 	}
-	ids := []int64{3, 5, 8}
-	for _, id := range page(ids, m.After(ctx), 10) { // a short page
-		m.Done(ctx, id)
+	at := time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+	keys := []sweep.TimeKey{{At: at, ID: 3}, {At: at, ID: 5}, {At: at.Add(time.Millisecond), ID: 2}}
+	for _, k := range keys { // a short page
+		m.Done(ctx, k)
 	}
-	if got := m.After(ctx); got != 8 {
-		t.Fatalf("after a short page the mark stands at %d, want 8 (no new pass)", got)
+	if got := m.After(ctx); got != keys[2] {
+		t.Fatalf("after a short page the mark stands at %+v, want %+v (no new pass)", got, keys[2])
 	}
-	if got := page(ids, m.After(ctx), 10); len(got) != 0 {
-		t.Fatalf("the next page: %v, want none: every candidate is looked at once", got)
+	m.Done(ctx, keys[0]) // a late finisher of an older page
+	if got := m.After(ctx); got != keys[2] {
+		t.Fatalf("a late Done moved the mark back to %+v", got)
 	}
-	if got := m.After(marked); got != 0 {
-		t.Fatalf("the marked class stands at %d, want 0: the real pages did not move it", got)
+	if got := m.After(marked); got != (sweep.TimeKey{}) {
+		t.Fatalf("the marked class stands at %+v, want the zero key: the real pages did not move it", got)
+	}
+}
+
+func TestAgedQuery(t *testing.T) {
+	now := time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+	for _, bad := range []sweep.AgedQuery{
+		{OlderThan: 0, Limit: 10},
+		{OlderThan: time.Second - 1, Limit: 10},
+		{OlderThan: time.Hour, YoungerThan: time.Hour, Limit: 10},
+		{OlderThan: time.Hour, Limit: 0},
+		{OlderThan: time.Hour, Limit: 101},
+		{OlderThan: time.Hour, After: sweep.TimeKey{ID: -1}, Limit: 10},
+	} {
+		if err := bad.Validate(time.Second, 100); !errors.Is(err, sweep.ErrAgedQuery) {
+			t.Errorf("Validate(%+v) = %v, want ErrAgedQuery", bad, err)
+		}
+	}
+	inside := sweep.TimeKey{At: now.Add(-90 * time.Minute), ID: 7}
+	for _, tt := range []struct {
+		name string
+		q    sweep.AgedQuery
+		want sweep.TimeKey
+	}{
+		{"no window: the mark", sweep.AgedQuery{OlderThan: time.Minute, After: inside}, inside},
+		{"the mark inside the window", sweep.AgedQuery{OlderThan: time.Minute, YoungerThan: 2 * time.Hour, After: inside}, inside},
+		{"the mark before the window: its start, before every id", sweep.AgedQuery{OlderThan: time.Minute, YoungerThan: time.Hour, After: inside},
+			sweep.TimeKey{At: now.Add(-time.Hour)}},
+	} {
+		before, after := tt.q.Bounds(now)
+		if !before.Equal(now.Add(-time.Minute)) || after != tt.want {
+			t.Errorf("%s: Bounds = %v, %+v; want %v, %+v", tt.name, before, after, now.Add(-time.Minute), tt.want)
+		}
 	}
 }

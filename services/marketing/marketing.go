@@ -230,6 +230,23 @@ type Coupon struct {
 	ClaimedAt  time.Time
 }
 
+// UsedCoupon is an order that holds a coupon: used and not released, at
+// UsedAt by the marketing service's clock.
+type UsedCoupon struct {
+	OrderID int64
+	UsedAt  time.Time
+}
+
+// Bounds of a ListUsedCoupons page.
+const (
+	// MinUsedAge is the most recent use a page may ask for: more recent
+	// ones may belong to checkouts still running (the order service
+	// bounds a checkout at 30 s).
+	MinUsedAge = time.Minute
+	// MaxUsedPage is the most orders one page returns.
+	MaxUsedPage = 1000
+)
+
 // ValidAt reports whether the coupon's window holds t.
 func (c Coupon) ValidAt(t time.Time) bool {
 	return !t.Before(c.ValidFrom) && t.Before(c.ValidUntil)

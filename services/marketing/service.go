@@ -7,6 +7,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/idempotency"
+	"github.com/flashsale/flashsale/platform/sweep"
 )
 
 // Store keeps promotions, coupon templates and coupons (Postgres).
@@ -42,6 +43,10 @@ type Store interface {
 	// and returns its id, or zero when the order holds none (never did,
 	// or it is already released).
 	ReleaseCoupon(ctx context.Context, orderID int64) (int64, error)
+	// UsedCoupons returns up to limit orders holding a coupon used
+	// before before, by the time of the use and then by order id, after
+	// after (a use's time and its order id).
+	UsedCoupons(ctx context.Context, before time.Time, after sweep.TimeKey, limit int) ([]UsedCoupon, error)
 }
 
 // IDs hands out new unique ids (a snowflake generator).
@@ -197,6 +202,20 @@ func (s *Service) ConsumeCoupon(ctx context.Context, userID, couponID, orderID i
 		return Coupon{}, fmt.Errorf("consume coupon %d for order %d: %w", couponID, orderID, err)
 	}
 	return c, nil
+}
+
+// ListUsedCoupons returns the page of orders holding a coupon that q
+// asks for, its ages on the service's clock, which stamps the uses.
+func (s *Service) ListUsedCoupons(ctx context.Context, q sweep.AgedQuery) ([]UsedCoupon, error) {
+	if err := q.Validate(MinUsedAge, MaxUsedPage); err != nil {
+		return nil, fmt.Errorf("list used coupons: %w: %w", ErrInvalid, err)
+	}
+	before, after := q.Bounds(s.clock.Now())
+	used, err := s.store.UsedCoupons(ctx, before, after, q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list used coupons: %w", err)
+	}
+	return used, nil
 }
 
 // ReleaseCoupon gives back the coupon the order consumed (the order was

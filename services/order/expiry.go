@@ -149,12 +149,13 @@ type ExpirerConfig struct {
 	Regular RegularEnds
 	Catalog Catalog
 	Pricing Pricing
-	// Held, when set with Regular, has the worker also give back regular
-	// stock held for orders that were never stored (RunStrayHoldsOnce),
-	// once it is StrayAfter old: far longer than a checkout's call
-	// budget. StrayLookback is how far before that a process's first
-	// sweep starts.
-	Held                      HeldStock
+	// HeldStock and UsedCoupons, when set with Regular, have the worker
+	// also give back the regular stock and the coupons held for orders
+	// that were never stored (RunStrayHoldsOnce), once a hold is
+	// StrayAfter old: far longer than a checkout may run (MaxCheckout).
+	// StrayLookback is how far before that a process's first sweep
+	// starts.
+	HeldStock, UsedCoupons    Holds
 	StrayAfter, StrayLookback time.Duration
 	// Observer hears of the orders the worker expires and of the books
 	// disagreeing (nil: nobody).
@@ -209,8 +210,10 @@ type Expirer struct {
 	unreleased sweep.Cursor[int64]
 	// overdue walks the flash-sale orders past deadline and grace.
 	overdue sweep.Cursor[sweep.TimeKey]
-	// stray walks the regular stock held past StrayAfter.
-	stray sweep.Mark[sweep.TimeKey]
+	// strayStock and strayCoupons walk the holds past StrayAfter, one
+	// sweep of them at a time (strayBusy).
+	strayStock, strayCoupons sweep.Mark
+	strayBusy                sync.Mutex
 }
 
 // NewExpirer returns an Expirer over cfg.
@@ -246,8 +249,9 @@ func NewExpirer(cfg ExpirerConfig) *Expirer {
 
 // Run expires due orders until ctx ends: each round a batch of the
 // queue's (RunOnce), then one of regular orders (RunRegularOnce), then a
-// page of the flash-sale backstop (RunBackstopOnce), then one of stray
-// regular stock (RunStrayHoldsOnce). A full
+// page of the flash-sale backstop (RunBackstopOnce), then one of each
+// kind of hold taken for a regular order never stored
+// (RunStrayHoldsOnce). A full
 // batch is followed by the next round at once, so a backlog drains at the
 // speed of the work; otherwise the worker waits Poll. Failures are logged
 // and retried: a batch's entries are requeued RetryDelay ahead (or their
@@ -281,7 +285,7 @@ func (e *Expirer) Run(ctx context.Context) error {
 			return nil
 		}
 		if herr != nil {
-			e.cfg.Logger.WarnContext(ctx, "give-back of stray regular stock failed; retried at the next sweep", "err", herr)
+			e.cfg.Logger.WarnContext(ctx, "give-back of holds of orders never stored failed; retried at the next sweep", "err", herr)
 		}
 		if (n == e.cfg.Batch && err == nil) || (r == e.cfg.Batch && rerr == nil) || (b == e.cfg.Batch && berr == nil) || (h == e.cfg.Batch && herr == nil) {
 			continue

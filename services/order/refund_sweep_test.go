@@ -177,3 +177,82 @@ func TestRefundAmountOfTheLastUnitsIsWhatTheLineHasLeft(t *testing.T) {
 		t.Fatalf("a line that returned more than it pays: %v, want ErrConflict", err)
 	}
 }
+
+// pagedHolds is a lister of holds that answers its pages in turn and
+// records the queries it was asked.
+type pagedHolds struct {
+	pages   [][]sweep.TimeKey
+	queries []sweep.AgedQuery
+}
+
+func (h *pagedHolds) Holding(_ context.Context, q sweep.AgedQuery) ([]sweep.TimeKey, error) {
+	h.queries = append(h.queries, q)
+	if len(h.pages) == 0 {
+		return nil, nil
+	}
+	page := h.pages[0]
+	h.pages = h.pages[1:]
+	return page, nil
+}
+
+// strayBook is an orders store that holds no order and fails its
+// look-ups while down; its catalogue releases stock and counts the
+// releases.
+type strayBook struct {
+	endedBook
+	down     bool
+	releases map[int64]int
+}
+
+func (b *strayBook) Stored(context.Context, []int64) ([]int64, error) {
+	if b.down {
+		return nil, errors.New("the orders' store is down")
+	}
+	return nil, nil
+}
+
+func (b *strayBook) ReleaseStock(_ context.Context, orderID int64) error {
+	b.releases[orderID]++
+	return nil
+}
+
+// Only a process's first page of holds starts StrayLookback back: a
+// failure that holds the mark longer than that (the orders' store down
+// for hours, when checkouts leave the most strays) must not let the
+// window's start pass the hold behind it.
+func TestStrayHoldsLookBackOnlyOnTheFirstPage(t *testing.T) {
+	at := start.Add(-2 * time.Hour)
+	first, held := sweep.TimeKey{At: at, ID: 1}, sweep.TimeKey{At: at.Add(time.Second), ID: 2}
+	holds := &pagedHolds{pages: [][]sweep.TimeKey{{first}, {held}, {held}}}
+	book := &strayBook{releases: map[int64]int{}}
+	e := order.NewExpirer(order.ExpirerConfig{Regular: book, Catalog: book, HeldStock: holds, Batch: 10,
+		StrayAfter: 10 * time.Minute, StrayLookback: time.Hour, Clock: clock.NewManual(start)})
+	ctx := context.Background()
+	if _, err := e.RunStrayHoldsOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	book.down = true // the next page's look-up fails: the mark stays
+	if _, err := e.RunStrayHoldsOnce(ctx); err == nil {
+		t.Fatal("a sweep whose look-up failed: no error")
+	}
+	book.down = false
+	if _, err := e.RunStrayHoldsOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []sweep.AgedQuery{
+		{OlderThan: 10 * time.Minute, YoungerThan: 70 * time.Minute, Limit: 10},
+		{OlderThan: 10 * time.Minute, After: first, Limit: 10},
+		{OlderThan: 10 * time.Minute, After: first, Limit: 10},
+	}
+	if len(holds.queries) != len(want) {
+		t.Fatalf("%d pages asked, want %d", len(holds.queries), len(want))
+	}
+	for i, q := range holds.queries {
+		if q != want[i] {
+			t.Errorf("page %d asked %+v, want %+v", i, q, want[i])
+		}
+	}
+	if book.releases[1] != 1 || book.releases[2] != 1 {
+		t.Fatalf("released %v, want each stray once", book.releases)
+	}
+}

@@ -109,6 +109,12 @@ func (c *Checkout) QuoteRegularOrder(ctx context.Context, userID int64, lines []
 	return o, nil
 }
 
+// MaxCheckout bounds a regular checkout, its insert included, whatever
+// its caller's deadline: the expiry worker gives back the holds of an
+// order that is not stored StrayAfter (at least a minute) after they were
+// taken (Expirer.RunStrayHoldsOnce).
+const MaxCheckout = 30 * time.Second
+
 // CreateRegularOrder prices the cart, reserves its regular stock,
 // consumes the coupon and stores a REGULAR order PENDING_PAYMENT; it
 // expires after the payment window like any order (Expirer.RunRegularOnce),
@@ -127,6 +133,11 @@ func (c *Checkout) CreateRegularOrder(ctx context.Context, userID int64, lines [
 	if c.cfg.Catalog == nil || c.cfg.Pricing == nil || c.cfg.Regular == nil {
 		return Order{}, fmt.Errorf("%s: regular orders are not configured: %w", op, ErrUnavailable)
 	}
+	// The expiry worker gives back what a checkout took for an order that
+	// is not stored StrayAfter later; no checkout may still be running
+	// then, whoever its caller and whatever deadline it set.
+	ctx, cancel := context.WithTimeout(ctx, MaxCheckout)
+	defer cancel()
 	// A checkout is a chain of calls, and on a busy machine each link
 	// waits its turn for a core (docs/benchmarks.md, "Half a machine"):
 	// what needs nothing of each other runs at once. The key's look-up

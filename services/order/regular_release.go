@@ -41,14 +41,14 @@ type RegularEnds interface {
 	Stored(ctx context.Context, ids []int64) ([]int64, error)
 }
 
-// HeldStock lists the orders holding regular stock (the product
-// service).
-type HeldStock interface {
-	// HeldStock returns up to limit orders holding regular stock that
-	// was reserved more than olderThan and less than youngerThan ago, by
-	// the time of their reservation and then by order id (sweep.TimeKey:
-	// At the reservation's time, ID the order), after after.
-	HeldStock(ctx context.Context, olderThan, youngerThan time.Duration, after sweep.TimeKey, limit int) ([]sweep.TimeKey, error)
+// Holds lists the orders that hold something a regular checkout takes
+// before it stores its order: product stock (the product service's
+// ListHeldStock) or a coupon (marketing's ListUsedCoupons).
+type Holds interface {
+	// Holding returns the page of holding orders q asks for, by the time
+	// the hold was taken and then by order id (sweep.TimeKey: At that
+	// time, ID the order); the ages are on the clock that stamped them.
+	Holding(ctx context.Context, q sweep.AgedQuery) ([]sweep.TimeKey, error)
 }
 
 // giveBackRegular releases the product stock and the coupon of an ended
@@ -128,41 +128,81 @@ func (e *Expirer) RunRegularOnce(ctx context.Context) (int, error) {
 	return max(len(expired), len(ended)), errors.Join(errs...)
 }
 
-// RunStrayHoldsOnce gives back a page of regular stock held for orders
-// that were never stored, and their coupons, returning the page's size.
-// It does nothing without Held and Regular.
+// RunStrayHoldsOnce gives back a page of the regular stock, and one of
+// the coupons, held for orders that were never stored, returning the
+// larger page's size. It does nothing without Regular, and a kind of hold
+// whose lister (HeldStock, UsedCoupons) is not set is not swept.
 //
-// A checkout takes its stock and coupon before it stores its order, and
-// gives them back when the store fails. A checkout that dies in between
-// (its process killed), or whose give-back fails, or that cannot tell
-// whether its order was stored, leaves them held for an order that no
-// expiry will ever end. The product service lists the orders holding
-// stock; a reservation older than StrayAfter whose order is not stored
-// now never will be (a checkout stores its order within its call budget,
-// seconds), so its stock and any coupon its order consumed are released,
-// both by the order id and idempotently. Stored orders keep theirs: they
-// end through RunRegularOnce, and a paid one keeps its stock for good.
+// A checkout takes its stock and its coupon (at once) before it stores
+// its order, and gives them back when a step fails. A checkout that dies
+// in between (its process killed), or whose give-back fails, or that
+// cannot tell whether its order was stored, leaves them held for an order
+// that no expiry will ever end. A hold older than StrayAfter whose order
+// is not stored now never will be (a checkout stores its order within
+// its call budget, seconds), so it is released, by the order id and
+// idempotently. Stored orders keep theirs: they end through
+// RunRegularOnce, and a paid one keeps its stock and coupon for good.
 //
-// Each reservation is looked at once, as it comes of age: the pages walk
-// the held stock by reservation time (sweep.Mark), and the mark moves
-// past a page up to its first failure, which the next round retries. A
-// process starts StrayLookback back, so what came of age while no worker
-// ran is found, but a day of paid orders is not read again at every
-// start.
+// Each hold is looked at once, as it comes of age: the pages walk the
+// holds by the time they were taken (sweep.Mark, one per kind), and a
+// mark moves past a page up to its first failure, which the next round
+// retries. A process's first page starts StrayLookback back, so what
+// came of age while no worker ran is found, but a day of paid orders is
+// not read again at every start; after it, the mark alone says where a
+// page starts, so a hold behind a failure that lasts is still found.
 func (e *Expirer) RunStrayHoldsOnce(ctx context.Context) (int, error) {
-	if e.cfg.Held == nil || e.cfg.Regular == nil {
+	if e.cfg.Regular == nil {
 		return 0, nil
 	}
-	page, err := e.cfg.Held.HeldStock(ctx, e.cfg.StrayAfter, e.cfg.StrayAfter+e.cfg.StrayLookback, e.stray.After(ctx), e.cfg.Batch)
-	if err != nil {
-		return 0, fmt.Errorf("held regular stock: %w", err)
-	}
-	if len(page) == 0 {
+	// One sweep at a time per Expirer: its Run goroutines would read the
+	// same pages and release each hold twice.
+	if !e.strayBusy.TryLock() {
 		return 0, nil
+	}
+	defer e.strayBusy.Unlock()
+	type kind struct {
+		holds   Holds
+		mark    *sweep.Mark
+		what    string
+		release func(context.Context, int64) error
+	}
+	var kinds []kind
+	if e.cfg.HeldStock != nil && e.cfg.Catalog != nil {
+		kinds = append(kinds, kind{e.cfg.HeldStock, &e.strayStock, "regular stock", e.cfg.Catalog.ReleaseStock})
+	}
+	if e.cfg.UsedCoupons != nil && e.cfg.Pricing != nil {
+		kinds = append(kinds, kind{e.cfg.UsedCoupons, &e.strayCoupons, "a coupon", e.cfg.Pricing.ReleaseCoupon})
+	}
+	most := 0
+	var errs []error
+	for _, k := range kinds {
+		n, err := e.giveBackStray(ctx, k.holds, k.mark, k.what, k.release)
+		most = max(most, n)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s held for orders never stored: %w", k.what, err))
+		}
+	}
+	return most, errors.Join(errs...)
+}
+
+// giveBackStray reads the next page of holds from holds after mark,
+// releases those whose order is not stored, and moves mark past the page
+// up to its first failure, returning the page's size.
+func (e *Expirer) giveBackStray(ctx context.Context, holds Holds, mark *sweep.Mark, what string,
+	release func(context.Context, int64) error) (int, error) {
+	q := sweep.AgedQuery{OlderThan: e.cfg.StrayAfter, After: mark.After(ctx), Limit: e.cfg.Batch}
+	if q.After == (sweep.TimeKey{}) {
+		// A process's first page starts StrayLookback back; from then on
+		// the mark alone says where, however long a failure holds it.
+		q.YoungerThan = e.cfg.StrayAfter + e.cfg.StrayLookback
+	}
+	page, err := holds.Holding(ctx, q)
+	if err != nil || len(page) == 0 {
+		return 0, err
 	}
 	stored, err := e.cfg.Regular.Stored(ctx, sweep.Keys(page, func(k sweep.TimeKey) int64 { return k.ID }))
 	if err != nil {
-		return len(page), fmt.Errorf("which of %d orders holding stock are stored: %w", len(page), err)
+		return len(page), fmt.Errorf("which of %d holding orders are stored: %w", len(page), err)
 	}
 	isStored := make(map[int64]bool, len(stored))
 	for _, id := range stored {
@@ -174,32 +214,18 @@ func (e *Expirer) RunStrayHoldsOnce(ctx context.Context) (int, error) {
 		if isStored[id] {
 			return
 		}
-		if err := giveBackStray(ctx, e.cfg.Catalog, e.cfg.Pricing, id); err != nil {
-			failed[i] = err
+		if err := release(ctx, id); err != nil {
+			failed[i] = fmt.Errorf("order %d: %w", id, err)
 			return
 		}
-		e.cfg.Logger.WarnContext(ctx, "gave back regular stock and coupon held for an order that was never stored",
-			"order_id", id, "reserved_at", page[i].At)
+		e.cfg.Logger.WarnContext(ctx, "gave back "+what+" held for an order that was never stored",
+			"order_id", id, "held_since", page[i].At)
 	})
 	for i, k := range page {
 		if failed[i] != nil {
 			break
 		}
-		e.stray.Done(ctx, k)
+		mark.Done(ctx, k)
 	}
 	return len(page), errors.Join(failed...)
-}
-
-// giveBackStray releases the stock and the coupon held for an order that
-// was never stored; its coupon, if it had one, is unknown, so the release
-// is asked by the order id alone (one that consumed none leaves a
-// tombstone, which keeps a late consume from taking a coupon for it).
-func giveBackStray(ctx context.Context, catalog Catalog, pricing Pricing, orderID int64) error {
-	if err := catalog.ReleaseStock(ctx, orderID); err != nil {
-		return fmt.Errorf("release stray stock of order %d: %w", orderID, err)
-	}
-	if err := pricing.ReleaseCoupon(ctx, orderID); err != nil {
-		return fmt.Errorf("release stray coupon of order %d: %w", orderID, err)
-	}
-	return nil
 }

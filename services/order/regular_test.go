@@ -430,3 +430,33 @@ func TestCreateRegularOrderRunsItsIndependentCallsAtOnce(t *testing.T) {
 		t.Fatalf("order %+v, stock held %v, coupons %v: want 20.00 payable, its stock and coupon held", o, c.stock, c.coupons)
 	}
 }
+
+// insertDeadline is a checkout store that records the deadline of the
+// insert's context.
+type insertDeadline struct {
+	*checkout
+	deadline time.Time
+	has      bool
+}
+
+func (c *insertDeadline) InsertRegular(ctx context.Context, o order.Order) (order.Order, bool, error) {
+	c.deadline, c.has = ctx.Deadline()
+	return c.checkout.InsertRegular(ctx, o)
+}
+
+// A checkout runs within MaxCheckout whatever its caller's deadline, none
+// included: the expiry worker gives back the holds of an order not stored
+// StrayAfter after they were taken, and an insert that landed later would
+// make an order that holds nothing.
+func TestCreateRegularOrderIsBoundedWhateverItsCallersDeadline(t *testing.T) {
+	c := &insertDeadline{checkout: newCheckout("")}
+	co := order.NewCheckout(order.CheckoutConfig{Catalog: c, Pricing: c, Regular: c, Clock: clock.Real{},
+		NextID: func() int64 { return 1 }})
+	called := time.Now()
+	if _, err := co.CreateRegularOrder(context.Background(), 7, []order.CartLine{{SKUID: 1, Quantity: 1}}, 0, "key"); err != nil {
+		t.Fatal(err)
+	}
+	if !c.has || c.deadline.After(called.Add(order.MaxCheckout+time.Second)) {
+		t.Fatalf("the insert ran with deadline %v (set %v), want one within %s of the call", c.deadline, c.has, order.MaxCheckout)
+	}
+}

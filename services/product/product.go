@@ -184,37 +184,12 @@ type HeldStock struct {
 	ReservedAt time.Time
 }
 
-// HeldQuery asks for a page of the orders holding stock: those reserved
-// at least OlderThan ago and, unless YoungerThan is zero, less than
-// YoungerThan ago (both on the database's clock, which stamps the
-// reservations), by reservation time and order id, after After (its zero
-// value: the start), at most Limit of them.
-type HeldQuery struct {
-	OlderThan, YoungerThan time.Duration
-	After                  HeldStock
-	Limit                  int
-}
-
-// Validate checks the query's bounds.
-func (q HeldQuery) Validate() error {
-	switch {
-	case q.OlderThan < MinHeldAge:
-		return fmt.Errorf("%w: older than %s, want at least %s", ErrInvalid, q.OlderThan, MinHeldAge)
-	case q.YoungerThan != 0 && q.YoungerThan <= q.OlderThan:
-		return fmt.Errorf("%w: younger than %s, not above older than %s", ErrInvalid, q.YoungerThan, q.OlderThan)
-	case q.Limit < 1 || q.Limit > MaxHeldPage:
-		return fmt.Errorf("%w: limit %d outside 1..%d", ErrInvalid, q.Limit, MaxHeldPage)
-	case q.After.OrderID < 0:
-		return fmt.Errorf("%w: order id %d is negative", ErrInvalid, q.After.OrderID)
-	}
-	return nil
-}
-
 // Bounds of a ListHeldStock page.
 const (
 	// MinHeldAge is the youngest reservation a page may ask for: younger
-	// ones belong to checkouts still running.
-	MinHeldAge = time.Second
+	// ones may belong to checkouts still running (the order service
+	// bounds a checkout at 30 s).
+	MinHeldAge = time.Minute
 	// MaxHeldPage is the most orders one page returns.
 	MaxHeldPage = 1000
 )

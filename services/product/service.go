@@ -12,6 +12,7 @@ import (
 	"github.com/flashsale/flashsale/platform/cache"
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/shadow"
+	"github.com/flashsale/flashsale/platform/sweep"
 )
 
 // Store keeps products and activities (Postgres).
@@ -36,8 +37,10 @@ type Store interface {
 	// ReleaseStock gives back what the order reserved, once, and returns
 	// the lines given back (none when nothing was held).
 	ReleaseStock(ctx context.Context, orderID int64) (released []StockLine, err error)
-	// HeldStock returns the page of orders holding stock that q asks for.
-	HeldStock(ctx context.Context, q HeldQuery) ([]HeldStock, error)
+	// HeldStock returns the page of orders holding stock that q asks for
+	// (q.After: a reservation's time and its order id), its ages on the
+	// database's clock, which stamps the reservations.
+	HeldStock(ctx context.Context, q sweep.AgedQuery) ([]HeldStock, error)
 	// ProductIDs and ActivityIDs return the id of every product and
 	// activity (the Bloom filters' source).
 	ProductIDs(ctx context.Context) ([]int64, error)
@@ -409,9 +412,9 @@ func (s *Service) ReserveStock(ctx context.Context, orderID int64, lines []Stock
 
 // ListHeldStock returns the page of orders holding regular stock that q
 // asks for.
-func (s *Service) ListHeldStock(ctx context.Context, q HeldQuery) ([]HeldStock, error) {
-	if err := q.Validate(); err != nil {
-		return nil, fmt.Errorf("list held stock: %w", err)
+func (s *Service) ListHeldStock(ctx context.Context, q sweep.AgedQuery) ([]HeldStock, error) {
+	if err := q.Validate(MinHeldAge, MaxHeldPage); err != nil {
+		return nil, fmt.Errorf("list held stock: %w: %w", ErrInvalid, err)
 	}
 	held, err := s.store.HeldStock(ctx, q)
 	if err != nil {

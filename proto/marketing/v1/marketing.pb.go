@@ -13,6 +13,7 @@ package marketingv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1384,11 +1385,187 @@ func (x *ReleaseCouponResponse) GetCouponId() int64 {
 	return 0
 }
 
+type ListUsedCouponsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Coupons used more recently than this are left out; at least a minute.
+	OlderThan *durationpb.Duration `protobuf:"bytes,1,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
+	// Coupons used longer ago than this are left out; unset: none. Both
+	// ages are on the marketing service's clock, the one that stamps a use.
+	YoungerThan *durationpb.Duration `protobuf:"bytes,2,opt,name=younger_than,json=youngerThan,proto3" json:"younger_than,omitempty"`
+	// The page starts after (used_at, order_id); unset: at the start.
+	AfterUsedAt   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=after_used_at,json=afterUsedAt,proto3" json:"after_used_at,omitempty"`
+	AfterOrderId  int64                  `protobuf:"varint,4,opt,name=after_order_id,json=afterOrderId,proto3" json:"after_order_id,omitempty"`
+	Limit         int32                  `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"` // 1..1000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsedCouponsRequest) Reset() {
+	*x = ListUsedCouponsRequest{}
+	mi := &file_marketing_v1_marketing_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsedCouponsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsedCouponsRequest) ProtoMessage() {}
+
+func (x *ListUsedCouponsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_marketing_v1_marketing_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsedCouponsRequest.ProtoReflect.Descriptor instead.
+func (*ListUsedCouponsRequest) Descriptor() ([]byte, []int) {
+	return file_marketing_v1_marketing_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListUsedCouponsRequest) GetOlderThan() *durationpb.Duration {
+	if x != nil {
+		return x.OlderThan
+	}
+	return nil
+}
+
+func (x *ListUsedCouponsRequest) GetYoungerThan() *durationpb.Duration {
+	if x != nil {
+		return x.YoungerThan
+	}
+	return nil
+}
+
+func (x *ListUsedCouponsRequest) GetAfterUsedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AfterUsedAt
+	}
+	return nil
+}
+
+func (x *ListUsedCouponsRequest) GetAfterOrderId() int64 {
+	if x != nil {
+		return x.AfterOrderId
+	}
+	return 0
+}
+
+func (x *ListUsedCouponsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type UsedCoupon struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       int64                  `protobuf:"varint,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	UsedAt        *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=used_at,json=usedAt,proto3" json:"used_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsedCoupon) Reset() {
+	*x = UsedCoupon{}
+	mi := &file_marketing_v1_marketing_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsedCoupon) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsedCoupon) ProtoMessage() {}
+
+func (x *UsedCoupon) ProtoReflect() protoreflect.Message {
+	mi := &file_marketing_v1_marketing_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsedCoupon.ProtoReflect.Descriptor instead.
+func (*UsedCoupon) Descriptor() ([]byte, []int) {
+	return file_marketing_v1_marketing_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *UsedCoupon) GetOrderId() int64 {
+	if x != nil {
+		return x.OrderId
+	}
+	return 0
+}
+
+func (x *UsedCoupon) GetUsedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UsedAt
+	}
+	return nil
+}
+
+type ListUsedCouponsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Used          []*UsedCoupon          `protobuf:"bytes,1,rep,name=used,proto3" json:"used,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsedCouponsResponse) Reset() {
+	*x = ListUsedCouponsResponse{}
+	mi := &file_marketing_v1_marketing_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsedCouponsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsedCouponsResponse) ProtoMessage() {}
+
+func (x *ListUsedCouponsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_marketing_v1_marketing_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsedCouponsResponse.ProtoReflect.Descriptor instead.
+func (*ListUsedCouponsResponse) Descriptor() ([]byte, []int) {
+	return file_marketing_v1_marketing_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListUsedCouponsResponse) GetUsed() []*UsedCoupon {
+	if x != nil {
+		return x.Used
+	}
+	return nil
+}
+
 var File_marketing_v1_marketing_proto protoreflect.FileDescriptor
 
 const file_marketing_v1_marketing_proto_rawDesc = "" +
 	"\n" +
-	"\x1cmarketing/v1/marketing.proto\x12\x16flashsale.marketing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n" +
+	"\x1cmarketing/v1/marketing.proto\x12\x16flashsale.marketing.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n" +
 	"\bCartLine\x12\x15\n" +
 	"\x06sku_id\x18\x01 \x01(\x03R\x05skuId\x12\x1a\n" +
 	"\bquantity\x18\x02 \x01(\x03R\bquantity\x12\x1d\n" +
@@ -1497,7 +1674,20 @@ const file_marketing_v1_marketing_proto_rawDesc = "" +
 	"\x14ReleaseCouponRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\x03R\aorderId\"4\n" +
 	"\x15ReleaseCouponResponse\x12\x1b\n" +
-	"\tcoupon_id\x18\x01 \x01(\x03R\bcouponId*\x8e\x01\n" +
+	"\tcoupon_id\x18\x01 \x01(\x03R\bcouponId\"\x8c\x02\n" +
+	"\x16ListUsedCouponsRequest\x128\n" +
+	"\n" +
+	"older_than\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tolderThan\x12<\n" +
+	"\fyounger_than\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\vyoungerThan\x12>\n" +
+	"\rafter_used_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vafterUsedAt\x12$\n" +
+	"\x0eafter_order_id\x18\x04 \x01(\x03R\fafterOrderId\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\"\\\n" +
+	"\n" +
+	"UsedCoupon\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\x03R\aorderId\x123\n" +
+	"\aused_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06usedAt\"Q\n" +
+	"\x17ListUsedCouponsResponse\x126\n" +
+	"\x04used\x18\x01 \x03(\v2\".flashsale.marketing.v1.UsedCouponR\x04used*\x8e\x01\n" +
 	"\rPromotionKind\x12\x1e\n" +
 	"\x1aPROMOTION_KIND_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bPROMOTION_KIND_SKU_DISCOUNT\x10\x01\x12!\n" +
@@ -1507,7 +1697,7 @@ const file_marketing_v1_marketing_proto_rawDesc = "" +
 	"\x19COUPON_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17COUPON_STATUS_AVAILABLE\x10\x01\x12\x16\n" +
 	"\x12COUPON_STATUS_USED\x10\x02\x12\x19\n" +
-	"\x15COUPON_STATUS_EXPIRED\x10\x032\xd3\x05\n" +
+	"\x15COUPON_STATUS_EXPIRED\x10\x032\xc7\x06\n" +
 	"\x10MarketingService\x12T\n" +
 	"\x05Quote\x12$.flashsale.marketing.v1.QuoteRequest\x1a%.flashsale.marketing.v1.QuoteResponse\x12d\n" +
 	"\x0fCreatePromotion\x12..flashsale.marketing.v1.CreatePromotionRequest\x1a!.flashsale.marketing.v1.Promotion\x12s\n" +
@@ -1515,7 +1705,8 @@ const file_marketing_v1_marketing_proto_rawDesc = "" +
 	"\vClaimCoupon\x12*.flashsale.marketing.v1.ClaimCouponRequest\x1a\x1e.flashsale.marketing.v1.Coupon\x12f\n" +
 	"\vListCoupons\x12*.flashsale.marketing.v1.ListCouponsRequest\x1a+.flashsale.marketing.v1.ListCouponsResponse\x12]\n" +
 	"\rConsumeCoupon\x12,.flashsale.marketing.v1.ConsumeCouponRequest\x1a\x1e.flashsale.marketing.v1.Coupon\x12l\n" +
-	"\rReleaseCoupon\x12,.flashsale.marketing.v1.ReleaseCouponRequest\x1a-.flashsale.marketing.v1.ReleaseCouponResponseB?Z=github.com/flashsale/flashsale/proto/marketing/v1;marketingv1b\x06proto3"
+	"\rReleaseCoupon\x12,.flashsale.marketing.v1.ReleaseCouponRequest\x1a-.flashsale.marketing.v1.ReleaseCouponResponse\x12r\n" +
+	"\x0fListUsedCoupons\x12..flashsale.marketing.v1.ListUsedCouponsRequest\x1a/.flashsale.marketing.v1.ListUsedCouponsResponseB?Z=github.com/flashsale/flashsale/proto/marketing/v1;marketingv1b\x06proto3"
 
 var (
 	file_marketing_v1_marketing_proto_rawDescOnce sync.Once
@@ -1530,7 +1721,7 @@ func file_marketing_v1_marketing_proto_rawDescGZIP() []byte {
 }
 
 var file_marketing_v1_marketing_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_marketing_v1_marketing_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_marketing_v1_marketing_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_marketing_v1_marketing_proto_goTypes = []any{
 	(PromotionKind)(0),                  // 0: flashsale.marketing.v1.PromotionKind
 	(CouponStatus)(0),                   // 1: flashsale.marketing.v1.CouponStatus
@@ -1552,7 +1743,11 @@ var file_marketing_v1_marketing_proto_goTypes = []any{
 	(*ConsumeCouponRequest)(nil),        // 17: flashsale.marketing.v1.ConsumeCouponRequest
 	(*ReleaseCouponRequest)(nil),        // 18: flashsale.marketing.v1.ReleaseCouponRequest
 	(*ReleaseCouponResponse)(nil),       // 19: flashsale.marketing.v1.ReleaseCouponResponse
-	(*timestamppb.Timestamp)(nil),       // 20: google.protobuf.Timestamp
+	(*ListUsedCouponsRequest)(nil),      // 20: flashsale.marketing.v1.ListUsedCouponsRequest
+	(*UsedCoupon)(nil),                  // 21: flashsale.marketing.v1.UsedCoupon
+	(*ListUsedCouponsResponse)(nil),     // 22: flashsale.marketing.v1.ListUsedCouponsResponse
+	(*timestamppb.Timestamp)(nil),       // 23: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 24: google.protobuf.Duration
 }
 var file_marketing_v1_marketing_proto_depIdxs = []int32{
 	2,  // 0: flashsale.marketing.v1.QuoteRequest.lines:type_name -> flashsale.marketing.v1.CartLine
@@ -1563,40 +1758,47 @@ var file_marketing_v1_marketing_proto_depIdxs = []int32{
 	6,  // 5: flashsale.marketing.v1.QuoteResponse.promotions:type_name -> flashsale.marketing.v1.AppliedPromotion
 	0,  // 6: flashsale.marketing.v1.CreatePromotionRequest.kind:type_name -> flashsale.marketing.v1.PromotionKind
 	8,  // 7: flashsale.marketing.v1.CreatePromotionRequest.tiers:type_name -> flashsale.marketing.v1.Tier
-	20, // 8: flashsale.marketing.v1.CreatePromotionRequest.starts_at:type_name -> google.protobuf.Timestamp
-	20, // 9: flashsale.marketing.v1.CreatePromotionRequest.ends_at:type_name -> google.protobuf.Timestamp
+	23, // 8: flashsale.marketing.v1.CreatePromotionRequest.starts_at:type_name -> google.protobuf.Timestamp
+	23, // 9: flashsale.marketing.v1.CreatePromotionRequest.ends_at:type_name -> google.protobuf.Timestamp
 	0,  // 10: flashsale.marketing.v1.Promotion.kind:type_name -> flashsale.marketing.v1.PromotionKind
 	8,  // 11: flashsale.marketing.v1.Promotion.tiers:type_name -> flashsale.marketing.v1.Tier
-	20, // 12: flashsale.marketing.v1.Promotion.starts_at:type_name -> google.protobuf.Timestamp
-	20, // 13: flashsale.marketing.v1.Promotion.ends_at:type_name -> google.protobuf.Timestamp
-	20, // 14: flashsale.marketing.v1.CreateCouponTemplateRequest.valid_from:type_name -> google.protobuf.Timestamp
-	20, // 15: flashsale.marketing.v1.CreateCouponTemplateRequest.valid_until:type_name -> google.protobuf.Timestamp
-	20, // 16: flashsale.marketing.v1.CouponTemplate.valid_from:type_name -> google.protobuf.Timestamp
-	20, // 17: flashsale.marketing.v1.CouponTemplate.valid_until:type_name -> google.protobuf.Timestamp
-	20, // 18: flashsale.marketing.v1.Coupon.valid_from:type_name -> google.protobuf.Timestamp
-	20, // 19: flashsale.marketing.v1.Coupon.valid_until:type_name -> google.protobuf.Timestamp
+	23, // 12: flashsale.marketing.v1.Promotion.starts_at:type_name -> google.protobuf.Timestamp
+	23, // 13: flashsale.marketing.v1.Promotion.ends_at:type_name -> google.protobuf.Timestamp
+	23, // 14: flashsale.marketing.v1.CreateCouponTemplateRequest.valid_from:type_name -> google.protobuf.Timestamp
+	23, // 15: flashsale.marketing.v1.CreateCouponTemplateRequest.valid_until:type_name -> google.protobuf.Timestamp
+	23, // 16: flashsale.marketing.v1.CouponTemplate.valid_from:type_name -> google.protobuf.Timestamp
+	23, // 17: flashsale.marketing.v1.CouponTemplate.valid_until:type_name -> google.protobuf.Timestamp
+	23, // 18: flashsale.marketing.v1.Coupon.valid_from:type_name -> google.protobuf.Timestamp
+	23, // 19: flashsale.marketing.v1.Coupon.valid_until:type_name -> google.protobuf.Timestamp
 	1,  // 20: flashsale.marketing.v1.Coupon.status:type_name -> flashsale.marketing.v1.CouponStatus
-	20, // 21: flashsale.marketing.v1.Coupon.claimed_at:type_name -> google.protobuf.Timestamp
+	23, // 21: flashsale.marketing.v1.Coupon.claimed_at:type_name -> google.protobuf.Timestamp
 	13, // 22: flashsale.marketing.v1.ListCouponsResponse.coupons:type_name -> flashsale.marketing.v1.Coupon
-	3,  // 23: flashsale.marketing.v1.MarketingService.Quote:input_type -> flashsale.marketing.v1.QuoteRequest
-	9,  // 24: flashsale.marketing.v1.MarketingService.CreatePromotion:input_type -> flashsale.marketing.v1.CreatePromotionRequest
-	11, // 25: flashsale.marketing.v1.MarketingService.CreateCouponTemplate:input_type -> flashsale.marketing.v1.CreateCouponTemplateRequest
-	14, // 26: flashsale.marketing.v1.MarketingService.ClaimCoupon:input_type -> flashsale.marketing.v1.ClaimCouponRequest
-	15, // 27: flashsale.marketing.v1.MarketingService.ListCoupons:input_type -> flashsale.marketing.v1.ListCouponsRequest
-	17, // 28: flashsale.marketing.v1.MarketingService.ConsumeCoupon:input_type -> flashsale.marketing.v1.ConsumeCouponRequest
-	18, // 29: flashsale.marketing.v1.MarketingService.ReleaseCoupon:input_type -> flashsale.marketing.v1.ReleaseCouponRequest
-	7,  // 30: flashsale.marketing.v1.MarketingService.Quote:output_type -> flashsale.marketing.v1.QuoteResponse
-	10, // 31: flashsale.marketing.v1.MarketingService.CreatePromotion:output_type -> flashsale.marketing.v1.Promotion
-	12, // 32: flashsale.marketing.v1.MarketingService.CreateCouponTemplate:output_type -> flashsale.marketing.v1.CouponTemplate
-	13, // 33: flashsale.marketing.v1.MarketingService.ClaimCoupon:output_type -> flashsale.marketing.v1.Coupon
-	16, // 34: flashsale.marketing.v1.MarketingService.ListCoupons:output_type -> flashsale.marketing.v1.ListCouponsResponse
-	13, // 35: flashsale.marketing.v1.MarketingService.ConsumeCoupon:output_type -> flashsale.marketing.v1.Coupon
-	19, // 36: flashsale.marketing.v1.MarketingService.ReleaseCoupon:output_type -> flashsale.marketing.v1.ReleaseCouponResponse
-	30, // [30:37] is the sub-list for method output_type
-	23, // [23:30] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	24, // 23: flashsale.marketing.v1.ListUsedCouponsRequest.older_than:type_name -> google.protobuf.Duration
+	24, // 24: flashsale.marketing.v1.ListUsedCouponsRequest.younger_than:type_name -> google.protobuf.Duration
+	23, // 25: flashsale.marketing.v1.ListUsedCouponsRequest.after_used_at:type_name -> google.protobuf.Timestamp
+	23, // 26: flashsale.marketing.v1.UsedCoupon.used_at:type_name -> google.protobuf.Timestamp
+	21, // 27: flashsale.marketing.v1.ListUsedCouponsResponse.used:type_name -> flashsale.marketing.v1.UsedCoupon
+	3,  // 28: flashsale.marketing.v1.MarketingService.Quote:input_type -> flashsale.marketing.v1.QuoteRequest
+	9,  // 29: flashsale.marketing.v1.MarketingService.CreatePromotion:input_type -> flashsale.marketing.v1.CreatePromotionRequest
+	11, // 30: flashsale.marketing.v1.MarketingService.CreateCouponTemplate:input_type -> flashsale.marketing.v1.CreateCouponTemplateRequest
+	14, // 31: flashsale.marketing.v1.MarketingService.ClaimCoupon:input_type -> flashsale.marketing.v1.ClaimCouponRequest
+	15, // 32: flashsale.marketing.v1.MarketingService.ListCoupons:input_type -> flashsale.marketing.v1.ListCouponsRequest
+	17, // 33: flashsale.marketing.v1.MarketingService.ConsumeCoupon:input_type -> flashsale.marketing.v1.ConsumeCouponRequest
+	18, // 34: flashsale.marketing.v1.MarketingService.ReleaseCoupon:input_type -> flashsale.marketing.v1.ReleaseCouponRequest
+	20, // 35: flashsale.marketing.v1.MarketingService.ListUsedCoupons:input_type -> flashsale.marketing.v1.ListUsedCouponsRequest
+	7,  // 36: flashsale.marketing.v1.MarketingService.Quote:output_type -> flashsale.marketing.v1.QuoteResponse
+	10, // 37: flashsale.marketing.v1.MarketingService.CreatePromotion:output_type -> flashsale.marketing.v1.Promotion
+	12, // 38: flashsale.marketing.v1.MarketingService.CreateCouponTemplate:output_type -> flashsale.marketing.v1.CouponTemplate
+	13, // 39: flashsale.marketing.v1.MarketingService.ClaimCoupon:output_type -> flashsale.marketing.v1.Coupon
+	16, // 40: flashsale.marketing.v1.MarketingService.ListCoupons:output_type -> flashsale.marketing.v1.ListCouponsResponse
+	13, // 41: flashsale.marketing.v1.MarketingService.ConsumeCoupon:output_type -> flashsale.marketing.v1.Coupon
+	19, // 42: flashsale.marketing.v1.MarketingService.ReleaseCoupon:output_type -> flashsale.marketing.v1.ReleaseCouponResponse
+	22, // 43: flashsale.marketing.v1.MarketingService.ListUsedCoupons:output_type -> flashsale.marketing.v1.ListUsedCouponsResponse
+	36, // [36:44] is the sub-list for method output_type
+	28, // [28:36] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_marketing_v1_marketing_proto_init() }
@@ -1610,7 +1812,7 @@ func file_marketing_v1_marketing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_marketing_v1_marketing_proto_rawDesc), len(file_marketing_v1_marketing_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	MarketingService_ListCoupons_FullMethodName          = "/flashsale.marketing.v1.MarketingService/ListCoupons"
 	MarketingService_ConsumeCoupon_FullMethodName        = "/flashsale.marketing.v1.MarketingService/ConsumeCoupon"
 	MarketingService_ReleaseCoupon_FullMethodName        = "/flashsale.marketing.v1.MarketingService/ReleaseCoupon"
+	MarketingService_ListUsedCoupons_FullMethodName      = "/flashsale.marketing.v1.MarketingService/ListUsedCoupons"
 )
 
 // MarketingServiceClient is the client API for MarketingService service.
@@ -55,6 +56,11 @@ type MarketingServiceClient interface {
 	// ReleaseCoupon makes the coupon the order consumed available again
 	// (cancelled, expired, fully refunded). Repeating it is harmless.
 	ReleaseCoupon(ctx context.Context, in *ReleaseCouponRequest, opts ...grpc.CallOption) (*ReleaseCouponResponse, error)
+	// ListUsedCoupons pages the orders that hold a coupon (used and not
+	// released) since at least older_than ago, by the time of its use and
+	// then by order id, after the given position. The order service reads
+	// it to find a coupon used for an order it never stored.
+	ListUsedCoupons(ctx context.Context, in *ListUsedCouponsRequest, opts ...grpc.CallOption) (*ListUsedCouponsResponse, error)
 }
 
 type marketingServiceClient struct {
@@ -135,6 +141,16 @@ func (c *marketingServiceClient) ReleaseCoupon(ctx context.Context, in *ReleaseC
 	return out, nil
 }
 
+func (c *marketingServiceClient) ListUsedCoupons(ctx context.Context, in *ListUsedCouponsRequest, opts ...grpc.CallOption) (*ListUsedCouponsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUsedCouponsResponse)
+	err := c.cc.Invoke(ctx, MarketingService_ListUsedCoupons_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MarketingServiceServer is the server API for MarketingService service.
 // All implementations must embed UnimplementedMarketingServiceServer
 // for forward compatibility.
@@ -158,6 +174,11 @@ type MarketingServiceServer interface {
 	// ReleaseCoupon makes the coupon the order consumed available again
 	// (cancelled, expired, fully refunded). Repeating it is harmless.
 	ReleaseCoupon(context.Context, *ReleaseCouponRequest) (*ReleaseCouponResponse, error)
+	// ListUsedCoupons pages the orders that hold a coupon (used and not
+	// released) since at least older_than ago, by the time of its use and
+	// then by order id, after the given position. The order service reads
+	// it to find a coupon used for an order it never stored.
+	ListUsedCoupons(context.Context, *ListUsedCouponsRequest) (*ListUsedCouponsResponse, error)
 	mustEmbedUnimplementedMarketingServiceServer()
 }
 
@@ -188,6 +209,9 @@ func (UnimplementedMarketingServiceServer) ConsumeCoupon(context.Context, *Consu
 }
 func (UnimplementedMarketingServiceServer) ReleaseCoupon(context.Context, *ReleaseCouponRequest) (*ReleaseCouponResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReleaseCoupon not implemented")
+}
+func (UnimplementedMarketingServiceServer) ListUsedCoupons(context.Context, *ListUsedCouponsRequest) (*ListUsedCouponsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUsedCoupons not implemented")
 }
 func (UnimplementedMarketingServiceServer) mustEmbedUnimplementedMarketingServiceServer() {}
 func (UnimplementedMarketingServiceServer) testEmbeddedByValue()                          {}
@@ -336,6 +360,24 @@ func _MarketingService_ReleaseCoupon_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MarketingService_ListUsedCoupons_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUsedCouponsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MarketingServiceServer).ListUsedCoupons(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MarketingService_ListUsedCoupons_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MarketingServiceServer).ListUsedCoupons(ctx, req.(*ListUsedCouponsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MarketingService_ServiceDesc is the grpc.ServiceDesc for MarketingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -370,6 +412,10 @@ var MarketingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReleaseCoupon",
 			Handler:    _MarketingService_ReleaseCoupon_Handler,
+		},
+		{
+			MethodName: "ListUsedCoupons",
+			Handler:    _MarketingService_ListUsedCoupons_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

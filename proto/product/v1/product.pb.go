@@ -843,7 +843,7 @@ func (x *ReleaseStockResponse) GetReleased() bool {
 
 type ListHeldStockRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Reservations younger than this are left out; at least a second.
+	// Reservations younger than this are left out; at least a minute.
 	OlderThan *durationpb.Duration `protobuf:"bytes,1,opt,name=older_than,json=olderThan,proto3" json:"older_than,omitempty"`
 	// The page starts after (reserved_at, order_id); unset: at the start.
 	AfterReservedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=after_reserved_at,json=afterReservedAt,proto3" json:"after_reserved_at,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/sweep"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	"github.com/flashsale/flashsale/services/marketing"
 )
@@ -147,6 +148,26 @@ func (s *Server) ConsumeCoupon(ctx context.Context, req *marketingv1.ConsumeCoup
 		return nil, err
 	}
 	return couponToProto(c), nil
+}
+
+// ListUsedCoupons pages the orders that hold a coupon.
+func (s *Server) ListUsedCoupons(ctx context.Context, req *marketingv1.ListUsedCouponsRequest) (*marketingv1.ListUsedCouponsResponse, error) {
+	q := sweep.AgedQuery{
+		OlderThan: req.GetOlderThan().AsDuration(), YoungerThan: req.GetYoungerThan().AsDuration(),
+		After: sweep.TimeKey{ID: req.GetAfterOrderId()}, Limit: int(req.GetLimit()),
+	}
+	if req.GetAfterUsedAt() != nil {
+		q.After.At = req.GetAfterUsedAt().AsTime()
+	}
+	used, err := s.svc.ListUsedCoupons(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	resp := &marketingv1.ListUsedCouponsResponse{Used: make([]*marketingv1.UsedCoupon, len(used))}
+	for i, u := range used {
+		resp.Used[i] = &marketingv1.UsedCoupon{OrderId: u.OrderID, UsedAt: timestamppb.New(u.UsedAt)}
+	}
+	return resp, nil
 }
 
 // ReleaseCoupon gives back the order's coupon.

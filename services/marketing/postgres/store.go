@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	pgplatform "github.com/flashsale/flashsale/platform/postgres"
+	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/services/marketing"
 )
 
@@ -266,4 +267,28 @@ func (s *Store) ReleaseCoupon(ctx context.Context, orderID int64) (int64, error)
 		return 0, fmt.Errorf("release coupon of order %d: %w", orderID, err)
 	}
 	return id, nil
+}
+
+// usedCoupons is a page of the orders holding a coupon used before $1,
+// after the key ($2, $3), $4 rows at most. It reads only its own rows,
+// from migrations/006's index of the used coupons by the time of their
+// use and order (TestUsedCouponPagesReadOnlyTheirRows), however many
+// paid orders hold their coupons for good before and after them.
+const usedCoupons = `
+	SELECT order_id, used_at FROM coupons
+	WHERE status = 'USED' AND used_at < $1 AND (used_at, order_id) > ($2, $3)
+	ORDER BY used_at, order_id
+	LIMIT $4`
+
+// UsedCoupons reads a page of the orders holding a coupon.
+func (s *Store) UsedCoupons(ctx context.Context, before time.Time, after sweep.TimeKey, limit int) ([]marketing.UsedCoupon, error) {
+	rows, err := s.pool.Query(ctx, usedCoupons, before, after.At, after.ID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("used coupons: %w", err)
+	}
+	used, err := pgx.CollectRows(rows, pgx.RowToStructByPos[marketing.UsedCoupon])
+	if err != nil {
+		return nil, fmt.Errorf("used coupons: %w", err)
+	}
+	return used, nil
 }

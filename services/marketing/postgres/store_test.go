@@ -15,6 +15,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/ids"
+	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
 	"github.com/flashsale/flashsale/platform/testing/pgcalls"
 	"github.com/flashsale/flashsale/services/marketing"
@@ -24,7 +25,7 @@ import (
 var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
-	localstack.RunTests(m, localstack.Config{Databases: []string{"marketing"}}, func(s *localstack.Stack) { stack = s })
+	localstack.RunTests(m, localstack.Config{Databases: []string{"marketing", "marketing_plans"}}, func(s *localstack.Stack) { stack = s })
 }
 
 // gen hands out ids distinct across the tests of this package.
@@ -484,6 +485,71 @@ func TestRefusalsDoNotWaitForTheTemplatesLock(t *testing.T) {
 		cancel()
 		if !errors.Is(err, claim.want) {
 			t.Errorf("%s, its row locked: %v, want %v at once", claim.name, err, claim.want)
+		}
+	}
+}
+
+// ListUsedCoupons pages the orders that hold a coupon used long enough
+// ago, by the time of the use (the service's clock) and then by order
+// id: a released coupon and a recent use are left out, a window bounds
+// the page's start, and a page out of bounds is refused.
+func TestUsedCouponsPagesOldHeldCoupons(t *testing.T) {
+	s := MustStore(t)
+	ctx := context.Background()
+	svc := marketing.NewService(marketing.Config{Store: s, IDs: gen, Clock: clock.NewManual(now)})
+	tmpl := MustTemplate(t, s, 4, 4)
+	user := gen.Next()
+	a, b, released, young := gen.Next(), gen.Next(), gen.Next(), gen.Next()
+	for _, use := range []struct {
+		order int64
+		ago   time.Duration
+	}{{a, 30 * time.Minute}, {b, 30 * time.Minute}, {released, 25 * time.Minute}, {young, 5 * time.Minute}} {
+		c := MustClaim(t, s, tmpl.ID, user)
+		if _, err := s.ConsumeCoupon(ctx, user, c.ID, use.order, now.Add(-use.ago)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.ReleaseCoupon(ctx, released); err != nil {
+		t.Fatal(err)
+	}
+	mine := map[int64]bool{a: true, b: true, released: true, young: true}
+	// page lists the page q asks for, this test's orders only.
+	page := func(q sweep.AgedQuery) []int64 {
+		t.Helper()
+		used, err := svc.ListUsedCoupons(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, u := range used {
+			if mine[u.OrderID] {
+				ids = append(ids, u.OrderID)
+			}
+		}
+		return ids
+	}
+	first, second := min(a, b), max(a, b)
+	at := now.Add(-30 * time.Minute)
+	for _, tt := range []struct {
+		name string
+		q    sweep.AgedQuery
+		want []int64
+	}{
+		{"from before them", sweep.AgedQuery{OlderThan: 10 * time.Minute, After: sweep.TimeKey{At: at.Add(-time.Second)}, Limit: 1000}, []int64{first, second}},
+		{"a page of one", sweep.AgedQuery{OlderThan: 10 * time.Minute, After: sweep.TimeKey{At: at.Add(-time.Second)}, Limit: 1}, []int64{first}},
+		{"after the first", sweep.AgedQuery{OlderThan: 10 * time.Minute, After: sweep.TimeKey{At: at, ID: first}, Limit: 1000}, []int64{second}},
+		{"a window that starts after them", sweep.AgedQuery{OlderThan: 10 * time.Minute, YoungerThan: 20 * time.Minute, Limit: 1000}, nil},
+		{"a window that holds them, from the start", sweep.AgedQuery{OlderThan: 10 * time.Minute, YoungerThan: 40 * time.Minute, Limit: 1000}, []int64{first, second}},
+		{"all but the most recent", sweep.AgedQuery{OlderThan: 6 * time.Minute, YoungerThan: 31 * time.Minute, Limit: 1000}, []int64{first, second}},
+		{"the most recent too", sweep.AgedQuery{OlderThan: 4 * time.Minute, YoungerThan: 31 * time.Minute, Limit: 1000}, []int64{first, second, young}},
+	} {
+		if got := page(tt.q); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, want %v (%d released)", tt.name, got, tt.want, released)
+		}
+	}
+	for _, bad := range []sweep.AgedQuery{{OlderThan: marketing.MinUsedAge - 1, Limit: 10}, {OlderThan: time.Hour, Limit: marketing.MaxUsedPage + 1}} {
+		if _, err := svc.ListUsedCoupons(ctx, bad); !errors.Is(err, marketing.ErrInvalid) {
+			t.Errorf("ListUsedCoupons(%+v) = %v, want ErrInvalid", bad, err)
 		}
 	}
 }

@@ -176,7 +176,7 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(len(cfg.KafkaBrokers) > 0, "FLASHSALE_KAFKA_BROKERS: at least one broker is needed")
 	env.Check(cfg.KafkaPartitions >= 1, "FLASHSALE_KAFKA_PARTITIONS=%d: must be at least 1", cfg.KafkaPartitions)
 	env.Check(cfg.ExpiryLease >= time.Second, "FLASHSALE_EXPIRY_LEASE=%s: must be at least 1s", cfg.ExpiryLease)
-	env.Check(cfg.StrayAfter >= time.Minute, "FLASHSALE_EXPIRY_STRAY_AFTER=%s: must be at least 1m, far longer than a checkout takes", cfg.StrayAfter)
+	env.Check(cfg.StrayAfter >= 2*order.MaxCheckout, "FLASHSALE_EXPIRY_STRAY_AFTER=%s: must be at least %s, twice the longest a checkout may run", cfg.StrayAfter, 2*order.MaxCheckout)
 	return cfg
 }
 
@@ -252,19 +252,21 @@ func Run(ctx context.Context, cfg Config, opts ...Option) error {
 	defer conns.close()
 
 	d := domain{
-		cfg:        cfg,
-		h:          h,
-		log:        log,
-		next:       gen.Next,
-		observer:   newBusinessMetrics(reg),
-		store:      postgres.NewStore(pool),
-		pending:    orderredis.NewPending(redisclient.Coalesced(rdb), "", orderredis.DefaultTTL),
-		inv:        ordergrpc.NewInventory(conns.inventory),
-		due:        ordergrpc.NewDueQueue(conns.inventory),
-		activities: ordergrpc.NewActivities(conns.product),
-		catalog:    ordergrpc.NewCatalog(conns.product),
-		pricing:    ordergrpc.NewPricing(conns.marketing),
-		payments:   ordergrpc.NewPayments(conns.payment),
+		cfg:         cfg,
+		h:           h,
+		log:         log,
+		next:        gen.Next,
+		observer:    newBusinessMetrics(reg),
+		store:       postgres.NewStore(pool),
+		pending:     orderredis.NewPending(redisclient.Coalesced(rdb), "", orderredis.DefaultTTL),
+		inv:         ordergrpc.NewInventory(conns.inventory),
+		due:         ordergrpc.NewDueQueue(conns.inventory),
+		activities:  ordergrpc.NewActivities(conns.product),
+		catalog:     ordergrpc.NewCatalog(conns.product),
+		heldStock:   ordergrpc.NewHeldStock(conns.product),
+		pricing:     ordergrpc.NewPricing(conns.marketing),
+		usedCoupons: ordergrpc.NewUsedCoupons(conns.marketing),
+		payments:    ordergrpc.NewPayments(conns.payment),
 	}
 	pub := orderkafka.NewPublisher(cfg.KafkaBrokers, orderkafka.TopicPlaced)
 	defer pub.Close()

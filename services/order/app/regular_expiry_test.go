@@ -88,7 +88,13 @@ func (p *regularPlatform) couponStatus(tb testing.TB, user, coupon int64) market
 // stock is read past the product service's cache.
 func MustProductsDB(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	pool, err := pgplatform.Dial(context.Background(), stack.PostgresURL("products"), 2)
+	return mustDB(tb, "products")
+}
+
+// mustDB returns a pool on the test stack's database name.
+func mustDB(tb testing.TB, name string) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := pgplatform.Dial(context.Background(), stack.PostgresURL(name), 2)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -484,22 +490,24 @@ func TestRegularExpiryRacingCancelAndPaymentEndsInExactlyOneState(t *testing.T) 
 
 // A checkout that died between taking its stock and coupon and storing
 // its order leaves them held for an order that never exists, and no
-// expiry ends an order that was never stored. The expiry worker's sweep
-// of held stock gives them back once they are StrayAfter old, once, even
-// when a release fails at first, and leaves alone the stock of a stored
-// order, and a reservation too young to judge.
-func TestStockHeldForAnOrderNeverStoredIsGivenBack(t *testing.T) {
+// expiry ends an order that was never stored; a checkout whose stock
+// came back but whose coupon release failed leaves the coupon alone. The
+// expiry worker's sweep of holds gives each back once it is StrayAfter
+// old, once, even when a release fails at first, and leaves alone the
+// holds of a stored order and those too recent to judge.
+func TestHoldsOfAnOrderNeverStoredAreGivenBack(t *testing.T) {
 	p := MustRegularPlatform(t, nil, app.WithoutExpiry())
-	products := MustProductsDB(t)
+	products, coupons := MustProductsDB(t), mustDB(t, "marketing")
 	ctx := context.Background()
 	sku := p.MustProducts(t, 10, regularPrice)[0]
-	user, other := newUsers(1), newUsers(1)
-	coupon := p.MustCoupon(t, user)
-	stored := p.MustRegularOrder(t, other, sku, 0, "stored")
+	user, loner, other := newUsers(1), newUsers(1), newUsers(1)
+	coupon, lonely, othersCoupon := p.MustCoupon(t, user), p.MustCoupon(t, loner), p.MustCoupon(t, other)
+	stored := p.MustRegularOrder(t, other, sku, othersCoupon, "stored")
 	// What a checkout that died before its insert leaves: two units and
-	// the coupon for an order id that is never stored. And one that is
-	// still running: a unit reserved a moment ago.
-	stray, young := seedIDs.Add(1), seedIDs.Add(1)
+	// a coupon for an order id that is never stored; one whose coupon
+	// alone was left, its stock given back; and one still running, a
+	// unit reserved a moment ago.
+	stray, lone, young := seedIDs.Add(1), seedIDs.Add(1), seedIDs.Add(1)
 	catalog, pricing := ordergrpc.NewCatalog(p.prodConn), ordergrpc.NewPricing(p.mktConn)
 	if err := catalog.ReserveStock(ctx, stray, []order.CartLine{{SKUID: sku, Quantity: 2}}); err != nil {
 		t.Fatal(err)
@@ -507,37 +515,71 @@ func TestStockHeldForAnOrderNeverStoredIsGivenBack(t *testing.T) {
 	if err := pricing.ConsumeCoupon(ctx, user, coupon, stray); err != nil {
 		t.Fatal(err)
 	}
+	if err := pricing.ConsumeCoupon(ctx, loner, lonely, lone); err != nil {
+		t.Fatal(err)
+	}
 	if err := catalog.ReserveStock(ctx, young, []order.CartLine{{SKUID: sku, Quantity: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	// The stray and the stored order's reservations come of age (the
-	// product service stamps reservations with the database's clock).
-	if _, err := products.Exec(ctx, `UPDATE stock_reservations SET created_at = now() - interval '11 minutes' WHERE order_id = ANY($1)`,
-		[]int64{stray, stored.GetOrderId()}); err != nil {
+	// The holds of the strays and of the stored order come of age (each
+	// service stamps its holds with its own clock: Postgres's for the
+	// stock, the marketing service's for the coupons, both real here).
+	aged := []int64{stray, lone, stored.GetOrderId()}
+	if _, err := products.Exec(ctx, `UPDATE stock_reservations SET created_at = created_at - interval '11 minutes' WHERE order_id = ANY($1)`, aged); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coupons.Exec(ctx, `UPDATE coupons SET used_at = used_at - interval '11 minutes' WHERE order_id = ANY($1)`, aged); err != nil {
 		t.Fatal(err)
 	}
 	if got := productStock(t, products, sku); got != 6 {
 		t.Fatalf("stock before the sweep: got %d, want 6", got)
 	}
 
-	w := p.newRegularWorker(func(c *order.ExpirerConfig) { c.Held = catalog })
+	sweeper := func() *regularWorker {
+		return p.newRegularWorker(func(c *order.ExpirerConfig) {
+			c.HeldStock, c.UsedCoupons = ordergrpc.NewHeldStock(p.prodConn), ordergrpc.NewUsedCoupons(p.mktConn)
+		})
+	}
+	w := sweeper()
 	w.catalog.failOnce.Store(stray)
+	w.pricing.failOnce.Store(lone)
 	if _, err := w.RunStrayHoldsOnce(ctx); !errors.Is(err, errInjected) {
-		t.Fatalf("sweep with the release failing: %v, want the injected failure", err)
+		t.Fatalf("sweep with a stock and a coupon release failing: %v, want the injected failures", err)
 	}
 	if got := productStock(t, products, sku); got != 6 {
 		t.Fatalf("stock after the failed release: got %d, want 6", got)
 	}
-	for range 2 { // the failed one again, then nothing left to do
-		if _, err := w.RunStrayHoldsOnce(ctx); err != nil {
-			t.Fatal(err)
-		}
+	if got := p.couponStatus(t, loner, lonely); got != marketingv1.CouponStatus_COUPON_STATUS_USED {
+		t.Fatalf("coupon after its failed release: got %s, want USED", got)
+	}
+	// The failed ones again, from two goroutines of one worker at once
+	// (a process runs several): one sweeps, the other stands aside.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if _, err := w.RunStrayHoldsOnce(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if _, err := w.RunStrayHoldsOnce(ctx); err != nil { // nothing left to do
+		t.Fatal(err)
 	}
 	if got := productStock(t, products, sku); got != 8 {
 		t.Fatalf("stock after the sweep: got %d, want 8 (the stray's two back; the stored order's and the young one's held)", got)
 	}
-	if got := p.couponStatus(t, user, coupon); got != marketingv1.CouponStatus_COUPON_STATUS_AVAILABLE {
-		t.Fatalf("coupon of the order never stored: got %s, want AVAILABLE", got)
+	for _, c := range []struct {
+		user, coupon int64
+		want         marketingv1.CouponStatus
+	}{
+		{user, coupon, marketingv1.CouponStatus_COUPON_STATUS_AVAILABLE},
+		{loner, lonely, marketingv1.CouponStatus_COUPON_STATUS_AVAILABLE},
+		{other, othersCoupon, marketingv1.CouponStatus_COUPON_STATUS_USED},
+	} {
+		if got := p.couponStatus(t, c.user, c.coupon); got != c.want {
+			t.Fatalf("coupon %d of user %d: got %s, want %s", c.coupon, c.user, got, c.want)
+		}
 	}
 	if n := w.catalog.releases[stray]; n != 1 {
 		t.Fatalf("the stray was released %d times by one worker, want once (its mark moved past it)", n)
@@ -545,8 +587,8 @@ func TestStockHeldForAnOrderNeverStoredIsGivenBack(t *testing.T) {
 	if got := stateOf(t, p, stored.GetOrderId()); got != (regularState{"PENDING_PAYMENT", false}) {
 		t.Fatalf("the stored order: got %s, want PENDING_PAYMENT", got)
 	}
-	// A second worker, starting afresh, releases nothing more.
-	if _, err := p.newRegularWorker(func(c *order.ExpirerConfig) { c.Held = catalog }).RunStrayHoldsOnce(ctx); err != nil {
+	// A second worker, starting afresh, gives back nothing more.
+	if _, err := sweeper().RunStrayHoldsOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := productStock(t, products, sku); got != 8 {

@@ -58,19 +58,21 @@ func (ps peers) close() {
 // of the other services, the ids, the logger and the counters), from which
 // it builds the use cases and the workers.
 type domain struct {
-	cfg        Config
-	h          hooks
-	log        *slog.Logger
-	next       func() int64
-	observer   *businessMetrics
-	store      *postgres.Store
-	pending    *orderredis.Pending
-	inv        *ordergrpc.Inventory
-	due        *ordergrpc.DueQueue
-	activities *ordergrpc.Activities
-	catalog    *ordergrpc.Catalog
-	pricing    *ordergrpc.Pricing
-	payments   *ordergrpc.Payments
+	cfg         Config
+	h           hooks
+	log         *slog.Logger
+	next        func() int64
+	observer    *businessMetrics
+	store       *postgres.Store
+	pending     *orderredis.Pending
+	inv         *ordergrpc.Inventory
+	due         *ordergrpc.DueQueue
+	activities  *ordergrpc.Activities
+	catalog     *ordergrpc.Catalog
+	heldStock   *ordergrpc.HeldStock
+	pricing     *ordergrpc.Pricing
+	usedCoupons *ordergrpc.UsedCoupons
+	payments    *ordergrpc.Payments
 }
 
 // useCases builds what the gRPC server serves, each use case with the
@@ -141,11 +143,13 @@ func (d domain) workers(uc ordergrpc.UseCases, relay *order.Relay) ([]func(conte
 		return shadow.Pick(ctx, reconciler, shadowReconciler).Run(ctx)
 	}, relay.Run}
 	if !d.h.noExpiry {
-		// The Postgres backstop sweeps every activity's orders, so a
-		// worker limited to some activities (ExpiryOf) runs without it.
+		// The Postgres backstop and the sweep of holds of orders never
+		// stored look at every order, so a worker limited to some
+		// activities (ExpiryOf) runs without them.
 		var overdue order.OverdueOrders = d.store
+		var heldStock, usedCoupons order.Holds = d.heldStock, d.usedCoupons
 		if len(d.h.expiryActivities) > 0 {
-			overdue = nil
+			overdue, heldStock, usedCoupons = nil, nil, nil
 		}
 		expirer := order.NewExpirer(order.ExpirerConfig{
 			Queue: d.due, Orders: d.store, Stock: d.inv, Marks: d.pending, Clock: cfg.Clock,
@@ -153,7 +157,7 @@ func (d domain) workers(uc ordergrpc.UseCases, relay *order.Relay) ([]func(conte
 			Batch:      cfg.ExpiryBatch, Lease: cfg.ExpiryLease, Poll: cfg.ExpiryPoll, Logger: d.log,
 			Regular: d.store, Catalog: d.catalog, Pricing: d.pricing, Observer: d.observer,
 			Overdue: overdue, OverdueGrace: cfg.OverdueGrace,
-			Held: d.catalog, StrayAfter: cfg.StrayAfter,
+			HeldStock: heldStock, UsedCoupons: usedCoupons, StrayAfter: cfg.StrayAfter,
 		})
 		for range cfg.ExpiryWorkers {
 			workers = append(workers, expirer.Run)

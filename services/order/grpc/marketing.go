@@ -6,8 +6,11 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/sweep"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	"github.com/flashsale/flashsale/services/order"
 )
@@ -69,4 +72,35 @@ func (p *Pricing) ReleaseCoupon(ctx context.Context, orderID int64) error {
 		return fmt.Errorf("marketing release coupon: %w", marketingErrors.Domain(err))
 	}
 	return nil
+}
+
+// UsedCoupons lists the orders holding a coupon (order.Holds).
+type UsedCoupons struct {
+	c marketingv1.MarketingServiceClient
+}
+
+// NewUsedCoupons returns the lister on cc, a marketing service
+// connection.
+func NewUsedCoupons(cc grpc.ClientConnInterface) *UsedCoupons {
+	return &UsedCoupons{c: marketingv1.NewMarketingServiceClient(cc)}
+}
+
+// Holding reads a page of the orders holding a coupon.
+func (u *UsedCoupons) Holding(ctx context.Context, q sweep.AgedQuery) ([]sweep.TimeKey, error) {
+	req := &marketingv1.ListUsedCouponsRequest{
+		OlderThan: durationpb.New(q.OlderThan), YoungerThan: durationpb.New(q.YoungerThan),
+		AfterOrderId: q.After.ID, Limit: int32(q.Limit),
+	}
+	if !q.After.At.IsZero() {
+		req.AfterUsedAt = timestamppb.New(q.After.At)
+	}
+	resp, err := u.c.ListUsedCoupons(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("marketing used coupons: %w", marketingErrors.Domain(err))
+	}
+	page := make([]sweep.TimeKey, len(resp.GetUsed()))
+	for i, used := range resp.GetUsed() {
+		page[i] = sweep.TimeKey{At: used.GetUsedAt().AsTime(), ID: used.GetOrderId()}
+	}
+	return page, nil
 }

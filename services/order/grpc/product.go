@@ -3,7 +3,6 @@ package grpc
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -96,22 +95,32 @@ func (c *Catalog) ReleaseStock(ctx context.Context, orderID int64) error {
 	return nil
 }
 
-// HeldStock reads a page of the orders holding regular stock.
-func (c *Catalog) HeldStock(ctx context.Context, olderThan, youngerThan time.Duration, after sweep.TimeKey, limit int) ([]sweep.TimeKey, error) {
+// HeldStock lists the orders holding regular stock (order.Holds).
+type HeldStock struct {
+	c productv1.ProductServiceClient
+}
+
+// NewHeldStock returns the lister on cc, a product service connection.
+func NewHeldStock(cc grpc.ClientConnInterface) *HeldStock {
+	return &HeldStock{c: productv1.NewProductServiceClient(cc)}
+}
+
+// Holding reads a page of the orders holding regular stock.
+func (h *HeldStock) Holding(ctx context.Context, q sweep.AgedQuery) ([]sweep.TimeKey, error) {
 	req := &productv1.ListHeldStockRequest{
-		OlderThan: durationpb.New(olderThan), YoungerThan: durationpb.New(youngerThan),
-		AfterOrderId: after.ID, Limit: int32(limit),
+		OlderThan: durationpb.New(q.OlderThan), YoungerThan: durationpb.New(q.YoungerThan),
+		AfterOrderId: q.After.ID, Limit: int32(q.Limit),
 	}
-	if !after.At.IsZero() {
-		req.AfterReservedAt = timestamppb.New(after.At)
+	if !q.After.At.IsZero() {
+		req.AfterReservedAt = timestamppb.New(q.After.At)
 	}
-	resp, err := c.c.ListHeldStock(ctx, req)
+	resp, err := h.c.ListHeldStock(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("product held stock: %w", catalogErrors.Domain(err))
 	}
 	page := make([]sweep.TimeKey, len(resp.GetHeld()))
-	for i, h := range resp.GetHeld() {
-		page[i] = sweep.TimeKey{At: h.GetReservedAt().AsTime(), ID: h.GetOrderId()}
+	for i, held := range resp.GetHeld() {
+		page[i] = sweep.TimeKey{At: held.GetReservedAt().AsTime(), ID: held.GetOrderId()}
 	}
 	return page, nil
 }

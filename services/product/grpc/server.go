@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/sweep"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 	"github.com/flashsale/flashsale/services/product"
 )
@@ -116,12 +117,12 @@ func (s *Server) ReleaseStock(ctx context.Context, req *productv1.ReleaseStockRe
 
 // ListHeldStock pages the orders that hold regular stock.
 func (s *Server) ListHeldStock(ctx context.Context, req *productv1.ListHeldStockRequest) (*productv1.ListHeldStockResponse, error) {
-	q := product.HeldQuery{
+	q := sweep.AgedQuery{
 		OlderThan: req.GetOlderThan().AsDuration(), YoungerThan: req.GetYoungerThan().AsDuration(),
-		After: product.HeldStock{OrderID: req.GetAfterOrderId()}, Limit: int(req.GetLimit()),
+		After: sweep.TimeKey{ID: req.GetAfterOrderId()}, Limit: int(req.GetLimit()),
 	}
 	if req.GetAfterReservedAt() != nil {
-		q.After.ReservedAt = req.GetAfterReservedAt().AsTime()
+		q.After.At = req.GetAfterReservedAt().AsTime()
 	}
 	held, err := s.svc.ListHeldStock(ctx, q)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/services/product"
 )
 
@@ -77,18 +78,18 @@ func (s *Store) ReleaseStock(ctx context.Context, orderID int64) ([]product.Stoc
 const heldStock = `
 	SELECT DISTINCT order_id, created_at FROM stock_reservations
 	WHERE released_at IS NULL
-	  AND created_at < now() - make_interval(secs => $1)
+	  AND created_at < now() - make_interval(secs => $1::float8)
 	  AND (created_at, order_id) > (
-	      GREATEST($3, CASE WHEN $2 > 0 THEN now() - make_interval(secs => $2) ELSE '-infinity'::timestamptz END),
-	      CASE WHEN $2 > 0 AND $3 < now() - make_interval(secs => $2) THEN 0::bigint ELSE $4::bigint END)
+	      GREATEST($3, CASE WHEN $2::float8 > 0 THEN now() - make_interval(secs => $2::float8) ELSE '-infinity'::timestamptz END),
+	      CASE WHEN $2::float8 > 0 AND $3 < now() - make_interval(secs => $2::float8) THEN 0::bigint ELSE $4::bigint END)
 	ORDER BY created_at, order_id
 	LIMIT $5`
 
 // HeldStock reads a page of the orders holding stock: an order's lines
 // are one reservation, stamped by one statement's now(), so they share
 // their time and the order appears once.
-func (s *Store) HeldStock(ctx context.Context, q product.HeldQuery) ([]product.HeldStock, error) {
-	rows, err := s.pool.Query(ctx, heldStock, q.OlderThan.Seconds(), q.YoungerThan.Seconds(), q.After.ReservedAt, q.After.OrderID, q.Limit)
+func (s *Store) HeldStock(ctx context.Context, q sweep.AgedQuery) ([]product.HeldStock, error) {
+	rows, err := s.pool.Query(ctx, heldStock, q.OlderThan.Seconds(), q.YoungerThan.Seconds(), q.After.At, q.After.ID, q.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("held stock: %w", err)
 	}

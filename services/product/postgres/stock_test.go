@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/platform/testing/pgcalls"
 	"github.com/flashsale/flashsale/services/product"
 	"github.com/flashsale/flashsale/services/product/postgres"
@@ -262,7 +263,7 @@ func TestHeldStockPagesOldUnreleasedReservations(t *testing.T) {
 		}
 	}
 	// ours reads the page q asks for and keeps this test's orders.
-	ours := func(q product.HeldQuery) []int64 {
+	ours := func(q sweep.AgedQuery) []int64 {
 		t.Helper()
 		got, err := s.HeldStock(ctx, q)
 		if err != nil {
@@ -276,22 +277,22 @@ func TestHeldStockPagesOldUnreleasedReservations(t *testing.T) {
 		}
 		return ids
 	}
-	page := func(after product.HeldStock, limit int) []int64 {
+	page := func(after sweep.TimeKey, limit int) []int64 {
 		t.Helper()
-		return ours(product.HeldQuery{OlderThan: time.Hour, After: after, Limit: limit})
+		return ours(sweep.AgedQuery{OlderThan: time.Hour, After: after, Limit: limit})
 	}
 	first, second := min(held, twoLines), max(held, twoLines)
-	before := product.HeldStock{ReservedAt: start.Add(-time.Nanosecond)}
+	before := sweep.TimeKey{At: start.Add(-time.Nanosecond)}
 	if got := page(before, 10); !slices.Equal(got, []int64{first, second}) {
-		t.Fatalf("held stock after %v: %v, want %v (not the released %d, not the young %d)", before.ReservedAt, got, []int64{first, second}, released, young)
+		t.Fatalf("held stock after %v: %v, want %v (not the released %d, not the young %d)", before.At, got, []int64{first, second}, released, young)
 	}
 	if got := page(before, 1); !slices.Equal(got, []int64{first}) {
 		t.Fatalf("a page of one: %v, want [%d]", got, first)
 	}
-	if got := page(product.HeldStock{ReservedAt: start.Add(time.Second), OrderID: first}, 1); !slices.Equal(got, []int64{second}) {
+	if got := page(sweep.TimeKey{At: start.Add(time.Second), ID: first}, 1); !slices.Equal(got, []int64{second}) {
 		t.Fatalf("the page after %d: %v, want [%d]", first, got, second)
 	}
-	if got := page(product.HeldStock{ReservedAt: start.Add(time.Second), OrderID: second}, 10); len(got) != 0 {
+	if got := page(sweep.TimeKey{At: start.Add(time.Second), ID: second}, 10); len(got) != 0 {
 		t.Fatalf("the page after the last: %v, want none", got)
 	}
 
@@ -302,20 +303,15 @@ func TestHeldStockPagesOldUnreleasedReservations(t *testing.T) {
 		younger time.Duration
 		want    []int64
 	}{{age + time.Hour, []int64{first, second}}, {age - time.Hour, nil}} {
-		if ids := ours(product.HeldQuery{OlderThan: time.Hour, YoungerThan: w.younger, After: before, Limit: 10}); !slices.Equal(ids, w.want) {
+		if ids := ours(sweep.AgedQuery{OlderThan: time.Hour, YoungerThan: w.younger, After: before, Limit: 10}); !slices.Equal(ids, w.want) {
 			t.Fatalf("held stock younger than %s: %v, want %v", w.younger, ids, w.want)
 		}
 	}
 
+	// The service holds a page to its bounds (sweep.AgedQuery, tested
+	// there): younger than a second, or over a thousand, is refused.
 	svc := product.NewService(product.Config{Store: s, Inventory: noInventory{t}, IDs: idGen{}, Clock: clock.Real{}})
-	for _, bad := range []product.HeldQuery{
-		{OlderThan: 0, Limit: 10},
-		{OlderThan: product.MinHeldAge - 1, Limit: 10},
-		{OlderThan: time.Hour, YoungerThan: time.Hour, Limit: 10},
-		{OlderThan: time.Hour, Limit: 0},
-		{OlderThan: time.Hour, Limit: product.MaxHeldPage + 1},
-		{OlderThan: time.Hour, After: product.HeldStock{OrderID: -1}, Limit: 10},
-	} {
+	for _, bad := range []sweep.AgedQuery{{OlderThan: product.MinHeldAge - 1, Limit: 10}, {OlderThan: time.Hour, Limit: product.MaxHeldPage + 1}} {
 		if _, err := svc.ListHeldStock(ctx, bad); !errors.Is(err, product.ErrInvalid) {
 			t.Errorf("ListHeldStock(%+v) = %v, want ErrInvalid", bad, err)
 		}

@@ -1,0 +1,11 @@
+-- +goose Up
+-- The order service pages the orders that hold a coupon by the time of its
+-- use (ListUsedCoupons) to find a coupon used for an order it never
+-- stored. Paid orders keep their coupon for good, so a page must start at
+-- its own key: the index holds the used coupons only, by time and order.
+-- On a large live table, build the index by hand first with CREATE INDEX
+-- CONCURRENTLY, with this file's name, columns and WHERE (IF NOT EXISTS
+-- looks at the name alone), and check that it is valid
+-- (SELECT indisvalid FROM pg_index WHERE indexrelid = 'coupons_used'::regclass):
+-- a plain build locks the table's writes until it ends.
+CREATE INDEX IF NOT EXISTS coupons_used ON coupons (used_at, order_id) WHERE status = 'USED';
