@@ -500,12 +500,15 @@ func TestUsedCouponsPagesOldHeldCoupons(t *testing.T) {
 	tmpl := MustTemplate(t, s, 4, 4)
 	user := gen.Next()
 	a, b, released, young := gen.Next(), gen.Next(), gen.Next(), gen.Next()
+	// a and b are used at one instant of their own (a run again in the
+	// same database, -count, must not find the last run's there).
+	at := now.Add(-30*time.Minute - time.Duration(gen.Next()%10_000_000)*time.Microsecond)
 	for _, use := range []struct {
 		order int64
-		ago   time.Duration
-	}{{a, 30 * time.Minute}, {b, 30 * time.Minute}, {released, 25 * time.Minute}, {young, 5 * time.Minute}} {
+		at    time.Time
+	}{{a, at}, {b, at}, {released, now.Add(-25 * time.Minute)}, {young, now.Add(-5 * time.Minute)}} {
 		c := MustClaim(t, s, tmpl.ID, user)
-		if _, err := s.ConsumeCoupon(ctx, user, c.ID, use.order, now.Add(-use.ago)); err != nil {
+		if _, err := s.ConsumeCoupon(ctx, user, c.ID, use.order, use.at); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -529,19 +532,18 @@ func TestUsedCouponsPagesOldHeldCoupons(t *testing.T) {
 		return ids
 	}
 	first, second := min(a, b), max(a, b)
-	at := now.Add(-30 * time.Minute)
 	for _, tt := range []struct {
 		name string
 		q    sweep.AgedQuery
 		want []int64
 	}{
 		{"from before them", sweep.AgedQuery{OlderThan: 10 * time.Minute, After: sweep.TimeKey{At: at.Add(-time.Second)}, Limit: 1000}, []int64{first, second}},
-		{"a page of one", sweep.AgedQuery{OlderThan: 10 * time.Minute, After: sweep.TimeKey{At: at.Add(-time.Second)}, Limit: 1}, []int64{first}},
+		{"a page of one", sweep.AgedQuery{OlderThan: 10 * time.Minute, After: sweep.TimeKey{At: at}, Limit: 1}, []int64{first}},
 		{"after the first", sweep.AgedQuery{OlderThan: 10 * time.Minute, After: sweep.TimeKey{At: at, ID: first}, Limit: 1000}, []int64{second}},
 		{"a window that starts after them", sweep.AgedQuery{OlderThan: 10 * time.Minute, YoungerThan: 20 * time.Minute, Limit: 1000}, nil},
-		{"a window that holds them, from the start", sweep.AgedQuery{OlderThan: 10 * time.Minute, YoungerThan: 40 * time.Minute, Limit: 1000}, []int64{first, second}},
-		{"all but the most recent", sweep.AgedQuery{OlderThan: 6 * time.Minute, YoungerThan: 31 * time.Minute, Limit: 1000}, []int64{first, second}},
-		{"the most recent too", sweep.AgedQuery{OlderThan: 4 * time.Minute, YoungerThan: 31 * time.Minute, Limit: 1000}, []int64{first, second, young}},
+		{"a window that holds them, from the start", sweep.AgedQuery{OlderThan: 10 * time.Minute, YoungerThan: 41 * time.Minute, Limit: 1000}, []int64{first, second}},
+		{"all but the most recent", sweep.AgedQuery{OlderThan: 6 * time.Minute, YoungerThan: 41 * time.Minute, Limit: 1000}, []int64{first, second}},
+		{"the most recent too", sweep.AgedQuery{OlderThan: 4 * time.Minute, YoungerThan: 41 * time.Minute, Limit: 1000}, []int64{first, second, young}},
 	} {
 		if got := page(tt.q); !slices.Equal(got, tt.want) {
 			t.Errorf("%s: %v, want %v (%d released)", tt.name, got, tt.want, released)
