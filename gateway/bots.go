@@ -137,6 +137,12 @@ func parsePrefixes(what, s string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, f := range splitList(s) {
 		if p, err := netip.ParsePrefix(f); err == nil {
+			// An IPv4 block written in its IPv6-mapped form
+			// (::ffff:192.0.2.0/120) is kept as the IPv4 block, the
+			// form the clients' addresses are compared in.
+			if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+			}
 			out = append(out, p.Masked())
 			continue
 		}

@@ -262,7 +262,7 @@ func TestBlocklist(t *testing.T) {
 		return tg.do(t, request{method: http.MethodGet, path: "/api/v1/activities/" + act + "/challenge", token: token, header: deviceHeader(device)})
 	}
 
-	s, err := gateway.ParseSettings(map[string]string{"blocklist/users": strconv.FormatInt(tg.user(301), 10), "blocklist/devices": "farm-1, farm-2"}, tg.gw.Settings())
+	s, err := gateway.ParseSettings(map[string]string{"blocklist/users": strconv.FormatInt(tg.user(301), 10), "blocklist/devices": "farm-1, farm-2"}, tg.gw.Settings(), tg.gw.Settings())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,17 @@ type Limit struct {
 	Burst int
 }
 
+// MaxRate bounds a Limit's RPS and Burst: far beyond what a replica
+// serves, and low enough that a burst's length in time (a second over
+// RPS, times Burst) cannot overflow and wrap to a limit that refuses
+// everyone.
+const MaxRate = 1_000_000
+
+// Valid reports whether l's RPS and Burst are within 0..MaxRate.
+func (l Limit) Valid() bool {
+	return l.RPS >= 0 && l.Burst >= 0 && l.RPS <= MaxRate && l.Burst <= MaxRate
+}
+
 // bucket is a local token bucket for one route. Each gateway replica has
 // its own, so it protects this process (and what is behind it) from more
 // than it can take, without a network hop. Its limit can change at run

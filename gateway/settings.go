@@ -3,6 +3,8 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -51,60 +53,66 @@ const (
 	KeyBlockDevices = "blocklist/devices"
 )
 
-// ParseSettings returns fallback overridden by the keys present in kv. A
-// key that is absent keeps the fallback (the environment's value); a key
-// that does not parse keeps it too, and is reported in the error, so one
-// typo in Consul never switches anything the operator did not mean to.
-func ParseSettings(kv map[string]string, fallback Settings) (Settings, error) {
+// settingKeys are the keys ParseSettings reads; any other key under the
+// prefix is reported (a misspelt key would otherwise switch nothing, and
+// say nothing).
+var settingKeys = []string{KeySeckillClosed, KeyCatalogCacheOnly, KeyDegradeLevel, KeyDegradeAuto,
+	KeyRateRoute, KeyRateSeckill, KeyRateUser, KeyBlockUsers, KeyBlockIPs, KeyBlockDevices}
+
+// ParseSettings returns the settings the keys in kv make. A key that is
+// absent takes fallback's value (the environment's). A key that does not
+// parse keeps last's (the settings in force), and is reported in the
+// error, so one typo in Consul never switches anything the operator did
+// not mean to: a blocklist, a closed sale or a tightened limit stays as
+// it was. A key that is not a setting is reported too.
+func ParseSettings(kv map[string]string, fallback, last Settings) (Settings, error) {
 	s := fallback
 	var errs []error
-	for key, dst := range map[string]*bool{KeySeckillClosed: &s.SeckillClosed, KeyCatalogCacheOnly: &s.CatalogCacheOnly, KeyDegradeAuto: &s.DegradeAuto} {
-		if v, ok := kv[key]; ok {
+	for key, f := range map[string]struct{ dst, prev *bool }{
+		KeySeckillClosed:    {&s.SeckillClosed, &last.SeckillClosed},
+		KeyCatalogCacheOnly: {&s.CatalogCacheOnly, &last.CatalogCacheOnly},
+		KeyDegradeAuto:      {&s.DegradeAuto, &last.DegradeAuto},
+	} {
+		setting(kv, key, f.dst, *f.prev, func(v string) (bool, error) {
 			b, err := strconv.ParseBool(strings.TrimSpace(v))
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: not a boolean", key, v))
-				continue
+				return false, errors.New("not a boolean")
 			}
-			*dst = b
+			return b, nil
+		}, &errs)
+	}
+	setting(kv, KeyDegradeLevel, &s.Degrade, last.Degrade, ParseLevel, &errs)
+	for key, f := range map[string]struct{ dst, prev *Limit }{
+		KeyRateRoute: {&s.Route, &last.Route}, KeyRateSeckill: {&s.Seckill, &last.Seckill}, KeyRateUser: {&s.User, &last.User},
+	} {
+		setting(kv, key, f.dst, *f.prev, parseLimit, &errs)
+	}
+	setting(kv, KeyBlockUsers, &s.Blocklist.Users, last.Blocklist.Users, ParseBlocklistUsers, &errs)
+	setting(kv, KeyBlockIPs, &s.Blocklist.IPs, last.Blocklist.IPs, ParseBlocklistIPs, &errs)
+	setting(kv, KeyBlockDevices, &s.Blocklist.Devices, last.Blocklist.Devices, ParseBlocklistDevices, &errs)
+	for _, key := range slices.Sorted(maps.Keys(kv)) {
+		if !slices.Contains(settingKeys, key) {
+			errs = append(errs, fmt.Errorf("%s: not a setting of the gateway, ignored", key))
 		}
 	}
-	if v, ok := kv[KeyDegradeLevel]; ok {
-		l, err := ParseLevel(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", KeyDegradeLevel, v, err))
-		} else {
-			s.Degrade = l
-		}
-	}
-	for key, dst := range map[string]*Limit{KeyRateRoute: &s.Route, KeyRateSeckill: &s.Seckill, KeyRateUser: &s.User} {
-		if v, ok := kv[key]; ok {
-			l, err := parseLimit(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", key, v, err))
-				continue
-			}
-			*dst = l
-		}
-	}
-	blockKey(kv, KeyBlockUsers, &s.Blocklist.Users, ParseBlocklistUsers, &errs)
-	blockKey(kv, KeyBlockIPs, &s.Blocklist.IPs, ParseBlocklistIPs, &errs)
-	blockKey(kv, KeyBlockDevices, &s.Blocklist.Devices, ParseBlocklistDevices, &errs)
 	return s, errors.Join(errs...)
 }
 
-// blockKey sets *dst to the list under key when it is present and
-// parses; a key that does not parse keeps *dst and adds to errs.
-func blockKey[T any](kv map[string]string, key string, dst *[]T, parse func(string) ([]T, error), errs *[]error) {
+// setting sets *dst to the value under key when it is present and
+// parses; a key that does not parse sets *dst to prev (the value in
+// force) and adds to errs.
+func setting[T any](kv map[string]string, key string, dst *T, prev T, parse func(string) (T, error), errs *[]error) {
 	v, ok := kv[key]
 	if !ok {
 		return
 	}
-	l, err := parse(v)
+	x, err := parse(v)
 	if err != nil {
-		*errs = append(*errs, fmt.Errorf("%s: %w", key, err))
+		*errs = append(*errs, fmt.Errorf("%s=%q: %w", key, v, err))
+		*dst = prev
 		return
 	}
-	*dst = l
+	*dst = x
 }
 
 // parseLimit reads "RPS/BURST".
@@ -112,10 +120,10 @@ func parseLimit(v string) (Limit, error) {
 	rps, burst, ok := strings.Cut(strings.TrimSpace(v), "/")
 	r, err1 := strconv.Atoi(rps)
 	b, err2 := strconv.Atoi(burst)
-	if !ok || err1 != nil || err2 != nil || r < 0 || b < 0 {
-		return Limit{}, errors.New(`not "RPS/BURST" with non-negative integers`)
+	if l := (Limit{RPS: r, Burst: b}); ok && err1 == nil && err2 == nil && l.Valid() {
+		return l, nil
 	}
-	return Limit{RPS: r, Burst: b}, nil
+	return Limit{}, fmt.Errorf(`not "RPS/BURST" with integers in 0..%d`, MaxRate)
 }
 
 // limitKind says which of the Settings' limits a route's bucket follows.

@@ -15,6 +15,10 @@ import (
 
 func TestParseSettings(t *testing.T) {
 	fallback := gateway.Settings{Route: gateway.Limit{RPS: 10, Burst: 20}, User: gateway.Limit{RPS: 1, Burst: 2}}
+	// What Consul had set before each case: the values a bad key keeps.
+	last := gateway.Settings{SeckillClosed: true, Degrade: gateway.LevelClose, Route: fallback.Route,
+		User: gateway.Limit{RPS: 1, Burst: 1}, Blocklist: gateway.Blocklist{Users: []int64{7, 9},
+			IPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, Devices: []string{"farm-0"}}}
 	tests := []struct {
 		name    string
 		kv      map[string]string
@@ -28,19 +32,25 @@ func TestParseSettings(t *testing.T) {
 			gateway.Settings{Route: gateway.Limit{RPS: 100, Burst: 200}, Seckill: gateway.Limit{RPS: 5, Burst: 5}}, ""},
 		{"degrade level", map[string]string{"degrade_level": "survive", "degrade_auto": "true"},
 			gateway.Settings{Degrade: gateway.LevelSurvive, DegradeAuto: true, Route: fallback.Route, User: fallback.User}, ""},
-		{"blocklist", map[string]string{"blocklist/users": "7, 9", "blocklist/ips": "10.1.0.0/16, 192.0.2.7", "blocklist/devices": " farm-1 ,farm-2,"},
+		{"blocklist", map[string]string{"blocklist/users": "7, 9", "blocklist/ips": "10.1.0.0/16, 192.0.2.7, ::ffff:198.51.100.0/120", "blocklist/devices": " farm-1 ,farm-2,"},
 			gateway.Settings{Route: fallback.Route, User: fallback.User, Blocklist: gateway.Blocklist{
-				Users: []int64{7, 9}, IPs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("192.0.2.7/32")},
+				Users: []int64{7, 9}, IPs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("192.0.2.7/32"),
+					netip.MustParsePrefix("198.51.100.0/24")},
 				Devices: []string{"farm-1", "farm-2"}}}, ""},
-		{"a bad blocklist keeps the fallback's", map[string]string{"blocklist/users": "7, bob", "blocklist/ips": "10.1.0.0/33", "blocklist/devices": "farm 1"},
-			fallback, "blocklist/users"},
-		{"an unknown level keeps the fallback", map[string]string{"degrade_level": "panic"}, fallback, "degrade_level"},
-		{"typos keep the fallback", map[string]string{"seckill_closed": "yes please", "rate/route": "100", "rate/user": "-1/3", "catalog_cache_only": "true"},
-			gateway.Settings{CatalogCacheOnly: true, Route: fallback.Route, User: fallback.User}, "seckill_closed"},
+		{"a bad blocklist keeps the one in force", map[string]string{"blocklist/users": "7, 9, bob", "blocklist/ips": "10.1.0.0/33", "blocklist/devices": "farm 1"},
+			gateway.Settings{Route: fallback.Route, User: fallback.User, Blocklist: last.Blocklist}, "blocklist/users"},
+		{"an unknown level keeps the one in force", map[string]string{"degrade_level": "panic"},
+			gateway.Settings{Degrade: gateway.LevelClose, Route: fallback.Route, User: fallback.User}, "degrade_level"},
+		{"typos keep the values in force", map[string]string{"seckill_closed": "on", "rate/route": "100", "rate/user": "1/ 1", "catalog_cache_only": "true"},
+			gateway.Settings{SeckillClosed: true, CatalogCacheOnly: true, Route: fallback.Route, User: last.User}, "seckill_closed"},
+		{"a limit past MaxRate keeps the one in force", map[string]string{"rate/user": "1/10000000000"},
+			gateway.Settings{Route: fallback.Route, User: last.User}, "rate/user"},
+		{"a misspelt key is reported", map[string]string{"seckill-closed": "true", "blocklist/user": "7"},
+			fallback, "seckill-closed: not a setting"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := gateway.ParseSettings(tt.kv, fallback)
+			got, err := gateway.ParseSettings(tt.kv, fallback, last)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}

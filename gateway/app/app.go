@@ -223,7 +223,7 @@ func ConfigFromEnv(env *config.Env) Config {
 	}
 	env.Check(cfg.JWTSecret == "" || len(cfg.JWTSecret) >= minSecretLen, "FLASHSALE_JWT_SECRET must be at least %d bytes", minSecretLen)
 	for name, l := range map[string]gateway.Limit{"ROUTE": cfg.RouteLimit, "SECKILL": cfg.SeckillRouteLimit, "USER": cfg.SeckillUserLimit, "IP": cfg.IPLimit, "DEVICE": cfg.DeviceLimit} {
-		env.Check(l.RPS >= 0 && l.Burst >= 0, "FLASHSALE_RATE_%s_RPS and _BURST must not be negative", name)
+		env.Check(l.Valid(), "FLASHSALE_RATE_%s_RPS and _BURST must be within 0..%d", name, gateway.MaxRate)
 	}
 	env.Check(cfg.MaxBodyBytes > 0, "FLASHSALE_MAX_BODY_BYTES must be positive")
 	env.Check(len(cfg.ScreenPaymentMetrics) == 0 || len(cfg.ScreenKafkaBrokers) > 0,
@@ -370,14 +370,15 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // watchSettings applies the gateway's switches and limits from Consul's
-// KV store as they change; a bad key keeps its fallback (the value from
-// the environment) and is logged.
+// KV store as they change; a key that is absent takes its fallback (the
+// value from the environment), a bad key keeps the value in force and is
+// logged.
 func watchSettings(consul *discovery.Consul, gw *gateway.Gateway, fallback gateway.Settings, log *slog.Logger) func(context.Context) error {
 	return func(ctx context.Context) error {
 		return consul.WatchPrefix(ctx, SettingsPrefix, func(kv map[string]string) {
-			s, err := gateway.ParseSettings(kv, fallback)
+			s, err := gateway.ParseSettings(kv, fallback, gw.Settings())
 			if err != nil {
-				log.Error("gateway settings in consul: keeping the fallback for bad keys", "err", err)
+				log.Error("gateway settings in consul: bad keys keep the values in force", "err", err)
 			}
 			gw.Apply(s)
 			log.Info("gateway settings applied", "seckill_closed", s.SeckillClosed, "catalog_cache_only", s.CatalogCacheOnly, "degrade_level", s.Degrade.String(), "degrade_auto", s.DegradeAuto,

@@ -192,6 +192,17 @@ func (r *Router) Apply(settings map[string]ChannelSetting) error {
 	return nil
 }
 
+// Settings returns every channel's setting in force.
+func (r *Router) Settings() map[string]ChannelSetting {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]ChannelSetting, len(r.routes))
+	for name, rt := range r.routes {
+		out[name] = ChannelSetting{Weight: rt.weight, Enabled: rt.enabled}
+	}
+	return out
+}
+
 // Has reports whether the router has a channel of that name.
 func (r *Router) Has(name string) bool {
 	_, ok := r.routes[name]

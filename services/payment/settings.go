@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
+	"strings"
 )
 
 // ChannelSetting is what an operator sets of a channel's routing: its
@@ -41,27 +43,46 @@ func (s ChannelSetting) Encode() string {
 
 // ParseChannelSettings reads the config centre's keys under
 // ChannelSettingsPrefix (the prefix cut off): channel name → setting. A
-// key that does not parse is left out and reported in the error, so one
-// typo never switches a channel the operator did not mean to.
-func ParseChannelSettings(kv map[string]string) (map[string]ChannelSetting, error) {
+// key that does not parse keeps the channel's setting in force (inForce,
+// when it has one) and is reported in the error, so one typo never
+// switches a channel the operator did not mean to. A setting names both
+// its fields and no other: {"weight":50} would otherwise switch the
+// channel off, and {"weight":50,"enable":true} too.
+func ParseChannelSettings(kv map[string]string, inForce map[string]ChannelSetting) (map[string]ChannelSetting, error) {
 	out := make(map[string]ChannelSetting, len(kv))
 	var errs []error
-	names := make([]string, 0, len(kv))
-	for name := range kv {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		var s ChannelSetting
-		if err := json.Unmarshal([]byte(kv[name]), &s); err != nil {
-			errs = append(errs, fmt.Errorf("%s%s=%q: %v", ChannelSettingsPrefix, name, kv[name], err))
+	for _, name := range slices.Sorted(maps.Keys(kv)) {
+		set, err := parseChannelSetting(kv[name])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s%s=%q: %w", ChannelSettingsPrefix, name, kv[name], err))
+			if prev, ok := inForce[name]; ok {
+				out[name] = prev
+			}
 			continue
 		}
-		if err := s.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("%s%s: %w", ChannelSettingsPrefix, name, err))
-			continue
-		}
-		out[name] = s
+		out[name] = set
 	}
 	return out, errors.Join(errs...)
+}
+
+// parseChannelSetting decodes one setting strictly: both fields, no
+// other, nothing after, within its range.
+func parseChannelSetting(v string) (ChannelSetting, error) {
+	var raw struct {
+		Weight  *int64 `json:"weight"`
+		Enabled *bool  `json:"enabled"`
+	}
+	dec := json.NewDecoder(strings.NewReader(v))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return ChannelSetting{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return ChannelSetting{}, fmt.Errorf("%w: data after the setting", ErrInvalid)
+	}
+	if raw.Weight == nil || raw.Enabled == nil {
+		return ChannelSetting{}, fmt.Errorf(`%w: want {"weight":W,"enabled":true|false}, both named`, ErrInvalid)
+	}
+	set := ChannelSetting{Weight: *raw.Weight, Enabled: *raw.Enabled}
+	return set, set.Validate()
 }

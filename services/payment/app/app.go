@@ -212,9 +212,9 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	p.AddWorker(func(ctx context.Context) error {
 		return consul.WatchPrefix(ctx, payment.ChannelSettingsPrefix, func(kv map[string]string) {
-			settings, err := payment.ParseChannelSettings(kv)
+			settings, err := payment.ParseChannelSettings(kv, router.Settings())
 			if err = errors.Join(err, router.Apply(settings)); err != nil {
-				log.Error("payment channel settings in consul: keys ignored", "err", err)
+				log.Error("payment channel settings in consul: bad keys keep the settings in force, unknown channels ignored", "err", err)
 			}
 			log.Info("payment channel settings applied", "settings", settings)
 		})
