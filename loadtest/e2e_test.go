@@ -84,6 +84,9 @@ func mustToken(tb testing.TB, cl *client.Client, user int64, role string) string
 
 // mustSale creates a product and a running flash sale and returns the
 // activity id.
+// salePrice is the price of mustSale's sales.
+const salePrice = 3000
+
 func mustSale(tb testing.TB, cl *client.Client, stock, limit int64) string {
 	tb.Helper()
 	ctx := context.Background()
@@ -93,7 +96,7 @@ func mustSale(tb testing.TB, cl *client.Client, stock, limit int64) string {
 		tb.Fatal(err)
 	}
 	now := time.Now()
-	id, err := cl.CreateActivity(ctx, admin, api.Activity{SKUID: sku, Price: 3000, Stock: stock, PerUserLimit: limit,
+	id, err := cl.CreateActivity(ctx, admin, api.Activity{SKUID: sku, Price: salePrice, Stock: stock, PerUserLimit: limit,
 		StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)})
 	if err != nil {
 		tb.Fatal(err)
@@ -219,7 +222,7 @@ func TestBurstAuditPasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range audit.Seckill(res, books) {
+	for _, c := range audit.Seckill(res, result.ActivityStat{Stock: stock, PerUserLimit: 1, Price: salePrice}, books) {
 		if !c.OK {
 			t.Errorf("%s: %s", c.Name, c.Detail)
 		}

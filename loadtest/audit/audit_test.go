@@ -16,6 +16,12 @@ import (
 	"github.com/flashsale/flashsale/platform/shadow"
 )
 
+// createdOf is the sale as the replay created it when the platform shows
+// it as it is in b.
+func createdOf(b *SeckillBooks) result.ActivityStat {
+	return result.ActivityStat{Stock: b.Activity.Stock, PerUserLimit: b.Activity.PerUserLimit, Price: b.Activity.Price}
+}
+
 // books returns settled books for a sale of stock units with limit 1 in
 // which the given orders (order id → user) were stored.
 func books(stock int64, stored map[string]int64) *SeckillBooks {
@@ -76,7 +82,7 @@ func TestAuditSeckill(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := strings.Join(failed(Seckill(tt.res, tt.books)), "; ")
+			got := strings.Join(failed(Seckill(tt.res, createdOf(tt.books), tt.books)), "; ")
 			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
 				t.Fatalf("failing checks = %q, want one matching %q", got, tt.want)
 			}
@@ -87,7 +93,7 @@ func TestAuditSeckill(t *testing.T) {
 func TestAuditCatchesMalformedOrders(t *testing.T) {
 	b := books(2, map[string]int64{"1": 10, "2": 11})
 	b.MalformedOrders = 1
-	got := strings.Join(failed(Seckill(&result.Sale{Orders: map[string]int64{"1": 10, "2": 11}, DemandUnits: 2}, b)), "; ")
+	got := strings.Join(failed(Seckill(&result.Sale{Orders: map[string]int64{"1": 10, "2": 11}, DemandUnits: 2}, createdOf(b), b)), "; ")
 	if !strings.Contains(got, "exactly the accepted") {
 		t.Fatalf("an order without exactly one line not caught: %q", got)
 	}
@@ -101,7 +107,7 @@ func TestRefundedOrderLeavesTheLimit(t *testing.T) {
 	b.add("1", 10, "REFUNDED", 1, 1)
 	b.add("2", 10, "PAID", 1, 1)
 	res := &result.Sale{Orders: map[string]int64{"1": 10, "2": 10}, DemandUnits: 2}
-	if got := failed(Seckill(res, b)); len(got) != 0 {
+	if got := failed(Seckill(res, createdOf(b), b)); len(got) != 0 {
 		t.Fatalf("failing checks = %q, want none", got)
 	}
 }
@@ -109,15 +115,51 @@ func TestRefundedOrderLeavesTheLimit(t *testing.T) {
 func TestAuditCatchesLimitAndStockViolations(t *testing.T) {
 	stored := map[string]int64{"1": 10, "2": 10}
 	b := books(2, stored)
-	got := strings.Join(failed(Seckill(&result.Sale{Orders: stored, DemandUnits: 1}, b)), "; ")
+	got := strings.Join(failed(Seckill(&result.Sale{Orders: stored, DemandUnits: 1}, createdOf(b), b)), "; ")
 	if !strings.Contains(got, "per-user limit") {
 		t.Fatalf("two units for a limit-1 user not caught: %q", got)
 	}
 	b = books(2, map[string]int64{"1": 10})
 	b.Activity.Remaining = 5 // more than stock minus sold: stock appeared from nowhere
-	got = strings.Join(failed(Seckill(&result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, b)), "; ")
+	got = strings.Join(failed(Seckill(&result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, createdOf(b), b)), "; ")
 	if !strings.Contains(got, "stock conserved") {
 		t.Fatalf("unconserved stock not caught: %q", got)
+	}
+}
+
+// The audit holds the sale and its orders to what the replay created: a
+// sale shown with other stock, limit or price, or an order priced at
+// anything but the sale's price, fails it (the platform's own numbers
+// agree with each other however wrong they are).
+func TestAuditSeckillPrices(t *testing.T) {
+	created := result.ActivityStat{Stock: 2, PerUserLimit: 1, Price: 199_00}
+	right := OrderMoney{UnitPrice: 199_00, Units: 1, Total: 199_00, Payable: 199_00}
+	tests := []struct {
+		name  string
+		shown api.Activity
+		money OrderMoney
+		want  string
+	}{
+		{"as created", api.Activity{Stock: 2, PerUserLimit: 1, Price: 199_00}, right, ""},
+		{"more stock shown", api.Activity{Stock: 3, PerUserLimit: 1, Price: 199_00}, right, "as created"},
+		{"a higher limit shown", api.Activity{Stock: 2, PerUserLimit: 2, Price: 199_00}, right, "as created"},
+		{"sold a cent cheap", api.Activity{Stock: 2, PerUserLimit: 1, Price: 199_00},
+			OrderMoney{UnitPrice: 198_99, Units: 1, Total: 198_99, Payable: 198_99}, "priced at its price"},
+		{"a discount on a flash sale", api.Activity{Stock: 2, PerUserLimit: 1, Price: 199_00},
+			OrderMoney{UnitPrice: 199_00, Units: 1, Total: 199_00, Discount: 1_00, Payable: 198_00}, "priced at its price"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := books(2, map[string]int64{"1": 10})
+			b.Activity.PerUserLimit, b.Activity.Price = tt.shown.PerUserLimit, tt.shown.Price
+			b.Activity.Remaining += tt.shown.Stock - b.Activity.Stock
+			b.Activity.Stock = tt.shown.Stock
+			b.Money = map[string]OrderMoney{"1": tt.money}
+			got := strings.Join(failed(Seckill(&result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 1}, created, b)), "; ")
+			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
+				t.Fatalf("failing checks = %q, want one matching %q", got, tt.want)
+			}
+		})
 	}
 }
 
@@ -154,6 +196,10 @@ func TestAuditPayments(t *testing.T) {
 		{"cancelled for the buyer, then paid", paid("1", "p1"), []PaymentRecord{pay("p1", "SUCCEEDED")}, true, "two final states"},
 		{"expired and naming a payment", api.Order{OrderID: "1", Status: "EXPIRED", Payment: &api.OrderPayment{PaymentID: "p1"}},
 			[]PaymentRecord{pay("p1", "REFUNDED")}, false, "two final states"},
+		{"paid a cent short", api.Order{OrderID: "1", UserID: "10", Status: "PAID", Payable: 199_00, Payment: &api.OrderPayment{PaymentID: "p1"}},
+			[]PaymentRecord{{PaymentID: "p1", UserID: "10", Status: "SUCCEEDED", Amount: 198_99}}, false, "its order's payable"},
+		{"paid by another user", api.Order{OrderID: "1", UserID: "10", Status: "PAID", Payable: 199_00, Payment: &api.OrderPayment{PaymentID: "p1"}},
+			[]PaymentRecord{{PaymentID: "p1", UserID: "11", Status: "SUCCEEDED", Amount: 199_00}}, false, "its order's buyer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -258,7 +304,7 @@ func TestUnexpectedOrderIsExplainedByItsKeysAnswers(t *testing.T) {
 	b.Keys = map[string]string{"1": "k10-1", "9": "k19-1"}
 	res := &result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 2,
 		Answers: map[int64]map[string][]result.Outcome{19: {"k19-1": {result.Failed, result.Overloaded, result.SoldOut}}}}
-	for _, c := range Seckill(res, b) {
+	for _, c := range Seckill(res, createdOf(b), b) {
 		if strings.Contains(c.Name, "exactly the accepted") {
 			if c.OK || !strings.Contains(c.Detail, "errors then overloaded then sold_out 1") {
 				t.Fatalf("check %+v: want it failed, explained by the key's answers", c)
@@ -297,7 +343,7 @@ func TestOrderOfANeverAnsweredBuyMustEndReleased(t *testing.T) {
 			}
 			res := &result.Sale{Orders: map[string]int64{"1": 10}, DemandUnits: 1,
 				Answers: map[int64]map[string][]result.Outcome{19: {"k19-1": tt.answers}}}
-			for _, c := range Seckill(res, b) {
+			for _, c := range Seckill(res, createdOf(b), b) {
 				if strings.Contains(c.Name, "exactly the accepted") && c.OK != tt.ok {
 					t.Fatalf("%s: ok %v, want %v (%s)", c.Name, c.OK, tt.ok, c.Detail)
 				}

@@ -163,8 +163,10 @@ func settledAll(res *result.Replay, orders map[string]api.Order) bool {
 // or paid through another payment) is refunded automatically.
 type PaymentRecord struct {
 	PaymentID string `json:"payment_id"`
+	UserID    string `json:"user_id"`
 	Channel   string `json:"channel"`
 	Status    string `json:"status"`
+	Amount    int64  `json:"amount"` // cents, what the channel was asked to take
 }
 
 // accepted lists the ids of the orders the replay had accepted.
@@ -238,11 +240,13 @@ func seckillBooksFromAPI(ctx context.Context, gateway *client.Client, orders map
 		if err != nil {
 			return nil, fmt.Errorf("audit: order %s: user id %q: %w", o.OrderID, o.UserID, err)
 		}
-		var units int64
+		m := OrderMoney{Total: o.Total, Discount: o.Discount, Payable: o.Payable}
 		for _, l := range o.Lines {
-			units += l.Quantity
+			m.Units += l.Quantity
+			m.UnitPrice = l.UnitPrice
 		}
-		b.add(o.OrderID, user, o.Status, int64(len(o.Lines)), units)
+		b.add(o.OrderID, user, o.Status, int64(len(o.Lines)), m.Units)
+		b.Money[o.OrderID] = m
 	}
 	return settleBooks(ctx, gateway, activityID, func() (*SeckillBooks, error) { return b, nil })
 }

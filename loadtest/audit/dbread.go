@@ -46,23 +46,25 @@ func queryBooks(ctx context.Context, orders postgres.DB, activityID int64) (*Sec
 	if err != nil {
 		return nil, err
 	}
-	rows, err := orders.Query(ctx, `SELECT o.order_id, o.user_id, o.status, o.idempotency_key, COUNT(l.line_id), COALESCE(SUM(l.quantity), 0)
+	rows, err := orders.Query(ctx, `SELECT o.order_id, o.user_id, o.status, o.idempotency_key, COUNT(l.line_id), COALESCE(SUM(l.quantity), 0),
+			COALESCE(MAX(l.unit_price), 0), o.total, o.discount, o.payable
 		FROM orders o LEFT JOIN order_lines l ON l.order_id = o.order_id
-		WHERE o.activity_id = $1 GROUP BY o.order_id, o.user_id, o.status, o.idempotency_key`, activityID)
+		WHERE o.activity_id = $1 GROUP BY o.order_id, o.user_id, o.status, o.idempotency_key, o.total, o.discount, o.payable`, activityID)
 	if err != nil {
 		return nil, fmt.Errorf("audit: orders: %w", err)
 	}
 	defer rows.Close()
 	b := newSeckillBooks()
 	for rows.Next() {
-		var orderID, userID, lines, units int64
+		var orderID, userID, lines int64
+		var m OrderMoney
 		var status, key string
-		if err := rows.Scan(&orderID, &userID, &status, &key, &lines, &units); err != nil {
+		if err := rows.Scan(&orderID, &userID, &status, &key, &lines, &m.Units, &m.UnitPrice, &m.Total, &m.Discount, &m.Payable); err != nil {
 			return nil, fmt.Errorf("audit: scan: %w", err)
 		}
 		id := strconv.FormatInt(orderID, 10)
-		b.add(id, userID, status, lines, units)
-		b.Keys[id] = key
+		b.add(id, userID, status, lines, m.Units)
+		b.Keys[id], b.Money[id] = key, m
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("audit: orders: %w", err)
@@ -84,19 +86,19 @@ func queryPayments(ctx context.Context, pool postgres.DB, orderIDs []string) (ma
 		}
 		ids = append(ids, id)
 	}
-	rows, err := pool.Query(ctx, `SELECT order_id, payment_id, channel, status FROM payments WHERE order_id = ANY($1)`, ids)
+	rows, err := pool.Query(ctx, `SELECT order_id, payment_id, user_id, channel, status, amount FROM payments WHERE order_id = ANY($1)`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("audit: payments: %w", err)
 	}
 	defer rows.Close()
 	out := map[string][]PaymentRecord{}
 	for rows.Next() {
-		var orderID, paymentID int64
+		var orderID, paymentID, userID int64
 		var p PaymentRecord
-		if err := rows.Scan(&orderID, &paymentID, &p.Channel, &p.Status); err != nil {
+		if err := rows.Scan(&orderID, &paymentID, &userID, &p.Channel, &p.Status, &p.Amount); err != nil {
 			return nil, fmt.Errorf("audit: scan payment: %w", err)
 		}
-		p.PaymentID = strconv.FormatInt(paymentID, 10)
+		p.PaymentID, p.UserID = strconv.FormatInt(paymentID, 10), strconv.FormatInt(userID, 10)
 		key := strconv.FormatInt(orderID, 10)
 		out[key] = append(out[key], p)
 	}

@@ -20,11 +20,12 @@ var paidStatuses = []string{"PAID", "PARTIALLY_REFUNDED", "REFUNDED"}
 // find, with the first example of each of the three findings.
 type paymentTally struct {
 	paid, wrongPaid, unpaid, keeping, both, late, duplicate int
-	example                                                 [3]string
+	payments, wrongAmount                                   int
+	example                                                 [4]string
 }
 
 // note keeps the first example of finding i (0 wrongly paid, 1 money
-// kept, 2 two final states).
+// kept, 2 two final states, 3 a payment for another amount or buyer).
 func (t *paymentTally) note(i int, s string) {
 	if t.example[i] == "" {
 		t.example[i] = s
@@ -38,6 +39,7 @@ func checkPayments(res *result.Replay, b *Books) []result.Check {
 	one := result.Check{Name: "every paid order has exactly one successful unrefunded payment, the one it names (refunded with the order when the buyer had it refunded in full)"}
 	kept := result.Check{Name: "no money kept for an unpaid order (late and duplicate payments refunded)"}
 	twice := result.Check{Name: "no order in two final states"}
+	amount := result.Check{Name: "every payment asked its order's payable of its order's buyer"}
 	if f := res.Feature(result.FeaturePay); !f.Available {
 		for _, c := range []*result.Check{&one, &kept} {
 			c.OK, c.Skipped, c.Detail = true, true, f.Reason
@@ -60,12 +62,14 @@ func checkPayments(res *result.Replay, b *Books) []result.Check {
 	}
 	twice.OK = t.both == 0
 	twice.Detail = fmt.Sprintf("%d orders, %d in two", t.paid+t.unpaid, t.both)
-	for i, c := range []*result.Check{&one, &kept, &twice} {
+	amount.OK = t.wrongAmount == 0
+	amount.Detail = fmt.Sprintf("%d payments, %d for another amount or buyer", t.payments, t.wrongAmount)
+	for i, c := range []*result.Check{&one, &kept, &twice, &amount} {
 		if t.example[i] != "" {
 			c.Detail += ", e.g. " + t.example[i]
 		}
 	}
-	return []result.Check{one, kept, twice}
+	return []result.Check{one, kept, twice, amount}
 }
 
 // add tallies one accepted order o, its payments and what the replay did
@@ -76,6 +80,14 @@ func (t *paymentTally) add(id string, o api.Order, payments []PaymentRecord, tra
 	// must not keep money.
 	var succeeded []string
 	refunded, namedRefunded := 0, false
+	for _, p := range payments {
+		t.payments++
+		if p.Amount != o.Payable || p.UserID != o.UserID {
+			t.wrongAmount++
+			t.note(3, fmt.Sprintf("payment %s of order %s asked %d of user %s; the order's payable is %d, its buyer %s",
+				p.PaymentID, id, p.Amount, p.UserID, o.Payable, o.UserID))
+		}
+	}
 	for _, p := range payments {
 		switch {
 		case p.Status == "SUCCEEDED":

@@ -38,7 +38,7 @@ func Replay(ctx context.Context, gateway *client.Client, res *result.Replay, boo
 		}
 		maps.Copy(stored, sale.StoredOrders)
 		res.Orders.ReleasedUnits += sale.Units["EXPIRED"] + sale.Units["CANCELLED"]
-		for _, c := range Seckill(res.Sales[a.Key], sale) {
+		for _, c := range Seckill(res.Sales[a.Key], a, sale) {
 			c.Name = a.Key + ": " + c.Name
 			checks = append(checks, c)
 		}

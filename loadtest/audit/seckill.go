@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,11 +38,25 @@ type SeckillBooks struct {
 	EverSold int64
 	// Units sums the stored orders' units by order status.
 	Units map[string]int64
+	// Money holds each stored order's prices as stored.
+	Money map[string]OrderMoney
+}
+
+// OrderMoney is a flash-sale order's prices as the platform stored them:
+// its line's unit price and units, and the order's sums.
+type OrderMoney struct {
+	UnitPrice, Units, Total, Discount, Payable int64
+}
+
+// priced reports whether m is what units at price cost: a flash-sale
+// order takes no promotion and no coupon.
+func (m OrderMoney) priced(price int64) bool {
+	return m.UnitPrice == price && m.Total == m.Units*price && m.Discount == 0 && m.Payable == m.Total
 }
 
 func newSeckillBooks() *SeckillBooks {
 	return &SeckillBooks{StoredOrders: map[string]int64{}, Keys: map[string]string{}, Status: map[string]string{},
-		UnitsByUser: map[int64]int64{}, Units: map[string]int64{}}
+		UnitsByUser: map[int64]int64{}, Units: map[string]int64{}, Money: map[string]OrderMoney{}}
 }
 
 // held is the units the stored orders hold: paid (refunded or not: a
@@ -118,14 +134,39 @@ func settleBooks(ctx context.Context, gateway *client.Client, activityID string,
 // Seckill checks a burst's outcome against the books: nothing
 // oversold or undersold, no user over the limit, and every accepted order
 // stored exactly once (and nothing else stored).
-func Seckill(res *result.Sale, b *SeckillBooks) []result.Check {
-	return append(stockChecks(res, b), orderChecks(res, b)...)
+func Seckill(res *result.Sale, created result.ActivityStat, b *SeckillBooks) []result.Check {
+	checks := append(stockChecks(res, created, b), orderChecks(res, b)...)
+	return append(checks, priceCheck(created, b))
 }
 
-// stockChecks holds the sale's units against its stock, its demand and
-// the per-user limit.
-func stockChecks(res *result.Sale, b *SeckillBooks) []result.Check {
-	stock, limit := b.Activity.Stock, b.Activity.PerUserLimit
+// priceCheck holds the sale the platform shows, and every order it
+// stored, to the sale the replay created: its stock, limit and price,
+// and each order's unit price and sums.
+func priceCheck(created result.ActivityStat, b *SeckillBooks) result.Check {
+	a := b.Activity
+	saleOK := a.Stock == created.Stock && a.PerUserLimit == created.PerUserLimit && a.Price == created.Price
+	wrong, example := 0, ""
+	for _, id := range slices.Sorted(maps.Keys(b.Money)) {
+		if m := b.Money[id]; !m.priced(created.Price) {
+			wrong++
+			if example == "" {
+				example = fmt.Sprintf(", e.g. order %s: %d units at %d, total %d, discount %d, payable %d", id, m.Units, m.UnitPrice, m.Total, m.Discount, m.Payable)
+			}
+		}
+	}
+	return result.Check{
+		Name: "the sale is as created (stock, limit, price) and every order is priced at its price",
+		OK:   saleOK && wrong == 0,
+		Detail: fmt.Sprintf("created %d units at %d, limit %d; the platform shows %d at %d, limit %d; %d orders, %d mispriced%s",
+			created.Stock, created.Price, created.PerUserLimit, a.Stock, a.Price, a.PerUserLimit, len(b.Money), wrong, example),
+	}
+}
+
+// stockChecks holds the sale's units against the stock and limit it was
+// created with (not what the platform shows of it), its demand and the
+// per-user limit.
+func stockChecks(res *result.Sale, created result.ActivityStat, b *SeckillBooks) []result.Check {
+	stock, limit := created.Stock, created.PerUserLimit
 	sold := b.held()
 	maxUser, maxUnits := int64(0), int64(0)
 	for u, n := range b.UnitsByUser {

@@ -53,7 +53,7 @@ func (r *replay) setup(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("replay: create activity %s: %w", a.Key, err)
 		}
-		r.catalog.sales[a.Key] = &result.ActivityStat{Key: a.Key, ActivityID: id, Stock: a.Stock, PerUserLimit: a.PerUserLimit, Challenge: a.Challenge}
+		r.catalog.sales[a.Key] = &result.ActivityStat{Key: a.Key, ActivityID: id, Stock: a.Stock, PerUserLimit: a.PerUserLimit, Price: a.Price, Challenge: a.Challenge}
 		r.catalog.ledgers[a.Key] = newSaleLedger(r.users)
 	}
 	return nil

@@ -143,6 +143,7 @@ type ActivityStat struct {
 	ActivityID   string `json:"activity_id"`
 	Stock        int64  `json:"stock"`
 	PerUserLimit int64  `json:"per_user_limit"`
+	Price        int64  `json:"price"` // cents
 	Accepted     int    `json:"accepted"`
 	// Challenge says the sale required a solved challenge on each buy.
 	Challenge bool `json:"challenge,omitempty"`
