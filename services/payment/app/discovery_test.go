@@ -7,7 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/flashsale/flashsale/platform/discovery"
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/testing/consultest"
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	"github.com/flashsale/flashsale/services/payment"
@@ -78,6 +82,15 @@ func TestChannelSettingsAreSharedThroughConsul(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the other replica following the change", follows(other, "wechat", 7, false))
+	// A pressure test's request to change the routing is refused: the
+	// routing is the real buyers' too.
+	_, err := p.payment.UpdateChannel(shadow.With(ctx), &paymentv1.UpdateChannelRequest{Channel: "wechat", Weight: 100, Enabled: true})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a marked UpdateChannel: %v, want INVALID_ARGUMENT", err)
+	}
+	if w, e := setting(p.payment, "wechat"); w != 7 || e {
+		t.Fatalf("wechat after a marked change: weight %d enabled %v, want 7, off", w, e)
+	}
 
 	consul.Put(payment.ChannelSettingsPrefix+"alipay", `{"weight":3,"enabled":true}`)
 	waitFor(t, "the first replica following the operator's key", follows(p.payment, "alipay", 3, true))

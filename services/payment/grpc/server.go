@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/shadow"
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	"github.com/flashsale/flashsale/services/payment"
 )
@@ -74,6 +75,11 @@ func (s *Server) HandleCallback(ctx context.Context, req *paymentv1.CallbackRequ
 // centre first, when there is one, so a change that every replica will not
 // follow is refused rather than made here alone.
 func (s *Server) UpdateChannel(ctx context.Context, req *paymentv1.UpdateChannelRequest) (*paymentv1.Channel, error) {
+	// Routing is one for both traffic classes: a pressure test that
+	// changed it would change the real buyers' (docs/pressure-test.md).
+	if shadow.Is(ctx) {
+		return nil, fmt.Errorf("update channel %s: %w: a pressure test cannot change the channels' routing", req.GetChannel(), payment.ErrInvalid)
+	}
 	set := payment.ChannelSetting{Weight: req.GetWeight(), Enabled: req.GetEnabled()}
 	if err := set.Validate(); err != nil {
 		return nil, fmt.Errorf("update channel %s: %w", req.GetChannel(), err)
