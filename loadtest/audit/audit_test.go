@@ -442,3 +442,39 @@ func TestMarkedAuditNeedsARoutedDatabase(t *testing.T) {
 		t.Fatalf("marked read through a router: %v, %v", db, err)
 	}
 }
+
+// A platform that refuses everything the replay asks of it keeps its
+// books empty and so in order; checkServed fails it: an endpoint the
+// buyers used that never answered them successfully, or a sale buyers
+// asked of that accepted nothing. Bots are the bots check's.
+func TestAuditServed(t *testing.T) {
+	served := []result.EndpointStat{
+		{Endpoint: "POST pay", Outcome: "ok", Count: 10}, {Endpoint: "POST pay", Outcome: "overloaded", Count: 3},
+		{Endpoint: "POST seckill", Outcome: "accepted", Count: 5}, {Endpoint: "POST seckill", Outcome: "sold_out", Count: 50},
+		{Endpoint: result.EndpointBot, Outcome: "blocked", Count: 9},
+	}
+	sale := &result.Sale{Counts: map[result.Outcome]int{result.Accepted: 5, result.SoldOut: 50}, Orders: map[string]int64{"1": 10}}
+	tests := []struct {
+		name      string
+		endpoints []result.EndpointStat
+		sale      *result.Sale
+		want      string
+	}{
+		{"served", served, sale, ""},
+		{"every pay refused", []result.EndpointStat{{Endpoint: "POST pay", Outcome: "overloaded", Count: 13}}, sale, "POST pay (13 asked)"},
+		{"a sale that accepted nothing", served, &result.Sale{Counts: map[result.Outcome]int{result.Overloaded: 70}}, "sale phone (70 buys"},
+	}
+	if c := checkServed(&result.Replay{PressureTest: true, Endpoints: tests[1].endpoints}); !c.OK || !c.Skipped {
+		t.Fatalf("a pressure test refused whole: %+v, want skipped (it yields to real buyers)", c)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := &result.Replay{Endpoints: tt.endpoints, Activities: []result.ActivityStat{{Key: "phone"}},
+				Sales: map[string]*result.Sale{"phone": tt.sale}}
+			c := checkServed(res)
+			if c.OK != (tt.want == "") || !strings.Contains(c.Detail, tt.want) {
+				t.Fatalf("checkServed = %v (%s), want failing on %q", c.OK, c.Detail, tt.want)
+			}
+		})
+	}
+}

@@ -9,8 +9,10 @@ package audit
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/result"
@@ -47,7 +49,7 @@ func Replay(ctx context.Context, gateway *client.Client, res *result.Replay, boo
 	if err != nil {
 		return nil, err
 	}
-	checks = append(checks, checkBots(res, botOrders, stored))
+	checks = append(checks, checkBots(res, botOrders, stored), checkServed(res))
 	checks = append(checks, checkDegradation(res), checkRegular(res, orders), checkCoupons(res, orders), checkLines(orders), checkRefunds(orders), checkExpiry(res, books))
 	return append(checks, checkPayments(res, books)...), nil
 }
@@ -97,4 +99,51 @@ func featureReason(res *result.Replay, name string) string {
 		return f.Reason
 	}
 	return "none placed"
+}
+
+// checkServed fails a platform that refuses what the replay asks of it:
+// every endpoint the buyers used answered some of their requests
+// successfully, and every sale buyers asked of accepted some buys.
+// Without it a platform that refused everyone passed, its books empty
+// and so in order (the bots' answers are the bots check's).
+func checkServed(res *result.Replay) result.Check {
+	c := result.Check{Name: "the platform served what it was asked: every endpoint used answered some requests, every sale accepted some buys"}
+	if res.PressureTest {
+		c.OK, c.Skipped, c.Detail = true, true, "a pressure test yields to real buyers: it may be refused whole (docs/pressure-test.md)"
+		return c
+	}
+	asked, served := map[string]int64{}, map[string]int64{}
+	for _, e := range res.Endpoints {
+		if e.Endpoint == result.EndpointBot {
+			continue
+		}
+		asked[e.Endpoint] += e.Count
+		if e.Outcome == "ok" || e.Outcome == string(result.Accepted) {
+			served[e.Endpoint] += e.Count
+		}
+	}
+	var refused []string
+	for _, ep := range slices.Sorted(maps.Keys(asked)) {
+		if asked[ep] > 0 && served[ep] == 0 {
+			refused = append(refused, fmt.Sprintf("%s (%d asked)", ep, asked[ep]))
+		}
+	}
+	for _, a := range res.Activities {
+		sale := res.Sales[a.Key]
+		if sale == nil {
+			continue
+		}
+		var tries int
+		for _, n := range sale.Counts {
+			tries += n
+		}
+		if tries > 0 && len(sale.Orders) == 0 {
+			refused = append(refused, fmt.Sprintf("sale %s (%d buys, none accepted)", a.Key, tries))
+		}
+	}
+	c.OK, c.Detail = len(refused) == 0, fmt.Sprintf("%d endpoints, %d sales", len(asked), len(res.Activities))
+	if len(refused) > 0 {
+		c.Detail += "; refused all: " + strings.Join(refused, ", ")
+	}
+	return c
 }

@@ -12,12 +12,8 @@ import (
 	"github.com/flashsale/flashsale/loadtest/result"
 )
 
-// EndpointChallenge is a buyer's challenge fetch, EndpointBot a bot's
-// request (a buy, or the challenge it solved for one).
-const (
-	EndpointChallenge = "GET challenge"
-	EndpointBot       = "POST bot buy"
-)
+// EndpointChallenge is a buyer's challenge fetch.
+const EndpointChallenge = "GET challenge"
 
 // deviceOf is the device id of a buyer's browser: one per buyer, kept.
 func deviceOf(u client.User) string { return "web-" + strconv.FormatInt(u.ID, 10) }
@@ -121,7 +117,7 @@ func (r *replay) usedChallenge(ctx context.Context, owner *bot, act *result.Acti
 	}
 	c, err := r.gateway.Challenge(ctx, owner.user.Token, act.ActivityID, owner.device)
 	got := time.Now()
-	r.rec.done(EndpointBot, outcomeOf(err), due, got)
+	r.rec.done(result.EndpointBot, outcomeOf(err), due, got)
 	if err != nil {
 		r.bots.stats.Add(result.TrickOverLimit, "challenge "+outcomeOf(err))
 		return nil, false
@@ -152,7 +148,7 @@ func (b *bot) nextKey() string {
 func (r *replay) botSend(ctx context.Context, b *bot, trick, activityID string, quantity int64, key string, headers map[string]string, due time.Time) string {
 	_, err := r.gateway.Seckill(ctx, b.user.Token, activityID, quantity, key, headers)
 	out := outcomeOf(err)
-	r.rec.done(EndpointBot, out, due, time.Now())
+	r.rec.done(result.EndpointBot, out, due, time.Now())
 	r.bots.stats.Add(trick, out)
 	return out
 }

@@ -1,5 +1,10 @@
 package result
 
+// EndpointBot names a bot's requests in the endpoints' table (a buy, or
+// the challenge it solved for one): the bots check reads them, and the
+// audit's other checks leave them out.
+const EndpointBot = "POST bot buy"
+
 // EndpointStat is the latency of one endpoint's outcome, in milliseconds.
 type EndpointStat struct {
 	Endpoint string  `json:"endpoint"`
