@@ -187,6 +187,8 @@ func TestAuditPayments(t *testing.T) {
 		{"partially refunded, the payment kept", api.Order{OrderID: "1", Status: "PARTIALLY_REFUNDED", Payment: &api.OrderPayment{PaymentID: "p1"}},
 			[]PaymentRecord{pay("p1", "SUCCEEDED")}, false, ""},
 		{"paid, its payment refunded in full", paid("1", "p1"), []PaymentRecord{pay("p1", "REFUNDED")}, false, "two final states"},
+		{"refunded in full, its payment still kept", api.Order{OrderID: "1", Status: "REFUNDED", Payment: &api.OrderPayment{PaymentID: "p1"}},
+			[]PaymentRecord{pay("p1", "SUCCEEDED")}, false, "exactly one successful"},
 		{"refunded in full, a duplicate kept", api.Order{OrderID: "1", Status: "REFUNDED", Payment: &api.OrderPayment{PaymentID: "p1"}},
 			[]PaymentRecord{pay("p1", "REFUNDED"), pay("p2", "SUCCEEDED")}, false, "exactly one successful"},
 		{"paid twice, both kept", paid("1", "p1"), []PaymentRecord{pay("p1", "SUCCEEDED"), pay("p2", "SUCCEEDED")}, false, "exactly one successful"},
