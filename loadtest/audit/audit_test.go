@@ -480,3 +480,22 @@ func TestAuditServed(t *testing.T) {
 		})
 	}
 }
+
+// A coupon is one use: two orders that hold it at once fail the coupons
+// check, and an order that gave it back (cancelled, expired, refunded in
+// full) holds it no more.
+func TestAuditCouponHeldTwice(t *testing.T) {
+	withCoupon := func(id, status string) api.Order {
+		return api.Order{OrderID: id, Status: status, CouponID: "c1", Promotions: []api.Promotion{{Kind: "COUPON", ID: "c1"}}}
+	}
+	res := &result.Replay{Trails: map[string]*result.Trail{"1": {Coupon: "c1"}, "2": {Coupon: "c1"}}}
+	for _, tt := range []struct {
+		second string
+		ok     bool
+	}{{"PENDING_PAYMENT", false}, {"PAID", false}, {"CANCELLED", true}, {"EXPIRED", true}, {"REFUNDED", true}} {
+		orders := map[string]api.Order{"1": withCoupon("1", "PAID"), "2": withCoupon("2", tt.second)}
+		if c := checkCoupons(res, orders); c.OK != tt.ok {
+			t.Errorf("the coupon on a PAID order and a %s one: %v (%s), want %v", tt.second, c.OK, c.Detail, tt.ok)
+		}
+	}
+}

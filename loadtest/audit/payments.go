@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/flashsale/flashsale/gateway/api"
@@ -143,7 +144,7 @@ func (t *paymentTally) add(id string, o api.Order, payments []PaymentRecord, tra
 // checkCoupons checks that every checkout placed with a coupon carries
 // it, with a COUPON discount.
 func checkCoupons(res *result.Replay, orders map[string]api.Order) result.Check {
-	c := result.Check{Name: "every checkout placed with a coupon carries it, with a COUPON discount"}
+	c := result.Check{Name: "every checkout placed with a coupon carries it, with a COUPON discount, and no coupon is held by two orders"}
 	var used, wrong int
 	for id, t := range res.Trails {
 		if t.Coupon == "" {
@@ -159,7 +160,30 @@ func checkCoupons(res *result.Replay, orders map[string]api.Order) result.Check 
 		c.OK, c.Skipped, c.Detail = true, true, "no checkout used a coupon ("+featureReason(res, result.FeatureCoupons)+")"
 		return c
 	}
-	c.OK = wrong == 0
-	c.Detail = fmt.Sprintf("claimed %d, used %d, wrong %d, refused below threshold %d", res.Coupons.Claimed, used, wrong, res.Coupons.Refused)
+	twice := couponsHeldTwice(orders)
+	c.OK = wrong == 0 && len(twice) == 0
+	c.Detail = fmt.Sprintf("claimed %d, used %d, wrong %d, refused below threshold %d, held by two orders %d", res.Coupons.Claimed, used, wrong, res.Coupons.Refused, len(twice))
+	if len(twice) > 0 {
+		c.Detail += ", e.g. coupon " + twice[0]
+	}
 	return c
+}
+
+// couponsHeldTwice lists the coupons that two orders hold at once: an
+// order holds its coupon until it is cancelled, expires or is refunded
+// in full, which give it back.
+func couponsHeldTwice(orders map[string]api.Order) []string {
+	holders := map[string]int{}
+	for _, o := range orders {
+		if o.CouponID != "" && !slices.Contains([]string{"CANCELLED", "EXPIRED", "REFUNDED"}, o.Status) {
+			holders[o.CouponID]++
+		}
+	}
+	var twice []string
+	for _, coupon := range slices.Sorted(maps.Keys(holders)) {
+		if holders[coupon] > 1 {
+			twice = append(twice, coupon)
+		}
+	}
+	return twice
 }
