@@ -34,7 +34,19 @@ type Observer interface {
 	// Violated reports that the books disagree in a way only a person
 	// can settle, each time it is found.
 	Violated(ctx context.Context, inv Invariant)
+	// StrayReleased reports a hold (HoldStock, HoldCoupon) given back
+	// because its order was never stored (Expirer.RunStrayHoldsOnce).
+	StrayReleased(ctx context.Context, hold string)
 }
+
+// The kinds of hold a regular checkout takes before it stores its order.
+const (
+	HoldStock  = "stock"
+	HoldCoupon = "coupon"
+)
+
+// HoldKinds lists them, for metrics that start each at zero.
+var HoldKinds = []string{HoldStock, HoldCoupon}
 
 // Invariant names a rule of the books that must never break; each is
 // logged at ERROR where it is found.
@@ -72,3 +84,4 @@ func (NopObserver) Ended(context.Context, Kind, Status, int)     {}
 func (NopObserver) Refunded(context.Context, Kind, int64, int64) {}
 func (NopObserver) DeadLettered(context.Context, string, int)    {}
 func (NopObserver) Violated(context.Context, Invariant)          {}
+func (NopObserver) StrayReleased(context.Context, string)        {}

@@ -163,32 +163,32 @@ func (e *Expirer) RunStrayHoldsOnce(ctx context.Context) (int, error) {
 	type kind struct {
 		holds   Holds
 		mark    *sweep.Mark
-		what    string
+		hold    string
 		release func(context.Context, int64) error
 	}
 	var kinds []kind
 	if e.cfg.HeldStock != nil && e.cfg.Catalog != nil {
-		kinds = append(kinds, kind{e.cfg.HeldStock, &e.strayStock, "regular stock", e.cfg.Catalog.ReleaseStock})
+		kinds = append(kinds, kind{e.cfg.HeldStock, &e.strayStock, HoldStock, e.cfg.Catalog.ReleaseStock})
 	}
 	if e.cfg.UsedCoupons != nil && e.cfg.Pricing != nil {
-		kinds = append(kinds, kind{e.cfg.UsedCoupons, &e.strayCoupons, "a coupon", e.cfg.Pricing.ReleaseCoupon})
+		kinds = append(kinds, kind{e.cfg.UsedCoupons, &e.strayCoupons, HoldCoupon, e.cfg.Pricing.ReleaseCoupon})
 	}
 	most := 0
 	var errs []error
 	for _, k := range kinds {
-		n, err := e.giveBackStray(ctx, k.holds, k.mark, k.what, k.release)
+		n, err := e.giveBackStray(ctx, k.holds, k.mark, k.hold, k.release)
 		most = max(most, n)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s held for orders never stored: %w", k.what, err))
+			errs = append(errs, fmt.Errorf("%s held for orders never stored: %w", k.hold, err))
 		}
 	}
 	return most, errors.Join(errs...)
 }
 
-// giveBackStray reads the next page of holds from holds after mark,
+// giveBackStray reads the next page of holds of kind hold after mark,
 // releases those whose order is not stored, and moves mark past the page
 // up to its first failure, returning the page's size.
-func (e *Expirer) giveBackStray(ctx context.Context, holds Holds, mark *sweep.Mark, what string,
+func (e *Expirer) giveBackStray(ctx context.Context, holds Holds, mark *sweep.Mark, hold string,
 	release func(context.Context, int64) error) (int, error) {
 	q := sweep.AgedQuery{OlderThan: e.cfg.StrayAfter, After: mark.After(ctx), Limit: e.cfg.Batch}
 	if q.After == (sweep.TimeKey{}) {
@@ -218,8 +218,9 @@ func (e *Expirer) giveBackStray(ctx context.Context, holds Holds, mark *sweep.Ma
 			failed[i] = fmt.Errorf("order %d: %w", id, err)
 			return
 		}
-		e.cfg.Logger.WarnContext(ctx, "gave back "+what+" held for an order that was never stored",
-			"order_id", id, "held_since", page[i].At)
+		e.cfg.Observer.StrayReleased(ctx, hold)
+		e.cfg.Logger.WarnContext(ctx, "gave back a hold of an order that was never stored",
+			"hold", hold, "order_id", id, "held_since", page[i].At)
 	})
 	for i, k := range page {
 		if failed[i] != nil {

@@ -81,6 +81,7 @@ type businessCounters struct {
 	refundedCents  *prometheus.CounterVec
 	deadLetters    *prometheus.CounterVec
 	violations     *prometheus.CounterVec
+	strays         *prometheus.CounterVec
 }
 
 // newBusinessMetrics registers the counters on reg. Every series whose
@@ -135,9 +136,16 @@ func newBusinessCounters(reg prometheus.Registerer) *businessCounters {
 			Name: "order_invariant_violations_total",
 			Help: "Times the books were found to disagree in a way only a person can settle, by invariant.",
 		}, []string{"invariant"}),
+		strays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_stray_holds_released_total",
+			Help: "Holds (stock, coupon) a regular checkout took for an order it never stored, given back by the expiry worker, by hold.",
+		}, []string{"hold"}),
 	}
 	reg.MustRegister(m.placed, m.stored, m.paid, m.gmv, m.expired, m.cancelled,
-		m.refundedUnits, m.refundedCents, m.deadLetters, m.violations)
+		m.refundedUnits, m.refundedCents, m.deadLetters, m.violations, m.strays)
+	for _, h := range order.HoldKinds {
+		m.strays.WithLabelValues(h)
+	}
 	for _, k := range order.Kinds {
 		for _, c := range []*prometheus.CounterVec{m.placed, m.stored, m.expired, m.cancelled, m.refundedUnits, m.refundedCents} {
 			c.WithLabelValues(kind(k))
@@ -191,4 +199,8 @@ func (m *businessMetrics) DeadLettered(ctx context.Context, reason string, n int
 
 func (m *businessMetrics) Violated(ctx context.Context, inv order.Invariant) {
 	m.of(ctx).violations.WithLabelValues(string(inv)).Inc()
+}
+
+func (m *businessMetrics) StrayReleased(ctx context.Context, hold string) {
+	m.of(ctx).strays.WithLabelValues(hold).Inc()
 }

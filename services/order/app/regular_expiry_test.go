@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,6 +90,25 @@ func (p *regularPlatform) couponStatus(tb testing.TB, user, coupon int64) market
 func MustProductsDB(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
 	return mustDB(tb, "products")
+}
+
+// strayCounter counts the holds an expiry worker reports given back.
+type strayCounter struct {
+	order.NopObserver
+	mu       sync.Mutex
+	released map[string]int
+}
+
+func (c *strayCounter) StrayReleased(_ context.Context, hold string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.released[hold]++
+}
+
+func (c *strayCounter) counts() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.released)
 }
 
 // mustDB returns a pool on the test stack's database name.
@@ -535,9 +555,11 @@ func TestHoldsOfAnOrderNeverStoredAreGivenBack(t *testing.T) {
 		t.Fatalf("stock before the sweep: got %d, want 6", got)
 	}
 
+	strays := &strayCounter{released: map[string]int{}}
 	sweeper := func() *regularWorker {
 		return p.newRegularWorker(func(c *order.ExpirerConfig) {
 			c.HeldStock, c.UsedCoupons = ordergrpc.NewHeldStock(p.prodConn), ordergrpc.NewUsedCoupons(p.mktConn)
+			c.Observer = strays
 		})
 	}
 	w := sweeper()
@@ -586,6 +608,9 @@ func TestHoldsOfAnOrderNeverStoredAreGivenBack(t *testing.T) {
 	}
 	if got := stateOf(t, p, stored.GetOrderId()); got != (regularState{"PENDING_PAYMENT", false}) {
 		t.Fatalf("the stored order: got %s, want PENDING_PAYMENT", got)
+	}
+	if want := map[string]int{order.HoldStock: 1, order.HoldCoupon: 2}; !maps.Equal(strays.counts(), want) {
+		t.Fatalf("holds reported given back: %v, want %v", strays.counts(), want)
 	}
 	// A second worker, starting afresh, gives back nothing more.
 	if _, err := sweeper().RunStrayHoldsOnce(ctx); err != nil {
