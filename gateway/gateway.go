@@ -58,6 +58,12 @@ type Options struct {
 	// (downstreams, Redis); /readyz does not ask them (see
 	// telemetry.AdminHandler).
 	Dependencies map[string]telemetry.Check
+	// Ready, when not nil, says whether the replica may serve: while it
+	// returns an error (its settings in Consul not read yet), /readyz
+	// answers 503 and every other route UNAVAILABLE with Retry-After,
+	// so a replica never serves on values an operator overrode (a sale
+	// closed, an account blocked). The probes and /metrics answer.
+	Ready func() error
 
 	// JWTSecret signs and verifies HS256 bearer tokens.
 	JWTSecret []byte
@@ -419,9 +425,9 @@ func (g *Gateway) routes() {
 
 	// Probes and scrapes are never rate limited: a gateway that sheds
 	// load must still look alive and be observable.
-	ops := telemetry.AdminHandler(g.opts.Registry, g.opts.Dependencies)
+	ops := telemetry.AdminHandler(g.opts.Registry, g.opts.Dependencies, g.opts.Ready)
 	for _, p := range opsRoutes {
-		g.route(p, routeSpec{access: public}, func(w http.ResponseWriter, r *http.Request) error {
+		g.route(p, routeSpec{access: public, ops: true}, func(w http.ResponseWriter, r *http.Request) error {
 			ops.ServeHTTP(w, r)
 			return nil
 		})

@@ -348,6 +348,9 @@ type routeSpec struct {
 	// off is the degrade level from which the route answers 503 with
 	// Retry-After without reaching any service (LevelNormal: never).
 	off Level
+	// ops marks the probes and the scrape, which answer before the
+	// replica is ready (Options.Ready).
+	ops bool
 }
 
 // handlerFunc is a route's handler; an error it returns is answered
@@ -373,6 +376,10 @@ func (g *Gateway) route(pattern string, spec routeSpec, h handlerFunc) {
 			writeError(w, r, g.log, err)
 			return
 		}
+		if err := g.notReady(spec); err != nil {
+			writeError(w, r, g.log, err)
+			return
+		}
 		if err := g.degraded(spec.off); err != nil {
 			writeError(w, r, g.log, err)
 			return
@@ -390,6 +397,22 @@ func (g *Gateway) route(pattern string, spec routeSpec, h handlerFunc) {
 		}
 	})
 }
+
+// notReady refuses every route but the probes while the replica waits
+// for its settings (Options.Ready).
+func (g *Gateway) notReady(spec routeSpec) error {
+	if spec.ops || g.opts.Ready == nil {
+		return nil
+	}
+	if err := g.opts.Ready(); err != nil {
+		return &Error{Code: errcode.Unavailable, Message: "this replica is starting (" + err.Error() + "), retry later", RetryAfter: notReadyRetryAfter}
+	}
+	return nil
+}
+
+// notReadyRetryAfter is the Retry-After of a replica not ready yet:
+// another replica, or this one once Consul answers.
+const notReadyRetryAfter = time.Second
 
 // admit applies the client address's limit (and, on the flash-sale
 // entry, the device's limit and the blocklist), authenticates the caller,

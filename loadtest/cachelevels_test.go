@@ -19,7 +19,7 @@ func TestCacheLevelsAreReadFromEveryServicesMetrics(t *testing.T) {
 	serve := func(levels map[string][]cache.StatsSource) string {
 		reg := telemetry.NewRegistry()
 		reg.MustRegister(cache.Collector(levels))
-		srv := httptest.NewServer(telemetry.AdminHandler(reg, nil))
+		srv := httptest.NewServer(telemetry.AdminHandler(reg, nil, nil))
 		t.Cleanup(srv.Close)
 		return srv.URL + "/metrics"
 	}

@@ -27,7 +27,7 @@ func TestGatewayTimesAreReadFromItsHistogram(t *testing.T) {
 		Buckets: []float64{.0005, .001, .005, .1},
 	}, []string{"route", "code"})
 	reg.MustRegister(h)
-	srv := httptest.NewServer(telemetry.AdminHandler(reg, nil))
+	srv := httptest.NewServer(telemetry.AdminHandler(reg, nil, nil))
 	t.Cleanup(srv.Close)
 	read := func() (refused, soldOut string) {
 		t.Helper()

@@ -342,6 +342,7 @@ func Run(ctx context.Context, cfg Config) error {
 	opts.Redis = redisclient.Coalesced(rdb)
 	opts.Logger, opts.Registry, opts.Dependencies = log, reg, dependencies
 	opts.JWTSecret, opts.BreakersOpen, opts.Screen = secret, breakers.open, screen
+	opts.Ready = p.Ready.Err
 	gw, err := gateway.New(opts)
 	if err != nil {
 		return err
@@ -365,26 +366,26 @@ func Run(ctx context.Context, cfg Config) error {
 			},
 			func(err error) { log.Warn("catalogue invalidation skipped", "err", err) })
 	})
-	p.AddWorker(watchSettings(consul, gw, fallback, log))
+	// Until Consul's settings are read, the replica is not ready and
+	// answers every route but the probes UNAVAILABLE (Options.Ready).
+	p.WatchSettings("the gateway's settings in consul", SettingsPrefix, applySettings(gw, fallback, log))
 	return p.Run(ctx, "dev_tokens", cfg.DevTokens)
 }
 
-// watchSettings applies the gateway's switches and limits from Consul's
+// applySettings applies the gateway's switches and limits from Consul's
 // KV store as they change; a key that is absent takes its fallback (the
 // value from the environment), a bad key keeps the value in force and is
 // logged.
-func watchSettings(consul *discovery.Consul, gw *gateway.Gateway, fallback gateway.Settings, log *slog.Logger) func(context.Context) error {
-	return func(ctx context.Context) error {
-		return consul.WatchPrefix(ctx, SettingsPrefix, func(kv map[string]string) {
-			s, err := gateway.ParseSettings(kv, fallback, gw.Settings())
-			if err != nil {
-				log.Error("gateway settings in consul: bad keys keep the values in force", "err", err)
-			}
-			gw.Apply(s)
-			log.Info("gateway settings applied", "seckill_closed", s.SeckillClosed, "catalog_cache_only", s.CatalogCacheOnly, "degrade_level", s.Degrade.String(), "degrade_auto", s.DegradeAuto,
-				"route", s.Route, "seckill", s.Seckill, "user", s.User,
-				"blocked_users", len(s.Blocklist.Users), "blocked_ips", len(s.Blocklist.IPs), "blocked_devices", len(s.Blocklist.Devices))
-		})
+func applySettings(gw *gateway.Gateway, fallback gateway.Settings, log *slog.Logger) func(map[string]string) {
+	return func(kv map[string]string) {
+		s, err := gateway.ParseSettings(kv, fallback, gw.Settings())
+		if err != nil {
+			log.Error("gateway settings in consul: bad keys keep the values in force", "err", err)
+		}
+		gw.Apply(s)
+		log.Info("gateway settings applied", "seckill_closed", s.SeckillClosed, "catalog_cache_only", s.CatalogCacheOnly, "degrade_level", s.Degrade.String(), "degrade_auto", s.DegradeAuto,
+			"route", s.Route, "seckill", s.Seckill, "user", s.User,
+			"blocked_users", len(s.Blocklist.Users), "blocked_ips", len(s.Blocklist.IPs), "blocked_devices", len(s.Blocklist.Devices))
 	}
 }
 

@@ -60,6 +60,9 @@ type Builder struct {
 	// Consul is the Consul client, nil without Consul (its methods then
 	// fall back to static addresses).
 	Consul *discovery.Consul
+	// Ready holds /readyz at 503 while a part of the process's
+	// configuration is still being read (WatchSettings).
+	Ready telemetry.Readiness
 
 	spec    Spec
 	checks  map[string]telemetry.Check
@@ -115,6 +118,26 @@ func (b *Builder) AddWorker(w func(context.Context) error) {
 	b.workers = append(b.workers, w)
 }
 
+// WatchSettings adds a worker that applies the keys under prefix in
+// Consul KV (discovery.Consul.WatchPrefix) and holds the process not
+// ready (Ready, named what) until the first answer is applied: a replica
+// that starts while Consul is down would otherwise serve on its
+// environment's values, which may reopen what an operator closed (a
+// sale, a blocked account, a switched-off channel). Without Consul there
+// is nothing to wait for: the environment's values are the settings.
+func (b *Builder) WatchSettings(what, prefix string, apply func(map[string]string)) {
+	if b.Consul == nil {
+		return
+	}
+	loaded := b.Ready.Hold(what)
+	b.AddWorker(func(ctx context.Context) error {
+		return b.Consul.WatchPrefix(ctx, prefix, func(kv map[string]string) {
+			apply(kv)
+			loaded()
+		})
+	})
+}
+
 // Run opens the listeners (closing the first when the second fails),
 // logs "<Name> serving" with the addresses and attrs, registers the gRPC
 // server in Consul, and serves until ctx ends or a part fails; then it
@@ -168,7 +191,7 @@ func (b *Builder) handler() http.Handler {
 		root = root || r.pattern == "/"
 	}
 	if !root {
-		mux.Handle("/", telemetry.AdminHandler(b.Registry, b.checks))
+		mux.Handle("/", telemetry.AdminHandler(b.Registry, b.checks, b.Ready.Err))
 	}
 	return mux
 }

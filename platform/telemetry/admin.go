@@ -67,12 +67,15 @@ func checkDependencies(ctx context.Context, dependencies map[string]Check) depen
 const DependenciesPath = "/debug/dependencies"
 
 // AdminHandler serves /healthz (the process is alive), /readyz (the
-// process can serve), DependenciesPath (every dependency's check, within
+// process can serve: 503 while ready, when not nil, returns an error),
+// DependenciesPath (every dependency's check, within
 // a second, made at most once a second) and /metrics (Prometheus text
 // format).
 //
 // Readiness is shallow on purpose: a process answers /readyz once its
-// configuration is loaded and its listeners are up, and stops answering
+// configuration is loaded (ready says so: the settings an operator keeps
+// in Consul KV, which a replica must not serve without) and its
+// listeners are up, and stops answering
 // when it drains (ServeHTTP closes the listener on shutdown). It does not
 // ask the dependencies: a database, Redis or a downstream service that
 // fails fails for every replica at once, and a readiness probe that
@@ -80,7 +83,7 @@ const DependenciesPath = "/debug/dependencies"
 // one failing dependency into a full outage with no answer at all. The
 // callers' breakers and the errors' codes deal with a failing dependency
 // request by request instead.
-func AdminHandler(reg *prometheus.Registry, dependencies map[string]Check) http.Handler {
+func AdminHandler(reg *prometheus.Registry, dependencies map[string]Check, ready func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -88,6 +91,13 @@ func AdminHandler(reg *prometheus.Registry, dependencies map[string]Check) http.
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		if ready != nil {
+			if err := ready(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_ = json.NewEncoder(w).Encode(map[string]string{"status": "not ready", "reason": err.Error()})
+				return
+			}
+		}
 		fmt.Fprintln(w, `{"status":"ready"}`)
 	})
 	// The report is made at most once a second, however many ask: the

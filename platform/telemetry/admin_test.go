@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,7 +39,7 @@ func TestReadinessIsShallow(t *testing.T) {
 	h := telemetry.AdminHandler(telemetry.NewRegistry(), map[string]telemetry.Check{
 		"redis":    func(context.Context) error { return errors.New("connection refused") },
 		"postgres": func(context.Context) error { return nil },
-	})
+	}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- telemetry.ServeHTTP(ctx, slog.New(slog.DiscardHandler), lis, h, time.Second) }()
@@ -73,7 +74,7 @@ func TestDependencyReportIsMadeOnceASecond(t *testing.T) {
 	var calls atomic.Int64
 	h := telemetry.AdminHandler(telemetry.NewRegistry(), map[string]telemetry.Check{
 		"order": func(context.Context) error { calls.Add(1); time.Sleep(20 * time.Millisecond); return nil },
-	})
+	}, nil)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	var wg sync.WaitGroup
@@ -89,5 +90,34 @@ func TestDependencyReportIsMadeOnceASecond(t *testing.T) {
 	// slow machine; without the cache, fifty.
 	if n := calls.Load(); n < 1 || n > 2 {
 		t.Fatalf("50 concurrent reports called the dependency %d times, want 1 (2 at most)", n)
+	}
+}
+
+// TestNotReadyWhileItsSettingsAreRead: /readyz answers 503 naming what
+// is awaited while a part of the configuration is held, and 200 once
+// every hold is released; a second release changes nothing, and /healthz
+// answers throughout (the process is alive, only not ready).
+func TestNotReadyWhileItsSettingsAreRead(t *testing.T) {
+	var ready telemetry.Readiness
+	settings := ready.Hold("settings in consul")
+	channels := ready.Hold("channel settings in consul")
+	srv := httptest.NewServer(telemetry.AdminHandler(telemetry.NewRegistry(), nil, ready.Err))
+	defer srv.Close()
+	expect := func(path string, want int, text string) {
+		t.Helper()
+		status, body, err := get(t, srv.URL+path)
+		if err != nil || status != want || !strings.Contains(body, text) {
+			t.Errorf("%s = %d %s %v, want %d with %q", path, status, body, err, want, text)
+		}
+	}
+	expect("/readyz", http.StatusServiceUnavailable, "waiting for settings in consul, channel settings in consul")
+	expect("/healthz", http.StatusOK, "ok")
+	settings()
+	settings()
+	expect("/readyz", http.StatusServiceUnavailable, "waiting for channel settings in consul")
+	channels()
+	expect("/readyz", http.StatusOK, "ready")
+	if err := ready.Err(); err != nil {
+		t.Errorf("Err once released: %v", err)
 	}
 }

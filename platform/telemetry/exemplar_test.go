@@ -19,7 +19,7 @@ import (
 // exemplars).
 func scrape(t *testing.T, reg *prometheus.Registry) string {
 	t.Helper()
-	srv := httptest.NewServer(telemetry.AdminHandler(reg, nil))
+	srv := httptest.NewServer(telemetry.AdminHandler(reg, nil, nil))
 	defer srv.Close()
 	req, err := http.NewRequest(http.MethodGet, srv.URL+"/metrics", nil)
 	if err != nil {

@@ -30,7 +30,7 @@ func TestAdminServerCutsOffASlowlorisClient(t *testing.T) {
 	served := make(chan error, 1)
 	go func() {
 		served <- telemetry.ServeHTTP(ctx, slog.New(slog.DiscardHandler), lis,
-			telemetry.AdminHandler(telemetry.NewRegistry(), nil), time.Second)
+			telemetry.AdminHandler(telemetry.NewRegistry(), nil, nil), time.Second)
 	}()
 	defer func() {
 		cancel()

@@ -55,6 +55,7 @@ type Server struct {
 	changed  chan struct{} // closed and replaced at every change
 	services map[string]*instance
 	kv       map[string][]byte
+	kvDown   bool // SetKVDown
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -243,6 +244,14 @@ func (f *Server) kvGet(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the watcher lists prefixes only", http.StatusBadRequest)
 		return
 	}
+	f.mu.Lock()
+	down := f.kvDown
+	f.mu.Unlock()
+	if down {
+		// What an agent answers while its servers have no leader.
+		http.Error(w, "No cluster leader", http.StatusInternalServerError)
+		return
+	}
 	f.block(r)
 	f.mu.Lock()
 	var out []api.KVPair
@@ -279,6 +288,15 @@ func (f *Server) answer(w http.ResponseWriter, idx uint64, body any) {
 	if err := json.NewEncoder(w).Encode(body); err != nil {
 		f.errorf("fake consul: encode: %v", err)
 	}
+}
+
+// SetKVDown makes every KV read fail (500 "No cluster leader", as an
+// agent answers while its servers have lost their leader) until it is
+// called with false.
+func (f *Server) SetKVDown(down bool) {
+	f.mu.Lock()
+	f.kvDown = down
+	f.mu.Unlock()
 }
 
 // Put sets key, as `consul kv put` would.

@@ -210,14 +210,14 @@ func Run(ctx context.Context, cfg Config) error {
 	p.AddWorker(func(ctx context.Context) error {
 		return shadow.Each(ctx, func(ctx context.Context) error { return svc.Run(ctx, cfg.SweepEvery, cfg.ReconcileEvery) })
 	})
-	p.AddWorker(func(ctx context.Context) error {
-		return consul.WatchPrefix(ctx, payment.ChannelSettingsPrefix, func(kv map[string]string) {
-			settings, err := payment.ParseChannelSettings(kv, router.Settings())
-			if err = errors.Join(err, router.Apply(settings)); err != nil {
-				log.Error("payment channel settings in consul: bad keys keep the settings in force, unknown channels ignored", "err", err)
-			}
-			log.Info("payment channel settings applied", "settings", settings)
-		})
+	// Not ready until Consul's channel settings are read: a replica
+	// must not route to a channel an operator switched off.
+	p.WatchSettings("the channel settings in consul", payment.ChannelSettingsPrefix, func(kv map[string]string) {
+		settings, err := payment.ParseChannelSettings(kv, router.Settings())
+		if err = errors.Join(err, router.Apply(settings)); err != nil {
+			log.Error("payment channel settings in consul: bad keys keep the settings in force, unknown channels ignored", "err", err)
+		}
+		log.Info("payment channel settings applied", "settings", settings)
 	})
 	return p.Run(ctx, "order", cfg.OrderAddr, "channels", cfg.ChannelsURL)
 }

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/flashsale/flashsale/platform/discovery"
 	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/testing/consultest"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	paymentv1 "github.com/flashsale/flashsale/proto/payment/v1"
 	"github.com/flashsale/flashsale/services/payment"
 	"github.com/flashsale/flashsale/services/payment/app"
@@ -108,5 +110,47 @@ func TestChannelSettingsAreSharedThroughConsul(t *testing.T) {
 	waitFor(t, "the change after the bad key", follows(later, "alipay", 4, true))
 	if w, e := setting(later, "unionpay"); w != payment.DefaultWeight || !e {
 		t.Errorf("unionpay after a key that does not parse: weight %d enabled %v, want its default", w, e)
+	}
+}
+
+// TestNotReadyUntilTheChannelSettingsAreRead: a replica started while
+// Consul cannot answer its settings (no leader) is alive but not ready:
+// on its environment's values it would route payments to a channel an
+// operator switched off. Once Consul answers it is ready, with the
+// channel off.
+func TestNotReadyUntilTheChannelSettingsAreRead(t *testing.T) {
+	consul := consultest.MustStart(t)
+	p := MustPlatform(t, func(c *app.Config) {
+		c.Discovery = discovery.Config{ConsulAddr: consul.Addr(), AdvertiseHost: "127.0.0.1", CheckInterval: 50 * time.Millisecond}
+	})
+	consul.Put(payment.ChannelSettingsPrefix+"wechat", `{"weight":5,"enabled":false}`)
+	consul.SetKVDown(true)
+	cfg := p.payConfig
+	grpcLis, admin := mustListen(t), mustListen(t)
+	cfg.GRPCListener, cfg.AdminListener, cfg.NodeID = grpcLis, admin, localstack.NodeID()
+	base := "http://" + admin.Addr().String()
+	localstack.MustRun(t, "payment", base+"/healthz", localstack.Answering, func(ctx context.Context) error { return app.Run(ctx, cfg) })
+	readyz := func() int {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := readyz(); got != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz while Consul has no leader = %d, want 503", got)
+	}
+
+	consul.SetKVDown(false)
+	waitFor(t, "the replica ready once Consul answers", func() bool { return readyz() == http.StatusOK })
+	resp, err := paymentv1.NewPaymentServiceClient(localstack.MustDial(t, grpcLis.Addr().String())).ListChannels(context.Background(), &paymentv1.ListChannelsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range resp.GetChannels() {
+		if ch.GetName() == "wechat" && (ch.GetWeight() != 5 || ch.GetEnabled()) {
+			t.Errorf("wechat once ready: weight %d enabled %v, want Consul's 5, off", ch.GetWeight(), ch.GetEnabled())
+		}
 	}
 }
