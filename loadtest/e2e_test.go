@@ -273,7 +273,7 @@ phases:
   - {name: checkout, kind: checkout, start: 1s, hold: 3s, rate: 15, coupon_share: 0.8}
   - {name: bots, kind: bots, start: 0s, hold: 3s, rate: 40, activities: [bot-sale]}
 bots: {accounts: 5, blocked_device: bot-farm}
-payment: {pay_share: 0.6, cancel_share: 0.2, late_share: 0.2, duplicate_share: 0.2, refund_share: 0.5,
+payment: {pay_share: 0.6, cancel_share: 0.2, late_share: 0.2, duplicate_share: 0.2, refund_share: 0.5, stranger_share: 0.3,
           delay: [100ms, 200ms], channels: {alipay: 1, wechat: 1}}
 faults:
   - {channel: alipay, mode: down, at: 1s, lasts: 1s}
@@ -397,6 +397,20 @@ func TestReplayAuditPasses(t *testing.T) {
 	for _, c := range res.Checks {
 		if strings.HasPrefix(c.Name, "bots") {
 			t.Log(c.Detail)
+		}
+	}
+	// Strangers tried orders of every kind of follow-up (the scenario's
+	// stranger_share) and were refused each time: each endpoint they
+	// tried answered FORBIDDEN at least once.
+	forbidden := map[string]bool{}
+	for _, e := range res.Endpoints {
+		if result.IsStrangerEndpoint(e.Endpoint) && e.Outcome == "forbidden" {
+			forbidden[e.Endpoint] = true
+		}
+	}
+	for _, ep := range []string{drive.EndpointOrder, drive.EndpointPay, drive.EndpointCancel, drive.EndpointRefund, drive.EndpointPayment} {
+		if !forbidden[result.StrangerEndpoint(ep)] {
+			t.Errorf("no stranger's %s was refused FORBIDDEN (%v)", ep, forbidden)
 		}
 	}
 	for _, trick := range result.BotTricks {

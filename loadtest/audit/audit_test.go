@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -497,5 +498,49 @@ func TestAuditCouponHeldTwice(t *testing.T) {
 		if c := checkCoupons(res, orders); c.OK != tt.ok {
 			t.Errorf("the coupon on a PAID order and a %s one: %v (%s), want %v", tt.second, c.OK, c.Detail, tt.ok)
 		}
+	}
+}
+
+// A stranger is refused: any of their requests served, answered other
+// than FORBIDDEN (a CONFLICT tells them the order's state) or an order
+// they tried that ended cancelled or refunded without its buyer asking
+// fails the check; answers that say nothing (429, 503, none) pass it.
+// The stranger's FORBIDDEN answers do not fail the served check.
+func TestAuditStrangers(t *testing.T) {
+	stranger := func(endpoint, outcome string, n int64) result.EndpointStat {
+		return result.EndpointStat{Endpoint: result.StrangerEndpoint(endpoint), Outcome: outcome, Count: n}
+	}
+	refused := []result.EndpointStat{stranger("GET order", "forbidden", 3), stranger("POST cancel", "forbidden", 3),
+		stranger("POST pay", "unavailable", 1), stranger("POST refund", "errors", 1)}
+	visited := map[string]*result.Trail{"1": {Visited: true}, "2": {Visited: true, CancelSent: true, RefundSent: true}}
+	left := map[string]api.Order{"1": {OrderID: "1", Status: "EXPIRED"}, "2": {OrderID: "2", Status: "CANCELLED"}}
+	tests := []struct {
+		name      string
+		endpoints []result.EndpointStat
+		trails    map[string]*result.Trail
+		orders    map[string]api.Order
+		want      string
+	}{
+		{"refused", refused, visited, left, ""},
+		{"a read served", append(slices.Clone(refused), stranger("GET order", "ok", 1)), visited, left, "stranger: GET order answered ok"},
+		{"a refund told the order's state", append(slices.Clone(refused), stranger("POST refund", "conflict", 2)), visited, left, "answered conflict 2 times"},
+		{"a 500", append(slices.Clone(refused), stranger("POST cancel", "internal", 1)), visited, left, "answered internal"},
+		{"cancelled by the stranger", refused, visited, map[string]api.Order{"1": {OrderID: "1", Status: "CANCELLED"}}, "order 1 is CANCELLED"},
+		{"refunded by the stranger", refused, visited, map[string]api.Order{"1": {OrderID: "1", Status: "PARTIALLY_REFUNDED", Refunded: 500}}, "order 1 had 500 cents refunded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := checkStrangers(&result.Replay{Endpoints: tt.endpoints, Trails: tt.trails}, tt.orders)
+			if c.OK != (tt.want == "") || !strings.Contains(c.Detail, tt.want) {
+				t.Fatalf("checkStrangers = %v (%s), want failing on %q", c.OK, c.Detail, tt.want)
+			}
+		})
+	}
+	if c := checkStrangers(&result.Replay{Trails: map[string]*result.Trail{"1": {}}}, left); !c.OK || !c.Skipped {
+		t.Errorf("no order visited: %+v, want skipped", c)
+	}
+	served := append(slices.Clone(refused), result.EndpointStat{Endpoint: "GET order", Outcome: "ok", Count: 1})
+	if c := checkServed(&result.Replay{Endpoints: served}); !c.OK {
+		t.Errorf("checkServed with the strangers' refusals: %s, want them left out", c.Detail)
 	}
 }

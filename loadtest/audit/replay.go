@@ -3,7 +3,7 @@
 // or, for two queries only, the services' databases: dbread.go) and holds
 // it against what the replay was told (result.Replay): nothing oversold,
 // every accepted order stored once, payments and refunds balanced, unpaid
-// orders expired, 5xx only under faults, bots refused.
+// orders expired, 5xx only under faults, bots and strangers refused.
 package audit
 
 import (
@@ -49,7 +49,7 @@ func Replay(ctx context.Context, gateway *client.Client, res *result.Replay, boo
 	if err != nil {
 		return nil, err
 	}
-	checks = append(checks, checkBots(res, botOrders, stored), checkServed(res))
+	checks = append(checks, checkBots(res, botOrders, stored), checkServed(res), checkStrangers(res, orders))
 	checks = append(checks, checkDegradation(res), checkRegular(res, orders), checkCoupons(res, orders), checkLines(orders), checkRefunds(orders), checkExpiry(res, books))
 	return append(checks, checkPayments(res, books)...), nil
 }
@@ -114,7 +114,7 @@ func checkServed(res *result.Replay) result.Check {
 	}
 	asked, served := map[string]int64{}, map[string]int64{}
 	for _, e := range res.Endpoints {
-		if e.Endpoint == result.EndpointBot {
+		if e.Endpoint == result.EndpointBot || result.IsStrangerEndpoint(e.Endpoint) {
 			continue
 		}
 		asked[e.Endpoint] += e.Count

@@ -48,18 +48,33 @@ func (r *replay) followUp(ctx context.Context, u client.User, orderID string) {
 		act = func(ctx context.Context) { r.cancel(ctx, u, orderID) }
 	default:
 		r.buyers.count(func(f *result.FollowUps) { f.Abandoned++ })
-		return
 	}
-	if !r.features[feature].Available {
+	if act != nil && !r.features[feature].Available {
 		r.buyers.count(func(f *result.FollowUps) { f.Skipped++ })
+		act = nil
+	}
+	// A stranger visits a share of the orders once their buyer is done
+	// with them (an abandoned one while it awaits payment). The draw has
+	// a generator of its own, so the buyers' draws above stay those of
+	// the seed.
+	visit := rand.New(rand.NewPCG(r.scenario.Seed^strangerSeed, h.Sum64())).Float64() < pay.StrangerShare
+	if act == nil && !visit {
 		return
 	}
 	r.buyers.wg.Add(1)
 	time.AfterFunc(delay, func() {
 		defer r.buyers.wg.Done()
-		act(ctx)
+		if act != nil {
+			act(ctx)
+		}
+		if visit {
+			r.visit(ctx, u, orderID)
+		}
 	})
 }
+
+// strangerSeed sets the strangers' draws apart from the buyers'.
+const strangerSeed = 0x5752414e474552
 
 func pickChannel(rng *rand.Rand, weights map[string]int) string {
 	total := 0
@@ -164,6 +179,7 @@ func (r *replay) pay(ctx context.Context, u client.User, orderID string, plan pa
 	// The callback settles the payment asynchronously: the buyer asks
 	// for the refund once the order shows paid.
 	if _, err = r.await(ctx, u, orderID, func(o api.Order) bool { return o.Status == "PAID" }); err == nil {
+		r.orders.note(orderID, u, func(t *result.Trail) { t.RefundSent = true })
 		err = r.call(ctx, EndpointRefund, time.Now(), http.MethodPost, "/api/v1/orders/"+orderID+"/refunds", u.Token,
 			map[string]string{"Idempotency-Key": "refund-" + orderID},
 			map[string]any{"lines": []map[string]any{{"line_id": o.Lines[0].LineID, "quantity": 1}}}, nil)
@@ -236,6 +252,7 @@ func (r *replay) otherChannel(ch string) string {
 func (r *replay) cancel(ctx context.Context, u client.User, orderID string) {
 	_, err := r.settled(ctx, u, orderID)
 	if err == nil {
+		r.orders.note(orderID, u, func(t *result.Trail) { t.CancelSent = true })
 		err = r.call(ctx, EndpointCancel, time.Now(), http.MethodPost, "/api/v1/orders/"+orderID+"/cancel", u.Token, nil, nil, nil)
 	}
 	if err == nil {

@@ -22,6 +22,7 @@ const (
 	EndpointWallet     = "POST wallet" // the buyer confirming at the channel's pay URL
 	EndpointCancel     = "POST cancel"
 	EndpointRefund     = "POST refund"
+	EndpointPayment    = "GET payment"
 	EndpointCheckout   = "POST checkout"
 	EndpointChannel    = "PUT channel"
 )

@@ -1,5 +1,7 @@
 package result
 
+import "strings"
+
 // EndpointBot names a bot's requests in the endpoints' table (a buy, or
 // the challenge it solved for one): the bots check reads them, and the
 // audit's other checks leave them out.
@@ -108,3 +110,14 @@ type Ceiling struct {
 	Name   string  `json:"name"`
 	PerSec float64 `json:"per_s"`
 }
+
+// strangerPrefix names the endpoints a stranger tried on another buyer's
+// order: they must be refused, never served.
+const strangerPrefix = "stranger: "
+
+// StrangerEndpoint is the name endpoint's requests by a stranger are
+// recorded under.
+func StrangerEndpoint(endpoint string) string { return strangerPrefix + endpoint }
+
+// IsStrangerEndpoint says whether endpoint names a stranger's requests.
+func IsStrangerEndpoint(endpoint string) bool { return strings.HasPrefix(endpoint, strangerPrefix) }

@@ -85,8 +85,13 @@ type Trail struct {
 	User client.User
 	// Payments are the payment ids the pay answers named.
 	Payments []string
-	// Cancelled is set when the buyer's cancel was answered 200.
-	Cancelled bool
+	// Cancelled is set when the buyer's cancel was answered 200;
+	// CancelSent and RefundSent when the buyer asked, whatever the answer
+	// (one may land unanswered).
+	Cancelled              bool
+	CancelSent, RefundSent bool
+	// Visited is set when a stranger tried the order (StrangerEndpoint).
+	Visited bool
 	// Coupon is the coupon the checkout used.
 	Coupon string
 }

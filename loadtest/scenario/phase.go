@@ -61,11 +61,15 @@ func (p Phase) RateAt(t time.Duration) float64 {
 // partial refund of one unit. Channels' weights are also the routing
 // weights the replay sets (PUT /admin/v1/channels/{channel}).
 type Payment struct {
-	PayShare       float64        `yaml:"pay_share"`
-	CancelShare    float64        `yaml:"cancel_share"`
-	LateShare      float64        `yaml:"late_share"`
-	DuplicateShare float64        `yaml:"duplicate_share"`
-	RefundShare    float64        `yaml:"refund_share"`
-	Delay          [2]Duration    `yaml:"delay"`
-	Channels       map[string]int `yaml:"channels"`
+	PayShare       float64 `yaml:"pay_share"`
+	CancelShare    float64 `yaml:"cancel_share"`
+	LateShare      float64 `yaml:"late_share"`
+	DuplicateShare float64 `yaml:"duplicate_share"`
+	RefundShare    float64 `yaml:"refund_share"`
+	// StrangerShare of the accepted orders are tried by another buyer
+	// (read, pay, cancel, refund, the payment read) once their own buyer
+	// is done with them; every try must be refused.
+	StrangerShare float64        `yaml:"stranger_share"`
+	Delay         [2]Duration    `yaml:"delay"`
+	Channels      map[string]int `yaml:"channels"`
 }

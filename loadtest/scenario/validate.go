@@ -155,6 +155,7 @@ func (s *Scenario) validatePayment(check checkFunc) {
 	check(pay.PayShare >= 0 && pay.CancelShare >= 0 && pay.PayShare+pay.CancelShare <= 1,
 		"payment.pay_share/cancel_share", "must not be negative and must add up to at most 1, got %g + %g", pay.PayShare, pay.CancelShare)
 	check(pay.RefundShare >= 0 && pay.RefundShare <= 1, "payment.refund_share", "must be in [0, 1], got %g", pay.RefundShare)
+	check(pay.StrangerShare >= 0 && pay.StrangerShare <= 1, "payment.stranger_share", "must be in [0, 1], got %g", pay.StrangerShare)
 	check(pay.LateShare >= 0 && pay.DuplicateShare >= 0 && pay.LateShare+pay.DuplicateShare <= 1,
 		"payment.late_share/duplicate_share", "must not be negative and must add up to at most 1, got %g + %g", pay.LateShare, pay.DuplicateShare)
 	check(pay.DuplicateShare == 0 || len(pay.Channels) >= 2, "payment.duplicate_share", "a second payment needs a second channel in payment.channels")
