@@ -544,3 +544,28 @@ func TestAuditStrangers(t *testing.T) {
 		t.Errorf("checkServed with the strangers' refusals: %s, want them left out", c.Detail)
 	}
 }
+
+// A refund answered 200 must be on its order: an order that shows less
+// refunded than its buyer was answered fails the check.
+func TestAuditRefundsApplied(t *testing.T) {
+	res := &result.Replay{Trails: map[string]*result.Trail{"1": {Refund: 935}, "2": {}}}
+	for _, tt := range []struct {
+		name     string
+		refunded int64
+		want     string
+	}{
+		{"applied", 935, ""},
+		{"never recorded", 0, "order 1 was answered a refund of 935 cents and shows 0 refunded"},
+		{"short by a cent", 934, "shows 934 refunded"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := checkRefundsApplied(res, map[string]api.Order{"1": {OrderID: "1", Status: "PARTIALLY_REFUNDED", Refunded: tt.refunded}, "2": {OrderID: "2", Status: "PAID"}})
+			if c.OK != (tt.want == "") || !strings.Contains(c.Detail, tt.want) {
+				t.Fatalf("checkRefundsApplied = %v (%s), want failing on %q", c.OK, c.Detail, tt.want)
+			}
+		})
+	}
+	if c := checkRefundsApplied(&result.Replay{Trails: map[string]*result.Trail{"2": {}}}, nil); !c.OK || !c.Skipped {
+		t.Errorf("no refund answered: %+v, want skipped", c)
+	}
+}

@@ -168,6 +168,37 @@ func checkRefunds(orders map[string]api.Order) result.Check {
 	return c
 }
 
+// checkRefundsApplied checks that every refund a buyer was answered 200
+// (SUCCEEDED, or PENDING and finished by the channel later) is on its
+// order: the order shows at least that much refunded. Without it a
+// platform that answered refunds and never recorded them passed, the
+// order's books balancing without them.
+func checkRefundsApplied(res *result.Replay, orders map[string]api.Order) result.Check {
+	c := result.Check{Name: "every refund answered to a buyer is on its order"}
+	var answered int
+	var missing []string
+	for _, id := range slices.Sorted(maps.Keys(res.Trails)) {
+		t := res.Trails[id]
+		if t.Refund == 0 {
+			continue
+		}
+		answered++
+		if o, ok := orders[id]; ok && o.Refunded < t.Refund {
+			missing = append(missing, fmt.Sprintf("order %s was answered a refund of %d cents and shows %d refunded", id, t.Refund, o.Refunded))
+		}
+	}
+	if answered == 0 {
+		c.OK, c.Skipped, c.Detail = true, true, "no refund was answered ("+featureReason(res, result.FeatureRefund)+")"
+		return c
+	}
+	c.OK = len(missing) == 0
+	c.Detail = fmt.Sprintf("%d refunds answered, %d not on their order", answered, len(missing))
+	if len(missing) > 0 {
+		c.Detail += ", e.g. " + missing[0]
+	}
+	return c
+}
+
 // refundsBalance returns what is wrong with an order's refunds, "" when
 // nothing is.
 func refundsBalance(o api.Order) string {

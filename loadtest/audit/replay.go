@@ -50,7 +50,7 @@ func Replay(ctx context.Context, gateway *client.Client, res *result.Replay, boo
 		return nil, err
 	}
 	checks = append(checks, checkBots(res, botOrders, stored), checkServed(res), checkStrangers(res, orders))
-	checks = append(checks, checkDegradation(res), checkRegular(res, orders), checkCoupons(res, orders), checkLines(orders), checkRefunds(orders), checkExpiry(res, books))
+	checks = append(checks, checkDegradation(res), checkRegular(res, orders), checkCoupons(res, orders), checkLines(orders), checkRefunds(orders), checkRefundsApplied(res, orders), checkExpiry(res, books))
 	return append(checks, checkPayments(res, books)...), nil
 }
 

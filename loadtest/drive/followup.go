@@ -180,9 +180,13 @@ func (r *replay) pay(ctx context.Context, u client.User, orderID string, plan pa
 	// for the refund once the order shows paid.
 	if _, err = r.await(ctx, u, orderID, func(o api.Order) bool { return o.Status == "PAID" }); err == nil {
 		r.orders.note(orderID, u, func(t *result.Trail) { t.RefundSent = true })
+		var answer api.Refund
 		err = r.call(ctx, EndpointRefund, time.Now(), http.MethodPost, "/api/v1/orders/"+orderID+"/refunds", u.Token,
 			map[string]string{"Idempotency-Key": "refund-" + orderID},
-			map[string]any{"lines": []map[string]any{{"line_id": o.Lines[0].LineID, "quantity": 1}}}, nil)
+			map[string]any{"lines": []map[string]any{{"line_id": o.Lines[0].LineID, "quantity": 1}}}, &answer)
+		if err == nil {
+			r.orders.note(orderID, u, func(t *result.Trail) { t.Refund = answer.Amount })
+		}
 	}
 	r.buyers.count(func(f *result.FollowUps) {
 		if err != nil {

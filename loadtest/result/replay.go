@@ -90,6 +90,9 @@ type Trail struct {
 	// (one may land unanswered).
 	Cancelled              bool
 	CancelSent, RefundSent bool
+	// Refund is the amount, in cents, of the buyer's refund answered 200
+	// (SUCCEEDED or PENDING), 0 without one.
+	Refund int64
 	// Visited is set when a stranger tried the order (StrangerEndpoint).
 	Visited bool
 	// Coupon is the coupon the checkout used.
