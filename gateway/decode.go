@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,21 @@ func decodeJSON(r *http.Request, v any) error {
 		return decodeError(err)
 	}
 	return errorf(errcode.InvalidArgument, "request body must hold exactly one JSON value")
+}
+
+// decodeOptionalJSON is decodeJSON for a body that may be left out: an
+// empty body (no Content-Length, Content-Length 0 or a chunked body of
+// no bytes) leaves v as it is.
+func decodeOptionalJSON(r *http.Request, v any) error {
+	body := bufio.NewReader(r.Body)
+	if _, err := body.Peek(1); errors.Is(err, io.EOF) {
+		return nil
+	}
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{body, r.Body}
+	return decodeJSON(r, v)
 }
 
 // decodeError explains a decoding failure without echoing the body.

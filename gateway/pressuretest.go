@@ -104,10 +104,8 @@ type loadTestTokenResponse struct {
 // issueLoadTestToken answers POST /admin/v1/load-test-tokens.
 func (g *Gateway) issueLoadTestToken(w http.ResponseWriter, r *http.Request) error {
 	var req loadTestTokenRequest
-	if r.ContentLength != 0 {
-		if err := decodeJSON(r, &req); err != nil {
-			return err
-		}
+	if err := decodeOptionalJSON(r, &req); err != nil {
+		return err
 	}
 	ttl := DefaultLoadTestTTL
 	if req.TTLSeconds != nil {

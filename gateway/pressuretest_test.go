@@ -1,8 +1,10 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -251,5 +253,37 @@ func TestPressureTestLeavesNothingForRealBuyers(t *testing.T) {
 	}
 	if got := gateway.DegradeAnswers(tg.gw) - before; got != 1 {
 		t.Errorf("the degrade controller counted %d real buys, want 1", got)
+	}
+}
+
+// TestLoadTestTokenBodyMayBeLeftOut: the body of a load-test token's
+// request is optional however it is left out (no body, Content-Length 0,
+// or a chunked body of no bytes, as some clients send), and a body that
+// is there is still decoded strictly.
+func TestLoadTestTokenBodyMayBeLeftOut(t *testing.T) {
+	tg := MustGateway(t, gatewayConfig{})
+	admin := tg.token(t, 1, "admin")
+	if got := tg.do(t, request{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: admin}); got.status != http.StatusCreated {
+		t.Errorf("no body: %d %s, want 201", got.status, got.body)
+	}
+	if got := tg.do(t, request{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: admin, body: `{"ttl":1}`}); got.status != http.StatusBadRequest {
+		t.Errorf("an unknown field: %d %s, want 400", got.status, got.body)
+	}
+	// Go's client never sends an empty chunked body: written by hand.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /admin/v1/load-test-tokens HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer %s\r\n"+
+		"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n", admin)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || !strings.Contains(string(body), `"token"`) {
+		t.Errorf("an empty chunked body: %d %s, want 201 with a token", resp.StatusCode, body)
 	}
 }
