@@ -375,21 +375,30 @@ func offAt(spec routeSpec, off Level) routeSpec {
 // ServeHTTP serves the API.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.ServeHTTP(w, r) }
 
+// adminRoute is the spec of every admin route: an admin's token, the
+// route's bucket and the client address's limit (routes).
+var adminRoute = routeSpec{access: adminOnly, limit: routeLimit, perIP: true}
+
 // routes registers every endpoint of docs/api.md that the gateway serves.
 func (g *Gateway) routes() {
 	api := routeLimit
-	// What the public reaches is limited per client address too; admin
-	// routes and the channels' callbacks are not (operators must be able
-	// to act in an overload, and money must settle).
+	// What the public reaches is limited per client address too, the
+	// admin routes included: the address's limit comes before
+	// authentication, so a flood of forged tokens from one address is
+	// refused before it costs a signature check each. An operator's own
+	// address stays far below it. The channels' callbacks are not (a
+	// channel's few addresses carry every buyer's notification, and money
+	// must settle), and no admin route is under admission (operators must
+	// be able to act in an overload).
 	read := routeSpec{access: public, limit: api, perIP: true}
 	user := routeSpec{access: userOnly, limit: api, perIP: true}
 	write := routeSpec{access: userOnly, limit: api, perIP: true, admission: g.writeAdmission}
 	if g.opts.DevTokens {
 		g.route("POST /api/v1/dev/token", read, g.devToken)
 	}
-	g.route("POST /admin/v1/products", routeSpec{access: adminOnly, limit: api}, g.createProduct)
-	g.route("POST /admin/v1/activities", routeSpec{access: adminOnly, limit: api}, g.createActivity)
-	g.route("POST /admin/v1/load-test-tokens", routeSpec{access: adminOnly, limit: api}, g.issueLoadTestToken)
+	g.route("POST /admin/v1/products", adminRoute, g.createProduct)
+	g.route("POST /admin/v1/activities", adminRoute, g.createActivity)
+	g.route("POST /admin/v1/load-test-tokens", adminRoute, g.issueLoadTestToken)
 	g.route("GET /api/v1/products/{sku_id}", read, g.getProduct)
 	g.route("GET /api/v1/activities", read, g.listActivities)
 	g.route("GET /api/v1/activities/{activity_id}", read, g.getActivity)
@@ -413,14 +422,14 @@ func (g *Gateway) routes() {
 	}
 	g.route("POST /api/v1/orders/quote", offAt(write, LevelSurvive), g.quoteOrder)
 	g.route("POST /api/v1/orders", offAt(write, LevelSurvive), g.createOrder)
-	g.route("POST /admin/v1/promotions", routeSpec{access: adminOnly, limit: api}, g.needsMarketing(g.createPromotion))
-	g.route("POST /admin/v1/coupon-templates", routeSpec{access: adminOnly, limit: api}, g.needsMarketing(g.createCouponTemplate))
+	g.route("POST /admin/v1/promotions", adminRoute, g.needsMarketing(g.createPromotion))
+	g.route("POST /admin/v1/coupon-templates", adminRoute, g.needsMarketing(g.createCouponTemplate))
 	g.route("POST /api/v1/coupons/{template_id}/claim", offAt(write, LevelSurvive), g.needsMarketing(g.claimCoupon))
 	g.route("GET /api/v1/coupons", offAt(user, LevelProtect), g.needsMarketing(g.listCoupons))
 
 	if g.screen != nil {
 		g.route("GET "+ScreenPath, read, g.serveScreen)
-		g.route("GET "+ScreenEventsPath, routeSpec{access: adminOnly, limit: api}, g.screenEvents)
+		g.route("GET "+ScreenEventsPath, adminRoute, g.screenEvents)
 	}
 
 	// Probes and scrapes are never rate limited: a gateway that sheds

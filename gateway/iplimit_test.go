@@ -118,3 +118,20 @@ func TestIPLimitMemoryIsBounded(t *testing.T) {
 		t.Fatalf("after a minute and two new addresses the table holds %v, want those 2", n)
 	}
 }
+
+// The admin routes are limited per address too, and before
+// authentication: a flood of forged tokens from one address is refused
+// 429 instead of costing a signature check each.
+func TestIPLimitCoversTheAdminRoutes(t *testing.T) {
+	tg := MustGateway(t, gatewayConfig{opts: gateway.Options{IPLimit: gateway.Limit{RPS: 1, Burst: 2}}})
+	forged := request{method: http.MethodPost, path: "/admin/v1/products", token: "forged", body: `{"title":"x","price":1,"stock":1}`}
+	for i := range 2 {
+		if got := tg.do(t, forged); got.status != http.StatusUnauthorized {
+			t.Fatalf("forged admin request %d: %d %s, want 401", i, got.status, got.body)
+		}
+	}
+	mustRateLimited(t, tg.do(t, forged), "a third forged admin request")
+	if got := tg.metric(t, `gateway_admission_refused_total{reason="ip",route="POST /admin/v1/products"}`); got != 1 {
+		t.Errorf("admin requests refused by address = %v, want 1", got)
+	}
+}

@@ -19,7 +19,7 @@ func (g *Gateway) paymentRoutes(user, write routeSpec) {
 	// Channels carry no token: the payment service checks each
 	// notification's HMAC signature instead.
 	g.route("POST /api/v1/payments/callbacks/{channel}", routeSpec{access: public, limit: api}, g.paymentCallback)
-	g.route("PUT /admin/v1/channels/{channel}", routeSpec{access: adminOnly, limit: api}, g.updateChannel)
+	g.route("PUT /admin/v1/channels/{channel}", adminRoute, g.updateChannel)
 }
 
 type payRequest struct {
