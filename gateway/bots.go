@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -63,12 +64,12 @@ func splitList(s string) []string {
 // blocklist is a Blocklist made fast to ask.
 type blocklist struct {
 	users   map[int64]bool
-	ips     []netip.Prefix
+	ips     prefixSet
 	devices map[string]bool
 }
 
 func newBlocklist(b Blocklist) *blocklist {
-	l := &blocklist{users: map[int64]bool{}, ips: b.IPs, devices: map[string]bool{}}
+	l := &blocklist{users: map[int64]bool{}, ips: newPrefixSet(b.IPs), devices: map[string]bool{}}
 	for _, u := range b.Users {
 		l.users[u] = true
 	}
@@ -112,8 +113,8 @@ func (g *Gateway) screenDevice(r *http.Request, route string) error {
 		g.metrics.refused.WithLabelValues(route, "blocked").Inc()
 		return errBlocked("device")
 	}
-	if len(bl.ips) > 0 {
-		if ip, ok := clientIP(r, g.opts.TrustedProxies); ok && isTrusted(ip, bl.ips) {
+	if !bl.ips.empty() {
+		if ip, ok := clientIP(r, g.opts.TrustedProxies); ok && bl.ips.contains(ip) {
 			g.metrics.refused.WithLabelValues(route, "blocked").Inc()
 			return errBlocked("address")
 		}
@@ -153,4 +154,49 @@ func parsePrefixes(what, s string) ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}
 	return out, nil
+}
+
+// prefixSet says whether an address is in any of a list of CIDR blocks
+// with one map lookup per distinct block length, however long the list
+// (the blocklist's addresses are asked on every flash-sale request; a
+// walk of the list cost a Contains per block). It matches as
+// netip.Prefix.Contains does: an IPv4 address never matches an IPv6
+// block, nor an IPv4-mapped IPv6 address an IPv4 one.
+type prefixSet struct {
+	blocks map[netip.Prefix]struct{} // each block, masked
+	// v4 and v6 are the distinct block lengths of each family.
+	v4, v6 []int
+}
+
+func newPrefixSet(list []netip.Prefix) prefixSet {
+	s := prefixSet{blocks: make(map[netip.Prefix]struct{}, len(list))}
+	for _, p := range list {
+		p = p.Masked()
+		s.blocks[p] = struct{}{}
+		lengths := &s.v6
+		if p.Addr().Is4() {
+			lengths = &s.v4
+		}
+		if !slices.Contains(*lengths, p.Bits()) {
+			*lengths = append(*lengths, p.Bits())
+		}
+	}
+	return s
+}
+
+func (s prefixSet) empty() bool { return len(s.blocks) == 0 }
+
+func (s prefixSet) contains(ip netip.Addr) bool {
+	lengths := s.v6
+	if ip.Is4() {
+		lengths = s.v4
+	}
+	for _, bits := range lengths {
+		if p, err := ip.Prefix(bits); err == nil {
+			if _, ok := s.blocks[p]; ok {
+				return true
+			}
+		}
+	}
+	return false
 }
