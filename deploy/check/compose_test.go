@@ -511,6 +511,22 @@ func TestQueriedMetrics(t *testing.T) {
 	}
 }
 
+// Compose runs a development stack (dev tokens, Consul without ACLs):
+// every port it publishes is bound to the loopback address unless
+// FLASHSALE_BIND says otherwise, so no other machine reaches it by
+// default.
+func TestComposePublishesOnLoopbackByDefault(t *testing.T) {
+	_, f := MustCompose(t)
+	for name, s := range f.Services {
+		for _, p := range s.Ports {
+			// MustCompose interpolates: the default is what is read.
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("service %s publishes %q: want \"${FLASHSALE_BIND:-127.0.0.1}:<host port>:<container port>\"", name, p)
+			}
+		}
+	}
+}
+
 // The banner `make compose-up` prints after the stack is healthy names
 // only ports compose publishes on this machine.
 func TestComposeBannerNamesPublishedPorts(t *testing.T) {
@@ -518,8 +534,10 @@ func TestComposeBannerNamesPublishedPorts(t *testing.T) {
 	published := map[string]bool{}
 	for _, s := range f.Services {
 		for _, p := range s.Ports {
-			host, _, _ := strings.Cut(p, ":")
-			published[host] = true
+			// [address:]host port:container port; the address may be an
+			// interpolation with a colon of its own.
+			parts := strings.Split(p, ":")
+			published[parts[max(len(parts)-2, 0)]] = true
 		}
 	}
 	for _, l := range local.ComposeLinks {
