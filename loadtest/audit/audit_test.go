@@ -355,29 +355,43 @@ func TestOrderOfANeverAnsweredBuyMustEndReleased(t *testing.T) {
 	}
 }
 
-// 5xx are the documented degradation only under a fault: inside its
-// window or within recoverWithin seconds of its lift; anywhere else, or a
-// fault the platform never recovered from, fails the check.
+// 5xx are the documented degradation only under a fault that can fail
+// the endpoint: inside its window or within recoverWithin seconds of its
+// lift; anywhere else, on an endpoint the fault does not reach (a buy
+// while a channel is down), or a fault the platform never recovered
+// from, fails the check.
 func TestDegradationOnlyUnderFaults(t *testing.T) {
 	fault := result.FaultStat{Fault: "kafka blackhole at 10s for 5s", Status: "applied and lifted", OnS: 10.1, OffS: 15.2, RecoveredS: 2}
+	channel := result.FaultStat{Fault: "alipay down at 10s for 5s", Status: "applied and lifted", OnS: 10.1, OffS: 15.2, RecoveredS: 0,
+		Reaches: []string{"POST pay", "POST wallet"}}
+	const buy, pay = "POST seckill", "POST pay"
 	for _, tt := range []struct {
 		name     string
+		endpoint string
 		failures map[int]int
 		faults   []result.FaultStat
 		ok       bool
 	}{
-		{"none", nil, nil, true},
-		{"inside and after the window", map[int]int{10: 40, 14: 3, 24: 1}, []result.FaultStat{fault}, true},
-		{"before the fault", map[int]int{9: 1, 12: 40}, []result.FaultStat{fault}, false},
-		{"past the recovery", map[int]int{26: 1}, []result.FaultStat{fault}, false},
-		{"no fault at all", map[int]int{30: 1}, nil, false},
-		{"a skipped fault covers nothing", map[int]int{12: 1}, []result.FaultStat{{Fault: "redis kill at 10s for 2s", Status: "skipped"}}, false},
-		{"never recovered", nil, []result.FaultStat{{Fault: fault.Fault, OnS: 10.1, OffS: 15.2, RecoveredS: -1}}, false},
+		{"none", buy, nil, nil, true},
+		{"inside and after the window", buy, map[int]int{10: 40, 14: 3, 24: 1}, []result.FaultStat{fault}, true},
+		{"before the fault", buy, map[int]int{9: 1, 12: 40}, []result.FaultStat{fault}, false},
+		{"past the recovery", buy, map[int]int{26: 1}, []result.FaultStat{fault}, false},
+		{"no fault at all", buy, map[int]int{30: 1}, nil, false},
+		{"a skipped fault covers nothing", buy, map[int]int{12: 1}, []result.FaultStat{{Fault: "redis kill at 10s for 2s", Status: "skipped"}}, false},
+		{"never recovered", buy, nil, []result.FaultStat{{Fault: fault.Fault, OnS: 10.1, OffS: 15.2, RecoveredS: -1}}, false},
+		{"a payment while its channel is down", pay, map[int]int{11: 5, 20: 1}, []result.FaultStat{channel}, true},
+		{"a buy while a channel is down", buy, map[int]int{11: 5}, []result.FaultStat{channel}, false},
+		{"a buy while a channel and kafka are down", buy, map[int]int{11: 5}, []result.FaultStat{channel, fault}, true},
+		{"failures of no known endpoint while a channel is down", "", map[int]int{11: 5}, []result.FaultStat{channel}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res := &result.Replay{Faults: tt.faults}
 			for i := range 40 {
-				res.Seconds = append(res.Seconds, result.SecondStat{T: i, Failures: tt.failures[i]})
+				s := result.SecondStat{T: i, Failures: tt.failures[i]}
+				if s.Failures > 0 && tt.endpoint != "" {
+					s.FailedBy = map[string]int{tt.endpoint: s.Failures}
+				}
+				res.Seconds = append(res.Seconds, s)
 			}
 			if c := checkDegradation(res); c.OK != tt.ok {
 				t.Fatalf("ok %v, want %v: %s", c.OK, tt.ok, c.Detail)

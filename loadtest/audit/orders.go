@@ -49,14 +49,23 @@ func checkExpiry(res *result.Replay, b *Books) result.Check {
 const recoverWithin = 10
 
 // checkDegradation checks that the platform answered 5xx (or nothing)
-// only while a fault was on or within recoverWithin seconds of its lift,
-// and that it recovered after each fault before the replay ended: under a
-// fault a 503 is the documented degradation, anywhere else a failure.
+// only while a fault that can fail the endpoint was on or within
+// recoverWithin seconds of its lift, and that it recovered after each
+// fault before the replay ended: under a fault a 503 is the documented
+// degradation, anywhere else a failure. A payment channel's fault
+// excuses only the payment endpoints (result.FaultStat.Reaches): a buy
+// or a checkout that failed while a channel was down failed for another
+// reason. Failures of no known endpoint are excused by faults that reach
+// every endpoint only.
 func checkDegradation(res *result.Replay) result.Check {
-	c := result.Check{Name: fmt.Sprintf("5xx only during a fault or within %d s of its lift, and recovered after each", recoverWithin)}
-	covered := func(t int) bool {
+	c := result.Check{Name: fmt.Sprintf("5xx only during a fault that reaches the endpoint or within %d s of its lift, and recovered after each", recoverWithin)}
+	// covered says whether a fault that can fail endpoint was on at
+	// second t (or lifted less than recoverWithin before it): a payment
+	// channel's fault excuses the payment endpoints only.
+	covered := func(t int, endpoint string) bool {
 		for _, f := range res.Faults {
-			if f.Ran() && float64(t+1) > f.OnS && float64(t) < f.OffS+recoverWithin {
+			reaches := len(f.Reaches) == 0 || slices.Contains(f.Reaches, endpoint)
+			if f.Ran() && reaches && float64(t+1) > f.OnS && float64(t) < f.OffS+recoverWithin {
 				return true
 			}
 		}
@@ -66,10 +75,16 @@ func checkDegradation(res *result.Replay) result.Check {
 	total, failing := 0, 0
 	for _, s := range res.Seconds {
 		total += s.Failures
-		if s.Failures > 0 && !covered(s.T) {
-			failing += s.Failures
-			if len(outside) < 5 {
-				outside = append(outside, fmt.Sprintf("%d at %ds", s.Failures, s.T))
+		by := s.FailedBy
+		if len(by) == 0 && s.Failures > 0 {
+			by = map[string]int{"": s.Failures}
+		}
+		for _, ep := range slices.Sorted(maps.Keys(by)) {
+			if n := by[ep]; !covered(s.T, ep) {
+				failing += n
+				if len(outside) < 5 {
+					outside = append(outside, fmt.Sprintf("%d at %ds (%s)", n, s.T, ep))
+				}
 			}
 		}
 	}

@@ -92,9 +92,25 @@ func (r *replay) simulatorFault(f scenario.Fault) faultAction {
 
 // runFault applies fault i at its time and lifts it when it has lasted,
 // recording both calls and when the fault was on.
+// channelEndpoints are what a payment channel's fault can fail: paying,
+// the wallet, a payment's read (which may ask the channel), a refund
+// (the money goes back through the channel) and the switch that turns
+// the channel off.
+var channelEndpoints = []string{EndpointPay, EndpointWallet, EndpointPayment, EndpointRefund, EndpointChannel}
+
+// reachOf is the endpoints fault f can fail (result.FaultStat.Reaches):
+// a channel's, the payment endpoints; one on the platform's own parts
+// (Redis, Postgres, Kafka, a service), every endpoint.
+func reachOf(f scenario.Fault) []string {
+	if f.Channel != "" {
+		return channelEndpoints
+	}
+	return nil
+}
+
 func (r *replay) runFault(ctx context.Context, i int, f scenario.Fault, action faultAction) {
 	name := f.Name()
-	st := result.FaultStat{Fault: name, Status: "applied and lifted"}
+	st := result.FaultStat{Fault: name, Status: "applied and lifted", Reaches: reachOf(f)}
 	for step, at := range []time.Duration{f.At.D(), f.At.D() + f.Lasts.D()} {
 		select {
 		case <-ctx.Done():

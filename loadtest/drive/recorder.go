@@ -53,8 +53,9 @@ type second struct {
 	admitted, refused, soldOut *hdrhistogram.Histogram
 	// answers and failures count every endpoint's requests by scheduled
 	// second, and of them the ones answered 5xx or not at all, for the
-	// fault windows.
+	// fault windows; failedBy splits the failures by endpoint.
 	answers, failures int
+	failedBy          map[string]int
 }
 
 // recorder collects the replay's measurements. Latency is always counted
@@ -108,6 +109,10 @@ func (r *recorder) done(endpoint, outcome string, scheduled, answered time.Time)
 	s.answers++
 	if serverFailure(outcome) {
 		s.failures++
+		if s.failedBy == nil {
+			s.failedBy = map[string]int{}
+		}
+		s.failedBy[endpoint]++
 	}
 	if endpoint == EndpointSeckill {
 		_ = s.seckill.RecordValue(us)
@@ -208,7 +213,7 @@ func (r *recorder) seconds() []result.SecondStat {
 	for i, s := range r.secs {
 		out[i] = result.SecondStat{T: i, Arrivals: s.arrivals, Completions: s.completions,
 			P50: ms(s.all.ValueAtQuantile(50)), P99: ms(s.all.ValueAtQuantile(99)), P999: ms(s.all.ValueAtQuantile(99.9)),
-			SeckillAnswered: s.answered, SeckillAccepted: s.accepted, SeckillP99: ms(s.seckill.ValueAtQuantile(99)), Failures: s.failures}
+			SeckillAnswered: s.answered, SeckillAccepted: s.accepted, SeckillP99: ms(s.seckill.ValueAtQuantile(99)), Failures: s.failures, FailedBy: s.failedBy}
 	}
 	return out
 }

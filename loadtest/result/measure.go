@@ -33,8 +33,10 @@ type SecondStat struct {
 	SeckillAccepted int     `json:"seckill_accepted"`
 	SeckillP99      float64 `json:"seckill_p99_ms"`
 	// Failures counts the requests due this second (any endpoint) that
-	// were answered 5xx or not at all.
-	Failures int `json:"failures"`
+	// were answered 5xx or not at all, and FailedBy splits them by
+	// endpoint.
+	Failures int            `json:"failures"`
+	FailedBy map[string]int `json:"failed_by,omitempty"`
 }
 
 // StockPoint is an activity's remaining stock at T seconds.

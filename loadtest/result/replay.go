@@ -140,6 +140,10 @@ type FaultStat struct {
 	// RecoveredS is the seconds from the lift to the first of two healthy
 	// seconds (≤ 1 % failures), -1 when the replay ended first.
 	RecoveredS float64 `json:"recovered_s"`
+	// Reaches are the endpoints the fault can fail (a payment channel's
+	// reach the payment endpoints); none means every endpoint (a fault on
+	// the platform's own parts).
+	Reaches []string `json:"reaches,omitempty"`
 }
 
 // Ran says whether the fault was applied and lifted.
