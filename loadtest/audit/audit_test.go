@@ -583,3 +583,30 @@ func TestAuditRefundsApplied(t *testing.T) {
 		t.Errorf("no refund answered: %+v, want skipped", c)
 	}
 }
+
+// A payment its buyer paid at the channel must settle: SUCCEEDED, or
+// REFUNDED when the order did not want it; left PAYING (money taken for
+// an order that may expire) or FAILED (money never given back) fails.
+func TestAuditPaidAtTheChannelSettles(t *testing.T) {
+	res := &result.Replay{Trails: map[string]*result.Trail{"1": {Confirmed: []string{"p1", "p2"}}, "2": {Confirmed: []string{"p9"}}}}
+	for _, tt := range []struct {
+		name     string
+		statuses [2]string
+		want     string
+	}{
+		{"settled", [2]string{"SUCCEEDED", "REFUNDED"}, ""},
+		{"left paying", [2]string{"SUCCEEDED", "PAYING"}, "payment p2 of order 1 is PAYING"},
+		{"failed", [2]string{"FAILED", "REFUNDED"}, "payment p1 of order 1 is FAILED"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &Books{Payments: map[string][]PaymentRecord{"1": {{PaymentID: "p1", Status: tt.statuses[0]}, {PaymentID: "p2", Status: tt.statuses[1]}}}}
+			c := checkPaidSettled(res, b)
+			if c.OK != (tt.want == "") || !strings.Contains(c.Detail, tt.want) || !strings.Contains(c.Detail, "2 paid at the channel") {
+				t.Fatalf("checkPaidSettled = %v (%s), want failing on %q, 2 paid (p9 not read)", c.OK, c.Detail, tt.want)
+			}
+		})
+	}
+	if c := checkPaidSettled(&result.Replay{Trails: map[string]*result.Trail{"1": {}}}, &Books{}); !c.OK || !c.Skipped {
+		t.Errorf("nothing paid at a channel: %+v, want skipped", c)
+	}
+}

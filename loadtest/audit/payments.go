@@ -70,7 +70,42 @@ func checkPayments(res *result.Replay, b *Books) []result.Check {
 			c.Detail += ", e.g. " + t.example[i]
 		}
 	}
-	return []result.Check{one, kept, twice, amount}
+	return []result.Check{one, kept, twice, amount, checkPaidSettled(res, b)}
+}
+
+// checkPaidSettled checks that every payment a buyer paid at the
+// channel (the wallet answered 200: the money is taken) settled once the
+// books did: SUCCEEDED, or REFUNDED when the order no longer wanted it.
+// One left PAYING is money taken for an order that may expire; one
+// FAILED, money the platform will never give back. WaitBooksSettled
+// waits for it as for the other payment checks (a lost callback is
+// settled by the payment sweep's question to the channel).
+func checkPaidSettled(res *result.Replay, b *Books) result.Check {
+	c := result.Check{Name: "every payment a buyer paid at the channel settled: none left PAYING or FAILED"}
+	var paid int
+	var unsettled []string
+	for _, id := range slices.Sorted(maps.Keys(res.Trails)) {
+		for _, pid := range res.Trails[id].Confirmed {
+			i := slices.IndexFunc(b.Payments[id], func(p PaymentRecord) bool { return p.PaymentID == pid })
+			if i < 0 {
+				continue // a payment not read: the other checks name what is missing
+			}
+			paid++
+			if st := b.Payments[id][i].Status; st != "SUCCEEDED" && st != "REFUNDED" {
+				unsettled = append(unsettled, fmt.Sprintf("payment %s of order %s is %s", pid, id, st))
+			}
+		}
+	}
+	if paid == 0 {
+		c.OK, c.Skipped, c.Detail = true, true, "no payment was paid at a channel ("+featureReason(res, result.FeaturePay)+")"
+		return c
+	}
+	c.OK = len(unsettled) == 0
+	c.Detail = fmt.Sprintf("%d paid at the channel, %d not settled", paid, len(unsettled))
+	if len(unsettled) > 0 {
+		c.Detail += ", e.g. " + unsettled[0]
+	}
+	return c
 }
 
 // add tallies one accepted order o, its payments and what the replay did

@@ -155,6 +155,7 @@ func (r *replay) pay(ctx context.Context, u client.User, orderID string, plan pa
 	for _, p := range payments {
 		if r.confirm(ctx, p) {
 			confirmed++
+			r.orders.note(orderID, u, func(t *result.Trail) { t.Confirmed = append(t.Confirmed, p.PaymentID) })
 		}
 	}
 	r.buyers.count(func(f *result.FollowUps) {

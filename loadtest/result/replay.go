@@ -90,6 +90,9 @@ type Trail struct {
 	// (one may land unanswered).
 	Cancelled              bool
 	CancelSent, RefundSent bool
+	// Confirmed are the payments the buyer paid at the channel's pay URL
+	// (the wallet answered 200: the channel took the money).
+	Confirmed []string
 	// Refund is the amount, in cents, of the buyer's refund answered 200
 	// (SUCCEEDED or PENDING), 0 without one.
 	Refund int64
