@@ -202,16 +202,8 @@ func checkRefundsApplied(res *result.Replay, orders map[string]api.Order) result
 			missing = append(missing, fmt.Sprintf("order %s was answered a refund of %d cents and shows %d refunded", id, t.Refund, o.Refunded))
 		}
 	}
-	if answered == 0 {
-		c.OK, c.Skipped, c.Detail = true, true, "no refund was answered ("+featureReason(res, result.FeatureRefund)+")"
-		return c
-	}
-	c.OK = len(missing) == 0
-	c.Detail = fmt.Sprintf("%d refunds answered, %d not on their order", answered, len(missing))
-	if len(missing) > 0 {
-		c.Detail += ", e.g. " + missing[0]
-	}
-	return c
+	return tally(c, answered, "no refund was answered ("+featureReason(res, result.FeatureRefund)+")",
+		fmt.Sprintf("%d refunds answered, %d not on their order", answered, len(missing)), missing)
 }
 
 // refundsBalance returns what is wrong with an order's refunds, "" when

@@ -96,14 +96,22 @@ func checkPaidSettled(res *result.Replay, b *Books) result.Check {
 			}
 		}
 	}
-	if paid == 0 {
-		c.OK, c.Skipped, c.Detail = true, true, "no payment was paid at a channel ("+featureReason(res, result.FeaturePay)+")"
+	return tally(c, paid, "no payment was paid at a channel ("+featureReason(res, result.FeaturePay)+")",
+		fmt.Sprintf("%d paid at the channel, %d not settled", paid, len(unsettled)), unsettled)
+}
+
+// tally finishes check c over n cases: skipped, saying why, when there
+// were none; else passing when none is wrong, its detail the counts and
+// the first wrong case.
+func tally(c result.Check, n int, why, counts string, wrong []string) result.Check {
+	if n == 0 {
+		c.OK, c.Skipped, c.Detail = true, true, why
 		return c
 	}
-	c.OK = len(unsettled) == 0
-	c.Detail = fmt.Sprintf("%d paid at the channel, %d not settled", paid, len(unsettled))
-	if len(unsettled) > 0 {
-		c.Detail += ", e.g. " + unsettled[0]
+	c.OK = len(wrong) == 0
+	c.Detail = counts
+	if len(wrong) > 0 {
+		c.Detail += ", e.g. " + wrong[0]
 	}
 	return c
 }
