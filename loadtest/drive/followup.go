@@ -54,9 +54,8 @@ func (r *replay) followUp(ctx context.Context, u client.User, orderID string) {
 		act = nil
 	}
 	// A stranger visits a share of the orders once their buyer is done
-	// with them (an abandoned one while it awaits payment). The draw has
-	// a generator of its own, so the buyers' draws above stay those of
-	// the seed.
+	// with them and the sale is over (visit). The draw has a generator of
+	// its own, so the buyers' draws above stay those of the seed.
 	visit := rand.New(rand.NewPCG(r.scenario.Seed^strangerSeed, h.Sum64())).Float64() < pay.StrangerShare
 	if act == nil && !visit {
 		return
@@ -68,7 +67,7 @@ func (r *replay) followUp(ctx context.Context, u client.User, orderID string) {
 			act(ctx)
 		}
 		if visit {
-			r.visit(ctx, u, orderID)
+			r.visit(ctx, u, orderID, h.Sum64())
 		}
 	})
 }

@@ -22,16 +22,24 @@ func (r *replay) strangerOf(u client.User) (client.User, bool) {
 	return client.User{}, false
 }
 
-// visit is a stranger trying another buyer's order after the buyer's own
-// follow-up (or, for an abandoned order, while it awaits payment): read
-// it, pay it, cancel it, refund a unit of it and read its payments. Each
-// answer is recorded under result.StrangerEndpoint, and the audit
-// requires every one to be a refusal (FORBIDDEN) and the order to end as
-// its owner left it (audit.checkStrangers).
-func (r *replay) visit(ctx context.Context, owner client.User, orderID string) {
+// visit is a stranger trying another buyer's order once the buyer's own
+// follow-up is done and the sale is over: read it, pay it, cancel it,
+// refund a unit of it and read its payment. Each answer is recorded under
+// result.StrangerEndpoint, and the audit requires every one to be a
+// refusal (FORBIDDEN) and the order to end as its owner left it
+// (audit.checkStrangers). The visits wait for the last phase to end and
+// spread over the first half of the drain by spread (the order's hash),
+// so the sale's figures are those of its buyers alone.
+func (r *replay) visit(ctx context.Context, owner client.User, orderID string, spread uint64) {
 	stranger, ok := r.strangerOf(owner)
 	if !ok {
 		return
+	}
+	after := r.start.Add(r.scenario.End()).Add(time.Duration(spread % uint64(r.scenario.Drain.D()/2+1)))
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(time.Until(after)):
 	}
 	// The owner's read, once the order is stored: the line and payment
 	// a stranger who learned them would name.

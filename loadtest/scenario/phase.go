@@ -68,7 +68,8 @@ type Payment struct {
 	RefundShare    float64 `yaml:"refund_share"`
 	// StrangerShare of the accepted orders are tried by another buyer
 	// (read, pay, cancel, refund, the payment read) once their own buyer
-	// is done with them; every try must be refused.
+	// is done with them and the last phase has ended, in the first half
+	// of the drain; every try must be refused.
 	StrangerShare float64        `yaml:"stranger_share"`
 	Delay         [2]Duration    `yaml:"delay"`
 	Channels      map[string]int `yaml:"channels"`
