@@ -534,8 +534,8 @@ func TestComposeBannerNamesPublishedPorts(t *testing.T) {
 	published := map[string]bool{}
 	for _, s := range f.Services {
 		for _, p := range s.Ports {
-			// [address:]host port:container port; the address may be an
-			// interpolation with a colon of its own.
+			// [address:]host port:container port (MustCompose has
+			// interpolated ${FLASHSALE_BIND:-127.0.0.1} already).
 			parts := strings.Split(p, ":")
 			published[parts[max(len(parts)-2, 0)]] = true
 		}

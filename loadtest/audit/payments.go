@@ -18,7 +18,7 @@ func names(o api.Order, p PaymentRecord) bool {
 var paidStatuses = []string{"PAID", "PARTIALLY_REFUNDED", "REFUNDED"}
 
 // paymentTally counts, over the accepted orders, what the payment checks
-// find, with the first example of each of the three findings.
+// find, with the first example of each of the four findings.
 type paymentTally struct {
 	paid, wrongPaid, unpaid, keeping, both, late, duplicate int
 	payments, wrongAmount                                   int
@@ -35,7 +35,9 @@ func (t *paymentTally) note(i int, s string) {
 
 // checkPayments checks the money against the orders: a paid order has
 // exactly one successful unrefunded payment, the one it names; no unpaid
-// order keeps money; and no order ended in two final states.
+// order keeps money; no order ended in two final states; every payment
+// asked its order's payable of its order's buyer; and every payment paid
+// at the channel settled (checkPaidSettled).
 func checkPayments(res *result.Replay, b *Books) []result.Check {
 	one := result.Check{Name: "every paid order has exactly one successful unrefunded payment, the one it names (refunded with the order when the buyer had it refunded in full)"}
 	kept := result.Check{Name: "no money kept for an unpaid order (late and duplicate payments refunded)"}
@@ -185,7 +187,7 @@ func (t *paymentTally) add(id string, o api.Order, payments []PaymentRecord, tra
 }
 
 // checkCoupons checks that every checkout placed with a coupon carries
-// it, with a COUPON discount.
+// it, with a COUPON discount, and that no coupon is held by two orders.
 func checkCoupons(res *result.Replay, orders map[string]api.Order) result.Check {
 	c := result.Check{Name: "every checkout placed with a coupon carries it, with a COUPON discount, and no coupon is held by two orders"}
 	var used, wrong int

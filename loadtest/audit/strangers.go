@@ -10,10 +10,6 @@ import (
 	"github.com/flashsale/flashsale/loadtest/result"
 )
 
-// unanswered are the outcomes that say nothing about who may do what: a
-// refusal to work (429), a dependency down (503) or no answer at all.
-var unanswered = []string{"rate_limited", "overloaded", "unavailable", string(result.Failed)}
-
 // checkStrangers checks that no buyer got into another buyer's order:
 // every request a stranger made on an order not theirs (drive's visit:
 // read, pay, cancel, refund, the payment read) was refused FORBIDDEN (or
@@ -33,7 +29,9 @@ func checkStrangers(res *result.Replay, orders map[string]api.Order) result.Chec
 		switch {
 		case e.Outcome == "forbidden":
 			refused += e.Count
-		case slices.Contains(unanswered, e.Outcome):
+		case result.Outcome(e.Outcome).Refused() || result.Outcome(e.Outcome).Unknown():
+			// A refusal to work (429), a dependency down (503) or no
+			// answer says nothing about who may do what.
 			silent += e.Count
 		default:
 			letIn = append(letIn, fmt.Sprintf("%s answered %s %d times", e.Endpoint, e.Outcome, e.Count))

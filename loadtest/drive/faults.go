@@ -90,8 +90,6 @@ func (r *replay) simulatorFault(f scenario.Fault) faultAction {
 	}
 }
 
-// runFault applies fault i at its time and lifts it when it has lasted,
-// recording both calls and when the fault was on.
 // channelEndpoints are what a payment channel's fault can fail: paying,
 // the wallet, a payment's read (which may ask the channel), a refund
 // (the money goes back through the channel) and the switch that turns
@@ -108,6 +106,8 @@ func reachOf(f scenario.Fault) []string {
 	return nil
 }
 
+// runFault applies fault i at its time and lifts it when it has lasted,
+// recording both calls and when the fault was on.
 func (r *replay) runFault(ctx context.Context, i int, f scenario.Fault, action faultAction) {
 	name := f.Name()
 	st := result.FaultStat{Fault: name, Status: "applied and lifted", Reaches: reachOf(f)}

@@ -54,9 +54,9 @@ func (r *replay) followUp(ctx context.Context, u client.User, orderID string) {
 		act = nil
 	}
 	// A stranger visits a share of the orders once their buyer is done
-	// with them and the sale is over (visit). The draw has a generator of
-	// its own, so the buyers' draws above stay those of the seed.
-	visit := rand.New(rand.NewPCG(r.scenario.Seed^strangerSeed, h.Sum64())).Float64() < pay.StrangerShare
+	// with them and the sale is over (visit). The draw comes last, so
+	// the buyer's draws above are those they were without it.
+	visit := rng.Float64() < pay.StrangerShare
 	if act == nil && !visit {
 		return
 	}
@@ -71,9 +71,6 @@ func (r *replay) followUp(ctx context.Context, u client.User, orderID string) {
 		}
 	})
 }
-
-// strangerSeed sets the strangers' draws apart from the buyers'.
-const strangerSeed = 0x5752414e474552
 
 func pickChannel(rng *rand.Rand, weights map[string]int) string {
 	total := 0

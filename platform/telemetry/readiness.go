@@ -11,13 +11,13 @@ import (
 // Readiness is what a process still waits for before it may serve: each
 // Hold names one part of its configuration still being read (the
 // settings an operator keeps in Consul KV), and the process is ready once
-// every hold is released. The zero value holds nothing: ready. Err is
-// cheap once ready (one atomic load), so a server may ask it on every
+// every hold is released. The zero value holds nothing: ready. Err is one
+// atomic load whether ready or not, so a server may ask it on every
 // request.
 type Readiness struct {
-	waiting atomic.Int32 // len(held)
-	mu      sync.Mutex
-	held    []string
+	err  atomic.Pointer[error] // nil when nothing is held
+	mu   sync.Mutex
+	held []string
 }
 
 // Hold makes the process not ready until release is called; what names
@@ -25,7 +25,7 @@ type Readiness struct {
 func (r *Readiness) Hold(what string) (release func()) {
 	r.mu.Lock()
 	r.held = append(r.held, what)
-	r.waiting.Add(1)
+	r.update()
 	r.mu.Unlock()
 	var once sync.Once
 	return func() {
@@ -34,20 +34,25 @@ func (r *Readiness) Hold(what string) (release func()) {
 			defer r.mu.Unlock()
 			i := slices.Index(r.held, what)
 			r.held = slices.Delete(r.held, i, i+1)
-			r.waiting.Add(-1)
+			r.update()
 		})
 	}
 }
 
+// update sets the error Err answers from what is held; r.mu is held.
+func (r *Readiness) update() {
+	if len(r.held) == 0 {
+		r.err.Store(nil)
+		return
+	}
+	err := errors.New("waiting for " + strings.Join(r.held, ", "))
+	r.err.Store(&err)
+}
+
 // Err is nil once nothing is held, else an error naming what is awaited.
 func (r *Readiness) Err() error {
-	if r.waiting.Load() == 0 {
-		return nil
+	if p := r.err.Load(); p != nil {
+		return *p
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.held) == 0 {
-		return nil
-	}
-	return errors.New("waiting for " + strings.Join(r.held, ", "))
+	return nil
 }
