@@ -273,7 +273,7 @@ phases:
   - {name: checkout, kind: checkout, start: 1s, hold: 3s, rate: 15, coupon_share: 0.8}
   - {name: bots, kind: bots, start: 0s, hold: 3s, rate: 40, activities: [bot-sale]}
 bots: {accounts: 5, blocked_device: bot-farm}
-payment: {pay_share: 0.6, cancel_share: 0.2, late_share: 0.2, duplicate_share: 0.2, refund_share: 0.5, stranger_share: 0.3,
+payment: {pay_share: 0.6, cancel_share: 0.2, late_share: 0.2, duplicate_share: 0.2, refund_share: 0.5, stranger_share: 0.1,
           delay: [100ms, 200ms], channels: {alipay: 1, wechat: 1}}
 faults:
   - {channel: alipay, mode: down, at: 1s, lasts: 1s}
