@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,10 @@ type Server struct {
 	*grpc.Server
 	health *health.Server
 	log    *slog.Logger
+
+	mu       sync.Mutex
+	notReady bool // SetReady(false): health answers NOT_SERVING
+	serving  bool // Serve has begun
 }
 
 // streamWorkers is how many long-lived goroutines a server keeps for
@@ -106,14 +111,40 @@ func NewServer(log *slog.Logger, reg prometheus.Registerer, table errcode.Table)
 	return &Server{Server: s, health: hs, log: log}
 }
 
-// Serve marks every registered service SERVING and serves lis until ctx
-// ends; then it reports NOT_SERVING, lets in-flight calls finish for up to
-// grace and stops.
-func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duration) error {
-	for name := range s.GetServiceInfo() {
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+// SetReady tells the health service whether the process is ready to
+// serve (serve.Builder follows its telemetry.Readiness with it). While
+// not, every service answers NOT_SERVING: Consul's check fails, and the
+// callers that find the service through Consul pass this replica by
+// until it has read what it waits for. A server is ready unless told.
+func (s *Server) SetReady(ready bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notReady = !ready
+	if s.serving {
+		s.report()
 	}
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+}
+
+// report sets every service's health from notReady; s.mu is held.
+func (s *Server) report() {
+	status := healthpb.HealthCheckResponse_SERVING
+	if s.notReady {
+		status = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	for name := range s.GetServiceInfo() {
+		s.health.SetServingStatus(name, status)
+	}
+	s.health.SetServingStatus("", status)
+}
+
+// Serve marks every registered service SERVING (NOT_SERVING while
+// SetReady holds it) and serves lis until ctx ends; then it reports
+// NOT_SERVING, lets in-flight calls finish for up to grace and stops.
+func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duration) error {
+	s.mu.Lock()
+	s.serving = true
+	s.report()
+	s.mu.Unlock()
 	errc := make(chan error, 1)
 	go func() { errc <- s.Server.Serve(lis) }()
 	select {

@@ -137,15 +137,47 @@ func TestHealthCheckFollowsTheServer(t *testing.T) {
 	}
 }
 
+// TestHealthFollowsTheProcessReadiness: a server told it is not ready
+// (a replica still reading its settings) answers NOT_SERVING from its
+// first moment, so Consul's check never passes it early, and SERVING
+// once ready; a server never told anything is ready.
+func TestHealthFollowsTheProcessReadiness(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var ready telemetry.Readiness
+	release := ready.Hold("settings")
+	cc, _ := serveRPC(t, func(s *rpc.Server) { ready.Watch(s.SetReady) })
+	check := rpc.HealthCheck(cc)
+	if err := check(ctx); err == nil {
+		t.Fatal("check of a server still waiting for its settings passed")
+	}
+	release()
+	if err := check(ctx); err != nil {
+		t.Fatalf("check once the settings are read: %v", err)
+	}
+	ready.Hold("settings again")
+	if err := check(ctx); err == nil {
+		t.Fatal("check passed while a new hold is on")
+	}
+
+	plain, _ := serveRPC(t)
+	if err := rpc.HealthCheck(plain)(ctx); err != nil {
+		t.Fatalf("check of a server never told its readiness: %v", err)
+	}
+}
+
 // serveRPC serves an rpc.Server on a free port until stop or the end of
 // the test, and returns a connection to it.
-func serveRPC(t *testing.T) (cc *grpc.ClientConn, stop func()) {
+func serveRPC(t *testing.T, setup ...func(*rpc.Server)) (cc *grpc.ClientConn, stop func()) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := rpc.NewServer(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), errcode.Table{})
+	for _, f := range setup {
+		f(srv)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, lis, time.Second) }()

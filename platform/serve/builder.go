@@ -60,8 +60,9 @@ type Builder struct {
 	// Consul is the Consul client, nil without Consul (its methods then
 	// fall back to static addresses).
 	Consul *discovery.Consul
-	// Ready holds /readyz at 503 while a part of the process's
-	// configuration is still being read (WatchSettings).
+	// Ready holds /readyz at 503, and the gRPC health service at
+	// NOT_SERVING, while a part of the process's configuration is still
+	// being read (WatchSettings).
 	Ready telemetry.Readiness
 
 	spec    Spec
@@ -164,6 +165,7 @@ func (b *Builder) Run(ctx context.Context, attrs ...any) error {
 	attrs = append(attrs, "http", httpLis.Addr().String(), "consul", b.Consul != nil)
 	workers := b.workers
 	if b.GRPC != nil {
+		b.Ready.Watch(b.GRPC.SetReady)
 		workers = append(workers, b.Consul.Announce(name, grpcLis))
 	}
 	b.Log.Info(name+" serving", attrs...)

@@ -15,9 +15,10 @@ import (
 // atomic load whether ready or not, so a server may ask it on every
 // request.
 type Readiness struct {
-	err  atomic.Pointer[error] // nil when nothing is held
-	mu   sync.Mutex
-	held []string
+	err      atomic.Pointer[error] // nil when nothing is held
+	mu       sync.Mutex
+	held     []string
+	watchers []func(ready bool)
 }
 
 // Hold makes the process not ready until release is called; what names
@@ -39,8 +40,22 @@ func (r *Readiness) Hold(what string) (release func()) {
 	}
 }
 
-// update sets the error Err answers from what is held; r.mu is held.
+// Watch calls f with whether the process is ready now, and again on
+// every Hold and release after, in order: a server whose readiness is
+// asked elsewhere (the gRPC health service Consul checks) follows it.
+func (r *Readiness) Watch(f func(ready bool)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.watchers = append(r.watchers, f)
+	f(len(r.held) == 0)
+}
+
+// update sets the error Err answers from what is held and tells the
+// watchers; r.mu is held.
 func (r *Readiness) update() {
+	for _, f := range r.watchers {
+		f(len(r.held) == 0)
+	}
 	if len(r.held) == 0 {
 		r.err.Store(nil)
 		return

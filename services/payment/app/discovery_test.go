@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flashsale/flashsale/platform/discovery"
+	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/testing/consultest"
 	"github.com/flashsale/flashsale/platform/testing/localstack"
@@ -141,9 +142,32 @@ func TestNotReadyUntilTheChannelSettingsAreRead(t *testing.T) {
 	if got := readyz(); got != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz while Consul has no leader = %d, want 503", got)
 	}
+	// Its gRPC health says so too: Consul's check of it fails, so the
+	// callers that find payment through Consul pass it by.
+	health := rpc.HealthCheck(localstack.MustDial(t, grpcLis.Addr().String()))
+	if err := health(context.Background()); err == nil {
+		t.Fatal("gRPC health SERVING while the channel settings are unread")
+	}
+	var id string
+	waitFor(t, "the replica registered in Consul", func() bool {
+		for _, r := range consul.Registered() {
+			if reg, _ := consul.Registration(r); reg.Check != nil && reg.Check.GRPC == grpcLis.Addr().String() {
+				id = r
+			}
+		}
+		return id != ""
+	})
+	time.Sleep(200 * time.Millisecond) // four of the fake Consul's checks of it
+	if consul.Passing(id) {
+		t.Fatalf("%s passing in Consul while its channel settings are unread", id)
+	}
 
 	consul.SetKVDown(false)
 	waitFor(t, "the replica ready once Consul answers", func() bool { return readyz() == http.StatusOK })
+	if err := health(context.Background()); err != nil {
+		t.Fatalf("gRPC health once ready: %v", err)
+	}
+	consul.MustAwaitPassing(t, "payment", grpcLis.Addr().String())
 	resp, err := paymentv1.NewPaymentServiceClient(localstack.MustDial(t, grpcLis.Addr().String())).ListChannels(context.Background(), &paymentv1.ListChannelsRequest{})
 	if err != nil {
 		t.Fatal(err)
