@@ -96,8 +96,8 @@ func deviceOf(r *http.Request) (string, error) {
 
 // screenDevice is the flash-sale entry's first wall, before
 // authentication: the device's rate, then the blocklist's addresses and
-// devices.
-func (g *Gateway) screenDevice(r *http.Request, route string) error {
+// devices. ip and hasIP are the request's client address (clientIP).
+func (g *Gateway) screenDevice(r *http.Request, route string, ip netip.Addr, hasIP bool) error {
 	device, err := deviceOf(r)
 	if err != nil {
 		return err
@@ -113,11 +113,9 @@ func (g *Gateway) screenDevice(r *http.Request, route string) error {
 		g.metrics.refused.WithLabelValues(route, "blocked").Inc()
 		return errBlocked("device")
 	}
-	if !bl.ips.empty() {
-		if ip, ok := clientIP(r, g.opts.TrustedProxies); ok && bl.ips.contains(ip) {
-			g.metrics.refused.WithLabelValues(route, "blocked").Inc()
-			return errBlocked("address")
-		}
+	if hasIP && !bl.ips.empty() && bl.ips.contains(ip) {
+		g.metrics.refused.WithLabelValues(route, "blocked").Inc()
+		return errBlocked("address")
 	}
 	return nil
 }

@@ -236,7 +236,7 @@ func New(opts Options) (*Gateway, error) {
 		order:   newBatchedOrders(opts.Order),
 		auth:    newAuthenticator(opts.JWTSecret, opts.Clock),
 		users:   newUserLimiter(opts.Redis, opts.SeckillUserLimit, opts.UserLimitPrefix),
-		ips:     newIPLimiter(opts.IPLimit, opts.IPLimitKeys, opts.TrustedProxies, opts.Clock),
+		ips:     newIPLimiter(opts.IPLimit, opts.IPLimitKeys, opts.Clock),
 		devices: newKeyLimiter[string](opts.DeviceLimit, opts.IPLimitKeys, "device", opts.Clock),
 		soldOut: newSoldOutFlags(opts.Clock, opts.SoldOutTTL),
 		accepted: &acceptedKeys{rdb: opts.Redis, ttl: acceptedKeyTTL, log: func(ctx context.Context, msg string, args ...any) {

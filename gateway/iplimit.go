@@ -97,28 +97,24 @@ func (l *keyLimiter[K]) size() int {
 // addresses within it does not earn new buckets.
 type ipLimiter struct {
 	*keyLimiter[netip.Addr]
-	trusted []netip.Prefix
 }
 
 // newIPLimiter returns the limit l per client address, remembering at
-// most maxKeys addresses, trusting X-Forwarded-For only from the trusted
-// proxies. A zero RPS turns it off (nil).
-func newIPLimiter(l Limit, maxKeys int, trusted []netip.Prefix, c clock.Clock) *ipLimiter {
+// most maxKeys addresses. A zero RPS turns it off (nil).
+func newIPLimiter(l Limit, maxKeys int, c clock.Clock) *ipLimiter {
 	keys := newKeyLimiter[netip.Addr](l, maxKeys, "address", c)
 	if keys == nil {
 		return nil
 	}
-	return &ipLimiter{keyLimiter: keys, trusted: trusted}
+	return &ipLimiter{keyLimiter: keys}
 }
 
-// allow spends one of the request's client address's tokens.
-func (l *ipLimiter) allow(r *http.Request) error {
-	if l == nil {
+// allow spends one of the client address ip's tokens (clientIP's
+// answer; ok false, for a request without one, passes: net/http always
+// sets RemoteAddr, so there is nothing to key on otherwise).
+func (l *ipLimiter) allow(ip netip.Addr, ok bool) error {
+	if l == nil || !ok {
 		return nil
-	}
-	ip, ok := clientIP(r, l.trusted)
-	if !ok {
-		return nil // net/http always sets RemoteAddr; nothing to key on otherwise
 	}
 	if ip.Is6() {
 		ip = netip.PrefixFrom(ip, 64).Masked().Addr()

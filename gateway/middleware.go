@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"path"
 	"runtime/debug"
 	"slices"
@@ -424,14 +425,19 @@ const notReadyRetryAfter = time.Second
 // places) of real buyers.
 func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket) (_ context.Context, done func(), _ error) {
 	ctx := r.Context()
+	var ip netip.Addr
+	var hasIP bool
+	if spec.perIP || spec.bots {
+		ip, hasIP = clientIP(r, g.opts.TrustedProxies) // once, for the limit and the blocklist
+	}
 	if spec.perIP {
-		if err := g.ips.allow(r); err != nil {
+		if err := g.ips.allow(ip, hasIP); err != nil {
 			g.metrics.refused.WithLabelValues(route, "ip").Inc()
 			return nil, nil, err
 		}
 	}
 	if spec.bots {
-		if err := g.screenDevice(r, route); err != nil {
+		if err := g.screenDevice(r, route, ip, hasIP); err != nil {
 			return nil, nil, err
 		}
 	}
