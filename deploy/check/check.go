@@ -44,6 +44,10 @@ type Binary struct {
 	// Metrics says whether it serves /metrics (on its admin port, or on
 	// HTTPVar's).
 	Metrics bool
+	// DevOnly marks a development stand-in (the channel simulator, which
+	// moves no money): it refuses to start without config.DevVar, so a
+	// deployment with that switch on runs it and one without must not.
+	DevOnly bool
 }
 
 // grpcService is a service of the standard shape: gRPC, plus /readyz and
@@ -61,7 +65,7 @@ var Binaries = map[string]Binary{
 	"services/payment/cmd/payment":       grpcService("payment", func(e *config.Env) { paymentapp.ConfigFromEnv(e) }),
 	"services/marketing/cmd/marketing":   grpcService("marketing", func(e *config.Env) { marketingapp.ConfigFromEnv(e) }),
 	"gateway/cmd/gateway":                {Service: "gateway", Load: func(e *config.Env) { gwapp.ConfigFromEnv(e) }, HTTPVar: "FLASHSALE_HTTP_ADDR", Probe: "/readyz", Metrics: true},
-	"services/channelsim/cmd/channelsim": {Service: "channelsim", Load: func(e *config.Env) { channelsim.ConfigFromEnv(e) }, HTTPVar: "FLASHSALE_CHANNELSIM_ADDR", Probe: "/admin/channels"},
+	"services/channelsim/cmd/channelsim": {Service: "channelsim", Load: func(e *config.Env) { channelsim.ConfigFromEnv(e) }, HTTPVar: "FLASHSALE_CHANNELSIM_ADDR", Probe: "/admin/channels", DevOnly: true},
 }
 
 // ProbeVar is the variable holding the port b's health probe and

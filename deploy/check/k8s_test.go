@@ -286,7 +286,7 @@ func TestK8sWorkloads(t *testing.T) {
 	forEachOverlay(t, testK8sWorkloads)
 }
 
-func testK8sWorkloads(t *testing.T, _ string, objs []k8sObject) {
+func testK8sWorkloads(t *testing.T, overlay string, objs []k8sObject) {
 	var names []string
 	for _, w := range workloads(objs) {
 		names = append(names, w.Metadata.Name)
@@ -333,11 +333,35 @@ func testK8sWorkloads(t *testing.T, _ string, objs []k8sObject) {
 			}
 		})
 	}
-	for _, b := range Binaries {
+	run, never := overlayBinaries(t, overlay)
+	for _, b := range run {
 		if !slices.Contains(names, b.Service) {
 			t.Errorf("no workload runs %s", b.Service)
 		}
 	}
+	for _, b := range never {
+		if slices.Contains(names, b.Service) {
+			t.Errorf("a workload runs %s, a development stand-in, without %s (it would refuse to start; and it moves no money)", b.Service, config.DevVar)
+		}
+	}
+}
+
+// overlayBinaries are the binaries overlay must run (every one when its
+// shared ConfigMap turns the development switch on, else every one but
+// the development stand-ins) and those it must not (the stand-ins,
+// outside development).
+func overlayBinaries(t *testing.T, overlay string) (run, never []Binary) {
+	t.Helper()
+	cm, _ := find(MustManifests(t, overlay), "ConfigMap", "flashsale-common")
+	dev := config.FromMap(cm.Data).Dev()
+	for _, dir := range slices.Sorted(maps.Keys(Binaries)) {
+		if b := Binaries[dir]; dev || !b.DevOnly {
+			run = append(run, b)
+		} else {
+			never = append(never, b)
+		}
+	}
+	return run, never
 }
 
 // Each workload's environment (its own variables, the shared ConfigMap

@@ -220,8 +220,8 @@ func TestPodsRunAsTheImageUserHardened(t *testing.T) {
 
 func testPodsRunAsHardened(t *testing.T, overlay string, uid, gid int64) {
 	pods := podTemplates(mustTypedManifests(t, overlay))
-	if len(pods) < len(Binaries) {
-		t.Errorf("%d workloads, want one per binary (%d)", len(pods), len(Binaries))
+	if run, _ := overlayBinaries(t, overlay); len(pods) < len(run) {
+		t.Errorf("%d workloads, want one per binary (%d)", len(pods), len(run))
 	}
 	for name, pod := range pods {
 		t.Run(name, func(t *testing.T) {
@@ -293,7 +293,8 @@ func TestMemoryLimitsAgree(t *testing.T) {
 	project := mustComposeProject(t, nil)
 	for _, overlay := range k8sOverlays {
 		pods := podTemplates(mustTypedManifests(t, overlay))
-		for _, b := range Binaries {
+		run, _ := overlayBinaries(t, overlay)
+		for _, b := range run {
 			var k8s int64
 			for _, kind := range []string{"Deployment/", "StatefulSet/"} {
 				if pod, ok := pods[kind+b.Service]; ok && len(pod.Spec.Containers) > 0 {

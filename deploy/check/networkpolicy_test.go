@@ -398,6 +398,9 @@ func testK8sNetworkPoliciesAllowExactlyTheArchitecture(t *testing.T, _ string, o
 		{"gateway", "order", 9103}, {"order", "inventory", 9102}, {"product", "inventory", 9102},
 		{"payment", "order", 9103}, {"payment", "channelsim", 9301}, {"channelsim", "gateway", 8080},
 	} {
+		if _, sim := pods["channelsim"]; !sim && (e.from == "channelsim" || e.to == "channelsim") {
+			continue // no simulator in this overlay: the real channels are outside
+		}
 		if _, ok := calls[e]; !ok {
 			t.Errorf("no call %s → %s:%d derived from the code; derived %v", e.from, e.to, e.port, slices.Collect(maps.Keys(calls)))
 		}

@@ -70,7 +70,7 @@ func Settings(root string) ([]Setting, error) {
 }
 
 // envGetters are the config.Env methods that read a variable.
-var envGetters = []string{"String", "Int", "IntIn", "Duration", "Positive", "Bool", "List", "Secret"}
+var envGetters = []string{"String", "Int", "IntIn", "Duration", "Positive", "Bool", "List", "Secret", "DevString"}
 
 // settingDocs maps each FLASHSALE_* variable read in the source under
 // root (services, gateway, platform) to the first sentence of the doc

@@ -60,6 +60,20 @@ func (e *Env) String(name, def string) string {
 	return def
 }
 
+// DevString returns the variable, or in development (DevVar) def: a
+// default that only suits a development setup (the channel simulator's
+// address), so outside development the variable is required.
+func (e *Env) DevString(name, def string) string {
+	e.remember(name, def)
+	if v, ok := e.raw(name); ok {
+		return v
+	}
+	if !e.Dev() {
+		e.errs = append(e.errs, fmt.Errorf("%s is required (its default, %s, is for development: %s=true)", name, def, DevVar))
+	}
+	return def
+}
+
 // Int returns the variable parsed as an integer, or def.
 func (e *Env) Int(name string, def int64) int64 {
 	e.remember(name, strconv.FormatInt(def, 10))

@@ -94,6 +94,28 @@ func TestSecretsOutsideDevelopment(t *testing.T) {
 	}
 }
 
+// A development default (the simulator's address) is taken only with
+// the development switch; outside it the variable must be set.
+func TestDevDefaultsOutsideDevelopment(t *testing.T) {
+	tests := []struct {
+		name, want string
+		env        map[string]string
+		wantErr    bool
+	}{
+		{"set", "https://channels.example.net", map[string]string{"U": "https://channels.example.net"}, false},
+		{"missing", "http://127.0.0.1:9301", map[string]string{}, true},
+		{"development, missing", "http://127.0.0.1:9301", map[string]string{config.DevVar: "true"}, false},
+	}
+	for _, tt := range tests {
+		env := config.FromMap(tt.env)
+		got := env.DevString("U", "http://127.0.0.1:9301")
+		err := env.Err()
+		if got != tt.want || (err != nil) != tt.wantErr || (err != nil && !strings.Contains(err.Error(), "U is required")) {
+			t.Errorf("%s: %q, %v; want %q, error %v", tt.name, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
 // Defaults tells what each variable read so far falls back to, whatever
 // the environment holds, so the settings table can be written from it.
 func TestDefaultsAreRecorded(t *testing.T) {

@@ -28,7 +28,8 @@ const DefaultAddr = ":9301"
 // gateway's callback base), FLASHSALE_CHANNELSIM_BASE_URL,
 // FLASHSALE_CHANNELSIM_SEED, FLASHSALE_CHANNELSIM_RETENTION,
 // FLASHSALE_CHANNELSIM_NOTIFY_QUEUE and FLASHSALE_CHANNELS, a list of
-// name=secret pairs; problems are collected in env.
+// name=secret pairs; problems are collected in env. It refuses to run
+// without the development switch (config.DevVar).
 func ConfigFromEnv(env *config.Env) ServerConfig {
 	cfg := ServerConfig{
 		Addr: env.String("FLASHSALE_CHANNELSIM_ADDR", DefaultAddr),
@@ -40,6 +41,10 @@ func ConfigFromEnv(env *config.Env) ServerConfig {
 			NotifyQueue: int(env.IntIn("FLASHSALE_CHANNELSIM_NOTIFY_QUEUE", DefaultNotifyQueue, 1, 1_000_000)),
 		},
 	}
+	// The simulator answers every payment as its wallet page is told,
+	// with no money behind it: a development and test stand-in, which a
+	// production deployment must never route payments to.
+	env.Check(env.Dev(), "the channel simulator moves no money: it runs only in development (%s=true); production points payment's FLASHSALE_CHANNELS_URL at the real channels", config.DevVar)
 	cfg.Channels = wire.ParseChannels(env, "FLASHSALE_CHANNELS")
 	_, err := url.Parse(cfg.NotifyURL)
 	env.Check(err == nil && strings.HasPrefix(cfg.NotifyURL, "http"), "FLASHSALE_NOTIFY_URL=%q: not an http URL", cfg.NotifyURL)

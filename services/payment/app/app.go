@@ -50,7 +50,8 @@ type Config struct {
 	// call to it.
 	OrderAddr  string
 	RPCTimeout time.Duration
-	// ChannelsURL is the channels' API base (the simulator's URL);
+	// ChannelsURL is the channels' API base (the channel simulator's
+	// address in development; outside it, required);
 	// Channels name them with their notification secrets; ChannelTimeout
 	// bounds each call to a channel.
 	ChannelsURL    string
@@ -103,7 +104,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		PostgresMaxConns: pgplatform.PoolSize(env, DefaultPostgresMaxConns),
 		OrderAddr:        env.String("FLASHSALE_ORDER_ADDR", DefaultOrderAddr),
 		RPCTimeout:       env.Positive("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
-		ChannelsURL:      env.String("FLASHSALE_CHANNELS_URL", DefaultChannelsURL),
+		ChannelsURL:      env.DevString("FLASHSALE_CHANNELS_URL", DefaultChannelsURL),
 		Channels:         wire.ParseChannels(env, "FLASHSALE_CHANNELS"),
 		ChannelTimeout:   env.Positive("FLASHSALE_CHANNEL_TIMEOUT", DefaultChannelTimeout),
 		PayBudget:        env.Positive("FLASHSALE_PAY_BUDGET", payment.DefaultPayBudget),
