@@ -2,9 +2,13 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -608,5 +612,54 @@ func TestAuditPaidAtTheChannelSettles(t *testing.T) {
 	}
 	if c := checkPaidSettled(&result.Replay{Trails: map[string]*result.Trail{"1": {}}}, &Books{}); !c.OK || !c.Skipped {
 		t.Errorf("nothing paid at a channel: %+v, want skipped", c)
+	}
+}
+
+// The products' stock must be what their regular orders leave: more is
+// stock back that an order holds (sold twice), less beyond what the
+// unanswered checkouts may hold is stock stranded.
+func TestAuditRegularStock(t *testing.T) {
+	var stock atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/products/7" {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(api.Product{SKUID: "7", Stock: stock.Load()})
+	}))
+	defer srv.Close()
+	gateway := client.New(srv.URL, 4)
+	res := &result.Replay{RegularStock: result.RegularStock{Start: map[string]int64{"7": 100}, Unknown: map[string]int64{"7": 2}}}
+	orders := map[string]api.Order{
+		"1": {OrderID: "1", Kind: "REGULAR", Status: "PAID", Lines: []api.OrderLine{{SKUID: "7", Quantity: 3}, {SKUID: "8", Quantity: 5}}},
+		"2": {OrderID: "2", Kind: "REGULAR", Status: "PENDING_PAYMENT", Lines: []api.OrderLine{{SKUID: "7", Quantity: 1}}},
+		"3": {OrderID: "3", Kind: "REGULAR", Status: "EXPIRED", Lines: []api.OrderLine{{SKUID: "7", Quantity: 4}}},
+		"4": {OrderID: "4", Kind: "REGULAR", Status: "REFUNDED", Lines: []api.OrderLine{{SKUID: "7", Quantity: 2}}},
+		"5": {OrderID: "5", Kind: "SECKILL", Status: "PAID", Lines: []api.OrderLine{{SKUID: "7", Quantity: 1}}},
+	}
+	for _, tt := range []struct {
+		name  string
+		stock int64
+		want  string
+	}{
+		{"conserved", 94, ""},
+		{"two unanswered checkouts hold theirs", 92, ""},
+		{"an expired order gave its units back twice", 98, "4 units back that orders hold"},
+		{"a refund gave its units back", 96, "2 units back that orders hold"},
+		{"a cancel kept its units", 88, "6 units stranded, 4 more than the unanswered checkouts may hold"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			stock.Store(tt.stock)
+			c, err := checkRegularStock(context.Background(), gateway, res, orders, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.OK != (tt.want == "") || !strings.Contains(c.Detail, tt.want) {
+				t.Fatalf("checkRegularStock = %v (%s), want failing on %q", c.OK, c.Detail, tt.want)
+			}
+		})
+	}
+	if c, err := checkRegularStock(context.Background(), gateway, &result.Replay{}, orders, 0); err != nil || !c.OK || !c.Skipped {
+		t.Errorf("no products: %+v %v, want skipped", c, err)
 	}
 }

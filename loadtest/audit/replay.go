@@ -51,6 +51,11 @@ func Replay(ctx context.Context, gateway *client.Client, res *result.Replay, boo
 	}
 	checks = append(checks, checkBots(res, botOrders, stored), checkServed(res), checkStrangers(res, orders))
 	checks = append(checks, checkDegradation(res), checkRegular(res, orders), checkCoupons(res, orders), checkLines(orders), checkRefunds(orders), checkRefundsApplied(res, orders), checkExpiry(res, books))
+	stock, err := checkRegularStock(ctx, gateway, res, orders, regularStockWait)
+	if err != nil {
+		return nil, err
+	}
+	checks = append(checks, stock)
 	return append(checks, checkPayments(res, books)...), nil
 }
 

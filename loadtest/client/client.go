@@ -186,6 +186,13 @@ func (c *Client) Challenge(ctx context.Context, token, activityID, device string
 	return out, err
 }
 
+// GetProduct reads a product with its stock.
+func (c *Client) GetProduct(ctx context.Context, skuID string) (api.Product, error) {
+	var p api.Product
+	_, err := c.Do(ctx, http.MethodGet, "/api/v1/products/"+skuID, "", nil, nil, &p)
+	return p, err
+}
+
 // GetActivity reads an activity with its remaining stock.
 func (c *Client) GetActivity(ctx context.Context, id string) (api.Activity, error) {
 	var a api.Activity

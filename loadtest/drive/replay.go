@@ -86,6 +86,9 @@ type replay struct {
 type catalog struct {
 	skus   []string // product sku ids
 	prices []int64  // product prices
+	// regularStock is each product's stock, by sku id, once the flash
+	// sales took theirs: what the checkouts sell from.
+	regularStock map[string]int64
 	// sales and ledgers are the flash sales by scenario key, and the books
 	// of their buy attempts.
 	sales   map[string]*result.ActivityStat
@@ -107,6 +110,10 @@ type orderBook struct {
 	trails    map[string]*result.Trail
 	regular   map[string]int64 // order id → buyer
 	checkouts atomic.Int64     // numbers the checkouts' idempotency keys
+	// unknownUnits are the units, by sku id, of the checkouts whose
+	// answer was unknown (503 or no answer): each may hold its stock
+	// until the stray sweep gives it back.
+	unknownUnits map[string]int64
 }
 
 // note records what the replay did with an order, for the audit.
@@ -163,8 +170,8 @@ func Run(ctx context.Context, gateway *client.Client, script *scenario.Scenario,
 		opts.CapacityP99 = 50 * time.Millisecond
 	}
 	r := &replay{scenario: script, gateway: gateway, opts: opts,
-		catalog: catalog{sales: map[string]*result.ActivityStat{}, ledgers: map[string]*saleLedger{}},
-		orders:  &orderBook{trails: map[string]*result.Trail{}, regular: map[string]int64{}},
+		catalog: catalog{sales: map[string]*result.ActivityStat{}, ledgers: map[string]*saleLedger{}, regularStock: map[string]int64{}},
+		orders:  &orderBook{trails: map[string]*result.Trail{}, regular: map[string]int64{}, unknownUnits: map[string]int64{}},
 		coupons: &couponWallet{held: map[int][]heldCoupon{}},
 		buyers:  &followUps{},
 		faults:  &faultSchedule{on: make([]atomic.Bool, len(script.Faults))}}
@@ -239,7 +246,8 @@ func (r *replay) result() *result.Replay {
 		Endpoints: r.rec.endpointStats(), Seconds: r.rec.seconds(), Stock: r.rec.stockSeries(), Payments: r.rec.paymentCounts(),
 		Capacity: r.rec.capacity(r.opts.CapacityWindow, float64(r.opts.CapacityP99.Microseconds())/1000),
 		Sales:    map[string]*result.Sale{}, Regular: r.orders.regular, UsersList: r.users,
-		Bots: r.bots.stats,
+		RegularStock: result.RegularStock{Start: r.catalog.regularStock, Unknown: r.orders.unknownUnits},
+		Bots:         r.bots.stats,
 	}
 	for _, b := range r.bots.accounts {
 		res.BotsList = append(res.BotsList, b.user)

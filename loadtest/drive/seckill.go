@@ -103,6 +103,13 @@ func (r *replay) placeRegular(ctx context.Context, a arrival, due time.Time) {
 		}
 	}
 	if err != nil {
+		if serverFailure(outcomeOf(err)) { // the checkout may have reserved its units
+			r.orders.mu.Lock()
+			for i, k := range a.skus {
+				r.orders.unknownUnits[r.catalog.skus[k]] += a.quantity[i]
+			}
+			r.orders.mu.Unlock()
+		}
 		return
 	}
 	r.orders.mu.Lock()

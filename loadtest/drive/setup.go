@@ -34,6 +34,7 @@ func (r *replay) setup(ctx context.Context) error {
 			return fmt.Errorf("replay: create product %s: %w", p.Key, err)
 		}
 		skuOf[p.Key] = id
+		r.catalog.regularStock[id] = p.Stock
 		r.catalog.skus = append(r.catalog.skus, id)
 		r.catalog.prices = append(r.catalog.prices, p.Price)
 	}
@@ -53,6 +54,7 @@ func (r *replay) setup(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("replay: create activity %s: %w", a.Key, err)
 		}
+		r.catalog.regularStock[skuOf[a.Product]] -= a.Stock // taken from the product
 		r.catalog.sales[a.Key] = &result.ActivityStat{Key: a.Key, ActivityID: id, Stock: a.Stock, PerUserLimit: a.PerUserLimit, Price: a.Price, Challenge: a.Challenge}
 		r.catalog.ledgers[a.Key] = newSaleLedger(r.users)
 	}

@@ -48,11 +48,14 @@ type Replay struct {
 	Checks       []Check       `json:"checks"`
 	// Bots is what the bots phases' requests were answered (nil without
 	// one), BotsList the bot accounts.
-	Bots      *BotStats        `json:"bots,omitempty"`
-	Sales     map[string]*Sale `json:"-"`
-	Regular   map[string]int64 `json:"-"`
-	UsersList []client.User    `json:"-"`
-	BotsList  []client.User    `json:"-"`
+	Bots    *BotStats        `json:"bots,omitempty"`
+	Sales   map[string]*Sale `json:"-"`
+	Regular map[string]int64 `json:"-"`
+	// RegularStock is what the checkouts sold from, for the audit's
+	// stock conservation check.
+	RegularStock RegularStock  `json:"-"`
+	UsersList    []client.User `json:"-"`
+	BotsList     []client.User `json:"-"`
 	// Trails is what the replay did with each accepted order, by order
 	// id, for the audit.
 	Trails map[string]*Trail `json:"-"`
@@ -210,3 +213,11 @@ const (
 	FeatureCoupons    = "coupons"
 	FeatureChannels   = "channels"
 )
+
+// RegularStock is the products' stock the checkouts sell from, by sku
+// id: Start, once the flash sales took their stock from their products;
+// Unknown, the units of the checkouts whose answer was unknown (each may
+// hold its units until the stray sweep gives them back).
+type RegularStock struct {
+	Start, Unknown map[string]int64
+}
