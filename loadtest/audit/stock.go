@@ -47,7 +47,7 @@ func checkRegularStock(ctx context.Context, gateway *client.Client, res *result.
 	deadline := time.Now().Add(wait)
 	for {
 		var wrong []string
-		var sold, maybe int64
+		var sold, unanswered, maybe int64
 		for _, id := range skus {
 			p, err := client.WithRetryAfter(ctx, func() (api.Product, error) { return gateway.GetProduct(ctx, id) })
 			if err != nil {
@@ -55,6 +55,9 @@ func checkRegularStock(ctx context.Context, gateway *client.Client, res *result.
 			}
 			want, unknown := res.RegularStock.Start[id]-held[id], res.RegularStock.Unknown[id]
 			sold, maybe = sold+held[id], maybe+unknown
+			if p.Stock < want {
+				unanswered += want - p.Stock
+			}
 			switch {
 			case p.Stock > want:
 				wrong = append(wrong, fmt.Sprintf("product %s has %d, its orders leave %d: %d units back that orders hold", id, p.Stock, want, p.Stock-want))
@@ -63,7 +66,7 @@ func checkRegularStock(ctx context.Context, gateway *client.Client, res *result.
 			}
 		}
 		c.OK = len(wrong) == 0
-		c.Detail = fmt.Sprintf("%d products, %d units held by regular orders, %d by checkouts not answered", len(skus), sold, maybe)
+		c.Detail = fmt.Sprintf("%d products, %d units held by regular orders, %d by checkouts not answered (of the %d they asked for)", len(skus), sold, unanswered, maybe)
 		if !c.OK {
 			c.Detail += ": " + strings.Join(wrong, "; ")
 		}
