@@ -70,7 +70,7 @@ func Settings(root string) ([]Setting, error) {
 }
 
 // envGetters are the config.Env methods that read a variable.
-var envGetters = []string{"String", "Int", "IntIn", "Duration", "Positive", "Bool", "List", "Secret", "DevString"}
+var envGetters = []string{"String", "Int", "IntIn", "Duration", "Positive", "Bool", "List", "Secret", "SecretIf", "DevString"}
 
 // settingDocs maps each FLASHSALE_* variable read in the source under
 // root (services, gateway, platform) to the first sentence of the doc
@@ -320,7 +320,8 @@ var settingNotes = map[string]string{
 	"FLASHSALE_CONSUMER_BATCH_WAIT":       "How long a consumer batch waits after its first message before it is written (or at FLASHSALE_CONSUMER_BATCH_SIZE messages).",
 	"FLASHSALE_DEGRADE_AUTO":              "Lets each gateway replica raise its degrade level by itself from admission refusals, a p99 over budget and open breakers, and lower it once calm; Consul's degrade_auto overrides it.",
 	"FLASHSALE_DEGRADE_LEVEL":             "The degrade level set by hand (normal, protect, survive, close) when Consul holds none (docs/protection.md).",
-	"FLASHSALE_DEV":                       "The development switch: dev tokens on the gateway and the secrets printed in this repository accepted. Leave unset in production.",
+	"FLASHSALE_CONSUL_TOKEN":              "The Consul ACL token the service presents; a secret, required with FLASHSALE_CONSUL_ADDR outside development (Consul's KV holds the operator's switches).",
+	"FLASHSALE_DEV":                       "The development switch: dev tokens on the gateway, the secrets printed in this repository accepted, Consul without a token, the channel simulator. Leave unset in production.",
 	"FLASHSALE_EXPIRY_BATCH":              "How many due orders an expiry worker claims at once (released in one batch).",
 	"FLASHSALE_EXPIRY_LEASE":              "How long an expiry worker holds the orders it claimed before another may take them.",
 	"FLASHSALE_EXPIRY_WORKERS":            "How many expiry workers run in this order replica.",

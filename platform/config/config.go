@@ -198,6 +198,18 @@ func Public(secret string) bool {
 	return false
 }
 
+// SecretIf is Secret for a secret the process needs only when need is
+// true (Consul's token, with Consul configured): the variable is read
+// either way, and held to Secret's rules only then.
+func (e *Env) SecretIf(need bool, name string) string {
+	if need {
+		return e.Secret(name)
+	}
+	e.remember(name, "")
+	v, _ := e.raw(name)
+	return v
+}
+
 // Secret returns the secret in the variable. Outside development (DevVar)
 // it is required and must not be Public; in development it may be unset
 // ("", the caller then uses its development default) or public.

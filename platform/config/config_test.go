@@ -94,6 +94,31 @@ func TestSecretsOutsideDevelopment(t *testing.T) {
 	}
 }
 
+// A secret needed only sometimes is held to Secret's rules only then.
+func TestSecretIfNeeded(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		need    bool
+		env     map[string]string
+		wantErr bool
+	}{
+		{"not needed, missing", false, map[string]string{}, false},
+		{"not needed, public", false, map[string]string{"S": "REPLACE-ME"}, false},
+		{"needed, missing", true, map[string]string{}, true},
+		{"needed, public", true, map[string]string{"S": "REPLACE-ME"}, true},
+		{"needed, own", true, map[string]string{"S": "4f9c1e0d7b2a4c8e9f6a3b5d1c7e2f0a"}, false},
+	} {
+		env := config.FromMap(tt.env)
+		got := env.SecretIf(tt.need, "S")
+		if err := env.Err(); (err != nil) != tt.wantErr || got != tt.env["S"] {
+			t.Errorf("%s: %q, %v; want %q, error %v", tt.name, got, err, tt.env["S"], tt.wantErr)
+		}
+		if _, ok := env.Defaults()["S"]; !ok {
+			t.Errorf("%s: S not recorded as read", tt.name)
+		}
+	}
+}
+
 // A development default (the simulator's address) is taken only with
 // the development switch; outside it the variable must be set.
 func TestDevDefaultsOutsideDevelopment(t *testing.T) {

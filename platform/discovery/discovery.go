@@ -43,10 +43,18 @@ type Config struct {
 	// its Services and DNS find the instances, and a registration would
 	// only be checked by a Consul agent the NetworkPolicies keep out.
 	KVOnly bool
+	// Token is the ACL token the process presents to Consul. Consul's KV
+	// holds the operator's switches (a sale closed, the blocklist, the
+	// channels' routing), so whoever may write it opens what an operator
+	// closed: outside development a process that uses Consul presents a
+	// token of its own (config.Env.Secret), and Consul's ACLs decide
+	// what it may read and write.
+	Token string
 }
 
 // ConfigFromEnv reads FLASHSALE_CONSUL_ADDR, FLASHSALE_ADVERTISE_HOST,
-// FLASHSALE_CONSUL_CHECK_INTERVAL and FLASHSALE_CONSUL_KV_ONLY.
+// FLASHSALE_CONSUL_CHECK_INTERVAL, FLASHSALE_CONSUL_KV_ONLY and
+// FLASHSALE_CONSUL_TOKEN (a secret, required with Consul).
 func ConfigFromEnv(env *config.Env) Config {
 	cfg := Config{
 		ConsulAddr:    env.String("FLASHSALE_CONSUL_ADDR", ""),
@@ -54,6 +62,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		CheckInterval: env.Duration("FLASHSALE_CONSUL_CHECK_INTERVAL", DefaultCheckInterval),
 		KVOnly:        env.Bool("FLASHSALE_CONSUL_KV_ONLY", false),
 	}
+	cfg.Token = env.SecretIf(cfg.ConsulAddr != "", "FLASHSALE_CONSUL_TOKEN")
 	if cfg.ConsulAddr != "" {
 		_, _, err := net.SplitHostPort(cfg.ConsulAddr)
 		env.Check(err == nil, "FLASHSALE_CONSUL_ADDR=%q: not host:port", cfg.ConsulAddr)
@@ -98,6 +107,9 @@ func Open(cfg Config, log *slog.Logger) (*Consul, error) {
 	}
 	ac := api.DefaultConfig()
 	ac.Address = cfg.ConsulAddr
+	if cfg.Token != "" {
+		ac.Token = cfg.Token
+	}
 	c, err := api.NewClient(ac)
 	if err != nil {
 		return nil, fmt.Errorf("discovery: consul client: %w", err)

@@ -318,6 +318,48 @@ func TestWatchPrefixFollowsKeysAndDeletes(t *testing.T) {
 	}
 }
 
+// Behind Consul's ACLs a process reads the switches with its token, and
+// one without the token reads nothing: its watch keeps retrying and
+// never applies a value.
+func TestTokenIsPresented(t *testing.T) {
+	const token = "0f6c1d2e-9a4b-4c3d-8e7f-5a6b7c8d9e0f"
+	f := consultest.MustStart(t)
+	f.RequireToken(token)
+	f.Put("flashsale/gateway/seckill_closed", "true")
+	watch := func(token string) (<-chan map[string]string, func()) {
+		c, err := Open(Config{ConsulAddr: f.Addr(), AdvertiseHost: "127.0.0.1", CheckInterval: 20 * time.Millisecond, Token: token}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.retryMin, c.retryMax = 10*time.Millisecond, 50*time.Millisecond
+		got := make(chan map[string]string, 16)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = c.WatchPrefix(ctx, "flashsale/gateway/", func(kv map[string]string) { got <- kv })
+		}()
+		return got, func() { cancel(); <-done }
+	}
+	withToken, stop := watch(token)
+	defer stop()
+	select {
+	case kv := <-withToken:
+		if kv["seckill_closed"] != "true" {
+			t.Fatalf("with the token: %v", kv)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("with the token: no read")
+	}
+	anonymous, stopAnonymous := watch("")
+	defer stopAnonymous()
+	select {
+	case kv := <-anonymous:
+		t.Fatalf("without the token the switches were read: %v", kv)
+	case <-time.After(300 * time.Millisecond): // several retries, all refused
+	}
+}
+
 func TestWithoutConsulEverythingFallsBack(t *testing.T) {
 	c, err := Open(ConfigFromEnv(config.FromMap(nil)), nil)
 	if err != nil || c != nil {
@@ -338,16 +380,20 @@ func TestWithoutConsulEverythingFallsBack(t *testing.T) {
 }
 
 func TestConfigFromEnv(t *testing.T) {
+	const token = "0f6c1d2e-9a4b-4c3d-8e7f-5a6b7c8d9e0f"
 	tests := []struct {
 		name    string
 		env     map[string]string
 		wantErr bool
 	}{
 		{"defaults", nil, false},
-		{"address", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500"}, false},
-		{"not host:port", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul"}, true},
+		{"address and token", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500", "FLASHSALE_CONSUL_TOKEN": token}, false},
+		{"address without a token", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500"}, true},
+		{"address with a placeholder token", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500", "FLASHSALE_CONSUL_TOKEN": "REPLACE-ME"}, true},
+		{"address in development, no token", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500", config.DevVar: "true"}, false},
+		{"not host:port", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul", "FLASHSALE_CONSUL_TOKEN": token}, true},
 		{"interval too short", map[string]string{"FLASHSALE_CONSUL_CHECK_INTERVAL": "10ms"}, true},
-		{"kv only", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500", "FLASHSALE_CONSUL_KV_ONLY": "true"}, false},
+		{"kv only", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500", "FLASHSALE_CONSUL_TOKEN": token, "FLASHSALE_CONSUL_KV_ONLY": "true"}, false},
 		{"kv only not a bool", map[string]string{"FLASHSALE_CONSUL_KV_ONLY": "sometimes"}, true},
 	}
 	for _, tt := range tests {

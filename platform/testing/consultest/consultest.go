@@ -39,7 +39,10 @@ import (
 //   - GET /v1/health/service/<name>?passing and GET /v1/kv/<prefix>?recurse
 //     as blocking queries: with ?index=N they wait until the state's index
 //     passes N (or ?wait elapses) and answer X-Consul-Index;
-//   - PUT /v1/kv/<key> with the value as the body.
+//   - PUT /v1/kv/<key> with the value as the body;
+//   - with RequireToken, ACLs that deny by default: a request without
+//     the token (X-Consul-Token) is answered 403, as Consul answers an
+//     anonymous one.
 //
 // Tests change keys directly (Put, Delete), as `consul kv put` would.
 //
@@ -55,7 +58,8 @@ type Server struct {
 	changed  chan struct{} // closed and replaced at every change
 	services map[string]*instance
 	kv       map[string][]byte
-	kvDown   bool // SetKVDown
+	kvDown   bool   // SetKVDown
+	token    string // RequireToken
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -89,10 +93,20 @@ func Serve(lis net.Listener, errorf func(format string, args ...any)) *Server {
 	mux.HandleFunc("GET /v1/health/service/{name}", f.health)
 	mux.HandleFunc("GET /v1/kv/{key...}", f.kvGet)
 	mux.HandleFunc("PUT /v1/kv/{key...}", f.kvPut)
-	f.Server = httptest.NewUnstartedServer(mux)
+	acl := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		token := f.token
+		f.mu.Unlock()
+		if token != "" && r.Header.Get("X-Consul-Token") != token {
+			http.Error(w, "Permission denied: anonymous token lacks permission", http.StatusForbidden)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	f.Server = httptest.NewUnstartedServer(acl)
 	// It serves the local platform for as long as it runs, too
 	// (deploy/local/cmd/consulapi): with the platform's timeouts.
-	f.Config = telemetry.NewServer(mux)
+	f.Config = telemetry.NewServer(acl)
 	f.Listener.Close()
 	f.Listener = lis
 	f.Start()
@@ -288,6 +302,15 @@ func (f *Server) answer(w http.ResponseWriter, idx uint64, body any) {
 	if err := json.NewEncoder(w).Encode(body); err != nil {
 		f.errorf("fake consul: encode: %v", err)
 	}
+}
+
+// RequireToken makes the server answer 403 to every request that does
+// not present token, as Consul with default-deny ACLs answers one
+// without a token that grants it; "" lets every request in again.
+func (f *Server) RequireToken(token string) {
+	f.mu.Lock()
+	f.token = token
+	f.mu.Unlock()
 }
 
 // SetKVDown makes every KV read fail (500 "No cluster leader", as an

@@ -277,7 +277,8 @@ func TestConfigFromEnv(t *testing.T) {
 		{"defaults", map[string]string{}, ""},
 		{"bad pool", map[string]string{"FLASHSALE_POSTGRES_MAX_CONNS": "0"}, "FLASHSALE_POSTGRES_MAX_CONNS"},
 		{"bad node", map[string]string{"FLASHSALE_NODE_ID": "2000"}, "FLASHSALE_NODE_ID"},
-		{"consul", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500"}, ""},
+		{"consul", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500", "FLASHSALE_CONSUL_TOKEN": "0f6c1d2e-9a4b-4c3d-8e7f-5a6b7c8d9e0f"}, ""},
+		{"consul without its token", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul:8500"}, "FLASHSALE_CONSUL_TOKEN"},
 		{"bad consul", map[string]string{"FLASHSALE_CONSUL_ADDR": "consul"}, "FLASHSALE_CONSUL_ADDR"},
 	}
 	for _, tt := range tests {
