@@ -166,7 +166,17 @@ func (b *Builder) Run(ctx context.Context, attrs ...any) error {
 	workers := b.workers
 	if b.GRPC != nil {
 		b.Ready.Watch(b.GRPC.SetReady)
-		workers = append(workers, b.Consul.Announce(name, grpcLis))
+		// Registered in Consul once ready, not before: Consul drops an
+		// instance whose check has failed for a minute, and Announce
+		// registers once, so a replica that waited longer than that for
+		// its settings would never be found.
+		announce := b.Consul.Announce(name, grpcLis)
+		workers = append(workers, func(ctx context.Context) error {
+			if b.Ready.Wait(ctx) != nil {
+				return nil // stopped before it was ready: nothing registered
+			}
+			return announce(ctx)
+		})
 	}
 	b.Log.Info(name+" serving", attrs...)
 	return Process{

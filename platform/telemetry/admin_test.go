@@ -121,3 +121,26 @@ func TestNotReadyWhileItsSettingsAreRead(t *testing.T) {
 		t.Errorf("Err once released: %v", err)
 	}
 }
+
+// Wait returns once every hold is released, and with ctx's error when
+// ctx ends first.
+func TestWaitForReadiness(t *testing.T) {
+	var ready telemetry.Readiness
+	release := ready.Hold("settings")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := ready.Wait(ctx); err == nil {
+		t.Fatal("Wait on an ended context while held returned nil")
+	}
+	done := make(chan error, 1)
+	go func() { done <- ready.Wait(context.Background()) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Wait returned %v while held", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("Wait once released: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -48,6 +49,24 @@ func (r *Readiness) Watch(f func(ready bool)) {
 	defer r.mu.Unlock()
 	r.watchers = append(r.watchers, f)
 	f(len(r.held) == 0)
+}
+
+// Wait returns nil once the process is ready, or ctx's error if ctx ends
+// first.
+func (r *Readiness) Wait(ctx context.Context) error {
+	ready := make(chan struct{})
+	var once sync.Once
+	r.Watch(func(ok bool) {
+		if ok {
+			once.Do(func() { close(ready) })
+		}
+	})
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // update sets the error Err answers from what is held and tells the
