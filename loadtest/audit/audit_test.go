@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -629,28 +630,34 @@ func TestAuditRegularStock(t *testing.T) {
 	}))
 	defer srv.Close()
 	gateway := client.New(srv.URL, 4)
-	res := &result.Replay{RegularStock: result.RegularStock{Start: map[string]int64{"7": 100}, Unknown: map[string]int64{"7": 2}}}
+	res := &result.Replay{Regular: map[string]int64{"1": 11, "2": 12, "3": 13, "4": 14},
+		RegularStock: result.RegularStock{Start: map[string]int64{"7": 100}, Unknown: map[string]int64{"7": 3}}}
 	orders := map[string]api.Order{
 		"1": {OrderID: "1", Kind: "REGULAR", Status: "PAID", Lines: []api.OrderLine{{SKUID: "7", Quantity: 3}, {SKUID: "8", Quantity: 5}}},
 		"2": {OrderID: "2", Kind: "REGULAR", Status: "PENDING_PAYMENT", Lines: []api.OrderLine{{SKUID: "7", Quantity: 1}}},
 		"3": {OrderID: "3", Kind: "REGULAR", Status: "EXPIRED", Lines: []api.OrderLine{{SKUID: "7", Quantity: 4}}},
 		"4": {OrderID: "4", Kind: "REGULAR", Status: "REFUNDED", Lines: []api.OrderLine{{SKUID: "7", Quantity: 2}}},
 		"5": {OrderID: "5", Kind: "SECKILL", Status: "PAID", Lines: []api.OrderLine{{SKUID: "7", Quantity: 1}}},
+		// Told 503, stored all the same: it holds its unit, and that unit
+		// is no longer one an unanswered checkout may hold.
+		"6": {OrderID: "6", Kind: "REGULAR", Status: "PAID", Lines: []api.OrderLine{{SKUID: "7", Quantity: 1}}},
 	}
+	same := func() (map[string]api.Order, error) { return orders, nil }
 	for _, tt := range []struct {
 		name  string
 		stock int64
 		want  string
 	}{
-		{"conserved", 94, ""},
-		{"two unanswered checkouts hold theirs", 92, ""},
-		{"an expired order gave its units back twice", 98, "4 units back that orders hold"},
-		{"a refund gave its units back", 96, "2 units back that orders hold"},
-		{"a cancel kept its units", 88, "6 units stranded, 4 more than the unanswered checkouts may hold"},
+		{"conserved", 93, ""},
+		{"two unanswered checkouts hold theirs", 91, ""},
+		{"an expired order gave its units back twice", 97, "4 units back that orders hold"},
+		{"a refund gave its units back", 95, "2 units back that orders hold"},
+		{"a cancel kept its units", 87, "6 units stranded, 4 more than the unanswered checkouts may hold"},
+		{"three stranded where two may be", 90, "3 units stranded, 1 more than"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			stock.Store(tt.stock)
-			c, err := checkRegularStock(context.Background(), gateway, res, orders, 0)
+			c, err := checkRegularStock(context.Background(), gateway, res, orders, same, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -659,7 +666,26 @@ func TestAuditRegularStock(t *testing.T) {
 			}
 		})
 	}
-	if c, err := checkRegularStock(context.Background(), gateway, &result.Replay{}, orders, 0); err != nil || !c.OK || !c.Skipped {
+	if c, err := checkRegularStock(context.Background(), gateway, &result.Replay{}, orders, same, 0); err != nil || !c.OK || !c.Skipped {
 		t.Errorf("no products: %+v %v, want skipped", c, err)
+	}
+
+	// An order that expires while the audit runs gives its unit back:
+	// read again, the orders account for it.
+	later := maps.Clone(orders)
+	o := later["2"]
+	o.Status = "EXPIRED"
+	later["2"] = o
+	stock.Store(94)
+	c, err := checkRegularStock(context.Background(), gateway, res, orders, func() (map[string]api.Order, error) { return later, nil }, 5*time.Second)
+	if err != nil || !c.OK {
+		t.Errorf("an order expired during the audit: %+v %v, want passing once the orders are read again", c, err)
+	}
+
+	// A product the gateway cannot answer for fails the check, not the
+	// audit.
+	c, err = checkRegularStock(context.Background(), gateway, &result.Replay{RegularStock: result.RegularStock{Start: map[string]int64{"404": 1}}}, orders, same, 0)
+	if err != nil || c.OK || !strings.Contains(c.Detail, "product 404 unread") {
+		t.Errorf("an unreadable product: %+v %v, want the check failed naming it", c, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/loadtest/client"
 	"github.com/flashsale/flashsale/loadtest/result"
 	"github.com/flashsale/flashsale/platform/postgres"
@@ -51,7 +52,13 @@ func Replay(ctx context.Context, gateway *client.Client, res *result.Replay, boo
 	}
 	checks = append(checks, checkBots(res, botOrders, stored), checkServed(res), checkStrangers(res, orders))
 	checks = append(checks, checkDegradation(res), checkRegular(res, orders), checkCoupons(res, orders), checkLines(orders), checkRefunds(orders), checkRefundsApplied(res, orders), checkExpiry(res, books))
-	stock, err := checkRegularStock(ctx, gateway, res, orders, regularStockWait)
+	stock, err := checkRegularStock(ctx, gateway, res, orders, func() (map[string]api.Order, error) {
+		b, err := readBooksOrders(ctx, gateway, res.UsersList)
+		if err != nil {
+			return nil, err
+		}
+		return b.Orders, nil
+	}, regularStockWait)
 	if err != nil {
 		return nil, err
 	}

@@ -87,6 +87,17 @@ func (r *replay) placeRegular(ctx context.Context, a arrival, due time.Time) {
 			body["coupon_id"] = coupon.id
 		}
 	}
+	// unaccounted notes the cart's units as ones a checkout may hold
+	// though the replay has no order for them: one unanswered, or one
+	// refused after its stock was taken (a coupon CONFLICT, whose undo
+	// may fail under a fault), until the stray sweep gives them back.
+	unaccounted := func() {
+		r.orders.mu.Lock()
+		defer r.orders.mu.Unlock()
+		for i, k := range a.skus {
+			r.orders.unknownUnits[r.catalog.skus[k]] += a.quantity[i]
+		}
+	}
 	var o api.Order
 	err := r.call(ctx, EndpointCheckout, due, http.MethodPost, "/api/v1/orders", user.Token,
 		map[string]string{"Idempotency-Key": key}, body, &o)
@@ -95,6 +106,7 @@ func (r *replay) placeRegular(ctx context.Context, a arrival, due time.Time) {
 		// (CONFLICT) is dropped from the cart, as a buyer would.
 		r.coupons.giveBack(a.user, coupon)
 		if outcomeOf(err) == "conflict" {
+			unaccounted()
 			r.coupons.count(func(s *result.CouponStats) { s.Refused++ })
 			delete(body, "coupon_id")
 			withCoupon = false
@@ -103,12 +115,8 @@ func (r *replay) placeRegular(ctx context.Context, a arrival, due time.Time) {
 		}
 	}
 	if err != nil {
-		if serverFailure(outcomeOf(err)) { // the checkout may have reserved its units
-			r.orders.mu.Lock()
-			for i, k := range a.skus {
-				r.orders.unknownUnits[r.catalog.skus[k]] += a.quantity[i]
-			}
-			r.orders.mu.Unlock()
+		if out := outcomeOf(err); serverFailure(out) || out == "conflict" {
+			unaccounted()
 		}
 		return
 	}
