@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/flashsale/flashsale/deploy/local"
+	"github.com/flashsale/flashsale/platform/config"
 )
 
 type composeFile struct {
@@ -557,5 +558,41 @@ func TestComposeBannerNamesPublishedPorts(t *testing.T) {
 		if !published[parsed.Port()] {
 			t.Errorf("banner line %q: port %s is not published by any compose service", l.Name, parsed.Port())
 		}
+	}
+}
+
+// TestComposeRunsOutsideDevelopment: `docker compose up --scale
+// channelsim=0` with FLASHSALE_DEV=false and secrets of one's own, as
+// docs/operations.md tells, starts every service on its configuration:
+// payment on the channels named, no longer waiting for the simulator,
+// which refuses to run outside development.
+func TestComposeRunsOutsideDevelopment(t *testing.T) {
+	const channels = "https://channels.internal.example.net:443"
+	p := mustComposeProject(t, map[string]string{
+		config.DevVar:            "false",
+		"FLASHSALE_JWT_SECRET":   "9c2f4e7a1b3d5f608a7c9e1b2d4f6a8c",
+		"FLASHSALE_CHANNELS":     "alipay=5e1a9c3f7b2d4e6a,wechat=8b4d2f6a1c3e5a7b,unionpay=3f7b1d5a9c2e4f6b",
+		"FLASHSALE_CONSUL_TOKEN": "0f6c1d2e-9a4b-4c3d-8e7f-5a6b7c8d9e0f",
+		"FLASHSALE_CHANNELS_URL": channels,
+	})
+	for _, b := range Binaries {
+		env := config.FromMap(composeEnv(t, p, b.Service))
+		b.Load(env)
+		switch err := env.Err(); {
+		case b.DevOnly && err == nil:
+			t.Errorf("%s runs outside development", b.Service)
+		case !b.DevOnly && err != nil:
+			t.Errorf("%s refuses its configuration outside development: %v", b.Service, err)
+		}
+	}
+	if got := composeEnv(t, p, "payment")["FLASHSALE_CHANNELS_URL"]; got != channels {
+		t.Errorf("payment pays through %q, want the channels named, %s", got, channels)
+	}
+	s, err := p.GetService("payment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dep, ok := s.DependsOn["channelsim"]; ok && dep.Required {
+		t.Error("payment requires the simulator, which does not run outside development")
 	}
 }
