@@ -54,7 +54,12 @@ type Config struct {
 	// address in development; outside it, required);
 	// Channels name them with their notification secrets; ChannelTimeout
 	// bounds each call to a channel.
-	ChannelsURL    string
+	ChannelsURL string
+	// ChannelsLive says the channels at ChannelsURL move real money, so a
+	// pressure test's payments are refused (nothing there keeps them
+	// apart). It defaults to true outside development and to false in
+	// it, where the channels are the simulator, whose shadow twins do.
+	ChannelsLive   bool
 	Channels       []wire.Channel
 	ChannelTimeout time.Duration
 	// PayBudget bounds one pay request, every channel tried included
@@ -105,6 +110,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		OrderAddr:        env.String("FLASHSALE_ORDER_ADDR", DefaultOrderAddr),
 		RPCTimeout:       env.Positive("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),
 		ChannelsURL:      env.DevString("FLASHSALE_CHANNELS_URL", DefaultChannelsURL),
+		ChannelsLive:     env.Bool("FLASHSALE_CHANNELS_LIVE", !env.Dev()),
 		Channels:         wire.ParseChannels(env, "FLASHSALE_CHANNELS"),
 		ChannelTimeout:   env.Positive("FLASHSALE_CHANNEL_TIMEOUT", DefaultChannelTimeout),
 		PayBudget:        env.Positive("FLASHSALE_PAY_BUDGET", payment.DefaultPayBudget),
@@ -204,7 +210,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return consul.Put(ctx, payment.ChannelSettingsPrefix+channel, s.Encode())
 		}
 	}
-	paymentv1.RegisterPaymentServiceServer(p.GRPC, paymentgrpc.NewServer(svc, shared))
+	paymentv1.RegisterPaymentServiceServer(p.GRPC, paymentgrpc.NewServer(svc, shared, cfg.ChannelsLive))
 	p.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 	// The sweep and the reconciliation read the ledger without a request:
 	// they run once per traffic class (docs/pressure-test.md).

@@ -172,3 +172,18 @@ func TestNotReadyUntilTheChannelSettingsAreRead(t *testing.T) {
 		}
 	}
 }
+
+// With live channels (production's default) nothing keeps a pressure
+// test's trades apart, so its payments are refused before any channel is
+// asked; a real buyer's payment goes on as ever.
+func TestPressureTestsDoNotPayLiveChannels(t *testing.T) {
+	p := MustPlatform(t, func(c *app.Config) { c.ChannelsLive = true })
+	ctx := context.Background()
+	_, err := p.payment.Pay(shadow.With(ctx), &paymentv1.PayRequest{OrderId: 1, UserId: 1})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "FLASHSALE_CHANNELS_LIVE") {
+		t.Fatalf("a pressure test's pay through live channels: %v, want UNAVAILABLE naming FLASHSALE_CHANNELS_LIVE", err)
+	}
+	if _, err := p.payment.Pay(ctx, &paymentv1.PayRequest{OrderId: 1, UserId: 1}); status.Code(err) != codes.NotFound {
+		t.Fatalf("a real pay of a missing order: %v, want NOT_FOUND (it reached the service)", err)
+	}
+}

@@ -32,6 +32,7 @@ type Server struct {
 	paymentv1.UnimplementedPaymentServiceServer
 	svc    *payment.Service
 	shared PutChannelSetting
+	live   bool
 }
 
 // PutChannelSetting stores a channel's setting where every replica of the
@@ -40,13 +41,23 @@ type PutChannelSetting func(ctx context.Context, channel string, s payment.Chann
 
 // NewServer returns the server of svc. With shared set, UpdateChannel
 // stores the change there for every replica (and applies it here at once);
-// without it, the change is this process's alone.
-func NewServer(svc *payment.Service, shared PutChannelSetting) *Server {
-	return &Server{svc: svc, shared: shared}
+// without it, the change is this process's alone. live says the channels
+// move real money: a pressure test's payments are then refused.
+func NewServer(svc *payment.Service, shared PutChannelSetting, live bool) *Server {
+	return &Server{svc: svc, shared: shared, live: live}
 }
+
+// errLiveChannels refuses a pressure test's payment when the channels are
+// the real ones: nothing there keeps its trades apart (the simulator's
+// shadow twins do, the 挡板 of docs/pressure-test.md), so it would take
+// real money.
+var errLiveChannels = fmt.Errorf("a pressure test cannot pay through the live channels (FLASHSALE_CHANNELS_LIVE): %w", payment.ErrUnavailable)
 
 // Pay starts paying an order.
 func (s *Server) Pay(ctx context.Context, req *paymentv1.PayRequest) (*paymentv1.Payment, error) {
+	if s.live && shadow.Is(ctx) {
+		return nil, errLiveChannels
+	}
 	p, err := s.svc.Pay(ctx, req.GetOrderId(), req.GetUserId(), req.GetChannel())
 	if err != nil {
 		return nil, err
