@@ -113,7 +113,7 @@ func (g *Gateway) screenDevice(r *http.Request, route string, ip netip.Addr, has
 		g.metrics.refused.WithLabelValues(route, "blocked").Inc()
 		return errBlocked("device")
 	}
-	if hasIP && !bl.ips.empty() && bl.ips.contains(ip) {
+	if hasIP && bl.ips.contains(ip) {
 		g.metrics.refused.WithLabelValues(route, "blocked").Inc()
 		return errBlocked("address")
 	}
@@ -181,8 +181,6 @@ func newPrefixSet(list []netip.Prefix) prefixSet {
 	}
 	return s
 }
-
-func (s prefixSet) empty() bool { return len(s.blocks) == 0 }
 
 func (s prefixSet) contains(ip netip.Addr) bool {
 	lengths := s.v6

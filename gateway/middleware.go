@@ -427,7 +427,7 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 	ctx := r.Context()
 	var ip netip.Addr
 	var hasIP bool
-	if spec.perIP || spec.bots {
+	if spec.perIP && g.ips != nil || spec.bots {
 		ip, hasIP = clientIP(r, g.opts.TrustedProxies) // once, for the limit and the blocklist
 	}
 	if spec.perIP {
