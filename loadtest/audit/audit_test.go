@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -687,5 +688,56 @@ func TestAuditRegularStock(t *testing.T) {
 	c, err = checkRegularStock(context.Background(), gateway, &result.Replay{RegularStock: result.RegularStock{Start: map[string]int64{"404": 1}}}, orders, same, 0)
 	if err != nil || c.OK || !strings.Contains(c.Detail, "product 404 unread") {
 		t.Errorf("an unreadable product: %+v %v, want the check failed naming it", c, err)
+	}
+}
+
+// Coupons must agree with their orders: an order holding a coupon finds
+// it USED for itself, a USED coupon is held by its order, and no
+// template issues more than its total or a buyer more than one.
+func TestAuditCouponsConserved(t *testing.T) {
+	var mu sync.Mutex
+	lists := map[string][]api.Coupon{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = json.NewEncoder(w).Encode(api.Coupons{Coupons: lists[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]})
+	}))
+	defer srv.Close()
+	gateway := client.New(srv.URL, 4)
+	res := &result.Replay{UsersList: []client.User{{ID: 1, Token: "a"}, {ID: 2, Token: "b"}},
+		Coupons: result.CouponStats{Issued: map[string]int64{"T": 2}}}
+	orders := map[string]api.Order{
+		"10": {OrderID: "10", Kind: "REGULAR", Status: "PAID", CouponID: "c1"},
+		"11": {OrderID: "11", Kind: "REGULAR", Status: "CANCELLED", CouponID: "c2"},
+	}
+	same := func() (map[string]api.Order, error) { return orders, nil }
+	coupon := func(id, status, order string) api.Coupon {
+		return api.Coupon{CouponID: id, TemplateID: "T", Status: status, OrderID: order}
+	}
+	for _, tt := range []struct {
+		name string
+		a, b []api.Coupon
+		want string
+	}{
+		{"conserved", []api.Coupon{coupon("c1", "USED", "10")}, []api.Coupon{coupon("c2", "AVAILABLE", "")}, ""},
+		{"a held coupon left available", []api.Coupon{coupon("c1", "AVAILABLE", "")}, []api.Coupon{coupon("c2", "AVAILABLE", "")}, "order 10 (PAID) holds coupon c1, which is AVAILABLE"},
+		{"a cancel kept its coupon", []api.Coupon{coupon("c1", "USED", "10")}, []api.Coupon{coupon("c2", "USED", "11")}, "coupon c2 is USED for order 11, which does not hold it (CANCELLED)"},
+		{"over-issued", []api.Coupon{coupon("c1", "USED", "10")}, []api.Coupon{coupon("c2", "AVAILABLE", ""), coupon("c3", "AVAILABLE", "")}, "template T issued 3 coupons, its total is 2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			lists["a"], lists["b"] = tt.a, tt.b
+			mu.Unlock()
+			c, err := checkCouponsConserved(context.Background(), gateway, res, orders, same, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.OK != (tt.want == "") || !strings.Contains(c.Detail, tt.want) {
+				t.Fatalf("checkCouponsConserved = %v (%s), want failing on %q", c.OK, c.Detail, tt.want)
+			}
+		})
+	}
+	if c, err := checkCouponsConserved(context.Background(), gateway, &result.Replay{}, orders, same, 0); err != nil || !c.OK || !c.Skipped {
+		t.Errorf("no templates: %+v %v, want skipped", c, err)
 	}
 }

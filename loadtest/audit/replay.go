@@ -52,17 +52,22 @@ func Replay(ctx context.Context, gateway *client.Client, res *result.Replay, boo
 	}
 	checks = append(checks, checkBots(res, botOrders, stored), checkServed(res), checkStrangers(res, orders))
 	checks = append(checks, checkDegradation(res), checkRegular(res, orders), checkCoupons(res, orders), checkLines(orders), checkRefunds(orders), checkRefundsApplied(res, orders), checkExpiry(res, books))
-	stock, err := checkRegularStock(ctx, gateway, res, orders, func() (map[string]api.Order, error) {
+	relist := func() (map[string]api.Order, error) {
 		b, err := readBooksOrders(ctx, gateway, res.UsersList)
 		if err != nil {
 			return nil, err
 		}
 		return b.Orders, nil
-	}, regularStockWait)
+	}
+	stock, err := checkRegularStock(ctx, gateway, res, orders, relist, regularStockWait)
 	if err != nil {
 		return nil, err
 	}
-	checks = append(checks, stock)
+	coupons, err := checkCouponsConserved(ctx, gateway, res, orders, relist, couponWait)
+	if err != nil {
+		return nil, err
+	}
+	checks = append(checks, stock, coupons)
 	return append(checks, checkPayments(res, books)...), nil
 }
 

@@ -186,6 +186,13 @@ func (c *Client) Challenge(ctx context.Context, token, activityID, device string
 	return out, err
 }
 
+// ListCoupons lists the caller's coupons, the 200 newest.
+func (c *Client) ListCoupons(ctx context.Context, token string) ([]api.Coupon, error) {
+	var out api.Coupons
+	_, err := c.Do(ctx, http.MethodGet, "/api/v1/coupons", token, nil, nil, &out)
+	return out.Coupons, err
+}
+
 // GetProduct reads a product with its stock.
 func (c *Client) GetProduct(ctx context.Context, skuID string) (api.Product, error) {
 	var p api.Product

@@ -133,7 +133,13 @@ func (r *replay) setupMarketing(ctx context.Context, skuOf map[string]string) {
 		}, &tpl) {
 			continue
 		}
-		r.coupons.count(func(s *result.CouponStats) { s.Templates++ })
+		r.coupons.count(func(s *result.CouponStats) {
+			s.Templates++
+			if s.Issued == nil {
+				s.Issued = map[string]int64{}
+			}
+			s.Issued[tpl.TemplateID] = int64(len(claimers))
+		})
 		r.claim(ctx, tpl.TemplateID, c.Threshold, claimers)
 	}
 }

@@ -183,11 +183,14 @@ type FollowUps struct {
 // the buyers claimed (and claims refused), and checkouts that used one
 // (and those refused with it, then placed without it).
 type CouponStats struct {
-	Templates   int   `json:"templates"`
-	Claimed     int64 `json:"claimed"`
-	ClaimFailed int64 `json:"claim_failed"`
-	Used        int64 `json:"used"`
-	Refused     int64 `json:"refused"`
+	Templates int `json:"templates"`
+	// Issued is each template the replay made, by id, with the coupons
+	// it issues (its total).
+	Issued      map[string]int64 `json:"-"`
+	Claimed     int64            `json:"claimed"`
+	ClaimFailed int64            `json:"claim_failed"`
+	Used        int64            `json:"used"`
+	Refused     int64            `json:"refused"`
 }
 
 // Feature is an optional part of the API a scenario phase needs (payment,

@@ -1,0 +1,153 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flashsale/flashsale/gateway/api"
+	"github.com/flashsale/flashsale/loadtest/client"
+	"github.com/flashsale/flashsale/loadtest/result"
+)
+
+// couponWait bounds how long the coupon check waits for the coupons and
+// their orders to agree: an order that ended a moment ago gives its
+// coupon back just after its status changes, and a give-back that failed
+// under a fault is retried by the expiry worker's sweep.
+const couponWait = 15 * time.Second
+
+// holdsCoupon says whether an order in status holds the coupon it
+// consumed: it gives it back when it is cancelled, expires or is
+// refunded in full.
+func holdsCoupon(status string) bool {
+	return !slices.Contains([]string{"CANCELLED", "EXPIRED", "REFUNDED"}, status)
+}
+
+// ownedCoupon is a coupon as its buyer's list shows it, with the buyer.
+type ownedCoupon struct {
+	api.Coupon
+	owner int64
+}
+
+// checkCouponsConserved checks the coupons of the replay's templates
+// against their orders: no template issued more than its total, no buyer
+// holds more than one of a template (the replay's per-user limit), every
+// order that holds a coupon finds it USED for itself, and every USED
+// coupon is held by its order. A coupon AVAILABLE while an order holds
+// it can take its discount a second time (a misprice); one left USED by
+// an order that gave it back is lost to its buyer. While they disagree
+// the orders (relist) and the coupons are read again, a second apart,
+// for up to wait.
+func checkCouponsConserved(ctx context.Context, gateway *client.Client, res *result.Replay, orders map[string]api.Order, relist func() (map[string]api.Order, error), wait time.Duration) (result.Check, error) {
+	c := result.Check{Name: "every coupon issued is held by at most its order, and within its template's total"}
+	if len(res.Coupons.Issued) == 0 {
+		c.OK, c.Skipped, c.Detail = true, true, "no coupon templates ("+featureReason(res, result.FeatureCoupons)+")"
+		return c, nil
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		coupons, err := readCoupons(ctx, gateway, res)
+		if err != nil {
+			return c, err
+		}
+		wrong, used := couponFindings(res, orders, coupons)
+		c.OK = len(wrong) == 0
+		c.Detail = fmt.Sprintf("%d templates, %d coupons issued, %d used by their orders", len(res.Coupons.Issued), len(coupons), used)
+		if !c.OK {
+			if len(wrong) > 5 {
+				wrong = append(wrong[:5], fmt.Sprintf("and %d more", len(wrong)-5))
+			}
+			c.Detail += ": " + strings.Join(wrong, "; ")
+		}
+		if c.OK || time.Now().After(deadline) {
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return c, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		if orders, err = relist(); err != nil {
+			return c, err
+		}
+	}
+}
+
+// couponFindings lists what is wrong between the coupons and the orders,
+// and counts the coupons used by the orders that hold them.
+func couponFindings(res *result.Replay, orders map[string]api.Order, coupons map[string]ownedCoupon) (wrong []string, used int) {
+	perTemplate := map[string]int64{}
+	perBuyer := map[string]int{}
+	for _, cp := range coupons {
+		perTemplate[cp.TemplateID]++
+		perBuyer[fmt.Sprint(cp.TemplateID, "/", cp.owner)]++
+	}
+	for _, t := range slices.Sorted(maps.Keys(res.Coupons.Issued)) {
+		if perTemplate[t] > res.Coupons.Issued[t] {
+			wrong = append(wrong, fmt.Sprintf("template %s issued %d coupons, its total is %d", t, perTemplate[t], res.Coupons.Issued[t]))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(perBuyer)) {
+		if perBuyer[k] > 1 {
+			wrong = append(wrong, fmt.Sprintf("template/buyer %s holds %d coupons, the limit is 1", k, perBuyer[k]))
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(orders)) {
+		o := orders[id]
+		cp, ours := coupons[o.CouponID]
+		if o.CouponID == "" || !ours || !holdsCoupon(o.Status) {
+			continue
+		}
+		if cp.Status != "USED" || cp.OrderID != id {
+			wrong = append(wrong, fmt.Sprintf("order %s (%s) holds coupon %s, which is %s for order %q: its discount can be taken again", id, o.Status, cp.CouponID, cp.Status, cp.OrderID))
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(coupons)) {
+		cp := coupons[id]
+		if cp.Status != "USED" {
+			continue
+		}
+		if o, ok := orders[cp.OrderID]; !ok || o.CouponID != id || !holdsCoupon(o.Status) {
+			wrong = append(wrong, fmt.Sprintf("coupon %s is USED for order %s, which does not hold it (%s): lost to its buyer", id, cp.OrderID, o.Status))
+			continue
+		}
+		used++
+	}
+	return wrong, used
+}
+
+// readCoupons reads every buyer's coupons of the replay's templates, by
+// coupon id.
+func readCoupons(ctx context.Context, gateway *client.Client, res *result.Replay) (map[string]ownedCoupon, error) {
+	var mu sync.Mutex
+	out := map[string]ownedCoupon{}
+	var firstErr error
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for _, u := range res.UsersList {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			list, err := client.WithRetryAfter(ctx, func() ([]api.Coupon, error) { return gateway.ListCoupons(ctx, u.Token) })
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("audit: coupons of user %d: %w", u.ID, err)
+				}
+				return
+			}
+			for _, cp := range list {
+				if _, ours := res.Coupons.Issued[cp.TemplateID]; ours {
+					out[cp.CouponID] = ownedCoupon{Coupon: cp, owner: u.ID}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return out, firstErr
+}
