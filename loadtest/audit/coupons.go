@@ -48,8 +48,7 @@ func checkCouponsConserved(ctx context.Context, gateway *client.Client, res *res
 		c.OK, c.Skipped, c.Detail = true, true, "no coupon templates ("+featureReason(res, result.FeatureCoupons)+")"
 		return c, nil
 	}
-	deadline := time.Now().Add(wait)
-	for {
+	return untilAgreed(ctx, orders, relist, wait, func(orders map[string]api.Order) (result.Check, error) {
 		coupons, err := readCoupons(ctx, gateway, res)
 		if err != nil {
 			return c, err
@@ -63,18 +62,8 @@ func checkCouponsConserved(ctx context.Context, gateway *client.Client, res *res
 			}
 			c.Detail += ": " + strings.Join(wrong, "; ")
 		}
-		if c.OK || time.Now().After(deadline) {
-			return c, nil
-		}
-		select {
-		case <-ctx.Done():
-			return c, ctx.Err()
-		case <-time.After(time.Second):
-		}
-		if orders, err = relist(); err != nil {
-			return c, err
-		}
-	}
+		return c, nil
+	})
 }
 
 // couponFindings lists what is wrong between the coupons and the orders,

@@ -43,8 +43,7 @@ func checkRegularStock(ctx context.Context, gateway *client.Client, res *result.
 		return c, nil
 	}
 	skus := slices.Sorted(maps.Keys(res.RegularStock.Start))
-	deadline := time.Now().Add(wait)
-	for {
+	return untilAgreed(ctx, orders, relist, wait, func(orders map[string]api.Order) (result.Check, error) {
 		held, unknown := regularHolds(res, orders)
 		var wrong []string
 		var sold, unanswered, maybe int64
@@ -71,20 +70,8 @@ func checkRegularStock(ctx context.Context, gateway *client.Client, res *result.
 		if !c.OK {
 			c.Detail += ": " + strings.Join(wrong, "; ")
 		}
-		if c.OK || time.Now().After(deadline) {
-			return c, nil
-		}
-		select {
-		case <-ctx.Done():
-			return c, ctx.Err()
-		case <-time.After(time.Second):
-		}
-		relisted, err := relist()
-		if err != nil {
-			return c, err
-		}
-		orders = relisted
-	}
+		return c, nil
+	})
 }
 
 // regularHolds sums, by sku id, the units of the listed regular orders
@@ -112,4 +99,27 @@ func regularHolds(res *result.Replay, orders map[string]api.Order) (held, unknow
 		}
 	}
 	return held, unknown
+}
+
+// untilAgreed runs check on the orders until it passes or wait is over,
+// reading the orders again (relist) a second after each failing round:
+// the books move while the audit runs (an order that expires gives back
+// what it held just after its status changes, and a give-back that
+// failed under a fault is retried by the expiry worker's sweep).
+func untilAgreed(ctx context.Context, orders map[string]api.Order, relist func() (map[string]api.Order, error), wait time.Duration, check func(map[string]api.Order) (result.Check, error)) (result.Check, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := check(orders)
+		if err != nil || c.OK || time.Now().After(deadline) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return c, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		if orders, err = relist(); err != nil {
+			return c, err
+		}
+	}
 }
