@@ -705,7 +705,7 @@ func TestAuditCouponsConserved(t *testing.T) {
 	defer srv.Close()
 	gateway := client.New(srv.URL, 4)
 	res := &result.Replay{UsersList: []client.User{{ID: 1, Token: "a"}, {ID: 2, Token: "b"}},
-		Coupons: result.CouponStats{Issued: map[string]int64{"T": 2}}}
+		Coupons: result.CouponStats{Issued: map[string]int64{"T": 2}, Unanswered: map[string]bool{"c9": true}}}
 	orders := map[string]api.Order{
 		"10": {OrderID: "10", Kind: "REGULAR", Status: "PAID", CouponID: "c1"},
 		"11": {OrderID: "11", Kind: "REGULAR", Status: "CANCELLED", CouponID: "c2"},
@@ -723,6 +723,10 @@ func TestAuditCouponsConserved(t *testing.T) {
 		{"a held coupon left available", []api.Coupon{coupon("c1", "AVAILABLE", "")}, []api.Coupon{coupon("c2", "AVAILABLE", "")}, "order 10 (PAID) holds coupon c1, which is AVAILABLE"},
 		{"a cancel kept its coupon", []api.Coupon{coupon("c1", "USED", "10")}, []api.Coupon{coupon("c2", "USED", "11")}, "coupon c2 is USED for order 11, which does not hold it (CANCELLED)"},
 		{"over-issued", []api.Coupon{coupon("c1", "USED", "10")}, []api.Coupon{coupon("c2", "AVAILABLE", ""), coupon("c3", "AVAILABLE", "")}, "template T issued 3 coupons, its total is 2"},
+		{"used by an order never stored", []api.Coupon{coupon("c1", "USED", "10")}, []api.Coupon{coupon("c2", "USED", "99")}, "coupon c2 is USED for order 99, which does not hold it (no such order)"},
+		// c9's checkout was answered 503: its order may never have been
+		// stored, and the stray sweep gives the coupon back later.
+		{"used by the unanswered checkout's order", []api.Coupon{coupon("c1", "USED", "10")}, []api.Coupon{coupon("c9", "USED", "99")}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			mu.Lock()

@@ -115,8 +115,17 @@ func (r *replay) placeRegular(ctx context.Context, a arrival, due time.Time) {
 		}
 	}
 	if err != nil {
-		if out := outcomeOf(err); serverFailure(out) || out == "conflict" {
+		out := outcomeOf(err)
+		if serverFailure(out) || out == "conflict" {
 			unaccounted()
+		}
+		if serverFailure(out) && withCoupon {
+			r.coupons.count(func(s *result.CouponStats) {
+				if s.Unanswered == nil {
+					s.Unanswered = map[string]bool{}
+				}
+				s.Unanswered[coupon.id] = true
+			})
 		}
 		return
 	}

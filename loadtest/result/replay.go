@@ -185,8 +185,11 @@ type FollowUps struct {
 type CouponStats struct {
 	Templates int `json:"templates"`
 	// Issued is each template the replay made, by id, with the coupons
-	// it issues (its total).
+	// it issues (its total); Unanswered, the coupons of the checkouts
+	// answered 5xx or not at all (each may be used by an order never
+	// stored until the stray sweep gives it back).
 	Issued      map[string]int64 `json:"-"`
+	Unanswered  map[string]bool  `json:"-"`
 	Claimed     int64            `json:"claimed"`
 	ClaimFailed int64            `json:"claim_failed"`
 	Used        int64            `json:"used"`
