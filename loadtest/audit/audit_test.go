@@ -705,10 +705,10 @@ func TestAuditCouponsConserved(t *testing.T) {
 	defer srv.Close()
 	gateway := client.New(srv.URL, 4)
 	res := &result.Replay{UsersList: []client.User{{ID: 1, Token: "a"}, {ID: 2, Token: "b"}},
-		Coupons: result.CouponStats{Issued: map[string]int64{"T": 2}, Unanswered: map[string]bool{"c9": true}}}
+		Coupons: result.CouponStats{Issued: map[string]int64{"T": 2}, Claimed: 2, Unanswered: map[string]bool{"c9": true}}}
 	orders := map[string]api.Order{
-		"10": {OrderID: "10", Kind: "REGULAR", Status: "PAID", CouponID: "c1"},
-		"11": {OrderID: "11", Kind: "REGULAR", Status: "CANCELLED", CouponID: "c2"},
+		"10": {OrderID: "10", UserID: "1", Kind: "REGULAR", Status: "PAID", CouponID: "c1"},
+		"11": {OrderID: "11", UserID: "2", Kind: "REGULAR", Status: "CANCELLED", CouponID: "c2"},
 	}
 	same := func() (map[string]api.Order, error) { return orders, nil }
 	coupon := func(id, status, order string) api.Coupon {
@@ -727,6 +727,8 @@ func TestAuditCouponsConserved(t *testing.T) {
 		// c9's checkout was answered 503: its order may never have been
 		// stored, and the stray sweep gives the coupon back later.
 		{"used by the unanswered checkout's order", []api.Coupon{coupon("c1", "USED", "10")}, []api.Coupon{coupon("c9", "USED", "99")}, ""},
+		{"another buyer's coupon", nil, []api.Coupon{coupon("c1", "USED", "10"), coupon("c2", "AVAILABLE", "")}, "order 10 of buyer 1 holds coupon c1 of buyer 2"},
+		{"a coupon lost", []api.Coupon{coupon("c1", "USED", "10")}, nil, "2 coupons claimed, 1 in their buyers' lists"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			mu.Lock()
@@ -743,5 +745,11 @@ func TestAuditCouponsConserved(t *testing.T) {
 	}
 	if c, err := checkCouponsConserved(context.Background(), gateway, &result.Replay{}, orders, same, 0); err != nil || !c.OK || !c.Skipped {
 		t.Errorf("no templates: %+v %v, want skipped", c, err)
+	}
+	// A buyer whose coupons cannot be read fails the check, not the audit.
+	broken := &result.Replay{UsersList: []client.User{{ID: 3, Token: "c"}}, Coupons: res.Coupons}
+	srv.Close()
+	if c, err := checkCouponsConserved(context.Background(), gateway, broken, orders, same, 0); err != nil || c.OK || !strings.Contains(c.Detail, "coupons unread") {
+		t.Errorf("unreadable coupons: %+v %v, want the check failed", c, err)
 	}
 }

@@ -52,18 +52,22 @@ func Replay(ctx context.Context, gateway *client.Client, res *result.Replay, boo
 	}
 	checks = append(checks, checkBots(res, botOrders, stored), checkServed(res), checkStrangers(res, orders))
 	checks = append(checks, checkDegradation(res), checkRegular(res, orders), checkCoupons(res, orders), checkLines(orders), checkRefunds(orders), checkRefundsApplied(res, orders), checkExpiry(res, books))
+	// The checks that wait for the books to agree read the orders again;
+	// each starts from the latest list, not the settled books' first.
+	latest := orders
 	relist := func() (map[string]api.Order, error) {
 		b, err := readBooksOrders(ctx, gateway, res.UsersList)
 		if err != nil {
 			return nil, err
 		}
-		return b.Orders, nil
+		latest = b.Orders
+		return latest, nil
 	}
-	stock, err := checkRegularStock(ctx, gateway, res, orders, relist, regularStockWait)
+	stock, err := checkRegularStock(ctx, gateway, res, latest, relist, regularStockWait)
 	if err != nil {
 		return nil, err
 	}
-	coupons, err := checkCouponsConserved(ctx, gateway, res, orders, relist, couponWait)
+	coupons, err := checkCouponsConserved(ctx, gateway, res, latest, relist, couponWait)
 	if err != nil {
 		return nil, err
 	}

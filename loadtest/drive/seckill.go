@@ -119,7 +119,10 @@ func (r *replay) placeRegular(ctx context.Context, a arrival, due time.Time) {
 		if serverFailure(out) || out == "conflict" {
 			unaccounted()
 		}
-		if serverFailure(out) && withCoupon {
+		// The coupon is used beside the stock reservation, so any refusal
+		// but the gateway's 429 may come after it was taken, and its
+		// give-back may fail under a fault.
+		if withCoupon && !result.Outcome(out).Refused() {
 			r.coupons.count(func(s *result.CouponStats) {
 				if s.Unanswered == nil {
 					s.Unanswered = map[string]bool{}

@@ -186,8 +186,9 @@ type CouponStats struct {
 	Templates int `json:"templates"`
 	// Issued is each template the replay made, by id, with the coupons
 	// it issues (its total); Unanswered, the coupons of the checkouts
-	// answered 5xx or not at all (each may be used by an order never
-	// stored until the stray sweep gives it back).
+	// that made no order the replay knows of, answered anything but a
+	// gateway's 429 (each may be used by an order never stored until it
+	// is given back, by the stray sweep when the order service cannot).
 	Issued      map[string]int64 `json:"-"`
 	Unanswered  map[string]bool  `json:"-"`
 	Claimed     int64            `json:"claimed"`
