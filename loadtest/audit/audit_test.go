@@ -495,9 +495,7 @@ func TestAuditServed(t *testing.T) {
 			res := &result.Replay{Endpoints: tt.endpoints, Activities: []result.ActivityStat{{Key: "phone"}},
 				Sales: map[string]*result.Sale{"phone": tt.sale}}
 			c := checkServed(res)
-			if c.OK != (tt.want == "") || !strings.Contains(c.Detail, tt.want) {
-				t.Fatalf("checkServed = %v (%s), want failing on %q", c.OK, c.Detail, tt.want)
-			}
+			expectCheck(t, "checkServed", c, tt.want)
 		})
 	}
 }
@@ -551,9 +549,7 @@ func TestAuditStrangers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := checkStrangers(&result.Replay{Endpoints: tt.endpoints, Trails: tt.trails}, tt.orders)
-			if c.OK != (tt.want == "") || !strings.Contains(c.Detail, tt.want) {
-				t.Fatalf("checkStrangers = %v (%s), want failing on %q", c.OK, c.Detail, tt.want)
-			}
+			expectCheck(t, "checkStrangers", c, tt.want)
 		})
 	}
 	if c := checkStrangers(&result.Replay{Trails: map[string]*result.Trail{"1": {}}}, left); !c.OK || !c.Skipped {
@@ -580,9 +576,7 @@ func TestAuditRefundsApplied(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := checkRefundsApplied(res, map[string]api.Order{"1": {OrderID: "1", Status: "PARTIALLY_REFUNDED", Refunded: tt.refunded}, "2": {OrderID: "2", Status: "PAID"}})
-			if c.OK != (tt.want == "") || !strings.Contains(c.Detail, tt.want) {
-				t.Fatalf("checkRefundsApplied = %v (%s), want failing on %q", c.OK, c.Detail, tt.want)
-			}
+			expectCheck(t, "checkRefundsApplied", c, tt.want)
 		})
 	}
 	if c := checkRefundsApplied(&result.Replay{Trails: map[string]*result.Trail{"2": {}}}, nil); !c.OK || !c.Skipped {
@@ -662,9 +656,7 @@ func TestAuditRegularStock(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.OK != (tt.want == "") || !strings.Contains(c.Detail, tt.want) {
-				t.Fatalf("checkRegularStock = %v (%s), want failing on %q", c.OK, c.Detail, tt.want)
-			}
+			expectCheck(t, "checkRegularStock", c, tt.want)
 		})
 	}
 	if c, err := checkRegularStock(context.Background(), gateway, &result.Replay{}, orders, same, 0); err != nil || !c.OK || !c.Skipped {
@@ -738,9 +730,7 @@ func TestAuditCouponsConserved(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.OK != (tt.want == "") || !strings.Contains(c.Detail, tt.want) {
-				t.Fatalf("checkCouponsConserved = %v (%s), want failing on %q", c.OK, c.Detail, tt.want)
-			}
+			expectCheck(t, "checkCouponsConserved", c, tt.want)
 		})
 	}
 	if c, err := checkCouponsConserved(context.Background(), gateway, &result.Replay{}, orders, same, 0); err != nil || !c.OK || !c.Skipped {
@@ -751,5 +741,14 @@ func TestAuditCouponsConserved(t *testing.T) {
 	srv.Close()
 	if c, err := checkCouponsConserved(context.Background(), gateway, broken, orders, same, 0); err != nil || c.OK || !strings.Contains(c.Detail, "coupons unread") {
 		t.Errorf("unreadable coupons: %+v %v, want the check failed", c, err)
+	}
+}
+
+// expectCheck fails the test unless c passed (want "") or failed with
+// want in its detail; name is the check's function.
+func expectCheck(t *testing.T, name string, c result.Check, want string) {
+	t.Helper()
+	if c.OK != (want == "") || !strings.Contains(c.Detail, want) {
+		t.Fatalf("%s = %v (%s), want failing on %q", name, c.OK, c.Detail, want)
 	}
 }

@@ -49,35 +49,52 @@ func ReadAllOrders(ctx context.Context, gateway *client.Client, users []client.U
 func readBooksOrders(ctx context.Context, gateway *client.Client, users []client.User) (*Books, error) {
 	var mu sync.Mutex
 	b := &Books{Orders: map[string]api.Order{}, Listed: map[string]time.Time{}}
-	errs := make(chan error, len(users))
+	err := eachUser(users, func(u client.User) error {
+		var asked time.Time
+		list, err := client.WithRetryAfter(ctx, func() ([]api.Order, error) {
+			asked = time.Now() // of the attempt that answers
+			return gateway.ListOrders(ctx, u.Token)
+		})
+		if err != nil {
+			return fmt.Errorf("orders of user %d: %w", u.ID, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		var dup error
+		for _, o := range list {
+			if _, seen := b.Orders[o.OrderID]; seen && dup == nil {
+				dup = fmt.Errorf("order %s listed twice", o.OrderID)
+			}
+			b.Orders[o.OrderID], b.Listed[o.OrderID] = o, asked
+		}
+		return dup
+	})
+	return b, err
+}
+
+// eachUser calls read for every user, 32 at a time, and returns the
+// first error a call returned (the others still run): the audit's reads
+// of what each buyer's lists show.
+func eachUser(users []client.User, read func(client.User) error) error {
+	var mu sync.Mutex
+	var first error
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	for _, u := range users {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			var asked time.Time
-			list, err := client.WithRetryAfter(ctx, func() ([]api.Order, error) {
-				asked = time.Now() // of the attempt that answers
-				return gateway.ListOrders(ctx, u.Token)
-			})
-			if err != nil {
-				errs <- fmt.Errorf("orders of user %d: %w", u.ID, err)
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, o := range list {
-				if _, dup := b.Orders[o.OrderID]; dup {
-					errs <- fmt.Errorf("order %s listed twice", o.OrderID)
+			if err := read(u); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
 				}
-				b.Orders[o.OrderID], b.Listed[o.OrderID] = o, asked
+				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	return b, <-errs
+	return first
 }
 
 // expiryHorizon is how far ahead the audit waits for unpaid orders to
@@ -249,4 +266,27 @@ func seckillBooksFromAPI(ctx context.Context, gateway *client.Client, orders map
 		b.Money[o.OrderID] = m
 	}
 	return settleBooks(ctx, gateway, activityID, func() (*SeckillBooks, error) { return b, nil })
+}
+
+// untilAgreed runs check on the orders until it passes or wait is over,
+// reading the orders again (relist) a second after each failing round:
+// the books move while the audit runs (an order that expires gives back
+// what it held just after its status changes, and a give-back that
+// failed under a fault is retried by the expiry worker's sweep).
+func untilAgreed(ctx context.Context, orders map[string]api.Order, relist func() (map[string]api.Order, error), wait time.Duration, check func(map[string]api.Order) (result.Check, error)) (result.Check, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := check(orders)
+		if err != nil || c.OK || time.Now().After(deadline) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return c, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		if orders, err = relist(); err != nil {
+			return c, err
+		}
+	}
 }

@@ -138,29 +138,19 @@ func couponFindings(res *result.Replay, orders map[string]api.Order, coupons map
 func readCoupons(ctx context.Context, gateway *client.Client, res *result.Replay) (map[string]ownedCoupon, error) {
 	var mu sync.Mutex
 	out := map[string]ownedCoupon{}
-	var firstErr error
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
-	for _, u := range res.UsersList {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			list, err := client.WithRetryAfter(ctx, func() ([]api.Coupon, error) { return gateway.ListCoupons(ctx, u.Token) })
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("audit: coupons of user %d: %w", u.ID, err)
-				}
-				return
+	err := eachUser(res.UsersList, func(u client.User) error {
+		list, err := client.WithRetryAfter(ctx, func() ([]api.Coupon, error) { return gateway.ListCoupons(ctx, u.Token) })
+		if err != nil {
+			return fmt.Errorf("audit: coupons of user %d: %w", u.ID, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, cp := range list {
+			if _, ours := res.Coupons.Issued[cp.TemplateID]; ours {
+				out[cp.CouponID] = ownedCoupon{Coupon: cp, owner: u.ID}
 			}
-			for _, cp := range list {
-				if _, ours := res.Coupons.Issued[cp.TemplateID]; ours {
-					out[cp.CouponID] = ownedCoupon{Coupon: cp, owner: u.ID}
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return out, firstErr
+		}
+		return nil
+	})
+	return out, err
 }

@@ -100,26 +100,3 @@ func regularHolds(res *result.Replay, orders map[string]api.Order) (held, unknow
 	}
 	return held, unknown
 }
-
-// untilAgreed runs check on the orders until it passes or wait is over,
-// reading the orders again (relist) a second after each failing round:
-// the books move while the audit runs (an order that expires gives back
-// what it held just after its status changes, and a give-back that
-// failed under a fault is retried by the expiry worker's sweep).
-func untilAgreed(ctx context.Context, orders map[string]api.Order, relist func() (map[string]api.Order, error), wait time.Duration, check func(map[string]api.Order) (result.Check, error)) (result.Check, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		c, err := check(orders)
-		if err != nil || c.OK || time.Now().After(deadline) {
-			return c, err
-		}
-		select {
-		case <-ctx.Done():
-			return c, ctx.Err()
-		case <-time.After(time.Second):
-		}
-		if orders, err = relist(); err != nil {
-			return c, err
-		}
-	}
-}
