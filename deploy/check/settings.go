@@ -317,6 +317,7 @@ var settingNotes = map[string]string{
 	"FLASHSALE_CHALLENGE_TTL":             "How long a challenge can be answered.",
 	"FLASHSALE_CHANNELS":                  "The payment channels as name=secret pairs, the same on payment and the simulator; a secret: required outside development.",
 	"FLASHSALE_CHANNEL_TIMEOUT":           "Bounds each call to a payment channel.",
+	"FLASHSALE_STUB_CHANNELS":             "The stub's channels as name=secret pairs: the live channels' names, secrets of their own (never a live one); a secret, required with FLASHSALE_STUB_CHANNELS_URL (docs/pressure-test.md).",
 	"FLASHSALE_CONSUMER_BATCH_WAIT":       "How long a consumer batch waits after its first message before it is written (or at FLASHSALE_CONSUMER_BATCH_SIZE messages).",
 	"FLASHSALE_DEGRADE_AUTO":              "Lets each gateway replica raise its degrade level by itself from admission refusals, a p99 over budget and open breakers, and lower it once calm; Consul's degrade_auto overrides it.",
 	"FLASHSALE_DEGRADE_LEVEL":             "The degrade level set by hand (normal, protect, survive, close) when Consul holds none (docs/protection.md).",

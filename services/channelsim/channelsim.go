@@ -79,6 +79,14 @@ func (b Behaviour) down(t time.Time) bool {
 type Config struct {
 	// Channels are the simulated channels (default: wire.DefaultChannels).
 	Channels []wire.Channel
+	// Stub makes the simulator a stub of the channels for pressure tests
+	// beside live ones (the 挡板 of docs/pressure-test.md): it refuses
+	// every request without wire.PressureTestHeader, so it serves only
+	// the twins a pressure test pays through and never stands in for a
+	// real channel. Its Channels' secrets are its own, not the live
+	// channels': the payment service takes a notification it signed only
+	// as a pressure test's.
+	Stub bool
 	// NotifyURL is the merchant's callback base: a channel's
 	// notifications are posted to NotifyURL + "/" + channel name.
 	NotifyURL string
@@ -407,6 +415,9 @@ func (s *Simulator) gated(h func(c *channelState, r *http.Request) (any, error))
 		states := s.channels
 		if r.Header.Get(wire.PressureTestHeader) != "" {
 			states = s.shadows
+		} else if s.cfg.Stub {
+			writeJSON(w, http.StatusForbidden, wire.Error{Code: wire.CodeForbidden, Message: "a stub of the channels serves pressure tests only (" + wire.PressureTestHeader + ")"})
+			return
 		}
 		s.mu.Lock()
 		c, ok := states[name]

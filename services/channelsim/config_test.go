@@ -24,4 +24,16 @@ func TestRunsOnlyInDevelopment(t *testing.T) {
 	if err := env.Err(); err != nil {
 		t.Errorf("in development: %v", err)
 	}
+	// A stub for pressure tests runs beside live channels, outside
+	// development, with secrets of its own, never printed ones.
+	own["FLASHSALE_CHANNELSIM_STUB"] = "true"
+	env = config.FromMap(own)
+	if cfg := channelsim.ConfigFromEnv(env); env.Err() != nil || !cfg.Stub {
+		t.Errorf("a stub outside development: %v (stub %v), want it to run", env.Err(), cfg.Stub)
+	}
+	env = config.FromMap(map[string]string{"FLASHSALE_CHANNELSIM_STUB": "true", "FLASHSALE_CHANNELS": "alipay=alipay-dev-secret"})
+	channelsim.ConfigFromEnv(env)
+	if err := env.Err(); err == nil || !strings.Contains(err.Error(), "public placeholder") {
+		t.Errorf("a stub outside development with a printed secret: %v, want a refusal", err)
+	}
 }

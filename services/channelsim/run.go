@@ -27,9 +27,11 @@ const DefaultAddr = ":9301"
 // ConfigFromEnv reads FLASHSALE_CHANNELSIM_ADDR, FLASHSALE_NOTIFY_URL (the
 // gateway's callback base), FLASHSALE_CHANNELSIM_BASE_URL,
 // FLASHSALE_CHANNELSIM_SEED, FLASHSALE_CHANNELSIM_RETENTION,
-// FLASHSALE_CHANNELSIM_NOTIFY_QUEUE and FLASHSALE_CHANNELS, a list of
-// name=secret pairs; problems are collected in env. It refuses to run
-// without the development switch (config.DevVar).
+// FLASHSALE_CHANNELSIM_NOTIFY_QUEUE, FLASHSALE_CHANNELSIM_STUB and
+// FLASHSALE_CHANNELS, a list of name=secret pairs; problems are collected
+// in env. It refuses to run without the development switch
+// (config.DevVar), unless it is a stub that serves pressure tests only
+// (Config.Stub).
 func ConfigFromEnv(env *config.Env) ServerConfig {
 	cfg := ServerConfig{
 		Addr: env.String("FLASHSALE_CHANNELSIM_ADDR", DefaultAddr),
@@ -39,12 +41,15 @@ func ConfigFromEnv(env *config.Env) ServerConfig {
 			Seed:        uint64(env.Int("FLASHSALE_CHANNELSIM_SEED", 1)),
 			Retention:   env.Positive("FLASHSALE_CHANNELSIM_RETENTION", DefaultRetention),
 			NotifyQueue: int(env.IntIn("FLASHSALE_CHANNELSIM_NOTIFY_QUEUE", DefaultNotifyQueue, 1, 1_000_000)),
+			Stub:        env.Bool("FLASHSALE_CHANNELSIM_STUB", false),
 		},
 	}
 	// The simulator answers every payment as its wallet page is told,
 	// with no money behind it: a development and test stand-in, which a
-	// production deployment must never route payments to.
-	env.Check(env.Dev(), "the channel simulator moves no money: it runs only in development (%s=true); production points payment's FLASHSALE_CHANNELS_URL at the real channels", config.DevVar)
+	// production deployment must never route payments to. A stub, which
+	// refuses whatever is not a pressure test's, is the one way it runs
+	// beside live channels.
+	env.Check(env.Dev() || cfg.Stub, "the channel simulator moves no money: it runs only in development (%s=true), or as a stub that serves pressure tests only (FLASHSALE_CHANNELSIM_STUB=true); production points payment's FLASHSALE_CHANNELS_URL at the real channels", config.DevVar)
 	cfg.Channels = wire.ParseChannels(env, "FLASHSALE_CHANNELS")
 	_, err := url.Parse(cfg.NotifyURL)
 	env.Check(err == nil && strings.HasPrefix(cfg.NotifyURL, "http"), "FLASHSALE_NOTIFY_URL=%q: not an http URL", cfg.NotifyURL)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/flashsale/flashsale/services/channelsim"
 	"github.com/flashsale/flashsale/services/payment/channel/wire"
 )
 
@@ -78,5 +79,40 @@ func TestPressureTestTradesAreKeptApart(t *testing.T) {
 	}
 	if tr, ok := f.sim.Trade("alipay", "77"); !ok || tr.Status != wire.TradeWaitPay {
 		t.Fatalf("the real trade changed: %+v", tr)
+	}
+}
+
+// A stub of the channels (Config.Stub), run beside live ones for
+// pressure tests, serves only marked requests: every unmarked one is
+// refused 403 FORBIDDEN and opens, pays or lists nothing, while a marked
+// buy is served as the simulator serves it.
+func TestStubServesPressureTestsOnly(t *testing.T) {
+	f := MustSimulator(t, func(c *channelsim.Config) { c.Stub = true })
+	var refused wire.Error
+	if st := f.callAs(t, false, "POST", "/alipay/payments", wire.CreatePayment{MerchantRef: "5", Amount: 100}, &refused); st != http.StatusForbidden || refused.Code != wire.CodeForbidden {
+		t.Fatalf("unmarked create at a stub: %d %+v, want 403 %s", st, refused, wire.CodeForbidden)
+	}
+	if _, ok := f.sim.Trade("alipay", "5"); ok {
+		t.Fatal("the refused request opened a trade")
+	}
+	var marked wire.Trade
+	if st := f.callAs(t, true, "POST", "/alipay/payments", wire.CreatePayment{MerchantRef: "5", Amount: 100}, &marked); st != 200 {
+		t.Fatalf("marked create at a stub: %d", st)
+	}
+	for _, path := range []string{"/alipay/payments?merchant_ref=5", "/alipay/statement"} {
+		if st := f.callAs(t, false, "GET", path, nil, nil); st != http.StatusForbidden {
+			t.Errorf("unmarked GET %s at a stub: %d, want 403", path, st)
+		}
+	}
+	if st := f.callAs(t, false, "POST", "/alipay/wallet/"+marked.TradeNo, nil, nil); st != http.StatusForbidden {
+		t.Fatalf("an unmarked payer at a stub's wallet: %d, want 403", st)
+	}
+	var paid wire.Trade
+	if st := f.callAs(t, true, "POST", "/alipay/wallet/"+marked.TradeNo, nil, &paid); st != 200 || paid.Status != wire.TradePaid {
+		t.Fatalf("marked pay at a stub: %d %+v", st, paid)
+	}
+	waitFor(t, "the stub's notification", func() bool { n, _, _ := f.merch.notifications(); return len(n) == 1 })
+	if n, _, _ := f.merch.notifications(); !n[0].PressureTest {
+		t.Fatalf("the stub's notification %+v is not marked", n[0])
 	}
 }

@@ -22,7 +22,13 @@ type Config struct {
 	Orders   Orders
 	Channels map[string]Channel
 	Router   *Router
-	Clock    clock.Clock
+	// Stub, when set, takes pressure tests' payments in place of Channels
+	// and Router (the 挡板 of docs/pressure-test.md): a stub of the
+	// channels beside live ones. Its router is its own, so its failures
+	// never open a live channel's breaker, and so are its notification
+	// secrets, so it can settle only pressure-test payments.
+	Stub  *Stub
+	Clock clock.Clock
 	// NextID hands out payment and refund ids (a snowflake generator's
 	// Next).
 	NextID func() int64
@@ -45,6 +51,13 @@ type Config struct {
 	// Observer hears of settled payments, refunds and callbacks (nil:
 	// nobody listens).
 	Observer Observer
+}
+
+// Stub is where pressure tests pay when the channels are live: the same
+// channel names, served by a stub that moves no money.
+type Stub struct {
+	Channels map[string]Channel
+	Router   *Router
 }
 
 // DefaultPayBudget is the default of Config.PayBudget: within the
@@ -115,6 +128,25 @@ func NewService(cfg Config) *Service {
 // Router is the service's router, for the admin endpoints.
 func (s *Service) Router() *Router { return s.cfg.Router }
 
+// HasStub says pressure tests pay through a stub of the channels.
+func (s *Service) HasStub() bool { return s.cfg.Stub != nil }
+
+// channels and router are ctx's traffic class's: the stub's for a
+// pressure test when there is one.
+func (s *Service) channels(ctx context.Context) map[string]Channel {
+	if s.cfg.Stub != nil && shadow.Is(ctx) {
+		return s.cfg.Stub.Channels
+	}
+	return s.cfg.Channels
+}
+
+func (s *Service) router(ctx context.Context) *Router {
+	if s.cfg.Stub != nil && shadow.Is(ctx) {
+		return s.cfg.Stub.Router
+	}
+	return s.cfg.Router
+}
+
 // Pay starts paying the user's order through the preferred channel while
 // it is healthy, else through the channel the router picks; a channel that
 // fails to open the trade, or does not answer within its share of the
@@ -145,7 +177,7 @@ func (s *Service) Pay(ctx context.Context, orderID, userID int64, preferred stri
 	if o.Status != OrderPendingPayment {
 		return Payment{}, fmt.Errorf("%s: order %d is %s: %w", op, orderID, o.Status, ErrConflict)
 	}
-	candidates, err := s.cfg.Router.Candidates(preferred)
+	candidates, err := s.router(ctx).Candidates(preferred)
 	if err != nil {
 		return Payment{}, fmt.Errorf("%s: %w", op, err)
 	}
@@ -179,7 +211,7 @@ func (s *Service) payThrough(ctx context.Context, o Order, ch string, left int) 
 	}
 	callCtx, cancel := budget.Share(ctx, 1, int64(left))
 	asked := false
-	t, err := s.cfg.Router.Call(ch, func() (Trade, error) { asked = true; return s.cfg.Channels[ch].Create(callCtx, p) })
+	t, err := s.router(ctx).Call(ch, func() (Trade, error) { asked = true; return s.channels(ctx)[ch].Create(callCtx, p) })
 	abandoned := err != nil && callCtx.Err() != nil && ctx.Err() == nil
 	cancel()
 	if err != nil {
@@ -259,13 +291,36 @@ func (s *Service) HandleCallback(ctx context.Context, channel string, body []byt
 	return err
 }
 
+// notification verifies a callback with channel's live secret and,
+// failing that, with its stub's: what the stub signed must be a pressure
+// test's trade, so a stub, which holds no live secret, never settles a
+// real payment.
+func (s *Service) notification(channel string, live Channel, body []byte, signature string) (Trade, error) {
+	t, err := live.Notification(body, signature)
+	if s.cfg.Stub == nil || !errors.Is(err, ErrUnauthenticated) {
+		return t, err
+	}
+	stub, ok := s.cfg.Stub.Channels[channel]
+	if !ok {
+		return Trade{}, err
+	}
+	t, serr := stub.Notification(body, signature)
+	switch {
+	case serr != nil:
+		return Trade{}, err
+	case !t.PressureTest:
+		return Trade{}, fmt.Errorf("the stub of %s signed a real trade's notification: %w", channel, ErrUnauthenticated)
+	}
+	return t, nil
+}
+
 func (s *Service) handleCallback(ctx context.Context, channel string, body []byte, signature string) (CallbackResult, error) {
 	const op = "callback"
 	ch, ok := s.cfg.Channels[channel]
 	if !ok {
 		return CallbackUnknownChannel, fmt.Errorf("%s: %w: unknown channel %q", op, ErrNotFound, channel)
 	}
-	t, err := ch.Notification(body, signature)
+	t, err := s.notification(channel, ch, body, signature)
 	if errors.Is(err, ErrUnauthenticated) {
 		return CallbackBadSignature, fmt.Errorf("%s %s: %w", op, channel, err)
 	}
@@ -441,7 +496,7 @@ func (s *Service) returnMoney(ctx context.Context, p Payment, r Refund) (Refund,
 	if r.Done {
 		return r, nil
 	}
-	no, err := s.cfg.Channels[p.Channel].Refund(ctx, p.TradeNo, r.ID, r.Amount)
+	no, err := s.channels(ctx)[p.Channel].Refund(ctx, p.TradeNo, r.ID, r.Amount)
 	if err != nil {
 		return Refund{}, fmt.Errorf("refund %d of payment %d through %s: %w", r.ID, p.ID, p.Channel, err)
 	}
@@ -510,7 +565,7 @@ func (s *Service) Sweep(ctx context.Context) (rep SweepReport, err error) {
 		queries errgroup.Group
 	)
 	queries.SetLimit(sweepQueries)
-	cutOff := s.cutOff()
+	cutOff := s.cutOff(ctx)
 	for _, p := range due {
 		if cutOff[p.Channel] {
 			rep.Skipped++
@@ -558,12 +613,13 @@ func (s *Service) Sweep(ctx context.Context) (rep SweepReport, err error) {
 // them no payment, and the sweep asks them nothing, so a channel that is
 // down takes no slot of a round from the others; its payments wait for
 // the next question their claim set.
-func (s *Service) cutOff() map[string]bool {
+func (s *Service) cutOff(ctx context.Context) map[string]bool {
 	out := map[string]bool{}
-	if s.cfg.Router == nil {
+	router := s.router(ctx)
+	if router == nil {
 		return out
 	}
-	for _, st := range s.cfg.Router.States() {
+	for _, st := range router.States() {
 		if st.Breaker == BreakerOpen {
 			out[st.Name] = true
 		}
@@ -609,7 +665,7 @@ func (c *claimTime) since(now time.Time) time.Duration {
 // paid, reporting whether it did. A trade the channel does not know or
 // that waits for its buyer is no error: the next query is already set.
 func (s *Service) queryStuck(ctx context.Context, p Payment) (bool, error) {
-	t, err := s.cfg.Channels[p.Channel].Query(ctx, p.ID)
+	t, err := s.channels(ctx)[p.Channel].Query(ctx, p.ID)
 	switch {
 	case errors.Is(err, ErrNotFound), err == nil && t.Status != TradePaid:
 		return false, nil
@@ -731,7 +787,7 @@ func (s *Service) Reconcile(ctx context.Context) ([]ReconcileReport, error) {
 		out  []ReconcileReport
 		errs []error
 	)
-	for _, st := range s.cfg.Router.States() {
+	for _, st := range s.router(ctx).States() {
 		rep, err := s.reconcile(ctx, st.Name)
 		if err != nil {
 			errs = append(errs, err)
@@ -779,7 +835,7 @@ func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileRepor
 	defer paid.Close(ctx)
 	m := paidMatch{paid: paid, shown: map[int64]time.Time{}, unpaid: func(id int64) { rep.note(DiffUnpaid, id) }}
 	var unsettled []error
-	err = s.cfg.Channels[channel].Statement(ctx, since.Add(-statementSlack), func(trades []Trade) error {
+	err = s.channels(ctx)[channel].Statement(ctx, since.Add(-statementSlack), func(trades []Trade) error {
 		ids := make([]int64, len(trades))
 		for i, t := range trades {
 			ids[i] = t.PaymentID

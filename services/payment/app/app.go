@@ -56,12 +56,20 @@ type Config struct {
 	// bounds each call to a channel.
 	ChannelsURL string
 	// ChannelsLive says the channels at ChannelsURL move real money, so a
-	// pressure test's payments are refused (nothing there keeps them
-	// apart). It defaults to true outside development and to false in
-	// it, where the channels are the simulator, whose shadow twins do.
+	// pressure test's payments go to the stub (StubChannelsURL) or, with
+	// none, are refused (nothing there keeps them apart). It defaults to
+	// true outside development and to false in it, where the channels are
+	// the simulator, whose shadow twins do.
 	ChannelsLive   bool
 	Channels       []wire.Channel
 	ChannelTimeout time.Duration
+	// StubChannelsURL, when set, is a stub of the channels beside live
+	// ones (the channel simulator with FLASHSALE_CHANNELSIM_STUB): a
+	// pressure test pays there instead of being refused. StubChannels
+	// name the same channels with the stub's own notification secrets,
+	// none of them a live channel's.
+	StubChannelsURL string
+	StubChannels    []wire.Channel
 	// PayBudget bounds one pay request, every channel tried included
 	// (payment.Config.PayBudget): a channel that does not answer within
 	// its share is abandoned for the next.
@@ -124,9 +132,39 @@ func ConfigFromEnv(env *config.Env) Config {
 		NodeID:         env.IntIn("FLASHSALE_NODE_ID", 0, 0, ids.MaxReplica),
 		Discovery:      discovery.ConfigFromEnv(env),
 	}
-	u, err := url.Parse(cfg.ChannelsURL)
-	env.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "FLASHSALE_CHANNELS_URL=%q: not an http URL", cfg.ChannelsURL)
+	checkHTTPURL(env, "FLASHSALE_CHANNELS_URL", cfg.ChannelsURL)
+	cfg.StubChannelsURL = env.String("FLASHSALE_STUB_CHANNELS_URL", "")
+	if env.SecretIf(cfg.StubChannelsURL != "", "FLASHSALE_STUB_CHANNELS"); cfg.StubChannelsURL != "" {
+		checkHTTPURL(env, "FLASHSALE_STUB_CHANNELS_URL", cfg.StubChannelsURL)
+		cfg.StubChannels = wire.ParseChannels(env, "FLASHSALE_STUB_CHANNELS")
+		checkStub(env, cfg.Channels, cfg.StubChannels)
+	}
 	return cfg
+}
+
+func checkHTTPURL(env *config.Env, name, v string) {
+	u, err := url.Parse(v)
+	env.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "%s=%q: not an http URL", name, v)
+}
+
+// checkStub requires the stub to serve the live channels, each under a
+// secret of its own: a stub that held a live secret could sign a real
+// payment's notification.
+func checkStub(env *config.Env, live, stub []wire.Channel) {
+	secrets := make(map[string]string, len(live))
+	for _, c := range live {
+		secrets[c.Name] = c.Secret
+	}
+	names := make(map[string]bool, len(stub))
+	for _, c := range stub {
+		secret, ok := secrets[c.Name]
+		env.Check(ok, "FLASHSALE_STUB_CHANNELS: %s is not a channel of FLASHSALE_CHANNELS", c.Name)
+		env.Check(!ok || c.Secret != secret, "FLASHSALE_STUB_CHANNELS: %s has the live channel's secret; a stub needs its own", c.Name)
+		names[c.Name] = true
+	}
+	for _, c := range live {
+		env.Check(names[c.Name], "FLASHSALE_STUB_CHANNELS: no stub of %s, where a pressure test may be routed", c.Name)
+	}
 }
 
 // withDefaults fills the zero settings.
@@ -167,16 +205,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("payment: %w", err)
 	}
-	channels := make(map[string]payment.Channel, len(cfg.Channels))
-	rc := cfg.Router
-	rc.Channels, rc.Clock = nil, cfg.Clock
-	for _, c := range cfg.Channels {
-		channels[c.Name] = channel.New(c.Name, cfg.ChannelsURL, c.Secret, cfg.ChannelTimeout)
-		rc.Channels = append(rc.Channels, c.Name)
-	}
-	router, err := payment.NewRouter(rc)
+	channels, router, err := channelsAt(cfg, cfg.ChannelsURL, cfg.Channels)
 	if err != nil {
 		return err
+	}
+	var stub *payment.Stub
+	if cfg.StubChannelsURL != "" {
+		stub = &payment.Stub{}
+		if stub.Channels, stub.Router, err = channelsAt(cfg, cfg.StubChannelsURL, cfg.StubChannels); err != nil {
+			return err
+		}
 	}
 	pool, err := pgplatform.DialRouted(ctx, cfg.PostgresURL, cfg.PostgresMaxConns)
 	if err != nil {
@@ -197,6 +235,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Orders:     paymentgrpc.NewOrders(orderConn),
 		Channels:   channels,
 		Router:     router,
+		Stub:       stub,
 		Clock:      cfg.Clock,
 		NextID:     gen.Next,
 		QueryAfter: cfg.QueryAfter,
@@ -226,5 +265,19 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		log.Info("payment channel settings applied", "settings", settings)
 	})
-	return p.Run(ctx, "order", cfg.OrderAddr, "channels", cfg.ChannelsURL)
+	return p.Run(ctx, "order", cfg.OrderAddr, "channels", cfg.ChannelsURL, "stub_channels", cfg.StubChannelsURL)
+}
+
+// channelsAt returns the clients of the channels served at base and a
+// router over them (its breakers their own).
+func channelsAt(cfg Config, base string, list []wire.Channel) (map[string]payment.Channel, *payment.Router, error) {
+	channels := make(map[string]payment.Channel, len(list))
+	rc := cfg.Router
+	rc.Channels, rc.Clock = nil, cfg.Clock
+	for _, c := range list {
+		channels[c.Name] = channel.New(c.Name, base, c.Secret, cfg.ChannelTimeout)
+		rc.Channels = append(rc.Channels, c.Name)
+	}
+	router, err := payment.NewRouter(rc)
+	return channels, router, err
 }

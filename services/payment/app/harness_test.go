@@ -68,9 +68,12 @@ func mustRun(tb testing.TB, ready string, run func(context.Context) error) (stop
 // payment service under test on a manual clock. Callbacks reach payment through a
 // forwarder that does what the gateway's callback route does.
 type platform struct {
-	clock     *clock.Manual
-	sim       *channelsim.Simulator
-	simURL    string
+	clock  *clock.Manual
+	sim    *channelsim.Simulator
+	simURL string
+	// stub is the stub of the channels for pressure tests, when the
+	// platform has one (MustPlatformWithStub).
+	stub      *channelsim.Simulator
 	order     orderv1.OrderServiceClient
 	product   productv1.ProductServiceClient
 	inventory inventoryv1.InventoryServiceClient
@@ -98,6 +101,27 @@ type platform struct {
 // "consul://order".
 func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	tb.Helper()
+	return mustPlatform(tb, configure, false)
+}
+
+// stubChannels are the stub's channels: the live ones' names, secrets of
+// their own.
+var stubChannels = []wire.Channel{
+	{Name: "alipay", Secret: "alipay-stub-secret"},
+	{Name: "wechat", Secret: "wechat-stub-secret"},
+	{Name: "unionpay", Secret: "unionpay-stub-secret"},
+}
+
+// MustPlatformWithStub is MustPlatform with a stub of the channels for
+// pressure tests (channelsim.Config.Stub) beside the simulator, which
+// stands for the live channels, payment's StubChannelsURL pointing at it.
+func MustPlatformWithStub(tb testing.TB, configure func(*app.Config)) *platform {
+	tb.Helper()
+	return mustPlatform(tb, configure, true)
+}
+
+func mustPlatform(tb testing.TB, configure func(*app.Config), withStub bool) *platform {
+	tb.Helper()
 	p := &platform{clock: clock.NewManual(time.Now().UTC().Truncate(time.Millisecond))}
 	payGRPC, payAdmin := mustListen(tb), mustListen(tb)
 	ordGRPC, ordAdmin := mustListen(tb), mustListen(tb)
@@ -108,6 +132,11 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 		PostgresURL: stack.PostgresURL("payment"), OrderAddr: ordGRPC.Addr().String(),
 		ChannelsURL: p.simURL, NodeID: localstack.NodeID(),
 		QueryAfter: time.Hour, SweepEvery: 20 * time.Millisecond, ReconcileEvery: time.Hour,
+	}
+	var stubLis net.Listener
+	if withStub {
+		stubLis = mustListen(tb)
+		cfg.StubChannelsURL, cfg.StubChannels = "http://"+stubLis.Addr().String(), stubChannels
 	}
 	if configure != nil {
 		configure(&cfg)
@@ -157,6 +186,16 @@ func MustPlatform(tb testing.TB, configure func(*app.Config)) *platform {
 	}
 	p.sim = sim
 	mustRun(tb, p.simURL+"/admin/channels", func(ctx context.Context) error { return sim.Serve(ctx, simLis) })
+	if withStub {
+		p.stub, err = channelsim.New(channelsim.Config{
+			Stub: true, Channels: stubChannels, NotifyURL: "http://" + forwarder.Addr().String() + "/callbacks",
+			Clock: p.clock, Seed: 8, NotifyBackoff: 10 * time.Millisecond,
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		mustRun(tb, cfg.StubChannelsURL+"/admin/channels", func(ctx context.Context) error { return p.stub.Serve(ctx, stubLis) })
+	}
 
 	p.admin = "http://" + payAdmin.Addr().String()
 	p.stopPayment = mustRun(tb, p.admin+"/readyz", func(ctx context.Context) error { return app.Run(ctx, cfg) })
@@ -233,7 +272,13 @@ type order struct {
 // unit for each of n fresh users, and waits until all are stored.
 func (p *platform) MustOrders(tb testing.TB, n int) []order {
 	tb.Helper()
-	ctx := context.Background()
+	return p.mustOrdersIn(tb, context.Background(), n)
+}
+
+// mustOrdersIn is MustOrders in ctx's traffic class: a pressure test's
+// orders, sale and product with a marked ctx.
+func (p *platform) mustOrdersIn(tb testing.TB, ctx context.Context, n int) []order {
+	tb.Helper()
 	prod, err := p.product.CreateProduct(ctx, &productv1.CreateProductRequest{Title: "Phone", Price: 199_00, Stock: int64(n)})
 	if err != nil {
 		tb.Fatal(err)
@@ -259,14 +304,21 @@ func (p *platform) MustOrders(tb testing.TB, n int) []order {
 		out[i] = order{ID: resp.GetOrderId(), UserID: user, ActivityID: a.GetActivityId(), Payable: 99_00}
 	}
 	for _, o := range out {
-		waitFor(tb, "order stored", func() bool { return p.orderStatus(tb, o) == orderv1.OrderStatus_ORDER_STATUS_PENDING_PAYMENT })
+		waitFor(tb, "order stored", func() bool {
+			return p.orderStatusIn(tb, ctx, o) == orderv1.OrderStatus_ORDER_STATUS_PENDING_PAYMENT
+		})
 	}
 	return out
 }
 
 func (p *platform) orderStatus(tb testing.TB, o order) orderv1.OrderStatus {
 	tb.Helper()
-	m, err := p.order.GetOrder(context.Background(), &orderv1.GetOrderRequest{OrderId: o.ID, UserId: o.UserID})
+	return p.orderStatusIn(tb, context.Background(), o)
+}
+
+func (p *platform) orderStatusIn(tb testing.TB, ctx context.Context, o order) orderv1.OrderStatus {
+	tb.Helper()
+	m, err := p.order.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: o.ID, UserId: o.UserID})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -179,5 +179,8 @@ const (
 	CodeNotFound    = "NOT_FOUND"
 	CodeInvalid     = "INVALID"
 	CodeUnavailable = "SYSTEM_BUSY"
-	CodeState       = "TRADE_STATE_ERROR"
+	// CodeForbidden: a stub of the channels refuses what is not a
+	// pressure test's (403).
+	CodeForbidden = "FORBIDDEN"
+	CodeState     = "TRADE_STATE_ERROR"
 )

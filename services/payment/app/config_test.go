@@ -1,0 +1,45 @@
+package app_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/flashsale/flashsale/platform/config"
+	"github.com/flashsale/flashsale/services/payment/app"
+)
+
+// A stub of the channels for pressure tests must stand for every live
+// channel, and only those, each under a secret of its own: with a live
+// secret it could sign a real payment's notification.
+func TestStubChannelsNeedSecretsOfTheirOwn(t *testing.T) {
+	live := "alipay=5d0c2b9e4f7a41c3,wechat=9a8e6f1d2c3b4a5e"
+	tests := []struct {
+		name, stub, want string
+	}{
+		{"own secrets", "alipay=71c9e3a0b5d24f68,wechat=2e4f6a8c0b1d3f57", ""},
+		{"a live secret", "alipay=5d0c2b9e4f7a41c3,wechat=2e4f6a8c0b1d3f57", "alipay has the live channel's secret"},
+		{"a channel missing", "alipay=71c9e3a0b5d24f68", "no stub of wechat"},
+		{"an unknown channel", "alipay=71c9e3a0b5d24f68,wechat=2e4f6a8c0b1d3f57,paypal=0f1e2d3c4b5a6978", "paypal is not a channel"},
+		{"no secrets", "", "FLASHSALE_STUB_CHANNELS is required"},
+	}
+	for _, tt := range tests {
+		vars := map[string]string{
+			"FLASHSALE_CHANNELS_URL": "https://channels.example.net", "FLASHSALE_CHANNELS": live,
+			"FLASHSALE_STUB_CHANNELS_URL": "http://stub.flashsale.svc:9301",
+		}
+		if tt.stub != "" {
+			vars["FLASHSALE_STUB_CHANNELS"] = tt.stub
+		}
+		env := config.FromMap(vars)
+		cfg := app.ConfigFromEnv(env)
+		err := env.Err()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v", tt.name, err)
+		case tt.want == "" && (cfg.StubChannelsURL == "" || len(cfg.StubChannels) != 2):
+			t.Errorf("%s: stub %q with %d channels", tt.name, cfg.StubChannelsURL, len(cfg.StubChannels))
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: %v, want an error saying %q", tt.name, err, tt.want)
+		}
+	}
+}
