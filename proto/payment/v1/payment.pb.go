@@ -666,8 +666,12 @@ func (*ReconcileRequest) Descriptor() ([]byte, []int) {
 }
 
 type ReconcileResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reports       []*ReconcileReport     `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The channels reconciled. One channel whose statement cannot be read
+	// does not hold back the others: its failure is in failures, and the
+	// call fails only when no channel was reconciled.
+	Reports       []*ReconcileReport `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	Failures      []string           `protobuf:"bytes,2,rep,name=failures,proto3" json:"failures,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -705,6 +709,13 @@ func (*ReconcileResponse) Descriptor() ([]byte, []int) {
 func (x *ReconcileResponse) GetReports() []*ReconcileReport {
 	if x != nil {
 		return x.Reports
+	}
+	return nil
+}
+
+func (x *ReconcileResponse) GetFailures() []string {
+	if x != nil {
+		return x.Failures
 	}
 	return nil
 }
@@ -979,9 +990,10 @@ const file_payment_v1_payment_proto_rawDesc = "" +
 	"\x13ListChannelsRequest\"Q\n" +
 	"\x14ListChannelsResponse\x129\n" +
 	"\bchannels\x18\x01 \x03(\v2\x1d.flashsale.payment.v1.ChannelR\bchannels\"\x12\n" +
-	"\x10ReconcileRequest\"T\n" +
+	"\x10ReconcileRequest\"p\n" +
 	"\x11ReconcileResponse\x12?\n" +
-	"\areports\x18\x01 \x03(\v2%.flashsale.payment.v1.ReconcileReportR\areports\"\xb5\x02\n" +
+	"\areports\x18\x01 \x03(\v2%.flashsale.payment.v1.ReconcileReportR\areports\x12\x1a\n" +
+	"\bfailures\x18\x02 \x03(\tR\bfailures\"\xb5\x02\n" +
 	"\x0fReconcileReport\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x18\n" +
 	"\achecked\x18\x02 \x01(\x03R\achecked\x12\x1a\n" +

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -301,6 +302,31 @@ func TestBuyerLookingRepairsADroppedCallback(t *testing.T) {
 		t.Fatalf("the buyer's look: %v, %v; want the payment PAYING", looked.GetStatus(), err)
 	}
 	waitFor(t, "the sweep to settle the payment the buyer looked at", func() bool { return p.orderStatus(t, o) == paid })
+}
+
+// One channel whose statement cannot be read does not hide the others'
+// reports from the operator: the call answers every channel's report
+// (the failed one's as far as it got), with the failure beside them.
+func TestReconcileAnswersTheChannelsThatCouldBeRead(t *testing.T) {
+	p := MustPlatform(t, nil)
+	if err := p.sim.SetBehaviour("wechat", channelsim.Behaviour{Down: true}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := p.payment.Reconcile(context.Background(), &paymentv1.ReconcileRequest{})
+	if err != nil {
+		t.Fatalf("reconcile with one channel down: %v, want the others' reports", err)
+	}
+	var channels []string
+	for _, r := range resp.GetReports() {
+		channels = append(channels, r.GetChannel())
+	}
+	slices.Sort(channels)
+	if !slices.Equal(channels, []string{"alipay", "unionpay", "wechat"}) {
+		t.Errorf("reports of %v, want every channel's", channels)
+	}
+	if f := resp.GetFailures(); len(f) != 1 || !strings.Contains(f[0], "wechat") {
+		t.Errorf("failures %q, want wechat's alone", f)
+	}
 }
 
 func TestDroppedCallbackRepairedByReconciliation(t *testing.T) {

@@ -121,13 +121,22 @@ func (s *Server) ListChannels(context.Context, *paymentv1.ListChannelsRequest) (
 	return resp, nil
 }
 
-// Reconcile runs reconciliation now.
+// Reconcile runs reconciliation now. A channel that failed does not hide
+// the reports of those that did not: its failure is listed beside them,
+// and the call fails only when no channel was reconciled.
 func (s *Server) Reconcile(ctx context.Context, _ *paymentv1.ReconcileRequest) (*paymentv1.ReconcileResponse, error) {
 	reports, err := s.svc.Reconcile(ctx)
-	if err != nil {
+	if err != nil && len(reports) == 0 {
 		return nil, err
 	}
 	resp := &paymentv1.ReconcileResponse{}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			resp.Failures = append(resp.Failures, e.Error())
+		}
+	} else if err != nil {
+		resp.Failures = []string{err.Error()}
+	}
 	for _, r := range reports {
 		found := make(map[string]int64, len(r.Found))
 		for kind, n := range r.Found {
