@@ -179,6 +179,15 @@ type OverdueOrders interface {
 	// candidate, and on a sale's day that is most of the table's newest
 	// rows.
 	OverdueSeckill(ctx context.Context, before time.Time, after sweep.TimeKey, limit int) ([]DueEntry, error)
+	// ExpireOverdueSeckill ends those of ids still PENDING_PAYMENT as
+	// EXPIRED (as Orders.EndUnpaid does) and, in the same statement,
+	// marks each owed its stock; it returns the ids it moved.
+	ExpireOverdueSeckill(ctx context.Context, ids []int64, at time.Time) ([]int64, error)
+	// SeckillStockDue returns up to limit orders marked owed their stock,
+	// with ids above after, by id; SeckillStockReleased clears the mark
+	// of ids once their stock is back.
+	SeckillStockDue(ctx context.Context, after int64, limit int) ([]DueEntry, error)
+	SeckillStockReleased(ctx context.Context, ids []int64) error
 }
 
 // Defaults of the Expirer's settings.
@@ -208,8 +217,10 @@ type Expirer struct {
 	cfg ExpirerConfig
 	// unreleased walks the ended regular orders whose give-back is due.
 	unreleased sweep.Cursor[int64]
-	// overdue walks the flash-sale orders past deadline and grace.
-	overdue sweep.Cursor[sweep.TimeKey]
+	// overdue walks the flash-sale orders past deadline and grace, and
+	// stockDue those the backstop expired whose stock is not back yet.
+	overdue  sweep.Cursor[sweep.TimeKey]
+	stockDue sweep.Cursor[int64]
 	// strayStock and strayCoupons walk the holds past StrayAfter, one
 	// sweep of them at a time (strayBusy).
 	strayStock, strayCoupons sweep.Mark
@@ -531,22 +542,36 @@ func (e *Expirer) unstored(ctx context.Context, en DueEntry, now time.Time) sett
 // release is the same idempotent one: a reservation that is gone
 // releases nothing (and a rebuild of its fenced sale reads the order as
 // expired, holding nothing).
+//
+// An order it expired is marked owed its stock in the same statement,
+// and the mark is cleared only once the release succeeded: a release
+// that failed, or a worker stopped in between, is retried at the next
+// round from a page of the marked orders (which the page's size counts
+// too), never left holding its unit.
 func (e *Expirer) RunBackstopOnce(ctx context.Context) (int, error) {
 	if e.cfg.Overdue == nil {
 		return 0, nil
 	}
+	owed, err := e.cfg.Overdue.SeckillStockDue(ctx, e.stockDue.After(ctx), e.cfg.Batch)
+	if err != nil {
+		return 0, fmt.Errorf("expired flash-sale orders owed their stock: %w", err)
+	}
+	e.stockDue.Read(ctx, sweep.Keys(owed, func(d DueEntry) int64 { return d.OrderID }), e.cfg.Batch)
+	errs := []error{e.giveStockBack(ctx, owed)}
+
 	page, err := e.cfg.Overdue.OverdueSeckill(ctx, e.cfg.Clock.Now().Add(-e.cfg.OverdueGrace), e.overdue.After(ctx), e.cfg.Batch)
 	if err != nil {
-		return 0, fmt.Errorf("overdue flash-sale orders: %w", err)
+		return len(owed), errors.Join(append(errs, fmt.Errorf("overdue flash-sale orders: %w", err))...)
 	}
 	e.overdue.Read(ctx, sweep.Keys(page, func(d DueEntry) sweep.TimeKey { return sweep.TimeKey{At: d.DueAt, ID: d.OrderID} }), e.cfg.Batch)
+	n := max(len(owed), len(page))
 	if len(page) == 0 {
-		return 0, nil
+		return n, errors.Join(errs...)
 	}
 	ids := sweep.Keys(page, func(d DueEntry) int64 { return d.OrderID })
-	expired, err := e.cfg.Orders.EndUnpaid(ctx, ids, StatusExpired, e.cfg.Clock.Now())
+	expired, err := e.cfg.Overdue.ExpireOverdueSeckill(ctx, ids, e.cfg.Clock.Now())
 	if err != nil {
-		return len(page), fmt.Errorf("expire %d overdue flash-sale orders: %w", len(ids), err)
+		return n, errors.Join(append(errs, fmt.Errorf("expire %d overdue flash-sale orders: %w", len(ids), err))...)
 	}
 	won := make(map[int64]bool, len(expired))
 	for _, id := range expired {
@@ -556,23 +581,41 @@ func (e *Expirer) RunBackstopOnce(ctx context.Context) (int, error) {
 	for _, d := range page {
 		if won[d.OrderID] {
 			mine = append(mine, d)
+			e.cfg.Logger.WarnContext(ctx, "expired a flash-sale order its expiry queue missed",
+				"order_id", d.OrderID, "activity_id", d.ActivityID, "deadline", d.DueAt)
 		}
 	}
 	e.cfg.Observer.Ended(ctx, KindSeckill, StatusExpired, len(expired))
-	outcomes := make([]settlement, len(mine))
-	for i, d := range mine {
-		outcomes[i] = release
-		e.cfg.Logger.WarnContext(ctx, "expired a flash-sale order its expiry queue missed",
-			"order_id", d.OrderID, "activity_id", d.ActivityID, "deadline", d.DueAt)
+	return n, errors.Join(append(errs, e.giveStockBack(ctx, mine))...)
+}
+
+// giveStockBack releases the stock of the backstop's expired orders ds
+// and clears the mark of those released; the rest stay marked for the
+// next round.
+func (e *Expirer) giveStockBack(ctx context.Context, ds []DueEntry) error {
+	if len(ds) == 0 {
+		return nil
 	}
-	e.releaseAll(ctx, mine, outcomes)
+	outcomes := make([]settlement, len(ds))
+	for i := range outcomes {
+		outcomes[i] = release
+	}
+	e.releaseAll(ctx, ds, outcomes)
+	var back []int64
 	var errs []error
 	for i, o := range outcomes {
 		if o == retry {
-			errs = append(errs, fmt.Errorf("release of expired order %d failed", mine[i].OrderID))
+			errs = append(errs, fmt.Errorf("release of expired order %d failed; retried at the next round", ds[i].OrderID))
+		} else {
+			back = append(back, ds[i].OrderID)
 		}
 	}
-	return len(page), errors.Join(errs...)
+	if len(back) > 0 {
+		if err := e.cfg.Overdue.SeckillStockReleased(ctx, back); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // inParallel calls f(0) … f(n-1), at most Parallel of them at once, and

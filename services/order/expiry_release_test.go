@@ -3,11 +3,13 @@ package order_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/sweep"
 	"github.com/flashsale/flashsale/services/order"
 )
 
@@ -115,5 +117,70 @@ func TestExpiredBatchIsReleasedInOneCall(t *testing.T) {
 				t.Errorf("%s: an entry requeued for %v, want %v", name, at, retryAt)
 			}
 		}
+	}
+}
+
+// overdueBook is the orders' store as the backstop sees it: flash-sale
+// orders waiting for payment past their deadline, and the mark of those
+// it expired whose stock is owed.
+type overdueBook struct {
+	waiting []order.DueEntry
+	owed    map[int64]order.DueEntry
+}
+
+func (b *overdueBook) OverdueSeckill(_ context.Context, _ time.Time, _ sweep.TimeKey, limit int) ([]order.DueEntry, error) {
+	return slices.Clone(b.waiting[:min(limit, len(b.waiting))]), nil
+}
+
+func (b *overdueBook) ExpireOverdueSeckill(_ context.Context, ids []int64, _ time.Time) ([]int64, error) {
+	var moved []int64
+	b.waiting = slices.DeleteFunc(b.waiting, func(d order.DueEntry) bool {
+		if !slices.Contains(ids, d.OrderID) {
+			return false
+		}
+		moved = append(moved, d.OrderID)
+		b.owed[d.OrderID] = d
+		return true
+	})
+	return moved, nil
+}
+
+func (b *overdueBook) SeckillStockDue(_ context.Context, after int64, limit int) ([]order.DueEntry, error) {
+	var out []order.DueEntry
+	for _, id := range slices.Sorted(maps.Keys(b.owed)) {
+		if id > after && len(out) < limit {
+			out = append(out, b.owed[id])
+		}
+	}
+	return out, nil
+}
+
+func (b *overdueBook) SeckillStockReleased(_ context.Context, ids []int64) error {
+	for _, id := range ids {
+		delete(b.owed, id)
+	}
+	return nil
+}
+
+// An order the backstop expired while the inventory was down keeps its
+// mark, and the next round gives its stock back: before the mark, the
+// order was EXPIRED, no longer a candidate, and its unit stayed held.
+func TestBackstopRetriesAFailedRelease(t *testing.T) {
+	stock := &dueBook{answers: map[int64]error{}, down: true}
+	book := &overdueBook{waiting: []order.DueEntry{{ActivityID: 9, OrderID: 5}}, owed: map[int64]order.DueEntry{}}
+	e := order.NewExpirer(order.ExpirerConfig{Queue: stock, Orders: stock, Stock: stock, Overdue: book, Clock: clock.NewManual(time.Now())})
+	ctx := context.Background()
+	if _, err := e.RunBackstopOnce(ctx); err == nil || stock.calls != 1 {
+		t.Fatalf("with the inventory down: %v after %d release calls, want the failure reported after one", err, stock.calls)
+	}
+	if _, ok := book.owed[5]; !ok || len(book.waiting) != 0 {
+		t.Fatalf("after a failed release: owed %v, waiting %v; want order 5 expired and owed its stock", book.owed, book.waiting)
+	}
+	stock.down = false
+	if _, err := e.RunBackstopOnce(ctx); err != nil || stock.calls != 2 || len(book.owed) != 0 {
+		t.Fatalf("with the inventory back: %v, %d release calls, owed %v; want order 5 released and its mark cleared", err, stock.calls, book.owed)
+	}
+	if _, err := e.RunBackstopOnce(ctx); err != nil || stock.calls != 2 {
+		t.Fatalf("a round with nothing owed: %v, %d release calls; want none more", err, stock.calls)
 	}
 }

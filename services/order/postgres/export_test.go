@@ -14,8 +14,9 @@ func OrderReadStatements() map[string][]string {
 // candidates, by sweep.
 func SweepStatements() map[string]string {
 	return map[string]string{
-		"the expiry backstop":    overdueSeckill,
-		"the refund sweep":       pendingRefunds,
-		"the regular give-backs": unreleasedRegular,
+		"the expiry backstop":       overdueSeckill,
+		"the backstop's stock owed": seckillStockDue,
+		"the refund sweep":          pendingRefunds,
+		"the regular give-backs":    unreleasedRegular,
 	}
 }

@@ -65,16 +65,55 @@ const overdueSeckill = `
 // that order, so the page reads its own rows and no others
 // (TestSweepsReadOnlyTheirPage).
 func (s *Store) OverdueSeckill(ctx context.Context, before time.Time, after sweep.TimeKey, limit int) ([]order.DueEntry, error) {
-	rows, err := s.pool.Query(ctx, overdueSeckill, before, after.At, after.ID, limit)
+	return s.dueEntries(ctx, "overdue flash-sale orders", overdueSeckill, before, after.At, after.ID, limit)
+}
+
+// dueEntries runs stmt, which selects activity_id, order_id and
+// expires_at, and returns its rows as entries; what names them in errors.
+func (s *Store) dueEntries(ctx context.Context, what, stmt string, args ...any) ([]order.DueEntry, error) {
+	rows, err := s.pool.Query(ctx, stmt, args...)
 	if err != nil {
-		return nil, fmt.Errorf("overdue flash-sale orders: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	due, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (order.DueEntry, error) {
 		var d order.DueEntry
 		return d, row.Scan(&d.ActivityID, &d.OrderID, &d.DueAt)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("overdue flash-sale orders: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return due, nil
+}
+
+// ExpireOverdueSeckill moves the flash-sale orders among ids that are
+// still PENDING_PAYMENT to EXPIRED, with an EXPIRED event each at at, as
+// EndUnpaid does, and marks each stock_due in the same statement: the
+// backstop's release is still to come (SeckillStockReleased clears the
+// mark). It returns the ids it moved.
+func (s *Store) ExpireOverdueSeckill(ctx context.Context, ids []int64, at time.Time) ([]int64, error) {
+	return s.endUnpaid(ctx, ids, order.StatusExpired, at, true)
+}
+
+// seckillStockDue is SeckillStockDue's statement: its candidates leave
+// the orders_seckill_stock_due index (migration 011) once released, so a
+// page reads its own rows (TestSweepsReadOnlyTheirPage).
+const seckillStockDue = `
+		SELECT activity_id, order_id, expires_at FROM orders
+		WHERE stock_due AND order_id > $1
+		ORDER BY order_id
+		LIMIT $2`
+
+// SeckillStockDue returns up to limit flash-sale orders the backstop
+// expired whose stock is not marked given back, with ids above after, by
+// id.
+func (s *Store) SeckillStockDue(ctx context.Context, after int64, limit int) ([]order.DueEntry, error) {
+	return s.dueEntries(ctx, "flash-sale orders owed their stock", seckillStockDue, after, limit)
+}
+
+// SeckillStockReleased clears the stock_due mark of the orders among ids.
+func (s *Store) SeckillStockReleased(ctx context.Context, ids []int64) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE orders SET stock_due = false WHERE order_id = ANY($1) AND stock_due`, ids); err != nil {
+		return fmt.Errorf("mark the stock of %d expired flash-sale orders given back: %w", len(ids), err)
+	}
+	return nil
 }

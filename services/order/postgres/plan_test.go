@@ -94,7 +94,7 @@ func wholeScans(plan pgplan.Node) []string {
 // (pgplan.PagesReadTheirRows).
 func TestSweepsReadOnlyTheirPage(t *testing.T) {
 	pool := stack.MustPool(t, "orders_plans", 2, postgres.Migrations)
-	const awaiting, refunds, unreleased, givenBack = 100_000, 50_000, 20_000, 20_000
+	const awaiting, refunds, unreleased, givenBack, owed, backAgain = 100_000, 50_000, 20_000, 20_000, 20_000, 20_000
 	// Five deadlines (and five refunds' creations) every 5 ms from 00:15:
 	// 20,000 of each are due at cutoff, forty pages. The rows go in in
 	// time order, as a table fills, so a page by time finds its rows
@@ -124,6 +124,13 @@ func TestSweepsReadOnlyTheirPage(t *testing.T) {
 			SELECT %d + g, 1 + g %% 4000, 'REGULAR', 'EXPIRED', NULL, 100, 0, 100, 'g' || g,
 				timestamptz '2026-11-11', timestamptz '2026-11-11 00:15', timestamptz '2026-11-11 00:16'
 			FROM generate_series(1, %d) g`, awaiting+unreleased, givenBack),
+		// Flash-sale orders the backstop expired whose stock is owed,
+		// then ones whose stock is back, after them by id.
+		fmt.Sprintf(`INSERT INTO orders (order_id, user_id, kind, status, activity_id, total, discount, payable,
+			idempotency_key, created_at, expires_at, stock_due)
+			SELECT %d + g, 1 + g %% 4000, 'SECKILL', 'EXPIRED', 7, 100, 0, 100, 'o' || g,
+				timestamptz '2026-11-11', timestamptz '2026-11-11 00:15', g <= %d
+			FROM generate_series(1, %d) g`, awaiting+unreleased+givenBack, owed, owed+backAgain),
 		// Refunds left pending: the first due were created before
 		// cutoff.
 		fmt.Sprintf(`INSERT INTO order_refunds (refund_id, order_id, payment_id, amount, status, completes, created_at)
@@ -146,11 +153,14 @@ func TestSweepsReadOnlyTheirPage(t *testing.T) {
 		return []string{cutoff + ", '-infinity', 0" + limit, cutoff + ", " + keyAt(t, conn, table, at, id, 5000) + limit,
 			cutoff + ", " + keyAt(t, conn, table, at, id, 19900) + limit, none + ", '-infinity', 0" + limit}
 	}
-	last := awaiting + unreleased // the last order to give back
+	byID := func(last, count int) []string {
+		return []string{"0" + limit, fmt.Sprint(last-count/2) + limit, fmt.Sprint(last-100) + limit, fmt.Sprint(last) + limit}
+	}
 	pages := map[string][]string{
-		"the expiry backstop":    timed("orders", "expires_at", "order_id"),
-		"the refund sweep":       timed("order_refunds", "created_at", "refund_id"),
-		"the regular give-backs": {"0" + limit, fmt.Sprint(last-unreleased/2) + limit, fmt.Sprint(last-100) + limit, fmt.Sprint(last) + limit},
+		"the expiry backstop":       timed("orders", "expires_at", "order_id"),
+		"the backstop's stock owed": byID(awaiting+unreleased+givenBack+owed, owed),
+		"the refund sweep":          timed("order_refunds", "created_at", "refund_id"),
+		"the regular give-backs":    byID(awaiting+unreleased, unreleased), // the last order to give back
 	}
 	stmts := postgres.SweepStatements()
 	if len(stmts) != len(pages) {

@@ -436,3 +436,59 @@ func TestOverduePagesWalkOrdersDueAtOneInstant(t *testing.T) {
 		t.Errorf("after the pass the cursor is at %v, want the start", c.After(ctx))
 	}
 }
+
+// The backstop's expiry marks a flash-sale order owed its stock in the
+// statement that expires it, and only the release clears the mark: a
+// regular order is never moved by it, an order expired once is not moved
+// again, and the marked order is listed until its stock is back.
+func TestBackstopExpiryOwesTheStockUntilReleased(t *testing.T) {
+	pool := MustPool(t)
+	s := postgres.NewStore(pool)
+	ctx := context.Background()
+	due := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	insert := func(kind string) int64 {
+		id := nextID.Add(2)
+		activity := any(7)
+		if kind == "REGULAR" {
+			activity = nil
+		}
+		_, err := pool.Exec(ctx, `INSERT INTO orders (order_id, user_id, kind, status, activity_id, total, discount, payable,
+			idempotency_key, created_at, expires_at) VALUES ($1, 1, $2, 'PENDING_PAYMENT', $3, 100, 0, 100, $4, $5, $6)`,
+			id, kind, activity, fmt.Sprint("owed-", id), due.Add(-time.Hour), due)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DELETE FROM orders WHERE order_id = $1", id) })
+		return id
+	}
+	seckill, regular := insert("SECKILL"), insert("REGULAR")
+	owed := func() bool {
+		page, err := s.SeckillStockDue(ctx, seckill-1, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(page, func(d order.DueEntry) bool { return d.OrderID == seckill && d.ActivityID == 7 })
+	}
+	moved, err := s.ExpireOverdueSeckill(ctx, []int64{seckill, regular}, due.Add(time.Hour))
+	if err != nil || !slices.Equal(moved, []int64{seckill}) {
+		t.Fatalf("expired %v, %v; want the flash-sale order %d alone", moved, err, seckill)
+	}
+	var status string
+	var events int
+	if err := pool.QueryRow(ctx, `SELECT status, (SELECT count(*) FROM order_events WHERE order_id = $1 AND type = 'EXPIRED')
+		FROM orders WHERE order_id = $1`, seckill).Scan(&status, &events); err != nil || status != "EXPIRED" || events != 1 {
+		t.Fatalf("the expired order: %s with %d EXPIRED events (%v), want EXPIRED and one", status, events, err)
+	}
+	if !owed() {
+		t.Fatal("the expired order is not owed its stock")
+	}
+	if again, err := s.ExpireOverdueSeckill(ctx, []int64{seckill}, due.Add(time.Hour)); err != nil || len(again) != 0 {
+		t.Fatalf("expired again: %v, %v; want nothing", again, err)
+	}
+	if err := s.SeckillStockReleased(ctx, []int64{seckill}); err != nil {
+		t.Fatal(err)
+	}
+	if owed() {
+		t.Fatal("the order is still owed its stock once released")
+	}
+}
