@@ -554,14 +554,14 @@ func (e *Expirer) RunBackstopOnce(ctx context.Context) (int, error) {
 	}
 	owed, err := e.cfg.Overdue.SeckillStockDue(ctx, e.stockDue.After(ctx), e.cfg.Batch)
 	if err != nil {
-		return 0, fmt.Errorf("expired flash-sale orders owed their stock: %w", err)
+		return 0, err // the store's error names the page
 	}
 	e.stockDue.Read(ctx, sweep.Keys(owed, func(d DueEntry) int64 { return d.OrderID }), e.cfg.Batch)
 	errs := []error{e.giveStockBack(ctx, owed)}
 
 	page, err := e.cfg.Overdue.OverdueSeckill(ctx, e.cfg.Clock.Now().Add(-e.cfg.OverdueGrace), e.overdue.After(ctx), e.cfg.Batch)
 	if err != nil {
-		return len(owed), errors.Join(append(errs, fmt.Errorf("overdue flash-sale orders: %w", err))...)
+		return len(owed), errors.Join(append(errs, err)...)
 	}
 	e.overdue.Read(ctx, sweep.Keys(page, func(d DueEntry) sweep.TimeKey { return sweep.TimeKey{At: d.DueAt, ID: d.OrderID} }), e.cfg.Batch)
 	n := max(len(owed), len(page))
