@@ -567,7 +567,7 @@ func TestComposeBannerNamesPublishedPorts(t *testing.T) {
 // payment on the channels named, no longer waiting for the simulator,
 // which refuses to run outside development.
 func TestComposeRunsOutsideDevelopment(t *testing.T) {
-	const channels = "https://channels.internal.example.net:443"
+	const channels = "https://channels.internal.operator.net:443"
 	p := mustComposeProject(t, map[string]string{
 		config.DevVar:            "false",
 		"FLASHSALE_JWT_SECRET":   "9c2f4e7a1b3d5f608a7c9e1b2d4f6a8c",

@@ -190,6 +190,11 @@ func MustExampleSecrets(tb testing.TB) []k8sObject {
 // Secret's REPLACE-ME becomes in a real deployment.
 const operatorSecret = "0f3a9c5e7b1d4f2a8c6e0b9d3f5a7c1e"
 
+// operatorHost stands for the operator's own address: what a shipped
+// placeholder host (config.PlaceholderHost: the prod overlay's
+// channels.flashsale.example.com) becomes in a real deployment.
+func operatorHost(v string) string { return strings.ReplaceAll(v, "example.com", "operator.net") }
+
 // secretValue is the value of key in Secret name as the pods get it: the
 // overlay's own Secret when it renders one (the dev overlay generates
 // them), else the operator's, which secrets.example shows with
@@ -460,6 +465,8 @@ func mustWorkloadEnv(t *testing.T, objs []k8sObject, c k8sContainer) (env, own m
 			}
 		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
 			v = "0" // a pod's ordinal
+		default:
+			v = operatorHost(v)
 		}
 		env[e.Name], own[e.Name] = v, v
 	}

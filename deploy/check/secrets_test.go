@@ -86,3 +86,42 @@ func TestShippedSecretsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestShippedPlaceholderHostsAreRefused: an address this repository
+// ships where the operator's own goes (the prod overlay's payment
+// channels, config.PlaceholderHost) keeps its binary from starting
+// outside development, as a shipped secret does: applied unedited, the
+// service would look healthy and fail every payment.
+func TestShippedPlaceholderHostsAreRefused(t *testing.T) {
+	refused := 0
+	for _, overlay := range k8sOverlays {
+		objs := MustManifests(t, overlay)
+		cm, _ := find(objs, "ConfigMap", "flashsale-common")
+		if config.FromMap(cm.Data).Dev() {
+			continue
+		}
+		for _, r := range mustK8sRuns(t, objs) {
+			shipped := maps.Clone(r.env)
+			for _, w := range workloads(objs) {
+				if w.Metadata.Name != r.workload {
+					continue
+				}
+				for _, e := range w.Spec.Template.Spec.Containers[0].Env {
+					if e.ValueFrom == nil && e.Value != r.env[e.Name] {
+						shipped[e.Name] = e.Value
+					}
+				}
+			}
+			if maps.Equal(shipped, r.env) {
+				continue
+			}
+			if _, err := r.bin.Reads(shipped); err == nil || !strings.Contains(err.Error(), "placeholder host") {
+				t.Errorf("%s: %s starts on the shipped placeholder address: %v", overlay, r.workload, err)
+			}
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Error("no shipped placeholder address found: does the prod overlay still name the channels with one?")
+	}
+}

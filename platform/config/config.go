@@ -198,6 +198,22 @@ func Public(secret string) bool {
 	return false
 }
 
+// PlaceholderHost reports whether host is a name reserved for examples
+// (RFC 2606, RFC 6761): example.com, example.net, example.org and their
+// subdomains, and every name under .example, .invalid or .test. The
+// shipped manifests name such a host where the operator's own address
+// goes (the prod overlay's payment channels), so a process outside
+// development refuses one, as it refuses a public secret.
+func PlaceholderHost(host string) bool {
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	for _, d := range []string{"example.com", "example.net", "example.org", "example", "invalid", "test"} {
+		if h == d || strings.HasSuffix(h, "."+d) {
+			return true
+		}
+	}
+	return false
+}
+
 // SecretIf is Secret for a secret the process needs only when need is
 // true (Consul's token, with Consul configured): the variable is read
 // either way, and held to Secret's rules only then.

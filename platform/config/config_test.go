@@ -188,3 +188,17 @@ func TestPositiveAndIntInRefuseOutOfRange(t *testing.T) {
 		}
 	}
 }
+
+// The names reserved for examples are placeholders, whatever their case
+// or a trailing dot; a name that merely contains "example" is not.
+func TestPlaceholderHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"example.com": true, "channels.flashsale.example.com": true, "PAY.Example.NET.": true, "a.example.org": true,
+		"shop.example": true, "x.invalid": true, "channels.test": true,
+		"example.company.com": false, "myexample.com": false, "channels.operator.net": false, "127.0.0.1": false,
+	} {
+		if got := config.PlaceholderHost(host); got != want {
+			t.Errorf("PlaceholderHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}

@@ -142,9 +142,15 @@ func ConfigFromEnv(env *config.Env) Config {
 	return cfg
 }
 
+// checkHTTPURL requires v to be an http URL, and outside development one
+// that names no placeholder host (config.PlaceholderHost): the prod
+// overlay ships one for the channels, and payments would fail against it
+// while the service looked healthy.
 func checkHTTPURL(env *config.Env, name, v string) {
 	u, err := url.Parse(v)
-	env.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "%s=%q: not an http URL", name, v)
+	ok := err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+	env.Check(ok, "%s=%q: not an http URL", name, v)
+	env.Check(!ok || env.Dev() || !config.PlaceholderHost(u.Hostname()), "%s=%q names a placeholder host: set your own (%s=true allows it)", name, v, config.DevVar)
 }
 
 // checkStub requires the stub to serve the live channels, each under a

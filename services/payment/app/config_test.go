@@ -24,7 +24,7 @@ func TestStubChannelsNeedSecretsOfTheirOwn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		vars := map[string]string{
-			"FLASHSALE_CHANNELS_URL": "https://channels.example.net", "FLASHSALE_CHANNELS": live,
+			"FLASHSALE_CHANNELS_URL": "https://channels.operator.net", "FLASHSALE_CHANNELS": live,
 			"FLASHSALE_STUB_CHANNELS_URL": "http://stub.flashsale.svc:9301",
 		}
 		if tt.stub != "" {
@@ -40,6 +40,35 @@ func TestStubChannelsNeedSecretsOfTheirOwn(t *testing.T) {
 			t.Errorf("%s: stub %q with %d channels", tt.name, cfg.StubChannelsURL, len(cfg.StubChannels))
 		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 			t.Errorf("%s: %v, want an error saying %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+// Outside development the channels' address may not be a placeholder
+// (the prod overlay ships https://channels.flashsale.example.com): the
+// service would start, look healthy and fail every payment. In
+// development the simulator's address is anything.
+func TestChannelsAddressIsNoPlaceholder(t *testing.T) {
+	for _, tt := range []struct {
+		url  string
+		dev  bool
+		want bool // refused
+	}{
+		{"https://channels.flashsale.example.com:443", false, true},
+		{"https://pay.example.org", false, true},
+		{"http://channels.test:9301", false, true},
+		{"https://channels.operator.net", false, false},
+		{"https://channels.flashsale.example.com:443", true, false},
+	} {
+		vars := map[string]string{"FLASHSALE_CHANNELS_URL": tt.url, "FLASHSALE_CHANNELS": "alipay=5d0c2b9e4f7a41c3"}
+		if tt.dev {
+			vars[config.DevVar] = "true"
+		}
+		env := config.FromMap(vars)
+		app.ConfigFromEnv(env)
+		err := env.Err()
+		if refused := err != nil && strings.Contains(err.Error(), "placeholder host"); refused != tt.want {
+			t.Errorf("%s (dev %v): %v, want refused %v", tt.url, tt.dev, err, tt.want)
 		}
 	}
 }
