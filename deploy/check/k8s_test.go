@@ -345,13 +345,16 @@ func testK8sWorkloads(t *testing.T, overlay string, objs []k8sObject) {
 		}
 	}
 	// A stand-in runs outside development only where its own
-	// configuration allows it (the simulator as a stub that serves
-	// pressure tests only), whatever the workload is called.
+	// configuration allows it there (the simulator as a stub that serves
+	// pressure tests only), whatever the workload is called, and never
+	// with the development switch turned on for it alone.
 	for _, r := range mustK8sRuns(t, objs) {
 		if !slices.ContainsFunc(never, func(b Binary) bool { return b.Service == r.bin.Service }) {
 			continue
 		}
-		if _, err := r.bin.Reads(r.env); err != nil {
+		if config.FromMap(r.env).Dev() {
+			t.Errorf("workload %s runs %s, a development stand-in, with %s in an overlay without it", r.workload, r.bin.Service, config.DevVar)
+		} else if _, err := r.bin.Reads(r.env); err != nil {
 			t.Errorf("workload %s runs %s, a development stand-in, without %s: %v", r.workload, r.bin.Service, config.DevVar, err)
 		}
 	}

@@ -81,11 +81,12 @@ type Config struct {
 	Channels []wire.Channel
 	// Stub makes the simulator a stub of the channels for pressure tests
 	// beside live ones (the 挡板 of docs/pressure-test.md): it refuses
-	// every request without wire.PressureTestHeader, so it serves only
-	// the twins a pressure test pays through and never stands in for a
-	// real channel. Its Channels' secrets are its own, not the live
-	// channels': the payment service takes a notification it signed only
-	// as a pressure test's.
+	// every channel request without wire.PressureTestHeader, so it serves
+	// only the twins a pressure test pays through and never stands in
+	// for a real channel (its admin endpoint stays open: it changes what
+	// pressure tests see). Its Channels' secrets are its own, not the
+	// live channels': the payment service takes a notification it signed
+	// only as a pressure test's.
 	Stub bool
 	// NotifyURL is the merchant's callback base: a channel's
 	// notifications are posted to NotifyURL + "/" + channel name.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/services/payment"
 )
 
@@ -227,5 +228,42 @@ func TestReconcileReachesEveryChannelWhileOneIsDown(t *testing.T) {
 	i := slices.IndexFunc(reports, func(r payment.ReconcileReport) bool { return r.Channel == "alipay" })
 	if i < 0 || reports[i].Checked != 1 || !slices.Equal(reports[i].Unknown, []int64{9}) {
 		t.Fatalf("reports %+v, want alipay's, its one trade checked and found unknown", reports)
+	}
+}
+
+// countedChannel counts the statements asked of it.
+type countedChannel struct {
+	billChannel
+	asked *int
+}
+
+func (c countedChannel) Statement(ctx context.Context, since time.Time, each func([]payment.Trade) error) error {
+	*c.asked++
+	return c.billChannel.Statement(ctx, since, each)
+}
+
+// With live channels and no stub, a pressure test's call never reaches a
+// channel: its reconciliation (as its refunds and queries, which take
+// the same channels) is refused UNAVAILABLE before anything is sent,
+// while a real one reads the statement.
+func TestPressureTestsNeverReachLiveChannels(t *testing.T) {
+	now := time.Date(2026, 11, 11, 12, 0, 0, 0, time.UTC)
+	b := &billBook{held: map[int64]payment.Payment{}, size: 10}
+	router, err := payment.NewRouter(payment.RouterConfig{Channels: []string{"alipay"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := 0
+	svc := payment.NewService(payment.Config{Ledger: b, Live: true,
+		Channels: map[string]payment.Channel{"alipay": countedChannel{billChannel{b}, &asked}},
+		Router:   router, Clock: clock.NewManual(now), NextID: func() int64 { return 0 }})
+	if svc.PressureTestsPay() {
+		t.Fatal("live channels without a stub: pressure tests may pay, want refused")
+	}
+	if _, err := svc.Reconcile(shadow.With(context.Background())); !errors.Is(err, payment.ErrUnavailable) || asked != 0 {
+		t.Fatalf("a pressure test's reconciliation: %v after %d statements asked, want UNAVAILABLE and none", err, asked)
+	}
+	if _, err := svc.Reconcile(context.Background()); err != nil || asked != 1 {
+		t.Fatalf("a real reconciliation: %v after %d statements asked, want one", err, asked)
 	}
 }

@@ -27,7 +27,11 @@ type Config struct {
 	// channels beside live ones. Its router is its own, so its failures
 	// never open a live channel's breaker, and so are its notification
 	// secrets, so it can settle only pressure-test payments.
-	Stub  *Stub
+	Stub *Stub
+	// Live says Channels move real money: without a Stub, a pressure
+	// test's call to a channel (a query, a refund, a statement) is then
+	// refused ErrUnavailable before it leaves, as its pay is.
+	Live  bool
 	Clock clock.Clock
 	// NextID hands out payment and refund ids (a snowflake generator's
 	// Next).
@@ -93,6 +97,9 @@ type Service struct {
 	// claimed is when each traffic class's sweep last read its page of
 	// due payments (real, marked).
 	claimed [2]claimTime
+	// refused stands for every channel to a pressure test when the
+	// channels are live and there is no stub (channels).
+	refused map[string]Channel
 }
 
 // NewService returns a Service over cfg.
@@ -118,7 +125,10 @@ func NewService(cfg Config) *Service {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger}
+	s := &Service{cfg: cfg, log: cfg.Logger, refused: make(map[string]Channel, len(cfg.Channels))}
+	for name := range cfg.Channels {
+		s.refused[name] = refusedChannel{name}
+	}
 	for i := range s.claimed {
 		s.claimed[i].set(cfg.Clock.Now())
 	}
@@ -128,16 +138,43 @@ func NewService(cfg Config) *Service {
 // Router is the service's router, for the admin endpoints.
 func (s *Service) Router() *Router { return s.cfg.Router }
 
-// HasStub says pressure tests pay through a stub of the channels.
-func (s *Service) HasStub() bool { return s.cfg.Stub != nil }
-
 // channels and router are ctx's traffic class's: the stub's for a
-// pressure test when there is one.
+// pressure test when there is one; with live channels and no stub, none
+// that a pressure test may call (refused).
 func (s *Service) channels(ctx context.Context) map[string]Channel {
-	if s.cfg.Stub != nil && shadow.Is(ctx) {
+	switch {
+	case !shadow.Is(ctx):
+		return s.cfg.Channels
+	case s.cfg.Stub != nil:
 		return s.cfg.Stub.Channels
+	case s.cfg.Live:
+		return s.refused
 	}
 	return s.cfg.Channels
+}
+
+// PressureTestsPay says a pressure test's payments go somewhere that
+// keeps them apart: a stub, or channels that are not live (the
+// simulator's shadow twins).
+func (s *Service) PressureTestsPay() bool { return s.cfg.Stub != nil || !s.cfg.Live }
+
+// refusedChannel is every channel to a pressure test when the channels
+// are live and no stub stands beside them: nothing there keeps its
+// trades apart.
+type refusedChannel struct{ name string }
+
+var errLiveChannel = fmt.Errorf("a pressure test cannot reach the live channels without a stub: %w", ErrUnavailable)
+
+func (refusedChannel) Create(context.Context, Payment) (Trade, error) { return Trade{}, errLiveChannel }
+func (refusedChannel) Query(context.Context, int64) (Trade, error)    { return Trade{}, errLiveChannel }
+func (refusedChannel) Refund(context.Context, string, int64, int64) (string, error) {
+	return "", errLiveChannel
+}
+func (refusedChannel) Statement(context.Context, time.Time, func([]Trade) error) error {
+	return errLiveChannel
+}
+func (c refusedChannel) Notification([]byte, string) (Trade, error) {
+	return Trade{}, fmt.Errorf("%s notification: %w", c.name, ErrUnauthenticated)
 }
 
 func (s *Service) router(ctx context.Context) *Router {

@@ -667,9 +667,10 @@ func (*ReconcileRequest) Descriptor() ([]byte, []int) {
 
 type ReconcileResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The channels reconciled. One channel whose statement cannot be read
-	// does not hold back the others: its failure is in failures, and the
-	// call fails only when no channel was reconciled.
+	// Every channel's report. One channel whose statement cannot be read
+	// does not hold back the others: its report holds what was found
+	// before it failed, its failure is in failures, and the call fails
+	// only when every channel failed.
 	Reports       []*ReconcileReport `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
 	Failures      []string           `protobuf:"bytes,2,rep,name=failures,proto3" json:"failures,omitempty"`
 	unknownFields protoimpl.UnknownFields

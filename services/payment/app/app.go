@@ -154,18 +154,23 @@ func checkHTTPURL(env *config.Env, name, v string) {
 }
 
 // checkStub requires the stub to serve the live channels, each under a
-// secret of its own: a stub that held a live secret could sign a real
-// payment's notification.
+// secret of its own: a stub that held any live channel's secret could
+// sign a real payment's notification on that channel, and one secret
+// for two of its channels would let one sign for the other.
 func checkStub(env *config.Env, live, stub []wire.Channel) {
-	secrets := make(map[string]string, len(live))
+	liveSecrets := make(map[string]bool, len(live))
+	names := make(map[string]bool, len(live))
 	for _, c := range live {
-		secrets[c.Name] = c.Secret
+		liveSecrets[c.Secret], names[c.Name] = true, false
 	}
-	names := make(map[string]bool, len(stub))
+	stubSecrets := make(map[string]string, len(stub))
 	for _, c := range stub {
-		secret, ok := secrets[c.Name]
+		_, ok := names[c.Name]
 		env.Check(ok, "FLASHSALE_STUB_CHANNELS: %s is not a channel of FLASHSALE_CHANNELS", c.Name)
-		env.Check(!ok || c.Secret != secret, "FLASHSALE_STUB_CHANNELS: %s has the live channel's secret; a stub needs its own", c.Name)
+		env.Check(!liveSecrets[c.Secret], "FLASHSALE_STUB_CHANNELS: %s has a live channel's secret; a stub needs its own", c.Name)
+		other, dup := stubSecrets[c.Secret]
+		env.Check(!dup, "FLASHSALE_STUB_CHANNELS: %s and %s share a secret", other, c.Name)
+		stubSecrets[c.Secret] = c.Name
 		names[c.Name] = true
 	}
 	for _, c := range live {
@@ -242,6 +247,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Channels:   channels,
 		Router:     router,
 		Stub:       stub,
+		Live:       cfg.ChannelsLive,
 		Clock:      cfg.Clock,
 		NextID:     gen.Next,
 		QueryAfter: cfg.QueryAfter,
@@ -255,12 +261,19 @@ func Run(ctx context.Context, cfg Config) error {
 			return consul.Put(ctx, payment.ChannelSettingsPrefix+channel, s.Encode())
 		}
 	}
-	paymentv1.RegisterPaymentServiceServer(p.GRPC, paymentgrpc.NewServer(svc, shared, cfg.ChannelsLive))
+	paymentv1.RegisterPaymentServiceServer(p.GRPC, paymentgrpc.NewServer(svc, shared))
 	p.AddCheck("postgres", func(ctx context.Context) error { return pool.Ping(ctx) })
 	// The sweep and the reconciliation read the ledger without a request:
 	// they run once per traffic class (docs/pressure-test.md).
+	// With live channels and no stub, pressure tests pay nowhere: the
+	// marked class has nothing to sweep or reconcile, and must ask the
+	// live channels nothing.
 	p.AddWorker(func(ctx context.Context) error {
-		return shadow.Each(ctx, func(ctx context.Context) error { return svc.Run(ctx, cfg.SweepEvery, cfg.ReconcileEvery) })
+		work := func(ctx context.Context) error { return svc.Run(ctx, cfg.SweepEvery, cfg.ReconcileEvery) }
+		if !svc.PressureTestsPay() {
+			return work(ctx)
+		}
+		return shadow.Each(ctx, work)
 	})
 	// Not ready until Consul's channel settings are read: a replica
 	// must not route to a channel an operator switched off.

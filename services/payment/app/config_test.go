@@ -9,15 +9,18 @@ import (
 )
 
 // A stub of the channels for pressure tests must stand for every live
-// channel, and only those, each under a secret of its own: with a live
-// secret it could sign a real payment's notification.
+// channel, and only those, each under a secret of its own: with any live
+// channel's secret it could sign a real payment's notification on that
+// channel, and with one secret for two, sign for one as the other.
 func TestStubChannelsNeedSecretsOfTheirOwn(t *testing.T) {
 	live := "alipay=5d0c2b9e4f7a41c3,wechat=9a8e6f1d2c3b4a5e"
 	tests := []struct {
 		name, stub, want string
 	}{
 		{"own secrets", "alipay=71c9e3a0b5d24f68,wechat=2e4f6a8c0b1d3f57", ""},
-		{"a live secret", "alipay=5d0c2b9e4f7a41c3,wechat=2e4f6a8c0b1d3f57", "alipay has the live channel's secret"},
+		{"its live secret", "alipay=5d0c2b9e4f7a41c3,wechat=2e4f6a8c0b1d3f57", "alipay has a live channel's secret"},
+		{"another channel's live secret", "alipay=9a8e6f1d2c3b4a5e,wechat=2e4f6a8c0b1d3f57", "alipay has a live channel's secret"},
+		{"one secret for two", "alipay=71c9e3a0b5d24f68,wechat=71c9e3a0b5d24f68", "alipay and wechat share a secret"},
 		{"a channel missing", "alipay=71c9e3a0b5d24f68", "no stub of wechat"},
 		{"an unknown channel", "alipay=71c9e3a0b5d24f68,wechat=2e4f6a8c0b1d3f57,paypal=0f1e2d3c4b5a6978", "paypal is not a channel"},
 		{"no secrets", "", "FLASHSALE_STUB_CHANNELS is required"},

@@ -32,7 +32,6 @@ type Server struct {
 	paymentv1.UnimplementedPaymentServiceServer
 	svc    *payment.Service
 	shared PutChannelSetting
-	live   bool
 }
 
 // PutChannelSetting stores a channel's setting where every replica of the
@@ -41,11 +40,11 @@ type PutChannelSetting func(ctx context.Context, channel string, s payment.Chann
 
 // NewServer returns the server of svc. With shared set, UpdateChannel
 // stores the change there for every replica (and applies it here at once);
-// without it, the change is this process's alone. live says the channels
-// move real money: a pressure test's payments are then refused, unless
-// svc pays them through a stub of the channels (Config.Stub).
-func NewServer(svc *payment.Service, shared PutChannelSetting, live bool) *Server {
-	return &Server{svc: svc, shared: shared, live: live}
+// without it, the change is this process's alone. A pressure test's
+// payments are refused unless svc has somewhere to pay them
+// (Service.PressureTestsPay).
+func NewServer(svc *payment.Service, shared PutChannelSetting) *Server {
+	return &Server{svc: svc, shared: shared}
 }
 
 // errLiveChannels refuses a pressure test's payment when the channels are
@@ -57,7 +56,7 @@ var errLiveChannels = fmt.Errorf("a pressure test cannot pay through the live ch
 
 // Pay starts paying an order.
 func (s *Server) Pay(ctx context.Context, req *paymentv1.PayRequest) (*paymentv1.Payment, error) {
-	if s.live && !s.svc.HasStub() && shadow.Is(ctx) {
+	if shadow.Is(ctx) && !s.svc.PressureTestsPay() {
 		return nil, errLiveChannels
 	}
 	p, err := s.svc.Pay(ctx, req.GetOrderId(), req.GetUserId(), req.GetChannel())
@@ -122,13 +121,11 @@ func (s *Server) ListChannels(context.Context, *paymentv1.ListChannelsRequest) (
 }
 
 // Reconcile runs reconciliation now. A channel that failed does not hide
-// the reports of those that did not: its failure is listed beside them,
-// and the call fails only when no channel was reconciled.
+// the reports of the others: every channel's report comes back (a failed
+// one's as far as it got) with the failures beside them, and the call
+// fails only when every channel failed.
 func (s *Server) Reconcile(ctx context.Context, _ *paymentv1.ReconcileRequest) (*paymentv1.ReconcileResponse, error) {
 	reports, err := s.svc.Reconcile(ctx)
-	if err != nil && len(reports) == 0 {
-		return nil, err
-	}
 	resp := &paymentv1.ReconcileResponse{}
 	if joined, ok := err.(interface{ Unwrap() []error }); ok {
 		for _, e := range joined.Unwrap() {
@@ -136,6 +133,9 @@ func (s *Server) Reconcile(ctx context.Context, _ *paymentv1.ReconcileRequest) (
 		}
 	} else if err != nil {
 		resp.Failures = []string{err.Error()}
+	}
+	if err != nil && len(resp.Failures) >= len(reports) {
+		return nil, err
 	}
 	for _, r := range reports {
 		found := make(map[string]int64, len(r.Found))
