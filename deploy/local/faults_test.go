@@ -156,15 +156,22 @@ func TestBuysKeepTheBooksUnderWireFaults(t *testing.T) {
 // its activity id.
 func mustSale(t *testing.T, c client, admin string, stock int) string {
 	t.Helper()
+	return mustSaleWith(t, c, admin, stock, nil)
+}
+
+// mustSaleWith is mustSale with header on each request (a pressure
+// test's mark makes a sale of the shadow catalogue).
+func mustSaleWith(t *testing.T, c client, admin string, stock int, header map[string]string) string {
+	t.Helper()
 	var prod struct {
 		SKUID string `json:"sku_id"`
 	}
-	c.MustDo(http.MethodPost, "/admin/v1/products", admin, nil, `{"title":"lamp","price":9900,"stock":1000}`, http.StatusCreated, &prod)
+	c.MustDo(http.MethodPost, "/admin/v1/products", admin, header, `{"title":"lamp","price":9900,"stock":1000}`, http.StatusCreated, &prod)
 	var act struct {
 		ActivityID string `json:"activity_id"`
 	}
 	now := time.Now().UTC()
-	c.MustDo(http.MethodPost, "/admin/v1/activities", admin, nil, fmt.Sprintf(
+	c.MustDo(http.MethodPost, "/admin/v1/activities", admin, header, fmt.Sprintf(
 		`{"sku_id":%q,"price":4900,"stock":%d,"per_user_limit":1,"starts_at":%q,"ends_at":%q}`,
 		prod.SKUID, stock, now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)), http.StatusCreated, &act)
 	return act.ActivityID

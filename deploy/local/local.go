@@ -31,6 +31,7 @@ import (
 	marketingapp "github.com/flashsale/flashsale/services/marketing/app"
 	orderapp "github.com/flashsale/flashsale/services/order/app"
 	payapp "github.com/flashsale/flashsale/services/payment/app"
+	channelwire "github.com/flashsale/flashsale/services/payment/channel/wire"
 	productapp "github.com/flashsale/flashsale/services/product/app"
 )
 
@@ -86,6 +87,11 @@ type Options struct {
 	AdjustPayment   func(*payapp.Config)
 	AdjustChannels  func(*channelsim.Config)
 	AdjustMarketing func(*marketingapp.Config)
+	// PressureStub runs a stub of the channels for pressure tests beside
+	// the simulator, which then stands for live channels (payment's
+	// ChannelsLive on): a pressure test pays through the stub, as in
+	// production (docs/pressure-test.md).
+	PressureStub bool
 }
 
 // Platform is a running platform.
@@ -100,6 +106,9 @@ type Platform struct {
 	// ChannelsURL is the simulator's base URL (its channel API, pay URLs
 	// and admin endpoint).
 	ChannelsURL string
+	// StubURL is the pressure-test stub's base URL (Options.PressureStub;
+	// empty without it).
+	StubURL string
 	// ProductMetricsURL is the product service's /metrics (its cache
 	// levels, for the report).
 	ProductMetricsURL string
@@ -127,6 +136,9 @@ func (p *Platform) Links() []Link {
 		{"dev token", "POST " + p.GatewayURL + "/api/v1/dev/token"},
 		{"channel simulator", p.ChannelsURL},
 		{"metrics: gateway", p.GatewayURL + "/metrics"},
+	}
+	if p.StubURL != "" {
+		links = append(links, Link{"channels stub (pressure tests)", p.StubURL})
 	}
 	for _, m := range p.metrics {
 		links = append(links, Link{"metrics: " + m.Name, m.URL})
@@ -172,7 +184,13 @@ func Up(ctx context.Context, stack *localstack.Stack, opts Options) (_ *Platform
 	if err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
-	p := pl.start(ctx, opts, sim)
+	var stub *channelsim.Simulator
+	if opts.PressureStub {
+		if stub, err = channelsim.New(pl.stub); err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+	}
+	p := pl.start(ctx, opts, sim, stub)
 	if err := p.waitReady(ctx); err != nil {
 		return nil, errors.Join(err, p.Close())
 	}
@@ -229,6 +247,10 @@ type plan struct {
 	gw         gwapp.Config
 	simLis     net.Listener
 	sim        channelsim.Config
+	// stubLis and stub are the pressure-test stub's (nil and unused
+	// without Options.PressureStub).
+	stubLis net.Listener
+	stub    channelsim.Config
 }
 
 // newPlan reads the settings and takes a listener for every server.
@@ -263,6 +285,16 @@ func newPlan(stack *localstack.Stack, opts Options, lis *listeners) (*plan, erro
 	pl.pay.PostgresURL = stack.PostgresURL(DBPayment)
 	pl.pay.OrderAddr = staticTarget(pl.orderAddrs)
 	pl.pay.ChannelsURL = "http://" + addr(pl.simLis)
+	if opts.PressureStub {
+		// The simulator stands for live channels; the stub signs with
+		// secrets of its own.
+		pl.stubLis = lis.take()
+		pl.pay.ChannelsLive, pl.pay.StubChannelsURL = true, "http://"+addr(pl.stubLis)
+		pl.pay.StubChannels = nil
+		for _, c := range pl.pay.Channels {
+			pl.pay.StubChannels = append(pl.pay.StubChannels, channelwire.Channel{Name: c.Name, Secret: c.Secret + "-stub"})
+		}
+	}
 	pl.ord.PaymentAddr = addr(pl.pay.GRPCListener)
 
 	if err := pl.planGateway(stack, opts, env, lis); err != nil {
@@ -355,6 +387,8 @@ func (pl *plan) adjust(opts Options) {
 		Logger:    opts.Logger.With("service", "channelsim"),
 	}
 	adjust(opts.AdjustChannels, &pl.sim)
+	pl.stub = pl.sim
+	pl.stub.Stub, pl.stub.Channels, pl.stub.Logger = true, pl.pay.StubChannels, opts.Logger.With("service", "channels stub")
 }
 
 func adjust[C any](f func(*C), cfg *C) {
@@ -365,7 +399,7 @@ func adjust[C any](f func(*C), cfg *C) {
 
 // start runs every process of the plan, each until the platform is
 // closed, and returns the platform (not yet ready).
-func (pl *plan) start(ctx context.Context, opts Options, sim *channelsim.Simulator) *Platform {
+func (pl *plan) start(ctx context.Context, opts Options, sim, stub *channelsim.Simulator) *Platform {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &Platform{GatewayURL: "http://" + addr(pl.gw.HTTPListener), JWTSecret: opts.JWTSecret, Channels: sim,
 		ChannelsURL: "http://" + addr(pl.simLis), ProductMetricsURL: "http://" + addr(pl.prod.AdminListener) + "/metrics",
@@ -397,6 +431,11 @@ func (pl *plan) start(ctx context.Context, opts Options, sim *channelsim.Simulat
 	}
 	simLis := pl.simLis
 	p.run(runCtx, "channelsim", func(ctx context.Context) error { return sim.Serve(ctx, simLis) })
+	if stub != nil {
+		stubLis := pl.stubLis
+		p.StubURL = "http://" + addr(stubLis)
+		p.run(runCtx, "channels stub", func(ctx context.Context) error { return stub.Serve(ctx, stubLis) })
+	}
 	p.run(runCtx, "payment", func(ctx context.Context) error { return payapp.Run(ctx, pay) })
 	p.run(runCtx, "gateway", func(ctx context.Context) error { return gwapp.Run(ctx, gw) })
 	return p

@@ -75,6 +75,7 @@ func realMain() {
 	var m mode
 	flag.BoolVar(&m.marked, "pressure-test", false, "replay as pressure-test traffic: every request carries X-Pressure-Test, the sale lives in shadow storage (docs/pressure-test.md)")
 	flag.BoolVar(&m.mixed, "mixed", false, "replay the scenario as real and as pressure-test traffic at once, then the leakage audit and the shadow cleanup (docs/pressure-test.md)")
+	flag.BoolVar(&m.stub, "stub", false, "with -pressure-test or -mixed: the simulator stands for live channels and the pressure test pays through a stub beside it, as in production (docs/pressure-test.md)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -117,7 +118,7 @@ type probes struct {
 
 // mode is what the demo replays: real traffic (the default), marked
 // traffic alone, or both at once.
-type mode struct{ marked, mixed bool }
+type mode struct{ marked, mixed, stub bool }
 
 // run starts the platform, replays the scenario and audits it. With
 // keep it prints the verdict itself and then waits for ctx (Ctrl-C) with
@@ -198,14 +199,21 @@ func run(ctx context.Context, path, out string, ceiling bool, pr probes, keep bo
 	// FLASHSALE_ADMISSION_SECKILL_MAX=0 measures the overload scenario
 	// without admission); the payment window is the scenario's unless
 	// FLASHSALE_PAYMENT_WINDOW says otherwise.
+	if m.stub && !m.marked && !m.mixed {
+		return false, errors.New("-stub needs -pressure-test or -mixed: it is where a pressure test pays")
+	}
 	p, err := local.Up(ctx, stack, local.Options{Logger: log, Environ: true, OrderReplicas: sc.Platform.OrderReplicas,
-		AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = window }, AdjustGateway: adjustGateway})
+		AdjustOrder: func(c *orderapp.Config) { c.PaymentWindow = window }, AdjustGateway: adjustGateway,
+		PressureStub: m.stub})
 	if err != nil {
 		return false, err
 	}
 	defer p.Close()
 	fmt.Printf("Platform up: gateway %s, channel simulator %s, payment window %s, %d order replica(s)\n",
 		p.GatewayURL, p.ChannelsURL, window, p.OrderReplicas())
+	if p.StubURL != "" {
+		fmt.Printf("Pressure tests pay through the stub of the channels at %s; the simulator stands for live channels\n", p.StubURL)
+	}
 	screen, err := p.ScreenURL(ctx)
 	if err != nil {
 		return false, err
@@ -317,7 +325,8 @@ func (i infra) Fault(ctx context.Context, f scenario.Fault) (func(context.Contex
 // pressureTest runs the marked replay (m.marked) or the mixed run
 // (m.mixed) of cfg's scenario on the demo's stack: the marked session
 // audits through routed databases, on a client of its own, its reports
-// under <out>/pressure-test.
+// under <out>/pressure-test. With -stub the marked replay pays through
+// the stub beside the simulator, which stands for live channels.
 func pressureTest(ctx context.Context, stack *localstack.Stack, cfg loadtest.SessionConfig, m mode) (bool, error) {
 	orders, err := postgres.DialRouted(ctx, stack.PostgresURL(local.DBOrders), 4)
 	if err != nil {
