@@ -253,7 +253,7 @@ func Run(ctx context.Context, cfg Config) error {
 		QueryAfter: cfg.QueryAfter,
 		PayBudget:  cfg.PayBudget,
 		Logger:     log,
-		Observer:   newPaymentMetrics(p.Registry, router),
+		Observer:   newPaymentMetrics(p.Registry, router, stubRouter(stub)),
 	})
 	var shared paymentgrpc.PutChannelSetting
 	if consul != nil {
@@ -285,6 +285,14 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("payment channel settings applied", "settings", settings)
 	})
 	return p.Run(ctx, "order", cfg.OrderAddr, "channels", cfg.ChannelsURL, "stub_channels", cfg.StubChannelsURL)
+}
+
+// stubRouter is stub's router, or nil without a stub.
+func stubRouter(stub *payment.Stub) *payment.Router {
+	if stub == nil {
+		return nil
+	}
+	return stub.Router
 }
 
 // channelsAt returns the clients of the channels served at base and a

@@ -32,20 +32,32 @@ type paymentCounters struct {
 	behind      prometheus.Gauge
 }
 
-// newPaymentMetrics registers the payment metrics on reg and returns the observer that
-// moves them. Every channel's payment counters start at zero, so the
-// first payment of a channel shows in rate() instead of starting the
-// series.
-func newPaymentMetrics(reg prometheus.Registerer, router *payment.Router) *paymentMetrics {
+// newPaymentMetrics registers the payment metrics on reg, the breakers
+// of router and of stub (the pressure-test stub's, nil without one), and
+// returns the observer that moves them. Every channel's payment counters
+// start at zero, so the first payment of a channel shows in rate()
+// instead of starting the series.
+func newPaymentMetrics(reg prometheus.Registerer, router, stub *payment.Router) *paymentMetrics {
+	marked := prometheus.WrapRegistererWithPrefix(shadow.MetricPrefix, reg)
+	registerBreakers(reg, router)
+	if stub != nil {
+		// The stub's breakers, which pressure tests pay through, under
+		// the shadow_ name.
+		registerBreakers(marked, stub)
+	}
+	return &paymentMetrics{
+		real:   newPaymentCounters(reg, router),
+		marked: newPaymentCounters(marked, router),
+	}
+}
+
+// registerBreakers registers the gauge of router's breakers on reg.
+func registerBreakers(reg prometheus.Registerer, router *payment.Router) {
 	reg.MustRegister(&breakers{
 		router: router,
 		desc: prometheus.NewDesc("payment_channel_breaker_state",
 			"Circuit breaker state per payment channel: 0 closed, 1 half-open, 2 open.", []string{"channel"}, nil),
 	})
-	return &paymentMetrics{
-		real:   newPaymentCounters(reg, router),
-		marked: newPaymentCounters(prometheus.WrapRegistererWithPrefix(shadow.MetricPrefix, reg), router),
-	}
 }
 
 // of is the counters of ctx's traffic class.

@@ -19,7 +19,7 @@ func TestMarkedPaymentsCountApartFromRealOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	m := newPaymentMetrics(reg, router)
+	m := newPaymentMetrics(reg, router, nil)
 	real, marked := context.Background(), shadow.With(context.Background())
 	m.Settled(real, "alipay", payment.StatusSucceeded)
 	m.Settled(marked, "alipay", payment.StatusFailed)
@@ -43,5 +43,26 @@ func TestMarkedPaymentsCountApartFromRealOnes(t *testing.T) {
 	// counters under their own names.
 	if n, err := testutil.GatherAndCount(reg, "payment_channel_breaker_state", "shadow_payment_payments_total"); err != nil || n != 3 {
 		t.Errorf("gathered = %d, %v; want 1 breaker and 2 shadow payment series", n, err)
+	}
+}
+
+// With a stub of the channels, its breakers (which pressure tests pay
+// through) have a gauge of their own under the shadow_ name, beside the
+// live channels'.
+func TestStubBreakersAreGaugedApart(t *testing.T) {
+	live, err := payment.NewRouter(payment.RouterConfig{Channels: []string{"alipay", "wechat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stub, err := payment.NewRouter(payment.RouterConfig{Channels: []string{"alipay", "wechat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	newPaymentMetrics(reg, live, stub)
+	for name, want := range map[string]int{"payment_channel_breaker_state": 2, "shadow_payment_channel_breaker_state": 2} {
+		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != want {
+			t.Errorf("%s: %d series, %v; want %d", name, n, err, want)
+		}
 	}
 }
