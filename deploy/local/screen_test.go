@@ -135,20 +135,28 @@ func TestBigScreenFollowsTheSale(t *testing.T) {
 // the channel's signed callback marks the order paid.
 func mustPay(t *testing.T, c client, buyer, orderID string) {
 	t.Helper()
+	mustPayWith(t, c, buyer, orderID, nil)
+}
+
+// mustPayWith is mustPay with header on each request, the wallet's
+// included (a pressure test's mark), and returns the payment opened.
+func mustPayWith(t *testing.T, c client, buyer, orderID string, header map[string]string) api.Payment {
+	t.Helper()
 	var o api.Order
 	for deadline := time.Now().Add(30 * time.Second); o.Status != "PENDING_PAYMENT"; time.Sleep(50 * time.Millisecond) {
-		c.MustDo(http.MethodGet, "/api/v1/orders/"+orderID, buyer, nil, "", http.StatusOK, &o)
+		c.MustDo(http.MethodGet, "/api/v1/orders/"+orderID, buyer, header, "", http.StatusOK, &o)
 		if time.Now().After(deadline) {
 			t.Fatalf("order %s is %s, never PENDING_PAYMENT", orderID, o.Status)
 		}
 	}
 	var pay api.Payment
-	c.MustDo(http.MethodPost, "/api/v1/orders/"+orderID+"/pay", buyer, nil, `{}`, http.StatusOK, &pay)
+	c.MustDo(http.MethodPost, "/api/v1/orders/"+orderID+"/pay", buyer, header, `{}`, http.StatusOK, &pay)
 	if pay.Status == "PAYING" {
 		wallet := client{tb: t, base: ""}
 		if !strings.HasPrefix(pay.PayURL, "http") {
 			t.Fatalf("payment %+v has no pay URL", pay)
 		}
-		wallet.MustDo(http.MethodPost, pay.PayURL, "", nil, "", http.StatusOK, nil)
+		wallet.MustDo(http.MethodPost, pay.PayURL, "", header, "", http.StatusOK, nil)
 	}
+	return pay
 }

@@ -30,7 +30,13 @@ func TestMain(m *testing.M) {
 // mustUp runs the platform on the stack until the test ends.
 func mustUp(t *testing.T) *local.Platform {
 	t.Helper()
-	p, err := local.Up(context.Background(), stack, local.Options{})
+	return mustUpWith(t, local.Options{})
+}
+
+// mustUpWith is mustUp with opts.
+func mustUpWith(t *testing.T, opts local.Options) *local.Platform {
+	t.Helper()
+	p, err := local.Up(context.Background(), stack, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
