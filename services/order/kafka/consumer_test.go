@@ -227,15 +227,15 @@ func TestConsumerKilledBetweenWriteAndCommitLosesAndDuplicatesNothing(t *testing
 	// The first consumer stores one batch and dies before committing it.
 	var firstStored atomic.Int64
 	crash := errors.New("killed between write and commit")
-	stop := start(t, w.consumer(w.store, func(_ context.Context, stored int) error {
+	first := w.consumer(w.store, func(_ context.Context, stored int) error {
 		firstStored.Store(int64(stored))
 		return crash
-	}))
-	deadline := time.Now().Add(60 * time.Second)
-	for firstStored.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := stop(); !errors.Is(err, crash) {
+	})
+	// It ends on the crash by itself: stopping it once the batch is
+	// stored would race the crash with the cancel.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := first.Run(ctx); !errors.Is(err, crash) {
 		t.Fatalf("first consumer: got %v, want the crash", err)
 	}
 	if firstStored.Load() == 0 {
