@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -102,16 +103,16 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		return answer, err
 	}
 	flagged, probe := g.soldOut.check(activityID)
-	// reopened: this buy, the probe, found the flag's claim gone (stock
-	// taken now, or the sale's window over).
-	reopened, fresh := false, false
+	// end: what this buy, if it is a probe, found: stock taken now, the
+	// sale's window over, or neither.
+	end, fresh := lookUndecided, false
 	if probe.out() {
 		// This buy looks whether the sale is still sold out, for every
 		// buy the flag refuses meanwhile: order's answer decides, but
 		// only for a key not seen before. A key accepted before gets its
 		// order here, and one left unanswered may be answered by order
 		// with the order it made then: neither shows stock came back.
-		defer func() { g.soldOut.probed(activityID, probe, reopened) }()
+		defer func() { g.soldOut.probed(activityID, probe, end) }()
 		answer, found, unanswered := earlier()
 		if found {
 			return answer, nil
@@ -128,7 +129,7 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		return api.SeckillAccepted{}, err
 	}
 	if now := g.clock.Now(); now.Before(act.GetStartsAt().AsTime()) || !now.Before(act.GetEndsAt().AsTime()) {
-		reopened = true // the window answers from now on, not the flag
+		end = lookClosed // the window answers from now on, not the flag
 		answer, _, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), false)
 		return answer, err
 	}
@@ -175,7 +176,9 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		}
 		return api.SeckillAccepted{}, err
 	}
-	reopened = fresh
+	if fresh {
+		end = lookPlaced
+	}
 	g.accepted.remember(ctx, activityID, user, key, resp.GetOrderId())
 	return api.SeckillAccepted{OrderID: formatID(resp.GetOrderId()), Status: orderStatus(resp.GetStatus())}, nil
 }
@@ -260,18 +263,29 @@ func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key s
 // it is over, one buy goes to order to look (the probe) while the others
 // are still refused, the sold-out flag's version of the one rebuild a
 // cache lets through when a hot key expires (caching.md): a one-unit
-// SOLD_OUT marks the flag again, a buy placed now (or the sale's window
-// closed) drops it, and any other end leaves the look to the next buy.
-// Without the probe every buy that arrived before the first answer came
-// back went to order, each ttl, and those were the slowest sold-out
-// answers of the spike. A probe out for longer than ttl (order slow to
-// answer) no longer holds the others back alone: the next buy looks too,
-// so while order cannot answer one buy a ttl asks it and the rest are
-// told what it said last.
+// SOLD_OUT marks the flag again, the sale's window found closed drops it,
+// and any other end leaves the look to the next buy. Without the probe
+// every buy that arrived before the first answer came back went to
+// order, each ttl, and those were the slowest sold-out answers of the
+// spike. A probe out for longer than ttl (order slow to answer) no longer
+// holds the others back alone: the next buy looks too, so while order
+// cannot answer one buy a ttl asks it and the rest are told what it said
+// last.
 //
-// A flag that is over and not being probed is dropped by mark's sweep,
-// at most once a ttl, so a replica that sees sale after sale sell out
-// holds only the flags of the last two ttls, not one per sale for good.
+// A probe that places an order shows stock came back, but not how much:
+// usually one unit, an order cancelled or expired. So the sale reopens as
+// a TCP connection starts (slow start): each order a probe places lets
+// one more probe out at once, and only once reopenedAt probes are out
+// together is the flag dropped. One unit back then costs a SOLD_OUT or
+// two at order instead of one for every buy that arrived while its
+// placement was on the way (dozens a second at the top of a spike, each
+// waiting for a whole batch: docs/gateway.md), and a thousand units back
+// are sold at full speed after a few dozen orders.
+//
+// A flag that is over, not being probed and not probed for a ttl is
+// dropped by mark's sweep, at most once a ttl, so a replica that sees
+// sale after sale sell out holds only the flags of the last two ttls, not
+// one per sale for good.
 type soldOutFlags struct {
 	clock clock.Clock
 	ttl   time.Duration
@@ -279,63 +293,101 @@ type soldOutFlags struct {
 	mu        sync.RWMutex
 	flags     map[int64]soldOutFlag
 	nextSweep time.Time // when mark next drops the flags that are over
+	probes    uint64    // probes let through so far: each probe's name
 }
+
+// reopenedAt is how many probes out at once drop a flag: at that rate the
+// sale is selling again, and the flag would only hold buyers back.
+const reopenedAt = 32
 
 // soldOutFlag is one activity's flag: up until until, then looked at by
-// the probe let through at probe.
+// up to width probes at once.
 type soldOutFlag struct {
-	until time.Time
-	probe probe
+	until  time.Time
+	width  int       // probes let out at once once until is over: 1 after a mark, one more per order a probe placed
+	probes []probe   // those out, oldest first
+	last   time.Time // when a probe last went out or ended: a flag probed within a ttl is not swept
 }
 
-// probe is when a probe was let through (zero: none): it names the probe,
-// so that only its own end (probed) changes the flag.
-type probe struct{ at time.Time }
+// probe is one buy let through to look, named by its sequence number (0:
+// no probe), so that only its own end (probed) changes the flag.
+type probe struct {
+	id uint64
+	at time.Time
+}
 
 // out reports whether p is a probe at all.
-func (p probe) out() bool { return !p.at.IsZero() }
+func (p probe) out() bool { return p.id != 0 }
+
+// lookEnd is how a probe ended.
+type lookEnd int
+
+const (
+	// lookUndecided: no answer on stock (a timeout, a refused challenge,
+	// a multi-unit SOLD_OUT, a retried key): the next buy looks.
+	lookUndecided lookEnd = iota
+	// lookPlaced: a buy placed now: stock came back, one more probe may
+	// go out at once.
+	lookPlaced
+	// lookClosed: the sale's window is over; the window answers from now
+	// on, not the flag.
+	lookClosed
+)
 
 func newSoldOutFlags(c clock.Clock, ttl time.Duration) *soldOutFlags {
 	return &soldOutFlags{clock: c, ttl: ttl, flags: map[int64]soldOutFlag{}}
 }
 
-// holds reports whether f refuses a buy at now: its ttl is not over, or a
-// probe younger than ttl is out.
-func (s *soldOutFlags) holds(f soldOutFlag, now time.Time) bool {
-	return now.Before(f.until) || (f.probe.out() && now.Before(f.probe.at.Add(s.ttl)))
+// looking counts f's probes that still hold a place at now: a probe out
+// for longer than ttl no longer does.
+func (s *soldOutFlags) looking(f soldOutFlag, now time.Time) int {
+	n := 0
+	for _, p := range f.probes {
+		if now.Before(p.at.Add(s.ttl)) {
+			n++
+		}
+	}
+	return n
 }
 
-// mark flags the activity as sold out for ttl from now (ending a probe),
-// first dropping the flags that no longer hold, if the last sweep is a
-// ttl old.
+// holds reports whether f refuses a buy at now: its ttl is not over, or as
+// many probes younger than ttl as its width are out.
+func (s *soldOutFlags) holds(f soldOutFlag, now time.Time) bool {
+	return now.Before(f.until) || s.looking(f, now) >= f.width
+}
+
+// mark flags the activity as sold out for ttl from now (ending its
+// probes and its reopening), first dropping the flags that are over and
+// idle, if the last sweep is a ttl old.
 func (s *soldOutFlags) mark(activityID int64) {
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !now.Before(s.nextSweep) {
 		for id, f := range s.flags {
-			if !s.holds(f, now) {
+			if !now.Before(f.until) && s.looking(f, now) == 0 && !now.Before(f.last.Add(s.ttl)) {
 				delete(s.flags, id)
 			}
 		}
 		s.nextSweep = now.Add(s.ttl)
 	}
-	s.flags[activityID] = soldOutFlag{until: now.Add(s.ttl)}
+	s.flags[activityID] = soldOutFlag{until: now.Add(s.ttl), width: 1, last: now}
 }
 
 // check reports whether the activity's flag refuses a buy (up) or makes it
-// the probe: the flag no longer holds, so this buy asks order, and its
+// a probe: the flag no longer holds, so this buy asks order, and its
 // caller must call probed with the probe once it has an answer or ends
 // before asking.
 func (s *soldOutFlags) check(activityID int64) (up bool, p probe) {
 	now := s.clock.Now()
 	s.mu.RLock()
 	f, ok := s.flags[activityID]
+	held := ok && s.holds(f, now)
 	s.mu.RUnlock()
 	if !ok {
 		return false, probe{}
 	}
-	if s.holds(f, now) {
+	if held {
 		return true, probe{}
 	}
 	s.mu.Lock()
@@ -347,25 +399,44 @@ func (s *soldOutFlags) check(activityID int64) (up bool, p probe) {
 	case s.holds(f, now):
 		return true, probe{}
 	}
-	f.probe = probe{at: now}
+	s.probes++
+	p = probe{id: s.probes, at: now}
+	// Probes out longer than ttl hold no place; they are forgotten here,
+	// and their ends change nothing.
+	f.probes = append(slices.DeleteFunc(f.probes, func(q probe) bool { return !now.Before(q.at.Add(s.ttl)) }), p)
+	f.last = now
 	s.flags[activityID] = f
-	return false, f.probe
+	return false, p
 }
 
-// probed ends the probe p of the activity: reopened (a buy placed now, or
-// the sale's window over) drops the flag; otherwise the next buy looks.
-// Once the flag was marked again or another probe has taken over, p's end
-// changes nothing.
-func (s *soldOutFlags) probed(activityID int64, p probe, reopened bool) {
+// probed ends the probe p of the activity. A placed order widens the
+// reopening by one probe, and drops the flag once reopenedAt probes may
+// go out together; a closed window drops it; an undecided end frees p's
+// place for the next buy. Once the flag was marked again, or p was out
+// so long it was forgotten, p's end changes nothing.
+func (s *soldOutFlags) probed(activityID int64, p probe, end lookEnd) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.flags[activityID]
-	switch {
-	case !ok || !f.probe.at.Equal(p.at):
-	case reopened:
-		delete(s.flags, activityID)
-	default:
-		f.probe = probe{}
-		s.flags[activityID] = f
+	if !ok {
+		return
 	}
+	i := slices.IndexFunc(f.probes, func(q probe) bool { return q.id == p.id })
+	if i < 0 {
+		return
+	}
+	f.probes = slices.Delete(f.probes, i, i+1)
+	f.last = s.clock.Now()
+	switch end {
+	case lookClosed:
+		delete(s.flags, activityID)
+		return
+	case lookPlaced:
+		f.width++
+		if f.width >= reopenedAt {
+			delete(s.flags, activityID)
+			return
+		}
+	}
+	s.flags[activityID] = f
 }

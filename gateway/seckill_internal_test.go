@@ -28,9 +28,9 @@ func TestSoldOutFlagsForgetExpiredFlags(t *testing.T) {
 	}
 	c.Advance(time.Nanosecond)
 	p := mustProbe(t, f, 1)
-	f.probed(1, p, true)
+	f.probed(1, p, lookClosed)
 	if got := len(f.flags); got != 0 {
-		t.Errorf("a flag whose probe reopened the sale is still held (%d flags)", got)
+		t.Errorf("a flag whose probe found the sale's window over is still held (%d flags)", got)
 	}
 
 	// A sale sells out every 10 ms and none is asked for again.
@@ -48,15 +48,18 @@ func TestSoldOutFlagsForgetExpiredFlags(t *testing.T) {
 	}
 
 	// A sweep drops the flags that no longer hold and keeps the live
-	// ones and the one a probe is looking at.
+	// ones, the one a probe is looking at, and one reopening, whose
+	// probe has just placed an order.
 	c.Advance(ttl)
 	f.mark(20_000) // sweeps: every earlier flag is over
+	f.mark(20_004)
 	c.Advance(ttl / 2)
 	f.mark(20_001) // no sweep yet
 	c.Advance(ttl / 2)
 	mustProbe(t, f, 20_000)
-	f.mark(20_002) // sweeps: 20,000 is being probed, 20,001 is live
-	if got, want := len(f.flags), 3; got != want {
+	f.probed(20_004, mustProbe(t, f, 20_004), lookPlaced)
+	f.mark(20_002) // sweeps: 20,000 is being probed, 20,001 is live, 20,004 reopening
+	if got, want := len(f.flags), 4; got != want {
 		t.Errorf("%d flags held after the sweep, want %d", got, want)
 	}
 	for _, tt := range []struct {
@@ -66,6 +69,11 @@ func TestSoldOutFlagsForgetExpiredFlags(t *testing.T) {
 		if up, p := f.check(tt.id); up != tt.want || p.out() {
 			t.Errorf("activity %d: up %v, probe %v; want %v, none", tt.id, up, p.out(), tt.want)
 		}
+	}
+	c.Advance(ttl)
+	f.mark(20_005) // sweeps: 20,004 is over and was not probed for a ttl
+	if _, held := f.flags[20_004]; held {
+		t.Error("a reopening flag not probed for a ttl survived the sweep")
 	}
 }
 
@@ -88,34 +96,23 @@ func mustProbe(t *testing.T, f *soldOutFlags, id int64) probe {
 // nothing once another probe has taken over.
 func TestSoldOutFlagLetsOneProbeThrough(t *testing.T) {
 	const ttl = time.Second
-	c := clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
-	f := newSoldOutFlags(c, ttl)
-	f.mark(7)
-	c.Advance(ttl)
+	c, f := overFlag(ttl)
 
-	var first probe
-	for range 100 {
-		up, p := f.check(7)
-		if up == p.out() {
-			t.Fatalf("up %v, probe %v: a buy is either refused or the probe", up, p.out())
-		}
-		if p.out() {
-			if first.out() {
-				t.Fatal("a second probe while the first is out")
-			}
-			first = p
-		}
+	out := letThrough(t, f)
+	if len(out) != 1 {
+		t.Fatalf("%d probes out at once once the flag is over, want 1", len(out))
 	}
+	first := out[0]
 
 	// The probe ended without an answer on stock (a timeout, a refused
 	// challenge): the next buy looks.
-	f.probed(7, first, false)
+	f.probed(7, first, lookUndecided)
 	second := mustProbe(t, f, 7)
 
 	// Order answered SOLD_OUT: the flag is up for another ttl, and the
 	// probe's own end changes nothing.
 	f.mark(7)
-	f.probed(7, second, false)
+	f.probed(7, second, lookUndecided)
 	c.Advance(ttl - time.Nanosecond)
 	if up, p := f.check(7); !up || p.out() {
 		t.Fatalf("inside the new ttl: up %v, probe %v; want refused", up, p.out())
@@ -131,17 +128,92 @@ func TestSoldOutFlagLetsOneProbeThrough(t *testing.T) {
 		t.Fatalf("a ttl into the slow probe: up %v, probe %v; want refused", up, p.out())
 	}
 	c.Advance(time.Nanosecond)
-	next := mustProbe(t, f, 7)
-	f.probed(7, slow, true)
+	mustProbe(t, f, 7)
+	f.probed(7, slow, lookPlaced)
 	if up, p := f.check(7); !up || p.out() {
 		t.Fatalf("after the stale probe's end: up %v, probe %v; want refused while the new probe is out", up, p.out())
 	}
+}
 
-	// A buy placed now: the sale is open to every buy.
-	f.probed(7, next, true)
-	for range 3 {
+// overFlag returns flags of ttl holding a flag on activity 7 that is just
+// over, and their clock.
+func overFlag(ttl time.Duration) (*clock.Manual, *soldOutFlags) {
+	c := clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
+	f := newSoldOutFlags(c, ttl)
+	f.mark(7)
+	c.Advance(ttl)
+	return c, f
+}
+
+// letThrough sends buys at activity 7 until the flag refuses one, and
+// returns the probes it let out.
+func letThrough(t *testing.T, f *soldOutFlags) []probe {
+	t.Helper()
+	var out []probe
+	for range 3 * reopenedAt {
+		up, p := f.check(7)
+		if up == p.out() {
+			t.Fatalf("up %v, probe %v: a buy is either refused or a probe", up, p.out())
+		}
+		if up {
+			return out
+		}
+		out = append(out, p)
+	}
+	t.Fatalf("%d buys in a row let through while the flag is held", 3*reopenedAt)
+	return nil
+}
+
+// TestSoldOutFlagReopensAsStockComesBack: a probe that places an order
+// lets one more probe out at once (slow start), never every buy: one unit
+// back costs a SOLD_OUT or two at order, not one per buy in flight. Each
+// placed order widens the opening by one, an undecided end frees its
+// place, a one-unit SOLD_OUT shuts it for a ttl and back to one probe,
+// and once reopenedAt probes may go out together the flag is dropped.
+func TestSoldOutFlagReopensAsStockComesBack(t *testing.T) {
+	const ttl = time.Second
+	c, f := overFlag(ttl)
+	probes := func() []probe { return letThrough(t, f) }
+	if got := probes(); len(got) != 1 {
+		t.Fatalf("%d probes out at once after the ttl, want 1", len(got))
+	} else {
+		f.probed(7, got[0], lookPlaced) // one unit came back
+	}
+	two := probes()
+	if len(two) != 2 {
+		t.Fatalf("%d probes out at once after one placed order, want 2", len(two))
+	}
+	// One ends undecided: its place goes to the next buy, no more.
+	f.probed(7, two[0], lookUndecided)
+	if got := probes(); len(got) != 1 {
+		t.Fatalf("%d probes let out after an undecided end, want 1", len(got))
+	}
+	// The unit is gone again: order's SOLD_OUT shuts the sale for a ttl,
+	// then one probe looks.
+	f.mark(7)
+	f.probed(7, two[1], lookPlaced) // ended after the mark: changes nothing
+	if up, _ := f.check(7); !up {
+		t.Fatal("a buy let through inside the ttl of a new mark")
+	}
+	c.Advance(ttl)
+	open := probes()
+	if len(open) != 1 {
+		t.Fatalf("%d probes out at once after the new mark's ttl, want 1", len(open))
+	}
+
+	// Stock came back in quantity: every probe places an order, and the
+	// opening grows by one each time until the flag is dropped.
+	for width := 2; width < reopenedAt; width++ {
+		f.probed(7, open[0], lookPlaced)
+		open = append(open[1:], probes()...)
+		if len(open) != width {
+			t.Fatalf("after %d placed orders: %d probes out, want %d", width-1, len(open), width)
+		}
+	}
+	f.probed(7, open[0], lookPlaced)
+	for range 3 * reopenedAt {
 		if up, p := f.check(7); up || p.out() {
-			t.Fatalf("after a placed probe: up %v, probe %v; want the sale open", up, p.out())
+			t.Fatalf("after %d placed orders: up %v, probe %v; want the sale open to every buy", reopenedAt-1, up, p.out())
 		}
 	}
 }
