@@ -269,23 +269,25 @@ func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key s
 // order, each ttl, and those were the slowest sold-out answers of the
 // spike. A probe out for longer than ttl (order slow to answer) no longer
 // holds the others back alone: the next buy looks too, so while order
-// cannot answer one buy a ttl asks it and the rest are told what it said
-// last.
+// cannot answer one buy a ttl (a few more while a sale reopens) asks it
+// and the rest are told what it said last.
 //
 // A probe that places an order shows stock came back, but not how much:
 // usually one unit, an order cancelled or expired. So the sale reopens as
 // a TCP connection starts (slow start): each order a probe places lets
-// one more probe out at once, and only once reopenedAt probes are out
-// together is the flag dropped. One unit back then costs a SOLD_OUT or
+// one more probe out at once, and only once reopenedAt probes may go out
+// together (after reopenedAt-1 placed orders) is the flag dropped. One unit back then costs a SOLD_OUT or
 // two at order instead of one for every buy that arrived while its
 // placement was on the way (dozens a second at the top of a spike, each
 // waiting for a whole batch: docs/gateway.md), and a thousand units back
-// are sold at full speed after a few dozen orders.
+// are sold at full speed after a few dozen orders. The opening narrows
+// only on a one-unit SOLD_OUT, which marks the flag again; an undecided
+// end (a multi-unit SOLD_OUT among them) leaves it as wide as it was.
 //
 // A flag that is over, not being probed and not probed for a ttl is
 // dropped by mark's sweep, at most once a ttl, so a replica that sees
-// sale after sale sell out holds only the flags of the last two ttls, not
-// one per sale for good.
+// sale after sale sell out holds only the flags marked or probed in the
+// last two ttls, not one per sale for good.
 type soldOutFlags struct {
 	clock clock.Clock
 	ttl   time.Duration
@@ -293,7 +295,7 @@ type soldOutFlags struct {
 	mu        sync.RWMutex
 	flags     map[int64]soldOutFlag
 	nextSweep time.Time // when mark next drops the flags that are over
-	probes    uint64    // probes let through so far: each probe's name
+	seq       uint64    // probes let through so far: each probe's name
 }
 
 // reopenedAt is how many probes out at once drop a flag: at that rate the
@@ -339,7 +341,7 @@ func newSoldOutFlags(c clock.Clock, ttl time.Duration) *soldOutFlags {
 }
 
 // looking counts f's probes that still hold a place at now: a probe out
-// for longer than ttl no longer does.
+// for longer than ttl no longer does. s.mu must be held.
 func (s *soldOutFlags) looking(f soldOutFlag, now time.Time) int {
 	n := 0
 	for _, p := range f.probes {
@@ -351,7 +353,9 @@ func (s *soldOutFlags) looking(f soldOutFlag, now time.Time) int {
 }
 
 // holds reports whether f refuses a buy at now: its ttl is not over, or as
-// many probes younger than ttl as its width are out.
+// many probes younger than ttl as its width are out. Like looking, it
+// reads f.probes, which check and probed change in place: s.mu must be
+// held.
 func (s *soldOutFlags) holds(f soldOutFlag, now time.Time) bool {
 	return now.Before(f.until) || s.looking(f, now) >= f.width
 }
@@ -399,8 +403,8 @@ func (s *soldOutFlags) check(activityID int64) (up bool, p probe) {
 	case s.holds(f, now):
 		return true, probe{}
 	}
-	s.probes++
-	p = probe{id: s.probes, at: now}
+	s.seq++
+	p = probe{id: s.seq, at: now}
 	// Probes out longer than ttl hold no place; they are forgotten here,
 	// and their ends change nothing.
 	f.probes = append(slices.DeleteFunc(f.probes, func(q probe) bool { return !now.Before(q.at.Add(s.ttl)) }), p)
@@ -412,8 +416,9 @@ func (s *soldOutFlags) check(activityID int64) (up bool, p probe) {
 // probed ends the probe p of the activity. A placed order widens the
 // reopening by one probe, and drops the flag once reopenedAt probes may
 // go out together; a closed window drops it; an undecided end frees p's
-// place for the next buy. Once the flag was marked again, or p was out
-// so long it was forgotten, p's end changes nothing.
+// place for the next buy. Once the flag was marked again, or p was
+// forgotten (out longer than ttl when a later probe went out), p's end
+// changes nothing.
 func (s *soldOutFlags) probed(activityID int64, p probe, end lookEnd) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -90,8 +90,9 @@ func mustProbe(t *testing.T, f *soldOutFlags, id int64) probe {
 
 // TestSoldOutFlagLetsOneProbeThrough: once a flag is over, one buy at a
 // time goes to order while the rest are still refused. Order's SOLD_OUT
-// marks the flag again, a buy placed now reopens the sale, and any other
-// end of the probe hands the look to the next buy. A probe out longer
+// marks the flag again, and an undecided end of the probe hands the look
+// to the next buy (a placed order widens it:
+// TestSoldOutFlagReopensAsStockComesBack). A probe out longer
 // than ttl no longer holds the rest back alone, and a probe's end changes
 // nothing once another probe has taken over.
 func TestSoldOutFlagLetsOneProbeThrough(t *testing.T) {
@@ -110,9 +111,9 @@ func TestSoldOutFlagLetsOneProbeThrough(t *testing.T) {
 	second := mustProbe(t, f, 7)
 
 	// Order answered SOLD_OUT: the flag is up for another ttl, and the
-	// probe's own end changes nothing.
+	// probe's own end changes nothing, not even a placed order.
 	f.mark(7)
-	f.probed(7, second, lookUndecided)
+	f.probed(7, second, lookPlaced)
 	c.Advance(ttl - time.Nanosecond)
 	if up, p := f.check(7); !up || p.out() {
 		t.Fatalf("inside the new ttl: up %v, probe %v; want refused", up, p.out())

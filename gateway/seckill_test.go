@@ -214,22 +214,29 @@ func TestActivityWindowIsCheckedWithTheGatewayClock(t *testing.T) {
 
 func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 	svc := servicetest.MustStart(t, stack)
-	// Once armed, the next placement's answer is held (held closes when it
-	// is reached) until hold closes.
-	var armed atomic.Bool
-	held, hold := make(chan struct{}), make(chan struct{})
+	// While a gate is set, every placement's answer is held until it
+	// closes; each call held says so on reached.
+	var gate atomic.Pointer[chan struct{}]
+	reached := make(chan struct{}, 64)
 	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
 		opts: gateway.Options{SoldOutTTL: time.Second, Redis: MustRedis(t)},
 		afterCall: func(method string) {
-			if strings.HasSuffix(method, "/PlaceSeckillOrderBatch") && armed.CompareAndSwap(true, false) {
-				close(held)
-				<-hold
+			if g := gate.Load(); g != nil && strings.HasSuffix(method, "/PlaceSeckillOrderBatch") {
+				reached <- struct{}{}
+				<-*g
 			}
 		}})
-	// A test that fails while the call is held must not leave it held:
-	// the server's Close would wait for it.
-	var release sync.Once
-	t.Cleanup(func() { release.Do(func() { close(hold) }) })
+	// holdPlacements sets a gate and returns its release. A test that
+	// fails while calls are held must not leave them held: the server's
+	// Close would wait for them.
+	holdPlacements := func() (release func()) {
+		g := make(chan struct{})
+		gate.Store(&g)
+		var once sync.Once
+		release = func() { once.Do(func() { gate.Store(nil); close(g) }) }
+		t.Cleanup(release)
+		return release
+	}
 	admin := tg.token(t, 1, "admin")
 	now := tg.clock.Now()
 	sku := tg.MustProduct(t, admin, 19900, 10)
@@ -300,16 +307,16 @@ func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 
 	// The next buy goes to order to look while the flood is still
 	// refused here; order's SOLD_OUT raises the flag again.
-	armed.Store(true)
+	release := holdPlacements()
 	probe := make(chan answer, 1)
 	go func() { probe <- buy(700) }()
-	<-held
+	<-reached
 	for u := range int64(20) {
 		if got := buy(710 + u); got.status != http.StatusConflict || got.code(t) != "SOLD_OUT" {
 			t.Fatalf("a buy while the probe is at order: %d %s, want 409 SOLD_OUT", got.status, got.body)
 		}
 	}
-	release.Do(func() { close(hold) })
+	release()
 	if got := <-probe; got.status != http.StatusConflict || got.code(t) != "SOLD_OUT" {
 		t.Fatalf("the probe: %d %s, want 409 SOLD_OUT from order", got.status, got.body)
 	}
@@ -334,6 +341,32 @@ func TestSoldOutFlagStopsDownstreamCalls(t *testing.T) {
 	}
 	if n := tg.orderCalls.Load() - before; n != 1 {
 		t.Fatalf("order called %d times after the sell-out, want 1", n)
+	}
+
+	// One unit came back and that buy placed it, which shows stock, not
+	// how much: the sale reopens to two probes at once, not to every
+	// buy. While their calls are held at order, the rest of a burst is
+	// still refused here; order then tells the probes SOLD_OUT.
+	release = holdPlacements()
+	burst := make(chan answer, 20)
+	for u := range int64(20) {
+		go func() { burst <- buy(800 + u) }()
+	}
+	for range 18 {
+		select {
+		case got := <-burst:
+			if got.status != http.StatusConflict || got.code(t) != "SOLD_OUT" {
+				t.Fatalf("a buy of the burst: %d %s, want 409 SOLD_OUT", got.status, got.body)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the burst after a placed probe: fewer than 18 buys refused while the probes are at order")
+		}
+	}
+	release()
+	for range 2 {
+		if got := <-burst; got.status != http.StatusConflict || got.code(t) != "SOLD_OUT" {
+			t.Fatalf("a probe of the burst: %d %s, want 409 SOLD_OUT from order", got.status, got.body)
+		}
 	}
 }
 
