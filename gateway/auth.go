@@ -15,10 +15,15 @@ import (
 	"github.com/flashsale/flashsale/platform/shadow"
 )
 
-// Roles a token's role claim may carry.
+// Roles a token's role claim may carry (and RoleLoadTest, which marks
+// requests and authenticates nobody). No role is a buyer's.
 const (
 	RoleUser  = "user"
 	RoleAdmin = "admin"
+	// RoleScreen reads the big screen and nothing else: the token an
+	// admin mints for a display (POST /admin/v1/screen-tokens), so that
+	// no admin token sits in a wall screen's browser.
+	RoleScreen = "screen"
 )
 
 // access is what a route requires of its caller.
@@ -28,10 +33,37 @@ const (
 	public access = iota
 	userOnly
 	adminOnly
+	// screenView: the big screen's figures, for an admin or a screen.
+	screenView
 )
 
+// admit refuses a caller whose role the route's access does not take: a
+// buyer's route takes buyers and admins, an admin route admins, the big
+// screen's stream admins and screens. A role the gateway does not know
+// is taken nowhere.
+func (a access) admit(role string) error {
+	switch a {
+	case userOnly:
+		if role == "" || role == RoleUser || role == RoleAdmin {
+			return nil
+		}
+		return errorf(errcode.Forbidden, "this endpoint needs a user token")
+	case adminOnly:
+		if role == RoleAdmin {
+			return nil
+		}
+		return errorf(errcode.Forbidden, "this endpoint needs an admin token")
+	case screenView:
+		if role == RoleAdmin || role == RoleScreen {
+			return nil
+		}
+		return errorf(errcode.Forbidden, "this endpoint needs an admin or screen token")
+	}
+	return nil
+}
+
 // Claims are the claims of the gateway's tokens: sub is the decimal user
-// id, role is "admin" for admin calls.
+// id, role is "admin" for admin calls, "screen" for the big screen's.
 type Claims struct {
 	Role string `json:"role,omitempty"`
 	jwt.RegisteredClaims

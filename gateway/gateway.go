@@ -429,7 +429,8 @@ func (g *Gateway) routes() {
 
 	if g.screen != nil {
 		g.route("GET "+ScreenPath, read, g.serveScreen)
-		g.route("GET "+ScreenEventsPath, adminRoute, g.screenEvents)
+		g.route("GET "+ScreenEventsPath, routeSpec{access: screenView, limit: routeLimit, perIP: true}, g.screenEvents)
+		g.route("POST "+ScreenTokensPath, adminRoute, g.issueScreenToken)
 	}
 
 	// Probes and scrapes are never rate limited: a gateway that sheds

@@ -446,8 +446,8 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 		if err != nil {
 			return nil, nil, err
 		}
-		if spec.access == adminOnly && p.Role != RoleAdmin {
-			return nil, nil, errorf(errcode.Forbidden, "this endpoint needs an admin token")
+		if err := spec.access.admit(p.Role); err != nil {
+			return nil, nil, err
 		}
 		infoOf(ctx).userID = p.UserID
 		ctx = withPrincipal(ctx, p)

@@ -90,8 +90,8 @@ func (g *Gateway) pausePressureTest(ctx context.Context, route string, access ac
 		Message: "pressure tests are paused while the platform is degraded (" + level.String() + "), retry later"}
 }
 
-type loadTestTokenRequest struct {
-	// TTLSeconds is optional: DefaultLoadTestTTL when absent.
+type tokenRequest struct {
+	// TTLSeconds is optional: the role's default when absent.
 	TTLSeconds *int64 `json:"ttl_seconds"`
 }
 
@@ -103,28 +103,37 @@ type loadTestTokenResponse struct {
 
 // issueLoadTestToken answers POST /admin/v1/load-test-tokens.
 func (g *Gateway) issueLoadTestToken(w http.ResponseWriter, r *http.Request) error {
-	var req loadTestTokenRequest
-	if err := decodeOptionalJSON(r, &req); err != nil {
-		return err
-	}
-	ttl := DefaultLoadTestTTL
-	if req.TTLSeconds != nil {
-		var f fields
-		ttl = time.Duration(f.int("ttl_seconds", req.TTLSeconds, 1, int64(MaxLoadTestTTL/time.Second))) * time.Second
-		if f.err != nil {
-			return f.err
-		}
-	}
-	token, err := g.auth.issue(callerOf(r.Context()).UserID, RoleLoadTest, ttl)
+	token, expires, err := g.issueRoleToken(r, RoleLoadTest, DefaultLoadTestTTL, MaxLoadTestTTL)
 	if err != nil {
 		return err
 	}
-	g.log.InfoContext(r.Context(), "load-test token issued", "admin", callerOf(r.Context()).UserID, "ttl", ttl)
-	writeJSON(w, http.StatusCreated, loadTestTokenResponse{
-		Token: token, Header: shadow.Header,
-		ExpiresAt: g.clock.Now().Add(ttl).UTC().Format(time.RFC3339),
-	})
+	writeJSON(w, http.StatusCreated, loadTestTokenResponse{Token: token, Header: shadow.Header, ExpiresAt: expires})
 	return nil
+}
+
+// issueRoleToken mints, for the admin calling, a token of role that lives
+// the body's ttl_seconds (def when absent, 1 s to max), logs it, and
+// returns it with its expiry (RFC 3339).
+func (g *Gateway) issueRoleToken(r *http.Request, role string, def, max time.Duration) (token, expires string, err error) {
+	var req tokenRequest
+	if err := decodeOptionalJSON(r, &req); err != nil {
+		return "", "", err
+	}
+	ttl := def
+	if req.TTLSeconds != nil {
+		var f fields
+		ttl = time.Duration(f.int("ttl_seconds", req.TTLSeconds, 1, int64(max/time.Second))) * time.Second
+		if f.err != nil {
+			return "", "", f.err
+		}
+	}
+	admin := callerOf(r.Context()).UserID
+	token, err = g.auth.issue(admin, role, ttl)
+	if err != nil {
+		return "", "", err
+	}
+	g.log.InfoContext(r.Context(), "token issued", "role", role, "admin", admin, "ttl", ttl)
+	return token, g.clock.Now().Add(ttl).UTC().Format(time.RFC3339), nil
 }
 
 // trafficOf is the metric label value of a finished request.

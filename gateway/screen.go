@@ -47,11 +47,40 @@ type ScreenOptions struct {
 const DefaultScreenTopic = "orders.events"
 
 // The screen's routes: the page is public (it holds no figures), the
-// stream of figures needs an admin token.
+// stream of figures needs an admin or a screen token, which an admin
+// mints at ScreenTokensPath.
 const (
 	ScreenPath       = "/screen"
 	ScreenEventsPath = "/admin/v1/screen/events"
+	ScreenTokensPath = "/admin/v1/screen-tokens"
 )
+
+// Screen tokens live a day unless asked for less; at most 30 days (a
+// display on a wall is set up once for a season of sales, and its token
+// reads figures only).
+const (
+	DefaultScreenTTL = 24 * time.Hour
+	MaxScreenTTL     = 30 * 24 * time.Hour
+)
+
+type screenTokenResponse struct {
+	Token     string `json:"token"`
+	ExpiresAt string `json:"expires_at"`
+	// Path is the page's address on this gateway with the token in its
+	// fragment, ready to open on the display.
+	Path string `json:"path"`
+}
+
+// issueScreenToken answers POST /admin/v1/screen-tokens: a token that
+// reads the big screen's stream and is refused on every other route.
+func (g *Gateway) issueScreenToken(w http.ResponseWriter, r *http.Request) error {
+	token, expires, err := g.issueRoleToken(r, RoleScreen, DefaultScreenTTL, MaxScreenTTL)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, screenTokenResponse{Token: token, ExpiresAt: expires, Path: ScreenPath + "#token=" + token})
+	return nil
+}
 
 // screenHistory is how many seconds of the orders-per-second and GMV
 // series a snapshot carries, for the page's chart.

@@ -41,7 +41,8 @@ func MustEvents(tb testing.TB, topic string, events ...*orderv1.OrderEvent) {
 	}
 }
 
-// The screen's stream needs an admin token, its page none; the stream
+// The screen's stream needs an admin or a screen token, its page none;
+// the stream
 // adds up the events from the topic's first offset, dropping repeats
 // (the relay publishes at least once), and carries the payment service's
 // outcomes per channel.
@@ -107,8 +108,10 @@ func TestScreenSumsTheOrderEventsOnce(t *testing.T) {
 		}
 	}
 
+	// A display's token, minted by an admin, reads the same figures.
+	onDisplay := MustStream(t, tg, mustScreenToken(t, tg, tg.token(t, 1, "admin")))
 	snaps := MustStream(t, tg, tg.token(t, 1, "admin"))
-	wait := func(what string, ok func(gateway.ScreenSnapshot) bool) gateway.ScreenSnapshot {
+	waitOn := func(snaps <-chan gateway.ScreenSnapshot, what string, ok func(gateway.ScreenSnapshot) bool) gateway.ScreenSnapshot {
 		t.Helper()
 		for s := range snaps {
 			if ok(s) {
@@ -118,7 +121,15 @@ func TestScreenSumsTheOrderEventsOnce(t *testing.T) {
 		t.Fatalf("the stream ended before %s", what)
 		return gateway.ScreenSnapshot{}
 	}
-	first := wait("the first events", func(s gateway.ScreenSnapshot) bool { return s.PaidOrders == 2 && s.StoredOrders == 3 })
+	wait := func(what string, ok func(gateway.ScreenSnapshot) bool) gateway.ScreenSnapshot {
+		t.Helper()
+		return waitOn(snaps, what, ok)
+	}
+	firstEvents := func(s gateway.ScreenSnapshot) bool { return s.PaidOrders == 2 && s.StoredOrders == 3 }
+	if got := waitOn(onDisplay, "the first events on the display's stream", firstEvents); got.GMV != 2*99_00 {
+		t.Errorf("the display's snapshot = %+v, want GMV 19800", got)
+	}
+	first := wait("the first events", firstEvents)
 	if first.GMV != 2*99_00 || first.Degrade != "normal" || !slices.Contains(first.Stale, "stock") {
 		t.Errorf("snapshot = %+v, want GMV 19800, level normal, stock stale (no product service)", first)
 	}
@@ -193,4 +204,66 @@ func MustStream(tb testing.TB, tg *testGateway, token string) <-chan gateway.Scr
 		}
 	}()
 	return out
+}
+
+// mustScreenToken mints a screen token as admin, checking the answer: 201,
+// a day's life, and the page's path with the token in its fragment.
+func mustScreenToken(t *testing.T, tg *testGateway, admin string) string {
+	t.Helper()
+	got := tg.do(t, request{method: http.MethodPost, path: gateway.ScreenTokensPath, token: admin})
+	if got.status != http.StatusCreated {
+		t.Fatalf("POST %s = %d %s, want 201", gateway.ScreenTokensPath, got.status, got.body)
+	}
+	var issued struct {
+		Token     string `json:"token"`
+		ExpiresAt string `json:"expires_at"`
+		Path      string `json:"path"`
+	}
+	got.decode(t, &issued)
+	wantExpiry := tg.clock.Now().Add(gateway.DefaultScreenTTL).UTC().Format(time.RFC3339)
+	if issued.Token == "" || issued.Path != gateway.ScreenPath+"#token="+issued.Token || issued.ExpiresAt != wantExpiry {
+		t.Fatalf("issued %+v, want a token, its path and expiry %s", issued, wantExpiry)
+	}
+	return issued.Token
+}
+
+// A screen token reads the big screen and nothing else: a display on a
+// wall holds no token that buys, reads a buyer's orders, changes the
+// catalogue or mints tokens. Only an admin mints one, within its TTL's
+// bounds, and a role the gateway does not know is taken nowhere.
+func TestScreenTokenReadsTheScreenOnly(t *testing.T) {
+	opts := devMode()
+	opts.Screen = &gateway.ScreenOptions{Brokers: stack.KafkaBrokers, Topic: "unread"}
+	tg := MustGateway(t, gatewayConfig{opts: opts})
+	admin := tg.token(t, 1, "admin")
+	for _, tt := range []struct {
+		name, token, body string
+		want              int
+		code              string
+	}{
+		{"a buyer", tg.token(t, 5, "user"), ``, http.StatusForbidden, "FORBIDDEN"},
+		{"no life", admin, `{"ttl_seconds": 0}`, http.StatusBadRequest, "INVALID_ARGUMENT"},
+		{"past the longest", admin, fmt.Sprintf(`{"ttl_seconds": %d}`, int64(gateway.MaxScreenTTL/time.Second)+1), http.StatusBadRequest, "INVALID_ARGUMENT"},
+	} {
+		if got := tg.do(t, request{method: http.MethodPost, path: gateway.ScreenTokensPath, token: tt.token, body: tt.body}); got.status != tt.want || got.code(t) != tt.code {
+			t.Errorf("minting, %s: %d %s, want %d %s", tt.name, got.status, got.body, tt.want, tt.code)
+		}
+	}
+	screen := mustScreenToken(t, tg, admin)
+	for _, r := range []request{
+		{method: http.MethodGet, path: "/api/v1/orders", token: screen},
+		{method: http.MethodGet, path: "/api/v1/coupons", token: screen},
+		{method: http.MethodPost, path: "/admin/v1/products", token: screen, body: `{}`},
+		{method: http.MethodPost, path: "/admin/v1/load-test-tokens", token: screen},
+		{method: http.MethodPost, path: gateway.ScreenTokensPath, token: screen},
+		{method: http.MethodGet, path: "/api/v1/orders", token: tg.token(t, 5, "root")},
+		{method: http.MethodGet, path: gateway.ScreenEventsPath, token: tg.token(t, 5, "root")},
+	} {
+		if got := tg.do(t, r); got.status != http.StatusForbidden || got.code(t) != "FORBIDDEN" {
+			t.Errorf("%s %s: %d %s, want 403 FORBIDDEN", r.method, r.path, got.status, got.body)
+		}
+	}
+	if n := tg.calls(); n != 0 {
+		t.Fatalf("%d downstream calls, want 0", n)
+	}
 }

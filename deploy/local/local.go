@@ -726,25 +726,43 @@ func addr(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// ScreenURL is the big screen's address with an admin token in its
-// fragment (docs/big-screen.md), minted by the gateway's dev endpoint.
+// ScreenURL is the big screen's address with a screen token in its
+// fragment (docs/big-screen.md): an admin token from the gateway's dev
+// endpoint mints it, and only the screen token is printed, so the page's
+// address reads the figures and nothing else.
 func (p *Platform) ScreenURL(ctx context.Context) (string, error) {
-	body := strings.NewReader(`{"user_id": "1", "role": "admin"}`)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.GatewayURL+"/api/v1/dev/token", body)
+	var admin, screen struct {
+		Token string `json:"token"`
+		Path  string `json:"path"`
+	}
+	if err := p.post(ctx, "/api/v1/dev/token", "", `{"user_id": "1", "role": "admin"}`, http.StatusOK, &admin); err != nil || admin.Token == "" {
+		return "", fmt.Errorf("local: admin token: %v", err)
+	}
+	if err := p.post(ctx, gateway.ScreenTokensPath, admin.Token, "", http.StatusCreated, &screen); err != nil || screen.Path == "" {
+		return "", fmt.Errorf("local: screen token: %v", err)
+	}
+	return p.GatewayURL + screen.Path, nil
+}
+
+// post sends body to the gateway's path with the bearer token (none when
+// empty) and decodes the answer, which must have the status want, into
+// out.
+func (p *Platform) post(ctx context.Context, path, token, body string, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.GatewayURL+path, strings.NewReader(body))
 	if err != nil {
-		return "", err
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("local: admin token: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
-	var out struct {
-		Token string `json:"token"`
+	if resp.StatusCode != want {
+		return fmt.Errorf("status %d, want %d", resp.StatusCode, want)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.Token == "" {
-		return "", fmt.Errorf("local: admin token: status %d: %v", resp.StatusCode, err)
-	}
-	return p.GatewayURL + gateway.ScreenPath + "#token=" + out.Token, nil
+	return json.NewDecoder(resp.Body).Decode(out)
 }

@@ -70,6 +70,9 @@ func TestBigScreenFollowsTheSale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The printed address reads the screen only: its token is no admin's.
+	_, token, _ := strings.Cut(url, "#token=")
+	c.MustDo(http.MethodPost, "/admin/v1/products", token, nil, `{}`, http.StatusForbidden, nil)
 
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(mustChromium(t)), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()))...)
