@@ -58,8 +58,10 @@ func (a access) admit(role string) error {
 			return nil
 		}
 		return errorf(errcode.Forbidden, "this endpoint needs an admin or screen token")
+	case public:
+		return nil
 	}
-	return nil
+	return errorf(errcode.Forbidden, "this endpoint takes no token")
 }
 
 // Claims are the claims of the gateway's tokens: sub is the decimal user
@@ -71,8 +73,9 @@ type Claims struct {
 
 // principal is the authenticated caller.
 type principal struct {
-	UserID int64
-	Role   string
+	UserID  int64
+	Role    string
+	Expires time.Time // the token's exp: a stream it opened ends then
 }
 
 // authenticator verifies and issues HS256 tokens.
@@ -126,14 +129,28 @@ func (a *authenticator) authenticate(r *http.Request) (principal, error) {
 	if claims.Role == RoleLoadTest {
 		return principal{}, errorf(errcode.Unauthenticated, "a load-test token is not a bearer token: send it in "+shadow.Header)
 	}
-	id, err := parseID("sub", claims.Subject)
+	subject := claims.Subject
+	if claims.Role == RoleScreen {
+		var ok bool
+		if subject, ok = strings.CutPrefix(subject, screenSubject); !ok {
+			return principal{}, errorf(errcode.Unauthenticated, "a screen token's subject names no admin")
+		}
+	}
+	id, err := parseID("sub", subject)
 	if err != nil {
 		return principal{}, errorf(errcode.Unauthenticated, "token subject is not a user id")
 	}
-	p := principal{UserID: id, Role: claims.Role}
+	p := principal{UserID: id, Role: claims.Role, Expires: claims.ExpiresAt.Time}
 	a.verified.add(token, p, claims)
 	return p, nil
 }
+
+// screenSubject prefixes the subject of a screen token, the id of the
+// admin who minted it, so that it is no user id: a gateway older than the
+// screen role (which took any role on a buyer's route) refuses the token
+// as one whose subject is not a user id, during a rolling update or
+// after a rollback, instead of taking it for that admin's account.
+const screenSubject = "screen-"
 
 // maxVerifiedTokens bounds the verified-token cache: about one entry per
 // signed-in buyer of a busy sale, a few megabytes at most.
@@ -181,12 +198,46 @@ func (v verifiedTokens) add(token string, p principal, claims Claims) {
 // issue signs a token for the user and role valid for ttl.
 func (a *authenticator) issue(userID int64, role string, ttl time.Duration) (string, error) {
 	now := a.clock.Now()
+	subject := formatID(userID)
+	if role == RoleScreen {
+		subject = screenSubject + subject
+	}
 	claims := Claims{Role: role, RegisteredClaims: jwt.RegisteredClaims{
-		Subject:   formatID(userID),
+		Subject:   subject,
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 	}}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(a.secret)
+}
+
+type tokenRequest struct {
+	// TTLSeconds is optional: the role's default when absent.
+	TTLSeconds *int64 `json:"ttl_seconds"`
+}
+
+// issueRoleToken mints, for the admin calling, a token of role that lives
+// the body's ttl_seconds (def when absent, 1 s to max), logs it, and
+// returns it with its expiry (RFC 3339).
+func (g *Gateway) issueRoleToken(r *http.Request, role string, def, max time.Duration) (token, expires string, err error) {
+	var req tokenRequest
+	if err := decodeOptionalJSON(r, &req); err != nil {
+		return "", "", err
+	}
+	ttl := def
+	if req.TTLSeconds != nil {
+		var f fields
+		ttl = time.Duration(f.int("ttl_seconds", req.TTLSeconds, 1, int64(max/time.Second))) * time.Second
+		if f.err != nil {
+			return "", "", f.err
+		}
+	}
+	admin := callerOf(r.Context()).UserID
+	token, err = g.auth.issue(admin, role, ttl)
+	if err != nil {
+		return "", "", err
+	}
+	g.log.InfoContext(r.Context(), "token issued", "role", role, "admin", admin, "ttl", ttl)
+	return token, g.clock.Now().Add(ttl).UTC().Format(time.RFC3339), nil
 }
 
 type principalKey struct{}

@@ -75,10 +75,10 @@ func (g *Gateway) markPressureTest(r *http.Request) (*http.Request, error) {
 // level: a pressure test exists to find the platform's edge without
 // hurting buyers, so once the real sale is under pressure the test stops
 // (the seed's 压测熔断) and resumes by itself when the level is back to
-// normal. Admin routes stay open to it, so that a test can set up and
-// read back its shadow catalogue.
+// normal. Admin routes (and the big screen's stream) stay open to it, so
+// that a test can set up and read back its shadow catalogue.
 func (g *Gateway) pausePressureTest(ctx context.Context, route string, access access) error {
-	if !infoOf(ctx).shadow || access == adminOnly {
+	if !infoOf(ctx).shadow || access == adminOnly || access == screenView {
 		return nil
 	}
 	level := g.degrade.level()
@@ -88,11 +88,6 @@ func (g *Gateway) pausePressureTest(ctx context.Context, route string, access ac
 	g.metrics.refused.WithLabelValues(route, refusedYield).Inc()
 	return &Error{Code: errcode.Overloaded, RetryAfter: degradedRetryAfter,
 		Message: "pressure tests are paused while the platform is degraded (" + level.String() + "), retry later"}
-}
-
-type tokenRequest struct {
-	// TTLSeconds is optional: the role's default when absent.
-	TTLSeconds *int64 `json:"ttl_seconds"`
 }
 
 type loadTestTokenResponse struct {
@@ -109,31 +104,6 @@ func (g *Gateway) issueLoadTestToken(w http.ResponseWriter, r *http.Request) err
 	}
 	writeJSON(w, http.StatusCreated, loadTestTokenResponse{Token: token, Header: shadow.Header, ExpiresAt: expires})
 	return nil
-}
-
-// issueRoleToken mints, for the admin calling, a token of role that lives
-// the body's ttl_seconds (def when absent, 1 s to max), logs it, and
-// returns it with its expiry (RFC 3339).
-func (g *Gateway) issueRoleToken(r *http.Request, role string, def, max time.Duration) (token, expires string, err error) {
-	var req tokenRequest
-	if err := decodeOptionalJSON(r, &req); err != nil {
-		return "", "", err
-	}
-	ttl := def
-	if req.TTLSeconds != nil {
-		var f fields
-		ttl = time.Duration(f.int("ttl_seconds", req.TTLSeconds, 1, int64(max/time.Second))) * time.Second
-		if f.err != nil {
-			return "", "", f.err
-		}
-	}
-	admin := callerOf(r.Context()).UserID
-	token, err = g.auth.issue(admin, role, ttl)
-	if err != nil {
-		return "", "", err
-	}
-	g.log.InfoContext(r.Context(), "token issued", "role", role, "admin", admin, "ttl", ttl)
-	return token, g.clock.Now().Add(ttl).UTC().Format(time.RFC3339), nil
 }
 
 // trafficOf is the metric label value of a finished request.

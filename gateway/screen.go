@@ -589,11 +589,14 @@ func (g *Gateway) serveScreen(w http.ResponseWriter, _ *http.Request) error {
 
 // screenEvents streams a snapshot every second as Server-Sent Events
 // (one "data:" line of JSON each) until the client goes or the gateway
-// stops. The stream outlives the server's read and write timeouts
-// (telemetry.StreamDeadlines before each snapshot), and a client that
-// stops reading is dropped after a write timeout.
+// stops, or its token expires (a screen token is retired by its expiry:
+// a stream opened with it must not outlive it). The stream outlives the
+// server's read and write timeouts (telemetry.StreamDeadlines before each
+// snapshot), and a client that stops reading is dropped after a write
+// timeout.
 func (g *Gateway) screenEvents(w http.ResponseWriter, r *http.Request) error {
 	s := g.screen
+	expires := callerOf(r.Context()).Expires
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
@@ -604,6 +607,9 @@ func (g *Gateway) screenEvents(w http.ResponseWriter, r *http.Request) error {
 		latest, changed := s.latest, s.changed
 		s.pushMu.Unlock()
 		if err := telemetry.StreamDeadlines(rc); err != nil {
+			return nil
+		}
+		if !g.clock.Now().Before(expires) {
 			return nil
 		}
 		if latest != nil {

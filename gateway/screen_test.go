@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -41,11 +42,10 @@ func MustEvents(tb testing.TB, topic string, events ...*orderv1.OrderEvent) {
 	}
 }
 
-// The screen's stream needs an admin or a screen token, its page none;
-// the stream
-// adds up the events from the topic's first offset, dropping repeats
-// (the relay publishes at least once), and carries the payment service's
-// outcomes per channel.
+// The screen's stream needs an admin or a screen token, its page none,
+// and ends once its token expires; the stream adds up the events from
+// the topic's first offset, dropping repeats (the relay publishes at
+// least once), and carries the payment service's outcomes per channel.
 func TestScreenSumsTheOrderEventsOnce(t *testing.T) {
 	topic := fmt.Sprintf("events-%s-%d", t.Name(), time.Now().UnixNano())
 	if err := pkafka.EnsureTopics(context.Background(), stack.KafkaBrokers, 2, stack.KafkaDurability, topic); err != nil {
@@ -153,6 +153,18 @@ func TestScreenSumsTheOrderEventsOnce(t *testing.T) {
 	if len(last.Sales) != 1 || last.Sales[0].ActivityID != "7" || last.Sales[0].Stored != 3 || last.Sales[0].Paid != 2 {
 		t.Errorf("sales = %+v, want activity 7 with 3 stored, 2 paid", last.Sales)
 	}
+
+	// A screen token is retired by its expiry: the display's stream,
+	// open since, ends at the next snapshot after it.
+	tg.clock.Advance(gateway.DefaultScreenTTL)
+	ended := time.After(30 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-onDisplay:
+		case <-ended:
+			t.Fatal("the display's stream outlived its token")
+		}
+	}
 }
 
 func deref(p *int64) int64 {
@@ -220,9 +232,20 @@ func mustScreenToken(t *testing.T, tg *testGateway, admin string) string {
 		Path      string `json:"path"`
 	}
 	got.decode(t, &issued)
-	wantExpiry := tg.clock.Now().Add(gateway.DefaultScreenTTL).UTC().Format(time.RFC3339)
-	if issued.Token == "" || issued.Path != gateway.ScreenPath+"#token="+issued.Token || issued.ExpiresAt != wantExpiry {
-		t.Fatalf("issued %+v, want a token, its path and expiry %s", issued, wantExpiry)
+	expires := tg.clock.Now().Add(gateway.DefaultScreenTTL)
+	if issued.Token == "" || issued.Path != gateway.ScreenPath+"#token="+issued.Token || issued.ExpiresAt != expires.UTC().Format(time.RFC3339) {
+		t.Fatalf("issued %+v, want a token, its path and expiry %s", issued, expires)
+	}
+	// Its claims: the screen role, that expiry, and a subject that is no
+	// user id, which a gateway older than the role refuses (it took any
+	// role on a buyer's route).
+	var claims jwt.MapClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(issued.Token, &claims); err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := claims["sub"].(string)
+	if exp, _ := claims["exp"].(float64); claims["role"] != "screen" || int64(exp) != expires.Unix() || !strings.HasPrefix(sub, "screen-") {
+		t.Fatalf("claims %v, want role screen, exp %d and a subject screen-<admin>", claims, expires.Unix())
 	}
 	return issued.Token
 }

@@ -735,11 +735,17 @@ func (p *Platform) ScreenURL(ctx context.Context) (string, error) {
 		Token string `json:"token"`
 		Path  string `json:"path"`
 	}
-	if err := p.post(ctx, "/api/v1/dev/token", "", `{"user_id": "1", "role": "admin"}`, http.StatusOK, &admin); err != nil || admin.Token == "" {
-		return "", fmt.Errorf("local: admin token: %v", err)
+	if err := p.post(ctx, "/api/v1/dev/token", "", `{"user_id": "1", "role": "admin"}`, http.StatusOK, &admin); err != nil {
+		return "", fmt.Errorf("local: admin token: %w", err)
 	}
-	if err := p.post(ctx, gateway.ScreenTokensPath, admin.Token, "", http.StatusCreated, &screen); err != nil || screen.Path == "" {
-		return "", fmt.Errorf("local: screen token: %v", err)
+	if admin.Token == "" {
+		return "", errors.New("local: admin token: answered without one")
+	}
+	if err := p.post(ctx, gateway.ScreenTokensPath, admin.Token, "", http.StatusCreated, &screen); err != nil {
+		return "", fmt.Errorf("local: screen token: %w", err)
+	}
+	if screen.Path == "" {
+		return "", errors.New("local: screen token: answered without the page's path")
 	}
 	return p.GatewayURL + screen.Path, nil
 }

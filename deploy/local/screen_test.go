@@ -70,9 +70,11 @@ func TestBigScreenFollowsTheSale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The printed address reads the screen only: its token is no admin's.
+	// The printed address reads the screen only: its token is no admin's
+	// and no buyer's.
 	_, token, _ := strings.Cut(url, "#token=")
 	c.MustDo(http.MethodPost, "/admin/v1/products", token, nil, `{}`, http.StatusForbidden, nil)
+	c.MustDo(http.MethodGet, "/api/v1/orders", token, nil, "", http.StatusForbidden, nil)
 
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(mustChromium(t)), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()))...)
