@@ -369,7 +369,10 @@ func (s *soldOutFlags) mark(activityID int64) {
 	defer s.mu.Unlock()
 	if !now.Before(s.nextSweep) {
 		for id, f := range s.flags {
-			if !now.Before(f.until) && s.looking(f, now) == 0 && !now.Before(f.last.Add(s.ttl)) {
+			// last is the latest of the mark (until is a ttl after it)
+			// and every probe's start, so a ttl after it the flag is
+			// over and no probe holds a place.
+			if !now.Before(f.last.Add(s.ttl)) {
 				delete(s.flags, id)
 			}
 		}

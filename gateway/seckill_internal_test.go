@@ -174,19 +174,18 @@ func letThrough(t *testing.T, f *soldOutFlags) []probe {
 func TestSoldOutFlagReopensAsStockComesBack(t *testing.T) {
 	const ttl = time.Second
 	c, f := overFlag(ttl)
-	probes := func() []probe { return letThrough(t, f) }
-	if got := probes(); len(got) != 1 {
+	if got := letThrough(t, f); len(got) != 1 {
 		t.Fatalf("%d probes out at once after the ttl, want 1", len(got))
 	} else {
 		f.probed(7, got[0], lookPlaced) // one unit came back
 	}
-	two := probes()
+	two := letThrough(t, f)
 	if len(two) != 2 {
 		t.Fatalf("%d probes out at once after one placed order, want 2", len(two))
 	}
 	// One ends undecided: its place goes to the next buy, no more.
 	f.probed(7, two[0], lookUndecided)
-	if got := probes(); len(got) != 1 {
+	if got := letThrough(t, f); len(got) != 1 {
 		t.Fatalf("%d probes let out after an undecided end, want 1", len(got))
 	}
 	// The unit is gone again: order's SOLD_OUT shuts the sale for a ttl,
@@ -197,7 +196,7 @@ func TestSoldOutFlagReopensAsStockComesBack(t *testing.T) {
 		t.Fatal("a buy let through inside the ttl of a new mark")
 	}
 	c.Advance(ttl)
-	open := probes()
+	open := letThrough(t, f)
 	if len(open) != 1 {
 		t.Fatalf("%d probes out at once after the new mark's ttl, want 1", len(open))
 	}
@@ -206,7 +205,7 @@ func TestSoldOutFlagReopensAsStockComesBack(t *testing.T) {
 	// opening grows by one each time until the flag is dropped.
 	for width := 2; width < reopenedAt; width++ {
 		f.probed(7, open[0], lookPlaced)
-		open = append(open[1:], probes()...)
+		open = append(open[1:], letThrough(t, f)...)
 		if len(open) != width {
 			t.Fatalf("after %d placed orders: %d probes out, want %d", width-1, len(open), width)
 		}
