@@ -33,8 +33,13 @@ const routeUnmatched = "unmatched"
 // and read by the outer ones (access log, metrics) once the request is
 // done.
 type requestInfo struct {
-	route  string
+	route string
+	// userID and role are the token's caller, set once the token
+	// verifies (before its role is checked, so a refused caller is
+	// logged too): a screen token's requests show as its role's, not
+	// as its admin's.
 	userID int64
+	role   string
 	// shadow: the request is pressure-test traffic (pressuretest.go).
 	shadow bool
 	// code is the API error code the request was answered with (none
@@ -234,6 +239,9 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 			}
 			if info.userID != 0 {
 				attrs = append(attrs, slog.Int64("user_id", info.userID))
+			}
+			if info.role != "" {
+				attrs = append(attrs, slog.String("role", info.role))
 			}
 			return attrs
 		})
@@ -446,10 +454,10 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 		if err != nil {
 			return nil, nil, err
 		}
+		infoOf(ctx).userID, infoOf(ctx).role = p.UserID, p.Role
 		if err := spec.access.admit(p.Role); err != nil {
 			return nil, nil, err
 		}
-		infoOf(ctx).userID = p.UserID
 		ctx = withPrincipal(ctx, p)
 		if spec.bots {
 			if err := g.screenUser(route, p.UserID); err != nil {

@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -288,5 +291,53 @@ func TestScreenTokenReadsTheScreenOnly(t *testing.T) {
 	}
 	if n := tg.calls(); n != 0 {
 		t.Fatalf("%d downstream calls, want 0", n)
+	}
+}
+
+// The access log names the caller's role beside its id, and does so for a
+// caller whose role the route refuses: a display's requests are told from
+// its admin's, and a screen token tried on an order list is on record.
+func TestAccessLogNamesTheCallersRole(t *testing.T) {
+	logs, err := os.Create(filepath.Join(t.TempDir(), "gateway.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	opts := devMode()
+	opts.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	opts.Screen = &gateway.ScreenOptions{Brokers: stack.KafkaBrokers, Topic: "unread"}
+	tg := MustGateway(t, gatewayConfig{opts: opts})
+	admin := tg.token(t, 1, "admin")
+	screen := mustScreenToken(t, tg, admin)
+	if got := tg.do(t, request{method: http.MethodGet, path: "/api/v1/orders", token: screen}); got.status != http.StatusForbidden {
+		t.Fatalf("a screen token on the order list: %d %s, want 403", got.status, got.body)
+	}
+	type line struct {
+		Msg    string `json:"msg"`
+		Route  string `json:"route"`
+		Status int    `json:"status"`
+		UserID int64  `json:"user_id"`
+		Role   string `json:"role"`
+	}
+	written, err := os.ReadFile(logs.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []line
+	for l := range strings.Lines(string(written)) {
+		var ln line
+		if err := json.Unmarshal([]byte(l), &ln); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if ln.Msg == "http request" {
+			got = append(got, ln)
+		}
+	}
+	want := []line{
+		{"http request", "POST " + gateway.ScreenTokensPath, http.StatusCreated, tg.user(1), "admin"},
+		{"http request", "GET /api/v1/orders", http.StatusForbidden, tg.user(1), "screen"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("access log\n got %+v\nwant %+v", got, want)
 	}
 }
