@@ -76,6 +76,7 @@ type principal struct {
 	UserID  int64
 	Role    string
 	Expires time.Time // the token's exp: a stream it opened ends then
+	Issued  time.Time // the token's iat (zero without one): Settings.ScreenRetiredUntil reads it
 }
 
 // authenticator verifies and issues HS256 tokens.
@@ -141,6 +142,9 @@ func (a *authenticator) authenticate(r *http.Request) (principal, error) {
 		return principal{}, errorf(errcode.Unauthenticated, "token subject is not a user id")
 	}
 	p := principal{UserID: id, Role: claims.Role, Expires: claims.ExpiresAt.Time}
+	if claims.IssuedAt != nil {
+		p.Issued = claims.IssuedAt.Time
+	}
 	a.verified.add(token, p, claims)
 	return p, nil
 }

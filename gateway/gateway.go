@@ -99,6 +99,9 @@ type Options struct {
 	// Blocklist is the flash-sale entry's blocklist at start; Apply
 	// replaces it (Settings.Blocklist, from Consul KV).
 	Blocklist Blocklist
+	// ScreenRetiredUntil retires the screen tokens issued up to it
+	// (zero: none); Apply replaces it (Settings.ScreenRetiredUntil).
+	ScreenRetiredUntil time.Time
 	// ChallengeBits is the work a sale's challenge asks (leading zero
 	// bits of a SHA-256, default DefaultChallengeBits, at most
 	// MaxChallengeBits), ChallengeJitter the most a challenge's random
@@ -188,8 +191,10 @@ type Gateway struct {
 	ips     *ipLimiter
 	devices *keyLimiter[string]
 	// blocked is the flash-sale entry's blocklist in force.
-	blocked    atomic.Pointer[blocklist]
-	challenges *challenger
+	blocked atomic.Pointer[blocklist]
+	// screenRetiredUntil is Settings.ScreenRetiredUntil in force.
+	screenRetiredUntil atomic.Pointer[time.Time]
+	challenges         *challenger
 	// seckillAdmission and writeAdmission are the adaptive concurrency
 	// limits of the flash-sale route and of the other write routes.
 	seckillAdmission, writeAdmission *admission
@@ -247,9 +252,11 @@ func New(opts Options) (*Gateway, error) {
 		settings: Settings{
 			SeckillClosed: opts.SeckillClosed, CatalogCacheOnly: opts.CatalogCacheOnly, Degrade: opts.Degrade, DegradeAuto: opts.DegradeAuto,
 			Route: opts.RouteLimit, Seckill: opts.SeckillRouteLimit, User: opts.SeckillUserLimit, Blocklist: opts.Blocklist,
+			ScreenRetiredUntil: opts.ScreenRetiredUntil,
 		},
 	}
 	g.blocked.Store(newBlocklist(opts.Blocklist))
+	g.screenRetiredUntil.Store(&opts.ScreenRetiredUntil)
 	g.seckillClosed.Store(opts.SeckillClosed)
 	g.cacheOnly.Store(opts.CatalogCacheOnly)
 	m, err := newMetrics(opts.Registry)

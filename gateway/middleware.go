@@ -455,6 +455,9 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 			return nil, nil, err
 		}
 		infoOf(ctx).userID, infoOf(ctx).role = p.UserID, p.Role
+		if g.retired(p) {
+			return nil, nil, errorf(errcode.Unauthenticated, "screen token retired (issued by the gateway's "+KeyScreenRetiredUntil+"): mint a new one")
+		}
 		if err := spec.access.admit(p.Role); err != nil {
 			return nil, nil, err
 		}

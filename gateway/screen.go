@@ -589,14 +589,14 @@ func (g *Gateway) serveScreen(w http.ResponseWriter, _ *http.Request) error {
 
 // screenEvents streams a snapshot every second as Server-Sent Events
 // (one "data:" line of JSON each) until the client goes or the gateway
-// stops, or its token expires (a screen token is retired by its expiry:
-// a stream opened with it must not outlive it). The stream outlives the
+// stops, or its token expires or is retired (Settings.ScreenRetiredUntil:
+// a stream opened with a screen token must not outlive it). The stream outlives the
 // server's read and write timeouts (telemetry.StreamDeadlines before each
 // snapshot), and a client that stops reading is dropped after a write
 // timeout.
 func (g *Gateway) screenEvents(w http.ResponseWriter, r *http.Request) error {
 	s := g.screen
-	expires := callerOf(r.Context()).Expires
+	caller := callerOf(r.Context())
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
@@ -609,7 +609,7 @@ func (g *Gateway) screenEvents(w http.ResponseWriter, r *http.Request) error {
 		if err := telemetry.StreamDeadlines(rc); err != nil {
 			return nil
 		}
-		if !g.clock.Now().Before(expires) {
+		if !g.clock.Now().Before(caller.Expires) || g.retired(caller) {
 			return nil
 		}
 		if latest != nil {

@@ -50,10 +50,7 @@ func MustEvents(tb testing.TB, topic string, events ...*orderv1.OrderEvent) {
 // the topic's first offset, dropping repeats (the relay publishes at
 // least once), and carries the payment service's outcomes per channel.
 func TestScreenSumsTheOrderEventsOnce(t *testing.T) {
-	topic := fmt.Sprintf("events-%s-%d", t.Name(), time.Now().UnixNano())
-	if err := pkafka.EnsureTopics(context.Background(), stack.KafkaBrokers, 2, stack.KafkaDurability, topic); err != nil {
-		t.Fatal(err)
-	}
+	topic := mustEventsTopic(t, 2)
 	at := timestamppb.Now()
 	stored := func(id int64) *orderv1.OrderEvent {
 		return &orderv1.OrderEvent{OrderId: id, Type: orderv1.OrderEvent_TYPE_STORED, Kind: "SECKILL", ActivityId: 7, Amount: 99_00, At: at}
@@ -88,15 +85,7 @@ func TestScreenSumsTheOrderEventsOnce(t *testing.T) {
 	opts := devMode()
 	opts.Screen = &gateway.ScreenOptions{Brokers: stack.KafkaBrokers, Topic: topic, PaymentMetrics: []string{payments.URL}}
 	tg := MustGateway(t, gatewayConfig{opts: opts})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tg.gw.RunScreen(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	runScreen(t, tg)
 
 	page := tg.do(t, request{method: http.MethodGet, path: gateway.ScreenPath})
 	if page.status != http.StatusOK || !strings.Contains(string(page.body), `id="gmv"`) {
@@ -160,14 +149,7 @@ func TestScreenSumsTheOrderEventsOnce(t *testing.T) {
 	// A screen token is retired by its expiry: the display's stream,
 	// open since, ends at the next snapshot after it.
 	tg.clock.Advance(gateway.DefaultScreenTTL)
-	ended := time.After(30 * time.Second)
-	for open := true; open; {
-		select {
-		case _, open = <-onDisplay:
-		case <-ended:
-			t.Fatal("the display's stream outlived its token")
-		}
-	}
+	mustEnd(t, onDisplay, "the display's stream outlived its token")
 }
 
 func deref(p *int64) int64 {
@@ -175,6 +157,42 @@ func deref(p *int64) int64 {
 		return -1
 	}
 	return *p
+}
+
+// mustEventsTopic creates a topic of order events of its own for the test.
+func mustEventsTopic(t *testing.T, partitions int) string {
+	t.Helper()
+	topic := fmt.Sprintf("events-%s-%d", t.Name(), time.Now().UnixNano())
+	if err := pkafka.EnsureTopics(context.Background(), stack.KafkaBrokers, partitions, stack.KafkaDurability, topic); err != nil {
+		t.Fatal(err)
+	}
+	return topic
+}
+
+// runScreen runs tg's big screen until the test ends.
+func runScreen(t *testing.T, tg *testGateway) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tg.gw.RunScreen(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// mustEnd waits up to 30 s for stream to end, failing with why.
+func mustEnd(t *testing.T, stream <-chan gateway.ScreenSnapshot, why string) {
+	t.Helper()
+	ended := time.After(30 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-stream:
+		case <-ended:
+			t.Fatal(why)
+		}
+	}
 }
 
 // MustStream opens the screen's stream with token and returns its
@@ -339,5 +357,42 @@ func TestAccessLogNamesTheCallersRole(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("access log\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// An operator retires the screen tokens issued up to a time (a display's
+// address leaked) without rotating the JWT secret: such a token is refused
+// 401 on the stream, one minted in that time's second too, a stream it
+// opened ends at the next snapshot, and a token minted since, and an
+// admin's, still read the screen.
+func TestRetiredScreenTokensAreRefused(t *testing.T) {
+	topic := mustEventsTopic(t, 1)
+	opts := devMode()
+	opts.Screen = &gateway.ScreenOptions{Brokers: stack.KafkaBrokers, Topic: topic}
+	tg := MustGateway(t, gatewayConfig{opts: opts})
+	runScreen(t, tg)
+	admin := tg.token(t, 1, "admin")
+	leaked := mustScreenToken(t, tg, admin)
+	onWall := MustStream(t, tg, leaked)
+	if _, ok := <-onWall; !ok {
+		t.Fatal("the stream ended before its first snapshot")
+	}
+
+	tg.clock.Advance(time.Minute)
+	s := tg.gw.Settings()
+	s.ScreenRetiredUntil = tg.clock.Now()
+	tg.gw.Apply(s)
+	sameSecond := mustScreenToken(t, tg, admin)
+	mustEnd(t, onWall, "the stream outlived its retired token")
+	for _, token := range []string{leaked, sameSecond} {
+		if got := tg.do(t, request{method: http.MethodGet, path: gateway.ScreenEventsPath, token: token}); got.status != http.StatusUnauthorized || got.code(t) != "UNAUTHENTICATED" {
+			t.Errorf("a retired token on the stream: %d %s, want 401 UNAUTHENTICATED", got.status, got.body)
+		}
+	}
+	tg.clock.Advance(time.Second)
+	for who, token := range map[string]string{"a token minted since": mustScreenToken(t, tg, admin), "an admin": admin} {
+		if _, ok := <-MustStream(t, tg, token); !ok {
+			t.Errorf("%s: the stream ended before its first snapshot", who)
+		}
 	}
 }

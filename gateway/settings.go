@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Settings are what operators change on a running gateway: the degrade
@@ -32,6 +33,12 @@ type Settings struct {
 	Route, Seckill, User Limit
 	// Blocklist is who the flash-sale entry refuses with BLOCKED.
 	Blocklist Blocklist
+	// ScreenRetiredUntil retires every screen token issued at or
+	// before it, to the second (zero: none): such a token is refused 401
+	// and the streams it opened end within a second. A leaked display
+	// address is retired this way without rotating the JWT secret, which
+	// would retire every token.
+	ScreenRetiredUntil time.Time
 }
 
 // The keys of Settings under the gateway's Consul KV prefix
@@ -51,13 +58,16 @@ const (
 	KeyBlockUsers   = "blocklist/users"
 	KeyBlockIPs     = "blocklist/ips"
 	KeyBlockDevices = "blocklist/devices"
+	// KeyScreenRetiredUntil is an RFC 3339 time; the screen tokens
+	// issued up to it are retired (Settings.ScreenRetiredUntil).
+	KeyScreenRetiredUntil = "screen/tokens_retired_until"
 )
 
 // settingKeys are the keys ParseSettings reads; any other key under the
 // prefix is reported (a misspelt key would otherwise switch nothing, and
 // say nothing).
 var settingKeys = []string{KeySeckillClosed, KeyCatalogCacheOnly, KeyDegradeLevel, KeyDegradeAuto,
-	KeyRateRoute, KeyRateSeckill, KeyRateUser, KeyBlockUsers, KeyBlockIPs, KeyBlockDevices}
+	KeyRateRoute, KeyRateSeckill, KeyRateUser, KeyBlockUsers, KeyBlockIPs, KeyBlockDevices, KeyScreenRetiredUntil}
 
 // ParseSettings returns the settings the keys in kv make. A key that is
 // absent takes fallback's value (the environment's). A key that does not
@@ -90,6 +100,7 @@ func ParseSettings(kv map[string]string, fallback, last Settings) (Settings, err
 	setting(kv, KeyBlockUsers, &s.Blocklist.Users, last.Blocklist.Users, ParseBlocklistUsers, &errs)
 	setting(kv, KeyBlockIPs, &s.Blocklist.IPs, last.Blocklist.IPs, ParseBlocklistIPs, &errs)
 	setting(kv, KeyBlockDevices, &s.Blocklist.Devices, last.Blocklist.Devices, ParseBlocklistDevices, &errs)
+	setting(kv, KeyScreenRetiredUntil, &s.ScreenRetiredUntil, last.ScreenRetiredUntil, ParseRetiredUntil, &errs)
 	for _, key := range slices.Sorted(maps.Keys(kv)) {
 		if !slices.Contains(settingKeys, key) {
 			errs = append(errs, fmt.Errorf("%s: not a setting of the gateway, ignored", key))
@@ -113,6 +124,20 @@ func setting[T any](kv map[string]string, key string, dst *T, prev T, parse func
 		return
 	}
 	*dst = x
+}
+
+// ParseRetiredUntil reads an RFC 3339 time (Settings.ScreenRetiredUntil);
+// an empty value is none.
+func ParseRetiredUntil(v string) (time.Time, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, errors.New("not an RFC 3339 time (2026-11-11T00:00:00Z)")
+	}
+	return t.UTC(), nil
 }
 
 // parseLimit reads "RPS/BURST".
@@ -156,6 +181,20 @@ func (g *Gateway) Apply(s Settings) {
 	}
 	g.users.set(s.User)
 	g.blocked.Store(newBlocklist(s.Blocklist))
+	g.screenRetiredUntil.Store(&s.ScreenRetiredUntil)
+}
+
+// retired says whether p is a screen token that
+// Settings.ScreenRetiredUntil retires.
+//
+// A token's iat is whole seconds, so the time is too: a token minted in
+// the second the time names is retired with the ones before it.
+func (g *Gateway) retired(p principal) bool {
+	if p.Role != RoleScreen {
+		return false
+	}
+	until := g.screenRetiredUntil.Load()
+	return !until.IsZero() && !p.Issued.After(until.Truncate(time.Second))
 }
 
 // Settings returns the settings in force.

@@ -18,7 +18,8 @@ func TestParseSettings(t *testing.T) {
 	// What Consul had set before each case: the values a bad key keeps.
 	last := gateway.Settings{SeckillClosed: true, Degrade: gateway.LevelClose, Route: fallback.Route,
 		User: gateway.Limit{RPS: 1, Burst: 1}, Blocklist: gateway.Blocklist{Users: []int64{7, 9},
-			IPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, Devices: []string{"farm-0"}}}
+			IPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, Devices: []string{"farm-0"}},
+		ScreenRetiredUntil: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
 	tests := []struct {
 		name    string
 		kv      map[string]string
@@ -39,6 +40,11 @@ func TestParseSettings(t *testing.T) {
 				Devices: []string{"farm-1", "farm-2"}}}, ""},
 		{"a bad blocklist keeps the one in force", map[string]string{"blocklist/users": "7, 9, bob", "blocklist/ips": "10.1.0.0/33", "blocklist/devices": "farm 1"},
 			gateway.Settings{Route: fallback.Route, User: fallback.User, Blocklist: last.Blocklist}, "blocklist/users"},
+		{"screen tokens retired", map[string]string{"screen/tokens_retired_until": " 2026-11-11T08:00:00+08:00 "},
+			gateway.Settings{Route: fallback.Route, User: fallback.User, ScreenRetiredUntil: time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)}, ""},
+		{"none retired", map[string]string{"screen/tokens_retired_until": ""}, fallback, ""},
+		{"a bad time keeps the one in force", map[string]string{"screen/tokens_retired_until": "2026-11-11"},
+			gateway.Settings{Route: fallback.Route, User: fallback.User, ScreenRetiredUntil: last.ScreenRetiredUntil}, "screen/tokens_retired_until"},
 		{"an unknown level keeps the one in force", map[string]string{"degrade_level": "panic"},
 			gateway.Settings{Degrade: gateway.LevelClose, Route: fallback.Route, User: fallback.User}, "degrade_level"},
 		{"typos keep the values in force", map[string]string{"seckill_closed": "on", "rate/route": "100", "rate/user": "1/ 1", "catalog_cache_only": "true"},

@@ -83,11 +83,15 @@ type Config struct {
 	// DeviceLimit, Blocklist and Challenge* are the flash-sale entry's
 	// bot wall (see gateway.Options); the blocklist is the one in force
 	// when Consul holds none.
-	DeviceLimit     gateway.Limit
-	Blocklist       gateway.Blocklist
-	ChallengeBits   int
-	ChallengeJitter time.Duration
-	ChallengeTTL    time.Duration
+	DeviceLimit gateway.Limit
+	Blocklist   gateway.Blocklist
+	// ScreenRetiredUntil, an RFC 3339 time, retires the screen tokens
+	// issued up to it (to the second) when Consul holds no
+	// screen/tokens_retired_until (zero: none).
+	ScreenRetiredUntil time.Time
+	ChallengeBits      int
+	ChallengeJitter    time.Duration
+	ChallengeTTL       time.Duration
 	// SeckillAdmission and WriteAdmission are the adaptive concurrency
 	// limits of the flash-sale route and of the other write routes.
 	SeckillAdmission, WriteAdmission gateway.AdmissionLimit
@@ -215,6 +219,9 @@ func ConfigFromEnv(env *config.Env) Config {
 	env.Check(errUsers == nil, "FLASHSALE_BLOCKLIST_USERS: %v", errUsers)
 	env.Check(errIPs == nil, "FLASHSALE_BLOCKLIST_IPS: %v", errIPs)
 	env.Check(errDevices == nil, "FLASHSALE_BLOCKLIST_DEVICES: %v", errDevices)
+	var errRetired error
+	cfg.ScreenRetiredUntil, errRetired = gateway.ParseRetiredUntil(env.String("FLASHSALE_SCREEN_TOKENS_RETIRED_UNTIL", ""))
+	env.Check(errRetired == nil, "FLASHSALE_SCREEN_TOKENS_RETIRED_UNTIL: %v", errRetired)
 	env.Check(cfg.ChallengeJitter >= 0, "FLASHSALE_CHALLENGE_JITTER must not be negative")
 	env.Check(cfg.IPLimitKeys > 0, "FLASHSALE_RATE_IP_MAX_KEYS must be positive")
 	for name, a := range map[string]gateway.AdmissionLimit{"SECKILL": cfg.SeckillAdmission, "WRITE": cfg.WriteAdmission} {
@@ -385,7 +392,8 @@ func applySettings(gw *gateway.Gateway, fallback gateway.Settings, log *slog.Log
 		gw.Apply(s)
 		log.Info("gateway settings applied", "seckill_closed", s.SeckillClosed, "catalog_cache_only", s.CatalogCacheOnly, "degrade_level", s.Degrade.String(), "degrade_auto", s.DegradeAuto,
 			"route", s.Route, "seckill", s.Seckill, "user", s.User,
-			"blocked_users", len(s.Blocklist.Users), "blocked_ips", len(s.Blocklist.IPs), "blocked_devices", len(s.Blocklist.Devices))
+			"blocked_users", len(s.Blocklist.Users), "blocked_ips", len(s.Blocklist.IPs), "blocked_devices", len(s.Blocklist.Devices),
+			"screen_retired_until", s.ScreenRetiredUntil)
 	}
 }
 
@@ -393,31 +401,32 @@ func applySettings(gw *gateway.Gateway, fallback gateway.Settings, log *slog.Log
 // stores and the telemetry it opened.
 func (cfg Config) options() gateway.Options {
 	return gateway.Options{
-		Clock:             cfg.Clock,
-		DevTokens:         cfg.DevTokens,
-		RouteLimit:        cfg.RouteLimit,
-		SeckillRouteLimit: cfg.SeckillRouteLimit,
-		SeckillUserLimit:  cfg.SeckillUserLimit,
-		IPLimit:           cfg.IPLimit,
-		IPLimitKeys:       cfg.IPLimitKeys,
-		TrustedProxies:    cfg.TrustedProxies,
-		DeviceLimit:       cfg.DeviceLimit,
-		Blocklist:         cfg.Blocklist,
-		ChallengeBits:     cfg.ChallengeBits,
-		ChallengeJitter:   noneIfZero(cfg.ChallengeJitter),
-		ChallengeTTL:      cfg.ChallengeTTL,
-		SeckillAdmission:  cfg.SeckillAdmission,
-		WriteAdmission:    cfg.WriteAdmission,
-		SoldOutTTL:        cfg.SoldOutTTL,
-		CacheTTL:          cfg.CacheTTL,
-		CallTimeout:       cfg.CallTimeout,
-		MaxBodyBytes:      cfg.MaxBodyBytes,
-		AccessLogRate:     cfg.AccessLogRate,
-		SeckillClosed:     cfg.SeckillClosed,
-		CatalogCacheOnly:  cfg.CatalogCacheOnly,
-		Degrade:           cfg.Degrade,
-		DegradeAuto:       cfg.DegradeAuto,
-		DegradeP99Budget:  cfg.DegradeP99Budget,
+		Clock:              cfg.Clock,
+		DevTokens:          cfg.DevTokens,
+		RouteLimit:         cfg.RouteLimit,
+		SeckillRouteLimit:  cfg.SeckillRouteLimit,
+		SeckillUserLimit:   cfg.SeckillUserLimit,
+		IPLimit:            cfg.IPLimit,
+		IPLimitKeys:        cfg.IPLimitKeys,
+		TrustedProxies:     cfg.TrustedProxies,
+		DeviceLimit:        cfg.DeviceLimit,
+		Blocklist:          cfg.Blocklist,
+		ScreenRetiredUntil: cfg.ScreenRetiredUntil,
+		ChallengeBits:      cfg.ChallengeBits,
+		ChallengeJitter:    noneIfZero(cfg.ChallengeJitter),
+		ChallengeTTL:       cfg.ChallengeTTL,
+		SeckillAdmission:   cfg.SeckillAdmission,
+		WriteAdmission:     cfg.WriteAdmission,
+		SoldOutTTL:         cfg.SoldOutTTL,
+		CacheTTL:           cfg.CacheTTL,
+		CallTimeout:        cfg.CallTimeout,
+		MaxBodyBytes:       cfg.MaxBodyBytes,
+		AccessLogRate:      cfg.AccessLogRate,
+		SeckillClosed:      cfg.SeckillClosed,
+		CatalogCacheOnly:   cfg.CatalogCacheOnly,
+		Degrade:            cfg.Degrade,
+		DegradeAuto:        cfg.DegradeAuto,
+		DegradeP99Budget:   cfg.DegradeP99Budget,
 	}
 }
 

@@ -54,6 +54,12 @@ func TestConfigFromEnv(t *testing.T) {
 			"FLASHSALE_SCREEN_PAYMENT_METRICS": "http://payment:9204/metrics"}, "FLASHSALE_SCREEN_KAFKA_BROKERS is not", nil},
 		{"big screen payments not a URL", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_SCREEN_KAFKA_BROKERS": "k:9092",
 			"FLASHSALE_SCREEN_PAYMENT_METRICS": "payment:9204"}, "FLASHSALE_SCREEN_PAYMENT_METRICS", nil},
+		{"screen tokens retired", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_SCREEN_TOKENS_RETIRED_UNTIL": "2026-11-11T08:00:00+08:00"}, "",
+			func(c app.Config) bool {
+				return c.ScreenRetiredUntil.Equal(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
+			}},
+		{"screen tokens retired until no time", map[string]string{"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_SCREEN_TOKENS_RETIRED_UNTIL": "yesterday"},
+			"FLASHSALE_SCREEN_TOKENS_RETIRED_UNTIL", nil},
 		{"admission and address limits", map[string]string{
 			"FLASHSALE_JWT_SECRET": secret, "FLASHSALE_RATE_IP_RPS": "0", "FLASHSALE_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7,::1",
 			"FLASHSALE_ADMISSION_SECKILL_MIN": "2", "FLASHSALE_ADMISSION_SECKILL_INITIAL": "3", "FLASHSALE_ADMISSION_SECKILL_MAX": "4",
