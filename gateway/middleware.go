@@ -35,9 +35,9 @@ const routeUnmatched = "unmatched"
 type requestInfo struct {
 	route string
 	// userID and role are the token's caller, set once the token
-	// verifies (before its role is checked, so a refused caller is
-	// logged too): a screen token's requests show as its role's, not
-	// as its admin's.
+	// verifies (before its role is checked, so a refused caller's line
+	// names it too): a screen token's lines carry its admin's id and
+	// the role screen, and so are told from the admin's own.
 	userID int64
 	role   string
 	// shadow: the request is pressure-test traffic (pressuretest.go).
@@ -456,7 +456,7 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 		}
 		infoOf(ctx).userID, infoOf(ctx).role = p.UserID, p.Role
 		if g.retired(p) {
-			return nil, nil, errorf(errcode.Unauthenticated, "screen token retired (issued by the gateway's "+KeyScreenRetiredUntil+"): mint a new one")
+			return nil, nil, errorf(errcode.Unauthenticated, "screen token retired (issued up to the gateway's "+KeyScreenRetiredUntil+"): mint a new one")
 		}
 		if err := spec.access.admit(p.Role); err != nil {
 			return nil, nil, err

@@ -21,6 +21,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flashsale/flashsale/platform/errcode"
 	pkafka "github.com/flashsale/flashsale/platform/kafka"
 	"github.com/flashsale/flashsale/platform/telemetry"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
@@ -74,6 +75,11 @@ type screenTokenResponse struct {
 // issueScreenToken answers POST /admin/v1/screen-tokens: a token that
 // reads the big screen's stream and is refused on every other route.
 func (g *Gateway) issueScreenToken(w http.ResponseWriter, r *http.Request) error {
+	if g.retired(principal{Role: RoleScreen, Issued: g.clock.Now()}) {
+		// Minted now, it would be refused at once: say so instead.
+		return errorf(errcode.Conflict, "screen tokens issued up to "+g.screenRetiredUntil.Load().UTC().Format(time.RFC3339)+
+			" are retired ("+KeyScreenRetiredUntil+"): mint one after it")
+	}
 	token, expires, err := g.issueRoleToken(r, RoleScreen, DefaultScreenTTL, MaxScreenTTL)
 	if err != nil {
 		return err

@@ -314,7 +314,8 @@ func TestScreenTokenReadsTheScreenOnly(t *testing.T) {
 
 // The access log names the caller's role beside its id, and does so for a
 // caller whose role the route refuses: a display's requests are told from
-// its admin's, and a screen token tried on an order list is on record.
+// its admin's, and a screen token tried on an order list is named in its
+// line (sampled as 4xx lines are).
 func TestAccessLogNamesTheCallersRole(t *testing.T) {
 	logs, err := os.Create(filepath.Join(t.TempDir(), "gateway.log"))
 	if err != nil {
@@ -362,9 +363,10 @@ func TestAccessLogNamesTheCallersRole(t *testing.T) {
 
 // An operator retires the screen tokens issued up to a time (a display's
 // address leaked) without rotating the JWT secret: such a token is refused
-// 401 on the stream, one minted in that time's second too, a stream it
-// opened ends at the next snapshot, and a token minted since, and an
-// admin's, still read the screen.
+// 401 on the stream and a stream it opened ends at the next snapshot; no
+// token is minted while it would be born retired; a token minted since,
+// and an admin's, still read the screen. A gateway started with the time
+// (the environment's) refuses the token too.
 func TestRetiredScreenTokensAreRefused(t *testing.T) {
 	topic := mustEventsTopic(t, 1)
 	opts := devMode()
@@ -382,17 +384,25 @@ func TestRetiredScreenTokensAreRefused(t *testing.T) {
 	s := tg.gw.Settings()
 	s.ScreenRetiredUntil = tg.clock.Now()
 	tg.gw.Apply(s)
-	sameSecond := mustScreenToken(t, tg, admin)
 	mustEnd(t, onWall, "the stream outlived its retired token")
-	for _, token := range []string{leaked, sameSecond} {
-		if got := tg.do(t, request{method: http.MethodGet, path: gateway.ScreenEventsPath, token: token}); got.status != http.StatusUnauthorized || got.code(t) != "UNAUTHENTICATED" {
-			t.Errorf("a retired token on the stream: %d %s, want 401 UNAUTHENTICATED", got.status, got.body)
-		}
+	if got := tg.do(t, request{method: http.MethodGet, path: gateway.ScreenEventsPath, token: leaked}); got.status != http.StatusUnauthorized || got.code(t) != "UNAUTHENTICATED" {
+		t.Errorf("a retired token on the stream: %d %s, want 401 UNAUTHENTICATED", got.status, got.body)
+	}
+	if got := tg.do(t, request{method: http.MethodPost, path: gateway.ScreenTokensPath, token: admin}); got.status != http.StatusConflict || got.code(t) != "CONFLICT" {
+		t.Errorf("minting in the retired second: %d %s, want 409 CONFLICT", got.status, got.body)
 	}
 	tg.clock.Advance(time.Second)
 	for who, token := range map[string]string{"a token minted since": mustScreenToken(t, tg, admin), "an admin": admin} {
 		if _, ok := <-MustStream(t, tg, token); !ok {
 			t.Errorf("%s: the stream ended before its first snapshot", who)
 		}
+	}
+
+	opts.ScreenRetiredUntil = s.ScreenRetiredUntil
+	started := MustGateway(t, gatewayConfig{opts: opts})
+	// On a buyer's route, not the stream: a token still live there is
+	// 403 for its role, where a stream would hold the request open.
+	if got := started.do(t, request{method: http.MethodGet, path: "/api/v1/orders", token: leaked}); got.status != http.StatusUnauthorized || got.code(t) != "UNAUTHENTICATED" {
+		t.Errorf("a retired token on a gateway started with the time: %d %s, want 401 UNAUTHENTICATED", got.status, got.body)
 	}
 }

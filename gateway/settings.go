@@ -35,9 +35,11 @@ type Settings struct {
 	Blocklist Blocklist
 	// ScreenRetiredUntil retires every screen token issued at or
 	// before it, to the second (zero: none): such a token is refused 401
-	// and the streams it opened end within a second. A leaked display
-	// address is retired this way without rotating the JWT secret, which
-	// would retire every token.
+	// and the streams it opened end at their next snapshot. A leaked
+	// display address is retired this way without rotating the JWT
+	// secret, which would retire every token. Moving it back, or
+	// deleting the key, brings the tokens it retired back until they
+	// expire.
 	ScreenRetiredUntil time.Time
 }
 
@@ -187,14 +189,14 @@ func (g *Gateway) Apply(s Settings) {
 // retired says whether p is a screen token that
 // Settings.ScreenRetiredUntil retires.
 //
-// A token's iat is whole seconds, so the time is too: a token minted in
-// the second the time names is retired with the ones before it.
+// A token's iat is whole seconds, so the time is read to the second too:
+// a token minted in the second it names is retired with the ones before.
 func (g *Gateway) retired(p principal) bool {
 	if p.Role != RoleScreen {
 		return false
 	}
 	until := g.screenRetiredUntil.Load()
-	return !until.IsZero() && !p.Issued.After(until.Truncate(time.Second))
+	return !until.IsZero() && !p.Issued.Truncate(time.Second).After(until.Truncate(time.Second))
 }
 
 // Settings returns the settings in force.

@@ -42,7 +42,6 @@ func TestParseSettings(t *testing.T) {
 			gateway.Settings{Route: fallback.Route, User: fallback.User, Blocklist: last.Blocklist}, "blocklist/users"},
 		{"screen tokens retired", map[string]string{"screen/tokens_retired_until": " 2026-11-11T08:00:00+08:00 "},
 			gateway.Settings{Route: fallback.Route, User: fallback.User, ScreenRetiredUntil: time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)}, ""},
-		{"none retired", map[string]string{"screen/tokens_retired_until": ""}, fallback, ""},
 		{"a bad time keeps the one in force", map[string]string{"screen/tokens_retired_until": "2026-11-11"},
 			gateway.Settings{Route: fallback.Route, User: fallback.User, ScreenRetiredUntil: last.ScreenRetiredUntil}, "screen/tokens_retired_until"},
 		{"an unknown level keeps the one in force", map[string]string{"degrade_level": "panic"},
@@ -64,6 +63,11 @@ func TestParseSettings(t *testing.T) {
 				t.Errorf("err = %v, want one naming %q", err, tt.wantErr)
 			}
 		})
+	}
+	// An empty time lifts the environment's, not falls back to it.
+	fallback.ScreenRetiredUntil = last.ScreenRetiredUntil
+	if got, err := gateway.ParseSettings(map[string]string{"screen/tokens_retired_until": ""}, fallback, last); err != nil || !got.ScreenRetiredUntil.IsZero() {
+		t.Errorf("an empty screen/tokens_retired_until: %v, %v; want no time", got.ScreenRetiredUntil, err)
 	}
 }
 

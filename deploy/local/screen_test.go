@@ -57,7 +57,8 @@ func readScreen(ctx context.Context) (screenFigures, error) {
 // through the gateway and the channel simulator, the page's paid orders
 // and GMV move after each round (pushed, the page is never reloaded),
 // and at the end they equal what Postgres holds: the paid orders and
-// what they paid, the audit's figures.
+// what they paid, the audit's figures. A page opened with a token the
+// stream refuses says so.
 func TestBigScreenFollowsTheSale(t *testing.T) {
 	p := mustUp(t)
 	c := client{tb: t, base: p.GatewayURL}
@@ -133,6 +134,13 @@ func TestBigScreenFollowsTheSale(t *testing.T) {
 	}
 	final := waitFor(fmt.Sprintf("the books' %+v", books), func(f screenFigures) bool { return f == books })
 	t.Logf("the page showed %+v, ending at %+v = Postgres", seen, final)
+	// A page whose token the stream refuses says so and stops asking.
+	refused, cancelRefused := chromedp.NewContext(browser)
+	defer cancelRefused()
+	if err := chromedp.Do(refused, chromedp.Navigate(p.GatewayURL+"/screen#token="+c.MustToken("1001", "user")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("status").textContent.startsWith("token refused (403")`, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		t.Fatalf("the page with a buyer's token never said it was refused: %v", err)
+	}
 }
 
 // mustPay pays the buyer's order once it is stored: the platform opens a
