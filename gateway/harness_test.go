@@ -3,10 +3,13 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,6 +125,50 @@ func MustRedis(tb testing.TB) *redis.Client {
 		tb.Fatal(err)
 	}
 	return rdb
+}
+
+// cutRedis is a client of the stack's Redis whose connections the test
+// cuts on the wire: while cut, its open connections are closed and new
+// ones refused, as a Redis that went away; mended, it dials again.
+type cutRedis struct {
+	*redis.Client
+	mu    sync.Mutex
+	cut   bool
+	conns []net.Conn
+}
+
+// MustCutRedis returns a client of the stack's Redis the test can cut.
+func MustCutRedis(tb testing.TB) *cutRedis {
+	tb.Helper()
+	c := &cutRedis{}
+	c.Client = redis.NewClient(&redis.Options{Addr: stack.RedisAddr, MaxRetries: -1,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.cut {
+				return nil, errors.New("connection refused: the test cut redis")
+			}
+			conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err == nil {
+				c.conns = append(c.conns, conn)
+			}
+			return conn, err
+		}})
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// set cuts the connections (true) or lets them be dialled again.
+func (c *cutRedis) set(cut bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cut = cut
+	if cut {
+		for _, conn := range c.conns {
+			conn.Close()
+		}
+		c.conns = nil
+	}
 }
 
 // redisBackend is a Redis the gateway's shared state must work on.

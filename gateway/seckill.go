@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strconv"
@@ -75,26 +76,34 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 // from the accepted keys, or placed through the order service.
 func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity int64, key string, p proof) (api.SeckillAccepted, error) {
 	// earlier looks the key up among those accepted before: the order it
-	// got (found), or whether its earlier request went unanswered.
-	earlier := func() (answer api.SeckillAccepted, found, unanswered bool) {
-		orderID, found, unanswered := g.accepted.lookup(ctx, activityID, user, key)
+	// got (found), whether its earlier request went unanswered, or that
+	// the keys could not be read (unknown).
+	earlier := func() (answer api.SeckillAccepted, found, unanswered, unknown bool) {
+		orderID, found, unanswered, unknown := g.accepted.lookup(ctx, activityID, user, key)
 		if found {
 			answer = api.SeckillAccepted{OrderID: formatID(orderID), Status: "PROCESSING"}
 		}
-		return answer, found, unanswered
+		return answer, found, unanswered, unknown
 	}
 	// refuse answers a request a shortcut turns away: with its order when
 	// the key was accepted before, else with the refusal; unless the
 	// shortcut may defer to order and the key's earlier request got no
 	// answer from it (decided false): only order knows whether that
-	// request made an order.
+	// request made an order. When the keys cannot be read, the request may
+	// be the retry of an accepted one, which a refusal would tell that its
+	// order does not exist: it is answered 503, to come back (the
+	// shortcut is not deferred to order, which a Redis outage would then
+	// flood with the buys the flag stops).
 	refuse := func(refusal error, deferrable bool) (answer api.SeckillAccepted, decided bool, err error) {
-		answer, found, unanswered := earlier()
+		answer, found, unanswered, unknown := earlier()
 		switch {
 		case found:
 			return answer, true, nil
 		case unanswered && deferrable:
 			return api.SeckillAccepted{}, false, nil
+		case unknown && !isUnavailable(refusal):
+			return api.SeckillAccepted{}, true, &Error{Code: errcode.Unavailable,
+				Message: "cannot tell now whether this request was accepted before: retry with the same Idempotency-Key", RetryAfter: time.Second}
 		}
 		return api.SeckillAccepted{}, true, refusal
 	}
@@ -113,11 +122,11 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		// order here, and one left unanswered may be answered by order
 		// with the order it made then: neither shows stock came back.
 		defer func() { g.soldOut.probed(activityID, probe, end) }()
-		answer, found, unanswered := earlier()
+		answer, found, unanswered, unknown := earlier()
 		if found {
 			return answer, nil
 		}
-		fresh = !unanswered
+		fresh = !unanswered && !unknown
 	}
 	if flagged {
 		if answer, decided, err := refuse(errorf(errcode.SoldOut, "sold out"), true); decided {
@@ -237,23 +246,31 @@ func (a *acceptedKeys) unanswered(ctx context.Context, activityID, user int64, k
 	}
 }
 
+// isUnavailable says whether err is the gateway's 503 already (a closed
+// entry's, whose Retry-After says more than the unreadable keys' would).
+func isUnavailable(err error) bool {
+	var ge *Error
+	return errors.As(err, &ge) && ge.Code == errcode.Unavailable
+}
+
 // lookup returns the order the key was accepted with (found), or whether
-// its earlier request went unanswered.
-func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key string) (orderID int64, found, unanswered bool) {
+// its earlier request went unanswered; unknown when the keys could not be
+// read (without Redis there are none to read).
+func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key string) (orderID int64, found, unanswered, unknown bool) {
 	if a.rdb == nil {
-		return 0, false, false
+		return 0, false, false, false
 	}
 	vals, err := a.rdb.MGet(ctx, a.name(activityID, user, key), a.unsureName(activityID, user, key)).Result()
 	if err != nil {
 		a.log(ctx, "look up accepted key", "err", err)
-		return 0, false, false
+		return 0, false, false, true
 	}
 	v, ok := vals[0].(string)
 	if !ok {
-		return 0, false, vals[1] != nil
+		return 0, false, vals[1] != nil, false
 	}
 	id, err := strconv.ParseInt(v, 10, 64)
-	return id, err == nil, false
+	return id, err == nil, false, false
 }
 
 // soldOutFlags remember, per activity, that order answered SOLD_OUT, so

@@ -664,3 +664,66 @@ func TestConcurrentBuysShareOrderCalls(t *testing.T) {
 		t.Errorf("%d buys made %d order calls, want them to share calls", buyers, n)
 	}
 }
+
+// While the accepted keys cannot be read (the gateway's Redis gone), a
+// request a shortcut would refuse may be the retry of an accepted one:
+// the sold-out flag and the closed window answer it 503 to come back, not
+// SOLD_OUT or ACTIVITY_NOT_ACTIVE, which would tell a buyer who has an
+// order that it does not exist; and the flag asks order nothing more.
+// Once Redis is back, the retry gets its order.
+func TestUnreadableAcceptedKeysRefuseNothingForGood(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	rdb := MustCutRedis(t)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		opts: gateway.Options{SoldOutTTL: time.Hour, Redis: rdb}})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 1, 1, now.Add(-time.Minute), now.Add(10*time.Minute))
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	buyer := tg.token(t, 961, "user")
+	var placed api.SeckillAccepted
+	if got := tg.do(t, seckill(buyer, "first", body)); got.status != http.StatusAccepted {
+		t.Fatalf("the buy: %d %s, want 202", got.status, got.body)
+	} else {
+		got.decode(t, &placed)
+	}
+	if got := tg.do(t, seckill(tg.token(t, 962, "user"), "k", body)); got.code(t) != "SOLD_OUT" {
+		t.Fatalf("another buyer: %d %s, want SOLD_OUT (the flag goes up)", got.status, got.body)
+	}
+
+	retry := func(when, want string) {
+		t.Helper()
+		got := tg.do(t, seckill(buyer, "first", body))
+		switch want {
+		case "UNAVAILABLE":
+			if got.status != http.StatusServiceUnavailable || got.code(t) != want || got.header.Get("Retry-After") == "" {
+				t.Errorf("%s, Redis cut: %d %s, want 503 UNAVAILABLE with Retry-After", when, got.status, got.body)
+			}
+		default:
+			var again api.SeckillAccepted
+			if got.status == http.StatusAccepted {
+				got.decode(t, &again)
+			}
+			if again.OrderID != placed.OrderID {
+				t.Errorf("%s, Redis back: %d %s, want 202 with order %s", when, got.status, got.body, placed.OrderID)
+			}
+		}
+	}
+	before := tg.orderCalls.Load()
+	rdb.set(true)
+	retry("the retry under the flag", "UNAVAILABLE")
+	if got := tg.do(t, seckill(tg.token(t, 963, "user"), "k", body)); got.status != http.StatusServiceUnavailable {
+		t.Errorf("a new buyer under the flag, Redis cut: %d %s, want 503", got.status, got.body)
+	}
+	if n := tg.orderCalls.Load() - before; n != 0 {
+		t.Errorf("%d order calls while Redis was cut, want 0: the flag still holds the flood back", n)
+	}
+	rdb.set(false)
+	retry("the retry under the flag", "ORDER")
+
+	tg.clock.Advance(20 * time.Minute) // the sale's window is over
+	rdb.set(true)
+	retry("the retry after the sale", "UNAVAILABLE")
+	rdb.set(false)
+	retry("the retry after the sale", "ORDER")
+}
