@@ -141,7 +141,7 @@ type cutRedis struct {
 func MustCutRedis(tb testing.TB) *cutRedis {
 	tb.Helper()
 	c := &cutRedis{}
-	c.Client = redis.NewClient(&redis.Options{Addr: stack.RedisAddr, MaxRetries: -1,
+	c.Client = redis.NewClient(&redis.Options{Addr: stack.RedisAddr, MaxRetries: -1, DialerRetries: 1,
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c.mu.Lock()
 			defer c.mu.Unlock()

@@ -34,7 +34,9 @@ type seckillRequest struct {
 // one (its single use costs a Redis write). Only then does the request
 // reach order (and through it Redis). A refusal by flag or window is
 // first checked against the keys this gateway accepted before, so a
-// client retrying an accepted request still gets its order; a key whose
+// client retrying an accepted request still gets its order (and while
+// those keys cannot be read, a request that may be such a retry is
+// answered 503 to come back, not refused for good); a key whose
 // earlier request got no answer from order (it may have made an order all
 // the same) passes the sold-out flag to ask order; and a repeat that
 // arrives while the first request is still in flight in this gateway
@@ -89,26 +91,27 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 	// the key was accepted before, else with the refusal; unless the
 	// shortcut may defer to order and the key's earlier request got no
 	// answer from it (decided false): only order knows whether that
-	// request made an order. When the keys cannot be read, the request may
-	// be the retry of an accepted one, which a refusal would tell that its
-	// order does not exist: it is answered 503, to come back (the
-	// shortcut is not deferred to order, which a Redis outage would then
-	// flood with the buys the flag stops).
-	refuse := func(refusal error, deferrable bool) (answer api.SeckillAccepted, decided bool, err error) {
+	// request made an order. When the keys cannot be read and the
+	// refusal is not definite (the request may be an accepted buy's
+	// retry, which the refusal would tell that its order does not exist),
+	// it is answered 503, to come back with its key; the shortcut is not
+	// deferred to order, which a Redis outage would then flood with the
+	// buys the flag stops. A definite refusal stands: it is 503 itself,
+	// or no accepted buy's retry can meet it.
+	refuse := func(refusal error, deferrable, definite bool) (answer api.SeckillAccepted, decided bool, err error) {
 		answer, found, unanswered, unknown := earlier()
 		switch {
 		case found:
 			return answer, true, nil
 		case unanswered && deferrable:
 			return api.SeckillAccepted{}, false, nil
-		case unknown && !isUnavailable(refusal):
-			return api.SeckillAccepted{}, true, &Error{Code: errcode.Unavailable,
-				Message: "cannot tell now whether this request was accepted before: retry with the same Idempotency-Key", RetryAfter: time.Second}
+		case unknown && !definite:
+			return api.SeckillAccepted{}, true, errUnreadableKeys
 		}
 		return api.SeckillAccepted{}, true, refusal
 	}
 	if g.seckillClosed.Load() {
-		answer, _, err := refuse(&Error{Code: errcode.Unavailable, Message: "flash sales are closed for now, retry later", RetryAfter: closedRetryAfter}, false)
+		answer, _, err := refuse(&Error{Code: errcode.Unavailable, Message: "flash sales are closed for now, retry later", RetryAfter: closedRetryAfter}, false, true)
 		return answer, err
 	}
 	flagged, probe := g.soldOut.check(activityID)
@@ -129,7 +132,7 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		fresh = !unanswered && !unknown
 	}
 	if flagged {
-		if answer, decided, err := refuse(errorf(errcode.SoldOut, "sold out"), true); decided {
+		if answer, decided, err := refuse(errorf(errcode.SoldOut, "sold out"), true, false); decided {
 			return answer, err
 		}
 	}
@@ -139,7 +142,9 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 	}
 	if now := g.clock.Now(); now.Before(act.GetStartsAt().AsTime()) || !now.Before(act.GetEndsAt().AsTime()) {
 		end = lookClosed // the window answers from now on, not the flag
-		answer, _, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), false)
+		// Before the start no buy was accepted yet: the crowd clicking
+		// early is told so, whatever Redis says.
+		answer, _, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), false, now.Before(act.GetStartsAt().AsTime()))
 		return answer, err
 	}
 	// The per-user limit counts the buys that go on to cost a Redis
@@ -150,16 +155,17 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		return api.SeckillAccepted{}, err
 	}
 	if act.GetChallengeRequired() {
-		// A buy without a challenge is refused at once: the first try
-		// of every accepted buy carried one, and so do its retries.
-		// Any other refusal of the wall is checked against the
-		// accepted keys first: a retry must get its order even once
-		// its challenge has expired.
+		// A buy without a challenge, or with one that is forged, meant
+		// for another buy or early, is refused at once: the first try
+		// of every accepted buy passed with its challenge, and its
+		// retries carry the same. An expired or used one is checked
+		// against the accepted keys first: a retry must get its order
+		// even once its challenge has expired (retryMayMeet).
 		if err := g.challenges.pass(ctx, p, user, activityID, key); err != nil {
-			if err == errChallengeRequired {
+			if !retryMayMeet(err) {
 				return api.SeckillAccepted{}, err
 			}
-			answer, _, err := refuse(err, false)
+			answer, _, err := refuse(err, false, false)
 			return answer, err
 		}
 	}
@@ -246,11 +252,21 @@ func (a *acceptedKeys) unanswered(ctx context.Context, activityID, user int64, k
 	}
 }
 
-// isUnavailable says whether err is the gateway's 503 already (a closed
-// entry's, whose Retry-After says more than the unreadable keys' would).
-func isUnavailable(err error) bool {
+// errUnreadableKeys answers a request a shortcut would refuse while the
+// accepted keys cannot be read: it may be an accepted buy's retry. Its
+// buyer loses nothing by waiting (an order made is kept for its payment
+// window), so it comes back in seconds, not at once.
+var errUnreadableKeys = &Error{Code: errcode.Unavailable, RetryAfter: 5 * time.Second,
+	Message: "cannot tell now whether this request was accepted before: retry with the same Idempotency-Key"}
+
+// retryMayMeet says whether the challenge wall's refusal err can meet the
+// retry of a buy it let through: the retry carries the challenge its first
+// try passed with, which may have expired since (or, should the single
+// use's record be lost, look used); it is never missing, forged, meant
+// for another buy or early.
+func retryMayMeet(err error) bool {
 	var ge *Error
-	return errors.As(err, &ge) && ge.Code == errcode.Unavailable
+	return errors.As(err, &ge) && (ge.Code == errcode.ChallengeExpired || ge.Code == errcode.ChallengeUsed)
 }
 
 // lookup returns the order the key was accepted with (found), or whether

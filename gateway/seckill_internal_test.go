@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/errcode"
 )
 
 // TestSoldOutFlagsForgetExpiredFlags holds a flag up from its mark until
@@ -215,5 +217,23 @@ func TestSoldOutFlagReopensAsStockComesBack(t *testing.T) {
 		if up, p := f.check(7); up || p.out() {
 			t.Fatalf("after %d placed orders: up %v, probe %v; want the sale open to every buy", reopenedAt-1, up, p.out())
 		}
+	}
+}
+
+// An accepted buy's retry carries the challenge its first try passed
+// with: of the wall's refusals it can meet only an expired or a used one,
+// which are checked against the accepted keys (and answered 503 while
+// those cannot be read); the others are answered as they are.
+func TestRetryMeetsOnlyAnExpiredOrUsedChallenge(t *testing.T) {
+	for code, may := range map[errcode.Code]bool{
+		errcode.ChallengeExpired: true, errcode.ChallengeUsed: true,
+		errcode.ChallengeRequired: false, errcode.ChallengeInvalid: false, errcode.ChallengeEarly: false,
+	} {
+		if got := retryMayMeet(errorf(code, "refused")); got != may {
+			t.Errorf("%s: a retry may meet it %v, want %v", code, got, may)
+		}
+	}
+	if retryMayMeet(errors.New("not the gateway's")) {
+		t.Error("an error that is no refusal of the wall: a retry may meet it, want not")
 	}
 }

@@ -667,19 +667,22 @@ func TestConcurrentBuysShareOrderCalls(t *testing.T) {
 
 // While the accepted keys cannot be read (the gateway's Redis gone), a
 // request a shortcut would refuse may be the retry of an accepted one:
-// the sold-out flag and the closed window answer it 503 to come back, not
-// SOLD_OUT or ACTIVITY_NOT_ACTIVE, which would tell a buyer who has an
-// order that it does not exist; and the flag asks order nothing more.
-// Once Redis is back, the retry gets its order.
+// the sold-out flag and the window after the sale's end answer it 503 to
+// come back, not SOLD_OUT or ACTIVITY_NOT_ACTIVE, which would tell a
+// buyer who has an order that it does not exist; and the flag asks order
+// nothing more. Once Redis is back, the retry gets its order. A buy
+// before a sale's start, which no retry can be, is still told so.
 func TestUnreadableAcceptedKeysRefuseNothingForGood(t *testing.T) {
 	svc := servicetest.MustStart(t, stack)
 	rdb := MustCutRedis(t)
 	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
-		opts: gateway.Options{SoldOutTTL: time.Hour, Redis: rdb}})
+		opts: gateway.Options{SoldOutTTL: time.Minute, Redis: rdb}})
 	admin := tg.token(t, 1, "admin")
 	now := tg.clock.Now()
-	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 1, 1, now.Add(-time.Minute), now.Add(10*time.Minute))
+	product := tg.MustProduct(t, admin, 19900, 10)
+	act := tg.MustActivity(t, admin, product, 1, 1, now.Add(-time.Minute), now.Add(10*time.Minute))
 	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	later := tg.MustActivity(t, admin, product, 1, 1, now.Add(30*time.Minute), now.Add(40*time.Minute))
 	buyer := tg.token(t, 961, "user")
 	var placed api.SeckillAccepted
 	if got := tg.do(t, seckill(buyer, "first", body)); got.status != http.StatusAccepted {
@@ -696,8 +699,8 @@ func TestUnreadableAcceptedKeysRefuseNothingForGood(t *testing.T) {
 		got := tg.do(t, seckill(buyer, "first", body))
 		switch want {
 		case "UNAVAILABLE":
-			if got.status != http.StatusServiceUnavailable || got.code(t) != want || got.header.Get("Retry-After") == "" {
-				t.Errorf("%s, Redis cut: %d %s, want 503 UNAVAILABLE with Retry-After", when, got.status, got.body)
+			if got.status != http.StatusServiceUnavailable || got.code(t) != want || got.header.Get("Retry-After") != "5" {
+				t.Errorf("%s, Redis cut: %d %s (Retry-After %q), want 503 UNAVAILABLE with Retry-After 5", when, got.status, got.body, got.header.Get("Retry-After"))
 			}
 		default:
 			var again api.SeckillAccepted
@@ -718,10 +721,13 @@ func TestUnreadableAcceptedKeysRefuseNothingForGood(t *testing.T) {
 	if n := tg.orderCalls.Load() - before; n != 0 {
 		t.Errorf("%d order calls while Redis was cut, want 0: the flag still holds the flood back", n)
 	}
+	if got := tg.do(t, seckill(buyer, "early", fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, later))); got.code(t) != "ACTIVITY_NOT_ACTIVE" {
+		t.Errorf("a buy before the next sale's start, Redis cut: %d %s, want 409 ACTIVITY_NOT_ACTIVE", got.status, got.body)
+	}
 	rdb.set(false)
 	retry("the retry under the flag", "ORDER")
 
-	tg.clock.Advance(20 * time.Minute) // the sale's window is over
+	tg.clock.Advance(20 * time.Minute) // the sale's window is over, and so is its flag
 	rdb.set(true)
 	retry("the retry after the sale", "UNAVAILABLE")
 	rdb.set(false)
