@@ -178,29 +178,29 @@ func newVerifiedTokens(max int) verifiedTokens {
 }
 
 type verifiedToken struct {
-	principal principal
+	principal principal // its Expires is the token's exp
 	notBefore time.Time // zero: no nbf claim
-	expires   time.Time
 }
 
 func (v verifiedTokens) lookup(token string, now time.Time) (principal, bool) {
 	t, ok := v.tokens.Load(token)
-	if !ok || now.Before(t.notBefore) || !now.Before(t.expires) {
+	if !ok || now.Before(t.notBefore) || !now.Before(t.principal.Expires) {
 		return principal{}, false
 	}
 	return t.principal, true
 }
 
 func (v verifiedTokens) add(token string, p principal, claims Claims) {
-	t := verifiedToken{principal: p, expires: claims.ExpiresAt.Time}
+	t := verifiedToken{principal: p}
 	if claims.NotBefore != nil {
 		t.notBefore = claims.NotBefore.Time
 	}
 	v.tokens.Store(token, t)
 }
 
-// issue signs a token for the user and role valid for ttl.
-func (a *authenticator) issue(userID int64, role string, ttl time.Duration) (string, error) {
+// issue signs a token for the user and role valid for ttl, and returns it
+// with the expiry it carries.
+func (a *authenticator) issue(userID int64, role string, ttl time.Duration) (string, time.Time, error) {
 	now := a.clock.Now()
 	subject := formatID(userID)
 	if role == RoleScreen {
@@ -211,7 +211,8 @@ func (a *authenticator) issue(userID int64, role string, ttl time.Duration) (str
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 	}}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(a.secret)
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(a.secret)
+	return token, claims.ExpiresAt.Time, err
 }
 
 type tokenRequest struct {
@@ -236,12 +237,12 @@ func (g *Gateway) issueRoleToken(r *http.Request, role string, def, max time.Dur
 		}
 	}
 	admin := callerOf(r.Context()).UserID
-	token, err = g.auth.issue(admin, role, ttl)
+	token, exp, err := g.auth.issue(admin, role, ttl)
 	if err != nil {
 		return "", "", err
 	}
 	g.log.InfoContext(r.Context(), "token issued", "role", role, "admin", admin, "ttl", ttl)
-	return token, g.clock.Now().Add(ttl).UTC().Format(time.RFC3339), nil
+	return token, exp.UTC().Format(time.RFC3339), nil
 }
 
 type principalKey struct{}
@@ -285,7 +286,7 @@ func (g *Gateway) devToken(w http.ResponseWriter, r *http.Request) error {
 	if f.err != nil {
 		return f.err
 	}
-	token, err := g.auth.issue(userID, role, g.opts.DevTokenTTL)
+	token, _, err := g.auth.issue(userID, role, g.opts.DevTokenTTL)
 	if err != nil {
 		return err
 	}

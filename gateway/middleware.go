@@ -433,6 +433,7 @@ const notReadyRetryAfter = time.Second
 // places) of real buyers.
 func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket) (_ context.Context, done func(), _ error) {
 	ctx := r.Context()
+	info := infoOf(ctx)
 	var ip netip.Addr
 	var hasIP bool
 	if spec.perIP && g.ips != nil || spec.bots {
@@ -454,7 +455,7 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 		if err != nil {
 			return nil, nil, err
 		}
-		infoOf(ctx).userID, infoOf(ctx).role = p.UserID, p.Role
+		info.userID, info.role = p.UserID, p.Role
 		if g.retired(p) {
 			return nil, nil, errorf(errcode.Unauthenticated, "screen token retired (issued up to the gateway's "+KeyScreenRetiredUntil+"): mint a new one")
 		}
@@ -471,7 +472,7 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 	if err := b.take(); err != nil {
 		return nil, nil, err
 	}
-	done, refusal, err := spec.admission.enter(infoOf(ctx).shadow)
+	done, refusal, err := spec.admission.enter(info.shadow)
 	if err != nil {
 		g.metrics.refused.WithLabelValues(route, refusal).Inc()
 		return nil, nil, err

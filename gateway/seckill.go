@@ -79,13 +79,23 @@ func (g *Gateway) placeSeckillOrder(w http.ResponseWriter, r *http.Request) erro
 func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity int64, key string, p proof) (api.SeckillAccepted, error) {
 	// earlier looks the key up among those accepted before: the order it
 	// got (found), whether its earlier request went unanswered, or that
-	// the keys could not be read (unknown).
+	// the keys could not be read (unknown). It reads Redis once a request:
+	// a probe that the window then refuses asks twice (repeats of one
+	// request are joined before they get here).
+	var looked struct {
+		done                       bool
+		orderID                    int64
+		found, unanswered, unknown bool
+	}
 	earlier := func() (answer api.SeckillAccepted, found, unanswered, unknown bool) {
-		orderID, found, unanswered, unknown := g.accepted.lookup(ctx, activityID, user, key)
-		if found {
-			answer = api.SeckillAccepted{OrderID: formatID(orderID), Status: "PROCESSING"}
+		if !looked.done {
+			looked.orderID, looked.found, looked.unanswered, looked.unknown = g.accepted.lookup(ctx, activityID, user, key)
+			looked.done = true
 		}
-		return answer, found, unanswered, unknown
+		if looked.found {
+			answer = api.SeckillAccepted{OrderID: formatID(looked.orderID), Status: "PROCESSING"}
+		}
+		return answer, looked.found, looked.unanswered, looked.unknown
 	}
 	// refuse answers a request a shortcut turns away: with its order when
 	// the key was accepted before, else with the refusal; unless the
@@ -140,11 +150,11 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 	if err != nil {
 		return api.SeckillAccepted{}, err
 	}
-	if now := g.clock.Now(); now.Before(act.GetStartsAt().AsTime()) || !now.Before(act.GetEndsAt().AsTime()) {
+	if now, starts := g.clock.Now(), act.GetStartsAt().AsTime(); now.Before(starts) || !now.Before(act.GetEndsAt().AsTime()) {
 		end = lookClosed // the window answers from now on, not the flag
 		// Before the start no buy was accepted yet: the crowd clicking
 		// early is told so, whatever Redis says.
-		answer, _, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), false, now.Before(act.GetStartsAt().AsTime()))
+		answer, _, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), false, now.Before(starts))
 		return answer, err
 	}
 	// The per-user limit counts the buys that go on to cost a Redis
