@@ -20,3 +20,6 @@ func WithChallengeWait(o Options, wait time.Duration) Options {
 // DegradeAnswers is how many flash-sale answers the degrade controller
 // has counted.
 func DegradeAnswers(g *Gateway) int64 { return g.degrade.answers.Load() }
+
+// HeldMarks is how many accepted-key marks g holds until Redis takes them.
+func HeldMarks(g *Gateway) int { return g.accepted.held.size() }

@@ -244,7 +244,7 @@ func New(opts Options) (*Gateway, error) {
 		ips:     newIPLimiter(opts.IPLimit, opts.IPLimitKeys, opts.Clock),
 		devices: newKeyLimiter[string](opts.DeviceLimit, opts.IPLimitKeys, "device", opts.Clock),
 		soldOut: newSoldOutFlags(opts.Clock, opts.SoldOutTTL),
-		accepted: &acceptedKeys{rdb: opts.Redis, ttl: acceptedKeyTTL, log: func(ctx context.Context, msg string, args ...any) {
+		accepted: &acceptedKeys{rdb: opts.Redis, ttl: acceptedKeyTTL, held: newHeldMarks(opts.Clock, maxHeldMarks), log: func(ctx context.Context, msg string, args ...any) {
 			opts.Logger.WarnContext(ctx, msg, args...)
 		}},
 		mux:     http.NewServeMux(),
@@ -281,6 +281,11 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.degrade.manual.Store(int32(opts.Degrade))
 	g.degrade.automatic.Store(opts.DegradeAuto)
+	if err := opts.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gateway_held_marks", Help: "Accepted-key marks this replica holds until Redis takes them (RunHeldMarks).",
+	}, func() float64 { return float64(g.accepted.held.size()) })); err != nil {
+		return nil, fmt.Errorf("gateway: register metrics: %w", err)
+	}
 	if g.ips != nil {
 		if err := opts.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gateway_admission_ip_keys", Help: "Client addresses the per-address limit remembers on this replica.",

@@ -214,11 +214,15 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 // promises. Only accepted requests are written (at most the stock of a
 // sale), and a refusal costs one MGET (of the accepted key and the
 // unanswered mark), in place of the per-user limit's script, which such a
-// buy does not run. Without Redis the shortcuts refuse retries too.
+// buy does not run. A mark Redis fails to take is held in memory until
+// it does (heldMarks). Without Redis configured the shortcuts refuse
+// retries too.
 type acceptedKeys struct {
 	rdb redis.Cmdable
 	ttl time.Duration
-	log func(ctx context.Context, msg string, args ...any)
+	// held are the marks Redis failed to take, until it does.
+	held *heldMarks
+	log  func(ctx context.Context, msg string, args ...any)
 }
 
 func (a *acceptedKeys) name(activityID, user int64, key string) string {
@@ -232,9 +236,21 @@ func (a *acceptedKeys) remember(ctx context.Context, activityID, user int64, key
 	// Written even when the buyer has gone: the buyer comes back with the
 	// key, and without the mark a shortcut would refuse it.
 	ctx = context.WithoutCancel(ctx)
-	if err := a.rdb.Set(ctx, a.name(activityID, user, key), orderID, a.ttl).Err(); err != nil {
-		a.log(ctx, "remember accepted key", "err", err)
+	a.write(ctx, a.name(activityID, user, key), formatID(orderID), a.ttl)
+}
+
+// write sets the mark name = value for ttl in Redis, or, when Redis
+// fails, holds it until RunHeldMarks gets it there (heldMarks).
+func (a *acceptedKeys) write(ctx context.Context, name, value string, ttl time.Duration) {
+	err := a.rdb.Set(ctx, name, value, ttl).Err()
+	if err == nil {
+		return
 	}
+	if a.held.hold(name, value, ttl) {
+		a.log(ctx, "write accepted-key mark, holding it until Redis takes it", "mark", name, "err", err)
+		return
+	}
+	a.log(ctx, "write accepted-key mark, dropped: the held marks are full", "mark", name, "held", a.held.size(), "err", err)
 }
 
 // unansweredKeyTTL is how long a key whose request got no answer skips
@@ -257,9 +273,7 @@ func (a *acceptedKeys) unanswered(ctx context.Context, activityID, user int64, k
 		return
 	}
 	ctx = context.WithoutCancel(ctx) // as remember: the buyer comes back
-	if err := a.rdb.Set(ctx, a.unsureName(activityID, user, key), 1, unansweredKeyTTL).Err(); err != nil {
-		a.log(ctx, "remember unanswered key", "err", err)
-	}
+	a.write(ctx, a.unsureName(activityID, user, key), "1", unansweredKeyTTL)
 }
 
 // errUnreadableKeys answers a request a shortcut would refuse while the
@@ -281,20 +295,33 @@ func retryMayMeet(err error) bool {
 
 // lookup returns the order the key was accepted with (found), or whether
 // its earlier request went unanswered; unknown when the keys could not be
-// read (without Redis there are none to read).
+// read (without Redis there are none to read). The marks this replica
+// holds for Redis answer first.
 func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key string) (orderID int64, found, unanswered, unknown bool) {
 	if a.rdb == nil {
 		return 0, false, false, false
 	}
-	vals, err := a.rdb.MGet(ctx, a.name(activityID, user, key), a.unsureName(activityID, user, key)).Result()
+	name, unsure := a.name(activityID, user, key), a.unsureName(activityID, user, key)
+	if v, ok := a.held.get(name); ok {
+		return parseOrderID(v)
+	}
+	_, heldUnsure := a.held.get(unsure)
+	vals, err := a.rdb.MGet(ctx, name, unsure).Result()
 	if err != nil {
 		a.log(ctx, "look up accepted key", "err", err)
-		return 0, false, false, true
+		// An unanswered mark held here is known without Redis: the
+		// retry goes on to order, which knows whether it made an order.
+		return 0, false, heldUnsure, !heldUnsure
 	}
 	v, ok := vals[0].(string)
 	if !ok {
-		return 0, false, vals[1] != nil, false
+		return 0, false, vals[1] != nil || heldUnsure, false
 	}
+	return parseOrderID(v)
+}
+
+// parseOrderID reads an accepted key's mark: found when it is an order id.
+func parseOrderID(v string) (orderID int64, found, unanswered, unknown bool) {
 	id, err := strconv.ParseInt(v, 10, 64)
 	return id, err == nil, false, false
 }

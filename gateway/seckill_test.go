@@ -434,12 +434,7 @@ func TestUnansweredKeyPassesTheSoldOutFlag(t *testing.T) {
 	var lost atomic.Bool
 	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
 		opts: gateway.Options{SoldOutTTL: time.Hour, Redis: MustRedis(t)},
-		lose: func(method string) error {
-			if strings.HasSuffix(method, "/PlaceSeckillOrderBatch") && lost.CompareAndSwap(true, false) {
-				return status.Error(codes.DeadlineExceeded, "context deadline exceeded")
-			}
-			return nil
-		}})
+		lose: loseOrderAnswer(&lost)})
 	admin := tg.token(t, 1, "admin")
 	now := tg.clock.Now()
 	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 1, 1, now.Add(-time.Minute), now.Add(time.Hour))
@@ -470,6 +465,17 @@ func TestUnansweredKeyPassesTheSoldOutFlag(t *testing.T) {
 	tg.do(t, seckill(buyer, "timed-out", body)).decode(t, &again)
 	if again.OrderID != placed.OrderID || tg.orderCalls.Load() != before+1 {
 		t.Fatalf("once more: order %s after %d order calls, want %s from the accepted key", again.OrderID, tg.orderCalls.Load()-before, placed.OrderID)
+	}
+}
+
+// loseOrderAnswer loses the answer of the next order call once lost is
+// set (and clears it), as a timeout while the order was being made.
+func loseOrderAnswer(lost *atomic.Bool) func(method string) error {
+	return func(method string) error {
+		if strings.HasSuffix(method, "/PlaceSeckillOrderBatch") && lost.CompareAndSwap(true, false) {
+			return status.Error(codes.DeadlineExceeded, "context deadline exceeded")
+		}
+		return nil
 	}
 }
 
@@ -732,4 +738,120 @@ func TestUnreadableAcceptedKeysRefuseNothingForGood(t *testing.T) {
 	retry("the retry after the sale", "UNAVAILABLE")
 	rdb.set(false)
 	retry("the retry after the sale", "ORDER")
+}
+
+// The marks of the accepted keys that Redis could not take while it was
+// away (an accepted buy's order, an unanswered buy's mark) are held by
+// the replica and written once Redis is back: without them a retry of a
+// buy that made an order would be told SOLD_OUT by the flag.
+func TestMarksRedisMissedAreHeldAndWritten(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	rdb := MustCutRedis(t)
+	var lost atomic.Bool
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		opts: gateway.Options{SoldOutTTL: time.Hour, Redis: rdb},
+		lose: loseOrderAnswer(&lost)})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 2, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	accepted, unanswered := tg.token(t, 971, "user"), tg.token(t, 972, "user")
+
+	rdb.set(true)
+	var placed api.SeckillAccepted
+	if got := tg.do(t, seckill(accepted, "held-a", body)); got.status != http.StatusAccepted {
+		t.Fatalf("a buy while Redis is cut: %d %s, want 202 (the per-user limit lets it through)", got.status, got.body)
+	} else {
+		got.decode(t, &placed)
+	}
+	lost.Store(true)
+	if got := tg.do(t, seckill(unanswered, "held-b", body)); got.status != http.StatusServiceUnavailable {
+		t.Fatalf("a buy whose answer was lost while Redis is cut: %d %s, want 503", got.status, got.body)
+	}
+	if got := tg.do(t, seckill(tg.token(t, 973, "user"), "k", body)); got.code(t) != "SOLD_OUT" {
+		t.Fatalf("another buyer: %d %s, want SOLD_OUT (the two buys took both units; the flag goes up)", got.status, got.body)
+	}
+	if n := gateway.HeldMarks(tg.gw); n != 2 {
+		t.Fatalf("%d marks held, want 2 (the accepted key and the unanswered one)", n)
+	}
+
+	// retryAccepted retries the accepted buy (user, key) of order id:
+	// answered from the held mark, without asking order.
+	retryAccepted := func(user, key, id, when string) {
+		t.Helper()
+		before := tg.orderCalls.Load()
+		got := tg.do(t, seckill(user, key, body))
+		var again api.SeckillAccepted
+		if got.status == http.StatusAccepted {
+			got.decode(t, &again)
+		}
+		if again.OrderID != id || tg.orderCalls.Load() != before {
+			t.Errorf("%s: %d %s after %d order calls, want 202 with order %s from the held mark", when, got.status, got.body, tg.orderCalls.Load()-before, id)
+		}
+	}
+	retryAccepted(accepted, "held-a", placed.OrderID, "the accepted buy's retry, Redis cut")
+	// The unanswered mark held lets the retry through the flag to order,
+	// which answers with the order the lost call made.
+	got := tg.do(t, seckill(unanswered, "held-b", body))
+	var made api.SeckillAccepted
+	if got.status == http.StatusAccepted {
+		got.decode(t, &made)
+	}
+	if !digits.MatchString(made.OrderID) {
+		t.Fatalf("the unanswered buy's retry, Redis cut: %d %s, want 202 with the order its lost call made", got.status, got.body)
+	}
+	rdb.set(false)
+	retryAccepted(accepted, "held-a", placed.OrderID, "the accepted buy's retry, Redis back")
+	retryAccepted(unanswered, "held-b", made.OrderID, "the unanswered buy's second retry, Redis back")
+
+	// Written to Redis, the marks answer every replica.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tg.gw.RunHeldMarks(ctx) }()
+	plain := MustRedis(t)
+	read := func(pattern string) string {
+		keys, err := plain.Keys(context.Background(), pattern).Result()
+		if err != nil || len(keys) != 1 {
+			return fmt.Sprintf("keys %v, err %v", keys, err)
+		}
+		v, err := plain.Get(context.Background(), keys[0]).Result()
+		if err != nil {
+			return err.Error()
+		}
+		return v
+	}
+	want := map[string]string{"gw:accepted:{act:" + act + "}:*:held-a": placed.OrderID,
+		"gw:unanswered:{act:" + act + "}:*:held-b": "1", "gw:accepted:{act:" + act + "}:*:held-b": made.OrderID}
+	deadline := time.Now().Add(10 * time.Second)
+	for pattern, v := range want {
+		for read(pattern) != v && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := read(pattern); got != v {
+			t.Errorf("Redis holds %s = %s, want %s", pattern, got, v)
+		}
+	}
+	for gateway.HeldMarks(tg.gw) != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := gateway.HeldMarks(tg.gw); n != 0 {
+		t.Errorf("%d marks still held once Redis took them, want 0", n)
+	}
+	cancel()
+	<-done
+
+	// A replica that stops writes what it still holds, once more.
+	rdb.set(true)
+	next := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 1, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	var last api.SeckillAccepted
+	tg.do(t, seckill(accepted, "held-c", fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, next))).decode(t, &last)
+	rdb.set(false)
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	if err := tg.gw.RunHeldMarks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := read("gw:accepted:{act:" + next + "}:*:held-c"); got != last.OrderID || last.OrderID == "" {
+		t.Errorf("after the replica stopped, Redis holds the last mark = %s, want %q", got, last.OrderID)
+	}
 }

@@ -365,6 +365,7 @@ func Run(ctx context.Context, cfg Config) error {
 	p.Handle("/", gw)
 	p.AddWorker(gw.RunDegrade)
 	p.AddWorker(gw.RunScreen)
+	p.AddWorker(gw.RunHeldMarks)
 	p.AddWorker(func(ctx context.Context) error {
 		return sub.Run(ctx, func(inv cache.Invalidation) { gw.Invalidated(ctx, inv) },
 			func() {
