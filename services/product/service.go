@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -54,9 +55,10 @@ type Shared struct {
 	Activities *cache.Shared[int64, Activity]
 	// Publish announces a write to every replica (cache.Publish).
 	Publish func(context.Context, cache.Invalidation) error
-	// Failed hears of an invalidation or warm-up that failed after its
-	// write committed: the write stands, and the TTLs bound the
-	// staleness left (docs/caching.md).
+	// Failed hears of an invalidation, warm-up or announcement that
+	// failed after its write committed: the write stands, the TTLs bound
+	// the staleness left, and an announcement is sent again
+	// (RunAnnouncements; docs/caching.md).
 	Failed func(error)
 }
 
@@ -123,6 +125,9 @@ type Service struct {
 	// pass every id until RebuildFilters first runs.
 	productIDs, activityIDs *cache.Filter
 	shared                  *Shared
+	// unannounced are the writes the channel would not take, until
+	// RunAnnouncements sends them.
+	unannounced unannounced
 }
 
 // NewService returns a service over cfg's dependencies.
@@ -248,12 +253,82 @@ func (s *Service) wrote(ctx context.Context, inv cache.Invalidation) {
 	case cache.KindActivity:
 		err = s.shared.Activities.Invalidate(ctx, inv.ID)
 	}
-	if err == nil {
-		err = s.shared.Publish(ctx, inv)
-	}
 	if err != nil {
-		s.shared.Failed(err)
+		s.shared.Failed(fmt.Errorf("drop the shared copy of %s: %w", inv, err))
 	}
+	s.announce(ctx, inv)
+}
+
+// announce tells every replica of the write inv. One the channel would
+// not take is held and sent again by RunAnnouncements: a replica that
+// never hears of a new id refuses it NOT_FOUND (its Bloom filter) until
+// its next rebuild, up to FLASHSALE_CATALOG_FILTER_REBUILD later, and a
+// replica whose own subscription stayed up has no other way to learn
+// that it missed one. (A failed cache write does not stop it: before, it
+// did.)
+func (s *Service) announce(ctx context.Context, inv cache.Invalidation) {
+	err := s.shared.Publish(ctx, inv)
+	if err == nil {
+		return
+	}
+	if s.unannounced.hold(inv) {
+		s.shared.Failed(fmt.Errorf("announce %s, held to be sent again: %w", inv, err))
+		return
+	}
+	s.shared.Failed(fmt.Errorf("announce %s, dropped: %d announcements are held already: %w", inv, maxUnannounced, err))
+}
+
+// unannounced holds the announcements the channel would not take.
+type unannounced struct {
+	mu   sync.Mutex
+	held map[cache.Invalidation]struct{}
+}
+
+// maxUnannounced bounds the announcements held: the catalogue's writes
+// are an operator's, a few a minute; past it the filter rebuild is left
+// to repair.
+const maxUnannounced = 10_000
+
+// hold keeps inv to be sent again; false when too many are held.
+func (u *unannounced) hold(inv cache.Invalidation) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.held) >= maxUnannounced {
+		return false
+	}
+	if u.held == nil {
+		u.held = map[cache.Invalidation]struct{}{}
+	}
+	u.held[inv] = struct{}{}
+	return true
+}
+
+// take returns the announcements held and lets go of them.
+func (u *unannounced) take() []cache.Invalidation {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	invs := make([]cache.Invalidation, 0, len(u.held))
+	for inv := range u.held {
+		invs = append(invs, inv)
+	}
+	clear(u.held)
+	return invs
+}
+
+// RunAnnouncements sends the held announcements again, every interval,
+// until ctx ends; those the channel still refuses are held again.
+func (s *Service) RunAnnouncements(ctx context.Context, interval time.Duration) error {
+	if s.shared == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return sweep.Every(ctx, interval, func(ctx context.Context) {
+		for _, inv := range s.unannounced.take() {
+			if err := s.shared.Publish(ctx, inv); err != nil {
+				s.unannounced.hold(inv)
+			}
+		}
+	})
 }
 
 // CreateProduct validates and records a new product with a fresh SKU id.
@@ -338,12 +413,10 @@ func (s *Service) warm(ctx context.Context, a Activity) {
 	if err == nil {
 		_, err = s.shared.Products.Warm(ctx, a.SKUID, s.store.Product)
 	}
-	if err == nil {
-		err = s.shared.Publish(ctx, cache.Invalidation{Kind: cache.KindActivity, ID: a.ID})
-	}
 	if err != nil {
 		s.shared.Failed(fmt.Errorf("warm activity %d: %w", a.ID, err))
 	}
+	s.announce(ctx, cache.Invalidation{Kind: cache.KindActivity, ID: a.ID})
 }
 
 // GetActivity returns the activity with its remaining stock, at most

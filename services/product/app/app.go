@@ -171,7 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Activities: cache.NewShared[int64, product.Activity](rdb, "catalog:activity:", cfg.SharedTTL),
 			Publish:    func(ctx context.Context, inv cache.Invalidation) error { return cache.Publish(ctx, rdb, inv) },
 			Failed: func(err error) {
-				log.Warn("catalogue cache: a write's invalidation failed; the TTLs bound the staleness", "err", err)
+				log.Warn("catalogue cache: a write's invalidation, warm-up or announcement failed; the TTLs bound the staleness, an announcement is sent again", "err", err)
 			},
 		}
 		// Subscribed before serving: every write after this replica is
@@ -200,6 +200,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	p.AddWorker(func(ctx context.Context) error { return sweep.Every(ctx, cfg.FilterRebuild, rebuild) })
+	p.AddWorker(func(ctx context.Context) error { return svc.RunAnnouncements(ctx, time.Second) })
 	if sub != nil {
 		p.AddWorker(func(ctx context.Context) error {
 			return sub.Run(ctx, func(inv cache.Invalidation) { svc.Invalidated(ctx, inv) },

@@ -29,7 +29,7 @@ import (
 var stack *localstack.Stack
 
 func TestMain(m *testing.M) {
-	localstack.RunTests(m, localstack.Config{Databases: []string{"products"}}, func(s *localstack.Stack) { stack = s })
+	localstack.RunTests(m, localstack.Config{Databases: []string{"products"}, Faults: true}, func(s *localstack.Stack) { stack = s })
 }
 
 // MustListen listens on a free loopback port.
@@ -93,13 +93,19 @@ func MustStart(tb testing.TB, c clock.Clock) env {
 // is at invAddr, and waits until it is ready.
 func MustStartProduct(tb testing.TB, c clock.Clock, invAddr string, inv inventoryv1.InventoryServiceClient) env {
 	tb.Helper()
+	return mustStartProductOn(tb, c, invAddr, inv, stack.RedisAddr)
+}
+
+// mustStartProductOn is MustStartProduct with its Redis at redisAddr.
+func mustStartProductOn(tb testing.TB, c clock.Clock, invAddr string, inv inventoryv1.InventoryServiceClient, redisAddr string) env {
+	tb.Helper()
 	grpcLis, adminLis := MustListen(tb), MustListen(tb)
 	cfg := app.Config{
 		GRPCListener:  grpcLis,
 		AdminListener: adminLis,
 		Clock:         c,
 		PostgresURL:   stack.PostgresURL("products"),
-		RedisAddr:     stack.RedisAddr,
+		RedisAddr:     redisAddr,
 		InventoryAddr: invAddr,
 		NodeID:        localstack.NodeID(),
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/errcode"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
 )
 
@@ -110,5 +112,54 @@ func TestAProductCreatedOnOneReplicaIsFoundOnAnother(t *testing.T) {
 			t.Fatalf("GetProduct: %v", err)
 		}
 		return err == nil && got.GetStock() == 10, fmt.Sprintf("%v, %v", got, err)
+	})
+}
+
+// redisProxies counts the proxies of one replica's Redis link made.
+var redisProxies atomic.Int64
+
+// TestAnAnnouncementRedisMissedIsSentLater: the replica that creates a
+// sale has lost its Redis (its cache writes and its announcement fail)
+// while the other replica's subscription stays up. The announcement is
+// held and sent once Redis is back, so the other replica's Bloom filter
+// learns the new id instead of refusing it NOT_FOUND until its rebuild.
+func TestAnAnnouncementRedisMissedIsSentLater(t *testing.T) {
+	c := clock.NewManual(time.Now())
+	inv, invAddr := MustInventory(t)
+	// A proxy of its own for each run (-count): the stack keeps them.
+	target := localstack.Target(fmt.Sprintf("product-redis-%d", redisProxies.Add(1)))
+	addr, err := stack.Proxy(target, stack.RedisAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := mustStartProductOn(t, c, invAddr, inv, addr), MustStartProduct(t, c, invAddr, inv)
+	ctx := context.Background()
+	p := MustProduct(t, a, 10)
+	eventually(t, "the new product on the other replica", func() (bool, string) {
+		got, err := b.product.GetProduct(ctx, &productv1.GetProductRequest{SkuId: p.GetSkuId()})
+		return err == nil, fmt.Sprintf("%v, %v", got, err)
+	})
+
+	lift, err := stack.Fault(target, localstack.Fault{Kind: localstack.Down})
+	if err != nil {
+		t.Fatal(err)
+	}
+	act, err := a.product.CreateActivity(ctx, activityRequest(p, 5, c.Now()))
+	if err != nil {
+		lift()
+		t.Fatalf("CreateActivity while its replica's Redis is down: %v", err)
+	}
+	// The premise: the other replica has not heard, and its filter
+	// refuses the id.
+	if got, err := b.product.GetActivity(ctx, &productv1.GetActivityRequest{ActivityId: act.GetActivityId()}); errcode.Of(err) != errcode.NotFound {
+		lift()
+		t.Fatalf("the other replica before the announcement: %v, %v; want NOT_FOUND", got, err)
+	}
+	if err := lift(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new activity on the other replica", func() (bool, string) {
+		got, err := b.product.GetActivity(ctx, &productv1.GetActivityRequest{ActivityId: act.GetActivityId()})
+		return err == nil && got.GetRemaining() == 5, fmt.Sprintf("%v, %v", got, err)
 	})
 }
