@@ -99,29 +99,28 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 	}
 	// refuse answers a request a shortcut turns away: with its order when
 	// the key was accepted before, else with the refusal; unless the
-	// shortcut may defer to order and the key's earlier request got no
-	// answer from it (decided false): only order knows whether that
-	// request made an order. When the keys cannot be read and the
-	// refusal is not definite (the request may be an accepted buy's
-	// retry, which the refusal would tell that its order does not exist),
-	// it is answered 503, to come back with its key; the shortcut is not
-	// deferred to order, which a Redis outage would then flood with the
-	// buys the flag stops. A definite refusal stands: it is 503 itself,
-	// or no accepted buy's retry can meet it.
-	refuse := func(refusal error, deferrable, definite bool) (answer api.SeckillAccepted, decided bool, err error) {
+	// shortcut is deferrable and the key's earlier request got no answer
+	// from order (decided false): only order knows whether that request
+	// made an order. When the keys cannot be read and the refusal is not
+	// definite (the request may be an accepted buy's retry, which the
+	// refusal would tell that its order does not exist), it is answered
+	// 503, to come back with its key; the shortcut is not deferred to
+	// order, which a Redis outage would then flood with the buys the flag
+	// stops.
+	refuse := func(refusal error, kind shortcutKind) (answer api.SeckillAccepted, decided bool, err error) {
 		answer, found, unanswered, unknown := earlier()
 		switch {
 		case found:
 			return answer, true, nil
-		case unanswered && deferrable:
+		case unanswered && kind == deferrable:
 			return api.SeckillAccepted{}, false, nil
-		case unknown && !definite:
+		case unknown && kind != definite:
 			return api.SeckillAccepted{}, true, errUnreadableKeys
 		}
 		return api.SeckillAccepted{}, true, refusal
 	}
 	if g.seckillClosed.Load() {
-		answer, _, err := refuse(&Error{Code: errcode.Unavailable, Message: "flash sales are closed for now, retry later", RetryAfter: closedRetryAfter}, false, true)
+		answer, _, err := refuse(&Error{Code: errcode.Unavailable, Message: "flash sales are closed for now, retry later", RetryAfter: closedRetryAfter}, definite)
 		return answer, err
 	}
 	flagged, probe := g.soldOut.check(activityID)
@@ -142,7 +141,7 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		fresh = !unanswered && !unknown
 	}
 	if flagged {
-		if answer, decided, err := refuse(errorf(errcode.SoldOut, "sold out"), true, false); decided {
+		if answer, decided, err := refuse(errorf(errcode.SoldOut, "sold out"), deferrable); decided {
 			return answer, err
 		}
 	}
@@ -154,7 +153,11 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 		end = lookClosed // the window answers from now on, not the flag
 		// Before the start no buy was accepted yet: the crowd clicking
 		// early is told so, whatever Redis says.
-		answer, _, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), false, now.Before(starts))
+		kind := mayMeetRetry
+		if now.Before(starts) {
+			kind = definite
+		}
+		answer, _, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), kind)
 		return answer, err
 	}
 	// The per-user limit counts the buys that go on to cost a Redis
@@ -175,7 +178,7 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 			if !retryMayMeet(err) {
 				return api.SeckillAccepted{}, err
 			}
-			answer, _, err := refuse(err, false, false)
+			answer, _, err := refuse(err, mayMeetRetry)
 			return answer, err
 		}
 	}
@@ -207,6 +210,25 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 	g.accepted.remember(ctx, activityID, user, key, resp.GetOrderId())
 	return api.SeckillAccepted{OrderID: formatID(resp.GetOrderId()), Status: orderStatus(resp.GetStatus())}, nil
 }
+
+// shortcutKind says what a shortcut's refusal (placeSeckill's refuse)
+// may meet, for a key the accepted keys cannot vouch for.
+type shortcutKind int
+
+const (
+	// definite: no accepted buy's retry can meet it: it is a 503 itself
+	// (flash sales closed), or no buy was accepted yet (before the
+	// sale's start). It stands while the keys cannot be read.
+	definite shortcutKind = iota
+	// mayMeetRetry: an accepted buy's retry may meet it (the window
+	// after the sale's end, an expired or used challenge): answered 503
+	// while the keys cannot be read.
+	mayMeetRetry
+	// deferrable: as mayMeetRetry, and a key whose earlier request got
+	// no answer goes on to order, which knows whether it made an order
+	// (the sold-out flag).
+	deferrable
+)
 
 // acceptedKeys remembers, in Redis, which order each accepted
 // (activity, user, key) got, so that a retry refused by a local shortcut
