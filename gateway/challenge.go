@@ -72,6 +72,8 @@ type challenger struct {
 	ttl    time.Duration
 	clock  clock.Clock
 	rdb    redis.Cmdable
+	// timeout bounds the single use's write (the call budget).
+	timeout time.Duration
 	// draw returns a wait in [0, jitter].
 	draw  func(jitter time.Duration) time.Duration
 	log   func(ctx context.Context, msg string, args ...any)
@@ -84,7 +86,7 @@ func newChallenger(o Options) (*challenger, error) {
 	}
 	c := &challenger{
 		key: challengeKey(o.JWTSecret), bits: o.ChallengeBits, jitter: max(o.ChallengeJitter, 0), ttl: o.ChallengeTTL,
-		clock: o.Clock, rdb: o.Redis, draw: o.challengeWait,
+		clock: o.Clock, rdb: o.Redis, timeout: o.CallTimeout, draw: o.challengeWait,
 		log: func(ctx context.Context, msg string, args ...any) { o.Logger.WarnContext(ctx, msg, args...) },
 		count: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_challenges_total",
@@ -219,7 +221,10 @@ func (c *challenger) spend(ctx context.Context, cl challengeClaims, key string) 
 	}
 	ttl := time.UnixMilli(cl.Expires).Sub(c.clock.Now()) + time.Minute // the replicas' clocks may differ a little
 	name := "gw:challenge:{act:" + formatID(cl.Activity) + "}:" + cl.Nonce
-	ctx = context.WithoutCancel(ctx) // as the accepted keys: a buy that hung up was still made
+	// As the accepted keys: a buy that hung up was still made; within
+	// the call budget, as every call of a request.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+	defer cancel()
 	prev, err := c.rdb.SetArgs(ctx, name, key, redis.SetArgs{Mode: "NX", Get: true, TTL: max(ttl, time.Minute)}).Result()
 	switch {
 	case errors.Is(err, redis.Nil):

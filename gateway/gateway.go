@@ -244,7 +244,7 @@ func New(opts Options) (*Gateway, error) {
 		ips:     newIPLimiter(opts.IPLimit, opts.IPLimitKeys, opts.Clock),
 		devices: newKeyLimiter[string](opts.DeviceLimit, opts.IPLimitKeys, "device", opts.Clock),
 		soldOut: newSoldOutFlags(opts.Clock, opts.SoldOutTTL),
-		accepted: &acceptedKeys{rdb: opts.Redis, ttl: acceptedKeyTTL, held: newHeldMarks(opts.Clock, maxHeldMarks), log: func(ctx context.Context, msg string, args ...any) {
+		accepted: &acceptedKeys{rdb: opts.Redis, ttl: acceptedKeyTTL, timeout: opts.CallTimeout, held: newHeldMarks(opts.Clock, maxHeldMarks), log: func(ctx context.Context, msg string, args ...any) {
 			opts.Logger.WarnContext(ctx, msg, args...)
 		}},
 		mux:     http.NewServeMux(),

@@ -22,6 +22,7 @@ import (
 	"github.com/flashsale/flashsale/platform/clock"
 	"github.com/flashsale/flashsale/platform/rpc"
 	"github.com/flashsale/flashsale/platform/telemetry"
+	"github.com/flashsale/flashsale/platform/testing/localstack"
 	marketingv1 "github.com/flashsale/flashsale/proto/marketing/v1"
 	orderv1 "github.com/flashsale/flashsale/proto/order/v1"
 	productv1 "github.com/flashsale/flashsale/proto/product/v1"
@@ -135,6 +136,9 @@ type cutRedis struct {
 	mu    sync.Mutex
 	cut   bool
 	conns []net.Conn
+	// hole, while set, is where new connections go instead: a listener
+	// that takes them and never answers (hang).
+	hole net.Listener
 }
 
 // MustCutRedis returns a client of the stack's Redis the test can cut.
@@ -147,6 +151,9 @@ func MustCutRedis(tb testing.TB) *cutRedis {
 			defer c.mu.Unlock()
 			if c.cut {
 				return nil, errors.New("connection refused: the test cut redis")
+			}
+			if c.hole != nil {
+				addr = c.hole.Addr().String()
 			}
 			conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 			if err == nil {
@@ -164,11 +171,30 @@ func (c *cutRedis) set(cut bool) {
 	defer c.mu.Unlock()
 	c.cut = cut
 	if cut {
-		for _, conn := range c.conns {
-			conn.Close()
-		}
-		c.conns = nil
+		c.closeConns()
 	}
+	if !cut {
+		c.hole = nil
+	}
+}
+
+// hang closes the open connections and sends the new ones to a
+// listener that takes them and never answers, as a Redis whose host
+// went silent (a blackhole), until set(false).
+func (c *cutRedis) hang(tb testing.TB) {
+	tb.Helper()
+	l := localstack.MustSilentListener(tb)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeConns()
+	c.hole = l
+}
+
+func (c *cutRedis) closeConns() {
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	c.conns = nil
 }
 
 // redisBackend is a Redis the gateway's shared state must work on.
@@ -216,6 +242,8 @@ func jsonID(id int64) string {
 type request struct {
 	method, path, token, body string
 	header                    map[string]string
+	// within, when set, is how long the client waits for the answer.
+	within time.Duration
 }
 
 // answer is the gateway's answer.
@@ -276,7 +304,13 @@ func (tg *testGateway) do(tb testing.TB, req request) answer {
 	if req.body != "" {
 		body = strings.NewReader(req.body)
 	}
-	hr, err := http.NewRequest(req.method, tg.url+req.path, body)
+	ctx := context.Background()
+	if req.within > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, req.within)
+		defer cancel()
+	}
+	hr, err := http.NewRequestWithContext(ctx, req.method, tg.url+req.path, body)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -242,6 +242,9 @@ const (
 type acceptedKeys struct {
 	rdb redis.Cmdable
 	ttl time.Duration
+	// timeout bounds each read and write (the call budget): a Redis that
+	// went silent costs a request no more than any other call would.
+	timeout time.Duration
 	// held are the marks Redis failed to take, until it does.
 	held *heldMarks
 	log  func(ctx context.Context, msg string, args ...any)
@@ -264,7 +267,9 @@ func (a *acceptedKeys) remember(ctx context.Context, activityID, user int64, key
 // write sets the mark name = value for ttl in Redis, or, when Redis
 // fails, holds it until RunHeldMarks gets it there (heldMarks).
 func (a *acceptedKeys) write(ctx context.Context, name, value string, ttl time.Duration) {
-	err := a.rdb.Set(ctx, name, value, ttl).Err()
+	wctx, cancel := context.WithTimeout(ctx, a.timeout)
+	err := a.rdb.Set(wctx, name, value, ttl).Err()
+	cancel()
 	if err == nil {
 		return
 	}
@@ -328,7 +333,9 @@ func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key s
 		return parseOrderID(v)
 	}
 	_, heldUnsure := a.held.get(unsure)
-	vals, err := a.rdb.MGet(ctx, name, unsure).Result()
+	rctx, cancel := context.WithTimeout(ctx, a.timeout)
+	vals, err := a.rdb.MGet(rctx, name, unsure).Result()
+	cancel()
 	if err != nil {
 		a.log(ctx, "look up accepted key", "err", err)
 		// An unanswered mark held here is known without Redis: the

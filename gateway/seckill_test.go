@@ -18,6 +18,7 @@ import (
 	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/gateway/api"
 	"github.com/flashsale/flashsale/gateway/internal/servicetest"
+	"github.com/flashsale/flashsale/platform/redisclient"
 	inventoryv1 "github.com/flashsale/flashsale/proto/inventory/v1"
 )
 
@@ -853,5 +854,55 @@ func TestMarksRedisMissedAreHeldAndWritten(t *testing.T) {
 	}
 	if got := read("gw:accepted:{act:" + next + "}:*:held-c"); got != last.OrderID || last.OrderID == "" {
 		t.Errorf("after the replica stopped, Redis holds the last mark = %s, want %q", got, last.OrderID)
+	}
+}
+
+// A Redis that went silent (its host answers nothing) costs a buy no
+// more than the call budget at each of its Redis calls: the challenge's
+// single use, the per-user limit, the accepted keys' read and the
+// mark's write. Before, only the limit had the budget; the others waited
+// on go-redis's own timeouts (5 s here, seconds and retries in
+// production), and a refusal under the sold-out flag with them.
+func TestASilentRedisHoldsNoBuyPastTheCallBudget(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	rdb := MustCutRedis(t)
+	const budget = 300 * time.Millisecond
+	// As the service builds it: through the auto-pipeliner.
+	opts := gateway.WithChallengeWait(gateway.Options{SoldOutTTL: time.Hour, Redis: redisclient.CoalescedBounded(rdb.Client), CallTimeout: budget,
+		ChallengeBits: 8, ChallengeTTL: time.Minute}, 0)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr, opts: opts})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustChallengeActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 1, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	buyers := []string{tg.token(t, 991, "user"), tg.token(t, 992, "user"), tg.token(t, 993, "user")}
+	challenges := make([]api.Challenge, len(buyers))
+	for i, b := range buyers {
+		challenges[i] = tg.challenge(t, b, act, "")
+	}
+	// Each buy is given four seconds: a few budgets' worth, and less than
+	// one of the waits before.
+	buy := func(i int, key string) answer {
+		req := solvedBuy(buyers[i], key, act, challenges[i], "", "")
+		req.within = 4 * time.Second
+		return tg.do(t, req)
+	}
+
+	rdb.hang(t)
+	var placed api.SeckillAccepted
+	if got := buy(0, "a"); got.status != http.StatusAccepted {
+		t.Fatalf("a buy while Redis is silent: %d %s, want 202", got.status, got.body)
+	} else {
+		got.decode(t, &placed)
+	}
+	wantRefused(t, buy(1, "b"), http.StatusConflict, "SOLD_OUT")
+	if got := buy(2, "c"); got.status != http.StatusServiceUnavailable || got.code(t) != "UNAVAILABLE" {
+		t.Errorf("a buy under the flag while Redis is silent: %d %s, want 503 UNAVAILABLE (the keys could not be read)", got.status, got.body)
+	}
+	var again api.SeckillAccepted
+	if got := buy(0, "a"); got.status == http.StatusAccepted {
+		got.decode(t, &again)
+	}
+	if again.OrderID != placed.OrderID {
+		t.Errorf("the accepted buy's retry: order %q, want %s from the held mark", again.OrderID, placed.OrderID)
 	}
 }

@@ -100,7 +100,7 @@ type Config struct {
 	SoldOutTTL time.Duration
 	// CacheTTL is the lifetime of cached activities and products.
 	CacheTTL time.Duration
-	// CallTimeout bounds each gRPC call.
+	// CallTimeout bounds each gRPC call, and each Redis call of a request.
 	CallTimeout time.Duration
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64
@@ -346,7 +346,7 @@ func Run(ctx context.Context, cfg Config) error {
 	opts.Product = productv1.NewProductServiceClient(productConn)
 	opts.Order = orderv1.NewOrderServiceClient(orderConn)
 	opts.Payment, opts.Marketing = payment, marketing
-	opts.Redis = redisclient.Coalesced(rdb)
+	opts.Redis = redisclient.CoalescedBounded(rdb)
 	opts.Logger, opts.Registry, opts.Dependencies = log, reg, dependencies
 	opts.JWTSecret, opts.BreakersOpen, opts.Screen = secret, breakers.open, screen
 	opts.Ready = p.Ready.Err

@@ -2,6 +2,7 @@ package redisclient
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,18 +33,38 @@ import (
 //
 // A client kind without one (a Ring) is returned as it is.
 func Coalesced(rdb redis.UniversalClient) redis.Cmdable {
+	return coalesce(rdb, false)
+}
+
+// CoalescedBounded is Coalesced for callers that read each result before
+// the next call and must not wait past their deadline (the gateway's
+// request path): each call sends its command through the auto-pipeliner
+// and waits for it at most until its ctx ends. The auto-pipeliner runs a
+// batch under no caller's context, so on a Redis that went silent a
+// deferred result's read waits for the batch's own timeouts and retries
+// (16 s measured with a 2 s ReadTimeout), whatever the caller's
+// deadline. A command given up on still runs; its caller gets another
+// command carrying ctx's error, never one the batch may still write.
+func CoalescedBounded(rdb redis.UniversalClient) redis.Cmdable {
+	return coalesce(rdb, true)
+}
+
+func coalesce(rdb redis.UniversalClient, bounded bool) redis.Cmdable {
 	ap, err := rdb.AsyncAutoPipeline()
 	if err != nil {
 		return rdb
 	}
-	return coalesced{UniversalClient: rdb, auto: ap}
+	return coalesced{UniversalClient: rdb, auto: ap, bounded: bounded}
 }
 
 // coalesced sends real commands of the hot paths through auto and every
 // other command through the plain client.
 type coalesced struct {
 	redis.UniversalClient
-	auto redis.Cmdable
+	auto *redis.AutoPipeliner
+	// bounded: each call waits for its command until its ctx ends at most
+	// (CoalescedBounded); else it returns at once, deferred (Coalesced).
+	bounded bool
 }
 
 func (c coalesced) of(ctx context.Context) redis.Cmdable {
@@ -53,72 +74,89 @@ func (c coalesced) of(ctx context.Context) redis.Cmdable {
 	return c.auto
 }
 
+// call runs the command build makes: on the plain client when ctx is
+// marked (its hook prefixes the keys), deferred on the auto-pipeliner, or,
+// bounded, built unsent (by a pipeline never run), submitted to the
+// auto-pipeliner and waited for until ctx ends.
+func call[T redis.Cmder](c coalesced, ctx context.Context, build func(redis.Cmdable) T) T {
+	if shadow.Is(ctx) || !c.bounded {
+		return build(c.of(ctx))
+	}
+	cmd := build(c.UniversalClient.Pipeline())
+	if err := c.auto.Submit(ctx, cmd).WaitContext(ctx); err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		given := build(c.UniversalClient.Pipeline())
+		given.SetErr(err)
+		return given
+	}
+	return cmd
+}
+
 func (c coalesced) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return c.of(ctx).Eval(ctx, script, keys, args...)
+	return call(c, ctx, func(r redis.Cmdable) *redis.Cmd { return r.Eval(ctx, script, keys, args...) })
 }
 
 func (c coalesced) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	return c.of(ctx).EvalSha(ctx, sha1, keys, args...)
+	return call(c, ctx, func(r redis.Cmdable) *redis.Cmd { return r.EvalSha(ctx, sha1, keys, args...) })
 }
 
 func (c coalesced) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return c.of(ctx).EvalRO(ctx, script, keys, args...)
+	return call(c, ctx, func(r redis.Cmdable) *redis.Cmd { return r.EvalRO(ctx, script, keys, args...) })
 }
 
 func (c coalesced) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	return c.of(ctx).EvalShaRO(ctx, sha1, keys, args...)
+	return call(c, ctx, func(r redis.Cmdable) *redis.Cmd { return r.EvalShaRO(ctx, sha1, keys, args...) })
 }
 
 func (c coalesced) Get(ctx context.Context, key string) *redis.StringCmd {
-	return c.of(ctx).Get(ctx, key)
+	return call(c, ctx, func(r redis.Cmdable) *redis.StringCmd { return r.Get(ctx, key) })
 }
 
 func (c coalesced) MGet(ctx context.Context, keys ...string) *redis.SliceCmd {
-	return c.of(ctx).MGet(ctx, keys...)
+	return call(c, ctx, func(r redis.Cmdable) *redis.SliceCmd { return r.MGet(ctx, keys...) })
 }
 
 func (c coalesced) Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd {
-	return c.of(ctx).Set(ctx, key, value, expiration)
+	return call(c, ctx, func(r redis.Cmdable) *redis.StatusCmd { return r.Set(ctx, key, value, expiration) })
 }
 
 func (c coalesced) SetArgs(ctx context.Context, key string, value any, a redis.SetArgs) *redis.StatusCmd {
-	return c.of(ctx).SetArgs(ctx, key, value, a)
+	return call(c, ctx, func(r redis.Cmdable) *redis.StatusCmd { return r.SetArgs(ctx, key, value, a) })
 }
 
 func (c coalesced) Exists(ctx context.Context, keys ...string) *redis.IntCmd {
-	return c.of(ctx).Exists(ctx, keys...)
+	return call(c, ctx, func(r redis.Cmdable) *redis.IntCmd { return r.Exists(ctx, keys...) })
 }
 
 func (c coalesced) Expire(ctx context.Context, key string, expiration time.Duration) *redis.BoolCmd {
-	return c.of(ctx).Expire(ctx, key, expiration)
+	return call(c, ctx, func(r redis.Cmdable) *redis.BoolCmd { return r.Expire(ctx, key, expiration) })
 }
 
 func (c coalesced) HGetAll(ctx context.Context, key string) *redis.MapStringStringCmd {
-	return c.of(ctx).HGetAll(ctx, key)
+	return call(c, ctx, func(r redis.Cmdable) *redis.MapStringStringCmd { return r.HGetAll(ctx, key) })
 }
 
 func (c coalesced) SAdd(ctx context.Context, key string, members ...any) *redis.IntCmd {
-	return c.of(ctx).SAdd(ctx, key, members...)
+	return call(c, ctx, func(r redis.Cmdable) *redis.IntCmd { return r.SAdd(ctx, key, members...) })
 }
 
 func (c coalesced) SMembers(ctx context.Context, key string) *redis.StringSliceCmd {
-	return c.of(ctx).SMembers(ctx, key)
+	return call(c, ctx, func(r redis.Cmdable) *redis.StringSliceCmd { return r.SMembers(ctx, key) })
 }
 
 func (c coalesced) ZAdd(ctx context.Context, key string, members ...redis.Z) *redis.IntCmd {
-	return c.of(ctx).ZAdd(ctx, key, members...)
+	return call(c, ctx, func(r redis.Cmdable) *redis.IntCmd { return r.ZAdd(ctx, key, members...) })
 }
 
 func (c coalesced) ZRem(ctx context.Context, key string, members ...any) *redis.IntCmd {
-	return c.of(ctx).ZRem(ctx, key, members...)
+	return call(c, ctx, func(r redis.Cmdable) *redis.IntCmd { return r.ZRem(ctx, key, members...) })
 }
 
 func (c coalesced) ZRemRangeByScore(ctx context.Context, key, min, max string) *redis.IntCmd {
-	return c.of(ctx).ZRemRangeByScore(ctx, key, min, max)
+	return call(c, ctx, func(r redis.Cmdable) *redis.IntCmd { return r.ZRemRangeByScore(ctx, key, min, max) })
 }
 
 func (c coalesced) ZRevRange(ctx context.Context, key string, start, stop int64) *redis.StringSliceCmd {
-	return c.of(ctx).ZRevRange(ctx, key, start, stop)
+	return call(c, ctx, func(r redis.Cmdable) *redis.StringSliceCmd { return r.ZRevRange(ctx, key, start, stop) })
 }
 
 func (c coalesced) Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {

@@ -121,10 +121,20 @@ func TestMarkedCommandsUseShadowKeys(t *testing.T) {
 }
 
 // The auto-pipeliner batches many callers' commands under one context,
-// which the hook cannot read the mark from: Coalesced sends marked
-// commands (its own methods and every other) to the plain client, so
-// they are prefixed too, while real ones stay real.
+// which the hook cannot read the mark from: Coalesced (and
+// CoalescedBounded) sends marked commands (its own methods and every
+// other) to the plain client, so they are prefixed too, while real ones
+// stay real.
 func TestCoalescedMarkedCommandsUseShadowKeys(t *testing.T) {
+	for _, face := range []struct {
+		name string
+		of   func(redis.UniversalClient) redis.Cmdable
+	}{{"deferred", redisclient.Coalesced}, {"bounded", redisclient.CoalescedBounded}} {
+		t.Run(face.name, func(t *testing.T) { testCoalescedMarked(t, face.of) })
+	}
+}
+
+func testCoalescedMarked(t *testing.T, of func(redis.UniversalClient) redis.Cmdable) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	rdb, err := redisclient.Dial(ctx, redisclient.Config{Addr: strings.Join(stack.RedisClusterAddrs, ","), Cluster: true}, 8)
@@ -132,7 +142,7 @@ func TestCoalescedMarkedCommandsUseShadowKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rdb.Close()
-	c := redisclient.Coalesced(rdb)
+	c := of(rdb)
 	marked := shadow.With(ctx)
 	k := fmt.Sprintf("{coalesced:%d}:k", time.Now().UnixNano())
 	for _, set := range []func(context.Context) error{
