@@ -41,10 +41,11 @@ type Options struct {
 	// Marketing serves promotions and coupons; nil answers their routes
 	// UNAVAILABLE.
 	Marketing marketingv1.MarketingServiceClient
-	// Redis holds the per-user rate limits shared by every replica and
-	// the accepted keys; nil disables them. The service passes its
-	// auto-pipeliner (redisclient.Coalesced), so concurrent buys share
-	// round trips.
+	// Redis holds the per-user rate limits shared by every replica, the
+	// challenges' single use and the accepted keys; nil disables them.
+	// The service passes its auto-pipeliner (redisclient.CoalescedBounded),
+	// so concurrent buys share round trips and none waits past its
+	// deadline.
 	Redis redis.Cmdable
 	// Logger gets the access log and failures (default: discard).
 	Logger *slog.Logger

@@ -141,25 +141,27 @@ func (h *heldMarks) batch() ([]string, []heldMark) {
 }
 
 // RunHeldMarks writes the accepted keys' marks this replica holds to
-// Redis, every heldMarksInterval, until ctx ends, and once more then: a
-// replica shut down (or restarted) loses the marks it still holds.
+// Redis, every heldMarksInterval, until ctx ends. The service writes
+// them once more after its last requests have drained (WriteHeldMarks).
 func (g *Gateway) RunHeldMarks(ctx context.Context) error {
-	a := g.accepted
-	if a.rdb == nil {
+	if g.accepted.rdb == nil {
 		<-ctx.Done()
 		return nil
 	}
-	write := func(ctx context.Context) {
-		if a.held.size() == 0 {
-			return
-		}
-		wctx, cancel := context.WithTimeout(ctx, g.opts.CallTimeout)
-		defer cancel()
-		if err := a.held.write(wctx, a.rdb); err != nil {
-			g.log.WarnContext(ctx, "write held accepted-key marks", "held", a.held.size(), "err", err)
-		}
+	return sweep.Every(ctx, heldMarksInterval, g.WriteHeldMarks)
+}
+
+// WriteHeldMarks offers the marks this replica holds to Redis once,
+// within the call budget: a replica that stops loses those it still
+// holds.
+func (g *Gateway) WriteHeldMarks(ctx context.Context) {
+	a := g.accepted
+	if a.rdb == nil || a.held.size() == 0 {
+		return
 	}
-	err := sweep.Every(ctx, heldMarksInterval, write)
-	write(context.WithoutCancel(ctx))
-	return err
+	wctx, cancel := context.WithTimeout(ctx, g.opts.CallTimeout)
+	defer cancel()
+	if err := a.held.write(wctx, a.rdb); err != nil {
+		g.log.WarnContext(ctx, "write held accepted-key marks", "held", a.held.size(), "err", err)
+	}
 }

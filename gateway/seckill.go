@@ -338,9 +338,11 @@ func (a *acceptedKeys) lookup(ctx context.Context, activityID, user int64, key s
 	cancel()
 	if err != nil {
 		a.log(ctx, "look up accepted key", "err", err)
-		// An unanswered mark held here is known without Redis: the
-		// retry goes on to order, which knows whether it made an order.
-		return 0, false, heldUnsure, !heldUnsure
+		// An unanswered mark held here is known without Redis (the flag
+		// lets such a retry through to order, which knows whether it
+		// made an order), but whether the key was accepted since, on
+		// another replica, is not: the keys stay unknown.
+		return 0, false, heldUnsure, true
 	}
 	v, ok := vals[0].(string)
 	if !ok {

@@ -749,8 +749,9 @@ func TestMarksRedisMissedAreHeldAndWritten(t *testing.T) {
 	svc := servicetest.MustStart(t, stack)
 	rdb := MustCutRedis(t)
 	var lost atomic.Bool
+	// As the service builds it: through the auto-pipeliner.
 	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
-		opts: gateway.Options{SoldOutTTL: time.Hour, Redis: rdb},
+		opts: gateway.Options{SoldOutTTL: time.Hour, Redis: redisclient.CoalescedBounded(rdb.Client)},
 		lose: loseOrderAnswer(&lost)})
 	admin := tg.token(t, 1, "admin")
 	now := tg.clock.Now()
@@ -841,17 +842,14 @@ func TestMarksRedisMissedAreHeldAndWritten(t *testing.T) {
 	cancel()
 	<-done
 
-	// A replica that stops writes what it still holds, once more.
+	// A replica that stops writes what it still holds, once more, after
+	// its last requests (WriteHeldMarks, from the service's Run).
 	rdb.set(true)
 	next := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 1, 1, now.Add(-time.Minute), now.Add(time.Hour))
 	var last api.SeckillAccepted
 	tg.do(t, seckill(accepted, "held-c", fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, next))).decode(t, &last)
 	rdb.set(false)
-	ctx, cancel = context.WithCancel(context.Background())
-	cancel()
-	if err := tg.gw.RunHeldMarks(ctx); err != nil {
-		t.Fatal(err)
-	}
+	tg.gw.WriteHeldMarks(context.Background())
 	if got := read("gw:accepted:{act:" + next + "}:*:held-c"); got != last.OrderID || last.OrderID == "" {
 		t.Errorf("after the replica stopped, Redis holds the last mark = %s, want %q", got, last.OrderID)
 	}

@@ -377,7 +377,11 @@ func Run(ctx context.Context, cfg Config) error {
 	// Until Consul's settings are read, the replica is not ready and
 	// answers every route but the probes UNAVAILABLE (Options.Ready).
 	p.WatchSettings("the gateway's settings in consul", SettingsPrefix, applySettings(gw, fallback, log))
-	return p.Run(ctx, "dev_tokens", cfg.DevTokens)
+	err = p.Run(ctx, "dev_tokens", cfg.DevTokens)
+	// The last requests have drained: the marks they left held get a
+	// last chance to reach Redis.
+	gw.WriteHeldMarks(context.WithoutCancel(ctx))
+	return err
 }
 
 // applySettings applies the gateway's switches and limits from Consul's

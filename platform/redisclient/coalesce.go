@@ -45,12 +45,25 @@ func Coalesced(rdb redis.UniversalClient) redis.Cmdable {
 // (16 s measured with a 2 s ReadTimeout), whatever the caller's
 // deadline. A command given up on still runs; its caller gets another
 // command carrying ctx's error, never one the batch may still write.
+// (A client has one auto-pipeliner: the first face asked of it sets its
+// options.)
 func CoalescedBounded(rdb redis.UniversalClient) redis.Cmdable {
 	return coalesce(rdb, true)
 }
 
+// maxQueuedBounded bounds the commands CoalescedBounded's auto-pipeliner
+// holds unfinished (about 10 MB): its callers stop waiting at their
+// deadlines, so on a silent Redis nothing else stops the commands they
+// gave up on from piling up; past it a command fails at once.
+const maxQueuedBounded = 50_000
+
 func coalesce(rdb redis.UniversalClient, bounded bool) redis.Cmdable {
-	ap, err := rdb.AsyncAutoPipeline()
+	var cfg *redis.AutoPipelineOptions // the client's own: the default
+	if bounded {
+		cfg = redis.DefaultAutoPipelineOptions()
+		cfg.MaxQueuedCommands = maxQueuedBounded
+	}
+	ap, err := rdb.AsyncAutoPipelineWithOptions(cfg)
 	if err != nil {
 		return rdb
 	}

@@ -56,8 +56,8 @@ func TestCoalescedBoundedAnswersAsThePlainClient(t *testing.T) {
 
 // On a Redis that went silent (its host takes connections and answers
 // nothing), a bounded call gives up when its context ends: the error is
-// the context's. The deferred face's read waits for the batch, whose own
-// timeouts end it (an i/o timeout, after seconds).
+// the context's. (With Coalesced, the deferred face, the same calls
+// wait for the batch's own timeouts: an i/o timeout after 16 s, tried.)
 func TestCoalescedBoundedGivesUpAtTheDeadline(t *testing.T) {
 	hole := localstack.MustSilentListener(t)
 	rdb := redis.NewClient(&redis.Options{Addr: hole.Addr().String(), ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})

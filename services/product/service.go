@@ -316,16 +316,21 @@ func (u *unannounced) take() []cache.Invalidation {
 }
 
 // RunAnnouncements sends the held announcements again, every interval,
-// until ctx ends; those the channel still refuses are held again.
+// until ctx ends; from the first the channel still refuses, they are
+// held again for the next round.
 func (s *Service) RunAnnouncements(ctx context.Context, interval time.Duration) error {
 	if s.shared == nil {
 		<-ctx.Done()
 		return nil
 	}
 	return sweep.Every(ctx, interval, func(ctx context.Context) {
-		for _, inv := range s.unannounced.take() {
+		invs := s.unannounced.take()
+		for i, inv := range invs {
 			if err := s.shared.Publish(ctx, inv); err != nil {
-				s.unannounced.hold(inv)
+				for _, left := range invs[i:] {
+					s.unannounced.hold(left)
+				}
+				return
 			}
 		}
 	})
