@@ -76,3 +76,33 @@ func TestCoalescedBoundedGivesUpAtTheDeadline(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCoalescedFaces: one MGET a call from parallel callers, on the
+// deferred face and on the bounded one (which builds each command by a
+// pipeline never run and waits with the caller's context).
+func BenchmarkCoalescedFaces(b *testing.B) {
+	for _, face := range []struct {
+		name string
+		of   func(redis.UniversalClient) redis.Cmdable
+	}{{"deferred", redisclient.Coalesced}, {"bounded", redisclient.CoalescedBounded}} {
+		b.Run(face.name, func(b *testing.B) {
+			rdb, err := redisclient.Dial(context.Background(), redisclient.Config{Addr: stack.RedisAddr}, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rdb.Close()
+			c := face.of(rdb)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				for pb.Next() {
+					if err := c.MGet(ctx, "{bench}:a", "{bench}:b").Err(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
