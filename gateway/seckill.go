@@ -216,14 +216,14 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 type shortcutKind int
 
 const (
+	// mayMeetRetry: an accepted buy's retry may meet it (the window
+	// after the sale's end, an expired or used challenge): answered 503
+	// while the keys cannot be read. The zero value, the safe one.
+	mayMeetRetry shortcutKind = iota
 	// definite: no accepted buy's retry can meet it: it is a 503 itself
 	// (flash sales closed), or no buy was accepted yet (before the
 	// sale's start). It stands while the keys cannot be read.
-	definite shortcutKind = iota
-	// mayMeetRetry: an accepted buy's retry may meet it (the window
-	// after the sale's end, an expired or used challenge): answered 503
-	// while the keys cannot be read.
-	mayMeetRetry
+	definite
 	// deferrable: as mayMeetRetry, and a key whose earlier request got
 	// no answer goes on to order, which knows whether it made an order
 	// (the sold-out flag).

@@ -2,7 +2,6 @@ package redisclient
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -96,7 +95,8 @@ func call[T redis.Cmder](c coalesced, ctx context.Context, build func(redis.Cmda
 		return build(c.of(ctx))
 	}
 	cmd := build(c.UniversalClient.Pipeline())
-	if err := c.auto.Submit(ctx, cmd).WaitContext(ctx); err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+	// WaitContext answers ctx's own error when it stopped waiting.
+	if err := c.auto.Submit(ctx, cmd).WaitContext(ctx); err != nil && err == ctx.Err() {
 		given := build(c.UniversalClient.Pipeline())
 		given.SetErr(err)
 		return given
