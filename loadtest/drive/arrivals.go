@@ -16,8 +16,9 @@ import (
 
 // dispatch sends phase p's arrivals at their scheduled times: a Poisson
 // process whose rate follows the phase's ramp, drawn by thinning a
-// process at the peak rate. Each arrival gets its own goroutine, so a
-// slow answer never delays the next send (open loop).
+// process at the peak rate. Each arrival runs on a goroutine of its own
+// at once (pool.go), so a slow answer never delays the next send (open
+// loop).
 func (r *replay) dispatch(ctx context.Context, i int, p scenario.Phase, sent *atomic.Int64) {
 	rng := rand.New(rand.NewPCG(r.scenario.Seed, uint64(i)+1))
 	peak := max(p.Rate, p.RateFrom)

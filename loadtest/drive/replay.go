@@ -98,7 +98,7 @@ type catalog struct {
 // load counts the requests in progress: every arrival's, and the
 // come-backs of buyers who got no answer.
 type load struct {
-	requests sync.WaitGroup
+	requests *pool
 	inFlight atomic.Int64
 	accepted atomic.Int64
 }
@@ -174,7 +174,8 @@ func Run(ctx context.Context, gateway *client.Client, script *scenario.Scenario,
 		orders:  &orderBook{trails: map[string]*result.Trail{}, regular: map[string]int64{}, unknownUnits: map[string]int64{}},
 		coupons: &couponWallet{held: map[int][]heldCoupon{}},
 		buyers:  &followUps{},
-		faults:  &faultSchedule{on: make([]atomic.Bool, len(script.Faults))}}
+		faults:  &faultSchedule{on: make([]atomic.Bool, len(script.Faults))},
+		load:    load{requests: newPool(poolIdle)}}
 	if err := r.setup(ctx); err != nil {
 		return nil, err
 	}
@@ -221,7 +222,7 @@ func (r *replay) run(ctx context.Context) {
 	}
 	faults := r.scheduleFaults(ctx)
 	dispatchers.Wait()
-	r.load.requests.Wait()
+	r.load.requests.wait()
 	r.buyers.wg.Wait()
 	faults()
 	stopBackground()
