@@ -1,6 +1,9 @@
 package drive
 
 import (
+	"bytes"
+	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,4 +49,37 @@ func TestPoolNeverQueuesARequest(t *testing.T) {
 	if got := ran.Load(); got != 200 {
 		t.Fatalf("wait returned with %d of 200 requests run", got)
 	}
+}
+
+// TestPoolHandsARequestToAnIdleGoroutine checks what the pool is for: a
+// request given after another has finished runs on the goroutine that
+// ran it (which has grown its stack already), not on a new one. Each
+// request waits for the one before it; a goroutine's id is never used
+// twice, so a pool that started a goroutine per request never sees one
+// again.
+func TestPoolHandsARequestToAnIdleGoroutine(t *testing.T) {
+	p := newPool(time.Minute)
+	defer p.wait()
+	seen := map[int64]bool{}
+	for range 100 {
+		ran := make(chan int64)
+		p.Go(func() { ran <- goroutineID() })
+		id := <-ran
+		if seen[id] {
+			return
+		}
+		seen[id] = true
+		time.Sleep(time.Millisecond) // for it to go back to waiting
+	}
+	t.Fatalf("100 requests one after another ran on %d goroutines, none twice", len(seen))
+}
+
+// goroutineID reads the calling goroutine's id from its stack's header
+// ("goroutine 42 [running]:").
+func goroutineID() int64 {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	buf = bytes.TrimPrefix(buf, []byte("goroutine "))
+	id, _ := strconv.ParseInt(string(buf[:bytes.IndexByte(buf, ' ')]), 10, 64)
+	return id
 }
