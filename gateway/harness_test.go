@@ -17,6 +17,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/flashsale/flashsale/gateway"
 	"github.com/flashsale/flashsale/platform/clock"
@@ -48,6 +51,26 @@ type testGateway struct {
 	productCalls   atomic.Int64
 	orderCalls     atomic.Int64
 	marketingCalls atomic.Int64
+	// unsendable counts the downstream requests that would not
+	// serialize (checkSendable).
+	unsendable atomic.Int64
+}
+
+// checkSendable is a client interceptor that refuses, as gRPC would, a
+// request that cannot be serialized (a protobuf string that is not UTF-8)
+// and counts it in unsendable. gRPC serializes a request only once it has
+// a connection, so a call to deadTarget would fail UNAVAILABLE first and
+// hide it.
+func checkSendable(unsendable *atomic.Int64) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if m, ok := req.(proto.Message); ok {
+			if _, err := proto.Marshal(m); err != nil {
+				unsendable.Add(1)
+				return status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
+			}
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
 }
 
 // calls is the number of downstream calls so far.
@@ -90,7 +113,7 @@ func MustGateway(tb testing.TB, cfg gatewayConfig) *testGateway {
 			}
 			return err
 		}
-		cc, err := rpc.Dial(target, grpc.WithChainUnaryInterceptor(count))
+		cc, err := rpc.Dial(target, grpc.WithChainUnaryInterceptor(count, checkSendable(&tg.unsendable)))
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -113,6 +136,11 @@ func MustGateway(tb testing.TB, cfg gatewayConfig) *testGateway {
 	srv.Config = telemetry.NewServer(gw) // the timeouts the gateway serves with
 	srv.Start()
 	tb.Cleanup(srv.Close)
+	tb.Cleanup(func() {
+		if n := tg.unsendable.Load(); n > 0 {
+			tb.Errorf("the gateway sent %d requests downstream that would not serialize", n)
+		}
+	})
 	tg.gw, tg.url = gw, srv.URL
 	return tg
 }

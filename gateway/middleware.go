@@ -106,11 +106,20 @@ func (g *Gateway) withRequestID(next http.Handler) http.Handler {
 // validClientID accepts ids of visible ASCII only, so a client cannot
 // forge log lines or bloat them.
 func validClientID(id string) bool {
-	if id == "" || len(id) > maxClientIDLen {
+	return visibleASCII(id, maxClientIDLen)
+}
+
+// visibleASCII reports whether s is 1 to maxLen bytes of visible ASCII.
+// A path segment or header a client sends may hold any byte; one that
+// is passed on to a service must pass this first, since a protobuf
+// string must be UTF-8 and a request that is not fails to serialize
+// (a 500, and a failure on the service's circuit breaker).
+func visibleASCII(s string, maxLen int) bool {
+	if s == "" || len(s) > maxLen {
 		return false
 	}
-	for i := 0; i < len(id); i++ {
-		if id[i] <= ' ' || id[i] > '~' {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
 			return false
 		}
 	}

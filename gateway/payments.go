@@ -29,6 +29,24 @@ type payRequest struct {
 // maxChannelName bounds channel names in paths and bodies.
 const maxChannelName = 32
 
+// channelOf returns the channel named in r's path: a name of visible
+// ASCII, as every channel's is; any other names no channel.
+func channelOf(r *http.Request) (string, error) {
+	channel := r.PathValue("channel")
+	if !visibleASCII(channel, maxChannelName) {
+		return "", errorf(errcode.NotFound, "no such channel")
+	}
+	return channel, nil
+}
+
+// maxSignature bounds a notification's signature: a channel signs with
+// 64 hex digits (HMAC-SHA256).
+const maxSignature = 128
+
+// errBadSignature answers a notification whose signature cannot be one,
+// as payment answers one that does not verify.
+var errBadSignature = errorf(errcode.Unauthenticated, "the notification's X-Signature does not verify")
+
 func (g *Gateway) pay(w http.ResponseWriter, r *http.Request) error {
 	id, err := parseID("order_id", r.PathValue("order_id"))
 	if err != nil {
@@ -86,9 +104,13 @@ type callbackResponse struct {
 // paymentCallback hands a channel's notification, raw, to payment: the
 // signature covers the exact bytes, so the body is not decoded here.
 func (g *Gateway) paymentCallback(w http.ResponseWriter, r *http.Request) error {
-	channel := r.PathValue("channel")
-	if channel == "" || len(channel) > maxChannelName {
-		return errorf(errcode.NotFound, "no such channel")
+	channel, err := channelOf(r)
+	if err != nil {
+		return err
+	}
+	signature := r.Header.Get("X-Signature")
+	if signature != "" && !visibleASCII(signature, maxSignature) {
+		return errBadSignature
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -97,7 +119,7 @@ func (g *Gateway) paymentCallback(w http.ResponseWriter, r *http.Request) error 
 	ctx, cancel := g.callCtx(r.Context())
 	defer cancel()
 	if _, err := g.opts.Payment.HandleCallback(ctx, &paymentv1.CallbackRequest{
-		Channel: channel, Body: body, Signature: r.Header.Get("X-Signature"),
+		Channel: channel, Body: body, Signature: signature,
 	}); err != nil {
 		return err
 	}
@@ -111,6 +133,10 @@ type updateChannelRequest struct {
 }
 
 func (g *Gateway) updateChannel(w http.ResponseWriter, r *http.Request) error {
+	channel, err := channelOf(r)
+	if err != nil {
+		return err
+	}
 	var req updateChannelRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -126,7 +152,7 @@ func (g *Gateway) updateChannel(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := g.callCtx(r.Context())
 	defer cancel()
 	c, err := g.opts.Payment.UpdateChannel(ctx, &paymentv1.UpdateChannelRequest{
-		Channel: r.PathValue("channel"), Weight: weight, Enabled: *req.Enabled,
+		Channel: channel, Weight: weight, Enabled: *req.Enabled,
 	})
 	if err != nil {
 		return err
