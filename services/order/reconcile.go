@@ -75,10 +75,12 @@ type ReconcilerConfig struct {
 	Consumer   InFlight
 	Activities SaleStock
 	Clock      clock.Clock
-	// Settle is how long a sale stays fenced before it is rebuilt: longer
-	// than a placement can take between its reservation and its publish
-	// (the buy's deadline), so a buy whose reservation Redis lost has
-	// published its event, been marked and been stored, and counts.
+	// Settle is how long a sale stays fenced before it is rebuilt, so
+	// that a buy whose reservation Redis lost has published its event,
+	// been marked and been stored, and counts. A placement's publish may
+	// take up to placeTimeout (10 s) when the broker is slow, longer than
+	// the default: docs/stock-reservation.md ("What window remains") says
+	// what such a placement can still do to a rebuilt sale.
 	Settle time.Duration
 	// Every paces Run.
 	Every  time.Duration
@@ -161,6 +163,12 @@ func (r *StockReconciler) RunOnce(ctx context.Context) ([]int64, error) {
 	var rebuilt []int64
 	var errs []error
 	for _, id := range due {
+		// Timed afresh whatever the outcome. Live now (rebuilt here or by
+		// another reconciler): fenced again later is another restart. A
+		// failed rebuild may have made some of a bucketed sale's buckets
+		// live, which have sold since: the next try waits Settle again
+		// for their placements, as for any.
+		r.forget(id)
 		ok, err := r.rebuild(ctx, id)
 		if err != nil {
 			errs = append(errs, err)
@@ -169,9 +177,6 @@ func (r *StockReconciler) RunOnce(ctx context.Context) ([]int64, error) {
 		if ok {
 			rebuilt = append(rebuilt, id)
 		}
-		// Live now (rebuilt here or by another reconciler): fenced again
-		// later is another restart, timed afresh.
-		r.forget(id)
 	}
 	return rebuilt, errors.Join(errs...)
 }

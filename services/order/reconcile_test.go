@@ -16,6 +16,8 @@ import (
 type fencedInventory struct {
 	fenced   []int64
 	rebuilds []order.StockRebuild
+	// fail, when set, fails the next rebuild (the sale stays fenced).
+	fail error
 }
 
 func (f *fencedInventory) Fenced(context.Context) ([]int64, error) {
@@ -24,6 +26,10 @@ func (f *fencedInventory) Fenced(context.Context) ([]int64, error) {
 
 func (f *fencedInventory) RebuildStock(_ context.Context, r order.StockRebuild) (order.RebuildOutcome, error) {
 	f.rebuilds = append(f.rebuilds, r)
+	if err := f.fail; err != nil {
+		f.fail = nil
+		return order.RebuildOutcome{}, err
+	}
 	f.fenced = slices.DeleteFunc(f.fenced, func(id int64) bool { return id == r.ActivityID })
 	return order.RebuildOutcome{Rebuilt: true}, nil
 }
@@ -90,5 +96,35 @@ func TestReconcilerWaitsForSettleAndForOrdersInFlight(t *testing.T) {
 	clk.Advance(settle)
 	if got, err := r.RunOnce(ctx); err != nil || !slices.Equal(got, []int64{7}) {
 		t.Fatalf("fenced again, settled: rebuilt %v, %v; want [7]", got, err)
+	}
+}
+
+// A rebuild that failed may have made some of a bucketed sale's buckets
+// live, and they sell at once: the next try waits a whole Settle again
+// for those placements, as after any fence.
+func TestReconcilerWaitsAfreshAfterAFailedRebuild(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
+	inv := &fencedInventory{fenced: []int64{7}, fail: errors.New("bucket 2 of 4: connection reset")}
+	const settle = order.DefaultReconcileSettle
+	r := order.NewStockReconciler(order.ReconcilerConfig{Inventory: inv, Orders: heldOrders{}, Consumer: &lags{values: []int64{0}},
+		Activities: saleStock{}, Clock: clk, Settle: settle})
+	if _, err := r.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(settle)
+	if got, err := r.RunOnce(ctx); err == nil || got != nil || len(inv.rebuilds) != 1 {
+		t.Fatalf("settled, rebuild failing: rebuilt %v, %v after %d tries; want the failure", got, err, len(inv.rebuilds))
+	}
+	// The next round finds it fenced and times it from there.
+	for _, wait := range []time.Duration{0, settle - time.Millisecond} {
+		clk.Advance(wait)
+		if got, err := r.RunOnce(ctx); err != nil || got != nil || len(inv.rebuilds) != 1 {
+			t.Fatalf("%s after the failed rebuild: rebuilt %v, %v after %d tries; want no try before a new Settle", wait, got, err, len(inv.rebuilds))
+		}
+	}
+	clk.Advance(time.Millisecond)
+	if got, err := r.RunOnce(ctx); err != nil || !slices.Equal(got, []int64{7}) {
+		t.Fatalf("a Settle after the failed rebuild: rebuilt %v, %v; want [7]", got, err)
 	}
 }
