@@ -153,6 +153,18 @@ func (s *Service) channels(ctx context.Context) map[string]Channel {
 	return s.cfg.Channels
 }
 
+// channel returns the channel name of ctx's traffic class (channels). A
+// payment in the ledger may name a channel taken out of the configuration
+// since: asking it is an error (UNAVAILABLE: configure it again to settle
+// what it still holds), not a call on a nil channel.
+func (s *Service) channel(ctx context.Context, name string) (Channel, error) {
+	c, ok := s.channels(ctx)[name]
+	if !ok {
+		return nil, fmt.Errorf("channel %s is not configured: %w", name, ErrUnavailable)
+	}
+	return c, nil
+}
+
 // PressureTestsPay says a pressure test's payments go somewhere that
 // keeps them apart: a stub, or channels that are not live (the
 // simulator's shadow twins).
@@ -248,7 +260,14 @@ func (s *Service) payThrough(ctx context.Context, o Order, ch string, left int) 
 	}
 	callCtx, cancel := budget.Share(ctx, 1, int64(left))
 	asked := false
-	t, err := s.router(ctx).Call(ch, func() (Trade, error) { asked = true; return s.channels(ctx)[ch].Create(callCtx, p) })
+	t, err := s.router(ctx).Call(ch, func() (Trade, error) {
+		c, err := s.channel(ctx, ch)
+		if err != nil {
+			return Trade{}, err
+		}
+		asked = true
+		return c.Create(callCtx, p)
+	})
 	abandoned := err != nil && callCtx.Err() != nil && ctx.Err() == nil
 	cancel()
 	if err != nil {
@@ -533,7 +552,11 @@ func (s *Service) returnMoney(ctx context.Context, p Payment, r Refund) (Refund,
 	if r.Done {
 		return r, nil
 	}
-	no, err := s.channels(ctx)[p.Channel].Refund(ctx, p.TradeNo, r.ID, r.Amount)
+	c, err := s.channel(ctx, p.Channel)
+	if err != nil {
+		return Refund{}, fmt.Errorf("refund %d of payment %d: %w", r.ID, p.ID, err)
+	}
+	no, err := c.Refund(ctx, p.TradeNo, r.ID, r.Amount)
 	if err != nil {
 		return Refund{}, fmt.Errorf("refund %d of payment %d through %s: %w", r.ID, p.ID, p.Channel, err)
 	}
@@ -702,7 +725,12 @@ func (c *claimTime) since(now time.Time) time.Duration {
 // paid, reporting whether it did. A trade the channel does not know or
 // that waits for its buyer is no error: the next query is already set.
 func (s *Service) queryStuck(ctx context.Context, p Payment) (bool, error) {
-	t, err := s.channels(ctx)[p.Channel].Query(ctx, p.ID)
+	c, err := s.channel(ctx, p.Channel)
+	if err != nil {
+		s.log.WarnContext(ctx, "query failed", "payment_id", p.ID, "channel", p.Channel, "err", err)
+		return false, err
+	}
+	t, err := c.Query(ctx, p.ID)
 	switch {
 	case errors.Is(err, ErrNotFound), err == nil && t.Status != TradePaid:
 		return false, nil
@@ -872,7 +900,11 @@ func (s *Service) reconcile(ctx context.Context, channel string) (ReconcileRepor
 	defer paid.Close(ctx)
 	m := paidMatch{paid: paid, shown: map[int64]time.Time{}, unpaid: func(id int64) { rep.note(DiffUnpaid, id) }}
 	var unsettled []error
-	err = s.channels(ctx)[channel].Statement(ctx, since.Add(-statementSlack), func(trades []Trade) error {
+	c, err := s.channel(ctx, channel)
+	if err != nil {
+		return rep, fmt.Errorf("reconcile: %w", err)
+	}
+	err = c.Statement(ctx, since.Add(-statementSlack), func(trades []Trade) error {
 		ids := make([]int64, len(trades))
 		for i, t := range trades {
 			ids[i] = t.PaymentID

@@ -478,3 +478,26 @@ func TestSweepAsksNothingOfAChannelCutOff(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepOfAChannelTakenOutOfTheConfiguration: a payment stuck on a
+// channel no longer configured (taken out while it was PAYING) is a
+// failed question each round, not a call on a nil channel that killed the
+// process at every sweep; the other payments are asked as ever.
+func TestSweepOfAChannelTakenOutOfTheConfiguration(t *testing.T) {
+	now := time.Date(2026, 11, 11, 1, 0, 0, 0, time.UTC)
+	b := dueBook(now, 4)
+	b.stuck[1].Channel = "unionpay"
+	svc := sweepService(b, clock.NewManual(now))
+	rep, err := svc.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Queried != 4 || rep.Failed != 1 {
+		t.Errorf("queried %d, failed %d; want 4 asked, the one through unionpay failed", rep.Queried, rep.Failed)
+	}
+	for _, p := range b.stuck {
+		if asked := len(b.queried[p.ID]) > 0; asked == (p.Channel == "unionpay") {
+			t.Errorf("payment %d through %s: asked the channel %v", p.ID, p.Channel, asked)
+		}
+	}
+}

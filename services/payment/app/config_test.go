@@ -47,6 +47,26 @@ func TestStubChannelsNeedSecretsOfTheirOwn(t *testing.T) {
 	}
 }
 
+// The channels' secrets outside development are the operator's own: a
+// value that names no channel (separators only) is refused, not taken as
+// unset, which would have fallen back to the development channels, whose
+// secrets this repository prints.
+func TestChannelsNameAtLeastOneChannel(t *testing.T) {
+	for _, v := range []string{",", " , ", ",,,"} {
+		for _, dev := range []bool{false, true} {
+			vars := map[string]string{"FLASHSALE_CHANNELS_URL": "https://channels.operator.net", "FLASHSALE_CHANNELS": v}
+			if dev {
+				vars[config.DevVar] = "true"
+			}
+			env := config.FromMap(vars)
+			cfg := app.ConfigFromEnv(env)
+			if err := env.Err(); err == nil || !strings.Contains(err.Error(), "names no channel") {
+				t.Errorf("FLASHSALE_CHANNELS=%q (dev %v): %v with channels %v, want refused: names no channel", v, dev, err, cfg.Channels)
+			}
+		}
+	}
+}
+
 // Outside development the channels' address may not be a placeholder
 // (the prod overlay ships https://channels.flashsale.example.com): the
 // service would start, look healthy and fail every payment. In

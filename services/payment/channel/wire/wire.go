@@ -48,6 +48,10 @@ func ParseChannels(env *config.Env, name string) []Channel {
 		env.Check(ok && n != "" && secret != "", "%s: %q is not name=secret", name, pair)
 		out = append(out, Channel{Name: n, Secret: secret})
 	}
+	// A value of separators only (",") is set, and no placeholder, but
+	// names no channel: refused, or the service would fall back to
+	// DefaultChannels, whose secrets are printed above.
+	env.Check(len(out) > 0, "%s: names no channel: want name=secret pairs separated by commas", name)
 	return out
 }
 
