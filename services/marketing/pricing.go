@@ -161,6 +161,22 @@ func (q *Quote) skuDiscounts(active []Promotion) error {
 	return nil
 }
 
+// MinPayable is the least an order comes to after its discounts: a
+// payment channel opens no trade of nothing, so an order of 0.00 could
+// never be paid (and every try would count against a channel's health).
+// The field's rule: the buyer pays at least a cent.
+const MinPayable = 1
+
+// offLeft is what the discounts may still take off the order: all but
+// MinPayable of what its lines still cost.
+func (q *Quote) offLeft() int64 {
+	var left int64
+	for _, l := range q.Lines {
+		left += l.Payable
+	}
+	return max(left-MinPayable, 0)
+}
+
 // fullReduction applies step 2.
 func (q *Quote) fullReduction(active []Promotion) error {
 	var (
@@ -168,6 +184,7 @@ func (q *Quote) fullReduction(active []Promotion) error {
 		bestOff  int64
 		bestIdxs []int
 	)
+	limit := q.offLeft()
 	for j, p := range active {
 		if p.Kind != KindFullReduction {
 			continue
@@ -183,7 +200,7 @@ func (q *Quote) fullReduction(active []Promotion) error {
 		var off int64
 		for _, t := range p.Tiers {
 			if base >= t.Threshold {
-				off = max(off, min(t.Off, base))
+				off = max(off, min(t.Off, base, limit))
 			}
 		}
 		if off > bestOff {
@@ -208,16 +225,17 @@ func (q *Quote) coupon(c Coupon, now time.Time) error {
 		idxs[i] = i
 		base += l.Payable
 	}
+	limit := q.offLeft()
 	switch {
 	case base < c.Threshold:
 		return fmt.Errorf("coupon %d needs %d cents, the order comes to %d: %w", c.ID, c.Threshold, base, ErrCouponNotApplicable)
-	case base == 0:
+	case limit == 0:
 		// Nothing left to take off: the coupon would be used up for a
 		// discount of nothing.
-		return fmt.Errorf("coupon %d: the order comes to nothing after its promotions: %w", c.ID, ErrCouponNotApplicable)
+		return fmt.Errorf("coupon %d: the order comes to %d cents after its promotions, the least it may: %w", c.ID, base, ErrCouponNotApplicable)
 	}
 	q.CouponID = c.ID
-	return q.apportion(c.ID, KindCoupon, min(c.Amount, base), idxs)
+	return q.apportion(c.ID, KindCoupon, min(c.Amount, limit), idxs)
 }
 
 // apportion splits off over the lines at idxs in proportion to what they

@@ -86,11 +86,21 @@ func TestPriceWorkedExamples(t *testing.T) {
 			wantApplied: []marketing.Applied{{11, marketing.KindFullReduction, 15_00}},
 		},
 		{
-			name:        "a coupon larger than the order takes it to zero, not below",
+			// 7.00 of 7.01 splits 600:101 into 5.99(14) and 1.00(86),
+			// rounded down to 5.99 and 1.00, the cent left over to the
+			// larger line.
+			name:        "a coupon larger than the order takes it to a cent, not below",
 			lines:       []marketing.Line{{1, 2, 3_00}, {2, 1, 1_01}},
 			coupon:      coupon(900, 0, 50_00),
-			want:        []lineWant{{6_00, 0}, {1_01, 0}},
-			wantApplied: []marketing.Applied{{900, marketing.KindCoupon, 7_01}},
+			want:        []lineWant{{6_00, 0}, {1_00, 1}},
+			wantApplied: []marketing.Applied{{900, marketing.KindCoupon, 7_00}},
+		},
+		{
+			name:        "a full reduction of the whole order takes it to a cent",
+			lines:       []marketing.Line{{1, 1, 10_00}},
+			promotions:  []marketing.Promotion{fullReduction(10, marketing.Tier{Threshold: 10_00, Off: 10_00})},
+			want:        []lineWant{{9_99, 1}},
+			wantApplied: []marketing.Applied{{10, marketing.KindFullReduction, 9_99}},
 		},
 		{
 			name:  "all three kinds stack in order: SKU discount, full reduction, coupon",
@@ -167,6 +177,7 @@ func TestPriceRefusals(t *testing.T) {
 		{"coupon past its window", lines, expired, marketing.ErrCouponNotApplicable},
 		// Used up for nothing: a review found the quote kept it.
 		{"coupon on an order that comes to nothing", []marketing.Line{{1, 1, 0}}, coupon(900, 0, 1_00), marketing.ErrCouponNotApplicable},
+		{"coupon on an order at the least it may come to", []marketing.Line{{1, 1, marketing.MinPayable}}, coupon(900, 0, 1_00), marketing.ErrCouponNotApplicable},
 		{"no lines", nil, nil, marketing.ErrInvalid},
 		{"sku twice", []marketing.Line{{1, 1, 1}, {1, 1, 1}}, nil, marketing.ErrInvalid},
 		{"zero quantity", []marketing.Line{{1, 0, 1}}, nil, marketing.ErrInvalid},
@@ -216,6 +227,9 @@ func checkQuote(t *testing.T, q marketing.Quote) {
 	}
 	if q.Total != total || q.Discount != discount || q.Payable != payable || q.Payable != q.Total-q.Discount || applied != discount {
 		t.Fatalf("quote %+v: totals are not the sums over its lines and promotions", q)
+	}
+	if q.Total >= marketing.MinPayable && q.Payable < marketing.MinPayable {
+		t.Fatalf("quote %+v: an order of %d comes to %d after its discounts, less than the least payable (%d)", q, q.Total, q.Payable, marketing.MinPayable)
 	}
 	if refunded != q.Payable {
 		t.Fatalf("refunding every unit returns %d, the order paid %d", refunded, q.Payable)

@@ -2,6 +2,7 @@ package payment_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/flashsale/flashsale/services/payment"
@@ -98,5 +99,35 @@ func TestRouterRejects(t *testing.T) {
 				t.Errorf("err = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// A channel that refuses a request (a 4xx: INVALID, CONFLICT) answered:
+// the refusal is about the request. One buyer's unpayable request, tried
+// on every channel in turn, must not trip their breakers or cost them
+// their share; a channel that fails to answer does trip.
+func TestRouterCountsARefusalAsAnAnswer(t *testing.T) {
+	r := MustRouter(t)
+	for i := range 10 {
+		kind := payment.ErrInvalid
+		if i%2 == 1 {
+			kind = payment.ErrConflict
+		}
+		if _, err := r.Call("alipay", func() (payment.Trade, error) {
+			return payment.Trade{}, fmt.Errorf("alipay /trades: 400 bad_request: %w", kind)
+		}); !errors.Is(err, kind) {
+			t.Fatalf("refusal %d: %v, want the channel's own answer", i, err)
+		}
+		_, _ = r.Call("wechat", func() (payment.Trade, error) { return payment.Trade{}, errors.New("timeout") })
+	}
+	ran := false
+	if _, err := r.Call("alipay", func() (payment.Trade, error) { ran = true; return payment.Trade{}, nil }); err != nil || !ran {
+		t.Errorf("alipay after ten refusals: ran %v, %v; want its breaker closed", ran, err)
+	}
+	if got := firsts(t, r, "alipay", 100); got["alipay"] != 100 {
+		t.Errorf("preferred alipay first %d of 100 after refusals, want all: it is healthy (%v)", got["alipay"], got)
+	}
+	if _, err := r.Call("wechat", func() (payment.Trade, error) { return payment.Trade{}, nil }); !errors.Is(err, payment.ErrUnavailable) {
+		t.Errorf("wechat after ten timeouts: %v, want its breaker open (UNAVAILABLE)", err)
 	}
 }
