@@ -32,6 +32,12 @@ var (
 	ErrActivityNotActive = errors.New("activity not active")
 	// ErrUnavailable means a dependency failed; the caller may retry.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrCommitUnknown means a store's COMMIT was sent and no answer came
+	// (a deadline, a lost connection): the transaction may commit after
+	// the error, and a look at once may not see it yet. What the
+	// transaction would keep must not be given back on the strength of
+	// that look. It is an ErrUnavailable: the caller may retry.
+	ErrCommitUnknown = fmt.Errorf("%w: the commit was sent and its outcome is unknown", ErrUnavailable)
 	// ErrSaleFenced means the inventory refused the reservation because
 	// the sale is fenced while its stock is rebuilt after Redis lost
 	// writes: a definite answer (nothing was reserved), which the buyer

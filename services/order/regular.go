@@ -189,7 +189,11 @@ func (c *Checkout) CreateRegularOrder(ctx context.Context, userID int64, lines [
 		// or the answer was lost, during COMMIT): the order then stands,
 		// payable, with its stock and coupon, and giving them back would
 		// sell the units twice and free the coupon. They go back only
-		// once a look finds no order of this attempt.
+		// once a look finds no order of this attempt, and never on a
+		// COMMIT that got no answer (ErrCommitUnknown): that transaction
+		// may still commit after the look, so its holds wait for the
+		// expiry worker, which gives them back once no order has come
+		// (FLASHSALE_EXPIRY_STRAY_AFTER).
 		first, found, answered := c.lookByKey(ctx, userID, idemKey)
 		switch {
 		case found && first.ID == orderID:
@@ -199,7 +203,7 @@ func (c *Checkout) CreateRegularOrder(ctx context.Context, userID int64, lines [
 		case found:
 			c.undoRegular(ctx, orderID, true)
 			return repeatCheckout(op, first, lines, couponID)
-		case answered:
+		case answered && !errors.Is(err, ErrCommitUnknown):
 			c.undoRegular(ctx, orderID, true)
 		default:
 			c.cfg.Logger.ErrorContext(ctx, "regular order's store failed and no look could tell whether it landed: its stock and coupon stay held until the expiry worker finds no order (FLASHSALE_EXPIRY_STRAY_AFTER)",

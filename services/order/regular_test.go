@@ -80,6 +80,8 @@ func (c *checkout) InsertRegular(_ context.Context, o order.Order) (order.Order,
 	case c.failAt == "insert landed": // committed, and the answer lost
 		c.byKey[o.IdempotencyKey] = o
 		return order.Order{}, false, context.DeadlineExceeded
+	case c.failAt == "commit unanswered": // committing still, not yet seen by a look
+		return order.Order{}, false, fmt.Errorf("insert order %d: commit: %w: %w", o.ID, order.ErrCommitUnknown, context.DeadlineExceeded)
 	case c.conflict != nil:
 		return *c.conflict, false, nil
 	}
@@ -146,7 +148,9 @@ func TestCreateRegularOrderUndoesAFailedCheckout(t *testing.T) {
 // when the look fails too (a unit held too long, never a unit sold twice).
 // From a review: the hold was given back on any store error, so a buyer
 // retrying with the key paid an order whose units were back on sale and
-// whose coupon was free again.
+// whose coupon was free again. From a second (2026-12-08): a COMMIT that
+// got no answer may still land after a look finds nothing, so its holds
+// stay too (the expiry worker gives them back once no order has come).
 func TestCreateRegularOrderAfterAnAmbiguousStore(t *testing.T) {
 	lines := []order.CartLine{{SKUID: 1, Quantity: 2}}
 	tests := []struct {
@@ -157,6 +161,7 @@ func TestCreateRegularOrderAfterAnAmbiguousStore(t *testing.T) {
 		{"insert landed", nil, 1},
 		{"insert", order.ErrUnavailable, 0},
 		{"insert and look", order.ErrUnavailable, 1},
+		{"commit unanswered", order.ErrUnavailable, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.failAt, func(t *testing.T) {

@@ -2,9 +2,11 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/flashsale/flashsale/services/order"
 )
@@ -12,9 +14,10 @@ import (
 // InsertRegular stores a regular order, its lines, its promotions and its
 // STORED event in one transaction. The orders table's unique (user, kind, activity, key)
 // makes a second order for one key impossible: when it is taken, nothing
-// is stored and the order holding it is returned.
+// is stored and the order holding it is returned. A COMMIT that got no
+// answer fails with order.ErrCommitUnknown.
 func (s *Store) InsertRegular(ctx context.Context, o order.Order) (order.Order, bool, error) {
-	created := false
+	created, committing := false, false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO orders (order_id, user_id, kind, status, total, discount, payable,
 				idempotency_key, created_at, expires_at, coupon_id)
@@ -50,10 +53,16 @@ func (s *Store) InsertRegular(ctx context.Context, o order.Order) (order.Order, 
 			o.ID, o.Payable, o.CreatedAt); err != nil {
 			return fmt.Errorf("insert order event: %w", err)
 		}
-		created = true
+		created, committing = true, true
 		return nil
 	})
-	if err != nil {
+	var pg *pgconn.PgError
+	switch {
+	case err != nil && committing && !errors.As(err, &pg):
+		// Postgres did not answer the COMMIT (a refusal would be a
+		// PgError, and definite).
+		return order.Order{}, false, fmt.Errorf("insert order %d: commit: %w: %w", o.ID, order.ErrCommitUnknown, err)
+	case err != nil:
 		return order.Order{}, false, err
 	}
 	if created {
