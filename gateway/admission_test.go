@@ -324,3 +324,52 @@ func TestPressureTestYieldsToRealBuyers(t *testing.T) {
 		t.Errorf("a marked buy with nothing in flight: %d %s, want it admitted", got.status, got.body)
 	}
 }
+
+// The gateway joins concurrent repeats of one flash-sale request (same
+// sale, buyer and key) into one placement, but never a pressure test's
+// with a real one: their sale ids name different storage, so a marked
+// buy joined to a real one would be told the real order (and the real
+// buyer, the other way round, the marked one's answer). From a review
+// (2026-12-08): the join's key had no traffic class.
+func TestAPressureTestIsNeverJoinedToARealBuy(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	var first atomic.Bool
+	first.Store(true)
+	hold, held := make(chan struct{}), make(chan struct{}, 1)
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		opts: gateway.Options{CallTimeout: time.Minute},
+		afterCall: func(method string) {
+			// The real buy's placement is held until the marked buy
+			// has been sent.
+			if strings.HasSuffix(method, "PlaceSeckillOrderBatch") && first.CompareAndSwap(true, false) {
+				held <- struct{}{}
+				<-hold
+			}
+		}})
+	admin := tg.token(t, 1, "admin")
+	now := tg.clock.Now()
+	act := tg.MustActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 10, 1, now.Add(-time.Minute), now.Add(time.Hour))
+	loadTest := tg.loadTestToken(t, admin)
+	buyer := tg.token(t, 1499, "user")
+	body := fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act)
+	real := make(chan answer, 1)
+	go func() { real <- tg.do(t, seckill(buyer, "same-key", body)) }()
+	<-held
+	marked := seckill(buyer, "same-key", body)
+	marked.header[shadow.Header] = loadTest
+	go func() {
+		// Had it been joined it would wait for the real buy: let the
+		// real buy go once the marked one has had time to arrive.
+		time.Sleep(200 * time.Millisecond)
+		close(hold)
+	}()
+	got := tg.do(t, marked)
+	r := <-real
+	if r.status != http.StatusAccepted {
+		t.Fatalf("the real buy: %d %s, want 202", r.status, r.body)
+	}
+	// The shadow side has no such sale: the marked buy is refused there.
+	if got.status == http.StatusAccepted || got.code(t) != "NOT_FOUND" {
+		t.Errorf("the marked buy with the real buy's sale, buyer and key: %d %s, want its own answer (NOT_FOUND: no such sale in the shadow storage), not the real order", got.status, got.body)
+	}
+}

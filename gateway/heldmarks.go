@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/platform/clock"
+	"github.com/flashsale/flashsale/platform/shadow"
 	"github.com/flashsale/flashsale/platform/sweep"
 )
 
@@ -19,7 +21,10 @@ import (
 // to a buyer who holds one. Lookups read the held marks before Redis, so
 // this replica answers such a retry at once, Redis or not; the other
 // replicas read the mark from Redis once RunHeldMarks has written it,
-// within heldMarksInterval of Redis's return.
+// within heldMarksInterval of Redis's return. A pressure test's marks are
+// held apart from real ones (heldName): Redis keeps them under the
+// shadow prefix, which the client adds for a marked context, so each is
+// answered to its own class and written with a context of its class.
 type heldMarks struct {
 	clock clock.Clock
 	max   int
@@ -27,7 +32,17 @@ type heldMarks struct {
 	// shortcut refuses asks, and nearly always finds none held.
 	n     atomic.Int64
 	mu    sync.Mutex
-	marks map[string]heldMark
+	marks map[heldName]heldMark
+}
+
+// heldName is a held mark's name and traffic class.
+type heldName struct {
+	name   string
+	marked bool // a pressure test's (shadow.Is)
+}
+
+func heldNameOf(ctx context.Context, name string) heldName {
+	return heldName{name: name, marked: shadow.Is(ctx)}
 }
 
 type heldMark struct {
@@ -53,30 +68,32 @@ const (
 )
 
 func newHeldMarks(c clock.Clock, maxMarks int) *heldMarks {
-	return &heldMarks{clock: c, max: maxMarks, marks: map[string]heldMark{}}
+	return &heldMarks{clock: c, max: maxMarks, marks: map[heldName]heldMark{}}
 }
 
-// hold keeps the mark name = value for ttl; false when the held marks
-// are full and it was dropped.
-func (h *heldMarks) hold(name, value string, ttl time.Duration) bool {
+// hold keeps the mark name = value of ctx's traffic class for ttl; false
+// when the held marks are full and it was dropped.
+func (h *heldMarks) hold(ctx context.Context, name, value string, ttl time.Duration) bool {
+	key := heldNameOf(ctx, name)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := h.marks[name]; !ok && len(h.marks) >= h.max {
+	if _, ok := h.marks[key]; !ok && len(h.marks) >= h.max {
 		return false
 	}
-	h.marks[name] = heldMark{value: value, expires: h.clock.Now().Add(ttl)}
+	h.marks[key] = heldMark{value: value, expires: h.clock.Now().Add(ttl)}
 	h.n.Store(int64(len(h.marks)))
 	return true
 }
 
-// get returns the held mark name, unless it has expired.
-func (h *heldMarks) get(name string) (string, bool) {
+// get returns the held mark name of ctx's traffic class, unless it has
+// expired.
+func (h *heldMarks) get(ctx context.Context, name string) (string, bool) {
 	if h.n.Load() == 0 {
 		return "", false
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m, ok := h.marks[name]
+	m, ok := h.marks[heldNameOf(ctx, name)]
 	if !ok || !h.clock.Now().Before(m.expires) {
 		return "", false
 	}
@@ -87,44 +104,65 @@ func (h *heldMarks) get(name string) (string, bool) {
 func (h *heldMarks) size() int { return int(h.n.Load()) }
 
 // write offers the held marks to rdb, heldMarksBatch to a pipeline, each
-// with the time it has left, and lets go of each one Redis took. It
-// stops at the first pipeline that fails: Redis is still away.
+// with the time it has left, and lets go of each one Redis took. The
+// marks of each traffic class go in a pipeline of their own, under a
+// context of that class (the client prefixes a marked pipeline's keys).
+// It stops at the first pipeline that fails: Redis is still away.
 func (h *heldMarks) write(ctx context.Context, rdb redis.Cmdable) error {
+	classes := shadow.Contexts(ctx)
 	for {
 		names, marks := h.batch()
 		if len(names) == 0 {
 			return nil
 		}
 		now := h.clock.Now()
-		cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, name := range names {
-				p.Set(ctx, name, marks[i].value, marks[i].expires.Sub(now))
+		for i, cctx := range classes {
+			marked := i == 1
+			if !slices.ContainsFunc(names, func(n heldName) bool { return n.marked == marked }) {
+				continue
 			}
-			return nil
-		})
-		h.mu.Lock()
-		for i, cmd := range cmds {
-			// A mark held again meanwhile (the same value, a later
-			// expiry) is kept for the next round.
-			if cmd.Err() == nil && h.marks[names[i]] == marks[i] {
-				delete(h.marks, names[i])
+			cmds, err := rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
+				for k, name := range names {
+					if name.marked == marked {
+						p.Set(cctx, name.name, marks[k].value, marks[k].expires.Sub(now))
+					}
+				}
+				return nil
+			})
+			h.taken(names, marks, marked, cmds)
+			if err != nil {
+				return err
 			}
-		}
-		h.n.Store(int64(len(h.marks)))
-		h.mu.Unlock()
-		if err != nil {
-			return err
 		}
 	}
 }
 
+// taken lets go of each mark of names (those of one class, marked or
+// not, in the order cmds wrote them) that Redis took. A mark held again
+// meanwhile (the same value, a later expiry) is kept for the next round.
+func (h *heldMarks) taken(names []heldName, marks []heldMark, marked bool, cmds []redis.Cmder) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := 0
+	for k, name := range names {
+		if name.marked != marked || c == len(cmds) {
+			continue
+		}
+		if cmds[c].Err() == nil && h.marks[name] == marks[k] {
+			delete(h.marks, name)
+		}
+		c++
+	}
+	h.n.Store(int64(len(h.marks)))
+}
+
 // batch returns up to heldMarksBatch held marks to write, dropping those
 // too close to their expiry to be worth it.
-func (h *heldMarks) batch() ([]string, []heldMark) {
+func (h *heldMarks) batch() ([]heldName, []heldMark) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := h.clock.Now()
-	names := make([]string, 0, min(len(h.marks), heldMarksBatch))
+	names := make([]heldName, 0, min(len(h.marks), heldMarksBatch))
 	marks := make([]heldMark, 0, cap(names))
 	for name, m := range h.marks {
 		if m.expires.Sub(now) < minHeldMarkTTL {
