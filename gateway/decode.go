@@ -72,10 +72,16 @@ func decodeError(err error) error {
 		return errorf(errcode.InvalidArgument, fmt.Sprintf("malformed JSON at byte %d", syntaxErr.Offset))
 	case errors.As(err, &typeErr):
 		return errorf(errcode.InvalidArgument, fmt.Sprintf("field %q has the wrong type (want %s)", typeErr.Field, typeErr.Type))
-	default:
+	case strings.HasPrefix(err.Error(), "json: "):
 		// DisallowUnknownFields reports `json: unknown field "x"`; the
 		// decoder's own wording names the field and nothing else.
 		return errorf(errcode.InvalidArgument, err.Error())
+	default:
+		// The body could not be read (the client stopped sending, the
+		// server's read timeout): the error names the connection's
+		// addresses, the gateway's own among them, which are no
+		// client's business.
+		return errorf(errcode.InvalidArgument, "request body could not be read")
 	}
 }
 

@@ -89,7 +89,7 @@ func writeCatalog(w http.ResponseWriter, r *http.Request, v any) {
 // or one of its comma-separated tags, weak (W/) or strong (RFC 9110's weak
 // comparison, which If-None-Match uses).
 func etagMatches(header, etag string) bool {
-	for _, tag := range strings.Split(header, ",") {
+	for tag := range strings.SplitSeq(header, ",") {
 		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
 		if tag == "*" || tag == etag {
 			return true
