@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/flashsale/flashsale/platform/errcode"
 	"github.com/flashsale/flashsale/services/order"
 )
 
@@ -19,6 +20,15 @@ import (
 func (s *Store) InsertRegular(ctx context.Context, o order.Order) (order.Order, bool, error) {
 	created, committing := false, false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// A COMMIT the checkout gave up on (ErrCommitUnknown) must land
+		// soon or never: the expiry worker gives the checkout's stock and
+		// coupon back once no order has come (at least 2 × MaxCheckout).
+		// A session idle in this transaction longer than MaxCheckout (its
+		// COMMIT still on the wire, a partition) is ended by the server,
+		// and the transaction with it.
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", order.MaxCheckout.Milliseconds())); err != nil {
+			return fmt.Errorf("bound the transaction's idle time: %w", err)
+		}
 		tag, err := tx.Exec(ctx, `INSERT INTO orders (order_id, user_id, kind, status, total, discount, payable,
 				idempotency_key, created_at, expires_at, coupon_id)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11::bigint, 0))
@@ -56,11 +66,8 @@ func (s *Store) InsertRegular(ctx context.Context, o order.Order) (order.Order, 
 		created, committing = true, true
 		return nil
 	})
-	var pg *pgconn.PgError
 	switch {
-	case err != nil && committing && !errors.As(err, &pg):
-		// Postgres did not answer the COMMIT (a refusal would be a
-		// PgError, and definite).
+	case err != nil && committing && commitUnanswered(err):
 		return order.Order{}, false, fmt.Errorf("insert order %d: commit: %w: %w", o.ID, order.ErrCommitUnknown, err)
 	case err != nil:
 		return order.Order{}, false, err
@@ -73,6 +80,16 @@ func (s *Store) InsertRegular(ctx context.Context, o order.Order) (order.Order, 
 		return order.Order{}, false, fmt.Errorf("order %d conflicts, but no order holds its key: %w", o.ID, err)
 	}
 	return prev, false, nil
+}
+
+// commitUnanswered says whether err, a COMMIT's, leaves its outcome
+// unknown: no answer from Postgres at all, or one that only says the
+// connection is going (SQLSTATE 08, 57P: a pooler's timeout, the backend
+// terminated), while the backend may still commit. Any other answer of
+// Postgres's is a definite refusal.
+func commitUnanswered(err error) bool {
+	var pg *pgconn.PgError
+	return !errors.As(err, &pg) || errcode.Unreachable(err)
 }
 
 // RegularByKey returns the user's regular order with the idempotency key.
