@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -72,6 +73,26 @@ func (e *Env) DevString(name, def string) string {
 		e.errs = append(e.errs, fmt.Errorf("%s is required (its default, %s, is for development: %s=true)", name, def, DevVar))
 	}
 	return def
+}
+
+// DatabaseURL is DevString for a database's URL, whose password is a
+// secret: outside development the variable is required (the default, a
+// local database without a password, suits development only), and a
+// password that is a public placeholder (Public: the example manifests'
+// REPLACE-ME) is refused, as Secret refuses one.
+func (e *Env) DatabaseURL(name, def string) string {
+	v := e.DevString(name, def)
+	if e.Dev() {
+		return v
+	}
+	secret := v // a keyword/value DSN: its password is somewhere in it
+	if u, err := url.Parse(v); err == nil && u.Scheme != "" {
+		secret, _ = u.User.Password()
+	}
+	if Public(secret) {
+		e.errs = append(e.errs, fmt.Errorf("%s holds a public placeholder password: set the database's own", name))
+	}
+	return v
 }
 
 // Int returns the variable parsed as an integer, or def.

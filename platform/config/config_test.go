@@ -141,6 +141,47 @@ func TestDevDefaultsOutsideDevelopment(t *testing.T) {
 	}
 }
 
+// A database's URL is a development default too (a local database
+// without a password), and its password a secret: outside development
+// the URL must be set and its password must not be a placeholder this
+// repository prints (the example manifests' REPLACE-ME). From a review
+// (2026-12-08): a production service without the variable ran against
+// the development default, and the example's password started it.
+func TestDatabaseURLOutsideDevelopment(t *testing.T) {
+	const def = "postgres://flashsale@127.0.0.1:5432/orders?sslmode=disable"
+	for _, tt := range []struct {
+		name, url string
+		dev       bool
+		want      string // in the error; "" for none
+	}{
+		{"the operator's own", "postgres://orders:9f3c1a7e5b@db.internal:5432/orders?sslmode=require", false, ""},
+		{"missing", "", false, "D is required"},
+		{"the example's password", "postgres://flashsale:REPLACE-ME@postgres.managed.example.internal:5432/orders", false, "public placeholder password"},
+		{"a DSN with the example's password", "host=db.internal user=flashsale password=replace-me dbname=orders", false, "public placeholder password"},
+		{"development, missing", "", true, ""},
+		{"development, the example's password", "postgres://flashsale:REPLACE-ME@localhost/orders", true, ""},
+	} {
+		vars := map[string]string{}
+		if tt.url != "" {
+			vars["D"] = tt.url
+		}
+		if tt.dev {
+			vars[config.DevVar] = "true"
+		}
+		env := config.FromMap(vars)
+		got := env.DatabaseURL("D", def)
+		err := env.Err()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v, want no error", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: %v, want an error saying %q", tt.name, err, tt.want)
+		case tt.url != "" && got != tt.url, tt.url == "" && got != def:
+			t.Errorf("%s: %q, want the variable or the default", tt.name, got)
+		}
+	}
+}
+
 // Defaults tells what each variable read so far falls back to, whatever
 // the environment holds, so the settings table can be written from it.
 func TestDefaultsAreRecorded(t *testing.T) {

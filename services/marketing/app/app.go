@@ -62,7 +62,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		GRPCAddr:         env.String("FLASHSALE_GRPC_ADDR", DefaultGRPCAddr),
 		AdminAddr:        env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
 		Clock:            clock.Real{},
-		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
+		PostgresURL:      env.DatabaseURL("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
 		PostgresMaxConns: pgplatform.PoolSize(env, DefaultPostgresMaxConns),
 		NodeID:           env.IntIn("FLASHSALE_NODE_ID", 0, 0, ids.MaxReplica),
 		Discovery:        discovery.ConfigFromEnv(env),

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -283,7 +284,9 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := config.FromMap(tt.env)
+			vars := map[string]string{"FLASHSALE_POSTGRES_URL": app.DefaultPostgresURL} // required outside development
+			maps.Copy(vars, tt.env)
+			env := config.FromMap(vars)
 			cfg := app.ConfigFromEnv(env)
 			err := env.Err()
 			switch {

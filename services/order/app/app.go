@@ -143,7 +143,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		GRPCAddr:          env.String("FLASHSALE_GRPC_ADDR", DefaultGRPCAddr),
 		AdminAddr:         env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
 		Clock:             clock.Real{},
-		PostgresURL:       env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
+		PostgresURL:       env.DatabaseURL("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
 		PostgresMaxConns:  pgplatform.PoolSize(env, DefaultPostgresMaxConns),
 		RedisAddr:         redisCfg.Addr,
 		RedisCluster:      redisCfg.Cluster,

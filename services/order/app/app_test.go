@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -459,7 +460,9 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := config.FromMap(tt.env)
+			vars := map[string]string{"FLASHSALE_POSTGRES_URL": app.DefaultPostgresURL} // required outside development
+			maps.Copy(vars, tt.env)
+			env := config.FromMap(vars)
 			cfg := app.ConfigFromEnv(env)
 			if got := env.Err() != nil; got != tt.wantErr {
 				t.Fatalf("error: got %v, want error %v", env.Err(), tt.wantErr)

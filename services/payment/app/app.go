@@ -113,7 +113,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		GRPCAddr:         env.String("FLASHSALE_GRPC_ADDR", DefaultGRPCAddr),
 		AdminAddr:        env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
 		Clock:            clock.Real{},
-		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
+		PostgresURL:      env.DatabaseURL("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
 		PostgresMaxConns: pgplatform.PoolSize(env, DefaultPostgresMaxConns),
 		OrderAddr:        env.String("FLASHSALE_ORDER_ADDR", DefaultOrderAddr),
 		RPCTimeout:       env.Positive("FLASHSALE_RPC_TIMEOUT", DefaultRPCTimeout),

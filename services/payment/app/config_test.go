@@ -33,6 +33,7 @@ func TestStubChannelsNeedSecretsOfTheirOwn(t *testing.T) {
 		if tt.stub != "" {
 			vars["FLASHSALE_STUB_CHANNELS"] = tt.stub
 		}
+		vars["FLASHSALE_POSTGRES_URL"] = app.DefaultPostgresURL // required outside development
 		env := config.FromMap(vars)
 		cfg := app.ConfigFromEnv(env)
 		err := env.Err()
@@ -58,6 +59,7 @@ func TestChannelsNameAtLeastOneChannel(t *testing.T) {
 			if dev {
 				vars[config.DevVar] = "true"
 			}
+			vars["FLASHSALE_POSTGRES_URL"] = app.DefaultPostgresURL
 			env := config.FromMap(vars)
 			cfg := app.ConfigFromEnv(env)
 			if err := env.Err(); err == nil || !strings.Contains(err.Error(), "names no channel") {
@@ -83,7 +85,7 @@ func TestChannelsAddressIsNoPlaceholder(t *testing.T) {
 		{"https://channels.operator.net", false, false},
 		{"https://channels.flashsale.example.com:443", true, false},
 	} {
-		vars := map[string]string{"FLASHSALE_CHANNELS_URL": tt.url, "FLASHSALE_CHANNELS": "alipay=5d0c2b9e4f7a41c3"}
+		vars := map[string]string{"FLASHSALE_CHANNELS_URL": tt.url, "FLASHSALE_CHANNELS": "alipay=5d0c2b9e4f7a41c3", "FLASHSALE_POSTGRES_URL": app.DefaultPostgresURL}
 		if tt.dev {
 			vars[config.DevVar] = "true"
 		}

@@ -93,7 +93,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		GRPCAddr:         env.String("FLASHSALE_GRPC_ADDR", DefaultGRPCAddr),
 		AdminAddr:        env.String("FLASHSALE_ADMIN_ADDR", DefaultAdminAddr),
 		Clock:            clock.Real{},
-		PostgresURL:      env.String("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
+		PostgresURL:      env.DatabaseURL("FLASHSALE_POSTGRES_URL", DefaultPostgresURL),
 		PostgresMaxConns: pgplatform.PoolSize(env, DefaultPostgresMaxConns),
 		InventoryAddr:    env.String("FLASHSALE_INVENTORY_ADDR", DefaultInventoryAddr),
 		InventoryTimeout: env.Positive("FLASHSALE_INVENTORY_TIMEOUT", DefaultInventoryTimeout),

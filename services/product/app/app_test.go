@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -539,7 +540,9 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := config.FromMap(tt.vars)
+			vars := map[string]string{"FLASHSALE_POSTGRES_URL": app.DefaultPostgresURL} // required outside development
+			maps.Copy(vars, tt.vars)
+			env := config.FromMap(vars)
 			cfg := app.ConfigFromEnv(env)
 			err := env.Err()
 			switch {
