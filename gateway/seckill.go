@@ -155,13 +155,16 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 	if now, starts := g.clock.Now(), act.GetStartsAt().AsTime(); now.Before(starts) || !now.Before(act.GetEndsAt().AsTime()) {
 		end = lookClosed // the window answers from now on, not the flag
 		// Before the start no buy was accepted yet: the crowd clicking
-		// early is told so, whatever Redis says.
-		kind := mayMeetRetry
+		// early is told so, whatever Redis says. After the end, a key
+		// whose earlier request got no answer goes on to order, which
+		// answers its retry with the order that request made.
+		kind := deferrable
 		if now.Before(starts) {
 			kind = definite
 		}
-		answer, _, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), kind)
-		return answer, err
+		if answer, decided, err := refuse(errorf(errcode.ActivityNotActive, "the flash sale is not running now"), kind); decided {
+			return answer, err
+		}
 	}
 	// The per-user limit counts the buys that go on to cost a Redis
 	// script and an order call. One the flag or the window refused cost
@@ -181,8 +184,9 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 			if !retryMayMeet(err) {
 				return api.SeckillAccepted{}, err
 			}
-			answer, _, err := refuse(err, mayMeetRetry)
-			return answer, err
+			if answer, decided, err := refuse(err, deferrable); decided {
+				return answer, err
+			}
 		}
 	}
 	cctx, cancel := g.callCtx(ctx)
@@ -219,18 +223,17 @@ func (g *Gateway) placeSeckill(ctx context.Context, activityID, user, quantity i
 type shortcutKind int
 
 const (
-	// mayMeetRetry: an accepted buy's retry may meet it (the window
-	// after the sale's end, an expired or used challenge): answered 503
-	// while the keys cannot be read. The zero value, the safe one.
-	mayMeetRetry shortcutKind = iota
+	// deferrable: an accepted buy's retry may meet it (the sold-out flag,
+	// the window after the sale's end, an expired or used challenge: the
+	// retry carries the challenge its first request passed with). It is
+	// answered 503 while the keys cannot be read, and a key whose earlier
+	// request got no answer goes on to order, which knows whether that
+	// request made an order. The zero value, the safe one.
+	deferrable shortcutKind = iota
 	// definite: no accepted buy's retry can meet it: it is a 503 itself
 	// (flash sales closed), or no buy was accepted yet (before the
 	// sale's start). It stands while the keys cannot be read.
 	definite
-	// deferrable: as mayMeetRetry, and a key whose earlier request got
-	// no answer goes on to order, which knows whether it made an order
-	// (the sold-out flag).
-	deferrable
 )
 
 // acceptedKeys remembers, in Redis, which order each accepted

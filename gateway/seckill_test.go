@@ -904,3 +904,48 @@ func TestASilentRedisHoldsNoBuyPastTheCallBudget(t *testing.T) {
 		t.Errorf("the accepted buy's retry: order %q, want %s from the held mark", again.OrderID, placed.OrderID)
 	}
 }
+
+// A buy whose answer was lost (the buyer holds a 503 and comes back with
+// its key) may come back after the sale's end and after its challenge
+// expired: its retry is answered with the order it made, as before the
+// end, not with ACTIVITY_NOT_ACTIVE or CHALLENGE_EXPIRED (whose "get a
+// new one" would have the buyer make a second buy under a new key). A
+// new key after the end is still refused. From a review (2026-12-08):
+// only the sold-out flag let such a retry through to order.
+func TestUnansweredRetryAfterTheEndAndTheChallengeGetsItsOrder(t *testing.T) {
+	svc := servicetest.MustStart(t, stack)
+	var lost atomic.Bool
+	const wait = 300 * time.Millisecond
+	tg := MustGateway(t, gatewayConfig{productAddr: svc.ProductAddr, orderAddr: svc.OrderAddr,
+		opts: gateway.WithChallengeWait(gateway.Options{ChallengeBits: 4, Redis: MustRedis(t)}, wait),
+		lose: loseOrderAnswer(&lost)})
+	admin, buyer := tg.token(t, 1, "admin"), tg.token(t, 1601, "user")
+	now := tg.clock.Now()
+	act := tg.MustChallengeActivity(t, admin, tg.MustProduct(t, admin, 19900, 10), 5, 1, now.Add(-time.Minute), now.Add(10*time.Minute))
+	c := tg.challenge(t, buyer, act, "")
+	tg.clock.Advance(wait)
+	buy := solvedBuy(buyer, "lost-once", act, c, "", "")
+	lost.Store(true)
+	if got := tg.do(t, buy); got.status != http.StatusServiceUnavailable {
+		t.Fatalf("the buy whose answer is lost: %d %s, want 503", got.status, got.body)
+	}
+	// The gateway's clock is past the sale's end and the challenge's
+	// life; the order service's (the wall clock) is not, so its answer is
+	// the reservation's replay of the order the lost call made.
+	tg.clock.Advance(20 * time.Minute)
+	got := tg.do(t, buy)
+	var retried api.SeckillAccepted
+	if got.status == http.StatusAccepted {
+		got.decode(t, &retried)
+	}
+	if !digits.MatchString(retried.OrderID) {
+		t.Fatalf("its retry after the end and the challenge's expiry: %d %s, want 202 with the order the lost call made", got.status, got.body)
+	}
+	if again := tg.do(t, buy); again.status != http.StatusAccepted || !strings.Contains(string(again.body), retried.OrderID) {
+		t.Fatalf("a second retry: %d %s, want the same order %s", again.status, again.body, retried.OrderID)
+	}
+	other := solvedBuy(tg.token(t, 1602, "user"), "new", act, c, "", "")
+	if got := tg.do(t, other); got.status != http.StatusConflict || got.code(t) != "ACTIVITY_NOT_ACTIVE" {
+		t.Fatalf("another buyer's new key after the end: %d %s, want 409 ACTIVITY_NOT_ACTIVE", got.status, got.body)
+	}
+}

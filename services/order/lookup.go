@@ -13,6 +13,9 @@ type StoredOrders interface {
 	Order(ctx context.Context, id int64) (Order, error)
 	// UserOrders returns up to limit of the user's orders, newest first.
 	UserOrders(ctx context.Context, userID int64, limit int) ([]Order, error)
+	// SeckillByKey returns the user's stored flash-sale order of the
+	// activity made with the idempotency key, or ErrNotFound.
+	SeckillByKey(ctx context.Context, userID, activityID int64, key string) (Order, error)
 }
 
 // InFlightOrders reads the records of the orders that are published but

@@ -178,6 +178,15 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 	}
 	now := pl.cfg.Clock.Now()
 	if !act.ActiveAt(now) {
+		// After the end, a retry of a buy placed before it (whose answer
+		// the buyer never got) is answered with its order, as any retry
+		// is; the reservation's own replay, which answers them in the
+		// window, is not asked for a sale that has ended.
+		if !now.Before(act.EndsAt) {
+			if id, ok := pl.placedBefore(ctx, userID, activityID, idemKey); ok {
+				return id, nil
+			}
+		}
 		return 0, fmt.Errorf("%s: activity %d runs %s..%s: %w", op, activityID,
 			act.StartsAt.Format(time.RFC3339), act.EndsAt.Format(time.RFC3339), ErrActivityNotActive)
 	}
@@ -265,6 +274,22 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 	// until the event is consumed (then it is stored and keeps its stock)
 	// or the reservation expires: the expiry worker releases it then.
 	return 0, fmt.Errorf("%s: publish: %v: %w", op, perr, ErrUnavailable)
+}
+
+// placedBefore finds the order the user's earlier request with the key
+// made in the activity: in flight (its pending record) or stored. A
+// lookup that fails finds nothing: the request is then refused as any
+// after the end, and its buyer's order is still in their list.
+func (pl *Placing) placedBefore(ctx context.Context, userID, activityID int64, key string) (int64, bool) {
+	if inFlight, err := pl.cfg.Pending.UserPending(ctx, userID); err == nil {
+		for _, p := range inFlight {
+			if p.ActivityID == activityID && p.IdempotencyKey == key {
+				return p.OrderID, true
+			}
+		}
+	}
+	o, err := pl.cfg.Orders.SeckillByKey(ctx, userID, activityID, key)
+	return o.ID, err == nil
 }
 
 // recordTries and recordTimeout bound the writes of an order's pending

@@ -194,6 +194,17 @@ func (f *fakes) UserOrders(_ context.Context, userID int64, _ int) ([]order.Orde
 	return out, nil
 }
 
+func (f *fakes) SeckillByKey(_ context.Context, userID, activityID int64, key string) (order.Order, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, o := range f.stored {
+		if o.UserID == userID && o.Kind == order.KindSeckill && o.ActivityID == activityID && o.IdempotencyKey == key {
+			return o, nil
+		}
+	}
+	return order.Order{}, order.ErrNotFound
+}
+
 // store moves a pending order to the store, as the consumer does.
 func (f *fakes) store(id int64) {
 	f.mu.Lock()
@@ -773,5 +784,40 @@ func TestPlacementOutlivesTheCaller(t *testing.T) {
 	again, err := svc.PlaceSeckillOrder(context.Background(), 42, 7, 1, "key-1")
 	if err != nil || again != id {
 		t.Fatalf("retry: got %d (%v), want %d", again, err, id)
+	}
+}
+
+// A retry of a buy placed before the sale's end, arriving after it (its
+// first answer was lost: the buyer holds an UNAVAILABLE), is answered with
+// the order, whether it is still in flight or stored; a new key is
+// refused as the sale is over. From a review (2026-12-08): every request
+// after the end was refused, so the buyer was told the sale had ended
+// although it held an order.
+func TestRetryAfterTheEndGetsItsOrder(t *testing.T) {
+	f := newFakes()
+	svc, clk := MustService(t, f)
+	ctx := context.Background()
+	id, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "lost-answer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(start.Add(time.Hour)) // the sale's end
+	if got, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "lost-answer"); err != nil || got != id {
+		t.Fatalf("retry after the end, order in flight: %d, %v; want order %d", got, err, id)
+	}
+	f.store(id)
+	if got, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "lost-answer"); err != nil || got != id {
+		t.Fatalf("retry after the end, order stored: %d, %v; want order %d", got, err, id)
+	}
+	for _, tt := range []struct {
+		user int64
+		key  string
+	}{{42, "new-key"}, {43, "lost-answer"}} {
+		if _, err := svc.PlaceSeckillOrder(ctx, tt.user, 7, 1, tt.key); !errors.Is(err, order.ErrActivityNotActive) {
+			t.Errorf("user %d, key %q after the end: %v, want ErrActivityNotActive", tt.user, tt.key, err)
+		}
+	}
+	if got := len(f.reserved); got != 1 {
+		t.Errorf("%d reservations, want the first buy's only", got)
 	}
 }

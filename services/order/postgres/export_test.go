@@ -4,7 +4,7 @@ package postgres
 // statements that read the orders' lines and their promotions.
 func OrderReadStatements() map[string][]string {
 	out := map[string][]string{}
-	for name, r := range map[string]orderRead{"by id": orderByID, "the user's list": ordersOfUser, "by key": regularByKey} {
+	for name, r := range map[string]orderRead{"by id": orderByID, "the user's list": ordersOfUser, "by key": regularByKey, "a flash-sale order by key": seckillByKey} {
 		out[name] = []string{r.lines, r.promotions}
 	}
 	return out

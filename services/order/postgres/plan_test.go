@@ -40,7 +40,7 @@ func TestOrderReadsLookUpTheirRows(t *testing.T) {
 		`ANALYZE orders, order_lines, order_promotions`,
 	}
 	conn := pgplan.Conn(t, pool, setup...)
-	args := map[string]string{"by id": "42", "the user's list": "43, 100", "by key": "43, 'k42'"}
+	args := map[string]string{"by id": "42", "the user's list": "43, 100", "by key": "43, 'k42'", "a flash-sale order by key": "43, 7, 'k42'"}
 	for name, stmts := range postgres.OrderReadStatements() {
 		for i, stmt := range stmts {
 			what := []string{"the lines", "the promotions"}[i]

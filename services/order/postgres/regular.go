@@ -92,6 +92,19 @@ func commitUnanswered(err error) bool {
 	return !errors.As(err, &pg) || errcode.Unreachable(err)
 }
 
+// SeckillByKey returns the user's flash-sale order of the activity made
+// with the idempotency key (the orders' unique key).
+func (s *Store) SeckillByKey(ctx context.Context, userID, activityID int64, key string) (order.Order, error) {
+	found, err := s.query(ctx, seckillByKey, userID, activityID, key)
+	if err != nil {
+		return order.Order{}, fmt.Errorf("flash-sale order of user %d in activity %d by key: %w", userID, activityID, err)
+	}
+	if len(found) == 0 {
+		return order.Order{}, fmt.Errorf("flash-sale order of user %d in activity %d by key: %w", userID, activityID, order.ErrNotFound)
+	}
+	return found[0], nil
+}
+
 // RegularByKey returns the user's regular order with the idempotency key.
 func (s *Store) RegularByKey(ctx context.Context, userID int64, key string) (order.Order, error) {
 	found, err := s.query(ctx, regularByKey, userID, key)

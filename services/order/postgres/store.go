@@ -227,6 +227,7 @@ var (
 	orderByID    = readOrders(`WHERE order_id = $1`)
 	ordersOfUser = readOrders(`WHERE user_id = $1 ORDER BY created_at DESC, order_id DESC LIMIT $2`)
 	regularByKey = readOrders(`WHERE user_id = $1 AND kind = 'REGULAR' AND idempotency_key = $2`)
+	seckillByKey = readOrders(`WHERE user_id = $1 AND kind = 'SECKILL' AND activity_id = $2 AND idempotency_key = $3`)
 )
 
 // Order returns a stored order with its lines, or order.ErrNotFound.

@@ -155,6 +155,13 @@ func TestUserOrdersAndActivityStats(t *testing.T) {
 	if len(got) != 2 || got[0].ID != ids[1] || got[1].ID != ids[0] || len(got[0].Lines) != 1 {
 		t.Fatalf("the user's orders: got %+v, want %d then %d with their lines", got, ids[1], ids[0])
 	}
+	// A retry after the sale's end finds its order by its key.
+	if o, err := s.SeckillByKey(ctx, user, activity, batch[1].IdempotencyKey); err != nil || o.ID != ids[1] {
+		t.Fatalf("the user's flash-sale order by key: %+v, %v; want %d", o, err, ids[1])
+	}
+	if _, err := s.SeckillByKey(ctx, other, activity, batch[1].IdempotencyKey); !errors.Is(err, order.ErrNotFound) {
+		t.Fatalf("another user's key: %v, want ErrNotFound", err)
+	}
 	st, err := s.ActivityStats(ctx, activity)
 	if err != nil {
 		t.Fatal(err)
