@@ -183,8 +183,17 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 		// is; the reservation's own replay, which answers them in the
 		// window, is not asked for a sale that has ended.
 		if !now.Before(act.EndsAt) {
-			if id, ok := pl.placedBefore(ctx, userID, activityID, idemKey); ok {
+			id, found, err := pl.placedBefore(ctx, userID, activityID, idemKey)
+			switch {
+			case found:
 				return id, nil
+			case err != nil:
+				return 0, fmt.Errorf("%s: a retry after the end: %v: %w", op, err, ErrUnavailable)
+			case now.Before(act.EndsAt.Add(placeTimeout + releaseTimeout)):
+				// A placement made just before the end may still be at
+				// its publish (its record is written after it): not
+				// found yet is not proof there is none.
+				return 0, fmt.Errorf("%s: a retry after the end: its first request may still be placing the order: %w", op, ErrUnavailable)
 			}
 		}
 		return 0, fmt.Errorf("%s: activity %d runs %s..%s: %w", op, activityID,
@@ -277,19 +286,26 @@ func (pl *Placing) PlaceSeckillOrder(ctx context.Context, userID, activityID, qt
 }
 
 // placedBefore finds the order the user's earlier request with the key
-// made in the activity: in flight (its pending record) or stored. A
-// lookup that fails finds nothing: the request is then refused as any
-// after the end, and its buyer's order is still in their list.
-func (pl *Placing) placedBefore(ctx context.Context, userID, activityID int64, key string) (int64, bool) {
-	if inFlight, err := pl.cfg.Pending.UserPending(ctx, userID); err == nil {
-		for _, p := range inFlight {
-			if p.ActivityID == activityID && p.IdempotencyKey == key {
-				return p.OrderID, true
-			}
+// made in the activity: in flight (its pending record) or stored; err
+// when either could not be read, so that absence is not proven.
+func (pl *Placing) placedBefore(ctx context.Context, userID, activityID int64, key string) (id int64, found bool, err error) {
+	inFlight, err := pl.cfg.Pending.UserPending(ctx, userID)
+	if err != nil {
+		return 0, false, fmt.Errorf("in-flight orders: %w", err)
+	}
+	for _, p := range inFlight {
+		if p.ActivityID == activityID && p.IdempotencyKey == key {
+			return p.OrderID, true, nil
 		}
 	}
 	o, err := pl.cfg.Orders.SeckillByKey(ctx, userID, activityID, key)
-	return o.ID, err == nil
+	switch {
+	case err == nil:
+		return o.ID, true, nil
+	case errors.Is(err, ErrNotFound):
+		return 0, false, nil
+	}
+	return 0, false, fmt.Errorf("stored orders: %w", err)
 }
 
 // recordTries and recordTimeout bound the writes of an order's pending

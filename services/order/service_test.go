@@ -293,7 +293,9 @@ func TestPlaceSeckillOrderRejects(t *testing.T) {
 		{"no user", 0, 7, 1, "k", start, order.ErrInvalid},
 		{"unknown activity", 1, 8, 1, "k", start, order.ErrNotFound},
 		{"before the start", 1, 7, 1, "k", start.Add(-time.Nanosecond), order.ErrActivityNotActive},
-		{"at the end", 1, 7, 1, "k", start.Add(time.Hour), order.ErrActivityNotActive},
+		// Up to a placement's longest publish after the end a key may
+		// have an order on its way (TestRetryAfterTheEndGetsItsOrder).
+		{"after the end", 1, 7, 1, "k", start.Add(time.Hour + 15*time.Second), order.ErrActivityNotActive},
 		{"over the per-user limit", 1, 7, 3, "k", start, order.ErrLimitExceeded},
 	}
 	for _, tt := range tests {
@@ -809,13 +811,25 @@ func TestRetryAfterTheEndGetsItsOrder(t *testing.T) {
 	if got, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "lost-answer"); err != nil || got != id {
 		t.Fatalf("retry after the end, order stored: %d, %v; want order %d", got, err, id)
 	}
+	// Within a placement's longest publish after the end, a key with no
+	// order yet may have one on its way: UNAVAILABLE, to come back.
+	// After it, the sale is over for any key without an order.
 	for _, tt := range []struct {
-		user int64
-		key  string
-	}{{42, "new-key"}, {43, "lost-answer"}} {
-		if _, err := svc.PlaceSeckillOrder(ctx, tt.user, 7, 1, tt.key); !errors.Is(err, order.ErrActivityNotActive) {
-			t.Errorf("user %d, key %q after the end: %v, want ErrActivityNotActive", tt.user, tt.key, err)
+		at   time.Duration // after the end
+		want error
+	}{{time.Second, order.ErrUnavailable}, {15 * time.Second, order.ErrActivityNotActive}} {
+		clk.Set(start.Add(time.Hour + tt.at))
+		for _, who := range []struct {
+			user int64
+			key  string
+		}{{42, "new-key"}, {43, "lost-answer"}} {
+			if _, err := svc.PlaceSeckillOrder(ctx, who.user, 7, 1, who.key); !errors.Is(err, tt.want) {
+				t.Errorf("user %d, key %q, %s after the end: %v, want %v", who.user, who.key, tt.at, err, tt.want)
+			}
 		}
+	}
+	if got, err := svc.PlaceSeckillOrder(ctx, 42, 7, 1, "lost-answer"); err != nil || got != id {
+		t.Fatalf("retry long after the end: %d, %v; want order %d", got, err, id)
 	}
 	if got := len(f.reserved); got != 1 {
 		t.Errorf("%d reservations, want the first buy's only", got)
