@@ -124,11 +124,11 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 		}
 		rt := &route{name: name, weight: DefaultWeight, enabled: true}
 		rt.breaker = gobreaker.NewCircuitBreaker[Trade](gobreaker.Settings{
-			Name:         name,
-			MaxRequests:  cfg.Probes,
-			Interval:     time.Minute,
-			Timeout:      cfg.OpenFor,
-			IsSuccessful: answered,
+			Name:        name,
+			MaxRequests: cfg.Probes,
+			Interval:    time.Minute,
+			Timeout:     cfg.OpenFor,
+			IsExcluded:  refused,
 			ReadyToTrip: func(c gobreaker.Counts) bool {
 				return c.Requests >= cfg.TripCalls && float64(c.TotalFailures) >= cfg.TripRatio*float64(c.Requests)
 			},
@@ -329,13 +329,14 @@ func (r *Router) Candidates(preferred string) ([]string, error) {
 	return out, nil
 }
 
-// answered says whether a call's outcome shows the channel working: a
-// success, or a definite refusal of this request (a 4xx: INVALID,
-// CONFLICT), which is about the request, not the channel. Counted as a
-// failure, one buyer's refused request, tried on every channel in turn,
-// would trip them all for everyone.
-func answered(err error) bool {
-	return err == nil || errors.Is(err, ErrInvalid) || errors.Is(err, ErrConflict)
+// refused says whether a call ended in the channel's definite refusal of
+// this request (a 4xx: INVALID, CONFLICT), which is about the request,
+// not the channel's health: it counts neither way. Counted as a failure,
+// one buyer's refused request, tried on every channel in turn, tripped
+// them all for everyone; counted as a success, a channel that refuses
+// every request would stay first in the routing.
+func refused(err error) bool {
+	return errors.Is(err, ErrInvalid) || errors.Is(err, ErrConflict)
 }
 
 // Call runs fn against the channel through its breaker and records how it
@@ -351,9 +352,12 @@ func (r *Router) Call(name string, fn func() (Trade, error)) (Trade, error) {
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return Trade{}, fmt.Errorf("call %s: breaker %v: %w", name, err, ErrUnavailable)
 	}
+	if refused(err) {
+		return t, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	c := call{ok: answered(err), latency: r.cfg.Clock.Now().Sub(start)}
+	c := call{ok: err == nil, latency: r.cfg.Clock.Now().Sub(start)}
 	if len(rt.recent) < r.cfg.Window {
 		rt.recent = append(rt.recent, c)
 	} else {

@@ -102,10 +102,12 @@ func TestRouterRejects(t *testing.T) {
 	}
 }
 
-// A channel that refuses a request (a 4xx: INVALID, CONFLICT) answered:
-// the refusal is about the request. One buyer's unpayable request, tried
-// on every channel in turn, must not trip their breakers or cost them
-// their share; a channel that fails to answer does trip.
+// A channel that refuses a request (a 4xx: INVALID, CONFLICT) answered,
+// and the refusal is about the request: it counts neither for nor against
+// the channel. One buyer's unpayable request, tried on every channel in
+// turn, must not trip their breakers or cost them their share; a channel
+// that fails to answer does trip, and a channel that refuses every
+// request does not gain a share it would not have had.
 func TestRouterCountsARefusalAsAnAnswer(t *testing.T) {
 	r := MustRouter(t)
 	for i := range 10 {
@@ -129,5 +131,24 @@ func TestRouterCountsARefusalAsAnAnswer(t *testing.T) {
 	}
 	if _, err := r.Call("wechat", func() (payment.Trade, error) { return payment.Trade{}, nil }); !errors.Is(err, payment.ErrUnavailable) {
 		t.Errorf("wechat after ten timeouts: %v, want its breaker open (UNAVAILABLE)", err)
+	}
+	// unionpay fails a quarter of its calls and then refuses ten requests:
+	// the refusals do not dilute its failures into health.
+	r2 := MustRouter(t)
+	for i := range 8 {
+		_, _ = r2.Call("unionpay", func() (payment.Trade, error) {
+			if i%4 == 0 {
+				return payment.Trade{}, errors.New("down")
+			}
+			return payment.Trade{}, nil
+		})
+	}
+	for range 10 {
+		_, _ = r2.Call("unionpay", func() (payment.Trade, error) { return payment.Trade{}, payment.ErrInvalid })
+	}
+	// Scores 100:100:75 give unionpay 3/11, about 1364 of 5000 (counted
+	// as successes, the refusals would lift it to 89 and about 1538).
+	if u := firsts(t, r2, payment.Auto, 5000)["unionpay"]; u < 1250 || u > 1480 {
+		t.Errorf("unionpay first %d of 5000 after failures and refusals, want about 1364: refusals count neither way", u)
 	}
 }
