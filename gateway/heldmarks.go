@@ -33,6 +33,10 @@ type heldMarks struct {
 	n     atomic.Int64
 	mu    sync.Mutex
 	marks map[heldName]heldMark
+	// marked counts the pressure test's marks among marks: they may take
+	// at most half of max, so that a pressure test running into a Redis
+	// outage never crowds out a real buyer's mark.
+	marked int
 }
 
 // heldName is a held mark's name and traffic class.
@@ -77,12 +81,25 @@ func (h *heldMarks) hold(ctx context.Context, name, value string, ttl time.Durat
 	key := heldNameOf(ctx, name)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := h.marks[key]; !ok && len(h.marks) >= h.max {
-		return false
+	if _, ok := h.marks[key]; !ok {
+		if len(h.marks) >= h.max || key.marked && h.marked >= h.max/2 {
+			return false
+		}
+		if key.marked {
+			h.marked++
+		}
 	}
 	h.marks[key] = heldMark{value: value, expires: h.clock.Now().Add(ttl)}
 	h.n.Store(int64(len(h.marks)))
 	return true
+}
+
+// drop lets go of the mark key; h.mu is held.
+func (h *heldMarks) drop(key heldName) {
+	if _, ok := h.marks[key]; ok && key.marked {
+		h.marked--
+	}
+	delete(h.marks, key)
 }
 
 // get returns the held mark name of ctx's traffic class, unless it has
@@ -149,7 +166,7 @@ func (h *heldMarks) taken(names []heldName, marks []heldMark, marked bool, cmds 
 			continue
 		}
 		if cmds[c].Err() == nil && h.marks[name] == marks[k] {
-			delete(h.marks, name)
+			h.drop(name)
 		}
 		c++
 	}
@@ -166,7 +183,7 @@ func (h *heldMarks) batch() ([]heldName, []heldMark) {
 	marks := make([]heldMark, 0, cap(names))
 	for name, m := range h.marks {
 		if m.expires.Sub(now) < minHeldMarkTTL {
-			delete(h.marks, name)
+			h.drop(name)
 			continue
 		}
 		names, marks = append(names, name), append(marks, m)

@@ -140,3 +140,34 @@ func TestHeldMarksKeepTheirTrafficClass(t *testing.T) {
 		t.Errorf("written %q with %d left held; want %q and none held", rec.written, h.size(), want)
 	}
 }
+
+// A pressure test's marks take at most half the bound: one running into
+// a Redis outage leaves room for every real buyer's mark up to the bound.
+func TestHeldMarksLeaveRealBuyersRoom(t *testing.T) {
+	c := clock.NewManual(time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC))
+	h := newHeldMarks(c, 4)
+	real, marked := shadow.Contexts(context.Background())[0], shadow.Contexts(context.Background())[1]
+	for i, want := range []bool{true, true, false} {
+		if got := h.hold(marked, fmt.Sprint("m", i), "1", time.Hour); got != want {
+			t.Errorf("marked mark %d held %v, want %v (half the bound of 4)", i, got, want)
+		}
+	}
+	for i := range 2 {
+		if !h.hold(real, fmt.Sprint("r", i), "1", time.Hour) {
+			t.Errorf("real mark %d dropped with the marked ones at their half", i)
+		}
+	}
+	if h.hold(real, "r2", "1", time.Hour) || h.size() != 4 {
+		t.Errorf("%d held: want the bound of 4 and no more", h.size())
+	}
+	// Written, the marked ones free their half again.
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	rdb.AddHook(&recordingRedis{})
+	if err := h.write(context.Background(), rdb); err != nil {
+		t.Fatal(err)
+	}
+	if !h.hold(marked, "m3", "1", time.Hour) || !h.hold(marked, "m4", "1", time.Hour) || h.hold(marked, "m5", "1", time.Hour) {
+		t.Error("after the write, the marked marks do not have their half again")
+	}
+}
