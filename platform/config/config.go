@@ -85,14 +85,28 @@ func (e *Env) DatabaseURL(name, def string) string {
 	if e.Dev() {
 		return v
 	}
-	secret := v // a keyword/value DSN: its password is somewhere in it
-	if u, err := url.Parse(v); err == nil && u.Scheme != "" {
-		secret, _ = u.User.Password()
-	}
-	if Public(secret) {
+	if Public(databasePassword(v)) {
 		e.errs = append(e.errs, fmt.Errorf("%s holds a public placeholder password: set the database's own", name))
 	}
 	return v
+}
+
+// databasePassword returns the password of a database URL
+// (postgres://user:password@host/db, or ?password= in its query) or of a
+// keyword/value DSN (password=... among its fields).
+func databasePassword(v string) string {
+	if u, err := url.Parse(v); err == nil && u.Scheme != "" {
+		if p, ok := u.User.Password(); ok {
+			return p
+		}
+		return u.Query().Get("password")
+	}
+	for _, field := range strings.Fields(v) {
+		if p, ok := strings.CutPrefix(field, "password="); ok {
+			return strings.Trim(p, "'")
+		}
+	}
+	return ""
 }
 
 // Int returns the variable parsed as an integer, or def.

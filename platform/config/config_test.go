@@ -158,6 +158,9 @@ func TestDatabaseURLOutsideDevelopment(t *testing.T) {
 		{"missing", "", false, "D is required"},
 		{"the example's password", "postgres://flashsale:REPLACE-ME@postgres.managed.example.internal:5432/orders", false, "public placeholder password"},
 		{"a DSN with the example's password", "host=db.internal user=flashsale password=replace-me dbname=orders", false, "public placeholder password"},
+		{"the example's password as a query parameter", "postgres://flashsale@db.internal/orders?password=REPLACE-ME", false, "public placeholder password"},
+		{"a DSN on a host whose name holds a mark", "host=db.example-corp.internal user=orders password=9f3c1a7e5b dbname=examples", false, ""},
+		{"no password (certificates)", "postgres://orders@db.internal/orders?sslmode=verify-full", false, ""},
 		{"development, missing", "", true, ""},
 		{"development, the example's password", "postgres://flashsale:REPLACE-ME@localhost/orders", true, ""},
 	} {
