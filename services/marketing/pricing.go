@@ -79,10 +79,11 @@ func ValidateLines(lines []Line) error {
 //  2. Full reduction: of the active full reductions, the one that takes
 //     the most off (ties: the lowest id) applies, with its best tier
 //     reached by the eligible lines' amounts after step 1; it takes at
-//     most what those lines still cost.
+//     most what those lines still cost, and leaves the order at least
+//     MinPayable.
 //  3. Coupon: when the order's payable amount after step 2 reaches its
 //     threshold (else ErrCouponNotApplicable), it takes its amount off,
-//     at most what the order still costs.
+//     at most all but MinPayable of what the order still costs.
 //
 // Steps 2 and 3 apportion their discount over the lines they cover in
 // proportion to what each line costs at that step (apportion.Split), so

@@ -206,7 +206,7 @@ func (c *Checkout) CreateRegularOrder(ctx context.Context, userID int64, lines [
 		case answered && !errors.Is(err, ErrCommitUnknown):
 			c.undoRegular(ctx, orderID, true)
 		default:
-			c.cfg.Logger.ErrorContext(ctx, "regular order's store failed and no look could tell whether it landed: its stock and coupon stay held until the expiry worker finds no order (FLASHSALE_EXPIRY_STRAY_AFTER)",
+			c.cfg.Logger.ErrorContext(ctx, "regular order's store failed and whether it landed is unknown (the look failed, or its COMMIT got no answer): its stock and coupon stay held until the expiry worker finds no order (FLASHSALE_EXPIRY_STRAY_AFTER)",
 				"order_id", orderID, "err", err)
 		}
 		return Order{}, fmt.Errorf("%s: store: %v: %w", op, err, ErrUnavailable)
