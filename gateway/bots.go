@@ -95,27 +95,37 @@ func deviceOf(r *http.Request) (string, error) {
 }
 
 // screenDevice is the flash-sale entry's first wall, before
-// authentication: the device's rate, then the blocklist's addresses and
-// devices. ip and hasIP are the request's client address (clientIP).
-func (g *Gateway) screenDevice(r *http.Request, route string, ip netip.Addr, hasIP bool) error {
+// authentication: the blocklist's addresses and devices. It returns the
+// request's device id ("" for none) for spendDevice. ip and hasIP are
+// the request's client address (clientIP).
+func (g *Gateway) screenDevice(r *http.Request, route string, ip netip.Addr, hasIP bool) (string, error) {
 	device, err := deviceOf(r)
 	if err != nil {
-		return err
-	}
-	if device != "" {
-		if err := g.devices.allow(device); err != nil {
-			g.metrics.refused.WithLabelValues(route, "device").Inc()
-			return err
-		}
+		return "", err
 	}
 	bl := g.blocked.Load()
 	if device != "" && bl.devices[device] {
 		g.metrics.refused.WithLabelValues(route, "blocked").Inc()
-		return errBlocked("device")
+		return "", errBlocked("device")
 	}
 	if hasIP && bl.ips.contains(ip) {
 		g.metrics.refused.WithLabelValues(route, "blocked").Inc()
-		return errBlocked("address")
+		return "", errBlocked("address")
+	}
+	return device, nil
+}
+
+// spendDevice spends one of the device's tokens, once its request is
+// authenticated: a device id is the client's to name, so a request
+// without a valid token (anyone's, naming a buyer's device) spends
+// nothing of that buyer's allowance.
+func (g *Gateway) spendDevice(route, device string) error {
+	if device == "" {
+		return nil
+	}
+	if err := g.devices.allow(device); err != nil {
+		g.metrics.refused.WithLabelValues(route, "device").Inc()
+		return err
 	}
 	return nil
 }

@@ -314,6 +314,20 @@ func TestDeviceLimit(t *testing.T) {
 	challenge := func(device string) answer {
 		return tg.do(t, request{method: http.MethodGet, path: "/api/v1/activities/" + act + "/challenge", token: alice, header: deviceHeader(device)})
 	}
+	// A device's allowance is spent only by authenticated requests: the
+	// id is the client's to name, so requests without a token naming
+	// alice's tablet (anyone may send them) are refused 401 and leave
+	// her burst whole. From a review (2026-12-08): the limit ran before
+	// authentication, so a stranger could drain it.
+	for range 5 {
+		got := tg.do(t, request{method: http.MethodGet, path: "/api/v1/activities/" + act + "/challenge", header: deviceHeader("tablet")})
+		wantRefused(t, got, http.StatusUnauthorized, "UNAUTHENTICATED")
+	}
+	for range 2 {
+		if got := challenge("tablet"); got.status != http.StatusOK {
+			t.Fatalf("alice's challenge from her tablet after five strangers' requests naming it: %d %s, want 200 (her burst of 2)", got.status, got.body)
+		}
+	}
 	tg.challenge(t, alice, act, "phone-1")
 	req := seckill(alice, "d1", fmt.Sprintf(`{"activity_id":%q,"quantity":1}`, act))
 	req.header[api.DeviceHeader] = "phone-1"

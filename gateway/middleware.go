@@ -454,10 +454,13 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 			return nil, nil, err
 		}
 	}
+	var device string
 	if spec.bots {
-		if err := g.screenDevice(r, route, ip, hasIP); err != nil {
+		d, err := g.screenDevice(r, route, ip, hasIP)
+		if err != nil {
 			return nil, nil, err
 		}
+		device = d
 	}
 	if spec.access != public {
 		p, err := g.auth.authenticate(r)
@@ -476,6 +479,11 @@ func (g *Gateway) admit(r *http.Request, route string, spec routeSpec, b *bucket
 			if err := g.screenUser(route, p.UserID); err != nil {
 				return nil, nil, err
 			}
+		}
+	}
+	if spec.bots {
+		if err := g.spendDevice(route, device); err != nil {
+			return nil, nil, err
 		}
 	}
 	if err := b.take(); err != nil {
