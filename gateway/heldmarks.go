@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,66 +121,54 @@ func (h *heldMarks) size() int { return int(h.n.Load()) }
 
 // write offers the held marks to rdb, heldMarksBatch to a pipeline, each
 // with the time it has left, and lets go of each one Redis took. The
-// marks of each traffic class go in a pipeline of their own, under a
+// marks of each traffic class go in pipelines of their own, under a
 // context of that class (the client prefixes a marked pipeline's keys).
 // It stops at the first pipeline that fails: Redis is still away.
 func (h *heldMarks) write(ctx context.Context, rdb redis.Cmdable) error {
-	classes := shadow.Contexts(ctx)
-	for {
-		names, marks := h.batch()
-		if len(names) == 0 {
-			return nil
-		}
-		now := h.clock.Now()
-		for i, cctx := range classes {
-			marked := i == 1
-			if !slices.ContainsFunc(names, func(n heldName) bool { return n.marked == marked }) {
-				continue
+	for i, cctx := range shadow.Contexts(ctx) {
+		marked := i == 1
+		for {
+			names, marks := h.batch(marked)
+			if len(names) == 0 {
+				break
 			}
+			now := h.clock.Now()
 			cmds, err := rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
 				for k, name := range names {
-					if name.marked == marked {
-						p.Set(cctx, name.name, marks[k].value, marks[k].expires.Sub(now))
-					}
+					p.Set(cctx, name.name, marks[k].value, marks[k].expires.Sub(now))
 				}
 				return nil
 			})
-			h.taken(names, marks, marked, cmds)
+			h.mu.Lock()
+			for k, cmd := range cmds {
+				// A mark held again meanwhile (the same value, a later
+				// expiry) is kept for the next round.
+				if cmd.Err() == nil && h.marks[names[k]] == marks[k] {
+					h.drop(names[k])
+				}
+			}
+			h.n.Store(int64(len(h.marks)))
+			h.mu.Unlock()
 			if err != nil {
 				return err
 			}
 		}
 	}
+	return nil
 }
 
-// taken lets go of each mark of names (those of one class, marked or
-// not, in the order cmds wrote them) that Redis took. A mark held again
-// meanwhile (the same value, a later expiry) is kept for the next round.
-func (h *heldMarks) taken(names []heldName, marks []heldMark, marked bool, cmds []redis.Cmder) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	c := 0
-	for k, name := range names {
-		if name.marked != marked || c == len(cmds) {
-			continue
-		}
-		if cmds[c].Err() == nil && h.marks[name] == marks[k] {
-			h.drop(name)
-		}
-		c++
-	}
-	h.n.Store(int64(len(h.marks)))
-}
-
-// batch returns up to heldMarksBatch held marks to write, dropping those
-// too close to their expiry to be worth it.
-func (h *heldMarks) batch() ([]heldName, []heldMark) {
+// batch returns up to heldMarksBatch held marks of one traffic class to
+// write, dropping those too close to their expiry to be worth it.
+func (h *heldMarks) batch(marked bool) ([]heldName, []heldMark) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := h.clock.Now()
 	names := make([]heldName, 0, min(len(h.marks), heldMarksBatch))
 	marks := make([]heldMark, 0, cap(names))
 	for name, m := range h.marks {
+		if name.marked != marked {
+			continue
+		}
 		if m.expires.Sub(now) < minHeldMarkTTL {
 			h.drop(name)
 			continue

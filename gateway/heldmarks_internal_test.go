@@ -40,7 +40,7 @@ func TestHeldMarksAreBoundedAndExpire(t *testing.T) {
 	if v, ok := h.get(ctx, "b"); !ok || v != "2" {
 		t.Errorf("b just before its ttl: %q, %v; want 2", v, ok)
 	}
-	names, _ := h.batch()
+	names, _ := h.batch(false)
 	if len(names) != 1 || names[0] != (heldName{name: "a"}) || h.size() != 1 {
 		t.Errorf("batch %v with %d left held, want [a] and b dropped (under %v left)", names, h.size(), minHeldMarkTTL)
 	}
